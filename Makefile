@@ -1,0 +1,61 @@
+# Every target a developer or CI runs. CI (`.ci/run`) calls `make test`.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+VENV := .venv
+PY := $(VENV)/bin/python
+STACK ?= local
+SETUP_STAMP := $(VENV)/.setup-stamp
+
+.PHONY: help setup lint format typecheck test test-fast run synth check-manifests up preview bench clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+
+# The stamp makes `setup` cheap when nothing changed, while any change to the
+# lock file or the set-up scripts re-runs it.
+$(SETUP_STAMP): uv.lock pyproject.toml scripts/setup.sh scripts/install-system-packages.sh $(wildcard scripts/install-checkov.sh)
+	bash scripts/setup.sh
+	@touch $@
+
+setup: $(SETUP_STAMP) ## Install system packages and the virtualenvs (idempotent)
+	@bash scripts/install-system-packages.sh
+
+lint: setup ## ruff lint and format check
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: setup ## Apply ruff formatting and safe fixes
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+typecheck: setup ## mypy over infra, services, localrun and benchmarks
+	$(VENV)/bin/mypy
+
+test: lint typecheck ## Everything: lint, type check and the whole test suite
+	$(VENV)/bin/pytest --cov --cov-report=term
+
+test-fast: setup ## The test suite alone, stopping at the first failure
+	$(VENV)/bin/pytest -x -q
+
+run: setup ## The whole platform on this machine (Postgres, Redis, services, demo data)
+	$(PY) -m localrun
+
+synth: setup ## Offline synthesis of STACK into build/synth/STACK
+	$(PY) -m infra.synth --stack $(STACK) --out build/synth/$(STACK)
+
+check-manifests: setup ## Synthesize STACK and validate its manifests (schemas; checkov for production)
+	bash scripts/check-manifests.sh $(STACK)
+
+preview: setup ## pulumi preview of STACK (needs the Pulumi CLI and credentials)
+	bash scripts/pulumi.sh preview $(STACK)
+
+up: setup ## pulumi up of STACK (needs the Pulumi CLI and a reachable cluster/cloud)
+	bash scripts/pulumi.sh up $(STACK)
+
+bench: setup ## Every benchmark in benchmarks/ (long; see docs/benchmarks.md)
+	$(PY) -m benchmarks.synth
+	$(PY) -m benchmarks.lead_scoring
+	$(PY) -m benchmarks.realtime_feed
+
+clean: ## Remove build output and caches (keeps the virtualenvs)
+	rm -rf build .pytest_cache .mypy_cache .ruff_cache .coverage var

@@ -1,0 +1,1 @@
+"""Peer systems the benchmarks compare against, run with the same harness."""

@@ -1,0 +1,179 @@
+"""ElastiCache Redis 7: a replication group with failover, TLS, encryption and an auth token.
+
+The parameter group carries the seed's Redis settings (``scripts/setup_redis_production.sh``):
+``maxmemory-policy allkeys-lru``, ``notify-keyspace-events Ex`` (expired-key
+events for session clean-up), ``slowlog-log-slower-than 10000`` and
+``slowlog-max-len 128``. ``maxmemory`` itself is set by ElastiCache from the
+node type and cannot be a parameter.
+
+The auth token is generated with pulumi_random: it is only ever read by the
+program that writes it into the services' Secret, and a rotation is one
+``pulumi up --replace``. Without transit encryption Redis would send it in
+clear text, so it is only set together with TLS.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_random as random
+
+from infra import catalog
+from infra.components.kms import encryption_key
+
+# ElastiCache accepts 16-128 printable characters without '@', '"' or '/';
+# alphanumerics also need no escaping in the redis URL.
+AUTH_TOKEN_LENGTH = 64
+
+
+@dataclass(frozen=True, kw_only=True)
+class CacheArgs:
+    """Inputs of :class:`Cache`."""
+
+    vpc_id: pulumi.Input[str]
+    subnet_ids: pulumi.Input[Sequence[pulumi.Input[str]]]
+    #: The only security group allowed to connect (the EKS cluster's).
+    client_security_group_id: pulumi.Input[str]
+    node_type: pulumi.Input[str]
+    num_nodes: pulumi.Input[int]
+    engine_version: pulumi.Input[str]
+    automatic_failover: pulumi.Input[bool]
+    multi_az: pulumi.Input[bool]
+    #: Decides whether an auth token and the rediss:// scheme are used: plain value.
+    transit_encryption: bool
+    #: Decides whether a KMS key exists: plain value.
+    at_rest_encryption: bool
+    maxmemory_policy: pulumi.Input[str]
+    notify_keyspace_events: pulumi.Input[str]
+    slowlog_log_slower_than: pulumi.Input[int]
+    slowlog_max_len: pulumi.Input[int]
+    snapshot_retention_days: pulumi.Input[int]
+    snapshot_window: pulumi.Input[str]
+    maintenance_window: pulumi.Input[str]
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+
+class Cache(pulumi.ComponentResource):
+    """A Redis 7 replication group with its subnet group, parameters, key and token."""
+
+    primary_endpoint: pulumi.Output[str]
+    security_group_id: pulumi.Output[str]
+    #: ``rediss://:token@host:6379/0`` (``redis://host:6379/0`` without TLS); secret.
+    url: pulumi.Output[str]
+
+    def __init__(
+        self, name: str, args: CacheArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("enterprisehub:aws:Cache", name, None, opts)
+        tags = dict(args.tags)
+        child = pulumi.ResourceOptions(parent=self)
+
+        key = (
+            encryption_key(
+                f"{name}-key", description=f"{name}: Redis at rest", tags=tags, parent=self
+            )
+            if args.at_rest_encryption
+            else None
+        )
+        subnet_group = aws.elasticache.SubnetGroup(
+            f"{name}-subnets",
+            description=f"{name}: private subnets",
+            subnet_ids=args.subnet_ids,
+            tags=tags,
+            opts=child,
+        )
+        security_group = aws.ec2.SecurityGroup(
+            f"{name}-sg",
+            description=f"{name}: Redis from the cluster only",
+            vpc_id=args.vpc_id,
+            tags={**tags, "Name": f"{name}-sg"},
+            opts=child,
+        )
+        aws.vpc.SecurityGroupIngressRule(
+            f"{name}-from-cluster",
+            security_group_id=security_group.id,
+            referenced_security_group_id=args.client_security_group_id,
+            ip_protocol="tcp",
+            from_port=catalog.REDIS_PORT,
+            to_port=catalog.REDIS_PORT,
+            description="Redis from the EKS cluster security group",
+            opts=pulumi.ResourceOptions(parent=security_group),
+        )
+        parameters = aws.elasticache.ParameterGroup(
+            f"{name}-params",
+            family="redis7",
+            description=f"{name}: eviction, keyspace events and slow log",
+            parameters=[
+                aws.elasticache.ParameterGroupParameterArgs(
+                    name="maxmemory-policy", value=args.maxmemory_policy
+                ),
+                aws.elasticache.ParameterGroupParameterArgs(
+                    name="notify-keyspace-events", value=args.notify_keyspace_events
+                ),
+                aws.elasticache.ParameterGroupParameterArgs(
+                    name="slowlog-log-slower-than",
+                    value=pulumi.Output.from_input(args.slowlog_log_slower_than).apply(str),
+                ),
+                aws.elasticache.ParameterGroupParameterArgs(
+                    name="slowlog-max-len",
+                    value=pulumi.Output.from_input(args.slowlog_max_len).apply(str),
+                ),
+            ],
+            tags=tags,
+            opts=child,
+        )
+        token = (
+            random.RandomPassword(
+                f"{name}-auth-token", length=AUTH_TOKEN_LENGTH, special=False, opts=child
+            )
+            if args.transit_encryption
+            else None
+        )
+
+        group = aws.elasticache.ReplicationGroup(
+            f"{name}-redis",
+            description=f"{name}: sessions, pub/sub, feature flags",
+            engine="redis",
+            engine_version=args.engine_version,
+            node_type=args.node_type,
+            num_cache_clusters=args.num_nodes,
+            automatic_failover_enabled=args.automatic_failover,
+            multi_az_enabled=args.multi_az,
+            transit_encryption_enabled=args.transit_encryption,
+            at_rest_encryption_enabled=args.at_rest_encryption,
+            kms_key_id=key.arn if key else None,
+            auth_token=token.result if token else None,
+            port=catalog.REDIS_PORT,
+            parameter_group_name=parameters.name,
+            subnet_group_name=subnet_group.name,
+            security_group_ids=[security_group.id],
+            snapshot_retention_limit=args.snapshot_retention_days,
+            snapshot_window=args.snapshot_window,
+            maintenance_window=args.maintenance_window,
+            auto_minor_version_upgrade=True,
+            apply_immediately=False,
+            tags=tags,
+            opts=pulumi.ResourceOptions(parent=self, additional_secret_outputs=["auth_token"]),
+        )
+
+        self.primary_endpoint = group.primary_endpoint_address
+        self.security_group_id = security_group.id
+        if token is not None:
+            self.url = pulumi.Output.secret(
+                pulumi.Output.format(
+                    "rediss://:{0}@{1}:{2}/0",
+                    token.result,
+                    group.primary_endpoint_address,
+                    catalog.REDIS_PORT,
+                )
+            )
+        else:
+            self.url = pulumi.Output.secret(
+                pulumi.Output.format(
+                    "redis://{0}:{1}/0", group.primary_endpoint_address, catalog.REDIS_PORT
+                )
+            )
+        self.register_outputs({"primary_endpoint": self.primary_endpoint, "url": self.url})

@@ -1,0 +1,455 @@
+"""Where the workloads run, and the Kubernetes provider that reaches it.
+
+Three shapes, one interface (``provider``, plus the AWS facts IRSA and the
+security groups need):
+
+* :class:`EksCluster` creates an EKS cluster: private API endpoint (public only
+  to listed CIDRs), Kubernetes secrets envelope-encrypted with a KMS key, every
+  control-plane log type shipped to CloudWatch, managed node groups in the
+  private subnets, the core add-ons (VPC CNI, CoreDNS, kube-proxy, EBS CSI with
+  its own IRSA role) and an IAM OIDC provider for service-account roles.
+* :class:`ExistingEksCluster` uses an EKS cluster created elsewhere, looked up
+  by name (its VPC, subnets, cluster security group and OIDC issuer).
+* :class:`KubeconfigCluster` targets a context of the local kubeconfig (the
+  ``local`` stack: kind, minikube, Docker Desktop).
+
+The kubeconfig of an EKS cluster is rendered from the cluster's outputs with
+``Output.all``; authentication runs ``aws eks get-token`` at use time, so no
+credential is stored in it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_kubernetes as k8s
+
+from infra.components.iam import irsa_trust_policy
+from infra.components.kms import encryption_key
+
+CONTROL_PLANE_LOG_RETENTION_DAYS = 90
+# Managed add-ons at the default version for the cluster's Kubernetes version.
+CORE_ADDONS = ("vpc-cni", "kube-proxy")
+EBS_CSI_SERVICE_ACCOUNT = ("kube-system", "ebs-csi-controller-sa")
+
+
+@dataclass(frozen=True, kw_only=True)
+class NodeGroupSpec:
+    """One managed node group (sizes decide resources at preview: plain values)."""
+
+    name: str
+    instance_types: Sequence[str]
+    min_size: int
+    desired_size: int
+    max_size: int
+    disk_size_gb: int
+    capacity_type: str = "ON_DEMAND"
+
+
+@dataclass(frozen=True, kw_only=True)
+class EksClusterArgs:
+    """Inputs of :class:`EksCluster`."""
+
+    cluster_name: str
+    kubernetes_version: pulumi.Input[str]
+    #: Private subnets for the control plane's network interfaces and the nodes.
+    subnet_ids: pulumi.Input[Sequence[pulumi.Input[str]]]
+    region: str
+    endpoint_public_access: bool = False
+    public_access_cidrs: Sequence[str] = ()
+    log_types: Sequence[str] = ("api", "audit", "authenticator", "controllerManager", "scheduler")
+    node_groups: Sequence[NodeGroupSpec] = ()
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+
+def render_kubeconfig(cluster_name: str, endpoint: str, ca_data: str, region: str) -> str:
+    """A kubeconfig (JSON) that authenticates with ``aws eks get-token``."""
+    return json.dumps(
+        {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [
+                {
+                    "name": cluster_name,
+                    "cluster": {"server": endpoint, "certificate-authority-data": ca_data},
+                }
+            ],
+            "contexts": [
+                {"name": cluster_name, "context": {"cluster": cluster_name, "user": cluster_name}}
+            ],
+            "current-context": cluster_name,
+            "users": [
+                {
+                    "name": cluster_name,
+                    "user": {
+                        "exec": {
+                            "apiVersion": "client.authentication.k8s.io/v1beta1",
+                            "command": "aws",
+                            "args": [
+                                "eks",
+                                "get-token",
+                                "--cluster-name",
+                                cluster_name,
+                                "--region",
+                                region,
+                            ],
+                        }
+                    },
+                }
+            ],
+        }
+    )
+
+
+def _service_role(
+    name: str, service: str, parent: pulumi.Resource, tags: Mapping[str, str]
+) -> aws.iam.Role:
+    return aws.iam.Role(
+        name,
+        assume_role_policy=json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Effect": "Allow",
+                        "Principal": {"Service": service},
+                        "Action": "sts:AssumeRole",
+                    }
+                ],
+            }
+        ),
+        tags=dict(tags),
+        opts=pulumi.ResourceOptions(parent=parent),
+    )
+
+
+def _first_issuer(identities: Any) -> str:
+    """The OIDC issuer URL from an EKS cluster's ``identities`` output."""
+    for identity in identities or []:
+        oidcs = identity.get("oidcs") if isinstance(identity, dict) else identity.oidcs
+        for oidc in oidcs or []:
+            issuer = oidc.get("issuer") if isinstance(oidc, dict) else oidc.issuer
+            if issuer:
+                return str(issuer)
+    raise ValueError("the EKS cluster reports no OIDC issuer")
+
+
+class EksCluster(pulumi.ComponentResource):
+    """An EKS cluster with node groups, core add-ons, OIDC provider and a k8s provider."""
+
+    cluster_name: pulumi.Output[str]
+    endpoint: pulumi.Output[str]
+    #: The security group EKS attaches to the control plane and managed nodes.
+    security_group_id: pulumi.Output[str]
+    oidc_provider_arn: pulumi.Output[str]
+    oidc_issuer_url: pulumi.Output[str]
+    kubeconfig: pulumi.Output[str]
+    provider: k8s.Provider
+
+    def __init__(
+        self, name: str, args: EksClusterArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("enterprisehub:aws:EksCluster", name, None, opts)
+        tags = dict(args.tags)
+        partition = aws.get_partition(opts=pulumi.InvokeOptions(parent=self)).partition
+        policy = f"arn:{partition}:iam::aws:policy"
+
+        secrets_key = encryption_key(
+            f"{name}-secrets-key",
+            description=f"{name}: Kubernetes secrets envelope encryption",
+            tags=tags,
+            parent=self,
+        )
+        cluster_role = _service_role(f"{name}-cluster-role", "eks.amazonaws.com", self, tags)
+        cluster_attachments = [
+            aws.iam.RolePolicyAttachment(
+                f"{name}-cluster-policy",
+                role=cluster_role.name,
+                policy_arn=f"{policy}/AmazonEKSClusterPolicy",
+                opts=pulumi.ResourceOptions(parent=cluster_role),
+            ),
+            # The control plane encrypts and decrypts Secrets with this key only.
+            aws.iam.RolePolicy(
+                f"{name}-cluster-kms",
+                role=cluster_role.id,
+                policy=secrets_key.arn.apply(
+                    lambda arn: json.dumps(
+                        {
+                            "Version": "2012-10-17",
+                            "Statement": [
+                                {
+                                    "Effect": "Allow",
+                                    "Action": [
+                                        "kms:Encrypt",
+                                        "kms:Decrypt",
+                                        "kms:ListGrants",
+                                        "kms:DescribeKey",
+                                    ],
+                                    "Resource": arn,
+                                }
+                            ],
+                        }
+                    )
+                ),
+                opts=pulumi.ResourceOptions(parent=cluster_role),
+            ),
+        ]
+        # Created before the cluster so that retention is ours, not "never expire".
+        log_group = aws.cloudwatch.LogGroup(
+            f"{name}-control-plane-logs",
+            name=f"/aws/eks/{args.cluster_name}/cluster",
+            retention_in_days=CONTROL_PLANE_LOG_RETENTION_DAYS,
+            tags=tags,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+
+        cluster = aws.eks.Cluster(
+            f"{name}-eks",
+            name=args.cluster_name,
+            version=args.kubernetes_version,
+            role_arn=cluster_role.arn,
+            vpc_config=aws.eks.ClusterVpcConfigArgs(
+                subnet_ids=args.subnet_ids,
+                endpoint_private_access=True,
+                endpoint_public_access=args.endpoint_public_access,
+                public_access_cidrs=(
+                    list(args.public_access_cidrs) if args.endpoint_public_access else None
+                ),
+            ),
+            access_config=aws.eks.ClusterAccessConfigArgs(
+                authentication_mode="API",
+                bootstrap_cluster_creator_admin_permissions=True,
+            ),
+            encryption_config=aws.eks.ClusterEncryptionConfigArgs(
+                provider=aws.eks.ClusterEncryptionConfigProviderArgs(key_arn=secrets_key.arn),
+                resources=["secrets"],
+            ),
+            enabled_cluster_log_types=list(args.log_types),
+            tags=tags,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[log_group, *cluster_attachments]),
+        )
+
+        node_role = _service_role(f"{name}-node-role", "ec2.amazonaws.com", self, tags)
+        node_attachments = [
+            aws.iam.RolePolicyAttachment(
+                f"{name}-node-{policy_name}",
+                role=node_role.name,
+                policy_arn=f"{policy}/{policy_name}",
+                opts=pulumi.ResourceOptions(parent=node_role),
+            )
+            for policy_name in (
+                "AmazonEKSWorkerNodePolicy",
+                "AmazonEKS_CNI_Policy",
+                "AmazonEC2ContainerRegistryReadOnly",
+            )
+        ]
+        node_groups = [
+            aws.eks.NodeGroup(
+                f"{name}-{spec.name}",
+                cluster_name=cluster.name,
+                node_role_arn=node_role.arn,
+                subnet_ids=args.subnet_ids,
+                version=cluster.version,
+                instance_types=list(spec.instance_types),
+                capacity_type=spec.capacity_type,
+                disk_size=spec.disk_size_gb,
+                scaling_config=aws.eks.NodeGroupScalingConfigArgs(
+                    min_size=spec.min_size,
+                    desired_size=spec.desired_size,
+                    max_size=spec.max_size,
+                ),
+                # One node at a time, so PodDisruptionBudgets can hold during upgrades.
+                update_config=aws.eks.NodeGroupUpdateConfigArgs(max_unavailable=1),
+                labels={"enterprisehub.io/node-group": spec.name},
+                tags=tags,
+                opts=pulumi.ResourceOptions(parent=cluster, depends_on=node_attachments),
+            )
+            for spec in args.node_groups
+        ]
+
+        issuer = cluster.identities.apply(_first_issuer)
+        oidc = aws.iam.OpenIdConnectProvider(
+            f"{name}-oidc",
+            url=issuer,
+            client_id_lists=["sts.amazonaws.com"],
+            tags=tags,
+            opts=pulumi.ResourceOptions(parent=cluster),
+        )
+
+        addons = [
+            aws.eks.Addon(
+                f"{name}-{addon}",
+                cluster_name=cluster.name,
+                addon_name=addon,
+                resolve_conflicts_on_update="PRESERVE",
+                tags=tags,
+                opts=pulumi.ResourceOptions(parent=cluster),
+            )
+            for addon in CORE_ADDONS
+        ]
+        # CoreDNS and the EBS CSI controller are Deployments: they need nodes first.
+        addons.append(
+            aws.eks.Addon(
+                f"{name}-coredns",
+                cluster_name=cluster.name,
+                addon_name="coredns",
+                resolve_conflicts_on_update="PRESERVE",
+                tags=tags,
+                opts=pulumi.ResourceOptions(parent=cluster, depends_on=node_groups),
+            )
+        )
+        ebs_role = aws.iam.Role(
+            f"{name}-ebs-csi-role",
+            assume_role_policy=irsa_trust_policy(oidc.arn, issuer, *EBS_CSI_SERVICE_ACCOUNT),
+            tags=tags,
+            opts=pulumi.ResourceOptions(parent=oidc),
+        )
+        ebs_attachment = aws.iam.RolePolicyAttachment(
+            f"{name}-ebs-csi-policy",
+            role=ebs_role.name,
+            policy_arn=f"{policy}/service-role/AmazonEBSCSIDriverPolicy",
+            opts=pulumi.ResourceOptions(parent=ebs_role),
+        )
+        addons.append(
+            aws.eks.Addon(
+                f"{name}-aws-ebs-csi-driver",
+                cluster_name=cluster.name,
+                addon_name="aws-ebs-csi-driver",
+                service_account_role_arn=ebs_role.arn,
+                resolve_conflicts_on_update="PRESERVE",
+                tags=tags,
+                opts=pulumi.ResourceOptions(
+                    parent=cluster, depends_on=[*node_groups, ebs_attachment]
+                ),
+            )
+        )
+
+        self.cluster_name = cluster.name
+        self.endpoint = cluster.endpoint
+        self.security_group_id = cluster.vpc_config.apply(
+            lambda vpc: str(
+                vpc.get("cluster_security_group_id") or vpc.get("clusterSecurityGroupId")
+                if isinstance(vpc, dict)
+                else vpc.cluster_security_group_id
+            )
+        )
+        self.oidc_provider_arn = oidc.arn
+        self.oidc_issuer_url = issuer
+        self.kubeconfig = pulumi.Output.secret(
+            pulumi.Output.all(cluster.name, cluster.endpoint, cluster.certificate_authority).apply(
+                lambda values: render_kubeconfig(
+                    str(values[0]), str(values[1]), _ca_data(values[2]), args.region
+                )
+            )
+        )
+        # Workloads wait for nodes and cluster DNS: a Deployment applied to a
+        # cluster without nodes would wait out its timeout and fail the update.
+        self.provider = k8s.Provider(
+            f"{name}-k8s",
+            kubeconfig=self.kubeconfig,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[*node_groups, *addons]),
+        )
+        self.register_outputs(
+            {
+                "cluster_name": self.cluster_name,
+                "endpoint": self.endpoint,
+                "oidc_provider_arn": self.oidc_provider_arn,
+                "kubeconfig": self.kubeconfig,
+            }
+        )
+
+
+def _ca_data(certificate_authority: Any) -> str:
+    if isinstance(certificate_authority, dict):
+        return str(certificate_authority.get("data", ""))
+    return str(getattr(certificate_authority, "data", "") or "")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExistingEksClusterArgs:
+    """Inputs of :class:`ExistingEksCluster`."""
+
+    cluster_name: str
+    region: str
+    account_id: str
+
+
+class ExistingEksCluster(pulumi.ComponentResource):
+    """An EKS cluster managed elsewhere: its network, OIDC issuer and a k8s provider."""
+
+    cluster_name: pulumi.Output[str]
+    endpoint: pulumi.Output[str]
+    vpc_id: pulumi.Output[str]
+    private_subnet_ids: pulumi.Output[list[str]]
+    security_group_id: pulumi.Output[str]
+    oidc_provider_arn: pulumi.Output[str]
+    oidc_issuer_url: pulumi.Output[str]
+    kubeconfig: pulumi.Output[str]
+    provider: k8s.Provider
+
+    def __init__(
+        self, name: str, args: ExistingEksClusterArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("enterprisehub:aws:ExistingEksCluster", name, None, opts)
+        found = aws.eks.get_cluster(name=args.cluster_name, opts=pulumi.InvokeOptions(parent=self))
+        issuer = _first_issuer(found.identities)
+        # IAM names an OIDC provider after its issuer, so the ARN follows from it;
+        # the provider must already exist (eksctl utils associate-iam-oidc-provider).
+        provider_arn = (
+            f"arn:aws:iam::{args.account_id}:oidc-provider/{issuer.removeprefix('https://')}"
+        )
+        authorities = found.certificate_authorities or []
+        vpc = found.vpc_config
+        if not authorities or not vpc.subnet_ids or not vpc.cluster_security_group_id:
+            raise ValueError(
+                f"{name}: EKS cluster {args.cluster_name!r} reports no certificate authority, "
+                "subnets or cluster security group; is it an active EKS cluster?"
+            )
+        ca_data = authorities[0].data
+
+        self.cluster_name = pulumi.Output.from_input(found.name)
+        self.endpoint = pulumi.Output.from_input(found.endpoint)
+        self.vpc_id = pulumi.Output.from_input(vpc.vpc_id)
+        self.private_subnet_ids = pulumi.Output.from_input(list(vpc.subnet_ids))
+        self.security_group_id = pulumi.Output.from_input(vpc.cluster_security_group_id)
+        self.oidc_provider_arn = pulumi.Output.from_input(provider_arn)
+        self.oidc_issuer_url = pulumi.Output.from_input(issuer)
+        self.kubeconfig = pulumi.Output.secret(
+            render_kubeconfig(found.name, found.endpoint, ca_data, args.region)
+        )
+        self.provider = k8s.Provider(
+            f"{name}-k8s", kubeconfig=self.kubeconfig, opts=pulumi.ResourceOptions(parent=self)
+        )
+        self.register_outputs({"cluster_name": self.cluster_name, "endpoint": self.endpoint})
+
+
+@dataclass(frozen=True, kw_only=True)
+class KubeconfigClusterArgs:
+    """Inputs of :class:`KubeconfigCluster`; both None means the current context."""
+
+    context: str | None = None
+    kubeconfig_path: str | None = None
+
+
+class KubeconfigCluster(pulumi.ComponentResource):
+    """A cluster reached through the local kubeconfig (the local stack)."""
+
+    provider: k8s.Provider
+
+    def __init__(
+        self, name: str, args: KubeconfigClusterArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("enterprisehub:k8s:KubeconfigCluster", name, None, opts)
+        # The provider reads $KUBECONFIG or ~/.kube/config itself when no path is given.
+        self.provider = k8s.Provider(
+            f"{name}-k8s",
+            kubeconfig=args.kubeconfig_path,
+            context=args.context,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        self.register_outputs({})

@@ -1,0 +1,215 @@
+"""RDS PostgreSQL 15: private, encrypted, backed up, reachable only from the cluster.
+
+Two roles use the database (docs/CONTRACTS-draft.md): the owner (the RDS
+master user), which the migration Job uses to change the schema, and the
+application role, subject to row-level security, which `enterprisehub migrate`
+creates from the credentials in the application DSN. Both passwords are
+generated here with pulumi_random rather than set by hand: nobody needs to know
+them, they never appear in a shell history, they are stored only as secrets in
+the encrypted stack state, and a rotation is one `pulumi up --replace`.
+
+The DSNs carry no ``sslmode``: the parameter group sets ``rds.force_ssl=1``, so
+the server refuses any connection without TLS, and asyncpg's default
+(``prefer``) negotiates TLS. (SQLAlchemy's asyncpg dialect would reject an
+``sslmode`` query parameter.)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_random as random
+
+from infra import catalog
+from infra.components.kms import encryption_key
+
+# Alphanumeric passwords: RDS forbids '/', '@', '"' and spaces, and URL-special
+# characters would need escaping in the DSNs. 32 characters are ~190 bits.
+PASSWORD_LENGTH = 32
+
+
+@dataclass(frozen=True, kw_only=True)
+class DatabaseArgs:
+    """Inputs of :class:`Database`."""
+
+    vpc_id: pulumi.Input[str]
+    subnet_ids: pulumi.Input[Sequence[pulumi.Input[str]]]
+    #: The only security group allowed to connect (the EKS cluster's).
+    client_security_group_id: pulumi.Input[str]
+    instance_class: pulumi.Input[str]
+    engine_version: pulumi.Input[str]
+    allocated_storage_gb: pulumi.Input[int]
+    max_allocated_storage_gb: pulumi.Input[int]
+    backup_retention_days: pulumi.Input[int]
+    backup_window: pulumi.Input[str]
+    maintenance_window: pulumi.Input[str]
+    multi_az: pulumi.Input[bool]
+    deletion_protection: pulumi.Input[bool]
+    #: Decides whether a KMS key exists, so it is a plain value.
+    storage_encrypted: bool
+    skip_final_snapshot: pulumi.Input[bool]
+    performance_insights: bool
+    performance_insights_retention_days: pulumi.Input[int]
+    database_name: pulumi.Input[str]
+    owner_username: pulumi.Input[str]
+    app_username: pulumi.Input[str] = "enterprisehub_app"
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+
+class Database(pulumi.ComponentResource):
+    """An RDS PostgreSQL 15 instance with its network, parameters, key and credentials."""
+
+    address: pulumi.Output[str]
+    port: pulumi.Output[int]
+    instance_arn: pulumi.Output[str]
+    security_group_id: pulumi.Output[str]
+    #: postgresql:// DSN of the owner role (migrations only); secret.
+    owner_dsn: pulumi.Output[str]
+    #: postgresql:// DSN of the application role (the services); secret.
+    app_dsn: pulumi.Output[str]
+
+    def __init__(
+        self, name: str, args: DatabaseArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("enterprisehub:aws:Database", name, None, opts)
+        tags = dict(args.tags)
+        child = pulumi.ResourceOptions(parent=self)
+
+        key = (
+            encryption_key(
+                f"{name}-key", description=f"{name}: RDS storage", tags=tags, parent=self
+            )
+            if args.storage_encrypted
+            else None
+        )
+        subnet_group = aws.rds.SubnetGroup(
+            f"{name}-subnets",
+            description=f"{name}: private subnets",
+            subnet_ids=args.subnet_ids,
+            tags=tags,
+            opts=child,
+        )
+        security_group = aws.ec2.SecurityGroup(
+            f"{name}-sg",
+            description=f"{name}: PostgreSQL from the cluster only",
+            vpc_id=args.vpc_id,
+            tags={**tags, "Name": f"{name}-sg"},
+            opts=child,
+        )
+        aws.vpc.SecurityGroupIngressRule(
+            f"{name}-from-cluster",
+            security_group_id=security_group.id,
+            referenced_security_group_id=args.client_security_group_id,
+            ip_protocol="tcp",
+            from_port=catalog.POSTGRES_PORT,
+            to_port=catalog.POSTGRES_PORT,
+            description="PostgreSQL from the EKS cluster security group",
+            opts=pulumi.ResourceOptions(parent=security_group),
+        )
+        parameters = aws.rds.ParameterGroup(
+            f"{name}-params",
+            family="postgres15",
+            description=f"{name}: TLS required, slow queries logged",
+            parameters=[
+                aws.rds.ParameterGroupParameterArgs(name="rds.force_ssl", value="1"),
+                # Statements slower than a second are logged for the slow-query review.
+                aws.rds.ParameterGroupParameterArgs(
+                    name="log_min_duration_statement", value="1000"
+                ),
+            ],
+            tags=tags,
+            opts=child,
+        )
+        owner_password = random.RandomPassword(
+            f"{name}-owner-password", length=PASSWORD_LENGTH, special=False, opts=child
+        )
+        app_password = random.RandomPassword(
+            f"{name}-app-password", length=PASSWORD_LENGTH, special=False, opts=child
+        )
+
+        instance = aws.rds.Instance(
+            f"{name}-postgres",
+            engine="postgres",
+            engine_version=args.engine_version,
+            instance_class=args.instance_class,
+            allocated_storage=args.allocated_storage_gb,
+            max_allocated_storage=args.max_allocated_storage_gb,
+            storage_type="gp3",
+            storage_encrypted=args.storage_encrypted,
+            kms_key_id=key.arn if key else None,
+            db_name=args.database_name,
+            username=args.owner_username,
+            password=owner_password.result,
+            port=catalog.POSTGRES_PORT,
+            db_subnet_group_name=subnet_group.name,
+            vpc_security_group_ids=[security_group.id],
+            parameter_group_name=parameters.name,
+            publicly_accessible=False,
+            multi_az=args.multi_az,
+            backup_retention_period=args.backup_retention_days,
+            backup_window=args.backup_window,
+            maintenance_window=args.maintenance_window,
+            copy_tags_to_snapshot=True,
+            # Automated backups outlive the instance; deleting them is a separate decision.
+            delete_automated_backups=False,
+            deletion_protection=args.deletion_protection,
+            skip_final_snapshot=args.skip_final_snapshot,
+            final_snapshot_identifier=f"{name}-final",
+            performance_insights_enabled=args.performance_insights,
+            performance_insights_kms_key_id=key.arn if key and args.performance_insights else None,
+            performance_insights_retention_period=(
+                args.performance_insights_retention_days if args.performance_insights else None
+            ),
+            enabled_cloudwatch_logs_exports=["postgresql", "upgrade"],
+            iam_database_authentication_enabled=True,
+            auto_minor_version_upgrade=True,
+            # Changes wait for the maintenance window instead of restarting mid-day.
+            apply_immediately=False,
+            tags=tags,
+            opts=pulumi.ResourceOptions(parent=self, additional_secret_outputs=["password"]),
+        )
+
+        self.address = instance.address
+        self.port = instance.port
+        self.instance_arn = instance.arn
+        self.security_group_id = security_group.id
+        self.owner_dsn = postgres_dsn(
+            args.owner_username,
+            owner_password.result,
+            instance.address,
+            instance.port,
+            args.database_name,
+        )
+        self.app_dsn = postgres_dsn(
+            args.app_username,
+            app_password.result,
+            instance.address,
+            instance.port,
+            args.database_name,
+        )
+        self.register_outputs(
+            {
+                "address": self.address,
+                "port": self.port,
+                "owner_dsn": self.owner_dsn,
+                "app_dsn": self.app_dsn,
+            }
+        )
+
+
+def postgres_dsn(
+    user: pulumi.Input[str],
+    password: pulumi.Input[str],
+    host: pulumi.Input[str],
+    port: pulumi.Input[int],
+    database: pulumi.Input[str],
+) -> pulumi.Output[str]:
+    """``postgresql://user:password@host:port/database``, marked secret."""
+    return pulumi.Output.secret(
+        pulumi.Output.format(
+            "postgresql://{0}:{1}@{2}:{3}/{4}", user, password, host, port, database
+        )
+    )

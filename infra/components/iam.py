@@ -1,0 +1,266 @@
+"""Least-privilege IAM roles for the services' Kubernetes ServiceAccounts (IRSA).
+
+Every service gets its own role, even one without AWS permissions: with a role
+annotation on its ServiceAccount the AWS SDK uses the pod's web identity and
+never falls back to the node's instance role. A role trusts only the cluster's
+OIDC provider, and only for one ``system:serviceaccount:<namespace>:<name>``
+subject with the ``sts.amazonaws.com`` audience, so no other pod can assume it.
+
+Bucket permissions follow the catalog (``ServiceSpec.buckets``): object reads
+for "read", plus writes and deletes for "readwrite", on that bucket only. KMS
+use is limited to the storage key and to requests S3 makes on the service's
+behalf (``kms:ViaService``).
+
+One more role exists when ``ServiceRolesArgs.model_publisher`` is given: the
+model-publish Job's. It may read and write objects under one prefix of the
+models bucket (``catalog.ML_MODEL_PREFIX``) and nothing else; it cannot
+delete, because published versions are immutable and the alias is
+overwritten, never removed. The services keep read-only access to that bucket.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pulumi
+import pulumi_aws as aws
+
+from infra import catalog
+
+_READ_ACTIONS = ("s3:GetObject", "s3:GetObjectVersion")
+_WRITE_ACTIONS = ("s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload")
+
+
+def irsa_trust_policy(
+    oidc_provider_arn: pulumi.Input[str],
+    oidc_issuer_url: pulumi.Input[str],
+    namespace: str,
+    service_account: str,
+) -> pulumi.Output[str]:
+    """An assume-role policy for exactly one ServiceAccount of the cluster."""
+
+    def render(values: list[Any]) -> str:
+        provider_arn, issuer_url = str(values[0]), str(values[1])
+        issuer = issuer_url.removeprefix("https://")
+        return json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Effect": "Allow",
+                        "Principal": {"Federated": provider_arn},
+                        "Action": "sts:AssumeRoleWithWebIdentity",
+                        "Condition": {
+                            "StringEquals": {
+                                f"{issuer}:sub": (
+                                    f"system:serviceaccount:{namespace}:{service_account}"
+                                ),
+                                f"{issuer}:aud": "sts.amazonaws.com",
+                            }
+                        },
+                    }
+                ],
+            }
+        )
+
+    return pulumi.Output.all(oidc_provider_arn, oidc_issuer_url).apply(render)
+
+
+def prefix_writer_policy_document(bucket_arn: str, prefix: str, key_arn: str, region: str) -> str:
+    """The inline policy of the model publisher: read and write under ``prefix`` only."""
+    statements: list[dict[str, Any]] = [
+        {
+            "Sid": "PrefixObjects",
+            "Effect": "Allow",
+            # Get: the idempotency check reads the version's metadata and the alias.
+            "Action": ["s3:GetObject", "s3:PutObject"],
+            "Resource": f"{bucket_arn}/{prefix}*",
+        },
+        {
+            # Without ListBucket, S3 answers a missing key with 403 instead of 404,
+            # and the publisher could not tell "not published yet" from "denied".
+            # It reveals key names only, in a bucket that holds models only.
+            "Sid": "BucketList",
+            "Effect": "Allow",
+            "Action": "s3:ListBucket",
+            "Resource": bucket_arn,
+        },
+        {
+            "Sid": "StorageKeyThroughS3",
+            "Effect": "Allow",
+            "Action": ["kms:Decrypt", "kms:GenerateDataKey"],
+            "Resource": key_arn,
+            "Condition": {"StringEquals": {"kms:ViaService": f"s3.{region}.amazonaws.com"}},
+        },
+    ]
+    return json.dumps({"Version": "2012-10-17", "Statement": statements})
+
+
+def bucket_policy_document(
+    grants: Mapping[catalog.Bucket, catalog.BucketAccess],
+    bucket_arns: Mapping[catalog.Bucket, str],
+    key_arn: str,
+    region: str,
+) -> str:
+    """The inline policy of one service: its buckets' objects and the storage key."""
+    statements: list[dict[str, Any]] = []
+    needs_write = False
+    for bucket, access in sorted(grants.items()):
+        arn = bucket_arns[bucket]
+        actions = list(_READ_ACTIONS)
+        if access == "readwrite":
+            actions += _WRITE_ACTIONS
+            needs_write = True
+        statements.append(
+            {
+                "Sid": f"{bucket.value.capitalize()}Objects",
+                "Effect": "Allow",
+                "Action": actions,
+                "Resource": f"{arn}/*",
+            }
+        )
+        statements.append(
+            {
+                "Sid": f"{bucket.value.capitalize()}List",
+                "Effect": "Allow",
+                "Action": "s3:ListBucket",
+                "Resource": arn,
+            }
+        )
+    kms_actions = ["kms:Decrypt"] + (["kms:GenerateDataKey"] if needs_write else [])
+    statements.append(
+        {
+            "Sid": "StorageKeyThroughS3",
+            "Effect": "Allow",
+            "Action": kms_actions,
+            "Resource": key_arn,
+            "Condition": {"StringEquals": {"kms:ViaService": f"s3.{region}.amazonaws.com"}},
+        }
+    )
+    return json.dumps({"Version": "2012-10-17", "Statement": statements})
+
+
+@dataclass(frozen=True, kw_only=True)
+class PrefixWriterGrant:
+    """A role for a Job that publishes under one prefix of one bucket (model publish)."""
+
+    #: The Job's ServiceAccount; also the key of its ARN in ``ServiceRoles.role_arns``.
+    service_account: str
+    #: A non-empty key prefix ending in ``/`` (an empty one would grant the whole bucket).
+    prefix: str
+    bucket: catalog.Bucket = catalog.Bucket.MODELS
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServiceRolesArgs:
+    """Inputs of :class:`ServiceRoles`."""
+
+    oidc_provider_arn: pulumi.Input[str]
+    oidc_issuer_url: pulumi.Input[str]
+    namespace: str
+    #: The services to create roles for (their names are the ServiceAccount names).
+    services: Sequence[catalog.ServiceSpec]
+    bucket_arns: Mapping[catalog.Bucket, pulumi.Input[str]]
+    storage_key_arn: pulumi.Input[str]
+    region: str
+    tags: Mapping[str, str] = field(default_factory=dict)
+    #: The model-publish Job's role, if the platform runs that Job.
+    model_publisher: PrefixWriterGrant | None = None
+
+
+class ServiceRoles(pulumi.ComponentResource):
+    """One IAM role per service (and the model publisher), each trusted by one ServiceAccount."""
+
+    #: Role ARN per ServiceAccount name (the services' names, plus the publisher's).
+    role_arns: dict[str, pulumi.Output[str]]
+
+    def __init__(
+        self, name: str, args: ServiceRolesArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        _validate(args)
+        super().__init__("enterprisehub:aws:ServiceRoles", name, None, opts)
+        self._name = name
+        self._args = args
+        self.role_arns = {}
+        buckets = list(args.bucket_arns)
+        for spec in args.services:
+            role = self._role(spec.service_account, spec.name)
+            if spec.buckets:
+                grants = dict(spec.buckets)
+                aws.iam.RolePolicy(
+                    f"{name}-{spec.name}-storage",
+                    role=role.id,
+                    policy=pulumi.Output.all(
+                        args.storage_key_arn, *[args.bucket_arns[b] for b in buckets]
+                    ).apply(self._policy_renderer(grants, buckets, args.region)),
+                    opts=pulumi.ResourceOptions(parent=role),
+                )
+            self.role_arns[spec.name] = role.arn
+        if args.model_publisher is not None:
+            self._prefix_writer(args.model_publisher)
+        self.register_outputs({"role_arns": self.role_arns})
+
+    def _role(self, service_account: str, purpose: str) -> aws.iam.Role:
+        """An IRSA role that only ``<namespace>/<service_account>`` can assume."""
+        args = self._args
+        return aws.iam.Role(
+            f"{self._name}-{service_account}",
+            description=f"IRSA role of {args.namespace}/{service_account} ({purpose})",
+            assume_role_policy=irsa_trust_policy(
+                args.oidc_provider_arn, args.oidc_issuer_url, args.namespace, service_account
+            ),
+            max_session_duration=3600,
+            tags=dict(args.tags),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+
+    def _prefix_writer(self, grant: PrefixWriterGrant) -> None:
+        args = self._args
+        role = self._role(grant.service_account, f"publishes {grant.bucket.value}/{grant.prefix}")
+        aws.iam.RolePolicy(
+            f"{self._name}-{grant.service_account}-storage",
+            role=role.id,
+            policy=pulumi.Output.all(args.bucket_arns[grant.bucket], args.storage_key_arn).apply(
+                lambda values: prefix_writer_policy_document(
+                    str(values[0]), grant.prefix, str(values[1]), args.region
+                )
+            ),
+            opts=pulumi.ResourceOptions(parent=role),
+        )
+        self.role_arns[grant.service_account] = role.arn
+
+    @staticmethod
+    def _policy_renderer(
+        grants: Mapping[catalog.Bucket, catalog.BucketAccess],
+        buckets: Sequence[catalog.Bucket],
+        region: str,
+    ) -> Callable[[list[Any]], str]:
+        """Turns the resolved [key ARN, *bucket ARNs] into one service's policy JSON."""
+
+        def render(values: list[Any]) -> str:
+            arns = dict(zip(buckets, (str(v) for v in values[1:]), strict=True))
+            return bucket_policy_document(grants, arns, str(values[0]), region)
+
+        return render
+
+
+def _validate(args: ServiceRolesArgs) -> None:
+    """Refuse a publisher grant that would reach beyond one prefix, before any resource."""
+    grant = args.model_publisher
+    if grant is None:
+        return
+    prefix = grant.prefix
+    if not prefix or not prefix.endswith("/") or prefix.startswith("/") or "*" in prefix:
+        raise ValueError(
+            f"ServiceRoles: model_publisher.prefix {prefix!r} must be a non-empty key prefix "
+            "ending in '/' without a leading '/' or wildcards, e.g. 'lead-scoring/'"
+        )
+    if grant.bucket not in args.bucket_arns:
+        raise ValueError(f"ServiceRoles: model_publisher bucket {grant.bucket.value!r} is unknown")
+    if grant.service_account in {spec.service_account for spec in args.services}:
+        raise ValueError(
+            f"ServiceRoles: model_publisher account {grant.service_account!r} is a service's"
+        )

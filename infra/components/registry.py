@@ -1,0 +1,106 @@
+"""The ECR repository of the services' image.
+
+Tags are immutable, so a tag once pushed always names the same image and the
+digest the stack deploys can be traced back to it; every push is scanned; the
+repository is encrypted with its own KMS key. The lifecycle policy removes
+untagged images (left over from multi-arch or failed pushes) after a week and
+keeps the newest tagged images, enough to roll back many releases.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import pulumi
+import pulumi_aws as aws
+
+from infra.components.kms import encryption_key
+
+UNTAGGED_EXPIRY_DAYS = 7
+KEEP_IMAGES = 100
+
+
+@dataclass(frozen=True, kw_only=True)
+class RegistryArgs:
+    """Inputs of :class:`Registry`."""
+
+    repository_name: pulumi.Input[str]
+    #: Allow deleting a repository that still holds images (never in production).
+    force_delete: bool = False
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+
+def lifecycle_policy() -> str:
+    """ECR lifecycle rules: expire untagged images, then cap the image count."""
+    return json.dumps(
+        {
+            "rules": [
+                {
+                    "rulePriority": 1,
+                    "description": f"Expire untagged images after {UNTAGGED_EXPIRY_DAYS} days",
+                    "selection": {
+                        "tagStatus": "untagged",
+                        "countType": "sinceImagePushed",
+                        "countUnit": "days",
+                        "countNumber": UNTAGGED_EXPIRY_DAYS,
+                    },
+                    "action": {"type": "expire"},
+                },
+                {
+                    "rulePriority": 2,
+                    "description": f"Keep the newest {KEEP_IMAGES} images",
+                    "selection": {
+                        "tagStatus": "any",
+                        "countType": "imageCountMoreThan",
+                        "countNumber": KEEP_IMAGES,
+                    },
+                    "action": {"type": "expire"},
+                },
+            ]
+        }
+    )
+
+
+class Registry(pulumi.ComponentResource):
+    """An ECR repository with immutable tags, scan on push, KMS and a lifecycle policy."""
+
+    repository_url: pulumi.Output[str]
+    repository_arn: pulumi.Output[str]
+
+    def __init__(
+        self, name: str, args: RegistryArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("enterprisehub:aws:Registry", name, None, opts)
+        tags = dict(args.tags)
+        key = encryption_key(
+            f"{name}-key", description=f"{name}: container images", tags=tags, parent=self
+        )
+        repository = aws.ecr.Repository(
+            f"{name}-repository",
+            name=args.repository_name,
+            image_tag_mutability="IMMUTABLE",
+            image_scanning_configuration=aws.ecr.RepositoryImageScanningConfigurationArgs(
+                scan_on_push=True
+            ),
+            encryption_configurations=[
+                aws.ecr.RepositoryEncryptionConfigurationArgs(
+                    encryption_type="KMS", kms_key=key.arn
+                )
+            ],
+            force_delete=args.force_delete,
+            tags=tags,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        aws.ecr.LifecyclePolicy(
+            f"{name}-lifecycle",
+            repository=repository.name,
+            policy=lifecycle_policy(),
+            opts=pulumi.ResourceOptions(parent=repository),
+        )
+        self.repository_url = repository.repository_url
+        self.repository_arn = repository.arn
+        self.register_outputs(
+            {"repository_url": self.repository_url, "repository_arn": self.repository_arn}
+        )

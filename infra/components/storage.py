@@ -1,0 +1,184 @@
+"""S3 buckets for ML models and media: versioned, KMS-encrypted, private, TLS-only.
+
+Each bucket gets the pulumi-aws v7 split resources (the Bucket itself only
+names it): ownership controls (ACLs disabled), a public access block with all
+four switches on, versioning, default SSE-KMS with an S3 bucket key (fewer KMS
+calls), lifecycle rules, and a policy that denies any request not made over TLS.
+
+Lifecycle: both buckets expire noncurrent versions and abort stale multipart
+uploads; media objects move to Standard-IA and later Glacier Instant Retrieval
+(photos are read rarely after a listing closes but must open instantly). Model
+artifacts stay in Standard: they are small and read at every start-up.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import pulumi
+import pulumi_aws as aws
+
+from infra import catalog
+from infra.components.kms import encryption_key
+
+
+@dataclass(frozen=True, kw_only=True)
+class StorageArgs:
+    """Inputs of :class:`Storage`. Bucket names are global, so they are given whole."""
+
+    bucket_names: Mapping[catalog.Bucket, str]
+    noncurrent_version_expiration_days: pulumi.Input[int]
+    abort_incomplete_multipart_days: pulumi.Input[int]
+    media_transition_ia_days: pulumi.Input[int]
+    media_transition_glacier_days: pulumi.Input[int]
+    #: Delete objects with the bucket on destroy (never in production).
+    force_destroy: bool = False
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+
+def tls_only_policy(bucket_arn: str) -> str:
+    """A bucket policy denying every request that does not use TLS."""
+    return json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Sid": "DenyInsecureTransport",
+                    "Effect": "Deny",
+                    "Principal": "*",
+                    "Action": "s3:*",
+                    "Resource": [bucket_arn, f"{bucket_arn}/*"],
+                    "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+                }
+            ],
+        }
+    )
+
+
+class Storage(pulumi.ComponentResource):
+    """The models and media buckets and the KMS key that encrypts them."""
+
+    bucket_names: dict[catalog.Bucket, pulumi.Output[str]]
+    bucket_arns: dict[catalog.Bucket, pulumi.Output[str]]
+    key_arn: pulumi.Output[str]
+
+    def __init__(
+        self, name: str, args: StorageArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("enterprisehub:aws:Storage", name, None, opts)
+        tags = dict(args.tags)
+        key = encryption_key(
+            f"{name}-key", description=f"{name}: S3 models and media", tags=tags, parent=self
+        )
+        self.key_arn = key.arn
+        self.bucket_names = {}
+        self.bucket_arns = {}
+        for purpose, bucket_name in args.bucket_names.items():
+            prefix = f"{name}-{purpose.value}"
+            bucket = aws.s3.Bucket(
+                prefix,
+                bucket=bucket_name,
+                force_destroy=args.force_destroy,
+                tags={**tags, "Purpose": purpose.value},
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+            inner = pulumi.ResourceOptions(parent=bucket)
+            aws.s3.BucketOwnershipControls(
+                f"{prefix}-ownership",
+                bucket=bucket.id,
+                rule=aws.s3.BucketOwnershipControlsRuleArgs(object_ownership="BucketOwnerEnforced"),
+                opts=inner,
+            )
+            public_block = aws.s3.BucketPublicAccessBlock(
+                f"{prefix}-public-access",
+                bucket=bucket.id,
+                block_public_acls=True,
+                block_public_policy=True,
+                ignore_public_acls=True,
+                restrict_public_buckets=True,
+                opts=inner,
+            )
+            aws.s3.BucketVersioning(
+                f"{prefix}-versioning",
+                bucket=bucket.id,
+                versioning_configuration=aws.s3.BucketVersioningVersioningConfigurationArgs(
+                    status="Enabled"
+                ),
+                opts=inner,
+            )
+            aws.s3.BucketServerSideEncryptionConfiguration(
+                f"{prefix}-encryption",
+                bucket=bucket.id,
+                rules=[
+                    aws.s3.BucketServerSideEncryptionConfigurationRuleArgs(
+                        apply_server_side_encryption_by_default=aws.s3.BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultArgs(
+                            sse_algorithm="aws:kms", kms_master_key_id=key.arn
+                        ),
+                        bucket_key_enabled=True,
+                    )
+                ],
+                opts=inner,
+            )
+            aws.s3.BucketLifecycleConfiguration(
+                f"{prefix}-lifecycle",
+                bucket=bucket.id,
+                rules=self._lifecycle_rules(purpose, args),
+                opts=inner,
+            )
+            aws.s3.BucketPolicy(
+                f"{prefix}-tls-only",
+                bucket=bucket.id,
+                policy=bucket.arn.apply(tls_only_policy),
+                # S3 rejects policy writes racing the public access block's creation.
+                opts=pulumi.ResourceOptions(parent=bucket, depends_on=[public_block]),
+            )
+            self.bucket_names[purpose] = bucket.bucket
+            self.bucket_arns[purpose] = bucket.arn
+        self.register_outputs(
+            {
+                "bucket_names": {k.value: v for k, v in self.bucket_names.items()},
+                "key_arn": self.key_arn,
+            }
+        )
+
+    @staticmethod
+    def _lifecycle_rules(
+        purpose: catalog.Bucket, args: StorageArgs
+    ) -> list[aws.s3.BucketLifecycleConfigurationRuleArgs]:
+        rules = [
+            aws.s3.BucketLifecycleConfigurationRuleArgs(
+                id="expire-noncurrent-versions",
+                status="Enabled",
+                filter=aws.s3.BucketLifecycleConfigurationRuleFilterArgs(prefix=""),
+                noncurrent_version_expiration=aws.s3.BucketLifecycleConfigurationRuleNoncurrentVersionExpirationArgs(
+                    noncurrent_days=args.noncurrent_version_expiration_days
+                ),
+            ),
+            aws.s3.BucketLifecycleConfigurationRuleArgs(
+                id="abort-incomplete-multipart-uploads",
+                status="Enabled",
+                filter=aws.s3.BucketLifecycleConfigurationRuleFilterArgs(prefix=""),
+                abort_incomplete_multipart_upload=aws.s3.BucketLifecycleConfigurationRuleAbortIncompleteMultipartUploadArgs(
+                    days_after_initiation=args.abort_incomplete_multipart_days
+                ),
+            ),
+        ]
+        if purpose is catalog.Bucket.MEDIA:
+            rules.append(
+                aws.s3.BucketLifecycleConfigurationRuleArgs(
+                    id="media-tiering",
+                    status="Enabled",
+                    filter=aws.s3.BucketLifecycleConfigurationRuleFilterArgs(prefix=""),
+                    transitions=[
+                        aws.s3.BucketLifecycleConfigurationRuleTransitionArgs(
+                            days=args.media_transition_ia_days, storage_class="STANDARD_IA"
+                        ),
+                        aws.s3.BucketLifecycleConfigurationRuleTransitionArgs(
+                            days=args.media_transition_glacier_days, storage_class="GLACIER_IR"
+                        ),
+                    ],
+                )
+            )
+        return rules

@@ -1,0 +1,685 @@
+"""The stack configuration: read once from ``pulumi.Config``, validated, frozen.
+
+``load_stack_config`` is the only reader of Pulumi config in the program. It
+returns a ``StackConfig`` or raises ``StackConfigError`` before any resource is
+declared; the error lists every problem at once, each naming the stack, the key,
+the rejected value and what is allowed.
+
+Keys live in the project namespace (``enterprisehub:<key>``) and are documented
+with their types and defaults under ``config:`` in ``Pulumi.yaml``. Groups of
+related settings (``database``, ``cache``...) are structured objects, set with
+``pulumi config set --path enterprisehub:database.multiAz true``.
+
+Secrets are read with ``require_secret`` and stay ``Output[str]`` from here to the
+Kubernetes Secret; their values are never put in an error message.
+"""
+
+from __future__ import annotations
+
+import copy
+import ipaddress
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Annotated, Any, Final, Literal
+
+import pulumi
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic.alias_generators import to_camel
+
+from infra import catalog
+from infra.config_checks import ENVIRONMENTS, SUPPORTED_KUBERNETES_VERSIONS, semantic_problems
+from infra.problems import PROJECT, Problem, StackConfigError
+
+__all__ = [
+    "OPTIONAL_SECRET_KEYS",
+    "OUT_OF_BAND_KEYS",
+    "PROJECT",
+    "REQUIRED_SECRET_KEYS",
+    "SUPPORTED_KUBERNETES_VERSIONS",
+    "Environment",
+    "Problem",
+    "ServicePlan",
+    "StackConfig",
+    "StackConfigError",
+    "StackSecrets",
+    "config_keys",
+    "load_stack_config",
+]
+
+
+#: Secrets every stack must set with ``pulumi config set --secret``.
+REQUIRED_SECRET_KEYS: Final = ("jwtSecretKey", "encryptionKey", "anthropicApiKey", "ghlApiKey")
+#: Secrets a stack may set; absent or empty means "not used".
+OPTIONAL_SECRET_KEYS: Final = ("slackWebhookUrl", "jwtPreviousKeys")
+#: Keys whose real values cannot live in git: the secrets, and the image digest that
+#: CI sets on each release. An offline synthesis must supply them itself.
+OUT_OF_BAND_KEYS: Final = ("image", *REQUIRED_SECRET_KEYS)
+
+# Same minimum as services/common/settings.py: an HS256 key shorter than the hash
+# output weakens the MAC (RFC 7518 section 3.2).
+MIN_KEY_LENGTH: Final = 32
+
+_DIGEST = r"sha256:[0-9a-f]{64}"
+_REPO = r"[a-z0-9]+(?:[._-][a-z0-9]+)*(?::[0-9]{1,5})?(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*"
+_TAG = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"
+_IMAGE = re.compile(rf"^(?P<repo>{_REPO})(?::(?P<tag>{_TAG}))?(?:@(?P<digest>{_DIGEST}))?$")
+_DNS1123 = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+_CPU = re.compile(r"^(?:[1-9][0-9]*m|[0-9]+(?:\.[0-9]+)?)$")
+_MEMORY = re.compile(r"^[1-9][0-9]*(?:Ki|Mi|Gi|Ti|K|M|G|T)?$")
+
+PositiveInt = Annotated[int, Field(gt=0)]
+Percent = Annotated[int, Field(gt=0, le=100)]
+
+
+def _ipv4_network(value: str) -> ipaddress.IPv4Network:
+    try:
+        network = ipaddress.ip_network(value, strict=True)
+    except ValueError as error:
+        raise ValueError(f"must be an IPv4 CIDR such as 10.0.0.0/16 ({error})") from None
+    if not isinstance(network, ipaddress.IPv4Network):
+        raise ValueError("must be an IPv4 CIDR")
+    return network
+
+
+def _dns1123(value: str) -> str:
+    if not _DNS1123.match(value):
+        raise ValueError("must be a DNS-1123 label: a-z, 0-9 and '-', at most 63")
+    return value
+
+
+class Environment(StrEnum):
+    """The four environments; ``local`` runs on a developer's cluster, the rest on AWS."""
+
+    LOCAL = "local"
+    DEV = "dev"
+    STAGING = "staging"
+    PRODUCTION = "production"
+
+
+class _Model(BaseModel):
+    """Frozen, strict about unknown keys, camelCase in config and snake_case in code."""
+
+    model_config = ConfigDict(
+        frozen=True,
+        extra="forbid",
+        alias_generator=to_camel,
+        populate_by_name=True,
+        arbitrary_types_allowed=True,
+    )
+
+
+class ServiceOverride(_Model):
+    """Per-stack changes to a service's seed numbers (all optional)."""
+
+    min_replicas: PositiveInt | None = None
+    max_replicas: PositiveInt | None = None
+    cpu: str | None = None
+    memory: str | None = None
+
+    @field_validator("cpu")
+    @classmethod
+    def _cpu(cls, value: str | None) -> str | None:
+        if value is not None and (not _CPU.match(value) or value in {"0", "0m"}):
+            raise ValueError("must be a positive Kubernetes CPU quantity such as 500m or 2")
+        return value
+
+    @field_validator("memory")
+    @classmethod
+    def _memory(cls, value: str | None) -> str | None:
+        if value is not None and not _MEMORY.match(value):
+            raise ValueError("must be a positive Kubernetes memory quantity such as 512Mi or 4Gi")
+        return value
+
+
+@dataclass(frozen=True, slots=True)
+class ServicePlan:
+    """A catalog service with this stack's overrides applied: what gets deployed."""
+
+    spec: catalog.ServiceSpec
+    min_replicas: int
+    max_replicas: int
+    cpu: str
+    memory: str
+
+
+class DatabaseConfig(_Model):
+    """PostgreSQL: RDS in AWS stacks, an in-cluster StatefulSet in ``local``."""
+
+    instance_class: str = "db.r6g.large"
+    engine_version: str = "15"
+    allocated_storage_gb: PositiveInt = 100
+    # Storage autoscaling ceiling; RDS grows the volume up to this without downtime.
+    max_allocated_storage_gb: PositiveInt = 500
+    backup_retention_days: PositiveInt = 30
+    # RDS takes the daily snapshot somewhere inside the window; a 30-minute window
+    # (the minimum) keeps it closest to the seed's "0 2 * * *" schedule.
+    backup_window: str = "02:00-02:30"
+    maintenance_window: str = "sun:03:00-sun:04:00"
+    multi_az: bool = True
+    deletion_protection: bool = True
+    storage_encrypted: bool = True
+    skip_final_snapshot: bool = False
+    performance_insights: bool = True
+    # 7 days is the free tier; longer retention must be a multiple of 31 (up to 731).
+    performance_insights_retention_days: PositiveInt = 7
+    name: str = "enterprisehub"
+    owner_username: str = "enterprisehub_owner"
+
+
+class CacheConfig(_Model):
+    """Redis: an ElastiCache replication group in AWS stacks, in-cluster in ``local``."""
+
+    # The seed sizes Redis at 2 GiB; cache.m7g.large (6.4 GiB) is the smallest
+    # non-burstable Graviton node above that, leaving room for replication buffers.
+    node_type: str = "cache.m7g.large"
+    num_nodes: PositiveInt = 3
+    # The seed asks for Redis 7.2; ElastiCache's Redis OSS engine stops at 7.1
+    # (7.2 is only offered as Valkey), so 7.1 is the closest supported version.
+    engine_version: str = "7.1"
+    automatic_failover: bool = True
+    multi_az: bool = True
+    transit_encryption: bool = True
+    at_rest_encryption: bool = True
+    maxmemory_policy: str = "allkeys-lru"
+    notify_keyspace_events: str = "Ex"
+    slowlog_log_slower_than: PositiveInt = 10000
+    slowlog_max_len: PositiveInt = 128
+    # ElastiCache sizes maxmemory from the node type; this value limits the
+    # in-cluster Redis of the local stack (the seed's "maxmemory 2gb").
+    maxmemory_mb: PositiveInt = 2048
+    snapshot_retention_days: PositiveInt = 7
+    snapshot_window: str = "03:00-04:00"
+    maintenance_window: str = "sun:05:00-sun:06:00"
+
+
+class StorageConfig(_Model):
+    """S3 buckets for ML models and media (MinIO-compatible storage in ``local``)."""
+
+    bucket_prefix: str = "enterprisehub"
+    noncurrent_version_expiration_days: PositiveInt = 90
+    abort_incomplete_multipart_days: PositiveInt = 7
+    # S3 refuses STANDARD_IA transitions before day 30.
+    media_transition_ia_days: Annotated[int, Field(ge=30)] = 30
+    media_transition_glacier_days: PositiveInt = 180
+    force_destroy: bool = False
+    #: Size of the in-cluster object store's volume (local stack).
+    local_size_gb: PositiveInt = 20
+
+
+class NetworkConfig(_Model):
+    """The VPC of the AWS stacks."""
+
+    vpc_cidr: str = "10.40.0.0/16"
+    az_count: Annotated[int, Field(ge=2, le=6)] = 3
+    # One NAT gateway per AZ keeps egress up when an AZ fails; one shared gateway
+    # is cheaper and acceptable where an AZ outage may take egress down.
+    nat_gateway_per_az: bool = True
+
+    @field_validator("vpc_cidr")
+    @classmethod
+    def _cidr(cls, value: str) -> str:
+        network = _ipv4_network(value)
+        if not 16 <= network.prefixlen <= 20:
+            raise ValueError("the VPC needs a /16 to /20 IPv4 block (AWS allows /16 at most)")
+        return value
+
+
+class NodeGroupConfig(_Model):
+    """One EKS managed node group."""
+
+    name: str
+    instance_types: tuple[str, ...] = ("m6i.2xlarge",)
+    min_size: PositiveInt = 3
+    desired_size: PositiveInt = 4
+    max_size: PositiveInt = 12
+    disk_size_gb: PositiveInt = 100
+    capacity_type: Literal["ON_DEMAND", "SPOT"] = "ON_DEMAND"
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return _dns1123(value)
+
+
+class ClusterConfig(_Model):
+    """Where the workloads run.
+
+    ``eks`` creates a cluster; ``existing-eks`` uses an EKS cluster by ``name`` (its
+    VPC, subnets and OIDC issuer are looked up); ``kubeconfig`` targets a context of
+    the local kubeconfig (the ``local`` stack).
+    """
+
+    mode: Literal["eks", "existing-eks", "kubeconfig"] = "eks"
+    name: str | None = None
+    context: str | None = None
+    kubeconfig_path: str | None = None
+    # The API endpoint is private by default; `pulumi up` then runs from inside the
+    # VPC (VPN, bastion or a CI runner there) or public access is opened to a CIDR.
+    endpoint_public_access: bool = False
+    public_access_cidrs: tuple[str, ...] = ()
+    log_types: tuple[
+        Literal["api", "audit", "authenticator", "controllerManager", "scheduler"], ...
+    ] = ("api", "audit", "authenticator", "controllerManager", "scheduler")
+    node_groups: tuple[NodeGroupConfig, ...] = (NodeGroupConfig(name="general"),)
+    #: StorageClass for persistent volumes; None uses the cluster's default class.
+    storage_class: str | None = None
+
+    @field_validator("public_access_cidrs")
+    @classmethod
+    def _cidrs(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for cidr in value:
+            _ipv4_network(cidr)
+        return value
+
+
+class Hostnames(_Model):
+    """Public hostnames; each defaults to ``<name>.<domain>``."""
+
+    api: str | None = None
+    intelligence: str | None = None
+    coaching: str | None = None
+    property: str | None = None
+    roi: str | None = None
+    grafana: str | None = None
+
+
+class EgressConfig(_Model):
+    """An external API: hostnames for documentation and proxies, CIDRs for NetworkPolicy."""
+
+    hosts: tuple[str, ...]
+    cidrs: tuple[str, ...]
+    port: Annotated[int, Field(gt=0, lt=65536)] = 443
+
+    @field_validator("cidrs")
+    @classmethod
+    def _cidrs(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value:
+            raise ValueError("needs at least one CIDR")
+        for cidr in value:
+            _ipv4_network(cidr)
+        return value
+
+
+def _default_egress() -> dict[catalog.EgressTarget, EgressConfig]:
+    return {
+        # Anthropic's published inbound ranges for the API
+        # (https://docs.anthropic.com/en/api/ip-addresses).
+        catalog.EgressTarget.ANTHROPIC: EgressConfig(
+            hosts=("api.anthropic.com",), cidrs=("160.79.104.0/23",)
+        ),
+        # The CRM (GoHighLevel / LeadConnector) publishes no fixed ranges, so the
+        # default is any public address on 443; private ranges stay denied by the
+        # network policy. Narrow it per stack when an egress proxy is available.
+        catalog.EgressTarget.CRM: EgressConfig(
+            hosts=("services.leadconnectorhq.com",), cidrs=("0.0.0.0/0",)
+        ),
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class StackSecrets:
+    """Secret inputs, kept as ``Output[str]`` (marked secret) all the way to Kubernetes."""
+
+    jwt_secret_key: pulumi.Output[str]
+    encryption_key: pulumi.Output[str]
+    anthropic_api_key: pulumi.Output[str]
+    ghl_api_key: pulumi.Output[str]
+    #: JSON {"kid": "secret"} of retired keys still accepted for verification.
+    jwt_previous_keys: pulumi.Output[str]
+    #: Empty when the stack sends no Slack notifications.
+    slack_webhook_url: pulumi.Output[str]
+
+
+class StackConfig(_Model):
+    """Everything the program needs to know about one stack, validated."""
+
+    stack: str
+    environment: Environment
+    kubernetes_version: str = "1.31"
+    image: str
+    namespace: str = "enterprisehub"
+    aws_region: str = "us-east-1"
+    domain: str
+    hostnames: Hostnames = Hostnames()
+    tls_issuer: Literal["letsencrypt", "letsencrypt-staging", "selfsigned"] = "letsencrypt"
+    acme_email: str | None = None
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    jwt_key_id: str = "v1"
+    services: dict[str, ServiceOverride] = Field(default_factory=dict)
+    database: DatabaseConfig = DatabaseConfig()
+    cache: CacheConfig = CacheConfig()
+    storage: StorageConfig = StorageConfig()
+    network: NetworkConfig = NetworkConfig()
+    cluster: ClusterConfig = ClusterConfig()
+    egress: dict[catalog.EgressTarget, EgressConfig] = Field(default_factory=_default_egress)
+    feature_flags: dict[str, bool] = Field(
+        default_factory=lambda: dict.fromkeys(catalog.FEATURE_FLAGS, False)
+    )
+    secrets: StackSecrets
+
+    @property
+    def is_local(self) -> bool:
+        """True for the stack that runs on a developer's cluster without AWS."""
+        return self.environment is Environment.LOCAL
+
+    @property
+    def is_production(self) -> bool:
+        """True when the production-only guarantees apply."""
+        return self.environment is Environment.PRODUCTION
+
+    def hostname(self, name: str) -> str:
+        """The public hostname for ``api``, a dashboard, or ``grafana``."""
+        explicit = getattr(self.hostnames, name)
+        return str(explicit) if explicit else f"{name}.{self.domain}"
+
+    @property
+    def dashboard_hosts(self) -> dict[str, str]:
+        """Dashboard name -> hostname, for every dashboard in the catalog."""
+        return {name: self.hostname(name) for name in catalog.DASHBOARDS}
+
+    @property
+    def cors_origins(self) -> tuple[str, ...]:
+        """Browsers may call the API from the dashboards' origins only."""
+        return tuple(f"https://{host}" for host in self.dashboard_hosts.values())
+
+    @property
+    def service_plans(self) -> tuple[ServicePlan, ...]:
+        """Every catalog service with this stack's overrides applied, in seed order."""
+        plans = []
+        for name, spec in catalog.SERVICES.items():
+            override = self.services.get(name, ServiceOverride())
+            plans.append(
+                ServicePlan(
+                    spec=spec,
+                    min_replicas=override.min_replicas or spec.scaling.min_replicas,
+                    max_replicas=override.max_replicas or spec.scaling.max_replicas,
+                    cpu=override.cpu or spec.resources.cpu,
+                    memory=override.memory or spec.resources.memory,
+                )
+            )
+        return tuple(plans)
+
+    def stack_settings(self) -> dict[str, str]:
+        """The stack-dependent ConfigMap values that do not come from other resources."""
+        settings = {
+            "ENVIRONMENT": self.environment.value,
+            "DEPLOYMENT_ENV": self.environment.value,
+            "LOG_LEVEL": self.log_level,
+            "CORS_ORIGINS": ",".join(self.cors_origins),
+            "JWT_KEY_ID": self.jwt_key_id,
+            "AWS_REGION": self.aws_region,
+        }
+        for flag, variable in catalog.FEATURE_FLAGS.items():
+            settings[variable] = "true" if self.feature_flags.get(flag, False) else "false"
+        return settings
+
+
+class _Secret:
+    """Stands in for a secret value in error messages: its length, never its content."""
+
+    def __init__(self, value: str | None) -> None:
+        self.length = len(value or "")
+
+    def __repr__(self) -> str:
+        return f"<secret, {self.length} characters>"
+
+
+# Top-level keys and whether their config value is a JSON object/array.
+_SCALAR_KEYS: Final = (
+    "environment",
+    "kubernetesVersion",
+    "image",
+    "namespace",
+    "awsRegion",
+    "domain",
+    "tlsIssuer",
+    "acmeEmail",
+    "logLevel",
+    "jwtKeyId",
+)
+_OBJECT_KEYS: Final = (
+    "hostnames",
+    "services",
+    "database",
+    "cache",
+    "storage",
+    "network",
+    "cluster",
+    "egress",
+    "featureFlags",
+)
+
+
+def load_stack_config(pulumi_config: pulumi.Config, stack_name: str) -> StackConfig:
+    """Read, validate and freeze the stack's configuration.
+
+    Raises ``StackConfigError`` listing every problem found, so that one run shows
+    everything to fix.
+    """
+    problems: list[Problem] = []
+    raw = _read_raw(pulumi_config, problems)
+    secrets = _read_secrets(pulumi_config, problems)
+    problems.extend(_image_problems(raw.get("image")))
+
+    config, repaired = _validate({**raw, "stack": stack_name, "secrets": secrets}, problems)
+    # Cross-field rules also run on a copy with the invalid fields reset to their
+    # defaults, so that one run reports both kinds of problem.
+    checked = config or repaired
+    if checked is not None:
+        problems.extend(semantic_problems(checked, stack_name))
+    if problems or config is None:
+        raise StackConfigError(stack_name, _dedupe(problems))
+    return config
+
+
+def _validate(
+    data: dict[str, Any], problems: list[Problem]
+) -> tuple[StackConfig | None, StackConfig | None]:
+    """(the config, None) when valid; else (None, the config without its invalid fields)."""
+    try:
+        return StackConfig.model_validate(data), None
+    except ValidationError as error:
+        problems.extend(_from_validation_error(error))
+        errors = error.errors()
+    # Secrets hold Outputs, which cannot be copied; they are never dropped anyway.
+    repaired = {
+        key: value if key == "secrets" else copy.deepcopy(value) for key, value in data.items()
+    }
+    # Each pass removes the fields the previous one rejected; nesting is at most
+    # four levels deep, so a handful of passes always settles.
+    for _ in range(5):
+        if not any([_drop(repaired, [*item["loc"]]) for item in errors]):
+            return None, None
+        if "environment" not in repaired and repaired["stack"] in ENVIRONMENTS:
+            # A stack named after an environment is checked by that environment's rules.
+            repaired["environment"] = repaired["stack"]
+        try:
+            return None, StackConfig.model_validate(repaired)
+        except ValidationError as error:
+            errors = error.errors()
+    return None, None
+
+
+def _drop(data: dict[str, Any], loc: list[Any]) -> bool:
+    """Delete the value at ``loc`` (or the list holding it) so that its default applies."""
+    container: Any = data
+    for depth, part in enumerate(loc):
+        if not isinstance(container, dict) or part not in container:
+            return False
+        if depth == len(loc) - 1 or not isinstance(container[part], dict):
+            if part in {"stack", "secrets"}:
+                return False
+            del container[part]
+            return True
+        container = container[part]
+    return False
+
+
+def _read_raw(pulumi_config: pulumi.Config, problems: list[Problem]) -> dict[str, Any]:
+    raw: dict[str, Any] = {}
+    for key in _SCALAR_KEYS:
+        value = pulumi_config.get(key)
+        if value is not None:
+            raw[key] = value
+    for key in _OBJECT_KEYS:
+        text = pulumi_config.get(key)
+        if text is None:
+            continue
+        try:
+            raw[key] = json.loads(text)
+        except json.JSONDecodeError:
+            problems.append(
+                Problem(key, text, "must be an object (set it with `pulumi config set --path`)")
+            )
+    return raw
+
+
+def _read_secrets(pulumi_config: pulumi.Config, problems: list[Problem]) -> StackSecrets:
+    outputs: dict[str, pulumi.Output[str]] = {}
+    for key in REQUIRED_SECRET_KEYS:
+        try:
+            outputs[key] = pulumi_config.require_secret(key)
+        except pulumi.ConfigMissingError:
+            problems.append(
+                Problem(
+                    key, None, f"required secret; set it with `pulumi config set --secret {key}`"
+                )
+            )
+            continue
+        # The plain value is read only to check its shape; it never leaves this function.
+        plain = pulumi_config.get(key) or ""
+        if key in {"jwtSecretKey", "encryptionKey"} and len(plain) < MIN_KEY_LENGTH:
+            problems.append(
+                Problem(
+                    key,
+                    _Secret(plain),
+                    f"must be at least {MIN_KEY_LENGTH} characters "
+                    "(generate one with `openssl rand -hex 32`)",
+                )
+            )
+        elif not plain.strip():
+            problems.append(Problem(key, _Secret(plain), "must not be empty"))
+
+    slack = pulumi_config.get("slackWebhookUrl") or ""
+    # Any https URL: Slack's own hooks.slack.com, or an egress proxy in front of it.
+    if slack and not slack.startswith("https://"):
+        problems.append(
+            Problem(
+                "slackWebhookUrl",
+                _Secret(slack),
+                "must be an https:// URL (Slack incoming webhook) or unset",
+            )
+        )
+    previous = pulumi_config.get("jwtPreviousKeys") or "{}"
+    if not _is_string_map(previous):
+        problems.append(
+            Problem("jwtPreviousKeys", _Secret(previous), 'must be a JSON object {"kid": "secret"}')
+        )
+    # A missing secret is already a problem; an empty stand-in lets the rest of the
+    # configuration be validated in the same run, and is never used to build resources.
+    for key in REQUIRED_SECRET_KEYS:
+        outputs.setdefault(key, pulumi.Output.secret(""))
+    return StackSecrets(
+        jwt_secret_key=outputs["jwtSecretKey"],
+        encryption_key=outputs["encryptionKey"],
+        anthropic_api_key=outputs["anthropicApiKey"],
+        ghl_api_key=outputs["ghlApiKey"],
+        jwt_previous_keys=pulumi.Output.secret(previous),
+        slack_webhook_url=pulumi.Output.secret(slack),
+    )
+
+
+def _is_string_map(text: str) -> bool:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        return False
+    return isinstance(value, dict) and all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    )
+
+
+def _image_problems(image: object) -> list[Problem]:
+    if image is None:
+        return [
+            Problem(
+                "image",
+                None,
+                "required: the services' image pinned by digest, e.g. "
+                "`pulumi config set image REGISTRY/enterprisehub@sha256:<64 hex>`",
+            )
+        ]
+    text = str(image)
+    match = _IMAGE.match(text)
+    if match is None:
+        return [Problem("image", text, "must be REPOSITORY[:TAG]@sha256:<64 lowercase hex>")]
+    if match["tag"] == "latest":
+        return [
+            Problem(
+                "image",
+                text,
+                "`latest` is refused: pin an immutable reference REPOSITORY@sha256:<digest>",
+            )
+        ]
+    if not match["digest"]:
+        return [
+            Problem(
+                "image",
+                text,
+                "a tag is mutable; pin its digest, e.g. "
+                f"`docker buildx imagetools inspect {text}` and set {match['repo']}"
+                f"{':' + match['tag'] if match['tag'] else ''}@sha256:<digest>",
+            )
+        ]
+    return []
+
+
+def _from_validation_error(error: ValidationError) -> list[Problem]:
+    problems = []
+    for item in error.errors():
+        loc = [str(part) for part in item["loc"]]
+        # Secrets and the image are checked separately with better messages.
+        if loc and loc[0] in {"secrets", "stack", "image"}:
+            continue
+        key = _dotted(loc)
+        message = str(item["msg"]).removeprefix("Value error, ")
+        if item["type"] == "missing":
+            message = "required; it has no default"
+            value: object = None
+        elif item["type"] == "extra_forbidden":
+            message = "unknown key (see Pulumi.yaml for the keys this project reads)"
+            value = item["input"]
+        else:
+            value = item["input"]
+        problems.append(Problem(key, value, message))
+    return problems
+
+
+def _dotted(loc: list[str]) -> str:
+    key = ""
+    for part in loc:
+        if part.isdigit():
+            key += f"[{part}]"
+        else:
+            key += ("." if key else "") + part
+    return key
+
+
+def _dedupe(problems: list[Problem]) -> list[Problem]:
+    seen: set[str] = set()
+    unique = []
+    for problem in problems:
+        if problem.render() not in seen:
+            seen.add(problem.render())
+            unique.append(problem)
+    return unique
+
+
+def config_keys() -> Mapping[str, str]:
+    """Every top-level key and its kind, for tooling that mirrors Pulumi.yaml."""
+    kinds = dict.fromkeys(_SCALAR_KEYS, "scalar") | dict.fromkeys(_OBJECT_KEYS, "object")
+    kinds |= dict.fromkeys((*REQUIRED_SECRET_KEYS, *OPTIONAL_SECRET_KEYS), "secret")
+    return kinds

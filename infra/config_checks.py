@@ -1,0 +1,366 @@
+"""Cross-field, per-environment and catalog checks of a parsed ``StackConfig``.
+
+The pydantic models in ``infra.config`` check single fields (types, positive
+numbers, CIDRs); the rules here need several fields at once, the environment
+(production guarantees) or the catalog. Each returns ``Problem`` objects so that
+``load_stack_config`` reports everything in one error.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Final
+
+from infra import catalog
+from infra.problems import Problem
+
+if TYPE_CHECKING:
+    from infra.config import CacheConfig, DatabaseConfig, StackConfig, StorageConfig
+
+SUPPORTED_KUBERNETES_VERSIONS: Final = ("1.30", "1.31", "1.32", "1.33")
+ENVIRONMENTS: Final = ("local", "dev", "staging", "production")
+
+_HOST_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+_DNS1123 = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+_WINDOW = re.compile(r"^([01][0-9]|2[0-3]):([0-5][0-9])-([01][0-9]|2[0-3]):([0-5][0-9])$")
+_WEEKLY = re.compile(
+    r"^(mon|tue|wed|thu|fri|sat|sun):([01][0-9]|2[0-3]):([0-5][0-9])-"
+    r"(mon|tue|wed|thu|fri|sat|sun):([01][0-9]|2[0-3]):([0-5][0-9])$"
+)
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+def semantic_problems(config: StackConfig, stack_name: str) -> list[Problem]:
+    """Checks that span fields, environments or the catalog (the model checks single fields)."""
+    problems: list[Problem] = []
+    problems += _identity_problems(config, stack_name)
+    problems += _service_problems(config)
+    problems += _hostname_problems(config)
+    problems += _database_problems(config.database)
+    problems += _cache_problems(config.cache)
+    problems += _storage_problems(config.storage)
+    problems += _cluster_problems(config)
+    if config.is_production:
+        problems += _production_problems(config)
+    return problems
+
+
+def _identity_problems(config: StackConfig, stack_name: str) -> list[Problem]:
+    problems = []
+    if stack_name in ENVIRONMENTS and config.environment.value != stack_name:
+        problems.append(
+            Problem(
+                "environment",
+                config.environment.value,
+                f"stack '{stack_name}' must declare environment '{stack_name}'",
+            )
+        )
+    if config.kubernetes_version not in SUPPORTED_KUBERNETES_VERSIONS:
+        problems.append(
+            Problem(
+                "kubernetesVersion",
+                config.kubernetes_version,
+                f"supported versions: {', '.join(SUPPORTED_KUBERNETES_VERSIONS)}",
+            )
+        )
+    if not _DNS1123.match(config.namespace):
+        problems.append(Problem("namespace", config.namespace, "must be a DNS-1123 label"))
+    if config.tls_issuer.startswith("letsencrypt") and not (
+        config.acme_email and _EMAIL.match(config.acme_email)
+    ):
+        problems.append(
+            Problem("acmeEmail", config.acme_email, "an ACME issuer needs a contact e-mail address")
+        )
+    if not re.fullmatch(r"[a-z]{2}(-[a-z]+)+-[0-9]", config.aws_region):
+        problems.append(
+            Problem("awsRegion", config.aws_region, "must be an AWS region such as us-east-1")
+        )
+    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", config.jwt_key_id):
+        problems.append(Problem("jwtKeyId", config.jwt_key_id, "1-64 of A-Z a-z 0-9 _ . -"))
+    for flag in config.feature_flags:
+        if flag not in catalog.FEATURE_FLAGS:
+            problems.append(
+                Problem(
+                    f"featureFlags.{flag}", flag, f"known flags: {', '.join(catalog.FEATURE_FLAGS)}"
+                )
+            )
+    return problems
+
+
+def _service_problems(config: StackConfig) -> list[Problem]:
+    problems = []
+    for name in config.services:
+        if name not in catalog.SERVICES:
+            problems.append(
+                Problem(f"services.{name}", name, f"known services: {', '.join(catalog.SERVICES)}")
+            )
+    for plan in config.service_plans:
+        if plan.min_replicas > plan.max_replicas:
+            problems.append(
+                Problem(
+                    f"services.{plan.spec.name}.minReplicas",
+                    plan.min_replicas,
+                    f"must not exceed maxReplicas ({plan.max_replicas})",
+                )
+            )
+    return problems
+
+
+def _hostname_problems(config: StackConfig) -> list[Problem]:
+    problems = []
+    if not _is_hostname(config.domain):
+        problems.append(Problem("domain", config.domain, "must be a DNS name such as example.com"))
+        return problems
+    for name in type(config.hostnames).model_fields:
+        host = config.hostname(name)
+        if not _is_hostname(host):
+            problems.append(
+                Problem(f"hostnames.{name}", host, "must be a DNS name (a-z, 0-9, '-', dots)")
+            )
+    for target, egress in config.egress.items():
+        for host in egress.hosts:
+            if not _is_hostname(host):
+                problems.append(Problem(f"egress.{target.value}.hosts", host, "must be a DNS name"))
+    return problems
+
+
+def _database_problems(database: DatabaseConfig) -> list[Problem]:
+    problems = []
+    if not re.fullmatch(r"15(\.[0-9]+)?", database.engine_version):
+        problems.append(
+            Problem("database.engineVersion", database.engine_version, "PostgreSQL 15 (15 or 15.N)")
+        )
+    if not database.instance_class.startswith("db."):
+        problems.append(
+            Problem(
+                "database.instanceClass",
+                database.instance_class,
+                "an RDS class such as db.r6g.large",
+            )
+        )
+    if database.backup_retention_days > 35:
+        problems.append(
+            Problem(
+                "database.backupRetentionDays", database.backup_retention_days, "1 to 35 days (RDS)"
+            )
+        )
+    if database.max_allocated_storage_gb < database.allocated_storage_gb:
+        problems.append(
+            Problem(
+                "database.maxAllocatedStorageGb",
+                database.max_allocated_storage_gb,
+                f"must be at least allocatedStorageGb ({database.allocated_storage_gb})",
+            )
+        )
+    pi_days = database.performance_insights_retention_days
+    if pi_days != 7 and (pi_days % 31 or pi_days > 731):
+        problems.append(
+            Problem(
+                "database.performanceInsightsRetentionDays",
+                pi_days,
+                "7, or a multiple of 31 up to 731",
+            )
+        )
+    problems += _window_problems("database.backupWindow", database.backup_window, daily=True)
+    problems += _window_problems(
+        "database.maintenanceWindow", database.maintenance_window, daily=False
+    )
+    for key, value in (
+        ("database.name", database.name),
+        ("database.ownerUsername", database.owner_username),
+    ):
+        if not re.fullmatch(r"[a-z][a-z0-9_]{0,62}", value):
+            problems.append(
+                Problem(key, value, "a lowercase identifier: [a-z][a-z0-9_]*, up to 63")
+            )
+    return problems
+
+
+def _cache_problems(cache: CacheConfig) -> list[Problem]:
+    problems = []
+    if not re.fullmatch(r"7(\.[0-9]+)?", cache.engine_version):
+        problems.append(Problem("cache.engineVersion", cache.engine_version, "Redis 7 (7 or 7.N)"))
+    if not cache.node_type.startswith("cache."):
+        problems.append(
+            Problem(
+                "cache.nodeType", cache.node_type, "an ElastiCache type such as cache.m7g.large"
+            )
+        )
+    if cache.num_nodes > 6:
+        problems.append(
+            Problem("cache.numNodes", cache.num_nodes, "1 to 6 (a primary and up to 5 replicas)")
+        )
+    if cache.automatic_failover and cache.num_nodes < 2:
+        problems.append(
+            Problem("cache.numNodes", cache.num_nodes, "automatic failover needs at least 2 nodes")
+        )
+    if cache.multi_az and not cache.automatic_failover:
+        problems.append(
+            Problem("cache.automaticFailover", False, "multi-AZ Redis requires automatic failover")
+        )
+    allowed_policies = {
+        "allkeys-lru", "volatile-lru", "allkeys-lfu", "volatile-lfu",
+        "allkeys-random", "volatile-random", "volatile-ttl", "noeviction",
+    }  # fmt: skip
+    if cache.maxmemory_policy not in allowed_policies:
+        problems.append(
+            Problem(
+                "cache.maxmemoryPolicy", cache.maxmemory_policy, ", ".join(sorted(allowed_policies))
+            )
+        )
+    if not re.fullmatch(r"[KEg$lshzxetmdnA]*", cache.notify_keyspace_events):
+        problems.append(
+            Problem(
+                "cache.notifyKeyspaceEvents",
+                cache.notify_keyspace_events,
+                "Redis event classes, e.g. Ex",
+            )
+        )
+    if cache.snapshot_retention_days > 35:
+        problems.append(
+            Problem("cache.snapshotRetentionDays", cache.snapshot_retention_days, "1 to 35 days")
+        )
+    problems += _window_problems("cache.snapshotWindow", cache.snapshot_window, daily=True)
+    problems += _window_problems("cache.maintenanceWindow", cache.maintenance_window, daily=False)
+    return problems
+
+
+def _storage_problems(storage: StorageConfig) -> list[Problem]:
+    problems = []
+    # Bucket names are at most 63 characters; the program appends
+    # "-<environment>-<purpose>-" plus a 26-character unique suffix.
+    if not re.fullmatch(r"[a-z0-9][a-z0-9-]{1,18}[a-z0-9]", storage.bucket_prefix):
+        problems.append(
+            Problem("storage.bucketPrefix", storage.bucket_prefix, "3-20 of a-z, 0-9 and '-'")
+        )
+    if storage.media_transition_glacier_days <= storage.media_transition_ia_days:
+        problems.append(
+            Problem(
+                "storage.mediaTransitionGlacierDays",
+                storage.media_transition_glacier_days,
+                f"must be later than mediaTransitionIaDays ({storage.media_transition_ia_days})",
+            )
+        )
+    return problems
+
+
+def _cluster_problems(config: StackConfig) -> list[Problem]:
+    cluster = config.cluster
+    problems = []
+    if config.is_local and cluster.mode != "kubeconfig":
+        problems.append(
+            Problem("cluster.mode", cluster.mode, "the local stack supports only 'kubeconfig'")
+        )
+    if not config.is_local and cluster.mode == "kubeconfig":
+        problems.append(
+            Problem(
+                "cluster.mode",
+                cluster.mode,
+                "AWS stacks need 'eks' or 'existing-eks' "
+                "(service-account roles need EKS's OIDC issuer)",
+            )
+        )
+    if cluster.mode == "existing-eks" and not cluster.name:
+        problems.append(Problem("cluster.name", None, "existing-eks needs the EKS cluster's name"))
+    if cluster.endpoint_public_access and not cluster.public_access_cidrs:
+        problems.append(
+            Problem(
+                "cluster.publicAccessCidrs",
+                [],
+                "a public endpoint needs the CIDRs allowed to reach it (never 0.0.0.0/0)",
+            )
+        )
+    if "0.0.0.0/0" in cluster.public_access_cidrs:
+        problems.append(
+            Problem(
+                "cluster.publicAccessCidrs",
+                list(cluster.public_access_cidrs),
+                "0.0.0.0/0 is refused",
+            )
+        )
+    names = [group.name for group in cluster.node_groups]
+    if cluster.mode == "eks" and not names:
+        problems.append(Problem("cluster.nodeGroups", [], "at least one node group"))
+    if len(set(names)) != len(names):
+        problems.append(Problem("cluster.nodeGroups", names, "node group names must be unique"))
+    for index, group in enumerate(cluster.node_groups):
+        prefix = f"cluster.nodeGroups[{index}]"
+        if not group.min_size <= group.desired_size <= group.max_size:
+            problems.append(
+                Problem(
+                    f"{prefix}.desiredSize",
+                    group.desired_size,
+                    f"minSize ({group.min_size}) <= desiredSize <= maxSize ({group.max_size})",
+                )
+            )
+        if not group.instance_types:
+            problems.append(Problem(f"{prefix}.instanceTypes", [], "at least one instance type"))
+    return problems
+
+
+def _production_problems(config: StackConfig) -> list[Problem]:
+    """The guarantees the seed and the issue require of production, whatever the stack says."""
+    db, cache, storage, network = config.database, config.cache, config.storage, config.network
+    required_true = {
+        "database.deletionProtection": db.deletion_protection,
+        "database.multiAz": db.multi_az,
+        "database.storageEncrypted": db.storage_encrypted,
+        "database.performanceInsights": db.performance_insights,
+        "cache.automaticFailover": cache.automatic_failover,
+        "cache.multiAz": cache.multi_az,
+        "cache.transitEncryption": cache.transit_encryption,
+        "cache.atRestEncryption": cache.at_rest_encryption,
+        "network.natGatewayPerAz": network.nat_gateway_per_az,
+    }
+    rules: list[tuple[str, object, bool, str]] = [
+        (key, value, value, "production requires true") for key, value in required_true.items()
+    ]
+    rules += [
+        ("database.skipFinalSnapshot", db.skip_final_snapshot, not db.skip_final_snapshot,
+         "production requires false (a final snapshot is taken on delete)"),
+        ("database.backupRetentionDays", db.backup_retention_days, db.backup_retention_days >= 30,
+         "production keeps backups at least 30 days"),
+        ("database.backupWindow", db.backup_window, db.backup_window.startswith("02:00-"),
+         "production backups start at 02:00 UTC (02:00-HH:MM)"),
+        ("database.allocatedStorageGb", db.allocated_storage_gb, db.allocated_storage_gb >= 100,
+         "production needs at least 100 GiB"),
+        ("cache.numNodes", cache.num_nodes, cache.num_nodes >= 3,
+         "production runs at least 3 Redis nodes"),
+        ("storage.forceDestroy", storage.force_destroy, not storage.force_destroy,
+         "production requires false (buckets holding objects are never deleted)"),
+        ("network.azCount", network.az_count, network.az_count >= 3,
+         "production spans at least 3 availability zones"),
+        ("tlsIssuer", config.tls_issuer, config.tls_issuer != "selfsigned",
+         "production needs a publicly trusted issuer, not selfsigned"),
+        ("logLevel", config.log_level, config.log_level != "DEBUG",
+         "production refuses DEBUG (it may log personal data)"),
+    ]  # fmt: skip
+    return [Problem(key, value, allowed) for key, value, ok, allowed in rules if not ok]
+
+
+def _window_problems(key: str, window: str, *, daily: bool) -> list[Problem]:
+    """RDS/ElastiCache windows: UTC, at least 30 minutes long."""
+    if daily:
+        match = _WINDOW.match(window)
+        if match is None:
+            return [Problem(key, window, "HH:MM-HH:MM in UTC, e.g. 02:00-02:30")]
+        start = int(match[1]) * 60 + int(match[2])
+        end = int(match[3]) * 60 + int(match[4])
+        length = (end - start) % (24 * 60)
+    else:
+        weekly = _WEEKLY.match(window)
+        if weekly is None:
+            return [Problem(key, window, "ddd:HH:MM-ddd:HH:MM in UTC, e.g. sun:03:00-sun:04:00")]
+        start = _WEEKDAYS.index(weekly[1]) * 1440 + int(weekly[2]) * 60 + int(weekly[3])
+        end = _WEEKDAYS.index(weekly[4]) * 1440 + int(weekly[5]) * 60 + int(weekly[6])
+        length = (end - start) % (7 * 1440)
+    if length < 30:
+        return [Problem(key, window, "the window must last at least 30 minutes")]
+    return []
+
+
+def _is_hostname(value: str) -> bool:
+    if len(value) > 253 or "." not in value:
+        return False
+    return all(_HOST_LABEL.match(label) for label in value.split("."))

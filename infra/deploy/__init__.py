@@ -1,0 +1,1 @@
+"""Operator commands around the Pulumi CLI: pre-flight checks, preview and up."""

@@ -1,0 +1,231 @@
+"""Checks that run before `make preview` / `make up` talk to the Pulumi CLI.
+
+Each check answers one question a newcomer would otherwise learn from a stack
+trace ten minutes into a deploy: is the CLI there, is a state backend chosen,
+does the stack exist, can we reach the cluster or the AWS account. A failed
+check says exactly what is missing and the command that fixes it.
+
+Usage: ``python -m infra.deploy.preflight STACK``; exits 1 listing every
+problem found, 0 when the deploy can go ahead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+STACKS = ("local", "dev", "staging", "production")
+CLOUD_STACKS = frozenset({"dev", "staging", "production"})
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One missing prerequisite and how to get it."""
+
+    what: str
+    fix: str
+
+    def render(self) -> str:
+        return f"- {self.what}\n  fix: {self.fix}"
+
+
+Runner = Callable[[Sequence[str]], subprocess.CompletedProcess[str]]
+
+
+def _run(cmd: Sequence[str]) -> subprocess.CompletedProcess[str]:
+    # The commands are fixed pulumi sub-commands built in this module, never user input.
+    return subprocess.run(list(cmd), capture_output=True, text=True, timeout=30, check=False)  # noqa: S603
+
+
+def check_pulumi_cli(which: Callable[[str], str | None] = shutil.which) -> list[Problem]:
+    """The Pulumi CLI must be on PATH; pip's `pulumi` package is only the SDK."""
+    if which("pulumi"):
+        return []
+    return [
+        Problem(
+            "the Pulumi CLI is not on PATH (the `pulumi` Python package is only the SDK)",
+            "curl -fsSL https://get.pulumi.com | sh   (or: brew install pulumi), "
+            "then open a new shell",
+        )
+    ]
+
+
+def check_backend(run: Runner = _run) -> list[Problem]:
+    """A state backend must be selected: Pulumi Cloud, S3 or a local directory."""
+    result = run(["pulumi", "whoami", "--verbose"])
+    if result.returncode == 0:
+        return []
+    return [
+        Problem(
+            "no Pulumi state backend is selected (`pulumi whoami` failed)",
+            "for the local stack: pulumi login --local  (or pulumi login file://$PWD/var/state); "
+            "for cloud stacks: pulumi login s3://<state-bucket> or pulumi login",
+        )
+    ]
+
+
+def check_stack_file(stack: str, root: Path = REPO_ROOT) -> list[Problem]:
+    """The stack's settings file must exist under stacks/."""
+    path = root / "stacks" / f"Pulumi.{stack}.yaml"
+    if path.is_file():
+        return []
+    return [
+        Problem(
+            f"{path.relative_to(root)} does not exist",
+            f"pick one of {', '.join(STACKS)} (make up STACK=local)",
+        )
+    ]
+
+
+def check_stack_selected(stack: str, run: Runner = _run) -> list[Problem]:
+    """The stack must be initialised in the selected backend."""
+    result = run(["pulumi", "stack", "ls", "--json"])
+    if result.returncode == 0:
+        try:
+            names = {entry.get("name") for entry in json.loads(result.stdout or "[]")}
+        except (json.JSONDecodeError, AttributeError):
+            names = set()
+        if stack in names:
+            return []
+    provider = (
+        "--secrets-provider passphrase"
+        if stack == "local"
+        else f"--secrets-provider 'awskms://alias/enterprisehub-{stack}?region=<region>'"
+    )
+    return [
+        Problem(
+            f"stack {stack!r} is not initialised in this backend",
+            f"pulumi stack init {stack} {provider}   (then set its secrets: see docs/deploying.md)",
+        )
+    ]
+
+
+def _current_kube_server(kubeconfig: Path) -> tuple[str, str] | None:
+    """Return (context, server URL) of the kubeconfig's current context."""
+    try:
+        doc = yaml.safe_load(kubeconfig.read_text())
+    except (OSError, yaml.YAMLError):
+        return None
+    if not isinstance(doc, dict):
+        return None
+    current = doc.get("current-context")
+    contexts = {c.get("name"): c.get("context", {}) for c in doc.get("contexts") or []}
+    clusters = {c.get("name"): c.get("cluster", {}) for c in doc.get("clusters") or []}
+    context = contexts.get(current)
+    if not context:
+        return None
+    server = clusters.get(context.get("cluster"), {}).get("server")
+    return (str(current), str(server)) if server else None
+
+
+def _reachable(url: str, timeout: float = 3.0) -> bool:
+    parsed = urlparse(url)
+    if not parsed.hostname:
+        return False
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    try:
+        with socket.create_connection((parsed.hostname, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def check_local_cluster(
+    env: dict[str, str] | None = None, reachable: Callable[[str], bool] = _reachable
+) -> list[Problem]:
+    """The local stack deploys into the kubeconfig's current context."""
+    env = dict(os.environ) if env is None else env
+    first = env.get("KUBECONFIG", "").split(os.pathsep)[0]
+    kubeconfig = Path(first) if first else Path(env.get("HOME", "~")).expanduser() / ".kube/config"
+    if not kubeconfig.is_file():
+        return [
+            Problem(
+                f"no kubeconfig at {kubeconfig}",
+                "start a local cluster: kind create cluster --name enterprisehub "
+                "(or minikube start, or enable Kubernetes in Docker Desktop)",
+            )
+        ]
+    found = _current_kube_server(kubeconfig)
+    if found is None:
+        return [
+            Problem(
+                f"{kubeconfig} has no usable current-context",
+                "kubectl config use-context kind-enterprisehub (or your cluster's context)",
+            )
+        ]
+    context, server = found
+    if not reachable(server):
+        return [
+            Problem(
+                f"the cluster of context {context!r} at {server} is not reachable",
+                "start it (kind/minikube/Docker Desktop) or switch context: "
+                "kubectl config use-context <name>",
+            )
+        ]
+    return []
+
+
+def check_aws_credentials(env: dict[str, str] | None = None) -> list[Problem]:
+    """Cloud stacks need AWS credentials for the provider and the KMS secrets provider."""
+    env = dict(os.environ) if env is None else env
+    if (
+        env.get("AWS_ACCESS_KEY_ID")
+        or env.get("AWS_PROFILE")
+        or env.get("AWS_WEB_IDENTITY_TOKEN_FILE")
+    ):
+        return []
+    home = Path(env.get("HOME", "~")).expanduser()
+    if (home / ".aws" / "credentials").is_file() or (home / ".aws" / "config").is_file():
+        return []
+    return [
+        Problem(
+            "no AWS credentials found (env, AWS_PROFILE or ~/.aws)",
+            "aws configure sso  (or export AWS_PROFILE=<profile>); the same identity needs "
+            "kms:Encrypt/Decrypt on the stack's secrets key",
+        )
+    ]
+
+
+def preflight(stack: str, run: Runner = _run) -> list[Problem]:
+    """Every problem standing between this machine and `pulumi up --stack STACK`."""
+    problems = check_stack_file(stack)
+    if problems:
+        return problems
+    problems += check_pulumi_cli()
+    if not problems:
+        problems += check_backend(run)
+        if not problems:
+            problems += check_stack_selected(stack, run)
+    problems += check_aws_credentials() if stack in CLOUD_STACKS else check_local_cluster()
+    return problems
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Print what is missing for STACK; exit 1 if anything is."""
+    parser = argparse.ArgumentParser(prog="python -m infra.deploy.preflight")
+    parser.add_argument("stack")
+    args = parser.parse_args(argv)
+    problems = preflight(args.stack)
+    if not problems:
+        print(f"pre-flight for stack {args.stack!r}: ready")
+        return 0
+    print(f"pre-flight for stack {args.stack!r}: {len(problems)} problem(s)", file=sys.stderr)
+    for problem in problems:
+        print(problem.render(), file=sys.stderr)
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,365 @@
+"""The Pulumi program: stack config in, components wired, outputs exported.
+
+``main`` is what ``infra/__main__.py`` runs under the Pulumi CLI and what
+``infra.mocks.run_program`` runs offline; it reads the configuration once and
+hands the frozen ``StackConfig`` to ``build``.
+
+Order of construction (each step's outputs feed the next):
+
+* AWS stacks: network -> cluster (or the existing EKS cluster) -> database,
+  cache, storage, registry, service-account roles -> Kubernetes provider ->
+  platform (namespace, add-ons, jobs, services, dashboards, ingress, policies).
+* local: the kubeconfig context -> in-cluster Postgres, Redis and MinIO ->
+  the same platform.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_kubernetes as k8s
+
+from infra import catalog
+from infra.components.cache import Cache, CacheArgs
+from infra.components.cluster import (
+    EksCluster,
+    EksClusterArgs,
+    ExistingEksCluster,
+    ExistingEksClusterArgs,
+    KubeconfigCluster,
+    KubeconfigClusterArgs,
+    NodeGroupSpec,
+)
+from infra.components.database import Database, DatabaseArgs
+from infra.components.datastores import MINIO_PORT, Datastores, DatastoresArgs
+from infra.components.iam import PrefixWriterGrant, ServiceRoles, ServiceRolesArgs
+from infra.components.jobs import MODEL_PUBLISHER_SERVICE_ACCOUNT
+from infra.components.network import Network, NetworkArgs, subnet_plan
+from infra.components.registry import Registry, RegistryArgs
+from infra.components.storage import Storage, StorageArgs
+from infra.config import PROJECT, StackConfig, load_stack_config
+from infra.platform import DataPlane, build_platform, create_namespace
+
+
+def main() -> None:
+    """Entry point: load the stack config once, build, export."""
+    config = load_stack_config(pulumi.Config(PROJECT), pulumi.get_stack())
+    for key, value in build(config).items():
+        pulumi.export(key, value)
+
+
+def build(config: StackConfig) -> dict[str, Any]:
+    """Declare every resource of the stack and return the outputs to export."""
+    if config.is_local:
+        return _build_local(config)
+    return _build_aws(config)
+
+
+def resource_prefix(config: StackConfig) -> str:
+    """Stem of every logical name and of AWS names, e.g. ``enterprisehub-production``."""
+    return f"{PROJECT}-{config.stack}"
+
+
+def bucket_names(config: StackConfig, account_id: str | None) -> dict[catalog.Bucket, str]:
+    """Global S3 names: prefix, environment, purpose and (on AWS) the account id."""
+    suffix = f"-{account_id}" if account_id else ""
+    return {
+        bucket: f"{config.storage.bucket_prefix}-{config.environment.value}-{bucket.value}{suffix}"
+        for bucket in catalog.Bucket
+    }
+
+
+def _build_local(config: StackConfig) -> dict[str, Any]:
+    prefix = resource_prefix(config)
+    cluster = KubeconfigCluster(
+        f"{prefix}-cluster",
+        KubeconfigClusterArgs(
+            context=config.cluster.context, kubeconfig_path=config.cluster.kubeconfig_path
+        ),
+    )
+    k8s_opts = pulumi.ResourceOptions(providers=[cluster.provider])
+    buckets = bucket_names(config, None)
+    namespace = create_namespace(config, prefix, k8s_opts)
+    stores = Datastores(
+        f"{prefix}-datastores",
+        DatastoresArgs(
+            namespace=config.namespace,
+            tools_image=config.image,
+            buckets=list(buckets.values()),
+            database_name=config.database.name,
+            storage_class=config.cluster.storage_class,
+            postgres_storage=f"{config.database.allocated_storage_gb}Gi",
+            object_storage=f"{config.storage.local_size_gb}Gi",
+        ),
+        opts=pulumi.ResourceOptions(providers=[cluster.provider], depends_on=[namespace]),
+    )
+    s3_endpoint = f"http://minio.{config.namespace}.svc.cluster.local:{MINIO_PORT}"
+    data = DataPlane(
+        database_url=stores.database_url,
+        migration_database_url=stores.migration_database_url,
+        redis_url=stores.redis_url,
+        settings=_bucket_settings(buckets) | {"S3_ENDPOINT_URL": s3_endpoint},
+        object_storage_credentials={
+            "AWS_ACCESS_KEY_ID": stores.s3_access_key_id,
+            "AWS_SECRET_ACCESS_KEY": stores.s3_secret_access_key,
+        },
+        ready=list(stores.ready),
+        in_cluster=True,
+    )
+    platform = build_platform(config, prefix, data, k8s_opts, namespace)
+    return {
+        **platform,
+        "buckets": {bucket.value: name for bucket, name in buckets.items()},
+        "s3Endpoint": s3_endpoint,
+        "kubeContext": config.cluster.context or "(current context)",
+    }
+
+
+def _bucket_settings(buckets: dict[catalog.Bucket, str]) -> dict[str, str]:
+    models = buckets[catalog.Bucket.MODELS]
+    return {
+        "MODELS_BUCKET": models,
+        "MEDIA_BUCKET": buckets[catalog.Bucket.MEDIA],
+        # The alias prefix, never a version's key: a new model is a re-pointed
+        # current.json, not a ConfigMap change (see services/ml/publish.py).
+        "ML_MODEL_URI": catalog.ml_model_uri(models),
+    }
+
+
+@dataclass
+class _AwsCluster:
+    """What the data stores and the platform need from either kind of EKS cluster."""
+
+    provider: k8s.Provider
+    vpc_id: pulumi.Input[str]
+    subnet_ids: pulumi.Input[list[str]]
+    security_group_id: pulumi.Input[str]
+    oidc_provider_arn: pulumi.Input[str]
+    oidc_issuer_url: pulumi.Input[str]
+    name: pulumi.Input[str]
+    endpoint: pulumi.Input[str]
+    private_cidrs: list[str] = field(default_factory=list)
+
+
+def _build_aws(config: StackConfig) -> dict[str, Any]:
+    prefix = resource_prefix(config)
+    aws_provider = aws.Provider(
+        f"{prefix}-aws",
+        region=config.aws_region,
+        default_tags=aws.ProviderDefaultTagsArgs(
+            tags={
+                "Project": PROJECT,
+                "Stack": config.stack,
+                "Environment": config.environment.value,
+                "ManagedBy": "pulumi",
+            }
+        ),
+    )
+    aws_opts = pulumi.ResourceOptions(providers=[aws_provider])
+    identity = aws.get_caller_identity(opts=pulumi.InvokeOptions(provider=aws_provider))
+    cluster = _aws_cluster(config, prefix, aws_opts, identity.account_id)
+
+    database = _database(config, prefix, cluster, aws_opts)
+    cache = _cache(config, prefix, cluster, aws_opts)
+    buckets = bucket_names(config, identity.account_id)
+    storage = Storage(
+        f"{prefix}-storage",
+        StorageArgs(
+            bucket_names=buckets,
+            noncurrent_version_expiration_days=config.storage.noncurrent_version_expiration_days,
+            abort_incomplete_multipart_days=config.storage.abort_incomplete_multipart_days,
+            media_transition_ia_days=config.storage.media_transition_ia_days,
+            media_transition_glacier_days=config.storage.media_transition_glacier_days,
+            force_destroy=config.storage.force_destroy,
+        ),
+        opts=aws_opts,
+    )
+    registry = Registry(
+        f"{prefix}-registry",
+        RegistryArgs(repository_name=prefix, force_delete=config.storage.force_destroy),
+        opts=aws_opts,
+    )
+    roles = ServiceRoles(
+        f"{prefix}-roles",
+        ServiceRolesArgs(
+            oidc_provider_arn=cluster.oidc_provider_arn,
+            oidc_issuer_url=cluster.oidc_issuer_url,
+            namespace=config.namespace,
+            services=list(catalog.SERVICES.values()),
+            bucket_arns=dict(storage.bucket_arns),
+            storage_key_arn=storage.key_arn,
+            region=config.aws_region,
+            model_publisher=PrefixWriterGrant(
+                service_account=MODEL_PUBLISHER_SERVICE_ACCOUNT, prefix=catalog.ML_MODEL_PREFIX
+            ),
+        ),
+        opts=aws_opts,
+    )
+
+    k8s_opts = pulumi.ResourceOptions(providers=[cluster.provider])
+    data = DataPlane(
+        database_url=database.app_dsn,
+        migration_database_url=database.owner_dsn,
+        redis_url=cache.url,
+        settings=_bucket_settings(buckets),
+        role_arns=roles.role_arns,
+        ready=[database, cache],
+        # The publisher writes to the bucket with its role's policy attached.
+        model_store_ready=[storage, roles],
+        in_cluster=False,
+        datastore_cidrs=cluster.private_cidrs,
+        cluster_cidrs=[config.network.vpc_cidr],
+    )
+    namespace = create_namespace(config, prefix, k8s_opts)
+    platform = build_platform(config, prefix, data, k8s_opts, namespace)
+    return {
+        **platform,
+        "clusterName": cluster.name,
+        "clusterEndpoint": cluster.endpoint,
+        "databaseEndpoint": database.address,
+        "redisEndpoint": cache.primary_endpoint,
+        "buckets": {bucket.value: name for bucket, name in buckets.items()},
+        "imageRepository": registry.repository_url,
+        "serviceRoleArns": roles.role_arns,
+        "kubeconfigCommand": pulumi.Output.concat(
+            "aws eks update-kubeconfig --region ", config.aws_region, " --name ", cluster.name
+        ),
+    }
+
+
+def _aws_cluster(
+    config: StackConfig, prefix: str, aws_opts: pulumi.ResourceOptions, account_id: str
+) -> _AwsCluster:
+    if config.cluster.mode == "existing-eks":
+        existing = ExistingEksCluster(
+            f"{prefix}-cluster",
+            ExistingEksClusterArgs(
+                cluster_name=str(config.cluster.name),
+                region=config.aws_region,
+                account_id=account_id,
+            ),
+            opts=aws_opts,
+        )
+        return _AwsCluster(
+            provider=existing.provider,
+            vpc_id=existing.vpc_id,
+            subnet_ids=existing.private_subnet_ids,
+            security_group_id=existing.security_group_id,
+            oidc_provider_arn=existing.oidc_provider_arn,
+            oidc_issuer_url=existing.oidc_issuer_url,
+            name=existing.cluster_name,
+            endpoint=existing.endpoint,
+            # The existing VPC's layout is unknown here; network.vpcCidr names it.
+            private_cidrs=[config.network.vpc_cidr],
+        )
+
+    network = Network(
+        f"{prefix}-network",
+        NetworkArgs(
+            vpc_cidr=config.network.vpc_cidr,
+            az_count=config.network.az_count,
+            nat_gateway_per_az=config.network.nat_gateway_per_az,
+            cluster_name=prefix,
+            region=config.aws_region,
+        ),
+        opts=aws_opts,
+    )
+    eks = EksCluster(
+        f"{prefix}-cluster",
+        EksClusterArgs(
+            cluster_name=prefix,
+            kubernetes_version=config.kubernetes_version,
+            subnet_ids=network.private_subnet_ids,
+            region=config.aws_region,
+            endpoint_public_access=config.cluster.endpoint_public_access,
+            public_access_cidrs=config.cluster.public_access_cidrs,
+            log_types=config.cluster.log_types,
+            node_groups=[
+                NodeGroupSpec(
+                    name=group.name,
+                    instance_types=group.instance_types,
+                    min_size=group.min_size,
+                    desired_size=group.desired_size,
+                    max_size=group.max_size,
+                    disk_size_gb=group.disk_size_gb,
+                    capacity_type=group.capacity_type,
+                )
+                for group in config.cluster.node_groups
+            ],
+        ),
+        opts=aws_opts,
+    )
+    private_cidrs, _ = subnet_plan(config.network.vpc_cidr, config.network.az_count)
+    return _AwsCluster(
+        provider=eks.provider,
+        vpc_id=network.vpc_id,
+        subnet_ids=network.private_subnet_ids,
+        security_group_id=eks.security_group_id,
+        oidc_provider_arn=eks.oidc_provider_arn,
+        oidc_issuer_url=eks.oidc_issuer_url,
+        name=eks.cluster_name,
+        endpoint=eks.endpoint,
+        private_cidrs=private_cidrs,
+    )
+
+
+def _database(
+    config: StackConfig, prefix: str, cluster: _AwsCluster, opts: pulumi.ResourceOptions
+) -> Database:
+    db = config.database
+    return Database(
+        f"{prefix}-database",
+        DatabaseArgs(
+            vpc_id=cluster.vpc_id,
+            subnet_ids=cluster.subnet_ids,
+            client_security_group_id=cluster.security_group_id,
+            instance_class=db.instance_class,
+            engine_version=db.engine_version,
+            allocated_storage_gb=db.allocated_storage_gb,
+            max_allocated_storage_gb=db.max_allocated_storage_gb,
+            backup_retention_days=db.backup_retention_days,
+            backup_window=db.backup_window,
+            maintenance_window=db.maintenance_window,
+            multi_az=db.multi_az,
+            deletion_protection=db.deletion_protection,
+            storage_encrypted=db.storage_encrypted,
+            skip_final_snapshot=db.skip_final_snapshot,
+            performance_insights=db.performance_insights,
+            performance_insights_retention_days=db.performance_insights_retention_days,
+            database_name=db.name,
+            owner_username=db.owner_username,
+        ),
+        opts=opts,
+    )
+
+
+def _cache(
+    config: StackConfig, prefix: str, cluster: _AwsCluster, opts: pulumi.ResourceOptions
+) -> Cache:
+    cache = config.cache
+    return Cache(
+        f"{prefix}-cache",
+        CacheArgs(
+            vpc_id=cluster.vpc_id,
+            subnet_ids=cluster.subnet_ids,
+            client_security_group_id=cluster.security_group_id,
+            node_type=cache.node_type,
+            num_nodes=cache.num_nodes,
+            engine_version=cache.engine_version,
+            automatic_failover=cache.automatic_failover,
+            multi_az=cache.multi_az,
+            transit_encryption=cache.transit_encryption,
+            at_rest_encryption=cache.at_rest_encryption,
+            maxmemory_policy=cache.maxmemory_policy,
+            notify_keyspace_events=cache.notify_keyspace_events,
+            slowlog_log_slower_than=cache.slowlog_log_slower_than,
+            slowlog_max_len=cache.slowlog_max_len,
+            snapshot_retention_days=cache.snapshot_retention_days,
+            snapshot_window=cache.snapshot_window,
+            maintenance_window=cache.maintenance_window,
+        ),
+        opts=opts,
+    )

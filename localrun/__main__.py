@@ -1,0 +1,339 @@
+"""``make run``: the whole platform on this machine, on the seed's ports.
+
+    python -m localrun                 # Ctrl-C stops everything
+    python -m localrun --realtime-port 9001 --event-rate 5
+
+Starts Postgres and Redis from the local binaries on loopback (and Prometheus
+scraping the services, when it is installed), runs the migrations, trains the
+lead model if its artifact is missing, creates the feature flags, starts
+every service that exists on its port (realtime 8001, ml 8002, coaching 8003,
+churn 8004), mints demo tenants' tokens, streams demo lead events into the
+realtime ingest and prints where to look. State (data, logs, the JWT key of
+this machine) lives under ``var/run`` unless ``--state-dir`` says otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import importlib.util
+import os
+import secrets
+import shutil
+import socket
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from localrun.children import Child, ChildProcesses, StartupError, wait_http_ok
+from localrun.datastores import DEFAULT_MODEL_DIR, SetupStepFailed, start_datastores
+from localrun.demo import DemoTenant, demo_tenants, stream_events
+from localrun.leftovers import stop_leftovers
+from localrun.servers import MissingBinary, ServerFailed
+from services.common.settings import AuthSettings
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_STATE_DIR = REPO_ROOT / "var" / "run"
+READY_LINE = "enterprisehub is running"
+"""Printed once everything is up; the localrun test waits for it."""
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    """One feature service of the seed: its name, port and package."""
+
+    name: str
+    default_port: int
+    module: str
+    issue: str
+
+    def built(self) -> bool:
+        """Whether the service's app module exists in this checkout yet."""
+        try:
+            return importlib.util.find_spec(f"{self.module}.main") is not None
+        except ModuleNotFoundError:  # the service's package itself is absent
+            return False
+
+
+SERVICES: tuple[ServiceSpec, ...] = (
+    ServiceSpec("realtime", 8001, "services.realtime", "websocket-manager"),
+    ServiceSpec("ml", 8002, "services.ml", "ml-services"),
+    ServiceSpec("coaching", 8003, "services.coaching", "coaching-engine"),
+    ServiceSpec("churn", 8004, "services.churn", "churn-orchestrator"),
+)
+
+
+class PortTaken(RuntimeError):  # noqa: N818 - reads as the condition it names
+    """A service port is already in use; the message says how to choose another."""
+
+
+def check_ports_free(ports: dict[str, int]) -> None:
+    """Fail before starting anything if a service port is taken."""
+    for name, port in ports.items():
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            # As uvicorn does: connections of a just-stopped server lingering
+            # in TIME_WAIT do not make the port unusable, only a listener does.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                raise PortTaken(
+                    f"port {port} ({name}) is already in use on 127.0.0.1 "
+                    f"(see `ss -ltnp 'sport = :{port}'`); stop that process or choose "
+                    f"another port with `python -m localrun --{name}-port N`"
+                ) from None
+
+
+def jwt_env(state_dir: Path) -> dict[str, str]:
+    """This machine's JWT key, kept in the state dir so printed tokens survive restarts."""
+    key_file = state_dir / "jwt-secret"
+    if not key_file.exists():
+        state_dir.mkdir(parents=True, exist_ok=True)
+        key_file.write_text(secrets.token_hex(32))
+        key_file.chmod(0o600)
+    return {"JWT_SECRET_KEY": key_file.read_text().strip(), "JWT_KEY_ID": "local"}
+
+
+def _say(message: str = "") -> None:
+    print(message, flush=True)
+
+
+def print_guide(
+    *,
+    started: dict[str, int],
+    missing: Sequence[ServiceSpec],
+    tenants: Sequence[DemoTenant],
+    prometheus_url: str | None,
+    state_dir: Path,
+    event_rate: float,
+) -> None:
+    """Tell the user where to look, with commands ready to paste."""
+    _say()
+    _say(f"{READY_LINE} (state and logs under {state_dir}):")
+    for name, port in started.items():
+        base = f"http://127.0.0.1:{port}"
+        _say(
+            f"  {name:<9} {base}  health {base}/health  details {base}/health/detailed  "
+            f"metrics {base}/metrics  API docs {base}/docs"
+        )
+    for spec in missing:
+        _say(
+            f"  {spec.name:<9} port {spec.default_port}: not built yet ({spec.issue} arrives "
+            "with a later issue)"
+        )
+    if prometheus_url:
+        _say(f"  prometheus {prometheus_url}  (scraping the services every 5 s)")
+    else:
+        _say("  prometheus not started (install the Debian package `prometheus`)")
+    if "realtime" in started and tenants:
+        port = started["realtime"]
+        tenant = tenants[0]
+        agent, token = next(iter(tenant.agent_tokens.items()))
+        feed = f"ws://127.0.0.1:{port}/v1/feed?access_token={token}"
+        _say()
+        _say(
+            f"Demo tenants: {', '.join(t.tenant_id for t in tenants)}; "
+            f"{event_rate:g} lead events/s streaming into the realtime ingest."
+        )
+        _say(f"Watch {tenant.tenant_id}'s feed as {agent} (either command):")
+        _say(f"  websocat '{feed}'")
+        _say(f"  {sys.executable} -m websockets '{feed}'")
+        _say("Post an event yourself:")
+        _say(
+            f"  curl -sS -X POST http://127.0.0.1:{port}/v1/leads/events "
+            f"-H 'Authorization: Bearer {tenant.webhook_token}' "
+            "-H 'Content-Type: application/json' -d @- <<< "
+            '\'{"lead_id":"lead-1","event_type":"lead.created","lead":'
+            '{"source":"referral","timeline":"immediate","budget_usd":650000.0,'
+            '"pre_approved":true,"response_time_minutes":4.0,"email_opens":3,'
+            '"email_clicks":1,"sms_replies":1,"calls_connected":1,"property_views":12,'
+            '"saved_searches":1,"showings_attended":0,"days_since_last_contact":1,'
+            '"days_since_created":2}}\''
+        )
+        _say(
+            f"More tokens: enterprisehub token --tenant {tenant.tenant_id} --subject agent-9 "
+            f"(with JWT_SECRET_KEY from {state_dir / 'jwt-secret'} and JWT_KEY_ID=local)"
+        )
+    _say()
+    _say("Press Ctrl-C to stop everything.")
+
+
+async def supervise(children: Sequence[Child], stop: asyncio.Event) -> str | None:
+    """Watch the services; return a message if one exits on its own."""
+    while not stop.is_set():
+        for child in children:
+            code = child.process.poll()
+            if code is not None:
+                return (
+                    f"{child.name} exited with code {code}; last lines of "
+                    f"{child.log_path}:\n{child.tail()}"
+                )
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=1.0)
+    return None
+
+
+async def run_until_stopped(
+    *,
+    services: Sequence[Child],
+    ingest_url: str | None,
+    tenants: Sequence[DemoTenant],
+    event_rate: float,
+) -> str | None:
+    """Stream demo events and watch the services until Ctrl-C or a crash."""
+    stop = asyncio.Event()
+    streamer = None
+    if ingest_url and event_rate > 0:
+        streamer = asyncio.create_task(
+            stream_events(ingest_url=ingest_url, tenants=tenants, rate_per_s=event_rate, stop=stop)
+        )
+    try:
+        problem = await supervise(services, stop)
+    finally:
+        stop.set()
+        if streamer is not None:
+            answers = await streamer
+            _say(f"demo events posted: {dict(answers)}")
+    return problem
+
+
+def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m localrun", description=__doc__.split("\n")[0] if __doc__ else None
+    )
+    for spec in SERVICES:
+        parser.add_argument(
+            f"--{spec.name}-port",
+            type=int,
+            default=spec.default_port,
+            help=f"{spec.issue} port (default {spec.default_port})",
+        )
+    parser.add_argument(
+        "--state-dir",
+        type=Path,
+        default=DEFAULT_STATE_DIR,
+        help="data, logs and the local JWT key (default var/run)",
+    )
+    parser.add_argument(
+        "--event-rate", type=float, default=2.0, help="demo lead events per second (0 = none)"
+    )
+    parser.add_argument("--no-prometheus", action="store_true", help="do not start Prometheus")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Start everything, wait for Ctrl-C, stop everything. Returns the exit code."""
+    args = _parse_args(argv)
+    state_dir: Path = args.state_dir.resolve()
+    built = [spec for spec in SERVICES if spec.built()]
+    missing = [spec for spec in SERVICES if not spec.built()]
+    ports = {spec.name: getattr(args, f"{spec.name}_port") for spec in built}
+    try:
+        check_ports_free(ports)
+    except PortTaken as exc:
+        _say(f"error: {exc}")
+        return 2
+    if not built:
+        _say("error: no service is built in this checkout (services/*/main.py)")
+        return 2
+    stopped = stop_leftovers(state_dir)
+    if stopped:
+        _say(f"stopped what an interrupted earlier run left running: {', '.join(stopped)}")
+    auth_env = jwt_env(state_dir)
+    prometheus = not args.no_prometheus and shutil.which("prometheus") is not None
+    base_env = {
+        **os.environ,
+        **auth_env,
+        "ENVIRONMENT": "local",
+        "LOG_LEVEL": "INFO",
+        # The seed's switch for the feature this run exercises (off by default).
+        "FEATURE_REALTIME_INTELLIGENCE": "true",
+    }
+    _say(
+        f"starting Postgres and Redis{' and Prometheus' if prometheus else ''} on 127.0.0.1 "
+        f"(state in {state_dir}); migrating; preparing the lead model and the flags ..."
+    )
+    try:
+        with (
+            start_datastores(
+                state_dir,
+                base_env=base_env,
+                migrate=True,
+                model_dir=DEFAULT_MODEL_DIR,
+                flags=True,
+                prometheus_targets=[f"127.0.0.1:{p}" for p in ports.values()]
+                if prometheus
+                else None,
+            ) as stores,
+            ChildProcesses(log_dir=state_dir / "logs") as children,
+        ):
+            env = {**base_env, **stores.service_env()}
+            services = []
+            for spec in built:
+                port = ports[spec.name]
+                services.append(
+                    children.start(
+                        spec.name,
+                        [
+                            sys.executable,
+                            "-m",
+                            "services.cli",
+                            "serve",
+                            spec.name,
+                            "--host",
+                            "127.0.0.1",
+                            "--port",
+                            str(port),
+                        ],
+                        env=env,
+                    )
+                )
+            for spec, child in zip(built, services, strict=True):
+                wait_http_ok(child, f"http://127.0.0.1:{ports[spec.name]}/health", timeout_s=120)
+            tenants = demo_tenants(
+                AuthSettings.from_env(
+                    jwt_secret_key=auth_env["JWT_SECRET_KEY"], jwt_key_id=auth_env["JWT_KEY_ID"]
+                )
+            )
+            ingest = (
+                f"http://127.0.0.1:{ports['realtime']}/v1/leads/events"
+                if "realtime" in ports
+                else None
+            )
+            print_guide(
+                started=ports,
+                missing=missing,
+                tenants=tenants,
+                prometheus_url=stores.prometheus_url,
+                state_dir=state_dir,
+                event_rate=args.event_rate,
+            )
+            try:
+                problem = asyncio.run(
+                    run_until_stopped(
+                        services=services,
+                        ingest_url=ingest,
+                        tenants=tenants,
+                        event_rate=args.event_rate,
+                    )
+                )
+            except KeyboardInterrupt:
+                problem = None
+            _say("stopping services, Prometheus, Redis and Postgres ...")
+            if problem:
+                _say(f"error: {problem}")
+                return 1
+    except KeyboardInterrupt:
+        _say("interrupted during start-up; everything started so far is stopped")
+        return 130
+    except (MissingBinary, ServerFailed, SetupStepFailed, StartupError) as exc:
+        _say(f"error: {exc}")
+        return 1
+    _say("stopped cleanly")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

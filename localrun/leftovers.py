@@ -1,0 +1,74 @@
+"""Servers a previous ``make run`` left behind when it was killed outright.
+
+Postgres and Redis run as daemons, so a ``kill -9`` of ``python -m localrun``
+(or a closed terminal) leaves them running on the state directory, and the
+next run would fail on Postgres's lock. Before starting, ``make run`` stops
+exactly those: processes whose working directory or command line points into
+its own state directory, never anything else.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import time
+from pathlib import Path
+
+from localrun.servers import PostgresServer
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+def _cwd(pid: int) -> Path | None:
+    try:
+        return Path(os.readlink(f"/proc/{pid}/cwd"))
+    except OSError:
+        return None
+
+
+def _terminate(pid: int, timeout_s: float = 10.0) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
+            time.sleep(0.05)
+        if Path(f"/proc/{pid}").exists():
+            os.kill(pid, signal.SIGKILL)
+
+
+def leftover_pids(state_dir: Path) -> dict[str, int]:
+    """Running redis-server and prometheus processes that belong to ``state_dir``."""
+    redis_dir = (state_dir / "redis").resolve()
+    prometheus_config = (state_dir / "prometheus" / "prometheus.yml").resolve()
+    found: dict[str, int] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        pid = int(entry.name)
+        command = _cmdline(pid)
+        if command.startswith(("redis-server", "/usr/bin/redis-server")) and _cwd(pid) == redis_dir:
+            found["redis"] = pid
+        elif "prometheus" in command and f"--config.file={prometheus_config}" in command:
+            found["prometheus"] = pid
+    return found
+
+
+def stop_leftovers(state_dir: Path) -> list[str]:
+    """Stop what a killed earlier run left in ``state_dir``; name what was stopped."""
+    stopped = []
+    data_dir = (state_dir / "postgres").resolve()
+    if (data_dir / "postmaster.pid").exists():
+        # pg_ctl checks the pid file itself and ignores a stale one.
+        PostgresServer(data_dir=data_dir, port=0).stop()
+        if not (data_dir / "postmaster.pid").exists():
+            stopped.append("postgres")
+    for name, pid in leftover_pids(state_dir).items():
+        _terminate(pid)
+        stopped.append(name)
+    return stopped

@@ -1,0 +1,412 @@
+"""Start and stop real PostgreSQL 15, Redis and (optionally) Prometheus on loopback.
+
+One implementation for the test suite (``tests/conftest.py``) and for
+``make run`` (``localrun/__main__.py``). Each server runs from the Debian
+binaries, listens on 127.0.0.1 on a free port, and keeps all its files under
+the directory it is given, so several runs can coexist and cleanup is ``rm``.
+
+Postgres: ``initdb`` refuses to run as root, so as root it runs as the
+``postgres`` user and the data directory is chowned to it. Connections over
+TCP use SCRAM passwords (the superuser's is ``POSTGRES_PASSWORD``) so that
+role passwords are really checked, as in the cloud; the Unix socket in the
+data directory trusts local users for ``createdb``.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+PG_BIN = Path(os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin"))
+POSTGRES_PASSWORD = "postgres-local"  # noqa: S105 - loopback-only development cluster
+POSTGRES_DATABASE = "enterprisehub"
+SETUP_HINT = "run `make setup` (scripts/install-system-packages.sh) to install it"
+
+
+class MissingBinary(RuntimeError):  # noqa: N818 - reads as the condition it names
+    """A server binary is not installed; the message names the Debian package."""
+
+
+class ServerFailed(RuntimeError):  # noqa: N818 - reads as the condition it names
+    """A server did not start; the message includes the tail of its log."""
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _require(binary: Path | str, package: str) -> str:
+    path = str(binary) if Path(binary).is_absolute() and Path(binary).exists() else None
+    path = path or shutil.which(str(binary))
+    if path is None:
+        raise MissingBinary(
+            f"{binary} not found: the Debian package {package} is missing; {SETUP_HINT}"
+        )
+    return path
+
+
+def _log_tail(path: Path, lines: int = 20) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def _is_root() -> bool:
+    return os.geteuid() == 0
+
+
+def _as_postgres(cmd: Sequence[str]) -> list[str]:
+    return ["runuser", "-u", "postgres", "--", *cmd] if _is_root() else list(cmd)
+
+
+def _check_reachable(data_dir: Path) -> None:
+    if not _is_root():
+        return
+    probe = subprocess.run(
+        ["runuser", "-u", "postgres", "--", "test", "-w", str(data_dir)],
+        check=False,
+        capture_output=True,
+    )
+    if probe.returncode != 0:
+        raise ServerFailed(
+            f"the postgres user cannot reach {data_dir}: make every parent "
+            "directory traversable (chmod o+x) or choose another directory"
+        )
+
+
+@dataclass
+class PostgresServer:
+    """A running cluster; ``url(...)`` builds DSNs for its roles and databases."""
+
+    data_dir: Path
+    port: int
+    database: str = POSTGRES_DATABASE
+    superuser: str = "postgres"
+    password: str = POSTGRES_PASSWORD
+
+    def url(
+        self, user: str | None = None, password: str | None = None, database: str | None = None
+    ) -> str:
+        """``postgresql://user:password@127.0.0.1:port/database``."""
+        return (
+            f"postgresql://{user or self.superuser}:{password or self.password}"
+            f"@127.0.0.1:{self.port}/{database or self.database}"
+        )
+
+    @property
+    def owner_url(self) -> str:
+        """The superuser DSN (migrations and test cleanup)."""
+        return self.url()
+
+    def createdb(self, name: str) -> None:
+        """Create a database over the trusted Unix socket."""
+        createdb = _require(PG_BIN / "createdb", "postgresql-15")
+        subprocess.run(
+            _as_postgres(
+                [
+                    createdb,
+                    "-h",
+                    str(self.data_dir),
+                    "-p",
+                    str(self.port),
+                    "-U",
+                    self.superuser,
+                    name,
+                ]
+            ),
+            check=True,
+            capture_output=True,
+        )
+
+    def stop(self) -> None:
+        """Fast shutdown (disconnects clients); idempotent."""
+        pg_ctl = _require(PG_BIN / "pg_ctl", "postgresql-15")
+        if (self.data_dir / "postmaster.pid").exists():
+            subprocess.run(
+                _as_postgres([pg_ctl, "-D", str(self.data_dir), "-m", "fast", "-w", "stop"]),
+                check=False,
+                capture_output=True,
+            )
+
+
+def start_postgres(
+    base_dir: Path, *, port: int | None = None, database: str = POSTGRES_DATABASE
+) -> PostgresServer:
+    """initdb (if the directory is new), start, create ``database``; return the server."""
+    initdb = _require(PG_BIN / "initdb", "postgresql-15")
+    pg_ctl = _require(PG_BIN / "pg_ctl", "postgresql-15")
+    data_dir = (base_dir / "postgres").resolve()
+    port = port or free_port()
+    fresh = not (data_dir / "PG_VERSION").exists()
+    if fresh:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        pwfile = data_dir.parent / "postgres.pw"
+        pwfile.write_text(POSTGRES_PASSWORD + "\n")
+        if _is_root():
+            entry = pwd.getpwnam("postgres")
+            for path in (data_dir, pwfile):
+                os.chown(path, entry.pw_uid, entry.pw_gid)
+        data_dir.chmod(0o700)
+        _check_reachable(data_dir)
+        subprocess.run(
+            _as_postgres(
+                [
+                    initdb,
+                    "-D",
+                    str(data_dir),
+                    "-U",
+                    "postgres",
+                    f"--pwfile={pwfile}",
+                    "--auth-local=trust",
+                    "--auth-host=scram-sha-256",
+                    "--no-sync",
+                    "-E",
+                    "UTF8",
+                    "--locale=C",
+                ]
+            ),
+            check=True,
+            capture_output=True,
+        )
+        pwfile.unlink()
+    log_file = data_dir / "server.log"
+    options = (
+        f"-c listen_addresses=127.0.0.1 -p {port} -k {data_dir} -c fsync=off "
+        "-c synchronous_commit=off -c full_page_writes=off -c max_connections=300"
+    )
+    result = subprocess.run(
+        _as_postgres(
+            [
+                pg_ctl,
+                "-D",
+                str(data_dir),
+                "-l",
+                str(log_file),
+                "-w",
+                "-t",
+                "60",
+                "-o",
+                options,
+                "start",
+            ]
+        ),
+        check=False,
+        capture_output=True,
+        text=True,
+    )
+    if result.returncode != 0:
+        raise ServerFailed(
+            f"postgres did not start on port {port}: {result.stderr.strip()}\n{_log_tail(log_file)}"
+        )
+    server = PostgresServer(data_dir=data_dir, port=port, database=database)
+    if fresh:
+        server.createdb(database)
+    return server
+
+
+@dataclass
+class RedisServer:
+    """A running redis-server daemon."""
+
+    dir: Path
+    port: int
+
+    @property
+    def url(self) -> str:
+        """``redis://127.0.0.1:port/0``."""
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def stop(self) -> None:
+        """SIGTERM the daemon (no save: persistence is off); idempotent."""
+        pidfile = self.dir / "redis.pid"
+        try:
+            pid = int(pidfile.read_text().strip())
+        except (OSError, ValueError):
+            return
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and _alive(pid):
+            time.sleep(0.05)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _redis_ready(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+def start_redis(base_dir: Path, *, port: int | None = None) -> RedisServer:
+    """Start ``redis-server`` daemonised, without persistence; wait for PONG."""
+    binary = _require("redis-server", "redis-server")
+    work_dir = (base_dir / "redis").resolve()
+    work_dir.mkdir(parents=True, exist_ok=True)
+    port = port or free_port()
+    log_file = work_dir / "redis.log"
+    subprocess.run(
+        [
+            binary,
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--daemonize",
+            "yes",
+            "--dir",
+            str(work_dir),
+            "--pidfile",
+            str(work_dir / "redis.pid"),
+            "--logfile",
+            str(log_file),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    deadline = time.monotonic() + 10
+    while not _redis_ready(port):
+        if time.monotonic() > deadline:
+            raise ServerFailed(f"redis did not answer PING on port {port}\n{_log_tail(log_file)}")
+        time.sleep(0.05)
+    return RedisServer(dir=work_dir, port=port)
+
+
+@dataclass
+class PrometheusServer:
+    """A running Prometheus scraping the given targets."""
+
+    dir: Path
+    port: int
+    process: subprocess.Popen[bytes] = field(repr=False)
+
+    @property
+    def url(self) -> str:
+        """``http://127.0.0.1:port``."""
+        return f"http://127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        """Terminate and wait; idempotent."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def start_prometheus(
+    base_dir: Path,
+    targets: Sequence[str],
+    *,
+    port: int | None = None,
+    rule_files: Sequence[Path] = (),
+    scrape_interval: str = "5s",
+) -> PrometheusServer:
+    """Start Prometheus scraping ``targets`` (``host:port``) at ``/metrics``."""
+    binary = _require("prometheus", "prometheus")
+    work_dir = (base_dir / "prometheus").resolve()
+    (work_dir / "data").mkdir(parents=True, exist_ok=True)
+    port = port or free_port()
+    target_list = ", ".join(f'"{t}"' for t in targets)
+    rules = "".join(f"\n  - {Path(r).resolve()}" for r in rule_files)
+    config = work_dir / "prometheus.yml"
+    config.write_text(
+        f"global:\n  scrape_interval: {scrape_interval}\n  evaluation_interval: {scrape_interval}\n"
+        f"rule_files:{rules or ' []'}\n"
+        f"scrape_configs:\n  - job_name: enterprisehub\n"
+        f"    static_configs:\n      - targets: [{target_list}]\n"
+    )
+    log_file = (work_dir / "prometheus.log").open("ab")
+    process = subprocess.Popen(
+        [
+            binary,
+            f"--config.file={config}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            f"--storage.tsdb.path={work_dir / 'data'}",
+        ],
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+    )
+    log_file.close()
+    server = PrometheusServer(dir=work_dir, port=port, process=process)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if httpx.get(f"{server.url}/-/ready", timeout=1).status_code == 200:
+                return server
+        except httpx.HTTPError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            server.stop()
+            raise ServerFailed(
+                f"prometheus did not become ready on port {port}\n"
+                f"{_log_tail(work_dir / 'prometheus.log')}"
+            )
+        time.sleep(0.1)
+
+
+@dataclass
+class LocalServers:
+    """Postgres and Redis (and Prometheus when asked) started together."""
+
+    postgres: PostgresServer
+    redis: RedisServer
+    prometheus: PrometheusServer | None = None
+
+    def stop(self) -> None:
+        """Stop everything that was started, in reverse order."""
+        if self.prometheus is not None:
+            self.prometheus.stop()
+        self.redis.stop()
+        self.postgres.stop()
+
+
+def start_all(base_dir: Path, *, prometheus_targets: Sequence[str] | None = None) -> LocalServers:
+    """Start Postgres and Redis (and Prometheus if targets are given) under ``base_dir``."""
+    base_dir.mkdir(parents=True, exist_ok=True)
+    postgres = start_postgres(base_dir)
+    try:
+        redis = start_redis(base_dir)
+    except Exception:
+        postgres.stop()
+        raise
+    servers = LocalServers(postgres=postgres, redis=redis)
+    if prometheus_targets is not None:
+        try:
+            servers.prometheus = start_prometheus(base_dir, prometheus_targets)
+        except Exception:
+            servers.stop()
+            raise
+    return servers

@@ -1,0 +1,260 @@
+"""``enterprisehub``: the one console script of the image.
+
+    enterprisehub serve realtime|ml|coaching|churn [--host H] [--port N]
+    enterprisehub migrate [--revision REV]
+    enterprisehub flags init
+    enterprisehub token --tenant T --subject S [--ttl SECONDS]
+    enterprisehub model train|publish ...      (registered by services.ml.cli)
+
+Adding a service is one entry in ``SERVICES``; adding a command group is one
+entry in ``COMMAND_GROUPS`` (a ``module:function`` that receives the
+top-level subparsers and sets ``handler`` on its leaf parsers). Handlers take
+the parsed namespace and return the exit code. Operator errors (bad settings,
+unreachable servers, a service not in this build) print one clear message and
+exit non-zero instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import importlib.util
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from services.common.settings import SettingsError
+
+EXIT_USAGE = 2
+EXIT_FAILURE = 1
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceEntry:
+    """Where a service's app factory lives, its default port (the seed's), and
+    whether uvicorn logs every request by default (``--no-access-log`` turns
+    it off for any service)."""
+
+    factory: str
+    port: int
+    access_log: bool = True
+
+
+SERVICES: dict[str, ServiceEntry] = {
+    # The feed's ingest is its hot path: one log line per event would cost
+    # more than storing it; its /metrics count requests and latencies instead.
+    "realtime": ServiceEntry("services.realtime.main:create_app", 8001, access_log=False),
+    "ml": ServiceEntry("services.ml.main:create_app", 8002),
+    "coaching": ServiceEntry("services.coaching.main:create_app", 8003),
+    "churn": ServiceEntry("services.churn.main:create_app", 8004),
+}
+
+COMMAND_GROUPS: tuple[str, ...] = ("services.ml.cli:register_model_commands",)
+
+
+class CommandError(Exception):
+    """An operator-facing failure: printed as one line, exit code attached."""
+
+    def __init__(self, message: str, code: int = EXIT_FAILURE) -> None:
+        self.code = code
+        super().__init__(message)
+
+
+def _load(target: str) -> Any:
+    """Import ``module:attribute``; None when the module itself is absent."""
+    module_name, _, attribute = target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        # Only the target module being absent means "not in this build";
+        # a missing dependency inside it is a real error and propagates.
+        if exc.name is not None and module_name.startswith(exc.name):
+            return None
+        raise
+    return getattr(module, attribute)
+
+
+def uvicorn_options(
+    args: argparse.Namespace, entry: ServiceEntry, *, log_level: str
+) -> dict[str, Any]:
+    """The keyword arguments ``serve`` passes to ``uvicorn.run``.
+
+    uvloop and httptools explicitly (``auto`` silently falls back to the
+    pure-Python ones when they are missing); the sans-I/O websockets
+    protocol, since the default legacy one is deprecated and does more work
+    per frame; no permessage-deflate, because feed frames are a few hundred
+    bytes of JSON and compressing each one per socket costs CPU on every send
+    for little gain.
+    """
+    return {
+        "host": args.host,
+        "port": args.port or entry.port,
+        "log_level": log_level.lower(),
+        "access_log": entry.access_log and not args.no_access_log,
+        "proxy_headers": True,
+        "loop": "uvloop",
+        "http": "httptools",
+        "ws": "websockets-sansio",
+        "ws_per_message_deflate": False,
+    }
+
+
+def _serve(args: argparse.Namespace) -> int:
+    entry = SERVICES[args.service]
+    factory: Callable[[], Any] | None = _load(entry.factory)
+    if factory is None:
+        raise CommandError(
+            f"service {args.service!r} is not part of this build yet "
+            f"({entry.factory.partition(':')[0]} is missing); "
+            f"available: {', '.join(_available_services())}",
+            EXIT_USAGE,
+        )
+    # Building the app here reads and validates the settings, so a bad
+    # variable is reported as one message before uvicorn starts.
+    app = factory()
+    settings = app.state.settings
+    logging.basicConfig(level=settings.log_level, format="%(levelname)s %(name)s %(message)s")
+    import uvicorn
+
+    uvicorn.run(app, **uvicorn_options(args, entry, log_level=settings.log_level))
+    return 0
+
+
+def _available_services() -> list[str]:
+    available = []
+    for name, entry in SERVICES.items():
+        try:
+            found = importlib.util.find_spec(entry.factory.partition(":")[0]) is not None
+        except ModuleNotFoundError:
+            found = False
+        if found:
+            available.append(name)
+    return available
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    from services.common.settings import CommonSettings
+    from services.migrations.runner import MigrationError, migrate
+
+    settings = CommonSettings.from_env()
+    try:
+        result = asyncio.run(migrate(settings, revision=args.revision))
+    except MigrationError as exc:
+        raise CommandError(f"migrate: {exc}") from None
+    except OSError as exc:
+        raise CommandError(f"migrate: cannot reach Postgres ({exc})") from None
+    print(
+        f"schema at {result.revision_after} (was {result.revision_before or 'empty'}); "
+        f"application role {result.app_role} ready"
+    )
+    return 0
+
+
+def _flags_init(_: argparse.Namespace) -> int:
+    from services.common.flags import init_flags
+    from services.common.redis import RedisUnavailable, close_redis, create_redis_from_settings
+    from services.common.settings import RedisSettings
+
+    settings = RedisSettings.from_env()
+
+    async def run() -> dict[str, bool]:
+        client = create_redis_from_settings(settings)
+        try:
+            return await init_flags(client)
+        finally:
+            await close_redis(client)
+
+    try:
+        created = asyncio.run(run())
+    except RedisUnavailable as exc:
+        raise CommandError(f"flags init: {exc.reason}") from None
+    for feature, was_created in created.items():
+        print(f"{feature}: {'created (disabled, 0%)' if was_created else 'exists, unchanged'}")
+    return 0
+
+
+def _token(args: argparse.Namespace) -> int:
+    from services.common.auth import issue_token
+    from services.common.settings import AuthSettings
+    from services.common.tenancy import InvalidTenantId
+
+    settings = AuthSettings.from_env()
+    try:
+        token = issue_token(
+            settings, tenant_id=args.tenant, subject=args.subject, ttl_seconds=args.ttl
+        )
+    except (InvalidTenantId, ValueError) as exc:
+        raise CommandError(f"token: {exc}", EXIT_USAGE) from None
+    print(token)
+    return 0
+
+
+def _positive_seconds(value: str) -> float:
+    seconds = float(value)
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError("must be > 0")
+    return seconds
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full parser, including the registered command groups."""
+    parser = argparse.ArgumentParser(
+        prog="enterprisehub", description="EnterpriseHub Phase 3 services and operator commands."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run one feature service with uvicorn")
+    serve.add_argument("service", choices=sorted(SERVICES))
+    serve.add_argument("--host", default="0.0.0.0", help="bind address (default 0.0.0.0)")
+    serve.add_argument("--port", type=int, default=None, help="default: the service's port")
+    serve.add_argument(
+        "--no-access-log",
+        action="store_true",
+        help="silence per-request logs (the realtime service is silent by default)",
+    )
+    serve.set_defaults(handler=_serve)
+
+    migrate = commands.add_parser(
+        "migrate", help="upgrade the schema as the owner and create/update the application role"
+    )
+    migrate.add_argument("--revision", default="head", help="target revision (default head)")
+    migrate.set_defaults(handler=_migrate)
+
+    flags = commands.add_parser("flags", help="feature flag records in Redis")
+    flag_commands = flags.add_subparsers(dest="flags_command", required=True)
+    flag_commands.add_parser(
+        "init", help="create missing flags disabled at 0%%; never overwrites"
+    ).set_defaults(handler=_flags_init)
+
+    token = commands.add_parser("token", help="mint a JWT signed with the active key")
+    token.add_argument("--tenant", required=True, help="tenant id (tid claim)")
+    token.add_argument("--subject", required=True, help="agent id (sub claim)")
+    token.add_argument("--ttl", type=_positive_seconds, default=3600.0, help="seconds (3600)")
+    token.set_defaults(handler=_token)
+
+    for target in COMMAND_GROUPS:
+        register = _load(target)
+        if register is not None:
+            register(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``enterprisehub`` console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.handler(args)
+    except SettingsError as exc:
+        print(f"enterprisehub {args.command}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except CommandError as exc:
+        print(f"enterprisehub: {exc}", file=sys.stderr)
+        return exc.code
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,109 @@
+"""JSON error bodies: every 4xx/503 says what went wrong in ``detail`` and ``reason``.
+
+Shape: ``{"detail": str, "reason": str}`` plus ``errors`` for validation
+failures (one ``{"field", "problem"}`` per problem). Bad input is always a
+4xx, never a 500; an unreachable Postgres or Redis is a 503 with
+``Retry-After`` so clients and load balancers back off.
+"""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+from typing import Any
+
+import asyncpg
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from services.common.auth import AuthError
+from services.common.database import DatabaseUnavailable
+from services.common.redis import UNAVAILABLE_ERRORS as REDIS_ERRORS
+from services.common.redis import RedisUnavailable, unavailable
+from services.common.tenancy import InvalidTenantId
+
+RETRY_AFTER_SECONDS = "5"
+
+
+def _reason_for_status(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase.lower().replace(" ", "_").replace("-", "_")
+    except ValueError:
+        return "error"
+
+
+def _field(loc: tuple[Any, ...] | list[Any]) -> str:
+    return ".".join(str(part) for part in loc) or "(request)"
+
+
+async def _validation(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    # The offending input is not echoed back: it may be large or sensitive.
+    errors = [
+        {"field": _field(err.get("loc", ())), "problem": err.get("msg", "invalid")}
+        for err in exc.errors()
+    ]
+    first = errors[0] if errors else {"field": "(request)", "problem": "invalid"}
+    return JSONResponse(
+        {
+            "detail": f"{first['field']}: {first['problem']}",
+            "reason": "validation_error",
+            "errors": errors,
+        },
+        status_code=422,
+    )
+
+
+async def _http(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    return JSONResponse(
+        {"detail": exc.detail, "reason": _reason_for_status(exc.status_code)},
+        status_code=exc.status_code,
+        headers=exc.headers,
+    )
+
+
+async def _auth(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, AuthError)
+    return JSONResponse(exc.body(), status_code=401, headers=exc.headers())
+
+
+def _unavailable_response(reason: str) -> JSONResponse:
+    return JSONResponse(
+        {"detail": reason, "reason": "dependency_unavailable"},
+        status_code=503,
+        headers={"Retry-After": RETRY_AFTER_SECONDS},
+    )
+
+
+async def _database(_: Request, exc: Exception) -> JSONResponse:
+    if isinstance(exc, DatabaseUnavailable):
+        return _unavailable_response(exc.reason)
+    return _unavailable_response(f"postgres unavailable ({type(exc).__name__})")
+
+
+async def _redis(_: Request, exc: Exception) -> JSONResponse:
+    if isinstance(exc, RedisUnavailable):
+        return _unavailable_response(exc.reason)
+    return _unavailable_response(unavailable(exc).reason)
+
+
+async def _tenant(_: Request, exc: Exception) -> JSONResponse:
+    return JSONResponse({"detail": str(exc), "reason": "invalid_tenant"}, status_code=400)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Register the handlers above on ``app``."""
+    app.add_exception_handler(RequestValidationError, _validation)
+    app.add_exception_handler(StarletteHTTPException, _http)
+    app.add_exception_handler(AuthError, _auth)
+    app.add_exception_handler(InvalidTenantId, _tenant)
+    app.add_exception_handler(DatabaseUnavailable, _database)
+    # Connection loss in the middle of a query escapes as asyncpg's own error.
+    app.add_exception_handler(asyncpg.PostgresConnectionError, _database)
+    app.add_exception_handler(asyncpg.CannotConnectNowError, _database)
+    app.add_exception_handler(RedisUnavailable, _redis)
+    for error_type in REDIS_ERRORS:
+        if error_type is not OSError:
+            app.add_exception_handler(error_type, _redis)

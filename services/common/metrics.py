@@ -1,0 +1,177 @@
+"""Prometheus metrics: explicit registries, base units, ``_total`` counters.
+
+Every helper takes the ``CollectorRegistry`` to register into, so each app
+(and each test) has its own and nothing leaks through the global registry.
+``create_app`` installs ``HttpMetricsMiddleware`` and serves
+``GET /metrics``; services create their own metrics on ``app.state.registry``.
+
+HTTP series are labelled with the route template (``/v1/leads/{lead_id}``),
+never the raw path, so label cardinality stays bounded; requests that match no
+route share the label ``unmatched``.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_asgi_app
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+# Buckets for latencies measured in milliseconds or less (WebSocket delivery,
+# model inference): the client's defaults start at 5 ms, too coarse there.
+FAST_LATENCY_BUCKETS: tuple[float, ...] = (
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+)
+HTTP_LATENCY_BUCKETS: tuple[float, ...] = (
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+)
+UNMATCHED_ROUTE = "unmatched"
+
+
+def new_registry() -> CollectorRegistry:
+    """A fresh registry without the process/platform collectors' global state."""
+    return CollectorRegistry(auto_describe=True)
+
+
+def latency_histogram(
+    name: str,
+    documentation: str,
+    *,
+    registry: CollectorRegistry,
+    labelnames: tuple[str, ...] = (),
+    buckets: tuple[float, ...] = FAST_LATENCY_BUCKETS,
+) -> Histogram:
+    """A latency histogram; ``name`` must end in ``_seconds`` (base unit)."""
+    if not name.endswith("_seconds"):
+        raise ValueError(f"latency metric {name!r} must be in seconds and end with _seconds")
+    return Histogram(name, documentation, labelnames, registry=registry, buckets=buckets)
+
+
+def counter(
+    name: str, documentation: str, *, registry: CollectorRegistry, labelnames: tuple[str, ...] = ()
+) -> Counter:
+    """A counter; pass the name without ``_total`` (the client appends it)."""
+    if name.endswith("_total"):
+        raise ValueError(f"pass {name.removesuffix('_total')!r}: the client appends _total")
+    return Counter(name, documentation, labelnames, registry=registry)
+
+
+class HttpMetrics:
+    """``http_requests_total`` and ``http_request_duration_seconds`` for one app."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.requests = counter(
+            "http_requests",
+            "HTTP requests answered, by method, route template and status code.",
+            registry=registry,
+            labelnames=("method", "route", "status"),
+        )
+        self.duration = latency_histogram(
+            "http_request_duration_seconds",
+            "Time from request received to response finished, by route template.",
+            registry=registry,
+            labelnames=("method", "route"),
+            buckets=HTTP_LATENCY_BUCKETS,
+        )
+
+    def observe(self, *, method: str, route: str, status: int, seconds: float) -> None:
+        """Record one finished request."""
+        self.requests.labels(method, route, str(status)).inc()
+        self.duration.labels(method, route).observe(seconds)
+
+
+def build_info(registry: CollectorRegistry, *, service: str, version: str) -> Gauge:
+    """``enterprisehub_build_info{service,version} 1``, the usual build gauge."""
+    gauge = Gauge(
+        "enterprisehub_build_info",
+        "Always 1; labels carry the service name and version.",
+        ("service", "version"),
+        registry=registry,
+    )
+    gauge.labels(service, version).set(1)
+    return gauge
+
+
+def _route_template(scope: Scope) -> str:
+    route: Any = scope.get("route")
+    path = getattr(route, "path", None)
+    return path if isinstance(path, str) and path else UNMATCHED_ROUTE
+
+
+class HttpMetricsMiddleware:
+    """Pure ASGI middleware (no body buffering) recording ``HttpMetrics``."""
+
+    def __init__(self, app: ASGIApp, *, metrics: HttpMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            # The router stores the matched route in the scope it was given,
+            # which is this same dict, so the template is known afterwards.
+            self.metrics.observe(
+                method=scope["method"],
+                route=_route_template(scope),
+                status=status,
+                seconds=time.perf_counter() - started,
+            )
+
+
+class _AsgiEndpoint:
+    """Wraps an ASGI callable so Starlette's ``Route`` treats it as an app."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.app(scope, receive, send)
+
+
+def metrics_route(registry: CollectorRegistry, path: str = "/metrics") -> Route:
+    """A ``GET /metrics`` route serving ``make_asgi_app(registry)``.
+
+    A plain route rather than ``mount`` so that ``/metrics`` answers directly
+    instead of redirecting to ``/metrics/``.
+    """
+    return Route(path, _AsgiEndpoint(make_asgi_app(registry)), methods=["GET"])

@@ -1,0 +1,302 @@
+"""Typed settings read from the environment, validated once at start-up.
+
+The variable names are the ones the infrastructure writes (see
+``docs/CONTRACTS-draft.md``). ``CommonSettings`` holds what every service
+reads; a service subclasses it in ``services/<svc>/config.py`` for its own
+variables. Build settings with ``from_env()``: it turns pydantic's validation
+error into a ``SettingsError`` whose lines name the variable, the rejected
+value (hidden for secrets) and what is allowed.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Annotated, Any, ClassVar, Literal, Self
+from urllib.parse import urlsplit
+
+from pydantic import (
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+Environment = Literal["local", "dev", "staging", "production"]
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+
+# HS256 keys shorter than the hash output weaken the MAC (RFC 7518 section 3.2);
+# PyJWT also warns about them, and warnings are errors in the test suite.
+MIN_JWT_KEY_BYTES = 32
+_KID_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+_ORIGIN_PATTERN = re.compile(r"^https?://(\*\.)?[A-Za-z0-9.-]+(:\d{1,5})?$")
+
+
+class SettingsError(ValueError):
+    """Start-up configuration is invalid; ``problems`` has one line per variable."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("invalid configuration:\n" + "\n".join(f"  - {line}" for line in problems))
+
+
+def _is_secret(settings_cls: type[BaseSettings], field_name: str) -> bool:
+    field = settings_cls.model_fields.get(field_name)
+    if field is None:
+        return False
+    return "SecretStr" in repr(field.annotation)
+
+
+def _describe(settings_cls: type[BaseSettings], error: dict[str, Any]) -> str:
+    loc = error.get("loc") or ()
+    field_name = str(loc[0]) if loc else ""
+    variable = field_name.upper() if field_name else "(settings)"
+    message = str(error.get("msg", "invalid value"))
+    # pydantic prefixes messages from our validators with "Value error, ".
+    message = message.removeprefix("Value error, ")
+    if error.get("type") == "missing":
+        return f"{variable}: required but not set"
+    if not field_name or _is_secret(settings_cls, field_name):
+        return f"{variable}: {message} (value hidden)"
+    return f"{variable}={error.get('input')!r}: {message}"
+
+
+def _check_postgres_dsn(value: SecretStr | None, variable: str) -> SecretStr | None:
+    """Accept postgresql:// URLs with a host, a user and a database name.
+
+    The message never contains the value: a DSN usually carries a password.
+    """
+    if value is None:
+        return None
+    raw = value.get_secret_value()
+    allowed = (
+        "expected postgresql://USER:PASSWORD@HOST:PORT/DATABASE "
+        "(scheme postgresql, postgres or postgresql+asyncpg)"
+    )
+    parts = urlsplit(raw)
+    if parts.scheme not in {"postgresql", "postgres", "postgresql+asyncpg"}:
+        raise ValueError(f"{variable} has an unsupported scheme; {allowed}")
+    try:
+        parts.port  # noqa: B018 - the property raises on a malformed port
+    except ValueError:
+        raise ValueError(f"{variable} has a non-numeric or out-of-range port; {allowed}") from None
+    if not parts.hostname or not parts.username or parts.path.strip("/") == "":
+        raise ValueError(f"{variable} lacks a host, user or database name; {allowed}")
+    return value
+
+
+class EnvSettings(BaseSettings):
+    """Base of every settings class: environment only, unknown variables ignored."""
+
+    model_config = SettingsConfigDict(extra="ignore", case_sensitive=False)
+
+    @classmethod
+    def from_env(cls, **overrides: Any) -> Self:
+        """Read the environment; raise ``SettingsError`` naming every bad variable."""
+        try:
+            return cls(**overrides)
+        except ValidationError as exc:
+            raise SettingsError(
+                [_describe(cls, dict(err)) for err in exc.errors(include_url=False)]
+            ) from None
+
+
+class AuthSettings(EnvSettings):
+    """The JWT keys: enough to mint or verify tokens without any datastore."""
+
+    jwt_secret_key: SecretStr = Field(description="Active HS256 signing key.")
+    jwt_key_id: str = Field(default="k1", description="kid header of the active key.")
+    jwt_previous_keys: Annotated[dict[str, SecretStr], NoDecode] = Field(
+        default_factory=dict,
+        description='JSON object {"kid": "secret"} of retired keys, verification only.',
+    )
+    jwt_leeway_seconds: float = Field(
+        default=10.0, ge=0, le=300, description="Clock skew tolerated on exp."
+    )
+
+    @field_validator("jwt_secret_key")
+    @classmethod
+    def _key_long_enough(cls, value: SecretStr) -> SecretStr:
+        if len(value.get_secret_value().encode()) < MIN_JWT_KEY_BYTES:
+            raise ValueError(
+                f"must be at least {MIN_JWT_KEY_BYTES} bytes "
+                "(generate one with: openssl rand -hex 32)"
+            )
+        return value
+
+    @field_validator("jwt_key_id")
+    @classmethod
+    def _kid_shape(cls, value: str) -> str:
+        if not _KID_PATTERN.match(value):
+            raise ValueError("must be 1-64 characters from A-Z a-z 0-9 _ . -")
+        return value
+
+    @field_validator("jwt_previous_keys", mode="before")
+    @classmethod
+    def _parse_previous_keys(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        if value.strip() == "":
+            return {}
+        try:
+            parsed = json.loads(value)
+        except json.JSONDecodeError:
+            raise ValueError('must be a JSON object like {"kid": "secret"} or {}') from None
+        if not isinstance(parsed, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in parsed.items()
+        ):
+            raise ValueError("must be a JSON object of string kids to string secrets")
+        return parsed
+
+    @field_validator("jwt_previous_keys")
+    @classmethod
+    def _previous_keys_valid(cls, value: dict[str, SecretStr]) -> dict[str, SecretStr]:
+        for kid, secret in value.items():
+            if not _KID_PATTERN.match(kid):
+                raise ValueError(f"kid {kid!r} must be 1-64 characters from A-Z a-z 0-9 _ . -")
+            if len(secret.get_secret_value().encode()) < MIN_JWT_KEY_BYTES:
+                raise ValueError(f"key {kid!r} must be at least {MIN_JWT_KEY_BYTES} bytes")
+        return value
+
+    @model_validator(mode="after")
+    def _active_kid_not_retired(self) -> Self:
+        if self.jwt_key_id in self.jwt_previous_keys:
+            raise ValueError(
+                f"JWT_KEY_ID {self.jwt_key_id!r} also appears in JWT_PREVIOUS_KEYS; "
+                "a kid names exactly one key"
+            )
+        return self
+
+
+class RedisSettings(EnvSettings):
+    """Redis connection settings: enough for `enterprisehub flags init`."""
+
+    redis_url: SecretStr = Field(description="redis:// or rediss:// URL.")
+    redis_max_connections: int = Field(default=50, gt=0, le=10000)
+    redis_socket_timeout: float = Field(default=5.0, gt=0, le=600)
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: SecretStr) -> SecretStr:
+        parts = urlsplit(value.get_secret_value())
+        if parts.scheme not in {"redis", "rediss"} or not parts.hostname:
+            raise ValueError("expected redis://[:PASSWORD@]HOST:PORT/DB or rediss:// for TLS")
+        return value
+
+
+class CommonSettings(AuthSettings, RedisSettings):
+    """Settings every feature service reads.
+
+    Latency targets keep the seed's variable names (``..._MS``/``..._S``); use
+    ``targets_seconds`` for comparisons so that code works in base units.
+    """
+
+    service_name: ClassVar[str] = "common"
+
+    environment: Environment = "local"
+    deployment_env: str = "local"
+    log_level: LogLevel = "INFO"
+
+    database_url: SecretStr = Field(description="Application role DSN (subject to RLS).")
+    migration_database_url: SecretStr | None = Field(
+        default=None, description="Owner role DSN, used only by `enterprisehub migrate`."
+    )
+    db_pool_size: int = Field(default=20, gt=0, le=1000)
+    db_max_overflow: int = Field(default=40, ge=0, le=1000)
+    db_pool_timeout: float = Field(default=30.0, gt=0, le=600)
+
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    encryption_key: SecretStr | None = None
+    anthropic_api_key: SecretStr | None = None
+    ghl_api_key: SecretStr | None = None
+    slack_webhook_url: SecretStr | None = None
+
+    websocket_target_latency_ms: float = Field(default=50, gt=0)
+    ml_inference_target_ms: float = Field(default=35, gt=0)
+    vision_analysis_target_ms: float = Field(default=1500, gt=0)
+    churn_intervention_target_s: float = Field(default=30, gt=0)
+    coaching_analysis_target_ms: float = Field(default=2000, gt=0)
+
+    feature_realtime_intelligence: bool = False
+    feature_property_vision: bool = False
+    feature_churn_prevention: bool = False
+    feature_ai_coaching: bool = False
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_log_level(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("database_url", "migration_database_url")
+    @classmethod
+    def _postgres_dsn(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        return _check_postgres_dsn(value, str(info.field_name).upper())
+
+    @field_validator(
+        "migration_database_url",
+        "encryption_key",
+        "anthropic_api_key",
+        "ghl_api_key",
+        "slack_webhook_url",
+        mode="before",
+    )
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        # Kubernetes Secrets often carry optional keys as empty strings.
+        return None if value == "" else value
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins_shape(cls, value: list[str]) -> list[str]:
+        for origin in value:
+            if not _ORIGIN_PATTERN.match(origin):
+                raise ValueError(
+                    f"origin {origin!r} must be scheme://host[:port] without a path; "
+                    "a wildcard is allowed only as a leading subdomain "
+                    "(https://*.example.com), never a bare '*'"
+                )
+        return value
+
+    @property
+    def cors_exact_origins(self) -> list[str]:
+        """Origins without wildcards, for ``CORSMiddleware(allow_origins=...)``."""
+        return [o for o in self.cors_origins if "*" not in o]
+
+    @property
+    def cors_origin_regex(self) -> str | None:
+        """One regex for the ``https://*.example.com`` entries, or None."""
+        patterns = []
+        for origin in self.cors_origins:
+            if "*" not in origin:
+                continue
+            scheme, rest = origin.split("://", 1)
+            host = re.escape(rest.removeprefix("*."))
+            patterns.append(rf"{scheme}://[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.{host}")
+        return "^(" + "|".join(patterns) + ")$" if patterns else None
+
+    @property
+    def targets_seconds(self) -> dict[str, float]:
+        """The seed's performance targets converted to seconds, keyed by feature."""
+        return {
+            "realtime_intelligence": self.websocket_target_latency_ms / 1000,
+            "ml_inference": self.ml_inference_target_ms / 1000,
+            "property_vision": self.vision_analysis_target_ms / 1000,
+            "churn_prevention": self.churn_intervention_target_s,
+            "ai_coaching": self.coaching_analysis_target_ms / 1000,
+        }
+
+    @property
+    def db_max_connections(self) -> int:
+        """Upper bound of the asyncpg pool: DB_POOL_SIZE + DB_MAX_OVERFLOW."""
+        return self.db_pool_size + self.db_max_overflow

@@ -1,0 +1,30 @@
+"""${message}
+
+Revision ID: ${up_revision}
+Revises: ${down_revision | comma,n}
+Create Date: ${create_date}
+
+A new table with a tenant_id column must ENABLE and FORCE row level security
+with the tenant_isolation policy (see 0001_initial.tenant_isolation_sql);
+`enterprisehub migrate` refuses to finish otherwise.
+"""
+
+from collections.abc import Sequence
+
+from alembic import op
+${imports if imports else ""}
+
+revision: str = ${repr(up_revision)}
+down_revision: str | Sequence[str] | None = ${repr(down_revision)}
+branch_labels: str | Sequence[str] | None = ${repr(branch_labels)}
+depends_on: str | Sequence[str] | None = ${repr(depends_on)}
+
+
+def upgrade() -> None:
+    """Apply this revision."""
+    ${upgrades if upgrades else 'op.execute("SELECT 1")'}
+
+
+def downgrade() -> None:
+    """Revert this revision."""
+    ${downgrades if downgrades else 'op.execute("SELECT 1")'}

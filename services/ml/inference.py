@@ -1,0 +1,255 @@
+"""Inference for ml-services: worker threads, micro-batching, a deadline, metrics.
+
+The model runs in a small dedicated thread pool so the event loop keeps
+serving health checks and other requests while leads are scored, and so a
+slow model cannot starve the loop's default executor.
+
+Single-lead requests are coalesced: each one is queued, and a dispatcher
+takes whatever is waiting (up to ML_BATCH_SIZE) into one model call. One
+scikit-learn call costs about the same for 1 row as for 32 (its per-call
+overhead dominates), so under concurrency this multiplies throughput, while
+an idle service still answers a lone request at once: nothing waits for a
+batch to fill. Batch requests are already batches and go straight to a worker.
+
+Each call waits at most ML_INFERENCE_TIMEOUT seconds; a late call raises
+`InferenceTimeoutError` (the route answers 503). Python cannot interrupt the
+worker thread, so a timed-out call still finishes in the background; the pool
+size bounds how many can pile up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Final, Literal, TypeVar
+
+import numpy as np
+from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from services.common.metrics import counter, latency_histogram
+from services.common.scoring import LeadFeatures, LeadScorer
+
+Kind = Literal["single", "batch"]
+KINDS: Final[tuple[Kind, ...]] = ("single", "batch")
+_T = TypeVar("_T")
+
+
+class InferenceTimeoutError(Exception):
+    """Inference did not finish within ML_INFERENCE_TIMEOUT."""
+
+
+@dataclass(frozen=True)
+class LatencySummary:
+    """Percentiles of the recent inference calls of one kind, in milliseconds."""
+
+    count: int
+    p50_ms: float | None
+    p95_ms: float | None
+
+
+class LatencyWindow:
+    """The last ``size`` inference durations (seconds), thread-safe."""
+
+    def __init__(self, size: int) -> None:
+        self._samples: deque[float] = deque(maxlen=size)
+        self._lock = threading.Lock()
+
+    def record(self, seconds: float) -> None:
+        """Add one duration, dropping the oldest when full."""
+        with self._lock:
+            self._samples.append(seconds)
+
+    def summary(self) -> LatencySummary:
+        """p50/p95 over the window; ``None`` values when nothing was recorded yet."""
+        with self._lock:
+            samples = np.fromiter(self._samples, dtype=np.float64)
+        if samples.size == 0:
+            return LatencySummary(count=0, p50_ms=None, p95_ms=None)
+        p50, p95 = np.percentile(samples, [50, 95]) * 1000.0
+        return LatencySummary(count=int(samples.size), p50_ms=float(p50), p95_ms=float(p95))
+
+
+class _CacheCollector(Collector):
+    """Exports the scorer cache's own hit/miss counters at scrape time.
+
+    The cache counts under its lock; reading those counts when Prometheus
+    scrapes avoids a second, possibly diverging, set of counters.
+    """
+
+    def __init__(self, scorer: LeadScorer) -> None:
+        self._scorer = scorer
+
+    def collect(self) -> Iterator[Metric]:
+        stats = self._scorer.cache.stats()
+        yield CounterMetricFamily(
+            "ml_score_cache_hits", "Lead scores answered from the LRU cache.", value=stats.hits
+        )
+        yield CounterMetricFamily(
+            "ml_score_cache_misses", "Lead scores the model had to compute.", value=stats.misses
+        )
+
+
+class InferenceMetrics:
+    """The service's Prometheus series, registered in ``registry``."""
+
+    def __init__(self, registry: CollectorRegistry, scorer: LeadScorer) -> None:
+        self.duration = latency_histogram(
+            "ml_inference_duration_seconds",
+            "Time from a scoring call's submission to its result, by kind (single/batch).",
+            registry=registry,
+            labelnames=("kind",),
+        )
+        self.predictions = counter(
+            "ml_predictions",
+            "Leads scored (cache hits included), by kind of call.",
+            registry=registry,
+            labelnames=("kind",),
+        )
+        self.timeouts = counter(
+            "ml_inference_timeouts",
+            "Scoring calls abandoned after ML_INFERENCE_TIMEOUT.",
+            registry=registry,
+            labelnames=("kind",),
+        )
+        self.coalesced = Histogram(
+            "ml_coalesced_batch_leads",
+            "Single-lead requests answered by one model call (micro-batch size).",
+            registry=registry,
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128),
+        )
+        registry.register(_CacheCollector(scorer))
+
+
+@dataclass
+class _Pending:
+    """A queued single-lead request and the future its caller awaits."""
+
+    tenant_id: str
+    features: LeadFeatures
+    future: asyncio.Future[float]
+
+
+class InferenceService:
+    """Runs `LeadScorer` calls off the event loop under a deadline, measuring each.
+
+    Call `start` inside the running event loop (the lifespan does) before
+    scoring single leads, and `close` on shutdown.
+    """
+
+    def __init__(
+        self,
+        scorer: LeadScorer,
+        *,
+        registry: CollectorRegistry,
+        timeout_seconds: float,
+        workers: int,
+        window_size: int,
+    ) -> None:
+        self.scorer = scorer
+        self._timeout = timeout_seconds
+        self._workers = workers
+        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ml-infer")
+        self._metrics = InferenceMetrics(registry, scorer)
+        self._windows = {kind: LatencyWindow(window_size) for kind in KINDS}
+        self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
+        self._dispatchers: list[asyncio.Task[None]] = []
+
+    def start(self) -> None:
+        """Start one dispatcher per worker thread, so every worker can be busy."""
+        if not self._dispatchers:
+            self._dispatchers = [
+                asyncio.create_task(self._dispatch(), name=f"ml-dispatch-{i}")
+                for i in range(self._workers)
+            ]
+
+    async def score_one(self, features: LeadFeatures, *, tenant_id: str) -> float:
+        """Score one lead for ``tenant_id``; raises `InferenceTimeoutError`."""
+        if not self._dispatchers:
+            raise RuntimeError("InferenceService.start() was not called")
+        started = time.perf_counter()
+        future: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait(_Pending(tenant_id, features, future))
+        try:
+            score = await asyncio.wait_for(future, timeout=self._timeout)
+        except TimeoutError:
+            raise self._timed_out("single", 1) from None
+        self._observe("single", 1, time.perf_counter() - started)
+        return score
+
+    async def score_many(self, features: Sequence[LeadFeatures], *, tenant_id: str) -> list[float]:
+        """Score leads in input order (chunked by ML_BATCH_SIZE in the scorer)."""
+        started = time.perf_counter()
+        call = functools.partial(self.scorer.score_batch, features, tenant_id=tenant_id)
+        try:
+            scores = await self._in_thread(call)
+        except TimeoutError:
+            raise self._timed_out("batch", len(features)) from None
+        self._observe("batch", len(scores), time.perf_counter() - started)
+        return scores
+
+    async def _dispatch(self) -> None:
+        batch_size = self.scorer.batch_size
+        while True:
+            batch = [await self._queue.get()]
+            while len(batch) < batch_size and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            # A caller that already timed out no longer needs its lead scored.
+            batch = [item for item in batch if not item.future.done()]
+            if not batch:
+                continue
+            self._metrics.coalesced.observe(len(batch))
+            pairs = [(item.tenant_id, item.features) for item in batch]
+            loop = asyncio.get_running_loop()
+            try:
+                scores = await loop.run_in_executor(self._executor, self.scorer.score_pairs, pairs)
+            except Exception as exc:  # hand the failure to every waiting caller
+                for item in batch:
+                    if not item.future.done():
+                        item.future.set_exception(exc)
+                continue
+            for item, score in zip(batch, scores, strict=True):
+                if not item.future.done():
+                    item.future.set_result(score)
+
+    def _timed_out(self, kind: Kind, leads: int) -> InferenceTimeoutError:
+        self._metrics.timeouts.labels(kind).inc()
+        return InferenceTimeoutError(
+            f"scoring {leads} lead(s) took longer than {self._timeout:g} s (ML_INFERENCE_TIMEOUT)"
+        )
+
+    def _observe(self, kind: Kind, leads: int, seconds: float) -> None:
+        self._metrics.duration.labels(kind).observe(seconds)
+        self._metrics.predictions.labels(kind).inc(leads)
+        self._windows[kind].record(seconds)
+
+    async def _in_thread(self, call: Callable[[], _T]) -> _T:
+        loop = asyncio.get_running_loop()
+        return await asyncio.wait_for(
+            loop.run_in_executor(self._executor, call), timeout=self._timeout
+        )
+
+    def latency(self, kind: Kind) -> LatencySummary:
+        """Percentiles of the recent calls of ``kind``."""
+        return self._windows[kind].summary()
+
+    async def close(self) -> None:
+        """Stop the dispatchers and worker threads; queued callers get cancelled.
+
+        Calls already running in a worker (possibly abandoned after a timeout)
+        are waited for, off the event loop, so none outlives the app.
+        """
+        for task in self._dispatchers:
+            task.cancel()
+        await asyncio.gather(*self._dispatchers, return_exceptions=True)
+        self._dispatchers = []
+        while not self._queue.empty():
+            self._queue.get_nowait().future.cancel()
+        await asyncio.to_thread(self._executor.shutdown, wait=True, cancel_futures=True)

@@ -1,0 +1,126 @@
+"""Settings of the websocket-manager (real-time lead intelligence), port 8001."""
+
+from __future__ import annotations
+
+from typing import ClassVar, Self
+
+from pydantic import Field, field_validator, model_validator
+
+from services.common.scoring import ModelArtifactError, parse_artifact_uri
+from services.common.settings import CommonSettings
+
+
+class RealtimeSettings(CommonSettings):
+    """CommonSettings plus the WS_* variables, the event stream and the scorer.
+
+    The ``REALTIME_*`` variables tune delivery and have defaults that fit the
+    seed's targets; the ML_* ones locate the lead-scoring model, which the
+    ingest runs in-process (an HTTP hop to ml-services would cost more than
+    the whole 5 ms delivery budget).
+    """
+
+    service_name: ClassVar[str] = "realtime"
+
+    ws_max_connections_per_tenant: int = Field(
+        default=100, ge=1, le=100_000, description="Feed sockets per tenant, across replicas."
+    )
+    ws_heartbeat_interval: float = Field(
+        default=30.0, gt=0, le=3600, description="Seconds between heartbeat frames."
+    )
+    ws_reconnect_delay: float = Field(
+        default=5.0,
+        ge=0,
+        le=3600,
+        description="Seconds a client should wait before reconnecting (sent in the ready frame).",
+    )
+    ws_send_queue_size: int = Field(
+        default=10_000,
+        ge=1,
+        le=1_000_000,
+        description="Frames queued per socket before it catches up from the stream instead.",
+    )
+
+    realtime_stream_maxlen: int = Field(
+        default=10_000,
+        ge=100,
+        le=10_000_000,
+        description="Events kept per tenant stream for replay (MAXLEN ~).",
+    )
+    realtime_db_replay_limit: int = Field(
+        default=10_000,
+        ge=0,
+        le=1_000_000,
+        description="Missed events a reconnect may replay from Postgres beyond the stream.",
+    )
+    realtime_publish_timeout: float = Field(
+        default=1.0,
+        gt=0,
+        le=30,
+        description="Seconds the ingest waits for XADD before acknowledging as deferred.",
+    )
+    realtime_flush_interval: float = Field(
+        default=0.25,
+        gt=0,
+        le=60,
+        description="Seconds between batched writes of publish marks and delivery latencies.",
+    )
+    realtime_relay_interval: float = Field(
+        default=1.0, gt=0, le=600, description="Seconds between outbox relay passes."
+    )
+    realtime_relay_scan_interval: float = Field(
+        default=15.0,
+        gt=0,
+        le=3600,
+        description="Seconds between relay scans of every tenant with a socket here.",
+    )
+    realtime_relay_grace: float = Field(
+        default=5.0,
+        gt=0,
+        le=3600,
+        description="Age in seconds before an unpublished stored event is the relay's to publish.",
+    )
+    realtime_max_event_bytes: int = Field(
+        default=65_536, ge=1024, le=10_000_000, description="Largest accepted webhook body."
+    )
+    realtime_latency_window_seconds: float = Field(
+        default=60.0, gt=0, le=3600, description="Window of /health/websocket's latency figures."
+    )
+
+    ml_model_uri: str = Field(
+        default="models/lead_scoring.joblib",
+        description="Model artifact: s3://bucket/key, file:///abs/path or a relative path.",
+    )
+    ml_model_cache_size: int = Field(default=100, ge=0, le=1_000_000)
+    ml_batch_size: int = Field(default=32, ge=1, le=1000)
+    s3_endpoint_url: str | None = None
+
+    @field_validator("ml_model_uri")
+    @classmethod
+    def _model_uri_parses(cls, value: str) -> str:
+        try:
+            parse_artifact_uri(value)
+        except ModelArtifactError as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
+    @field_validator("s3_endpoint_url", mode="before")
+    @classmethod
+    def _empty_endpoint_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @model_validator(mode="after")
+    def _relay_waits_for_ingest(self) -> Self:
+        # The relay must not publish a row whose own ingest may still be
+        # publishing it (or about to mark it published): that would duplicate it.
+        floor = self.realtime_publish_timeout + self.realtime_flush_interval
+        if self.realtime_relay_grace <= floor:
+            raise ValueError(
+                "REALTIME_RELAY_GRACE must exceed REALTIME_PUBLISH_TIMEOUT + "
+                f"REALTIME_FLUSH_INTERVAL ({floor:g} s)"
+            )
+        return self
+
+    @property
+    def stream_block_ms(self) -> int:
+        """XREAD block time: well under REDIS_SOCKET_TIMEOUT, which bounds every read."""
+        return max(10, min(1000, int(self.redis_socket_timeout * 1000 / 2)))

@@ -1,0 +1,357 @@
+"""Feed sockets of one replica: per-tenant pools, caps and the per-socket writer.
+
+Each socket is a `FeedConnection` with a bounded queue and exactly one writer
+coroutine, so frames go out in stream order and a slow client never delays
+another one: the stream reader only appends to queues (no awaits).
+
+Ordering without gaps or duplicates: a connection tracks the stream id of
+the last entry it passed (its cursor) and skips anything at or below it.
+A reconnecting client starts with its ``last_event_id`` as the cursor and is
+registered for live entries *before* its replay is read, so every entry is
+either in the replay or in the queue, and overlaps are dropped by the cursor.
+The same mechanism serves a socket whose queue overflows: instead of being
+disconnected it catches up from the stream from its cursor.
+
+Caps: WS_MAX_CONNECTIONS_PER_TENANT is enforced across all replicas with a
+Redis sorted set per tenant (`ConnectionCap`, members expire unless their
+replica refreshes them, so a crashed replica's sockets stop counting after
+the TTL), and locally on each replica (which is also the only check left
+while Redis is unreachable).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
+
+from services.common.redis import Redis, tenant_key
+from services.realtime.frames import FeedEntry, parse_stream_id
+from services.realtime.metrics import LatencyWindow, RealtimeMetrics
+from services.realtime.stream import EventStream
+
+SendText = Callable[[str], Awaitable[None]]
+DeliverySink = Callable[[str, str, float], None]
+"""``(tenant_id, event_id, latency_seconds)`` of an event's first delivery here."""
+
+
+class FeedConnection:
+    """One authenticated feed socket of a tenant (optionally of one agent)."""
+
+    __slots__ = (
+        "_events",
+        "_metrics",
+        "_page",
+        "_record",
+        "_send",
+        "_wake",
+        "_window",
+        "agent_id",
+        "conn_id",
+        "cursor",
+        "cursor_id",
+        "heartbeat",
+        "max_queue",
+        "overflowed",
+        "queue",
+        "tenant_id",
+    )
+
+    def __init__(
+        self,
+        *,
+        conn_id: str,
+        tenant_id: str,
+        agent_id: str,
+        send: SendText,
+        events: EventStream,
+        metrics: RealtimeMetrics,
+        window: LatencyWindow,
+        record: DeliverySink,
+        max_queue: int,
+        replay_page: int = 500,
+    ) -> None:
+        self.conn_id = conn_id
+        self.tenant_id = tenant_id
+        self.agent_id = agent_id
+        self._send = send
+        self._events = events
+        self._metrics = metrics
+        self._window = window
+        self._record = record
+        self.max_queue = max_queue
+        self._page = replay_page
+        self.queue: deque[FeedEntry] = deque()
+        self._wake = asyncio.Event()
+        self.overflowed = False
+        self.heartbeat: str | None = None
+        self.cursor: tuple[int, int] = (0, 0)
+        self.cursor_id = "0-0"
+
+    # -- called by the stream reader and the heartbeat ticker (never await) --
+
+    def offer(self, entry: FeedEntry) -> None:
+        """Queue an entry for sending; on overflow switch to catching up."""
+        if self.overflowed:
+            return
+        if len(self.queue) >= self.max_queue:
+            # Everything dropped here is in the stream; the writer re-reads it
+            # from its cursor rather than disconnecting a slow client.
+            self.overflowed = True
+            self.queue.clear()
+        else:
+            self.queue.append(entry)
+        self._wake.set()
+
+    def offer_heartbeat(self, frame: str) -> None:
+        """Ask the writer to send a heartbeat frame (coalesced if one is pending)."""
+        self.heartbeat = frame
+        self._wake.set()
+
+    def wants(self, entry: FeedEntry) -> bool:
+        """Whether this socket should receive the entry (tenant-wide or its agent's)."""
+        return entry.agent_id is None or entry.agent_id == self.agent_id
+
+    # -- the writer ------------------------------------------------------------
+
+    def set_cursor(self, stream_id: str) -> None:
+        """Start after ``stream_id``: nothing at or below it will be sent."""
+        self.cursor = parse_stream_id(stream_id)
+        self.cursor_id = stream_id
+
+    async def send_control(self, frame: str) -> None:
+        """Send a non-event frame (ready, replay_truncated) in order with events."""
+        await self._send(frame)
+        self._metrics.control_frames.inc()
+
+    async def send_entries(self, entries: list[FeedEntry]) -> int:
+        """Send replayed entries (already in stream order) this socket wants."""
+        sent = 0
+        for entry in entries:
+            if entry.key <= self.cursor:
+                continue
+            if self.wants(entry):
+                await self._deliver(entry, live=False)
+                self._metrics.event_frames.inc()
+                sent += 1
+            else:
+                self.cursor = entry.key
+                self.cursor_id = entry.stream_id
+        return sent
+
+    async def replay(self) -> int:
+        """Send every stored entry after the cursor; return how many were sent."""
+        return await self._catch_up(live=False)
+
+    async def run(self) -> None:
+        """Send queued entries and heartbeats until cancelled or the socket fails."""
+        queue = self.queue
+        wake = self._wake
+        while True:
+            await wake.wait()
+            wake.clear()
+            heartbeat = self.heartbeat
+            if heartbeat is not None:
+                self.heartbeat = None
+                await self._send(heartbeat)
+                self._metrics.heartbeat_frames.inc()
+            if self.overflowed:
+                # Cleared before reading so entries arriving meanwhile queue up
+                # again; the cursor drops whatever both paths deliver.
+                self.overflowed = False
+                self._metrics.slow_consumer_catchups.inc()
+                await self._catch_up(live=False)
+            sent = 0
+            try:
+                while queue:
+                    entry = queue.popleft()
+                    if entry.key <= self.cursor:
+                        continue
+                    if entry.agent_id is not None and entry.agent_id != self.agent_id:
+                        continue
+                    await self._deliver(entry, live=True)
+                    sent += 1
+            finally:
+                # One counter update per drained batch, not per frame.
+                if sent:
+                    self._metrics.event_frames.inc(sent)
+
+    async def _catch_up(self, *, live: bool) -> int:
+        sent = 0
+        while True:
+            entries = await self._events.range_after(
+                self.tenant_id, self.cursor_id, count=self._page
+            )
+            for entry in entries:
+                if self.wants(entry):
+                    await self._deliver(entry, live=live)
+                    self._metrics.event_frames.inc()
+                    sent += 1
+                else:
+                    self.cursor = entry.key
+                    self.cursor_id = entry.stream_id
+            if len(entries) < self._page:
+                return sent
+
+    async def _deliver(self, entry: FeedEntry, *, live: bool) -> None:
+        await self._send(entry.frame)
+        now = time.time()
+        latency = now - entry.accepted_at
+        self.cursor = entry.key
+        self.cursor_id = entry.stream_id
+        # The caller counts the frame (live frames once per drained batch).
+        if live:
+            self._metrics.live_latency.observe(latency)
+            self._window.add(now, latency)
+        else:
+            self._metrics.replay_latency.observe(latency)
+        if not entry.delivered:
+            entry.delivered = True
+            self._record(self.tenant_id, entry.event_id, latency)
+
+
+class TenantPool:
+    """The sockets of one tenant on this replica, indexed by agent for targeting."""
+
+    __slots__ = ("by_agent", "conns")
+
+    def __init__(self) -> None:
+        self.conns: set[FeedConnection] = set()
+        self.by_agent: dict[str, set[FeedConnection]] = {}
+
+
+class ConnectionRegistry:
+    """Per-tenant pools of this replica and the dispatch of stream entries to them."""
+
+    def __init__(self, *, max_per_tenant: int) -> None:
+        self.max_per_tenant = max_per_tenant
+        self._pools: dict[str, TenantPool] = {}
+        self._total = 0
+
+    @property
+    def total(self) -> int:
+        """Open sockets on this replica."""
+        return self._total
+
+    def count(self, tenant_id: str) -> int:
+        """Open sockets of a tenant on this replica."""
+        pool = self._pools.get(tenant_id)
+        return len(pool.conns) if pool else 0
+
+    def tenants(self) -> list[str]:
+        """Tenants with at least one socket here."""
+        return list(self._pools)
+
+    def connections(self) -> Iterator[FeedConnection]:
+        """Every socket on this replica."""
+        for pool in list(self._pools.values()):
+            yield from list(pool.conns)
+
+    def add(self, conn: FeedConnection) -> bool:
+        """Register a socket unless its tenant is at the cap on this replica."""
+        pool = self._pools.get(conn.tenant_id)
+        if pool is None:
+            pool = self._pools[conn.tenant_id] = TenantPool()
+        if len(pool.conns) >= self.max_per_tenant:
+            return False
+        pool.conns.add(conn)
+        pool.by_agent.setdefault(conn.agent_id, set()).add(conn)
+        self._total += 1
+        return True
+
+    def remove(self, conn: FeedConnection) -> bool:
+        """Unregister a socket; True when it was its tenant's last one here."""
+        pool = self._pools.get(conn.tenant_id)
+        if pool is None or conn not in pool.conns:
+            return False
+        pool.conns.discard(conn)
+        self._total -= 1
+        agents = pool.by_agent.get(conn.agent_id)
+        if agents is not None:
+            agents.discard(conn)
+            if not agents:
+                del pool.by_agent[conn.agent_id]
+        if not pool.conns:
+            del self._pools[conn.tenant_id]
+            return True
+        return False
+
+    def dispatch(self, tenant_id: str, entries: list[FeedEntry]) -> None:
+        """Offer a batch read from a tenant's stream to that tenant's sockets."""
+        pool = self._pools.get(tenant_id)
+        if pool is None:
+            return
+        for entry in entries:
+            if entry.agent_id is None:
+                for conn in pool.conns:
+                    conn.offer(entry)
+            else:
+                targets = pool.by_agent.get(entry.agent_id)
+                if targets:
+                    for conn in targets:
+                        conn.offer(entry)
+
+
+# KEYS[1] = tenant's connection set; ARGV = limit, member, ttl_ms.
+# Scores are expiry times on Redis's clock, so replicas' clocks never matter.
+_ACQUIRE_LUA = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local ttl = tonumber(ARGV[3])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+if not redis.call('ZSCORE', KEYS[1], ARGV[2]) then
+  if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[1]) then
+    return 0
+  end
+end
+redis.call('ZADD', KEYS[1], now + ttl, ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ttl)
+return 1
+"""
+
+# KEYS[1] = tenant's connection set; ARGV = ttl_ms, member...
+_REFRESH_LUA = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local ttl = tonumber(ARGV[1])
+for i = 2, #ARGV do
+  redis.call('ZADD', KEYS[1], now + ttl, ARGV[i])
+end
+redis.call('PEXPIRE', KEYS[1], ttl)
+return #ARGV - 1
+"""
+
+
+class ConnectionCap:
+    """WS_MAX_CONNECTIONS_PER_TENANT across replicas, in ``tenant:{id}:ws:connections``."""
+
+    def __init__(self, redis: Redis, *, limit: int, ttl_seconds: float) -> None:
+        self._redis = redis
+        self.limit = limit
+        self._ttl_ms = max(1000, int(ttl_seconds * 1000))
+        self._acquire: Any = redis.register_script(_ACQUIRE_LUA)
+        self._refresh: Any = redis.register_script(_REFRESH_LUA)
+
+    @staticmethod
+    def key(tenant_id: str) -> str:
+        """The Redis key of a tenant's connection set."""
+        return tenant_key(tenant_id, "ws", "connections")
+
+    async def acquire(self, tenant_id: str, member: str) -> bool:
+        """Take a slot for ``member``; False when the tenant is at the limit."""
+        taken = await self._acquire(
+            keys=[self.key(tenant_id)], args=[self.limit, member, self._ttl_ms]
+        )
+        return bool(taken)
+
+    async def release(self, tenant_id: str, member: str) -> None:
+        """Give a slot back."""
+        await self._redis.zrem(self.key(tenant_id), member)
+
+    async def refresh(self, members: dict[str, list[str]]) -> None:
+        """Extend the slots of this replica's live sockets, per tenant."""
+        for tenant_id, ids in members.items():
+            if ids:
+                await self._refresh(keys=[self.key(tenant_id)], args=[self._ttl_ms, *ids])

@@ -1,0 +1,68 @@
+"""Dependencies of the realtime routes (``Annotated`` aliases, as in every service)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends
+from starlette.requests import HTTPConnection
+
+from services.common.deps import DbDep, PrincipalDep, RedisDep, RegistryDep
+from services.realtime.config import RealtimeSettings
+from services.realtime.hub import FeedHub
+from services.realtime.ingest import IngestService
+from services.realtime.metrics import RealtimeMetrics
+from services.realtime.runtime import RealtimeRuntime
+
+__all__ = [
+    "DbDep",
+    "HubDep",
+    "IngestDep",
+    "PrincipalDep",
+    "RealtimeMetricsDep",
+    "RealtimeSettingsDep",
+    "RedisDep",
+    "RegistryDep",
+    "get_runtime",
+]
+
+
+def _runtime(conn: HTTPConnection) -> RealtimeRuntime:
+    runtime: RealtimeRuntime = conn.app.state.realtime
+    return runtime
+
+
+# The dependencies are ``async def`` on purpose: FastAPI runs plain ``def``
+# dependencies in a thread pool, a thread hop per request on the hot path.
+
+
+async def get_runtime(conn: HTTPConnection) -> RealtimeRuntime:
+    """The process's `RealtimeRuntime` (built in the lifespan)."""
+    return _runtime(conn)
+
+
+async def get_settings(conn: HTTPConnection) -> RealtimeSettings:
+    """The app's `RealtimeSettings`."""
+    return _runtime(conn).settings
+
+
+async def get_ingest(conn: HTTPConnection) -> IngestService:
+    """The ingest service."""
+    return _runtime(conn).ingest
+
+
+async def get_hub(conn: HTTPConnection) -> FeedHub:
+    """The feed hub."""
+    return _runtime(conn).hub
+
+
+async def get_metrics(conn: HTTPConnection) -> RealtimeMetrics:
+    """The service's metrics."""
+    return _runtime(conn).metrics
+
+
+RuntimeDep = Annotated[RealtimeRuntime, Depends(get_runtime)]
+RealtimeSettingsDep = Annotated[RealtimeSettings, Depends(get_settings)]
+IngestDep = Annotated[IngestService, Depends(get_ingest)]
+HubDep = Annotated[FeedHub, Depends(get_hub)]
+RealtimeMetricsDep = Annotated[RealtimeMetrics, Depends(get_metrics)]

@@ -1,0 +1,362 @@
+"""The feed endpoint's work: admit a socket, replay what it missed, serve it live.
+
+Admission order matters for the no-gap guarantee: the socket is registered in
+its tenant's pool (so live entries start queueing) before the tenant's stream
+position is taken and before the replay is read; see `connections`.
+
+Refusals (after the upgrade, so browsers can read code and reason):
+
+- 1008 policy violation: a malformed or unknown ``last_event_id``.
+- 1013 try again later: the tenant is at WS_MAX_CONNECTIONS_PER_TENANT
+  (reason ``tenant connection limit N reached``), or this replica cannot
+  reach Redis to start the tenant's feed, or Postgres to resolve an event
+  UUID cursor (the client retries after WS_RECONNECT_DELAY).
+
+Authentication failures never reach this module: the route answers them
+with HTTP 401 (``deny_websocket``) before the upgrade.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import uuid
+
+from starlette.websockets import WebSocket, WebSocketState
+
+from services.common.auth import Principal
+from services.common.database import Database, DatabaseUnavailable
+from services.common.redis import Redis
+from services.realtime import store
+from services.realtime.config import RealtimeSettings
+from services.realtime.connections import ConnectionCap, ConnectionRegistry, FeedConnection
+from services.realtime.frames import (
+    FIELD_EVENT_ID,
+    FeedEntry,
+    heartbeat_frame,
+    parse_stream_id,
+    ready_frame,
+    replay_truncated_frame,
+)
+from services.realtime.metrics import LatencyWindow, RealtimeMetrics
+from services.realtime.outbox import RowWriter
+from services.realtime.stream import REDIS_DOWN, EventStream, StreamFanout
+
+log = logging.getLogger(__name__)
+
+WS_POLICY_VIOLATION = 1008
+WS_INTERNAL_ERROR = 1011
+WS_TRY_AGAIN_LATER = 1013
+_STREAM_ID = re.compile(r"^\d{1,20}-\d{1,20}$")
+# How far back from the tail to look for an event whose stream id is not yet
+# in Postgres: its batched mark is at most a flush interval (0.25 s) behind,
+# a few hundred entries even at thousands of events per second per tenant.
+TAIL_SCAN_ENTRIES = 2_000
+
+
+class FeedRefusedError(Exception):
+    """A socket is turned away with a WebSocket close code and reason."""
+
+    def __init__(self, code: int, reason: str, metric_reason: str) -> None:
+        self.code = code
+        self.reason = reason
+        self.metric_reason = metric_reason
+        super().__init__(reason)
+
+
+class FeedHub:
+    """Per-replica feed: the tenant pools, the stream reader, heartbeats and caps."""
+
+    def __init__(
+        self,
+        *,
+        settings: RealtimeSettings,
+        db: Database,
+        redis: Redis,
+        events: EventStream,
+        metrics: RealtimeMetrics,
+        window: LatencyWindow,
+        writer: RowWriter,
+    ) -> None:
+        self._settings = settings
+        self._db = db
+        self._events = events
+        self._metrics = metrics
+        self._window = window
+        self._writer = writer
+        self.registry = ConnectionRegistry(max_per_tenant=settings.ws_max_connections_per_tenant)
+        self.fanout = StreamFanout(
+            redis, events, dispatch=self.registry.dispatch, block_ms=settings.stream_block_ms
+        )
+        # A crashed replica's slots expire after three missed refreshes.
+        self.cap = ConnectionCap(
+            redis,
+            limit=settings.ws_max_connections_per_tenant,
+            ttl_seconds=max(10.0, 3 * settings.ws_heartbeat_interval),
+        )
+        self._heartbeat_task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Start the stream reader and the heartbeat ticker."""
+        self.fanout.start()
+        if self._heartbeat_task is None:
+            self._heartbeat_task = asyncio.create_task(
+                self._heartbeats(), name="realtime-heartbeats"
+            )
+
+    async def stop(self) -> None:
+        """Stop background work; open sockets are closed by the server's shutdown."""
+        if self._heartbeat_task is not None:
+            self._heartbeat_task.cancel()
+            await asyncio.gather(self._heartbeat_task, return_exceptions=True)
+            self._heartbeat_task = None
+        await self.fanout.stop()
+
+    async def _heartbeats(self) -> None:
+        interval = self._settings.ws_heartbeat_interval
+        while True:
+            await asyncio.sleep(interval)
+            frame = heartbeat_frame()
+            members: dict[str, list[str]] = {}
+            for conn in self.registry.connections():
+                conn.offer_heartbeat(frame)
+                members.setdefault(conn.tenant_id, []).append(conn.conn_id)
+            try:
+                await self.cap.refresh(members)
+            except REDIS_DOWN as exc:
+                log.warning("could not refresh connection slots: %s", exc)
+
+    # -- admission ---------------------------------------------------------------
+
+    async def resolve_cursor(self, tenant_id: str, last_event_id: str | None) -> str | None:
+        """The stream id to resume after, from a stream id or an event UUID.
+
+        Raises `FeedRefusedError` for a malformed id or an event unknown to the tenant
+        (row-level security makes another tenant's event unknown).
+        """
+        if last_event_id is None:
+            return None
+        if _STREAM_ID.match(last_event_id):
+            return last_event_id
+        try:
+            event_id = str(uuid.UUID(last_event_id))
+        except ValueError:
+            raise FeedRefusedError(
+                WS_POLICY_VIOLATION,
+                "malformed last_event_id: send the stream_id or event_id of the last frame",
+                "bad_last_event_id",
+            ) from None
+        async with self._db.tenant(tenant_id) as conn:
+            found, stream_id = await store.find_stream_id(conn, event_id)
+        if not found:
+            raise FeedRefusedError(
+                WS_POLICY_VIOLATION, "unknown last_event_id", "unknown_last_event_id"
+            )
+        if stream_id is None:
+            stream_id = await self._find_in_tail(tenant_id, event_id)
+        if stream_id is None:
+            raise FeedRefusedError(
+                WS_POLICY_VIOLATION,
+                "last_event_id was never delivered; reconnect without it or with a stream_id",
+                "unknown_last_event_id",
+            )
+        return stream_id
+
+    async def _find_in_tail(self, tenant_id: str, event_id: str) -> str | None:
+        # The batched "published" mark may not be written yet: look near the tail.
+        entries = await self._events.tail(tenant_id, count=TAIL_SCAN_ENTRIES)
+        wanted = event_id.encode()
+        for stream_id, fields in entries:
+            raw = fields.get(FIELD_EVENT_ID.encode(), fields.get(FIELD_EVENT_ID))
+            if raw in (wanted, event_id):
+                return stream_id
+        return None
+
+    async def serve(self, websocket: WebSocket, principal: Principal) -> None:
+        """Admit an authenticated socket and serve it until it closes."""
+        tenant_id = principal.tenant_id
+        try:
+            cursor = await self.resolve_cursor(
+                tenant_id, websocket.query_params.get("last_event_id") or None
+            )
+        except FeedRefusedError as refusal:
+            await self._refuse(websocket, refusal)
+            return
+        except REDIS_DOWN:
+            await self._refuse(websocket, self._redis_refusal())
+            return
+        except DatabaseUnavailable:
+            delay = self._settings.ws_reconnect_delay
+            unavailable = FeedRefusedError(
+                WS_TRY_AGAIN_LATER,
+                f"resume unavailable (postgres); retry in {delay:g} s",
+                "postgres_unavailable",
+            )
+            await self._refuse(websocket, unavailable)
+            return
+        conn = FeedConnection(
+            conn_id=f"{self.fanout.replica_id}:{uuid.uuid4().hex}",
+            tenant_id=tenant_id,
+            agent_id=principal.subject,
+            send=websocket.send_text,
+            events=self._events,
+            metrics=self._metrics,
+            window=self._window,
+            record=self._writer.delivered,
+            max_queue=self._settings.ws_send_queue_size,
+        )
+        try:
+            await self._admit(conn)
+        except FeedRefusedError as refusal:
+            await self._refuse(websocket, refusal)
+            return
+        try:
+            position = await self.fanout.subscribe(tenant_id)
+        except REDIS_DOWN:
+            await self._release(conn)
+            await self._refuse(websocket, self._redis_refusal())
+            return
+        # A new client starts at the live position; a resuming one after its
+        # cursor (the replay covers everything up to the live position).
+        conn.set_cursor(cursor if cursor is not None else position)
+        self._metrics.connections.inc()
+        try:
+            await websocket.accept()
+            await self._run(websocket, conn, resume=cursor is not None)
+        finally:
+            self._metrics.connections.dec()
+            await self._release(conn)
+
+    async def _admit(self, conn: FeedConnection) -> None:
+        limit = self._settings.ws_max_connections_per_tenant
+        refusal = FeedRefusedError(
+            WS_TRY_AGAIN_LATER, f"tenant connection limit {limit} reached", "tenant_limit"
+        )
+        if not self.registry.add(conn):
+            raise refusal
+        try:
+            admitted = await self.cap.acquire(conn.tenant_id, conn.conn_id)
+        except REDIS_DOWN as exc:
+            # Without Redis only this replica's share can be counted; the
+            # local cap above still bounds it.
+            log.warning("connection cap unchecked across replicas: %s", exc)
+            admitted = True
+        if not admitted:
+            if self.registry.remove(conn):
+                self.fanout.unsubscribe(conn.tenant_id)
+            raise refusal
+
+    async def _release(self, conn: FeedConnection) -> None:
+        if self.registry.remove(conn):
+            self.fanout.unsubscribe(conn.tenant_id)
+        try:
+            await self.cap.release(conn.tenant_id, conn.conn_id)
+        except REDIS_DOWN:
+            log.info("slot of %s expires by itself (redis unreachable)", conn.conn_id)
+
+    def _redis_refusal(self) -> FeedRefusedError:
+        delay = self._settings.ws_reconnect_delay
+        return FeedRefusedError(
+            WS_TRY_AGAIN_LATER,
+            f"feed unavailable (redis); retry in {delay:g} s",
+            "redis_unavailable",
+        )
+
+    async def _refuse(self, websocket: WebSocket, refusal: FeedRefusedError) -> None:
+        self._metrics.connections_rejected.labels(reason=refusal.metric_reason).inc()
+        # Accepted first so that browsers, which never see a refused
+        # handshake's status, can read the close code and reason.
+        with contextlib.suppress(Exception):
+            await websocket.accept()
+            await websocket.close(code=refusal.code, reason=refusal.reason)
+
+    # -- serving -------------------------------------------------------------------
+
+    async def _run(self, websocket: WebSocket, conn: FeedConnection, *, resume: bool) -> None:
+        settings = self._settings
+        try:
+            replayed = 0
+            if resume:
+                replayed = await self._replay_stored(conn)
+                replayed += await conn.replay()
+            await conn.send_control(
+                ready_frame(
+                    tenant_id=conn.tenant_id,
+                    replayed=replayed,
+                    cursor=conn.cursor_id,
+                    heartbeat_interval=settings.ws_heartbeat_interval,
+                    reconnect_delay=settings.ws_reconnect_delay,
+                )
+            )
+        except REDIS_DOWN:
+            await self._close(websocket, WS_TRY_AGAIN_LATER, self._redis_refusal().reason)
+            return
+        except Exception:
+            # The client went away during the replay.
+            return
+        writer = asyncio.create_task(conn.run(), name=f"feed-writer-{conn.conn_id}")
+        reader = asyncio.create_task(
+            _until_disconnect(websocket), name=f"feed-reader-{conn.conn_id}"
+        )
+        done, pending = await asyncio.wait({writer, reader}, return_when=asyncio.FIRST_COMPLETED)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        if writer in done and not writer.cancelled():
+            error = writer.exception()
+            if isinstance(error, REDIS_DOWN):
+                await self._close(websocket, WS_TRY_AGAIN_LATER, self._redis_refusal().reason)
+            elif error is not None and websocket.application_state == WebSocketState.CONNECTED:
+                log.debug("feed writer of %s ended: %r", conn.conn_id, error)
+                await self._close(websocket, WS_INTERNAL_ERROR, "feed writer failed")
+
+    async def _replay_stored(self, conn: FeedConnection) -> int:
+        """Replay from Postgres what the stream no longer holds after the cursor.
+
+        The stream keeps the newest REALTIME_STREAM_MAXLEN events per tenant
+        (and loses everything if Redis restarts without persistence). When its
+        oldest entry is newer than the client's cursor, the events published in
+        between are read from Postgres (by their recorded stream ids), up to
+        REALTIME_DB_REPLAY_LIMIT; beyond that the client is told with a
+        ``replay_truncated`` frame and the replay continues from the stream.
+        """
+        first = await self._events.first_id(conn.tenant_id)
+        before = parse_stream_id(first) if first is not None else None
+        if before is not None and before <= conn.cursor:
+            return 0
+        limit = self._settings.realtime_db_replay_limit
+        requested = conn.cursor_id
+        async with self._db.tenant(conn.tenant_id) as db_conn:
+            rows = await store.published_between(
+                db_conn, after=conn.cursor, before=before, limit=limit + 1
+            )
+        entries = [
+            FeedEntry.from_body(
+                stream_id,
+                event_id=event.event_id,
+                agent_id=event.agent_id,
+                accepted_at=event.accepted_at,
+                body=event.body().decode(),
+            )
+            for stream_id, event in rows[:limit]
+        ]
+        sent = await conn.send_entries(entries)
+        if len(rows) > limit:
+            await conn.send_control(replay_truncated_frame(requested=requested, resumed_from=first))
+        return sent
+
+    @staticmethod
+    async def _close(websocket: WebSocket, code: int, reason: str) -> None:
+        with contextlib.suppress(Exception):
+            await websocket.close(code=code, reason=reason)
+
+
+async def _until_disconnect(websocket: WebSocket) -> None:
+    # Client messages carry nothing the feed needs; reading them is how a
+    # disconnect is noticed promptly.
+    while True:
+        message = await websocket.receive()
+        if message["type"] == "websocket.disconnect":
+            return

@@ -1,0 +1,243 @@
+"""The CRM webhook's work: validate, score, store, publish, acknowledge.
+
+Order and guarantees, per event:
+
+1. The route has authenticated the caller (tenant from the token only) and
+   validated the body (a malformed event is a 4xx with a reason, never
+   stored). ``accepted_at`` is taken there: the latency clock starts when the
+   event is accepted, so scoring, storing and publishing count against it.
+2. The lead is scored in-process by the lead-conversion model.
+3. The event is stored in ``realtime_intelligence_events`` inside the
+   tenant's RLS-scoped transaction, with ``published_at`` NULL. If Postgres
+   is unreachable the request fails with 503 and nothing is acknowledged, so
+   the CRM retries: an acknowledged event is always stored.
+4. It is appended to the tenant's Redis stream (bounded by
+   REALTIME_PUBLISH_TIMEOUT). Success: 202 ``delivery: published`` and the
+   stream id; the "published" mark goes to Postgres in a later batch.
+   Redis unreachable: 202 ``delivery: deferred``; the row stays unpublished
+   and `OutboxRelay` publishes it when Redis is back. After a failure the
+   ingest skips Redis for a short back-off, so during an outage requests are
+   answered at once instead of each waiting for a timeout.
+
+Group commit: the events of one tenant go through steps 2-4 together (one
+model call, one INSERT of all rows in one transaction, one pipelined round
+of XADDs). A tenant has at most one group in flight; events that arrive
+while it is being stored wait for it and then form the next group, all of
+them at once (up to `MAX_GROUP`). At light load a group is a single event
+and nothing waits longer than the current loop turn; under load the groups
+grow by themselves with the rate, so the per-event cost drops from several
+round trips to a fraction of one instead of every event paying for its own
+transaction (which is what capped the ingest near 230 events/s). Within a
+tenant, groups are stored and published in arrival order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+
+from services.common.database import Database
+from services.realtime import store
+from services.realtime.frames import encode_event_body
+from services.realtime.metrics import RealtimeMetrics
+from services.realtime.outbox import OutboxRelay, RowWriter
+from services.realtime.schemas import LeadEventAccepted, LeadEventCreate
+from services.realtime.scoring import Scorer
+from services.realtime.stream import REDIS_DOWN, EventStream, PublishItem
+
+log = logging.getLogger(__name__)
+
+# After a failed publish, skip Redis for this long: requests during an outage
+# are acknowledged as deferred at once instead of each waiting for a timeout.
+REDIS_BACKOFF_SECONDS = 1.0
+# Most events of one tenant stored and published together.
+MAX_GROUP = 500
+_PUBLISH_FAILURES: tuple[type[BaseException], ...] = (*REDIS_DOWN, TimeoutError)
+
+
+@dataclass(slots=True)
+class _Pending:
+    event: LeadEventCreate
+    accepted_at: float
+    future: asyncio.Future[LeadEventAccepted]
+    event_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+
+
+class IngestService:
+    """Stores and publishes lead events for the webhook route."""
+
+    def __init__(
+        self,
+        *,
+        db: Database,
+        events: EventStream,
+        scorer: Scorer,
+        writer: RowWriter,
+        relay: OutboxRelay,
+        metrics: RealtimeMetrics,
+        publish_timeout: float,
+    ) -> None:
+        self._db = db
+        self._events = events
+        self._scorer = scorer
+        self._writer = writer
+        self._relay = relay
+        self._metrics = metrics
+        self._publish_timeout = publish_timeout
+        self._skip_redis_until = 0.0
+        self._pending: dict[str, list[_Pending]] = {}
+        self._scheduled = False
+        self._groups: set[asyncio.Task[None]] = set()
+        # Tenants with a group being scored, stored and published.
+        self._busy: set[str] = set()
+
+    async def ingest(
+        self, *, tenant_id: str, event: LeadEventCreate, accepted_at: float
+    ) -> LeadEventAccepted:
+        """Score, store and publish one validated event of ``tenant_id``.
+
+        Raises `DatabaseUnavailable` when the event could not be stored (the
+        route answers 503 and nothing was acknowledged).
+        """
+        loop = asyncio.get_running_loop()
+        pending = _Pending(event=event, accepted_at=accepted_at, future=loop.create_future())
+        self._pending.setdefault(tenant_id, []).append(pending)
+        if not self._scheduled:
+            self._scheduled = True
+            loop.call_soon(self._start_groups)
+        # Shielded: a client that disconnects must not cancel the group its
+        # event shares with other requests.
+        return await asyncio.shield(pending.future)
+
+    def _start_groups(self) -> None:
+        self._scheduled = False
+        for tenant_id in list(self._pending):
+            if tenant_id not in self._busy:
+                self._start_group(tenant_id)
+
+    def _start_group(self, tenant_id: str) -> None:
+        items = self._pending.pop(tenant_id)
+        if len(items) > MAX_GROUP:
+            items, self._pending[tenant_id] = items[:MAX_GROUP], items[MAX_GROUP:]
+        self._busy.add(tenant_id)
+        task = asyncio.create_task(self._process(tenant_id, items))
+        # Keep a reference until done (the loop only holds weak ones).
+        self._groups.add(task)
+        task.add_done_callback(functools.partial(self._group_done, tenant_id))
+
+    def _group_done(self, tenant_id: str, task: asyncio.Task[None]) -> None:
+        self._groups.discard(task)
+        self._busy.discard(tenant_id)
+        if tenant_id in self._pending:
+            # Everything that arrived meanwhile goes as the next group.
+            self._start_group(tenant_id)
+
+    async def _process(self, tenant_id: str, items: list[_Pending]) -> None:
+        try:
+            answers = await self._store_and_publish(tenant_id, items)
+        except asyncio.CancelledError:
+            for item in items:
+                item.future.cancel()
+            raise
+        except Exception as exc:
+            # Every request of the group fails alike: nothing of it was
+            # acknowledged, so the CRM retries each one.
+            for item in items:
+                if not item.future.done():
+                    item.future.set_exception(exc)
+            return
+        for item, answer in zip(items, answers, strict=True):
+            if not item.future.done():
+                item.future.set_result(answer)
+
+    async def _store_and_publish(
+        self, tenant_id: str, items: list[_Pending]
+    ) -> list[LeadEventAccepted]:
+        scores = self._scorer.score_rows(
+            [item.event.lead.to_row() for item in items], tenant_id=tenant_id
+        )
+        model_version = self._scorer.version
+        async with self._db.tenant(tenant_id) as conn:
+            await store.insert_events(
+                conn,
+                tenant_id=tenant_id,
+                rows=[
+                    store.NewEvent(
+                        event_id=item.event_id,
+                        lead_id=item.event.lead_id,
+                        event_type=item.event.event_type,
+                        agent_id=item.event.agent_id,
+                        document=store.intelligence_data(
+                            score=score,
+                            model_version=model_version,
+                            lead=item.event.lead.model_dump(),
+                            data=item.event.data,
+                        ),
+                        accepted_at=item.accepted_at,
+                    )
+                    for item, score in zip(items, scores, strict=True)
+                ],
+            )
+        publish = [
+            PublishItem(
+                event_id=item.event_id,
+                agent_id=item.event.agent_id,
+                accepted_at=item.accepted_at,
+                body=encode_event_body(
+                    event_id=item.event_id,
+                    lead_id=item.event.lead_id,
+                    event_type=item.event.event_type,
+                    agent_id=item.event.agent_id,
+                    score=score,
+                    model_version=model_version,
+                    data=item.event.data,
+                    accepted_at=item.accepted_at,
+                ),
+            )
+            for item, score in zip(items, scores, strict=True)
+        ]
+        stream_ids = await self._publish(tenant_id, publish)
+        delivery = "published" if stream_ids is not None else "deferred"
+        self._metrics.events_ingested.labels(publish=delivery).inc(len(items))
+        now = time.time()
+        answers = []
+        for index, (item, score) in enumerate(zip(items, scores, strict=True)):
+            self._metrics.ingest_seconds.observe(now - item.accepted_at)
+            answers.append(
+                LeadEventAccepted(
+                    event_id=item.event_id,
+                    accepted_at=item.accepted_at,
+                    stream_id=stream_ids[index] if stream_ids is not None else None,
+                    delivery=delivery,
+                    score=score,
+                    model_version=model_version,
+                )
+            )
+        return answers
+
+    async def _publish(self, tenant_id: str, items: list[PublishItem]) -> list[str] | None:
+        if time.monotonic() < self._skip_redis_until:
+            self._relay.nudge(tenant_id)
+            return None
+        try:
+            async with asyncio.timeout(self._publish_timeout):
+                stream_ids = await self._events.publish_many(tenant_id, items)
+        except _PUBLISH_FAILURES as exc:
+            # A timed-out XADD may still have been applied; the relay checks
+            # the stream before publishing, so this cannot duplicate an event.
+            log.warning(
+                "publish of %d event(s) of tenant %s deferred: %s",
+                len(items),
+                tenant_id,
+                type(exc).__name__,
+            )
+            self._skip_redis_until = time.monotonic() + REDIS_BACKOFF_SECONDS
+            self._relay.nudge(tenant_id)
+            return None
+        for item, stream_id in zip(items, stream_ids, strict=True):
+            self._writer.published(tenant_id, item.event_id, stream_id)
+        return stream_ids

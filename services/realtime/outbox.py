@@ -1,0 +1,260 @@
+"""Keeping Postgres in step with the stream: batched marks and the outbox relay.
+
+The ingest stores an event with ``published_at`` NULL, publishes it, and
+acknowledges. Two background tasks per replica finish the bookkeeping off the
+hot path:
+
+- `RowWriter` batches, per tenant, the "published as stream id X" marks of
+  the ingest and the first-delivery latencies of the sockets, and writes them
+  every REALTIME_FLUSH_INTERVAL with one ``UPDATE ... FROM unnest(...)`` each,
+  instead of one round trip per event or per socket.
+- `OutboxRelay` publishes stored events that are still unpublished after
+  REALTIME_RELAY_GRACE seconds: the ingest could not reach Redis (it answered
+  ``delivery: deferred``), or its replica died between storing and marking.
+  Before publishing it looks for the event in the stream (an XADD whose reply
+  was lost, or a mark that was never written) so an event is not published
+  twice. Rows are locked with ``FOR UPDATE SKIP LOCKED`` so replicas never
+  relay the same row concurrently.
+
+Which tenants the relay scans: row-level security hides other tenants' rows
+from the application role, so there is no cross-tenant query. Every pass
+(REALTIME_RELAY_INTERVAL) covers the tenants whose publish failed on this
+replica; every REALTIME_RELAY_SCAN_INTERVAL it also covers every tenant with a
+socket here, which catches events orphaned by a replica that died between
+storing and publishing (or during an outage, before it could relay). Such an
+event is relayed once any replica has a socket of its tenant, i.e. before a
+live client could miss it; a reconnecting client gets it after its cursor
+because it is appended to the stream then.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+
+from services.common.database import Database, DatabaseUnavailable
+from services.realtime import store
+from services.realtime.frames import FIELD_EVENT_ID
+from services.realtime.metrics import RealtimeMetrics
+from services.realtime.stream import REDIS_DOWN, EventStream
+
+log = logging.getLogger(__name__)
+
+# Upper bound of buffered writes per kind while Postgres is down. Marks beyond
+# it are recovered by the relay's duplicate check; latencies are best effort.
+MAX_BUFFERED = 200_000
+# How far before an event's acceptance (app clock) to search the stream (Redis
+# clock) for it: covers clock skew between hosts.
+CLOCK_SKEW_MS = 60_000
+MAX_SCAN_ENTRIES = 50_000
+_POSTPONE: tuple[type[BaseException], ...] = (*REDIS_DOWN, DatabaseUnavailable)
+
+
+class RowWriter:
+    """Buffers publish marks and delivery latencies; flushes them in batches."""
+
+    def __init__(self, db: Database, *, interval: float) -> None:
+        self._db = db
+        self._interval = interval
+        self._marks: dict[str, dict[str, str]] = {}
+        self._latencies: dict[str, dict[str, float]] = {}
+        self._size = 0
+        self._task: asyncio.Task[None] | None = None
+        # One flush at a time, so a caller of flush() (shutdown, tests) returns
+        # only after everything buffered before the call is written.
+        self._flushing = asyncio.Lock()
+
+    def published(self, tenant_id: str, event_id: str, stream_id: str) -> None:
+        """Remember that an event is in the stream under ``stream_id``."""
+        if self._size < MAX_BUFFERED:
+            self._marks.setdefault(tenant_id, {})[event_id] = stream_id
+            self._size += 1
+
+    def delivered(self, tenant_id: str, event_id: str, latency: float) -> None:
+        """Remember an event's first delivery latency on this replica (seconds)."""
+        per_tenant = self._latencies.setdefault(tenant_id, {})
+        known = per_tenant.get(event_id)
+        if known is None:
+            if self._size >= MAX_BUFFERED:
+                return
+            self._size += 1
+            per_tenant[event_id] = latency
+        elif latency < known:
+            per_tenant[event_id] = latency
+
+    def start(self) -> None:
+        """Start the periodic flush."""
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="realtime-row-writer")
+
+    async def stop(self) -> None:
+        """Stop the periodic flush and write what is buffered."""
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+        await self.flush()
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval)
+            await self.flush()
+
+    async def flush(self) -> None:
+        """Write the buffered marks and latencies, one transaction per tenant."""
+        async with self._flushing:
+            await self._flush()
+
+    async def _flush(self) -> None:
+        marks, self._marks = self._marks, {}
+        latencies, self._latencies = self._latencies, {}
+        self._size = 0
+        for tenant_id in set(marks) | set(latencies):
+            tenant_marks = marks.get(tenant_id, {})
+            tenant_latencies = latencies.get(tenant_id, {})
+            try:
+                async with self._db.tenant(tenant_id) as conn:
+                    # Marks first: both statements touch the same rows, and a
+                    # fixed order avoids lock-order deadlocks between replicas.
+                    await store.mark_published(conn, tenant_marks)
+                    await store.record_latencies(conn, tenant_latencies)
+            except (DatabaseUnavailable, OSError) as exc:
+                log.warning(
+                    "could not write %d marks/latencies: %s",
+                    len(tenant_marks) + len(tenant_latencies),
+                    exc,
+                )
+                for event_id, stream_id in tenant_marks.items():
+                    self.published(tenant_id, event_id, stream_id)
+                for event_id, latency in tenant_latencies.items():
+                    self.delivered(tenant_id, event_id, latency)
+            except Exception:
+                log.exception("writing marks/latencies of tenant %s failed", tenant_id)
+
+
+class OutboxRelay:
+    """Publishes stored events whose publication was deferred or lost."""
+
+    def __init__(
+        self,
+        db: Database,
+        events: EventStream,
+        metrics: RealtimeMetrics,
+        *,
+        tenants: Callable[[], list[str]],
+        interval: float,
+        grace: float,
+        scan_interval: float,
+        batch: int = 500,
+    ) -> None:
+        self._db = db
+        self._events = events
+        self._metrics = metrics
+        self._tenants = tenants
+        self._interval = interval
+        self._grace = grace
+        self._scan_interval = scan_interval
+        self._next_scan = 0.0
+        self._batch = batch
+        # tenant -> monotonic time until which it stays on the scan list even
+        # without local sockets (its deferred rows must first age past grace).
+        self._nudged: dict[str, float] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    def nudge(self, tenant_id: str) -> None:
+        """A publish for this tenant failed here: scan it until its rows are out."""
+        self._nudged[tenant_id] = time.monotonic() + self._grace + 2 * self._interval
+
+    def start(self) -> None:
+        """Start the periodic relay pass."""
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="realtime-outbox-relay")
+
+    async def stop(self) -> None:
+        """Stop relaying (rows left unpublished stay for the next replica)."""
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval)
+            try:
+                await self.run_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("outbox relay pass failed")
+
+    async def run_once(self) -> int:
+        """One pass over the scan list; returns how many events were published."""
+        now = time.monotonic()
+        scan = set(self._nudged)
+        if now >= self._next_scan:
+            self._next_scan = now + self._scan_interval
+            scan.update(self._tenants())
+        published = 0
+        for tenant_id in sorted(scan):
+            try:
+                count = await self.relay_tenant(tenant_id)
+            except _POSTPONE as exc:
+                # Still down: keep the tenant nudged and try on the next pass.
+                log.info("relay of tenant %s postponed: %s", tenant_id, exc)
+                self._nudged[tenant_id] = max(self._nudged.get(tenant_id, 0.0), now + self._grace)
+                continue
+            published += count
+            if count == 0 and self._nudged.get(tenant_id, 0.0) < now:
+                self._nudged.pop(tenant_id, None)
+        return published
+
+    async def relay_tenant(self, tenant_id: str) -> int:
+        """Publish the tenant's unpublished events older than the grace period."""
+        total = 0
+        while True:
+            async with self._db.tenant(tenant_id) as conn:
+                rows = await store.unpublished(conn, older_than=self._grace, limit=self._batch)
+                if not rows:
+                    return total
+                present = await self._already_in_stream(tenant_id, rows)
+                marks: dict[str, str] = {}
+                for row in rows:
+                    stream_id = present.get(row.event_id)
+                    if stream_id is None:
+                        stream_id = await self._events.publish(
+                            tenant_id=tenant_id,
+                            event_id=row.event_id,
+                            agent_id=row.agent_id,
+                            accepted_at=row.accepted_at,
+                            body=row.body(),
+                        )
+                        self._metrics.events_relayed.inc()
+                        total += 1
+                    marks[row.event_id] = stream_id
+                await store.mark_published(conn, marks)
+            if len(rows) < self._batch:
+                return total
+
+    async def _already_in_stream(
+        self, tenant_id: str, rows: list[store.StoredEvent]
+    ) -> dict[str, str]:
+        wanted = {row.event_id for row in rows}
+        start_ms = max(0, int(min(row.accepted_at for row in rows) * 1000) - CLOCK_SKEW_MS)
+        start = f"{start_ms}-0"
+        found: dict[str, str] = {}
+        scanned = 0
+        field = FIELD_EVENT_ID.encode()
+        while scanned < MAX_SCAN_ENTRIES and len(found) < len(wanted):
+            page = await self._events.range_from(tenant_id, start, count=1000)
+            for stream_id, fields in page:
+                raw = fields.get(field, fields.get(FIELD_EVENT_ID))
+                event_id = raw.decode() if isinstance(raw, bytes) else raw
+                if event_id in wanted:
+                    found[event_id] = stream_id
+            scanned += len(page)
+            if len(page) < 1000:
+                break
+            start = "(" + page[-1][0]
+        return found

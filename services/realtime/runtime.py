@@ -1,0 +1,183 @@
+"""What one websocket-manager process runs, built in the app's lifespan.
+
+`RealtimeRuntime` wires the parts around the Postgres pool and Redis client
+that `create_app` opened: the ingest, the feed hub (tenant pools, stream
+reader, heartbeats, caps), the batched row writer and the outbox relay. It
+lives on ``app.state.realtime`` and reaches routes through `deps`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+
+from services.common.database import Database
+from services.common.redis import Redis
+from services.common.scoring import LeadScorer
+from services.realtime.config import RealtimeSettings
+from services.realtime.hub import FeedHub
+from services.realtime.ingest import IngestService
+from services.realtime.metrics import LatencyWindow, RealtimeMetrics
+from services.realtime.outbox import OutboxRelay, RowWriter
+from services.realtime.scoring import Scorer
+from services.realtime.stream import EventStream
+
+log = logging.getLogger(__name__)
+
+
+class RealtimeRuntime:
+    """The service's long-lived components for one process."""
+
+    def __init__(
+        self,
+        *,
+        settings: RealtimeSettings,
+        db: Database,
+        redis: Redis,
+        scorer: Scorer,
+        metrics: RealtimeMetrics,
+    ) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self._db = db
+        self._redis = redis
+        self.window = LatencyWindow(window_seconds=settings.realtime_latency_window_seconds)
+        self.events = EventStream(redis, maxlen=settings.realtime_stream_maxlen)
+        self.writer = RowWriter(db, interval=settings.realtime_flush_interval)
+        self.hub = FeedHub(
+            settings=settings,
+            db=db,
+            redis=redis,
+            events=self.events,
+            metrics=metrics,
+            window=self.window,
+            writer=self.writer,
+        )
+        self.relay = OutboxRelay(
+            db,
+            self.events,
+            metrics,
+            tenants=self.hub.registry.tenants,
+            interval=settings.realtime_relay_interval,
+            grace=settings.realtime_relay_grace,
+            scan_interval=settings.realtime_relay_scan_interval,
+        )
+        self.ingest = IngestService(
+            db=db,
+            events=self.events,
+            scorer=scorer,
+            writer=self.writer,
+            relay=self.relay,
+            metrics=metrics,
+            publish_timeout=settings.realtime_publish_timeout,
+        )
+
+    def start(self) -> None:
+        """Start the background tasks."""
+        self.writer.start()
+        self.hub.start()
+        self.relay.start()
+
+    async def warm_up(self, *, connections: int) -> None:
+        """Open pooled Postgres and Redis connections before traffic arrives.
+
+        Both pools open connections lazily; without this the first requests
+        of a fresh replica pay for connection set-up (TLS, SCRAM) and show up
+        as latency spikes. A dependency that is down is left for later.
+        """
+        results = await asyncio.gather(
+            *(self._db.ping() for _ in range(connections)),
+            *(self._redis.ping() for _ in range(connections)),
+            return_exceptions=True,
+        )
+        failures = [r for r in results if isinstance(r, BaseException)]
+        if failures:
+            log.info("pool warm-up incomplete: %s", type(failures[0]).__name__)
+
+    async def stop(self) -> None:
+        """Stop the background tasks, writing what is still buffered."""
+        await self.relay.stop()
+        await self.hub.stop()
+        await self.writer.stop()
+
+    def health(self) -> dict[str, Any]:
+        """Live values for ``/health/websocket``.
+
+        ``degraded`` when the measured p95 exceeds WEBSOCKET_TARGET_LATENCY_MS
+        or the stream reader cannot reach Redis (sockets stay open but receive
+        nothing new until it reconnects).
+        """
+        target = self.settings.websocket_target_latency_ms
+        summary = self.window.summary()
+        reader_up = self.hub.fanout.healthy
+        status = "healthy"
+        reasons = []
+        if not reader_up:
+            status = "degraded"
+            reasons.append("stream reader cannot reach redis")
+        if summary.p95_ms is not None and summary.p95_ms > target:
+            status = "degraded"
+            reasons.append(f"p95 delivery latency {summary.p95_ms} ms above target {target:g} ms")
+        return {
+            "status": status,
+            "healthy": status == "healthy",
+            "reasons": reasons,
+            "active_connections": self.hub.registry.total,
+            "tenants_connected": len(self.hub.registry.tenants()),
+            "avg_latency_ms": summary.avg_ms,
+            "p95_latency_ms": summary.p95_ms,
+            "max_latency_ms": summary.max_ms,
+            "latency_samples": summary.samples,
+            "latency_window_seconds": self.settings.realtime_latency_window_seconds,
+            "target_latency_ms": target,
+            "stream_reader": "up" if reader_up else "down",
+            "replica_id": self.hub.fanout.replica_id,
+        }
+
+
+def load_scorer(settings: RealtimeSettings) -> LeadScorer:
+    """Load and verify the lead-scoring model (fails start-up with the reason)."""
+    return LeadScorer.load(
+        settings.ml_model_uri,
+        cache_size=settings.ml_model_cache_size,
+        batch_size=settings.ml_batch_size,
+        s3_endpoint_url=settings.s3_endpoint_url,
+    )
+
+
+def realtime_lifespan(
+    settings: RealtimeSettings,
+    *,
+    scorer: Scorer | None,
+    metrics: RealtimeMetrics,
+) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """The service lifespan `create_app` nests inside its own (db and redis open)."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        runtime = RealtimeRuntime(
+            settings=settings,
+            db=app.state.db,
+            redis=app.state.redis,
+            scorer=scorer if scorer is not None else load_scorer(settings),
+            metrics=metrics,
+        )
+        app.state.realtime = runtime
+        await runtime.warm_up(connections=min(4, settings.db_pool_size))
+        runtime.start()
+        # Everything loaded so far (the model, pydantic schemas, modules) lives
+        # as long as the process: moving it out of the collected generations
+        # keeps full collections, i.e. latency spikes, short on the hot path.
+        gc.freeze()
+        try:
+            yield
+        finally:
+            await runtime.stop()
+
+    return lifespan

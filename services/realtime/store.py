@@ -1,0 +1,211 @@
+"""SQL on ``realtime_intelligence_events``, always inside ``Database.tenant()``.
+
+Row-level security scopes every statement to the transaction's tenant, so
+none of these statements filters by tenant itself; ``tenant_id`` is written
+on insert and the policy's ``WITH CHECK`` refuses any other value.
+
+Columns used (revision 0001 plus 0002_realtime_delivery): ``event_id``,
+``tenant_id``, ``lead_id``, ``event_type``, ``intelligence_data`` (score,
+model version, lead features, CRM data), ``created_at`` (set to the moment
+the ingest accepted the event, the start of the latency clock),
+``websocket_latency_seconds`` (the fastest first delivery of the event over
+all replicas: each replica reports the latency of the first socket it sent
+the event to, and the column keeps the minimum), ``agent_id``, ``stream_id``
+and ``published_at`` (NULL until the event is in the Redis stream: the
+outbox).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from services.realtime.frames import encode_event_body
+
+# One statement for a whole group of events (see ingest's group commit). The
+# documents travel as text (orjson) and are cast, so no per-element codec runs.
+INSERT_EVENTS = """
+INSERT INTO realtime_intelligence_events
+    (event_id, tenant_id, lead_id, event_type, agent_id, intelligence_data,
+     created_at, published_at)
+SELECT u.event_id, $1, u.lead_id, u.event_type, u.agent_id, u.document::jsonb,
+       to_timestamp(u.accepted_at), NULL
+FROM unnest($2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::float8[])
+     AS u(event_id, lead_id, event_type, agent_id, document, accepted_at)
+"""
+
+MARK_PUBLISHED = """
+UPDATE realtime_intelligence_events AS e
+SET stream_id = u.stream_id, published_at = now()
+FROM unnest($1::uuid[], $2::text[]) AS u(event_id, stream_id)
+WHERE e.event_id = u.event_id AND e.published_at IS NULL
+"""
+
+RECORD_LATENCY = """
+UPDATE realtime_intelligence_events AS e
+SET websocket_latency_seconds = LEAST(COALESCE(e.websocket_latency_seconds, u.s), u.s)
+FROM unnest($1::uuid[], $2::float8[]) AS u(event_id, s)
+WHERE e.event_id = u.event_id
+"""
+
+# Oldest first so relayed events keep their acceptance order; SKIP LOCKED lets
+# replicas relay the same tenant concurrently without publishing a row twice.
+UNPUBLISHED = """
+SELECT event_id::text AS event_id, lead_id, event_type, agent_id, intelligence_data,
+       extract(epoch FROM created_at)::float8 AS accepted_at
+FROM realtime_intelligence_events
+WHERE published_at IS NULL AND created_at < now() - make_interval(secs => $1)
+ORDER BY created_at, event_id
+LIMIT $2
+FOR UPDATE SKIP LOCKED
+"""
+
+# Events published between two stream positions, in stream order, served by
+# the expression index of revision 0002_realtime_delivery (written out in full
+# so the index expressions match the query's exactly).
+REPLAY_BETWEEN = """
+SELECT event_id::text AS event_id, lead_id, event_type, agent_id, intelligence_data,
+       extract(epoch FROM created_at)::float8 AS accepted_at, stream_id
+FROM realtime_intelligence_events
+WHERE stream_id IS NOT NULL
+  AND (split_part(stream_id, '-', 1)::bigint, split_part(stream_id, '-', 2)::bigint)
+      > ($1::bigint, $2::bigint)
+  AND (split_part(stream_id, '-', 1)::bigint, split_part(stream_id, '-', 2)::bigint)
+      < ($3::bigint, $4::bigint)
+ORDER BY split_part(stream_id, '-', 1)::bigint, split_part(stream_id, '-', 2)::bigint
+LIMIT $5
+"""
+
+REPLAY_AFTER = """
+SELECT event_id::text AS event_id, lead_id, event_type, agent_id, intelligence_data,
+       extract(epoch FROM created_at)::float8 AS accepted_at, stream_id
+FROM realtime_intelligence_events
+WHERE stream_id IS NOT NULL
+  AND (split_part(stream_id, '-', 1)::bigint, split_part(stream_id, '-', 2)::bigint)
+      > ($1::bigint, $2::bigint)
+ORDER BY split_part(stream_id, '-', 1)::bigint, split_part(stream_id, '-', 2)::bigint
+LIMIT $3
+"""
+
+FIND_STREAM_ID = """
+SELECT stream_id FROM realtime_intelligence_events WHERE event_id = $1::uuid
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """What the relay needs to publish a stored event."""
+
+    event_id: str
+    lead_id: str
+    event_type: str
+    agent_id: str | None
+    score: float
+    model_version: str
+    data: dict[str, Any]
+    accepted_at: float
+
+    def body(self) -> bytes:
+        """The event's frame body, as the ingest encoded it."""
+        return encode_event_body(
+            event_id=self.event_id,
+            lead_id=self.lead_id,
+            event_type=self.event_type,
+            agent_id=self.agent_id,
+            score=self.score,
+            model_version=self.model_version,
+            data=self.data,
+            accepted_at=self.accepted_at,
+        )
+
+
+def intelligence_data(
+    *, score: float, model_version: str, lead: dict[str, Any], data: dict[str, Any]
+) -> dict[str, Any]:
+    """The JSONB document stored for an event."""
+    return {"score": score, "model_version": model_version, "lead": lead, "data": data}
+
+
+@dataclass(frozen=True, slots=True)
+class NewEvent:
+    """An accepted event about to be stored."""
+
+    event_id: str
+    lead_id: str
+    event_type: str
+    agent_id: str | None
+    document: dict[str, Any]
+    accepted_at: float
+
+
+async def insert_events(conn: Any, *, tenant_id: str, rows: list[NewEvent]) -> None:
+    """Store events of one tenant as not yet published, in one statement."""
+    await conn.execute(
+        INSERT_EVENTS,
+        tenant_id,
+        [row.event_id for row in rows],
+        [row.lead_id for row in rows],
+        [row.event_type for row in rows],
+        [row.agent_id for row in rows],
+        [orjson.dumps(row.document).decode() for row in rows],
+        [row.accepted_at for row in rows],
+    )
+
+
+async def mark_published(conn: Any, stream_ids: dict[str, str]) -> None:
+    """Record the stream ids of published events (``{event_id: stream_id}``)."""
+    if stream_ids:
+        await conn.execute(MARK_PUBLISHED, list(stream_ids), list(stream_ids.values()))
+
+
+async def record_latencies(conn: Any, latencies: dict[str, float]) -> None:
+    """Keep each event's fastest first delivery (``{event_id: seconds}``)."""
+    if latencies:
+        await conn.execute(
+            # Clamped at 0: a client clock cannot be involved, but the ingest and
+            # the sending replica may be different hosts (the column CHECKs >= 0).
+            RECORD_LATENCY,
+            list(latencies),
+            [max(0.0, s) for s in latencies.values()],
+        )
+
+
+def _stored(row: Any) -> StoredEvent:
+    document = row["intelligence_data"] or {}
+    return StoredEvent(
+        event_id=row["event_id"],
+        lead_id=row["lead_id"],
+        event_type=row["event_type"],
+        agent_id=row["agent_id"],
+        score=float(document.get("score", 0.0)),
+        model_version=str(document.get("model_version", "")),
+        data=document.get("data") or {},
+        accepted_at=float(row["accepted_at"]),
+    )
+
+
+async def unpublished(conn: Any, *, older_than: float, limit: int) -> list[StoredEvent]:
+    """Lock and return unpublished events older than ``older_than`` seconds."""
+    rows = await conn.fetch(UNPUBLISHED, older_than, limit)
+    return [_stored(row) for row in rows]
+
+
+async def published_between(
+    conn: Any, *, after: tuple[int, int], before: tuple[int, int] | None, limit: int
+) -> list[tuple[str, StoredEvent]]:
+    """``(stream_id, event)`` of events published after ``after`` (and before ``before``)."""
+    if before is None:
+        rows = await conn.fetch(REPLAY_AFTER, after[0], after[1], limit)
+    else:
+        rows = await conn.fetch(REPLAY_BETWEEN, after[0], after[1], before[0], before[1], limit)
+    return [(row["stream_id"], _stored(row)) for row in rows]
+
+
+async def find_stream_id(conn: Any, event_id: str) -> tuple[bool, str | None]:
+    """``(found, stream_id)`` of one of the tenant's events."""
+    row = await conn.fetchrow(FIND_STREAM_ID, event_id)
+    if row is None:
+        return False, None
+    return True, row["stream_id"]

@@ -1,0 +1,263 @@
+"""ClusterAddons and charts/: pinned Helm releases, values per environment, the issuer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from infra.components.addons import (
+    ACME_SERVERS,
+    CHART_NAMES,
+    CHARTS_DIR,
+    ENVIRONMENTS,
+    EXACT_VERSION,
+    ClusterAddons,
+    ClusterAddonsArgs,
+    chart_values,
+    deep_merge,
+    load_pins,
+)
+from infra.mocks import ProgramRun, Secret, run_program
+
+RELEASE = "kubernetes:helm.sh/v3:Release"
+
+#: Keys each chart's values must set in every environment (why they matter is in
+#: charts/README.md and the values files' comments).
+REQUIRED_VALUES: dict[str, list[tuple[str, ...]]] = {
+    "ingress-nginx": [
+        ("controller", "ingressClassResource", "name"),
+        ("controller", "allowSnippetAnnotations"),
+        ("controller", "resources", "requests"),
+        ("controller", "service", "type"),
+    ],
+    "cert-manager": [("crds", "enabled"), ("crds", "keep")],
+    "metrics-server": [("replicas",), ("resources", "requests")],
+    "kube-prometheus-stack": [
+        ("prometheus", "prometheusSpec", "serviceMonitorSelectorNilUsesHelmValues"),
+        ("prometheus", "prometheusSpec", "retention"),
+        ("grafana", "admin", "existingSecret"),
+    ],
+}
+
+
+def _args(**overrides: Any) -> ClusterAddonsArgs:
+    values: dict[str, Any] = {
+        "environment": "production",
+        "app_namespaces": ["enterprisehub"],
+        "issuer": "letsencrypt",
+        "acme_email": "platform@enterprisehub.ai",
+        "grafana_host": "grafana.enterprisehub.ai",
+        **overrides,
+    }
+    return ClusterAddonsArgs(**values)
+
+
+def _run(stack: str = "production", **overrides: Any) -> ProgramRun:
+    def program() -> None:
+        ClusterAddons("addons", _args(**overrides))
+
+    return run_program(stack, {}, program=program)
+
+
+@pytest.fixture(scope="module")
+def production() -> ProgramRun:
+    return _run()
+
+
+@pytest.fixture(scope="module")
+def local() -> ProgramRun:
+    return _run(
+        "local", environment="local", issuer="selfsigned", acme_email=None, grafana_host=None
+    )
+
+
+def _release(run: ProgramRun, chart: str) -> dict[str, Any]:
+    return run.one(RELEASE, f"addons-{chart}").inputs
+
+
+def _get(values: dict[str, Any], path: tuple[str, ...]) -> Any:
+    for key in path:
+        values = values[key]
+    return values
+
+
+def test_versions_file_pins_every_chart_exactly() -> None:
+    pins = load_pins()
+    assert set(pins) == set(CHART_NAMES)
+    for pin in pins.values():
+        assert EXACT_VERSION.match(pin.version), pin
+        assert pin.repository.startswith("https://")
+
+
+@pytest.mark.parametrize("version", ["^4.14.0", "~1.18", ">=3.0.0", "4.14", "latest", "4.x"])
+def test_a_version_range_is_refused(tmp_path: Path, version: str) -> None:
+    (tmp_path / "versions.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "charts": {
+                    "ingress-nginx": {
+                        "chart": "ingress-nginx",
+                        "repository": "https://x",
+                        "version": version,
+                        "namespace": "ingress-nginx",
+                    }
+                }
+            }
+        )
+    )
+    with pytest.raises(ValueError, match="not an exact version"):
+        load_pins(tmp_path)
+
+
+@pytest.mark.parametrize("chart", CHART_NAMES)
+@pytest.mark.parametrize("environment", ENVIRONMENTS)
+def test_values_parse_and_carry_the_required_keys(chart: str, environment: str) -> None:
+    values = chart_values(chart, environment)
+    for path in REQUIRED_VALUES[chart]:
+        assert _get(values, path) is not None, (chart, environment, path)
+
+
+def test_every_values_file_is_a_mapping() -> None:
+    files = sorted(CHARTS_DIR.glob("*/values*.yaml"))
+    assert len(files) >= len(CHART_NAMES)
+    for path in files:
+        assert isinstance(yaml.safe_load(path.read_text("utf-8")), dict), path
+        assert path.parent.name in CHART_NAMES, path
+
+
+def test_every_pin_has_a_reason_in_the_readme() -> None:
+    readme = (CHARTS_DIR / "README.md").read_text("utf-8")
+    for pin in load_pins().values():
+        assert f"| {pin.name} | {pin.version} |" in readme
+
+
+def test_snippet_annotations_stay_disabled_everywhere() -> None:
+    for environment in ENVIRONMENTS:
+        values = chart_values("ingress-nginx", environment)
+        assert values["controller"]["allowSnippetAnnotations"] is False
+
+
+def test_kubelet_tls_verification_is_skipped_only_on_local() -> None:
+    for environment in ENVIRONMENTS:
+        args = chart_values("metrics-server", environment)["args"]
+        assert ("--kubelet-insecure-tls" in args) is (environment == "local")
+
+
+def test_local_ingress_controller_uses_no_host_ports() -> None:
+    # Its namespace enforces Pod Security "baseline", which rejects hostPort.
+    controller = chart_values("ingress-nginx", "local")["controller"]
+    assert not controller.get("hostPort", {}).get("enabled", False)
+    assert load_pins()["ingress-nginx"].pod_security == "baseline"
+
+
+def test_environment_file_overrides_the_base() -> None:
+    assert chart_values("ingress-nginx", "production")["controller"]["replicaCount"] == 3
+    assert chart_values("ingress-nginx", "local")["controller"]["service"]["type"] == "NodePort"
+    # Keys the override does not touch survive the merge.
+    assert chart_values("ingress-nginx", "local")["controller"]["ingressClass"] == "nginx"
+
+
+def test_deep_merge_merges_maps_and_replaces_lists() -> None:
+    base = {"a": {"b": 1, "c": [1, 2]}, "d": 1}
+    assert deep_merge(base, {"a": {"c": [3]}}) == {"a": {"b": 1, "c": [3]}, "d": 1}
+    assert base == {"a": {"b": 1, "c": [1, 2]}, "d": 1}
+
+
+def test_unknown_environment_is_refused() -> None:
+    with pytest.raises(ValueError, match="unknown environment"):
+        chart_values("ingress-nginx", "qa")
+
+
+@pytest.mark.parametrize("chart", CHART_NAMES)
+def test_release_uses_the_pinned_chart(production: ProgramRun, chart: str) -> None:
+    pin = load_pins()[chart]
+    release = _release(production, chart)
+    assert (release["chart"], release["version"], release["namespace"]) == (
+        pin.chart,
+        pin.version,
+        pin.namespace,
+    )
+    assert release["repositoryOpts"] == {"repo": pin.repository}
+    assert release["createNamespace"] is False
+    assert release["atomic"] is True
+
+
+def test_release_values_are_the_merged_files(production: ProgramRun) -> None:
+    values = _release(production, "metrics-server")["values"]
+    assert values == chart_values("metrics-server", "production")
+
+
+def test_monitoring_is_installed_before_charts_with_service_monitors(
+    production: ProgramRun,
+) -> None:
+    prometheus = production.one(RELEASE, "addons-kube-prometheus-stack")
+    for chart in ("ingress-nginx", "cert-manager", "metrics-server"):
+        assert prometheus.urn in production.one(RELEASE, f"addons-{chart}").dependencies
+
+
+def test_addon_namespaces_are_isolated(production: ProgramRun) -> None:
+    namespaces = {
+        ns.inputs["metadata"]["name"] for ns in production.of_type("kubernetes:core/v1:Namespace")
+    }
+    assert namespaces == {"ingress-nginx", "cert-manager", "monitoring"}
+    denies = {
+        p.inputs["metadata"]["namespace"]
+        for p in production.of_type("kubernetes:networking.k8s.io/v1:NetworkPolicy")
+        if p.inputs["metadata"]["name"] == "default-deny-all"
+    }
+    assert denies == namespaces
+
+
+def test_letsencrypt_issuer_uses_the_acme_server_and_email(production: ProgramRun) -> None:
+    issuer = production.one("kubernetes:cert-manager.io/v1:ClusterIssuer").inputs
+    assert issuer["metadata"]["name"] == "letsencrypt"
+    acme = issuer["spec"]["acme"]
+    assert acme["server"] == ACME_SERVERS["letsencrypt"]
+    assert acme["email"] == "platform@enterprisehub.ai"
+    assert acme["solvers"] == [{"http01": {"ingress": {"ingressClassName": "nginx"}}}]
+
+
+def test_issuer_waits_for_cert_manager(production: ProgramRun) -> None:
+    issuer = production.one("kubernetes:cert-manager.io/v1:ClusterIssuer")
+    assert production.one(RELEASE, "addons-cert-manager").urn in issuer.dependencies
+
+
+def test_local_uses_a_self_signed_issuer(local: ProgramRun) -> None:
+    issuer = local.one("kubernetes:cert-manager.io/v1:ClusterIssuer").inputs
+    assert issuer["spec"] == {"selfSigned": {}}
+
+
+def test_service_monitor_selects_the_platforms_metrics_services(production: ProgramRun) -> None:
+    monitor = production.one("kubernetes:monitoring.coreos.com/v1:ServiceMonitor").inputs
+    assert monitor["spec"]["selector"] == {"matchLabels": {"enterprisehub.ai/metrics": "true"}}
+    assert monitor["spec"]["namespaceSelector"] == {"matchNames": ["enterprisehub"]}
+    assert monitor["spec"]["endpoints"][0]["path"] == "/metrics"
+
+
+def test_grafana_admin_password_is_generated_and_secret(production: ProgramRun) -> None:
+    secret = production.one("kubernetes:core/v1:Secret", "addons-grafana-admin")
+    data = secret.raw_inputs["stringData"]
+    password = data if isinstance(data, Secret) else data["admin-password"]
+    assert isinstance(password, Secret)
+    values = _release(production, "kube-prometheus-stack")["values"]
+    assert values["grafana"]["admin"]["existingSecret"] == secret.inputs["metadata"]["name"]
+
+
+def test_grafana_ingress_gets_the_host_and_tls(production: ProgramRun) -> None:
+    ingress = _release(production, "kube-prometheus-stack")["values"]["grafana"]["ingress"]
+    assert ingress["enabled"] is True
+    assert ingress["hosts"] == ["grafana.enterprisehub.ai"]
+    assert ingress["tls"][0]["hosts"] == ["grafana.enterprisehub.ai"]
+
+
+def test_grafana_stays_internal_without_a_host(local: ProgramRun) -> None:
+    values = _release(local, "kube-prometheus-stack")["values"]
+    assert values["grafana"]["ingress"] == {"enabled": False}
+
+
+def test_acme_issuer_without_email_is_refused() -> None:
+    with pytest.raises(ValueError, match="needs acme_email"):
+        ClusterAddons("addons", _args(acme_email=None))

@@ -1,0 +1,140 @@
+"""The EKS cluster: version from config, private endpoint, encrypted secrets, OIDC for IRSA."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from infra.components.cluster import render_kubeconfig
+from infra.mock_values import CALL_HANDLERS, CallContext
+from infra.mocks import ProgramRun, run_program
+from infra.stackfiles import stack_config
+
+
+@pytest.fixture(scope="module")
+def production(stack_run: Callable[[str], ProgramRun]) -> ProgramRun:
+    return stack_run("production")
+
+
+@pytest.fixture(scope="module")
+def cluster(production: ProgramRun) -> dict[str, Any]:
+    return production.one("aws:eks/cluster:Cluster").inputs
+
+
+def test_version_comes_from_kubernetes_version(cluster: dict[str, Any]) -> None:
+    assert cluster["version"] == "1.31"
+
+
+def test_api_endpoint_is_private(cluster: dict[str, Any]) -> None:
+    assert cluster["vpcConfig"]["endpointPrivateAccess"] is True
+    assert cluster["vpcConfig"]["endpointPublicAccess"] is False
+
+
+def test_secrets_are_envelope_encrypted(cluster: dict[str, Any]) -> None:
+    assert cluster["encryptionConfig"]["resources"] == ["secrets"]
+    assert cluster["encryptionConfig"]["provider"]["keyArn"].startswith("arn:aws:kms:")
+
+
+def test_every_control_plane_log_is_enabled(cluster: dict[str, Any]) -> None:
+    assert set(cluster["enabledClusterLogTypes"]) == {
+        "api", "audit", "authenticator", "controllerManager", "scheduler"
+    }  # fmt: skip
+
+
+def test_node_groups_follow_config(production: ProgramRun) -> None:
+    group = production.one("aws:eks/nodeGroup:NodeGroup").inputs
+    assert group["scalingConfig"] == {"minSize": 3, "desiredSize": 4, "maxSize": 16}
+    assert group["version"] == "1.31"
+
+
+def test_oidc_provider_serves_sts(production: ProgramRun) -> None:
+    provider = production.one("aws:iam/openIdConnectProvider:OpenIdConnectProvider").inputs
+    assert provider["clientIdLists"] == ["sts.amazonaws.com"]
+    assert provider["url"].startswith("https://oidc.eks.")
+
+
+def test_kubernetes_provider_uses_a_rendered_kubeconfig(production: ProgramRun) -> None:
+    provider = production.one("pulumi:providers:kubernetes")
+    kubeconfig = json.loads(provider.inputs["kubeconfig"])
+    assert kubeconfig["users"][0]["user"]["exec"]["command"] == "aws"
+
+
+def test_kubeconfig_holds_no_credential() -> None:
+    rendered = json.loads(render_kubeconfig("c", "https://x", "Q0E=", "us-east-1"))
+    user = rendered["users"][0]["user"]
+    assert set(user) == {"exec"}
+    assert user["exec"]["args"][-3:] == ["c", "--region", "us-east-1"]
+
+
+def test_local_stack_uses_the_kubeconfig_context(stack_run: Callable[[str], ProgramRun]) -> None:
+    local = stack_run("local")
+    assert not [r for r in local if r.package == "aws"]
+    assert local.one("pulumi:providers:kubernetes")
+
+
+def _existing_cluster_answer(ctx: CallContext) -> dict[str, Any]:
+    """What eks:DescribeCluster returns for an active cluster (the fields the program reads)."""
+    name = str(ctx.args["name"])
+    return {
+        "id": name,
+        "name": name,
+        "endpoint": "https://EXISTING.gr7.us-east-1.eks.amazonaws.com",
+        "certificateAuthorities": [{"data": "Q0E="}],
+        "identities": [
+            {"oidcs": [{"issuer": "https://oidc.eks.us-east-1.amazonaws.com/id/EXISTING"}]}
+        ],
+        "vpcConfig": {
+            "vpcId": "vpc-0existing",
+            "subnetIds": ["subnet-0a", "subnet-0b", "subnet-0c"],
+            "clusterSecurityGroupId": "sg-0existing",
+            "securityGroupIds": [],
+            "endpointPrivateAccess": True,
+            "endpointPublicAccess": False,
+            "publicAccessCidrs": [],
+        },
+        "version": "1.31",
+    }
+
+
+@pytest.fixture
+def existing_cluster_run(monkeypatch: pytest.MonkeyPatch) -> ProgramRun:
+    monkeypatch.setitem(CALL_HANDLERS, "aws:eks/getCluster:getCluster", _existing_cluster_answer)
+    config = stack_config("dev")
+    config["enterprisehub:image"] = "registry.example.com/enterprisehub@sha256:" + "b" * 64
+    cluster = {
+        **json.loads(config["enterprisehub:cluster"]),
+        "mode": "existing-eks",
+        "name": "shared",
+    }
+    config["enterprisehub:cluster"] = json.dumps(cluster)
+    secrets = {
+        "jwtSecretKey": "j" * 64,
+        "encryptionKey": "e" * 64,
+        "anthropicApiKey": "anthropic-test-key",
+        "ghlApiKey": "ghl-test-key",
+    }
+    return run_program("dev", config, {f"enterprisehub:{k}": v for k, v in secrets.items()})
+
+
+def test_existing_cluster_creates_no_cluster_or_network(existing_cluster_run: ProgramRun) -> None:
+    types = {r.type for r in existing_cluster_run}
+    assert "aws:eks/cluster:Cluster" not in types
+    assert "aws:ec2/vpc:Vpc" not in types
+
+
+def test_existing_cluster_places_data_stores_in_its_subnets(
+    existing_cluster_run: ProgramRun,
+) -> None:
+    group = existing_cluster_run.one("aws:rds/subnetGroup:SubnetGroup").inputs
+    assert group["subnetIds"] == ["subnet-0a", "subnet-0b", "subnet-0c"]
+
+
+def test_existing_cluster_roles_trust_its_oidc_issuer(existing_cluster_run: ProgramRun) -> None:
+    role = existing_cluster_run.one("aws:iam/role:Role", "enterprisehub-dev-roles-ml-services")
+    statement = json.loads(role.inputs["assumeRolePolicy"])["Statement"][0]
+    assert statement["Principal"]["Federated"].endswith(
+        ":oidc-provider/oidc.eks.us-east-1.amazonaws.com/id/EXISTING"
+    )

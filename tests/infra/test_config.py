@@ -1,0 +1,345 @@
+"""The stack configuration: every stack file loads, and every kind of bad input is refused.
+
+Each rejection test checks that the error names the stack, the key, the bad
+value and what is allowed, because that message is all a user gets before any
+resource is declared.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import pulumi
+import pytest
+
+# The SDK drives its own event loop with this helper; tests use it to await one Output.
+from pulumi.runtime.sync_await import _sync_await
+
+from infra import catalog
+from infra.config import (
+    REQUIRED_SECRET_KEYS,
+    CacheConfig,
+    ClusterConfig,
+    DatabaseConfig,
+    NetworkConfig,
+    StackConfig,
+    StackConfigError,
+    StorageConfig,
+    config_keys,
+    load_stack_config,
+)
+from infra.problems import PROJECT
+from infra.stackfiles import STACKS, project_defaults, project_file, stack_config
+
+DIGEST = "sha256:" + "0123456789abcdef" * 4
+IMAGE = f"registry.example.com/enterprisehub@{DIGEST}"
+SECRETS: Mapping[str, str] = {
+    "jwtSecretKey": "k" * 64,
+    "encryptionKey": "e" * 64,
+    "anthropicApiKey": "anthropic-test-key",
+    "ghlApiKey": "ghl-test-key",
+}
+
+
+def _load(
+    stack: str,
+    changes: Mapping[str, Any] | None = None,
+    *,
+    secrets: Mapping[str, str] = SECRETS,
+    drop: tuple[str, ...] = (),
+    base: str | None = None,
+) -> StackConfig:
+    """Load ``stack`` (from ``base``'s file if given) with ``changes`` merged one level deep."""
+    config = stack_config(base or stack)
+    config[f"{PROJECT}:image"] = IMAGE
+    for key, value in (changes or {}).items():
+        full = f"{PROJECT}:{key}"
+        if isinstance(value, dict) and full in config:
+            merged = {**json.loads(config[full]), **value}
+            config[full] = json.dumps(merged)
+        elif isinstance(value, dict | list):
+            config[full] = json.dumps(value)
+        else:
+            config[full] = str(value)
+    for key in drop:
+        config.pop(f"{PROJECT}:{key}", None)
+    qualified = {f"{PROJECT}:{k}": v for k, v in secrets.items()}
+    pulumi.runtime.set_all_config({**config, **qualified}, list(qualified))
+    return load_stack_config(pulumi.Config(PROJECT), stack)
+
+
+def _rejected(stack: str, changes: Mapping[str, Any] | None = None, **kwargs: Any) -> str:
+    with pytest.raises(StackConfigError) as caught:
+        _load(stack, changes, **kwargs)
+    return str(caught.value)
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_every_stack_file_loads(stack: str) -> None:
+    assert _load(stack).environment.value == stack
+
+
+def test_pulumi_yaml_object_defaults_equal_the_model_defaults() -> None:
+    defaults = project_defaults()
+    for key, model in (
+        ("database", DatabaseConfig),
+        ("cache", CacheConfig),
+        ("storage", StorageConfig),
+        ("network", NetworkConfig),
+        ("cluster", ClusterConfig),
+    ):
+        documented = model.model_validate(defaults[f"{PROJECT}:{key}"])
+        assert documented == model(), key
+
+
+def test_pulumi_yaml_scalar_defaults_equal_the_model_defaults() -> None:
+    defaults = project_defaults()
+    fields = StackConfig.model_fields
+    for key in ("kubernetesVersion", "namespace", "awsRegion", "tlsIssuer", "logLevel", "jwtKeyId"):
+        field = next(f for f in fields.values() if f.alias == key)
+        assert defaults[f"{PROJECT}:{key}"] == field.default, key
+
+
+def test_pulumi_yaml_documents_exactly_the_keys_the_program_reads() -> None:
+    documented = {key.removeprefix(f"{PROJECT}:") for key in project_file()["config"]}
+    assert documented == set(config_keys())
+
+
+def test_required_secrets_are_typed_secret_without_default() -> None:
+    declared = project_file()["config"]
+    for key in REQUIRED_SECRET_KEYS:
+        assert declared[key]["secret"] is True
+        assert "default" not in declared[key]
+
+
+def test_production_uses_the_seed_numbers() -> None:
+    config = _load("production")
+    assert (config.database.allocated_storage_gb, config.database.backup_retention_days) == (
+        100,
+        30,
+    )
+    assert config.database.backup_window.startswith("02:00-")
+    assert config.cache.num_nodes == 3
+    plans = {plan.spec.name: plan for plan in config.service_plans}
+    assert (plans["ml-services"].min_replicas, plans["ml-services"].max_replicas) == (3, 15)
+
+
+def test_overrides_change_only_the_fields_they_name() -> None:
+    plans = {p.spec.name: p for p in _load("local").service_plans}
+    assert plans["ml-services"].cpu == "500m"
+    assert plans["ml-services"].spec.port == catalog.ML_SERVICES.port
+
+
+def test_error_names_stack_key_value_and_what_is_allowed() -> None:
+    message = _rejected("dev", {"cache": {"numNodes": 0}})
+    assert "stack 'dev'" in message
+    assert "enterprisehub:cache.numNodes = 0" in message
+    assert "greater than 0" in message
+
+
+def test_min_replicas_above_max_is_refused() -> None:
+    message = _rejected("dev", {"services": {"ml-services": {"minReplicas": 5, "maxReplicas": 2}}})
+    assert "services.ml-services.minReplicas = 5: must not exceed maxReplicas (2)" in message
+
+
+def test_min_above_the_seed_max_is_refused_without_a_max_override() -> None:
+    message = _rejected("production", {"services": {"churn-orchestrator": {"minReplicas": 6}}})
+    assert "services.churn-orchestrator.minReplicas = 6" in message
+
+
+def test_unknown_service_name_is_refused() -> None:
+    message = _rejected("dev", {"services": {"ml-service": {"minReplicas": 1}}})
+    assert "services.ml-service" in message
+    assert "known services" in message
+
+
+@pytest.mark.parametrize(
+    ("key", "change", "shown"),
+    [
+        ("database", {"allocatedStorageGb": 0}, "database.allocatedStorageGb = 0"),
+        ("database", {"backupRetentionDays": 0}, "database.backupRetentionDays = 0"),
+        ("cache", {"numNodes": -1}, "cache.numNodes = -1"),
+        ("storage", {"noncurrentVersionExpirationDays": 0}, "noncurrentVersionExpirationDays = 0"),
+        ("cache", {"snapshotRetentionDays": -3}, "cache.snapshotRetentionDays = -3"),
+    ],
+)
+def test_zero_or_negative_sizes_counts_and_days_are_refused(
+    key: str, change: dict[str, int], shown: str
+) -> None:
+    assert shown in _rejected("staging", {key: change})
+
+
+def test_zero_node_group_size_is_refused() -> None:
+    groups = [
+        {"name": "general", "instanceTypes": ["m6i.large"], "minSize": 0, "desiredSize": 1,
+         "maxSize": 2, "diskSizeGb": 50}
+    ]  # fmt: skip
+    message = _rejected("dev", {"cluster": {"nodeGroups": groups}})
+    assert "cluster.nodeGroups[0].minSize = 0" in message
+
+
+def test_node_group_desired_outside_bounds_is_refused() -> None:
+    groups = [
+        {"name": "general", "instanceTypes": ["m6i.large"], "minSize": 2, "desiredSize": 5,
+         "maxSize": 3, "diskSizeGb": 50}
+    ]  # fmt: skip
+    assert "cluster.nodeGroups[0].desiredSize = 5" in _rejected(
+        "dev", {"cluster": {"nodeGroups": groups}}
+    )
+
+
+def test_unknown_environment_is_refused() -> None:
+    message = _rejected("qa", {"environment": "qa"}, base="dev")
+    assert "environment = 'qa'" in message
+    assert "'production'" in message
+
+
+def test_stack_named_after_an_environment_must_declare_it() -> None:
+    assert "stack 'production' must declare environment 'production'" in _rejected(
+        "production", {"environment": "staging"}
+    )
+
+
+@pytest.mark.parametrize(
+    ("key", "change", "shown"),
+    [
+        ("database", {"deletionProtection": False}, "database.deletionProtection = False"),
+        ("database", {"multiAz": False}, "database.multiAz = False"),
+        ("database", {"storageEncrypted": False}, "database.storageEncrypted = False"),
+        ("database", {"backupRetentionDays": 7}, "database.backupRetentionDays = 7"),
+        ("database", {"backupWindow": "04:00-04:30"}, "database.backupWindow = '04:00-04:30'"),
+        ("database", {"skipFinalSnapshot": True}, "database.skipFinalSnapshot = True"),
+        ("cache", {"multiAz": False}, "cache.multiAz = False"),
+        ("cache", {"transitEncryption": False}, "cache.transitEncryption = False"),
+        ("cache", {"atRestEncryption": False}, "cache.atRestEncryption = False"),
+        ("cache", {"numNodes": 2}, "cache.numNodes = 2"),
+        ("network", {"natGatewayPerAz": False}, "network.natGatewayPerAz = False"),
+        ("storage", {"forceDestroy": True}, "storage.forceDestroy = True"),
+    ],
+)
+def test_production_guarantees_cannot_be_turned_off(
+    key: str, change: dict[str, Any], shown: str
+) -> None:
+    message = _rejected("production", {key: change})
+    assert shown in message
+    assert "production" in message.split(shown, 1)[1].splitlines()[0]
+
+
+def test_the_same_settings_are_allowed_outside_production() -> None:
+    config = _load("dev", {"database": {"deletionProtection": False, "multiAz": False}})
+    assert config.database.multi_az is False
+
+
+@pytest.mark.parametrize(
+    "secret", ["jwtSecretKey", "encryptionKey", "anthropicApiKey", "ghlApiKey"]
+)
+def test_missing_required_secret_is_refused_with_the_command(secret: str) -> None:
+    secrets = {k: v for k, v in SECRETS.items() if k != secret}
+    message = _rejected("dev", secrets=secrets)
+    assert f"enterprisehub:{secret} is not set" in message
+    assert f"pulumi config set --secret {secret}" in message
+
+
+def test_short_signing_key_is_refused_without_showing_it() -> None:
+    message = _rejected("dev", secrets={**SECRETS, "jwtSecretKey": "short-secret-value"})
+    assert "jwtSecretKey = <secret, 18 characters>" in message
+    assert "short-secret-value" not in message
+
+
+@pytest.mark.parametrize(
+    "domain", ["bad_host.example.com", "-lead.example.com", "example", "a..b.com"]
+)
+def test_malformed_domain_is_refused(domain: str) -> None:
+    assert f"domain = '{domain}'" in _rejected("dev", {"domain": domain})
+
+
+def test_malformed_hostname_override_is_refused() -> None:
+    message = _rejected("staging", {"hostnames": {"api": "api_.staging.example.com"}})
+    assert "hostnames.api = 'api_.staging.example.com'" in message
+
+
+def test_latest_image_is_refused() -> None:
+    message = _rejected("dev", {"image": "registry.example.com/enterprisehub:latest"})
+    assert "image = 'registry.example.com/enterprisehub:latest'" in message
+    assert "`latest` is refused" in message
+
+
+def test_plain_tag_is_refused_with_the_fix() -> None:
+    message = _rejected("dev", {"image": "registry.example.com/enterprisehub:1.4.2"})
+    assert "a tag is mutable" in message
+    assert "registry.example.com/enterprisehub:1.4.2@sha256:<digest>" in message
+
+
+def test_tag_with_digest_is_accepted() -> None:
+    image = f"localhost:5001/enterprisehub:1.4.2@{DIGEST}"
+    assert _load("local", {"image": image}).image == image
+
+
+def test_missing_image_is_refused() -> None:
+    assert "enterprisehub:image is not set" in _rejected("dev", drop=("image",))
+
+
+def test_unsupported_kubernetes_version_is_refused() -> None:
+    message = _rejected("dev", {"kubernetesVersion": "1.24"})
+    assert "kubernetesVersion = '1.24': supported versions: 1.30" in message
+
+
+def test_misspelled_field_is_refused() -> None:
+    message = _rejected("dev", {"database": {"multiAZ": True}})
+    assert "database.multiAZ" in message
+    assert "unknown key" in message
+
+
+def test_local_stack_refuses_an_eks_cluster() -> None:
+    assert "cluster.mode = 'eks'" in _rejected("local", {"cluster": {"mode": "eks"}})
+
+
+def test_aws_stack_refuses_the_kubeconfig_mode() -> None:
+    assert "cluster.mode = 'kubeconfig'" in _rejected("dev", {"cluster": {"mode": "kubeconfig"}})
+
+
+def test_existing_cluster_needs_its_name() -> None:
+    message = _rejected("dev", {"cluster": {"mode": "existing-eks"}})
+    assert "enterprisehub:cluster.name is not set" in message
+
+
+def test_public_endpoint_open_to_the_world_is_refused() -> None:
+    message = _rejected(
+        "dev", {"cluster": {"endpointPublicAccess": True, "publicAccessCidrs": ["0.0.0.0/0"]}}
+    )
+    assert "0.0.0.0/0 is refused" in message
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    message = _rejected(
+        "production",
+        {
+            "database": {"multiAz": False, "backupRetentionDays": 0},
+            "domain": "not a host",
+            "image": "registry.example.com/enterprisehub:latest",
+        },
+        secrets={k: v for k, v in SECRETS.items() if k != "ghlApiKey"},
+    )
+    for fragment in ("database.multiAz", "backupRetentionDays", "domain", "image", "ghlApiKey"):
+        assert fragment in message
+    assert "(5 problems)" in message
+
+
+def test_letsencrypt_needs_a_contact_address() -> None:
+    assert "acmeEmail" in _rejected("staging", {"acmeEmail": ""})
+
+
+def test_stack_settings_carry_environment_and_flag_defaults() -> None:
+    settings = _load("production").stack_settings()
+    assert settings["ENVIRONMENT"] == "production"
+    assert settings["FEATURE_PROPERTY_VISION"] == "false"
+    assert settings["CORS_ORIGINS"].startswith("https://intelligence.enterprisehub.ai")
+
+
+def test_secrets_stay_secret_outputs() -> None:
+    secrets = _load("production").secrets
+    for output in (secrets.jwt_secret_key, secrets.anthropic_api_key, secrets.slack_webhook_url):
+        assert isinstance(output, pulumi.Output)
+        assert _sync_await(output.is_secret())

@@ -1,0 +1,136 @@
+"""Datastores (local stack): PostgreSQL 15, Redis 7 and MinIO in the cluster."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kubernetes_validate
+import pulumi
+import pytest
+
+from infra.components.datastores import Datastores, DatastoresArgs
+from infra.mocks import ProgramRun, Secret, run_program
+
+IMAGE = "localhost:5001/enterprisehub@sha256:" + "e" * 64
+UIDS = {"postgres": 999, "redis": 999, "minio": 1000}
+
+
+def _program() -> None:
+    stores = Datastores(
+        "data",
+        DatastoresArgs(
+            namespace="enterprisehub",
+            tools_image=IMAGE,
+            buckets=["enterprisehub-local-media", "enterprisehub-local-models"],
+        ),
+    )
+    for key in ("migration_database_url", "database_url", "redis_url", "s3_endpoint_url"):
+        value = getattr(stores, key)
+        pulumi.export(key, value)
+
+
+@pytest.fixture(scope="module")
+def run() -> ProgramRun:
+    return run_program("local", {}, program=_program)
+
+
+def _statefulset(run: ProgramRun, store: str) -> dict[str, Any]:
+    return run.one("kubernetes:apps/v1:StatefulSet", f"data-{store}").inputs
+
+
+def _pod(run: ProgramRun, store: str) -> dict[str, Any]:
+    pod: dict[str, Any] = _statefulset(run, store)["spec"]["template"]["spec"]
+    return pod
+
+
+@pytest.mark.parametrize("store", list(UIDS))
+def test_each_store_is_a_statefulset_with_a_volume_claim(run: ProgramRun, store: str) -> None:
+    spec = _statefulset(run, store)["spec"]
+    assert spec["replicas"] == 1
+    (claim,) = spec["volumeClaimTemplates"]
+    assert claim["spec"]["accessModes"] == ["ReadWriteOnce"]
+    mounts = {m["name"] for m in spec["template"]["spec"]["containers"][0]["volumeMounts"]}
+    assert "data" in mounts
+
+
+@pytest.mark.parametrize("store", list(UIDS))
+def test_each_store_runs_as_its_images_user(run: ProgramRun, store: str) -> None:
+    pod = _pod(run, store)
+    uid = UIDS[store]
+    assert pod["securityContext"]["runAsUser"] == uid
+    assert pod["securityContext"]["fsGroup"] == uid
+    context = pod["containers"][0]["securityContext"]
+    assert context["runAsUser"] == uid
+    assert context["runAsNonRoot"] is True
+    assert context["readOnlyRootFilesystem"] is True
+    assert context["capabilities"] == {"drop": ["ALL"]}
+    assert context["seccompProfile"] == {"type": "RuntimeDefault"}
+
+
+@pytest.mark.parametrize("store", list(UIDS))
+def test_each_store_has_probes_and_resources(run: ProgramRun, store: str) -> None:
+    container = _pod(run, store)["containers"][0]
+    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+        assert container[probe]
+    assert container["resources"]["limits"] == container["resources"]["requests"]
+
+
+def test_images_are_postgres_15_redis_7_and_pinned(run: ProgramRun) -> None:
+    images = {store: _pod(run, store)["containers"][0]["image"] for store in UIDS}
+    assert images["postgres"].split(":")[-1].startswith("15.")
+    assert images["redis"].split(":")[-1].startswith("7.")
+    for image in images.values():
+        assert ":latest" not in image
+        assert ":" in image.rsplit("/", 1)[-1]
+
+
+def test_postgres_keeps_data_below_the_volume_root(run: ProgramRun) -> None:
+    env = {e["name"]: e.get("value") for e in _pod(run, "postgres")["containers"][0]["env"]}
+    assert env["PGDATA"] == "/var/lib/postgresql/data/pgdata"
+
+
+def test_redis_config_matches_the_elasticache_parameters(run: ProgramRun) -> None:
+    secret = run.one("kubernetes:core/v1:Secret", "data-redis-secret").inputs
+    conf = secret["stringData"]["redis.conf"]
+    for line in ("maxmemory-policy allkeys-lru", "notify-keyspace-events Ex", "appendonly yes"):
+        assert line in conf
+
+
+def test_credentials_are_secret(run: ProgramRun) -> None:
+    for secret in run.of_type("kubernetes:core/v1:Secret"):
+        data = secret.raw_inputs["stringData"]
+        assert isinstance(data, Secret) or all(isinstance(v, Secret) for v in data.values())
+
+
+def test_dsn_outputs_are_secret_and_point_at_the_services(run: ProgramRun) -> None:
+    for key in ("migration_database_url", "database_url", "redis_url"):
+        assert isinstance(run.stack_outputs[key], Secret), key
+    plain = run.plain_stack_outputs()
+    assert plain["migration_database_url"].startswith("postgresql://enterprisehub_owner:")
+    assert plain["database_url"].startswith("postgresql://enterprisehub_app:")
+    assert "@postgres.enterprisehub.svc.cluster.local:5432/enterprisehub" in plain["database_url"]
+    assert plain["redis_url"].startswith("redis://:")
+    assert plain["s3_endpoint_url"] == "http://minio.enterprisehub.svc.cluster.local:9000"
+
+
+def test_bucket_job_creates_the_buckets_after_minio(run: ProgramRun) -> None:
+    job = run.one("kubernetes:batch/v1:Job")
+    env = {
+        e["name"]: e.get("value")
+        for e in job.inputs["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    assert env["BUCKETS"] == "enterprisehub-local-media,enterprisehub-local-models"
+    assert run.one("kubernetes:apps/v1:StatefulSet", "data-minio").urn in job.dependencies
+
+
+def test_services_are_headless_on_the_store_ports(run: ProgramRun) -> None:
+    ports = {}
+    for service in run.of_type("kubernetes:core/v1:Service"):
+        assert service.inputs["spec"]["clusterIP"] == "None"
+        ports[service.inputs["metadata"]["name"]] = service.inputs["spec"]["ports"][0]["port"]
+    assert ports == {"postgres": 5432, "redis": 6379, "minio": 9000}
+
+
+def test_objects_validate_against_the_kubernetes_schema(run: ProgramRun) -> None:
+    for obj in run.kubernetes_objects():
+        kubernetes_validate.validate(obj.inputs, "1.31.0", strict=True)

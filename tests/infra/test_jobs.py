@@ -1,0 +1,234 @@
+"""PlatformJobs: migration, flags init and model publish, hardened and hash-named."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pulumi
+import pytest
+
+from infra import catalog
+from infra.components.jobs import ModelPublishArgs, PlatformJobs, PlatformJobsArgs
+from infra.mocks import ProgramRun, Secret, run_program
+
+IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/enterprisehub@sha256:" + "b" * 64
+OTHER_IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/enterprisehub@sha256:" + "c" * 64
+ROLE = "arn:aws:iam::123456789012:role/enterprisehub-model-publisher"
+MODEL_URI = "s3://eh-models/lead-scoring/"
+
+
+def _args(**overrides: Any) -> PlatformJobsArgs:
+    values: dict[str, Any] = {
+        "namespace": "enterprisehub",
+        "image": IMAGE,
+        "settings": {"ENVIRONMENT": "production", "LOG_LEVEL": "INFO"},
+        "migration_secrets": {
+            "MIGRATION_DATABASE_URL": pulumi.Output.secret("postgresql://owner:pw@db/eh")
+        },
+        "flags_secrets": {
+            "DATABASE_URL": pulumi.Output.secret("postgresql://app:pw@db/eh"),
+            "REDIS_URL": pulumi.Output.secret("rediss://:token@cache:6379/0"),
+        },
+        "model_publish": ModelPublishArgs(destination_uri=MODEL_URI, role_arn=ROLE),
+        **overrides,
+    }
+    return PlatformJobsArgs(**values)
+
+
+def _run(**overrides: Any) -> ProgramRun:
+    def program() -> None:
+        PlatformJobs("jobs", _args(**overrides))
+
+    return run_program("production", {}, program=program)
+
+
+@pytest.fixture(scope="module")
+def run() -> ProgramRun:
+    return _run()
+
+
+def _job(run: ProgramRun, job: str) -> dict[str, Any]:
+    return run.one("kubernetes:batch/v1:Job", f"jobs-{job}").inputs
+
+
+def _job_name(run: ProgramRun, job: str) -> str:
+    name: str = _job(run, job)["metadata"]["name"]
+    return name
+
+
+def test_migration_runs_enterprisehub_migrate(run: ProgramRun) -> None:
+    container = _job(run, "migrate")["spec"]["template"]["spec"]["containers"][0]
+    assert container["command"] == ["enterprisehub", "migrate"]
+    assert container["image"] == IMAGE
+
+
+def test_flags_init_runs_enterprisehub_flags_init(run: ProgramRun) -> None:
+    container = _job(run, "flags-init")["spec"]["template"]["spec"]["containers"][0]
+    assert container["command"] == ["enterprisehub", "flags", "init"]
+
+
+def test_model_publish_copies_the_image_model_to_the_bucket(run: ProgramRun) -> None:
+    container = _job(run, "model-publish")["spec"]["template"]["spec"]["containers"][0]
+    assert container["command"] == [
+        "enterprisehub",
+        "model",
+        "publish",
+        "--from",
+        "/app/models/lead-scoring/model.joblib",
+        "--to",
+        MODEL_URI,
+    ]
+    assert container["image"] == IMAGE
+
+
+def test_model_source_is_where_the_dockerfile_puts_the_model() -> None:
+    # The Dockerfile trains into the build stage and copies the file here; the
+    # image's ML_MODEL_URI default is the same path.
+    dockerfile = (Path(__file__).parents[2] / "Dockerfile").read_text()
+    assert catalog.ML_MODEL_IMAGE_PATH == "/app/models/lead-scoring/model.joblib"
+    assert f"ML_MODEL_URI={catalog.ML_MODEL_IMAGE_PATH}" in dockerfile
+    assert "COPY --from=build /opt/models/lead-scoring /app/models/lead-scoring" in dockerfile
+
+
+def test_model_publish_waits_for_its_own_prerequisites() -> None:
+    seen: dict[str, list[str]] = {}
+
+    def program() -> None:
+        bucket = pulumi.CustomResource("test:index:Bucket", "bucket")
+        PlatformJobs(
+            "jobs",
+            _args(
+                model_publish=ModelPublishArgs(
+                    destination_uri=MODEL_URI, role_arn=ROLE, depends_on=[bucket]
+                )
+            ),
+        )
+        bucket.urn.apply(lambda urn: seen.setdefault("bucket", [urn]))
+
+    run = run_program("production", {}, program=program)
+    publish_job = run.one("kubernetes:batch/v1:Job", "jobs-model-publish")
+    assert seen["bucket"][0] in publish_job.dependencies
+    assert seen["bucket"][0] not in run.one("kubernetes:batch/v1:Job", "jobs-migrate").dependencies
+
+
+def test_model_publisher_account_has_the_irsa_role(run: ProgramRun) -> None:
+    account = run.one("kubernetes:core/v1:ServiceAccount", "jobs-publisher-sa").inputs
+    assert account["metadata"]["annotations"] == {"eks.amazonaws.com/role-arn": ROLE}
+    assert account["automountServiceAccountToken"] is False
+
+
+def test_migration_reads_only_the_owner_dsn(run: ProgramRun) -> None:
+    secret = run.one("kubernetes:core/v1:Secret", "jobs-migrate-secret")
+    assert set(secret.inputs["stringData"]) == {"MIGRATION_DATABASE_URL"}
+    env_from = _job(run, "migrate")["spec"]["template"]["spec"]["containers"][0]["envFrom"]
+    assert {"secretRef": {"name": secret.inputs["metadata"]["name"]}} in env_from
+
+
+def test_flags_job_never_sees_the_owner_dsn(run: ProgramRun) -> None:
+    secret = run.one("kubernetes:core/v1:Secret", "jobs-flags-init-secret")
+    assert set(secret.inputs["stringData"]) == {"DATABASE_URL", "REDIS_URL"}
+
+
+def test_job_secrets_are_secret_outputs(run: ProgramRun) -> None:
+    for secret in run.of_type("kubernetes:core/v1:Secret"):
+        data = secret.raw_inputs["stringData"]
+        assert isinstance(data, Secret) or all(isinstance(v, Secret) for v in data.values())
+
+
+def test_jobs_have_retry_deadline_and_ttl(run: ProgramRun) -> None:
+    for job in ("migrate", "flags-init", "model-publish"):
+        spec = _job(run, job)["spec"]
+        assert spec["backoffLimit"] == 2
+        assert spec["activeDeadlineSeconds"] == 900
+        assert spec["ttlSecondsAfterFinished"] == 7 * 24 * 3600
+        assert spec["template"]["spec"]["restartPolicy"] == "Never"
+
+
+def test_jobs_are_hardened(run: ProgramRun) -> None:
+    for job in ("migrate", "flags-init", "model-publish"):
+        pod = _job(run, job)["spec"]["template"]["spec"]
+        context = pod["containers"][0]["securityContext"]
+        assert context["runAsNonRoot"] is True
+        assert context["runAsUser"] == 10001
+        assert context["readOnlyRootFilesystem"] is True
+        assert context["allowPrivilegeEscalation"] is False
+        assert context["capabilities"] == {"drop": ["ALL"]}
+        assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+        assert pod["automountServiceAccountToken"] is False
+        assert pod["containers"][0]["resources"]["limits"]
+
+
+def test_flags_init_runs_after_the_migration(run: ProgramRun) -> None:
+    migration = run.one("kubernetes:batch/v1:Job", "jobs-migrate")
+    assert migration.urn in run.one("kubernetes:batch/v1:Job", "jobs-flags-init").dependencies
+
+
+def test_job_names_are_stable_for_the_same_inputs(run: ProgramRun) -> None:
+    again = _run()
+    for job in ("migrate", "flags-init", "model-publish"):
+        assert _job_name(run, job) == _job_name(again, job)
+        assert _job_name(run, job).startswith(f"{job}-")
+
+
+def test_a_new_image_gives_new_job_names(run: ProgramRun) -> None:
+    upgraded = _run(image=OTHER_IMAGE)
+    for job in ("migrate", "flags-init", "model-publish"):
+        assert _job_name(run, job) != _job_name(upgraded, job)
+
+
+def test_a_rotated_dsn_gives_a_new_migration_job(run: ProgramRun) -> None:
+    rotated = _run(
+        migration_secrets={
+            "MIGRATION_DATABASE_URL": pulumi.Output.secret("postgresql://o:new@db/eh")
+        }
+    )
+    assert _job_name(run, "migrate") != _job_name(rotated, "migrate")
+    assert _job_name(run, "flags-init") == _job_name(rotated, "flags-init")
+
+
+def test_rollout_gate_is_every_job() -> None:
+    # The component exposes the Jobs services must wait for; Pulumi awaits Job
+    # completion by default, so depending on them orders the rollout.
+    gate: list[str] = []
+
+    def program() -> None:
+        jobs = PlatformJobs("jobs", _args())
+        gate.extend(type(r).__name__ for r in jobs.rollout_gate)
+
+    run_program("production", {}, program=program)
+    assert gate == ["Job", "Job", "Job"]
+
+
+def test_without_model_publish_only_two_jobs() -> None:
+    run = _run(model_publish=None)
+    assert {job.name for job in run.of_type("kubernetes:batch/v1:Job")} == {
+        "jobs-migrate",
+        "jobs-flags-init",
+    }
+
+
+def test_jobs_validate_against_the_kubernetes_schema(run: ProgramRun) -> None:
+    for obj in run.kubernetes_objects():
+        kubernetes_validate.validate(obj.inputs, "1.31.0", strict=True)
+
+
+def test_owner_dsn_in_the_flags_secret_is_refused() -> None:
+    with pytest.raises(ValueError, match="owner-role DSN"):
+        PlatformJobs(
+            "jobs",
+            _args(
+                flags_secrets={"DATABASE_URL": "x", "REDIS_URL": "y", "MIGRATION_DATABASE_URL": "z"}
+            ),
+        )
+
+
+def test_missing_migration_dsn_is_named() -> None:
+    with pytest.raises(ValueError, match="MIGRATION_DATABASE_URL"):
+        PlatformJobs("jobs", _args(migration_secrets={}))
+
+
+def test_a_tagged_image_is_refused() -> None:
+    with pytest.raises(ValueError, match="not pinned by digest"):
+        PlatformJobs("jobs", _args(image="enterprisehub:latest"))

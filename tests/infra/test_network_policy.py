@@ -1,0 +1,305 @@
+"""Network policies: default-deny per namespace, then exactly the designed allows."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import kubernetes_validate
+import pulumi
+import pytest
+
+from infra import catalog
+from infra.components.network_policy import (
+    AddonNetworkPolicies,
+    AddonNetworkPoliciesArgs,
+    IsolatedNamespace,
+    IsolatedNamespaceArgs,
+    PlatformNetworkPolicies,
+    PlatformNetworkPoliciesArgs,
+    ip_blocks,
+)
+from infra.mocks import ProgramRun, run_program
+
+ANTHROPIC = ("160.79.104.0/23",)
+PRIVATE_SUBNETS = ("10.40.0.0/19", "10.40.32.0/19", "10.40.64.0/19")
+
+
+@dataclass(frozen=True)
+class Egress:
+    cidrs: tuple[str, ...]
+    port: int = 443
+
+
+EGRESS = {
+    catalog.EgressTarget.ANTHROPIC: Egress(ANTHROPIC),
+    catalog.EgressTarget.CRM: Egress(("0.0.0.0/0",)),
+}
+
+
+def _cloud() -> None:
+    IsolatedNamespace("app", IsolatedNamespaceArgs(name="enterprisehub"))
+    PlatformNetworkPolicies(
+        "netpol",
+        PlatformNetworkPoliciesArgs(
+            namespace="enterprisehub",
+            services=list(catalog.SERVICES.values()),
+            egress=EGRESS,
+            datastore_cidrs=pulumi.Output.from_input(list(PRIVATE_SUBNETS)),
+        ),
+    )
+    AddonNetworkPolicies(
+        "addon-netpol",
+        AddonNetworkPoliciesArgs(
+            ingress_namespace="ingress-nginx",
+            cert_manager_namespace="cert-manager",
+            monitoring_namespace="monitoring",
+            app_namespaces=["enterprisehub"],
+        ),
+    )
+
+
+def _local() -> None:
+    PlatformNetworkPolicies(
+        "netpol",
+        PlatformNetworkPoliciesArgs(
+            namespace="enterprisehub",
+            services=list(catalog.SERVICES.values()),
+            egress=EGRESS,
+            in_cluster_datastores=True,
+        ),
+    )
+
+
+@pytest.fixture(scope="module")
+def cloud() -> ProgramRun:
+    return run_program("production", {}, program=_cloud)
+
+
+@pytest.fixture(scope="module")
+def local() -> ProgramRun:
+    return run_program("local", {}, program=_local)
+
+
+def _policy(run: ProgramRun, name: str) -> dict[str, Any]:
+    spec: dict[str, Any] = run.one("kubernetes:networking.k8s.io/v1:NetworkPolicy", name).inputs[
+        "spec"
+    ]
+    return spec
+
+
+def _egress_ports(spec: dict[str, Any]) -> set[int]:
+    return {port["port"] for rule in spec.get("egress", []) for port in rule["ports"]}
+
+
+def _egress_cidrs(spec: dict[str, Any], port: int) -> set[str]:
+    return {
+        peer["ipBlock"]["cidr"]
+        for rule in spec.get("egress", [])
+        if any(p["port"] == port for p in rule["ports"])
+        for peer in rule.get("to", [])
+        if "ipBlock" in peer
+    }
+
+
+def test_namespace_denies_all_ingress_and_egress(cloud: ProgramRun) -> None:
+    deny = _policy(cloud, "app-default-deny")
+    assert deny == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
+
+
+def test_namespace_enforces_restricted_pod_security(cloud: ProgramRun) -> None:
+    labels = cloud.one("kubernetes:core/v1:Namespace").inputs["metadata"]["labels"]
+    assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
+
+
+def test_every_pod_may_resolve_dns_in_kube_system(cloud: ProgramRun) -> None:
+    dns = _policy(cloud, "app-allow-dns")
+    assert dns["podSelector"] == {}
+    (rule,) = dns["egress"]
+    assert rule["to"] == [
+        {
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
+            "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}},
+        }
+    ]
+    assert {(p["protocol"], p["port"]) for p in rule["ports"]} == {("UDP", 53), ("TCP", 53)}
+
+
+@pytest.mark.parametrize("spec", list(catalog.SERVICES.values()), ids=list(catalog.SERVICES))
+def test_ingress_controller_and_prometheus_reach_only_the_service_port(
+    cloud: ProgramRun, spec: catalog.ServiceSpec
+) -> None:
+    policy = _policy(cloud, f"netpol-{spec.name}")
+    (rule,) = policy["ingress"]
+    assert rule["ports"] == [{"protocol": "TCP", "port": spec.port}]
+    sources = {
+        (
+            peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"],
+            peer["podSelector"]["matchLabels"]["app.kubernetes.io/name"],
+        )
+        for peer in rule["from"]
+    }
+    assert sources == {("ingress-nginx", "ingress-nginx"), ("monitoring", "prometheus")}
+
+
+@pytest.mark.parametrize("spec", list(catalog.SERVICES.values()), ids=list(catalog.SERVICES))
+def test_services_reach_postgres_and_redis_in_the_private_subnets(
+    cloud: ProgramRun, spec: catalog.ServiceSpec
+) -> None:
+    policy = _policy(cloud, f"netpol-{spec.name}")
+    assert _egress_cidrs(policy, 5432) == set(PRIVATE_SUBNETS)
+    assert _egress_cidrs(policy, 6379) == set(PRIVATE_SUBNETS)
+
+
+def test_anthropic_egress_only_for_services_that_call_claude(cloud: ProgramRun) -> None:
+    for spec in catalog.SERVICES.values():
+        cidrs = _egress_cidrs(_policy(cloud, f"netpol-{spec.name}"), 443)
+        calls_claude = catalog.EgressTarget.ANTHROPIC in spec.egress
+        assert ("160.79.104.0/23" in cidrs) is calls_claude, spec.name
+
+
+def test_services_without_buckets_or_apis_get_no_https_egress(cloud: ProgramRun) -> None:
+    for spec in catalog.SERVICES.values():
+        ports = _egress_ports(_policy(cloud, f"netpol-{spec.name}"))
+        assert (443 in ports) is bool(spec.buckets or spec.egress), spec.name
+
+
+def test_public_https_only_for_the_crm_and_aws_apis(cloud: ProgramRun) -> None:
+    with_internet = {
+        spec.name
+        for spec in catalog.SERVICES.values()
+        if "0.0.0.0/0" in _egress_cidrs(_policy(cloud, f"netpol-{spec.name}"), 443)
+    }
+    # The CRM publishes no ranges; S3 and STS (IRSA) are public AWS endpoints.
+    expected = {
+        spec.name
+        for spec in catalog.SERVICES.values()
+        if spec.buckets or catalog.EgressTarget.CRM in spec.egress
+    }
+    assert with_internet == expected
+
+
+def test_public_internet_egress_excludes_private_and_metadata_ranges(cloud: ProgramRun) -> None:
+    policy = _policy(cloud, "netpol-churn-orchestrator")
+    blocks = [
+        peer["ipBlock"]
+        for rule in policy["egress"]
+        for peer in rule.get("to", [])
+        if peer.get("ipBlock", {}).get("cidr") == "0.0.0.0/0"
+    ]
+    assert blocks
+    for block in blocks:
+        assert {"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16"} <= set(
+            block["except"]
+        )
+
+
+def test_dashboards_accept_only_the_ingress_controller(cloud: ProgramRun) -> None:
+    policy = _policy(cloud, "netpol-dashboards")
+    (rule,) = policy["ingress"]
+    assert rule["ports"] == [{"protocol": "TCP", "port": 8501}]
+    assert len(rule["from"]) == 1
+    assert _egress_ports(policy) == {5432, 6379}
+
+
+def test_jobs_reach_only_postgres_and_redis(cloud: ProgramRun) -> None:
+    policy = _policy(cloud, "netpol-jobs")
+    assert policy["policyTypes"] == ["Egress"]
+    assert policy["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "job"
+    assert _egress_ports(policy) == {5432, 6379}
+
+
+def test_model_publish_reaches_s3_over_https(cloud: ProgramRun) -> None:
+    policy = _policy(cloud, "netpol-object-writers")
+    assert _egress_ports(policy) == {443}
+    (expression,) = policy["podSelector"]["matchExpressions"]
+    assert "model-publish" in expression["values"]
+
+
+def test_acme_solver_reachable_from_the_ingress_controller(cloud: ProgramRun) -> None:
+    policy = _policy(cloud, "netpol-acme-solver")
+    assert policy["ingress"][0]["ports"] == [{"protocol": "TCP", "port": 8089}]
+
+
+def test_local_services_reach_datastore_pods_by_label(local: ProgramRun) -> None:
+    policy = _policy(local, "netpol-ml-services")
+    targets = {
+        peer["podSelector"]["matchLabels"]["app.kubernetes.io/name"]
+        for rule in policy["egress"]
+        for peer in rule.get("to", [])
+        if "podSelector" in peer
+    }
+    assert targets == {"postgres", "redis", "minio"}
+
+
+def test_local_postgres_accepts_only_platform_workloads(local: ProgramRun) -> None:
+    policy = _policy(local, "netpol-postgres")
+    (rule,) = policy["ingress"]
+    assert rule["ports"] == [{"protocol": "TCP", "port": 5432}]
+    (expression,) = rule["from"][0]["podSelector"]["matchExpressions"]
+    assert set(expression["values"]) == {"api", "job", "dashboard"}
+
+
+def test_cloud_stack_has_no_datastore_ingress_policies(cloud: ProgramRun) -> None:
+    names = {p.name for p in cloud.of_type("kubernetes:networking.k8s.io/v1:NetworkPolicy")}
+    assert not {"netpol-postgres", "netpol-redis", "netpol-minio"} & names
+
+
+def test_ingress_nginx_namespace_allows_public_http_and_https(cloud: ProgramRun) -> None:
+    policy = _policy(cloud, "addon-netpol-ingress-nginx")
+    public = [rule for rule in policy["ingress"] if "from" not in rule]
+    assert [{p["port"] for p in rule["ports"]} for rule in public] == [{80, 443}]
+
+
+def test_ingress_controller_reaches_grafana(cloud: ProgramRun) -> None:
+    policy = _policy(cloud, "addon-netpol-ingress-nginx")
+    grafana = [
+        rule
+        for rule in policy["egress"]
+        if rule.get("ports") == [{"protocol": "TCP", "port": 3000}]
+    ]
+    assert grafana[0]["to"][0]["podSelector"] == {
+        "matchLabels": {"app.kubernetes.io/name": "grafana"}
+    }
+
+
+def test_monitoring_may_scrape_anywhere(cloud: ProgramRun) -> None:
+    policy = _policy(cloud, "addon-netpol-monitoring")
+    assert policy["egress"] == [{}]
+
+
+def test_policies_validate_against_the_kubernetes_schema(cloud: ProgramRun) -> None:
+    for obj in cloud.kubernetes_objects():
+        kubernetes_validate.validate(obj.inputs, "1.31.0", strict=True)
+
+
+def test_ip_blocks_leave_a_private_cidr_alone() -> None:
+    (peer,) = ip_blocks(["10.40.0.0/19"])
+    assert peer.ip_block.cidr == "10.40.0.0/19"
+    assert peer.ip_block.except_ is None
+
+
+def test_ip_blocks_carve_private_ranges_out_of_the_internet() -> None:
+    (peer,) = ip_blocks(["0.0.0.0/0"])
+    assert "169.254.0.0/16" in peer.ip_block.except_
+
+
+def test_datastores_must_be_either_in_cluster_or_cidrs() -> None:
+    with pytest.raises(ValueError, match="either in_cluster_datastores"):
+        PlatformNetworkPolicies(
+            "netpol",
+            PlatformNetworkPoliciesArgs(namespace="enterprisehub", services=[], egress=EGRESS),
+        )
+
+
+def test_a_service_egress_without_cidrs_is_refused() -> None:
+    with pytest.raises(ValueError, match="anthropic"):
+        PlatformNetworkPolicies(
+            "netpol",
+            PlatformNetworkPoliciesArgs(
+                namespace="enterprisehub",
+                services=[catalog.ML_SERVICES],
+                egress={},
+                in_cluster_datastores=True,
+            ),
+        )

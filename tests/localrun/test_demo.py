@@ -1,0 +1,69 @@
+"""The demo data ``make run`` and the W1 benchmark send, and the guide it prints."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from localrun.__main__ import SERVICES, print_guide
+from localrun.demo import DEMO_AGENTS, WEBHOOK_SUBJECT, demo_tenants, lead_event
+from services.common.auth import TokenVerifier
+from services.common.settings import AuthSettings
+from services.realtime.schemas import LeadEventCreate
+
+SECRET = "demo-test-signing-key-0123456789abcdef"
+
+
+@pytest.fixture
+def auth() -> AuthSettings:
+    return AuthSettings(jwt_secret_key=SECRET, jwt_key_id="local")
+
+
+@pytest.mark.parametrize("agent", [None, "agent-2"])
+def test_demo_events_are_valid_webhooks_and_repeatable(agent: str | None) -> None:
+    for seq in range(300):
+        body = lead_event(seq=seq, agent_id=agent)
+        event = LeadEventCreate.model_validate(body)
+        assert event.agent_id == agent
+        assert lead_event(seq=seq, agent_id=agent) == body
+    assert lead_event(seq=1) != lead_event(seq=2)
+
+
+def test_demo_tokens_carry_tenant_and_subject(auth: AuthSettings) -> None:
+    verifier = TokenVerifier.from_settings(auth)
+    tenants = demo_tenants(auth)
+    assert len({t.tenant_id for t in tenants}) == len(tenants)
+    for tenant in tenants:
+        webhook = verifier.verify(tenant.webhook_token)
+        assert (webhook.tenant_id, webhook.subject) == (tenant.tenant_id, WEBHOOK_SUBJECT)
+        assert set(tenant.agent_tokens) == set(DEMO_AGENTS)
+        for agent, token in tenant.agent_tokens.items():
+            assert verifier.verify(token).subject == agent
+
+
+def test_guide_names_every_service_and_gives_a_working_feed_command(
+    auth: AuthSettings, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    tenants = demo_tenants(auth)
+    print_guide(
+        started={"realtime": 8001, "ml": 8002},
+        missing=[s for s in SERVICES if s.name in {"coaching", "churn"}],
+        tenants=tenants,
+        prometheus_url="http://127.0.0.1:9090",
+        state_dir=tmp_path,
+        event_rate=2,
+    )
+    out = capsys.readouterr().out
+    for port in (8001, 8002):
+        assert f"http://127.0.0.1:{port}/health/detailed" in out
+        assert f"http://127.0.0.1:{port}/metrics" in out
+    assert re.search(r"coaching\s+port 8003: not built yet", out)
+    assert re.search(r"churn\s+port 8004: not built yet", out)
+    assert "http://127.0.0.1:9090" in out
+    feed = re.search(r"websocat 'ws://127\.0\.0\.1:8001/v1/feed\?access_token=([^']+)'", out)
+    assert feed is not None
+    principal = TokenVerifier.from_settings(auth).verify(feed.group(1))
+    assert principal.tenant_id == tenants[0].tenant_id
+    assert "Ctrl-C" in out

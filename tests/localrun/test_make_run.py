@@ -1,0 +1,190 @@
+"""``make run`` (``python -m localrun``): a short real run, start to clean stop.
+
+The run uses free ports instead of the seed's (8001...) so that it can run
+beside a developer's own ``make run``; the ports come from the same
+``--<service>-port`` flags, so the code path is the one ``make run`` takes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import queue
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from websockets.sync.client import connect
+
+from localrun.__main__ import READY_LINE, SERVICES, PortTaken, check_ports_free, main
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+START_TIMEOUT_S = 240.0
+STOP_TIMEOUT_S = 60.0
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _listening(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _read_until(lines: queue.Queue[str | None], marker: str, timeout_s: float) -> list[str]:
+    """Output lines up to and including the one containing ``marker``."""
+    seen: list[str] = []
+    deadline = time.monotonic() + timeout_s
+    while (left := deadline - time.monotonic()) > 0:
+        try:
+            line = lines.get(timeout=left)
+        except queue.Empty:
+            break
+        if line is None:  # the process closed its output
+            break
+        seen.append(line)
+        if marker in line:
+            return seen
+    pytest.fail(f"no {marker!r} within {timeout_s:.0f}s; output:\n" + "\n".join(seen))
+
+
+def _drain(lines: queue.Queue[str | None]) -> list[str]:
+    """Whatever output is left, without waiting."""
+    rest: list[str] = []
+    with contextlib.suppress(queue.Empty):
+        while (line := lines.get_nowait()) is not None:
+            rest.append(line)
+    return rest
+
+
+def _pump(process: subprocess.Popen[str], lines: queue.Queue[str | None]) -> None:
+    """Copy the process's output into ``lines`` (a thread: reads never block the test)."""
+    assert process.stdout is not None
+    for line in process.stdout:
+        lines.put(line.rstrip("\n"))
+    lines.put(None)
+
+
+def _stop(process: subprocess.Popen[str]) -> None:
+    """Ctrl-C as a terminal would send it; SIGKILL only if it ignores that."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@pytest.fixture
+def state_root() -> Iterator[Path]:
+    """A state directory the postgres user can traverse (pytest's tmp_path is 0700)."""
+    root = Path(tempfile.mkdtemp(prefix="localrun-test-"))
+    root.chmod(0o711)
+    try:
+        yield root
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.mark.integration
+def test_make_run_serves_health_streams_events_and_stops_cleanly(state_root: Path) -> None:
+    built = [spec for spec in SERVICES if spec.built()]
+    assert any(spec.name == "realtime" for spec in built), "realtime service is not built"
+    ports = {spec.name: _free_port() for spec in SERVICES}
+    state_dir = state_root / "state"
+    argv = [sys.executable, "-m", "localrun", "--state-dir", str(state_dir), "--event-rate", "20"]
+    for name, port in ports.items():
+        argv += [f"--{name}-port", str(port)]
+    process = subprocess.Popen(
+        argv,
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    output_lines: queue.Queue[str | None] = queue.Queue()
+    pump = threading.Thread(target=_pump, args=(process, output_lines), daemon=True)
+    pump.start()
+    try:
+        lines = _read_until(output_lines, "Press Ctrl-C", START_TIMEOUT_S)
+        output = "\n".join(lines)
+        assert READY_LINE in output
+        for spec in SERVICES:
+            if spec.built():
+                url = f"http://127.0.0.1:{ports[spec.name]}/health"
+                with urllib.request.urlopen(url, timeout=5) as response:
+                    assert response.status == 200
+            else:
+                assert re.search(rf"^\s*{spec.name}\s.*not built yet", output, re.MULTILINE)
+
+        # The printed feed command works as pasted, and the demo stream reaches it.
+        feed = re.search(r"websocat '(ws://[^']+)'", output)
+        assert feed is not None, output
+        with connect(feed.group(1), open_timeout=10) as ws:
+            deadline = time.monotonic() + 30
+            kinds = []
+            while time.monotonic() < deadline:
+                frame = json.loads(ws.recv(timeout=deadline - time.monotonic()))
+                kinds.append(frame["type"])
+                if frame["type"] == "lead_event":
+                    assert frame["accepted_at"] > 0
+                    break
+            assert "lead_event" in kinds, kinds
+    finally:
+        _stop(process)
+        pump.join(timeout=10)
+        if process.stdout:
+            process.stdout.close()
+    rest = "\n".join(_drain(output_lines))
+    assert process.returncode == 0, rest
+    assert "stopped cleanly" in rest
+    for spec in SERVICES:
+        assert not _listening(ports[spec.name]), f"{spec.name} still listening after stop"
+    assert not (state_dir / "postgres" / "postmaster.pid").exists()
+    redis_pid = state_dir / "redis" / "redis.pid"
+    if redis_pid.exists():
+        with contextlib.suppress(ValueError):
+            pid = int(redis_pid.read_text().strip())
+            assert not Path(f"/proc/{pid}").exists(), "redis-server still running"
+
+
+def test_taken_port_is_named_with_the_flag_to_change_it(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        with pytest.raises(PortTaken, match=rf"port {port} \(realtime\).*--realtime-port N"):
+            check_ports_free({"realtime": port})
+        built = next(spec for spec in SERVICES if spec.built())
+        assert main([f"--{built.name}-port", str(port)]) == 2
+    out = capsys.readouterr().out
+    assert f"port {port} ({built.name}) is already in use" in out
+
+
+def test_defaults_are_the_seeds_ports() -> None:
+    assert {spec.name: spec.default_port for spec in SERVICES} == {
+        "realtime": 8001,
+        "ml": 8002,
+        "coaching": 8003,
+        "churn": 8004,
+    }

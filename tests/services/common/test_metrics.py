@@ -1,0 +1,68 @@
+"""Prometheus exposition: conventional names, route templates, base units."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+
+from services.common.metrics import counter, latency_histogram, new_registry
+
+AppClient = Callable[[FastAPI], Any]
+
+
+async def scrape_after(
+    build_app: Any, app_client: AppClient, path: str, headers: dict[str, str] | None = None
+) -> str:
+    async with app_client(build_app()) as client:
+        await client.post(path, headers=headers or {})
+        response = await client.get("/metrics")
+    assert response.status_code == 200
+    text: str = response.text
+    return text
+
+
+async def test_requests_are_counted_by_route_template(
+    build_app: Any, app_client: AppClient, make_token: Callable[..., str]
+) -> None:
+    auth = {"Authorization": f"Bearer {make_token('tenant-a')}"}
+    text = await scrape_after(build_app, app_client, "/v1/test-events/lead-42/seen", auth)
+    assert (
+        'http_requests_total{method="POST",route="/v1/test-events/{lead_id}/seen",status="200"} 1.0'
+        in text
+    )
+
+
+async def test_raw_paths_never_become_labels(
+    build_app: Any, app_client: AppClient, make_token: Callable[..., str]
+) -> None:
+    auth = {"Authorization": f"Bearer {make_token('tenant-a')}"}
+    text = await scrape_after(build_app, app_client, "/v1/test-events/lead-42/seen", auth)
+    assert "lead-42" not in text
+
+
+async def test_duration_histogram_is_in_seconds(build_app: Any, app_client: AppClient) -> None:
+    text = await scrape_after(build_app, app_client, "/v1/test-events/x/seen")
+    assert 'http_request_duration_seconds_bucket{le="0.005",method="POST"' in text
+
+
+async def test_unknown_paths_share_one_label(build_app: Any, app_client: AppClient) -> None:
+    text = await scrape_after(build_app, app_client, "/no/such/path/123")
+    assert 'route="unmatched",status="404"' in text
+
+
+async def test_build_info_names_the_service(build_app: Any, app_client: AppClient) -> None:
+    text = await scrape_after(build_app, app_client, "/health")
+    assert 'enterprisehub_build_info{service="test"' in text
+
+
+def test_latency_metrics_must_be_in_seconds() -> None:
+    with pytest.raises(ValueError, match="_seconds"):
+        latency_histogram("websocket_latency_ms", "wrong unit", registry=new_registry())
+
+
+def test_counter_names_omit_the_total_suffix() -> None:
+    with pytest.raises(ValueError, match="appends _total"):
+        counter("events_total", "doubled suffix", registry=new_registry())

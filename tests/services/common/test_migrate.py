@@ -1,0 +1,97 @@
+"""`enterprisehub migrate`: idempotent, creates a restricted role, refuses unsafe setups."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from alembic.script import ScriptDirectory
+from pydantic import SecretStr
+
+from services.cli import main
+from services.common.database import Database, DatabaseUnavailable
+from services.common.settings import CommonSettings
+from services.migrations.runner import MigrationError, alembic_config, migrate
+
+
+def head_revision() -> str | None:
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+async def test_second_run_is_a_no_op(settings: CommonSettings) -> None:
+    result = await migrate(settings)
+    assert (result.revision_before, result.revision_after) == (head_revision(), head_revision())
+
+
+async def test_cli_migrate_reports_the_revision(
+    settings_env: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert await asyncio.to_thread(main, ["migrate"]) == 0
+    assert f"schema at {head_revision()}" in capsys.readouterr().out
+
+
+async def test_application_role_cannot_bypass_row_security(owner_db: Database) -> None:
+    async with owner_db.unscoped() as conn:
+        row = await conn.fetchrow(
+            "SELECT rolsuper, rolbypassrls FROM pg_roles WHERE rolname = 'enterprisehub_app'"
+        )
+    assert (row["rolsuper"], row["rolbypassrls"]) == (False, False)
+
+
+async def test_application_role_cannot_touch_alembic_version(db: Database) -> None:
+    import asyncpg
+
+    with pytest.raises(asyncpg.InsufficientPrivilegeError):
+        async with db.unscoped() as conn:
+            await conn.execute("UPDATE alembic_version SET version_num = 'forged'")
+
+
+async def test_application_role_password_is_enforced(app_database_url: str) -> None:
+    wrong = app_database_url.replace("app-role-password-for-tests", "wrong-password")
+    database = await Database.open(wrong, max_size=1, acquire_timeout=5)
+    try:
+        with pytest.raises(DatabaseUnavailable, match="InvalidPasswordError"):
+            await database.ping()
+    finally:
+        await database.close()
+
+
+async def test_same_role_for_app_and_owner_is_refused(settings: CommonSettings) -> None:
+    assert settings.migration_database_url is not None
+    same = settings.model_copy(update={"database_url": settings.migration_database_url})
+    with pytest.raises(MigrationError, match="same role"):
+        await migrate(same)
+
+
+async def test_missing_migration_url_is_refused(settings: CommonSettings) -> None:
+    with pytest.raises(MigrationError, match="MIGRATION_DATABASE_URL"):
+        await migrate(settings.model_copy(update={"migration_database_url": None}))
+
+
+async def test_tenant_table_without_row_security_fails_the_migration(
+    settings: CommonSettings, owner_db: Database
+) -> None:
+    async with owner_db.unscoped() as conn:
+        await conn.execute("CREATE TABLE leaky_notes (tenant_id text, body text)")
+    try:
+        with pytest.raises(MigrationError, match="leaky_notes"):
+            await migrate(settings)
+    finally:
+        async with owner_db.unscoped() as conn:
+            await conn.execute("DROP TABLE leaky_notes")
+
+
+async def test_unreachable_owner_database_is_a_clear_cli_error(
+    settings_env: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from localrun.servers import free_port
+
+    owner = SecretStr(settings_env["MIGRATION_DATABASE_URL"]).get_secret_value()
+    host_port = owner.split("@", 1)[1].split("/", 1)[0]
+    monkeypatch.setenv(
+        "MIGRATION_DATABASE_URL", owner.replace(host_port, f"127.0.0.1:{free_port()}")
+    )
+    assert await asyncio.to_thread(main, ["migrate"]) == 1
+    assert "cannot reach Postgres" in capsys.readouterr().err

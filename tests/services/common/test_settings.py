@@ -1,0 +1,128 @@
+"""Start-up validation of CommonSettings: clear messages, secrets never echoed."""
+
+from __future__ import annotations
+
+import pytest
+
+from services.common.settings import CommonSettings, SettingsError
+
+DB_PASSWORD = "s3cret-db-password"
+VALID = {
+    "DATABASE_URL": f"postgresql://app:{DB_PASSWORD}@db.internal:5432/enterprisehub",
+    "REDIS_URL": "redis://cache.internal:6379/0",
+    "JWT_SECRET_KEY": "k" * 40,
+}
+
+
+@pytest.fixture
+def env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    for name in CommonSettings.model_fields:
+        monkeypatch.delenv(name.upper(), raising=False)
+    for key, value in VALID.items():
+        monkeypatch.setenv(key, value)
+    return monkeypatch
+
+
+def problems(env: pytest.MonkeyPatch) -> str:
+    with pytest.raises(SettingsError) as caught:
+        CommonSettings.from_env()
+    return str(caught.value)
+
+
+def test_valid_environment_uses_the_seed_defaults(env: pytest.MonkeyPatch) -> None:
+    settings = CommonSettings.from_env()
+    assert (settings.db_pool_size, settings.db_max_overflow, settings.redis_max_connections) == (
+        20,
+        40,
+        50,
+    )
+
+
+def test_latency_targets_are_converted_to_seconds(env: pytest.MonkeyPatch) -> None:
+    env.setenv("WEBSOCKET_TARGET_LATENCY_MS", "50")
+    targets = CommonSettings.from_env().targets_seconds
+    assert targets["realtime_intelligence"] == pytest.approx(0.05)
+    assert targets["churn_prevention"] == 30
+
+
+def test_missing_database_url_is_named(env: pytest.MonkeyPatch) -> None:
+    env.delenv("DATABASE_URL")
+    assert "DATABASE_URL: required but not set" in problems(env)
+
+
+def test_zero_pool_size_names_variable_value_and_rule(env: pytest.MonkeyPatch) -> None:
+    env.setenv("DB_POOL_SIZE", "0")
+    message = problems(env)
+    assert "DB_POOL_SIZE='0'" in message
+    assert "greater than 0" in message
+
+
+def test_negative_redis_timeout_is_rejected(env: pytest.MonkeyPatch) -> None:
+    env.setenv("REDIS_SOCKET_TIMEOUT", "-1")
+    assert "REDIS_SOCKET_TIMEOUT='-1'" in problems(env)
+
+
+def test_non_postgres_dsn_is_rejected_without_echoing_the_password(
+    env: pytest.MonkeyPatch,
+) -> None:
+    env.setenv("DATABASE_URL", f"mysql://app:{DB_PASSWORD}@db/enterprisehub")
+    message = problems(env)
+    assert "DATABASE_URL" in message
+    assert "postgresql://" in message
+    assert DB_PASSWORD not in message
+
+
+def test_dsn_without_database_name_is_rejected(env: pytest.MonkeyPatch) -> None:
+    env.setenv("DATABASE_URL", f"postgresql://app:{DB_PASSWORD}@db:5432/")
+    assert "lacks a host, user or database name" in problems(env)
+
+
+def test_short_jwt_key_is_rejected_and_hidden(env: pytest.MonkeyPatch) -> None:
+    env.setenv("JWT_SECRET_KEY", "too-short-key")
+    message = problems(env)
+    assert "JWT_SECRET_KEY: must be at least 32 bytes" in message
+    assert "too-short-key" not in message
+
+
+def test_previous_keys_must_be_a_json_object(env: pytest.MonkeyPatch) -> None:
+    env.setenv("JWT_PREVIOUS_KEYS", "old=secret")
+    assert "JWT_PREVIOUS_KEYS" in problems(env)
+
+
+def test_active_kid_cannot_also_be_a_previous_key(env: pytest.MonkeyPatch) -> None:
+    env.setenv("JWT_KEY_ID", "k1")
+    env.setenv("JWT_PREVIOUS_KEYS", '{"k1": "' + "p" * 40 + '"}')
+    assert "also appears in JWT_PREVIOUS_KEYS" in problems(env)
+
+
+def test_cors_origins_are_split_on_commas(env: pytest.MonkeyPatch) -> None:
+    env.setenv("CORS_ORIGINS", "https://enterprisehub.ai, https://*.enterprisehub.ai")
+    settings = CommonSettings.from_env()
+    assert settings.cors_exact_origins == ["https://enterprisehub.ai"]
+
+
+def test_cors_wildcard_matches_subdomains_only(env: pytest.MonkeyPatch) -> None:
+    import re
+
+    env.setenv("CORS_ORIGINS", "https://*.enterprisehub.ai")
+    pattern = CommonSettings.from_env().cors_origin_regex
+    assert pattern is not None
+    assert re.match(pattern, "https://coaching.enterprisehub.ai")
+    assert not re.match(pattern, "https://enterprisehub.ai.evil.example")
+
+
+def test_bare_wildcard_origin_is_rejected(env: pytest.MonkeyPatch) -> None:
+    env.setenv("CORS_ORIGINS", "*")
+    assert "never a bare '*'" in problems(env)
+
+
+def test_empty_optional_secret_means_unset(env: pytest.MonkeyPatch) -> None:
+    env.setenv("SLACK_WEBHOOK_URL", "")
+    assert CommonSettings.from_env().slack_webhook_url is None
+
+
+def test_unknown_environment_lists_allowed_values(env: pytest.MonkeyPatch) -> None:
+    env.setenv("ENVIRONMENT", "prod")
+    message = problems(env)
+    assert "ENVIRONMENT='prod'" in message
+    assert "production" in message

@@ -1,0 +1,117 @@
+"""The ingest's storage path: tenant transactions in three round trips, group commit.
+
+Both are throughput changes (W1); these tests pin what must not change with
+them: every acknowledged event stored once for its own tenant, the tenant
+scope ending with its transaction, and a failed block leaving nothing behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+
+from services.common.database import Database
+from services.common.scoring import LeadFeatures
+from tests.services.realtime.conftest import Replica, event_body, post_event
+
+pytestmark = pytest.mark.integration
+
+INSERT = (
+    "INSERT INTO realtime_intelligence_events (lead_id, event_type, intelligence_data) "
+    "VALUES ($1, 'lead_scored', $2)"
+)
+CURRENT_TENANT = "SELECT current_setting('app.tenant_id', true)"
+
+
+async def test_tenant_transaction_is_three_round_trips_and_leaves_no_scope(
+    app_database_url: str,
+) -> None:
+    single = await Database.open(app_database_url, max_size=1)
+    sent: list[str] = []
+    try:
+        async with single.tenant("tenant-a") as conn:
+            conn.add_query_logger(lambda logged: sent.append(logged.query))
+        sent.clear()
+        async with single.tenant("tenant-a") as conn:
+            assert await conn.fetchval(CURRENT_TENANT) == "tenant-a"
+        # BEGIN + scope, the statement, COMMIT + session reset; no reset on release.
+        assert len(sent) == 3
+        assert sent[0].startswith("BEGIN;")
+        assert sent[1] == CURRENT_TENANT
+        assert sent[2].startswith("COMMIT;")
+        sent.clear()
+        async with single.unscoped() as conn:  # the same pooled connection
+            assert await conn.fetchval(CURRENT_TENANT) in (None, "")
+            assert await conn.fetchval("SELECT count(*) FROM realtime_intelligence_events") == 0
+    finally:
+        await single.close()
+
+
+async def test_session_settings_do_not_outlive_a_tenant_transaction(
+    app_database_url: str,
+) -> None:
+    single = await Database.open(app_database_url, max_size=1)
+    try:
+        async with single.tenant("tenant-a") as conn:
+            default = await conn.fetchval("SHOW statement_timeout")
+            # Session-level, not transaction-local: only the reset undoes it.
+            await conn.execute("SET SESSION statement_timeout = '1234ms'")
+            await conn.execute("SELECT set_config('app.tenant_id', 'tenant-b', false)")
+        async with single.unscoped() as conn:
+            assert await conn.fetchval("SHOW statement_timeout") == default
+            assert await conn.fetchval(CURRENT_TENANT) in (None, "")
+    finally:
+        await single.close()
+
+
+async def test_failed_tenant_block_rolls_back_and_the_connection_is_reusable(
+    app_database_url: str,
+) -> None:
+    single = await Database.open(app_database_url, max_size=1)
+    try:
+        with pytest.raises(RuntimeError, match="boom"):
+            async with single.tenant("tenant-a") as conn:
+                await conn.execute(INSERT, "lead-rolled-back", {"score": 0.1})
+                raise RuntimeError("boom")
+        async with single.tenant("tenant-a") as conn:
+            assert await conn.fetchval("SELECT count(*) FROM realtime_intelligence_events") == 0
+            await conn.execute(INSERT, "lead-kept", {"score": 0.2})
+        async with single.tenant("tenant-a") as conn:
+            rows = await conn.fetch("SELECT lead_id FROM realtime_intelligence_events")
+        assert [row["lead_id"] for row in rows] == ["lead-kept"]
+    finally:
+        await single.close()
+
+
+async def test_concurrent_events_are_grouped_and_each_stored_once_for_its_tenant(
+    replica: Replica,
+    http: httpx.AsyncClient,
+    make_token: Callable[..., str],
+    sample_leads: list[LeadFeatures],
+    db: Database,
+) -> None:
+    tokens = {tenant: make_token(tenant) for tenant in ("tenant-a", "tenant-b")}
+    bodies = [
+        (tenant, event_body(sample_leads[i % len(sample_leads)], lead_id=f"{tenant}-{i}"))
+        for i in range(60)
+        for tenant in ("tenant-a", "tenant-b")
+    ]
+    acks: list[dict[str, Any]] = await asyncio.gather(
+        *(post_event(http, replica, tokens[tenant], body) for tenant, body in bodies)
+    )
+    assert all(ack["delivery"] == "published" for ack in acks)
+    assert len({ack["stream_id"] for ack in acks}) == len(acks)
+    for tenant in tokens:
+        async with db.tenant(tenant) as conn:
+            rows = await conn.fetch(
+                "SELECT lead_id, xmin::text AS xid FROM realtime_intelligence_events"
+            )
+        lead_ids = sorted(row["lead_id"] for row in rows)
+        assert lead_ids == sorted(f"{tenant}-{i}" for i in range(60))
+        # Rows of one group share their inserting transaction; concurrent
+        # requests formed fewer transactions than events.
+        assert len({row["xid"] for row in rows}) < len(rows)

@@ -1,0 +1,140 @@
+"""Redis outages at ingest: stored, acknowledged as deferred, delivered later."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import httpx
+import pytest
+import pytest_asyncio
+from pydantic import SecretStr
+from websockets.asyncio.client import connect
+
+from localrun.servers import RedisServer, start_redis
+from services.common.database import Database
+from services.common.scoring import LeadFeatures
+from services.realtime.config import RealtimeSettings
+from tests.services.realtime.conftest import (
+    Replica,
+    event_body,
+    open_feed,
+    post_event,
+    wait_until,
+)
+
+pytestmark = pytest.mark.integration
+
+
+@pytest_asyncio.fixture
+async def private_redis(tmp_path: Path) -> AsyncIterator[RedisServer]:
+    """A Redis of this test's own, so stopping it disturbs no other test."""
+    server = start_redis(tmp_path)
+    yield server
+    server.stop()
+
+
+@pytest_asyncio.fixture
+async def replica_on_private_redis(
+    replicas: Callable[..., Awaitable[Replica]],
+    realtime_settings: RealtimeSettings,
+    private_redis: RedisServer,
+) -> Replica:
+    """A replica whose Redis is ``private_redis``."""
+    settings = realtime_settings.model_copy(update={"redis_url": SecretStr(private_redis.url)})
+    return await replicas(settings)
+
+
+async def _stored_row(db: Database, tenant_id: str, event_id: str) -> dict[str, object]:
+    async with db.tenant(tenant_id) as conn:
+        row = await conn.fetchrow(
+            "SELECT stream_id, published_at FROM realtime_intelligence_events "
+            "WHERE event_id = $1::uuid",
+            event_id,
+        )
+    assert row is not None
+    return dict(row)
+
+
+async def test_event_ingested_while_redis_is_down_is_stored_and_deferred(
+    replica_on_private_redis: Replica,
+    private_redis: RedisServer,
+    http: httpx.AsyncClient,
+    make_token: Callable[..., str],
+    sample_leads: list[LeadFeatures],
+    db: Database,
+) -> None:
+    private_redis.stop()
+    ack = await post_event(
+        http, replica_on_private_redis, make_token("tenant-a"), event_body(sample_leads[0])
+    )
+    row = await _stored_row(db, "tenant-a", ack["event_id"])
+    assert ack["delivery"] == "deferred"
+    assert ack["stream_id"] is None
+    assert row["published_at"] is None
+
+
+async def test_deferred_event_is_delivered_when_redis_returns(
+    replica_on_private_redis: Replica,
+    private_redis: RedisServer,
+    http: httpx.AsyncClient,
+    make_token: Callable[..., str],
+    sample_leads: list[LeadFeatures],
+    tmp_path: Path,
+) -> None:
+    replica = replica_on_private_redis
+    token = make_token("tenant-a")
+    async with open_feed(replica, token) as feed:
+        private_redis.stop()
+        ack = await post_event(http, replica, token, event_body(sample_leads[0]))
+        start_redis(tmp_path, port=private_redis.port)
+        frame = await feed.next_event()
+    assert ack["delivery"] == "deferred"
+    assert frame["event_id"] == ack["event_id"]
+    assert frame["accepted_at"] == ack["accepted_at"]
+
+
+async def test_relay_marks_an_event_already_in_the_stream_without_republishing(
+    replica: Replica,
+    http: httpx.AsyncClient,
+    make_token: Callable[..., str],
+    sample_leads: list[LeadFeatures],
+    db: Database,
+) -> None:
+    token = make_token("tenant-a")
+    async with open_feed(replica, token) as feed:
+        ack = await post_event(http, replica, token, event_body(sample_leads[0]))
+        await feed.next_event()
+        await replica.app.state.realtime.writer.flush()
+        # As if the replica had died between XADD and writing the mark.
+        async with db.tenant("tenant-a") as conn:
+            await conn.execute(
+                "UPDATE realtime_intelligence_events SET published_at = NULL, stream_id = NULL "
+                "WHERE event_id = $1::uuid",
+                ack["event_id"],
+            )
+
+        async def marked_again() -> bool:
+            row = await _stored_row(db, "tenant-a", ack["event_id"])
+            return row["published_at"] is not None
+
+        await wait_until(marked_again)
+    row = await _stored_row(db, "tenant-a", ack["event_id"])
+    assert row["stream_id"] == ack["stream_id"]
+    assert await replica.app.state.redis.xlen("tenant:tenant-a:events") == 1
+
+
+async def test_feed_refuses_clients_while_redis_is_down(
+    replica_on_private_redis: Replica,
+    private_redis: RedisServer,
+    make_token: Callable[..., str],
+) -> None:
+    private_redis.stop()
+    conn = await connect(
+        replica_on_private_redis.ws,
+        additional_headers={"Authorization": f"Bearer {make_token('tenant-a')}"},
+    )
+    async with conn:
+        await conn.wait_closed()
+    assert conn.close_code == 1013
+    assert conn.close_reason == "feed unavailable (redis); retry in 1 s"
