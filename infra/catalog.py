@@ -79,6 +79,12 @@ class ServiceSpec:
     buckets: Mapping[Bucket, BucketAccess] = field(default_factory=lambda: MappingProxyType({}))
     #: The feature flag (seed rollout names) this service implements.
     feature: str = ""
+    #: Whether the image built from this repository serves it yet. The platform
+    #: deploys only shipped services: a Deployment whose command exits at once
+    #: would hold `pulumi up` until its readiness timeout and then fail the update.
+    shipped: bool = True
+    #: Public API path prefixes the ingress sends to this service (longest prefix wins).
+    api_paths: tuple[str, ...] = ()
 
     @property
     def service_account(self) -> str:
@@ -180,6 +186,8 @@ WEBSOCKET_MANAGER: Final = ServiceSpec(
     egress=frozenset(),
     buckets=MappingProxyType({Bucket.MODELS: "read"}),
     feature="realtime_intelligence",
+    # The CRM webhook and the feed (a websocket: see dashboards.default_api_routes).
+    api_paths=("/v1/leads/events", "/v1/feed"),
 )
 
 ML_SERVICES: Final = ServiceSpec(
@@ -202,6 +210,7 @@ ML_SERVICES: Final = ServiceSpec(
     egress=frozenset({EgressTarget.ANTHROPIC}),
     buckets=MappingProxyType({Bucket.MODELS: "read", Bucket.MEDIA: "readwrite"}),
     feature="property_vision",
+    api_paths=("/v1/leads/score", "/v1/ml"),
 )
 
 COACHING_ENGINE: Final = ServiceSpec(
@@ -220,6 +229,9 @@ COACHING_ENGINE: Final = ServiceSpec(
     ),
     egress=frozenset({EgressTarget.ANTHROPIC}),
     feature="ai_coaching",
+    # Arrives with the coaching issue; `enterprisehub serve coaching` refuses until then.
+    shipped=False,
+    api_paths=("/v1/coaching",),
 )
 
 CHURN_ORCHESTRATOR: Final = ServiceSpec(
@@ -239,6 +251,9 @@ CHURN_ORCHESTRATOR: Final = ServiceSpec(
     # Interventions are written by Claude and delivered through the CRM's API.
     egress=frozenset({EgressTarget.ANTHROPIC, EgressTarget.CRM}),
     feature="churn_prevention",
+    # Arrives with the churn-prevention issue; `enterprisehub serve churn` refuses until then.
+    shipped=False,
+    api_paths=("/v1/churn",),
 )
 
 #: The four services in the seed's order, keyed by name.
@@ -248,6 +263,16 @@ SERVICES: Final[Mapping[str, ServiceSpec]] = MappingProxyType(
         for spec in (WEBSOCKET_MANAGER, ML_SERVICES, COACHING_ENGINE, CHURN_ORCHESTRATOR)
     }
 )
+
+#: The services the platform deploys: those the image serves today.
+SHIPPED_SERVICES: Final[Mapping[str, ServiceSpec]] = MappingProxyType(
+    {name: spec for name, spec in SERVICES.items() if spec.shipped}
+)
+
+#: Whether the image serves the Streamlit dashboards yet (they arrive with the
+#: business-impact work). Until then the stack declares neither their Deployment
+#: nor their Ingress, for the same reason as ``ServiceSpec.shipped``.
+DASHBOARDS_SHIPPED: Final = False
 
 #: Dashboards served from the cluster (the seed put them on Vercel, which cannot run
 #: Streamlit). Keys are the hostnames config keys; values are the seed's route names.

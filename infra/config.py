@@ -387,7 +387,16 @@ class StackConfig(_Model):
 
     @property
     def service_plans(self) -> tuple[ServicePlan, ...]:
-        """Every catalog service with this stack's overrides applied, in seed order."""
+        """The services this stack deploys: the shipped ones, in seed order."""
+        return tuple(plan for plan in self.all_service_plans if plan.spec.shipped)
+
+    @property
+    def all_service_plans(self) -> tuple[ServicePlan, ...]:
+        """Every catalog service with this stack's overrides applied, in seed order.
+
+        Validation covers all of them, so an override written today for a
+        service that ships later is checked now, not on the day it deploys.
+        """
         plans = []
         for name, spec in catalog.SERVICES.items():
             override = self.services.get(name, ServiceOverride())

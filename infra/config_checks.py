@@ -95,7 +95,7 @@ def _service_problems(config: StackConfig) -> list[Problem]:
             problems.append(
                 Problem(f"services.{name}", name, f"known services: {', '.join(catalog.SERVICES)}")
             )
-    for plan in config.service_plans:
+    for plan in config.all_service_plans:
         if plan.min_replicas > plan.max_replicas:
             problems.append(
                 Problem(

@@ -172,28 +172,35 @@ def build_platform(
             opts=opts,
         )
 
-    dashboards = Dashboards(
-        f"{prefix}-dashboards",
-        DashboardsArgs(
-            namespace=config.namespace,
-            image=config.image,
-            settings=settings,
-            secrets={"DATABASE_URL": data.database_url, "REDIS_URL": data.redis_url},
-            replicas=1 if config.is_local else 2,
-            depends_on=jobs.rollout_gate,
-        ),
-        opts=opts,
-    )
+    # The Streamlit dashboards arrive with the business-impact work; until the
+    # image serves them the stack declares neither their Deployment nor their hosts.
+    dashboards: list[pulumi.Resource] = []
+    if catalog.DASHBOARDS_SHIPPED:
+        dashboards.append(
+            Dashboards(
+                f"{prefix}-dashboards",
+                DashboardsArgs(
+                    namespace=config.namespace,
+                    image=config.image,
+                    settings=settings,
+                    secrets={"DATABASE_URL": data.database_url, "REDIS_URL": data.redis_url},
+                    replicas=1 if config.is_local else 2,
+                    depends_on=jobs.rollout_gate,
+                ),
+                opts=opts,
+            )
+        )
+    dashboard_hosts = config.dashboard_hosts if catalog.DASHBOARDS_SHIPPED else {}
     ingress = PublicIngress(
         f"{prefix}-ingress",
         PublicIngressArgs(
             namespace=config.namespace,
             api_host=config.hostname("api"),
-            dashboard_hosts=config.dashboard_hosts,
+            dashboard_hosts=dashboard_hosts,
             cluster_issuer=addons.issuer_name,
             # A laptop cluster has no load balancer to publish an address.
             skip_await=config.is_local,
-            depends_on=[*addons.ready, dashboards, *services.values()],
+            depends_on=[*addons.ready, *dashboards, *services.values()],
         ),
         opts=opts,
     )
@@ -201,7 +208,7 @@ def build_platform(
         f"{prefix}-network-policies",
         PlatformNetworkPoliciesArgs(
             namespace=config.namespace,
-            services=list(catalog.SERVICES.values()),
+            services=[plan.spec for plan in config.service_plans],
             egress=config.egress,
             ingress_namespace=addons.ingress_namespace,
             monitoring_namespace=addons.monitoring_namespace,
@@ -216,7 +223,7 @@ def build_platform(
         "namespace": config.namespace,
         "image": config.image,
         "apiUrl": f"https://{config.hostname('api')}",
-        "dashboardUrls": {name: f"https://{host}" for name, host in config.dashboard_hosts.items()},
+        "dashboardUrls": {name: f"https://{host}" for name, host in dashboard_hosts.items()},
         "grafanaUrl": f"https://{config.hostname('grafana')}",
         "ingressUrls": ingress.urls,
         "serviceSecretNames": {name: svc.secret_name for name, svc in services.items()},

@@ -188,7 +188,8 @@ def _build_aws(config: StackConfig) -> dict[str, Any]:
             oidc_provider_arn=cluster.oidc_provider_arn,
             oidc_issuer_url=cluster.oidc_issuer_url,
             namespace=config.namespace,
-            services=list(catalog.SERVICES.values()),
+            # Roles only for what runs: a role nobody assumes is privilege for nothing.
+            services=[plan.spec for plan in config.service_plans],
             bucket_arns=dict(storage.bucket_arns),
             storage_key_arn=storage.key_arn,
             region=config.aws_region,

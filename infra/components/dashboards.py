@@ -34,6 +34,8 @@ from infra.components import hardening
 
 DASHBOARDS_NAME: Final = "dashboards"
 DASHBOARDS_PORT: Final = 8501
+#: The realtime feed's websocket path: its route gets the long proxy timeouts.
+FEED_PATH: Final = "/v1/feed"
 #: Streamlit's own health endpoint (answers once the server is up).
 DASHBOARDS_HEALTH_PATH: Final = "/_stcore/health"
 DASHBOARDS_COMMAND: Final = (
@@ -232,21 +234,18 @@ class ApiRoute:
 
 
 def default_api_routes() -> tuple[ApiRoute, ...]:
-    """The API hostname's routes: one ``/v1/...`` prefix per service.
+    """The API hostname's routes: each shipped service's ``api_paths``.
 
-    websocket-manager answers the CRM webhook (``/v1/leads``) and the feed
-    (``/v1/feed``, a websocket); the other services own the prefix named after
-    their ``serve`` kind.
+    Kubernetes Ingress matches the longest prefix, so ``/v1/leads/events``
+    (the CRM webhook, websocket-manager) and ``/v1/leads/score`` (ml-services)
+    can share the ``/v1/leads`` stem. The feed is a websocket and gets the
+    long proxy timeouts (see :class:`PublicIngress`).
     """
-    realtime = catalog.WEBSOCKET_MANAGER
-    routes = [
-        ApiRoute("/v1/leads", realtime.name, realtime.port),
-        ApiRoute("/v1/feed", realtime.name, realtime.port, streaming=True),
-    ]
-    for spec in catalog.SERVICES.values():
-        if spec is not realtime:
-            routes.append(ApiRoute(f"/v1/{spec.kind}", spec.name, spec.port))
-    return tuple(routes)
+    return tuple(
+        ApiRoute(path, spec.name, spec.port, streaming=path == FEED_PATH)
+        for spec in catalog.SHIPPED_SERVICES.values()
+        for path in spec.api_paths
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -308,6 +307,24 @@ class PublicIngress(pulumi.ComponentResource):
                 rules=[_rule(args.api_host, streaming)],
             )
         dashboard_route = [ApiRoute("/", args.dashboards_service, args.dashboards_port)]
+        if args.dashboard_hosts:
+            self._dashboards_ingress(name, args, common, long_timeouts, dashboard_route)
+        self.urls = pulumi.Output.from_input(
+            {
+                "api": f"https://{args.api_host}",
+                **{key: f"https://{host}" for key, host in args.dashboard_hosts.items()},
+            }
+        )
+        self.register_outputs({"urls": self.urls})
+
+    def _dashboards_ingress(
+        self,
+        name: str,
+        args: PublicIngressArgs,
+        common: Mapping[str, str],
+        long_timeouts: Mapping[str, str],
+        dashboard_route: Sequence[ApiRoute],
+    ) -> None:
         self._ingress(
             f"{name}-dashboards",
             args,
@@ -322,13 +339,6 @@ class PublicIngress(pulumi.ComponentResource):
             tls_hosts=list(args.dashboard_hosts.values()),
             rules=[_rule(host, dashboard_route) for host in args.dashboard_hosts.values()],
         )
-        self.urls = pulumi.Output.from_input(
-            {
-                "api": f"https://{args.api_host}",
-                **{key: f"https://{host}" for key, host in args.dashboard_hosts.items()},
-            }
-        )
-        self.register_outputs({"urls": self.urls})
 
     def _ingress(
         self,

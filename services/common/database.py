@@ -90,7 +90,7 @@ def migration_engine(url: str) -> AsyncEngine:
     return create_async_engine(sqlalchemy_url(url), poolclass=NullPool)
 
 
-class _Connection(asyncpg.Connection):  # type: ignore[misc]  # asyncpg is untyped
+class _Connection(asyncpg.Connection):
     """A pooled connection that knows whether its session was reset with its commit."""
 
     session_reset = False

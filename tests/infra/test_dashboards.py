@@ -165,9 +165,10 @@ def test_api_host_routes_each_prefix_to_its_service(run: ProgramRun) -> None:
         p["path"]: (p["backend"]["service"]["name"], p["backend"]["service"]["port"]["number"])
         for p in rule["http"]["paths"]
     }
-    assert routes["/v1/leads"] == ("websocket-manager", 8001)
-    assert {name for name, _ in routes.values()} == set(catalog.SERVICES)
-    for spec in catalog.SERVICES.values():
+    assert routes["/v1/leads/events"] == ("websocket-manager", 8001)
+    assert routes["/v1/leads/score"] == ("ml-services", 8002)
+    assert {name for name, _ in routes.values()} == set(catalog.SHIPPED_SERVICES)
+    for spec in catalog.SHIPPED_SERVICES.values():
         assert all(port == spec.port for name, port in routes.values() if name == spec.name)
     assert "/v1/feed" not in routes
 

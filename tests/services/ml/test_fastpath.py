@@ -55,7 +55,7 @@ def test_fast_path_covers_the_extremes_of_the_validated_ranges(model: Pipeline) 
         "email_opens": 100_000,
         "days_since_created": 3650,
     }
-    rows = [LeadFeatures(**low).to_row(), LeadFeatures(**high).to_row()]
+    rows = [LeadFeatures.model_validate(low).to_row(), LeadFeatures.model_validate(high).to_row()]
     got = np.asarray(fast.predict(rows))
     assert np.max(np.abs(got - _pipeline_scores(model, rows))) < fastpath.MAX_ABS_DIFF
 

@@ -68,15 +68,19 @@ async def test_session_settings_do_not_outlive_a_tenant_transaction(
         await single.close()
 
 
+async def _insert_then_fail(db: Database) -> None:
+    async with db.tenant("tenant-a") as conn:
+        await conn.execute(INSERT, "lead-rolled-back", {"score": 0.1})
+        raise RuntimeError("boom")
+
+
 async def test_failed_tenant_block_rolls_back_and_the_connection_is_reusable(
     app_database_url: str,
 ) -> None:
     single = await Database.open(app_database_url, max_size=1)
     try:
         with pytest.raises(RuntimeError, match="boom"):
-            async with single.tenant("tenant-a") as conn:
-                await conn.execute(INSERT, "lead-rolled-back", {"score": 0.1})
-                raise RuntimeError("boom")
+            await _insert_then_fail(single)
         async with single.tenant("tenant-a") as conn:
             assert await conn.fetchval("SELECT count(*) FROM realtime_intelligence_events") == 0
             await conn.execute(INSERT, "lead-kept", {"score": 0.2})
@@ -104,7 +108,9 @@ async def test_concurrent_events_are_grouped_and_each_stored_once_for_its_tenant
         *(post_event(http, replica, tokens[tenant], body) for tenant, body in bodies)
     )
     assert all(ack["delivery"] == "published" for ack in acks)
-    assert len({ack["stream_id"] for ack in acks}) == len(acks)
+    # Stream ids are per tenant stream: unique within each tenant.
+    ids = {(tenant, ack["stream_id"]) for (tenant, _), ack in zip(bodies, acks, strict=True)}
+    assert len(ids) == len(acks)
     for tenant in tokens:
         async with db.tenant(tenant) as conn:
             rows = await conn.fetch(
