@@ -3,7 +3,7 @@
 This module is the only place where infra/ learns about the feature services:
 ports, health paths, scaling numbers, resources, the command each container
 runs, and the names of the settings and secrets the services read (see
-docs/CONTRACTS-draft.md). infra/ never imports services/; the two meet here and
+docs/contracts.md). infra/ never imports services/; the two meet here and
 in the container image.
 
 Numbers come from the seed's ``railway.json`` table. Where the seed is silent a

@@ -1,6 +1,6 @@
 """RDS PostgreSQL 15: private, encrypted, backed up, reachable only from the cluster.
 
-Two roles use the database (docs/CONTRACTS-draft.md): the owner (the RDS
+Two roles use the database (docs/contracts.md): the owner (the RDS
 master user), which the migration Job uses to change the schema, and the
 application role, subject to row-level security, which `enterprisehub migrate`
 creates from the credentials in the application DSN. Both passwords are

@@ -43,7 +43,7 @@ NAMESPACE_NAME_LABEL: Final = "kubernetes.io/metadata.name"
 
 #: Per-object checkov skip for workloads that read a Secret through ``envFrom``.
 #: The services' settings are environment variables by contract
-#: (docs/CONTRACTS-draft.md, issue 11: "env from a ConfigMap and a Secret"); each
+#: (docs/contracts.md, issue 11: "env from a ConfigMap and a Secret"); each
 #: workload gets its own immutable Secret holding only the keys it needs.
 SECRET_ENV_SKIP: Final = {
     "checkov.io/skip1": (

@@ -1,7 +1,7 @@
 """Typed settings read from the environment, validated once at start-up.
 
 The variable names are the ones the infrastructure writes (see
-``docs/CONTRACTS-draft.md``). ``CommonSettings`` holds what every service
+``docs/contracts.md``). ``CommonSettings`` holds what every service
 reads; a service subclasses it in ``services/<svc>/config.py`` for its own
 variables. Build settings with ``from_env()``: it turns pydantic's validation
 error into a ``SettingsError`` whose lines name the variable, the rejected
