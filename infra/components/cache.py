@@ -22,6 +22,7 @@ import pulumi_aws as aws
 import pulumi_random as random
 
 from infra import catalog
+from infra.components.firewall import cluster_only_security_group
 from infra.components.kms import encryption_key
 
 # ElastiCache accepts 16-128 printable characters without '@', '"' or '/';
@@ -85,22 +86,14 @@ class Cache(pulumi.ComponentResource):
             tags=tags,
             opts=child,
         )
-        security_group = aws.ec2.SecurityGroup(
-            f"{name}-sg",
-            description=f"{name}: Redis from the cluster only",
+        security_group = cluster_only_security_group(
+            name,
+            what="Redis",
+            port=catalog.REDIS_PORT,
             vpc_id=args.vpc_id,
-            tags={**tags, "Name": f"{name}-sg"},
-            opts=child,
-        )
-        aws.vpc.SecurityGroupIngressRule(
-            f"{name}-from-cluster",
-            security_group_id=security_group.id,
-            referenced_security_group_id=args.client_security_group_id,
-            ip_protocol="tcp",
-            from_port=catalog.REDIS_PORT,
-            to_port=catalog.REDIS_PORT,
-            description="Redis from the EKS cluster security group",
-            opts=pulumi.ResourceOptions(parent=security_group),
+            client_security_group_id=args.client_security_group_id,
+            tags=tags,
+            parent=self,
         )
         parameters = aws.elasticache.ParameterGroup(
             f"{name}-params",

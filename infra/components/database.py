@@ -24,6 +24,7 @@ import pulumi_aws as aws
 import pulumi_random as random
 
 from infra import catalog
+from infra.components.firewall import cluster_only_security_group
 from infra.components.kms import encryption_key
 
 # Alphanumeric passwords: RDS forbids '/', '@', '"' and spaces, and URL-special
@@ -92,22 +93,14 @@ class Database(pulumi.ComponentResource):
             tags=tags,
             opts=child,
         )
-        security_group = aws.ec2.SecurityGroup(
-            f"{name}-sg",
-            description=f"{name}: PostgreSQL from the cluster only",
+        security_group = cluster_only_security_group(
+            name,
+            what="PostgreSQL",
+            port=catalog.POSTGRES_PORT,
             vpc_id=args.vpc_id,
-            tags={**tags, "Name": f"{name}-sg"},
-            opts=child,
-        )
-        aws.vpc.SecurityGroupIngressRule(
-            f"{name}-from-cluster",
-            security_group_id=security_group.id,
-            referenced_security_group_id=args.client_security_group_id,
-            ip_protocol="tcp",
-            from_port=catalog.POSTGRES_PORT,
-            to_port=catalog.POSTGRES_PORT,
-            description="PostgreSQL from the EKS cluster security group",
-            opts=pulumi.ResourceOptions(parent=security_group),
+            client_security_group_id=args.client_security_group_id,
+            tags=tags,
+            parent=self,
         )
         parameters = aws.rds.ParameterGroup(
             f"{name}-params",
