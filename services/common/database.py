@@ -231,6 +231,11 @@ class Database:
 
         The transaction commits when the block exits normally and rolls back on
         an exception. Raises ``InvalidTenantId`` for a malformed id.
+
+        The transaction is opened with a plain ``BEGIN`` (see the module
+        docstring), so asyncpg's ``conn.transaction()`` cannot be nested inside
+        the block (asyncpg refuses it with ``InterfaceError``); use
+        ``SAVEPOINT`` statements if a block ever needs a partial rollback.
         """
         validate_tenant_id(tenant_id)
         begin = _begin_tenant_sql(tenant_id)

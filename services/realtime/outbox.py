@@ -116,10 +116,9 @@ class RowWriter:
             tenant_latencies = latencies.get(tenant_id, {})
             try:
                 async with self._db.tenant(tenant_id) as conn:
-                    # Marks first: both statements touch the same rows, and a
-                    # fixed order avoids lock-order deadlocks between replicas.
-                    await store.mark_published(conn, tenant_marks)
-                    await store.record_latencies(conn, tenant_latencies)
+                    # One statement: an event this replica published and
+                    # delivered gets one row update, not two.
+                    await store.mark_and_record(conn, tenant_marks, tenant_latencies)
             except (DatabaseUnavailable, OSError) as exc:
                 log.warning(
                     "could not write %d marks/latencies: %s",

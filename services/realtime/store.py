@@ -50,6 +50,26 @@ FROM unnest($1::uuid[], $2::float8[]) AS u(event_id, s)
 WHERE e.event_id = u.event_id
 """
 
+# The row writer's flush: publish marks and first-delivery latencies of one
+# tenant in one statement, so an event this replica both published and
+# delivered gets one row update instead of two. A NULL stream id means "no
+# mark" and a NULL latency "no latency" for that event; a mark never
+# overwrites an earlier one (as MARK_PUBLISHED), a latency keeps the minimum
+# (as RECORD_LATENCY).
+MARK_AND_RECORD = """
+UPDATE realtime_intelligence_events AS e
+SET stream_id = CASE WHEN u.stream_id IS NOT NULL AND e.published_at IS NULL
+                     THEN u.stream_id ELSE e.stream_id END,
+    published_at = CASE WHEN u.stream_id IS NOT NULL AND e.published_at IS NULL
+                        THEN now() ELSE e.published_at END,
+    websocket_latency_seconds = CASE WHEN u.s IS NULL THEN e.websocket_latency_seconds
+                                     ELSE LEAST(COALESCE(e.websocket_latency_seconds, u.s), u.s)
+                                END
+FROM unnest($1::uuid[], $2::text[], $3::float8[]) AS u(event_id, stream_id, s)
+WHERE e.event_id = u.event_id
+  AND (u.s IS NOT NULL OR e.published_at IS NULL)
+"""
+
 # Oldest first so relayed events keep their acceptance order; SKIP LOCKED lets
 # replicas relay the same tenant concurrently without publishing a row twice.
 UNPUBLISHED = """
@@ -170,6 +190,25 @@ async def record_latencies(conn: Any, latencies: dict[str, float]) -> None:
             list(latencies),
             [max(0.0, s) for s in latencies.values()],
         )
+
+
+async def mark_and_record(conn: Any, marks: dict[str, str], latencies: dict[str, float]) -> None:
+    """`mark_published` and `record_latencies` in one statement (one update per row)."""
+    if not latencies:
+        await mark_published(conn, marks)
+        return
+    if not marks:
+        await record_latencies(conn, latencies)
+        return
+    # Sorted: replicas updating overlapping rows lock them in the same order.
+    event_ids = sorted(marks.keys() | latencies.keys())
+    await conn.execute(
+        MARK_AND_RECORD,
+        event_ids,
+        [marks.get(event_id) for event_id in event_ids],
+        # Clamped at 0 as in record_latencies.
+        [None if (s := latencies.get(event_id)) is None else max(0.0, s) for event_id in event_ids],
+    )
 
 
 def _stored(row: Any) -> StoredEvent:

@@ -7,6 +7,7 @@ The app runs with its real lifespan against the session's Postgres and Redis
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
@@ -298,17 +299,33 @@ async def test_inference_over_the_deadline_is_503(
     app_client: AppClient,
     leads: list[LeadFeatures],
 ) -> None:
-    # A microsecond deadline cannot be met by any thread hand-off, so the
-    # timeout path runs deterministically without sleeping.
-    monkeypatch.setenv("ML_INFERENCE_TIMEOUT", "0.000001")
+    # The model is held until the requests have given up, so the deadline is
+    # missed by construction rather than by the scorer being slow.
+    monkeypatch.setenv("ML_INFERENCE_TIMEOUT", "0.05")
     settings = MLSettings.from_env()
-    batch = [_lead_json(leads[i % len(leads)]) for i in range(MAX_BATCH_LEADS)]
-    async with app_client(_app(settings)) as client:
+    release = threading.Event()
+    app = _app(settings)
+    batch = [_lead_json(leads[i % len(leads)]) for i in range(3)]
+    async with app_client(app) as client:
+        scorer = app.state.inference.scorer
+
+        def held(method: Callable[..., Any]) -> Callable[..., Any]:
+            def wait_then_score(*args: Any, **kwargs: Any) -> Any:
+                release.wait(timeout=30)
+                return method(*args, **kwargs)
+
+            return wait_then_score
+
+        monkeypatch.setattr(scorer, "score_batch", held(scorer.score_batch))
+        monkeypatch.setattr(scorer, "score_pairs", held(scorer.score_pairs))
         headers = _auth(settings)
-        responses = [
-            await client.post("/v1/leads/score/batch", json={"leads": batch}, headers=headers),
-            await client.post("/v1/leads/score", json=batch[0], headers=headers),
-        ]
+        try:
+            responses = [
+                await client.post("/v1/leads/score/batch", json={"leads": batch}, headers=headers),
+                await client.post("/v1/leads/score", json=batch[0], headers=headers),
+            ]
+        finally:
+            release.set()
         metrics = (await client.get("/metrics")).text
     for response in responses:
         assert response.status_code == 503

@@ -16,6 +16,7 @@ import pytest
 
 from services.common.database import Database
 from services.common.scoring import LeadFeatures
+from services.realtime import store
 from tests.services.realtime.conftest import Replica, event_body, post_event
 
 pytestmark = pytest.mark.integration
@@ -23,6 +24,12 @@ pytestmark = pytest.mark.integration
 INSERT = (
     "INSERT INTO realtime_intelligence_events (lead_id, event_type, intelligence_data) "
     "VALUES ($1, 'lead_scored', $2)"
+)
+# As the ingest stores events: not yet published.
+UNPUBLISHED_INSERT = (
+    "INSERT INTO realtime_intelligence_events "
+    "(lead_id, event_type, intelligence_data, published_at) "
+    "VALUES ($1, 'lead_scored', '{}', NULL) RETURNING event_id::text"
 )
 CURRENT_TENANT = "SELECT current_setting('app.tenant_id', true)"
 
@@ -121,3 +128,35 @@ async def test_concurrent_events_are_grouped_and_each_stored_once_for_its_tenant
         # Rows of one group share their inserting transaction; concurrent
         # requests formed fewer transactions than events.
         assert len({row["xid"] for row in rows}) < len(rows)
+
+
+async def test_marks_and_latencies_are_written_together_with_the_old_rules(db: Database) -> None:
+    ids = {}
+    async with db.tenant("tenant-a") as conn:
+        for lead in ("both", "latency-only", "mark-only", "published-before"):
+            ids[lead] = await conn.fetchval(UNPUBLISHED_INSERT, lead)
+        await conn.execute(
+            "UPDATE realtime_intelligence_events SET stream_id = '1-0', published_at = now(), "
+            "websocket_latency_seconds = 0.5 WHERE event_id = $1::uuid",
+            ids["published-before"],
+        )
+    async with db.tenant("tenant-a") as conn:
+        await store.mark_and_record(
+            conn,
+            {ids["both"]: "5-0", ids["mark-only"]: "6-0", ids["published-before"]: "7-0"},
+            {ids["both"]: 0.004, ids["latency-only"]: -0.001, ids["published-before"]: 0.2},
+        )
+        # A slower first delivery from another replica does not replace the faster one.
+        await store.mark_and_record(conn, {}, {ids["both"]: 0.009})
+        rows = await conn.fetch(
+            "SELECT lead_id, stream_id, published_at IS NOT NULL AS published, "
+            "websocket_latency_seconds AS s FROM realtime_intelligence_events"
+        )
+    got = {row["lead_id"]: (row["stream_id"], row["published"], row["s"]) for row in rows}
+    assert got == {
+        "both": ("5-0", True, 0.004),
+        "latency-only": (None, False, 0.0),
+        "mark-only": ("6-0", True, None),
+        # An earlier mark is never overwritten; the latency keeps the minimum.
+        "published-before": ("1-0", True, 0.2),
+    }
