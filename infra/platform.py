@@ -20,7 +20,7 @@ from typing import Any
 import pulumi
 
 from infra import catalog
-from infra.components.addons import ClusterAddons, ClusterAddonsArgs
+from infra.components.addons import ACME_SERVERS, ClusterAddons, ClusterAddonsArgs
 from infra.components.dashboards import (
     Dashboards,
     DashboardsArgs,
@@ -212,6 +212,10 @@ def build_platform(
             egress=config.egress,
             ingress_namespace=addons.ingress_namespace,
             monitoring_namespace=addons.monitoring_namespace,
+            # Only for pods that can exist: no dashboards until the image serves them,
+            # no HTTP-01 solver pods under a self-signed issuer.
+            dashboards=catalog.DASHBOARDS_SHIPPED,
+            acme_http01_solver=config.tls_issuer in ACME_SERVERS,
             in_cluster_datastores=data.in_cluster,
             datastore_cidrs=() if data.in_cluster else data.datastore_cidrs,
         ),

@@ -275,8 +275,14 @@ class PlatformNetworkPoliciesArgs:
     egress: Mapping[catalog.EgressTarget, ExternalEgress]
     ingress_namespace: str = "ingress-nginx"
     monitoring_namespace: str = "monitoring"
+    #: Whether the stack runs the dashboards (``catalog.DASHBOARDS_SHIPPED``); a policy
+    #: for pods that do not exist is a silent no-op, so none is declared without them.
+    dashboards: bool = True
     dashboards_name: str = "dashboards"
     dashboards_port: int = 8501
+    #: Whether cert-manager solves ACME HTTP-01 challenges (a letsencrypt issuer);
+    #: with a self-signed issuer no solver pod ever exists to admit traffic to.
+    acme_http01_solver: bool = True
     #: Name labels of the Jobs that write to object storage (jobs.py, datastores.py).
     object_storage_jobs: Sequence[str] = ("model-publish", "bucket-init")
     in_cluster_datastores: bool = False
@@ -325,18 +331,19 @@ class PlatformNetworkPolicies(pulumi.ComponentResource):
                 )
             )
 
-        policies.append(
-            _policy(
-                self,
-                f"{name}-dashboards",
-                name=args.dashboards_name,
-                namespace=ns,
-                pods=_selector(hardening.selector_labels(args.dashboards_name)),
-                ingress=[_ingress([from_ingress], [args.dashboards_port])],
-                # The ROI dashboard reads stored rows only (Postgres); Redis for its cache.
-                egress=[data["postgres"], data["redis"]],
+        if args.dashboards:
+            policies.append(
+                _policy(
+                    self,
+                    f"{name}-dashboards",
+                    name=args.dashboards_name,
+                    namespace=ns,
+                    pods=_selector(hardening.selector_labels(args.dashboards_name)),
+                    ingress=[_ingress([from_ingress], [args.dashboards_port])],
+                    # The ROI dashboard reads stored rows only (Postgres); Redis for its cache.
+                    egress=[data["postgres"], data["redis"]],
+                )
             )
-        )
         policies.append(
             _policy(
                 self,
@@ -371,16 +378,17 @@ class PlatformNetworkPolicies(pulumi.ComponentResource):
                 egress=[data["objects"]],
             )
         )
-        policies.append(
-            _policy(
-                self,
-                f"{name}-acme-solver",
-                name="acme-http01-solver",
-                namespace=ns,
-                pods=_selector(ACME_SOLVER_POD),
-                ingress=[_ingress([from_ingress], [ACME_SOLVER_PORT])],
+        if args.acme_http01_solver:
+            policies.append(
+                _policy(
+                    self,
+                    f"{name}-acme-solver",
+                    name="acme-http01-solver",
+                    namespace=ns,
+                    pods=_selector(ACME_SOLVER_POD),
+                    ingress=[_ingress([from_ingress], [ACME_SOLVER_PORT])],
+                )
             )
-        )
         if args.in_cluster_datastores:
             policies.extend(self._datastore_ingress(name, args))
 
