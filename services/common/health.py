@@ -38,6 +38,8 @@ Status = Literal["healthy", "degraded", "unhealthy"]
 FeatureCheck = Callable[[FastAPI], Awaitable[Mapping[str, Any]]]
 FEATURE_HEALTH_PATHS = ("/health/websocket", "/health/ml", "/health/coaching", "/health/churn")
 PING_TIMEOUT_SECONDS = 2.0
+#: The stores every service connects to; health measures each of them.
+DEPENDENCIES: tuple[str, ...] = ("postgres", "redis")
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,14 +48,22 @@ class FeatureHealth:
 
     ``check(app)`` returns live values and a ``status`` key (``healthy``,
     ``degraded`` or ``unhealthy``); a missing status counts as ``healthy``.
+    ``requires`` names the stores the feature cannot serve without: Postgres
+    and Redis are measured and reported either way, but only a required one
+    being down makes the service unhealthy (503, out of the Service). Lead
+    scoring needs neither, so a Redis outage must not take ml-services' pods
+    out of rotation.
     """
 
     path: str
     check: FeatureCheck
+    requires: frozenset[str] = frozenset(DEPENDENCIES)
 
     def __post_init__(self) -> None:
         if self.path not in FEATURE_HEALTH_PATHS:
             raise ValueError(f"feature health path must be one of {FEATURE_HEALTH_PATHS}")
+        if unknown := self.requires - set(DEPENDENCIES):
+            raise ValueError(f"unknown dependencies {sorted(unknown)}; known: {DEPENDENCIES}")
 
 
 def package_version() -> str:
@@ -97,8 +107,12 @@ async def run_feature_check(feature: FeatureHealth, app: FastAPI) -> dict[str, A
     return report
 
 
-def _overall(dependencies: Mapping[str, Mapping[str, Any]], feature: Mapping[str, Any]) -> Status:
-    if any(dep["status"] != "up" for dep in dependencies.values()):
+def _overall(
+    dependencies: Mapping[str, Mapping[str, Any]],
+    feature: Mapping[str, Any],
+    required: frozenset[str],
+) -> Status:
+    if any(dependencies[name]["status"] != "up" for name in required):
         return "unhealthy"
     status = feature.get("status", "healthy")
     if status in ("degraded", "unhealthy"):
@@ -116,7 +130,8 @@ async def evaluate(
         run_feature_check(feature, app) if feature else _no_feature(),
     )
     dependencies = {"postgres": postgres, "redis": redis}
-    return _overall(dependencies, report), dependencies, report
+    required = feature.requires if feature else frozenset(DEPENDENCIES)
+    return _overall(dependencies, report, required), dependencies, report
 
 
 async def _no_feature() -> dict[str, Any]:

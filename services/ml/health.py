@@ -65,4 +65,5 @@ async def ml_health(app: FastAPI) -> Mapping[str, Any]:
     }
 
 
-ML_FEATURE_HEALTH: Final = FeatureHealth(path="/health/ml", check=ml_health)
+# Scoring reads neither Postgres nor Redis: their outage is reported, not fatal.
+ML_FEATURE_HEALTH: Final = FeatureHealth(path="/health/ml", check=ml_health, requires=frozenset())

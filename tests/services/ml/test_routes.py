@@ -19,6 +19,7 @@ import pytest
 import pytest_asyncio
 from fastapi import FastAPI
 
+from localrun.servers import free_port
 from services.common.auth import issue_token
 from services.common.metrics import new_registry
 from services.common.scoring import LeadFeatures, LeadScorer
@@ -334,6 +335,20 @@ async def test_inference_over_the_deadline_is_503(
         assert response.headers["Retry-After"] == "1"
     assert 'ml_inference_timeouts_total{kind="batch"} 1.0' in metrics
     assert 'ml_inference_timeouts_total{kind="single"} 1.0' in metrics
+
+
+async def test_scoring_stays_ready_while_redis_is_down(
+    ml_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, app_client: AppClient
+) -> None:
+    # Scoring reads neither store: a Redis outage is reported, not a reason
+    # to take the pods out of the Service.
+    monkeypatch.setenv("REDIS_URL", f"redis://127.0.0.1:{free_port()}/0")
+    async with app_client(_app(MLSettings.from_env())) as client:
+        response = await client.get("/health/ml")
+    body = response.json()
+    assert response.status_code == 200
+    assert body["dependencies"]["redis"]["status"] == "down"
+    assert body["model_loaded"] is True
 
 
 async def test_health_ml_reports_live_values(
