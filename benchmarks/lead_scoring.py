@@ -39,6 +39,7 @@ import aiohttp
 import numpy as np
 import sklearn
 
+from benchmarks.machine import cpu_model
 from localrun.servers import free_port
 from services.common.auth import issue_token
 from services.common.scoring import LeadFeatures, LeadScorer
@@ -49,16 +50,6 @@ from services.ml.training import train_to_file
 BATCH = 32
 DISTINCT_LEADS = 5000
 JWT_SECRET = "benchmark-only-signing-key-0123456789abcdef"  # noqa: S105 - loopback benchmark
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def _percentiles(seconds: Sequence[float]) -> tuple[float, float, float]:
@@ -232,7 +223,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     print(
         f"Date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; nproc {os.cpu_count()}; "
-        f"CPU {_cpu_model()}; Python {platform.python_version()}; "
+        f"CPU {cpu_model()}; Python {platform.python_version()}; "
         f"scikit-learn {sklearn.__version__}; model {metadata.version} "
         f"({metadata.estimator}, held-out AUC {report.heldout_auc:.4f}); "
         f"1-min load average before/after: {load_before:.2f}/{os.getloadavg()[0]:.2f}."

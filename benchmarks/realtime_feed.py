@@ -30,7 +30,6 @@ import platform
 import resource
 import secrets
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -53,6 +52,7 @@ from benchmarks.load.control import (
 )
 from benchmarks.load.cpu import CpuMeter, process_tree
 from benchmarks.load.report import StepResult, headline, ratio_table, step_table
+from benchmarks.machine import cpu_model
 from localrun.children import Child, ChildProcesses, StartupError, wait_http_ok
 from localrun.datastores import (
     DEFAULT_MODEL_DIR,
@@ -378,12 +378,7 @@ def _say(message: str) -> None:
 
 def machine_facts() -> dict[str, str]:
     """What docs/benchmarks.md records next to each run."""
-    model = "unknown"
-    with contextlib.suppress(OSError, subprocess.SubprocessError):
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
-        for line in out.splitlines():
-            if line.startswith("Model name:"):
-                model = line.split(":", 1)[1].strip()
+    model = cpu_model()
     versions = {}
     for package in (
         "python-socketio",

@@ -32,21 +32,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from benchmarks.machine import cpu_model
 from infra.stackfiles import STACKS
 
 REPO = Path(__file__).resolve().parents[1]
 GOAL_SECONDS = 5.0
 PEERS = ("pulumi", "pulumi-aws", "pulumi-kubernetes", "pulumi-random")
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def _bytecode_cached() -> bool:
@@ -113,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Command: `.venv/bin/python -m benchmarks.synth --runs {args.runs}`")
     print(
         f"Date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; nproc {os.cpu_count()}; "
-        f"CPU {_cpu_model()}; Python {platform.python_version()}; {versions}."
+        f"CPU {cpu_model()}; Python {platform.python_version()}; {versions}."
     )
     cached = _bytecode_cached()
     print(

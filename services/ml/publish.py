@@ -167,7 +167,7 @@ def _point_alias(store: _Store, pointer_key: str, pointer: ModelPointer) -> bool
             if parse_pointer(current, source=store.uri(pointer_key)) == pointer:
                 return False
         except ModelArtifactError:
-            pass
+            pass  # a malformed or foreign pointer is replaced by the one we publish
     store.put(pointer_key, encode_pointer(pointer), "application/json")
     return True
 
