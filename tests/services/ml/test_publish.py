@@ -218,6 +218,16 @@ def test_publish_to_a_local_store(tmp_path: Path, artifact_path: Path) -> None:
     assert (again.uploaded, again.repointed) == (False, False)
 
 
+def test_a_corrupted_alias_is_replaced_by_a_rerun(tmp_path: Path, artifact_path: Path) -> None:
+    # Leaving an unreadable current.json would keep every reader failing.
+    store = tmp_path / "store"
+    publish(artifact_path, store.as_uri())
+    (store / "current.json").write_text("{not json")
+    rerun = publish(artifact_path, store.as_uri())
+    assert (rerun.uploaded, rerun.repointed) == (False, True)
+    assert LeadScorer.load(rerun.alias_uri, cache_size=0).version == rerun.version
+
+
 def test_publish_refuses_an_unverified_artifact(artifact_copy: Path, tmp_path: Path) -> None:
     artifact_copy.write_bytes(artifact_copy.read_bytes() + b"tampered")
     with pytest.raises(ArtifactIntegrityError):
