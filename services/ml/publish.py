@@ -162,13 +162,13 @@ def _point_alias(store: _Store, pointer_key: str, pointer: ModelPointer) -> bool
     verified above, and leaving it would keep every reader failing.
     """
     current = store.get(pointer_key)
-    if current is not None and _names(current, pointer, source=store.uri(pointer_key)):
+    if current is not None and _already_points_to(current, pointer, source=store.uri(pointer_key)):
         return False
     store.put(pointer_key, encode_pointer(pointer), "application/json")
     return True
 
 
-def _names(current: bytes, pointer: ModelPointer, *, source: str) -> bool:
+def _already_points_to(current: bytes, pointer: ModelPointer, *, source: str) -> bool:
     """Whether the stored pointer already names ``pointer``; unreadable counts as no."""
     try:
         return parse_pointer(current, source=source) == pointer
