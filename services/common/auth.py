@@ -12,13 +12,22 @@ Every failure raises ``AuthError`` with a machine-readable ``reason``
 ``missing_claim``, ``missing_tenant``, ``invalid_tenant``,
 ``missing_subject``); the app answers it with 401 and that reason. WebSocket
 routes call ``authenticate_websocket`` and, on failure, ``deny_websocket``.
+
+Verified tokens are remembered (bounded, per verifier) so that a client
+sending the same token on every request pays for the HMAC and the JSON
+decoding once: a webhook caller posts thousands of events with one token.
+The cache key is the whole token, signature included, so only a byte-equal
+copy of a token that verified can hit; the time claims are checked again on
+every hit, so a remembered token still expires on time. Failures are never
+remembered.
 """
 
 from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Mapping
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -35,6 +44,8 @@ from services.common.tenancy import InvalidTenantId, validate_tenant_id
 ALGORITHM = "HS256"
 WS_POLICY_VIOLATION = 1008
 """WebSocket close code used when authentication fails after the upgrade."""
+VERIFIED_CACHE_SIZE = 4096
+"""Verified tokens remembered per verifier (least recently used evicted)."""
 
 
 class AuthError(Exception):
@@ -66,14 +77,34 @@ class Principal:
     key_id: str | None = None
 
 
-class TokenVerifier:
-    """Verifies tokens against the active key and the verification-only keys."""
+@dataclass(frozen=True, slots=True)
+class _Verified:
+    principal: Principal
+    expires: int
 
-    def __init__(self, keys: Mapping[str, str], *, leeway_seconds: float = 10.0) -> None:
+
+class TokenVerifier:
+    """Verifies tokens against the active key and the verification-only keys.
+
+    The key set is fixed for the verifier's life (a rotation is a restart
+    with new settings), which is what makes remembering verified tokens safe.
+    """
+
+    def __init__(
+        self,
+        keys: Mapping[str, str],
+        *,
+        leeway_seconds: float = 10.0,
+        cache_size: int = VERIFIED_CACHE_SIZE,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         if not keys:
             raise ValueError("TokenVerifier needs at least one key")
         self._keys = dict(keys)
         self._leeway = leeway_seconds
+        self._cache_size = cache_size
+        self._clock = clock
+        self._verified: OrderedDict[str, _Verified] = OrderedDict()
 
     @classmethod
     def from_settings(cls, settings: AuthSettings) -> TokenVerifier:
@@ -85,6 +116,27 @@ class TokenVerifier:
 
     def verify(self, token: str) -> Principal:
         """Return the token's principal or raise ``AuthError``."""
+        known = self._verified.get(token)
+        if known is None:
+            principal, claims = self._verify_fully(token)
+            self._remember(token, principal, claims)
+            return principal
+        # PyJWT's rule, with the same leeway. iat/nbf need no second look:
+        # they were in the past (within the leeway) when the token verified.
+        if known.expires <= self._clock() - self._leeway:
+            del self._verified[token]
+            raise AuthError("expired_token", "token has expired")
+        self._verified.move_to_end(token)
+        return known.principal
+
+    def _remember(self, token: str, principal: Principal, claims: dict[str, Any]) -> None:
+        if self._cache_size <= 0:
+            return
+        self._verified[token] = _Verified(principal=principal, expires=int(claims["exp"]))
+        if len(self._verified) > self._cache_size:
+            self._verified.popitem(last=False)
+
+    def _verify_fully(self, token: str) -> tuple[Principal, dict[str, Any]]:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.DecodeError:
@@ -95,7 +147,7 @@ class TokenVerifier:
         if not isinstance(kid, str) or kid not in self._keys:
             raise AuthError("unknown_kid", "token key id is missing or not trusted")
         claims = self._decode(token, self._keys[kid])
-        return self._principal(claims, kid)
+        return self._principal(claims, kid), claims
 
     def _decode(self, token: str, key: str) -> dict[str, Any]:
         try:

@@ -82,6 +82,15 @@ class RealtimeSettings(CommonSettings):
     realtime_max_event_bytes: int = Field(
         default=65_536, ge=1024, le=10_000_000, description="Largest accepted webhook body."
     )
+    realtime_max_batch_events: int = Field(
+        default=100,
+        ge=1,
+        le=500,
+        description="Most events in one batch webhook (HubSpot and Salesforce send up to 100).",
+    )
+    realtime_max_batch_bytes: int = Field(
+        default=1_048_576, ge=1024, le=50_000_000, description="Largest accepted batch body."
+    )
     realtime_latency_window_seconds: float = Field(
         default=60.0, gt=0, le=3600, description="Window of /health/websocket's latency figures."
     )

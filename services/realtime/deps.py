@@ -8,21 +8,18 @@ from fastapi import Depends
 from starlette.requests import HTTPConnection
 
 from services.common.deps import DbDep, PrincipalDep, RedisDep, RegistryDep
-from services.realtime.config import RealtimeSettings
 from services.realtime.hub import FeedHub
-from services.realtime.ingest import IngestService
 from services.realtime.metrics import RealtimeMetrics
 from services.realtime.runtime import RealtimeRuntime
 
 __all__ = [
     "DbDep",
     "HubDep",
-    "IngestDep",
     "PrincipalDep",
     "RealtimeMetricsDep",
-    "RealtimeSettingsDep",
     "RedisDep",
     "RegistryDep",
+    "RuntimeDep",
     "get_runtime",
 ]
 
@@ -41,16 +38,6 @@ async def get_runtime(conn: HTTPConnection) -> RealtimeRuntime:
     return _runtime(conn)
 
 
-async def get_settings(conn: HTTPConnection) -> RealtimeSettings:
-    """The app's `RealtimeSettings`."""
-    return _runtime(conn).settings
-
-
-async def get_ingest(conn: HTTPConnection) -> IngestService:
-    """The ingest service."""
-    return _runtime(conn).ingest
-
-
 async def get_hub(conn: HTTPConnection) -> FeedHub:
     """The feed hub."""
     return _runtime(conn).hub
@@ -62,7 +49,5 @@ async def get_metrics(conn: HTTPConnection) -> RealtimeMetrics:
 
 
 RuntimeDep = Annotated[RealtimeRuntime, Depends(get_runtime)]
-RealtimeSettingsDep = Annotated[RealtimeSettings, Depends(get_settings)]
-IngestDep = Annotated[IngestService, Depends(get_ingest)]
 HubDep = Annotated[FeedHub, Depends(get_hub)]
 RealtimeMetricsDep = Annotated[RealtimeMetrics, Depends(get_metrics)]

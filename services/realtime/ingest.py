@@ -23,7 +23,7 @@ Group commit: the events of one tenant go through steps 2-4 together (one
 model call, one INSERT of all rows in one transaction, one pipelined round
 of XADDs). A tenant has at most one group in flight; events that arrive
 while it is being stored wait for it and then form the next group, all of
-them at once (up to `MAX_GROUP`). At light load a group is a single event
+them at once (whole requests, up to `MAX_GROUP` events). At light load a group is a single event
 and nothing waits longer than the current loop turn; under load the groups
 grow by themselves with the rate, so the per-event cost drops from several
 round trips to a fraction of one instead of every event paying for its own
@@ -38,6 +38,7 @@ import functools
 import logging
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from services.common.database import Database
@@ -54,7 +55,8 @@ log = logging.getLogger(__name__)
 # After a failed publish, skip Redis for this long: requests during an outage
 # are acknowledged as deferred at once instead of each waiting for a timeout.
 REDIS_BACKOFF_SECONDS = 1.0
-# Most events of one tenant stored and published together.
+# Most events of one tenant stored and published together (and so the most
+# one batch request may hold).
 MAX_GROUP = 500
 _PUBLISH_FAILURES: tuple[type[BaseException], ...] = (*REDIS_DOWN, TimeoutError)
 
@@ -89,7 +91,8 @@ class IngestService:
         self._metrics = metrics
         self._publish_timeout = publish_timeout
         self._skip_redis_until = 0.0
-        self._pending: dict[str, list[_Pending]] = {}
+        # Per tenant, the requests waiting for the next group, each a list of events.
+        self._pending: dict[str, list[list[_Pending]]] = {}
         self._scheduled = False
         self._groups: set[asyncio.Task[None]] = set()
         # Tenants with a group being scored, stored and published.
@@ -103,15 +106,36 @@ class IngestService:
         Raises `DatabaseUnavailable` when the event could not be stored (the
         route answers 503 and nothing was acknowledged).
         """
+        (accepted,) = await self.ingest_many(
+            tenant_id=tenant_id, events=[event], accepted_at=accepted_at
+        )
+        return accepted
+
+    async def ingest_many(
+        self, *, tenant_id: str, events: Sequence[LeadEventCreate], accepted_at: float
+    ) -> list[LeadEventAccepted]:
+        """`ingest` for the events of one request, atomically.
+
+        They go into the same group, hence the same transaction: either all
+        are stored and acknowledged or none is (a retried batch cannot leave
+        half of itself stored twice). At most `MAX_GROUP` events.
+        """
+        if not 1 <= len(events) <= MAX_GROUP:
+            raise ValueError(f"a request holds 1 to {MAX_GROUP} events, not {len(events)}")
         loop = asyncio.get_running_loop()
-        pending = _Pending(event=event, accepted_at=accepted_at, future=loop.create_future())
-        self._pending.setdefault(tenant_id, []).append(pending)
+        request = [
+            _Pending(event=event, accepted_at=accepted_at, future=loop.create_future())
+            for event in events
+        ]
+        self._pending.setdefault(tenant_id, []).append(request)
         if not self._scheduled:
             self._scheduled = True
             loop.call_soon(self._start_groups)
         # Shielded: a client that disconnects must not cancel the group its
-        # event shares with other requests.
-        return await asyncio.shield(pending.future)
+        # events share with other requests.
+        if len(request) == 1:
+            return [await asyncio.shield(request[0].future)]
+        return await asyncio.shield(asyncio.gather(*(item.future for item in request)))
 
     def _start_groups(self) -> None:
         self._scheduled = False
@@ -120,9 +144,15 @@ class IngestService:
                 self._start_group(tenant_id)
 
     def _start_group(self, tenant_id: str) -> None:
-        items = self._pending.pop(tenant_id)
-        if len(items) > MAX_GROUP:
-            items, self._pending[tenant_id] = items[:MAX_GROUP], items[MAX_GROUP:]
+        requests = self._pending.pop(tenant_id)
+        # Whole requests only, so a batch is never split across transactions.
+        items = list(requests[0])
+        taken = 1
+        while taken < len(requests) and len(items) + len(requests[taken]) <= MAX_GROUP:
+            items.extend(requests[taken])
+            taken += 1
+        if taken < len(requests):
+            self._pending[tenant_id] = requests[taken:]
         self._busy.add(tenant_id)
         task = asyncio.create_task(self._process(tenant_id, items))
         # Keep a reference until done (the loop only holds weak ones).

@@ -45,6 +45,18 @@ class LeadEventCreate(LeadEventBase):
     )
 
 
+class LeadEventBatchCreate(BaseModel):
+    """A batch webhook: several events of the caller's tenant, stored together or not at all.
+
+    The size limit is REALTIME_MAX_BATCH_EVENTS, checked by the route (it is
+    configuration, not part of the schema).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    events: list[LeadEventCreate] = Field(min_length=1, description="The events, in CRM order.")
+
+
 class LeadEventAccepted(BaseModel):
     """The 202 answer: the event is stored; ``delivery`` says if it is on its way."""
 
@@ -59,3 +71,9 @@ class LeadEventAccepted(BaseModel):
     )
     score: float = Field(description="Conversion probability from the lead-scoring model.")
     model_version: str
+
+
+class LeadEventBatchAccepted(BaseModel):
+    """The 202 answer to a batch: one acknowledgement per event, in request order."""
+
+    events: list[LeadEventAccepted]

@@ -1,24 +1,37 @@
-"""``POST /v1/leads/events``: the CRM webhook that feeds the real-time stream.
+"""The CRM webhooks that feed the real-time stream.
+
+- ``POST /v1/leads/events``: one event.
+- ``POST /v1/leads/events/batch``: ``{"events": [...]}``, up to
+  REALTIME_MAX_BATCH_EVENTS events of the caller's tenant, as CRMs deliver
+  webhooks (HubSpot and Salesforce send up to 100 per request). The batch is
+  validated as a whole and stored in one transaction: all its events are
+  acknowledged, or none is stored and the answer says why.
 
 The body is read and validated here rather than by FastAPI's body parameter
 so that authentication comes first (an unauthenticated caller learns nothing
 about the payload rules) and an oversized body is refused while it streams.
-Malformed JSON or fields answer 422 with the field and the problem, a body
-over REALTIME_MAX_EVENT_BYTES 413; neither is ever stored.
+Malformed JSON or fields answer 422 with the field (for a batch, its index)
+and the problem, a body over REALTIME_MAX_EVENT_BYTES (batch:
+REALTIME_MAX_BATCH_BYTES) 413; neither is ever stored.
 """
 
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
-from services.realtime.deps import IngestDep, PrincipalDep, RealtimeSettingsDep
-from services.realtime.schemas import LeadEventAccepted, LeadEventCreate
+from services.realtime.deps import PrincipalDep, RuntimeDep
+from services.realtime.schemas import (
+    LeadEventAccepted,
+    LeadEventBatchAccepted,
+    LeadEventBatchCreate,
+    LeadEventCreate,
+)
 
 router = APIRouter(prefix="/v1/leads", tags=["lead-events"])
 
@@ -36,8 +49,11 @@ def _inline_refs(schema: Any, defs: dict[str, Any]) -> Any:
     return schema
 
 
-def _request_schema() -> dict[str, Any]:
-    schema = LeadEventCreate.model_json_schema()
+Body = TypeVar("Body", LeadEventCreate, LeadEventBatchCreate)
+
+
+def _request_schema(model: type[LeadEventCreate | LeadEventBatchCreate]) -> dict[str, Any]:
+    schema = model.model_json_schema()
     inlined: dict[str, Any] = _inline_refs(schema, schema.get("$defs", {}))
     return inlined
 
@@ -56,7 +72,7 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def _parse(body: bytes) -> LeadEventCreate:
+def _parse(body: bytes, model: type[Body]) -> Body:
     if not body:
         raise RequestValidationError(
             [
@@ -68,11 +84,16 @@ def _parse(body: bytes) -> LeadEventCreate:
             ]
         )
     try:
-        return LeadEventCreate.model_validate_json(body)
+        return model.model_validate_json(body)
     except ValidationError as exc:
-        raise RequestValidationError(
-            [{**err, "loc": ("body", *err.get("loc", ()))} for err in exc.errors(include_url=False)]
-        ) from None
+        raise _in_body(exc) from None
+
+
+def _in_body(exc: ValidationError) -> RequestValidationError:
+    # Locations relative to the body, as FastAPI reports its own body errors.
+    return RequestValidationError(
+        [{**err, "loc": ("body", *err["loc"])} for err in exc.errors(include_url=False)]
+    )
 
 
 @router.post(
@@ -89,15 +110,16 @@ def _parse(body: bytes) -> LeadEventCreate:
     openapi_extra={
         "requestBody": {
             "required": True,
-            "content": {"application/json": {"schema": _request_schema()}},
+            "content": {"application/json": {"schema": _request_schema(LeadEventCreate)}},
         }
     },
 )
 async def ingest_lead_event(
     request: Request,
     principal: PrincipalDep,
-    ingest: IngestDep,
-    settings: RealtimeSettingsDep,
+    # One dependency rather than one per part: each costs FastAPI work on
+    # every request, and this is the hottest route of the service.
+    runtime: RuntimeDep,
 ) -> Response:
     """Validate, score and store the event, then publish it to the tenant's feed.
 
@@ -105,12 +127,68 @@ async def ingest_lead_event(
     when Redis is unreachable, ``deferred`` (the outbox relay publishes it
     when Redis is back). The tenant comes from the token only.
     """
-    event = _parse(await _read_body(request, settings.realtime_max_event_bytes))
+    body = await _read_body(request, runtime.settings.realtime_max_event_bytes)
+    event = _parse(body, LeadEventCreate)
     # Microsecond precision: what timestamptz stores, so a frame relayed from
     # Postgres carries exactly the accepted_at the acknowledgement gave.
-    accepted = await ingest.ingest(
+    accepted = await runtime.ingest.ingest(
         tenant_id=principal.tenant_id, event=event, accepted_at=round(time.time(), 6)
     )
     return Response(
         orjson.dumps(accepted.model_dump()), status_code=202, media_type="application/json"
+    )
+
+
+@router.post(
+    "/events/batch",
+    status_code=202,
+    response_model=LeadEventBatchAccepted,
+    summary="Ingest a batch of CRM lead events",
+    responses={
+        401: {"description": "Missing, expired or forged bearer token."},
+        413: {"description": "Body larger than REALTIME_MAX_BATCH_BYTES."},
+        422: {
+            "description": "Malformed JSON or fields (the reason names the event's index "
+            "and the field), or more than REALTIME_MAX_BATCH_EVENTS events. Nothing stored."
+        },
+        503: {"description": "Postgres unreachable: no event of the batch was stored, retry."},
+    },
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": _request_schema(LeadEventBatchCreate)}},
+        }
+    },
+)
+async def ingest_lead_event_batch(
+    request: Request, principal: PrincipalDep, runtime: RuntimeDep
+) -> Response:
+    """Validate, score and store every event of the batch together, then publish them.
+
+    Answers 202 with one acknowledgement per event, in request order, once
+    all are stored (one transaction); ``accepted_at`` is the same for all.
+    """
+    settings = runtime.settings
+    batch = _parse(
+        await _read_body(request, settings.realtime_max_batch_bytes), LeadEventBatchCreate
+    )
+    if len(batch.events) > settings.realtime_max_batch_events:
+        raise RequestValidationError(
+            [
+                {
+                    "loc": ("body", "events"),
+                    "msg": f"a batch holds at most {settings.realtime_max_batch_events} "
+                    f"events (REALTIME_MAX_BATCH_EVENTS), got {len(batch.events)}; "
+                    "split it into several requests",
+                    "type": "too_long",
+                }
+            ]
+        )
+    accepted = await runtime.ingest.ingest_many(
+        tenant_id=principal.tenant_id, events=batch.events, accepted_at=round(time.time(), 6)
+    )
+    return Response(
+        orjson.dumps({"events": [answer.model_dump() for answer in accepted]}),
+        status_code=202,
+        media_type="application/json",
     )
