@@ -9,7 +9,9 @@ Postgres and Redis start on loopback (``localrun.servers``) and migrations
 run; for each system two server processes start behind the one Redis, a swarm
 process opens the clients (tenant by tenant, alternating between the two
 servers, so every tenant's fan-out crosses Redis) and a poster process posts
-events to the first server only. The systems take turns step by step. With
+events to the first server only: one event per request, and in a last step
+(``--batch``, default 20) the targeted rate again through the batch webhook,
+as CRMs deliver webhooks. The systems take turns step by step. With
 ``--server-cpus``/``--load-cpus`` (default 0 and 1 on a 2-core machine) the
 servers, Postgres and Redis are pinned to one set of cores and the swarm and
 poster to the other.
@@ -81,6 +83,7 @@ class Options:
     duration: float
     rates: tuple[float, ...]
     targeted_rate: float | None
+    batch: int
     drain_timeout: float
     concurrency: int
     server_cpus: str | None
@@ -233,6 +236,7 @@ def run_step(
     shape: str,
     rate: float,
     datastore_pids: list[int],
+    batch: int = 1,
 ) -> StepResult:
     """One step: post at ``rate`` for ``duration``, drain, and measure."""
     settle_s = _settle(swarm, opts.drain_timeout * 4)
@@ -245,14 +249,15 @@ def run_step(
     store_meter.start()
     posted = run_poster(
         children,
-        name=f"poster-{fleet.system}-{shape}-{rate:g}",
-        url=f"{fleet.base_urls[0]}/v1/leads/events",
+        name=f"poster-{fleet.system}-{shape}-{rate:g}-x{batch}",
+        url=f"{fleet.base_urls[0]}/v1/leads/events" + ("/batch" if batch > 1 else ""),
         targets_file=targets_file,
         shape=shape,
         rate=rate,
         duration=opts.duration,
         cpus=opts.load_cpus,
         concurrency=opts.concurrency,
+        batch=batch,
     )
     expected = expected_per_client(clients, shape, posted)
     drain_s = _drain(swarm, sum(expected), opts.drain_timeout)
@@ -292,6 +297,7 @@ def run_step(
         settle_s=settle_s,
         disconnects=measured["disconnects"],
         ingest_ms=posted["ingest_ms"],
+        batch=batch,
     )
 
 
@@ -345,10 +351,12 @@ def run_steps(
     and cost only heartbeats. Each result is appended as soon as it is
     measured, so a failure later still leaves the earlier steps reported.
     """
-    steps = [("broadcast", r) for r in opts.rates]
+    steps = [("broadcast", r, 1) for r in opts.rates]
     if opts.targeted_rate:
-        steps.append(("targeted", opts.targeted_rate))
-    for index, (shape, rate) in enumerate(steps):
+        steps.append(("targeted", opts.targeted_rate, 1))
+        if opts.batch > 1:
+            steps.append(("targeted", opts.targeted_rate, opts.batch))
+    for index, (shape, rate, batch) in enumerate(steps):
         for rig in rigs if index % 2 == 0 else list(reversed(rigs)):
             result = run_step(
                 opts=opts,
@@ -360,6 +368,7 @@ def run_steps(
                 shape=shape,
                 rate=rate,
                 datastore_pids=datastore_pids,
+                batch=batch,
             )
             lat = result.latency_ms
             _say(
@@ -418,6 +427,13 @@ def _parse_args(argv: list[str] | None) -> tuple[Options, Path | None, bool]:
         "--targeted-rate", type=float, default=2000.0, help="targeted step, events/s (0 skips it)"
     )
     parser.add_argument(
+        "--batch",
+        type=int,
+        default=20,
+        help="events per request of a second targeted step through the batch webhook "
+        "(0 or 1 skips it)",
+    )
+    parser.add_argument(
         "--drain-timeout",
         type=float,
         default=15.0,
@@ -461,6 +477,7 @@ def _parse_args(argv: list[str] | None) -> tuple[Options, Path | None, bool]:
         duration=args.duration,
         rates=rates,
         targeted_rate=args.targeted_rate or None,
+        batch=max(1, args.batch),
         drain_timeout=args.drain_timeout,
         concurrency=args.concurrency,
         server_cpus=args.server_cpus or None,

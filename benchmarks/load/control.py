@@ -83,6 +83,7 @@ def run_poster(
     duration: float,
     cpus: str | None,
     concurrency: int,
+    batch: int = 1,
 ) -> dict[str, Any]:
     """Run one poster process to completion (bounded) and return its summary."""
     child = children.start(
@@ -103,6 +104,8 @@ def run_poster(
             f"{duration:g}",
             "--concurrency",
             str(concurrency),
+            "--batch",
+            str(batch),
         ],
         env=os.environ.copy(),
         cpus=cpus,

@@ -38,11 +38,13 @@ class StepResult:
     settle_s: float = 0.0
     disconnects: dict[str, int] = field(default_factory=dict)
     ingest_ms: dict[str, float] = field(default_factory=dict)
+    batch: int = 1
 
     @property
     def label(self) -> str:
-        """``broadcast 200/s`` style name of the step."""
-        return f"{self.shape} {self.rate:g}/s"
+        """``broadcast 200/s`` style name of the step (``..., batches of 20``)."""
+        base = f"{self.shape} {self.rate:g}/s"
+        return f"{base}, batches of {self.batch}" if self.batch > 1 else base
 
     @property
     def held(self) -> bool:
@@ -153,7 +155,7 @@ def headline(results: list[StepResult]) -> str:
         p95 = r.latency_ms["p95"]
         met = (not math.isnan(p95)) and p95 < GOAL_P95_MS and r.lost == 0
         lines.append(
-            f"- Goal p95 < {GOAL_P95_MS:g} ms at 2,000 events/s ({r.shape}): "
+            f"- Goal p95 < {GOAL_P95_MS:g} ms at 2,000 events/s ({r.label}): "
             f"{'met' if met else 'NOT met'} (p95 {_ms(p95)} ms, lost {r.lost:,})."
         )
     return "\n".join(lines)

@@ -9,6 +9,9 @@ need sticky sessions in front of two processes).
   ingest, stamps ``event_id`` and ``accepted_at`` (epoch seconds), emits a
   ``lead_event`` to the tenant's room, or to the agent's room when the event
   names an ``agent_id``, and answers 202 ``{"event_id", "accepted_at"}``.
+- ``POST /v1/leads/events/batch`` takes ``{"events": [...]}`` like ours and
+  emits each event (python-socketio has no multi-event emit: one Redis
+  publish per event), answering ``{"events": [...]}``.
 - A Socket.IO client connects with ``auth={"token": JWT}`` (or
   ``?access_token=``); the token's tenant and subject pick its two rooms.
 - ``GET /health`` answers 200 for the harness's readiness check.
@@ -44,7 +47,7 @@ from services.common.settings import AuthSettings
 
 DESCRIPTION = "python-socketio + AsyncRedisManager peer for the W1 benchmark."
 CHANNEL = "enterprisehub-w1-peer"
-MAX_BODY_BYTES = 64 * 1024
+MAX_BODY_BYTES = 1024 * 1024
 
 
 def tenant_room(tenant_id: str) -> str:
@@ -60,6 +63,16 @@ def agent_room(tenant_id: str, agent_id: str) -> str:
 def _query_token(environ: dict[str, Any]) -> str | None:
     values = parse_qs(environ.get("QUERY_STRING", "")).get("access_token")
     return values[0] if values else None
+
+
+def _event_problem(event: Any) -> str | None:
+    """Why ``event`` is not an event this peer can emit, or None."""
+    if not isinstance(event, dict) or not isinstance(event.get("lead_id"), str):
+        return "expected an object with lead_id"
+    agent_id = event.get("agent_id")
+    if agent_id is not None and not isinstance(agent_id, str):
+        return "agent_id must be a string"
+    return None
 
 
 def build_app(*, redis_url: str, verifier: TokenVerifier) -> socketio.ASGIApp:
@@ -92,7 +105,7 @@ def build_app(*, redis_url: str, verifier: TokenVerifier) -> socketio.ASGIApp:
             raise AuthError("missing_token", "send Authorization: Bearer <token>")
         return verifier.verify(token.strip())
 
-    async def ingest(request: Request) -> Response:
+    async def read_json(request: Request) -> tuple[Principal, Any] | Response:
         try:
             principal = _principal(request)
         except AuthError as exc:
@@ -101,16 +114,13 @@ def build_app(*, redis_url: str, verifier: TokenVerifier) -> socketio.ASGIApp:
         if len(raw) > MAX_BODY_BYTES:
             return JSONResponse({"detail": "body too large"}, status_code=413)
         try:
-            event = orjson.loads(raw)
+            return principal, orjson.loads(raw)
         except orjson.JSONDecodeError:
             return JSONResponse({"detail": "body is not JSON"}, status_code=400)
-        if not isinstance(event, dict) or not isinstance(event.get("lead_id"), str):
-            return JSONResponse({"detail": "expected an object with lead_id"}, status_code=422)
-        agent_id = event.get("agent_id")
-        if agent_id is not None and not isinstance(agent_id, str):
-            return JSONResponse({"detail": "agent_id must be a string"}, status_code=422)
-        accepted_at = time.time()
+
+    async def emit(principal: Principal, event: dict[str, Any], accepted_at: float) -> str:
         event_id = str(uuid.uuid4())
+        agent_id = event.get("agent_id")
         frame = {
             "type": "lead_event",
             "event_id": event_id,
@@ -127,10 +137,43 @@ def build_app(*, redis_url: str, verifier: TokenVerifier) -> socketio.ASGIApp:
         )
         # Publishes to Redis; every process (this one too) emits from its listener.
         await sio.emit("lead_event", frame, room=room)
+        return event_id
+
+    async def ingest(request: Request) -> Response:
+        read = await read_json(request)
+        if isinstance(read, Response):
+            return read
+        principal, event = read
+        problem = _event_problem(event)
+        if problem:
+            return JSONResponse({"detail": problem}, status_code=422)
+        accepted_at = time.time()
+        event_id = await emit(principal, event, accepted_at)
         return Response(
             orjson.dumps({"event_id": event_id, "accepted_at": accepted_at}),
             status_code=202,
             media_type="application/json",
+        )
+
+    async def ingest_batch(request: Request) -> Response:
+        read = await read_json(request)
+        if isinstance(read, Response):
+            return read
+        principal, body = read
+        events = body.get("events") if isinstance(body, dict) else None
+        if not isinstance(events, list) or not events:
+            return JSONResponse({"detail": "expected {'events': [...]}"}, status_code=422)
+        for index, event in enumerate(events):
+            problem = _event_problem(event)
+            if problem:
+                return JSONResponse({"detail": f"events[{index}]: {problem}"}, status_code=422)
+        accepted_at = time.time()
+        answers = [
+            {"event_id": await emit(principal, event, accepted_at), "accepted_at": accepted_at}
+            for event in events
+        ]
+        return Response(
+            orjson.dumps({"events": answers}), status_code=202, media_type="application/json"
         )
 
     async def health(request: Request) -> Response:
@@ -140,6 +183,7 @@ def build_app(*, redis_url: str, verifier: TokenVerifier) -> socketio.ASGIApp:
     routes = Starlette(
         routes=[
             Route("/v1/leads/events", ingest, methods=["POST"]),
+            Route("/v1/leads/events/batch", ingest_batch, methods=["POST"]),
             Route("/health", health, methods=["GET"]),
         ]
     )

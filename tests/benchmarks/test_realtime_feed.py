@@ -39,6 +39,8 @@ def test_tiny_run_delivers_everything(system: str, tmp_path: Path) -> None:
             "20",
             "--targeted-rate",
             "20",
+            "--batch",
+            "4",
             "--drain-timeout",
             "5",
             "--json-out",
@@ -54,7 +56,12 @@ def test_tiny_run_delivers_everything(system: str, tmp_path: Path) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     assert f"| {system} | broadcast 20/s | 10/10 |" in done.stdout
     results = json.loads(out.read_text())["results"]
-    assert [(r["shape"], r["rate"]) for r in results] == [("broadcast", 20.0), ("targeted", 20.0)]
+    assert [(r["shape"], r["rate"], r["batch"]) for r in results] == [
+        ("broadcast", 20.0, 1),
+        ("targeted", 20.0, 1),
+        ("targeted", 20.0, 4),
+    ]
+    assert f"| {system} | targeted 20/s, batches of 4 | 10/10 |" in done.stdout
     for r in results:
         assert r["accepted"] == 20, r
         assert r["lost"] == 0, r
@@ -62,17 +69,25 @@ def test_tiny_run_delivers_everything(system: str, tmp_path: Path) -> None:
         assert r["received_frames"] == r["expected_frames"] == 20, r
 
 
-def test_schedule_spreads_events_evenly_over_tenants_and_agents() -> None:
+@pytest.mark.parametrize("batch", [1, 4])
+def test_schedule_spreads_events_evenly_over_tenants_and_agents(batch: int) -> None:
     targets = [Target(tenant=f"t{t}", agent=f"a{a}", token="x") for t in range(2) for a in range(3)]
-    plan = schedule(targets, "targeted", 12)
+    plan = schedule(targets, "targeted", 24, batch)
+    assert [len(agents) for _, agents in plan] == [batch] * (24 // batch)
     per_agent: dict[tuple[str, str | None], int] = {}
-    for target, agent in plan:
-        per_agent[(target.tenant, agent)] = per_agent.get((target.tenant, agent), 0) + 1
-    assert sorted(per_agent.values()) == [2] * 6
-    broadcast = schedule(targets, "broadcast", 4)
-    assert [(t.tenant, agent) for t, agent in broadcast] == [
-        ("t0", None),
-        ("t1", None),
-        ("t0", None),
-        ("t1", None),
+    for target, agents in plan:
+        for agent in agents:
+            per_agent[(target.tenant, agent)] = per_agent.get((target.tenant, agent), 0) + 1
+    assert sorted(per_agent.values()) == [4] * 6
+
+
+def test_broadcast_schedule_alternates_tenants_and_keeps_the_remainder() -> None:
+    targets = [Target(tenant=f"t{t}", agent="a0", token="x") for t in range(2)]
+    assert [(t.tenant, agents) for t, agents in schedule(targets, "broadcast", 4)] == [
+        ("t0", [None]),
+        ("t1", [None]),
+        ("t0", [None]),
+        ("t1", [None]),
     ]
+    batched = schedule(targets, "broadcast", 7, batch=3)
+    assert [(t.tenant, len(agents)) for t, agents in batched] == [("t0", 3), ("t1", 3), ("t0", 1)]

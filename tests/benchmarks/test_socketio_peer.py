@@ -124,3 +124,31 @@ async def test_peer_authenticates_validates_and_routes_like_our_ingest(
         assert await _next_event(other, 0.2) is None
         for ws in (a1, a2, other):
             await ws.close()
+
+
+async def test_peer_batch_route_emits_every_event_or_refuses_the_batch(
+    peer_url: str, make_token: Callable[..., str]
+) -> None:
+    batch_url = f"{peer_url}/v1/leads/events/batch"
+    webhook = {"Authorization": f"Bearer {make_token('t1', subject='crm')}"}
+    async with aiohttp.ClientSession() as session:
+        a1 = await _client(session, peer_url, make_token("t1", subject="agent-1"))
+        a2 = await _client(session, peer_url, make_token("t1", subject="agent-2"))
+        broken = {"events": [lead_event(seq=1, agent_id="agent-1"), {"no": "lead_id"}]}
+        async with session.post(batch_url, json=broken, headers=webhook) as response:
+            assert response.status == 422
+            assert "events[1]" in (await response.json())["detail"]
+        assert await _next_event(a1, 0.5) is None
+
+        body = {
+            "events": [lead_event(seq=2, agent_id="agent-1"), lead_event(seq=3, agent_id="agent-2")]
+        }
+        async with session.post(batch_url, json=body, headers=webhook) as response:
+            assert response.status == 202
+            accepted = (await response.json())["events"]
+        first, second = await _next_event(a1, 5), await _next_event(a2, 5)
+        assert first is not None
+        assert second is not None
+        assert [first["event_id"], second["event_id"]] == [a["event_id"] for a in accepted]
+        for ws in (a1, a2):
+            await ws.close()
