@@ -2,7 +2,9 @@
 
 Both systems are read by the same aiohttp WebSocket client in the same swarm
 process, so the per-frame client cost differs only by framing: our feed sends
-one JSON object per frame, Socket.IO wraps it as ``42["lead_event",{...}]``
+one JSON object per frame (a ``lead_events`` frame carries several events
+when a socket has more than one waiting), Socket.IO wraps each event as
+``42["lead_event",{...}]``
 and pings from the server side (Engine.IO v4), which the client must answer.
 Implementing Socket.IO's tiny websocket-only handshake here, instead of running
 a python-socketio ``AsyncClient`` per connection, keeps the client side equal;
@@ -21,10 +23,11 @@ EVENT: Final = 0
 OTHER: Final = 1
 PING: Final = 2
 
-# One decoded frame: (kind, event_id, accepted_at). Only EVENT carries values.
-Frame = tuple[int, str, float]
-_OTHER_FRAME: Final[Frame] = (OTHER, "", 0.0)
-_PING_FRAME: Final[Frame] = (PING, "", 0.0)
+# One decoded frame: (kind, accepted_at of each event it carries). Only EVENT
+# frames carry events.
+Frame = tuple[int, list[float]]
+_OTHER_FRAME: Final[Frame] = (OTHER, [])
+_PING_FRAME: Final[Frame] = (PING, [])
 
 
 class HandshakeError(RuntimeError):
@@ -45,7 +48,7 @@ class Wire(Protocol):
         ...
 
     def parse(self, data: str) -> Frame:
-        """Classify a text frame and extract the event id and accept time."""
+        """Classify a text frame and extract its events' accept times."""
         ...
 
     async def answer_ping(self, ws: aiohttp.ClientWebSocketResponse) -> None:
@@ -67,8 +70,11 @@ class FeedWire:
 
     def parse(self, data: str) -> Frame:
         frame = orjson.loads(data)
-        if frame.get("type") == "lead_event":
-            return (EVENT, str(frame["event_id"]), float(frame["accepted_at"]))
+        kind = frame.get("type")
+        if kind == "lead_event":
+            return (EVENT, [float(frame["accepted_at"])])
+        if kind == "lead_events":
+            return (EVENT, [float(event["accepted_at"]) for event in frame["events"]])
         return _OTHER_FRAME
 
     async def answer_ping(self, ws: aiohttp.ClientWebSocketResponse) -> None:
@@ -104,7 +110,7 @@ class SocketIOWire:
         if data.startswith("42"):
             name, payload = orjson.loads(data[2:])
             if name == "lead_event":
-                return (EVENT, str(payload["event_id"]), float(payload["accepted_at"]))
+                return (EVENT, [float(payload["accepted_at"])])
             return _OTHER_FRAME
         if data == "2":
             return _PING_FRAME

@@ -28,7 +28,12 @@ from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 from services.common.redis import Redis, tenant_key
-from services.realtime.frames import FeedEntry, parse_stream_id
+from services.realtime.frames import (
+    MAX_EVENTS_PER_MESSAGE,
+    FeedEntry,
+    events_message,
+    parse_stream_id,
+)
 from services.realtime.metrics import LatencyWindow, RealtimeMetrics
 from services.realtime.stream import EventStream
 
@@ -128,18 +133,7 @@ class FeedConnection:
 
     async def send_entries(self, entries: list[FeedEntry]) -> int:
         """Send replayed entries (already in stream order) this socket wants."""
-        sent = 0
-        for entry in entries:
-            if entry.key <= self.cursor:
-                continue
-            if self.wants(entry):
-                await self._deliver(entry, live=False)
-                self._metrics.event_frames.inc()
-                sent += 1
-            else:
-                self.cursor = entry.key
-                self.cursor_id = entry.stream_id
-        return sent
+        return await self._send_wanted(entries, live=False)
 
     async def replay(self) -> int:
         """Send every stored entry after the cursor; return how many were sent."""
@@ -149,6 +143,7 @@ class FeedConnection:
         """Send queued entries and heartbeats until cancelled or the socket fails."""
         queue = self.queue
         wake = self._wake
+        agent_id = self.agent_id
         while True:
             await wake.wait()
             wake.clear()
@@ -166,17 +161,23 @@ class FeedConnection:
             sent = 0
             try:
                 while queue:
-                    entry = queue.popleft()
-                    if entry.key <= self.cursor:
-                        continue
-                    if entry.agent_id is not None and entry.agent_id != self.agent_id:
-                        continue
-                    await self._deliver(entry, live=True)
-                    sent += 1
+                    # Whatever is waiting goes as one message (see frames.py).
+                    batch: list[FeedEntry] = []
+                    cursor = self.cursor
+                    while queue and len(batch) < MAX_EVENTS_PER_MESSAGE:
+                        entry = queue.popleft()
+                        if entry.key <= cursor:
+                            continue
+                        if entry.agent_id is not None and entry.agent_id != agent_id:
+                            continue
+                        batch.append(entry)
+                    if batch:
+                        await self._deliver(batch, live=True)
+                        sent += len(batch)
             finally:
-                # One counter update per drained batch, not per frame.
+                # One counter update per drained queue, not per event.
                 if sent:
-                    self._metrics.event_frames.inc(sent)
+                    self._metrics.events_sent.inc(sent)
 
     async def _catch_up(self, *, live: bool) -> int:
         sent = 0
@@ -184,32 +185,61 @@ class FeedConnection:
             entries = await self._events.range_after(
                 self.tenant_id, self.cursor_id, count=self._page
             )
-            for entry in entries:
-                if self.wants(entry):
-                    await self._deliver(entry, live=live)
-                    self._metrics.event_frames.inc()
-                    sent += 1
-                else:
-                    self.cursor = entry.key
-                    self.cursor_id = entry.stream_id
+            sent += await self._send_wanted(entries, live=live)
             if len(entries) < self._page:
                 return sent
 
-    async def _deliver(self, entry: FeedEntry, *, live: bool) -> None:
-        await self._send(entry.frame)
+    async def _send_wanted(self, entries: list[FeedEntry], *, live: bool) -> int:
+        """Send, in messages of up to MAX_EVENTS_PER_MESSAGE, the entries this socket wants.
+
+        Entries at or below the cursor are skipped; the cursor moves past
+        entries meant for other agents too, so a resume never re-reads them.
+        """
+        batch: list[FeedEntry] = []
+        sent = 0
+        for entry in entries:
+            if entry.key <= self.cursor:
+                continue
+            if self.wants(entry):
+                batch.append(entry)
+                if len(batch) == MAX_EVENTS_PER_MESSAGE:
+                    await self._deliver(batch, live=live)
+                    sent += len(batch)
+                    batch = []
+            elif not batch:
+                self.cursor = entry.key
+                self.cursor_id = entry.stream_id
+        if batch:
+            await self._deliver(batch, live=live)
+            sent += len(batch)
+        if sent:
+            self._metrics.events_sent.inc(sent)
+        # Past the last entry read even if this socket wanted none of the tail.
+        if entries and entries[-1].key > self.cursor:
+            self.cursor = entries[-1].key
+            self.cursor_id = entries[-1].stream_id
+        return sent
+
+    async def _deliver(self, entries: list[FeedEntry], *, live: bool) -> None:
+        """Send ``entries`` in one message; record each one's latency.
+
+        The caller counts the events; the frame is counted here.
+        """
+        await self._send(events_message(entries))
+        (self._metrics.event_frames if len(entries) == 1 else self._metrics.batch_frames).inc()
         now = time.time()
-        latency = now - entry.accepted_at
-        self.cursor = entry.key
-        self.cursor_id = entry.stream_id
-        # The caller counts the frame (live frames once per drained batch).
-        if live:
-            self._metrics.live_latency.observe(latency)
-            self._window.add(now, latency)
-        else:
-            self._metrics.replay_latency.observe(latency)
-        if not entry.delivered:
-            entry.delivered = True
-            self._record(self.tenant_id, entry.event_id, latency)
+        last = entries[-1]
+        self.cursor = last.key
+        self.cursor_id = last.stream_id
+        histogram = self._metrics.live_latency if live else self._metrics.replay_latency
+        for entry in entries:
+            latency = now - entry.accepted_at
+            histogram.observe(latency)
+            if live:
+                self._window.add(now, latency)
+            if not entry.delivered:
+                entry.delivered = True
+                self._record(self.tenant_id, entry.event_id, latency)
 
 
 class TenantPool:

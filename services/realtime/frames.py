@@ -12,6 +12,12 @@ Frames (all JSON objects with a ``type``):
   id the ingest acknowledged), ``lead_id``, ``event_type``, ``agent_id`` (or
   null for a tenant-wide event), ``score``, ``model_version``, ``data`` and
   ``accepted_at`` (epoch seconds, float, when the ingest accepted the event).
+- ``lead_events``: ``events``, a list of ``lead_event`` objects in stream
+  order. Sent instead of consecutive ``lead_event`` frames when more than one
+  event is waiting for a socket (a burst, a replay, a client that fell
+  behind), up to `MAX_EVENTS_PER_MESSAGE`. One message per burst instead of
+  one per event: each WebSocket message is a write system call, the largest
+  per-event cost of fan-out. A socket that keeps up gets single frames.
 - ``ready``: sent once after authentication, the cap check and any replay;
   live events follow it. Carries ``replayed`` (how many missed events were
   sent before it), ``cursor``, ``heartbeat_interval`` and ``reconnect_delay``.
@@ -39,6 +45,9 @@ _EVENT_KEY = FIELD_EVENT_ID.encode()
 _AGENT_KEY = FIELD_AGENT_ID.encode()
 _ACCEPTED_KEY = FIELD_ACCEPTED_AT.encode()
 _BODY_KEY = FIELD_BODY.encode()
+
+MAX_EVENTS_PER_MESSAGE = 64
+"""Most events one ``lead_events`` message carries (bounds its size, ~64 x 1 KiB)."""
 
 
 def parse_stream_id(stream_id: str) -> tuple[int, int]:
@@ -146,6 +155,17 @@ class FeedEntry:
             accepted_at=accepted_at,
             frame='{"stream_id":"' + stream_id + '",' + body[1:],
         )
+
+
+def events_message(entries: list[FeedEntry]) -> str:
+    """The text that delivers ``entries`` (1 to `MAX_EVENTS_PER_MESSAGE`, in stream order).
+
+    One entry is its ``lead_event`` frame; several are one ``lead_events``
+    frame, spliced from the entries' frames without re-encoding them.
+    """
+    if len(entries) == 1:
+        return entries[0].frame
+    return '{"type":"lead_events","events":[' + ",".join(e.frame for e in entries) + "]}"
 
 
 def heartbeat_frame(now: float | None = None) -> str:

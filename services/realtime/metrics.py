@@ -59,8 +59,13 @@ class RealtimeMetrics:
         )
         self.frames_sent = counter(
             "websocket_frames_sent",
-            "Frames sent on feed WebSockets, by frame type.",
+            "Frames (WebSocket messages) sent on feed WebSockets, by frame type.",
             labelnames=("type",),
+            registry=registry,
+        )
+        self.events_sent = counter(
+            "websocket_events_sent",
+            "Lead events delivered on feed WebSockets (a lead_events frame carries several).",
             registry=registry,
         )
         self.connections_rejected = counter(
@@ -102,6 +107,7 @@ class RealtimeMetrics:
         self.live_latency = self.message_latency.labels(delivery="live")
         self.replay_latency = self.message_latency.labels(delivery="replay")
         self.event_frames = self.frames_sent.labels(type="lead_event")
+        self.batch_frames = self.frames_sent.labels(type="lead_events")
         self.heartbeat_frames = self.frames_sent.labels(type="heartbeat")
         self.control_frames = self.frames_sent.labels(type="control")
 

@@ -76,7 +76,7 @@ async def _next_event(
         async with asyncio.timeout(within_s):
             while True:
                 data = await ws.receive_str()
-                kind, _, _ = wire.parse(data)
+                kind, _ = wire.parse(data)
                 if kind == EVENT:
                     frame: dict[str, object] = orjson.loads(data[2:])[1]
                     return frame

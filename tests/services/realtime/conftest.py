@@ -206,6 +206,18 @@ async def wait_until(condition: Callable[[], Awaitable[bool]]) -> None:
             await asyncio.sleep(0.02)
 
 
+def lead_events(frame: dict[str, Any]) -> list[dict[str, Any]]:
+    """The lead events a frame carries: one ``lead_event``, a ``lead_events`` batch, or none."""
+    if frame["type"] == "lead_event":
+        return [frame]
+    if frame["type"] == "lead_events":
+        events: list[dict[str, Any]] = frame["events"]
+        assert len(events) >= 2, "a batch frame carries at least two events"
+        assert all(event["type"] == "lead_event" for event in events)
+        return events
+    return []
+
+
 class Feed:
     """A connected feed client that has received its ``ready`` frame."""
 
@@ -213,6 +225,8 @@ class Feed:
         self.conn = conn
         self.ready: dict[str, Any] = {}
         self.before_ready: list[dict[str, Any]] = []
+        # Events of a ``lead_events`` frame not yet returned by next_event().
+        self.pending: list[dict[str, Any]] = []
 
     async def frame(self) -> dict[str, Any]:
         """The next frame of any type."""
@@ -232,14 +246,13 @@ class Feed:
     @property
     def replayed(self) -> list[dict[str, Any]]:
         """Lead events sent before ``ready`` (the replay)."""
-        return [f for f in self.before_ready if f["type"] == "lead_event"]
+        return [event for frame in self.before_ready for event in lead_events(frame)]
 
     async def next_event(self) -> dict[str, Any]:
-        """The next ``lead_event`` frame (heartbeats are skipped)."""
-        while True:
-            frame = await self.frame()
-            if frame["type"] == "lead_event":
-                return frame
+        """The next lead event (heartbeats are skipped, ``lead_events`` unpacked)."""
+        while not self.pending:
+            self.pending.extend(lead_events(await self.frame()))
+        return self.pending.pop(0)
 
     async def until_closed(self) -> None:
         """Read (and drop) frames until the server closes the socket."""

@@ -108,6 +108,7 @@ async def test_ingest_and_frames_are_counted(
     get = replica.registry.get_sample_value
     assert get("realtime_events_ingested_total", {"publish": "published"}) == 1.0
     assert get("websocket_frames_sent_total", {"type": "lead_event"}) == 1.0
+    assert get("websocket_events_sent_total") == 1.0
     assert get("websocket_frames_sent_total", {"type": "control"}) == 1.0
 
 
