@@ -28,12 +28,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 from services.common.redis import Redis, tenant_key
-from services.realtime.frames import (
-    MAX_EVENTS_PER_MESSAGE,
-    FeedEntry,
-    events_message,
-    parse_stream_id,
-)
+from services.realtime.frames import FeedEntry, MessageBatch, events_message, parse_stream_id
 from services.realtime.metrics import LatencyWindow, RealtimeMetrics
 from services.realtime.stream import EventStream
 
@@ -162,18 +157,21 @@ class FeedConnection:
             try:
                 while queue:
                     # Whatever is waiting goes as one message (see frames.py).
-                    batch: list[FeedEntry] = []
+                    batch = MessageBatch()
                     cursor = self.cursor
-                    while queue and len(batch) < MAX_EVENTS_PER_MESSAGE:
+                    while queue:
                         entry = queue.popleft()
                         if entry.key <= cursor:
                             continue
                         if entry.agent_id is not None and entry.agent_id != agent_id:
                             continue
-                        batch.append(entry)
-                    if batch:
-                        await self._deliver(batch, live=True)
-                        sent += len(batch)
+                        if not batch.fits(entry):
+                            queue.appendleft(entry)
+                            break
+                        batch.add(entry)
+                    if batch.entries:
+                        await self._deliver(batch.entries, live=True)
+                        sent += len(batch.entries)
             finally:
                 # One counter update per drained queue, not per event.
                 if sent:
@@ -190,28 +188,28 @@ class FeedConnection:
                 return sent
 
     async def _send_wanted(self, entries: list[FeedEntry], *, live: bool) -> int:
-        """Send, in messages of up to MAX_EVENTS_PER_MESSAGE, the entries this socket wants.
+        """Send the entries this socket wants, as few messages as `MessageBatch` allows.
 
         Entries at or below the cursor are skipped; the cursor moves past
         entries meant for other agents too, so a resume never re-reads them.
         """
-        batch: list[FeedEntry] = []
+        batch = MessageBatch()
         sent = 0
         for entry in entries:
             if entry.key <= self.cursor:
                 continue
             if self.wants(entry):
-                batch.append(entry)
-                if len(batch) == MAX_EVENTS_PER_MESSAGE:
-                    await self._deliver(batch, live=live)
-                    sent += len(batch)
-                    batch = []
-            elif not batch:
+                if not batch.fits(entry):
+                    await self._deliver(batch.entries, live=live)
+                    sent += len(batch.entries)
+                    batch = MessageBatch()
+                batch.add(entry)
+            elif not batch.entries:
                 self.cursor = entry.key
                 self.cursor_id = entry.stream_id
-        if batch:
-            await self._deliver(batch, live=live)
-            sent += len(batch)
+        if batch.entries:
+            await self._deliver(batch.entries, live=live)
+            sent += len(batch.entries)
         if sent:
             self._metrics.events_sent.inc(sent)
         # Past the last entry read even if this socket wanted none of the tail.

@@ -15,7 +15,8 @@ Frames (all JSON objects with a ``type``):
 - ``lead_events``: ``events``, a list of ``lead_event`` objects in stream
   order. Sent instead of consecutive ``lead_event`` frames when more than one
   event is waiting for a socket (a burst, a replay, a client that fell
-  behind), up to `MAX_EVENTS_PER_MESSAGE`. One message per burst instead of
+  behind), up to `MAX_EVENTS_PER_MESSAGE` events and `MAX_MESSAGE_CHARS`
+  characters (`MessageBatch`). One message per burst instead of
   one per event: each WebSocket message is a write system call, the largest
   per-event cost of fan-out. A socket that keeps up gets single frames.
 - ``ready``: sent once after authentication, the cap check and any replay;
@@ -47,7 +48,14 @@ _ACCEPTED_KEY = FIELD_ACCEPTED_AT.encode()
 _BODY_KEY = FIELD_BODY.encode()
 
 MAX_EVENTS_PER_MESSAGE = 64
-"""Most events one ``lead_events`` message carries (bounds its size, ~64 x 1 KiB)."""
+"""Most events one ``lead_events`` message carries."""
+MAX_MESSAGE_CHARS = 256 * 1024
+"""Largest ``lead_events`` message, in characters (at most 1 MiB of UTF-8).
+
+Common clients refuse bigger messages by default (Python ``websockets``:
+1 MiB), and an event may carry up to REALTIME_MAX_EVENT_BYTES of CRM data.
+A single event larger than this still goes, alone, as a ``lead_event``.
+"""
 
 
 def parse_stream_id(stream_id: str) -> tuple[int, int]:
@@ -155,6 +163,28 @@ class FeedEntry:
             accepted_at=accepted_at,
             frame='{"stream_id":"' + stream_id + '",' + body[1:],
         )
+
+
+class MessageBatch:
+    """The entries of one message, within both `MAX_EVENTS_PER_MESSAGE` and `MAX_MESSAGE_CHARS`."""
+
+    __slots__ = ("chars", "entries")
+
+    def __init__(self) -> None:
+        self.entries: list[FeedEntry] = []
+        self.chars = 0
+
+    def fits(self, entry: FeedEntry) -> bool:
+        """Whether ``entry`` may join (the first entry always may)."""
+        return not self.entries or (
+            len(self.entries) < MAX_EVENTS_PER_MESSAGE
+            and self.chars + len(entry.frame) <= MAX_MESSAGE_CHARS
+        )
+
+    def add(self, entry: FeedEntry) -> None:
+        """Append ``entry`` (check `fits` first)."""
+        self.entries.append(entry)
+        self.chars += len(entry.frame)
 
 
 def events_message(entries: list[FeedEntry]) -> str:

@@ -58,16 +58,17 @@ def _request_schema(model: type[LeadEventCreate | LeadEventBatchCreate]) -> dict
     return inlined
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
+async def _read_body(request: Request, limit: int, setting: str) -> bytes:
+    too_large = f"body exceeds {limit} bytes ({setting}); send less data per request"
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise HTTPException(413, f"event body exceeds {limit} bytes")
+        raise HTTPException(413, too_large)
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise HTTPException(413, f"event body exceeds {limit} bytes")
+            raise HTTPException(413, too_large)
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -127,7 +128,9 @@ async def ingest_lead_event(
     when Redis is unreachable, ``deferred`` (the outbox relay publishes it
     when Redis is back). The tenant comes from the token only.
     """
-    body = await _read_body(request, runtime.settings.realtime_max_event_bytes)
+    body = await _read_body(
+        request, runtime.settings.realtime_max_event_bytes, "REALTIME_MAX_EVENT_BYTES"
+    )
     event = _parse(body, LeadEventCreate)
     # Microsecond precision: what timestamptz stores, so a frame relayed from
     # Postgres carries exactly the accepted_at the acknowledgement gave.
@@ -169,9 +172,8 @@ async def ingest_lead_event_batch(
     all are stored (one transaction); ``accepted_at`` is the same for all.
     """
     settings = runtime.settings
-    batch = _parse(
-        await _read_body(request, settings.realtime_max_batch_bytes), LeadEventBatchCreate
-    )
+    body = await _read_body(request, settings.realtime_max_batch_bytes, "REALTIME_MAX_BATCH_BYTES")
+    batch = _parse(body, LeadEventBatchCreate)
     if len(batch.events) > settings.realtime_max_batch_events:
         raise RequestValidationError(
             [

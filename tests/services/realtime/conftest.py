@@ -236,12 +236,13 @@ class Feed:
 
     async def wait_ready(self) -> None:
         """Read up to the ``ready`` frame, keeping what came before it."""
-        while True:
-            frame = await self.frame()
-            if frame["type"] == "ready":
-                self.ready = frame
-                return
-            self.before_ready.append(frame)
+        async with asyncio.timeout(RECEIVE_TIMEOUT):
+            while True:
+                frame = await self.frame()
+                if frame["type"] == "ready":
+                    self.ready = frame
+                    return
+                self.before_ready.append(frame)
 
     @property
     def replayed(self) -> list[dict[str, Any]]:
@@ -249,15 +250,20 @@ class Feed:
         return [event for frame in self.before_ready for event in lead_events(frame)]
 
     async def next_event(self) -> dict[str, Any]:
-        """The next lead event (heartbeats are skipped, ``lead_events`` unpacked)."""
-        while not self.pending:
-            self.pending.extend(lead_events(await self.frame()))
+        """The next lead event (heartbeats are skipped, ``lead_events`` unpacked).
+
+        Fails after RECEIVE_TIMEOUT even while heartbeats keep arriving.
+        """
+        async with asyncio.timeout(RECEIVE_TIMEOUT):
+            while not self.pending:
+                self.pending.extend(lead_events(await self.frame()))
         return self.pending.pop(0)
 
     async def until_closed(self) -> None:
-        """Read (and drop) frames until the server closes the socket."""
-        while True:
-            await self.frame()
+        """Read (and drop) frames until the server closes the socket (or fail the test)."""
+        async with asyncio.timeout(RECEIVE_TIMEOUT):
+            while True:
+                await self.frame()
 
     async def events(self, count: int) -> list[dict[str, Any]]:
         """The next ``count`` lead events, in order."""

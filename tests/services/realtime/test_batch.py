@@ -158,7 +158,7 @@ async def test_oversized_batch_is_413(
     body = batch_body(sample_leads[:1], "big", data={"blob": "x" * limit})
     response = await post_batch(http, replica, make_token("tenant-a"), json=body)
     assert response.status_code == 413
-    assert str(limit) in response.json()["detail"]
+    assert f"{limit} bytes (REALTIME_MAX_BATCH_BYTES)" in response.json()["detail"]
 
 
 @pytest.mark.parametrize(

@@ -10,11 +10,16 @@ import orjson
 
 from services.common.metrics import new_registry
 from services.realtime.connections import FeedConnection
-from services.realtime.frames import MAX_EVENTS_PER_MESSAGE, FeedEntry, encode_event_body
+from services.realtime.frames import (
+    MAX_EVENTS_PER_MESSAGE,
+    MAX_MESSAGE_CHARS,
+    FeedEntry,
+    encode_event_body,
+)
 from services.realtime.metrics import LatencyWindow, RealtimeMetrics
 
 
-def entry(seq: int, agent_id: str | None = None) -> FeedEntry:
+def entry(seq: int, agent_id: str | None = None, data: dict[str, Any] | None = None) -> FeedEntry:
     body = encode_event_body(
         event_id=f"e{seq}",
         lead_id=f"lead-{seq}",
@@ -22,7 +27,7 @@ def entry(seq: int, agent_id: str | None = None) -> FeedEntry:
         agent_id=agent_id,
         score=0.5,
         model_version="v1",
-        data={},
+        data=data or {},
         accepted_at=time.time(),
     ).decode()
     return FeedEntry.from_body(
@@ -147,3 +152,23 @@ async def test_events_arriving_while_a_send_is_slow_are_coalesced() -> None:
     await asyncio.gather(writer, return_exceptions=True)
     assert [f["type"] for f in socket.sent] == ["lead_event", "lead_events"]
     assert socket.events() == ["e1", "e2", "e3", "e4"]
+
+
+async def test_a_frame_stays_under_the_size_limit_and_a_huge_event_goes_alone() -> None:
+    socket, metrics = Socket(), RealtimeMetrics(new_registry())
+    conn = connection(socket, metrics)
+    big = "x" * (MAX_MESSAGE_CHARS // 3)
+    entries = [entry(seq, data={"blob": big}) for seq in range(1, 5)]
+    huge = entry(5, data={"blob": "y" * MAX_MESSAGE_CHARS})
+    for item in [*entries, huge, entry(6)]:
+        conn.offer(item)
+    await deliver(conn, socket, 6)
+    assert socket.events() == [f"e{n}" for n in range(1, 7)]
+    sizes = [len(orjson.dumps(frame)) for frame in socket.sent]
+    assert [f["type"] for f in socket.sent] == [
+        "lead_events",
+        "lead_events",
+        "lead_event",
+        "lead_event",
+    ]
+    assert all(size <= MAX_MESSAGE_CHARS for size in sizes[:2])
