@@ -101,10 +101,23 @@ class HttpMetrics:
             buckets=HTTP_LATENCY_BUCKETS,
         )
 
+        # (method, route, status) -> the two label children. ``labels()`` takes
+        # a lock and builds a key on every call; the label values are bounded
+        # (route templates, not paths), so the cache is too.
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
     def observe(self, *, method: str, route: str, status: int, seconds: float) -> None:
         """Record one finished request."""
-        self.requests.labels(method, route, str(status)).inc()
-        self.duration.labels(method, route).observe(seconds)
+        key = (method, route, status)
+        children = self._children.get(key)
+        if children is None:
+            children = (
+                self.requests.labels(method, route, str(status)),
+                self.duration.labels(method, route),
+            )
+            self._children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
 
 def build_info(registry: CollectorRegistry, *, service: str, version: str) -> Gauge:
