@@ -23,12 +23,13 @@ Group commit: the events of one tenant go through steps 2-4 together (one
 model call, one INSERT of all rows in one transaction, one pipelined round
 of XADDs). A tenant has at most one group in flight; events that arrive
 while it is being stored wait for it and then form the next group, all of
-them at once (whole requests, up to `MAX_GROUP` events). At light load a group is a single event
-and nothing waits longer than the current loop turn; under load the groups
-grow by themselves with the rate, so the per-event cost drops from several
-round trips to a fraction of one instead of every event paying for its own
-transaction (which is what capped the ingest near 230 events/s). Within a
-tenant, groups are stored and published in arrival order.
+them at once (whole requests, up to `MAX_GROUP` events: a batch request is
+never split, so it is stored whole or not at all). At light load a group is
+a single event and nothing waits longer than the current loop turn; under
+load the groups grow by themselves with the rate, so the per-event cost
+drops from several round trips to a fraction of one instead of every event
+paying for its own transaction (which is what capped the ingest near 230
+events/s). Within a tenant, groups are stored and published in arrival order.
 """
 
 from __future__ import annotations

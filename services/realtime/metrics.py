@@ -82,7 +82,9 @@ class RealtimeMetrics:
         )
         self.events_rejected = counter(
             "realtime_events_rejected",
-            "Lead events refused at ingest, by reason.",
+            "Webhook requests refused before anything was stored, by reason "
+            "(too_large, invalid, too_many_events; authentication failures are in "
+            "http_requests_total as 401).",
             labelnames=("reason",),
             registry=registry,
         )

@@ -26,6 +26,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
 from services.realtime.deps import PrincipalDep, RuntimeDep
+from services.realtime.runtime import RealtimeRuntime
 from services.realtime.schemas import (
     LeadEventAccepted,
     LeadEventBatchAccepted,
@@ -90,6 +91,26 @@ def _parse(body: bytes, model: type[Body]) -> Body:
         raise _in_body(exc) from None
 
 
+async def _read_valid(
+    request: Request, runtime: RealtimeRuntime, model: type[Body], limit: int, setting: str
+) -> Body:
+    """The request's body read (at most ``limit`` bytes) and validated as ``model``.
+
+    Refusals are counted in ``realtime_events_rejected_total`` by reason.
+    """
+    rejected = runtime.metrics.events_rejected
+    try:
+        body = await _read_body(request, limit, setting)
+    except HTTPException:
+        rejected.labels(reason="too_large").inc()
+        raise
+    try:
+        return _parse(body, model)
+    except RequestValidationError:
+        rejected.labels(reason="invalid").inc()
+        raise
+
+
 def _in_body(exc: ValidationError) -> RequestValidationError:
     # Locations relative to the body, as FastAPI reports its own body errors.
     return RequestValidationError(
@@ -128,10 +149,13 @@ async def ingest_lead_event(
     when Redis is unreachable, ``deferred`` (the outbox relay publishes it
     when Redis is back). The tenant comes from the token only.
     """
-    body = await _read_body(
-        request, runtime.settings.realtime_max_event_bytes, "REALTIME_MAX_EVENT_BYTES"
+    event = await _read_valid(
+        request,
+        runtime,
+        LeadEventCreate,
+        runtime.settings.realtime_max_event_bytes,
+        "REALTIME_MAX_EVENT_BYTES",
     )
-    event = _parse(body, LeadEventCreate)
     # Microsecond precision: what timestamptz stores, so a frame relayed from
     # Postgres carries exactly the accepted_at the acknowledgement gave.
     accepted = await runtime.ingest.ingest(
@@ -172,9 +196,15 @@ async def ingest_lead_event_batch(
     all are stored (one transaction); ``accepted_at`` is the same for all.
     """
     settings = runtime.settings
-    body = await _read_body(request, settings.realtime_max_batch_bytes, "REALTIME_MAX_BATCH_BYTES")
-    batch = _parse(body, LeadEventBatchCreate)
+    batch = await _read_valid(
+        request,
+        runtime,
+        LeadEventBatchCreate,
+        settings.realtime_max_batch_bytes,
+        "REALTIME_MAX_BATCH_BYTES",
+    )
     if len(batch.events) > settings.realtime_max_batch_events:
+        runtime.metrics.events_rejected.labels(reason="too_many_events").inc()
         raise RequestValidationError(
             [
                 {

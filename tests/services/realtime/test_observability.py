@@ -112,6 +112,26 @@ async def test_ingest_and_frames_are_counted(
     assert get("websocket_frames_sent_total", {"type": "control"}) == 1.0
 
 
+async def test_refused_webhooks_are_counted_by_reason(
+    replica: Replica,
+    http: httpx.AsyncClient,
+    make_token: Callable[..., str],
+    sample_leads: list[LeadFeatures],
+) -> None:
+    headers = {"Authorization": f"Bearer {make_token('tenant-a')}"}
+    base = f"{replica.http}/v1/leads/events"
+    limit = replica.app.state.settings.realtime_max_event_bytes
+    await http.post(base, content=b'{"lead_id": ', headers=headers)
+    await http.post(base, content=b"x" * (limit + 1), headers=headers)
+    too_many = {"events": [event_body(sample_leads[0])] * 101}
+    await http.post(f"{base}/batch", json=too_many, headers=headers)
+    await http.post(f"{base}/batch", json={"events": []}, headers=headers)
+    get = replica.registry.get_sample_value
+    assert get("realtime_events_rejected_total", {"reason": "invalid"}) == 2.0
+    assert get("realtime_events_rejected_total", {"reason": "too_large"}) == 1.0
+    assert get("realtime_events_rejected_total", {"reason": "too_many_events"}) == 1.0
+
+
 async def test_refused_connections_are_counted_by_reason(
     replica: Replica, make_token: Callable[..., str]
 ) -> None:
