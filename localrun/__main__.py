@@ -153,6 +153,10 @@ def print_guide(
             '"days_since_created":2}}\''
         )
         _say(
+            f'  (or up to 100 at once: POST {{"events": [...]}} to '
+            f"http://127.0.0.1:{port}/v1/leads/events/batch; see docs/contracts.md)"
+        )
+        _say(
             f"More tokens: enterprisehub token --tenant {tenant.tenant_id} --subject agent-9 "
             f"(with JWT_SECRET_KEY from {state_dir / 'jwt-secret'} and JWT_KEY_ID=local)"
         )
