@@ -88,6 +88,8 @@ class TokenVerifier:
 
     The key set is fixed for the verifier's life (a rotation is a restart
     with new settings), which is what makes remembering verified tokens safe.
+    The cache is not locked: a verifier belongs to one app, whose routes and
+    dependencies call it from the event loop's thread.
     """
 
     def __init__(
