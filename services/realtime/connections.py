@@ -138,7 +138,6 @@ class FeedConnection:
         """Send queued entries and heartbeats until cancelled or the socket fails."""
         queue = self.queue
         wake = self._wake
-        agent_id = self.agent_id
         while True:
             await wake.wait()
             wake.clear()
@@ -153,29 +152,22 @@ class FeedConnection:
                 self.overflowed = False
                 self._metrics.slow_consumer_catchups.inc()
                 await self._catch_up(live=False)
-            sent = 0
-            try:
+            while queue:
+                # Whatever is waiting goes as one message (see frames.py).
+                # Entries leave the queue only as they are sent, so a slow
+                # socket's backlog keeps counting against its queue bound.
+                batch = MessageBatch()
+                cursor = self.cursor
                 while queue:
-                    # Whatever is waiting goes as one message (see frames.py).
-                    batch = MessageBatch()
-                    cursor = self.cursor
-                    while queue:
-                        entry = queue.popleft()
-                        if entry.key <= cursor:
-                            continue
-                        if entry.agent_id is not None and entry.agent_id != agent_id:
-                            continue
-                        if not batch.fits(entry):
-                            queue.appendleft(entry)
-                            break
-                        batch.add(entry)
-                    if batch.entries:
-                        await self._deliver(batch.entries, live=True)
-                        sent += len(batch.entries)
-            finally:
-                # One counter update per drained queue, not per event.
-                if sent:
-                    self._metrics.events_sent.inc(sent)
+                    entry = queue.popleft()
+                    if entry.key <= cursor or not self.wants(entry):
+                        continue
+                    if not batch.fits(entry):
+                        queue.appendleft(entry)
+                        break
+                    batch.add(entry)
+                if batch.entries:
+                    await self._deliver(batch.entries, live=True)
 
     async def _catch_up(self, *, live: bool) -> int:
         sent = 0
@@ -210,8 +202,6 @@ class FeedConnection:
         if batch.entries:
             await self._deliver(batch.entries, live=live)
             sent += len(batch.entries)
-        if sent:
-            self._metrics.events_sent.inc(sent)
         # Past the last entry read even if this socket wanted none of the tail.
         if entries and entries[-1].key > self.cursor:
             self.cursor = entries[-1].key
@@ -219,12 +209,10 @@ class FeedConnection:
         return sent
 
     async def _deliver(self, entries: list[FeedEntry], *, live: bool) -> None:
-        """Send ``entries`` in one message; record each one's latency.
-
-        The caller counts the events; the frame is counted here.
-        """
+        """Send ``entries`` in one message; count it and record each event's latency."""
         await self._send(events_message(entries))
         (self._metrics.event_frames if len(entries) == 1 else self._metrics.batch_frames).inc()
+        self._metrics.events_sent.inc(len(entries))
         now = time.time()
         last = entries[-1]
         self.cursor = last.key

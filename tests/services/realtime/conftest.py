@@ -22,6 +22,7 @@ import pytest_asyncio
 import uvicorn
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
+from pydantic import SecretStr
 from websockets.asyncio.client import ClientConnection, connect
 
 from localrun.servers import free_port
@@ -154,6 +155,15 @@ async def replicas(
 async def replica(replicas: Callable[..., Awaitable[Replica]]) -> Replica:
     """One running replica."""
     return await replicas()
+
+
+@pytest_asyncio.fixture
+async def replica_without_postgres(
+    replicas: Callable[..., Awaitable[Replica]], realtime_settings: RealtimeSettings
+) -> Replica:
+    """A replica whose DATABASE_URL points at a closed port (Redis is up)."""
+    unreachable = SecretStr(f"postgresql://nobody:secret@127.0.0.1:{free_port()}/nothing")
+    return await replicas(realtime_settings.model_copy(update={"database_url": unreachable}))
 
 
 @pytest_asyncio.fixture

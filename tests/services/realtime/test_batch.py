@@ -9,9 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
-from pydantic import SecretStr
 
-from localrun.servers import free_port
 from services.common.database import Database
 from services.common.scoring import LeadFeatures
 from services.realtime.config import RealtimeSettings
@@ -215,14 +213,12 @@ async def test_concurrent_batches_are_each_stored_in_one_transaction(
 
 
 async def test_a_batch_is_not_acknowledged_when_it_cannot_be_stored(
-    replicas: Callable[..., Any],
-    realtime_settings: RealtimeSettings,
+    replica_without_postgres: Replica,
     http: httpx.AsyncClient,
     make_token: Callable[..., str],
     sample_leads: list[LeadFeatures],
 ) -> None:
-    unreachable = SecretStr(f"postgresql://nobody:secret@127.0.0.1:{free_port()}/nothing")
-    replica = await replicas(realtime_settings.model_copy(update={"database_url": unreachable}))
+    replica = replica_without_postgres
     response = await post_batch(
         http, replica, make_token("tenant-a"), json=batch_body(sample_leads[:2], "down")
     )

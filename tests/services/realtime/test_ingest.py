@@ -7,12 +7,9 @@ from typing import Any
 
 import httpx
 import pytest
-from pydantic import SecretStr
 
-from localrun.servers import free_port
 from services.common.database import Database
 from services.common.scoring import LeadFeatures
-from services.realtime.config import RealtimeSettings
 from tests.services.realtime.conftest import Replica, event_body, post_event
 
 pytestmark = pytest.mark.integration
@@ -144,14 +141,12 @@ async def test_published_event_gets_its_stream_id_recorded(
 
 
 async def test_event_is_not_acknowledged_when_it_cannot_be_stored(
-    replicas: Callable[..., Any],
-    realtime_settings: RealtimeSettings,
+    replica_without_postgres: Replica,
     http: httpx.AsyncClient,
     make_token: Callable[..., str],
     sample_leads: list[LeadFeatures],
 ) -> None:
-    unreachable = SecretStr(f"postgresql://nobody:secret@127.0.0.1:{free_port()}/nothing")
-    replica = await replicas(realtime_settings.model_copy(update={"database_url": unreachable}))
+    replica = replica_without_postgres
     response = await _post(http, replica, make_token("tenant-a"), json=event_body(sample_leads[0]))
     assert response.status_code == 503
     assert response.json()["reason"] == "dependency_unavailable"
