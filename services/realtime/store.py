@@ -36,26 +36,20 @@ FROM unnest($2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::floa
      AS u(event_id, lead_id, event_type, agent_id, document, accepted_at)
 """
 
-MARK_PUBLISHED = """
-UPDATE realtime_intelligence_events AS e
-SET stream_id = u.stream_id, published_at = now()
-FROM unnest($1::uuid[], $2::text[]) AS u(event_id, stream_id)
-WHERE e.event_id = u.event_id AND e.published_at IS NULL
-"""
-
-RECORD_LATENCY = """
-UPDATE realtime_intelligence_events AS e
-SET websocket_latency_seconds = LEAST(COALESCE(e.websocket_latency_seconds, u.s), u.s)
-FROM unnest($1::uuid[], $2::float8[]) AS u(event_id, s)
-WHERE e.event_id = u.event_id
-"""
-
-# The row writer's flush: publish marks and first-delivery latencies of one
-# tenant in one statement, so an event this replica both published and
-# delivered gets one row update instead of two. A NULL stream id means "no
-# mark" and a NULL latency "no latency" for that event; a mark never
-# overwrites an earlier one (as MARK_PUBLISHED), a latency keeps the minimum
-# (as RECORD_LATENCY).
+# Publish marks and first-delivery latencies of one tenant in one statement,
+# so an event a replica both published and delivered gets one row update
+# instead of two. A NULL stream id means "no mark" and a NULL latency "no
+# latency" for that event; a mark never overwrites an earlier one and a
+# latency keeps the minimum.
+#
+# Rows are found through the primary key. The filter is deliberately not a
+# bare "published_at IS NULL": that matches the outbox's partial index, whose
+# statistics say "almost empty" (the normal state), and the planner then
+# reads every unpublished entry of the tenant to mark a handful of rows:
+# O(backlog) per statement, quadratic for a relay working through a backlog
+# after a Redis outage. (On a table that was never analyzed, e.g. during the
+# first minute of a fresh database, any tenant looks one row long and the
+# planner scans the tenant instead; autovacuum's first analyze ends that.)
 MARK_AND_RECORD = """
 UPDATE realtime_intelligence_events AS e
 SET stream_id = CASE WHEN u.stream_id IS NOT NULL AND e.published_at IS NULL
@@ -176,29 +170,17 @@ async def insert_events(conn: Any, *, tenant_id: str, rows: list[NewEvent]) -> N
 
 async def mark_published(conn: Any, stream_ids: dict[str, str]) -> None:
     """Record the stream ids of published events (``{event_id: stream_id}``)."""
-    if stream_ids:
-        await conn.execute(MARK_PUBLISHED, list(stream_ids), list(stream_ids.values()))
+    await mark_and_record(conn, stream_ids, {})
 
 
 async def record_latencies(conn: Any, latencies: dict[str, float]) -> None:
     """Keep each event's fastest first delivery (``{event_id: seconds}``)."""
-    if latencies:
-        await conn.execute(
-            # Clamped at 0: a client clock cannot be involved, but the ingest and
-            # the sending replica may be different hosts (the column CHECKs >= 0).
-            RECORD_LATENCY,
-            list(latencies),
-            [max(0.0, s) for s in latencies.values()],
-        )
+    await mark_and_record(conn, {}, latencies)
 
 
 async def mark_and_record(conn: Any, marks: dict[str, str], latencies: dict[str, float]) -> None:
-    """`mark_published` and `record_latencies` in one statement (one update per row)."""
-    if not latencies:
-        await mark_published(conn, marks)
-        return
-    if not marks:
-        await record_latencies(conn, latencies)
+    """Write publish marks and delivery latencies of one tenant's events, one update per row."""
+    if not marks and not latencies:
         return
     # Sorted: replicas updating overlapping rows lock them in the same order.
     event_ids = sorted(marks.keys() | latencies.keys())
@@ -206,7 +188,8 @@ async def mark_and_record(conn: Any, marks: dict[str, str], latencies: dict[str,
         MARK_AND_RECORD,
         event_ids,
         [marks.get(event_id) for event_id in event_ids],
-        # Clamped at 0 as in record_latencies.
+        # Clamped at 0: the ingest and the sending replica may be different
+        # hosts, whose clocks differ a little (the column CHECKs >= 0).
         [None if (s := latencies.get(event_id)) is None else max(0.0, s) for event_id in event_ids],
     )
 

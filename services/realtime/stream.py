@@ -44,6 +44,25 @@ REDIS_DOWN: tuple[type[BaseException], ...] = (RedisError, *UNAVAILABLE_ERRORS)
 """Errors meaning Redis could not serve a command (unreachable, timed out, refused)."""
 EMPTY_STREAM_ID = "0-0"
 
+# XADD of several entries in one command. One script call costs the client
+# about a third of the CPU of a pipeline of XADDs (redis-py's work per command
+# and per argument), and Redis runs it atomically. ARGV: the MAXLEN, the number
+# of fields per entry and their names (once), then each entry's values in that
+# order. Single key, so it is valid on a cluster too.
+_XADD_MANY = """
+local n = tonumber(ARGV[2])
+local ids = {}
+for i = 3 + n, #ARGV, n do
+  local args = {KEYS[1], 'MAXLEN', '~', ARGV[1], '*'}
+  for k = 1, n do
+    args[4 + 2 * k] = ARGV[2 + k]
+    args[5 + 2 * k] = ARGV[i + k - 1]
+  end
+  ids[#ids + 1] = redis.call('XADD', unpack(args))
+end
+return ids
+"""
+
 
 def stream_key(tenant_id: str) -> str:
     """The Redis key of a tenant's event stream."""
@@ -70,6 +89,8 @@ class EventStream:
     def __init__(self, redis: Redis, *, maxlen: int) -> None:
         self._redis = redis
         self._maxlen = maxlen
+        # Sent as EVALSHA; redis-py loads the script again after a Redis restart.
+        self._xadd_many = redis.register_script(_XADD_MANY)
 
     async def publish(
         self,
@@ -99,7 +120,7 @@ class EventStream:
         return _text(stream_id)
 
     async def publish_many(self, tenant_id: str, items: Sequence[PublishItem]) -> list[str]:
-        """Append events in order with one pipelined round trip; return their ids."""
+        """Append events in order with one command (one round trip); return their ids."""
         if len(items) == 1:
             item = items[0]
             return [
@@ -111,19 +132,20 @@ class EventStream:
                     body=item.body,
                 )
             ]
-        key = stream_key(tenant_id)
-        # No MULTI: order within the pipeline is kept without a transaction,
-        # and a partial failure is covered by the outbox like a single one.
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for item in items:
-                fields = stream_fields(
-                    event_id=item.event_id,
-                    agent_id=item.agent_id,
-                    accepted_at=item.accepted_at,
-                    body=item.body,
-                )
-                pipe.xadd(key, fields, maxlen=self._maxlen, approximate=True)  # type: ignore[arg-type]
-            replies: list[Any] = await pipe.execute()
+        entries = [
+            stream_fields(
+                event_id=item.event_id,
+                agent_id=item.agent_id,
+                accepted_at=item.accepted_at,
+                body=item.body,
+            )
+            for item in items
+        ]
+        names = list(entries[0])
+        args: list[Any] = [self._maxlen, len(names), *names]
+        for fields in entries:
+            args.extend(fields.values())
+        replies: list[Any] = await self._xadd_many(keys=[stream_key(tenant_id)], args=args)
         return [_text(reply) for reply in replies]
 
     async def range_after(self, tenant_id: str, after: str, *, count: int) -> list[FeedEntry]:

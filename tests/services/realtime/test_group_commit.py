@@ -160,3 +160,68 @@ async def test_marks_and_latencies_are_written_together_with_the_old_rules(db: D
         # An earlier mark is never overwritten; the latency keeps the minimum.
         "published-before": ("1-0", True, 0.2),
     }
+
+
+def _index_names(plan: Any) -> set[str]:
+    """Every index a JSON EXPLAIN plan reads."""
+    if isinstance(plan, dict):
+        found = {plan["Index Name"]} if "Index Name" in plan else set()
+        for value in plan.values():
+            found |= _index_names(value)
+        return found
+    if isinstance(plan, list):
+        return set().union(*(_index_names(item) for item in plan)) if plan else set()
+    return set()
+
+
+async def test_marking_a_few_events_reads_them_by_key_whatever_the_backlog(
+    db: Database, owner_db: Database
+) -> None:
+    # Statistics taken while nothing was waiting say "the outbox is empty";
+    # then a backlog builds up (a Redis outage). Marking ten events must stay
+    # ten key lookups, not a pass over the tenant's backlog.
+    backlog = (
+        "INSERT INTO realtime_intelligence_events "
+        "(lead_id, event_type, intelligence_data, published_at) "
+        "SELECT 'lead-' || i, 'lead_scored', '{{}}', {published} "
+        "FROM generate_series(1, $1) AS i"
+    )
+    async with db.tenant("tenant-a") as conn:
+        await conn.execute(backlog.format(published="now()"), 2000)
+    async with owner_db.unscoped() as conn:
+        await conn.execute("ANALYZE realtime_intelligence_events")
+    async with db.tenant("tenant-a") as conn:
+        await conn.execute(backlog.format(published="NULL"), 3000)
+        ids = await conn.fetch(
+            "SELECT event_id::text FROM realtime_intelligence_events "
+            "WHERE published_at IS NULL LIMIT 10"
+        )
+        event_ids = sorted(row["event_id"] for row in ids)
+        # Once first, so the logged calls below are not type introspection.
+        nobody = "00000000-0000-0000-0000-000000000000"
+        await store.mark_and_record(conn, {nobody: "1-0"}, {nobody: 0.1})
+        sent: list[Any] = []
+        conn.add_query_logger(sent.append)
+        await store.mark_published(
+            conn, {event_id: f"9-{i}" for i, event_id in enumerate(event_ids)}
+        )
+        await store.record_latencies(conn, dict.fromkeys(event_ids, 0.002))
+        await store.mark_and_record(conn, {event_ids[0]: "9-0"}, {event_ids[1]: 0.001})
+        await asyncio.sleep(0)  # loggers are called soon after, not during, the query
+        conn.remove_query_logger(sent.append)
+        updates = [logged for logged in sent if logged.query.lstrip().startswith("UPDATE")]
+        assert len(updates) == 3
+        # As planned for these values, and as the generic plan Postgres
+        # switches a pooled connection's prepared statement to after five
+        # executions.
+        for mode in ("force_custom_plan", "force_generic_plan"):
+            await conn.execute(f"SET LOCAL plan_cache_mode = {mode}")
+            for logged in updates:
+                plan = await conn.fetchval("EXPLAIN (FORMAT JSON) " + logged.query, *logged.args)
+                assert _index_names(plan) == {"realtime_intelligence_events_pkey"}, mode
+        assert (
+            await conn.fetchval(
+                "SELECT count(*) FROM realtime_intelligence_events WHERE published_at IS NULL"
+            )
+            == 2990
+        )
