@@ -25,6 +25,7 @@ tables go to stdout; ``--json-out`` keeps the raw results.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import datetime as dt
 import os
@@ -41,6 +42,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import orjson
 
 from benchmarks.load.control import (
@@ -62,7 +64,7 @@ from localrun.datastores import (
     SetupStepFailed,
     start_datastores,
 )
-from localrun.demo import WEBHOOK_SUBJECT
+from localrun.demo import WEBHOOK_SUBJECT, lead_event
 from localrun.servers import MissingBinary, ServerFailed
 from services.common.auth import issue_token
 from services.common.settings import AuthSettings
@@ -71,6 +73,15 @@ DESCRIPTION = "W1: WebSocket feed latency, ours vs python-socketio + AsyncRedisM
 SYSTEMS = ("ours", "socketio")
 DRAIN_QUIET_S = 2.0
 TOKEN_TTL_S = 6 * 3600
+# Earlier events of each tenant, already published (no stream id, so never
+# replayed or relayed), as the event table of a system that has been running.
+HISTORY_SQL = """
+INSERT INTO realtime_intelligence_events
+    (tenant_id, lead_id, event_type, intelligence_data, created_at, published_at)
+SELECT $1, 'history-' || i, 'lead_scored', $2::jsonb,
+       now() - make_interval(secs => i), now() - make_interval(secs => i)
+FROM generate_series(1, $3) AS i
+"""
 
 
 @dataclass(frozen=True)
@@ -89,6 +100,7 @@ class Options:
     server_cpus: str | None
     load_cpus: str | None
     work_dir: Path
+    history: int = 0
 
 
 @dataclass
@@ -146,6 +158,38 @@ def start_fleet(
     return Fleet(system=system, servers=servers, base_urls=base_urls)
 
 
+def tenant_ids(count: int) -> list[str]:
+    """The run's tenants."""
+    return [f"bench-t{t:02d}" for t in range(count)]
+
+
+def seed_history(owner_url: str, tenants: list[str], per_tenant: int) -> None:
+    """Store ``per_tenant`` earlier events per tenant and analyze the table.
+
+    A fresh table is not what a running system has: until autovacuum first
+    analyzes it (about a minute after the first rows) the planner takes every
+    tenant for one row long and plans the row writer's flush as a scan of
+    the tenant (docs/benchmarks.md). The steps measure the system as it runs,
+    so they start from a table with history and statistics.
+    """
+    sample = lead_event(seq=0)
+    document = orjson.dumps(
+        {"score": 0.5, "model_version": "history", "lead": sample["lead"], "data": sample["data"]}
+    ).decode()
+
+    async def seed() -> None:
+        # The superuser: the harness writes every tenant's rows in one go.
+        conn = await asyncpg.connect(owner_url)
+        try:
+            for tenant in tenants:
+                await conn.execute(HISTORY_SQL, tenant, document, per_tenant)
+            await conn.execute("ANALYZE realtime_intelligence_events")
+        finally:
+            await conn.close()
+
+    asyncio.run(seed())
+
+
 def write_population(opts: Options, auth: AuthSettings, fleet: Fleet) -> tuple[Path, Path]:
     """The swarm's clients file and the poster's targets file for one fleet.
 
@@ -156,8 +200,7 @@ def write_population(opts: Options, auth: AuthSettings, fleet: Fleet) -> tuple[P
     per_tenant = opts.clients // opts.tenants
     clients, targets = [], []
     webhook = {}
-    for t in range(opts.tenants):
-        tenant = f"bench-t{t:02d}"
+    for t, tenant in enumerate(tenant_ids(opts.tenants)):
         webhook[tenant] = issue_token(
             auth, tenant_id=tenant, subject=WEBHOOK_SUBJECT, ttl_seconds=TOKEN_TTL_S
         )
@@ -451,6 +494,12 @@ def _parse_args(argv: list[str] | None) -> tuple[Options, Path | None, bool]:
         default="1" if cpus >= 2 else None,
         help="taskset list for the swarm and the poster ('' = no pinning)",
     )
+    parser.add_argument(
+        "--history",
+        type=int,
+        default=10_000,
+        help="earlier events per tenant stored (and analyzed) before the steps",
+    )
     parser.add_argument("--json-out", type=Path, default=None)
     parser.add_argument(
         "--work-dir",
@@ -466,6 +515,8 @@ def _parse_args(argv: list[str] | None) -> tuple[Options, Path | None, bool]:
         parser.error("--clients must be a positive multiple of --tenants")
     if args.duration <= 0 or args.drain_timeout <= 0:
         parser.error("--duration and --drain-timeout must be positive")
+    if args.history < 0:
+        parser.error("--history must be 0 or more")
     rates = tuple(float(r) for r in args.rates.split(",") if r.strip())
     if any(r <= 0 for r in rates):
         parser.error("--rates must be positive")
@@ -483,6 +534,7 @@ def _parse_args(argv: list[str] | None) -> tuple[Options, Path | None, bool]:
         server_cpus=args.server_cpus or None,
         load_cpus=args.load_cpus or None,
         work_dir=work_dir.resolve(),
+        history=args.history,
     )
     return opts, args.json_out, args.work_dir is None
 
@@ -539,6 +591,10 @@ def main(argv: list[str] | None = None) -> int:
             ) as stores,
             ChildProcesses(log_dir=opts.work_dir / "logs") as children,
         ):
+            if uses_ours and opts.history:
+                seed_history(
+                    stores.servers.postgres.owner_url, tenant_ids(opts.tenants), opts.history
+                )
             if opts.server_cpus is not None:
                 pin_tree(
                     [pid for root in stores.pids for pid in process_tree(root)],
@@ -583,7 +639,12 @@ def main(argv: list[str] | None = None) -> int:
             f"Python {facts['python']}; {facts['versions']}; load average at start "
             f"{facts['loadavg']}, at end {' '.join(f'{x:.2f}' for x in os.getloadavg())}",
             f"Shape: {opts.clients} clients over {opts.tenants} tenants, two server processes per "
-            f"system behind one Redis, {opts.duration:g} s per step; {pinning}.",
+            f"system behind one Redis, {opts.duration:g} s per step; {pinning}"
+            + (
+                f"; {opts.history:,} earlier events per tenant stored and analyzed first."
+                if uses_ours and opts.history
+                else "."
+            ),
             "",
             step_table(sorted(results, key=lambda r: opts.systems.index(r.system))),
             "",

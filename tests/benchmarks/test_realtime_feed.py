@@ -43,6 +43,8 @@ def test_tiny_run_delivers_everything(system: str, tmp_path: Path) -> None:
             "4",
             "--drain-timeout",
             "5",
+            "--history",
+            "50",
             "--json-out",
             str(out),
         ],
@@ -62,9 +64,13 @@ def test_tiny_run_delivers_everything(system: str, tmp_path: Path) -> None:
         ("targeted", 20.0, 4),
     ]
     assert f"| {system} | targeted 20/s, batches of 4 | 10/10 |" in done.stdout
+    # Ours starts from a table with history (the peer stores nothing), and
+    # none of it reaches a client.
+    assert ("50 earlier events per tenant stored and analyzed" in done.stdout) == (system == "ours")
     for r in results:
         assert r["accepted"] == 20, r
         assert r["lost"] == 0, r
+        assert r["extra"] == 0, r
         # Broadcast: each event reaches its tenant's 1 client; targeted: its agent's.
         assert r["received_frames"] == r["expected_frames"] == 20, r
 
