@@ -66,8 +66,15 @@ _PUBLISH_FAILURES: tuple[type[BaseException], ...] = (*REDIS_DOWN, TimeoutError)
 class _Pending:
     event: LeadEventCreate
     accepted_at: float
-    future: asyncio.Future[LeadEventAccepted]
     event_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+
+
+@dataclass(slots=True)
+class _Request:
+    """The events of one webhook request, answered together."""
+
+    items: list[_Pending]
+    future: asyncio.Future[list[LeadEventAccepted]]
 
 
 class IngestService:
@@ -92,8 +99,8 @@ class IngestService:
         self._metrics = metrics
         self._publish_timeout = publish_timeout
         self._skip_redis_until = 0.0
-        # Per tenant, the requests waiting for the next group, each a list of events.
-        self._pending: dict[str, list[list[_Pending]]] = {}
+        # Per tenant, the requests waiting for the next group.
+        self._pending: dict[str, list[_Request]] = {}
         self._scheduled = False
         self._groups: set[asyncio.Task[None]] = set()
         # Tenants with a group being scored, stored and published.
@@ -124,19 +131,17 @@ class IngestService:
         if not 1 <= len(events) <= MAX_GROUP:
             raise ValueError(f"a request holds 1 to {MAX_GROUP} events, not {len(events)}")
         loop = asyncio.get_running_loop()
-        request = [
-            _Pending(event=event, accepted_at=accepted_at, future=loop.create_future())
-            for event in events
-        ]
+        request = _Request(
+            items=[_Pending(event=event, accepted_at=accepted_at) for event in events],
+            future=loop.create_future(),
+        )
         self._pending.setdefault(tenant_id, []).append(request)
         if not self._scheduled:
             self._scheduled = True
             loop.call_soon(self._start_groups)
         # Shielded: a client that disconnects must not cancel the group its
         # events share with other requests.
-        if len(request) == 1:
-            return [await asyncio.shield(request[0].future)]
-        return await asyncio.shield(asyncio.gather(*(item.future for item in request)))
+        return await asyncio.shield(request.future)
 
     def _start_groups(self) -> None:
         self._scheduled = False
@@ -145,17 +150,17 @@ class IngestService:
                 self._start_group(tenant_id)
 
     def _start_group(self, tenant_id: str) -> None:
-        requests = self._pending.pop(tenant_id)
+        waiting = self._pending.pop(tenant_id)
         # Whole requests only, so a batch is never split across transactions.
-        items = list(requests[0])
+        size = len(waiting[0].items)
         taken = 1
-        while taken < len(requests) and len(items) + len(requests[taken]) <= MAX_GROUP:
-            items.extend(requests[taken])
+        while taken < len(waiting) and size + len(waiting[taken].items) <= MAX_GROUP:
+            size += len(waiting[taken].items)
             taken += 1
-        if taken < len(requests):
-            self._pending[tenant_id] = requests[taken:]
+        if taken < len(waiting):
+            self._pending[tenant_id] = waiting[taken:]
         self._busy.add(tenant_id)
-        task = asyncio.create_task(self._process(tenant_id, items))
+        task = asyncio.create_task(self._process(tenant_id, waiting[:taken]))
         # Keep a reference until done (the loop only holds weak ones).
         self._groups.add(task)
         task.add_done_callback(functools.partial(self._group_done, tenant_id))
@@ -167,23 +172,27 @@ class IngestService:
             # Everything that arrived meanwhile goes as the next group.
             self._start_group(tenant_id)
 
-    async def _process(self, tenant_id: str, items: list[_Pending]) -> None:
+    async def _process(self, tenant_id: str, requests: list[_Request]) -> None:
+        items = [item for request in requests for item in request.items]
         try:
             answers = await self._store_and_publish(tenant_id, items)
         except asyncio.CancelledError:
-            for item in items:
-                item.future.cancel()
+            for request in requests:
+                request.future.cancel()
             raise
         except Exception as exc:
             # Every request of the group fails alike: nothing of it was
             # acknowledged, so the CRM retries each one.
-            for item in items:
-                if not item.future.done():
-                    item.future.set_exception(exc)
+            for request in requests:
+                if not request.future.done():
+                    request.future.set_exception(exc)
             return
-        for item, answer in zip(items, answers, strict=True):
-            if not item.future.done():
-                item.future.set_result(answer)
+        start = 0
+        for request in requests:
+            end = start + len(request.items)
+            if not request.future.done():
+                request.future.set_result(answers[start:end])
+            start = end
 
     async def _store_and_publish(
         self, tenant_id: str, items: list[_Pending]
