@@ -38,12 +38,12 @@ import asyncio
 import functools
 import logging
 import time
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from services.common.database import Database
 from services.realtime import store
+from services.realtime.event_ids import new_event_id
 from services.realtime.frames import encode_event_body
 from services.realtime.metrics import RealtimeMetrics
 from services.realtime.outbox import OutboxRelay, RowWriter
@@ -66,7 +66,8 @@ _PUBLISH_FAILURES: tuple[type[BaseException], ...] = (*REDIS_DOWN, TimeoutError)
 class _Pending:
     event: LeadEventCreate
     accepted_at: float
-    event_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    # Increasing within a batch: the relay keeps a batch's order by it.
+    event_id: str = field(default_factory=new_event_id)
 
 
 @dataclass(slots=True)

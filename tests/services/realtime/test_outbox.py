@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from tests.services.realtime.conftest import (
     post_event,
     wait_until,
 )
+from tests.services.realtime.test_batch import batch_body, post_batch
 
 pytestmark = pytest.mark.integration
 
@@ -92,6 +94,45 @@ async def test_deferred_event_is_delivered_when_redis_returns(
     assert ack["delivery"] == "deferred"
     assert frame["event_id"] == ack["event_id"]
     assert frame["accepted_at"] == ack["accepted_at"]
+
+
+async def test_batches_are_deferred_while_redis_is_down_and_published_after_its_restart(
+    replica_on_private_redis: Replica,
+    private_redis: RedisServer,
+    http: httpx.AsyncClient,
+    make_token: Callable[..., str],
+    sample_leads: list[LeadFeatures],
+    tmp_path: Path,
+) -> None:
+    # A group is appended by one script; a restarted Redis has forgotten it.
+    replica = replica_on_private_redis
+    agent = "agent-3"
+    async with open_feed(replica, make_token("tenant-a", subject=agent)) as feed:
+        private_redis.stop()
+        during = await post_batch(
+            http,
+            replica,
+            make_token("tenant-a"),
+            json=batch_body(sample_leads[:5], "during", agent_id=agent),
+        )
+        start_redis(tmp_path, port=private_redis.port)
+        # Relayed in the batch's order (the events share their accepted_at).
+        relayed = await feed.events(5)
+        await asyncio.sleep(1.0)  # past the ingest's back-off after the failure
+        after = await post_batch(
+            http,
+            replica,
+            make_token("tenant-a"),
+            json=batch_body(sample_leads[5:8], "after", agent_id=agent),
+        )
+        live = await feed.events(3)
+    assert during.status_code == after.status_code == 202
+    assert {ack["delivery"] for ack in during.json()["events"]} == {"deferred"}
+    assert [f["event_id"] for f in relayed] == [a["event_id"] for a in during.json()["events"]]
+    acks = after.json()["events"]
+    assert {ack["delivery"] for ack in acks} == {"published"}
+    assert [f["event_id"] for f in live] == [ack["event_id"] for ack in acks]
+    assert [f["lead_id"] for f in live] == [f"after-{n}" for n in range(3)]
 
 
 async def test_relay_marks_an_event_already_in_the_stream_without_republishing(
