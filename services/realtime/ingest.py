@@ -7,8 +7,9 @@ Order and guarantees, per event:
    stored). ``accepted_at`` is taken there: the latency clock starts when the
    event is accepted, so scoring, storing and publishing count against it.
 2. The lead is scored in-process by the lead-conversion model.
-3. The event is stored in ``realtime_intelligence_events`` inside the
-   tenant's RLS-scoped transaction, with ``published_at`` NULL. If Postgres
+3. The event is stored in ``realtime_intelligence_events`` in a transaction
+   scoped to the tenant (row-level security), with ``published_at`` NULL, by
+   one call of ``realtime_store_events``: one round trip. If Postgres
    is unreachable the request fails with 503 and nothing is acknowledged, so
    the CRM retries: an acknowledged event is always stored.
 4. It is appended to the tenant's Redis stream (bounded by
@@ -20,7 +21,7 @@ Order and guarantees, per event:
    answered at once instead of each waiting for a timeout.
 
 Group commit: the events of one tenant go through steps 2-4 together (one
-model call, one INSERT of all rows in one transaction, one Redis command
+model call, one function call that inserts all rows in one transaction, one Redis command
 that appends them all). A tenant has at most one group in flight; events that arrive
 while it is being stored wait for it and then form the next group, all of
 them at once (whole requests, up to `MAX_GROUP` events: a batch request is
@@ -202,27 +203,26 @@ class IngestService:
             [item.event.lead.to_row() for item in items], tenant_id=tenant_id
         )
         model_version = self._scorer.version
-        async with self._db.tenant(tenant_id) as conn:
-            await store.insert_events(
-                conn,
-                tenant_id=tenant_id,
-                rows=[
-                    store.NewEvent(
-                        event_id=item.event_id,
-                        lead_id=item.event.lead_id,
-                        event_type=item.event.event_type,
-                        agent_id=item.event.agent_id,
-                        document=store.intelligence_data(
-                            score=score,
-                            model_version=model_version,
-                            lead=item.event.lead.model_dump(),
-                            data=item.event.data,
-                        ),
-                        accepted_at=item.accepted_at,
-                    )
-                    for item, score in zip(items, scores, strict=True)
-                ],
-            )
+        await store.insert_events(
+            self._db,
+            tenant_id=tenant_id,
+            rows=[
+                store.NewEvent(
+                    event_id=item.event_id,
+                    lead_id=item.event.lead_id,
+                    event_type=item.event.event_type,
+                    agent_id=item.event.agent_id,
+                    document=store.intelligence_data(
+                        score=score,
+                        model_version=model_version,
+                        lead=item.event.lead.model_dump(),
+                        data=item.event.data,
+                    ),
+                    accepted_at=item.accepted_at,
+                )
+                for item, score in zip(items, scores, strict=True)
+            ],
+        )
         publish = [
             PublishItem(
                 event_id=item.event_id,

@@ -1,8 +1,11 @@
-"""SQL on ``realtime_intelligence_events``, always inside ``Database.tenant()``.
+"""SQL on ``realtime_intelligence_events``, always scoped to one tenant.
 
-Row-level security scopes every statement to the transaction's tenant, so
-none of these statements filters by tenant itself; ``tenant_id`` is written
-on insert and the policy's ``WITH CHECK`` refuses any other value.
+Every statement runs inside ``Database.tenant()``, except the insert, which
+calls ``realtime_store_events`` (``Database.tenant_call``), a function that
+scopes its own transaction first. Row-level security scopes every statement
+to the transaction's tenant, so none of these statements filters by tenant
+itself; ``tenant_id`` is written on insert and the policy's ``WITH CHECK``
+refuses any other value.
 
 Columns used (revision 0001 plus 0002_realtime_delivery): ``event_id``,
 ``tenant_id``, ``lead_id``, ``event_type``, ``intelligence_data`` (score,
@@ -22,19 +25,15 @@ from typing import Any
 
 import orjson
 
+from services.common.database import Database
 from services.realtime.frames import encode_event_body
 
-# One statement for a whole group of events (see ingest's group commit). The
-# documents travel as text (orjson) and are cast, so no per-element codec runs.
-INSERT_EVENTS = """
-INSERT INTO realtime_intelligence_events
-    (event_id, tenant_id, lead_id, event_type, agent_id, intelligence_data,
-     created_at, published_at)
-SELECT u.event_id, $1, u.lead_id, u.event_type, u.agent_id, u.document::jsonb,
-       to_timestamp(u.accepted_at), NULL
-FROM unnest($2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::float8[])
-     AS u(event_id, lead_id, event_type, agent_id, document, accepted_at)
-"""
+# A whole group of events is stored by one call of the SQL function of
+# revision 0003_realtime_store_events, which scopes its own transaction to the
+# tenant first: one round trip instead of a tenant transaction's three, and
+# it is on every event's path to delivery. The documents travel as text
+# (orjson) and are cast there, so no per-element codec runs.
+STORE_EVENTS_FUNCTION = "realtime_store_events"
 
 # Publish marks and first-delivery latencies of one tenant in one statement,
 # so an event a replica both published and delivered gets one row update
@@ -154,11 +153,11 @@ class NewEvent:
     accepted_at: float
 
 
-async def insert_events(conn: Any, *, tenant_id: str, rows: list[NewEvent]) -> None:
-    """Store events of one tenant as not yet published, in one statement."""
-    await conn.execute(
-        INSERT_EVENTS,
+async def insert_events(db: Database, *, tenant_id: str, rows: list[NewEvent]) -> None:
+    """Store events of one tenant as not yet published: one transaction, one round trip."""
+    await db.tenant_call(
         tenant_id,
+        STORE_EVENTS_FUNCTION,
         [row.event_id for row in rows],
         [row.lead_id for row in rows],
         [row.event_type for row in rows],
