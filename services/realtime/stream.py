@@ -342,3 +342,8 @@ class StreamFanout:
                         continue
                 positions[key] = entries[-1].stream_id
                 self._dispatch(tenant_id, entries)
+            # Let the socket writers just woken send before the next XREAD is
+            # written: on a busy core that write can hand the CPU to Redis
+            # while the frames wait. Entries arriving meanwhile wait in the
+            # stream and come with the next read.
+            await asyncio.sleep(0)
