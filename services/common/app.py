@@ -107,6 +107,11 @@ def create_app(
         docs_url=None if production else "/docs",
         redoc_url=None,
         openapi_url=None if production else "/openapi.json",
+        # The services report through Prometheus (/metrics) and their logs.
+        # FastAPI's own OpenTelemetry bridge would otherwise look up three
+        # global providers on every request (it showed in profiles of the
+        # webhook) for nothing, since no OpenTelemetry pipeline is deployed.
+        telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
     )
     registry = registry if registry is not None else new_registry()
     app.state.settings = settings
