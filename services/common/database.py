@@ -31,6 +31,7 @@ error handlers turn it into a 503 with a reason.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import re
 import time
@@ -67,6 +68,15 @@ _UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
 # A bare or schema-qualified SQL identifier: tenant_call builds its statement
 # from the name, so nothing else may get into it.
 _FUNCTION_NAME = re.compile(r"[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)?")
+
+
+@functools.lru_cache(maxsize=64)
+def _call_statement(function: str, arguments: int) -> str:
+    """``SELECT function($1, ..., $n)``, checked and built once per function and arity."""
+    if not _FUNCTION_NAME.fullmatch(function):
+        raise ValueError(f"not a SQL function name: {function!r}")
+    placeholders = ", ".join(f"${index}" for index in range(1, arguments + 1))
+    return f"SELECT {function}({placeholders})"
 
 
 class DatabaseUnavailable(RuntimeError):  # noqa: N818 - the name the contract uses
@@ -283,18 +293,16 @@ class Database:
         when Postgres cannot be reached.
         """
         validate_tenant_id(tenant_id)
-        if not _FUNCTION_NAME.fullmatch(function):
-            raise ValueError(f"not a SQL function name: {function!r}")
-        placeholders = ", ".join(f"${index}" for index in range(1, len(args) + 2))
-        query = f"SELECT {function}({placeholders})"
+        query = _call_statement(function, len(args) + 1)
         conn = await self._acquire()
         try:
             try:
                 value = await conn.fetchval(query, tenant_id, *args)
             except _UNAVAILABLE_ERRORS as exc:
                 raise _unavailable(exc) from exc
-            if not conn.is_in_transaction():
-                conn.mark_session_reset()
+            # Only a successful call skips the reset; after a failure the pool
+            # resets the session as usual.
+            conn.mark_session_reset()
             return value
         finally:
             await self._pool.release(conn)

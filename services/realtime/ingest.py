@@ -21,8 +21,8 @@ Order and guarantees, per event:
    answered at once instead of each waiting for a timeout.
 
 Group commit: the events of one tenant go through steps 2-4 together (one
-model call, one function call that inserts all rows in one transaction, one Redis command
-that appends them all). A tenant has at most one group in flight; events that arrive
+model call, one function call that inserts all rows in one transaction, one
+Redis command that appends them all). A tenant has at most one group in flight; events that arrive
 while it is being stored wait for it and then form the next group, all of
 them at once (whole requests, up to `MAX_GROUP` events: a batch request is
 never split, so it is stored whole or not at all). At light load a group is
