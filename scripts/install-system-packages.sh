@@ -1,13 +1,18 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the tests and `make run` need: PostgreSQL 15,
-# Redis 7 and Prometheus (for promtool). Idempotent: does nothing when they are
-# already present, so `make setup` stays fast on a warm machine.
+# Redis 7, Prometheus (and promtool), Alertmanager (and amtool), shellcheck
+# (actionlint runs it over workflow scripts) and Chromium (browser tests).
+# Idempotent: does nothing when they are already present, so `make setup`
+# stays fast on a warm machine.
 set -euo pipefail
 
 need=()
 [ -x /usr/lib/postgresql/15/bin/initdb ] || need+=(postgresql-15)
 command -v redis-server >/dev/null || need+=(redis-server)
 command -v promtool >/dev/null || need+=(prometheus)
+command -v prometheus-alertmanager >/dev/null || need+=(prometheus-alertmanager)
+command -v shellcheck >/dev/null || need+=(shellcheck)
+command -v chromium >/dev/null || need+=(chromium)
 
 [ ${#need[@]} -eq 0 ] && exit 0
 
@@ -23,3 +28,4 @@ DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recomme
 # servers on loopback, so stop any that came up.
 $SUDO service redis-server stop >/dev/null 2>&1 || true
 $SUDO service prometheus stop >/dev/null 2>&1 || true
+$SUDO service prometheus-alertmanager stop >/dev/null 2>&1 || true
