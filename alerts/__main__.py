@@ -25,7 +25,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     wanted = render_rule_files(load_slos(SLO_SPEC))
     present = {path.name: path.read_text() for path in RULES_DIR.glob("slo-*.yml")}
-    stale = sorted(name for name in present.keys() | wanted.keys() if present.get(name) != wanted.get(name))
+    stale = sorted(
+        name for name in present.keys() | wanted.keys() if present.get(name) != wanted.get(name)
+    )
     if args.check:
         for name in stale:
             print(f"{RULES_DIR / name} is stale: run `python -m alerts render`", file=sys.stderr)

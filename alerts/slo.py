@@ -123,8 +123,7 @@ def recording_rules(slo: SLO) -> list[dict[str, Any]]:
         {
             "record": _ratio("5m"),
             "expr": (
-                f"slo:sli_errors:rate5m{_selector(slo)}"
-                f" / slo:sli_requests:rate5m{_selector(slo)}"
+                f"slo:sli_errors:rate5m{_selector(slo)} / slo:sli_requests:rate5m{_selector(slo)}"
             ),
             "labels": labels,
         },
@@ -158,7 +157,9 @@ def _burn_condition(slo: SLO, burn: float, long: str, short: str) -> str:
         f"and {_ratio(short)}{_selector(slo)} > {threshold}"
     )
     if slo.sli == "http_errors":
-        condition += f"\nand slo:sli_requests:rate{long}{_selector(slo)} >= {slo.min_request_rate:g}"
+        condition += (
+            f"\nand slo:sli_requests:rate{long}{_selector(slo)} >= {slo.min_request_rate:g}"
+        )
     return f"(\n{condition}\n)"
 
 
@@ -222,7 +223,9 @@ def rule_file(slo: SLO) -> dict[str, Any]:
     Rules of one group are evaluated in order, so the alerts always read the
     ratios of the same evaluation; across groups Prometheus gives no order.
     """
-    return {"groups": [{"name": f"slo-{slo.name}", "rules": recording_rules(slo) + alert_rules(slo)}]}
+    return {
+        "groups": [{"name": f"slo-{slo.name}", "rules": recording_rules(slo) + alert_rules(slo)}]
+    }
 
 
 HEADER = (

@@ -1,0 +1,128 @@
+"""What the monitoring code knows about the rules: files, alerts and the metrics they read.
+
+Shared by ``python -m alerts``, the stack (PrometheusRule objects) and the tests,
+so that "every alert", "every expression" and "every metric an alert reads" mean
+the same list everywhere.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import promql_parser
+import yaml
+
+from alerts import RULES_DIR
+
+#: The fixed set of severities: critical pages, warning opens a ticket, info is dropped.
+SEVERITIES = ("critical", "warning", "info")
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """One alerting or recording rule, with the file and group it comes from."""
+
+    file: Path
+    group: str
+    body: dict[str, Any]
+
+    @property
+    def is_alert(self) -> bool:
+        """Whether this is an alerting rule (else a recording rule)."""
+        return "alert" in self.body
+
+    @property
+    def name(self) -> str:
+        """The alert name or the recorded series name."""
+        return str(self.body.get("alert") or self.body["record"])
+
+    @property
+    def expr(self) -> str:
+        """The PromQL expression."""
+        return str(self.body["expr"])
+
+
+def rule_files(directory: Path = RULES_DIR) -> list[Path]:
+    """Every rule file, sorted (the order the stack wraps them in)."""
+    return sorted(directory.glob("*.yml"))
+
+
+def load_rule_file(path: Path) -> dict[str, Any]:
+    """One rule file as the stack embeds it in a PrometheusRule ``spec``."""
+    data: dict[str, Any] = yaml.safe_load(path.read_text())
+    return data
+
+
+def rules(directory: Path = RULES_DIR) -> Iterator[Rule]:
+    """Every rule of every file."""
+    for path in rule_files(directory):
+        for group in load_rule_file(path)["groups"]:
+            for body in group["rules"]:
+                yield Rule(path, group["name"], body)
+
+
+def selected_metrics(expr: str) -> set[str]:
+    """The metric names an expression reads (vector and range selectors)."""
+    names: set[str] = set()
+
+    def visit(node: object) -> bool:
+        if isinstance(node, promql_parser.VectorSelector) and node.name:
+            names.add(node.name)
+        return True
+
+    promql_parser.walk(promql_parser.parse(expr), visit)
+    return names
+
+
+def recorded_series(directory: Path = RULES_DIR) -> set[str]:
+    """Every series name a recording rule writes."""
+    return {rule.name for rule in rules(directory) if not rule.is_alert}
+
+
+# How each metric constructor of prometheus_client (and our wrappers in
+# services/common/metrics.py) names the series it exposes.
+_SERIES_SUFFIXES: dict[str, tuple[str, ...]] = {
+    "counter": ("_total", "_created"),
+    "Counter": ("_total", "_created"),
+    "CounterMetricFamily": ("_total",),
+    "latency_histogram": ("_bucket", "_count", "_sum", "_created"),
+    "Histogram": ("_bucket", "_count", "_sum", "_created"),
+    "HistogramMetricFamily": ("_bucket", "_count", "_sum"),
+    "Gauge": ("",),
+    "GaugeMetricFamily": ("",),
+    "Summary": ("", "_count", "_sum", "_created"),
+    "Info": ("_info",),
+}
+
+#: Series Prometheus itself writes for every scrape target.
+SCRAPE_SERIES = frozenset({"up", "scrape_duration_seconds", "scrape_samples_scraped"})
+
+
+def exported_metrics(source_dir: Path) -> set[str]:
+    """Every series name the services can expose, read from their source.
+
+    Reads the code rather than a running ``/metrics``: a labelled metric shows no
+    sample until it is first used, and a page must be allowed to chart a series
+    that has not moved yet. A metric is found where one of the constructors above
+    is called with its name as the first argument, a string literal.
+    """
+    names: set[str] = set(SCRAPE_SERIES)
+    for path in sorted(source_dir.rglob("*.py")):
+        tree = ast.parse(path.read_text(), filename=str(path))
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.Call) or not node.args:
+                continue
+            func = node.func
+            called = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+            first = node.args[0]
+            if called not in _SERIES_SUFFIXES or not isinstance(first, ast.Constant):
+                continue
+            if not isinstance(first.value, str):
+                continue
+            base = first.value.removesuffix("_total")
+            names.update(base + suffix for suffix in _SERIES_SUFFIXES[called])
+    return names

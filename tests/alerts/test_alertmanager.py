@@ -1,0 +1,72 @@
+"""Alertmanager routing: where each kind of alert goes (``amtool config routes test``)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import pytest
+import yaml
+
+from alerts import ALERTMANAGER_CONFIG
+
+AMTOOL = shutil.which("amtool")
+pytestmark = pytest.mark.skipif(AMTOOL is None, reason="amtool not installed (make setup)")
+
+
+def _amtool(*args: str) -> subprocess.CompletedProcess[str]:
+    assert AMTOOL is not None
+    return subprocess.run([AMTOOL, *args], capture_output=True, text=True, timeout=60, check=False)
+
+
+def test_config_is_valid() -> None:
+    result = _amtool("check-config", str(ALERTMANAGER_CONFIG))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("labels", "receivers"),
+    [
+        # A rollback trigger reaches the handler and, through `continue`, people.
+        (
+            [
+                "alertname=RealtimeLatencyRollback",
+                "action=rollback",
+                "severity=critical",
+                "feature=realtime_intelligence",
+            ],
+            "rollback-handler,slack-critical",
+        ),
+        (["alertname=ErrorBudgetBurnFast", "severity=critical", "slo=x"], "slack-critical"),
+        (["alertname=ErrorBudgetBurnSlow", "severity=warning", "slo=x"], "slack-warnings"),
+        # Business-impact triggers notify and never reach the rollback handler.
+        (
+            ["alertname=FeatureUsageDrop", "action=investigate", "severity=warning"],
+            "slack-warnings",
+        ),
+        (["alertname=Watchdog", "severity=info"], "blackhole"),
+        (["alertname=Unlabelled"], "slack-warnings"),
+    ],
+    ids=lambda v: v if isinstance(v, str) else v[0],
+)
+def test_routes(labels: list[str], receivers: str) -> None:
+    result = _amtool("config", "routes", "test", f"--config.file={ALERTMANAGER_CONFIG}", *labels)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == receivers
+
+
+def test_fast_burn_inhibits_its_slow_sibling_of_the_same_slo() -> None:
+    config = yaml.safe_load(ALERTMANAGER_CONFIG.read_text())
+    assert {
+        "source_matchers": ['alertname="ErrorBudgetBurnFast"'],
+        "target_matchers": ['alertname="ErrorBudgetBurnSlow"'],
+        "equal": ["slo"],
+    } in config["inhibit_rules"]
+
+
+def test_no_secret_in_the_file() -> None:
+    text = ALERTMANAGER_CONFIG.read_text()
+    assert "hooks.slack.com" not in text
+    for receiver in yaml.safe_load(text)["receivers"]:
+        for slack in receiver.get("slack_configs", []):
+            assert "api_url" not in slack, "the Slack URL is a secret: use api_url_file"

@@ -1,0 +1,128 @@
+"""The rule files: promtool-clean, unit-tested, complete, and reading real metrics."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from alerts import ROOT, RULES_DIR, TESTS_DIR
+from alerts.__main__ import main as alerts_main
+from alerts.catalog import (
+    SEVERITIES,
+    exported_metrics,
+    recorded_series,
+    rule_files,
+    rules,
+    selected_metrics,
+)
+
+REPO = ROOT.parent
+RUNBOOK_SECTIONS = ("Symptoms", "Impact", "Diagnosis", "Mitigation")
+PROMTOOL = shutil.which("promtool")
+needs_promtool = pytest.mark.skipif(PROMTOOL is None, reason="promtool not installed (make setup)")
+
+ALERTS = [rule for rule in rules() if rule.is_alert]
+
+
+def _promtool(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
+    assert PROMTOOL is not None
+    return subprocess.run(
+        [PROMTOOL, *args], cwd=cwd, capture_output=True, text=True, timeout=600, check=False
+    )
+
+
+@needs_promtool
+@pytest.mark.parametrize("path", rule_files(), ids=lambda p: p.name)
+def test_rule_file_passes_promtool_check_with_its_linter(path: Path) -> None:
+    result = _promtool("check", "rules", "--lint=all", "--lint-fatal", str(path))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@needs_promtool
+@pytest.mark.parametrize("path", sorted(TESTS_DIR.glob("*_test.yml")), ids=lambda p: p.name)
+def test_promtool_unit_tests_pass(path: Path) -> None:
+    result = _promtool("test", "rules", path.name, cwd=TESTS_DIR)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_alert_is_shown_firing_by_a_unit_test() -> None:
+    fired: set[str] = set()
+    for path in TESTS_DIR.glob("*_test.yml"):
+        fired.update(re.findall(r"exp_labels: \{alertname: (\w+)", path.read_text()))
+    missing = sorted({rule.name for rule in ALERTS} - fired)
+    assert not missing, f"alerts never shown firing in alerts/tests: {missing}"
+
+
+def test_generated_slo_rules_match_their_spec() -> None:
+    assert alerts_main(["render", "--check"]) == 0
+
+
+@pytest.mark.parametrize("rule", ALERTS, ids=lambda r: f"{r.file.stem}:{r.name}")
+def test_alert_has_severity_annotations_and_for(rule: object) -> None:
+    body = rule.body  # type: ignore[attr-defined]
+    assert body["labels"]["severity"] in SEVERITIES
+    assert re.fullmatch(r"[A-Z][A-Za-z0-9]+", body["alert"]), "alert names are PascalCase"
+    for key in ("summary", "description", "runbook_url"):
+        assert body["annotations"].get(key), f"missing annotation {key}"
+    assert body.get("for"), "every alert waits a `for:` duration before firing"
+
+
+@pytest.mark.parametrize(
+    "url", sorted({r.body["annotations"]["runbook_url"] for r in ALERTS}), ids=str
+)
+def test_runbook_link_resolves_to_a_page_with_every_section(url: str) -> None:
+    assert re.fullmatch(r"docs/runbooks/[A-Za-z0-9]+\.md", url), url
+    page = REPO / url
+    assert page.is_file(), f"{url} does not exist"
+    headings = set(re.findall(r"^## (.+)$", page.read_text(), flags=re.MULTILINE))
+    missing = [section for section in RUNBOOK_SECTIONS if section not in headings]
+    assert not missing, f"{url} lacks sections {missing}"
+
+
+def test_rollback_triggers_name_an_action_and_a_feature() -> None:
+    features = {
+        "realtime_intelligence",
+        "property_vision",
+        "churn_prevention",
+        "ai_coaching",
+        "all",
+    }
+    for rule in ALERTS:
+        action = rule.body["labels"].get("action")
+        if action is None:
+            continue
+        assert action in {"rollback", "investigate"}, rule.name
+        if action == "rollback":
+            assert rule.body["labels"].get("feature") in features, rule.name
+
+
+def test_recording_rules_follow_level_metric_operations() -> None:
+    for name in recorded_series():
+        assert re.fullmatch(r"[a-z_]+:[a-z0-9_]+:[a-z0-9_]+", name), name
+
+
+def test_every_expression_reads_only_exported_or_recorded_series() -> None:
+    known = exported_metrics(REPO / "services") | recorded_series()
+    unknown = {
+        f"{rule.name}: {metric}"
+        for rule in rules()
+        for metric in selected_metrics(rule.expr)
+        if metric not in known
+    }
+    assert not unknown, f"expressions read series nobody exports or records: {sorted(unknown)}"
+
+
+def test_latency_quantiles_come_from_rated_buckets_summed_by_le() -> None:
+    for rule in rules():
+        for call in re.findall(r"histogram_quantile\((.*)", rule.expr):
+            assert "_bucket" in call, rule.name
+            assert "rate(" in call, rule.name
+            assert re.search(r"sum by \((?:[a-z_]+, )*le\)", call), rule.name
+
+
+def test_the_rules_dir_holds_only_rule_files() -> None:
+    assert {p.suffix for p in RULES_DIR.iterdir()} == {".yml"}
