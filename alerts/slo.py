@@ -118,6 +118,8 @@ def recording_rules(slo: SLO) -> list[dict[str, Any]]:
     """The 5-minute rates and the error ratio over every window."""
     labels = slo.labels
     rules: list[dict[str, Any]] = [
+        # The objective as a series, so that dashboards can draw the remaining budget.
+        {"record": "slo:objective:ratio", "expr": f"vector({slo.objective:g})", "labels": labels},
         {"record": "slo:sli_errors:rate5m", "expr": slo.bad_rate_5m(), "labels": labels},
         {"record": "slo:sli_requests:rate5m", "expr": slo.total_rate_5m(), "labels": labels},
         {

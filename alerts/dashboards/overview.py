@@ -1,0 +1,104 @@
+"""Phase 3 / Overview: the seed's production dashboard with valid queries.
+
+The seed's panels read ``histogram_quantile(0.95, websocket_latency_ms)``, which is
+not a query over a histogram; these read the recorded quantiles (rate of the
+buckets summed by ``le``) in seconds, with the seed's 50/100/200 ms thresholds.
+"""
+
+from __future__ import annotations
+
+from grafana_foundation_sdk.builders.dashboard import Dashboard, Row
+
+from alerts.dashboards.panels import graph, query, thresholds
+
+WS = "job_quantile:websocket_message_latency_seconds:histogram_quantile_rate5m"
+ML = "job_quantile:ml_inference_duration_seconds:histogram_quantile_rate5m"
+
+
+def build() -> Dashboard:
+    """The dashboard builder."""
+    latency_thresholds = thresholds(
+        (None, "green"), (0.05, "yellow"), (0.1, "orange"), (0.2, "red")
+    )
+    return (
+        Dashboard("Phase 3 / Overview")
+        .uid("phase3-overview")
+        .tags(["phase3", "enterprisehub"])
+        .refresh("30s")
+        .time("now-6h", "now")
+        .with_row(Row("WebSocket performance"))
+        .with_panel(
+            graph(
+                "Feed delivery latency (accepted to sent)",
+                "s",
+                query(f'max({WS}{{quantile="0.5"}})', "p50", "A"),
+                query(f'max({WS}{{quantile="0.95"}})', "p95", "B"),
+                query(f'max({WS}{{quantile="0.99"}})', "p99", "C"),
+                width=16,
+            ).thresholds(latency_thresholds)
+        )
+        .with_panel(
+            graph(
+                "Live deliveries per second and open sockets",
+                "short",
+                query(
+                    "sum(job:websocket_message_latency_seconds_count:rate5m)", "deliveries/s", "A"
+                ),
+                query("sum(websocket_connections_active)", "open sockets", "B"),
+                width=8,
+            )
+        )
+        .with_row(Row("ML inference"))
+        .with_panel(
+            graph(
+                "Model latency p95",
+                "s",
+                query(f'max({ML}{{quantile="0.95"}})', "Lead intelligence", "A"),
+            ).thresholds(
+                thresholds((None, "green"), (0.035, "yellow"), (0.05, "orange"), (0.1, "red"))
+            )
+        )
+        .with_panel(
+            graph(
+                "Leads scored per second",
+                "reqps",
+                query(
+                    "sum by (kind) (rate(ml_predictions_total[$__rate_interval]))", "{{kind}}", "A"
+                ),
+                query("sum(job:ml_inference_duration_seconds_count:rate5m)", "model calls", "B"),
+            )
+        )
+        .with_row(Row("Requests"))
+        .with_panel(
+            graph(
+                "Requests per second by service",
+                "reqps",
+                query("sum by (job) (job:http_requests:rate5m)", "{{job}}"),
+            )
+        )
+        .with_panel(
+            graph(
+                "Failing requests (5xx) per second by service",
+                "reqps",
+                query("sum by (job) (job:http_requests_errors:rate5m)", "{{job}}"),
+            )
+        )
+        .with_panel(
+            graph(
+                "Share of requests failing (5xx) by service",
+                "percentunit",
+                query("job:http_requests_errors:ratio_rate5m", "{{job}}"),
+            ).thresholds(thresholds((None, "green"), (0.01, "yellow"), (0.05, "red")))
+        )
+        .with_panel(
+            graph(
+                "Successful requests per second, now and a day ago",
+                "reqps",
+                query("sum by (job) (job:http_requests_ok:rate1h)", "{{job}} now", "A"),
+                query(
+                    "sum by (job) (job:http_requests_ok:rate1h offset 1d)", "{{job}} a day ago", "B"
+                ),
+                width=24,
+            )
+        )
+    )
