@@ -93,6 +93,7 @@ STAGES: Final[tuple[Stage, ...]] = (
         min_days=7,
         min_units_per_arm=100,
         min_adoption=0.60,
+        min_lift=0.0,
         min_lift_ci_low=0.0,
         label="week 3: positive lift validated (always-valid interval above 0), adoption > 60%",
     ),
