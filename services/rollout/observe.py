@@ -37,8 +37,10 @@ def latency_query(selector: str, window: str) -> str:
 
 def error_rate_query(selector: str, window: str) -> str:
     """Share of 5xx answers over ``window``."""
+    # No 5xx series at all is a rate of 0, not "no data"; no requests at all
+    # still gives an empty result (0 / nothing), which is "no data".
     return (
-        f'sum(rate(http_requests_total{{{selector},status=~"5.."}}[{window}])) / '
+        f'(sum(rate(http_requests_total{{{selector},status=~"5.."}}[{window}])) or vector(0)) / '
         f"sum(rate(http_requests_total{{{selector}}}[{window}]))"
     )
 

@@ -1,4 +1,4 @@
-"""``require_feature``: 401 before 403, 403 with a reason outside the rollout, flags in the lifespan."""
+"""``require_feature``: 401 before 403, then 403 with a reason outside the rollout."""
 
 from __future__ import annotations
 

@@ -122,7 +122,9 @@ async def test_set_changes_the_flag_and_writes_one_audit_row_per_change(
     assert len(await _audit(owner_db)) == 4 + 5
     assert await _cli("rollout", "status", "--environment", "local") == 0
     status = capsys.readouterr().out
-    assert "ai_coaching" in status and "on at 25%" in status and "ops-bob" in status
+    assert "ai_coaching" in status
+    assert "on at 25%" in status
+    assert "ops-bob" in status
 
     assert (
         await _cli("rollout", "enable-all", "--environment", "local", "--reason", "go", "--yes")
@@ -184,7 +186,8 @@ async def test_unreachable_environment_is_one_clear_line(
     code = await _cli("rollout", "status", "--environment", "local")
     assert code == 1
     err = capsys.readouterr().err
-    assert "environment local unreachable" in err and "Traceback" not in err
+    assert "environment local unreachable" in err
+    assert "Traceback" not in err
 
 
 async def test_without_a_terminal_a_change_needs_yes(

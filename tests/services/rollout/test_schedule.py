@@ -19,7 +19,8 @@ from services.rollout.schedule import (
 PLAN = PLANS["property_vision"]  # target 1.5 s, rollback above 3 s
 WEEK1 = stage_for(10)
 WEEK3 = stage_for(50)
-assert WEEK1 is not None and WEEK3 is not None
+assert WEEK1 is not None
+assert WEEK3 is not None
 
 GOOD = Observations(
     days_in_stage=7.5,
@@ -75,7 +76,8 @@ def test_empty_observations_hold() -> None:
 def test_guardrail_breach_rolls_back(changes: dict[str, float | None], words: str) -> None:
     decision = decide(WEEK1, _with(**changes), plan=PLAN)
     assert decision.verdict is Verdict.ROLLBACK
-    assert words in decision.reason and "guardrail" in decision.reason
+    assert words in decision.reason
+    assert "guardrail" in decision.reason
     assert decision.target_percentage == 0
 
 
@@ -106,7 +108,8 @@ def test_full_rollout_holds() -> None:
     final = stage_for(100)
     assert final is not None
     decision = decide(final, GOOD, plan=PLAN)
-    assert decision.verdict is Verdict.HOLD and "complete" in decision.reason
+    assert decision.verdict is Verdict.HOLD
+    assert "complete" in decision.reason
 
 
 def test_infrastructure_stage_needs_only_health() -> None:
