@@ -7,7 +7,8 @@ the service's background tasks can use both), JSON error handlers, HTTP
 metrics and ``/metrics``, CORS from CORS_ORIGINS, the health routes, and the
 service's routers.
 
-``app.state`` holds: ``settings``, ``db``, ``redis``, ``registry``,
+``app.state`` holds: ``settings``, ``db``, ``redis``, ``flags`` (the feature
+flag cache, see ``services.common.flags``), ``flag_client``, ``registry``,
 ``token_verifier``, ``service``, ``version``, ``started_monotonic``.
 """
 
@@ -25,6 +26,7 @@ from prometheus_client import CollectorRegistry
 from services.common.auth import TokenVerifier
 from services.common.database import Database, DatabaseUnavailable
 from services.common.errors import install_error_handlers
+from services.common.flags import serve_flags
 from services.common.health import FeatureHealth, health_router, package_version
 from services.common.metrics import (
     HttpMetrics,
@@ -69,11 +71,12 @@ def _lifespan(
         app.state.redis = create_redis_from_settings(settings)
         try:
             await _report_dependencies(app)
-            if service_lifespan is None:
-                yield
-            else:
-                async with service_lifespan(app):
+            async with serve_flags(app):
+                if service_lifespan is None:
                     yield
+                else:
+                    async with service_lifespan(app):
+                        yield
         finally:
             await close_redis(app.state.redis)
             await app.state.db.close()

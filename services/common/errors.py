@@ -57,8 +57,10 @@ async def _validation(_: Request, exc: Exception) -> JSONResponse:
 
 async def _http(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
+    # An HTTPException subclass may name its own reason (FeatureDisabled).
+    reason = getattr(exc, "reason", None) or _reason_for_status(exc.status_code)
     return JSONResponse(
-        {"detail": exc.detail, "reason": _reason_for_status(exc.status_code)},
+        {"detail": exc.detail, "reason": reason},
         status_code=exc.status_code,
         headers=exc.headers,
     )
