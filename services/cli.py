@@ -53,12 +53,14 @@ SERVICES: dict[str, ServiceEntry] = {
     "ml": ServiceEntry("services.ml.main:create_app", 8002),
     "coaching": ServiceEntry("services.coaching.main:create_app", 8003),
     "churn": ServiceEntry("services.churn.main:create_app", 8004),
+    "rollback": ServiceEntry("services.rollback.main:create_app", 8005),
 }
 
 COMMAND_GROUPS: tuple[str, ...] = (
     "services.ml.cli:register_model_commands",
     "services.rollout.cli:register_rollout_commands",
     "services.impact.cli:register_impact_commands",
+    "services.rollback.cli:register_rollback_commands",
 )
 
 

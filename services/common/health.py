@@ -36,7 +36,13 @@ log = logging.getLogger(__name__)
 
 Status = Literal["healthy", "degraded", "unhealthy"]
 FeatureCheck = Callable[[FastAPI], Awaitable[Mapping[str, Any]]]
-FEATURE_HEALTH_PATHS = ("/health/websocket", "/health/ml", "/health/coaching", "/health/churn")
+FEATURE_HEALTH_PATHS = (
+    "/health/websocket",
+    "/health/ml",
+    "/health/coaching",
+    "/health/churn",
+    "/health/rollback",
+)
 PING_TIMEOUT_SECONDS = 2.0
 #: The stores every service connects to; health measures each of them.
 DEPENDENCIES: tuple[str, ...] = ("postgres", "redis")

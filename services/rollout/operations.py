@@ -63,29 +63,51 @@ async def apply_changes(
     actor: str,
     reason: str,
     command: str,
+    conn: Any | None = None,
 ) -> list[Change]:
-    """Write each change that is not a no-op, with its audit row; return those written."""
+    """Write each change that is not a no-op, with its audit row; return those written.
+
+    ``conn``: a connection already in a transaction, so that the caller's own
+    rows (a rollback incident) commit or roll back with the audit rows.
+    """
     todo = [change for change in changes if not change.is_noop]
     if not todo:
         return []
-    async with db.unscoped() as conn:
-        for change in todo:
-            before = change.before
-            await conn.execute(
-                INSERT_AUDIT,
-                environment,
-                change.feature,
-                actor,
-                before.enabled if before else None,
-                before.rollout_percentage if before else None,
-                change.after.enabled,
-                change.after.rollout_percentage,
-                reason,
-                command,
-            )
-        for change in todo:
-            await write_flag(redis, change.feature, change.after)
+    if conn is not None:
+        await _write(conn, redis, environment, todo, actor=actor, reason=reason, command=command)
+        return todo
+    async with db.unscoped() as own:
+        await _write(own, redis, environment, todo, actor=actor, reason=reason, command=command)
     return todo
+
+
+async def _write(
+    conn: Any,
+    redis: Redis,
+    environment: str,
+    todo: Sequence[Change],
+    *,
+    actor: str,
+    reason: str,
+    command: str,
+) -> None:
+    """The audit rows, then the flags: Redis failing raises and the rows roll back."""
+    for change in todo:
+        before = change.before
+        await conn.execute(
+            INSERT_AUDIT,
+            environment,
+            change.feature,
+            actor,
+            before.enabled if before else None,
+            before.rollout_percentage if before else None,
+            change.after.enabled,
+            change.after.rollout_percentage,
+            reason,
+            command,
+        )
+    for change in todo:
+        await write_flag(redis, change.feature, change.after)
 
 
 async def audit_trail(db: Database, feature: str, *, limit: int = 20) -> list[dict[str, Any]]:

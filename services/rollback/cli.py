@@ -1,0 +1,177 @@
+"""``enterprisehub rollback feature NAME|all --environment E``: the seed's rollback, done properly.
+
+    enterprisehub rollback feature NAME|all --environment E --reason WHY
+        [--actor WHO] [--yes] [--health-url URL ...] [--wait-seconds N]
+        [--stack-rollback STACK]
+
+1. The flags go off at once (every replica's flag cache hears the change over
+   pub/sub within a second and stops serving the feature), with an audit row
+   per flag and an incident row, in one transaction.
+2. The flags are read back from Redis to verify.
+3. With ``--stack-rollback STACK``, the stack goes back to its last good update
+   (``python -m infra.deploy rollback --stack STACK``, which shows its plan and
+   refuses unsafe reverts).
+4. Each ``--health-url`` must answer ``/health`` with 200 within ``--wait-seconds``.
+5. Slack is told (SLACK_WEBHOOK_URL), when set.
+
+It asks for confirmation unless ``--yes`` (and refuses without a terminal).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import subprocess
+import sys
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+from pydantic import Field, SecretStr, field_validator
+
+from services.cli import EXIT_USAGE, CommandError
+from services.common.flags import FEATURES, get_flags
+from services.common.settings import EnvSettings
+from services.rollback.alerts import ALL_FEATURES
+from services.rollback.notify import notify_slack, rollback_message
+from services.rollback.procedure import RollbackRequest, roll_back
+from services.rollout.cli import _confirm, _environment, connect, default_actor
+
+
+class NotifySettings(EnvSettings):
+    """The Slack webhook, when the operator's shell has it."""
+
+    slack_webhook_url: SecretStr | None = Field(default=None)
+
+    @field_validator("slack_webhook_url", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
+
+def _target(value: str) -> str:
+    if value != ALL_FEATURES and value not in FEATURES:
+        raise argparse.ArgumentTypeError(
+            f"unknown feature {value!r}; expected one of {', '.join(FEATURES)} or all"
+        )
+    return value
+
+
+def _seconds(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds <= 3600:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number of seconds in 0..3600")
+    return seconds
+
+
+async def _roll_back_flags(args: argparse.Namespace, features: tuple[str, ...]) -> list[str]:
+    async with connect(args.environment) as conn:
+        current = await get_flags(conn.redis)
+        for feature in features:
+            state = current[feature]
+            print(f"{feature}: {state.describe() if state else 'missing'} -> off")
+        await _confirm(f"roll back {args.feature} in {conn.settings.environment}?", args.yes)
+        outcome = await roll_back(
+            db=conn.db,
+            redis=conn.redis,
+            request=RollbackRequest(
+                key=f"operator:{uuid.uuid4()}",
+                source="operator",
+                alertname="operator",
+                feature=args.feature,
+                features=features,
+                environment=conn.settings.environment,
+                actor=args.actor or default_actor(),
+                reason=args.reason,
+                starts_at=datetime.now(UTC),
+            ),
+        )
+        after = await get_flags(conn.redis)
+    still_on = [f for f in features if (state := after[f]) is not None and state.enabled]
+    if still_on:
+        raise CommandError(f"verification failed: still enabled in Redis: {', '.join(still_on)}")
+    changed = outcome.changed_features
+    print(
+        f"{len(changed)} flag(s) turned off ({', '.join(changed) or 'all already off'}); "
+        "audit and incident recorded; every replica stops serving within seconds"
+    )
+    return changed
+
+
+def _stack_rollback(stack: str, assume_yes: bool) -> None:
+    command = [sys.executable, "-m", "infra.deploy", "rollback", "--stack", stack]
+    if assume_yes:
+        command.append("--yes")
+    print("stack rollback: " + " ".join(command[1:]))
+    result = subprocess.run(command, check=False)  # noqa: S603 - our own module, fixed argv
+    if result.returncode != 0:
+        raise CommandError(f"stack rollback of {stack} failed (exit {result.returncode})")
+
+
+def _wait_healthy(urls: list[str], wait_seconds: float) -> None:
+    deadline = time.monotonic() + wait_seconds
+    for url in urls:
+        target = url.rstrip("/") + "/health"
+        while True:
+            try:
+                if httpx.get(target, timeout=2).status_code == 200:
+                    print(f"healthy: {target}")
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise CommandError(f"{target} not healthy within {wait_seconds:g} s")
+            time.sleep(0.5)
+
+
+def _rollback_feature(args: argparse.Namespace) -> int:
+    features = FEATURES if args.feature == ALL_FEATURES else (args.feature,)
+    if not args.reason.strip():
+        raise CommandError("--reason must say why (it goes into the audit)", EXIT_USAGE)
+    changed = asyncio.run(_roll_back_flags(args, features))
+    if args.stack_rollback:
+        _stack_rollback(args.stack_rollback, args.yes)
+    _wait_healthy(args.health_url, args.wait_seconds)
+    if changed:
+        asyncio.run(
+            notify_slack(
+                NotifySettings.from_env().slack_webhook_url,
+                rollback_message(
+                    environment=args.environment,
+                    features=changed,
+                    alertname="operator",
+                    reason=args.reason,
+                    actor=args.actor or default_actor(),
+                ),
+            )
+        )
+    return 0
+
+
+def register_rollback_commands(subparsers: Any) -> None:
+    """``enterprisehub rollback feature ...``."""
+    rollback = subparsers.add_parser("rollback", help="roll a feature back (flag off)")
+    commands = rollback.add_subparsers(dest="rollback_command", required=True)
+    feature = commands.add_parser("feature", help="turn a feature (or all) off at once")
+    feature.add_argument("feature", type=_target, help=f"{', '.join(FEATURES)} or all")
+    feature.add_argument("--environment", type=_environment, required=True)
+    feature.add_argument("--reason", required=True, help="why (recorded in the audit)")
+    feature.add_argument("--actor", help="who (default: the login name)")
+    feature.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    feature.add_argument(
+        "--health-url",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="a service base URL whose /health must answer 200 afterwards (repeatable)",
+    )
+    feature.add_argument("--wait-seconds", type=_seconds, default=120.0)
+    feature.add_argument(
+        "--stack-rollback", metavar="STACK", help="also roll the stack back to its last good update"
+    )
+    feature.set_defaults(handler=_rollback_feature)

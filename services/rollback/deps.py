@@ -1,0 +1,27 @@
+"""Dependencies of rollback-handler."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends
+from starlette.requests import HTTPConnection
+
+from services.rollback.config import RollbackSettings
+from services.rollback.metrics import RollbackMetrics
+
+
+def get_settings(conn: HTTPConnection) -> RollbackSettings:
+    """The app's settings."""
+    settings: RollbackSettings = conn.app.state.settings
+    return settings
+
+
+def get_metrics(conn: HTTPConnection) -> RollbackMetrics:
+    """The app's rollback metrics."""
+    metrics: RollbackMetrics = conn.app.state.rollback_metrics
+    return metrics
+
+
+SettingsDep = Annotated[RollbackSettings, Depends(get_settings)]
+MetricsDep = Annotated[RollbackMetrics, Depends(get_metrics)]

@@ -1,0 +1,38 @@
+"""``/health/rollback``: the latest incidents, read from the table the handler writes."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from fastapi import FastAPI
+
+from services.common.health import FeatureHealth
+
+LATEST = (
+    "SELECT incident_key, alertname, feature_name, received_at, resolved_at, flags_changed "
+    "FROM rollback_incidents ORDER BY received_at DESC LIMIT 5"
+)
+
+
+async def rollback_health(app: FastAPI) -> Mapping[str, Any]:
+    """Live values: the last five incidents (Postgres is required to act at all)."""
+    async with app.state.db.unscoped() as conn:
+        rows = await conn.fetch(LATEST)
+    return {
+        "status": "healthy",
+        "latest_incidents": [
+            {
+                "incident": row["incident_key"],
+                "alertname": row["alertname"],
+                "feature": row["feature_name"],
+                "received_at": row["received_at"].isoformat(),
+                "resolved_at": row["resolved_at"].isoformat() if row["resolved_at"] else None,
+                "flags_turned_off": list(row["flags_changed"]),
+            }
+            for row in rows
+        ],
+    }
+
+
+ROLLBACK_FEATURE_HEALTH = FeatureHealth("/health/rollback", rollback_health)

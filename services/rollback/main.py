@@ -1,0 +1,36 @@
+"""rollback-handler (port 8005): Alertmanager's rollback triggers turn feature flags off.
+
+``enterprisehub serve rollback`` runs ``create_app()``. Routes:
+``POST /v1/alertmanager/webhook`` plus the common health routes and
+``/health/rollback``.
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from prometheus_client import CollectorRegistry
+
+from services.common.app import create_app as create_service_app
+from services.common.metrics import new_registry
+from services.rollback.config import RollbackSettings
+from services.rollback.health import ROLLBACK_FEATURE_HEALTH
+from services.rollback.metrics import RollbackMetrics
+from services.rollback.routes import webhook
+
+
+def create_app(
+    settings: RollbackSettings | None = None, *, registry: CollectorRegistry | None = None
+) -> FastAPI:
+    """Build the app; settings default to the environment."""
+    settings = settings if settings is not None else RollbackSettings.from_env()
+    registry = registry if registry is not None else new_registry()
+    app = create_service_app(
+        settings=settings,
+        title="EnterpriseHub rollback-handler",
+        service="rollback",
+        routers=[webhook.router],
+        feature_health=ROLLBACK_FEATURE_HEALTH,
+        registry=registry,
+    )
+    app.state.rollback_metrics = RollbackMetrics(registry)
+    return app

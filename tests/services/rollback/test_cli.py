@@ -1,0 +1,91 @@
+"""``enterprisehub rollback feature ...`` against real Redis and Postgres."""
+
+from __future__ import annotations
+
+import asyncio
+from contextlib import nullcontext
+from typing import Any
+
+import pytest
+
+from services.cli import main
+from services.common.database import Database
+from services.common.flags import FEATURES, FlagState, get_flags, write_flag
+from services.common.redis import Redis
+from tests.services.rollback.conftest import SlackStandIn
+
+
+async def _cli(*argv: str) -> int:
+    return await asyncio.to_thread(main, list(argv))
+
+
+async def _count(owner_db: Database, table: str) -> int:
+    async with owner_db.unscoped() as conn:
+        return int(await conn.fetchval(f"SELECT count(*) FROM {table}"))  # noqa: S608
+
+
+async def test_rollback_turns_the_flag_off_verifies_audits_and_notifies(
+    rollback_env: dict[str, str],
+    redis_client: Redis,
+    owner_db: Database,
+    slack: SlackStandIn,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    await write_flag(redis_client, "ai_coaching", FlagState(enabled=True, rollout_percentage=50))
+    code = await _cli(
+        "rollback", "feature", "ai_coaching", "--environment", "local",
+        "--reason", "coaching p95 at 4 s", "--actor", "oncall", "--yes",
+    )  # fmt: skip
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "ai_coaching: on at 50% -> off" in out
+    assert "1 flag(s) turned off (ai_coaching)" in out
+    assert (await get_flags(redis_client))["ai_coaching"] == FlagState(
+        enabled=False, rollout_percentage=50
+    )
+    assert await _count(owner_db, "flag_audit") == 1
+    assert await _count(owner_db, "rollback_incidents") == 1
+    assert len(slack.messages) == 1
+    assert "oncall" in slack.messages[0]
+
+
+async def test_rollback_all_and_health_urls(
+    rollback_env: dict[str, str], redis_client: Redis, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for feature in FEATURES:
+        await write_flag(redis_client, feature, FlagState(enabled=True, rollout_percentage=10))
+    # Nothing listens there: the command must say the service is not healthy.
+    code = await _cli(
+        "rollback", "feature", "all", "--environment", "local", "--reason", "drill", "--yes",
+        "--health-url", "http://127.0.0.1:9", "--wait-seconds", "1",
+    )  # fmt: skip
+    assert code == 1
+    assert "not healthy within 1 s" in capsys.readouterr().err
+    assert not any(s and s.enabled for s in (await get_flags(redis_client)).values())
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["vision", "--environment", "local", "--reason", "x", "--yes"], "unknown feature"),
+        (["ai_coaching", "--environment", "moon", "--reason", "x", "--yes"], "unknown environment"),
+        (["ai_coaching", "--environment", "production", "--reason", "x", "--yes"], "ENVIRONMENT"),
+        (["ai_coaching", "--environment", "local", "--reason", " ", "--yes"], "--reason"),
+        (["ai_coaching", "--environment", "local", "--reason", "x"], "pass --yes"),
+    ],
+    ids=["feature", "environment", "other-environment", "no-reason", "no-confirmation"],
+)
+async def test_clear_errors_and_nothing_changed(
+    rollback_env: dict[str, str],
+    redis_client: Redis,
+    capsys: pytest.CaptureFixture[str],
+    argv: list[str],
+    message: str,
+) -> None:
+    await write_flag(redis_client, "ai_coaching", FlagState(enabled=True, rollout_percentage=50))
+    expected_exit = pytest.raises(SystemExit) if "unknown" in message else nullcontext()
+    with expected_exit:
+        code = await _cli("rollback", "feature", *argv)
+        assert code != 0
+    assert message in capsys.readouterr().err
+    assert (await get_flags(redis_client))["ai_coaching"].enabled  # type: ignore[union-attr]
