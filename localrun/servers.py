@@ -21,11 +21,12 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import yaml
 
 PG_BIN = Path(os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin"))
 POSTGRES_PASSWORD = "postgres-local"  # noqa: S105 - loopback-only development cluster
@@ -328,31 +329,48 @@ class PrometheusServer:
 
 def start_prometheus(
     base_dir: Path,
-    targets: Sequence[str],
+    targets: Sequence[str] = (),
     *,
+    jobs: Mapping[str, Sequence[str]] | None = None,
     port: int | None = None,
     rule_files: Sequence[Path] = (),
     scrape_interval: str = "5s",
+    evaluation_interval: str | None = None,
+    alertmanager: str | None = None,
 ) -> PrometheusServer:
-    """Start Prometheus scraping ``targets`` (``host:port``) at ``/metrics``."""
+    """Start Prometheus scraping ``/metrics`` of each target (``host:port``).
+
+    ``jobs`` maps a job name (the service's Kubernetes name, as the alert rules
+    expect) to its targets; plain ``targets`` go into one job, ``enterprisehub``.
+    ``alertmanager`` (``host:port``) receives the alerts of ``rule_files``.
+    """
     binary = _require("prometheus", "prometheus")
     work_dir = (base_dir / "prometheus").resolve()
     (work_dir / "data").mkdir(parents=True, exist_ok=True)
     port = port or free_port()
-    target_list = ", ".join(f'"{t}"' for t in targets)
-    rules = "".join(f"\n  - {Path(r).resolve()}" for r in rule_files)
-    config = work_dir / "prometheus.yml"
-    config.write_text(
-        f"global:\n  scrape_interval: {scrape_interval}\n  evaluation_interval: {scrape_interval}\n"
-        f"rule_files:{rules or ' []'}\n"
-        f"scrape_configs:\n  - job_name: enterprisehub\n"
-        f"    static_configs:\n      - targets: [{target_list}]\n"
-    )
+    all_jobs = dict(jobs or {})
+    if targets:
+        all_jobs["enterprisehub"] = list(targets)
+    config: dict[str, object] = {
+        "global": {
+            "scrape_interval": scrape_interval,
+            "evaluation_interval": evaluation_interval or scrape_interval,
+        },
+        "rule_files": [str(Path(r).resolve()) for r in rule_files],
+        "scrape_configs": [
+            {"job_name": name, "static_configs": [{"targets": list(job_targets)}]}
+            for name, job_targets in all_jobs.items()
+        ],
+    }
+    if alertmanager is not None:
+        config["alerting"] = {"alertmanagers": [{"static_configs": [{"targets": [alertmanager]}]}]}
+    config_file = work_dir / "prometheus.yml"
+    config_file.write_text(yaml.safe_dump(config, sort_keys=False))
     log_file = (work_dir / "prometheus.log").open("ab")
     process = subprocess.Popen(
         [
             binary,
-            f"--config.file={config}",
+            f"--config.file={config_file}",
             f"--web.listen-address=127.0.0.1:{port}",
             f"--storage.tsdb.path={work_dir / 'data'}",
         ],
@@ -373,6 +391,76 @@ def start_prometheus(
             raise ServerFailed(
                 f"prometheus did not become ready on port {port}\n"
                 f"{_log_tail(work_dir / 'prometheus.log')}"
+            )
+        time.sleep(0.1)
+
+
+@dataclass
+class AlertmanagerServer:
+    """A running Alertmanager (Debian's ``prometheus-alertmanager``), HA off."""
+
+    dir: Path
+    port: int
+    process: subprocess.Popen[bytes] = field(repr=False)
+
+    @property
+    def url(self) -> str:
+        """``http://127.0.0.1:port``."""
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def address(self) -> str:
+        """``127.0.0.1:port``, for Prometheus's ``alerting`` block."""
+        return f"127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        """Terminate and wait; idempotent."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def start_alertmanager(
+    base_dir: Path, config: Mapping[str, object], *, port: int | None = None
+) -> AlertmanagerServer:
+    """Start Alertmanager on loopback with ``config`` (a parsed alertmanager.yml)."""
+    binary = _require("prometheus-alertmanager", "prometheus-alertmanager")
+    work_dir = (base_dir / "alertmanager").resolve()
+    (work_dir / "data").mkdir(parents=True, exist_ok=True)
+    port = port or free_port()
+    config_file = work_dir / "alertmanager.yml"
+    config_file.write_text(yaml.safe_dump(dict(config), sort_keys=False))
+    log_file = (work_dir / "alertmanager.log").open("ab")
+    process = subprocess.Popen(
+        [
+            binary,
+            f"--config.file={config_file}",
+            f"--storage.path={work_dir / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            # Empty: no HA gossip (it would bind 0.0.0.0:9094).
+            "--cluster.listen-address=",
+        ],
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+    )
+    log_file.close()
+    server = AlertmanagerServer(dir=work_dir, port=port, process=process)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if httpx.get(f"{server.url}/-/ready", timeout=1).status_code == 200:
+                return server
+        except httpx.HTTPError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            server.stop()
+            raise ServerFailed(
+                f"alertmanager did not become ready on port {port}\n"
+                f"{_log_tail(work_dir / 'alertmanager.log')}"
             )
         time.sleep(0.1)
 

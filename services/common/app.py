@@ -26,6 +26,7 @@ from prometheus_client import CollectorRegistry
 from services.common.auth import TokenVerifier
 from services.common.database import Database, DatabaseUnavailable
 from services.common.errors import install_error_handlers
+from services.common.faults import FaultInjectionMiddleware
 from services.common.flags import serve_flags
 from services.common.health import FeatureHealth, health_router, package_version
 from services.common.metrics import (
@@ -126,6 +127,9 @@ def create_app(
 
     install_error_handlers(app)
     build_info(registry, service=service, version=app.version)
+    if settings.fault_injection_file is not None:
+        # Inside the metrics middleware, so injected latency and errors are measured.
+        app.add_middleware(FaultInjectionMiddleware, path=settings.fault_injection_file)
     app.add_middleware(HttpMetricsMiddleware, metrics=HttpMetrics(registry))
     if settings.cors_origins:
         app.add_middleware(

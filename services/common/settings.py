@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, Self
 from urllib.parse import urlsplit
 
@@ -215,6 +216,12 @@ class CommonSettings(AuthSettings, RedisSettings):
     ghl_api_key: SecretStr | None = None
     slack_webhook_url: SecretStr | None = None
 
+    fault_injection_file: Path | None = Field(
+        default=None,
+        description="Test-only: a JSON file of latency/errors to inject (services.common.faults); "
+        "refused in production.",
+    )
+
     websocket_target_latency_ms: float = Field(default=50, gt=0)
     ml_inference_target_ms: float = Field(default=35, gt=0)
     vision_analysis_target_ms: float = Field(default=1500, gt=0)
@@ -225,6 +232,14 @@ class CommonSettings(AuthSettings, RedisSettings):
     feature_property_vision: bool = False
     feature_churn_prevention: bool = False
     feature_ai_coaching: bool = False
+
+    @model_validator(mode="after")
+    def _no_faults_in_production(self) -> Self:
+        if self.fault_injection_file is not None and self.environment == "production":
+            raise ValueError(
+                "FAULT_INJECTION_FILE is for tests and drills; never set in production"
+            )
+        return self
 
     @field_validator("log_level", mode="before")
     @classmethod
