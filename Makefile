@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STACK ?= local
 SETUP_STAMP := $(VENV)/.setup-stamp
 
-.PHONY: help setup lint format typecheck test test-fast run synth check-manifests up preview bench clean
+.PHONY: help setup lint format typecheck test test-fast run synth check-manifests up preview bench closed-loop alerts clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -51,6 +51,13 @@ preview: setup ## pulumi preview of STACK (needs the Pulumi CLI and credentials)
 
 up: setup ## pulumi up of STACK (needs the Pulumi CLI and a reachable cluster/cloud)
 	bash scripts/pulumi.sh up $(STACK)
+
+alerts: setup ## Regenerate the SLO rule files and write the dashboards to build/dashboards
+	$(PY) -m alerts render
+	$(PY) -m alerts dashboards --out build/dashboards
+
+closed-loop: setup ## W7: fault -> alert -> rollback-handler -> flag off, on loopback (about 3 min)
+	$(PY) -m benchmarks.closed_loop
 
 bench: setup ## Every benchmark in benchmarks/ (long; see docs/benchmarks.md)
 	$(PY) -m benchmarks.synth

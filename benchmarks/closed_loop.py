@@ -70,6 +70,8 @@ class Scenario:
     fault: dict[str, float]
     #: (method, path, json body) of a request that exercises the feature.
     request: tuple[str, str, dict[str, Any] | None]
+    #: Whether the request is gated by the feature's flag (403 once it is off).
+    gated: bool = True
     extra_env: dict[str, str] = field(default_factory=dict)
 
 
@@ -82,6 +84,8 @@ SCENARIOS: dict[str, Scenario] = {
         alertname="PlatformErrorRateRollback",
         route_prefix="/v1/leads/",
         fault={"error_rate": 1.0},
+        # Lead scoring itself is not behind a flag: the loop ends at "flag off".
+        gated=False,
         request=(
             "POST",
             "/v1/leads/score",
@@ -214,7 +218,7 @@ async def _drive(
             await asyncio.to_thread(fault_file.write_text, fault)
             started = time.monotonic()
             deadline = started + timeout_s
-            while time.monotonic() < deadline and timeline.replicas_stopped is None:
+            while time.monotonic() < deadline and not _done(timeline, scenario):
                 now = time.monotonic() - started
                 state = await _alert_state(client, prometheus, scenario.alertname)
                 if state in ("pending", "firing") and timeline.pending is None:
@@ -225,8 +229,10 @@ async def _drive(
                     timeline.webhook_received = now
                 if timeline.flag_off is None and await _flags_off(stores, features):
                     timeline.flag_off = now
-                if timeline.flag_off is not None and await _all_refused(
-                    client, replicas, method, path, body, headers
+                if (
+                    scenario.gated
+                    and timeline.flag_off is not None
+                    and await _all_refused(client, replicas, method, path, body, headers)
                 ):
                     timeline.replicas_stopped = now
                 await asyncio.sleep(0.2)
@@ -243,6 +249,12 @@ async def _drive(
             stop_load.set()
             await asyncio.gather(*loaders, return_exceptions=True)
     return timeline
+
+
+def _done(timeline: Timeline, scenario: Scenario) -> bool:
+    if scenario.gated:
+        return timeline.replicas_stopped is not None
+    return timeline.flag_off is not None and timeline.firing is not None
 
 
 async def _all_refused(
@@ -384,7 +396,8 @@ def main(argv: list[str] | None = None) -> int:
         "seconds_from_fault_start": timeline.__dict__,
     }
     print(json.dumps(result, indent=2))
-    return 0 if timeline.replicas_stopped is not None and timeline.resolved is not None else 1
+    stopped = timeline.replicas_stopped is not None or not scenario.gated
+    return 0 if timeline.flag_off is not None and stopped and timeline.resolved is not None else 1
 
 
 if __name__ == "__main__":
