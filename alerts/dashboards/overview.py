@@ -13,6 +13,12 @@ from alerts.dashboards.panels import graph, query, thresholds
 
 WS = "job_quantile:websocket_message_latency_seconds:histogram_quantile_rate5m"
 ML = "job_quantile:ml_inference_duration_seconds:histogram_quantile_rate5m"
+FEATURE_P95 = (
+    'feature_quantile:http_request_duration_seconds:histogram_quantile_rate5m{feature="%s"}'
+)
+CHURN_P95 = (
+    'job_quantile:churn_intervention_latency_seconds:histogram_quantile_rate5m{quantile="0.95"}'
+)
 
 
 def build() -> Dashboard:
@@ -66,6 +72,69 @@ def build() -> Dashboard:
                     "sum by (kind) (rate(ml_predictions_total[$__rate_interval]))", "{{kind}}", "A"
                 ),
                 query("sum(job:ml_inference_duration_seconds_count:rate5m)", "model calls", "B"),
+            )
+        )
+        .with_row(Row("Claude"))
+        .with_panel(
+            graph(
+                "Claude cost per hour by feature",
+                "currencyUSD",
+                query(
+                    "sum by (feature) (rate(claude_cost_dollars_total[1h])) * 3600", "{{feature}}"
+                ),
+                width=8,
+            )
+        )
+        .with_panel(
+            graph(
+                "Claude retries per second by reason",
+                "short",
+                query(
+                    "sum by (reason) (rate(claude_retries_total[$__rate_interval]))", "{{reason}}"
+                ),
+                width=8,
+            )
+        )
+        .with_panel(
+            graph(
+                "Claude circuit breaker open",
+                "short",
+                query('max by (job) (claude_circuit_state{state="open"})', "{{job}}"),
+                width=8,
+            )
+        )
+        .with_row(Row("Churn prevention"))
+        .with_panel(
+            graph(
+                "Interventions per minute by outcome",
+                "short",
+                query(
+                    "sum by (outcome) (rate(churn_interventions_total[$__rate_interval])) * 60",
+                    "{{outcome}}",
+                ),
+                width=8,
+            )
+        )
+        .with_panel(
+            graph(
+                "Detection to intervention p95",
+                "s",
+                query(f"max({CHURN_P95})", "p95", "A"),
+                query(
+                    "sum(job:churn_intervention_latency_seconds_count:increase30m)",
+                    "interventions in 30 m",
+                    "B",
+                ),
+                width=8,
+            ).thresholds(thresholds((None, "green"), (30, "red")))
+        )
+        .with_panel(
+            graph(
+                "Queue depth and dead letters",
+                "short",
+                query("sum(churn_queue_depth)", "queued", "A"),
+                query("sum(increase(churn_dead_letters_total[15m]))", "dead letters in 15 m", "B"),
+                width=8,
             )
         )
         .with_row(Row("Requests"))

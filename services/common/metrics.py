@@ -48,7 +48,12 @@ HTTP_LATENCY_BUCKETS: tuple[float, ...] = (
     0.25,
     0.5,
     1.0,
+    # The seed's targets and rollback thresholds (vision 1.5 s and 3 s, coaching
+    # 2 s) fall on bucket bounds, so quantile alerts do not interpolate across them.
+    1.5,
+    2.0,
     2.5,
+    3.0,
     5.0,
     10.0,
 )
