@@ -187,7 +187,80 @@ class RedisSettings(EnvSettings):
         return value
 
 
-class CommonSettings(AuthSettings, RedisSettings):
+_BUCKET_PATTERN = re.compile(r"\A[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]\Z")
+
+
+def _empty_to_none(value: object) -> object:
+    # Kubernetes Secrets and ConfigMaps often carry optional keys as "".
+    return None if value == "" else value
+
+
+class StorageSettings(EnvSettings):
+    """Object storage (S3, or MinIO in a local cluster) and the platform's buckets."""
+
+    s3_endpoint_url: str | None = Field(
+        default=None, description="S3-compatible endpoint (in-cluster storage); unset for AWS."
+    )
+    aws_region: str | None = Field(default=None, description="Region of the buckets.")
+    models_bucket: str | None = Field(default=None, description="Bucket of model artifacts.")
+    media_bucket: str | None = Field(default=None, description="Bucket of uploaded media.")
+
+    @field_validator(
+        "s3_endpoint_url", "aws_region", "models_bucket", "media_bucket", mode="before"
+    )
+    @classmethod
+    def _storage_empty_is_unset(cls, value: object) -> object:
+        return _empty_to_none(value)
+
+    @field_validator("s3_endpoint_url")
+    @classmethod
+    def _endpoint_shape(cls, value: str | None) -> str | None:
+        if value is not None:
+            parts = urlsplit(value)
+            if parts.scheme not in {"http", "https"} or not parts.hostname:
+                raise ValueError("expected http(s)://HOST[:PORT] of an S3-compatible endpoint")
+        return value
+
+    @field_validator("models_bucket", "media_bucket")
+    @classmethod
+    def _bucket_shape(cls, value: str | None) -> str | None:
+        if value is not None and not _BUCKET_PATTERN.fullmatch(value):
+            raise ValueError("must be an S3 bucket name: 3-63 of a-z 0-9 . -")
+        return value
+
+
+class ClaudeSettings(EnvSettings):
+    """The Anthropic API: without ANTHROPIC_API_KEY the Claude client is absent."""
+
+    anthropic_api_key: SecretStr | None = Field(
+        default=None, description="Anthropic API key; unset disables every Claude feature."
+    )
+    anthropic_base_url: str | None = Field(
+        default=None, description="API base URL (a proxy or a local stand-in); unset: Anthropic."
+    )
+    anthropic_timeout_seconds: float = Field(
+        default=60.0, gt=0, le=600, description="Per-request timeout of Claude calls."
+    )
+    anthropic_max_retries: int = Field(
+        default=2, ge=0, le=10, description="Retries of 408/409/429/5xx answers."
+    )
+
+    @field_validator("anthropic_api_key", "anthropic_base_url", mode="before")
+    @classmethod
+    def _claude_empty_is_unset(cls, value: object) -> object:
+        return _empty_to_none(value)
+
+    @field_validator("anthropic_base_url")
+    @classmethod
+    def _base_url_shape(cls, value: str | None) -> str | None:
+        if value is not None:
+            parts = urlsplit(value)
+            if parts.scheme not in {"http", "https"} or not parts.hostname:
+                raise ValueError("expected http(s)://HOST[:PORT][/PATH]")
+        return value
+
+
+class CommonSettings(AuthSettings, RedisSettings, StorageSettings, ClaudeSettings):
     """Settings every feature service reads.
 
     Latency targets keep the seed's variable names (``..._MS``/``..._S``); use
@@ -209,9 +282,14 @@ class CommonSettings(AuthSettings, RedisSettings):
     db_pool_timeout: float = Field(default=30.0, gt=0, le=600)
 
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    max_request_body_bytes: int = Field(
+        default=2_097_152,
+        ge=1024,
+        le=100_000_000,
+        description="Largest request body any route accepts (a 1,000-lead batch is ~0.5 MB).",
+    )
 
     encryption_key: SecretStr | None = None
-    anthropic_api_key: SecretStr | None = None
     ghl_api_key: SecretStr | None = None
     slack_webhook_url: SecretStr | None = None
 
@@ -239,15 +317,13 @@ class CommonSettings(AuthSettings, RedisSettings):
     @field_validator(
         "migration_database_url",
         "encryption_key",
-        "anthropic_api_key",
         "ghl_api_key",
         "slack_webhook_url",
         mode="before",
     )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
-        # Kubernetes Secrets often carry optional keys as empty strings.
-        return None if value == "" else value
+        return _empty_to_none(value)
 
     @field_validator("cors_origins", mode="before")
     @classmethod
