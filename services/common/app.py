@@ -58,6 +58,7 @@ def create_app(
     version: str | None = None,
     needs: frozenset[Need] = DEFAULT_NEEDS,
     max_body_bytes: int | None = None,
+    max_body_setting: str | None = None,
 ) -> FastAPI:
     """Build a service's app.
 
@@ -66,8 +67,9 @@ def create_app(
     theirs); ``lifespan`` is the service's own async context manager factory,
     entered once everything in ``needs`` is open (default: Postgres and
     Redis). ``max_body_bytes`` caps every request body (default
-    MAX_REQUEST_BODY_BYTES); a route may read its own body with a tighter
-    limit (``services.common.body.read_body``).
+    MAX_REQUEST_BODY_BYTES), ``max_body_setting`` names the variable behind it
+    in the 413 answer; a route may read its own body with a tighter limit
+    (``services.common.body.read_body``).
     """
     needs = frozenset(needs)
     if feature_health is not None and (
@@ -105,16 +107,13 @@ def create_app(
     build_info(registry, service=service, version=app.version)
     # Inside the metrics middleware, so its 401s and 413s are counted too.
     if max_body_bytes is None:
-        app.add_middleware(
-            EdgeGuard,
-            verifier=app.state.token_verifier,
-            max_body_bytes=settings.max_request_body_bytes,
-            setting="MAX_REQUEST_BODY_BYTES",
-        )
-    else:
-        app.add_middleware(
-            EdgeGuard, verifier=app.state.token_verifier, max_body_bytes=max_body_bytes
-        )
+        max_body_bytes, max_body_setting = settings.max_request_body_bytes, "MAX_REQUEST_BODY_BYTES"
+    app.add_middleware(
+        EdgeGuard,
+        verifier=app.state.token_verifier,
+        max_body_bytes=max_body_bytes,
+        setting=max_body_setting,
+    )
     app.add_middleware(HttpMetricsMiddleware, metrics=HttpMetrics(registry))
     if settings.cors_origins:
         app.add_middleware(

@@ -44,4 +44,5 @@ def create_app(
         registry=registry,
         # Each webhook route reads its body with its own, tighter limit.
         max_body_bytes=max(settings.realtime_max_event_bytes, settings.realtime_max_batch_bytes),
+        max_body_setting="REALTIME_MAX_BATCH_BYTES",
     )
