@@ -21,9 +21,9 @@ def test_nearest_rank_edges() -> None:
     assert nearest_rank([3.0], 95) == 3.0
     assert nearest_rank([1.0, 2.0], 50) == 1.0
     assert nearest_rank([1.0, 2.0], 51) == 2.0
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="no samples"):
         nearest_rank([], 50)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="percent"):
         nearest_rank([1.0], 0)
 
 
@@ -50,7 +50,7 @@ def test_time_bound_drops_old_samples() -> None:
 
 
 def test_bad_bounds_are_refused() -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="max_samples"):
         LatencyWindow(max_samples=0)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="window_seconds"):
         LatencyWindow(window_seconds=0)

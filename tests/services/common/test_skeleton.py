@@ -249,7 +249,7 @@ async def test_claude_client_comes_from_settings_and_reaches_its_base_url(
     )
     server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
     task = asyncio.create_task(server.serve())
-    while not server.started:
+    while not server.started:  # noqa: ASYNC110 - uvicorn offers no event to wait on
         await asyncio.sleep(0.01)
     try:
         configured = settings.model_copy(
@@ -313,7 +313,8 @@ def test_storage_settings_reject_bad_names() -> None:
     with pytest.raises(SettingsError) as caught:
         StorageSettings.from_env(s3_endpoint_url="minio:9000", models_bucket="Bad_Bucket")
     problems = "\n".join(caught.value.problems)
-    assert "S3_ENDPOINT_URL" in problems and "MODELS_BUCKET" in problems
+    assert "S3_ENDPOINT_URL" in problems
+    assert "MODELS_BUCKET" in problems
     assert StorageSettings.from_env(s3_endpoint_url="", media_bucket="").media_bucket is None
 
 
