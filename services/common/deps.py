@@ -13,7 +13,8 @@ hop per request for one attribute read.
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Awaitable, Callable
+from typing import Annotated, TypeVar
 
 from fastapi import Depends
 from prometheus_client import CollectorRegistry
@@ -25,6 +26,8 @@ from services.common.database import Database
 from services.common.redis import Redis
 from services.common.settings import CommonSettings
 from services.common.storage import Storage
+
+T = TypeVar("T")
 
 __all__ = [
     "ClaudeDep",
@@ -42,38 +45,31 @@ __all__ = [
     "get_settings",
     "get_storage",
     "require_principal",
+    "state_getter",
 ]
 
 
-async def get_settings(conn: HTTPConnection) -> CommonSettings:
-    """The settings the app was built with (a service's subclass instance)."""
-    settings: CommonSettings = conn.app.state.settings
-    return settings
+def state_getter(name: str, kind: type[T], doc: str) -> Callable[[HTTPConnection], Awaitable[T]]:
+    """An async dependency returning ``app.state.<name>`` (a service's own objects too)."""
+
+    async def get(conn: HTTPConnection) -> T:
+        value: T = getattr(conn.app.state, name)
+        return value
+
+    get.__name__ = get.__qualname__ = f"get_{name}"
+    get.__doc__ = doc
+    return get
 
 
-async def get_db(conn: HTTPConnection) -> Database:
-    """The app's Postgres pool (application role)."""
-    db: Database = conn.app.state.db
-    return db
-
-
-async def get_redis(conn: HTTPConnection) -> Redis:
-    """The app's pooled Redis client."""
-    client: Redis = conn.app.state.redis
-    return client
-
-
-async def get_storage(conn: HTTPConnection) -> Storage:
-    """The app's object storage (S3 client and bucket names); needs ``Need.STORAGE``."""
-    storage: Storage = conn.app.state.storage
-    return storage
-
-
-async def get_registry(conn: HTTPConnection) -> CollectorRegistry:
-    """The app's Prometheus registry."""
-    registry: CollectorRegistry = conn.app.state.registry
-    return registry
-
+get_settings = state_getter(
+    "settings", CommonSettings, "The settings the app was built with (a service's subclass)."
+)
+get_db = state_getter("db", Database, "The app's Postgres pool (application role).")
+get_redis = state_getter("redis", Redis, "The app's pooled Redis client.")
+get_storage = state_getter(
+    "storage", Storage, "The app's object storage (S3 client, bucket names); Need.STORAGE."
+)
+get_registry = state_getter("registry", CollectorRegistry, "The app's Prometheus registry.")
 
 SettingsDep = Annotated[CommonSettings, Depends(get_settings)]
 DbDep = Annotated[Database, Depends(get_db)]

@@ -16,6 +16,7 @@ from typing import Annotated, Any, ClassVar, Literal, Self
 from urllib.parse import urlsplit
 
 from pydantic import (
+    BeforeValidator,
     Field,
     SecretStr,
     ValidationError,
@@ -190,36 +191,37 @@ class RedisSettings(EnvSettings):
 _BUCKET_PATTERN = re.compile(r"\A[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]\Z")
 
 
+def _http_url(value: str | None, expected: str) -> str | None:
+    if value is not None:
+        parts = urlsplit(value)
+        if parts.scheme not in {"http", "https"} or not parts.hostname:
+            raise ValueError(f"expected {expected}")
+    return value
+
+
 def _empty_to_none(value: object) -> object:
-    # Kubernetes Secrets and ConfigMaps often carry optional keys as "".
     return None if value == "" else value
+
+
+# Kubernetes Secrets and ConfigMaps often carry optional keys as "": unset.
+OptionalText = Annotated[str | None, BeforeValidator(_empty_to_none)]
+OptionalSecret = Annotated[SecretStr | None, BeforeValidator(_empty_to_none)]
 
 
 class StorageSettings(EnvSettings):
     """Object storage (S3, or MinIO in a local cluster) and the platform's buckets."""
 
-    s3_endpoint_url: str | None = Field(
+    s3_endpoint_url: OptionalText = Field(
         default=None, description="S3-compatible endpoint (in-cluster storage); unset for AWS."
     )
-    aws_region: str | None = Field(default=None, description="Region of the buckets.")
-    models_bucket: str | None = Field(default=None, description="Bucket of model artifacts.")
-    media_bucket: str | None = Field(default=None, description="Bucket of uploaded media.")
-
-    @field_validator(
-        "s3_endpoint_url", "aws_region", "models_bucket", "media_bucket", mode="before"
-    )
-    @classmethod
-    def _storage_empty_is_unset(cls, value: object) -> object:
-        return _empty_to_none(value)
+    aws_region: OptionalText = Field(default=None, description="Region of the buckets.")
+    models_bucket: OptionalText = Field(default=None, description="Bucket of model artifacts.")
+    media_bucket: OptionalText = Field(default=None, description="Bucket of uploaded media.")
 
     @field_validator("s3_endpoint_url")
     @classmethod
     def _endpoint_shape(cls, value: str | None) -> str | None:
-        if value is not None:
-            parts = urlsplit(value)
-            if parts.scheme not in {"http", "https"} or not parts.hostname:
-                raise ValueError("expected http(s)://HOST[:PORT] of an S3-compatible endpoint")
-        return value
+        return _http_url(value, "http(s)://HOST[:PORT] of an S3-compatible endpoint")
 
     @field_validator("models_bucket", "media_bucket")
     @classmethod
@@ -232,10 +234,10 @@ class StorageSettings(EnvSettings):
 class ClaudeSettings(EnvSettings):
     """The Anthropic API: without ANTHROPIC_API_KEY the Claude client is absent."""
 
-    anthropic_api_key: SecretStr | None = Field(
+    anthropic_api_key: OptionalSecret = Field(
         default=None, description="Anthropic API key; unset disables every Claude feature."
     )
-    anthropic_base_url: str | None = Field(
+    anthropic_base_url: OptionalText = Field(
         default=None, description="API base URL (a proxy or a local stand-in); unset: Anthropic."
     )
     anthropic_timeout_seconds: float = Field(
@@ -245,19 +247,10 @@ class ClaudeSettings(EnvSettings):
         default=2, ge=0, le=10, description="Retries of 408/409/429/5xx answers."
     )
 
-    @field_validator("anthropic_api_key", "anthropic_base_url", mode="before")
-    @classmethod
-    def _claude_empty_is_unset(cls, value: object) -> object:
-        return _empty_to_none(value)
-
     @field_validator("anthropic_base_url")
     @classmethod
     def _base_url_shape(cls, value: str | None) -> str | None:
-        if value is not None:
-            parts = urlsplit(value)
-            if parts.scheme not in {"http", "https"} or not parts.hostname:
-                raise ValueError("expected http(s)://HOST[:PORT][/PATH]")
-        return value
+        return _http_url(value, "http(s)://HOST[:PORT][/PATH]")
 
 
 class CommonSettings(AuthSettings, RedisSettings, StorageSettings, ClaudeSettings):
@@ -274,7 +267,7 @@ class CommonSettings(AuthSettings, RedisSettings, StorageSettings, ClaudeSetting
     log_level: LogLevel = "INFO"
 
     database_url: SecretStr = Field(description="Application role DSN (subject to RLS).")
-    migration_database_url: SecretStr | None = Field(
+    migration_database_url: OptionalSecret = Field(
         default=None, description="Owner role DSN, used only by `enterprisehub migrate`."
     )
     db_pool_size: int = Field(default=20, gt=0, le=1000)
@@ -289,9 +282,9 @@ class CommonSettings(AuthSettings, RedisSettings, StorageSettings, ClaudeSetting
         description="Largest request body any route accepts (a 1,000-lead batch is ~0.5 MB).",
     )
 
-    encryption_key: SecretStr | None = None
-    ghl_api_key: SecretStr | None = None
-    slack_webhook_url: SecretStr | None = None
+    encryption_key: OptionalSecret = None
+    ghl_api_key: OptionalSecret = None
+    slack_webhook_url: OptionalSecret = None
 
     websocket_target_latency_ms: float = Field(default=50, gt=0)
     ml_inference_target_ms: float = Field(default=35, gt=0)
@@ -313,17 +306,6 @@ class CommonSettings(AuthSettings, RedisSettings, StorageSettings, ClaudeSetting
     @classmethod
     def _postgres_dsn(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
         return _check_postgres_dsn(value, str(info.field_name).upper())
-
-    @field_validator(
-        "migration_database_url",
-        "encryption_key",
-        "ghl_api_key",
-        "slack_webhook_url",
-        mode="before",
-    )
-    @classmethod
-    def _empty_is_unset(cls, value: object) -> object:
-        return _empty_to_none(value)
 
     @field_validator("cors_origins", mode="before")
     @classmethod

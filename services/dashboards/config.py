@@ -21,18 +21,6 @@ class DashboardSettings(CommonSettings):
         default="ws://127.0.0.1:8001/v1/feed",
         description="websocket-manager's WS /v1/feed, as the dashboards reach it.",
     )
-    dashboards_feed_timeout: float = Field(
-        default=5.0, gt=0, le=120, description="Seconds a page waits for the feed."
-    )
-    dashboards_hub_events: int = Field(
-        default=200, ge=10, le=5000, description="Latest events the lead hub keeps on screen."
-    )
-    dashboards_hub_lookback_seconds: float = Field(
-        default=3600.0,
-        gt=0,
-        le=7 * 86400,
-        description="How far back the lead hub replays the feed when it opens.",
-    )
 
     @field_validator("dashboards_feed_url")
     @classmethod

@@ -12,12 +12,12 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Gauge
 
 from services.common.latency import LatencyWindow
-from services.common.metrics import counter, latency_histogram
+from services.common.metrics import bucket_series, counter, latency_histogram
 
 __all__ = ["LATENCY_BUCKETS", "LatencyWindow", "RealtimeMetrics"]
 
-# Sub-millisecond to seconds: the goal is p95 < 5 ms, the seed's target 50 ms,
-# and replays after a reconnect can be seconds or minutes old.
+# Sub-millisecond to seconds: the goal is p95 < 5 ms (finer bounds around it),
+# the seed's target 50 ms, and replays after a reconnect can be minutes old.
 LATENCY_BUCKETS: tuple[float, ...] = (
     0.0002,
     0.0005,
@@ -26,16 +26,7 @@ LATENCY_BUCKETS: tuple[float, ...] = (
     0.003,
     0.005,
     0.0075,
-    0.01,
-    0.025,
-    0.05,
-    0.1,
-    0.25,
-    0.5,
-    1.0,
-    2.5,
-    5.0,
-    10.0,
+    *bucket_series(0.01, 10.0),
     30.0,
     60.0,
 )

@@ -2,7 +2,7 @@
 
 Read through ``WS /v1/feed`` with the signed-in user's token, exactly as an
 agent's client reads it. On first open the page replays the last
-DASHBOARDS_HUB_LOOKBACK_SECONDS; every refresh resumes from the last event
+hour (`LOOKBACK_SECONDS`); every refresh resumes from the last event
 seen, so nothing is read twice. Shown: the latest events with their scores,
 the score distribution, and counts by event type.
 """
@@ -25,7 +25,12 @@ ICON = "📡"
 
 HOT_SCORE = 0.7
 """Leads at or above this conversion probability count as hot."""
+LATEST_EVENTS = 200
+"""Events the page keeps and shows (newest first)."""
+LOOKBACK_SECONDS = 3600.0
+"""How far back the feed is replayed when the page opens."""
 LISTEN_SECONDS = 1.0
+FEED_TIMEOUT_SECONDS = 10.0
 REFRESH_SECONDS = 5
 
 _STATE_KEY = "lead_hub"
@@ -70,10 +75,9 @@ def summarize(events: list[dict[str, Any]], *, latest: int) -> HubView:
 def _state(ctx: PageContext) -> dict[str, Any]:
     state = st.session_state.get(_STATE_KEY)
     if state is None or state["tenant_id"] != ctx.tenant_id:
-        lookback = ctx.settings.dashboards_hub_lookback_seconds
         state = {
             "tenant_id": ctx.tenant_id,
-            "cursor": stream_id_at(datetime.now(UTC).timestamp() - lookback),
+            "cursor": stream_id_at(datetime.now(UTC).timestamp() - LOOKBACK_SECONDS),
             "events": [],
         }
         st.session_state[_STATE_KEY] = state
@@ -81,21 +85,19 @@ def _state(ctx: PageContext) -> dict[str, Any]:
 
 
 def _refresh(ctx: PageContext, state: dict[str, Any]) -> str | None:
-    settings = ctx.settings
     try:
         read = ctx.run_async(
             read_feed(
-                settings.dashboards_feed_url,
+                ctx.settings.dashboards_feed_url,
                 ctx.token,
                 since=state["cursor"],
                 listen_seconds=LISTEN_SECONDS,
-                open_timeout=settings.dashboards_feed_timeout,
+                open_timeout=FEED_TIMEOUT_SECONDS,
             )
         )
     except FeedUnavailable as exc:
         return exc.reason
-    keep = settings.dashboards_hub_events
-    state["events"] = (state["events"] + read.events)[-keep:]
+    state["events"] = (state["events"] + read.events)[-LATEST_EVENTS:]
     state["cursor"] = read.cursor or state["cursor"]
     return None
 
@@ -130,6 +132,6 @@ def render(ctx: PageContext) -> None:
         problem = _refresh(ctx, state)
         if problem is not None:
             st.warning(f"Feed unavailable: {problem}. Showing what was already received.")
-        _draw(summarize(state["events"], latest=ctx.settings.dashboards_hub_events))
+        _draw(summarize(state["events"], latest=LATEST_EVENTS))
 
     live()

@@ -29,7 +29,6 @@ def dashboards_env(
     monkeypatch: pytest.MonkeyPatch,
 ) -> dict[str, str]:
     """The environment the dashboards run with, their feed pointing at ``replica``."""
-    env = {**realtime_env, "DASHBOARDS_FEED_URL": replica.ws, "DASHBOARDS_FEED_TIMEOUT": "10"}
-    monkeypatch.setenv("DASHBOARDS_FEED_URL", env["DASHBOARDS_FEED_URL"])
-    monkeypatch.setenv("DASHBOARDS_FEED_TIMEOUT", env["DASHBOARDS_FEED_TIMEOUT"])
+    env = {**realtime_env, "DASHBOARDS_FEED_URL": replica.ws}
+    monkeypatch.setenv("DASHBOARDS_FEED_URL", replica.ws)
     return env
