@@ -11,14 +11,16 @@ on ``app.state.claude``, opened and closed by ``create_app``'s lifespan.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
-from anthropic import AsyncAnthropic
 from fastapi import Depends
 from starlette.requests import HTTPConnection
 
 from services.common.errors import ApiError
 from services.common.settings import ClaudeSettings
+
+if TYPE_CHECKING:
+    from anthropic import AsyncAnthropic
 
 __all__ = ["ClaudeDep", "ClaudeNotConfigured", "create_claude", "get_claude"]
 
@@ -39,6 +41,10 @@ def create_claude(settings: ClaudeSettings) -> AsyncAnthropic | None:
     """The client for ``settings``, or ``None`` when ANTHROPIC_API_KEY is unset."""
     if settings.anthropic_api_key is None:
         return None
+    # Imported here: the SDK takes seconds to import, which services that
+    # never talk to Claude should not pay at start-up.
+    from anthropic import AsyncAnthropic
+
     return AsyncAnthropic(
         api_key=settings.anthropic_api_key.get_secret_value(),
         base_url=settings.anthropic_base_url,
@@ -55,4 +61,7 @@ async def get_claude(conn: HTTPConnection) -> AsyncAnthropic:
     return client
 
 
-ClaudeDep = Annotated[AsyncAnthropic, Depends(get_claude)]
+if TYPE_CHECKING:
+    ClaudeDep = Annotated[AsyncAnthropic, Depends(get_claude)]
+else:  # the same at run time, without importing the SDK for the annotation
+    ClaudeDep = Annotated[Any, Depends(get_claude)]

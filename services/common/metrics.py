@@ -27,7 +27,7 @@ def bucket_series(low: float, high: float) -> tuple[float, ...]:
     ``bucket_series(0.001, 10)`` is (0.001, 0.0025, 0.005, 0.01, ..., 5.0, 10.0):
     three buckets a decade, fine enough for quantile estimates within 2.5x.
     """
-    bounds = []
+    bounds: list[float] = []
     exponent = math.floor(math.log10(low))
     while True:
         for mantissa in (1.0, 2.5, 5.0):
