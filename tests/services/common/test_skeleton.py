@@ -4,19 +4,15 @@ no body before the token verifies, and the shared clients (Claude, storage).
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from fastapi import APIRouter, FastAPI, Request
-from moto.server import ThreadedMotoServer
 from pydantic import SecretStr
 
-from localrun.servers import free_port
 from services.common.app import Need, create_app
 from services.common.claude import ClaudeDep, create_claude
 from services.common.deps import StorageDep
@@ -24,6 +20,7 @@ from services.common.health import FeatureHealth
 from services.common.metrics import new_registry
 from services.common.settings import CommonSettings, StorageSettings
 from services.common.storage import BucketNotConfigured, create_storage
+from tests.services.serving import serving
 
 AppClient = Callable[[FastAPI], AbstractAsyncContextManager[httpx.AsyncClient]]
 
@@ -243,15 +240,7 @@ async def test_claude_client_comes_from_settings_and_reaches_its_base_url(
     settings: CommonSettings, app_client: AppClient, make_token: Callable[..., str]
 ) -> None:
     stand_in = AnthropicStandIn()
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(stand_in.app, host="127.0.0.1", port=port, log_level="warning")
-    )
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
-    task = asyncio.create_task(server.serve())
-    while not server.started:  # noqa: ASYNC110 - uvicorn offers no event to wait on
-        await asyncio.sleep(0.01)
-    try:
+    async with serving(stand_in.app) as port:
         configured = settings.model_copy(
             update={
                 "anthropic_api_key": SecretStr("sk-ant-test-key"),
@@ -268,24 +257,12 @@ async def test_claude_client_comes_from_settings_and_reaches_its_base_url(
         headers = {"Authorization": f"Bearer {make_token('tenant-a')}"}
         async with app_client(app) as http:
             response = await http.post("/v1/ask", headers=headers)
-    finally:
-        server.should_exit = True
-        await task
     assert response.json() == {"text": "hi from the stand-in"}
     sent = stand_in.seen[0]
     assert "sk-ant-test-key" in (sent.get("x-api-key", "") + sent.get("authorization", ""))
 
 
 # --- storage ---
-
-
-@pytest.fixture(scope="module")
-def s3_endpoint() -> Iterator[str]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
 
 
 def test_storage_client_and_buckets_come_from_settings(

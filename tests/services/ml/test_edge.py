@@ -18,13 +18,12 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-import uvicorn
 
-from localrun.servers import free_port
 from services.common.auth import issue_token
 from services.common.metrics import new_registry
 from services.ml.config import MLSettings
 from services.ml.main import create_app
+from tests.services.serving import serving
 
 ANSWER_TIMEOUT = 10.0
 CAP = 65_536
@@ -37,24 +36,8 @@ async def server(
     monkeypatch.setenv("ML_MODEL_URI", str(artifact_path))
     monkeypatch.setenv("MAX_REQUEST_BODY_BYTES", str(CAP))
     settings = MLSettings.from_env()
-    port = free_port()
-    config = uvicorn.Config(
-        create_app(settings, registry=new_registry()),
-        host="127.0.0.1",
-        port=port,
-        lifespan="on",
-        log_level="warning",
-    )
-    uv = uvicorn.Server(config)
-    uv.install_signal_handlers = lambda: None  # type: ignore[method-assign]
-    task = asyncio.create_task(uv.serve())
-    while not uv.started:
-        if task.done():
-            task.result()
-        await asyncio.sleep(0.01)
-    yield port, settings
-    uv.should_exit = True
-    await task
+    async with serving(create_app(settings, registry=new_registry())) as port:
+        yield port, settings
 
 
 async def _answer(reader: asyncio.StreamReader) -> tuple[int, dict[str, Any]]:
