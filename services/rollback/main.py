@@ -24,6 +24,7 @@ def create_app(
     """Build the app; settings default to the environment."""
     settings = settings if settings is not None else RollbackSettings.from_env()
     registry = registry if registry is not None else new_registry()
+    verifier = webhook.WebhookTokenVerifier(settings.alertmanager_webhook_token)
     app = create_service_app(
         settings=settings,
         title="EnterpriseHub rollback-handler",
@@ -31,6 +32,10 @@ def create_app(
         routers=[webhook.router],
         feature_health=ROLLBACK_FEATURE_HEALTH,
         registry=registry,
+        edge_verifier=verifier,
+        max_body_bytes=settings.rollback_max_body_bytes,
+        max_body_setting="ROLLBACK_MAX_BODY_BYTES",
     )
+    app.state.webhook_verifier = verifier
     app.state.rollback_metrics = RollbackMetrics(registry)
     return app

@@ -13,9 +13,11 @@ import logging
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 from starlette.exceptions import HTTPException
 
+from services.common.auth import AuthError
+from services.common.body import read_body
 from services.common.deps import DbDep, RedisDep
 from services.rollback.alerts import Incident, WebhookNotification, incidents
 from services.rollback.config import RollbackSettings
@@ -38,25 +40,32 @@ class WebhookRefused(HTTPException):
         self.reason = reason
 
 
-def authenticate(request: Request, settings: SettingsDep) -> None:
-    """The Alertmanager credential, compared in constant time."""
+class WebhookTokenVerifier:
+    """Alertmanager's credential (ALERTMANAGER_WEBHOOK_TOKEN), compared in constant time.
+
+    The edge guard calls it before any body is read; the route's dependency
+    calls it for every request.
+    """
+
+    def __init__(self, expected: SecretStr) -> None:
+        self._expected = expected.get_secret_value().encode()
+
+    def verify(self, token: str) -> None:
+        """Raise ``AuthError`` unless ``token`` is the configured one."""
+        if not hmac.compare_digest(token.strip().encode(), self._expected):
+            raise AuthError("unauthenticated", "missing or wrong bearer token")
+
+
+def authenticate(request: Request) -> None:
+    """The ``Authorization: Bearer`` header, checked by the app's webhook verifier."""
+    verifier: WebhookTokenVerifier = request.app.state.webhook_verifier
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    expected = settings.alertmanager_webhook_token.get_secret_value()
-    if scheme.lower() != "bearer" or not hmac.compare_digest(token.encode(), expected.encode()):
-        raise WebhookRefused(401, "missing or wrong bearer token", "unauthenticated")
-
-
-async def _read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and (not declared.isdigit() or int(declared) > limit):
-        raise WebhookRefused(413, f"body over ROLLBACK_MAX_BODY_BYTES={limit}", "too_large")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise WebhookRefused(413, f"body over ROLLBACK_MAX_BODY_BYTES={limit}", "too_large")
-        chunks.append(chunk)
-    return b"".join(chunks)
+    try:
+        if scheme.lower() != "bearer":
+            raise AuthError("unauthenticated", "send Authorization: Bearer <token>")
+        verifier.verify(token)
+    except AuthError as exc:
+        raise WebhookRefused(401, exc.detail, exc.reason) from None
 
 
 async def _handle(
@@ -120,7 +129,9 @@ async def alertmanager_webhook(
     metrics: MetricsDep,
 ) -> dict[str, Any]:
     """Turn off the feature each firing rollback alert names, once per incident."""
-    body = await _read_body(request, settings.rollback_max_body_bytes)
+    body = await read_body(
+        request, limit=settings.rollback_max_body_bytes, setting="ROLLBACK_MAX_BODY_BYTES"
+    )
     try:
         notification = WebhookNotification.model_validate_json(body)
     except ValidationError as exc:
