@@ -94,3 +94,18 @@ def write_configs(stacks: tuple[str, ...] = ENVIRONMENTS) -> list[Path]:
         path.write_text(render_config(stack))
         written.append(path)
     return written
+
+
+def uncovered(document: Mapping[str, Any]) -> dict[str, str]:
+    """Types a synthesis declares that no policy targets and no exemption explains.
+
+    Maps each such type to the first URN declaring it, so the failure message
+    points at the resource to write a policy (or an exemption) for.
+    """
+    missing: dict[str, str] = {}
+    for resource in document.get("resources", []):
+        rtype = resource["type"]
+        if targeted(rtype) or is_exempt(rtype, bool(resource.get("custom", True))):
+            continue
+        missing.setdefault(rtype, resource["urn"])
+    return dict(sorted(missing.items()))
