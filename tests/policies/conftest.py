@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 
-
 REPO = Path(__file__).resolve().parents[2]
 STACKS = ("local", "dev", "staging", "production")
 

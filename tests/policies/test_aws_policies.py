@@ -41,16 +41,82 @@ def without(props: dict[str, Any], key: str) -> dict[str, Any]:
 
 # (policy, type, compliant, violating, missing, property named in the message)
 CASES = [
-    ("rds-encrypted", RDS, GOOD_RDS, {**GOOD_RDS, "storageEncrypted": False}, without(GOOD_RDS, "storageEncrypted"), "storageEncrypted"),
-    ("rds-private", RDS, GOOD_RDS, {**GOOD_RDS, "publiclyAccessible": True}, None, "publiclyAccessible"),
-    ("rds-backup-retention", RDS, GOOD_RDS, {**GOOD_RDS, "backupRetentionPeriod": 7}, without(GOOD_RDS, "backupRetentionPeriod"), "backupRetentionPeriod"),
-    ("rds-production-safety", RDS, GOOD_RDS, {**GOOD_RDS, "multiAz": False}, without(GOOD_RDS, "deletionProtection"), "production"),
-    ("elasticache-encrypted", REDIS, GOOD_REDIS, {**GOOD_REDIS, "transitEncryptionEnabled": False}, without(GOOD_REDIS, "authToken"), "Encryption"),
-    ("kms-key-rotation", KMS, {"enableKeyRotation": True}, {"enableKeyRotation": False}, {}, "enableKeyRotation"),
-    ("eks-endpoint-restricted", EKS, GOOD_EKS, {**GOOD_EKS, "vpcConfig": {"endpointPublicAccess": True, "publicAccessCidrs": ["0.0.0.0/0"]}}, {**GOOD_EKS, "vpcConfig": {}}, "endpointPublicAccess"),
-    ("eks-control-plane-logging", EKS, GOOD_EKS, {**GOOD_EKS, "enabledClusterLogTypes": ["api"]}, without(GOOD_EKS, "enabledClusterLogTypes"), "enabledClusterLogTypes"),
-    ("aws-allowed-instance-classes", RDS, GOOD_RDS, {**GOOD_RDS, "instanceClass": "db.x2g.16xlarge"}, without(GOOD_RDS, "instanceClass"), "instanceClass"),
-]  # fmt: skip
+    (
+        "rds-encrypted",
+        RDS,
+        GOOD_RDS,
+        {**GOOD_RDS, "storageEncrypted": False},
+        without(GOOD_RDS, "storageEncrypted"),
+        "storageEncrypted",
+    ),
+    (
+        "rds-private",
+        RDS,
+        GOOD_RDS,
+        {**GOOD_RDS, "publiclyAccessible": True},
+        None,
+        "publiclyAccessible",
+    ),
+    (
+        "rds-backup-retention",
+        RDS,
+        GOOD_RDS,
+        {**GOOD_RDS, "backupRetentionPeriod": 7},
+        without(GOOD_RDS, "backupRetentionPeriod"),
+        "backupRetentionPeriod",
+    ),
+    (
+        "rds-production-safety",
+        RDS,
+        GOOD_RDS,
+        {**GOOD_RDS, "multiAz": False},
+        without(GOOD_RDS, "deletionProtection"),
+        "production",
+    ),
+    (
+        "elasticache-encrypted",
+        REDIS,
+        GOOD_REDIS,
+        {**GOOD_REDIS, "transitEncryptionEnabled": False},
+        without(GOOD_REDIS, "authToken"),
+        "Encryption",
+    ),
+    (
+        "kms-key-rotation",
+        KMS,
+        {"enableKeyRotation": True},
+        {"enableKeyRotation": False},
+        {},
+        "enableKeyRotation",
+    ),
+    (
+        "eks-endpoint-restricted",
+        EKS,
+        GOOD_EKS,
+        {
+            **GOOD_EKS,
+            "vpcConfig": {"endpointPublicAccess": True, "publicAccessCidrs": ["0.0.0.0/0"]},
+        },
+        {**GOOD_EKS, "vpcConfig": {}},
+        "endpointPublicAccess",
+    ),
+    (
+        "eks-control-plane-logging",
+        EKS,
+        GOOD_EKS,
+        {**GOOD_EKS, "enabledClusterLogTypes": ["api"]},
+        without(GOOD_EKS, "enabledClusterLogTypes"),
+        "enabledClusterLogTypes",
+    ),
+    (
+        "aws-allowed-instance-classes",
+        RDS,
+        GOOD_RDS,
+        {**GOOD_RDS, "instanceClass": "db.x2g.16xlarge"},
+        without(GOOD_RDS, "instanceClass"),
+        "instanceClass",
+    ),
+]
 
 
 @pytest.mark.parametrize(("policy", "rtype", "good", "bad", "missing", "prop"), CASES)
@@ -123,11 +189,9 @@ def test_required_tags_come_from_provider_defaults_or_the_resource() -> None:
         entry(KMS, {"tags": {"ManagedBy": "pulumi"}}, provider=PROVIDER_URN),
     ]
     found = findings("aws-required-tags", partial)
-    assert (
-        len(found) == 1
-        and "Environment" in found[0].message
-        and "ManagedBy" not in found[0].message.split("Fix")[0]
-    )
+    assert len(found) == 1
+    assert "Environment" in found[0].message
+    assert "ManagedBy" not in found[0].message.split("Fix")[0]
     missing = [entry(KMS, {"enableKeyRotation": True})]
     assert findings("aws-required-tags", missing)
     # The provider itself is not a taggable resource.
@@ -208,7 +272,8 @@ def test_s3_policy_cases(policy: str, setting: str, bad_inputs: dict[str, Any]) 
     bad = dict(good[key])
     bad["inputs"] = {**bad["inputs"], **bad_inputs}
     found = findings(policy, bucket_resources(**{setting: bad}))
-    assert len(found) == 1 and "Fix:" in found[0].message
+    assert len(found) == 1
+    assert "Fix:" in found[0].message
     # Missing: the setting resource is not declared at all.
     missing = findings(policy, bucket_resources(**{setting: None}))
     assert len(missing) == 1

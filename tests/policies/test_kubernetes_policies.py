@@ -78,15 +78,35 @@ def without(key: str) -> dict[str, Any]:
 
 # (policy, violating container, container with the property missing)
 CASES = [
-    ("k8s-resources-requests-limits", container(resources={"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"cpu": "1"}}), without("resources")),
+    (
+        "k8s-resources-requests-limits",
+        container(resources={"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"cpu": "1"}}),
+        without("resources"),
+    ),
     ("k8s-liveness-readiness-probes", container(livenessProbe=None), without("readinessProbe")),
     ("k8s-run-as-non-root", security(runAsNonRoot=False), security(runAsNonRoot=None)),
-    ("k8s-read-only-root-filesystem", security(readOnlyRootFilesystem=False), security(readOnlyRootFilesystem=None)),
-    ("k8s-no-privilege-escalation", security(allowPrivilegeEscalation=True), security(allowPrivilegeEscalation=None)),
-    ("k8s-drop-all-capabilities", security(capabilities={"drop": ["NET_RAW"]}), security(capabilities=None)),
+    (
+        "k8s-read-only-root-filesystem",
+        security(readOnlyRootFilesystem=False),
+        security(readOnlyRootFilesystem=None),
+    ),
+    (
+        "k8s-no-privilege-escalation",
+        security(allowPrivilegeEscalation=True),
+        security(allowPrivilegeEscalation=None),
+    ),
+    (
+        "k8s-drop-all-capabilities",
+        security(capabilities={"drop": ["NET_RAW"]}),
+        security(capabilities=None),
+    ),
     ("k8s-image-pinned-by-digest", container(image="registry.example/app:1.2.3"), without("image")),
-    ("k8s-no-literal-secret-env", container(env=[{"name": "DATABASE_PASSWORD", "value": "hunter2"}]), None),
-]  # fmt: skip
+    (
+        "k8s-no-literal-secret-env",
+        container(env=[{"name": "DATABASE_PASSWORD", "value": "hunter2"}]),
+        None,
+    ),
+]
 
 
 @pytest.mark.parametrize(("policy", "bad", "missing"), CASES)
@@ -96,7 +116,8 @@ def test_kubernetes_workload_policy_cases(
     assert findings(policy, [deployment()]) == []
     found = findings(policy, [deployment(bad)])
     assert len(found) == 1
-    assert "container api" in found[0].message and "Fix:" in found[0].message
+    assert "container api" in found[0].message
+    assert "Fix:" in found[0].message
     assert "spec.template.spec.containers[0]" in found[0].message
     if missing is not None:
         assert findings(policy, [deployment(missing)]), f"{policy} accepted a missing property"
@@ -119,7 +140,8 @@ def test_pod_level_non_root_counts_and_init_containers_are_checked() -> None:
         container(name="init", image="busybox:1")
     ]
     found = findings("k8s-image-pinned-by-digest", [d])
-    assert len(found) == 1 and "initContainers[0]" in found[0].message
+    assert len(found) == 1
+    assert "initContainers[0]" in found[0].message
 
 
 def test_jobs_need_no_probes_but_cron_jobs_are_hardened() -> None:
@@ -140,7 +162,8 @@ def test_jobs_need_no_probes_but_cron_jobs_are_hardened() -> None:
         },
     )
     found = findings("k8s-read-only-root-filesystem", [cron])
-    assert len(found) == 1 and "jobTemplate" in found[0].message
+    assert len(found) == 1
+    assert "jobTemplate" in found[0].message
 
 
 def hpa(
@@ -175,7 +198,8 @@ def test_hpa_and_pdb_per_deployment() -> None:
     assert findings(policy, [deployment(), hpa(), pdb()]) == []
     # Violating: production needs two replicas at least; dev accepts one.
     low = findings(policy, [deployment(), hpa(min_replicas=1), pdb()])
-    assert len(low) == 1 and "minReplicas" in low[0].message
+    assert len(low) == 1
+    assert "minReplicas" in low[0].message
     assert findings(policy, [deployment(), hpa(min_replicas=1), pdb()], "dev") == []
     # Missing minReplicas means 1.
     assert findings(policy, [deployment(), hpa(min_replicas=None), pdb()])
@@ -213,6 +237,7 @@ def test_default_deny_per_namespace() -> None:
     )
     # Missing: no policy at all, for a declared namespace and for a workload's own namespace.
     found = findings(policy, [ns, deployment(namespace="other"), netpol("app", DENY)])
-    assert len(found) == 1 and "namespace other" in found[0].message
+    assert len(found) == 1
+    assert "namespace other" in found[0].message
     selector_missing = {"policyTypes": ["Ingress", "Egress"]}
     assert findings(policy, [ns, netpol("app", selector_missing)])

@@ -40,7 +40,8 @@ def test_policies_are_named_described_and_explicit() -> None:
     assert len(names) == len(set(names))
     for policy in POLICIES:
         assert re.fullmatch(r"[a-z0-9]+(-[a-z0-9]+)*", policy.name), policy.name
-        assert policy.description and policy.enforcement_level is not None
+        assert policy.description
+        assert policy.enforcement_level is not None
         assert policy.name in TARGETS
 
 
@@ -106,9 +107,8 @@ def test_unknown_values_are_reported_as_in_preview() -> None:
     found = findings("kms-key-rotation", [key])
     assert len(found) == 1
     assert found[0].level == "advisory"
-    assert (
-        "can't run during preview" in found[0].message and ".enableKeyRotation" in found[0].message
-    )
+    assert "can't run during preview" in found[0].message
+    assert ".enableKeyRotation" in found[0].message
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -134,9 +134,11 @@ def test_cli_exit_status(synthesis: Synthesis, tmp_path: Path) -> None:
     path.write_text(json.dumps(document))
     bad = run_cli("--resources", str(path), "--stack", "production")
     assert bad.returncode == 1
-    assert "[mandatory] rds-encrypted:" in bad.stdout and "storageEncrypted" in bad.stdout
+    assert "[mandatory] rds-encrypted:" in bad.stdout
+    assert "storageEncrypted" in bad.stdout
     wrong = run_cli("--resources", str(path), "--stack", "dev")
-    assert wrong.returncode == 2 and "not 'dev'" in wrong.stderr
+    assert wrong.returncode == 2
+    assert "not 'dev'" in wrong.stderr
 
 
 def test_cli_advisory_findings_do_not_fail(synthesis: Synthesis, tmp_path: Path) -> None:
@@ -153,36 +155,36 @@ def test_cli_advisory_findings_do_not_fail(synthesis: Synthesis, tmp_path: Path)
 
 def test_the_engine_can_load_and_run_the_pack() -> None:
     """Start the pack the way `pulumi preview --policy-pack policies` does and call it over gRPC."""
-    proc = subprocess.Popen(
+    with subprocess.Popen(
         [sys.executable, "-u", "-m", "pulumi.policy", "127.0.0.1:1", str(REPO / "policies")],
         cwd=REPO / "policies",
         stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
         text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        port = int(proc.stdout.readline().strip())
-        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-            stub = analyzer_pb2_grpc.AnalyzerStub(channel)
-            info = stub.GetAnalyzerInfo(empty_pb2.Empty(), timeout=30)
-            assert info.name == "enterprisehub"
-            assert sorted(p.name for p in info.policies) == sorted(p.name for p in POLICIES)
-            props = struct_pb2.Struct()
-            props.update({"enableKeyRotation": False})
-            response = stub.Analyze(
-                analyzer_pb2.AnalyzeRequest(
-                    type="aws:kms/key:Key",
-                    properties=props,
-                    urn="urn:pulumi:dev::enterprisehub::aws:kms/key:Key::k",
-                    name="k",
-                ),
-                timeout=30,
-            )
-            by_policy = {d.policyName: d.message for d in response.diagnostics}
-            # No tags and no provider: the tag policy fires too.
-            assert sorted(by_policy) == ["aws-required-tags", "kms-key-rotation"]
-            assert "`enableKeyRotation` is not true" in by_policy["kms-key-rotation"]
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+    ) as proc:
+        try:
+            assert proc.stdout is not None
+            port = int(proc.stdout.readline().strip())
+            with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+                stub = analyzer_pb2_grpc.AnalyzerStub(channel)
+                info = stub.GetAnalyzerInfo(empty_pb2.Empty(), timeout=30)
+                assert info.name == "enterprisehub"
+                assert sorted(p.name for p in info.policies) == sorted(p.name for p in POLICIES)
+                props = struct_pb2.Struct()
+                props.update({"enableKeyRotation": False})
+                response = stub.Analyze(
+                    analyzer_pb2.AnalyzeRequest(
+                        type="aws:kms/key:Key",
+                        properties=props,
+                        urn="urn:pulumi:dev::enterprisehub::aws:kms/key:Key::k",
+                        name="k",
+                    ),
+                    timeout=30,
+                )
+                by_policy = {d.policyName: d.message for d in response.diagnostics}
+                # No tags and no provider: the tag policy fires too.
+                assert sorted(by_policy) == ["aws-required-tags", "kms-key-rotation"]
+                assert "`enableKeyRotation` is not true" in by_policy["kms-key-rotation"]
+        finally:
+            proc.terminate()
+            proc.wait(timeout=10)
