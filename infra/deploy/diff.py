@@ -270,8 +270,8 @@ def property_changes(
     resource_type: str, before: Mapping[str, Any], after: Mapping[str, Any], *, prefix: str = ""
 ) -> list[PropertyChange]:
     """Leaf-level differences between two input maps, secrets masked."""
-    old = dict(_flatten(before))
-    new = dict(_flatten(after))
+    old = dict(_flatten(before)) if before else {}
+    new = dict(_flatten(after)) if after else {}
     changes = []
     for path in sorted(set(old) | set(new)):
         was, now = old.get(path, _ABSENT), new.get(path, _ABSENT)
@@ -323,7 +323,8 @@ def plan(before: Mapping[str, Any], after: Mapping[str, Any]) -> Plan:
     for urn in sorted(set(old) | set(new)):
         if urn not in old:
             r = new[urn]
-            changes.append(ResourceChange("create", urn, r["type"], r["name"], after=r))
+            added = tuple(property_changes(r["type"], {}, r.get("inputs", {})))
+            changes.append(ResourceChange("create", urn, r["type"], r["name"], added, after=r))
         elif urn not in new:
             r = old[urn]
             changes.append(ResourceChange("delete", urn, r["type"], r["name"], before=r))
@@ -394,6 +395,9 @@ def _details(change: ResourceChange) -> str:
     if change.action == "replace":
         lines.append("Replaced because of: " + ", ".join(f"`{r}`" for r in change.replace_reasons))
         lines.append("")
+    if change.action == "delete":
+        lines.append("Deleted with everything it holds.")
+        lines.append("")
     if change.properties:
         lines.append("| property | before | after |")
         lines.append("|---|---|---|")
@@ -442,6 +446,7 @@ def render_markdown(
         head.append("")
     if p.empty:
         head.append("No resource changes.")
+        head.append("")
     tail = [footer] if footer else []
 
     sections: list[str] = []
@@ -456,11 +461,11 @@ def render_markdown(
     used = fixed
     omitted = 0
     for index, section in enumerate(sections):
-        if used + len(section) + 1 > budget:
+        if used + len(section) + 2 > budget:
             omitted = sum(1 for s in sections[index:] if s.startswith("<details>"))
             break
         kept.append(section)
-        used += len(section) + 1
+        used += len(section) + 2
     parts = [body, *kept]
     if omitted:
         parts.append(
@@ -468,7 +473,9 @@ def render_markdown(
             "the whole plan is in the workflow run's artifacts._"
         )
     parts.extend(tail)
-    text = "\n".join(parts).rstrip() + "\n"
+    # Blank lines between blocks: a heading right after </details> would be
+    # swallowed by the HTML block.
+    text = "\n\n".join(parts).rstrip() + "\n"
     # The summary alone can never exceed the budget in practice; cut hard if it does.
     return text if len(text) <= GITHUB_COMMENT_LIMIT else text[: GITHUB_COMMENT_LIMIT - 1]
 

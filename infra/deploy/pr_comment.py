@@ -55,6 +55,7 @@ class GitHub:
                 payload = resp.read()
                 link = resp.headers.get("Link", "")
         except urllib.error.HTTPError as exc:
+            exc.close()
             raise GitHubError(f"{method} {url}: HTTP {exc.code}") from None
         return (json.loads(payload) if payload else None), link
 
