@@ -176,10 +176,14 @@ def resolve(repo: Path, ref: str) -> str:
     return git(repo, "rev-parse", "--verify", f"{ref}^{{commit}}")
 
 
-def dirty(repo: Path) -> list[str]:
-    """Uncommitted changes to tracked or untracked files (ignored files aside)."""
+def dirty(repo: Path, ignore: Sequence[str] = ()) -> list[str]:
+    """Uncommitted changes to tracked or untracked files (ignored files aside).
+
+    `ignore` lists repository paths whose changes do not count: the stack's
+    own file, where a deployment keeps the secrets it sets and never commits.
+    """
     out = git(repo, "status", "--porcelain", "--untracked-files=normal")
-    return [line for line in out.splitlines() if line.strip()]
+    return [line for line in out.splitlines() if line.strip() and line[3:] not in ignore]
 
 
 @contextlib.contextmanager
@@ -533,7 +537,8 @@ def rollback(
     on_output: Callable[[str], None] | None = None,
 ) -> RollbackReport:
     """Plan, refuse if needed, then `up` the target commit and check health."""
-    changes = dirty(repo)
+    stack_file = stack_file_path(repo, stack).relative_to(repo).as_posix()
+    changes = dirty(repo, ignore=(stack_file,))
     if changes:
         raise RollbackError(
             f"the working tree has uncommitted changes ({len(changes)}: {changes[0].strip()}); "
