@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from dataclasses import dataclass
@@ -119,7 +120,7 @@ class GithubDeployAccess(pulumi.ComponentResource):
                 f"{name}-deploy-{stack}",
                 description=f"GitHub Actions deploys of stack {stack} from {config.repository}",
                 assume_role_policy=self.provider_arn.apply(
-                    lambda arn, s=stack: trust_policy(arn, config.repository, s)
+                    functools.partial(trust_policy, repository=config.repository, stack=stack)
                 ),
                 max_session_duration=3600,
                 tags={"ManagedBy": "pulumi", "Project": "enterprisehub", "Stack": stack},

@@ -39,10 +39,11 @@ def test_one_provider_and_a_role_per_stack_with_environment_trust() -> None:
         assert statement["Principal"]["Federated"].startswith(
             "arn:aws:iam::123456789012:oidc-provider/"
         )
+        subject = f"repo:acme/enterprisehub:environment:{stack}"
         assert statement["Condition"] == {
             "StringEquals": {
                 "token.actions.githubusercontent.com:aud": "sts.amazonaws.com",
-                "token.actions.githubusercontent.com:sub": f"repo:acme/enterprisehub:environment:{stack}",
+                "token.actions.githubusercontent.com:sub": subject,
             }
         }
         # No wildcard subject: a branch, a tag or a pull request cannot assume it.
