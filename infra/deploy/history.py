@@ -32,7 +32,19 @@ class Update:
     end: datetime | None
     commit: str | None
     message: str
-    config_keys: tuple[str, ...]
+    #: The config the update ran with: key -> value, None for a secret
+    #: (never requested). Out-of-band keys such as the image digest CI sets
+    #: live only here and in that run's working copy.
+    config: tuple[tuple[str, str | None], ...] = ()
+
+    @property
+    def config_keys(self) -> tuple[str, ...]:
+        """Every config key the update had, secrets included."""
+        return tuple(key for key, _ in self.config)
+
+    def plain_config(self) -> dict[str, str]:
+        """The non-secret config values the update ran with."""
+        return {key: value for key, value in self.config if value is not None}
 
     @property
     def succeeded(self) -> bool:
@@ -55,7 +67,12 @@ def _update(summary: auto.UpdateSummary) -> Update:
         end=summary.end_time,
         commit=environment.get("git.head") or None,
         message=str(summary.message or ""),
-        config_keys=tuple(sorted(summary.config or {})),
+        config=tuple(
+            sorted(
+                (key, None if value.secret else str(value.value))
+                for key, value in (summary.config or {}).items()
+            )
+        ),
     )
 
 
@@ -92,6 +109,14 @@ def previous_update(updates: Sequence[Update]) -> Update:
         f"no earlier successful update from another commit than {current.commit or '(unknown)'}"
         " to roll back to"
     )
+
+
+def recorded_config(updates: Sequence[Update], commit: str) -> dict[str, str]:
+    """The plain config of the newest successful update of `commit` ({} if none)."""
+    for update in updates:
+        if update.succeeded and update.commit == commit:
+            return update.plain_config()
+    return {}
 
 
 def render(updates: Sequence[Update]) -> str:

@@ -101,6 +101,8 @@ class RollbackPlan:
     plan: Plan
     refusals: list[Refusal] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    #: Plain config the target's own update recorded (e.g. its image digest).
+    target_config: dict[str, str] = field(default_factory=dict)
 
     @property
     def allowed(self) -> bool:
@@ -250,8 +252,14 @@ def _stack_config_keys(tree: Path, stack: str, project_name: str) -> set[str]:
     return {k if ":" in k else f"{project_name}:{k}" for k in config}
 
 
-def missing_config(target: Path, current: Path, stack: str) -> list[str]:
-    """Keys the target's Pulumi.yaml requires that no stack file at hand provides."""
+def missing_config(
+    target: Path, current: Path, stack: str, recorded: Sequence[str] = ()
+) -> list[str]:
+    """Keys the target's Pulumi.yaml requires that nothing at hand provides.
+
+    At hand: the target's stack file, the working copy's (where a deployment
+    keeps its secrets) and the `recorded` keys of the target's own update.
+    """
     project = _project(target)
     name = str(project.get("name", ""))
     required = {
@@ -260,7 +268,7 @@ def missing_config(target: Path, current: Path, stack: str) -> list[str]:
         if isinstance(spec, Mapping) and "default" not in spec and "value" not in spec
     }
     have = _stack_config_keys(target, stack, name) | _stack_config_keys(current, stack, name)
-    return sorted(required - have)
+    return sorted(required - have - set(recorded))
 
 
 # --- the checks -------------------------------------------------------------------
@@ -378,8 +386,18 @@ def default_target(updates: Sequence[hist.Update]) -> str:
     return str(hist.previous_update(updates).commit)
 
 
-def build_plan(repo: Path, stack: str, current_commit: str, target_commit: str) -> RollbackPlan:
-    """Synthesize both commits in temporary worktrees and check the plan between them."""
+def build_plan(
+    repo: Path,
+    stack: str,
+    current_commit: str,
+    target_commit: str,
+    recorded: Mapping[str, str] | None = None,
+) -> RollbackPlan:
+    """Synthesize both commits in temporary worktrees and check the plan between them.
+
+    `recorded` is the plain config the target's update ran with (history).
+    """
+    recorded = dict(recorded or {})
     with (
         tempfile.TemporaryDirectory(prefix="enterprisehub-synth-") as scratch,
         worktree(repo, current_commit) as current_tree,
@@ -387,7 +405,7 @@ def build_plan(repo: Path, stack: str, current_commit: str, target_commit: str) 
     ):
         current = synthesize(current_tree, stack, Path(scratch) / "current")
         target = synthesize(target_tree, stack, Path(scratch) / "target")
-        missing = missing_config(target_tree, repo, stack)
+        missing = missing_config(target_tree, repo, stack, tuple(recorded))
     if current.document is None:
         raise RollbackError(
             f"the current commit {current_commit[:12]} does not synthesize for {stack}: "
@@ -412,12 +430,16 @@ def build_plan(repo: Path, stack: str, current_commit: str, target_commit: str) 
             )
         )
         empty = plan(current.document, current.document)
-        return RollbackPlan(stack, current_commit, target_commit, empty, refusals)
+        return RollbackPlan(
+            stack, current_commit, target_commit, empty, refusals, target_config=recorded
+        )
     result = plan(current.document, target.document)
     refusals += provider_refusals(current.document, target.document, result)
     stateful, warnings = stateful_refusals(result)
     refusals += stateful
-    return RollbackPlan(stack, current_commit, target_commit, result, refusals, warnings)
+    return RollbackPlan(
+        stack, current_commit, target_commit, result, refusals, warnings, target_config=recorded
+    )
 
 
 def plan_rollback(repo: Path, stack: str, to: str | None = None) -> RollbackPlan:
@@ -433,7 +455,7 @@ def plan_rollback(repo: Path, stack: str, to: str | None = None) -> RollbackPlan
     current_commit = resolve(repo, current.commit)
     if target == current_commit:
         raise RollbackError(f"{to or target} is the commit already deployed")
-    return build_plan(repo, stack, current_commit, target)
+    return build_plan(repo, stack, current_commit, target, hist.recorded_config(updates, target))
 
 
 # --- rollback -----------------------------------------------------------------------
@@ -478,11 +500,16 @@ def health_urls(outputs: Mapping[str, Any]) -> list[str]:
     return sorted(urls)
 
 
-def _carry_secrets(current: Path, target: Path, stack: str) -> None:
-    """Give the target's stack file the secrets (and secrets provider state) of the current one.
+def _carry_config(
+    current: Path, target: Path, stack: str, recorded: Mapping[str, str] | None = None
+) -> None:
+    """Complete the target's stack file with what git does not hold.
 
     The stack files in git hold no ciphertext; each deployment sets its
-    secrets in its working copy. The target keeps its own plain config.
+    secrets in its working copy, and CI sets out-of-band keys (the image
+    digest) the same way. So the target gets the working copy's secrets and
+    secrets-provider state, and the plain values its own update recorded for
+    keys its file lacks. The target's own plain config always wins.
     """
     source = stack_file_path(current, stack)
     dest = stack_file_path(target, stack)
@@ -496,9 +523,24 @@ def _carry_secrets(current: Path, target: Path, stack: str) -> None:
     for key, value in (have.get("config") or {}).items():
         if isinstance(value, Mapping) and "secure" in value and key not in config:
             config[key] = value
+    for key, text in sorted((recorded or {}).items()):
+        short = key.split(":", 1)[1] if key.startswith(f"{_project(target).get('name')}:") else None
+        if key in config or (short is not None and short in config):
+            continue
+        config[key] = _decode(text)
     want["config"] = config
     dest.parent.mkdir(parents=True, exist_ok=True)
     dest.write_text(yaml.safe_dump(want, sort_keys=False))
+
+
+def _decode(text: str) -> Any:
+    """A recorded config value back to what a stack file holds (objects were JSON-encoded)."""
+    if text[:1] in "[{":
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError:
+            return text
+    return text
 
 
 @dataclass
@@ -556,7 +598,7 @@ def rollback(
         report.result = "refused"
         return report
     with worktree(repo, planned.target_commit) as tree:
-        _carry_secrets(repo, tree, stack)
+        _carry_config(repo, tree, stack, planned.target_config)
         selected = auto.select_stack(stack_name=stack, work_dir=str(tree))
         try:
             up = selected.up(

@@ -41,6 +41,8 @@ config:
   logLevel:
     type: string
     default: INFO
+  image:
+    type: string
   jwtSecretKey:
     type: string
     secret: true
@@ -379,6 +381,17 @@ def test_revert_missing_a_config_key_is_refused(repo: FixtureRepo, standin: Path
     assert rb.plan_rollback(repo.path, STACK).allowed
 
 
+def test_target_without_a_recorded_update_lacks_its_image(repo: FixtureRepo, standin: Path) -> None:
+    unrecorded = repo.commit("never deployed", document(*BASE))
+    recorded = repo.commit("deployed", document(*BASE))
+    current = repo.commit("current", document(*BASE))
+    record_history(standin, current=current, target=recorded)
+    assert rb.plan_rollback(repo.path, STACK).allowed
+    planned = rb.plan_rollback(repo.path, STACK, unrecorded)
+    assert [r.kind for r in planned.refusals] == ["config"]
+    assert "enterprisehub:image" in planned.refusals[0].message
+
+
 def test_target_whose_config_does_not_synthesize_is_refused(
     repo: FixtureRepo, standin: Path
 ) -> None:
@@ -482,6 +495,9 @@ def test_rollback_deploys_the_target_with_its_config_and_checks_health(
     assert "enterprisehub:logLevel: DEBUG" in up["stackFile"]
     assert "secure: v1:cipher-text" in up["stackFile"]
     assert "secretsprovider: awskms://alias/enterprisehub-dev" in up["stackFile"]
+    # The image digest CI set out of band comes from the target's recorded update.
+    image = "123456789012.dkr.ecr.us-east-1.amazonaws.com/enterprisehub-dev@sha256:"
+    assert f"enterprisehub:image: {image}" in up["stackFile"]
     assert not Path(up["cwd"]).exists(), "the temporary worktree is removed"
     assert hist.load_history(STACK, repo.path)[0].commit == target
     markdown = report.render_markdown()
