@@ -242,10 +242,17 @@ def _is_secret_path(path: str) -> bool:
     return bool(_SECRET_KEY.search(last))
 
 
-def _mask(path: str, value: Any) -> Any:
+def _mask(path: str, value: Any, leaves: Mapping[str, Any] | None = None) -> Any:
     if value is _ABSENT or value == MASK:
         return value
-    return MASK if _is_secret_path(path) else value
+    if _is_secret_path(path):
+        return MASK
+    # A name/value pair (a container's env entry): the name says what the value is.
+    if leaves is not None and path.endswith(".value"):
+        name = leaves.get(path[: -len(".value")] + ".name")
+        if isinstance(name, str) and _SECRET_KEY.search(name):
+            return MASK
+    return value
 
 
 def _show(value: Any) -> Any:
@@ -282,8 +289,8 @@ def property_changes(
         changes.append(
             PropertyChange(
                 f"{prefix}{path}",
-                _mask(path, was),
-                _mask(path, now),
+                _mask(path, was, old),
+                _mask(path, now, new),
                 replaces=not prefix and _forces_replacement(resource_type, path),
             )
         )

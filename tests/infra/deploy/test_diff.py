@@ -93,9 +93,13 @@ def test_secrets_stay_masked(base: dict[str, Any]) -> None:
     rds["inputs"]["password"] = "[secret]"
     base_rds = next(r for r in base["resources"] if r["type"] == "aws:rds/instance:Instance")
     base_rds["inputs"]["password"] = "[secret]"
+    deployment = next(r for r in head["resources"] if r["type"] == "kubernetes:apps/v1:Deployment")
+    container = deployment["inputs"]["spec"]["template"]["spec"]["containers"][0]
+    container["env"].append({"name": "DATABASE_PASSWORD", "value": "hunter2-env"})
     result = plan(base, head)
     text = render_markdown(result) + json.dumps(result.to_json())
     assert "hunter2" not in text
+    assert '"DATABASE_PASSWORD"' in text
     change = next(c for c in result.changes if c.type == "aws:rds/instance:Instance")
     assert [(p.path, p.after) for p in change.properties] == [("masterPassword", "[secret]")]
 
