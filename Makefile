@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STACK ?= local
 SETUP_STAMP := $(VENV)/.setup-stamp
 
-.PHONY: help setup lint format typecheck test test-fast run synth check-manifests up preview bench closed-loop alerts clean
+.PHONY: help setup lint lint-workflows format typecheck test test-fast run synth check-manifests up preview bench closed-loop alerts clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -24,6 +24,12 @@ lint: setup ## ruff lint and format check
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
+# ZIZMOR_OFFLINE as well as --offline: with GH_TOKEN set zizmor would go online.
+lint-workflows: setup ## actionlint and zizmor (offline) over .github, hadolint over the Dockerfile
+	$(VENV)/bin/actionlint -ignore node20 .github/workflows/*.yml
+	ZIZMOR_OFFLINE=true $(VENV)/bin/zizmor --offline --no-progress .github
+	$(VENV)/bin/hadolint --no-color Dockerfile
+
 format: setup ## Apply ruff formatting and safe fixes
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
@@ -31,7 +37,7 @@ format: setup ## Apply ruff formatting and safe fixes
 typecheck: setup ## mypy over infra, services, localrun and benchmarks
 	$(VENV)/bin/mypy
 
-test: lint typecheck ## Everything: lint, type check and the whole test suite
+test: lint lint-workflows typecheck ## Everything: lint, workflow lint, type check and the whole test suite
 	$(VENV)/bin/pytest --cov --cov-report=term
 
 test-fast: setup ## The test suite alone, stopping at the first failure

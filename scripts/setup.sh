@@ -8,7 +8,12 @@ cd "$(dirname "$0")/.."
 
 UV_VERSION=0.13.8
 
-bash scripts/install-system-packages.sh
+# Deploy jobs in CI need only the virtualenv (no databases, no checkov).
+ONLY_VENV=${ENTERPRISEHUB_SETUP_ONLY_VENV:-0}
+
+if [ "$ONLY_VENV" != 1 ]; then
+  bash scripts/install-system-packages.sh
+fi
 
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
@@ -21,6 +26,6 @@ fi
 # so without it every synthesis recompiles the Pulumi SDK (seconds per run).
 .venv/bin/uv sync --frozen --compile-bytecode --quiet
 
-if [ -f scripts/install-checkov.sh ]; then
+if [ "$ONLY_VENV" != 1 ] && [ -f scripts/install-checkov.sh ]; then
   bash scripts/install-checkov.sh
 fi
