@@ -24,6 +24,9 @@ CLI: Final = "enterprisehub"
 #: The Kubernetes "app.kubernetes.io/part-of" value and the name stem of shared objects.
 PLATFORM: Final = "enterprisehub"
 
+#: The realtime feed's websocket path (websocket-manager serves it, the dashboards read it).
+FEED_PATH: Final = "/v1/feed"
+
 BucketAccess = Literal["read", "readwrite"]
 
 
@@ -60,15 +63,39 @@ class Resources:
     memory: str
 
 
-@dataclass(frozen=True, slots=True)
-class ServiceSpec:
-    """One backend service of the seed's table, with what the infra must know about it."""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Workload:
+    """What every long-running container of the image has: a command, a port, a health path.
+
+    ``secrets`` names the keys of the workload's own Secret: exactly the ones
+    its settings class reads, so no process holds a credential it never uses
+    (the contract test, tests/test_contracts.py, checks both directions).
+    """
 
     name: str
     #: The ``enterprisehub serve <kind>`` sub-command.
     kind: str
     port: int
+    #: Readiness path (the liveness path of the feature services is ``/health``).
     health_path: str
+    #: Keys of the workload's Secret (all of them in SERVICE_SECRET_KEYS).
+    secrets: tuple[str, ...]
+
+    @property
+    def service_account(self) -> str:
+        """Kubernetes ServiceAccount name; IAM trust policies are scoped to it."""
+        return self.name
+
+    @property
+    def command(self) -> tuple[str, ...]:
+        """The container command: one image, one console script, one sub-command each."""
+        return (CLI, "serve", self.kind, "--host", "0.0.0.0", "--port", str(self.port))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServiceSpec(Workload):
+    """One backend service of the seed's table, with what the infra must know about it."""
+
     scaling: Scaling
     resources: Resources
     #: Settings this service reads on top of COMMON_SETTINGS, with their defaults.
@@ -83,18 +110,32 @@ class ServiceSpec:
     #: deploys only shipped services: a Deployment whose command exits at once
     #: would hold `pulumi up` until its readiness timeout and then fail the update.
     shipped: bool = True
-    #: Public API path prefixes the ingress sends to this service (longest prefix wins).
+    #: Public API path prefixes the edge sends to this service (longest prefix wins).
     api_paths: tuple[str, ...] = ()
+    #: Paths among ``api_paths`` that hold a connection open (websockets): the
+    #: edge gives them no request timeout.
+    streaming_paths: tuple[str, ...] = ()
 
-    @property
-    def service_account(self) -> str:
-        """Kubernetes ServiceAccount name; IAM trust policies are scoped to it."""
-        return self.name
 
-    @property
-    def command(self) -> tuple[str, ...]:
-        """The container command: one image, one console script, one sub-command each."""
-        return (CLI, "serve", self.kind, "--host", "0.0.0.0", "--port", str(self.port))
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DashboardsSpec(Workload):
+    """The Streamlit multipage app (services/dashboards)."""
+
+    #: The websocket path of the live lead feed the hub page reads (websocket-manager).
+    feed_path: str
+    resources: Resources
+    #: Whether the image serves it yet (see ``ServiceSpec.shipped``).
+    shipped: bool
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobSpec:
+    """A run-to-completion step of every deploy (see infra/components/jobs.py)."""
+
+    name: str
+    command: tuple[str, ...]
+    #: Keys of the Job's own Secret (least privilege: no Job sees another's DSN).
+    secrets: tuple[str, ...]
 
 
 def _frozen(mapping: Mapping[str, str]) -> Mapping[str, str]:
@@ -138,7 +179,8 @@ STACK_SETTINGS: Final[tuple[str, ...]] = (
     "FEATURE_AI_COACHING",
 )
 
-# Keys of the Secret every service mounts as environment variables.
+# Every key a workload's Secret may hold (each workload declares its subset in
+# ``Workload.secrets``); none of them may ever appear in a ConfigMap.
 SERVICE_SECRET_KEYS: Final[tuple[str, ...]] = (
     "DATABASE_URL",
     "REDIS_URL",
@@ -153,6 +195,13 @@ SERVICE_SECRET_KEYS: Final[tuple[str, ...]] = (
 # The owner-role DSN is kept out of the services' Secret: only the migration Job
 # (and `enterprisehub migrate`) may alter the schema or bypass row-level security.
 MIGRATION_SECRET_KEYS: Final[tuple[str, ...]] = ("MIGRATION_DATABASE_URL",)
+
+#: Static credentials of S3-compatible storage (the local stack's MinIO): given
+#: only to workloads that use a bucket. AWS stacks use IRSA roles instead.
+OBJECT_STORAGE_SECRET_KEYS: Final[tuple[str, ...]] = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+
+#: What every service reads: its stores (application role) and the token keys.
+_CORE_SECRETS: Final = ("DATABASE_URL", "REDIS_URL", "JWT_SECRET_KEY", "JWT_PREVIOUS_KEYS")
 
 # Seed feature-flag names (the Redis `feature_flag:<name>` keys) and the
 # FEATURE_* environment variable that carries each one's default.
@@ -174,6 +223,7 @@ WEBSOCKET_MANAGER: Final = ServiceSpec(
         min_replicas=2, max_replicas=10, cpu_target_percent=70, memory_target_percent=80
     ),
     resources=Resources(cpu="2000m", memory="4Gi"),
+    secrets=_CORE_SECRETS,
     settings=_frozen(
         {
             "WS_MAX_CONNECTIONS_PER_TENANT": "100",
@@ -186,8 +236,9 @@ WEBSOCKET_MANAGER: Final = ServiceSpec(
     egress=frozenset(),
     buckets=MappingProxyType({Bucket.MODELS: "read"}),
     feature="realtime_intelligence",
-    # The CRM webhook and the feed (a websocket: see dashboards.default_api_routes).
-    api_paths=("/v1/leads/events", "/v1/feed"),
+    # The CRM webhook and the feed (a websocket).
+    api_paths=("/v1/leads/events", FEED_PATH),
+    streaming_paths=(FEED_PATH,),
 )
 
 ML_SERVICES: Final = ServiceSpec(
@@ -198,6 +249,8 @@ ML_SERVICES: Final = ServiceSpec(
     # The seed gives no memory threshold for ml-services: CPU-only scaling.
     scaling=Scaling(min_replicas=3, max_replicas=15, cpu_target_percent=75),
     resources=Resources(cpu="4000m", memory="8Gi"),
+    # Property vision calls Claude.
+    secrets=(*_CORE_SECRETS, "ANTHROPIC_API_KEY"),
     settings=_frozen(
         {
             "ML_MODEL_CACHE_SIZE": "100",
@@ -221,6 +274,7 @@ COACHING_ENGINE: Final = ServiceSpec(
     # The seed gives no thresholds: 70% CPU, the same target as websocket-manager.
     scaling=Scaling(min_replicas=2, max_replicas=8, cpu_target_percent=70),
     resources=Resources(cpu="2000m", memory="4Gi"),
+    secrets=(*_CORE_SECRETS, "ANTHROPIC_API_KEY"),
     settings=_frozen(
         {
             "COACHING_SESSION_TIMEOUT": "300",
@@ -242,6 +296,15 @@ CHURN_ORCHESTRATOR: Final = ServiceSpec(
     # The seed gives no thresholds: 70% CPU, as for the other CPU-bound services.
     scaling=Scaling(min_replicas=1, max_replicas=5, cpu_target_percent=70),
     resources=Resources(cpu="1000m", memory="2Gi"),
+    # Claude writes the interventions, the CRM's API delivers them (GHL key),
+    # Slack hears about escalations; the CRM contact data it keeps is encrypted.
+    secrets=(
+        *_CORE_SECRETS,
+        "ANTHROPIC_API_KEY",
+        "GHL_API_KEY",
+        "SLACK_WEBHOOK_URL",
+        "ENCRYPTION_KEY",
+    ),
     settings=_frozen(
         {
             "CHURN_MONITORING_INTERVAL": "60",
@@ -269,14 +332,28 @@ SHIPPED_SERVICES: Final[Mapping[str, ServiceSpec]] = MappingProxyType(
     {name: spec for name, spec in SERVICES.items() if spec.shipped}
 )
 
-#: Whether the image serves the Streamlit dashboards yet (they arrive with the
-#: business-impact work). Until then the stack declares neither their Deployment
-#: nor their Ingress, for the same reason as ``ServiceSpec.shipped``.
-DASHBOARDS_SHIPPED: Final = False
+#: The Streamlit dashboards (the seed put them on Vercel, which cannot run
+#: Streamlit): one multipage app served by the image like the services.
+DASHBOARDS: Final = DashboardsSpec(
+    name="dashboards",
+    kind="dashboards",
+    port=8501,
+    # Streamlit's own health endpoint (answers once the server is up).
+    health_path="/_stcore/health",
+    feed_path=FEED_PATH,
+    # Stored rows (Postgres, application role), their cache (Redis), and the
+    # signed-in user's token, verified with the platform's keys.
+    secrets=("DATABASE_URL", "REDIS_URL", "JWT_SECRET_KEY", "JWT_PREVIOUS_KEYS"),
+    # Sessions are cheap to rebuild; two replicas ride through a node drain.
+    resources=Resources(cpu="500m", memory="1Gi"),
+    # Arrives with the platform-skeleton work (services/dashboards); until the image
+    # serves it the stacks declare neither its Deployment nor its hostnames.
+    shipped=False,
+)
 
-#: Dashboards served from the cluster (the seed put them on Vercel, which cannot run
-#: Streamlit). Keys are the hostnames config keys; values are the seed's route names.
-DASHBOARDS: Final[Mapping[str, str]] = _frozen(
+#: The dashboards' public hostnames: keys are the hostnames config keys, values
+#: the seed's route names. Every host serves the same app.
+DASHBOARD_PAGES: Final[Mapping[str, str]] = _frozen(
     {
         "intelligence": "Real-Time Lead Intelligence Hub",
         "coaching": "Agent Coaching Dashboard",
@@ -295,6 +372,26 @@ ML_MODEL_IMAGE_PATH: Final = "/app/models/lead-scoring/model.joblib"
 #: itself (trailing ``/``), so they load whatever the alias names. The
 #: publisher's IAM role may write under this prefix only.
 ML_MODEL_PREFIX: Final = "lead-scoring/"
+
+
+#: The migration (owner role: it creates the application role from DATABASE_URL's
+#: credentials), the feature-flag seeding (flags in Redis, audit in Postgres) and
+#: the model publish (``--to`` gets the stack's ML_MODEL_URI appended).
+MIGRATE_JOB: Final = JobSpec(
+    name="migrate",
+    command=(CLI, "migrate"),
+    secrets=(*MIGRATION_SECRET_KEYS, "DATABASE_URL"),
+)
+FLAGS_INIT_JOB: Final = JobSpec(
+    name="flags-init",
+    command=(CLI, "flags", "init"),
+    secrets=("DATABASE_URL", "REDIS_URL"),
+)
+MODEL_PUBLISH_JOB: Final = JobSpec(
+    name="model-publish",
+    command=(CLI, "model", "publish", "--from", ML_MODEL_IMAGE_PATH, "--to"),
+    secrets=(),
+)
 
 
 def ml_model_uri(models_bucket: str) -> str:

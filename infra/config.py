@@ -22,7 +22,6 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Annotated, Any, Final, Literal
 
 import pulumi
@@ -30,7 +29,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic.alias_generators import to_camel
 
 from infra import catalog
-from infra.config_checks import ENVIRONMENTS, SUPPORTED_KUBERNETES_VERSIONS, semantic_problems
+from infra.config_checks import SUPPORTED_KUBERNETES_VERSIONS, semantic_problems
+from infra.environments import ENVIRONMENTS, Environment
 from infra.problems import PROJECT, Problem, StackConfigError
 
 __all__ = [
@@ -88,15 +88,6 @@ def _dns1123(value: str) -> str:
     if not _DNS1123.match(value):
         raise ValueError("must be a DNS-1123 label: a-z, 0-9 and '-', at most 63")
     return value
-
-
-class Environment(StrEnum):
-    """The four environments; ``local`` runs on a developer's cluster, the rest on AWS."""
-
-    LOCAL = "local"
-    DEV = "dev"
-    STAGING = "staging"
-    PRODUCTION = "production"
 
 
 class _Model(BaseModel):
@@ -378,7 +369,7 @@ class StackConfig(_Model):
     @property
     def dashboard_hosts(self) -> dict[str, str]:
         """Dashboard name -> hostname, for every dashboard in the catalog."""
-        return {name: self.hostname(name) for name in catalog.DASHBOARDS}
+        return {name: self.hostname(name) for name in catalog.DASHBOARD_PAGES}
 
     @property
     def cors_origins(self) -> tuple[str, ...]:

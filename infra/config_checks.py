@@ -12,13 +12,13 @@ import re
 from typing import TYPE_CHECKING, Final
 
 from infra import catalog
+from infra.environments import ENVIRONMENTS
 from infra.problems import Problem
 
 if TYPE_CHECKING:
     from infra.config import CacheConfig, DatabaseConfig, StackConfig, StorageConfig
 
 SUPPORTED_KUBERNETES_VERSIONS: Final = ("1.30", "1.31", "1.32", "1.33")
-ENVIRONMENTS: Final = ("local", "dev", "staging", "production")
 
 _HOST_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 _DNS1123 = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")

@@ -524,6 +524,7 @@ CLUSTER_SCOPED_KINDS = frozenset(
         "VolumeAttachment",
         "PriorityClass",
         "IngressClass",
+        "GatewayClass",
         "RuntimeClass",
         "CustomResourceDefinition",
         "APIService",
@@ -801,6 +802,16 @@ def _eks_get_cluster_auth(ctx: CallContext) -> dict[str, Any]:
     return {"id": name, "name": name, "token": "k8s-aws-v1.synthetic-token-not-a-credential"}
 
 
+def _prefix_list(ctx: CallContext) -> dict[str, Any]:
+    # An AWS-managed prefix list (e.g. com.amazonaws.us-east-1.s3): public ranges.
+    name = str(ctx.args.get("name") or f"com.amazonaws.{ctx.region}.s3")
+    return {
+        "id": "pl-63a5400a",
+        "name": name,
+        "cidrBlocks": ["3.5.0.0/19", "52.216.0.0/15", "54.231.0.0/16"],
+    }
+
+
 def _yaml_decode(ctx: CallContext) -> dict[str, Any]:
     # kubernetes.yaml.ConfigFile (v1) parses its text through this invoke.
     text = str(ctx.args.get("text", ""))
@@ -815,6 +826,7 @@ CALL_HANDLERS: dict[str, CallHandler] = {
     "aws:iam/getPolicyDocument:getPolicyDocument": _policy_document,
     "aws:eks/getCluster:getCluster": _eks_get_cluster,
     "aws:eks/getClusterAuth:getClusterAuth": _eks_get_cluster_auth,
+    "aws:ec2/getPrefixList:getPrefixList": _prefix_list,
     "kubernetes:yaml:decode": _yaml_decode,
 }
 

@@ -21,24 +21,21 @@ import pulumi
 
 from infra import catalog
 from infra.components.addons import ACME_SERVERS, ClusterAddons, ClusterAddonsArgs
-from infra.components.dashboards import (
-    Dashboards,
-    DashboardsArgs,
-    PublicIngress,
-    PublicIngressArgs,
-)
+from infra.components.dashboards import Dashboards, DashboardsArgs
 from infra.components.jobs import (
     MODEL_PUBLISHER_SERVICE_ACCOUNT,
     ModelPublishArgs,
     PlatformJobs,
     PlatformJobsArgs,
 )
+from infra.components.namespace import IsolatedNamespace, IsolatedNamespaceArgs
 from infra.components.network_policy import (
-    IsolatedNamespace,
-    IsolatedNamespaceArgs,
+    LOCAL_API_SERVER,
+    ApiServer,
     PlatformNetworkPolicies,
     PlatformNetworkPoliciesArgs,
 )
+from infra.components.public_ingress import PublicIngress, PublicIngressArgs
 from infra.components.service import FeatureService, FeatureServiceArgs
 from infra.config import StackConfig
 
@@ -71,6 +68,12 @@ class DataPlane:
     datastore_cidrs: pulumi.Input[Sequence[str]] = ()
     #: Where the API server and nodes live (the VPC on AWS, anywhere locally).
     cluster_cidrs: Sequence[str] = ("0.0.0.0/0",)
+    #: How pods reach the Kubernetes API (its Service IP and endpoints).
+    api_server: ApiServer = LOCAL_API_SERVER
+    #: AWS: the S3 prefix list the VPC's gateway endpoint routes.
+    s3_cidrs: pulumi.Input[Sequence[str]] = ()
+    #: AWS: where the STS interface endpoint's network interfaces are (private subnets).
+    sts_cidrs: pulumi.Input[Sequence[str]] = ()
 
 
 def create_namespace(
@@ -86,11 +89,12 @@ def create_namespace(
     )
 
 
-def service_secrets(config: StackConfig, data: DataPlane) -> dict[str, pulumi.Input[str]]:
-    """The Secret every service mounts (catalog.SERVICE_SECRET_KEYS, plus extras)."""
+def secret_pool(config: StackConfig, data: DataPlane) -> dict[str, pulumi.Input[str]]:
+    """Every secret value a workload may need, by key; each takes only its own keys."""
     secrets = config.secrets
     return {
         "DATABASE_URL": data.database_url,
+        "MIGRATION_DATABASE_URL": data.migration_database_url,
         "REDIS_URL": data.redis_url,
         "JWT_SECRET_KEY": secrets.jwt_secret_key,
         "JWT_PREVIOUS_KEYS": secrets.jwt_previous_keys,
@@ -98,9 +102,17 @@ def service_secrets(config: StackConfig, data: DataPlane) -> dict[str, pulumi.In
         "ANTHROPIC_API_KEY": secrets.anthropic_api_key,
         "GHL_API_KEY": secrets.ghl_api_key,
         "SLACK_WEBHOOK_URL": secrets.slack_webhook_url,
-        **data.object_storage_credentials,
         **data.extra_secrets,
     }
+
+
+def workload_secrets(
+    keys: Sequence[str],
+    pool: Mapping[str, pulumi.Input[str]],
+    object_storage: Mapping[str, pulumi.Input[str]] | None = None,
+) -> dict[str, pulumi.Input[str]]:
+    """The Secret of one workload: its catalog keys, plus storage credentials if it uses any."""
+    return {key: pool[key] for key in keys} | dict(object_storage or {})
 
 
 def build_platform(
@@ -120,11 +132,13 @@ def build_platform(
             acme_email=config.acme_email or None,
             grafana_host=config.hostname("grafana"),
             cluster_cidrs=list(data.cluster_cidrs),
+            api_server=data.api_server,
+            gateway_namespace=config.namespace,
         ),
         opts=opts,
     )
     settings = config.stack_settings() | dict(data.settings)
-    secrets = service_secrets(config, data)
+    pool = secret_pool(config, data)
     after_namespace = [namespace, *data.ready]
 
     jobs = PlatformJobs(
@@ -133,12 +147,7 @@ def build_platform(
             namespace=config.namespace,
             image=config.image,
             settings=settings,
-            # The migration creates the application role from DATABASE_URL's credentials.
-            migration_secrets={
-                "MIGRATION_DATABASE_URL": data.migration_database_url,
-                "DATABASE_URL": data.database_url,
-            },
-            flags_secrets={"DATABASE_URL": data.database_url, "REDIS_URL": data.redis_url},
+            secrets=pool,
             # Published to the very setting the services read, so the two cannot drift.
             model_publish=ModelPublishArgs(
                 destination_uri=settings["ML_MODEL_URI"],
@@ -161,7 +170,11 @@ def build_platform(
                 namespace=config.namespace,
                 image=config.image,
                 settings=settings,
-                secrets=secrets,
+                secrets=workload_secrets(
+                    spec.secrets,
+                    pool,
+                    data.object_storage_credentials if spec.buckets else None,
+                ),
                 role_arn=data.role_arns.get(spec.name),
                 min_replicas=plan.min_replicas,
                 max_replicas=plan.max_replicas,
@@ -172,10 +185,11 @@ def build_platform(
             opts=opts,
         )
 
-    # The Streamlit dashboards arrive with the business-impact work; until the
-    # image serves them the stack declares neither their Deployment nor their hosts.
+    # Until the image serves the dashboards the stack declares neither their
+    # Deployment nor their hosts (catalog.DASHBOARDS.shipped).
+    shipped_dashboards = catalog.DASHBOARDS.shipped
     dashboards: list[pulumi.Resource] = []
-    if catalog.DASHBOARDS_SHIPPED:
+    if shipped_dashboards:
         dashboards.append(
             Dashboards(
                 f"{prefix}-dashboards",
@@ -183,14 +197,14 @@ def build_platform(
                     namespace=config.namespace,
                     image=config.image,
                     settings=settings,
-                    secrets={"DATABASE_URL": data.database_url, "REDIS_URL": data.redis_url},
+                    secrets=workload_secrets(catalog.DASHBOARDS.secrets, pool),
                     replicas=1 if config.is_local else 2,
                     depends_on=jobs.rollout_gate,
                 ),
                 opts=opts,
             )
         )
-    dashboard_hosts = config.dashboard_hosts if catalog.DASHBOARDS_SHIPPED else {}
+    dashboard_hosts = config.dashboard_hosts if shipped_dashboards else {}
     ingress = PublicIngress(
         f"{prefix}-ingress",
         PublicIngressArgs(
@@ -198,8 +212,7 @@ def build_platform(
             api_host=config.hostname("api"),
             dashboard_hosts=dashboard_hosts,
             cluster_issuer=addons.issuer_name,
-            # A laptop cluster has no load balancer to publish an address.
-            skip_await=config.is_local,
+            grafana=addons.grafana_route,
             depends_on=[*addons.ready, *dashboards, *services.values()],
         ),
         opts=opts,
@@ -210,14 +223,16 @@ def build_platform(
             namespace=config.namespace,
             services=[plan.spec for plan in config.service_plans],
             egress=config.egress,
-            ingress_namespace=addons.ingress_namespace,
+            edge_namespace=addons.edge_namespace,
             monitoring_namespace=addons.monitoring_namespace,
             # Only for pods that can exist: no dashboards until the image serves them,
             # no HTTP-01 solver pods under a self-signed issuer.
-            dashboards=catalog.DASHBOARDS_SHIPPED,
+            dashboards=catalog.DASHBOARDS if shipped_dashboards else None,
             acme_http01_solver=config.tls_issuer in ACME_SERVERS,
             in_cluster_datastores=data.in_cluster,
             datastore_cidrs=() if data.in_cluster else data.datastore_cidrs,
+            s3_cidrs=data.s3_cidrs,
+            sts_cidrs=data.sts_cidrs,
         ),
         opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[namespace])),
     )
@@ -230,6 +245,11 @@ def build_platform(
         "dashboardUrls": {name: f"https://{host}" for name, host in dashboard_hosts.items()},
         "grafanaUrl": f"https://{config.hostname('grafana')}",
         "ingressUrls": ingress.urls,
+        # The edge's address (load balancer hostname, or localhost on kind) for DNS.
+        "edgeAddressCommand": (
+            f"kubectl -n {config.namespace} get gateway {ingress.gateway_name} "
+            "-o jsonpath='{.status.addresses[0].value}'"
+        ),
         "serviceSecretNames": {name: svc.secret_name for name, svc in services.items()},
         "serviceConfigMapNames": {name: svc.config_map_name for name, svc in services.items()},
         "serviceUrls": {name: svc.internal_url for name, svc in services.items()},

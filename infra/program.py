@@ -38,6 +38,7 @@ from infra.components.datastores import MINIO_PORT, Datastores, DatastoresArgs
 from infra.components.iam import PrefixWriterGrant, ServiceRoles, ServiceRolesArgs
 from infra.components.jobs import MODEL_PUBLISHER_SERVICE_ACCOUNT
 from infra.components.network import Network, NetworkArgs, subnet_plan
+from infra.components.network_policy import ApiServer, eks_service_ip
 from infra.components.registry import Registry, RegistryArgs
 from infra.components.storage import Storage, StorageArgs
 from infra.config import PROJECT, StackConfig, load_stack_config
@@ -213,6 +214,19 @@ def _build_aws(config: StackConfig) -> dict[str, Any]:
         in_cluster=False,
         datastore_cidrs=cluster.private_cidrs,
         cluster_cidrs=[config.network.vpc_cidr],
+        # EKS's API endpoints are network interfaces in the VPC, on 443.
+        api_server=ApiServer(
+            service_ip=eks_service_ip(config.network.vpc_cidr),
+            endpoint_cidrs=[config.network.vpc_cidr],
+            endpoint_port=443,
+        ),
+        # The S3 gateway endpoint routes the region's S3 prefix list; the STS
+        # interface endpoint's network interfaces sit in the private subnets.
+        s3_cidrs=aws.ec2.get_prefix_list_output(
+            name=f"com.amazonaws.{config.aws_region}.s3",
+            opts=pulumi.InvokeOutputOptions(provider=aws_provider),
+        ).cidr_blocks,
+        sts_cidrs=cluster.private_cidrs,
     )
     namespace = create_namespace(config, prefix, k8s_opts)
     platform = build_platform(config, prefix, data, k8s_opts, namespace)

@@ -51,14 +51,6 @@ JOBS_SERVICE_ACCOUNT: Final = "enterprisehub-jobs"
 #: ServiceAccount of the model-publish Job; its IAM role may write the models bucket.
 MODEL_PUBLISHER_SERVICE_ACCOUNT: Final = "model-publisher"
 
-MIGRATE_COMMAND: Final = (catalog.CLI, "migrate")
-FLAGS_INIT_COMMAND: Final = (catalog.CLI, "flags", "init")
-#: Where the image keeps the trained lead-scoring model (the Dockerfile puts it there).
-MODEL_SOURCE_PATH: Final = catalog.ML_MODEL_IMAGE_PATH
-
-#: Keys the flags Job needs: flags live in Redis, assignments and the audit in Postgres.
-FLAGS_SECRET_KEYS: Final = ("DATABASE_URL", "REDIS_URL")
-
 #: Pulumi's await gives up after this margin beyond the Job's own deadline.
 _AWAIT_MARGIN_SECONDS: Final = 120
 
@@ -70,7 +62,6 @@ class ModelPublishArgs:
     #: The prefix the services load (their ML_MODEL_URI), e.g.
     #: ``s3://enterprisehub-production-models-123456789012/lead-scoring/``.
     destination_uri: pulumi.Input[str]
-    source_path: str = MODEL_SOURCE_PATH
     #: IAM role (IRSA) allowed to write the model prefix; None for in-cluster storage.
     role_arn: pulumi.Input[str] | None = None
     #: Credentials for S3-compatible storage (local MinIO: AWS_ACCESS_KEY_ID, ...).
@@ -87,15 +78,14 @@ class PlatformJobsArgs:
 
     ``settings`` is the plain environment of every Job (ENVIRONMENT, LOG_LEVEL,
     AWS_REGION, S3_ENDPOINT_URL, FEATURE_* defaults for ``flags init``).
+    ``secrets`` is the pool the Jobs' Secrets are cut from: each Job's Secret
+    holds exactly the keys its ``catalog.JobSpec`` names.
     """
 
     namespace: pulumi.Input[str]
     image: pulumi.Input[str]
     settings: Mapping[str, str]
-    #: Must hold MIGRATION_DATABASE_URL (owner role); nothing else reads it.
-    migration_secrets: Mapping[str, pulumi.Input[str]]
-    #: Must hold DATABASE_URL and REDIS_URL (application role).
-    flags_secrets: Mapping[str, pulumi.Input[str]]
+    secrets: Mapping[str, pulumi.Input[str]]
     model_publish: ModelPublishArgs | None = None
     #: Retries after a failed attempt; a migration that fails twice needs a human.
     backoff_limit: int = 2
@@ -148,67 +138,20 @@ class PlatformJobs(pulumi.ComponentResource):
             opts=child,
         )
 
-        migration_secret = self._secret("migrate", args.migration_secrets)
-        migration = self._job(
-            "migrate",
-            MIGRATE_COMMAND,
-            account=jobs_account.metadata.name,
-            config=config.metadata.name,
-            secret=migration_secret.metadata.name,
-            depends_on=list(args.depends_on),
+        migration = self._catalog_job(
+            catalog.MIGRATE_JOB, jobs_account, config, depends_on=list(args.depends_on)
         )
-
-        flags_secret = self._secret("flags-init", args.flags_secrets)
         # The flags Job writes rows the migration creates, so it runs second.
-        flags = self._job(
-            "flags-init",
-            FLAGS_INIT_COMMAND,
-            account=jobs_account.metadata.name,
-            config=config.metadata.name,
-            secret=flags_secret.metadata.name,
-            depends_on=[migration],
-        )
-
+        flags = self._catalog_job(catalog.FLAGS_INIT_JOB, jobs_account, config, [migration])
         self.migration_job_name = migration.metadata.name
         self.flags_job_name = flags.metadata.name
         self.rollout_gate = [migration, flags]
         self.model_publish_job_name = None
         if args.model_publish is not None:
-            publish = args.model_publish
-            publisher = k8s.core.v1.ServiceAccount(
-                f"{name}-publisher-sa",
-                metadata=k8s.meta.v1.ObjectMetaArgs(
-                    name=MODEL_PUBLISHER_SERVICE_ACCOUNT,
-                    namespace=args.namespace,
-                    labels=hardening.labels(
-                        MODEL_PUBLISHER_SERVICE_ACCOUNT, hardening.COMPONENT_JOB
-                    ),
-                    annotations=(
-                        {"eks.amazonaws.com/role-arn": publish.role_arn}
-                        if publish.role_arn is not None
-                        else None
-                    ),
-                ),
-                automount_service_account_token=False,
-                opts=child,
-            )
-            publish_secret = (
-                self._secret("model-publish", publish.secrets).metadata.name
-                if publish.secrets
-                else None
-            )
-            job = self._job(
-                "model-publish",
-                (catalog.CLI, "model", "publish", "--from", publish.source_path, "--to"),
-                destination=publish.destination_uri,
-                account=publisher.metadata.name,
-                config=config.metadata.name,
-                secret=publish_secret,
-                depends_on=[*args.depends_on, *publish.depends_on],
-            )
-            self.model_publish_job_name = job.metadata.name
+            publish = self._model_publish(args.model_publish, config)
+            self.model_publish_job_name = publish.metadata.name
             # ml-services loads this model at start-up: it must be there first.
-            self.rollout_gate.append(job)
+            self.rollout_gate.append(publish)
 
         outputs: dict[str, object] = {
             "migration_job_name": self.migration_job_name,
@@ -217,6 +160,53 @@ class PlatformJobs(pulumi.ComponentResource):
         if self.model_publish_job_name is not None:
             outputs["model_publish_job_name"] = self.model_publish_job_name
         self.register_outputs(outputs)
+
+    def _catalog_job(
+        self,
+        spec: catalog.JobSpec,
+        account: k8s.core.v1.ServiceAccount,
+        config: k8s.core.v1.ConfigMap,
+        depends_on: Sequence[pulumi.Resource],
+    ) -> k8s.batch.v1.Job:
+        """One of the catalog's Jobs with a Secret of exactly the keys it names."""
+        secret = self._secret(spec.name, {key: self._args.secrets[key] for key in spec.secrets})
+        return self._job(
+            spec.name,
+            spec.command,
+            account=account.metadata.name,
+            config=config.metadata.name,
+            secret=secret.metadata.name,
+            depends_on=depends_on,
+        )
+
+    def _model_publish(
+        self, publish: ModelPublishArgs, config: k8s.core.v1.ConfigMap
+    ) -> k8s.batch.v1.Job:
+        """The publish Job under its own ServiceAccount (the one the IAM role trusts)."""
+        args = self._args
+        spec = catalog.MODEL_PUBLISH_JOB
+        publisher = k8s.core.v1.ServiceAccount(
+            f"{self._name}-publisher-sa",
+            metadata=k8s.meta.v1.ObjectMetaArgs(
+                name=MODEL_PUBLISHER_SERVICE_ACCOUNT,
+                namespace=args.namespace,
+                labels=hardening.labels(MODEL_PUBLISHER_SERVICE_ACCOUNT, hardening.COMPONENT_JOB),
+                annotations=hardening.irsa_annotations(publish.role_arn),
+            ),
+            automount_service_account_token=False,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        values = {**{key: args.secrets[key] for key in spec.secrets}, **publish.secrets}
+        secret = self._secret(spec.name, values).metadata.name if values else None
+        return self._job(
+            spec.name,
+            spec.command,
+            destination=publish.destination_uri,
+            account=publisher.metadata.name,
+            config=config.metadata.name,
+            secret=secret,
+            depends_on=[*args.depends_on, *publish.depends_on],
+        )
 
     def _secret(self, job: str, values: Mapping[str, pulumi.Input[str]]) -> k8s.core.v1.Secret:
         """A Secret read by exactly one Job (least privilege: no Job sees another's DSN)."""
@@ -317,12 +307,8 @@ def _validate(args: PlatformJobsArgs) -> None:
     """Fail before any resource on inputs that would make a Job unsafe or unable to run."""
     owner = "PlatformJobs"
     hardening.check_image(args.image, owner)
-    hardening.require_keys(
-        owner, "migration_secrets", args.migration_secrets, catalog.MIGRATION_SECRET_KEYS
-    )
-    hardening.require_keys(owner, "flags_secrets", args.flags_secrets, FLAGS_SECRET_KEYS)
-    if set(catalog.MIGRATION_SECRET_KEYS).intersection(args.flags_secrets):
-        raise ValueError(f"{owner}: the flags Job must not receive the owner-role DSN")
+    for job in (catalog.MIGRATE_JOB, catalog.FLAGS_INIT_JOB, catalog.MODEL_PUBLISH_JOB):
+        hardening.require_keys(owner, "secrets", args.secrets, job.secrets)
     leaked = sorted(
         set(catalog.SERVICE_SECRET_KEYS + catalog.MIGRATION_SECRET_KEYS).intersection(args.settings)
     )

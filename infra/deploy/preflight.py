@@ -25,9 +25,11 @@ from urllib.parse import urlparse
 
 import yaml
 
+from infra.environments import CLOUD_ENVIRONMENTS, ENVIRONMENTS
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
-STACKS = ("local", "dev", "staging", "production")
-CLOUD_STACKS = frozenset({"dev", "staging", "production"})
+STACKS = ENVIRONMENTS
+CLOUD_STACKS = CLOUD_ENVIRONMENTS
 
 
 @dataclass(frozen=True)
