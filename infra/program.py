@@ -93,6 +93,8 @@ def _build_local(config: StackConfig) -> dict[str, Any]:
             database_name=config.database.name,
             storage_class=config.cluster.storage_class,
             postgres_storage=f"{config.database.allocated_storage_gb}Gi",
+            redis_maxmemory_mb=config.cache.maxmemory_mb,
+            redis_maxmemory_policy=config.cache.maxmemory_policy,
             object_storage=f"{config.storage.local_size_gb}Gi",
         ),
         opts=pulumi.ResourceOptions(providers=[cluster.provider], depends_on=[namespace]),

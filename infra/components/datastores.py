@@ -79,6 +79,10 @@ class DatastoresArgs:
     storage_class: str | None = None
     postgres_storage: str = "10Gi"
     redis_storage: str = "1Gi"
+    #: Redis's own memory ceiling; past it ``maxmemory_policy`` evicts keys. The
+    #: container's memory limit is sized above it (see :func:`redis_memory_limit`).
+    redis_maxmemory_mb: int = 256
+    redis_maxmemory_policy: str = "allkeys-lru"
     object_storage: str = "10Gi"
     postgres_image: str = POSTGRES_IMAGE
     redis_image: str = REDIS_IMAGE
@@ -86,10 +90,22 @@ class DatastoresArgs:
     resources: Mapping[str, catalog.Resources] = field(
         default_factory=lambda: {
             "postgres": catalog.Resources(cpu="500m", memory="1Gi"),
+            # The memory of "redis" follows redis_maxmemory_mb (redis_memory_limit).
             "redis": catalog.Resources(cpu="250m", memory="512Mi"),
             "minio": catalog.Resources(cpu="250m", memory="512Mi"),
         }
     )
+
+
+def redis_memory_limit(maxmemory_mb: int) -> str:
+    """The Redis container's memory: the data ceiling plus room for what it does not count.
+
+    ``maxmemory`` covers the dataset only; the replication and client buffers,
+    the AOF rewrite's copy-on-write pages and the allocator's fragmentation
+    come on top. A quarter more (at least 64 MiB) keeps the kernel's OOM killer
+    out of the way, so eviction, not a restart, is what happens when it fills.
+    """
+    return f"{maxmemory_mb + max(64, maxmemory_mb // 4)}Mi"
 
 
 class Datastores(pulumi.ComponentResource):
@@ -135,8 +151,11 @@ class Datastores(pulumi.ComponentResource):
                     f"requirepass {pw}",
                     "dir /data",
                     "appendonly yes",
+                    # Without a ceiling the policy never applies: Redis grows until the
+                    # kernel kills it at the container's limit. With one it evicts.
+                    f"maxmemory {args.redis_maxmemory_mb}mb",
                     # Parity with the ElastiCache parameter group of the AWS stacks.
-                    "maxmemory-policy allkeys-lru",
+                    f"maxmemory-policy {args.redis_maxmemory_policy}",
                     "notify-keyspace-events Ex",
                     "slowlog-log-slower-than 10000",
                     "slowlog-max-len 128",
@@ -339,6 +358,10 @@ class Datastores(pulumi.ComponentResource):
 
         live, ready = probe_http if probe_http is not None else (None, None)
         sizes = args.resources[store]
+        if store == "redis":
+            sizes = catalog.Resources(
+                cpu=sizes.cpu, memory=redis_memory_limit(args.redis_maxmemory_mb)
+            )
         service = k8s.core.v1.Service(
             f"{self._name}-{store}-service",
             metadata=k8s.meta.v1.ObjectMetaArgs(

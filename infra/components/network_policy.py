@@ -539,27 +539,39 @@ class AddonNetworkPolicies(pulumi.ComponentResource):
 
         Proxies: 10080/10443 from anywhere (the load balancer or NodePorts keep
         the client's address), out to the application namespaces (any port a
-        route names) and Grafana. Controller and proxies: xDS between them, the
-        webhook from the API server, metrics for Prometheus, the API server out.
+        route names), Grafana and the controller's xDS. The controller (every
+        other pod of the namespace): xDS from the proxies, the webhook from the
+        API server, and the API server out. Both: metrics for Prometheus.
         """
         args = self._args
-        same_namespace = k8s.networking.v1.NetworkPolicyPeerArgs(
-            pod_selector=k8s.meta.v1.LabelSelectorArgs()
+        proxies = _selector(ENVOY_PROXY_POD)
+        controller = k8s.meta.v1.LabelSelectorArgs(
+            match_expressions=[
+                k8s.meta.v1.LabelSelectorRequirementArgs(key=key, operator="NotIn", values=[value])
+                for key, value in ENVOY_PROXY_POD.items()
+                if key == "app.kubernetes.io/component"
+            ]
         )
+        from_prometheus = _ingress([self._prometheus], [ENVOY_METRICS_PORT])
         _policy(
             self,
             f"{self._name}-envoy-proxy",
             name="envoy-proxy",
             namespace=args.edge_namespace,
-            pods=_selector(ENVOY_PROXY_POD),
+            pods=proxies,
             ingress=[
-                k8s.networking.v1.NetworkPolicyIngressRuleArgs(ports=_tcp(*ENVOY_PROXY_PORTS))
+                k8s.networking.v1.NetworkPolicyIngressRuleArgs(ports=_tcp(*ENVOY_PROXY_PORTS)),
+                from_prometheus,
             ],
             egress=[
                 k8s.networking.v1.NetworkPolicyEgressRuleArgs(
                     to=[in_namespace(ns) for ns in args.app_namespaces]
                 ),
                 _egress([in_namespace(args.monitoring_namespace, GRAFANA_POD)], [GRAFANA_PORT]),
+                _egress(
+                    [k8s.networking.v1.NetworkPolicyPeerArgs(pod_selector=controller)],
+                    [ENVOY_XDS_PORT],
+                ),
             ],
         )
         _policy(
@@ -567,16 +579,16 @@ class AddonNetworkPolicies(pulumi.ComponentResource):
             f"{self._name}-envoy-gateway",
             name="envoy-gateway",
             namespace=args.edge_namespace,
-            pods=k8s.meta.v1.LabelSelectorArgs(),
+            pods=controller,
             ingress=[
-                _ingress([same_namespace], [ENVOY_XDS_PORT]),
+                _ingress(
+                    [k8s.networking.v1.NetworkPolicyPeerArgs(pod_selector=proxies)],
+                    [ENVOY_XDS_PORT],
+                ),
                 _ingress(self._cluster, [ENVOY_WEBHOOK_PORT]),
-                _ingress([self._prometheus], [ENVOY_METRICS_PORT]),
+                from_prometheus,
             ],
-            egress=[
-                _egress([same_namespace], [ENVOY_XDS_PORT]),
-                *api_server_egress(args.api_server),
-            ],
+            egress=api_server_egress(args.api_server),
         )
 
     def _cert_manager(self) -> None:
