@@ -45,11 +45,10 @@ WORKDIR /src
 COPY pyproject.toml uv.lock README.md ./
 RUN --mount=type=cache,target=/root/.cache/uv \
     uv sync --frozen --no-dev --no-install-project ${SKIP_PACKAGES}
+# The image carries what the services run, nothing else: the wheel holds only
+# `services` (pyproject: packages = ["services"]). The Pulumi program, its
+# synthesis tooling and `make run` (infra/, localrun/) stay out of the context.
 COPY services ./services
-# The wheel declares three packages (pyproject: packages = ["infra", "services",
-# "localrun"]); the build fails if any of them is missing from the context.
-COPY infra ./infra
-COPY localrun ./localrun
 RUN --mount=type=cache,target=/root/.cache/uv \
     uv sync --frozen --no-dev --no-editable ${SKIP_PACKAGES}
 # Train with the interpreter and libraries the runtime stage will load it with
