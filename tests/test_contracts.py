@@ -124,9 +124,8 @@ def _app(workload: catalog.Workload, factory: str) -> Any:
     """The service's app, built from the settings the stack would give it."""
     module_name, _, attribute = factory.partition(":")
     create_app = getattr(importlib.import_module(module_name), attribute)
-    return create_app(
-        _settings_class(workload)(**{k.lower(): v for k, v in _environment(workload)})
-    )
+    values: dict[str, Any] = {key.lower(): value for key, value in _environment(workload)}
+    return create_app(_settings_class(workload)(**values))
 
 
 @pytest.mark.parametrize("name", list(WORKLOADS))

@@ -357,7 +357,7 @@ class PlatformNetworkPolicies(pulumi.ComponentResource):
     def _service(self, spec: catalog.ServiceSpec) -> k8s.networking.v1.NetworkPolicy:
         """The edge and Prometheus in (one port: the API and /metrics share it); stores out."""
         args = self._args
-        egress = [self._data["postgres"], self._data["redis"]]
+        egress = [*self._data["postgres"], *self._data["redis"]]
         if spec.buckets:
             egress.extend(self._data["objects"])
         for target in sorted(spec.egress):
@@ -382,7 +382,7 @@ class PlatformNetworkPolicies(pulumi.ComponentResource):
             spec.name,
             _selector(hardening.selector_labels(spec.name)),
             ingress=[_ingress([self._from_edge], [spec.port])],
-            egress=[self._data["postgres"], self._data["redis"], *feed],
+            egress=[*self._data["postgres"], *self._data["redis"], *feed],
         )
 
     def _jobs(self) -> list[k8s.networking.v1.NetworkPolicy]:
@@ -404,7 +404,7 @@ class PlatformNetworkPolicies(pulumi.ComponentResource):
             }
         )
         return [
-            self._policy("jobs", jobs, egress=[self._data["postgres"], self._data["redis"]]),
+            self._policy("jobs", jobs, egress=[*self._data["postgres"], *self._data["redis"]]),
             self._policy("object-storage-writers", writers, egress=self._data["objects"]),
         ]
 
@@ -418,18 +418,20 @@ class PlatformNetworkPolicies(pulumi.ComponentResource):
                 return in_namespace(store_ns, pods) if store_ns else _pods(pods)
 
             return {
-                "postgres": _egress([peer(POSTGRES_POD)], [catalog.POSTGRES_PORT]),
-                "redis": _egress([peer(REDIS_POD)], [catalog.REDIS_PORT]),
+                "postgres": [_egress([peer(POSTGRES_POD)], [catalog.POSTGRES_PORT])],
+                "redis": [_egress([peer(REDIS_POD)], [catalog.REDIS_PORT])],
                 "objects": [_egress([peer(OBJECT_STORAGE_POD)], [OBJECT_STORAGE_PORT])],
             }
 
-        def blocks(cidrs: pulumi.Input[Sequence[str]]) -> pulumi.Output[list[object]]:
-            return pulumi.Output.from_input(cidrs).apply(lambda values: ip_blocks(values))
+        def blocks(
+            cidrs: pulumi.Input[Sequence[str]],
+        ) -> pulumi.Output[Sequence[k8s.networking.v1.NetworkPolicyPeerArgs]]:
+            return pulumi.Output.from_input(cidrs).apply(ip_blocks)
 
         private = blocks(args.datastore_cidrs)
         return {
-            "postgres": _egress(private, [catalog.POSTGRES_PORT]),
-            "redis": _egress(private, [catalog.REDIS_PORT]),
+            "postgres": [_egress(private, [catalog.POSTGRES_PORT])],
+            "redis": [_egress(private, [catalog.REDIS_PORT])],
             # S3 through the gateway endpoint, STS (IRSA) through the interface endpoint.
             "objects": [
                 _egress(blocks(args.s3_cidrs), [HTTPS_PORT]),
