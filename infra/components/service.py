@@ -262,14 +262,6 @@ def _validate(owner: str, args: FeatureServiceArgs) -> None:
     hardening.check_image(args.image, owner)
     hardening.require_keys(owner, "settings", args.settings, REQUIRED_SETTINGS)
     hardening.require_keys(owner, "secrets", args.secrets, args.spec.secrets)
-    unused = sorted(
-        set(args.secrets) - set(args.spec.secrets) - set(catalog.OBJECT_STORAGE_SECRET_KEYS)
-    )
-    if unused:
-        raise ValueError(
-            f"{owner}: secrets {', '.join(unused)} are not read by this service "
-            "(catalog ServiceSpec.secrets); a Secret carries only what its service uses"
-        )
     leaked = sorted(SECRET_KEY_NAMES.intersection(args.settings))
     if leaked:
         raise ValueError(f"{owner}: secret keys {', '.join(leaked)} must not be in the ConfigMap")
@@ -277,6 +269,14 @@ def _validate(owner: str, args: FeatureServiceArgs) -> None:
     if forbidden:
         raise ValueError(
             f"{owner}: {', '.join(forbidden)} is for the migration Job only (owner role)"
+        )
+    unused = sorted(
+        set(args.secrets) - set(args.spec.secrets) - set(catalog.OBJECT_STORAGE_SECRET_KEYS)
+    )
+    if unused:
+        raise ValueError(
+            f"{owner}: secrets {', '.join(unused)} are not read by this service "
+            "(catalog ServiceSpec.secrets); a Secret carries only what its service uses"
         )
     scaling = args.scaling
     if not 1 <= scaling.min_replicas <= scaling.max_replicas:

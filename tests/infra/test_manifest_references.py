@@ -21,7 +21,6 @@ import pytest
 import yaml
 
 from infra import catalog
-from infra.components.jobs import MIGRATE_COMMAND
 from infra.stackfiles import STACKS
 from infra.synth import Synthesis
 
@@ -609,7 +608,7 @@ def test_feature_deployments_wait_for_the_migration_job(
         for r in resources
         if r["type"] == "kubernetes:batch/v1:Job"
         and any(
-            tuple(c.get("command") or ()) == MIGRATE_COMMAND
+            tuple(c.get("command") or ()) == catalog.MIGRATE_JOB.command
             for c in r["inputs"]["spec"]["template"]["spec"]["containers"]
         )
     ]
@@ -635,7 +634,9 @@ def test_migration_job_is_awaited(objects: list[Obj]) -> None:
     (migration,) = [
         job
         for job in _of_kind(objects, "Job")
-        if any(tuple(c.get("command") or ()) == MIGRATE_COMMAND for c in _containers(job))
+        if any(
+            tuple(c.get("command") or ()) == catalog.MIGRATE_JOB.command for c in _containers(job)
+        )
     ]
     annotations = migration.body["metadata"].get("annotations") or {}
     assert annotations.get("pulumi.com/skipAwait") != "true", migration.file
