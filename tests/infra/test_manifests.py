@@ -48,9 +48,13 @@ def _version(synthesis: Synthesis) -> str:
     return f"{version}.0"
 
 
+#: Official Kubernetes APIs served by CRDs (the Gateway API ships with envoy-gateway).
+CRD_K8S_GROUPS = frozenset({"gateway.networking.k8s.io"})
+
+
 def _is_custom(api_version: str) -> bool:
     group = api_version.rpartition("/")[0]
-    return "." in group and not group.endswith(BUILT_IN_GROUP_SUFFIX)
+    return group in CRD_K8S_GROUPS or ("." in group and not group.endswith(BUILT_IN_GROUP_SUFFIX))
 
 
 @pytest.mark.parametrize("stack", STACKS)
