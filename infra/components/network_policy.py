@@ -363,11 +363,14 @@ class PlatformNetworkPolicies(pulumi.ComponentResource):
         for target in sorted(spec.egress):
             endpoint = args.egress[target]
             egress.append(_egress(ip_blocks(endpoint.cidrs), [endpoint.port]))
-        from_prometheus = in_namespace(args.monitoring_namespace, PROMETHEUS_POD)
+        sources = [self._from_edge, in_namespace(args.monitoring_namespace, PROMETHEUS_POD)]
+        if args.dashboards is not None and args.dashboards.feed_path in spec.api_paths:
+            # The hub page reads the live feed inside the cluster, as a client would.
+            sources.append(_pods(hardening.selector_labels(args.dashboards.name)))
         return self._policy(
             spec.name,
             _selector(hardening.selector_labels(spec.name)),
-            ingress=[_ingress([self._from_edge, from_prometheus], [spec.port])],
+            ingress=[_ingress(sources, [spec.port])],
             egress=egress,
         )
 

@@ -189,17 +189,12 @@ class PublicIngress(pulumi.ComponentResource):
                     "allowedRoutes": {"namespaces": allowed},
                 }
             )
-        return k8s.apiextensions.CustomResource(
-            f"{self._name}-gateway",
-            api_version=GATEWAY_API_VERSION,
-            kind="Gateway",
-            metadata=k8s.meta.v1.ObjectMetaArgs(
-                name=GATEWAY_NAME,
-                namespace=args.namespace,
-                labels={hardening.PART_OF_LABEL: catalog.PLATFORM},
-                annotations={"cert-manager.io/cluster-issuer": args.cluster_issuer},
-            ),
+        return self._object(
+            "Gateway",
+            GATEWAY_NAME,
             spec={"gatewayClassName": args.gateway_class, "listeners": listeners},
+            logical=f"{self._name}-gateway",
+            annotations={"cert-manager.io/cluster-issuer": args.cluster_issuer},
             opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.depends_on)),
         )
 
@@ -232,15 +227,11 @@ class PublicIngress(pulumi.ComponentResource):
             rules=[_rule("/", args.dashboards_service, args.dashboards_port, streaming=True)],
             opts=opts,
         )
-        k8s.apiextensions.CustomResource(
-            f"{self._name}-dashboards-affinity",
+        self._object(
+            "BackendTrafficPolicy",
+            "dashboards-session-affinity",
             api_version=ENVOY_GATEWAY_API_VERSION,
-            kind="BackendTrafficPolicy",
-            metadata=k8s.meta.v1.ObjectMetaArgs(
-                name="dashboards-session-affinity",
-                namespace=args.namespace,
-                labels={hardening.PART_OF_LABEL: catalog.PLATFORM},
-            ),
+            logical=f"{self._name}-dashboards-affinity",
             spec={
                 "targetRefs": [{"group": GATEWAY_API, "kind": "HTTPRoute", "name": "dashboards"}],
                 "loadBalancer": {
@@ -269,20 +260,42 @@ class PublicIngress(pulumi.ComponentResource):
         parent_ref: dict[str, Any] = {"name": GATEWAY_NAME}
         if namespace is not None:
             parent_ref["namespace"] = args.namespace
-        return k8s.apiextensions.CustomResource(
-            f"{self._name}-{route}",
-            api_version=GATEWAY_API_VERSION,
-            kind="HTTPRoute",
-            metadata=k8s.meta.v1.ObjectMetaArgs(
-                name=route,
-                namespace=namespace if namespace is not None else args.namespace,
-                labels={hardening.PART_OF_LABEL: catalog.PLATFORM},
-            ),
+        return self._object(
+            "HTTPRoute",
+            route,
+            namespace=namespace,
             spec={
                 "parentRefs": [{**parent_ref, "sectionName": name} for name in listeners],
                 "hostnames": list(hosts),
                 "rules": [dict(rule) for rule in rules],
             },
+            opts=opts,
+        )
+
+    def _object(
+        self,
+        kind: str,
+        name: str,
+        *,
+        spec: Mapping[str, Any],
+        opts: pulumi.ResourceOptions,
+        api_version: str = GATEWAY_API_VERSION,
+        namespace: pulumi.Input[str] | None = None,
+        logical: str | None = None,
+        annotations: Mapping[str, pulumi.Input[str]] | None = None,
+    ) -> k8s.apiextensions.CustomResource:
+        """A platform-labelled custom object (application namespace by default)."""
+        return k8s.apiextensions.CustomResource(
+            logical or f"{self._name}-{name}",
+            api_version=api_version,
+            kind=kind,
+            metadata=k8s.meta.v1.ObjectMetaArgs(
+                name=name,
+                namespace=namespace if namespace is not None else self._args.namespace,
+                labels={hardening.PART_OF_LABEL: catalog.PLATFORM},
+                annotations=dict(annotations) if annotations else None,
+            ),
+            spec=dict(spec),
             opts=opts,
         )
 

@@ -10,8 +10,10 @@ import pulumi
 import pytest
 
 from infra import catalog
+from infra.components import hardening
 from infra.components.namespace import IsolatedNamespace, IsolatedNamespaceArgs
 from infra.components.network_policy import (
+    ENVOY_PROXY_POD,
     AddonNetworkPolicies,
     AddonNetworkPoliciesArgs,
     PlatformNetworkPolicies,
@@ -19,6 +21,7 @@ from infra.components.network_policy import (
     ip_blocks,
 )
 from infra.mocks import ProgramRun, run_program
+from tests.infra.netpol import Address, Pod, PolicySet
 
 ANTHROPIC = ("160.79.104.0/23",)
 PRIVATE_SUBNETS = ("10.40.0.0/19", "10.40.32.0/19", "10.40.64.0/19")
@@ -252,3 +255,35 @@ def test_a_service_egress_without_cidrs_is_refused() -> None:
                 in_cluster_datastores=True,
             ),
         )
+
+
+def test_dashboards_reach_the_stores_and_the_feed_and_nothing_else() -> None:
+    def program() -> None:
+        IsolatedNamespace("app", IsolatedNamespaceArgs(name="enterprisehub"))
+        PlatformNetworkPolicies(
+            "netpol",
+            PlatformNetworkPoliciesArgs(
+                namespace="enterprisehub",
+                services=list(catalog.SHIPPED_SERVICES.values()),
+                egress=EGRESS,
+                dashboards=catalog.DASHBOARDS,
+                datastore_cidrs=list(PRIVATE_SUBNETS),
+                s3_cidrs=list(S3_PREFIX_LIST),
+                sts_cidrs=list(PRIVATE_SUBNETS),
+            ),
+        )
+
+    run = run_program("production", {}, program=program)
+    policies = PolicySet(obj.inputs for obj in run.kubernetes_objects())
+    app = "enterprisehub"
+    dashboards = Pod(app, hardening.labels("dashboards", hardening.COMPONENT_DASHBOARD))
+    feed = Pod(app, hardening.labels("websocket-manager", hardening.COMPONENT_API))
+    ml = Pod(app, hardening.labels("ml-services", hardening.COMPONENT_API))
+    edge = Pod("envoy-gateway-system", dict(ENVOY_PROXY_POD))
+    assert policies.allowed(edge, dashboards, catalog.DASHBOARDS.port)
+    assert policies.allowed(dashboards, feed, catalog.WEBSOCKET_MANAGER.port)
+    assert policies.allowed(dashboards, Address("10.40.1.10"), catalog.POSTGRES_PORT)
+    assert policies.allowed(dashboards, Address("10.40.1.10"), catalog.REDIS_PORT)
+    assert not policies.allowed(dashboards, ml, catalog.ML_SERVICES.port)
+    assert not policies.allowed(dashboards, Address("52.216.8.1"), 443)
+    assert not policies.allowed(ml, feed, catalog.WEBSOCKET_MANAGER.port)
