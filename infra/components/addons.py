@@ -198,15 +198,10 @@ class ClusterAddons(pulumi.ComponentResource):
         self.cert_manager_namespace = pins["cert-manager"].namespace
         self.monitoring_namespace = pins["kube-prometheus-stack"].namespace
 
-        namespaces: dict[str, IsolatedNamespace] = {}
-        for chart in CHART_NAMES:
-            pin = pins[chart]
-            if pin.create_namespace and pin.namespace not in namespaces:
-                namespaces[pin.namespace] = IsolatedNamespace(
-                    f"{name}-{pin.namespace}",
-                    IsolatedNamespaceArgs(name=pin.namespace, pod_security=pin.pod_security),
-                    opts=pulumi.ResourceOptions(parent=self),
-                )
+        self._name = name
+        self._args = args
+        self._pins = pins
+        namespaces = self._namespaces()
         policies = AddonNetworkPolicies(
             f"{name}-policies",
             AddonNetworkPoliciesArgs(
@@ -219,68 +214,22 @@ class ClusterAddons(pulumi.ComponentResource):
             ),
             opts=pulumi.ResourceOptions(parent=self, depends_on=list(namespaces.values())),
         )
-
-        grafana_secret = self._grafana_admin(
-            name, pins["kube-prometheus-stack"].namespace, namespaces
-        )
+        grafana_secret = self._grafana_admin(name, self.monitoring_namespace, namespaces)
         releases: dict[str, k8s.helm.v3.Release] = {}
         for chart in CHART_NAMES:
-            pin = pins[chart]
-            values = deep_merge(
-                chart_values(chart, args.environment, args.charts_dir),
-                args.value_overrides.get(chart, {}),
-            )
-            # The monitoring stack goes first: the other charts' ServiceMonitors
-            # need its CRDs.
             after: list[pulumi.Resource] = [policies, grafana_secret]
-            if pin.namespace in namespaces:
-                after.append(namespaces[pin.namespace])
-            # Each chart after the previous one: the monitoring CRDs come first, and
-            # cert-manager needs the Gateway API CRDs of envoy-gateway at start-up.
+            if pins[chart].namespace in namespaces:
+                after.append(namespaces[pins[chart].namespace])
+            # Each chart after the previous one: the monitoring CRDs (the others'
+            # ServiceMonitors) come first, and cert-manager needs envoy-gateway's
+            # Gateway API CRDs when it starts.
             if releases:
                 after.append(list(releases.values())[-1])
-            # An OCI registry is named in the chart reference; a Helm repository by URL.
-            oci = pin.repository.startswith("oci://")
-            releases[chart] = k8s.helm.v3.Release(
-                f"{name}-{chart}",
-                name=chart,
-                chart=f"{pin.repository}/{pin.chart}" if oci else pin.chart,
-                version=pin.version,
-                repository_opts=(
-                    None if oci else k8s.helm.v3.RepositoryOptsArgs(repo=pin.repository)
-                ),
-                namespace=pin.namespace,
-                # Namespaces are created above, with their default-deny policy.
-                create_namespace=False,
-                values=values,
-                atomic=True,
-                cleanup_on_fail=True,
-                wait_for_jobs=True,
-                max_history=10,
-                timeout=args.timeout_seconds,
-                opts=pulumi.ResourceOptions(parent=self, depends_on=after),
-            )
+            releases[chart] = self._release(chart, after)
 
         issuer = self._cluster_issuer(name, args, releases["cert-manager"])
         gateway_class = self._gateway_class(name, args, releases["envoy-gateway"])
-        k8s.apiextensions.CustomResource(
-            f"{name}-service-monitor",
-            api_version="monitoring.coreos.com/v1",
-            kind="ServiceMonitor",
-            metadata=k8s.meta.v1.ObjectMetaArgs(
-                name=f"{catalog.PLATFORM}-services",
-                namespace=self.monitoring_namespace,
-                labels={hardening.PART_OF_LABEL: catalog.PLATFORM},
-            ),
-            spec={
-                "selector": {"matchLabels": {hardening.METRICS_LABEL: "true"}},
-                "namespaceSelector": {"matchNames": list(args.app_namespaces)},
-                "endpoints": [{"port": "http", "path": "/metrics", "interval": "30s"}],
-            },
-            opts=pulumi.ResourceOptions(
-                parent=self, depends_on=[releases["kube-prometheus-stack"]]
-            ),
-        )
+        self._service_monitor(releases["kube-prometheus-stack"])
 
         # Through the resource's id, so whoever reads the name also waits for the issuer.
         self.issuer_name = issuer.id.apply(lambda _: args.issuer)
@@ -295,6 +244,66 @@ class ClusterAddons(pulumi.ComponentResource):
         )
         self.register_outputs(
             {"issuer_name": self.issuer_name, "chart_versions": self.chart_versions}
+        )
+
+    def _namespaces(self) -> dict[str, IsolatedNamespace]:
+        """Each chart's namespace, default-deny from the start (unless the cluster owns it)."""
+        namespaces: dict[str, IsolatedNamespace] = {}
+        for chart in CHART_NAMES:
+            pin = self._pins[chart]
+            if pin.create_namespace and pin.namespace not in namespaces:
+                namespaces[pin.namespace] = IsolatedNamespace(
+                    f"{self._name}-{pin.namespace}",
+                    IsolatedNamespaceArgs(name=pin.namespace, pod_security=pin.pod_security),
+                    opts=pulumi.ResourceOptions(parent=self),
+                )
+        return namespaces
+
+    def _release(self, chart: str, after: Sequence[pulumi.Resource]) -> k8s.helm.v3.Release:
+        """One pinned Helm release with the environment's merged values."""
+        args = self._args
+        pin = self._pins[chart]
+        values = deep_merge(
+            chart_values(chart, args.environment, args.charts_dir),
+            args.value_overrides.get(chart, {}),
+        )
+        # An OCI registry is named in the chart reference; a Helm repository by URL.
+        oci = pin.repository.startswith("oci://")
+        return k8s.helm.v3.Release(
+            f"{self._name}-{chart}",
+            name=chart,
+            chart=f"{pin.repository}/{pin.chart}" if oci else pin.chart,
+            version=pin.version,
+            repository_opts=None if oci else k8s.helm.v3.RepositoryOptsArgs(repo=pin.repository),
+            namespace=pin.namespace,
+            # Namespaces are created by this component, with their default-deny policy.
+            create_namespace=False,
+            values=values,
+            atomic=True,
+            cleanup_on_fail=True,
+            wait_for_jobs=True,
+            max_history=10,
+            timeout=args.timeout_seconds,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=list(after)),
+        )
+
+    def _service_monitor(self, monitoring: k8s.helm.v3.Release) -> None:
+        """Prometheus scrapes every Service labelled as exposing the platform's metrics."""
+        k8s.apiextensions.CustomResource(
+            f"{self._name}-service-monitor",
+            api_version="monitoring.coreos.com/v1",
+            kind="ServiceMonitor",
+            metadata=k8s.meta.v1.ObjectMetaArgs(
+                name=f"{catalog.PLATFORM}-services",
+                namespace=self.monitoring_namespace,
+                labels={hardening.PART_OF_LABEL: catalog.PLATFORM},
+            ),
+            spec={
+                "selector": {"matchLabels": {hardening.METRICS_LABEL: "true"}},
+                "namespaceSelector": {"matchNames": list(self._args.app_namespaces)},
+                "endpoints": [{"port": "http", "path": "/metrics", "interval": "30s"}],
+            },
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[monitoring]),
         )
 
     def _grafana_admin(
