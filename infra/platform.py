@@ -123,88 +123,12 @@ def build_platform(
     namespace: IsolatedNamespace,
 ) -> dict[str, Any]:
     """Declare the workloads and return the stack outputs they provide."""
-    addons = ClusterAddons(
-        f"{prefix}-addons",
-        ClusterAddonsArgs(
-            environment=config.environment.value,
-            app_namespaces=[config.namespace],
-            issuer=config.tls_issuer,
-            acme_email=config.acme_email or None,
-            grafana_host=config.hostname("grafana"),
-            cluster_cidrs=list(data.cluster_cidrs),
-            api_server=data.api_server,
-            gateway_namespace=config.namespace,
-        ),
-        opts=opts,
-    )
-    settings = config.stack_settings() | dict(data.settings)
-    pool = secret_pool(config, data)
-    after_namespace = [namespace, *data.ready]
-
-    jobs = PlatformJobs(
-        f"{prefix}-jobs",
-        PlatformJobsArgs(
-            namespace=config.namespace,
-            image=config.image,
-            settings=settings,
-            secrets=pool,
-            # Published to the very setting the services read, so the two cannot drift.
-            model_publish=ModelPublishArgs(
-                destination_uri=settings["ML_MODEL_URI"],
-                role_arn=data.role_arns.get(MODEL_PUBLISHER_SERVICE_ACCOUNT),
-                secrets=dict(data.object_storage_credentials),
-                depends_on=list(data.model_store_ready),
-            ),
-            depends_on=after_namespace,
-        ),
-        opts=opts,
-    )
-
-    services: dict[str, FeatureService] = {}
-    for plan in config.service_plans:
-        spec = plan.spec
-        services[spec.name] = FeatureService(
-            f"{prefix}-{spec.name}",
-            FeatureServiceArgs(
-                spec=spec,
-                namespace=config.namespace,
-                image=config.image,
-                settings=settings,
-                secrets=workload_secrets(
-                    spec.secrets,
-                    pool,
-                    data.object_storage_credentials if spec.buckets else None,
-                ),
-                role_arn=data.role_arns.get(spec.name),
-                min_replicas=plan.min_replicas,
-                max_replicas=plan.max_replicas,
-                cpu=plan.cpu,
-                memory=plan.memory,
-                depends_on=jobs.rollout_gate,
-            ),
-            opts=opts,
-        )
-
-    # Until the image serves the dashboards the stack declares neither their
-    # Deployment nor their hosts (catalog.DASHBOARDS.shipped).
-    shipped_dashboards = catalog.DASHBOARDS.shipped
-    dashboards: list[pulumi.Resource] = []
-    if shipped_dashboards:
-        dashboards.append(
-            Dashboards(
-                f"{prefix}-dashboards",
-                DashboardsArgs(
-                    namespace=config.namespace,
-                    image=config.image,
-                    settings=settings,
-                    secrets=workload_secrets(catalog.DASHBOARDS.secrets, pool),
-                    replicas=1 if config.is_local else 2,
-                    depends_on=jobs.rollout_gate,
-                ),
-                opts=opts,
-            )
-        )
-    dashboard_hosts = config.dashboard_hosts if shipped_dashboards else {}
+    platform = _Platform(config, prefix, data, opts)
+    addons = platform.addons()
+    jobs = platform.jobs(after=[namespace, *data.ready])
+    services = platform.services(jobs.rollout_gate)
+    dashboards = platform.dashboards(jobs.rollout_gate)
+    dashboard_hosts = config.dashboard_hosts if dashboards else {}
     ingress = PublicIngress(
         f"{prefix}-ingress",
         PublicIngressArgs(
@@ -217,26 +141,7 @@ def build_platform(
         ),
         opts=opts,
     )
-    PlatformNetworkPolicies(
-        f"{prefix}-network-policies",
-        PlatformNetworkPoliciesArgs(
-            namespace=config.namespace,
-            services=[plan.spec for plan in config.service_plans],
-            egress=config.egress,
-            edge_namespace=addons.edge_namespace,
-            monitoring_namespace=addons.monitoring_namespace,
-            # Only for pods that can exist: no dashboards until the image serves them,
-            # no HTTP-01 solver pods under a self-signed issuer.
-            dashboards=catalog.DASHBOARDS if shipped_dashboards else None,
-            acme_http01_solver=config.tls_issuer in ACME_SERVERS,
-            in_cluster_datastores=data.in_cluster,
-            datastore_cidrs=() if data.in_cluster else data.datastore_cidrs,
-            s3_cidrs=data.s3_cidrs,
-            sts_cidrs=data.sts_cidrs,
-        ),
-        opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[namespace])),
-    )
-
+    platform.network_policies(addons, namespace)
     return {
         "environment": config.environment.value,
         "namespace": config.namespace,
@@ -256,6 +161,127 @@ def build_platform(
         "migrationJob": jobs.migration_job_name,
         "flagsInitJob": jobs.flags_job_name,
         "modelPublishJob": jobs.model_publish_job_name,
-        "mlModelUri": settings["ML_MODEL_URI"],
+        "mlModelUri": platform.settings["ML_MODEL_URI"],
         "chartVersions": addons.chart_versions,
     }
+
+
+class _Platform:
+    """Maps one stack's configuration onto the platform components, one method each."""
+
+    def __init__(
+        self, config: StackConfig, prefix: str, data: DataPlane, opts: pulumi.ResourceOptions
+    ) -> None:
+        self.config = config
+        self.prefix = prefix
+        self.data = data
+        self.opts = opts
+        self.settings = config.stack_settings() | dict(data.settings)
+        self.pool = secret_pool(config, data)
+
+    def addons(self) -> ClusterAddons:
+        config, data = self.config, self.data
+        return ClusterAddons(
+            f"{self.prefix}-addons",
+            ClusterAddonsArgs(
+                environment=config.environment.value,
+                app_namespaces=[config.namespace],
+                issuer=config.tls_issuer,
+                acme_email=config.acme_email or None,
+                grafana_host=config.hostname("grafana"),
+                cluster_cidrs=list(data.cluster_cidrs),
+                api_server=data.api_server,
+                gateway_namespace=config.namespace,
+            ),
+            opts=self.opts,
+        )
+
+    def jobs(self, after: Sequence[pulumi.Resource]) -> PlatformJobs:
+        data = self.data
+        return PlatformJobs(
+            f"{self.prefix}-jobs",
+            PlatformJobsArgs(
+                namespace=self.config.namespace,
+                image=self.config.image,
+                settings=self.settings,
+                secrets=self.pool,
+                # Published to the very setting the services read, so the two cannot drift.
+                model_publish=ModelPublishArgs(
+                    destination_uri=self.settings["ML_MODEL_URI"],
+                    role_arn=data.role_arns.get(MODEL_PUBLISHER_SERVICE_ACCOUNT),
+                    secrets=dict(data.object_storage_credentials),
+                    depends_on=list(data.model_store_ready),
+                ),
+                depends_on=list(after),
+            ),
+            opts=self.opts,
+        )
+
+    def services(self, gate: Sequence[pulumi.Resource]) -> dict[str, FeatureService]:
+        services: dict[str, FeatureService] = {}
+        for plan in self.config.service_plans:
+            spec = plan.spec
+            storage = self.data.object_storage_credentials if spec.buckets else None
+            services[spec.name] = FeatureService(
+                f"{self.prefix}-{spec.name}",
+                FeatureServiceArgs(
+                    spec=spec,
+                    namespace=self.config.namespace,
+                    image=self.config.image,
+                    settings=self.settings,
+                    secrets=workload_secrets(spec.secrets, self.pool, storage),
+                    role_arn=self.data.role_arns.get(spec.name),
+                    min_replicas=plan.min_replicas,
+                    max_replicas=plan.max_replicas,
+                    cpu=plan.cpu,
+                    memory=plan.memory,
+                    depends_on=list(gate),
+                ),
+                opts=self.opts,
+            )
+        return services
+
+    def dashboards(self, gate: Sequence[pulumi.Resource]) -> list[pulumi.Resource]:
+        """The dashboards, once the image serves them (``catalog.DASHBOARDS.shipped``)."""
+        if not catalog.DASHBOARDS.shipped:
+            return []
+        return [
+            Dashboards(
+                f"{self.prefix}-dashboards",
+                DashboardsArgs(
+                    namespace=self.config.namespace,
+                    image=self.config.image,
+                    settings=self.settings,
+                    secrets=workload_secrets(catalog.DASHBOARDS.secrets, self.pool),
+                    replicas=1 if self.config.is_local else 2,
+                    depends_on=list(gate),
+                ),
+                opts=self.opts,
+            )
+        ]
+
+    def network_policies(
+        self, addons: ClusterAddons, namespace: IsolatedNamespace
+    ) -> PlatformNetworkPolicies:
+        config, data = self.config, self.data
+        return PlatformNetworkPolicies(
+            f"{self.prefix}-network-policies",
+            PlatformNetworkPoliciesArgs(
+                namespace=config.namespace,
+                services=[plan.spec for plan in config.service_plans],
+                egress=config.egress,
+                edge_namespace=addons.edge_namespace,
+                monitoring_namespace=addons.monitoring_namespace,
+                # Only for pods that can exist: no dashboards until the image serves
+                # them, no HTTP-01 solver pods under a self-signed issuer.
+                dashboards=catalog.DASHBOARDS if catalog.DASHBOARDS.shipped else None,
+                acme_http01_solver=config.tls_issuer in ACME_SERVERS,
+                in_cluster_datastores=data.in_cluster,
+                datastore_cidrs=() if data.in_cluster else data.datastore_cidrs,
+                s3_cidrs=data.s3_cidrs,
+                sts_cidrs=data.sts_cidrs,
+            ),
+            opts=pulumi.ResourceOptions.merge(
+                self.opts, pulumi.ResourceOptions(depends_on=[namespace])
+            ),
+        )
