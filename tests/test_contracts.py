@@ -168,3 +168,26 @@ def test_drift_is_caught(
     monkeypatch.setattr(catalog, "SERVICES", MappingProxyType(services))
     problems = contract_problems(catalog.SERVICES[drifted.name])
     assert any(expected in problem for problem in problems), problems
+
+
+#: Stack settings read from the environment by a library rather than a settings class.
+READ_BY_LIBRARIES = frozenset({"AWS_REGION"})  # boto3
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="MEDIA_BUCKET and MODELS_BUCKET get their reader with services/common/storage.py "
+    "(issue 16, skeleton); remove this mark when it lands",
+)
+@pytest.mark.parametrize("name", [n for n, s in catalog.SERVICES.items() if s.shipped])
+def test_every_stack_setting_is_read_by_the_service(name: str) -> None:
+    """A ConfigMap key nobody reads is a setting without effect (issue 16)."""
+    workload = catalog.SERVICES[name]
+    _require_package(workload)
+    fields = set(_settings_class(workload).model_fields)
+    unread = [
+        key
+        for key in catalog.STACK_SETTINGS
+        if key not in READ_BY_LIBRARIES and key.lower() not in fields
+    ]
+    assert unread == []
