@@ -187,15 +187,19 @@ def test_everything_else_is_denied(production: Stack) -> None:
     assert not production.allowed(PROMETHEUS, ws, 5432)
 
 
-def test_every_route_backend_is_reachable_from_the_edge(production: Stack) -> None:
+@pytest.mark.parametrize("stack", ["production", "local"])
+def test_every_route_backend_is_reachable_from_the_edge(
+    stack: str, synthesized: Callable[[str], Synthesis]
+) -> None:
     """Each HTTPRoute backend's pods admit the proxies on the Service's target port."""
+    synthesized_stack = Stack(synthesized(stack))
     services = {
         (s["metadata"]["namespace"], s["metadata"]["name"]): s
-        for s in production.objects("Service")
+        for s in synthesized_stack.objects("Service")
     }
-    deployments = production.objects("Deployment")
+    deployments = synthesized_stack.objects("Deployment")
     checked = 0
-    for route in production.objects("HTTPRoute"):
+    for route in synthesized_stack.objects("HTTPRoute"):
         namespace = route["metadata"]["namespace"]
         for rule in route["spec"]["rules"]:
             for backend in rule.get("backendRefs", []):
@@ -211,7 +215,7 @@ def test_every_route_backend_is_reachable_from_the_edge(production: Stack) -> No
                     service["spec"]["ports"][0]["targetPort"]
                 ]
                 pod = Pod(namespace, deployment["spec"]["template"]["metadata"]["labels"])
-                assert production.allowed(ENVOY_PROXY, pod, target), backend
+                assert synthesized_stack.allowed(ENVOY_PROXY, pod, target), backend
                 checked += 1
     assert checked >= 3
 
