@@ -126,6 +126,14 @@ class DashboardsSpec(Workload):
     resources: Resources
     #: Whether the image serves it yet (see ``ServiceSpec.shipped``).
     shipped: bool
+    #: The setting that tells the app where the feed is, inside the cluster.
+    feed_url_setting: str = "DASHBOARDS_FEED_URL"
+
+    def feed_url(self, namespace: str) -> str:
+        """The in-cluster websocket URL of the feed (the service whose API serves it)."""
+        (feed,) = [spec for spec in SERVICES.values() if self.feed_path in spec.api_paths]
+        host = f"{feed.name}.{namespace}.svc.cluster.local"
+        return f"ws://{host}:{feed.port}{self.feed_path}"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -346,9 +354,8 @@ DASHBOARDS: Final = DashboardsSpec(
     secrets=("DATABASE_URL", "REDIS_URL", "JWT_SECRET_KEY", "JWT_PREVIOUS_KEYS"),
     # Sessions are cheap to rebuild; two replicas ride through a node drain.
     resources=Resources(cpu="500m", memory="1Gi"),
-    # Arrives with the platform-skeleton work (services/dashboards); until the image
-    # serves it the stacks declare neither its Deployment nor its hostnames.
-    shipped=False,
+    # `enterprisehub serve dashboards` (services/dashboards).
+    shipped=True,
 )
 
 #: The dashboards' public hostnames: keys are the hostnames config keys, values

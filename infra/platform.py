@@ -243,7 +243,8 @@ class _Platform:
 
     def dashboards(self, gate: Sequence[pulumi.Resource]) -> list[pulumi.Resource]:
         """The dashboards, once the image serves them (``catalog.DASHBOARDS.shipped``)."""
-        if not catalog.DASHBOARDS.shipped:
+        spec = catalog.DASHBOARDS
+        if not spec.shipped:
             return []
         return [
             Dashboards(
@@ -251,8 +252,10 @@ class _Platform:
                 DashboardsArgs(
                     namespace=self.config.namespace,
                     image=self.config.image,
-                    settings=self.settings,
-                    secrets=workload_secrets(catalog.DASHBOARDS.secrets, self.pool),
+                    # The hub page reads the live feed as a client would, in-cluster.
+                    settings=self.settings
+                    | {spec.feed_url_setting: spec.feed_url(self.config.namespace)},
+                    secrets=workload_secrets(spec.secrets, self.pool),
                     replicas=1 if self.config.is_local else 2,
                     depends_on=list(gate),
                 ),
