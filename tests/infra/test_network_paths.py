@@ -236,3 +236,18 @@ def test_local_stack_reaches_in_cluster_stores(local: Stack) -> None:
     # kind's API server: the Service IP on 443, the control-plane node on 6443.
     assert local.allowed(CERT_MANAGER, Address("10.96.0.1"), 443)
     assert local.allowed(ENVOY_CONTROLLER, Address("172.18.0.2"), 6443)
+
+
+def test_dashboards_paths(production: Stack) -> None:
+    pods = _app_pods(production)
+    dashboards = production.pod("Deployment", "dashboards")
+    assert production.allowed(ENVOY_PROXY, dashboards, 8501)
+    # The hub page reads the live feed in-cluster, and stored rows.
+    assert production.allowed(dashboards, pods["websocket-manager"], 8001)
+    assert production.allowed(dashboards, DB_HOST, 5432)
+    assert production.allowed(dashboards, DB_HOST, 6379)
+    assert not production.allowed(dashboards, pods["ml-services"], 8002)
+    assert not production.allowed(dashboards, S3, 443)
+    assert not production.allowed(dashboards, ANTHROPIC, 443)
+    assert not production.allowed(CLIENT, dashboards, 8501)
+    assert not production.allowed(pods["ml-services"], pods["websocket-manager"], 8001)
