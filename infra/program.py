@@ -1,7 +1,7 @@
 """The Pulumi program: stack config in, components wired, outputs exported.
 
 ``main`` is what ``infra/__main__.py`` runs under the Pulumi CLI and what
-``infra.mocks.run_program`` runs offline; it reads the configuration once and
+``infra.synth.mocks.run_program`` runs offline; it reads the configuration once and
 hands the frozen ``StackConfig`` to ``build``.
 
 Order of construction (each step's outputs feed the next):

@@ -20,7 +20,7 @@ from infra.components.addons import (
     deep_merge,
     load_pins,
 )
-from infra.mocks import ProgramRun, Secret, run_program
+from infra.synth.mocks import ProgramRun, Secret, run_program
 
 RELEASE = "kubernetes:helm.sh/v3:Release"
 

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 from infra.components.cluster import render_kubeconfig
-from infra.mock_values import CALL_HANDLERS, CallContext
-from infra.mocks import ProgramRun, run_program
 from infra.stackfiles import stack_config
+from infra.synth.mock_values import CALL_HANDLERS, CallContext
+from infra.synth.mocks import ProgramRun, run_program
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ from collections.abc import Callable
 import pytest
 
 from infra.components.network import subnet_plan
-from infra.mocks import ProgramRun
+from infra.synth.mocks import ProgramRun
 
 
 @pytest.fixture(scope="module")

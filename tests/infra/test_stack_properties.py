@@ -17,8 +17,8 @@ import pytest
 from infra import catalog
 from infra.components.hardening import NAME_LABEL
 from infra.components.service import LIVENESS_PATH
-from infra.mocks import ProgramRun, RecordedResource, Secret
 from infra.stackfiles import STACKS
+from infra.synth.mocks import ProgramRun, RecordedResource, Secret
 
 AWS_STACKS = tuple(s for s in STACKS if s != "local")
 RunFor = Callable[[str], ProgramRun]

@@ -33,7 +33,7 @@ class UnmockedCallError(LookupError):
 
     def __init__(self, token: str) -> None:
         super().__init__(
-            f"infra.mocks has no answer for the data source '{token}'. "
+            f"infra.synth.mocks has no answer for the data source '{token}'. "
             "Add a handler for it to CALL_HANDLERS in infra/mock_values.py, "
             "returning the fields the real provider returns."
         )

@@ -50,7 +50,7 @@ from pulumi.runtime.stack import run_pulumi_func
 # there is no public equivalent for running a program and then awaiting outputs.
 from pulumi.runtime.sync_await import _sync_await
 
-from infra.mock_values import (
+from infra.synth.mock_values import (
     DEFAULT_ACCOUNT_ID,
     DEFAULT_REGION,
     CallContext,
@@ -292,7 +292,7 @@ class ProgramRun:
 
 
 class RecordingMocks(Mocks):
-    """Computes realistic outputs for resources and data sources (see `infra.mock_values`).
+    """Computes realistic outputs for resources and data sources (see `infra.synth.mock_values`).
 
     Recording itself happens in `RecordingMonitor`, which sees the whole
     request; use `install()` to activate both.
