@@ -23,7 +23,7 @@ import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
 from infra import catalog
-from infra.components.cache import Cache, CacheArgs
+from infra.components.cache import Cache, CacheArgs, replication_group_id
 from infra.components.cluster import (
     EksCluster,
     EksClusterArgs,
@@ -344,6 +344,7 @@ def _cache(
     return Cache(
         f"{prefix}-cache",
         CacheArgs(
+            replication_group_id=replication_group_id(prefix),
             vpc_id=cluster.vpc_id,
             subnet_ids=cluster.subnet_ids,
             client_security_group_id=cluster.security_group_id,

@@ -14,7 +14,8 @@ No cloud credentials, Pulumi CLI or cluster are needed. Secrets come from
 deterministic stand-ins; their values are never printed or written.
 
 Exit status: 0 on success, 2 for invalid input (the stack's config, a missing
-stack file, a bad secrets file), 1 for anything else.
+stack file, a bad secrets file, a physical name the AWS provider would reject:
+see `infra.synth.naming`), 1 for anything else.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from infra.synth.mocks import (
     normalize_numbers,
     run_program,
 )
+from infra.synth.naming import PhysicalNameError
 
 SCHEMA_VERSION = 1
 RESOURCES_FILE = "resources.json"
@@ -182,7 +184,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         result = synthesize(
             args.stack, args.out, root=args.project_dir, secrets_file=args.secrets_file
         )
-    except (StackConfigError, SecretsFileError, FileNotFoundError) as error:
+    except (StackConfigError, SecretsFileError, FileNotFoundError, PhysicalNameError) as error:
         print(f"infra.synth: {error}", file=sys.stderr)
         return 2
     except UnmockedCallError as error:

@@ -22,6 +22,8 @@ from typing import Any
 
 import yaml
 
+from infra.synth.naming import RANDOM_SUFFIX_LENGTH, rule_for
+
 # Documentation values only: 123456789012 is the account id AWS itself uses in
 # its examples, and 203.0.113.0/24 is TEST-NET-3 (RFC 5737), never routed.
 DEFAULT_ACCOUNT_ID = "123456789012"
@@ -70,9 +72,15 @@ class ResourceContext:
             return given
         prefix = self.inputs.get(f"{key}Prefix")
         base = prefix if isinstance(prefix, str) and prefix else f"{self.name}-"
-        suffix = self.digest(7, key)
-        # Like Pulumi's auto-naming: shorten the prefix, never the random part.
-        generated = base[: max(max_len - len(suffix), 0)] + suffix
+        suffix = self.digest(RANDOM_SUFFIX_LENGTH, key)
+        rule = rule_for(self.type)
+        if rule is not None and rule.field == key:
+            # The provider never shortens: a name over the limit fails the
+            # preview, which infra.synth.naming reports; the output stays whole.
+            lower = lower or rule.lowercase
+            generated = base + suffix
+        else:
+            generated = base[: max(max_len - len(suffix), 0)] + suffix
         return generated.lower() if lower else generated
 
     def arn(self, service: str, resource: str, *, region: bool = True, account: bool = True) -> str:
