@@ -90,6 +90,8 @@ InstanceType = Annotated[
     str, Field(pattern=_INSTANCE_TYPE, description="an EC2 instance type such as m7i.4xlarge")
 ]
 RoleArn = Annotated[str, Field(pattern=_ROLE_ARN)]
+_AMI_ALIAS = r"^(al2023|bottlerocket)@(latest|v[0-9]+(\.[0-9]+)*)$"
+_DNS1123_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$"
 
 
 def _ipv4_network(value: str) -> ipaddress.IPv4Network:
