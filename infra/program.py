@@ -23,6 +23,7 @@ import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
 from infra import catalog
+from infra.components.autoscaling import KarpenterSpec
 from infra.components.cache import Cache, CacheArgs, replication_group_id
 from infra.components.cluster import (
     EksCluster,
@@ -278,6 +279,15 @@ def _aws_cluster(
             endpoint_public_access=config.cluster.endpoint_public_access,
             public_access_cidrs=config.cluster.public_access_cidrs,
             log_types=config.cluster.log_types,
+            support_type=config.cluster.support_type,
+            admin_role_arns=_admin_roles(config),
+            autoscaling=KarpenterSpec(
+                instance_types=config.cluster.autoscaling.instance_types,
+                capacity_types=config.cluster.autoscaling.capacity_types,
+                cpu_limit=config.cluster.autoscaling.cpu_limit,
+                memory_limit_gb=config.cluster.autoscaling.memory_limit_gb,
+                ami_alias=config.cluster.autoscaling.ami_alias,
+            ),
             node_groups=[
                 NodeGroupSpec(
                     name=group.name,
@@ -305,6 +315,15 @@ def _aws_cluster(
         endpoint=eks.endpoint,
         private_cidrs=private_cidrs,
     )
+
+
+def _admin_roles(config: StackConfig) -> dict[str, str]:
+    """Cluster-admin access entries by purpose, from config."""
+    roles = {
+        "deploy": config.cluster.deploy_role_arn,
+        "break-glass": config.cluster.break_glass_role_arn,
+    }
+    return {purpose: arn for purpose, arn in roles.items() if arn}
 
 
 def _database(
