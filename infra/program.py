@@ -38,7 +38,7 @@ from infra.components.database import Database, DatabaseArgs
 from infra.components.datastores import MINIO_PORT, Datastores, DatastoresArgs
 from infra.components.iam import PrefixWriterGrant, ServiceRoles, ServiceRolesArgs
 from infra.components.jobs import MODEL_PUBLISHER_SERVICE_ACCOUNT
-from infra.components.network import Network, NetworkArgs, subnet_plan
+from infra.components.network import Network, NetworkArgs
 from infra.components.registry import Registry, RegistryArgs
 from infra.components.storage import Storage, StorageArgs
 from infra.config import PROJECT, StackConfig, load_stack_config
@@ -143,6 +143,8 @@ class _AwsCluster:
     name: pulumi.Input[str]
     endpoint: pulumi.Input[str]
     private_cidrs: list[str] = field(default_factory=list)
+    #: VPC endpoints the cluster side's network policies use (empty for existing-eks).
+    vpc_endpoints: dict[str, Any] = field(default_factory=dict)
 
 
 def _build_aws(config: StackConfig) -> dict[str, Any]:
@@ -225,6 +227,7 @@ def _build_aws(config: StackConfig) -> dict[str, Any]:
         "redisEndpoint": cache.primary_endpoint,
         "buckets": {bucket.value: name for bucket, name in buckets.items()},
         "imageRepository": registry.repository_url,
+        "vpcEndpoints": cluster.vpc_endpoints,
         "serviceRoleArns": roles.role_arns,
         "kubeconfigCommand": pulumi.Output.concat(
             "aws eks update-kubeconfig --region ", config.aws_region, " --name ", cluster.name
@@ -303,7 +306,7 @@ def _aws_cluster(
         ),
         opts=aws_opts,
     )
-    private_cidrs, _ = subnet_plan(config.network.vpc_cidr, config.network.az_count)
+    private_cidrs = network.private_cidrs
     return _AwsCluster(
         provider=eks.provider,
         vpc_id=network.vpc_id,
@@ -314,6 +317,11 @@ def _aws_cluster(
         name=eks.cluster_name,
         endpoint=eks.endpoint,
         private_cidrs=private_cidrs,
+        vpc_endpoints={
+            "s3": {"id": network.s3_endpoint_id, "prefixListId": network.s3_prefix_list_id},
+            # Interface endpoint: its addresses lie in the private subnets.
+            "sts": {"id": network.sts_endpoint_id, "cidrs": network.private_cidrs},
+        },
     )
 
 
@@ -333,6 +341,7 @@ def _database(
     return Database(
         f"{prefix}-database",
         DatabaseArgs(
+            identifier=f"{prefix}-postgres",
             vpc_id=cluster.vpc_id,
             subnet_ids=cluster.subnet_ids,
             client_security_group_id=cluster.security_group_id,

@@ -645,12 +645,32 @@ CallHandler = Callable[[CallContext], dict[str, Any]]
 
 
 def _availability_zones(ctx: CallContext) -> dict[str, Any]:
+    """Six zones whose names and ids are paired as in a real account: not in order.
+
+    AWS maps zone names to zone ids per account, so ``us-east-1a`` is not
+    ``use1-az1``; the shuffle here makes a program that picks zones by name
+    (instead of by id) visibly wrong. ``excludeZoneIds``/``excludeNames`` and the
+    ``opt-in-status`` filter are honoured (every zone here is opt-in-not-required).
+    """
     code = _region_code(ctx.region)
-    letters = "abc"
+    names = [f"{ctx.region}{x}" for x in "abcdef"]
+    ids = [f"{code}-az{i}" for i in (4, 6, 1, 2, 3, 5)]
+    excluded_ids = set(ctx.args.get("excludeZoneIds") or [])
+    excluded_names = set(ctx.args.get("excludeNames") or [])
+    for item in ctx.args.get("filters") or []:
+        if item.get("name") == "opt-in-status" and "opt-in-not-required" not in item.get(
+            "values", []
+        ):
+            excluded_ids |= set(ids)
+    pairs = [
+        (name, zone_id)
+        for name, zone_id in zip(names, ids, strict=True)
+        if zone_id not in excluded_ids and name not in excluded_names
+    ]
     return {
         "id": ctx.region,
-        "names": [f"{ctx.region}{x}" for x in letters],
-        "zoneIds": [f"{code}-az{i}" for i in range(1, len(letters) + 1)],
+        "names": [name for name, _ in pairs],
+        "zoneIds": [zone_id for _, zone_id in pairs],
         "groupNames": [ctx.region],
         "state": ctx.args.get("state", "available"),
     }
