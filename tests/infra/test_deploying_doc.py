@@ -23,7 +23,8 @@ MAKE_TARGETS = set(re.findall(r"^([a-z][a-z-]*):", (REPO / "Makefile").read_text
 CONFIG_SETS = [
     (path, key)
     for path, key in re.findall(
-        r"pulumi config set(?: --stack \S+)?(?: --secret)?(?: --stack \S+)?( --path)? '?([A-Za-z][\w.\[\]]*)",
+        r"pulumi config set(?: --stack \S+)?(?: --secret)?(?: --stack \S+)?"
+        r"( --path)? '?([A-Za-z][\w.\[\]]*)",
         DOC,
     )
     if key != "KEY"  # the placeholder in the prose about prompting
