@@ -516,8 +516,10 @@ def _ebs_kms_policy(key_arn: str) -> str:
                     "Action": [
                         "kms:Encrypt",
                         "kms:Decrypt",
-                        "kms:ReEncrypt*",
-                        "kms:GenerateDataKey*",
+                        "kms:ReEncryptFrom",
+                        "kms:ReEncryptTo",
+                        "kms:GenerateDataKey",
+                        "kms:GenerateDataKeyWithoutPlaintext",
                         "kms:DescribeKey",
                     ],
                     "Resource": key_arn,
