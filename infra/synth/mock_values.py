@@ -543,6 +543,9 @@ CLUSTER_SCOPED_KINDS = frozenset(
         "FlowSchema",
         "PriorityLevelConfiguration",
         "ClusterIssuer",
+        # Karpenter (karpenter.sh, karpenter.k8s.aws)
+        "NodePool",
+        "EC2NodeClass",
     }
 )
 
