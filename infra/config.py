@@ -394,6 +394,13 @@ class StackSecrets:
     slack_webhook_url: pulumi.Output[str]
 
 
+class DnsConfig(_Model):
+    """Public DNS: the Route 53 zone external-dns writes the edge's records into."""
+
+    #: The hosted zone of ``domain``; None: records are created by hand (docs/deploying.md).
+    hosted_zone_id: Annotated[str, Field(pattern=r"^Z[A-Z0-9]{1,31}$")] | None = None
+
+
 class StackConfig(_Model):
     """Everything the program needs to know about one stack, validated."""
 
@@ -415,6 +422,7 @@ class StackConfig(_Model):
     storage: StorageConfig = StorageConfig()
     network: NetworkConfig = NetworkConfig()
     cluster: ClusterConfig = ClusterConfig()
+    dns: DnsConfig = DnsConfig()
     egress: dict[catalog.EgressTarget, EgressConfig] = Field(default_factory=_default_egress)
     feature_flags: dict[str, bool] = Field(
         default_factory=lambda: dict.fromkeys(catalog.FEATURE_FLAGS, False)
@@ -518,6 +526,7 @@ _OBJECT_KEYS: Final = (
     "storage",
     "network",
     "cluster",
+    "dns",
     "egress",
     "featureFlags",
 )

@@ -283,6 +283,8 @@ def _aws_cluster(
             public_access_cidrs=config.cluster.public_access_cidrs,
             log_types=config.cluster.log_types,
             support_type=config.cluster.support_type,
+            dns_zone_id=config.dns.hosted_zone_id,
+            dns_domains=[config.domain],
             admin_role_arns=_admin_roles(config),
             autoscaling=KarpenterSpec(
                 instance_types=config.cluster.autoscaling.instance_types,

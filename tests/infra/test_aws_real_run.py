@@ -124,3 +124,36 @@ def test_no_literal_aws_partition_in_the_program() -> None:
         if "synth" in path.parts:
             continue
         assert "arn:aws:" not in path.read_text(), path
+
+
+def test_external_dns_writes_only_the_stacks_zone() -> None:
+    from infra.synth import run_stack
+    from infra.synth.inputs import stack_inputs
+
+    inputs = stack_inputs("dev", environ={})
+    config = {**inputs.config, "enterprisehub:dns": json.dumps({"hostedZoneId": "Z0TESTZONE42"})}
+    run = run_stack(type(inputs)(inputs.stack, config, inputs.secrets, inputs.sources))
+    release = next(
+        r.inputs
+        for r in run.of_type("kubernetes:helm.sh/v3:Release")
+        if r.inputs["name"] == "external-dns"
+    )
+    values = release["values"]
+    assert values["extraArgs"] == ["--zone-id-filter=Z0TESTZONE42"]
+    assert values["domainFilters"] == ["dev.enterprisehub.ai"]
+    assert values["txtOwnerId"] == "enterprisehub-dev"
+    assert values["policy"] == "upsert-only"
+    policy = next(
+        json.loads(p.inputs["policy"])
+        for p in run.of_type("aws:iam/rolePolicy:RolePolicy")
+        if p.name.endswith("external-dns-route53")
+    )
+    change = next(
+        s for s in policy["Statement"] if s["Action"] == "route53:ChangeResourceRecordSets"
+    )
+    assert change["Resource"] == "arn:aws:route53:::hostedzone/Z0TESTZONE42"
+
+
+def test_without_a_zone_there_is_no_external_dns(production: ProgramRun) -> None:
+    names = {r.inputs["name"] for r in production.of_type("kubernetes:helm.sh/v3:Release")}
+    assert "external-dns" not in names
