@@ -10,7 +10,7 @@ import pytest
 
 from infra import catalog
 from infra.components.dashboards import Dashboards, DashboardsArgs
-from infra.mocks import ProgramRun, run_program
+from infra.synth.mocks import ProgramRun, run_program
 
 IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/enterprisehub@sha256:" + "d" * 64
 

@@ -20,7 +20,7 @@ from infra.components.network_policy import (
     PlatformNetworkPoliciesArgs,
     ip_blocks,
 )
-from infra.mocks import ProgramRun, run_program
+from infra.synth.mocks import ProgramRun, run_program
 from tests.infra.netpol import Address, Pod, PolicySet
 
 ANTHROPIC = ("160.79.104.0/23",)

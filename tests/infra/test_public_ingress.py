@@ -13,7 +13,7 @@ from infra.components.public_ingress import (
     PublicIngress,
     PublicIngressArgs,
 )
-from infra.mocks import ProgramRun, run_program
+from infra.synth.mocks import ProgramRun, run_program
 
 DASHBOARD_HOSTS = {
     "intelligence": "intelligence.enterprisehub.ai",
