@@ -44,8 +44,16 @@ EXEMPT: Mapping[str, str] = {
     "kubernetes:core/v1:Secret": "holds secrets by design; values come from Pulumi secrets",
     "kubernetes:core/v1:Service": "ClusterIP services; exposure is through the ingress only",
     "kubernetes:core/v1:ServiceAccount": "identity only; token automount asserted in tests/infra",
-    "kubernetes:networking.k8s.io/v1:Ingress": "routes to ClusterIP services; TLS asserted in "
-    "tests/infra/test_stack_properties.py",
+    "kubernetes:gateway.networking.k8s.io/v1:Gateway": "the public edge's listeners; TLS on "
+    "every HTTPS listener asserted in tests/infra/test_public_ingress.py",
+    "kubernetes:gateway.networking.k8s.io/v1:HTTPRoute": "routes to ClusterIP services; backends "
+    "asserted in tests/infra/test_manifest_references.py",
+    "kubernetes:gateway.networking.k8s.io/v1:GatewayClass": "names the edge's controller and "
+    "proxy parameters; no workload",
+    "kubernetes:gateway.envoyproxy.io/v1alpha1:EnvoyProxy": "how the edge's proxies are exposed; "
+    "values tested in tests/infra/test_addons.py",
+    "kubernetes:gateway.envoyproxy.io/v1alpha1:BackendTrafficPolicy": "cookie affinity of the "
+    "dashboards' route; no workload",
 }
 
 

@@ -41,6 +41,8 @@ class DashboardsArgs:
     spec: catalog.DashboardsSpec = catalog.DASHBOARDS
     #: Two keep the dashboards up through a node drain; sessions are cheap to rebuild.
     replicas: int = 2
+    #: The autoscaler's ceiling (CPU-bound chart rendering under many sessions).
+    max_replicas: int = 6
     depends_on: Sequence[pulumi.Resource] = field(default_factory=tuple)
 
 
@@ -59,8 +61,10 @@ class Dashboards(pulumi.ComponentResource):
         extra = sorted(set(args.secrets) - set(args.spec.secrets))
         if extra:
             raise ValueError(f"{owner}: secrets {', '.join(extra)} are not read by the dashboards")
-        if args.replicas < 1:
-            raise ValueError(f"{owner}: replicas must be at least 1, got {args.replicas}")
+        if not 1 <= args.replicas <= args.max_replicas:
+            raise ValueError(
+                f"{owner}: replicas must satisfy 1 <= {args.replicas} <= {args.max_replicas}"
+            )
         super().__init__("enterprisehub:k8s:Dashboards", name, None, opts)
         spec = args.spec
         objects = WorkloadObjects(
@@ -86,11 +90,11 @@ class Dashboards(pulumi.ComponentResource):
                 "readiness": http_probe(spec.health_path, period=5, failures=3),
             },
         )
-        k8s.apps.v1.Deployment(
+        # No ``replicas``: the autoscaler owns the count (see service.py).
+        deployment = k8s.apps.v1.Deployment(
             f"{name}-deployment",
             metadata=objects.meta(annotations=hardening.SECRET_ENV_SKIP),
             spec=k8s.apps.v1.DeploymentSpecArgs(
-                replicas=args.replicas,
                 selector=k8s.meta.v1.LabelSelectorArgs(match_labels=objects.selector),
                 strategy=rolling_update(),
                 template=k8s.core.v1.PodTemplateSpecArgs(
@@ -107,6 +111,12 @@ class Dashboards(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.depends_on)),
         )
         service = objects.service(spec.port)
+        objects.autoscaler(
+            deployment,
+            catalog.Scaling(
+                min_replicas=args.replicas, max_replicas=args.max_replicas, cpu_target_percent=70
+            ),
+        )
         objects.disruption_budget()
         self.service_name = service.metadata.name
         self.port = spec.port

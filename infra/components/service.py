@@ -145,7 +145,7 @@ class FeatureService(pulumi.ComponentResource):
         secret = self._objects.secret(args.secrets)
         deployment = self._deployment(account, self._container(config_map, secret))
         service = self._objects.service(spec.port, labels=self._metrics_labels)
-        self._autoscaler(deployment)
+        self._objects.autoscaler(deployment, args.scaling)
         self._objects.disruption_budget()
 
         self.deployment_name = deployment.metadata.name
@@ -236,26 +236,6 @@ class FeatureService(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.depends_on)),
         )
 
-    def _autoscaler(
-        self, deployment: k8s.apps.v1.Deployment
-    ) -> k8s.autoscaling.v2.HorizontalPodAutoscaler:
-        """CPU (and, where the seed gives one, memory) targets between the stack's bounds."""
-        scaling = self._args.scaling
-        return k8s.autoscaling.v2.HorizontalPodAutoscaler(
-            f"{self._name}-hpa",
-            metadata=self._objects.meta(),
-            spec=k8s.autoscaling.v2.HorizontalPodAutoscalerSpecArgs(
-                scale_target_ref=k8s.autoscaling.v2.CrossVersionObjectReferenceArgs(
-                    api_version="apps/v1", kind="Deployment", name=deployment.metadata.name
-                ),
-                min_replicas=scaling.min_replicas,
-                max_replicas=scaling.max_replicas,
-                metrics=_hpa_metrics(scaling),
-                behavior=_hpa_behavior(),
-            ),
-            opts=pulumi.ResourceOptions(parent=self),
-        )
-
 
 def _validate(owner: str, args: FeatureServiceArgs) -> None:
     """Fail before any resource when the inputs cannot make a working, safe service."""
@@ -304,40 +284,3 @@ def _spread(selector: Mapping[str, str]) -> list[k8s.core.v1.TopologySpreadConst
         )
         for key in ("topology.kubernetes.io/zone", "kubernetes.io/hostname")
     ]
-
-
-def _hpa_metrics(scaling: catalog.Scaling) -> list[k8s.autoscaling.v2.MetricSpecArgs]:
-    """CPU utilisation always; memory only where the seed gives a threshold."""
-    targets = [("cpu", scaling.cpu_target_percent)]
-    if scaling.memory_target_percent is not None:
-        targets.append(("memory", scaling.memory_target_percent))
-    return [
-        k8s.autoscaling.v2.MetricSpecArgs(
-            type="Resource",
-            resource=k8s.autoscaling.v2.ResourceMetricSourceArgs(
-                name=resource,
-                target=k8s.autoscaling.v2.MetricTargetArgs(
-                    type="Utilization", average_utilization=percent
-                ),
-            ),
-        )
-        for resource, percent in targets
-    ]
-
-
-def _hpa_behavior() -> k8s.autoscaling.v2.HorizontalPodAutoscalerBehaviorArgs:
-    """Scale up at the default pace; scale down one pod a minute after 5 calm minutes.
-
-    Removing a websocket-manager pod drops its sockets (clients resume from
-    their last event id), and an ML pod loses its warm model cache, so shrinking
-    is deliberately slower than growing.
-    """
-    return k8s.autoscaling.v2.HorizontalPodAutoscalerBehaviorArgs(
-        scale_down=k8s.autoscaling.v2.HPAScalingRulesArgs(
-            stabilization_window_seconds=300,
-            select_policy="Min",
-            policies=[
-                k8s.autoscaling.v2.HPAScalingPolicyArgs(type="Pods", value=1, period_seconds=60)
-            ],
-        ),
-    )

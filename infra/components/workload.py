@@ -20,6 +20,7 @@ from collections.abc import Mapping, Sequence
 import pulumi
 import pulumi_kubernetes as k8s
 
+from infra import catalog
 from infra.components import hardening
 
 
@@ -172,6 +173,25 @@ class WorkloadObjects:
             opts=self._child,
         )
 
+    def autoscaler(
+        self, deployment: k8s.apps.v1.Deployment, scaling: catalog.Scaling
+    ) -> k8s.autoscaling.v2.HorizontalPodAutoscaler:
+        """CPU (and, where given, memory) targets between the workload's replica bounds."""
+        return k8s.autoscaling.v2.HorizontalPodAutoscaler(
+            f"{self._logical}-hpa",
+            metadata=self.meta(),
+            spec=k8s.autoscaling.v2.HorizontalPodAutoscalerSpecArgs(
+                scale_target_ref=k8s.autoscaling.v2.CrossVersionObjectReferenceArgs(
+                    api_version="apps/v1", kind="Deployment", name=deployment.metadata.name
+                ),
+                min_replicas=scaling.min_replicas,
+                max_replicas=scaling.max_replicas,
+                metrics=_hpa_metrics(scaling),
+                behavior=_hpa_behavior(),
+            ),
+            opts=self._child,
+        )
+
     def disruption_budget(self) -> k8s.policy.v1.PodDisruptionBudget:
         """``maxUnavailable: 1``: a drain always progresses, n-1 pods keep serving.
 
@@ -194,4 +214,41 @@ def rolling_update() -> k8s.apps.v1.DeploymentStrategyArgs:
     return k8s.apps.v1.DeploymentStrategyArgs(
         type="RollingUpdate",
         rolling_update=k8s.apps.v1.RollingUpdateDeploymentArgs(max_unavailable=0, max_surge=1),
+    )
+
+
+def _hpa_metrics(scaling: catalog.Scaling) -> list[k8s.autoscaling.v2.MetricSpecArgs]:
+    """CPU utilisation always; memory only where the seed gives a threshold."""
+    targets = [("cpu", scaling.cpu_target_percent)]
+    if scaling.memory_target_percent is not None:
+        targets.append(("memory", scaling.memory_target_percent))
+    return [
+        k8s.autoscaling.v2.MetricSpecArgs(
+            type="Resource",
+            resource=k8s.autoscaling.v2.ResourceMetricSourceArgs(
+                name=resource,
+                target=k8s.autoscaling.v2.MetricTargetArgs(
+                    type="Utilization", average_utilization=percent
+                ),
+            ),
+        )
+        for resource, percent in targets
+    ]
+
+
+def _hpa_behavior() -> k8s.autoscaling.v2.HorizontalPodAutoscalerBehaviorArgs:
+    """Scale up at the default pace; scale down one pod a minute after 5 calm minutes.
+
+    Removing a websocket-manager pod drops its sockets (clients resume from
+    their last event id), and an ML pod loses its warm model cache, so shrinking
+    is deliberately slower than growing.
+    """
+    return k8s.autoscaling.v2.HorizontalPodAutoscalerBehaviorArgs(
+        scale_down=k8s.autoscaling.v2.HPAScalingRulesArgs(
+            stabilization_window_seconds=300,
+            select_policy="Min",
+            policies=[
+                k8s.autoscaling.v2.HPAScalingPolicyArgs(type="Pods", value=1, period_seconds=60)
+            ],
+        ),
     )

@@ -68,7 +68,10 @@ def test_dashboards_are_hardened(run: ProgramRun) -> None:
 
 
 def test_dashboards_keep_two_replicas_and_a_pdb(run: ProgramRun) -> None:
-    assert run.one("kubernetes:apps/v1:Deployment").inputs["spec"]["replicas"] == 2
+    # The autoscaler owns the count; the Deployment does not reset it on each `up`.
+    assert "replicas" not in run.one("kubernetes:apps/v1:Deployment").inputs["spec"]
+    hpa = run.one("kubernetes:autoscaling/v2:HorizontalPodAutoscaler").inputs["spec"]
+    assert (hpa["minReplicas"], hpa["maxReplicas"]) == (2, 6)
     pdb = run.one("kubernetes:policy/v1:PodDisruptionBudget").inputs["spec"]
     assert pdb["maxUnavailable"] == 1
 
