@@ -193,6 +193,7 @@ class AnthropicStandIn:
         self.status_counts: dict[int, int] = {}
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
+        self._socket: socket.socket | None = None
         self.port = 0
 
     # -- control -----------------------------------------------------------
@@ -242,6 +243,7 @@ class AnthropicStandIn:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(("127.0.0.1", 0))
         self.port = sock.getsockname()[1]
+        self._socket = sock
         config = uvicorn.Config(
             self.app(), log_level="warning", access_log=False, lifespan="off", backlog=2048
         )
@@ -263,6 +265,8 @@ class AnthropicStandIn:
             self._server.should_exit = True
         if self._thread is not None:
             self._thread.join(timeout=10)
+        if self._socket is not None:
+            self._socket.close()
 
     def __enter__(self) -> AnthropicStandIn:
         return self.start()

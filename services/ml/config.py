@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Annotated, ClassVar
 
 from pydantic import Field, field_validator
+from pydantic_settings import NoDecode
 
+from services.common.claude import ClaudeSettings
 from services.common.scoring import ModelArtifactError, parse_artifact_uri
 from services.common.settings import CommonSettings
 
@@ -15,8 +17,9 @@ from services.common.settings import CommonSettings
 MAX_BATCH_LEADS = 1000
 
 
-class MLSettings(CommonSettings):
-    """CommonSettings plus the ML_* variables and where the model artifact lives."""
+class MLSettings(CommonSettings, ClaudeSettings):
+    """CommonSettings plus the ML_* and VISION_* variables, the Claude client's settings
+    and where the model artifact lives."""
 
     service_name: ClassVar[str] = "ml"
 
@@ -43,6 +46,29 @@ class MLSettings(CommonSettings):
         default=None, description="S3-compatible endpoint (in-cluster storage); unset for AWS."
     )
 
+    media_bucket: str | None = Field(
+        default=None, description="Bucket of tenants' photos; unset disables uploads and keys."
+    )
+    vision_url_allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated hosts photo URLs may point at (name or *.suffix).",
+    )
+    vision_max_image_bytes: int = Field(default=20 * 1024 * 1024, gt=0, le=100 * 1024 * 1024)
+    vision_fetch_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+    vision_claim_wait_seconds: float = Field(
+        default=60.0, gt=0, le=600, description="How long a request waits for another's analysis."
+    )
+    vision_claim_stale_seconds: float = Field(
+        default=180.0, gt=0, le=3600, description="Age at which a pending claim is taken over."
+    )
+
+    @field_validator("vision_url_allowed_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
     @field_validator("ml_model_uri")
     @classmethod
     def _model_uri_parses(cls, value: str) -> str:
@@ -52,7 +78,7 @@ class MLSettings(CommonSettings):
             raise ValueError(str(exc)) from None
         return value
 
-    @field_validator("s3_endpoint_url", mode="before")
+    @field_validator("s3_endpoint_url", "media_bucket", mode="before")
     @classmethod
     def _empty_endpoint_is_unset(cls, value: object) -> object:
         return None if value == "" else value

@@ -8,9 +8,22 @@ from fastapi import Depends
 from starlette.requests import HTTPConnection
 
 from services.common.deps import PrincipalDep
+from services.ml.config import MLSettings
 from services.ml.inference import InferenceService
+from services.ml.vision.analysis import VisionAnalyzer
+from services.ml.vision.fetch import PhotoFetcher
+from services.ml.vision.images import ImageRejected
+from services.ml.vision.media import MediaStore
 
-__all__ = ["InferenceDep", "PrincipalDep", "get_inference"]
+__all__ = [
+    "InferenceDep",
+    "MediaDep",
+    "PhotoFetcherDep",
+    "PrincipalDep",
+    "SettingsDep",
+    "VisionAnalyzerDep",
+    "get_inference",
+]
 
 
 async def get_inference(conn: HTTPConnection) -> InferenceService:
@@ -23,4 +36,36 @@ async def get_inference(conn: HTTPConnection) -> InferenceService:
     return inference
 
 
+async def get_ml_settings(conn: HTTPConnection) -> MLSettings:
+    """ml-services' settings."""
+    settings: MLSettings = conn.app.state.settings
+    return settings
+
+
+async def get_analyzer(conn: HTTPConnection) -> VisionAnalyzer:
+    """The vision analyzer of this replica."""
+    analyzer: VisionAnalyzer = conn.app.state.vision
+    return analyzer
+
+
+async def get_media(conn: HTTPConnection) -> MediaStore:
+    """The media bucket; 422 ``media_not_configured`` when MEDIA_BUCKET is unset."""
+    media: MediaStore | None = conn.app.state.media
+    if media is None:
+        raise ImageRejected(
+            "media_not_configured", "no MEDIA_BUCKET is configured; send an image_url instead"
+        )
+    return media
+
+
+async def get_fetcher(conn: HTTPConnection) -> PhotoFetcher:
+    """The SSRF-safe photo fetcher."""
+    fetcher: PhotoFetcher = conn.app.state.photo_fetcher
+    return fetcher
+
+
 InferenceDep = Annotated[InferenceService, Depends(get_inference)]
+SettingsDep = Annotated[MLSettings, Depends(get_ml_settings)]
+VisionAnalyzerDep = Annotated[VisionAnalyzer, Depends(get_analyzer)]
+MediaDep = Annotated[MediaStore, Depends(get_media)]
+PhotoFetcherDep = Annotated[PhotoFetcher, Depends(get_fetcher)]

@@ -19,11 +19,16 @@ from prometheus_client import CollectorRegistry
 
 from services.common.app import ServiceLifespan
 from services.common.app import create_app as create_common_app
+from services.common.claude import close_claude, install_claude_error_handlers, open_claude
 from services.common.scoring import LeadScorer, ModelArtifactError
 from services.ml.config import MLSettings
 from services.ml.health import ML_FEATURE_HEALTH
 from services.ml.inference import InferenceService, InferenceTimeoutError
-from services.ml.routes import scoring
+from services.ml.routes import scoring, vision
+from services.ml.vision.analysis import VisionAnalyzer
+from services.ml.vision.fetch import PhotoFetcher
+from services.ml.vision.images import ImageRejected
+from services.ml.vision.media import MediaStore
 
 log = logging.getLogger(__name__)
 
@@ -69,13 +74,42 @@ def _lifespan(settings: MLSettings) -> ServiceLifespan:
             settings.ml_model_uri,
             scorer.metadata.heldout_auc,
         )
+        _open_vision(app, settings)
         try:
             yield
         finally:
             del app.state.inference
             await inference.close()
+            await app.state.photo_fetcher.close()
+            await close_claude(app)
 
     return lifespan
+
+
+def _open_vision(app: FastAPI, settings: MLSettings) -> None:
+    """Property vision's clients; without ANTHROPIC_API_KEY its routes answer 503."""
+    open_claude(app, settings)
+    app.state.vision = VisionAnalyzer(
+        db=app.state.db,
+        model=settings.claude_model,
+        wait_seconds=settings.vision_claim_wait_seconds,
+        stale_seconds=settings.vision_claim_stale_seconds,
+    )
+    app.state.media = (
+        MediaStore(settings.media_bucket, endpoint_url=settings.s3_endpoint_url)
+        if settings.media_bucket
+        else None
+    )
+    app.state.photo_fetcher = PhotoFetcher(
+        allowed_hosts=settings.vision_url_allowed_hosts,
+        max_bytes=settings.vision_max_image_bytes,
+        timeout_seconds=settings.vision_fetch_timeout_seconds,
+    )
+
+
+async def _image_rejected(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ImageRejected)
+    return JSONResponse({"detail": exc.detail, "reason": exc.reason}, status_code=422)
 
 
 async def _inference_timeout(_: Request, exc: Exception) -> JSONResponse:
@@ -95,10 +129,12 @@ def create_app(
         settings=settings,
         title="EnterpriseHub ml-services",
         service="ml",
-        routers=[scoring.router],
+        routers=[scoring.router, vision.router],
         feature_health=ML_FEATURE_HEALTH,
         lifespan=_lifespan(settings),
         registry=registry,
     )
     app.add_exception_handler(InferenceTimeoutError, _inference_timeout)
+    app.add_exception_handler(ImageRejected, _image_rejected)
+    install_claude_error_handlers(app)
     return app
