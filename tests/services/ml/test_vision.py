@@ -317,6 +317,7 @@ def photo_server() -> Iterator[int]:
     thread.start()
     yield server.server_address[1]
     server.shutdown()
+    server.server_close()
 
 
 DNS = {
