@@ -191,6 +191,7 @@ class AnthropicStandIn:
         self.batch_billable = 0
         self.count_token_calls = 0
         self.status_counts: dict[int, int] = {}
+        self._active = 0
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
         self._socket: socket.socket | None = None
@@ -208,7 +209,11 @@ class AnthropicStandIn:
             self._cases.extend(cases)
 
     def reset(self) -> None:
-        """Forget counters, queued cases, the cache and batches."""
+        """Wait for requests in progress (up to 10 s), then forget counters,
+        queued cases, the cache and batches."""
+        deadline = time.monotonic() + 10
+        while self._active and time.monotonic() < deadline:
+            time.sleep(0.01)
         with self._lock:
             self._cases.clear()
             self._cache.clear()
@@ -359,6 +364,15 @@ class AnthropicStandIn:
         return {"type": "error", "error": {"type": error_type, "message": message}}
 
     async def _messages(self, request: Request) -> Response:
+        with self._lock:
+            self._active += 1
+        try:
+            return await self._answer_messages(request)
+        finally:
+            with self._lock:
+                self._active -= 1
+
+    async def _answer_messages(self, request: Request) -> Response:
         body = orjson.loads(await request.body())
         if self.latency:
             await asyncio.sleep(self.latency)
