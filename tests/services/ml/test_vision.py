@@ -389,3 +389,63 @@ def test_public_address_refuses_internal_ranges() -> None:
     ]:
         assert not public_address(ipaddress.ip_address(address)), address
     assert public_address(ipaddress.ip_address("93.184.216.34"))
+
+
+# -- the Message Batches backfill ---------------------------------------------
+
+
+async def test_backfill_batches_unanalysed_photos_and_resumes(
+    vision_settings: MLSettings,
+    client: httpx.AsyncClient,
+    anthropic_api: AnthropicStandIn,
+    make_token: Callable[..., str],
+    db: Any,
+    s3_endpoint: str,
+) -> None:
+    from services.common.claude import create_claude
+    from services.common.claude.ledger import totals
+    from services.ml.vision.backfill import Backfill
+    from services.ml.vision.media import MediaStore
+
+    tenant = "tenant-bf"
+    analysed = await _upload(client, _auth(make_token, tenant), _jpeg(40, 40))
+    assert analysed.status_code == 200 and anthropic_api.billable == 1
+    s3 = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
+    for name, size in [("house-1/front.jpg", 50), ("house-2/kitchen.jpg", 60)]:
+        s3.put_object(Bucket=BUCKET, Key=f"tenants/{tenant}/photos/{name}", Body=_jpeg(size, size))
+    s3.put_object(Bucket=BUCKET, Key="tenants/tenant-other/photos/x.jpg", Body=_jpeg(70, 70))
+    anthropic_api.batch_invisible_polls = 1  # the new batch is not readable at once
+
+    claude = create_claude(vision_settings, registry=new_registry(), db=db)
+    assert claude is not None
+    media = MediaStore(BUCKET, endpoint_url=s3_endpoint)
+    options = {
+        "db": db,
+        "claude": claude,
+        "media": media,
+        "tenant_id": tenant,
+        "max_image_bytes": 10**7,
+        "poll_seconds": 0.01,
+    }
+    try:
+        # A first run "crashes" right after submitting its batch.
+        crashed = Backfill(**options)
+        images = await crashed._plan()
+        batch_id = await crashed._submit(images)
+        assert crashed.report.submitted == 2 and crashed.report.already_done == 1
+        # The next run collects that batch and submits nothing new.
+        report = await Backfill(**options).run()
+    finally:
+        await claude.close()
+    assert report.batches == [] and report.stored == 2 and report.failed == 0
+    assert anthropic_api.batch_billable == 2 and anthropic_api.billable == 1
+    listed = await client.get(
+        "/v1/ml/vision/analyses?property_id=house-1", headers=_auth(make_token, tenant)
+    )
+    assert len(listed.json()["analyses"]) == 1
+    rows = {r["model"]: r for r in await totals(db, tenant)}
+    assert rows["claude-sonnet-4-5"]["calls"] == 3
+    again = await Backfill(
+        **options | {"claude": create_claude(vision_settings, registry=new_registry(), db=db)}
+    ).run()
+    assert again.planned == 0 and again.submitted == 0 and batch_id
