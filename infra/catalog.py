@@ -229,8 +229,6 @@ COACHING_ENGINE: Final = ServiceSpec(
     ),
     egress=frozenset({EgressTarget.ANTHROPIC}),
     feature="ai_coaching",
-    # Arrives with the coaching issue; `enterprisehub serve coaching` refuses until then.
-    shipped=False,
     api_paths=("/v1/coaching",),
 )
 

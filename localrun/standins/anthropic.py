@@ -493,3 +493,38 @@ class AnthropicStandIn:
             return self._answer(404, self._error_body("not_found_error", "no results"), {})
         lines = b"\n".join(orjson.dumps(line) for line in batch.results)
         return Response(lines, media_type="application/binary")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m localrun.standins.anthropic --port N [--latency S] [--responder mod:fn]``.
+
+    Serves in the foreground (for benchmarks that keep it in its own process).
+    """
+    import argparse
+    import importlib
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--latency", type=float, default=0.0)
+    parser.add_argument("--responder", default=None, help="module:function(body) -> text")
+    args = parser.parse_args(argv)
+    responder = None
+    if args.responder:
+        module, _, name = args.responder.partition(":")
+        responder = getattr(importlib.import_module(module), name)
+    server = AnthropicStandIn(responder=responder, latency=args.latency)
+    uvicorn.run(
+        server.app(),
+        host="127.0.0.1",
+        port=args.port,
+        log_level="warning",
+        access_log=False,
+        lifespan="off",
+        loop="uvloop",
+        http="httptools",
+        backlog=2048,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -18,6 +18,7 @@ from services.ml.vision.media import MediaStore
 __all__ = [
     "InferenceDep",
     "MediaDep",
+    "OptionalMediaDep",
     "PhotoFetcherDep",
     "PrincipalDep",
     "SettingsDep",
@@ -58,6 +59,12 @@ async def get_media(conn: HTTPConnection) -> MediaStore:
     return media
 
 
+async def get_optional_media(conn: HTTPConnection) -> MediaStore | None:
+    """The media bucket, or None when MEDIA_BUCKET is unset."""
+    media: MediaStore | None = conn.app.state.media
+    return media
+
+
 async def get_fetcher(conn: HTTPConnection) -> PhotoFetcher:
     """The SSRF-safe photo fetcher."""
     fetcher: PhotoFetcher = conn.app.state.photo_fetcher
@@ -68,4 +75,5 @@ InferenceDep = Annotated[InferenceService, Depends(get_inference)]
 SettingsDep = Annotated[MLSettings, Depends(get_ml_settings)]
 VisionAnalyzerDep = Annotated[VisionAnalyzer, Depends(get_analyzer)]
 MediaDep = Annotated[MediaStore, Depends(get_media)]
+OptionalMediaDep = Annotated[MediaStore | None, Depends(get_optional_media)]
 PhotoFetcherDep = Annotated[PhotoFetcher, Depends(get_fetcher)]

@@ -14,6 +14,7 @@ calling Claude. Bad input is a 4xx ``{detail, reason}``.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
@@ -22,6 +23,7 @@ from fastapi.exceptions import HTTPException
 from services.common.claude import ClaudeDep
 from services.ml.deps import (
     MediaDep,
+    OptionalMediaDep,
     PhotoFetcherDep,
     PrincipalDep,
     SettingsDep,
@@ -76,17 +78,27 @@ async def analyse_upload(
     if not content_type.startswith("image/"):
         raise ImageRejected("unsupported_image_type", "send the photo with Content-Type image/*")
     data = await _read_body(request, settings.vision_max_image_bytes)
+    # A photo analysed before is answered without decoding or storing it again
+    # (its key is content-addressed, so it is in the bucket already).
+    stored = await analyzer.stored(principal.tenant_id, hashlib.sha256(data).hexdigest())
+    if stored is not None:
+        return _public(stored, True)
     image = await asyncio.to_thread(prepare_image, data)
     key = photo_key(principal.tenant_id, image.sha256)
-    await media.put(key, data, content_type)
-    row, cached = await analyzer.analyse(
-        claude=claude,
-        tenant_id=principal.tenant_id,
-        property_id=property_id,
-        image=image,
-        image_url=f"s3://{media.bucket}/{key}",
-        source="upload",
-    )
+    # The photo is stored while Claude looks at it: the upload is off the
+    # analysis' critical path, and is kept even when the analysis fails.
+    stored_photo = asyncio.create_task(media.put(key, data, content_type))
+    try:
+        row, cached = await analyzer.analyse(
+            claude=claude,
+            tenant_id=principal.tenant_id,
+            property_id=property_id,
+            image=image,
+            image_url=f"s3://{media.bucket}/{key}",
+            source="upload",
+        )
+    finally:
+        await stored_photo
     return _public(row, cached)
 
 
@@ -96,7 +108,7 @@ async def analyse(
     principal: PrincipalDep,
     claude: ClaudeDep,
     analyzer: VisionAnalyzerDep,
-    media: MediaDep,
+    media: OptionalMediaDep,
     fetcher: PhotoFetcherDep,
     settings: SettingsDep,
 ) -> VisionAnalysisPublic:
@@ -104,12 +116,17 @@ async def analyse(
     limit = settings.vision_max_image_bytes
     if body.object_key is not None:
         key = check_key(principal.tenant_id, body.object_key)
+        if media is None:
+            raise ImageRejected("media_not_configured", "no MEDIA_BUCKET is configured")
         data = await media.get(key, max_bytes=limit)
         ref, source = f"s3://{media.bucket}/{key}", "object"
     else:
         assert body.image_url is not None
         data = await fetcher.fetch(body.image_url)
         ref, source = body.image_url, "url"
+    stored = await analyzer.stored(principal.tenant_id, hashlib.sha256(data).hexdigest())
+    if stored is not None:
+        return _public(stored, True)
     image = await asyncio.to_thread(prepare_image, data)
     row, cached = await analyzer.analyse(
         claude=claude,

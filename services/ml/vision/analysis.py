@@ -155,6 +155,13 @@ class VisionAnalyzer:
         """Analyses this process is running now."""
         return len(self._inflight)
 
+    async def stored(self, tenant_id: str, sha256: str) -> dict[str, Any] | None:
+        """The finished analysis of the image ``sha256``, if there is one."""
+        row = await store.find(
+            self.db, tenant_id, sha256=sha256, model=self.model, prompt_version=PROMPT_VERSION
+        )
+        return row if row is not None and row["status"] == "done" else None
+
     async def analyse(
         self,
         *,
