@@ -29,7 +29,6 @@ import io
 import json
 import os
 import platform
-import re
 import shutil
 import statistics
 import subprocess
@@ -44,7 +43,6 @@ from typing import Any
 import boto3
 import httpx
 import numpy as np
-import orjson
 from PIL import Image, ImageDraw
 
 from benchmarks.machine import cpu_model
@@ -63,34 +61,6 @@ STANDIN_LATENCY = 0.2
 APP_ROLE, APP_PASSWORD = "enterprisehub_app", "benchmark-app-password"
 JWT_SECRET = "benchmark-only-signing-key-0123456789abcdef"  # noqa: S105
 BUCKET = "media-bench"
-_IDS = re.compile(r"^\[([^\]]+)\] (?:agent|lead) ", re.MULTILINE)
-VISION_ANSWER = orjson.dumps(
-    {
-        "room_type": "kitchen",
-        "luxury_score": 0.72,
-        "condition_score": 0.88,
-        "features": ["island", "stone countertops"],
-        "defects": [],
-        "summary": "A renovated kitchen.",
-    }
-).decode()
-
-
-def respond(body: dict[str, Any]) -> str:
-    """The stand-in's answer: a coaching answer citing real ids, or a vision answer."""
-    content = body["messages"][0]["content"]
-    if isinstance(content, str):
-        first = _IDS.findall(content)[0]
-        insight = {"title": "Quick reply", "detail": "Answered fast.", "message_ids": [first]}
-        return orjson.dumps(
-            {
-                "strengths": [insight],
-                "improvement_areas": [insight],
-                "next_best_actions": [insight],
-                "summary": "Fine.",
-            }
-        ).decode()
-    return VISION_ANSWER
 
 
 def _photo(index: int) -> bytes:
@@ -123,10 +93,10 @@ def _transcript(index: int) -> dict[str, Any]:
 def _process(argv: list[str], port: int) -> Iterator[None]:
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 120
         while True:
             with contextlib.suppress(httpx.HTTPError):
-                httpx.get(f"http://127.0.0.1:{port}/", timeout=0.5)
+                httpx.get(f"http://127.0.0.1:{port}/", timeout=0.5, trust_env=False)
                 break
             if time.monotonic() > deadline or proc.poll() is not None:
                 raise RuntimeError(f"{argv[:3]} did not start")
@@ -252,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
         "--latency",
         str(STANDIN_LATENCY),
         "--responder",
-        "benchmarks.claude_overhead:respond",
+        "benchmarks.claude_answers:respond",
     ]
     moto = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(s3_port)]
     try:

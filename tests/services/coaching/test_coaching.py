@@ -23,7 +23,6 @@ from services.coaching.main import create_app
 from services.coaching.prompt import system_blocks
 from services.coaching.schemas import TranscriptMessage
 from services.common.metrics import new_registry
-from tests.standins import _anthropic_server, anthropic_api  # noqa: F401
 
 AppClient = Callable[[FastAPI], AbstractAsyncContextManager[httpx.AsyncClient]]
 _ID = re.compile(r"^\[([^\]]+)\] (agent|lead) ", re.MULTILINE)
@@ -104,9 +103,11 @@ async def test_analysis_is_stored_with_metrics_and_cost(
     assert body["metrics"]["objections"][0]["answered"] is True
     assert body["insights"]["strengths"][0]["message_ids"] == ["m1"]
     assert body["improvement_areas"] == ["Ask about budget"]
-    assert body["cost_micro_usd"] > 0 and anthropic_api.billable == 1
+    assert body["cost_micro_usd"] > 0
+    assert anthropic_api.billable == 1
     again = await client.post("/v1/coaching/sessions", json=transcript(), headers=_auth(make_token))
-    assert again.json()["cached"] is True and anthropic_api.billable == 1
+    assert again.json()["cached"] is True
+    assert anthropic_api.billable == 1
     listed = await client.get("/v1/coaching/sessions?agent_id=agent-7", headers=_auth(make_token))
     assert [s["session_id"] for s in listed.json()["sessions"]] == [body["session_id"]]
     other = _auth(make_token, "tenant-b")
@@ -126,7 +127,8 @@ async def test_second_analysis_reads_the_prompt_cache(
     second = await client.post(
         "/v1/coaching/sessions", json=transcript(6, agent="agent-8"), headers=_auth(make_token)
     )
-    assert first.json()["cache_write_tokens"] > 1024 and first.json()["cache_read_tokens"] == 0
+    assert first.json()["cache_write_tokens"] > 1024
+    assert first.json()["cache_read_tokens"] == 0
     assert second.json()["cache_read_tokens"] == first.json()["cache_write_tokens"]
     assert second.json()["cache_write_tokens"] == 0
     assert second.json()["cost_micro_usd"] < first.json()["cost_micro_usd"]
@@ -143,13 +145,15 @@ async def test_citation_of_a_missing_message_is_repaired_once_then_502(
     bad = coaching_answer({"messages": [{"content": "[m99] lead x"}]})
     anthropic_api.script(Case.valid(bad))
     ok = await client.post("/v1/coaching/sessions", json=transcript(), headers=_auth(make_token))
-    assert ok.status_code == 200 and anthropic_api.billable == 2
+    assert ok.status_code == 200
+    assert anthropic_api.billable == 2
     assert "m99" in anthropic_api.requests[-1]["messages"][-1]["content"]
     anthropic_api.script(Case.valid(bad), Case.valid(bad))
     failed = await client.post(
         "/v1/coaching/sessions", json=transcript(6), headers=_auth(make_token)
     )
-    assert failed.status_code == 502 and failed.json()["reason"] == "claude_schema"
+    assert failed.status_code == 502
+    assert failed.json()["reason"] == "claude_schema"
 
 
 async def test_beyond_max_concurrent_is_429_with_retry_after(
@@ -174,7 +178,8 @@ async def test_beyond_max_concurrent_is_429_with_retry_after(
     statuses = sorted(r.status_code for r in responses)
     assert statuses == [200, 200, 429]
     busy = next(r for r in responses if r.status_code == 429)
-    assert busy.headers["Retry-After"] == "2" and busy.json()["reason"] == "too_many_analyses"
+    assert busy.headers["Retry-After"] == "2"
+    assert busy.json()["reason"] == "too_many_analyses"
 
 
 async def test_session_timeout_is_504(
@@ -208,7 +213,8 @@ async def test_transcript_over_budget_is_422_before_any_billable_call(
         )
     assert response.status_code == 422
     assert response.json()["reason"] == "transcript_too_long"
-    assert anthropic_api.count_token_calls == 1 and anthropic_api.billable == 0
+    assert anthropic_api.count_token_calls == 1
+    assert anthropic_api.billable == 0
 
 
 @pytest.mark.parametrize(
@@ -231,7 +237,8 @@ async def test_bad_transcripts_are_422(
     body = transcript()
     mutate(body)
     response = await client.post("/v1/coaching/sessions", json=body, headers=_auth(make_token))
-    assert response.status_code == 422 and response.json()["reason"] == "validation_error"
+    assert response.status_code == 422
+    assert response.json()["reason"] == "validation_error"
     assert anthropic_api.requests == []
 
 

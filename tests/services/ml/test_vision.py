@@ -37,7 +37,6 @@ from services.ml.vision.images import (
     ImageRejected,
     prepare_image,
 )
-from tests.standins import _anthropic_server, anthropic_api  # noqa: F401
 
 AppClient = Callable[[FastAPI], AbstractAsyncContextManager[httpx.AsyncClient]]
 BUCKET = "media-test"
@@ -135,13 +134,16 @@ async def test_upload_is_analysed_once_and_stored(
     assert first.status_code == second.status_code == 200, first.text
     assert anthropic_api.billable == 1
     body = first.json()
-    assert body["luxury_score"] == 0.83 and body["room_type"] == "kitchen"
+    assert body["luxury_score"] == 0.83
+    assert body["room_type"] == "kitchen"
     assert body["cost_micro_usd"] > 0
     again = await _upload(client, token, photo, prop="prop-2")
-    assert again.json()["cached"] is True and anthropic_api.billable == 1
+    assert again.json()["cached"] is True
+    assert anthropic_api.billable == 1
     # Another tenant's identical photo is its own analysis.
     other = await _upload(client, _auth(make_token, "tenant-b"), photo)
-    assert other.status_code == 200 and anthropic_api.billable == 2
+    assert other.status_code == 200
+    assert anthropic_api.billable == 2
     listed = await client.get("/v1/ml/vision/analyses?property_id=prop-1", headers=token)
     assert [a["image_sha256"] for a in listed.json()["analyses"]] == [body["image_sha256"]]
     none = await client.get(
@@ -161,7 +163,8 @@ async def test_sent_image_is_oriented_stripped_and_resized(
     assert max(sent.size) <= TARGET_LONG_EDGE_PX
     assert sent.width * sent.height <= TARGET_MAX_PIXELS
     assert sent.height > sent.width  # EXIF orientation 6 applied before stripping
-    assert not sent.getexif() and "exif" not in sent.info
+    assert not sent.getexif()
+    assert "exif" not in sent.info
 
 
 @pytest.mark.parametrize(
@@ -222,7 +225,8 @@ async def test_another_tenants_object_key_is_refused(
         json={"property_id": "p1", "object_key": key},
         headers=_auth(make_token, "tenant-b"),
     )
-    assert own.status_code == 200 and own.json()["cached"] is True
+    assert own.status_code == 200
+    assert own.json()["cached"] is True
     assert anthropic_api.billable == 1
 
 
@@ -251,11 +255,14 @@ async def test_timeout_releases_the_claim_and_is_not_retried(
     anthropic_api.script(Case.slow(3.0))
     photo = _jpeg(64, 64)
     response = await _upload(client, _auth(make_token), photo)
-    assert response.status_code == 504 and response.json()["reason"] == "claude_timeout"
-    assert anthropic_api.billable == 1 and len(anthropic_api.requests) == 1
+    assert response.status_code == 504
+    assert response.json()["reason"] == "claude_timeout"
+    assert anthropic_api.billable == 1
+    assert len(anthropic_api.requests) == 1
     # The result never arrived: a later request may call again, and stores it.
     retry = await _upload(client, _auth(make_token), photo)
-    assert retry.status_code == 200 and anthropic_api.billable == 2
+    assert retry.status_code == 200
+    assert anthropic_api.billable == 2
 
 
 async def test_unusable_output_twice_is_502_and_nothing_is_stored(
@@ -288,7 +295,7 @@ async def test_without_a_key_vision_answers_503_and_health_says_so(
 
 
 class _Handler(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+    def do_GET(self) -> None:
         if self.path == "/photo.jpg":
             body = _jpeg(32, 32)
             self.send_response(200)
@@ -409,7 +416,8 @@ async def test_backfill_batches_unanalysed_photos_and_resumes(
 
     tenant = "tenant-bf"
     analysed = await _upload(client, _auth(make_token, tenant), _jpeg(40, 40))
-    assert analysed.status_code == 200 and anthropic_api.billable == 1
+    assert analysed.status_code == 200
+    assert anthropic_api.billable == 1
     s3 = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
     for name, size in [("house-1/front.jpg", 50), ("house-2/kitchen.jpg", 60)]:
         s3.put_object(Bucket=BUCKET, Key=f"tenants/{tenant}/photos/{name}", Body=_jpeg(size, size))
@@ -432,13 +440,17 @@ async def test_backfill_batches_unanalysed_photos_and_resumes(
         crashed = Backfill(**options)
         images = await crashed._plan()
         batch_id = await crashed._submit(images)
-        assert crashed.report.submitted == 2 and crashed.report.already_done == 1
+        assert crashed.report.submitted == 2
+        assert crashed.report.already_done == 1
         # The next run collects that batch and submits nothing new.
         report = await Backfill(**options).run()
     finally:
         await claude.close()
-    assert report.batches == [] and report.stored == 2 and report.failed == 0
-    assert anthropic_api.batch_billable == 2 and anthropic_api.billable == 1
+    assert report.batches == []
+    assert report.stored == 2
+    assert report.failed == 0
+    assert anthropic_api.batch_billable == 2
+    assert anthropic_api.billable == 1
     listed = await client.get(
         "/v1/ml/vision/analyses?property_id=house-1", headers=_auth(make_token, tenant)
     )
@@ -448,4 +460,6 @@ async def test_backfill_batches_unanalysed_photos_and_resumes(
     again = await Backfill(
         **options | {"claude": create_claude(vision_settings, registry=new_registry(), db=db)}
     ).run()
-    assert again.planned == 0 and again.submitted == 0 and batch_id
+    assert again.planned == 0
+    assert again.submitted == 0
+    assert batch_id
