@@ -28,7 +28,7 @@ from services.coaching.prompt import PROMPT_VERSION, SYSTEM_PROMPT, request_para
 from services.coaching.schemas import CoachingSessionCreate
 from services.common.claude import ClaudeBusy, ClaudeClient, ClaudeTimeout
 from services.common.database import Database
-from services.ml.inference import LatencyWindow
+from services.common.latency import LatencyWindow
 
 FEATURE: Final = "ai_coaching"
 BYTES_PER_TOKEN_ESTIMATE: Final = 3
@@ -114,7 +114,7 @@ class CoachingEngine:
         self._budget = max_input_tokens
         self._max_output = max_output_tokens
         self._active = 0
-        self.latency = LatencyWindow(window_size)
+        self.latency = LatencyWindow(max_samples=window_size)
 
     @property
     def active(self) -> int:

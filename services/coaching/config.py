@@ -6,12 +6,11 @@ from typing import ClassVar
 
 from pydantic import Field
 
-from services.common.claude import ClaudeSettings
 from services.common.settings import CommonSettings
 
 
-class CoachingSettings(CommonSettings, ClaudeSettings):
-    """CommonSettings, the Claude client's settings and the COACHING_* variables."""
+class CoachingSettings(CommonSettings):
+    """CommonSettings (which include the Claude client's) and the COACHING_* variables."""
 
     service_name: ClassVar[str] = "coaching"
 

@@ -31,12 +31,12 @@ async def coaching_health(app: FastAPI) -> Mapping[str, Any]:
     claude_down = not claude["configured"] or claude.get("circuit") == "open"
     return {
         "status": "degraded" if slow or claude_down else "healthy",
-        "avg_analysis_latency_ms": None if summary.p50_ms is None else round(summary.p50_ms, 3),
-        "p95_analysis_latency_ms": None if summary.p95_ms is None else round(summary.p95_ms, 3),
+        "avg_analysis_latency_ms": summary.avg_ms,
+        "p95_analysis_latency_ms": summary.p95_ms,
         "target_latency_ms": float(app.state.settings.coaching_analysis_target_ms),
         "active_sessions": engine.active,
         "max_concurrent_sessions": engine.max_concurrent,
-        "window_calls": summary.count,
+        "window_calls": summary.samples,
         "claude": claude,
     }
 

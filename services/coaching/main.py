@@ -18,15 +18,14 @@ from services.coaching.analysis import CoachingEngine, TranscriptTooLong
 from services.coaching.config import CoachingSettings
 from services.coaching.health import COACHING_FEATURE_HEALTH
 from services.coaching.routes import sessions
-from services.common.app import ServiceLifespan
+from services.common.app import Need, ServiceLifespan
 from services.common.app import create_app as create_common_app
-from services.common.claude import close_claude, install_claude_error_handlers, open_claude
+from services.common.claude import install_claude_error_handlers
 
 
 def _lifespan(settings: CoachingSettings) -> ServiceLifespan:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        open_claude(app, settings)
         app.state.coaching = CoachingEngine(
             db=app.state.db,
             max_concurrent=settings.coaching_max_concurrent_analyses,
@@ -35,10 +34,7 @@ def _lifespan(settings: CoachingSettings) -> ServiceLifespan:
             max_output_tokens=settings.coaching_max_output_tokens,
             window_size=settings.coaching_latency_window,
         )
-        try:
-            yield
-        finally:
-            await close_claude(app)
+        yield
 
     return lifespan
 
@@ -59,6 +55,7 @@ def create_app(
         service="coaching",
         routers=[sessions.router],
         feature_health=COACHING_FEATURE_HEALTH,
+        needs=frozenset({Need.POSTGRES, Need.CLAUDE}),
         lifespan=_lifespan(settings),
         registry=registry,
     )

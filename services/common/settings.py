@@ -12,10 +12,14 @@ from __future__ import annotations
 
 import json
 import re
+from decimal import Decimal
 from typing import Annotated, Any, ClassVar, Literal, Self
 from urllib.parse import urlsplit
 
 from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
     Field,
     SecretStr,
     ValidationError,
@@ -187,7 +191,138 @@ class RedisSettings(EnvSettings):
         return value
 
 
-class CommonSettings(AuthSettings, RedisSettings):
+_BUCKET_PATTERN = re.compile(r"\A[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]\Z")
+
+
+def _http_url(value: str | None, expected: str) -> str | None:
+    if value is not None:
+        parts = urlsplit(value)
+        if parts.scheme not in {"http", "https"} or not parts.hostname:
+            raise ValueError(f"expected {expected}")
+    return value
+
+
+def _empty_to_none(value: object) -> object:
+    return None if value == "" else value
+
+
+# Kubernetes Secrets and ConfigMaps often carry optional keys as "": unset.
+OptionalText = Annotated[str | None, BeforeValidator(_empty_to_none)]
+OptionalSecret = Annotated[SecretStr | None, BeforeValidator(_empty_to_none)]
+
+
+class StorageSettings(EnvSettings):
+    """Object storage (S3, or MinIO in a local cluster) and the platform's buckets."""
+
+    s3_endpoint_url: OptionalText = Field(
+        default=None, description="S3-compatible endpoint (in-cluster storage); unset for AWS."
+    )
+    aws_region: OptionalText = Field(default=None, description="Region of the buckets.")
+    models_bucket: OptionalText = Field(default=None, description="Bucket of model artifacts.")
+    media_bucket: OptionalText = Field(default=None, description="Bucket of uploaded media.")
+
+    @field_validator("s3_endpoint_url")
+    @classmethod
+    def _endpoint_shape(cls, value: str | None) -> str | None:
+        return _http_url(value, "http(s)://HOST[:PORT] of an S3-compatible endpoint")
+
+    @field_validator("models_bucket", "media_bucket")
+    @classmethod
+    def _bucket_shape(cls, value: str | None) -> str | None:
+        if value is not None and not _BUCKET_PATTERN.fullmatch(value):
+            raise ValueError("must be an S3 bucket name: 3-63 of a-z 0-9 . -")
+        return value
+
+
+#: List prices (USD per million tokens, which is micro-dollars per token) of the
+#: models the services use. Override with CLAUDE_PRICES when the price list changes.
+DEFAULT_CLAUDE_PRICES: dict[str, dict[str, str]] = {
+    "claude-sonnet-4-5": {"input": "3", "output": "15"},
+    "claude-haiku-4-5": {"input": "1", "output": "5"},
+    "claude-opus-4-5": {"input": "5", "output": "25"},
+}
+
+
+class ModelPrice(BaseModel):
+    """One model's base prices in USD per million tokens."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    input: Decimal = Field(ge=0)
+    output: Decimal = Field(ge=0)
+
+
+class ClaudeSettings(EnvSettings):
+    """The Anthropic API: without ANTHROPIC_API_KEY the Claude client is absent."""
+
+    anthropic_api_key: OptionalSecret = Field(
+        default=None, description="Anthropic API key; unset disables every Claude feature."
+    )
+    anthropic_base_url: OptionalText = Field(
+        default=None, description="API base URL (a proxy or a local stand-in); unset: Anthropic."
+    )
+    anthropic_timeout_seconds: float = Field(
+        default=60.0, gt=0, le=600, description="Per-request timeout of Claude calls."
+    )
+    anthropic_max_retries: int = Field(
+        default=2,
+        ge=0,
+        le=10,
+        description="Retries of 429/529/5xx/connect errors by the one retry policy "
+        "(services.common.claude); read timeouts are never retried.",
+    )
+    claude_model: str = Field(default="claude-sonnet-4-5", min_length=1, max_length=100)
+    claude_connect_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    claude_max_retry_wait_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        le=120,
+        description="Longest wait for a 429's retry-after or the local limiter; longer is a 503.",
+    )
+    claude_backoff_base_seconds: float = Field(default=0.5, gt=0, le=60)
+    claude_backoff_max_seconds: float = Field(default=8.0, gt=0, le=600)
+    claude_breaker_failures: int = Field(
+        default=5, ge=1, le=1000, description="Consecutive failures that open the circuit."
+    )
+    claude_breaker_open_seconds: float = Field(default=30.0, gt=0, le=3600)
+    claude_spend_limit_open_seconds: float = Field(
+        default=900.0, gt=0, le=86400, description="Circuit open time after a spend-limit 429."
+    )
+    claude_prices: Annotated[dict[str, ModelPrice], NoDecode] = Field(
+        default_factory=lambda: {
+            k: ModelPrice.model_validate(v) for k, v in DEFAULT_CLAUDE_PRICES.items()
+        },
+        description='JSON {"model": {"input": USD/MTok, "output": USD/MTok}}.',
+    )
+
+    @field_validator("claude_prices", mode="before")
+    @classmethod
+    def _parse_prices(cls, value: object) -> object:
+        if isinstance(value, str):
+            try:
+                return json.loads(value)
+            except json.JSONDecodeError:
+                raise ValueError(
+                    'must be JSON like {"model": {"input": 3, "output": 15}}'
+                ) from None
+        return value
+
+    @model_validator(mode="after")
+    def _model_is_priced(self) -> Self:
+        if self.claude_model not in self.claude_prices:
+            raise ValueError(
+                f"CLAUDE_MODEL {self.claude_model!r} has no price in CLAUDE_PRICES "
+                f"(priced: {', '.join(sorted(self.claude_prices))}); every call must be costed"
+            )
+        return self
+
+    @field_validator("anthropic_base_url")
+    @classmethod
+    def _base_url_shape(cls, value: str | None) -> str | None:
+        return _http_url(value, "http(s)://HOST[:PORT][/PATH]")
+
+
+class CommonSettings(AuthSettings, RedisSettings, StorageSettings, ClaudeSettings):
     """Settings every feature service reads.
 
     Latency targets keep the seed's variable names (``..._MS``/``..._S``); use
@@ -201,7 +336,7 @@ class CommonSettings(AuthSettings, RedisSettings):
     log_level: LogLevel = "INFO"
 
     database_url: SecretStr = Field(description="Application role DSN (subject to RLS).")
-    migration_database_url: SecretStr | None = Field(
+    migration_database_url: OptionalSecret = Field(
         default=None, description="Owner role DSN, used only by `enterprisehub migrate`."
     )
     db_pool_size: int = Field(default=20, gt=0, le=1000)
@@ -209,11 +344,16 @@ class CommonSettings(AuthSettings, RedisSettings):
     db_pool_timeout: float = Field(default=30.0, gt=0, le=600)
 
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    max_request_body_bytes: int = Field(
+        default=2_097_152,
+        ge=1024,
+        le=100_000_000,
+        description="Largest request body any route accepts (a 1,000-lead batch is ~0.5 MB).",
+    )
 
-    encryption_key: SecretStr | None = None
-    anthropic_api_key: SecretStr | None = None
-    ghl_api_key: SecretStr | None = None
-    slack_webhook_url: SecretStr | None = None
+    encryption_key: OptionalSecret = None
+    ghl_api_key: OptionalSecret = None
+    slack_webhook_url: OptionalSecret = None
 
     websocket_target_latency_ms: float = Field(default=50, gt=0)
     ml_inference_target_ms: float = Field(default=35, gt=0)
@@ -235,19 +375,6 @@ class CommonSettings(AuthSettings, RedisSettings):
     @classmethod
     def _postgres_dsn(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
         return _check_postgres_dsn(value, str(info.field_name).upper())
-
-    @field_validator(
-        "migration_database_url",
-        "encryption_key",
-        "anthropic_api_key",
-        "ghl_api_key",
-        "slack_webhook_url",
-        mode="before",
-    )
-    @classmethod
-    def _empty_is_unset(cls, value: object) -> object:
-        # Kubernetes Secrets often carry optional keys as empty strings.
-        return None if value == "" else value
 
     @field_validator("cors_origins", mode="before")
     @classmethod

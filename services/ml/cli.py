@@ -52,6 +52,7 @@ def run_vision_backfill(args: argparse.Namespace) -> int:
     from services.common.claude import create_claude
     from services.common.database import Database
     from services.common.metrics import new_registry
+    from services.common.storage import create_storage
     from services.common.tenancy import InvalidTenantId, validate_tenant_id
     from services.ml.config import MLSettings
     from services.ml.vision.backfill import run_backfill
@@ -79,9 +80,7 @@ def run_vision_backfill(args: argparse.Namespace) -> int:
             report = await run_backfill(
                 db=db,
                 claude=claude,
-                media=MediaStore(
-                    settings.media_bucket or "", endpoint_url=settings.s3_endpoint_url
-                ),
+                media=MediaStore(bucket, create_storage(settings).client),
                 tenant_id=args.tenant,
                 max_image_bytes=settings.vision_max_image_bytes,
                 poll_seconds=args.poll_seconds,

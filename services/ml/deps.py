@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import Depends
 from starlette.requests import HTTPConnection
 
-from services.common.deps import PrincipalDep
+from services.common.deps import PrincipalDep, state_getter
 from services.ml.config import MLSettings
 from services.ml.inference import InferenceService
 from services.ml.vision.analysis import VisionAnalyzer
@@ -26,27 +26,20 @@ __all__ = [
     "get_inference",
 ]
 
+get_inference = state_getter(
+    "inference", InferenceService, "The inference service the lifespan built around the model."
+)
 
-async def get_inference(conn: HTTPConnection) -> InferenceService:
-    """The inference service the lifespan built around the loaded model.
-
-    ``async`` on purpose: FastAPI runs plain ``def`` dependencies in its
-    thread pool, a thread hop per request for a single attribute read.
-    """
-    inference: InferenceService = conn.app.state.inference
-    return inference
-
-
-async def get_ml_settings(conn: HTTPConnection) -> MLSettings:
-    """ml-services' settings."""
-    settings: MLSettings = conn.app.state.settings
-    return settings
+InferenceDep = Annotated[InferenceService, Depends(get_inference)]
+get_ml_settings = state_getter("settings", MLSettings, "ml-services' settings.")
+get_analyzer = state_getter("vision", VisionAnalyzer, "The vision analyzer of this replica.")
+get_fetcher = state_getter("photo_fetcher", PhotoFetcher, "The SSRF-safe photo fetcher.")
 
 
-async def get_analyzer(conn: HTTPConnection) -> VisionAnalyzer:
-    """The vision analyzer of this replica."""
-    analyzer: VisionAnalyzer = conn.app.state.vision
-    return analyzer
+async def get_optional_media(conn: HTTPConnection) -> MediaStore | None:
+    """The media bucket, or None when MEDIA_BUCKET is unset."""
+    media: MediaStore | None = conn.app.state.media
+    return media
 
 
 async def get_media(conn: HTTPConnection) -> MediaStore:
@@ -59,19 +52,6 @@ async def get_media(conn: HTTPConnection) -> MediaStore:
     return media
 
 
-async def get_optional_media(conn: HTTPConnection) -> MediaStore | None:
-    """The media bucket, or None when MEDIA_BUCKET is unset."""
-    media: MediaStore | None = conn.app.state.media
-    return media
-
-
-async def get_fetcher(conn: HTTPConnection) -> PhotoFetcher:
-    """The SSRF-safe photo fetcher."""
-    fetcher: PhotoFetcher = conn.app.state.photo_fetcher
-    return fetcher
-
-
-InferenceDep = Annotated[InferenceService, Depends(get_inference)]
 SettingsDep = Annotated[MLSettings, Depends(get_ml_settings)]
 VisionAnalyzerDep = Annotated[VisionAnalyzer, Depends(get_analyzer)]
 MediaDep = Annotated[MediaStore, Depends(get_media)]

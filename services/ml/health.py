@@ -23,10 +23,6 @@ from services.ml.inference import InferenceService
 DEGRADED_P95_MS: Final = 50.0
 
 
-def _round(value: float | None) -> float | None:
-    return None if value is None else round(value, 3)
-
-
 async def ml_health(app: FastAPI) -> Mapping[str, Any]:
     """Live values for /health/ml (see the module docstring)."""
     target_ms = float(app.state.settings.ml_inference_target_ms)
@@ -49,14 +45,14 @@ async def ml_health(app: FastAPI) -> Mapping[str, Any]:
         "model_loaded": True,
         "model_version": inference.scorer.version,
         "model_heldout_auc": inference.scorer.metadata.heldout_auc,
-        "p50_latency_ms": _round(single.p50_ms),
-        "p95_latency_ms": _round(single.p95_ms),
+        "p50_latency_ms": single.p50_ms,
+        "p95_latency_ms": single.p95_ms,
         "target_p95_ms": target_ms,
         "degraded_above_p95_ms": DEGRADED_P95_MS,
-        "window_calls": single.count,
-        "batch_p50_latency_ms": _round(batch.p50_ms),
-        "batch_p95_latency_ms": _round(batch.p95_ms),
-        "batch_window_calls": batch.count,
+        "window_calls": single.samples,
+        "batch_p50_latency_ms": batch.p50_ms,
+        "batch_p95_latency_ms": batch.p95_ms,
+        "batch_window_calls": batch.samples,
         "vision": _vision(app),
         "cache": {
             "size": cache.size,
@@ -75,7 +71,7 @@ def _vision(app: FastAPI) -> dict[str, Any]:
         summary = analyzer.latency.summary()
         report.update(
             in_flight=analyzer.in_flight,
-            p95_latency_ms=_round(summary.p95_ms),
+            p95_latency_ms=summary.p95_ms,
             target_p95_ms=float(app.state.settings.vision_analysis_target_ms),
         )
     return report

@@ -1,8 +1,8 @@
 """The shared Claude client: settings, retry policy, limiter, breaker, ledger, metrics.
 
 - ``create_claude(settings, registry=..., db=...)`` builds a ``ClaudeClient``
-  (None without ANTHROPIC_API_KEY); a service's lifespan stores it as
-  ``app.state.claude`` (``open_claude`` / ``close_claude`` do both steps).
+  (None without ANTHROPIC_API_KEY); the common lifespan stores it as
+  ``app.state.claude`` for a service that declares ``Need.CLAUDE``.
 - ``get_claude`` / ``ClaudeDep`` hand it to routes, answering 503
   ``{detail, reason: "claude_not_configured"}`` (saying how to enable it)
   when there is no key.
@@ -40,6 +40,7 @@ from services.common.claude.errors import (
 from services.common.claude.ledger import Pricing, Usage
 from services.common.claude.metrics import ClaudeMetrics
 from services.common.database import Database
+from services.common.metrics import new_registry
 
 __all__ = [
     "CallResult",
@@ -58,43 +59,30 @@ __all__ = [
     "StructuredResult",
     "Usage",
     "claude_health",
-    "close_claude",
     "create_claude",
     "get_claude",
     "install_claude_error_handlers",
-    "open_claude",
 ]
 
 
 def create_claude(
     settings: ClaudeSettings,
     *,
-    registry: CollectorRegistry,
+    registry: CollectorRegistry | None = None,
     db: Database | None = None,
 ) -> ClaudeClient | None:
     """A ``ClaudeClient`` for ``settings``, or None when ANTHROPIC_API_KEY is unset.
 
-    ``db`` receives the cost ledger's rows; without it costs only reach metrics.
+    ``registry`` receives its metrics (a fresh one by default); ``db`` the
+    cost ledger's rows (without it costs only reach metrics). A service that
+    declares ``Need.CLAUDE`` gets one on ``app.state.claude`` from the common
+    lifespan, with the app's registry and database.
     """
     api = build_anthropic(settings)
     if api is None:
         return None
-    return ClaudeClient(api, settings=settings, metrics=ClaudeMetrics(registry), db=db)
-
-
-def open_claude(app: FastAPI, settings: ClaudeSettings) -> ClaudeClient | None:
-    """``create_claude`` with the app's registry and database, stored on ``app.state``."""
-    client = create_claude(settings, registry=app.state.registry, db=app.state.db)
-    app.state.claude = client
-    return client
-
-
-async def close_claude(app: FastAPI) -> None:
-    """Close the client ``open_claude`` stored, if any."""
-    client: ClaudeClient | None = getattr(app.state, "claude", None)
-    app.state.claude = None
-    if client is not None:
-        await client.close()
+    metrics = ClaudeMetrics(registry if registry is not None else new_registry())
+    return ClaudeClient(api, settings=settings, metrics=metrics, db=db)
 
 
 def get_claude(conn: HTTPConnection) -> ClaudeClient:

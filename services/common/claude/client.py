@@ -190,7 +190,7 @@ class ClaudeClient:
         """Run ``send`` (a raw-response API call) under the breaker, limiter and retry policy."""
         settings = self.settings
         started = time.perf_counter()
-        attempts = settings.claude_max_attempts
+        attempts = settings.anthropic_max_retries + 1
         for attempt in range(attempts):
             last = attempt == attempts - 1
             try:
@@ -232,7 +232,7 @@ class ClaudeClient:
                 self._observe(feature, "timeout", started)
                 raise ClaudeTimeout(
                     "claude_timeout",
-                    f"Claude did not answer within {settings.claude_timeout_seconds:g} s; "
+                    f"Claude did not answer within {settings.anthropic_timeout_seconds:g} s; "
                     "the call is not repeated automatically (it may have been billed)",
                 ) from None
             except anthropic.APIConnectionError as exc:
@@ -531,7 +531,7 @@ def build_anthropic(settings: ClaudeSettings) -> anthropic.AsyncAnthropic | None
         base_url=settings.anthropic_base_url,
         max_retries=0,
         timeout=httpx2.Timeout(
-            settings.claude_timeout_seconds, connect=settings.claude_connect_timeout_seconds
+            settings.anthropic_timeout_seconds, connect=settings.claude_connect_timeout_seconds
         ),
     )
 

@@ -30,7 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from services.common.claude import ClaudeClient, ClaudeUnavailable
 from services.common.database import Database
-from services.ml.inference import LatencyWindow
+from services.common.latency import LatencyWindow
 from services.ml.vision import store
 from services.ml.vision.images import PreparedImage
 
@@ -148,7 +148,7 @@ class VisionAnalyzer:
         self._wait_seconds = wait_seconds
         self._stale_seconds = stale_seconds
         self._inflight: dict[tuple[str, str], asyncio.Task[dict[str, Any]]] = {}
-        self.latency = LatencyWindow(window_size)
+        self.latency = LatencyWindow(max_samples=window_size)
 
     @property
     def in_flight(self) -> int:

@@ -11,7 +11,7 @@ import asyncio
 import re
 from typing import Any
 
-from services.common.lead_model.artifact import s3_client
+from services.common.storage import Storage
 from services.ml.vision.images import ImageRejected
 
 _KEY = re.compile(r"tenants/(?P<tenant>[A-Za-z0-9_-]{1,64})/photos/[A-Za-z0-9._/-]{1,400}")
@@ -35,9 +35,16 @@ def check_key(tenant_id: str, key: str) -> str:
 class MediaStore:
     """The media bucket (S3, or MinIO through S3_ENDPOINT_URL)."""
 
-    def __init__(self, bucket: str, *, endpoint_url: str | None = None, client: Any = None) -> None:
+    def __init__(self, bucket: str, client: Any) -> None:
         self.bucket = bucket
-        self._client = client if client is not None else s3_client(endpoint_url)
+        self._client = client
+
+    @classmethod
+    def from_storage(cls, storage: Storage) -> MediaStore | None:
+        """The media bucket of the shared storage client; None when MEDIA_BUCKET is unset."""
+        if storage.media_bucket is None:
+            return None
+        return cls(storage.media_bucket, storage.client)
 
     async def put(self, key: str, data: bytes, content_type: str) -> None:
         """Store ``data`` at ``key``."""

@@ -41,7 +41,7 @@ def _settings(url: str, **overrides: Any) -> ClaudeSettings:
     values: dict[str, Any] = {
         "anthropic_api_key": "sk-test-key",
         "anthropic_base_url": url,
-        "claude_timeout_seconds": 1.0,
+        "anthropic_timeout_seconds": 1.0,
         "claude_backoff_base_seconds": 0.01,
         "claude_backoff_max_seconds": 0.05,
         "claude_max_retry_wait_seconds": 2.0,
@@ -208,7 +208,7 @@ async def test_plain_server_error_is_retried(
 async def test_timeout_after_billing_is_not_called_twice(
     anthropic_api: AnthropicStandIn, make_client: Callable[..., ClaudeClient]
 ) -> None:
-    client = make_client(anthropic_api.url, claude_timeout_seconds=0.3)
+    client = make_client(anthropic_api.url, anthropic_timeout_seconds=0.3)
     anthropic_api.script(Case.slow(1.0, VALID), Case.valid(VALID))
     with pytest.raises(ClaudeTimeout) as caught:
         await _structured(client)
@@ -274,16 +274,16 @@ async def test_limiter_at_twice_the_rate_gets_almost_no_429(
     with AnthropicStandIn(rate_limit=(4, 1.0), responder=lambda _b: VALID) as limited:
         paced = make_client(
             limited.url,
-            claude_max_attempts=1,
+            anthropic_max_retries=0,
             claude_max_retry_wait_seconds=10,
-            claude_timeout_seconds=10,
+            anthropic_timeout_seconds=10,
         )
         await _fire(paced, 24, 0.125)
         paced_429 = limited.count(429)
         assert limited.count(200) >= 21
     with AnthropicStandIn(rate_limit=(4, 1.0), responder=lambda _b: VALID) as unpaced:
         # The control: the same load from a client whose limiter learns nothing.
-        blind = make_client(unpaced.url, claude_max_attempts=1, claude_timeout_seconds=10)
+        blind = make_client(unpaced.url, anthropic_max_retries=0, anthropic_timeout_seconds=10)
         blind.limiter.update = lambda _headers: None  # type: ignore[method-assign]
         await _fire(blind, 24, 0.125)
         unpaced_429 = unpaced.count(429)

@@ -22,10 +22,8 @@ import orjson
 import pytest
 import pytest_asyncio
 from fastapi import FastAPI
-from moto.server import ThreadedMotoServer
 from PIL import Image
 
-from localrun.servers import free_port
 from localrun.standins.anthropic import AnthropicStandIn, Case
 from services.common.metrics import new_registry
 from services.ml.config import MLSettings
@@ -61,15 +59,6 @@ def _jpeg(width: int = 3000, height: int = 2000, *, gps: bool = True) -> bytes:
     return out.getvalue()
 
 
-@pytest.fixture(scope="module")
-def s3_endpoint() -> Iterator[str]:
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    yield f"http://127.0.0.1:{port}"
-    server.stop()
-
-
 @pytest.fixture
 def vision_settings(
     settings_env: dict[str, str],
@@ -83,7 +72,7 @@ def vision_settings(
         "ANTHROPIC_API_KEY": "sk-test",
         "ANTHROPIC_BASE_URL": anthropic_api.url,
         "CLAUDE_BACKOFF_BASE_SECONDS": "0.01",
-        "CLAUDE_TIMEOUT_SECONDS": "2",
+        "ANTHROPIC_TIMEOUT_SECONDS": "2",
         "MEDIA_BUCKET": BUCKET,
         "S3_ENDPOINT_URL": s3_endpoint,
         "AWS_ACCESS_KEY_ID": "test",
@@ -426,7 +415,7 @@ async def test_backfill_batches_unanalysed_photos_and_resumes(
 
     claude = create_claude(vision_settings, registry=new_registry(), db=db)
     assert claude is not None
-    media = MediaStore(BUCKET, endpoint_url=s3_endpoint)
+    media = MediaStore(BUCKET, s3)
     options = {
         "db": db,
         "claude": claude,
