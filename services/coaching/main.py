@@ -20,7 +20,6 @@ from services.coaching.health import COACHING_FEATURE_HEALTH
 from services.coaching.routes import sessions
 from services.common.app import Need, ServiceLifespan
 from services.common.app import create_app as create_common_app
-from services.common.claude import install_claude_error_handlers
 
 
 def _lifespan(settings: CoachingSettings) -> ServiceLifespan:
@@ -59,6 +58,5 @@ def create_app(
         lifespan=_lifespan(settings),
         registry=registry,
     )
-    install_claude_error_handlers(app)
     app.add_exception_handler(TranscriptTooLong, _too_long)
     return app

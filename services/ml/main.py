@@ -16,7 +16,6 @@ from prometheus_client import CollectorRegistry
 
 from services.common.app import Need
 from services.common.app import create_app as create_service_app
-from services.common.claude import install_claude_error_handlers
 from services.ml.config import MLSettings
 from services.ml.health import ML_FEATURE_HEALTH
 from services.ml.inference import InferenceTimeoutError
@@ -48,5 +47,4 @@ def create_app(
     )
     app.add_exception_handler(InferenceTimeoutError, inference_timeout)
     app.add_exception_handler(ImageRejected, image_rejected)
-    install_claude_error_handlers(app)
     return app

@@ -6,7 +6,7 @@
 - ``get_claude`` / ``ClaudeDep`` hand it to routes, answering 503
   ``{detail, reason: "claude_not_configured"}`` (saying how to enable it)
   when there is no key.
-- ``install_claude_error_handlers(app)`` turns ``ClaudeError`` into answers.
+- ``ClaudeError`` and its kinds are ``ApiError``s: the common handler answers them.
 - ``claude_health(app)`` is the part of a feature health report about Claude.
 
 See ``client.py`` for the retry policy, ``ledger.py`` for costs.
@@ -35,7 +35,6 @@ from services.common.claude.errors import (
     ClaudeNotConfigured,
     ClaudeTimeout,
     ClaudeUnavailable,
-    install_claude_error_handlers,
 )
 from services.common.claude.ledger import Pricing, Usage
 from services.common.claude.metrics import ClaudeMetrics
@@ -61,7 +60,6 @@ __all__ = [
     "claude_health",
     "create_claude",
     "get_claude",
-    "install_claude_error_handlers",
 ]
 
 

@@ -1,57 +1,50 @@
-"""Errors of Claude-backed work and the JSON answers they become.
+"""Errors of Claude-backed work.
 
-Every failure is a ``ClaudeError`` carrying the HTTP status, a machine
-``reason`` and, for 429/503, the seconds a client should wait. Routes raise
-them as they are; ``install_claude_error_handlers`` turns them into the
-``{detail, reason}`` contract with ``Retry-After``.
+Every failure is a ``ClaudeError``: an ``ApiError`` (so the common error
+handler answers it as ``{detail, reason}``) with the HTTP status of its kind
+and, for 429/503, ``Retry-After`` in whole seconds.
 """
 
 from __future__ import annotations
 
 import math
 
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from services.common.errors import ApiError
 
 
-class ClaudeError(Exception):
-    """A Claude-backed request could not be answered; ``status`` says how."""
+class ClaudeError(ApiError):
+    """A Claude-backed request could not be answered; the class says how."""
 
     status: int = 502
 
     def __init__(self, reason: str, detail: str, *, retry_after: float | None = None) -> None:
-        super().__init__(detail)
-        self.reason = reason
-        self.detail = detail
+        headers = (
+            None if retry_after is None else {"Retry-After": str(max(1, math.ceil(retry_after)))}
+        )
+        super().__init__(self.status, detail, reason=reason, headers=headers)
         self.retry_after = retry_after
-
-    def headers(self) -> dict[str, str]:
-        """``Retry-After`` in whole seconds (at least 1) when a wait is known."""
-        if self.retry_after is None:
-            return {}
-        return {"Retry-After": str(max(1, math.ceil(self.retry_after)))}
 
 
 class ClaudeNotConfigured(ClaudeError):  # noqa: N818 - reads as the condition
-    """No ANTHROPIC_API_KEY: the feature is off, not broken."""
+    """No ANTHROPIC_API_KEY: the feature is off, not broken (503)."""
 
     status = 503
 
 
 class ClaudeUnavailable(ClaudeError):  # noqa: N818
-    """Rate limited for longer than we hold a request, overloaded, circuit open."""
+    """Rate limited for longer than we hold a request, overloaded, circuit open (503)."""
 
     status = 503
 
 
 class ClaudeTimeout(ClaudeError):  # noqa: N818
-    """The call did not finish in time; it is not retried (it may have been billed)."""
+    """The call did not finish in time; it is not retried (it may have been billed): 504."""
 
     status = 504
 
 
 class ClaudeBadOutput(ClaudeError):  # noqa: N818
-    """The model's answer failed validation twice (or the API refused the request)."""
+    """The model's answer failed validation twice, or the API refused the request (502)."""
 
     status = 502
 
@@ -60,17 +53,3 @@ class ClaudeBusy(ClaudeError):  # noqa: N818
     """This replica already runs as many analyses as it may (429)."""
 
     status = 429
-
-
-async def _claude_error(_: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, ClaudeError)
-    return JSONResponse(
-        {"detail": exc.detail, "reason": exc.reason},
-        status_code=exc.status,
-        headers=exc.headers(),
-    )
-
-
-def install_claude_error_handlers(app: FastAPI) -> None:
-    """Answer every ``ClaudeError`` with its status and ``{detail, reason}``."""
-    app.add_exception_handler(ClaudeError, _claude_error)

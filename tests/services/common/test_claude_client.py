@@ -129,7 +129,7 @@ async def test_unusable_answer_is_repaired_once_then_502(
     with pytest.raises(ClaudeBadOutput) as caught:
         await _structured(client)
     assert caught.value.reason == reason
-    assert caught.value.status == 502
+    assert caught.value.status_code == 502
     assert anthropic_api.billable == 2
 
 
@@ -152,7 +152,7 @@ async def test_long_retry_after_answers_503_with_the_wait(
     with pytest.raises(ClaudeUnavailable) as caught:
         await _structured(client)
     assert caught.value.reason == "claude_rate_limited"
-    assert caught.value.headers() == {"Retry-After": "120"}
+    assert caught.value.headers == {"Retry-After": "120"}
     assert len(anthropic_api.requests) == 1
 
 
@@ -212,7 +212,7 @@ async def test_timeout_after_billing_is_not_called_twice(
     anthropic_api.script(Case.slow(1.0, VALID), Case.valid(VALID))
     with pytest.raises(ClaudeTimeout) as caught:
         await _structured(client)
-    assert caught.value.status == 504
+    assert caught.value.status_code == 504
     assert anthropic_api.billable == 1
     await asyncio.sleep(0.8)  # let the held answer finish server-side
     assert len(anthropic_api.requests) == 1
