@@ -239,8 +239,9 @@ class ClaudeClient:
                 self.breaker.record_failure("connection_error")
                 if last or not isinstance(exc.__cause__, httpx2.ConnectError):
                     self._observe(feature, "connection_error", started)
+                    cause = type(exc.__cause__ or exc).__name__
                     raise ClaudeUnavailable(
-                        "claude_unreachable", "Claude cannot be reached", retry_after=5
+                        "claude_unreachable", f"Claude cannot be reached ({cause})", retry_after=5
                     ) from None
                 self.metrics.retries.labels(feature, "connection_error").inc()
                 await self._sleep(self._backoff(attempt))

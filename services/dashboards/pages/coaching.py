@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from services.common.database import Database
 
 if TYPE_CHECKING:
-    from services.dashboards.context import PageContext  # type: ignore[import-not-found, import-untyped, unused-ignore]
+    from services.dashboards.context import PageContext
 
 TITLE = "Agent Coaching"
 ICON = "🎯"
@@ -55,7 +55,7 @@ async def load_coaching(db: Database, tenant_id: str, *, days: int = 30) -> dict
 
 def render(ctx: PageContext) -> None:
     """Draw the page (data from ``load_coaching``)."""
-    import plotly.express as px  # type: ignore[import-untyped, unused-ignore]
+    import plotly.express as px
     import streamlit as st
 
     st.title(f"{ICON} {TITLE}")

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from services.common.database import Database
 
 if TYPE_CHECKING:
-    from services.dashboards.context import PageContext  # type: ignore[import-not-found, import-untyped, unused-ignore]
+    from services.dashboards.context import PageContext
 
 TITLE = "Property Intelligence"
 ICON = "🏠"
@@ -58,7 +58,7 @@ async def load_property_intelligence(db: Database, tenant_id: str) -> dict[str, 
 
 def render(ctx: PageContext) -> None:
     """Draw the page (data from ``load_property_intelligence``)."""
-    import plotly.express as px  # type: ignore[import-untyped, unused-ignore]
+    import plotly.express as px
     import streamlit as st
 
     st.title(f"{ICON} {TITLE}")
