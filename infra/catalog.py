@@ -203,6 +203,8 @@ ML_SERVICES: Final = ServiceSpec(
             "ML_MODEL_CACHE_SIZE": "100",
             "ML_BATCH_SIZE": "32",
             "ML_INFERENCE_TIMEOUT": "10",
+            # Photo uploads (VISION_MAX_IMAGE_BYTES) pass the edge's body cap.
+            "MAX_REQUEST_BODY_BYTES": "20971520",
         }
     ),
     # Property vision calls Claude; lead scoring loads its model from the models bucket

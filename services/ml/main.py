@@ -44,9 +44,6 @@ def create_app(
         feature_health=ML_FEATURE_HEALTH,
         lifespan=ml_lifespan(settings),
         registry=registry,
-        # Photo uploads are the largest bodies; scoring batches stay far below.
-        max_body_bytes=max(settings.max_request_body_bytes, settings.vision_max_image_bytes),
-        max_body_setting="VISION_MAX_IMAGE_BYTES",
     )
     app.add_exception_handler(InferenceTimeoutError, inference_timeout)
     app.add_exception_handler(ImageRejected, image_rejected)
