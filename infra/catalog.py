@@ -264,6 +264,8 @@ ML_SERVICES: Final = ServiceSpec(
             "ML_MODEL_CACHE_SIZE": "100",
             "ML_BATCH_SIZE": "32",
             "ML_INFERENCE_TIMEOUT": "10",
+            # Photo uploads (VISION_MAX_IMAGE_BYTES) pass the edge's body cap.
+            "MAX_REQUEST_BODY_BYTES": "20971520",
         }
     ),
     # Property vision calls Claude; lead scoring loads its model from the models bucket
@@ -291,8 +293,6 @@ COACHING_ENGINE: Final = ServiceSpec(
     ),
     egress=frozenset({EgressTarget.ANTHROPIC}),
     feature="ai_coaching",
-    # Arrives with the coaching issue; `enterprisehub serve coaching` refuses until then.
-    shipped=False,
     api_paths=("/v1/coaching",),
 )
 

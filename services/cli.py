@@ -56,7 +56,10 @@ SERVICES: dict[str, ServiceEntry] = {
     "dashboards": ServiceEntry("services.dashboards.serve:serve", 8501, kind="streamlit"),
 }
 
-COMMAND_GROUPS: tuple[str, ...] = ("services.ml.cli:register_model_commands",)
+COMMAND_GROUPS: tuple[str, ...] = (
+    "services.ml.cli:register_model_commands",
+    "services.ml.cli:register_vision_commands",
+)
 
 
 class CommandError(Exception):

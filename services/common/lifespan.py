@@ -87,7 +87,8 @@ async def _open_storage(app: FastAPI, settings: CommonSettings, stack: AsyncExit
 
 
 async def _open_claude(app: FastAPI, settings: CommonSettings, stack: AsyncExitStack) -> None:
-    client = create_claude(settings)
+    # Postgres opens first (Need order): the client books every call's cost there.
+    client = create_claude(settings, registry=app.state.registry, db=getattr(app.state, "db", None))
     if client is None:
         log.info("claude not configured (ANTHROPIC_API_KEY unset): Claude routes answer 503")
     else:

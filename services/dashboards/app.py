@@ -20,9 +20,9 @@ import streamlit as st
 from services.common.auth import AuthError, Principal, TokenVerifier
 from services.dashboards.config import DashboardSettings
 from services.dashboards.context import AsyncRunner, PageContext
-from services.dashboards.pages import lead_hub
+from services.dashboards.pages import coaching, lead_hub, property
 
-PAGES: tuple[ModuleType, ...] = (lead_hub,)
+PAGES: tuple[ModuleType, ...] = (lead_hub, property, coaching)
 """Every page, in navigation order; each defines TITLE, ICON and render(ctx)."""
 
 _TOKEN_KEY = "dashboards_token"  # noqa: S105 - a session-state key, not a secret
