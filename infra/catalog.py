@@ -120,7 +120,7 @@ COMMON_SETTINGS: Final[Mapping[str, str]] = _frozen(
 )
 
 # ConfigMap settings whose values depend on the stack (environment, hostnames,
-# buckets, flags); the program computes them, so only the names live here.
+# buckets); the program computes them, so only the names live here.
 STACK_SETTINGS: Final[tuple[str, ...]] = (
     "ENVIRONMENT",
     "DEPLOYMENT_ENV",
@@ -132,10 +132,6 @@ STACK_SETTINGS: Final[tuple[str, ...]] = (
     "MODELS_BUCKET",
     "ML_MODEL_URI",
     "S3_ENDPOINT_URL",
-    "FEATURE_REALTIME_INTELLIGENCE",
-    "FEATURE_PROPERTY_VISION",
-    "FEATURE_CHURN_PREVENTION",
-    "FEATURE_AI_COACHING",
 )
 
 # Keys of the Secret every service mounts as environment variables.
@@ -154,15 +150,14 @@ SERVICE_SECRET_KEYS: Final[tuple[str, ...]] = (
 # (and `enterprisehub migrate`) may alter the schema or bypass row-level security.
 MIGRATION_SECRET_KEYS: Final[tuple[str, ...]] = ("MIGRATION_DATABASE_URL",)
 
-# Seed feature-flag names (the Redis `feature_flag:<name>` keys) and the
-# FEATURE_* environment variable that carries each one's default.
-FEATURE_FLAGS: Final[Mapping[str, str]] = _frozen(
-    {
-        "realtime_intelligence": "FEATURE_REALTIME_INTELLIGENCE",
-        "property_vision": "FEATURE_PROPERTY_VISION",
-        "churn_prevention": "FEATURE_CHURN_PREVENTION",
-        "ai_coaching": "FEATURE_AI_COACHING",
-    }
+# Seed feature-flag names (the Redis `feature_flag:<name>` keys). The stack's
+# `featureFlags` gives their initial state to the flags-init Job (`flags init
+# --seed`); no service reads a flag from its environment.
+FEATURE_FLAGS: Final[tuple[str, ...]] = (
+    "realtime_intelligence",
+    "property_vision",
+    "churn_prevention",
+    "ai_coaching",
 )
 
 WEBSOCKET_MANAGER: Final = ServiceSpec(

@@ -139,6 +139,7 @@ def build_platform(
                 "DATABASE_URL": data.database_url,
             },
             flags_secrets={"DATABASE_URL": data.database_url, "REDIS_URL": data.redis_url},
+            flag_seed=config.flag_seed,
             # Published to the very setting the services read, so the two cannot drift.
             model_publish=ModelPublishArgs(
                 destination_uri=settings["ML_MODEL_URI"],

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from localrun.children import Child, ChildProcesses, StartupError, wait_http_ok
 from localrun.datastores import DEFAULT_MODEL_DIR, SetupStepFailed, start_datastores
-from localrun.demo import DemoTenant, demo_tenants, stream_events
+from localrun.demo import DEMO_FLAG_SEED, DemoTenant, demo_tenants, stream_events
 from localrun.leftovers import stop_leftovers
 from localrun.servers import MissingBinary, ServerFailed
 from services.common.settings import AuthSettings
@@ -252,8 +252,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         **auth_env,
         "ENVIRONMENT": "local",
         "LOG_LEVEL": "INFO",
-        # The seed's switch for the feature this run exercises (off by default).
-        "FEATURE_REALTIME_INTELLIGENCE": "true",
     }
     _say(
         f"starting Postgres and Redis{' and Prometheus' if prometheus else ''} on 127.0.0.1 "
@@ -267,6 +265,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 migrate=True,
                 model_dir=DEFAULT_MODEL_DIR,
                 flags=True,
+                flag_seed=DEMO_FLAG_SEED,
                 prometheus_targets=[f"127.0.0.1:{p}" for p in ports.values()]
                 if prometheus
                 else None,

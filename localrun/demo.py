@@ -35,6 +35,14 @@ EVENT_TYPES: tuple[str, ...] = (
     "call.connected",
 )
 DEMO_TOKEN_TTL_S = 12 * 3600
+#: ``make run``'s featureFlags: the feed on for everyone, the other features
+#: mid-rollout so that the ROI page has experiments to show.
+DEMO_FLAG_SEED = (
+    '{"realtime_intelligence": true,'
+    ' "property_vision": {"enabled": true, "rolloutPercentage": 50},'
+    ' "churn_prevention": {"enabled": true, "rolloutPercentage": 50},'
+    ' "ai_coaching": {"enabled": true, "rolloutPercentage": 25}}'
+)
 
 
 @dataclass(frozen=True)

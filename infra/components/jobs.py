@@ -86,7 +86,7 @@ class PlatformJobsArgs:
     """Inputs of :class:`PlatformJobs`.
 
     ``settings`` is the plain environment of every Job (ENVIRONMENT, LOG_LEVEL,
-    AWS_REGION, S3_ENDPOINT_URL, FEATURE_* defaults for ``flags init``).
+    AWS_REGION, S3_ENDPOINT_URL).
     """
 
     namespace: pulumi.Input[str]
@@ -96,6 +96,9 @@ class PlatformJobsArgs:
     migration_secrets: Mapping[str, pulumi.Input[str]]
     #: Must hold DATABASE_URL and REDIS_URL (application role).
     flags_secrets: Mapping[str, pulumi.Input[str]]
+    #: The stack's ``featureFlags`` as ``flags init --seed`` JSON: the initial
+    #: state of flags that do not exist yet (existing ones are never touched).
+    flag_seed: str = "{}"
     model_publish: ModelPublishArgs | None = None
     #: Retries after a failed attempt; a migration that fails twice needs a human.
     backoff_limit: int = 2
@@ -162,7 +165,7 @@ class PlatformJobs(pulumi.ComponentResource):
         # The flags Job writes rows the migration creates, so it runs second.
         flags = self._job(
             "flags-init",
-            FLAGS_INIT_COMMAND,
+            (*FLAGS_INIT_COMMAND, "--seed", args.flag_seed),
             account=jobs_account.metadata.name,
             config=config.metadata.name,
             secret=flags_secret.metadata.name,

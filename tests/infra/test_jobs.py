@@ -64,9 +64,13 @@ def test_migration_runs_enterprisehub_migrate(run: ProgramRun) -> None:
     assert container["image"] == IMAGE
 
 
-def test_flags_init_runs_enterprisehub_flags_init(run: ProgramRun) -> None:
+def test_flags_init_runs_enterprisehub_flags_init_with_the_stack_seed() -> None:
+    seed = '{"ai_coaching":{"enabled":true,"rolloutPercentage":10}}'
+    run = _run(flag_seed=seed)
     container = _job(run, "flags-init")["spec"]["template"]["spec"]["containers"][0]
-    assert container["command"] == ["enterprisehub", "flags", "init"]
+    assert container["command"] == ["enterprisehub", "flags", "init", "--seed", seed]
+    # A new seed is a new Job (its name hashes the command); init never overwrites.
+    assert _job_name(run, "flags-init") != _job_name(_run(), "flags-init")
 
 
 def test_model_publish_copies_the_image_model_to_the_bucket(run: ProgramRun) -> None:
