@@ -1,4 +1,5 @@
-"""One-shot Jobs that gate a rollout: schema migration, feature-flag init, model publish.
+"""One-shot Jobs that gate a rollout (schema migration, feature-flag init, model
+publish) and the daily business-impact CronJob.
 
 Ordering. The Pulumi Kubernetes provider waits for a Job to *complete* before
 it reports the Job created (``skipAwait`` is false by default) and fails the
@@ -53,6 +54,8 @@ MODEL_PUBLISHER_SERVICE_ACCOUNT: Final = "model-publisher"
 
 MIGRATE_COMMAND: Final = (catalog.CLI, "migrate")
 FLAGS_INIT_COMMAND: Final = (catalog.CLI, "flags", "init")
+#: The daily aggregate into phase3_business_metrics (idempotent, so a retry is safe).
+IMPACT_AGGREGATE_COMMAND: Final = (catalog.CLI, "impact", "aggregate", "--date", "yesterday")
 #: Where the image keeps the trained lead-scoring model (the Dockerfile puts it there).
 MODEL_SOURCE_PATH: Final = catalog.ML_MODEL_IMAGE_PATH
 
@@ -99,6 +102,9 @@ class PlatformJobsArgs:
     #: The stack's ``featureFlags`` as ``flags init --seed`` JSON: the initial
     #: state of flags that do not exist yet (existing ones are never touched).
     flag_seed: str = "{}"
+    #: Cron schedule (UTC) of the daily business-impact aggregate of the day
+    #: before; None declares no CronJob.
+    impact_schedule: str | None = "30 0 * * *"
     model_publish: ModelPublishArgs | None = None
     #: Retries after a failed attempt; a migration that fails twice needs a human.
     backoff_limit: int = 2
@@ -172,6 +178,14 @@ class PlatformJobs(pulumi.ComponentResource):
             depends_on=[migration],
         )
 
+        self.impact_cronjob_name: pulumi.Output[str] | None = None
+        if args.impact_schedule is not None:
+            self.impact_cronjob_name = self._impact_cronjob(
+                account=jobs_account.metadata.name,
+                config=config.metadata.name,
+                depends_on=[migration],
+            ).metadata.name
+
         self.migration_job_name = migration.metadata.name
         self.flags_job_name = flags.metadata.name
         self.rollout_gate = [migration, flags]
@@ -219,7 +233,57 @@ class PlatformJobs(pulumi.ComponentResource):
         }
         if self.model_publish_job_name is not None:
             outputs["model_publish_job_name"] = self.model_publish_job_name
+        if self.impact_cronjob_name is not None:
+            outputs["impact_cronjob_name"] = self.impact_cronjob_name
         self.register_outputs(outputs)
+
+    def _impact_cronjob(
+        self,
+        *,
+        account: pulumi.Input[str],
+        config: pulumi.Input[str],
+        depends_on: Sequence[pulumi.Resource],
+    ) -> k8s.batch.v1.CronJob:
+        """The daily ``impact aggregate`` (application role: it writes under RLS)."""
+        args = self._args
+        secret = self._secret(
+            "impact-aggregate", {"DATABASE_URL": args.flags_secrets["DATABASE_URL"]}
+        )
+        labels = hardening.labels("impact-aggregate", hardening.COMPONENT_JOB)
+        return k8s.batch.v1.CronJob(
+            f"{self._name}-impact-aggregate",
+            metadata=k8s.meta.v1.ObjectMetaArgs(
+                name="impact-aggregate",
+                namespace=args.namespace,
+                labels=labels,
+                annotations=hardening.SECRET_ENV_SKIP,
+            ),
+            spec=k8s.batch.v1.CronJobSpecArgs(
+                schedule=args.impact_schedule,
+                time_zone="Etc/UTC",
+                # A run still going (or retrying) when the next is due: skip, not pile up.
+                concurrency_policy="Forbid",
+                starting_deadline_seconds=6 * 3600,
+                successful_jobs_history_limit=3,
+                failed_jobs_history_limit=3,
+                job_template=k8s.batch.v1.JobTemplateSpecArgs(
+                    metadata=k8s.meta.v1.ObjectMetaArgs(labels=labels),
+                    spec=k8s.batch.v1.JobSpecArgs(
+                        backoff_limit=args.backoff_limit,
+                        active_deadline_seconds=args.active_deadline_seconds,
+                        ttl_seconds_after_finished=args.ttl_seconds_after_finished,
+                        template=self._pod(
+                            "impact-aggregate",
+                            list(IMPACT_AGGREGATE_COMMAND),
+                            account=account,
+                            config=config,
+                            secret=secret.metadata.name,
+                        ),
+                    ),
+                ),
+            ),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=list(depends_on)),
+        )
 
     def _secret(self, job: str, values: Mapping[str, pulumi.Input[str]]) -> k8s.core.v1.Secret:
         """A Secret read by exactly one Job (least privilege: no Job sees another's DSN)."""
@@ -255,17 +319,6 @@ class PlatformJobs(pulumi.ComponentResource):
             if destination is not None
             else list(command)
         )
-        env_from = [
-            k8s.core.v1.EnvFromSourceArgs(
-                config_map_ref=k8s.core.v1.ConfigMapEnvSourceArgs(name=config)
-            )
-        ]
-        if secret is not None:
-            env_from.append(
-                k8s.core.v1.EnvFromSourceArgs(
-                    secret_ref=k8s.core.v1.SecretEnvSourceArgs(name=secret)
-                )
-            )
         labels = hardening.labels(job, hardening.COMPONENT_JOB)
         return k8s.batch.v1.Job(
             f"{self._name}-{job}",
@@ -279,30 +332,8 @@ class PlatformJobs(pulumi.ComponentResource):
                 backoff_limit=args.backoff_limit,
                 active_deadline_seconds=args.active_deadline_seconds,
                 ttl_seconds_after_finished=args.ttl_seconds_after_finished,
-                template=k8s.core.v1.PodTemplateSpecArgs(
-                    metadata=k8s.meta.v1.ObjectMetaArgs(labels=labels),
-                    spec=k8s.core.v1.PodSpecArgs(
-                        restart_policy="Never",
-                        service_account_name=account,
-                        automount_service_account_token=False,
-                        security_context=hardening.pod_security_context(),
-                        containers=[
-                            k8s.core.v1.ContainerArgs(
-                                name=job,
-                                image=args.image,
-                                image_pull_policy="IfNotPresent",
-                                command=full_command,
-                                env_from=env_from,
-                                env=[k8s.core.v1.EnvVarArgs(name="HOME", value="/tmp")],  # noqa: S108
-                                resources=hardening.resources(
-                                    args.resources.cpu, args.resources.memory
-                                ),
-                                security_context=hardening.container_security_context(),
-                                volume_mounts=[hardening.tmp_mount()],
-                            )
-                        ],
-                        volumes=[hardening.tmp_volume()],
-                    ),
+                template=self._pod(
+                    job, full_command, account=account, config=config, secret=secret
                 ),
             ),
             opts=pulumi.ResourceOptions(
@@ -312,6 +343,54 @@ class PlatformJobs(pulumi.ComponentResource):
                     create=f"{args.active_deadline_seconds + _AWAIT_MARGIN_SECONDS}s",
                     update=f"{args.active_deadline_seconds + _AWAIT_MARGIN_SECONDS}s",
                 ),
+            ),
+        )
+
+    def _pod(
+        self,
+        job: str,
+        command: pulumi.Input[Sequence[str]],
+        *,
+        account: pulumi.Input[str],
+        config: pulumi.Input[str],
+        secret: pulumi.Input[str] | None,
+    ) -> k8s.core.v1.PodTemplateSpecArgs:
+        """The hardened pod of every Job: project image, settings and one Secret."""
+        args = self._args
+        env_from = [
+            k8s.core.v1.EnvFromSourceArgs(
+                config_map_ref=k8s.core.v1.ConfigMapEnvSourceArgs(name=config)
+            )
+        ]
+        if secret is not None:
+            env_from.append(
+                k8s.core.v1.EnvFromSourceArgs(
+                    secret_ref=k8s.core.v1.SecretEnvSourceArgs(name=secret)
+                )
+            )
+        return k8s.core.v1.PodTemplateSpecArgs(
+            metadata=k8s.meta.v1.ObjectMetaArgs(
+                labels=hardening.labels(job, hardening.COMPONENT_JOB)
+            ),
+            spec=k8s.core.v1.PodSpecArgs(
+                restart_policy="Never",
+                service_account_name=account,
+                automount_service_account_token=False,
+                security_context=hardening.pod_security_context(),
+                containers=[
+                    k8s.core.v1.ContainerArgs(
+                        name=job,
+                        image=args.image,
+                        image_pull_policy="IfNotPresent",
+                        command=command,
+                        env_from=env_from,
+                        env=[k8s.core.v1.EnvVarArgs(name="HOME", value="/tmp")],  # noqa: S108
+                        resources=hardening.resources(args.resources.cpu, args.resources.memory),
+                        security_context=hardening.container_security_context(),
+                        volume_mounts=[hardening.tmp_mount()],
+                    )
+                ],
+                volumes=[hardening.tmp_volume()],
             ),
         )
 

@@ -33,6 +33,10 @@ from services.rollout.cli import _feature
 
 
 def _day(value: str) -> date:
+    today = datetime.now(UTC).date()
+    if value in {"today", "yesterday"}:
+        # The CronJob passes "yesterday": the UTC day that has just ended.
+        return today if value == "today" else today - timedelta(days=1)
     try:
         return date.fromisoformat(value)
     except ValueError:
@@ -172,7 +176,9 @@ def register_impact_commands(subparsers: Any) -> None:
     aggregate = impact_commands.add_parser(
         "aggregate", help="rewrite one day's phase3_business_metrics rows (idempotent)"
     )
-    aggregate.add_argument("--date", required=True, type=_day, help="UTC day, YYYY-MM-DD")
+    aggregate.add_argument(
+        "--date", required=True, type=_day, help="UTC day: YYYY-MM-DD, today or yesterday"
+    )
     aggregate.set_defaults(handler=_aggregate)
     report = impact_commands.add_parser("report", help="summary of stored rows (JSON)")
     report.add_argument("--start", type=_day, default=None, help="first day (default: a week ago)")

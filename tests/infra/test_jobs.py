@@ -236,3 +236,30 @@ def test_missing_migration_dsn_is_named() -> None:
 def test_a_tagged_image_is_refused() -> None:
     with pytest.raises(ValueError, match="not pinned by digest"):
         PlatformJobs("jobs", _args(image="enterprisehub:latest"))
+
+
+def test_impact_aggregate_runs_daily_as_the_application_role(run: ProgramRun) -> None:
+    cron = run.one("kubernetes:batch/v1:CronJob", "jobs-impact-aggregate").inputs
+    assert cron["spec"]["schedule"] == "30 0 * * *"
+    assert cron["spec"]["timeZone"] == "Etc/UTC"
+    assert cron["spec"]["concurrencyPolicy"] == "Forbid"
+    job = cron["spec"]["jobTemplate"]["spec"]
+    assert job["backoffLimit"] == 2
+    pod = job["template"]["spec"]
+    container = pod["containers"][0]
+    assert container["command"] == ["enterprisehub", "impact", "aggregate", "--date", "yesterday"]
+    assert container["securityContext"]["runAsNonRoot"] is True
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert pod["automountServiceAccountToken"] is False
+    secret = run.one("kubernetes:core/v1:Secret", "jobs-impact-aggregate-secret")
+    assert set(secret.inputs["stringData"]) == {"DATABASE_URL"}
+    assert {"secretRef": {"name": secret.inputs["metadata"]["name"]}} in container["envFrom"]
+    migration = run.one("kubernetes:batch/v1:Job", "jobs-migrate")
+    assert (
+        migration.urn
+        in run.one("kubernetes:batch/v1:CronJob", "jobs-impact-aggregate").dependencies
+    )
+
+
+def test_no_schedule_no_cronjob() -> None:
+    assert not _run(impact_schedule=None).of_type("kubernetes:batch/v1:CronJob")
