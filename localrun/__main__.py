@@ -29,7 +29,13 @@ from pathlib import Path
 
 from localrun.children import Child, ChildProcesses, StartupError, wait_http_ok
 from localrun.datastores import DEFAULT_MODEL_DIR, SetupStepFailed, start_datastores
-from localrun.demo import DEMO_FLAG_SEED, DemoTenant, demo_tenants, stream_events
+from localrun.demo import (
+    DEMO_FLAG_SEED,
+    DemoTenant,
+    demo_tenants,
+    seed_impact_history,
+    stream_events,
+)
 from localrun.leftovers import stop_leftovers
 from localrun.servers import MissingBinary, ServerFailed
 from services.common.settings import AuthSettings
@@ -300,6 +306,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     jwt_secret_key=auth_env["JWT_SECRET_KEY"], jwt_key_id=auth_env["JWT_KEY_ID"]
                 )
             )
+            asyncio.run(seed_impact_history(stores.database_url, [t.tenant_id for t in tenants]))
             ingest = (
                 f"http://127.0.0.1:{ports['realtime']}/v1/leads/events"
                 if "realtime" in ports

@@ -181,6 +181,7 @@ class PlatformJobs(pulumi.ComponentResource):
         self.impact_cronjob_name: pulumi.Output[str] | None = None
         if args.impact_schedule is not None:
             self.impact_cronjob_name = self._impact_cronjob(
+                args.impact_schedule,
                 account=jobs_account.metadata.name,
                 config=config.metadata.name,
                 depends_on=[migration],
@@ -239,6 +240,7 @@ class PlatformJobs(pulumi.ComponentResource):
 
     def _impact_cronjob(
         self,
+        schedule: str,
         *,
         account: pulumi.Input[str],
         config: pulumi.Input[str],
@@ -259,7 +261,7 @@ class PlatformJobs(pulumi.ComponentResource):
                 annotations=hardening.SECRET_ENV_SKIP,
             ),
             spec=k8s.batch.v1.CronJobSpecArgs(
-                schedule=args.impact_schedule,
+                schedule=schedule,
                 time_zone="Etc/UTC",
                 # A run still going (or retrying) when the next is due: skip, not pile up.
                 concurrency_policy="Forbid",
