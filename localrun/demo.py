@@ -200,7 +200,7 @@ async def seed_impact_history(
                     day = today - timedelta(days=age)
                     share = (0.10, 0.25, 0.50, 1.0)[min(3, (days - age) // 8)]
                     for feature, a in ASSUMPTIONS.items():
-                        usage = max(1, int(rng.gauss(120 * share, 12 * share)))
+                        usage = max(1, round(rng.gauss(12 * share, 2 * share)))
                         successes = int(usage * rng.uniform(0.6, 0.9))
                         driver = usage if a.driver == "usage" else successes
                         target = PLANS[feature].latency_target_seconds

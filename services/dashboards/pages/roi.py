@@ -5,8 +5,8 @@ Everything is read from stored rows: the tenant's ``phase3_business_metrics``
 and the newest ``rollout_decisions`` (platform-level aggregates, no tenant
 data). Revenue uses the measured lift with its interval where an experiment
 has measured one, else the assumed lift and its range (say which); cost here
-is this tenant's per-use cost (the shared infrastructure allocation is in the
-platform report, ``enterprisehub impact report``).
+is this tenant's per-use cost plus an equal share of the infrastructure
+allocation among the tenants active in the period.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import streamlit as st
 
 from services.common.database import Database
 from services.common.flags import FEATURES
+from services.impact.aggregate import active_tenants, day_bounds
 from services.impact.assumptions import ANNUAL_GOAL, ASSUMPTIONS
 from services.impact.report import measured_lifts, summarize, tenant_rows
 from services.rollout.schedule import PLANS
@@ -66,8 +67,17 @@ async def load_roi(db: Database, tenant_id: str, start: date, end: date) -> RoiD
     """The tenant's rows for ``[start, end]`` and the platform's experiments."""
     rows = await tenant_rows(db, tenant_id, start, end)
     experiments = await measured_lifts(db)
+    since, _ = day_bounds(start)
+    _, until = day_bounds(end)
+    # An equal share of the shared infrastructure (an assumption, like the cost itself).
+    tenants = len(await active_tenants(db, since, until))
     summary = summarize(
-        rows, start=start, end=end, assumptions=ASSUMPTIONS, lifts=experiments, infra_share=0.0
+        rows,
+        start=start,
+        end=end,
+        assumptions=ASSUMPTIONS,
+        lifts=experiments,
+        infra_share=1 / tenants if tenants else 0.0,
     )
     return RoiData(rows, summary, experiments, await load_decisions(db))
 
@@ -158,7 +168,7 @@ def _experiment_table(data: RoiData) -> list[dict[str, Any]]:
 
 def render(ctx: PageContext) -> None:
     """Draw the page for ``ctx.tenant_id``."""
-    st.title(f"{ICON} {TITLE}")
+    st.title(TITLE)
     st.caption(
         "Revenue = usage x lift x value per unit. Lift: measured (experiment) where available, "
         "else assumed (see the assumptions in docs/architecture.md); intervals throughout."
@@ -180,7 +190,7 @@ def render(ctx: PageContext) -> None:
     a, b, c, d = st.columns(4)
     a.metric("Revenue impact", _money(total["revenue"]["point"]),
              help=f"interval {_interval(total['revenue'])}")  # fmt: skip
-    b.metric("Operating cost (per use)", _money(total["operating_cost"]))
+    b.metric("Operating cost", _money(total["operating_cost"]))
     c.metric("Net impact", _money(total["net_impact"]))
     roi = total["roi"]
     d.metric("ROI", "n/a" if roi is None else f"{roi['point']:.0%}",
