@@ -91,6 +91,8 @@ def _analyze(args: argparse.Namespace) -> int:
         )
     except (InputError, ValueError) as exc:
         raise CommandError(f"experiment analyze: {exc}", EXIT_USAGE) from None
+    if units.adoption is not None:
+        result["adoption"] = units.adoption
     print(json.dumps(result, indent=2, sort_keys=True))
     if args.store:
         settings = ImpactSettings.from_env()

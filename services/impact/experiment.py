@@ -1,8 +1,10 @@
 """Experiment input: a CSV of per-tenant units, validated, into the arrays ``stats`` needs.
 
-Columns: ``unit_id,variant,value`` (variant ``control`` or ``treatment``) and
-an optional ``pre_value`` (the same metric before the experiment, for
-CUPED). One row per unit: randomisation is by tenant, so a unit id may
+Columns: ``unit_id,variant,value`` (variant ``control`` or ``treatment``), an
+optional ``pre_value`` (the same metric before the experiment, for CUPED)
+and an optional ``used`` (1/0: the tenant used the feature in the window;
+the share among treatment tenants is the adoption ``rollout advance`` checks).
+One row per unit: randomisation is by tenant, so a unit id may
 appear once. Every problem names its line.
 """
 
@@ -33,6 +35,8 @@ class Units:
     treatment: Array
     pre_control: Array | None = None
     pre_treatment: Array | None = None
+    #: Share of treatment units with ``used`` = 1 (None without the column).
+    adoption: float | None = None
 
 
 def _number(raw: str, column: str, line: int) -> float:
@@ -58,6 +62,8 @@ def read_units(path: Path) -> Units:
         if missing:
             raise InputError(f"missing column(s): {', '.join(sorted(missing))}")
         has_pre = "pre_value" in columns
+        has_used = "used" in columns
+        used: list[bool] = []
         values: dict[str, list[float]] = {v: [] for v in VARIANTS}
         pres: dict[str, list[float]] = {v: [] for v in VARIANTS}
         seen: set[str] = set()
@@ -77,6 +83,11 @@ def read_units(path: Path) -> Units:
             values[variant].append(_number(row.get("value") or "", "value", line))
             if has_pre:
                 pres[variant].append(_number(row.get("pre_value") or "", "pre_value", line))
+            if has_used and variant == "treatment":
+                flag = (row.get("used") or "").strip()
+                if flag not in {"0", "1"}:
+                    raise InputError(f"line {line}: used must be 0 or 1, not {flag!r}")
+                used.append(flag == "1")
     for variant in VARIANTS:
         if len(values[variant]) < 2:
             raise InputError(f"{variant} has {len(values[variant])} unit(s); at least 2 are needed")
@@ -86,4 +97,5 @@ def read_units(path: Path) -> Units:
         as_array(values["treatment"]),
         as_array(pres["control"]) if has_pre else None,
         as_array(pres["treatment"]) if has_pre else None,
+        sum(used) / len(used) if has_used and used else None,
     )

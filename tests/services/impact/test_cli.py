@@ -78,6 +78,21 @@ async def test_bad_input_is_one_clear_line(
     assert message in capsys.readouterr().err
 
 
+async def test_used_column_gives_the_adoption(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "units.csv"
+    rows = ["unit_id,variant,value,used"]
+    rows += [f"c{i},control,{i % 7},0" for i in range(10)]
+    rows += [f"t{i},treatment,{i % 5},{int(i < 6)}" for i in range(8)]
+    path.write_text("\n".join(rows) + "\n")
+    assert await _cli("experiment", "analyze", "--input", str(path)) == 0
+    assert json.loads(capsys.readouterr().out)["adoption"] == 0.75
+    path.write_text("unit_id,variant,value,used\nc1,control,1,0\nt1,treatment,1,yes\n")
+    assert await _cli("experiment", "analyze", "--input", str(path)) == 2
+    assert "used must be 0 or 1" in capsys.readouterr().err
+
+
 async def test_store_records_the_result(
     settings_env: dict[str, str],
     tmp_path: Path,
