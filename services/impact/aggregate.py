@@ -9,8 +9,9 @@ constant with bound parameters.
 
 Per feature (the seed's tables): usage = rows created that day; successes =
 rows that did what the feature promises (feed events published to the
-stream, vision analyses without an ``error`` key, interventions whose
-outcome is engaged/retained/converted, coaching sessions with insights);
+stream, vision analyses with a result and no ``error`` key, interventions
+whose outcome is ``responded`` or ``re_engaged``, coaching sessions with
+insights);
 latency percentiles from the feature's own latency column (seconds).
 Revenue uses the assumed point lift (``assumptions.py``); reports replace it
 with a measured lift where one exists. ``operating_cost`` is the per-use API
@@ -47,11 +48,13 @@ SOURCES: Final[Mapping[str, str]] = {
         "realtime_intelligence_events", "published_at IS NOT NULL", "websocket_latency_seconds"
     ),
     "property_vision": _source(
-        "property_vision_analyses", "NOT (analysis_results ? 'error')", "analysis_latency_seconds"
+        "property_vision_analyses",
+        "analysis_results IS NOT NULL AND NOT (analysis_results ? 'error')",
+        "analysis_latency_seconds",
     ),
     "churn_prevention": _source(
         "churn_interventions",
-        "outcome IN ('engaged', 'retained', 'converted')",
+        "outcome IN ('responded', 're_engaged')",
         "intervention_latency_seconds",
     ),
     "ai_coaching": _source(
