@@ -28,8 +28,7 @@ from services.impact.report import measured_lifts, summarize, tenant_rows
 from services.rollout.schedule import PLANS
 
 if TYPE_CHECKING:
-    # The dashboards app (PageContext) lands from the skeleton branch.
-    from services.dashboards.context import PageContext  # type: ignore[import-untyped,unused-ignore]
+    from services.dashboards.context import PageContext
 
 TITLE = "Phase 3 ROI"
 ICON = "💰"
