@@ -22,8 +22,9 @@ from services.dashboards.config import DashboardSettings
 from services.dashboards.context import AsyncRunner, PageContext
 from services.dashboards.pages import lead_hub, roi
 
+# Every page, in navigation order; each defines TITLE, ICON and render(ctx).
+# (A comment, not a string: Streamlit's "magic" would print a bare string on every page.)
 PAGES: tuple[ModuleType, ...] = (lead_hub, roi)
-"""Every page, in navigation order; each defines TITLE, ICON and render(ctx)."""
 
 _TOKEN_KEY = "dashboards_token"  # noqa: S105 - a session-state key, not a secret
 
