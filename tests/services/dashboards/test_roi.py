@@ -161,6 +161,8 @@ async def test_page_in_headless_chromium(
                 ).wait_for(timeout=180_000)
                 await page.locator(".js-plotly-plot").first.wait_for(timeout=120_000)
                 assert await page.locator(".js-plotly-plot").count() == 3
+                # The last element drawn: the page is complete once it is there.
+                await page.get_by_text("Export data to CSV").wait_for(timeout=120_000)
                 text = await page.inner_text("body")
                 assert "Revenue impact" in text
                 assert "Export data to CSV" in text
@@ -203,6 +205,7 @@ async def test_roi_page_in_the_real_app_after_sign_in(
                 timeout=180_000
             )
             await page.locator(".js-plotly-plot").nth(2).wait_for(timeout=120_000)
+            await page.get_by_text("Export data to CSV").wait_for(timeout=120_000)
             text = await page.inner_text("body")
             # Tables are drawn on a canvas; their content is checked under AppTest.
             assert "Revenue impact" in text
