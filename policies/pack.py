@@ -23,6 +23,15 @@ EXEMPT: Mapping[str, str] = {
     "pulumi:providers:aws": "provider configuration; aws-required-tags reads its default tags",
     "pulumi:providers:kubernetes": "provider configuration, no cloud object",
     "random:index/randomPassword:RandomPassword": "only in the encrypted state; no cloud object",
+    "random:index/randomId:RandomId": "only in the state (the final snapshot's suffix)",
+    "aws:cloudwatch/eventTarget:EventTarget": "points an interruption rule at the queue; no data "
+    "or exposure of its own (the queue is checked by sqs-queue-encrypted)",
+    "aws:sqs/queuePolicy:QueuePolicy": "grants EventBridge sqs:SendMessage on the interruption "
+    "queue only (infra/components/autoscaling.py); no data or exposure beyond that",
+    "aws:eks/accessEntry:AccessEntry": "who may reach the API; the entries come from config only, "
+    "asserted in tests/infra/test_aws_real_run.py",
+    "kubernetes:karpenter.sh/v1:NodePool": "scheduling limits; capacity asserted in "
+    "tests/infra/test_capacity.py",
     "aws:ec2/route:Route": "a route entry: not taggable, nothing to encrypt or expose on its own",
     "aws:ec2/routeTableAssociation:RouteTableAssociation": "links a subnet to a table; no settings",
     "aws:ecr/lifecyclePolicy:LifecyclePolicy": "expiry rules of a repository; no security setting",
