@@ -169,7 +169,7 @@ COMMON_SETTINGS: Final[Mapping[str, str]] = _frozen(
 )
 
 # ConfigMap settings whose values depend on the stack (environment, hostnames,
-# buckets, flags); the program computes them, so only the names live here.
+# buckets); the program computes them, so only the names live here.
 STACK_SETTINGS: Final[tuple[str, ...]] = (
     "ENVIRONMENT",
     "DEPLOYMENT_ENV",
@@ -181,10 +181,6 @@ STACK_SETTINGS: Final[tuple[str, ...]] = (
     "MODELS_BUCKET",
     "ML_MODEL_URI",
     "S3_ENDPOINT_URL",
-    "FEATURE_REALTIME_INTELLIGENCE",
-    "FEATURE_PROPERTY_VISION",
-    "FEATURE_CHURN_PREVENTION",
-    "FEATURE_AI_COACHING",
 )
 
 # Every key a workload's Secret may hold (each workload declares its subset in
@@ -211,15 +207,14 @@ OBJECT_STORAGE_SECRET_KEYS: Final[tuple[str, ...]] = ("AWS_ACCESS_KEY_ID", "AWS_
 #: What every service reads: its stores (application role) and the token keys.
 _CORE_SECRETS: Final = ("DATABASE_URL", "REDIS_URL", "JWT_SECRET_KEY", "JWT_PREVIOUS_KEYS")
 
-# Seed feature-flag names (the Redis `feature_flag:<name>` keys) and the
-# FEATURE_* environment variable that carries each one's default.
-FEATURE_FLAGS: Final[Mapping[str, str]] = _frozen(
-    {
-        "realtime_intelligence": "FEATURE_REALTIME_INTELLIGENCE",
-        "property_vision": "FEATURE_PROPERTY_VISION",
-        "churn_prevention": "FEATURE_CHURN_PREVENTION",
-        "ai_coaching": "FEATURE_AI_COACHING",
-    }
+# Seed feature-flag names (the Redis `feature_flag:<name>` keys). The stack's
+# `featureFlags` gives their initial state to the flags-init Job (`flags init
+# --seed`); no service reads a flag from its environment.
+FEATURE_FLAGS: Final[tuple[str, ...]] = (
+    "realtime_intelligence",
+    "property_vision",
+    "churn_prevention",
+    "ai_coaching",
 )
 
 WEBSOCKET_MANAGER: Final = ServiceSpec(
@@ -393,6 +388,13 @@ FLAGS_INIT_JOB: Final = JobSpec(
     name="flags-init",
     command=(CLI, "flags", "init"),
     secrets=("DATABASE_URL", "REDIS_URL"),
+)
+#: The daily aggregate into phase3_business_metrics (idempotent, so a retry is
+#: safe); the application role, since it writes under row-level security.
+IMPACT_AGGREGATE_JOB: Final = JobSpec(
+    name="impact-aggregate",
+    command=(CLI, "impact", "aggregate", "--date", "yesterday"),
+    secrets=("DATABASE_URL",),
 )
 MODEL_PUBLISH_JOB: Final = JobSpec(
     name="model-publish",

@@ -137,6 +137,16 @@ class _Model(BaseModel):
     )
 
 
+class FlagSeed(_Model):
+    """A feature flag's initial state: created by the flags-init Job if missing."""
+
+    enabled: bool = False
+    rollout_percentage: float = Field(default=0, ge=0, le=100, multiple_of=0.01)
+
+
+_OFF: FlagSeed | bool = FlagSeed()
+
+
 class ServiceOverride(_Model):
     """Per-stack changes to a service's seed numbers (all optional)."""
 
@@ -415,8 +425,10 @@ class StackConfig(_Model):
     cluster: ClusterConfig = ClusterConfig()
     dns: DnsConfig = DnsConfig()
     egress: dict[catalog.EgressTarget, EgressConfig] = Field(default_factory=_default_egress)
-    feature_flags: dict[str, bool] = Field(
-        default_factory=lambda: dict.fromkeys(catalog.FEATURE_FLAGS, False)
+    #: Initial flag states (a bare boolean: on at 100% or off at 0%). They seed
+    #: Redis through `enterprisehub flags init --seed`, which never overwrites.
+    feature_flags: dict[str, FlagSeed | bool] = Field(
+        default_factory=lambda: dict.fromkeys(catalog.FEATURE_FLAGS, _OFF)
     )
     secrets: StackSecrets
 
@@ -481,9 +493,18 @@ class StackConfig(_Model):
             "JWT_KEY_ID": self.jwt_key_id,
             "AWS_REGION": self.aws_region,
         }
-        for flag, variable in catalog.FEATURE_FLAGS.items():
-            settings[variable] = "true" if self.feature_flags.get(flag, False) else "false"
         return settings
+
+    @property
+    def flag_seed(self) -> str:
+        """The ``flags init --seed`` JSON: every catalog flag's initial state."""
+        seed = {}
+        for flag in catalog.FEATURE_FLAGS:
+            value = self.feature_flags.get(flag, FlagSeed())
+            if isinstance(value, bool):
+                value = FlagSeed(enabled=value, rollout_percentage=100 if value else 0)
+            seed[flag] = {"enabled": value.enabled, "rolloutPercentage": value.rollout_percentage}
+        return json.dumps(seed, sort_keys=True, separators=(",", ":"))
 
 
 class _Secret:

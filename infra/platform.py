@@ -205,6 +205,7 @@ class _Platform:
                 image=self.config.image,
                 settings=self.settings,
                 secrets=self.pool,
+                flag_seed=self.config.flag_seed,
                 # Published to the very setting the services read, so the two cannot drift.
                 model_publish=ModelPublishArgs(
                     destination_uri=self.settings["ML_MODEL_URI"],

@@ -113,6 +113,7 @@ def start_datastores(
     migrate: bool = True,
     model_dir: Path | None = None,
     flags: bool = False,
+    flag_seed: str | None = None,
     prometheus_targets: Sequence[str] | None = None,
 ) -> Iterator[Datastores]:
     """Start Postgres and Redis under ``base_dir``, prepare them, stop them on exit.
@@ -122,6 +123,7 @@ def start_datastores(
     sure ``model_dir/lead_scoring.joblib`` exists, training it if missing.
     Open it inside the ``ChildProcesses`` context that runs the services, so
     that the services (which hold connections) stop before the servers do.
+    ``flag_seed`` is the ``flags init --seed`` JSON (the stack's featureFlags).
     """
     base_dir.mkdir(parents=True, exist_ok=True)
     # Postgres runs as the postgres user, which must be able to reach its
@@ -145,7 +147,8 @@ def start_datastores(
             stores.model_path = model_path
         if flags:
             env = {**env, **stores.service_env()}
-            run_setup_step("flags init", enterprisehub_command("flags", "init"), env)
+            seed = ("--seed", flag_seed) if flag_seed else ()
+            run_setup_step("flags init", enterprisehub_command("flags", "init", *seed), env)
         yield stores
     finally:
         servers.stop()

@@ -2,7 +2,10 @@
 
     enterprisehub serve realtime|ml|coaching|churn|dashboards [--host H] [--port N]
     enterprisehub migrate [--revision REV]
-    enterprisehub flags init
+    enterprisehub flags init|assign ...          (registered by services.rollout.cli)
+    enterprisehub rollout set|enable-all|status|advance ...
+    enterprisehub experiment analyze ...        (registered by services.impact.cli)
+    enterprisehub impact aggregate|report ...
     enterprisehub token --tenant T --subject S [--ttl SECONDS]
     enterprisehub model train|publish ...      (registered by services.ml.cli)
 
@@ -59,6 +62,8 @@ SERVICES: dict[str, ServiceEntry] = {
 COMMAND_GROUPS: tuple[str, ...] = (
     "services.ml.cli:register_model_commands",
     "services.ml.cli:register_vision_commands",
+    "services.rollout.cli:register_rollout_commands",
+    "services.impact.cli:register_impact_commands",
 )
 
 
@@ -163,29 +168,6 @@ def _migrate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _flags_init(_: argparse.Namespace) -> int:
-    from services.common.flags import init_flags
-    from services.common.redis import RedisUnavailable, close_redis, create_redis_from_settings
-    from services.common.settings import RedisSettings
-
-    settings = RedisSettings.from_env()
-
-    async def run() -> dict[str, bool]:
-        client = create_redis_from_settings(settings)
-        try:
-            return await init_flags(client)
-        finally:
-            await close_redis(client)
-
-    try:
-        created = asyncio.run(run())
-    except RedisUnavailable as exc:
-        raise CommandError(f"flags init: {exc.reason}") from None
-    for feature, was_created in created.items():
-        print(f"{feature}: {'created (disabled, 0%)' if was_created else 'exists, unchanged'}")
-    return 0
-
-
 def _token(args: argparse.Namespace) -> int:
     from services.common.auth import issue_token
     from services.common.settings import AuthSettings
@@ -232,12 +214,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     migrate.add_argument("--revision", default="head", help="target revision (default head)")
     migrate.set_defaults(handler=_migrate)
-
-    flags = commands.add_parser("flags", help="feature flag records in Redis")
-    flag_commands = flags.add_subparsers(dest="flags_command", required=True)
-    flag_commands.add_parser(
-        "init", help="create missing flags disabled at 0%%; never overwrites"
-    ).set_defaults(handler=_flags_init)
 
     token = commands.add_parser("token", help="mint a JWT signed with the active key")
     token.add_argument("--tenant", required=True, help="tenant id (tid claim)")

@@ -77,7 +77,7 @@ class PlatformJobsArgs:
     """Inputs of :class:`PlatformJobs`.
 
     ``settings`` is the plain environment of every Job (ENVIRONMENT, LOG_LEVEL,
-    AWS_REGION, S3_ENDPOINT_URL, FEATURE_* defaults for ``flags init``).
+    AWS_REGION, S3_ENDPOINT_URL).
     ``secrets`` is the pool the Jobs' Secrets are cut from: each Job's Secret
     holds exactly the keys its ``catalog.JobSpec`` names.
     """
@@ -87,6 +87,12 @@ class PlatformJobsArgs:
     settings: Mapping[str, str]
     secrets: Mapping[str, pulumi.Input[str]]
     model_publish: ModelPublishArgs | None = None
+    #: The stack's ``featureFlags`` as ``flags init --seed`` JSON: the initial
+    #: state of flags that do not exist yet (existing ones are never touched).
+    flag_seed: str = "{}"
+    #: Cron schedule (UTC) of the daily business-impact aggregate of the day
+    #: before; None declares no CronJob.
+    impact_schedule: str | None = "30 0 * * *"
     #: Retries after a failed attempt; a migration that fails twice needs a human.
     backoff_limit: int = 2
     #: Hard stop for one Job, all attempts included.
@@ -100,11 +106,13 @@ class PlatformJobsArgs:
 
 
 class PlatformJobs(pulumi.ComponentResource):
-    """The migration Job, the feature-flags init Job and optionally the model publish."""
+    """The migration Job, the feature-flags init Job, optionally the model publish,
+    and the daily business-impact CronJob."""
 
     migration_job_name: pulumi.Output[str]
     flags_job_name: pulumi.Output[str]
     model_publish_job_name: pulumi.Output[str] | None
+    impact_cronjob_name: pulumi.Output[str] | None
     #: What the feature services' Deployments must depend on.
     rollout_gate: list[pulumi.Resource]
 
@@ -142,7 +150,13 @@ class PlatformJobs(pulumi.ComponentResource):
             catalog.MIGRATE_JOB, jobs_account, config, depends_on=list(args.depends_on)
         )
         # The flags Job writes rows the migration creates, so it runs second.
-        flags = self._catalog_job(catalog.FLAGS_INIT_JOB, jobs_account, config, [migration])
+        flags = self._catalog_job(
+            catalog.FLAGS_INIT_JOB,
+            jobs_account,
+            config,
+            [migration],
+            extra_args=("--seed", args.flag_seed),
+        )
         self.migration_job_name = migration.metadata.name
         self.flags_job_name = flags.metadata.name
         self.rollout_gate = [migration, flags]
@@ -152,6 +166,11 @@ class PlatformJobs(pulumi.ComponentResource):
             self.model_publish_job_name = publish.metadata.name
             # ml-services loads this model at start-up: it must be there first.
             self.rollout_gate.append(publish)
+        self.impact_cronjob_name = None
+        if args.impact_schedule is not None:
+            self.impact_cronjob_name = self._impact_cronjob(
+                args.impact_schedule, jobs_account, config, depends_on=[migration]
+            ).metadata.name
 
         outputs: dict[str, object] = {
             "migration_job_name": self.migration_job_name,
@@ -159,6 +178,8 @@ class PlatformJobs(pulumi.ComponentResource):
         }
         if self.model_publish_job_name is not None:
             outputs["model_publish_job_name"] = self.model_publish_job_name
+        if self.impact_cronjob_name is not None:
+            outputs["impact_cronjob_name"] = self.impact_cronjob_name
         self.register_outputs(outputs)
 
     def _catalog_job(
@@ -167,12 +188,13 @@ class PlatformJobs(pulumi.ComponentResource):
         account: k8s.core.v1.ServiceAccount,
         config: k8s.core.v1.ConfigMap,
         depends_on: Sequence[pulumi.Resource],
+        extra_args: Sequence[str] = (),
     ) -> k8s.batch.v1.Job:
         """One of the catalog's Jobs with a Secret of exactly the keys it names."""
         secret = self._secret(spec.name, {key: self._args.secrets[key] for key in spec.secrets})
         return self._job(
             spec.name,
-            spec.command,
+            (*spec.command, *extra_args),
             account=account.metadata.name,
             config=config.metadata.name,
             secret=secret.metadata.name,
@@ -206,6 +228,53 @@ class PlatformJobs(pulumi.ComponentResource):
             config=config.metadata.name,
             secret=secret,
             depends_on=[*args.depends_on, *publish.depends_on],
+        )
+
+    def _impact_cronjob(
+        self,
+        schedule: str,
+        account: k8s.core.v1.ServiceAccount,
+        config: k8s.core.v1.ConfigMap,
+        depends_on: Sequence[pulumi.Resource],
+    ) -> k8s.batch.v1.CronJob:
+        """The daily ``impact aggregate`` of the day before."""
+        args = self._args
+        spec = catalog.IMPACT_AGGREGATE_JOB
+        secret = self._secret(spec.name, {key: args.secrets[key] for key in spec.secrets})
+        labels = hardening.labels(spec.name, hardening.COMPONENT_JOB)
+        return k8s.batch.v1.CronJob(
+            f"{self._name}-{spec.name}",
+            metadata=k8s.meta.v1.ObjectMetaArgs(
+                name=spec.name,
+                namespace=args.namespace,
+                labels=labels,
+                annotations=hardening.SECRET_ENV_SKIP,
+            ),
+            spec=k8s.batch.v1.CronJobSpecArgs(
+                schedule=schedule,
+                time_zone="Etc/UTC",
+                # A run still going (or retrying) when the next is due: skip, not pile up.
+                concurrency_policy="Forbid",
+                starting_deadline_seconds=6 * 3600,
+                successful_jobs_history_limit=3,
+                failed_jobs_history_limit=3,
+                job_template=k8s.batch.v1.JobTemplateSpecArgs(
+                    metadata=k8s.meta.v1.ObjectMetaArgs(labels=labels),
+                    spec=k8s.batch.v1.JobSpecArgs(
+                        backoff_limit=args.backoff_limit,
+                        active_deadline_seconds=args.active_deadline_seconds,
+                        ttl_seconds_after_finished=args.ttl_seconds_after_finished,
+                        template=self._pod(
+                            spec.name,
+                            list(spec.command),
+                            account=account.metadata.name,
+                            config=config.metadata.name,
+                            secret=secret.metadata.name,
+                        ),
+                    ),
+                ),
+            ),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=list(depends_on)),
         )
 
     def _secret(self, job: str, values: Mapping[str, pulumi.Input[str]]) -> k8s.core.v1.Secret:
@@ -242,17 +311,6 @@ class PlatformJobs(pulumi.ComponentResource):
             if destination is not None
             else list(command)
         )
-        env_from = [
-            k8s.core.v1.EnvFromSourceArgs(
-                config_map_ref=k8s.core.v1.ConfigMapEnvSourceArgs(name=config)
-            )
-        ]
-        if secret is not None:
-            env_from.append(
-                k8s.core.v1.EnvFromSourceArgs(
-                    secret_ref=k8s.core.v1.SecretEnvSourceArgs(name=secret)
-                )
-            )
         labels = hardening.labels(job, hardening.COMPONENT_JOB)
         return k8s.batch.v1.Job(
             f"{self._name}-{job}",
@@ -266,30 +324,8 @@ class PlatformJobs(pulumi.ComponentResource):
                 backoff_limit=args.backoff_limit,
                 active_deadline_seconds=args.active_deadline_seconds,
                 ttl_seconds_after_finished=args.ttl_seconds_after_finished,
-                template=k8s.core.v1.PodTemplateSpecArgs(
-                    metadata=k8s.meta.v1.ObjectMetaArgs(labels=labels),
-                    spec=k8s.core.v1.PodSpecArgs(
-                        restart_policy="Never",
-                        service_account_name=account,
-                        automount_service_account_token=False,
-                        security_context=hardening.pod_security_context(),
-                        containers=[
-                            k8s.core.v1.ContainerArgs(
-                                name=job,
-                                image=args.image,
-                                image_pull_policy="IfNotPresent",
-                                command=full_command,
-                                env_from=env_from,
-                                env=[k8s.core.v1.EnvVarArgs(name="HOME", value="/tmp")],  # noqa: S108
-                                resources=hardening.resources(
-                                    args.resources.cpu, args.resources.memory
-                                ),
-                                security_context=hardening.container_security_context(),
-                                volume_mounts=[hardening.tmp_mount()],
-                            )
-                        ],
-                        volumes=[hardening.tmp_volume()],
-                    ),
+                template=self._pod(
+                    job, full_command, account=account, config=config, secret=secret
                 ),
             ),
             opts=pulumi.ResourceOptions(
@@ -302,12 +338,63 @@ class PlatformJobs(pulumi.ComponentResource):
             ),
         )
 
+    def _pod(
+        self,
+        job: str,
+        command: pulumi.Input[Sequence[str]],
+        *,
+        account: pulumi.Input[str],
+        config: pulumi.Input[str],
+        secret: pulumi.Input[str] | None,
+    ) -> k8s.core.v1.PodTemplateSpecArgs:
+        """The hardened pod of every Job: project image, settings and one Secret."""
+        args = self._args
+        env_from = [
+            k8s.core.v1.EnvFromSourceArgs(
+                config_map_ref=k8s.core.v1.ConfigMapEnvSourceArgs(name=config)
+            )
+        ]
+        if secret is not None:
+            env_from.append(
+                k8s.core.v1.EnvFromSourceArgs(
+                    secret_ref=k8s.core.v1.SecretEnvSourceArgs(name=secret)
+                )
+            )
+        return k8s.core.v1.PodTemplateSpecArgs(
+            metadata=k8s.meta.v1.ObjectMetaArgs(
+                labels=hardening.labels(job, hardening.COMPONENT_JOB)
+            ),
+            spec=k8s.core.v1.PodSpecArgs(
+                restart_policy="Never",
+                service_account_name=account,
+                automount_service_account_token=False,
+                security_context=hardening.pod_security_context(),
+                containers=[
+                    k8s.core.v1.ContainerArgs(
+                        name=job,
+                        image=args.image,
+                        image_pull_policy="IfNotPresent",
+                        command=command,
+                        env_from=env_from,
+                        env=[k8s.core.v1.EnvVarArgs(name="HOME", value="/tmp")],  # noqa: S108
+                        resources=hardening.resources(args.resources.cpu, args.resources.memory),
+                        security_context=hardening.container_security_context(),
+                        volume_mounts=[hardening.tmp_mount()],
+                    )
+                ],
+                volumes=[hardening.tmp_volume()],
+            ),
+        )
+
 
 def _validate(args: PlatformJobsArgs) -> None:
     """Fail before any resource on inputs that would make a Job unsafe or unable to run."""
     owner = "PlatformJobs"
     hardening.check_image(args.image, owner)
-    for job in (catalog.MIGRATE_JOB, catalog.FLAGS_INIT_JOB, catalog.MODEL_PUBLISH_JOB):
+    jobs = (catalog.MIGRATE_JOB, catalog.FLAGS_INIT_JOB, catalog.MODEL_PUBLISH_JOB)
+    if args.impact_schedule is not None:
+        jobs = (*jobs, catalog.IMPACT_AGGREGATE_JOB)
+    for job in jobs:
         hardening.require_keys(owner, "secrets", args.secrets, job.secrets)
     leaked = sorted(
         set(catalog.SERVICE_SECRET_KEYS + catalog.MIGRATION_SECRET_KEYS).intersection(args.settings)

@@ -361,11 +361,6 @@ class CommonSettings(AuthSettings, RedisSettings, StorageSettings, ClaudeSetting
     churn_intervention_target_s: float = Field(default=30, gt=0)
     coaching_analysis_target_ms: float = Field(default=2000, gt=0)
 
-    feature_realtime_intelligence: bool = False
-    feature_property_vision: bool = False
-    feature_churn_prevention: bool = False
-    feature_ai_coaching: bool = False
-
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper_log_level(cls, value: object) -> object:

@@ -23,6 +23,7 @@ from infra.config import (
     CacheConfig,
     ClusterConfig,
     DatabaseConfig,
+    FlagSeed,
     NetworkConfig,
     StackConfig,
     StackConfigError,
@@ -93,6 +94,33 @@ def test_pulumi_yaml_object_defaults_equal_the_model_defaults() -> None:
     ):
         documented = model.model_validate(defaults[f"{PROJECT}:{key}"])
         assert documented == model(), key
+    flags = {
+        name: FlagSeed.model_validate(v) for name, v in defaults[f"{PROJECT}:featureFlags"].items()
+    }
+    assert flags == StackConfig.model_fields["feature_flags"].get_default(call_default_factory=True)
+
+
+def test_feature_flags_become_the_flags_init_seed_and_match_the_services() -> None:
+    from services.common.flags import FEATURES, parse_seed
+
+    assert catalog.FEATURE_FLAGS == FEATURES
+    config = _load(
+        "staging",
+        {
+            "featureFlags": {
+                "ai_coaching": {"enabled": True, "rolloutPercentage": 10},
+                "property_vision": True,
+            }
+        },
+    )
+    seed = parse_seed(config.flag_seed)
+    assert (seed["ai_coaching"].enabled, seed["ai_coaching"].rollout_percentage) == (True, 10)
+    assert seed["property_vision"].rollout_percentage == 100
+    assert seed["churn_prevention"].enabled is False
+    assert "featureFlags.ai_coaching" in _rejected(
+        "staging", {"featureFlags": {"ai_coaching": {"enabled": True, "rolloutPercentage": 101}}}
+    )
+    assert "featureFlags.vision" in _rejected("staging", {"featureFlags": {"vision": True}})
 
 
 def test_pulumi_yaml_scalar_defaults_equal_the_model_defaults() -> None:
@@ -376,10 +404,10 @@ def test_letsencrypt_needs_a_contact_address() -> None:
     assert "acmeEmail" in _rejected("staging", {"acmeEmail": ""})
 
 
-def test_stack_settings_carry_environment_and_flag_defaults() -> None:
+def test_stack_settings_carry_environment_and_no_flag_variables() -> None:
     settings = _load("production").stack_settings()
     assert settings["ENVIRONMENT"] == "production"
-    assert settings["FEATURE_PROPERTY_VISION"] == "false"
+    assert not [name for name in settings if name.startswith("FEATURE_")]
     assert settings["CORS_ORIGINS"].startswith("https://intelligence.enterprisehub.ai")
 
 

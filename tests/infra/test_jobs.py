@@ -65,9 +65,13 @@ def test_migration_runs_enterprisehub_migrate(run: ProgramRun) -> None:
     assert container["image"] == IMAGE
 
 
-def test_flags_init_runs_enterprisehub_flags_init(run: ProgramRun) -> None:
+def test_flags_init_runs_enterprisehub_flags_init_with_the_stack_seed() -> None:
+    seed = '{"ai_coaching":{"enabled":true,"rolloutPercentage":10}}'
+    run = _run(flag_seed=seed)
     container = _job(run, "flags-init")["spec"]["template"]["spec"]["containers"][0]
-    assert container["command"] == ["enterprisehub", "flags", "init"]
+    assert container["command"] == ["enterprisehub", "flags", "init", "--seed", seed]
+    # A new seed is a new Job (its name hashes the command); init never overwrites.
+    assert _job_name(run, "flags-init") != _job_name(_run(), "flags-init")
 
 
 def test_model_publish_copies_the_image_model_to_the_bucket(run: ProgramRun) -> None:
@@ -238,3 +242,30 @@ def test_missing_migration_dsn_is_named() -> None:
 def test_a_tagged_image_is_refused() -> None:
     with pytest.raises(ValueError, match="not pinned by digest"):
         PlatformJobs("jobs", _args(image="enterprisehub:latest"))
+
+
+def test_impact_aggregate_runs_daily_as_the_application_role(run: ProgramRun) -> None:
+    cron = run.one("kubernetes:batch/v1:CronJob", "jobs-impact-aggregate").inputs
+    assert cron["spec"]["schedule"] == "30 0 * * *"
+    assert cron["spec"]["timeZone"] == "Etc/UTC"
+    assert cron["spec"]["concurrencyPolicy"] == "Forbid"
+    job = cron["spec"]["jobTemplate"]["spec"]
+    assert job["backoffLimit"] == 2
+    pod = job["template"]["spec"]
+    container = pod["containers"][0]
+    assert container["command"] == ["enterprisehub", "impact", "aggregate", "--date", "yesterday"]
+    assert container["securityContext"]["runAsNonRoot"] is True
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert pod["automountServiceAccountToken"] is False
+    secret = run.one("kubernetes:core/v1:Secret", "jobs-impact-aggregate-secret")
+    assert set(secret.inputs["stringData"]) == {"DATABASE_URL"}
+    assert {"secretRef": {"name": secret.inputs["metadata"]["name"]}} in container["envFrom"]
+    migration = run.one("kubernetes:batch/v1:Job", "jobs-migrate")
+    assert (
+        migration.urn
+        in run.one("kubernetes:batch/v1:CronJob", "jobs-impact-aggregate").dependencies
+    )
+
+
+def test_no_schedule_no_cronjob() -> None:
+    assert not _run(impact_schedule=None).of_type("kubernetes:batch/v1:CronJob")

@@ -1,7 +1,7 @@
 """Claude-backed features: vision analyses keyed by image, coaching costs, the cost ledger.
 
 Revision ID: 0006_claude_features
-Revises: 0003_realtime_store_events
+Revises: 0005_rollout_experiments
 Create Date: 2026-12-03
 
 - ``property_vision_analyses`` gains what exactly-once needs: the image's
@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from alembic import op
 
 revision: str = "0006_claude_features"
-down_revision: str | Sequence[str] | None = "0003_realtime_store_events"
+down_revision: str | Sequence[str] | None = "0005_rollout_experiments"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,53 +1,310 @@
-"""Feature flag records: created disabled at 0%, never overwritten."""
+"""Feature flags: records, the stack seed, bucketing, the local copy, OpenFeature, exposures."""
 
 from __future__ import annotations
 
 import asyncio
+import itertools
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 import pytest
+import pytest_asyncio
+from growthbook import GrowthBook
+from openfeature import api as openfeature_api
+from openfeature.evaluation_context import EvaluationContext
+from openfeature.exception import ErrorCode
+from prometheus_client import CollectorRegistry
 
-from services.cli import main
-from services.common.flags import FEATURES, FlagState, InvalidFlag, get_flag, init_flags
-from services.common.redis import Redis
+from localrun.servers import start_redis
+from services.common.database import Database
+from services.common.flags import (
+    FEATURES,
+    FlagCache,
+    FlagState,
+    InvalidFlag,
+    Reason,
+    bucket,
+    get_flag,
+    init_flags,
+    parse_seed,
+    write_flag,
+)
+from services.common.flags.exposure import ExposureRecorder
+from services.common.flags.provider import DecisionMetricsHook, EnterpriseHubProvider
+from services.common.redis import Redis, close_redis, create_redis
+
+TENANTS = [f"tenant-{index:05d}" for index in range(10_000)]
 
 
-async def test_init_creates_every_seed_feature_disabled(redis_client: Redis) -> None:
+async def _until(predicate: Callable[[], bool], seconds: float = 5.0) -> None:
+    async with asyncio.timeout(seconds):
+        while not predicate():  # noqa: ASYNC110 - polls a plain predicate
+            await asyncio.sleep(0.01)
+
+
+# -- records and the seed ----------------------------------------------------------
+
+
+async def test_init_without_seed_creates_every_feature_disabled(redis_client: Redis) -> None:
     await init_flags(redis_client)
     states = [await get_flag(redis_client, feature) for feature in FEATURES]
     assert states == [FlagState(enabled=False, rollout_percentage=0)] * 4
 
 
-async def test_init_never_overwrites_an_existing_flag(redis_client: Redis) -> None:
+async def test_init_creates_missing_flags_from_the_seed_and_never_overwrites(
+    redis_client: Redis,
+) -> None:
     await redis_client.set("feature_flag:ai_coaching", b'{"enabled":true,"rollout_percentage":25}')
-    await init_flags(redis_client)
+    seed = parse_seed(
+        '{"ai_coaching": {"enabled": false}, "property_vision": '
+        '{"enabled": true, "rolloutPercentage": 10}}'
+    )
+    created = await init_flags(redis_client, seed=seed)
+    assert created == {
+        "realtime_intelligence": True,
+        "property_vision": True,
+        "churn_prevention": True,
+        "ai_coaching": False,
+    }
     assert await get_flag(redis_client, "ai_coaching") == FlagState(
         enabled=True, rollout_percentage=25
     )
+    assert await get_flag(redis_client, "property_vision") == FlagState(
+        enabled=True, rollout_percentage=10
+    )
+    assert set((await init_flags(redis_client, seed=seed)).values()) == {False}
 
 
-async def test_init_reports_what_it_created(redis_client: Redis) -> None:
-    await init_flags(redis_client)
-    assert set((await init_flags(redis_client)).values()) == {False}
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ('{"nope": true}', "unknown feature"),
+        ('{"ai_coaching": {"enabled": true, "rolloutPercentage": 150}}', "between 0 and 100"),
+        ('{"ai_coaching": {"enabled": true, "extra": 1}}', "boolean or"),
+        ("[1]", "JSON object"),
+        ("{", "not JSON"),
+    ],
+)
+def test_bad_seed_is_a_clear_error(raw: str, message: str) -> None:
+    with pytest.raises(InvalidFlag, match=message):
+        parse_seed(raw)
 
 
-async def test_missing_flag_reads_as_none(redis_client: Redis) -> None:
-    assert await get_flag(redis_client, "property_vision") is None
+def test_boolean_seed_is_all_or_nothing() -> None:
+    seed = parse_seed({"ai_coaching": True})
+    assert seed["ai_coaching"] == FlagState(enabled=True, rollout_percentage=100)
+    assert seed["churn_prevention"] == FlagState()
 
 
-async def test_unknown_feature_is_rejected(redis_client: Redis) -> None:
-    with pytest.raises(InvalidFlag, match="realtime_intelligence"):
-        await get_flag(redis_client, "teleportation")
-
-
-async def test_out_of_range_rollout_is_reported(redis_client: Redis) -> None:
+async def test_malformed_record_is_reported(redis_client: Redis) -> None:
     await redis_client.set("feature_flag:ai_coaching", b'{"enabled":true,"rollout_percentage":150}')
     with pytest.raises(InvalidFlag):
         await get_flag(redis_client, "ai_coaching")
+    with pytest.raises(InvalidFlag):
+        await get_flag(redis_client, "ai_coachin")
 
 
-async def test_cli_flags_init_prints_each_feature(
-    settings_env: dict[str, str], capsys: pytest.CaptureFixture[str]
+# -- bucketing ---------------------------------------------------------------------
+
+
+def _growthbook_on(feature: str, percentage: float) -> list[bool]:
+    rule = {
+        "force": True,
+        "hashAttribute": "id",
+        "seed": feature,
+        "hashVersion": 2,
+        "range": [0, percentage / 100],
+    }
+    features = {feature: {"defaultValue": False, "rules": [rule]}}
+    decisions = []
+    for tenant in TENANTS[:2000]:
+        gb = GrowthBook(attributes={"id": tenant}, features=features)
+        decisions.append(bool(gb.is_on(feature)))
+    return decisions
+
+
+@pytest.mark.parametrize("percentage", [0.01, 10, 25, 50, 99.99])
+def test_assignment_is_growthbooks_v2_rule_exactly(percentage: float) -> None:
+    ours = [bucket("ai_coaching", t) < round(percentage * 100) for t in TENANTS[:2000]]
+    assert ours == _growthbook_on("ai_coaching", percentage)
+
+
+def test_raising_only_adds_tenants_and_lowering_removes_the_newest() -> None:
+    def reached(percentage: float) -> set[str]:
+        return {t for t in TENANTS if bucket("property_vision", t) < percentage * 100}
+
+    stages = [reached(p) for p in (10, 25, 50, 100)]
+    for smaller, larger in itertools.pairwise(stages):
+        assert smaller < larger
+    # 25% -> 10% removes exactly the tenants 10% -> 25% added.
+    assert stages[1] - stages[0] == reached(25) - reached(10)
+    assert len(stages[3]) == len(TENANTS)
+    for expected, got in zip((0.10, 0.25, 0.50), stages, strict=False):
+        assert abs(len(got) / len(TENANTS) - expected) < 0.015
+
+
+def test_features_are_assigned_independently() -> None:
+    a = {t for t in TENANTS if bucket("property_vision", t) < 5000}
+    b = {t for t in TENANTS if bucket("ai_coaching", t) < 5000}
+    # Independent halves overlap on about a quarter of the tenants (sd ~ 0.0043).
+    assert abs(len(a & b) / len(TENANTS) - 0.25) < 0.02
+
+
+# -- the local copy ----------------------------------------------------------------
+
+
+@pytest_asyncio.fixture
+async def cache(redis_client: Redis) -> AsyncIterator[FlagCache]:
+    flag_cache = FlagCache(redis_client, registry=CollectorRegistry(), refresh_interval=30)
+    async with flag_cache.running():
+        yield flag_cache
+
+
+async def test_a_write_reaches_the_local_copy_through_pub_sub(
+    redis_client: Redis, cache: FlagCache
 ) -> None:
-    # In a thread: the CLI runs its own event loop.
-    assert await asyncio.to_thread(main, ["flags", "init"]) == 0
-    assert "churn_prevention: created (disabled, 0%)" in capsys.readouterr().out
+    assert cache.synced
+    assert cache.evaluate("ai_coaching", "tenant-1").reason is Reason.ERROR
+    await write_flag(redis_client, "ai_coaching", FlagState(enabled=True, rollout_percentage=100))
+    await _until(lambda: cache.is_enabled("ai_coaching", "tenant-1"))
+    decision = cache.evaluate("ai_coaching", "tenant-1")
+    assert (decision.enabled, decision.reason, decision.variant) == (
+        True,
+        Reason.TARGETING_MATCH,
+        "treatment",
+    )
+    await write_flag(redis_client, "ai_coaching", FlagState(enabled=False, rollout_percentage=100))
+    await _until(lambda: not cache.is_enabled("ai_coaching", "tenant-1"))
+    assert cache.evaluate("ai_coaching", "tenant-1").reason is Reason.DEFAULT
+
+
+async def test_split_decisions_follow_the_buckets(redis_client: Redis, cache: FlagCache) -> None:
+    state = FlagState(enabled=True, rollout_percentage=25)
+    await write_flag(redis_client, "churn_prevention", state)
+    await _until(lambda: cache.state("churn_prevention") is not None)
+    for tenant in TENANTS[:500]:
+        decision = cache.evaluate("churn_prevention", tenant)
+        assert decision.reason is Reason.SPLIT
+        assert decision.enabled is (bucket("churn_prevention", tenant) < 2500)
+        assert decision.variant == ("treatment" if decision.enabled else "control")
+        assert cache.is_enabled("churn_prevention", tenant) is decision.enabled
+
+
+async def test_redis_outage_keeps_the_last_known_state_and_says_so(tmp_path: Path) -> None:
+    server = start_redis(tmp_path)
+    client = create_redis(server.url, socket_timeout=0.5)
+    registry = CollectorRegistry()
+    try:
+        await write_flag(client, "ai_coaching", FlagState(enabled=True, rollout_percentage=100))
+        flag_cache = FlagCache(client, registry=registry, refresh_interval=0.2)
+        async with flag_cache.running():
+            assert flag_cache.is_enabled("ai_coaching", "tenant-1")
+            assert registry.get_sample_value("feature_flags_stale") == 0
+            server.stop()
+            await _until(lambda: registry.get_sample_value("feature_flags_stale") == 1)
+            assert flag_cache.is_enabled("ai_coaching", "tenant-1")
+            assert not flag_cache.is_enabled("property_vision", "tenant-1")
+            assert registry.get_sample_value("feature_flag_sync_failures_total") >= 1
+    finally:
+        server.stop()
+        await close_redis(client)
+
+
+async def test_nothing_known_means_disabled(tmp_path: Path) -> None:
+    server = start_redis(tmp_path)
+    server.stop()
+    client = create_redis(server.url, socket_timeout=0.2)
+    registry = CollectorRegistry()
+    try:
+        flag_cache = FlagCache(client, registry=registry)
+        async with flag_cache.running(first_sync_timeout=0.5):
+            assert not flag_cache.synced
+            for feature in FEATURES:
+                assert flag_cache.evaluate(feature, "tenant-1").enabled is False
+            assert registry.get_sample_value("feature_flags_stale") == 1
+    finally:
+        await close_redis(client)
+
+
+# -- OpenFeature -------------------------------------------------------------------
+
+
+async def test_openfeature_client_gives_values_reasons_and_variants(
+    redis_client: Redis, cache: FlagCache
+) -> None:
+    registry = CollectorRegistry()
+    provider = EnterpriseHubProvider(cache, hooks=[DecisionMetricsHook(registry)])
+    openfeature_api.set_provider(provider, domain="flags-test")
+    client = openfeature_api.get_client(domain="flags-test")
+    half = FlagState(enabled=True, rollout_percentage=50)
+    await write_flag(redis_client, "property_vision", half)
+    await write_flag(redis_client, "ai_coaching", FlagState(enabled=True, rollout_percentage=100))
+    await _until(lambda: cache.state("ai_coaching") is not None)
+    inside = next(t for t in TENANTS if bucket("property_vision", t) < 5000)
+    outside = next(t for t in TENANTS if bucket("property_vision", t) >= 5000)
+
+    details = client.get_boolean_details("property_vision", False, EvaluationContext(inside))
+    assert (details.value, details.reason, details.variant) == (True, "SPLIT", "treatment")
+    details = client.get_boolean_details("property_vision", True, EvaluationContext(outside))
+    assert (details.value, details.reason, details.variant) == (False, "SPLIT", "control")
+    assert client.get_string_value("property_vision", "x", EvaluationContext(outside)) == "control"
+    details = client.get_boolean_details("ai_coaching", False, EvaluationContext(outside))
+    assert (details.value, details.reason) == (True, "TARGETING_MATCH")
+    details = client.get_boolean_details("churn_prevention", False, EvaluationContext(inside))
+    assert (details.value, details.reason, details.error_code) == (
+        False,
+        "ERROR",
+        ErrorCode.FLAG_NOT_FOUND,
+    )
+    details = client.get_boolean_details("ai_coaching", False, EvaluationContext())
+    assert details.error_code == ErrorCode.TARGETING_KEY_MISSING
+    details = client.get_boolean_details("no_such_flag", False, EvaluationContext(inside))
+    assert details.error_code == ErrorCode.FLAG_NOT_FOUND
+    assert client.get_integer_details("ai_coaching", 3, EvaluationContext(inside)).value == 3
+    assert (
+        registry.get_sample_value(
+            "feature_flag_evaluations_total", {"feature": "property_vision", "reason": "SPLIT"}
+        )
+        == 3
+    )
+
+
+# -- exposures ---------------------------------------------------------------------
+
+
+async def test_first_exposure_is_recorded_once_per_tenant(
+    redis_client: Redis, db: Database, owner_db: Database
+) -> None:
+    await write_flag(redis_client, "ai_coaching", FlagState(enabled=True, rollout_percentage=25))
+    caches = []
+    for _ in range(2):  # two replicas see the same tenants
+        recorder = ExposureRecorder(db, registry=CollectorRegistry())
+        caches.append(
+            (
+                recorder,
+                FlagCache(redis_client, registry=CollectorRegistry(), exposure=recorder.record),
+            )
+        )
+    for recorder, replica in caches:
+        await replica.refresh()
+        for _ in range(3):
+            for tenant in ("tenant-a", "tenant-b"):
+                replica.evaluate("ai_coaching", tenant)
+        replica.evaluate("property_vision", "tenant-a")  # unknown flag: no exposure
+        await recorder.drain()
+    async with owner_db.unscoped() as conn:
+        rows = await conn.fetch(
+            "SELECT tenant_id, user_id, feature_name, variant, bucket, rollout_percentage "
+            "FROM ab_test_assignments ORDER BY tenant_id"
+        )
+    assert [(r["tenant_id"], r["user_id"], r["feature_name"]) for r in rows] == [
+        ("tenant-a", "*", "ai_coaching"),
+        ("tenant-b", "*", "ai_coaching"),
+    ]
+    for row in rows:
+        expected = bucket("ai_coaching", row["tenant_id"])
+        assert row["bucket"] == expected
+        assert row["variant"] == ("treatment" if expected < 2500 else "control")
+        assert float(row["rollout_percentage"]) == 25
+    async with db.tenant("tenant-a") as conn:
+        assert await conn.fetchval("SELECT count(*) FROM ab_test_assignments") == 1

@@ -1,0 +1,62 @@
+"""Feature flags: one record per feature in Redis, evaluated in-process.
+
+- ``model``: the stored records, the stack seed, ``init_flags``/``write_flag``.
+- ``bucketing``: GrowthBook's v2 hash over 10,000 buckets, one seed per feature.
+- ``cache``: the local copy every decision reads, kept fresh by pub/sub.
+- ``provider``: the OpenFeature provider over the cache.
+- ``exposure``: first exposures written to ``ab_test_assignments``.
+- ``runtime``: the app lifespan part and ``require_feature``.
+"""
+
+from services.common.flags.bucketing import BUCKETS, Bucketer, bucket, in_treatment
+from services.common.flags.cache import CONTROL, TREATMENT, Decision, FlagCache, Reason
+from services.common.flags.model import (
+    CHANNEL,
+    FEATURES,
+    FlagState,
+    InvalidFlag,
+    check_feature,
+    check_percentage,
+    flag_key,
+    get_flag,
+    get_flags,
+    init_flags,
+    parse_seed,
+    write_flag,
+)
+from services.common.flags.runtime import (
+    FeatureDisabled,
+    FlagClientDep,
+    FlagsDep,
+    require_feature,
+    serve_flags,
+)
+
+__all__ = [
+    "BUCKETS",
+    "CHANNEL",
+    "CONTROL",
+    "FEATURES",
+    "TREATMENT",
+    "Bucketer",
+    "Decision",
+    "FeatureDisabled",
+    "FlagCache",
+    "FlagClientDep",
+    "FlagState",
+    "FlagsDep",
+    "InvalidFlag",
+    "Reason",
+    "bucket",
+    "check_feature",
+    "check_percentage",
+    "flag_key",
+    "get_flag",
+    "get_flags",
+    "in_treatment",
+    "init_flags",
+    "parse_seed",
+    "require_feature",
+    "serve_flags",
+    "write_flag",
+]

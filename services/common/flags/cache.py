@@ -1,0 +1,274 @@
+"""The in-process copy of the flags that every decision reads.
+
+A decision (``FlagCache.evaluate`` / ``is_enabled``) reads only memory: the
+feature's threshold and the tenant's remembered bucket. It never waits on
+the network. ``FlagCache.run`` keeps the copy fresh: it subscribes to
+``feature_flags:changed`` (every write publishes the name of the flag it
+changed, and the cache re-reads that key, so an out-of-order notice cannot
+install an old value), re-reads every flag after (re)subscribing, and again
+every ``refresh_interval`` seconds as a safety net for a lost notice.
+
+When Redis is unreachable the copy is kept as it was: a feature keeps its
+last known state, and one never seen is disabled. ``feature_flags_stale``
+is 1 until a refresh succeeds again, ``feature_flags_last_sync_timestamp_seconds``
+says since when, and ``feature_flag_sync_failures_total`` counts attempts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Final
+
+from prometheus_client import CollectorRegistry, Gauge
+
+from services.common.flags.bucketing import Bucketer
+from services.common.flags.model import (
+    CHANNEL,
+    FEATURES,
+    FlagState,
+    InvalidFlag,
+    check_feature,
+    get_flag,
+    get_flags,
+)
+from services.common.metrics import counter
+from services.common.redis import Redis, RedisUnavailable, redis_errors
+
+log = logging.getLogger(__name__)
+
+TREATMENT: Final = "treatment"
+CONTROL: Final = "control"
+
+
+class Reason(StrEnum):
+    """Why a decision came out as it did (OpenFeature's reason names)."""
+
+    #: The flag is on for every tenant (100%).
+    TARGETING_MATCH = "TARGETING_MATCH"
+    #: The flag is on for a share of tenants; the bucket decided.
+    SPLIT = "SPLIT"
+    #: The flag is off (kill switch) or at 0%.
+    DEFAULT = "DEFAULT"
+    #: No state has ever been read for this flag (Redis unreachable since start,
+    #: or the flag does not exist): disabled.
+    ERROR = "ERROR"
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """One evaluation: the value, why, and the variant for experiments."""
+
+    enabled: bool
+    reason: Reason
+    variant: str | None = None
+    bucket: int | None = None
+
+
+_UNKNOWN: Final = Decision(False, Reason.ERROR)
+_OFF: Final = Decision(False, Reason.DEFAULT)
+
+ExposureSink = Callable[[str, str, Decision, float], None]
+"""Called with (feature, tenant_id, decision, percentage) on a first exposure."""
+
+
+class FlagMetrics:
+    """The cache's health, for the alert that says decisions may be stale."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.stale = Gauge(
+            "feature_flags_stale",
+            "1 while the local flag copy cannot be refreshed from Redis (decisions use "
+            "the last known state; flags never seen are disabled).",
+            registry=registry,
+        )
+        self.last_sync = Gauge(
+            "feature_flags_last_sync_timestamp_seconds",
+            "Unix time of the last successful read of every flag from Redis.",
+            registry=registry,
+        )
+        self.failures = counter(
+            "feature_flag_sync_failures",
+            "Failed attempts to read or subscribe to the flags in Redis.",
+            registry=registry,
+        )
+        self.known = Gauge(
+            "feature_flags_known",
+            "Number of flags with a known state in the local copy.",
+            registry=registry,
+        )
+
+
+class FlagCache:
+    """Feature -> state, read from Redis in the background, evaluated in memory."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        *,
+        registry: CollectorRegistry,
+        refresh_interval: float = 30.0,
+        exposure: ExposureSink | None = None,
+    ) -> None:
+        self._redis = redis
+        self.refresh_interval = refresh_interval
+        self.metrics = FlagMetrics(registry)
+        self._exposure = exposure
+        self._states: dict[str, FlagState] = {}
+        self._thresholds: dict[str, int] = {}
+        self._bucketers = {feature: Bucketer(feature) for feature in FEATURES}
+        self._exposed: set[tuple[str, str]] = set()
+        self._synced = asyncio.Event()
+        self._refreshes = 0
+        self.metrics.stale.set(1)
+
+    # -- decisions (memory only) ---------------------------------------------
+
+    def is_enabled(self, feature: str, tenant_id: str) -> bool:
+        """The raw decision: no reason, no exposure record. Unknown feature -> False."""
+        threshold = self._thresholds.get(feature)
+        if not threshold:
+            return False
+        return self._bucketers[feature](tenant_id) < threshold
+
+    def evaluate(self, feature: str, tenant_id: str) -> Decision:
+        """The decision with its reason and variant; records a first exposure."""
+        state = self._states.get(feature)
+        if state is None:
+            return _UNKNOWN
+        if not state.enabled or state.threshold == 0:
+            return _OFF
+        if state.threshold >= 10_000:
+            decision = Decision(True, Reason.TARGETING_MATCH, TREATMENT)
+        else:
+            unit_bucket = self._bucketers[feature](tenant_id)
+            enabled = unit_bucket < state.threshold
+            decision = Decision(
+                enabled, Reason.SPLIT, TREATMENT if enabled else CONTROL, unit_bucket
+            )
+        if self._exposure is not None and (feature, tenant_id) not in self._exposed:
+            self._exposed.add((feature, tenant_id))
+            if decision.bucket is None:
+                decision = Decision(
+                    decision.enabled,
+                    decision.reason,
+                    decision.variant,
+                    self._bucketers[feature](tenant_id),
+                )
+            self._exposure(feature, tenant_id, decision, state.rollout_percentage)
+        return decision
+
+    def state(self, feature: str) -> FlagState | None:
+        """The local copy of one flag (None when never read)."""
+        return self._states.get(check_feature(feature))
+
+    @property
+    def synced(self) -> bool:
+        """True once every flag has been read at least once."""
+        return self._synced.is_set()
+
+    # -- keeping the copy fresh -----------------------------------------------
+
+    def apply(self, feature: str, state: FlagState | None) -> None:
+        """Install one flag's state (None: the flag does not exist, so disabled)."""
+        if state is None:
+            self._states.pop(feature, None)
+            self._thresholds.pop(feature, None)
+        else:
+            self._states[feature] = state
+            self._thresholds[feature] = state.threshold
+        self.metrics.known.set(len(self._states))
+
+    async def refresh(self) -> None:
+        """Read every flag now. Raises ``RedisUnavailable``; a malformed record
+        keeps that flag's last known state."""
+        try:
+            states = await get_flags(self._redis)
+        except InvalidFlag as exc:
+            log.error("feature flags: %s; reading the others one by one", exc)
+            self.metrics.failures.inc()
+            states = {}
+            for feature in FEATURES:
+                with contextlib.suppress(InvalidFlag):
+                    states[feature] = await get_flag(self._redis, feature)
+        for feature, state in states.items():
+            self.apply(feature, state)
+        self._synced.set()
+        self._refreshes += 1
+        self.metrics.stale.set(0)
+        self.metrics.last_sync.set(time.time())
+
+    async def _refresh_one(self, feature: str) -> None:
+        try:
+            self.apply(feature, await get_flag(self._redis, feature))
+        except InvalidFlag as exc:
+            log.error("feature flags: %s; keeping the last known state", exc)
+            self.metrics.failures.inc()
+
+    async def _follow(self) -> None:
+        """Subscribe, read everything, then apply notices until the connection fails."""
+        pubsub = self._redis.pubsub()
+        try:
+            with redis_errors():
+                await pubsub.subscribe(CHANNEL)
+            await self.refresh()
+            next_refresh = time.monotonic() + self.refresh_interval
+            while True:
+                timeout = max(0.0, next_refresh - time.monotonic())
+                with redis_errors():
+                    message = await pubsub.get_message(
+                        ignore_subscribe_messages=True, timeout=timeout
+                    )
+                if message is not None and message.get("type") == "message":
+                    raw = message.get("data")
+                    name = raw.decode() if isinstance(raw, bytes) else str(raw)
+                    if name in FEATURES:
+                        await self._refresh_one(name)
+                if time.monotonic() >= next_refresh:
+                    await self.refresh()
+                    next_refresh = time.monotonic() + self.refresh_interval
+        finally:
+            with contextlib.suppress(Exception):
+                await pubsub.aclose()
+
+    async def run(self, *, max_backoff: float = 5.0) -> None:
+        """Keep the copy fresh until cancelled, riding out Redis outages."""
+        backoff = 0.2
+        while True:
+            refreshes = self._refreshes
+            try:
+                await self._follow()
+            except RedisUnavailable as exc:
+                if self._refreshes > refreshes:
+                    backoff = 0.2  # it worked for a while: retry quickly
+                self.metrics.stale.set(1)
+                self.metrics.failures.inc()
+                log.warning("feature flags: %s; keeping the last known state", exc.reason)
+            await asyncio.sleep(backoff)
+            backoff = min(max_backoff, backoff * 2)
+
+    async def wait_synced(self, seconds: float) -> bool:
+        """Wait up to ``seconds`` for the first full read; True if it happened."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._synced.wait()
+        return self.synced
+
+    @asynccontextmanager
+    async def running(self, *, first_sync_timeout: float = 2.0) -> AsyncIterator[FlagCache]:
+        """Run ``run`` in the background; wait briefly for the first read so a
+        service does not start by refusing every feature while Redis is up."""
+        task = asyncio.create_task(self.run(), name="feature-flag-cache")
+        try:
+            await self.wait_synced(first_sync_timeout)
+            yield self
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task

@@ -1,0 +1,195 @@
+"""Feature flag records in Redis: the one live copy every service reads.
+
+Each of the seed's four features has one key, ``feature_flag:{name}``, holding
+JSON ``{"enabled": bool, "rollout_percentage": 0..100}`` (0.01 steps: the
+bucketing has 10,000 buckets). Flags are global (the rollout percentage
+selects tenants), so the key is deliberately not under ``tenant:{id}:``.
+
+Where the state comes from (one source of truth, see docs/architecture.md):
+the stack's ``featureFlags`` config is the *initial* state; the flags-init Job
+runs ``enterprisehub flags init --seed JSON`` and ``init_flags`` creates each
+missing flag from that seed with ``SET NX``, so it never overwrites a flag an
+operator or a rollback has set. From then on Redis holds the live state and
+``enterprisehub rollout ...`` changes it (``write_flag``: the new record and a
+pub/sub notice in one ``MULTI``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from typing import Any, Final
+
+import orjson
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+
+from services.common.redis import Redis, redis_errors
+
+FEATURES: Final[tuple[str, ...]] = (
+    "realtime_intelligence",
+    "property_vision",
+    "churn_prevention",
+    "ai_coaching",
+)
+
+#: Pub/sub channel on which a write announces the name of the flag it changed.
+CHANNEL: Final = "feature_flags:changed"
+
+
+class InvalidFlag(ValueError):  # noqa: N818 - reads as the condition it names
+    """A flag name is unknown or its stored record is malformed."""
+
+
+def check_percentage(value: float) -> float:
+    """``value`` rounded to the 0.01 resolution of the buckets; 0..100 or ValueError."""
+    if isinstance(value, bool) or not math.isfinite(value) or not 0 <= value <= 100:
+        raise ValueError(f"rollout percentage must be between 0 and 100, got {value!r}")
+    return round(float(value), 2)
+
+
+class FlagState(BaseModel):
+    """One feature's state: a kill switch and the share of tenants it reaches."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = False
+    rollout_percentage: float = 0.0
+
+    @field_validator("rollout_percentage")
+    @classmethod
+    def _resolution(cls, value: float) -> float:
+        return check_percentage(value)
+
+    @property
+    def threshold(self) -> int:
+        """Buckets ``[0, threshold)`` of 10,000 are in treatment (0 when disabled)."""
+        return round(self.rollout_percentage * 100) if self.enabled else 0
+
+    def describe(self) -> str:
+        """``on at 25%`` / ``off (25% kept)`` for operator output."""
+        percentage = f"{self.rollout_percentage:g}%"
+        return f"on at {percentage}" if self.enabled else f"off ({percentage} kept)"
+
+
+def flag_key(feature: str) -> str:
+    """``feature_flag:{feature}`` for one of ``FEATURES``."""
+    check_feature(feature)
+    return f"feature_flag:{feature}"
+
+
+def check_feature(feature: str) -> str:
+    """``feature`` if it is one of ``FEATURES``, else ``InvalidFlag`` listing them."""
+    if feature not in FEATURES:
+        raise InvalidFlag(f"unknown feature {feature!r}; expected one of {', '.join(FEATURES)}")
+    return feature
+
+
+def parse_seed(raw: str | Mapping[str, Any] | None) -> dict[str, FlagState]:
+    """The initial state of every feature from the stack's ``featureFlags``.
+
+    Accepts a JSON object (or mapping) ``{feature: {"enabled": bool,
+    "rolloutPercentage": 0..100}}``; a feature may be given as a bare boolean
+    (``true`` = on for 100%, ``false`` = off at 0%). Features left out start
+    off at 0%. Raises ``InvalidFlag`` naming the bad entry.
+    """
+    if raw is None or raw == "":
+        data: Any = {}
+    elif isinstance(raw, str):
+        try:
+            data = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise InvalidFlag(f"flag seed is not JSON: {exc}") from None
+    else:
+        data = raw
+    if not isinstance(data, Mapping):
+        raise InvalidFlag("flag seed must be a JSON object {feature: {enabled, rolloutPercentage}}")
+    seed = dict.fromkeys(FEATURES, FlagState())
+    for feature, value in data.items():
+        check_feature(feature)
+        if isinstance(value, bool):
+            seed[feature] = FlagState(enabled=value, rollout_percentage=100 if value else 0)
+            continue
+        if not isinstance(value, Mapping) or not set(value) <= {"enabled", "rolloutPercentage"}:
+            raise InvalidFlag(
+                f"featureFlags.{feature} must be a boolean or {{enabled, rolloutPercentage}}"
+            )
+        try:
+            seed[feature] = FlagState(
+                enabled=value.get("enabled", False),
+                rollout_percentage=value.get("rolloutPercentage", 0),
+            )
+        except ValidationError as exc:
+            problem = exc.errors(include_url=False)[0]["msg"].removeprefix("Value error, ")
+            raise InvalidFlag(f"featureFlags.{feature}: {problem}") from None
+    return seed
+
+
+def encode(state: FlagState) -> bytes:
+    """The stored JSON of a record."""
+    return state.model_dump_json().encode()
+
+
+def decode(feature: str, raw: bytes | str) -> FlagState:
+    """A stored record, or ``InvalidFlag`` when it is not a valid one."""
+    try:
+        return FlagState.model_validate_json(raw)
+    except ValidationError as exc:
+        raise InvalidFlag(f"feature_flag:{feature} holds an invalid record: {exc}") from None
+
+
+async def init_flags(
+    redis: Redis,
+    features: Iterable[str] = FEATURES,
+    *,
+    seed: Mapping[str, FlagState] | None = None,
+) -> dict[str, bool]:
+    """Create each missing flag from ``seed`` (off at 0% when absent); never overwrite.
+
+    Returns feature -> whether it was created. Raises ``RedisUnavailable``
+    when Redis cannot be reached.
+    """
+    created: dict[str, bool] = {}
+    with redis_errors():
+        for feature in features:
+            state = (seed or {}).get(feature, FlagState())
+            created[feature] = bool(await redis.set(flag_key(feature), encode(state), nx=True))
+            if created[feature]:
+                await redis.publish(CHANNEL, feature)
+    return created
+
+
+async def get_flag(redis: Redis, feature: str) -> FlagState | None:
+    """The stored state, or None when the flag does not exist yet.
+
+    Raises ``InvalidFlag`` if the stored value is not a valid record and
+    ``RedisUnavailable`` when Redis cannot be reached.
+    """
+    with redis_errors():
+        raw = await redis.get(flag_key(feature))
+    return None if raw is None else decode(feature, raw)
+
+
+async def get_flags(redis: Redis) -> dict[str, FlagState | None]:
+    """Every feature's stored state in one round trip (None where missing).
+
+    Raises ``InvalidFlag`` for a malformed record and ``RedisUnavailable``.
+    """
+    with redis_errors():
+        values = await redis.mget([flag_key(feature) for feature in FEATURES])
+    return {
+        feature: None if raw is None else decode(feature, raw)
+        for feature, raw in zip(FEATURES, values, strict=True)
+    }
+
+
+async def write_flag(redis: Redis, feature: str, state: FlagState) -> None:
+    """Store ``state`` and announce it on ``CHANNEL`` atomically (one ``MULTI``).
+
+    Raises ``RedisUnavailable`` when Redis cannot be reached.
+    """
+    key = flag_key(feature)
+    with redis_errors():
+        async with redis.pipeline(transaction=True) as pipe:
+            pipe.set(key, encode(state))
+            pipe.publish(CHANNEL, feature)
+            await pipe.execute()

@@ -1,0 +1,111 @@
+"""Flags inside a FastAPI app: the lifespan part and ``require_feature``.
+
+``serve_flags(app)`` (entered by ``create_app``'s lifespan, after Postgres and
+Redis are opened) builds the app's ``FlagCache``, its exposure writer and its
+OpenFeature provider (registered under the service's name as the domain),
+runs them in the background and stops them on shutdown. Routes then use:
+
+- ``require_feature("property_vision")``: a dependency (``dependencies=[...]``
+  or ``Annotated[Principal, require_feature(...)]``) that authenticates the
+  caller and answers 403 ``{detail, reason: "feature_disabled"}`` when the
+  caller's tenant is outside the rollout;
+- ``FlagsDep`` (the ``FlagCache``) or ``FlagClientDep`` (the OpenFeature
+  client) for decisions inside a handler.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI
+from openfeature import api as openfeature_api
+from openfeature.client import OpenFeatureClient
+from openfeature.provider.no_op_provider import NoOpProvider
+from starlette.requests import HTTPConnection
+
+from services.common.auth import Principal, require_principal
+from services.common.errors import ApiError
+from services.common.flags.cache import FlagCache
+from services.common.flags.exposure import ExposureRecorder
+from services.common.flags.model import check_feature
+from services.common.flags.provider import DecisionMetricsHook, EnterpriseHubProvider
+
+
+class FeatureDisabled(ApiError):  # noqa: N818 - reads as the condition it names
+    """403 ``{detail, reason: "feature_disabled"}`` for a tenant outside a feature's rollout."""
+
+    def __init__(self, feature: str) -> None:
+        super().__init__(
+            403, f"feature {feature!r} is not enabled for this tenant", reason="feature_disabled"
+        )
+
+
+@asynccontextmanager
+async def serve_flags(app: FastAPI, *, refresh_interval: float = 30.0) -> AsyncIterator[FlagCache]:
+    """Run the app's flag cache, exposure writer and OpenFeature provider.
+
+    Needs ``app.state.redis``; first exposures are written only when the app
+    also has Postgres (``app.state.db``).
+    """
+    db = getattr(app.state, "db", None)
+    recorder = ExposureRecorder(db, registry=app.state.registry) if db is not None else None
+    cache = FlagCache(
+        app.state.redis,
+        registry=app.state.registry,
+        refresh_interval=refresh_interval,
+        exposure=recorder.record if recorder is not None else None,
+    )
+    domain = str(app.state.service)
+    provider = EnterpriseHubProvider(cache, hooks=[DecisionMetricsHook(app.state.registry)])
+    app.state.flags = cache
+    app.state.flag_client = openfeature_api.get_client(domain=domain)
+    async with contextlib.AsyncExitStack() as stack:
+        if recorder is not None:
+            await stack.enter_async_context(recorder.running())
+        await stack.enter_async_context(cache.running())
+        openfeature_api.set_provider(provider, domain=domain)
+        try:
+            yield cache
+        finally:
+            with contextlib.suppress(Exception):
+                openfeature_api.set_provider(NoOpProvider(), domain=domain)
+
+
+def get_flag_cache(conn: HTTPConnection) -> FlagCache:
+    """The app's flag cache (an app without Redis has none: a programming error)."""
+    cache: FlagCache | None = getattr(conn.app.state, "flags", None)
+    if cache is None:
+        raise RuntimeError("feature flags need Redis: declare Need.REDIS in create_app(needs=...)")
+    return cache
+
+
+def get_flag_client(conn: HTTPConnection) -> OpenFeatureClient:
+    """The app's OpenFeature client (domain = service name)."""
+    client: OpenFeatureClient = conn.app.state.flag_client
+    return client
+
+
+FlagsDep = Annotated[FlagCache, Depends(get_flag_cache)]
+FlagClientDep = Annotated[OpenFeatureClient, Depends(get_flag_client)]
+
+
+def require_feature(feature: str) -> Any:
+    """A dependency: the caller's ``Principal`` if its tenant has ``feature``, else 403.
+
+    Authentication comes first (401 before 403), so an anonymous caller learns
+    nothing about rollouts. Raises ``InvalidFlag`` at import time for a name
+    that is not a feature, so a typo fails at start-up, not per request.
+    """
+    check_feature(feature)
+
+    async def feature_enabled(
+        conn: HTTPConnection, principal: Annotated[Principal, Depends(require_principal)]
+    ) -> Principal:
+        if not get_flag_cache(conn).evaluate(feature, principal.tenant_id).enabled:
+            raise FeatureDisabled(feature)
+        return principal
+
+    return Depends(feature_enabled)

@@ -1,0 +1,439 @@
+"""``enterprisehub flags ...`` and ``enterprisehub rollout ...`` (registered by services/cli.py).
+
+    enterprisehub flags init [--seed JSON]
+    enterprisehub flags assign --feature F --percentage P --tenant-file FILE
+    enterprisehub rollout set (--feature F | --all-features) --percentage P --environment E
+                              --reason WHY [--actor WHO] [--yes]
+    enterprisehub rollout enable-all --environment E --reason WHY [--actor WHO] [--yes]
+    enterprisehub rollout status --environment E
+    enterprisehub rollout advance --feature F --environment E [--dry-run] [--yes]
+                                  [--selector PROMQL_MATCHERS] [--window 1d]
+
+A command that changes flags shows the change and asks for confirmation
+(``--yes`` for scripts; without a terminal and without ``--yes`` it refuses).
+``--environment`` must name the environment the shell's settings point at
+(ENVIRONMENT), so a production change is never made against staging by
+mistake, and the other way round.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import json
+import os
+import sys
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, get_args
+
+from services.cli import EXIT_USAGE, CommandError
+from services.common.database import Database, DatabaseUnavailable
+from services.common.flags import (
+    FEATURES,
+    FlagState,
+    InvalidFlag,
+    bucket,
+    check_feature,
+    check_percentage,
+    get_flags,
+    init_flags,
+    parse_seed,
+)
+from services.common.redis import Redis, RedisUnavailable, close_redis, create_redis_from_settings
+from services.common.settings import Environment
+from services.common.tenancy import InvalidTenantId, validate_tenant_id
+from services.rollout.config import RolloutSettings
+from services.rollout.observe import gather
+from services.rollout.operations import (
+    INSERT_AUDIT,
+    Change,
+    apply_changes,
+    audit_trail,
+    plan_changes,
+)
+from services.rollout.schedule import PLANS, Verdict, decide, stage_for
+
+ENVIRONMENTS: tuple[str, ...] = get_args(Environment)
+
+
+def _feature(value: str) -> str:
+    try:
+        return check_feature(value)
+    except InvalidFlag as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _percentage(value: str) -> float:
+    try:
+        return check_percentage(float(value))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not a percentage between 0 and 100"
+        ) from None
+
+
+def _environment(value: str) -> str:
+    if value not in ENVIRONMENTS:
+        raise argparse.ArgumentTypeError(
+            f"unknown environment {value!r}; expected one of {', '.join(ENVIRONMENTS)}"
+        )
+    return value
+
+
+def default_actor() -> str:
+    """Who runs the command: ``SUDO_USER`` or the login name."""
+    return os.environ.get("SUDO_USER") or getpass.getuser()
+
+
+@dataclass
+class Connections:
+    """Redis and Postgres of the target environment."""
+
+    settings: RolloutSettings
+    redis: Redis
+    db: Database
+
+
+@asynccontextmanager
+async def connect(environment: str | None) -> AsyncIterator[Connections]:
+    """Open Redis and Postgres for ``environment`` (must match ENVIRONMENT)."""
+    settings = RolloutSettings.from_env()
+    if environment is not None and environment != settings.environment:
+        raise CommandError(
+            f"--environment {environment} but this shell's settings are for "
+            f"{settings.environment!r} (ENVIRONMENT); run the command with {environment}'s "
+            "REDIS_URL and DATABASE_URL (for example inside its cluster)",
+            EXIT_USAGE,
+        )
+    redis = create_redis_from_settings(settings)
+    db = await Database.open(
+        settings.database_url.get_secret_value(),
+        max_size=2,
+        acquire_timeout=10,
+        application_name="enterprisehub-rollout",
+    )
+    try:
+        yield Connections(settings, redis, db)
+    except RedisUnavailable as exc:
+        raise CommandError(
+            f"environment {settings.environment} unreachable: {exc.reason}"
+        ) from None
+    except DatabaseUnavailable as exc:
+        raise CommandError(
+            f"environment {settings.environment} unreachable: {exc.reason}"
+        ) from None
+    finally:
+        await close_redis(redis)
+        await db.close()
+
+
+async def _confirm(prompt: str, assume_yes: bool) -> None:
+    if assume_yes:
+        return
+    if not sys.stdin.isatty():
+        raise CommandError(
+            "refusing to change flags without confirmation: stdin is not a terminal; pass --yes",
+            EXIT_USAGE,
+        )
+    answer = await asyncio.to_thread(input, f"{prompt} [y/N] ")
+    if answer.strip().lower() not in {"y", "yes"}:
+        raise CommandError("aborted: nothing changed")
+
+
+async def _change(
+    conn: Connections,
+    changes: Sequence[Change],
+    *,
+    args: argparse.Namespace,
+    reason: str,
+    command: str,
+) -> None:
+    for change in changes:
+        print(change.describe() + ("  (unchanged)" if change.is_noop else ""))
+    if all(change.is_noop for change in changes):
+        print("nothing to change")
+        return
+    await _confirm(f"apply in {conn.settings.environment}?", args.yes)
+    written = await apply_changes(
+        redis=conn.redis,
+        db=conn.db,
+        environment=conn.settings.environment,
+        changes=changes,
+        actor=args.actor or default_actor(),
+        reason=reason,
+        command=command,
+    )
+    print(f"{len(written)} flag(s) changed in {conn.settings.environment}; audit recorded")
+
+
+def _run(coroutine: Any) -> int:
+    try:
+        asyncio.run(coroutine)
+    except InvalidFlag as exc:
+        raise CommandError(str(exc)) from None
+    return 0
+
+
+# -- flags ------------------------------------------------------------------------
+
+
+def _flags_init(args: argparse.Namespace) -> int:
+    try:
+        seed = parse_seed(args.seed)
+    except InvalidFlag as exc:
+        raise CommandError(f"flags init: {exc}", EXIT_USAGE) from None
+
+    async def run() -> None:
+        async with connect(None) as conn:
+            created = await init_flags(conn.redis, seed=seed)
+            changes = [Change(f, None, seed[f]) for f, made in created.items() if made]
+            async with conn.db.unscoped() as tx:
+                for change in changes:
+                    await tx.execute(
+                        INSERT_AUDIT,
+                        conn.settings.environment,
+                        change.feature,
+                        args.actor,
+                        None,
+                        None,
+                        change.after.enabled,
+                        change.after.rollout_percentage,
+                        "initial state from the stack's featureFlags",
+                        "flags init",
+                    )
+            for feature, made in created.items():
+                print(
+                    f"{feature}: created ({seed[feature].describe()})"
+                    if made
+                    else f"{feature}: exists, unchanged"
+                )
+
+    return _run(run())
+
+
+def read_tenant_file(path: Path) -> list[str]:
+    """Tenant ids, one per line (blank lines and ``#`` comments skipped), validated."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CommandError(f"cannot read {path}: {exc}", EXIT_USAGE) from None
+    tenants = []
+    for number, line in enumerate(lines, start=1):
+        tenant = line.strip()
+        if not tenant or tenant.startswith("#"):
+            continue
+        try:
+            validate_tenant_id(tenant)
+        except InvalidTenantId as exc:
+            raise CommandError(f"{path}:{number}: {exc}", EXIT_USAGE) from None
+        tenants.append(tenant)
+    return tenants
+
+
+def _flags_assign(args: argparse.Namespace) -> int:
+    threshold = round(args.percentage * 100)
+    for tenant in read_tenant_file(args.tenant_file):
+        if bucket(args.feature, tenant) < threshold:
+            print(tenant)
+    return 0
+
+
+# -- rollout ----------------------------------------------------------------------
+
+
+def _rollout_set(args: argparse.Namespace) -> int:
+    features = FEATURES if args.all_features else (args.feature,)
+    percentage = args.percentage
+
+    def target(_: FlagState | None) -> FlagState:
+        return FlagState(enabled=percentage > 0, rollout_percentage=percentage)
+
+    async def run() -> None:
+        async with connect(args.environment) as conn:
+            changes = await plan_changes(conn.redis, features, target)
+            await _change(conn, changes, args=args, reason=args.reason, command="rollout set")
+
+    return _run(run())
+
+
+def _enable_all(args: argparse.Namespace) -> int:
+    async def run() -> None:
+        async with connect(args.environment) as conn:
+            changes = await plan_changes(
+                conn.redis, FEATURES, lambda _: FlagState(enabled=True, rollout_percentage=100)
+            )
+            await _change(
+                conn, changes, args=args, reason=args.reason, command="rollout enable-all"
+            )
+
+    return _run(run())
+
+
+def _status(args: argparse.Namespace) -> int:
+    async def run() -> None:
+        async with connect(args.environment) as conn:
+            states = await get_flags(conn.redis)
+            print(f"environment {conn.settings.environment}")
+            for feature in FEATURES:
+                state = states[feature]
+                trail = await audit_trail(conn.db, feature, limit=1)
+                last = (
+                    f"last change {trail[0]['changed_at']:%Y-%m-%d %H:%M} UTC by "
+                    f"{trail[0]['actor']}: {trail[0]['reason']}"
+                    if trail
+                    else "no recorded change"
+                )
+                stage = stage_for(state.rollout_percentage) if state else None
+                on_schedule = stage is not None and state is not None and state.enabled
+                where = f" [{stage.label.split(':')[0]}]" if on_schedule and stage else ""
+                shown = state.describe() if state else "missing (run flags init)"
+                print(f"  {feature:<22} {shown:<20}{where}  {last}")
+
+    return _run(run())
+
+
+def _advance(args: argparse.Namespace) -> int:
+    feature: str = args.feature
+    plan = PLANS[feature]
+
+    async def run() -> None:
+        async with connect(args.environment) as conn:
+            state = (await get_flags(conn.redis))[feature]
+            if state is None:
+                raise CommandError(f"{feature} does not exist yet: run `enterprisehub flags init`")
+            current = state.rollout_percentage if state.enabled else 0.0
+            stage = stage_for(current)
+            if stage is None:
+                raise CommandError(
+                    f"{feature} is at {current:g}%, off the schedule (0, 10, 25, 50, 100); "
+                    "use `rollout set` to move it onto a stage first"
+                )
+            gathered = await gather(
+                db=conn.db,
+                feature=feature,
+                state=state,
+                plan=plan,
+                prometheus_url=args.prometheus_url or conn.settings.prometheus_url,
+                selector=args.selector,
+                window=args.window,
+            )
+            decision = decide(stage, gathered.observations, plan=plan)
+            inputs = {
+                "observations": gathered.observations.as_dict(),
+                "sources": gathered.sources,
+                "stage": stage.percentage,
+                "state": state.model_dump(),
+            }
+            verdict = decision.verdict.value
+            print(f"{feature} at {stage.percentage:g}%: {verdict}: {decision.reason}")
+            print(json.dumps(inputs["observations"], indent=2))
+            applied = False
+            if decision.verdict is not Verdict.HOLD and not args.dry_run:
+                target = (
+                    FlagState(enabled=True, rollout_percentage=decision.target_percentage or 0)
+                    if decision.verdict is Verdict.ADVANCE
+                    else FlagState(enabled=False, rollout_percentage=state.rollout_percentage)
+                )
+                change = Change(feature, state, target)
+                await _change(
+                    conn,
+                    [change],
+                    args=args,
+                    reason=f"rollout advance: {decision.verdict.value}: {decision.reason}",
+                    command="rollout advance",
+                )
+                applied = True
+            async with conn.db.unscoped() as tx:
+                await tx.execute(
+                    "INSERT INTO rollout_decisions (environment, feature_name, stage_percentage, "
+                    "decision, reason, inputs, applied, actor) "
+                    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                    conn.settings.environment,
+                    feature,
+                    stage.percentage,
+                    decision.verdict.value,
+                    decision.reason,
+                    {**inputs, "decided_at": datetime.now(UTC).isoformat()},
+                    applied,
+                    args.actor or default_actor(),
+                )
+
+    return _run(run())
+
+
+# -- registration -----------------------------------------------------------------
+
+
+def _operator_arguments(parser: argparse.ArgumentParser, *, environment: bool = True) -> None:
+    if environment:
+        parser.add_argument(
+            "--environment",
+            required=True,
+            type=_environment,
+            help=f"target environment ({', '.join(ENVIRONMENTS)}); must match ENVIRONMENT",
+        )
+    parser.add_argument("--actor", default=None, help="who (default: SUDO_USER or login name)")
+    parser.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+
+
+def register_rollout_commands(subparsers: Any) -> None:
+    """Add ``flags`` and ``rollout`` to the top-level subparsers."""
+    flags = subparsers.add_parser("flags", help="feature flag records in Redis")
+    flag_commands = flags.add_subparsers(dest="flags_command", required=True)
+    init = flag_commands.add_parser(
+        "init", help="create missing flags from the stack's seed; never overwrites"
+    )
+    init.add_argument(
+        "--seed",
+        default=None,
+        help='JSON {"feature": {"enabled": bool, "rolloutPercentage": 0-100}}; '
+        "features left out start off at 0%%",
+    )
+    init.set_defaults(handler=_flags_init, actor="flags-init")
+    assign = flag_commands.add_parser(
+        "assign", help="print the tenants of FILE that the rule puts in treatment"
+    )
+    assign.add_argument("--feature", required=True, type=_feature)
+    assign.add_argument("--percentage", required=True, type=_percentage)
+    assign.add_argument("--tenant-file", required=True, type=Path, help="one tenant id a line")
+    assign.set_defaults(handler=_flags_assign)
+
+    rollout = subparsers.add_parser("rollout", help="progressive rollout of the features")
+    commands = rollout.add_subparsers(dest="rollout_command", required=True)
+    set_ = commands.add_parser("set", help="set one feature's (or every feature's) percentage")
+    which = set_.add_mutually_exclusive_group(required=True)
+    which.add_argument("--feature", type=_feature)
+    which.add_argument("--all-features", action="store_true")
+    set_.add_argument("--percentage", required=True, type=_percentage, help="0-100 (0.01 steps)")
+    set_.add_argument("--reason", required=True, help="why (kept in the audit)")
+    _operator_arguments(set_)
+    set_.set_defaults(handler=_rollout_set)
+
+    enable = commands.add_parser("enable-all", help="every feature on for 100% of tenants")
+    enable.add_argument("--reason", required=True, help="why (kept in the audit)")
+    _operator_arguments(enable)
+    enable.set_defaults(handler=_enable_all)
+
+    status = commands.add_parser("status", help="each flag's state and its last change")
+    status.add_argument("--environment", required=True, type=_environment)
+    status.set_defaults(handler=_status)
+
+    advance = commands.add_parser(
+        "advance", help="decide advance/hold/rollback from the schedule's criteria and apply it"
+    )
+    advance.add_argument("--feature", required=True, type=_feature)
+    advance.add_argument("--dry-run", action="store_true", help="decide and record, change nothing")
+    advance.add_argument("--prometheus-url", default=None, help="default: PROMETHEUS_URL")
+    advance.add_argument(
+        "--selector",
+        default=None,
+        help='PromQL label matchers of the feature\'s service (default: service="<name>")',
+    )
+    advance.add_argument("--window", default="1d", help="PromQL range for rates (default 1d)")
+    _operator_arguments(advance)
+    advance.set_defaults(handler=_advance)

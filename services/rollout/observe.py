@@ -1,0 +1,160 @@
+"""What ``rollout advance`` measures: Prometheus, stored experiment results, the audit.
+
+Prometheus answers through its HTTP API (``/api/v1/query``) with the
+services' own metrics: ``http_request_duration_seconds`` (p95 from the
+histogram's buckets summed by ``le``) and ``http_requests_total`` (share of
+5xx). An empty vector or NaN is "no data", which ``decide`` turns into a
+hold. The experiment numbers come from the newest ``experiment_results`` row
+computed since the stage began (an older one described another stage).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+
+from services.common.database import Database
+from services.common.flags import FlagState
+from services.rollout.operations import stage_started_at
+from services.rollout.schedule import FeaturePlan, Observations
+
+
+class PrometheusError(RuntimeError):
+    """Prometheus could not answer a query."""
+
+
+def latency_query(selector: str, window: str) -> str:
+    """p95 of request latency over ``window`` for the series matching ``selector``."""
+    return (
+        "histogram_quantile(0.95, sum by (le) "
+        f"(rate(http_request_duration_seconds_bucket{{{selector}}}[{window}])))"
+    )
+
+
+def error_rate_query(selector: str, window: str) -> str:
+    """Share of 5xx answers over ``window``."""
+    # No 5xx series at all is a rate of 0, not "no data"; no requests at all
+    # still gives an empty result (0 / nothing), which is "no data".
+    return (
+        f'(sum(rate(http_requests_total{{{selector},status=~"5.."}}[{window}])) or vector(0)) / '
+        f"sum(rate(http_requests_total{{{selector}}}[{window}]))"
+    )
+
+
+async def query_scalar(client: httpx.AsyncClient, base_url: str, promql: str) -> float | None:
+    """The single value of an instant query; None when the result is empty.
+
+    Raises ``PrometheusError`` when Prometheus is unreachable or refuses the query.
+    """
+    try:
+        response = await client.get(
+            f"{base_url.rstrip('/')}/api/v1/query", params={"query": promql}
+        )
+    except httpx.HTTPError as exc:
+        raise PrometheusError(f"prometheus unreachable at {base_url}: {exc}") from None
+    try:
+        body = response.json()
+    except ValueError:
+        raise PrometheusError(f"prometheus answered {response.status_code} without JSON") from None
+    if response.status_code != 200 or body.get("status") != "success":
+        raise PrometheusError(f"prometheus refused the query: {body.get('error', response.text)}")
+    result = body["data"]["result"]
+    if body["data"]["resultType"] == "scalar":
+        return float(result[1])
+    if not result:
+        return None
+    if len(result) > 1:
+        raise PrometheusError(f"expected one series, got {len(result)}: {promql}")
+    return float(result[0]["value"][1])
+
+
+@dataclass
+class Gathered:
+    """Observations plus where each came from (recorded with the decision)."""
+
+    observations: Observations
+    sources: dict[str, Any] = field(default_factory=dict)
+
+
+async def gather(
+    *,
+    db: Database,
+    feature: str,
+    state: FlagState,
+    plan: FeaturePlan,
+    prometheus_url: str | None,
+    selector: str | None = None,
+    window: str = "1d",
+    now: datetime | None = None,
+    client: httpx.AsyncClient | None = None,
+) -> Gathered:
+    """Everything ``decide`` needs for ``feature``; failures leave fields None."""
+    now = now or datetime.now(UTC)
+    sources: dict[str, Any] = {}
+    values: dict[str, float | None] = {}
+    started = await stage_started_at(db, feature, state)
+    sources["stage_started_at"] = started.isoformat() if started else None
+    values["days_in_stage"] = (now - started).total_seconds() / 86400 if started else None
+
+    selector = selector or f'service="{plan.service}"'
+    if prometheus_url is None:
+        sources["prometheus"] = "PROMETHEUS_URL not set"
+    else:
+        queries = {
+            "latency_p95_seconds": latency_query(selector, window),
+            "error_rate": error_rate_query(selector, window),
+        }
+        sources["prometheus"] = {"url": prometheus_url, "queries": queries}
+        owned = client is None
+        http = client or httpx.AsyncClient(timeout=10.0)
+        try:
+            for name, promql in queries.items():
+                try:
+                    values[name] = await query_scalar(http, prometheus_url, promql)
+                except PrometheusError as exc:
+                    sources[f"{name}_error"] = str(exc)
+        finally:
+            if owned:
+                await http.aclose()
+
+    result = await latest_result(db, feature, since=started)
+    sources["experiment_result"] = result and {
+        k: result[k] for k in ("result_id", "computed_at", "metric")
+    }
+    if result is not None:
+        body = result["result"]
+        for name, key in (
+            ("n_control", "n_control"),
+            ("n_treatment", "n_treatment"),
+            ("srm_p_value", "srm_p_value"),
+            ("lift", "lift"),
+            ("lift_ci_low", "seq_lift_ci_low"),
+            ("adoption", "adoption"),
+        ):
+            raw = body.get(key)
+            values[name] = float(raw) if isinstance(raw, int | float) else None
+    clean = {k: (v if v is None or math.isfinite(v) else math.nan) for k, v in values.items()}
+    return Gathered(Observations(**clean), sources)
+
+
+async def latest_result(
+    db: Database, feature: str, *, since: datetime | None
+) -> dict[str, Any] | None:
+    """The newest stored experiment result for ``feature`` computed after ``since``."""
+    async with db.unscoped() as conn:
+        row = await conn.fetchrow(
+            "SELECT result_id, computed_at, metric, result FROM experiment_results "
+            "WHERE feature_name = $1 AND ($2::timestamptz IS NULL OR computed_at >= $2) "
+            "ORDER BY computed_at DESC, result_id DESC LIMIT 1",
+            feature,
+            since,
+        )
+    if row is None:
+        return None
+    out = dict(row)
+    out["computed_at"] = out["computed_at"].isoformat()
+    return out

@@ -1,0 +1,116 @@
+"""Flag changes with their audit row, and the audit trail read back.
+
+A change writes the audit rows and the flags in one Postgres transaction:
+the rows are inserted first, the flags written to Redis (record + pub/sub
+notice in one ``MULTI`` per flag), then the transaction commits. If Redis
+fails the transaction rolls back, so no audit row claims a change that did
+not happen. (If the commit itself failed after Redis accepted the write, the
+flag would have changed without its row; the next ``rollout status`` would
+show the state without a matching audit entry.)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from services.common.database import Database
+from services.common.flags import FlagState, get_flags, write_flag
+from services.common.redis import Redis
+
+INSERT_AUDIT = (
+    "INSERT INTO flag_audit (environment, feature_name, actor, from_enabled, from_percentage, "
+    "to_enabled, to_percentage, reason, command) "
+    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One flag's planned change."""
+
+    feature: str
+    before: FlagState | None
+    after: FlagState
+
+    @property
+    def is_noop(self) -> bool:
+        """True when the flag already has the target state."""
+        return self.before == self.after
+
+    def describe(self) -> str:
+        """``ai_coaching: on at 10% -> on at 25%``."""
+        before = self.before.describe() if self.before else "missing"
+        return f"{self.feature}: {before} -> {self.after.describe()}"
+
+
+async def plan_changes(
+    redis: Redis, features: Sequence[str], target: Callable[[FlagState | None], FlagState]
+) -> list[Change]:
+    """The change ``target`` makes to each feature's current state (read from Redis)."""
+    current = await get_flags(redis)
+    return [Change(f, current[f], target(current[f])) for f in features]
+
+
+async def apply_changes(
+    *,
+    redis: Redis,
+    db: Database,
+    environment: str,
+    changes: Sequence[Change],
+    actor: str,
+    reason: str,
+    command: str,
+) -> list[Change]:
+    """Write each change that is not a no-op, with its audit row; return those written."""
+    todo = [change for change in changes if not change.is_noop]
+    if not todo:
+        return []
+    async with db.unscoped() as conn:
+        for change in todo:
+            before = change.before
+            await conn.execute(
+                INSERT_AUDIT,
+                environment,
+                change.feature,
+                actor,
+                before.enabled if before else None,
+                before.rollout_percentage if before else None,
+                change.after.enabled,
+                change.after.rollout_percentage,
+                reason,
+                command,
+            )
+        for change in todo:
+            await write_flag(redis, change.feature, change.after)
+    return todo
+
+
+async def audit_trail(db: Database, feature: str, *, limit: int = 20) -> list[dict[str, Any]]:
+    """The latest audit rows of ``feature``, newest first."""
+    async with db.unscoped() as conn:
+        rows = await conn.fetch(
+            "SELECT changed_at, environment, actor, from_enabled, from_percentage, to_enabled, "
+            "to_percentage, reason, command FROM flag_audit WHERE feature_name = $1 "
+            "ORDER BY changed_at DESC, audit_id DESC LIMIT $2",
+            feature,
+            limit,
+        )
+    return [dict(row) for row in rows]
+
+
+async def stage_started_at(db: Database, feature: str, state: FlagState) -> datetime | None:
+    """When the flag last moved to its current (enabled, percentage), from the audit."""
+    async with db.unscoped() as conn:
+        value: datetime | None = await conn.fetchval(
+            "SELECT changed_at FROM flag_audit WHERE feature_name = $1 AND to_enabled = $2 "
+            "AND to_percentage = $3 AND (from_enabled IS DISTINCT FROM to_enabled "
+            "OR from_percentage IS DISTINCT FROM to_percentage) "
+            "ORDER BY changed_at DESC, audit_id DESC LIMIT 1",
+            feature,
+            state.enabled,
+            state.rollout_percentage,
+        )
+    return value

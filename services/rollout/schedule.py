@@ -1,0 +1,263 @@
+"""The seed's 30-day schedule and weekly success criteria, as data, and ``decide``.
+
+Schedule (seed, "Deployment Phases"): infrastructure first (days 1-3, 0%),
+then 10% (week 1), 25% (week 2), 50% (week 3), 100% (week 4), each stage held
+at least a week. ``decide(stage, observations)`` is the one pure function
+that turns what was measured into ``advance``, ``hold`` or ``rollback``, with
+the reason. Its rules, in order:
+
+1. A guardrail breach (p95 latency above the rollback threshold, or an error
+   rate above the rollback rate; the seed's ``rollback_config``) -> rollback.
+2. A missing, empty or NaN input that the stage needs -> hold, never advance.
+3. A sample-ratio mismatch (SRM p < 0.001): the split is broken, so the
+   experiment's numbers cannot be trusted -> hold.
+4. Less than the stage's minimum time, or fewer tenants per arm than its
+   minimum sample -> hold.
+5. A success criterion not met (latency target, error rate, adoption, lift)
+   -> hold.
+6. Otherwise -> advance to the next stage.
+
+Criteria the seed lists but nothing measures (user satisfaction, support
+tickets, NPS) are not invented here; docs/architecture.md names them as
+left to the operator's judgement.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, fields
+from enum import StrEnum
+from typing import Final
+
+SRM_ALPHA: Final = 0.001
+
+
+class Verdict(StrEnum):
+    """What ``rollout advance`` does."""
+
+    ADVANCE = "advance"
+    HOLD = "hold"
+    ROLLBACK = "rollback"
+
+
+@dataclass(frozen=True, slots=True)
+class Guardrails:
+    """Thresholds whose breach rolls a feature back (seed: rollback_config.yml)."""
+
+    latency_p95_seconds: float
+    error_rate: float = 0.10
+
+
+@dataclass(frozen=True, slots=True)
+class Stage:
+    """One step of the schedule and what must hold before leaving it."""
+
+    percentage: float
+    next_percentage: float | None
+    min_days: float
+    #: Tenants per arm before the experiment's numbers count (0: not needed).
+    min_units_per_arm: int = 0
+    max_error_rate: float = 0.01
+    #: Share of treatment tenants that used the feature in the stage.
+    min_adoption: float | None = None
+    #: The relative lift's point estimate must exceed this ("impact visible").
+    min_lift: float | None = None
+    #: The always-valid interval's lower bound must exceed this ("ROI validated").
+    min_lift_ci_low: float | None = None
+    label: str = ""
+
+
+#: The seed's schedule: 0 -> 10 -> 25 -> 50 -> 100 over 30 days.
+STAGES: Final[tuple[Stage, ...]] = (
+    Stage(0, 10, min_days=0, label="infrastructure (days 1-3): healthy before any tenant"),
+    Stage(
+        10,
+        25,
+        min_days=7,
+        min_units_per_arm=20,
+        min_adoption=0.50,
+        label="week 1: targets met, no critical errors, usage > 50% of enabled tenants",
+    ),
+    Stage(
+        25,
+        50,
+        min_days=7,
+        min_units_per_arm=50,
+        min_adoption=0.50,
+        min_lift=0.0,
+        label="week 2: week-1 criteria kept, business impact visible",
+    ),
+    Stage(
+        50,
+        100,
+        min_days=7,
+        min_units_per_arm=100,
+        min_adoption=0.60,
+        min_lift=0.0,
+        min_lift_ci_low=0.0,
+        label="week 3: positive lift validated (always-valid interval above 0), adoption > 60%",
+    ),
+    Stage(100, None, min_days=6, label="week 4: full rollout"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class FeaturePlan:
+    """Per-feature targets: the seed's performance targets and rollback thresholds."""
+
+    service: str
+    latency_target_seconds: float
+    guardrails: Guardrails = field(default_factory=lambda: Guardrails(1.0))
+
+
+#: Feature -> the service whose metrics judge it, its p95 target, its guardrail.
+PLANS: Final[dict[str, FeaturePlan]] = {
+    "realtime_intelligence": FeaturePlan(
+        "websocket-manager", 0.050, Guardrails(latency_p95_seconds=0.200)
+    ),
+    "property_vision": FeaturePlan("ml-services", 1.5, Guardrails(latency_p95_seconds=3.0)),
+    # The seed sets no rollback latency for these two: twice the target.
+    "churn_prevention": FeaturePlan(
+        "churn-orchestrator", 30.0, Guardrails(latency_p95_seconds=60.0)
+    ),
+    "ai_coaching": FeaturePlan("coaching-engine", 2.0, Guardrails(latency_p95_seconds=4.0)),
+}
+
+
+def stage_for(percentage: float) -> Stage | None:
+    """The schedule stage at ``percentage``, or None off the schedule."""
+    for stage in STAGES:
+        if math.isclose(stage.percentage, percentage):
+            return stage
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class Observations:
+    """What was measured for one feature in its current stage (None: not measured)."""
+
+    days_in_stage: float | None = None
+    latency_p95_seconds: float | None = None
+    error_rate: float | None = None
+    adoption: float | None = None
+    n_control: float | None = None
+    n_treatment: float | None = None
+    srm_p_value: float | None = None
+    lift: float | None = None
+    lift_ci_low: float | None = None
+
+    def as_dict(self) -> dict[str, float | None]:
+        """Field -> value, NaN as None (JSON for the decision record)."""
+        out: dict[str, float | None] = {}
+        for item in fields(self):
+            value = getattr(self, item.name)
+            out[item.name] = None if value is None or not math.isfinite(value) else value
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """``decide``'s answer."""
+
+    verdict: Verdict
+    reason: str
+    target_percentage: float | None = None
+
+
+def _required(stage: Stage) -> tuple[str, ...]:
+    names = ["days_in_stage", "latency_p95_seconds", "error_rate"]
+    if stage.min_units_per_arm:
+        names += ["n_control", "n_treatment", "srm_p_value"]
+    if stage.min_adoption is not None:
+        names.append("adoption")
+    if stage.min_lift is not None:
+        names.append("lift")
+    if stage.min_lift_ci_low is not None:
+        names.append("lift_ci_low")
+    return tuple(names)
+
+
+def decide(stage: Stage, observations: Observations, *, plan: FeaturePlan) -> Decision:
+    """Advance, hold or roll back, and why (the rules are in the module docstring)."""
+    known = {k: v for k, v in observations.as_dict().items() if v is not None}
+    guard = plan.guardrails
+    latency = known.get("latency_p95_seconds")
+    if latency is not None and latency > guard.latency_p95_seconds:
+        return Decision(
+            Verdict.ROLLBACK,
+            f"guardrail: p95 latency {latency:.3f}s > {guard.latency_p95_seconds:g}s",
+            0,
+        )
+    errors = known.get("error_rate")
+    if errors is not None and errors > guard.error_rate:
+        return Decision(
+            Verdict.ROLLBACK, f"guardrail: error rate {errors:.2%} > {guard.error_rate:.0%}", 0
+        )
+    missing = [name for name in _required(stage) if name not in known]
+    if missing:
+        return Decision(Verdict.HOLD, f"no data for {', '.join(missing)}: holding")
+    return _criteria(stage, plan, known)
+
+
+def _criteria(stage: Stage, plan: FeaturePlan, known: dict[str, float]) -> Decision:
+    """Rules 3-6 once every required input is known."""
+    if stage.min_units_per_arm and known["srm_p_value"] < SRM_ALPHA:
+        return Decision(
+            Verdict.HOLD,
+            f"sample-ratio mismatch (p = {known['srm_p_value']:.2g} < {SRM_ALPHA}): "
+            "assignment or exposure logging is broken",
+        )
+    if known["days_in_stage"] < stage.min_days:
+        return Decision(
+            Verdict.HOLD, f"{known['days_in_stage']:.1f} of {stage.min_days:g} days in stage"
+        )
+    if stage.min_units_per_arm:
+        smallest = min(known["n_control"], known["n_treatment"])
+        if smallest < stage.min_units_per_arm:
+            return Decision(
+                Verdict.HOLD,
+                f"{smallest:g} tenants in the smaller arm, {stage.min_units_per_arm} needed",
+            )
+    checks: list[tuple[bool, str]] = [
+        (
+            known["latency_p95_seconds"] > plan.latency_target_seconds,
+            f"p95 latency {known['latency_p95_seconds']:.3f}s above the "
+            f"{plan.latency_target_seconds:g}s target",
+        ),
+        (
+            known["error_rate"] >= stage.max_error_rate,
+            f"error rate {known['error_rate']:.2%} not below {stage.max_error_rate:.0%}",
+        ),
+    ]
+    if stage.min_adoption is not None:
+        checks.append(
+            (
+                known["adoption"] < stage.min_adoption,
+                f"adoption {known['adoption']:.0%} below {stage.min_adoption:.0%}",
+            )
+        )
+    if stage.min_lift is not None:
+        checks.append(
+            (
+                known["lift"] <= stage.min_lift,
+                f"lift {known['lift']:+.2%} not above {stage.min_lift:+.0%}",
+            )
+        )
+    if stage.min_lift_ci_low is not None:
+        checks.append(
+            (
+                known["lift_ci_low"] <= stage.min_lift_ci_low,
+                f"lift interval's lower bound {known['lift_ci_low']:+.2%} not above "
+                f"{stage.min_lift_ci_low:+.0%}",
+            )
+        )
+    for failed, reason in checks:
+        if failed:
+            return Decision(Verdict.HOLD, reason)
+    if stage.next_percentage is None:
+        return Decision(Verdict.HOLD, "rollout complete: already at 100%")
+    return Decision(
+        Verdict.ADVANCE,
+        f"{stage.label or f'{stage.percentage:g}%'}: criteria met",
+        stage.next_percentage,
+    )

@@ -1,0 +1,215 @@
+"""``rollout advance`` end to end: a real Prometheus scraping real metrics, stored results."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from prometheus_client import CollectorRegistry, start_http_server
+
+from localrun.servers import PrometheusServer, free_port, start_prometheus
+from services.cli import main
+from services.common.database import Database
+from services.common.flags import FlagState, get_flag
+from services.common.metrics import HttpMetrics
+from services.common.redis import Redis
+
+
+@pytest.fixture(scope="module")
+def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrometheusServer]:
+    """Prometheus scraping a process-local exporter every second.
+
+    Route ``/good`` answers fast and well; route ``/bad`` is slow and fails.
+    """
+    registry = CollectorRegistry()
+    metrics = HttpMetrics(registry)
+    port = free_port()
+    server, thread = start_http_server(port, addr="127.0.0.1", registry=registry)
+    for index in range(2000):
+        metrics.observe(method="POST", route="/good", status=200, seconds=0.4)
+        metrics.observe(method="POST", route="/bad", status=500 if index % 3 else 200, seconds=5)
+    prom = start_prometheus(
+        Path(tmp_path_factory.mktemp("prom")), [f"127.0.0.1:{port}"], scrape_interval="1s"
+    )
+    # Rates need two samples, and the counters must move between them.
+    deadline = time.monotonic() + 30
+    query = 'sum(rate(http_requests_total{route="/good"}[1m]))'
+    while time.monotonic() < deadline:
+        for _ in range(50):
+            metrics.observe(method="POST", route="/good", status=200, seconds=0.4)
+            metrics.observe(method="POST", route="/bad", status=500, seconds=5)
+        body = httpx.get(f"{prom.url}/api/v1/query", params={"query": query}).json()
+        if body["data"]["result"] and float(body["data"]["result"][0]["value"][1]) > 0:
+            time.sleep(2.5)  # one more scrape for every series
+            break
+        time.sleep(0.5)
+    else:
+        pytest.fail("prometheus never had two scrapes")
+    yield prom
+    prom.stop()
+    server.shutdown()
+    server.server_close()
+    thread.join(timeout=5)
+
+
+async def _cli(*argv: str) -> int:
+    return await asyncio.to_thread(main, list(argv))
+
+
+async def _start_week_one(owner_db: Database, days_ago: float) -> None:
+    assert await _cli("flags", "init") == 0
+    assert (
+        await _cli(
+            "rollout",
+            "set",
+            "--feature",
+            "property_vision",
+            "--percentage",
+            "10",
+            "--environment",
+            "local",
+            "--reason",
+            "week 1",
+            "--yes",
+        )
+        == 0
+    )
+    async with owner_db.unscoped() as conn:
+        await conn.execute(
+            "UPDATE flag_audit SET changed_at = now() - make_interval(secs => $1) "
+            "WHERE command = 'rollout set'",
+            days_ago * 86400,
+        )
+
+
+async def _store_result(owner_db: Database, **fields: float) -> None:
+    result = {
+        "n_control": 400,
+        "n_treatment": 45,
+        "srm_p_value": 0.6,
+        "lift": 0.04,
+        "seq_lift_ci_low": -0.02,
+        "adoption": 0.7,
+        **fields,
+    }
+    async with owner_db.unscoped() as conn:
+        await conn.execute(
+            "INSERT INTO experiment_results (feature_name, metric, window_start, window_end, "
+            "result) VALUES ('property_vision', 'revenue', current_date - 7, current_date, $1)",
+            result,
+        )
+
+
+async def _decisions(owner_db: Database) -> list[dict[str, object]]:
+    async with owner_db.unscoped() as conn:
+        rows = await conn.fetch("SELECT * FROM rollout_decisions ORDER BY decision_id")
+    return [dict(r) for r in rows]
+
+
+async def test_criteria_met_advances_and_records_inputs(
+    settings_env: dict[str, str],
+    prometheus: PrometheusServer,
+    redis_client: Redis,
+    owner_db: Database,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    await _start_week_one(owner_db, days_ago=8)
+    await _store_result(owner_db)
+    code = await _cli(
+        "rollout",
+        "advance",
+        "--feature",
+        "property_vision",
+        "--environment",
+        "local",
+        "--prometheus-url",
+        prometheus.url,
+        "--selector",
+        'route="/good"',
+        "--window",
+        "1m",
+        "--yes",
+    )
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert "property_vision at 10%: advance" in captured.out, captured.out
+    assert await get_flag(redis_client, "property_vision") == FlagState(
+        enabled=True, rollout_percentage=25
+    )
+    [decision] = await _decisions(owner_db)
+    assert (decision["decision"], decision["applied"]) == ("advance", True)
+    inputs = decision["inputs"]
+    assert isinstance(inputs, dict)
+    observed = inputs["observations"]
+    assert 0.25 < observed["latency_p95_seconds"] <= 0.5  # the 0.4 s observations' bucket
+    assert observed["error_rate"] == 0
+    assert 7.9 < observed["days_in_stage"] < 8.1
+    assert observed["n_treatment"] == 45
+    assert "histogram_quantile" in json.dumps(inputs["sources"])
+
+
+async def test_guardrail_breach_rolls_back(
+    settings_env: dict[str, str],
+    prometheus: PrometheusServer,
+    redis_client: Redis,
+    owner_db: Database,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    await _start_week_one(owner_db, days_ago=2)
+    code = await _cli(
+        "rollout",
+        "advance",
+        "--feature",
+        "property_vision",
+        "--environment",
+        "local",
+        "--prometheus-url",
+        prometheus.url,
+        "--selector",
+        'route="/bad"',
+        "--window",
+        "1m",
+        "--yes",
+    )
+    assert code == 0
+    assert "rollback" in capsys.readouterr().out
+    assert await get_flag(redis_client, "property_vision") == FlagState(
+        enabled=False, rollout_percentage=10
+    )
+    [decision] = await _decisions(owner_db)
+    assert decision["decision"] == "rollback"
+    assert "guardrail" in str(decision["reason"])
+
+
+async def test_no_prometheus_and_no_results_hold(
+    settings_env: dict[str, str],
+    redis_client: Redis,
+    owner_db: Database,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    await _start_week_one(owner_db, days_ago=9)
+    code = await _cli(
+        "rollout",
+        "advance",
+        "--feature",
+        "property_vision",
+        "--environment",
+        "local",
+        "--prometheus-url",
+        f"http://127.0.0.1:{free_port()}",
+        "--yes",
+    )
+    assert code == 0
+    assert "hold" in capsys.readouterr().out
+    assert await get_flag(redis_client, "property_vision") == FlagState(
+        enabled=True, rollout_percentage=10
+    )
+    [decision] = await _decisions(owner_db)
+    assert decision["decision"] == "hold"
+    assert decision["applied"] is False
+    assert "unreachable" in json.dumps(decision["inputs"])

@@ -1,0 +1,254 @@
+"""``enterprisehub flags ...`` and ``enterprisehub rollout ...`` against real Redis and Postgres."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from pathlib import Path
+
+import pytest
+
+from localrun.servers import free_port
+from services.cli import main
+from services.common.database import Database
+from services.common.flags import FEATURES, FlagState, bucket, get_flag, get_flags
+from services.common.redis import Redis
+
+
+async def _cli(*argv: str) -> int:
+    # In a thread: the CLI runs its own event loop.
+    return await asyncio.to_thread(main, list(argv))
+
+
+async def _audit(owner_db: Database) -> list[dict[str, object]]:
+    async with owner_db.unscoped() as conn:
+        rows = await conn.fetch("SELECT * FROM flag_audit ORDER BY audit_id")
+    return [dict(row) for row in rows]
+
+
+async def test_flags_init_seeds_from_json_and_audits_creations(
+    settings_env: dict[str, str],
+    redis_client: Redis,
+    owner_db: Database,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    seed = '{"property_vision": {"enabled": true, "rolloutPercentage": 10}}'
+    assert await _cli("flags", "init", "--seed", seed) == 0
+    out = capsys.readouterr().out
+    assert "property_vision: created (on at 10%)" in out
+    assert "churn_prevention: created (off (0% kept))" in out
+    assert await _cli("flags", "init", "--seed", seed) == 0
+    assert "exists, unchanged" in capsys.readouterr().out
+    rows = await _audit(owner_db)
+    assert sorted(r["feature_name"] for r in rows) == sorted(FEATURES)
+    assert {r["actor"] for r in rows} == {"flags-init"}
+
+
+async def test_flags_init_rejects_a_bad_seed(
+    settings_env: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert await _cli("flags", "init", "--seed", '{"vision": true}') == 2
+    assert "unknown feature 'vision'" in capsys.readouterr().err
+
+
+async def test_set_changes_the_flag_and_writes_one_audit_row_per_change(
+    settings_env: dict[str, str],
+    redis_client: Redis,
+    owner_db: Database,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert await _cli("flags", "init") == 0
+    code = await _cli(
+        "rollout",
+        "set",
+        "--feature",
+        "ai_coaching",
+        "--percentage",
+        "10",
+        "--environment",
+        "local",
+        "--reason",
+        "week 1",
+        "--actor",
+        "ops-alice",
+        "--yes",
+    )
+    assert code == 0
+    assert "ai_coaching: off (0% kept) -> on at 10%" in capsys.readouterr().out
+    assert await get_flag(redis_client, "ai_coaching") == FlagState(
+        enabled=True, rollout_percentage=10
+    )
+    code = await _cli(
+        "rollout",
+        "set",
+        "--all-features",
+        "--percentage",
+        "25",
+        "--environment",
+        "local",
+        "--reason",
+        "week 2",
+        "--actor",
+        "ops-bob",
+        "--yes",
+    )
+    assert code == 0
+    states = await get_flags(redis_client)
+    assert set(states.values()) == {FlagState(enabled=True, rollout_percentage=25)}
+    changes = [r for r in await _audit(owner_db) if r["command"] != "flags init"]
+    assert [(r["feature_name"], r["actor"], r["reason"]) for r in changes][:2] == [
+        ("ai_coaching", "ops-alice", "week 1"),
+        ("realtime_intelligence", "ops-bob", "week 2"),
+    ]
+    first = changes[0]
+    assert (first["from_enabled"], float(first["from_percentage"])) == (False, 0)
+    assert (first["to_enabled"], float(first["to_percentage"])) == (True, 10)
+    assert first["environment"] == "local"
+    assert len(changes) == 5
+    # The same change again is a no-op: no new row.
+    await _cli(
+        "rollout",
+        "set",
+        "--feature",
+        "ai_coaching",
+        "--percentage",
+        "25",
+        "--environment",
+        "local",
+        "--reason",
+        "again",
+        "--yes",
+    )
+    assert len(await _audit(owner_db)) == 4 + 5
+    assert await _cli("rollout", "status", "--environment", "local") == 0
+    status = capsys.readouterr().out
+    assert "ai_coaching" in status
+    assert "on at 25%" in status
+    assert "ops-bob" in status
+
+    assert (
+        await _cli("rollout", "enable-all", "--environment", "local", "--reason", "go", "--yes")
+        == 0
+    )
+    states = await get_flags(redis_client)
+    assert set(states.values()) == {FlagState(enabled=True, rollout_percentage=100)}
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--feature", "vision", "--percentage", "10"], "unknown feature 'vision'"),
+        (["--feature", "ai_coaching", "--percentage", "150"], "between 0 and 100"),
+        (["--feature", "ai_coaching", "--percentage", "nan"], "between 0 and 100"),
+        (["--feature", "ai_coaching", "--percentage", "-1"], "between 0 and 100"),
+    ],
+)
+async def test_bad_arguments_are_clear_errors(
+    settings_env: dict[str, str],
+    argv: list[str],
+    message: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        await _cli("rollout", "set", *argv, "--environment", "local", "--reason", "x", "--yes")
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+async def test_environment_must_match_the_settings(
+    settings_env: dict[str, str], redis_client: Redis, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = await _cli(
+        "rollout",
+        "set",
+        "--feature",
+        "ai_coaching",
+        "--percentage",
+        "10",
+        "--environment",
+        "production",
+        "--reason",
+        "x",
+        "--yes",
+    )
+    assert code == 2
+    assert "settings are for 'local'" in capsys.readouterr().err
+    assert await get_flag(redis_client, "ai_coaching") is None
+
+
+async def test_unreachable_environment_is_one_clear_line(
+    settings_env: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("REDIS_URL", f"redis://127.0.0.1:{free_port()}/0")
+    monkeypatch.setenv("REDIS_SOCKET_TIMEOUT", "0.5")
+    code = await _cli("rollout", "status", "--environment", "local")
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "environment local unreachable" in err
+    assert "Traceback" not in err
+
+
+async def test_without_a_terminal_a_change_needs_yes(
+    settings_env: dict[str, str],
+    redis_client: Redis,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    await _cli("flags", "init")
+    monkeypatch.setattr("sys.stdin", io.StringIO("y\n"))
+    code = await _cli(
+        "rollout",
+        "set",
+        "--feature",
+        "ai_coaching",
+        "--percentage",
+        "10",
+        "--environment",
+        "local",
+        "--reason",
+        "x",
+    )
+    assert code == 2
+    assert "pass --yes" in capsys.readouterr().err
+    assert await get_flag(redis_client, "ai_coaching") == FlagState()
+
+
+async def test_assign_prints_the_tenants_the_rule_reaches(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tenants = [f"tenant-{i}" for i in range(400)]
+    path = tmp_path / "tenants.txt"
+    path.write_text("# pilot customers\n\n" + "\n".join(tenants) + "\n")
+    assert (
+        await _cli(
+            "flags",
+            "assign",
+            "--feature",
+            "churn_prevention",
+            "--percentage",
+            "25",
+            "--tenant-file",
+            str(path),
+        )
+        == 0
+    )
+    printed = capsys.readouterr().out.split()
+    assert printed == [t for t in tenants if bucket("churn_prevention", t) < 2500]
+    assert 60 < len(printed) < 140
+    path.write_text("good-tenant\nbad tenant!\n")
+    assert (
+        await _cli(
+            "flags",
+            "assign",
+            "--feature",
+            "churn_prevention",
+            "--percentage",
+            "25",
+            "--tenant-file",
+            str(path),
+        )
+        == 2
+    )
+    assert "tenants.txt:2" in capsys.readouterr().err

@@ -1,0 +1,119 @@
+"""``decide``: the schedule's rules, one case each, including the ones that must never advance."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import pytest
+
+from services.rollout.schedule import (
+    PLANS,
+    STAGES,
+    Observations,
+    Verdict,
+    decide,
+    stage_for,
+)
+
+PLAN = PLANS["property_vision"]  # target 1.5 s, rollback above 3 s
+WEEK1 = stage_for(10)
+WEEK3 = stage_for(50)
+assert WEEK1 is not None
+assert WEEK3 is not None
+
+GOOD = Observations(
+    days_in_stage=7.5,
+    latency_p95_seconds=1.0,
+    error_rate=0.002,
+    adoption=0.8,
+    n_control=600,
+    n_treatment=590,
+    srm_p_value=0.77,
+    lift=0.05,
+    lift_ci_low=0.01,
+)
+
+
+def _with(**changes: float | None) -> Observations:
+    return dataclasses.replace(GOOD, **changes)
+
+
+def test_schedule_is_the_seeds() -> None:
+    assert [s.percentage for s in STAGES] == [0, 10, 25, 50, 100]
+    assert [s.next_percentage for s in STAGES] == [10, 25, 50, 100, None]
+    assert sum(s.min_days for s in STAGES) >= 27
+    assert stage_for(33) is None
+
+
+def test_everything_met_advances_to_the_next_stage() -> None:
+    decision = decide(WEEK1, GOOD, plan=PLAN)
+    assert (decision.verdict, decision.target_percentage) == (Verdict.ADVANCE, 25)
+    assert decide(WEEK3, GOOD, plan=PLAN).target_percentage == 100
+
+
+@pytest.mark.parametrize("field", [f.name for f in dataclasses.fields(Observations)])
+@pytest.mark.parametrize("bad", [None, math.nan])
+def test_missing_or_nan_input_never_advances(field: str, bad: float | None) -> None:
+    decision = decide(WEEK3, _with(**{field: bad}), plan=PLAN)
+    assert decision.verdict is Verdict.HOLD
+    assert field in decision.reason
+
+
+def test_empty_observations_hold() -> None:
+    assert decide(WEEK1, Observations(), plan=PLAN).verdict is Verdict.HOLD
+
+
+@pytest.mark.parametrize(
+    ("changes", "words"),
+    [
+        ({"latency_p95_seconds": 3.2}, "p95 latency"),
+        ({"error_rate": 0.11}, "error rate"),
+        # A breach wins even when other inputs are missing.
+        ({"error_rate": 0.2, "n_control": None, "days_in_stage": None}, "error rate"),
+    ],
+)
+def test_guardrail_breach_rolls_back(changes: dict[str, float | None], words: str) -> None:
+    decision = decide(WEEK1, _with(**changes), plan=PLAN)
+    assert decision.verdict is Verdict.ROLLBACK
+    assert words in decision.reason
+    assert "guardrail" in decision.reason
+    assert decision.target_percentage == 0
+
+
+@pytest.mark.parametrize(
+    ("changes", "words"),
+    [
+        ({"srm_p_value": 0.0004}, "sample-ratio mismatch"),
+        ({"days_in_stage": 6.9}, "days in stage"),
+        ({"n_treatment": 15}, "smaller arm"),
+        ({"latency_p95_seconds": 1.6}, "target"),
+        ({"error_rate": 0.02}, "error rate"),
+        ({"adoption": 0.4}, "adoption"),
+    ],
+)
+def test_unmet_criterion_holds(changes: dict[str, float], words: str) -> None:
+    decision = decide(WEEK1, _with(**changes), plan=PLAN)
+    assert decision.verdict is Verdict.HOLD
+    assert words in decision.reason
+
+
+def test_week_three_needs_the_interval_above_zero() -> None:
+    assert decide(WEEK3, _with(lift_ci_low=-0.001), plan=PLAN).verdict is Verdict.HOLD
+    # Week 1 does not look at the lift at all.
+    assert decide(WEEK1, _with(lift_ci_low=-0.5, lift=-0.1), plan=PLAN).verdict is Verdict.ADVANCE
+
+
+def test_full_rollout_holds() -> None:
+    final = stage_for(100)
+    assert final is not None
+    decision = decide(final, GOOD, plan=PLAN)
+    assert decision.verdict is Verdict.HOLD
+    assert "complete" in decision.reason
+
+
+def test_infrastructure_stage_needs_only_health() -> None:
+    start = stage_for(0)
+    assert start is not None
+    health = Observations(days_in_stage=0.1, latency_p95_seconds=0.2, error_rate=0.0)
+    assert decide(start, health, plan=PLAN).verdict is Verdict.ADVANCE
