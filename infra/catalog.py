@@ -115,6 +115,9 @@ class ServiceSpec(Workload):
     #: Paths among ``api_paths`` that hold a connection open (websockets): the
     #: edge gives them no request timeout.
     streaming_paths: tuple[str, ...] = ()
+    #: Stack settings (``STACK_SETTINGS``) this service does not read, left out
+    #: of its ConfigMap: a setting must have an effect where it is given.
+    unread_stack_settings: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -289,6 +292,8 @@ COACHING_ENGINE: Final = ServiceSpec(
     egress=frozenset({EgressTarget.ANTHROPIC}),
     feature="ai_coaching",
     api_paths=("/v1/coaching",),
+    # Coaching scores no leads: the lead model's location means nothing to it.
+    unread_stack_settings=frozenset({"ML_MODEL_URI"}),
 )
 
 CHURN_ORCHESTRATOR: Final = ServiceSpec(

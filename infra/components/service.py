@@ -140,7 +140,11 @@ class FeatureService(pulumi.ComponentResource):
         )
         account = self._objects.service_account(args.role_arn)
         config_map = self._objects.config_map(
-            {**catalog.COMMON_SETTINGS, **spec.settings, **args.settings}
+            {
+                **catalog.COMMON_SETTINGS,
+                **spec.settings,
+                **{k: v for k, v in args.settings.items() if k not in spec.unread_stack_settings},
+            }
         )
         secret = self._objects.secret(args.secrets)
         deployment = self._deployment(account, self._container(config_map, secret))

@@ -230,6 +230,7 @@ def test_each_job_secret_holds_exactly_its_catalog_keys(run: ProgramRun) -> None
     assert keys == {
         "migrate": {"MIGRATION_DATABASE_URL", "DATABASE_URL"},
         "flags-init": {"DATABASE_URL", "REDIS_URL"},
+        "impact-aggregate": {"DATABASE_URL"},
     }
 
 
