@@ -52,7 +52,10 @@ SERVICES: dict[str, ServiceEntry] = {
     "churn": ServiceEntry("services.churn.main:create_app", 8004),
 }
 
-COMMAND_GROUPS: tuple[str, ...] = ("services.ml.cli:register_model_commands",)
+COMMAND_GROUPS: tuple[str, ...] = (
+    "services.ml.cli:register_model_commands",
+    "services.churn.cli:register_churn_commands",
+)
 
 
 class CommandError(Exception):
