@@ -1,0 +1,1 @@
+"""Local stand-ins for systems outside the project, speaking their real protocols."""
