@@ -29,6 +29,36 @@ OUTCOME_FOR_SIGNAL: Final[dict[str, str]] = {
     "lead_lost": "churned",
 }
 
+# Each decayed count is aged to now, then the batch's own (aged) signals are added.
+APPLY_SQL: Final = """
+UPDATE churn_leads l SET
+    inbound_recent = l.inbound_recent * u.k + u.inbound,
+        outbound_recent = l.outbound_recent * u.k + u.outbound,
+        opens_recent = l.opens_recent * u.k + u.opens,
+        appointments_recent = l.appointments_recent * u.k + u.appointments,
+        decay_at = $12,
+        last_inbound_at = GREATEST(l.last_inbound_at, u.last_inbound),
+        last_outbound_at = GREATEST(l.last_outbound_at, u.last_outbound),
+        last_signal_at = GREATEST(l.last_signal_at, u.last_signal),
+        last_signal_received_at = $12,
+        re_engaged_at = GREATEST(l.re_engaged_at, u.re_engaged),
+        unanswered_outbound = CASE WHEN u.reset THEN u.added
+                                   ELSE l.unanswered_outbound + u.added END,
+        pipeline_stage = COALESCE(u.stage, l.pipeline_stage),
+        status = CASE WHEN u.lost THEN 'churned' ELSE l.status END
+    FROM (
+        SELECT v.*, power(2, -greatest(extract(epoch FROM $12 - c.decay_at), 0)
+                             / ($15 * 86400.0)) AS k
+        FROM unnest($1::text[], $2::float8[], $3::float8[], $4::float8[], $5::float8[],
+                    $6::timestamptz[], $7::timestamptz[], $8::timestamptz[], $9::bool[],
+                    $10::int[], $11::int2[], $13::bool[], $14::timestamptz[])
+             AS v(lead_id, inbound, outbound, opens, appointments, last_inbound, last_outbound,
+                  last_signal, reset, added, stage, lost, re_engaged)
+        JOIN churn_leads c ON c.lead_id = v.lead_id
+    ) u
+    WHERE l.lead_id = u.lead_id
+"""
+
 
 class SignalRejected(ValueError):  # noqa: N818 - reads as the condition it names
     """The batch cannot be stored; ``reason`` is the contract's machine-readable reason."""
@@ -209,31 +239,7 @@ async def _apply(conn: Any, deltas: dict[str, _LeadDelta], now: datetime) -> Non
     ids = list(deltas)
     d = [deltas[i] for i in ids]
     await conn.execute(
-        """
-        UPDATE churn_leads l SET
-            inbound_recent = l.inbound_recent * f.k + u.inbound,
-            outbound_recent = l.outbound_recent * f.k + u.outbound,
-            opens_recent = l.opens_recent * f.k + u.opens,
-            appointments_recent = l.appointments_recent * f.k + u.appointments,
-            decay_at = $12,
-            last_inbound_at = GREATEST(l.last_inbound_at, u.last_inbound),
-            last_outbound_at = GREATEST(l.last_outbound_at, u.last_outbound),
-            last_signal_at = GREATEST(l.last_signal_at, u.last_signal),
-            last_signal_received_at = $12,
-            re_engaged_at = GREATEST(l.re_engaged_at, u.re_engaged),
-            unanswered_outbound = CASE WHEN u.reset THEN u.added
-                                       ELSE l.unanswered_outbound + u.added END,
-            pipeline_stage = COALESCE(u.stage, l.pipeline_stage),
-            status = CASE WHEN u.lost THEN 'churned' ELSE l.status END
-        FROM unnest($1::text[], $2::float8[], $3::float8[], $4::float8[], $5::float8[],
-                    $6::timestamptz[], $7::timestamptz[], $8::timestamptz[], $9::bool[],
-                    $10::int[], $11::int2[], $13::bool[], $14::timestamptz[])
-             AS u(lead_id, inbound, outbound, opens, appointments, last_inbound, last_outbound,
-                  last_signal, reset, added, stage, lost, re_engaged),
-             LATERAL (SELECT exp2(-GREATEST(extract(epoch FROM $12 - l.decay_at), 0)
-                                  / ($15 * 86400.0)) AS k) f
-        WHERE l.lead_id = u.lead_id
-        """,
+        APPLY_SQL,
         ids,
         [x.inbound for x in d],
         [x.outbound for x in d],

@@ -194,7 +194,7 @@ async def drain(runtime: ChurnRuntime, *, timeout: float = 60.0, due_only: bool 
             delete_jobs="successful",
             fetch_job_polling_interval=0.1,
         )
-        if await queued(runtime.db) == 0:
+        if await queued(runtime.db, due_only=due_only) == 0:
             return
         if time.monotonic() > deadline:
             raise AssertionError(f"queue not drained in {timeout} s")
