@@ -182,9 +182,9 @@ async def queued(db: Database, *, due_only: bool = False) -> int:
     return count
 
 
-async def drain(runtime: ChurnRuntime, *, timeout: float = 60.0, due_only: bool = False) -> None:
+async def drain(runtime: ChurnRuntime, *, limit: float = 60.0, due_only: bool = False) -> None:
     """Run the worker until the queue is empty (``due_only``: of jobs due soon)."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + limit
     while True:
         await runtime.app.run_worker_async(
             queues=[QUEUE],
@@ -197,7 +197,7 @@ async def drain(runtime: ChurnRuntime, *, timeout: float = 60.0, due_only: bool 
         if await queued(runtime.db, due_only=due_only) == 0:
             return
         if time.monotonic() > deadline:
-            raise AssertionError(f"queue not drained in {timeout} s")
+            raise AssertionError(f"queue not drained in {limit} s")
         await asyncio.sleep(0.2)
 
 

@@ -100,7 +100,8 @@ async def test_two_replicas_and_two_schedulers_send_nothing_twice(
     assert len(rows) == 3 * 8 * 2
     assert {row["status"] for row in rows} == {"delivered"}
     keys = _delivered_keys(standin)
-    assert len(keys) == len(rows) and set(keys.values()) == {1}
+    assert len(keys) == len(rows)
+    assert set(keys.values()) == {1}
     # No send even reached the CRM twice: the claim, not the CRM's dedup, held.
     assert standin.standin.stats()["results"] == {"accepted": len(rows)}
     assert len(await _interventions(owner_db)) == 24
@@ -122,16 +123,18 @@ async def test_provider_faults_are_retried_and_delivered_once(
     await seed_leads(db, "t1", 15)
     async with make_runtime(standin=standin, churn_intervention_retry_count=8) as runtime:
         await runtime.run_pass()
-        await drain(runtime, timeout=120)
+        await drain(runtime, limit=120)
     rows = await _outbox(owner_db)
     assert {row["status"] for row in rows} == {"delivered"}
     results = standin.standin.stats()["results"]
     # Every kind of fault happened, and each was retried to one delivery.
-    assert results["rate_limited"] and results["server_error"]
+    assert results["rate_limited"]
+    assert results["server_error"]
     assert results["timeout_after_accept"]
     assert results.get("duplicate", 0) >= 1  # the retries after a timeout
     keys = _delivered_keys(standin)
-    assert len(keys) == len(rows) == 30 and set(keys.values()) == {1}
+    assert len(keys) == len(rows) == 30
+    assert set(keys.values()) == {1}
     assert max(row["attempts"] for row in rows) > 1
 
 
@@ -142,7 +145,7 @@ async def test_poisoned_lead_is_dead_lettered_and_others_are_delivered(
     standin.standin.set_faults(Faults(poisoned_contacts=["lead-0"]))
     async with make_runtime(standin=standin, churn_intervention_retry_count=2) as runtime:
         await runtime.run_pass()
-        await drain(runtime, timeout=60)
+        await drain(runtime, limit=60)
         dead = [row for row in await _outbox(owner_db) if row["status"] == "dead_letter"]
         assert {(row["lead_id"], row["attempts"]) for row in dead} == {
             ("lead-0", 3)
@@ -232,5 +235,6 @@ async def test_a_tenant_never_touches_another_tenants_sends(
         await seed_leads(db, "t2", 1, at_risk=False)
         summary = await runtime.run_pass()
         t2 = next(t for t in summary.tenants if t.tenant_id == "t2")
-        assert t2.scored == 1 and t2.interventions == 0
+        assert t2.scored == 1
+        assert t2.interventions == 0
     assert standin.standin.stats()["deliveries"] == []
