@@ -56,6 +56,12 @@ Result = Literal[
     "not_sent",
     "skipped",
 ]
+# The lead first, then its outbox row: the order every writer of both follows.
+LOCK_LEAD_SQL: Final = """
+SELECT 1 FROM churn_leads
+WHERE lead_id = (SELECT lead_id FROM churn_outbox WHERE outbox_id = $1)
+FOR UPDATE
+"""
 CLAIM_SQL: Final = """
 SELECT o.outbox_id, o.status, o.attempts, o.channel, o.idempotency_key, o.lead_id,
        o.intervention_id, i.intervention_stage AS stage, i.detected_at,
@@ -64,7 +70,7 @@ FROM churn_outbox o
 JOIN churn_interventions i ON i.intervention_id = o.intervention_id
 JOIN churn_leads l ON l.tenant_id = o.tenant_id AND l.lead_id = o.lead_id
 WHERE o.outbox_id = $1
-FOR UPDATE OF o, l
+FOR UPDATE OF o
 """
 CONTACTS_SQL: Final = """
 SELECT count(DISTINCT intervention_id) FILTER (WHERE coalesce(delivered_at, claimed_at) > $3),
@@ -108,6 +114,7 @@ class Deliverer:
         """Run one delivery job (see the module docstring); return what happened."""
         now = datetime.now(UTC)
         async with self.db.tenant(tenant_id) as conn:
+            await conn.execute(LOCK_LEAD_SQL, outbox_id)
             row = await conn.fetchrow(CLAIM_SQL, outbox_id)
             if row is None or row["status"] not in ("pending", "sending"):
                 return "skipped"

@@ -50,6 +50,9 @@ KEY_NAMESPACE: Final = uuid.UUID("8f0c6a52-3a8b-4f55-9f0e-2f5e0c1d7a11")
 PASS_LOCK: Final = zlib.crc32(b"churn-detect") - 2**31
 STAGE_NAMES: Final = [stage.name for stage in STAGES]
 NOT_CONFIGURED: Final = "crm_not_configured"
+# Every transaction that writes a lead's rows locks the lead first, in lead_id
+# order (signals, passes) or one at a time (deliveries): no lock cycle, no deadlock.
+LOCK_IN_ORDER: Final = " ORDER BY lead_id FOR NO KEY UPDATE"
 # Built from constants only (no input reaches it).
 ACTIVE_LEADS_SQL: Final = (
     f"SELECT {LEAD_COLUMNS_SQL}, timezone, risk_stage, churn_probability::float8 AS p, "  # noqa: S608
@@ -124,10 +127,10 @@ async def detect_tenant(
             if not claimed:
                 result.claimed = False
                 return result
-            rows = await conn.fetch(ACTIVE_LEADS_SQL)
+            rows = await conn.fetch(ACTIVE_LEADS_SQL + LOCK_IN_ORDER)
         else:
             rows = await conn.fetch(
-                ACTIVE_LEADS_SQL + " AND lead_id = ANY($1::text[])", list(lead_ids)
+                ACTIVE_LEADS_SQL + " AND lead_id = ANY($1::text[])" + LOCK_IN_ORDER, list(lead_ids)
             )
         result.scored = len(rows)
         if not rows:
