@@ -301,8 +301,9 @@ async def _fault_run(
 
 async def _run(args: argparse.Namespace) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="bench-churn-"))
-    model = work / "churn_risk.joblib"
-    train_to_file(out=model)
+    model = args.model or work / "churn_risk.joblib"
+    if args.model is None:
+        train_to_file(out=model)
     result: dict[str, Any] = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": f"{os.cpu_count()} cores, {cpu_model()}, {platform.python_version()}",
@@ -338,6 +339,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--big-tenant", type=int, default=4000)
     parser.add_argument("--fault-timeout", type=float, default=900)
     parser.add_argument("--skip-fault", action="store_true")
+    parser.add_argument(
+        "--model", type=Path, default=None, help="an artifact from `churn train` (default: train)"
+    )
     parser.add_argument("--child-pass", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child_pass:
