@@ -301,6 +301,8 @@ async def _fault_run(
 
 async def _run(args: argparse.Namespace) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="bench-churn-"))
+    # Postgres runs as the postgres user, which must traverse this directory.
+    work.chmod(0o711)
     model = args.model or work / "churn_risk.joblib"
     if args.model is None:
         train_to_file(out=model)
