@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
+from threadpoolctl import threadpool_limits
 
 from services.churn.features import FEATURE_NAMES, FEATURE_SCHEMA_VERSION
 from services.common.lead_model.artifact import ArtifactMetadata, load_artifact
@@ -40,5 +41,8 @@ class ChurnModel:
         """Calibrated churn probabilities, one per row of ``x``."""
         if len(x) == 0:
             return np.empty(0, dtype=np.float64)
-        result: NDArray[np.float64] = self.estimator.predict_proba(x)[:, 1]
+        # One thread: OpenMP's team for a few thousand rows cost ten times the
+        # CPU of the work itself on a shared 2-core host (docs/benchmarks.md, W4).
+        with threadpool_limits(limits=1, user_api="openmp"):
+            result: NDArray[np.float64] = self.estimator.predict_proba(x)[:, 1]
         return result
