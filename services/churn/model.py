@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
-from threadpoolctl import threadpool_limits
+from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
 from services.churn.features import FEATURE_NAMES, FEATURE_SCHEMA_VERSION
 from services.common.lead_model.artifact import ArtifactMetadata, load_artifact
