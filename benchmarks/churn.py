@@ -299,10 +299,7 @@ async def _fault_run(
     }
 
 
-async def _run(args: argparse.Namespace) -> dict[str, Any]:
-    work = Path(tempfile.mkdtemp(prefix="bench-churn-"))
-    # Postgres runs as the postgres user, which must traverse this directory.
-    work.chmod(0o711)
+async def _run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     model = args.model or work / "churn_risk.joblib"
     if args.model is None:
         train_to_file(out=model)
@@ -349,7 +346,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.child_pass:
         asyncio.run(_child_pass())
         return 0
-    print(json.dumps(asyncio.run(_run(args)), indent=2))
+    work = Path(tempfile.mkdtemp(prefix="bench-churn-"))
+    # Postgres runs as the postgres user, which must traverse this directory.
+    work.chmod(0o711)
+    print(json.dumps(asyncio.run(_run(args, work)), indent=2))
     return 0
 
 
