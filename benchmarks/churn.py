@@ -157,15 +157,20 @@ async def _child_pass() -> None:
     )
     await runtime.app.open_async()
     baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    cpu_started = time.process_time()
     started = time.perf_counter()
     summary = await runtime.run_pass()
     seconds = time.perf_counter() - started
+    cpu_seconds = time.process_time() - cpu_started
     await runtime.stop()
     await db.close()
     print(
         json.dumps(
             {
                 "seconds": seconds,
+                # This process only: Postgres' own work runs in its backends.
+                "cpu_seconds": cpu_seconds,
+                "load_average": os.getloadavg(),
                 "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                 "rss_before_pass_mib": baseline / 1024,
                 "scored": sum(t.scored for t in summary.tenants),
