@@ -180,6 +180,8 @@ def upgrade() -> None:
     # bodies: sent as one simple-protocol message on the raw asyncpg
     # connection, inside the migration's transaction.
     raw = op.get_bind().connection.driver_connection
+    if raw is None:
+        raise RuntimeError("revision 0007 needs a live asyncpg connection (not offline mode)")
     await_only(raw.execute(_procrastinate_schema()))
 
 
