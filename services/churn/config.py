@@ -66,7 +66,6 @@ class ChurnSettings(CommonSettings):
     ghl_base_url: str = Field(default=GHL_DEFAULT_BASE_URL)
     ghl_location_id: str | None = Field(default=None, description="Sub-account of the tasks.")
     ghl_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
-    s3_endpoint_url: str | None = None
 
     @field_validator("churn_model_uri")
     @classmethod
@@ -77,7 +76,7 @@ class ChurnSettings(CommonSettings):
             raise ValueError(str(exc)) from None
         return value
 
-    @field_validator("ghl_api_key", "s3_endpoint_url", "ghl_location_id", mode="before")
+    @field_validator("ghl_api_key", "ghl_location_id", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value

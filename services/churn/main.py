@@ -13,6 +13,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
@@ -24,20 +25,23 @@ from services.churn.metrics import ChurnMetrics
 from services.churn.model import ChurnModel
 from services.churn.routes import interventions, signals
 from services.churn.runtime import ChurnRuntime
-from services.common.app import ServiceLifespan
+from services.common.app import Need, ServiceLifespan
 from services.common.app import create_app as create_common_app
 from services.common.scoring import ModelArtifactError
 
 log = logging.getLogger(__name__)
+
+# Postgres (everything), Redis (health), object storage (the model in S3).
+NEEDS = frozenset({Need.POSTGRES, Need.REDIS, Need.STORAGE})
 
 
 class ModelLoadError(RuntimeError):
     """Start-up could not load the churn model; the message says why."""
 
 
-def _load_model(settings: ChurnSettings) -> ChurnModel:
+def _load_model(settings: ChurnSettings, s3: Any | None) -> ChurnModel:
     try:
-        return ChurnModel.load(settings.churn_model_uri, s3_endpoint_url=settings.s3_endpoint_url)
+        return ChurnModel.load(settings.churn_model_uri, s3=s3)
     except ModelArtifactError as exc:
         raise ModelLoadError(
             f"churn-orchestrator cannot start: CHURN_MODEL_URI={settings.churn_model_uri!r} "
@@ -60,7 +64,10 @@ def build_crm(settings: ChurnSettings) -> LeadConnectorClient | None:
 def _lifespan(settings: ChurnSettings) -> ServiceLifespan:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        model = await asyncio.to_thread(_load_model, settings)
+        storage = getattr(app.state, "storage", None)
+        model = await asyncio.to_thread(
+            _load_model, settings, None if storage is None else storage.client
+        )
         crm = build_crm(settings)
         if crm is None:
             log.warning("GHL_API_KEY is not set: interventions are recorded as not sent")
@@ -98,4 +105,7 @@ def create_app(
         feature_health=CHURN_FEATURE_HEALTH,
         lifespan=_lifespan(settings),
         registry=registry,
+        needs=NEEDS,
+        max_body_bytes=settings.churn_max_body_bytes,
+        max_body_setting="CHURN_MAX_BODY_BYTES",
     )

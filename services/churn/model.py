@@ -22,11 +22,14 @@ class ChurnModel:
     uri: str
 
     @classmethod
-    def load(cls, uri: str, *, s3_endpoint_url: str | None = None) -> ChurnModel:
-        """Load and verify (sha256, feature list, scikit-learn version) the artifact."""
+    def load(cls, uri: str, *, s3: Any | None = None) -> ChurnModel:
+        """Load and verify (sha256, feature list, scikit-learn version) the artifact.
+
+        ``s3``: the shared boto3 client (``services.common.storage``) for ``s3://`` URIs.
+        """
         loaded = load_artifact(
             uri,
-            s3_endpoint_url=s3_endpoint_url,
+            s3=s3,
             features=FEATURE_NAMES,
             feature_schema_version=FEATURE_SCHEMA_VERSION,
         )

@@ -18,8 +18,8 @@ from fastapi import APIRouter, HTTPException, Query, Request
 
 from services.churn.deps import DbDep, PrincipalDep, RuntimeDep
 from services.churn.queue import defer_deliveries, pending_backlog
-from services.churn.routes.body import read_model
 from services.churn.schemas import DeadLetterPublic, InterventionPublic, OutcomeUpdate
+from services.common.body import parse_body, read_body
 
 # edges: the operator scope goes on this router.
 # rollout: require_feature("churn_prevention") goes on this router.
@@ -60,7 +60,7 @@ async def record_outcome(
     runtime: RuntimeDep,
 ) -> InterventionPublic:
     """Record what became of an intervention's lead."""
-    body = await read_model(request, OutcomeUpdate, limit=4096, setting="outcome body")
+    body = parse_body(await read_body(request, limit=4096, setting="outcome body"), OutcomeUpdate)
     async with db.tenant(principal.tenant_id) as conn:
         row = await conn.fetchrow(
             """

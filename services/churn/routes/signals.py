@@ -20,7 +20,6 @@ from fastapi.responses import JSONResponse
 
 from services.churn.deps import DbDep, PrincipalDep, RuntimeDep
 from services.churn.queue import defer_detection
-from services.churn.routes.body import read_model
 from services.churn.schemas import (
     LeadBatchCreate,
     LeadsAccepted,
@@ -28,6 +27,7 @@ from services.churn.schemas import (
     SignalsAccepted,
 )
 from services.churn.signals import SignalRejected, store_signals, upsert_leads
+from services.common.body import parse_body, read_body
 
 # edges: the CRM-integration scope (crm:ingest) goes on this router.
 # rollout: require_feature("churn_prevention") goes on this router.
@@ -39,11 +39,11 @@ async def put_leads(
     request: Request, principal: PrincipalDep, db: DbDep, runtime: RuntimeDep
 ) -> LeadsAccepted:
     """Create or update the leads the orchestrator watches."""
-    body = await read_model(
-        request,
+    body = parse_body(
+        await read_body(
+            request, limit=runtime.settings.churn_max_body_bytes, setting="CHURN_MAX_BODY_BYTES"
+        ),
         LeadBatchCreate,
-        limit=runtime.settings.churn_max_body_bytes,
-        setting="CHURN_MAX_BODY_BYTES",
     )
     async with db.tenant(principal.tenant_id) as conn:
         count = await upsert_leads(conn, body.leads)
@@ -60,11 +60,11 @@ async def post_signals(
     request: Request, principal: PrincipalDep, db: DbDep, runtime: RuntimeDep
 ) -> SignalsAccepted | JSONResponse:
     """Store a batch of engagement signals and queue detection for their leads."""
-    body = await read_model(
-        request,
+    body = parse_body(
+        await read_body(
+            request, limit=runtime.settings.churn_max_body_bytes, setting="CHURN_MAX_BODY_BYTES"
+        ),
         SignalBatchCreate,
-        limit=runtime.settings.churn_max_body_bytes,
-        setting="CHURN_MAX_BODY_BYTES",
     )
     limit = runtime.settings.churn_max_signals_per_request
     if len(body.signals) > limit:
