@@ -319,10 +319,13 @@ CHURN_ORCHESTRATOR: Final = ServiceSpec(
             "CHURN_INTERVENTION_RETRY_COUNT": "3",
         }
     ),
-    # Interventions are written by Claude and delivered through the CRM's API.
-    egress=frozenset({EgressTarget.ANTHROPIC, EgressTarget.CRM}),
+    # Interventions are fixed templates delivered through the CRM's API (LeadConnector);
+    # the churn model is loaded from the models bucket.
+    egress=frozenset({EgressTarget.CRM}),
+    buckets=MappingProxyType({Bucket.MODELS: "read"}),
     feature="churn_prevention",
-    # Arrives with the churn-prevention issue; `enterprisehub serve churn` refuses until then.
+    # The service exists (services/churn); shipping waits for the stacks to publish
+    # the churn model and pass its prefix as CHURN_MODEL_URI (docs/churn.md).
     shipped=False,
     api_paths=("/v1/churn",),
 )

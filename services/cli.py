@@ -64,6 +64,7 @@ COMMAND_GROUPS: tuple[str, ...] = (
     "services.ml.cli:register_vision_commands",
     "services.rollout.cli:register_rollout_commands",
     "services.impact.cli:register_impact_commands",
+    "services.churn.cli:register_churn_commands",
 )
 
 
