@@ -6,19 +6,28 @@ PY := $(VENV)/bin/python
 STACK ?= local
 SETUP_STAMP := $(VENV)/.setup-stamp
 
-.PHONY: help setup lint lint-workflows format typecheck test test-fast run synth check-manifests up preview bench closed-loop alerts clean
+.PHONY: help setup setup-deploy lint lint-workflows format typecheck test test-fast run synth check-manifests up preview bench closed-loop alerts clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
 # The stamp makes `setup` cheap when nothing changed, while any change to the
 # lock file or the set-up scripts re-runs it.
-$(SETUP_STAMP): uv.lock pyproject.toml scripts/setup.sh scripts/install-system-packages.sh $(wildcard scripts/install-checkov.sh)
+$(SETUP_STAMP): uv.lock pyproject.toml scripts/setup.sh scripts/setup-deploy.sh scripts/install-system-packages.sh $(wildcard scripts/install-checkov.sh)
 	bash scripts/setup.sh
 	@touch $@
 
 setup: $(SETUP_STAMP) ## Install system packages and the virtualenvs (idempotent)
 	@bash scripts/install-system-packages.sh
+
+# Deploying needs only the project virtualenv (and the Pulumi CLI on PATH): no
+# apt, no Postgres or Redis, so it works on macOS and any CI image with Python 3.11.
+DEPLOY_STAMP := $(VENV)/.deploy-stamp
+$(DEPLOY_STAMP): uv.lock pyproject.toml scripts/setup-deploy.sh
+	bash scripts/setup-deploy.sh
+	@touch $@
+
+setup-deploy: $(DEPLOY_STAMP) ## The virtualenv alone, for synth/preview/up (no system packages)
 
 lint: setup ## ruff lint and format check
 	$(VENV)/bin/ruff check .
@@ -46,16 +55,16 @@ test-fast: setup ## The test suite alone, stopping at the first failure
 run: setup ## The whole platform on this machine (Postgres, Redis, services, demo data)
 	$(PY) -m localrun
 
-synth: setup ## Offline synthesis of STACK into build/synth/STACK
+synth: setup-deploy ## Offline synthesis of STACK into build/synth/STACK
 	$(PY) -m infra.synth --stack $(STACK) --out build/synth/$(STACK)
 
 check-manifests: setup ## Synthesize STACK and validate its manifests (schemas; checkov for production)
 	bash scripts/check-manifests.sh $(STACK)
 
-preview: setup ## pulumi preview of STACK (needs the Pulumi CLI and credentials)
+preview: setup-deploy ## pulumi preview of STACK (needs the Pulumi CLI and credentials)
 	bash scripts/pulumi.sh preview $(STACK)
 
-up: setup ## pulumi up of STACK (needs the Pulumi CLI and a reachable cluster/cloud)
+up: setup-deploy ## pulumi up of STACK (needs the Pulumi CLI and a reachable cluster/cloud)
 	bash scripts/pulumi.sh up $(STACK)
 
 alerts: setup ## Regenerate the SLO rule files and write the dashboards to build/dashboards

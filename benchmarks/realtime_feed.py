@@ -607,8 +607,6 @@ def main(argv: list[str] | None = None) -> int:
                 "ENVIRONMENT": "local",
                 "LOG_LEVEL": "WARNING",
                 "WS_MAX_CONNECTIONS_PER_TENANT": str(max(100, per_tenant)),
-                # The seed's switch for the feature this run exercises (off by default).
-                "FEATURE_REALTIME_INTELLIGENCE": "true",
             }
             rigs = [
                 open_rig(system, opts=opts, children=children, stores=stores, auth=auth, env=env)

@@ -24,6 +24,9 @@ CLI: Final = "enterprisehub"
 #: The Kubernetes "app.kubernetes.io/part-of" value and the name stem of shared objects.
 PLATFORM: Final = "enterprisehub"
 
+#: The realtime feed's websocket path (websocket-manager serves it, the dashboards read it).
+FEED_PATH: Final = "/v1/feed"
+
 BucketAccess = Literal["read", "readwrite"]
 
 
@@ -60,15 +63,39 @@ class Resources:
     memory: str
 
 
-@dataclass(frozen=True, slots=True)
-class ServiceSpec:
-    """One backend service of the seed's table, with what the infra must know about it."""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Workload:
+    """What every long-running container of the image has: a command, a port, a health path.
+
+    ``secrets`` names the keys of the workload's own Secret: exactly the ones
+    its settings class reads, so no process holds a credential it never uses
+    (the contract test, tests/test_contracts.py, checks both directions).
+    """
 
     name: str
     #: The ``enterprisehub serve <kind>`` sub-command.
     kind: str
     port: int
+    #: Readiness path (the liveness path of the feature services is ``/health``).
     health_path: str
+    #: Keys of the workload's Secret (all of them in SERVICE_SECRET_KEYS).
+    secrets: tuple[str, ...]
+
+    @property
+    def service_account(self) -> str:
+        """Kubernetes ServiceAccount name; IAM trust policies are scoped to it."""
+        return self.name
+
+    @property
+    def command(self) -> tuple[str, ...]:
+        """The container command: one image, one console script, one sub-command each."""
+        return (CLI, "serve", self.kind, "--host", "0.0.0.0", "--port", str(self.port))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServiceSpec(Workload):
+    """One backend service of the seed's table, with what the infra must know about it."""
+
     scaling: Scaling
     resources: Resources
     #: Settings this service reads on top of COMMON_SETTINGS, with their defaults.
@@ -83,18 +110,43 @@ class ServiceSpec:
     #: deploys only shipped services: a Deployment whose command exits at once
     #: would hold `pulumi up` until its readiness timeout and then fail the update.
     shipped: bool = True
-    #: Public API path prefixes the ingress sends to this service (longest prefix wins).
+    #: Public API path prefixes the edge sends to this service (longest prefix wins).
     api_paths: tuple[str, ...] = ()
+    #: Paths among ``api_paths`` that hold a connection open (websockets): the
+    #: edge gives them no request timeout.
+    streaming_paths: tuple[str, ...] = ()
+    #: Stack settings (``STACK_SETTINGS``) this service does not read, left out
+    #: of its ConfigMap: a setting must have an effect where it is given.
+    unread_stack_settings: frozenset[str] = frozenset()
 
-    @property
-    def service_account(self) -> str:
-        """Kubernetes ServiceAccount name; IAM trust policies are scoped to it."""
-        return self.name
 
-    @property
-    def command(self) -> tuple[str, ...]:
-        """The container command: one image, one console script, one sub-command each."""
-        return (CLI, "serve", self.kind, "--host", "0.0.0.0", "--port", str(self.port))
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DashboardsSpec(Workload):
+    """The Streamlit multipage app (services/dashboards)."""
+
+    #: The websocket path of the live lead feed the hub page reads (websocket-manager).
+    feed_path: str
+    resources: Resources
+    #: Whether the image serves it yet (see ``ServiceSpec.shipped``).
+    shipped: bool
+    #: The setting that tells the app where the feed is, inside the cluster.
+    feed_url_setting: str = "DASHBOARDS_FEED_URL"
+
+    def feed_url(self, namespace: str) -> str:
+        """The in-cluster websocket URL of the feed (the service whose API serves it)."""
+        (feed,) = [spec for spec in SERVICES.values() if self.feed_path in spec.api_paths]
+        host = f"{feed.name}.{namespace}.svc.cluster.local"
+        return f"ws://{host}:{feed.port}{self.feed_path}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobSpec:
+    """A run-to-completion step of every deploy (see infra/components/jobs.py)."""
+
+    name: str
+    command: tuple[str, ...]
+    #: Keys of the Job's own Secret (least privilege: no Job sees another's DSN).
+    secrets: tuple[str, ...]
 
 
 def _frozen(mapping: Mapping[str, str]) -> Mapping[str, str]:
@@ -120,7 +172,7 @@ COMMON_SETTINGS: Final[Mapping[str, str]] = _frozen(
 )
 
 # ConfigMap settings whose values depend on the stack (environment, hostnames,
-# buckets, flags); the program computes them, so only the names live here.
+# buckets); the program computes them, so only the names live here.
 STACK_SETTINGS: Final[tuple[str, ...]] = (
     "ENVIRONMENT",
     "DEPLOYMENT_ENV",
@@ -132,13 +184,10 @@ STACK_SETTINGS: Final[tuple[str, ...]] = (
     "MODELS_BUCKET",
     "ML_MODEL_URI",
     "S3_ENDPOINT_URL",
-    "FEATURE_REALTIME_INTELLIGENCE",
-    "FEATURE_PROPERTY_VISION",
-    "FEATURE_CHURN_PREVENTION",
-    "FEATURE_AI_COACHING",
 )
 
-# Keys of the Secret every service mounts as environment variables.
+# Every key a workload's Secret may hold (each workload declares its subset in
+# ``Workload.secrets``); none of them may ever appear in a ConfigMap.
 SERVICE_SECRET_KEYS: Final[tuple[str, ...]] = (
     "DATABASE_URL",
     "REDIS_URL",
@@ -154,15 +203,21 @@ SERVICE_SECRET_KEYS: Final[tuple[str, ...]] = (
 # (and `enterprisehub migrate`) may alter the schema or bypass row-level security.
 MIGRATION_SECRET_KEYS: Final[tuple[str, ...]] = ("MIGRATION_DATABASE_URL",)
 
-# Seed feature-flag names (the Redis `feature_flag:<name>` keys) and the
-# FEATURE_* environment variable that carries each one's default.
-FEATURE_FLAGS: Final[Mapping[str, str]] = _frozen(
-    {
-        "realtime_intelligence": "FEATURE_REALTIME_INTELLIGENCE",
-        "property_vision": "FEATURE_PROPERTY_VISION",
-        "churn_prevention": "FEATURE_CHURN_PREVENTION",
-        "ai_coaching": "FEATURE_AI_COACHING",
-    }
+#: Static credentials of S3-compatible storage (the local stack's MinIO): given
+#: only to workloads that use a bucket. AWS stacks use IRSA roles instead.
+OBJECT_STORAGE_SECRET_KEYS: Final[tuple[str, ...]] = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+
+#: What every service reads: its stores (application role) and the token keys.
+_CORE_SECRETS: Final = ("DATABASE_URL", "REDIS_URL", "JWT_SECRET_KEY", "JWT_PREVIOUS_KEYS")
+
+# Seed feature-flag names (the Redis `feature_flag:<name>` keys). The stack's
+# `featureFlags` gives their initial state to the flags-init Job (`flags init
+# --seed`); no service reads a flag from its environment.
+FEATURE_FLAGS: Final[tuple[str, ...]] = (
+    "realtime_intelligence",
+    "property_vision",
+    "churn_prevention",
+    "ai_coaching",
 )
 
 WEBSOCKET_MANAGER: Final = ServiceSpec(
@@ -174,6 +229,7 @@ WEBSOCKET_MANAGER: Final = ServiceSpec(
         min_replicas=2, max_replicas=10, cpu_target_percent=70, memory_target_percent=80
     ),
     resources=Resources(cpu="2000m", memory="4Gi"),
+    secrets=_CORE_SECRETS,
     settings=_frozen(
         {
             "WS_MAX_CONNECTIONS_PER_TENANT": "100",
@@ -186,8 +242,9 @@ WEBSOCKET_MANAGER: Final = ServiceSpec(
     egress=frozenset(),
     buckets=MappingProxyType({Bucket.MODELS: "read"}),
     feature="realtime_intelligence",
-    # The CRM webhook and the feed (a websocket: see dashboards.default_api_routes).
-    api_paths=("/v1/leads/events", "/v1/feed"),
+    # The CRM webhook and the feed (a websocket).
+    api_paths=("/v1/leads/events", FEED_PATH),
+    streaming_paths=(FEED_PATH,),
 )
 
 ML_SERVICES: Final = ServiceSpec(
@@ -198,11 +255,15 @@ ML_SERVICES: Final = ServiceSpec(
     # The seed gives no memory threshold for ml-services: CPU-only scaling.
     scaling=Scaling(min_replicas=3, max_replicas=15, cpu_target_percent=75),
     resources=Resources(cpu="4000m", memory="8Gi"),
+    # Property vision calls Claude.
+    secrets=(*_CORE_SECRETS, "ANTHROPIC_API_KEY"),
     settings=_frozen(
         {
             "ML_MODEL_CACHE_SIZE": "100",
             "ML_BATCH_SIZE": "32",
             "ML_INFERENCE_TIMEOUT": "10",
+            # Photo uploads (VISION_MAX_IMAGE_BYTES) pass the edge's body cap.
+            "MAX_REQUEST_BODY_BYTES": "20971520",
         }
     ),
     # Property vision calls Claude; lead scoring loads its model from the models bucket
@@ -221,6 +282,7 @@ COACHING_ENGINE: Final = ServiceSpec(
     # The seed gives no thresholds: 70% CPU, the same target as websocket-manager.
     scaling=Scaling(min_replicas=2, max_replicas=8, cpu_target_percent=70),
     resources=Resources(cpu="2000m", memory="4Gi"),
+    secrets=(*_CORE_SECRETS, "ANTHROPIC_API_KEY"),
     settings=_frozen(
         {
             "COACHING_SESSION_TIMEOUT": "300",
@@ -229,9 +291,9 @@ COACHING_ENGINE: Final = ServiceSpec(
     ),
     egress=frozenset({EgressTarget.ANTHROPIC}),
     feature="ai_coaching",
-    # Arrives with the coaching issue; `enterprisehub serve coaching` refuses until then.
-    shipped=False,
     api_paths=("/v1/coaching",),
+    # Coaching scores no leads: the lead model's location means nothing to it.
+    unread_stack_settings=frozenset({"ML_MODEL_URI"}),
 )
 
 CHURN_ORCHESTRATOR: Final = ServiceSpec(
@@ -242,16 +304,28 @@ CHURN_ORCHESTRATOR: Final = ServiceSpec(
     # The seed gives no thresholds: 70% CPU, as for the other CPU-bound services.
     scaling=Scaling(min_replicas=1, max_replicas=5, cpu_target_percent=70),
     resources=Resources(cpu="1000m", memory="2Gi"),
+    # Claude writes the interventions, the CRM's API delivers them (GHL key),
+    # Slack hears about escalations; the CRM contact data it keeps is encrypted.
+    secrets=(
+        *_CORE_SECRETS,
+        "ANTHROPIC_API_KEY",
+        "GHL_API_KEY",
+        "SLACK_WEBHOOK_URL",
+        "ENCRYPTION_KEY",
+    ),
     settings=_frozen(
         {
             "CHURN_MONITORING_INTERVAL": "60",
             "CHURN_INTERVENTION_RETRY_COUNT": "3",
         }
     ),
-    # Interventions are written by Claude and delivered through the CRM's API.
-    egress=frozenset({EgressTarget.ANTHROPIC, EgressTarget.CRM}),
+    # Interventions are fixed templates delivered through the CRM's API (LeadConnector);
+    # the churn model is loaded from the models bucket.
+    egress=frozenset({EgressTarget.CRM}),
+    buckets=MappingProxyType({Bucket.MODELS: "read"}),
     feature="churn_prevention",
-    # Arrives with the churn-prevention issue; `enterprisehub serve churn` refuses until then.
+    # The service exists (services/churn); shipping waits for the stacks to publish
+    # the churn model and pass its prefix as CHURN_MODEL_URI (docs/churn.md).
     shipped=False,
     api_paths=("/v1/churn",),
 )
@@ -269,14 +343,27 @@ SHIPPED_SERVICES: Final[Mapping[str, ServiceSpec]] = MappingProxyType(
     {name: spec for name, spec in SERVICES.items() if spec.shipped}
 )
 
-#: Whether the image serves the Streamlit dashboards yet (they arrive with the
-#: business-impact work). Until then the stack declares neither their Deployment
-#: nor their Ingress, for the same reason as ``ServiceSpec.shipped``.
-DASHBOARDS_SHIPPED: Final = False
+#: The Streamlit dashboards (the seed put them on Vercel, which cannot run
+#: Streamlit): one multipage app served by the image like the services.
+DASHBOARDS: Final = DashboardsSpec(
+    name="dashboards",
+    kind="dashboards",
+    port=8501,
+    # Streamlit's own health endpoint (answers once the server is up).
+    health_path="/_stcore/health",
+    feed_path=FEED_PATH,
+    # Stored rows (Postgres, application role), their cache (Redis), and the
+    # signed-in user's token, verified with the platform's keys.
+    secrets=("DATABASE_URL", "REDIS_URL", "JWT_SECRET_KEY", "JWT_PREVIOUS_KEYS"),
+    # Sessions are cheap to rebuild; two replicas ride through a node drain.
+    resources=Resources(cpu="500m", memory="1Gi"),
+    # `enterprisehub serve dashboards` (services/dashboards).
+    shipped=True,
+)
 
-#: Dashboards served from the cluster (the seed put them on Vercel, which cannot run
-#: Streamlit). Keys are the hostnames config keys; values are the seed's route names.
-DASHBOARDS: Final[Mapping[str, str]] = _frozen(
+#: The dashboards' public hostnames: keys are the hostnames config keys, values
+#: the seed's route names. Every host serves the same app.
+DASHBOARD_PAGES: Final[Mapping[str, str]] = _frozen(
     {
         "intelligence": "Real-Time Lead Intelligence Hub",
         "coaching": "Agent Coaching Dashboard",
@@ -295,6 +382,33 @@ ML_MODEL_IMAGE_PATH: Final = "/app/models/lead-scoring/model.joblib"
 #: itself (trailing ``/``), so they load whatever the alias names. The
 #: publisher's IAM role may write under this prefix only.
 ML_MODEL_PREFIX: Final = "lead-scoring/"
+
+
+#: The migration (owner role: it creates the application role from DATABASE_URL's
+#: credentials), the feature-flag seeding (flags in Redis, audit in Postgres) and
+#: the model publish (``--to`` gets the stack's ML_MODEL_URI appended).
+MIGRATE_JOB: Final = JobSpec(
+    name="migrate",
+    command=(CLI, "migrate"),
+    secrets=(*MIGRATION_SECRET_KEYS, "DATABASE_URL"),
+)
+FLAGS_INIT_JOB: Final = JobSpec(
+    name="flags-init",
+    command=(CLI, "flags", "init"),
+    secrets=("DATABASE_URL", "REDIS_URL"),
+)
+#: The daily aggregate into phase3_business_metrics (idempotent, so a retry is
+#: safe); the application role, since it writes under row-level security.
+IMPACT_AGGREGATE_JOB: Final = JobSpec(
+    name="impact-aggregate",
+    command=(CLI, "impact", "aggregate", "--date", "yesterday"),
+    secrets=("DATABASE_URL",),
+)
+MODEL_PUBLISH_JOB: Final = JobSpec(
+    name="model-publish",
+    command=(CLI, "model", "publish", "--from", ML_MODEL_IMAGE_PATH, "--to"),
+    secrets=(),
+)
 
 
 def ml_model_uri(models_bucket: str) -> str:

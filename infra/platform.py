@@ -21,24 +21,21 @@ import pulumi
 
 from infra import catalog
 from infra.components.addons import ACME_SERVERS, ClusterAddons, ClusterAddonsArgs
-from infra.components.dashboards import (
-    Dashboards,
-    DashboardsArgs,
-    PublicIngress,
-    PublicIngressArgs,
-)
+from infra.components.dashboards import Dashboards, DashboardsArgs
 from infra.components.jobs import (
     MODEL_PUBLISHER_SERVICE_ACCOUNT,
     ModelPublishArgs,
     PlatformJobs,
     PlatformJobsArgs,
 )
+from infra.components.namespace import IsolatedNamespace, IsolatedNamespaceArgs
 from infra.components.network_policy import (
-    IsolatedNamespace,
-    IsolatedNamespaceArgs,
+    LOCAL_API_SERVER,
+    ApiServer,
     PlatformNetworkPolicies,
     PlatformNetworkPoliciesArgs,
 )
+from infra.components.public_ingress import PublicIngress, PublicIngressArgs
 from infra.components.service import FeatureService, FeatureServiceArgs
 from infra.config import StackConfig
 
@@ -71,6 +68,12 @@ class DataPlane:
     datastore_cidrs: pulumi.Input[Sequence[str]] = ()
     #: Where the API server and nodes live (the VPC on AWS, anywhere locally).
     cluster_cidrs: Sequence[str] = ("0.0.0.0/0",)
+    #: How pods reach the Kubernetes API (its Service IP and endpoints).
+    api_server: ApiServer = LOCAL_API_SERVER
+    #: AWS: the S3 prefix list the VPC's gateway endpoint routes.
+    s3_cidrs: pulumi.Input[Sequence[str]] = ()
+    #: AWS: where the STS interface endpoint's network interfaces are (private subnets).
+    sts_cidrs: pulumi.Input[Sequence[str]] = ()
 
 
 def create_namespace(
@@ -86,11 +89,12 @@ def create_namespace(
     )
 
 
-def service_secrets(config: StackConfig, data: DataPlane) -> dict[str, pulumi.Input[str]]:
-    """The Secret every service mounts (catalog.SERVICE_SECRET_KEYS, plus extras)."""
+def secret_pool(config: StackConfig, data: DataPlane) -> dict[str, pulumi.Input[str]]:
+    """Every secret value a workload may need, by key; each takes only its own keys."""
     secrets = config.secrets
     return {
         "DATABASE_URL": data.database_url,
+        "MIGRATION_DATABASE_URL": data.migration_database_url,
         "REDIS_URL": data.redis_url,
         "JWT_SECRET_KEY": secrets.jwt_secret_key,
         "JWT_PREVIOUS_KEYS": secrets.jwt_previous_keys,
@@ -98,9 +102,17 @@ def service_secrets(config: StackConfig, data: DataPlane) -> dict[str, pulumi.In
         "ANTHROPIC_API_KEY": secrets.anthropic_api_key,
         "GHL_API_KEY": secrets.ghl_api_key,
         "SLACK_WEBHOOK_URL": secrets.slack_webhook_url,
-        **data.object_storage_credentials,
         **data.extra_secrets,
     }
+
+
+def workload_secrets(
+    keys: Sequence[str],
+    pool: Mapping[str, pulumi.Input[str]],
+    object_storage: Mapping[str, pulumi.Input[str]] | None = None,
+) -> dict[str, pulumi.Input[str]]:
+    """The Secret of one workload: its catalog keys, plus storage credentials if it uses any."""
+    return {key: pool[key] for key in keys} | dict(object_storage or {})
 
 
 def build_platform(
@@ -111,86 +123,12 @@ def build_platform(
     namespace: IsolatedNamespace,
 ) -> dict[str, Any]:
     """Declare the workloads and return the stack outputs they provide."""
-    addons = ClusterAddons(
-        f"{prefix}-addons",
-        ClusterAddonsArgs(
-            environment=config.environment.value,
-            app_namespaces=[config.namespace],
-            issuer=config.tls_issuer,
-            acme_email=config.acme_email or None,
-            grafana_host=config.hostname("grafana"),
-            cluster_cidrs=list(data.cluster_cidrs),
-        ),
-        opts=opts,
-    )
-    settings = config.stack_settings() | dict(data.settings)
-    secrets = service_secrets(config, data)
-    after_namespace = [namespace, *data.ready]
-
-    jobs = PlatformJobs(
-        f"{prefix}-jobs",
-        PlatformJobsArgs(
-            namespace=config.namespace,
-            image=config.image,
-            settings=settings,
-            # The migration creates the application role from DATABASE_URL's credentials.
-            migration_secrets={
-                "MIGRATION_DATABASE_URL": data.migration_database_url,
-                "DATABASE_URL": data.database_url,
-            },
-            flags_secrets={"DATABASE_URL": data.database_url, "REDIS_URL": data.redis_url},
-            # Published to the very setting the services read, so the two cannot drift.
-            model_publish=ModelPublishArgs(
-                destination_uri=settings["ML_MODEL_URI"],
-                role_arn=data.role_arns.get(MODEL_PUBLISHER_SERVICE_ACCOUNT),
-                secrets=dict(data.object_storage_credentials),
-                depends_on=list(data.model_store_ready),
-            ),
-            depends_on=after_namespace,
-        ),
-        opts=opts,
-    )
-
-    services: dict[str, FeatureService] = {}
-    for plan in config.service_plans:
-        spec = plan.spec
-        services[spec.name] = FeatureService(
-            f"{prefix}-{spec.name}",
-            FeatureServiceArgs(
-                spec=spec,
-                namespace=config.namespace,
-                image=config.image,
-                settings=settings,
-                secrets=secrets,
-                role_arn=data.role_arns.get(spec.name),
-                min_replicas=plan.min_replicas,
-                max_replicas=plan.max_replicas,
-                cpu=plan.cpu,
-                memory=plan.memory,
-                depends_on=jobs.rollout_gate,
-            ),
-            opts=opts,
-        )
-
-    # The Streamlit dashboards arrive with the business-impact work; until the
-    # image serves them the stack declares neither their Deployment nor their hosts.
-    dashboards: list[pulumi.Resource] = []
-    if catalog.DASHBOARDS_SHIPPED:
-        dashboards.append(
-            Dashboards(
-                f"{prefix}-dashboards",
-                DashboardsArgs(
-                    namespace=config.namespace,
-                    image=config.image,
-                    settings=settings,
-                    secrets={"DATABASE_URL": data.database_url, "REDIS_URL": data.redis_url},
-                    replicas=1 if config.is_local else 2,
-                    depends_on=jobs.rollout_gate,
-                ),
-                opts=opts,
-            )
-        )
-    dashboard_hosts = config.dashboard_hosts if catalog.DASHBOARDS_SHIPPED else {}
+    platform = _Platform(config, prefix, data, opts)
+    addons = platform.addons()
+    jobs = platform.jobs(after=[namespace, *data.ready])
+    services = platform.services(jobs.rollout_gate)
+    dashboards = platform.dashboards(jobs.rollout_gate)
+    dashboard_hosts = config.dashboard_hosts if dashboards else {}
     ingress = PublicIngress(
         f"{prefix}-ingress",
         PublicIngressArgs(
@@ -198,30 +136,12 @@ def build_platform(
             api_host=config.hostname("api"),
             dashboard_hosts=dashboard_hosts,
             cluster_issuer=addons.issuer_name,
-            # A laptop cluster has no load balancer to publish an address.
-            skip_await=config.is_local,
+            grafana=addons.grafana_route,
             depends_on=[*addons.ready, *dashboards, *services.values()],
         ),
         opts=opts,
     )
-    PlatformNetworkPolicies(
-        f"{prefix}-network-policies",
-        PlatformNetworkPoliciesArgs(
-            namespace=config.namespace,
-            services=[plan.spec for plan in config.service_plans],
-            egress=config.egress,
-            ingress_namespace=addons.ingress_namespace,
-            monitoring_namespace=addons.monitoring_namespace,
-            # Only for pods that can exist: no dashboards until the image serves them,
-            # no HTTP-01 solver pods under a self-signed issuer.
-            dashboards=catalog.DASHBOARDS_SHIPPED,
-            acme_http01_solver=config.tls_issuer in ACME_SERVERS,
-            in_cluster_datastores=data.in_cluster,
-            datastore_cidrs=() if data.in_cluster else data.datastore_cidrs,
-        ),
-        opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[namespace])),
-    )
-
+    platform.network_policies(addons, namespace)
     return {
         "environment": config.environment.value,
         "namespace": config.namespace,
@@ -230,12 +150,142 @@ def build_platform(
         "dashboardUrls": {name: f"https://{host}" for name, host in dashboard_hosts.items()},
         "grafanaUrl": f"https://{config.hostname('grafana')}",
         "ingressUrls": ingress.urls,
+        # The edge's address (load balancer hostname, or localhost on kind) for DNS.
+        "edgeAddressCommand": (
+            f"kubectl -n {config.namespace} get gateway {ingress.gateway_name} "
+            "-o jsonpath='{.status.addresses[0].value}'"
+        ),
         "serviceSecretNames": {name: svc.secret_name for name, svc in services.items()},
         "serviceConfigMapNames": {name: svc.config_map_name for name, svc in services.items()},
         "serviceUrls": {name: svc.internal_url for name, svc in services.items()},
         "migrationJob": jobs.migration_job_name,
         "flagsInitJob": jobs.flags_job_name,
         "modelPublishJob": jobs.model_publish_job_name,
-        "mlModelUri": settings["ML_MODEL_URI"],
+        "mlModelUri": platform.settings["ML_MODEL_URI"],
         "chartVersions": addons.chart_versions,
     }
+
+
+class _Platform:
+    """Maps one stack's configuration onto the platform components, one method each."""
+
+    def __init__(
+        self, config: StackConfig, prefix: str, data: DataPlane, opts: pulumi.ResourceOptions
+    ) -> None:
+        self.config = config
+        self.prefix = prefix
+        self.data = data
+        self.opts = opts
+        self.settings = config.stack_settings() | dict(data.settings)
+        self.pool = secret_pool(config, data)
+
+    def addons(self) -> ClusterAddons:
+        config, data = self.config, self.data
+        return ClusterAddons(
+            f"{self.prefix}-addons",
+            ClusterAddonsArgs(
+                environment=config.environment.value,
+                app_namespaces=[config.namespace],
+                issuer=config.tls_issuer,
+                acme_email=config.acme_email or None,
+                grafana_host=config.hostname("grafana"),
+                cluster_cidrs=list(data.cluster_cidrs),
+                api_server=data.api_server,
+                gateway_namespace=config.namespace,
+            ),
+            opts=self.opts,
+        )
+
+    def jobs(self, after: Sequence[pulumi.Resource]) -> PlatformJobs:
+        data = self.data
+        return PlatformJobs(
+            f"{self.prefix}-jobs",
+            PlatformJobsArgs(
+                namespace=self.config.namespace,
+                image=self.config.image,
+                settings=self.settings,
+                secrets=self.pool,
+                flag_seed=self.config.flag_seed,
+                # Published to the very setting the services read, so the two cannot drift.
+                model_publish=ModelPublishArgs(
+                    destination_uri=self.settings["ML_MODEL_URI"],
+                    role_arn=data.role_arns.get(MODEL_PUBLISHER_SERVICE_ACCOUNT),
+                    secrets=dict(data.object_storage_credentials),
+                    depends_on=list(data.model_store_ready),
+                ),
+                depends_on=list(after),
+            ),
+            opts=self.opts,
+        )
+
+    def services(self, gate: Sequence[pulumi.Resource]) -> dict[str, FeatureService]:
+        services: dict[str, FeatureService] = {}
+        for plan in self.config.service_plans:
+            spec = plan.spec
+            storage = self.data.object_storage_credentials if spec.buckets else None
+            services[spec.name] = FeatureService(
+                f"{self.prefix}-{spec.name}",
+                FeatureServiceArgs(
+                    spec=spec,
+                    namespace=self.config.namespace,
+                    image=self.config.image,
+                    settings=self.settings,
+                    secrets=workload_secrets(spec.secrets, self.pool, storage),
+                    role_arn=self.data.role_arns.get(spec.name),
+                    min_replicas=plan.min_replicas,
+                    max_replicas=plan.max_replicas,
+                    cpu=plan.cpu,
+                    memory=plan.memory,
+                    depends_on=list(gate),
+                ),
+                opts=self.opts,
+            )
+        return services
+
+    def dashboards(self, gate: Sequence[pulumi.Resource]) -> list[pulumi.Resource]:
+        """The dashboards, once the image serves them (``catalog.DASHBOARDS.shipped``)."""
+        spec = catalog.DASHBOARDS
+        if not spec.shipped:
+            return []
+        return [
+            Dashboards(
+                f"{self.prefix}-dashboards",
+                DashboardsArgs(
+                    namespace=self.config.namespace,
+                    image=self.config.image,
+                    # The hub page reads the live feed as a client would, in-cluster.
+                    settings=self.settings
+                    | {spec.feed_url_setting: spec.feed_url(self.config.namespace)},
+                    secrets=workload_secrets(spec.secrets, self.pool),
+                    replicas=1 if self.config.is_local else 2,
+                    depends_on=list(gate),
+                ),
+                opts=self.opts,
+            )
+        ]
+
+    def network_policies(
+        self, addons: ClusterAddons, namespace: IsolatedNamespace
+    ) -> PlatformNetworkPolicies:
+        config, data = self.config, self.data
+        return PlatformNetworkPolicies(
+            f"{self.prefix}-network-policies",
+            PlatformNetworkPoliciesArgs(
+                namespace=config.namespace,
+                services=[plan.spec for plan in config.service_plans],
+                egress=config.egress,
+                edge_namespace=addons.edge_namespace,
+                monitoring_namespace=addons.monitoring_namespace,
+                # Only for pods that can exist: no dashboards until the image serves
+                # them, no HTTP-01 solver pods under a self-signed issuer.
+                dashboards=catalog.DASHBOARDS if catalog.DASHBOARDS.shipped else None,
+                acme_http01_solver=config.tls_issuer in ACME_SERVERS,
+                in_cluster_datastores=data.in_cluster,
+                datastore_cidrs=() if data.in_cluster else data.datastore_cidrs,
+                s3_cidrs=data.s3_cidrs,
+                sts_cidrs=data.sts_cidrs,
+            ),
+            opts=pulumi.ResourceOptions.merge(
+                self.opts, pulumi.ResourceOptions(depends_on=[namespace])
+            ),
+        )

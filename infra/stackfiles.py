@@ -19,10 +19,12 @@ from typing import Any, Final
 
 import yaml
 
+from infra.environments import ENVIRONMENTS
 from infra.problems import PROJECT
 
 REPO_ROOT: Final = Path(__file__).resolve().parent.parent
-STACKS: Final = ("local", "dev", "staging", "production")
+#: One stack per environment, named after it.
+STACKS: Final = ENVIRONMENTS
 
 
 def project_file(root: Path = REPO_ROOT) -> dict[str, Any]:

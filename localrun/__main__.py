@@ -29,7 +29,13 @@ from pathlib import Path
 
 from localrun.children import Child, ChildProcesses, StartupError, wait_http_ok
 from localrun.datastores import DEFAULT_MODEL_DIR, SetupStepFailed, start_datastores
-from localrun.demo import DemoTenant, demo_tenants, stream_events
+from localrun.demo import (
+    DEMO_FLAG_SEED,
+    DemoTenant,
+    demo_tenants,
+    seed_impact_history,
+    stream_events,
+)
 from localrun.leftovers import stop_leftovers
 from localrun.servers import MissingBinary, ServerFailed
 from services.common.settings import AuthSettings
@@ -276,8 +282,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         **auth_env,
         "ENVIRONMENT": "local",
         "LOG_LEVEL": "INFO",
-        # The seed's switch for the feature this run exercises (off by default).
-        "FEATURE_REALTIME_INTELLIGENCE": "true",
     }
     _say(
         f"starting Postgres and Redis{' and Prometheus' if prometheus else ''} on 127.0.0.1 "
@@ -291,6 +295,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 migrate=True,
                 model_dir=DEFAULT_MODEL_DIR,
                 flags=True,
+                flag_seed=DEMO_FLAG_SEED,
                 prometheus_targets=[
                     f"127.0.0.1:{ports[spec.name]}" for spec in built if spec.metrics
                 ]
@@ -330,6 +335,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     jwt_secret_key=auth_env["JWT_SECRET_KEY"], jwt_key_id=auth_env["JWT_KEY_ID"]
                 )
             )
+            asyncio.run(seed_impact_history(stores.database_url, [t.tenant_id for t in tenants]))
             ingest = (
                 f"http://127.0.0.1:{ports['realtime']}/v1/leads/events"
                 if "realtime" in ports

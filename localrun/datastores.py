@@ -26,6 +26,8 @@ APP_ROLE = "enterprisehub_app"
 # The services' own default (ML_MODEL_URI=models/lead_scoring.joblib): the
 # artifact make run trains is the one `enterprisehub serve` finds by itself.
 MODEL_FILE = "lead_scoring.joblib"
+# The churn model (CHURN_MODEL_URI=models/churn_risk.joblib), trained the same way.
+CHURN_MODEL_FILE = "churn_risk.joblib"
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[1] / "models"
 
 
@@ -40,6 +42,7 @@ class Datastores:
     servers: LocalServers
     app_password: str
     model_path: Path | None = None
+    churn_model_path: Path | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -79,6 +82,8 @@ class Datastores:
         }
         if self.model_path is not None:
             env["ML_MODEL_URI"] = self.model_path.resolve().as_uri()
+        if self.churn_model_path is not None:
+            env["CHURN_MODEL_URI"] = self.churn_model_path.resolve().as_uri()
         return env
 
 
@@ -113,15 +118,18 @@ def start_datastores(
     migrate: bool = True,
     model_dir: Path | None = None,
     flags: bool = False,
+    flag_seed: str | None = None,
     prometheus_targets: Sequence[str] | None = None,
 ) -> Iterator[Datastores]:
     """Start Postgres and Redis under ``base_dir``, prepare them, stop them on exit.
 
     ``base_env`` must hold the JWT settings when ``migrate``/``flags`` run
     (the CLI validates the common settings). ``model_dir`` set means: make
-    sure ``model_dir/lead_scoring.joblib`` exists, training it if missing.
+    sure ``model_dir/lead_scoring.joblib`` and ``churn_risk.joblib`` exist, training
+    them if missing.
     Open it inside the ``ChildProcesses`` context that runs the services, so
     that the services (which hold connections) stop before the servers do.
+    ``flag_seed`` is the ``flags init --seed`` JSON (the stack's featureFlags).
     """
     base_dir.mkdir(parents=True, exist_ok=True)
     # Postgres runs as the postgres user, which must be able to reach its
@@ -143,9 +151,18 @@ def start_datastores(
                     env,
                 )
             stores.model_path = model_path
+            churn_path = model_dir / CHURN_MODEL_FILE
+            if not churn_path.exists():
+                run_setup_step(
+                    "training the churn model",
+                    enterprisehub_command("churn", "train", "--out", str(churn_path)),
+                    env,
+                )
+            stores.churn_model_path = churn_path
         if flags:
             env = {**env, **stores.service_env()}
-            run_setup_step("flags init", enterprisehub_command("flags", "init"), env)
+            seed = ("--seed", flag_seed) if flag_seed else ()
+            run_setup_step("flags init", enterprisehub_command("flags", "init", *seed), env)
         yield stores
     finally:
         servers.stop()

@@ -14,6 +14,7 @@ import random
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -35,6 +36,14 @@ EVENT_TYPES: tuple[str, ...] = (
     "call.connected",
 )
 DEMO_TOKEN_TTL_S = 12 * 3600
+#: ``make run``'s featureFlags: the feed on for everyone, the other features
+#: mid-rollout so that the ROI page has experiments to show.
+DEMO_FLAG_SEED = (
+    '{"realtime_intelligence": true,'
+    ' "property_vision": {"enabled": true, "rolloutPercentage": 50},'
+    ' "churn_prevention": {"enabled": true, "rolloutPercentage": 50},'
+    ' "ai_coaching": {"enabled": true, "rolloutPercentage": 25}}'
+)
 
 
 @dataclass(frozen=True)
@@ -153,3 +162,79 @@ async def stream_events(
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=interval)
     return answers
+
+
+_IMPACT_ROW_SQL = (
+    "INSERT INTO phase3_business_metrics (metric_date, feature_name, usage_count, success_count, "
+    "revenue_impact, operating_cost, performance_p50_seconds, performance_p95_seconds, "
+    "performance_p99_seconds) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING"
+)
+
+
+async def seed_impact_history(
+    database_url: str, tenants: Sequence[str], *, days: int = 30, today: date | None = None
+) -> int:
+    """A month of plausible business-impact history, so the ROI page is alive at once.
+
+    Per tenant, feature and day: usage growing with the seed's rollout
+    schedule (10 -> 25 -> 50 -> 100 % a week apart), successes at a feature's
+    typical rate, latencies around its target, revenue and cost from the
+    assumptions. Per feature, an experiment analysed by the real statistics
+    on simulated per-tenant units. Deterministic; existing rows are kept.
+    """
+    import numpy as np
+
+    from services.common.database import Database
+    from services.impact.assumptions import ASSUMPTIONS
+    from services.impact.stats import analyze
+    from services.rollout.schedule import PLANS
+
+    today = today or datetime.now(UTC).date()
+    rng = random.Random(20260110)  # noqa: S311 - reproducible demo data
+    db = await Database.open(database_url, max_size=2)
+    written = 0
+    try:
+        for tenant in tenants:
+            async with db.tenant(tenant) as conn:
+                for age in range(days, 0, -1):
+                    day = today - timedelta(days=age)
+                    share = (0.10, 0.25, 0.50, 1.0)[min(3, (days - age) // 8)]
+                    for feature, a in ASSUMPTIONS.items():
+                        usage = max(1, round(rng.gauss(12 * share, 2 * share)))
+                        successes = int(usage * rng.uniform(0.6, 0.9))
+                        driver = usage if a.driver == "usage" else successes
+                        target = PLANS[feature].latency_target_seconds
+                        p50 = target * rng.uniform(0.3, 0.5)
+                        written += (
+                            await conn.execute(
+                                _IMPACT_ROW_SQL,
+                                day,
+                                feature,
+                                usage,
+                                successes,
+                                round(driver * a.lift * a.value_per_unit, 2),
+                                round(usage * a.api_cost_per_use, 4),
+                                p50,
+                                p50 * rng.uniform(1.6, 1.9),
+                                p50 * rng.uniform(2.0, 2.4),
+                            )
+                            == "INSERT 0 1"
+                        )
+        units = np.random.default_rng(20260110)
+        async with db.unscoped() as conn:
+            if not await conn.fetchval("SELECT count(*) FROM experiment_results"):
+                for feature, a in ASSUMPTIONS.items():
+                    control = units.gamma(2.0, 50.0, 400)
+                    treatment = units.gamma(2.0, 50.0 * (1 + a.lift), 400)
+                    result = analyze(control, treatment)
+                    await conn.execute(
+                        "INSERT INTO experiment_results (feature_name, metric, window_start, "
+                        "window_end, result) VALUES ($1, 'revenue_impact', $2, $3, $4)",
+                        feature,
+                        today - timedelta(days=7),
+                        today - timedelta(days=1),
+                        result,
+                    )
+    finally:
+        await db.close()
+    return written

@@ -38,6 +38,7 @@ RDS = "aws:rds/instance:Instance"
 REDIS = "aws:elasticache/replicationGroup:ReplicationGroup"
 KMS_KEY = "aws:kms/key:Key"
 EKS = "aws:eks/cluster:Cluster"
+SQS_QUEUE = "aws:sqs/queue:Queue"
 NODE_GROUP = "aws:eks/nodeGroup:NodeGroup"
 
 REQUIRED_TAGS = ("Project", "Environment", "ManagedBy")
@@ -53,6 +54,8 @@ TAGGABLE = frozenset(
         "aws:ec2/subnet:Subnet",
         "aws:ec2/vpc:Vpc",
         "aws:ec2/vpcEndpoint:VpcEndpoint",
+        "aws:cloudwatch/eventRule:EventRule",
+        SQS_QUEUE,
         "aws:ecr/repository:Repository",
         "aws:eks/addon:Addon",
         EKS,
@@ -276,6 +279,19 @@ def _cache_encrypted(args: ResourceValidationArgs, report: Report) -> None:
         )
 
 
+def _sqs_encrypted(args: ResourceValidationArgs, report: Report) -> None:
+    managed = get(args.props, "sqsManagedSseEnabled") is True
+    if not managed and not get(args.props, "kmsMasterKeyId"):
+        report(
+            say(
+                args.urn,
+                "sqsManagedSseEnabled",
+                "is not true and no kmsMasterKeyId is set",
+                "set sqs_managed_sse_enabled=True (or a KMS key)",
+            )
+        )
+
+
 def _kms_rotation(args: ResourceValidationArgs, report: Report) -> None:
     if get(args.props, "enableKeyRotation") is not True:
         report(say(args.urn, "enableKeyRotation", "is not true", "set enable_key_rotation=True"))
@@ -407,6 +423,12 @@ POLICIES = [
         _cache_encrypted,
     ),
     resource_policy("kms-key-rotation", "KMS keys rotate yearly.", [KMS_KEY], _kms_rotation),
+    resource_policy(
+        "sqs-queue-encrypted",
+        "SQS queues (Karpenter's interruption queue) are encrypted at rest.",
+        [SQS_QUEUE],
+        _sqs_encrypted,
+    ),
     resource_policy(
         "eks-endpoint-restricted",
         "The EKS API endpoint is private or limited to given CIDRs.",

@@ -27,6 +27,8 @@ NAMESPACE = "kubernetes:core/v1:Namespace"
 NETWORK_POLICY = "kubernetes:networking.k8s.io/v1:NetworkPolicy"
 
 WORKLOADS = frozenset({DEPLOYMENT, STATEFUL_SET, DAEMON_SET, JOB, CRON_JOB})
+STORAGE_CLASS = "kubernetes:storage.k8s.io/v1:StorageClass"
+NODE_CLASS = "kubernetes:karpenter.k8s.aws/v1:EC2NodeClass"
 LONG_RUNNING = frozenset({DEPLOYMENT, STATEFUL_SET, DAEMON_SET})
 DIGEST = re.compile(r"@sha256:[0-9a-f]{64}\Z")
 SECRET_NAME = re.compile(r"(?i)(password|passwd|secret|token|api_?key|private_?key|credential|dsn)")
@@ -53,6 +55,42 @@ def containers(resource_type: str, props: Any, *, init: bool = True) -> Iterator
 
 def _label(args: ResourceValidationArgs, path: str, container: Any) -> str:
     return f"{args.urn} container {get(container, 'name', '?')}"
+
+
+def _storage_class_encrypted(args: ResourceValidationArgs, report: Report) -> None:
+    if str(get(args.props, "parameters.encrypted")).lower() != "true":
+        report(
+            say(
+                args.urn,
+                "parameters.encrypted",
+                'is not "true"',
+                'set parameters encrypted: "true" (and a kmsKeyId) on the EBS StorageClass',
+            )
+        )
+
+
+def _node_class_hardened(args: ResourceValidationArgs, report: Report) -> None:
+    if get(args.props, "spec.metadataOptions.httpTokens") != "required":
+        report(
+            say(
+                args.urn,
+                "spec.metadataOptions.httpTokens",
+                "is not required",
+                "set metadataOptions.httpTokens: required (IMDSv2 only)",
+            )
+        )
+    volumes = get(args.props, "spec.blockDeviceMappings") or []
+    if not volumes or any(
+        not isinstance(v, Mapping) or get(v, "ebs.encrypted") is not True for v in volumes
+    ):
+        report(
+            say(
+                args.urn,
+                "spec.blockDeviceMappings",
+                "has a volume that is not encrypted (or none is declared)",
+                "declare the root volume with ebs.encrypted: true",
+            )
+        )
 
 
 def _resources(args: ResourceValidationArgs, report: Report) -> None:
@@ -270,6 +308,18 @@ def _default_deny(args: StackValidationArgs, report: Report) -> None:
 
 
 POLICIES = [
+    resource_policy(
+        "k8s-storage-class-encrypted",
+        "Every StorageClass the stack declares encrypts its volumes.",
+        [STORAGE_CLASS],
+        _storage_class_encrypted,
+    ),
+    resource_policy(
+        "karpenter-nodes-hardened",
+        "Karpenter's nodes require IMDSv2 and encrypt their volumes.",
+        [NODE_CLASS],
+        _node_class_hardened,
+    ),
     resource_policy(
         "k8s-resources-requests-limits",
         "Every container sets cpu and memory requests and limits.",

@@ -23,6 +23,15 @@ EXEMPT: Mapping[str, str] = {
     "pulumi:providers:aws": "provider configuration; aws-required-tags reads its default tags",
     "pulumi:providers:kubernetes": "provider configuration, no cloud object",
     "random:index/randomPassword:RandomPassword": "only in the encrypted state; no cloud object",
+    "random:index/randomId:RandomId": "only in the state (the final snapshot's suffix)",
+    "aws:cloudwatch/eventTarget:EventTarget": "points an interruption rule at the queue; no data "
+    "or exposure of its own (the queue is checked by sqs-queue-encrypted)",
+    "aws:sqs/queuePolicy:QueuePolicy": "grants EventBridge sqs:SendMessage on the interruption "
+    "queue only (infra/components/autoscaling.py); no data or exposure beyond that",
+    "aws:eks/accessEntry:AccessEntry": "who may reach the API; the entries come from config only, "
+    "asserted in tests/infra/test_aws_real_run.py",
+    "kubernetes:karpenter.sh/v1:NodePool": "scheduling limits; capacity asserted in "
+    "tests/infra/test_capacity.py",
     "aws:ec2/route:Route": "a route entry: not taggable, nothing to encrypt or expose on its own",
     "aws:ec2/routeTableAssociation:RouteTableAssociation": "links a subnet to a table; no settings",
     "aws:ecr/lifecyclePolicy:LifecyclePolicy": "expiry rules of a repository; no security setting",
@@ -44,8 +53,16 @@ EXEMPT: Mapping[str, str] = {
     "kubernetes:core/v1:Secret": "holds secrets by design; values come from Pulumi secrets",
     "kubernetes:core/v1:Service": "ClusterIP services; exposure is through the ingress only",
     "kubernetes:core/v1:ServiceAccount": "identity only; token automount asserted in tests/infra",
-    "kubernetes:networking.k8s.io/v1:Ingress": "routes to ClusterIP services; TLS asserted in "
-    "tests/infra/test_stack_properties.py",
+    "kubernetes:gateway.networking.k8s.io/v1:Gateway": "the public edge's listeners; TLS on "
+    "every HTTPS listener asserted in tests/infra/test_public_ingress.py",
+    "kubernetes:gateway.networking.k8s.io/v1:HTTPRoute": "routes to ClusterIP services; backends "
+    "asserted in tests/infra/test_manifest_references.py",
+    "kubernetes:gateway.networking.k8s.io/v1:GatewayClass": "names the edge's controller and "
+    "proxy parameters; no workload",
+    "kubernetes:gateway.envoyproxy.io/v1alpha1:EnvoyProxy": "how the edge's proxies are exposed; "
+    "values tested in tests/infra/test_addons.py",
+    "kubernetes:gateway.envoyproxy.io/v1alpha1:BackendTrafficPolicy": "cookie affinity of the "
+    "dashboards' route; no workload",
 }
 
 

@@ -62,8 +62,10 @@ SERVICES: dict[str, ServiceEntry] = {
 
 COMMAND_GROUPS: tuple[str, ...] = (
     "services.ml.cli:register_model_commands",
+    "services.ml.cli:register_vision_commands",
     "services.rollout.cli:register_rollout_commands",
     "services.impact.cli:register_impact_commands",
+    "services.churn.cli:register_churn_commands",
     "services.rollback.cli:register_rollback_commands",
 )
 

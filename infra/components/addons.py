@@ -1,7 +1,14 @@
 """Third-party cluster add-ons as pinned Helm releases.
 
-* ingress-nginx: the public entry point (Ingress class ``nginx``).
-* cert-manager: TLS certificates, plus the ClusterIssuer the Ingresses name.
+* envoy-gateway: the public entry point, a Gateway API implementation (the
+  chart installs the Gateway API CRDs too). This component declares its
+  ``GatewayClass`` with the ``EnvoyProxy`` parameters of the environment
+  (``charts/envoy-gateway/proxy*.yaml``: an AWS Network Load Balancer, or
+  NodePorts 30080/30443 on kind); the Gateway and its routes are
+  :class:`~infra.components.public_ingress.PublicIngress`.
+* cert-manager: TLS certificates for the Gateway's listeners (its Gateway API
+  support is on), plus the ClusterIssuer the Gateway names; ACME HTTP-01
+  challenges are answered through an HTTPRoute on the Gateway's port 80.
 * metrics-server: the resource metrics API the HorizontalPodAutoscalers read;
   neither EKS nor kind ships it.
 * kube-prometheus-stack: Prometheus, Alertmanager and Grafana; a
@@ -15,7 +22,7 @@ what the program computes (hostnames). The files are read here, at
 declaration time, not inside ``apply()``: they are part of the repository,
 not stack config.
 
-Each add-on namespace is an :class:`~infra.components.network_policy.IsolatedNamespace`
+Each add-on namespace is an :class:`~infra.components.namespace.IsolatedNamespace`
 (default-deny) with the allow rules of
 :class:`~infra.components.network_policy.AddonNetworkPolicies`.
 """
@@ -36,19 +43,33 @@ import yaml
 
 from infra import catalog
 from infra.components import hardening
+from infra.components.namespace import IsolatedNamespace, IsolatedNamespaceArgs
 from infra.components.network_policy import (
+    LOCAL_API_SERVER,
     AddonNetworkPolicies,
     AddonNetworkPoliciesArgs,
-    IsolatedNamespace,
-    IsolatedNamespaceArgs,
+    ApiServer,
     PodSecurityLevel,
 )
+from infra.components.public_ingress import (
+    ENVOY_GATEWAY_API_VERSION,
+    GATEWAY_API_VERSION,
+    GATEWAY_CLASS,
+    GATEWAY_NAME,
+    HTTP_LISTENER,
+    GrafanaRoute,
+)
+from infra.environments import ENVIRONMENTS
 
 #: The repository's charts/ folder.
 CHARTS_DIR: Final = Path(__file__).resolve().parents[2] / "charts"
 #: The charts this component installs, in installation order.
-CHART_NAMES: Final = ("kube-prometheus-stack", "metrics-server", "cert-manager", "ingress-nginx")
-ENVIRONMENTS: Final = ("local", "dev", "staging", "production")
+#: cert-manager comes after envoy-gateway: it looks for the Gateway API CRDs at start-up.
+CHART_NAMES: Final = ("kube-prometheus-stack", "metrics-server", "envoy-gateway", "cert-manager")
+#: Envoy Gateway's controller name, which the GatewayClass hands its Gateways to.
+ENVOY_GATEWAY_CONTROLLER: Final = "gateway.envoyproxy.io/gatewayclass-controller"
+#: The Service kube-prometheus-stack gives Grafana (release name + "-grafana").
+GRAFANA_SERVICE: Final = "kube-prometheus-stack-grafana"
 #: An exact SemVer version, optionally with a leading "v" (cert-manager tags its charts so).
 EXACT_VERSION: Final = re.compile(r"^v?\d+\.\d+\.\d+$")
 
@@ -76,11 +97,15 @@ class ChartPin:
     create_namespace: bool
 
 
-def load_pins(charts_dir: Path = CHARTS_DIR) -> dict[str, ChartPin]:
-    """Read and check ``versions.yaml``: every chart pinned to an exact version."""
+def load_pins(charts_dir: Path = CHARTS_DIR, section: str = "charts") -> dict[str, ChartPin]:
+    """Read and check ``versions.yaml``: every chart pinned to an exact version.
+
+    ``section`` picks the group: ``charts`` (every stack's add-ons) or
+    ``awsCharts`` (installed by the EKS cluster component: Karpenter).
+    """
     document = yaml.safe_load((charts_dir / "versions.yaml").read_text(encoding="utf-8"))
     pins: dict[str, ChartPin] = {}
-    for name, entry in document["charts"].items():
+    for name, entry in document[section].items():
         version = str(entry["version"])
         if not EXACT_VERSION.match(version):
             raise ValueError(
@@ -110,13 +135,15 @@ def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str
     return merged
 
 
-def chart_values(name: str, environment: str, charts_dir: Path = CHARTS_DIR) -> dict[str, Any]:
-    """``values.yaml`` merged with ``values-<environment>.yaml`` (when present)."""
+def chart_values(
+    name: str, environment: str, charts_dir: Path = CHARTS_DIR, stem: str = "values"
+) -> dict[str, Any]:
+    """``<stem>.yaml`` merged with ``<stem>-<environment>.yaml`` (when present)."""
     if environment not in ENVIRONMENTS:
         raise ValueError(f"unknown environment {environment!r}; expected one of {ENVIRONMENTS}")
     folder = charts_dir / name
-    values: dict[str, Any] = yaml.safe_load((folder / "values.yaml").read_text("utf-8")) or {}
-    per_env = folder / f"values-{environment}.yaml"
+    values: dict[str, Any] = yaml.safe_load((folder / f"{stem}.yaml").read_text("utf-8")) or {}
+    per_env = folder / f"{stem}-{environment}.yaml"
     if per_env.exists():
         values = deep_merge(values, yaml.safe_load(per_env.read_text("utf-8")) or {})
     return values
@@ -129,16 +156,17 @@ class ClusterAddonsArgs:
     environment: str
     #: Namespaces of the platform's workloads (scraped, proxied to).
     app_namespaces: Sequence[str]
-    #: ClusterIssuer to create; its name is what the Ingresses reference.
+    #: ClusterIssuer to create; its name is what the Gateway references.
     issuer: IssuerName
+    #: Namespace of the platform's Gateway (ACME HTTP-01 routes attach to it).
+    gateway_namespace: str
     #: ACME account contact; required for the letsencrypt issuers.
     acme_email: str | None = None
     #: Public Grafana hostname; None keeps Grafana internal (port-forward).
     grafana_host: str | None = None
-    #: TLS secret of the Grafana Ingress.
-    grafana_tls_secret: str = "grafana-tls"  # noqa: S105 - a Secret's name
     #: Where the API server and nodes are (the VPC CIDR on AWS); see AddonNetworkPolicies.
     cluster_cidrs: Sequence[str] = ("0.0.0.0/0",)
+    api_server: ApiServer = LOCAL_API_SERVER
     #: Extra values per chart, merged last (e.g. a StorageClass name).
     value_overrides: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     charts_dir: Path = CHARTS_DIR
@@ -150,12 +178,15 @@ class ClusterAddons(pulumi.ComponentResource):
     """The four Helm releases, their namespaces, the ClusterIssuer and the ServiceMonitor."""
 
     issuer_name: pulumi.Output[str]
-    ingress_namespace: str
+    #: Where Envoy Gateway and its proxies run.
+    edge_namespace: str
     monitoring_namespace: str
     cert_manager_namespace: str
-    #: Everything an Ingress or CRD object must wait for.
+    #: Everything a Gateway, route or other CRD object must wait for.
     ready: list[pulumi.Resource]
     chart_versions: dict[str, str]
+    #: Grafana's Service for the public route; None when Grafana stays internal.
+    grafana_route: GrafanaRoute | None
 
     def __init__(
         self, name: str, args: ClusterAddonsArgs, opts: pulumi.ResourceOptions | None = None
@@ -167,72 +198,103 @@ class ClusterAddons(pulumi.ComponentResource):
         if missing:
             raise ValueError(f"charts/versions.yaml lacks {', '.join(missing)}")
         super().__init__("enterprisehub:k8s:ClusterAddons", name, None, opts)
-        self.ingress_namespace = pins["ingress-nginx"].namespace
+        self.edge_namespace = pins["envoy-gateway"].namespace
         self.cert_manager_namespace = pins["cert-manager"].namespace
         self.monitoring_namespace = pins["kube-prometheus-stack"].namespace
 
-        namespaces: dict[str, IsolatedNamespace] = {}
-        for chart in CHART_NAMES:
-            pin = pins[chart]
-            if pin.create_namespace and pin.namespace not in namespaces:
-                namespaces[pin.namespace] = IsolatedNamespace(
-                    f"{name}-{pin.namespace}",
-                    IsolatedNamespaceArgs(name=pin.namespace, pod_security=pin.pod_security),
-                    opts=pulumi.ResourceOptions(parent=self),
-                )
+        self._name = name
+        self._args = args
+        self._pins = pins
+        namespaces = self._namespaces()
         policies = AddonNetworkPolicies(
             f"{name}-policies",
             AddonNetworkPoliciesArgs(
-                ingress_namespace=self.ingress_namespace,
+                edge_namespace=self.edge_namespace,
                 cert_manager_namespace=self.cert_manager_namespace,
                 monitoring_namespace=self.monitoring_namespace,
                 app_namespaces=list(args.app_namespaces),
                 cluster_cidrs=list(args.cluster_cidrs),
+                api_server=args.api_server,
             ),
             opts=pulumi.ResourceOptions(parent=self, depends_on=list(namespaces.values())),
         )
-
-        grafana_secret = self._grafana_admin(
-            name, pins["kube-prometheus-stack"].namespace, namespaces
-        )
-        computed = self._computed_values(args)
+        grafana_secret = self._grafana_admin(name, self.monitoring_namespace, namespaces)
         releases: dict[str, k8s.helm.v3.Release] = {}
         for chart in CHART_NAMES:
-            pin = pins[chart]
-            values = deep_merge(
-                deep_merge(
-                    chart_values(chart, args.environment, args.charts_dir), computed.get(chart, {})
-                ),
-                args.value_overrides.get(chart, {}),
-            )
-            # The monitoring stack goes first: the other charts' ServiceMonitors
-            # need its CRDs.
             after: list[pulumi.Resource] = [policies, grafana_secret]
-            if pin.namespace in namespaces:
-                after.append(namespaces[pin.namespace])
-            if chart != "kube-prometheus-stack":
-                after.append(releases["kube-prometheus-stack"])
-            releases[chart] = k8s.helm.v3.Release(
-                f"{name}-{chart}",
-                name=chart,
-                chart=pin.chart,
-                version=pin.version,
-                repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=pin.repository),
-                namespace=pin.namespace,
-                # Namespaces are created above, with their default-deny policy.
-                create_namespace=False,
-                values=values,
-                atomic=True,
-                cleanup_on_fail=True,
-                wait_for_jobs=True,
-                max_history=10,
-                timeout=args.timeout_seconds,
-                opts=pulumi.ResourceOptions(parent=self, depends_on=after),
-            )
+            if pins[chart].namespace in namespaces:
+                after.append(namespaces[pins[chart].namespace])
+            # Each chart after the previous one: the monitoring CRDs (the others'
+            # ServiceMonitors) come first, and cert-manager needs envoy-gateway's
+            # Gateway API CRDs when it starts.
+            if releases:
+                after.append(list(releases.values())[-1])
+            releases[chart] = self._release(chart, after)
 
         issuer = self._cluster_issuer(name, args, releases["cert-manager"])
+        gateway_class = self._gateway_class(name, args, releases["envoy-gateway"])
+        self._service_monitor(releases["kube-prometheus-stack"])
+
+        # Through the resource's id, so whoever reads the name also waits for the issuer.
+        self.issuer_name = issuer.id.apply(lambda _: args.issuer)
+        self.ready = [*releases.values(), issuer, gateway_class]
+        self.chart_versions = {chart: pins[chart].version for chart in CHART_NAMES}
+        self.grafana_route = (
+            GrafanaRoute(
+                host=args.grafana_host, namespace=self.monitoring_namespace, service=GRAFANA_SERVICE
+            )
+            if args.grafana_host
+            else None
+        )
+        self.register_outputs(
+            {"issuer_name": self.issuer_name, "chart_versions": self.chart_versions}
+        )
+
+    def _namespaces(self) -> dict[str, IsolatedNamespace]:
+        """Each chart's namespace, default-deny from the start (unless the cluster owns it)."""
+        namespaces: dict[str, IsolatedNamespace] = {}
+        for chart in CHART_NAMES:
+            pin = self._pins[chart]
+            if pin.create_namespace and pin.namespace not in namespaces:
+                namespaces[pin.namespace] = IsolatedNamespace(
+                    f"{self._name}-{pin.namespace}",
+                    IsolatedNamespaceArgs(name=pin.namespace, pod_security=pin.pod_security),
+                    opts=pulumi.ResourceOptions(parent=self),
+                )
+        return namespaces
+
+    def _release(self, chart: str, after: Sequence[pulumi.Resource]) -> k8s.helm.v3.Release:
+        """One pinned Helm release with the environment's merged values."""
+        args = self._args
+        pin = self._pins[chart]
+        values = deep_merge(
+            chart_values(chart, args.environment, args.charts_dir),
+            args.value_overrides.get(chart, {}),
+        )
+        # An OCI registry is named in the chart reference; a Helm repository by URL.
+        oci = pin.repository.startswith("oci://")
+        return k8s.helm.v3.Release(
+            f"{self._name}-{chart}",
+            name=chart,
+            chart=f"{pin.repository}/{pin.chart}" if oci else pin.chart,
+            version=pin.version,
+            repository_opts=None if oci else k8s.helm.v3.RepositoryOptsArgs(repo=pin.repository),
+            namespace=pin.namespace,
+            # Namespaces are created by this component, with their default-deny policy.
+            create_namespace=False,
+            values=values,
+            atomic=True,
+            cleanup_on_fail=True,
+            wait_for_jobs=True,
+            max_history=10,
+            timeout=args.timeout_seconds,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=list(after)),
+        )
+
+    def _service_monitor(self, monitoring: k8s.helm.v3.Release) -> None:
+        """Prometheus scrapes every Service labelled as exposing the platform's metrics."""
         k8s.apiextensions.CustomResource(
-            f"{name}-service-monitor",
+            f"{self._name}-service-monitor",
             api_version="monitoring.coreos.com/v1",
             kind="ServiceMonitor",
             metadata=k8s.meta.v1.ObjectMetaArgs(
@@ -242,20 +304,10 @@ class ClusterAddons(pulumi.ComponentResource):
             ),
             spec={
                 "selector": {"matchLabels": {hardening.METRICS_LABEL: "true"}},
-                "namespaceSelector": {"matchNames": list(args.app_namespaces)},
+                "namespaceSelector": {"matchNames": list(self._args.app_namespaces)},
                 "endpoints": [{"port": "http", "path": "/metrics", "interval": "30s"}],
             },
-            opts=pulumi.ResourceOptions(
-                parent=self, depends_on=[releases["kube-prometheus-stack"]]
-            ),
-        )
-
-        # Through the resource's id, so whoever reads the name also waits for the issuer.
-        self.issuer_name = issuer.id.apply(lambda _: args.issuer)
-        self.ready = [*releases.values(), issuer]
-        self.chart_versions = {chart: pins[chart].version for chart in CHART_NAMES}
-        self.register_outputs(
-            {"issuer_name": self.issuer_name, "chart_versions": self.chart_versions}
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[monitoring]),
         )
 
     def _grafana_admin(
@@ -280,7 +332,7 @@ class ClusterAddons(pulumi.ComponentResource):
     def _cluster_issuer(
         self, name: str, args: ClusterAddonsArgs, cert_manager: k8s.helm.v3.Release
     ) -> k8s.apiextensions.CustomResource:
-        """The ClusterIssuer the Ingresses name in ``cert-manager.io/cluster-issuer``."""
+        """The ClusterIssuer the Gateway names in ``cert-manager.io/cluster-issuer``."""
         if args.issuer == "selfsigned":
             spec: dict[str, Any] = {"selfSigned": {}}
         else:
@@ -289,7 +341,25 @@ class ClusterAddons(pulumi.ComponentResource):
                     "server": ACME_SERVERS[args.issuer],
                     "email": args.acme_email,
                     "privateKeySecretRef": {"name": f"{args.issuer}-account-key"},
-                    "solvers": [{"http01": {"ingress": {"ingressClassName": "nginx"}}}],
+                    # cert-manager adds a temporary HTTPRoute for each challenge to the
+                    # Gateway's plain-HTTP listener (an Exact path: it wins over the
+                    # redirect to https).
+                    "solvers": [
+                        {
+                            "http01": {
+                                "gatewayHTTPRoute": {
+                                    "parentRefs": [
+                                        {
+                                            "name": GATEWAY_NAME,
+                                            "namespace": args.gateway_namespace,
+                                            "kind": "Gateway",
+                                            "sectionName": HTTP_LISTENER,
+                                        }
+                                    ]
+                                }
+                            }
+                        }
+                    ],
                 }
             }
         return k8s.apiextensions.CustomResource(
@@ -301,16 +371,36 @@ class ClusterAddons(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=[cert_manager]),
         )
 
-    @staticmethod
-    def _computed_values(args: ClusterAddonsArgs) -> dict[str, dict[str, Any]]:
-        """Values that depend on the stack rather than on the environment's file."""
-        grafana: dict[str, Any] = {"enabled": False}
-        if args.grafana_host:
-            grafana = {
-                "enabled": True,
-                "ingressClassName": "nginx",
-                "annotations": {"cert-manager.io/cluster-issuer": args.issuer},
-                "hosts": [args.grafana_host],
-                "tls": [{"secretName": args.grafana_tls_secret, "hosts": [args.grafana_host]}],
-            }
-        return {"kube-prometheus-stack": {"grafana": {"ingress": grafana}}}
+    def _gateway_class(
+        self, name: str, args: ClusterAddonsArgs, envoy_gateway: k8s.helm.v3.Release
+    ) -> k8s.apiextensions.CustomResource:
+        """The GatewayClass of the platform, with this environment's proxy parameters.
+
+        The ``EnvoyProxy`` object (``charts/envoy-gateway/proxy*.yaml``) says how
+        the proxies run and are exposed: behind an AWS Network Load Balancer,
+        or as NodePorts 30080/30443 that kind maps to the host's 80/443.
+        """
+        proxy = k8s.apiextensions.CustomResource(
+            f"{name}-envoy-proxy",
+            api_version=ENVOY_GATEWAY_API_VERSION,
+            kind="EnvoyProxy",
+            metadata=k8s.meta.v1.ObjectMetaArgs(name=GATEWAY_CLASS, namespace=self.edge_namespace),
+            spec=chart_values("envoy-gateway", args.environment, args.charts_dir, stem="proxy"),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[envoy_gateway]),
+        )
+        return k8s.apiextensions.CustomResource(
+            f"{name}-gateway-class",
+            api_version=GATEWAY_API_VERSION,
+            kind="GatewayClass",
+            metadata=k8s.meta.v1.ObjectMetaArgs(name=GATEWAY_CLASS),
+            spec={
+                "controllerName": ENVOY_GATEWAY_CONTROLLER,
+                "parametersRef": {
+                    "group": ENVOY_GATEWAY_API_VERSION.split("/")[0],
+                    "kind": "EnvoyProxy",
+                    "name": GATEWAY_CLASS,
+                    "namespace": self.edge_namespace,
+                },
+            },
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[envoy_gateway, proxy]),
+        )

@@ -79,6 +79,10 @@ class DatastoresArgs:
     storage_class: str | None = None
     postgres_storage: str = "10Gi"
     redis_storage: str = "1Gi"
+    #: Redis's own memory ceiling; past it ``maxmemory_policy`` evicts keys. The
+    #: container's memory limit is sized above it (see :func:`redis_memory_limit`).
+    redis_maxmemory_mb: int = 256
+    redis_maxmemory_policy: str = "allkeys-lru"
     object_storage: str = "10Gi"
     postgres_image: str = POSTGRES_IMAGE
     redis_image: str = REDIS_IMAGE
@@ -86,10 +90,22 @@ class DatastoresArgs:
     resources: Mapping[str, catalog.Resources] = field(
         default_factory=lambda: {
             "postgres": catalog.Resources(cpu="500m", memory="1Gi"),
+            # The memory of "redis" follows redis_maxmemory_mb (redis_memory_limit).
             "redis": catalog.Resources(cpu="250m", memory="512Mi"),
             "minio": catalog.Resources(cpu="250m", memory="512Mi"),
         }
     )
+
+
+def redis_memory_limit(maxmemory_mb: int) -> str:
+    """The Redis container's memory: the data ceiling plus room for what it does not count.
+
+    ``maxmemory`` covers the dataset only; the replication and client buffers,
+    the AOF rewrite's copy-on-write pages and the allocator's fragmentation
+    come on top. A quarter more (at least 64 MiB) keeps the kernel's OOM killer
+    out of the way, so eviction, not a restart, is what happens when it fills.
+    """
+    return f"{maxmemory_mb + max(64, maxmemory_mb // 4)}Mi"
 
 
 class Datastores(pulumi.ComponentResource):
@@ -122,98 +138,11 @@ class Datastores(pulumi.ComponentResource):
 
         owner_pw = self._password("postgres-owner")
         app_pw = self._password("postgres-app")
-        redis_pw = self._password("redis")
         minio_user = self._password("minio-user", length=20)
         minio_pw = self._password("minio")
-
-        pg_secret = self._secret(
-            "postgres", {"POSTGRES_USER": OWNER_ROLE, "POSTGRES_PASSWORD": owner_pw}
-        )
-        redis_conf: pulumi.Output[str] = redis_pw.apply(
-            lambda pw: "\n".join(
-                [
-                    f"requirepass {pw}",
-                    "dir /data",
-                    "appendonly yes",
-                    # Parity with the ElastiCache parameter group of the AWS stacks.
-                    "maxmemory-policy allkeys-lru",
-                    "notify-keyspace-events Ex",
-                    "slowlog-log-slower-than 10000",
-                    "slowlog-max-len 128",
-                    "",
-                ]
-            )
-        )
-        redis_secret = self._secret("redis", {"redis.conf": redis_conf, "REDISCLI_AUTH": redis_pw})
-        minio_secret = self._secret(
-            "minio", {"MINIO_ROOT_USER": minio_user, "MINIO_ROOT_PASSWORD": minio_pw}
-        )
-
-        postgres = self._statefulset(
-            "postgres",
-            image=args.postgres_image,
-            uid=POSTGRES_UID,
-            port=catalog.POSTGRES_PORT,
-            data_path="/var/lib/postgresql/data",
-            storage=args.postgres_storage,
-            env=[
-                k8s.core.v1.EnvVarArgs(name="POSTGRES_DB", value=args.database_name),
-                # A subdirectory: the volume's root holds lost+found, which initdb refuses.
-                k8s.core.v1.EnvVarArgs(name="PGDATA", value="/var/lib/postgresql/data/pgdata"),
-            ],
-            env_from_secret=pg_secret.metadata.name,
-            extra_writable={"run": "/var/run/postgresql"},
-            probe_exec=[
-                "pg_isready",
-                "-h",
-                "127.0.0.1",
-                "-U",
-                OWNER_ROLE,
-                "-d",
-                args.database_name,
-            ],
-        )
-        redis = self._statefulset(
-            "redis",
-            image=args.redis_image,
-            uid=REDIS_UID,
-            port=catalog.REDIS_PORT,
-            data_path="/data",
-            storage=args.redis_storage,
-            command=["redis-server", "/etc/redis/redis.conf"],
-            env=[
-                k8s.core.v1.EnvVarArgs(
-                    name="REDISCLI_AUTH",
-                    value_from=k8s.core.v1.EnvVarSourceArgs(
-                        secret_key_ref=k8s.core.v1.SecretKeySelectorArgs(
-                            name=redis_secret.metadata.name, key="REDISCLI_AUTH"
-                        )
-                    ),
-                )
-            ],
-            config_secret=(redis_secret.metadata.name, "redis.conf", "/etc/redis"),
-            probe_exec=["sh", "-c", "redis-cli -h 127.0.0.1 ping | grep -q PONG"],
-        )
-        minio = self._statefulset(
-            "minio",
-            image=args.minio_image,
-            uid=MINIO_UID,
-            port=MINIO_PORT,
-            data_path="/data",
-            storage=args.object_storage,
-            command=[
-                "minio",
-                "server",
-                "/data",
-                "--address",
-                f":{MINIO_PORT}",
-                "--certs-dir",
-                _MINIO_CERTS_DIR,
-            ],
-            env=[k8s.core.v1.EnvVarArgs(name="HOME", value="/tmp")],  # noqa: S108
-            env_from_secret=minio_secret.metadata.name,
-            probe_http=("/minio/health/live", "/minio/health/ready"),
-        )
+        postgres = self._postgres(owner_pw)
+        redis, redis_pw = self._redis()
+        minio = self._minio(minio_user, minio_pw)
 
         s3_endpoint = pulumi.Output.concat("http://", host("minio"), f":{MINIO_PORT}")
         buckets = self._bucket_job(args, s3_endpoint, minio_user, minio_pw, minio)
@@ -253,6 +182,110 @@ class Datastores(pulumi.ComponentResource):
                 "s3_access_key_id": self.s3_access_key_id,
                 "s3_secret_access_key": self.s3_secret_access_key,
             }
+        )
+
+    def _postgres(self, owner_pw: pulumi.Output[str]) -> k8s.apps.v1.StatefulSet:
+        """PostgreSQL 15 with the owner role; ``enterprisehub migrate`` adds the app role."""
+        args = self._args
+        secret = self._secret(
+            "postgres", {"POSTGRES_USER": OWNER_ROLE, "POSTGRES_PASSWORD": owner_pw}
+        )
+        return self._statefulset(
+            "postgres",
+            image=args.postgres_image,
+            uid=POSTGRES_UID,
+            port=catalog.POSTGRES_PORT,
+            data_path="/var/lib/postgresql/data",
+            storage=args.postgres_storage,
+            env=[
+                k8s.core.v1.EnvVarArgs(name="POSTGRES_DB", value=args.database_name),
+                # A subdirectory: the volume's root holds lost+found, which initdb refuses.
+                k8s.core.v1.EnvVarArgs(name="PGDATA", value="/var/lib/postgresql/data/pgdata"),
+            ],
+            env_from_secret=secret.metadata.name,
+            extra_writable={"run": "/var/run/postgresql"},
+            probe_exec=[
+                "pg_isready",
+                "-h",
+                "127.0.0.1",
+                "-U",
+                OWNER_ROLE,
+                "-d",
+                args.database_name,
+            ],
+        )
+
+    def _redis(self) -> tuple[k8s.apps.v1.StatefulSet, pulumi.Output[str]]:
+        """Redis 7 with a password, a memory ceiling that evicts, and keyspace events."""
+        args = self._args
+        password = self._password("redis")
+        conf: pulumi.Output[str] = password.apply(
+            lambda pw: "\n".join(
+                [
+                    f"requirepass {pw}",
+                    "dir /data",
+                    "appendonly yes",
+                    # Without a ceiling the policy never applies: Redis grows until the
+                    # kernel kills it at the container's limit. With one it evicts.
+                    f"maxmemory {args.redis_maxmemory_mb}mb",
+                    # Parity with the ElastiCache parameter group of the AWS stacks.
+                    f"maxmemory-policy {args.redis_maxmemory_policy}",
+                    "notify-keyspace-events Ex",
+                    "slowlog-log-slower-than 10000",
+                    "slowlog-max-len 128",
+                    "",
+                ]
+            )
+        )
+        secret = self._secret("redis", {"redis.conf": conf, "REDISCLI_AUTH": password})
+        statefulset = self._statefulset(
+            "redis",
+            image=args.redis_image,
+            uid=REDIS_UID,
+            port=catalog.REDIS_PORT,
+            data_path="/data",
+            storage=args.redis_storage,
+            command=["redis-server", "/etc/redis/redis.conf"],
+            env=[
+                k8s.core.v1.EnvVarArgs(
+                    name="REDISCLI_AUTH",
+                    value_from=k8s.core.v1.EnvVarSourceArgs(
+                        secret_key_ref=k8s.core.v1.SecretKeySelectorArgs(
+                            name=secret.metadata.name, key="REDISCLI_AUTH"
+                        )
+                    ),
+                )
+            ],
+            config_secret=(secret.metadata.name, "redis.conf", "/etc/redis"),
+            probe_exec=["sh", "-c", "redis-cli -h 127.0.0.1 ping | grep -q PONG"],
+        )
+        return statefulset, password
+
+    def _minio(
+        self, user: pulumi.Output[str], password: pulumi.Output[str]
+    ) -> k8s.apps.v1.StatefulSet:
+        """MinIO: the S3 API the services and the model publisher use locally."""
+        args = self._args
+        secret = self._secret("minio", {"MINIO_ROOT_USER": user, "MINIO_ROOT_PASSWORD": password})
+        return self._statefulset(
+            "minio",
+            image=args.minio_image,
+            uid=MINIO_UID,
+            port=MINIO_PORT,
+            data_path="/data",
+            storage=args.object_storage,
+            command=[
+                "minio",
+                "server",
+                "/data",
+                "--address",
+                f":{MINIO_PORT}",
+                "--certs-dir",
+                _MINIO_CERTS_DIR,
+            ],
+            env=[k8s.core.v1.EnvVarArgs(name="HOME", value="/tmp")],  # noqa: S108
+            env_from_secret=secret.metadata.name,
+            probe_http=("/minio/health/live", "/minio/health/ready"),
         )
 
     def _password(self, purpose: str, length: int = 32) -> pulumi.Output[str]:
@@ -339,6 +372,10 @@ class Datastores(pulumi.ComponentResource):
 
         live, ready = probe_http if probe_http is not None else (None, None)
         sizes = args.resources[store]
+        if store == "redis":
+            sizes = catalog.Resources(
+                cpu=sizes.cpu, memory=redis_memory_limit(args.redis_maxmemory_mb)
+            )
         service = k8s.core.v1.Service(
             f"{self._name}-{store}-service",
             metadata=k8s.meta.v1.ObjectMetaArgs(

@@ -53,6 +53,11 @@ SECRET_ENV_SKIP: Final = {
 }
 
 
+def irsa_annotations(role_arn: pulumi.Input[str] | None) -> dict[str, pulumi.Input[str]] | None:
+    """The ServiceAccount annotation that binds an IAM role (IRSA); None without a role."""
+    return {"eks.amazonaws.com/role-arn": role_arn} if role_arn is not None else None
+
+
 def labels(name: str, component: str) -> dict[str, str]:
     """The recommended ``app.kubernetes.io`` labels for one workload."""
     return {

@@ -51,14 +51,6 @@ JOBS_SERVICE_ACCOUNT: Final = "enterprisehub-jobs"
 #: ServiceAccount of the model-publish Job; its IAM role may write the models bucket.
 MODEL_PUBLISHER_SERVICE_ACCOUNT: Final = "model-publisher"
 
-MIGRATE_COMMAND: Final = (catalog.CLI, "migrate")
-FLAGS_INIT_COMMAND: Final = (catalog.CLI, "flags", "init")
-#: Where the image keeps the trained lead-scoring model (the Dockerfile puts it there).
-MODEL_SOURCE_PATH: Final = catalog.ML_MODEL_IMAGE_PATH
-
-#: Keys the flags Job needs: flags live in Redis, assignments and the audit in Postgres.
-FLAGS_SECRET_KEYS: Final = ("DATABASE_URL", "REDIS_URL")
-
 #: Pulumi's await gives up after this margin beyond the Job's own deadline.
 _AWAIT_MARGIN_SECONDS: Final = 120
 
@@ -70,7 +62,6 @@ class ModelPublishArgs:
     #: The prefix the services load (their ML_MODEL_URI), e.g.
     #: ``s3://enterprisehub-production-models-123456789012/lead-scoring/``.
     destination_uri: pulumi.Input[str]
-    source_path: str = MODEL_SOURCE_PATH
     #: IAM role (IRSA) allowed to write the model prefix; None for in-cluster storage.
     role_arn: pulumi.Input[str] | None = None
     #: Credentials for S3-compatible storage (local MinIO: AWS_ACCESS_KEY_ID, ...).
@@ -86,17 +77,22 @@ class PlatformJobsArgs:
     """Inputs of :class:`PlatformJobs`.
 
     ``settings`` is the plain environment of every Job (ENVIRONMENT, LOG_LEVEL,
-    AWS_REGION, S3_ENDPOINT_URL, FEATURE_* defaults for ``flags init``).
+    AWS_REGION, S3_ENDPOINT_URL).
+    ``secrets`` is the pool the Jobs' Secrets are cut from: each Job's Secret
+    holds exactly the keys its ``catalog.JobSpec`` names.
     """
 
     namespace: pulumi.Input[str]
     image: pulumi.Input[str]
     settings: Mapping[str, str]
-    #: Must hold MIGRATION_DATABASE_URL (owner role); nothing else reads it.
-    migration_secrets: Mapping[str, pulumi.Input[str]]
-    #: Must hold DATABASE_URL and REDIS_URL (application role).
-    flags_secrets: Mapping[str, pulumi.Input[str]]
+    secrets: Mapping[str, pulumi.Input[str]]
     model_publish: ModelPublishArgs | None = None
+    #: The stack's ``featureFlags`` as ``flags init --seed`` JSON: the initial
+    #: state of flags that do not exist yet (existing ones are never touched).
+    flag_seed: str = "{}"
+    #: Cron schedule (UTC) of the daily business-impact aggregate of the day
+    #: before; None declares no CronJob.
+    impact_schedule: str | None = "30 0 * * *"
     #: Retries after a failed attempt; a migration that fails twice needs a human.
     backoff_limit: int = 2
     #: Hard stop for one Job, all attempts included.
@@ -110,11 +106,13 @@ class PlatformJobsArgs:
 
 
 class PlatformJobs(pulumi.ComponentResource):
-    """The migration Job, the feature-flags init Job and optionally the model publish."""
+    """The migration Job, the feature-flags init Job, optionally the model publish,
+    and the daily business-impact CronJob."""
 
     migration_job_name: pulumi.Output[str]
     flags_job_name: pulumi.Output[str]
     model_publish_job_name: pulumi.Output[str] | None
+    impact_cronjob_name: pulumi.Output[str] | None
     #: What the feature services' Deployments must depend on.
     rollout_gate: list[pulumi.Resource]
 
@@ -148,67 +146,31 @@ class PlatformJobs(pulumi.ComponentResource):
             opts=child,
         )
 
-        migration_secret = self._secret("migrate", args.migration_secrets)
-        migration = self._job(
-            "migrate",
-            MIGRATE_COMMAND,
-            account=jobs_account.metadata.name,
-            config=config.metadata.name,
-            secret=migration_secret.metadata.name,
-            depends_on=list(args.depends_on),
+        migration = self._catalog_job(
+            catalog.MIGRATE_JOB, jobs_account, config, depends_on=list(args.depends_on)
         )
-
-        flags_secret = self._secret("flags-init", args.flags_secrets)
         # The flags Job writes rows the migration creates, so it runs second.
-        flags = self._job(
-            "flags-init",
-            FLAGS_INIT_COMMAND,
-            account=jobs_account.metadata.name,
-            config=config.metadata.name,
-            secret=flags_secret.metadata.name,
-            depends_on=[migration],
+        flags = self._catalog_job(
+            catalog.FLAGS_INIT_JOB,
+            jobs_account,
+            config,
+            [migration],
+            extra_args=("--seed", args.flag_seed),
         )
-
         self.migration_job_name = migration.metadata.name
         self.flags_job_name = flags.metadata.name
         self.rollout_gate = [migration, flags]
         self.model_publish_job_name = None
         if args.model_publish is not None:
-            publish = args.model_publish
-            publisher = k8s.core.v1.ServiceAccount(
-                f"{name}-publisher-sa",
-                metadata=k8s.meta.v1.ObjectMetaArgs(
-                    name=MODEL_PUBLISHER_SERVICE_ACCOUNT,
-                    namespace=args.namespace,
-                    labels=hardening.labels(
-                        MODEL_PUBLISHER_SERVICE_ACCOUNT, hardening.COMPONENT_JOB
-                    ),
-                    annotations=(
-                        {"eks.amazonaws.com/role-arn": publish.role_arn}
-                        if publish.role_arn is not None
-                        else None
-                    ),
-                ),
-                automount_service_account_token=False,
-                opts=child,
-            )
-            publish_secret = (
-                self._secret("model-publish", publish.secrets).metadata.name
-                if publish.secrets
-                else None
-            )
-            job = self._job(
-                "model-publish",
-                (catalog.CLI, "model", "publish", "--from", publish.source_path, "--to"),
-                destination=publish.destination_uri,
-                account=publisher.metadata.name,
-                config=config.metadata.name,
-                secret=publish_secret,
-                depends_on=[*args.depends_on, *publish.depends_on],
-            )
-            self.model_publish_job_name = job.metadata.name
+            publish = self._model_publish(args.model_publish, config)
+            self.model_publish_job_name = publish.metadata.name
             # ml-services loads this model at start-up: it must be there first.
-            self.rollout_gate.append(job)
+            self.rollout_gate.append(publish)
+        self.impact_cronjob_name = None
+        if args.impact_schedule is not None:
+            self.impact_cronjob_name = self._impact_cronjob(
+                args.impact_schedule, jobs_account, config, depends_on=[migration]
+            ).metadata.name
 
         outputs: dict[str, object] = {
             "migration_job_name": self.migration_job_name,
@@ -216,7 +178,104 @@ class PlatformJobs(pulumi.ComponentResource):
         }
         if self.model_publish_job_name is not None:
             outputs["model_publish_job_name"] = self.model_publish_job_name
+        if self.impact_cronjob_name is not None:
+            outputs["impact_cronjob_name"] = self.impact_cronjob_name
         self.register_outputs(outputs)
+
+    def _catalog_job(
+        self,
+        spec: catalog.JobSpec,
+        account: k8s.core.v1.ServiceAccount,
+        config: k8s.core.v1.ConfigMap,
+        depends_on: Sequence[pulumi.Resource],
+        extra_args: Sequence[str] = (),
+    ) -> k8s.batch.v1.Job:
+        """One of the catalog's Jobs with a Secret of exactly the keys it names."""
+        secret = self._secret(spec.name, {key: self._args.secrets[key] for key in spec.secrets})
+        return self._job(
+            spec.name,
+            (*spec.command, *extra_args),
+            account=account.metadata.name,
+            config=config.metadata.name,
+            secret=secret.metadata.name,
+            depends_on=depends_on,
+        )
+
+    def _model_publish(
+        self, publish: ModelPublishArgs, config: k8s.core.v1.ConfigMap
+    ) -> k8s.batch.v1.Job:
+        """The publish Job under its own ServiceAccount (the one the IAM role trusts)."""
+        args = self._args
+        spec = catalog.MODEL_PUBLISH_JOB
+        publisher = k8s.core.v1.ServiceAccount(
+            f"{self._name}-publisher-sa",
+            metadata=k8s.meta.v1.ObjectMetaArgs(
+                name=MODEL_PUBLISHER_SERVICE_ACCOUNT,
+                namespace=args.namespace,
+                labels=hardening.labels(MODEL_PUBLISHER_SERVICE_ACCOUNT, hardening.COMPONENT_JOB),
+                annotations=hardening.irsa_annotations(publish.role_arn),
+            ),
+            automount_service_account_token=False,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        values = {**{key: args.secrets[key] for key in spec.secrets}, **publish.secrets}
+        secret = self._secret(spec.name, values).metadata.name if values else None
+        return self._job(
+            spec.name,
+            spec.command,
+            destination=publish.destination_uri,
+            account=publisher.metadata.name,
+            config=config.metadata.name,
+            secret=secret,
+            depends_on=[*args.depends_on, *publish.depends_on],
+        )
+
+    def _impact_cronjob(
+        self,
+        schedule: str,
+        account: k8s.core.v1.ServiceAccount,
+        config: k8s.core.v1.ConfigMap,
+        depends_on: Sequence[pulumi.Resource],
+    ) -> k8s.batch.v1.CronJob:
+        """The daily ``impact aggregate`` of the day before."""
+        args = self._args
+        spec = catalog.IMPACT_AGGREGATE_JOB
+        secret = self._secret(spec.name, {key: args.secrets[key] for key in spec.secrets})
+        labels = hardening.labels(spec.name, hardening.COMPONENT_JOB)
+        return k8s.batch.v1.CronJob(
+            f"{self._name}-{spec.name}",
+            metadata=k8s.meta.v1.ObjectMetaArgs(
+                name=spec.name,
+                namespace=args.namespace,
+                labels=labels,
+                annotations=hardening.SECRET_ENV_SKIP,
+            ),
+            spec=k8s.batch.v1.CronJobSpecArgs(
+                schedule=schedule,
+                time_zone="Etc/UTC",
+                # A run still going (or retrying) when the next is due: skip, not pile up.
+                concurrency_policy="Forbid",
+                starting_deadline_seconds=6 * 3600,
+                successful_jobs_history_limit=3,
+                failed_jobs_history_limit=3,
+                job_template=k8s.batch.v1.JobTemplateSpecArgs(
+                    metadata=k8s.meta.v1.ObjectMetaArgs(labels=labels),
+                    spec=k8s.batch.v1.JobSpecArgs(
+                        backoff_limit=args.backoff_limit,
+                        active_deadline_seconds=args.active_deadline_seconds,
+                        ttl_seconds_after_finished=args.ttl_seconds_after_finished,
+                        template=self._pod(
+                            spec.name,
+                            list(spec.command),
+                            account=account.metadata.name,
+                            config=config.metadata.name,
+                            secret=secret.metadata.name,
+                        ),
+                    ),
+                ),
+            ),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=list(depends_on)),
+        )
 
     def _secret(self, job: str, values: Mapping[str, pulumi.Input[str]]) -> k8s.core.v1.Secret:
         """A Secret read by exactly one Job (least privilege: no Job sees another's DSN)."""
@@ -252,17 +311,6 @@ class PlatformJobs(pulumi.ComponentResource):
             if destination is not None
             else list(command)
         )
-        env_from = [
-            k8s.core.v1.EnvFromSourceArgs(
-                config_map_ref=k8s.core.v1.ConfigMapEnvSourceArgs(name=config)
-            )
-        ]
-        if secret is not None:
-            env_from.append(
-                k8s.core.v1.EnvFromSourceArgs(
-                    secret_ref=k8s.core.v1.SecretEnvSourceArgs(name=secret)
-                )
-            )
         labels = hardening.labels(job, hardening.COMPONENT_JOB)
         return k8s.batch.v1.Job(
             f"{self._name}-{job}",
@@ -276,30 +324,8 @@ class PlatformJobs(pulumi.ComponentResource):
                 backoff_limit=args.backoff_limit,
                 active_deadline_seconds=args.active_deadline_seconds,
                 ttl_seconds_after_finished=args.ttl_seconds_after_finished,
-                template=k8s.core.v1.PodTemplateSpecArgs(
-                    metadata=k8s.meta.v1.ObjectMetaArgs(labels=labels),
-                    spec=k8s.core.v1.PodSpecArgs(
-                        restart_policy="Never",
-                        service_account_name=account,
-                        automount_service_account_token=False,
-                        security_context=hardening.pod_security_context(),
-                        containers=[
-                            k8s.core.v1.ContainerArgs(
-                                name=job,
-                                image=args.image,
-                                image_pull_policy="IfNotPresent",
-                                command=full_command,
-                                env_from=env_from,
-                                env=[k8s.core.v1.EnvVarArgs(name="HOME", value="/tmp")],  # noqa: S108
-                                resources=hardening.resources(
-                                    args.resources.cpu, args.resources.memory
-                                ),
-                                security_context=hardening.container_security_context(),
-                                volume_mounts=[hardening.tmp_mount()],
-                            )
-                        ],
-                        volumes=[hardening.tmp_volume()],
-                    ),
+                template=self._pod(
+                    job, full_command, account=account, config=config, secret=secret
                 ),
             ),
             opts=pulumi.ResourceOptions(
@@ -312,17 +338,64 @@ class PlatformJobs(pulumi.ComponentResource):
             ),
         )
 
+    def _pod(
+        self,
+        job: str,
+        command: pulumi.Input[Sequence[str]],
+        *,
+        account: pulumi.Input[str],
+        config: pulumi.Input[str],
+        secret: pulumi.Input[str] | None,
+    ) -> k8s.core.v1.PodTemplateSpecArgs:
+        """The hardened pod of every Job: project image, settings and one Secret."""
+        args = self._args
+        env_from = [
+            k8s.core.v1.EnvFromSourceArgs(
+                config_map_ref=k8s.core.v1.ConfigMapEnvSourceArgs(name=config)
+            )
+        ]
+        if secret is not None:
+            env_from.append(
+                k8s.core.v1.EnvFromSourceArgs(
+                    secret_ref=k8s.core.v1.SecretEnvSourceArgs(name=secret)
+                )
+            )
+        return k8s.core.v1.PodTemplateSpecArgs(
+            metadata=k8s.meta.v1.ObjectMetaArgs(
+                labels=hardening.labels(job, hardening.COMPONENT_JOB)
+            ),
+            spec=k8s.core.v1.PodSpecArgs(
+                restart_policy="Never",
+                service_account_name=account,
+                automount_service_account_token=False,
+                security_context=hardening.pod_security_context(),
+                containers=[
+                    k8s.core.v1.ContainerArgs(
+                        name=job,
+                        image=args.image,
+                        image_pull_policy="IfNotPresent",
+                        command=command,
+                        env_from=env_from,
+                        env=[k8s.core.v1.EnvVarArgs(name="HOME", value="/tmp")],  # noqa: S108
+                        resources=hardening.resources(args.resources.cpu, args.resources.memory),
+                        security_context=hardening.container_security_context(),
+                        volume_mounts=[hardening.tmp_mount()],
+                    )
+                ],
+                volumes=[hardening.tmp_volume()],
+            ),
+        )
+
 
 def _validate(args: PlatformJobsArgs) -> None:
     """Fail before any resource on inputs that would make a Job unsafe or unable to run."""
     owner = "PlatformJobs"
     hardening.check_image(args.image, owner)
-    hardening.require_keys(
-        owner, "migration_secrets", args.migration_secrets, catalog.MIGRATION_SECRET_KEYS
-    )
-    hardening.require_keys(owner, "flags_secrets", args.flags_secrets, FLAGS_SECRET_KEYS)
-    if set(catalog.MIGRATION_SECRET_KEYS).intersection(args.flags_secrets):
-        raise ValueError(f"{owner}: the flags Job must not receive the owner-role DSN")
+    jobs = (catalog.MIGRATE_JOB, catalog.FLAGS_INIT_JOB, catalog.MODEL_PUBLISH_JOB)
+    if args.impact_schedule is not None:
+        jobs = (*jobs, catalog.IMPACT_AGGREGATE_JOB)
+    for job in jobs:
+        hardening.require_keys(owner, "secrets", args.secrets, job.secrets)
     leaked = sorted(
         set(catalog.SERVICE_SECRET_KEYS + catalog.MIGRATION_SECRET_KEYS).intersection(args.settings)
     )

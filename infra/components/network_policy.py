@@ -1,17 +1,31 @@
 """Network isolation: default-deny per namespace, then allow exactly what the platform needs.
 
-Three components:
+Every namespace is an :class:`~infra.components.namespace.IsolatedNamespace`
+(default-deny plus DNS). The allow rules live here:
 
-* :class:`IsolatedNamespace` creates a namespace *together with* its
-  default-deny (ingress and egress) policy and the DNS allowance every pod
-  needs, so no namespace of this stack can exist without isolation.
 * :class:`PlatformNetworkPolicies` opens the application namespace's traffic:
-  ingress controller -> services and dashboards, Prometheus -> metrics ports,
-  workloads -> Postgres/Redis (in-cluster pods on ``local``, the VPC's private
-  subnets on AWS), object storage, and HTTPS to the external APIs each service
-  calls (from the catalog's ``egress``).
+  the edge's Envoy proxies -> services and dashboards, Prometheus -> metrics
+  ports, workloads -> Postgres/Redis (in-cluster pods on ``local``, the VPC's
+  private subnets on AWS), object storage, the ACME HTTP-01 solver, and HTTPS
+  to the external APIs each service calls (from the catalog's ``egress``).
 * :class:`AddonNetworkPolicies` does the same for the third-party namespaces
-  (ingress-nginx, cert-manager, monitoring).
+  (Envoy Gateway, cert-manager, monitoring).
+
+**AWS APIs without the internet.** On AWS, S3 is reached through the VPC's
+gateway endpoint, whose routes cover exactly the region's S3 prefix list, and
+STS (the IRSA token exchange) through an interface endpoint whose network
+interfaces live in the private subnets. So a workload that uses a bucket is
+allowed 443 to those two sets of addresses only, and a service that needs the
+internet gets exactly its external API's ranges (Anthropic for vision and
+coaching, the CRM for churn): the Anthropic egress pin stays meaningful.
+
+**The API server.** Pods reach it at the ``kubernetes`` Service's cluster IP
+on 443; the connection is then translated to the control plane's endpoints
+(on EKS, network interfaces in the VPC on 443; on kind, the control-plane node
+on 6443). Whether a CNI evaluates egress before or after that translation
+differs (the VPC CNI's policy agent matches the cluster IP), so the
+controllers that need the API are allowed both, on their exact ports
+(:class:`ApiServer`).
 
 **FQDNs.** A Kubernetes NetworkPolicy matches IP blocks, never hostnames. Egress
 to ``api.anthropic.com`` or the CRM is therefore allowed to the CIDRs given in
@@ -22,6 +36,10 @@ node metadata endpoint 169.254.169.254 and other tenants' pods out of reach).
 Pinning egress to a hostname needs a CNI with FQDN policies (Cilium's
 ``toFQDNs``, Calico Enterprise's domain sets) or an egress proxy; it is not
 expressible here and is recorded as a known limit rather than left silent.
+
+``tests/infra/netpol.py`` evaluates the synthesized policies with Kubernetes'
+semantics; ``tests/infra/test_network_paths.py`` walks every allowed path and
+checks that everything else is denied.
 """
 
 from __future__ import annotations
@@ -49,13 +67,24 @@ NON_PUBLIC_RANGES: Final = (
 #: Any public IPv4 address.
 PUBLIC_INTERNET: Final = ("0.0.0.0/0",)
 
-#: Labels of the pods other namespaces' policies refer to (chart defaults).
-INGRESS_CONTROLLER_POD: Final = {"app.kubernetes.io/name": "ingress-nginx"}
+#: Envoy Gateway labels the proxies it runs for a Gateway so (in its own namespace).
+ENVOY_PROXY_POD: Final = {
+    "app.kubernetes.io/name": "envoy",
+    "app.kubernetes.io/component": "proxy",
+    "app.kubernetes.io/managed-by": "envoy-gateway",
+}
+#: The proxies listen on the Gateway's ports + 10000 (unprivileged: 80 -> 10080).
+ENVOY_PROXY_PORTS: Final = (10080, 10443)
+ENVOY_METRICS_PORT: Final = 19001
+#: The controller's xDS server the proxies fetch their configuration from.
+ENVOY_XDS_PORT: Final = 18000
+#: Envoy Gateway's admission webhook (topology injector), called by the API server.
+ENVOY_WEBHOOK_PORT: Final = 9443
 PROMETHEUS_POD: Final = {"app.kubernetes.io/name": "prometheus"}
 KUBE_DNS_POD: Final = {"k8s-app": "kube-dns"}
 GRAFANA_POD: Final = {"app.kubernetes.io/name": "grafana"}
 GRAFANA_PORT: Final = 3000
-#: cert-manager labels the HTTP-01 solver pods it starts in the Ingress's namespace.
+#: cert-manager labels the HTTP-01 solver pods it starts in the Certificate's namespace.
 ACME_SOLVER_POD: Final = {"acme.cert-manager.io/http01-solver": "true"}
 ACME_SOLVER_PORT: Final = 8089
 
@@ -64,6 +93,7 @@ POSTGRES_POD: Final = {hardening.NAME_LABEL: "postgres"}
 REDIS_POD: Final = {hardening.NAME_LABEL: "redis"}
 OBJECT_STORAGE_POD: Final = {hardening.NAME_LABEL: "minio"}
 OBJECT_STORAGE_PORT: Final = 9000
+HTTPS_PORT: Final = 443
 
 PodSecurityLevel = Literal["restricted", "baseline", "privileged"]
 
@@ -82,6 +112,50 @@ class ExternalEgress(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class ApiServer:
+    """How pods reach the Kubernetes API: the Service IP, then the real endpoints."""
+
+    #: The ``kubernetes`` Service's cluster IP (first address of the service range).
+    service_ip: str
+    #: Where the endpoints live (the VPC on EKS; anywhere on a laptop cluster).
+    endpoint_cidrs: Sequence[str]
+    #: The endpoints' port: 443 on EKS, 6443 on kubeadm-style clusters (kind).
+    endpoint_port: int
+
+
+#: kind's defaults: service range 10.96.0.0/16, API server on the node's 6443.
+LOCAL_API_SERVER: Final = ApiServer(
+    service_ip="10.96.0.1", endpoint_cidrs=PUBLIC_INTERNET, endpoint_port=6443
+)
+
+
+def eks_service_ip(vpc_cidr: str) -> str:
+    """The ``kubernetes`` Service IP EKS assigns when no service range is configured.
+
+    EKS picks 10.100.0.0/16, or 172.20.0.0/16 when the VPC is inside
+    10.0.0.0/8 (so that the two never overlap); the Service takes the first
+    address.
+    """
+    inside_ten = ipaddress.ip_network(vpc_cidr).subnet_of(ipaddress.ip_network("10.0.0.0/8"))  # type: ignore[arg-type]
+    return "172.20.0.1" if inside_ten else "10.100.0.1"
+
+
+def api_server_egress(api: ApiServer) -> list[k8s.networking.v1.NetworkPolicyEgressRuleArgs]:
+    """Egress to the API server at its Service IP (443) and at its endpoints."""
+    return [
+        _egress(_cidr_peers([f"{api.service_ip}/32"]), [HTTPS_PORT]),
+        _egress(_cidr_peers(api.endpoint_cidrs), [api.endpoint_port]),
+    ]
+
+
+def _cidr_peers(cidrs: Iterable[str]) -> list[k8s.networking.v1.NetworkPolicyPeerArgs]:
+    return [
+        k8s.networking.v1.NetworkPolicyPeerArgs(ip_block=k8s.networking.v1.IPBlockArgs(cidr=cidr))
+        for cidr in cidrs
+    ]
+
+
 # --------------------------------------------------------------------------- helpers
 
 
@@ -89,7 +163,7 @@ def _selector(labels: Mapping[str, str]) -> k8s.meta.v1.LabelSelectorArgs:
     return k8s.meta.v1.LabelSelectorArgs(match_labels=dict(labels))
 
 
-def _in_namespace(
+def in_namespace(
     namespace: pulumi.Input[str], pods: Mapping[str, str] | None = None
 ) -> k8s.networking.v1.NetworkPolicyPeerArgs:
     """Pods (all, or those with ``pods`` labels) of one namespace, by its automatic label."""
@@ -185,76 +259,6 @@ def _policy(
     )
 
 
-# --------------------------------------------------------------------------- namespaces
-
-
-@dataclass(frozen=True, kw_only=True)
-class IsolatedNamespaceArgs:
-    """Inputs of :class:`IsolatedNamespace`."""
-
-    #: The namespace's name (fixed, not auto-named: other policies select it by name).
-    name: str
-    #: Pod Security admission level enforced on the namespace.
-    pod_security: PodSecurityLevel = "restricted"
-    labels: Mapping[str, str] = field(default_factory=dict)
-
-
-class IsolatedNamespace(pulumi.ComponentResource):
-    """A namespace that denies all traffic except DNS until allow policies open it."""
-
-    namespace_name: pulumi.Output[str]
-
-    def __init__(
-        self, name: str, args: IsolatedNamespaceArgs, opts: pulumi.ResourceOptions | None = None
-    ) -> None:
-        super().__init__("enterprisehub:k8s:IsolatedNamespace", name, None, opts)
-        namespace = k8s.core.v1.Namespace(
-            f"{name}-namespace",
-            metadata=k8s.meta.v1.ObjectMetaArgs(
-                name=args.name,
-                labels={
-                    **args.labels,
-                    hardening.PART_OF_LABEL: catalog.PLATFORM,
-                    "pod-security.kubernetes.io/enforce": args.pod_security,
-                    "pod-security.kubernetes.io/warn": "restricted",
-                    "pod-security.kubernetes.io/audit": "restricted",
-                },
-            ),
-            opts=pulumi.ResourceOptions(parent=self),
-        )
-        ns_name = namespace.metadata.name
-        scoped = pulumi.ResourceOptions(parent=self, depends_on=[namespace])
-        k8s.networking.v1.NetworkPolicy(
-            f"{name}-default-deny",
-            metadata=k8s.meta.v1.ObjectMetaArgs(name="default-deny-all", namespace=ns_name),
-            spec=k8s.networking.v1.NetworkPolicySpecArgs(
-                pod_selector=k8s.meta.v1.LabelSelectorArgs(),
-                policy_types=["Ingress", "Egress"],
-            ),
-            opts=scoped,
-        )
-        k8s.networking.v1.NetworkPolicy(
-            f"{name}-allow-dns",
-            metadata=k8s.meta.v1.ObjectMetaArgs(name="allow-dns", namespace=ns_name),
-            spec=k8s.networking.v1.NetworkPolicySpecArgs(
-                pod_selector=k8s.meta.v1.LabelSelectorArgs(),
-                policy_types=["Egress"],
-                egress=[
-                    k8s.networking.v1.NetworkPolicyEgressRuleArgs(
-                        to=[_in_namespace("kube-system", KUBE_DNS_POD)],
-                        ports=[
-                            k8s.networking.v1.NetworkPolicyPortArgs(protocol="UDP", port=53),
-                            k8s.networking.v1.NetworkPolicyPortArgs(protocol="TCP", port=53),
-                        ],
-                    )
-                ],
-            ),
-            opts=scoped,
-        )
-        self.namespace_name = ns_name
-        self.register_outputs({"namespace_name": ns_name})
-
-
 # --------------------------------------------------------------------------- platform
 
 
@@ -265,31 +269,36 @@ class PlatformNetworkPoliciesArgs:
     Exactly one way to reach the data stores applies: ``in_cluster_datastores``
     (``local``: Postgres, Redis and MinIO pods of ``datastore_namespace``) or
     ``datastore_cidrs`` (AWS: the private subnets that hold RDS and
-    ElastiCache). On AWS, object storage and the IRSA token exchange are AWS
-    APIs reached over HTTPS (``aws_api_cidrs``).
+    ElastiCache). On AWS, object storage and the IRSA token exchange go
+    through the VPC endpoints: ``s3_cidrs`` (the S3 prefix list the gateway
+    endpoint routes) and ``sts_cidrs`` (where the STS interface endpoint's
+    network interfaces are).
     """
 
     namespace: pulumi.Input[str]
     services: Sequence[catalog.ServiceSpec]
     #: External APIs by target (``config.StackConfig.egress``).
     egress: Mapping[catalog.EgressTarget, ExternalEgress]
-    ingress_namespace: str = "ingress-nginx"
+    #: Where the edge's Envoy proxies run (Envoy Gateway's namespace).
+    edge_namespace: str = "envoy-gateway-system"
     monitoring_namespace: str = "monitoring"
-    #: Whether the stack runs the dashboards (``catalog.DASHBOARDS_SHIPPED``); a policy
-    #: for pods that do not exist is a silent no-op, so none is declared without them.
-    dashboards: bool = True
-    dashboards_name: str = "dashboards"
-    dashboards_port: int = 8501
+    #: The dashboards, when the stack runs them; a policy for pods that do not
+    #: exist is a silent no-op, so none is declared without them.
+    dashboards: catalog.DashboardsSpec | None = None
     #: Whether cert-manager solves ACME HTTP-01 challenges (a letsencrypt issuer);
     #: with a self-signed issuer no solver pod ever exists to admit traffic to.
     acme_http01_solver: bool = True
     #: Name labels of the Jobs that write to object storage (jobs.py, datastores.py).
-    object_storage_jobs: Sequence[str] = ("model-publish", "bucket-init")
+    object_storage_jobs: Sequence[str] = (catalog.MODEL_PUBLISH_JOB.name, "bucket-init")
     in_cluster_datastores: bool = False
     #: Where the in-cluster stores run; None means ``namespace``.
     datastore_namespace: str | None = None
     datastore_cidrs: pulumi.Input[Sequence[str]] = field(default_factory=tuple)
-    aws_api_cidrs: Sequence[str] = PUBLIC_INTERNET
+    s3_cidrs: pulumi.Input[Sequence[str]] = field(default_factory=tuple)
+    sts_cidrs: pulumi.Input[Sequence[str]] = field(default_factory=tuple)
+
+
+EgressRule = k8s.networking.v1.NetworkPolicyEgressRuleArgs
 
 
 class PlatformNetworkPolicies(pulumi.ComponentResource):
@@ -305,126 +314,137 @@ class PlatformNetworkPolicies(pulumi.ComponentResource):
     ) -> None:
         _validate_platform(args)
         super().__init__("enterprisehub:k8s:PlatformNetworkPolicies", name, None, opts)
-        ns = args.namespace
-        from_ingress = _in_namespace(args.ingress_namespace, INGRESS_CONTROLLER_POD)
-        from_prometheus = _in_namespace(args.monitoring_namespace, PROMETHEUS_POD)
-        data = self._datastore_egress(args)
-        policies: list[k8s.networking.v1.NetworkPolicy] = []
-
-        for spec in args.services:
-            egress = [data["postgres"], data["redis"]]
-            if spec.buckets:
-                egress.append(data["objects"])
-            for target in sorted(spec.egress):
-                endpoint = args.egress[target]
-                egress.append(_egress(ip_blocks(endpoint.cidrs), [endpoint.port]))
-            policies.append(
-                _policy(
-                    self,
-                    f"{name}-{spec.name}",
-                    name=spec.name,
-                    namespace=ns,
-                    pods=_selector(hardening.selector_labels(spec.name)),
-                    # The API and /metrics share the service port.
-                    ingress=[_ingress([from_ingress, from_prometheus], [spec.port])],
-                    egress=egress,
-                )
-            )
-
-        if args.dashboards:
-            policies.append(
-                _policy(
-                    self,
-                    f"{name}-dashboards",
-                    name=args.dashboards_name,
-                    namespace=ns,
-                    pods=_selector(hardening.selector_labels(args.dashboards_name)),
-                    ingress=[_ingress([from_ingress], [args.dashboards_port])],
-                    # The ROI dashboard reads stored rows only (Postgres); Redis for its cache.
-                    egress=[data["postgres"], data["redis"]],
-                )
-            )
-        policies.append(
-            _policy(
-                self,
-                f"{name}-jobs",
-                name="jobs",
-                namespace=ns,
-                pods=k8s.meta.v1.LabelSelectorArgs(
-                    match_labels={
-                        hardening.PART_OF_LABEL: catalog.PLATFORM,
-                        hardening.COMPONENT_LABEL: hardening.COMPONENT_JOB,
-                    }
-                ),
-                egress=[data["postgres"], data["redis"]],
-            )
-        )
-        policies.append(
-            _policy(
-                self,
-                f"{name}-object-writers",
-                name="object-storage-writers",
-                namespace=ns,
-                pods=k8s.meta.v1.LabelSelectorArgs(
-                    match_labels={hardening.PART_OF_LABEL: catalog.PLATFORM},
-                    match_expressions=[
-                        k8s.meta.v1.LabelSelectorRequirementArgs(
-                            key=hardening.NAME_LABEL,
-                            operator="In",
-                            values=list(args.object_storage_jobs),
-                        )
-                    ],
-                ),
-                egress=[data["objects"]],
-            )
-        )
+        self._name = name
+        self._args = args
+        self._from_edge = in_namespace(args.edge_namespace, ENVOY_PROXY_POD)
+        self._data = self._datastore_egress()
+        policies = [self._service(spec) for spec in args.services]
+        if args.dashboards is not None:
+            policies.append(self._dashboards(args.dashboards))
+        policies.extend(self._jobs())
         if args.acme_http01_solver:
             policies.append(
-                _policy(
-                    self,
-                    f"{name}-acme-solver",
-                    name="acme-http01-solver",
-                    namespace=ns,
-                    pods=_selector(ACME_SOLVER_POD),
-                    ingress=[_ingress([from_ingress], [ACME_SOLVER_PORT])],
+                self._policy(
+                    "acme-http01-solver",
+                    _selector(ACME_SOLVER_POD),
+                    ingress=[_ingress([self._from_edge], [ACME_SOLVER_PORT])],
                 )
             )
         if args.in_cluster_datastores:
-            policies.extend(self._datastore_ingress(name, args))
-
+            policies.extend(self._datastore_ingress())
         self.policy_names = pulumi.Output.all(*(p.metadata.name for p in policies)).apply(list)
         self.register_outputs({"policy_names": self.policy_names})
 
-    @staticmethod
-    def _datastore_egress(
-        args: PlatformNetworkPoliciesArgs,
-    ) -> dict[str, k8s.networking.v1.NetworkPolicyEgressRuleArgs]:
+    def _policy(
+        self,
+        policy: str,
+        pods: k8s.meta.v1.LabelSelectorArgs,
+        *,
+        ingress: Sequence[k8s.networking.v1.NetworkPolicyIngressRuleArgs] = (),
+        egress: Sequence[EgressRule] = (),
+        namespace: pulumi.Input[str] | None = None,
+    ) -> k8s.networking.v1.NetworkPolicy:
+        return _policy(
+            self,
+            f"{self._name}-{policy}",
+            name=policy,
+            namespace=namespace if namespace is not None else self._args.namespace,
+            pods=pods,
+            ingress=ingress,
+            egress=egress,
+        )
+
+    def _service(self, spec: catalog.ServiceSpec) -> k8s.networking.v1.NetworkPolicy:
+        """The edge and Prometheus in (one port: the API and /metrics share it); stores out."""
+        args = self._args
+        egress = [*self._data["postgres"], *self._data["redis"]]
+        if spec.buckets:
+            egress.extend(self._data["objects"])
+        for target in sorted(spec.egress):
+            endpoint = args.egress[target]
+            egress.append(_egress(ip_blocks(endpoint.cidrs), [endpoint.port]))
+        sources = [self._from_edge, in_namespace(args.monitoring_namespace, PROMETHEUS_POD)]
+        if args.dashboards is not None and args.dashboards.feed_path in spec.api_paths:
+            # The hub page reads the live feed inside the cluster, as a client would.
+            sources.append(_pods(hardening.selector_labels(args.dashboards.name)))
+        return self._policy(
+            spec.name,
+            _selector(hardening.selector_labels(spec.name)),
+            ingress=[_ingress(sources, [spec.port])],
+            egress=egress,
+        )
+
+    def _dashboards(self, spec: catalog.DashboardsSpec) -> k8s.networking.v1.NetworkPolicy:
+        """The edge in; stored rows (Postgres), their cache (Redis) and the live feed out."""
+        feed = [
+            _egress([_pods(hardening.selector_labels(svc.name))], [svc.port])
+            for svc in self._args.services
+            if spec.feed_path in svc.api_paths
+        ]
+        return self._policy(
+            spec.name,
+            _selector(hardening.selector_labels(spec.name)),
+            ingress=[_ingress([self._from_edge], [spec.port])],
+            egress=[*self._data["postgres"], *self._data["redis"], *feed],
+        )
+
+    def _jobs(self) -> list[k8s.networking.v1.NetworkPolicy]:
+        """Every Job to the stores; the writers of object storage to it as well."""
+        writers = k8s.meta.v1.LabelSelectorArgs(
+            match_labels={hardening.PART_OF_LABEL: catalog.PLATFORM},
+            match_expressions=[
+                k8s.meta.v1.LabelSelectorRequirementArgs(
+                    key=hardening.NAME_LABEL,
+                    operator="In",
+                    values=list(self._args.object_storage_jobs),
+                )
+            ],
+        )
+        jobs = k8s.meta.v1.LabelSelectorArgs(
+            match_labels={
+                hardening.PART_OF_LABEL: catalog.PLATFORM,
+                hardening.COMPONENT_LABEL: hardening.COMPONENT_JOB,
+            }
+        )
+        return [
+            self._policy("jobs", jobs, egress=[*self._data["postgres"], *self._data["redis"]]),
+            self._policy("object-storage-writers", writers, egress=self._data["objects"]),
+        ]
+
+    def _datastore_egress(self) -> dict[str, list[EgressRule]]:
         """Egress rules to Postgres, Redis and object storage for this stack's kind."""
+        args = self._args
         if args.in_cluster_datastores:
             store_ns = args.datastore_namespace
 
             def peer(pods: Mapping[str, str]) -> k8s.networking.v1.NetworkPolicyPeerArgs:
-                return _in_namespace(store_ns, pods) if store_ns else _pods(pods)
+                return in_namespace(store_ns, pods) if store_ns else _pods(pods)
 
             return {
-                "postgres": _egress([peer(POSTGRES_POD)], [catalog.POSTGRES_PORT]),
-                "redis": _egress([peer(REDIS_POD)], [catalog.REDIS_PORT]),
-                "objects": _egress([peer(OBJECT_STORAGE_POD)], [OBJECT_STORAGE_PORT]),
+                "postgres": [_egress([peer(POSTGRES_POD)], [catalog.POSTGRES_PORT])],
+                "redis": [_egress([peer(REDIS_POD)], [catalog.REDIS_PORT])],
+                "objects": [_egress([peer(OBJECT_STORAGE_POD)], [OBJECT_STORAGE_PORT])],
             }
-        private = pulumi.Output.from_input(args.datastore_cidrs).apply(
-            lambda cidrs: ip_blocks(cidrs)
-        )
+
+        def blocks(
+            cidrs: pulumi.Input[Sequence[str]],
+        ) -> pulumi.Output[Sequence[k8s.networking.v1.NetworkPolicyPeerArgs]]:
+            return pulumi.Output.from_input(cidrs).apply(ip_blocks)
+
+        private = blocks(args.datastore_cidrs)
         return {
-            "postgres": _egress(private, [catalog.POSTGRES_PORT]),
-            "redis": _egress(private, [catalog.REDIS_PORT]),
-            # S3 and STS (the IRSA token exchange) are public AWS endpoints on 443.
-            "objects": _egress(ip_blocks(args.aws_api_cidrs), [443]),
+            "postgres": [_egress(private, [catalog.POSTGRES_PORT])],
+            "redis": [_egress(private, [catalog.REDIS_PORT])],
+            # S3 through the gateway endpoint, STS (IRSA) through the interface endpoint.
+            "objects": [
+                _egress(blocks(args.s3_cidrs), [HTTPS_PORT]),
+                _egress(blocks(args.sts_cidrs), [HTTPS_PORT]),
+            ],
         }
 
-    def _datastore_ingress(
-        self, name: str, args: PlatformNetworkPoliciesArgs
-    ) -> list[k8s.networking.v1.NetworkPolicy]:
+    def _datastore_ingress(self) -> list[k8s.networking.v1.NetworkPolicy]:
         """Local stack: who may connect to the in-cluster Postgres, Redis and MinIO."""
+        args = self._args
         store_ns = args.datastore_namespace or args.namespace
 
         def clients(*components: str) -> k8s.networking.v1.NetworkPolicyPeerArgs:
@@ -438,46 +458,37 @@ class PlatformNetworkPolicies(pulumi.ComponentResource):
         db_clients = clients(
             hardening.COMPONENT_API, hardening.COMPONENT_JOB, hardening.COMPONENT_DASHBOARD
         )
+        storage_clients = clients(hardening.COMPONENT_API, hardening.COMPONENT_JOB)
         return [
-            _policy(
-                self,
-                f"{name}-postgres",
-                name="postgres",
+            self._policy(
+                store,
+                _selector(pods),
+                ingress=[_ingress([peer], [port])],
                 namespace=store_ns,
-                pods=_selector(POSTGRES_POD),
-                ingress=[_ingress([db_clients], [catalog.POSTGRES_PORT])],
-            ),
-            _policy(
-                self,
-                f"{name}-redis",
-                name="redis",
-                namespace=store_ns,
-                pods=_selector(REDIS_POD),
-                ingress=[_ingress([db_clients], [catalog.REDIS_PORT])],
-            ),
-            _policy(
-                self,
-                f"{name}-minio",
-                name="minio",
-                namespace=store_ns,
-                pods=_selector(OBJECT_STORAGE_POD),
-                ingress=[
-                    _ingress(
-                        [clients(hardening.COMPONENT_API, hardening.COMPONENT_JOB)],
-                        [OBJECT_STORAGE_PORT],
-                    )
-                ],
-            ),
+            )
+            for store, pods, peer, port in (
+                ("postgres", POSTGRES_POD, db_clients, catalog.POSTGRES_PORT),
+                ("redis", REDIS_POD, db_clients, catalog.REDIS_PORT),
+                ("minio", OBJECT_STORAGE_POD, storage_clients, OBJECT_STORAGE_PORT),
+            )
         ]
 
 
 def _validate_platform(args: PlatformNetworkPoliciesArgs) -> None:
     owner = "PlatformNetworkPolicies"
-    has_cidrs = not isinstance(args.datastore_cidrs, Sequence) or bool(args.datastore_cidrs)
-    if args.in_cluster_datastores == has_cidrs:
+
+    def given(value: pulumi.Input[Sequence[str]]) -> bool:
+        return not isinstance(value, Sequence) or bool(value)
+
+    if args.in_cluster_datastores == given(args.datastore_cidrs):
         raise ValueError(
             f"{owner}: give either in_cluster_datastores=True (local) or datastore_cidrs "
             "(AWS private subnets), not both and not neither"
+        )
+    if not args.in_cluster_datastores and not (given(args.s3_cidrs) and given(args.sts_cidrs)):
+        raise ValueError(
+            f"{owner}: AWS stacks reach S3 and STS through VPC endpoints; give s3_cidrs "
+            "(the S3 prefix list) and sts_cidrs (the interface endpoint's subnets)"
         )
     needed = {target for spec in args.services for target in spec.egress}
     missing = sorted(str(target) for target in needed if target not in args.egress)
@@ -493,22 +504,24 @@ class AddonNetworkPoliciesArgs:
     """Inputs of :class:`AddonNetworkPolicies`: the add-on namespaces and who they serve.
 
     Some traffic of cluster add-ons has no pod or namespace to select: the API
-    server calling admission webhooks, controllers calling the API server,
-    Prometheus scraping kubelets and node exporters on node IPs. Those rules
-    use ``cluster_cidrs`` (default: any address), restricted to the exact ports.
+    server calling admission webhooks, Prometheus scraping kubelets and node
+    exporters on node IPs. Those rules use ``cluster_cidrs`` (default: any
+    address), restricted to the exact ports. Controllers reach the API server
+    as :class:`ApiServer` describes.
     """
 
-    ingress_namespace: str
+    edge_namespace: str
     cert_manager_namespace: str
     monitoring_namespace: str
-    #: Namespaces whose workloads the controller proxies to and Prometheus scrapes.
+    #: Namespaces whose workloads the edge proxies to and Prometheus scrapes.
     app_namespaces: Sequence[pulumi.Input[str]]
+    api_server: ApiServer = LOCAL_API_SERVER
     #: Where the API server and nodes live (the VPC CIDR on AWS).
-    cluster_cidrs: Sequence[str] = ("0.0.0.0/0",)
+    cluster_cidrs: Sequence[str] = PUBLIC_INTERNET
 
 
 class AddonNetworkPolicies(pulumi.ComponentResource):
-    """Allow rules for ingress-nginx, cert-manager and the monitoring stack."""
+    """Allow rules for Envoy Gateway, cert-manager and the monitoring stack."""
 
     def __init__(
         self,
@@ -517,65 +530,105 @@ class AddonNetworkPolicies(pulumi.ComponentResource):
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("enterprisehub:k8s:AddonNetworkPolicies", name, None, opts)
-        everything = k8s.meta.v1.LabelSelectorArgs()
-        cluster = [
-            k8s.networking.v1.NetworkPolicyPeerArgs(
-                ip_block=k8s.networking.v1.IPBlockArgs(cidr=cidr)
-            )
-            for cidr in args.cluster_cidrs
-        ]
+        self._name = name
+        self._args = args
+        self._cluster = _cidr_peers(args.cluster_cidrs)
+        self._prometheus = in_namespace(args.monitoring_namespace, PROMETHEUS_POD)
+        self._edge()
+        self._cert_manager()
+        self._monitoring()
+        self.register_outputs({})
 
-        # A rule without peers matches every source/destination, pods included
-        # (an ipBlock of 0.0.0.0/0 may not match pod IPs, depending on the CNI).
-        def any_peer_ingress(*ports: int) -> k8s.networking.v1.NetworkPolicyIngressRuleArgs:
-            return k8s.networking.v1.NetworkPolicyIngressRuleArgs(ports=_tcp(*ports))
+    def _edge(self) -> None:
+        """Envoy Gateway: the proxies take public traffic to the app namespaces.
 
-        def any_peer_egress(*ports: int) -> k8s.networking.v1.NetworkPolicyEgressRuleArgs:
-            return k8s.networking.v1.NetworkPolicyEgressRuleArgs(ports=_tcp(*ports) or None)
-
-        apps = [_in_namespace(ns) for ns in args.app_namespaces]
-        prometheus = _in_namespace(args.monitoring_namespace, PROMETHEUS_POD)
-
-        # ingress-nginx: the public entry point. 80/443 from anywhere, the admission
-        # webhook (8443) from the API server, metrics (10254) for Prometheus; out to
-        # the application namespaces (any port the Ingresses name) and the API server.
+        Proxies: 10080/10443 from anywhere (the load balancer or NodePorts keep
+        the client's address), out to the application namespaces (any port a
+        route names), Grafana and the controller's xDS. The controller (every
+        other pod of the namespace): xDS from the proxies, the webhook from the
+        API server, and the API server out. Both: metrics for Prometheus.
+        """
+        args = self._args
+        proxies = _selector(ENVOY_PROXY_POD)
+        controller = k8s.meta.v1.LabelSelectorArgs(
+            match_expressions=[
+                k8s.meta.v1.LabelSelectorRequirementArgs(key=key, operator="NotIn", values=[value])
+                for key, value in ENVOY_PROXY_POD.items()
+                if key == "app.kubernetes.io/component"
+            ]
+        )
+        from_prometheus = _ingress([self._prometheus], [ENVOY_METRICS_PORT])
         _policy(
             self,
-            f"{name}-ingress-nginx",
-            name="ingress-nginx",
-            namespace=args.ingress_namespace,
-            pods=everything,
+            f"{self._name}-envoy-proxy",
+            name="envoy-proxy",
+            namespace=args.edge_namespace,
+            pods=proxies,
             ingress=[
-                any_peer_ingress(80, 443),
-                _ingress(cluster, [8443]),
-                _ingress([prometheus], [10254]),
+                k8s.networking.v1.NetworkPolicyIngressRuleArgs(ports=_tcp(*ENVOY_PROXY_PORTS)),
+                from_prometheus,
             ],
             egress=[
-                k8s.networking.v1.NetworkPolicyEgressRuleArgs(to=apps),
-                _egress([_in_namespace(args.monitoring_namespace, GRAFANA_POD)], [GRAFANA_PORT]),
-                _egress(cluster, [443, 6443]),
+                k8s.networking.v1.NetworkPolicyEgressRuleArgs(
+                    to=[in_namespace(ns) for ns in args.app_namespaces]
+                ),
+                _egress([in_namespace(args.monitoring_namespace, GRAFANA_POD)], [GRAFANA_PORT]),
+                _egress(
+                    [k8s.networking.v1.NetworkPolicyPeerArgs(pod_selector=controller)],
+                    [ENVOY_XDS_PORT],
+                ),
             ],
         )
-        # cert-manager: its webhook (10250) from the API server, metrics (9402);
-        # out to the ACME server and the API server (443) and to the public
-        # ingress (80) for the HTTP-01 self-check.
         _policy(
             self,
-            f"{name}-cert-manager",
+            f"{self._name}-envoy-gateway",
+            name="envoy-gateway",
+            namespace=args.edge_namespace,
+            pods=controller,
+            ingress=[
+                _ingress(
+                    [k8s.networking.v1.NetworkPolicyPeerArgs(pod_selector=proxies)],
+                    [ENVOY_XDS_PORT],
+                ),
+                _ingress(self._cluster, [ENVOY_WEBHOOK_PORT]),
+                from_prometheus,
+            ],
+            egress=api_server_egress(args.api_server),
+        )
+
+    def _cert_manager(self) -> None:
+        """cert-manager: its webhook (10250) from the API server, metrics (9402).
+
+        Out: the ACME server (443), the public edge (80) for the HTTP-01
+        self-check, and the API server.
+        """
+        args = self._args
+        _policy(
+            self,
+            f"{self._name}-cert-manager",
             name="cert-manager",
             namespace=args.cert_manager_namespace,
-            pods=everything,
-            ingress=[_ingress(cluster, [10250]), _ingress([prometheus], [9402])],
-            egress=[any_peer_egress(80, 443), _egress(cluster, [6443])],
+            pods=k8s.meta.v1.LabelSelectorArgs(),
+            ingress=[_ingress(self._cluster, [10250]), _ingress([self._prometheus], [9402])],
+            egress=[
+                _egress(ip_blocks(PUBLIC_INTERNET), [80, HTTPS_PORT]),
+                *api_server_egress(args.api_server),
+            ],
         )
-        # monitoring: Prometheus scrapes every namespace and the nodes (kubelet,
-        # node-exporter on host ports), Alertmanager posts to Slack, Grafana reads
-        # Prometheus; node IPs are not known in advance, so egress is open here
-        # and only here. Ingress: within the namespace, the operator's webhook
-        # (10250) from the API server, and Grafana (3000) via the ingress controller.
+
+    def _monitoring(self) -> None:
+        """Prometheus scrapes every namespace and the nodes; egress is open here only.
+
+        Node IPs (kubelet, node-exporter on host ports) are not known in
+        advance and Alertmanager posts to Slack. Ingress: within the namespace,
+        the operator's webhook (10250) from the API server, and Grafana (3000)
+        from the edge's proxies.
+        """
+        args = self._args
+        everything = k8s.meta.v1.LabelSelectorArgs()
         _policy(
             self,
-            f"{name}-monitoring",
+            f"{self._name}-monitoring",
             name="monitoring",
             namespace=args.monitoring_namespace,
             pods=everything,
@@ -583,11 +636,9 @@ class AddonNetworkPolicies(pulumi.ComponentResource):
                 k8s.networking.v1.NetworkPolicyIngressRuleArgs(
                     from_=[k8s.networking.v1.NetworkPolicyPeerArgs(pod_selector=everything)]
                 ),
-                _ingress(cluster, [10250]),
-                _ingress(
-                    [_in_namespace(args.ingress_namespace, INGRESS_CONTROLLER_POD)], [GRAFANA_PORT]
-                ),
+                _ingress(self._cluster, [10250]),
+                _ingress([in_namespace(args.edge_namespace, ENVOY_PROXY_POD)], [GRAFANA_PORT]),
             ],
-            egress=[any_peer_egress()],
+            # A rule without peers or ports matches every destination, pods included.
+            egress=[k8s.networking.v1.NetworkPolicyEgressRuleArgs()],
         )
-        self.register_outputs({})

@@ -40,6 +40,13 @@ import pulumi_kubernetes as k8s
 
 from infra import catalog
 from infra.components import hardening
+from infra.components.workload import (
+    WorkloadObjects,
+    app_container,
+    env_from,
+    http_probe,
+    rolling_update,
+)
 
 #: Liveness and startup path: the seed's "Overall system health" endpoint.
 LIVENESS_PATH: Final = "/health"
@@ -60,9 +67,9 @@ class FeatureServiceArgs:
     ``settings`` holds the stack-dependent ConfigMap values (see
     ``catalog.STACK_SETTINGS``); the catalog's common and per-service settings
     are added underneath, so the stack can override a seed default. ``secrets``
-    must hold every key of ``catalog.SERVICE_SECRET_KEYS`` (empty strings for
-    optional ones); values should be secret Outputs and are wrapped as secret
-    anyway.
+    holds exactly the keys of ``spec.secrets`` (empty strings for optional
+    ones), plus the object-storage credentials of the local stack for a
+    service that uses a bucket; values are wrapped as secret anyway.
     """
 
     spec: catalog.ServiceSpec
@@ -122,166 +129,28 @@ class FeatureService(pulumi.ComponentResource):
         # Validate first: a bad input must fail before anything is registered.
         _validate(f"FeatureService {spec.name}", args)
         super().__init__("enterprisehub:k8s:FeatureService", name, None, opts)
-        scaling = args.scaling
-        sizes = args.resources
-        labels = hardening.labels(spec.name, hardening.COMPONENT_API)
-        selector = hardening.selector_labels(spec.name)
-        child = pulumi.ResourceOptions(parent=self)
-
-        def meta(obj_name: pulumi.Input[str]) -> k8s.meta.v1.ObjectMetaArgs:
-            return k8s.meta.v1.ObjectMetaArgs(
-                name=obj_name, namespace=args.namespace, labels=labels
-            )
-
-        sa_annotations = (
-            {"eks.amazonaws.com/role-arn": args.role_arn} if args.role_arn is not None else None
-        )
-        account = k8s.core.v1.ServiceAccount(
-            f"{name}-sa",
-            metadata=k8s.meta.v1.ObjectMetaArgs(
-                name=spec.service_account,
-                namespace=args.namespace,
-                labels=labels,
-                annotations=sa_annotations,
-            ),
-            # The services never call the Kubernetes API; IRSA uses its own projected token.
-            automount_service_account_token=False,
-            opts=child,
-        )
-
-        settings = {**catalog.COMMON_SETTINGS, **spec.settings, **args.settings}
-        config_map = k8s.core.v1.ConfigMap(
-            f"{name}-config",
-            metadata=meta(hardening.hashed_name(f"{spec.name}-config", settings)),
-            data=settings,
-            immutable=True,
-            opts=child,
-        )
-
-        secret_values = {key: pulumi.Output.secret(value) for key, value in args.secrets.items()}
-        secret = k8s.core.v1.Secret(
-            f"{name}-secret",
-            metadata=meta(hardening.hashed_name(f"{spec.name}-secret", secret_values)),
-            type="Opaque",
-            string_data=secret_values,
-            immutable=True,
-            opts=child,
-        )
-
-        container = k8s.core.v1.ContainerArgs(
+        self._name = name
+        self._args = args
+        self._objects = WorkloadObjects(
+            self,
+            name,
             name=spec.name,
-            image=args.image,
-            # A digest never changes, so the kubelet's cached copy is always the right one.
-            image_pull_policy="IfNotPresent",
-            command=list(spec.command),
-            ports=[k8s.core.v1.ContainerPortArgs(name="http", container_port=spec.port)],
-            env_from=[
-                k8s.core.v1.EnvFromSourceArgs(
-                    config_map_ref=k8s.core.v1.ConfigMapEnvSourceArgs(name=config_map.metadata.name)
-                ),
-                k8s.core.v1.EnvFromSourceArgs(
-                    secret_ref=k8s.core.v1.SecretEnvSourceArgs(name=secret.metadata.name)
-                ),
-            ],
-            # Python writes nothing else outside /tmp; HOME points there for libraries
-            # that cache under ~ (boto3, huggingface-style loaders).
-            env=[k8s.core.v1.EnvVarArgs(name="HOME", value="/tmp")],  # noqa: S108
-            startup_probe=_http_probe(
-                LIVENESS_PATH, period=5, failures=max(1, args.startup_budget_seconds // 5)
-            ),
-            liveness_probe=_http_probe(LIVENESS_PATH, period=10, failures=3),
-            readiness_probe=_http_probe(spec.health_path, period=5, failures=3),
-            resources=hardening.resources(sizes.cpu, sizes.memory),
-            security_context=hardening.container_security_context(),
-            volume_mounts=[hardening.tmp_mount()],
+            namespace=args.namespace,
+            labels=hardening.labels(spec.name, hardening.COMPONENT_API),
         )
-
-        pod_labels = {**labels, hardening.METRICS_LABEL: "true"}
-        deployment = k8s.apps.v1.Deployment(
-            f"{name}-deployment",
-            metadata=k8s.meta.v1.ObjectMetaArgs(
-                name=spec.name,
-                namespace=args.namespace,
-                labels=labels,
-                annotations=hardening.SECRET_ENV_SKIP,
-            ),
-            spec=k8s.apps.v1.DeploymentSpecArgs(
-                selector=k8s.meta.v1.LabelSelectorArgs(match_labels=selector),
-                revision_history_limit=5,
-                strategy=k8s.apps.v1.DeploymentStrategyArgs(
-                    type="RollingUpdate",
-                    rolling_update=k8s.apps.v1.RollingUpdateDeploymentArgs(
-                        max_unavailable=0, max_surge=1
-                    ),
-                ),
-                template=k8s.core.v1.PodTemplateSpecArgs(
-                    metadata=k8s.meta.v1.ObjectMetaArgs(
-                        labels=pod_labels,
-                        # For annotation-based scrapers; kube-prometheus-stack uses the
-                        # ServiceMonitor that selects the Service's metrics label instead.
-                        annotations={
-                            "prometheus.io/scrape": "true",
-                            "prometheus.io/port": str(spec.port),
-                            "prometheus.io/path": METRICS_PATH,
-                        },
-                    ),
-                    spec=k8s.core.v1.PodSpecArgs(
-                        service_account_name=account.metadata.name,
-                        automount_service_account_token=False,
-                        security_context=hardening.pod_security_context(),
-                        termination_grace_period_seconds=args.termination_grace_seconds,
-                        containers=[container],
-                        volumes=[hardening.tmp_volume()],
-                        topology_spread_constraints=_spread(selector),
-                    ),
-                ),
-            ),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.depends_on)),
+        account = self._objects.service_account(args.role_arn)
+        config_map = self._objects.config_map(
+            {
+                **catalog.COMMON_SETTINGS,
+                **spec.settings,
+                **{k: v for k, v in args.settings.items() if k not in spec.unread_stack_settings},
+            }
         )
-
-        service = k8s.core.v1.Service(
-            f"{name}-service",
-            metadata=k8s.meta.v1.ObjectMetaArgs(
-                name=spec.name,
-                namespace=args.namespace,
-                labels={**labels, hardening.METRICS_LABEL: "true"},
-            ),
-            spec=k8s.core.v1.ServiceSpecArgs(
-                type="ClusterIP",
-                selector=selector,
-                ports=[
-                    k8s.core.v1.ServicePortArgs(
-                        name="http", port=spec.port, target_port="http", protocol="TCP"
-                    )
-                ],
-            ),
-            opts=child,
-        )
-
-        k8s.autoscaling.v2.HorizontalPodAutoscaler(
-            f"{name}-hpa",
-            metadata=meta(spec.name),
-            spec=k8s.autoscaling.v2.HorizontalPodAutoscalerSpecArgs(
-                scale_target_ref=k8s.autoscaling.v2.CrossVersionObjectReferenceArgs(
-                    api_version="apps/v1", kind="Deployment", name=deployment.metadata.name
-                ),
-                min_replicas=scaling.min_replicas,
-                max_replicas=scaling.max_replicas,
-                metrics=_hpa_metrics(scaling),
-                behavior=_hpa_behavior(),
-            ),
-            opts=child,
-        )
-
-        k8s.policy.v1.PodDisruptionBudget(
-            f"{name}-pdb",
-            metadata=meta(spec.name),
-            spec=k8s.policy.v1.PodDisruptionBudgetSpecArgs(
-                max_unavailable=1,
-                selector=k8s.meta.v1.LabelSelectorArgs(match_labels=selector),
-            ),
-            opts=child,
-        )
+        secret = self._objects.secret(args.secrets)
+        deployment = self._deployment(account, self._container(config_map, secret))
+        service = self._objects.service(spec.port, labels=self._metrics_labels)
+        self._objects.autoscaler(deployment, args.scaling)
+        self._objects.disruption_budget()
 
         self.deployment_name = deployment.metadata.name
         self.service_name = service.metadata.name
@@ -305,12 +174,78 @@ class FeatureService(pulumi.ComponentResource):
             }
         )
 
+    @property
+    def _metrics_labels(self) -> dict[str, str]:
+        """The workload's labels plus the one the ServiceMonitor selects."""
+        return {**self._objects.labels, hardening.METRICS_LABEL: "true"}
+
+    def _container(
+        self, config_map: k8s.core.v1.ConfigMap, secret: k8s.core.v1.Secret
+    ) -> k8s.core.v1.ContainerArgs:
+        """Liveness and startup on ``/health``, readiness on the seed's feature path."""
+        args = self._args
+        spec = args.spec
+        sizes = args.resources
+        return app_container(
+            spec.name,
+            image=args.image,
+            command=list(spec.command),
+            env=env_from(config_map.metadata.name, secret.metadata.name),
+            resources=(sizes.cpu, sizes.memory),
+            port=spec.port,
+            probes={
+                "startup": http_probe(
+                    LIVENESS_PATH, period=5, failures=max(1, args.startup_budget_seconds // 5)
+                ),
+                "liveness": http_probe(LIVENESS_PATH, period=10, failures=3),
+                "readiness": http_probe(spec.health_path, period=5, failures=3),
+            },
+        )
+
+    def _deployment(
+        self, account: k8s.core.v1.ServiceAccount, container: k8s.core.v1.ContainerArgs
+    ) -> k8s.apps.v1.Deployment:
+        """The Deployment, without ``replicas`` (the autoscaler owns the count)."""
+        args = self._args
+        objects = self._objects
+        return k8s.apps.v1.Deployment(
+            f"{self._name}-deployment",
+            metadata=objects.meta(annotations=hardening.SECRET_ENV_SKIP),
+            spec=k8s.apps.v1.DeploymentSpecArgs(
+                selector=k8s.meta.v1.LabelSelectorArgs(match_labels=objects.selector),
+                revision_history_limit=5,
+                strategy=rolling_update(),
+                template=k8s.core.v1.PodTemplateSpecArgs(
+                    metadata=k8s.meta.v1.ObjectMetaArgs(
+                        labels=self._metrics_labels,
+                        # For annotation-based scrapers; kube-prometheus-stack uses the
+                        # ServiceMonitor that selects the Service's metrics label instead.
+                        annotations={
+                            "prometheus.io/scrape": "true",
+                            "prometheus.io/port": str(args.spec.port),
+                            "prometheus.io/path": METRICS_PATH,
+                        },
+                    ),
+                    spec=k8s.core.v1.PodSpecArgs(
+                        service_account_name=account.metadata.name,
+                        automount_service_account_token=False,
+                        security_context=hardening.pod_security_context(),
+                        termination_grace_period_seconds=args.termination_grace_seconds,
+                        containers=[container],
+                        volumes=[hardening.tmp_volume()],
+                        topology_spread_constraints=_spread(objects.selector),
+                    ),
+                ),
+            ),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.depends_on)),
+        )
+
 
 def _validate(owner: str, args: FeatureServiceArgs) -> None:
     """Fail before any resource when the inputs cannot make a working, safe service."""
     hardening.check_image(args.image, owner)
     hardening.require_keys(owner, "settings", args.settings, REQUIRED_SETTINGS)
-    hardening.require_keys(owner, "secrets", args.secrets, catalog.SERVICE_SECRET_KEYS)
+    hardening.require_keys(owner, "secrets", args.secrets, args.spec.secrets)
     leaked = sorted(SECRET_KEY_NAMES.intersection(args.settings))
     if leaked:
         raise ValueError(f"{owner}: secret keys {', '.join(leaked)} must not be in the ConfigMap")
@@ -319,23 +254,20 @@ def _validate(owner: str, args: FeatureServiceArgs) -> None:
         raise ValueError(
             f"{owner}: {', '.join(forbidden)} is for the migration Job only (owner role)"
         )
+    unused = sorted(
+        set(args.secrets) - set(args.spec.secrets) - set(catalog.OBJECT_STORAGE_SECRET_KEYS)
+    )
+    if unused:
+        raise ValueError(
+            f"{owner}: secrets {', '.join(unused)} are not read by this service "
+            "(catalog ServiceSpec.secrets); a Secret carries only what its service uses"
+        )
     scaling = args.scaling
     if not 1 <= scaling.min_replicas <= scaling.max_replicas:
         raise ValueError(
             f"{owner}: replicas must satisfy 1 <= min ({scaling.min_replicas}) "
             f"<= max ({scaling.max_replicas})"
         )
-
-
-def _http_probe(path: str, *, period: int, failures: int) -> k8s.core.v1.ProbeArgs:
-    """An HTTP GET probe on the container's named port."""
-    return k8s.core.v1.ProbeArgs(
-        http_get=k8s.core.v1.HTTPGetActionArgs(path=path, port="http", scheme="HTTP"),
-        period_seconds=period,
-        timeout_seconds=2,
-        failure_threshold=failures,
-        success_threshold=1,
-    )
 
 
 def _spread(selector: Mapping[str, str]) -> list[k8s.core.v1.TopologySpreadConstraintArgs]:
@@ -356,40 +288,3 @@ def _spread(selector: Mapping[str, str]) -> list[k8s.core.v1.TopologySpreadConst
         )
         for key in ("topology.kubernetes.io/zone", "kubernetes.io/hostname")
     ]
-
-
-def _hpa_metrics(scaling: catalog.Scaling) -> list[k8s.autoscaling.v2.MetricSpecArgs]:
-    """CPU utilisation always; memory only where the seed gives a threshold."""
-    targets = [("cpu", scaling.cpu_target_percent)]
-    if scaling.memory_target_percent is not None:
-        targets.append(("memory", scaling.memory_target_percent))
-    return [
-        k8s.autoscaling.v2.MetricSpecArgs(
-            type="Resource",
-            resource=k8s.autoscaling.v2.ResourceMetricSourceArgs(
-                name=resource,
-                target=k8s.autoscaling.v2.MetricTargetArgs(
-                    type="Utilization", average_utilization=percent
-                ),
-            ),
-        )
-        for resource, percent in targets
-    ]
-
-
-def _hpa_behavior() -> k8s.autoscaling.v2.HorizontalPodAutoscalerBehaviorArgs:
-    """Scale up at the default pace; scale down one pod a minute after 5 calm minutes.
-
-    Removing a websocket-manager pod drops its sockets (clients resume from
-    their last event id), and an ML pod loses its warm model cache, so shrinking
-    is deliberately slower than growing.
-    """
-    return k8s.autoscaling.v2.HorizontalPodAutoscalerBehaviorArgs(
-        scale_down=k8s.autoscaling.v2.HPAScalingRulesArgs(
-            stabilization_window_seconds=300,
-            select_policy="Min",
-            policies=[
-                k8s.autoscaling.v2.HPAScalingPolicyArgs(type="Pods", value=1, period_seconds=60)
-            ],
-        ),
-    )

@@ -19,26 +19,17 @@ import socket
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
 import yaml
 
+from infra.environments import CLOUD_ENVIRONMENTS, ENVIRONMENTS
+from infra.problems import Problem
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
-STACKS = ("local", "dev", "staging", "production")
-CLOUD_STACKS = frozenset({"dev", "staging", "production"})
-
-
-@dataclass(frozen=True)
-class Problem:
-    """One missing prerequisite and how to get it."""
-
-    what: str
-    fix: str
-
-    def render(self) -> str:
-        return f"- {self.what}\n  fix: {self.fix}"
+STACKS = ENVIRONMENTS
+CLOUD_STACKS = CLOUD_ENVIRONMENTS
 
 
 Runner = Callable[[Sequence[str]], subprocess.CompletedProcess[str]]
@@ -54,7 +45,7 @@ def check_pulumi_cli(which: Callable[[str], str | None] = shutil.which) -> list[
     if which("pulumi"):
         return []
     return [
-        Problem(
+        Problem.prerequisite(
             "the Pulumi CLI is not on PATH (the `pulumi` Python package is only the SDK)",
             "curl -fsSL https://get.pulumi.com | sh   (or: brew install pulumi), "
             "then open a new shell",
@@ -68,7 +59,7 @@ def check_backend(run: Runner = _run) -> list[Problem]:
     if result.returncode == 0:
         return []
     return [
-        Problem(
+        Problem.prerequisite(
             "no Pulumi state backend is selected (`pulumi whoami` failed)",
             "for the local stack: pulumi login --local  (or pulumi login file://$PWD/var/state); "
             "for cloud stacks: pulumi login s3://<state-bucket> or pulumi login",
@@ -82,7 +73,7 @@ def check_stack_file(stack: str, root: Path = REPO_ROOT) -> list[Problem]:
     if path.is_file():
         return []
     return [
-        Problem(
+        Problem.prerequisite(
             f"{path.relative_to(root)} does not exist",
             f"pick one of {', '.join(STACKS)} (make up STACK=local)",
         )
@@ -105,7 +96,7 @@ def check_stack_selected(stack: str, run: Runner = _run) -> list[Problem]:
         else f"--secrets-provider 'awskms://alias/enterprisehub-{stack}?region=<region>'"
     )
     return [
-        Problem(
+        Problem.prerequisite(
             f"stack {stack!r} is not initialised in this backend",
             f"pulumi stack init {stack} {provider}   (then set its secrets: see docs/deploying.md)",
         )
@@ -151,7 +142,7 @@ def check_local_cluster(
     kubeconfig = Path(first) if first else Path(env.get("HOME", "~")).expanduser() / ".kube/config"
     if not kubeconfig.is_file():
         return [
-            Problem(
+            Problem.prerequisite(
                 f"no kubeconfig at {kubeconfig}",
                 "start a local cluster: kind create cluster --name enterprisehub "
                 "(or minikube start, or enable Kubernetes in Docker Desktop)",
@@ -160,7 +151,7 @@ def check_local_cluster(
     found = _current_kube_server(kubeconfig)
     if found is None:
         return [
-            Problem(
+            Problem.prerequisite(
                 f"{kubeconfig} has no usable current-context",
                 "kubectl config use-context kind-enterprisehub (or your cluster's context)",
             )
@@ -168,7 +159,7 @@ def check_local_cluster(
     context, server = found
     if not reachable(server):
         return [
-            Problem(
+            Problem.prerequisite(
                 f"the cluster of context {context!r} at {server} is not reachable",
                 "start it (kind/minikube/Docker Desktop) or switch context: "
                 "kubectl config use-context <name>",
@@ -190,7 +181,7 @@ def check_aws_credentials(env: dict[str, str] | None = None) -> list[Problem]:
     if (home / ".aws" / "credentials").is_file() or (home / ".aws" / "config").is_file():
         return []
     return [
-        Problem(
+        Problem.prerequisite(
             "no AWS credentials found (env, AWS_PROFILE or ~/.aws)",
             "aws configure sso  (or export AWS_PROFILE=<profile>); the same identity needs "
             "kms:Encrypt/Decrypt on the stack's secrets key",

@@ -17,7 +17,8 @@ CORS_ORIGINS, the health routes, and the service's routers.
 
 ``app.state`` holds: ``settings``, ``needs``, ``registry``, ``token_verifier``,
 ``service``, ``version``, ``started_monotonic``, and per need ``db``,
-``redis``, ``storage``, ``claude``.
+``redis``, ``storage``, ``claude`` (with Redis also ``flags`` and
+``flag_client``: see ``services.common.flags``).
 """
 
 from __future__ import annotations

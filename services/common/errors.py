@@ -67,8 +67,7 @@ class ApiError(StarletteHTTPException):
 
 async def _http(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
-    # ApiError and other HTTPException subclasses (FeatureDisabled) name their reason.
-    reason = getattr(exc, "reason", None) or _reason_for_status(exc.status_code)
+    reason = exc.reason if isinstance(exc, ApiError) else _reason_for_status(exc.status_code)
     return JSONResponse(
         {"detail": exc.detail, "reason": reason},
         status_code=exc.status_code,

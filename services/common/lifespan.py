@@ -13,7 +13,10 @@ need               ``app.state``        handed out by (``services.common.deps``)
 ``CLAUDE``         ``claude``           ``ClaudeDep`` (``None`` without a key: 503)
 =================  ==================  =========================================
 
-then enters the service's own lifespan hook (its domain objects: a model, a
+then, when Redis is a need, runs the feature-flag cache (``app.state.flags``,
+``services.common.flags.serve_flags``: a local copy kept fresh from Redis,
+first exposures written to Postgres when that is a need too), then enters
+the service's own lifespan hook (its domain objects: a model, a
 hub, background tasks), and on shutdown leaves the hook first and closes
 everything in reverse order, also when start-up fails half-way.
 
@@ -32,6 +35,7 @@ from fastapi import FastAPI
 
 from services.common.claude import create_claude
 from services.common.database import Database, DatabaseUnavailable
+from services.common.flags import serve_flags
 from services.common.redis import (
     RedisUnavailable,
     close_redis,
@@ -87,7 +91,8 @@ async def _open_storage(app: FastAPI, settings: CommonSettings, stack: AsyncExit
 
 
 async def _open_claude(app: FastAPI, settings: CommonSettings, stack: AsyncExitStack) -> None:
-    client = create_claude(settings)
+    # Postgres opens first (Need order): the client books every call's cost there.
+    client = create_claude(settings, registry=app.state.registry, db=getattr(app.state, "db", None))
     if client is None:
         log.info("claude not configured (ANTHROPIC_API_KEY unset): Claude routes answer 503")
     else:
@@ -114,6 +119,8 @@ def build_lifespan(
             for need in Need:
                 if need in needs:
                     await _OPENERS[need](app, settings, stack)
+            if Need.REDIS in needs:
+                await stack.enter_async_context(serve_flags(app))
             if service_lifespan is not None:
                 await stack.enter_async_context(service_lifespan(app))
             yield

@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import json
 import re
+from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, Self
 from urllib.parse import urlsplit
 
 from pydantic import (
+    BaseModel,
     BeforeValidator,
+    ConfigDict,
     Field,
     SecretStr,
     ValidationError,
@@ -232,6 +235,24 @@ class StorageSettings(EnvSettings):
         return value
 
 
+#: List prices (USD per million tokens, which is micro-dollars per token) of the
+#: models the services use. Override with CLAUDE_PRICES when the price list changes.
+DEFAULT_CLAUDE_PRICES: dict[str, dict[str, str]] = {
+    "claude-sonnet-4-5": {"input": "3", "output": "15"},
+    "claude-haiku-4-5": {"input": "1", "output": "5"},
+    "claude-opus-4-5": {"input": "5", "output": "25"},
+}
+
+
+class ModelPrice(BaseModel):
+    """One model's base prices in USD per million tokens."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    input: Decimal = Field(ge=0)
+    output: Decimal = Field(ge=0)
+
+
 class ClaudeSettings(EnvSettings):
     """The Anthropic API: without ANTHROPIC_API_KEY the Claude client is absent."""
 
@@ -245,8 +266,56 @@ class ClaudeSettings(EnvSettings):
         default=60.0, gt=0, le=600, description="Per-request timeout of Claude calls."
     )
     anthropic_max_retries: int = Field(
-        default=2, ge=0, le=10, description="Retries of 408/409/429/5xx answers."
+        default=2,
+        ge=0,
+        le=10,
+        description="Retries of 429/529/5xx/connect errors by the one retry policy "
+        "(services.common.claude); read timeouts are never retried.",
     )
+    claude_model: str = Field(default="claude-sonnet-4-5", min_length=1, max_length=100)
+    claude_connect_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    claude_max_retry_wait_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        le=120,
+        description="Longest wait for a 429's retry-after or the local limiter; longer is a 503.",
+    )
+    claude_backoff_base_seconds: float = Field(default=0.5, gt=0, le=60)
+    claude_backoff_max_seconds: float = Field(default=8.0, gt=0, le=600)
+    claude_breaker_failures: int = Field(
+        default=5, ge=1, le=1000, description="Consecutive failures that open the circuit."
+    )
+    claude_breaker_open_seconds: float = Field(default=30.0, gt=0, le=3600)
+    claude_spend_limit_open_seconds: float = Field(
+        default=900.0, gt=0, le=86400, description="Circuit open time after a spend-limit 429."
+    )
+    claude_prices: Annotated[dict[str, ModelPrice], NoDecode] = Field(
+        default_factory=lambda: {
+            k: ModelPrice.model_validate(v) for k, v in DEFAULT_CLAUDE_PRICES.items()
+        },
+        description='JSON {"model": {"input": USD/MTok, "output": USD/MTok}}.',
+    )
+
+    @field_validator("claude_prices", mode="before")
+    @classmethod
+    def _parse_prices(cls, value: object) -> object:
+        if isinstance(value, str):
+            try:
+                return json.loads(value)
+            except json.JSONDecodeError:
+                raise ValueError(
+                    'must be JSON like {"model": {"input": 3, "output": 15}}'
+                ) from None
+        return value
+
+    @model_validator(mode="after")
+    def _model_is_priced(self) -> Self:
+        if self.claude_model not in self.claude_prices:
+            raise ValueError(
+                f"CLAUDE_MODEL {self.claude_model!r} has no price in CLAUDE_PRICES "
+                f"(priced: {', '.join(sorted(self.claude_prices))}); every call must be costed"
+            )
+        return self
 
     @field_validator("anthropic_base_url")
     @classmethod
@@ -298,11 +367,6 @@ class CommonSettings(AuthSettings, RedisSettings, StorageSettings, ClaudeSetting
     vision_analysis_target_ms: float = Field(default=1500, gt=0)
     churn_intervention_target_s: float = Field(default=30, gt=0)
     coaching_analysis_target_ms: float = Field(default=2000, gt=0)
-
-    feature_realtime_intelligence: bool = False
-    feature_property_vision: bool = False
-    feature_churn_prevention: bool = False
-    feature_ai_coaching: bool = False
 
     @model_validator(mode="after")
     def _no_faults_in_production(self) -> Self:

@@ -20,10 +20,11 @@ import streamlit as st
 from services.common.auth import AuthError, Principal, TokenVerifier
 from services.dashboards.config import DashboardSettings
 from services.dashboards.context import AsyncRunner, PageContext
-from services.dashboards.pages import lead_hub
+from services.dashboards.pages import coaching, lead_hub, property, roi
 
-PAGES: tuple[ModuleType, ...] = (lead_hub,)
-"""Every page, in navigation order; each defines TITLE, ICON and render(ctx)."""
+# Every page, in navigation order; each defines TITLE, ICON and render(ctx).
+# (A comment, not a string: Streamlit's "magic" would print a bare string on every page.)
+PAGES: tuple[ModuleType, ...] = (lead_hub, property, coaching, roi)
 
 _TOKEN_KEY = "dashboards_token"  # noqa: S105 - a session-state key, not a secret
 

@@ -2,10 +2,14 @@
 
 enterprisehub model train   --out PATH [--seed N --rows N --estimator logistic|hgb]
 enterprisehub model publish --from PATH --to s3://bucket/prefix
+enterprisehub vision backfill --tenant T [--poll-seconds N]
 """
 
 from __future__ import annotations
 
+import argparse
+import asyncio
+import sys
 from typing import Any
 
 from services.ml.publish import add_publish_arguments, run_publish
@@ -26,3 +30,69 @@ def register_model_commands(subparsers: Any) -> None:
     publish = commands.add_parser("publish", help="upload a trained artifact to S3 (idempotent)")
     add_publish_arguments(publish)
     publish.set_defaults(handler=run_publish)
+
+
+def register_vision_commands(subparsers: Any) -> None:
+    """Add ``vision backfill --tenant T`` to the top-level subparsers."""
+    vision = subparsers.add_parser("vision", help="property vision operations")
+    commands = vision.add_subparsers(dest="vision_command", required=True)
+    backfill = commands.add_parser(
+        "backfill",
+        help="analyse a tenant's unanalysed photos through the Message Batches API (resumable)",
+    )
+    backfill.add_argument("--tenant", required=True, help="tenant id")
+    backfill.add_argument(
+        "--poll-seconds", type=float, default=30.0, help="seconds between batch status checks"
+    )
+    backfill.set_defaults(handler=run_vision_backfill)
+
+
+def run_vision_backfill(args: argparse.Namespace) -> int:
+    """Handler of ``vision backfill``: prints a one-line report, exit 0 when nothing failed."""
+    from services.common.claude import create_claude
+    from services.common.database import Database
+    from services.common.metrics import new_registry
+    from services.common.storage import create_storage
+    from services.common.tenancy import InvalidTenantId, validate_tenant_id
+    from services.ml.config import MLSettings
+    from services.ml.vision.backfill import run_backfill
+    from services.ml.vision.media import MediaStore
+
+    try:
+        validate_tenant_id(args.tenant)
+    except InvalidTenantId as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    settings = MLSettings.from_env()
+    bucket = settings.media_bucket
+    if not bucket:
+        print("error: MEDIA_BUCKET is not set; there are no photos to backfill", file=sys.stderr)
+        return 1
+
+    async def run() -> int:
+        db = await Database.connect(settings)
+        claude = create_claude(settings, registry=new_registry(), db=db)
+        if claude is None:
+            await db.close()
+            print("error: ANTHROPIC_API_KEY is not set; nothing can be analysed", file=sys.stderr)
+            return 1
+        try:
+            report = await run_backfill(
+                db=db,
+                claude=claude,
+                media=MediaStore(bucket, create_storage(settings).client),
+                tenant_id=args.tenant,
+                max_image_bytes=settings.vision_max_image_bytes,
+                poll_seconds=args.poll_seconds,
+            )
+        finally:
+            await claude.close()
+            await db.close()
+        print(
+            f"planned {report.planned}, already analysed {report.already_done}, "
+            f"submitted {report.submitted}, stored {report.stored}, failed {report.failed}, "
+            f"batches {' '.join(report.batches) or '-'}"
+        )
+        return 0 if report.failed == 0 else 1
+
+    return asyncio.run(run())

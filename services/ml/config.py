@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Annotated, ClassVar
 
-from pydantic import Field
+from pydantic import Field, field_validator
+from pydantic_settings import NoDecode
 
 from services.common.lead_model.settings import MAX_BATCH_LEADS, LeadModelSettings
 from services.common.settings import CommonSettings
@@ -36,3 +37,22 @@ class MLSettings(CommonSettings, LeadModelSettings):
         le=50_000_000,
         description="Largest accepted request body (a full batch of leads is about 600 KB).",
     )
+    vision_url_allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated hosts photo URLs may point at (name or *.suffix).",
+    )
+    vision_max_image_bytes: int = Field(default=20 * 1024 * 1024, gt=0, le=100 * 1024 * 1024)
+    vision_fetch_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+    vision_claim_wait_seconds: float = Field(
+        default=60.0, gt=0, le=600, description="How long a request waits for another's analysis."
+    )
+    vision_claim_stale_seconds: float = Field(
+        default=180.0, gt=0, le=3600, description="Age at which a pending claim is taken over."
+    )
+
+    @field_validator("vision_url_allowed_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value

@@ -15,6 +15,7 @@ from typing import Any, Final
 
 from fastapi import FastAPI
 
+from services.common.claude import claude_health
 from services.common.health import FeatureHealth
 from services.ml.inference import InferenceService
 
@@ -52,6 +53,7 @@ async def ml_health(app: FastAPI) -> Mapping[str, Any]:
         "batch_p50_latency_ms": batch.p50_ms,
         "batch_p95_latency_ms": batch.p95_ms,
         "batch_window_calls": batch.samples,
+        "vision": _vision(app),
         "cache": {
             "size": cache.size,
             "capacity": cache.capacity,
@@ -59,6 +61,20 @@ async def ml_health(app: FastAPI) -> Mapping[str, Any]:
             "misses": cache.misses,
         },
     }
+
+
+def _vision(app: FastAPI) -> dict[str, Any]:
+    """Property vision's state: Claude configured and its circuit, live latency."""
+    analyzer = getattr(app.state, "vision", None)
+    report: dict[str, Any] = {**claude_health(app)}
+    if analyzer is not None:
+        summary = analyzer.latency.summary()
+        report.update(
+            in_flight=analyzer.in_flight,
+            p95_latency_ms=summary.p95_ms,
+            target_p95_ms=float(app.state.settings.vision_analysis_target_ms),
+        )
+    return report
 
 
 # Scoring reads neither Postgres nor Redis: their outage is reported, not fatal.

@@ -20,6 +20,10 @@ from services.common.scoring import LeadScorer, ModelArtifactError
 from services.common.storage import Storage
 from services.ml.config import MLSettings
 from services.ml.inference import InferenceService
+from services.ml.vision.analysis import VisionAnalyzer
+from services.ml.vision.fetch import PhotoFetcher
+from services.ml.vision.images import ImageRejected
+from services.ml.vision.media import MediaStore
 
 log = logging.getLogger(__name__)
 
@@ -63,13 +67,37 @@ def ml_lifespan(settings: MLSettings) -> ServiceLifespan:
             settings.ml_model_uri,
             scorer.metadata.heldout_auc,
         )
+        open_vision(app, settings)
         try:
             yield
         finally:
             del app.state.inference
             await inference.close()
+            await app.state.photo_fetcher.close()
 
     return lifespan
+
+
+def open_vision(app: FastAPI, settings: MLSettings) -> None:
+    """Property vision's objects (the Claude client itself comes from ``Need.CLAUDE``)."""
+    app.state.vision = VisionAnalyzer(
+        db=app.state.db,
+        model=settings.claude_model,
+        wait_seconds=settings.vision_claim_wait_seconds,
+        stale_seconds=settings.vision_claim_stale_seconds,
+    )
+    app.state.media = MediaStore.from_storage(app.state.storage)
+    app.state.photo_fetcher = PhotoFetcher(
+        allowed_hosts=settings.vision_url_allowed_hosts,
+        max_bytes=settings.vision_max_image_bytes,
+        timeout_seconds=settings.vision_fetch_timeout_seconds,
+    )
+
+
+async def image_rejected(_: Request, exc: Exception) -> JSONResponse:
+    """422 ``{detail, reason}`` for a photo or photo reference that is refused."""
+    assert isinstance(exc, ImageRejected)
+    return JSONResponse({"detail": exc.detail, "reason": exc.reason}, status_code=422)
 
 
 async def inference_timeout(_: Request, exc: Exception) -> JSONResponse:

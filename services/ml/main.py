@@ -5,7 +5,8 @@ runs it. Start-up loads and verifies the model artifact at ML_MODEL_URI (read
 through the shared object-storage client when it is in S3) and fails, with
 the artifact error's message, when it is missing, corrupt or incompatible: a
 replica that cannot score must never pass its health check. Scoring reads
-neither Postgres nor Redis, so the service declares only object storage.
+neither Postgres nor Redis; property vision (routes/vision.py) needs Postgres
+and Claude.
 """
 
 from __future__ import annotations
@@ -18,12 +19,15 @@ from services.common.app import create_app as create_service_app
 from services.ml.config import MLSettings
 from services.ml.health import ML_FEATURE_HEALTH
 from services.ml.inference import InferenceTimeoutError
-from services.ml.lifespan import ModelLoadError, inference_timeout, ml_lifespan
-from services.ml.routes import scoring
+from services.ml.lifespan import ModelLoadError, image_rejected, inference_timeout, ml_lifespan
+from services.ml.routes import scoring, vision
+from services.ml.vision.images import ImageRejected
 
 __all__ = ["ModelLoadError", "create_app"]
 
-NEEDS = frozenset({Need.STORAGE})
+# Scoring needs only storage (its model); property vision adds Postgres (analyses,
+# claims, the cost ledger) and Claude. Postgres being down fails vision, not scoring.
+NEEDS = frozenset({Need.STORAGE, Need.POSTGRES, Need.CLAUDE})
 
 
 def create_app(
@@ -35,11 +39,12 @@ def create_app(
         settings=settings,
         title="EnterpriseHub ml-services",
         service="ml",
-        routers=[scoring.router],
+        routers=[scoring.router, vision.router],
         needs=NEEDS,
         feature_health=ML_FEATURE_HEALTH,
         lifespan=ml_lifespan(settings),
         registry=registry,
     )
     app.add_exception_handler(InferenceTimeoutError, inference_timeout)
+    app.add_exception_handler(ImageRejected, image_rejected)
     return app

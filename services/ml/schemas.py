@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from services.common.scoring import LeadFeatures
 from services.ml.config import MAX_BATCH_LEADS
@@ -47,3 +49,74 @@ class LeadScoreBatchPublic(BaseModel):
 
     model_version: str
     scores: list[LeadScoreItemPublic]
+
+
+# -- property vision ---------------------------------------------------------
+
+PROPERTY_ID_PATTERN = r"\A[A-Za-z0-9][A-Za-z0-9._:-]{0,254}\z"  # Rust regex: \z is the very end
+
+
+class VisionAnalysisCreate(BaseModel):
+    """A photo to analyse: an object key of the tenant's media, or an HTTPS URL."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    property_id: str = Field(pattern=PROPERTY_ID_PATTERN, max_length=255)
+    object_key: str | None = Field(default=None, min_length=1, max_length=500)
+    image_url: str | None = Field(default=None, min_length=9, max_length=2000)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> VisionAnalysisCreate:
+        if (self.object_key is None) == (self.image_url is None):
+            raise ValueError("give exactly one of object_key and image_url")
+        return self
+
+
+class VisionAnalysisPublic(BaseModel):
+    """A stored analysis. Scores are 0.00 (basic / uninhabitable) to 1.00 (luxury / new)."""
+
+    analysis_id: str
+    property_id: str
+    image_sha256: str
+    model: str
+    prompt_version: str
+    room_type: str
+    luxury_score: float = Field(ge=0, le=1)
+    condition_score: float = Field(ge=0, le=1)
+    features: list[str]
+    defects: list[dict[str, Any]]
+    summary: str
+    latency_seconds: float | None
+    input_tokens: int
+    output_tokens: int
+    cost_micro_usd: int
+    cached: bool = Field(description="True when answered from a stored analysis (no call).")
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any], *, cached: bool) -> VisionAnalysisPublic:
+        """From a ``property_vision_analyses`` row."""
+        results = row["analysis_results"] or {}
+        return cls(
+            analysis_id=str(row["analysis_id"]),
+            property_id=row["property_id"],
+            image_sha256=row["image_sha256"],
+            model=row["model"],
+            prompt_version=row["prompt_version"],
+            room_type=results.get("room_type", ""),
+            luxury_score=float(row["luxury_score"]),
+            condition_score=float(row["condition_score"]),
+            features=list(results.get("features", [])),
+            defects=list(results.get("defects", [])),
+            summary=results.get("summary", ""),
+            latency_seconds=row["analysis_latency_seconds"],
+            input_tokens=row["input_tokens"],
+            output_tokens=row["output_tokens"],
+            cost_micro_usd=row["cost_micro_usd"],
+            cached=cached,
+        )
+
+
+class VisionAnalysisList(BaseModel):
+    """A property's analyses, newest first."""
+
+    analyses: list[VisionAnalysisPublic]

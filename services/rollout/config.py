@@ -1,24 +1,26 @@
-"""Settings of the operator commands: Redis (flags), Postgres (audit), Prometheus."""
+"""Settings of the operator commands and jobs: Postgres, Redis (flags), Prometheus."""
 
 from __future__ import annotations
 
 from pydantic import Field, SecretStr, ValidationInfo, field_validator
 
-from services.common.settings import Environment, RedisSettings, _check_postgres_dsn
+from services.common.settings import (
+    Environment,
+    EnvSettings,
+    RedisSettings,
+    _check_postgres_dsn,
+)
 
 
-class RolloutSettings(RedisSettings):
-    """What ``enterprisehub rollout|flags|impact`` read from the environment.
+class OperatorDatabaseSettings(EnvSettings):
+    """The environment and the application-role DSN: what every operator job needs.
 
-    The flags Job and an operator's shell get the application-role DSN and
-    the Redis URL; nothing here needs the JWT keys.
+    The Jobs get the application-role DSN (row-level security applies), never
+    the owner's, and nothing here needs the JWT keys.
     """
 
     environment: Environment = "local"
     database_url: SecretStr = Field(description="Application role DSN (subject to RLS).")
-    prometheus_url: str | None = Field(
-        default=None, description="Prometheus HTTP API base URL for `rollout advance`."
-    )
 
     @field_validator("database_url")
     @classmethod
@@ -26,6 +28,14 @@ class RolloutSettings(RedisSettings):
         checked = _check_postgres_dsn(value, str(info.field_name).upper())
         assert checked is not None
         return checked
+
+
+class RolloutSettings(OperatorDatabaseSettings, RedisSettings):
+    """What ``enterprisehub rollout|flags`` read: flags in Redis, the audit in Postgres."""
+
+    prometheus_url: str | None = Field(
+        default=None, description="Prometheus HTTP API base URL for `rollout advance`."
+    )
 
     @field_validator("prometheus_url", mode="before")
     @classmethod

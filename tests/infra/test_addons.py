@@ -20,20 +20,20 @@ from infra.components.addons import (
     deep_merge,
     load_pins,
 )
-from infra.mocks import ProgramRun, Secret, run_program
+from infra.stackfiles import STACKS, stack_config
+from infra.synth.mocks import ProgramRun, Secret, run_program
 
 RELEASE = "kubernetes:helm.sh/v3:Release"
 
 #: Keys each chart's values must set in every environment (why they matter is in
 #: charts/README.md and the values files' comments).
 REQUIRED_VALUES: dict[str, list[tuple[str, ...]]] = {
-    "ingress-nginx": [
-        ("controller", "ingressClassResource", "name"),
-        ("controller", "allowSnippetAnnotations"),
-        ("controller", "resources", "requests"),
-        ("controller", "service", "type"),
+    "envoy-gateway": [
+        ("deployment", "replicas"),
+        ("deployment", "envoyGateway", "resources", "requests"),
+        ("config", "envoyGateway", "gateway", "controllerName"),
     ],
-    "cert-manager": [("crds", "enabled"), ("crds", "keep")],
+    "cert-manager": [("crds", "enabled"), ("crds", "keep"), ("config", "enableGatewayAPI")],
     "metrics-server": [("replicas",), ("resources", "requests")],
     "kube-prometheus-stack": [
         ("prometheus", "prometheusSpec", "serviceMonitorSelectorNilUsesHelmValues"),
@@ -50,6 +50,7 @@ def _args(**overrides: Any) -> ClusterAddonsArgs:
         "issuer": "letsencrypt",
         "acme_email": "platform@enterprisehub.ai",
         "grafana_host": "grafana.enterprisehub.ai",
+        "gateway_namespace": "enterprisehub",
         **overrides,
     }
     return ClusterAddonsArgs(**values)
@@ -89,7 +90,7 @@ def test_versions_file_pins_every_chart_exactly() -> None:
     assert set(pins) == set(CHART_NAMES)
     for pin in pins.values():
         assert EXACT_VERSION.match(pin.version), pin
-        assert pin.repository.startswith("https://")
+        assert pin.repository.startswith(("https://", "oci://"))
 
 
 @pytest.mark.parametrize("version", ["^4.14.0", "~1.18", ">=3.0.0", "4.14", "latest", "4.x"])
@@ -98,11 +99,11 @@ def test_a_version_range_is_refused(tmp_path: Path, version: str) -> None:
         yaml.safe_dump(
             {
                 "charts": {
-                    "ingress-nginx": {
-                        "chart": "ingress-nginx",
-                        "repository": "https://x",
+                    "envoy-gateway": {
+                        "chart": "gateway-helm",
+                        "repository": "oci://x",
                         "version": version,
-                        "namespace": "ingress-nginx",
+                        "namespace": "envoy-gateway-system",
                     }
                 }
             }
@@ -134,10 +135,24 @@ def test_every_pin_has_a_reason_in_the_readme() -> None:
         assert f"| {pin.name} | {pin.version} |" in readme
 
 
-def test_snippet_annotations_stay_disabled_everywhere() -> None:
+def test_cert_manager_serves_the_gateway_everywhere() -> None:
     for environment in ENVIRONMENTS:
-        values = chart_values("ingress-nginx", environment)
-        assert values["controller"]["allowSnippetAnnotations"] is False
+        assert chart_values("cert-manager", environment)["config"]["enableGatewayAPI"] is True
+
+
+def test_proxies_sit_behind_an_nlb_on_aws_and_on_node_ports_locally() -> None:
+    for environment in ENVIRONMENTS:
+        service = chart_values("envoy-gateway", environment, stem="proxy")["provider"][
+            "kubernetes"
+        ]["envoyService"]
+        if environment == "local":
+            assert service["type"] == "NodePort"
+            ports = service["patch"]["value"]["spec"]["ports"]
+            assert {(p["port"], p["nodePort"]) for p in ports} == {(80, 30080), (443, 30443)}
+        else:
+            assert service["type"] == "LoadBalancer"
+            annotations = service["annotations"]
+            assert annotations["service.beta.kubernetes.io/aws-load-balancer-type"] == "nlb"
 
 
 def test_kubelet_tls_verification_is_skipped_only_on_local() -> None:
@@ -146,18 +161,12 @@ def test_kubelet_tls_verification_is_skipped_only_on_local() -> None:
         assert ("--kubelet-insecure-tls" in args) is (environment == "local")
 
 
-def test_local_ingress_controller_uses_no_host_ports() -> None:
-    # Its namespace enforces Pod Security "baseline", which rejects hostPort.
-    controller = chart_values("ingress-nginx", "local")["controller"]
-    assert not controller.get("hostPort", {}).get("enabled", False)
-    assert load_pins()["ingress-nginx"].pod_security == "baseline"
-
-
 def test_environment_file_overrides_the_base() -> None:
-    assert chart_values("ingress-nginx", "production")["controller"]["replicaCount"] == 3
-    assert chart_values("ingress-nginx", "local")["controller"]["service"]["type"] == "NodePort"
+    proxy = chart_values("envoy-gateway", "production", stem="proxy")["provider"]["kubernetes"]
+    assert proxy["envoyDeployment"]["replicas"] == 3
     # Keys the override does not touch survive the merge.
-    assert chart_values("ingress-nginx", "local")["controller"]["ingressClass"] == "nginx"
+    assert proxy["envoyService"]["externalTrafficPolicy"] == "Local"
+    assert proxy["envoyDeployment"]["container"]["resources"]["requests"]["cpu"] == "200m"
 
 
 def test_deep_merge_merges_maps_and_replaces_lists() -> None:
@@ -168,19 +177,20 @@ def test_deep_merge_merges_maps_and_replaces_lists() -> None:
 
 def test_unknown_environment_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown environment"):
-        chart_values("ingress-nginx", "qa")
+        chart_values("envoy-gateway", "qa")
 
 
 @pytest.mark.parametrize("chart", CHART_NAMES)
 def test_release_uses_the_pinned_chart(production: ProgramRun, chart: str) -> None:
     pin = load_pins()[chart]
     release = _release(production, chart)
-    assert (release["chart"], release["version"], release["namespace"]) == (
-        pin.chart,
-        pin.version,
-        pin.namespace,
-    )
-    assert release["repositoryOpts"] == {"repo": pin.repository}
+    if pin.repository.startswith("oci://"):
+        assert release["chart"] == f"{pin.repository}/{pin.chart}"
+        assert not release.get("repositoryOpts")
+    else:
+        assert release["chart"] == pin.chart
+        assert release["repositoryOpts"] == {"repo": pin.repository}
+    assert (release["version"], release["namespace"]) == (pin.version, pin.namespace)
     assert release["createNamespace"] is False
     assert release["atomic"] is True
 
@@ -194,15 +204,17 @@ def test_monitoring_is_installed_before_charts_with_service_monitors(
     production: ProgramRun,
 ) -> None:
     prometheus = production.one(RELEASE, "addons-kube-prometheus-stack")
-    for chart in ("ingress-nginx", "cert-manager", "metrics-server"):
-        assert prometheus.urn in production.one(RELEASE, f"addons-{chart}").dependencies
+    assert prometheus.urn in production.one(RELEASE, "addons-metrics-server").dependencies
+    # cert-manager looks for the Gateway API CRDs (from envoy-gateway) when it starts.
+    gateway = production.one(RELEASE, "addons-envoy-gateway")
+    assert gateway.urn in production.one(RELEASE, "addons-cert-manager").dependencies
 
 
 def test_addon_namespaces_are_isolated(production: ProgramRun) -> None:
     namespaces = {
         ns.inputs["metadata"]["name"] for ns in production.of_type("kubernetes:core/v1:Namespace")
     }
-    assert namespaces == {"ingress-nginx", "cert-manager", "monitoring"}
+    assert namespaces == {"envoy-gateway-system", "cert-manager", "monitoring"}
     denies = {
         p.inputs["metadata"]["namespace"]
         for p in production.of_type("kubernetes:networking.k8s.io/v1:NetworkPolicy")
@@ -217,7 +229,15 @@ def test_letsencrypt_issuer_uses_the_acme_server_and_email(production: ProgramRu
     acme = issuer["spec"]["acme"]
     assert acme["server"] == ACME_SERVERS["letsencrypt"]
     assert acme["email"] == "platform@enterprisehub.ai"
-    assert acme["solvers"] == [{"http01": {"ingress": {"ingressClassName": "nginx"}}}]
+    (solver,) = acme["solvers"]
+    assert solver["http01"]["gatewayHTTPRoute"]["parentRefs"] == [
+        {
+            "name": "enterprisehub",
+            "namespace": "enterprisehub",
+            "kind": "Gateway",
+            "sectionName": "http",
+        }
+    ]
 
 
 def test_issuer_waits_for_cert_manager(production: ProgramRun) -> None:
@@ -246,18 +266,45 @@ def test_grafana_admin_password_is_generated_and_secret(production: ProgramRun) 
     assert values["grafana"]["admin"]["existingSecret"] == secret.inputs["metadata"]["name"]
 
 
-def test_grafana_ingress_gets_the_host_and_tls(production: ProgramRun) -> None:
-    ingress = _release(production, "kube-prometheus-stack")["values"]["grafana"]["ingress"]
-    assert ingress["enabled"] is True
-    assert ingress["hosts"] == ["grafana.enterprisehub.ai"]
-    assert ingress["tls"][0]["hosts"] == ["grafana.enterprisehub.ai"]
-
-
-def test_grafana_stays_internal_without_a_host(local: ProgramRun) -> None:
-    values = _release(local, "kube-prometheus-stack")["values"]
+def test_grafana_is_published_by_a_route_never_an_ingress(production: ProgramRun) -> None:
+    values = _release(production, "kube-prometheus-stack")["values"]
     assert values["grafana"]["ingress"] == {"enabled": False}
+
+
+def test_gateway_class_names_the_environments_proxy(
+    production: ProgramRun, local: ProgramRun
+) -> None:
+    gateway_class = production.one("kubernetes:gateway.networking.k8s.io/v1:GatewayClass").inputs
+    assert (
+        gateway_class["spec"]["controllerName"] == "gateway.envoyproxy.io/gatewayclass-controller"
+    )
+    ref = gateway_class["spec"]["parametersRef"]
+    proxy = production.one("kubernetes:gateway.envoyproxy.io/v1alpha1:EnvoyProxy").inputs
+    assert (ref["kind"], ref["name"], ref["namespace"]) == (
+        "EnvoyProxy",
+        proxy["metadata"]["name"],
+        proxy["metadata"]["namespace"],
+    )
+    assert proxy["spec"] == chart_values("envoy-gateway", "production", stem="proxy")
+    local_proxy = local.one("kubernetes:gateway.envoyproxy.io/v1alpha1:EnvoyProxy").inputs
+    assert local_proxy["spec"]["provider"]["kubernetes"]["envoyService"]["type"] == "NodePort"
 
 
 def test_acme_issuer_without_email_is_refused() -> None:
     with pytest.raises(ValueError, match="needs acme_email"):
         ClusterAddons("addons", _args(acme_email=None))
+
+
+@pytest.mark.parametrize("section", ["charts", "awsCharts"])
+def test_every_pinned_chart_supports_every_stacks_kubernetes_version(section: str) -> None:
+    document = yaml.safe_load((CHARTS_DIR / "versions.yaml").read_text(encoding="utf-8"))
+    for stack in STACKS:
+        version = _stack_version(stack)
+        for chart, entry in document[section].items():
+            minimum = tuple(int(p) for p in str(entry["minKubernetes"]).split("."))
+            assert version >= minimum, f"{chart} needs Kubernetes {minimum}, {stack} runs {version}"
+
+
+def _stack_version(stack: str) -> tuple[int, ...]:
+    value = stack_config(stack)["enterprisehub:kubernetesVersion"]
+    return tuple(int(part) for part in value.split("."))

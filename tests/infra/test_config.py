@@ -23,6 +23,7 @@ from infra.config import (
     CacheConfig,
     ClusterConfig,
     DatabaseConfig,
+    FlagSeed,
     NetworkConfig,
     StackConfig,
     StackConfigError,
@@ -30,6 +31,7 @@ from infra.config import (
     config_keys,
     load_stack_config,
 )
+from infra.config_checks import STANDARD_SUPPORT_VERSIONS
 from infra.problems import PROJECT
 from infra.stackfiles import STACKS, project_defaults, project_file, stack_config
 
@@ -92,6 +94,33 @@ def test_pulumi_yaml_object_defaults_equal_the_model_defaults() -> None:
     ):
         documented = model.model_validate(defaults[f"{PROJECT}:{key}"])
         assert documented == model(), key
+    flags = {
+        name: FlagSeed.model_validate(v) for name, v in defaults[f"{PROJECT}:featureFlags"].items()
+    }
+    assert flags == StackConfig.model_fields["feature_flags"].get_default(call_default_factory=True)
+
+
+def test_feature_flags_become_the_flags_init_seed_and_match_the_services() -> None:
+    from services.common.flags import FEATURES, parse_seed
+
+    assert catalog.FEATURE_FLAGS == FEATURES
+    config = _load(
+        "staging",
+        {
+            "featureFlags": {
+                "ai_coaching": {"enabled": True, "rolloutPercentage": 10},
+                "property_vision": True,
+            }
+        },
+    )
+    seed = parse_seed(config.flag_seed)
+    assert (seed["ai_coaching"].enabled, seed["ai_coaching"].rollout_percentage) == (True, 10)
+    assert seed["property_vision"].rollout_percentage == 100
+    assert seed["churn_prevention"].enabled is False
+    assert "featureFlags.ai_coaching" in _rejected(
+        "staging", {"featureFlags": {"ai_coaching": {"enabled": True, "rolloutPercentage": 101}}}
+    )
+    assert "featureFlags.vision" in _rejected("staging", {"featureFlags": {"vision": True}})
 
 
 def test_pulumi_yaml_scalar_defaults_equal_the_model_defaults() -> None:
@@ -283,7 +312,51 @@ def test_missing_image_is_refused() -> None:
 
 def test_unsupported_kubernetes_version_is_refused() -> None:
     message = _rejected("dev", {"kubernetesVersion": "1.24"})
-    assert "kubernetesVersion = '1.24': supported versions: 1.30" in message
+    assert "kubernetesVersion = '1.24': supported versions: 1.32" in message
+
+
+@pytest.mark.parametrize("version", ["1.30", "1.31"])
+def test_versions_eks_can_no_longer_create_are_refused(version: str) -> None:
+    assert f"kubernetesVersion = '{version}'" in _rejected("dev", {"kubernetesVersion": version})
+
+
+@pytest.mark.parametrize("stack", ["dev", "staging", "production"])
+def test_aws_stacks_are_pinned_to_a_standard_support_version(stack: str) -> None:
+    config = _load(stack)
+    assert config.kubernetes_version in STANDARD_SUPPORT_VERSIONS
+    assert config.cluster.support_type == "STANDARD"
+
+
+def test_an_extended_support_version_needs_the_extended_policy_said_aloud() -> None:
+    message = _rejected("dev", {"kubernetesVersion": "1.33"})
+    assert "extended support" in message
+    assert "cluster.supportType" in message
+    config = _load("dev", {"kubernetesVersion": "1.33", "cluster": {"supportType": "EXTENDED"}})
+    assert config.kubernetes_version == "1.33"
+
+
+def test_a_new_cluster_must_say_how_the_deployer_reaches_it() -> None:
+    message = _rejected("dev", {"cluster": {"deployerInVpc": False}})
+    assert "cluster.deployerInVpc" in message
+    opened = _load(
+        "dev",
+        {
+            "cluster": {
+                "deployerInVpc": False,
+                "endpointPublicAccess": True,
+                "publicAccessCidrs": ["198.51.100.7/32"],
+            }
+        },
+    )
+    assert opened.cluster.public_access_cidrs == ("198.51.100.7/32",)
+
+
+def test_access_entry_roles_must_be_role_arns() -> None:
+    message = _rejected("dev", {"cluster": {"deployRoleArn": "arn:aws:iam::123:user/ci"}})
+    assert "cluster.deployRoleArn" in message
+    role = "arn:aws:iam::123456789012:role/ci-deploy"
+    same = _rejected("dev", {"cluster": {"deployRoleArn": role, "breakGlassRoleArn": role}})
+    assert "must differ" in same
 
 
 def test_misspelled_field_is_refused() -> None:
@@ -331,10 +404,10 @@ def test_letsencrypt_needs_a_contact_address() -> None:
     assert "acmeEmail" in _rejected("staging", {"acmeEmail": ""})
 
 
-def test_stack_settings_carry_environment_and_flag_defaults() -> None:
+def test_stack_settings_carry_environment_and_no_flag_variables() -> None:
     settings = _load("production").stack_settings()
     assert settings["ENVIRONMENT"] == "production"
-    assert settings["FEATURE_PROPERTY_VISION"] == "false"
+    assert not [name for name in settings if name.startswith("FEATURE_")]
     assert settings["CORS_ORIGINS"].startswith("https://intelligence.enterprisehub.ai")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import kubernetes_validate
@@ -9,7 +10,7 @@ import pulumi
 import pytest
 
 from infra.components.datastores import Datastores, DatastoresArgs
-from infra.mocks import ProgramRun, Secret, run_program
+from infra.synth.mocks import ProgramRun, Secret, run_program
 
 IMAGE = "localhost:5001/enterprisehub@sha256:" + "e" * 64
 UIDS = {"postgres": 999, "redis": 999, "minio": 1000}
@@ -22,6 +23,7 @@ def _program() -> None:
             namespace="enterprisehub",
             tools_image=IMAGE,
             buckets=["enterprisehub-local-media", "enterprisehub-local-models"],
+            redis_maxmemory_mb=512,
         ),
     )
     for key in ("migration_database_url", "database_url", "redis_url", "s3_endpoint_url"):
@@ -94,6 +96,28 @@ def test_redis_config_matches_the_elasticache_parameters(run: ProgramRun) -> Non
     conf = secret["stringData"]["redis.conf"]
     for line in ("maxmemory-policy allkeys-lru", "notify-keyspace-events Ex", "appendonly yes"):
         assert line in conf
+
+
+def test_redis_evicts_below_its_memory_limit(run: ProgramRun) -> None:
+    # The ceiling is written, so allkeys-lru evicts; the container limit sits above
+    # it with room for buffers, so the kernel never OOM-kills Redis first.
+    secret = run.one("kubernetes:core/v1:Secret", "data-redis-secret").inputs
+    assert "maxmemory 512mb" in secret["stringData"]["redis.conf"].splitlines()
+    redis = run.one("kubernetes:apps/v1:StatefulSet", "data-redis").inputs
+    (container,) = redis["spec"]["template"]["spec"]["containers"]
+    assert container["resources"]["limits"]["memory"] == "640Mi"
+    assert container["resources"]["requests"]["memory"] == "640Mi"
+
+
+def test_the_local_stack_passes_its_maxmemory_to_redis(
+    stack_run: Callable[[str], ProgramRun],
+) -> None:
+    run = stack_run("local")
+    (secret,) = [
+        s for s in run.kubernetes_objects("Secret") if s.name.endswith("datastores-redis-secret")
+    ]
+    conf = secret.inputs["stringData"]["redis.conf"]
+    assert "maxmemory 512mb" in conf.splitlines()  # stacks/Pulumi.local.yaml: maxmemoryMb 512
 
 
 def test_credentials_are_secret(run: ProgramRun) -> None:

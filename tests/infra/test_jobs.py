@@ -11,12 +11,19 @@ import pytest
 
 from infra import catalog
 from infra.components.jobs import ModelPublishArgs, PlatformJobs, PlatformJobsArgs
-from infra.mocks import ProgramRun, Secret, run_program
+from infra.synth.mocks import ProgramRun, Secret, run_program
 
 IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/enterprisehub@sha256:" + "b" * 64
 OTHER_IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/enterprisehub@sha256:" + "c" * 64
 ROLE = "arn:aws:iam::123456789012:role/enterprisehub-model-publisher"
 MODEL_URI = "s3://eh-models/lead-scoring/"
+SECRETS = {
+    "MIGRATION_DATABASE_URL": pulumi.Output.secret("postgresql://owner:pw@db/eh"),
+    "DATABASE_URL": pulumi.Output.secret("postgresql://app:pw@db/eh"),
+    "REDIS_URL": pulumi.Output.secret("rediss://:token@cache:6379/0"),
+    # In the pool, but no Job reads it: it must reach none of their Secrets.
+    "ANTHROPIC_API_KEY": pulumi.Output.secret("sk-ant-not-for-jobs"),
+}
 
 
 def _args(**overrides: Any) -> PlatformJobsArgs:
@@ -24,13 +31,7 @@ def _args(**overrides: Any) -> PlatformJobsArgs:
         "namespace": "enterprisehub",
         "image": IMAGE,
         "settings": {"ENVIRONMENT": "production", "LOG_LEVEL": "INFO"},
-        "migration_secrets": {
-            "MIGRATION_DATABASE_URL": pulumi.Output.secret("postgresql://owner:pw@db/eh")
-        },
-        "flags_secrets": {
-            "DATABASE_URL": pulumi.Output.secret("postgresql://app:pw@db/eh"),
-            "REDIS_URL": pulumi.Output.secret("rediss://:token@cache:6379/0"),
-        },
+        "secrets": SECRETS,
         "model_publish": ModelPublishArgs(destination_uri=MODEL_URI, role_arn=ROLE),
         **overrides,
     }
@@ -64,9 +65,13 @@ def test_migration_runs_enterprisehub_migrate(run: ProgramRun) -> None:
     assert container["image"] == IMAGE
 
 
-def test_flags_init_runs_enterprisehub_flags_init(run: ProgramRun) -> None:
+def test_flags_init_runs_enterprisehub_flags_init_with_the_stack_seed() -> None:
+    seed = '{"ai_coaching":{"enabled":true,"rolloutPercentage":10}}'
+    run = _run(flag_seed=seed)
     container = _job(run, "flags-init")["spec"]["template"]["spec"]["containers"][0]
-    assert container["command"] == ["enterprisehub", "flags", "init"]
+    assert container["command"] == ["enterprisehub", "flags", "init", "--seed", seed]
+    # A new seed is a new Job (its name hashes the command); init never overwrites.
+    assert _job_name(run, "flags-init") != _job_name(_run(), "flags-init")
 
 
 def test_model_publish_copies_the_image_model_to_the_bucket(run: ProgramRun) -> None:
@@ -119,9 +124,10 @@ def test_model_publisher_account_has_the_irsa_role(run: ProgramRun) -> None:
     assert account["automountServiceAccountToken"] is False
 
 
-def test_migration_reads_only_the_owner_dsn(run: ProgramRun) -> None:
+def test_migration_reads_the_owner_dsn_and_the_role_it_creates(run: ProgramRun) -> None:
+    # It creates the application role from DATABASE_URL's credentials.
     secret = run.one("kubernetes:core/v1:Secret", "jobs-migrate-secret")
-    assert set(secret.inputs["stringData"]) == {"MIGRATION_DATABASE_URL"}
+    assert set(secret.inputs["stringData"]) == {"MIGRATION_DATABASE_URL", "DATABASE_URL"}
     env_from = _job(run, "migrate")["spec"]["template"]["spec"]["containers"][0]["envFrom"]
     assert {"secretRef": {"name": secret.inputs["metadata"]["name"]}} in env_from
 
@@ -180,8 +186,9 @@ def test_a_new_image_gives_new_job_names(run: ProgramRun) -> None:
 
 def test_a_rotated_dsn_gives_a_new_migration_job(run: ProgramRun) -> None:
     rotated = _run(
-        migration_secrets={
-            "MIGRATION_DATABASE_URL": pulumi.Output.secret("postgresql://o:new@db/eh")
+        secrets={
+            **SECRETS,
+            "MIGRATION_DATABASE_URL": pulumi.Output.secret("postgresql://o:new@db/eh"),
         }
     )
     assert _job_name(run, "migrate") != _job_name(rotated, "migrate")
@@ -214,21 +221,52 @@ def test_jobs_validate_against_the_kubernetes_schema(run: ProgramRun) -> None:
         kubernetes_validate.validate(obj.inputs, "1.31.0", strict=True)
 
 
-def test_owner_dsn_in_the_flags_secret_is_refused() -> None:
-    with pytest.raises(ValueError, match="owner-role DSN"):
-        PlatformJobs(
-            "jobs",
-            _args(
-                flags_secrets={"DATABASE_URL": "x", "REDIS_URL": "y", "MIGRATION_DATABASE_URL": "z"}
-            ),
-        )
+def test_each_job_secret_holds_exactly_its_catalog_keys(run: ProgramRun) -> None:
+    # The owner-role DSN reaches the migration only; no Job gets a key it does not read.
+    keys = {
+        secret.inputs["metadata"]["name"].rsplit("-secret-", 1)[0]: set(secret.inputs["stringData"])
+        for secret in run.kubernetes_objects("Secret")
+    }
+    assert keys == {
+        "migrate": {"MIGRATION_DATABASE_URL", "DATABASE_URL"},
+        "flags-init": {"DATABASE_URL", "REDIS_URL"},
+        "impact-aggregate": {"DATABASE_URL"},
+    }
 
 
 def test_missing_migration_dsn_is_named() -> None:
+    without = {k: v for k, v in SECRETS.items() if k != "MIGRATION_DATABASE_URL"}
     with pytest.raises(ValueError, match="MIGRATION_DATABASE_URL"):
-        PlatformJobs("jobs", _args(migration_secrets={}))
+        PlatformJobs("jobs", _args(secrets=without))
 
 
 def test_a_tagged_image_is_refused() -> None:
     with pytest.raises(ValueError, match="not pinned by digest"):
         PlatformJobs("jobs", _args(image="enterprisehub:latest"))
+
+
+def test_impact_aggregate_runs_daily_as_the_application_role(run: ProgramRun) -> None:
+    cron = run.one("kubernetes:batch/v1:CronJob", "jobs-impact-aggregate").inputs
+    assert cron["spec"]["schedule"] == "30 0 * * *"
+    assert cron["spec"]["timeZone"] == "Etc/UTC"
+    assert cron["spec"]["concurrencyPolicy"] == "Forbid"
+    job = cron["spec"]["jobTemplate"]["spec"]
+    assert job["backoffLimit"] == 2
+    pod = job["template"]["spec"]
+    container = pod["containers"][0]
+    assert container["command"] == ["enterprisehub", "impact", "aggregate", "--date", "yesterday"]
+    assert container["securityContext"]["runAsNonRoot"] is True
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert pod["automountServiceAccountToken"] is False
+    secret = run.one("kubernetes:core/v1:Secret", "jobs-impact-aggregate-secret")
+    assert set(secret.inputs["stringData"]) == {"DATABASE_URL"}
+    assert {"secretRef": {"name": secret.inputs["metadata"]["name"]}} in container["envFrom"]
+    migration = run.one("kubernetes:batch/v1:Job", "jobs-migrate")
+    assert (
+        migration.urn
+        in run.one("kubernetes:batch/v1:CronJob", "jobs-impact-aggregate").dependencies
+    )
+
+
+def test_no_schedule_no_cronjob() -> None:
+    assert not _run(impact_schedule=None).of_type("kubernetes:batch/v1:CronJob")

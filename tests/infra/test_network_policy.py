@@ -10,19 +10,22 @@ import pulumi
 import pytest
 
 from infra import catalog
+from infra.components import hardening
+from infra.components.namespace import IsolatedNamespace, IsolatedNamespaceArgs
 from infra.components.network_policy import (
+    ENVOY_PROXY_POD,
     AddonNetworkPolicies,
     AddonNetworkPoliciesArgs,
-    IsolatedNamespace,
-    IsolatedNamespaceArgs,
     PlatformNetworkPolicies,
     PlatformNetworkPoliciesArgs,
     ip_blocks,
 )
-from infra.mocks import ProgramRun, run_program
+from infra.synth.mocks import ProgramRun, run_program
+from tests.infra.netpol import Address, Pod, PolicySet
 
 ANTHROPIC = ("160.79.104.0/23",)
 PRIVATE_SUBNETS = ("10.40.0.0/19", "10.40.32.0/19", "10.40.64.0/19")
+S3_PREFIX_LIST = ("52.216.0.0/15", "3.5.0.0/19")
 
 
 @dataclass(frozen=True)
@@ -46,12 +49,14 @@ def _cloud() -> None:
             services=list(catalog.SERVICES.values()),
             egress=EGRESS,
             datastore_cidrs=pulumi.Output.from_input(list(PRIVATE_SUBNETS)),
+            s3_cidrs=list(S3_PREFIX_LIST),
+            sts_cidrs=list(PRIVATE_SUBNETS),
         ),
     )
     AddonNetworkPolicies(
         "addon-netpol",
         AddonNetworkPoliciesArgs(
-            ingress_namespace="ingress-nginx",
+            edge_namespace="envoy-gateway-system",
             cert_manager_namespace="cert-manager",
             monitoring_namespace="monitoring",
             app_namespaces=["enterprisehub"],
@@ -139,7 +144,7 @@ def test_ingress_controller_and_prometheus_reach_only_the_service_port(
         )
         for peer in rule["from"]
     }
-    assert sources == {("ingress-nginx", "ingress-nginx"), ("monitoring", "prometheus")}
+    assert sources == {("envoy-gateway-system", "envoy"), ("monitoring", "prometheus")}
 
 
 @pytest.mark.parametrize("spec", list(catalog.SERVICES.values()), ids=list(catalog.SERVICES))
@@ -164,21 +169,6 @@ def test_services_without_buckets_or_apis_get_no_https_egress(cloud: ProgramRun)
         assert (443 in ports) is bool(spec.buckets or spec.egress), spec.name
 
 
-def test_public_https_only_for_the_crm_and_aws_apis(cloud: ProgramRun) -> None:
-    with_internet = {
-        spec.name
-        for spec in catalog.SERVICES.values()
-        if "0.0.0.0/0" in _egress_cidrs(_policy(cloud, f"netpol-{spec.name}"), 443)
-    }
-    # The CRM publishes no ranges; S3 and STS (IRSA) are public AWS endpoints.
-    expected = {
-        spec.name
-        for spec in catalog.SERVICES.values()
-        if spec.buckets or catalog.EgressTarget.CRM in spec.egress
-    }
-    assert with_internet == expected
-
-
 def test_public_internet_egress_excludes_private_and_metadata_ranges(cloud: ProgramRun) -> None:
     policy = _policy(cloud, "netpol-churn-orchestrator")
     blocks = [
@@ -194,31 +184,11 @@ def test_public_internet_egress_excludes_private_and_metadata_ranges(cloud: Prog
         )
 
 
-def test_dashboards_accept_only_the_ingress_controller(cloud: ProgramRun) -> None:
-    policy = _policy(cloud, "netpol-dashboards")
-    (rule,) = policy["ingress"]
-    assert rule["ports"] == [{"protocol": "TCP", "port": 8501}]
-    assert len(rule["from"]) == 1
-    assert _egress_ports(policy) == {5432, 6379}
-
-
 def test_jobs_reach_only_postgres_and_redis(cloud: ProgramRun) -> None:
     policy = _policy(cloud, "netpol-jobs")
     assert policy["policyTypes"] == ["Egress"]
     assert policy["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "job"
     assert _egress_ports(policy) == {5432, 6379}
-
-
-def test_model_publish_reaches_s3_over_https(cloud: ProgramRun) -> None:
-    policy = _policy(cloud, "netpol-object-writers")
-    assert _egress_ports(policy) == {443}
-    (expression,) = policy["podSelector"]["matchExpressions"]
-    assert "model-publish" in expression["values"]
-
-
-def test_acme_solver_reachable_from_the_ingress_controller(cloud: ProgramRun) -> None:
-    policy = _policy(cloud, "netpol-acme-solver")
-    assert policy["ingress"][0]["ports"] == [{"protocol": "TCP", "port": 8089}]
 
 
 def test_local_services_reach_datastore_pods_by_label(local: ProgramRun) -> None:
@@ -243,24 +213,6 @@ def test_local_postgres_accepts_only_platform_workloads(local: ProgramRun) -> No
 def test_cloud_stack_has_no_datastore_ingress_policies(cloud: ProgramRun) -> None:
     names = {p.name for p in cloud.of_type("kubernetes:networking.k8s.io/v1:NetworkPolicy")}
     assert not {"netpol-postgres", "netpol-redis", "netpol-minio"} & names
-
-
-def test_ingress_nginx_namespace_allows_public_http_and_https(cloud: ProgramRun) -> None:
-    policy = _policy(cloud, "addon-netpol-ingress-nginx")
-    public = [rule for rule in policy["ingress"] if "from" not in rule]
-    assert [{p["port"] for p in rule["ports"]} for rule in public] == [{80, 443}]
-
-
-def test_ingress_controller_reaches_grafana(cloud: ProgramRun) -> None:
-    policy = _policy(cloud, "addon-netpol-ingress-nginx")
-    grafana = [
-        rule
-        for rule in policy["egress"]
-        if rule.get("ports") == [{"protocol": "TCP", "port": 3000}]
-    ]
-    assert grafana[0]["to"][0]["podSelector"] == {
-        "matchLabels": {"app.kubernetes.io/name": "grafana"}
-    }
 
 
 def test_monitoring_may_scrape_anywhere(cloud: ProgramRun) -> None:
@@ -303,3 +255,35 @@ def test_a_service_egress_without_cidrs_is_refused() -> None:
                 in_cluster_datastores=True,
             ),
         )
+
+
+def test_dashboards_reach_the_stores_and_the_feed_and_nothing_else() -> None:
+    def program() -> None:
+        IsolatedNamespace("app", IsolatedNamespaceArgs(name="enterprisehub"))
+        PlatformNetworkPolicies(
+            "netpol",
+            PlatformNetworkPoliciesArgs(
+                namespace="enterprisehub",
+                services=list(catalog.SHIPPED_SERVICES.values()),
+                egress=EGRESS,
+                dashboards=catalog.DASHBOARDS,
+                datastore_cidrs=list(PRIVATE_SUBNETS),
+                s3_cidrs=list(S3_PREFIX_LIST),
+                sts_cidrs=list(PRIVATE_SUBNETS),
+            ),
+        )
+
+    run = run_program("production", {}, program=program)
+    policies = PolicySet(obj.inputs for obj in run.kubernetes_objects())
+    app = "enterprisehub"
+    dashboards = Pod(app, hardening.labels("dashboards", hardening.COMPONENT_DASHBOARD))
+    feed = Pod(app, hardening.labels("websocket-manager", hardening.COMPONENT_API))
+    ml = Pod(app, hardening.labels("ml-services", hardening.COMPONENT_API))
+    edge = Pod("envoy-gateway-system", dict(ENVOY_PROXY_POD))
+    assert policies.allowed(edge, dashboards, catalog.DASHBOARDS.port)
+    assert policies.allowed(dashboards, feed, catalog.WEBSOCKET_MANAGER.port)
+    assert policies.allowed(dashboards, Address("10.40.1.10"), catalog.POSTGRES_PORT)
+    assert policies.allowed(dashboards, Address("10.40.1.10"), catalog.REDIS_PORT)
+    assert not policies.allowed(dashboards, ml, catalog.ML_SERVICES.port)
+    assert not policies.allowed(dashboards, Address("52.216.8.1"), 443)
+    assert not policies.allowed(ml, feed, catalog.WEBSOCKET_MANAGER.port)

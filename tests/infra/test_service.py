@@ -10,7 +10,7 @@ import pytest
 
 from infra import catalog
 from infra.components.service import FeatureService, FeatureServiceArgs
-from infra.mocks import ProgramRun, RecordedResource, Secret, run_program
+from infra.synth.mocks import ProgramRun, RecordedResource, Secret, run_program
 
 IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/enterprisehub@sha256:" + "a" * 64
 ROLE = "arn:aws:iam::123456789012:role/enterprisehub-ml-services"
@@ -24,9 +24,7 @@ def _args(spec: catalog.ServiceSpec, **overrides: Any) -> FeatureServiceArgs:
         "namespace": "enterprisehub",
         "image": IMAGE,
         "settings": SETTINGS,
-        "secrets": {
-            key: pulumi.Output.secret(SECRET_VALUE + key) for key in catalog.SERVICE_SECRET_KEYS
-        },
+        "secrets": {key: pulumi.Output.secret(SECRET_VALUE + key) for key in spec.secrets},
         "role_arn": ROLE,
         **overrides,
     }
@@ -236,7 +234,7 @@ def test_secret_values_are_secret_outputs(run: ProgramRun) -> None:
     assert isinstance(string_data, Secret) or all(
         isinstance(value, Secret) for value in string_data.values()
     )
-    assert set(secret.inputs["stringData"]) == set(catalog.SERVICE_SECRET_KEYS)
+    assert set(secret.inputs["stringData"]) == set(catalog.ML_SERVICES.secrets)
 
 
 def test_no_secret_value_or_key_reaches_a_config_map(run: ProgramRun) -> None:
@@ -325,12 +323,23 @@ def test_a_secret_key_in_settings_is_refused() -> None:
 
 
 def test_the_owner_dsn_is_refused_in_a_services_secret() -> None:
-    secrets = {key: "x" for key in catalog.SERVICE_SECRET_KEYS}
+    secrets = {key: "x" for key in catalog.ML_SERVICES.secrets}
     with pytest.raises(ValueError, match="migration Job only"):
         FeatureService(
             "ml-services",
             _args(catalog.ML_SERVICES, secrets={**secrets, "MIGRATION_DATABASE_URL": "x"}),
         )
+
+
+def test_a_key_the_service_does_not_read_is_refused() -> None:
+    # websocket-manager never calls Claude or the CRM: it must not hold their keys.
+    secrets = {key: "x" for key in catalog.WEBSOCKET_MANAGER.secrets}
+    for key in ("ANTHROPIC_API_KEY", "GHL_API_KEY", "ENCRYPTION_KEY"):
+        with pytest.raises(ValueError, match=f"{key} are not read by this service"):
+            FeatureService(
+                "websocket-manager",
+                _args(catalog.WEBSOCKET_MANAGER, secrets={**secrets, key: "x"}),
+            )
 
 
 def test_a_missing_secret_key_is_named() -> None:

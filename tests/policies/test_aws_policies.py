@@ -42,6 +42,14 @@ def without(props: dict[str, Any], key: str) -> dict[str, Any]:
 # (policy, type, compliant, violating, missing, property named in the message)
 CASES = [
     (
+        "sqs-queue-encrypted",
+        "aws:sqs/queue:Queue",
+        {"sqsManagedSseEnabled": True},
+        {"sqsManagedSseEnabled": False},
+        {},
+        "sqsManagedSseEnabled",
+    ),
+    (
         "rds-encrypted",
         RDS,
         GOOD_RDS,

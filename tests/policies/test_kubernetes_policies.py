@@ -241,3 +241,36 @@ def test_default_deny_per_namespace() -> None:
     assert "namespace other" in found[0].message
     selector_missing = {"policyTypes": ["Ingress", "Egress"]}
     assert findings(policy, [ns, netpol("app", selector_missing)])
+
+
+STORAGE_CLASS = "kubernetes:storage.k8s.io/v1:StorageClass"
+NODE_CLASS = "kubernetes:karpenter.k8s.aws/v1:EC2NodeClass"
+GOOD_NODE_CLASS = {
+    "spec": {
+        "metadataOptions": {"httpTokens": "required", "httpPutResponseHopLimit": 1},
+        "blockDeviceMappings": [{"deviceName": "/dev/xvda", "ebs": {"encrypted": True}}],
+    }
+}
+
+
+def test_storage_class_encrypted_three_cases() -> None:
+    good = {"provisioner": "ebs.csi.aws.com", "parameters": {"type": "gp3", "encrypted": "true"}}
+    assert findings("k8s-storage-class-encrypted", [entry(STORAGE_CLASS, good)]) == []
+    bad = copy.deepcopy(good)
+    bad["parameters"]["encrypted"] = "false"
+    (found,) = findings("k8s-storage-class-encrypted", [entry(STORAGE_CLASS, bad)])
+    assert "parameters.encrypted" in found.message
+    assert findings("k8s-storage-class-encrypted", [entry(STORAGE_CLASS, {"parameters": {}})])
+
+
+def test_karpenter_nodes_hardened_three_cases() -> None:
+    assert findings("karpenter-nodes-hardened", [entry(NODE_CLASS, GOOD_NODE_CLASS)]) == []
+    imds_v1 = copy.deepcopy(GOOD_NODE_CLASS)
+    imds_v1["spec"]["metadataOptions"]["httpTokens"] = "optional"
+    (found,) = findings("karpenter-nodes-hardened", [entry(NODE_CLASS, imds_v1)])
+    assert "httpTokens" in found.message
+    plain = copy.deepcopy(GOOD_NODE_CLASS)
+    plain["spec"]["blockDeviceMappings"][0]["ebs"]["encrypted"] = False
+    assert findings("karpenter-nodes-hardened", [entry(NODE_CLASS, plain)])
+    missing = findings("karpenter-nodes-hardened", [entry(NODE_CLASS, {"spec": {}})])
+    assert len(missing) == 2

@@ -50,6 +50,7 @@ def test_every_policy_has_its_three_cases() -> None:
     tested |= {c[0] for c in test_kubernetes_policies.CASES}
     # Stack policies and the tag policy have dedicated tests covering all three cases.
     tested |= {"aws-required-tags", "k8s-deployment-hpa-and-pdb", "k8s-namespace-default-deny"}
+    tested |= {"k8s-storage-class-encrypted", "karpenter-nodes-hardened"}
     assert tested == {p.name for p in POLICIES}
 
 
@@ -92,9 +93,9 @@ def test_every_declared_type_is_checked_or_exempt_with_a_reason(
 
 def test_coverage_check_catches_a_new_type() -> None:
     document = {
-        "resources": [entry("aws:sqs/queue:Queue", {}), entry("kubernetes:core/v1:Secret", {})]
+        "resources": [entry("aws:sns/topic:Topic", {}), entry("kubernetes:core/v1:Secret", {})]
     }
-    assert list(uncovered(document)) == ["aws:sqs/queue:Queue"]
+    assert list(uncovered(document)) == ["aws:sns/topic:Topic"]
     component = entry("enterprisehub:aws:Queue", {})
     component["custom"] = False
     assert uncovered({"resources": [component]}) == {}

@@ -24,40 +24,48 @@ from fastapi import Depends, FastAPI
 from openfeature import api as openfeature_api
 from openfeature.client import OpenFeatureClient
 from openfeature.provider.no_op_provider import NoOpProvider
-from starlette.exceptions import HTTPException
 from starlette.requests import HTTPConnection
 
 from services.common.auth import Principal, require_principal
+from services.common.errors import ApiError
 from services.common.flags.cache import FlagCache
 from services.common.flags.exposure import ExposureRecorder
 from services.common.flags.model import check_feature
 from services.common.flags.provider import DecisionMetricsHook, EnterpriseHubProvider
 
 
-class FeatureDisabled(HTTPException):
-    """403 for a tenant outside a feature's rollout; ``reason`` goes in the body."""
-
-    reason = "feature_disabled"
+class FeatureDisabled(ApiError):  # noqa: N818 - reads as the condition it names
+    """403 ``{detail, reason: "feature_disabled"}`` for a tenant outside a feature's rollout."""
 
     def __init__(self, feature: str) -> None:
-        super().__init__(403, f"feature {feature!r} is not enabled for this tenant")
+        super().__init__(
+            403, f"feature {feature!r} is not enabled for this tenant", reason="feature_disabled"
+        )
 
 
 @asynccontextmanager
 async def serve_flags(app: FastAPI, *, refresh_interval: float = 30.0) -> AsyncIterator[FlagCache]:
-    """Run the app's flag cache, exposure writer and OpenFeature provider."""
-    recorder = ExposureRecorder(app.state.db, registry=app.state.registry)
+    """Run the app's flag cache, exposure writer and OpenFeature provider.
+
+    Needs ``app.state.redis``; first exposures are written only when the app
+    also has Postgres (``app.state.db``).
+    """
+    db = getattr(app.state, "db", None)
+    recorder = ExposureRecorder(db, registry=app.state.registry) if db is not None else None
     cache = FlagCache(
         app.state.redis,
         registry=app.state.registry,
         refresh_interval=refresh_interval,
-        exposure=recorder.record,
+        exposure=recorder.record if recorder is not None else None,
     )
     domain = str(app.state.service)
     provider = EnterpriseHubProvider(cache, hooks=[DecisionMetricsHook(app.state.registry)])
     app.state.flags = cache
     app.state.flag_client = openfeature_api.get_client(domain=domain)
-    async with recorder.running(), cache.running():
+    async with contextlib.AsyncExitStack() as stack:
+        if recorder is not None:
+            await stack.enter_async_context(recorder.running())
+        await stack.enter_async_context(cache.running())
         openfeature_api.set_provider(provider, domain=domain)
         try:
             yield cache
@@ -67,8 +75,10 @@ async def serve_flags(app: FastAPI, *, refresh_interval: float = 30.0) -> AsyncI
 
 
 def get_flag_cache(conn: HTTPConnection) -> FlagCache:
-    """The app's flag cache."""
-    cache: FlagCache = conn.app.state.flags
+    """The app's flag cache (an app without Redis has none: a programming error)."""
+    cache: FlagCache | None = getattr(conn.app.state, "flags", None)
+    if cache is None:
+        raise RuntimeError("feature flags need Redis: declare Need.REDIS in create_app(needs=...)")
     return cache
 
 

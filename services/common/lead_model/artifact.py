@@ -262,8 +262,19 @@ def encode_pointer(pointer: ModelPointer) -> bytes:
     return (pointer.model_dump_json(indent=2) + "\n").encode()
 
 
-def verify_artifact(model_bytes: bytes, metadata: ArtifactMetadata, *, source: str) -> None:
-    """Check the sha256, feature list and scikit-learn version before unpickling."""
+def verify_artifact(
+    model_bytes: bytes,
+    metadata: ArtifactMetadata,
+    *,
+    source: str,
+    features: tuple[str, ...] = FEATURE_NAMES,
+    feature_schema_version: int = FEATURE_SCHEMA_VERSION,
+) -> None:
+    """Check the sha256, feature list and scikit-learn version before unpickling.
+
+    ``features`` and ``feature_schema_version`` default to the lead model's;
+    another model stored the same way (the churn model) passes its own.
+    """
     actual = sha256_hex(model_bytes)
     if actual != metadata.sha256:
         raise ArtifactIntegrityError(
@@ -275,14 +286,14 @@ def verify_artifact(model_bytes: bytes, metadata: ArtifactMetadata, *, source: s
             f"artifact {source} has format_version {metadata.format_version}; "
             f"this code reads {ARTIFACT_FORMAT_VERSION}"
         )
-    if tuple(metadata.features) != FEATURE_NAMES or (
-        metadata.feature_schema_version != FEATURE_SCHEMA_VERSION
+    if tuple(metadata.features) != features or (
+        metadata.feature_schema_version != feature_schema_version
     ):
-        missing = sorted(set(FEATURE_NAMES) - set(metadata.features))
-        extra = sorted(set(metadata.features) - set(FEATURE_NAMES))
+        missing = sorted(set(features) - set(metadata.features))
+        extra = sorted(set(metadata.features) - set(features))
         raise ArtifactCompatibilityError(
             f"artifact {source} was trained on other features (schema "
-            f"{metadata.feature_schema_version}, code expects {FEATURE_SCHEMA_VERSION}; "
+            f"{metadata.feature_schema_version}, code expects {feature_schema_version}; "
             f"missing {missing}, unexpected {extra}, order differs: "
             f"{not missing and not extra}); retrain with `enterprisehub model train`"
         )
@@ -345,11 +356,18 @@ def _resolve_pointer(
     return location, metadata
 
 
-def load_artifact(uri: str, *, s3: Any | None = None) -> LoadedArtifact:
+def load_artifact(
+    uri: str,
+    *,
+    s3: Any | None = None,
+    features: tuple[str, ...] = FEATURE_NAMES,
+    feature_schema_version: int = FEATURE_SCHEMA_VERSION,
+) -> LoadedArtifact:
     """Fetch, verify and unpickle the artifact at ``uri`` (see module docstring).
 
     ``s3`` is the boto3 client for ``s3://`` URIs (``services.common.storage``);
     without one, `default_s3_client` builds it from the environment.
+    ``features``/``feature_schema_version``: see `verify_artifact`.
 
     For a prefix URI the returned ``uri`` is the resolved version's model URI,
     so logs and health output name exactly what was loaded.
@@ -366,7 +384,13 @@ def load_artifact(uri: str, *, s3: Any | None = None) -> LoadedArtifact:
             _read(location, location.metadata_path, client), source=location.metadata_path
         )
     model_bytes = _read(location, location.path, client)
-    verify_artifact(model_bytes, metadata, source=uri)
+    verify_artifact(
+        model_bytes,
+        metadata,
+        source=uri,
+        features=features,
+        feature_schema_version=feature_schema_version,
+    )
     try:
         model = joblib.load(io.BytesIO(model_bytes))
     except Exception as exc:  # any unpickling failure means an unusable file
@@ -379,8 +403,17 @@ def load_artifact(uri: str, *, s3: Any | None = None) -> LoadedArtifact:
     return LoadedArtifact(model=model, metadata=metadata, uri=uri)
 
 
-def save_artifact(model: Any, metadata_fields: dict[str, Any], path: Path) -> ArtifactMetadata:
+def save_artifact(
+    model: Any,
+    metadata_fields: dict[str, Any],
+    path: Path,
+    *,
+    features: tuple[str, ...] = FEATURE_NAMES,
+    feature_schema_version: int = FEATURE_SCHEMA_VERSION,
+) -> ArtifactMetadata:
     """Write ``model`` to ``path`` and its metadata to ``path.json``.
+
+    ``features``/``feature_schema_version``: see `verify_artifact`.
 
     ``metadata_fields`` holds everything except ``sha256``, ``version``,
     ``features`` and the format/schema/sklearn versions, which are filled in
@@ -394,9 +427,9 @@ def save_artifact(model: Any, metadata_fields: dict[str, Any], path: Path) -> Ar
     digest = sha256_hex(model_bytes)
     metadata = ArtifactMetadata(
         format_version=ARTIFACT_FORMAT_VERSION,
-        version=f"v{FEATURE_SCHEMA_VERSION}-{digest[:12]}",
-        features=list(FEATURE_NAMES),
-        feature_schema_version=FEATURE_SCHEMA_VERSION,
+        version=f"v{feature_schema_version}-{digest[:12]}",
+        features=list(features),
+        feature_schema_version=feature_schema_version,
         sklearn_version=sklearn.__version__,
         sha256=digest,
         **metadata_fields,

@@ -17,7 +17,7 @@ Create Date: 2026-12-03
   tenant policy; the application role gets DML through the default
   privileges the migration runner sets.
 - ``impact_tenants(from, to)``: the ids of the tenants with feature activity
-  in ``[from, to)``. The daily job needs the list to open one tenant-scoped
+  or stored aggregates in ``[from, to)``. The daily job needs the list to open one tenant-scoped
   transaction per tenant; every other read stays under row-level security.
   The function is ``SECURITY DEFINER`` owned by ``enterprisehub_tenant_directory``,
   a NOLOGIN role whose only power is a ``SELECT`` policy on the activity
@@ -44,6 +44,7 @@ ACTIVITY_TABLES: tuple[str, ...] = (
     "churn_interventions",
     "coaching_sessions",
     "ab_test_assignments",
+    "phase3_business_metrics",
 )
 
 GLOBAL_TABLES: dict[str, str] = {
@@ -147,6 +148,10 @@ def upgrade() -> None:
                 WHERE created_at >= p_from AND created_at < p_to
             UNION SELECT tenant_id FROM public.ab_test_assignments
                 WHERE assigned_at < p_to
+            -- Aggregates outlive the raw events (kept a year, events 30 days).
+            UNION SELECT tenant_id FROM public.phase3_business_metrics
+                WHERE metric_date >= (p_from AT TIME ZONE 'UTC')::date
+                    AND metric_date < (p_to AT TIME ZONE 'UTC')::date
         $$
         """
     )

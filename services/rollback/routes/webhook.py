@@ -14,11 +14,11 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from pydantic import SecretStr, ValidationError
-from starlette.exceptions import HTTPException
 
 from services.common.auth import AuthError
 from services.common.body import read_body
 from services.common.deps import DbDep, RedisDep
+from services.common.errors import ApiError
 from services.rollback.alerts import Incident, WebhookNotification, incidents
 from services.rollback.config import RollbackSettings
 from services.rollback.deps import MetricsDep, SettingsDep
@@ -30,14 +30,12 @@ log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/alertmanager", tags=["rollback"])
 
 
-class WebhookRefused(HTTPException):
+class WebhookRefusedError(ApiError):
     """A 4xx with its own ``reason`` in the body."""
 
     def __init__(self, status: int, detail: str, reason: str) -> None:
-        super().__init__(
-            status, detail, headers={"WWW-Authenticate": "Bearer"} if status == 401 else None
-        )
-        self.reason = reason
+        headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+        super().__init__(status, detail, reason=reason, headers=headers)
 
 
 class WebhookTokenVerifier:
@@ -65,7 +63,7 @@ def authenticate(request: Request) -> None:
             raise AuthError("unauthenticated", "send Authorization: Bearer <token>")
         verifier.verify(token)
     except AuthError as exc:
-        raise WebhookRefused(401, exc.detail, exc.reason) from None
+        raise WebhookRefusedError(401, exc.detail, exc.reason) from None
 
 
 async def _handle(
@@ -137,7 +135,7 @@ async def alertmanager_webhook(
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
         field = ".".join(str(p) for p in first.get("loc", ())) or "(body)"
-        raise WebhookRefused(422, f"{field}: {first.get('msg')}", "validation_error") from None
+        raise WebhookRefusedError(422, f"{field}: {first.get('msg')}", "validation_error") from None
     results = [
         await _handle(incident, settings=settings, db=db, redis=redis, metrics=metrics)
         for incident in incidents(notification)

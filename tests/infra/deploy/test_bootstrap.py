@@ -8,7 +8,7 @@ import json
 import pytest
 
 from infra.bootstrap.program import BootstrapConfigError, main
-from infra.mocks import ProgramRun, run_program
+from infra.synth.mocks import ProgramRun, run_program
 
 PROJECT = "enterprisehub-bootstrap"
 

@@ -96,3 +96,7 @@ def build_app(settings: CommonSettings, feature_probe: FeatureProbe) -> Callable
         )
 
     return build
+
+
+# The Anthropic Messages API stand-in for the Claude client tests.
+from tests.standins import _anthropic_server, anthropic_api  # noqa: E402, F401

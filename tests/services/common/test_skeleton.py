@@ -29,7 +29,7 @@ claude_router = APIRouter()
 
 @claude_router.post("/v1/ask")
 async def ask(claude: ClaudeDep) -> dict[str, str]:
-    message = await claude.messages.create(
+    message = await claude.api.messages.create(
         model="claude-sonnet-4-5",
         max_tokens=16,
         messages=[{"role": "user", "content": "hello"}],
@@ -251,7 +251,9 @@ async def test_claude_client_comes_from_settings_and_reaches_its_base_url(
         )
         client = create_claude(configured)
         assert client is not None
-        assert (client.timeout, client.max_retries) == (7.0, 0)
+        # The SDK never retries: the shared client's one retry policy does.
+        assert client.api.max_retries == 0
+        assert client.api.timeout.read == 7.0
         await client.close()
         app = _app(configured, frozenset({Need.CLAUDE}))
         headers = {"Authorization": f"Bearer {make_token('tenant-a')}"}

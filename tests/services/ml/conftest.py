@@ -51,3 +51,7 @@ def leads() -> list[LeadFeatures]:
 def scorer(artifact_path: Path) -> LeadScorer:
     """A scorer with a small cache, fresh per test."""
     return LeadScorer.load(str(artifact_path), cache_size=10, batch_size=8)
+
+
+# The Anthropic Messages API stand-in for the Claude client tests.
+from tests.standins import _anthropic_server, anthropic_api  # noqa: E402, F401

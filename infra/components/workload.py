@@ -1,0 +1,254 @@
+"""The objects every long-running workload of the image declares, built one way.
+
+A feature service and the dashboards each need a ServiceAccount, a ConfigMap
+and a Secret with content-hashed names, one hardened container reading both
+through ``envFrom``, a ClusterIP Service and a PodDisruptionBudget.
+:class:`WorkloadObjects` declares them for one component instance, so the
+components differ only in what is really theirs (autoscaling, probes,
+session handling).
+
+Content-hashed names: a changed setting or a rotated key yields a new object
+name, which changes the pod template, so the Deployment rolls and every pod
+picks the value up. Both objects are ``immutable`` (a name never changes
+content).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from infra import catalog
+from infra.components import hardening
+
+
+def env_from(
+    config_map: pulumi.Input[str], secret: pulumi.Input[str] | None
+) -> list[k8s.core.v1.EnvFromSourceArgs]:
+    """The container environment: a ConfigMap and, optionally, a Secret."""
+    sources = [
+        k8s.core.v1.EnvFromSourceArgs(
+            config_map_ref=k8s.core.v1.ConfigMapEnvSourceArgs(name=config_map)
+        )
+    ]
+    if secret is not None:
+        sources.append(
+            k8s.core.v1.EnvFromSourceArgs(secret_ref=k8s.core.v1.SecretEnvSourceArgs(name=secret))
+        )
+    return sources
+
+
+def http_probe(path: str, *, period: int, failures: int) -> k8s.core.v1.ProbeArgs:
+    """An HTTP GET probe on the container's port named ``http``."""
+    return k8s.core.v1.ProbeArgs(
+        http_get=k8s.core.v1.HTTPGetActionArgs(path=path, port="http", scheme="HTTP"),
+        period_seconds=period,
+        timeout_seconds=2,
+        failure_threshold=failures,
+        success_threshold=1,
+    )
+
+
+def app_container(
+    name: str,
+    *,
+    image: pulumi.Input[str],
+    command: pulumi.Input[Sequence[str]],
+    env: Sequence[k8s.core.v1.EnvFromSourceArgs],
+    resources: tuple[str, str],
+    port: int | None = None,
+    probes: Mapping[str, k8s.core.v1.ProbeArgs] | None = None,
+) -> k8s.core.v1.ContainerArgs:
+    """A container of the project image: non-root, read-only root, /tmp as its only scratch.
+
+    ``probes`` maps ``startup``/``liveness``/``readiness`` to a probe. ``HOME``
+    points at /tmp for libraries that cache under ``~`` (boto3, Streamlit).
+    """
+    probes = probes or {}
+    return k8s.core.v1.ContainerArgs(
+        name=name,
+        image=image,
+        # A digest never changes, so the kubelet's cached copy is always the right one.
+        image_pull_policy="IfNotPresent",
+        command=command,
+        ports=[k8s.core.v1.ContainerPortArgs(name="http", container_port=port)] if port else None,
+        env_from=list(env),
+        env=[k8s.core.v1.EnvVarArgs(name="HOME", value="/tmp")],  # noqa: S108
+        startup_probe=probes.get("startup"),
+        liveness_probe=probes.get("liveness"),
+        readiness_probe=probes.get("readiness"),
+        resources=hardening.resources(*resources),
+        security_context=hardening.container_security_context(),
+        volume_mounts=[hardening.tmp_mount()],
+    )
+
+
+class WorkloadObjects:
+    """Declares the shared objects of one workload as children of ``parent``."""
+
+    def __init__(
+        self,
+        parent: pulumi.Resource,
+        logical: str,
+        *,
+        name: str,
+        namespace: pulumi.Input[str],
+        labels: Mapping[str, str],
+    ) -> None:
+        self._parent = parent
+        self._logical = logical
+        self.name = name
+        self.namespace = namespace
+        self.labels = dict(labels)
+        self.selector = hardening.selector_labels(name)
+
+    @property
+    def _child(self) -> pulumi.ResourceOptions:
+        return pulumi.ResourceOptions(parent=self._parent)
+
+    def meta(
+        self,
+        obj_name: pulumi.Input[str] | None = None,
+        *,
+        labels: Mapping[str, str] | None = None,
+        annotations: Mapping[str, pulumi.Input[str]] | None = None,
+    ) -> k8s.meta.v1.ObjectMetaArgs:
+        """Metadata in the workload's namespace (name defaults to the workload's)."""
+        return k8s.meta.v1.ObjectMetaArgs(
+            name=obj_name if obj_name is not None else self.name,
+            namespace=self.namespace,
+            labels=dict(labels) if labels is not None else self.labels,
+            annotations=dict(annotations) if annotations else None,
+        )
+
+    def service_account(self, role_arn: pulumi.Input[str] | None) -> k8s.core.v1.ServiceAccount:
+        """The pod's identity; with ``role_arn`` it carries the IRSA annotation."""
+        return k8s.core.v1.ServiceAccount(
+            f"{self._logical}-sa",
+            metadata=self.meta(annotations=hardening.irsa_annotations(role_arn)),
+            # The workloads never call the Kubernetes API; IRSA uses its own projected token.
+            automount_service_account_token=False,
+            opts=self._child,
+        )
+
+    def config_map(self, data: Mapping[str, str]) -> k8s.core.v1.ConfigMap:
+        """The plain settings, under a content-hashed name."""
+        values = dict(data)
+        return k8s.core.v1.ConfigMap(
+            f"{self._logical}-config",
+            metadata=self.meta(hardening.hashed_name(f"{self.name}-config", values)),
+            data=values,
+            immutable=True,
+            opts=self._child,
+        )
+
+    def secret(self, values: Mapping[str, pulumi.Input[str]]) -> k8s.core.v1.Secret:
+        """The workload's own Secret (every value marked secret), content-hashed."""
+        secret_values = {key: pulumi.Output.secret(value) for key, value in values.items()}
+        return k8s.core.v1.Secret(
+            f"{self._logical}-secret",
+            metadata=self.meta(hardening.hashed_name(f"{self.name}-secret", secret_values)),
+            type="Opaque",
+            string_data=secret_values,
+            immutable=True,
+            opts=self._child,
+        )
+
+    def service(self, port: int, labels: Mapping[str, str] | None = None) -> k8s.core.v1.Service:
+        """A ClusterIP Service on the container's ``http`` port."""
+        return k8s.core.v1.Service(
+            f"{self._logical}-service",
+            metadata=self.meta(labels=labels),
+            spec=k8s.core.v1.ServiceSpecArgs(
+                type="ClusterIP",
+                selector=self.selector,
+                ports=[
+                    k8s.core.v1.ServicePortArgs(
+                        name="http", port=port, target_port="http", protocol="TCP"
+                    )
+                ],
+            ),
+            opts=self._child,
+        )
+
+    def autoscaler(
+        self, deployment: k8s.apps.v1.Deployment, scaling: catalog.Scaling
+    ) -> k8s.autoscaling.v2.HorizontalPodAutoscaler:
+        """CPU (and, where given, memory) targets between the workload's replica bounds."""
+        return k8s.autoscaling.v2.HorizontalPodAutoscaler(
+            f"{self._logical}-hpa",
+            metadata=self.meta(),
+            spec=k8s.autoscaling.v2.HorizontalPodAutoscalerSpecArgs(
+                scale_target_ref=k8s.autoscaling.v2.CrossVersionObjectReferenceArgs(
+                    api_version="apps/v1", kind="Deployment", name=deployment.metadata.name
+                ),
+                min_replicas=scaling.min_replicas,
+                max_replicas=scaling.max_replicas,
+                metrics=_hpa_metrics(scaling),
+                behavior=_hpa_behavior(),
+            ),
+            opts=self._child,
+        )
+
+    def disruption_budget(self) -> k8s.policy.v1.PodDisruptionBudget:
+        """``maxUnavailable: 1``: a drain always progresses, n-1 pods keep serving.
+
+        ``minAvailable: 1`` on a one-replica workload never allows an eviction,
+        so a node drain would hang forever.
+        """
+        return k8s.policy.v1.PodDisruptionBudget(
+            f"{self._logical}-pdb",
+            metadata=self.meta(),
+            spec=k8s.policy.v1.PodDisruptionBudgetSpecArgs(
+                max_unavailable=1,
+                selector=k8s.meta.v1.LabelSelectorArgs(match_labels=self.selector),
+            ),
+            opts=self._child,
+        )
+
+
+def rolling_update() -> k8s.apps.v1.DeploymentStrategyArgs:
+    """``maxUnavailable: 0, maxSurge: 1``: capacity never drops during a deploy."""
+    return k8s.apps.v1.DeploymentStrategyArgs(
+        type="RollingUpdate",
+        rolling_update=k8s.apps.v1.RollingUpdateDeploymentArgs(max_unavailable=0, max_surge=1),
+    )
+
+
+def _hpa_metrics(scaling: catalog.Scaling) -> list[k8s.autoscaling.v2.MetricSpecArgs]:
+    """CPU utilisation always; memory only where the seed gives a threshold."""
+    targets = [("cpu", scaling.cpu_target_percent)]
+    if scaling.memory_target_percent is not None:
+        targets.append(("memory", scaling.memory_target_percent))
+    return [
+        k8s.autoscaling.v2.MetricSpecArgs(
+            type="Resource",
+            resource=k8s.autoscaling.v2.ResourceMetricSourceArgs(
+                name=resource,
+                target=k8s.autoscaling.v2.MetricTargetArgs(
+                    type="Utilization", average_utilization=percent
+                ),
+            ),
+        )
+        for resource, percent in targets
+    ]
+
+
+def _hpa_behavior() -> k8s.autoscaling.v2.HorizontalPodAutoscalerBehaviorArgs:
+    """Scale up at the default pace; scale down one pod a minute after 5 calm minutes.
+
+    Removing a websocket-manager pod drops its sockets (clients resume from
+    their last event id), and an ML pod loses its warm model cache, so shrinking
+    is deliberately slower than growing.
+    """
+    return k8s.autoscaling.v2.HorizontalPodAutoscalerBehaviorArgs(
+        scale_down=k8s.autoscaling.v2.HPAScalingRulesArgs(
+            stabilization_window_seconds=300,
+            select_policy="Min",
+            policies=[
+                k8s.autoscaling.v2.HPAScalingPolicyArgs(type="Pods", value=1, period_seconds=60)
+            ],
+        ),
+    )

@@ -1,0 +1,1 @@
+"""Local stand-ins of services outside the project, speaking their real protocols."""

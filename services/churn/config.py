@@ -1,0 +1,98 @@
+"""Settings of churn-orchestrator (port 8004), read from the environment at start-up."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+
+from services.common.scoring import ModelArtifactError, parse_artifact_uri
+from services.common.settings import CommonSettings
+
+#: The LeadConnector (GoHighLevel) API v2 host.
+GHL_DEFAULT_BASE_URL = "https://services.leadconnectorhq.com"
+
+
+class ChurnSettings(CommonSettings):
+    """CommonSettings plus the CHURN_* variables and the CRM adapter's (GHL_*)."""
+
+    service_name: ClassVar[str] = "churn"
+
+    churn_monitoring_interval: float = Field(
+        default=60, gt=0, le=86_400, description="Seconds between detection passes."
+    )
+    churn_intervention_retry_count: int = Field(
+        default=3, ge=0, le=20, description="Retries of a failed send before dead-letter."
+    )
+    churn_retry_base_seconds: float = Field(
+        default=2.0, gt=0, le=3600, description="First retry delay; doubles each retry."
+    )
+    churn_retry_max_seconds: float = Field(
+        default=60.0, gt=0, le=86_400, description="Cap of one retry delay (429 included)."
+    )
+    churn_model_uri: str = Field(
+        default="models/churn_risk.joblib",
+        description="Churn model artifact: s3://..., file:///... or a relative path.",
+    )
+    churn_window_days: int = Field(
+        default=7, ge=1, le=90, description="One intervention per lead and stage per window."
+    )
+    churn_max_contacts_per_day: int = Field(
+        default=1, ge=0, le=20, description="Messages (SMS, email) per lead per 24 h."
+    )
+    churn_max_contacts_per_week: int = Field(
+        default=3, ge=0, le=100, description="Messages (SMS, email) per lead per 7 days."
+    )
+    churn_quiet_hours_start: int = Field(
+        default=21, ge=0, le=23, description="Local hour (lead's zone) quiet hours begin."
+    )
+    churn_quiet_hours_end: int = Field(
+        default=8, ge=0, le=23, description="Local hour (lead's zone) quiet hours end."
+    )
+    churn_worker_concurrency: int = Field(
+        default=8, ge=1, le=256, description="Delivery jobs run at once per replica."
+    )
+    churn_worker_enabled: bool = Field(
+        default=True, description="Run the delivery worker in this replica."
+    )
+    churn_scheduler_enabled: bool = Field(
+        default=True, description="Run the periodic detection pass in this replica."
+    )
+    churn_max_signals_per_request: int = Field(default=500, ge=1, le=5000)
+    churn_max_body_bytes: int = Field(default=1_048_576, ge=1024, le=16_777_216)
+    ghl_api_key: SecretStr | None = Field(
+        default=None, description="LeadConnector private integration token; unset: no sends."
+    )
+    ghl_base_url: str = Field(default=GHL_DEFAULT_BASE_URL)
+    ghl_location_id: str | None = Field(default=None, description="Sub-account of the tasks.")
+    ghl_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+
+    @field_validator("churn_model_uri")
+    @classmethod
+    def _model_uri_parses(cls, value: str) -> str:
+        try:
+            parse_artifact_uri(value)
+        except ModelArtifactError as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
+    @field_validator("ghl_api_key", "ghl_location_id", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @field_validator("ghl_base_url")
+    @classmethod
+    def _base_url(cls, value: str) -> str:
+        if not value.startswith(("https://", "http://")):
+            raise ValueError("expected an http(s):// URL")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _quiet_hours(self) -> ChurnSettings:
+        if self.churn_quiet_hours_start == self.churn_quiet_hours_end:
+            raise ValueError(
+                "CHURN_QUIET_HOURS_START and CHURN_QUIET_HOURS_END must differ "
+                "(equal values would leave no hour to contact anyone)"
+            )
+        return self

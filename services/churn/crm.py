@@ -1,0 +1,200 @@
+"""The LeadConnector (GoHighLevel) adapter: conversations messages and contact tasks.
+
+API v2 (``services.leadconnectorhq.com``), a private integration token as
+bearer (GHL_API_KEY) and the ``Version`` header the API requires:
+
+- SMS and email: ``POST /conversations/messages`` with ``type`` ``SMS`` or
+  ``Email`` and the contact id;
+- a task for the lead's agent: ``POST /contacts/{contactId}/tasks``.
+
+Every request carries the outbox row's ``Idempotency-Key``: a retry after an
+ambiguous failure (a timeout after the CRM accepted, a lost answer) sends the
+same key, so a CRM or gateway that honours the header answers the first
+result instead of sending twice (docs/churn.md says what happens with one that
+does not). Failures are classified for the workflow: `RetryableSendError`
+(429 with its ``Retry-After``, 5xx, timeouts, connection errors) and
+`PermanentSendError` (other 4xx: retrying cannot help).
+"""
+
+from __future__ import annotations
+
+import email.utils
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final
+
+import httpx
+
+from services.churn.stages import Channel
+
+API_VERSION: Final = "2021-04-15"
+MAX_RETRY_AFTER_SECONDS: Final = 3600.0
+
+
+class SendError(Exception):
+    """A send failed; ``detail`` is safe to store and show to operators."""
+
+    def __init__(self, detail: str) -> None:
+        self.detail = detail[:500]
+        super().__init__(self.detail)
+
+
+class RetryableSendError(SendError):
+    """Worth retrying; ``retry_after`` is the CRM's own hint in seconds, if it gave one."""
+
+    def __init__(self, detail: str, *, retry_after: float | None = None) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after
+
+
+class PermanentSendError(SendError):
+    """The CRM refused the request itself; the same request will fail again."""
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """What the CRM answered for an accepted send."""
+
+    provider_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class SendRequest:
+    """One outbox row to deliver."""
+
+    channel: Channel
+    contact_id: str
+    agent_id: str | None
+    stage: str
+    idempotency_key: str
+
+
+_TEXT: Final[dict[str, str]] = {
+    "nudge": "Hi! Just checking in: are you still looking? Reply any time, we're here to help.",
+    "intervene": (
+        "We found a few new homes that match what you were looking for. "
+        "Want us to send them over or set up a quick call?"
+    ),
+    "escalate": (
+        "It's been a while: we'd love to help you find the right place. "
+        "Reply with a good time and your agent will call you."
+    ),
+}
+
+
+def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
+    """Seconds from a ``Retry-After`` header (delta-seconds or HTTP date), bounded."""
+    if not value:
+        return None
+    value = value.strip()
+    seconds: float | None
+    if value.isdigit():
+        seconds = float(value)
+    else:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - (now or datetime.now(UTC))).total_seconds()
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER_SECONDS)
+
+
+class LeadConnectorClient:
+    """Sends outbox rows to LeadConnector over one pooled ``httpx.AsyncClient``."""
+
+    def __init__(
+        self,
+        *,
+        api_key: str,
+        base_url: str,
+        timeout: float,
+        location_id: str | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self._location_id = location_id
+        self._client = httpx.AsyncClient(
+            base_url=base_url,
+            timeout=httpx.Timeout(timeout),
+            headers={
+                "Authorization": f"Bearer {api_key}",
+                "Version": API_VERSION,
+                "Accept": "application/json",
+            },
+            transport=transport,
+            # The workflow retries with backoff and the idempotency key.
+            follow_redirects=False,
+        )
+
+    async def aclose(self) -> None:
+        """Close the connection pool."""
+        await self._client.aclose()
+
+    def _request(self, send: SendRequest) -> tuple[str, dict[str, Any]]:
+        text = _TEXT.get(send.stage, _TEXT["nudge"])
+        if send.channel == "sms":
+            return "/conversations/messages", {
+                "type": "SMS",
+                "contactId": send.contact_id,
+                "message": text,
+            }
+        if send.channel == "email":
+            return "/conversations/messages", {
+                "type": "Email",
+                "contactId": send.contact_id,
+                "subject": "Still looking for your next home?",
+                "html": f"<p>{text}</p>",
+            }
+        due = (datetime.now(UTC) + timedelta(hours=4)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        body: dict[str, Any] = {
+            "title": f"Churn risk ({send.stage}): call this lead today",
+            "body": "The churn model flagged this lead; a personal call works best now.",
+            "dueDate": due,
+            "completed": False,
+        }
+        if send.agent_id:
+            body["assignedTo"] = send.agent_id
+        return f"/contacts/{send.contact_id}/tasks", body
+
+    async def send(self, send: SendRequest) -> Delivery:
+        """Deliver one message or task; raises a `SendError` subclass on failure."""
+        path, body = self._request(send)
+        try:
+            response = await self._client.post(
+                path, json=body, headers={"Idempotency-Key": send.idempotency_key}
+            )
+        except httpx.TimeoutException as exc:
+            raise RetryableSendError(f"timeout ({type(exc).__name__})") from None
+        except httpx.TransportError as exc:
+            raise RetryableSendError(f"connection failed ({type(exc).__name__})") from None
+        status = response.status_code
+        if status == 429:
+            raise RetryableSendError(
+                "rate limited (429)",
+                retry_after=parse_retry_after(response.headers.get("retry-after")),
+            )
+        if status >= 500 or status in (408, 409):
+            raise RetryableSendError(
+                f"CRM error {status}",
+                retry_after=parse_retry_after(response.headers.get("retry-after")),
+            )
+        if status >= 400:
+            raise PermanentSendError(f"CRM refused the request ({status}): {response.text[:200]}")
+        return Delivery(provider_id=_provider_id(response))
+
+
+def _provider_id(response: httpx.Response) -> str | None:
+    try:
+        payload = response.json()
+    except ValueError:
+        return None
+    if not isinstance(payload, dict):
+        return None
+    for key in ("messageId", "id"):
+        if isinstance(payload.get(key), str):
+            return str(payload[key])[:255]
+    task = payload.get("task")
+    if isinstance(task, dict) and isinstance(task.get("id"), str):
+        return str(task["id"])[:255]
+    return None

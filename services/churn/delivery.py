@@ -1,0 +1,292 @@
+"""Delivering one outbox row exactly once: claim, contact rules, send, record.
+
+The delivery job (``churn.deliver``) runs `deliver` for one outbox row:
+
+1. Claim, in a tenant transaction that locks the row (``FOR UPDATE``): a row
+   no longer ``pending``/``sending`` (delivered, cancelled by a re-engaging
+   lead, dead-lettered) ends the job; a lead no longer active cancels it;
+   during the lead's quiet hours the row is re-timed and a new job deferred
+   for the end of them; a lead over its frequency cap gets the row
+   ``suppressed``; otherwise the row becomes ``sending`` with one more attempt.
+2. Send through the CRM with the row's idempotency key, outside any
+   transaction.
+3. Record the result: ``delivered`` (and the intervention's channels,
+   status and detection-to-delivery latency), or, on a retryable failure,
+   back to ``pending`` with the error and a new job after an exponential
+   backoff (the CRM's ``Retry-After`` when longer), or ``dead_letter`` once
+   CHURN_INTERVENTION_RETRY_COUNT retries are spent or the CRM refused the
+   request itself.
+
+A worker killed between 1 and 3 leaves the row ``sending`` and its job
+``doing``; procrastinate's stalled-job recovery (runtime.py) runs the job
+again, which claims the row again (``sending`` is claimable) and resends with
+the same key. Every other path writes the row's next state and its next job
+in one transaction, so nothing is lost or queued twice.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final, Literal
+
+from services.churn.contact_rules import InvalidTimeZone, QuietHours, cap_allows
+from services.churn.crm import (
+    LeadConnectorClient,
+    PermanentSendError,
+    RetryableSendError,
+    SendError,
+    SendRequest,
+)
+from services.churn.detection import NOT_CONFIGURED
+from services.churn.metrics import ChurnMetrics
+from services.churn.queue import defer_deliveries, pending_backlog
+from services.churn.stages import LEAD_CHANNELS
+
+log = logging.getLogger(__name__)
+
+Result = Literal[
+    "delivered",
+    "retry",
+    "rescheduled",
+    "suppressed",
+    "cancelled",
+    "dead_letter",
+    "not_sent",
+    "skipped",
+]
+# The lead first, then its outbox row: the order every writer of both follows.
+LOCK_LEAD_SQL: Final = """
+SELECT 1 FROM churn_leads
+WHERE lead_id = (SELECT lead_id FROM churn_outbox WHERE outbox_id = $1)
+FOR UPDATE
+"""
+CLAIM_SQL: Final = """
+SELECT o.outbox_id, o.status, o.attempts, o.channel, o.idempotency_key, o.lead_id,
+       o.intervention_id, i.intervention_stage AS stage, i.detected_at,
+       l.timezone, l.crm_contact_id, l.agent_id, l.status AS lead_status
+FROM churn_outbox o
+JOIN churn_interventions i ON i.intervention_id = o.intervention_id
+JOIN churn_leads l ON l.tenant_id = o.tenant_id AND l.lead_id = o.lead_id
+WHERE o.outbox_id = $1
+FOR UPDATE OF o
+"""
+CONTACTS_SQL: Final = """
+SELECT count(DISTINCT intervention_id) FILTER (WHERE coalesce(delivered_at, claimed_at) > $3),
+       count(DISTINCT intervention_id)
+FROM churn_outbox
+WHERE lead_id = $1 AND intervention_id <> $2 AND channel = ANY($4::text[])
+  AND (status = 'delivered' OR status = 'sending')
+  AND coalesce(delivered_at, claimed_at) > $5
+"""
+
+
+@dataclass(frozen=True)
+class DeliveryPolicy:
+    """The settings a delivery needs."""
+
+    retry_count: int
+    retry_base_seconds: float
+    retry_max_seconds: float
+    quiet_hours: QuietHours
+    max_per_day: int
+    max_per_week: int
+
+    def backoff(self, retries_done: int, retry_after: float | None) -> float:
+        """Exponential backoff for the ``retries_done``-th retry, at least ``retry_after``."""
+        delay = min(self.retry_base_seconds * 2 ** max(retries_done - 1, 0), self.retry_max_seconds)
+        if retry_after is not None:
+            delay = max(delay, min(retry_after, self.retry_max_seconds))
+        return delay
+
+
+@dataclass
+class Deliverer:
+    """Everything `deliver` uses: the pool, the CRM client (None: not configured)."""
+
+    db: Any
+    crm: LeadConnectorClient | None
+    policy: DeliveryPolicy
+    metrics: ChurnMetrics | None = None
+
+    async def deliver(self, *, tenant_id: str, outbox_id: str) -> Result:
+        """Run one delivery job (see the module docstring); return what happened."""
+        now = datetime.now(UTC)
+        async with self.db.tenant(tenant_id) as conn:
+            await conn.execute(LOCK_LEAD_SQL, outbox_id)
+            row = await conn.fetchrow(CLAIM_SQL, outbox_id)
+            if row is None or row["status"] not in ("pending", "sending"):
+                return "skipped"
+            early = await self._before_send(conn, tenant_id, row, now)
+            if early is not None:
+                return early
+            await conn.execute(
+                "UPDATE churn_outbox SET status = 'sending', attempts = attempts + 1, "
+                "claimed_at = $2 WHERE outbox_id = $1",
+                row["outbox_id"],
+                now,
+            )
+        attempt = row["attempts"] + 1
+        assert self.crm is not None  # _before_send settled the unconfigured case
+        request = SendRequest(
+            channel=row["channel"],
+            contact_id=row["crm_contact_id"],
+            agent_id=row["agent_id"],
+            stage=row["stage"],
+            idempotency_key=row["idempotency_key"],
+        )
+        try:
+            delivery = await self.crm.send(request)
+        except SendError as exc:
+            return await self._failed(tenant_id, row, attempt, exc)
+        self._count_attempt(row["channel"], "delivered")
+        return await self._delivered(tenant_id, row, delivery.provider_id)
+
+    async def _before_send(
+        self, conn: Any, tenant_id: str, row: Any, now: datetime
+    ) -> Result | None:
+        if row["lead_status"] != "active":
+            await self._finish(conn, row, "cancelled", f"lead_{row['lead_status']}")
+            return "cancelled"
+        if self.crm is None:
+            await self._finish(conn, row, "not_sent", NOT_CONFIGURED)
+            return "not_sent"
+        if row["attempts"] > self.policy.retry_count:
+            # Claimed that often without a recorded result: the sends keep
+            # killing their worker. Stop before it takes the next one down.
+            await self._finish(conn, row, "dead_letter", "too many interrupted attempts")
+            return "dead_letter"
+        if row["channel"] not in LEAD_CHANNELS:
+            return None
+        try:
+            allowed_at = self.policy.quiet_hours.next_allowed(now, row["timezone"])
+        except InvalidTimeZone:
+            allowed_at = self.policy.quiet_hours.next_allowed(now, "UTC")
+        if allowed_at > now:
+            await self._reschedule(conn, tenant_id, row, allowed_at, status=row["status"])
+            return "rescheduled"
+        day, week = await conn.fetchrow(
+            CONTACTS_SQL,
+            row["lead_id"],
+            row["intervention_id"],
+            now - timedelta(days=1),
+            sorted(LEAD_CHANNELS),
+            now - timedelta(days=7),
+        )
+        if not cap_allows(
+            day, week, per_day=self.policy.max_per_day, per_week=self.policy.max_per_week
+        ):
+            await self._finish(conn, row, "suppressed", "frequency_cap")
+            return "suppressed"
+        return None
+
+    async def _reschedule(
+        self, conn: Any, tenant_id: str, row: Any, when: datetime, *, status: str
+    ) -> None:
+        await conn.execute(
+            "UPDATE churn_outbox SET status = 'pending', not_before = $2 WHERE outbox_id = $1",
+            row["outbox_id"],
+            when,
+        )
+        await defer_deliveries(
+            conn,
+            tenant_id=tenant_id,
+            outbox_ids=[row["outbox_id"]],
+            # Back to the end of its tenant's queue (see detection.py on fairness).
+            priorities=[-(await pending_backlog(conn))],
+            not_before=[when],
+        )
+
+    async def _finish(self, conn: Any, row: Any, status: str, reason: str) -> None:
+        await conn.execute(
+            "UPDATE churn_outbox SET status = $2, reason = $3 WHERE outbox_id = $1",
+            row["outbox_id"],
+            status,
+            reason,
+        )
+        # The intervention takes the send's state unless another channel
+        # already delivered (a delivered intervention stays delivered).
+        await conn.execute(
+            "UPDATE churn_interventions SET status = $2, reason = $3 "
+            "WHERE intervention_id = $1 AND status = 'pending' AND NOT EXISTS ("
+            "  SELECT 1 FROM churn_outbox o WHERE o.intervention_id = $1"
+            "  AND o.status IN ('pending', 'sending'))",
+            row["intervention_id"],
+            status,
+            reason,
+        )
+        if self.metrics is not None:
+            self.metrics.interventions.labels(row["stage"], row["channel"], status).inc()
+            if status == "dead_letter":
+                self.metrics.dead_letters.labels(row["channel"]).inc()
+
+    async def _delivered(self, tenant_id: str, row: Any, provider_id: str | None) -> Result:
+        async with self.db.tenant(tenant_id) as conn:
+            updated = await conn.fetchval(
+                "UPDATE churn_outbox SET status = 'delivered', delivered_at = now(), "
+                "provider_message_id = $2, last_error = NULL, reason = NULL "
+                "WHERE outbox_id = $1 AND status = 'sending' RETURNING delivered_at",
+                row["outbox_id"],
+                provider_id,
+            )
+            if updated is None:
+                return "skipped"
+            latency = await conn.fetchval(
+                """
+                UPDATE churn_interventions SET
+                    channels_used = CASE WHEN $2 = ANY(channels_used) THEN channels_used
+                                         ELSE array_append(channels_used, $2) END,
+                    status = 'delivered', reason = NULL,
+                    intervened_at = coalesce(intervened_at, $3),
+                    intervention_latency_seconds = coalesce(intervention_latency_seconds,
+                        greatest(extract(epoch FROM $3 - detected_at), 0))
+                WHERE intervention_id = $1
+                RETURNING CASE WHEN intervened_at = $3 THEN intervention_latency_seconds END
+                """,
+                row["intervention_id"],
+                row["channel"],
+                updated,
+            )
+        if self.metrics is not None:
+            self.metrics.interventions.labels(row["stage"], row["channel"], "delivered").inc()
+            if latency is not None:
+                self.metrics.intervention_latency.observe(latency)
+        return "delivered"
+
+    async def _failed(self, tenant_id: str, row: Any, attempt: int, exc: SendError) -> Result:
+        retryable = isinstance(exc, RetryableSendError)
+        self._count_attempt(row["channel"], "retryable" if retryable else "refused")
+        log.warning(
+            "churn send %s (%s) attempt %d failed: %s",
+            row["outbox_id"],
+            row["channel"],
+            attempt,
+            exc.detail,
+        )
+        async with self.db.tenant(tenant_id) as conn:
+            current = await conn.fetchrow(
+                "SELECT status FROM churn_outbox WHERE outbox_id = $1 FOR UPDATE", row["outbox_id"]
+            )
+            if current is None or current["status"] != "sending":
+                return "skipped"
+            await conn.execute(
+                "UPDATE churn_outbox SET last_error = $2 WHERE outbox_id = $1",
+                row["outbox_id"],
+                exc.detail,
+            )
+            if isinstance(exc, PermanentSendError) or attempt > self.policy.retry_count:
+                await self._finish(
+                    conn, row, "dead_letter", "retries_exhausted" if retryable else "refused"
+                )
+                return "dead_letter"
+            retry_after = exc.retry_after if isinstance(exc, RetryableSendError) else None
+            delay = self.policy.backoff(attempt, retry_after)
+            await self._reschedule(
+                conn, tenant_id, row, datetime.now(UTC) + timedelta(seconds=delay), status="pending"
+            )
+        return "retry"
+
+    def _count_attempt(self, channel: str, result: str) -> None:
+        if self.metrics is not None:
+            self.metrics.send_attempts.labels(channel, result).inc()

@@ -1,0 +1,73 @@
+"""churn-orchestrator's Prometheus metrics (base units, ``_total`` counters).
+
+- ``churn_interventions_total{stage, channel, outcome}``: sends by final
+  state (``delivered``, ``not_sent``, ``suppressed``, ``cancelled``,
+  ``dead_letter``) and outcomes reported later (``responded``,
+  ``re_engaged``, ``churned``, channel ``any``);
+- ``churn_intervention_latency_seconds``: detection to the CRM accepting the
+  first send of an intervention (the seed's 30 s promise);
+- ``churn_detection_latency_seconds{trigger}``;
+- ``churn_send_attempts_total{channel, result}``;
+- ``churn_queue_depth``: delivery jobs waiting (due or scheduled), all tenants;
+- ``churn_dead_letters_total{channel}``;
+- ``churn_pass_duration_seconds`` and ``churn_leads_scored_total``.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Gauge
+
+from services.common.metrics import counter, latency_histogram
+
+SLOW_BUCKETS: tuple[float, ...] = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 45, 60, 120, 300)
+
+
+class ChurnMetrics:
+    """The service's metrics, registered on one registry."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.interventions = counter(
+            "churn_interventions",
+            "Intervention sends by stage, channel and outcome.",
+            registry=registry,
+            labelnames=("stage", "channel", "outcome"),
+        )
+        self.intervention_latency = latency_histogram(
+            "churn_intervention_latency_seconds",
+            "Detection to the CRM accepting an intervention's first send.",
+            registry=registry,
+            buckets=SLOW_BUCKETS,
+        )
+        self.detection_latency = latency_histogram(
+            "churn_detection_latency_seconds",
+            "Signal received (or pass started) to the intervention being staged.",
+            registry=registry,
+            labelnames=("trigger",),
+            buckets=SLOW_BUCKETS,
+        )
+        self.send_attempts = counter(
+            "churn_send_attempts",
+            "Calls to the CRM by channel and result.",
+            registry=registry,
+            labelnames=("channel", "result"),
+        )
+        self.dead_letters = counter(
+            "churn_dead_letters",
+            "Sends moved to the dead-letter state.",
+            registry=registry,
+            labelnames=("channel",),
+        )
+        self.queue_depth = Gauge(
+            "churn_queue_depth",
+            "Delivery jobs waiting in the queue (due or scheduled), all tenants.",
+            registry=registry,
+        )
+        self.pass_duration = latency_histogram(
+            "churn_pass_duration_seconds",
+            "Duration of one detection pass over every tenant.",
+            registry=registry,
+            buckets=SLOW_BUCKETS,
+        )
+        self.leads_scored = counter(
+            "churn_leads_scored", "Leads scored by detection passes.", registry=registry
+        )

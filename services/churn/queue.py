@@ -1,0 +1,76 @@
+"""Deferring procrastinate jobs inside the caller's own Postgres transaction.
+
+procrastinate's Python API defers through its own psycopg connection, which
+would commit the job separately from the outbox row it is for: a crash
+between the two would leave a row without a job or a job without a row. Its
+schema's ``procrastinate_defer_jobs_v1`` function is what that API calls;
+calling it on the transaction that writes the outbox rows makes "row written"
+and "job queued" one atomic step. The queueing lock is the outbox id, so at
+most one job per row waits in the queue.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, Final
+
+QUEUE: Final = "churn"
+DELIVER_TASK: Final = "churn.deliver"
+DETECT_TASK: Final = "churn.detect"
+
+DEFER_DELIVERIES_SQL: Final = """
+SELECT coalesce(cardinality(procrastinate_defer_jobs_v1(array_agg(ROW(
+    $1::varchar, $2::varchar, j.priority, NULL::text, j.outbox_id::text,
+    jsonb_build_object('tenant_id', $3::text, 'outbox_id', j.outbox_id::text),
+    CASE WHEN j.not_before > now() THEN j.not_before END
+)::procrastinate_job_to_defer_v1))), 0)
+FROM unnest($4::uuid[], $5::int[], $6::timestamptz[]) AS j(outbox_id, priority, not_before)
+"""
+
+
+async def defer_deliveries(
+    conn: Any,
+    *,
+    tenant_id: str,
+    outbox_ids: Sequence[Any],
+    priorities: Sequence[int],
+    not_before: Sequence[datetime],
+) -> int:
+    """Queue one ``churn.deliver`` job per outbox row, on ``conn``'s transaction."""
+    if not outbox_ids:
+        return 0
+    deferred: int = await conn.fetchval(
+        DEFER_DELIVERIES_SQL,
+        QUEUE,
+        DELIVER_TASK,
+        tenant_id,
+        list(outbox_ids),
+        list(priorities),
+        list(not_before),
+    )
+    return deferred
+
+
+async def defer_detection(conn: Any, *, tenant_id: str, lead_ids: Sequence[str]) -> None:
+    """Queue a ``churn.detect`` job for these leads (signal-triggered detection)."""
+    await conn.execute(
+        """
+        SELECT procrastinate_defer_jobs_v1(ARRAY[ROW(
+            $1::varchar, $2::varchar, 1000, NULL::text, NULL::text,
+            jsonb_build_object('tenant_id', $3::text, 'lead_ids', $4::text[]), NULL::timestamptz
+        )::procrastinate_job_to_defer_v1])
+        """,
+        QUEUE,
+        DETECT_TASK,
+        tenant_id,
+        list(lead_ids),
+    )
+
+
+async def pending_backlog(conn: Any) -> int:
+    """The tenant's sends waiting or in flight (the fair-queue position of its next job)."""
+    count: int = await conn.fetchval(
+        "SELECT count(*) FROM churn_outbox WHERE status IN ('pending', 'sending')"
+    )
+    return count

@@ -1,0 +1,91 @@
+"""CRM input: the leads to watch and their engagement signals.
+
+- ``PUT /v1/churn/leads``: create or update up to 1,000 leads (contact id,
+  agent, IANA time zone, pipeline stage). A lead must exist before its signals.
+- ``POST /v1/churn/signals``: a batch of signals, validated and stored as a
+  whole under the caller's tenant. Refusals are 422 with a reason:
+  ``validation_error`` (fields), ``timestamp_in_future``, ``invalid_signal``,
+  ``unknown_lead``. A retried signal (same ``signal_id``) is a duplicate,
+  stored once. A re-engaging signal (reply, message received, appointment
+  booked) cancels the lead's pending sends before the answer is sent, and
+  every batch queues detection for the leads it touched.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from services.churn.deps import DbDep, PrincipalDep, RuntimeDep
+from services.churn.queue import defer_detection
+from services.churn.schemas import (
+    LeadBatchCreate,
+    LeadsAccepted,
+    SignalBatchCreate,
+    SignalsAccepted,
+)
+from services.churn.signals import SignalRejected, store_signals, upsert_leads
+from services.common.body import parse_body, read_body
+
+# edges: the CRM-integration scope (crm:ingest) goes on this router.
+# rollout: require_feature("churn_prevention") goes on this router.
+router = APIRouter(prefix="/v1/churn", tags=["churn-signals"])
+
+
+@router.put("/leads", response_model=LeadsAccepted)
+async def put_leads(
+    request: Request, principal: PrincipalDep, db: DbDep, runtime: RuntimeDep
+) -> LeadsAccepted:
+    """Create or update the leads the orchestrator watches."""
+    body = parse_body(
+        await read_body(
+            request, limit=runtime.settings.churn_max_body_bytes, setting="CHURN_MAX_BODY_BYTES"
+        ),
+        LeadBatchCreate,
+    )
+    async with db.tenant(principal.tenant_id) as conn:
+        count = await upsert_leads(conn, body.leads)
+    return LeadsAccepted(upserted=count)
+
+
+@router.post(
+    "/signals",
+    status_code=202,
+    response_model=SignalsAccepted,
+    responses={422: {"description": "Invalid signals; nothing stored. The reason says why."}},
+)
+async def post_signals(
+    request: Request, principal: PrincipalDep, db: DbDep, runtime: RuntimeDep
+) -> SignalsAccepted | JSONResponse:
+    """Store a batch of engagement signals and queue detection for their leads."""
+    body = parse_body(
+        await read_body(
+            request, limit=runtime.settings.churn_max_body_bytes, setting="CHURN_MAX_BODY_BYTES"
+        ),
+        SignalBatchCreate,
+    )
+    limit = runtime.settings.churn_max_signals_per_request
+    if len(body.signals) > limit:
+        return JSONResponse(
+            {
+                "detail": f"at most {limit} signals per request (CHURN_MAX_SIGNALS_PER_REQUEST)",
+                "reason": "too_many_signals",
+            },
+            status_code=422,
+        )
+    try:
+        async with db.tenant(principal.tenant_id) as conn:
+            result = await store_signals(conn, body.signals, now=datetime.now(UTC))
+            if result.changed_leads:
+                await defer_detection(
+                    conn, tenant_id=principal.tenant_id, lead_ids=result.changed_leads
+                )
+    except SignalRejected as exc:
+        return JSONResponse(
+            {"detail": str(exc), "reason": exc.reason, "errors": exc.problems}, status_code=422
+        )
+    return SignalsAccepted(
+        stored=result.stored, duplicates=result.duplicates, cancelled_sends=result.cancelled_sends
+    )

@@ -1,0 +1,313 @@
+"""The orchestrator's moving parts in one replica: job queue, worker, scheduler.
+
+- The job queue is procrastinate over the platform's Postgres (why: docs/churn.md).
+  This module builds one procrastinate ``App`` per runtime (no module
+  globals) with two tasks: ``churn.deliver`` (delivery.py) and
+  ``churn.detect`` (detection right after a signal, for the leads it touched).
+- The worker runs ``CHURN_WORKER_CONCURRENCY`` jobs at once, sends heartbeats,
+  and is restarted if it stops on an error (a Postgres restart).
+- The scheduler runs a detection pass over every tenant every
+  CHURN_MONITORING_INTERVAL seconds, then the recovery: jobs of workers whose
+  heartbeat stopped (a SIGKILLed replica) are put back in the queue, and an
+  outbox row left ``pending``/``sending`` without any job gets a new one.
+  Every replica may run it: the per-tenant pass lock and the constraints make
+  two schedulers safe (detection.py).
+
+The ``churn_prevention`` flag gates each tenant's pass through ``feature_enabled``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Final
+
+from procrastinate import App, PsycopgConnector, RetryStrategy
+from procrastinate.job_context import JobContext
+
+from services.churn.config import ChurnSettings
+from services.churn.contact_rules import QuietHours
+from services.churn.crm import LeadConnectorClient
+from services.churn.delivery import Deliverer, DeliveryPolicy
+from services.churn.detection import DetectionConfig, TenantPass, detect_tenant
+from services.churn.metrics import ChurnMetrics
+from services.churn.model import ChurnModel
+from services.churn.queue import DELIVER_TASK, DETECT_TASK, QUEUE, defer_deliveries
+from services.common.database import Database, DatabaseUnavailable, asyncpg_dsn
+
+log = logging.getLogger(__name__)
+
+HEARTBEAT_SECONDS: Final = 2.0
+STALLED_AFTER_SECONDS: Final = 10.0
+ORPHAN_AFTER_SECONDS: Final = 60.0
+WORKER_RESTART_SECONDS: Final = 1.0
+# Infrastructure failures inside a job (Postgres restarting) are retried by
+# procrastinate; CRM failures are handled by the delivery itself.
+INFRA_RETRY: Final = RetryStrategy(max_attempts=30, wait=1, linear_wait=1)
+ORPHANS_SQL: Final = """
+SELECT o.outbox_id, o.not_before FROM churn_outbox o
+WHERE o.status IN ('pending', 'sending')
+  AND o.updated_at < now() - make_interval(secs => $1)
+  AND o.outbox_id::text NOT IN (
+      SELECT j.queueing_lock FROM procrastinate_jobs j
+      WHERE j.queue_name = $2 AND j.status IN ('todo', 'doing')
+        AND j.queueing_lock IS NOT NULL)
+"""
+HEALTH_SQL: Final = """
+SELECT count(*) AS total,
+       count(*) FILTER (WHERE status = 'delivered') AS delivered,
+       count(*) FILTER (WHERE outcome IN ('responded', 're_engaged')) AS succeeded,
+       sum(intervention_latency_seconds) AS latency_sum,
+       count(intervention_latency_seconds) AS latency_count
+FROM churn_interventions WHERE created_at > now() - interval '24 hours'
+"""
+
+FeatureCheck = Callable[[str], Awaitable[bool]]
+
+
+async def _every_tenant_enabled(_: str) -> bool:
+    return True
+
+
+@dataclass
+class HealthSnapshot:
+    """Fleet-wide values of the last 24 h, refreshed by each scheduler pass."""
+
+    interventions_24h: int = 0
+    delivered_24h: int = 0
+    succeeded_24h: int = 0
+    latency_sum: float = 0.0
+    latency_count: int = 0
+    last_pass_at: datetime | None = None
+    last_pass_seconds: float | None = None
+    tenants: int = 0
+
+
+@dataclass
+class PassSummary:
+    """What a pass over every tenant did."""
+
+    tenants: list[TenantPass] = field(default_factory=list)
+    seconds: float = 0.0
+    failed_tenants: list[str] = field(default_factory=list)
+
+
+class ChurnRuntime:
+    """Owns the procrastinate app, the worker and scheduler tasks of one replica."""
+
+    def __init__(
+        self,
+        *,
+        settings: ChurnSettings,
+        db: Database,
+        model: ChurnModel,
+        metrics: ChurnMetrics,
+        crm: LeadConnectorClient | None,
+        feature_enabled: FeatureCheck = _every_tenant_enabled,
+    ) -> None:
+        self.settings = settings
+        self.db = db
+        self.model = model
+        self.metrics = metrics
+        self.crm = crm
+        # rollout: replace with the churn_prevention flag's per-tenant evaluation.
+        self.feature_enabled = feature_enabled
+        self.health = HealthSnapshot()
+        self.last_queue_depth: int | None = None
+        self.detection = DetectionConfig(
+            window_days=settings.churn_window_days,
+            quiet_hours=QuietHours(
+                settings.churn_quiet_hours_start, settings.churn_quiet_hours_end
+            ),
+            crm_configured=crm is not None,
+        )
+        self.deliverer = Deliverer(
+            db=db,
+            crm=crm,
+            metrics=metrics,
+            policy=DeliveryPolicy(
+                retry_count=settings.churn_intervention_retry_count,
+                retry_base_seconds=settings.churn_retry_base_seconds,
+                retry_max_seconds=settings.churn_retry_max_seconds,
+                quiet_hours=self.detection.quiet_hours,
+                max_per_day=settings.churn_max_contacts_per_day,
+                max_per_week=settings.churn_max_contacts_per_week,
+            ),
+        )
+        self.app = self._build_app()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def _build_app(self) -> App:
+        connector = PsycopgConnector(
+            conninfo=asyncpg_dsn(self.settings.database_url.get_secret_value()),
+            min_size=1,
+            max_size=max(4, self.settings.churn_worker_concurrency // 2 + 2),
+        )
+        app = App(connector=connector)
+
+        @app.task(name=DELIVER_TASK, queue=QUEUE, retry=INFRA_RETRY, pass_context=True)
+        async def deliver(context: JobContext, tenant_id: str, outbox_id: str) -> None:
+            await self.deliverer.deliver(tenant_id=tenant_id, outbox_id=outbox_id)
+
+        @app.task(name=DETECT_TASK, queue=QUEUE, retry=INFRA_RETRY, pass_context=True)
+        async def detect(context: JobContext, tenant_id: str, lead_ids: list[str]) -> None:
+            if not await self.feature_enabled(tenant_id):
+                return
+            result = await detect_tenant(
+                self.db,
+                tenant_id=tenant_id,
+                model=self.model,
+                config=self.detection,
+                lead_ids=lead_ids,
+                trigger="signal",
+            )
+            self._observe(result, "signal")
+
+        return app
+
+    # -- lifecycle ---------------------------------------------------------
+
+    async def start(self, *, worker: bool, scheduler: bool) -> None:
+        """Open the job queue's pool and start the requested background tasks."""
+        await self.app.open_async()
+        if worker:
+            self._tasks.append(asyncio.create_task(self._supervise_worker(), name="churn-worker"))
+        if scheduler:
+            self._tasks.append(asyncio.create_task(self._schedule(), name="churn-scheduler"))
+
+    async def stop(self) -> None:
+        """Stop the tasks (a running job is cancelled and recovered later) and close."""
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks.clear()
+        await self.app.close_async()
+        if self.crm is not None:
+            await self.crm.aclose()
+
+    async def _supervise_worker(self) -> None:
+        while True:
+            try:
+                await self.app.run_worker_async(
+                    queues=[QUEUE],
+                    name=f"churn-{id(self):x}",
+                    concurrency=self.settings.churn_worker_concurrency,
+                    wait=True,
+                    install_signal_handlers=False,
+                    update_heartbeat_interval=HEARTBEAT_SECONDS,
+                    stalled_worker_timeout=STALLED_AFTER_SECONDS,
+                    fetch_job_polling_interval=1.0,
+                    delete_jobs="successful",
+                )
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("churn worker stopped; restarting")
+            await asyncio.sleep(WORKER_RESTART_SECONDS)
+
+    async def _schedule(self) -> None:
+        interval = self.settings.churn_monitoring_interval
+        while True:
+            started = time.monotonic()
+            try:
+                await self.run_pass()
+                await self.recover()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("churn scheduler pass failed; next one in %.0f s", interval)
+            await asyncio.sleep(max(interval - (time.monotonic() - started), 0.0))
+
+    # -- passes ------------------------------------------------------------
+
+    async def tenants(self) -> list[str]:
+        """Every tenant with leads (the directory in ``churn_tenants``)."""
+        async with self.db.unscoped() as conn:
+            rows = await conn.fetch("SELECT tenant_id FROM churn_tenants ORDER BY tenant_id")
+        return [row["tenant_id"] for row in rows]
+
+    async def run_pass(self, *, now: datetime | None = None) -> PassSummary:
+        """Detection over every enabled tenant, then the health aggregates."""
+        started = time.perf_counter()
+        summary = PassSummary()
+        snapshot = HealthSnapshot()
+        for tenant_id in await self.tenants():
+            if not await self.feature_enabled(tenant_id):
+                continue
+            try:
+                result = await detect_tenant(
+                    self.db, tenant_id=tenant_id, model=self.model, config=self.detection, now=now
+                )
+                await self._add_health(snapshot, tenant_id)
+            except DatabaseUnavailable:
+                # The tenant's transaction rolled back whole: the next pass redoes it.
+                summary.failed_tenants.append(tenant_id)
+                continue
+            summary.tenants.append(result)
+            self._observe(result, "schedule")
+        summary.seconds = time.perf_counter() - started
+        snapshot.last_pass_at = datetime.now(UTC)
+        snapshot.last_pass_seconds = summary.seconds
+        snapshot.tenants = len(summary.tenants)
+        self.health = snapshot
+        self.metrics.pass_duration.observe(summary.seconds)
+        return summary
+
+    def _observe(self, result: TenantPass, trigger: str) -> None:
+        self.metrics.leads_scored.inc(result.scored)
+        for seconds in result.detection_seconds:
+            self.metrics.detection_latency.labels(trigger).observe(seconds)
+
+    async def _add_health(self, snapshot: HealthSnapshot, tenant_id: str) -> None:
+        async with self.db.tenant(tenant_id) as conn:
+            row = await conn.fetchrow(HEALTH_SQL)
+        snapshot.interventions_24h += row["total"]
+        snapshot.delivered_24h += row["delivered"]
+        snapshot.succeeded_24h += row["succeeded"]
+        snapshot.latency_sum += float(row["latency_sum"] or 0.0)
+        snapshot.latency_count += row["latency_count"]
+
+    async def recover(self) -> tuple[int, int]:
+        """Requeue stalled jobs and orphaned outbox rows; return both counts."""
+        stalled = 0
+        for job in await self.app.job_manager.get_stalled_jobs(
+            queue=QUEUE, seconds_since_heartbeat=STALLED_AFTER_SECONDS
+        ):
+            await self.app.job_manager.retry_job(job)
+            stalled += 1
+        orphans = 0
+        for tenant_id in await self.tenants():
+            async with self.db.tenant(tenant_id) as conn:
+                rows = await conn.fetch(ORPHANS_SQL, ORPHAN_AFTER_SECONDS, QUEUE)
+                if rows:
+                    orphans += await defer_deliveries(
+                        conn,
+                        tenant_id=tenant_id,
+                        outbox_ids=[row["outbox_id"] for row in rows],
+                        priorities=[0] * len(rows),
+                        not_before=[row["not_before"] for row in rows],
+                    )
+        await self.refresh_queue_depth()
+        if stalled or orphans:
+            log.warning(
+                "churn recovery: %d stalled jobs requeued, %d orphaned sends", stalled, orphans
+            )
+        return stalled, orphans
+
+    async def refresh_queue_depth(self) -> int:
+        """Set ``churn_queue_depth`` from the queue (a table without tenant rows)."""
+        async with self.db.unscoped() as conn:
+            depth: int = await conn.fetchval(
+                "SELECT count(*) FROM procrastinate_jobs WHERE queue_name = $1 AND status = 'todo'",
+                QUEUE,
+            )
+        self.metrics.queue_depth.set(depth)
+        self.last_queue_depth = depth
+        return depth

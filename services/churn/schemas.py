@@ -1,0 +1,188 @@
+"""Request and response bodies of churn-orchestrator."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Annotated, Any, Final, Literal
+from uuid import UUID
+
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+
+from services.churn.contact_rules import InvalidTimeZone, zone
+from services.churn.features import PIPELINE_STAGES
+
+ID_RE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:@-]{0,254}")
+MAX_DATA_KEYS: Final = 20
+MAX_TEXT: Final = 500
+INT64 = (-(2**63), 2**63 - 1)
+
+SignalType = Literal[
+    "message_received",
+    "message_sent",
+    "reply",
+    "email_opened",
+    "link_clicked",
+    "appointment_booked",
+    "appointment_cancelled",
+    "stage_changed",
+    "lead_lost",
+]
+#: Signals that mean the lead is engaging again: they cancel pending stages.
+RE_ENGAGEMENT: Final[frozenset[str]] = frozenset(
+    {"message_received", "reply", "appointment_booked"}
+)
+PipelineStage = Literal["new", "contacted", "qualified", "showing", "offer", "under_contract"]
+Outcome = Literal["responded", "re_engaged", "churned"]
+
+
+def _identifier(value: str) -> str:
+    if not ID_RE.fullmatch(value):
+        raise ValueError(
+            "expected 1-255 characters from A-Z a-z 0-9 _ . : @ - (letter/digit first)"
+        )
+    return value
+
+
+def _timezone(value: str) -> str:
+    try:
+        zone(value)
+    except InvalidTimeZone as exc:
+        raise ValueError(str(exc)) from None
+    return value
+
+
+def _scalar(value: Any) -> Any:
+    if isinstance(value, str):
+        if "\x00" in value or len(value) > MAX_TEXT:
+            raise ValueError(f"strings must be at most {MAX_TEXT} characters without NUL")
+    elif isinstance(value, bool) or value is None:
+        pass
+    elif isinstance(value, int):
+        if not INT64[0] <= value <= INT64[1]:
+            raise ValueError("integers must fit in 64 bits")
+    elif isinstance(value, float):
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ValueError("numbers must be finite")
+    else:
+        raise ValueError("values must be strings, numbers, booleans or null")
+    return value
+
+
+def _data(value: dict[str, Any]) -> dict[str, Any]:
+    if len(value) > MAX_DATA_KEYS:
+        raise ValueError(f"at most {MAX_DATA_KEYS} keys")
+    for key, item in value.items():
+        if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", key):
+            raise ValueError(f"key {key[:64]!r}: 1-64 characters from A-Z a-z 0-9 _ . -")
+        _scalar(item)
+    return value
+
+
+Identifier = Annotated[str, AfterValidator(_identifier)]
+TimeZoneName = Annotated[str, AfterValidator(_timezone)]
+SignalData = Annotated[dict[str, Any], AfterValidator(_data)]
+
+
+class LeadUpsert(BaseModel):
+    """A lead to watch (created or updated): contact data and pipeline stage."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    lead_id: Identifier
+    crm_contact_id: Identifier | None = Field(
+        default=None, description="LeadConnector contact id; defaults to lead_id."
+    )
+    agent_id: Identifier | None = None
+    timezone: TimeZoneName = Field(default="UTC", description="IANA zone, e.g. America/Denver.")
+    pipeline_stage: PipelineStage = "new"
+    created_at: AwareDatetime | None = None
+
+    @property
+    def stage_ordinal(self) -> int:
+        """The pipeline stage as the model's ordinal."""
+        return PIPELINE_STAGES[self.pipeline_stage]
+
+
+class LeadBatchCreate(BaseModel):
+    """``{"leads": [...]}``, up to 1,000 leads of the caller's tenant."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    leads: list[LeadUpsert] = Field(min_length=1, max_length=1000)
+
+
+class LeadsAccepted(BaseModel):
+    """How many leads were created or updated."""
+
+    upserted: int
+
+
+class SignalCreate(BaseModel):
+    """One engagement signal from the CRM.
+
+    ``signal_id`` is the CRM's event id (a UUID): a retried webhook with the
+    same id is stored once. ``stage_changed`` needs ``data.stage`` (one of the
+    pipeline stages).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    signal_id: UUID
+    lead_id: Identifier
+    type: SignalType
+    occurred_at: AwareDatetime
+    data: SignalData = Field(default_factory=dict)
+
+
+class SignalBatchCreate(BaseModel):
+    """``{"signals": [...]}``; validated and stored as a whole."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    signals: list[SignalCreate] = Field(min_length=1)
+
+
+class SignalsAccepted(BaseModel):
+    """What the batch did: stored (new), duplicates, and pending stages cancelled."""
+
+    stored: int
+    duplicates: int
+    cancelled_sends: int
+
+
+class OutcomeUpdate(BaseModel):
+    """An intervention's outcome reported by an operator or the CRM."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    outcome: Outcome
+
+
+class InterventionPublic(BaseModel):
+    """One row of ``churn_interventions`` as operators see it."""
+
+    intervention_id: UUID
+    lead_id: str
+    churn_probability: float
+    intervention_stage: str
+    channels_used: list[str]
+    status: str
+    reason: str | None
+    outcome: str | None
+    detected_at: datetime | None
+    intervened_at: datetime | None
+    detection_latency_seconds: float | None
+    intervention_latency_seconds: float | None
+
+
+class DeadLetterPublic(BaseModel):
+    """A send that exhausted its retries (or was refused), with its last error."""
+
+    outbox_id: UUID
+    intervention_id: UUID
+    lead_id: str
+    channel: str
+    attempts: int
+    last_error: str | None
+    updated_at: datetime

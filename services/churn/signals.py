@@ -1,0 +1,310 @@
+"""Leads and engagement signals in, under the caller's tenant.
+
+`store_signals` validates what the schema cannot (timestamps in the future,
+unknown leads, ``stage_changed`` without a known stage), stores new signals
+(a retried one is a duplicate, stored once), folds them into the lead's
+aggregates (features.py), and, for a lead that re-engages, cancels its
+pending sends and their jobs, all in the caller's one transaction: the
+cancellation is visible to every delivery worker when the request returns.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Final
+
+from services.churn.features import HALF_LIFE_DAYS, PIPELINE_STAGES
+from services.churn.schemas import RE_ENGAGEMENT, LeadUpsert, SignalCreate
+
+#: How far ahead of this server's clock a signal may be (clock skew between systems).
+MAX_FUTURE_SKEW: Final = timedelta(minutes=5)
+INBOUND: Final = frozenset({"message_received", "reply"})
+OUTCOME_FOR_SIGNAL: Final[dict[str, str]] = {
+    "message_received": "responded",
+    "reply": "responded",
+    "appointment_booked": "re_engaged",
+    "lead_lost": "churned",
+}
+
+# Each decayed count is aged to now, then the batch's own (aged) signals are added.
+APPLY_SQL: Final = """
+UPDATE churn_leads l SET
+    inbound_recent = l.inbound_recent * u.k + u.inbound,
+        outbound_recent = l.outbound_recent * u.k + u.outbound,
+        opens_recent = l.opens_recent * u.k + u.opens,
+        appointments_recent = l.appointments_recent * u.k + u.appointments,
+        decay_at = $12,
+        last_inbound_at = GREATEST(l.last_inbound_at, u.last_inbound),
+        last_outbound_at = GREATEST(l.last_outbound_at, u.last_outbound),
+        last_signal_at = GREATEST(l.last_signal_at, u.last_signal),
+        last_signal_received_at = $12,
+        re_engaged_at = GREATEST(l.re_engaged_at, u.re_engaged),
+        unanswered_outbound = CASE WHEN u.reset THEN u.added
+                                   ELSE l.unanswered_outbound + u.added END,
+        pipeline_stage = COALESCE(u.stage, l.pipeline_stage),
+        status = CASE WHEN u.lost THEN 'churned' ELSE l.status END
+    FROM (
+        SELECT v.*, power(2, -greatest(extract(epoch FROM $12 - c.decay_at), 0)
+                             / ($15 * 86400.0)) AS k
+        FROM unnest($1::text[], $2::float8[], $3::float8[], $4::float8[], $5::float8[],
+                    $6::timestamptz[], $7::timestamptz[], $8::timestamptz[], $9::bool[],
+                    $10::int[], $11::int2[], $13::bool[], $14::timestamptz[])
+             AS v(lead_id, inbound, outbound, opens, appointments, last_inbound, last_outbound,
+                  last_signal, reset, added, stage, lost, re_engaged)
+        JOIN churn_leads c ON c.lead_id = v.lead_id
+    ) u
+    WHERE l.lead_id = u.lead_id
+"""
+
+
+class SignalRejected(ValueError):  # noqa: N818 - reads as the condition it names
+    """The batch cannot be stored; ``reason`` is the contract's machine-readable reason."""
+
+    def __init__(self, reason: str, detail: str, problems: list[dict[str, Any]]) -> None:
+        self.reason = reason
+        self.problems = problems
+        super().__init__(detail)
+
+
+@dataclass
+class _LeadDelta:
+    inbound: float = 0.0
+    outbound: float = 0.0
+    opens: float = 0.0
+    appointments: float = 0.0
+    last_inbound: datetime | None = None
+    last_outbound: datetime | None = None
+    last_signal: datetime | None = None
+    unanswered_reset: bool = False
+    unanswered_added: int = 0
+    stage: int | None = None
+    lost: bool = False
+    re_engaged_at: datetime | None = None
+    outcomes: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class StoreResult:
+    """What `store_signals` did."""
+
+    stored: int
+    duplicates: int
+    cancelled_sends: int
+    changed_leads: list[str]
+
+
+async def upsert_leads(conn: Any, leads: Sequence[LeadUpsert]) -> int:
+    """Create or update leads (and register the tenant for the detection pass)."""
+    await conn.execute("INSERT INTO churn_tenants DEFAULT VALUES ON CONFLICT DO NOTHING")
+    rows = await conn.fetch(
+        """
+        INSERT INTO churn_leads (lead_id, crm_contact_id, agent_id, timezone, pipeline_stage,
+                                 created_at, decay_at)
+        SELECT u.lead_id, u.contact, u.agent, u.tz, u.stage, COALESCE(u.created, now()), now()
+        FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int2[], $6::timestamptz[])
+             AS u(lead_id, contact, agent, tz, stage, created)
+        ON CONFLICT (tenant_id, lead_id) DO UPDATE SET
+            crm_contact_id = EXCLUDED.crm_contact_id,
+            agent_id = EXCLUDED.agent_id,
+            timezone = EXCLUDED.timezone,
+            pipeline_stage = EXCLUDED.pipeline_stage
+        RETURNING lead_id
+        """,
+        [lead.lead_id for lead in leads],
+        [lead.crm_contact_id or lead.lead_id for lead in leads],
+        [lead.agent_id for lead in leads],
+        [lead.timezone for lead in leads],
+        [lead.stage_ordinal for lead in leads],
+        [lead.created_at for lead in leads],
+    )
+    return len(rows)
+
+
+def _check(signals: Sequence[SignalCreate], now: datetime) -> None:
+    problems: list[dict[str, Any]] = []
+    for index, signal in enumerate(signals):
+        if signal.occurred_at > now + MAX_FUTURE_SKEW:
+            problems.append(
+                {"index": index, "field": "occurred_at", "problem": "timestamp in the future"}
+            )
+        if signal.type == "stage_changed" and signal.data.get("stage") not in PIPELINE_STAGES:
+            problems.append(
+                {
+                    "index": index,
+                    "field": "data.stage",
+                    "problem": f"stage_changed needs data.stage in {sorted(PIPELINE_STAGES)}",
+                }
+            )
+    if problems:
+        reason = (
+            "timestamp_in_future"
+            if all(p["field"] == "occurred_at" for p in problems)
+            else "invalid_signal"
+        )
+        raise SignalRejected(reason, "some signals are invalid; nothing was stored", problems)
+
+
+def _weight(occurred: datetime, now: datetime) -> float:
+    elapsed = max((now - occurred).total_seconds(), 0.0)
+    return math.exp2(-elapsed / (HALF_LIFE_DAYS * 86_400.0))
+
+
+def _fold(rows: Sequence[Any], now: datetime) -> dict[str, _LeadDelta]:
+    deltas: dict[str, _LeadDelta] = {}
+    for row in sorted(rows, key=lambda r: r["occurred_at"]):
+        delta = deltas.setdefault(row["lead_id"], _LeadDelta())
+        kind, occurred = row["signal_type"], row["occurred_at"]
+        weight = _weight(occurred, now)
+        delta.last_signal = occurred
+        if kind in INBOUND:
+            delta.inbound += weight
+            delta.last_inbound = occurred
+            delta.unanswered_reset = True
+            delta.unanswered_added = 0
+        elif kind == "message_sent":
+            delta.outbound += weight
+            delta.last_outbound = occurred
+            delta.unanswered_added += 1
+        elif kind in ("email_opened", "link_clicked"):
+            delta.opens += weight
+        elif kind == "appointment_booked":
+            delta.appointments += weight
+        elif kind == "stage_changed":
+            delta.stage = PIPELINE_STAGES[row["data"]["stage"]]
+        elif kind == "lead_lost":
+            delta.lost = True
+        if kind in RE_ENGAGEMENT:
+            delta.re_engaged_at = occurred
+        if kind in OUTCOME_FOR_SIGNAL:
+            delta.outcomes.append(OUTCOME_FOR_SIGNAL[kind])
+    return deltas
+
+
+async def store_signals(
+    conn: Any, signals: Sequence[SignalCreate], *, now: datetime
+) -> StoreResult:
+    """Store a batch in the caller's tenant transaction (see the module docstring).
+
+    Raises `SignalRejected` (nothing stored) for invalid timestamps or stages
+    and for leads the tenant never registered.
+    """
+    _check(signals, now)
+    lead_ids = sorted({signal.lead_id for signal in signals})
+    # Locks the leads' rows: concurrent batches for one lead fold in turn.
+    known = {
+        row["lead_id"]
+        for row in await conn.fetch(
+            "SELECT lead_id FROM churn_leads WHERE lead_id = ANY($1::text[]) "
+            "ORDER BY lead_id FOR UPDATE",
+            lead_ids,
+        )
+    }
+    unknown = [lead for lead in lead_ids if lead not in known]
+    if unknown:
+        raise SignalRejected(
+            "unknown_lead",
+            f"{len(unknown)} lead(s) are not registered; PUT them to /v1/churn/leads first",
+            [{"lead_id": lead, "problem": "unknown lead"} for lead in unknown[:50]],
+        )
+    stored = await conn.fetch(
+        """
+        INSERT INTO churn_signals (signal_id, lead_id, signal_type, occurred_at, data)
+        SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::timestamptz[], $5::jsonb[])
+        ON CONFLICT (tenant_id, signal_id) DO NOTHING
+        RETURNING lead_id, signal_type, occurred_at, data
+        """,
+        [signal.signal_id for signal in signals],
+        [signal.lead_id for signal in signals],
+        [signal.type for signal in signals],
+        [signal.occurred_at for signal in signals],
+        [signal.data for signal in signals],
+    )
+    deltas = _fold(stored, now)
+    cancelled = 0
+    if deltas:
+        await _apply(conn, deltas, now)
+        cancelled = await _cancel_and_record_outcomes(conn, deltas, now)
+    return StoreResult(
+        stored=len(stored),
+        duplicates=len(signals) - len(stored),
+        cancelled_sends=cancelled,
+        changed_leads=sorted(deltas),
+    )
+
+
+async def _apply(conn: Any, deltas: dict[str, _LeadDelta], now: datetime) -> None:
+    ids = list(deltas)
+    d = [deltas[i] for i in ids]
+    await conn.execute(
+        APPLY_SQL,
+        ids,
+        [x.inbound for x in d],
+        [x.outbound for x in d],
+        [x.opens for x in d],
+        [x.appointments for x in d],
+        [x.last_inbound for x in d],
+        [x.last_outbound for x in d],
+        [x.last_signal for x in d],
+        [x.unanswered_reset for x in d],
+        [x.unanswered_added for x in d],
+        [x.stage for x in d],
+        now,
+        [x.lost for x in d],
+        [x.re_engaged_at for x in d],
+        HALF_LIFE_DAYS,
+    )
+
+
+async def _cancel_and_record_outcomes(
+    conn: Any, deltas: dict[str, _LeadDelta], now: datetime
+) -> int:
+    re_engaged = [lead for lead, d in deltas.items() if d.re_engaged_at or d.lost]
+    cancelled = 0
+    if re_engaged:
+        rows = await conn.fetch(
+            """
+            UPDATE churn_outbox SET status = 'cancelled', reason = 'lead_re_engaged'
+            WHERE lead_id = ANY($1::text[]) AND status = 'pending'
+            RETURNING outbox_id::text
+            """,
+            re_engaged,
+        )
+        cancelled = len(rows)
+        if rows:
+            # The jobs would find their rows cancelled and do nothing; removing
+            # them keeps the queue depth honest.
+            await conn.execute(
+                "UPDATE procrastinate_jobs SET status = 'cancelled' "
+                "WHERE status = 'todo' AND queueing_lock = ANY($1::text[])",
+                [row["outbox_id"] for row in rows],
+            )
+        await conn.execute(
+            """
+            UPDATE churn_interventions SET status = 'cancelled', reason = 'lead_re_engaged'
+            WHERE lead_id = ANY($1::text[]) AND status = 'pending'
+              AND NOT EXISTS (SELECT 1 FROM churn_outbox o
+                              WHERE o.intervention_id = churn_interventions.intervention_id
+                                AND o.status IN ('pending', 'sending', 'delivered'))
+            """,
+            re_engaged,
+        )
+    for lead, delta in deltas.items():
+        if not delta.outcomes:
+            continue
+        # The strongest outcome of the batch: churned > re_engaged > responded.
+        outcome = max(delta.outcomes, key=("responded", "re_engaged", "churned").index)
+        await conn.execute(
+            """
+            UPDATE churn_interventions SET outcome = $2, outcome_at = $3
+            WHERE lead_id = $1 AND status = 'delivered'
+              AND (outcome IS NULL OR outcome = 'responded' AND $2 <> 'responded')
+              AND intervened_at <= $3
+            """,
+            lead,
+            outcome,
+            now,
+        )
+    return cancelled

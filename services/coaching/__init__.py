@@ -1,0 +1,1 @@
+"""coaching-engine (port 8003): AI coaching of agents from conversation transcripts."""

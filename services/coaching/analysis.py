@@ -1,0 +1,232 @@
+"""One coaching analysis: budget check, slot, Claude's structured coaching, storage.
+
+- Input budget: a transcript is estimated at one token per 3 bytes of prompt
+  (English averages about 4, so this over-counts); only when that estimate
+  exceeds COACHING_MAX_INPUT_TOKENS is ``count_tokens`` asked for the exact
+  number. Over budget is a 422 before any billable call.
+- Concurrency: at most COACHING_MAX_CONCURRENT_ANALYSES at once in this
+  replica; one more is answered 429 with ``Retry-After`` at once, never queued.
+- COACHING_SESSION_TIMEOUT bounds the whole analysis (504 after it).
+- Citations: every insight cites message ids; an id that is not in the
+  transcript fails validation like a schema error (one repair, then 502).
+- A transcript already analysed with the same model and prompt version is
+  answered from ``coaching_sessions`` without a call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from typing import Any, Final
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field
+
+from services.coaching.conversation import compute_metrics
+from services.coaching.prompt import PROMPT_VERSION, SYSTEM_PROMPT, request_params
+from services.coaching.schemas import CoachingSessionCreate
+from services.common.claude import ClaudeBusy, ClaudeClient, ClaudeTimeout
+from services.common.database import Database
+from services.common.latency import LatencyWindow
+
+FEATURE: Final = "ai_coaching"
+BYTES_PER_TOKEN_ESTIMATE: Final = 3
+BUSY_RETRY_AFTER_SECONDS: Final = 2
+SESSION_COLUMNS: Final = (
+    "session_id, agent_id, conversation_id, analysis_data, coaching_insights, "
+    "analysis_latency_seconds, improvement_areas, transcript_sha256, model, prompt_version, "
+    "input_tokens, output_tokens, cache_write_tokens, cache_read_tokens, cost_micro_usd, "
+    "created_at"
+)
+
+
+class TranscriptTooLong(ValueError):  # noqa: N818 - reads as the condition
+    """The transcript does not fit the input budget (422)."""
+
+    reason = "transcript_too_long"
+
+
+class Insight(BaseModel):
+    """One strength, improvement area or action, with the messages it rests on."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    title: str = Field(min_length=1, max_length=120)
+    detail: str = Field(min_length=1, max_length=1_000)
+    message_ids: list[str] = Field(min_length=1, max_length=20)
+
+
+class CoachingInsights(BaseModel):
+    """Claude's structured coaching."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    strengths: list[Insight] = Field(min_length=1, max_length=5)
+    improvement_areas: list[Insight] = Field(min_length=1, max_length=5)
+    next_best_actions: list[Insight] = Field(min_length=1, max_length=5)
+    summary: str = Field(min_length=1, max_length=1_000)
+
+
+def citation_check(known: set[str]) -> Any:
+    """A validator refusing insights that cite ids outside ``known``."""
+
+    def check(insights: CoachingInsights) -> None:
+        cited = {
+            message_id
+            for group in (
+                insights.strengths,
+                insights.improvement_areas,
+                insights.next_best_actions,
+            )
+            for insight in group
+            for message_id in insight.message_ids
+        }
+        unknown = sorted(cited - known)
+        if unknown:
+            raise ValueError(f"cites message ids that are not in the transcript: {unknown[:10]}")
+
+    return check
+
+
+def transcript_sha256(body: CoachingSessionCreate) -> str:
+    """The transcript's identity (agent, conversation and messages, canonical JSON)."""
+    payload = body.model_dump(mode="json")
+    return hashlib.sha256(orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+class CoachingEngine:
+    """Runs analyses under the limits of the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        db: Database,
+        max_concurrent: int,
+        session_timeout: float,
+        max_input_tokens: int,
+        max_output_tokens: int,
+        window_size: int = 1000,
+    ) -> None:
+        self.db = db
+        self.max_concurrent = max_concurrent
+        self._timeout = session_timeout
+        self._budget = max_input_tokens
+        self._max_output = max_output_tokens
+        self._active = 0
+        self.latency = LatencyWindow(max_samples=window_size)
+
+    @property
+    def active(self) -> int:
+        """Analyses running now in this replica."""
+        return self._active
+
+    async def _fits_budget(self, claude: ClaudeClient, params: dict[str, Any]) -> None:
+        prompt_bytes = len(SYSTEM_PROMPT.encode()) + len(params["messages"][0]["content"].encode())
+        if prompt_bytes / BYTES_PER_TOKEN_ESTIMATE <= self._budget:
+            return
+        tokens = await claude.count_tokens(system=params["system"], messages=params["messages"])
+        if tokens > self._budget:
+            raise TranscriptTooLong(
+                f"the transcript needs {tokens} input tokens; the limit is {self._budget}"
+            )
+
+    async def analyse(
+        self, *, claude: ClaudeClient, tenant_id: str, body: CoachingSessionCreate
+    ) -> tuple[dict[str, Any], bool]:
+        """The stored session and whether it was already there (no call made)."""
+        digest = transcript_sha256(body)
+        existing = await self._find(tenant_id, digest, claude.model)
+        if existing is not None:
+            return existing, True
+        if self._active >= self.max_concurrent:
+            raise ClaudeBusy(
+                "too_many_analyses",
+                f"{self.max_concurrent} analyses are running; retry shortly",
+                retry_after=BUSY_RETRY_AFTER_SECONDS,
+            )
+        self._active += 1
+        try:
+            async with asyncio.timeout(self._timeout):
+                return await self._run(claude, tenant_id, body, digest), False
+        except TimeoutError:
+            raise ClaudeTimeout(
+                "coaching_timeout",
+                f"the analysis took longer than COACHING_SESSION_TIMEOUT ({self._timeout:g} s)",
+            ) from None
+        finally:
+            self._active -= 1
+
+    async def _run(
+        self, claude: ClaudeClient, tenant_id: str, body: CoachingSessionCreate, digest: str
+    ) -> dict[str, Any]:
+        started = time.perf_counter()
+        metrics = compute_metrics(body.messages)
+        params = request_params(body.messages, metrics, max_tokens=self._max_output)
+        await self._fits_budget(claude, params)
+        result = await claude.structured(
+            tenant_id=tenant_id,
+            feature=FEATURE,
+            output_format=CoachingInsights,
+            validate=citation_check({m.id for m in body.messages}),
+            **params,
+        )
+        latency = time.perf_counter() - started
+        self.latency.record(latency)
+        insights = result.output
+        async with self.db.tenant(tenant_id) as conn:
+            row = await conn.fetchrow(
+                "INSERT INTO coaching_sessions (agent_id, conversation_id, analysis_data, "  # noqa: S608
+                "coaching_insights, analysis_latency_seconds, improvement_areas, "
+                "transcript_sha256, model, prompt_version, input_tokens, output_tokens, "
+                "cache_write_tokens, cache_read_tokens, cost_micro_usd) "
+                "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) "
+                f"RETURNING {SESSION_COLUMNS}",
+                body.agent_id,
+                body.conversation_id,
+                metrics,
+                insights.model_dump(mode="json"),
+                latency,
+                [area.title for area in insights.improvement_areas],
+                digest,
+                result.model,
+                PROMPT_VERSION,
+                result.usage.input_tokens,
+                result.usage.output_tokens,
+                result.usage.cache_write_tokens,
+                result.usage.cache_read_tokens,
+                result.cost_micro_usd,
+            )
+        return dict(row)
+
+    async def _find(self, tenant_id: str, digest: str, model: str) -> dict[str, Any] | None:
+        async with self.db.tenant(tenant_id) as conn:
+            row = await conn.fetchrow(
+                f"SELECT {SESSION_COLUMNS} FROM coaching_sessions "  # noqa: S608 - constant
+                "WHERE transcript_sha256 = $1 AND model = $2 AND prompt_version = $3 "
+                "ORDER BY created_at DESC LIMIT 1",
+                digest,
+                model,
+                PROMPT_VERSION,
+            )
+        return dict(row) if row is not None else None
+
+    async def get(self, tenant_id: str, session_id: Any) -> dict[str, Any] | None:
+        """One session of the tenant, or None."""
+        async with self.db.tenant(tenant_id) as conn:
+            row = await conn.fetchrow(
+                f"SELECT {SESSION_COLUMNS} FROM coaching_sessions WHERE session_id = $1",  # noqa: S608
+                session_id,
+            )
+        return dict(row) if row is not None else None
+
+    async def list(self, tenant_id: str, agent_id: str, *, limit: int = 50) -> list[dict[str, Any]]:
+        """An agent's sessions, newest first."""
+        async with self.db.tenant(tenant_id) as conn:
+            rows = await conn.fetch(
+                f"SELECT {SESSION_COLUMNS} FROM coaching_sessions "  # noqa: S608 - constant
+                "WHERE agent_id = $1 ORDER BY created_at DESC LIMIT $2",
+                agent_id,
+                limit,
+            )
+        return [dict(row) for row in rows]

@@ -1,0 +1,30 @@
+"""Settings of coaching-engine, read from the environment at start-up."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from pydantic import Field
+
+from services.common.settings import CommonSettings
+
+
+class CoachingSettings(CommonSettings):
+    """CommonSettings (which include the Claude client's) and the COACHING_* variables."""
+
+    service_name: ClassVar[str] = "coaching"
+
+    coaching_session_timeout: float = Field(
+        default=300.0, gt=0, le=3600, description="Seconds one analysis may take (then 504)."
+    )
+    coaching_max_concurrent_analyses: int = Field(
+        default=50, ge=1, le=10_000, description="Analyses at once per replica (then 429)."
+    )
+    coaching_max_input_tokens: int = Field(
+        default=150_000,
+        ge=1_000,
+        le=1_000_000,
+        description="Input budget of one analysis; longer transcripts are refused with 422.",
+    )
+    coaching_max_output_tokens: int = Field(default=2_048, ge=256, le=16_384)
+    coaching_latency_window: int = Field(default=1000, ge=10, le=100_000)

@@ -1,0 +1,97 @@
+"""Request and response bodies of the coaching API."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+# Rust regex (pydantic): \z is the very end of the text.
+ID_PATTERN = r"\A[A-Za-z0-9][A-Za-z0-9._:-]{0,127}\z"
+MAX_MESSAGES = 2_000
+
+
+class TranscriptMessage(BaseModel):
+    """One message of a conversation, as the CRM exports it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(pattern=ID_PATTERN, max_length=128)
+    speaker: Literal["agent", "lead"]
+    text: str = Field(min_length=1, max_length=20_000)
+    timestamp: datetime
+
+    @model_validator(mode="after")
+    def _no_nul(self) -> TranscriptMessage:
+        if "\x00" in self.text:
+            raise ValueError("text must not contain NUL characters")
+        if self.timestamp.tzinfo is None:
+            raise ValueError("timestamp must carry a time zone (for example 2026-12-03T10:00:00Z)")
+        return self
+
+
+class CoachingSessionCreate(BaseModel):
+    """A transcript to analyse."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    agent_id: str = Field(pattern=ID_PATTERN, max_length=128)
+    conversation_id: str | None = Field(default=None, pattern=ID_PATTERN, max_length=128)
+    messages: list[TranscriptMessage] = Field(min_length=1, max_length=MAX_MESSAGES)
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> CoachingSessionCreate:
+        ids = [message.id for message in self.messages]
+        if len(set(ids)) != len(ids):
+            raise ValueError("message ids must be unique within a transcript")
+        return self
+
+
+class CoachingSessionPublic(BaseModel):
+    """A stored coaching session: local metrics, Claude's coaching, what it cost."""
+
+    session_id: str
+    agent_id: str
+    conversation_id: str | None
+    metrics: dict[str, Any]
+    insights: dict[str, Any]
+    improvement_areas: list[str]
+    model: str | None
+    prompt_version: str | None
+    latency_seconds: float | None
+    input_tokens: int
+    output_tokens: int
+    cache_write_tokens: int
+    cache_read_tokens: int
+    cost_micro_usd: int
+    created_at: datetime
+    cached: bool = False
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any], *, cached: bool = False) -> CoachingSessionPublic:
+        """From a ``coaching_sessions`` row."""
+        return cls(
+            session_id=str(row["session_id"]),
+            agent_id=row["agent_id"],
+            conversation_id=row["conversation_id"],
+            metrics=row["analysis_data"],
+            insights=row["coaching_insights"],
+            improvement_areas=list(row["improvement_areas"]),
+            model=row["model"],
+            prompt_version=row["prompt_version"],
+            latency_seconds=row["analysis_latency_seconds"],
+            input_tokens=row["input_tokens"],
+            output_tokens=row["output_tokens"],
+            cache_write_tokens=row["cache_write_tokens"],
+            cache_read_tokens=row["cache_read_tokens"],
+            cost_micro_usd=row["cost_micro_usd"],
+            created_at=row["created_at"],
+            cached=cached,
+        )
+
+
+class CoachingSessionList(BaseModel):
+    """An agent's sessions, newest first."""
+
+    sessions: list[CoachingSessionPublic]

@@ -1,0 +1,256 @@
+"""Phase 3 ROI: the signed-in tenant's business impact, and the experiments behind it.
+
+Everything is read from stored rows: the tenant's ``phase3_business_metrics``
+(under row-level security), the newest ``experiment_results`` per feature
+and the newest ``rollout_decisions`` (platform-level aggregates, no tenant
+data). Revenue uses the measured lift with its interval where an experiment
+has measured one, else the assumed lift and its range (say which); cost here
+is this tenant's per-use cost plus an equal share of the infrastructure
+allocation among the tenants active in the period.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import plotly.graph_objects as go
+import streamlit as st
+
+from services.common.database import Database
+from services.common.flags import FEATURES
+from services.impact.aggregate import active_tenants, day_bounds
+from services.impact.assumptions import ANNUAL_GOAL, ASSUMPTIONS
+from services.impact.report import measured_lifts, summarize, tenant_rows
+from services.rollout.schedule import PLANS
+
+if TYPE_CHECKING:
+    from services.dashboards.context import PageContext
+
+TITLE = "Phase 3 ROI"
+ICON = "💰"
+
+LABELS = {
+    "realtime_intelligence": "Real-Time Intelligence",
+    "property_vision": "Property Vision",
+    "churn_prevention": "Churn Prevention",
+    "ai_coaching": "AI Coaching",
+}
+
+
+@dataclass(frozen=True)
+class RoiData:
+    """What the page draws."""
+
+    rows: list[dict[str, Any]]
+    summary: dict[str, Any]
+    experiments: dict[str, dict[str, Any]]
+    decisions: dict[str, dict[str, Any]]
+
+
+async def load_decisions(db: Database) -> dict[str, dict[str, Any]]:
+    """Feature -> the newest ``rollout advance`` decision."""
+    async with db.unscoped() as conn:
+        rows = await conn.fetch(
+            "SELECT DISTINCT ON (feature_name) feature_name, decided_at, stage_percentage, "
+            "decision, reason FROM rollout_decisions "
+            "ORDER BY feature_name, decided_at DESC, decision_id DESC"
+        )
+    return {row["feature_name"]: dict(row) for row in rows}
+
+
+async def load_roi(db: Database, tenant_id: str, start: date, end: date) -> RoiData:
+    """The tenant's rows for ``[start, end]`` and the platform's experiments."""
+    rows = await tenant_rows(db, tenant_id, start, end)
+    experiments = await measured_lifts(db)
+    since, _ = day_bounds(start)
+    _, until = day_bounds(end)
+    # An equal share of the shared infrastructure (an assumption, like the cost itself).
+    tenants = len(await active_tenants(db, since, until))
+    summary = summarize(
+        rows,
+        start=start,
+        end=end,
+        assumptions=ASSUMPTIONS,
+        lifts=experiments,
+        infra_share=1 / tenants if tenants else 0.0,
+    )
+    return RoiData(rows, summary, experiments, await load_decisions(db))
+
+
+def to_csv(rows: list[dict[str, Any]]) -> str:
+    """The stored rows as CSV (the export)."""
+    out = io.StringIO()
+    fields = [
+        "metric_date",
+        "feature_name",
+        "usage_count",
+        "success_count",
+        "revenue_impact",
+        "operating_cost",
+        "performance_p50_seconds",
+        "performance_p95_seconds",
+        "performance_p99_seconds",
+    ]
+    writer = csv.DictWriter(out, fieldnames=fields, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    return out.getvalue()
+
+
+def _money(value: float) -> str:
+    return f"${value:,.0f}"
+
+
+def _interval(value: dict[str, float] | None, fmt: str = "{:,.0f}") -> str:
+    if value is None:
+        return "n/a"
+    return (
+        f"{fmt.format(value['point'])} ({fmt.format(value['low'])} to {fmt.format(value['high'])})"
+    )
+
+
+def _performance(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    table = []
+    for feature in FEATURES:
+        p95 = summary["features"][feature]["worst_daily_p95_seconds"]
+        target = PLANS[feature].latency_target_seconds
+        status = "no data" if p95 is None else ("meets target" if p95 <= target else "above target")
+        table.append(
+            {
+                "Feature": LABELS[feature],
+                "Worst daily p95 (s)": None if p95 is None else round(p95, 3),
+                "Target p95 (s)": target,
+                "Status": status,
+            }
+        )
+    return table
+
+
+def _experiment_table(data: RoiData) -> list[dict[str, Any]]:
+    table = []
+    for feature in FEATURES:
+        result = data.experiments.get(feature)
+        decision = data.decisions.get(feature)
+        row: dict[str, Any] = {"Feature": LABELS[feature]}
+        if result:
+            row.update(
+                {
+                    "Metric": result.get("metric"),
+                    "Tenants (C/T)": f"{result.get('n_control')}/{result.get('n_treatment')}",
+                    "Lift": f"{result['lift']:+.1%}" if "lift" in result else "n/a",
+                    "95% CI": f"{result['lift_ci_low']:+.1%} to {result['lift_ci_high']:+.1%}"
+                    if "lift_ci_low" in result
+                    else "n/a",
+                    "Always-valid CI": f"{result['seq_lift_ci_low']:+.1%} to "
+                    f"{result['seq_lift_ci_high']:+.1%}"
+                    if "seq_lift_ci_low" in result
+                    else "n/a",
+                    "p (Welch)": round(result["p_value"], 4) if "p_value" in result else None,
+                    "SRM p": round(result["srm_p_value"], 4) if "srm_p_value" in result else None,
+                }
+            )
+        else:
+            row["Metric"] = "no experiment stored"
+        row["Decision"] = (
+            f"{decision['decision']} at {float(decision['stage_percentage']):g}%: "
+            f"{decision['reason']}"
+            if decision
+            else "none recorded"
+        )
+        table.append(row)
+    return table
+
+
+def render(ctx: PageContext) -> None:
+    """Draw the page for ``ctx.tenant_id``."""
+    st.title(TITLE)
+    st.caption(
+        "Revenue = usage x lift x value per unit. Lift: measured (experiment) where available, "
+        "else assumed (see the assumptions in docs/architecture.md); intervals throughout."
+    )
+    today = datetime.now(UTC).date()
+    left, right = st.columns(2)
+    start = left.date_input("Start date", today - timedelta(days=30), key="roi_start")
+    end = right.date_input("End date", today, key="roi_end")
+    if not isinstance(start, date) or not isinstance(end, date) or start > end:
+        st.error("Choose a start date on or before the end date.")
+        return
+
+    data = ctx.run(lambda db: load_roi(db, ctx.tenant_id, start, end))
+    total = data.summary["total_platform"]
+    if not data.rows:
+        st.info("No business-impact rows for this period yet (the daily job writes them).")
+
+    st.header("Summary")
+    a, b, c, d = st.columns(4)
+    a.metric("Revenue impact", _money(total["revenue"]["point"]),
+             help=f"interval {_interval(total['revenue'])}")  # fmt: skip
+    b.metric("Operating cost", _money(total["operating_cost"]))
+    c.metric("Net impact", _money(total["net_impact"]))
+    roi = total["roi"]
+    d.metric("ROI", "n/a" if roi is None else f"{roi['point']:.0%}",
+             help=None if roi is None else _interval(roi, "{:.0%}"))  # fmt: skip
+
+    st.header("Revenue trend by feature")
+    trend = go.Figure()
+    for feature in FEATURES:
+        points = [r for r in data.rows if r["feature_name"] == feature]
+        trend.add_trace(
+            go.Scatter(
+                x=[r["metric_date"] for r in points],
+                y=[r["revenue_impact"] for r in points],
+                mode="lines+markers",
+                name=LABELS[feature],
+            )
+        )
+    trend.update_layout(
+        xaxis_title="Date", yaxis_title="Revenue impact at the assumed lift ($)", height=380
+    )
+    st.plotly_chart(trend, use_container_width=True)
+
+    st.header("Usage and revenue distribution")
+    features = data.summary["features"]
+    labels = [LABELS[f] for f in FEATURES]
+    left, right = st.columns(2)
+    usage = go.Figure(
+        go.Pie(labels=labels, values=[features[f]["usage"] for f in FEATURES], hole=0.3)
+    )
+    usage.update_layout(title="Usage", height=320)
+    left.plotly_chart(usage, use_container_width=True)
+    revenue = go.Figure(
+        go.Pie(labels=labels, values=[features[f]["revenue"]["point"] for f in FEATURES], hole=0.3)
+    )
+    revenue.update_layout(title="Revenue", height=320)
+    right.plotly_chart(revenue, use_container_width=True)
+
+    st.header("Performance against targets")
+    st.dataframe(_performance(data.summary), hide_index=True, use_container_width=True)
+
+    st.header("Projected annual impact")
+    annual = total["projected_annual_revenue"]
+    midpoint = sum(ANNUAL_GOAL) / 2
+    x, y, z = st.columns(3)
+    x.metric("Projected annual (this tenant)", _money(annual["point"]),
+             help=_interval(annual))  # fmt: skip
+    y.metric("Platform goal", f"{_money(ANNUAL_GOAL[0])}-{_money(ANNUAL_GOAL[1])}")
+    z.metric("Share of goal midpoint", f"{annual['point'] / midpoint:.1%}",
+             help=f"{annual['low'] / midpoint:.1%} to {annual['high'] / midpoint:.1%}")  # fmt: skip
+
+    st.header("Experiments and rollout decisions")
+    st.dataframe(_experiment_table(data), hide_index=True, use_container_width=True)
+    sources = {f: features[f]["lift_source"] for f in FEATURES}
+    st.caption(
+        "Lift used for revenue: "
+        + ", ".join(f"{LABELS[f]} {source}" for f, source in sources.items())
+    )
+
+    st.download_button(
+        "Export data to CSV",
+        data=to_csv(data.rows),
+        file_name=f"phase3_impact_{ctx.tenant_id}_{start}_{end}.csv",
+        mime="text/csv",
+    )

@@ -1,0 +1,188 @@
+"""``enterprisehub experiment ...`` and ``enterprisehub impact ...``.
+
+    enterprisehub experiment analyze --input FILE.csv [--alpha 0.05] [--expected-split 0.5]
+                                     [--planned-units N] [--store --feature F --metric M
+                                      --window-start D --window-end D]
+    enterprisehub impact aggregate --date YYYY-MM-DD
+    enterprisehub impact report --start YYYY-MM-DD [--days 7]
+
+``experiment analyze`` prints the analysis as JSON (the fields of
+``services.impact.stats.analyze``); ``--store`` also records it in
+``experiment_results``, where ``rollout advance`` and the reports read it.
+``impact aggregate`` is the daily CronJob (idempotent); ``impact report``
+prints the seed's weekly summary (any number of days) from stored rows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from services.cli import EXIT_USAGE, CommandError
+from services.common.database import Database, DatabaseUnavailable
+from services.impact.aggregate import aggregate_day
+from services.impact.config import ImpactSettings
+from services.impact.experiment import InputError, read_units
+from services.impact.report import measured_lifts, platform_rows, summarize
+from services.impact.stats import DEFAULT_PLANNED_UNITS, analyze
+from services.rollout.cli import _feature
+
+
+def _day(value: str) -> date:
+    today = datetime.now(UTC).date()
+    if value in {"today", "yesterday"}:
+        # The CronJob passes "yesterday": the UTC day that has just ended.
+        return today if value == "today" else today - timedelta(days=1)
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a date (YYYY-MM-DD)") from None
+
+
+def _probability(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        number = -1.0
+    if not 0 < number < 1:
+        raise argparse.ArgumentTypeError(f"{value!r} must be strictly between 0 and 1")
+    return number
+
+
+async def _database(settings: ImpactSettings) -> Database:
+    return await Database.open(
+        settings.database_url.get_secret_value(),
+        max_size=2,
+        acquire_timeout=10,
+        application_name="enterprisehub-impact",
+    )
+
+
+def _run(coroutine: Any) -> Any:
+    try:
+        return asyncio.run(coroutine)
+    except DatabaseUnavailable as exc:
+        raise CommandError(f"cannot reach Postgres: {exc.reason}") from None
+
+
+def _analyze(args: argparse.Namespace) -> int:
+    if args.store and not (args.feature and args.metric and args.window_start and args.window_end):
+        raise CommandError(
+            "--store needs --feature, --metric, --window-start and --window-end", EXIT_USAGE
+        )
+    try:
+        units = read_units(args.input)
+        pre = (
+            (units.pre_control, units.pre_treatment)
+            if units.pre_control is not None and units.pre_treatment is not None
+            else None
+        )
+        result = analyze(
+            units.control,
+            units.treatment,
+            alpha=args.alpha,
+            expected_split=args.expected_split,
+            pre=pre,
+            planned_units=args.planned_units,
+        )
+    except (InputError, ValueError) as exc:
+        raise CommandError(f"experiment analyze: {exc}", EXIT_USAGE) from None
+    if units.adoption is not None:
+        result["adoption"] = units.adoption
+    print(json.dumps(result, indent=2, sort_keys=True))
+    if args.store:
+        settings = ImpactSettings.from_env()
+
+        async def store() -> None:
+            db = await _database(settings)
+            try:
+                async with db.unscoped() as conn:
+                    await conn.execute(
+                        "INSERT INTO experiment_results (feature_name, metric, window_start, "
+                        "window_end, result) VALUES ($1, $2, $3, $4, $5)",
+                        args.feature,
+                        args.metric,
+                        args.window_start,
+                        args.window_end,
+                        result,
+                    )
+            finally:
+                await db.close()
+
+        _run(store())
+    return 0
+
+
+def _aggregate(args: argparse.Namespace) -> int:
+    settings = ImpactSettings.from_env()
+
+    async def run() -> None:
+        db = await _database(settings)
+        try:
+            totals = await aggregate_day(db, args.date, settings.assumptions)
+        finally:
+            await db.close()
+        print(f"{totals.day}: {totals.rows} row(s) for {totals.tenants} tenant(s)")
+
+    _run(run())
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    settings = ImpactSettings.from_env()
+    start = args.start or (datetime.now(UTC).date() - timedelta(days=args.days))
+    end = start + timedelta(days=args.days - 1)
+
+    async def run() -> dict[str, Any]:
+        db = await _database(settings)
+        try:
+            rows = await platform_rows(db, start, end)
+            lifts = await measured_lifts(db)
+        finally:
+            await db.close()
+        return summarize(rows, start=start, end=end, assumptions=settings.assumptions, lifts=lifts)
+
+    print(json.dumps(_run(run()), indent=2, default=str))
+    return 0
+
+
+def register_impact_commands(subparsers: Any) -> None:
+    """Add ``experiment`` and ``impact`` to the top-level subparsers."""
+    experiment = subparsers.add_parser("experiment", help="A/B analysis of per-tenant units")
+    commands = experiment.add_subparsers(dest="experiment_command", required=True)
+    analyze_ = commands.add_parser("analyze", help="Welch, lift, SRM, CUPED, sequential, MDE")
+    analyze_.add_argument("--input", required=True, type=Path, help="CSV unit_id,variant,value")
+    analyze_.add_argument("--alpha", type=_probability, default=0.05)
+    analyze_.add_argument(
+        "--expected-split", type=_probability, default=0.5, help="expected treatment share"
+    )
+    analyze_.add_argument(
+        "--planned-units",
+        type=int,
+        default=DEFAULT_PLANNED_UNITS,
+        help="tenants at which the always-valid interval is tightest (fix it in advance)",
+    )
+    analyze_.add_argument("--store", action="store_true", help="record in experiment_results")
+    analyze_.add_argument("--feature", type=_feature)
+    analyze_.add_argument("--metric", default=None)
+    analyze_.add_argument("--window-start", type=_day)
+    analyze_.add_argument("--window-end", type=_day)
+    analyze_.set_defaults(handler=_analyze)
+
+    impact = subparsers.add_parser("impact", help="business impact: daily aggregate and reports")
+    impact_commands = impact.add_subparsers(dest="impact_command", required=True)
+    aggregate = impact_commands.add_parser(
+        "aggregate", help="rewrite one day's phase3_business_metrics rows (idempotent)"
+    )
+    aggregate.add_argument(
+        "--date", required=True, type=_day, help="UTC day: YYYY-MM-DD, today or yesterday"
+    )
+    aggregate.set_defaults(handler=_aggregate)
+    report = impact_commands.add_parser("report", help="summary of stored rows (JSON)")
+    report.add_argument("--start", type=_day, default=None, help="first day (default: a week ago)")
+    report.add_argument("--days", type=int, default=7, help="number of days (7: the weekly report)")
+    report.set_defaults(handler=_report)

@@ -1,0 +1,27 @@
+"""Settings of ``enterprisehub impact ...`` and ``experiment run``."""
+
+from __future__ import annotations
+
+from pydantic import Field, field_validator
+
+from services.impact.assumptions import FeatureAssumptions, load_assumptions
+from services.rollout.config import OperatorDatabaseSettings
+
+
+class ImpactSettings(OperatorDatabaseSettings):
+    """The database plus IMPACT_ASSUMPTIONS (JSON overrides of the assumptions)."""
+
+    impact_assumptions: str | None = Field(
+        default=None, description='JSON {"feature": {"lift": 0.05, ...}} overriding assumptions.'
+    )
+
+    @field_validator("impact_assumptions")
+    @classmethod
+    def _valid(cls, value: str | None) -> str | None:
+        load_assumptions(value)
+        return value
+
+    @property
+    def assumptions(self) -> dict[str, FeatureAssumptions]:
+        """The assumptions in force."""
+        return load_assumptions(self.impact_assumptions)

@@ -1,0 +1,187 @@
+"""Daily and weekly business-impact reports, computed from stored rows only.
+
+Inputs: ``phase3_business_metrics`` (read per tenant, under row-level
+security), the newest ``experiment_results`` row per feature (measured
+lifts), and the assumptions. Nothing is read from live services, so any
+number in a report can be recomputed from the database.
+
+Revenue per feature = driver count x lift x value per unit, where the lift is
+the measured one (with its interval) when an experiment has measured it,
+else the assumed one (with its assumed range); the report says which.
+Operating cost = the stored per-use cost plus the infrastructure allocation
+per day (an assumption). ROI = (revenue - cost) / cost, as an interval.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, timedelta
+from typing import Any
+
+from services.common.database import Database
+from services.common.flags import FEATURES
+from services.impact.aggregate import active_tenants, day_bounds
+from services.impact.assumptions import (
+    ANNUAL_GOAL,
+    FeatureAssumptions,
+    Interval,
+    lift_for,
+    revenue,
+    roi,
+)
+
+ROW_QUERY = (
+    "SELECT tenant_id, metric_date, feature_name, usage_count, success_count, "
+    "revenue_impact::float8 AS revenue_impact, operating_cost::float8 AS operating_cost, "
+    "performance_p50_seconds, performance_p95_seconds, performance_p99_seconds "
+    "FROM phase3_business_metrics WHERE metric_date >= $1 AND metric_date <= $2 "
+    "ORDER BY metric_date, feature_name"
+)
+
+
+async def tenant_rows(db: Database, tenant_id: str, start: date, end: date) -> list[dict[str, Any]]:
+    """One tenant's stored rows for ``[start, end]`` (inclusive)."""
+    async with db.tenant(tenant_id) as conn:
+        return [dict(row) for row in await conn.fetch(ROW_QUERY, start, end)]
+
+
+async def platform_rows(db: Database, start: date, end: date) -> list[dict[str, Any]]:
+    """Every tenant's stored rows for ``[start, end]``, read tenant by tenant."""
+    since, _ = day_bounds(start)
+    _, until = day_bounds(end)
+    rows: list[dict[str, Any]] = []
+    for tenant_id in await active_tenants(db, since, until):
+        rows.extend(await tenant_rows(db, tenant_id, start, end))
+    return rows
+
+
+async def measured_lifts(db: Database) -> dict[str, dict[str, Any]]:
+    """Feature -> the newest stored experiment result (lift and interval), if any."""
+    async with db.unscoped() as conn:
+        rows = await conn.fetch(
+            "SELECT DISTINCT ON (feature_name) feature_name, metric, computed_at, result "
+            "FROM experiment_results ORDER BY feature_name, computed_at DESC, result_id DESC"
+        )
+    return {
+        row["feature_name"]: {
+            **row["result"],
+            "metric": row["metric"],
+            "computed_at": row["computed_at"].isoformat(),
+        }
+        for row in rows
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class FeatureSummary:
+    """One feature over a period."""
+
+    feature: str
+    usage: int
+    successes: int
+    tenants: int
+    revenue: Interval
+    lift_source: str
+    operating_cost: float
+    roi: Interval | None
+    hours_saved: float
+    p95_seconds: float | None
+
+
+def summarize(
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    start: date,
+    end: date,
+    assumptions: Mapping[str, FeatureAssumptions],
+    lifts: Mapping[str, Mapping[str, Any]],
+    infra_share: float = 1.0,
+) -> dict[str, Any]:
+    """The seed's weekly summary (any period): per feature and platform totals.
+
+    ``infra_share`` scales the infrastructure allocation (1.0 for the whole
+    platform; a tenant's dashboard passes its share).
+    """
+    days = (end - start).days + 1
+    by_feature: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
+    for row in rows:
+        by_feature[row["feature_name"]].append(row)
+    features: dict[str, FeatureSummary] = {}
+    for feature in FEATURES:
+        items = by_feature.get(feature, [])
+        a = assumptions[feature]
+        usage = sum(int(r["usage_count"]) for r in items)
+        successes = sum(int(r["success_count"]) for r in items)
+        lift = lift_for(feature, lifts.get(feature), assumptions)
+        driver = usage if a.driver == "usage" else successes
+        value = revenue(driver, lift.value, a.value_per_unit)
+        active_days = len({r["metric_date"] for r in items})
+        cost = sum(float(r["operating_cost"]) for r in items)
+        cost += a.infra_cost_per_day * active_days * infra_share
+        p95s = [
+            float(r["performance_p95_seconds"])
+            for r in items
+            if r["performance_p95_seconds"] is not None
+        ]
+        features[feature] = FeatureSummary(
+            feature=feature,
+            usage=usage,
+            successes=successes,
+            tenants=len({r["tenant_id"] for r in items}),
+            revenue=value,
+            lift_source=lift.source,
+            operating_cost=round(cost, 2),
+            roi=roi(value, cost),
+            hours_saved=usage * a.hours_saved_per_use,
+            p95_seconds=max(p95s) if p95s else None,
+        )
+    total_revenue = Interval(
+        sum(f.revenue.point for f in features.values()),
+        sum(f.revenue.low for f in features.values()),
+        sum(f.revenue.high for f in features.values()),
+    )
+    total_cost = sum(f.operating_cost for f in features.values())
+    annual = total_revenue.scale(365 / days)
+    return {
+        "period": {"start": start.isoformat(), "end": end.isoformat(), "days": days},
+        "features": {
+            name: {
+                "usage": f.usage,
+                "successes": f.successes,
+                "tenants": f.tenants,
+                "revenue": _interval(f.revenue),
+                "lift_source": f.lift_source,
+                "operating_cost": f.operating_cost,
+                "net_impact": round(f.revenue.point - f.operating_cost, 2),
+                "roi": _interval(f.roi),
+                "hours_saved": round(f.hours_saved, 1),
+                "worst_daily_p95_seconds": f.p95_seconds,
+            }
+            for name, f in features.items()
+        },
+        "total_platform": {
+            "revenue": _interval(total_revenue),
+            "operating_cost": round(total_cost, 2),
+            "net_impact": round(total_revenue.point - total_cost, 2),
+            "roi": _interval(roi(total_revenue, total_cost)),
+            "projected_annual_revenue": _interval(annual),
+            "annual_goal": {"low": ANNUAL_GOAL[0], "high": ANNUAL_GOAL[1]},
+        },
+    }
+
+
+def _interval(value: Interval | None) -> dict[str, float] | None:
+    if value is None:
+        return None
+    return {
+        "point": round(value.point, 4),
+        "low": round(value.low, 4),
+        "high": round(value.high, 4),
+    }
+
+
+def week_of(start: date) -> tuple[date, date]:
+    """``[start, start + 6 days]``."""
+    return start, start + timedelta(days=6)

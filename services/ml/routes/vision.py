@@ -1,0 +1,148 @@
+"""Property vision routes under ``/v1/ml/vision``.
+
+- ``POST /v1/ml/vision/analyses``: JSON ``{property_id, object_key | image_url}``.
+- ``POST /v1/ml/vision/analyses/upload?property_id=...``: the photo's bytes as
+  the body (``Content-Type: image/...``); it is stored in the media bucket
+  under the tenant's prefix, then analysed.
+- ``GET /v1/ml/vision/analyses?property_id=...``: the property's analyses.
+
+The caller is authenticated before any body byte is read; a stored analysis
+of the same photo is answered from the database (``cached: true``) without
+calling Claude. Bad input is a 4xx ``{detail, reason}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.exceptions import HTTPException
+
+from services.common.claude import ClaudeDep
+from services.ml.deps import (
+    MediaDep,
+    OptionalMediaDep,
+    PhotoFetcherDep,
+    PrincipalDep,
+    SettingsDep,
+    VisionAnalyzerDep,
+)
+from services.ml.schemas import (
+    PROPERTY_ID_PATTERN,
+    VisionAnalysisCreate,
+    VisionAnalysisList,
+    VisionAnalysisPublic,
+)
+from services.ml.vision.images import ImageRejected, prepare_image
+from services.ml.vision.media import check_key, photo_key
+from services.ml.vision.store import list_for_property
+
+# rollout: add `Depends(require_feature("property_vision"))` here once flags land.
+router = APIRouter(prefix="/v1/ml/vision", tags=["property-vision"], dependencies=[])
+
+PropertyId = Annotated[str, Query(pattern=PROPERTY_ID_PATTERN, max_length=255)]
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and (not declared.isdigit() or int(declared) > limit):
+        raise HTTPException(413, f"the photo exceeds {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise HTTPException(413, f"the photo exceeds {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _public(row: dict[str, Any], cached: bool) -> VisionAnalysisPublic:
+    return VisionAnalysisPublic.from_row(row, cached=cached)
+
+
+@router.post("/analyses/upload")
+async def analyse_upload(
+    request: Request,
+    property_id: PropertyId,
+    principal: PrincipalDep,
+    claude: ClaudeDep,
+    analyzer: VisionAnalyzerDep,
+    media: MediaDep,
+    settings: SettingsDep,
+) -> VisionAnalysisPublic:
+    """Store the uploaded photo under the tenant's prefix and analyse it."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip()
+    if not content_type.startswith("image/"):
+        raise ImageRejected("unsupported_image_type", "send the photo with Content-Type image/*")
+    data = await _read_body(request, settings.vision_max_image_bytes)
+    # A photo analysed before is answered without decoding or storing it again
+    # (its key is content-addressed, so it is in the bucket already).
+    stored = await analyzer.stored(principal.tenant_id, hashlib.sha256(data).hexdigest())
+    if stored is not None:
+        return _public(stored, True)
+    image = await asyncio.to_thread(prepare_image, data)
+    key = photo_key(principal.tenant_id, image.sha256)
+    # The photo is stored while Claude looks at it: the upload is off the
+    # analysis' critical path, and is kept even when the analysis fails.
+    stored_photo = asyncio.create_task(media.put(key, data, content_type))
+    try:
+        row, cached = await analyzer.analyse(
+            claude=claude,
+            tenant_id=principal.tenant_id,
+            property_id=property_id,
+            image=image,
+            image_url=f"s3://{media.bucket}/{key}",
+            source="upload",
+        )
+    finally:
+        await stored_photo
+    return _public(row, cached)
+
+
+@router.post("/analyses")
+async def analyse(
+    body: VisionAnalysisCreate,
+    principal: PrincipalDep,
+    claude: ClaudeDep,
+    analyzer: VisionAnalyzerDep,
+    media: OptionalMediaDep,
+    fetcher: PhotoFetcherDep,
+    settings: SettingsDep,
+) -> VisionAnalysisPublic:
+    """Analyse a photo of the tenant's media bucket (``object_key``) or an HTTPS URL."""
+    limit = settings.vision_max_image_bytes
+    if body.object_key is not None:
+        key = check_key(principal.tenant_id, body.object_key)
+        if media is None:
+            raise ImageRejected("media_not_configured", "no MEDIA_BUCKET is configured")
+        data = await media.get(key, max_bytes=limit)
+        ref, source = f"s3://{media.bucket}/{key}", "object"
+    else:
+        assert body.image_url is not None
+        data = await fetcher.fetch(body.image_url)
+        ref, source = body.image_url, "url"
+    stored = await analyzer.stored(principal.tenant_id, hashlib.sha256(data).hexdigest())
+    if stored is not None:
+        return _public(stored, True)
+    image = await asyncio.to_thread(prepare_image, data)
+    row, cached = await analyzer.analyse(
+        claude=claude,
+        tenant_id=principal.tenant_id,
+        property_id=body.property_id,
+        image=image,
+        image_url=ref,
+        source=source,
+    )
+    return _public(row, cached)
+
+
+@router.get("/analyses")
+async def list_analyses(
+    property_id: PropertyId, principal: PrincipalDep, analyzer: VisionAnalyzerDep
+) -> VisionAnalysisList:
+    """The property's stored analyses, newest first (at most 50)."""
+    rows = await list_for_property(analyzer.db, principal.tenant_id, property_id)
+    return VisionAnalysisList(analyses=[_public(row, True) for row in rows])

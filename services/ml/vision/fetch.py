@@ -1,0 +1,177 @@
+"""SSRF-safe download of a photo URL.
+
+Only hosts on VISION_URL_ALLOWED_HOSTS (exact names or ``*.suffix``) are
+fetched, over HTTPS. The host is resolved here and every address checked
+(loopback, private, link-local, multicast, reserved, shared, unspecified and
+cloud metadata addresses are refused); the connection then goes to a checked
+address, with the host name kept for TLS and ``Host``, so DNS cannot answer
+differently between the check and the connection. Redirects are followed by
+hand, at most ``MAX_REDIRECTS``, each target checked the same way. The body
+is streamed and cut at VISION_MAX_IMAGE_BYTES; the content type must be an
+image; the whole download is bounded by VISION_FETCH_TIMEOUT_SECONDS.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+from collections.abc import Awaitable, Callable, Collection
+from urllib.parse import urljoin, urlsplit
+
+import httpx
+
+from services.ml.vision.images import ImageRejected
+
+MAX_REDIRECTS = 3
+Resolver = Callable[[str, int], Awaitable[list[str]]]
+AddressCheck = Callable[[ipaddress.IPv4Address | ipaddress.IPv6Address], bool]
+
+_METADATA = {
+    ipaddress.ip_address("169.254.169.254"),
+    ipaddress.ip_address("fd00:ec2::254"),
+    ipaddress.ip_address("100.100.100.200"),
+}
+
+
+def public_address(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """Whether ``address`` is a global unicast address outside any metadata service."""
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_global and not address.is_multicast and address not in _METADATA
+
+
+async def system_resolver(host: str, port: int) -> list[str]:
+    """Every address the system resolver gives for ``host``."""
+    loop = asyncio.get_running_loop()
+    infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return sorted({str(info[4][0]) for info in infos})
+
+
+def host_allowed(host: str, allowed: Collection[str]) -> bool:
+    """Exact match, or ``*.example.com`` matching any subdomain of example.com."""
+    host = host.lower().rstrip(".")
+    for pattern in allowed:
+        pattern = pattern.lower().rstrip(".")
+        if pattern.startswith("*.") and host.endswith(pattern[1:]):
+            return True
+        if host == pattern:
+            return True
+    return False
+
+
+class PhotoFetcher:
+    """Downloads photos under the rules of the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        allowed_hosts: Collection[str],
+        max_bytes: int,
+        timeout_seconds: float,
+        resolver: Resolver = system_resolver,
+        address_allowed: AddressCheck = public_address,
+        schemes: Collection[str] = ("https",),
+        verify: bool = True,
+    ) -> None:
+        self._allowed = tuple(allowed_hosts)
+        self._max_bytes = max_bytes
+        self._timeout = timeout_seconds
+        self._resolve = resolver
+        self._address_allowed = address_allowed
+        self._schemes = frozenset(schemes)
+        self._client = httpx.AsyncClient(
+            follow_redirects=False, verify=verify, timeout=timeout_seconds, trust_env=False
+        )
+
+    async def close(self) -> None:
+        """Close the connection pool."""
+        await self._client.aclose()
+
+    async def _checked_address(self, host: str, port: int) -> str:
+        if not host_allowed(host, self._allowed):
+            raise ImageRejected("url_host_not_allowed", f"photos are not fetched from {host!r}")
+        try:
+            addresses = await self._resolve(host, port)
+        except OSError:
+            raise ImageRejected("url_unresolvable", f"{host!r} does not resolve") from None
+        if not addresses:
+            raise ImageRejected("url_unresolvable", f"{host!r} does not resolve")
+        for address in addresses:
+            if not self._address_allowed(ipaddress.ip_address(address)):
+                raise ImageRejected(
+                    "url_forbidden_address",
+                    f"{host!r} resolves to an address photos are never fetched from",
+                )
+        return addresses[0]
+
+    async def fetch(self, url: str) -> bytes:
+        """The photo's bytes; ``ImageRejected`` for any rule broken."""
+        try:
+            async with asyncio.timeout(self._timeout):
+                return await self._follow(url)
+        except httpx.HTTPError as exc:
+            raise ImageRejected(
+                "url_fetch_failed", f"the photo could not be downloaded ({type(exc).__name__})"
+            ) from None
+        except TimeoutError:
+            raise ImageRejected(
+                "url_timeout", f"the photo did not download within {self._timeout:g} s"
+            ) from None
+
+    async def _follow(self, url: str) -> bytes:
+        for _ in range(MAX_REDIRECTS + 1):
+            parts = urlsplit(url)
+            if parts.scheme not in self._schemes or not parts.hostname:
+                raise ImageRejected("url_invalid", "the photo URL must be an https:// URL")
+            if parts.username or parts.password:
+                raise ImageRejected("url_invalid", "credentials in photo URLs are refused")
+            try:
+                port = parts.port or (443 if parts.scheme == "https" else 80)
+            except ValueError:
+                raise ImageRejected("url_invalid", "the photo URL has an invalid port") from None
+            host = parts.hostname
+            address = await self._checked_address(host, port)
+            ip_host = f"[{address}]" if ":" in address else address
+            target = parts._replace(netloc=f"{ip_host}:{port}").geturl()
+            request = self._client.build_request(
+                "GET",
+                target,
+                headers={"Host": parts.netloc.rsplit("@", 1)[-1], "Accept": "image/*"},
+                extensions={"sni_hostname": host},
+            )
+            response = await self._client.send(request, stream=True)
+            try:
+                if response.is_redirect:
+                    location = response.headers.get("location")
+                    if not location:
+                        raise ImageRejected("url_bad_redirect", "a redirect without a Location")
+                    url = urljoin(url, location)
+                    continue
+                if response.status_code != 200:
+                    raise ImageRejected(
+                        "url_fetch_failed", f"the photo URL answered {response.status_code}"
+                    )
+                content_type = response.headers.get("content-type", "").split(";")[0].strip()
+                if not content_type.startswith("image/"):
+                    raise ImageRejected(
+                        "unsupported_image_type", f"the URL serves {content_type or 'no type'}"
+                    )
+                declared = response.headers.get("content-length")
+                if declared is not None and declared.isdigit() and int(declared) > self._max_bytes:
+                    raise ImageRejected(
+                        "image_too_big", f"the photo exceeds {self._max_bytes} bytes"
+                    )
+                chunks: list[bytes] = []
+                size = 0
+                async for chunk in response.aiter_bytes():
+                    size += len(chunk)
+                    if size > self._max_bytes:
+                        raise ImageRejected(
+                            "image_too_big", f"the photo exceeds {self._max_bytes} bytes"
+                        )
+                    chunks.append(chunk)
+                return b"".join(chunks)
+            finally:
+                await response.aclose()
+        raise ImageRejected("url_too_many_redirects", f"more than {MAX_REDIRECTS} redirects")

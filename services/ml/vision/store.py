@@ -1,0 +1,162 @@
+"""``property_vision_analyses`` rows: the claim that makes each analysis happen once.
+
+One row per (tenant, image sha256, model, prompt version), enforced by a
+unique index. ``claim`` inserts a ``pending`` row; the request that inserted
+it calls Claude and ``complete``s it, or ``release``s it on failure so a
+later request can try again. A pending row older than the stale limit (its
+owner died) can be taken over, once, by compare-and-set on ``claimed_at``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from services.common.claude import Usage
+from services.common.database import Database
+
+COLUMNS = (
+    "analysis_id, property_id, image_url, analysis_results, luxury_score, condition_score, "
+    "analysis_latency_seconds, image_sha256, model, prompt_version, status, claimed_at, source, "
+    "input_tokens, output_tokens, cache_write_tokens, cache_read_tokens, cost_micro_usd, "
+    "created_at"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """The outcome of ``claim``: ours to run, or someone else's row as it is now."""
+
+    analysis_id: uuid.UUID
+    owned: bool
+    status: str
+    claimed_at: datetime | None
+
+
+async def find(
+    db: Database, tenant_id: str, *, sha256: str, model: str, prompt_version: str
+) -> dict[str, Any] | None:
+    """The row for the key, pending or done, or None."""
+    async with db.tenant(tenant_id) as conn:
+        row = await conn.fetchrow(
+            f"SELECT {COLUMNS} FROM property_vision_analyses "  # noqa: S608 - constant columns
+            "WHERE image_sha256 = $1 AND model = $2 AND prompt_version = $3",
+            sha256,
+            model,
+            prompt_version,
+        )
+    return dict(row) if row is not None else None
+
+
+async def claim(
+    db: Database,
+    tenant_id: str,
+    *,
+    sha256: str,
+    model: str,
+    prompt_version: str,
+    property_id: str,
+    image_url: str,
+    source: str,
+    stale_seconds: float,
+) -> Claim:
+    """Insert a pending row, or take over a stale one; else report the current row."""
+    async with db.tenant(tenant_id) as conn:
+        row = await conn.fetchrow(
+            "INSERT INTO property_vision_analyses (property_id, image_url, image_sha256, model, "
+            "prompt_version, status, claimed_at, source) "
+            "VALUES ($1, $2, $3, $4, $5, 'pending', clock_timestamp(), $6) "
+            "ON CONFLICT (tenant_id, image_sha256, model, prompt_version) DO NOTHING "
+            "RETURNING analysis_id, claimed_at",
+            property_id,
+            image_url,
+            sha256,
+            model,
+            prompt_version,
+            source,
+        )
+        if row is not None:
+            return Claim(row["analysis_id"], True, "pending", row["claimed_at"])
+        taken = await conn.fetchrow(
+            "UPDATE property_vision_analyses SET claimed_at = clock_timestamp() "
+            "WHERE image_sha256 = $1 AND model = $2 AND prompt_version = $3 "
+            "AND status = 'pending' "
+            "AND claimed_at < clock_timestamp() - make_interval(secs => $4) "
+            "RETURNING analysis_id, claimed_at",
+            sha256,
+            model,
+            prompt_version,
+            stale_seconds,
+        )
+        if taken is not None:
+            return Claim(taken["analysis_id"], True, "pending", taken["claimed_at"])
+        current = await conn.fetchrow(
+            "SELECT analysis_id, status, claimed_at FROM property_vision_analyses "
+            "WHERE image_sha256 = $1 AND model = $2 AND prompt_version = $3",
+            sha256,
+            model,
+            prompt_version,
+        )
+    if current is None:  # released between our statements: the caller tries again
+        return Claim(uuid.UUID(int=0), False, "released", None)
+    return Claim(current["analysis_id"], False, current["status"], current["claimed_at"])
+
+
+async def complete(
+    db: Database,
+    tenant_id: str,
+    *,
+    analysis_id: uuid.UUID,
+    results: dict[str, Any],
+    luxury_score: float,
+    condition_score: float,
+    latency_seconds: float,
+    usage: Usage,
+    cost_micro_usd: int,
+) -> dict[str, Any]:
+    """Store the result on the claimed row and return it."""
+    async with db.tenant(tenant_id) as conn:
+        row = await conn.fetchrow(
+            "UPDATE property_vision_analyses SET status = 'done', analysis_results = $2, "  # noqa: S608
+            "luxury_score = $3, condition_score = $4, analysis_latency_seconds = $5, "
+            "input_tokens = $6, output_tokens = $7, cache_write_tokens = $8, "
+            "cache_read_tokens = $9, cost_micro_usd = $10 "
+            f"WHERE analysis_id = $1 RETURNING {COLUMNS}",
+            analysis_id,
+            results,
+            luxury_score,
+            condition_score,
+            latency_seconds,
+            usage.input_tokens,
+            usage.output_tokens,
+            usage.cache_write_tokens,
+            usage.cache_read_tokens,
+            cost_micro_usd,
+        )
+    assert row is not None, "a claimed row cannot disappear before it completes"
+    return dict(row)
+
+
+async def release(db: Database, tenant_id: str, analysis_id: uuid.UUID) -> None:
+    """Give a claim back after a failure (the next request tries again)."""
+    async with db.tenant(tenant_id) as conn:
+        await conn.execute(
+            "DELETE FROM property_vision_analyses WHERE analysis_id = $1 AND status = 'pending'",
+            analysis_id,
+        )
+
+
+async def list_for_property(
+    db: Database, tenant_id: str, property_id: str, *, limit: int = 50
+) -> list[dict[str, Any]]:
+    """The property's finished analyses, newest first."""
+    async with db.tenant(tenant_id) as conn:
+        rows = await conn.fetch(
+            f"SELECT {COLUMNS} FROM property_vision_analyses "  # noqa: S608 - constant columns
+            "WHERE property_id = $1 AND status = 'done' ORDER BY created_at DESC LIMIT $2",
+            property_id,
+            limit,
+        )
+    return [dict(row) for row in rows]

@@ -1,0 +1,112 @@
+"""The HTTP edge: authentication first, validated signals, tenant isolation, health."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from prometheus_client import CollectorRegistry
+
+from services.churn.config import ChurnSettings
+from services.churn.main import create_app
+from services.common.database import Database
+
+AppClient = Callable[[FastAPI], AbstractAsyncContextManager[httpx.AsyncClient]]
+
+
+@pytest.fixture
+def churn_app(churn_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> FastAPI:
+    monkeypatch.setenv("CHURN_WORKER_ENABLED", "false")
+    monkeypatch.setenv("CHURN_SCHEDULER_ENABLED", "false")
+    return create_app(ChurnSettings.from_env(), registry=CollectorRegistry())
+
+
+def _signal(lead: str, kind: str = "message_sent", **extra: object) -> dict[str, object]:
+    return {
+        "signal_id": str(uuid.uuid4()),
+        "lead_id": lead,
+        "type": kind,
+        "occurred_at": datetime.now(UTC).isoformat(),
+        **extra,
+    }
+
+
+async def test_signals_flow_and_refusals(
+    churn_app: FastAPI,
+    app_client: AppClient,
+    make_token: Callable[..., str],
+    owner_db: Database,
+) -> None:
+    auth = {"Authorization": f"Bearer {make_token('t1')}"}
+    other = {"Authorization": f"Bearer {make_token('t2')}"}
+    async with app_client(churn_app) as client:
+        # Authentication before the body: garbage without a token is a 401.
+        response = await client.post("/v1/churn/signals", content=b"{not json")
+        assert response.status_code == 401
+        response = await client.put(
+            "/v1/churn/leads",
+            json={"leads": [{"lead_id": "lead-1", "timezone": "America/Denver"}]},
+            headers=auth,
+        )
+        assert response.json() == {"upserted": 1}
+        bad_zone = await client.put(
+            "/v1/churn/leads",
+            json={"leads": [{"lead_id": "x", "timezone": "Mars/Base"}]},
+            headers=auth,
+        )
+        assert bad_zone.status_code == 422
+        first = _signal("lead-1")
+        response = await client.post("/v1/churn/signals", json={"signals": [first]}, headers=auth)
+        assert response.status_code == 202
+        assert response.json() == {"stored": 1, "duplicates": 0, "cancelled_sends": 0}
+        retried = await client.post("/v1/churn/signals", json={"signals": [first]}, headers=auth)
+        assert retried.json()["duplicates"] == 1
+        future = _signal("lead-1", occurred_at=(datetime.now(UTC) + timedelta(hours=1)).isoformat())
+        response = await client.post("/v1/churn/signals", json={"signals": [future]}, headers=auth)
+        assert (response.status_code, response.json()["reason"]) == (422, "timestamp_in_future")
+        response = await client.post(
+            "/v1/churn/signals", json={"signals": [_signal("nobody")]}, headers=auth
+        )
+        assert (response.status_code, response.json()["reason"]) == (422, "unknown_lead")
+        # Another tenant cannot reach this tenant's lead: for it, the lead does not exist.
+        response = await client.post(
+            "/v1/churn/signals", json={"signals": [_signal("lead-1")]}, headers=other
+        )
+        assert (response.status_code, response.json()["reason"]) == (422, "unknown_lead")
+        for hostile in (
+            _signal("lead-1", data={"note": "a\x00b"}),
+            _signal("lead-1", data={"n": 2**70}),
+            _signal("lead-1\n"),
+            _signal("lead-1", kind="stage_changed", data={"stage": "moon"}),
+        ):
+            response = await client.post(
+                "/v1/churn/signals", json={"signals": [hostile]}, headers=auth
+            )
+            assert response.status_code == 422
+            assert "reason" in response.json()
+        too_big = await client.post("/v1/churn/signals", content=b"x" * 2_000_000, headers=auth)
+        assert too_big.status_code == 413
+        health = await client.get("/health/churn")
+        assert health.status_code == 200
+        body = health.json()
+        for field in (
+            "avg_intervention_latency_s",
+            "target_latency_s",
+            "interventions_24h",
+            "success_rate",
+        ):
+            assert field in body
+        assert body["crm_configured"] is False
+        assert (await client.get("/v1/churn/dead-letters", headers=auth)).json() == []
+    async with owner_db.unscoped() as conn:
+        rows = await conn.fetch("SELECT tenant_id, lead_id FROM churn_signals")
+        jobs = await conn.fetchval(
+            "SELECT count(*) FROM procrastinate_jobs WHERE task_name = 'churn.detect'"
+        )
+    assert [tuple(row) for row in rows] == [("t1", "lead-1")]
+    assert jobs == 1  # detection queued by the one stored batch

@@ -1,0 +1,240 @@
+"""The intervention workflow end to end: real Postgres, procrastinate, the CRM stand-in."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections import Counter
+from datetime import UTC, datetime
+
+from localrun.standins.leadconnector import Faults, StandinServer
+from services.churn.schemas import SignalCreate
+from services.churn.signals import store_signals
+from services.common.database import Database
+from tests.services.churn.conftest import (
+    RuntimeFactory,
+    drain,
+    queued,
+    quiet_zone,
+    seed_leads,
+)
+
+
+async def _outbox(owner: Database) -> list[dict]:
+    async with owner.unscoped() as conn:
+        rows = await conn.fetch(
+            "SELECT tenant_id, lead_id, channel, status, reason, attempts, last_error, "
+            "idempotency_key, updated_at FROM churn_outbox ORDER BY tenant_id, lead_id, channel"
+        )
+    return [dict(row) for row in rows]
+
+
+async def _interventions(owner: Database) -> list[dict]:
+    async with owner.unscoped() as conn:
+        rows = await conn.fetch(
+            "SELECT tenant_id, lead_id, intervention_stage, channels_used, status, reason, "
+            "intervention_latency_seconds, detected_at FROM churn_interventions"
+        )
+    return [dict(row) for row in rows]
+
+
+def _delivered_keys(standin: StandinServer) -> Counter[str]:
+    return Counter(d["key"] for d in standin.standin.stats()["deliveries"])
+
+
+async def test_pass_stages_and_delivers_each_send_once(
+    make_runtime: RuntimeFactory, standin: StandinServer, db: Database, owner_db: Database
+) -> None:
+    at_risk = await seed_leads(db, "t1", 5)
+    await seed_leads(db, "t1", 3, prefix="fresh", at_risk=False)
+    async with make_runtime(standin=standin) as runtime:
+        summary = await runtime.run_pass()
+        (tenant,) = summary.tenants
+        assert tenant.scored == 8
+        assert tenant.interventions == 5
+        assert sorted(lead for lead, _, _ in tenant.created) == sorted(at_risk)
+        await drain(runtime)
+        # A second pass in the same window stages nothing new.
+        again = await runtime.run_pass()
+        assert again.tenants[0].interventions == 0
+        assert await queued(db) == 0
+    rows = await _outbox(owner_db)
+    assert len(rows) == 10  # escalate: email + task per lead
+    assert {row["status"] for row in rows} == {"delivered"}
+    keys = _delivered_keys(standin)
+    assert sorted(keys) == sorted(row["idempotency_key"] for row in rows)
+    assert set(keys.values()) == {1}
+    assert standin.standin.stats()["results"] == {"accepted": 10}
+    for row in await _interventions(owner_db):
+        assert row["status"] == "delivered"
+        assert sorted(row["channels_used"]) == ["email", "task"]
+        assert row["intervention_latency_seconds"] is not None
+
+
+async def test_without_crm_key_interventions_are_recorded_not_sent(
+    make_runtime: RuntimeFactory, db: Database, owner_db: Database
+) -> None:
+    await seed_leads(db, "t1", 3)
+    async with make_runtime(standin=None) as runtime:
+        await runtime.run_pass()
+        assert await queued(db) == 0
+    interventions = await _interventions(owner_db)
+    assert len(interventions) == 3
+    assert {(i["status"], i["reason"]) for i in interventions} == {
+        ("not_sent", "crm_not_configured")
+    }
+    assert {(r["status"], r["reason"]) for r in await _outbox(owner_db)} == {
+        ("not_sent", "crm_not_configured")
+    }
+
+
+async def test_two_replicas_and_two_schedulers_send_nothing_twice(
+    make_runtime: RuntimeFactory, standin: StandinServer, db: Database, owner_db: Database
+) -> None:
+    for tenant in ("t1", "t2", "t3"):
+        await seed_leads(db, tenant, 8)
+    async with make_runtime(standin=standin) as one, make_runtime(standin=standin) as two:
+        await asyncio.gather(one.run_pass(), two.run_pass(), one.run_pass(), two.run_pass())
+        await asyncio.gather(drain(one), drain(two))
+    rows = await _outbox(owner_db)
+    assert len(rows) == 3 * 8 * 2
+    assert {row["status"] for row in rows} == {"delivered"}
+    keys = _delivered_keys(standin)
+    assert len(keys) == len(rows)
+    assert set(keys.values()) == {1}
+    # No send even reached the CRM twice: the claim, not the CRM's dedup, held.
+    assert standin.standin.stats()["results"] == {"accepted": len(rows)}
+    assert len(await _interventions(owner_db)) == 24
+
+
+async def test_provider_faults_are_retried_and_delivered_once(
+    make_runtime: RuntimeFactory, standin: StandinServer, db: Database, owner_db: Database
+) -> None:
+    standin.standin.set_faults(
+        Faults(
+            rate_limited=0.2,
+            retry_after_seconds=1,
+            server_error=0.2,
+            timeout_after_accept=0.15,
+            timeout_seconds=3,
+            seed=3,
+        )
+    )
+    await seed_leads(db, "t1", 15)
+    async with make_runtime(standin=standin, churn_intervention_retry_count=8) as runtime:
+        await runtime.run_pass()
+        await drain(runtime, limit=120)
+    rows = await _outbox(owner_db)
+    assert {row["status"] for row in rows} == {"delivered"}
+    results = standin.standin.stats()["results"]
+    # Every kind of fault happened, and each was retried to one delivery.
+    assert results["rate_limited"]
+    assert results["server_error"]
+    assert results["timeout_after_accept"]
+    assert results.get("duplicate", 0) >= 1  # the retries after a timeout
+    keys = _delivered_keys(standin)
+    assert len(keys) == len(rows) == 30
+    assert set(keys.values()) == {1}
+    assert max(row["attempts"] for row in rows) > 1
+
+
+async def test_poisoned_lead_is_dead_lettered_and_others_are_delivered(
+    make_runtime: RuntimeFactory, standin: StandinServer, db: Database, owner_db: Database
+) -> None:
+    await seed_leads(db, "t1", 6)
+    standin.standin.set_faults(Faults(poisoned_contacts=["lead-0"]))
+    async with make_runtime(standin=standin, churn_intervention_retry_count=2) as runtime:
+        await runtime.run_pass()
+        await drain(runtime, limit=60)
+        dead = [row for row in await _outbox(owner_db) if row["status"] == "dead_letter"]
+        assert {(row["lead_id"], row["attempts"]) for row in dead} == {
+            ("lead-0", 3)
+        }  # 1 try + 2 retries, each channel
+        assert all("500" in row["last_error"] for row in dead)
+        metrics = runtime.metrics.dead_letters
+        assert sum(metrics.labels(c)._value.get() for c in ("email", "task")) == 2
+    rows = await _outbox(owner_db)
+    others = [row for row in rows if row["lead_id"] != "lead-0"]
+    assert {row["status"] for row in others} == {"delivered"}
+    # The other leads went out before the poisoned one gave up.
+    last_other = max(d["received_at"] for d in standin.standin.stats()["deliveries"])
+    assert all(row["updated_at"].timestamp() >= last_other for row in dead)
+    interventions = {i["lead_id"]: i for i in await _interventions(owner_db)}
+    assert interventions["lead-0"]["status"] == "dead_letter"
+
+
+async def test_reengaging_lead_cancels_its_pending_sends(
+    make_runtime: RuntimeFactory, standin: StandinServer, db: Database, owner_db: Database
+) -> None:
+    # Quiet hours where the lead is: its messages wait; the agent's task does not.
+    await seed_leads(db, "t1", 2, timezone=quiet_zone())
+    async with make_runtime(standin=standin) as runtime:
+        await runtime.run_pass()
+        await drain(runtime, due_only=True)
+        waiting = [row for row in await _outbox(owner_db) if row["status"] == "pending"]
+        assert {row["channel"] for row in waiting} == {"email"}
+        reply = SignalCreate(
+            signal_id=uuid.uuid4(),
+            lead_id="lead-0",
+            type="reply",
+            occurred_at=datetime.now(UTC),
+        )
+        async with db.tenant("t1") as conn:
+            result = await store_signals(conn, [reply], now=datetime.now(UTC))
+        assert result.cancelled_sends == 1
+    by_lead = {(r["lead_id"], r["channel"]): r for r in await _outbox(owner_db)}
+    assert by_lead[("lead-0", "email")]["status"] == "cancelled"
+    assert by_lead[("lead-0", "email")]["reason"] == "lead_re_engaged"
+    assert by_lead[("lead-1", "email")]["status"] == "pending"
+    assert by_lead[("lead-0", "task")]["status"] == "delivered"
+    async with owner_db.unscoped() as conn:
+        jobs = await conn.fetch(
+            "SELECT status::text, queueing_lock FROM procrastinate_jobs WHERE status = 'todo'"
+        )
+    # Only lead-1's email is still waiting in the queue.
+    assert len(jobs) == 1
+
+
+async def test_frequency_cap_suppresses_messages_but_not_the_agent_task(
+    make_runtime: RuntimeFactory, standin: StandinServer, db: Database, owner_db: Database
+) -> None:
+    await seed_leads(db, "t1", 1)
+    async with owner_db.unscoped() as conn:
+        # An earlier intervention already reached this lead today.
+        await conn.execute(
+            "INSERT INTO churn_interventions (tenant_id, lead_id, churn_probability, "
+            "intervention_stage, window_start, status, detected_at) "
+            "VALUES ('t1', 'lead-0', 0.6, 'nudge', '2000-01-01', 'delivered', now())"
+        )
+        iid = await conn.fetchval("SELECT intervention_id FROM churn_interventions")
+        await conn.execute(
+            "INSERT INTO churn_outbox (tenant_id, intervention_id, lead_id, channel, "
+            "idempotency_key, status, delivered_at) "
+            "VALUES ('t1', $1, 'lead-0', 'sms', 'earlier', 'delivered', now())",
+            iid,
+        )
+    async with make_runtime(standin=standin, churn_max_contacts_per_day=1) as runtime:
+        await runtime.run_pass()
+        await drain(runtime)
+    rows = {r["channel"]: r for r in await _outbox(owner_db) if r["idempotency_key"] != "earlier"}
+    assert (rows["email"]["status"], rows["email"]["reason"]) == ("suppressed", "frequency_cap")
+    assert rows["task"]["status"] == "delivered"
+
+
+async def test_a_tenant_never_touches_another_tenants_sends(
+    make_runtime: RuntimeFactory, standin: StandinServer, db: Database, owner_db: Database
+) -> None:
+    await seed_leads(db, "t1", 2)
+    async with make_runtime(standin=standin, churn_worker_concurrency=1) as runtime:
+        summary = await runtime.run_pass()
+        assert {t.tenant_id for t in summary.tenants} == {"t1"}
+        async with owner_db.unscoped() as conn:
+            outbox_id = await conn.fetchval("SELECT outbox_id::text FROM churn_outbox LIMIT 1")
+        # A job naming another tenant finds nothing under that tenant's scope.
+        assert await runtime.deliverer.deliver(tenant_id="t2", outbox_id=outbox_id) == "skipped"
+        await seed_leads(db, "t2", 1, at_risk=False)
+        summary = await runtime.run_pass()
+        t2 = next(t for t in summary.tenants if t.tenant_id == "t2")
+        assert t2.scored == 1
+        assert t2.interventions == 0
+    assert standin.standin.stats()["deliveries"] == []

@@ -1,0 +1,294 @@
+"""coaching-engine end to end: the real ``anthropic`` client against the stand-in,
+the session's Postgres, the app's real lifespan."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+import pytest_asyncio
+from fastapi import FastAPI
+
+from localrun.standins.anthropic import AnthropicStandIn, Case
+from services.coaching.config import CoachingSettings
+from services.coaching.conversation import compute_metrics
+from services.coaching.main import create_app
+from services.coaching.prompt import system_blocks
+from services.coaching.schemas import TranscriptMessage
+from services.common.metrics import new_registry
+
+AppClient = Callable[[FastAPI], AbstractAsyncContextManager[httpx.AsyncClient]]
+_ID = re.compile(r"^\[([^\]]+)\] (agent|lead) ", re.MULTILINE)
+START = datetime(2026, 12, 3, 10, 0, tzinfo=UTC)
+
+
+def coaching_answer(body: dict[str, Any], *, cite: str | None = None) -> str:
+    """A valid coaching answer citing the first message ids of the request."""
+    ids = _ID.findall(body["messages"][0]["content"])
+    first = cite or ids[0][0]
+    insight = {"title": "Fast reply", "detail": "You answered quickly.", "message_ids": [first]}
+    return orjson.dumps(
+        {
+            "strengths": [insight],
+            "improvement_areas": [{**insight, "title": "Ask about budget"}],
+            "next_best_actions": [{**insight, "title": "Call back today"}],
+            "summary": "Good start.",
+        }
+    ).decode()
+
+
+def transcript(n: int = 4, *, words: int = 5, agent: str = "agent-7") -> dict[str, Any]:
+    messages = []
+    for index in range(n):
+        speaker = "lead" if index % 2 == 0 else "agent"
+        text = " ".join(["word"] * words)
+        if speaker == "lead" and index == 2:
+            text = "Honestly it looks too expensive for us."
+        if speaker == "agent":
+            text += " What budget do you have in mind?"
+        messages.append(
+            {
+                "id": f"m{index + 1}",
+                "speaker": speaker,
+                "text": text,
+                "timestamp": (START + timedelta(minutes=index * 2)).isoformat(),
+            }
+        )
+    return {"agent_id": agent, "conversation_id": "conv-1", "messages": messages}
+
+
+@pytest.fixture
+def coaching_settings(
+    settings_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, anthropic_api: AnthropicStandIn
+) -> Callable[..., CoachingSettings]:
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-test")
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", anthropic_api.url)
+    monkeypatch.setenv("CLAUDE_BACKOFF_BASE_SECONDS", "0.01")
+    anthropic_api.responder = coaching_answer
+
+    def make(**overrides: Any) -> CoachingSettings:
+        return CoachingSettings.from_env(**overrides)
+
+    return make
+
+
+@pytest_asyncio.fixture
+async def client(
+    coaching_settings: Callable[..., CoachingSettings], app_client: AppClient
+) -> AsyncIterator[httpx.AsyncClient]:
+    async with app_client(create_app(coaching_settings(), registry=new_registry())) as http:
+        yield http
+
+
+def _auth(make_token: Callable[..., str], tenant: str = "tenant-a") -> dict[str, str]:
+    return {"Authorization": f"Bearer {make_token(tenant)}"}
+
+
+async def test_analysis_is_stored_with_metrics_and_cost(
+    client: httpx.AsyncClient, anthropic_api: AnthropicStandIn, make_token: Callable[..., str]
+) -> None:
+    response = await client.post(
+        "/v1/coaching/sessions", json=transcript(), headers=_auth(make_token)
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["metrics"]["objections"][0]["kind"] == "price"
+    assert body["metrics"]["objections"][0]["answered"] is True
+    assert body["insights"]["strengths"][0]["message_ids"] == ["m1"]
+    assert body["improvement_areas"] == ["Ask about budget"]
+    assert body["cost_micro_usd"] > 0
+    assert anthropic_api.billable == 1
+    again = await client.post("/v1/coaching/sessions", json=transcript(), headers=_auth(make_token))
+    assert again.json()["cached"] is True
+    assert anthropic_api.billable == 1
+    listed = await client.get("/v1/coaching/sessions?agent_id=agent-7", headers=_auth(make_token))
+    assert [s["session_id"] for s in listed.json()["sessions"]] == [body["session_id"]]
+    other = _auth(make_token, "tenant-b")
+    assert (await client.get("/v1/coaching/sessions?agent_id=agent-7", headers=other)).json()[
+        "sessions"
+    ] == []
+    missing = await client.get(f"/v1/coaching/sessions/{body['session_id']}", headers=other)
+    assert missing.status_code == 404
+
+
+async def test_second_analysis_reads_the_prompt_cache(
+    client: httpx.AsyncClient, anthropic_api: AnthropicStandIn, make_token: Callable[..., str]
+) -> None:
+    first = await client.post(
+        "/v1/coaching/sessions", json=transcript(4), headers=_auth(make_token)
+    )
+    second = await client.post(
+        "/v1/coaching/sessions", json=transcript(6, agent="agent-8"), headers=_auth(make_token)
+    )
+    assert first.json()["cache_write_tokens"] > 1024
+    assert first.json()["cache_read_tokens"] == 0
+    assert second.json()["cache_read_tokens"] == first.json()["cache_write_tokens"]
+    assert second.json()["cache_write_tokens"] == 0
+    assert second.json()["cost_micro_usd"] < first.json()["cost_micro_usd"]
+    # The breakpoint is on the system prompt; the transcript only comes after it.
+    request = anthropic_api.requests[-1]
+    assert request["system"][-1]["cache_control"] == {"type": "ephemeral"}
+    assert request["system"] == system_blocks()
+    assert "What budget do you have in mind?" in request["messages"][0]["content"]
+
+
+async def test_citation_of_a_missing_message_is_repaired_once_then_502(
+    client: httpx.AsyncClient, anthropic_api: AnthropicStandIn, make_token: Callable[..., str]
+) -> None:
+    bad = coaching_answer({"messages": [{"content": "[m99] lead x"}]})
+    anthropic_api.script(Case.valid(bad))
+    ok = await client.post("/v1/coaching/sessions", json=transcript(), headers=_auth(make_token))
+    assert ok.status_code == 200
+    assert anthropic_api.billable == 2
+    assert "m99" in anthropic_api.requests[-1]["messages"][-1]["content"]
+    anthropic_api.script(Case.valid(bad), Case.valid(bad))
+    failed = await client.post(
+        "/v1/coaching/sessions", json=transcript(6), headers=_auth(make_token)
+    )
+    assert failed.status_code == 502
+    assert failed.json()["reason"] == "claude_schema"
+
+
+async def test_beyond_max_concurrent_is_429_with_retry_after(
+    coaching_settings: Callable[..., CoachingSettings],
+    app_client: AppClient,
+    anthropic_api: AnthropicStandIn,
+    make_token: Callable[..., str],
+) -> None:
+    anthropic_api.latency = 0.5
+    settings = coaching_settings(coaching_max_concurrent_analyses=2)
+    async with app_client(create_app(settings, registry=new_registry())) as http:
+        responses = await asyncio.gather(
+            *[
+                http.post(
+                    "/v1/coaching/sessions",
+                    json=transcript(4, agent=f"agent-{i}"),
+                    headers=_auth(make_token),
+                )
+                for i in range(3)
+            ]
+        )
+    statuses = sorted(r.status_code for r in responses)
+    assert statuses == [200, 200, 429]
+    busy = next(r for r in responses if r.status_code == 429)
+    assert busy.headers["Retry-After"] == "2"
+    assert busy.json()["reason"] == "too_many_analyses"
+
+
+async def test_session_timeout_is_504(
+    coaching_settings: Callable[..., CoachingSettings],
+    app_client: AppClient,
+    anthropic_api: AnthropicStandIn,
+    make_token: Callable[..., str],
+) -> None:
+    anthropic_api.latency = 1.0
+    settings = coaching_settings(coaching_session_timeout=0.3)
+    async with app_client(create_app(settings, registry=new_registry())) as http:
+        response = await http.post(
+            "/v1/coaching/sessions", json=transcript(), headers=_auth(make_token)
+        )
+        assert response.status_code == 504
+        assert response.json()["reason"] == "coaching_timeout"
+        health = (await http.get("/health/coaching")).json()
+        assert health["active_sessions"] == 0
+
+
+async def test_transcript_over_budget_is_422_before_any_billable_call(
+    coaching_settings: Callable[..., CoachingSettings],
+    app_client: AppClient,
+    anthropic_api: AnthropicStandIn,
+    make_token: Callable[..., str],
+) -> None:
+    settings = coaching_settings(coaching_max_input_tokens=1000)
+    async with app_client(create_app(settings, registry=new_registry())) as http:
+        response = await http.post(
+            "/v1/coaching/sessions", json=transcript(40, words=60), headers=_auth(make_token)
+        )
+    assert response.status_code == 422
+    assert response.json()["reason"] == "transcript_too_long"
+    assert anthropic_api.count_token_calls == 1
+    assert anthropic_api.billable == 0
+
+
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        lambda t: t["messages"].append(dict(t["messages"][0])),  # duplicate id
+        lambda t: t["messages"][0].update(text="a\x00b"),
+        lambda t: t["messages"][0].update(id="m1\n"),
+        lambda t: t["messages"][0].update(timestamp="2026-12-03T10:00:00"),
+        lambda t: t.update(agent_id="../x"),
+        lambda t: t.update(messages=[]),
+    ],
+)
+async def test_bad_transcripts_are_422(
+    client: httpx.AsyncClient,
+    anthropic_api: AnthropicStandIn,
+    make_token: Callable[..., str],
+    mutate: Callable[[dict[str, Any]], None],
+) -> None:
+    body = transcript()
+    mutate(body)
+    response = await client.post("/v1/coaching/sessions", json=body, headers=_auth(make_token))
+    assert response.status_code == 422
+    assert response.json()["reason"] == "validation_error"
+    assert anthropic_api.requests == []
+
+
+async def test_unauthenticated_is_401(client: httpx.AsyncClient) -> None:
+    response = await client.post("/v1/coaching/sessions", json=transcript())
+    assert response.status_code == 401
+
+
+async def test_without_a_key_answers_503_and_health_says_so(
+    coaching_settings: Callable[..., CoachingSettings],
+    app_client: AppClient,
+    make_token: Callable[..., str],
+) -> None:
+    settings = coaching_settings(anthropic_api_key="")
+    async with app_client(create_app(settings, registry=new_registry())) as http:
+        response = await http.post(
+            "/v1/coaching/sessions", json=transcript(), headers=_auth(make_token)
+        )
+        assert response.status_code == 503
+        assert response.json()["reason"] == "claude_not_configured"
+        assert "ANTHROPIC_API_KEY" in response.json()["detail"]
+        health = await http.get("/health/coaching")
+        assert health.status_code == 200
+        assert health.json()["status"] == "degraded"
+        assert health.json()["claude"]["configured"] is False
+
+
+def test_metrics_are_deterministic() -> None:
+    messages = [
+        TranscriptMessage(id="a", speaker="lead", text="Hi, we are not ready yet", timestamp=START),
+        TranscriptMessage(
+            id="b",
+            speaker="agent",
+            text="No problem! When would suit you? Spring?",
+            timestamp=START + timedelta(seconds=90),
+        ),
+        TranscriptMessage(
+            id="c",
+            speaker="lead",
+            text="We are already working with another agent.",
+            timestamp=START + timedelta(seconds=200),
+        ),
+    ]
+    metrics = compute_metrics(list(reversed(messages)))
+    assert metrics == compute_metrics(messages)
+    assert metrics["questions_asked"] == 2
+    assert metrics["talk_listen_ratio"] == round(7 / 13, 3)
+    assert metrics["response_delays_seconds"]["max"] == 90.0
+    assert [(o["kind"], o["answered"]) for o in metrics["objections"]] == [
+        ("timing", True),
+        ("competition", False),
+    ]
+    assert metrics["objections_unanswered"] == 1

@@ -1,0 +1,292 @@
+"""The shared Claude client: the real ``anthropic`` SDK against the local stand-in.
+
+Each scripted case of the issue is played and the stand-in's counters show
+how many requests were sent and how many were billable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from prometheus_client import CollectorRegistry
+from pydantic import BaseModel, Field
+
+from localrun.standins.anthropic import AnthropicStandIn, Case
+from services.common.claude import (
+    ClaudeBadOutput,
+    ClaudeClient,
+    ClaudeMetrics,
+    ClaudeSettings,
+    ClaudeTimeout,
+    ClaudeUnavailable,
+)
+from services.common.claude.client import build_anthropic
+from services.common.claude.ledger import totals
+from services.common.database import Database
+
+TENANT = "tenant-a"
+VALID = '{"score": 0.5, "label": "ok"}'
+
+
+class Answer(BaseModel):
+    score: float = Field(ge=0, le=1)
+    label: str
+
+
+def _settings(url: str, **overrides: Any) -> ClaudeSettings:
+    values: dict[str, Any] = {
+        "anthropic_api_key": "sk-test-key",
+        "anthropic_base_url": url,
+        "anthropic_timeout_seconds": 1.0,
+        "claude_backoff_base_seconds": 0.01,
+        "claude_backoff_max_seconds": 0.05,
+        "claude_max_retry_wait_seconds": 2.0,
+        **overrides,
+    }
+    return ClaudeSettings(**values)
+
+
+@pytest_asyncio.fixture
+async def make_client(
+    db: Database,
+) -> AsyncIterator[Callable[..., ClaudeClient]]:
+    made: list[ClaudeClient] = []
+
+    def make(url: str, **overrides: Any) -> ClaudeClient:
+        settings = _settings(url, **overrides)
+        api = build_anthropic(settings)
+        assert api is not None
+        client = ClaudeClient(
+            api, settings=settings, metrics=ClaudeMetrics(CollectorRegistry()), db=db
+        )
+        made.append(client)
+        return client
+
+    yield make
+    for client in made:
+        await client.close()
+
+
+def _request() -> dict[str, Any]:
+    return {"max_tokens": 256, "messages": [{"role": "user", "content": "rate this"}]}
+
+
+async def _structured(client: ClaudeClient) -> Any:
+    return await client.structured(
+        tenant_id=TENANT, feature="property_vision", output_format=Answer, **_request()
+    )
+
+
+async def test_valid_answer_is_parsed_and_costed(
+    anthropic_api: AnthropicStandIn, make_client: Callable[..., ClaudeClient], db: Database
+) -> None:
+    anthropic_api.script(Case.valid(VALID))
+    result = await _structured(make_client(anthropic_api.url))
+    assert result.output == Answer(score=0.5, label="ok")
+    assert result.attempts == 1
+    assert anthropic_api.billable == 1
+    # claude-sonnet-4-5: $3/MTok input, $15/MTok output = micro-dollars per token.
+    expected = result.usage.input_tokens * 3 + result.usage.output_tokens * 15
+    assert result.cost_micro_usd == expected > 0
+    [row] = await totals(db, TENANT)
+    assert (row["feature"], row["calls"], row["cost_micro_usd"]) == ("property_vision", 1, expected)
+    assert await totals(db, "tenant-b") == []
+
+
+@pytest.mark.parametrize(
+    ("bad", "reason"),
+    [
+        (Case.valid('{"score": 7, "label": "too high"}'), "claude_schema"),
+        (Case.valid("not json"), "claude_schema"),
+        (Case.refusal(), "claude_refusal"),
+        (Case.max_tokens(), "claude_max_tokens"),
+    ],
+)
+async def test_unusable_answer_is_repaired_once_then_502(
+    anthropic_api: AnthropicStandIn,
+    make_client: Callable[..., ClaudeClient],
+    bad: Case,
+    reason: str,
+) -> None:
+    client = make_client(anthropic_api.url)
+    anthropic_api.script(bad, Case.valid(VALID))
+    result = await _structured(client)
+    assert result.attempts == 2
+    assert result.output.label == "ok"
+    assert anthropic_api.billable == 2
+    repair = anthropic_api.requests[-1]
+    if bad.stop_reason == "max_tokens":
+        assert repair["max_tokens"] == 512
+    else:
+        assert "could not be used" in repair["messages"][-1]["content"]
+
+    anthropic_api.reset()
+    anthropic_api.script(bad, bad)
+    with pytest.raises(ClaudeBadOutput) as caught:
+        await _structured(client)
+    assert caught.value.reason == reason
+    assert caught.value.status_code == 502
+    assert anthropic_api.billable == 2
+
+
+async def test_short_retry_after_is_waited_for(
+    anthropic_api: AnthropicStandIn, make_client: Callable[..., ClaudeClient]
+) -> None:
+    client = make_client(anthropic_api.url)
+    anthropic_api.script(Case.rate_limited(0.05), Case.valid(VALID))
+    result = await _structured(client)
+    assert result.output.label == "ok"
+    assert len(anthropic_api.requests) == 2
+    assert anthropic_api.billable == 1
+
+
+async def test_long_retry_after_answers_503_with_the_wait(
+    anthropic_api: AnthropicStandIn, make_client: Callable[..., ClaudeClient]
+) -> None:
+    client = make_client(anthropic_api.url)
+    anthropic_api.script(Case.rate_limited(120))
+    with pytest.raises(ClaudeUnavailable) as caught:
+        await _structured(client)
+    assert caught.value.reason == "claude_rate_limited"
+    assert caught.value.headers == {"Retry-After": "120"}
+    assert len(anthropic_api.requests) == 1
+
+
+async def test_spend_limit_is_never_retried_and_opens_the_circuit(
+    anthropic_api: AnthropicStandIn, make_client: Callable[..., ClaudeClient]
+) -> None:
+    client = make_client(anthropic_api.url)
+    anthropic_api.script(Case.spend_limit(), Case.valid(VALID))
+    with pytest.raises(ClaudeUnavailable) as caught:
+        await _structured(client)
+    assert caught.value.reason == "claude_spend_limit"
+    assert len(anthropic_api.requests) == 1
+    assert client.health()["circuit"] == "open"
+    with pytest.raises(ClaudeUnavailable) as again:
+        await _structured(client)
+    assert again.value.reason == "claude_circuit_open"
+    assert len(anthropic_api.requests) == 1
+
+
+async def test_overloaded_is_retried_with_backoff(
+    anthropic_api: AnthropicStandIn, make_client: Callable[..., ClaudeClient]
+) -> None:
+    client = make_client(anthropic_api.url)
+    anthropic_api.script(Case.overloaded(), Case.overloaded(), Case.valid(VALID))
+    result = await _structured(client)
+    assert result.output.label == "ok"
+    assert anthropic_api.count(529) == 2
+    assert anthropic_api.billable == 1
+    text = client.metrics.retries.labels("property_vision", "overloaded")._value.get()
+    assert text == 2
+
+
+async def test_server_error_with_should_retry_false_is_not_retried(
+    anthropic_api: AnthropicStandIn, make_client: Callable[..., ClaudeClient]
+) -> None:
+    client = make_client(anthropic_api.url)
+    anthropic_api.script(Case.server_error(should_retry=False), Case.valid(VALID))
+    with pytest.raises(ClaudeUnavailable) as caught:
+        await _structured(client)
+    assert caught.value.reason == "claude_server_error"
+    assert len(anthropic_api.requests) == 1
+
+
+async def test_plain_server_error_is_retried(
+    anthropic_api: AnthropicStandIn, make_client: Callable[..., ClaudeClient]
+) -> None:
+    client = make_client(anthropic_api.url)
+    anthropic_api.script(Case.server_error(), Case.valid(VALID))
+    assert (await _structured(client)).output.label == "ok"
+    assert len(anthropic_api.requests) == 2
+
+
+async def test_timeout_after_billing_is_not_called_twice(
+    anthropic_api: AnthropicStandIn, make_client: Callable[..., ClaudeClient]
+) -> None:
+    client = make_client(anthropic_api.url, anthropic_timeout_seconds=0.3)
+    anthropic_api.script(Case.slow(1.0, VALID), Case.valid(VALID))
+    with pytest.raises(ClaudeTimeout) as caught:
+        await _structured(client)
+    assert caught.value.status_code == 504
+    assert anthropic_api.billable == 1
+    await asyncio.sleep(0.8)  # let the held answer finish server-side
+    assert len(anthropic_api.requests) == 1
+
+
+async def test_consecutive_failures_open_the_circuit(
+    anthropic_api: AnthropicStandIn, make_client: Callable[..., ClaudeClient]
+) -> None:
+    client = make_client(
+        anthropic_api.url, claude_breaker_failures=2, claude_breaker_open_seconds=60
+    )
+    anthropic_api.script(*[Case.server_error(should_retry=False)] * 2)
+    for _ in range(2):
+        with pytest.raises(ClaudeUnavailable):
+            await _structured(client)
+    with pytest.raises(ClaudeUnavailable) as caught:
+        await _structured(client)
+    assert caught.value.reason == "claude_circuit_open"
+    assert 0 < (caught.value.retry_after or 0) <= 60
+    assert len(anthropic_api.requests) == 2
+    assert client.metrics.circuit.labels("open")._value.get() == 1
+
+
+async def test_half_open_probe_closes_the_circuit(
+    anthropic_api: AnthropicStandIn, make_client: Callable[..., ClaudeClient]
+) -> None:
+    client = make_client(
+        anthropic_api.url, claude_breaker_failures=1, claude_breaker_open_seconds=0.1
+    )
+    anthropic_api.script(Case.server_error(should_retry=False), Case.valid(VALID))
+    with pytest.raises(ClaudeUnavailable):
+        await _structured(client)
+    await asyncio.sleep(0.15)
+    assert (await _structured(client)).output.label == "ok"
+    assert client.health()["circuit"] == "closed"
+
+
+async def _fire(client: ClaudeClient, n: int, interval: float) -> list[BaseException | None]:
+    async def one() -> BaseException | None:
+        try:
+            await client.parse(
+                tenant_id=TENANT, feature="property_vision", output_format=Answer, **_request()
+            )
+        except Exception as exc:
+            return exc
+        return None
+
+    tasks = []
+    for _ in range(n):
+        tasks.append(asyncio.create_task(one()))
+        await asyncio.sleep(interval)
+    return list(await asyncio.gather(*tasks))
+
+
+async def test_limiter_at_twice_the_rate_gets_almost_no_429(
+    make_client: Callable[..., ClaudeClient],
+) -> None:
+    # 4 requests per second allowed (bucket of 4), 8 per second offered.
+    with AnthropicStandIn(rate_limit=(4, 1.0), responder=lambda _b: VALID) as limited:
+        paced = make_client(
+            limited.url,
+            anthropic_max_retries=0,
+            claude_max_retry_wait_seconds=10,
+            anthropic_timeout_seconds=10,
+        )
+        await _fire(paced, 24, 0.125)
+        paced_429 = limited.count(429)
+        assert limited.count(200) >= 21
+    with AnthropicStandIn(rate_limit=(4, 1.0), responder=lambda _b: VALID) as unpaced:
+        # The control: the same load from a client whose limiter learns nothing.
+        blind = make_client(unpaced.url, anthropic_max_retries=0, anthropic_timeout_seconds=10)
+        blind.limiter.update = lambda _headers: None  # type: ignore[method-assign]
+        await _fire(blind, 24, 0.125)
+        unpaced_429 = unpaced.count(429)
+    # A shared, loaded machine delays some sends into bursts: allow a few.
+    assert paced_429 <= 3
+    assert unpaced_429 >= 8

@@ -1,0 +1,74 @@
+"""Data loading of the coaching and property dashboard pages, on the real Postgres,
+under row-level security (another tenant's rows never appear)."""
+
+from __future__ import annotations
+
+import hashlib
+
+from services.common.database import Database
+from services.dashboards.pages.coaching import load_coaching
+from services.dashboards.pages.property import load_property_intelligence
+
+
+async def _session(db: Database, tenant: str, agent: str, areas: list[str], cost: int) -> None:
+    async with db.tenant(tenant) as conn:
+        await conn.execute(
+            "INSERT INTO coaching_sessions (agent_id, analysis_data, coaching_insights, "
+            "improvement_areas, analysis_latency_seconds, cost_micro_usd) "
+            "VALUES ($1, $2, $3, $4, 1.2, $5)",
+            agent,
+            {"talk_listen_ratio": 1.5, "questions_asked": 3, "objections_unanswered": 1},
+            {"summary": f"summary for {agent}"},
+            areas,
+            cost,
+        )
+
+
+async def test_coaching_page_aggregates_the_tenants_sessions(db: Database) -> None:
+    await _session(db, "tenant-a", "agent-1", ["Ask about budget"], 4_000)
+    await _session(db, "tenant-a", "agent-1", ["Ask about budget", "Close"], 6_000)
+    await _session(db, "tenant-a", "agent-2", ["Close"], 1_000)
+    await _session(db, "tenant-b", "agent-9", ["Secret"], 99_000)
+    data = await load_coaching(db, "tenant-a")
+    assert [(a["agent_id"], a["sessions"]) for a in data["agents"]] == [
+        ("agent-1", 2),
+        ("agent-2", 1),
+    ]
+    assert data["agents"][0]["objections_unanswered"] == 2
+    assert {a["area"]: a["sessions"] for a in data["improvement_areas"]} == {
+        "Ask about budget": 2,
+        "Close": 2,
+    }
+    assert data["cost_micro_usd"] == 11_000
+    assert all(r["agent_id"] != "agent-9" for r in data["recent"])
+    assert (await load_coaching(db, "tenant-c"))["agents"] == []
+
+
+async def _analysis(db: Database, tenant: str, prop: str, luxury: float, severity: str) -> None:
+    async with db.tenant(tenant) as conn:
+        await conn.execute(
+            "INSERT INTO property_vision_analyses (property_id, image_url, analysis_results, "
+            "luxury_score, condition_score, analysis_latency_seconds, image_sha256, model, "
+            "prompt_version, status, source, cost_micro_usd) "
+            "VALUES ($1, 's3://b/k', $2, $3, 0.5, 1.1, $4, "
+            "'claude-sonnet-4-5', 'pv1', 'done', 'upload', 5000)",
+            prop,
+            {"room_type": "kitchen", "defects": [{"description": "leak", "severity": severity}]},
+            luxury,
+            hashlib.sha256(f"{prop}{luxury}".encode()).hexdigest(),
+        )
+
+
+async def test_property_page_reads_only_the_tenants_analyses(db: Database) -> None:
+    await _analysis(db, "tenant-a", "house-1", 0.8, "major")
+    await _analysis(db, "tenant-a", "house-1", 0.6, "minor")
+    await _analysis(db, "tenant-b", "house-x", 0.1, "major")
+    data = await load_property_intelligence(db, "tenant-a")
+    [house] = data["properties"]
+    assert house["property_id"] == "house-1"
+    assert house["photos"] == 2
+    assert round(house["luxury"], 2) == 0.70
+    assert [d["defect"] for d in data["major_defects"]] == ["leak"]
+    assert data["analyses"] == 2
+    assert data["cost_micro_usd"] == 10_000
+    assert data["room_types"] == [{"room_type": "kitchen", "photos": 2}]

@@ -1,0 +1,227 @@
+"""``experiment analyze``, ``impact aggregate`` and ``impact report`` against real Postgres."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import json
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import stats as scipy_stats
+
+from services.cli import main
+from services.common.database import Database
+from services.impact.aggregate import aggregate_day
+from services.impact.assumptions import ASSUMPTIONS
+
+DAY = date(2026, 11, 20)
+
+
+async def _cli(*argv: str) -> int:
+    return await asyncio.to_thread(main, list(argv))
+
+
+def _write_csv(path: Path, control: np.ndarray, treatment: np.ndarray, pre: bool = False) -> None:
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["unit_id", "variant", "value", *(["pre_value"] if pre else [])])
+        for arm, values in (("control", control), ("treatment", treatment)):
+            for index, value in enumerate(values):
+                extra = [value * 0.8 + 1] if pre else []
+                writer.writerow([f"{arm}-{index}", arm, repr(float(value)), *extra])
+
+
+async def test_analyze_prints_the_issue_fields_matching_scipy(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rng = np.random.default_rng(3)
+    control, treatment = rng.gamma(2, 40, 240), rng.gamma(2, 44, 260)
+    path = tmp_path / "units.csv"
+    _write_csv(path, control, treatment, pre=True)
+    assert await _cli("experiment", "analyze", "--input", str(path), "--alpha", "0.05") == 0
+    out = json.loads(capsys.readouterr().out)
+    reference = scipy_stats.ttest_ind(treatment, control, equal_var=False)
+    assert (out["n_control"], out["n_treatment"]) == (240, 260)
+    assert abs(out["p_value"] - reference.pvalue) < 1e-9
+    low, high = reference.confidence_interval(0.95)
+    assert abs(out["diff_ci_low"] - low) < 1e-9
+    assert abs(out["diff_ci_high"] - high) < 1e-9
+    assert abs(out["mean_treatment"] - treatment.mean()) < 1e-9
+    for key in ("lift", "lift_ci_low", "lift_ci_high", "srm_p_value", "seq_diff_ci_low", "mde"):
+        assert isinstance(out[key], float)
+    assert out["cuped"]["variance_reduction"] > 0.99
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("unit_id,variant\nu1,control\n", "missing column(s): value"),
+        (
+            "unit_id,variant,value\nu1,control,1\nu1,treatment,2\n",
+            "line 3: unit 'u1' appears twice",
+        ),
+        ("unit_id,variant,value\nu1,control,abc\n", "line 2: value 'abc' is not a number"),
+        ("unit_id,variant,value\nu1,placebo,1\n", "line 2: variant must be"),
+        ("unit_id,variant,value\nu1,control,inf\n", "must be finite"),
+        ("unit_id,variant,value\nu1,control,1\nu2,treatment,1\n", "at least 2"),
+    ],
+)
+async def test_bad_input_is_one_clear_line(
+    tmp_path: Path, content: str, message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "bad.csv"
+    path.write_text(content)
+    assert await _cli("experiment", "analyze", "--input", str(path)) == 2
+    assert message in capsys.readouterr().err
+
+
+async def test_used_column_gives_the_adoption(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "units.csv"
+    rows = ["unit_id,variant,value,used"]
+    rows += [f"c{i},control,{i % 7},0" for i in range(10)]
+    rows += [f"t{i},treatment,{i % 5},{int(i < 6)}" for i in range(8)]
+    path.write_text("\n".join(rows) + "\n")
+    assert await _cli("experiment", "analyze", "--input", str(path)) == 0
+    assert json.loads(capsys.readouterr().out)["adoption"] == 0.75
+    path.write_text("unit_id,variant,value,used\nc1,control,1,0\nt1,treatment,1,yes\n")
+    assert await _cli("experiment", "analyze", "--input", str(path)) == 2
+    assert "used must be 0 or 1" in capsys.readouterr().err
+
+
+async def test_store_records_the_result(
+    settings_env: dict[str, str],
+    tmp_path: Path,
+    owner_db: Database,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    rng = np.random.default_rng(4)
+    path = tmp_path / "units.csv"
+    _write_csv(path, rng.normal(10, 2, 50), rng.normal(11, 2, 50))
+    code = await _cli(
+        "experiment",
+        "analyze",
+        "--input",
+        str(path),
+        "--store",
+        "--feature",
+        "ai_coaching",
+        "--metric",
+        "revenue_impact",
+        "--window-start",
+        "2026-11-01",
+        "--window-end",
+        "2026-11-07",
+    )
+    assert code == 0
+    printed = json.loads(capsys.readouterr().out)
+    async with owner_db.unscoped() as conn:
+        row = await conn.fetchrow("SELECT feature_name, metric, result FROM experiment_results")
+    assert row["feature_name"] == "ai_coaching"
+    assert row["result"]["p_value"] == printed["p_value"]
+
+
+async def _seed_activity(owner_db: Database) -> None:
+    at = datetime(2026, 11, 20, 12, tzinfo=UTC)
+    async with owner_db.unscoped() as conn:
+        for tenant, count in (("tenant-a", 4), ("tenant-b", 2)):
+            for index in range(count):
+                await conn.execute(
+                    "INSERT INTO realtime_intelligence_events (tenant_id, lead_id, event_type, "
+                    "intelligence_data, websocket_latency_seconds, created_at, published_at) "
+                    "VALUES ($1, $2, 'lead.created', '{}'::jsonb, $3, $4, $5)",
+                    tenant,
+                    f"lead-{index}",
+                    0.01 * (index + 1),
+                    at,
+                    at if index else None,
+                )
+        await conn.execute(
+            "INSERT INTO coaching_sessions (tenant_id, agent_id, analysis_data, coaching_insights, "
+            "analysis_latency_seconds, created_at) VALUES ('tenant-a', 'agent-1', '{}'::jsonb, "
+            "'[\"slow down\"]'::jsonb, 1.2, $1)",
+            at,
+        )
+        # The day after: not part of DAY.
+        await conn.execute(
+            "INSERT INTO coaching_sessions (tenant_id, agent_id, analysis_data, coaching_insights, "
+            "created_at) VALUES ('tenant-c', 'agent-1', '{}'::jsonb, '[]'::jsonb, $1)",
+            at + timedelta(days=1),
+        )
+
+
+async def test_aggregate_writes_one_row_per_tenant_feature_day_and_is_idempotent(
+    settings_env: dict[str, str],
+    owner_db: Database,
+    db: Database,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    await _seed_activity(owner_db)
+    assert await _cli("impact", "aggregate", "--date", DAY.isoformat()) == 0
+    assert "3 row(s) for 2 tenant(s)" in capsys.readouterr().out
+    query = (
+        "SELECT tenant_id, feature_name, usage_count, success_count, revenue_impact::float8 AS r, "
+        "operating_cost::float8 AS c, performance_p50_seconds AS p50, "
+        "performance_p99_seconds AS p99 FROM phase3_business_metrics ORDER BY 1, 2"
+    )
+    async with owner_db.unscoped() as conn:
+        first = [dict(r) for r in await conn.fetch(query)]
+    assert [
+        (r["tenant_id"], r["feature_name"], r["usage_count"], r["success_count"]) for r in first
+    ] == [
+        ("tenant-a", "ai_coaching", 1, 1),
+        ("tenant-a", "realtime_intelligence", 4, 3),
+        ("tenant-b", "realtime_intelligence", 2, 1),
+    ]
+    realtime = ASSUMPTIONS["realtime_intelligence"]
+    assert first[1]["r"] == pytest.approx(4 * realtime.lift * realtime.value_per_unit)
+    assert first[1]["c"] == pytest.approx(4 * realtime.api_cost_per_use)
+    assert first[1]["p50"] == pytest.approx(0.025)
+    # Re-running gives the same rows.
+    assert await _cli("impact", "aggregate", "--date", DAY.isoformat()) == 0
+    async with owner_db.unscoped() as conn:
+        assert [dict(r) for r in await conn.fetch(query)] == first
+    # Under the application role a tenant sees only its own rows.
+    async with db.tenant("tenant-b") as conn:
+        assert await conn.fetchval("SELECT count(*) FROM phase3_business_metrics") == 1
+
+
+async def test_report_sums_stored_rows_with_assumed_then_measured_lift(
+    settings_env: dict[str, str],
+    owner_db: Database,
+    db: Database,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    await _seed_activity(owner_db)
+    await aggregate_day(db, DAY, ASSUMPTIONS)
+    assert await _cli("impact", "report", "--start", DAY.isoformat(), "--days", "7") == 0
+    report = json.loads(capsys.readouterr().out)
+    realtime = report["features"]["realtime_intelligence"]
+    a = ASSUMPTIONS["realtime_intelligence"]
+    assert realtime["usage"] == 6
+    assert realtime["lift_source"] == "assumed"
+    assert realtime["revenue"]["point"] == pytest.approx(6 * a.lift * a.value_per_unit)
+    assert realtime["revenue"]["high"] == pytest.approx(6 * a.lift_high * a.value_per_unit)
+    cost = 6 * a.api_cost_per_use + a.infra_cost_per_day
+    assert realtime["operating_cost"] == pytest.approx(cost, abs=0.01)
+    assert realtime["roi"]["low"] <= realtime["roi"]["point"] <= realtime["roi"]["high"]
+    total = report["total_platform"]
+    assert total["projected_annual_revenue"]["point"] == pytest.approx(
+        total["revenue"]["point"] * 365 / 7
+    )
+    async with owner_db.unscoped() as conn:
+        await conn.execute(
+            "INSERT INTO experiment_results (feature_name, metric, window_start, window_end, "
+            "result) VALUES ('realtime_intelligence', 'conversion', $1, $1, $2)",
+            DAY,
+            {"lift": 0.08, "lift_ci_low": 0.02, "lift_ci_high": 0.14},
+        )
+    assert await _cli("impact", "report", "--start", DAY.isoformat(), "--days", "7") == 0
+    measured = json.loads(capsys.readouterr().out)["features"]["realtime_intelligence"]
+    assert measured["lift_source"] == "measured"
+    assert measured["revenue"]["low"] == pytest.approx(6 * 0.02 * a.value_per_unit)
+    assert measured["revenue"]["point"] == pytest.approx(6 * 0.08 * a.value_per_unit)

@@ -1,0 +1,454 @@
+"""Property vision end to end: ml-services with the real ``anthropic`` client
+pointed at the Messages API stand-in, S3 through moto's server, the session's
+Postgres. The stand-in counts billable calls, so exactly-once is asserted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import ipaddress
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AbstractAsyncContextManager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import boto3
+import httpx
+import orjson
+import pytest
+import pytest_asyncio
+from fastapi import FastAPI
+from PIL import Image
+
+from localrun.standins.anthropic import AnthropicStandIn, Case
+from services.common.metrics import new_registry
+from services.ml.config import MLSettings
+from services.ml.main import create_app
+from services.ml.vision.fetch import PhotoFetcher, public_address
+from services.ml.vision.images import (
+    TARGET_LONG_EDGE_PX,
+    TARGET_MAX_PIXELS,
+    ImageRejected,
+    prepare_image,
+)
+
+AppClient = Callable[[FastAPI], AbstractAsyncContextManager[httpx.AsyncClient]]
+BUCKET = "media-test"
+ANALYSIS = {
+    "room_type": "kitchen",
+    "luxury_score": 0.834,
+    "condition_score": 0.9,
+    "features": ["quartz countertops", "island"],
+    "defects": [{"description": "scuffed cabinet door", "severity": "minor"}],
+    "summary": "A bright modern kitchen.",
+}
+
+
+def _jpeg(width: int = 3000, height: int = 2000, *, gps: bool = True) -> bytes:
+    image = Image.new("RGB", (width, height), (200, 120, 40))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: rotate 90 degrees clockwise to display
+    if gps:
+        exif[0x8825] = {1: "N", 2: (48.0, 51.0, 29.0)}
+    out = io.BytesIO()
+    image.save(out, format="JPEG", exif=exif)
+    return out.getvalue()
+
+
+@pytest.fixture
+def vision_settings(
+    settings_env: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    artifact_path: Path,
+    anthropic_api: AnthropicStandIn,
+    s3_endpoint: str,
+) -> MLSettings:
+    env = {
+        "ML_MODEL_URI": str(artifact_path),
+        "ANTHROPIC_API_KEY": "sk-test",
+        "ANTHROPIC_BASE_URL": anthropic_api.url,
+        "CLAUDE_BACKOFF_BASE_SECONDS": "0.01",
+        "ANTHROPIC_TIMEOUT_SECONDS": "2",
+        "MEDIA_BUCKET": BUCKET,
+        "S3_ENDPOINT_URL": s3_endpoint,
+        "AWS_ACCESS_KEY_ID": "test",
+        "AWS_SECRET_ACCESS_KEY": "test",
+        "AWS_REGION": "us-east-1",
+        "VISION_URL_ALLOWED_HOSTS": "localhost,*.photos.test",
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    s3 = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
+    if BUCKET not in [b["Name"] for b in s3.list_buckets().get("Buckets", [])]:
+        s3.create_bucket(Bucket=BUCKET)
+    anthropic_api.responder = lambda _body: orjson.dumps(ANALYSIS).decode()
+    return MLSettings.from_env()
+
+
+@pytest_asyncio.fixture
+async def client(
+    vision_settings: MLSettings, app_client: AppClient
+) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(vision_settings, registry=new_registry())
+    async with app_client(app) as http:
+        yield http
+
+
+def _auth(make_token: Callable[..., str], tenant: str = "tenant-a") -> dict[str, str]:
+    return {"Authorization": f"Bearer {make_token(tenant)}"}
+
+
+async def _upload(
+    http: httpx.AsyncClient, token: dict[str, str], data: bytes, prop: str = "prop-1"
+) -> httpx.Response:
+    return await http.post(
+        f"/v1/ml/vision/analyses/upload?property_id={prop}",
+        content=data,
+        headers={**token, "Content-Type": "image/jpeg"},
+    )
+
+
+async def test_upload_is_analysed_once_and_stored(
+    client: httpx.AsyncClient, anthropic_api: AnthropicStandIn, make_token: Callable[..., str]
+) -> None:
+    token = _auth(make_token)
+    photo = _jpeg()
+    first, second = await asyncio.gather(
+        _upload(client, token, photo), _upload(client, token, photo)
+    )
+    assert first.status_code == second.status_code == 200, first.text
+    assert anthropic_api.billable == 1
+    body = first.json()
+    assert body["luxury_score"] == 0.83
+    assert body["room_type"] == "kitchen"
+    assert body["cost_micro_usd"] > 0
+    again = await _upload(client, token, photo, prop="prop-2")
+    assert again.json()["cached"] is True
+    assert anthropic_api.billable == 1
+    # Another tenant's identical photo is its own analysis.
+    other = await _upload(client, _auth(make_token, "tenant-b"), photo)
+    assert other.status_code == 200
+    assert anthropic_api.billable == 2
+    listed = await client.get("/v1/ml/vision/analyses?property_id=prop-1", headers=token)
+    assert [a["image_sha256"] for a in listed.json()["analyses"]] == [body["image_sha256"]]
+    none = await client.get(
+        "/v1/ml/vision/analyses?property_id=prop-1", headers=_auth(make_token, "tenant-c")
+    )
+    assert none.json()["analyses"] == []
+
+
+async def test_sent_image_is_oriented_stripped_and_resized(
+    client: httpx.AsyncClient, anthropic_api: AnthropicStandIn, make_token: Callable[..., str]
+) -> None:
+    response = await _upload(client, _auth(make_token), _jpeg(4000, 3000))
+    assert response.status_code == 200
+    [request] = anthropic_api.requests
+    source = request["messages"][0]["content"][0]["source"]
+    sent = Image.open(io.BytesIO(base64.b64decode(source["data"])))
+    assert max(sent.size) <= TARGET_LONG_EDGE_PX
+    assert sent.width * sent.height <= TARGET_MAX_PIXELS
+    assert sent.height > sent.width  # EXIF orientation 6 applied before stripping
+    assert not sent.getexif()
+    assert "exif" not in sent.info
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (b"definitely not an image", "not_an_image"),
+        (_jpeg(8001, 16, gps=False), "image_too_large"),
+        (_jpeg(64, 64)[:200], "not_an_image"),
+    ],
+)
+async def test_bad_uploads_are_422_without_a_call(
+    client: httpx.AsyncClient,
+    anthropic_api: AnthropicStandIn,
+    make_token: Callable[..., str],
+    data: bytes,
+    reason: str,
+) -> None:
+    response = await _upload(client, _auth(make_token), data)
+    assert response.status_code == 422
+    assert response.json()["reason"] == reason
+    assert anthropic_api.requests == []
+
+
+async def test_oversized_upload_is_413(
+    client: httpx.AsyncClient, vision_settings: MLSettings, make_token: Callable[..., str]
+) -> None:
+    big = b"\xff" * (vision_settings.vision_max_image_bytes + 1)
+    response = await _upload(client, _auth(make_token), big)
+    assert response.status_code == 413
+
+
+async def test_unauthenticated_upload_is_401(client: httpx.AsyncClient) -> None:
+    response = await client.post(
+        "/v1/ml/vision/analyses/upload?property_id=p", content=_jpeg(64, 64)
+    )
+    assert response.status_code == 401
+
+
+async def test_another_tenants_object_key_is_refused(
+    client: httpx.AsyncClient, anthropic_api: AnthropicStandIn, make_token: Callable[..., str]
+) -> None:
+    uploaded = await _upload(client, _auth(make_token, "tenant-b"), _jpeg(64, 64))
+    key = f"tenants/tenant-b/photos/{uploaded.json()['image_sha256']}.img"
+    for bad_key, reason in [
+        (key, "object_key_forbidden"),
+        ("tenants/tenant-a/photos/../../tenant-b/photos/x.img", "invalid_object_key"),
+        (key + "\n", "invalid_object_key"),
+    ]:
+        response = await client.post(
+            "/v1/ml/vision/analyses",
+            json={"property_id": "p1", "object_key": bad_key},
+            headers=_auth(make_token, "tenant-a"),
+        )
+        assert response.status_code == 422, bad_key
+        assert response.json()["reason"] == reason
+    own = await client.post(
+        "/v1/ml/vision/analyses",
+        json={"property_id": "p1", "object_key": key},
+        headers=_auth(make_token, "tenant-b"),
+    )
+    assert own.status_code == 200
+    assert own.json()["cached"] is True
+    assert anthropic_api.billable == 1
+
+
+async def test_url_resolving_to_loopback_is_refused(
+    client: httpx.AsyncClient, anthropic_api: AnthropicStandIn, make_token: Callable[..., str]
+) -> None:
+    for url, reason in [
+        ("https://localhost/photo.jpg", "url_forbidden_address"),
+        ("https://evil.example/photo.jpg", "url_host_not_allowed"),
+        ("http://localhost/photo.jpg", "url_invalid"),
+        ("https://user:pw@x.photos.test/p.jpg", "url_invalid"),
+    ]:
+        response = await client.post(
+            "/v1/ml/vision/analyses",
+            json={"property_id": "p1", "image_url": url},
+            headers=_auth(make_token),
+        )
+        assert response.status_code == 422, url
+        assert response.json()["reason"] == reason, url
+    assert anthropic_api.requests == []
+
+
+async def test_timeout_releases_the_claim_and_is_not_retried(
+    client: httpx.AsyncClient, anthropic_api: AnthropicStandIn, make_token: Callable[..., str]
+) -> None:
+    anthropic_api.script(Case.slow(3.0))
+    photo = _jpeg(64, 64)
+    response = await _upload(client, _auth(make_token), photo)
+    assert response.status_code == 504
+    assert response.json()["reason"] == "claude_timeout"
+    assert anthropic_api.billable == 1
+    assert len(anthropic_api.requests) == 1
+    # The result never arrived: a later request may call again, and stores it.
+    retry = await _upload(client, _auth(make_token), photo)
+    assert retry.status_code == 200
+    assert anthropic_api.billable == 2
+
+
+async def test_unusable_output_twice_is_502_and_nothing_is_stored(
+    client: httpx.AsyncClient, anthropic_api: AnthropicStandIn, make_token: Callable[..., str]
+) -> None:
+    anthropic_api.script(Case.refusal(), Case.valid('{"room_type": "castle"}'))
+    response = await _upload(client, _auth(make_token), _jpeg(64, 64))
+    assert response.status_code == 502
+    assert response.json()["reason"] == "claude_schema"
+    listed = await client.get(
+        "/v1/ml/vision/analyses?property_id=prop-1", headers=_auth(make_token)
+    )
+    assert listed.json()["analyses"] == []
+
+
+async def test_without_a_key_vision_answers_503_and_health_says_so(
+    vision_settings: MLSettings, app_client: AppClient, make_token: Callable[..., str]
+) -> None:
+    settings = vision_settings.model_copy(update={"anthropic_api_key": None})
+    async with app_client(create_app(settings, registry=new_registry())) as http:
+        response = await _upload(http, _auth(make_token), _jpeg(64, 64))
+        assert response.status_code == 503
+        assert response.json()["reason"] == "claude_not_configured"
+        assert "ANTHROPIC_API_KEY" in response.json()["detail"]
+        health = (await http.get("/health/ml")).json()
+        assert health["vision"]["configured"] is False
+
+
+# -- the fetcher against a real HTTP server ----------------------------------
+
+
+class _Handler(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        if self.path == "/photo.jpg":
+            body = _jpeg(32, 32)
+            self.send_response(200)
+            self.send_header("Content-Type", "image/jpeg")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        elif self.path.startswith("/to-"):
+            self.send_response(302)
+            self.send_header("Location", f"http://{self.path[4:]}/photo.jpg")
+            self.end_headers()
+        else:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.end_headers()
+            self.wfile.write(b"<html></html>")
+
+    def log_message(self, *_: Any) -> None:
+        return
+
+
+@pytest.fixture(scope="module")
+def photo_server() -> Iterator[int]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server.server_address[1]
+    server.shutdown()
+    server.server_close()
+
+
+DNS = {
+    "cdn.photos.test": "127.0.0.1",
+    "private.photos.test": "10.1.2.3",
+    "meta.photos.test": "169.254.169.254",
+}
+
+
+async def _resolve(host: str, _port: int) -> list[str]:
+    return [DNS[host]] if host in DNS else []
+
+
+def _fetcher(**overrides: Any) -> PhotoFetcher:
+    # The test server listens on loopback: only 127.0.0.1 is let through, as if public.
+    options: dict[str, Any] = {
+        "allowed_hosts": ["*.photos.test"],
+        "max_bytes": 100_000,
+        "timeout_seconds": 2.0,
+        "resolver": _resolve,
+        "address_allowed": lambda a: a == ipaddress.ip_address("127.0.0.1") or public_address(a),
+        "schemes": ("http",),
+        **overrides,
+    }
+    return PhotoFetcher(**options)
+
+
+async def test_fetcher_follows_rules_on_every_hop(photo_server: int) -> None:
+    fetcher = _fetcher()
+    base = f"http://cdn.photos.test:{photo_server}"
+    try:
+        assert prepare_image(await fetcher.fetch(f"{base}/photo.jpg")).width == 32
+        cases = [
+            (f"http://private.photos.test:{photo_server}/photo.jpg", "url_forbidden_address"),
+            (f"{base}/to-meta.photos.test:{photo_server}", "url_forbidden_address"),
+            (f"{base}/to-private.photos.test:{photo_server}", "url_forbidden_address"),
+            (f"{base}/to-elsewhere.test:{photo_server}", "url_host_not_allowed"),
+            (f"{base}/page.html", "unsupported_image_type"),
+            (f"http://nowhere.photos.test:{photo_server}/p.jpg", "url_unresolvable"),
+        ]
+        for url, reason in cases:
+            with pytest.raises(ImageRejected) as caught:
+                await fetcher.fetch(url)
+            assert caught.value.reason == reason, url
+    finally:
+        await fetcher.close()
+    small = _fetcher(max_bytes=100)
+    try:
+        with pytest.raises(ImageRejected) as caught:
+            await small.fetch(f"{base}/photo.jpg")
+        assert caught.value.reason == "image_too_big"
+    finally:
+        await small.close()
+
+
+def test_public_address_refuses_internal_ranges() -> None:
+    for address in [
+        "127.0.0.1",
+        "10.0.0.1",
+        "172.16.0.1",
+        "192.168.1.1",
+        "169.254.169.254",
+        "100.64.0.1",
+        "::1",
+        "fe80::1",
+        "fd00:ec2::254",
+        "::ffff:127.0.0.1",
+        "0.0.0.0",
+    ]:
+        assert not public_address(ipaddress.ip_address(address)), address
+    assert public_address(ipaddress.ip_address("93.184.216.34"))
+
+
+# -- the Message Batches backfill ---------------------------------------------
+
+
+async def test_backfill_batches_unanalysed_photos_and_resumes(
+    vision_settings: MLSettings,
+    client: httpx.AsyncClient,
+    anthropic_api: AnthropicStandIn,
+    make_token: Callable[..., str],
+    db: Any,
+    s3_endpoint: str,
+) -> None:
+    from services.common.claude import create_claude
+    from services.common.claude.ledger import totals
+    from services.ml.vision.backfill import Backfill
+    from services.ml.vision.media import MediaStore
+
+    tenant = "tenant-bf"
+    analysed = await _upload(client, _auth(make_token, tenant), _jpeg(40, 40))
+    assert analysed.status_code == 200
+    assert anthropic_api.billable == 1
+    s3 = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
+    for name, size in [("house-1/front.jpg", 50), ("house-2/kitchen.jpg", 60)]:
+        s3.put_object(Bucket=BUCKET, Key=f"tenants/{tenant}/photos/{name}", Body=_jpeg(size, size))
+    s3.put_object(Bucket=BUCKET, Key="tenants/tenant-other/photos/x.jpg", Body=_jpeg(70, 70))
+    anthropic_api.batch_invisible_polls = 1  # the new batch is not readable at once
+
+    claude = create_claude(vision_settings, registry=new_registry(), db=db)
+    assert claude is not None
+    media = MediaStore(BUCKET, s3)
+    options = {
+        "db": db,
+        "claude": claude,
+        "media": media,
+        "tenant_id": tenant,
+        "max_image_bytes": 10**7,
+        "poll_seconds": 0.01,
+    }
+    try:
+        # A first run "crashes" right after submitting its batch.
+        crashed = Backfill(**options)
+        images = await crashed._plan()
+        batch_id = await crashed._submit(images)
+        assert crashed.report.submitted == 2
+        assert crashed.report.already_done == 1
+        # The next run collects that batch and submits nothing new.
+        report = await Backfill(**options).run()
+    finally:
+        await claude.close()
+    assert report.batches == []
+    assert report.stored == 2
+    assert report.failed == 0
+    assert anthropic_api.batch_billable == 2
+    assert anthropic_api.billable == 1
+    listed = await client.get(
+        "/v1/ml/vision/analyses?property_id=house-1", headers=_auth(make_token, tenant)
+    )
+    assert len(listed.json()["analyses"]) == 1
+    rows = {r["model"]: r for r in await totals(db, tenant)}
+    assert rows["claude-sonnet-4-5"]["calls"] == 3
+    again = await Backfill(
+        **options | {"claude": create_claude(vision_settings, registry=new_registry(), db=db)}
+    ).run()
+    assert again.planned == 0
+    assert again.submitted == 0
+    assert batch_id

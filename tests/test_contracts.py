@@ -1,0 +1,193 @@
+"""The catalog (infra/catalog.py) against what each service declares itself.
+
+infra/ never imports services/: the two meet through the catalog's names. This
+test imports both and checks, for every catalog workload whose package exists,
+that the port, command, health path, ConfigMap setting names, Secret keys and
+feature name agree with the service's CLI entry, settings class, app routes
+and the flag store. A service that has not landed yet is skipped by name, so
+the test grows as the packages arrive. The drift tests prove each check fails
+when one side changes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import importlib.util
+import inspect
+from collections.abc import Iterator
+from types import MappingProxyType, ModuleType
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from pydantic_settings import BaseSettings
+
+from infra import catalog
+from infra.environments import ENVIRONMENTS
+from services import cli
+from services.common import flags
+from services.common.settings import Environment
+
+WORKLOADS: dict[str, catalog.Workload] = {
+    **catalog.SERVICES,
+    catalog.DASHBOARDS.name: catalog.DASHBOARDS,
+}
+
+
+def _package(workload: catalog.Workload) -> str:
+    return f"services.{workload.kind}"
+
+
+def _require_package(workload: catalog.Workload) -> None:
+    if importlib.util.find_spec(_package(workload)) is None:
+        pytest.skip(f"{_package(workload)} ({workload.name}) is not in this tree yet")
+
+
+def _settings_class(workload: catalog.Workload) -> type[BaseSettings]:
+    """The settings class the service's own config module defines."""
+    for module_name in ("config", "settings"):
+        spec = importlib.util.find_spec(f"{_package(workload)}.{module_name}")
+        if spec is None:
+            continue
+        module: ModuleType = importlib.import_module(f"{_package(workload)}.{module_name}")
+        classes = [
+            cls
+            for _, cls in inspect.getmembers(module, inspect.isclass)
+            if issubclass(cls, BaseSettings) and cls.__module__ == module.__name__
+        ]
+        if len(classes) == 1:
+            return classes[0]
+    raise AssertionError(f"{_package(workload)} defines no single settings class")
+
+
+def _config_map_keys(workload: catalog.Workload) -> set[str]:
+    if isinstance(workload, catalog.ServiceSpec):
+        return set(catalog.COMMON_SETTINGS) | set(workload.settings)
+    if isinstance(workload, catalog.DashboardsSpec):
+        return {workload.feed_url_setting}
+    return set()
+
+
+def _environment(workload: catalog.Workload) -> Iterator[tuple[str, str]]:
+    """What the stack gives the container: ConfigMap values and stand-in secrets."""
+    if isinstance(workload, catalog.ServiceSpec):
+        yield from {**catalog.COMMON_SETTINGS, **workload.settings}.items()
+    if isinstance(workload, catalog.DashboardsSpec):
+        yield workload.feed_url_setting, workload.feed_url("enterprisehub")
+    stand_ins = {
+        "DATABASE_URL": "postgresql://app:pw@db.internal:5432/enterprisehub",
+        "REDIS_URL": "redis://:pw@redis.internal:6379/0",
+        "JWT_SECRET_KEY": "contract-test-key-0123456789abcdef0123456789",
+        "JWT_PREVIOUS_KEYS": "{}",
+    }
+    for key in workload.secrets:
+        yield key, stand_ins.get(key, "contract-test-value")
+
+
+def contract_problems(workload: catalog.Workload) -> list[str]:
+    """Every way the catalog entry and the service disagree (empty: they agree)."""
+    problems: list[str] = []
+    entry = cli.SERVICES.get(workload.kind)
+    if entry is None:
+        return [f"`enterprisehub serve {workload.kind}` does not exist (services/cli.py)"]
+    if entry.port != workload.port:
+        problems.append(f"port: catalog {workload.port}, CLI default {entry.port}")
+    if workload.command[:3] != (catalog.CLI, "serve", workload.kind):
+        problems.append(f"command {workload.command} does not serve {workload.kind}")
+
+    fields = set(_settings_class(workload).model_fields)
+    settings = _settings_class(workload)
+    for key in sorted(_config_map_keys(workload)):
+        if key.lower() not in fields:
+            problems.append(f"ConfigMap key {key} is no setting of {settings.__name__}")
+    for key in workload.secrets:
+        if key.lower() not in fields:
+            problems.append(f"Secret key {key} is no setting of {settings.__name__}")
+    given = {key.lower() for key in (*_config_map_keys(workload), *workload.secrets)}
+    given |= {key.lower() for key in catalog.STACK_SETTINGS}
+    for name, info in settings.model_fields.items():
+        if info.is_required() and name not in given:
+            problems.append(f"{settings.__name__} requires {name.upper()}, which no stack sets")
+
+    if isinstance(workload, catalog.ServiceSpec) and workload.feature not in flags.FEATURES:
+        problems.append(f"feature {workload.feature!r} is not in services.common.flags.FEATURES")
+    # Streamlit serves its own health path; an ASGI app's routes are checked.
+    if getattr(entry, "kind", "asgi") == "asgi" and not problems:
+        client = TestClient(_app(workload, entry.factory), raise_server_exceptions=False)
+        for path in ("/health", workload.health_path):
+            # Without the lifespan the stores are absent and a handler may fail,
+            # but a path the app does not route answers 404 before any handler.
+            if client.get(path).status_code in {404, 405}:
+                problems.append(f"health path {path} is not a route of the app")
+    return problems
+
+
+def _app(workload: catalog.Workload, factory: str) -> Any:
+    """The service's app, built from the settings the stack would give it."""
+    module_name, _, attribute = factory.partition(":")
+    create_app = getattr(importlib.import_module(module_name), attribute)
+    values: dict[str, Any] = {key.lower(): value for key, value in _environment(workload)}
+    return create_app(_settings_class(workload)(**values))
+
+
+@pytest.mark.parametrize("name", list(WORKLOADS))
+def test_catalog_matches_the_service(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    workload = WORKLOADS[name]
+    _require_package(workload)
+    # Only what the test hands over: no variable of the developer's shell leaks in.
+    for key in (*catalog.SERVICE_SECRET_KEYS, *catalog.STACK_SETTINGS):
+        monkeypatch.delenv(key, raising=False)
+    assert contract_problems(workload) == []
+
+
+def test_a_shipped_workload_has_its_package() -> None:
+    for workload in WORKLOADS.values():
+        if getattr(workload, "shipped", False):
+            assert importlib.util.find_spec(_package(workload)) is not None, workload.name
+
+
+def test_environments_are_the_same_list_on_both_sides() -> None:
+    assert set(ENVIRONMENTS) == set(Environment.__args__)  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({"port": 9001}, "port: catalog 9001"),
+        ({"kind": "realtime-v2"}, "does not exist"),
+        ({"health_path": "/health/feed"}, "health path /health/feed"),
+        ({"settings": MappingProxyType({"WS_MAX_SOCKETS": "5"})}, "WS_MAX_SOCKETS"),
+        ({"secrets": ("DATABASE_URL", "REDIS_URL", "JWT_KEY")}, "JWT_KEY"),
+        ({"secrets": ("REDIS_URL", "JWT_SECRET_KEY")}, "requires DATABASE_URL"),
+        ({"feature": "realtime"}, "feature 'realtime'"),
+    ],
+)
+def test_drift_is_caught(
+    change: dict[str, Any], expected: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    drifted = dataclasses.replace(catalog.WEBSOCKET_MANAGER, **change)
+    services = dict(catalog.SERVICES) | {drifted.name: drifted}
+    monkeypatch.setattr(catalog, "SERVICES", MappingProxyType(services))
+    problems = contract_problems(catalog.SERVICES[drifted.name])
+    assert any(expected in problem for problem in problems), problems
+
+
+#: Stack settings read from the environment by a library rather than a settings class.
+READ_BY_LIBRARIES = frozenset({"AWS_REGION"})  # boto3
+
+
+@pytest.mark.parametrize("name", [n for n, s in catalog.SERVICES.items() if s.shipped])
+def test_every_stack_setting_is_read_by_the_service(name: str) -> None:
+    """A ConfigMap key nobody reads is a setting without effect (issue 16)."""
+    workload = catalog.SERVICES[name]
+    _require_package(workload)
+    fields = set(_settings_class(workload).model_fields)
+    unread = [
+        key
+        for key in catalog.STACK_SETTINGS
+        if key not in READ_BY_LIBRARIES
+        and key not in workload.unread_stack_settings
+        and key.lower() not in fields
+    ]
+    assert unread == []
