@@ -66,6 +66,15 @@ def build() -> Dashboard:
         )
         .with_panel(
             graph(
+                "Claude features p95 (what callers wait)",
+                "s",
+                query("max(" + FEATURE_P95 % "property_vision" + ")", "Property vision", "A"),
+                query("max(" + FEATURE_P95 % "ai_coaching" + ")", "Coaching analysis", "B"),
+                query("sum by (feature) (feature:http_requests:rate5m)", "{{feature}} req/s", "C"),
+            ).thresholds(thresholds((None, "green"), (1.5, "yellow"), (2, "orange"), (3, "red")))
+        )
+        .with_panel(
+            graph(
                 "Leads scored per second",
                 "reqps",
                 query(
