@@ -66,7 +66,7 @@ async def _http(_: Request, exc: Exception) -> JSONResponse:
 
 async def _auth(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, AuthError)
-    return JSONResponse(exc.body(), status_code=401, headers=exc.headers())
+    return JSONResponse(exc.body(), status_code=exc.status_code, headers=exc.headers())
 
 
 def _unavailable_response(reason: str) -> JSONResponse:

@@ -25,7 +25,8 @@ from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
-from services.realtime.deps import PrincipalDep, RuntimeDep
+from services.common.auth import IngestPrincipalDep
+from services.realtime.deps import RuntimeDep
 from services.realtime.runtime import RealtimeRuntime
 from services.realtime.schemas import (
     LeadEventAccepted,
@@ -138,7 +139,7 @@ def _in_body(exc: ValidationError) -> RequestValidationError:
 )
 async def ingest_lead_event(
     request: Request,
-    principal: PrincipalDep,
+    principal: IngestPrincipalDep,
     # One dependency rather than one per part: each costs FastAPI work on
     # every request, and this is the hottest route of the service.
     runtime: RuntimeDep,
@@ -188,7 +189,7 @@ async def ingest_lead_event(
     },
 )
 async def ingest_lead_event_batch(
-    request: Request, principal: PrincipalDep, runtime: RuntimeDep
+    request: Request, principal: IngestPrincipalDep, runtime: RuntimeDep
 ) -> Response:
     """Validate, score and store every event of the batch together, then publish them.
 

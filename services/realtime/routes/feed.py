@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, WebSocket
 
-from services.common.auth import AuthError, authenticate_websocket, deny_websocket
+from services.common.auth import FEED_READ, AuthError, authenticate_websocket, deny_websocket
 from services.realtime.deps import HubDep, RealtimeMetricsDep
 
 router = APIRouter(tags=["feed"])
@@ -21,7 +21,7 @@ router = APIRouter(tags=["feed"])
 async def lead_feed(websocket: WebSocket, hub: HubDep, metrics: RealtimeMetricsDep) -> None:
     """Serve the caller's tenant feed until the socket closes."""
     try:
-        principal = await authenticate_websocket(websocket)
+        principal = await authenticate_websocket(websocket, scope=FEED_READ)
     except AuthError as error:
         metrics.connections_rejected.labels(reason="auth").inc()
         await deny_websocket(websocket, error)

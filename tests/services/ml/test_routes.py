@@ -20,7 +20,7 @@ import pytest_asyncio
 from fastapi import FastAPI
 
 from localrun.servers import free_port
-from services.common.auth import issue_token
+from services.common.auth import LEADS_SCORE, issue_token
 from services.common.metrics import new_registry
 from services.common.scoring import LeadFeatures, LeadScorer
 from services.common.settings import SettingsError
@@ -71,6 +71,7 @@ async def client(
 
 
 def _auth(settings: MLSettings, tenant: str = "tenant-a", **kwargs: Any) -> dict[str, str]:
+    kwargs.setdefault("scopes", (LEADS_SCORE,))
     token = issue_token(settings, tenant_id=tenant, subject="agent-1", **kwargs)
     return {"Authorization": f"Bearer {token}"}
 
