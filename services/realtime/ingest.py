@@ -18,7 +18,9 @@ Order and guarantees, per event:
    Redis unreachable: 202 ``delivery: deferred``; the row stays unpublished
    and `OutboxRelay` publishes it when Redis is back. After a failure the
    ingest skips Redis for a short back-off, so during an outage requests are
-   answered at once instead of each waiting for a timeout.
+   answered at once instead of each waiting for a timeout. Until the relay
+   has published a tenant's deferred events, that tenant's new events are
+   deferred too, so that delivery keeps acceptance order (see `outbox`).
 
 Group commit: the events of one tenant go through steps 2-4 together (one
 model call, one function call that inserts all rows in one transaction, one
@@ -42,7 +44,9 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from services.common.database import Database
+import asyncpg
+
+from services.common.database import Database, DatabaseUnavailable
 from services.realtime import store
 from services.realtime.event_ids import new_event_id
 from services.realtime.frames import encode_event_body
@@ -61,6 +65,16 @@ REDIS_BACKOFF_SECONDS = 1.0
 # one batch request may hold).
 MAX_GROUP = 500
 _PUBLISH_FAILURES: tuple[type[BaseException], ...] = (*REDIS_DOWN, TimeoutError)
+# Failures that are no request's fault and hit every request alike: a group
+# failing with one is not retried request by request (it would only multiply
+# the load on a database that is already down).
+_SHARED_FAILURES: tuple[type[BaseException], ...] = (
+    DatabaseUnavailable,
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.InterfaceError,
+    OSError,
+)
 
 
 @dataclass(slots=True)
@@ -182,12 +196,29 @@ class IngestService:
             for request in requests:
                 request.future.cancel()
             raise
-        except Exception as exc:
-            # Every request of the group fails alike: nothing of it was
-            # acknowledged, so the CRM retries each one.
+        except _SHARED_FAILURES as exc:
+            # Postgres is unreachable: every request of the group fails alike
+            # (nothing of it was acknowledged, so the CRM retries each one).
             for request in requests:
                 if not request.future.done():
                     request.future.set_exception(exc)
+            return
+        except Exception as exc:
+            if len(requests) == 1:
+                requests[0].future.set_exception(exc)
+                return
+            # Something in one request that validation could not foresee
+            # failed the group's transaction (stored all or nothing, so nothing
+            # is stored). One bad request must not fail the others: each is
+            # stored again on its own, and only the culprit fails.
+            log.warning(
+                "group of %d requests of tenant %s failed (%s); storing them one by one",
+                len(requests),
+                tenant_id,
+                type(exc).__name__,
+            )
+            for request in requests:
+                await self._process(tenant_id, [request])
             return
         start = 0
         for request in requests:
@@ -261,8 +292,14 @@ class IngestService:
         return answers
 
     async def _publish(self, tenant_id: str, items: list[PublishItem]) -> list[str] | None:
-        if time.monotonic() < self._skip_redis_until:
-            self._relay.nudge(tenant_id)
+        gate = self._relay.gate(tenant_id)
+        if gate is not None:
+            # The relay is publishing the tenant's deferred events: after them.
+            await gate.wait()
+        if self._relay.is_held(tenant_id) or time.monotonic() < self._skip_redis_until:
+            # Behind the tenant's deferred events, not ahead of them: the
+            # relay publishes the whole backlog in acceptance order.
+            self._relay.hold(tenant_id, [item.event_id for item in items])
             return None
         try:
             async with asyncio.timeout(self._publish_timeout):
@@ -277,7 +314,7 @@ class IngestService:
                 type(exc).__name__,
             )
             self._skip_redis_until = time.monotonic() + REDIS_BACKOFF_SECONDS
-            self._relay.nudge(tenant_id)
+            self._relay.hold(tenant_id, [item.event_id for item in items])
             return None
         for item, stream_id in zip(items, stream_ids, strict=True):
             self._writer.published(tenant_id, item.event_id, stream_id)

@@ -102,6 +102,15 @@ ORDER BY split_part(stream_id, '-', 1)::bigint, split_part(stream_id, '-', 2)::b
 LIMIT $3
 """
 
+UNPUBLISHED_AMONG = """
+SELECT event_id::text AS event_id, lead_id, event_type, agent_id, intelligence_data,
+       extract(epoch FROM created_at)::float8 AS accepted_at
+FROM realtime_intelligence_events
+WHERE event_id = ANY($1::uuid[]) AND published_at IS NULL
+ORDER BY created_at, event_id
+FOR UPDATE SKIP LOCKED
+"""
+
 FIND_STREAM_ID = """
 SELECT stream_id FROM realtime_intelligence_events WHERE event_id = $1::uuid
 """
@@ -230,3 +239,9 @@ async def find_stream_id(conn: Any, event_id: str) -> tuple[bool, str | None]:
     if row is None:
         return False, None
     return True, row["stream_id"]
+
+
+async def unpublished_among(conn: Any, event_ids: list[str]) -> list[StoredEvent]:
+    """Lock and return those of ``event_ids`` still unpublished, oldest first."""
+    rows = await conn.fetch(UNPUBLISHED_AMONG, event_ids)
+    return [_stored(row) for row in rows]
