@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ async def _close_of(replica: Replica, token: str, query: str = "") -> tuple[int,
     async with connect(
         url, additional_headers={"Authorization": f"Bearer {token}"}, open_timeout=10
     ) as conn:
-        with pytest.raises(ConnectionClosed):
+        with contextlib.suppress(ConnectionClosed):
             while True:
                 await conn.recv(decode=True)
     assert conn.close_code is not None
@@ -189,7 +190,7 @@ async def test_socket_of_a_tenant_already_read_is_1013_while_redis_is_down(
             open_timeout=RECEIVE_TIMEOUT,
         ) as second:
             frames = []
-            with pytest.raises(ConnectionClosed):
+            with contextlib.suppress(ConnectionClosed):
                 while True:
                     frames.append(await second.recv())
     assert frames == []

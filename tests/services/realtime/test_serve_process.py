@@ -8,6 +8,7 @@ over plain TCP.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import signal
@@ -67,8 +68,7 @@ def served(realtime_env: dict[str, str], tmp_path: Path) -> Iterator[Served]:
     env = {**os.environ, **realtime_env, "LOG_LEVEL": "DEBUG", "PYTHONUNBUFFERED": "1"}
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "services.cli", "serve", "realtime"]
-            + ["--host", "127.0.0.1", "--port", str(port)],
+            [sys.executable, "-m", "services.cli", "serve", "realtime", "--port", str(port), "--host", "127.0.0.1"],
             stdout=out,
             stderr=subprocess.STDOUT,
             env=env,
@@ -136,10 +136,9 @@ async def test_no_token_reaches_the_log_at_any_level(
 def _raw_exchange(port: int, request: bytes) -> tuple[bytes, bool]:
     """Send ``request`` and read the answer; return it and whether the server closed."""
     with socket.create_connection(("127.0.0.1", port), timeout=ANSWER_TIMEOUT) as sock:
-        try:
+        # The server may close while we are still sending.
+        with contextlib.suppress(OSError):
             sock.sendall(request)
-        except OSError:
-            pass  # the server may close while we are still sending
         received = b""
         try:
             while chunk := sock.recv(65536):
