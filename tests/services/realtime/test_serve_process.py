@@ -66,9 +66,10 @@ def served(realtime_env: dict[str, str], tmp_path: Path) -> Iterator[Served]:
     port = free_port()
     log = tmp_path / "realtime.log"
     env = {**os.environ, **realtime_env, "LOG_LEVEL": "DEBUG", "PYTHONUNBUFFERED": "1"}
+    argv = [sys.executable, "-m", "services.cli", "serve", "realtime", "--port", str(port)]
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "services.cli", "serve", "realtime", "--port", str(port), "--host", "127.0.0.1"],
+            [*argv, "--host", "127.0.0.1"],
             stdout=out,
             stderr=subprocess.STDOUT,
             env=env,
