@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
@@ -139,7 +140,7 @@ async def test_expired_and_forged_tokens_are_401(
     body: dict[str, Any] = _lead_json(leads[0])
     if path.endswith("batch"):
         body = {"leads": [body]}
-    expired = _auth(ml_settings, ttl_seconds=-3600)
+    expired = _auth(ml_settings, now=time.time() - 7200)
     forged_token = jwt.encode(
         {"tid": "tenant-a", "sub": "agent-1", "exp": 4_102_444_800},
         "f" * 48,  # right kid, wrong key
