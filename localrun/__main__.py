@@ -32,7 +32,6 @@ import shutil
 import signal
 import socket
 import sys
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,7 +40,7 @@ from typing import Any
 from localrun.children import Child, ChildProcesses, StartupError, wait_http_ok
 from localrun.datastores import DEFAULT_MODEL_DIR, SetupStepFailed, start_datastores
 from localrun.demo import DemoTenant, demo_tenants, stream_events
-from localrun.leftovers import stop_leftovers
+from localrun.leftovers import stop_leftovers, terminate
 from localrun.servers import MissingBinary, ServerFailed
 from services.common.settings import AuthSettings
 
@@ -218,12 +217,7 @@ def stop_running(state_dir: Path) -> int:
     stopped = []
     pid = _live_run_pid(pid_file)
     if pid is not None:
-        os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + STOP_TIMEOUT_S
-        while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
-            time.sleep(0.1)
-        if Path(f"/proc/{pid}").exists():
-            os.kill(pid, signal.SIGKILL)
+        terminate(pid, timeout_s=STOP_TIMEOUT_S)
         stopped.append(f"make run (pid {pid})")
     stopped += stop_leftovers(state_dir)
     pid_file.unlink(missing_ok=True)

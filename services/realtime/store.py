@@ -164,16 +164,19 @@ class NewEvent:
 
 async def insert_events(db: Database, *, tenant_id: str, rows: list[NewEvent]) -> None:
     """Store events of one tenant as not yet published: one transaction, one round trip."""
-    await db.tenant_call(
-        tenant_id,
-        STORE_EVENTS_FUNCTION,
+    await db.tenant_call(tenant_id, STORE_EVENTS_FUNCTION, *_store_arguments(rows))
+
+
+def _store_arguments(rows: list[NewEvent]) -> list[list[Any]]:
+    """The arrays ``realtime_store_events`` takes after the tenant id."""
+    return [
         [row.event_id for row in rows],
         [row.lead_id for row in rows],
         [row.event_type for row in rows],
         [row.agent_id for row in rows],
         [orjson.dumps(row.document).decode() for row in rows],
         [row.accepted_at for row in rows],
-    )
+    ]
 
 
 async def mark_published(conn: Any, stream_ids: dict[str, str]) -> None:
@@ -310,16 +313,7 @@ async def insert_events_once(
             return KnownKey(
                 request_sha256=bytes(row["request_sha256"]), response=orjson.loads(row["response"])
             )
-        await conn.fetchval(
-            STORE_EVENTS_IN_TRANSACTION,
-            tenant_id,
-            [row.event_id for row in rows],
-            [row.lead_id for row in rows],
-            [row.event_type for row in rows],
-            [row.agent_id for row in rows],
-            [orjson.dumps(row.document).decode() for row in rows],
-            [row.accepted_at for row in rows],
-        )
+        await conn.fetchval(STORE_EVENTS_IN_TRANSACTION, tenant_id, *_store_arguments(rows))
     return None
 
 
