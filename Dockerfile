@@ -63,6 +63,14 @@ RUN /opt/venv/bin/enterprisehub model train \
  && chmod 0444 /opt/models/lead-scoring/* \
  && chmod 0555 /opt/models/lead-scoring
 
+# The RDS CA bundle: the stacks' DSNs say sslmode=verify-full with this file
+# (infra/components/database.py RDS_CA_BUNDLE), so a service only talks to a
+# server whose certificate chains to Amazon RDS's CAs and names the endpoint.
+FROM ${PYTHON_IMAGE} AS certs
+ADD https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem /certs/rds-global-bundle.pem
+RUN chmod 0444 /certs/rds-global-bundle.pem \
+ && grep -q "BEGIN CERTIFICATE" /certs/rds-global-bundle.pem
+
 FROM ${PYTHON_IMAGE} AS runtime
 LABEL org.opencontainers.image.title="enterprisehub-phase3" \
       org.opencontainers.image.description="EnterpriseHub Phase 3 feature services" \
@@ -76,6 +84,7 @@ COPY --from=build /opt/venv /opt/venv
 # The model and its .json metadata: COPY from a stage creates them owned by
 # root (uid/gid 0) and keeps the 0444/0555 modes set above.
 COPY --from=build /opt/models/lead-scoring /app/models/lead-scoring
+COPY --from=certs /certs/rds-global-bundle.pem /app/certs/rds-global-bundle.pem
 ENV PATH=/opt/venv/bin:${PATH} \
     ML_MODEL_URI=/app/models/lead-scoring/model.joblib \
     PYTHONDONTWRITEBYTECODE=1 \

@@ -6,23 +6,38 @@ PY := $(VENV)/bin/python
 STACK ?= local
 SETUP_STAMP := $(VENV)/.setup-stamp
 
-.PHONY: help setup lint format typecheck test test-fast run stop synth check-manifests up preview bench clean
+.PHONY: help setup setup-deploy lint lint-workflows format typecheck test test-fast run stop synth check-manifests up preview bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
 # The stamp makes `setup` cheap when nothing changed, while any change to the
 # lock file or the set-up scripts re-runs it.
-$(SETUP_STAMP): uv.lock pyproject.toml scripts/setup.sh scripts/install-system-packages.sh $(wildcard scripts/install-checkov.sh)
+$(SETUP_STAMP): uv.lock pyproject.toml scripts/setup.sh scripts/setup-deploy.sh scripts/install-system-packages.sh $(wildcard scripts/install-checkov.sh)
 	bash scripts/setup.sh
 	@touch $@
 
 setup: $(SETUP_STAMP) ## Install system packages and the virtualenvs (idempotent)
 	@bash scripts/install-system-packages.sh
 
+# Deploying needs only the project virtualenv (and the Pulumi CLI on PATH): no
+# apt, no Postgres or Redis, so it works on macOS and any CI image with Python 3.11.
+DEPLOY_STAMP := $(VENV)/.deploy-stamp
+$(DEPLOY_STAMP): uv.lock pyproject.toml scripts/setup-deploy.sh
+	bash scripts/setup-deploy.sh
+	@touch $@
+
+setup-deploy: $(DEPLOY_STAMP) ## The virtualenv alone, for synth/preview/up (no system packages)
+
 lint: setup ## ruff lint and format check
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+
+# ZIZMOR_OFFLINE as well as --offline: with GH_TOKEN set zizmor would go online.
+lint-workflows: setup ## actionlint and zizmor (offline) over .github, hadolint over the Dockerfile
+	$(VENV)/bin/actionlint -ignore node20 .github/workflows/*.yml
+	ZIZMOR_OFFLINE=true $(VENV)/bin/zizmor --offline --no-progress .github
+	$(VENV)/bin/hadolint --no-color Dockerfile
 
 format: setup ## Apply ruff formatting and safe fixes
 	$(VENV)/bin/ruff check --fix .
@@ -31,7 +46,7 @@ format: setup ## Apply ruff formatting and safe fixes
 typecheck: setup ## mypy over infra, services, localrun and benchmarks
 	$(VENV)/bin/mypy
 
-test: lint typecheck ## Everything: lint, type check and the whole test suite
+test: lint lint-workflows typecheck ## Everything: lint, workflow lint, type check and the whole test suite
 	$(VENV)/bin/pytest --cov --cov-report=term
 
 test-fast: setup ## The test suite alone, stopping at the first failure
@@ -43,16 +58,16 @@ run: setup ## The whole platform on this machine (Postgres, Redis, services, dem
 stop: ## Stop a `make run` started elsewhere (another terminal, the background)
 	$(PY) -m localrun stop
 
-synth: setup ## Offline synthesis of STACK into build/synth/STACK
+synth: setup-deploy ## Offline synthesis of STACK into build/synth/STACK
 	$(PY) -m infra.synth --stack $(STACK) --out build/synth/$(STACK)
 
 check-manifests: setup ## Synthesize STACK and validate its manifests (schemas; checkov for production)
 	bash scripts/check-manifests.sh $(STACK)
 
-preview: setup ## pulumi preview of STACK (needs the Pulumi CLI and credentials)
+preview: setup-deploy ## pulumi preview of STACK (needs the Pulumi CLI and credentials)
 	bash scripts/pulumi.sh preview $(STACK)
 
-up: setup ## pulumi up of STACK (needs the Pulumi CLI and a reachable cluster/cloud)
+up: setup-deploy ## pulumi up of STACK (needs the Pulumi CLI and a reachable cluster/cloud)
 	bash scripts/pulumi.sh up $(STACK)
 
 bench: setup ## Every benchmark in benchmarks/ (long; see docs/benchmarks.md)

@@ -26,7 +26,14 @@ from enum import StrEnum
 from typing import Annotated, Any, Final, Literal
 
 import pulumi
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
 from pydantic.alias_generators import to_camel
 
 from infra import catalog
@@ -73,6 +80,19 @@ _MEMORY = re.compile(r"^[1-9][0-9]*(?:Ki|Mi|Gi|Ti|K|M|G|T)?$")
 PositiveInt = Annotated[int, Field(gt=0)]
 Percent = Annotated[int, Field(gt=0, le=100)]
 
+_HOSTNAME = re.compile(r"^(?=.{1,253}$)(?!-)[a-z0-9-]{1,63}(?<!-)(\.(?!-)[a-z0-9-]{1,63}(?<!-))+$")
+_INSTANCE_TYPE = r"^[a-z][a-z0-9-]*\.[a-z0-9]+$"
+_ROLE_ARN = r"^arn:aws(-cn|-us-gov|-iso|-iso-b)?:iam::[0-9]{12}:role/[A-Za-z0-9_+=,.@/-]+$"
+#: Every string leaf is typed: an empty or malformed value is refused where it
+#: appears, not discovered by the provider forty minutes into an `up`.
+NonEmpty = Annotated[str, Field(min_length=1)]
+InstanceType = Annotated[
+    str, Field(pattern=_INSTANCE_TYPE, description="an EC2 instance type such as m7i.4xlarge")
+]
+RoleArn = Annotated[str, Field(pattern=_ROLE_ARN)]
+_AMI_ALIAS = r"^(al2023|bottlerocket)@(latest|v[0-9]+(\.[0-9]+)*)$"
+_DNS1123_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$"
+
 
 def _ipv4_network(value: str) -> ipaddress.IPv4Network:
     try:
@@ -82,6 +102,21 @@ def _ipv4_network(value: str) -> ipaddress.IPv4Network:
     if not isinstance(network, ipaddress.IPv4Network):
         raise ValueError("must be an IPv4 CIDR")
     return network
+
+
+def _cidr_leaf(value: str) -> str:
+    _ipv4_network(value)
+    return value
+
+
+def _hostname_leaf(value: str) -> str:
+    if not _HOSTNAME.match(value):
+        raise ValueError("must be a DNS name (a-z, 0-9, '-', at least one dot)")
+    return value
+
+
+Cidr = Annotated[str, AfterValidator(_cidr_leaf)]
+DnsName = Annotated[str, AfterValidator(_hostname_leaf)]
 
 
 def _dns1123(value: str) -> str:
@@ -148,8 +183,8 @@ class ServicePlan:
 class DatabaseConfig(_Model):
     """PostgreSQL: RDS in AWS stacks, an in-cluster StatefulSet in ``local``."""
 
-    instance_class: str = "db.r6g.large"
-    engine_version: str = "15"
+    instance_class: Annotated[str, Field(pattern=r"^db\.[a-z0-9-]+\.[a-z0-9]+$")] = "db.r6g.large"
+    engine_version: NonEmpty = "15"
     allocated_storage_gb: PositiveInt = 100
     # Storage autoscaling ceiling; RDS grows the volume up to this without downtime.
     max_allocated_storage_gb: PositiveInt = 500
@@ -174,11 +209,11 @@ class CacheConfig(_Model):
 
     # The seed sizes Redis at 2 GiB; cache.m7g.large (6.4 GiB) is the smallest
     # non-burstable Graviton node above that, leaving room for replication buffers.
-    node_type: str = "cache.m7g.large"
+    node_type: Annotated[str, Field(pattern=r"^cache\.[a-z0-9-]+\.[a-z0-9]+$")] = "cache.m7g.large"
     num_nodes: PositiveInt = 3
     # The seed asks for Redis 7.2; ElastiCache's Redis OSS engine stops at 7.1
     # (7.2 is only offered as Valkey), so 7.1 is the closest supported version.
-    engine_version: str = "7.1"
+    engine_version: NonEmpty = "7.1"
     automatic_failover: bool = True
     multi_az: bool = True
     transit_encryption: bool = True
@@ -212,7 +247,7 @@ class StorageConfig(_Model):
 class NetworkConfig(_Model):
     """The VPC of the AWS stacks."""
 
-    vpc_cidr: str = "10.40.0.0/16"
+    vpc_cidr: Cidr = "10.40.0.0/16"
     az_count: Annotated[int, Field(ge=2, le=6)] = 3
     # One NAT gateway per AZ keeps egress up when an AZ fails; one shared gateway
     # is cheaper and acceptable where an AZ outage may take egress down.
@@ -228,20 +263,49 @@ class NetworkConfig(_Model):
 
 
 class NodeGroupConfig(_Model):
-    """One EKS managed node group."""
+    """One EKS managed node group: the fixed nodes the cluster add-ons start on.
+
+    The application's pods scale on Karpenter's nodes (``cluster.autoscaling``);
+    Karpenter itself, CoreDNS and the monitoring stack need nodes before any
+    autoscaler runs, which is what these are for.
+    """
 
     name: str
-    instance_types: tuple[str, ...] = ("m6i.2xlarge",)
-    min_size: PositiveInt = 3
-    desired_size: PositiveInt = 4
-    max_size: PositiveInt = 12
-    disk_size_gb: PositiveInt = 100
+    instance_types: Annotated[tuple[InstanceType, ...], Field(min_length=1)] = ("m6i.xlarge",)
+    min_size: PositiveInt = 2
+    desired_size: PositiveInt = 2
+    max_size: PositiveInt = 3
+    disk_size_gb: PositiveInt = 50
     capacity_type: Literal["ON_DEMAND", "SPOT"] = "ON_DEMAND"
 
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
         return _dns1123(value)
+
+
+class AutoscalingConfig(_Model):
+    """Karpenter's NodePool: which nodes it may add for pending pods, and how many.
+
+    Instance types are chosen by how the pods pack (tests/infra/test_capacity.py
+    computes that every Deployment at its HPA maximum plus a surge pod fits).
+    """
+
+    instance_types: Annotated[tuple[InstanceType, ...], Field(min_length=1)] = (
+        "m7i.4xlarge",
+        "m6i.4xlarge",
+    )
+    capacity_types: Annotated[tuple[Literal["on-demand", "spot"], ...], Field(min_length=1)] = (
+        "on-demand",
+    )
+    #: Upper bound on the NodePool's total vCPUs (Karpenter stops adding nodes there).
+    cpu_limit: PositiveInt = 256
+    #: Upper bound on the NodePool's total memory, GiB.
+    memory_limit_gb: PositiveInt = 1024
+    #: Karpenter's AMI selector alias; pin a version (al2023@v20261115) to control node rollouts.
+    ami_alias: Annotated[
+        str, Field(pattern=r"^(al2023|bottlerocket)@(latest|v[0-9]+(\.[0-9]+)*)$")
+    ] = "al2023@latest"
 
 
 class ClusterConfig(_Model):
@@ -253,54 +317,51 @@ class ClusterConfig(_Model):
     """
 
     mode: Literal["eks", "existing-eks", "kubeconfig"] = "eks"
-    name: str | None = None
-    context: str | None = None
-    kubeconfig_path: str | None = None
+    name: Annotated[str, Field(pattern=r"^[0-9A-Za-z][A-Za-z0-9_-]{0,99}$")] | None = None
+    context: NonEmpty | None = None
+    kubeconfig_path: NonEmpty | None = None
     # The API endpoint is private by default; `pulumi up` then runs from inside the
     # VPC (VPN, bastion or a CI runner there) or public access is opened to a CIDR.
+    # An AWS stack must say which (config_checks: the bootstrap path is explicit).
     endpoint_public_access: bool = False
-    public_access_cidrs: tuple[str, ...] = ()
+    public_access_cidrs: tuple[Cidr, ...] = ()
+    #: True declares that `pulumi up` runs inside the VPC (docs/deploying.md).
+    deployer_in_vpc: bool = False
+    #: EKS upgrade policy: STANDARD, or EXTENDED (paid, about 6x the control plane).
+    support_type: Literal["STANDARD", "EXTENDED"] = "STANDARD"
+    #: IAM role that CI deploys with: a cluster-admin access entry.
+    deploy_role_arn: RoleArn | None = None
+    #: IAM role for emergencies (assumed by people, audited): a cluster-admin access entry.
+    break_glass_role_arn: RoleArn | None = None
+    autoscaling: AutoscalingConfig = AutoscalingConfig()
     log_types: tuple[
         Literal["api", "audit", "authenticator", "controllerManager", "scheduler"], ...
     ] = ("api", "audit", "authenticator", "controllerManager", "scheduler")
-    node_groups: tuple[NodeGroupConfig, ...] = (NodeGroupConfig(name="general"),)
-    #: StorageClass for persistent volumes; None uses the cluster's default class.
-    storage_class: str | None = None
-
-    @field_validator("public_access_cidrs")
-    @classmethod
-    def _cidrs(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        for cidr in value:
-            _ipv4_network(cidr)
-        return value
+    node_groups: tuple[NodeGroupConfig, ...] = (NodeGroupConfig(name="system"),)
+    #: StorageClass for persistent volumes; None uses the cluster's default class
+    #: (on EKS the program's encrypted gp3 class).
+    storage_class: (
+        Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")] | None
+    ) = None
 
 
 class Hostnames(_Model):
     """Public hostnames; each defaults to ``<name>.<domain>``."""
 
-    api: str | None = None
-    intelligence: str | None = None
-    coaching: str | None = None
-    property: str | None = None
-    roi: str | None = None
-    grafana: str | None = None
+    api: DnsName | None = None
+    intelligence: DnsName | None = None
+    coaching: DnsName | None = None
+    property: DnsName | None = None
+    roi: DnsName | None = None
+    grafana: DnsName | None = None
 
 
 class EgressConfig(_Model):
     """An external API: hostnames for documentation and proxies, CIDRs for NetworkPolicy."""
 
-    hosts: tuple[str, ...]
-    cidrs: tuple[str, ...]
+    hosts: Annotated[tuple[DnsName, ...], Field(min_length=1)]
+    cidrs: Annotated[tuple[Cidr, ...], Field(min_length=1)]
     port: Annotated[int, Field(gt=0, lt=65536)] = 443
-
-    @field_validator("cidrs")
-    @classmethod
-    def _cidrs(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        if not value:
-            raise ValueError("needs at least one CIDR")
-        for cidr in value:
-            _ipv4_network(cidr)
-        return value
 
 
 def _default_egress() -> dict[catalog.EgressTarget, EgressConfig]:
@@ -333,12 +394,19 @@ class StackSecrets:
     slack_webhook_url: pulumi.Output[str]
 
 
+class DnsConfig(_Model):
+    """Public DNS: the Route 53 zone external-dns writes the edge's records into."""
+
+    #: The hosted zone of ``domain``; None: records are created by hand (docs/deploying.md).
+    hosted_zone_id: Annotated[str, Field(pattern=r"^Z[A-Z0-9]{1,31}$")] | None = None
+
+
 class StackConfig(_Model):
     """Everything the program needs to know about one stack, validated."""
 
     stack: str
     environment: Environment
-    kubernetes_version: str = "1.31"
+    kubernetes_version: str = "1.35"
     image: str
     namespace: str = "enterprisehub"
     aws_region: str = "us-east-1"
@@ -354,6 +422,7 @@ class StackConfig(_Model):
     storage: StorageConfig = StorageConfig()
     network: NetworkConfig = NetworkConfig()
     cluster: ClusterConfig = ClusterConfig()
+    dns: DnsConfig = DnsConfig()
     egress: dict[catalog.EgressTarget, EgressConfig] = Field(default_factory=_default_egress)
     feature_flags: dict[str, bool] = Field(
         default_factory=lambda: dict.fromkeys(catalog.FEATURE_FLAGS, False)
@@ -457,6 +526,7 @@ _OBJECT_KEYS: Final = (
     "storage",
     "network",
     "cluster",
+    "dns",
     "egress",
     "featureFlags",
 )

@@ -17,7 +17,13 @@ from infra.problems import Problem
 if TYPE_CHECKING:
     from infra.config import CacheConfig, DatabaseConfig, StackConfig, StorageConfig
 
-SUPPORTED_KUBERNETES_VERSIONS: Final = ("1.30", "1.31", "1.32", "1.33")
+# EKS Kubernetes versions as of 2026-12-03 (docs.aws.amazon.com/eks, "Kubernetes
+# version lifecycle"): 1.31 and older can no longer be created (1.31's extended
+# support ended 2026-11-26); 1.32-1.34 are in paid extended support; 1.35 and 1.36
+# are in standard support. docs/deploying.md says how to move a stack forward.
+STANDARD_SUPPORT_VERSIONS: Final = ("1.35", "1.36")
+EXTENDED_SUPPORT_VERSIONS: Final = ("1.32", "1.33", "1.34")
+SUPPORTED_KUBERNETES_VERSIONS: Final = (*EXTENDED_SUPPORT_VERSIONS, *STANDARD_SUPPORT_VERSIONS)
 ENVIRONMENTS: Final = ("local", "dev", "staging", "production")
 
 _HOST_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
@@ -279,6 +285,7 @@ def _cluster_problems(config: StackConfig) -> list[Problem]:
                 "0.0.0.0/0 is refused",
             )
         )
+    problems += _bootstrap_problems(config)
     names = [group.name for group in cluster.node_groups]
     if cluster.mode == "eks" and not names:
         problems.append(Problem("cluster.nodeGroups", [], "at least one node group"))
@@ -294,8 +301,45 @@ def _cluster_problems(config: StackConfig) -> list[Problem]:
                     f"minSize ({group.min_size}) <= desiredSize <= maxSize ({group.max_size})",
                 )
             )
-        if not group.instance_types:
-            problems.append(Problem(f"{prefix}.instanceTypes", [], "at least one instance type"))
+    return problems
+
+
+def _bootstrap_problems(config: StackConfig) -> list[Problem]:
+    """A new EKS cluster must say how the first `pulumi up` reaches its API."""
+    cluster = config.cluster
+    if cluster.mode != "eks":
+        return []
+    problems = []
+    if not cluster.endpoint_public_access and not cluster.deployer_in_vpc:
+        problems.append(
+            Problem(
+                "cluster.deployerInVpc",
+                False,
+                "the API endpoint is private, so the deployer must run inside the VPC: set "
+                "cluster.deployerInVpc true (a runner in the VPC, docs/deploying.md), or open "
+                "the endpoint with cluster.endpointPublicAccess true and "
+                "cluster.publicAccessCidrs",
+            )
+        )
+    version = config.kubernetes_version
+    if version in EXTENDED_SUPPORT_VERSIONS and cluster.support_type == "STANDARD":
+        problems.append(
+            Problem(
+                "kubernetesVersion",
+                version,
+                f"{version} is in EKS extended support only: use "
+                f"{' or '.join(STANDARD_SUPPORT_VERSIONS)}, or set cluster.supportType "
+                "EXTENDED (billed at about 6x the standard control-plane price)",
+            )
+        )
+    if cluster.deploy_role_arn and cluster.deploy_role_arn == cluster.break_glass_role_arn:
+        problems.append(
+            Problem(
+                "cluster.breakGlassRoleArn",
+                cluster.break_glass_role_arn,
+                "must differ from deployRoleArn (EKS allows one access entry per principal)",
+            )
+        )
     return problems
 
 

@@ -1,7 +1,7 @@
 """The Pulumi program: stack config in, components wired, outputs exported.
 
 ``main`` is what ``infra/__main__.py`` runs under the Pulumi CLI and what
-``infra.mocks.run_program`` runs offline; it reads the configuration once and
+``infra.synth.mocks.run_program`` runs offline; it reads the configuration once and
 hands the frozen ``StackConfig`` to ``build``.
 
 Order of construction (each step's outputs feed the next):
@@ -23,7 +23,8 @@ import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
 from infra import catalog
-from infra.components.cache import Cache, CacheArgs
+from infra.components.autoscaling import KarpenterSpec
+from infra.components.cache import Cache, CacheArgs, replication_group_id
 from infra.components.cluster import (
     EksCluster,
     EksClusterArgs,
@@ -37,7 +38,7 @@ from infra.components.database import Database, DatabaseArgs
 from infra.components.datastores import MINIO_PORT, Datastores, DatastoresArgs
 from infra.components.iam import PrefixWriterGrant, ServiceRoles, ServiceRolesArgs
 from infra.components.jobs import MODEL_PUBLISHER_SERVICE_ACCOUNT
-from infra.components.network import Network, NetworkArgs, subnet_plan
+from infra.components.network import Network, NetworkArgs
 from infra.components.registry import Registry, RegistryArgs
 from infra.components.storage import Storage, StorageArgs
 from infra.config import PROJECT, StackConfig, load_stack_config
@@ -142,6 +143,8 @@ class _AwsCluster:
     name: pulumi.Input[str]
     endpoint: pulumi.Input[str]
     private_cidrs: list[str] = field(default_factory=list)
+    #: VPC endpoints the cluster side's network policies use (empty for existing-eks).
+    vpc_endpoints: dict[str, Any] = field(default_factory=dict)
 
 
 def _build_aws(config: StackConfig) -> dict[str, Any]:
@@ -224,6 +227,7 @@ def _build_aws(config: StackConfig) -> dict[str, Any]:
         "redisEndpoint": cache.primary_endpoint,
         "buckets": {bucket.value: name for bucket, name in buckets.items()},
         "imageRepository": registry.repository_url,
+        "vpcEndpoints": cluster.vpc_endpoints,
         "serviceRoleArns": roles.role_arns,
         "kubeconfigCommand": pulumi.Output.concat(
             "aws eks update-kubeconfig --region ", config.aws_region, " --name ", cluster.name
@@ -278,6 +282,17 @@ def _aws_cluster(
             endpoint_public_access=config.cluster.endpoint_public_access,
             public_access_cidrs=config.cluster.public_access_cidrs,
             log_types=config.cluster.log_types,
+            support_type=config.cluster.support_type,
+            dns_zone_id=config.dns.hosted_zone_id,
+            dns_domains=[config.domain],
+            admin_role_arns=_admin_roles(config),
+            autoscaling=KarpenterSpec(
+                instance_types=config.cluster.autoscaling.instance_types,
+                capacity_types=config.cluster.autoscaling.capacity_types,
+                cpu_limit=config.cluster.autoscaling.cpu_limit,
+                memory_limit_gb=config.cluster.autoscaling.memory_limit_gb,
+                ami_alias=config.cluster.autoscaling.ami_alias,
+            ),
             node_groups=[
                 NodeGroupSpec(
                     name=group.name,
@@ -293,7 +308,7 @@ def _aws_cluster(
         ),
         opts=aws_opts,
     )
-    private_cidrs, _ = subnet_plan(config.network.vpc_cidr, config.network.az_count)
+    private_cidrs = network.private_cidrs
     return _AwsCluster(
         provider=eks.provider,
         vpc_id=network.vpc_id,
@@ -304,7 +319,21 @@ def _aws_cluster(
         name=eks.cluster_name,
         endpoint=eks.endpoint,
         private_cidrs=private_cidrs,
+        vpc_endpoints={
+            "s3": {"id": network.s3_endpoint_id, "prefixListId": network.s3_prefix_list_id},
+            # Interface endpoint: its addresses lie in the private subnets.
+            "sts": {"id": network.sts_endpoint_id, "cidrs": network.private_cidrs},
+        },
     )
+
+
+def _admin_roles(config: StackConfig) -> dict[str, str]:
+    """Cluster-admin access entries by purpose, from config."""
+    roles = {
+        "deploy": config.cluster.deploy_role_arn,
+        "break-glass": config.cluster.break_glass_role_arn,
+    }
+    return {purpose: arn for purpose, arn in roles.items() if arn}
 
 
 def _database(
@@ -314,6 +343,7 @@ def _database(
     return Database(
         f"{prefix}-database",
         DatabaseArgs(
+            identifier=f"{prefix}-postgres",
             vpc_id=cluster.vpc_id,
             subnet_ids=cluster.subnet_ids,
             client_security_group_id=cluster.security_group_id,
@@ -344,6 +374,7 @@ def _cache(
     return Cache(
         f"{prefix}-cache",
         CacheArgs(
+            replication_group_id=replication_group_id(prefix),
             vpc_id=cluster.vpc_id,
             subnet_ids=cluster.subnet_ids,
             client_security_group_id=cluster.security_group_id,

@@ -8,7 +8,7 @@ Starts Postgres and Redis from the local binaries on loopback (and Prometheus
 scraping the services, when it is installed), runs the migrations, trains the
 lead model if its artifact is missing, creates the feature flags, starts
 every service that exists on its port (realtime 8001, ml 8002, coaching 8003,
-churn 8004), mints demo tenants' tokens, streams demo lead events into the
+churn 8004, the dashboards 8501), mints demo tenants' tokens, streams demo lead events into the
 realtime ingest and prints where to look. State (data, logs, the JWT key of
 this machine) lives under ``var/run`` unless ``--state-dir`` says otherwise.
 
@@ -60,11 +60,17 @@ class ServiceSpec:
     default_port: int
     module: str
     issue: str
+    #: The module that must exist for the service to be built (its app or script).
+    entry: str = "main"
+    #: What answers 200 once the service is up.
+    health_path: str = "/health"
+    #: Whether it serves /metrics (Prometheus scrapes it then).
+    metrics: bool = True
 
     def built(self) -> bool:
         """Whether the service's app module exists in this checkout yet."""
         try:
-            return importlib.util.find_spec(f"{self.module}.main") is not None
+            return importlib.util.find_spec(f"{self.module}.{self.entry}") is not None
         except ModuleNotFoundError:  # the service's package itself is absent
             return False
 
@@ -74,6 +80,15 @@ SERVICES: tuple[ServiceSpec, ...] = (
     ServiceSpec("ml", 8002, "services.ml", "ml-services"),
     ServiceSpec("coaching", 8003, "services.coaching", "coaching-engine"),
     ServiceSpec("churn", 8004, "services.churn", "churn-orchestrator"),
+    ServiceSpec(
+        "dashboards",
+        8501,
+        "services.dashboards",
+        "dashboards",
+        entry="app",
+        health_path="/_stcore/health",
+        metrics=False,
+    ),
 )
 
 
@@ -142,6 +157,9 @@ def print_guide(
     _say(f"{READY_LINE} (state and logs under {state_dir}):")
     for name, port in started.items():
         base = f"http://127.0.0.1:{port}"
+        if name == "dashboards":
+            _say(f"  {name:<9} {base}  (Streamlit; sign in with a token printed below)")
+            continue
         _say(
             f"  {name:<9} {base}  health {base}/health  details {base}/health/detailed  "
             f"metrics {base}/metrics  API docs {base}/docs"
@@ -186,6 +204,12 @@ def print_guide(
             f'  (or up to 100 at once: POST {{"events": [...]}} to '
             f"http://127.0.0.1:{port}/v1/leads/events/batch; see docs/contracts.md)"
         )
+        if "dashboards" in started:
+            _say(
+                f"Dashboards: open http://127.0.0.1:{started['dashboards']} and sign in as "
+                f"{agent} of {tenant.tenant_id} with this token:"
+            )
+            _say(f"  {tenant.agent_tokens[agent]}")
         _say("Mint tokens (scopes: feed:read, crm:ingest, leads:score, operator):")
         _say(
             f"  {cli} token --tenant {tenant.tenant_id} --subject agent-9 "
@@ -351,13 +375,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                 migrate=True,
                 model_dir=DEFAULT_MODEL_DIR,
                 flags=True,
-                prometheus_targets=[f"127.0.0.1:{p}" for p in ports.values()]
+                prometheus_targets=[
+                    f"127.0.0.1:{ports[spec.name]}" for spec in built if spec.metrics
+                ]
                 if prometheus
                 else None,
             ) as stores,
             ChildProcesses(log_dir=state_dir / "logs") as children,
         ):
             env = {**base_env, **stores.service_env()}
+            if "realtime" in ports:
+                env["DASHBOARDS_FEED_URL"] = f"ws://127.0.0.1:{ports['realtime']}/v1/feed"
             services = []
             for spec in built:
                 port = ports[spec.name]
@@ -379,7 +407,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     )
                 )
             for spec, child in zip(built, services, strict=True):
-                wait_http_ok(child, f"http://127.0.0.1:{ports[spec.name]}/health", timeout_s=120)
+                url = f"http://127.0.0.1:{ports[spec.name]}{spec.health_path}"
+                wait_http_ok(child, url, timeout_s=120)
             tenants = demo_tenants(
                 AuthSettings.from_env(
                     jwt_secret_key=auth_env["JWT_SECRET_KEY"], jwt_key_id=auth_env["JWT_KEY_ID"]

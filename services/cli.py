@@ -1,6 +1,6 @@
 """``enterprisehub``: the one console script of the image.
 
-    enterprisehub serve realtime|ml|coaching|churn [--host H] [--port N]
+    enterprisehub serve realtime|ml|coaching|churn|dashboards [--host H] [--port N]
     enterprisehub migrate [--revision REV]
     enterprisehub flags init
     enterprisehub token --tenant T --subject S --scope SCOPE [--scope ...] [--ttl 12h]
@@ -26,7 +26,7 @@ import math
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from services.common.settings import SettingsError
 
@@ -43,6 +43,9 @@ class ServiceEntry:
     factory: str
     port: int
     access_log: bool = True
+    #: ``asgi``: ``factory`` builds an app for uvicorn; ``streamlit``: ``factory``
+    #: is ``serve(*, host, port) -> int`` and runs the server itself.
+    kind: Literal["asgi", "streamlit"] = "asgi"
 
 
 SERVICES: dict[str, ServiceEntry] = {
@@ -52,6 +55,7 @@ SERVICES: dict[str, ServiceEntry] = {
     "ml": ServiceEntry("services.ml.main:create_app", 8002),
     "coaching": ServiceEntry("services.coaching.main:create_app", 8003),
     "churn": ServiceEntry("services.churn.main:create_app", 8004),
+    "dashboards": ServiceEntry("services.dashboards.serve:serve", 8501, kind="streamlit"),
 }
 
 COMMAND_GROUPS: tuple[str, ...] = ("services.ml.cli:register_model_commands",)
@@ -113,7 +117,7 @@ def uvicorn_options(
 
 def _serve(args: argparse.Namespace) -> int:
     entry = SERVICES[args.service]
-    factory: Callable[[], Any] | None = _load(entry.factory)
+    factory: Callable[..., Any] | None = _load(entry.factory)
     if factory is None:
         raise CommandError(
             f"service {args.service!r} is not part of this build yet "
@@ -121,6 +125,9 @@ def _serve(args: argparse.Namespace) -> int:
             f"available: {', '.join(_available_services())}",
             EXIT_USAGE,
         )
+    if entry.kind == "streamlit":
+        served: int = factory(host=args.host, port=args.port or entry.port)
+        return served
     # Building the app here reads and validates the settings, so a bad
     # variable is reported as one message before uvicorn starts.
     app = factory()

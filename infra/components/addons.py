@@ -76,11 +76,15 @@ class ChartPin:
     create_namespace: bool
 
 
-def load_pins(charts_dir: Path = CHARTS_DIR) -> dict[str, ChartPin]:
-    """Read and check ``versions.yaml``: every chart pinned to an exact version."""
+def load_pins(charts_dir: Path = CHARTS_DIR, section: str = "charts") -> dict[str, ChartPin]:
+    """Read and check ``versions.yaml``: every chart pinned to an exact version.
+
+    ``section`` picks the group: ``charts`` (every stack's add-ons) or
+    ``awsCharts`` (installed by the EKS cluster component: Karpenter).
+    """
     document = yaml.safe_load((charts_dir / "versions.yaml").read_text(encoding="utf-8"))
     pins: dict[str, ChartPin] = {}
-    for name, entry in document["charts"].items():
+    for name, entry in document[section].items():
         version = str(entry["version"])
         if not EXACT_VERSION.match(version):
             raise ValueError(

@@ -14,6 +14,8 @@ clear text, so it is only set together with TLS.
 
 from __future__ import annotations
 
+import hashlib
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -29,11 +31,47 @@ from infra.components.kms import encryption_key
 # alphanumerics also need no escaping in the redis URL.
 AUTH_TOKEN_LENGTH = 64
 
+#: ElastiCache's ReplicationGroupId: 1-40 lowercase letters, digits and hyphens,
+#: a letter first, no "--", no trailing hyphen (CreateReplicationGroup API).
+REPLICATION_GROUP_ID_MAX = 40
+_REPLICATION_GROUP_ID = re.compile(r"\A(?!.*--)[a-z][a-z0-9-]*(?<!-)\Z")
+
+
+def replication_group_id(stem: str) -> str:
+    """The replication group's id, derived from the stack's resource prefix.
+
+    Explicit, never auto-named: pulumi-aws would append "-" and 7 random
+    characters to the logical name and refuse anything over 40 characters
+    (``enterprisehub-staging-cache-redis`` is 33). A stem too long for the limit
+    keeps its first characters and gains a hash of the whole stem, so two long
+    stack names sharing a prefix still get different ids.
+    """
+    candidate = re.sub(r"[^a-z0-9-]+", "-", stem.lower())
+    candidate = re.sub(r"-{2,}", "-", candidate).strip("-")
+    if len(candidate) > REPLICATION_GROUP_ID_MAX:
+        digest = hashlib.sha256(stem.encode()).hexdigest()[:8]
+        head = candidate[: REPLICATION_GROUP_ID_MAX - len(digest) - 1].rstrip("-")
+        candidate = f"{head}-{digest}"
+    validate_replication_group_id(candidate)
+    return candidate
+
+
+def validate_replication_group_id(value: str) -> str:
+    """``value`` if ElastiCache accepts it as a ReplicationGroupId; else ValueError."""
+    if len(value) > REPLICATION_GROUP_ID_MAX or not _REPLICATION_GROUP_ID.match(value):
+        raise ValueError(
+            f"replication group id {value!r} is invalid: 1-{REPLICATION_GROUP_ID_MAX} of "
+            "a-z, 0-9 and '-', starting with a letter, without '--' or a trailing '-'"
+        )
+    return value
+
 
 @dataclass(frozen=True, kw_only=True)
 class CacheArgs:
     """Inputs of :class:`Cache`."""
 
+    #: The ElastiCache ReplicationGroupId (see :func:`replication_group_id`).
+    replication_group_id: str
     vpc_id: pulumi.Input[str]
     subnet_ids: pulumi.Input[Sequence[pulumi.Input[str]]]
     #: The only security group allowed to connect (the EKS cluster's).
@@ -68,6 +106,7 @@ class Cache(pulumi.ComponentResource):
     def __init__(
         self, name: str, args: CacheArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
+        validate_replication_group_id(args.replication_group_id)
         super().__init__("enterprisehub:aws:Cache", name, None, opts)
         tags = dict(args.tags)
         child = pulumi.ResourceOptions(parent=self)
@@ -128,6 +167,7 @@ class Cache(pulumi.ComponentResource):
 
         group = aws.elasticache.ReplicationGroup(
             f"{name}-redis",
+            replication_group_id=args.replication_group_id,
             description=f"{name}: sessions, pub/sub, feature flags",
             engine="redis",
             engine_version=args.engine_version,

@@ -29,6 +29,8 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
+from infra.components.autoscaling import Karpenter, KarpenterArgs, KarpenterSpec
+from infra.components.dns import ExternalDns, ExternalDnsArgs
 from infra.components.iam import irsa_trust_policy
 from infra.components.kms import encryption_key
 
@@ -36,6 +38,13 @@ CONTROL_PLANE_LOG_RETENTION_DAYS = 90
 # Managed add-ons at the default version for the cluster's Kubernetes version.
 CORE_ADDONS = ("vpc-cni", "kube-proxy")
 EBS_CSI_SERVICE_ACCOUNT = ("kube-system", "ebs-csi-controller-sa")
+#: The VPC CNI enforces NetworkPolicy only when told to (its network policy
+#: agent); without it every policy is accepted and ignored.
+ADDON_CONFIGURATION: dict[str, dict[str, str]] = {"vpc-cni": {"enableNetworkPolicy": "true"}}
+#: The default StorageClass: encrypted gp3, bound where the pod lands.
+STORAGE_CLASS = "gp3-encrypted"
+#: EKS's managed access policy for full cluster administration.
+CLUSTER_ADMIN_POLICY = "AmazonEKSClusterAdminPolicy"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -64,6 +73,15 @@ class EksClusterArgs:
     public_access_cidrs: Sequence[str] = ()
     log_types: Sequence[str] = ("api", "audit", "authenticator", "controllerManager", "scheduler")
     node_groups: Sequence[NodeGroupSpec] = ()
+    #: EKS upgrade policy; EXTENDED costs about 6x the standard control-plane price.
+    support_type: str = "STANDARD"
+    #: IAM roles given cluster-admin access entries (CI's deploy role, break-glass).
+    admin_role_arns: Mapping[str, str] = field(default_factory=dict)
+    #: Karpenter's NodePool; None leaves scaling to the managed node groups.
+    autoscaling: KarpenterSpec | None = None
+    #: Route 53 zone for external-dns, and the domains it may write; None: no external-dns.
+    dns_zone_id: str | None = None
+    dns_domains: Sequence[str] = ()
     tags: Mapping[str, str] = field(default_factory=dict)
 
 
@@ -126,6 +144,40 @@ def _service_role(
         tags=dict(tags),
         opts=pulumi.ResourceOptions(parent=parent),
     )
+
+
+def admin_access_entries(
+    name: str,
+    cluster: aws.eks.Cluster,
+    role_arns: Mapping[str, str],
+    partition: str,
+    tags: Mapping[str, str],
+    parent: pulumi.Resource,
+) -> list[pulumi.Resource]:
+    """An access entry with the cluster-admin policy for each role (authentication mode API)."""
+    created: list[pulumi.Resource] = []
+    policy_arn = f"arn:{partition}:eks::aws:cluster-access-policy/{CLUSTER_ADMIN_POLICY}"
+    for purpose, role_arn in sorted(role_arns.items()):
+        entry = aws.eks.AccessEntry(
+            f"{name}-{purpose}-access",
+            cluster_name=cluster.name,
+            principal_arn=role_arn,
+            type="STANDARD",
+            tags={**tags, "Purpose": purpose},
+            opts=pulumi.ResourceOptions(parent=parent),
+        )
+        created.append(entry)
+        created.append(
+            aws.eks.AccessPolicyAssociation(
+                f"{name}-{purpose}-admin",
+                cluster_name=cluster.name,
+                principal_arn=entry.principal_arn,
+                policy_arn=policy_arn,
+                access_scope=aws.eks.AccessPolicyAssociationAccessScopeArgs(type="cluster"),
+                opts=pulumi.ResourceOptions(parent=entry),
+            )
+        )
+    return created
 
 
 def _first_issuer(identities: Any) -> str:
@@ -223,8 +275,11 @@ class EksCluster(pulumi.ComponentResource):
             ),
             access_config=aws.eks.ClusterAccessConfigArgs(
                 authentication_mode="API",
-                bootstrap_cluster_creator_admin_permissions=True,
+                # With a deploy role declared, access is the entries below; EKS
+                # refuses a second entry for the creator if it is that role.
+                bootstrap_cluster_creator_admin_permissions=not args.admin_role_arns,
             ),
+            upgrade_policy=aws.eks.ClusterUpgradePolicyArgs(support_type=args.support_type),
             encryption_config=aws.eks.ClusterEncryptionConfigArgs(
                 provider=aws.eks.ClusterEncryptionConfigProviderArgs(key_arn=secrets_key.arn),
                 resources=["secrets"],
@@ -248,6 +303,9 @@ class EksCluster(pulumi.ComponentResource):
                 "AmazonEC2ContainerRegistryReadOnly",
             )
         ]
+        admin_entries = admin_access_entries(
+            name, cluster, args.admin_role_arns, partition, tags, cluster
+        )
         node_groups = [
             aws.eks.NodeGroup(
                 f"{name}-{spec.name}",
@@ -267,7 +325,13 @@ class EksCluster(pulumi.ComponentResource):
                 update_config=aws.eks.NodeGroupUpdateConfigArgs(max_unavailable=1),
                 labels={"enterprisehub.io/node-group": spec.name},
                 tags=tags,
-                opts=pulumi.ResourceOptions(parent=cluster, depends_on=node_attachments),
+                # The autoscaler owns the node count between min and max; an `up`
+                # must not reset it to the configured desired size.
+                opts=pulumi.ResourceOptions(
+                    parent=cluster,
+                    depends_on=node_attachments,
+                    ignore_changes=["scalingConfig.desiredSize"],
+                ),
             )
             for spec in args.node_groups
         ]
@@ -286,6 +350,11 @@ class EksCluster(pulumi.ComponentResource):
                 f"{name}-{addon}",
                 cluster_name=cluster.name,
                 addon_name=addon,
+                configuration_values=(
+                    json.dumps(ADDON_CONFIGURATION[addon]) if addon in ADDON_CONFIGURATION else None
+                ),
+                # On create, take over what EKS installed itself (aws-node, kube-proxy).
+                resolve_conflicts_on_create="OVERWRITE",
                 resolve_conflicts_on_update="PRESERVE",
                 tags=tags,
                 opts=pulumi.ResourceOptions(parent=cluster),
@@ -298,6 +367,7 @@ class EksCluster(pulumi.ComponentResource):
                 f"{name}-coredns",
                 cluster_name=cluster.name,
                 addon_name="coredns",
+                resolve_conflicts_on_create="OVERWRITE",
                 resolve_conflicts_on_update="PRESERVE",
                 tags=tags,
                 opts=pulumi.ResourceOptions(parent=cluster, depends_on=node_groups),
@@ -315,16 +385,30 @@ class EksCluster(pulumi.ComponentResource):
             policy_arn=f"{policy}/service-role/AmazonEBSCSIDriverPolicy",
             opts=pulumi.ResourceOptions(parent=ebs_role),
         )
+        volume_key = encryption_key(
+            f"{name}-volumes-key",
+            description=f"{name}: persistent volumes (EBS)",
+            tags=tags,
+            parent=self,
+        )
+        # The managed policy covers EBS itself; a customer-managed key needs its own grant.
+        ebs_kms = aws.iam.RolePolicy(
+            f"{name}-ebs-csi-kms",
+            role=ebs_role.id,
+            policy=volume_key.arn.apply(_ebs_kms_policy),
+            opts=pulumi.ResourceOptions(parent=ebs_role),
+        )
         addons.append(
             aws.eks.Addon(
                 f"{name}-aws-ebs-csi-driver",
                 cluster_name=cluster.name,
                 addon_name="aws-ebs-csi-driver",
                 service_account_role_arn=ebs_role.arn,
+                resolve_conflicts_on_create="OVERWRITE",
                 resolve_conflicts_on_update="PRESERVE",
                 tags=tags,
                 opts=pulumi.ResourceOptions(
-                    parent=cluster, depends_on=[*node_groups, ebs_attachment]
+                    parent=cluster, depends_on=[*node_groups, ebs_attachment, ebs_kms]
                 ),
             )
         )
@@ -347,12 +431,83 @@ class EksCluster(pulumi.ComponentResource):
                 )
             )
         )
+        # Cluster-wide objects (the default StorageClass, Karpenter and its node
+        # pool) go through a provider of their own; the provider every workload
+        # uses waits for them, so nothing claims storage or schedules pods first.
+        system_provider = k8s.Provider(
+            f"{name}-k8s-system",
+            kubeconfig=self.kubeconfig,
+            opts=pulumi.ResourceOptions(
+                parent=self, depends_on=[*node_groups, *addons, *admin_entries]
+            ),
+        )
+        storage_class = k8s.storage.v1.StorageClass(
+            f"{name}-gp3",
+            metadata=k8s.meta.v1.ObjectMetaArgs(
+                name=STORAGE_CLASS,
+                annotations={"storageclass.kubernetes.io/is-default-class": "true"},
+            ),
+            provisioner="ebs.csi.aws.com",
+            parameters={
+                "type": "gp3",
+                "encrypted": "true",
+                "kmsKeyId": volume_key.arn,
+                "csi.storage.k8s.io/fstype": "ext4",
+            },
+            # A volume is created in the zone of the pod that claims it.
+            volume_binding_mode="WaitForFirstConsumer",
+            allow_volume_expansion=True,
+            reclaim_policy="Delete",
+            opts=pulumi.ResourceOptions(parent=self, provider=system_provider),
+        )
+        ready: list[pulumi.Resource] = [*node_groups, *addons, *admin_entries, storage_class]
+        self.karpenter: Karpenter | None = None
+        if args.autoscaling is not None:
+            self.karpenter = Karpenter(
+                f"{name}-karpenter",
+                KarpenterArgs(
+                    cluster_name=cluster.name,
+                    cluster_endpoint=cluster.endpoint,
+                    cluster_arn=cluster.arn,
+                    oidc_provider_arn=oidc.arn,
+                    oidc_issuer_url=issuer,
+                    subnet_ids=args.subnet_ids,
+                    security_group_id=self.security_group_id,
+                    partition=partition,
+                    region=args.region,
+                    spec=args.autoscaling,
+                    provider=system_provider,
+                    after=[*node_groups, *addons],
+                    tags=tags,
+                ),
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+            ready.append(self.karpenter)
+        self.external_dns: ExternalDns | None = None
+        if args.dns_zone_id:
+            self.external_dns = ExternalDns(
+                f"{name}-external-dns",
+                ExternalDnsArgs(
+                    hosted_zone_id=args.dns_zone_id,
+                    domains=list(args.dns_domains),
+                    owner_id=args.cluster_name,
+                    oidc_provider_arn=oidc.arn,
+                    oidc_issuer_url=issuer,
+                    partition=partition,
+                    region=args.region,
+                    provider=system_provider,
+                    after=[*node_groups, *addons],
+                    tags=tags,
+                ),
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+        self.storage_class = STORAGE_CLASS
         # Workloads wait for nodes and cluster DNS: a Deployment applied to a
         # cluster without nodes would wait out its timeout and fail the update.
         self.provider = k8s.Provider(
             f"{name}-k8s",
             kubeconfig=self.kubeconfig,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[*node_groups, *addons]),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=ready),
         )
         self.register_outputs(
             {
@@ -362,6 +517,38 @@ class EksCluster(pulumi.ComponentResource):
                 "kubeconfig": self.kubeconfig,
             }
         )
+
+
+def _ebs_kms_policy(key_arn: str) -> str:
+    """What the EBS CSI controller needs to create and attach volumes encrypted with a CMK."""
+    return json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Sid": "VolumeKeyGrants",
+                    "Effect": "Allow",
+                    "Action": ["kms:CreateGrant", "kms:ListGrants", "kms:RevokeGrant"],
+                    "Resource": key_arn,
+                    "Condition": {"Bool": {"kms:GrantIsForAWSResource": "true"}},
+                },
+                {
+                    "Sid": "VolumeKeyUse",
+                    "Effect": "Allow",
+                    "Action": [
+                        "kms:Encrypt",
+                        "kms:Decrypt",
+                        "kms:ReEncryptFrom",
+                        "kms:ReEncryptTo",
+                        "kms:GenerateDataKey",
+                        "kms:GenerateDataKeyWithoutPlaintext",
+                        "kms:DescribeKey",
+                    ],
+                    "Resource": key_arn,
+                },
+            ],
+        }
+    )
 
 
 def _ca_data(certificate_authority: Any) -> str:
@@ -400,8 +587,10 @@ class ExistingEksCluster(pulumi.ComponentResource):
         issuer = _first_issuer(found.identities)
         # IAM names an OIDC provider after its issuer, so the ARN follows from it;
         # the provider must already exist (eksctl utils associate-iam-oidc-provider).
+        partition = aws.get_partition(opts=pulumi.InvokeOptions(parent=self)).partition
         provider_arn = (
-            f"arn:aws:iam::{args.account_id}:oidc-provider/{issuer.removeprefix('https://')}"
+            f"arn:{partition}:iam::{args.account_id}:oidc-provider/"
+            f"{issuer.removeprefix('https://')}"
         )
         authorities = found.certificate_authorities or []
         vpc = found.vpc_config

@@ -8,10 +8,16 @@ generated here with pulumi_random rather than set by hand: nobody needs to know
 them, they never appear in a shell history, they are stored only as secrets in
 the encrypted stack state, and a rotation is one `pulumi up --replace`.
 
-The DSNs carry no ``sslmode``: the parameter group sets ``rds.force_ssl=1``, so
-the server refuses any connection without TLS, and asyncpg's default
-(``prefer``) negotiates TLS. (SQLAlchemy's asyncpg dialect would reject an
-``sslmode`` query parameter.)
+The parameter group sets ``rds.force_ssl=1``, so the server refuses any
+connection without TLS; the DSNs say ``sslmode=verify-full`` with the RDS CA
+bundle the image carries (``RDS_CA_BUNDLE``), so the services also refuse a
+server whose certificate does not chain to RDS's CAs or name the endpoint
+(``services.common.database.tls_from_dsn`` builds the context).
+
+The final snapshot's identifier carries a random suffix that changes whenever
+the instance is replaced: a replacement's snapshot never collides with the one
+an earlier instance left. The instance's log groups are declared before it, so
+that their retention is ours (RDS would create them never expiring).
 """
 
 from __future__ import annotations
@@ -30,6 +36,12 @@ from infra.components.kms import encryption_key
 # Alphanumeric passwords: RDS forbids '/', '@', '"' and spaces, and URL-special
 # characters would need escaping in the DSNs. 32 characters are ~190 bits.
 PASSWORD_LENGTH = 32
+#: Where the image keeps the RDS CA bundle (Dockerfile, runtime stage).
+RDS_CA_BUNDLE = "/app/certs/rds-global-bundle.pem"
+#: What the DSNs ask for: TLS with the server's certificate and hostname checked.
+TLS_QUERY = f"sslmode=verify-full&sslrootcert={RDS_CA_BUNDLE}"
+LOG_RETENTION_DAYS = 90
+LOG_EXPORTS = ("postgresql", "upgrade")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -56,6 +68,8 @@ class DatabaseArgs:
     performance_insights_retention_days: pulumi.Input[int]
     database_name: pulumi.Input[str]
     owner_username: pulumi.Input[str]
+    #: The RDS DBInstanceIdentifier (explicit, so its log groups can be declared).
+    identifier: str = "enterprisehub"
     app_username: pulumi.Input[str] = "enterprisehub_app"
     tags: Mapping[str, str] = field(default_factory=dict)
 
@@ -123,8 +137,27 @@ class Database(pulumi.ComponentResource):
             f"{name}-app-password", length=PASSWORD_LENGTH, special=False, opts=child
         )
 
+        log_groups = [
+            aws.cloudwatch.LogGroup(
+                f"{name}-{export}-logs",
+                name=f"/aws/rds/instance/{args.identifier}/{export}",
+                retention_in_days=LOG_RETENTION_DAYS,
+                tags=tags,
+                opts=child,
+            )
+            for export in LOG_EXPORTS
+        ]
+        # Regenerated with the instance (keepers): each replacement's final
+        # snapshot gets a new name instead of colliding with the previous one.
+        snapshot_suffix = random.RandomId(
+            f"{name}-final-snapshot-suffix",
+            byte_length=4,
+            keepers={"identifier": args.identifier, "engine": "postgres"},
+            opts=child,
+        )
         instance = aws.rds.Instance(
             f"{name}-postgres",
+            identifier=args.identifier,
             engine="postgres",
             engine_version=args.engine_version,
             instance_class=args.instance_class,
@@ -150,19 +183,23 @@ class Database(pulumi.ComponentResource):
             delete_automated_backups=False,
             deletion_protection=args.deletion_protection,
             skip_final_snapshot=args.skip_final_snapshot,
-            final_snapshot_identifier=f"{name}-final",
+            final_snapshot_identifier=snapshot_suffix.hex.apply(
+                lambda suffix: f"{args.identifier}-final-{suffix}"
+            ),
             performance_insights_enabled=args.performance_insights,
             performance_insights_kms_key_id=key.arn if key and args.performance_insights else None,
             performance_insights_retention_period=(
                 args.performance_insights_retention_days if args.performance_insights else None
             ),
-            enabled_cloudwatch_logs_exports=["postgresql", "upgrade"],
+            enabled_cloudwatch_logs_exports=list(LOG_EXPORTS),
             iam_database_authentication_enabled=True,
             auto_minor_version_upgrade=True,
             # Changes wait for the maintenance window instead of restarting mid-day.
             apply_immediately=False,
             tags=tags,
-            opts=pulumi.ResourceOptions(parent=self, additional_secret_outputs=["password"]),
+            opts=pulumi.ResourceOptions(
+                parent=self, additional_secret_outputs=["password"], depends_on=log_groups
+            ),
         )
 
         self.address = instance.address
@@ -200,9 +237,9 @@ def postgres_dsn(
     port: pulumi.Input[int],
     database: pulumi.Input[str],
 ) -> pulumi.Output[str]:
-    """``postgresql://user:password@host:port/database``, marked secret."""
+    """``postgresql://user:password@host:port/database?<TLS_QUERY>``, marked secret."""
     return pulumi.Output.secret(
         pulumi.Output.format(
-            "postgresql://{0}:{1}@{2}:{3}/{4}", user, password, host, port, database
+            "postgresql://{0}:{1}@{2}:{3}/{4}?{5}", user, password, host, port, database, TLS_QUERY
         )
     )

@@ -19,6 +19,11 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_aws as aws
 
+#: Zone ids where EKS does not place control-plane network interfaces ("Amazon
+#: EKS cluster VPC and subnet requirements": us-east-1 use1-az3, us-west-1
+#: usw1-az2, ca-central-1 cac1-az3).
+EKS_UNSUPPORTED_ZONE_IDS = ("use1-az3", "usw1-az2", "cac1-az3")
+
 # Eight equal blocks: up to six private subnets, the last block split for public ones.
 _PRIVATE_SPLIT_BITS = 3
 _PUBLIC_SPLIT_BITS = 3
@@ -54,13 +59,21 @@ def subnet_plan(vpc_cidr: str, az_count: int) -> tuple[list[str], list[str]]:
 
 
 class Network(pulumi.ComponentResource):
-    """VPC, subnets, internet and NAT gateways, route tables and an S3 gateway endpoint."""
+    """VPC, subnets, gateways, route tables, an S3 gateway and an STS interface endpoint."""
 
     vpc_id: pulumi.Output[str]
     vpc_cidr: pulumi.Output[str]
     private_subnet_ids: pulumi.Output[list[str]]
     public_subnet_ids: pulumi.Output[list[str]]
     availability_zones: list[str]
+    zone_ids: list[str]
+    #: The S3 gateway endpoint and the prefix list of the S3 addresses it routes.
+    s3_endpoint_id: pulumi.Output[str]
+    s3_prefix_list_id: pulumi.Output[str]
+    #: The STS interface endpoint; its addresses are in ``private_cidrs``.
+    sts_endpoint_id: pulumi.Output[str]
+    endpoint_security_group_id: pulumi.Output[str]
+    private_cidrs: list[str]
 
     def __init__(
         self, name: str, args: NetworkArgs, opts: pulumi.ResourceOptions | None = None
@@ -69,14 +82,28 @@ class Network(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         tags = dict(args.tags)
 
-        zones = aws.get_availability_zones(
-            state="available", opts=pulumi.InvokeOptions(parent=self)
-        ).names
-        if len(zones) < args.az_count:
+        # By zone id, not name: names are shuffled per account, ids are not, and
+        # EKS refuses control-plane subnets in a few zone ids. Opt-in zones (Local
+        # Zones) are left out: EKS control planes cannot use them.
+        found = aws.get_availability_zones(
+            state="available",
+            filters=[
+                aws.GetAvailabilityZonesFilterArgs(
+                    name="opt-in-status", values=["opt-in-not-required"]
+                )
+            ],
+            exclude_zone_ids=list(EKS_UNSUPPORTED_ZONE_IDS),
+            opts=pulumi.InvokeOptions(parent=self),
+        )
+        zone_ids = sorted(found.zone_ids)
+        if len(zone_ids) < args.az_count:
             raise ValueError(
-                f"{name}: region {args.region} offers {len(zones)} AZs, {args.az_count} requested"
+                f"{name}: region {args.region} offers {len(zone_ids)} zones EKS accepts, "
+                f"{args.az_count} requested"
             )
-        self.availability_zones = list(zones[: args.az_count])
+        self.zone_ids = zone_ids[: args.az_count]
+        by_id = dict(zip(found.zone_ids, found.names, strict=True))
+        self.availability_zones = [by_id[zone_id] for zone_id in self.zone_ids]
         private_cidrs, public_cidrs = subnet_plan(args.vpc_cidr, args.az_count)
         cluster_tag = {f"kubernetes.io/cluster/{args.cluster_name}": "shared"}
 
@@ -116,7 +143,7 @@ class Network(pulumi.ComponentResource):
                 f"{name}-public-{index}",
                 vpc_id=vpc.id,
                 cidr_block=public_cidrs[index],
-                availability_zone=zone,
+                availability_zone_id=self.zone_ids[index],
                 # Nothing launched here needs a public address but the NAT gateways'
                 # Elastic IPs and the load balancers', which AWS assigns explicitly.
                 map_public_ip_on_launch=False,
@@ -157,7 +184,7 @@ class Network(pulumi.ComponentResource):
                 f"{name}-private-{index}",
                 vpc_id=vpc.id,
                 cidr_block=private_cidrs[index],
-                availability_zone=zone,
+                availability_zone_id=self.zone_ids[index],
                 map_public_ip_on_launch=False,
                 tags={
                     **tags,
@@ -193,7 +220,7 @@ class Network(pulumi.ComponentResource):
 
         # Model and media traffic to S3 stays on the AWS network and costs no NAT
         # data processing.
-        aws.ec2.VpcEndpoint(
+        s3_endpoint = aws.ec2.VpcEndpoint(
             f"{name}-s3-endpoint",
             vpc_id=vpc.id,
             service_name=f"com.amazonaws.{args.region}.s3",
@@ -203,6 +230,42 @@ class Network(pulumi.ComponentResource):
             opts=vpc_child,
         )
 
+        # STS (the pods' IRSA web-identity exchange) through an interface endpoint:
+        # with private DNS its regional name resolves to addresses inside the
+        # private subnets, so a NetworkPolicy can allow it without 0.0.0.0/0.
+        endpoint_sg = aws.ec2.SecurityGroup(
+            f"{name}-endpoints-sg",
+            description=f"{name}: HTTPS from the VPC to interface endpoints",
+            vpc_id=vpc.id,
+            tags={**tags, "Name": f"{name}-endpoints"},
+            opts=vpc_child,
+        )
+        aws.vpc.SecurityGroupIngressRule(
+            f"{name}-endpoints-https",
+            security_group_id=endpoint_sg.id,
+            cidr_ipv4=args.vpc_cidr,
+            ip_protocol="tcp",
+            from_port=443,
+            to_port=443,
+            description="HTTPS from the VPC",
+            opts=pulumi.ResourceOptions(parent=endpoint_sg),
+        )
+        sts_endpoint = aws.ec2.VpcEndpoint(
+            f"{name}-sts-endpoint",
+            vpc_id=vpc.id,
+            service_name=f"com.amazonaws.{args.region}.sts",
+            vpc_endpoint_type="Interface",
+            private_dns_enabled=True,
+            subnet_ids=[subnet.id for subnet in private_subnets],
+            security_group_ids=[endpoint_sg.id],
+            tags={**tags, "Name": f"{name}-sts"},
+            opts=vpc_child,
+        )
+        self.s3_endpoint_id = s3_endpoint.id
+        self.s3_prefix_list_id = s3_endpoint.prefix_list_id
+        self.sts_endpoint_id = sts_endpoint.id
+        self.endpoint_security_group_id = endpoint_sg.id
+        self.private_cidrs = private_cidrs
         self.vpc_id = vpc.id
         self.vpc_cidr = vpc.cidr_block
         self.private_subnet_ids = pulumi.Output.all(*[s.id for s in private_subnets])
@@ -212,5 +275,7 @@ class Network(pulumi.ComponentResource):
                 "vpc_id": self.vpc_id,
                 "private_subnet_ids": self.private_subnet_ids,
                 "public_subnet_ids": self.public_subnet_ids,
+                "s3_prefix_list_id": self.s3_prefix_list_id,
+                "sts_endpoint_id": self.sts_endpoint_id,
             }
         )

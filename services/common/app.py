@@ -1,31 +1,39 @@
 """``create_app``: the one way a feature service builds its FastAPI application.
 
-It wires, in this order: the lifespan (Postgres pool and Redis client opened
-on start and closed on stop, stored on ``app.state`` and handed out by
-``services.common.deps``), the service's own lifespan nested inside it (so
-the service's background tasks can use both), JSON error handlers, HTTP
-metrics and ``/metrics``, CORS from CORS_ORIGINS, the health routes, and the
-service's routers.
+A service's ``main.py`` is a short call::
 
-``app.state`` holds: ``settings``, ``db``, ``redis``, ``registry``,
-``token_verifier``, ``service``, ``version``, ``started_monotonic``.
+    create_app(settings=settings, title="...", service="ml", routers=[scoring.router],
+               needs=frozenset({Need.STORAGE}), feature_health=ML_FEATURE_HEALTH,
+               lifespan=ml_lifespan)
+
+It wires, in this order: the lifespan (``services.common.lifespan``: what the
+service ``needs`` of Postgres, Redis, object storage and Claude, opened on
+start and closed on stop, stored on ``app.state`` and handed out by
+``services.common.deps``), the service's own lifespan nested inside it (its
+domain objects, which can use all of those), JSON error handlers, the edge
+guard (no body is read before the token verifies, none beyond the size cap:
+``services.common.body``), HTTP metrics and ``/metrics``, CORS from
+CORS_ORIGINS, the health routes, and the service's routers.
+
+``app.state`` holds: ``settings``, ``needs``, ``registry``, ``token_verifier``,
+``service``, ``version``, ``started_monotonic``, and per need ``db``,
+``redis``, ``storage``, ``claude``.
 """
 
 from __future__ import annotations
 
-import logging
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import Sequence
 
 from fastapi import APIRouter, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from prometheus_client import CollectorRegistry
 
 from services.common.auth import TokenVerifier
-from services.common.database import Database, DatabaseUnavailable
+from services.common.body import EdgeGuard
 from services.common.errors import install_error_handlers
 from services.common.health import FeatureHealth, health_router, package_version
+from services.common.lifespan import DEFAULT_NEEDS, Need, ServiceLifespan, build_lifespan
 from services.common.metrics import (
     HttpMetrics,
     HttpMetricsMiddleware,
@@ -33,52 +41,9 @@ from services.common.metrics import (
     metrics_route,
     new_registry,
 )
-from services.common.redis import (
-    RedisUnavailable,
-    close_redis,
-    create_redis_from_settings,
-    ping_redis,
-)
 from services.common.settings import CommonSettings
 
-log = logging.getLogger(__name__)
-
-ServiceLifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
-"""A service's own start/stop work, run after Postgres and Redis are set up."""
-
-
-async def _report_dependencies(app: FastAPI) -> None:
-    # Start-up does not fail when a dependency is down: the pod stays alive,
-    # /health/detailed answers 503 and traffic stays away until it recovers.
-    try:
-        await app.state.db.ping()
-    except DatabaseUnavailable as exc:
-        log.warning("starting without postgres: %s", exc.reason)
-    try:
-        await ping_redis(app.state.redis)
-    except RedisUnavailable as exc:
-        log.warning("starting without redis: %s", exc.reason)
-
-
-def _lifespan(
-    settings: CommonSettings, service_lifespan: ServiceLifespan | None
-) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.db = await Database.connect(settings)
-        app.state.redis = create_redis_from_settings(settings)
-        try:
-            await _report_dependencies(app)
-            if service_lifespan is None:
-                yield
-            else:
-                async with service_lifespan(app):
-                    yield
-        finally:
-            await close_redis(app.state.redis)
-            await app.state.db.close()
-
-    return lifespan
+__all__ = ["DEFAULT_NEEDS", "Need", "ServiceLifespan", "create_app"]
 
 
 def create_app(
@@ -91,18 +56,34 @@ def create_app(
     lifespan: ServiceLifespan | None = None,
     registry: CollectorRegistry | None = None,
     version: str | None = None,
+    needs: frozenset[Need] = DEFAULT_NEEDS,
+    max_body_bytes: int | None = None,
+    max_body_setting: str | None = None,
 ) -> FastAPI:
     """Build a service's app.
 
     ``service`` is the short name (``realtime``, ``ml``, ...) used in metrics
     and health bodies; ``registry`` defaults to a fresh one (tests pass
-    theirs); ``lifespan`` is the service's own async context manager factory.
+    theirs); ``lifespan`` is the service's own async context manager factory,
+    entered once everything in ``needs`` is open (default: Postgres and
+    Redis). ``max_body_bytes`` caps every request body (default
+    MAX_REQUEST_BODY_BYTES), ``max_body_setting`` names the variable behind it
+    in the 413 answer; a route may read its own body with a tighter limit
+    (``services.common.body.read_body``).
     """
+    needs = frozenset(needs)
+    if feature_health is not None and (
+        missing := feature_health.requires - {str(need) for need in needs}
+    ):
+        raise ValueError(
+            f"{service}: feature health requires {sorted(missing)} but the service does not "
+            f"declare them in needs={sorted(needs)}"
+        )
     production = settings.environment == "production"
     app = FastAPI(
         title=title,
         version=version or package_version(),
-        lifespan=_lifespan(settings, lifespan),
+        lifespan=build_lifespan(settings, needs, lifespan),
         # The schema is for development and contract tests, not the internet.
         docs_url=None if production else "/docs",
         redoc_url=None,
@@ -115,6 +96,7 @@ def create_app(
     )
     registry = registry if registry is not None else new_registry()
     app.state.settings = settings
+    app.state.needs = needs
     app.state.registry = registry
     app.state.token_verifier = TokenVerifier.from_settings(settings)
     app.state.service = service
@@ -123,6 +105,15 @@ def create_app(
 
     install_error_handlers(app)
     build_info(registry, service=service, version=app.version)
+    # Inside the metrics middleware, so its 401s and 413s are counted too.
+    if max_body_bytes is None:
+        max_body_bytes, max_body_setting = settings.max_request_body_bytes, "MAX_REQUEST_BODY_BYTES"
+    app.add_middleware(
+        EdgeGuard,
+        verifier=app.state.token_verifier,
+        max_body_bytes=max_body_bytes,
+        setting=max_body_setting,
+    )
     app.add_middleware(HttpMetricsMiddleware, metrics=HttpMetrics(registry))
     if settings.cors_origins:
         app.add_middleware(

@@ -34,11 +34,13 @@ import contextlib
 import functools
 import logging
 import re
+import ssl
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
 import orjson
@@ -87,6 +89,44 @@ class DatabaseUnavailable(RuntimeError):  # noqa: N818 - the name the contract u
         super().__init__(reason)
 
 
+#: libpq's TLS parameters, read from the DSN's query and turned into an SSL context.
+_TLS_PARAMETERS = ("sslmode", "sslrootcert")
+_VERIFYING_MODES = ("verify-ca", "verify-full")
+_PLAIN_MODES = ("disable", "allow", "prefer", "require")
+
+
+def tls_from_dsn(url: str) -> tuple[str, ssl.SSLContext | str | None]:
+    """Split a DSN into (DSN without TLS parameters, what to pass as asyncpg's ``ssl``).
+
+    The stacks write RDS DSNs with ``sslmode=verify-full&sslrootcert=<RDS CA
+    bundle in the image>``: the server's certificate must chain to that bundle
+    and name the host. The context is built here, from the CA file the DSN
+    names, rather than left to each driver, so that the pool (asyncpg) and the
+    migrations (SQLAlchemy, whose asyncpg dialect refuses ``sslmode``) verify
+    alike. Without ``sslmode`` the drivers' default applies.
+    """
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    params = dict(query)
+    stripped = urlunsplit(
+        parts._replace(query=urlencode([(k, v) for k, v in query if k not in _TLS_PARAMETERS]))
+    )
+    mode = params.get("sslmode")
+    if mode is None:
+        return stripped, None
+    if mode in _PLAIN_MODES:
+        return stripped, mode
+    if mode not in _VERIFYING_MODES:
+        raise SettingsError([f"DSN sslmode={mode!r}: use one of {_PLAIN_MODES + _VERIFYING_MODES}"])
+    cafile = params.get("sslrootcert") or None
+    if cafile is not None and not Path(cafile).is_file():
+        raise SettingsError([f"DSN sslrootcert={cafile!r}: no such CA file in this image"])
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=cafile)
+    context.check_hostname = mode == "verify-full"
+    context.verify_mode = ssl.CERT_REQUIRED
+    return stripped, context
+
+
 def asyncpg_dsn(url: str) -> str:
     """Normalise a DSN for asyncpg, which rejects the SQLAlchemy driver suffix."""
     parts = urlsplit(url)
@@ -105,7 +145,9 @@ def migration_engine(url: str) -> AsyncEngine:
     from sqlalchemy.ext.asyncio import create_async_engine
     from sqlalchemy.pool import NullPool
 
-    return create_async_engine(sqlalchemy_url(url), poolclass=NullPool)
+    plain, tls = tls_from_dsn(url)
+    connect_args = {} if tls is None else {"ssl": tls}
+    return create_async_engine(sqlalchemy_url(plain), poolclass=NullPool, connect_args=connect_args)
 
 
 class _Connection(asyncpg.Connection):
@@ -185,8 +227,10 @@ class Database:
         reports itself not ready, while Postgres is still coming up, instead
         of crash-looping.
         """
+        plain, tls = tls_from_dsn(dsn)
         pool = await asyncpg.create_pool(
-            asyncpg_dsn(dsn),
+            asyncpg_dsn(plain),
+            ssl=tls,
             min_size=0,
             max_size=max_size,
             timeout=acquire_timeout,

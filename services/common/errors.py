@@ -59,10 +59,21 @@ async def _validation(_: Request, exc: Exception) -> JSONResponse:
     )
 
 
+class ApiError(StarletteHTTPException):
+    """An HTTP error answered as ``{detail, reason}`` with this specific ``reason``."""
+
+    def __init__(
+        self, status_code: int, detail: str, *, reason: str, headers: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(status_code, detail, headers)
+        self.reason = reason
+
+
 async def _http(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
+    reason = exc.reason if isinstance(exc, ApiError) else _reason_for_status(exc.status_code)
     return JSONResponse(
-        {"detail": exc.detail, "reason": _reason_for_status(exc.status_code)},
+        {"detail": exc.detail, "reason": reason},
         status_code=exc.status_code,
         headers=exc.headers,
     )

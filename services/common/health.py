@@ -112,7 +112,7 @@ def _overall(
     feature: Mapping[str, Any],
     required: frozenset[str],
 ) -> Status:
-    if any(dependencies[name]["status"] != "up" for name in required):
+    if any(dependencies.get(name, {}).get("status") != "up" for name in required):
         return "unhealthy"
     status = feature.get("status", "healthy")
     if status in ("degraded", "unhealthy"):
@@ -123,14 +123,23 @@ def _overall(
 async def evaluate(
     app: FastAPI, feature: FeatureHealth | None
 ) -> tuple[Status, dict[str, dict[str, Any]], dict[str, Any]]:
-    """Measure the dependencies and run the feature check concurrently."""
-    postgres, redis, report = await asyncio.gather(
-        _postgres(app.state.db),
-        _redis(app.state.redis),
-        run_feature_check(feature, app) if feature else _no_feature(),
+    """Measure the stores the app opened and run the feature check concurrently.
+
+    Only the stores the service declared (``app.state.needs``) are measured:
+    a service without Postgres reports no Postgres, rather than a failure.
+    """
+    needs = {str(need) for need in getattr(app.state, "needs", DEPENDENCIES)}
+    probes: dict[str, Awaitable[dict[str, Any]]] = {}
+    if "postgres" in needs:
+        probes["postgres"] = _postgres(app.state.db)
+    if "redis" in needs:
+        probes["redis"] = _redis(app.state.redis)
+    results = await asyncio.gather(
+        run_feature_check(feature, app) if feature else _no_feature(), *probes.values()
     )
-    dependencies = {"postgres": postgres, "redis": redis}
-    required = feature.requires if feature else frozenset(DEPENDENCIES)
+    report, measured = results[0], results[1:]
+    dependencies = dict(zip(probes, measured, strict=True))
+    required = feature.requires if feature else frozenset(dependencies)
     return _overall(dependencies, report, required), dependencies, report
 
 

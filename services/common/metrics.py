@@ -12,6 +12,7 @@ route share the label ``unmatched``.
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any
 
@@ -19,39 +20,29 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+
+def bucket_series(low: float, high: float) -> tuple[float, ...]:
+    """The 1-2.5-5 bucket bounds from ``low`` to ``high`` inclusive (both in that series).
+
+    ``bucket_series(0.001, 10)`` is (0.001, 0.0025, 0.005, 0.01, ..., 5.0, 10.0):
+    three buckets a decade, fine enough for quantile estimates within 2.5x.
+    """
+    bounds: list[float] = []
+    exponent = math.floor(math.log10(low))
+    while True:
+        for mantissa in (1.0, 2.5, 5.0):
+            bound = round(mantissa * 10.0**exponent, 12)
+            if bound > high * (1 + 1e-9):
+                return tuple(bounds)
+            if bound >= low * (1 - 1e-9):
+                bounds.append(bound)
+        exponent += 1
+
+
 # Buckets for latencies measured in milliseconds or less (WebSocket delivery,
 # model inference): the client's defaults start at 5 ms, too coarse there.
-FAST_LATENCY_BUCKETS: tuple[float, ...] = (
-    0.0001,
-    0.00025,
-    0.0005,
-    0.001,
-    0.0025,
-    0.005,
-    0.01,
-    0.025,
-    0.05,
-    0.1,
-    0.25,
-    0.5,
-    1.0,
-    2.5,
-)
-HTTP_LATENCY_BUCKETS: tuple[float, ...] = (
-    0.001,
-    0.0025,
-    0.005,
-    0.01,
-    0.025,
-    0.05,
-    0.1,
-    0.25,
-    0.5,
-    1.0,
-    2.5,
-    5.0,
-    10.0,
-)
+FAST_LATENCY_BUCKETS: tuple[float, ...] = bucket_series(0.0001, 2.5)
+HTTP_LATENCY_BUCKETS: tuple[float, ...] = bucket_series(0.001, 10.0)
 UNMATCHED_ROUTE = "unmatched"
 
 

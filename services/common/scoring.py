@@ -8,7 +8,7 @@
     scorer.version                                          # "v1-<sha12>"
 
 `LeadScorer.load` accepts a plain path, ``file:///abs/path`` or
-``s3://bucket/key`` (``S3_ENDPOINT_URL`` selects S3-compatible storage) and
+``s3://bucket/key`` (read with ``services.common.storage``'s client) and
 raises a `ModelArtifactError` subclass with a clear message when the artifact
 is missing, corrupt (sha256 mismatch) or incompatible (features or
 scikit-learn major.minor). Scoring is thread-safe; ``tenant_id`` keys the
@@ -34,10 +34,12 @@ from services.common.lead_model.features import (
     LeadSource,
 )
 from services.common.lead_model.scorer import CacheStats, LeadScorer, ScoreCache
+from services.common.lead_model.settings import MAX_BATCH_LEADS, LeadModelSettings
 
 __all__ = [
     "FEATURE_NAMES",
     "FEATURE_SCHEMA_VERSION",
+    "MAX_BATCH_LEADS",
     "SOURCES",
     "TIMELINES",
     "ArtifactCompatibilityError",
@@ -47,6 +49,7 @@ __all__ = [
     "BuyingTimeline",
     "CacheStats",
     "LeadFeatures",
+    "LeadModelSettings",
     "LeadScorer",
     "LeadSource",
     "ModelArtifactError",

@@ -16,6 +16,7 @@ from typing import Annotated, Any, ClassVar, Literal, Self
 from urllib.parse import urlsplit
 
 from pydantic import (
+    BeforeValidator,
     Field,
     SecretStr,
     ValidationError,
@@ -215,7 +216,72 @@ class RedisSettings(EnvSettings):
         return value
 
 
-class CommonSettings(AuthSettings, RedisSettings):
+_BUCKET_PATTERN = re.compile(r"\A[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]\Z")
+
+
+def _http_url(value: str | None, expected: str) -> str | None:
+    if value is not None:
+        parts = urlsplit(value)
+        if parts.scheme not in {"http", "https"} or not parts.hostname:
+            raise ValueError(f"expected {expected}")
+    return value
+
+
+def _empty_to_none(value: object) -> object:
+    return None if value == "" else value
+
+
+# Kubernetes Secrets and ConfigMaps often carry optional keys as "": unset.
+OptionalText = Annotated[str | None, BeforeValidator(_empty_to_none)]
+OptionalSecret = Annotated[SecretStr | None, BeforeValidator(_empty_to_none)]
+
+
+class StorageSettings(EnvSettings):
+    """Object storage (S3, or MinIO in a local cluster) and the platform's buckets."""
+
+    s3_endpoint_url: OptionalText = Field(
+        default=None, description="S3-compatible endpoint (in-cluster storage); unset for AWS."
+    )
+    aws_region: OptionalText = Field(default=None, description="Region of the buckets.")
+    models_bucket: OptionalText = Field(default=None, description="Bucket of model artifacts.")
+    media_bucket: OptionalText = Field(default=None, description="Bucket of uploaded media.")
+
+    @field_validator("s3_endpoint_url")
+    @classmethod
+    def _endpoint_shape(cls, value: str | None) -> str | None:
+        return _http_url(value, "http(s)://HOST[:PORT] of an S3-compatible endpoint")
+
+    @field_validator("models_bucket", "media_bucket")
+    @classmethod
+    def _bucket_shape(cls, value: str | None) -> str | None:
+        if value is not None and not _BUCKET_PATTERN.fullmatch(value):
+            raise ValueError("must be an S3 bucket name: 3-63 of a-z 0-9 . -")
+        return value
+
+
+class ClaudeSettings(EnvSettings):
+    """The Anthropic API: without ANTHROPIC_API_KEY the Claude client is absent."""
+
+    anthropic_api_key: OptionalSecret = Field(
+        default=None, description="Anthropic API key; unset disables every Claude feature."
+    )
+    anthropic_base_url: OptionalText = Field(
+        default=None, description="API base URL (a proxy or a local stand-in); unset: Anthropic."
+    )
+    anthropic_timeout_seconds: float = Field(
+        default=60.0, gt=0, le=600, description="Per-request timeout of Claude calls."
+    )
+    anthropic_max_retries: int = Field(
+        default=2, ge=0, le=10, description="Retries of 408/409/429/5xx answers."
+    )
+
+    @field_validator("anthropic_base_url")
+    @classmethod
+    def _base_url_shape(cls, value: str | None) -> str | None:
+        return _http_url(value, "http(s)://HOST[:PORT][/PATH]")
+
+
+class CommonSettings(AuthSettings, RedisSettings, StorageSettings, ClaudeSettings):
     """Settings every feature service reads.
 
     Latency targets keep the seed's variable names (``..._MS``/``..._S``); use
@@ -229,7 +295,7 @@ class CommonSettings(AuthSettings, RedisSettings):
     log_level: LogLevel = "INFO"
 
     database_url: SecretStr = Field(description="Application role DSN (subject to RLS).")
-    migration_database_url: SecretStr | None = Field(
+    migration_database_url: OptionalSecret = Field(
         default=None, description="Owner role DSN, used only by `enterprisehub migrate`."
     )
     db_pool_size: int = Field(default=20, gt=0, le=1000)
@@ -237,11 +303,16 @@ class CommonSettings(AuthSettings, RedisSettings):
     db_pool_timeout: float = Field(default=30.0, gt=0, le=600)
 
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    max_request_body_bytes: int = Field(
+        default=2_097_152,
+        ge=1024,
+        le=100_000_000,
+        description="Largest request body any route accepts (a 1,000-lead batch is ~0.5 MB).",
+    )
 
-    encryption_key: SecretStr | None = None
-    anthropic_api_key: SecretStr | None = None
-    ghl_api_key: SecretStr | None = None
-    slack_webhook_url: SecretStr | None = None
+    encryption_key: OptionalSecret = None
+    ghl_api_key: OptionalSecret = None
+    slack_webhook_url: OptionalSecret = None
 
     websocket_target_latency_ms: float = Field(default=50, gt=0)
     ml_inference_target_ms: float = Field(default=35, gt=0)
@@ -263,19 +334,6 @@ class CommonSettings(AuthSettings, RedisSettings):
     @classmethod
     def _postgres_dsn(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
         return _check_postgres_dsn(value, str(info.field_name).upper())
-
-    @field_validator(
-        "migration_database_url",
-        "encryption_key",
-        "anthropic_api_key",
-        "ghl_api_key",
-        "slack_webhook_url",
-        mode="before",
-    )
-    @classmethod
-    def _empty_is_unset(cls, value: object) -> object:
-        # Kubernetes Secrets often carry optional keys as empty strings.
-        return None if value == "" else value
 
     @field_validator("cors_origins", mode="before")
     @classmethod

@@ -4,32 +4,23 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
-from services.common.scoring import ModelArtifactError, parse_artifact_uri
+from services.common.lead_model.settings import MAX_BATCH_LEADS, LeadModelSettings
 from services.common.settings import CommonSettings
 
-# The largest batch one request may carry. Larger lists are refused with 422
-# rather than queued: at about 40 us per lead (docs/benchmarks.md, W2) 1,000
-# leads stay well inside ML_INFERENCE_TIMEOUT, and the body stays under ~1 MB.
-MAX_BATCH_LEADS = 1000
+__all__ = ["MAX_BATCH_LEADS", "MLSettings"]
+
+# MAX_BATCH_LEADS is the largest batch one request may carry. Larger lists are
+# refused with 422 rather than queued: at about 40 us per lead
+# (docs/benchmarks.md, W2) 1,000 leads stay well inside ML_INFERENCE_TIMEOUT.
 
 
-class MLSettings(CommonSettings):
-    """CommonSettings plus the ML_* variables and where the model artifact lives."""
+class MLSettings(CommonSettings, LeadModelSettings):
+    """CommonSettings, the lead model's ML_MODEL_* and the ML_* serving variables."""
 
     service_name: ClassVar[str] = "ml"
 
-    ml_model_uri: str = Field(
-        default="models/lead_scoring.joblib",
-        description="Model artifact: s3://bucket/key, file:///abs/path or a relative path.",
-    )
-    ml_model_cache_size: int = Field(
-        default=100, ge=0, le=1_000_000, description="LRU score-cache entries (0 disables)."
-    )
-    ml_batch_size: int = Field(
-        default=32, ge=1, le=MAX_BATCH_LEADS, description="Leads per model call."
-    )
     ml_inference_timeout: float = Field(
         default=10.0, gt=0, le=300, description="Seconds before a scoring request gets 503."
     )
@@ -39,20 +30,9 @@ class MLSettings(CommonSettings):
     ml_latency_window: int = Field(
         default=1000, ge=10, le=100_000, description="Recent inferences behind /health/ml."
     )
-    s3_endpoint_url: str | None = Field(
-        default=None, description="S3-compatible endpoint (in-cluster storage); unset for AWS."
+    ml_max_body_bytes: int = Field(
+        default=2_097_152,
+        ge=1024,
+        le=50_000_000,
+        description="Largest accepted request body (a full batch of leads is about 600 KB).",
     )
-
-    @field_validator("ml_model_uri")
-    @classmethod
-    def _model_uri_parses(cls, value: str) -> str:
-        try:
-            parse_artifact_uri(value)
-        except ModelArtifactError as exc:
-            raise ValueError(str(exc)) from None
-        return value
-
-    @field_validator("s3_endpoint_url", mode="before")
-    @classmethod
-    def _empty_endpoint_is_unset(cls, value: object) -> object:
-        return None if value == "" else value

@@ -22,10 +22,6 @@ from services.ml.inference import InferenceService
 DEGRADED_P95_MS: Final = 50.0
 
 
-def _round(value: float | None) -> float | None:
-    return None if value is None else round(value, 3)
-
-
 async def ml_health(app: FastAPI) -> Mapping[str, Any]:
     """Live values for /health/ml (see the module docstring)."""
     target_ms = float(app.state.settings.ml_inference_target_ms)
@@ -48,14 +44,14 @@ async def ml_health(app: FastAPI) -> Mapping[str, Any]:
         "model_loaded": True,
         "model_version": inference.scorer.version,
         "model_heldout_auc": inference.scorer.metadata.heldout_auc,
-        "p50_latency_ms": _round(single.p50_ms),
-        "p95_latency_ms": _round(single.p95_ms),
+        "p50_latency_ms": single.p50_ms,
+        "p95_latency_ms": single.p95_ms,
         "target_p95_ms": target_ms,
         "degraded_above_p95_ms": DEGRADED_P95_MS,
-        "window_calls": single.count,
-        "batch_p50_latency_ms": _round(batch.p50_ms),
-        "batch_p95_latency_ms": _round(batch.p95_ms),
-        "batch_window_calls": batch.count,
+        "window_calls": single.samples,
+        "batch_p50_latency_ms": batch.p50_ms,
+        "batch_p95_latency_ms": batch.p95_ms,
+        "batch_window_calls": batch.samples,
         "cache": {
             "size": cache.size,
             "capacity": cache.capacity,

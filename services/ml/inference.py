@@ -21,19 +21,17 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Final, Literal, TypeVar
 
-import numpy as np
 from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from services.common.latency import LatencySummary, LatencyWindow
 from services.common.metrics import counter, latency_histogram
 from services.common.scoring import LeadFeatures, LeadScorer
 
@@ -44,37 +42,6 @@ _T = TypeVar("_T")
 
 class InferenceTimeoutError(Exception):
     """Inference did not finish within ML_INFERENCE_TIMEOUT."""
-
-
-@dataclass(frozen=True)
-class LatencySummary:
-    """Percentiles of the recent inference calls of one kind, in milliseconds."""
-
-    count: int
-    p50_ms: float | None
-    p95_ms: float | None
-
-
-class LatencyWindow:
-    """The last ``size`` inference durations (seconds), thread-safe."""
-
-    def __init__(self, size: int) -> None:
-        self._samples: deque[float] = deque(maxlen=size)
-        self._lock = threading.Lock()
-
-    def record(self, seconds: float) -> None:
-        """Add one duration, dropping the oldest when full."""
-        with self._lock:
-            self._samples.append(seconds)
-
-    def summary(self) -> LatencySummary:
-        """p50/p95 over the window; ``None`` values when nothing was recorded yet."""
-        with self._lock:
-            samples = np.fromiter(self._samples, dtype=np.float64)
-        if samples.size == 0:
-            return LatencySummary(count=0, p50_ms=None, p95_ms=None)
-        p50, p95 = np.percentile(samples, [50, 95]) * 1000.0
-        return LatencySummary(count=int(samples.size), p50_ms=float(p50), p95_ms=float(p95))
 
 
 class _CacheCollector(Collector):
@@ -158,7 +125,7 @@ class InferenceService:
         self._workers = workers
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ml-infer")
         self._metrics = InferenceMetrics(registry, scorer)
-        self._windows = {kind: LatencyWindow(window_size) for kind in KINDS}
+        self._windows = {kind: LatencyWindow(max_samples=window_size) for kind in KINDS}
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
         self._dispatchers: list[asyncio.Task[None]] = []
 

@@ -1,89 +1,29 @@
 """ml-services (port 8002): lead scoring over HTTP.
 
 ``create_app()`` builds the app from the environment; ``enterprisehub serve ml``
-runs it. Start-up loads and verifies the model artifact at ML_MODEL_URI and
-fails, with the artifact error's message, when it is missing, corrupt or
-incompatible: a replica that cannot score must never pass its health check.
+runs it. Start-up loads and verifies the model artifact at ML_MODEL_URI (read
+through the shared object-storage client when it is in S3) and fails, with
+the artifact error's message, when it is missing, corrupt or incompatible: a
+replica that cannot score must never pass its health check. Scoring reads
+neither Postgres nor Redis, so the service declares only object storage.
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
-from services.common.app import ServiceLifespan
-from services.common.app import create_app as create_common_app
-from services.common.scoring import LeadScorer, ModelArtifactError
+from services.common.app import Need
+from services.common.app import create_app as create_service_app
 from services.ml.config import MLSettings
 from services.ml.health import ML_FEATURE_HEALTH
-from services.ml.inference import InferenceService, InferenceTimeoutError
+from services.ml.inference import InferenceTimeoutError
+from services.ml.lifespan import ModelLoadError, inference_timeout, ml_lifespan
 from services.ml.routes import scoring
 
-log = logging.getLogger(__name__)
+__all__ = ["ModelLoadError", "create_app"]
 
-RETRY_AFTER_SECONDS = "1"
-
-
-class ModelLoadError(RuntimeError):
-    """Start-up could not load the model artifact; the message says why."""
-
-
-def _load_scorer(settings: MLSettings) -> LeadScorer:
-    try:
-        return LeadScorer.load(
-            settings.ml_model_uri,
-            cache_size=settings.ml_model_cache_size,
-            batch_size=settings.ml_batch_size,
-            s3_endpoint_url=settings.s3_endpoint_url,
-        )
-    except ModelArtifactError as exc:
-        raise ModelLoadError(
-            f"ml-services cannot start: model artifact ML_MODEL_URI={settings.ml_model_uri!r} "
-            f"is unusable: {exc}"
-        ) from exc
-
-
-def _lifespan(settings: MLSettings) -> ServiceLifespan:
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        # Loading reads a file or S3 and unpickles: keep it off the event loop.
-        scorer = await asyncio.to_thread(_load_scorer, settings)
-        inference = InferenceService(
-            scorer,
-            registry=app.state.registry,
-            timeout_seconds=settings.ml_inference_timeout,
-            workers=settings.ml_inference_workers,
-            window_size=settings.ml_latency_window,
-        )
-        inference.start()
-        app.state.inference = inference
-        log.info(
-            "lead-scoring model %s loaded from %s (held-out AUC %.4f)",
-            scorer.version,
-            settings.ml_model_uri,
-            scorer.metadata.heldout_auc,
-        )
-        try:
-            yield
-        finally:
-            del app.state.inference
-            await inference.close()
-
-    return lifespan
-
-
-async def _inference_timeout(_: Request, exc: Exception) -> JSONResponse:
-    return JSONResponse(
-        {"detail": str(exc), "reason": "inference_timeout"},
-        status_code=503,
-        headers={"Retry-After": RETRY_AFTER_SECONDS},
-    )
+NEEDS = frozenset({Need.STORAGE})
 
 
 def create_app(
@@ -91,14 +31,15 @@ def create_app(
 ) -> FastAPI:
     """Build ml-services; settings default to the environment (MLSettings.from_env)."""
     settings = settings if settings is not None else MLSettings.from_env()
-    app = create_common_app(
+    app = create_service_app(
         settings=settings,
         title="EnterpriseHub ml-services",
         service="ml",
         routers=[scoring.router],
+        needs=NEEDS,
         feature_health=ML_FEATURE_HEALTH,
-        lifespan=_lifespan(settings),
+        lifespan=ml_lifespan(settings),
         registry=registry,
     )
-    app.add_exception_handler(InferenceTimeoutError, _inference_timeout)
+    app.add_exception_handler(InferenceTimeoutError, inference_timeout)
     return app

@@ -34,14 +34,16 @@ from services.common.lead_model.artifact import (
     ArtifactNotFoundError,
     ModelArtifactError,
     ModelPointer,
+    default_s3_client,
     encode_pointer,
     parse_artifact_uri,
     parse_metadata,
     parse_pointer,
     pointer_for,
-    s3_client,
     verify_artifact,
 )
+from services.common.settings import SettingsError, StorageSettings
+from services.common.storage import s3_client
 
 MODEL_FILE: Final = "model.joblib"
 
@@ -102,8 +104,12 @@ class _Store:
         return f"s3://{self._location.bucket}/{key}"
 
 
-def publish(source: Path, target: str, *, s3_endpoint_url: str | None = None) -> PublishResult:
-    """Verify the local artifact at ``source`` and copy it under ``target``."""
+def publish(source: Path, target: str, *, s3: Any | None = None) -> PublishResult:
+    """Verify the local artifact at ``source`` and copy it under ``target``.
+
+    ``s3`` is the boto3 client for an ``s3://`` target
+    (``services.common.storage.s3_client``); by default, the environment's.
+    """
     try:
         model_bytes = source.read_bytes()
         metadata_bytes = Path(str(source) + METADATA_SUFFIX).read_bytes()
@@ -123,7 +129,7 @@ def publish(source: Path, target: str, *, s3_endpoint_url: str | None = None) ->
         prefix = location.path.strip("/")
         # S3 keys have no leading slash; the bucket root is the empty prefix.
         prefix_key = f"{prefix}/" if prefix else ""
-        store = _Store(location, s3_client(s3_endpoint_url))
+        store = _Store(location, s3 if s3 is not None else default_s3_client())
     else:
         location = parse_artifact_uri(target)
         # A directory, with exactly one trailing slash ("/" stays the root).
@@ -196,8 +202,13 @@ def run_publish(args: argparse.Namespace) -> int:
     from botocore.exceptions import BotoCoreError, ClientError
 
     try:
-        result = publish(args.source, args.target, s3_endpoint_url=args.s3_endpoint_url)
-    except ModelArtifactError as exc:
+        client = None
+        if args.target.startswith("s3://"):
+            endpoint = args.s3_endpoint_url
+            overrides = {} if endpoint is None else {"s3_endpoint_url": endpoint}
+            client = s3_client(StorageSettings.from_env(**overrides))
+        result = publish(args.source, args.target, s3=client)
+    except (ModelArtifactError, SettingsError) as exc:
         print(f"enterprisehub model publish: {exc}", file=sys.stderr)
         return 1
     except (BotoCoreError, ClientError) as exc:  # credentials, network, permissions

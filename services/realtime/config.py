@@ -4,17 +4,17 @@ from __future__ import annotations
 
 from typing import ClassVar, Self
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
-from services.common.scoring import ModelArtifactError, parse_artifact_uri
+from services.common.lead_model.settings import LeadModelSettings
 from services.common.settings import CommonSettings
 
 
-class RealtimeSettings(CommonSettings):
+class RealtimeSettings(CommonSettings, LeadModelSettings):
     """CommonSettings plus the WS_* variables, the event stream and the scorer.
 
     The ``REALTIME_*`` variables tune delivery and have defaults that fit the
-    seed's targets; the ML_* ones locate the lead-scoring model, which the
+    seed's targets; `LeadModelSettings` (ML_MODEL_*) locates the lead-scoring model, which the
     ingest runs in-process (an HTTP hop to ml-services would cost more than
     the whole 5 ms delivery budget).
     """
@@ -94,28 +94,6 @@ class RealtimeSettings(CommonSettings):
     realtime_latency_window_seconds: float = Field(
         default=60.0, gt=0, le=3600, description="Window of /health/websocket's latency figures."
     )
-
-    ml_model_uri: str = Field(
-        default="models/lead_scoring.joblib",
-        description="Model artifact: s3://bucket/key, file:///abs/path or a relative path.",
-    )
-    ml_model_cache_size: int = Field(default=100, ge=0, le=1_000_000)
-    ml_batch_size: int = Field(default=32, ge=1, le=1000)
-    s3_endpoint_url: str | None = None
-
-    @field_validator("ml_model_uri")
-    @classmethod
-    def _model_uri_parses(cls, value: str) -> str:
-        try:
-            parse_artifact_uri(value)
-        except ModelArtifactError as exc:
-            raise ValueError(str(exc)) from None
-        return value
-
-    @field_validator("s3_endpoint_url", mode="before")
-    @classmethod
-    def _empty_endpoint_is_unset(cls, value: object) -> object:
-        return None if value == "" else value
 
     @model_validator(mode="after")
     def _relay_waits_for_ingest(self) -> Self:

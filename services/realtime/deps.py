@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import Depends
 from starlette.requests import HTTPConnection
 
-from services.common.deps import DbDep, PrincipalDep, RedisDep, RegistryDep
+from services.common.deps import DbDep, PrincipalDep, RedisDep, RegistryDep, state_getter
 from services.realtime.hub import FeedHub
 from services.realtime.metrics import RealtimeMetrics
 from services.realtime.runtime import RealtimeRuntime
@@ -24,18 +24,17 @@ __all__ = [
 ]
 
 
-def _runtime(conn: HTTPConnection) -> RealtimeRuntime:
-    runtime: RealtimeRuntime = conn.app.state.realtime
-    return runtime
-
-
 # The dependencies are ``async def`` on purpose: FastAPI runs plain ``def``
 # dependencies in a thread pool, a thread hop per request on the hot path.
 
+get_runtime = state_getter(
+    "realtime", RealtimeRuntime, "The process's `RealtimeRuntime` (built in the lifespan)."
+)
 
-async def get_runtime(conn: HTTPConnection) -> RealtimeRuntime:
-    """The process's `RealtimeRuntime` (built in the lifespan)."""
-    return _runtime(conn)
+
+def _runtime(conn: HTTPConnection) -> RealtimeRuntime:
+    runtime: RealtimeRuntime = conn.app.state.realtime
+    return runtime
 
 
 async def get_hub(conn: HTTPConnection) -> FeedHub:

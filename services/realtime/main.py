@@ -7,26 +7,21 @@ common ``/health``, ``/health/websocket``, ``/health/detailed`` and ``/metrics``
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
+from services.common.app import Need
 from services.common.app import create_app as create_service_app
-from services.common.health import FeatureHealth
 from services.common.metrics import new_registry
 from services.realtime.config import RealtimeSettings
+from services.realtime.health import WEBSOCKET_FEATURE_HEALTH
 from services.realtime.metrics import RealtimeMetrics
 from services.realtime.routes import events, feed
-from services.realtime.runtime import RealtimeRuntime, realtime_lifespan
+from services.realtime.runtime import realtime_lifespan
 from services.realtime.scoring import Scorer
 
-
-async def websocket_health(app: FastAPI) -> Mapping[str, Any]:
-    """The feature check behind ``/health/websocket`` (live, measured values)."""
-    runtime: RealtimeRuntime = app.state.realtime
-    return runtime.health()
+# The lead model may live in the models bucket, hence storage.
+NEEDS = frozenset({Need.POSTGRES, Need.REDIS, Need.STORAGE})
 
 
 def create_app(
@@ -38,13 +33,16 @@ def create_app(
     """Build the app; settings default to the environment, the scorer to ML_MODEL_URI."""
     settings = settings if settings is not None else RealtimeSettings.from_env()
     registry = registry if registry is not None else new_registry()
-    metrics = RealtimeMetrics(registry)
     return create_service_app(
         settings=settings,
         title="EnterpriseHub websocket-manager",
         service="realtime",
         routers=[events.router, feed.router],
-        feature_health=FeatureHealth("/health/websocket", websocket_health),
-        lifespan=realtime_lifespan(settings, scorer=scorer, metrics=metrics),
+        needs=NEEDS,
+        feature_health=WEBSOCKET_FEATURE_HEALTH,
+        lifespan=realtime_lifespan(settings, scorer=scorer, metrics=RealtimeMetrics(registry)),
         registry=registry,
+        # Each webhook route reads its body with its own, tighter limit.
+        max_body_bytes=max(settings.realtime_max_event_bytes, settings.realtime_max_batch_bytes),
+        max_body_setting="REALTIME_MAX_BATCH_BYTES",
     )

@@ -1,22 +1,23 @@
-"""Prometheus metrics of the websocket-manager and its recent-latency window.
+"""Prometheus metrics of the websocket-manager.
 
 Every metric is registered on the registry passed in (one per app, a fresh
 one per test). Latency is in seconds (base unit); the health endpoint reports
-milliseconds because the seed's target (WEBSOCKET_TARGET_LATENCY_MS) is in ms.
+milliseconds because the seed's target (WEBSOCKET_TARGET_LATENCY_MS) is in ms;
+its recent-latency window is the shared ``services.common.latency.LatencyWindow``
+(re-exported here for the modules that feed it).
 """
 
 from __future__ import annotations
 
-import time
-from collections import deque
-from dataclasses import dataclass
-
 from prometheus_client import CollectorRegistry, Gauge
 
-from services.common.metrics import counter, latency_histogram
+from services.common.latency import LatencyWindow
+from services.common.metrics import bucket_series, counter, latency_histogram
 
-# Sub-millisecond to seconds: the goal is p95 < 5 ms, the seed's target 50 ms,
-# and replays after a reconnect can be seconds or minutes old.
+__all__ = ["LATENCY_BUCKETS", "LatencyWindow", "RealtimeMetrics"]
+
+# Sub-millisecond to seconds: the goal is p95 < 5 ms (finer bounds around it),
+# the seed's target 50 ms, and replays after a reconnect can be minutes old.
 LATENCY_BUCKETS: tuple[float, ...] = (
     0.0002,
     0.0005,
@@ -25,16 +26,7 @@ LATENCY_BUCKETS: tuple[float, ...] = (
     0.003,
     0.005,
     0.0075,
-    0.01,
-    0.025,
-    0.05,
-    0.1,
-    0.25,
-    0.5,
-    1.0,
-    2.5,
-    5.0,
-    10.0,
+    *bucket_series(0.01, 10.0),
     30.0,
     60.0,
 )
@@ -112,46 +104,3 @@ class RealtimeMetrics:
         self.batch_frames = self.frames_sent.labels(type="lead_events")
         self.heartbeat_frames = self.frames_sent.labels(type="heartbeat")
         self.control_frames = self.frames_sent.labels(type="control")
-
-
-@dataclass(frozen=True)
-class LatencySummary:
-    """Live delivery latency over the recent window, in milliseconds."""
-
-    samples: int
-    avg_ms: float | None
-    p95_ms: float | None
-    max_ms: float | None
-
-
-class LatencyWindow:
-    """The live delivery latencies of the last ``window_seconds`` (bounded).
-
-    Appends are O(1). Writers and the health endpoint all run on the event
-    loop thread, so no lock is needed; the summary drops expired samples and
-    sorts a copy.
-    """
-
-    def __init__(self, *, window_seconds: float = 60.0, max_samples: int = 50_000) -> None:
-        self._window = window_seconds
-        self._samples: deque[tuple[float, float]] = deque(maxlen=max_samples)
-
-    def add(self, now: float, latency: float) -> None:
-        """Record one delivery's latency (seconds) that happened at ``now``."""
-        self._samples.append((now, latency))
-
-    def summary(self, now: float | None = None) -> LatencySummary:
-        """Average, p95 and max of the samples inside the window."""
-        cutoff = (time.time() if now is None else now) - self._window
-        while self._samples and self._samples[0][0] < cutoff:
-            self._samples.popleft()
-        values = sorted(latency for _, latency in self._samples)
-        if not values:
-            return LatencySummary(samples=0, avg_ms=None, p95_ms=None, max_ms=None)
-        p95 = values[min(len(values) - 1, max(0, round(0.95 * len(values)) - 1))]
-        return LatencySummary(
-            samples=len(values),
-            avg_ms=round(sum(values) / len(values) * 1000.0, 3),
-            p95_ms=round(p95 * 1000.0, 3),
-            max_ms=round(values[-1] * 1000.0, 3),
-        )

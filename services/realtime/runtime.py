@@ -13,7 +13,6 @@ import gc
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any
 
 from fastapi import FastAPI
 
@@ -106,50 +105,6 @@ class RealtimeRuntime:
         await self.hub.stop()
         await self.writer.stop()
 
-    def health(self) -> dict[str, Any]:
-        """Live values for ``/health/websocket``.
-
-        ``degraded`` when the measured p95 exceeds WEBSOCKET_TARGET_LATENCY_MS
-        or the stream reader cannot reach Redis (sockets stay open but receive
-        nothing new until it reconnects).
-        """
-        target = self.settings.websocket_target_latency_ms
-        summary = self.window.summary()
-        reader_up = self.hub.fanout.healthy
-        status = "healthy"
-        reasons = []
-        if not reader_up:
-            status = "degraded"
-            reasons.append("stream reader cannot reach redis")
-        if summary.p95_ms is not None and summary.p95_ms > target:
-            status = "degraded"
-            reasons.append(f"p95 delivery latency {summary.p95_ms} ms above target {target:g} ms")
-        return {
-            "status": status,
-            "healthy": status == "healthy",
-            "reasons": reasons,
-            "active_connections": self.hub.registry.total,
-            "tenants_connected": len(self.hub.registry.tenants()),
-            "avg_latency_ms": summary.avg_ms,
-            "p95_latency_ms": summary.p95_ms,
-            "max_latency_ms": summary.max_ms,
-            "latency_samples": summary.samples,
-            "latency_window_seconds": self.settings.realtime_latency_window_seconds,
-            "target_latency_ms": target,
-            "stream_reader": "up" if reader_up else "down",
-            "replica_id": self.hub.fanout.replica_id,
-        }
-
-
-def load_scorer(settings: RealtimeSettings) -> LeadScorer:
-    """Load and verify the lead-scoring model (fails start-up with the reason)."""
-    return LeadScorer.load(
-        settings.ml_model_uri,
-        cache_size=settings.ml_model_cache_size,
-        batch_size=settings.ml_batch_size,
-        s3_endpoint_url=settings.s3_endpoint_url,
-    )
-
 
 def realtime_lifespan(
     settings: RealtimeSettings,
@@ -157,7 +112,7 @@ def realtime_lifespan(
     scorer: Scorer | None,
     metrics: RealtimeMetrics,
 ) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
-    """The service lifespan `create_app` nests inside its own (db and redis open)."""
+    """The service lifespan `create_app` nests inside its own (stores and storage open)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -165,7 +120,9 @@ def realtime_lifespan(
             settings=settings,
             db=app.state.db,
             redis=app.state.redis,
-            scorer=scorer if scorer is not None else load_scorer(settings),
+            scorer=scorer
+            if scorer is not None
+            else LeadScorer.from_settings(settings, s3=app.state.storage.client),
             metrics=metrics,
         )
         app.state.realtime = runtime

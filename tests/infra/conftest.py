@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from infra.mocks import ProgramRun, run_program
 from infra.problems import PROJECT
 from infra.synth import Synthesis, run_stack, synthesize
-from infra.synth_inputs import stack_inputs
+from infra.synth.inputs import stack_inputs
+from infra.synth.mocks import ProgramRun, run_program
 
 
 def pytest_configure(config: pytest.Config) -> None:

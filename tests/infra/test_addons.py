@@ -20,7 +20,8 @@ from infra.components.addons import (
     deep_merge,
     load_pins,
 )
-from infra.mocks import ProgramRun, Secret, run_program
+from infra.stackfiles import STACKS, stack_config
+from infra.synth.mocks import ProgramRun, Secret, run_program
 
 RELEASE = "kubernetes:helm.sh/v3:Release"
 
@@ -261,3 +262,18 @@ def test_grafana_stays_internal_without_a_host(local: ProgramRun) -> None:
 def test_acme_issuer_without_email_is_refused() -> None:
     with pytest.raises(ValueError, match="needs acme_email"):
         ClusterAddons("addons", _args(acme_email=None))
+
+
+@pytest.mark.parametrize("section", ["charts", "awsCharts"])
+def test_every_pinned_chart_supports_every_stacks_kubernetes_version(section: str) -> None:
+    document = yaml.safe_load((CHARTS_DIR / "versions.yaml").read_text(encoding="utf-8"))
+    for stack in STACKS:
+        version = _stack_version(stack)
+        for chart, entry in document[section].items():
+            minimum = tuple(int(p) for p in str(entry["minKubernetes"]).split("."))
+            assert version >= minimum, f"{chart} needs Kubernetes {minimum}, {stack} runs {version}"
+
+
+def _stack_version(stack: str) -> tuple[int, ...]:
+    value = stack_config(stack)["enterprisehub:kubernetesVersion"]
+    return tuple(int(part) for part in value.split("."))

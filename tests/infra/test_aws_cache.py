@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from infra.mocks import ProgramRun, Secret
+from infra.synth.mocks import ProgramRun, Secret
 
 GROUP = "aws:elasticache/replicationGroup:ReplicationGroup"
 

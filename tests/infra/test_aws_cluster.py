@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 from infra.components.cluster import render_kubeconfig
-from infra.mock_values import CALL_HANDLERS, CallContext
-from infra.mocks import ProgramRun, run_program
 from infra.stackfiles import stack_config
+from infra.synth.mock_values import CALL_HANDLERS, CallContext
+from infra.synth.mocks import ProgramRun, run_program
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +25,12 @@ def cluster(production: ProgramRun) -> dict[str, Any]:
 
 
 def test_version_comes_from_kubernetes_version(cluster: dict[str, Any]) -> None:
-    assert cluster["version"] == "1.31"
+    assert cluster["version"] == "1.35"
+
+
+def test_upgrade_policy_is_standard_support(cluster: dict[str, Any]) -> None:
+    # EXTENDED (the API's default) would bill extended support silently.
+    assert cluster["upgradePolicy"] == {"supportType": "STANDARD"}
 
 
 def test_api_endpoint_is_private(cluster: dict[str, Any]) -> None:
@@ -46,8 +51,13 @@ def test_every_control_plane_log_is_enabled(cluster: dict[str, Any]) -> None:
 
 def test_node_groups_follow_config(production: ProgramRun) -> None:
     group = production.one("aws:eks/nodeGroup:NodeGroup").inputs
-    assert group["scalingConfig"] == {"minSize": 3, "desiredSize": 4, "maxSize": 16}
-    assert group["version"] == "1.31"
+    assert group["scalingConfig"] == {"minSize": 3, "desiredSize": 3, "maxSize": 5}
+    assert group["version"] == "1.35"
+
+
+def test_pulumi_leaves_the_autoscaled_node_count_alone(production: ProgramRun) -> None:
+    group = production.one("aws:eks/nodeGroup:NodeGroup")
+    assert "scalingConfig.desiredSize" in group.ignore_changes
 
 
 def test_oidc_provider_serves_sts(production: ProgramRun) -> None:
@@ -57,7 +67,7 @@ def test_oidc_provider_serves_sts(production: ProgramRun) -> None:
 
 
 def test_kubernetes_provider_uses_a_rendered_kubeconfig(production: ProgramRun) -> None:
-    provider = production.one("pulumi:providers:kubernetes")
+    provider = production.one("pulumi:providers:kubernetes", "enterprisehub-production-cluster-k8s")
     kubeconfig = json.loads(provider.inputs["kubeconfig"])
     assert kubeconfig["users"][0]["user"]["exec"]["command"] == "aws"
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from infra.mocks import ProgramRun, RecordedResource, Secret
+from infra.synth.mocks import ProgramRun, RecordedResource, Secret
 
 INSTANCE = "aws:rds/instance:Instance"
 

@@ -11,7 +11,7 @@ import pytest
 from infra import catalog
 from infra.components.iam import PrefixWriterGrant, ServiceRoles, ServiceRolesArgs
 from infra.components.jobs import MODEL_PUBLISHER_SERVICE_ACCOUNT
-from infra.mocks import ProgramRun
+from infra.synth.mocks import ProgramRun
 
 PREFIX = "enterprisehub-production-roles-"
 

@@ -8,7 +8,7 @@ from collections.abc import Callable
 import pytest
 
 from infra.components.network import subnet_plan
-from infra.mocks import ProgramRun
+from infra.synth.mocks import ProgramRun
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +26,7 @@ def _subnets(run: ProgramRun, role: str) -> list[dict]:
 
 def test_private_and_public_subnets_span_three_zones(production: ProgramRun) -> None:
     for role in ("internal-elb", "elb"):
-        zones = {s["availabilityZone"] for s in _subnets(production, role)}
+        zones = {s["availabilityZoneId"] for s in _subnets(production, role)}
         assert len(zones) == 3, role
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from infra.mocks import ProgramRun
+from infra.synth.mocks import ProgramRun
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import pytest
 
-from infra.mocks import ProgramRun
+from infra.synth.mocks import ProgramRun
 
 
 @pytest.fixture(scope="module")

@@ -30,6 +30,7 @@ from infra.config import (
     config_keys,
     load_stack_config,
 )
+from infra.config_checks import STANDARD_SUPPORT_VERSIONS
 from infra.problems import PROJECT
 from infra.stackfiles import STACKS, project_defaults, project_file, stack_config
 
@@ -283,7 +284,51 @@ def test_missing_image_is_refused() -> None:
 
 def test_unsupported_kubernetes_version_is_refused() -> None:
     message = _rejected("dev", {"kubernetesVersion": "1.24"})
-    assert "kubernetesVersion = '1.24': supported versions: 1.30" in message
+    assert "kubernetesVersion = '1.24': supported versions: 1.32" in message
+
+
+@pytest.mark.parametrize("version", ["1.30", "1.31"])
+def test_versions_eks_can_no_longer_create_are_refused(version: str) -> None:
+    assert f"kubernetesVersion = '{version}'" in _rejected("dev", {"kubernetesVersion": version})
+
+
+@pytest.mark.parametrize("stack", ["dev", "staging", "production"])
+def test_aws_stacks_are_pinned_to_a_standard_support_version(stack: str) -> None:
+    config = _load(stack)
+    assert config.kubernetes_version in STANDARD_SUPPORT_VERSIONS
+    assert config.cluster.support_type == "STANDARD"
+
+
+def test_an_extended_support_version_needs_the_extended_policy_said_aloud() -> None:
+    message = _rejected("dev", {"kubernetesVersion": "1.33"})
+    assert "extended support" in message
+    assert "cluster.supportType" in message
+    config = _load("dev", {"kubernetesVersion": "1.33", "cluster": {"supportType": "EXTENDED"}})
+    assert config.kubernetes_version == "1.33"
+
+
+def test_a_new_cluster_must_say_how_the_deployer_reaches_it() -> None:
+    message = _rejected("dev", {"cluster": {"deployerInVpc": False}})
+    assert "cluster.deployerInVpc" in message
+    opened = _load(
+        "dev",
+        {
+            "cluster": {
+                "deployerInVpc": False,
+                "endpointPublicAccess": True,
+                "publicAccessCidrs": ["198.51.100.7/32"],
+            }
+        },
+    )
+    assert opened.cluster.public_access_cidrs == ("198.51.100.7/32",)
+
+
+def test_access_entry_roles_must_be_role_arns() -> None:
+    message = _rejected("dev", {"cluster": {"deployRoleArn": "arn:aws:iam::123:user/ci"}})
+    assert "cluster.deployRoleArn" in message
+    role = "arn:aws:iam::123456789012:role/ci-deploy"
+    same = _rejected("dev", {"cluster": {"deployRoleArn": role, "breakGlassRoleArn": role}})
+    assert "must differ" in same
 
 
 def test_misspelled_field_is_refused() -> None:

@@ -17,7 +17,7 @@ from infra.components.dashboards import (
     PublicIngress,
     PublicIngressArgs,
 )
-from infra.mocks import ProgramRun, run_program
+from infra.synth.mocks import ProgramRun, run_program
 
 IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/enterprisehub@sha256:" + "d" * 64
 DASHBOARD_HOSTS = {

@@ -9,7 +9,7 @@ import pulumi
 import pytest
 
 from infra.components.datastores import Datastores, DatastoresArgs
-from infra.mocks import ProgramRun, Secret, run_program
+from infra.synth.mocks import ProgramRun, Secret, run_program
 
 IMAGE = "localhost:5001/enterprisehub@sha256:" + "e" * 64
 UIDS = {"postgres": 999, "redis": 999, "minio": 1000}

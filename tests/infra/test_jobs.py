@@ -11,7 +11,7 @@ import pytest
 
 from infra import catalog
 from infra.components.jobs import ModelPublishArgs, PlatformJobs, PlatformJobsArgs
-from infra.mocks import ProgramRun, Secret, run_program
+from infra.synth.mocks import ProgramRun, Secret, run_program
 
 IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/enterprisehub@sha256:" + "b" * 64
 OTHER_IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/enterprisehub@sha256:" + "c" * 64

@@ -23,11 +23,11 @@ import pulumi_kubernetes as k8s
 import pytest
 import yaml
 
-from infra.manifests import MANAGED_BY_LABEL, SECRET_DATA_MASK, manifests_for
-from infra.mock_values import AUTONAMED_ANNOTATION
-from infra.mocks import ProgramRun
 from infra.stackfiles import STACKS
 from infra.synth import Synthesis
+from infra.synth.manifests import MANAGED_BY_LABEL, SECRET_DATA_MASK, manifests_for
+from infra.synth.mock_values import AUTONAMED_ANNOTATION
+from infra.synth.mocks import ProgramRun
 
 REPO = Path(__file__).resolve().parents[2]
 CHECKOV = REPO / ".venv-checkov" / "bin" / "checkov"

@@ -11,8 +11,8 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 import pytest
 
-from infra.mock_values import AUTONAMED_ANNOTATION, UnmockedCallError, render_policy_document
-from infra.mocks import SECRET_MASK, ProgramRun, Secret, mask_secrets, normalize_numbers
+from infra.synth.mock_values import AUTONAMED_ANNOTATION, UnmockedCallError, render_policy_document
+from infra.synth.mocks import SECRET_MASK, ProgramRun, Secret, mask_secrets, normalize_numbers
 
 
 class _Box(pulumi.ComponentResource):

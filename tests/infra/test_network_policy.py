@@ -19,7 +19,7 @@ from infra.components.network_policy import (
     PlatformNetworkPoliciesArgs,
     ip_blocks,
 )
-from infra.mocks import ProgramRun, run_program
+from infra.synth.mocks import ProgramRun, run_program
 
 ANTHROPIC = ("160.79.104.0/23",)
 PRIVATE_SUBNETS = ("10.40.0.0/19", "10.40.32.0/19", "10.40.64.0/19")

@@ -10,7 +10,7 @@ import pytest
 
 from infra import catalog
 from infra.components.service import FeatureService, FeatureServiceArgs
-from infra.mocks import ProgramRun, RecordedResource, Secret, run_program
+from infra.synth.mocks import ProgramRun, RecordedResource, Secret, run_program
 
 IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/enterprisehub@sha256:" + "a" * 64
 ROLE = "arn:aws:iam::123456789012:role/enterprisehub-ml-services"

@@ -17,8 +17,8 @@ import pytest
 from infra import catalog
 from infra.components.hardening import NAME_LABEL
 from infra.components.service import LIVENESS_PATH
-from infra.mocks import ProgramRun, RecordedResource, Secret
 from infra.stackfiles import STACKS
+from infra.synth.mocks import ProgramRun, RecordedResource, Secret
 
 AWS_STACKS = tuple(s for s in STACKS if s != "local")
 RunFor = Callable[[str], ProgramRun]
@@ -551,7 +551,7 @@ def test_cluster_has_an_oidc_provider_for_service_account_roles(
 def test_private_subnets_span_three_availability_zones(stack: str, stack_run: RunFor) -> None:
     subnets = stack_run(stack).of_type(SUBNET)
     private = [s for s in subnets if not s.inputs.get("mapPublicIpOnLaunch", False)]
-    assert len({s.inputs["availabilityZone"] for s in private}) == 3
+    assert len({s.inputs["availabilityZoneId"] for s in private}) == 3
 
 
 @pytest.mark.parametrize("stack", AWS_STACKS)

@@ -20,10 +20,10 @@ from typing import Any
 import pytest
 import yaml
 
-from infra.mocks import Secret, unwrap_secrets
 from infra.stackfiles import STACKS
 from infra.synth import MANIFESTS_DIR, RESOURCES_FILE, SCHEMA_VERSION, Synthesis, synthesize
-from infra.synth_inputs import SECRETS_FILE, SYNTHETIC, synthetic_secret
+from infra.synth.inputs import SECRETS_FILE, SYNTHETIC, synthetic_secret
+from infra.synth.mocks import Secret, unwrap_secrets
 
 REPO = Path(__file__).resolve().parents[2]
 URN = re.compile(r"^urn:pulumi:[A-Za-z0-9_.-]+::enterprisehub::[^:]+(:[^:]+)*::.+$")

@@ -136,11 +136,20 @@ def test_make_run_serves_health_streams_events_and_stops_cleanly(state_root: Pat
         assert READY_LINE in output
         for spec in SERVICES:
             if spec.built():
-                url = f"http://127.0.0.1:{ports[spec.name]}/health"
+                url = f"http://127.0.0.1:{ports[spec.name]}{spec.health_path}"
                 with urllib.request.urlopen(url, timeout=5) as response:
                     assert response.status == 200
             else:
                 assert re.search(rf"^\s*{spec.name}\s.*not built yet", output, re.MULTILINE)
+
+        # The dashboards' address and a sign-in token are printed ready to paste.
+        if any(spec.name == "dashboards" for spec in built):
+            signin = re.search(
+                rf"open http://127\.0\.0\.1:{ports['dashboards']} and sign in .*\n\s+(\S+)",
+                output,
+            )
+            assert signin is not None, output
+            assert signin.group(1).count(".") == 2  # a JWT
 
         # The guide says where the datastores live and how to stop the run.
         assert re.search(rf"postgres\s+127\.0\.0\.1:\d+ .*data {state_dir}/postgres", output)
@@ -212,6 +221,7 @@ def test_defaults_are_the_seeds_ports() -> None:
         "ml": 8002,
         "coaching": 8003,
         "churn": 8004,
+        "dashboards": 8501,
     }
 
 

@@ -2,8 +2,9 @@
 
 Layout: the model at ``<uri>`` and its metadata at ``<uri>.json``, on a local
 path (``/path/model.joblib`` or ``file:///path/model.joblib``) or in S3
-(``s3://bucket/key/model.joblib``; ``S3_ENDPOINT_URL`` points boto3 at
-in-cluster S3-compatible storage). Loading verifies, before unpickling, that
+(``s3://bucket/key/model.joblib``, read with the client of
+``services.common.storage``; ``S3_ENDPOINT_URL`` points it at in-cluster
+S3-compatible storage). Loading verifies, before unpickling, that
 the file's sha256 matches the metadata, that the recorded feature list is the
 one this code encodes, and that scikit-learn's major.minor version matches
 the one that trained it; each failure raises a `ModelArtifactError` subclass
@@ -28,7 +29,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -40,6 +40,8 @@ import sklearn
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from services.common.lead_model.features import FEATURE_NAMES, FEATURE_SCHEMA_VERSION
+from services.common.settings import StorageSettings
+from services.common.storage import s3_client
 
 METADATA_SUFFIX: Final = ".json"
 ARTIFACT_FORMAT_VERSION: Final = 1
@@ -174,17 +176,12 @@ def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def s3_client(endpoint_url: str | None = None) -> Any:
-    """Build a boto3 S3 client, honouring ``S3_ENDPOINT_URL`` and ``AWS_REGION``.
+def default_s3_client() -> Any:
+    """The S3 client of the environment's StorageSettings (for tools and tests).
 
-    An explicit ``endpoint_url`` wins over the environment; an empty one means
-    AWS itself. Credentials come from boto3's usual chain (IRSA in EKS).
+    Services pass the client their lifespan opened (``app.state.storage``).
     """
-    import boto3  # imported lazily: file-only deployments never pay for it
-
-    endpoint = endpoint_url if endpoint_url is not None else os.environ.get("S3_ENDPOINT_URL")
-    region = os.environ.get("AWS_REGION") or None
-    return boto3.client("s3", endpoint_url=endpoint or None, region_name=region)
+    return s3_client(StorageSettings.from_env())
 
 
 def _read(location: ArtifactLocation, path: str, client: Any) -> bytes:
@@ -348,14 +345,19 @@ def _resolve_pointer(
     return location, metadata
 
 
-def load_artifact(uri: str, *, s3_endpoint_url: str | None = None) -> LoadedArtifact:
+def load_artifact(uri: str, *, s3: Any | None = None) -> LoadedArtifact:
     """Fetch, verify and unpickle the artifact at ``uri`` (see module docstring).
+
+    ``s3`` is the boto3 client for ``s3://`` URIs (``services.common.storage``);
+    without one, `default_s3_client` builds it from the environment.
 
     For a prefix URI the returned ``uri`` is the resolved version's model URI,
     so logs and health output name exactly what was loaded.
     """
     location = parse_artifact_uri(uri)
-    client = s3_client(s3_endpoint_url) if location.scheme == "s3" else None
+    client = None
+    if location.scheme == "s3":
+        client = s3 if s3 is not None else default_s3_client()
     if location.is_prefix:
         location, metadata = _resolve_pointer(location, client)
         uri = location.display()

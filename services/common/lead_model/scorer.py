@@ -19,6 +19,7 @@ import sklearn
 from services.common.lead_model.artifact import ArtifactMetadata, load_artifact
 from services.common.lead_model.fastpath import compile_model
 from services.common.lead_model.features import LeadFeatures
+from services.common.lead_model.settings import LeadModelSettings
 
 DEFAULT_BATCH_SIZE = 32
 
@@ -116,16 +117,27 @@ class LeadScorer:
         *,
         cache_size: int,
         batch_size: int = DEFAULT_BATCH_SIZE,
-        s3_endpoint_url: str | None = None,
+        s3: Any | None = None,
     ) -> LeadScorer:
         """Load and verify the artifact at ``uri`` (path, ``file://`` or ``s3://``).
 
         Raises a `ModelArtifactError` subclass naming the problem when the
         artifact is missing, corrupt, or built for other features or another
-        scikit-learn release. ``s3_endpoint_url`` defaults to ``S3_ENDPOINT_URL``.
+        scikit-learn release. ``s3`` is the boto3 client for ``s3://`` URIs
+        (``Storage.client``); without one it is built from the environment.
         """
-        artifact = load_artifact(uri, s3_endpoint_url=s3_endpoint_url)
+        artifact = load_artifact(uri, s3=s3)
         return cls(artifact.model, artifact.metadata, cache_size=cache_size, batch_size=batch_size)
+
+    @classmethod
+    def from_settings(cls, settings: LeadModelSettings, *, s3: Any | None = None) -> LeadScorer:
+        """`load` with ML_MODEL_URI, ML_MODEL_CACHE_SIZE and ML_BATCH_SIZE."""
+        return cls.load(
+            settings.ml_model_uri,
+            cache_size=settings.ml_model_cache_size,
+            batch_size=settings.ml_batch_size,
+            s3=s3,
+        )
 
     @property
     def version(self) -> str:

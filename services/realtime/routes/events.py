@@ -7,9 +7,11 @@
   validated as a whole and stored in one transaction: all its events are
   acknowledged, or none is stored and the answer says why.
 
-The body is read and validated here rather than by FastAPI's body parameter
-so that authentication comes first (an unauthenticated caller learns nothing
-about the payload rules) and an oversized body is refused while it streams.
+The body is read and validated here (``services.common.body``) rather than by
+FastAPI's body parameter so that each route's own limit applies while it
+streams; authentication comes first, at the app's edge guard and again in
+``PrincipalDep``, so an unauthenticated caller learns nothing about the
+payload rules.
 Malformed JSON or fields answer 422 with the field (for a batch, its index)
 and the problem, a body over REALTIME_MAX_EVENT_BYTES (batch:
 REALTIME_MAX_BATCH_BYTES) 413; neither is ever stored.
@@ -26,15 +28,15 @@ from __future__ import annotations
 import hashlib
 import re
 import time
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, TypeVar
 
 import orjson
-from fastapi import APIRouter, Header, HTTPException, Request, Response
+from fastapi import APIRouter, Header, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import ValidationError
 
 from services.common.auth import IngestPrincipalDep
+from services.common.body import BodyTooLarge, parse_body, read_body, request_body_openapi
 from services.realtime.deps import RuntimeDep
 from services.realtime.ingest import IdempotencyKey, IdempotencyKeyReusedError
 from services.realtime.runtime import RealtimeRuntime
@@ -82,58 +84,7 @@ def _key_reused(error: IdempotencyKeyReusedError) -> JSONResponse:
     )
 
 
-def _inline_refs(schema: Any, defs: dict[str, Any]) -> Any:
-    # OpenAPI cannot resolve pydantic's local "#/$defs/..." references inside
-    # an operation's schema, so nested models are inlined.
-    if isinstance(schema, dict):
-        ref = schema.get("$ref")
-        if isinstance(ref, str) and ref.startswith("#/$defs/"):
-            return _inline_refs(defs[ref.removeprefix("#/$defs/")], defs)
-        return {k: _inline_refs(v, defs) for k, v in schema.items() if k != "$defs"}
-    if isinstance(schema, list):
-        return [_inline_refs(item, defs) for item in schema]
-    return schema
-
-
 Body = TypeVar("Body", LeadEventCreate, LeadEventBatchCreate)
-
-
-def _request_schema(model: type[LeadEventCreate | LeadEventBatchCreate]) -> dict[str, Any]:
-    schema = model.model_json_schema()
-    inlined: dict[str, Any] = _inline_refs(schema, schema.get("$defs", {}))
-    return inlined
-
-
-async def _read_body(request: Request, limit: int, setting: str) -> bytes:
-    too_large = f"body exceeds {limit} bytes ({setting}); send less data per request"
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise HTTPException(413, too_large)
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise HTTPException(413, too_large)
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def _parse(body: bytes, model: type[Body]) -> Body:
-    if not body:
-        raise RequestValidationError(
-            [
-                {
-                    "loc": ("body",),
-                    "msg": "request body is empty; send a JSON object",
-                    "type": "missing",
-                }
-            ]
-        )
-    try:
-        return model.model_validate_json(body)
-    except ValidationError as exc:
-        raise _in_body(exc) from None
 
 
 async def _read_valid(
@@ -145,22 +96,15 @@ async def _read_valid(
     """
     rejected = runtime.metrics.events_rejected
     try:
-        body = await _read_body(request, limit, setting)
-    except HTTPException:
+        body = await read_body(request, limit=limit, setting=setting)
+    except BodyTooLarge:
         rejected.labels(reason="too_large").inc()
         raise
     try:
-        return _parse(body, model), body
+        return parse_body(body, model), body
     except RequestValidationError:
         rejected.labels(reason="invalid").inc()
         raise
-
-
-def _in_body(exc: ValidationError) -> RequestValidationError:
-    # Locations relative to the body, as FastAPI reports its own body errors.
-    return RequestValidationError(
-        [{**err, "loc": ("body", *err["loc"])} for err in exc.errors(include_url=False)]
-    )
 
 
 @router.post(
@@ -178,12 +122,7 @@ def _in_body(exc: ValidationError) -> RequestValidationError:
         },
         503: {"description": "Postgres unreachable: nothing was stored, retry."},
     },
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {"schema": _request_schema(LeadEventCreate)}},
-        }
-    },
+    openapi_extra=request_body_openapi(LeadEventCreate),
 )
 async def ingest_lead_event(
     request: Request,
@@ -239,12 +178,7 @@ async def ingest_lead_event(
         },
         503: {"description": "Postgres unreachable: no event of the batch was stored, retry."},
     },
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {"schema": _request_schema(LeadEventBatchCreate)}},
-        }
-    },
+    openapi_extra=request_body_openapi(LeadEventBatchCreate),
 )
 async def ingest_lead_event_batch(
     request: Request,

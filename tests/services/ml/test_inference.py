@@ -42,7 +42,7 @@ async def test_a_model_error_reaches_every_coalesced_caller(
     finally:
         await service.close()
     assert all(isinstance(r, FloatingPointError) for r in results)
-    assert service.latency("single").count == 0
+    assert service.latency("single").samples == 0
 
 
 async def test_single_scoring_needs_start(scorer: LeadScorer, leads: list[LeadFeatures]) -> None:
@@ -62,5 +62,5 @@ async def test_scores_match_the_scorer_and_close_is_clean(
     await service.close()
     assert single == many[0]
     assert many == scorer.score_batch(leads[:10])
-    assert service.latency("single").count == 1
-    assert service.latency("batch").count == 1
+    assert service.latency("single").samples == 1
+    assert service.latency("batch").samples == 1

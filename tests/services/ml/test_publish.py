@@ -8,13 +8,11 @@ in-cluster S3-compatible storage selected with S3_ENDPOINT_URL.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
-from moto.server import ThreadedMotoServer
 
 from services.cli import main as cli_main
 from services.common.scoring import (
@@ -29,15 +27,6 @@ from services.ml.training import train_to_file
 
 BUCKET = "enterprisehub-models"
 PREFIX_URI = f"s3://{BUCKET}/lead-scoring/"
-
-
-@pytest.fixture(scope="module")
-def s3_endpoint() -> Iterator[str]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
 
 
 @pytest.fixture

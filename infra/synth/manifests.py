@@ -23,8 +23,8 @@ from typing import Any
 
 import yaml
 
-from infra.mock_values import CLUSTER_SCOPED_KINDS
-from infra.mocks import SECRET_MASK, RecordedResource, mask_secrets, normalize_numbers
+from infra.synth.mock_values import CLUSTER_SCOPED_KINDS
+from infra.synth.mocks import SECRET_MASK, RecordedResource, mask_secrets, normalize_numbers
 
 CLUSTER_SCOPE = "cluster"
 DEFAULT_NAMESPACE = "default"
@@ -72,7 +72,7 @@ def manifest_for(resource: RecordedResource, *, server_side_apply: bool = True) 
     metadata = dict(body.get("metadata") or {})
     sent = resource.raw_outputs.get("metadata")
     if isinstance(sent, dict):
-        # The provider's auto-name and its annotation (see infra.mock_values).
+        # The provider's auto-name and its annotation (see infra.synth.mock_values).
         metadata["name"] = sent.get("name", metadata.get("name"))
         if "annotations" in sent:
             metadata["annotations"] = mask_secrets(sent["annotations"])

@@ -22,6 +22,8 @@ from typing import Any
 
 import yaml
 
+from infra.synth.naming import RANDOM_SUFFIX_LENGTH, rule_for
+
 # Documentation values only: 123456789012 is the account id AWS itself uses in
 # its examples, and 203.0.113.0/24 is TEST-NET-3 (RFC 5737), never routed.
 DEFAULT_ACCOUNT_ID = "123456789012"
@@ -33,7 +35,7 @@ class UnmockedCallError(LookupError):
 
     def __init__(self, token: str) -> None:
         super().__init__(
-            f"infra.mocks has no answer for the data source '{token}'. "
+            f"infra.synth.mocks has no answer for the data source '{token}'. "
             "Add a handler for it to CALL_HANDLERS in infra/mock_values.py, "
             "returning the fields the real provider returns."
         )
@@ -70,9 +72,15 @@ class ResourceContext:
             return given
         prefix = self.inputs.get(f"{key}Prefix")
         base = prefix if isinstance(prefix, str) and prefix else f"{self.name}-"
-        suffix = self.digest(7, key)
-        # Like Pulumi's auto-naming: shorten the prefix, never the random part.
-        generated = base[: max(max_len - len(suffix), 0)] + suffix
+        suffix = self.digest(RANDOM_SUFFIX_LENGTH, key)
+        rule = rule_for(self.type)
+        if rule is not None and rule.field == key:
+            # The provider never shortens: a name over the limit fails the
+            # preview, which infra.synth.naming reports; the output stays whole.
+            lower = lower or rule.lowercase
+            generated = base + suffix
+        else:
+            generated = base[: max(max_len - len(suffix), 0)] + suffix
         return generated.lower() if lower else generated
 
     def arn(self, service: str, resource: str, *, region: bool = True, account: bool = True) -> str:
@@ -535,6 +543,9 @@ CLUSTER_SCOPED_KINDS = frozenset(
         "FlowSchema",
         "PriorityLevelConfiguration",
         "ClusterIssuer",
+        # Karpenter (karpenter.sh, karpenter.k8s.aws)
+        "NodePool",
+        "EC2NodeClass",
     }
 )
 
@@ -637,12 +648,32 @@ CallHandler = Callable[[CallContext], dict[str, Any]]
 
 
 def _availability_zones(ctx: CallContext) -> dict[str, Any]:
+    """Six zones whose names and ids are paired as in a real account: not in order.
+
+    AWS maps zone names to zone ids per account, so ``us-east-1a`` is not
+    ``use1-az1``; the shuffle here makes a program that picks zones by name
+    (instead of by id) visibly wrong. ``excludeZoneIds``/``excludeNames`` and the
+    ``opt-in-status`` filter are honoured (every zone here is opt-in-not-required).
+    """
     code = _region_code(ctx.region)
-    letters = "abc"
+    names = [f"{ctx.region}{x}" for x in "abcdef"]
+    ids = [f"{code}-az{i}" for i in (4, 6, 1, 2, 3, 5)]
+    excluded_ids = set(ctx.args.get("excludeZoneIds") or [])
+    excluded_names = set(ctx.args.get("excludeNames") or [])
+    for item in ctx.args.get("filters") or []:
+        if item.get("name") == "opt-in-status" and "opt-in-not-required" not in item.get(
+            "values", []
+        ):
+            excluded_ids |= set(ids)
+    pairs = [
+        (name, zone_id)
+        for name, zone_id in zip(names, ids, strict=True)
+        if zone_id not in excluded_ids and name not in excluded_names
+    ]
     return {
         "id": ctx.region,
-        "names": [f"{ctx.region}{x}" for x in letters],
-        "zoneIds": [f"{code}-az{i}" for i in range(1, len(letters) + 1)],
+        "names": [name for name, _ in pairs],
+        "zoneIds": [zone_id for _, zone_id in pairs],
         "groupNames": [ctx.region],
         "state": ctx.args.get("state", "available"),
     }

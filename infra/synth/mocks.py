@@ -50,7 +50,8 @@ from pulumi.runtime.stack import run_pulumi_func
 # there is no public equivalent for running a program and then awaiting outputs.
 from pulumi.runtime.sync_await import _sync_await
 
-from infra.mock_values import (
+from infra.synth import naming
+from infra.synth.mock_values import (
     DEFAULT_ACCOUNT_ID,
     DEFAULT_REGION,
     CallContext,
@@ -292,7 +293,7 @@ class ProgramRun:
 
 
 class RecordingMocks(Mocks):
-    """Computes realistic outputs for resources and data sources (see `infra.mock_values`).
+    """Computes realistic outputs for resources and data sources (see `infra.synth.mock_values`).
 
     Recording itself happens in `RecordingMonitor`, which sees the whole
     request; use `install()` to activate both.
@@ -304,6 +305,8 @@ class RecordingMocks(Mocks):
         self.region = region
         self.account_id = account_id
         self.calls: list[RecordedCall] = []
+        #: Physical names the provider would reject; run_program raises on any.
+        self.name_violations: list[naming.NameViolation] = []
         self._lock = threading.Lock()
         # The monitor sets the request being served (per thread: the SDK sends
         # registrations from a thread pool) so new_resource can see its URN
@@ -319,6 +322,11 @@ class RecordingMocks(Mocks):
             # their outputs arrive later through register_outputs.
             return "", {}
         plain = normalize_numbers(unwrap_secrets(_sdk_unwrap(args.inputs)))
+        if args.typ.startswith("aws:"):
+            violation = naming.check(args.typ, args.name, plain)
+            if violation is not None:
+                with self._lock:
+                    self.name_violations.append(violation)
         ctx = ResourceContext(args.typ, args.name, urn, plain, self.region, self.account_id)
         resource_id, computed = resource_outputs(ctx)
         state: dict[str, Any] = {**args.inputs, **computed}
@@ -521,6 +529,7 @@ def run_program(
     project: str = "enterprisehub",
     region: str | None = None,
     account_id: str = DEFAULT_ACCOUNT_ID,
+    check_names: bool = True,
 ) -> ProgramRun:
     """Run `program` under the mocks as stack `stack`, and return what it declared.
 
@@ -530,7 +539,9 @@ def run_program(
     secret, so `Config.require_secret` sees them as secrets. The AWS region of
     computed ARNs and endpoints is `region`, else the `aws:region` config.
 
-    The program's exceptions (e.g. invalid config) propagate unchanged.
+    The program's exceptions (e.g. invalid config) propagate unchanged. A
+    physical name the AWS provider would reject (see `infra.synth.naming`)
+    raises `PhysicalNameError` listing every one, unless `check_names` is False.
     """
     all_config = {**config, **(secrets or {})}
     pulumi.runtime.set_all_config(all_config, list((secrets or {}).keys()))
@@ -550,6 +561,10 @@ def run_program(
         stack_outputs = _sync_await(_resolve_exports())
     finally:
         _worker_loops.close_all()
+    if mocks.name_violations and check_names:
+        raise naming.PhysicalNameError(
+            sorted(mocks.name_violations, key=lambda v: (v.type, v.logical_name))
+        )
     return ProgramRun(
         project=project,
         stack=stack,

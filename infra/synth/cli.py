@@ -1,20 +1,21 @@
 """Offline synthesis: `python -m infra.synth --stack NAME --out DIR`.
 
-Runs the real Pulumi program under the recording mocks (`infra.mocks`) with the
+Runs the real Pulumi program under the recording mocks (`infra.synth.mocks`) with the
 stack's config, then writes
 
 * `DIR/resources.json`: every resource with its type, logical name, URN,
   parent, provider, dependencies and inputs, secrets masked. The format is a
   contract read by the policy pack and the pull-request diff; it is documented
   in `docs/resources-json.md` and versioned by `schemaVersion`.
-* `DIR/manifests/`: one YAML file per Kubernetes object (`infra.manifests`).
+* `DIR/manifests/`: one YAML file per Kubernetes object (`infra.synth.manifests`).
 
 No cloud credentials, Pulumi CLI or cluster are needed. Secrets come from
 `--secrets-file`, from `ENTERPRISEHUB_SYNTH_<KEY>` environment variables, or are
 deterministic stand-ins; their values are never printed or written.
 
 Exit status: 0 on success, 2 for invalid input (the stack's config, a missing
-stack file, a bad secrets file), 1 for anything else.
+stack file, a bad secrets file, a physical name the AWS provider would reject:
+see `infra.synth.naming`), 1 for anything else.
 """
 
 from __future__ import annotations
@@ -29,9 +30,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from infra.manifests import Manifest, manifests_for, write_manifests
-from infra.mock_values import DEFAULT_ACCOUNT_ID, DEFAULT_REGION, UnmockedCallError
-from infra.mocks import (
+from infra.problems import PROJECT, StackConfigError
+from infra.stackfiles import REPO_ROOT
+from infra.synth.inputs import SecretsFileError, StackInputs, stack_inputs
+from infra.synth.manifests import Manifest, manifests_for, write_manifests
+from infra.synth.mock_values import DEFAULT_ACCOUNT_ID, DEFAULT_REGION, UnmockedCallError
+from infra.synth.mocks import (
     DEFAULT_PROGRAM,
     ProgramRun,
     RecordedResource,
@@ -39,9 +43,7 @@ from infra.mocks import (
     normalize_numbers,
     run_program,
 )
-from infra.problems import PROJECT, StackConfigError
-from infra.stackfiles import REPO_ROOT
-from infra.synth_inputs import SecretsFileError, StackInputs, stack_inputs
+from infra.synth.naming import PhysicalNameError
 
 SCHEMA_VERSION = 1
 RESOURCES_FILE = "resources.json"
@@ -182,7 +184,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         result = synthesize(
             args.stack, args.out, root=args.project_dir, secrets_file=args.secrets_file
         )
-    except (StackConfigError, SecretsFileError, FileNotFoundError) as error:
+    except (StackConfigError, SecretsFileError, FileNotFoundError, PhysicalNameError) as error:
         print(f"infra.synth: {error}", file=sys.stderr)
         return 2
     except UnmockedCallError as error:
@@ -198,7 +200,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     if synthetic:
         print(f"infra.synth: synthetic stand-ins for: {', '.join(synthetic)}")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,0 +1,583 @@
+"""Node autoscaling on EKS: Karpenter, its AWS side, and the node pool it fills.
+
+Karpenter watches for pods the scheduler cannot place and launches EC2
+instances that fit them; when nodes empty out or are under-used it consolidates
+them. Everything it needs is declared here:
+
+* the controller's IAM role, assumable only by its ServiceAccount (IRSA), with
+  the permissions of Karpenter's reference CloudFormation template, scoped by
+  the cluster's tags;
+* the node role (and its EC2_LINUX access entry) the instances it launches use;
+* the SQS interruption queue and the EventBridge rules feeding it (spot
+  interruptions, rebalance recommendations, scheduled maintenance, instance
+  state changes), so nodes are drained before EC2 takes them away;
+* the pinned ``karpenter-crd`` and ``karpenter`` Helm charts (CRDs as a release
+  of their own, so that a chart upgrade also upgrades them);
+* one ``EC2NodeClass`` (AMI alias, the cluster's private subnets and security
+  group, an encrypted gp3 root volume, IMDSv2 with one hop) and one
+  ``NodePool`` (instance types chosen by how the pods pack, capacity limits,
+  consolidation with a disruption budget).
+
+The managed node groups stay for what must run before Karpenter does (Karpenter
+itself, CoreDNS); Karpenter's default affinity keeps it off its own nodes.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_kubernetes as k8s
+
+from infra.components.addons import load_pins
+from infra.components.iam import irsa_trust_policy
+
+NAMESPACE: Final = "kube-system"
+SERVICE_ACCOUNT: Final = "karpenter"
+NODE_CLASS: Final = "default"
+NODE_POOL: Final = "default"
+#: Instances launched by Karpenter carry this label (the NodePool's name).
+NODE_POOL_LABEL: Final = "karpenter.sh/nodepool"
+
+#: EventBridge patterns of the events Karpenter handles (its reference template):
+#: scheduled maintenance, spot interruption warnings, rebalance recommendations,
+#: instance state changes. Short keys: a rule's name is at most 64 characters.
+INTERRUPTION_EVENTS: Final[Mapping[str, dict[str, Any]]] = {
+    "health": {"source": ["aws.health"], "detail-type": ["AWS Health Event"]},
+    "spot": {
+        "source": ["aws.ec2"],
+        "detail-type": ["EC2 Spot Instance Interruption Warning"],
+    },
+    "rebalance": {"source": ["aws.ec2"], "detail-type": ["EC2 Instance Rebalance Recommendation"]},
+    "state": {
+        "source": ["aws.ec2"],
+        "detail-type": ["EC2 Instance State-change Notification"],
+    },
+}
+
+
+@dataclass(frozen=True, kw_only=True)
+class KarpenterSpec:
+    """The NodePool's shape (plain values: they decide objects at preview)."""
+
+    instance_types: Sequence[str]
+    capacity_types: Sequence[str]
+    cpu_limit: int
+    memory_limit_gb: int
+    ami_alias: str = "al2023@latest"
+    root_volume_gb: int = 100
+
+
+@dataclass(frozen=True, kw_only=True)
+class KarpenterArgs:
+    """Inputs of :class:`Karpenter`."""
+
+    cluster_name: pulumi.Input[str]
+    cluster_endpoint: pulumi.Input[str]
+    cluster_arn: pulumi.Input[str]
+    oidc_provider_arn: pulumi.Input[str]
+    oidc_issuer_url: pulumi.Input[str]
+    subnet_ids: pulumi.Input[Sequence[pulumi.Input[str]]]
+    security_group_id: pulumi.Input[str]
+    partition: str
+    region: str
+    spec: KarpenterSpec
+    #: The Kubernetes provider for cluster-level objects.
+    provider: k8s.Provider
+    #: What the chart must wait for (nodes to run on, the VPC CNI, CoreDNS).
+    after: Sequence[pulumi.Resource] = ()
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+
+def controller_policy(
+    *,
+    partition: str,
+    region: str,
+    cluster_name: str,
+    cluster_arn: str,
+    queue_arn: str,
+    node_role_arn: str,
+) -> str:
+    """The controller's permissions, after Karpenter's reference CloudFormation template.
+
+    Launch and tag actions are limited to resources tagged for this cluster; the
+    only role it may pass is the node role; it reads only its own queue.
+    """
+    owned = {f"aws:RequestTag/kubernetes.io/cluster/{cluster_name}": "owned"}
+    owned_resource = {f"aws:ResourceTag/kubernetes.io/cluster/{cluster_name}": "owned"}
+    regional = {"aws:RequestedRegion": region}
+    ec2 = f"arn:{partition}:ec2:{region}"
+    statements: list[dict[str, Any]] = [
+        {
+            "Sid": "AllowScopedEC2InstanceAccessActions",
+            "Effect": "Allow",
+            "Resource": [
+                f"arn:{partition}:ec2:{region}::image/*",
+                f"arn:{partition}:ec2:{region}::snapshot/*",
+                f"{ec2}:*:security-group/*",
+                f"{ec2}:*:subnet/*",
+                f"{ec2}:*:capacity-reservation/*",
+            ],
+            "Action": ["ec2:RunInstances", "ec2:CreateFleet"],
+        },
+        {
+            "Sid": "AllowScopedEC2LaunchTemplateAccessActions",
+            "Effect": "Allow",
+            "Resource": f"{ec2}:*:launch-template/*",
+            "Action": ["ec2:RunInstances", "ec2:CreateFleet"],
+            "Condition": {
+                "StringEquals": owned_resource,
+                "StringLike": {"aws:ResourceTag/karpenter.sh/nodepool": "*"},
+            },
+        },
+        {
+            "Sid": "AllowScopedEC2InstanceActionsWithTags",
+            "Effect": "Allow",
+            "Resource": [
+                f"{ec2}:*:fleet/*",
+                f"{ec2}:*:instance/*",
+                f"{ec2}:*:volume/*",
+                f"{ec2}:*:network-interface/*",
+                f"{ec2}:*:launch-template/*",
+                f"{ec2}:*:spot-instances-request/*",
+            ],
+            "Action": ["ec2:RunInstances", "ec2:CreateFleet", "ec2:CreateLaunchTemplate"],
+            "Condition": {
+                "StringEquals": {**owned, "aws:RequestTag/eks:eks-cluster-name": cluster_name},
+                "StringLike": {"aws:RequestTag/karpenter.sh/nodepool": "*"},
+            },
+        },
+        {
+            "Sid": "AllowScopedResourceCreationTagging",
+            "Effect": "Allow",
+            "Resource": [
+                f"{ec2}:*:fleet/*",
+                f"{ec2}:*:instance/*",
+                f"{ec2}:*:volume/*",
+                f"{ec2}:*:network-interface/*",
+                f"{ec2}:*:launch-template/*",
+                f"{ec2}:*:spot-instances-request/*",
+            ],
+            "Action": "ec2:CreateTags",
+            "Condition": {
+                "StringEquals": {
+                    **owned,
+                    "aws:RequestTag/eks:eks-cluster-name": cluster_name,
+                    "ec2:CreateAction": ["RunInstances", "CreateFleet", "CreateLaunchTemplate"],
+                },
+                "StringLike": {"aws:RequestTag/karpenter.sh/nodepool": "*"},
+            },
+        },
+        {
+            "Sid": "AllowScopedResourceTagging",
+            "Effect": "Allow",
+            "Resource": f"{ec2}:*:instance/*",
+            "Action": "ec2:CreateTags",
+            "Condition": {
+                "StringEquals": owned_resource,
+                "StringLike": {"aws:ResourceTag/karpenter.sh/nodepool": "*"},
+                "StringEqualsIfExists": {"aws:RequestTag/eks:eks-cluster-name": cluster_name},
+                "ForAllValues:StringEquals": {
+                    "aws:TagKeys": ["eks:eks-cluster-name", "karpenter.sh/nodeclaim", "Name"]
+                },
+            },
+        },
+        {
+            "Sid": "AllowScopedDeletion",
+            "Effect": "Allow",
+            "Resource": [f"{ec2}:*:instance/*", f"{ec2}:*:launch-template/*"],
+            "Action": ["ec2:TerminateInstances", "ec2:DeleteLaunchTemplate"],
+            "Condition": {
+                "StringEquals": owned_resource,
+                "StringLike": {"aws:ResourceTag/karpenter.sh/nodepool": "*"},
+            },
+        },
+        {
+            "Sid": "AllowRegionalReadActions",
+            "Effect": "Allow",
+            "Resource": "*",
+            "Action": [
+                "ec2:DescribeCapacityReservations",
+                "ec2:DescribeImages",
+                "ec2:DescribeInstances",
+                "ec2:DescribeInstanceTypeOfferings",
+                "ec2:DescribeInstanceTypes",
+                "ec2:DescribeLaunchTemplates",
+                "ec2:DescribeSecurityGroups",
+                "ec2:DescribeSpotPriceHistory",
+                "ec2:DescribeSubnets",
+            ],
+            "Condition": {"StringEquals": regional},
+        },
+        {
+            "Sid": "AllowSSMReadActions",
+            "Effect": "Allow",
+            "Resource": f"arn:{partition}:ssm:{region}::parameter/aws/service/*",
+            "Action": "ssm:GetParameter",
+        },
+        {
+            "Sid": "AllowPricingReadActions",
+            "Effect": "Allow",
+            "Resource": "*",
+            "Action": "pricing:GetProducts",
+        },
+        {
+            "Sid": "AllowInterruptionQueueActions",
+            "Effect": "Allow",
+            "Resource": queue_arn,
+            "Action": ["sqs:DeleteMessage", "sqs:GetQueueUrl", "sqs:ReceiveMessage"],
+        },
+        {
+            "Sid": "AllowPassingInstanceRole",
+            "Effect": "Allow",
+            "Resource": node_role_arn,
+            "Action": "iam:PassRole",
+            "Condition": {
+                "StringEquals": {
+                    "iam:PassedToService": ["ec2.amazonaws.com", "ec2.amazonaws.com.cn"]
+                }
+            },
+        },
+        {
+            "Sid": "AllowScopedInstanceProfileActions",
+            "Effect": "Allow",
+            "Resource": f"arn:{partition}:iam::*:instance-profile/*",
+            "Action": [
+                "iam:CreateInstanceProfile",
+                "iam:TagInstanceProfile",
+                "iam:AddRoleToInstanceProfile",
+                "iam:RemoveRoleFromInstanceProfile",
+                "iam:DeleteInstanceProfile",
+            ],
+            "Condition": {
+                "StringEquals": {
+                    f"aws:ResourceTag/kubernetes.io/cluster/{cluster_name}": "owned",
+                    "aws:ResourceTag/topology.kubernetes.io/region": region,
+                },
+                "StringLike": {"aws:ResourceTag/karpenter.k8s.aws/ec2nodeclass": "*"},
+            },
+        },
+        {
+            "Sid": "AllowScopedInstanceProfileCreation",
+            "Effect": "Allow",
+            "Resource": f"arn:{partition}:iam::*:instance-profile/*",
+            "Action": ["iam:CreateInstanceProfile", "iam:TagInstanceProfile"],
+            "Condition": {
+                "StringEquals": {
+                    **owned,
+                    "aws:RequestTag/eks:eks-cluster-name": cluster_name,
+                    "aws:RequestTag/topology.kubernetes.io/region": region,
+                },
+                "StringLike": {"aws:RequestTag/karpenter.k8s.aws/ec2nodeclass": "*"},
+            },
+        },
+        {
+            "Sid": "AllowInstanceProfileReadActions",
+            "Effect": "Allow",
+            "Resource": f"arn:{partition}:iam::*:instance-profile/*",
+            "Action": "iam:GetInstanceProfile",
+        },
+        {
+            "Sid": "AllowAPIServerEndpointDiscovery",
+            "Effect": "Allow",
+            "Resource": cluster_arn,
+            "Action": "eks:DescribeCluster",
+        },
+    ]
+    # Compact: inline role policies share a 10,240-character quota per role.
+    return json.dumps({"Version": "2012-10-17", "Statement": statements}, separators=(",", ":"))
+
+
+def queue_policy(queue_arn: str) -> str:
+    """Only EventBridge and SQS itself may send to the queue, and only over TLS."""
+    return json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Sid": "EventBridgeWrite",
+                    "Effect": "Allow",
+                    "Principal": {"Service": ["events.amazonaws.com", "sqs.amazonaws.com"]},
+                    "Action": "sqs:SendMessage",
+                    "Resource": queue_arn,
+                },
+                {
+                    "Sid": "DenyHTTP",
+                    "Effect": "Deny",
+                    "Principal": "*",
+                    "Action": "sqs:*",
+                    "Resource": queue_arn,
+                    "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+                },
+            ],
+        }
+    )
+
+
+class Karpenter(pulumi.ComponentResource):
+    """Karpenter's IAM, interruption queue, Helm releases, EC2NodeClass and NodePool."""
+
+    node_role_arn: pulumi.Output[str]
+    controller_role_arn: pulumi.Output[str]
+    queue_name: pulumi.Output[str]
+    chart_version: str
+
+    def __init__(
+        self, name: str, args: KarpenterArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("enterprisehub:aws:Karpenter", name, None, opts)
+        tags = dict(args.tags)
+        child = pulumi.ResourceOptions(parent=self)
+        policy = f"arn:{args.partition}:iam::aws:policy"
+
+        node_role = aws.iam.Role(
+            f"{name}-node",
+            description="Nodes launched by Karpenter",
+            assume_role_policy=json.dumps(
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {
+                            "Effect": "Allow",
+                            "Principal": {"Service": "ec2.amazonaws.com"},
+                            "Action": "sts:AssumeRole",
+                        }
+                    ],
+                }
+            ),
+            tags=tags,
+            opts=child,
+        )
+        node_policies = [
+            aws.iam.RolePolicyAttachment(
+                f"{name}-node-{policy_name}",
+                role=node_role.name,
+                policy_arn=f"{policy}/{policy_name}",
+                opts=pulumi.ResourceOptions(parent=node_role),
+            )
+            for policy_name in (
+                "AmazonEKSWorkerNodePolicy",
+                "AmazonEKS_CNI_Policy",
+                "AmazonEC2ContainerRegistryReadOnly",
+                "AmazonSSMManagedInstanceCore",
+            )
+        ]
+        # Nodes join through an access entry (authentication mode API, no aws-auth).
+        node_access = aws.eks.AccessEntry(
+            f"{name}-node-access",
+            cluster_name=args.cluster_name,
+            principal_arn=node_role.arn,
+            type="EC2_LINUX",
+            tags=tags,
+            opts=pulumi.ResourceOptions(parent=node_role),
+        )
+
+        queue = aws.sqs.Queue(
+            f"{name}-interruptions",
+            # Events older than five minutes describe nodes already gone.
+            message_retention_seconds=300,
+            sqs_managed_sse_enabled=True,
+            tags=tags,
+            opts=child,
+        )
+        aws.sqs.QueuePolicy(
+            f"{name}-interruptions-policy",
+            queue_url=queue.url,
+            policy=queue.arn.apply(queue_policy),
+            opts=pulumi.ResourceOptions(parent=queue),
+        )
+        for event, pattern in INTERRUPTION_EVENTS.items():
+            rule = aws.cloudwatch.EventRule(
+                f"{name}-{event}",
+                description=f"Karpenter interruption handling: {event}",
+                event_pattern=json.dumps(pattern),
+                tags=tags,
+                opts=pulumi.ResourceOptions(parent=queue),
+            )
+            aws.cloudwatch.EventTarget(
+                f"{name}-{event}-target",
+                rule=rule.name,
+                arn=queue.arn,
+                opts=pulumi.ResourceOptions(parent=rule),
+            )
+
+        controller_role = aws.iam.Role(
+            f"{name}-controller",
+            description=f"IRSA role of {NAMESPACE}/{SERVICE_ACCOUNT} (Karpenter)",
+            assume_role_policy=irsa_trust_policy(
+                args.oidc_provider_arn, args.oidc_issuer_url, NAMESPACE, SERVICE_ACCOUNT
+            ),
+            tags=tags,
+            opts=child,
+        )
+        controller_permissions = aws.iam.RolePolicy(
+            f"{name}-controller-policy",
+            role=controller_role.id,
+            policy=pulumi.Output.all(
+                args.cluster_name, args.cluster_arn, queue.arn, node_role.arn
+            ).apply(
+                lambda v: controller_policy(
+                    partition=args.partition,
+                    region=args.region,
+                    cluster_name=str(v[0]),
+                    cluster_arn=str(v[1]),
+                    queue_arn=str(v[2]),
+                    node_role_arn=str(v[3]),
+                )
+            ),
+            opts=pulumi.ResourceOptions(parent=controller_role),
+        )
+
+        pins = load_pins(section="awsCharts")
+        crd_pin, chart_pin = pins["karpenter-crd"], pins["karpenter"]
+        k8s_child = pulumi.ResourceOptions(parent=self, provider=args.provider)
+        crds = k8s.helm.v3.Release(
+            f"{name}-crd",
+            name="karpenter-crd",
+            chart=f"{crd_pin.repository}/{crd_pin.chart}",
+            version=crd_pin.version,
+            namespace=crd_pin.namespace,
+            atomic=True,
+            max_history=10,
+            opts=pulumi.ResourceOptions.merge(
+                k8s_child, pulumi.ResourceOptions(depends_on=list(args.after))
+            ),
+        )
+        release = k8s.helm.v3.Release(
+            f"{name}-chart",
+            name="karpenter",
+            chart=f"{chart_pin.repository}/{chart_pin.chart}",
+            version=chart_pin.version,
+            namespace=chart_pin.namespace,
+            skip_crds=True,
+            atomic=True,
+            cleanup_on_fail=True,
+            max_history=10,
+            values={
+                "settings": {
+                    "clusterName": args.cluster_name,
+                    "clusterEndpoint": args.cluster_endpoint,
+                    "interruptionQueue": queue.name,
+                },
+                "serviceAccount": {
+                    "name": SERVICE_ACCOUNT,
+                    "annotations": {"eks.amazonaws.com/role-arn": controller_role.arn},
+                },
+                # Two controllers (leader election) spread over the managed nodes.
+                "replicas": 2,
+                "podDisruptionBudget": {"name": "karpenter", "maxUnavailable": 1},
+                "controller": {
+                    "resources": {
+                        "requests": {"cpu": "250m", "memory": "512Mi"},
+                        "limits": {"memory": "1Gi"},
+                    }
+                },
+                "logLevel": "info",
+            },
+            opts=pulumi.ResourceOptions.merge(
+                k8s_child,
+                pulumi.ResourceOptions(
+                    depends_on=[crds, controller_permissions, node_access, *node_policies]
+                ),
+            ),
+        )
+        spec = args.spec
+        node_class = k8s.apiextensions.CustomResource(
+            f"{name}-node-class",
+            api_version="karpenter.k8s.aws/v1",
+            kind="EC2NodeClass",
+            metadata=k8s.meta.v1.ObjectMetaArgs(name=NODE_CLASS),
+            spec={
+                "role": node_role.name,
+                "amiSelectorTerms": [{"alias": spec.ami_alias}],
+                "subnetSelectorTerms": pulumi.Output.from_input(args.subnet_ids).apply(
+                    lambda ids: [{"id": subnet} for subnet in ids]
+                ),
+                "securityGroupSelectorTerms": [{"id": args.security_group_id}],
+                "blockDeviceMappings": [
+                    {
+                        "deviceName": "/dev/xvda",
+                        "ebs": {
+                            "volumeSize": f"{spec.root_volume_gb}Gi",
+                            "volumeType": "gp3",
+                            "encrypted": True,
+                            "deleteOnTermination": True,
+                        },
+                    }
+                ],
+                # IMDSv2 only, one hop: pods use IRSA, never the node's role.
+                "metadataOptions": {
+                    "httpEndpoint": "enabled",
+                    "httpTokens": "required",
+                    "httpPutResponseHopLimit": 1,
+                },
+                "tags": {**tags, "karpenter.sh/discovery": args.cluster_name},
+            },
+            opts=pulumi.ResourceOptions.merge(
+                k8s_child, pulumi.ResourceOptions(depends_on=[release])
+            ),
+        )
+        k8s.apiextensions.CustomResource(
+            f"{name}-node-pool",
+            api_version="karpenter.sh/v1",
+            kind="NodePool",
+            metadata=k8s.meta.v1.ObjectMetaArgs(name=NODE_POOL),
+            spec=node_pool_spec(spec),
+            opts=pulumi.ResourceOptions.merge(
+                k8s_child, pulumi.ResourceOptions(depends_on=[release, node_class])
+            ),
+        )
+
+        self.node_role_arn = node_role.arn
+        self.controller_role_arn = controller_role.arn
+        self.queue_name = queue.name
+        self.chart_version = chart_pin.version
+        self.register_outputs(
+            {
+                "node_role_arn": self.node_role_arn,
+                "controller_role_arn": self.controller_role_arn,
+                "queue_name": self.queue_name,
+            }
+        )
+
+
+def node_pool_spec(spec: KarpenterSpec) -> dict[str, Any]:
+    """The NodePool: which instances Karpenter may launch, and how far it may go."""
+    return {
+        "template": {
+            "metadata": {"labels": {"enterprisehub.io/node-group": NODE_POOL}},
+            "spec": {
+                "nodeClassRef": {
+                    "group": "karpenter.k8s.aws",
+                    "kind": "EC2NodeClass",
+                    "name": NODE_CLASS,
+                },
+                "requirements": [
+                    {
+                        "key": "node.kubernetes.io/instance-type",
+                        "operator": "In",
+                        "values": list(spec.instance_types),
+                    },
+                    {
+                        "key": "karpenter.sh/capacity-type",
+                        "operator": "In",
+                        "values": list(spec.capacity_types),
+                    },
+                    {"key": "kubernetes.io/os", "operator": "In", "values": ["linux"]},
+                ],
+                # Nodes are replaced after 30 days, picking up new AMIs and patches.
+                "expireAfter": "720h",
+            },
+        },
+        "limits": {"cpu": str(spec.cpu_limit), "memory": f"{spec.memory_limit_gb}Gi"},
+        "disruption": {
+            "consolidationPolicy": "WhenEmptyOrUnderutilized",
+            "consolidateAfter": "5m",
+            # At most one node in ten is disrupted at a time, so PDBs can hold.
+            "budgets": [{"nodes": "10%"}],
+        },
+    }

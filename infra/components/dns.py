@@ -1,0 +1,137 @@
+"""Public DNS on EKS: external-dns writing the edge's records into one Route 53 zone.
+
+external-dns watches the Ingresses (and LoadBalancer Services) and upserts a
+record for each hostname, pointing at the load balancer that serves it. Its
+IAM role (IRSA, only ``kube-system/external-dns`` may assume it) may change
+records in the stack's hosted zone and nowhere else; the zone-id filter keeps
+the controller itself to that zone, and the TXT owner id marks the records this
+stack owns, so two stacks sharing a zone never overwrite each other. The
+policy is ``upsert-only``: a record is never deleted by the controller (a
+removed hostname is cleaned up by hand, which is rare and safer than an
+accidental wipe).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Final
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_kubernetes as k8s
+
+from infra.components.addons import load_pins
+from infra.components.iam import irsa_trust_policy
+
+NAMESPACE: Final = "kube-system"
+SERVICE_ACCOUNT: Final = "external-dns"
+
+
+def route53_policy(partition: str, zone_id: str) -> str:
+    """Record changes in one hosted zone; the listing calls external-dns needs to find it."""
+    return json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Sid": "ChangeRecordsInTheStackZone",
+                    "Effect": "Allow",
+                    "Action": "route53:ChangeResourceRecordSets",
+                    "Resource": f"arn:{partition}:route53:::hostedzone/{zone_id}",
+                },
+                {
+                    "Sid": "ReadZones",
+                    "Effect": "Allow",
+                    "Action": [
+                        "route53:ListHostedZones",
+                        "route53:ListResourceRecordSets",
+                        "route53:ListTagsForResources",
+                    ],
+                    "Resource": "*",
+                },
+            ],
+        }
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExternalDnsArgs:
+    """Inputs of :class:`ExternalDns`."""
+
+    hosted_zone_id: str
+    #: Only names under these domains are managed.
+    domains: Sequence[str]
+    #: Marks this stack's records (TXT registry); the cluster's name.
+    owner_id: str
+    oidc_provider_arn: pulumi.Input[str]
+    oidc_issuer_url: pulumi.Input[str]
+    partition: str
+    region: str
+    provider: k8s.Provider
+    after: Sequence[pulumi.Resource] = ()
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+
+class ExternalDns(pulumi.ComponentResource):
+    """external-dns with an IRSA role limited to one Route 53 zone."""
+
+    role_arn: pulumi.Output[str]
+    chart_version: str
+
+    def __init__(
+        self, name: str, args: ExternalDnsArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("enterprisehub:aws:ExternalDns", name, None, opts)
+        role = aws.iam.Role(
+            f"{name}-role",
+            description=f"IRSA role of {NAMESPACE}/{SERVICE_ACCOUNT} (zone {args.hosted_zone_id})",
+            assume_role_policy=irsa_trust_policy(
+                args.oidc_provider_arn, args.oidc_issuer_url, NAMESPACE, SERVICE_ACCOUNT
+            ),
+            tags=dict(args.tags),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        permissions = aws.iam.RolePolicy(
+            f"{name}-route53",
+            role=role.id,
+            policy=route53_policy(args.partition, args.hosted_zone_id),
+            opts=pulumi.ResourceOptions(parent=role),
+        )
+        pin = load_pins(section="awsCharts")["external-dns"]
+        k8s.helm.v3.Release(
+            f"{name}-chart",
+            name="external-dns",
+            chart=pin.chart,
+            version=pin.version,
+            repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=pin.repository),
+            namespace=pin.namespace,
+            atomic=True,
+            cleanup_on_fail=True,
+            max_history=10,
+            values={
+                "provider": {"name": "aws"},
+                "env": [{"name": "AWS_DEFAULT_REGION", "value": args.region}],
+                "serviceAccount": {
+                    "name": SERVICE_ACCOUNT,
+                    "annotations": {"eks.amazonaws.com/role-arn": role.arn},
+                },
+                "sources": ["ingress", "service"],
+                "domainFilters": list(args.domains),
+                "policy": "upsert-only",
+                "registry": "txt",
+                "txtOwnerId": args.owner_id,
+                "extraArgs": [f"--zone-id-filter={args.hosted_zone_id}"],
+                "resources": {
+                    "requests": {"cpu": "50m", "memory": "64Mi"},
+                    "limits": {"memory": "128Mi"},
+                },
+            },
+            opts=pulumi.ResourceOptions(
+                parent=self, provider=args.provider, depends_on=[permissions, *args.after]
+            ),
+        )
+        self.role_arn = role.arn
+        self.chart_version = pin.version
+        self.register_outputs({"role_arn": self.role_arn})

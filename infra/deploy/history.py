@@ -1,0 +1,133 @@
+"""A stack's update history, read through Pulumi's Automation API.
+
+`pulumi stack history --json` (what `Stack.history()` runs) lists updates
+newest first, each with its kind, result, times and the environment the CLI
+recorded, including `git.head`: the commit the program was run from. That
+commit is what makes a rollback possible at all; Pulumi's own history holds
+neither the code nor the config (pulumi/pulumi#96).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from pulumi import automation as auto
+
+
+class HistoryError(RuntimeError):
+    """The history could not be read, or does not allow what was asked."""
+
+
+@dataclass(frozen=True)
+class Update:
+    """One entry of the history."""
+
+    version: int
+    kind: str
+    result: str
+    start: datetime
+    end: datetime | None
+    commit: str | None
+    message: str
+    #: The config the update ran with: key -> value, None for a secret
+    #: (never requested). Out-of-band keys such as the image digest CI sets
+    #: live only here and in that run's working copy.
+    config: tuple[tuple[str, str | None], ...] = ()
+
+    @property
+    def config_keys(self) -> tuple[str, ...]:
+        """Every config key the update had, secrets included."""
+        return tuple(key for key, _ in self.config)
+
+    def plain_config(self) -> dict[str, str]:
+        """The non-secret config values the update ran with."""
+        return {key: value for key, value in self.config if value is not None}
+
+    @property
+    def succeeded(self) -> bool:
+        """A completed `update` (not a preview, refresh or destroy) that succeeded."""
+        return self.kind == "update" and self.result == "succeeded"
+
+    @property
+    def in_progress(self) -> bool:
+        """An operation still running (or one whose CLI died without saying)."""
+        return self.result == "in-progress"
+
+
+def _update(summary: auto.UpdateSummary) -> Update:
+    environment = dict(summary.environment or {})
+    return Update(
+        version=int(summary.version or 0),
+        kind=str(summary.kind),
+        result=str(summary.result),
+        start=summary.start_time,
+        end=summary.end_time,
+        commit=environment.get("git.head") or None,
+        message=str(summary.message or ""),
+        config=tuple(
+            sorted(
+                (key, None if value.secret else str(value.value))
+                for key, value in (summary.config or {}).items()
+            )
+        ),
+    )
+
+
+def load_history(stack: str, work_dir: Path) -> list[Update]:
+    """The stack's updates, newest first (secrets never requested)."""
+    try:
+        selected = auto.select_stack(stack_name=stack, work_dir=str(work_dir))
+        summaries = selected.history(show_secrets=False)
+    except auto.CommandError as exc:
+        raise HistoryError(f"cannot read the history of stack {stack}: {exc}") from exc
+    return sorted((_update(s) for s in summaries), key=lambda u: u.version, reverse=True)
+
+
+def current_update(updates: Sequence[Update]) -> Update:
+    """The update that produced what is deployed: the newest successful one."""
+    for update in updates:
+        if update.succeeded:
+            return update
+    raise HistoryError("the stack has no successful update")
+
+
+def previous_update(updates: Sequence[Update]) -> Update:
+    """The last successful update before the current one, from another commit."""
+    current = current_update(updates)
+    for update in updates:
+        if (
+            update.version < current.version
+            and update.succeeded
+            and update.commit
+            and update.commit != current.commit
+        ):
+            return update
+    raise HistoryError(
+        f"no earlier successful update from another commit than {current.commit or '(unknown)'}"
+        " to roll back to"
+    )
+
+
+def recorded_config(updates: Sequence[Update], commit: str) -> dict[str, str]:
+    """The plain config of the newest successful update of `commit` ({} if none)."""
+    for update in updates:
+        if update.succeeded and update.commit == commit:
+            return update.plain_config()
+    return {}
+
+
+def render(updates: Sequence[Update]) -> str:
+    """The history as a fixed-width table, newest first."""
+    lines = [
+        f"{'version':>7}  {'kind':<8} {'result':<11} {'started (UTC)':<19}  commit        message"
+    ]
+    for u in updates:
+        started = u.start.strftime("%Y-%m-%d %H:%M:%S")
+        commit = (u.commit or "-")[:12]
+        lines.append(
+            f"{u.version:>7}  {u.kind:<8} {u.result:<11} {started:<19}  {commit:<12}  {u.message}"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,220 @@
+"""Request bodies at the edge: authenticate first, bound the size, then read.
+
+Two layers, both in every app ``create_app`` builds:
+
+- `EdgeGuard`, an ASGI middleware in front of every route. A request that
+  carries a body (a Content-Length above 0, or Transfer-Encoding) is answered
+  401 before a byte of it is read unless its bearer token verifies, and 413
+  unread when it declares more than the app's cap; a chunked body is counted
+  as it streams and refused with 413 the moment it passes the cap, so no
+  route ever holds more than the cap in memory. This is what makes a route
+  written with a plain pydantic body parameter safe: FastAPI reads such a
+  body before it runs any dependency, so without the guard an anonymous
+  caller could make the service read and parse any amount of data before
+  the 401. Starlette's own ``RequestBodyLimitMiddleware`` counts the same
+  way but answers in plain text and knows nothing of tokens; every error
+  here is the ``{detail, reason}`` JSON of ``services.common.errors``.
+- `read_body` and `parse_body`, for a route with a tighter limit named by
+  its own setting (the realtime webhooks: REALTIME_MAX_EVENT_BYTES): read at
+  most ``limit`` bytes, then validate against a pydantic model with errors
+  located in the body as FastAPI reports its own (422).
+
+The token is verified again by the route's ``PrincipalDep`` (a lookup in the
+verifier's cache of verified tokens, so the second check costs well under a
+microsecond); the guard decides only whether a body may be read at all, not
+what the caller may do, which stays with each route.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ValidationError
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from services.common.auth import AuthError, TokenVerifier
+from services.common.errors import ApiError
+
+Model = TypeVar("Model", bound=BaseModel)
+
+BODY_TOO_LARGE = "body_too_large"
+
+
+class BodyTooLarge(ApiError):  # noqa: N818 - reads as the condition it names
+    """413 ``{detail, reason: "body_too_large"}``; the detail names the limit."""
+
+    def __init__(self, limit: int, setting: str | None = None) -> None:
+        source = f" ({setting})" if setting else ", the most this service accepts"
+        super().__init__(
+            413,
+            f"request body exceeds {limit} bytes{source}; send less data per request",
+            reason=BODY_TOO_LARGE,
+        )
+        self.limit = limit
+
+
+def _json(status: int, body: dict[str, str], headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+class EdgeGuard:
+    """Pure ASGI middleware: no token, no body read; never more than ``max_body_bytes``."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        verifier: TokenVerifier,
+        max_body_bytes: int,
+        setting: str | None = None,
+    ) -> None:
+        if max_body_bytes < 0:
+            raise ValueError(f"max_body_bytes must be >= 0, got {max_body_bytes}")
+        self.app = app
+        self.verifier = verifier
+        self.max_body_bytes = max_body_bytes
+        self.setting = setting
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared: int | None = None
+        streamed = False
+        authorization: bytes | None = None
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                declared = int(value) if value.isdigit() else -1
+            elif name == b"transfer-encoding":
+                streamed = True
+            elif name == b"authorization":
+                authorization = value
+        if declared == -1:
+            refusal = {"detail": "Content-Length is not a number", "reason": "invalid_request"}
+            await _json(400, refusal)(scope, receive, send)
+            return
+        if streamed or (declared is not None and declared > 0):
+            refused = self._refusal(authorization, declared)
+            if refused is not None:
+                await refused(scope, receive, send)
+                return
+        await self._bounded(scope, receive, send)
+
+    def _refusal(self, authorization: bytes | None, declared: int | None) -> JSONResponse | None:
+        try:
+            self._authenticate(authorization)
+        except AuthError as exc:
+            return _json(401, exc.body(), exc.headers())
+        if declared is not None and declared > self.max_body_bytes:
+            error = BodyTooLarge(self.max_body_bytes, self.setting)
+            return _json(413, {"detail": str(error.detail), "reason": BODY_TOO_LARGE})
+        return None
+
+    def _authenticate(self, authorization: bytes | None) -> None:
+        if authorization is None:
+            raise AuthError("missing_token", "send Authorization: Bearer <token> with a body")
+        scheme, _, token = authorization.decode("latin-1").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise AuthError("malformed_token", "Authorization header must be 'Bearer <token>'")
+        self.verifier.verify(token.strip())
+
+    async def _bounded(self, scope: Scope, receive: Receive, send: Send) -> None:
+        received = 0
+        started = False
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body_bytes:
+                    raise BodyTooLarge(self.max_body_bytes, self.setting)
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except BodyTooLarge as exc:
+            # Normally the app's exception handlers answer it; this covers a
+            # body read outside them (a middleware, a background task).
+            if started:
+                raise
+            body = {"detail": str(exc.detail), "reason": BODY_TOO_LARGE}
+            await _json(413, body)(scope, receive, send)
+
+
+async def read_body(request: Request, *, limit: int, setting: str) -> bytes:
+    """The request body, refused with `BodyTooLarge` as soon as it passes ``limit``.
+
+    A declared Content-Length over the limit is refused before anything is
+    read; a chunked body is read only up to the limit.
+    """
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge(limit, setting)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge(limit, setting)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _in_body(exc: ValidationError) -> RequestValidationError:
+    # Locations relative to the body, as FastAPI reports its own body errors.
+    return RequestValidationError(
+        [{**err, "loc": ("body", *err["loc"])} for err in exc.errors(include_url=False)]
+    )
+
+
+def parse_body(body: bytes, model: type[Model]) -> Model:
+    """Validate JSON ``body`` as ``model``; a 422 names the field (``body.x.y``)."""
+    if not body:
+        raise RequestValidationError(
+            [
+                {
+                    "loc": ("body",),
+                    "msg": "request body is empty; send a JSON object",
+                    "type": "missing",
+                }
+            ]
+        )
+    try:
+        return model.model_validate_json(body)
+    except ValidationError as exc:
+        raise _in_body(exc) from None
+
+
+def _inline_refs(schema: Any, defs: dict[str, Any]) -> Any:
+    # OpenAPI cannot resolve pydantic's local "#/$defs/..." references inside
+    # an operation's schema, so nested models are inlined.
+    if isinstance(schema, dict):
+        ref = schema.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#/$defs/"):
+            return _inline_refs(defs[ref.removeprefix("#/$defs/")], defs)
+        return {k: _inline_refs(v, defs) for k, v in schema.items() if k != "$defs"}
+    if isinstance(schema, list):
+        return [_inline_refs(item, defs) for item in schema]
+    return schema
+
+
+def request_body_openapi(model: type[BaseModel]) -> dict[str, Any]:
+    """``openapi_extra`` documenting ``model`` as the JSON body of a route that reads its own."""
+    schema = model.model_json_schema()
+    inlined = _inline_refs(schema, schema.get("$defs", {}))
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": inlined}},
+        }
+    }

@@ -1,0 +1,1 @@
+"""The Streamlit dashboards: one multipage app (``enterprisehub serve dashboards``)."""

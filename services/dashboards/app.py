@@ -1,0 +1,116 @@
+"""The dashboards: one Streamlit multipage app behind one sign-in.
+
+``enterprisehub serve dashboards`` runs this script. A user signs in with a
+platform JWT (``enterprisehub token ...``); it is verified with the same
+``TokenVerifier`` as every service, and the tenant comes only from the
+verified token, never from anything typed. The token is checked again on
+every rerun, so an expired one signs the user out. Each page then receives a
+`PageContext` for that tenant.
+
+Adding a page is one line in ``PAGES`` (see ``services/dashboards/pages``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from types import ModuleType
+
+import streamlit as st
+
+from services.common.auth import AuthError, Principal, TokenVerifier
+from services.dashboards.config import DashboardSettings
+from services.dashboards.context import AsyncRunner, PageContext
+from services.dashboards.pages import lead_hub
+
+PAGES: tuple[ModuleType, ...] = (lead_hub,)
+"""Every page, in navigation order; each defines TITLE, ICON and render(ctx)."""
+
+_TOKEN_KEY = "dashboards_token"  # noqa: S105 - a session-state key, not a secret
+
+
+def _fingerprint(settings: DashboardSettings) -> str:
+    """A digest of what the cached resources are built from (never shown or logged)."""
+    secrets = [settings.database_url, settings.jwt_secret_key, *settings.jwt_previous_keys.values()]
+    parts = [
+        settings.jwt_key_id,
+        *settings.jwt_previous_keys,
+        *(s.get_secret_value() for s in secrets),
+    ]
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()
+
+
+# Cached per process and keyed by the fingerprint (Streamlit does not hash
+# arguments whose names start with "_"), so all sessions share one pool and
+# one verifier, and other settings (another test, a key rotation) get new ones.
+@st.cache_resource(show_spinner=False)
+def _runner(fingerprint: str, _settings: DashboardSettings) -> AsyncRunner:
+    return AsyncRunner(_settings)
+
+
+@st.cache_resource(show_spinner=False)
+def _verifier(fingerprint: str, _settings: DashboardSettings) -> TokenVerifier:
+    return TokenVerifier.from_settings(_settings)
+
+
+def _signed_in(verifier: TokenVerifier) -> tuple[Principal, str] | None:
+    token = st.session_state.get(_TOKEN_KEY)
+    if token is None:
+        return None
+    try:
+        return verifier.verify(token), token
+    except AuthError as exc:
+        del st.session_state[_TOKEN_KEY]
+        st.warning(f"Signed out: {exc.detail}.")
+        return None
+
+
+def _sign_in(verifier: TokenVerifier) -> None:
+    st.title("EnterpriseHub dashboards")
+    with st.form("sign_in"):
+        token = st.text_input(
+            "Access token", type="password", help="A platform JWT: enterprisehub token ..."
+        )
+        submitted = st.form_submit_button("Sign in")
+    if not submitted:
+        return
+    try:
+        verifier.verify(token.strip())
+    except AuthError as exc:
+        st.error(f"Sign-in refused: {exc.detail} ({exc.reason}).")
+        return
+    st.session_state[_TOKEN_KEY] = token.strip()
+    st.rerun()
+
+
+def _page(module: ModuleType, ctx: PageContext) -> st.Page:
+    def draw() -> None:
+        module.render(ctx)
+
+    slug = module.__name__.rsplit(".", 1)[-1]
+    return st.Page(draw, title=module.TITLE, icon=module.ICON, url_path=slug)
+
+
+def main() -> None:
+    """Sign in, then show the pages of the signed-in tenant."""
+    st.set_page_config(page_title="EnterpriseHub", page_icon="🏠", layout="wide")
+    settings = DashboardSettings.from_env()
+    key = _fingerprint(settings)
+    verifier = _verifier(key, settings)
+    signed_in = _signed_in(verifier)
+    if signed_in is None:
+        _sign_in(verifier)
+        return
+    principal, token = signed_in
+    ctx = PageContext(
+        tenant_id=principal.tenant_id, token=token, settings=settings, runner=_runner(key, settings)
+    )
+    with st.sidebar:
+        st.caption(f"Tenant **{principal.tenant_id}** · {principal.subject}")
+        if st.button("Sign out"):
+            del st.session_state[_TOKEN_KEY]
+            st.rerun()
+    st.navigation([_page(module, ctx) for module in PAGES]).run()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,30 @@
+"""Settings of the dashboards app, read from the environment at start-up."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from pydantic import Field, field_validator
+
+from services.common.settings import CommonSettings
+
+DASHBOARDS_PORT = 8501
+
+
+class DashboardSettings(CommonSettings):
+    """CommonSettings (the JWT keys that verify sign-ins, the application-role
+    DATABASE_URL pages query through) plus where the live feed is."""
+
+    service_name: ClassVar[str] = "dashboards"
+
+    dashboards_feed_url: str = Field(
+        default="ws://127.0.0.1:8001/v1/feed",
+        description="websocket-manager's WS /v1/feed, as the dashboards reach it.",
+    )
+
+    @field_validator("dashboards_feed_url")
+    @classmethod
+    def _ws_url(cls, value: str) -> str:
+        if not value.startswith(("ws://", "wss://")):
+            raise ValueError("expected ws://HOST:PORT/v1/feed or wss://...")
+        return value

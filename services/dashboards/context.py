@@ -1,0 +1,83 @@
+"""What a page receives: the signed-in tenant, its token, settings, and ``run``.
+
+Streamlit runs each page's script in a thread without an event loop, while
+the platform's clients are asyncio ones. `AsyncRunner` keeps one event loop
+on a daemon thread per process, with one ``Database`` pool (the application
+role, so row-level security applies) opened on it lazily; ``ctx.run(fn)``
+hands ``fn`` that database on that loop and waits for the result. One pool
+per process rather than per session keeps the connection count bounded by
+DB_POOL_SIZE + DB_MAX_OVERFLOW however many people have the dashboards open.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Awaitable, Callable, Coroutine
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from services.common.database import Database
+from services.dashboards.config import DashboardSettings
+
+T = TypeVar("T")
+
+
+class AsyncRunner:
+    """An event loop on a daemon thread, and the database opened on it."""
+
+    def __init__(self, settings: DashboardSettings) -> None:
+        self._settings = settings
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="dashboards-loop", daemon=True
+        )
+        self._thread.start()
+        self._db: Database | None = None
+        self._db_lock = asyncio.Lock()
+
+    def call(self, coroutine: Coroutine[Any, Any, T], *, timeout: float | None = None) -> T:
+        """Run ``coroutine`` on the loop and wait (at most ``timeout`` s) for its result."""
+        future: Future[T] = asyncio.run_coroutine_threadsafe(coroutine, self._loop)
+        return future.result(timeout)
+
+    async def database(self) -> Database:
+        """The process's pool, connected on first use."""
+        async with self._db_lock:
+            if self._db is None:
+                self._db = await Database.connect(self._settings)
+            return self._db
+
+    def close(self) -> None:
+        """Close the pool and stop the loop."""
+        if self._db is not None:
+            self.call(self._db.close())
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=5)
+
+
+@dataclass(frozen=True)
+class PageContext:
+    """The signed-in user's view of the platform, given to every page's ``render``.
+
+    ``tenant_id`` comes only from a verified token; every query goes through
+    ``async with db.tenant(ctx.tenant_id) as conn``.
+    """
+
+    tenant_id: str
+    token: str
+    settings: DashboardSettings
+    runner: AsyncRunner
+
+    def run(self, fn: Callable[[Database], Awaitable[T]]) -> T:
+        """``await fn(db)`` with the application-role ``Database``; returns its result."""
+
+        async def with_db() -> T:
+            return await fn(await self.runner.database())
+
+        return self.runner.call(with_db())
+
+    def run_async(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        """Await ``coroutine`` on the shared loop (for clients other than Postgres)."""
+        return self.runner.call(coroutine)

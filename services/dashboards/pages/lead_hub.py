@@ -1,0 +1,137 @@
+"""Real-Time Lead Intelligence Hub: a tenant's live lead events and their scores.
+
+Read through ``WS /v1/feed`` with the signed-in user's token, exactly as an
+agent's client reads it. On first open the page replays the last
+hour (`LOOKBACK_SECONDS`); every refresh resumes from the last event
+seen, so nothing is read twice. Shown: the latest events with their scores,
+the score distribution, and counts by event type.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import plotly.graph_objects as go
+import streamlit as st
+
+from services.dashboards.context import PageContext
+from services.dashboards.feed import FeedUnavailable, read_feed, stream_id_at
+
+TITLE = "Real-Time Lead Intelligence Hub"
+ICON = "📡"
+
+HOT_SCORE = 0.7
+"""Leads at or above this conversion probability count as hot."""
+LATEST_EVENTS = 200
+"""Events the page keeps and shows (newest first)."""
+LOOKBACK_SECONDS = 3600.0
+"""How far back the feed is replayed when the page opens."""
+LISTEN_SECONDS = 1.0
+FEED_TIMEOUT_SECONDS = 10.0
+REFRESH_SECONDS = 5
+
+_STATE_KEY = "lead_hub"
+
+
+@dataclass(frozen=True)
+class HubView:
+    """What the page draws, computed from the events it holds."""
+
+    rows: list[dict[str, Any]]
+    scores: list[float]
+    by_type: dict[str, int]
+    hot: int
+    mean_score: float | None
+
+
+def summarize(events: list[dict[str, Any]], *, latest: int) -> HubView:
+    """The newest ``latest`` events (newest first) and their figures."""
+    recent = events[-latest:]
+    scores = [float(e["score"]) for e in recent if isinstance(e.get("score"), int | float)]
+    rows = [
+        {
+            "accepted": datetime.fromtimestamp(float(e["accepted_at"]), tz=UTC).strftime(
+                "%H:%M:%S"
+            ),
+            "lead": e.get("lead_id"),
+            "event": e.get("event_type"),
+            "agent": e.get("agent_id") or "all",
+            "score": round(float(e["score"]), 3),
+        }
+        for e in reversed(recent)
+    ]
+    return HubView(
+        rows=rows,
+        scores=scores,
+        by_type=dict(Counter(str(e.get("event_type")) for e in recent).most_common()),
+        hot=sum(score >= HOT_SCORE for score in scores),
+        mean_score=sum(scores) / len(scores) if scores else None,
+    )
+
+
+def _state(ctx: PageContext) -> dict[str, Any]:
+    state = st.session_state.get(_STATE_KEY)
+    if state is None or state["tenant_id"] != ctx.tenant_id:
+        state = {
+            "tenant_id": ctx.tenant_id,
+            "cursor": stream_id_at(datetime.now(UTC).timestamp() - LOOKBACK_SECONDS),
+            "events": [],
+        }
+        st.session_state[_STATE_KEY] = state
+    return state
+
+
+def _refresh(ctx: PageContext, state: dict[str, Any]) -> str | None:
+    try:
+        read = ctx.run_async(
+            read_feed(
+                ctx.settings.dashboards_feed_url,
+                ctx.token,
+                since=state["cursor"],
+                listen_seconds=LISTEN_SECONDS,
+                open_timeout=FEED_TIMEOUT_SECONDS,
+            )
+        )
+    except FeedUnavailable as exc:
+        return exc.reason
+    state["events"] = (state["events"] + read.events)[-LATEST_EVENTS:]
+    state["cursor"] = read.cursor or state["cursor"]
+    return None
+
+
+def _draw(view: HubView) -> None:
+    first, second, third = st.columns(3)
+    first.metric("Events shown", len(view.rows))
+    second.metric("Mean score", "n/a" if view.mean_score is None else f"{view.mean_score:.2f}")
+    third.metric(f"Hot leads (≥ {HOT_SCORE:g})", view.hot)
+    if not view.rows:
+        st.info("No lead events yet for this tenant; they appear here as the CRM sends them.")
+        return
+    left, right = st.columns(2)
+    histogram = go.Figure(go.Histogram(x=view.scores, xbins={"start": 0, "end": 1, "size": 0.05}))
+    histogram.update_layout(title="Score distribution", xaxis_title="score", yaxis_title="events")
+    left.plotly_chart(histogram, use_container_width=True)
+    bars = go.Figure(go.Bar(x=list(view.by_type), y=list(view.by_type.values())))
+    bars.update_layout(title="Events by type", yaxis_title="events")
+    right.plotly_chart(bars, use_container_width=True)
+    st.subheader("Latest events")
+    st.dataframe(view.rows, hide_index=True, use_container_width=True)
+
+
+def render(ctx: PageContext) -> None:
+    """Draw the hub; refreshes itself every REFRESH_SECONDS."""
+    st.title(f"{ICON} {TITLE}")
+    st.caption(f"Tenant {ctx.tenant_id}: live from the lead feed, refreshed every few seconds.")
+
+    @st.fragment(run_every=REFRESH_SECONDS)
+    def live() -> None:
+        state = _state(ctx)
+        problem = _refresh(ctx, state)
+        if problem is not None:
+            st.warning(f"Feed unavailable: {problem}. Showing what was already received.")
+        _draw(summarize(state["events"], latest=LATEST_EVENTS))
+
+    live()

@@ -1,0 +1,97 @@
+"""The bootstrap stack under Pulumi's mocks: one OIDC provider, one role per stack,
+each role trusting only its own GitHub environment."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from infra.bootstrap.program import BootstrapConfigError, main
+from infra.synth.mocks import ProgramRun, run_program
+
+PROJECT = "enterprisehub-bootstrap"
+
+
+def run(**config: str) -> ProgramRun:
+    values = {f"{PROJECT}:{k}": v for k, v in config.items()}
+    return run_program(
+        "github", {"aws:region": "us-east-1", **values}, program=main, project=PROJECT
+    )
+
+
+def test_one_provider_and_a_role_per_stack_with_environment_trust() -> None:
+    result = run(repository="acme/enterprisehub")
+    provider = result.one("aws:iam/openIdConnectProvider:OpenIdConnectProvider")
+    assert provider.inputs["url"] == "https://token.actions.githubusercontent.com"
+    assert provider.inputs["clientIdLists"] == ["sts.amazonaws.com"]
+    roles = result.of_type("aws:iam/role:Role")
+    assert sorted(r.name for r in roles) == [
+        "enterprisehub-deploy-dev",
+        "enterprisehub-deploy-production",
+        "enterprisehub-deploy-staging",
+    ]
+    for role in roles:
+        stack = role.name.rsplit("-", 1)[-1]
+        policy = json.loads(role.inputs["assumeRolePolicy"])
+        [statement] = policy["Statement"]
+        assert statement["Action"] == "sts:AssumeRoleWithWebIdentity"
+        assert statement["Principal"]["Federated"].startswith(
+            "arn:aws:iam::123456789012:oidc-provider/"
+        )
+        subject = f"repo:acme/enterprisehub:environment:{stack}"
+        assert statement["Condition"] == {
+            "StringEquals": {
+                "token.actions.githubusercontent.com:aud": "sts.amazonaws.com",
+                "token.actions.githubusercontent.com:sub": subject,
+            }
+        }
+        # No wildcard subject: a branch, a tag or a pull request cannot assume it.
+        assert "StringLike" not in statement["Condition"]
+        assert role.inputs["maxSessionDuration"] == 3600
+    attachments = result.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")
+    assert len(attachments) == 3
+    exported = result.stack_outputs["deployRoleArns"]
+    assert sorted(exported) == ["dev", "production", "staging"]
+
+
+def test_existing_provider_and_custom_stacks() -> None:
+    arn = "arn:aws:iam::123456789012:oidc-provider/token.actions.githubusercontent.com"
+    result = run(
+        repository="acme/enterprisehub",
+        existingOidcProviderArn=arn,
+        stacks=json.dumps(["qa"]),
+        deployPolicyArns=json.dumps(
+            ["arn:aws:iam::aws:policy/PowerUserAccess", "arn:aws:iam::aws:policy/IAMFullAccess"]
+        ),
+    )
+    assert result.of_type("aws:iam/openIdConnectProvider:OpenIdConnectProvider") == []
+    [role] = result.of_type("aws:iam/role:Role")
+    statement = json.loads(role.inputs["assumeRolePolicy"])["Statement"][0]
+    assert statement["Principal"]["Federated"] == arn
+    assert statement["Condition"]["StringEquals"]["token.actions.githubusercontent.com:sub"] == (
+        "repo:acme/enterprisehub:environment:qa"
+    )
+    policies = sorted(
+        a.inputs["policyArn"]
+        for a in result.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")
+    )
+    assert policies == [
+        "arn:aws:iam::aws:policy/IAMFullAccess",
+        "arn:aws:iam::aws:policy/PowerUserAccess",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ({"repository": "acme"}, "not OWNER/NAME"),
+        ({"repository": "acme/x/../y"}, "not OWNER/NAME"),
+        ({"repository": "acme/enterprisehub", "stacks": json.dumps(["Prod*"])}, "not a stack name"),
+        ({"repository": "acme/enterprisehub", "stacks": json.dumps(["dev", "dev"])}, "duplicates"),
+        ({"repository": "acme/enterprisehub", "existingOidcProviderArn": "nope"}, "IAM ARN"),
+    ],
+)
+def test_invalid_config_is_refused(config: dict[str, str], message: str) -> None:
+    with pytest.raises(BootstrapConfigError, match=message):
+        run(**config)

@@ -1,0 +1,583 @@
+"""Rollback planning and execution on fixture commit pairs in a temporary git repository.
+
+The Pulumi CLI cannot run here: a stand-in `pulumi` executable on PATH
+answers the Automation API from a recorded `pulumi stack history --json`.
+Each fixture commit carries its own stack config and its own `infra.synth`
+entry point, which writes that commit's recorded resources.json, so the tool
+under test runs exactly as on a real checkout: git worktrees, one synthesis
+subprocess per commit, the diff and the refusal rules.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator, Mapping
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from infra.deploy import history as hist
+from infra.deploy import rollback as rb
+
+FIXTURES = Path(__file__).parent / "fixtures"
+REPO = Path(__file__).resolve().parents[3]
+STACK = "dev"
+P = "urn:pulumi:dev::enterprisehub::"
+AWS = f"{P}pulumi:providers:aws::dev-aws"
+
+PROJECT = """name: enterprisehub
+runtime: python
+stackConfigDir: stacks
+config:
+  environment:
+    type: string
+  logLevel:
+    type: string
+    default: INFO
+  image:
+    type: string
+  jwtSecretKey:
+    type: string
+    secret: true
+"""
+PLAIN_STACK_FILE = "config:\n  aws:region: us-east-1\n  enterprisehub:environment: dev\n"
+#: A stack file as a deployment's checkout holds it: the required secret set.
+STACK_FILE = (
+    PLAIN_STACK_FILE + "  enterprisehub:jwtSecretKey:\n    secure: v1:fixture-cipher-text\n"
+)
+SYNTH = '''"""Fixture synthesis: this commit's recorded resources.json, after a config check."""
+import argparse, json, pathlib, shutil, sys
+parser = argparse.ArgumentParser()
+parser.add_argument("--stack"); parser.add_argument("--out")
+args = parser.parse_args()
+stack_file = pathlib.Path("stacks") / f"Pulumi.{args.stack}.yaml"
+if "enterprisehub:environment" not in stack_file.read_text():
+    print(f"stack {args.stack}: enterprisehub:environment is required", file=sys.stderr)
+    sys.exit(2)
+out = pathlib.Path(args.out); out.mkdir(parents=True, exist_ok=True)
+shutil.copy(f"synth-fixture/{args.stack}.json", out / "resources.json")
+'''
+
+
+def res(
+    rtype: str,
+    name: str,
+    inputs: Mapping[str, Any] | None = None,
+    *,
+    provider: str | None = AWS,
+    protect: bool = False,
+    property_dependencies: Mapping[str, list[str]] | None = None,
+) -> dict[str, Any]:
+    urn = f"{P}{rtype}::{name}"
+    if rtype.startswith("pulumi:providers:"):
+        provider = None
+    return {
+        "urn": urn,
+        "type": rtype,
+        "name": name,
+        "custom": True,
+        "parent": f"{P}pulumi:pulumi:Stack::enterprisehub-dev",
+        "provider": provider,
+        "dependencies": [],
+        "propertyDependencies": dict(property_dependencies or {}),
+        "inputs": dict(inputs or {}),
+        "options": {"protect": protect, "retainOnDelete": False, "ignoreChanges": []},
+    }
+
+
+def document(*resources: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "schemaVersion": 1,
+        "generator": "infra.synth",
+        "project": "enterprisehub",
+        "stack": STACK,
+        "config": {"enterprisehub:environment": "dev"},
+        "resources": sorted(resources, key=lambda r: r["urn"]),
+        "stackOutputs": {},
+    }
+
+
+BASE = [
+    res("pulumi:providers:aws", "dev-aws", {"region": "us-east-1"}),
+    res(
+        "aws:rds/instance:Instance",
+        "dev-db",
+        {"instanceClass": "db.t4g.medium", "storageEncrypted": True},
+    ),
+    res("aws:kms/key:Key", "dev-key", {"enableKeyRotation": True}),
+]
+
+
+class FixtureRepo:
+    """A git repository whose commits carry a project, a stack file and a synthesis."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.git("init", "--quiet", "--initial-branch=main")
+        self.git("config", "user.email", "test@example.com")
+        self.git("config", "user.name", "Test")
+        self.git("config", "commit.gpgsign", "false")
+
+    def git(self, *args: str) -> str:
+        return subprocess.run(
+            ["git", *args], cwd=self.path, check=True, capture_output=True, text=True
+        ).stdout.strip()
+
+    def commit(
+        self,
+        message: str,
+        doc: dict[str, Any],
+        *,
+        project: str = PROJECT,
+        stack_file: str = STACK_FILE,
+    ) -> str:
+        files = {
+            "Pulumi.yaml": project,
+            f"stacks/Pulumi.{STACK}.yaml": stack_file,
+            "infra/__init__.py": "",
+            "infra/synth/__init__.py": "",
+            "infra/synth/__main__.py": SYNTH,
+            f"synth-fixture/{STACK}.json": json.dumps(doc, indent=1),
+        }
+        for name, text in files.items():
+            target = self.path / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(text)
+        self.git("add", "-A")
+        self.git("commit", "--quiet", "--allow-empty", "-m", message)
+        return self.git("rev-parse", "HEAD")
+
+
+@pytest.fixture
+def standin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The stand-in `pulumi` first on PATH; returns its state directory."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    exe = bin_dir / "pulumi"
+    exe.write_text(f"#!{sys.executable}\n" + (FIXTURES / "pulumi_standin.py").read_text())
+    exe.chmod(0o755)
+    state = tmp_path / "pulumi-state"
+    state.mkdir()
+    (state / "outputs.json").write_text("{}")
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("PULUMI_STANDIN_DIR", str(state))
+    monkeypatch.setenv("PULUMI_SKIP_UPDATE_CHECK", "true")
+    return state
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> FixtureRepo:
+    path = tmp_path / "repo"
+    path.mkdir()
+    return FixtureRepo(path)
+
+
+def record_history(state: Path, *, current: str, target: str, other: str = "0" * 40) -> None:
+    text = (FIXTURES / "history.json").read_text()
+    text = text.replace("{CURRENT}", current).replace("{TARGET}", target).replace("{OTHER}", other)
+    (state / "history.json").write_text(text)
+
+
+def calls(state: Path) -> list[dict[str, Any]]:
+    path = state / "calls.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+# --- history -------------------------------------------------------------------------
+
+
+def test_history_reads_pulumis_json_through_the_automation_api(
+    repo: FixtureRepo, standin: Path
+) -> None:
+    target = repo.commit("first", document(*BASE))
+    current = repo.commit("second", document(*BASE))
+    record_history(standin, current=current, target=target)
+    updates = hist.load_history(STACK, repo.path)
+    assert [(u.version, u.kind, u.result) for u in updates] == [
+        (3, "update", "succeeded"),
+        (2, "preview", "succeeded"),
+        (1, "update", "succeeded"),
+    ]
+    assert updates[0].commit == current
+    assert updates[0].config_keys == (
+        "aws:region",
+        "enterprisehub:environment",
+        "enterprisehub:jwtSecretKey",
+    )
+    assert hist.previous_update(updates).commit == target
+    table = hist.render(updates)
+    assert "2026-11-28 14:02:55" in table
+    assert current[:12] in table
+    assert ["stack", "history", "--json", "--stack", "dev"] in [c["args"] for c in calls(standin)]
+
+
+def test_cli_history(repo: FixtureRepo, standin: Path) -> None:
+    target = repo.commit("first", document(*BASE))
+    current = repo.commit("second", document(*BASE))
+    record_history(standin, current=current, target=target)
+    result = run_cli("history", "--stack", STACK, "--repo", str(repo.path))
+    assert result.returncode == 0, result.stderr
+    assert "first deploy of dev" in result.stdout
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "infra.deploy", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+# --- the four fixture pairs -------------------------------------------------------
+
+
+def test_safe_revert_is_planned_and_allowed(
+    repo: FixtureRepo, standin: Path, tmp_path: Path
+) -> None:
+    target = repo.commit("base", document(*BASE))
+    bigger = res(
+        "aws:rds/instance:Instance",
+        "dev-db",
+        {"instanceClass": "db.t4g.large", "storageEncrypted": True},
+    )
+    logs = res("aws:cloudwatch/logGroup:LogGroup", "dev-logs", {"retentionInDays": 30})
+    current = repo.commit("bigger database, a log group", document(BASE[0], bigger, BASE[2], logs))
+    record_history(standin, current=current, target=target)
+
+    planned = rb.plan_rollback(repo.path, STACK)
+    assert (planned.current_commit, planned.target_commit) == (current, target)
+    assert planned.allowed, planned.refusals
+    assert planned.plan.counts == {"create": 0, "update": 1, "replace": 0, "delete": 1}
+    update = planned.plan.of("update")[0]
+    assert [(p.path, p.before, p.after) for p in update.properties] == [
+        ("instanceClass", "db.t4g.large", "db.t4g.medium")
+    ]
+    text = planned.render_text()
+    assert text == rb.plan_rollback(repo.path, STACK).render_text(), "output must be deterministic"
+    assert "allowed" in text
+    assert "instanceClass" in planned.render_markdown()
+    # No worktree is left behind.
+    assert repo.git("worktree", "list").count("\n") == 0
+
+    md = tmp_path / "plan.md"
+    cli = run_cli(
+        "rollback-plan", "--stack", STACK, "--repo", str(repo.path), "--markdown", str(md)
+    )
+    assert cli.returncode == 0, cli.stderr
+    assert cli.stdout == text
+    assert md.read_text().startswith("### Rollback plan: `dev`")
+
+
+def test_revert_that_would_delete_the_database_is_refused(repo: FixtureRepo, standin: Path) -> None:
+    target = repo.commit("base", document(*BASE))
+    analytics = res(
+        "aws:rds/instance:Instance", "dev-analytics", {"instanceClass": "db.t4g.medium"}
+    )
+    current = repo.commit("analytics database", document(*BASE, analytics))
+    record_history(standin, current=current, target=target)
+    planned = rb.plan_rollback(repo.path, STACK)
+    assert not planned.allowed
+    assert [r.kind for r in planned.refusals] == ["stateful"]
+    assert "dev-analytics would be deleted" in planned.refusals[0].message
+    cli = run_cli("rollback-plan", "--stack", STACK, "--repo", str(repo.path))
+    assert cli.returncode == 1
+    assert "REFUSED:" in cli.stdout
+    assert "[stateful]" in cli.stdout
+
+
+def test_a_protected_database_is_a_warning_not_a_refusal(repo: FixtureRepo, standin: Path) -> None:
+    target = repo.commit("base", document(*BASE))
+    analytics = res("aws:rds/instance:Instance", "dev-analytics", {}, protect=True)
+    current = repo.commit("protected analytics database", document(*BASE, analytics))
+    record_history(standin, current=current, target=target)
+    planned = rb.plan_rollback(repo.path, STACK)
+    assert planned.allowed
+    assert planned.warnings == [
+        f"{P}aws:rds/instance:Instance::dev-analytics is protected: "
+        "the engine will stop rather than have it deleted"
+    ]
+
+
+def test_replacing_the_database_is_refused_too(repo: FixtureRepo, standin: Path) -> None:
+    unencrypted = res(
+        "aws:rds/instance:Instance",
+        "dev-db",
+        {"instanceClass": "db.t4g.medium", "storageEncrypted": False},
+    )
+    target = repo.commit("before encryption", document(BASE[0], unencrypted, BASE[2]))
+    current = repo.commit("encrypted", document(*BASE))
+    record_history(standin, current=current, target=target)
+    planned = rb.plan_rollback(repo.path, STACK)
+    assert [r.kind for r in planned.refusals] == ["stateful"]
+    assert "would be replaced (because of storageEncrypted)" in planned.refusals[0].message
+
+
+def test_revert_to_before_a_provider_was_added_is_refused(repo: FixtureRepo, standin: Path) -> None:
+    target = repo.commit("base", document(*BASE))
+    random_provider = res("pulumi:providers:random", "dev-random")
+    password = res(
+        "random:index/randomPassword:RandomPassword",
+        "dev-db-password",
+        {"length": 32},
+        provider=random_provider["urn"],
+    )
+    current = repo.commit("generated passwords", document(*BASE, random_provider, password))
+    record_history(standin, current=current, target=target)
+    planned = rb.plan_rollback(repo.path, STACK)
+    assert [r.kind for r in planned.refusals] == ["provider"]
+    assert "declares no `random` provider or resource" in planned.refusals[0].message
+    assert "2 resource(s)" in planned.refusals[0].message
+
+
+def test_provider_configured_from_a_deleted_cluster_is_refused(
+    repo: FixtureRepo, standin: Path
+) -> None:
+    k8s_base = res("pulumi:providers:kubernetes", "dev-k8s-local")
+    ns = res(
+        "kubernetes:core/v1:Namespace",
+        "dev-ns",
+        {"metadata": {"name": "app"}},
+        provider=k8s_base["urn"],
+    )
+    target = repo.commit("base", document(*BASE, k8s_base, ns))
+    cluster = res("aws:eks/cluster:Cluster", "dev-eks", {"name": "dev"}, protect=True)
+    eks_provider = res(
+        "pulumi:providers:kubernetes",
+        "dev-k8s-eks",
+        {"kubeconfig": "[secret]"},
+        property_dependencies={"kubeconfig": [cluster["urn"]]},
+    )
+    app = res("kubernetes:core/v1:ConfigMap", "dev-cm", {"data": {}}, provider=eks_provider["urn"])
+    current = repo.commit("EKS", document(*BASE, k8s_base, ns, cluster, eks_provider, app))
+    record_history(standin, current=current, target=target)
+    planned = rb.plan_rollback(repo.path, STACK)
+    kinds = [r.kind for r in planned.refusals]
+    assert kinds == ["provider"]
+    assert "is configured from" in planned.refusals[0].message
+    assert any("dev-eks is protected" in w for w in planned.warnings)
+
+
+def test_revert_missing_a_config_key_is_refused(repo: FixtureRepo, standin: Path) -> None:
+    legacy = PROJECT + "  legacyCrmToken:\n    type: string\n    secret: true\n"
+    target = repo.commit("with the legacy CRM", document(*BASE), project=legacy)
+    current = repo.commit("legacy CRM removed", document(*BASE))
+    record_history(standin, current=current, target=target)
+    planned = rb.plan_rollback(repo.path, STACK)
+    assert [r.kind for r in planned.refusals] == ["config"]
+    assert "enterprisehub:legacyCrmToken" in planned.refusals[0].message
+    # The working copy's stack file is where a deployment keeps its secrets:
+    # once the key is set there, the target has what it needs.
+    stack_file = repo.path / "stacks" / f"Pulumi.{STACK}.yaml"
+    stack_file.write_text(STACK_FILE + "  enterprisehub:legacyCrmToken:\n    secure: v1:abc:def\n")
+    assert rb.plan_rollback(repo.path, STACK).allowed
+
+
+def test_target_without_a_recorded_update_lacks_its_image(repo: FixtureRepo, standin: Path) -> None:
+    unrecorded = repo.commit("never deployed", document(*BASE))
+    recorded = repo.commit("deployed", document(*BASE))
+    current = repo.commit("current", document(*BASE))
+    record_history(standin, current=current, target=recorded)
+    assert rb.plan_rollback(repo.path, STACK).allowed
+    planned = rb.plan_rollback(repo.path, STACK, unrecorded)
+    assert [r.kind for r in planned.refusals] == ["config"]
+    assert "enterprisehub:image" in planned.refusals[0].message
+
+
+def test_target_whose_config_does_not_synthesize_is_refused(
+    repo: FixtureRepo, standin: Path
+) -> None:
+    target = repo.commit(
+        "stack file without environment",
+        document(*BASE),
+        stack_file="config:\n  aws:region: us-east-1\n",
+    )
+    current = repo.commit("fixed", document(*BASE))
+    record_history(standin, current=current, target=target)
+    planned = rb.plan_rollback(repo.path, STACK)
+    assert [r.kind for r in planned.refusals] == ["config"]
+    assert "enterprisehub:environment is required" in planned.refusals[0].message
+
+
+# --- preconditions --------------------------------------------------------------------
+
+
+def test_refusals_before_planning(repo: FixtureRepo, standin: Path) -> None:
+    only = repo.commit("only", document(*BASE))
+    history = json.loads((FIXTURES / "history.json").read_text().replace("{CURRENT}", only))
+    (standin / "history.json").write_text(json.dumps(history[:1]))
+    with pytest.raises(hist.HistoryError, match="no earlier successful update"):
+        rb.plan_rollback(repo.path, STACK)
+    with pytest.raises(rb.RollbackError, match="already deployed"):
+        rb.plan_rollback(repo.path, STACK, "HEAD")
+    assert run_cli("rollback-plan", "--stack", STACK, "--repo", str(repo.path)).returncode == 2
+
+    (repo.path / "notes.txt").write_text("uncommitted")
+    with pytest.raises(rb.RollbackError, match="uncommitted changes"):
+        rb.rollback(repo.path, STACK)
+    (repo.path / "notes.txt").unlink()
+
+    running = dict(history[0], version=4, result="in-progress")
+    (standin / "history.json").write_text(json.dumps([running, *history]))
+    with pytest.raises(rb.RollbackError, match="still in progress"):
+        rb.rollback(repo.path, STACK)
+    assert not [c for c in calls(standin) if c["args"][:1] == ["up"]]
+
+
+# --- rollback -----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def health_server() -> Iterator[tuple[str, list[str]]]:
+    seen: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: Any) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            seen.append(self.path)
+            self.send_response(200 if self.path == "/health" else 503)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", seen
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_rollback_deploys_the_target_with_its_config_and_checks_health(
+    repo: FixtureRepo, standin: Path, health_server: tuple[str, list[str]], tmp_path: Path
+) -> None:
+    url, seen = health_server
+    target_stack = PLAIN_STACK_FILE + "  enterprisehub:logLevel: DEBUG\n"
+    target = repo.commit("base", document(*BASE), stack_file=target_stack)
+    logs = res("aws:cloudwatch/logGroup:LogGroup", "dev-logs")
+    current = repo.commit("a log group", document(*BASE, logs), stack_file=PLAIN_STACK_FILE)
+    # The deployment's secrets live in its (ignored) working copy of the stack file.
+    repo.path.joinpath(".gitignore").write_text("")
+    (repo.path / "stacks" / f"Pulumi.{STACK}.yaml").write_text(
+        "secretsprovider: awskms://alias/enterprisehub-dev\n"
+        + PLAIN_STACK_FILE
+        + "  enterprisehub:jwtSecretKey:\n    secure: v1:cipher-text\n"
+    )
+    repo.git("update-index", "--assume-unchanged", f"stacks/Pulumi.{STACK}.yaml")
+    repo.path.joinpath(".gitignore").unlink()
+    record_history(standin, current=current, target=target)
+    (standin / "outputs.json").write_text(json.dumps({"apiUrl": url, "environment": "dev"}))
+
+    report = rb.rollback(repo.path, STACK)
+    assert report.result == "succeeded"
+    assert report.healthy
+    assert seen == ["/health"]
+    ups = [c for c in calls(standin) if c["args"][:1] == ["up"]]
+    assert len(ups) == 1
+    up = ups[0]
+    assert "--yes" in up["args"]
+    assert "--skip-preview" in up["args"]
+    assert up["args"][up["args"].index("--stack") + 1] == STACK
+    assert f"rollback to {target[:12]}" in up["args"][up["args"].index("--message") + 1]
+    # It ran in a checkout of the target commit, with the target's plain config
+    # and the secrets carried over from the working copy.
+    # (the stand-in records the HEAD it ran from: checked through the history below)
+    assert "enterprisehub:logLevel: DEBUG" in up["stackFile"]
+    assert "secure: v1:cipher-text" in up["stackFile"]
+    assert "secretsprovider: awskms://alias/enterprisehub-dev" in up["stackFile"]
+    # The image digest CI set out of band comes from the target's recorded update.
+    image = "123456789012.dkr.ecr.us-east-1.amazonaws.com/enterprisehub-dev@sha256:"
+    assert f"enterprisehub:image: {image}" in up["stackFile"]
+    assert not Path(up["cwd"]).exists(), "the temporary worktree is removed"
+    assert hist.load_history(STACK, repo.path)[0].commit == target
+    markdown = report.render_markdown()
+    assert "**Update**: succeeded" in markdown
+    assert f"| {url}/health | ok (HTTP 200) |" in markdown
+
+
+def test_rollback_reports_refusal_failure_and_bad_health(
+    repo: FixtureRepo, standin: Path, health_server: tuple[str, list[str]]
+) -> None:
+    url, _ = health_server
+    target = repo.commit("base", document(*BASE))
+    analytics = res("aws:rds/instance:Instance", "dev-analytics")
+    current = repo.commit("analytics database", document(*BASE, analytics))
+    record_history(standin, current=current, target=target)
+    refused = rb.rollback(repo.path, STACK)
+    assert refused.result == "refused"
+    assert not [c for c in calls(standin) if c["args"][:1] == ["up"]]
+
+    logs = res("aws:cloudwatch/logGroup:LogGroup", "dev-logs")
+    safe = repo.commit("log group instead", document(*BASE, logs))
+    record_history(standin, current=safe, target=target)
+    (standin / "outputs.json").write_text(json.dumps({"healthUrls": {"api": f"{url}/broken"}}))
+    unhealthy = rb.rollback(repo.path, STACK)
+    assert unhealthy.result == "succeeded"
+    assert not unhealthy.healthy
+    cli = run_cli("rollback", "--stack", STACK, "--repo", str(repo.path), "--to", target)
+    assert cli.returncode in (1, 2)
+
+    record_history(standin, current=safe, target=target)
+    (standin / "up-fails").write_text("")
+    failed = rb.rollback(repo.path, STACK)
+    assert failed.result.startswith("failed")
+
+
+def test_rollback_plan_on_the_real_program(tmp_path: Path, standin: Path) -> None:
+    """The real synthesis in two worktrees of a clone of this repository."""
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "--quiet", "--no-hardlinks", str(REPO), str(clone)], check=True)
+    subprocess.run(
+        [
+            "git",
+            "-C",
+            str(clone),
+            "checkout",
+            "--quiet",
+            subprocess.run(
+                ["git", "-C", str(REPO), "rev-parse", "HEAD"],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout.strip(),
+        ],
+        check=True,
+    )
+    fixture = FixtureRepo.__new__(FixtureRepo)
+    fixture.path = clone
+    fixture.git("config", "user.email", "test@example.com")
+    fixture.git("config", "user.name", "Test")
+    target = fixture.git("rev-parse", "HEAD")
+    stack_file = clone / "stacks" / "Pulumi.dev.yaml"
+    stack_file.write_text(
+        stack_file.read_text().replace("backupRetentionDays: 7", "backupRetentionDays: 14")
+    )
+    fixture.git("commit", "--quiet", "-am", "dev: two weeks of backups")
+    current = fixture.git("rev-parse", "HEAD")
+    record_history(standin, current=current, target=target)
+    # The deployment's secrets, set in its working copy as `pulumi config set --secret` does.
+    secrets = "".join(
+        f"  enterprisehub:{key}:\n    secure: v1:cipher\n"
+        for key in ("jwtSecretKey", "encryptionKey", "anthropicApiKey", "ghlApiKey")
+    )
+    image = "  enterprisehub:image: registry.example/enterprisehub@sha256:" + "c" * 64 + "\n"
+    stack_file.write_text(stack_file.read_text() + secrets + image)
+    planned = rb.plan_rollback(clone, STACK)
+    assert planned.allowed, planned.refusals
+    assert planned.plan.counts == {"create": 0, "update": 1, "replace": 0, "delete": 0}
+    change = planned.plan.of("update")[0]
+    assert change.type == "aws:rds/instance:Instance"
+    assert [(p.path, p.before, p.after) for p in change.properties] == [
+        ("backupRetentionPeriod", 14, 7)
+    ]
+    shutil.rmtree(clone)

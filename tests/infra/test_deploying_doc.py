@@ -1,0 +1,72 @@
+"""docs/deploying.md stays true: what it tells a newcomer to run exists.
+
+Every `make` target it shows is a target of the Makefile; every script it
+names is in scripts/; every config key it sets (`pulumi config set [--path]
+KEY`) is a key of Pulumi.yaml, and every field of a `--path` is a field of
+that key's model in infra/config.py.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from pydantic import BaseModel
+
+from infra.config import StackConfig
+from infra.stackfiles import project_file
+
+REPO = Path(__file__).resolve().parents[2]
+DOC = (REPO / "docs" / "deploying.md").read_text(encoding="utf-8")
+MAKE_TARGETS = set(re.findall(r"^([a-z][a-z-]*):", (REPO / "Makefile").read_text(), re.M))
+CONFIG_SETS = [
+    (path, key)
+    for path, key in re.findall(
+        r"pulumi config set(?: --stack \S+)?(?: --secret)?(?: --stack \S+)?"
+        r"( --path)? '?([A-Za-z][\w.\[\]]*)",
+        DOC,
+    )
+    if key != "KEY"  # the placeholder in the prose about prompting
+]
+
+
+def test_the_walk_through_is_long_enough_to_be_checked() -> None:
+    assert len(CONFIG_SETS) > 15
+    assert "make setup-deploy" in DOC
+
+
+@pytest.mark.parametrize("target", sorted(set(re.findall(r"\bmake ([a-z][a-z-]*)", DOC))))
+def test_every_make_target_exists(target: str) -> None:
+    assert target in MAKE_TARGETS
+
+
+@pytest.mark.parametrize("script", sorted(set(re.findall(r"\bscripts/[\w.-]+", DOC))))
+def test_every_script_exists(script: str) -> None:
+    assert (REPO / script).is_file()
+
+
+def _field(model: type[BaseModel], alias: str) -> type[BaseModel] | None:
+    for name, info in model.model_fields.items():
+        if alias in (info.alias, name):
+            annotation = info.annotation
+            inner = getattr(annotation, "__args__", (annotation,))
+            for candidate in (annotation, *inner):
+                if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+                    return candidate
+            return model  # a leaf: the path ends here
+    raise AssertionError(f"{model.__name__} has no field {alias!r}")
+
+
+@pytest.mark.parametrize(("path", "key"), CONFIG_SETS, ids=[k for _, k in CONFIG_SETS])
+def test_every_config_key_is_in_pulumi_yaml(path: str, key: str) -> None:
+    keys = set(project_file()["config"])
+    top = re.split(r"[.\[]", key, maxsplit=1)[0]
+    assert top in keys, f"{top} is not a config key of Pulumi.yaml"
+    if not path:
+        return
+    model: type[BaseModel] = StackConfig
+    for part in re.sub(r"\[\d+\]", "", key).split("."):
+        following = _field(model, part)
+        assert following is not None
+        model = following

@@ -1,0 +1,133 @@
+"""The dashboards app under Streamlit's AppTest: sign-in and the lead hub.
+
+Events are posted through the real ingest of a running websocket-manager and
+read back by the hub through ``WS /v1/feed`` with the signed-in user's token.
+AppTest runs the script synchronously, so it runs in a thread while the
+server keeps serving on the test's event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from services.common.auth import issue_token
+from services.common.scoring import LeadFeatures
+from services.common.settings import AuthSettings
+from services.dashboards import app as dashboards_app
+from services.dashboards.feed import FeedUnavailable, read_feed, stream_id_at
+from services.dashboards.pages.lead_hub import HOT_SCORE, summarize
+from tests.services.realtime.conftest import Replica, event_body, post_event
+
+APP = str(dashboards_app.__file__)
+TIMEOUT = 60
+
+
+async def _run(at: AppTest) -> AppTest:
+    return await asyncio.to_thread(at.run, timeout=TIMEOUT)
+
+
+async def _sign_in(token: str) -> AppTest:
+    at = await _run(AppTest.from_file(APP, default_timeout=TIMEOUT))
+    at.text_input[0].input(token)
+    at.button[0].click()
+    return await _run(at)
+
+
+async def test_sign_in_refuses_a_bad_token(dashboards_env: dict[str, str]) -> None:
+    at = await _sign_in("not-a-token")
+    assert [e.value for e in at.error] == [
+        "Sign-in refused: token is not a well-formed JWT (malformed_token)."
+    ]
+    assert not at.get("plotly_chart")
+    assert "Real-Time Lead Intelligence Hub" not in [t.value for t in at.title]
+
+
+async def test_sign_in_refuses_a_token_of_another_key(dashboards_env: dict[str, str]) -> None:
+    forged = issue_token(
+        AuthSettings(jwt_secret_key="another-signing-key-0123456789abcdefgh", jwt_key_id="x"),
+        tenant_id="tenant-a",
+        subject="agent-1",
+        scopes=("feed:read",),
+    )
+    at = await _sign_in(forged)
+    assert len(at.error) == 1
+    assert "unknown_kid" in at.error[0].value
+
+
+async def test_hub_shows_the_tenants_events_from_the_real_feed(
+    dashboards_env: dict[str, str],
+    replica: Replica,
+    http: httpx.AsyncClient,
+    make_token: Callable[..., str],
+    sample_leads: list[LeadFeatures],
+) -> None:
+    webhook = make_token("tenant-a", subject="crm")
+    posted = [
+        await post_event(
+            http,
+            replica,
+            webhook,
+            event_body(
+                lead, lead_id=f"lead-{i}", event_type=("lead.created", "email.opened")[i % 2]
+            ),
+        )
+        for i, lead in enumerate(sample_leads[:3])
+    ]
+    other = make_token("tenant-b", subject="crm")
+    await post_event(http, replica, other, event_body(sample_leads[3], lead_id="other-tenant"))
+
+    at = await _sign_in(make_token("tenant-a", subject="agent-7"))
+
+    assert not at.error
+    assert [t.value for t in at.title] == ["📡 Real-Time Lead Intelligence Hub"]
+    shown = at.dataframe[0].value
+    assert sorted(shown["lead"]) == ["lead-0", "lead-1", "lead-2"]
+    assert sorted(shown["score"]) == sorted(round(p["score"], 3) for p in posted)
+    assert len(at.get("plotly_chart")) == 2
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Events shown"] == "3"
+    assert "Tenant **tenant-a**" in at.sidebar.caption[0].value
+
+
+async def test_read_feed_resumes_after_its_cursor(
+    replica: Replica,
+    http: httpx.AsyncClient,
+    make_token: Callable[..., str],
+    sample_leads: list[LeadFeatures],
+) -> None:
+    webhook = make_token("tenant-a", subject="crm")
+    agent = make_token("tenant-a", subject="agent-1")
+    await post_event(http, replica, webhook, event_body(sample_leads[0], lead_id="first"))
+    first = await read_feed(
+        replica.ws, agent, since=stream_id_at(0), listen_seconds=0.2, open_timeout=10
+    )
+    assert [e["lead_id"] for e in first.events] == ["first"]
+    await post_event(http, replica, webhook, event_body(sample_leads[1], lead_id="second"))
+    second = await read_feed(
+        replica.ws, agent, since=first.cursor, listen_seconds=0.2, open_timeout=10
+    )
+    assert [e["lead_id"] for e in second.events] == ["second"]
+
+
+async def test_read_feed_reports_a_refused_token(replica: Replica) -> None:
+    with pytest.raises(FeedUnavailable, match="HTTP 401"):
+        await read_feed(replica.ws, "bad", since=None, listen_seconds=0.1, open_timeout=5)
+
+
+def test_summary_counts_types_and_hot_leads() -> None:
+    events: list[dict[str, Any]] = [
+        {"lead_id": f"l{i}", "event_type": t, "score": s, "accepted_at": 1_700_000_000 + i}
+        for i, (t, s) in enumerate([("a", 0.9), ("b", 0.1), ("a", HOT_SCORE), ("c", 0.5)])
+    ]
+    view = summarize(events, latest=3)
+    assert [row["lead"] for row in view.rows] == ["l3", "l2", "l1"]
+    assert view.by_type == {"b": 1, "a": 1, "c": 1}
+    assert view.hot == 1
+    assert view.mean_score is not None
+    assert round(view.mean_score, 3) == round((0.1 + HOT_SCORE + 0.5) / 3, 3)
