@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STACK ?= local
 SETUP_STAMP := $(VENV)/.setup-stamp
 
-.PHONY: help setup setup-deploy lint lint-workflows format typecheck test test-fast run synth check-manifests up preview bench closed-loop alerts clean
+.PHONY: help setup setup-deploy lint lint-workflows format typecheck test test-fast run stop synth check-manifests up preview bench closed-loop alerts clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -54,6 +54,9 @@ test-fast: setup ## The test suite alone, stopping at the first failure
 
 run: setup ## The whole platform on this machine (Postgres, Redis, services, demo data)
 	$(PY) -m localrun
+
+stop: ## Stop a `make run` started elsewhere (another terminal, the background)
+	$(PY) -m localrun stop
 
 synth: setup-deploy ## Offline synthesis of STACK into build/synth/STACK
 	$(PY) -m infra.synth --stack $(STACK) --out build/synth/$(STACK)

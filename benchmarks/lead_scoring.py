@@ -41,7 +41,7 @@ import sklearn
 
 from benchmarks.machine import cpu_model
 from localrun.servers import free_port
-from services.common.auth import issue_token
+from services.common.auth import LEADS_SCORE, issue_token
 from services.common.scoring import LeadFeatures, LeadScorer
 from services.common.settings import AuthSettings
 from services.ml import datagen
@@ -167,7 +167,9 @@ def bench_http(
     try:
         asyncio.run(_wait_ready(base, server))
         auth = AuthSettings(jwt_secret_key=JWT_SECRET, jwt_key_id="bench")
-        token = issue_token(auth, tenant_id="bench-tenant", subject="bench", ttl_seconds=3600)
+        token = issue_token(
+            auth, tenant_id="bench-tenant", subject="bench", scopes=(LEADS_SCORE,), ttl_seconds=3600
+        )
         bodies = [lead.model_dump() for lead in leads]
         asyncio.run(_load(base, token, bodies, min(500, requests), concurrency))  # warm-up
         latencies, wall, failures = asyncio.run(_load(base, token, bodies, requests, concurrency))

@@ -66,7 +66,7 @@ from localrun.datastores import (
 )
 from localrun.demo import WEBHOOK_SUBJECT, lead_event
 from localrun.servers import MissingBinary, ServerFailed
-from services.common.auth import issue_token
+from services.common.auth import CRM_INGEST, FEED_READ, issue_token
 from services.common.settings import AuthSettings
 
 DESCRIPTION = "W1: WebSocket feed latency, ours vs python-socketio + AsyncRedisManager."
@@ -202,7 +202,11 @@ def write_population(opts: Options, auth: AuthSettings, fleet: Fleet) -> tuple[P
     webhook = {}
     for t, tenant in enumerate(tenant_ids(opts.tenants)):
         webhook[tenant] = issue_token(
-            auth, tenant_id=tenant, subject=WEBHOOK_SUBJECT, ttl_seconds=TOKEN_TTL_S
+            auth,
+            tenant_id=tenant,
+            subject=WEBHOOK_SUBJECT,
+            scopes=(CRM_INGEST,),
+            ttl_seconds=TOKEN_TTL_S,
         )
         for a in range(per_tenant):
             agent = f"agent-{a:03d}"
@@ -214,7 +218,11 @@ def write_population(opts: Options, auth: AuthSettings, fleet: Fleet) -> tuple[P
                     "agent": agent,
                     "base_url": ws_base,
                     "token": issue_token(
-                        auth, tenant_id=tenant, subject=agent, ttl_seconds=TOKEN_TTL_S
+                        auth,
+                        tenant_id=tenant,
+                        subject=agent,
+                        scopes=(FEED_READ,),
+                        ttl_seconds=TOKEN_TTL_S,
                     ),
                 }
             )

@@ -2,6 +2,7 @@
 
     python -m localrun                 # Ctrl-C stops everything
     python -m localrun --realtime-port 9001 --event-rate 5
+    python -m localrun stop            # stops a run started elsewhere (make stop)
 
 Starts Postgres and Redis from the local binaries on loopback (and Prometheus
 scraping the services, when it is installed), runs the migrations, trains the
@@ -10,6 +11,12 @@ every service that exists on its port (realtime 8001, ml 8002, coaching 8003,
 churn 8004, the dashboards 8501), mints demo tenants' tokens, streams demo lead events into the
 realtime ingest and prints where to look. State (data, logs, the JWT key of
 this machine) lives under ``var/run`` unless ``--state-dir`` says otherwise.
+
+The guide it prints is meant to be pasted: every command names the
+virtualenv's ``enterprisehub`` by its full path and carries the variables it
+needs. A run writes its pid to ``<state-dir>/localrun.pid``; ``make stop``
+(``python -m localrun stop``) stops it, and a run started after a hard kill
+first stops the servers the killed one left behind (`localrun.leftovers`).
 """
 
 from __future__ import annotations
@@ -20,12 +27,15 @@ import contextlib
 import importlib.util
 import os
 import secrets
+import shlex
 import shutil
+import signal
 import socket
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from localrun.children import Child, ChildProcesses, StartupError, wait_http_ok
 from localrun.datastores import DEFAULT_MODEL_DIR, SetupStepFailed, start_datastores
@@ -36,7 +46,7 @@ from localrun.demo import (
     seed_impact_history,
     stream_events,
 )
-from localrun.leftovers import stop_leftovers
+from localrun.leftovers import stop_leftovers, terminate
 from localrun.servers import MissingBinary, ServerFailed
 from services.common.settings import AuthSettings
 
@@ -44,6 +54,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_STATE_DIR = REPO_ROOT / "var" / "run"
 READY_LINE = "enterprisehub is running"
 """Printed once everything is up; the localrun test waits for it."""
+PID_FILE = "localrun.pid"
+STOP_TIMEOUT_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -102,8 +114,9 @@ def check_ports_free(ports: dict[str, int]) -> None:
             except OSError:
                 raise PortTaken(
                     f"port {port} ({name}) is already in use on 127.0.0.1 "
-                    f"(see `ss -ltnp 'sport = :{port}'`); stop that process or choose "
-                    f"another port with `python -m localrun --{name}-port N`"
+                    f"(see `ss -ltnp 'sport = :{port}'`); stop that process (an earlier "
+                    f"`make run`? `make stop` ends it) or choose another port with "
+                    f"`python -m localrun --{name}-port N`"
                 ) from None
 
 
@@ -121,6 +134,20 @@ def _say(message: str = "") -> None:
     print(message, flush=True)
 
 
+def enterprisehub_cli() -> str:
+    """The console script of this interpreter's virtualenv, as an absolute path."""
+    script = Path(sys.executable).parent / "enterprisehub"
+    if script.exists():
+        return str(script)
+    return f"{shlex.quote(sys.executable)} -m services.cli"
+
+
+def cli_with_key(state_dir: Path) -> str:
+    """``enterprisehub`` with this run's JWT key in its environment, ready to paste."""
+    key_file = shlex.quote(str(state_dir / "jwt-secret"))
+    return f'JWT_SECRET_KEY="$(cat {key_file})" JWT_KEY_ID=local {enterprisehub_cli()}'
+
+
 def print_guide(
     *,
     started: dict[str, int],
@@ -129,8 +156,9 @@ def print_guide(
     prometheus_url: str | None,
     state_dir: Path,
     event_rate: float,
+    stores: str = "",
 ) -> None:
-    """Tell the user where to look, with commands ready to paste."""
+    """Tell the user where to look, with commands that work as pasted."""
     _say()
     _say(f"{READY_LINE} (state and logs under {state_dir}):")
     for name, port in started.items():
@@ -151,20 +179,22 @@ def print_guide(
         _say(f"  prometheus {prometheus_url}  (scraping the services every 5 s)")
     else:
         _say("  prometheus not started (install the Debian package `prometheus`)")
+    if stores:
+        _say(stores)
+    cli = cli_with_key(state_dir)
     if "realtime" in started and tenants:
         port = started["realtime"]
         tenant = tenants[0]
-        agent, token = next(iter(tenant.agent_tokens.items()))
-        feed = f"ws://127.0.0.1:{port}/v1/feed?access_token={token}"
+        agent = next(iter(tenant.agent_tokens))
+        feed_url = f"ws://127.0.0.1:{port}/v1/feed"
         _say()
         _say(
             f"Demo tenants: {', '.join(t.tenant_id for t in tenants)}; "
             f"{event_rate:g} lead events/s streaming into the realtime ingest."
         )
-        _say(f"Watch {tenant.tenant_id}'s feed as {agent} (either command):")
-        _say(f"  websocat '{feed}'")
-        _say(f"  {sys.executable} -m websockets '{feed}'")
-        _say("Post an event yourself:")
+        _say(f"Watch {tenant.tenant_id}'s live feed as {agent} (Ctrl-C to stop watching):")
+        _say(f"  {cli} feed --tenant {tenant.tenant_id} --subject {agent} --url {feed_url}")
+        _say("Post an event yourself (with the demo CRM's crm:ingest token):")
         _say(
             f"  curl -sS -X POST http://127.0.0.1:{port}/v1/leads/events "
             f"-H 'Authorization: Bearer {tenant.webhook_token}' "
@@ -185,13 +215,54 @@ def print_guide(
                 f"Dashboards: open http://127.0.0.1:{started['dashboards']} and sign in as "
                 f"{agent} of {tenant.tenant_id} with this token:"
             )
-            _say(f"  {token}")
+            _say(f"  {tenant.agent_tokens[agent]}")
+        _say("Mint tokens (scopes: feed:read, crm:ingest, leads:score, operator):")
         _say(
-            f"More tokens: enterprisehub token --tenant {tenant.tenant_id} --subject agent-9 "
-            f"(with JWT_SECRET_KEY from {state_dir / 'jwt-secret'} and JWT_KEY_ID=local)"
+            f"  {cli} token --tenant {tenant.tenant_id} --subject agent-9 "
+            "--scope feed:read --ttl 12h"
         )
     _say()
-    _say("Press Ctrl-C to stop everything.")
+    _say(
+        f"Press Ctrl-C to stop everything. Started in the background? `kill {os.getpid()}` "
+        "or `make stop` stops it cleanly."
+    )
+
+
+def describe_stores(stores: Any) -> str:
+    """Where Postgres and Redis run: addresses, data directories, logs."""
+    postgres = stores.servers.postgres
+    redis = stores.servers.redis
+    return (
+        f"  postgres  127.0.0.1:{postgres.port}  database {postgres.database}  "
+        f"data {postgres.data_dir}  log {postgres.data_dir / 'server.log'}\n"
+        f"            psql: psql {shlex.quote(postgres.owner_url)}\n"
+        f"  redis     127.0.0.1:{redis.port}  dir {redis.dir}  log {redis.dir / 'redis.log'}  "
+        f"(redis-cli -p {redis.port})"
+    )
+
+
+def stop_running(state_dir: Path) -> int:
+    """``python -m localrun stop``: stop the run that owns ``state_dir`` and its servers."""
+    pid_file = state_dir / PID_FILE
+    stopped = []
+    pid = _live_run_pid(pid_file)
+    if pid is not None:
+        terminate(pid, timeout_s=STOP_TIMEOUT_S)
+        stopped.append(f"make run (pid {pid})")
+    stopped += stop_leftovers(state_dir)
+    pid_file.unlink(missing_ok=True)
+    _say(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
+    return 0
+
+
+def _live_run_pid(pid_file: Path) -> int | None:
+    try:
+        pid = int(pid_file.read_text().strip())
+        command = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (OSError, ValueError):
+        return None
+    # Only a `python -m localrun` process: the pid may have been reused since.
+    return pid if b"-m\x00localrun" in command else None
 
 
 async def supervise(children: Sequence[Child], stop: asyncio.Event) -> str | None:
@@ -254,6 +325,13 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--event-rate", type=float, default=2.0, help="demo lead events per second (0 = none)"
     )
     parser.add_argument("--no-prometheus", action="store_true", help="do not start Prometheus")
+    parser.add_argument(
+        "action",
+        nargs="?",
+        choices=("run", "stop"),
+        default="run",
+        help="run (default) or stop the run that owns --state-dir",
+    )
     return parser.parse_args(argv)
 
 
@@ -261,6 +339,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Start everything, wait for Ctrl-C, stop everything. Returns the exit code."""
     args = _parse_args(argv)
     state_dir: Path = args.state_dir.resolve()
+    if args.action == "stop":
+        return stop_running(state_dir)
+    # A background job of a non-interactive shell starts with SIGINT ignored;
+    # restore it so that `kill -INT` (and Ctrl-C after `fg`) stop the run too.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     built = [spec for spec in SERVICES if spec.built()]
     missing = [spec for spec in SERVICES if not spec.built()]
     ports = {spec.name: getattr(args, f"{spec.name}_port") for spec in built}
@@ -276,6 +359,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if stopped:
         _say(f"stopped what an interrupted earlier run left running: {', '.join(stopped)}")
     auth_env = jwt_env(state_dir)
+    (state_dir / PID_FILE).write_text(f"{os.getpid()}\n")
     prometheus = not args.no_prometheus and shutil.which("prometheus") is not None
     base_env = {
         **os.environ,
@@ -348,6 +432,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 prometheus_url=stores.prometheus_url,
                 state_dir=state_dir,
                 event_rate=args.event_rate,
+                stores=describe_stores(stores),
             )
             try:
                 problem = asyncio.run(
@@ -370,8 +455,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (MissingBinary, ServerFailed, SetupStepFailed, StartupError) as exc:
         _say(f"error: {exc}")
         return 1
+    finally:
+        _forget_pid(state_dir)
     _say("stopped cleanly")
     return 0
+
+
+def _forget_pid(state_dir: Path) -> None:
+    pid_file = state_dir / PID_FILE
+    with contextlib.suppress(OSError, ValueError):
+        if int(pid_file.read_text().strip()) == os.getpid():
+            pid_file.unlink()
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ from typing import Any
 
 import httpx
 
-from services.common.auth import issue_token
+from services.common.auth import CRM_INGEST, FEED_READ, issue_token
 from services.common.lead_model.features import SOURCES, TIMELINES
 from services.common.settings import AuthSettings
 
@@ -107,11 +107,16 @@ def demo_tenants(
                     settings,
                     tenant_id=tenant,
                     subject=WEBHOOK_SUBJECT,
+                    scopes=(CRM_INGEST,),
                     ttl_seconds=DEMO_TOKEN_TTL_S,
                 ),
                 agent_tokens={
                     agent: issue_token(
-                        settings, tenant_id=tenant, subject=agent, ttl_seconds=DEMO_TOKEN_TTL_S
+                        settings,
+                        tenant_id=tenant,
+                        subject=agent,
+                        scopes=(FEED_READ,),
+                        ttl_seconds=DEMO_TOKEN_TTL_S,
                     )
                     for agent in agents
                 },

@@ -32,13 +32,23 @@ def _cwd(pid: int) -> Path | None:
         return None
 
 
-def _terminate(pid: int, timeout_s: float = 10.0) -> None:
+def _running(pid: int) -> bool:
+    # A zombie (exited, not yet reaped by its parent) counts as stopped.
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[:1] != ["Z"]
+
+
+def terminate(pid: int, timeout_s: float = 10.0) -> None:
+    """SIGTERM ``pid``, SIGKILL it if it is still running after ``timeout_s``."""
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
+        while time.monotonic() < deadline and _running(pid):
             time.sleep(0.05)
-        if Path(f"/proc/{pid}").exists():
+        if _running(pid):
             os.kill(pid, signal.SIGKILL)
 
 
@@ -69,6 +79,6 @@ def stop_leftovers(state_dir: Path) -> list[str]:
         if not (data_dir / "postmaster.pid").exists():
             stopped.append("postgres")
     for name, pid in leftover_pids(state_dir).items():
-        _terminate(pid)
+        terminate(pid)
         stopped.append(name)
     return stopped

@@ -6,7 +6,8 @@
     enterprisehub rollout set|enable-all|status|advance ...
     enterprisehub experiment analyze ...        (registered by services.impact.cli)
     enterprisehub impact aggregate|report ...
-    enterprisehub token --tenant T --subject S [--ttl SECONDS]
+    enterprisehub token --tenant T --subject S --scope SCOPE [--scope ...] [--ttl 12h]
+    enterprisehub feed --tenant T [--url ws://HOST:8001/v1/feed] [--token JWT]
     enterprisehub model train|publish ...      (registered by services.ml.cli)
 
 Adding a service is one entry in ``SERVICES``; adding a command group is one
@@ -24,6 +25,7 @@ import asyncio
 import importlib
 import importlib.util
 import logging
+import math
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -68,6 +70,9 @@ COMMAND_GROUPS: tuple[str, ...] = (
     "services.churn.cli:register_churn_commands",
     "services.rollback.cli:register_rollback_commands",
 )
+# The scopes of services.common.auth.SCOPES, spelled here so that building the
+# parser imports no service code.
+SCOPE_CHOICES: tuple[str, ...] = ("feed:read", "crm:ingest", "leads:score", "operator")
 
 
 class CommandError(Exception):
@@ -102,8 +107,12 @@ def uvicorn_options(
     protocol, since the default legacy one is deprecated and does more work
     per frame; no permessage-deflate, because feed frames are a few hundred
     bytes of JSON and compressing each one per socket costs CPU on every send
-    for little gain.
+    for little gain. Both protocols come bounded (request line, headers,
+    client messages) and the logging configuration redacts credentials
+    (`services.common.serving`).
     """
+    from services.common.serving import logging_config, uvicorn_protocols
+
     return {
         "host": args.host,
         "port": args.port or entry.port,
@@ -111,9 +120,9 @@ def uvicorn_options(
         "access_log": entry.access_log and not args.no_access_log,
         "proxy_headers": True,
         "loop": "uvloop",
-        "http": "httptools",
-        "ws": "websockets-sansio",
+        **uvicorn_protocols(),
         "ws_per_message_deflate": False,
+        "log_config": logging_config(),
     }
 
 
@@ -135,6 +144,9 @@ def _serve(args: argparse.Namespace) -> int:
     app = factory()
     settings = app.state.settings
     logging.basicConfig(level=settings.log_level, format="%(levelname)s %(name)s %(message)s")
+    from services.common.serving import install_redaction
+
+    install_redaction()
     import uvicorn
 
     uvicorn.run(app, **uvicorn_options(args, entry, log_level=settings.log_level))
@@ -179,7 +191,11 @@ def _token(args: argparse.Namespace) -> int:
     settings = AuthSettings.from_env()
     try:
         token = issue_token(
-            settings, tenant_id=args.tenant, subject=args.subject, ttl_seconds=args.ttl
+            settings,
+            tenant_id=args.tenant,
+            subject=args.subject,
+            scopes=args.scope,
+            ttl_seconds=args.ttl,
         )
     except (InvalidTenantId, ValueError) as exc:
         raise CommandError(f"token: {exc}", EXIT_USAGE) from None
@@ -187,10 +203,38 @@ def _token(args: argparse.Namespace) -> int:
     return 0
 
 
-def _positive_seconds(value: str) -> float:
-    seconds = float(value)
-    if seconds <= 0:
-        raise argparse.ArgumentTypeError("must be > 0")
+def _feed(args: argparse.Namespace) -> int:
+    from services.realtime.feed_client import FeedClientError, watch_feed
+
+    try:
+        return asyncio.run(watch_feed(args))
+    except KeyboardInterrupt:
+        return 0
+    except FeedClientError as exc:
+        raise CommandError(f"feed: {exc}", exc.code) from None
+
+
+_TTL_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_ttl(value: str) -> float:
+    """``--ttl``: seconds, or a number with s/m/h/d; positive and finite.
+
+    An argparse type: a bad value is one usage line, never a traceback.
+    """
+    text = value.strip().lower()
+    unit = _TTL_UNITS.get(text[-1:]) if text else None
+    number = text[:-1] if unit is not None else text
+    try:
+        seconds = float(number) * (unit or 1.0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not a duration: use seconds or a number with s, m, h or d (12h)"
+        ) from None
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise argparse.ArgumentTypeError(
+            f"{value!r}: a token's lifetime must be a positive, finite duration"
+        )
     return seconds
 
 
@@ -218,11 +262,48 @@ def build_parser() -> argparse.ArgumentParser:
     migrate.add_argument("--revision", default="head", help="target revision (default head)")
     migrate.set_defaults(handler=_migrate)
 
-    token = commands.add_parser("token", help="mint a JWT signed with the active key")
+    token = commands.add_parser(
+        "token",
+        help="mint a JWT signed with the active key (JWT_SECRET_KEY, JWT_KEY_ID)",
+        description="Mint a JWT. Scopes: feed:read (an agent's live feed), crm:ingest "
+        "(the CRM webhooks), leads:score (the scoring API), operator (operator APIs). "
+        "Lifetimes are capped per scope by JWT_MAX_TTL_* (defaults: 12h, 30d, 30d, 1h).",
+    )
     token.add_argument("--tenant", required=True, help="tenant id (tid claim)")
-    token.add_argument("--subject", required=True, help="agent id (sub claim)")
-    token.add_argument("--ttl", type=_positive_seconds, default=3600.0, help="seconds (3600)")
+    token.add_argument("--subject", required=True, help="agent or integration id (sub claim)")
+    token.add_argument(
+        "--scope",
+        action="append",
+        required=True,
+        choices=SCOPE_CHOICES,
+        help="what the token may do (repeat for several)",
+    )
+    token.add_argument(
+        "--ttl", type=parse_ttl, default=3600.0, help="lifetime: seconds or 30m, 12h, 7d (1h)"
+    )
     token.set_defaults(handler=_token)
+
+    feed = commands.add_parser(
+        "feed",
+        help="print a tenant's live lead feed (WS /v1/feed) until Ctrl-C",
+        description="Connect to the websocket-manager's feed and print each event as a line. "
+        "Uses --token (or $ENTERPRISEHUB_TOKEN), else mints a feed:read token from "
+        "JWT_SECRET_KEY/JWT_KEY_ID. Resumes after a dropped connection without gaps.",
+    )
+    feed.add_argument("--tenant", required=True, help="tenant id")
+    feed.add_argument(
+        "--url",
+        default="ws://127.0.0.1:8001/v1/feed",
+        help="feed URL (default ws://127.0.0.1:8001/v1/feed)",
+    )
+    feed.add_argument("--subject", default="agent-1", help="agent id when minting (agent-1)")
+    feed.add_argument("--token", default=None, help="a feed:read token (else minted)")
+    feed.add_argument("--last-event-id", default=None, help="resume after this event")
+    feed.add_argument("--json", action="store_true", help="print the raw JSON frames")
+    feed.add_argument(
+        "--count", type=int, default=None, help="exit after this many events (default: never)"
+    )
+    feed.set_defaults(handler=_feed)
 
     for target in COMMAND_GROUPS:
         register = _load(target)

@@ -23,8 +23,10 @@ Function scope (each first empties every table in ``public`` except
 - ``db`` / ``owner_db``: ``services.common.database.Database`` for the
   application role / the owner, closed after the test.
 - ``redis_client``: a pooled client on ``redis_url``, closed after the test.
-- ``make_token(tenant_id, subject="agent-1", ttl_seconds=3600)``: a JWT signed
-  with the test's active key (``JWT_SECRET`` / ``JWT_KID``).
+- ``make_token(tenant_id, subject="agent-1", ttl_seconds=3600, scopes=TEST_SCOPES)``:
+  a JWT signed with the test's active key (``JWT_SECRET`` / ``JWT_KID``). Its
+  scopes are explicit: by default feed:read, crm:ingest and leads:score (what
+  most tests need at once); pass ``scopes=(...)`` to test scope checks.
 - ``app_client``: ``async with app_client(app) as client`` runs the app's
   lifespan and yields an ``httpx.AsyncClient`` talking to it in-process.
 """
@@ -53,7 +55,7 @@ if sys.path[:1] != [_ROOT]:
     sys.path.insert(0, _ROOT)
 
 from localrun.servers import LocalServers, start_all  # noqa: E402
-from services.common.auth import issue_token  # noqa: E402
+from services.common.auth import CRM_INGEST, FEED_READ, LEADS_SCORE, issue_token  # noqa: E402
 from services.common.database import Database  # noqa: E402
 from services.common.redis import Redis, close_redis, create_redis  # noqa: E402
 from services.common.settings import CommonSettings  # noqa: E402
@@ -65,6 +67,8 @@ JWT_KID = "test-2026-01"
 JWT_SECRET = "test-active-signing-key-0123456789abcdef"
 JWT_PREVIOUS_KID = "test-2025-12"
 JWT_PREVIOUS_SECRET = "test-retired-signing-key-0123456789abcdef"
+TEST_SCOPES = (FEED_READ, CRM_INGEST, LEADS_SCORE)
+"""Scopes of ``make_token``'s tokens unless a test asks for others."""
 
 
 def _servers_env(servers: LocalServers) -> dict[str, str]:
@@ -198,13 +202,22 @@ async def redis_client(redis_url: str) -> AsyncIterator[Redis]:
 
 @pytest.fixture
 def make_token(settings: CommonSettings) -> Callable[..., str]:
-    """``make_token(tenant_id, subject="agent-1", ttl_seconds=3600, **kw)``."""
+    """``make_token(tenant_id, subject="agent-1", ttl_seconds=3600, scopes=TEST_SCOPES, **kw)``."""
 
     def make(
-        tenant_id: str, subject: str = "agent-1", ttl_seconds: float = 3600, **kwargs: Any
+        tenant_id: str,
+        subject: str = "agent-1",
+        ttl_seconds: float = 3600,
+        scopes: tuple[str, ...] = TEST_SCOPES,
+        **kwargs: Any,
     ) -> str:
         return issue_token(
-            settings, tenant_id=tenant_id, subject=subject, ttl_seconds=ttl_seconds, **kwargs
+            settings,
+            tenant_id=tenant_id,
+            subject=subject,
+            scopes=scopes,
+            ttl_seconds=ttl_seconds,
+            **kwargs,
         )
 
     return make

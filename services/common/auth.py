@@ -1,8 +1,19 @@
 """JWT bearer authentication: HS256 tokens carrying the tenant and the agent.
 
 A token has the header ``{"alg": "HS256", "kid": ...}`` and the claims
-``tid`` (tenant id), ``sub`` (agent id), ``exp`` (required), ``iat`` and
-``jti``. Keys rotate by ``kid``: JWT_SECRET_KEY/JWT_KEY_ID sign and verify;
+``tid`` (tenant id), ``sub`` (agent id), ``scope`` (space-separated, as in
+RFC 9068), ``exp`` (required), ``iat`` and ``jti``.
+
+Scopes say what a token may do, so that a leaked agent's feed token cannot
+post events for the whole tenant: ``feed:read`` (the agent feed),
+``crm:ingest`` (the CRM webhooks), ``leads:score`` (the scoring API) and
+``operator`` (operator APIs). Routes ask for theirs with ``require_scope``
+(HTTP) or ``authenticate_websocket(ws, scope=...)``; a valid token without
+the scope is a 403 ``insufficient_scope``. Lifetimes are capped per scope
+(JWT_MAX_TTL_*): ``issue_token`` refuses a longer one and the verifier
+refuses a token that claims one (``lifetime_too_long``).
+
+Keys rotate by ``kid``: JWT_SECRET_KEY/JWT_KEY_ID sign and verify;
 JWT_PREVIOUS_KEYS only verify, so tokens minted before a rotation keep working
 until they expire or their kid is dropped from that map.
 
@@ -10,7 +21,10 @@ Every failure raises ``AuthError`` with a machine-readable ``reason``
 (``missing_token``, ``malformed_token``, ``unsupported_algorithm``,
 ``unknown_kid``, ``bad_signature``, ``expired_token``, ``not_yet_valid``,
 ``missing_claim``, ``missing_tenant``, ``invalid_tenant``,
-``missing_subject``); the app answers it with 401 and that reason. WebSocket
+``missing_subject``, ``lifetime_too_long``); the app answers it with 401
+and that reason. Any token that cannot be read (a header ``kid`` that is not
+a string, claims of the wrong type, numbers out of range) is a 401
+``malformed_token``, never a 500. WebSocket
 routes call ``authenticate_websocket`` and, on failure, ``deny_websocket``.
 
 Verified tokens are remembered (bounded, per verifier) so that a client
@@ -24,10 +38,11 @@ remembered.
 
 from __future__ import annotations
 
+import math
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -35,6 +50,7 @@ from typing import Annotated, Any
 import jwt
 from fastapi import Depends
 from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.requests import HTTPConnection
 from starlette.websockets import WebSocket
 
@@ -47,9 +63,22 @@ WS_POLICY_VIOLATION = 1008
 VERIFIED_CACHE_SIZE = 4096
 """Verified tokens remembered per verifier (least recently used evicted)."""
 
+FEED_READ = "feed:read"
+"""Scope of an agent's feed token (``WS /v1/feed``)."""
+CRM_INGEST = "crm:ingest"
+"""Scope of a CRM integration's token (the lead event webhooks)."""
+LEADS_SCORE = "leads:score"
+"""Scope of a caller of the lead scoring API."""
+OPERATOR = "operator"
+"""Scope of an operator's token (operator APIs: flags, replays, administration)."""
+SCOPES: tuple[str, ...] = (FEED_READ, CRM_INGEST, LEADS_SCORE, OPERATOR)
+"""Every scope a token may carry."""
+
 
 class AuthError(Exception):
     """Authentication failed; ``reason`` is a stable code, ``detail`` is for humans."""
+
+    status_code = 401
 
     def __init__(self, reason: str, detail: str) -> None:
         self.reason = reason
@@ -57,13 +86,31 @@ class AuthError(Exception):
         super().__init__(f"{reason}: {detail}")
 
     def body(self) -> dict[str, str]:
-        """JSON body for a 401 answer."""
+        """JSON body for the answer."""
         return {"detail": self.detail, "reason": self.reason}
 
     def headers(self) -> dict[str, str]:
         """RFC 6750 challenge header for a 401 answer."""
         challenge = f'Bearer error="invalid_token", error_description="{self.reason}"'
         return {"WWW-Authenticate": challenge}
+
+
+class ScopeError(AuthError):
+    """The token is valid but lacks the scope the route needs: 403 (RFC 6750 3.1)."""
+
+    status_code = 403
+
+    def __init__(self, scope: str) -> None:
+        self.scope = scope
+        super().__init__(
+            "insufficient_scope",
+            f"this token lacks the {scope!r} scope; mint one with "
+            f"`enterprisehub token --scope {scope}`",
+        )
+
+    def headers(self) -> dict[str, str]:
+        """RFC 6750 challenge naming the scope that is needed."""
+        return {"WWW-Authenticate": f'Bearer error="insufficient_scope", scope="{self.scope}"'}
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,12 +122,38 @@ class Principal:
     expires_at: datetime
     token_id: str | None = None
     key_id: str | None = None
+    scopes: frozenset[str] = frozenset()
+
+    def require(self, scope: str) -> Principal:
+        """Return self if the token carries ``scope``, else raise `ScopeError`."""
+        if scope not in self.scopes:
+            raise ScopeError(scope)
+        return self
 
 
 @dataclass(frozen=True, slots=True)
 class _Verified:
     principal: Principal
     expires: int
+
+
+def parse_scopes(value: str | Iterable[str]) -> frozenset[str]:
+    """Scopes from a ``scope`` claim (or a list); raise ValueError naming an unknown one."""
+    items = value.split() if isinstance(value, str) else list(value)
+    unknown = [item for item in items if item not in SCOPES]
+    if unknown:
+        raise ValueError(f"unknown scope {unknown[0]!r}; known: {', '.join(SCOPES)}")
+    return frozenset(items)
+
+
+def max_ttl_seconds(caps: Mapping[str, float], scopes: Collection[str]) -> float:
+    """The longest lifetime a token with ``scopes`` may have: the smallest of their caps.
+
+    A token without scopes gets the smallest cap of all (it can reach only
+    unscoped routes, and nothing mints one on purpose).
+    """
+    relevant = [caps[scope] for scope in scopes if scope in caps] or list(caps.values())
+    return min(relevant) if relevant else math.inf
 
 
 class TokenVerifier:
@@ -99,10 +172,12 @@ class TokenVerifier:
         leeway_seconds: float = 10.0,
         cache_size: int = VERIFIED_CACHE_SIZE,
         clock: Callable[[], float] = time.time,
+        max_ttl: Mapping[str, float] | None = None,
     ) -> None:
         if not keys:
             raise ValueError("TokenVerifier needs at least one key")
         self._keys = dict(keys)
+        self._max_ttl = dict(max_ttl or {})
         self._leeway = leeway_seconds
         self._cache_size = cache_size
         self._clock = clock
@@ -114,14 +189,21 @@ class TokenVerifier:
         previous = settings.jwt_previous_keys.items()
         keys = {kid: secret.get_secret_value() for kid, secret in previous}
         keys[settings.jwt_key_id] = settings.jwt_secret_key.get_secret_value()
-        return cls(keys, leeway_seconds=settings.jwt_leeway_seconds)
+        return cls(keys, leeway_seconds=settings.jwt_leeway_seconds, max_ttl=settings.token_max_ttl)
 
     def verify(self, token: str) -> Principal:
-        """Return the token's principal or raise ``AuthError``."""
+        """Return the token's principal or raise ``AuthError`` (never anything else)."""
         known = self._verified.get(token)
         if known is None:
-            principal, claims = self._verify_fully(token)
-            self._remember(token, principal, claims)
+            try:
+                principal, expires = self._verify_fully(token)
+            except AuthError:
+                raise
+            except Exception:
+                # The class of bug, not one instance: whatever a hostile token
+                # makes the JWT library or the claim checks raise is a 401.
+                raise AuthError("malformed_token", "token could not be read") from None
+            self._remember(token, principal, expires)
             return principal
         # PyJWT's rule, with the same leeway. iat/nbf need no second look:
         # they were in the past (within the leeway) when the token verified.
@@ -131,25 +213,44 @@ class TokenVerifier:
         self._verified.move_to_end(token)
         return known.principal
 
-    def _remember(self, token: str, principal: Principal, claims: dict[str, Any]) -> None:
+    def _remember(self, token: str, principal: Principal, expires: int) -> None:
         if self._cache_size <= 0:
             return
-        self._verified[token] = _Verified(principal=principal, expires=int(claims["exp"]))
+        self._verified[token] = _Verified(principal=principal, expires=expires)
         if len(self._verified) > self._cache_size:
             self._verified.popitem(last=False)
 
-    def _verify_fully(self, token: str) -> tuple[Principal, dict[str, Any]]:
+    def _verify_fully(self, token: str) -> tuple[Principal, int]:
         try:
             header = jwt.get_unverified_header(token)
-        except jwt.DecodeError:
+        except jwt.PyJWTError:
+            # PyJWT raises InvalidTokenError (not DecodeError) for a header
+            # whose kid is not a string.
             raise AuthError("malformed_token", "token is not a well-formed JWT") from None
-        if header.get("alg") != ALGORITHM:
+        if not isinstance(header.get("alg"), str) or header["alg"] != ALGORITHM:
             raise AuthError("unsupported_algorithm", f"only {ALGORITHM} tokens are accepted")
         kid = header.get("kid")
         if not isinstance(kid, str) or kid not in self._keys:
             raise AuthError("unknown_kid", "token key id is missing or not trusted")
         claims = self._decode(token, self._keys[kid])
-        return self._principal(claims, kid), claims
+        if not isinstance(claims, dict):
+            raise AuthError("malformed_token", "token claims are not a JSON object")
+        principal = self._principal(claims, kid)
+        expires = _finite_int(claims["exp"], "exp")
+        self._check_lifetime(claims, principal.scopes, expires)
+        return principal, expires
+
+    def _check_lifetime(self, claims: dict[str, Any], scopes: frozenset[str], exp: int) -> None:
+        if not self._max_ttl:
+            return
+        issued = claims.get("iat")
+        start = _finite_int(issued, "iat") if issued is not None else self._clock()
+        cap = max_ttl_seconds(self._max_ttl, scopes)
+        if exp - start > cap + self._leeway:
+            raise AuthError(
+                "lifetime_too_long",
+                f"token lifetime exceeds the {cap:g} s allowed for its scopes; mint a shorter one",
+            )
 
     def _decode(self, token: str, key: str) -> dict[str, Any]:
         try:
@@ -174,7 +275,7 @@ class TokenVerifier:
     @staticmethod
     def _principal(claims: dict[str, Any], kid: str) -> Principal:
         tenant = claims.get("tid")
-        if not tenant:
+        if tenant is None or tenant == "":
             raise AuthError("missing_tenant", "token has no tenant (tid claim)")
         try:
             validate_tenant_id(tenant)
@@ -183,14 +284,33 @@ class TokenVerifier:
         subject = claims.get("sub")
         if not isinstance(subject, str) or not subject:
             raise AuthError("missing_subject", "token has no subject (sub claim)")
+        scope = claims.get("scope", "")
+        if not isinstance(scope, str):
+            raise AuthError("malformed_token", "token scope claim must be a string")
+        try:
+            scopes = parse_scopes(scope)
+        except ValueError as exc:
+            raise AuthError("malformed_token", f"token scope claim: {exc}") from None
         jti = claims.get("jti")
+        try:
+            expires_at = datetime.fromtimestamp(_finite_int(claims["exp"], "exp"), tz=UTC)
+        except (OverflowError, OSError, ValueError):
+            raise AuthError("malformed_token", "token exp is out of range") from None
         return Principal(
             tenant_id=tenant,
             subject=subject,
-            expires_at=datetime.fromtimestamp(float(claims["exp"]), tz=UTC),
+            expires_at=expires_at,
             token_id=jti if isinstance(jti, str) else None,
             key_id=kid,
+            scopes=scopes,
         )
+
+
+def _finite_int(value: object, claim: str) -> int:
+    """A NumericDate claim as an int; AuthError for booleans, NaN, infinities, text."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise AuthError("malformed_token", f"token {claim} claim must be a finite number")
+    return int(value)
 
 
 def issue_token(
@@ -198,19 +318,37 @@ def issue_token(
     *,
     tenant_id: str,
     subject: str,
+    scopes: Iterable[str],
     ttl_seconds: float = 3600,
     now: float | None = None,
     extra_claims: Mapping[str, Any] | None = None,
 ) -> str:
-    """Mint a token signed with the active key (for the CLI, demos and tests)."""
+    """Mint a token signed with the active key (for the CLI, demos and tests).
+
+    Raises ValueError (one line, for the CLI to print) for an unknown or
+    missing scope, a lifetime that is not a positive finite number of
+    seconds, or one longer than the cap of the token's scopes.
+    """
     validate_tenant_id(tenant_id)
     if not subject:
         raise ValueError("subject must be non-empty")
+    granted = parse_scopes(scopes if isinstance(scopes, str) else list(scopes))
+    if not granted:
+        raise ValueError(f"a token needs at least one scope ({', '.join(SCOPES)})")
+    if isinstance(ttl_seconds, bool) or not math.isfinite(ttl_seconds) or ttl_seconds <= 0:
+        raise ValueError(f"ttl must be a positive, finite number of seconds, not {ttl_seconds!r}")
+    cap = max_ttl_seconds(settings.token_max_ttl, granted)
+    if ttl_seconds > cap:
+        raise ValueError(
+            f"ttl {ttl_seconds:g} s exceeds the {cap:g} s allowed for scope(s) "
+            f"{' '.join(sorted(granted))} (JWT_MAX_TTL_* settings)"
+        )
     issued = time.time() if now is None else now
     claims: dict[str, Any] = {
         **(extra_claims or {}),
         "tid": tenant_id,
         "sub": subject,
+        "scope": " ".join(sorted(granted)),
         "iat": int(issued),
         "exp": int(issued + ttl_seconds),
         "jti": uuid.uuid4().hex,
@@ -237,7 +375,21 @@ def _verifier(conn: HTTPConnection) -> TokenVerifier:
     return verifier
 
 
-async def require_principal(conn: HTTPConnection) -> Principal:
+BEARER_SCHEME = HTTPBearer(
+    scheme_name="bearerAuth",
+    bearerFormat="JWT",
+    description="HS256 JWT carrying the tenant (tid), the caller (sub) and its scopes "
+    "(scope: feed:read, crm:ingest, leads:score, operator). Mint one with "
+    "`enterprisehub token --tenant T --subject S --scope SCOPE`.",
+    auto_error=False,
+)
+"""Declares the bearer scheme in the OpenAPI documents; the checks are ours (reasons)."""
+
+
+async def require_principal(
+    conn: HTTPConnection,
+    _scheme: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER_SCHEME)] = None,
+) -> Principal:
     """FastAPI dependency: the principal of the request's bearer token."""
     token = _bearer_from_header(conn.headers.get("authorization"))
     if token is None:
@@ -246,14 +398,42 @@ async def require_principal(conn: HTTPConnection) -> Principal:
 
 
 PrincipalDep = Annotated[Principal, Depends(require_principal)]
+"""Any valid token, whatever its scopes (use `require_scope` on real routes)."""
 
 
-async def authenticate_websocket(websocket: WebSocket) -> Principal:
+def require_scope(scope: str) -> Callable[[HTTPConnection], Awaitable[Principal]]:
+    """FastAPI dependency: the principal of a valid token that carries ``scope`` (else 403).
+
+    ``Annotated[Principal, Depends(require_scope(CRM_INGEST))]``.
+    """
+    if scope not in SCOPES:
+        raise ValueError(f"unknown scope {scope!r}")
+
+    async def dependency(
+        conn: HTTPConnection,
+        _scheme: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER_SCHEME)] = None,
+    ) -> Principal:
+        return (await require_principal(conn)).require(scope)
+
+    dependency.__name__ = f"require_scope_{scope.replace(':', '_')}"
+    return dependency
+
+
+IngestPrincipalDep = Annotated[Principal, Depends(require_scope(CRM_INGEST))]
+"""A token with ``crm:ingest`` (the lead event webhooks)."""
+ScoringPrincipalDep = Annotated[Principal, Depends(require_scope(LEADS_SCORE))]
+"""A token with ``leads:score`` (the scoring API)."""
+OperatorPrincipalDep = Annotated[Principal, Depends(require_scope(OPERATOR))]
+"""A token with ``operator`` (operator APIs)."""
+
+
+async def authenticate_websocket(websocket: WebSocket, *, scope: str | None = None) -> Principal:
     """The principal of a WebSocket handshake, before ``accept()``.
 
     The token comes from ``Authorization: Bearer`` or, for browsers that
     cannot set headers on a WebSocket, the ``access_token`` query parameter.
-    Raises ``AuthError``.
+    With ``scope``, the token must carry it. Raises ``AuthError`` (a
+    `ScopeError` for a missing scope).
     """
     token = _bearer_from_header(websocket.headers.get("authorization"))
     if token is None:
@@ -262,18 +442,21 @@ async def authenticate_websocket(websocket: WebSocket) -> Principal:
         raise AuthError(
             "missing_token", "send Authorization: Bearer <token> or ?access_token=<token>"
         )
-    return _verifier(websocket).verify(token)
+    principal = _verifier(websocket).verify(token)
+    return principal if scope is None else principal.require(scope)
 
 
 async def deny_websocket(websocket: WebSocket, error: AuthError) -> None:
-    """Refuse a handshake: HTTP 401 with the reason where the server supports it.
+    """Refuse a handshake: HTTP 401 (403 for a missing scope) with the reason.
 
     Servers with the ASGI ``websocket.http.response`` extension (uvicorn,
-    Starlette's TestClient) send the 401 JSON body; others get close code 1008
+    Starlette's TestClient) send the JSON body; others get close code 1008
     with the reason.
     """
     if "websocket.http.response" in websocket.scope.get("extensions", {}):
-        response = JSONResponse(error.body(), status_code=401, headers=error.headers())
+        response = JSONResponse(
+            error.body(), status_code=error.status_code, headers=error.headers()
+        )
         await websocket.send_denial_response(response)
         return
     await websocket.close(code=WS_POLICY_VIOLATION, reason=error.reason)

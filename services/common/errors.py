@@ -3,7 +3,11 @@
 Shape: ``{"detail": str, "reason": str}`` plus ``errors`` for validation
 failures (one ``{"field", "problem"}`` per problem). Bad input is always a
 4xx, never a 500; an unreachable Postgres or Redis is a 503 with
-``Retry-After`` so clients and load balancers back off.
+``Retry-After`` so clients and load balancers back off. Input that passed
+validation but that Postgres refuses as data (``asyncpg.DataError``: a
+character or number it cannot store) is the request's fault: 422
+``unstorable_input``. Anything else unforeseen is a 500 in the same shape
+(``internal_error``), never a plain-text page.
 """
 
 from __future__ import annotations
@@ -77,7 +81,7 @@ async def _http(_: Request, exc: Exception) -> JSONResponse:
 
 async def _auth(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, AuthError)
-    return JSONResponse(exc.body(), status_code=401, headers=exc.headers())
+    return JSONResponse(exc.body(), status_code=exc.status_code, headers=exc.headers())
 
 
 def _unavailable_response(reason: str) -> JSONResponse:
@@ -100,6 +104,25 @@ async def _redis(_: Request, exc: Exception) -> JSONResponse:
     return _unavailable_response(unavailable(exc).reason)
 
 
+async def _unstorable(_: Request, exc: Exception) -> JSONResponse:
+    # The database's message names the problem, not the value (no echo).
+    problem = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+    return JSONResponse(
+        {
+            "detail": f"the request holds data that cannot be stored: {problem}",
+            "reason": "unstorable_input",
+        },
+        status_code=422,
+    )
+
+
+async def _internal(_: Request, exc: Exception) -> JSONResponse:
+    return JSONResponse(
+        {"detail": "internal error; it has been logged", "reason": "internal_error"},
+        status_code=500,
+    )
+
+
 async def _tenant(_: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": str(exc), "reason": "invalid_tenant"}, status_code=400)
 
@@ -114,6 +137,9 @@ def install_error_handlers(app: FastAPI) -> None:
     # Connection loss in the middle of a query escapes as asyncpg's own error.
     app.add_exception_handler(asyncpg.PostgresConnectionError, _database)
     app.add_exception_handler(asyncpg.CannotConnectNowError, _database)
+    app.add_exception_handler(asyncpg.DataError, _unstorable)
+    # Starlette still re-raises it after answering, so it is logged as before.
+    app.add_exception_handler(Exception, _internal)
     app.add_exception_handler(RedisUnavailable, _redis)
     for error_type in REDIS_ERRORS:
         if error_type is not OSError:

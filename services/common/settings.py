@@ -36,8 +36,9 @@ LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 # HS256 keys shorter than the hash output weaken the MAC (RFC 7518 section 3.2);
 # PyJWT also warns about them, and warnings are errors in the test suite.
 MIN_JWT_KEY_BYTES = 32
-_KID_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
-_ORIGIN_PATTERN = re.compile(r"^https?://(\*\.)?[A-Za-z0-9.-]+(:\d{1,5})?$")
+# Used with fullmatch only ("$" would accept a trailing newline).
+_KID_PATTERN = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+_ORIGIN_PATTERN = re.compile(r"https?://(\*\.)?[A-Za-z0-9.-]+(:\d{1,5})?")
 
 
 class SettingsError(ValueError):
@@ -121,6 +122,23 @@ class AuthSettings(EnvSettings):
     jwt_leeway_seconds: float = Field(
         default=10.0, ge=0, le=300, description="Clock skew tolerated on exp."
     )
+    # Longest token lifetime per scope (services.common.auth): minted tokens
+    # are refused beyond it, and so are tokens that claim a longer one.
+    jwt_max_ttl_feed_read: float = Field(
+        default=12 * 3600, gt=0, le=30 * 86400, description="Feed tokens (an agent's shift)."
+    )
+    jwt_max_ttl_crm_ingest: float = Field(
+        default=30 * 86400,
+        gt=0,
+        le=365 * 86400,
+        description="CRM webhook tokens (rotated with the CRM integration's secret).",
+    )
+    jwt_max_ttl_leads_score: float = Field(
+        default=30 * 86400, gt=0, le=365 * 86400, description="Scoring API tokens."
+    )
+    jwt_max_ttl_operator: float = Field(
+        default=3600, gt=0, le=86400, description="Operator tokens (short: they can do most)."
+    )
 
     @field_validator("jwt_secret_key")
     @classmethod
@@ -135,7 +153,7 @@ class AuthSettings(EnvSettings):
     @field_validator("jwt_key_id")
     @classmethod
     def _kid_shape(cls, value: str) -> str:
-        if not _KID_PATTERN.match(value):
+        if not _KID_PATTERN.fullmatch(value):
             raise ValueError("must be 1-64 characters from A-Z a-z 0-9 _ . -")
         return value
 
@@ -160,11 +178,21 @@ class AuthSettings(EnvSettings):
     @classmethod
     def _previous_keys_valid(cls, value: dict[str, SecretStr]) -> dict[str, SecretStr]:
         for kid, secret in value.items():
-            if not _KID_PATTERN.match(kid):
+            if not _KID_PATTERN.fullmatch(kid):
                 raise ValueError(f"kid {kid!r} must be 1-64 characters from A-Z a-z 0-9 _ . -")
             if len(secret.get_secret_value().encode()) < MIN_JWT_KEY_BYTES:
                 raise ValueError(f"key {kid!r} must be at least {MIN_JWT_KEY_BYTES} bytes")
         return value
+
+    @property
+    def token_max_ttl(self) -> dict[str, float]:
+        """Longest lifetime in seconds per token scope (JWT_MAX_TTL_*)."""
+        return {
+            "feed:read": self.jwt_max_ttl_feed_read,
+            "crm:ingest": self.jwt_max_ttl_crm_ingest,
+            "leads:score": self.jwt_max_ttl_leads_score,
+            "operator": self.jwt_max_ttl_operator,
+        }
 
     @model_validator(mode="after")
     def _active_kid_not_retired(self) -> Self:
@@ -397,7 +425,7 @@ class CommonSettings(AuthSettings, RedisSettings, StorageSettings, ClaudeSetting
     @classmethod
     def _origins_shape(cls, value: list[str]) -> list[str]:
         for origin in value:
-            if not _ORIGIN_PATTERN.match(origin):
+            if not _ORIGIN_PATTERN.fullmatch(origin):
                 raise ValueError(
                     f"origin {origin!r} must be scheme://host[:port] without a path; "
                     "a wildcard is allowed only as a leading subdomain "
@@ -420,7 +448,8 @@ class CommonSettings(AuthSettings, RedisSettings, StorageSettings, ClaudeSetting
             scheme, rest = origin.split("://", 1)
             host = re.escape(rest.removeprefix("*."))
             patterns.append(rf"{scheme}://[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.{host}")
-        return "^(" + "|".join(patterns) + ")$" if patterns else None
+        # \A...\Z, not ^...$: "$" also matches before a trailing newline.
+        return r"\A(" + "|".join(patterns) + r")\Z" if patterns else None
 
     @property
     def targets_seconds(self) -> dict[str, float]:

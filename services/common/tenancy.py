@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import re
 
-TENANT_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+# Always used with fullmatch: "$" (and so ".match") would accept a trailing newline.
+TENANT_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 TENANT_ID_RULE = "1-64 characters from A-Z a-z 0-9 _ . - starting with a letter or digit"
 
 
@@ -19,6 +20,6 @@ class InvalidTenantId(ValueError):  # noqa: N818 - reads as the condition it nam
 
 def validate_tenant_id(tenant_id: str) -> str:
     """Return ``tenant_id`` unchanged if valid, else raise ``InvalidTenantId``."""
-    if not isinstance(tenant_id, str) or not TENANT_ID_PATTERN.match(tenant_id):
+    if not isinstance(tenant_id, str) or not TENANT_ID_PATTERN.fullmatch(tenant_id):
         raise InvalidTenantId(f"tenant id {tenant_id!r} is invalid: expected {TENANT_ID_RULE}")
     return tenant_id

@@ -58,15 +58,25 @@ A single event larger than this still goes, alone, as a ``lead_event``.
 """
 
 
+MAX_STREAM_ID_PART = 2**63 - 1
+"""Largest part of a stream id accepted: what Postgres's bigint holds (and Redis's u64 too)."""
+
+
 def parse_stream_id(stream_id: str) -> tuple[int, int]:
     """Split a Redis stream id ``"<ms>-<seq>"`` into a comparable tuple.
 
-    Raises `ValueError` when the text is not a stream id.
+    Raises `ValueError` when the text is not a stream id: ASCII digits only
+    (``str.isdigit`` alone accepts other scripts' digits, and a trailing
+    newline would pass a ``$``-anchored regex), each part at most
+    `MAX_STREAM_ID_PART`.
     """
     ms, sep, seq = stream_id.partition("-")
-    if not sep or not ms.isdigit() or not seq.isdigit():
+    if not (sep and ms.isascii() and seq.isascii() and ms.isdigit() and seq.isdigit()):
         raise ValueError(f"not a stream id: {stream_id!r}")
-    return int(ms), int(seq)
+    parts = int(ms), int(seq)
+    if parts[0] > MAX_STREAM_ID_PART or parts[1] > MAX_STREAM_ID_PART:
+        raise ValueError(f"stream id out of range: {stream_id!r}")
+    return parts
 
 
 def encode_event_body(

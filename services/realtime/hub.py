@@ -24,6 +24,7 @@ import logging
 import re
 import uuid
 
+from redis.exceptions import ResponseError
 from starlette.websockets import WebSocket, WebSocketState
 
 from services.common.auth import Principal
@@ -49,7 +50,11 @@ log = logging.getLogger(__name__)
 WS_POLICY_VIOLATION = 1008
 WS_INTERNAL_ERROR = 1011
 WS_TRY_AGAIN_LATER = 1013
-_STREAM_ID = re.compile(r"^\d{1,20}-\d{1,20}$")
+# fullmatch only: "$" would let "1-1\n" through to the stream id parser.
+_STREAM_ID = re.compile(r"[0-9]{1,20}-[0-9]{1,20}")
+_EVENT_ID = re.compile(
+    r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+)
 # How far back from the tail to look for an event whose stream id is not yet
 # in Postgres: its batched mark is at most a flush interval (0.25 s) behind,
 # a few hundred entries even at thousands of events per second per tenant.
@@ -138,9 +143,21 @@ class FeedHub:
         """
         if last_event_id is None:
             return None
-        if _STREAM_ID.match(last_event_id):
+        if _STREAM_ID.fullmatch(last_event_id):
+            try:
+                parse_stream_id(last_event_id)
+            except ValueError:
+                raise FeedRefusedError(
+                    WS_POLICY_VIOLATION,
+                    "last_event_id is out of range: send the stream_id of the last frame",
+                    "bad_last_event_id",
+                ) from None
             return last_event_id
         try:
+            # uuid.UUID strips braces, "urn:uuid:" and hyphens: only the
+            # canonical 36-character form is an event id.
+            if not _EVENT_ID.fullmatch(last_event_id):
+                raise ValueError(last_event_id)
             event_id = str(uuid.UUID(last_event_id))
         except ValueError:
             raise FeedRefusedError(
@@ -212,10 +229,20 @@ class FeedHub:
         except FeedRefusedError as refusal:
             await self._refuse(websocket, refusal)
             return
+        # From here the socket holds a slot (local and across replicas): it is
+        # given back whatever happens next, or one bad handshake repeated a
+        # hundred times would lock the tenant out until the slots expire.
         try:
-            position = await self.fanout.subscribe(tenant_id)
-        except REDIS_DOWN:
+            await self._serve_admitted(websocket, conn, cursor)
+        finally:
             await self._release(conn)
+
+    async def _serve_admitted(
+        self, websocket: WebSocket, conn: FeedConnection, cursor: str | None
+    ) -> None:
+        try:
+            position = await self.fanout.subscribe(conn.tenant_id)
+        except REDIS_DOWN:
             await self._refuse(websocket, self._redis_refusal())
             return
         # A new client starts at the live position; a resuming one after its
@@ -227,7 +254,6 @@ class FeedHub:
             await self._run(websocket, conn, resume=cursor is not None)
         finally:
             self._metrics.connections.dec()
-            await self._release(conn)
 
     async def _admit(self, conn: FeedConnection) -> None:
         limit = self._settings.ws_max_connections_per_tenant
@@ -239,18 +265,25 @@ class FeedHub:
         try:
             admitted = await self.cap.acquire(conn.tenant_id, conn.conn_id)
         except REDIS_DOWN as exc:
-            # Without Redis only this replica's share can be counted; the
-            # local cap above still bounds it.
-            log.warning("connection cap unchecked across replicas: %s", exc)
-            admitted = True
+            # A feed without Redis would say `ready` and then deliver nothing
+            # (docs/contracts.md: 1013 while Redis is down), even for a tenant
+            # this replica already reads (no other Redis call on that path).
+            self._drop_local(conn)
+            log.info("feed refused, redis unreachable: %s", type(exc).__name__)
+            raise self._redis_refusal() from None
+        except BaseException:
+            self._drop_local(conn)
+            raise
         if not admitted:
-            if self.registry.remove(conn):
-                self.fanout.unsubscribe(conn.tenant_id)
+            self._drop_local(conn)
             raise refusal
 
-    async def _release(self, conn: FeedConnection) -> None:
+    def _drop_local(self, conn: FeedConnection) -> None:
         if self.registry.remove(conn):
             self.fanout.unsubscribe(conn.tenant_id)
+
+    async def _release(self, conn: FeedConnection) -> None:
+        self._drop_local(conn)
         try:
             await self.cap.release(conn.tenant_id, conn.conn_id)
         except REDIS_DOWN:
@@ -290,6 +323,16 @@ class FeedHub:
                     reconnect_delay=settings.ws_reconnect_delay,
                 )
             )
+        except ResponseError as exc:
+            # Redis refused a command of the replay: its input is the client's
+            # cursor, so this is the client's error, not an outage (a 1013
+            # would make it reconnect with the same cursor forever).
+            self._metrics.connections_rejected.labels(reason="bad_last_event_id").inc()
+            log.info("replay of %s refused by redis: %s", conn.conn_id, exc)
+            await self._close(
+                websocket, WS_POLICY_VIOLATION, "last_event_id cannot be resumed from"
+            )
+            return
         except REDIS_DOWN:
             await self._close(websocket, WS_TRY_AGAIN_LATER, self._redis_refusal().reason)
             return

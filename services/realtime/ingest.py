@@ -18,7 +18,9 @@ Order and guarantees, per event:
    Redis unreachable: 202 ``delivery: deferred``; the row stays unpublished
    and `OutboxRelay` publishes it when Redis is back. After a failure the
    ingest skips Redis for a short back-off, so during an outage requests are
-   answered at once instead of each waiting for a timeout.
+   answered at once instead of each waiting for a timeout. Until the relay
+   has published a tenant's deferred events, that tenant's new events are
+   deferred too, so that delivery keeps acceptance order (see `outbox`).
 
 Group commit: the events of one tenant go through steps 2-4 together (one
 model call, one function call that inserts all rows in one transaction, one
@@ -41,14 +43,17 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
-from services.common.database import Database
+import asyncpg
+
+from services.common.database import Database, DatabaseUnavailable
 from services.realtime import store
 from services.realtime.event_ids import new_event_id
 from services.realtime.frames import encode_event_body
 from services.realtime.metrics import RealtimeMetrics
 from services.realtime.outbox import OutboxRelay, RowWriter
-from services.realtime.schemas import LeadEventAccepted, LeadEventCreate
+from services.realtime.schemas import DeliveryStatus, LeadEventAccepted, LeadEventCreate
 from services.realtime.scoring import Scorer
 from services.realtime.stream import REDIS_DOWN, EventStream, PublishItem
 
@@ -60,7 +65,19 @@ REDIS_BACKOFF_SECONDS = 1.0
 # Most events of one tenant stored and published together (and so the most
 # one batch request may hold).
 MAX_GROUP = 500
+IDEMPOTENCY_TTL_SECONDS = 24 * 3600
+"""How long an Idempotency-Key is honoured (as Stripe does); see docs/contracts.md."""
 _PUBLISH_FAILURES: tuple[type[BaseException], ...] = (*REDIS_DOWN, TimeoutError)
+# Failures that are no request's fault and hit every request alike: a group
+# failing with one is not retried request by request (it would only multiply
+# the load on a database that is already down).
+_SHARED_FAILURES: tuple[type[BaseException], ...] = (
+    DatabaseUnavailable,
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.InterfaceError,
+    OSError,
+)
 
 
 @dataclass(slots=True)
@@ -71,12 +88,33 @@ class _Pending:
     event_id: str = field(default_factory=new_event_id)
 
 
+@dataclass(frozen=True, slots=True)
+class IdempotencyKey:
+    """A request's ``Idempotency-Key`` and the SHA-256 of its body."""
+
+    key: str
+    request_sha256: bytes
+
+
+class IdempotencyKeyReusedError(Exception):
+    """The tenant used this Idempotency-Key for a request with another body (422)."""
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+        super().__init__("this Idempotency-Key was used for a request with another body")
+
+
 @dataclass(slots=True)
 class _Request:
     """The events of one webhook request, answered together."""
 
     items: list[_Pending]
     future: asyncio.Future[list[LeadEventAccepted]]
+    idempotency: IdempotencyKey | None = None
+
+
+def _response(answers: list[LeadEventAccepted]) -> dict[str, Any]:
+    return {"events": [answer.model_dump() for answer in answers]}
 
 
 class IngestService:
@@ -122,13 +160,22 @@ class IngestService:
         return accepted
 
     async def ingest_many(
-        self, *, tenant_id: str, events: Sequence[LeadEventCreate], accepted_at: float
+        self,
+        *,
+        tenant_id: str,
+        events: Sequence[LeadEventCreate],
+        accepted_at: float,
+        idempotency: IdempotencyKey | None = None,
     ) -> list[LeadEventAccepted]:
         """`ingest` for the events of one request, atomically.
 
         They go into the same group, hence the same transaction: either all
         are stored and acknowledged or none is (a retried batch cannot leave
         half of itself stored twice). At most `MAX_GROUP` events.
+
+        With ``idempotency``, the key is stored in that transaction: a request
+        that reuses it gets the first request's answers and stores nothing, or
+        `IdempotencyKeyReusedError` when its body differs.
         """
         if not 1 <= len(events) <= MAX_GROUP:
             raise ValueError(f"a request holds 1 to {MAX_GROUP} events, not {len(events)}")
@@ -136,6 +183,7 @@ class IngestService:
         request = _Request(
             items=[_Pending(event=event, accepted_at=accepted_at) for event in events],
             future=loop.create_future(),
+            idempotency=idempotency,
         )
         self._pending.setdefault(tenant_id, []).append(request)
         if not self._scheduled:
@@ -156,7 +204,14 @@ class IngestService:
         # Whole requests only, so a batch is never split across transactions.
         size = len(waiting[0].items)
         taken = 1
-        while taken < len(waiting) and size + len(waiting[taken].items) <= MAX_GROUP:
+        # A request with an Idempotency-Key is a group of its own: its key
+        # decides whether its events are stored, independently of others'.
+        while (
+            waiting[0].idempotency is None
+            and taken < len(waiting)
+            and waiting[taken].idempotency is None
+            and size + len(waiting[taken].items) <= MAX_GROUP
+        ):
             size += len(waiting[taken].items)
             taken += 1
         if taken < len(waiting):
@@ -177,17 +232,34 @@ class IngestService:
     async def _process(self, tenant_id: str, requests: list[_Request]) -> None:
         items = [item for request in requests for item in request.items]
         try:
-            answers = await self._store_and_publish(tenant_id, items)
+            answers = await self._store_and_publish(tenant_id, items, requests[0].idempotency)
         except asyncio.CancelledError:
             for request in requests:
                 request.future.cancel()
             raise
-        except Exception as exc:
-            # Every request of the group fails alike: nothing of it was
-            # acknowledged, so the CRM retries each one.
+        except _SHARED_FAILURES as exc:
+            # Postgres is unreachable: every request of the group fails alike
+            # (nothing of it was acknowledged, so the CRM retries each one).
             for request in requests:
                 if not request.future.done():
                     request.future.set_exception(exc)
+            return
+        except Exception as exc:
+            if len(requests) == 1:
+                requests[0].future.set_exception(exc)
+                return
+            # Something in one request that validation could not foresee
+            # failed the group's transaction (stored all or nothing, so nothing
+            # is stored). One bad request must not fail the others: each is
+            # stored again on its own, and only the culprit fails.
+            log.warning(
+                "group of %d requests of tenant %s failed (%s); storing them one by one",
+                len(requests),
+                tenant_id,
+                type(exc).__name__,
+            )
+            for request in requests:
+                await self._process(tenant_id, [request])
             return
         start = 0
         for request in requests:
@@ -197,32 +269,44 @@ class IngestService:
             start = end
 
     async def _store_and_publish(
-        self, tenant_id: str, items: list[_Pending]
+        self, tenant_id: str, items: list[_Pending], idempotency: IdempotencyKey | None = None
     ) -> list[LeadEventAccepted]:
         scores = self._scorer.score_rows(
             [item.event.lead.to_row() for item in items], tenant_id=tenant_id
         )
         model_version = self._scorer.version
-        await store.insert_events(
-            self._db,
-            tenant_id=tenant_id,
-            rows=[
-                store.NewEvent(
-                    event_id=item.event_id,
-                    lead_id=item.event.lead_id,
-                    event_type=item.event.event_type,
-                    agent_id=item.event.agent_id,
-                    document=store.intelligence_data(
-                        score=score,
-                        model_version=model_version,
-                        lead=item.event.lead.model_dump(),
-                        data=item.event.data,
-                    ),
-                    accepted_at=item.accepted_at,
-                )
-                for item, score in zip(items, scores, strict=True)
-            ],
-        )
+        rows = [
+            store.NewEvent(
+                event_id=item.event_id,
+                lead_id=item.event.lead_id,
+                event_type=item.event.event_type,
+                agent_id=item.event.agent_id,
+                document=store.intelligence_data(
+                    score=score,
+                    model_version=model_version,
+                    lead=item.event.lead.model_dump(),
+                    data=item.event.data,
+                ),
+                accepted_at=item.accepted_at,
+            )
+            for item, score in zip(items, scores, strict=True)
+        ]
+        if idempotency is None:
+            await store.insert_events(self._db, tenant_id=tenant_id, rows=rows)
+        else:
+            known = await store.insert_events_once(
+                self._db,
+                tenant_id=tenant_id,
+                rows=rows,
+                key=idempotency.key,
+                request_sha256=idempotency.request_sha256,
+                response=_response(self._answers(items, scores, None, observe=False)),
+                ttl_seconds=IDEMPOTENCY_TTL_SECONDS,
+            )
+            if known is not None:
+                if known.request_sha256 != idempotency.request_sha256:
+                    raise IdempotencyKeyReusedError(idempotency.key)
+                return [LeadEventAccepted(**answer) for answer in known.response["events"]]
         publish = [
             PublishItem(
                 event_id=item.event_id,
@@ -244,10 +328,32 @@ class IngestService:
         stream_ids = await self._publish(tenant_id, publish)
         delivery = "published" if stream_ids is not None else "deferred"
         self._metrics.events_ingested.labels(publish=delivery).inc(len(items))
+        answers = self._answers(items, scores, stream_ids)
+        if idempotency is not None and stream_ids is not None:
+            try:
+                await store.save_response(
+                    self._db, tenant_id=tenant_id, key=idempotency.key, response=_response(answers)
+                )
+            except _SHARED_FAILURES as exc:
+                # The stored answer says "deferred": still true of a stored event.
+                log.info("answer of an idempotent request not updated: %s", type(exc).__name__)
+        return answers
+
+    def _answers(
+        self,
+        items: list[_Pending],
+        scores: Sequence[float],
+        stream_ids: list[str] | None,
+        *,
+        observe: bool = True,
+    ) -> list[LeadEventAccepted]:
+        delivery: DeliveryStatus = "published" if stream_ids is not None else "deferred"
+        model_version = self._scorer.version
         now = time.time()
         answers = []
         for index, (item, score) in enumerate(zip(items, scores, strict=True)):
-            self._metrics.ingest_seconds.observe(now - item.accepted_at)
+            if observe:
+                self._metrics.ingest_seconds.observe(now - item.accepted_at)
             answers.append(
                 LeadEventAccepted(
                     event_id=item.event_id,
@@ -261,8 +367,14 @@ class IngestService:
         return answers
 
     async def _publish(self, tenant_id: str, items: list[PublishItem]) -> list[str] | None:
-        if time.monotonic() < self._skip_redis_until:
-            self._relay.nudge(tenant_id)
+        gate = self._relay.gate(tenant_id)
+        if gate is not None:
+            # The relay is publishing the tenant's deferred events: after them.
+            await gate.wait()
+        if self._relay.is_held(tenant_id) or time.monotonic() < self._skip_redis_until:
+            # Behind the tenant's deferred events, not ahead of them: the
+            # relay publishes the whole backlog in acceptance order.
+            self._relay.hold(tenant_id, [item.event_id for item in items])
             return None
         try:
             async with asyncio.timeout(self._publish_timeout):
@@ -277,7 +389,7 @@ class IngestService:
                 type(exc).__name__,
             )
             self._skip_redis_until = time.monotonic() + REDIS_BACKOFF_SECONDS
-            self._relay.nudge(tenant_id)
+            self._relay.hold(tenant_id, [item.event_id for item in items])
             return None
         for item, stream_id in zip(items, stream_ids, strict=True):
             self._writer.published(tenant_id, item.event_id, stream_id)

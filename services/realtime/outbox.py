@@ -25,6 +25,18 @@ storing and publishing (or during an outage, before it could relay). Such an
 event is relayed once any replica has a socket of its tenant, i.e. before a
 live client could miss it; a reconnecting client gets it after its cursor
 because it is appended to the stream then.
+
+Delivery follows acceptance order per tenant, also across an outage: while a
+tenant has events held back on this replica (`hold`), the ingest defers that
+tenant's new events too instead of appending them ahead of the backlog; they
+queue behind it in the outbox and the relay publishes them oldest first. The
+hold ends when the newest held-back event is in the stream, whichever
+replica's relay put it there: the relay first publishes the backlog older
+than REALTIME_RELAY_GRACE, then, with the tenant's ingest paused for that
+moment, the rest of what this replica deferred. The price is latency during
+the recovery: a held tenant's new events wait up to a relay pass.
+Across replicas, events are ordered by when each replica published them (the
+same promise as for live traffic: by millisecond).
 """
 
 from __future__ import annotations
@@ -38,7 +50,7 @@ from services.common.database import Database, DatabaseUnavailable
 from services.realtime import store
 from services.realtime.frames import FIELD_EVENT_ID
 from services.realtime.metrics import RealtimeMetrics
-from services.realtime.stream import REDIS_DOWN, EventStream
+from services.realtime.stream import REDIS_DOWN, EventStream, PublishItem
 
 log = logging.getLogger(__name__)
 
@@ -160,11 +172,74 @@ class OutboxRelay:
         # tenant -> monotonic time until which it stays on the scan list even
         # without local sockets (its deferred rows must first age past grace).
         self._nudged: dict[str, float] = {}
+        # tenant -> the events this replica deferred for it, oldest first.
+        self._held: dict[str, list[str]] = {}
+        # tenant -> set while its hold is being released (the ingest waits).
+        self._gates: dict[str, asyncio.Event] = {}
         self._task: asyncio.Task[None] | None = None
 
     def nudge(self, tenant_id: str) -> None:
         """A publish for this tenant failed here: scan it until its rows are out."""
         self._nudged[tenant_id] = time.monotonic() + self._grace + 2 * self._interval
+
+    def hold(self, tenant_id: str, event_ids: list[str]) -> None:
+        """These stored events of the tenant were deferred: hold its new ones behind them."""
+        self._held.setdefault(tenant_id, []).extend(event_ids)
+        self.nudge(tenant_id)
+
+    def is_held(self, tenant_id: str) -> bool:
+        """Whether the tenant's new events must queue behind deferred ones."""
+        return tenant_id in self._held
+
+    def gate(self, tenant_id: str) -> asyncio.Event | None:
+        """While the tenant's hold is being released: an event set when it is done."""
+        return self._gates.get(tenant_id)
+
+    async def _release(self, tenant_id: str) -> None:
+        """Publish what this replica deferred for the tenant, in order, and end the hold.
+
+        Runs after `relay_tenant` has published the backlog older than the
+        grace period, so what is left is recent. The ingest waits at the gate
+        meanwhile: nothing of the tenant is published ahead of the backlog,
+        and the hold ends instead of being extended by each new event. These
+        rows need no grace period: this replica's ingest deferred them and
+        will not publish them itself.
+        """
+        if tenant_id not in self._held:
+            return
+        gate = self._gates[tenant_id] = asyncio.Event()
+        try:
+            held = self._held[tenant_id]
+            start = 0
+            # A while loop: a publish failing meanwhile may still append ids.
+            while start < len(held):
+                ids = held[start : start + self._batch]
+                start += len(ids)
+                async with self._db.tenant(tenant_id) as conn:
+                    rows = await store.unpublished_among(conn, ids)
+                    if rows:
+                        items = [
+                            PublishItem(
+                                event_id=row.event_id,
+                                agent_id=row.agent_id,
+                                accepted_at=row.accepted_at,
+                                body=row.body(),
+                            )
+                            for row in rows
+                        ]
+                        present = await self._already_in_stream(tenant_id, rows)
+                        missing = [i for i in items if i.event_id not in present]
+                        published = (
+                            await self._events.publish_many(tenant_id, missing) if missing else []
+                        )
+                        self._metrics.events_relayed.inc(len(missing))
+                        marks = dict(present)
+                        marks.update(zip((i.event_id for i in missing), published, strict=True))
+                        await store.mark_published(conn, marks)
+            del self._held[tenant_id]
+        finally:
+            del self._gates[tenant_id]
+            gate.set()
 
     def start(self) -> None:
         """Start the periodic relay pass."""
@@ -191,6 +266,8 @@ class OutboxRelay:
     async def run_once(self) -> int:
         """One pass over the scan list; returns how many events were published."""
         now = time.monotonic()
+        for tenant_id in self._held:
+            self._nudged[tenant_id] = max(self._nudged.get(tenant_id, 0.0), now + self._grace)
         scan = set(self._nudged)
         if now >= self._next_scan:
             self._next_scan = now + self._scan_interval
@@ -199,6 +276,7 @@ class OutboxRelay:
         for tenant_id in sorted(scan):
             try:
                 count = await self.relay_tenant(tenant_id)
+                await self._release(tenant_id)
             except _POSTPONE as exc:
                 # Still down: keep the tenant nudged and try on the next pass.
                 log.info("relay of tenant %s postponed: %s", tenant_id, exc)

@@ -1,27 +1,102 @@
-"""Request and response bodies of the realtime HTTP API."""
+"""Request and response bodies of the realtime HTTP API.
+
+What validation accepts must also be storable and deliverable: Postgres
+refuses NUL characters in text and JSONB, the JSON encoder refuses integers
+beyond 64 bits and unpaired surrogates, and would write infinities as null.
+`storable_text` and `storable_data` refuse all of these with a 422 naming
+the field, instead of a 500 from the database (which, under group commit,
+used to fail every request stored together with the bad one).
+"""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import math
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from services.common.scoring import LeadFeatures
 
 DeliveryStatus = Literal["published", "deferred"]
 
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+MAX_DATA_DEPTH = 32
+"""Deepest nesting of objects and arrays accepted in ``data``."""
+
+
+def _text_problem(value: str) -> str | None:
+    if "\x00" in value:
+        return "contains a NUL character (\\u0000), which cannot be stored"
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return "contains an unpaired UTF-16 surrogate (not valid Unicode)"
+    return None
+
+
+def storable_text(value: str) -> str:
+    """``value`` if Postgres and the JSON encoder can store it, else ValueError."""
+    problem = _text_problem(value)
+    if problem is not None:
+        raise ValueError(f"text {problem}")
+    return value
+
+
+def _key_label(key: str) -> str:
+    # Keys are client input: shown shortened and escaped, never raw.
+    return repr(key[:40] + ("..." if len(key) > 40 else ""))
+
+
+def storable_data(data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` if every key and value can be stored and delivered as JSON, else ValueError.
+
+    Refused: NUL characters and unpaired surrogates in keys or strings,
+    integers outside the signed 64-bit range, NaN and infinities (``1e400``
+    parses as infinity), nesting deeper than `MAX_DATA_DEPTH`.
+    """
+    stack: list[tuple[Any, str, int]] = [(data, "data", 0)]
+    while stack:
+        value, where, depth = stack.pop()
+        if value is None or isinstance(value, bool):
+            continue
+        if isinstance(value, str):
+            problem = _text_problem(value)
+            if problem is not None:
+                raise ValueError(f"{where} {problem}")
+        elif isinstance(value, int):
+            if not INT64_MIN <= value <= INT64_MAX:
+                raise ValueError(f"{where} is an integer beyond 64 bits; send it as a string")
+        elif isinstance(value, float):
+            if not math.isfinite(value):
+                raise ValueError(f"{where} is not a finite number (NaN, infinity or out of range)")
+        elif isinstance(value, dict | list):
+            if depth >= MAX_DATA_DEPTH:
+                raise ValueError(f"{where} nests deeper than {MAX_DATA_DEPTH} levels")
+            if isinstance(value, dict):
+                for key, item in value.items():
+                    problem = _text_problem(key)
+                    if problem is not None:
+                        raise ValueError(f"{where} has a key that {problem}")
+                    stack.append((item, f"{where}.{_key_label(key)}", depth + 1))
+            else:
+                stack.extend((item, f"{where}[{i}]", depth + 1) for i, item in enumerate(value))
+    return data
+
+
+StorableText = Annotated[str, AfterValidator(storable_text)]
+
 
 class LeadEventBase(BaseModel):
     """Fields shared by what a CRM sends and what the feed carries."""
 
-    lead_id: str = Field(min_length=1, max_length=255, description="The CRM's lead id.")
+    lead_id: StorableText = Field(min_length=1, max_length=255, description="The CRM's lead id.")
     event_type: str = Field(
         min_length=1,
         max_length=100,
         pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$",
         description="What happened, e.g. 'lead.created', 'email.opened'.",
     )
-    agent_id: str | None = Field(
+    agent_id: StorableText | None = Field(
         default=None,
         min_length=1,
         max_length=255,
@@ -40,8 +115,10 @@ class LeadEventCreate(LeadEventBase):
     model_config = ConfigDict(extra="forbid")
 
     lead: LeadFeatures = Field(description="The lead's attributes, scored on ingest.")
-    data: dict[str, Any] = Field(
-        default_factory=dict, description="Free-form CRM payload, stored and forwarded as is."
+    data: Annotated[dict[str, Any], AfterValidator(storable_data)] = Field(
+        default_factory=dict,
+        description="Free-form CRM payload, stored and forwarded as is (JSON without NUL "
+        "characters, with finite numbers and integers within 64 bits).",
     )
 
 

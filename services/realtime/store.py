@@ -102,6 +102,15 @@ ORDER BY split_part(stream_id, '-', 1)::bigint, split_part(stream_id, '-', 2)::b
 LIMIT $3
 """
 
+UNPUBLISHED_AMONG = """
+SELECT event_id::text AS event_id, lead_id, event_type, agent_id, intelligence_data,
+       extract(epoch FROM created_at)::float8 AS accepted_at
+FROM realtime_intelligence_events
+WHERE event_id = ANY($1::uuid[]) AND published_at IS NULL
+ORDER BY created_at, event_id
+FOR UPDATE SKIP LOCKED
+"""
+
 FIND_STREAM_ID = """
 SELECT stream_id FROM realtime_intelligence_events WHERE event_id = $1::uuid
 """
@@ -155,16 +164,19 @@ class NewEvent:
 
 async def insert_events(db: Database, *, tenant_id: str, rows: list[NewEvent]) -> None:
     """Store events of one tenant as not yet published: one transaction, one round trip."""
-    await db.tenant_call(
-        tenant_id,
-        STORE_EVENTS_FUNCTION,
+    await db.tenant_call(tenant_id, STORE_EVENTS_FUNCTION, *_store_arguments(rows))
+
+
+def _store_arguments(rows: list[NewEvent]) -> list[list[Any]]:
+    """The arrays ``realtime_store_events`` takes after the tenant id."""
+    return [
         [row.event_id for row in rows],
         [row.lead_id for row in rows],
         [row.event_type for row in rows],
         [row.agent_id for row in rows],
         [orjson.dumps(row.document).decode() for row in rows],
         [row.accepted_at for row in rows],
-    )
+    ]
 
 
 async def mark_published(conn: Any, stream_ids: dict[str, str]) -> None:
@@ -230,3 +242,84 @@ async def find_stream_id(conn: Any, event_id: str) -> tuple[bool, str | None]:
     if row is None:
         return False, None
     return True, row["stream_id"]
+
+
+async def unpublished_among(conn: Any, event_ids: list[str]) -> list[StoredEvent]:
+    """Lock and return those of ``event_ids`` still unpublished, oldest first."""
+    rows = await conn.fetch(UNPUBLISHED_AMONG, event_ids)
+    return [_stored(row) for row in rows]
+
+
+# Revision 0004: a request's Idempotency-Key, stored in the transaction of its
+# events. Expired keys of the tenant are deleted a few at a time as keys are
+# claimed, so the table holds about a day of keys.
+DELETE_EXPIRED_KEYS = """
+DELETE FROM realtime_idempotency_keys
+WHERE ctid = ANY(ARRAY(
+    SELECT ctid FROM realtime_idempotency_keys WHERE expires_at <= now() LIMIT 100
+)) OR (key = $1 AND expires_at <= now())
+"""
+CLAIM_KEY = """
+INSERT INTO realtime_idempotency_keys (key, request_sha256, response, expires_at)
+VALUES ($1, $2, $3::text::jsonb, now() + make_interval(secs => $4))
+ON CONFLICT (tenant_id, key) DO NOTHING
+RETURNING key
+"""
+FIND_KEY = """
+SELECT request_sha256, response::text AS response FROM realtime_idempotency_keys
+WHERE key = $1
+"""
+SAVE_RESPONSE = """
+UPDATE realtime_idempotency_keys SET response = $2::text::jsonb WHERE key = $1
+"""
+STORE_EVENTS_IN_TRANSACTION = (
+    f"SELECT {STORE_EVENTS_FUNCTION}($1, $2::uuid[], $3::text[], $4::text[], $5::text[], "
+    "$6::text[], $7::float8[])"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class KnownKey:
+    """An Idempotency-Key already used by the tenant: the body it came with and its answer."""
+
+    request_sha256: bytes
+    response: dict[str, Any]
+
+
+async def insert_events_once(
+    db: Database,
+    *,
+    tenant_id: str,
+    rows: list[NewEvent],
+    key: str,
+    request_sha256: bytes,
+    response: dict[str, Any],
+    ttl_seconds: float,
+) -> KnownKey | None:
+    """Store the events and remember ``key`` with ``response``, in one transaction.
+
+    Returns None when stored; when the tenant already used ``key`` (and it has
+    not expired), stores nothing and returns what was remembered. A request
+    racing another with the same key waits for that one's transaction (the
+    primary key's index) and then sees its answer.
+    """
+    async with db.tenant(tenant_id) as conn:
+        await conn.execute(DELETE_EXPIRED_KEYS, key)
+        claimed = await conn.fetchval(
+            CLAIM_KEY, key, request_sha256, orjson.dumps(response).decode(), ttl_seconds
+        )
+        if claimed is None:
+            row = await conn.fetchrow(FIND_KEY, key)
+            return KnownKey(
+                request_sha256=bytes(row["request_sha256"]), response=orjson.loads(row["response"])
+            )
+        await conn.fetchval(STORE_EVENTS_IN_TRANSACTION, tenant_id, *_store_arguments(rows))
+    return None
+
+
+async def save_response(
+    db: Database, *, tenant_id: str, key: str, response: dict[str, Any]
+) -> None:
+    """Replace a key's remembered answer (once its events are published)."""
+    async with db.tenant(tenant_id) as conn:
+        await conn.execute(SAVE_RESPONSE, key, orjson.dumps(response).decode())

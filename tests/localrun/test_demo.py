@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import re
+import shlex
 from pathlib import Path
 
 import pytest
 
-from localrun.__main__ import SERVICES, print_guide
+from localrun.__main__ import SERVICES, enterprisehub_cli, print_guide
 from localrun.demo import DEMO_AGENTS, WEBHOOK_SUBJECT, demo_tenants, lead_event
 from services.common.auth import TokenVerifier
 from services.common.settings import AuthSettings
@@ -38,9 +39,12 @@ def test_demo_tokens_carry_tenant_and_subject(auth: AuthSettings) -> None:
     for tenant in tenants:
         webhook = verifier.verify(tenant.webhook_token)
         assert (webhook.tenant_id, webhook.subject) == (tenant.tenant_id, WEBHOOK_SUBJECT)
+        # The CRM may post events, not watch feeds; an agent may watch, not post.
+        assert webhook.scopes == {"crm:ingest"}
         assert set(tenant.agent_tokens) == set(DEMO_AGENTS)
         for agent, token in tenant.agent_tokens.items():
-            assert verifier.verify(token).subject == agent
+            principal = verifier.verify(token)
+            assert (principal.subject, principal.scopes) == (agent, {"feed:read"})
 
 
 def test_guide_names_every_service_and_gives_a_working_feed_command(
@@ -62,8 +66,13 @@ def test_guide_names_every_service_and_gives_a_working_feed_command(
     assert re.search(r"coaching\s+port 8003: not built yet", out)
     assert re.search(r"churn\s+port 8004: not built yet", out)
     assert "http://127.0.0.1:9090" in out
-    feed = re.search(r"websocat 'ws://127\.0\.0\.1:8001/v1/feed\?access_token=([^']+)'", out)
-    assert feed is not None
-    principal = TokenVerifier.from_settings(auth).verify(feed.group(1))
-    assert principal.tenant_id == tenants[0].tenant_id
+    key = shlex.quote(str(tmp_path / "jwt-secret"))
+    cli = f'JWT_SECRET_KEY="$(cat {key})" JWT_KEY_ID=local {enterprisehub_cli()}'
+    feed = f"{cli} feed --tenant {tenants[0].tenant_id} --subject agent-1 "
+    assert f"  {feed}--url ws://127.0.0.1:8001/v1/feed\n" in out
+    assert f"  {cli} token --tenant {tenants[0].tenant_id} --subject agent-9 --scope" in out
+    # No tool the project does not install, and no bare `enterprisehub` (not on PATH).
+    assert "websocat" not in out
+    assert " enterprisehub " not in out
     assert "Ctrl-C" in out
+    assert "make stop" in out

@@ -1,7 +1,7 @@
 """Progressive rollout, experiments and business impact.
 
 Revision ID: 0005_rollout_experiments
-Revises: 0003_realtime_store_events
+Revises: 0004
 Create Date: 2026-12-03
 
 - ``ab_test_assignments``: randomisation is by tenant, so ``user_id``
@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from alembic import op
 
 revision: str = "0005_rollout_experiments"
-down_revision: str | Sequence[str] | None = "0003_realtime_store_events"
+down_revision: str | Sequence[str] | None = "0004"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from services.ml.deps import InferenceDep, PrincipalDep
+from services.common.auth import ScoringPrincipalDep
+from services.ml.deps import InferenceDep
 from services.ml.schemas import (
     LeadScoreBatchCreate,
     LeadScoreBatchPublic,
@@ -22,7 +23,7 @@ router = APIRouter(prefix="/v1/leads", tags=["lead-scoring"])
 
 @router.post("/score")
 async def score_lead(
-    body: LeadScoreCreate, principal: PrincipalDep, inference: InferenceDep
+    body: LeadScoreCreate, principal: ScoringPrincipalDep, inference: InferenceDep
 ) -> LeadScorePublic:
     """Score one lead: the probability that it converts."""
     score = await inference.score_one(body.features, tenant_id=principal.tenant_id)
@@ -33,7 +34,7 @@ async def score_lead(
 
 @router.post("/score/batch")
 async def score_leads(
-    body: LeadScoreBatchCreate, principal: PrincipalDep, inference: InferenceDep
+    body: LeadScoreBatchCreate, principal: ScoringPrincipalDep, inference: InferenceDep
 ) -> LeadScoreBatchPublic:
     """Score up to MAX_BATCH_LEADS leads in one call; results keep the request order."""
     scores = await inference.score_many(

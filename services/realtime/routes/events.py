@@ -15,19 +15,30 @@ payload rules.
 Malformed JSON or fields answer 422 with the field (for a batch, its index)
 and the problem, a body over REALTIME_MAX_EVENT_BYTES (batch:
 REALTIME_MAX_BATCH_BYTES) 413; neither is ever stored.
+
+CRMs retry webhooks: both routes take an ``Idempotency-Key`` header (1-255
+visible ASCII characters, per tenant, honoured for 24 hours). A retry with
+the same key and the same body gets the first answer and stores nothing
+twice, also while the first request is still being stored; the same key
+with another body is a 422 ``idempotency_key_reused``.
 """
 
 from __future__ import annotations
 
+import hashlib
+import re
 import time
-from typing import TypeVar
+from typing import Annotated, TypeVar
 
 import orjson
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Header, Request, Response
 from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 
+from services.common.auth import IngestPrincipalDep
 from services.common.body import BodyTooLarge, parse_body, read_body, request_body_openapi
-from services.realtime.deps import PrincipalDep, RuntimeDep
+from services.realtime.deps import RuntimeDep
+from services.realtime.ingest import IdempotencyKey, IdempotencyKeyReusedError
 from services.realtime.runtime import RealtimeRuntime
 from services.realtime.schemas import (
     LeadEventAccepted,
@@ -38,13 +49,47 @@ from services.realtime.schemas import (
 
 router = APIRouter(prefix="/v1/leads", tags=["lead-events"])
 
+# Visible ASCII, as Stripe and the IETF draft (httpapi-idempotency-key) allow.
+_IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")
+IdempotencyKeyHeader = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        description="Makes a retry safe: the same key and body within 24 h get the first "
+        "answer and store nothing twice; the same key with another body is a 422.",
+    ),
+]
+
+
+def _idempotency(value: str | None, body: bytes) -> IdempotencyKey | None:
+    if value is None:
+        return None
+    if not _IDEMPOTENCY_KEY.fullmatch(value):
+        raise RequestValidationError(
+            [
+                {
+                    "loc": ("header", "Idempotency-Key"),
+                    "msg": "must be 1-255 visible ASCII characters (a UUID is a good key)",
+                    "type": "value_error",
+                }
+            ]
+        )
+    return IdempotencyKey(key=value, request_sha256=hashlib.sha256(body).digest())
+
+
+def _key_reused(error: IdempotencyKeyReusedError) -> JSONResponse:
+    return JSONResponse(
+        {"detail": f"{error}; use a new key for a new request", "reason": "idempotency_key_reused"},
+        status_code=422,
+    )
+
 
 Body = TypeVar("Body", LeadEventCreate, LeadEventBatchCreate)
 
 
 async def _read_valid(
     request: Request, runtime: RealtimeRuntime, model: type[Body], limit: int, setting: str
-) -> Body:
+) -> tuple[Body, bytes]:
     """The request's body read (at most ``limit`` bytes) and validated as ``model``.
 
     Refusals are counted in ``realtime_events_rejected_total`` by reason.
@@ -56,7 +101,7 @@ async def _read_valid(
         rejected.labels(reason="too_large").inc()
         raise
     try:
-        return parse_body(body, model)
+        return parse_body(body, model), body
     except RequestValidationError:
         rejected.labels(reason="invalid").inc()
         raise
@@ -69,18 +114,23 @@ async def _read_valid(
     summary="Ingest a CRM lead event",
     responses={
         401: {"description": "Missing, expired or forged bearer token."},
+        403: {"description": "The token lacks the crm:ingest scope."},
         413: {"description": "Body larger than REALTIME_MAX_EVENT_BYTES."},
-        422: {"description": "Malformed JSON or fields; the reason names the field."},
+        422: {
+            "description": "Malformed JSON or fields (the detail names the field), input "
+            "that cannot be stored, or an Idempotency-Key reused with another body."
+        },
         503: {"description": "Postgres unreachable: nothing was stored, retry."},
     },
     openapi_extra=request_body_openapi(LeadEventCreate),
 )
 async def ingest_lead_event(
     request: Request,
-    principal: PrincipalDep,
+    principal: IngestPrincipalDep,
     # One dependency rather than one per part: each costs FastAPI work on
     # every request, and this is the hottest route of the service.
     runtime: RuntimeDep,
+    idempotency_key: IdempotencyKeyHeader = None,
 ) -> Response:
     """Validate, score and store the event, then publish it to the tenant's feed.
 
@@ -88,18 +138,25 @@ async def ingest_lead_event(
     when Redis is unreachable, ``deferred`` (the outbox relay publishes it
     when Redis is back). The tenant comes from the token only.
     """
-    event = await _read_valid(
+    event, body = await _read_valid(
         request,
         runtime,
         LeadEventCreate,
         runtime.settings.realtime_max_event_bytes,
         "REALTIME_MAX_EVENT_BYTES",
     )
-    # Microsecond precision: what timestamptz stores, so a frame relayed from
-    # Postgres carries exactly the accepted_at the acknowledgement gave.
-    accepted = await runtime.ingest.ingest(
-        tenant_id=principal.tenant_id, event=event, accepted_at=round(time.time(), 6)
-    )
+    key = _idempotency(idempotency_key, body)
+    try:
+        # Microsecond precision: what timestamptz stores, so a frame relayed
+        # from Postgres carries exactly the accepted_at the acknowledgement gave.
+        (accepted,) = await runtime.ingest.ingest_many(
+            tenant_id=principal.tenant_id,
+            events=[event],
+            accepted_at=round(time.time(), 6),
+            idempotency=key,
+        )
+    except IdempotencyKeyReusedError as error:
+        return _key_reused(error)
     return Response(
         orjson.dumps(accepted.model_dump()), status_code=202, media_type="application/json"
     )
@@ -112,17 +169,22 @@ async def ingest_lead_event(
     summary="Ingest a batch of CRM lead events",
     responses={
         401: {"description": "Missing, expired or forged bearer token."},
+        403: {"description": "The token lacks the crm:ingest scope."},
         413: {"description": "Body larger than REALTIME_MAX_BATCH_BYTES."},
         422: {
             "description": "Malformed JSON or fields (the reason names the event's index "
-            "and the field), or more than REALTIME_MAX_BATCH_EVENTS events. Nothing stored."
+            "and the field), more than REALTIME_MAX_BATCH_EVENTS events, input that cannot be "
+            "stored, or an Idempotency-Key reused with another body. Nothing stored."
         },
         503: {"description": "Postgres unreachable: no event of the batch was stored, retry."},
     },
     openapi_extra=request_body_openapi(LeadEventBatchCreate),
 )
 async def ingest_lead_event_batch(
-    request: Request, principal: PrincipalDep, runtime: RuntimeDep
+    request: Request,
+    principal: IngestPrincipalDep,
+    runtime: RuntimeDep,
+    idempotency_key: IdempotencyKeyHeader = None,
 ) -> Response:
     """Validate, score and store every event of the batch together, then publish them.
 
@@ -130,7 +192,7 @@ async def ingest_lead_event_batch(
     all are stored (one transaction); ``accepted_at`` is the same for all.
     """
     settings = runtime.settings
-    batch = await _read_valid(
+    batch, body = await _read_valid(
         request,
         runtime,
         LeadEventBatchCreate,
@@ -150,9 +212,16 @@ async def ingest_lead_event_batch(
                 }
             ]
         )
-    accepted = await runtime.ingest.ingest_many(
-        tenant_id=principal.tenant_id, events=batch.events, accepted_at=round(time.time(), 6)
-    )
+    key = _idempotency(idempotency_key, body)
+    try:
+        accepted = await runtime.ingest.ingest_many(
+            tenant_id=principal.tenant_id,
+            events=batch.events,
+            accepted_at=round(time.time(), 6),
+            idempotency=key,
+        )
+    except IdempotencyKeyReusedError as error:
+        return _key_reused(error)
     return Response(
         orjson.dumps({"events": [answer.model_dump() for answer in accepted]}),
         status_code=202,

@@ -1,27 +1,80 @@
 """``WS /v1/feed``: a tenant's live lead events over a WebSocket.
 
 Authentication happens before the upgrade: a missing, expired or forged
-token is answered with HTTP 401 and the reason (``deny_websocket``). The
-tenant comes from the token; ``last_event_id`` (a frame's ``stream_id`` or
-``event_id``) resumes after that event. Frames are described in
-`services.realtime.frames`.
+token is answered with HTTP 401 and the reason, a token without the
+``feed:read`` scope with 403 (``deny_websocket``). The tenant comes from the
+token; ``last_event_id`` (a frame's ``stream_id`` or ``event_id``) resumes
+after that event. Frames are described in `services.realtime.frames`.
+
+OpenAPI has no WebSocket operations, so the same path answers a plain
+``GET`` (no upgrade) with 426 and is documented there: the protocol below is
+what the schema at ``/openapi.json`` and ``/docs`` show for the feed.
 """
 
 from __future__ import annotations
 
 from fastapi import APIRouter, WebSocket
+from fastapi.responses import JSONResponse
 
-from services.common.auth import AuthError, authenticate_websocket, deny_websocket
+from services.common.auth import FEED_READ, AuthError, authenticate_websocket, deny_websocket
 from services.realtime.deps import HubDep, RealtimeMetricsDep
 
 router = APIRouter(tags=["feed"])
+
+FEED_PROTOCOL = """\
+**This path is a WebSocket** (`ws://` or `wss://`); a plain GET is answered 426.
+
+**Authentication** (before the upgrade): `Authorization: Bearer <JWT>` or, for
+browsers, `?access_token=<JWT>`. The token needs the `feed:read` scope
+(`enterprisehub token --tenant T --subject AGENT --scope feed:read`). Refusals
+are HTTP answers with `{detail, reason}`: 401 (missing, expired, forged or
+malformed token) and 403 `insufficient_scope`.
+
+**Resume**: `?last_event_id=<stream_id or event_id>` of the last event received
+replays what was missed, then goes live without gap or duplicate.
+
+**Frames** (JSON text, each with a `type`):
+- `lead_event`: `stream_id`, `event_id`, `lead_id`, `event_type`, `agent_id`,
+  `score`, `model_version`, `data`, `accepted_at` (epoch seconds);
+- `lead_events`: `events`, 2 to 64 `lead_event` objects in stream order;
+- `ready`: after any replay: `tenant_id`, `replayed`, `cursor`,
+  `heartbeat_interval`, `reconnect_delay`;
+- `heartbeat`: `ts`; `replay_truncated`: `requested`, `resumed_from`.
+
+**Close codes**: 1008 malformed or unknown `last_event_id` (do not retry with
+it); 1009 a client message over 4 KiB (the feed reads none); 1013 tenant
+connection limit reached or Redis unavailable (retry after `reconnect_delay`);
+1011 internal error.
+
+A client for a terminal: `enterprisehub feed --tenant T [--url ws://HOST:8001/v1/feed]`.
+"""
+
+
+@router.get(
+    "/v1/feed",
+    status_code=426,
+    summary="Live lead feed (WebSocket)",
+    description=FEED_PROTOCOL,
+    responses={426: {"description": "Not a WebSocket upgrade: connect with ws:// or wss://."}},
+)
+async def lead_feed_without_upgrade() -> JSONResponse:
+    """A plain HTTP request to the feed: say how to connect."""
+    return JSONResponse(
+        {
+            "detail": "the feed is a WebSocket: connect with ws:// (or wss://) and a bearer "
+            "token with the feed:read scope; see /docs",
+            "reason": "upgrade_required",
+        },
+        status_code=426,
+        headers={"Upgrade": "websocket", "Connection": "Upgrade"},
+    )
 
 
 @router.websocket("/v1/feed")
 async def lead_feed(websocket: WebSocket, hub: HubDep, metrics: RealtimeMetricsDep) -> None:
     """Serve the caller's tenant feed until the socket closes."""
     try:
-        principal = await authenticate_websocket(websocket)
+        principal = await authenticate_websocket(websocket, scope=FEED_READ)
     except AuthError as error:
         metrics.connections_rejected.labels(reason="auth").inc()
         await deny_websocket(websocket, error)

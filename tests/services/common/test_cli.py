@@ -30,15 +30,17 @@ def test_unknown_service_is_a_usage_error(capsys: pytest.CaptureFixture[str]) ->
 def test_token_mints_a_verifiable_token(
     settings: CommonSettings, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main(["token", "--tenant", "tenant-a", "--subject", "agent-9", "--ttl", "60"]) == 0
+    argv = ["token", "--tenant", "tenant-a", "--subject", "agent-9", "--ttl", "60"]
+    assert main([*argv, "--scope", "feed:read"]) == 0
     principal = TokenVerifier.from_settings(settings).verify(capsys.readouterr().out.strip())
     assert (principal.tenant_id, principal.subject) == ("tenant-a", "agent-9")
+    assert principal.scopes == {"feed:read"}
 
 
 def test_token_refuses_an_invalid_tenant(
     settings: CommonSettings, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main(["token", "--tenant", "a:*", "--subject", "s"]) == 2
+    assert main(["token", "--tenant", "a:*", "--subject", "s", "--scope", "feed:read"]) == 2
     assert "tenant id 'a:*' is invalid" in capsys.readouterr().err
 
 
@@ -48,7 +50,75 @@ def test_bad_settings_are_listed_by_variable(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.setenv("JWT_SECRET_KEY", "short")
-    assert main(["token", "--tenant", "t", "--subject", "s"]) == 2
+    assert main(["token", "--tenant", "t", "--subject", "s", "--scope", "operator"]) == 2
     err = capsys.readouterr().err
     assert "JWT_SECRET_KEY: must be at least 32 bytes" in err
     assert "short" not in err.replace("JWT_SECRET_KEY: must", "")
+
+
+@pytest.mark.parametrize(
+    ("scopes", "expected"),
+    [
+        (["feed:read"], {"feed:read"}),
+        (["crm:ingest"], {"crm:ingest"}),
+        (["operator"], {"operator"}),
+        (["leads:score", "crm:ingest"], {"leads:score", "crm:ingest"}),
+    ],
+)
+def test_token_mints_each_kind_of_scope(
+    settings: CommonSettings,
+    capsys: pytest.CaptureFixture[str],
+    scopes: list[str],
+    expected: set[str],
+) -> None:
+    argv = ["token", "--tenant", "tenant-a", "--subject", "s", "--ttl", "30m"]
+    for scope in scopes:
+        argv += ["--scope", scope]
+    assert main(argv) == 0
+    principal = TokenVerifier.from_settings(settings).verify(capsys.readouterr().out.strip())
+    assert principal.scopes == expected
+
+
+def test_token_without_a_scope_is_a_usage_error(
+    settings: CommonSettings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["token", "--tenant", "t", "--subject", "s"])
+    assert exited.value.code == 2
+    assert "--scope" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("ttl", ["inf", "-inf", "nan", "-5", "0", "1e400", "soon", "12x"])
+def test_token_ttl_that_is_not_a_positive_finite_duration_is_one_line(
+    settings: CommonSettings, capsys: pytest.CaptureFixture[str], ttl: str
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["token", "--tenant", "t", "--subject", "s", "--scope", "feed:read", "--ttl", ttl])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert "--ttl" in err
+
+
+@pytest.mark.parametrize(
+    ("scope", "ttl"), [("feed:read", "13h"), ("operator", "2h"), ("crm:ingest", "1e300")]
+)
+def test_token_ttl_beyond_its_scopes_cap_is_refused(
+    settings: CommonSettings, capsys: pytest.CaptureFixture[str], scope: str, ttl: str
+) -> None:
+    argv = ["token", "--tenant", "t", "--subject", "s", "--scope", scope, "--ttl", ttl]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "exceeds the" in err
+    assert "JWT_MAX_TTL_" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_ttl_units() -> None:
+    assert [cli.parse_ttl(v) for v in ("90", "30m", "12h", "2d", "1.5h")] == [
+        90.0,
+        1800.0,
+        43200.0,
+        172800.0,
+        5400.0,
+    ]

@@ -53,6 +53,7 @@ async def test_sign_in_refuses_a_token_of_another_key(dashboards_env: dict[str, 
         AuthSettings(jwt_secret_key="another-signing-key-0123456789abcdefgh", jwt_key_id="x"),
         tenant_id="tenant-a",
         subject="agent-1",
+        scopes=("feed:read",),
     )
     at = await _sign_in(forged)
     assert len(at.error) == 1

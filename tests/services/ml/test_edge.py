@@ -72,7 +72,10 @@ async def _post(
 
 
 def _bearer(settings: MLSettings) -> dict[str, str]:
-    return {"Authorization": "Bearer " + issue_token(settings, tenant_id="t1", subject="crm")}
+    return {
+        "Authorization": "Bearer "
+        + issue_token(settings, tenant_id="t1", subject="crm", scopes=("leads:score",))
+    }
 
 
 async def test_unauthenticated_chunked_body_is_401_unread(server: tuple[int, MLSettings]) -> None:

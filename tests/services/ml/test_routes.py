@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
@@ -20,7 +21,7 @@ import pytest_asyncio
 from fastapi import FastAPI
 
 from localrun.servers import free_port
-from services.common.auth import issue_token
+from services.common.auth import LEADS_SCORE, issue_token
 from services.common.metrics import new_registry
 from services.common.scoring import LeadFeatures, LeadScorer
 from services.common.settings import SettingsError
@@ -71,6 +72,7 @@ async def client(
 
 
 def _auth(settings: MLSettings, tenant: str = "tenant-a", **kwargs: Any) -> dict[str, str]:
+    kwargs.setdefault("scopes", (LEADS_SCORE,))
     token = issue_token(settings, tenant_id=tenant, subject="agent-1", **kwargs)
     return {"Authorization": f"Bearer {token}"}
 
@@ -138,7 +140,7 @@ async def test_expired_and_forged_tokens_are_401(
     body: dict[str, Any] = _lead_json(leads[0])
     if path.endswith("batch"):
         body = {"leads": [body]}
-    expired = _auth(ml_settings, ttl_seconds=-3600)
+    expired = _auth(ml_settings, now=time.time() - 7200)
     forged_token = jwt.encode(
         {"tid": "tenant-a", "sub": "agent-1", "exp": 4_102_444_800},
         "f" * 48,  # right kid, wrong key

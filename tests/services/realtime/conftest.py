@@ -28,6 +28,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from localrun.servers import free_port
 from services.common.metrics import new_registry
 from services.common.scoring import LeadFeatures, LeadScorer
+from services.common.serving import uvicorn_protocols
 from services.ml import datagen
 from services.ml.training import train_to_file
 from services.realtime.config import RealtimeSettings
@@ -120,7 +121,8 @@ async def start_replica(settings: RealtimeSettings) -> Replica:
         port=port,
         lifespan="on",
         log_level="warning",
-        ws="websockets-sansio",
+        # The protocols `enterprisehub serve` runs (bounded handshakes and messages).
+        **uvicorn_protocols(),
     )
     server = uvicorn.Server(config)
     # The test loop owns signals; uvicorn must not replace its handlers.

@@ -48,7 +48,7 @@ async def test_ingest_with_expired_token_is_401(
     make_token: Callable[..., str],
     sample_leads: list[LeadFeatures],
 ) -> None:
-    token = make_token("tenant-a", ttl_seconds=-3600)
+    token = make_token("tenant-a", now=time.time() - 7200)
     response = await _ingest_status(
         http, replica, sample_leads[0], {"Authorization": f"Bearer {token}"}
     )
@@ -85,7 +85,7 @@ async def test_feed_refuses_bad_tokens_before_the_upgrade(
 ) -> None:
     headers = {}
     if make_bad_token == "expired":
-        headers["Authorization"] = f"Bearer {make_token('tenant-a', ttl_seconds=-3600)}"
+        headers["Authorization"] = f"Bearer {make_token('tenant-a', now=time.time() - 7200)}"
     elif make_bad_token == "forged":
         headers["Authorization"] = f"Bearer {forged_token('tenant-a')}"
     with pytest.raises(InvalidStatus) as refused:
@@ -130,3 +130,67 @@ async def test_another_tenants_event_id_cannot_be_used_to_resume(
         await conn.wait_closed()
     assert conn.close_code == 1008
     assert conn.close_reason == "unknown last_event_id"
+
+
+def _token_with_header(header: dict[str, object]) -> str:
+    import base64
+    import json
+
+    def part(value: object) -> str:
+        return base64.urlsafe_b64encode(json.dumps(value).encode()).rstrip(b"=").decode()
+
+    claims = {"tid": "tenant-a", "sub": "x", "exp": int(time.time()) + 60}
+    return f"{part(header)}.{part(claims)}.c2lnbmF0dXJl"
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        {"alg": "HS256", "kid": ["a", "b"]},
+        {"alg": "HS256", "kid": {"k": 1}},
+        {"alg": "HS256", "kid": 7},
+        {"alg": ["HS256"], "kid": JWT_KID},
+        {"alg": None},
+    ],
+)
+async def test_a_token_with_a_malformed_header_is_401_everywhere(
+    replica: Replica,
+    http: httpx.AsyncClient,
+    sample_leads: list[LeadFeatures],
+    header: dict[str, object],
+) -> None:
+    token = _token_with_header(header)
+    response = await _ingest_status(
+        http, replica, sample_leads[0], {"Authorization": f"Bearer {token}"}
+    )
+    assert response.status_code == 401, response.text
+    assert response.json()["reason"] in {"malformed_token", "unsupported_algorithm"}
+    with pytest.raises(InvalidStatus) as refused:
+        async with connect(replica.ws, additional_headers={"Authorization": f"Bearer {token}"}):
+            pass
+    assert refused.value.response.status_code == 401
+
+
+@pytest.mark.parametrize("path", ["/v1/leads/events", "/v1/leads/events/batch"])
+async def test_a_feed_token_cannot_post_events(
+    replica: Replica,
+    http: httpx.AsyncClient,
+    make_token: Callable[..., str],
+    sample_leads: list[LeadFeatures],
+    path: str,
+) -> None:
+    event = event_body(sample_leads[0])
+    body = {"events": [event]} if path.endswith("batch") else event
+    for scopes in (("feed:read",), ("leads:score",), ("operator",)):
+        token = make_token("tenant-a", scopes=scopes)
+        response = await http.post(
+            f"{replica.http}{path}", json=body, headers={"Authorization": f"Bearer {token}"}
+        )
+        assert response.status_code == 403, (scopes, response.text)
+        assert response.json()["reason"] == "insufficient_scope"
+        assert 'scope="crm:ingest"' in response.headers["www-authenticate"]
+    crm = make_token("tenant-a", subject="crm", scopes=("crm:ingest",))
+    ok = await http.post(
+        f"{replica.http}{path}", json=body, headers={"Authorization": f"Bearer {crm}"}
+    )
+    assert ok.status_code == 202

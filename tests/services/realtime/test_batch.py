@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -173,7 +174,7 @@ async def test_batch_requires_a_valid_token(
     reason: str,
 ) -> None:
     tokens = {
-        "expired": make_token("tenant-a", ttl_seconds=-3600),
+        "expired": make_token("tenant-a", now=time.time() - 7200),
         "forged": forged_token("tenant-a"),
     }
     headers = {"Authorization": f"Bearer {tokens[credential]}"} if credential in tokens else {}

@@ -179,3 +179,52 @@ async def test_feed_refuses_clients_while_redis_is_down(
         await conn.wait_closed()
     assert conn.close_code == 1013
     assert conn.close_reason == "feed unavailable (redis); retry in 1 s"
+
+
+async def test_delivery_keeps_acceptance_order_across_a_redis_outage(
+    replicas: Callable[..., Awaitable[Replica]],
+    realtime_settings: RealtimeSettings,
+    private_redis: RedisServer,
+    http: httpx.AsyncClient,
+    make_token: Callable[..., str],
+    sample_leads: list[LeadFeatures],
+    tmp_path: Path,
+) -> None:
+    # A relay slower than the ingest's back-off: events accepted once Redis is
+    # back used to be appended at once, ahead of those held back before them.
+    settings = realtime_settings.model_copy(
+        update={
+            "redis_url": SecretStr(private_redis.url),
+            "realtime_relay_interval": 2.0,
+            "realtime_relay_scan_interval": 2.0,
+            "realtime_relay_grace": 1.5,
+        }
+    )
+    replica = await replicas(settings)
+    token = make_token("tenant-a")
+    private_redis.stop()
+    during = [
+        await post_event(http, replica, token, event_body(lead, lead_id=f"during-{n}"))
+        for n, lead in enumerate(sample_leads[:3])
+    ]
+    await asyncio.sleep(1.1)  # past the ingest's back-off after the failure
+    start_redis(tmp_path, port=private_redis.port)
+    after = [
+        await post_event(http, replica, token, event_body(lead, lead_id=f"after-{n}"))
+        for n, lead in enumerate(sample_leads[3:6])
+    ]
+    accepted = [ack["event_id"] for ack in during + after]
+    assert {ack["delivery"] for ack in during} == {"deferred"}
+
+    async def all_in_stream() -> bool:
+        return bool(await replica.app.state.redis.xlen("tenant:tenant-a:events") >= 6)
+
+    await wait_until(all_in_stream)
+    entries = await replica.app.state.redis.xrange("tenant:tenant-a:events")
+    assert [fields[b"e"].decode() for _, fields in entries] == accepted
+    async with open_feed(replica, token, last_event_id="0-0") as feed:
+        assert [event["event_id"] for event in feed.replayed] == accepted
+    # The hold ends with the backlog: the next event goes straight to the stream.
+    assert not replica.app.state.realtime.relay.is_held("tenant-a")
+    later = await post_event(http, replica, token, event_body(sample_leads[7], lead_id="later"))
+    assert later["delivery"] == "published"

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import uvicorn
 from fastapi import FastAPI
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 from services.cli import SERVICES, build_parser, uvicorn_options
+from services.common.serving import WS_MAX_MESSAGE_BYTES
 
 
 def _options(*argv: str) -> dict[str, object]:
@@ -17,12 +20,12 @@ def test_serve_options_load_in_this_uvicorn() -> None:
     options = _options("realtime")
     config = uvicorn.Config(FastAPI(), **options)  # type: ignore[arg-type]
     config.load()  # imports the loop, http and websocket implementations named
-    assert (options["loop"], options["http"], options["ws"]) == (
-        "uvloop",
-        "httptools",
-        "websockets-sansio",
-    )
+    assert options["loop"] == "uvloop"
+    # uvloop, httptools and websockets' sans-I/O protocol, bounded (serving.py).
+    assert issubclass(config.http_protocol_class, HttpToolsProtocol)
+    assert issubclass(config.ws_protocol_class, WebSocketsSansIOProtocol)  # type: ignore[arg-type]
     assert options["ws_per_message_deflate"] is False
+    assert config.ws_max_size == WS_MAX_MESSAGE_BYTES
 
 
 def test_realtime_has_no_access_log_and_others_keep_it() -> None:

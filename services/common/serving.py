@@ -1,0 +1,193 @@
+"""How a service process runs under uvicorn: credential-free logs, bounded handshakes.
+
+Two edges that no route can guard, because they happen before or outside
+the ASGI application:
+
+- Logs. uvicorn logs every WebSocket handshake at INFO with its query string
+  (``?access_token=...``) whatever the access-log setting, and the websockets
+  library logs request lines and headers at DEBUG. `RedactCredentials` is a
+  logging filter that replaces bearer tokens, ``access_token`` values and
+  anything shaped like a JWT with ``[redacted]`` in every record a handler
+  emits (message, arguments and formatted traceback). `logging_config`
+  puts it on uvicorn's handlers, `install_redaction` on the root logger's.
+- Oversized requests. The websockets protocol refuses a handshake whose
+  request line or a header exceeds 8 KiB (``414``/``431``) but uvicorn never
+  writes that answer: the connection stays open, holding a socket per
+  attacker. `BoundedWebSocketProtocol` writes the refusal and closes.
+  `BoundedHttpProtocol` bounds the request line and headers of plain HTTP
+  requests too (httptools itself has no limit), answering 400 and closing.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import re
+from typing import Any
+
+from uvicorn.config import LOGGING_CONFIG
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+
+REDACTED = "[redacted]"
+MAX_REQUEST_LINE_BYTES = 8192
+"""Longest request line (method, target, version) a service reads."""
+MAX_HEADER_BYTES = 8192
+"""Longest single header (name and value) a service reads."""
+MAX_HEADERS_TOTAL_BYTES = 65536
+"""Most bytes of request line and headers together."""
+WS_MAX_MESSAGE_BYTES = 4096
+"""Largest WebSocket message a client may send (the feed reads none; 1009 above it)."""
+
+# Order matters: the specific forms first so that their names stay readable.
+_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
+    # ?access_token=... / &access_token=... up to the next separator.
+    (re.compile(r"(?i)(access_token=)[^&\s\"'#]+"), r"\1" + REDACTED),
+    # Authorization: Bearer ... / Basic ... (header lines, repr'd header lists).
+    (
+        re.compile(r"(?i)(authorization['\"]?\s*[:,=]\s*['\"]?\s*)(bearer|basic)?\s*[^\s'\"]+"),
+        r"\1\2 " + REDACTED,
+    ),
+    (re.compile(r"(?i)\b(bearer\s+)[A-Za-z0-9._~+/=-]+"), r"\1" + REDACTED),
+    # A JWT anywhere (header.payload.signature, base64url, header starts "{").
+    (re.compile(r"eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*"), REDACTED),
+)
+
+
+def redact(text: str) -> str:
+    """``text`` with every credential the patterns above know replaced by ``[redacted]``."""
+    for pattern, replacement in _PATTERNS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+def _redact_value(value: Any) -> Any:
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, bytes):
+        return redact(value.decode("latin-1"))
+    return value
+
+
+class RedactCredentials(logging.Filter):
+    """Rewrites a record so that no bearer token or JWT reaches any log output.
+
+    Arguments are redacted one by one (not merged into the message) because
+    uvicorn's access formatter reads them positionally.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str):
+            record.msg = redact(record.msg)
+        elif not isinstance(record.msg, int | float):
+            record.msg = redact(str(record.msg))
+        if isinstance(record.args, tuple):
+            record.args = tuple(_redact_value(arg) for arg in record.args)
+        elif isinstance(record.args, dict):
+            record.args = {key: _redact_value(arg) for key, arg in record.args.items()}
+        if record.exc_info and not record.exc_text:
+            record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
+        elif record.exc_text:
+            record.exc_text = redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = redact(record.stack_info)
+        return True
+
+
+_FILTER_NAME = "redact_credentials"
+
+
+def logging_config() -> dict[str, Any]:
+    """uvicorn's default logging configuration with `RedactCredentials` on every handler."""
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config.setdefault("filters", {})[_FILTER_NAME] = {"()": f"{__name__}.RedactCredentials"}
+    for handler in config["handlers"].values():
+        handler.setdefault("filters", []).append(_FILTER_NAME)
+    return config
+
+
+def install_redaction(logger: logging.Logger | None = None) -> None:
+    """Put `RedactCredentials` on every handler of ``logger`` (the root logger by default).
+
+    Handler filters apply to records propagated from child loggers too, which
+    a logger's own filters would not.
+    """
+    target = logger if logger is not None else logging.getLogger()
+    for handler in target.handlers:
+        if not any(isinstance(f, RedactCredentials) for f in handler.filters):
+            handler.addFilter(RedactCredentials())
+
+
+class BoundedWebSocketProtocol(WebSocketsSansIOProtocol):
+    """uvicorn's websockets protocol that answers a refused handshake and closes.
+
+    websockets' parser rejects an oversized or malformed handshake by queueing
+    a 4xx response (or an EOF) but reports no event, and uvicorn only writes
+    what follows an event: the client waits forever on an open connection.
+    """
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if not self.handshake_initiated and self.conn.handshake_exc is not None:
+            output = self.conn.data_to_send()
+            self.transport.write(b"".join(output))
+            self.handshake_initiated = self.handshake_complete = self.close_sent = True
+            self.transport.close()
+
+
+class _HeadersTooLarge(Exception):  # noqa: N818 - raised inside httptools' callbacks only
+    pass
+
+
+class BoundedHttpProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with bounded request lines and headers.
+
+    httptools buffers a header until its end, however long: the bytes of a
+    request's head are counted as they arrive, and a request line or header
+    over the limits is refused from the parser callbacks (an error raised
+    there fails the parse; uvicorn answers 400 and closes the connection).
+    """
+
+    _in_head = True
+    _head_bytes = 0
+    _milestones = 0
+
+    def data_received(self, data: bytes) -> None:
+        milestones = self._milestones
+        super().data_received(data)
+        # Only a chunk that ended no head and no message is wholly head
+        # bytes; counting others could refuse a large body sent with its head.
+        if self._in_head and milestones == self._milestones and not self.transport.is_closing():
+            self._head_bytes += len(data)
+            if self._head_bytes > MAX_HEADERS_TOTAL_BYTES:
+                self.send_400_response("Request header fields too large.")
+
+    def on_url(self, url: bytes) -> None:
+        if len(self.url) + len(url) > MAX_REQUEST_LINE_BYTES:
+            raise _HeadersTooLarge("request line too long")
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if len(name) + len(value) > MAX_HEADER_BYTES:
+            raise _HeadersTooLarge("header field too large")
+        super().on_header(name, value)
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        self._milestones += 1
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        self._in_head = True
+        self._head_bytes = 0
+        self._milestones += 1
+
+
+def uvicorn_protocols() -> dict[str, Any]:
+    """The ``http``, ``ws`` and ``ws_max_size`` options every service runs with."""
+    return {
+        "http": BoundedHttpProtocol,
+        "ws": BoundedWebSocketProtocol,
+        "ws_max_size": WS_MAX_MESSAGE_BYTES,
+    }

@@ -1,0 +1,172 @@
+"""``enterprisehub feed``: watch a tenant's live feed from a terminal.
+
+A reference client of ``WS /v1/feed`` (docs/contracts.md) that works as
+pasted: it mints a ``feed:read`` token from JWT_SECRET_KEY/JWT_KEY_ID unless
+given one, prints one line per event (or the raw frames with ``--json``),
+and behaves as a client should: after a dropped connection or a 1013 it
+waits the ``reconnect_delay`` the server announced and resumes after the
+last ``stream_id`` it printed, so nothing is missed or printed twice. A
+refusal that retrying cannot fix (401/403, 1008) ends it with the reason.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import time
+from typing import Any, TextIO
+from urllib.parse import urlencode, urlsplit, urlunsplit
+
+import orjson
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+TOKEN_ENV = "ENTERPRISEHUB_TOKEN"  # noqa: S105 - the variable's name, not a secret
+WS_POLICY_VIOLATION = 1008
+DEFAULT_RECONNECT_DELAY = 5.0
+OPEN_TIMEOUT = 10.0
+
+
+class FeedClientError(Exception):
+    """The feed cannot be watched; ``code`` is the exit code."""
+
+    def __init__(self, message: str, code: int = 1) -> None:
+        self.code = code
+        super().__init__(message)
+
+
+def _token(args: argparse.Namespace) -> str:
+    given = args.token or os.environ.get(TOKEN_ENV)
+    if given:
+        return str(given)
+    from services.common.auth import FEED_READ, issue_token
+    from services.common.settings import AuthSettings, SettingsError
+
+    try:
+        settings = AuthSettings.from_env()
+    except SettingsError:
+        raise FeedClientError(
+            f"no token: pass --token, set {TOKEN_ENV}, or set JWT_SECRET_KEY and JWT_KEY_ID "
+            "so that one can be minted",
+            2,
+        ) from None
+    try:
+        return issue_token(
+            settings,
+            tenant_id=args.tenant,
+            subject=args.subject,
+            scopes=(FEED_READ,),
+            ttl_seconds=min(3600.0, settings.jwt_max_ttl_feed_read),
+        )
+    except ValueError as exc:
+        raise FeedClientError(str(exc), 2) from None
+
+
+def feed_url(base: str, cursor: str | None) -> str:
+    """``base`` with ``last_event_id`` set to ``cursor`` (when there is one)."""
+    parts = urlsplit(base)
+    if parts.scheme not in {"ws", "wss"}:
+        raise FeedClientError(f"--url must be ws:// or wss://, not {base!r}", 2)
+    query = parts.query
+    if cursor is not None:
+        query = "&".join(filter(None, (query, urlencode({"last_event_id": cursor}))))
+    return urlunsplit((parts.scheme, parts.netloc, parts.path or "/v1/feed", query, ""))
+
+
+def describe(event: dict[str, Any]) -> str:
+    """One line for a lead event: time, type, lead, score, target agent, stream id."""
+    accepted = time.strftime("%H:%M:%S", time.localtime(float(event.get("accepted_at", 0))))
+    score = event.get("score")
+    score_text = f"{score:.3f}" if isinstance(score, int | float) else "-"
+    agent = event.get("agent_id") or "all agents"
+    return (
+        f"{accepted}  {event.get('event_type', '?'):<16} {event.get('lead_id', '?'):<14} "
+        f"score {score_text}  to {agent}  [{event.get('stream_id', '?')}]"
+    )
+
+
+class _Printer:
+    def __init__(self, out: TextIO, *, raw: bool, count: int | None) -> None:
+        self.out = out
+        self.raw = raw
+        self.remaining = count
+        self.cursor: str | None = None
+        self.reconnect_delay = DEFAULT_RECONNECT_DELAY
+
+    @property
+    def done(self) -> bool:
+        return self.remaining is not None and self.remaining <= 0
+
+    def frame(self, text: str | bytes) -> None:
+        frame = orjson.loads(text)
+        kind = frame.get("type")
+        if kind == "ready":
+            self.reconnect_delay = float(frame.get("reconnect_delay", self.reconnect_delay))
+            if self.raw:
+                self._line(orjson.dumps(frame).decode())
+            else:
+                self._line(
+                    f"-- connected to tenant {frame.get('tenant_id')}'s feed "
+                    f"(replayed {frame.get('replayed', 0)}); Ctrl-C to stop"
+                )
+            return
+        events = [frame] if kind == "lead_event" else frame.get("events", [])
+        if kind not in {"lead_event", "lead_events"}:
+            if self.raw:
+                self._line(orjson.dumps(frame).decode())
+            elif kind == "replay_truncated":
+                self._line("-- some missed events are too old to replay (replay_truncated)")
+            return
+        for event in events:
+            if self.done:
+                return
+            self.cursor = event.get("stream_id", self.cursor)
+            self._line(orjson.dumps(event).decode() if self.raw else describe(event))
+            if self.remaining is not None:
+                self.remaining -= 1
+
+    def _line(self, text: str) -> None:
+        self.out.write(text + "\n")
+        self.out.flush()
+
+
+async def watch_feed(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
+    """Print the feed until Ctrl-C (or ``--count`` events); returns the exit code."""
+    token = _token(args)
+    printer = _Printer(out, raw=args.json, count=args.count)
+    printer.cursor = args.last_event_id
+    headers = {"Authorization": f"Bearer {token}"}
+    while not printer.done:
+        url = feed_url(args.url, printer.cursor)
+        try:
+            async with connect(
+                url, additional_headers=headers, open_timeout=OPEN_TIMEOUT, max_size=2**22
+            ) as conn:
+                async for message in conn:
+                    printer.frame(message)
+                    if printer.done:
+                        return 0
+                code, reason = conn.close_code, conn.close_reason
+        except InvalidStatus as exc:
+            body = exc.response.body.decode(errors="replace") if exc.response.body else ""
+            raise FeedClientError(
+                f"{url.split('?')[0]} refused the handshake: HTTP "
+                f"{exc.response.status_code} {body}".strip()
+            ) from None
+        except ConnectionClosed as exc:
+            code = exc.rcvd.code if exc.rcvd else None
+            reason = exc.rcvd.reason if exc.rcvd else "connection lost"
+        except (OSError, TimeoutError) as exc:
+            code, reason = None, f"cannot connect ({exc})"
+        if code == WS_POLICY_VIOLATION:
+            raise FeedClientError(f"the feed refused this client: {reason}")
+        print(
+            f"-- feed closed ({code or 'no close code'}: {reason or 'no reason'}); "
+            f"reconnecting in {printer.reconnect_delay:g} s",
+            file=sys.stderr,
+            flush=True,
+        )
+        await asyncio.sleep(printer.reconnect_delay)
+    return 0
