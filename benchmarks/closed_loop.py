@@ -131,7 +131,10 @@ def _token() -> tuple[dict[str, str], str]:
     settings = AuthSettings.from_env(
         jwt_secret_key=env["JWT_SECRET_KEY"], jwt_key_id=env["JWT_KEY_ID"]
     )
-    return env, issue_token(settings, tenant_id=TENANT, subject="loop-client", ttl_seconds=3600)
+    token = issue_token(
+        settings, tenant_id=TENANT, subject="loop-client", scopes=["leads:score"], ttl_seconds=3600
+    )
+    return env, token
 
 
 def _write_rules(directory: Path, factor: float) -> list[Path]:
