@@ -1,7 +1,7 @@
 """Rollback incidents: one row per incident that turned feature flags off.
 
 Revision ID: 0008_rollback_incidents
-Revises: 0005_rollout_experiments
+Revises: 0007_churn
 Create Date: 2026-12-03
 
 ``rollback_incidents`` is what makes an automatic rollback happen once:
@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from alembic import op
 
 revision: str = "0008_rollback_incidents"
-down_revision: str | Sequence[str] | None = "0005_rollout_experiments"
+down_revision: str | Sequence[str] | None = "0007_churn"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
