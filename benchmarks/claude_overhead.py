@@ -147,7 +147,9 @@ async def _run(args: argparse.Namespace, env: dict[str, str]) -> list[dict[str, 
     ml_app = create_ml(MLSettings.from_env(), registry=new_registry())
     coaching_app = create_coaching(CoachingSettings.from_env(), registry=new_registry())
     settings = CommonSettings.from_env()
-    token = issue_token(settings, tenant_id="bench", subject="agent-1", ttl_seconds=3600)
+    token = issue_token(
+        settings, tenant_id="bench", subject="agent-1", scopes=["leads:score"], ttl_seconds=3600
+    )
     headers = {"Authorization": f"Bearer {token}"}
     rows: list[dict[str, Any]] = []
     photos = [_photo(i) for i in range(args.requests * 2)]
