@@ -49,7 +49,7 @@ from benchmarks.machine import cpu_model
 from localrun.servers import free_port, start_all
 from services.coaching.config import CoachingSettings
 from services.coaching.main import create_app as create_coaching
-from services.common.auth import FEED_READ, issue_token
+from services.common.auth import issue_token
 from services.common.flags import FlagState, write_flag
 from services.common.metrics import new_registry
 from services.common.redis import close_redis, create_redis
@@ -156,9 +156,8 @@ async def _run(args: argparse.Namespace, env: dict[str, str]) -> list[dict[str, 
     ml_app = create_ml(MLSettings.from_env(), registry=new_registry())
     coaching_app = create_coaching(CoachingSettings.from_env(), registry=new_registry())
     settings = CommonSettings.from_env()
-    # An agent's token (the routes ask for any valid token, as the dashboards send).
     token = issue_token(
-        settings, tenant_id="bench", subject="agent-1", scopes=[FEED_READ], ttl_seconds=3600
+        settings, tenant_id="bench", subject="agent-1", scopes=["leads:score"], ttl_seconds=3600
     )
     headers = {"Authorization": f"Bearer {token}"}
     rows: list[dict[str, Any]] = []

@@ -391,7 +391,11 @@ def _validate(args: PlatformJobsArgs) -> None:
     """Fail before any resource on inputs that would make a Job unsafe or unable to run."""
     owner = "PlatformJobs"
     hardening.check_image(args.image, owner)
-    jobs = (catalog.MIGRATE_JOB, catalog.FLAGS_INIT_JOB, catalog.MODEL_PUBLISH_JOB)
+    jobs: tuple[catalog.JobSpec, ...] = (
+        catalog.MIGRATE_JOB,
+        catalog.FLAGS_INIT_JOB,
+        catalog.MODEL_PUBLISH_JOB,
+    )
     if args.impact_schedule is not None:
         jobs = (*jobs, catalog.IMPACT_AGGREGATE_JOB)
     for job in jobs:
