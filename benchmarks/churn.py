@@ -56,6 +56,8 @@ JWT_ENV = {
     "JWT_KEY_ID": "bench-1",
 }
 STANDIN_KEY = "bench-standin-key"
+#: Detection is gated by the flag: on for every tenant measured.
+CHURN_ON = '{"churn_prevention": true}'
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -144,9 +146,13 @@ async def _child_pass() -> None:
     from services.churn.model import ChurnModel
     from services.churn.runtime import ChurnRuntime
     from services.common.database import Database
+    from services.common.flags import FlagCache
+    from services.common.redis import close_redis, create_redis_from_settings
 
     settings = ChurnSettings.from_env()
     db = await Database.connect(settings)
+    redis = create_redis_from_settings(settings)
+    flags = FlagCache(redis, registry=CollectorRegistry())
     model = ChurnModel.load(settings.churn_model_uri)
     runtime = ChurnRuntime(
         settings=settings,
@@ -154,16 +160,19 @@ async def _child_pass() -> None:
         model=model,
         metrics=ChurnMetrics(CollectorRegistry()),
         crm=build_crm(settings),
+        flags=flags,
     )
-    await runtime.app.open_async()
-    baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    cpu_started = time.process_time()
-    started = time.perf_counter()
-    summary = await runtime.run_pass()
-    seconds = time.perf_counter() - started
-    cpu_seconds = time.process_time() - cpu_started
-    await runtime.stop()
+    async with flags.running():
+        await runtime.app.open_async()
+        baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        cpu_started = time.process_time()
+        started = time.perf_counter()
+        summary = await runtime.run_pass()
+        seconds = time.perf_counter() - started
+        cpu_seconds = time.process_time() - cpu_started
+        await runtime.stop()
     await db.close()
+    await close_redis(redis)
     print(
         json.dumps(
             {
@@ -313,7 +322,9 @@ async def _run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         "machine": f"{os.cpu_count()} cores, {cpu_model()}, {platform.python_version()}",
         "load_average": os.getloadavg(),
     }
-    with start_datastores(work / "pass", base_env=JWT_ENV) as stores:
+    with start_datastores(
+        work / "pass", base_env=JWT_ENV, flags=True, flag_seed=CHURN_ON
+    ) as stores:
         per_tenant = args.leads // args.tenants
         tenants = {f"tenant-{i:02d}": per_tenant for i in range(args.tenants)}
         await _load(stores.servers.postgres.owner_url, tenants, silent_share=0.05)
@@ -329,7 +340,9 @@ async def _run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             raise RuntimeError(child.stderr[-3000:])
         result["pass"] = json.loads(child.stdout.strip().splitlines()[-1])
     if not args.skip_fault:
-        with start_datastores(work / "fault", base_env=JWT_ENV) as stores:
+        with start_datastores(
+            work / "fault", base_env=JWT_ENV, flags=True, flag_seed=CHURN_ON
+        ) as stores:
             result["fault"] = await _fault_run(stores, model, args, work)
     return result
 

@@ -50,7 +50,9 @@ from localrun.servers import free_port, start_all
 from services.coaching.config import CoachingSettings
 from services.coaching.main import create_app as create_coaching
 from services.common.auth import issue_token
+from services.common.flags import FlagState, write_flag
 from services.common.metrics import new_registry
+from services.common.redis import close_redis, create_redis
 from services.common.settings import CommonSettings
 from services.migrations.runner import migrate
 from services.ml.config import MLSettings
@@ -144,6 +146,13 @@ async def _run(args: argparse.Namespace, env: dict[str, str]) -> list[dict[str, 
     for key, value in env.items():
         os.environ[key] = value
     await migrate(CommonSettings.from_env())
+    # Both routes are flag-gated: on for every tenant before the apps start.
+    redis = create_redis(env["REDIS_URL"])
+    try:
+        for feature in ("property_vision", "ai_coaching"):
+            await write_flag(redis, feature, FlagState(enabled=True, rollout_percentage=100))
+    finally:
+        await close_redis(redis)
     ml_app = create_ml(MLSettings.from_env(), registry=new_registry())
     coaching_app = create_coaching(CoachingSettings.from_env(), registry=new_registry())
     settings = CommonSettings.from_env()

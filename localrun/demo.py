@@ -37,12 +37,15 @@ EVENT_TYPES: tuple[str, ...] = (
 )
 DEMO_TOKEN_TTL_S = 12 * 3600
 #: ``make run``'s featureFlags: the feed on for everyone, the other features
-#: mid-rollout so that the ROI page has experiments to show.
+#: mid-rollout so that the ROI page has experiments to show. The routes are
+#: gated per tenant: the percentages are chosen so that the guide's tenant
+#: (the first demo tenant) is inside every rollout and demo-summit-homes is
+#: outside ai_coaching's, showing the 403 (tests/localrun/test_demo.py).
 DEMO_FLAG_SEED = (
     '{"realtime_intelligence": true,'
     ' "property_vision": {"enabled": true, "rolloutPercentage": 50},'
-    ' "churn_prevention": {"enabled": true, "rolloutPercentage": 50},'
-    ' "ai_coaching": {"enabled": true, "rolloutPercentage": 25}}'
+    ' "churn_prevention": {"enabled": true, "rolloutPercentage": 75},'
+    ' "ai_coaching": {"enabled": true, "rolloutPercentage": 50}}'
 )
 
 

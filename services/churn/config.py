@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, Final
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from services.common.scoring import ModelArtifactError, parse_artifact_uri
 from services.common.settings import CommonSettings
+
+#: The feature flag that gates the routes, detection and interventions per tenant.
+CHURN_FEATURE: Final = "churn_prevention"
 
 #: The LeadConnector (GoHighLevel) API v2 host.
 GHL_DEFAULT_BASE_URL = "https://services.leadconnectorhq.com"

@@ -31,7 +31,8 @@ from services.common.scoring import ModelArtifactError
 
 log = logging.getLogger(__name__)
 
-# Postgres (everything), Redis (health), object storage (the model in S3).
+# Postgres (everything), Redis (the feature-flag cache, and health), object
+# storage (the model in S3).
 NEEDS = frozenset({Need.POSTGRES, Need.REDIS, Need.STORAGE})
 
 
@@ -77,6 +78,7 @@ def _lifespan(settings: ChurnSettings) -> ServiceLifespan:
             model=model,
             metrics=ChurnMetrics(app.state.registry),
             crm=crm,
+            flags=app.state.flags,
         )
         await runtime.start(
             worker=settings.churn_worker_enabled, scheduler=settings.churn_scheduler_enabled

@@ -13,7 +13,11 @@
   Every replica may run it: the per-tenant pass lock and the constraints make
   two schedulers safe (detection.py).
 
-The ``churn_prevention`` flag gates each tenant's pass through ``feature_enabled``.
+The ``churn_prevention`` flag gates each tenant (``feature_enabled``, read from
+the app's flag cache): a tenant outside the rollout is skipped by the
+scheduled pass and by signal-triggered detection, so it gets no new
+interventions. Sends already queued for it are still delivered: they were
+decided while it was inside.
 """
 
 from __future__ import annotations
@@ -22,7 +26,6 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Final
@@ -30,7 +33,7 @@ from typing import Final
 from procrastinate import App, PsycopgConnector, RetryStrategy
 from procrastinate.job_context import JobContext
 
-from services.churn.config import ChurnSettings
+from services.churn.config import CHURN_FEATURE, ChurnSettings
 from services.churn.contact_rules import QuietHours
 from services.churn.crm import LeadConnectorClient
 from services.churn.delivery import Deliverer, DeliveryPolicy
@@ -39,6 +42,7 @@ from services.churn.metrics import ChurnMetrics
 from services.churn.model import ChurnModel
 from services.churn.queue import DELIVER_TASK, DETECT_TASK, QUEUE, defer_deliveries
 from services.common.database import Database, DatabaseUnavailable, asyncpg_dsn
+from services.common.flags import FlagCache
 
 log = logging.getLogger(__name__)
 
@@ -66,12 +70,6 @@ SELECT count(*) AS total,
        count(intervention_latency_seconds) AS latency_count
 FROM churn_interventions WHERE created_at > now() - interval '24 hours'
 """
-
-FeatureCheck = Callable[[str], Awaitable[bool]]
-
-
-async def _every_tenant_enabled(_: str) -> bool:
-    return True
 
 
 @dataclass
@@ -108,15 +106,14 @@ class ChurnRuntime:
         model: ChurnModel,
         metrics: ChurnMetrics,
         crm: LeadConnectorClient | None,
-        feature_enabled: FeatureCheck = _every_tenant_enabled,
+        flags: FlagCache,
     ) -> None:
         self.settings = settings
         self.db = db
         self.model = model
         self.metrics = metrics
         self.crm = crm
-        # rollout: replace with the churn_prevention flag's per-tenant evaluation.
-        self.feature_enabled = feature_enabled
+        self.flags = flags
         self.health = HealthSnapshot()
         self.last_queue_depth: int | None = None
         self.detection = DetectionConfig(
@@ -156,7 +153,7 @@ class ChurnRuntime:
 
         @app.task(name=DETECT_TASK, queue=QUEUE, retry=INFRA_RETRY, pass_context=True)
         async def detect(context: JobContext, tenant_id: str, lead_ids: list[str]) -> None:
-            if not await self.feature_enabled(tenant_id):
+            if not self.feature_enabled(tenant_id):
                 return
             result = await detect_tenant(
                 self.db,
@@ -169,6 +166,10 @@ class ChurnRuntime:
             self._observe(result, "signal")
 
         return app
+
+    def feature_enabled(self, tenant_id: str) -> bool:
+        """Whether ``tenant_id`` is inside the ``churn_prevention`` rollout now."""
+        return self.flags.evaluate(CHURN_FEATURE, tenant_id).enabled
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -239,7 +240,7 @@ class ChurnRuntime:
         summary = PassSummary()
         snapshot = HealthSnapshot()
         for tenant_id in await self.tenants():
-            if not await self.feature_enabled(tenant_id):
+            if not self.feature_enabled(tenant_id):
                 continue
             try:
                 result = await detect_tenant(

@@ -54,7 +54,9 @@ def create_app(
         service="coaching",
         routers=[sessions.router],
         feature_health=COACHING_FEATURE_HEALTH,
-        needs=frozenset({Need.POSTGRES, Need.CLAUDE}),
+        # Redis runs the ai_coaching flag cache; an outage keeps the last known
+        # flags, which is why the health check requires Postgres only.
+        needs=frozenset({Need.POSTGRES, Need.REDIS, Need.CLAUDE}),
         lifespan=_lifespan(settings),
         registry=registry,
     )

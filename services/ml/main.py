@@ -6,7 +6,7 @@ through the shared object-storage client when it is in S3) and fails, with
 the artifact error's message, when it is missing, corrupt or incompatible: a
 replica that cannot score must never pass its health check. Scoring reads
 neither Postgres nor Redis; property vision (routes/vision.py) needs Postgres
-and Claude.
+and Claude, and Redis for its feature flag.
 """
 
 from __future__ import annotations
@@ -26,8 +26,10 @@ from services.ml.vision.images import ImageRejected
 __all__ = ["ModelLoadError", "create_app"]
 
 # Scoring needs only storage (its model); property vision adds Postgres (analyses,
-# claims, the cost ledger) and Claude. Postgres being down fails vision, not scoring.
-NEEDS = frozenset({Need.STORAGE, Need.POSTGRES, Need.CLAUDE})
+# claims, the cost ledger), Claude, and Redis for the feature-flag cache. Postgres
+# being down fails vision, not scoring; Redis being down fails neither (the cache
+# keeps the last known flags), so the health check requires no store.
+NEEDS = frozenset({Need.STORAGE, Need.POSTGRES, Need.REDIS, Need.CLAUDE})
 
 
 def create_app(

@@ -9,8 +9,16 @@ from pathlib import Path
 import pytest
 
 from localrun.__main__ import SERVICES, enterprisehub_cli, print_guide
-from localrun.demo import DEMO_AGENTS, WEBHOOK_SUBJECT, demo_tenants, lead_event
+from localrun.demo import (
+    DEMO_AGENTS,
+    DEMO_FLAG_SEED,
+    DEMO_TENANTS,
+    WEBHOOK_SUBJECT,
+    demo_tenants,
+    lead_event,
+)
 from services.common.auth import TokenVerifier
+from services.common.flags import FEATURES, bucket, parse_seed
 from services.common.settings import AuthSettings
 from services.realtime.schemas import LeadEventCreate
 
@@ -30,6 +38,20 @@ def test_demo_events_are_valid_webhooks_and_repeatable(agent: str | None) -> Non
         assert event.agent_id == agent
         assert lead_event(seq=seq, agent_id=agent) == body
     assert lead_event(seq=1) != lead_event(seq=2)
+
+
+def test_the_guides_tenant_is_inside_every_demo_rollout() -> None:
+    # The guide hands out the first tenant's tokens: with the routes gated per
+    # tenant, a seed that left it outside a feature would make that feature 403.
+    seed = parse_seed(DEMO_FLAG_SEED)
+    inside = {
+        feature: [t for t in DEMO_TENANTS if bucket(feature, t) < seed[feature].threshold]
+        for feature in FEATURES
+    }
+    for feature in FEATURES:
+        assert DEMO_TENANTS[0] in inside[feature], feature
+    # ...and still mid-rollout somewhere, so the demo shows a refusal too.
+    assert any(len(tenants) < len(DEMO_TENANTS) for tenants in inside.values())
 
 
 def test_demo_tokens_carry_tenant_and_subject(auth: AuthSettings) -> None:

@@ -16,14 +16,18 @@ from uuid import UUID
 
 from fastapi import APIRouter, HTTPException, Query, Request
 
+from services.churn.config import CHURN_FEATURE
 from services.churn.deps import DbDep, PrincipalDep, RuntimeDep
 from services.churn.queue import defer_deliveries, pending_backlog
 from services.churn.schemas import DeadLetterPublic, InterventionPublic, OutcomeUpdate
 from services.common.body import parse_body, read_body
+from services.common.flags import require_feature
 
 # edges: the operator scope goes on this router.
-# rollout: require_feature("churn_prevention") goes on this router.
-router = APIRouter(prefix="/v1/churn", tags=["churn-interventions"])
+# A tenant outside the churn_prevention rollout gets 403 feature_disabled.
+router = APIRouter(
+    prefix="/v1/churn", tags=["churn-interventions"], dependencies=[require_feature(CHURN_FEATURE)]
+)
 
 StatusFilter = Literal["pending", "delivered", "not_sent", "suppressed", "cancelled", "dead_letter"]
 

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from services.churn.config import CHURN_FEATURE
 from services.churn.deps import DbDep, PrincipalDep, RuntimeDep
 from services.churn.queue import defer_detection
 from services.churn.schemas import (
@@ -28,10 +29,13 @@ from services.churn.schemas import (
 )
 from services.churn.signals import SignalRejected, store_signals, upsert_leads
 from services.common.body import parse_body, read_body
+from services.common.flags import require_feature
 
 # edges: the CRM-integration scope (crm:ingest) goes on this router.
-# rollout: require_feature("churn_prevention") goes on this router.
-router = APIRouter(prefix="/v1/churn", tags=["churn-signals"])
+# A tenant outside the churn_prevention rollout gets 403 feature_disabled.
+router = APIRouter(
+    prefix="/v1/churn", tags=["churn-signals"], dependencies=[require_feature(CHURN_FEATURE)]
+)
 
 
 @router.put("/leads", response_model=LeadsAccepted)

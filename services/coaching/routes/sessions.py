@@ -18,9 +18,13 @@ from services.coaching.schemas import (
     CoachingSessionList,
     CoachingSessionPublic,
 )
+from services.common.flags import require_feature
 
-# rollout: add `Depends(require_feature("ai_coaching"))` here once flags land.
-router = APIRouter(prefix="/v1/coaching", tags=["coaching"], dependencies=[])
+# A tenant outside the ai_coaching rollout gets 403 feature_disabled, before
+# any body is read or Claude is called.
+router = APIRouter(
+    prefix="/v1/coaching", tags=["coaching"], dependencies=[require_feature("ai_coaching")]
+)
 
 
 @router.post("/sessions")

@@ -21,6 +21,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.exceptions import HTTPException
 
 from services.common.claude import ClaudeDep
+from services.common.flags import require_feature
 from services.ml.deps import (
     MediaDep,
     OptionalMediaDep,
@@ -39,8 +40,13 @@ from services.ml.vision.images import ImageRejected, prepare_image
 from services.ml.vision.media import check_key, photo_key
 from services.ml.vision.store import list_for_property
 
-# rollout: add `Depends(require_feature("property_vision"))` here once flags land.
-router = APIRouter(prefix="/v1/ml/vision", tags=["property-vision"], dependencies=[])
+# A tenant outside the property_vision rollout gets 403 feature_disabled
+# (after authentication, before any body byte or Claude call).
+router = APIRouter(
+    prefix="/v1/ml/vision",
+    tags=["property-vision"],
+    dependencies=[require_feature("property_vision")],
+)
 
 PropertyId = Annotated[str, Query(pattern=PROPERTY_ID_PATTERN, max_length=255)]
 

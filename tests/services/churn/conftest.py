@@ -30,6 +30,8 @@ from services.churn.schemas import LeadUpsert
 from services.churn.signals import upsert_leads
 from services.churn.training import train_to_file
 from services.common.database import Database
+from services.common.flags import FlagCache, FlagState, write_flag
+from services.common.redis import Redis, close_redis, create_redis_from_settings
 
 TEST_ROWS = 6000
 TEST_SEED = 11
@@ -49,6 +51,22 @@ def churn_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def churn_model(churn_artifact: Path) -> ChurnModel:
     """The session's model, loaded and verified."""
     return ChurnModel.load(str(churn_artifact))
+
+
+@pytest_asyncio.fixture
+async def churn_prevention_on(redis_client: Redis) -> None:
+    """churn_prevention on for every tenant (the session's FLUSHALL wipes flags per test)."""
+    await write_flag(
+        redis_client, "churn_prevention", FlagState(enabled=True, rollout_percentage=100)
+    )
+
+
+@pytest.fixture(autouse=True)
+def _churn_prevention_for_store_tests(request: pytest.FixtureRequest) -> None:
+    # Autouse fixtures run first, so the flag is in Redis before any app, runtime
+    # or replica starts; model and contact-rule tests stay store-free.
+    if "_clean_state" in request.fixturenames:
+        request.getfixturevalue("churn_prevention_on")
 
 
 @pytest.fixture
@@ -135,7 +153,11 @@ RuntimeFactory = Callable[..., AbstractAsyncContextManager[ChurnRuntime]]
 def make_runtime(
     churn_env: dict[str, str], churn_model: ChurnModel, app_database_url: str
 ) -> RuntimeFactory:
-    """``async with make_runtime(standin=..., **settings) as runtime``: opened, not started."""
+    """``async with make_runtime(standin=..., **settings) as runtime``: opened, not started.
+
+    Its flag cache is a real one over the session's Redis, read when the
+    runtime is made: write a flag before, or wait for the change to arrive.
+    """
 
     @asynccontextmanager
     async def make(
@@ -152,19 +174,26 @@ def make_runtime(
             if standin is not None
             else None
         )
+        redis = create_redis_from_settings(settings)
+        flags = FlagCache(redis, registry=CollectorRegistry())
         runtime = ChurnRuntime(
             settings=settings,
             db=db,
             model=churn_model,
             metrics=ChurnMetrics(CollectorRegistry()),
             crm=crm,
+            flags=flags,
         )
-        await runtime.app.open_async()
         try:
-            yield runtime
+            async with flags.running():
+                await runtime.app.open_async()
+                try:
+                    yield runtime
+                finally:
+                    await runtime.stop()
         finally:
-            await runtime.stop()
             await db.close()
+            await close_redis(redis)
 
     return make
 

@@ -15,6 +15,9 @@ from prometheus_client import CollectorRegistry
 from services.churn.config import ChurnSettings
 from services.churn.main import create_app
 from services.common.database import Database
+from services.common.flags import FlagState, write_flag
+from services.common.redis import Redis
+from tests.flags import tenants_around
 
 AppClient = Callable[[FastAPI], AbstractAsyncContextManager[httpx.AsyncClient]]
 
@@ -110,3 +113,41 @@ async def test_signals_flow_and_refusals(
         )
     assert [tuple(row) for row in rows] == [("t1", "lead-1")]
     assert jobs == 1  # detection queued by the one stored batch
+
+
+async def test_tenant_outside_the_rollout_is_403_and_nothing_is_stored(
+    churn_env: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    app_client: AppClient,
+    make_token: Callable[..., str],
+    redis_client: Redis,
+    owner_db: Database,
+) -> None:
+    inside, outside = tenants_around("churn_prevention", 50)
+    await write_flag(
+        redis_client, "churn_prevention", FlagState(enabled=True, rollout_percentage=50)
+    )
+    monkeypatch.setenv("CHURN_WORKER_ENABLED", "false")
+    monkeypatch.setenv("CHURN_SCHEDULER_ENABLED", "false")
+    app = create_app(ChurnSettings.from_env(), registry=CollectorRegistry())
+    leads = {"leads": [{"lead_id": "lead-1", "timezone": "UTC"}]}
+    refused = {"Authorization": f"Bearer {make_token(outside)}"}
+    async with app_client(app) as client:
+        responses = [
+            await client.put("/v1/churn/leads", json=leads, headers=refused),
+            await client.post(
+                "/v1/churn/signals", json={"signals": [_signal("lead-1")]}, headers=refused
+            ),
+            await client.get("/v1/churn/interventions", headers=refused),
+            await client.get("/v1/churn/dead-letters", headers=refused),
+        ]
+        allowed = await client.put(
+            "/v1/churn/leads", json=leads, headers={"Authorization": f"Bearer {make_token(inside)}"}
+        )
+    for response in responses:
+        assert response.status_code == 403, response.text
+        assert response.json()["reason"] == "feature_disabled"
+    assert allowed.json() == {"upserted": 1}
+    async with owner_db.unscoped() as conn:
+        tenants = await conn.fetch("SELECT DISTINCT tenant_id FROM churn_leads")
+    assert [row["tenant_id"] for row in tenants] == [inside]

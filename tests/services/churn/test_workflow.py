@@ -8,9 +8,13 @@ from collections import Counter
 from datetime import UTC, datetime
 
 from localrun.standins.leadconnector import Faults, StandinServer
+from services.churn.queue import defer_detection
 from services.churn.schemas import SignalCreate
 from services.churn.signals import store_signals
 from services.common.database import Database
+from services.common.flags import FlagState, write_flag
+from services.common.redis import Redis
+from tests.flags import tenants_around
 from tests.services.churn.conftest import (
     RuntimeFactory,
     drain,
@@ -86,6 +90,45 @@ async def test_without_crm_key_interventions_are_recorded_not_sent(
     assert {(r["status"], r["reason"]) for r in await _outbox(owner_db)} == {
         ("not_sent", "crm_not_configured")
     }
+
+
+async def test_detection_skips_tenants_outside_the_rollout(
+    make_runtime: RuntimeFactory,
+    standin: StandinServer,
+    db: Database,
+    owner_db: Database,
+    redis_client: Redis,
+) -> None:
+    inside, outside = tenants_around("churn_prevention", 50)
+    await write_flag(
+        redis_client, "churn_prevention", FlagState(enabled=True, rollout_percentage=50)
+    )
+    await seed_leads(db, inside, 3)
+    outside_leads = await seed_leads(db, outside, 3)
+    async with make_runtime(standin=standin) as runtime:
+        summary = await runtime.run_pass()
+        assert [t.tenant_id for t in summary.tenants] == [inside]
+        # Signal-triggered detection skips it too.
+        async with db.tenant(outside) as conn:
+            await defer_detection(conn, tenant_id=outside, lead_ids=outside_leads)
+        await drain(runtime)
+        # The kill switch reaches the running scheduler without a restart.
+        await write_flag(
+            redis_client, "churn_prevention", FlagState(enabled=False, rollout_percentage=50)
+        )
+        async with asyncio.timeout(5):
+            while runtime.feature_enabled(inside):  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+        assert (await runtime.run_pass()).tenants == []
+    interventions = await _interventions(owner_db)
+    assert {i["tenant_id"] for i in interventions} == {inside}
+    assert {row["tenant_id"] for row in await _outbox(owner_db)} == {inside}
+    async with owner_db.unscoped() as conn:
+        scored = await conn.fetchval(
+            "SELECT count(*) FROM churn_leads WHERE tenant_id = $1 AND scored_at IS NOT NULL",
+            outside,
+        )
+    assert scored == 0
 
 
 async def test_two_replicas_and_two_schedulers_send_nothing_twice(

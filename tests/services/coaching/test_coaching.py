@@ -16,13 +16,17 @@ import pytest
 import pytest_asyncio
 from fastapi import FastAPI
 
+from localrun.servers import free_port
 from localrun.standins.anthropic import AnthropicStandIn, Case
 from services.coaching.config import CoachingSettings
 from services.coaching.conversation import compute_metrics
 from services.coaching.main import create_app
 from services.coaching.prompt import system_blocks
 from services.coaching.schemas import TranscriptMessage
+from services.common.flags import FlagState, write_flag
 from services.common.metrics import new_registry
+from services.common.redis import Redis
+from tests.flags import tenants_around
 
 AppClient = Callable[[FastAPI], AbstractAsyncContextManager[httpx.AsyncClient]]
 _ID = re.compile(r"^\[([^\]]+)\] (agent|lead) ", re.MULTILINE)
@@ -264,6 +268,45 @@ async def test_without_a_key_answers_503_and_health_says_so(
         assert health.status_code == 200
         assert health.json()["status"] == "degraded"
         assert health.json()["claude"]["configured"] is False
+
+
+async def test_tenant_outside_the_rollout_is_403_before_any_call(
+    coaching_settings: Callable[..., CoachingSettings],
+    app_client: AppClient,
+    make_token: Callable[..., str],
+    redis_client: Redis,
+    anthropic_api: AnthropicStandIn,
+) -> None:
+    inside, outside = tenants_around("ai_coaching", 25)
+    await write_flag(redis_client, "ai_coaching", FlagState(enabled=True, rollout_percentage=25))
+    async with app_client(create_app(coaching_settings(), registry=new_registry())) as http:
+        refused = await http.post(
+            "/v1/coaching/sessions", json=transcript(), headers=_auth(make_token, outside)
+        )
+        listed = await http.get(
+            "/v1/coaching/sessions?agent_id=agent-7", headers=_auth(make_token, outside)
+        )
+        allowed = await http.post(
+            "/v1/coaching/sessions", json=transcript(), headers=_auth(make_token, inside)
+        )
+    assert refused.status_code == listed.status_code == 403
+    assert refused.json()["reason"] == "feature_disabled"
+    assert "ai_coaching" in refused.json()["detail"]
+    assert allowed.status_code == 200, allowed.text
+    assert anthropic_api.billable == 1
+
+
+async def test_redis_outage_is_reported_but_not_required(
+    coaching_settings: Callable[..., CoachingSettings], app_client: AppClient
+) -> None:
+    # Redis only holds the flags, whose cache keeps the last known state through
+    # an outage: the pods must stay in the Service.
+    settings = coaching_settings(redis_url=f"redis://127.0.0.1:{free_port()}/0")
+    async with app_client(create_app(settings, registry=new_registry())) as http:
+        health = await http.get("/health/coaching")
+    assert health.status_code == 200, health.text
+    assert health.json()["dependencies"]["redis"]["status"] == "down"
+    assert health.json()["dependencies"]["postgres"]["status"] == "up"
 
 
 def test_metrics_are_deterministic() -> None:

@@ -9,7 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import pytest_asyncio
 
+from services.common.flags import FlagState, write_flag
+from services.common.redis import Redis
 from services.common.scoring import LeadFeatures, LeadScorer
 from services.ml import datagen
 from services.ml.training import train_to_file
@@ -51,6 +54,22 @@ def leads() -> list[LeadFeatures]:
 def scorer(artifact_path: Path) -> LeadScorer:
     """A scorer with a small cache, fresh per test."""
     return LeadScorer.load(str(artifact_path), cache_size=10, batch_size=8)
+
+
+@pytest_asyncio.fixture
+async def property_vision_on(redis_client: Redis) -> None:
+    """property_vision on for every tenant (the session's FLUSHALL wipes flags per test)."""
+    await write_flag(
+        redis_client, "property_vision", FlagState(enabled=True, rollout_percentage=100)
+    )
+
+
+@pytest.fixture(autouse=True)
+def _property_vision_for_store_tests(request: pytest.FixtureRequest) -> None:
+    # Autouse fixtures run first, so the flag is in Redis before any app starts;
+    # tests that never touch the session's stores (most of scoring) stay store-free.
+    if "_clean_state" in request.fixturenames:
+        request.getfixturevalue("property_vision_on")
 
 
 # The Anthropic Messages API stand-in for the Claude client tests.

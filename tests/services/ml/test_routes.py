@@ -342,8 +342,8 @@ async def test_inference_over_the_deadline_is_503(
 async def test_scoring_never_touches_postgres_or_redis(
     ml_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, app_client: AppClient
 ) -> None:
-    # Scoring reads neither store (Postgres is declared for property vision
-    # only): with both unreachable it starts and stays ready.
+    # Scoring reads neither store (Postgres and Redis are declared for property
+    # vision and its flag): with both unreachable it starts and stays ready.
     monkeypatch.setenv("REDIS_URL", f"redis://127.0.0.1:{free_port()}/0")
     monkeypatch.setenv(
         "DATABASE_URL", f"postgresql://app:secret@127.0.0.1:{free_port()}/enterprisehub"
@@ -351,11 +351,10 @@ async def test_scoring_never_touches_postgres_or_redis(
     app = _app(MLSettings.from_env())
     async with app_client(app) as client:
         response = await client.get("/health/ml")
-        assert not hasattr(app.state, "redis")
     body = response.json()
     assert response.status_code == 200
     assert body["dependencies"]["postgres"]["status"] == "down"
-    assert "redis" not in body["dependencies"]
+    assert body["dependencies"]["redis"]["status"] == "down"
     assert body["model_loaded"] is True
 
 
@@ -451,5 +450,5 @@ async def test_detailed_health_includes_the_model(client: httpx.AsyncClient) -> 
     response = await client.get("/health/detailed")
     assert response.status_code == 200, response.text
     body = response.json()
-    assert set(body["dependencies"]) == {"postgres"}  # for property vision
+    assert set(body["dependencies"]) == {"postgres", "redis"}  # for property vision
     assert body["feature"]["model_loaded"] is True

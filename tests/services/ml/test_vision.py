@@ -25,7 +25,9 @@ from fastapi import FastAPI
 from PIL import Image
 
 from localrun.standins.anthropic import AnthropicStandIn, Case
+from services.common.flags import FlagState, write_flag
 from services.common.metrics import new_registry
+from services.common.redis import Redis
 from services.ml.config import MLSettings
 from services.ml.main import create_app
 from services.ml.vision.fetch import PhotoFetcher, public_address
@@ -35,6 +37,7 @@ from services.ml.vision.images import (
     ImageRejected,
     prepare_image,
 )
+from tests.flags import tenants_around
 
 AppClient = Callable[[FastAPI], AbstractAsyncContextManager[httpx.AsyncClient]]
 BUCKET = "media-test"
@@ -278,6 +281,31 @@ async def test_without_a_key_vision_answers_503_and_health_says_so(
         assert "ANTHROPIC_API_KEY" in response.json()["detail"]
         health = (await http.get("/health/ml")).json()
         assert health["vision"]["configured"] is False
+
+
+async def test_tenant_outside_the_rollout_is_403_before_any_call(
+    vision_settings: MLSettings,
+    app_client: AppClient,
+    make_token: Callable[..., str],
+    redis_client: Redis,
+    anthropic_api: AnthropicStandIn,
+) -> None:
+    inside, outside = tenants_around("property_vision", 50)
+    await write_flag(
+        redis_client, "property_vision", FlagState(enabled=True, rollout_percentage=50)
+    )
+    async with app_client(create_app(vision_settings, registry=new_registry())) as http:
+        assert (await _upload(http, {}, _jpeg(64, 64))).status_code == 401
+        refused = await _upload(http, _auth(make_token, outside), _jpeg(64, 64))
+        listed = await http.get(
+            "/v1/ml/vision/analyses?property_id=prop-1", headers=_auth(make_token, outside)
+        )
+        allowed = await _upload(http, _auth(make_token, inside), _jpeg(64, 64))
+    assert refused.status_code == listed.status_code == 403
+    assert refused.json()["reason"] == "feature_disabled"
+    assert "property_vision" in refused.json()["detail"]
+    assert allowed.status_code == 200, allowed.text
+    assert anthropic_api.billable == 1
 
 
 # -- the fetcher against a real HTTP server ----------------------------------
