@@ -14,6 +14,7 @@ GITHUB_OIDC_URL = "https://token.actions.githubusercontent.com"
 GITHUB_OIDC_HOST = "token.actions.githubusercontent.com"
 AUDIENCE = "sts.amazonaws.com"
 _REPOSITORY = re.compile(r"\A[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9._-]{1,100}\Z")
+_IAM_ARN = re.compile(r"arn:aws[a-z-]*:iam::\d{12}:oidc-provider/.+")
 _STACK = re.compile(r"\A[a-z][a-z0-9-]{0,30}\Z")
 
 
@@ -41,8 +42,8 @@ class BootstrapConfig:
         ]
         if len(set(self.stacks)) != len(self.stacks):
             problems.append("stacks has duplicates")
-        if self.existing_oidc_provider_arn and not self.existing_oidc_provider_arn.startswith(
-            "arn:aws:iam::"
+        if self.existing_oidc_provider_arn and not _IAM_ARN.fullmatch(
+            self.existing_oidc_provider_arn
         ):
             problems.append("existingOidcProviderArn is not an IAM ARN")
         if problems:
@@ -56,10 +57,8 @@ class BootstrapConfig:
             repository=config.require("repository"),
             stacks=tuple(config.get_object("stacks") or ("dev", "staging", "production")),
             existing_oidc_provider_arn=config.get("existingOidcProviderArn") or "",
-            deploy_policy_arns=tuple(
-                config.get_object("deployPolicyArns")
-                or ("arn:aws:iam::aws:policy/AdministratorAccess",)
-            ),
+            # Empty: AWS's AdministratorAccess in the provider's partition (see main).
+            deploy_policy_arns=tuple(config.get_object("deployPolicyArns") or ()),
         )
 
 
@@ -115,6 +114,8 @@ class GithubDeployAccess(pulumi.ComponentResource):
             )
             self.provider_arn = provider.arn
         self.role_arns = {}
+        # ARNs in the provider's partition (aws, aws-cn, aws-us-gov), never a literal one.
+        partition = aws.get_partition().partition
         for stack in config.stacks:
             role = aws.iam.Role(
                 f"{name}-deploy-{stack}",
@@ -126,7 +127,10 @@ class GithubDeployAccess(pulumi.ComponentResource):
                 tags={"ManagedBy": "pulumi", "Project": "enterprisehub", "Stack": stack},
                 opts=child,
             )
-            for index, policy_arn in enumerate(config.deploy_policy_arns):
+            policies = config.deploy_policy_arns or (
+                f"arn:{partition}:iam::aws:policy/AdministratorAccess",
+            )
+            for index, policy_arn in enumerate(policies):
                 aws.iam.RolePolicyAttachment(
                     f"{name}-deploy-{stack}-policy-{index}",
                     role=role.name,
