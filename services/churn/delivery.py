@@ -206,7 +206,15 @@ class Deliverer:
             reason,
         )
         # The intervention takes the send's state unless another channel
-        # already delivered (a delivered intervention stays delivered).
+        # already delivered (a delivered intervention stays delivered). Two
+        # channels finishing at once would each see the other still 'sending'
+        # and leave the intervention pending (write skew): lock the intervention
+        # first (after the send's row, the order every path takes), so the
+        # second one's check below reads the first one's committed state.
+        await conn.execute(
+            "SELECT 1 FROM churn_interventions WHERE intervention_id = $1 FOR UPDATE",
+            row["intervention_id"],
+        )
         await conn.execute(
             "UPDATE churn_interventions SET status = $2, reason = $3 "
             "WHERE intervention_id = $1 AND status = 'pending' AND NOT EXISTS ("
