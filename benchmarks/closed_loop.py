@@ -364,18 +364,24 @@ def run(
         tempfile.TemporaryDirectory(prefix="closed-loop-") as tmp,
         _platform(scenario, Path(tmp), factor, say) as (replicas, prom, stores, fault, token),
     ):
-        return asyncio.run(
-            _drive(
-                scenario,
-                replicas=replicas,
-                prometheus=prom,
-                stores=stores,
-                fault_file=fault,
-                token=token,
-                timeout_s=timeout_s,
-                say=say,
+        # A loop of its own, never installed as the thread's: asyncio.run() would
+        # leave the caller (a test session) without an event loop afterwards.
+        loop = asyncio.new_event_loop()
+        try:
+            return loop.run_until_complete(
+                _drive(
+                    scenario,
+                    replicas=replicas,
+                    prometheus=prom,
+                    stores=stores,
+                    fault_file=fault,
+                    token=token,
+                    timeout_s=timeout_s,
+                    say=say,
+                )
             )
-        )
+        finally:
+            loop.close()
 
 
 def main(argv: list[str] | None = None) -> int:
