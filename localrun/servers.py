@@ -303,6 +303,23 @@ def start_redis(base_dir: Path, *, port: int | None = None) -> RedisServer:
     return RedisServer(dir=work_dir, port=port)
 
 
+def _wait_ready(server: PrometheusServer | AlertmanagerServer, name: str, log: Path) -> None:
+    """Wait up to 30 s for ``/-/ready`` (both servers have it); stop it and raise otherwise."""
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if httpx.get(f"{server.url}/-/ready", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if server.process.poll() is not None or time.monotonic() > deadline:
+            server.stop()
+            raise ServerFailed(
+                f"{name} did not become ready on port {server.port}\n{_log_tail(log)}"
+            )
+        time.sleep(0.1)
+
+
 @dataclass
 class PrometheusServer:
     """A running Prometheus scraping the given targets."""
@@ -379,20 +396,8 @@ def start_prometheus(
     )
     log_file.close()
     server = PrometheusServer(dir=work_dir, port=port, process=process)
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if httpx.get(f"{server.url}/-/ready", timeout=1).status_code == 200:
-                return server
-        except httpx.HTTPError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            server.stop()
-            raise ServerFailed(
-                f"prometheus did not become ready on port {port}\n"
-                f"{_log_tail(work_dir / 'prometheus.log')}"
-            )
-        time.sleep(0.1)
+    _wait_ready(server, "prometheus", work_dir / "prometheus.log")
+    return server
 
 
 @dataclass
@@ -449,20 +454,8 @@ def start_alertmanager(
     )
     log_file.close()
     server = AlertmanagerServer(dir=work_dir, port=port, process=process)
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if httpx.get(f"{server.url}/-/ready", timeout=1).status_code == 200:
-                return server
-        except httpx.HTTPError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            server.stop()
-            raise ServerFailed(
-                f"alertmanager did not become ready on port {port}\n"
-                f"{_log_tail(work_dir / 'alertmanager.log')}"
-            )
-        time.sleep(0.1)
+    _wait_ready(server, "alertmanager", work_dir / "alertmanager.log")
+    return server
 
 
 @dataclass
