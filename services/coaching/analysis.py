@@ -26,7 +26,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from services.coaching.conversation import compute_metrics
 from services.coaching.prompt import PROMPT_VERSION, SYSTEM_PROMPT, request_params
 from services.coaching.schemas import CoachingSessionCreate
-from services.common.claude import ClaudeBusy, ClaudeClient, ClaudeTimeout
+from services.common.claude import ClaudeBusy, ClaudeClient, ClaudeTimeout, StructuredResult
+from services.common.claude.ledger import insert_args as ledger_insert_args
+from services.common.claude.ledger import insert_sql as ledger_insert_sql
 from services.common.database import Database
 from services.common.latency import LatencyWindow
 
@@ -38,6 +40,17 @@ SESSION_COLUMNS: Final = (
     "analysis_latency_seconds, improvement_areas, transcript_sha256, model, prompt_version, "
     "input_tokens, output_tokens, cache_write_tokens, cache_read_tokens, cost_micro_usd, "
     "created_at"
+)
+
+# The ledger rows of the calls go in with the session: a CTE of the INSERT.
+_INSERT_SESSION: Final = (
+    f"WITH booked AS ({ledger_insert_sql(15)}) "  # noqa: S608 - constant parts only
+    "INSERT INTO coaching_sessions (agent_id, conversation_id, analysis_data, "
+    "coaching_insights, analysis_latency_seconds, improvement_areas, "
+    "transcript_sha256, model, prompt_version, input_tokens, output_tokens, "
+    "cache_write_tokens, cache_read_tokens, cost_micro_usd) "
+    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) "
+    f"RETURNING {SESSION_COLUMNS}"
 )
 
 
@@ -164,39 +177,59 @@ class CoachingEngine:
         metrics = compute_metrics(body.messages)
         params = request_params(body.messages, metrics, max_tokens=self._max_output)
         await self._fits_budget(claude, params)
+        # The ledger rows are stored with the session (one transaction); on an
+        # exception the client has booked the calls it made.
         result = await claude.structured(
             tenant_id=tenant_id,
             feature=FEATURE,
             output_format=CoachingInsights,
             validate=citation_check({m.id for m in body.messages}),
+            defer_ledger=True,
             **params,
         )
         latency = time.perf_counter() - started
         self.latency.record(latency)
+        # Shielded from COACHING_SESSION_TIMEOUT: a billed answer is stored
+        # (and its cost booked) even when the caller has stopped waiting.
+        return await asyncio.shield(
+            self._store(claude, tenant_id, body, digest, metrics, result, latency)
+        )
+
+    async def _store(
+        self,
+        claude: ClaudeClient,
+        tenant_id: str,
+        body: CoachingSessionCreate,
+        digest: str,
+        metrics: dict[str, Any],
+        result: StructuredResult[CoachingInsights],
+        latency: float,
+    ) -> dict[str, Any]:
         insights = result.output
-        async with self.db.tenant(tenant_id) as conn:
-            row = await conn.fetchrow(
-                "INSERT INTO coaching_sessions (agent_id, conversation_id, analysis_data, "  # noqa: S608
-                "coaching_insights, analysis_latency_seconds, improvement_areas, "
-                "transcript_sha256, model, prompt_version, input_tokens, output_tokens, "
-                "cache_write_tokens, cache_read_tokens, cost_micro_usd) "
-                "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) "
-                f"RETURNING {SESSION_COLUMNS}",
-                body.agent_id,
-                body.conversation_id,
-                metrics,
-                insights.model_dump(mode="json"),
-                latency,
-                [area.title for area in insights.improvement_areas],
-                digest,
-                result.model,
-                PROMPT_VERSION,
-                result.usage.input_tokens,
-                result.usage.output_tokens,
-                result.usage.cache_write_tokens,
-                result.usage.cache_read_tokens,
-                result.cost_micro_usd,
-            )
+        try:
+            async with self.db.tenant(tenant_id) as conn:
+                row = await conn.fetchrow(
+                    _INSERT_SESSION,
+                    body.agent_id,
+                    body.conversation_id,
+                    metrics,
+                    insights.model_dump(mode="json"),
+                    latency,
+                    [area.title for area in insights.improvement_areas],
+                    digest,
+                    result.model,
+                    PROMPT_VERSION,
+                    result.usage.input_tokens,
+                    result.usage.output_tokens,
+                    result.usage.cache_write_tokens,
+                    result.usage.cache_read_tokens,
+                    result.cost_micro_usd,
+                    *ledger_insert_args(result.ledger),
+                )
+        except Exception:
+            # The calls were billed whatever happened to the session's row.
+            await claude.book(result.ledger)
+            raise
         return dict(row)
 
     async def _find(self, tenant_id: str, digest: str, model: str) -> dict[str, Any] | None:

@@ -83,8 +83,13 @@ def create_claude(
     return ClaudeClient(api, settings=settings, metrics=metrics, db=db)
 
 
-def get_claude(conn: HTTPConnection) -> ClaudeClient:
-    """The app's client; 503 ``claude_not_configured`` when there is no key."""
+async def get_claude(conn: HTTPConnection) -> ClaudeClient:
+    """The app's client; 503 ``claude_not_configured`` when there is no key.
+
+    ``async`` although it awaits nothing: FastAPI runs a plain ``def``
+    dependency in its thread pool, a thread hop on every request (cache
+    hits included) for one attribute read.
+    """
     client: ClaudeClient | None = getattr(conn.app.state, "claude", None)
     if client is None:
         raise ClaudeNotConfigured(

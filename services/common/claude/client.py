@@ -22,7 +22,8 @@ the order a call meets them:
    other 4xx               not retried; 502 (our request is wrong)
    ======================  ==============================================
 
-4. the ledger and metrics for every answered call (billable or not).
+4. the ledger and metrics for every answered call (billable or not); a caller
+   may store the ledger rows in its own transaction (``defer_ledger``).
 
 Structured output goes through ``messages.parse`` with a pydantic model.
 ``structured()`` adds the repair rule: an answer that fails validation, a
@@ -37,7 +38,7 @@ import logging
 import random
 import re
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -86,6 +87,8 @@ class CallResult(Generic[T]):
     model: str
     request_id: str | None
     latency_seconds: float
+    #: The call's ledger entry when the caller stores it (``defer_ledger``).
+    ledger: tuple[LedgerEntry, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +102,8 @@ class StructuredResult(Generic[T]):
     attempts: int
     latency_seconds: float
     request_ids: tuple[str, ...] = field(default_factory=tuple)
+    #: Entries the caller must store (``defer_ledger``): with the result, or by ``book``.
+    ledger: tuple[LedgerEntry, ...] = ()
 
 
 def _retry_after(headers: Mapping[str, str]) -> float | None:
@@ -324,7 +329,7 @@ class ClaudeClient:
     def _observe(self, feature: str, outcome: str, started: float) -> None:
         self.metrics.duration.labels(feature, outcome).observe(time.perf_counter() - started)
 
-    async def _account(
+    def _price(
         self,
         *,
         tenant_id: str,
@@ -333,7 +338,8 @@ class ClaudeClient:
         usage: Usage,
         request_id: str | None,
         batch: bool = False,
-    ) -> int:
+    ) -> LedgerEntry:
+        """The ledger entry of one answered call, counted in the metrics (not yet stored)."""
         cost = self.pricing.cost_micro_usd(model, usage, batch=batch)
         for kind, tokens in (
             ("input", usage.input_tokens),
@@ -344,26 +350,30 @@ class ClaudeClient:
             if tokens:
                 self.metrics.tokens.labels(feature, model, kind).inc(tokens)
         self.metrics.cost.labels(feature, model).inc(cost / 1_000_000)
-        if self.db is not None:
-            await record(
-                self.db,
-                LedgerEntry(
-                    tenant_id=tenant_id,
-                    feature=feature,
-                    model=model,
-                    usage=usage,
-                    cost_micro_usd=cost,
-                    batch=batch,
-                    request_id=request_id,
-                ),
-            )
-        return cost
+        return LedgerEntry(
+            tenant_id=tenant_id,
+            feature=feature,
+            model=model,
+            usage=usage,
+            cost_micro_usd=cost,
+            batch=batch,
+            request_id=request_id,
+        )
+
+    async def book(self, entries: Sequence[LedgerEntry]) -> None:
+        """Store ``entries`` in the cost ledger in a transaction of their own.
+
+        For entries that ``structured(defer_ledger=True)`` handed back and that
+        the caller could not store with its result (its transaction failed).
+        """
+        if self.db is not None and entries:
+            await record(self.db, *entries)
 
     async def account_batch(
         self, *, tenant_id: str, feature: str, model: str, usage: Usage, request_id: str | None
     ) -> int:
         """Book one Message Batches result (half price) and return its cost."""
-        return await self._account(
+        entry = self._price(
             tenant_id=tenant_id,
             feature=feature,
             model=model,
@@ -371,6 +381,8 @@ class ClaudeClient:
             request_id=request_id,
             batch=True,
         )
+        await self.book([entry])
+        return entry.cost_micro_usd
 
     async def parse(
         self,
@@ -379,11 +391,14 @@ class ClaudeClient:
         feature: str,
         output_format: type[T],
         validate: Callable[[T], None] | None = None,
+        defer_ledger: bool = False,
         **params: Any,
     ) -> CallResult[T]:
         """One ``messages.parse`` call; an unusable answer is returned with ``problem`` set.
 
         ``validate`` adds checks the schema cannot express (raise ``ValueError``).
+        The call's ledger entry is stored at once, or, with ``defer_ledger``,
+        left in ``CallResult.ledger`` for the caller to store.
         """
         params.setdefault("model", self.model)
 
@@ -395,9 +410,11 @@ class ClaudeClient:
         model = str(body.get("model") or params["model"])
         usage = Usage.from_api(body.get("usage"))
         request_id = raw.headers.get("request-id")
-        cost = await self._account(
+        entry = self._price(
             tenant_id=tenant_id, feature=feature, model=model, usage=usage, request_id=request_id
         )
+        if not defer_ledger:
+            await self.book([entry])
         stop_reason = body.get("stop_reason")
         text = _text(body)
         parsed: T | None = None
@@ -425,10 +442,11 @@ class ClaudeClient:
             text=text,
             stop_reason=stop_reason,
             usage=usage,
-            cost_micro_usd=cost,
+            cost_micro_usd=entry.cost_micro_usd,
             model=model,
             request_id=request_id,
             latency_seconds=time.perf_counter() - started,
+            ledger=() if not defer_ledger else (entry,),
         )
 
     async def structured(
@@ -438,45 +456,68 @@ class ClaudeClient:
         feature: str,
         output_format: type[T],
         validate: Callable[[T], None] | None = None,
+        defer_ledger: bool = False,
         **params: Any,
     ) -> StructuredResult[T]:
-        """``parse`` with one repair attempt; ``ClaudeBadOutput`` (502) when both fail."""
+        """``parse`` with one repair attempt; ``ClaudeBadOutput`` (502) when both fail.
+
+        With ``defer_ledger`` the ledger entries of a successful result are
+        returned in ``StructuredResult.ledger`` instead of being stored, so the
+        caller stores them in the transaction that stores the result (one
+        commit, fewer round trips), or with ``book`` if that transaction fails.
+        When no result comes back (an exception), the calls already answered
+        are booked here before the exception propagates: a billed call is
+        always in the ledger.
+        """
         started = time.perf_counter()
-        first = await self.parse(
-            tenant_id=tenant_id,
-            feature=feature,
-            output_format=output_format,
-            validate=validate,
-            **params,
-        )
-        results = [first]
-        if first.problem is not None:
-            log.warning("%s: unusable Claude answer, repairing once: %s", feature, first.problem)
-            second = await self.parse(
+        results: list[CallResult[T]] = []
+        try:
+            first = await self.parse(
                 tenant_id=tenant_id,
                 feature=feature,
                 output_format=output_format,
                 validate=validate,
-                **repair_params(params, first),
+                defer_ledger=defer_ledger,
+                **params,
             )
-            results.append(second)
-        final = results[-1]
+            results.append(first)
+            if first.problem is not None:
+                log.warning(
+                    "%s: unusable Claude answer, repairing once: %s", feature, first.problem
+                )
+                second = await self.parse(
+                    tenant_id=tenant_id,
+                    feature=feature,
+                    output_format=output_format,
+                    validate=validate,
+                    defer_ledger=defer_ledger,
+                    **repair_params(params, first),
+                )
+                results.append(second)
+            final = results[-1]
+            output = final.parsed
+            if output is None:
+                kind = (final.problem or "schema").split(":", 1)[0]
+                raise ClaudeBadOutput(
+                    f"claude_{kind}",
+                    f"Claude's answer was unusable twice ({final.problem}); no result is stored",
+                )
+        except BaseException:
+            unbooked = [entry for result in results for entry in result.ledger]
+            if unbooked:
+                await asyncio.shield(self.book(unbooked))
+            raise
         usage = sum((r.usage for r in results[1:]), results[0].usage)
         cost = sum(r.cost_micro_usd for r in results)
-        if final.parsed is None:
-            kind = (final.problem or "schema").split(":", 1)[0]
-            raise ClaudeBadOutput(
-                f"claude_{kind}",
-                f"Claude's answer was unusable twice ({final.problem}); no result is stored",
-            )
         return StructuredResult(
-            output=final.parsed,
+            output=output,
             usage=usage,
             cost_micro_usd=cost,
             model=final.model,
             attempts=len(results),
             latency_seconds=time.perf_counter() - started,
             request_ids=tuple(r.request_id for r in results if r.request_id),
+            ledger=tuple(entry for result in results for entry in result.ledger),
         )
 
     async def count_tokens(self, **params: Any) -> int:

@@ -10,7 +10,7 @@ own) so the business-impact report can sum real operating costs.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
@@ -100,23 +100,51 @@ class LedgerEntry:
     request_id: str | None = None
 
 
-async def record(db: Database, entry: LedgerEntry) -> None:
-    """Append ``entry`` to ``claude_cost_ledger`` in the tenant's scope."""
-    async with db.tenant(entry.tenant_id) as conn:
-        await conn.execute(
-            "INSERT INTO claude_cost_ledger (feature, model, input_tokens, output_tokens, "
-            "cache_write_tokens, cache_read_tokens, cost_micro_usd, batch, request_id) "
-            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-            entry.feature,
-            entry.model,
-            entry.usage.input_tokens,
-            entry.usage.output_tokens,
-            entry.usage.cache_write_tokens,
-            entry.usage.cache_read_tokens,
-            entry.cost_micro_usd,
-            entry.batch,
-            entry.request_id,
-        )
+#: The ledger's INSERT from nine array parameters, one element per entry; the
+#: parameters are numbered from ``{first}`` so that a caller can put it in a
+#: ``WITH booked AS (...)`` of its own statement (one round trip for both).
+_INSERT = (
+    "INSERT INTO claude_cost_ledger (feature, model, input_tokens, output_tokens, "
+    "cache_write_tokens, cache_read_tokens, cost_micro_usd, batch, request_id) "
+    "SELECT * FROM unnest(${0}::text[], ${1}::text[], ${2}::int[], ${3}::int[], ${4}::int[], "
+    "${5}::int[], ${6}::bigint[], ${7}::boolean[], ${8}::text[])"
+)
+
+
+def insert_sql(first: int) -> str:
+    """The INSERT of ledger rows whose nine array parameters start at ``$first``.
+
+    Use it alone (``first=1``) or as a data-modifying CTE of the statement
+    that stores the result the calls produced, so the result and what it cost
+    commit together, in one round trip.
+    """
+    return _INSERT.format(*range(first, first + 9))
+
+
+def insert_args(entries: Sequence[LedgerEntry]) -> list[list[Any]]:
+    """The nine arrays ``insert_sql`` takes (empty arrays insert nothing)."""
+    return [
+        [entry.feature for entry in entries],
+        [entry.model for entry in entries],
+        [entry.usage.input_tokens for entry in entries],
+        [entry.usage.output_tokens for entry in entries],
+        [entry.usage.cache_write_tokens for entry in entries],
+        [entry.usage.cache_read_tokens for entry in entries],
+        [entry.cost_micro_usd for entry in entries],
+        [entry.batch for entry in entries],
+        [entry.request_id for entry in entries],
+    ]
+
+
+async def record(db: Database, *entries: LedgerEntry) -> None:
+    """Append ``entries`` (of one tenant) to ``claude_cost_ledger`` in one statement."""
+    if not entries:
+        return
+    tenants = {entry.tenant_id for entry in entries}
+    if len(tenants) != 1:
+        raise ValueError(f"ledger entries of one tenant at a time, got {sorted(tenants)}")
+    async with db.tenant(entries[0].tenant_id) as conn:
+        await conn.execute(insert_sql(1), *insert_args(entries))
 
 
 async def totals(db: Database, tenant_id: str) -> list[dict[str, Any]]:

@@ -147,7 +147,7 @@ class VisionAnalyzer:
         self.model = model
         self._wait_seconds = wait_seconds
         self._stale_seconds = stale_seconds
-        self._inflight: dict[tuple[str, str], asyncio.Task[dict[str, Any]]] = {}
+        self._inflight: dict[tuple[str, str], asyncio.Task[tuple[dict[str, Any], bool]]] = {}
         self.latency = LatencyWindow(max_samples=window_size)
 
     @property
@@ -172,16 +172,11 @@ class VisionAnalyzer:
         image_url: str,
         source: str,
     ) -> tuple[dict[str, Any], bool]:
-        """The analysis row and whether it was already stored (no call made)."""
-        stored = await store.find(
-            self.db,
-            tenant_id,
-            sha256=image.sha256,
-            model=self.model,
-            prompt_version=PROMPT_VERSION,
-        )
-        if stored is not None and stored["status"] == "done":
-            return stored, True
+        """The analysis row and whether it was already stored (no call made).
+
+        The caller has looked for a stored analysis (``stored``) before
+        preparing the image; one stored since then is found by the claim.
+        """
         key = (tenant_id, image.sha256)
         task = self._inflight.get(key)
         if task is None:
@@ -191,7 +186,7 @@ class VisionAnalyzer:
             self._inflight[key] = task
             task.add_done_callback(lambda _t: self._inflight.pop(key, None))
         # shield: a client that goes away must not cancel the call others wait for.
-        return await asyncio.shield(task), False
+        return await asyncio.shield(task)
 
     async def _run(
         self,
@@ -201,7 +196,7 @@ class VisionAnalyzer:
         image: PreparedImage,
         image_url: str,
         source: str,
-    ) -> dict[str, Any]:
+    ) -> tuple[dict[str, Any], bool]:
         deadline = time.monotonic() + self._wait_seconds
         while True:
             claim = await store.claim(
@@ -216,7 +211,7 @@ class VisionAnalyzer:
                 stale_seconds=self._stale_seconds,
             )
             if claim.owned:
-                return await self._call(claude, tenant_id, claim, image)
+                return await self._call(claude, tenant_id, claim, image), False
             if claim.status == "done":
                 row = await store.find(
                     self.db,
@@ -226,7 +221,7 @@ class VisionAnalyzer:
                     prompt_version=PROMPT_VERSION,
                 )
                 if row is not None:
-                    return row
+                    return row, True
             if time.monotonic() > deadline:
                 raise ClaudeUnavailable(
                     "analysis_in_progress",
@@ -240,10 +235,13 @@ class VisionAnalyzer:
     ) -> dict[str, Any]:
         started = time.perf_counter()
         try:
+            # The ledger rows are stored with the result (one transaction); on
+            # an exception the client has booked the calls it made.
             result = await claude.structured(
                 tenant_id=tenant_id,
                 feature=FEATURE,
                 output_format=VisionAnalysis,
+                defer_ledger=True,
                 **request_params(image, model=self.model),
             )
         except BaseException:
@@ -252,23 +250,29 @@ class VisionAnalyzer:
         latency = time.perf_counter() - started
         self.latency.record(latency)
         output = result.output
-        return await store.complete(
-            self.db,
-            tenant_id,
-            analysis_id=claim.analysis_id,
-            results={
-                **output.model_dump(mode="json"),
-                "image": {
-                    "width": image.original_width,
-                    "height": image.original_height,
-                    "sent_width": image.width,
-                    "sent_height": image.height,
+        try:
+            return await store.complete(
+                self.db,
+                tenant_id,
+                analysis_id=claim.analysis_id,
+                results={
+                    **output.model_dump(mode="json"),
+                    "image": {
+                        "width": image.original_width,
+                        "height": image.original_height,
+                        "sent_width": image.width,
+                        "sent_height": image.height,
+                    },
+                    "attempts": result.attempts,
                 },
-                "attempts": result.attempts,
-            },
-            luxury_score=float(two_decimals(output.luxury_score)),
-            condition_score=float(two_decimals(output.condition_score)),
-            latency_seconds=latency,
-            usage=result.usage,
-            cost_micro_usd=result.cost_micro_usd,
-        )
+                luxury_score=float(two_decimals(output.luxury_score)),
+                condition_score=float(two_decimals(output.condition_score)),
+                latency_seconds=latency,
+                usage=result.usage,
+                cost_micro_usd=result.cost_micro_usd,
+                ledger=result.ledger,
+            )
+        except Exception:
+            # The calls were billed whatever happened to their result's row.
+            await asyncio.shield(claude.book(result.ledger))
+            raise

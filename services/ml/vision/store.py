@@ -10,11 +10,15 @@ owner died) can be taken over, once, by compare-and-set on ``claimed_at``.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from services.common.claude import Usage
+from services.common.claude.ledger import LedgerEntry
+from services.common.claude.ledger import insert_args as ledger_insert_args
+from services.common.claude.ledger import insert_sql as ledger_insert_sql
 from services.common.database import Database
 
 COLUMNS = (
@@ -22,6 +26,16 @@ COLUMNS = (
     "analysis_latency_seconds, image_sha256, model, prompt_version, status, claimed_at, source, "
     "input_tokens, output_tokens, cache_write_tokens, cache_read_tokens, cost_micro_usd, "
     "created_at"
+)
+
+# The ledger rows of the calls go in with the result: a CTE of the UPDATE.
+_COMPLETE = (
+    f"WITH booked AS ({ledger_insert_sql(11)}) "  # noqa: S608 - constant parts only
+    "UPDATE property_vision_analyses SET status = 'done', analysis_results = $2, "
+    "luxury_score = $3, condition_score = $4, analysis_latency_seconds = $5, "
+    "input_tokens = $6, output_tokens = $7, cache_write_tokens = $8, "
+    "cache_read_tokens = $9, cost_micro_usd = $10 "
+    f"WHERE analysis_id = $1 RETURNING {COLUMNS}"
 )
 
 
@@ -115,15 +129,16 @@ async def complete(
     latency_seconds: float,
     usage: Usage,
     cost_micro_usd: int,
+    ledger: Sequence[LedgerEntry] = (),
 ) -> dict[str, Any]:
-    """Store the result on the claimed row and return it."""
+    """Store the result on the claimed row, with the ``ledger`` rows of its calls, and return it.
+
+    One statement (the ledger INSERT is a CTE of the UPDATE): the result and
+    what it cost commit together.
+    """
     async with db.tenant(tenant_id) as conn:
         row = await conn.fetchrow(
-            "UPDATE property_vision_analyses SET status = 'done', analysis_results = $2, "  # noqa: S608
-            "luxury_score = $3, condition_score = $4, analysis_latency_seconds = $5, "
-            "input_tokens = $6, output_tokens = $7, cache_write_tokens = $8, "
-            "cache_read_tokens = $9, cost_micro_usd = $10 "
-            f"WHERE analysis_id = $1 RETURNING {COLUMNS}",
+            _COMPLETE,
             analysis_id,
             results,
             luxury_score,
@@ -134,6 +149,7 @@ async def complete(
             usage.cache_write_tokens,
             usage.cache_read_tokens,
             cost_micro_usd,
+            *ledger_insert_args(ledger),
         )
     assert row is not None, "a claimed row cannot disappear before it completes"
     return dict(row)

@@ -23,10 +23,13 @@ from services.coaching.conversation import compute_metrics
 from services.coaching.main import create_app
 from services.coaching.prompt import system_blocks
 from services.coaching.schemas import TranscriptMessage
+from services.common.claude.ledger import totals
+from services.common.database import Database
 from services.common.flags import FlagState, write_flag
 from services.common.metrics import new_registry
 from services.common.redis import Redis
 from tests.flags import tenants_around
+from tests.services.request_work import count_request_work
 
 AppClient = Callable[[FastAPI], AbstractAsyncContextManager[httpx.AsyncClient]]
 _ID = re.compile(r"^\[([^\]]+)\] (agent|lead) ", re.MULTILINE)
@@ -120,6 +123,28 @@ async def test_analysis_is_stored_with_metrics_and_cost(
     ] == []
     missing = await client.get(f"/v1/coaching/sessions/{body['session_id']}", headers=other)
     assert missing.status_code == 404
+
+
+async def test_a_session_is_stored_with_its_cost_and_a_repeat_is_one_read(
+    client: httpx.AsyncClient,
+    anthropic_api: AnthropicStandIn,
+    make_token: Callable[..., str],
+    db: Database,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    work = count_request_work(monkeypatch)
+    first = await client.post("/v1/coaching/sessions", json=transcript(), headers=_auth(make_token))
+    assert first.status_code == 200, first.text
+    # The hit check, then the session with its ledger row.
+    assert work.transactions == ["CoachingEngine._find", "CoachingEngine._store"]
+    [cost] = await totals(db, "tenant-a")
+    assert (cost["calls"], cost["cost_micro_usd"]) == (1, first.json()["cost_micro_usd"])
+    work.clear()
+    again = await client.post("/v1/coaching/sessions", json=transcript(), headers=_auth(make_token))
+    assert again.json()["cached"] is True
+    assert work.transactions == ["CoachingEngine._find"]
+    assert work.thread_calls == []
+    assert anthropic_api.billable == 1
 
 
 async def test_second_analysis_reads_the_prompt_cache(

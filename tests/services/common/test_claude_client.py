@@ -97,6 +97,39 @@ async def test_valid_answer_is_parsed_and_costed(
     assert await totals(db, "tenant-b") == []
 
 
+async def test_deferred_ledger_is_left_to_the_caller_unless_the_call_fails(
+    anthropic_api: AnthropicStandIn, make_client: Callable[..., ClaudeClient], db: Database
+) -> None:
+    client = make_client(anthropic_api.url)
+    anthropic_api.script(Case.valid(VALID))
+    result = await client.structured(
+        tenant_id=TENANT,
+        feature="property_vision",
+        output_format=Answer,
+        defer_ledger=True,
+        **_request(),
+    )
+    [entry] = result.ledger
+    assert entry.cost_micro_usd == result.cost_micro_usd > 0
+    # Nothing booked yet: the caller stores the entry with its result.
+    assert await totals(db, TENANT) == []
+    await client.book(result.ledger)
+    [row] = await totals(db, TENANT)
+    assert (row["calls"], row["cost_micro_usd"]) == (1, result.cost_micro_usd)
+    # Without a result to store them with, the billed calls are booked by the client.
+    anthropic_api.script(Case.refusal(), Case.refusal())
+    with pytest.raises(ClaudeBadOutput):
+        await client.structured(
+            tenant_id=TENANT,
+            feature="property_vision",
+            output_format=Answer,
+            defer_ledger=True,
+            **_request(),
+        )
+    [row] = await totals(db, TENANT)
+    assert row["calls"] == 3
+
+
 @pytest.mark.parametrize(
     ("bad", "reason"),
     [
@@ -284,7 +317,7 @@ async def test_limiter_at_twice_the_rate_gets_almost_no_429(
     with AnthropicStandIn(rate_limit=(4, 1.0), responder=lambda _b: VALID) as unpaced:
         # The control: the same load from a client whose limiter learns nothing.
         blind = make_client(unpaced.url, anthropic_max_retries=0, anthropic_timeout_seconds=10)
-        blind.limiter.update = lambda _headers: None  # type: ignore[method-assign]
+        blind.limiter.update = lambda _headers: None  # type: ignore[method-assign,assignment]
         await _fire(blind, 24, 0.125)
         unpaced_429 = unpaced.count(429)
     # A shared, loaded machine delays some sends into bursts: allow a few.

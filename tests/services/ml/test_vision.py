@@ -25,6 +25,8 @@ from fastapi import FastAPI
 from PIL import Image
 
 from localrun.standins.anthropic import AnthropicStandIn, Case
+from services.common.claude.ledger import totals
+from services.common.database import Database
 from services.common.flags import FlagState, write_flag
 from services.common.metrics import new_registry
 from services.common.redis import Redis
@@ -38,6 +40,7 @@ from services.ml.vision.images import (
     prepare_image,
 )
 from tests.flags import tenants_around
+from tests.services.request_work import count_request_work
 
 AppClient = Callable[[FastAPI], AbstractAsyncContextManager[httpx.AsyncClient]]
 BUCKET = "media-test"
@@ -159,6 +162,31 @@ async def test_sent_image_is_oriented_stripped_and_resized(
     assert "exif" not in sent.info
 
 
+async def test_a_miss_stores_its_cost_with_the_result_and_a_hit_is_one_read(
+    client: httpx.AsyncClient,
+    anthropic_api: AnthropicStandIn,
+    make_token: Callable[..., str],
+    db: Database,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    work = count_request_work(monkeypatch)
+    token = _auth(make_token)
+    photo = _jpeg(64, 64)
+    miss = await _upload(client, token, photo)
+    assert miss.status_code == 200, miss.text
+    # The hit check, the claim, then the result with its ledger row.
+    assert work.transactions == ["find", "claim", "complete"]
+    [cost] = await totals(db, "tenant-a")
+    assert (cost["calls"], cost["cost_micro_usd"]) == (1, miss.json()["cost_micro_usd"])
+    work.clear()
+    hit = await _upload(client, token, photo)
+    assert hit.json()["cached"] is True
+    # One indexed read after hashing the bytes: no decode, nothing in a thread.
+    assert work.transactions == ["find"]
+    assert work.thread_calls == []
+    assert anthropic_api.billable == 1
+
+
 @pytest.mark.parametrize(
     ("data", "reason"),
     [
@@ -258,7 +286,10 @@ async def test_timeout_releases_the_claim_and_is_not_retried(
 
 
 async def test_unusable_output_twice_is_502_and_nothing_is_stored(
-    client: httpx.AsyncClient, anthropic_api: AnthropicStandIn, make_token: Callable[..., str]
+    client: httpx.AsyncClient,
+    anthropic_api: AnthropicStandIn,
+    make_token: Callable[..., str],
+    db: Database,
 ) -> None:
     anthropic_api.script(Case.refusal(), Case.valid('{"room_type": "castle"}'))
     response = await _upload(client, _auth(make_token), _jpeg(64, 64))
@@ -268,6 +299,9 @@ async def test_unusable_output_twice_is_502_and_nothing_is_stored(
         "/v1/ml/vision/analyses?property_id=prop-1", headers=_auth(make_token)
     )
     assert listed.json()["analyses"] == []
+    # No result, but both calls were billed: both are in the ledger.
+    [cost] = await totals(db, "tenant-a")
+    assert cost["calls"] == 2
 
 
 async def test_without_a_key_vision_answers_503_and_health_says_so(
@@ -427,7 +461,6 @@ async def test_backfill_batches_unanalysed_photos_and_resumes(
     s3_endpoint: str,
 ) -> None:
     from services.common.claude import create_claude
-    from services.common.claude.ledger import totals
     from services.ml.vision.backfill import Backfill
     from services.ml.vision.media import MediaStore
 
