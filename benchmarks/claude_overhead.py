@@ -18,6 +18,12 @@ Cases, each at 1 and at 50 requests in flight:
   call with the cached prefix, citation check, ledger, store);
 - coaching hit: the same transcripts again.
 Hits make no Claude call, so their overhead is their whole response time.
+
+Each case also reports CPU per request: of this process (the services, their
+worker threads, and the in-process client) and of the processes behind them
+(the stand-in, moto, Postgres, Redis), read from ``/proc``. With N requests in
+flight on C cores, the last of them cannot finish before N x CPU / C: that
+bound is what decides whether a p95 goal at 50 in flight can be met at all.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -45,6 +52,7 @@ import httpx
 import numpy as np
 from PIL import Image, ImageDraw
 
+from benchmarks.load.cpu import CpuMeter
 from benchmarks.machine import cpu_model
 from localrun.servers import free_port, start_all
 from services.coaching.config import CoachingSettings
@@ -92,7 +100,7 @@ def _transcript(index: int) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def _process(argv: list[str], port: int) -> Iterator[None]:
+def _process(argv: list[str], port: int) -> Iterator[int]:
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 120
@@ -103,15 +111,27 @@ def _process(argv: list[str], port: int) -> Iterator[None]:
             if time.monotonic() > deadline or proc.poll() is not None:
                 raise RuntimeError(f"{argv[:3]} did not start")
             time.sleep(0.1)
-        yield
+        yield proc.pid
     finally:
         proc.terminate()
         proc.wait(timeout=10)
 
 
+@dataclass
+class CaseResult:
+    """Response times of one case and the CPU spent while it ran."""
+
+    seconds: list[float]
+    own_cpu: float
+    other_cpu: float
+
+
 async def _measure(
-    send: Callable[[int], Awaitable[httpx.Response]], indices: list[int], concurrency: int
-) -> list[float]:
+    send: Callable[[int], Awaitable[httpx.Response]],
+    indices: list[int],
+    concurrency: int,
+    others: CpuMeter,
+) -> CaseResult:
     gate = asyncio.Semaphore(concurrency)
     seconds: list[float] = []
 
@@ -124,11 +144,14 @@ async def _measure(
                 raise RuntimeError(f"{response.status_code}: {response.text[:300]}")
             seconds.append(elapsed)
 
+    others.start()
+    own_started = time.process_time()
     await asyncio.gather(*(one(i) for i in indices))
-    return seconds
+    return CaseResult(seconds, time.process_time() - own_started, others.elapsed())
 
 
-def _row(name: str, concurrency: int, seconds: list[float], minus: float) -> dict[str, Any]:
+def _row(name: str, concurrency: int, result: CaseResult, minus: float) -> dict[str, Any]:
+    seconds = result.seconds
     overhead = np.asarray(seconds) - minus
     p50, p95, p99 = (float(v) * 1000 for v in np.percentile(overhead, [50, 95, 99]))
     return {
@@ -139,10 +162,14 @@ def _row(name: str, concurrency: int, seconds: list[float], minus: float) -> dic
         "overhead_p95_ms": round(p95, 2),
         "overhead_p99_ms": round(p99, 2),
         "mean_response_ms": round(statistics.fmean(seconds) * 1000, 2),
+        "cpu_ms_per_request": round(result.own_cpu / len(seconds) * 1000, 2),
+        "other_cpu_ms_per_request": round(result.other_cpu / len(seconds) * 1000, 2),
     }
 
 
-async def _run(args: argparse.Namespace, env: dict[str, str]) -> list[dict[str, Any]]:
+async def _run(
+    args: argparse.Namespace, env: dict[str, str], others: CpuMeter
+) -> list[dict[str, Any]]:
     for key, value in env.items():
         os.environ[key] = value
     await migrate(CommonSettings.from_env())
@@ -188,11 +215,20 @@ async def _run(args: argparse.Namespace, env: dict[str, str]) -> list[dict[str, 
         single = list(range(args.single))
         many = list(range(args.single, args.single + args.requests))
         for name, send in (("vision", vision), ("coaching", coaching)):
-            rows.append(_row(f"{name} miss", 1, await _measure(send, single, 1), STANDIN_LATENCY))
-            rows.append(_row(f"{name} miss", 50, await _measure(send, many, 50), STANDIN_LATENCY))
-            rows.append(_row(f"{name} hit", 1, await _measure(send, single, 1), 0.0))
-            rows.append(_row(f"{name} hit", 50, await _measure(send, many, 50), 0.0))
+            for kind, minus in (("miss", STANDIN_LATENCY), ("hit", 0.0)):
+                for indices, concurrency in ((single, 1), (many, 50)):
+                    result = await _measure(send, indices, concurrency, others)
+                    rows.append(_row(f"{name} {kind}", concurrency, result, minus))
     return rows
+
+
+def _server_pids(base: Path) -> list[int]:
+    """The postmaster's and Redis' pids (from their pid files under ``base``)."""
+    pids = []
+    for pidfile in (base / "postgres" / "postmaster.pid", *base.glob("**/redis.pid")):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            pids.append(int(pidfile.read_text().split()[0]))
+    return pids
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -236,8 +272,9 @@ def main(argv: list[str] | None = None) -> int:
         "benchmarks.claude_answers:respond",
     ]
     moto = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(s3_port)]
+    load_before = os.getloadavg()
     try:
-        with _process(standin, api_port), _process(moto, s3_port):
+        with _process(standin, api_port) as standin_pid, _process(moto, s3_port) as moto_pid:
             boto3.client(
                 "s3",
                 endpoint_url=env["S3_ENDPOINT_URL"],
@@ -245,20 +282,31 @@ def main(argv: list[str] | None = None) -> int:
                 aws_access_key_id="bench",
                 aws_secret_access_key="bench",  # noqa: S106
             ).create_bucket(Bucket=BUCKET)
-            rows = asyncio.run(_run(args, env))
+            # Everything the services talk to: its CPU counts against the same cores.
+            others = CpuMeter([standin_pid, moto_pid, *_server_pids(base)])
+            rows = asyncio.run(_run(args, env, others))
     finally:
         servers.stop()
         shutil.rmtree(base, ignore_errors=True)
+    load = " ".join(
+        f"{before:.1f}-{after:.1f}"
+        for before, after in zip(load_before, os.getloadavg(), strict=True)
+    )
     print(
         f"W3 {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} CPUs, {cpu_model()}, "
-        f"Python {platform.python_version()}; stand-in latency {STANDIN_LATENCY * 1000:.0f} ms"
+        f"Python {platform.python_version()}; stand-in latency {STANDIN_LATENCY * 1000:.0f} ms; "
+        f"load average 1/5/15 min (start-end) {load}"
     )
-    print("| case | in flight | requests | overhead p50 ms | p95 ms | p99 ms |")
-    print("|---|---|---|---|---|---|")
+    print(
+        "| case | in flight | requests | overhead p50 ms | p95 ms | p99 ms "
+        "| CPU ms/request: services | stand-ins, Postgres, Redis |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
     for row in rows:
         print(
             f"| {row['case']} | {row['concurrency']} | {row['requests']} | "
-            f"{row['overhead_p50_ms']} | {row['overhead_p95_ms']} | {row['overhead_p99_ms']} |"
+            f"{row['overhead_p50_ms']} | {row['overhead_p95_ms']} | {row['overhead_p99_ms']} | "
+            f"{row['cpu_ms_per_request']} | {row['other_cpu_ms_per_request']} |"
         )
     if args.json_out:
         args.json_out.write_text(json.dumps(rows, indent=2))

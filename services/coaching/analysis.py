@@ -42,6 +42,13 @@ SESSION_COLUMNS: Final = (
     "created_at"
 )
 
+#: The newest session of a transcript (index ``idx_coaching_tenant_transcript``).
+FIND_SESSION: Final = (
+    f"SELECT {SESSION_COLUMNS} FROM coaching_sessions "  # noqa: S608 - constant parts only
+    "WHERE transcript_sha256 = $1 AND model = $2 AND prompt_version = $3 "
+    "ORDER BY created_at DESC LIMIT 1"
+)
+
 # The ledger rows of the calls go in with the session: a CTE of the INSERT.
 _INSERT_SESSION: Final = (
     f"WITH booked AS ({ledger_insert_sql(15)}) "  # noqa: S608 - constant parts only
@@ -235,9 +242,7 @@ class CoachingEngine:
     async def _find(self, tenant_id: str, digest: str, model: str) -> dict[str, Any] | None:
         async with self.db.tenant(tenant_id) as conn:
             row = await conn.fetchrow(
-                f"SELECT {SESSION_COLUMNS} FROM coaching_sessions "  # noqa: S608 - constant
-                "WHERE transcript_sha256 = $1 AND model = $2 AND prompt_version = $3 "
-                "ORDER BY created_at DESC LIMIT 1",
+                FIND_SESSION,
                 digest,
                 model,
                 PROMPT_VERSION,

@@ -147,6 +147,31 @@ async def test_a_session_is_stored_with_its_cost_and_a_repeat_is_one_read(
     assert anthropic_api.billable == 1
 
 
+async def test_the_repeat_lookup_is_one_index_descent(db: Database) -> None:
+    from services.coaching.analysis import FIND_SESSION, PROMPT_VERSION
+
+    async with db.tenant("tenant-a") as conn:
+        # Sessions of other transcripts, as a tenant accumulates them.
+        await conn.execute(
+            "INSERT INTO coaching_sessions (agent_id, conversation_id, analysis_data, "
+            "coaching_insights, transcript_sha256, model, prompt_version) "
+            "SELECT 'agent-1', 'conv-' || i, '{}', '{}', md5(i::text) || md5(i::text), "
+            "'claude-sonnet-4-5', $1 FROM generate_series(1, 2000) AS i",
+            PROMPT_VERSION,
+        )
+        await conn.execute("ANALYZE coaching_sessions")
+        plan = await conn.fetchval(
+            f"EXPLAIN (FORMAT JSON, ANALYZE, BUFFERS) {FIND_SESSION}",
+            "f" * 64,
+            "claude-sonnet-4-5",
+            PROMPT_VERSION,
+        )
+    scan = plan[0]["Plan"]["Plans"][0]
+    assert scan["Index Name"] == "idx_coaching_tenant_transcript"
+    # A miss reads a handful of index pages, not the tenant's 2,000 sessions.
+    assert scan["Shared Hit Blocks"] + scan.get("Shared Read Blocks", 0) < 10
+
+
 async def test_second_analysis_reads_the_prompt_cache(
     client: httpx.AsyncClient, anthropic_api: AnthropicStandIn, make_token: Callable[..., str]
 ) -> None:
