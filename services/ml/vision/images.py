@@ -113,7 +113,7 @@ def _unchanged_jpeg(image: Image.Image, data: bytes) -> bytes | None:
     return strip_metadata(data)
 
 
-def prepare_image(data: bytes) -> PreparedImage:
+def prepare_image(data: bytes, *, sha256: str | None = None) -> PreparedImage:
     """Decode, check, orient, strip and resize ``data`` (CPU-bound: run in a thread).
 
     A JPEG is decoded at the smallest of libjpeg's 1/2, 1/4 and 1/8 scales
@@ -121,9 +121,10 @@ def prepare_image(data: bytes) -> PreparedImage:
     photo bound for 1,568 px is decoded at 2000x1500, a quarter of the pixels.
     Every byte of its scans is still decoded, so a truncated or corrupt file
     is refused as at full size. A JPEG sent as it is (``_unchanged_jpeg``) is
-    decoded at 1/8 scale, only to check it.
+    decoded at 1/8 scale, only to check it. ``sha256`` is the caller's hash of
+    ``data`` when it has one (not computed twice).
     """
-    digest = hashlib.sha256(data).hexdigest()
+    digest = sha256 if sha256 is not None else hashlib.sha256(data).hexdigest()
     with _decoding():
         image = _open(data)
         width, height = image.size

@@ -18,6 +18,7 @@ from typing import Any
 
 import boto3
 import httpx
+import numpy as np
 import orjson
 import pytest
 import pytest_asyncio
@@ -185,6 +186,24 @@ async def test_a_miss_stores_its_cost_with_the_result_and_a_hit_is_one_read(
     assert work.transactions == ["find"]
     assert work.thread_calls == []
     assert anthropic_api.billable == 1
+
+
+async def test_a_big_photo_is_hashed_off_the_event_loop(
+    client: httpx.AsyncClient, make_token: Callable[..., str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from services.ml.routes.vision import HASH_IN_THREAD_BYTES
+
+    noise = np.random.default_rng(3).integers(0, 256, (1000, 1400, 3), dtype=np.uint8)
+    out = io.BytesIO()
+    Image.fromarray(noise).save(out, format="JPEG", quality=95)
+    photo = out.getvalue()
+    assert len(photo) > HASH_IN_THREAD_BYTES
+    token = _auth(make_token)
+    assert (await _upload(client, token, photo)).status_code == 200
+    work = count_request_work(monkeypatch)
+    hit = await _upload(client, token, photo)
+    assert hit.json()["cached"] is True
+    assert work.thread_calls == ["_hexdigest"]
 
 
 @pytest.mark.parametrize(
