@@ -9,6 +9,7 @@ pixels. Bad files are refused on either path.
 from __future__ import annotations
 
 import io
+from typing import Any
 
 import numpy as np
 import pytest
@@ -29,9 +30,7 @@ def _pixels(width: int = 320, height: int = 240, mode: str = "RGB") -> Image.Ima
     return image if mode == "RGB" else image.convert(mode)
 
 
-def _jpeg(
-    image: Image.Image, *, orientation: int | None = None, progressive: bool = False
-) -> bytes:
+def _jpeg(image: Image.Image, *, orientation: int | None = None, **options: Any) -> bytes:
     exif = Image.Exif()
     exif[GPS_IFD] = {1: "N", 2: (48.0, 51.0, 29.0), 3: "E", 4: (2.0, 17.0, 40.0)}
     if orientation is not None:
@@ -45,7 +44,7 @@ def _jpeg(
         xmp=XMP,
         icc_profile=ICC,
         comment=b"shot at 12 Elm Street",
-        progressive=progressive,
+        **options,
     )
     return out.getvalue()
 
@@ -65,9 +64,19 @@ def _assert_no_metadata(data: bytes) -> None:
         assert secret not in data, secret
 
 
-@pytest.mark.parametrize("progressive", [False, True])
-def test_a_fitting_upright_jpeg_is_sent_unchanged_but_for_its_metadata(progressive: bool) -> None:
-    original = _jpeg(_pixels(), progressive=progressive)
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {"progressive": True},
+        {"restart_marker_rows": 1},  # RSTn markers inside the scan
+        {"progressive": True, "restart_marker_blocks": 4},
+    ],
+)
+def test_a_fitting_upright_jpeg_is_sent_unchanged_but_for_its_metadata(
+    options: dict[str, Any],
+) -> None:
+    original = _jpeg(_pixels(), **options)
     prepared = prepare_image(original)
     _assert_no_metadata(prepared.data)
     assert prepared.data != original
