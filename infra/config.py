@@ -72,15 +72,20 @@ MIN_KEY_LENGTH: Final = 32
 _DIGEST = r"sha256:[0-9a-f]{64}"
 _REPO = r"[a-z0-9]+(?:[._-][a-z0-9]+)*(?::[0-9]{1,5})?(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*"
 _TAG = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"
-_IMAGE = re.compile(rf"^(?P<repo>{_REPO})(?::(?P<tag>{_TAG}))?(?:@(?P<digest>{_DIGEST}))?$")
-_DNS1123 = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
-_CPU = re.compile(r"^(?:[1-9][0-9]*m|[0-9]+(?:\.[0-9]+)?)$")
-_MEMORY = re.compile(r"^[1-9][0-9]*(?:Ki|Mi|Gi|Ti|K|M|G|T)?$")
+# The compiled patterns below are only used with ``fullmatch``: with ``match``,
+# "^...$" would accept a value followed by a newline.
+_IMAGE = re.compile(rf"(?P<repo>{_REPO})(?::(?P<tag>{_TAG}))?(?:@(?P<digest>{_DIGEST}))?")
+_DNS1123 = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+_CPU = re.compile(r"(?:[1-9][0-9]*m|[0-9]+(?:\.[0-9]+)?)")
+_MEMORY = re.compile(r"[1-9][0-9]*(?:Ki|Mi|Gi|Ti|K|M|G|T)?")
 
 PositiveInt = Annotated[int, Field(gt=0)]
 Percent = Annotated[int, Field(gt=0, le=100)]
 
-_HOSTNAME = re.compile(r"^(?=.{1,253}$)(?!-)[a-z0-9-]{1,63}(?<!-)(\.(?!-)[a-z0-9-]{1,63}(?<!-))+$")
+_HOSTNAME = re.compile(r"(?=.{1,253}\Z)(?!-)[a-z0-9-]{1,63}(?<!-)(\.(?!-)[a-z0-9-]{1,63}(?<!-))+")
+# ``Field(pattern=...)`` strings run in pydantic's Rust regex engine, where "$" is
+# the end of the text only (no trailing-newline exception, unlike Python's re);
+# tests/infra/test_config.py checks that a trailing newline is refused.
 _INSTANCE_TYPE = r"^[a-z][a-z0-9-]*\.[a-z0-9]+$"
 _ROLE_ARN = r"^arn:aws(-cn|-us-gov|-iso|-iso-b)?:iam::[0-9]{12}:role/[A-Za-z0-9_+=,.@/-]+$"
 #: Every string leaf is typed: an empty or malformed value is refused where it
@@ -110,7 +115,7 @@ def _cidr_leaf(value: str) -> str:
 
 
 def _hostname_leaf(value: str) -> str:
-    if not _HOSTNAME.match(value):
+    if not _HOSTNAME.fullmatch(value):
         raise ValueError("must be a DNS name (a-z, 0-9, '-', at least one dot)")
     return value
 
@@ -120,7 +125,7 @@ DnsName = Annotated[str, AfterValidator(_hostname_leaf)]
 
 
 def _dns1123(value: str) -> str:
-    if not _DNS1123.match(value):
+    if not _DNS1123.fullmatch(value):
         raise ValueError("must be a DNS-1123 label: a-z, 0-9 and '-', at most 63")
     return value
 
@@ -158,14 +163,14 @@ class ServiceOverride(_Model):
     @field_validator("cpu")
     @classmethod
     def _cpu(cls, value: str | None) -> str | None:
-        if value is not None and (not _CPU.match(value) or value in {"0", "0m"}):
+        if value is not None and (not _CPU.fullmatch(value) or value in {"0", "0m"}):
             raise ValueError("must be a positive Kubernetes CPU quantity such as 500m or 2")
         return value
 
     @field_validator("memory")
     @classmethod
     def _memory(cls, value: str | None) -> str | None:
-        if value is not None and not _MEMORY.match(value):
+        if value is not None and not _MEMORY.fullmatch(value):
             raise ValueError("must be a positive Kubernetes memory quantity such as 512Mi or 4Gi")
         return value
 
@@ -704,7 +709,7 @@ def _image_problems(image: object) -> list[Problem]:
             )
         ]
     text = str(image)
-    match = _IMAGE.match(text)
+    match = _IMAGE.fullmatch(text)
     if match is None:
         return [Problem("image", text, "must be REPOSITORY[:TAG]@sha256:<64 lowercase hex>")]
     if match["tag"] == "latest":

@@ -71,7 +71,9 @@ ENVOY_GATEWAY_CONTROLLER: Final = "gateway.envoyproxy.io/gatewayclass-controller
 #: The Service kube-prometheus-stack gives Grafana (release name + "-grafana").
 GRAFANA_SERVICE: Final = "kube-prometheus-stack-grafana"
 #: An exact SemVer version, optionally with a leading "v" (cert-manager tags its charts so).
-EXACT_VERSION: Final = re.compile(r"^v?\d+\.\d+\.\d+$")
+#: Use with ``fullmatch``: "^...$" with ``match`` would accept a trailing newline, and
+#: ``\d`` would accept any Unicode digit.
+EXACT_VERSION: Final = re.compile(r"v?[0-9]+\.[0-9]+\.[0-9]+")
 
 ACME_SERVERS: Final = {
     "letsencrypt": "https://acme-v02.api.letsencrypt.org/directory",
@@ -107,7 +109,7 @@ def load_pins(charts_dir: Path = CHARTS_DIR, section: str = "charts") -> dict[st
     pins: dict[str, ChartPin] = {}
     for name, entry in document[section].items():
         version = str(entry["version"])
-        if not EXACT_VERSION.match(version):
+        if not EXACT_VERSION.fullmatch(version):
             raise ValueError(
                 f"charts/versions.yaml: {name} version {version!r} is not an exact "
                 "version (ranges and 'latest' would change what a deploy installs)"

@@ -89,12 +89,16 @@ def test_versions_file_pins_every_chart_exactly() -> None:
     pins = load_pins()
     assert set(pins) == set(CHART_NAMES)
     for pin in pins.values():
-        assert EXACT_VERSION.match(pin.version), pin
+        assert EXACT_VERSION.fullmatch(pin.version), pin
         assert pin.repository.startswith(("https://", "oci://"))
 
 
-@pytest.mark.parametrize("version", ["^4.14.0", "~1.18", ">=3.0.0", "4.14", "latest", "4.x"])
-def test_a_version_range_is_refused(tmp_path: Path, version: str) -> None:
+@pytest.mark.parametrize(
+    "version",
+    # The last three: a trailing newline ("$" accepts it) and non-ASCII digits ("\d" does).
+    ["^4.14.0", "~1.18", ">=3.0.0", "4.14", "latest", "4.x", "1.9.2\n", "v1.9.2\n", "1.9.\u0662"],
+)
+def test_a_version_range_or_a_malformed_version_is_refused(tmp_path: Path, version: str) -> None:
     (tmp_path / "versions.yaml").write_text(
         yaml.safe_dump(
             {

@@ -416,3 +416,51 @@ def test_secrets_stay_secret_outputs() -> None:
     for output in (secrets.jwt_secret_key, secrets.anthropic_api_key, secrets.slack_webhook_url):
         assert isinstance(output, pulumi.Output)
         assert _sync_await(output.is_secret())
+
+
+_NODE_GROUP = {
+    "name": "system",
+    "instanceTypes": ["m6i.large"],
+    "minSize": 2,
+    "desiredSize": 2,
+    "maxSize": 3,
+}
+# Each row builds a change around one validated leaf. ``match`` with "^...$" (or a
+# bare "$") accepts a value followed by a newline; every validator must refuse it.
+_VALIDATED_LEAVES: list[tuple[str, Any, str]] = [
+    ("domain", lambda v: {"domain": v}, "dev.enterprisehub.ai"),
+    ("hostnames.api", lambda v: {"hostnames": {"api": v}}, "api.dev.enterprisehub.ai"),
+    ("namespace", lambda v: {"namespace": v}, "enterprisehub"),
+    ("acmeEmail", lambda v: {"acmeEmail": v}, "ops@enterprisehub.ai"),
+    ("image", lambda v: {"image": v}, IMAGE),
+    ("services.ml-services.cpu", lambda v: {"services": {"ml-services": {"cpu": v}}}, "500m"),
+    ("services.ml-services.memory", lambda v: {"services": {"ml-services": {"memory": v}}}, "1Gi"),
+    ("database.backupWindow", lambda v: {"database": {"backupWindow": v}}, "02:00-02:30"),
+    (
+        "database.maintenanceWindow",
+        lambda v: {"database": {"maintenanceWindow": v}},
+        "sun:03:00-sun:04:00",
+    ),
+    ("database.instanceClass", lambda v: {"database": {"instanceClass": v}}, "db.t4g.medium"),
+    ("cache.nodeType", lambda v: {"cache": {"nodeType": v}}, "cache.t4g.small"),
+    (
+        "cluster.nodeGroups[0].name",
+        lambda v: {"cluster": {"nodeGroups": [{**_NODE_GROUP, "name": v}]}},
+        "system",
+    ),
+    (
+        "cluster.nodeGroups[0].instanceTypes[0]",
+        lambda v: {"cluster": {"nodeGroups": [{**_NODE_GROUP, "instanceTypes": [v]}]}},
+        "m6i.large",
+    ),
+    ("dns.hostedZoneId", lambda v: {"dns": {"hostedZoneId": v}}, "Z0123456789ABC"),
+]
+
+
+@pytest.mark.parametrize(("key", "change", "value"), _VALIDATED_LEAVES)
+def test_a_trailing_newline_is_refused_where_the_value_alone_is_accepted(
+    key: str, change: Any, value: str
+) -> None:
+    _load("dev", change(value))
+    message = _rejected("dev", change(value + "\n"))
+    assert f"enterprisehub:{key} = " in message
