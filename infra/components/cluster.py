@@ -31,7 +31,12 @@ import pulumi_kubernetes as k8s
 
 from infra.components.autoscaling import Karpenter, KarpenterArgs, KarpenterSpec
 from infra.components.dns import ExternalDns, ExternalDnsArgs
-from infra.components.iam import irsa_trust_policy
+from infra.components.iam import (
+    EKS_NODE_POLICIES,
+    irsa_trust_policy,
+    managed_policy_attachments,
+    service_role,
+)
 from infra.components.kms import encryption_key
 
 CONTROL_PLANE_LOG_RETENTION_DAYS = 90
@@ -124,28 +129,6 @@ def render_kubeconfig(cluster_name: str, endpoint: str, ca_data: str, region: st
     )
 
 
-def _service_role(
-    name: str, service: str, parent: pulumi.Resource, tags: Mapping[str, str]
-) -> aws.iam.Role:
-    return aws.iam.Role(
-        name,
-        assume_role_policy=json.dumps(
-            {
-                "Version": "2012-10-17",
-                "Statement": [
-                    {
-                        "Effect": "Allow",
-                        "Principal": {"Service": service},
-                        "Action": "sts:AssumeRole",
-                    }
-                ],
-            }
-        ),
-        tags=dict(tags),
-        opts=pulumi.ResourceOptions(parent=parent),
-    )
-
-
 def admin_access_entries(
     name: str,
     cluster: aws.eks.Cluster,
@@ -217,7 +200,9 @@ class EksCluster(pulumi.ComponentResource):
             tags=tags,
             parent=self,
         )
-        cluster_role = _service_role(f"{name}-cluster-role", "eks.amazonaws.com", self, tags)
+        cluster_role = service_role(
+            f"{name}-cluster-role", "eks.amazonaws.com", parent=self, tags=tags
+        )
         cluster_attachments = [
             aws.iam.RolePolicyAttachment(
                 f"{name}-cluster-policy",
@@ -289,20 +274,10 @@ class EksCluster(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=[log_group, *cluster_attachments]),
         )
 
-        node_role = _service_role(f"{name}-node-role", "ec2.amazonaws.com", self, tags)
-        node_attachments = [
-            aws.iam.RolePolicyAttachment(
-                f"{name}-node-{policy_name}",
-                role=node_role.name,
-                policy_arn=f"{policy}/{policy_name}",
-                opts=pulumi.ResourceOptions(parent=node_role),
-            )
-            for policy_name in (
-                "AmazonEKSWorkerNodePolicy",
-                "AmazonEKS_CNI_Policy",
-                "AmazonEC2ContainerRegistryReadOnly",
-            )
-        ]
+        node_role = service_role(f"{name}-node-role", "ec2.amazonaws.com", parent=self, tags=tags)
+        node_attachments = managed_policy_attachments(
+            f"{name}-node", node_role, partition=partition, policy_names=EKS_NODE_POLICIES
+        )
         admin_entries = admin_access_entries(
             name, cluster, args.admin_role_arns, partition, tags, cluster
         )
