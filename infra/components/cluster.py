@@ -174,8 +174,8 @@ def _first_issuer(identities: Any) -> str:
     raise ValueError("the EKS cluster reports no OIDC issuer")
 
 
-class EksCluster(pulumi.ComponentResource):
-    """An EKS cluster with node groups, core add-ons, OIDC provider and a k8s provider."""
+class EksClusterOutputs(pulumi.ComponentResource):
+    """What both cluster components offer: a new cluster or one managed elsewhere."""
 
     cluster_name: pulumi.Output[str]
     endpoint: pulumi.Output[str]
@@ -185,6 +185,10 @@ class EksCluster(pulumi.ComponentResource):
     oidc_issuer_url: pulumi.Output[str]
     kubeconfig: pulumi.Output[str]
     provider: k8s.Provider
+
+
+class EksCluster(EksClusterOutputs):
+    """An EKS cluster with node groups, core add-ons, OIDC provider and a k8s provider."""
 
     def __init__(
         self, name: str, args: EksClusterArgs, opts: pulumi.ResourceOptions | None = None
@@ -541,18 +545,11 @@ class ExistingEksClusterArgs:
     account_id: str
 
 
-class ExistingEksCluster(pulumi.ComponentResource):
+class ExistingEksCluster(EksClusterOutputs):
     """An EKS cluster managed elsewhere: its network, OIDC issuer and a k8s provider."""
 
-    cluster_name: pulumi.Output[str]
-    endpoint: pulumi.Output[str]
     vpc_id: pulumi.Output[str]
     private_subnet_ids: pulumi.Output[list[str]]
-    security_group_id: pulumi.Output[str]
-    oidc_provider_arn: pulumi.Output[str]
-    oidc_issuer_url: pulumi.Output[str]
-    kubeconfig: pulumi.Output[str]
-    provider: k8s.Provider
 
     def __init__(
         self, name: str, args: ExistingEksClusterArgs, opts: pulumi.ResourceOptions | None = None
