@@ -22,6 +22,7 @@ from typing import Any
 
 import yaml
 
+from infra.synth.kubernetes_await import wait_expressions
 from infra.synth.naming import RANDOM_SUFFIX_LENGTH, rule_for
 
 # Documentation values only: 123456789012 is the account id AWS itself uses in
@@ -595,7 +596,29 @@ def _kubernetes_object(ctx: ResourceContext) -> Outputs:
     spec = ctx.inputs.get("spec") or {}
     if kind == "Ingress" or (kind == "Service" and spec.get("type") == "LoadBalancer"):
         out["status"] = {"loadBalancer": {"ingress": [{"hostname": hostname}]}}
+    if kind == "Gateway" and wait_expressions(metadata.get("annotations") or {}):
+        # Returned once the wait holds (RecordingMocks checks that it does);
+        # without a wait, as created: no controller has written a status yet.
+        out["status"] = envoy_gateway_status(hostname)
     return resource_id, out
+
+
+def envoy_gateway_status(load_balancer_hostname: str) -> dict[str, Any]:
+    """The status Envoy Gateway writes on a Gateway whose proxies sit behind an AWS NLB.
+
+    Envoy Gateway (internal/gatewayapi/status/gateway.go) copies the proxies'
+    LoadBalancer Service ingress into ``status.addresses``: IPs as type
+    ``IPAddress``, then hostnames as ``Hostname`` (an NLB has only a DNS name),
+    and sets ``Programmed`` once an address is there and an Envoy replica is
+    available.
+    """
+    return {
+        "addresses": [{"type": "Hostname", "value": load_balancer_hostname}],
+        "conditions": [
+            {"type": "Accepted", "status": "True", "reason": "Accepted"},
+            {"type": "Programmed", "status": "True", "reason": "Programmed"},
+        ],
+    }
 
 
 def _helm_release(ctx: ResourceContext) -> Outputs:

@@ -50,7 +50,7 @@ from pulumi.runtime.stack import run_pulumi_func
 # there is no public equivalent for running a program and then awaiting outputs.
 from pulumi.runtime.sync_await import _sync_await
 
-from infra.synth import naming
+from infra.synth import kubernetes_await, naming
 from infra.synth.mock_values import (
     DEFAULT_ACCOUNT_ID,
     DEFAULT_REGION,
@@ -307,6 +307,8 @@ class RecordingMocks(Mocks):
         self.calls: list[RecordedCall] = []
         #: Physical names the provider would reject; run_program raises on any.
         self.name_violations: list[naming.NameViolation] = []
+        #: ``pulumi.com/waitFor`` waits that would never end; run_program raises on any.
+        self.wait_violations: list[str] = []
         self._lock = threading.Lock()
         # The monitor sets the request being served (per thread: the SDK sends
         # registrations from a thread pool) so new_resource can see its URN
@@ -329,12 +331,23 @@ class RecordingMocks(Mocks):
                     self.name_violations.append(violation)
         ctx = ResourceContext(args.typ, args.name, urn, plain, self.region, self.account_id)
         resource_id, computed = resource_outputs(ctx)
+        if is_kubernetes_object_type(args.typ):
+            self._check_wait(args.typ, args.name, {**plain, **computed})
         state: dict[str, Any] = {**args.inputs, **computed}
         for key in secret_outputs:
             if key in state:
                 # What the engine does for additionalSecretOutputs.
                 state[key] = rpc.wrap_rpc_secret(state[key])
         return args.resource_id or resource_id, state
+
+    def _check_wait(self, type_token: str, name: str, live: Mapping[str, Any]) -> None:
+        """What the provider's ``pulumi.com/waitFor`` would make of the object returned."""
+        annotations = (live.get("metadata") or {}).get("annotations") or {}
+        try:
+            kubernetes_await.check_wait(type_token, name, annotations, live)
+        except ValueError as error:
+            with self._lock:
+                self.wait_violations.append(str(error))
 
     def call(self, args: MockCallArgs) -> tuple[dict[Any, Any], list[tuple[str, str]] | None]:
         """Answer a data-source call; unknown tokens raise `UnmockedCallError`."""
@@ -565,6 +578,8 @@ def run_program(
         raise naming.PhysicalNameError(
             sorted(mocks.name_violations, key=lambda v: (v.type, v.logical_name))
         )
+    if mocks.wait_violations:
+        raise kubernetes_await.UnsatisfiedWaitError(sorted(mocks.wait_violations))
     return ProgramRun(
         project=project,
         stack=stack,
