@@ -35,7 +35,7 @@ from infra.components.network_policy import (
     PlatformNetworkPolicies,
     PlatformNetworkPoliciesArgs,
 )
-from infra.components.public_ingress import PublicIngress, PublicIngressArgs
+from infra.components.public_ingress import LOAD_BALANCER, PublicIngress, PublicIngressArgs
 from infra.components.service import FeatureService, FeatureServiceArgs
 from infra.config import StackConfig
 
@@ -116,9 +116,13 @@ def workload_secrets(
 
 
 def edge_service_type(environment: str) -> str:
-    """How the environment's EnvoyProxy exposes the edge (``envoyService.type``)."""
+    """How the environment's EnvoyProxy exposes the edge (``envoyService.type``).
+
+    Envoy Gateway makes a LoadBalancer Service when the EnvoyProxy names no type.
+    """
     proxy = chart_values("envoy-gateway", environment, stem="proxy")
-    return str(proxy["provider"]["kubernetes"]["envoyService"]["type"])
+    service = proxy.get("provider", {}).get("kubernetes", {}).get("envoyService", {})
+    return str(service.get("type") or LOAD_BALANCER)
 
 
 def build_platform(

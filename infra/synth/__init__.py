@@ -15,6 +15,8 @@ Modules:
 * :mod:`infra.synth.kubernetes_await`: pulumi-kubernetes' ``pulumi.com/waitFor``
   annotation; a wait that the controller's status never satisfies fails the
   synthesis (``pulumi up`` would hang until its timeout).
+* :mod:`infra.synth.envoy_gateway`: the status Envoy Gateway writes on a
+  Gateway, from the GatewayClass and EnvoyProxy the program declared.
 * :mod:`infra.synth.naming`: the physical-name rules of every AWS resource type
   the program declares (auto-naming, length limits, character sets); a name the
   provider would reject fails the synthesis.

@@ -22,7 +22,6 @@ from typing import Any
 
 import yaml
 
-from infra.synth.kubernetes_await import wait_expressions
 from infra.synth.naming import RANDOM_SUFFIX_LENGTH, rule_for
 
 # Documentation values only: 123456789012 is the account id AWS itself uses in
@@ -592,33 +591,15 @@ def _kubernetes_object(ctx: ResourceContext) -> Outputs:
         else f"{namespace}/{metadata['name']}"
     )
     out: dict[str, Any] = {"metadata": metadata}
-    hostname = f"a{ctx.digest(31)}-{int(ctx.digest(8), 16) % 10**10}.{ctx.region}.elb.amazonaws.com"
     spec = ctx.inputs.get("spec") or {}
     if kind == "Ingress" or (kind == "Service" and spec.get("type") == "LoadBalancer"):
-        out["status"] = {"loadBalancer": {"ingress": [{"hostname": hostname}]}}
-    if kind == "Gateway" and wait_expressions(metadata.get("annotations") or {}):
-        # Returned once the wait holds (RecordingMocks checks that it does);
-        # without a wait, as created: no controller has written a status yet.
-        out["status"] = envoy_gateway_status(hostname)
+        out["status"] = {"loadBalancer": {"ingress": [{"hostname": load_balancer_hostname(ctx)}]}}
     return resource_id, out
 
 
-def envoy_gateway_status(load_balancer_hostname: str) -> dict[str, Any]:
-    """The status Envoy Gateway writes on a Gateway whose proxies sit behind an AWS NLB.
-
-    Envoy Gateway (internal/gatewayapi/status/gateway.go) copies the proxies'
-    LoadBalancer Service ingress into ``status.addresses``: IPs as type
-    ``IPAddress``, then hostnames as ``Hostname`` (an NLB has only a DNS name),
-    and sets ``Programmed`` once an address is there and an Envoy replica is
-    available.
-    """
-    return {
-        "addresses": [{"type": "Hostname", "value": load_balancer_hostname}],
-        "conditions": [
-            {"type": "Accepted", "status": "True", "reason": "Accepted"},
-            {"type": "Programmed", "status": "True", "reason": "Programmed"},
-        ],
-    }
+def load_balancer_hostname(ctx: ResourceContext) -> str:
+    """The DNS name AWS gives a load balancer created for this object."""
+    return f"a{ctx.digest(31)}-{int(ctx.digest(8), 16) % 10**10}.{ctx.region}.elb.amazonaws.com"
 
 
 def _helm_release(ctx: ResourceContext) -> Outputs:
