@@ -20,7 +20,7 @@ from typing import Any
 import pulumi
 
 from infra import catalog
-from infra.components.addons import ACME_SERVERS, ClusterAddons, ClusterAddonsArgs
+from infra.components.addons import ACME_SERVERS, ClusterAddons, ClusterAddonsArgs, chart_values
 from infra.components.dashboards import Dashboards, DashboardsArgs
 from infra.components.jobs import (
     MODEL_PUBLISHER_SERVICE_ACCOUNT,
@@ -35,7 +35,7 @@ from infra.components.network_policy import (
     PlatformNetworkPolicies,
     PlatformNetworkPoliciesArgs,
 )
-from infra.components.public_ingress import PublicIngress, PublicIngressArgs
+from infra.components.public_ingress import LOAD_BALANCER, PublicIngress, PublicIngressArgs
 from infra.components.service import FeatureService, FeatureServiceArgs
 from infra.config import StackConfig
 
@@ -115,6 +115,16 @@ def workload_secrets(
     return {key: pool[key] for key in keys} | dict(object_storage or {})
 
 
+def edge_service_type(environment: str) -> str:
+    """How the environment's EnvoyProxy exposes the edge (``envoyService.type``).
+
+    Envoy Gateway makes a LoadBalancer Service when the EnvoyProxy names no type.
+    """
+    proxy = chart_values("envoy-gateway", environment, stem="proxy")
+    service = proxy.get("provider", {}).get("kubernetes", {}).get("envoyService", {})
+    return str(service.get("type") or LOAD_BALANCER)
+
+
 def build_platform(
     config: StackConfig,
     prefix: str,
@@ -137,6 +147,7 @@ def build_platform(
             dashboard_hosts=dashboard_hosts,
             cluster_issuer=addons.issuer_name,
             grafana=addons.grafana_route,
+            proxy_service_type=edge_service_type(config.environment.value),
             depends_on=[*addons.ready, *dashboards, *services.values()],
         ),
         opts=opts,
@@ -150,7 +161,10 @@ def build_platform(
         "dashboardUrls": {name: f"https://{host}" for name, host in dashboard_hosts.items()},
         "grafanaUrl": f"https://{config.hostname('grafana')}",
         "ingressUrls": ingress.urls,
-        # The edge's address (load balancer hostname, or localhost on kind) for DNS.
+        # What every public hostname points at: the load balancer's DNS name (AWS NLB)
+        # or IP, as the Gateway's status had it at the last `up`; kind's 127.0.0.1.
+        "edgeAddress": ingress.edge_address,
+        # The live value, should the load balancer have been replaced since.
         "edgeAddressCommand": (
             f"kubectl -n {config.namespace} get gateway {ingress.gateway_name} "
             "-o jsonpath='{.status.addresses[0].value}'"
