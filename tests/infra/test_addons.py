@@ -250,13 +250,6 @@ def test_local_uses_a_self_signed_issuer(local: ProgramRun) -> None:
     assert issuer["spec"] == {"selfSigned": {}}
 
 
-def test_service_monitor_selects_the_platforms_metrics_services(production: ProgramRun) -> None:
-    monitor = production.one("kubernetes:monitoring.coreos.com/v1:ServiceMonitor").inputs
-    assert monitor["spec"]["selector"] == {"matchLabels": {"enterprisehub.ai/metrics": "true"}}
-    assert monitor["spec"]["namespaceSelector"] == {"matchNames": ["enterprisehub"]}
-    assert monitor["spec"]["endpoints"][0]["path"] == "/metrics"
-
-
 def test_grafana_admin_password_is_generated_and_secret(production: ProgramRun) -> None:
     secret = production.one("kubernetes:core/v1:Secret", "addons-grafana-admin")
     data = secret.raw_inputs["stringData"]

@@ -37,6 +37,7 @@ from infra.stackfiles import STACKS, project_defaults, project_file, stack_confi
 
 DIGEST = "sha256:" + "0123456789abcdef" * 4
 IMAGE = f"registry.example.com/enterprisehub@{DIGEST}"
+RUNBOOKS = "https://git.example.com/enterprisehub/blob/0123abc/docs/runbooks/"
 SECRETS: Mapping[str, str] = {
     "jwtSecretKey": "k" * 64,
     "encryptionKey": "e" * 64,
@@ -56,6 +57,7 @@ def _load(
     """Load ``stack`` (from ``base``'s file if given) with ``changes`` merged one level deep."""
     config = stack_config(base or stack)
     config[f"{PROJECT}:image"] = IMAGE
+    config[f"{PROJECT}:runbookBaseUrl"] = RUNBOOKS
     for key, value in (changes or {}).items():
         full = f"{PROJECT}:{key}"
         if isinstance(value, dict) and full in config:
@@ -416,3 +418,32 @@ def test_secrets_stay_secret_outputs() -> None:
     for output in (secrets.jwt_secret_key, secrets.anthropic_api_key, secrets.slack_webhook_url):
         assert isinstance(output, pulumi.Output)
         assert _sync_await(output.is_secret())
+
+
+def test_runbook_base_url_is_required() -> None:
+    message = _rejected("production", drop=("runbookBaseUrl",))
+    assert "runbookBaseUrl" in message
+    assert "required" in message
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://git.example.com/docs/runbooks/",  # not https
+        "https://git.example.com/docs/runbooks",  # no trailing slash: names would glue on
+        "docs/runbooks/",  # repo-relative: nobody on call can open it
+        "https://git.example.com/runbooks/?ref=main/",
+    ],
+)
+def test_a_runbook_base_url_that_cannot_prefix_a_file_name_is_refused(url: str) -> None:
+    assert "runbookBaseUrl" in _rejected("staging", {"runbookBaseUrl": url})
+
+
+def test_runbook_base_url_is_kept() -> None:
+    assert _load("dev").runbook_base_url == RUNBOOKS
+
+
+def test_slack_is_configured_only_when_its_url_is_given() -> None:
+    assert _load("production").secrets.slack_configured is False
+    with_slack = {**SECRETS, "slackWebhookUrl": "https://hooks.slack.com/services/T0/B0/x"}
+    assert _load("production", secrets=with_slack).secrets.slack_configured is True
