@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import pytest
 
+from infra import catalog
 from infra.synth.mocks import ProgramRun
 
 #: (vCPUs, memory GiB, EKS max pods) of the instance types the stacks allow (EC2 docs;
@@ -128,6 +129,12 @@ def test_every_deployment_at_its_maximum_plus_a_surge_pod_fits(
     node = allocatable(largest)
     pods = pods_at_peak(run)
     assert pods, "no Deployment found"
+    # Every long-running workload of the catalog is counted, the rollback handler too.
+    owners = {pod.owner for pod in pods}
+    expected = {*catalog.SHIPPED_SERVICES, catalog.ROLLBACK_HANDLER.name}
+    if catalog.DASHBOARDS.shipped:
+        expected.add(catalog.DASHBOARDS.name)
+    assert expected <= owners, expected - owners
     for pod in pods:
         too_big = f"{stack}: a {pod.owner} pod fits no {largest} ({node[0]}m, {node[1]}Mi)"
         assert pod.cpu_m <= node[0], too_big

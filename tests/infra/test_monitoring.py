@@ -361,3 +361,19 @@ def test_the_handlers_secret_and_settings_are_its_own(production: ProgramRun) ->
     ]
     assert not set(config_map.inputs["data"]) & set(catalog.SERVICE_SECRET_KEYS)
     assert config_map.inputs["data"]["ENVIRONMENT"] == "production"
+
+
+def test_without_slack_the_handler_has_no_internet_egress(
+    production: ProgramRun, with_slack: Synthesis
+) -> None:
+    def blocks(run: ProgramRun) -> list[str]:
+        policy = _named(run, "kubernetes:networking.k8s.io/v1:NetworkPolicy", "rollback-handler")
+        return [
+            peer["ipBlock"]["cidr"]
+            for rule in policy.inputs["spec"]["egress"]
+            for peer in rule.get("to", [])
+            if "ipBlock" in peer
+        ]
+
+    assert "0.0.0.0/0" not in blocks(production)
+    assert "0.0.0.0/0" in blocks(with_slack.run)
