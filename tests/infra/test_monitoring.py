@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+import subprocess
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from alerts import routing
 from alerts.catalog import RUNBOOK_PREFIX, load_rule_file, rule_files, with_runbook_base
@@ -99,6 +103,23 @@ def test_one_prometheus_rule_per_rule_file_with_absolute_runbooks(production: Pr
     # Every alert kept its link, now absolute: the count is the files' count.
     linked = sum(len(_all_runbook_urls(load_rule_file(p))) for p in rule_files())
     assert sum(len(_all_runbook_urls(r["spec"])) for r in rules.values()) == linked > 0
+
+
+@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool not installed (make setup)")
+def test_every_deployed_rule_spec_passes_promtool(production: ProgramRun, tmp_path: Path) -> None:
+    """What the operator hands Prometheus is still a valid rule file after the rewrite."""
+    files = []
+    for rule in production.of_type(RULE):
+        path = tmp_path / f"{rule.inputs['metadata']['name']}.yml"
+        path.write_text(yaml.safe_dump(rule.inputs["spec"]))
+        files.append(str(path))
+    result = subprocess.run(
+        ["promtool", "check", "rules", "--lint=all", "--lint-fatal", *files],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_rules_carry_the_labels_the_charts_rule_selector_matches(production: ProgramRun) -> None:
@@ -233,6 +254,18 @@ def test_every_environment_gets_the_routing(
     values = _values(stack_run(environment))["alertmanager"]
     assert values["config"]["route"] == routing.load()["route"]
     assert values["alertmanagerSpec"]["secrets"] == [ALERTMANAGER_SECRET]
+
+
+@pytest.mark.skipif(shutil.which("amtool") is None, reason="amtool not installed (make setup)")
+@pytest.mark.parametrize("slack", [True, False], ids=["slack", "no-slack"])
+def test_the_deployed_routing_passes_amtool(slack: bool, tmp_path: Path) -> None:
+    """Receivers without an integration are valid: the no-Slack variant loads too."""
+    path = tmp_path / "alertmanager.yml"
+    path.write_text(yaml.safe_dump(alertmanager_routing(slack=slack)))
+    result = subprocess.run(
+        ["amtool", "check-config", str(path)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_the_routing_reads_only_the_mounted_secrets_keys() -> None:
