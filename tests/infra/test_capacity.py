@@ -15,6 +15,7 @@ import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
@@ -109,10 +110,10 @@ def pack(pods: list[Pod], node: tuple[int, int]) -> list[list[Pod]]:
     return nodes
 
 
-def node_pool(run: ProgramRun) -> dict[str, object]:
+def node_pool(run: ProgramRun) -> dict[str, Any]:
     pools = [r for r in run.kubernetes_objects() if r.inputs.get("kind") == "NodePool"]
     assert len(pools) == 1, "an AWS stack declares one Karpenter NodePool"
-    spec: dict[str, object] = pools[0].inputs["spec"]
+    spec: dict[str, Any] = pools[0].inputs["spec"]
     return spec
 
 
@@ -122,7 +123,7 @@ def test_every_deployment_at_its_maximum_plus_a_surge_pod_fits(
 ) -> None:
     run = stack_run(stack)
     spec = node_pool(run)
-    requirements = spec["template"]["spec"]["requirements"]  # type: ignore[index]
+    requirements = spec["template"]["spec"]["requirements"]
     types = next(r["values"] for r in requirements if r["key"].endswith("instance-type"))
     assert set(types) <= set(INSTANCE_SHAPES), "add the new type's shape to INSTANCE_SHAPES"
     largest = max(types, key=lambda t: INSTANCE_SHAPES[t][:2])
@@ -141,7 +142,7 @@ def test_every_deployment_at_its_maximum_plus_a_surge_pod_fits(
         assert pod.memory_mi <= node[1], too_big
     nodes = pack(pods, node)
     vcpus, memory_gib, _ = INSTANCE_SHAPES[largest]
-    limits = spec["limits"]  # type: ignore[index]
+    limits = spec["limits"]
     cpu_limit = int(limits["cpu"])
     memory_limit_gib = memory_mebi(str(limits["memory"])) / 1024
     assert len(nodes) * vcpus <= cpu_limit, (

@@ -130,19 +130,27 @@ def test_rules_carry_the_labels_the_charts_rule_selector_matches(production: Pro
 
 
 def test_the_rule_selector_is_read_the_way_the_operator_reads_it() -> None:
-    every = {"prometheus": {"prometheusSpec": {"ruleSelectorNilUsesHelmValues": False}}}
+    every: dict[str, Any] = {
+        "prometheus": {"prometheusSpec": {"ruleSelectorNilUsesHelmValues": False}}
+    }
     assert rule_selector_labels(every, "kps") == {}
     # The chart's default: only rules labelled with the release.
     assert rule_selector_labels({}, "kps") == {"release": "kps"}
-    explicit = {"prometheus": {"prometheusSpec": {"ruleSelector": {"matchLabels": {"a": "b"}}}}}
+    explicit: dict[str, Any] = {
+        "prometheus": {"prometheusSpec": {"ruleSelector": {"matchLabels": {"a": "b"}}}}
+    }
     assert rule_selector_labels(explicit, "kps") == {"a": "b"}
-    expressions = {"prometheus": {"prometheusSpec": {"ruleSelector": {"matchExpressions": [{}]}}}}
+    expressions: dict[str, Any] = {
+        "prometheus": {"prometheusSpec": {"ruleSelector": {"matchExpressions": [{}]}}}
+    }
     with pytest.raises(ValueError, match="matchExpressions"):
         rule_selector_labels(expressions, "kps")
 
 
 def test_runbook_links_must_live_under_the_runbooks_folder() -> None:
-    document = {"groups": [{"name": "g", "rules": [{"alert": "A", "annotations": {}}]}]}
+    document: dict[str, Any] = {
+        "groups": [{"name": "g", "rules": [{"alert": "A", "annotations": {}}]}]
+    }
     document["groups"][0]["rules"][0]["annotations"]["runbook_url"] = "https://elsewhere/A.md"
     with pytest.raises(ValueError, match=RUNBOOK_PREFIX):
         with_runbook_base(document, "https://x.example/runbooks/")

@@ -257,6 +257,21 @@ def test_a_service_egress_without_cidrs_is_refused() -> None:
         )
 
 
+def test_slack_for_the_rollback_handler_needs_its_cidrs() -> None:
+    with pytest.raises(ValueError, match="slack"):
+        PlatformNetworkPolicies(
+            "netpol",
+            PlatformNetworkPoliciesArgs(
+                namespace="enterprisehub",
+                services=[],
+                egress=EGRESS,
+                rollback_handler=catalog.ROLLBACK_HANDLER,
+                slack=True,
+                in_cluster_datastores=True,
+            ),
+        )
+
+
 def test_dashboards_reach_the_stores_and_the_feed_and_nothing_else() -> None:
     def program() -> None:
         IsolatedNamespace("app", IsolatedNamespaceArgs(name="enterprisehub"))

@@ -572,7 +572,9 @@ def test_rollback_plan_on_the_real_program(tmp_path: Path, standin: Path) -> Non
     )
     image = "  enterprisehub:image: registry.example/enterprisehub@sha256:" + "c" * 64 + "\n"
     # CI sets the runbooks of the deployed commit beside the image.
-    runbooks = "  enterprisehub:runbookBaseUrl: https://git.example/hub/blob/c0ffee/docs/runbooks/\n"
+    runbooks = (
+        "  enterprisehub:runbookBaseUrl: https://git.example/hub/blob/c0ffee/docs/runbooks/\n"
+    )
     stack_file.write_text(stack_file.read_text() + secrets + image + runbooks)
     planned = rb.plan_rollback(clone, STACK)
     assert planned.allowed, planned.refusals
