@@ -23,6 +23,7 @@ from infra.config import (
     CacheConfig,
     ClusterConfig,
     DatabaseConfig,
+    EgressConfig,
     FlagSeed,
     NetworkConfig,
     StackConfig,
@@ -447,3 +448,14 @@ def test_slack_is_configured_only_when_its_url_is_given() -> None:
     assert _load("production").secrets.slack_configured is False
     with_slack = {**SECRETS, "slackWebhookUrl": "https://hooks.slack.com/services/T0/B0/x"}
     assert _load("production", secrets=with_slack).secrets.slack_configured is True
+
+
+def test_pulumi_yaml_egress_default_equals_the_model_default() -> None:
+    """The CLI passes Pulumi.yaml's default, which replaces the model's whole map."""
+    default = project_defaults()[f"{PROJECT}:egress"]
+    model = StackConfig.model_fields["egress"].get_default(call_default_factory=True)
+    documented = {
+        catalog.EgressTarget(target): EgressConfig.model_validate(egress)
+        for target, egress in default.items()
+    }
+    assert documented == model
