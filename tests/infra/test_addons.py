@@ -39,6 +39,11 @@ REQUIRED_VALUES: dict[str, list[tuple[str, ...]]] = {
         ("prometheus", "prometheusSpec", "serviceMonitorSelectorNilUsesHelmValues"),
         ("prometheus", "prometheusSpec", "retention"),
         ("grafana", "admin", "existingSecret"),
+        # The dashboards' Grafana version and the sidecar label their ConfigMaps carry.
+        ("grafana", "image", "tag"),
+        ("grafana", "sidecar", "dashboards", "label"),
+        ("grafana", "sidecar", "dashboards", "labelValue"),
+        ("prometheus", "prometheusSpec", "ruleSelectorNilUsesHelmValues"),
     ],
 }
 
