@@ -24,7 +24,7 @@ import pulumi_kubernetes as k8s
 
 from infra import catalog
 from infra.components import hardening
-from infra.components.service import LIVENESS_PATH, METRICS_PATH
+from infra.components.service import LIVENESS_PATH, METRICS_PATH, SECRET_KEY_NAMES
 from infra.components.workload import (
     WorkloadObjects,
     app_container,
@@ -69,6 +69,11 @@ class RollbackHandler(pulumi.ComponentResource):
         extra = sorted(set(args.secrets) - set(spec.secrets))
         if extra:
             raise ValueError(f"{owner}: secrets {', '.join(extra)} are not read by the handler")
+        leaked = sorted(SECRET_KEY_NAMES.intersection(args.settings))
+        if leaked:
+            raise ValueError(
+                f"{owner}: secret keys {', '.join(leaked)} must not be in the ConfigMap"
+            )
         replicas = args.replicas if args.replicas is not None else spec.replicas
         if replicas < 1:
             raise ValueError(f"{owner}: replicas must be at least 1, got {replicas}")

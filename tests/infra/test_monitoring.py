@@ -34,6 +34,7 @@ from infra.components.monitoring import (
     rule_selector_labels,
     sidecar_dashboard_label,
 )
+from infra.components.rollback_handler import RollbackHandler, RollbackHandlerArgs
 from infra.environments import ENVIRONMENTS
 from infra.synth import Synthesis
 from infra.synth.inputs import synthetic_runbook_base
@@ -418,3 +419,32 @@ def test_without_slack_the_handler_has_no_internet_egress(
 
     assert "0.0.0.0/0" not in blocks(production)
     assert "0.0.0.0/0" in blocks(with_slack.run)
+
+
+@pytest.mark.parametrize(
+    ("settings", "secrets", "message"),
+    [
+        # ALERTMANAGER_WEBHOOK_TOKEN missing: the handler would not start.
+        ({}, {"DATABASE_URL": "x", "REDIS_URL": "x", "JWT_SECRET_KEY": "x"}, "missing"),
+        # A credential in the ConfigMap (readable by far more roles than a Secret).
+        ({"REDIS_URL": "redis://r"}, {}, "must not be in the ConfigMap"),
+        # A credential the handler never reads.
+        ({}, {"GHL_API_KEY": "x"}, "not read by the handler"),
+    ],
+)
+def test_the_handler_refuses_a_secret_it_lacks_leaks_or_does_not_read(
+    settings: dict[str, str], secrets: dict[str, str], message: str
+) -> None:
+    spec = catalog.ROLLBACK_HANDLER
+    complete = dict.fromkeys(spec.secrets, "x")
+    given = secrets if message == "missing" else {**complete, **secrets}
+    with pytest.raises(ValueError, match=message):
+        RollbackHandler(
+            "handler",
+            RollbackHandlerArgs(
+                namespace=APP,
+                image="registry.example/hub@sha256:" + "a" * 64,
+                settings=settings,
+                secrets=given,
+            ),
+        )
