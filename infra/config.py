@@ -61,9 +61,10 @@ __all__ = [
 REQUIRED_SECRET_KEYS: Final = ("jwtSecretKey", "encryptionKey", "anthropicApiKey", "ghlApiKey")
 #: Secrets a stack may set; absent or empty means "not used".
 OPTIONAL_SECRET_KEYS: Final = ("slackWebhookUrl", "jwtPreviousKeys")
-#: Keys whose real values cannot live in git: the secrets, and the image digest that
-#: CI sets on each release. An offline synthesis must supply them itself.
-OUT_OF_BAND_KEYS: Final = ("image", *REQUIRED_SECRET_KEYS)
+#: Keys whose real values cannot live in git: the secrets, and what CI sets on each
+#: release (the image digest, and the runbooks of the deployed commit). An offline
+#: synthesis must supply them itself.
+OUT_OF_BAND_KEYS: Final = ("image", "runbookBaseUrl", *REQUIRED_SECRET_KEYS)
 
 # Same minimum as services/common/settings.py: an HS256 key shorter than the hash
 # output weakens the MAC (RFC 7518 section 3.2).
@@ -120,7 +121,20 @@ def _hostname_leaf(value: str) -> str:
     return value
 
 
+_RUNBOOK_BASE = re.compile(r"https://[a-z0-9.-]+(?::[0-9]{1,5})?(?:/[^\s?#]*)?/")
+
+
+def _runbook_base_leaf(value: str) -> str:
+    if not _RUNBOOK_BASE.fullmatch(value):
+        raise ValueError(
+            "must be an https:// URL ending in '/' under which the runbooks' file names "
+            "resolve, e.g. https://github.com/OWNER/REPO/blob/COMMIT/docs/runbooks/"
+        )
+    return value
+
+
 Cidr = Annotated[str, AfterValidator(_cidr_leaf)]
+RunbookBaseUrl = Annotated[str, AfterValidator(_runbook_base_leaf)]
 DnsName = Annotated[str, AfterValidator(_hostname_leaf)]
 
 
@@ -383,6 +397,9 @@ def _default_egress() -> dict[catalog.EgressTarget, EgressConfig]:
         catalog.EgressTarget.CRM: EgressConfig(
             hosts=("services.leadconnectorhq.com",), cidrs=("0.0.0.0/0",)
         ),
+        # Slack publishes no ranges for its incoming webhooks either: any public
+        # address on 443 for the rollback handler's notices (when slackWebhookUrl is set).
+        catalog.EgressTarget.SLACK: EgressConfig(hosts=("hooks.slack.com",), cidrs=("0.0.0.0/0",)),
     }
 
 
@@ -398,6 +415,9 @@ class StackSecrets:
     jwt_previous_keys: pulumi.Output[str]
     #: Empty when the stack sends no Slack notifications.
     slack_webhook_url: pulumi.Output[str]
+    #: Whether ``slackWebhookUrl`` is set (known at declaration time: without it the
+    #: Slack receivers send nowhere and no pod gets Slack egress).
+    slack_configured: bool = False
 
 
 class DnsConfig(_Model):
@@ -420,6 +440,9 @@ class StackConfig(_Model):
     hostnames: Hostnames = Hostnames()
     tls_issuer: Literal["letsencrypt", "letsencrypt-staging", "selfsigned"] = "letsencrypt"
     acme_email: str | None = None
+    #: Absolute URL of the runbooks folder (``docs/runbooks/`` of the deployed
+    #: commit); every alert's ``runbook_url`` is rewritten onto it.
+    runbook_base_url: RunbookBaseUrl
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     jwt_key_id: str = "v1"
     services: dict[str, ServiceOverride] = Field(default_factory=dict)
@@ -532,6 +555,7 @@ _SCALAR_KEYS: Final = (
     "domain",
     "tlsIssuer",
     "acmeEmail",
+    "runbookBaseUrl",
     "logLevel",
     "jwtKeyId",
 )
@@ -685,6 +709,7 @@ def _read_secrets(pulumi_config: pulumi.Config, problems: list[Problem]) -> Stac
         ghl_api_key=outputs["ghlApiKey"],
         jwt_previous_keys=pulumi.Output.secret(previous),
         slack_webhook_url=pulumi.Output.secret(slack),
+        slack_configured=bool(slack),
     )
 
 

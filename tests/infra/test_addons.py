@@ -39,6 +39,11 @@ REQUIRED_VALUES: dict[str, list[tuple[str, ...]]] = {
         ("prometheus", "prometheusSpec", "serviceMonitorSelectorNilUsesHelmValues"),
         ("prometheus", "prometheusSpec", "retention"),
         ("grafana", "admin", "existingSecret"),
+        # The dashboards' Grafana version and the sidecar label their ConfigMaps carry.
+        ("grafana", "image", "tag"),
+        ("grafana", "sidecar", "dashboards", "label"),
+        ("grafana", "sidecar", "dashboards", "labelValue"),
+        ("prometheus", "prometheusSpec", "ruleSelectorNilUsesHelmValues"),
     ],
 }
 
@@ -252,13 +257,6 @@ def test_issuer_waits_for_cert_manager(production: ProgramRun) -> None:
 def test_local_uses_a_self_signed_issuer(local: ProgramRun) -> None:
     issuer = local.one("kubernetes:cert-manager.io/v1:ClusterIssuer").inputs
     assert issuer["spec"] == {"selfSigned": {}}
-
-
-def test_service_monitor_selects_the_platforms_metrics_services(production: ProgramRun) -> None:
-    monitor = production.one("kubernetes:monitoring.coreos.com/v1:ServiceMonitor").inputs
-    assert monitor["spec"]["selector"] == {"matchLabels": {"enterprisehub.ai/metrics": "true"}}
-    assert monitor["spec"]["namespaceSelector"] == {"matchNames": ["enterprisehub"]}
-    assert monitor["spec"]["endpoints"][0]["path"] == "/metrics"
 
 
 def test_grafana_admin_password_is_generated_and_secret(production: ProgramRun) -> None:
