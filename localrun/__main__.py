@@ -190,11 +190,11 @@ def print_guide(
             "with a later issue)"
         )
     if prometheus_url and alertmanager_url:
-        prometheus = prometheus_url
         jobs = ", ".join(spec.job for spec in SERVICES if spec.name in started and spec.metrics)
         _say(
-            f"  prometheus {prometheus}  scraping {jobs} every {SCRAPE_INTERVAL}; "
-            f"targets {prometheus}/targets  rules {prometheus}/rules  alerts {prometheus}/alerts"
+            f"  prometheus {prometheus_url}  scraping {jobs} every {SCRAPE_INTERVAL}; "
+            f"targets {prometheus_url}/targets  rules {prometheus_url}/rules  "
+            f"alerts {prometheus_url}/alerts"
         )
         _say(f"  alertmanager {alertmanager_url}  (the project's routing, on loopback)")
         if "rollback" in started:
@@ -458,9 +458,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                             for spec in built
                             if spec.metrics
                         },
-                        rollback_url=(
-                            f"http://127.0.0.1:{ports.get('rollback', 8005)}{ROLLBACK_WEBHOOK_PATH}"
-                        ),
+                        rollback_url=f"http://127.0.0.1:{ports['rollback']}{ROLLBACK_WEBHOOK_PATH}",
                         token_file=_write_secret(state_dir / WEBHOOK_TOKEN_FILE, webhook_token),
                         scrape_interval=SCRAPE_INTERVAL,
                     )
