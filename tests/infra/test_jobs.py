@@ -21,13 +21,23 @@ CHURN_MODEL_URI = "s3://eh-models/churn-risk/"
 DESTINATIONS = {"lead-scoring": MODEL_URI, "churn-risk": CHURN_MODEL_URI}
 #: Every Job of a full run (the CronJob's runs are not Jobs of the program).
 ALL_JOBS = ("migrate", "flags-init", "model-publish", "churn-model-publish")
-SECRETS = {
-    "MIGRATION_DATABASE_URL": pulumi.Output.secret("postgresql://owner:pw@db/eh"),
-    "DATABASE_URL": pulumi.Output.secret("postgresql://app:pw@db/eh"),
-    "REDIS_URL": pulumi.Output.secret("rediss://:token@cache:6379/0"),
-    # In the pool, but no Job reads it: it must reach none of their Secrets.
-    "ANTHROPIC_API_KEY": pulumi.Output.secret("sk-ant-not-for-jobs"),
-}
+
+
+def _secrets() -> dict[str, pulumi.Output[str]]:
+    """The stack's secret pool, built inside each program run.
+
+    An Output is bound to the event loop current when it is made; one made at
+    import time (collection) belongs to a loop that pytest-asyncio may have
+    replaced by the time a Pulumi program runs, and fails with "attached to a
+    different loop".
+    """
+    return {
+        "MIGRATION_DATABASE_URL": pulumi.Output.secret("postgresql://owner:pw@db/eh"),
+        "DATABASE_URL": pulumi.Output.secret("postgresql://app:pw@db/eh"),
+        "REDIS_URL": pulumi.Output.secret("rediss://:token@cache:6379/0"),
+        # In the pool, but no Job reads it: it must reach none of their Secrets.
+        "ANTHROPIC_API_KEY": pulumi.Output.secret("sk-ant-not-for-jobs"),
+    }
 
 
 def _args(**overrides: Any) -> PlatformJobsArgs:
@@ -35,7 +45,7 @@ def _args(**overrides: Any) -> PlatformJobsArgs:
         "namespace": "enterprisehub",
         "image": IMAGE,
         "settings": {"ENVIRONMENT": "production", "LOG_LEVEL": "INFO"},
-        "secrets": SECRETS,
+        "secrets": _secrets(),
         "model_publish": ModelPublishArgs(destinations=DESTINATIONS, role_arn=ROLE),
         **overrides,
     }
@@ -208,7 +218,7 @@ def test_a_new_image_gives_new_job_names(run: ProgramRun) -> None:
 def test_a_rotated_dsn_gives_a_new_migration_job(run: ProgramRun) -> None:
     rotated = _run(
         secrets={
-            **SECRETS,
+            **_secrets(),
             "MIGRATION_DATABASE_URL": pulumi.Output.secret("postgresql://o:new@db/eh"),
         }
     )
@@ -271,7 +281,7 @@ def test_each_job_secret_holds_exactly_its_catalog_keys(run: ProgramRun) -> None
 
 
 def test_missing_migration_dsn_is_named() -> None:
-    without = {k: v for k, v in SECRETS.items() if k != "MIGRATION_DATABASE_URL"}
+    without = {k: v for k, v in _secrets().items() if k != "MIGRATION_DATABASE_URL"}
     with pytest.raises(ValueError, match="MIGRATION_DATABASE_URL"):
         PlatformJobs("jobs", _args(secrets=without))
 
