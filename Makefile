@@ -52,7 +52,7 @@ test: lint lint-workflows typecheck ## Everything: lint, workflow lint, type che
 test-fast: setup ## The test suite alone, stopping at the first failure
 	$(VENV)/bin/pytest -x -q
 
-run: setup ## The whole platform on this machine (Postgres, Redis, services, demo data)
+run: setup ## The whole platform on this machine (Postgres, Redis, services, Prometheus, Alertmanager, demo data)
 	$(PY) -m localrun
 
 stop: ## Stop a `make run` started elsewhere (another terminal, the background)

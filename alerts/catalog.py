@@ -8,6 +8,7 @@ the same list everywhere.
 from __future__ import annotations
 
 import ast
+import copy
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,6 +56,32 @@ def load_rule_file(path: Path) -> dict[str, Any]:
     """One rule file as the stack embeds it in a PrometheusRule ``spec``."""
     data: dict[str, Any] = yaml.safe_load(path.read_text())
     return data
+
+
+#: Where every ``runbook_url`` of the rule files points, relative to the repository.
+RUNBOOK_PREFIX = "docs/runbooks/"
+
+
+def with_runbook_base(rule_file: dict[str, Any], base_url: str) -> dict[str, Any]:
+    """A copy of ``rule_file`` whose ``runbook_url`` annotations are absolute.
+
+    The files link ``docs/runbooks/X.md`` (checked by the tests to exist); a
+    deployed alert needs a link an on-call engineer can open, so the stack
+    replaces the ``docs/runbooks/`` prefix with ``base_url`` (which ends in ``/``).
+    """
+    if not base_url.endswith("/"):
+        raise ValueError(f"runbook base URL {base_url!r} must end with '/'")
+    copied: dict[str, Any] = copy.deepcopy(rule_file)
+    for group in copied["groups"]:
+        for body in group["rules"]:
+            annotations = body.get("annotations", {})
+            url = annotations.get("runbook_url")
+            if url is None:
+                continue
+            if not str(url).startswith(RUNBOOK_PREFIX):
+                raise ValueError(f"runbook_url {url!r} is not under {RUNBOOK_PREFIX}")
+            annotations["runbook_url"] = base_url + str(url).removeprefix(RUNBOOK_PREFIX)
+    return copied
 
 
 def rules(directory: Path = RULES_DIR) -> Iterator[Rule]:

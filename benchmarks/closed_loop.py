@@ -38,7 +38,6 @@ import httpx
 import yaml
 
 from alerts.catalog import load_rule_file, rule_files
-from alerts.routing import local_config
 from alerts.scale import scale_rule_file, scaled
 from benchmarks.machine import cpu_model
 from localrun.children import Child, ChildProcesses, wait_http_ok
@@ -49,7 +48,8 @@ from localrun.datastores import (
     run_setup_step,
     start_datastores,
 )
-from localrun.servers import free_port, start_alertmanager, start_prometheus
+from localrun.monitoring import ROLLBACK_WEBHOOK_PATH, start_monitoring
+from localrun.servers import free_port
 from services.common.auth import issue_token
 from services.common.settings import AuthSettings
 
@@ -318,32 +318,20 @@ def _platform(
             replicas.append(f"http://127.0.0.1:{port}")
         for child, url in started:
             wait_http_ok(child, f"{url}/health", timeout_s=120)
-        alertmanager = start_alertmanager(
+        with start_monitoring(
             base,
-            local_config(
-                rollback_url=f"http://127.0.0.1:{handler_port}/v1/alertmanager/webhook",
-                token_file=token_file,
-                slack_url_file=None,
-                group_wait="1s",
-                group_interval=scaled("5m", factor),
-            ),
-        )
-        try:
-            prometheus = start_prometheus(
-                base,
-                jobs={scenario.job: [u.removeprefix("http://") for u in replicas]},
-                rule_files=_write_rules(base / "rules", factor),
-                scrape_interval="1s",
-                evaluation_interval="1s",
-                alertmanager=alertmanager.address,
-            )
-            try:
-                say(f"platform up: prometheus {prometheus.url}, alertmanager {alertmanager.url}")
-                yield replicas, prometheus.url, stores, fault_file, token
-            finally:
-                prometheus.stop()
-        finally:
-            alertmanager.stop()
+            jobs={scenario.job: [u.removeprefix("http://") for u in replicas]},
+            rollback_url=f"http://127.0.0.1:{handler_port}{ROLLBACK_WEBHOOK_PATH}",
+            token_file=token_file,
+            rule_files=_write_rules(base / "rules", factor),
+            scrape_interval="1s",
+            evaluation_interval="1s",
+            group_wait="1s",
+            group_interval=scaled("5m", factor),
+        ) as monitoring:
+            prometheus, alertmanager = monitoring.prometheus, monitoring.alertmanager
+            say(f"platform up: prometheus {prometheus.url}, alertmanager {alertmanager.url}")
+            yield replicas, prometheus.url, stores, fault_file, token
 
 
 def _features() -> tuple[str, ...]:

@@ -42,6 +42,7 @@ class EgressTarget(StrEnum):
 
     ANTHROPIC = "anthropic"
     CRM = "crm"
+    SLACK = "slack"
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +141,31 @@ class DashboardsSpec(Workload):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class RollbackHandlerSpec(Workload):
+    """rollback-handler (services/rollback): Alertmanager's rollback triggers turn flags off.
+
+    Reached by Alertmanager only (its webhook receiver in
+    ``alerts/alertmanager/alertmanager.yml`` names :meth:`webhook_url`), never
+    through the edge; it calls Postgres, Redis and, when configured, Slack.
+    """
+
+    resources: Resources
+    #: The route Alertmanager posts to.
+    webhook_path: str
+    #: Settings on top of the stack's: a small pool, it handles a few requests an hour.
+    settings: Mapping[str, str]
+    #: Two replicas: a node drain never leaves rollback triggers without a receiver
+    #: (duplicates are harmless: one incident flips a flag once).
+    replicas: int = 2
+    #: Slack is told about every rollback when the stack has a webhook URL.
+    egress: frozenset[EgressTarget] = frozenset()
+
+    def webhook_url(self, namespace: str) -> str:
+        """The in-cluster URL Alertmanager posts rollback triggers to."""
+        return f"http://{self.name}.{namespace}.svc.cluster.local:{self.port}{self.webhook_path}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class JobSpec:
     """A run-to-completion step of every deploy (see infra/components/jobs.py)."""
 
@@ -198,6 +224,7 @@ SERVICE_SECRET_KEYS: Final[tuple[str, ...]] = (
     "ANTHROPIC_API_KEY",
     "GHL_API_KEY",
     "SLACK_WEBHOOK_URL",
+    "ALERTMANAGER_WEBHOOK_TOKEN",
 )
 
 # The owner-role DSN is kept out of the services' Secret: only the migration Job
@@ -358,6 +385,28 @@ DASHBOARDS: Final = DashboardsSpec(
     resources=Resources(cpu="500m", memory="1Gi"),
     # `enterprisehub serve dashboards` (services/dashboards).
     shipped=True,
+)
+
+#: The rollback handler (``enterprisehub serve rollback``, services/rollback).
+ROLLBACK_HANDLER: Final = RollbackHandlerSpec(
+    name="rollback-handler",
+    kind="rollback",
+    port=8005,
+    health_path="/health/rollback",
+    webhook_path="/v1/alertmanager/webhook",
+    # Incidents, audit rows (Postgres) and flags (Redis); Alertmanager's bearer
+    # token; Slack for the notice. JWT_SECRET_KEY only because the common
+    # settings require it at start-up (the webhook is checked with its own token).
+    secrets=(
+        "DATABASE_URL",
+        "REDIS_URL",
+        "JWT_SECRET_KEY",
+        "ALERTMANAGER_WEBHOOK_TOKEN",
+        "SLACK_WEBHOOK_URL",
+    ),
+    resources=Resources(cpu="250m", memory="512Mi"),
+    settings=_frozen({"DB_POOL_SIZE": "2", "DB_MAX_OVERFLOW": "2", "REDIS_MAX_CONNECTIONS": "8"}),
+    egress=frozenset({EgressTarget.SLACK}),
 )
 
 #: The dashboards' public hostnames: keys are the hostnames config keys, values

@@ -61,9 +61,10 @@ __all__ = [
 REQUIRED_SECRET_KEYS: Final = ("jwtSecretKey", "encryptionKey", "anthropicApiKey", "ghlApiKey")
 #: Secrets a stack may set; absent or empty means "not used".
 OPTIONAL_SECRET_KEYS: Final = ("slackWebhookUrl", "jwtPreviousKeys")
-#: Keys whose real values cannot live in git: the secrets, and the image digest that
-#: CI sets on each release. An offline synthesis must supply them itself.
-OUT_OF_BAND_KEYS: Final = ("image", *REQUIRED_SECRET_KEYS)
+#: Keys whose real values cannot live in git: the secrets, and what CI sets on each
+#: release (the image digest, and the runbooks of the deployed commit). An offline
+#: synthesis must supply them itself.
+OUT_OF_BAND_KEYS: Final = ("image", "runbookBaseUrl", *REQUIRED_SECRET_KEYS)
 
 # Same minimum as services/common/settings.py: an HS256 key shorter than the hash
 # output weakens the MAC (RFC 7518 section 3.2).
@@ -72,15 +73,20 @@ MIN_KEY_LENGTH: Final = 32
 _DIGEST = r"sha256:[0-9a-f]{64}"
 _REPO = r"[a-z0-9]+(?:[._-][a-z0-9]+)*(?::[0-9]{1,5})?(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*"
 _TAG = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"
-_IMAGE = re.compile(rf"^(?P<repo>{_REPO})(?::(?P<tag>{_TAG}))?(?:@(?P<digest>{_DIGEST}))?$")
-_DNS1123 = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
-_CPU = re.compile(r"^(?:[1-9][0-9]*m|[0-9]+(?:\.[0-9]+)?)$")
-_MEMORY = re.compile(r"^[1-9][0-9]*(?:Ki|Mi|Gi|Ti|K|M|G|T)?$")
+# The compiled patterns below are only used with ``fullmatch``: with ``match``,
+# "^...$" would accept a value followed by a newline.
+_IMAGE = re.compile(rf"(?P<repo>{_REPO})(?::(?P<tag>{_TAG}))?(?:@(?P<digest>{_DIGEST}))?")
+_DNS1123 = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+_CPU = re.compile(r"(?:[1-9][0-9]*m|[0-9]+(?:\.[0-9]+)?)")
+_MEMORY = re.compile(r"[1-9][0-9]*(?:Ki|Mi|Gi|Ti|K|M|G|T)?")
 
 PositiveInt = Annotated[int, Field(gt=0)]
 Percent = Annotated[int, Field(gt=0, le=100)]
 
-_HOSTNAME = re.compile(r"^(?=.{1,253}$)(?!-)[a-z0-9-]{1,63}(?<!-)(\.(?!-)[a-z0-9-]{1,63}(?<!-))+$")
+_HOSTNAME = re.compile(r"(?=.{1,253}\Z)(?!-)[a-z0-9-]{1,63}(?<!-)(\.(?!-)[a-z0-9-]{1,63}(?<!-))+")
+# ``Field(pattern=...)`` strings run in pydantic's Rust regex engine, where "$" is
+# the end of the text only (no trailing-newline exception, unlike Python's re);
+# tests/infra/test_config.py checks that a trailing newline is refused.
 _INSTANCE_TYPE = r"^[a-z][a-z0-9-]*\.[a-z0-9]+$"
 _ROLE_ARN = r"^arn:aws(-cn|-us-gov|-iso|-iso-b)?:iam::[0-9]{12}:role/[A-Za-z0-9_+=,.@/-]+$"
 #: Every string leaf is typed: an empty or malformed value is refused where it
@@ -110,17 +116,30 @@ def _cidr_leaf(value: str) -> str:
 
 
 def _hostname_leaf(value: str) -> str:
-    if not _HOSTNAME.match(value):
+    if not _HOSTNAME.fullmatch(value):
         raise ValueError("must be a DNS name (a-z, 0-9, '-', at least one dot)")
     return value
 
 
+_RUNBOOK_BASE = re.compile(r"https://[a-z0-9.-]+(?::[0-9]{1,5})?(?:/[^\s?#]*)?/")
+
+
+def _runbook_base_leaf(value: str) -> str:
+    if not _RUNBOOK_BASE.fullmatch(value):
+        raise ValueError(
+            "must be an https:// URL ending in '/' under which the runbooks' file names "
+            "resolve, e.g. https://github.com/OWNER/REPO/blob/COMMIT/docs/runbooks/"
+        )
+    return value
+
+
 Cidr = Annotated[str, AfterValidator(_cidr_leaf)]
+RunbookBaseUrl = Annotated[str, AfterValidator(_runbook_base_leaf)]
 DnsName = Annotated[str, AfterValidator(_hostname_leaf)]
 
 
 def _dns1123(value: str) -> str:
-    if not _DNS1123.match(value):
+    if not _DNS1123.fullmatch(value):
         raise ValueError("must be a DNS-1123 label: a-z, 0-9 and '-', at most 63")
     return value
 
@@ -158,14 +177,14 @@ class ServiceOverride(_Model):
     @field_validator("cpu")
     @classmethod
     def _cpu(cls, value: str | None) -> str | None:
-        if value is not None and (not _CPU.match(value) or value in {"0", "0m"}):
+        if value is not None and (not _CPU.fullmatch(value) or value in {"0", "0m"}):
             raise ValueError("must be a positive Kubernetes CPU quantity such as 500m or 2")
         return value
 
     @field_validator("memory")
     @classmethod
     def _memory(cls, value: str | None) -> str | None:
-        if value is not None and not _MEMORY.match(value):
+        if value is not None and not _MEMORY.fullmatch(value):
             raise ValueError("must be a positive Kubernetes memory quantity such as 512Mi or 4Gi")
         return value
 
@@ -378,6 +397,9 @@ def _default_egress() -> dict[catalog.EgressTarget, EgressConfig]:
         catalog.EgressTarget.CRM: EgressConfig(
             hosts=("services.leadconnectorhq.com",), cidrs=("0.0.0.0/0",)
         ),
+        # Slack publishes no ranges for its incoming webhooks either: any public
+        # address on 443 for the rollback handler's notices (when slackWebhookUrl is set).
+        catalog.EgressTarget.SLACK: EgressConfig(hosts=("hooks.slack.com",), cidrs=("0.0.0.0/0",)),
     }
 
 
@@ -393,6 +415,9 @@ class StackSecrets:
     jwt_previous_keys: pulumi.Output[str]
     #: Empty when the stack sends no Slack notifications.
     slack_webhook_url: pulumi.Output[str]
+    #: Whether ``slackWebhookUrl`` is set (known at declaration time: without it the
+    #: Slack receivers send nowhere and no pod gets Slack egress).
+    slack_configured: bool = False
 
 
 class DnsConfig(_Model):
@@ -415,6 +440,9 @@ class StackConfig(_Model):
     hostnames: Hostnames = Hostnames()
     tls_issuer: Literal["letsencrypt", "letsencrypt-staging", "selfsigned"] = "letsencrypt"
     acme_email: str | None = None
+    #: Absolute URL of the runbooks folder (``docs/runbooks/`` of the deployed
+    #: commit); every alert's ``runbook_url`` is rewritten onto it.
+    runbook_base_url: RunbookBaseUrl
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     jwt_key_id: str = "v1"
     services: dict[str, ServiceOverride] = Field(default_factory=dict)
@@ -527,6 +555,7 @@ _SCALAR_KEYS: Final = (
     "domain",
     "tlsIssuer",
     "acmeEmail",
+    "runbookBaseUrl",
     "logLevel",
     "jwtKeyId",
 )
@@ -680,6 +709,7 @@ def _read_secrets(pulumi_config: pulumi.Config, problems: list[Problem]) -> Stac
         ghl_api_key=outputs["ghlApiKey"],
         jwt_previous_keys=pulumi.Output.secret(previous),
         slack_webhook_url=pulumi.Output.secret(slack),
+        slack_configured=bool(slack),
     )
 
 
@@ -704,7 +734,7 @@ def _image_problems(image: object) -> list[Problem]:
             )
         ]
     text = str(image)
-    match = _IMAGE.match(text)
+    match = _IMAGE.fullmatch(text)
     if match is None:
         return [Problem("image", text, "must be REPOSITORY[:TAG]@sha256:<64 lowercase hex>")]
     if match["tag"] == "latest":

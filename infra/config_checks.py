@@ -26,14 +26,15 @@ STANDARD_SUPPORT_VERSIONS: Final = ("1.35", "1.36")
 EXTENDED_SUPPORT_VERSIONS: Final = ("1.32", "1.33", "1.34")
 SUPPORTED_KUBERNETES_VERSIONS: Final = (*EXTENDED_SUPPORT_VERSIONS, *STANDARD_SUPPORT_VERSIONS)
 
-_HOST_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
-_DNS1123 = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
-_WINDOW = re.compile(r"^([01][0-9]|2[0-3]):([0-5][0-9])-([01][0-9]|2[0-3]):([0-5][0-9])$")
+# Used with ``fullmatch`` only: with ``match``, "^...$" would accept a trailing newline.
+_HOST_LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")
+_DNS1123 = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+_WINDOW = re.compile(r"([01][0-9]|2[0-3]):([0-5][0-9])-([01][0-9]|2[0-3]):([0-5][0-9])")
 _WEEKLY = re.compile(
-    r"^(mon|tue|wed|thu|fri|sat|sun):([01][0-9]|2[0-3]):([0-5][0-9])-"
-    r"(mon|tue|wed|thu|fri|sat|sun):([01][0-9]|2[0-3]):([0-5][0-9])$"
+    r"(mon|tue|wed|thu|fri|sat|sun):([01][0-9]|2[0-3]):([0-5][0-9])-"
+    r"(mon|tue|wed|thu|fri|sat|sun):([01][0-9]|2[0-3]):([0-5][0-9])"
 )
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 _WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
@@ -70,10 +71,10 @@ def _identity_problems(config: StackConfig, stack_name: str) -> list[Problem]:
                 f"supported versions: {', '.join(SUPPORTED_KUBERNETES_VERSIONS)}",
             )
         )
-    if not _DNS1123.match(config.namespace):
+    if not _DNS1123.fullmatch(config.namespace):
         problems.append(Problem("namespace", config.namespace, "must be a DNS-1123 label"))
     if config.tls_issuer.startswith("letsencrypt") and not (
-        config.acme_email and _EMAIL.match(config.acme_email)
+        config.acme_email and _EMAIL.fullmatch(config.acme_email)
     ):
         problems.append(
             Problem("acmeEmail", config.acme_email, "an ACME issuer needs a contact e-mail address")
@@ -386,14 +387,14 @@ def _production_problems(config: StackConfig) -> list[Problem]:
 def _window_problems(key: str, window: str, *, daily: bool) -> list[Problem]:
     """RDS/ElastiCache windows: UTC, at least 30 minutes long."""
     if daily:
-        match = _WINDOW.match(window)
+        match = _WINDOW.fullmatch(window)
         if match is None:
             return [Problem(key, window, "HH:MM-HH:MM in UTC, e.g. 02:00-02:30")]
         start = int(match[1]) * 60 + int(match[2])
         end = int(match[3]) * 60 + int(match[4])
         length = (end - start) % (24 * 60)
     else:
-        weekly = _WEEKLY.match(window)
+        weekly = _WEEKLY.fullmatch(window)
         if weekly is None:
             return [Problem(key, window, "ddd:HH:MM-ddd:HH:MM in UTC, e.g. sun:03:00-sun:04:00")]
         start = _WEEKDAYS.index(weekly[1]) * 1440 + int(weekly[2]) * 60 + int(weekly[3])
@@ -407,4 +408,4 @@ def _window_problems(key: str, window: str, *, daily: bool) -> list[Problem]:
 def _is_hostname(value: str) -> bool:
     if len(value) > 253 or "." not in value:
         return False
-    return all(_HOST_LABEL.match(label) for label in value.split("."))
+    return all(_HOST_LABEL.fullmatch(label) for label in value.split("."))

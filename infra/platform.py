@@ -1,4 +1,4 @@
-"""The Kubernetes side of every stack: add-ons, jobs, services, dashboards, ingress, policies.
+"""The Kubernetes side of every stack: add-ons, monitoring, jobs, services, ingress, policies.
 
 The same function builds it for ``local`` and for AWS; what differs (where
 Postgres, Redis and object storage live, IAM roles, network ranges) arrives in
@@ -19,15 +19,29 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pulumi
+import pulumi_random as random
 
 from infra import catalog
-from infra.components.addons import ACME_SERVERS, ClusterAddons, ClusterAddonsArgs
+from infra.components.addons import (
+    ACME_SERVERS,
+    MONITORING_CHART,
+    ClusterAddons,
+    ClusterAddonsArgs,
+    chart_values,
+)
 from infra.components.dashboards import Dashboards, DashboardsArgs
 from infra.components.jobs import (
     MODEL_PUBLISHER_SERVICE_ACCOUNT,
     ModelPublishArgs,
     PlatformJobs,
     PlatformJobsArgs,
+)
+from infra.components.monitoring import (
+    AlertmanagerCredentials,
+    Monitoring,
+    MonitoringArgs,
+    rule_selector_labels,
+    sidecar_dashboard_label,
 )
 from infra.components.namespace import IsolatedNamespace, IsolatedNamespaceArgs
 from infra.components.network_policy import (
@@ -36,7 +50,8 @@ from infra.components.network_policy import (
     PlatformNetworkPolicies,
     PlatformNetworkPoliciesArgs,
 )
-from infra.components.public_ingress import PublicIngress, PublicIngressArgs
+from infra.components.public_ingress import LOAD_BALANCER, PublicIngress, PublicIngressArgs
+from infra.components.rollback_handler import RollbackHandler, RollbackHandlerArgs
 from infra.components.service import FeatureService, FeatureServiceArgs
 from infra.config import StackConfig
 
@@ -75,6 +90,10 @@ class DataPlane:
     s3_cidrs: pulumi.Input[Sequence[str]] = ()
     #: AWS: where the STS interface endpoint's network interfaces are (private subnets).
     sts_cidrs: pulumi.Input[Sequence[str]] = ()
+
+
+#: The stack settings the rollback handler reads (it has no buckets, origins or model).
+ROLLBACK_HANDLER_SETTINGS = ("ENVIRONMENT", "DEPLOYMENT_ENV", "LOG_LEVEL", "JWT_KEY_ID")
 
 
 def create_namespace(
@@ -116,6 +135,16 @@ def workload_secrets(
     return {key: pool[key] for key in keys} | dict(object_storage or {})
 
 
+def edge_service_type(environment: str) -> str:
+    """How the environment's EnvoyProxy exposes the edge (``envoyService.type``).
+
+    Envoy Gateway makes a LoadBalancer Service when the EnvoyProxy names no type.
+    """
+    proxy = chart_values("envoy-gateway", environment, stem="proxy")
+    service = proxy.get("provider", {}).get("kubernetes", {}).get("envoyService", {})
+    return str(service.get("type") or LOAD_BALANCER)
+
+
 def build_platform(
     config: StackConfig,
     prefix: str,
@@ -126,9 +155,11 @@ def build_platform(
     """Declare the workloads and return the stack outputs they provide."""
     platform = _Platform(config, prefix, data, opts)
     addons = platform.addons()
+    monitoring = platform.monitoring(addons)
     jobs = platform.jobs(after=[namespace, *data.ready])
     services = platform.services(jobs.rollout_gate)
     dashboards = platform.dashboards(jobs.rollout_gate)
+    rollback_handler = platform.rollback_handler(jobs.rollout_gate)
     dashboard_hosts = config.dashboard_hosts if dashboards else {}
     ingress = PublicIngress(
         f"{prefix}-ingress",
@@ -138,6 +169,7 @@ def build_platform(
             dashboard_hosts=dashboard_hosts,
             cluster_issuer=addons.issuer_name,
             grafana=addons.grafana_route,
+            proxy_service_type=edge_service_type(config.environment.value),
             depends_on=[*addons.ready, *dashboards, *services.values()],
         ),
         opts=opts,
@@ -151,7 +183,10 @@ def build_platform(
         "dashboardUrls": {name: f"https://{host}" for name, host in dashboard_hosts.items()},
         "grafanaUrl": f"https://{config.hostname('grafana')}",
         "ingressUrls": ingress.urls,
-        # The edge's address (load balancer hostname, or localhost on kind) for DNS.
+        # What every public hostname points at: the load balancer's DNS name (AWS NLB)
+        # or IP, as the Gateway's status had it at the last `up`; kind's 127.0.0.1.
+        "edgeAddress": ingress.edge_address,
+        # The live value, should the load balancer have been replaced since.
         "edgeAddressCommand": (
             f"kubectl -n {config.namespace} get gateway {ingress.gateway_name} "
             "-o jsonpath='{.status.addresses[0].value}'"
@@ -165,6 +200,11 @@ def build_platform(
         "mlModelUri": platform.settings[catalog.LEAD_SCORING_MODEL.setting],
         "churnModelUri": platform.settings[catalog.CHURN_RISK_MODEL.setting],
         "chartVersions": addons.chart_versions,
+        "rollbackWebhookUrl": rollback_handler.webhook_url,
+        "prometheusRules": monitoring.rule_names,
+        "grafanaDashboards": monitoring.dashboard_names,
+        # Without a Slack URL the Slack receivers send nowhere (docs/observability.md).
+        "alertNotifications": "slack" if config.secrets.slack_configured else "none",
     }
 
 
@@ -180,9 +220,23 @@ class _Platform:
         self.opts = opts
         self.settings = config.stack_settings() | dict(data.settings)
         self.pool = secret_pool(config, data)
+        # Alertmanager's bearer credential for the rollback handler: generated once,
+        # kept in the state as a secret, given to both sides' Secrets.
+        self.pool["ALERTMANAGER_WEBHOOK_TOKEN"] = random.RandomPassword(
+            f"{prefix}-rollback-webhook-token",
+            length=64,
+            special=False,
+            opts=opts,
+        ).result
 
     def addons(self) -> ClusterAddons:
         config, data = self.config, self.data
+        if not config.secrets.slack_configured and not config.is_local:
+            pulumi.log.warn(
+                f"{config.stack}: slackWebhookUrl is not set; critical and warning alerts "
+                "reach no one (their Slack receivers send nowhere). Rollback triggers still "
+                "turn flags off. Set it with `pulumi config set --secret slackWebhookUrl ...`."
+            )
         return ClusterAddons(
             f"{self.prefix}-addons",
             ClusterAddonsArgs(
@@ -194,6 +248,46 @@ class _Platform:
                 cluster_cidrs=list(data.cluster_cidrs),
                 api_server=data.api_server,
                 gateway_namespace=config.namespace,
+                alertmanager=AlertmanagerCredentials(
+                    rollback_token=self.pool["ALERTMANAGER_WEBHOOK_TOKEN"],
+                    slack_webhook_url=(
+                        config.secrets.slack_webhook_url
+                        if config.secrets.slack_configured
+                        else None
+                    ),
+                ),
+            ),
+            opts=self.opts,
+        )
+
+    def monitoring(self, addons: ClusterAddons) -> Monitoring:
+        """Rules, scraping and dashboards, once the chart's CRDs exist."""
+        values = addons.values["kube-prometheus-stack"]
+        return Monitoring(
+            f"{self.prefix}-monitoring",
+            MonitoringArgs(
+                namespace=addons.monitoring_namespace,
+                app_namespaces=[self.config.namespace],
+                runbook_base_url=self.config.runbook_base_url,
+                rule_labels=rule_selector_labels(values, release=MONITORING_CHART),
+                dashboard_label=sidecar_dashboard_label(values),
+                depends_on=[addons.monitoring_release],
+            ),
+            opts=self.opts,
+        )
+
+    def rollback_handler(self, gate: Sequence[pulumi.Resource]) -> RollbackHandler:
+        """Alertmanager's rollback receiver (``catalog.ROLLBACK_HANDLER``)."""
+        spec = catalog.ROLLBACK_HANDLER
+        return RollbackHandler(
+            f"{self.prefix}-{spec.name}",
+            RollbackHandlerArgs(
+                namespace=self.config.namespace,
+                image=self.config.image,
+                settings={key: self.settings[key] for key in ROLLBACK_HANDLER_SETTINGS},
+                secrets=workload_secrets(spec.secrets, self.pool),
+                replicas=1 if self.config.is_local else None,
+                depends_on=list(gate),
             ),
             opts=self.opts,
         )
@@ -284,6 +378,8 @@ class _Platform:
                 # Only for pods that can exist: no dashboards until the image serves
                 # them, no HTTP-01 solver pods under a self-signed issuer.
                 dashboards=catalog.DASHBOARDS if catalog.DASHBOARDS.shipped else None,
+                rollback_handler=catalog.ROLLBACK_HANDLER,
+                slack=config.secrets.slack_configured,
                 acme_http01_solver=config.tls_issuer in ACME_SERVERS,
                 in_cluster_datastores=data.in_cluster,
                 datastore_cidrs=() if data.in_cluster else data.datastore_cidrs,

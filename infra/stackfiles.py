@@ -13,6 +13,8 @@ reported by ``secure_keys`` so that a caller can supply stand-ins.
 
 from __future__ import annotations
 
+import copy
+import functools
 import json
 from pathlib import Path
 from typing import Any, Final
@@ -27,9 +29,29 @@ REPO_ROOT: Final = Path(__file__).resolve().parent.parent
 STACKS: Final = ENVIRONMENTS
 
 
+#: libyaml's parser when PyYAML was built with it (same results, several times faster).
+_YAML_LOADER: Final = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+@functools.cache
+def _parsed(path: Path, mtime_ns: int, size: int) -> Any:
+    del mtime_ns, size  # part of the cache key only: a changed file is parsed again
+    return yaml.load(path.read_text(encoding="utf-8"), Loader=_YAML_LOADER)  # noqa: S506 - a safe loader
+
+
+def _read_yaml(path: Path) -> Any:
+    """A YAML file's content, parsed once per process and version of the file.
+
+    One synthesis reads ``Pulumi.yaml`` five times and its stack file twice
+    (defaults, config, secure keys); each caller gets its own copy.
+    """
+    stat = path.stat()
+    return copy.deepcopy(_parsed(path, stat.st_mtime_ns, stat.st_size))
+
+
 def project_file(root: Path = REPO_ROOT) -> dict[str, Any]:
     """The parsed ``Pulumi.yaml``."""
-    data = yaml.safe_load((root / "Pulumi.yaml").read_text(encoding="utf-8"))
+    data = _read_yaml(root / "Pulumi.yaml")
     if not isinstance(data, dict):
         raise ValueError(f"{root / 'Pulumi.yaml'} is not a mapping")
     return data
@@ -41,7 +63,7 @@ def stack_file(stack: str, root: Path = REPO_ROOT) -> dict[str, Any]:
     path = root / str(project.get("stackConfigDir", ".")) / f"Pulumi.{stack}.yaml"
     if not path.is_file():
         raise FileNotFoundError(f"no stack file for stack '{stack}': {path}")
-    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    data = _read_yaml(path) or {}
     if not isinstance(data, dict):
         raise ValueError(f"{path} is not a mapping")
     return data

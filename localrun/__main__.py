@@ -4,13 +4,18 @@
     python -m localrun --realtime-port 9001 --event-rate 5
     python -m localrun stop            # stops a run started elsewhere (make stop)
 
-Starts Postgres and Redis from the local binaries on loopback (and Prometheus
-scraping the services, when it is installed), runs the migrations, trains the
-lead model if its artifact is missing, creates the feature flags, starts
-every service that exists on its port (realtime 8001, ml 8002, coaching 8003,
-churn 8004, the dashboards 8501), mints demo tenants' tokens, streams demo lead events into the
-realtime ingest and prints where to look. State (data, logs, the JWT key of
-this machine) lives under ``var/run`` unless ``--state-dir`` says otherwise.
+Starts Postgres and Redis from the local binaries on loopback, runs the
+migrations, trains the lead model if its artifact is missing, creates the
+feature flags, starts every service that exists on its port (realtime 8001,
+ml 8002, coaching 8003, churn 8004, the rollback handler 8005, the dashboards
+8501) and, when they are installed, Prometheus and Alertmanager as in the
+cluster (`localrun.monitoring`): one scrape job per service named as in the
+catalog, the project's rule files, the project's routing with rollback
+triggers sent to the local rollback handler, so the loop from a fault to a
+flag turned off is live. Then it mints demo tenants' tokens, streams demo
+lead events into the realtime ingest and prints where to look. State (data,
+logs, the JWT key of this machine) lives under ``var/run`` unless
+``--state-dir`` says otherwise.
 
 The guide it prints is meant to be pasted: every command names the
 virtualenv's ``enterprisehub`` by its full path and carries the variables it
@@ -47,6 +52,7 @@ from localrun.demo import (
     stream_events,
 )
 from localrun.leftovers import stop_leftovers, terminate
+from localrun.monitoring import ROLLBACK_WEBHOOK_PATH, start_monitoring
 from localrun.servers import MissingBinary, ServerFailed
 from services.common.settings import AuthSettings
 
@@ -56,16 +62,22 @@ READY_LINE = "enterprisehub is running"
 """Printed once everything is up; the localrun test waits for it."""
 PID_FILE = "localrun.pid"
 STOP_TIMEOUT_S = 60.0
+#: The bearer token Alertmanager presents to the rollback handler (fresh each run).
+WEBHOOK_TOKEN_FILE = "rollback-webhook-token"  # noqa: S105 - a file name, not the token
+SCRAPE_INTERVAL = "5s"
+MONITORING_BINARIES = ("prometheus", "prometheus-alertmanager")
 
 
 @dataclass(frozen=True)
 class ServiceSpec:
-    """One feature service of the seed: its name, port and package."""
+    """One service of the platform: its name, port and package."""
 
     name: str
     default_port: int
     module: str
-    issue: str
+    #: The catalog name (infra/catalog.py): the Kubernetes name and the
+    #: Prometheus job the alert rules select on.
+    job: str
     #: The module that must exist for the service to be built (its app or script).
     entry: str = "main"
     #: What answers 200 once the service is up.
@@ -86,6 +98,7 @@ SERVICES: tuple[ServiceSpec, ...] = (
     ServiceSpec("ml", 8002, "services.ml", "ml-services"),
     ServiceSpec("coaching", 8003, "services.coaching", "coaching-engine"),
     ServiceSpec("churn", 8004, "services.churn", "churn-orchestrator"),
+    ServiceSpec("rollback", 8005, "services.rollback", "rollback-handler"),
     ServiceSpec(
         "dashboards",
         8501,
@@ -154,6 +167,7 @@ def print_guide(
     missing: Sequence[ServiceSpec],
     tenants: Sequence[DemoTenant],
     prometheus_url: str | None,
+    alertmanager_url: str | None,
     state_dir: Path,
     event_rate: float,
     stores: str = "",
@@ -172,13 +186,28 @@ def print_guide(
         )
     for spec in missing:
         _say(
-            f"  {spec.name:<9} port {spec.default_port}: not built yet ({spec.issue} arrives "
+            f"  {spec.name:<9} port {spec.default_port}: not built yet ({spec.job} arrives "
             "with a later issue)"
         )
-    if prometheus_url:
-        _say(f"  prometheus {prometheus_url}  (scraping the services every 5 s)")
+    if prometheus_url and alertmanager_url:
+        jobs = ", ".join(spec.job for spec in SERVICES if spec.name in started and spec.metrics)
+        _say(
+            f"  prometheus {prometheus_url}  scraping {jobs} every {SCRAPE_INTERVAL}; "
+            f"targets {prometheus_url}/targets  rules {prometheus_url}/rules  "
+            f"alerts {prometheus_url}/alerts"
+        )
+        _say(f"  alertmanager {alertmanager_url}  (the project's routing, on loopback)")
+        if "rollback" in started:
+            _say(
+                f"  rollback triggers (action=rollback) go to the rollback handler: "
+                f"http://127.0.0.1:{started['rollback']}{ROLLBACK_WEBHOOK_PATH}; it turns the "
+                "feature's flag off (see docs/observability.md)"
+            )
     else:
-        _say("  prometheus not started (install the Debian package `prometheus`)")
+        _say(
+            "  prometheus and alertmanager not started (install the Debian packages "
+            "`prometheus` and `prometheus-alertmanager`, or drop --no-prometheus)"
+        )
     if stores:
         _say(stores)
     cli = cli_with_key(state_dir)
@@ -265,6 +294,30 @@ def _live_run_pid(pid_file: Path) -> int | None:
     return pid if b"-m\x00localrun" in command else None
 
 
+def start_services(
+    children: ChildProcesses,
+    specs: Sequence[ServiceSpec],
+    *,
+    ports: dict[str, int],
+    env: dict[str, str],
+    webhook_token: str,
+) -> list[Child]:
+    """``enterprisehub serve NAME`` for each service, on loopback, without waiting."""
+    started = []
+    for spec in specs:
+        service_env = env
+        if spec.name == "rollback":
+            # Only the handler holds the credential Alertmanager presents.
+            service_env = {**env, "ALERTMANAGER_WEBHOOK_TOKEN": webhook_token}
+        command = ["serve", spec.name, "--host", "127.0.0.1", "--port", str(ports[spec.name])]
+        started.append(
+            children.start(
+                spec.name, [sys.executable, "-m", "services.cli", *command], env=service_env
+            )
+        )
+    return started
+
+
 async def supervise(children: Sequence[Child], stop: asyncio.Event) -> str | None:
     """Watch the services; return a message if one exits on its own."""
     while not stop.is_set():
@@ -313,7 +366,7 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
             f"--{spec.name}-port",
             type=int,
             default=spec.default_port,
-            help=f"{spec.issue} port (default {spec.default_port})",
+            help=f"{spec.job} port (default {spec.default_port})",
         )
     parser.add_argument(
         "--state-dir",
@@ -324,7 +377,9 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--event-rate", type=float, default=2.0, help="demo lead events per second (0 = none)"
     )
-    parser.add_argument("--no-prometheus", action="store_true", help="do not start Prometheus")
+    parser.add_argument(
+        "--no-prometheus", action="store_true", help="do not start Prometheus and Alertmanager"
+    )
     parser.add_argument(
         "action",
         nargs="?",
@@ -360,7 +415,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _say(f"stopped what an interrupted earlier run left running: {', '.join(stopped)}")
     auth_env = jwt_env(state_dir)
     (state_dir / PID_FILE).write_text(f"{os.getpid()}\n")
-    prometheus = not args.no_prometheus and shutil.which("prometheus") is not None
+    monitored = not args.no_prometheus and all(shutil.which(b) for b in MONITORING_BINARIES)
     base_env = {
         **os.environ,
         **auth_env,
@@ -368,8 +423,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "LOG_LEVEL": "INFO",
     }
     _say(
-        f"starting Postgres and Redis{' and Prometheus' if prometheus else ''} on 127.0.0.1 "
-        f"(state in {state_dir}); migrating; preparing the lead model and the flags ..."
+        f"starting Postgres and Redis on 127.0.0.1 (state in {state_dir}); migrating; "
+        "preparing the lead model and the flags ..."
     )
     try:
         with (
@@ -380,35 +435,32 @@ def main(argv: Sequence[str] | None = None) -> int:
                 model_dir=DEFAULT_MODEL_DIR,
                 flags=True,
                 flag_seed=DEMO_FLAG_SEED,
-                prometheus_targets=[
-                    f"127.0.0.1:{ports[spec.name]}" for spec in built if spec.metrics
-                ]
-                if prometheus
-                else None,
             ) as stores,
             ChildProcesses(log_dir=state_dir / "logs") as children,
+            contextlib.ExitStack() as monitoring_stack,
         ):
             env = {**base_env, **stores.service_env()}
             if "realtime" in ports:
                 env["DASHBOARDS_FEED_URL"] = f"ws://127.0.0.1:{ports['realtime']}/v1/feed"
-            services = []
-            for spec in built:
-                port = ports[spec.name]
-                services.append(
-                    children.start(
-                        spec.name,
-                        [
-                            sys.executable,
-                            "-m",
-                            "services.cli",
-                            "serve",
-                            spec.name,
-                            "--host",
-                            "127.0.0.1",
-                            "--port",
-                            str(port),
-                        ],
-                        env=env,
+            webhook_token = secrets.token_hex(32)
+            services = start_services(
+                children, built, ports=ports, env=env, webhook_token=webhook_token
+            )
+            monitoring = None
+            if monitored:
+                # While the services import and connect (their slowest part).
+                _say("starting Prometheus and Alertmanager with the project's rules and routing")
+                monitoring = monitoring_stack.enter_context(
+                    start_monitoring(
+                        state_dir,
+                        jobs={
+                            spec.job: [f"127.0.0.1:{ports[spec.name]}"]
+                            for spec in built
+                            if spec.metrics
+                        },
+                        rollback_url=f"http://127.0.0.1:{ports['rollback']}{ROLLBACK_WEBHOOK_PATH}",
+                        token_file=_write_secret(state_dir / WEBHOOK_TOKEN_FILE, webhook_token),
+                        scrape_interval=SCRAPE_INTERVAL,
                     )
                 )
             for spec, child in zip(built, services, strict=True):
@@ -429,7 +481,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 started=ports,
                 missing=missing,
                 tenants=tenants,
-                prometheus_url=stores.prometheus_url,
+                prometheus_url=monitoring.prometheus.url if monitoring else None,
+                alertmanager_url=monitoring.alertmanager.url if monitoring else None,
                 state_dir=state_dir,
                 event_rate=args.event_rate,
                 stores=describe_stores(stores),
@@ -445,7 +498,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 )
             except KeyboardInterrupt:
                 problem = None
-            _say("stopping services, Prometheus, Redis and Postgres ...")
+            _say("stopping Prometheus, Alertmanager, the services, Redis and Postgres ...")
             if problem:
                 _say(f"error: {problem}")
                 return 1
@@ -459,6 +512,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         _forget_pid(state_dir)
     _say("stopped cleanly")
     return 0
+
+
+def _write_secret(path: Path, value: str) -> Path:
+    """Write ``value`` to ``path`` readable by this user only; return the path."""
+    path.unlink(missing_ok=True)
+    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as handle:
+        handle.write(value)
+    return path
 
 
 def _forget_pid(state_dir: Path) -> None:

@@ -56,11 +56,6 @@ class Datastores:
         return self.servers.postgres.url(user=APP_ROLE, password=self.app_password)
 
     @property
-    def prometheus_url(self) -> str | None:
-        """Prometheus's address, when it was started."""
-        return self.servers.prometheus.url if self.servers.prometheus else None
-
-    @property
     def pids(self) -> list[int]:
         """The postmaster's and redis-server's pids (for CPU pinning and accounting)."""
         found = []
@@ -119,7 +114,6 @@ def start_datastores(
     model_dir: Path | None = None,
     flags: bool = False,
     flag_seed: str | None = None,
-    prometheus_targets: Sequence[str] | None = None,
 ) -> Iterator[Datastores]:
     """Start Postgres and Redis under ``base_dir``, prepare them, stop them on exit.
 
@@ -135,7 +129,7 @@ def start_datastores(
     # Postgres runs as the postgres user, which must be able to reach its
     # data directory under ours (mkdtemp makes 0700 directories).
     base_dir.chmod(base_dir.stat().st_mode | 0o011)
-    servers = start_all(base_dir, prometheus_targets=prometheus_targets)
+    servers = start_all(base_dir)
     try:
         stores = Datastores(servers=servers, app_password=secrets.token_hex(16))
         env = {**os.environ, **(base_env or {}), **stores.service_env()}

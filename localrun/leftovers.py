@@ -1,10 +1,13 @@
 """Servers a previous ``make run`` left behind when it was killed outright.
 
-Postgres and Redis run as daemons, so a ``kill -9`` of ``python -m localrun``
+Postgres and Redis run as daemons, and Prometheus and Alertmanager are not
+children that die with the run, so a ``kill -9`` of ``python -m localrun``
 (or a closed terminal) leaves them running on the state directory, and the
-next run would fail on Postgres's lock. Before starting, ``make run`` stops
-exactly those: processes whose working directory or command line points into
-its own state directory, never anything else.
+next run would fail on Postgres's lock. Before starting, ``make run`` (and
+``make stop``) stops exactly those: processes whose working directory or
+command line points into its own state directory, never anything else. The
+services and the rollback handler are children that get SIGTERM when the run
+dies (``localrun.children``).
 """
 
 from __future__ import annotations
@@ -19,8 +22,9 @@ from localrun.servers import PostgresServer
 
 
 def _cmdline(pid: int) -> str:
+    """The command line with its arguments separated by NUL, as the kernel keeps it."""
     try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        return Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\0").decode(errors="replace")
     except OSError:
         return ""
 
@@ -53,19 +57,29 @@ def terminate(pid: int, timeout_s: float = 10.0) -> None:
 
 
 def leftover_pids(state_dir: Path) -> dict[str, int]:
-    """Running redis-server and prometheus processes that belong to ``state_dir``."""
+    """Running redis-server, prometheus and alertmanager processes of ``state_dir``."""
     redis_dir = (state_dir / "redis").resolve()
-    prometheus_config = (state_dir / "prometheus" / "prometheus.yml").resolve()
+    # The config files localrun.servers writes: a process started on them is ours.
+    configs = {
+        ("prometheus", "prometheus"): state_dir / "prometheus" / "prometheus.yml",
+        ("alertmanager", "prometheus-alertmanager"): state_dir
+        / "alertmanager"
+        / "alertmanager.yml",
+    }
     found: dict[str, int] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         pid = int(entry.name)
         command = _cmdline(pid)
+        # redis-server rewrites its title: "redis-server 127.0.0.1:PORT" (one argument).
         if command.startswith(("redis-server", "/usr/bin/redis-server")) and _cwd(pid) == redis_dir:
             found["redis"] = pid
-        elif "prometheus" in command and f"--config.file={prometheus_config}" in command:
-            found["prometheus"] = pid
+            continue
+        argv = command.split("\0")
+        for (name, binary), config in configs.items():
+            if Path(argv[0]).name == binary and f"--config.file={config.resolve()}" in argv:
+                found[name] = pid
     return found
 
 

@@ -1,4 +1,4 @@
-"""Start and stop real PostgreSQL 15, Redis and (optionally) Prometheus on loopback.
+"""Start and stop real PostgreSQL 15, Redis, Prometheus and Alertmanager on loopback.
 
 One implementation for the test suite (``tests/conftest.py``) and for
 ``make run`` (``localrun/__main__.py``). Each server runs from the Debian
@@ -460,22 +460,19 @@ def start_alertmanager(
 
 @dataclass
 class LocalServers:
-    """Postgres and Redis (and Prometheus when asked) started together."""
+    """Postgres and Redis started together."""
 
     postgres: PostgresServer
     redis: RedisServer
-    prometheus: PrometheusServer | None = None
 
     def stop(self) -> None:
-        """Stop everything that was started, in reverse order."""
-        if self.prometheus is not None:
-            self.prometheus.stop()
+        """Stop both, Redis first."""
         self.redis.stop()
         self.postgres.stop()
 
 
-def start_all(base_dir: Path, *, prometheus_targets: Sequence[str] | None = None) -> LocalServers:
-    """Start Postgres and Redis (and Prometheus if targets are given) under ``base_dir``."""
+def start_all(base_dir: Path) -> LocalServers:
+    """Start Postgres and Redis under ``base_dir``."""
     base_dir.mkdir(parents=True, exist_ok=True)
     postgres = start_postgres(base_dir)
     try:
@@ -483,11 +480,4 @@ def start_all(base_dir: Path, *, prometheus_targets: Sequence[str] | None = None
     except Exception:
         postgres.stop()
         raise
-    servers = LocalServers(postgres=postgres, redis=redis)
-    if prometheus_targets is not None:
-        try:
-            servers.prometheus = start_prometheus(base_dir, prometheus_targets)
-        except Exception:
-            servers.stop()
-            raise
-    return servers
+    return LocalServers(postgres=postgres, redis=redis)

@@ -48,6 +48,8 @@ EXEMPT: Mapping[str, str] = {
     "tests/infra/test_addons.py",
     "kubernetes:cert-manager.io/v1:ClusterIssuer": "certificate issuer configuration; no workload",
     "kubernetes:monitoring.coreos.com/v1:ServiceMonitor": "scrape configuration; no workload",
+    "kubernetes:monitoring.coreos.com/v1:PrometheusRule": "alerting and recording rules from "
+    "alerts/rules/ (promtool-checked and unit-tested in tests/alerts); no workload",
     "kubernetes:core/v1:ConfigMap": "non-secret settings; secrets are in Secrets (k8s-no-literal-"
     "secret-env checks workloads do not inline them)",
     "kubernetes:core/v1:Secret": "holds secrets by design; values come from Pulumi secrets",

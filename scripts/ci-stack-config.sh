@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# CI (deploy jobs): give STACK the secrets and the image digest it needs, from
-# the job's environment (GitHub environment secrets), before `pulumi up`.
+# CI (deploy jobs): give STACK the secrets, the image digest and the runbooks'
+# URL it needs, from the job's environment (GitHub environment secrets and the
+# workflow's own GITHUB_* variables), before `pulumi up`.
 #   scripts/ci-stack-config.sh STACK
 # Secrets are piped on stdin, so they never appear in a process list or a log;
 # a variable that is unset or empty is skipped (the stack keeps its value).
@@ -28,4 +29,11 @@ if [ -n "${IMAGE:-}" ]; then
     *) echo "IMAGE must be pinned by digest (REPOSITORY@sha256:...), got: $IMAGE" >&2; exit 2 ;;
   esac
   echo "image $IMAGE"
+fi
+
+# The alerts link the runbooks of the very commit being deployed.
+if [ -n "${GITHUB_SHA:-}" ] && [ -n "${GITHUB_REPOSITORY:-}" ]; then
+  runbooks="${GITHUB_SERVER_URL:-https://github.com}/$GITHUB_REPOSITORY/blob/$GITHUB_SHA/docs/runbooks/"
+  pulumi config set --stack "$stack" runbookBaseUrl "$runbooks"
+  echo "runbookBaseUrl $runbooks"
 fi

@@ -28,10 +28,12 @@ from infra.environments import ENVIRONMENTS
 from services import cli
 from services.common import flags
 from services.common.settings import Environment
+from services.rollback.routes import webhook
 
 WORKLOADS: dict[str, catalog.Workload] = {
     **catalog.SERVICES,
     catalog.DASHBOARDS.name: catalog.DASHBOARDS,
+    catalog.ROLLBACK_HANDLER.name: catalog.ROLLBACK_HANDLER,
 }
 
 
@@ -66,6 +68,8 @@ def _config_map_keys(workload: catalog.Workload) -> set[str]:
         return set(catalog.COMMON_SETTINGS) | set(workload.settings)
     if isinstance(workload, catalog.DashboardsSpec):
         return {workload.feed_url_setting}
+    if isinstance(workload, catalog.RollbackHandlerSpec):
+        return set(workload.settings)
     return set()
 
 
@@ -75,11 +79,15 @@ def _environment(workload: catalog.Workload) -> Iterator[tuple[str, str]]:
         yield from {**catalog.COMMON_SETTINGS, **workload.settings}.items()
     if isinstance(workload, catalog.DashboardsSpec):
         yield workload.feed_url_setting, workload.feed_url("enterprisehub")
+    if isinstance(workload, catalog.RollbackHandlerSpec):
+        yield from workload.settings.items()
     stand_ins = {
         "DATABASE_URL": "postgresql://app:pw@db.internal:5432/enterprisehub",
         "REDIS_URL": "redis://:pw@redis.internal:6379/0",
         "JWT_SECRET_KEY": "contract-test-key-0123456789abcdef0123456789",
         "JWT_PREVIOUS_KEYS": "{}",
+        "ALERTMANAGER_WEBHOOK_TOKEN": "contract-test-token-0123456789abcdef0123456789",
+        "SLACK_WEBHOOK_URL": "https://hooks.slack.invalid/contract-test",
     }
     for key in workload.secrets:
         yield key, stand_ins.get(key, "contract-test-value")
@@ -245,3 +253,8 @@ def test_churn_shipped_without_its_model_uri_is_caught(
         monkeypatch.setattr(catalog, "PUBLISHED_MODELS", (catalog.LEAD_SCORING_MODEL,))
     problems = model_uri_problems(spec)
     assert any("CHURN_MODEL_URI" in problem for problem in problems), problems
+
+
+def test_the_rollback_handler_serves_the_webhook_alertmanager_posts_to() -> None:
+    spec = catalog.ROLLBACK_HANDLER
+    assert f"{webhook.router.prefix}/webhook" == spec.webhook_path

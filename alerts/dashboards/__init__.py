@@ -8,7 +8,9 @@ writes the files for a look or an import by hand.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
+from importlib.metadata import version
 
 from grafana_foundation_sdk.builders.dashboard import Dashboard
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
@@ -21,6 +23,21 @@ DASHBOARDS: tuple[tuple[str, Callable[[], Dashboard]], ...] = (
     ("phase3-services.json", services.build),
     ("phase3-slos.json", slos.build),
 )
+
+
+def grafana_version() -> str:
+    """The Grafana ``MAJOR.MINOR`` whose schema the installed SDK builds.
+
+    grafana-foundation-sdk versions carry an epoch (``1769699379!11.6.0``); the
+    rest is the Grafana release it targets. The stack runs that Grafana
+    (``grafana.image.tag`` in charts/kube-prometheus-stack/values.yaml; a test
+    keeps the two in step).
+    """
+    release = version("grafana-foundation-sdk").split("!")[-1]
+    match = re.match(r"(\d+)\.(\d+)", release)
+    if match is None:
+        raise ValueError(f"grafana-foundation-sdk {release!r} names no Grafana version")
+    return f"{match[1]}.{match[2]}"
 
 
 def render() -> dict[str, str]:

@@ -16,6 +16,7 @@ ML = "job_quantile:ml_inference_duration_seconds:histogram_quantile_rate5m"
 FEATURE_P95 = (
     'feature_quantile:http_request_duration_seconds:histogram_quantile_rate5m{feature="%s"}'
 )
+CONVERSION = "job:realtime_lead_conversions:ratio_increase6h"
 CHURN_P95 = (
     'job_quantile:churn_intervention_latency_seconds:histogram_quantile_rate5m{quantile="0.95"}'
 )
@@ -53,6 +54,28 @@ def build() -> Dashboard:
                 query("sum(websocket_connections_active)", "open sockets", "B"),
                 width=8,
             )
+        )
+        .with_panel(
+            graph(
+                "Feed handshakes per second: attempts and failures by reason",
+                "reqps",
+                query("sum(job:websocket_connection_attempts:rate5m)", "attempts", "A"),
+                query(
+                    "sum by (reason) (job_reason:websocket_connection_failures:rate5m)",
+                    "failed: {{reason}}",
+                    "B",
+                ),
+            )
+        )
+        .with_panel(
+            graph(
+                "Share of handshakes failing by the service's doing (rollback at 25%)",
+                "percentunit",
+                query(
+                    "max(job:websocket_connection_service_failures:ratio_rate5m)",
+                    "redis, postgres or internal error",
+                ),
+            ).thresholds(thresholds((None, "green"), (0.05, "yellow"), (0.25, "red")))
         )
         .with_row(Row("ML inference"))
         .with_panel(
@@ -177,6 +200,32 @@ def build() -> Dashboard:
                     "sum by (job) (job:http_requests_ok:rate1h offset 1d)", "{{job}} a day ago", "B"
                 ),
                 width=24,
+            )
+        )
+        .with_row(Row("Business impact"))
+        .with_panel(
+            graph(
+                "Lead conversion rate over 6 h, now and a week ago (alert below 85%)",
+                "percentunit",
+                query(f"max({CONVERSION})", "now", "A"),
+                query(f"max({CONVERSION} offset 1w)", "a week ago", "B"),
+            )
+        )
+        .with_panel(
+            graph(
+                "New leads and conversions per hour",
+                "short",
+                query(
+                    "sum by (stage) (rate(realtime_lead_stage_changes_total[$__rate_interval]))"
+                    " * 3600",
+                    "{{stage}}",
+                    "A",
+                ),
+                query(
+                    "sum by (stage) (job_stage:realtime_lead_stage_changes:increase6h) / 6",
+                    "{{stage}} (6 h average)",
+                    "B",
+                ),
             )
         )
     )

@@ -14,7 +14,8 @@ GITHUB_OIDC_URL = "https://token.actions.githubusercontent.com"
 GITHUB_OIDC_HOST = "token.actions.githubusercontent.com"
 AUDIENCE = "sts.amazonaws.com"
 _REPOSITORY = re.compile(r"\A[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9._-]{1,100}\Z")
-_IAM_ARN = re.compile(r"arn:aws[a-z-]*:iam::\d{12}:oidc-provider/.+")
+# fullmatch only; [0-9] rather than \d, which accepts any Unicode digit.
+_IAM_ARN = re.compile(r"arn:aws[a-z-]*:iam::[0-9]{12}:oidc-provider/.+")
 _STACK = re.compile(r"\A[a-z][a-z0-9-]{0,30}\Z")
 
 

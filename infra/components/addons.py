@@ -11,9 +11,11 @@
   challenges are answered through an HTTPRoute on the Gateway's port 80.
 * metrics-server: the resource metrics API the HorizontalPodAutoscalers read;
   neither EKS nor kind ships it.
-* kube-prometheus-stack: Prometheus, Alertmanager and Grafana; a
-  ServiceMonitor here selects every Service labelled
-  ``enterprisehub.ai/metrics=true`` in the application namespaces.
+* kube-prometheus-stack: Prometheus, Alertmanager and Grafana, with the
+  platform's Alertmanager routing and the Secret it reads (created before the
+  release, so Alertmanager starts with its credentials). Rules, scraping and
+  dashboards need the chart's CRDs and are
+  :class:`~infra.components.monitoring.Monitoring`'s.
 
 Versions and repositories come from ``charts/versions.yaml`` (exact versions,
 reasons in ``charts/README.md``); values from ``charts/<chart>/values.yaml``
@@ -41,8 +43,11 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 import yaml
 
-from infra import catalog
-from infra.components import hardening
+from infra.components.monitoring import (
+    AlertmanagerCredentials,
+    alertmanager_secret,
+    alertmanager_values,
+)
 from infra.components.namespace import IsolatedNamespace, IsolatedNamespaceArgs
 from infra.components.network_policy import (
     LOCAL_API_SERVER,
@@ -63,15 +68,19 @@ from infra.environments import ENVIRONMENTS
 
 #: The repository's charts/ folder.
 CHARTS_DIR: Final = Path(__file__).resolve().parents[2] / "charts"
+#: The chart (and release name) of Prometheus, Alertmanager and Grafana.
+MONITORING_CHART: Final = "kube-prometheus-stack"
 #: The charts this component installs, in installation order.
 #: cert-manager comes after envoy-gateway: it looks for the Gateway API CRDs at start-up.
-CHART_NAMES: Final = ("kube-prometheus-stack", "metrics-server", "envoy-gateway", "cert-manager")
+CHART_NAMES: Final = (MONITORING_CHART, "metrics-server", "envoy-gateway", "cert-manager")
 #: Envoy Gateway's controller name, which the GatewayClass hands its Gateways to.
 ENVOY_GATEWAY_CONTROLLER: Final = "gateway.envoyproxy.io/gatewayclass-controller"
 #: The Service kube-prometheus-stack gives Grafana (release name + "-grafana").
 GRAFANA_SERVICE: Final = "kube-prometheus-stack-grafana"
 #: An exact SemVer version, optionally with a leading "v" (cert-manager tags its charts so).
-EXACT_VERSION: Final = re.compile(r"^v?\d+\.\d+\.\d+$")
+#: Use with ``fullmatch``: "^...$" with ``match`` would accept a trailing newline, and
+#: ``\d`` would accept any Unicode digit.
+EXACT_VERSION: Final = re.compile(r"v?[0-9]+\.[0-9]+\.[0-9]+")
 
 ACME_SERVERS: Final = {
     "letsencrypt": "https://acme-v02.api.letsencrypt.org/directory",
@@ -107,7 +116,7 @@ def load_pins(charts_dir: Path = CHARTS_DIR, section: str = "charts") -> dict[st
     pins: dict[str, ChartPin] = {}
     for name, entry in document[section].items():
         version = str(entry["version"])
-        if not EXACT_VERSION.match(version):
+        if not EXACT_VERSION.fullmatch(version):
             raise ValueError(
                 f"charts/versions.yaml: {name} version {version!r} is not an exact "
                 "version (ranges and 'latest' would change what a deploy installs)"
@@ -167,6 +176,9 @@ class ClusterAddonsArgs:
     #: Where the API server and nodes are (the VPC CIDR on AWS); see AddonNetworkPolicies.
     cluster_cidrs: Sequence[str] = ("0.0.0.0/0",)
     api_server: ApiServer = LOCAL_API_SERVER
+    #: Alertmanager's credentials (rollback token, Slack URL); None leaves the
+    #: chart's own routing (a component test of the add-ons alone).
+    alertmanager: AlertmanagerCredentials | None = None
     #: Extra values per chart, merged last (e.g. a StorageClass name).
     value_overrides: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     charts_dir: Path = CHARTS_DIR
@@ -175,7 +187,7 @@ class ClusterAddonsArgs:
 
 
 class ClusterAddons(pulumi.ComponentResource):
-    """The four Helm releases, their namespaces, the ClusterIssuer and the ServiceMonitor."""
+    """The four Helm releases, their namespaces, the ClusterIssuer and Alertmanager's Secret."""
 
     issuer_name: pulumi.Output[str]
     #: Where Envoy Gateway and its proxies run.
@@ -187,6 +199,10 @@ class ClusterAddons(pulumi.ComponentResource):
     chart_versions: dict[str, str]
     #: Grafana's Service for the public route; None when Grafana stays internal.
     grafana_route: GrafanaRoute | None
+    #: The values each release was given (what the chart's selectors and sidecar read).
+    values: dict[str, dict[str, Any]]
+    #: kube-prometheus-stack: rules, monitors and dashboards wait for its CRDs.
+    monitoring_release: k8s.helm.v3.Release
 
     def __init__(
         self, name: str, args: ClusterAddonsArgs, opts: pulumi.ResourceOptions | None = None
@@ -218,10 +234,20 @@ class ClusterAddons(pulumi.ComponentResource):
             ),
             opts=pulumi.ResourceOptions(parent=self, depends_on=list(namespaces.values())),
         )
-        grafana_secret = self._grafana_admin(name, self.monitoring_namespace, namespaces)
+        monitoring_secrets = [self._grafana_admin(name, self.monitoring_namespace, namespaces)]
+        if args.alertmanager is not None:
+            monitoring_secrets.append(
+                alertmanager_secret(
+                    f"{name}-alertmanager",
+                    namespace=self.monitoring_namespace,
+                    credentials=args.alertmanager,
+                    opts=pulumi.ResourceOptions(parent=self, depends_on=list(namespaces.values())),
+                )
+            )
+        self.values = {chart: self._values(chart) for chart in CHART_NAMES}
         releases: dict[str, k8s.helm.v3.Release] = {}
         for chart in CHART_NAMES:
-            after: list[pulumi.Resource] = [policies, grafana_secret]
+            after: list[pulumi.Resource] = [policies, *monitoring_secrets]
             if pins[chart].namespace in namespaces:
                 after.append(namespaces[pins[chart].namespace])
             # Each chart after the previous one: the monitoring CRDs (the others'
@@ -233,7 +259,7 @@ class ClusterAddons(pulumi.ComponentResource):
 
         issuer = self._cluster_issuer(name, args, releases["cert-manager"])
         gateway_class = self._gateway_class(name, args, releases["envoy-gateway"])
-        self._service_monitor(releases["kube-prometheus-stack"])
+        self.monitoring_release = releases[MONITORING_CHART]
 
         # Through the resource's id, so whoever reads the name also waits for the issuer.
         self.issuer_name = issuer.id.apply(lambda _: args.issuer)
@@ -263,14 +289,20 @@ class ClusterAddons(pulumi.ComponentResource):
                 )
         return namespaces
 
+    def _values(self, chart: str) -> dict[str, Any]:
+        """The files' values, the platform's Alertmanager routing, then the overrides."""
+        args = self._args
+        values = chart_values(chart, args.environment, args.charts_dir)
+        if chart == MONITORING_CHART and args.alertmanager is not None:
+            slack = args.alertmanager.slack_webhook_url is not None
+            values = deep_merge(values, alertmanager_values(slack=slack))
+        return deep_merge(values, args.value_overrides.get(chart, {}))
+
     def _release(self, chart: str, after: Sequence[pulumi.Resource]) -> k8s.helm.v3.Release:
         """One pinned Helm release with the environment's merged values."""
         args = self._args
         pin = self._pins[chart]
-        values = deep_merge(
-            chart_values(chart, args.environment, args.charts_dir),
-            args.value_overrides.get(chart, {}),
-        )
+        values = self.values[chart]
         # An OCI registry is named in the chart reference; a Helm repository by URL.
         oci = pin.repository.startswith("oci://")
         return k8s.helm.v3.Release(
@@ -289,25 +321,6 @@ class ClusterAddons(pulumi.ComponentResource):
             max_history=10,
             timeout=args.timeout_seconds,
             opts=pulumi.ResourceOptions(parent=self, depends_on=list(after)),
-        )
-
-    def _service_monitor(self, monitoring: k8s.helm.v3.Release) -> None:
-        """Prometheus scrapes every Service labelled as exposing the platform's metrics."""
-        k8s.apiextensions.CustomResource(
-            f"{self._name}-service-monitor",
-            api_version="monitoring.coreos.com/v1",
-            kind="ServiceMonitor",
-            metadata=k8s.meta.v1.ObjectMetaArgs(
-                name=f"{catalog.PLATFORM}-services",
-                namespace=self.monitoring_namespace,
-                labels={hardening.PART_OF_LABEL: catalog.PLATFORM},
-            ),
-            spec={
-                "selector": {"matchLabels": {hardening.METRICS_LABEL: "true"}},
-                "namespaceSelector": {"matchNames": list(self._args.app_namespaces)},
-                "endpoints": [{"port": "http", "path": "/metrics", "interval": "30s"}],
-            },
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[monitoring]),
         )
 
     def _grafana_admin(

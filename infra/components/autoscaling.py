@@ -34,7 +34,12 @@ import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
 from infra.components.addons import load_pins
-from infra.components.iam import irsa_trust_policy
+from infra.components.iam import (
+    EKS_NODE_POLICIES,
+    irsa_trust_policy,
+    managed_policy_attachments,
+    service_role,
+)
 
 NAMESPACE: Final = "kube-system"
 SERVICE_ACCOUNT: Final = "karpenter"
@@ -332,40 +337,21 @@ class Karpenter(pulumi.ComponentResource):
         super().__init__("enterprisehub:aws:Karpenter", name, None, opts)
         tags = dict(args.tags)
         child = pulumi.ResourceOptions(parent=self)
-        policy = f"arn:{args.partition}:iam::aws:policy"
 
-        node_role = aws.iam.Role(
+        node_role = service_role(
             f"{name}-node",
-            description="Nodes launched by Karpenter",
-            assume_role_policy=json.dumps(
-                {
-                    "Version": "2012-10-17",
-                    "Statement": [
-                        {
-                            "Effect": "Allow",
-                            "Principal": {"Service": "ec2.amazonaws.com"},
-                            "Action": "sts:AssumeRole",
-                        }
-                    ],
-                }
-            ),
+            "ec2.amazonaws.com",
+            parent=self,
             tags=tags,
-            opts=child,
+            description="Nodes launched by Karpenter",
         )
-        node_policies = [
-            aws.iam.RolePolicyAttachment(
-                f"{name}-node-{policy_name}",
-                role=node_role.name,
-                policy_arn=f"{policy}/{policy_name}",
-                opts=pulumi.ResourceOptions(parent=node_role),
-            )
-            for policy_name in (
-                "AmazonEKSWorkerNodePolicy",
-                "AmazonEKS_CNI_Policy",
-                "AmazonEC2ContainerRegistryReadOnly",
-                "AmazonSSMManagedInstanceCore",
-            )
-        ]
+        # Karpenter's reference template adds SSM (Session Manager) to the node policies.
+        node_policies = managed_policy_attachments(
+            f"{name}-node",
+            node_role,
+            partition=args.partition,
+            policy_names=(*EKS_NODE_POLICIES, "AmazonSSMManagedInstanceCore"),
+        )
         # Nodes join through an access entry (authentication mode API, no aws-auth).
         node_access = aws.eks.AccessEntry(
             f"{name}-node-access",

@@ -58,7 +58,7 @@ def replication_group_id(stem: str) -> str:
 
 def validate_replication_group_id(value: str) -> str:
     """``value`` if ElastiCache accepts it as a ReplicationGroupId; else ValueError."""
-    if len(value) > REPLICATION_GROUP_ID_MAX or not _REPLICATION_GROUP_ID.match(value):
+    if len(value) > REPLICATION_GROUP_ID_MAX or not _REPLICATION_GROUP_ID.fullmatch(value):
         raise ValueError(
             f"replication group id {value!r} is invalid: 1-{REPLICATION_GROUP_ID_MAX} of "
             "a-z, 0-9 and '-', starting with a letter, without '--' or a trailing '-'"

@@ -31,7 +31,12 @@ import pulumi_kubernetes as k8s
 
 from infra.components.autoscaling import Karpenter, KarpenterArgs, KarpenterSpec
 from infra.components.dns import ExternalDns, ExternalDnsArgs
-from infra.components.iam import irsa_trust_policy
+from infra.components.iam import (
+    EKS_NODE_POLICIES,
+    irsa_trust_policy,
+    managed_policy_attachments,
+    service_role,
+)
 from infra.components.kms import encryption_key
 
 CONTROL_PLANE_LOG_RETENTION_DAYS = 90
@@ -124,28 +129,6 @@ def render_kubeconfig(cluster_name: str, endpoint: str, ca_data: str, region: st
     )
 
 
-def _service_role(
-    name: str, service: str, parent: pulumi.Resource, tags: Mapping[str, str]
-) -> aws.iam.Role:
-    return aws.iam.Role(
-        name,
-        assume_role_policy=json.dumps(
-            {
-                "Version": "2012-10-17",
-                "Statement": [
-                    {
-                        "Effect": "Allow",
-                        "Principal": {"Service": service},
-                        "Action": "sts:AssumeRole",
-                    }
-                ],
-            }
-        ),
-        tags=dict(tags),
-        opts=pulumi.ResourceOptions(parent=parent),
-    )
-
-
 def admin_access_entries(
     name: str,
     cluster: aws.eks.Cluster,
@@ -191,8 +174,8 @@ def _first_issuer(identities: Any) -> str:
     raise ValueError("the EKS cluster reports no OIDC issuer")
 
 
-class EksCluster(pulumi.ComponentResource):
-    """An EKS cluster with node groups, core add-ons, OIDC provider and a k8s provider."""
+class EksClusterOutputs(pulumi.ComponentResource):
+    """What both cluster components offer: a new cluster or one managed elsewhere."""
 
     cluster_name: pulumi.Output[str]
     endpoint: pulumi.Output[str]
@@ -202,6 +185,10 @@ class EksCluster(pulumi.ComponentResource):
     oidc_issuer_url: pulumi.Output[str]
     kubeconfig: pulumi.Output[str]
     provider: k8s.Provider
+
+
+class EksCluster(EksClusterOutputs):
+    """An EKS cluster with node groups, core add-ons, OIDC provider and a k8s provider."""
 
     def __init__(
         self, name: str, args: EksClusterArgs, opts: pulumi.ResourceOptions | None = None
@@ -217,7 +204,9 @@ class EksCluster(pulumi.ComponentResource):
             tags=tags,
             parent=self,
         )
-        cluster_role = _service_role(f"{name}-cluster-role", "eks.amazonaws.com", self, tags)
+        cluster_role = service_role(
+            f"{name}-cluster-role", "eks.amazonaws.com", parent=self, tags=tags
+        )
         cluster_attachments = [
             aws.iam.RolePolicyAttachment(
                 f"{name}-cluster-policy",
@@ -289,20 +278,10 @@ class EksCluster(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=[log_group, *cluster_attachments]),
         )
 
-        node_role = _service_role(f"{name}-node-role", "ec2.amazonaws.com", self, tags)
-        node_attachments = [
-            aws.iam.RolePolicyAttachment(
-                f"{name}-node-{policy_name}",
-                role=node_role.name,
-                policy_arn=f"{policy}/{policy_name}",
-                opts=pulumi.ResourceOptions(parent=node_role),
-            )
-            for policy_name in (
-                "AmazonEKSWorkerNodePolicy",
-                "AmazonEKS_CNI_Policy",
-                "AmazonEC2ContainerRegistryReadOnly",
-            )
-        ]
+        node_role = service_role(f"{name}-node-role", "ec2.amazonaws.com", parent=self, tags=tags)
+        node_attachments = managed_policy_attachments(
+            f"{name}-node", node_role, partition=partition, policy_names=EKS_NODE_POLICIES
+        )
         admin_entries = admin_access_entries(
             name, cluster, args.admin_role_arns, partition, tags, cluster
         )
@@ -566,18 +545,11 @@ class ExistingEksClusterArgs:
     account_id: str
 
 
-class ExistingEksCluster(pulumi.ComponentResource):
+class ExistingEksCluster(EksClusterOutputs):
     """An EKS cluster managed elsewhere: its network, OIDC issuer and a k8s provider."""
 
-    cluster_name: pulumi.Output[str]
-    endpoint: pulumi.Output[str]
     vpc_id: pulumi.Output[str]
     private_subnet_ids: pulumi.Output[list[str]]
-    security_group_id: pulumi.Output[str]
-    oidc_provider_arn: pulumi.Output[str]
-    oidc_issuer_url: pulumi.Output[str]
-    kubeconfig: pulumi.Output[str]
-    provider: k8s.Provider
 
     def __init__(
         self, name: str, args: ExistingEksClusterArgs, opts: pulumi.ResourceOptions | None = None

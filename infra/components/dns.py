@@ -2,7 +2,11 @@
 
 external-dns watches the Gateway API HTTPRoutes (and LoadBalancer Services) and
 upserts a record for each route hostname, pointing at the address of the
-Gateway the route is attached to (the edge's load balancer). Its
+Gateway the route is attached to: the first of the Gateway's
+``status.addresses``, the load balancer's DNS name that the stack also exports
+as ``edgeAddress`` (:mod:`infra.components.public_ingress`; a stack without a
+hosted zone points its records at that output by hand). external-dns reads it
+live, so a replaced load balancer is followed without a ``pulumi up``. Its
 IAM role (IRSA, only ``kube-system/external-dns`` may assume it) may change
 records in the stack's hosted zone and nowhere else; the zone-id filter keeps
 the controller itself to that zone, and the TXT owner id marks the records this

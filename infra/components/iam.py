@@ -35,6 +35,59 @@ _READ_ACTIONS = ("s3:GetObject", "s3:GetObjectVersion")
 _WRITE_ACTIONS = ("s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload")
 
 
+#: The AWS managed policies every EKS worker node needs (managed node groups and
+#: Karpenter's nodes alike).
+EKS_NODE_POLICIES: tuple[str, ...] = (
+    "AmazonEKSWorkerNodePolicy",
+    "AmazonEKS_CNI_Policy",
+    "AmazonEC2ContainerRegistryReadOnly",
+)
+
+
+def service_role(
+    name: str,
+    service: str,
+    *,
+    parent: pulumi.Resource,
+    tags: Mapping[str, str],
+    description: str | None = None,
+) -> aws.iam.Role:
+    """A role that the AWS service ``service`` (e.g. ``ec2.amazonaws.com``) may assume."""
+    return aws.iam.Role(
+        name,
+        description=description,
+        assume_role_policy=json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Effect": "Allow",
+                        "Principal": {"Service": service},
+                        "Action": "sts:AssumeRole",
+                    }
+                ],
+            }
+        ),
+        tags=dict(tags),
+        opts=pulumi.ResourceOptions(parent=parent),
+    )
+
+
+def managed_policy_attachments(
+    prefix: str, role: aws.iam.Role, *, partition: str, policy_names: Sequence[str]
+) -> list[aws.iam.RolePolicyAttachment]:
+    """Attach AWS managed policies to ``role``, one ``{prefix}-{policy}`` resource each."""
+    return [
+        aws.iam.RolePolicyAttachment(
+            f"{prefix}-{policy_name}",
+            role=role.name,
+            policy_arn=f"arn:{partition}:iam::aws:policy/{policy_name}",
+            opts=pulumi.ResourceOptions(parent=role),
+        )
+        for policy_name in policy_names
+    ]
+
+
 def irsa_trust_policy(
     oidc_provider_arn: pulumi.Input[str],
     oidc_issuer_url: pulumi.Input[str],

@@ -15,6 +15,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Final, Literal
 
 import pulumi
 import pulumi_aws as aws
@@ -56,6 +57,38 @@ def subnet_plan(vpc_cidr: str, az_count: int) -> tuple[list[str], list[str]]:
     private = [str(block) for block in blocks[:az_count]]
     public = [str(block) for block in blocks[-1].subnets(prefixlen_diff=_PUBLIC_SPLIT_BITS)]
     return private, public[:az_count]
+
+
+#: The load-balancer role tag of each subnet tier: internet-facing NLBs go in the
+#: public subnets, internal ones in the private subnets.
+_ELB_ROLE: Final = {
+    "public": "kubernetes.io/role/elb",
+    "private": "kubernetes.io/role/internal-elb",
+}
+
+
+def _subnet(
+    name: str,
+    tier: Literal["public", "private"],
+    index: int,
+    zone: str,
+    zone_id: str,
+    cidr: str,
+    vpc: aws.ec2.Vpc,
+    tags: Mapping[str, str],
+) -> aws.ec2.Subnet:
+    """One tier's subnet in one zone, tagged for the cluster's load balancers."""
+    return aws.ec2.Subnet(
+        f"{name}-{tier}-{index}",
+        vpc_id=vpc.id,
+        cidr_block=cidr,
+        availability_zone_id=zone_id,
+        # Nothing launched in either tier needs a public address but the NAT gateways'
+        # Elastic IPs and the load balancers', which AWS assigns explicitly.
+        map_public_ip_on_launch=False,
+        tags={**tags, "Name": f"{name}-{tier}-{zone}", _ELB_ROLE[tier]: "1"},
+        opts=pulumi.ResourceOptions(parent=vpc),
+    )
 
 
 class Network(pulumi.ComponentResource):
@@ -139,21 +172,16 @@ class Network(pulumi.ComponentResource):
         nat_gateways: list[aws.ec2.NatGateway] = []
         private_route_tables: list[aws.ec2.RouteTable] = []
         for index, zone in enumerate(self.availability_zones):
-            public = aws.ec2.Subnet(
-                f"{name}-public-{index}",
-                vpc_id=vpc.id,
-                cidr_block=public_cidrs[index],
-                availability_zone_id=self.zone_ids[index],
-                # Nothing launched here needs a public address but the NAT gateways'
-                # Elastic IPs and the load balancers', which AWS assigns explicitly.
-                map_public_ip_on_launch=False,
-                tags={
-                    **tags,
-                    **cluster_tag,
-                    "Name": f"{name}-public-{zone}",
-                    "kubernetes.io/role/elb": "1",
-                },
-                opts=vpc_child,
+            subnet_tags = {**tags, **cluster_tag}
+            public = _subnet(
+                name,
+                "public",
+                index,
+                zone,
+                self.zone_ids[index],
+                public_cidrs[index],
+                vpc,
+                subnet_tags,
             )
             aws.ec2.RouteTableAssociation(
                 f"{name}-public-{index}-rta",
@@ -180,19 +208,15 @@ class Network(pulumi.ComponentResource):
                     )
                 )
 
-            private = aws.ec2.Subnet(
-                f"{name}-private-{index}",
-                vpc_id=vpc.id,
-                cidr_block=private_cidrs[index],
-                availability_zone_id=self.zone_ids[index],
-                map_public_ip_on_launch=False,
-                tags={
-                    **tags,
-                    **cluster_tag,
-                    "Name": f"{name}-private-{zone}",
-                    "kubernetes.io/role/internal-elb": "1",
-                },
-                opts=vpc_child,
+            private = _subnet(
+                name,
+                "private",
+                index,
+                zone,
+                self.zone_ids[index],
+                private_cidrs[index],
+                vpc,
+                subnet_tags,
             )
             private_rt = aws.ec2.RouteTable(
                 f"{name}-private-{index}-rt",

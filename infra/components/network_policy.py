@@ -5,9 +5,10 @@ Every namespace is an :class:`~infra.components.namespace.IsolatedNamespace`
 
 * :class:`PlatformNetworkPolicies` opens the application namespace's traffic:
   the edge's Envoy proxies -> services and dashboards, Prometheus -> metrics
-  ports, workloads -> Postgres/Redis (in-cluster pods on ``local``, the VPC's
-  private subnets on AWS), object storage, the ACME HTTP-01 solver, and HTTPS
-  to the external APIs each service calls (from the catalog's ``egress``).
+  ports, Alertmanager -> the rollback handler, workloads -> Postgres/Redis
+  (in-cluster pods on ``local``, the VPC's private subnets on AWS), object
+  storage, the ACME HTTP-01 solver, and HTTPS to the external APIs each
+  service calls (from the catalog's ``egress``).
 * :class:`AddonNetworkPolicies` does the same for the third-party namespaces
   (Envoy Gateway, cert-manager, monitoring).
 
@@ -81,6 +82,8 @@ ENVOY_XDS_PORT: Final = 18000
 #: Envoy Gateway's admission webhook (topology injector), called by the API server.
 ENVOY_WEBHOOK_PORT: Final = 9443
 PROMETHEUS_POD: Final = {"app.kubernetes.io/name": "prometheus"}
+#: The operator labels Alertmanager's pods so (kube-prometheus-stack's Alertmanager).
+ALERTMANAGER_POD: Final = {"app.kubernetes.io/name": "alertmanager"}
 KUBE_DNS_POD: Final = {"k8s-app": "kube-dns"}
 GRAFANA_POD: Final = {"app.kubernetes.io/name": "grafana"}
 GRAFANA_PORT: Final = 3000
@@ -285,6 +288,11 @@ class PlatformNetworkPoliciesArgs:
     #: The dashboards, when the stack runs them; a policy for pods that do not
     #: exist is a silent no-op, so none is declared without them.
     dashboards: catalog.DashboardsSpec | None = None
+    #: The rollback handler, when the stack runs it: Alertmanager's pods in
+    #: ``monitoring_namespace`` (and Prometheus) in; the stores (and Slack) out.
+    rollback_handler: catalog.RollbackHandlerSpec | None = None
+    #: Whether the stack has a Slack webhook (else no pod gets Slack egress).
+    slack: bool = False
     #: Whether cert-manager solves ACME HTTP-01 challenges (a letsencrypt issuer);
     #: with a self-signed issuer no solver pod ever exists to admit traffic to.
     acme_http01_solver: bool = True
@@ -324,6 +332,8 @@ class PlatformNetworkPolicies(pulumi.ComponentResource):
         policies = [self._service(spec) for spec in args.services]
         if args.dashboards is not None:
             policies.append(self._dashboards(args.dashboards))
+        if args.rollback_handler is not None:
+            policies.append(self._rollback_handler(args.rollback_handler))
         policies.extend(self._jobs())
         if args.acme_http01_solver:
             policies.append(
@@ -389,6 +399,32 @@ class PlatformNetworkPolicies(pulumi.ComponentResource):
             _selector(hardening.selector_labels(spec.name)),
             ingress=[_ingress([self._from_edge], [spec.port])],
             egress=[*self._data["postgres"], *self._data["redis"], *feed],
+        )
+
+    def _rollback_handler(
+        self, spec: catalog.RollbackHandlerSpec
+    ) -> k8s.networking.v1.NetworkPolicy:
+        """Alertmanager (its webhook) and Prometheus (``/metrics``) in; the stores, Slack out.
+
+        Nothing from the edge: the handler is no public API. No Kubernetes API
+        either: it turns flags off and never touches a deployment.
+        """
+        args = self._args
+        egress = [*self._data["postgres"], *self._data["redis"]]
+        for target in sorted(spec.egress):
+            if target is catalog.EgressTarget.SLACK and not args.slack:
+                continue
+            endpoint = args.egress[target]
+            egress.append(_egress(ip_blocks(endpoint.cidrs), [endpoint.port]))
+        sources = [
+            in_namespace(args.monitoring_namespace, ALERTMANAGER_POD),
+            in_namespace(args.monitoring_namespace, PROMETHEUS_POD),
+        ]
+        return self._policy(
+            spec.name,
+            _selector(hardening.selector_labels(spec.name)),
+            ingress=[_ingress(sources, [spec.port])],
+            egress=egress,
         )
 
     def _jobs(self) -> list[k8s.networking.v1.NetworkPolicy]:
@@ -494,6 +530,8 @@ def _validate_platform(args: PlatformNetworkPoliciesArgs) -> None:
             "(the S3 prefix list) and sts_cidrs (the interface endpoint's subnets)"
         )
     needed = {target for spec in args.services for target in spec.egress}
+    if args.rollback_handler is not None and args.slack:
+        needed |= args.rollback_handler.egress
     missing = sorted(str(target) for target in needed if target not in args.egress)
     if missing:
         raise ValueError(f"{owner}: no egress CIDRs configured for {', '.join(missing)}")

@@ -25,10 +25,21 @@ Objects, all in the application namespace unless said otherwise:
   Streamlit session; no request timeout either (Streamlit speaks websocket).
 * ``HTTPRoute`` ``grafana`` in the monitoring namespace (its listener admits
   routes from that namespace only), when the stack publishes Grafana.
+
+The edge's address (:attr:`PublicIngress.edge_address`, the stack output
+``edgeAddress``): behind a LoadBalancer Service (AWS), Envoy Gateway copies the
+load balancer's address into the Gateway's ``status.addresses`` (an AWS NLB
+publishes a DNS name, type ``Hostname``). The Gateway carries pulumi-kubernetes'
+``pulumi.com/waitFor`` annotation (4.18+), so ``pulumi up`` waits on create and
+update until that address is there, and the object it returns carries it. On
+kind the proxies are NodePorts: Envoy Gateway publishes the node IPs there
+(inside Docker's network, not what a browser uses), so nothing waits and the
+address is the host's loopback, where kind maps ports 80 and 443.
 """
 
 from __future__ import annotations
 
+import importlib.metadata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -49,6 +60,21 @@ GATEWAY_NAME: Final = catalog.PLATFORM
 HTTP_LISTENER: Final = "http"
 #: Gateway API: a zero request timeout disables it (long-lived websockets).
 NO_TIMEOUT: Final = "0s"
+GATEWAY_TYPE: Final = f"kubernetes:{GATEWAY_API_VERSION}:Gateway"
+#: pulumi-kubernetes (4.18+): on create and update, wait until this holds of the
+#: live object (``jsonpath={expr}[=value]`` or ``condition=Type[=value]``, as
+#: ``kubectl get -o jsonpath`` / ``kubectl wait`` read them).
+WAIT_FOR_ANNOTATION: Final = "pulumi.com/waitFor"
+#: The first address Envoy Gateway publishes for the Gateway (the load balancer's).
+EDGE_ADDRESS_WAIT: Final = "jsonpath={.status.addresses[0].value}"
+#: How the proxies' Service is exposed (EnvoyProxy ``envoyService.type``).
+LOAD_BALANCER: Final = "LoadBalancer"
+NODE_PORT: Final = "NodePort"
+#: Where kind's extraPortMappings put NodePorts 30080/30443 (host ports 80/443),
+#: and where ``*.localhost`` resolves.
+LOCAL_EDGE_ADDRESS: Final = "127.0.0.1"
+#: What the SDK's own resources pass as ``version`` (the provider plugin to use).
+_K8S_SDK_VERSION: Final = importlib.metadata.version("pulumi_kubernetes")
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,10 +128,61 @@ class PublicIngressArgs:
     api_routes: Sequence[ApiRoute] = field(default_factory=default_api_routes)
     grafana: GrafanaRoute | None = None
     tls_secret_name: str = f"{catalog.PLATFORM}-tls"
+    #: The EnvoyProxy's ``envoyService.type`` (``charts/envoy-gateway/proxy*.yaml``):
+    #: ``LoadBalancer`` publishes an address that ``up`` waits for; ``NodePort`` does not.
+    proxy_service_type: str = LOAD_BALANCER
+    #: The edge's address when the proxies are NodePorts (kind's port mapping).
+    node_port_address: str = LOCAL_EDGE_ADDRESS
     #: The cookie that keeps a browser on its Streamlit pod, and how long it lives.
     session_cookie: str = "eh-dashboards"
     session_ttl: str = "8h"
     depends_on: Sequence[pulumi.Resource] = field(default_factory=tuple)
+
+
+class Gateway(pulumi.CustomResource):
+    """A Gateway API ``Gateway`` whose ``status`` is an output.
+
+    The Python SDK's ``k8s.apiextensions.CustomResource`` registers only
+    ``apiVersion``, ``kind``, ``metadata`` and ``spec``, so the status the
+    provider returns with the live object is dropped (the SDK resolves only the
+    properties it registered; pulumi/pulumi-kubernetes#1836). This is the same
+    registration (type token, provider, SDK version) with ``status`` as an
+    output, as crd2pulumi generates for a CRD.
+    """
+
+    status: pulumi.Output[Any]
+
+    def __init__(
+        self,
+        resource_name: str,
+        *,
+        metadata: pulumi.Input[k8s.meta.v1.ObjectMetaArgs],
+        spec: pulumi.Input[Mapping[str, Any]],
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__(
+            GATEWAY_TYPE,
+            resource_name,
+            {
+                "apiVersion": GATEWAY_API_VERSION,
+                "kind": "Gateway",
+                "metadata": metadata,
+                "spec": spec,
+                "status": None,
+            },
+            pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(version=_K8S_SDK_VERSION)),
+        )
+
+
+def edge_address_from_status(status: Mapping[str, Any] | None) -> str:
+    """The first address in a Gateway's ``status`` (what ``EDGE_ADDRESS_WAIT`` waited for)."""
+    addresses = (status or {}).get("addresses") or []
+    if not addresses or not addresses[0].get("value"):
+        raise ValueError(
+            "the Gateway's status has no address: pulumi-kubernetes returns it only after "
+            f"the {WAIT_FOR_ANNOTATION} wait ({EDGE_ADDRESS_WAIT}); got status {status!r}"
+        )
+    return str(addresses[0]["value"])
 
 
 class PublicIngress(pulumi.ComponentResource):
@@ -113,6 +190,8 @@ class PublicIngress(pulumi.ComponentResource):
 
     urls: pulumi.Output[dict[str, str]]
     gateway_name: str
+    #: The load balancer's DNS name or IP (AWS), or kind's loopback: what DNS points at.
+    edge_address: pulumi.Output[str]
 
     def __init__(
         self, name: str, args: PublicIngressArgs, opts: pulumi.ResourceOptions | None = None
@@ -147,7 +226,11 @@ class PublicIngress(pulumi.ComponentResource):
         self.urls = pulumi.Output.from_input(
             {key: f"https://{host}" for key, host in self._hosts().items()}
         )
-        self.register_outputs({"urls": self.urls})
+        if args.proxy_service_type == LOAD_BALANCER:
+            self.edge_address = gateway.status.apply(edge_address_from_status)
+        else:
+            self.edge_address = pulumi.Output.from_input(args.node_port_address)
+        self.register_outputs({"urls": self.urls, "edge_address": self.edge_address})
 
     def _hosts(self) -> dict[str, str]:
         """Listener key -> hostname, for every public hostname of the stack."""
@@ -157,7 +240,7 @@ class PublicIngress(pulumi.ComponentResource):
             hosts["grafana"] = args.grafana.host
         return hosts
 
-    def _gateway(self) -> k8s.apiextensions.CustomResource:
+    def _gateway(self) -> Gateway:
         args = self._args
         listeners: list[dict[str, Any]] = [
             {
@@ -189,12 +272,15 @@ class PublicIngress(pulumi.ComponentResource):
                     "allowedRoutes": {"namespaces": allowed},
                 }
             )
-        return self._object(
-            "Gateway",
-            GATEWAY_NAME,
+        annotations: dict[str, pulumi.Input[str]] = {
+            "cert-manager.io/cluster-issuer": args.cluster_issuer
+        }
+        if args.proxy_service_type == LOAD_BALANCER:
+            annotations[WAIT_FOR_ANNOTATION] = EDGE_ADDRESS_WAIT
+        return Gateway(
+            f"{self._name}-gateway",
+            metadata=self._metadata(GATEWAY_NAME, annotations=annotations),
             spec={"gatewayClassName": args.gateway_class, "listeners": listeners},
-            logical=f"{self._name}-gateway",
-            annotations={"cert-manager.io/cluster-issuer": args.cluster_issuer},
             opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.depends_on)),
         )
 
@@ -282,21 +368,29 @@ class PublicIngress(pulumi.ComponentResource):
         api_version: str = GATEWAY_API_VERSION,
         namespace: pulumi.Input[str] | None = None,
         logical: str | None = None,
-        annotations: Mapping[str, pulumi.Input[str]] | None = None,
     ) -> k8s.apiextensions.CustomResource:
         """A platform-labelled custom object (application namespace by default)."""
         return k8s.apiextensions.CustomResource(
             logical or f"{self._name}-{name}",
             api_version=api_version,
             kind=kind,
-            metadata=k8s.meta.v1.ObjectMetaArgs(
-                name=name,
-                namespace=namespace if namespace is not None else self._args.namespace,
-                labels={hardening.PART_OF_LABEL: catalog.PLATFORM},
-                annotations=dict(annotations) if annotations else None,
-            ),
+            metadata=self._metadata(name, namespace=namespace),
             spec=dict(spec),
             opts=opts,
+        )
+
+    def _metadata(
+        self,
+        name: str,
+        *,
+        namespace: pulumi.Input[str] | None = None,
+        annotations: Mapping[str, pulumi.Input[str]] | None = None,
+    ) -> k8s.meta.v1.ObjectMetaArgs:
+        return k8s.meta.v1.ObjectMetaArgs(
+            name=name,
+            namespace=namespace if namespace is not None else self._args.namespace,
+            labels={hardening.PART_OF_LABEL: catalog.PLATFORM},
+            annotations=dict(annotations) if annotations else None,
         )
 
 
@@ -327,6 +421,11 @@ def _validate(args: PublicIngressArgs) -> None:
     bad = [route.path for route in args.api_routes if not route.path.startswith("/")]
     if bad:
         raise ValueError(f"{owner}: API paths must start with '/': {', '.join(bad)}")
+    if args.proxy_service_type not in (LOAD_BALANCER, NODE_PORT):
+        raise ValueError(
+            f"{owner}: proxies exposed as {args.proxy_service_type!r}; "
+            f"expected {LOAD_BALANCER} or {NODE_PORT}"
+        )
     # Gateway API allows at most 16 rules per HTTPRoute.
     if len(args.api_routes) > 16:
         raise ValueError(f"{owner}: {len(args.api_routes)} API paths; an HTTPRoute holds 16")

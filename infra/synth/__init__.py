@@ -12,6 +12,11 @@ Modules:
   and records every registration (``run_program``).
 * :mod:`infra.synth.mock_values`: the outputs a provider would compute (ids,
   ARNs, endpoints) and the data sources' answers.
+* :mod:`infra.synth.kubernetes_await`: pulumi-kubernetes' ``pulumi.com/waitFor``
+  annotation; a wait that the controller's status never satisfies fails the
+  synthesis (``pulumi up`` would hang until its timeout).
+* :mod:`infra.synth.envoy_gateway`: the status Envoy Gateway writes on a
+  Gateway, from the GatewayClass and EnvoyProxy the program declared.
 * :mod:`infra.synth.naming`: the physical-name rules of every AWS resource type
   the program declares (auto-naming, length limits, character sets); a name the
   provider would reject fails the synthesis.

@@ -6,7 +6,7 @@ it. Two kinds of value are not in git and the program still requires them:
 * secrets (`infra.config.REQUIRED_SECRET_KEYS`, and any `secure:` entry of the
   stack file, which synthesis cannot decrypt), and
 * out-of-band plain values (`infra.config.OUT_OF_BAND_KEYS`): the image digest
-  CI sets on each release.
+  and the runbooks' URL CI sets on each release.
 
 Each comes, in order of preference, from `--secrets-file`, from an
 `ENTERPRISEHUB_SYNTH_<KEY>` environment variable, or from a deterministic
@@ -95,6 +95,11 @@ def synthetic_image(stack: str) -> str:
     return f"registry.invalid/enterprisehub/services@sha256:{digest}"
 
 
+def synthetic_runbook_base(stack: str) -> str:
+    """Where runbooks would be: a host that cannot exist (`.invalid`, RFC 2606)."""
+    return f"https://runbooks.invalid/{stack}/docs/runbooks/"
+
+
 def stack_inputs(
     stack: str,
     *,
@@ -132,6 +137,8 @@ def stack_inputs(
         value, source = choose(key)
         if value is None and key == qualify("image"):
             value = synthetic_image(stack)
+        if value is None and key == qualify("runbookBaseUrl"):
+            value = synthetic_runbook_base(stack)
         if value is not None:
             config[key] = value
             sources[key] = source

@@ -19,7 +19,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import yaml
 
@@ -126,6 +126,10 @@ def manifests_for(resources: Iterable[RecordedResource]) -> list[Manifest]:
     return manifests
 
 
+#: libyaml's emitter when PyYAML has it: the same text as yaml.safe_dump, about 5x faster.
+_YAML_DUMPER: Final = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+
 def write_manifests(manifests: Iterable[Manifest], directory: Path) -> list[Path]:
     """Write one YAML document per file; stale `*.yaml` from an earlier run are removed."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -134,6 +138,8 @@ def write_manifests(manifests: Iterable[Manifest], directory: Path) -> list[Path
     written = []
     for manifest in manifests:
         path = directory / manifest.filename
-        path.write_text(yaml.safe_dump(manifest.body, sort_keys=False, default_flow_style=False))
+        path.write_text(
+            yaml.dump(manifest.body, Dumper=_YAML_DUMPER, sort_keys=False, default_flow_style=False)
+        )
         written.append(path)
     return written

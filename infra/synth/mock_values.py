@@ -591,11 +591,15 @@ def _kubernetes_object(ctx: ResourceContext) -> Outputs:
         else f"{namespace}/{metadata['name']}"
     )
     out: dict[str, Any] = {"metadata": metadata}
-    hostname = f"a{ctx.digest(31)}-{int(ctx.digest(8), 16) % 10**10}.{ctx.region}.elb.amazonaws.com"
     spec = ctx.inputs.get("spec") or {}
     if kind == "Ingress" or (kind == "Service" and spec.get("type") == "LoadBalancer"):
-        out["status"] = {"loadBalancer": {"ingress": [{"hostname": hostname}]}}
+        out["status"] = {"loadBalancer": {"ingress": [{"hostname": load_balancer_hostname(ctx)}]}}
     return resource_id, out
+
+
+def load_balancer_hostname(ctx: ResourceContext) -> str:
+    """The DNS name AWS gives a load balancer created for this object."""
+    return f"a{ctx.digest(31)}-{int(ctx.digest(8), 16) % 10**10}.{ctx.region}.elb.amazonaws.com"
 
 
 def _helm_release(ctx: ResourceContext) -> Outputs:

@@ -50,7 +50,8 @@ from pulumi.runtime.stack import run_pulumi_func
 # there is no public equivalent for running a program and then awaiting outputs.
 from pulumi.runtime.sync_await import _sync_await
 
-from infra.synth import naming
+from infra.synth import kubernetes_await, naming
+from infra.synth.envoy_gateway import EnvoyGatewayModel
 from infra.synth.mock_values import (
     DEFAULT_ACCOUNT_ID,
     DEFAULT_REGION,
@@ -58,6 +59,7 @@ from infra.synth.mock_values import (
     ResourceContext,
     call_outputs,
     is_kubernetes_object_type,
+    load_balancer_hostname,
     resource_outputs,
 )
 
@@ -307,6 +309,10 @@ class RecordingMocks(Mocks):
         self.calls: list[RecordedCall] = []
         #: Physical names the provider would reject; run_program raises on any.
         self.name_violations: list[naming.NameViolation] = []
+        #: ``pulumi.com/waitFor`` waits that would never end; run_program raises on any.
+        self.wait_violations: list[str] = []
+        #: The controller that writes Gateways' status, fed every object declared.
+        self.envoy_gateway = EnvoyGatewayModel()
         self._lock = threading.Lock()
         # The monitor sets the request being served (per thread: the SDK sends
         # registrations from a thread pool) so new_resource can see its URN
@@ -329,12 +335,40 @@ class RecordingMocks(Mocks):
                     self.name_violations.append(violation)
         ctx = ResourceContext(args.typ, args.name, urn, plain, self.region, self.account_id)
         resource_id, computed = resource_outputs(ctx)
+        if is_kubernetes_object_type(args.typ):
+            computed = self._awaited(ctx, computed)
         state: dict[str, Any] = {**args.inputs, **computed}
         for key in secret_outputs:
             if key in state:
                 # What the engine does for additionalSecretOutputs.
                 state[key] = rpc.wrap_rpc_secret(state[key])
         return args.resource_id or resource_id, state
+
+    def _awaited(self, ctx: ResourceContext, computed: dict[str, Any]) -> dict[str, Any]:
+        """A Kubernetes object as the provider returns it, given its ``pulumi.com/waitFor``.
+
+        Without a wait, as created (no controller has written a status yet).
+        With one, only once the wait holds, so a Gateway comes back with the
+        status Envoy Gateway gives it; a wait that never holds is recorded.
+        """
+        live = {**ctx.inputs, **computed}
+        self.envoy_gateway.observe(live)
+        annotations = (live.get("metadata") or {}).get("annotations") or {}
+        try:
+            if not kubernetes_await.wait_expressions(annotations):
+                return computed
+            if live.get("kind") == "Gateway":
+                computed = {
+                    **computed,
+                    "status": self.envoy_gateway.gateway_status(
+                        live, load_balancer_hostname=load_balancer_hostname(ctx)
+                    ),
+                }
+            kubernetes_await.check_wait(ctx.type, ctx.name, annotations, {**live, **computed})
+        except ValueError as error:
+            with self._lock:
+                self.wait_violations.append(str(error))
+        return computed
 
     def call(self, args: MockCallArgs) -> tuple[dict[Any, Any], list[tuple[str, str]] | None]:
         """Answer a data-source call; unknown tokens raise `UnmockedCallError`."""
@@ -565,6 +599,8 @@ def run_program(
         raise naming.PhysicalNameError(
             sorted(mocks.name_violations, key=lambda v: (v.type, v.logical_name))
         )
+    if mocks.wait_violations:
+        raise kubernetes_await.UnsatisfiedWaitError(sorted(mocks.wait_violations))
     return ProgramRun(
         project=project,
         stack=stack,

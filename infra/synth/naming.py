@@ -69,6 +69,33 @@ _NO_NAME = NameRule(source="AWS assigns an id; the resource has no name property
 _API = "AWS API reference"
 _PROVIDER = "pulumi-aws provider/resources.go (AutoName maxlen)"
 
+
+def _iam_name(max_length: int, source: str) -> NameRule:
+    """IAM's name rule (roles, policies, instance profiles): only the length differs."""
+    return NameRule(
+        field="name",
+        auto=True,
+        max_length=max_length,
+        pattern=_IAM_NAME,
+        allowed=f"1-{max_length} of A-Z a-z 0-9 _+=,.@-",
+        source=source,
+    )
+
+
+def _aws_identifier(max_length: int, source: str, *, field: str = "name") -> NameRule:
+    """The RDS and ElastiCache identifier rule; the provider lowercases these names."""
+    return NameRule(
+        field=field,
+        auto=True,
+        max_length=max_length,
+        pattern=_AWS_IDENTIFIER,
+        allowed=f"1-{max_length} letters, digits, hyphens; a letter first; no '--'; "
+        "no trailing '-'",
+        lowercase=True,
+        source=source,
+    )
+
+
 RULES: Final[Mapping[str, NameRule]] = {
     # ---- networking (ids only; `Name` tags are free text)
     "aws:ec2/vpc:Vpc": _NO_NAME,
@@ -116,37 +143,13 @@ RULES: Final[Mapping[str, NameRule]] = {
     "aws:iam/openIdConnectProvider:OpenIdConnectProvider": NameRule(
         source="identified by the issuer URL"
     ),
-    "aws:iam/role:Role": NameRule(
-        field="name",
-        auto=True,
-        max_length=64,
-        pattern=_IAM_NAME,
-        allowed="1-64 of A-Z a-z 0-9 _+=,.@-",
-        source=f"{_API}, IAM CreateRole RoleName (IAM quotas: 64); {_PROVIDER} 64",
+    "aws:iam/role:Role": _iam_name(
+        64, f"{_API}, IAM CreateRole RoleName (IAM quotas: 64); {_PROVIDER} 64"
     ),
-    "aws:iam/rolePolicy:RolePolicy": NameRule(
-        field="name",
-        auto=True,
-        max_length=128,
-        pattern=_IAM_NAME,
-        allowed="1-128 of A-Z a-z 0-9 _+=,.@-",
-        source=f"{_API}, IAM PutRolePolicy PolicyName",
-    ),
-    "aws:iam/policy:Policy": NameRule(
-        field="name",
-        auto=True,
-        max_length=128,
-        pattern=_IAM_NAME,
-        allowed="1-128 of A-Z a-z 0-9 _+=,.@-",
-        source=f"{_API}, IAM CreatePolicy PolicyName",
-    ),
-    "aws:iam/instanceProfile:InstanceProfile": NameRule(
-        field="name",
-        auto=True,
-        max_length=128,
-        pattern=_IAM_NAME,
-        allowed="1-128 of A-Z a-z 0-9 _+=,.@-",
-        source=f"{_API}, IAM CreateInstanceProfile InstanceProfileName",
+    "aws:iam/rolePolicy:RolePolicy": _iam_name(128, f"{_API}, IAM PutRolePolicy PolicyName"),
+    "aws:iam/policy:Policy": _iam_name(128, f"{_API}, IAM CreatePolicy PolicyName"),
+    "aws:iam/instanceProfile:InstanceProfile": _iam_name(
+        128, f"{_API}, IAM CreateInstanceProfile InstanceProfileName"
     ),
     "aws:iam/rolePolicyAttachment:RolePolicyAttachment": _NO_NAME,
     # ---- KMS
@@ -160,14 +163,10 @@ RULES: Final[Mapping[str, NameRule]] = {
         source=f"{_API}, KMS CreateAlias AliasName",
     ),
     # ---- RDS
-    "aws:rds/instance:Instance": NameRule(
+    "aws:rds/instance:Instance": _aws_identifier(
+        63,
+        f"{_API}, RDS CreateDBInstance DBInstanceIdentifier; {_PROVIDER} 63, lowercase",
         field="identifier",
-        auto=True,
-        max_length=63,
-        pattern=_AWS_IDENTIFIER,
-        allowed="1-63 letters, digits, hyphens; a letter first; no '--'; no trailing '-'",
-        lowercase=True,
-        source=f"{_API}, RDS CreateDBInstance DBInstanceIdentifier; {_PROVIDER} 63, lowercase",
     ),
     "aws:rds/subnetGroup:SubnetGroup": NameRule(
         field="name",
@@ -178,27 +177,18 @@ RULES: Final[Mapping[str, NameRule]] = {
         lowercase=True,
         source=f"{_API}, RDS CreateDBSubnetGroup DBSubnetGroupName",
     ),
-    "aws:rds/parameterGroup:ParameterGroup": NameRule(
-        field="name",
-        auto=True,
-        max_length=255,
-        pattern=_AWS_IDENTIFIER,
-        allowed="1-255 letters, digits, hyphens; a letter first; no '--'; no trailing '-'",
-        lowercase=True,
-        source=f"{_API}, RDS CreateDBParameterGroup DBParameterGroupName",
+    "aws:rds/parameterGroup:ParameterGroup": _aws_identifier(
+        255,
+        f"{_API}, RDS CreateDBParameterGroup DBParameterGroupName",
     ),
     # ---- ElastiCache
-    "aws:elasticache/replicationGroup:ReplicationGroup": NameRule(
-        field="replicationGroupId",
-        auto=True,
-        max_length=40,
-        pattern=_AWS_IDENTIFIER,
-        allowed="1-40 letters, digits, hyphens; a letter first; no '--'; no trailing '-'",
-        lowercase=True,
-        source=(
+    "aws:elasticache/replicationGroup:ReplicationGroup": _aws_identifier(
+        40,
+        (
             f"{_API}, ElastiCache CreateReplicationGroup ReplicationGroupId; "
             f"{_PROVIDER} 40, lowercase"
         ),
+        field="replicationGroupId",
     ),
     "aws:elasticache/subnetGroup:SubnetGroup": NameRule(
         field="name",
@@ -209,14 +199,9 @@ RULES: Final[Mapping[str, NameRule]] = {
         lowercase=True,
         source=f"{_API}, ElastiCache CreateCacheSubnetGroup CacheSubnetGroupName",
     ),
-    "aws:elasticache/parameterGroup:ParameterGroup": NameRule(
-        field="name",
-        auto=True,
-        max_length=255,
-        pattern=_AWS_IDENTIFIER,
-        allowed="1-255 letters, digits, hyphens; a letter first; no '--'; no trailing '-'",
-        lowercase=True,
-        source=f"{_API}, ElastiCache CreateCacheParameterGroup CacheParameterGroupName",
+    "aws:elasticache/parameterGroup:ParameterGroup": _aws_identifier(
+        255,
+        f"{_API}, ElastiCache CreateCacheParameterGroup CacheParameterGroupName",
     ),
     # ---- S3 (a bucket's sub-resources are keyed by the bucket)
     "aws:s3/bucket:Bucket": NameRule(

@@ -6,7 +6,7 @@ from typing import ClassVar, Final
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from services.common.scoring import ModelArtifactError, parse_artifact_uri
+from services.common.lead_model.artifact import ArtifactUri
 from services.common.settings import CommonSettings
 
 #: The feature flag that gates the routes, detection and interventions per tenant.
@@ -33,7 +33,7 @@ class ChurnSettings(CommonSettings):
     churn_retry_max_seconds: float = Field(
         default=60.0, gt=0, le=86_400, description="Cap of one retry delay (429 included)."
     )
-    churn_model_uri: str = Field(
+    churn_model_uri: ArtifactUri = Field(
         default="models/churn_risk.joblib",
         description="Churn model artifact: s3://..., file:///... or a relative path.",
     )
@@ -69,15 +69,6 @@ class ChurnSettings(CommonSettings):
     ghl_base_url: str = Field(default=GHL_DEFAULT_BASE_URL)
     ghl_location_id: str | None = Field(default=None, description="Sub-account of the tasks.")
     ghl_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
-
-    @field_validator("churn_model_uri")
-    @classmethod
-    def _model_uri_parses(cls, value: str) -> str:
-        try:
-            parse_artifact_uri(value)
-        except ModelArtifactError as exc:
-            raise ValueError(str(exc)) from None
-        return value
 
     @field_validator("ghl_api_key", "ghl_location_id", mode="before")
     @classmethod

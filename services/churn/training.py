@@ -28,6 +28,7 @@ from sklearn.model_selection import train_test_split
 from services.churn.datagen import generate
 from services.churn.features import FEATURE_NAMES, FEATURE_SCHEMA_VERSION
 from services.common.lead_model.artifact import ArtifactMetadata, save_artifact
+from services.common.training_cli import add_training_arguments, run_standalone
 
 MODEL_NAME: Final = "churn-risk"
 DEFAULT_ROWS: Final = 30_000
@@ -211,18 +212,16 @@ def reliability_plot(report: ChurnReport, path: Path, *, size: int = 640) -> Non
     image.save(path, format="PNG", optimize=True)
 
 
-def _row_count(value: str) -> int:
-    rows = int(value)
-    if rows < MIN_ROWS:
-        raise argparse.ArgumentTypeError(f"must be >= {MIN_ROWS}")
-    return rows
-
-
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``churn train`` options."""
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="model file to write")
-    parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="generator and split seed")
-    parser.add_argument("--rows", type=_row_count, default=DEFAULT_ROWS, help="leads (>= 2000)")
+    add_training_arguments(
+        parser,
+        out=DEFAULT_OUT,
+        seed=DEFAULT_SEED,
+        rows=DEFAULT_ROWS,
+        min_rows=MIN_ROWS,
+        what="leads",
+    )
     parser.add_argument("--plot", type=Path, default=None, help="write the reliability PNG here")
 
 
@@ -249,9 +248,7 @@ def run_train(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m services.churn.training``: same as ``enterprisehub churn train``."""
-    parser = argparse.ArgumentParser(description=__doc__)
-    add_train_arguments(parser)
-    return run_train(parser.parse_args(argv))
+    return run_standalone(__doc__, add_train_arguments, run_train, argv)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ from services.impact.config import ImpactSettings
 from services.impact.experiment import InputError, read_units
 from services.impact.report import measured_lifts, platform_rows, summarize
 from services.impact.stats import DEFAULT_PLANNED_UNITS, analyze
-from services.rollout.cli import _feature
+from services.operator_cli import feature_argument
 
 
 def _day(value: str) -> date:
@@ -167,7 +167,7 @@ def register_impact_commands(subparsers: Any) -> None:
         help="tenants at which the always-valid interval is tightest (fix it in advance)",
     )
     analyze_.add_argument("--store", action="store_true", help="record in experiment_results")
-    analyze_.add_argument("--feature", type=_feature)
+    analyze_.add_argument("--feature", type=feature_argument)
     analyze_.add_argument("--metric", default=None)
     analyze_.add_argument("--window-start", type=_day)
     analyze_.add_argument("--window-end", type=_day)

@@ -32,6 +32,7 @@ from services.common.lead_model.features import (
     SOURCES,
     TIMELINES,
 )
+from services.common.training_cli import add_training_arguments, run_standalone
 from services.ml import datagen
 
 Estimator = Literal["logistic", "hgb"]
@@ -155,19 +156,15 @@ def train_to_file(
     return save_artifact(model, fields, out), report
 
 
-def _row_count(value: str) -> int:
-    rows = int(value)
-    if rows < MIN_ROWS:
-        raise argparse.ArgumentTypeError(f"must be >= {MIN_ROWS} for a meaningful held-out split")
-    return rows
-
-
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the ``model train`` options to ``parser`` (shared with the CLI)."""
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="model file to write")
-    parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="generator and split seed")
-    parser.add_argument(
-        "--rows", type=_row_count, default=DEFAULT_ROWS, help="leads to generate (>= 1000)"
+    add_training_arguments(
+        parser,
+        out=DEFAULT_OUT,
+        seed=DEFAULT_SEED,
+        rows=DEFAULT_ROWS,
+        min_rows=MIN_ROWS,
+        what="leads to generate",
     )
     parser.add_argument("--estimator", choices=ESTIMATORS, default="logistic")
 
@@ -188,9 +185,7 @@ def run_train(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m services.ml.training``: same as ``enterprisehub model train``."""
-    parser = argparse.ArgumentParser(description=__doc__)
-    add_train_arguments(parser)
-    return run_train(parser.parse_args(argv))
+    return run_standalone(__doc__, add_train_arguments, run_train, argv)
 
 
 if __name__ == "__main__":

@@ -298,7 +298,7 @@ class FeedHub:
         )
 
     async def _refuse(self, websocket: WebSocket, refusal: FeedRefusedError) -> None:
-        self._metrics.connections_rejected.labels(reason=refusal.metric_reason).inc()
+        self._metrics.count_failure(refusal.metric_reason)
         # Accepted first so that browsers, which never see a refused
         # handshake's status, can read the close code and reason.
         with contextlib.suppress(Exception):
@@ -327,13 +327,14 @@ class FeedHub:
             # Redis refused a command of the replay: its input is the client's
             # cursor, so this is the client's error, not an outage (a 1013
             # would make it reconnect with the same cursor forever).
-            self._metrics.connections_rejected.labels(reason="bad_last_event_id").inc()
+            self._metrics.count_failure("bad_last_event_id")
             log.info("replay of %s refused by redis: %s", conn.conn_id, exc)
             await self._close(
                 websocket, WS_POLICY_VIOLATION, "last_event_id cannot be resumed from"
             )
             return
         except REDIS_DOWN:
+            self._metrics.count_failure("redis_unavailable")
             await self._close(websocket, WS_TRY_AGAIN_LATER, self._redis_refusal().reason)
             return
         except Exception:
@@ -350,9 +351,11 @@ class FeedHub:
         if writer in done and not writer.cancelled():
             error = writer.exception()
             if isinstance(error, REDIS_DOWN):
+                self._metrics.count_failure("redis_unavailable")
                 await self._close(websocket, WS_TRY_AGAIN_LATER, self._redis_refusal().reason)
             elif error is not None and websocket.application_state == WebSocketState.CONNECTED:
                 log.debug("feed writer of %s ended: %r", conn.conn_id, error)
+                self._metrics.count_failure("internal_error")
                 await self._close(websocket, WS_INTERNAL_ERROR, "feed writer failed")
 
     async def _replay_stored(self, conn: FeedConnection) -> int:

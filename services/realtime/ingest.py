@@ -328,6 +328,7 @@ class IngestService:
         stream_ids = await self._publish(tenant_id, publish)
         delivery = "published" if stream_ids is not None else "deferred"
         self._metrics.events_ingested.labels(publish=delivery).inc(len(items))
+        self._metrics.count_stage_changes(item.event.event_type for item in items)
         answers = self._answers(items, scores, stream_ids)
         if idempotency is not None and stream_ids is not None:
             try:

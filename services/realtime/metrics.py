@@ -9,12 +9,35 @@ its recent-latency window is the shared ``services.common.latency.LatencyWindow`
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from prometheus_client import CollectorRegistry, Gauge
 
 from services.common.latency import LatencyWindow
 from services.common.metrics import bucket_series, counter, latency_histogram
+from services.realtime.lead_stages import STAGE_BY_EVENT_TYPE, STAGES
 
-__all__ = ["LATENCY_BUCKETS", "LatencyWindow", "RealtimeMetrics"]
+__all__ = [
+    "CLIENT_FAILURES",
+    "LATENCY_BUCKETS",
+    "SERVICE_FAILURES",
+    "LatencyWindow",
+    "RealtimeMetrics",
+]
+
+#: ``websocket_connection_failures_total`` reasons a client brings about itself:
+#: no or a bad token, its tenant's connection cap, a resume id that cannot be
+#: used. Anyone can produce them, so no alert that rolls back counts them.
+CLIENT_FAILURES: tuple[str, ...] = (
+    "auth",
+    "tenant_limit",
+    "bad_last_event_id",
+    "unknown_last_event_id",
+)
+#: Reasons that are the service's failure: a store it needs is unreachable,
+#: or the handshake or the socket's writer failed unexpectedly (1011). The
+#: seed's "connection failures" rollback trigger reads these.
+SERVICE_FAILURES: tuple[str, ...] = ("redis_unavailable", "postgres_unavailable", "internal_error")
 
 # Sub-millisecond to seconds: the goal is p95 < 5 ms (finer bounds around it),
 # the seed's target 50 ms, and replays after a reconnect can be minutes old.
@@ -60,10 +83,25 @@ class RealtimeMetrics:
             "Lead events delivered on feed WebSockets (a lead_events frame carries several).",
             registry=registry,
         )
-        self.connections_rejected = counter(
-            "websocket_connections_rejected",
-            "Feed WebSockets refused, by reason.",
+        self.connection_attempts = counter(
+            "websocket_connection_attempts",
+            "Feed WebSocket handshakes received, counted before authentication "
+            "(the denominator of the connection failure ratio).",
+            registry=registry,
+        )
+        self.connection_failures = counter(
+            "websocket_connection_failures",
+            "Feed WebSockets that failed, by reason: refused by the client's doing "
+            f"({', '.join(CLIENT_FAILURES)}) or by the service's "
+            f"({', '.join(SERVICE_FAILURES)}).",
             labelnames=("reason",),
+            registry=registry,
+        )
+        self.lead_stage_changes = counter(
+            "realtime_lead_stage_changes",
+            "Stored lead events that move a lead to a counted stage: created (a new lead) "
+            "or converted; their ratio is the conversion rate (services/realtime/lead_stages.py).",
+            labelnames=("stage",),
             registry=registry,
         )
         self.events_ingested = counter(
@@ -104,3 +142,22 @@ class RealtimeMetrics:
         self.batch_frames = self.frames_sent.labels(type="lead_events")
         self.heartbeat_frames = self.frames_sent.labels(type="heartbeat")
         self.control_frames = self.frames_sent.labels(type="control")
+
+        # Every label value exists from the start (at 0), so ratios and rates
+        # over them are defined before the first failure or conversion.
+        self._failures = {
+            reason: self.connection_failures.labels(reason=reason)
+            for reason in (*CLIENT_FAILURES, *SERVICE_FAILURES)
+        }
+        self._stages = {stage: self.lead_stage_changes.labels(stage=stage) for stage in STAGES}
+
+    def count_failure(self, reason: str) -> None:
+        """One feed socket failed for ``reason``, one of the fixed set above (else KeyError)."""
+        self._failures[reason].inc()
+
+    def count_stage_changes(self, event_types: Iterable[str]) -> None:
+        """Count the stored events whose type is a counted stage change."""
+        for event_type in event_types:
+            stage = STAGE_BY_EVENT_TYPE.get(event_type)
+            if stage is not None:
+                self._stages[stage].inc()

@@ -63,53 +63,47 @@ WHERE e.event_id = u.event_id
   AND (u.s IS NOT NULL OR e.published_at IS NULL)
 """
 
+# The columns of a StoredEvent, in every query that reads events back.
+_EVENT_COLUMNS = """event_id::text AS event_id, lead_id, event_type, agent_id, intelligence_data,
+       extract(epoch FROM created_at)::float8 AS accepted_at"""
+
 # Oldest first so relayed events keep their acceptance order; SKIP LOCKED lets
 # replicas relay the same tenant concurrently without publishing a row twice.
-UNPUBLISHED = """
-SELECT event_id::text AS event_id, lead_id, event_type, agent_id, intelligence_data,
-       extract(epoch FROM created_at)::float8 AS accepted_at
+UNPUBLISHED = f"""
+SELECT {_EVENT_COLUMNS}
 FROM realtime_intelligence_events
 WHERE published_at IS NULL AND created_at < now() - make_interval(secs => $1)
 ORDER BY created_at, event_id
 LIMIT $2
 FOR UPDATE SKIP LOCKED
-"""
+"""  # noqa: S608 - constants only
 
-# Events published between two stream positions, in stream order, served by
-# the expression index of revision 0002_realtime_delivery (written out in full
-# so the index expressions match the query's exactly).
-REPLAY_BETWEEN = """
-SELECT event_id::text AS event_id, lead_id, event_type, agent_id, intelligence_data,
-       extract(epoch FROM created_at)::float8 AS accepted_at, stream_id
+# A stream id's two parts, written out exactly as the expression index of
+# revision 0002_realtime_delivery declares them, so that the replays use it.
+_STREAM_POSITION = "split_part(stream_id, '-', 1)::bigint, split_part(stream_id, '-', 2)::bigint"
+
+# Events published after a stream position (and, for REPLAY_BETWEEN, before a
+# second one), in stream order.
+_REPLAY = f"""
+SELECT {_EVENT_COLUMNS}, stream_id
 FROM realtime_intelligence_events
 WHERE stream_id IS NOT NULL
-  AND (split_part(stream_id, '-', 1)::bigint, split_part(stream_id, '-', 2)::bigint)
-      > ($1::bigint, $2::bigint)
-  AND (split_part(stream_id, '-', 1)::bigint, split_part(stream_id, '-', 2)::bigint)
-      < ($3::bigint, $4::bigint)
-ORDER BY split_part(stream_id, '-', 1)::bigint, split_part(stream_id, '-', 2)::bigint
-LIMIT $5
-"""
+  AND ({_STREAM_POSITION}) > ($1::bigint, $2::bigint){{before}}
+ORDER BY {_STREAM_POSITION}
+LIMIT {{limit}}
+"""  # noqa: S608 - constants only
+REPLAY_BETWEEN = _REPLAY.format(
+    before=f"\n  AND ({_STREAM_POSITION}) < ($3::bigint, $4::bigint)", limit="$5"
+)
+REPLAY_AFTER = _REPLAY.format(before="", limit="$3")
 
-REPLAY_AFTER = """
-SELECT event_id::text AS event_id, lead_id, event_type, agent_id, intelligence_data,
-       extract(epoch FROM created_at)::float8 AS accepted_at, stream_id
-FROM realtime_intelligence_events
-WHERE stream_id IS NOT NULL
-  AND (split_part(stream_id, '-', 1)::bigint, split_part(stream_id, '-', 2)::bigint)
-      > ($1::bigint, $2::bigint)
-ORDER BY split_part(stream_id, '-', 1)::bigint, split_part(stream_id, '-', 2)::bigint
-LIMIT $3
-"""
-
-UNPUBLISHED_AMONG = """
-SELECT event_id::text AS event_id, lead_id, event_type, agent_id, intelligence_data,
-       extract(epoch FROM created_at)::float8 AS accepted_at
+UNPUBLISHED_AMONG = f"""
+SELECT {_EVENT_COLUMNS}
 FROM realtime_intelligence_events
 WHERE event_id = ANY($1::uuid[]) AND published_at IS NULL
 ORDER BY created_at, event_id
 FOR UPDATE SKIP LOCKED
-"""
+"""  # noqa: S608 - constants only
 
 FIND_STREAM_ID = """
 SELECT stream_id FROM realtime_intelligence_events WHERE event_id = $1::uuid

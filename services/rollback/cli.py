@@ -34,10 +34,10 @@ from pydantic import Field, SecretStr, field_validator
 from services.cli import EXIT_USAGE, CommandError
 from services.common.flags import FEATURES, get_flags
 from services.common.settings import EnvSettings
+from services.operator_cli import add_operator_arguments, confirm, connect, default_actor
 from services.rollback.alerts import ALL_FEATURES
 from services.rollback.notify import notify_slack, rollback_message
 from services.rollback.procedure import RollbackRequest, roll_back
-from services.rollout.cli import _confirm, _environment, connect, default_actor
 
 
 class NotifySettings(EnvSettings):
@@ -75,7 +75,7 @@ async def _roll_back_flags(args: argparse.Namespace, features: tuple[str, ...]) 
         for feature in features:
             state = current[feature]
             print(f"{feature}: {state.describe() if state else 'missing'} -> off")
-        await _confirm(f"roll back {args.feature} in {conn.settings.environment}?", args.yes)
+        await confirm(f"roll back {args.feature} in {conn.settings.environment}?", args.yes)
         outcome = await roll_back(
             db=conn.db,
             redis=conn.redis,
@@ -159,10 +159,8 @@ def register_rollback_commands(subparsers: Any) -> None:
     commands = rollback.add_subparsers(dest="rollback_command", required=True)
     feature = commands.add_parser("feature", help="turn a feature (or all) off at once")
     feature.add_argument("feature", type=_target, help=f"{', '.join(FEATURES)} or all")
-    feature.add_argument("--environment", type=_environment, required=True)
+    add_operator_arguments(feature)
     feature.add_argument("--reason", required=True, help="why (recorded in the audit)")
-    feature.add_argument("--actor", help="who (default: the login name)")
-    feature.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     feature.add_argument(
         "--health-url",
         action="append",

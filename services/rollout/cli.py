@@ -12,42 +12,40 @@
 A command that changes flags shows the change and asks for confirmation
 (``--yes`` for scripts; without a terminal and without ``--yes`` it refuses).
 ``--environment`` must name the environment the shell's settings point at
-(ENVIRONMENT), so a production change is never made against staging by
-mistake, and the other way round.
+(ENVIRONMENT): services/operator_cli.py, shared with the other operator commands.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import getpass
 import json
-import os
-import sys
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any
 
 from services.cli import EXIT_USAGE, CommandError
-from services.common.database import Database, DatabaseUnavailable
 from services.common.flags import (
     FEATURES,
     FlagState,
     InvalidFlag,
     bucket,
-    check_feature,
     check_percentage,
     get_flags,
     init_flags,
     parse_seed,
 )
-from services.common.redis import Redis, RedisUnavailable, close_redis, create_redis_from_settings
-from services.common.settings import Environment
 from services.common.tenancy import InvalidTenantId, validate_tenant_id
-from services.rollout.config import RolloutSettings
+from services.operator_cli import (
+    Connections,
+    add_operator_arguments,
+    confirm,
+    connect,
+    default_actor,
+    environment_argument,
+    feature_argument,
+)
 from services.rollout.observe import gather
 from services.rollout.operations import (
     INSERT_AUDIT,
@@ -58,15 +56,6 @@ from services.rollout.operations import (
 )
 from services.rollout.schedule import PLANS, Verdict, decide, stage_for
 
-ENVIRONMENTS: tuple[str, ...] = get_args(Environment)
-
-
-def _feature(value: str) -> str:
-    try:
-        return check_feature(value)
-    except InvalidFlag as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
 
 def _percentage(value: str) -> float:
     try:
@@ -75,74 +64,6 @@ def _percentage(value: str) -> float:
         raise argparse.ArgumentTypeError(
             f"{value!r} is not a percentage between 0 and 100"
         ) from None
-
-
-def _environment(value: str) -> str:
-    if value not in ENVIRONMENTS:
-        raise argparse.ArgumentTypeError(
-            f"unknown environment {value!r}; expected one of {', '.join(ENVIRONMENTS)}"
-        )
-    return value
-
-
-def default_actor() -> str:
-    """Who runs the command: ``SUDO_USER`` or the login name."""
-    return os.environ.get("SUDO_USER") or getpass.getuser()
-
-
-@dataclass
-class Connections:
-    """Redis and Postgres of the target environment."""
-
-    settings: RolloutSettings
-    redis: Redis
-    db: Database
-
-
-@asynccontextmanager
-async def connect(environment: str | None) -> AsyncIterator[Connections]:
-    """Open Redis and Postgres for ``environment`` (must match ENVIRONMENT)."""
-    settings = RolloutSettings.from_env()
-    if environment is not None and environment != settings.environment:
-        raise CommandError(
-            f"--environment {environment} but this shell's settings are for "
-            f"{settings.environment!r} (ENVIRONMENT); run the command with {environment}'s "
-            "REDIS_URL and DATABASE_URL (for example inside its cluster)",
-            EXIT_USAGE,
-        )
-    redis = create_redis_from_settings(settings)
-    db = await Database.open(
-        settings.database_url.get_secret_value(),
-        max_size=2,
-        acquire_timeout=10,
-        application_name="enterprisehub-rollout",
-    )
-    try:
-        yield Connections(settings, redis, db)
-    except RedisUnavailable as exc:
-        raise CommandError(
-            f"environment {settings.environment} unreachable: {exc.reason}"
-        ) from None
-    except DatabaseUnavailable as exc:
-        raise CommandError(
-            f"environment {settings.environment} unreachable: {exc.reason}"
-        ) from None
-    finally:
-        await close_redis(redis)
-        await db.close()
-
-
-async def _confirm(prompt: str, assume_yes: bool) -> None:
-    if assume_yes:
-        return
-    if not sys.stdin.isatty():
-        raise CommandError(
-            "refusing to change flags without confirmation: stdin is not a terminal; pass --yes",
-            EXIT_USAGE,
-        )
-    answer = await asyncio.to_thread(input, f"{prompt} [y/N] ")
-    if answer.strip().lower() not in {"y", "yes"}:
-        raise CommandError("aborted: nothing changed")
 
 
 async def _change(
@@ -158,7 +79,7 @@ async def _change(
     if all(change.is_noop for change in changes):
         print("nothing to change")
         return
-    await _confirm(f"apply in {conn.settings.environment}?", args.yes)
+    await confirm(f"apply in {conn.settings.environment}?", args.yes)
     written = await apply_changes(
         redis=conn.redis,
         db=conn.db,
@@ -369,18 +290,6 @@ def _advance(args: argparse.Namespace) -> int:
 # -- registration -----------------------------------------------------------------
 
 
-def _operator_arguments(parser: argparse.ArgumentParser, *, environment: bool = True) -> None:
-    if environment:
-        parser.add_argument(
-            "--environment",
-            required=True,
-            type=_environment,
-            help=f"target environment ({', '.join(ENVIRONMENTS)}); must match ENVIRONMENT",
-        )
-    parser.add_argument("--actor", default=None, help="who (default: SUDO_USER or login name)")
-    parser.add_argument("--yes", action="store_true", help="do not ask for confirmation")
-
-
 def register_rollout_commands(subparsers: Any) -> None:
     """Add ``flags`` and ``rollout`` to the top-level subparsers."""
     flags = subparsers.add_parser("flags", help="feature flag records in Redis")
@@ -398,7 +307,7 @@ def register_rollout_commands(subparsers: Any) -> None:
     assign = flag_commands.add_parser(
         "assign", help="print the tenants of FILE that the rule puts in treatment"
     )
-    assign.add_argument("--feature", required=True, type=_feature)
+    assign.add_argument("--feature", required=True, type=feature_argument)
     assign.add_argument("--percentage", required=True, type=_percentage)
     assign.add_argument("--tenant-file", required=True, type=Path, help="one tenant id a line")
     assign.set_defaults(handler=_flags_assign)
@@ -407,26 +316,26 @@ def register_rollout_commands(subparsers: Any) -> None:
     commands = rollout.add_subparsers(dest="rollout_command", required=True)
     set_ = commands.add_parser("set", help="set one feature's (or every feature's) percentage")
     which = set_.add_mutually_exclusive_group(required=True)
-    which.add_argument("--feature", type=_feature)
+    which.add_argument("--feature", type=feature_argument)
     which.add_argument("--all-features", action="store_true")
     set_.add_argument("--percentage", required=True, type=_percentage, help="0-100 (0.01 steps)")
     set_.add_argument("--reason", required=True, help="why (kept in the audit)")
-    _operator_arguments(set_)
+    add_operator_arguments(set_)
     set_.set_defaults(handler=_rollout_set)
 
     enable = commands.add_parser("enable-all", help="every feature on for 100% of tenants")
     enable.add_argument("--reason", required=True, help="why (kept in the audit)")
-    _operator_arguments(enable)
+    add_operator_arguments(enable)
     enable.set_defaults(handler=_enable_all)
 
     status = commands.add_parser("status", help="each flag's state and its last change")
-    status.add_argument("--environment", required=True, type=_environment)
+    status.add_argument("--environment", required=True, type=environment_argument)
     status.set_defaults(handler=_status)
 
     advance = commands.add_parser(
         "advance", help="decide advance/hold/rollback from the schedule's criteria and apply it"
     )
-    advance.add_argument("--feature", required=True, type=_feature)
+    advance.add_argument("--feature", required=True, type=feature_argument)
     advance.add_argument("--dry-run", action="store_true", help="decide and record, change nothing")
     advance.add_argument("--prometheus-url", default=None, help="default: PROMETHEUS_URL")
     advance.add_argument(
@@ -435,5 +344,5 @@ def register_rollout_commands(subparsers: Any) -> None:
         help='PromQL label matchers of the feature\'s service (default: service="<name>")',
     )
     advance.add_argument("--window", default="1d", help="PromQL range for rates (default 1d)")
-    _operator_arguments(advance)
+    add_operator_arguments(advance)
     advance.set_defaults(handler=_advance)

@@ -39,6 +39,11 @@ REQUIRED_VALUES: dict[str, list[tuple[str, ...]]] = {
         ("prometheus", "prometheusSpec", "serviceMonitorSelectorNilUsesHelmValues"),
         ("prometheus", "prometheusSpec", "retention"),
         ("grafana", "admin", "existingSecret"),
+        # The dashboards' Grafana version and the sidecar label their ConfigMaps carry.
+        ("grafana", "image", "tag"),
+        ("grafana", "sidecar", "dashboards", "label"),
+        ("grafana", "sidecar", "dashboards", "labelValue"),
+        ("prometheus", "prometheusSpec", "ruleSelectorNilUsesHelmValues"),
     ],
 }
 
@@ -89,12 +94,16 @@ def test_versions_file_pins_every_chart_exactly() -> None:
     pins = load_pins()
     assert set(pins) == set(CHART_NAMES)
     for pin in pins.values():
-        assert EXACT_VERSION.match(pin.version), pin
+        assert EXACT_VERSION.fullmatch(pin.version), pin
         assert pin.repository.startswith(("https://", "oci://"))
 
 
-@pytest.mark.parametrize("version", ["^4.14.0", "~1.18", ">=3.0.0", "4.14", "latest", "4.x"])
-def test_a_version_range_is_refused(tmp_path: Path, version: str) -> None:
+@pytest.mark.parametrize(
+    "version",
+    # The last three: a trailing newline ("$" accepts it) and non-ASCII digits ("\d" does).
+    ["^4.14.0", "~1.18", ">=3.0.0", "4.14", "latest", "4.x", "1.9.2\n", "v1.9.2\n", "1.9.\u0662"],
+)
+def test_a_version_range_or_a_malformed_version_is_refused(tmp_path: Path, version: str) -> None:
     (tmp_path / "versions.yaml").write_text(
         yaml.safe_dump(
             {
@@ -248,13 +257,6 @@ def test_issuer_waits_for_cert_manager(production: ProgramRun) -> None:
 def test_local_uses_a_self_signed_issuer(local: ProgramRun) -> None:
     issuer = local.one("kubernetes:cert-manager.io/v1:ClusterIssuer").inputs
     assert issuer["spec"] == {"selfSigned": {}}
-
-
-def test_service_monitor_selects_the_platforms_metrics_services(production: ProgramRun) -> None:
-    monitor = production.one("kubernetes:monitoring.coreos.com/v1:ServiceMonitor").inputs
-    assert monitor["spec"]["selector"] == {"matchLabels": {"enterprisehub.ai/metrics": "true"}}
-    assert monitor["spec"]["namespaceSelector"] == {"matchNames": ["enterprisehub"]}
-    assert monitor["spec"]["endpoints"][0]["path"] == "/metrics"
 
 
 def test_grafana_admin_password_is_generated_and_secret(production: ProgramRun) -> None:

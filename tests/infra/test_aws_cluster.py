@@ -114,6 +114,9 @@ def existing_cluster_run(monkeypatch: pytest.MonkeyPatch) -> ProgramRun:
     monkeypatch.setitem(CALL_HANDLERS, "aws:eks/getCluster:getCluster", _existing_cluster_answer)
     config = stack_config("dev")
     config["enterprisehub:image"] = "registry.example.com/enterprisehub@sha256:" + "b" * 64
+    config["enterprisehub:runbookBaseUrl"] = (
+        "https://git.example.com/hub/blob/0123abc/docs/runbooks/"
+    )
     cluster = {
         **json.loads(config["enterprisehub:cluster"]),
         "mode": "existing-eks",

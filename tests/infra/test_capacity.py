@@ -15,9 +15,11 @@ import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
+from infra import catalog
 from infra.synth.mocks import ProgramRun
 
 #: (vCPUs, memory GiB, EKS max pods) of the instance types the stacks allow (EC2 docs;
@@ -108,10 +110,10 @@ def pack(pods: list[Pod], node: tuple[int, int]) -> list[list[Pod]]:
     return nodes
 
 
-def node_pool(run: ProgramRun) -> dict[str, object]:
+def node_pool(run: ProgramRun) -> dict[str, Any]:
     pools = [r for r in run.kubernetes_objects() if r.inputs.get("kind") == "NodePool"]
     assert len(pools) == 1, "an AWS stack declares one Karpenter NodePool"
-    spec: dict[str, object] = pools[0].inputs["spec"]
+    spec: dict[str, Any] = pools[0].inputs["spec"]
     return spec
 
 
@@ -121,20 +123,26 @@ def test_every_deployment_at_its_maximum_plus_a_surge_pod_fits(
 ) -> None:
     run = stack_run(stack)
     spec = node_pool(run)
-    requirements = spec["template"]["spec"]["requirements"]  # type: ignore[index]
+    requirements = spec["template"]["spec"]["requirements"]
     types = next(r["values"] for r in requirements if r["key"].endswith("instance-type"))
     assert set(types) <= set(INSTANCE_SHAPES), "add the new type's shape to INSTANCE_SHAPES"
     largest = max(types, key=lambda t: INSTANCE_SHAPES[t][:2])
     node = allocatable(largest)
     pods = pods_at_peak(run)
     assert pods, "no Deployment found"
+    # Every long-running workload of the catalog is counted, the rollback handler too.
+    owners = {pod.owner for pod in pods}
+    expected = {*catalog.SHIPPED_SERVICES, catalog.ROLLBACK_HANDLER.name}
+    if catalog.DASHBOARDS.shipped:
+        expected.add(catalog.DASHBOARDS.name)
+    assert expected <= owners, expected - owners
     for pod in pods:
         too_big = f"{stack}: a {pod.owner} pod fits no {largest} ({node[0]}m, {node[1]}Mi)"
         assert pod.cpu_m <= node[0], too_big
         assert pod.memory_mi <= node[1], too_big
     nodes = pack(pods, node)
     vcpus, memory_gib, _ = INSTANCE_SHAPES[largest]
-    limits = spec["limits"]  # type: ignore[index]
+    limits = spec["limits"]
     cpu_limit = int(limits["cpu"])
     memory_limit_gib = memory_mebi(str(limits["memory"])) / 1024
     assert len(nodes) * vcpus <= cpu_limit, (

@@ -23,6 +23,7 @@ from infra.config import (
     CacheConfig,
     ClusterConfig,
     DatabaseConfig,
+    EgressConfig,
     FlagSeed,
     NetworkConfig,
     StackConfig,
@@ -37,6 +38,7 @@ from infra.stackfiles import STACKS, project_defaults, project_file, stack_confi
 
 DIGEST = "sha256:" + "0123456789abcdef" * 4
 IMAGE = f"registry.example.com/enterprisehub@{DIGEST}"
+RUNBOOKS = "https://git.example.com/enterprisehub/blob/0123abc/docs/runbooks/"
 SECRETS: Mapping[str, str] = {
     "jwtSecretKey": "k" * 64,
     "encryptionKey": "e" * 64,
@@ -56,6 +58,7 @@ def _load(
     """Load ``stack`` (from ``base``'s file if given) with ``changes`` merged one level deep."""
     config = stack_config(base or stack)
     config[f"{PROJECT}:image"] = IMAGE
+    config[f"{PROJECT}:runbookBaseUrl"] = RUNBOOKS
     for key, value in (changes or {}).items():
         full = f"{PROJECT}:{key}"
         if isinstance(value, dict) and full in config:
@@ -416,3 +419,91 @@ def test_secrets_stay_secret_outputs() -> None:
     for output in (secrets.jwt_secret_key, secrets.anthropic_api_key, secrets.slack_webhook_url):
         assert isinstance(output, pulumi.Output)
         assert _sync_await(output.is_secret())
+
+
+_NODE_GROUP = {
+    "name": "system",
+    "instanceTypes": ["m6i.large"],
+    "minSize": 2,
+    "desiredSize": 2,
+    "maxSize": 3,
+}
+# Each row builds a change around one validated leaf. ``match`` with "^...$" (or a
+# bare "$") accepts a value followed by a newline; every validator must refuse it.
+_VALIDATED_LEAVES: list[tuple[str, Any, str]] = [
+    ("domain", lambda v: {"domain": v}, "dev.enterprisehub.ai"),
+    ("hostnames.api", lambda v: {"hostnames": {"api": v}}, "api.dev.enterprisehub.ai"),
+    ("namespace", lambda v: {"namespace": v}, "enterprisehub"),
+    ("acmeEmail", lambda v: {"acmeEmail": v}, "ops@enterprisehub.ai"),
+    ("image", lambda v: {"image": v}, IMAGE),
+    ("services.ml-services.cpu", lambda v: {"services": {"ml-services": {"cpu": v}}}, "500m"),
+    ("services.ml-services.memory", lambda v: {"services": {"ml-services": {"memory": v}}}, "1Gi"),
+    ("database.backupWindow", lambda v: {"database": {"backupWindow": v}}, "02:00-02:30"),
+    (
+        "database.maintenanceWindow",
+        lambda v: {"database": {"maintenanceWindow": v}},
+        "sun:03:00-sun:04:00",
+    ),
+    ("database.instanceClass", lambda v: {"database": {"instanceClass": v}}, "db.t4g.medium"),
+    ("cache.nodeType", lambda v: {"cache": {"nodeType": v}}, "cache.t4g.small"),
+    (
+        "cluster.nodeGroups[0].name",
+        lambda v: {"cluster": {"nodeGroups": [{**_NODE_GROUP, "name": v}]}},
+        "system",
+    ),
+    (
+        "cluster.nodeGroups[0].instanceTypes[0]",
+        lambda v: {"cluster": {"nodeGroups": [{**_NODE_GROUP, "instanceTypes": [v]}]}},
+        "m6i.large",
+    ),
+    ("dns.hostedZoneId", lambda v: {"dns": {"hostedZoneId": v}}, "Z0123456789ABC"),
+]
+
+
+@pytest.mark.parametrize(("key", "change", "value"), _VALIDATED_LEAVES)
+def test_a_trailing_newline_is_refused_where_the_value_alone_is_accepted(
+    key: str, change: Any, value: str
+) -> None:
+    _load("dev", change(value))
+    message = _rejected("dev", change(value + "\n"))
+    assert f"enterprisehub:{key} = " in message
+
+
+def test_runbook_base_url_is_required() -> None:
+    message = _rejected("production", drop=("runbookBaseUrl",))
+    assert "runbookBaseUrl" in message
+    assert "required" in message
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://git.example.com/docs/runbooks/",  # not https
+        "https://git.example.com/docs/runbooks",  # no trailing slash: names would glue on
+        "docs/runbooks/",  # repo-relative: nobody on call can open it
+        "https://git.example.com/runbooks/?ref=main/",
+    ],
+)
+def test_a_runbook_base_url_that_cannot_prefix_a_file_name_is_refused(url: str) -> None:
+    assert "runbookBaseUrl" in _rejected("staging", {"runbookBaseUrl": url})
+
+
+def test_runbook_base_url_is_kept() -> None:
+    assert _load("dev").runbook_base_url == RUNBOOKS
+
+
+def test_slack_is_configured_only_when_its_url_is_given() -> None:
+    assert _load("production").secrets.slack_configured is False
+    with_slack = {**SECRETS, "slackWebhookUrl": "https://hooks.slack.com/services/T0/B0/x"}
+    assert _load("production", secrets=with_slack).secrets.slack_configured is True
+
+
+def test_pulumi_yaml_egress_default_equals_the_model_default() -> None:
+    """The CLI passes Pulumi.yaml's default, which replaces the model's whole map."""
+    default = project_defaults()[f"{PROJECT}:egress"]
+    model = StackConfig.model_fields["egress"].get_default(call_default_factory=True)
+    documented = {
+        catalog.EgressTarget(target): EgressConfig.model_validate(egress)
+        for target, egress in default.items()
+    }
+    assert documented == model

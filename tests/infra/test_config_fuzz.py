@@ -44,6 +44,7 @@ def _base() -> dict[str, str]:
     """
     config = stack_config("production")
     config[f"{PROJECT}:image"] = f"registry.example.com/enterprisehub@{DIGEST}"
+    config[f"{PROJECT}:runbookBaseUrl"] = "https://git.example.com/hub/blob/0123abc/docs/runbooks/"
     pulumi.runtime.set_all_config({**config, **SECRETS}, list(SECRETS))
     loaded = load_stack_config(pulumi.Config(PROJECT), "production")
     dumped = loaded.model_dump(mode="json", by_alias=True, exclude={"secrets", "stack"})

@@ -6,12 +6,14 @@ KEY`) is a key of Pulumi.yaml, and every field of a `--path` is a field of
 that key's model in infra/config.py. A key of another project says so with its
 namespace: `enterprisehub-bootstrap:` keys are checked against
 infra/bootstrap/Pulumi.yaml; a provider's own keys (`aws:region`) are the
-provider's to document.
+provider's to document. Every stack output it names is exported by a stack (or
+by the bootstrap project).
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -20,6 +22,7 @@ from pydantic import BaseModel
 
 from infra.config import StackConfig
 from infra.stackfiles import project_file
+from infra.synth.mocks import ProgramRun
 
 REPO = Path(__file__).resolve().parents[2]
 DOC = (REPO / "docs" / "deploying.md").read_text(encoding="utf-8")
@@ -83,3 +86,34 @@ def test_every_config_key_is_in_pulumi_yaml(path: str, key: str) -> None:
         following = _field(model, part)
         assert following is not None
         model = following
+
+
+def _section(title: str) -> str:
+    start = DOC.index(f"\n## {title}\n")
+    end = DOC.find("\n## ", start + 1)
+    return DOC[start : end if end != -1 else None]
+
+
+#: `pulumi stack output [--stack S] NAME` anywhere, and the names the outputs section lists.
+OUTPUTS_NAMED = sorted(
+    set(re.findall(r"pulumi stack output(?: --stack \S+)? ([A-Za-z]\w*)", DOC))
+    | set(re.findall(r"`([a-z][A-Za-z0-9]+)`", _section("Stack outputs")))
+)
+#: The bootstrap project's outputs (docs/deploying.md, "CI/CD").
+BOOTSTRAP_OUTPUTS = set(
+    re.findall(
+        r'pulumi\.export\("(\w+)"', (REPO / "infra" / "bootstrap" / "program.py").read_text()
+    )
+)
+
+
+@pytest.mark.parametrize("name", OUTPUTS_NAMED)
+def test_every_stack_output_it_names_is_exported(
+    name: str, stack_run: Callable[[str], ProgramRun]
+) -> None:
+    exported = (
+        set(stack_run("production").stack_outputs)
+        | set(stack_run("local").stack_outputs)
+        | BOOTSTRAP_OUTPUTS
+    )
+    assert name in exported, f"docs/deploying.md names the stack output {name!r}"

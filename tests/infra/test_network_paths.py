@@ -40,6 +40,13 @@ ENVOY_CONTROLLER = Pod(
     {"control-plane": "envoy-gateway", "app.kubernetes.io/name": "gateway-helm"},
 )
 PROMETHEUS = Pod("monitoring", {"app.kubernetes.io/name": "prometheus"})
+ALERTMANAGER = Pod(
+    "monitoring",
+    {
+        "app.kubernetes.io/name": "alertmanager",
+        "alertmanager": "kube-prometheus-stack-alertmanager",
+    },
+)
 GRAFANA = Pod("monitoring", {"app.kubernetes.io/name": "grafana"})
 CERT_MANAGER = Pod("cert-manager", {"app.kubernetes.io/name": "cert-manager"})
 ACME_SOLVER = Pod(APP, {"acme.cert-manager.io/http01-solver": "true"})
@@ -90,6 +97,7 @@ def _app_pods(stack: Stack) -> dict[str, Pod]:
         "model-publish": stack.pod("Job", "model-publish-"),
         "churn-orchestrator": stack.pod("Deployment", "churn-orchestrator"),
         "churn-model-publish": stack.pod("Job", "churn-model-publish-"),
+        "rollback-handler": stack.pod("Deployment", "rollback-handler"),
     }
 
 
@@ -304,3 +312,57 @@ def test_local_churn_paths(local: Stack) -> None:
     assert local.allowed(pods["churn-model-publish"], minio, 9000)
     assert not local.allowed(pods["churn-model-publish"], CRM, 443)
     assert local.allowed(ENVOY_PROXY, churn, 8004)
+
+
+def test_rollback_handler_hears_only_alertmanager_and_prometheus(production: Stack) -> None:
+    pods = _app_pods(production)
+    handler = pods["rollback-handler"]
+    assert production.allowed(ALERTMANAGER, handler, 8005)
+    assert production.allowed(PROMETHEUS, handler, 8005)
+    # Alertmanager's own egress is open (Slack, the handler): the path exists end to end.
+    assert production.allowed(ALERTMANAGER, Address("8.8.4.4"), 443)
+    assert not production.allowed(ALERTMANAGER, handler, 8080)
+    for outsider in (
+        ENVOY_PROXY,
+        GRAFANA,
+        CLIENT,
+        pods["websocket-manager"],
+        pods["ml-services"],
+        production.pod("Deployment", "dashboards"),
+        # Alertmanager's labels in any other namespace are not Alertmanager.
+        Pod(APP, {"app.kubernetes.io/name": "alertmanager"}),
+        Pod("envoy-gateway-system", {"app.kubernetes.io/name": "alertmanager"}),
+    ):
+        assert not production.allowed(outsider, handler, 8005), outsider
+
+
+def test_rollback_handler_reaches_its_stores_and_slack_only(production: Stack) -> None:
+    handler = _app_pods(production)["rollback-handler"]
+    assert production.allowed(handler, DB_HOST, 5432)
+    assert production.allowed(handler, DB_HOST, 6379)
+    assert production.allowed(handler, KUBE_DNS, 53, "UDP")
+    # The synthesis has a Slack URL: HTTPS to public addresses (Slack publishes no
+    # ranges, so that includes S3's; the handler holds no AWS credentials).
+    assert production.allowed(handler, INTERNET, 443)
+    for denied, port in (
+        (INTERNET, 80),
+        (METADATA, 80),
+        (METADATA, 443),
+        (DB_HOST, 443),
+        (API_SERVICE, 443),  # no Kubernetes API: it cannot touch a deployment
+        (API_ENDPOINT, 443),
+        (STS_ENI, 443),
+    ):
+        assert not production.allowed(handler, denied, port), (denied, port)
+    for pod in _app_pods(production).values():
+        if pod is not handler:
+            assert not production.allowed(handler, pod, 8001)
+            assert not production.allowed(handler, pod, 8002)
+
+
+def test_local_rollback_handler_reaches_the_in_cluster_stores(local: Stack) -> None:
+    handler = _app_pods(local)["rollback-handler"]
+    assert local.allowed(handler, local.pod("StatefulSet", "postgres"), 5432)
+    assert local.allowed(handler, local.pod("StatefulSet", "redis"), 6379)
+    assert not local.allowed(handler, local.pod("StatefulSet", "minio"), 9000)
+    assert local.allowed(ALERTMANAGER, handler, 8005)

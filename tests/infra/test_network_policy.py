@@ -7,6 +7,7 @@ from typing import Any
 
 import kubernetes_validate
 import pulumi
+import pulumi_kubernetes as k8s
 import pytest
 
 from infra import catalog
@@ -227,13 +228,18 @@ def test_policies_validate_against_the_kubernetes_schema(cloud: ProgramRun) -> N
 
 def test_ip_blocks_leave_a_private_cidr_alone() -> None:
     (peer,) = ip_blocks(["10.40.0.0/19"])
-    assert peer.ip_block.cidr == "10.40.0.0/19"
-    assert peer.ip_block.except_ is None
+    block = peer.ip_block
+    assert isinstance(block, k8s.networking.v1.IPBlockArgs)
+    assert block.cidr == "10.40.0.0/19"
+    assert block.except_ is None
 
 
 def test_ip_blocks_carve_private_ranges_out_of_the_internet() -> None:
     (peer,) = ip_blocks(["0.0.0.0/0"])
-    assert "169.254.0.0/16" in peer.ip_block.except_
+    block = peer.ip_block
+    assert isinstance(block, k8s.networking.v1.IPBlockArgs)
+    assert isinstance(block.except_, list)
+    assert "169.254.0.0/16" in block.except_
 
 
 def test_datastores_must_be_either_in_cluster_or_cidrs() -> None:
@@ -252,6 +258,21 @@ def test_a_service_egress_without_cidrs_is_refused() -> None:
                 namespace="enterprisehub",
                 services=[catalog.ML_SERVICES],
                 egress={},
+                in_cluster_datastores=True,
+            ),
+        )
+
+
+def test_slack_for_the_rollback_handler_needs_its_cidrs() -> None:
+    with pytest.raises(ValueError, match="slack"):
+        PlatformNetworkPolicies(
+            "netpol",
+            PlatformNetworkPoliciesArgs(
+                namespace="enterprisehub",
+                services=[],
+                egress=EGRESS,
+                rollback_handler=catalog.ROLLBACK_HANDLER,
+                slack=True,
                 in_cluster_datastores=True,
             ),
         )

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+import pulumi
 import pytest
 
 from infra import catalog
@@ -12,7 +14,11 @@ from infra.components.public_ingress import (
     GrafanaRoute,
     PublicIngress,
     PublicIngressArgs,
+    edge_address_from_status,
 )
+from infra.environments import ENVIRONMENTS
+from infra.platform import edge_service_type
+from infra.stackfiles import STACKS
 from infra.synth.mocks import ProgramRun, run_program
 
 DASHBOARD_HOSTS = {
@@ -41,9 +47,16 @@ def _args(**overrides: Any) -> PublicIngressArgs:
     return PublicIngressArgs(**values)
 
 
+def _exporting(args: PublicIngressArgs) -> Callable[[], None]:
+    def program() -> None:
+        pulumi.export("edgeAddress", PublicIngress("public", args).edge_address)
+
+    return program
+
+
 @pytest.fixture(scope="module")
 def run() -> ProgramRun:
-    return run_program("production", {}, program=lambda: PublicIngress("public", _args()))
+    return run_program("production", {}, program=_exporting(_args()))
 
 
 def _gateway(run: ProgramRun) -> dict[str, Any]:
@@ -62,7 +75,7 @@ def test_the_gateway_asks_cert_manager_for_one_certificate_of_every_host(
     run: ProgramRun,
 ) -> None:
     gateway = _gateway(run)
-    assert gateway["metadata"]["annotations"] == {"cert-manager.io/cluster-issuer": "letsencrypt"}
+    assert gateway["metadata"]["annotations"]["cert-manager.io/cluster-issuer"] == "letsencrypt"
     assert gateway["spec"]["gatewayClassName"] == "enterprisehub"
     https = [l for l in _listeners(run).values() if l["protocol"] == "HTTPS"]  # noqa: E741
     assert {l["hostname"] for l in https} == {  # noqa: E741
@@ -155,3 +168,57 @@ def test_a_path_routed_twice_is_refused() -> None:
     routes = [ApiRoute("/v1/ml", "ml-services", 8002), ApiRoute("/v1/ml", "coaching-engine", 8003)]
     with pytest.raises(ValueError, match="routed twice"):
         PublicIngress("public", _args(api_routes=routes))
+
+
+WAIT_FOR_ADDRESS = {"pulumi.com/waitFor": "jsonpath={.status.addresses[0].value}"}
+
+
+def test_behind_a_load_balancer_up_waits_for_its_address_and_exports_it(run: ProgramRun) -> None:
+    gateway = run.one(GATEWAY)
+    annotations = gateway.inputs["metadata"]["annotations"]
+    assert annotations.items() >= WAIT_FOR_ADDRESS.items()
+    # What the provider returned once the wait held: Envoy Gateway's copy of the NLB's name.
+    (address,) = gateway.outputs["status"]["addresses"]
+    assert address["type"] == "Hostname"
+    assert address["value"].endswith(".elb.amazonaws.com")
+    assert run.plain_stack_outputs()["edgeAddress"] == address["value"]
+
+
+def test_on_node_ports_nothing_waits_and_the_address_is_kinds_loopback() -> None:
+    run = run_program("local", {}, program=_exporting(_args(proxy_service_type="NodePort")))
+    gateway = run.one(GATEWAY)
+    assert "pulumi.com/waitFor" not in gateway.inputs["metadata"]["annotations"]
+    # Without a wait the provider returns the Gateway as created: no status yet.
+    assert "status" not in gateway.outputs or not gateway.outputs["status"]
+    assert run.plain_stack_outputs()["edgeAddress"] == "127.0.0.1"
+
+
+def test_a_status_without_an_address_is_an_error_not_an_empty_output() -> None:
+    # What the Gateway looks like when the provider did not wait (fresh object).
+    with pytest.raises(ValueError, match="no address"):
+        edge_address_from_status(None)
+    with pytest.raises(ValueError, match="no address"):
+        edge_address_from_status({"addresses": []})
+    assert edge_address_from_status({"addresses": [{"value": "203.0.113.7"}]}) == "203.0.113.7"
+
+
+def test_an_unknown_proxy_exposure_is_refused() -> None:
+    with pytest.raises(ValueError, match="ClusterIP"):
+        PublicIngress("public", _args(proxy_service_type="ClusterIP"))
+
+
+def test_each_stack_waits_exactly_when_its_proxies_have_a_load_balancer(
+    stack_run: Callable[[str], ProgramRun],
+) -> None:
+    for stack in STACKS:
+        run = stack_run(stack)
+        environment = run.plain_stack_outputs()["environment"]
+        gateway = run.one(GATEWAY)
+        waits = "pulumi.com/waitFor" in gateway.inputs["metadata"]["annotations"]
+        assert waits == (edge_service_type(environment) == "LoadBalancer"), stack
+        address = run.plain_stack_outputs()["edgeAddress"]
+        if waits:
+            assert address == gateway.outputs["status"]["addresses"][0]["value"], stack
+        else:
+            assert address == "127.0.0.1", stack
+    assert {edge_service_type(env) for env in ENVIRONMENTS} == {"LoadBalancer", "NodePort"}

@@ -191,6 +191,16 @@ def test_each_manifest_file_holds_one_object_named_after_it(
         assert path.name.endswith(f"-{body['kind'].lower()}-{name}.yaml"), path.name
 
 
+def test_manifests_are_the_text_yaml_safe_dump_writes(
+    synthesized: Callable[[str], Synthesis],
+) -> None:
+    """libyaml's emitter (used for speed) writes exactly what the pure-Python one would."""
+    for path in synthesized("production").manifests_dir.glob("*.yaml"):
+        text = path.read_text()
+        body = yaml.safe_load(text)
+        assert text == yaml.safe_dump(body, sort_keys=False, default_flow_style=False), path.name
+
+
 @pytest.mark.parametrize("stack", STACKS)
 def test_manifests_hold_integers_as_integers(
     stack: str, synthesized: Callable[[str], Synthesis]

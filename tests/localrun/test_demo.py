@@ -66,7 +66,7 @@ def test_demo_tokens_carry_tenant_and_subject(auth: AuthSettings) -> None:
         assert set(tenant.agent_tokens) == set(DEMO_AGENTS)
         for agent, token in tenant.agent_tokens.items():
             principal = verifier.verify(token)
-            assert (principal.subject, principal.scopes) == (agent, {"feed:read"})
+            assert (principal.subject, set(principal.scopes)) == (agent, {"feed:read"})
 
 
 def test_guide_names_every_service_and_gives_a_working_feed_command(
@@ -74,10 +74,11 @@ def test_guide_names_every_service_and_gives_a_working_feed_command(
 ) -> None:
     tenants = demo_tenants(auth)
     print_guide(
-        started={"realtime": 8001, "ml": 8002},
+        started={"realtime": 8001, "ml": 8002, "rollback": 8005},
         missing=[s for s in SERVICES if s.name in {"coaching", "churn"}],
         tenants=tenants,
         prometheus_url="http://127.0.0.1:9090",
+        alertmanager_url="http://127.0.0.1:9093",
         state_dir=tmp_path,
         event_rate=2,
     )
@@ -87,7 +88,13 @@ def test_guide_names_every_service_and_gives_a_working_feed_command(
         assert f"http://127.0.0.1:{port}/metrics" in out
     assert re.search(r"coaching\s+port 8003: not built yet", out)
     assert re.search(r"churn\s+port 8004: not built yet", out)
-    assert "http://127.0.0.1:9090" in out
+    # Where the monitoring runs, what it scrapes, and where rollback triggers go.
+    assert re.search(
+        r"prometheus http://127\.0\.0\.1:9090 .*websocket-manager, ml-services, rollback-handler",
+        out,
+    )
+    assert re.search(r"alertmanager http://127\.0\.0\.1:9093 ", out)
+    assert "http://127.0.0.1:8005/v1/alertmanager/webhook" in out
     key = shlex.quote(str(tmp_path / "jwt-secret"))
     cli = f'JWT_SECRET_KEY="$(cat {key})" JWT_KEY_ID=local {enterprisehub_cli()}'
     feed = f"{cli} feed --tenant {tenants[0].tenant_id} --subject agent-1 "

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from alerts.routing import local_config
 from localrun.leftovers import leftover_pids, stop_leftovers
-from localrun.servers import start_postgres, start_redis
+from localrun.servers import start_alertmanager, start_postgres, start_prometheus, start_redis
 
 
 @pytest.fixture
@@ -42,6 +43,35 @@ def test_daemons_of_a_killed_run_are_stopped_and_nothing_else(state_dir: Path) -
         other.stop()
         redis.stop()
         postgres.stop()
+
+
+@pytest.mark.integration
+def test_prometheus_and_alertmanager_of_a_killed_run_are_stopped(state_dir: Path) -> None:
+    # Neither dies with the run (they are not its children's process group).
+    token = state_dir / "token"
+    token.write_text("x" * 64)
+    config = local_config(
+        rollback_url="http://127.0.0.1:9/v1/alertmanager/webhook",
+        token_file=token,
+        slack_url_file=None,
+    )
+    alertmanager = start_alertmanager(state_dir, config)
+    prometheus = start_prometheus(state_dir, alertmanager=alertmanager.address)
+    other = start_prometheus(state_dir / "elsewhere")
+    try:
+        assert leftover_pids(state_dir) == {
+            "prometheus": prometheus.process.pid,
+            "alertmanager": alertmanager.process.pid,
+        }
+        assert sorted(stop_leftovers(state_dir)) == ["alertmanager", "prometheus"]
+        assert prometheus.process.wait(timeout=10) is not None
+        assert alertmanager.process.wait(timeout=10) is not None
+        assert leftover_pids(state_dir) == {}
+        assert other.process.poll() is None
+    finally:
+        other.stop()
+        prometheus.stop()
+        alertmanager.stop()
 
 
 def test_an_empty_state_dir_has_no_leftovers(tmp_path: Path) -> None:

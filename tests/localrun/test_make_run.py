@@ -21,12 +21,15 @@ import tempfile
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from websockets.sync.client import connect
 
+from alerts.catalog import load_rule_file, rule_files
+from infra.catalog import SERVICES as CATALOG
 from localrun.__main__ import PID_FILE, READY_LINE, SERVICES, PortTaken, check_ports_free, main
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -178,10 +181,12 @@ def test_make_run_serves_health_streams_events_and_stops_cleanly(state_root: Pat
             ["bash", "-c", token], cwd=state_root, capture_output=True, text=True, check=False
         )
         assert minted.returncode == 0, minted.stderr
-        url = re.search(r"--url (ws://\S+)", feed)
-        assert url is not None
-        with connect(f"{url.group(1)}?access_token={minted.stdout.strip()}") as ws:
+        feed_url = re.search(r"--url (ws://\S+)", feed)
+        assert feed_url is not None
+        with connect(f"{feed_url.group(1)}?access_token={minted.stdout.strip()}") as ws:
             assert json.loads(ws.recv(timeout=10))["type"] == "ready"
+
+        _check_monitoring(output, ports)
     finally:
         _stop(process)
         pump.join(timeout=10)
@@ -198,6 +203,78 @@ def test_make_run_serves_health_streams_events_and_stops_cleanly(state_root: Pat
         with contextlib.suppress(ValueError):
             pid = int(redis_pid.read_text().strip())
             assert not Path(f"/proc/{pid}").exists(), "redis-server still running"
+
+
+def _poll(check: Callable[[], str | None], timeout_s: float = 60.0) -> None:
+    """Call ``check`` until it returns None (met); fail with its last answer."""
+    deadline = time.monotonic() + timeout_s
+    while (problem := check()) is not None:
+        if time.monotonic() > deadline:
+            pytest.fail(problem)
+        time.sleep(0.5)
+
+
+def _check_monitoring(output: str, ports: dict[str, int]) -> None:
+    """What the banner says about Prometheus, Alertmanager and the handler holds."""
+    prometheus = re.search(r"^\s*prometheus (http://127\.0\.0\.1:\d+)\s", output, re.MULTILINE)
+    alertmanager = re.search(r"^\s*alertmanager (http://127\.0\.0\.1:\d+)\s", output, re.MULTILINE)
+    assert prometheus is not None, output
+    assert alertmanager is not None, output
+    prom, am = prometheus.group(1), alertmanager.group(1)
+    handler = f"http://127.0.0.1:{ports['rollback']}"
+    assert f"{handler}/v1/alertmanager/webhook" in output
+
+    # One job per running service, named as in the catalog (what the rules select).
+    jobs = {spec.job for spec in SERVICES if spec.built() and spec.metrics}
+    assert {"websocket-manager", "ml-services", "rollback-handler"} <= jobs
+
+    def targets_up() -> str | None:
+        targets = httpx.get(f"{prom}/api/v1/targets", timeout=5).json()["data"]["activeTargets"]
+        health = {t["labels"]["job"]: t["health"] for t in targets}
+        return None if health == dict.fromkeys(jobs, "up") else f"targets: {health}"
+
+    _poll(targets_up)
+
+    groups = httpx.get(f"{prom}/api/v1/rules", timeout=5).json()["data"]["groups"]
+    expected = {g["name"] for path in rule_files() for g in load_rule_file(path)["groups"]}
+    assert {g["name"] for g in groups} == expected
+    broken = [r["name"] for g in groups for r in g["rules"] if r["health"] == "err"]
+    assert broken == [], groups
+
+    def alertmanager_configured() -> str | None:
+        data = httpx.get(f"{prom}/api/v1/alertmanagers", timeout=5).json()["data"]
+        urls = [a["url"] for a in data["activeAlertmanagers"]]
+        return None if urls == [f"{am}/api/v2/alerts"] else f"alertmanagers: {data}"
+
+    _poll(alertmanager_configured)
+
+    # The routing reaches the handler with the credential it expects: a rollback
+    # trigger posted to Alertmanager becomes an incident the handler reports.
+    alert = {
+        "labels": {
+            "alertname": "MakeRunRoutingCheck",
+            "action": "rollback",
+            "feature": "ai_coaching",
+            "severity": "critical",
+        },
+        "annotations": {"summary": "routing check of the make run test"},
+    }
+    assert httpx.post(f"{am}/api/v2/alerts", json=[alert], timeout=5).status_code == 200
+
+    def incident_recorded() -> str | None:
+        body = httpx.get(f"{handler}/health/rollback", timeout=5).json()
+        names = [i["alertname"] for i in body.get("latest_incidents", [])]
+        return None if "MakeRunRoutingCheck" in names else f"handler: {body}"
+
+    _poll(incident_recorded, timeout_s=30)
+
+
+def test_service_jobs_are_the_catalog_names() -> None:
+    # The rules select on job="websocket-manager" and so on: the names must match.
+    by_kind = {spec.kind: spec.name for spec in CATALOG.values()}
+    for spec in SERVICES:
+        if spec.name in by_kind:
+            assert spec.job == by_kind[spec.name]
 
 
 def test_taken_port_is_named_with_the_flag_to_change_it(
@@ -221,6 +298,7 @@ def test_defaults_are_the_seeds_ports() -> None:
         "ml": 8002,
         "coaching": 8003,
         "churn": 8004,
+        "rollback": 8005,
         "dashboards": 8501,
     }
 

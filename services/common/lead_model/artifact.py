@@ -32,12 +32,12 @@ import io
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Annotated, Any, Final, Literal
 from urllib.parse import unquote, urlparse
 
 import joblib
 import sklearn
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
 
 from services.common.lead_model.features import FEATURE_NAMES, FEATURE_SCHEMA_VERSION
 from services.common.settings import StorageSettings
@@ -169,6 +169,18 @@ def parse_artifact_uri(uri: str) -> ArtifactLocation:
     raise ModelArtifactError(
         f"unsupported model URI scheme {parsed.scheme!r} in {uri!r}: use s3://, file:// or a path"
     )
+
+
+def _check_artifact_uri(value: str) -> str:
+    try:
+        parse_artifact_uri(value)
+    except ModelArtifactError as exc:
+        raise ValueError(str(exc)) from None
+    return value
+
+
+#: A settings field holding a model artifact URI: refused at start-up when it does not parse.
+ArtifactUri = Annotated[str, AfterValidator(_check_artifact_uri)]
 
 
 def sha256_hex(data: bytes) -> str:

@@ -7,9 +7,9 @@ the variables, defaults and validation are written once.
 
 from __future__ import annotations
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
-from services.common.lead_model.artifact import ModelArtifactError, parse_artifact_uri
+from services.common.lead_model.artifact import ArtifactUri
 from services.common.settings import EnvSettings
 
 #: The largest batch one scoring call may carry (ML_BATCH_SIZE's upper bound).
@@ -19,7 +19,7 @@ MAX_BATCH_LEADS = 1000
 class LeadModelSettings(EnvSettings):
     """ML_MODEL_URI, ML_MODEL_CACHE_SIZE and ML_BATCH_SIZE."""
 
-    ml_model_uri: str = Field(
+    ml_model_uri: ArtifactUri = Field(
         default="models/lead_scoring.joblib",
         description="Model artifact: s3://bucket/key, a published s3:// or file:// prefix "
         "ending in /, file:///abs/path or a relative path.",
@@ -30,12 +30,3 @@ class LeadModelSettings(EnvSettings):
     ml_batch_size: int = Field(
         default=32, ge=1, le=MAX_BATCH_LEADS, description="Leads per model call."
     )
-
-    @field_validator("ml_model_uri")
-    @classmethod
-    def _model_uri_parses(cls, value: str) -> str:
-        try:
-            parse_artifact_uri(value)
-        except ModelArtifactError as exc:
-            raise ValueError(str(exc)) from None
-        return value

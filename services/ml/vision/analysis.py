@@ -173,14 +173,8 @@ class VisionAnalyzer:
         source: str,
     ) -> tuple[dict[str, Any], bool]:
         """The analysis row and whether it was already stored (no call made)."""
-        stored = await store.find(
-            self.db,
-            tenant_id,
-            sha256=image.sha256,
-            model=self.model,
-            prompt_version=PROMPT_VERSION,
-        )
-        if stored is not None and stored["status"] == "done":
+        stored = await self.stored(tenant_id, image.sha256)
+        if stored is not None:
             return stored, True
         key = (tenant_id, image.sha256)
         task = self._inflight.get(key)

@@ -13,7 +13,7 @@ what the schema at ``/openapi.json`` and ``/docs`` show for the feed.
 
 from __future__ import annotations
 
-from fastapi import APIRouter, WebSocket
+from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from fastapi.responses import JSONResponse
 
 from services.common.auth import FEED_READ, AuthError, authenticate_websocket, deny_websocket
@@ -72,11 +72,23 @@ async def lead_feed_without_upgrade() -> JSONResponse:
 
 @router.websocket("/v1/feed")
 async def lead_feed(websocket: WebSocket, hub: HubDep, metrics: RealtimeMetricsDep) -> None:
-    """Serve the caller's tenant feed until the socket closes."""
+    """Serve the caller's tenant feed until the socket closes.
+
+    Every handshake counts as an attempt and every failure once, by reason
+    (``websocket_connection_failures_total``; see services.realtime.metrics).
+    """
+    metrics.connection_attempts.inc()
     try:
         principal = await authenticate_websocket(websocket, scope=FEED_READ)
     except AuthError as error:
-        metrics.connections_rejected.labels(reason="auth").inc()
+        metrics.count_failure("auth")
         await deny_websocket(websocket, error)
         return
-    await hub.serve(websocket, principal)
+    try:
+        await hub.serve(websocket, principal)
+    except WebSocketDisconnect:
+        raise  # the client left mid-handshake: not the feed's failure
+    except Exception:
+        # Unforeseen: the server answers 500 or closes with 1011.
+        metrics.count_failure("internal_error")
+        raise

@@ -90,6 +90,16 @@ def test_existing_provider_and_custom_stacks() -> None:
         ({"repository": "acme/enterprisehub", "stacks": json.dumps(["Prod*"])}, "not a stack name"),
         ({"repository": "acme/enterprisehub", "stacks": json.dumps(["dev", "dev"])}, "duplicates"),
         ({"repository": "acme/enterprisehub", "existingOidcProviderArn": "nope"}, "IAM ARN"),
+        # A trailing newline ("$" would accept it) and non-ASCII digits ("\d" would).
+        ({"repository": "acme/enterprisehub\n"}, "not OWNER/NAME"),
+        ({"repository": "acme/enterprisehub", "stacks": json.dumps(["dev\n"])}, "not a stack name"),
+        (
+            {
+                "repository": "acme/enterprisehub",
+                "existingOidcProviderArn": "arn:aws:iam::" + "\u0661" * 12 + ":oidc-provider/x",
+            },
+            "IAM ARN",
+        ),
     ],
 )
 def test_invalid_config_is_refused(config: dict[str, str], message: str) -> None:

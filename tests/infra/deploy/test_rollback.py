@@ -571,7 +571,11 @@ def test_rollback_plan_on_the_real_program(tmp_path: Path, standin: Path) -> Non
         for key in ("jwtSecretKey", "encryptionKey", "anthropicApiKey", "ghlApiKey")
     )
     image = "  enterprisehub:image: registry.example/enterprisehub@sha256:" + "c" * 64 + "\n"
-    stack_file.write_text(stack_file.read_text() + secrets + image)
+    # CI sets the runbooks of the deployed commit beside the image.
+    runbooks = (
+        "  enterprisehub:runbookBaseUrl: https://git.example/hub/blob/c0ffee/docs/runbooks/\n"
+    )
+    stack_file.write_text(stack_file.read_text() + secrets + image + runbooks)
     planned = rb.plan_rollback(clone, STACK)
     assert planned.allowed, planned.refusals
     assert planned.plan.counts == {"create": 0, "update": 1, "replace": 0, "delete": 0}

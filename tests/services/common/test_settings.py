@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+
 import pytest
 
 from services.common.settings import CommonSettings, SettingsError
@@ -126,3 +128,25 @@ def test_unknown_environment_lists_allowed_values(env: pytest.MonkeyPatch) -> No
     message = problems(env)
     assert "ENVIRONMENT='prod'" in message
     assert "production" in message
+
+
+@pytest.mark.parametrize(
+    ("settings_class", "variable"),
+    [
+        ("services.ml.config:MLSettings", "ML_MODEL_URI"),
+        ("services.realtime.config:RealtimeSettings", "ML_MODEL_URI"),
+        ("services.churn.config:ChurnSettings", "CHURN_MODEL_URI"),
+    ],
+)
+def test_an_unparseable_model_uri_is_refused_at_start_up(
+    env: pytest.MonkeyPatch, settings_class: str, variable: str
+) -> None:
+    module, name = settings_class.split(":")
+    settings = getattr(importlib.import_module(module), name)
+    env.setenv(variable, "file://models/m.joblib")
+    with pytest.raises(SettingsError) as caught:
+        settings.from_env()
+    assert variable in str(caught.value)
+    assert "use file:///absolute/path" in str(caught.value)
+    env.setenv(variable, "file:///models/m.joblib")
+    assert settings.from_env()

@@ -103,6 +103,10 @@ async def test_slot_is_returned_when_the_feed_fails_after_admission(
                 await conn.recv()
     assert hub.registry.count("tenant-a") == 0
     assert await capped.app.state.redis.zcard(hub.cap.key("tenant-a")) == 0
+    failures = capped.registry.get_sample_value(
+        "websocket_connection_failures_total", {"reason": "internal_error"}
+    )
+    assert failures == LIMIT + 1
     monkeypatch.undo()
     async with open_feed(capped, token) as feed:
         assert feed.ready["tenant_id"] == "tenant-a"
@@ -196,3 +200,6 @@ async def test_socket_of_a_tenant_already_read_is_1013_while_redis_is_down(
     assert frames == []
     assert second.close_code == 1013
     assert second.close_reason == "feed unavailable (redis); retry in 1 s"
+    get = replica.registry.get_sample_value
+    assert get("websocket_connection_attempts_total") == 2.0
+    assert (get("websocket_connection_failures_total", {"reason": "redis_unavailable"}) or 0) >= 1

@@ -1,16 +1,22 @@
-"""Delivery latency in the histogram and the table, metrics, /health/websocket."""
+"""Delivery latency in the histogram and the table, metrics, /health/websocket.
+
+The counters the alert rules read (connection attempts and failures, new
+leads and conversions) are shown moving on real failures and real events.
+"""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 
 import httpx
 import pytest
 from websockets.asyncio.client import connect
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from services.common.database import Database
 from services.common.scoring import LeadFeatures
+from services.realtime.metrics import SERVICE_FAILURES
 from tests.services.realtime.conftest import (
     Replica,
     event_body,
@@ -135,10 +141,75 @@ async def test_refused_webhooks_are_counted_by_reason(
 async def test_refused_connections_are_counted_by_reason(
     replica: Replica, make_token: Callable[..., str]
 ) -> None:
+    get = replica.registry.get_sample_value
+    # Every reason is exported at 0 before anything failed: ratios are defined.
+    assert get("websocket_connection_failures_total", {"reason": "redis_unavailable"}) == 0.0
     with pytest.raises(InvalidStatus):
         async with connect(replica.ws):
             pass
-    value = replica.registry.get_sample_value(
-        "websocket_connections_rejected_total", {"reason": "auth"}
+    forged = make_token("tenant-a")[:-4] + "AAAA"
+    with pytest.raises(InvalidStatus):
+        async with connect(replica.ws, additional_headers={"Authorization": f"Bearer {forged}"}):
+            pass
+    async with open_feed(replica, make_token("tenant-a")):
+        pass
+    assert get("websocket_connection_attempts_total") == 3.0
+    assert get("websocket_connection_failures_total", {"reason": "auth"}) == 2.0
+    assert (
+        sum(
+            get("websocket_connection_failures_total", {"reason": reason}) or 0.0
+            for reason in SERVICE_FAILURES
+        )
+        == 0.0
     )
-    assert value == 1.0
+
+
+async def test_resume_without_postgres_is_a_service_failure(
+    replica_without_postgres: Replica, make_token: Callable[..., str]
+) -> None:
+    replica = replica_without_postgres
+    headers = {"Authorization": f"Bearer {make_token('tenant-a')}"}
+    url = f"{replica.ws}?last_event_id=0192d3c4-5e6f-7a8b-9c0d-1e2f3a4b5c6d"
+    async with connect(url, additional_headers=headers) as conn:
+        with contextlib.suppress(ConnectionClosed):
+            await conn.recv()
+    assert conn.close_code == 1013
+    get = replica.registry.get_sample_value
+    assert get("websocket_connection_attempts_total") == 1.0
+    assert get("websocket_connection_failures_total", {"reason": "postgres_unavailable"}) == 1.0
+
+
+async def test_new_leads_and_conversions_are_counted_once(
+    replica: Replica,
+    http: httpx.AsyncClient,
+    make_token: Callable[..., str],
+    sample_leads: list[LeadFeatures],
+) -> None:
+    token = make_token("tenant-a")
+    lead = sample_leads[0]
+    for event_type in ("lead.created", "lead.created", "email.opened"):
+        await post_event(http, replica, token, event_body(lead, event_type=event_type))
+    batch = {
+        "events": [
+            event_body(lead, lead_id="lead-2", event_type="lead.created"),
+            event_body(lead, lead_id="lead-1", event_type="lead.converted"),
+        ]
+    }
+    headers = {"Authorization": f"Bearer {token}", "Idempotency-Key": "crm-delivery-17"}
+    for _ in range(2):  # the CRM retries the delivery: stored and counted once
+        answer = await http.post(
+            f"{replica.http}/v1/leads/events/batch", json=batch, headers=headers
+        )
+        assert answer.status_code == 202, answer.text
+    get = replica.registry.get_sample_value
+    assert get("realtime_lead_stage_changes_total", {"stage": "created"}) == 3.0
+    assert get("realtime_lead_stage_changes_total", {"stage": "converted"}) == 1.0
+    # A refused event counts nothing.
+    refused = event_body(lead, event_type="lead.converted") | {"tenant_id": "tenant-b"}
+    answer = await http.post(
+        f"{replica.http}/v1/leads/events",
+        json=refused,
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert answer.status_code == 422
+    assert get("realtime_lead_stage_changes_total", {"stage": "converted"}) == 1.0

@@ -1,0 +1,120 @@
+"""What every operator command (``flags``, ``rollout``, ``rollback``, ``experiment``) shares.
+
+The argument types and the ``--environment/--actor/--yes`` arguments, the
+confirmation prompt, who the actor is, and the connections to the target
+environment's Redis and Postgres. ``--environment`` must name the environment
+the shell's settings point at (ENVIRONMENT), so that a production change is
+never made against staging by mistake, and the other way round.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import os
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import get_args
+
+from services.cli import EXIT_USAGE, CommandError
+from services.common.database import Database, DatabaseUnavailable
+from services.common.flags import InvalidFlag, check_feature
+from services.common.redis import Redis, RedisUnavailable, close_redis, create_redis_from_settings
+from services.common.settings import Environment
+from services.rollout.config import RolloutSettings
+
+ENVIRONMENTS: tuple[str, ...] = get_args(Environment)
+
+
+def feature_argument(value: str) -> str:
+    """argparse type: a known feature name."""
+    try:
+        return check_feature(value)
+    except InvalidFlag as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def environment_argument(value: str) -> str:
+    """argparse type: one of ``ENVIRONMENTS``."""
+    if value not in ENVIRONMENTS:
+        raise argparse.ArgumentTypeError(
+            f"unknown environment {value!r}; expected one of {', '.join(ENVIRONMENTS)}"
+        )
+    return value
+
+
+def add_operator_arguments(parser: argparse.ArgumentParser, *, environment: bool = True) -> None:
+    """Add ``--environment`` (unless ``environment`` is false), ``--actor`` and ``--yes``."""
+    if environment:
+        parser.add_argument(
+            "--environment",
+            required=True,
+            type=environment_argument,
+            help=f"target environment ({', '.join(ENVIRONMENTS)}); must match ENVIRONMENT",
+        )
+    parser.add_argument("--actor", default=None, help="who (default: SUDO_USER or login name)")
+    parser.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+
+
+def default_actor() -> str:
+    """Who runs the command: ``SUDO_USER`` or the login name."""
+    return os.environ.get("SUDO_USER") or getpass.getuser()
+
+
+async def confirm(prompt: str, assume_yes: bool) -> None:
+    """Ask ``prompt`` on the terminal; raise ``CommandError`` unless answered yes.
+
+    ``assume_yes`` (``--yes``) skips the question; without a terminal and
+    without it the command refuses rather than changing flags unasked.
+    """
+    if assume_yes:
+        return
+    if not sys.stdin.isatty():
+        raise CommandError(
+            "refusing to change flags without confirmation: stdin is not a terminal; pass --yes",
+            EXIT_USAGE,
+        )
+    answer = await asyncio.to_thread(input, f"{prompt} [y/N] ")
+    if answer.strip().lower() not in {"y", "yes"}:
+        raise CommandError("aborted: nothing changed")
+
+
+@dataclass
+class Connections:
+    """Redis and Postgres of the target environment."""
+
+    settings: RolloutSettings
+    redis: Redis
+    db: Database
+
+
+@asynccontextmanager
+async def connect(environment: str | None) -> AsyncIterator[Connections]:
+    """Open Redis and Postgres for ``environment`` (must match ENVIRONMENT)."""
+    settings = RolloutSettings.from_env()
+    if environment is not None and environment != settings.environment:
+        raise CommandError(
+            f"--environment {environment} but this shell's settings are for "
+            f"{settings.environment!r} (ENVIRONMENT); run the command with {environment}'s "
+            "REDIS_URL and DATABASE_URL (for example inside its cluster)",
+            EXIT_USAGE,
+        )
+    redis = create_redis_from_settings(settings)
+    db = await Database.open(
+        settings.database_url.get_secret_value(),
+        max_size=2,
+        acquire_timeout=10,
+        application_name="enterprisehub-rollout",
+    )
+    try:
+        yield Connections(settings, redis, db)
+    except (RedisUnavailable, DatabaseUnavailable) as exc:
+        raise CommandError(
+            f"environment {settings.environment} unreachable: {exc.reason}"
+        ) from None
+    finally:
+        await close_redis(redis)
+        await db.close()
