@@ -67,7 +67,7 @@ class ModelPublishArgs:
     #: "s3://enterprisehub-production-models-123456789012/churn-risk/"}``.
     #: One Job per entry.
     destinations: Mapping[str, pulumi.Input[str]]
-    #: IAM role (IRSA) allowed to write the model prefix; None for in-cluster storage.
+    #: IAM role (IRSA) allowed to write the model prefixes; None for in-cluster storage.
     role_arn: pulumi.Input[str] | None = None
     #: Credentials for S3-compatible storage (local MinIO: AWS_ACCESS_KEY_ID, ...).
     secrets: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
