@@ -5,12 +5,15 @@
 #   docker run IMAGE migrate              (the migration Job)
 #   docker run IMAGE model publish --from /app/models/lead-scoring/model.joblib \
 #       --to s3://BUCKET/lead-scoring/    (the model-publish Job)
+#   docker run IMAGE model publish --from /app/models/churn-risk/model.joblib \
+#       --to s3://BUCKET/churn-risk/      (the churn-model-publish Job)
 #
-# The image carries the lead-scoring model it was built with, trained in the
-# build stage from the generator and a fixed seed (docs/lead-scoring-model.md,
-# "Shipping the model"). ML_MODEL_URI defaults to that file, so the image
-# serves on its own; the stacks instead publish it to the models bucket and
-# point ML_MODEL_URI at the bucket prefix.
+# The image carries the models it was built with, trained in the build stage
+# from their generators and fixed seeds: the lead-scoring model
+# (docs/lead-scoring-model.md, "Shipping the model") and the churn-risk model
+# (docs/churn-model.md). ML_MODEL_URI and CHURN_MODEL_URI default to those
+# files, so the image serves on its own; the stacks instead publish them to the
+# models bucket and point both settings at their bucket prefixes.
 #
 # Base image: pinned to a patch tag (CPython 3.11.14 on Debian 12 "bookworm",
 # the Python the lock file was resolved for) instead of a floating
@@ -22,10 +25,12 @@
 ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
 # uv matches the version in uv.lock's dev group.
 ARG UV_IMAGE=ghcr.io/astral-sh/uv:0.13.9
-# The training seed of the built-in model. Training is a pure function of the
-# code, the locked libraries and this seed, so rebuilding the same commit gives
+# The training seeds of the built-in models. Training is a pure function of the
+# code, the locked libraries and the seed, so rebuilding the same commit gives
 # the same model sha256 and version, and publishing it again uploads nothing.
 ARG MODEL_SEED=20260101
+# services/churn/training.py's default seed (the model docs/churn-model.md reports).
+ARG CHURN_MODEL_SEED=20261203
 
 FROM ${UV_IMAGE} AS uv
 
@@ -61,6 +66,11 @@ RUN /opt/venv/bin/enterprisehub model train \
       --out /opt/models/lead-scoring/model.joblib --seed "${MODEL_SEED}" \
  && chmod 0444 /opt/models/lead-scoring/* \
  && chmod 0555 /opt/models/lead-scoring
+ARG CHURN_MODEL_SEED
+RUN /opt/venv/bin/enterprisehub churn train \
+      --out /opt/models/churn-risk/model.joblib --seed "${CHURN_MODEL_SEED}" \
+ && chmod 0444 /opt/models/churn-risk/* \
+ && chmod 0555 /opt/models/churn-risk
 
 # The RDS CA bundle: the stacks' DSNs say sslmode=verify-full with this file
 # (infra/components/database.py RDS_CA_BUNDLE), so a service only talks to a
@@ -80,12 +90,14 @@ RUN groupadd --system --gid 10001 app \
 # Owned by root and read-only for the service user; bytecode is compiled at
 # build time, so nothing is written at run time except under /tmp.
 COPY --from=build /opt/venv /opt/venv
-# The model and its .json metadata: COPY from a stage creates them owned by
+# The models and their .json metadata: COPY from a stage creates them owned by
 # root (uid/gid 0) and keeps the 0444/0555 modes set above.
 COPY --from=build /opt/models/lead-scoring /app/models/lead-scoring
+COPY --from=build /opt/models/churn-risk /app/models/churn-risk
 COPY --from=certs /certs/rds-global-bundle.pem /app/certs/rds-global-bundle.pem
 ENV PATH=/opt/venv/bin:${PATH} \
     ML_MODEL_URI=/app/models/lead-scoring/model.joblib \
+    CHURN_MODEL_URI=/app/models/churn-risk/model.joblib \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     HOME=/tmp \

@@ -13,7 +13,8 @@ LeadConnector stand-in (``localrun.standins.leadconnector``).
    lead with the calibrated model, stores the risk state, stages the
    interventions (rows, outbox rows and delivery jobs). Reported: wall time
    of the pass and the child's peak RSS (``ru_maxrss``; the model and the
-   pass only, not the loading).
+   pass only, not the loading), the leads written, and the wall time of the
+   next pass over the same leads (the steady state of every interval).
 2. Fault: ``--fault-leads`` at-risk leads over the tenants, one holding
    ``--big-tenant``; two replicas (``enterprisehub serve churn``), the stand-in
    answering 5% 429 (Retry-After 1 s), 5% 503 and 3% timeouts after accepting;
@@ -170,6 +171,11 @@ async def _child_pass() -> None:
         summary = await runtime.run_pass()
         seconds = time.perf_counter() - started
         cpu_seconds = time.process_time() - cpu_started
+        # The next pass over the same leads: what every CHURN_MONITORING_INTERVAL costs
+        # once the risk states are stored and the interventions staged.
+        started = time.perf_counter()
+        steady = await runtime.run_pass()
+        steady_seconds = time.perf_counter() - started
         await runtime.stop()
     await db.close()
     await close_redis(redis)
@@ -186,6 +192,9 @@ async def _child_pass() -> None:
                 "interventions": sum(t.interventions for t in summary.tenants),
                 "sends_queued": sum(t.sends_queued for t in summary.tenants),
                 "tenants": len(summary.tenants),
+                "leads_written": sum(t.updated for t in summary.tenants),
+                "steady_pass_seconds": steady_seconds,
+                "steady_leads_written": sum(t.updated for t in steady.tenants),
             }
         )
     )

@@ -209,6 +209,7 @@ STACK_SETTINGS: Final[tuple[str, ...]] = (
     "MEDIA_BUCKET",
     "MODELS_BUCKET",
     "ML_MODEL_URI",
+    "CHURN_MODEL_URI",
     "S3_ENDPOINT_URL",
 )
 
@@ -272,6 +273,8 @@ WEBSOCKET_MANAGER: Final = ServiceSpec(
     # The CRM webhook and the feed (a websocket).
     api_paths=("/v1/leads/events", FEED_PATH),
     streaming_paths=(FEED_PATH,),
+    # It scores leads, not churn risk.
+    unread_stack_settings=frozenset({"CHURN_MODEL_URI"}),
 )
 
 ML_SERVICES: Final = ServiceSpec(
@@ -299,6 +302,8 @@ ML_SERVICES: Final = ServiceSpec(
     buckets=MappingProxyType({Bucket.MODELS: "read", Bucket.MEDIA: "readwrite"}),
     feature="property_vision",
     api_paths=("/v1/leads/score", "/v1/ml"),
+    # Churn risk is churn-orchestrator's model.
+    unread_stack_settings=frozenset({"CHURN_MODEL_URI"}),
 )
 
 COACHING_ENGINE: Final = ServiceSpec(
@@ -319,8 +324,8 @@ COACHING_ENGINE: Final = ServiceSpec(
     egress=frozenset({EgressTarget.ANTHROPIC}),
     feature="ai_coaching",
     api_paths=("/v1/coaching",),
-    # Coaching scores no leads: the lead model's location means nothing to it.
-    unread_stack_settings=frozenset({"ML_MODEL_URI"}),
+    # Coaching scores no leads: the models' locations mean nothing to it.
+    unread_stack_settings=frozenset({"ML_MODEL_URI", "CHURN_MODEL_URI"}),
 )
 
 CHURN_ORCHESTRATOR: Final = ServiceSpec(
@@ -331,15 +336,9 @@ CHURN_ORCHESTRATOR: Final = ServiceSpec(
     # The seed gives no thresholds: 70% CPU, as for the other CPU-bound services.
     scaling=Scaling(min_replicas=1, max_replicas=5, cpu_target_percent=70),
     resources=Resources(cpu="1000m", memory="2Gi"),
-    # Claude writes the interventions, the CRM's API delivers them (GHL key),
-    # Slack hears about escalations; the CRM contact data it keeps is encrypted.
-    secrets=(
-        *_CORE_SECRETS,
-        "ANTHROPIC_API_KEY",
-        "GHL_API_KEY",
-        "SLACK_WEBHOOK_URL",
-        "ENCRYPTION_KEY",
-    ),
+    # The CRM's API delivers the interventions (fixed templates, no Claude, no
+    # Slack: services/churn reads neither key), so the GHL key is its only extra.
+    secrets=(*_CORE_SECRETS, "GHL_API_KEY"),
     settings=_frozen(
         {
             "CHURN_MONITORING_INTERVAL": "60",
@@ -347,14 +346,14 @@ CHURN_ORCHESTRATOR: Final = ServiceSpec(
         }
     ),
     # Interventions are fixed templates delivered through the CRM's API (LeadConnector);
-    # the churn model is loaded from the models bucket.
+    # the churn model is loaded from the models bucket (CHURN_MODEL_URI, published by
+    # the churn-model-publish Job).
     egress=frozenset({EgressTarget.CRM}),
     buckets=MappingProxyType({Bucket.MODELS: "read"}),
     feature="churn_prevention",
-    # The service exists (services/churn); shipping waits for the stacks to publish
-    # the churn model and pass its prefix as CHURN_MODEL_URI (docs/churn.md).
-    shipped=False,
     api_paths=("/v1/churn",),
+    # It scores churn risk, not leads: the lead model's location means nothing to it.
+    unread_stack_settings=frozenset({"ML_MODEL_URI"}),
 )
 
 #: The four services in the seed's order, keyed by name.
@@ -429,13 +428,18 @@ ML_MODEL_IMAGE_PATH: Final = "/app/models/lead-scoring/model.joblib"
 #: copies the image's model to ``<prefix><version>/model.joblib`` and points
 #: ``<prefix>current.json`` at it; the services' ML_MODEL_URI is the prefix
 #: itself (trailing ``/``), so they load whatever the alias names. The
-#: publisher's IAM role may write under this prefix only.
+#: publisher's IAM role may write under the published models' prefixes only.
 ML_MODEL_PREFIX: Final = "lead-scoring/"
+
+#: The churn-risk model, baked into the image the same way (its ``CHURN_MODEL_URI``
+#: default) and published by the churn-model-publish Job under its own prefix.
+CHURN_MODEL_IMAGE_PATH: Final = "/app/models/churn-risk/model.joblib"
+CHURN_MODEL_PREFIX: Final = "churn-risk/"
 
 
 #: The migration (owner role: it creates the application role from DATABASE_URL's
 #: credentials), the feature-flag seeding (flags in Redis, audit in Postgres) and
-#: the model publish (``--to`` gets the stack's ML_MODEL_URI appended).
+#: the model publishes (``--to`` gets the stack's ML_MODEL_URI or CHURN_MODEL_URI appended).
 MIGRATE_JOB: Final = JobSpec(
     name="migrate",
     command=(CLI, "migrate"),
@@ -458,11 +462,53 @@ MODEL_PUBLISH_JOB: Final = JobSpec(
     command=(CLI, "model", "publish", "--from", ML_MODEL_IMAGE_PATH, "--to"),
     secrets=(),
 )
+CHURN_MODEL_PUBLISH_JOB: Final = JobSpec(
+    name="churn-model-publish",
+    command=(CLI, "model", "publish", "--from", CHURN_MODEL_IMAGE_PATH, "--to"),
+    secrets=(),
+)
 
 
-def ml_model_uri(models_bucket: str) -> str:
-    """The ML_MODEL_URI of a stack: the published prefix in its models bucket."""
-    return f"s3://{models_bucket}/{ML_MODEL_PREFIX}"
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PublishedModel:
+    """A model the image carries and every deploy publishes to the models bucket.
+
+    The stack sets ``setting`` (a ``STACK_SETTINGS`` key) to :meth:`uri`, the
+    published prefix; the services that read that setting load whatever its
+    ``current.json`` names, and ``job`` publishes the image's model there first.
+    """
+
+    #: Its name in stack outputs, e.g. ``modelPublishJobs.churn-risk``.
+    name: str
+    #: The ConfigMap setting its services load it from.
+    setting: str
+    #: Where the image keeps it (``job``'s ``--from``).
+    image_path: str
+    #: Its key prefix in the models bucket (``/``-terminated).
+    prefix: str
+    job: JobSpec
+
+    def uri(self, models_bucket: str) -> str:
+        """The stack's value of ``setting``: the published prefix in its models bucket."""
+        return f"s3://{models_bucket}/{self.prefix}"
+
+
+LEAD_SCORING_MODEL: Final = PublishedModel(
+    name="lead-scoring",
+    setting="ML_MODEL_URI",
+    image_path=ML_MODEL_IMAGE_PATH,
+    prefix=ML_MODEL_PREFIX,
+    job=MODEL_PUBLISH_JOB,
+)
+CHURN_RISK_MODEL: Final = PublishedModel(
+    name="churn-risk",
+    setting="CHURN_MODEL_URI",
+    image_path=CHURN_MODEL_IMAGE_PATH,
+    prefix=CHURN_MODEL_PREFIX,
+    job=CHURN_MODEL_PUBLISH_JOB,
+)
+#: Every model a deploy publishes (one Job each, one publisher role for all prefixes).
+PUBLISHED_MODELS: Final[tuple[PublishedModel, ...]] = (LEAD_SCORING_MODEL, CHURN_RISK_MODEL)
 
 
 #: Ports of the data stores, used by security groups and network policies.

@@ -5,10 +5,11 @@ Postgres, Redis and object storage live, IAM roles, network ranges) arrives in
 a ``DataPlane``. The components come from infra/components (infra-k8s); this
 module only maps the stack configuration onto their Args.
 
-Every stack runs the model-publish Job: it publishes the image's lead-scoring
-model (``catalog.ML_MODEL_IMAGE_PATH``) to exactly the URI the services load
-(their ``ML_MODEL_URI``, a prefix resolved through ``current.json``), and the
-services wait for it as they wait for the migration.
+Every stack runs the model-publish Jobs: they publish the image's models
+(``catalog.PUBLISHED_MODELS``: lead scoring and churn risk) to exactly the URIs
+the services load (their ``ML_MODEL_URI`` and ``CHURN_MODEL_URI``, prefixes
+resolved through ``current.json``), and the services wait for them as they
+wait for the migration.
 """
 
 from __future__ import annotations
@@ -195,8 +196,9 @@ def build_platform(
         "serviceUrls": {name: svc.internal_url for name, svc in services.items()},
         "migrationJob": jobs.migration_job_name,
         "flagsInitJob": jobs.flags_job_name,
-        "modelPublishJob": jobs.model_publish_job_name,
-        "mlModelUri": platform.settings["ML_MODEL_URI"],
+        "modelPublishJobs": jobs.model_publish_job_names,
+        "mlModelUri": platform.settings[catalog.LEAD_SCORING_MODEL.setting],
+        "churnModelUri": platform.settings[catalog.CHURN_RISK_MODEL.setting],
         "chartVersions": addons.chart_versions,
         "rollbackWebhookUrl": rollback_handler.webhook_url,
         "prometheusRules": monitoring.rule_names,
@@ -300,9 +302,12 @@ class _Platform:
                 settings=self.settings,
                 secrets=self.pool,
                 flag_seed=self.config.flag_seed,
-                # Published to the very setting the services read, so the two cannot drift.
+                # Published to the very settings the services read, so the two cannot drift.
                 model_publish=ModelPublishArgs(
-                    destination_uri=self.settings["ML_MODEL_URI"],
+                    destinations={
+                        model.name: self.settings[model.setting]
+                        for model in catalog.PUBLISHED_MODELS
+                    },
                     role_arn=data.role_arns.get(MODEL_PUBLISHER_SERVICE_ACCOUNT),
                     secrets=dict(data.object_storage_credentials),
                     depends_on=list(data.model_store_ready),

@@ -127,9 +127,10 @@ def _bucket_settings(buckets: dict[catalog.Bucket, str]) -> dict[str, str]:
     return {
         "MODELS_BUCKET": models,
         "MEDIA_BUCKET": buckets[catalog.Bucket.MEDIA],
-        # The alias prefix, never a version's key: a new model is a re-pointed
-        # current.json, not a ConfigMap change (see services/ml/publish.py).
-        "ML_MODEL_URI": catalog.ml_model_uri(models),
+        # The alias prefixes (ML_MODEL_URI, CHURN_MODEL_URI), never a version's key:
+        # a new model is a re-pointed current.json, not a ConfigMap change (see
+        # services/ml/publish.py).
+        **{model.setting: model.uri(models) for model in catalog.PUBLISHED_MODELS},
     }
 
 
@@ -200,7 +201,8 @@ def _build_aws(config: StackConfig) -> dict[str, Any]:
             storage_key_arn=storage.key_arn,
             region=config.aws_region,
             model_publisher=PrefixWriterGrant(
-                service_account=MODEL_PUBLISHER_SERVICE_ACCOUNT, prefix=catalog.ML_MODEL_PREFIX
+                service_account=MODEL_PUBLISHER_SERVICE_ACCOUNT,
+                prefixes=tuple(model.prefix for model in catalog.PUBLISHED_MODELS),
             ),
         ),
         opts=aws_opts,

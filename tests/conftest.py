@@ -54,6 +54,9 @@ _ROOT = str(Path(__file__).resolve().parents[1])
 if sys.path[:1] != [_ROOT]:
     sys.path.insert(0, _ROOT)
 
+# A hook: a test stuck past its limit reports its threads and tasks.
+from hang_report import pytest_runtest_call  # noqa: E402, F401
+
 from localrun.servers import LocalServers, start_all  # noqa: E402
 from services.common.auth import CRM_INGEST, FEED_READ, LEADS_SCORE, issue_token  # noqa: E402
 from services.common.database import Database  # noqa: E402

@@ -201,6 +201,60 @@ def test_every_stack_setting_is_read_by_the_service(name: str) -> None:
     assert unread == []
 
 
+def model_uri_problems(spec: catalog.ServiceSpec) -> list[str]:
+    """Every model location the service reads is given by the stack and published there.
+
+    A ``*_model_uri`` setting the stack does not set falls back to the
+    service's default (a file in the image, or nothing at all), so the service
+    would run a model no deploy published, or fail to start.
+    """
+    published = {model.setting: model for model in catalog.PUBLISHED_MODELS}
+    problems = []
+    for field_name in _settings_class(spec).model_fields:
+        if not field_name.endswith("_model_uri"):
+            continue
+        setting = field_name.upper()
+        if setting not in published:
+            problems.append(f"{spec.name} loads {setting}, which no catalog.PUBLISHED_MODELS has")
+        if setting not in catalog.STACK_SETTINGS or setting in spec.unread_stack_settings:
+            problems.append(f"{spec.name} loads {setting}, which its ConfigMap does not carry")
+    return problems
+
+
+@pytest.mark.parametrize("name", [n for n, s in catalog.SERVICES.items() if s.shipped])
+def test_every_model_a_shipped_service_loads_is_published_and_given(name: str) -> None:
+    workload = catalog.SERVICES[name]
+    _require_package(workload)
+    assert model_uri_problems(workload) == []
+
+
+def test_churn_is_shipped_with_its_model_uri() -> None:
+    assert catalog.CHURN_ORCHESTRATOR.shipped
+    assert "churn_model_uri" in _settings_class(catalog.CHURN_ORCHESTRATOR).model_fields
+    assert model_uri_problems(catalog.CHURN_ORCHESTRATOR) == []
+
+
+@pytest.mark.parametrize(
+    "drift",
+    ["not given to churn", "not a stack setting", "not published"],
+)
+def test_churn_shipped_without_its_model_uri_is_caught(
+    drift: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec = catalog.CHURN_ORCHESTRATOR
+    if drift == "not given to churn":
+        spec = dataclasses.replace(
+            spec, unread_stack_settings=spec.unread_stack_settings | {"CHURN_MODEL_URI"}
+        )
+    elif drift == "not a stack setting":
+        without = tuple(key for key in catalog.STACK_SETTINGS if key != "CHURN_MODEL_URI")
+        monkeypatch.setattr(catalog, "STACK_SETTINGS", without)
+    else:
+        monkeypatch.setattr(catalog, "PUBLISHED_MODELS", (catalog.LEAD_SCORING_MODEL,))
+    problems = model_uri_problems(spec)
+    assert any("CHURN_MODEL_URI" in problem for problem in problems), problems
+
+
 def test_the_rollback_handler_serves_the_webhook_alertmanager_posts_to() -> None:
     spec = catalog.ROLLBACK_HANDLER
     assert f"{webhook.router.prefix}/webhook" == spec.webhook_path

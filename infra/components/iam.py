@@ -12,10 +12,11 @@ use is limited to the storage key and to requests S3 makes on the service's
 behalf (``kms:ViaService``).
 
 One more role exists when ``ServiceRolesArgs.model_publisher`` is given: the
-model-publish Job's. It may read and write objects under one prefix of the
-models bucket (``catalog.ML_MODEL_PREFIX``) and nothing else; it cannot
-delete, because published versions are immutable and the alias is
-overwritten, never removed. The services keep read-only access to that bucket.
+model-publish Jobs'. It may read and write objects under the published models'
+prefixes of the models bucket (``catalog.PUBLISHED_MODELS``: ``lead-scoring/``,
+``churn-risk/``) and nothing else; it cannot delete, because published
+versions are immutable and the alias is overwritten, never removed. The
+services keep read-only access to that bucket.
 """
 
 from __future__ import annotations
@@ -122,15 +123,17 @@ def irsa_trust_policy(
     return pulumi.Output.all(oidc_provider_arn, oidc_issuer_url).apply(render)
 
 
-def prefix_writer_policy_document(bucket_arn: str, prefix: str, key_arn: str, region: str) -> str:
-    """The inline policy of the model publisher: read and write under ``prefix`` only."""
+def prefix_writer_policy_document(
+    bucket_arn: str, prefixes: Sequence[str], key_arn: str, region: str
+) -> str:
+    """The inline policy of the model publisher: read and write under ``prefixes`` only."""
     statements: list[dict[str, Any]] = [
         {
             "Sid": "PrefixObjects",
             "Effect": "Allow",
             # Get: the idempotency check reads the version's metadata and the alias.
             "Action": ["s3:GetObject", "s3:PutObject"],
-            "Resource": f"{bucket_arn}/{prefix}*",
+            "Resource": [f"{bucket_arn}/{prefix}*" for prefix in prefixes],
         },
         {
             # Without ListBucket, S3 answers a missing key with 403 instead of 404,
@@ -198,12 +201,12 @@ def bucket_policy_document(
 
 @dataclass(frozen=True, kw_only=True)
 class PrefixWriterGrant:
-    """A role for a Job that publishes under one prefix of one bucket (model publish)."""
+    """A role for the Jobs that publish under some prefixes of one bucket (model publish)."""
 
-    #: The Job's ServiceAccount; also the key of its ARN in ``ServiceRoles.role_arns``.
+    #: The Jobs' ServiceAccount; also the key of its ARN in ``ServiceRoles.role_arns``.
     service_account: str
-    #: A non-empty key prefix ending in ``/`` (an empty one would grant the whole bucket).
-    prefix: str
+    #: Non-empty key prefixes ending in ``/`` (an empty one would grant the whole bucket).
+    prefixes: tuple[str, ...]
     bucket: catalog.Bucket = catalog.Bucket.MODELS
 
 
@@ -272,13 +275,14 @@ class ServiceRoles(pulumi.ComponentResource):
 
     def _prefix_writer(self, grant: PrefixWriterGrant) -> None:
         args = self._args
-        role = self._role(grant.service_account, f"publishes {grant.bucket.value}/{grant.prefix}")
+        where = ", ".join(f"{grant.bucket.value}/{prefix}" for prefix in grant.prefixes)
+        role = self._role(grant.service_account, f"publishes {where}")
         aws.iam.RolePolicy(
             f"{self._name}-{grant.service_account}-storage",
             role=role.id,
             policy=pulumi.Output.all(args.bucket_arns[grant.bucket], args.storage_key_arn).apply(
                 lambda values: prefix_writer_policy_document(
-                    str(values[0]), grant.prefix, str(values[1]), args.region
+                    str(values[0]), grant.prefixes, str(values[1]), args.region
                 )
             ),
             opts=pulumi.ResourceOptions(parent=role),
@@ -305,12 +309,14 @@ def _validate(args: ServiceRolesArgs) -> None:
     grant = args.model_publisher
     if grant is None:
         return
-    prefix = grant.prefix
-    if not prefix or not prefix.endswith("/") or prefix.startswith("/") or "*" in prefix:
-        raise ValueError(
-            f"ServiceRoles: model_publisher.prefix {prefix!r} must be a non-empty key prefix "
-            "ending in '/' without a leading '/' or wildcards, e.g. 'lead-scoring/'"
-        )
+    if not grant.prefixes:
+        raise ValueError("ServiceRoles: model_publisher.prefixes names no prefix")
+    for prefix in grant.prefixes:
+        if not prefix or not prefix.endswith("/") or prefix.startswith("/") or "*" in prefix:
+            raise ValueError(
+                f"ServiceRoles: model_publisher prefix {prefix!r} must be a non-empty key "
+                "prefix ending in '/' without a leading '/' or wildcards, e.g. 'lead-scoring/'"
+            )
     if grant.bucket not in args.bucket_arns:
         raise ValueError(f"ServiceRoles: model_publisher bucket {grant.bucket.value!r} is unknown")
     if grant.service_account in {spec.service_account for spec in args.services}:

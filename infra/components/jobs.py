@@ -1,4 +1,4 @@
-"""One-shot Jobs that gate a rollout: schema migration, feature-flag init, model publish.
+"""One-shot Jobs that gate a rollout: schema migration, feature-flag init, model publishes.
 
 Ordering. The Pulumi Kubernetes provider waits for a Job to *complete* before
 it reports the Job created (``skipAwait`` is false by default) and fails the
@@ -22,16 +22,19 @@ which is safe because every command here is idempotent (``alembic upgrade
 head`` on a current schema, flag creation that never overwrites, publishing
 the same model file).
 
-Model publish. The image carries the lead-scoring model it was built with
-(``catalog.ML_MODEL_IMAGE_PATH``, trained by the Dockerfile). The publish Job
-runs ``enterprisehub model publish --from <that path> --to <ML_MODEL_URI>``:
-it uploads the version if the bucket lacks it and points the prefix's
-``current.json`` alias at it. The services load the same prefix, and they are
-gated on this Job, so a pod never starts before the model it will load is
-published, and deploying an older image (a rollback) points the alias back at
-that image's model. In the cloud stacks the Job's ServiceAccount carries an
-IRSA role that may write only under the model prefix; locally it gets the
-in-cluster object store's credentials through its own Secret.
+Model publish. The image carries the models it was built with
+(``catalog.PUBLISHED_MODELS``: the lead-scoring model at
+``catalog.ML_MODEL_IMAGE_PATH`` and the churn-risk model at
+``catalog.CHURN_MODEL_IMAGE_PATH``, both trained by the Dockerfile). One Job
+per model runs ``enterprisehub model publish --from <image path> --to <URI>``
+(its ``ML_MODEL_URI`` or ``CHURN_MODEL_URI``): it uploads the version if the
+bucket lacks it and points the prefix's ``current.json`` alias at it. The
+services load the same prefixes, and they are gated on these Jobs, so a pod
+never starts before the model it will load is published, and deploying an
+older image (a rollback) points the aliases back at that image's models. In
+the cloud stacks the Jobs' ServiceAccount carries an IRSA role that may write
+only under the model prefixes; locally it gets the in-cluster object store's
+credentials through its own Secret.
 """
 
 from __future__ import annotations
@@ -48,7 +51,7 @@ from infra.components import hardening
 
 #: ServiceAccount of the migration and flags Jobs (no cloud permissions).
 JOBS_SERVICE_ACCOUNT: Final = "enterprisehub-jobs"
-#: ServiceAccount of the model-publish Job; its IAM role may write the models bucket.
+#: ServiceAccount of the model-publish Jobs; its IAM role may write the model prefixes.
 MODEL_PUBLISHER_SERVICE_ACCOUNT: Final = "model-publisher"
 
 #: Pulumi's await gives up after this margin beyond the Job's own deadline.
@@ -57,12 +60,14 @@ _AWAIT_MARGIN_SECONDS: Final = 120
 
 @dataclass(frozen=True, kw_only=True)
 class ModelPublishArgs:
-    """The optional model-publish Job: copies the image's model to the models bucket."""
+    """The optional model-publish Jobs: copy the image's models to the models bucket."""
 
-    #: The prefix the services load (their ML_MODEL_URI), e.g.
-    #: ``s3://enterprisehub-production-models-123456789012/lead-scoring/``.
-    destination_uri: pulumi.Input[str]
-    #: IAM role (IRSA) allowed to write the model prefix; None for in-cluster storage.
+    #: Per ``catalog.PublishedModel.name``, the prefix its services load (their
+    #: ``ML_MODEL_URI`` or ``CHURN_MODEL_URI``), e.g. ``{"churn-risk":
+    #: "s3://enterprisehub-production-models-123456789012/churn-risk/"}``.
+    #: One Job per entry.
+    destinations: Mapping[str, pulumi.Input[str]]
+    #: IAM role (IRSA) allowed to write the model prefixes; None for in-cluster storage.
     role_arn: pulumi.Input[str] | None = None
     #: Credentials for S3-compatible storage (local MinIO: AWS_ACCESS_KEY_ID, ...).
     secrets: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
@@ -106,12 +111,13 @@ class PlatformJobsArgs:
 
 
 class PlatformJobs(pulumi.ComponentResource):
-    """The migration Job, the feature-flags init Job, optionally the model publish,
+    """The migration Job, the feature-flags init Job, optionally the model publishes,
     and the daily business-impact CronJob."""
 
     migration_job_name: pulumi.Output[str]
     flags_job_name: pulumi.Output[str]
-    model_publish_job_name: pulumi.Output[str] | None
+    #: Per published model name (``catalog.PublishedModel.name``), its Job's name.
+    model_publish_job_names: dict[str, pulumi.Output[str]]
     impact_cronjob_name: pulumi.Output[str] | None
     #: What the feature services' Deployments must depend on.
     rollout_gate: list[pulumi.Resource]
@@ -160,12 +166,12 @@ class PlatformJobs(pulumi.ComponentResource):
         self.migration_job_name = migration.metadata.name
         self.flags_job_name = flags.metadata.name
         self.rollout_gate = [migration, flags]
-        self.model_publish_job_name = None
+        self.model_publish_job_names = {}
         if args.model_publish is not None:
-            publish = self._model_publish(args.model_publish, config)
-            self.model_publish_job_name = publish.metadata.name
-            # ml-services loads this model at start-up: it must be there first.
-            self.rollout_gate.append(publish)
+            for model, publish in self._model_publishes(args.model_publish, config).items():
+                self.model_publish_job_names[model] = publish.metadata.name
+                # The services load these models at start-up: they must be there first.
+                self.rollout_gate.append(publish)
         self.impact_cronjob_name = None
         if args.impact_schedule is not None:
             self.impact_cronjob_name = self._impact_cronjob(
@@ -176,8 +182,8 @@ class PlatformJobs(pulumi.ComponentResource):
             "migration_job_name": self.migration_job_name,
             "flags_job_name": self.flags_job_name,
         }
-        if self.model_publish_job_name is not None:
-            outputs["model_publish_job_name"] = self.model_publish_job_name
+        if self.model_publish_job_names:
+            outputs["model_publish_job_names"] = self.model_publish_job_names
         if self.impact_cronjob_name is not None:
             outputs["impact_cronjob_name"] = self.impact_cronjob_name
         self.register_outputs(outputs)
@@ -201,12 +207,11 @@ class PlatformJobs(pulumi.ComponentResource):
             depends_on=depends_on,
         )
 
-    def _model_publish(
+    def _model_publishes(
         self, publish: ModelPublishArgs, config: k8s.core.v1.ConfigMap
-    ) -> k8s.batch.v1.Job:
-        """The publish Job under its own ServiceAccount (the one the IAM role trusts)."""
+    ) -> dict[str, k8s.batch.v1.Job]:
+        """One publish Job per model, under the ServiceAccount the IAM role trusts."""
         args = self._args
-        spec = catalog.MODEL_PUBLISH_JOB
         publisher = k8s.core.v1.ServiceAccount(
             f"{self._name}-publisher-sa",
             metadata=k8s.meta.v1.ObjectMetaArgs(
@@ -218,17 +223,23 @@ class PlatformJobs(pulumi.ComponentResource):
             automount_service_account_token=False,
             opts=pulumi.ResourceOptions(parent=self),
         )
-        values = {**{key: args.secrets[key] for key in spec.secrets}, **publish.secrets}
-        secret = self._secret(spec.name, values).metadata.name if values else None
-        return self._job(
-            spec.name,
-            spec.command,
-            destination=publish.destination_uri,
-            account=publisher.metadata.name,
-            config=config.metadata.name,
-            secret=secret,
-            depends_on=[*args.depends_on, *publish.depends_on],
-        )
+        jobs = {}
+        for model in catalog.PUBLISHED_MODELS:
+            if model.name not in publish.destinations:
+                continue
+            spec = model.job
+            values = {**{key: args.secrets[key] for key in spec.secrets}, **publish.secrets}
+            secret = self._secret(spec.name, values).metadata.name if values else None
+            jobs[model.name] = self._job(
+                spec.name,
+                spec.command,
+                destination=publish.destinations[model.name],
+                account=publisher.metadata.name,
+                config=config.metadata.name,
+                secret=secret,
+                depends_on=[*args.depends_on, *publish.depends_on],
+            )
+        return jobs
 
     def _impact_cronjob(
         self,
@@ -394,12 +405,20 @@ def _validate(args: PlatformJobsArgs) -> None:
     jobs: tuple[catalog.JobSpec, ...] = (
         catalog.MIGRATE_JOB,
         catalog.FLAGS_INIT_JOB,
-        catalog.MODEL_PUBLISH_JOB,
+        *(model.job for model in catalog.PUBLISHED_MODELS),
     )
     if args.impact_schedule is not None:
         jobs = (*jobs, catalog.IMPACT_AGGREGATE_JOB)
     for job in jobs:
         hardening.require_keys(owner, "secrets", args.secrets, job.secrets)
+    if args.model_publish is not None:
+        known = {model.name for model in catalog.PUBLISHED_MODELS}
+        unknown = sorted(set(args.model_publish.destinations) - known)
+        if unknown or not args.model_publish.destinations:
+            raise ValueError(
+                f"{owner}: model_publish.destinations must name published models "
+                f"({', '.join(sorted(known))}), got {sorted(args.model_publish.destinations)}"
+            )
     leaked = sorted(
         set(catalog.SERVICE_SECRET_KEYS + catalog.MIGRATION_SECRET_KEYS).intersection(args.settings)
     )

@@ -297,7 +297,10 @@ class PlatformNetworkPoliciesArgs:
     #: with a self-signed issuer no solver pod ever exists to admit traffic to.
     acme_http01_solver: bool = True
     #: Name labels of the Jobs that write to object storage (jobs.py, datastores.py).
-    object_storage_jobs: Sequence[str] = (catalog.MODEL_PUBLISH_JOB.name, "bucket-init")
+    object_storage_jobs: Sequence[str] = (
+        *(model.job.name for model in catalog.PUBLISHED_MODELS),
+        "bucket-init",
+    )
     in_cluster_datastores: bool = False
     #: Where the in-cluster stores run; None means ``namespace``.
     datastore_namespace: str | None = None

@@ -128,6 +128,9 @@ def manifests_for(resources: Iterable[RecordedResource]) -> list[Manifest]:
 
 #: libyaml's emitter when PyYAML has it: the same text as yaml.safe_dump, about 5x faster.
 _YAML_DUMPER: Final = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+#: No line is folded: the two emitters fold long quoted strings (PromQL in the
+#: PrometheusRules) at different places, and an unfolded expression reads better.
+YAML_WIDTH: Final = 1_000_000
 
 
 def write_manifests(manifests: Iterable[Manifest], directory: Path) -> list[Path]:
@@ -139,7 +142,13 @@ def write_manifests(manifests: Iterable[Manifest], directory: Path) -> list[Path
     for manifest in manifests:
         path = directory / manifest.filename
         path.write_text(
-            yaml.dump(manifest.body, Dumper=_YAML_DUMPER, sort_keys=False, default_flow_style=False)
+            yaml.dump(
+                manifest.body,
+                Dumper=_YAML_DUMPER,
+                sort_keys=False,
+                default_flow_style=False,
+                width=YAML_WIDTH,
+            )
         )
         written.append(path)
     return written

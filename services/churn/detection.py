@@ -6,9 +6,18 @@ One tenant at a time, in one tenant transaction:
    claims the tenant for this pass: two schedulers (or replicas) split the
    tenants instead of both scoring each one; a signal-triggered pass over a
    few leads does not take it (the constraints below make it safe anyway);
-2. read the active leads' aggregates, compute the features at the pass's
-   clock, score them with the calibrated model, store the risk state of the
-   leads whose probability or stage changed;
+2. read the active leads' aggregates (no lock), compute the features at the
+   pass's clock and score them with the calibrated model; then lock, in
+   lead_id order, only the leads this pass may write (those at ``watch`` or
+   above, and those whose stage changed), read them again under the lock and
+   score them again: a signal committed since the first read (a reply) is
+   what they are staged on, and a signal after it waits for this pass and
+   then cancels what it staged. A lead below ``watch`` that stays there is
+   read and scored but neither locked nor written (no row lock, no new row
+   version, no WAL for most of the tenant on every pass); a signal that
+   raises its risk queues its own detection. Store the risk state of the
+   leads at ``watch`` or above whose probability moved, and of every lead
+   whose stage changed;
 3. for leads at ``nudge`` or above, insert one ``churn_interventions`` row
    per lead, stage and window unless the window already holds that stage or
    a higher one (``churn_interventions_once`` turns a race into a no-op);
@@ -29,6 +38,7 @@ Without GHL_API_KEY the outbox rows are written ``not_sent`` with reason
 from __future__ import annotations
 
 import asyncio
+import bisect
 import time
 import uuid
 import zlib
@@ -105,6 +115,11 @@ def _stage_indices(probabilities: np.ndarray) -> np.ndarray:
     return np.searchsorted(np.asarray(THRESHOLDS), probabilities, side="right")
 
 
+def _stage_index(probability: float) -> int:
+    """`_stage_indices` of one probability."""
+    return bisect.bisect_right(THRESHOLDS, probability)
+
+
 async def detect_tenant(
     db: Any,
     *,
@@ -127,19 +142,21 @@ async def detect_tenant(
             if not claimed:
                 result.claimed = False
                 return result
-            rows = await conn.fetch(ACTIVE_LEADS_SQL + LOCK_IN_ORDER)
+            read = await conn.fetch(ACTIVE_LEADS_SQL)
+            result.scored = len(read)
+            p, _ = await _score(model, read, now)
+            first = {
+                row["lead_id"]: (row, prob) for row, prob in zip(read, p.tolist(), strict=True)
+            }
+            writable = [lead_id for lead_id, (row, prob) in first.items() if _may_write(row, prob)]
+            rows = await _lock_leads(conn, writable) if writable else []
+            p, stage_index = await _rescore(model, rows, now, first)
         else:
-            rows = await conn.fetch(
-                ACTIVE_LEADS_SQL + " AND lead_id = ANY($1::text[])" + LOCK_IN_ORDER, list(lead_ids)
-            )
-        result.scored = len(rows)
+            rows = await _lock_leads(conn, lead_ids)
+            result.scored = len(rows)
+            p, stage_index = await _score(model, rows, now)
         if not rows:
             return result
-        x = feature_matrix(rows, now=now.timestamp())
-        # Scoring thousands of rows takes milliseconds; off the loop all the same.
-        p = await asyncio.to_thread(model.predict, x) if len(rows) > 512 else model.predict(x)
-        p = np.round(np.clip(p, 0.0, 1.0), 4)
-        stage_index = _stage_indices(p)
         await _store_risk(conn, rows, p, stage_index, now, model.version, result)
         await _stage_interventions(
             conn,
@@ -157,6 +174,68 @@ async def detect_tenant(
     return result
 
 
+async def _lock_leads(conn: Any, lead_ids: Sequence[str]) -> list[Any]:
+    """The active ones of ``lead_ids``, read again under a row lock taken in lead_id order."""
+    rows: list[Any] = await conn.fetch(
+        ACTIVE_LEADS_SQL + " AND lead_id = ANY($1::text[])" + LOCK_IN_ORDER, list(lead_ids)
+    )
+    return rows
+
+
+async def _score(
+    model: ChurnModel, rows: Sequence[Any], now: datetime
+) -> tuple[np.ndarray, np.ndarray]:
+    """Probabilities (4 decimals, as stored) and stage indices of ``rows`` at ``now``."""
+    if not rows:
+        return np.empty(0), np.empty(0, dtype=np.int64)
+    x = feature_matrix(rows, now=now.timestamp())
+    # Scoring thousands of rows takes milliseconds; off the loop all the same.
+    p = await asyncio.to_thread(model.predict, x) if len(rows) > 512 else model.predict(x)
+    p = np.round(np.clip(p, 0.0, 1.0), 4)
+    return p, _stage_indices(p)
+
+
+def _may_write(row: Any, probability: float) -> bool:
+    """Whether this pass may write the lead: at ``watch`` or above, or its stage changed."""
+    index = _stage_index(probability)
+    return index >= 1 or _risk_changed(row, probability, index)
+
+
+async def _rescore(
+    model: ChurnModel,
+    rows: Sequence[Any],
+    now: datetime,
+    first: dict[str, tuple[Any, float]],
+) -> tuple[np.ndarray, np.ndarray]:
+    """`_score` of the rows read again under lock, reusing the first read's
+    probability of every row that did not change in between (nearly all)."""
+    p = np.empty(len(rows), dtype=np.float64)
+    changed = []
+    for i, row in enumerate(rows):
+        before = first.get(row["lead_id"])
+        if before is not None and tuple(before[0]) == tuple(row):
+            p[i] = before[1]
+        else:
+            changed.append(i)
+    if changed:
+        p[changed], _ = await _score(model, [rows[i] for i in changed], now)
+    return p, _stage_indices(p)
+
+
+def _risk_changed(row: Any, probability: float, index: int) -> bool:
+    """Whether the stored risk state of ``row`` must change.
+
+    Always when its stage changed; for a lead at ``watch`` or above also when
+    its probability moved by half a point. Below ``watch`` the probability is
+    not kept up to date: nothing reads it there, and writing it would rewrite
+    nearly every lead of the tenant on every pass.
+    """
+    stage = STAGE_NAMES[index - 1] if index else None
+    if row["risk_stage"] != stage:
+        return True
+    return index >= 1 and (row["p"] is None or abs(row["p"] - probability) >= 0.005)
+
+
 async def _store_risk(
     conn: Any,
     rows: Sequence[Any],
@@ -171,7 +250,7 @@ async def _store_risk(
     stages: list[str | None] = []
     for row, prob, index in zip(rows, p.tolist(), stage_index.tolist(), strict=True):
         stage = STAGE_NAMES[index - 1] if index else None
-        if row["p"] is None or abs(row["p"] - prob) >= 0.005 or row["risk_stage"] != stage:
+        if _risk_changed(row, prob, index):
             ids.append(row["lead_id"])
             probabilities.append(prob)
             stages.append(stage)

@@ -7,6 +7,14 @@ last 24 hours, aggregated from ``churn_interventions`` by the last detection
 pass; ``target_latency_s`` is CHURN_INTERVENTION_TARGET_S. The status follows
 the seed: degraded when the average latency is 60 s or more (the
 ChurnInterventionLatencyHigh alert), unhealthy when the model is not loaded.
+
+Redis holds only the feature flags, whose in-process copy keeps the last known
+state through an outage (services/common/flags/cache.py): detection, delivery
+and the signal routes go on with Postgres alone, so a Redis outage makes the
+service ``degraded`` (flag changes, the kill switch included, wait for Redis),
+not unhealthy; its pods stay in the Service. Only a replica that has never
+read the flags is unhealthy: for it every tenant is outside the rollout, so it
+would refuse every signal (503 keeps traffic on the replicas that know them).
 """
 
 from __future__ import annotations
@@ -32,8 +40,13 @@ async def churn_health(app: FastAPI) -> Mapping[str, Any]:
     average = snap.latency_sum / snap.latency_count if snap.latency_count else None
     success = snap.succeeded_24h / snap.delivered_24h if snap.delivered_24h else None
     slow = average is not None and average >= DEGRADED_LATENCY_S
+    flags = runtime.flags
+    status = "degraded" if slow or flags.stale else "healthy"
+    if not flags.synced:
+        status = "unhealthy"
     return {
-        "status": "degraded" if slow else "healthy",
+        "status": status,
+        "feature_flags": {"synced": flags.synced, "stale": flags.stale},
         "avg_intervention_latency_s": None if average is None else round(average, 3),
         "target_latency_s": target,
         "interventions_24h": snap.interventions_24h,
@@ -48,4 +61,8 @@ async def churn_health(app: FastAPI) -> Mapping[str, Any]:
     }
 
 
-CHURN_FEATURE_HEALTH: Final = FeatureHealth(path="/health/churn", check=churn_health)
+#: Postgres only: a Redis outage is reported, and degrades, but never takes the pods
+#: out of the Service (see the module docstring).
+CHURN_FEATURE_HEALTH: Final = FeatureHealth(
+    path="/health/churn", check=churn_health, requires=frozenset({"postgres"})
+)

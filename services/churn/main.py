@@ -31,8 +31,8 @@ from services.common.scoring import ModelArtifactError
 
 log = logging.getLogger(__name__)
 
-# Postgres (everything), Redis (the feature-flag cache, and health), object
-# storage (the model in S3).
+# Postgres (everything), Redis (the feature-flag cache only: health does not
+# require it, see health.py), object storage (the model in S3).
 NEEDS = frozenset({Need.POSTGRES, Need.REDIS, Need.STORAGE})
 
 

@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
-from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
+from threadpoolctl import ThreadpoolController  # type: ignore[import-untyped]
 
 from services.churn.features import FEATURE_NAMES, FEATURE_SCHEMA_VERSION
 from services.common.lead_model.artifact import ArtifactMetadata, load_artifact
+
+
+@functools.cache
+def _threadpools() -> ThreadpoolController:
+    """The process's native thread pools, inspected once (``threadpool_limits``
+    inspects every loaded library on each entry: about a millisecond, at one
+    call per tenant and pass). First called from ``predict``, after the
+    estimator is unpickled, so scikit-learn's OpenMP runtime is loaded."""
+    return ThreadpoolController()
 
 
 @dataclass(frozen=True)
@@ -46,6 +56,6 @@ class ChurnModel:
             return np.empty(0, dtype=np.float64)
         # One thread: OpenMP's team for a few thousand rows cost ten times the
         # CPU of the work itself on a shared 2-core host (docs/benchmarks.md, W4).
-        with threadpool_limits(limits=1, user_api="openmp"):
+        with _threadpools().limit(limits=1, user_api="openmp"):
             result: NDArray[np.float64] = self.estimator.predict_proba(x)[:, 1]
         return result

@@ -22,12 +22,16 @@ def register_model_commands(subparsers: Any) -> None:
     Each leaf parser sets ``handler`` to a function taking the parsed
     ``argparse.Namespace`` and returning the exit code.
     """
-    model = subparsers.add_parser("model", help="train and publish the lead-scoring model")
+    model = subparsers.add_parser(
+        "model", help="train the lead-scoring model; publish it or the churn model"
+    )
     commands = model.add_subparsers(dest="model_command", required=True)
     train = commands.add_parser("train", help="train on generated leads; write PATH and PATH.json")
     add_train_arguments(train)
     train.set_defaults(handler=run_train)
-    publish = commands.add_parser("publish", help="upload a trained artifact to S3 (idempotent)")
+    publish = commands.add_parser(
+        "publish", help="upload a trained artifact (lead or churn model) to S3 (idempotent)"
+    )
     add_publish_arguments(publish)
     publish.set_defaults(handler=run_publish)
 

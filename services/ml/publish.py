@@ -1,5 +1,12 @@
 """Publish a trained artifact: ``enterprisehub model publish --from PATH --to URI``.
 
+One publisher for every model stored this way: the lead-scoring model
+(``enterprisehub model train``) and the churn-risk model (``enterprisehub
+churn train``). The artifact's metadata names its model (``model_name``), and
+the artifact is verified against that model's feature schema
+(`PUBLISHABLE_MODELS`), so what is published is what this release's services
+can load.
+
 ``--to`` is ``s3://bucket/prefix`` (or ``file:///dir`` for a local store).
 The artifact lands at ``<prefix>/<version>/model.joblib`` plus ``.json``;
 versions embed the model's sha256, so published keys are never overwritten
@@ -21,9 +28,12 @@ model back too).
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, Final
 from urllib.parse import urlparse
 
@@ -31,6 +41,7 @@ from services.common.lead_model.artifact import (
     METADATA_SUFFIX,
     POINTER_FILE,
     ArtifactLocation,
+    ArtifactMetadata,
     ArtifactNotFoundError,
     ModelArtifactError,
     ModelPointer,
@@ -48,12 +59,50 @@ from services.common.storage import s3_client
 MODEL_FILE: Final = "model.joblib"
 
 
+@dataclass(frozen=True, slots=True)
+class PublishableModel:
+    """What ``model publish`` checks an artifact of one ``model_name`` against."""
+
+    #: The module defining the model's FEATURE_NAMES and FEATURE_SCHEMA_VERSION,
+    #: imported on use (as services/cli.py loads services): the feature services
+    #: do not import one another.
+    features_module: str
+    #: The setting deployments point at the published prefix.
+    setting: str
+
+    def verify(self, model_bytes: bytes, metadata: ArtifactMetadata, *, source: str) -> None:
+        """`verify_artifact` against this model's features (what its service loads)."""
+        features = importlib.import_module(self.features_module)
+        verify_artifact(
+            model_bytes,
+            metadata,
+            source=source,
+            features=features.FEATURE_NAMES,
+            feature_schema_version=features.FEATURE_SCHEMA_VERSION,
+        )
+
+
+#: The models published this way, by the ``model_name`` their training writes
+#: (services/ml/training.py, services/churn/training.py MODEL_NAME).
+PUBLISHABLE_MODELS: Final[Mapping[str, PublishableModel]] = MappingProxyType(
+    {
+        "lead-conversion": PublishableModel(
+            features_module="services.common.lead_model.features", setting="ML_MODEL_URI"
+        ),
+        "churn-risk": PublishableModel(
+            features_module="services.churn.features", setting="CHURN_MODEL_URI"
+        ),
+    }
+)
+
+
 @dataclass(frozen=True)
 class PublishResult:
     """Where the artifact is, and what this call had to write.
 
     ``uri`` is the version's own model URI; ``alias_uri`` the prefix URI that
-    deployments set as ML_MODEL_URI (it resolves through ``current.json``).
+    deployments set as ``setting`` (ML_MODEL_URI or CHURN_MODEL_URI; it
+    resolves through ``current.json``).
     """
 
     uri: str
@@ -63,6 +112,8 @@ class PublishResult:
     alias_uri: str
     #: Whether ``current.json`` had to be (re)written to name this version.
     repointed: bool
+    #: The setting that loads this model (``PublishableModel.setting``).
+    setting: str
 
 
 class _Store:
@@ -118,7 +169,13 @@ def publish(source: Path, target: str, *, s3: Any | None = None) -> PublishResul
             f"{exc.filename} does not exist; run `enterprisehub model train` first"
         ) from exc
     metadata = parse_metadata(metadata_bytes, source=str(source) + METADATA_SUFFIX)
-    verify_artifact(model_bytes, metadata, source=str(source))
+    model = PUBLISHABLE_MODELS.get(metadata.model_name)
+    if model is None:
+        raise ModelArtifactError(
+            f"artifact {source} is a {metadata.model_name!r} model; `model publish` publishes "
+            f"{', '.join(repr(name) for name in PUBLISHABLE_MODELS)} models only"
+        )
+    model.verify(model_bytes, metadata, source=str(source))
 
     parsed = urlparse(target)
     if parsed.scheme == "s3":
@@ -156,6 +213,7 @@ def publish(source: Path, target: str, *, s3: Any | None = None) -> PublishResul
         uploaded=existing is None,
         alias_uri=store.uri(prefix_key),
         repointed=repointed,
+        setting=model.setting,
     )
 
 
@@ -194,7 +252,7 @@ def add_publish_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_publish(args: argparse.Namespace) -> int:
-    """Run ``model publish`` from parsed arguments; print the ML_MODEL_URI to deploy.
+    """Run ``model publish`` from parsed arguments; print the setting to deploy.
 
     That is the prefix (the alias), not the version's key: deployments follow
     ``current.json``, so the next publish needs no configuration change.
@@ -219,6 +277,6 @@ def run_publish(args: argparse.Namespace) -> int:
     print(
         f"{action}: version {result.version} at {result.uri}\n"
         f"{POINTER_FILE} {alias} {result.version}\n"
-        f"ML_MODEL_URI={result.alias_uri}"
+        f"{result.setting}={result.alias_uri}"
     )
     return 0

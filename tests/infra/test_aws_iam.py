@@ -76,9 +76,20 @@ def test_kms_use_is_scoped_to_the_storage_key_through_s3(production: ProgramRun)
     assert kms["Condition"]["StringEquals"]["kms:ViaService"] == "s3.us-east-1.amazonaws.com"
 
 
-@pytest.mark.parametrize("service", ["coaching-engine", "churn-orchestrator"])
+@pytest.mark.parametrize("service", ["coaching-engine"])
 def test_services_without_buckets_get_no_permissions(production: ProgramRun, service: str) -> None:
     assert _policy(production, service) is None
+
+
+def test_churn_orchestrator_only_reads_the_models_bucket(production: ProgramRun) -> None:
+    # It loads the churn model (CHURN_MODEL_URI); it writes nothing to S3.
+    policy = _policy(production, "churn-orchestrator")
+    assert policy is not None
+    objects = {s["Sid"]: s for s in policy["Statement"]}
+    assert set(objects) == {"ModelsObjects", "ModelsList", "StorageKeyThroughS3"}
+    assert objects["ModelsObjects"]["Action"] == ["s3:GetObject", "s3:GetObjectVersion"]
+    assert objects["ModelsObjects"]["Resource"].endswith("-models-123456789012/*")
+    assert objects["StorageKeyThroughS3"]["Action"] == ["kms:Decrypt"]
 
 
 def test_no_policy_grants_wildcard_actions(production: ProgramRun) -> None:
@@ -119,11 +130,17 @@ def test_model_publisher_role_is_trusted_by_its_service_account_only(
     assert subjects == [f"system:serviceaccount:enterprisehub:{MODEL_PUBLISHER_SERVICE_ACCOUNT}"]
 
 
-def test_model_publisher_writes_only_under_the_model_prefix(production: ProgramRun) -> None:
+def test_model_publisher_writes_only_under_the_model_prefixes(production: ProgramRun) -> None:
     statements = _statements(production, MODEL_PUBLISHER_SERVICE_ACCOUNT)
     objects = statements["PrefixObjects"]
     assert objects["Action"] == ["s3:GetObject", "s3:PutObject"]
-    assert objects["Resource"].endswith(f"-models-123456789012/{catalog.ML_MODEL_PREFIX}*")
+    # The lead-scoring and the churn-risk prefixes, each ending in "/" (no sibling keys).
+    assert [resource.split("/", 1)[1] for resource in objects["Resource"]] == [
+        f"{catalog.ML_MODEL_PREFIX}*",
+        f"{catalog.CHURN_MODEL_PREFIX}*",
+    ]
+    for resource in objects["Resource"]:
+        assert resource.split("/", 1)[0].endswith("-models-123456789012")
     # Listing is what makes S3 answer 404 (not 403) for a version not yet published.
     assert statements["BucketList"]["Action"] == "s3:ListBucket"
     assert statements["BucketList"]["Resource"].endswith("-models-123456789012")
@@ -151,7 +168,17 @@ def test_model_publisher_account_carries_its_role(production: ProgramRun) -> Non
 
 @pytest.mark.parametrize("prefix", ["", "/", "lead-scoring", "/lead-scoring/", "lead-*/"])
 def test_a_publisher_prefix_that_could_reach_the_whole_bucket_is_refused(prefix: str) -> None:
-    args = ServiceRolesArgs(
+    with pytest.raises(ValueError, match="must be a non-empty key prefix"):
+        ServiceRoles("roles", _publisher_args(("churn-risk/", prefix)))
+
+
+def test_a_publisher_grant_without_prefixes_is_refused() -> None:
+    with pytest.raises(ValueError, match="names no prefix"):
+        ServiceRoles("roles", _publisher_args(()))
+
+
+def _publisher_args(prefixes: tuple[str, ...]) -> ServiceRolesArgs:
+    return ServiceRolesArgs(
         oidc_provider_arn="arn:aws:iam::123456789012:oidc-provider/x",
         oidc_issuer_url="https://oidc.example",
         namespace="enterprisehub",
@@ -159,7 +186,5 @@ def test_a_publisher_prefix_that_could_reach_the_whole_bucket_is_refused(prefix:
         bucket_arns={bucket: f"arn:aws:s3:::b-{bucket.value}" for bucket in catalog.Bucket},
         storage_key_arn="arn:aws:kms:us-east-1:123456789012:key/k",
         region="us-east-1",
-        model_publisher=PrefixWriterGrant(service_account="model-publisher", prefix=prefix),
+        model_publisher=PrefixWriterGrant(service_account="model-publisher", prefixes=prefixes),
     )
-    with pytest.raises(ValueError, match="must be a non-empty key prefix"):
-        ServiceRoles("roles", args)

@@ -1,4 +1,4 @@
-"""PlatformJobs: migration, flags init and model publish, hardened and hash-named."""
+"""PlatformJobs: migration, flags init and the model publishes, hardened and hash-named."""
 
 from __future__ import annotations
 
@@ -17,6 +17,10 @@ IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/enterprisehub@sha256:" + "
 OTHER_IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/enterprisehub@sha256:" + "c" * 64
 ROLE = "arn:aws:iam::123456789012:role/enterprisehub-model-publisher"
 MODEL_URI = "s3://eh-models/lead-scoring/"
+CHURN_MODEL_URI = "s3://eh-models/churn-risk/"
+DESTINATIONS = {"lead-scoring": MODEL_URI, "churn-risk": CHURN_MODEL_URI}
+#: Every Job of a full run (the CronJob's runs are not Jobs of the program).
+ALL_JOBS = ("migrate", "flags-init", "model-publish", "churn-model-publish")
 
 
 def _secrets() -> dict[str, pulumi.Output[str]]:
@@ -42,7 +46,7 @@ def _args(**overrides: Any) -> PlatformJobsArgs:
         "image": IMAGE,
         "settings": {"ENVIRONMENT": "production", "LOG_LEVEL": "INFO"},
         "secrets": _secrets(),
-        "model_publish": ModelPublishArgs(destination_uri=MODEL_URI, role_arn=ROLE),
+        "model_publish": ModelPublishArgs(destinations=DESTINATIONS, role_arn=ROLE),
         **overrides,
     }
     return PlatformJobsArgs(**values)
@@ -84,27 +88,44 @@ def test_flags_init_runs_enterprisehub_flags_init_with_the_stack_seed() -> None:
     assert _job_name(run, "flags-init") != _job_name(_run(), "flags-init")
 
 
-def test_model_publish_copies_the_image_model_to_the_bucket(run: ProgramRun) -> None:
-    container = _job(run, "model-publish")["spec"]["template"]["spec"]["containers"][0]
+@pytest.mark.parametrize(
+    ("job", "source", "destination"),
+    [
+        ("model-publish", "/app/models/lead-scoring/model.joblib", MODEL_URI),
+        ("churn-model-publish", "/app/models/churn-risk/model.joblib", CHURN_MODEL_URI),
+    ],
+)
+def test_model_publish_copies_the_image_model_to_the_bucket(
+    run: ProgramRun, job: str, source: str, destination: str
+) -> None:
+    pod = _job(run, job)["spec"]["template"]["spec"]
+    container = pod["containers"][0]
     assert container["command"] == [
         "enterprisehub",
         "model",
         "publish",
         "--from",
-        "/app/models/lead-scoring/model.joblib",
+        source,
         "--to",
-        MODEL_URI,
+        destination,
     ]
     assert container["image"] == IMAGE
+    # Both publish under the one ServiceAccount the publisher role trusts.
+    assert pod["serviceAccountName"] == "model-publisher"
 
 
-def test_model_source_is_where_the_dockerfile_puts_the_model() -> None:
+@pytest.mark.parametrize("model", catalog.PUBLISHED_MODELS, ids=lambda m: m.name)
+def test_model_source_is_where_the_dockerfile_puts_the_model(
+    model: catalog.PublishedModel,
+) -> None:
     # The Dockerfile trains into the build stage and copies the file here; the
-    # image's ML_MODEL_URI default is the same path.
+    # image's default of the model's setting is the same path.
     dockerfile = (Path(__file__).parents[2] / "Dockerfile").read_text()
-    assert catalog.ML_MODEL_IMAGE_PATH == "/app/models/lead-scoring/model.joblib"
-    assert f"ML_MODEL_URI={catalog.ML_MODEL_IMAGE_PATH}" in dockerfile
-    assert "COPY --from=build /opt/models/lead-scoring /app/models/lead-scoring" in dockerfile
+    directory = model.image_path.rsplit("/", 1)[0]
+    assert model.image_path == f"/app/models/{model.name}/model.joblib"
+    assert f"{model.setting}={model.image_path}" in dockerfile
+    assert f"--out /opt/models/{model.name}/model.joblib" in dockerfile
+    assert f"COPY --from=build /opt/models/{model.name} {directory}" in dockerfile
 
 
 def test_model_publish_waits_for_its_own_prerequisites() -> None:
@@ -116,15 +137,15 @@ def test_model_publish_waits_for_its_own_prerequisites() -> None:
             "jobs",
             _args(
                 model_publish=ModelPublishArgs(
-                    destination_uri=MODEL_URI, role_arn=ROLE, depends_on=[bucket]
+                    destinations=DESTINATIONS, role_arn=ROLE, depends_on=[bucket]
                 )
             ),
         )
         bucket.urn.apply(lambda urn: seen.setdefault("bucket", [urn]))
 
     run = run_program("production", {}, program=program)
-    publish_job = run.one("kubernetes:batch/v1:Job", "jobs-model-publish")
-    assert seen["bucket"][0] in publish_job.dependencies
+    for job in ("model-publish", "churn-model-publish"):
+        assert seen["bucket"][0] in run.one("kubernetes:batch/v1:Job", f"jobs-{job}").dependencies
     assert seen["bucket"][0] not in run.one("kubernetes:batch/v1:Job", "jobs-migrate").dependencies
 
 
@@ -154,7 +175,7 @@ def test_job_secrets_are_secret_outputs(run: ProgramRun) -> None:
 
 
 def test_jobs_have_retry_deadline_and_ttl(run: ProgramRun) -> None:
-    for job in ("migrate", "flags-init", "model-publish"):
+    for job in ALL_JOBS:
         spec = _job(run, job)["spec"]
         assert spec["backoffLimit"] == 2
         assert spec["activeDeadlineSeconds"] == 900
@@ -163,7 +184,7 @@ def test_jobs_have_retry_deadline_and_ttl(run: ProgramRun) -> None:
 
 
 def test_jobs_are_hardened(run: ProgramRun) -> None:
-    for job in ("migrate", "flags-init", "model-publish"):
+    for job in ALL_JOBS:
         pod = _job(run, job)["spec"]["template"]["spec"]
         context = pod["containers"][0]["securityContext"]
         assert context["runAsNonRoot"] is True
@@ -183,14 +204,14 @@ def test_flags_init_runs_after_the_migration(run: ProgramRun) -> None:
 
 def test_job_names_are_stable_for_the_same_inputs(run: ProgramRun) -> None:
     again = _run()
-    for job in ("migrate", "flags-init", "model-publish"):
+    for job in ALL_JOBS:
         assert _job_name(run, job) == _job_name(again, job)
         assert _job_name(run, job).startswith(f"{job}-")
 
 
 def test_a_new_image_gives_new_job_names(run: ProgramRun) -> None:
     upgraded = _run(image=OTHER_IMAGE)
-    for job in ("migrate", "flags-init", "model-publish"):
+    for job in ALL_JOBS:
         assert _job_name(run, job) != _job_name(upgraded, job)
 
 
@@ -215,7 +236,22 @@ def test_rollout_gate_is_every_job() -> None:
         gate.extend(type(r).__name__ for r in jobs.rollout_gate)
 
     run_program("production", {}, program=program)
-    assert gate == ["Job", "Job", "Job"]
+    assert gate == ["Job"] * len(ALL_JOBS)
+
+
+def test_only_the_models_given_are_published() -> None:
+    run = _run(model_publish=ModelPublishArgs(destinations={"churn-risk": CHURN_MODEL_URI}))
+    assert {job.name for job in run.of_type("kubernetes:batch/v1:Job")} == {
+        "jobs-migrate",
+        "jobs-flags-init",
+        "jobs-churn-model-publish",
+    }
+
+
+@pytest.mark.parametrize("destinations", [{}, {"lead-scoring": MODEL_URI, "fraud": MODEL_URI}])
+def test_a_destination_of_no_published_model_is_refused(destinations: dict[str, str]) -> None:
+    with pytest.raises(ValueError, match="must name published models"):
+        PlatformJobs("jobs", _args(model_publish=ModelPublishArgs(destinations=destinations)))
 
 
 def test_without_model_publish_only_two_jobs() -> None:

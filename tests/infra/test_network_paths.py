@@ -23,6 +23,7 @@ DB_HOST = Address("10.40.1.10")  # an RDS/ElastiCache interface in a private sub
 STS_ENI = Address("10.40.33.4")  # the STS interface endpoint in a private subnet
 S3 = Address("52.216.8.1")  # inside the region's S3 prefix list (mocked us-east-1 ranges)
 ANTHROPIC = Address("160.79.104.10")
+CRM = Address("34.117.20.5")  # services.leadconnectorhq.com has no published ranges
 INTERNET = Address("8.8.8.8")
 CLIENT = Address("203.0.113.7")
 ACME_SERVER = Address("172.65.32.248")  # acme-v02.api.letsencrypt.org
@@ -94,6 +95,8 @@ def _app_pods(stack: Stack) -> dict[str, Pod]:
         "migrate": stack.pod("Job", "migrate-"),
         "flags-init": stack.pod("Job", "flags-init-"),
         "model-publish": stack.pod("Job", "model-publish-"),
+        "churn-orchestrator": stack.pod("Deployment", "churn-orchestrator"),
+        "churn-model-publish": stack.pod("Job", "churn-model-publish-"),
         "rollback-handler": stack.pod("Deployment", "rollback-handler"),
     }
 
@@ -259,6 +262,56 @@ def test_dashboards_paths(production: Stack) -> None:
     assert not production.allowed(dashboards, ANTHROPIC, 443)
     assert not production.allowed(CLIENT, dashboards, 8501)
     assert not production.allowed(pods["ml-services"], pods["websocket-manager"], 8001)
+
+
+def test_churn_orchestrator_paths(production: Stack) -> None:
+    pods = _app_pods(production)
+    churn = pods["churn-orchestrator"]
+    # Its stores (Postgres for everything, Redis for the feature flags), the churn
+    # model in the models bucket (S3 through the gateway endpoint, STS for IRSA),
+    # and the CRM's API, which delivers the interventions.
+    assert production.allowed(churn, DB_HOST, 5432)
+    assert production.allowed(churn, DB_HOST, 6379)
+    assert production.allowed(churn, S3, 443)
+    assert production.allowed(churn, STS_ENI, 443)
+    assert production.allowed(churn, CRM, 443)
+    assert not production.allowed(churn, CRM, 80)
+    assert not production.allowed(churn, METADATA, 80)
+    assert not production.allowed(churn, METADATA, 443)
+    assert not production.allowed(churn, pods["ml-services"], 8002)
+    # The CRM's signals arrive through the edge; Prometheus scrapes it.
+    assert production.allowed(ENVOY_PROXY, churn, 8004)
+    assert production.allowed(PROMETHEUS, churn, 8004)
+    assert not production.allowed(CLIENT, churn, 8004)
+    assert not production.allowed(pods["websocket-manager"], churn, 8004)
+    assert not production.allowed(ENVOY_PROXY, churn, 9090)
+
+
+def test_the_churn_model_publisher_reaches_the_bucket_only_from_its_job(
+    production: Stack,
+) -> None:
+    pods = _app_pods(production)
+    publisher = pods["churn-model-publish"]
+    assert production.allowed(publisher, S3, 443)
+    assert production.allowed(publisher, STS_ENI, 443)
+    assert not production.allowed(publisher, INTERNET, 443)
+    assert not production.allowed(publisher, CRM, 443)
+    assert not production.allowed(publisher, ANTHROPIC, 443)
+
+
+def test_local_churn_paths(local: Stack) -> None:
+    pods = _app_pods(local)
+    churn = pods["churn-orchestrator"]
+    postgres = local.pod("StatefulSet", "postgres")
+    redis = local.pod("StatefulSet", "redis")
+    minio = local.pod("StatefulSet", "minio")
+    assert local.allowed(churn, postgres, 5432)
+    assert local.allowed(churn, redis, 6379)
+    assert local.allowed(churn, minio, 9000)
+    assert local.allowed(churn, CRM, 443)
+    assert local.allowed(pods["churn-model-publish"], minio, 9000)
+    assert not local.allowed(pods["churn-model-publish"], CRM, 443)
+    assert local.allowed(ENVOY_PROXY, churn, 8004)
 
 
 def test_rollback_handler_hears_only_alertmanager_and_prometheus(production: Stack) -> None:

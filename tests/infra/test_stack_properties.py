@@ -8,8 +8,10 @@ while breaking a promise does.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable, Iterator
+from types import MappingProxyType
 from typing import Any
 
 import pytest
@@ -18,6 +20,8 @@ from infra import catalog
 from infra.components.hardening import NAME_LABEL
 from infra.components.service import LIVENESS_PATH
 from infra.stackfiles import STACKS
+from infra.synth import run_stack
+from infra.synth.inputs import stack_inputs
 from infra.synth.mocks import ProgramRun, RecordedResource, Secret
 
 AWS_STACKS = tuple(s for s in STACKS if s != "local")
@@ -134,17 +138,24 @@ def test_every_shipped_service_has_a_deployment(stack: str, stack_run: RunFor) -
     assert set(_service_deployments(stack_run(stack))) == set(catalog.SHIPPED_SERVICES)
 
 
-@pytest.mark.parametrize("stack", STACKS)
+@pytest.mark.parametrize("stack", ["local", "production"])
 def test_services_the_image_does_not_serve_yet_are_not_deployed(
-    stack: str, stack_run: RunFor
+    stack: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # A Deployment whose command exits would hold `pulumi up` until it times out.
-    unshipped = {name for name, spec in catalog.SERVICES.items() if not spec.shipped}
-    deployed = {
-        r.inputs["metadata"]["name"] for r in stack_run(stack).kubernetes_objects("Deployment")
-    }
-    assert unshipped
-    assert not unshipped & deployed
+    # Every service ships today, so one is marked unshipped for this run.
+    unshipped = dataclasses.replace(catalog.CHURN_ORCHESTRATOR, shipped=False)
+    services = MappingProxyType({**catalog.SERVICES, unshipped.name: unshipped})
+    monkeypatch.setattr(catalog, "SERVICES", services)
+    monkeypatch.setattr(
+        catalog,
+        "SHIPPED_SERVICES",
+        MappingProxyType({name: spec for name, spec in services.items() if spec.shipped}),
+    )
+    run = run_stack(stack_inputs(stack, environ={}))
+    names = {_name(r) for r in run.kubernetes_objects()}
+    assert {"websocket-manager", "ml-services"} <= names
+    assert not any(name.startswith(unshipped.name) for name in names)
 
 
 @pytest.mark.parametrize("stack", STACKS)
@@ -167,13 +178,15 @@ def test_autoscaler_bounds_are_ordered_and_at_least_one(stack: str, stack_run: R
 def test_production_autoscalers_use_the_seed_scaling_numbers(stack_run: RunFor) -> None:
     run = stack_run("production")
     by_target = {h.inputs["spec"]["scaleTargetRef"]["name"]: h for h in run.of_type(HPA)}
+    expected = {
+        name: (spec.scaling.min_replicas, spec.scaling.max_replicas)
+        for name, spec in catalog.SERVICES.items()
+    }
+    # The one override of stacks/Pulumi.production.yaml: the policy pack's HA floor.
+    expected["churn-orchestrator"] = (2, catalog.CHURN_ORCHESTRATOR.scaling.max_replicas)
     for name, deployment in _service_deployments(run).items():
         spec = by_target[_name(deployment)].inputs["spec"]
-        scaling = catalog.SERVICES[name].scaling
-        assert (spec["minReplicas"], spec["maxReplicas"]) == (
-            scaling.min_replicas,
-            scaling.max_replicas,
-        ), name
+        assert (spec["minReplicas"], spec["maxReplicas"]) == expected[name], name
 
 
 @pytest.mark.parametrize("stack", STACKS)
@@ -253,38 +266,63 @@ def _env_sources(run: ProgramRun, workload: RecordedResource) -> tuple[dict[str,
 
 
 @pytest.mark.parametrize("stack", STACKS)
-def test_every_stack_has_one_model_publish_job(stack: str, stack_run: RunFor) -> None:
-    assert len(_model_publish_jobs(stack_run(stack))) == 1
+def test_every_stack_has_one_publish_job_per_model(stack: str, stack_run: RunFor) -> None:
+    sources = [
+        _pod_spec(job)["containers"][0]["command"][4]
+        for job in _model_publish_jobs(stack_run(stack))
+    ]
+    assert sorted(sources) == sorted(model.image_path for model in catalog.PUBLISHED_MODELS)
 
 
 @pytest.mark.parametrize("stack", STACKS)
+@pytest.mark.parametrize("model", catalog.PUBLISHED_MODELS, ids=lambda m: m.name)
 def test_model_publish_sends_the_image_model_where_the_services_load_it(
-    stack: str, stack_run: RunFor
+    stack: str, model: catalog.PublishedModel, stack_run: RunFor
 ) -> None:
     run = stack_run(stack)
-    command = _pod_spec(_model_publish_jobs(run)[0])["containers"][0]["command"]
+    (job,) = [
+        j
+        for j in _model_publish_jobs(run)
+        if _pod_spec(j)["containers"][0]["command"][4] == model.image_path
+    ]
+    command = _pod_spec(job)["containers"][0]["command"]
     assert command[:4] == [catalog.CLI, "model", "publish", "--from"]
-    assert command[4] == catalog.ML_MODEL_IMAGE_PATH
     assert command[5] == "--to"
-    loaded = set()
-    for deployment in _service_deployments(run).values():
+    loaded = {}
+    for name, deployment in _service_deployments(run).items():
         settings, _ = _env_sources(run, deployment)
         models_bucket = settings["MODELS_BUCKET"]
-        if "ML_MODEL_URI" in settings:  # services that score leads (not coaching)
-            loaded.add(settings["ML_MODEL_URI"])
-    assert loaded
+        if model.setting in settings:  # the services that load this model
+            loaded[name] = settings[model.setting]
+    readers = {
+        name
+        for name, spec in catalog.SERVICES.items()
+        if model.setting not in spec.unread_stack_settings
+    }
+    assert set(loaded) == readers
     # One URI for every service: the prefix of the models bucket, resolved via current.json.
-    assert loaded == {command[6]}
-    assert command[6] == f"s3://{models_bucket}/{catalog.ML_MODEL_PREFIX}"
+    assert set(loaded.values()) == {command[6]}
+    assert command[6] == f"s3://{models_bucket}/{model.prefix}"
     assert command[6].endswith("/")
 
 
 @pytest.mark.parametrize("stack", STACKS)
-def test_services_roll_out_only_after_the_model_is_published(stack: str, stack_run: RunFor) -> None:
+def test_churn_orchestrator_loads_the_published_churn_model(stack: str, stack_run: RunFor) -> None:
     run = stack_run(stack)
-    publish = _model_publish_jobs(run)[0]
-    for name, deployment in _service_deployments(run).items():
-        assert _waits_for(run, deployment, publish), name
+    settings, _ = _env_sources(run, _service_deployments(run)["churn-orchestrator"])
+    assert settings["CHURN_MODEL_URI"] == f"s3://{settings['MODELS_BUCKET']}/churn-risk/"
+    # The lead model's location means nothing to it: a setting without effect.
+    assert "ML_MODEL_URI" not in settings
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_services_roll_out_only_after_the_models_are_published(
+    stack: str, stack_run: RunFor
+) -> None:
+    run = stack_run(stack)
+    for publish in _model_publish_jobs(run):
+        for name, deployment in _service_deployments(run).items():
+            assert _waits_for(run, deployment, publish), name
 
 
 @pytest.mark.parametrize("stack", AWS_STACKS)
@@ -292,26 +330,40 @@ def test_cloud_model_publish_uses_its_role_and_no_static_credentials(
     stack: str, stack_run: RunFor
 ) -> None:
     run = stack_run(stack)
-    publish = _model_publish_jobs(run)[0]
-    _, secret_keys = _env_sources(run, publish)
-    assert not secret_keys
-    account = _pod_spec(publish)["serviceAccountName"]
-    accounts = {_name(a): a for a in run.kubernetes_objects("ServiceAccount")}
-    role_arn = accounts[account].inputs["metadata"]["annotations"]["eks.amazonaws.com/role-arn"]
     bucket = next(
         b
         for b in run.of_type(BUCKET)
         if b.inputs["bucket"].endswith(f"-{catalog.Bucket.MODELS}-123456789012")
     )
-    role = next(r for r in run.of_type("aws:iam/role:Role") if r.outputs.get("arn") == role_arn)
-    assert role.name.endswith(f"-{account}")
-    policy = next(
-        p for p in run.of_type("aws:iam/rolePolicy:RolePolicy") if p.name == f"{role.name}-storage"
-    )
-    # It waits for the bucket it writes to and for its role's policy: a first
-    # attempt without them would fail with NoSuchBucket or AccessDenied.
-    assert _waits_for(run, publish, bucket)
-    assert _waits_for(run, publish, policy)
+    accounts = {_name(a): a for a in run.kubernetes_objects("ServiceAccount")}
+    publishes = _model_publish_jobs(run)
+    assert len(publishes) == len(catalog.PUBLISHED_MODELS)
+    for publish in publishes:
+        _, secret_keys = _env_sources(run, publish)
+        assert not secret_keys
+        account = _pod_spec(publish)["serviceAccountName"]
+        annotations = accounts[account].inputs["metadata"]["annotations"]
+        role_arn = annotations["eks.amazonaws.com/role-arn"]
+        role = next(r for r in run.of_type("aws:iam/role:Role") if r.outputs.get("arn") == role_arn)
+        assert role.name.endswith(f"-{account}")
+        policy = next(
+            p
+            for p in run.of_type("aws:iam/rolePolicy:RolePolicy")
+            if p.name == f"{role.name}-storage"
+        )
+        # It may write under every published model's prefix, and nowhere else.
+        (objects,) = [
+            s
+            for s in json.loads(policy.inputs["policy"])["Statement"]
+            if s["Sid"] == "PrefixObjects"
+        ]
+        assert objects["Resource"] == [
+            f"{bucket.outputs['arn']}/{model.prefix}*" for model in catalog.PUBLISHED_MODELS
+        ]
+        # It waits for the bucket it writes to and for its role's policy: a first
+        # attempt without them would fail with NoSuchBucket or AccessDenied.
+        assert _waits_for(run, publish, bucket)
+        assert _waits_for(run, publish, policy)
 
 
 # ------------------------------------------------------- every stack: pods and images
@@ -590,8 +642,11 @@ def test_local_model_publish_reaches_minio_with_the_datastore_credentials(
     stack_run: RunFor,
 ) -> None:
     run = stack_run("local")
-    settings, secret_keys = _env_sources(run, _model_publish_jobs(run)[0])
-    assert settings["S3_ENDPOINT_URL"].startswith("http://minio.")
-    assert secret_keys == {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
     bucket_init = next(j for j in run.of_type(JOB) if _name(j).startswith("bucket-init-"))
-    assert _waits_for(run, _model_publish_jobs(run)[0], bucket_init)
+    publishes = _model_publish_jobs(run)
+    assert len(publishes) == len(catalog.PUBLISHED_MODELS)
+    for publish in publishes:
+        settings, secret_keys = _env_sources(run, publish)
+        assert settings["S3_ENDPOINT_URL"].startswith("http://minio.")
+        assert secret_keys == {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
+        assert _waits_for(run, publish, bucket_init)

@@ -23,6 +23,7 @@ import yaml
 from infra.stackfiles import STACKS
 from infra.synth import MANIFESTS_DIR, RESOURCES_FILE, SCHEMA_VERSION, Synthesis, synthesize
 from infra.synth.inputs import SECRETS_FILE, SYNTHETIC, synthetic_secret
+from infra.synth.manifests import YAML_WIDTH
 from infra.synth.mocks import Secret, unwrap_secrets
 
 REPO = Path(__file__).resolve().parents[2]
@@ -198,7 +199,8 @@ def test_manifests_are_the_text_yaml_safe_dump_writes(
     for path in synthesized("production").manifests_dir.glob("*.yaml"):
         text = path.read_text()
         body = yaml.safe_load(text)
-        assert text == yaml.safe_dump(body, sort_keys=False, default_flow_style=False), path.name
+        expected = yaml.safe_dump(body, sort_keys=False, default_flow_style=False, width=YAML_WIDTH)
+        assert text == expected, path.name
 
 
 @pytest.mark.parametrize("stack", STACKS)

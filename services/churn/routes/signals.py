@@ -19,7 +19,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from services.churn.config import CHURN_FEATURE
-from services.churn.deps import DbDep, PrincipalDep, RuntimeDep
+from services.churn.deps import DbDep, RuntimeDep
 from services.churn.queue import defer_detection
 from services.churn.schemas import (
     LeadBatchCreate,
@@ -28,10 +28,11 @@ from services.churn.schemas import (
     SignalsAccepted,
 )
 from services.churn.signals import SignalRejected, store_signals, upsert_leads
+from services.common.auth import IngestPrincipalDep
 from services.common.body import parse_body, read_body
 from services.common.flags import require_feature
 
-# edges: the CRM-integration scope (crm:ingest) goes on this router.
+# The CRM integration's token: the crm:ingest scope (as the realtime ingest's).
 # A tenant outside the churn_prevention rollout gets 403 feature_disabled.
 router = APIRouter(
     prefix="/v1/churn", tags=["churn-signals"], dependencies=[require_feature(CHURN_FEATURE)]
@@ -40,7 +41,7 @@ router = APIRouter(
 
 @router.put("/leads", response_model=LeadsAccepted)
 async def put_leads(
-    request: Request, principal: PrincipalDep, db: DbDep, runtime: RuntimeDep
+    request: Request, principal: IngestPrincipalDep, db: DbDep, runtime: RuntimeDep
 ) -> LeadsAccepted:
     """Create or update the leads the orchestrator watches."""
     body = parse_body(
@@ -61,7 +62,7 @@ async def put_leads(
     responses={422: {"description": "Invalid signals; nothing stored. The reason says why."}},
 )
 async def post_signals(
-    request: Request, principal: PrincipalDep, db: DbDep, runtime: RuntimeDep
+    request: Request, principal: IngestPrincipalDep, db: DbDep, runtime: RuntimeDep
 ) -> SignalsAccepted | JSONResponse:
     """Store a batch of engagement signals and queue detection for their leads."""
     body = parse_body(

@@ -126,6 +126,7 @@ class FlagCache:
         self._exposed: set[tuple[str, str]] = set()
         self._synced = asyncio.Event()
         self._refreshes = 0
+        self._stale = True
         self.metrics.stale.set(1)
 
     # -- decisions (memory only) ---------------------------------------------
@@ -173,6 +174,12 @@ class FlagCache:
         """True once every flag has been read at least once."""
         return self._synced.is_set()
 
+    @property
+    def stale(self) -> bool:
+        """True until the first read and while Redis cannot be read (``feature_flags_stale``):
+        decisions then use the last known state, and flag changes do not arrive."""
+        return self._stale
+
     # -- keeping the copy fresh -----------------------------------------------
 
     def apply(self, feature: str, state: FlagState | None) -> None:
@@ -201,6 +208,7 @@ class FlagCache:
             self.apply(feature, state)
         self._synced.set()
         self._refreshes += 1
+        self._stale = False
         self.metrics.stale.set(0)
         self.metrics.last_sync.set(time.time())
 
@@ -247,6 +255,7 @@ class FlagCache:
             except RedisUnavailable as exc:
                 if self._refreshes > refreshes:
                     backoff = 0.2  # it worked for a while: retry quickly
+                self._stale = True
                 self.metrics.stale.set(1)
                 self.metrics.failures.inc()
                 log.warning("feature flags: %s; keeping the last known state", exc.reason)

@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry
 
 from services.churn.config import ChurnSettings
 from services.churn.main import create_app
+from services.common.auth import FEED_READ
 from services.common.database import Database
 from services.common.flags import FlagState, write_flag
 from services.common.redis import Redis
@@ -151,3 +152,28 @@ async def test_tenant_outside_the_rollout_is_403_and_nothing_is_stored(
     async with owner_db.unscoped() as conn:
         tenants = await conn.fetch("SELECT DISTINCT tenant_id FROM churn_leads")
     assert [row["tenant_id"] for row in tenants] == [inside]
+
+
+async def test_leads_and_signals_need_the_crm_ingest_scope(
+    churn_app: FastAPI,
+    app_client: AppClient,
+    make_token: Callable[..., str],
+    owner_db: Database,
+) -> None:
+    # A valid token of the tenant, but a feed reader's: it may not write CRM data.
+    reader = {"Authorization": f"Bearer {make_token('t1', scopes=(FEED_READ,))}"}
+    async with app_client(churn_app) as client:
+        leads = await client.put(
+            "/v1/churn/leads",
+            json={"leads": [{"lead_id": "lead-1", "timezone": "UTC"}]},
+            headers=reader,
+        )
+        signals = await client.post(
+            "/v1/churn/signals", json={"signals": [_signal("lead-1")]}, headers=reader
+        )
+    for response in (leads, signals):
+        assert response.status_code == 403, response.text
+        assert response.json()["reason"] == "insufficient_scope"
+        assert "crm:ingest" in response.json()["detail"]
+    async with owner_db.unscoped() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM churn_leads") == 0

@@ -200,8 +200,10 @@ async def test_redis_outage_keeps_the_last_known_state_and_says_so(tmp_path: Pat
         async with flag_cache.running():
             assert flag_cache.is_enabled("ai_coaching", "tenant-1")
             assert registry.get_sample_value("feature_flags_stale") == 0
+            assert not flag_cache.stale
             server.stop()
             await _until(lambda: registry.get_sample_value("feature_flags_stale") == 1)
+            assert flag_cache.stale
             assert flag_cache.is_enabled("ai_coaching", "tenant-1")
             assert not flag_cache.is_enabled("property_vision", "tenant-1")
             assert registry.get_sample_value("feature_flag_sync_failures_total") >= 1

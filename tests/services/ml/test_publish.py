@@ -8,10 +8,10 @@ in-cluster S3-compatible storage selected with S3_ENDPOINT_URL.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 
 from services.cli import main as cli_main
@@ -30,18 +30,9 @@ PREFIX_URI = f"s3://{BUCKET}/lead-scoring/"
 
 
 @pytest.fixture
-def s3(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Any:
+def s3(s3_bucket: Callable[[str], Any]) -> Any:
     """A client for a fresh bucket; the environment points the code at the server."""
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
-    monkeypatch.setenv("AWS_REGION", "us-east-1")
-    monkeypatch.setenv("S3_ENDPOINT_URL", s3_endpoint)
-    client = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
-    client.create_bucket(Bucket=BUCKET)
-    yield client
-    for item in client.list_objects_v2(Bucket=BUCKET).get("Contents", []):
-        client.delete_object(Bucket=BUCKET, Key=item["Key"])
-    client.delete_bucket(Bucket=BUCKET)
+    return s3_bucket(BUCKET)
 
 
 def _keys(client: Any) -> list[str]:
