@@ -164,7 +164,9 @@ class ChurnRuntime:
 
         @app.task(name=DELIVER_TASK, queue=QUEUE, retry=INFRA_RETRY, pass_context=True)
         async def deliver(context: JobContext, tenant_id: str, outbox_id: str) -> None:
-            await self.deliverer.deliver(tenant_id=tenant_id, outbox_id=outbox_id)
+            await self.deliverer.deliver(
+                tenant_id=tenant_id, outbox_id=outbox_id, priority=context.job.priority
+            )
 
         @app.task(name=DETECT_TASK, queue=QUEUE, retry=INFRA_RETRY, pass_context=True)
         async def detect(context: JobContext, tenant_id: str, lead_ids: list[str]) -> None:

@@ -12,7 +12,8 @@ from collections import Counter
 
 import pytest
 
-from localrun.standins.leadconnector import StandinServer
+from localrun.standins.leadconnector import Faults, StandinServer
+from services.churn.queue import QUEUE
 from services.common.database import Database
 from tests.services.churn.conftest import RuntimeFactory, drain, seed_leads
 
@@ -50,3 +51,40 @@ async def test_small_tenants_are_served_round_robin_with_a_big_tenants_backlog(
     assert big_before <= max(per_tenant[t] for t in SMALL)
     # Without fairness (oldest job first) every big send would come first.
     assert order.index("small-1") < per_tenant["big"]
+
+
+async def test_a_retried_send_keeps_its_queue_position(
+    make_runtime: RuntimeFactory, standin: StandinServer, db: Database, owner_db: Database
+) -> None:
+    await seed_leads(db, "big", 10)
+    async with make_runtime(standin=standin) as runtime:
+        await runtime.run_pass()
+        async with owner_db.unscoped() as conn:
+            # Claimed as a worker would (the job is 'doing' while it runs).
+            worker_id = await conn.fetchval(
+                "SELECT worker_id FROM procrastinate_register_worker_v1()"
+            )
+            job = await conn.fetchrow(
+                "SELECT priority, args FROM procrastinate_fetch_job_v2(ARRAY[$1]::varchar[], $2)",
+                QUEUE,
+                worker_id,
+            )
+        assert job["priority"] == -1
+        standin.standin.set_faults(Faults(rate_limited=1.0, retry_after_seconds=1))
+        result = await runtime.deliverer.deliver(
+            tenant_id="big", outbox_id=job["args"]["outbox_id"], priority=job["priority"]
+        )
+        assert result == "retry"
+    async with owner_db.unscoped() as conn:
+        retry = await conn.fetchrow(
+            "SELECT priority, scheduled_at > now() AS later FROM procrastinate_jobs "
+            "WHERE status = 'todo' AND queueing_lock = $1",
+            job["args"]["outbox_id"],
+        )
+        behind = await conn.fetchval(
+            "SELECT count(*) FROM procrastinate_jobs WHERE status = 'todo' AND priority < -1"
+        )
+    # After its backoff it goes ahead of the tenant's later sends, not behind them.
+    assert retry["later"]
+    assert retry["priority"] == -1
+    assert behind > 0
