@@ -351,6 +351,10 @@ async def _fault_run(
         t: (float(np.percentile(v, 50)), float(np.percentile(v, 99)), len(v))
         for t, v in latencies.items()
     }
+    first_detected = min(row["detected"] for row in rows) if rows else 0.0
+    pass_seconds = (max(row["detected"] for row in rows) - first_detected) if rows else 0.0
+    # Sends received at the stand-in per 10 s after the first detection.
+    timeline = Counter(int((t - first_detected) // 10) for t in received.values())
     small_p99 = max((p99 for t, (_, p99, _) in per_tenant.items() if t != "big"), default=None)
     sends = len(rows)
     return {
@@ -360,6 +364,8 @@ async def _fault_run(
         "cpu_seconds": cpu,
         "cpu_ms_per_send": {k: 1000 * v / max(sends, 1) for k, v in cpu.items()},
         "killed_after_seconds": killed_at,
+        "detection_spread_seconds": pass_seconds,
+        "received_per_10s": [timeline[i] for i in range(max(timeline, default=-1) + 1)],
         "drain_seconds": time.monotonic() - started,
         "big_tenant_p50_p99": per_tenant.get("big", (None, None, 0))[:2],
         "worst_small_tenant_p99": small_p99,
