@@ -46,6 +46,7 @@ from typing import Any
 import httpx
 import numpy as np
 
+from benchmarks.load.cpu import cpu_seconds, process_tree
 from benchmarks.machine import cpu_model
 from localrun.datastores import start_datastores
 from localrun.servers import free_port
@@ -171,7 +172,7 @@ async def _child_pass() -> None:
         started = time.perf_counter()
         summary = await runtime.run_pass()
         seconds = time.perf_counter() - started
-        cpu_seconds = time.process_time() - cpu_started
+        pass_cpu_seconds = time.process_time() - cpu_started
         # The next pass over the same leads: what every CHURN_MONITORING_INTERVAL costs
         # once the risk states are stored and the interventions staged.
         started = time.perf_counter()
@@ -185,7 +186,7 @@ async def _child_pass() -> None:
             {
                 "seconds": seconds,
                 # This process only: Postgres' own work runs in its backends.
-                "cpu_seconds": cpu_seconds,
+                "cpu_seconds": pass_cpu_seconds,
                 "load_average": os.getloadavg(),
                 "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                 "rss_before_pass_mib": baseline / 1024,
@@ -201,34 +202,11 @@ async def _child_pass() -> None:
     )
 
 
-_TICK = os.sysconf("SC_CLK_TCK")
-
-
-def _cpu_seconds(pid: int, *, children: bool = False) -> float:
-    """User + system CPU of ``pid`` from /proc (``children``: plus its reaped children's)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (FileNotFoundError, ProcessLookupError, IndexError):
-        return 0.0
-    # fields[0] is the state (field 3): utime, stime, cutime, cstime are fields 14-17.
-    ticks = int(fields[11]) + int(fields[12])
-    if children:
-        ticks += int(fields[13]) + int(fields[14])
-    return ticks / _TICK
-
-
 def _postgres_cpu_seconds(data_dir: Path) -> float:
-    """The postmaster's CPU, its reaped backends' and its live backends'."""
+    """The postmaster's CPU, its exited backends' and its live backends'."""
     postmaster = int((data_dir / "postmaster.pid").read_text().split()[0])
-    total = _cpu_seconds(postmaster, children=True)
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except (FileNotFoundError, ProcessLookupError):
-            continue
-        if int(fields[1]) == postmaster:
-            total += _cpu_seconds(int(stat.parent.name))
-    return total
+    live = sum(cpu_seconds(pid) for pid in process_tree(postmaster) if pid != postmaster)
+    return cpu_seconds(postmaster, reaped_children=True) + live
 
 
 def _replica(
@@ -299,7 +277,7 @@ async def _fault_run(
         try:
             await asyncio.gather(_wait_ready(port_a), _wait_ready(port_b))
             # From here on: CPU of the fault run itself (start-up excluded).
-            ready_cpu = {pid: _cpu_seconds(pid) for pid in replica_cpu}
+            ready_cpu = {pid: cpu_seconds(pid) for pid in replica_cpu}
             postgres_cpu = _postgres_cpu_seconds(postgres_dir)
             own_cpu = time.process_time()
             owner = stores.servers.postgres.owner_url
@@ -309,7 +287,7 @@ async def _fault_run(
                 done = counts["delivered"] + counts["dead_letter"]
                 for process in (victim, survivor):
                     if process.poll() is None:
-                        replica_cpu[process.pid] = _cpu_seconds(process.pid)
+                        replica_cpu[process.pid] = cpu_seconds(process.pid)
                 if killed_at is None and total and done >= total / 3:
                     victim.send_signal(signal.SIGKILL)
                     killed_at = time.monotonic() - started
