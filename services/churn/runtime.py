@@ -60,8 +60,8 @@ log = logging.getLogger(__name__)
 HEARTBEAT_SECONDS: Final = 2.0
 STALLED_AFTER_SECONDS: Final = 10.0
 RECOVERY_SECONDS: Final = 2.0
-#: Sends a pass queues before it refreshes the queue's planner statistics
-#: (revision 0010): fewer cannot turn the workers' fetch into a full sort.
+#: Sends queued in a pass after which it refreshes the queue's planner
+#: statistics at once (revision 0010) rather than at the end of the pass.
 ANALYZE_AFTER_SENDS: Final = 500
 ORPHAN_AFTER_SECONDS: Final = 60.0
 WORKER_RESTART_SECONDS: Final = 1.0
@@ -290,6 +290,8 @@ class ChurnRuntime:
                 await self._analyze_queue()
                 queued_since_analyze = 0
         if queued_since_analyze:
+            # The pass's remaining sends: one ANALYZE (milliseconds) per pass that
+            # queued anything.
             await self._analyze_queue()
         summary.seconds = time.perf_counter() - started
         snapshot.last_pass_at = datetime.now(UTC)
@@ -319,10 +321,6 @@ class ChurnRuntime:
         snapshot.succeeded_24h += row["succeeded"]
         snapshot.latency_sum += float(row["latency_sum"] or 0.0)
         snapshot.latency_count += row["latency_count"]
-
-    async def recover(self) -> tuple[int, int]:
-        """Requeue stalled jobs and orphaned outbox rows; return both counts."""
-        return await self.requeue_stalled_jobs(), await self.recover_orphans()
 
     async def requeue_stalled_jobs(self) -> int:
         """Put the jobs of workers without a heartbeat for STALLED_AFTER_SECONDS back in the queue.
