@@ -1,7 +1,8 @@
 """W4 churn monitoring: one detection pass at scale, and delivery under faults.
 
     .venv/bin/python -m benchmarks.churn [--leads 100000] [--tenants 50]
-        [--fault-leads 5000] [--big-tenant 4000] [--skip-fault]
+        [--fault-leads 5000] [--big-tenant 4000] [--concurrency 32]
+        [--skip-pass] [--skip-fault]
 
 Both parts run against a real Postgres 15 started under a temporary directory
 (``localrun.servers``), migrated with ``enterprisehub migrate``, and the
@@ -45,6 +46,7 @@ from typing import Any
 import httpx
 import numpy as np
 
+from benchmarks.load.cpu import cpu_seconds, process_tree
 from benchmarks.machine import cpu_model
 from localrun.datastores import start_datastores
 from localrun.servers import free_port
@@ -170,7 +172,7 @@ async def _child_pass() -> None:
         started = time.perf_counter()
         summary = await runtime.run_pass()
         seconds = time.perf_counter() - started
-        cpu_seconds = time.process_time() - cpu_started
+        pass_cpu_seconds = time.process_time() - cpu_started
         # The next pass over the same leads: what every CHURN_MONITORING_INTERVAL costs
         # once the risk states are stored and the interventions staged.
         started = time.perf_counter()
@@ -184,7 +186,7 @@ async def _child_pass() -> None:
             {
                 "seconds": seconds,
                 # This process only: Postgres' own work runs in its backends.
-                "cpu_seconds": cpu_seconds,
+                "cpu_seconds": pass_cpu_seconds,
                 "load_average": os.getloadavg(),
                 "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                 "rss_before_pass_mib": baseline / 1024,
@@ -200,8 +202,15 @@ async def _child_pass() -> None:
     )
 
 
+def _postgres_cpu_seconds(data_dir: Path) -> float:
+    """The postmaster's CPU, its exited backends' and its live backends'."""
+    postmaster = int((data_dir / "postmaster.pid").read_text().split()[0])
+    live = sum(cpu_seconds(pid) for pid in process_tree(postmaster) if pid != postmaster)
+    return cpu_seconds(postmaster, reaped_children=True) + live
+
+
 def _replica(
-    env: dict[str, str], log: Path, *, scheduler: bool
+    env: dict[str, str], log: Path, *, scheduler: bool, concurrency: int
 ) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
     with log.open("ab") as out:
@@ -212,8 +221,9 @@ def _replica(
             env={
                 **env,
                 "CHURN_SCHEDULER_ENABLED": "true" if scheduler else "false",
-                "CHURN_MONITORING_INTERVAL": "3",
-                "CHURN_WORKER_CONCURRENCY": "16",
+                # CHURN_MONITORING_INTERVAL stays at its default (60 s): the
+                # first pass flags every lead; recovery has its own clock.
+                "CHURN_WORKER_CONCURRENCY": str(concurrency),
             },
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -258,23 +268,38 @@ async def _fault_run(
     with StandinServer(api_key=STANDIN_KEY, faults=faults) as standin:
         env = _service_env(stores.service_env(), model, standin.url)
         log = work / "replicas.log"
-        victim, port_a = _replica(env, log, scheduler=False)
-        survivor, port_b = _replica(env, log, scheduler=True)
+        victim, port_a = _replica(env, log, scheduler=False, concurrency=args.concurrency)
+        survivor, port_b = _replica(env, log, scheduler=True, concurrency=args.concurrency)
         started = time.monotonic()
         killed_at = None
+        replica_cpu = {victim.pid: 0.0, survivor.pid: 0.0}
+        postgres_dir = stores.servers.postgres.data_dir
         try:
             await asyncio.gather(_wait_ready(port_a), _wait_ready(port_b))
+            # From here on: CPU of the fault run itself (start-up excluded).
+            ready_cpu = {pid: cpu_seconds(pid) for pid in replica_cpu}
+            postgres_cpu = _postgres_cpu_seconds(postgres_dir)
+            own_cpu = time.process_time()
             owner = stores.servers.postgres.owner_url
             while time.monotonic() - started < args.fault_timeout:
                 counts = await _outbox_counts(owner)
                 total = sum(counts.values())
                 done = counts["delivered"] + counts["dead_letter"]
+                for process in (victim, survivor):
+                    if process.poll() is None:
+                        replica_cpu[process.pid] = cpu_seconds(process.pid)
                 if killed_at is None and total and done >= total / 3:
                     victim.send_signal(signal.SIGKILL)
                     killed_at = time.monotonic() - started
                 if total and done == total and total >= args.fault_leads:
                     break
                 await asyncio.sleep(0.5)
+            cpu = {
+                "replicas": sum(replica_cpu.values()) - sum(ready_cpu.values()),
+                "postgres": _postgres_cpu_seconds(postgres_dir) - postgres_cpu,
+                # The stand-in serves from a thread of this process.
+                "benchmark_and_standin": time.process_time() - own_cpu,
+            }
         finally:
             for process in (victim, survivor):
                 if process.poll() is None:
@@ -304,11 +329,21 @@ async def _fault_run(
         t: (float(np.percentile(v, 50)), float(np.percentile(v, 99)), len(v))
         for t, v in latencies.items()
     }
+    first_detected = min(row["detected"] for row in rows) if rows else 0.0
+    pass_seconds = (max(row["detected"] for row in rows) - first_detected) if rows else 0.0
+    # Sends received at the stand-in per 10 s after the first detection.
+    timeline = Counter(int((t - first_detected) // 10) for t in received.values())
     small_p99 = max((p99 for t, (_, p99, _) in per_tenant.items() if t != "big"), default=None)
+    sends = len(rows)
     return {
-        "sends": len(rows),
+        "sends": sends,
+        "concurrency_per_replica": args.concurrency,
         "status": dict(Counter(row["status"] for row in rows)),
+        "cpu_seconds": cpu,
+        "cpu_ms_per_send": {k: 1000 * v / max(sends, 1) for k, v in cpu.items()},
         "killed_after_seconds": killed_at,
+        "detection_spread_seconds": pass_seconds,
+        "received_per_10s": [timeline[i] for i in range(max(timeline, default=-1) + 1)],
         "drain_seconds": time.monotonic() - started,
         "big_tenant_p50_p99": per_tenant.get("big", (None, None, 0))[:2],
         "worst_small_tenant_p99": small_p99,
@@ -331,6 +366,17 @@ async def _run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         "machine": f"{os.cpu_count()} cores, {cpu_model()}, {platform.python_version()}",
         "load_average": os.getloadavg(),
     }
+    if not args.skip_pass:
+        result["pass"] = await _pass_run(args, work, model)
+    if not args.skip_fault:
+        with start_datastores(
+            work / "fault", base_env=JWT_ENV, flags=True, flag_seed=CHURN_ON
+        ) as stores:
+            result["fault"] = await _fault_run(stores, model, args, work)
+    return result
+
+
+async def _pass_run(args: argparse.Namespace, work: Path, model: Path) -> dict[str, Any]:
     with start_datastores(
         work / "pass", base_env=JWT_ENV, flags=True, flag_seed=CHURN_ON
     ) as stores:
@@ -347,12 +393,7 @@ async def _run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             )  # fmt: skip
         if child.returncode != 0:
             raise RuntimeError(child.stderr[-3000:])
-        result["pass"] = json.loads(child.stdout.strip().splitlines()[-1])
-    if not args.skip_fault:
-        with start_datastores(
-            work / "fault", base_env=JWT_ENV, flags=True, flag_seed=CHURN_ON
-        ) as stores:
-            result["fault"] = await _fault_run(stores, model, args, work)
+    result: dict[str, Any] = json.loads(child.stdout.strip().splitlines()[-1])
     return result
 
 
@@ -364,7 +405,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fault-leads", type=int, default=5000)
     parser.add_argument("--big-tenant", type=int, default=4000)
     parser.add_argument("--fault-timeout", type=float, default=900)
+    parser.add_argument(
+        "--concurrency", type=int, default=32, help="CHURN_WORKER_CONCURRENCY of each replica"
+    )
     parser.add_argument("--skip-fault", action="store_true")
+    parser.add_argument("--skip-pass", action="store_true")
     parser.add_argument(
         "--model", type=Path, default=None, help="an artifact from `churn train` (default: train)"
     )

@@ -43,16 +43,23 @@ def process_tree(pid: int) -> list[int]:
     return seen
 
 
-def cpu_seconds(pid: int) -> float:
-    """User plus system CPU seconds of one process (0.0 if it is gone)."""
+def cpu_seconds(pid: int, *, reaped_children: bool = False) -> float:
+    """User plus system CPU seconds of one process (0.0 if it is gone).
+
+    ``reaped_children`` adds what its exited and waited-for children spent
+    (a postmaster's backends of closed connections, for instance).
+    """
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return 0.0
     # The command name (field 2) may contain spaces; fields after the closing
-    # parenthesis are fixed: utime and stime are fields 14 and 15.
+    # parenthesis are fixed: utime, stime, cutime, cstime are fields 14 to 17.
     fields = stat.rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+    ticks = int(fields[11]) + int(fields[12])
+    if reaped_children:
+        ticks += int(fields[13]) + int(fields[14])
+    return ticks / _CLOCK_TICKS
 
 
 class CpuMeter:

@@ -52,8 +52,11 @@ class ChurnSettings(CommonSettings):
     churn_quiet_hours_end: int = Field(
         default=8, ge=0, le=23, description="Local hour (lead's zone) quiet hours end."
     )
+    # Sends wait on the CRM, not on this process: a send that times out holds
+    # its slot for GHL_TIMEOUT_SECONDS. At 200 sends/s under 3% timeouts (W4),
+    # 12-23 slots were busy; 8 would have been the limit.
     churn_worker_concurrency: int = Field(
-        default=8, ge=1, le=256, description="Delivery jobs run at once per replica."
+        default=32, ge=1, le=256, description="Delivery jobs run at once per replica."
     )
     churn_worker_enabled: bool = Field(
         default=True, description="Run the delivery worker in this replica."

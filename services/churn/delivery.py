@@ -110,8 +110,16 @@ class Deliverer:
     policy: DeliveryPolicy
     metrics: ChurnMetrics | None = None
 
-    async def deliver(self, *, tenant_id: str, outbox_id: str) -> Result:
-        """Run one delivery job (see the module docstring); return what happened."""
+    async def deliver(
+        self, *, tenant_id: str, outbox_id: str, priority: int | None = None
+    ) -> Result:
+        """Run one delivery job (see the module docstring); return what happened.
+
+        ``priority`` is the job's queue position (detection.py): a retry keeps
+        it, so it goes out as soon as its backoff ends instead of behind the
+        sends its tenant queued after it (for a tenant with thousands waiting,
+        that was the whole backlog on top of the backoff).
+        """
         now = datetime.now(UTC)
         async with self.db.tenant(tenant_id) as conn:
             await conn.execute(LOCK_LEAD_SQL, outbox_id)
@@ -139,7 +147,7 @@ class Deliverer:
         try:
             delivery = await self.crm.send(request)
         except SendError as exc:
-            return await self._failed(tenant_id, row, attempt, exc)
+            return await self._failed(tenant_id, row, attempt, exc, priority)
         self._count_attempt(row["channel"], "delivered")
         return await self._delivered(tenant_id, row, delivery.provider_id)
 
@@ -182,7 +190,14 @@ class Deliverer:
         return None
 
     async def _reschedule(
-        self, conn: Any, tenant_id: str, row: Any, when: datetime, *, status: str
+        self,
+        conn: Any,
+        tenant_id: str,
+        row: Any,
+        when: datetime,
+        *,
+        status: str,
+        priority: int | None = None,
     ) -> None:
         await conn.execute(
             "UPDATE churn_outbox SET status = 'pending', not_before = $2 WHERE outbox_id = $1",
@@ -193,8 +208,9 @@ class Deliverer:
             conn,
             tenant_id=tenant_id,
             outbox_ids=[row["outbox_id"]],
-            # Back to the end of its tenant's queue (see detection.py on fairness).
-            priorities=[-(await pending_backlog(conn))],
+            # Its own queue position, or (quiet hours, an unknown one) the end
+            # of its tenant's queue (see detection.py on fairness).
+            priorities=[priority if priority is not None else -(await pending_backlog(conn))],
             not_before=[when],
         )
 
@@ -262,7 +278,9 @@ class Deliverer:
                 self.metrics.intervention_latency.observe(latency)
         return "delivered"
 
-    async def _failed(self, tenant_id: str, row: Any, attempt: int, exc: SendError) -> Result:
+    async def _failed(
+        self, tenant_id: str, row: Any, attempt: int, exc: SendError, priority: int | None
+    ) -> Result:
         retryable = isinstance(exc, RetryableSendError)
         self._count_attempt(row["channel"], "retryable" if retryable else "refused")
         log.warning(
@@ -291,7 +309,12 @@ class Deliverer:
             retry_after = exc.retry_after if isinstance(exc, RetryableSendError) else None
             delay = self.policy.backoff(attempt, retry_after)
             await self._reschedule(
-                conn, tenant_id, row, datetime.now(UTC) + timedelta(seconds=delay), status="pending"
+                conn,
+                tenant_id,
+                row,
+                datetime.now(UTC) + timedelta(seconds=delay),
+                status="pending",
+                priority=priority,
             )
         return "retry"
 

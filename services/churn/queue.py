@@ -68,6 +68,11 @@ async def defer_detection(conn: Any, *, tenant_id: str, lead_ids: Sequence[str])
     )
 
 
+async def analyze_queue(conn: Any) -> None:
+    """Refresh the planner statistics of ``procrastinate_jobs`` (revision 0010 says why)."""
+    await conn.execute("SELECT churn_analyze_queue()")
+
+
 async def pending_backlog(conn: Any) -> int:
     """The tenant's sends waiting or in flight (the fair-queue position of its next job)."""
     count: int = await conn.fetchval(

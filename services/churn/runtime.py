@@ -7,11 +7,15 @@
 - The worker runs ``CHURN_WORKER_CONCURRENCY`` jobs at once, sends heartbeats,
   and is restarted if it stops on an error (a Postgres restart).
 - The scheduler runs a detection pass over every tenant every
-  CHURN_MONITORING_INTERVAL seconds, then the recovery: jobs of workers whose
-  heartbeat stopped (a SIGKILLed replica) are put back in the queue, and an
-  outbox row left ``pending``/``sending`` without any job gets a new one.
-  Every replica may run it: the per-tenant pass lock and the constraints make
-  two schedulers safe (detection.py).
+  CHURN_MONITORING_INTERVAL seconds, then puts an outbox row left
+  ``pending``/``sending`` without any job back in the queue. Every replica may
+  run it: the per-tenant pass lock and the constraints make two schedulers
+  safe (detection.py).
+- The stalled-job recovery runs on its own clock (every ``RECOVERY_SECONDS``)
+  in every replica with a worker or a scheduler: the jobs a SIGKILLed replica
+  had claimed are back in the queue about ``STALLED_AFTER_SECONDS`` after its
+  last heartbeat, not after the next pass (60 s by default, two thirds of the
+  30-second detection-to-intervention budget on its own).
 
 The ``churn_prevention`` flag gates each tenant (``feature_enabled``, read from
 the app's flag cache): a tenant outside the rollout is skipped by the
@@ -31,6 +35,7 @@ from datetime import UTC, datetime
 from typing import Final
 
 from procrastinate import App, PsycopgConnector, RetryStrategy
+from procrastinate.exceptions import ConnectorException
 from procrastinate.job_context import JobContext
 
 from services.churn.config import CHURN_FEATURE, ChurnSettings
@@ -40,7 +45,13 @@ from services.churn.delivery import Deliverer, DeliveryPolicy
 from services.churn.detection import DetectionConfig, TenantPass, detect_tenant
 from services.churn.metrics import ChurnMetrics
 from services.churn.model import ChurnModel
-from services.churn.queue import DELIVER_TASK, DETECT_TASK, QUEUE, defer_deliveries
+from services.churn.queue import (
+    DELIVER_TASK,
+    DETECT_TASK,
+    QUEUE,
+    analyze_queue,
+    defer_deliveries,
+)
 from services.common.database import Database, DatabaseUnavailable, asyncpg_dsn
 from services.common.flags import FlagCache
 
@@ -48,6 +59,10 @@ log = logging.getLogger(__name__)
 
 HEARTBEAT_SECONDS: Final = 2.0
 STALLED_AFTER_SECONDS: Final = 10.0
+RECOVERY_SECONDS: Final = 2.0
+#: Sends queued in a pass after which it refreshes the queue's planner
+#: statistics at once (revision 0010) rather than at the end of the pass.
+ANALYZE_AFTER_SENDS: Final = 500
 ORPHAN_AFTER_SECONDS: Final = 60.0
 WORKER_RESTART_SECONDS: Final = 1.0
 # Infrastructure failures inside a job (Postgres restarting) are retried by
@@ -149,7 +164,9 @@ class ChurnRuntime:
 
         @app.task(name=DELIVER_TASK, queue=QUEUE, retry=INFRA_RETRY, pass_context=True)
         async def deliver(context: JobContext, tenant_id: str, outbox_id: str) -> None:
-            await self.deliverer.deliver(tenant_id=tenant_id, outbox_id=outbox_id)
+            await self.deliverer.deliver(
+                tenant_id=tenant_id, outbox_id=outbox_id, priority=context.job.priority
+            )
 
         @app.task(name=DETECT_TASK, queue=QUEUE, retry=INFRA_RETRY, pass_context=True)
         async def detect(context: JobContext, tenant_id: str, lead_ids: list[str]) -> None:
@@ -180,6 +197,8 @@ class ChurnRuntime:
             self._tasks.append(asyncio.create_task(self._supervise_worker(), name="churn-worker"))
         if scheduler:
             self._tasks.append(asyncio.create_task(self._schedule(), name="churn-scheduler"))
+        if worker or scheduler:
+            self._tasks.append(asyncio.create_task(self._recover_stalled(), name="churn-recovery"))
 
     async def stop(self) -> None:
         """Stop the tasks (a running job is cancelled and recovered later) and close."""
@@ -219,12 +238,22 @@ class ChurnRuntime:
             started = time.monotonic()
             try:
                 await self.run_pass()
-                await self.recover()
+                await self.recover_orphans()
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("churn scheduler pass failed; next one in %.0f s", interval)
             await asyncio.sleep(max(interval - (time.monotonic() - started), 0.0))
+
+    async def _recover_stalled(self) -> None:
+        while True:
+            try:
+                await self.requeue_stalled_jobs()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("churn stalled-job recovery failed; retrying")
+            await asyncio.sleep(RECOVERY_SECONDS)
 
     # -- passes ------------------------------------------------------------
 
@@ -239,6 +268,7 @@ class ChurnRuntime:
         started = time.perf_counter()
         summary = PassSummary()
         snapshot = HealthSnapshot()
+        queued_since_analyze = 0
         for tenant_id in await self.tenants():
             if not self.feature_enabled(tenant_id):
                 continue
@@ -253,6 +283,16 @@ class ChurnRuntime:
                 continue
             summary.tenants.append(result)
             self._observe(result, "schedule")
+            queued_since_analyze += result.sends_queued
+            if queued_since_analyze >= ANALYZE_AFTER_SENDS:
+                # Right away, not at the end of the pass: the workers are
+                # already fetching this tenant's jobs.
+                await self._analyze_queue()
+                queued_since_analyze = 0
+        if queued_since_analyze:
+            # The pass's remaining sends: one ANALYZE (milliseconds) per pass that
+            # queued anything.
+            await self._analyze_queue()
         summary.seconds = time.perf_counter() - started
         snapshot.last_pass_at = datetime.now(UTC)
         snapshot.last_pass_seconds = summary.seconds
@@ -260,6 +300,13 @@ class ChurnRuntime:
         self.health = snapshot
         self.metrics.pass_duration.observe(summary.seconds)
         return summary
+
+    async def _analyze_queue(self) -> None:
+        try:
+            async with self.db.unscoped() as conn:
+                await analyze_queue(conn)
+        except DatabaseUnavailable:
+            log.warning("churn: queue statistics not refreshed (postgres unavailable)")
 
     def _observe(self, result: TenantPass, trigger: str) -> None:
         self.metrics.leads_scored.inc(result.scored)
@@ -275,14 +322,28 @@ class ChurnRuntime:
         snapshot.latency_sum += float(row["latency_sum"] or 0.0)
         snapshot.latency_count += row["latency_count"]
 
-    async def recover(self) -> tuple[int, int]:
-        """Requeue stalled jobs and orphaned outbox rows; return both counts."""
+    async def requeue_stalled_jobs(self) -> int:
+        """Put the jobs of workers without a heartbeat for STALLED_AFTER_SECONDS back in the queue.
+
+        Two replicas may both find a job: ``retry_job`` moves it from ``doing``
+        to ``todo`` only while it is ``doing`` (the second one gets an error and
+        moves on), and the delivery claims its outbox row under a row lock.
+        """
         stalled = 0
         for job in await self.app.job_manager.get_stalled_jobs(
             queue=QUEUE, seconds_since_heartbeat=STALLED_AFTER_SECONDS
         ):
-            await self.app.job_manager.retry_job(job)
+            try:
+                await self.app.job_manager.retry_job(job)
+            except ConnectorException:
+                continue  # another replica requeued it first
             stalled += 1
+        if stalled:
+            log.warning("churn recovery: %d stalled jobs requeued", stalled)
+        return stalled
+
+    async def recover_orphans(self) -> int:
+        """Queue a job for every outbox row left pending/sending without one; return the count."""
         orphans = 0
         for tenant_id in await self.tenants():
             async with self.db.tenant(tenant_id) as conn:
@@ -296,11 +357,9 @@ class ChurnRuntime:
                         not_before=[row["not_before"] for row in rows],
                     )
         await self.refresh_queue_depth()
-        if stalled or orphans:
-            log.warning(
-                "churn recovery: %d stalled jobs requeued, %d orphaned sends", stalled, orphans
-            )
-        return stalled, orphans
+        if orphans:
+            log.warning("churn recovery: %d orphaned sends queued", orphans)
+        return orphans
 
     async def refresh_queue_depth(self) -> int:
         """Set ``churn_queue_depth`` from the queue (a table without tenant rows)."""
