@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 from contextlib import nullcontext
+from pathlib import Path
 
 import pytest
 
@@ -88,3 +90,31 @@ async def test_clear_errors_and_nothing_changed(
         assert code != 0
     assert message in capsys.readouterr().err
     assert (await get_flags(redis_client))["ai_coaching"].enabled  # type: ignore[union-attr]
+
+
+async def test_stack_rollback_runs_the_deploy_command_after_the_flags(
+    rollback_env: dict[str, str],
+    redis_client: Redis,
+    capfd: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """The flags go off first; the stack step runs `python -m infra.deploy rollback`
+    (which takes no `--yes`), whose own refusal (no Pulumi CLI here, or a working
+    tree with changes) is shown as it is."""
+    git = shutil.which("git")
+    assert git is not None
+    (tmp_path / "git").symlink_to(git)
+    monkeypatch.setenv("PATH", str(tmp_path))  # git, and no `pulumi`
+    await write_flag(redis_client, "ai_coaching", FlagState(enabled=True, rollout_percentage=50))
+    code = await _cli(
+        "rollback", "feature", "ai_coaching", "--environment", "local", "--reason", "drill",
+        "--yes", "--stack-rollback", "local",
+    )  # fmt: skip
+    assert code == 1
+    err = capfd.readouterr().err
+    assert "unrecognized arguments" not in err
+    assert "error: " in err
+    assert "Traceback" not in err
+    assert "stack rollback of local failed (exit 2)" in err
+    assert not (await get_flags(redis_client))["ai_coaching"].enabled  # type: ignore[union-attr]
