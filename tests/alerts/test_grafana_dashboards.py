@@ -77,3 +77,27 @@ def test_seed_latency_panel_has_its_thresholds() -> None:
 def test_the_command_writes_every_dashboard(tmp_path: Any) -> None:
     assert alerts_main(["dashboards", "--out", str(tmp_path)]) == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(RENDERED)
+
+
+def _panel(dashboard: str, title_start: str) -> dict[str, Any]:
+    panels = json.loads(RENDERED[dashboard])["panels"]
+    matching = [p for p in panels if p.get("title", "").startswith(title_start)]
+    assert len(matching) == 1, f"{dashboard}: one panel titled {title_start!r}..."
+    return matching[0]
+
+
+def _exprs(panel: dict[str, Any]) -> list[str]:
+    return [t["expr"] for t in panel["targets"]]
+
+
+def test_seed_churn_panels_chart_the_success_rate_and_leads_saved() -> None:
+    success = _exprs(_panel("phase3-overview.json", "Intervention success rate"))[0]
+    assert 'outcome=~"responded|re_engaged"' in success
+    assert 'outcome="delivered"' in success.split(" / ")[1]
+    saved = _exprs(_panel("phase3-overview.json", "Leads saved from churn"))
+    assert any('outcome="re_engaged"' in e for e in saved)
+
+
+def test_automatic_rollbacks_are_charted() -> None:
+    (expr,) = _exprs(_panel("phase3-overview.json", "Rollback triggers received"))
+    assert "rollback_incidents_total" in expr
