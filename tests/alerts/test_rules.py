@@ -89,6 +89,15 @@ def test_every_alert_is_shown_silent_on_a_blip_or_at_low_traffic() -> None:
     assert not missing, f"alerts never shown silent on a blip or at low traffic: {missing}"
 
 
+def test_every_rule_file_is_exercised_by_a_promtool_test() -> None:
+    """Each SLO's generated file too: one test per file, one service per file."""
+    loaded: set[str] = set()
+    for path in TESTS_DIR.glob("*_test.yml"):
+        loaded |= {Path(f).name for f in yaml.safe_load(path.read_text())["rule_files"]}
+    missing = sorted({p.name for p in rule_files()} - loaded)
+    assert not missing, f"rule files no promtool test loads: {missing}"
+
+
 def test_generated_slo_rules_match_their_spec() -> None:
     assert alerts_main(["render", "--check"]) == 0
 
