@@ -163,6 +163,7 @@ class Timeline:
 
     pending: float | None = None
     firing: float | None = None
+    #: From the incident row's received_at (the handler's transaction start).
     webhook_received: float | None = None
     flag_off: float | None = None
     #: Start of the first probe round every replica refused (403 feature_disabled).
@@ -219,17 +220,24 @@ async def _flags_on(stores: Datastores) -> dict[str, bool]:
     return {f: state is not None and state.enabled for f, state in flags.items()}
 
 
-async def _incident_alerts(stores: Datastores) -> set[str]:
-    """The alert names of the handler's incident rows."""
+async def _incident_received(stores: Datastores, alertname: str) -> float | None:
+    """When the handler received ``alertname`` (Unix time), from its incident row.
+
+    ``received_at`` is the start of the handler's transaction, which also writes
+    the flags; the row is visible only once it commits, after the flags changed
+    in Redis, so the harness reads the time from the row rather than noting when
+    it first sees it.
+    """
     import asyncpg
 
     conn = await asyncpg.connect(stores.servers.postgres.owner_url)
     try:
-        return {
-            r["alertname"] for r in await conn.fetch("SELECT alertname FROM rollback_incidents")
-        }
+        received = await conn.fetchval(
+            "SELECT min(received_at) FROM rollback_incidents WHERE alertname = $1", alertname
+        )
     finally:
         await conn.close()
+    return None if received is None else float(received.timestamp())
 
 
 async def _drive(
@@ -281,6 +289,7 @@ async def _drive(
             fault = json.dumps({"route_prefix": scenario.route_prefix, **scenario.fault})
             await asyncio.to_thread(fault_file.write_text, fault)
             started = time.monotonic()
+            started_unix = time.time()
             deadline = started + timeout_s
             while time.monotonic() < deadline and not _done(timeline, scenario):
                 now = time.monotonic() - started
@@ -289,10 +298,10 @@ async def _drive(
                     timeline.pending = now
                 if state == "firing" and timeline.firing is None:
                     timeline.firing = now
-                if timeline.webhook_received is None and (
-                    scenario.alertname in await _incident_alerts(stores)
-                ):
-                    timeline.webhook_received = now
+                if timeline.webhook_received is None:
+                    received = await _incident_received(stores, scenario.alertname)
+                    if received is not None:
+                        timeline.webhook_received = received - started_unix
                 if timeline.flag_off is None:
                     flags = await _flags_on(stores)
                     if not any(flags[f] for f in features):
@@ -307,6 +316,11 @@ async def _drive(
                 ):
                     timeline.replicas_stopped = now
                 await asyncio.sleep(0.2)
+            if timeline.webhook_received is None:
+                # The flags and the row commit together: the row may show only now.
+                received = await _incident_received(stores, scenario.alertname)
+                if received is not None:
+                    timeline.webhook_received = received - started_unix
             await asyncio.to_thread(fault_file.write_text, "")
             timeline.fault_ended = time.monotonic() - started
             say("fault off")
