@@ -110,6 +110,7 @@ def test_alert_has_severity_annotations_and_for(rule: object) -> None:
     for key in ("summary", "description", "runbook_url"):
         assert body["annotations"].get(key), f"missing annotation {key}"
     assert body.get("for"), "every alert waits a `for:` duration before firing"
+    assert body.get("keep_firing_for"), "every alert is damped against flapping"
 
 
 @pytest.mark.parametrize(
