@@ -142,6 +142,15 @@ def test_rollback_triggers_name_an_action_and_a_feature() -> None:
             assert rule.body["labels"].get("feature") in features, rule.name
 
 
+def test_no_data_is_never_a_reason_to_roll_back() -> None:
+    """A rollback trigger needs traffic: no `absent()`, and a guard on a request rate."""
+    for rule in ALERTS:
+        if rule.body["labels"].get("action") != "rollback":
+            continue
+        assert "absent" not in rule.expr, rule.name
+        assert re.search(r"\band\b[^\n]*(rate5m|count)[^\n]*>", rule.expr), rule.name
+
+
 def test_recording_rules_follow_level_metric_operations() -> None:
     for name in recorded_series():
         assert re.fullmatch(r"[a-z_]+:[a-z0-9_]+:[a-z0-9_]+", name), name
