@@ -75,7 +75,8 @@ alerts: setup ## Regenerate the SLO rule files and write the dashboards to build
 	$(PY) -m alerts dashboards --out build/dashboards
 
 closed-loop: setup ## W7: fault -> alert -> rollback-handler -> flag off, on loopback (about 3 min)
-	$(PY) -m benchmarks.closed_loop
+	$(PY) -m benchmarks.closed_loop --scenario errors
+	$(PY) -m benchmarks.closed_loop --scenario latency
 
 bench: setup ## Every benchmark in benchmarks/ (long; see docs/benchmarks.md)
 	$(PY) -m benchmarks.synth

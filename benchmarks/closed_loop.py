@@ -12,9 +12,10 @@ every second, so "p95 above 3 s for 5 minutes" becomes "for 5 seconds".
 The run: traffic flows and the feature is on for every tenant; at t=0 a fault
 (``FAULT_INJECTION_FILE``: latency or errors on the feature's route) starts;
 the harness watches, through each system's own API, the alert go pending and
-firing (Prometheus), the handler receive it (its incident row), the flag turn
-off (Redis), every replica stop serving the feature (403 ``feature_disabled``
-on a probe to each), then ends the fault and waits for the alert to resolve.
+firing (Prometheus), the handler receive it (an incident row of that alert),
+the flag turn off and no other (Redis), every replica stop serving the feature
+(a probe each served before the fault now answers 403 ``feature_disabled``),
+then ends the fault and waits for the alert to resolve.
 It prints the time of each step from the fault's start.
 """
 
@@ -68,11 +69,25 @@ class Scenario:
     alertname: str
     route_prefix: str
     fault: dict[str, float]
-    #: (method, path, json body) of a request that exercises the feature.
+    #: (method, path, json body) of the load: requests the rule measures.
     request: tuple[str, str, dict[str, Any] | None]
-    #: Whether the request is gated by the feature's flag (403 once it is off).
-    gated: bool = True
+    #: (method, path, json body) of a request the feature serves (200) while its
+    #: flag is on and refuses (403 ``feature_disabled``) once it is off; None when
+    #: the feature's routes are not behind a flag (the loop ends at "flag off").
+    probe: tuple[str, str, dict[str, Any] | None] | None = None
+    #: Concurrent load loops, each loop's pause between requests, and how far
+    #: apart the loops start (seconds). Slow requests from loops started together
+    #: finish together: the shortened rate windows would then see bursts and
+    #: gaps (NaN quantiles that reset the alert's pending state), not a rate.
+    concurrency: int = 2
+    pause_s: float = 0.05
+    stagger_s: float = 0.0
     extra_env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def gated(self) -> bool:
+        """Whether the loop must see every replica stop serving the feature."""
+        return self.probe is not None
 
 
 SCENARIOS: dict[str, Scenario] = {
@@ -85,7 +100,6 @@ SCENARIOS: dict[str, Scenario] = {
         route_prefix="/v1/leads/",
         fault={"error_rate": 1.0},
         # Lead scoring itself is not behind a flag: the loop ends at "flag off".
-        gated=False,
         request=(
             "POST",
             "/v1/leads/score",
@@ -110,6 +124,36 @@ SCENARIOS: dict[str, Scenario] = {
             },
         ),
     ),
+    # Property vision slows to 4 s a request (the trigger: p95 above 3 s for 5
+    # minutes). The load posts analyses without a photo, which the route refuses
+    # 422 after its flag check and before any Claude call: only the duration
+    # counts, and no 5xx can fire another rule (PlatformErrorRateRollback would
+    # turn every flag off and prove nothing about this one). Claude must look
+    # configured for the route to get that far (else 503 claude_not_configured),
+    # so the replicas get a key and a base URL where nothing listens: no request
+    # ever leaves. The probe lists a property's analyses (200 from Postgres)
+    # until the flag is off, then 403 feature_disabled.
+    "latency": Scenario(
+        name="latency",
+        service="ml",
+        job="ml-services",
+        feature="property_vision",
+        alertname="VisionLatencyRollback",
+        route_prefix="/v1/ml/vision/",
+        fault={"latency_seconds": 4.0},
+        request=("POST", "/v1/ml/vision/analyses", {"property_id": "loop-property"}),
+        probe=("GET", "/v1/ml/vision/analyses?property_id=loop-property", None),
+        # Six loops, a request every 4.5 s each while the fault lasts, started
+        # 0.75 s apart: a slow request ends every 0.75 s, so the shortened
+        # 5-second rate window always holds several.
+        concurrency=6,
+        pause_s=0.5,
+        stagger_s=0.75,
+        extra_env={
+            "ANTHROPIC_API_KEY": "closed-loop-key-never-sent",
+            "ANTHROPIC_BASE_URL": "http://127.0.0.1:9",
+        },
+    ),
 }
 
 
@@ -119,9 +163,17 @@ class Timeline:
 
     pending: float | None = None
     firing: float | None = None
+    #: From the incident row's received_at (the handler's transaction start).
     webhook_received: float | None = None
     flag_off: float | None = None
+    #: Start of the first probe round every replica refused (403 feature_disabled).
     replicas_stopped: float | None = None
+    #: Whether the flags of the other features were still on when this one went
+    #: off (a rollback of one feature must leave the rest alone).
+    other_flags_on: bool | None = None
+    #: Whether every replica served the probe (200) before the fault: the
+    #: "stopped serving" step means something only if it did.
+    served_before: bool | None = None
     fault_ended: float | None = None
     resolved: float | None = None
 
@@ -155,7 +207,8 @@ async def _alert_state(client: httpx.AsyncClient, prometheus: str, alertname: st
     return None
 
 
-async def _flags_off(stores: Datastores, features: tuple[str, ...]) -> bool:
+async def _flags_on(stores: Datastores) -> dict[str, bool]:
+    """Feature -> whether its flag is on in Redis now."""
     from services.common.flags import get_flags
     from services.common.redis import close_redis, create_redis
 
@@ -164,19 +217,27 @@ async def _flags_off(stores: Datastores, features: tuple[str, ...]) -> bool:
         flags = await get_flags(redis)
     finally:
         await close_redis(redis)
-    return all(
-        state is not None and not state.enabled for f, state in flags.items() if f in features
-    )
+    return {f: state is not None and state.enabled for f, state in flags.items()}
 
 
-async def _incident_seen(stores: Datastores) -> bool:
+async def _incident_received(stores: Datastores, alertname: str) -> float | None:
+    """When the handler received ``alertname`` (Unix time), from its incident row.
+
+    ``received_at`` is the start of the handler's transaction, which also writes
+    the flags; the row is visible only once it commits, after the flags changed
+    in Redis, so the harness reads the time from the row rather than noting when
+    it first sees it.
+    """
     import asyncpg
 
     conn = await asyncpg.connect(stores.servers.postgres.owner_url)
     try:
-        return bool(await conn.fetchval("SELECT count(*) FROM rollback_incidents"))
+        received = await conn.fetchval(
+            "SELECT min(received_at) FROM rollback_incidents WHERE alertname = $1", alertname
+        )
     finally:
         await conn.close()
+    return None if received is None else float(received.timestamp())
 
 
 async def _drive(
@@ -195,9 +256,10 @@ async def _drive(
     stop_load = asyncio.Event()
     statuses: dict[str, int] = {}
 
-    async def load(client: httpx.AsyncClient) -> None:
-        # About 20 requests/s spread over the replicas: enough for every
-        # traffic guard of the rules, far from saturating anything.
+    async def load(client: httpx.AsyncClient, start_after: float) -> None:
+        # A few requests a second per loop spread over the replicas: enough for
+        # every traffic guard of the rules, far from saturating anything.
+        await asyncio.sleep(start_after)
         i = 0
         while not stop_load.is_set():
             url = replicas[i % len(replicas)] + path
@@ -205,21 +267,29 @@ async def _drive(
             with contextlib.suppress(httpx.HTTPError):
                 answer = await client.request(method, url, json=body, headers=headers)
                 statuses[url] = answer.status_code
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(scenario.pause_s)
 
     from services.common.flags import FEATURES
 
     features = FEATURES if scenario.feature == "all" else (scenario.feature,)
     timeline = Timeline()
     async with httpx.AsyncClient(timeout=30) as client:
-        loaders = [asyncio.create_task(load(client)) for _ in range(2)]
+        loaders = [
+            asyncio.create_task(load(client, i * scenario.stagger_s))
+            for i in range(scenario.concurrency)
+        ]
         try:
             # Warm up: the rules need a few scrapes of healthy traffic first.
             await asyncio.sleep(8)
+            if scenario.probe is not None:
+                answers = await _probe(client, replicas, scenario.probe, headers)
+                timeline.served_before = answers == [200] * len(replicas)
+                say(f"probe before the fault: {answers}")
             say(f"fault on: {scenario.fault} on {scenario.route_prefix}")
             fault = json.dumps({"route_prefix": scenario.route_prefix, **scenario.fault})
             await asyncio.to_thread(fault_file.write_text, fault)
             started = time.monotonic()
+            started_unix = time.time()
             deadline = started + timeout_s
             while time.monotonic() < deadline and not _done(timeline, scenario):
                 now = time.monotonic() - started
@@ -228,17 +298,29 @@ async def _drive(
                     timeline.pending = now
                 if state == "firing" and timeline.firing is None:
                     timeline.firing = now
-                if timeline.webhook_received is None and await _incident_seen(stores):
-                    timeline.webhook_received = now
-                if timeline.flag_off is None and await _flags_off(stores, features):
-                    timeline.flag_off = now
+                if timeline.webhook_received is None:
+                    received = await _incident_received(stores, scenario.alertname)
+                    if received is not None:
+                        timeline.webhook_received = received - started_unix
+                if timeline.flag_off is None:
+                    flags = await _flags_on(stores)
+                    if not any(flags[f] for f in features):
+                        timeline.flag_off = now
+                        timeline.other_flags_on = all(
+                            on for f, on in flags.items() if f not in features
+                        )
                 if (
-                    scenario.gated
+                    scenario.probe is not None
                     and timeline.flag_off is not None
-                    and await _all_refused(client, replicas, method, path, body, headers)
+                    and await _all_refused(client, replicas, scenario.probe, headers)
                 ):
                     timeline.replicas_stopped = now
                 await asyncio.sleep(0.2)
+            if timeline.webhook_received is None:
+                # The flags and the row commit together: the row may show only now.
+                received = await _incident_received(stores, scenario.alertname)
+                if received is not None:
+                    timeline.webhook_received = received - started_unix
             await asyncio.to_thread(fault_file.write_text, "")
             timeline.fault_ended = time.monotonic() - started
             say("fault off")
@@ -260,23 +342,42 @@ def _done(timeline: Timeline, scenario: Scenario) -> bool:
     return timeline.flag_off is not None and timeline.firing is not None
 
 
+async def _probe_one(
+    client: httpx.AsyncClient,
+    url: str,
+    probe: tuple[str, str, dict[str, Any] | None],
+    headers: dict[str, str],
+) -> tuple[int, str | None]:
+    method, path, body = probe
+    try:
+        answer = await client.request(method, url + path, json=body, headers=headers)
+    except httpx.HTTPError:
+        return 0, None
+    reason = answer.json().get("reason") if answer.status_code >= 400 else None
+    return answer.status_code, reason
+
+
+async def _probe(
+    client: httpx.AsyncClient,
+    replicas: list[str],
+    probe: tuple[str, str, dict[str, Any] | None],
+    headers: dict[str, str],
+) -> list[int]:
+    """The probe's status on every replica (0: no answer), all at once."""
+    answers = await asyncio.gather(*(_probe_one(client, r, probe, headers) for r in replicas))
+    return [status for status, _ in answers]
+
+
 async def _all_refused(
     client: httpx.AsyncClient,
     replicas: list[str],
-    method: str,
-    path: str,
-    body: dict[str, Any] | None,
+    probe: tuple[str, str, dict[str, Any] | None],
     headers: dict[str, str],
 ) -> bool:
-    """Every replica answers the feature's request 403 ``feature_disabled``."""
-    for base in replicas:
-        try:
-            answer = await client.request(method, base + path, json=body, headers=headers)
-        except httpx.HTTPError:
-            return False
-        if answer.status_code != 403 or answer.json().get("reason") != "feature_disabled":
-            return False
-    return True
+    """Every replica answers the probe 403 ``feature_disabled`` (asked all at once:
+    while the fault lasts, each answer waits out its latency)."""
+    answers = await asyncio.gather(*(_probe_one(client, r, probe, headers) for r in replicas))
+    return all(answer == (403, "feature_disabled") for answer in answers)
 
 
 @contextlib.contextmanager
@@ -393,7 +494,11 @@ def main(argv: list[str] | None = None) -> int:
         "seconds_from_fault_start": timeline.__dict__,
     }
     print(json.dumps(result, indent=2))
-    stopped = timeline.replicas_stopped is not None or not scenario.gated
+    stopped = not scenario.gated or (
+        timeline.served_before is True and timeline.replicas_stopped is not None
+    )
+    alone = scenario.feature == "all" or timeline.other_flags_on is True
+    stopped = stopped and alone
     return 0 if timeline.flag_off is not None and stopped and timeline.resolved is not None else 1
 
 

@@ -15,13 +15,14 @@ from importlib.metadata import version
 from grafana_foundation_sdk.builders.dashboard import Dashboard
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 
-from alerts.dashboards import overview, services, slos
+from alerts.dashboards import overview, services, slos, tenants
 
 #: (file name, builder) of every dashboard, in menu order.
 DASHBOARDS: tuple[tuple[str, Callable[[], Dashboard]], ...] = (
     ("phase3-overview.json", overview.build),
     ("phase3-services.json", services.build),
     ("phase3-slos.json", slos.build),
+    ("phase3-tenants.json", tenants.build),
 )
 
 

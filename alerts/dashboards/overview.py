@@ -17,6 +17,17 @@ FEATURE_P95 = (
     'feature_quantile:http_request_duration_seconds:histogram_quantile_rate5m{feature="%s"}'
 )
 CONVERSION = "job:realtime_lead_conversions:ratio_increase6h"
+#: The seed's "Success Rate": interventions the lead answered (responded or
+#: re-engaged, reported later) over those delivered, each counted over a day.
+CHURN_SUCCESS_RATE = (
+    'sum(increase(churn_interventions_total{outcome=~"responded|re_engaged"}[1d]))'
+    ' / sum(increase(churn_interventions_total{outcome="delivered"}[1d]))'
+)
+#: Sends that reached the CRM over sends that ended (delivered or dead-lettered).
+CHURN_DELIVERY_RATE = (
+    'sum(increase(churn_interventions_total{outcome="delivered"}[1d]))'
+    ' / sum(increase(churn_interventions_total{outcome=~"delivered|dead_letter"}[1d]))'
+)
 CHURN_P95 = (
     'job_quantile:churn_intervention_latency_seconds:histogram_quantile_rate5m{quantile="0.95"}'
 )
@@ -169,6 +180,15 @@ def build() -> Dashboard:
                 width=8,
             )
         )
+        .with_panel(
+            graph(
+                "Intervention success rate over a day (responded or re-engaged / delivered)",
+                "percentunit",
+                query(CHURN_SUCCESS_RATE, "success rate", "A"),
+                query(CHURN_DELIVERY_RATE, "delivered / sends that ended", "B"),
+                width=24,
+            )
+        )
         .with_row(Row("Requests"))
         .with_panel(
             graph(
@@ -202,6 +222,18 @@ def build() -> Dashboard:
                 width=24,
             )
         )
+        .with_row(Row("Automatic rollbacks"))
+        .with_panel(
+            graph(
+                "Rollback triggers received by rollback-handler, by feature and outcome",
+                "short",
+                query(
+                    "sum by (feature, outcome) (increase(rollback_incidents_total[1h]))",
+                    "{{feature}} {{outcome}}",
+                ),
+                width=24,
+            )
+        )
         .with_row(Row("Business impact"))
         .with_panel(
             graph(
@@ -226,6 +258,23 @@ def build() -> Dashboard:
                     "{{stage}} (6 h average)",
                     "B",
                 ),
+            )
+        )
+        .with_panel(
+            graph(
+                "Leads saved from churn per day (re-engaged after an intervention)",
+                "short",
+                query(
+                    'sum(increase(churn_interventions_total{outcome="re_engaged"}[1d]))',
+                    "re-engaged",
+                    "A",
+                ),
+                query(
+                    'sum(increase(churn_interventions_total{outcome="churned"}[1d]))',
+                    "churned anyway",
+                    "B",
+                ),
+                width=24,
             )
         )
     )

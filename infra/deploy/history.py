@@ -83,6 +83,11 @@ def load_history(stack: str, work_dir: Path) -> list[Update]:
         summaries = selected.history(show_secrets=False)
     except auto.CommandError as exc:
         raise HistoryError(f"cannot read the history of stack {stack}: {exc}") from exc
+    except FileNotFoundError as exc:
+        # The Automation API runs the `pulumi` binary; without it, say so.
+        raise HistoryError(
+            f"cannot read the history of stack {stack}: the Pulumi CLI (pulumi) is not on PATH"
+        ) from exc
     return sorted((_update(s) for s in summaries), key=lambda u: u.version, reverse=True)
 
 

@@ -54,6 +54,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.requests import HTTPConnection
 from starlette.websockets import WebSocket
 
+from services.common.metrics import TENANT_STATE_KEY
 from services.common.settings import AuthSettings
 from services.common.tenancy import InvalidTenantId, validate_tenant_id
 
@@ -394,7 +395,10 @@ async def require_principal(
     token = _bearer_from_header(conn.headers.get("authorization"))
     if token is None:
         raise AuthError("missing_token", "send Authorization: Bearer <token>")
-    return _verifier(conn).verify(token)
+    principal = _verifier(conn).verify(token)
+    # For the per-tenant request counter (services/common/metrics.py).
+    setattr(conn.state, TENANT_STATE_KEY, principal.tenant_id)
+    return principal
 
 
 PrincipalDep = Annotated[Principal, Depends(require_principal)]

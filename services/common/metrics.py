@@ -78,8 +78,25 @@ def counter(
     return Counter(name, documentation, labelnames, registry=registry)
 
 
+#: Where an authenticated request leaves its tenant for the metrics middleware
+#: (``scope["state"]``, i.e. ``request.state``): set by ``require_principal``.
+TENANT_STATE_KEY = "tenant_id"
+
+
+def status_class(status: int) -> str:
+    """``503`` -> ``5xx``."""
+    return f"{status // 100}xx"
+
+
 class HttpMetrics:
-    """``http_requests_total`` and ``http_request_duration_seconds`` for one app."""
+    """``http_requests_total`` and ``http_request_duration_seconds`` for one app,
+    and ``http_tenant_requests_total{tenant, status_class}`` for the per-tenant view.
+
+    The tenant series carry no route and only the status class: their number is
+    tenants x 5 per service, bounded by the tenant count (a tenant id is
+    validated, ``services.common.tenancy``, before it can become a label, and
+    only authenticated requests carry one).
+    """
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.requests = counter(
@@ -94,6 +111,13 @@ class HttpMetrics:
             registry=registry,
             labelnames=("method", "route"),
             buckets=HTTP_LATENCY_BUCKETS,
+        )
+
+        self.tenant_requests = counter(
+            "http_tenant_requests",
+            "Authenticated HTTP requests answered, by tenant and status class (2xx, 4xx, 5xx).",
+            registry=registry,
+            labelnames=("tenant", "status_class"),
         )
 
         # (method, route, status) -> the two label children. ``labels()`` takes
@@ -113,6 +137,10 @@ class HttpMetrics:
             self._children[key] = children
         children[0].inc()
         children[1].observe(seconds)
+
+    def observe_tenant(self, *, tenant: str, status: int) -> None:
+        """Count one authenticated request of ``tenant``."""
+        self.tenant_requests.labels(tenant, status_class(status)).inc()
 
 
 def build_info(registry: CollectorRegistry, *, service: str, version: str) -> Gauge:
@@ -164,6 +192,9 @@ class HttpMetricsMiddleware:
                 status=status,
                 seconds=time.perf_counter() - started,
             )
+            tenant = scope.get("state", {}).get(TENANT_STATE_KEY)
+            if isinstance(tenant, str):
+                self.metrics.observe_tenant(tenant=tenant, status=status)
 
 
 class _AsgiEndpoint:

@@ -75,7 +75,8 @@ async def _roll_back_flags(args: argparse.Namespace, features: tuple[str, ...]) 
         for feature in features:
             state = current[feature]
             print(f"{feature}: {state.describe() if state else 'missing'} -> off")
-        await confirm(f"roll back {args.feature} in {conn.settings.environment}?", args.yes)
+        stack = f", then the stack {args.stack_rollback}" if args.stack_rollback else ""
+        await confirm(f"roll back {args.feature}{stack} in {conn.settings.environment}?", args.yes)
         outcome = await roll_back(
             db=conn.db,
             redis=conn.redis,
@@ -103,10 +104,10 @@ async def _roll_back_flags(args: argparse.Namespace, features: tuple[str, ...]) 
     return changed
 
 
-def _stack_rollback(stack: str, assume_yes: bool) -> None:
+def _stack_rollback(stack: str) -> None:
+    # `infra.deploy rollback` asks nothing (it plans, refuses what is unsafe and
+    # deploys), so the one confirmation above covers it.
     command = [sys.executable, "-m", "infra.deploy", "rollback", "--stack", stack]
-    if assume_yes:
-        command.append("--yes")
     print("stack rollback: " + " ".join(command[1:]))
     result = subprocess.run(command, check=False)  # noqa: S603 - our own module, fixed argv
     if result.returncode != 0:
@@ -135,7 +136,7 @@ def _rollback_feature(args: argparse.Namespace) -> int:
         raise CommandError("--reason must say why (it goes into the audit)", EXIT_USAGE)
     changed = asyncio.run(_roll_back_flags(args, features))
     if args.stack_rollback:
-        _stack_rollback(args.stack_rollback, args.yes)
+        _stack_rollback(args.stack_rollback)
     _wait_healthy(args.health_url, args.wait_seconds)
     if changed:
         asyncio.run(

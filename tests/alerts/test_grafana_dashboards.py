@@ -28,7 +28,9 @@ def _queries(dashboard: dict[str, Any]) -> list[str]:
 
 def _as_promql(expr: str) -> str:
     """Grafana's variables replaced the way Grafana would before sending the query."""
-    return expr.replace("$__rate_interval", "1m").replace("$job", "x").replace("$slo", "x")
+    for variable in ("$job", "$slo", "$tenant"):
+        expr = expr.replace(variable, "x")
+    return expr.replace("$__rate_interval", "1m")
 
 
 ALL_QUERIES = [(name, q) for name, text in RENDERED.items() for q in _queries(json.loads(text))]
@@ -77,3 +79,36 @@ def test_seed_latency_panel_has_its_thresholds() -> None:
 def test_the_command_writes_every_dashboard(tmp_path: Any) -> None:
     assert alerts_main(["dashboards", "--out", str(tmp_path)]) == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(RENDERED)
+
+
+def _panel(dashboard: str, title_start: str) -> dict[str, Any]:
+    panels = json.loads(RENDERED[dashboard])["panels"]
+    matching = [p for p in panels if p.get("title", "").startswith(title_start)]
+    assert len(matching) == 1, f"{dashboard}: one panel titled {title_start!r}..."
+    return matching[0]
+
+
+def _exprs(panel: dict[str, Any]) -> list[str]:
+    return [t["expr"] for t in panel["targets"]]
+
+
+def test_seed_churn_panels_chart_the_success_rate_and_leads_saved() -> None:
+    success = _exprs(_panel("phase3-overview.json", "Intervention success rate"))[0]
+    assert 'outcome=~"responded|re_engaged"' in success
+    assert 'outcome="delivered"' in success.split(" / ")[1]
+    saved = _exprs(_panel("phase3-overview.json", "Leads saved from churn"))
+    assert any('outcome="re_engaged"' in e for e in saved)
+
+
+def test_automatic_rollbacks_are_charted() -> None:
+    (expr,) = _exprs(_panel("phase3-overview.json", "Rollback triggers received"))
+    assert "rollback_incidents_total" in expr
+
+
+def test_a_tenant_view_selects_one_tenant_and_ranks_them_all() -> None:
+    tenants = json.loads(RENDERED["phase3-tenants.json"])
+    (variable,) = tenants["templating"]["list"]
+    assert variable["query"] == "label_values(http_tenant_requests_total, tenant)"
+    exprs = [t["expr"] for p in tenants["panels"] for t in p.get("targets", [])]
+    assert any('tenant="$tenant"' in e and 'status_class="5xx"' in e for e in exprs)
+    assert any(e.startswith("topk(10, sum by (tenant)") for e in exprs)

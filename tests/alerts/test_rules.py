@@ -8,6 +8,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 from alerts import ROOT, RULES_DIR, TESTS_DIR
 from alerts.__main__ import main as alerts_main
@@ -57,6 +58,46 @@ def test_every_alert_is_shown_firing_by_a_unit_test() -> None:
     assert not missing, f"alerts never shown firing in alerts/tests: {missing}"
 
 
+#: Alerts with no quiet case apart from their incident test, and why.
+QUIET_EXEMPT = {
+    # Every dead letter is an incident in itself (a lead never got its message).
+    "ChurnDeadLetters": "fires on a single dead letter by design",
+    # It reads the breaker's state, which only failures open; its one-minute
+    # blip is shown in the same test as its page.
+    "ClaudeCircuitOpen": "a state, not a rate: blip and page share one test",
+}
+
+
+def _cases() -> list[tuple[str, str, bool]]:
+    """(test name, alert name, fires) of every alert_rule_test case."""
+    cases = []
+    for path in TESTS_DIR.glob("*_test.yml"):
+        for test in yaml.safe_load(path.read_text())["tests"]:
+            for case in test.get("alert_rule_test", []):
+                cases.append((test["name"], case["alertname"], bool(case.get("exp_alerts"))))
+    return cases
+
+
+def test_every_alert_is_shown_silent_on_a_blip_or_at_low_traffic() -> None:
+    """A quiet case in a test of its own (not only "not yet" before an incident)."""
+    cases = _cases()
+    firing_tests = {(name, alert) for name, alert, fires in cases if fires}
+    quiet = {
+        alert for name, alert, fires in cases if not fires and (name, alert) not in firing_tests
+    }
+    missing = sorted({rule.name for rule in ALERTS} - quiet - set(QUIET_EXEMPT))
+    assert not missing, f"alerts never shown silent on a blip or at low traffic: {missing}"
+
+
+def test_every_rule_file_is_exercised_by_a_promtool_test() -> None:
+    """Each SLO's generated file too: one test per file, one service per file."""
+    loaded: set[str] = set()
+    for path in TESTS_DIR.glob("*_test.yml"):
+        loaded |= {Path(f).name for f in yaml.safe_load(path.read_text())["rule_files"]}
+    missing = sorted({p.name for p in rule_files()} - loaded)
+    assert not missing, f"rule files no promtool test loads: {missing}"
+
+
 def test_generated_slo_rules_match_their_spec() -> None:
     assert alerts_main(["render", "--check"]) == 0
 
@@ -69,6 +110,7 @@ def test_alert_has_severity_annotations_and_for(rule: object) -> None:
     for key in ("summary", "description", "runbook_url"):
         assert body["annotations"].get(key), f"missing annotation {key}"
     assert body.get("for"), "every alert waits a `for:` duration before firing"
+    assert body.get("keep_firing_for"), "every alert is damped against flapping"
 
 
 @pytest.mark.parametrize(
@@ -98,6 +140,15 @@ def test_rollback_triggers_name_an_action_and_a_feature() -> None:
         assert action in {"rollback", "investigate"}, rule.name
         if action == "rollback":
             assert rule.body["labels"].get("feature") in features, rule.name
+
+
+def test_no_data_is_never_a_reason_to_roll_back() -> None:
+    """A rollback trigger needs traffic: no `absent()`, and a guard on a request rate."""
+    for rule in ALERTS:
+        if rule.body["labels"].get("action") != "rollback":
+            continue
+        assert "absent" not in rule.expr, rule.name
+        assert re.search(r"\band\b[^\n]*(rate5m|count)[^\n]*>", rule.expr), rule.name
 
 
 def test_recording_rules_follow_level_metric_operations() -> None:

@@ -24,6 +24,15 @@ def test_fault_to_flag_off_and_back(name: str) -> None:
     assert timeline.pending <= timeline.firing
     assert timeline.webhook_received is not None, "the handler never received the alert"
     assert timeline.flag_off is not None, "the flag was never turned off"
+    if scenario.feature != "all":
+        assert timeline.other_flags_on, "another feature's flag went off too"
     if scenario.gated:
+        assert timeline.served_before, "the feature was not served before the fault"
         assert timeline.replicas_stopped is not None, "a replica still serves the feature"
+        assert timeline.flag_off <= timeline.replicas_stopped
     assert timeline.resolved is not None, "the alert did not resolve after the fault ended"
+
+
+def test_a_flag_gated_feature_is_among_the_scenarios() -> None:
+    """The loop must end with the feature no longer served, not only with a flag off."""
+    assert any(scenario.gated for scenario in SCENARIOS.values())

@@ -193,6 +193,14 @@ def calls(state: Path) -> list[dict[str, Any]]:
 # --- history -------------------------------------------------------------------------
 
 
+def test_history_without_the_pulumi_cli_is_a_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # no `pulumi` anywhere
+    with pytest.raises(hist.HistoryError, match=r"the Pulumi CLI \(pulumi\) is not on PATH"):
+        hist.load_history(STACK, tmp_path)
+
+
 def test_history_reads_pulumis_json_through_the_automation_api(
     repo: FixtureRepo, standin: Path
 ) -> None:

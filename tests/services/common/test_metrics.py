@@ -66,3 +66,22 @@ def test_latency_metrics_must_be_in_seconds() -> None:
 def test_counter_names_omit_the_total_suffix() -> None:
     with pytest.raises(ValueError, match="appends _total"):
         counter("events_total", "doubled suffix", registry=new_registry())
+
+
+async def test_authenticated_requests_are_counted_per_tenant(
+    build_app: Any, app_client: AppClient, make_token: Callable[..., str]
+) -> None:
+    auth = {"Authorization": f"Bearer {make_token('tenant-a')}"}
+    text = await scrape_after(build_app, app_client, "/v1/test-events/lead-42/seen", auth)
+    assert 'http_tenant_requests_total{status_class="2xx",tenant="tenant-a"} 1.0' in text
+
+
+async def test_unauthenticated_requests_carry_no_tenant(
+    build_app: Any, app_client: AppClient
+) -> None:
+    text = await scrape_after(build_app, app_client, "/v1/test-events/lead-42/seen")
+    assert (
+        'http_requests_total{method="POST",route="/v1/test-events/{lead_id}/seen",status="401"}'
+        in text
+    )
+    assert "http_tenant_requests_total{" not in text

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
+import threading
 from contextlib import nullcontext
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 
@@ -88,3 +92,59 @@ async def test_clear_errors_and_nothing_changed(
         assert code != 0
     assert message in capsys.readouterr().err
     assert (await get_flags(redis_client))["ai_coaching"].enabled  # type: ignore[union-attr]
+
+
+async def test_stack_rollback_runs_the_deploy_command_after_the_flags(
+    rollback_env: dict[str, str],
+    redis_client: Redis,
+    capfd: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """The flags go off first; the stack step runs `python -m infra.deploy rollback`
+    (which takes no `--yes`), whose own refusal (no Pulumi CLI here, or a working
+    tree with changes) is shown as it is."""
+    git = shutil.which("git")
+    assert git is not None
+    (tmp_path / "git").symlink_to(git)
+    monkeypatch.setenv("PATH", str(tmp_path))  # git, and no `pulumi`
+    await write_flag(redis_client, "ai_coaching", FlagState(enabled=True, rollout_percentage=50))
+    code = await _cli(
+        "rollback", "feature", "ai_coaching", "--environment", "local", "--reason", "drill",
+        "--yes", "--stack-rollback", "local",
+    )  # fmt: skip
+    assert code == 1
+    err = capfd.readouterr().err
+    assert "unrecognized arguments" not in err
+    assert "error: " in err
+    assert "Traceback" not in err
+    assert "stack rollback of local failed (exit 2)" in err
+    assert not (await get_flags(redis_client))["ai_coaching"].enabled  # type: ignore[union-attr]
+
+
+async def test_rollback_waits_for_every_health_url(
+    rollback_env: dict[str, str], redis_client: Redis, capsys: pytest.CaptureFixture[str]
+) -> None:
+    class Healthy(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200 if self.path == "/health" else 404)
+            self.end_headers()
+
+        def log_message(self, *_: object) -> None:
+            return
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Healthy)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        await write_flag(redis_client, "ai_coaching", FlagState(enabled=True, rollout_percentage=5))
+        code = await _cli(
+            "rollback", "feature", "ai_coaching", "--environment", "local", "--reason", "drill",
+            "--yes", "--health-url", f"http://127.0.0.1:{server.server_port}",
+        )  # fmt: skip
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+    assert code == 0
+    assert f"healthy: http://127.0.0.1:{server.server_port}/health" in capsys.readouterr().out
