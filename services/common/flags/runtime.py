@@ -23,6 +23,7 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI
 from openfeature import api as openfeature_api
 from openfeature.client import OpenFeatureClient
+from openfeature.evaluation_context import EvaluationContext
 from openfeature.provider.no_op_provider import NoOpProvider
 from starlette.requests import HTTPConnection
 
@@ -96,15 +97,21 @@ def require_feature(feature: str) -> Any:
     """A dependency: the caller's ``Principal`` if its tenant has ``feature``, else 403.
 
     Authentication comes first (401 before 403), so an anonymous caller learns
-    nothing about rollouts. Raises ``InvalidFlag`` at import time for a name
-    that is not a feature, so a typo fails at start-up, not per request.
+    nothing about rollouts. The decision goes through the app's OpenFeature
+    client (the tenant as ``targeting_key``), so the provider's reasons and
+    every registered hook (API, client, provider: ``DecisionMetricsHook``)
+    see it, and another provider could replace ours without touching a route.
+    Raises ``InvalidFlag`` at import time for a name that is not a feature, so
+    a typo fails at start-up, not per request.
     """
     check_feature(feature)
 
     async def feature_enabled(
         conn: HTTPConnection, principal: Annotated[Principal, Depends(require_principal)]
     ) -> Principal:
-        if not get_flag_cache(conn).evaluate(feature, principal.tenant_id).enabled:
+        get_flag_cache(conn)  # an app without flags is a programming error, not a 403
+        context = EvaluationContext(targeting_key=principal.tenant_id)
+        if not get_flag_client(conn).get_boolean_value(feature, False, context):
             raise FeatureDisabled(feature)
         return principal
 
