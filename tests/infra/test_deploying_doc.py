@@ -21,6 +21,7 @@ import pytest
 import yaml
 from pydantic import BaseModel
 
+from infra.components.addons import chart_values
 from infra.config import StackConfig
 from infra.stackfiles import project_file
 from infra.synth.mocks import ProgramRun
@@ -141,3 +142,21 @@ def test_the_deploy_targets_install_no_system_packages(target: str) -> None:
     for script in ("setup-deploy.sh", "pulumi.sh"):
         text = (REPO / "scripts" / script).read_text(encoding="utf-8")
         assert not re.search(r"\b(apt-get|apt|sudo|dpkg)\b", text), script
+
+
+def test_the_kind_config_maps_the_hosts_ports_to_the_edges_node_ports() -> None:
+    # The kind cluster of the walk-through must forward host 80/443 to the NodePorts
+    # the local Envoy proxy listens on, or nothing reaches the edge.
+    block = re.search(r"cat > kind\.yaml <<'KIND'\n(.*?)\nKIND\n", DOC, re.S)
+    assert block, "the walk-through's kind.yaml heredoc"
+    kind = yaml.safe_load(block[1])
+    mappings = {
+        m["hostPort"]: m["containerPort"]
+        for node in kind["nodes"]
+        for m in node.get("extraPortMappings", ())
+    }
+    service = chart_values("envoy-gateway", "local", stem="proxy")["provider"]["kubernetes"][
+        "envoyService"
+    ]
+    node_ports = {p["port"]: p["nodePort"] for p in service["patch"]["value"]["spec"]["ports"]}
+    assert mappings == node_ports
