@@ -20,8 +20,8 @@ from tests.services.realtime.conftest import (
     Replica,
     event_body,
     open_feed,
-    roll_out_feed,
     post_event,
+    roll_out_feed,
     wait_until,
 )
 from tests.services.realtime.test_batch import batch_body, post_batch
