@@ -548,7 +548,28 @@ class _WorkerLoops:
             loops, self._loops = self._loops, []
         for loop in loops:
             if not loop.is_running():
+                _finish_pending(loop)
                 loop.close()
+
+
+def _finish_pending(loop: asyncio.AbstractEventLoop) -> None:
+    """Cancel what the SDK left scheduled on ``loop`` (Outputs its thread created).
+
+    A task left pending on a closed loop is collected later as "never awaited",
+    and with warnings as errors that fails whichever test runs at that moment.
+    """
+    pending = [task for task in asyncio.all_tasks(loop) if not task.done()]
+    if not pending:
+        return
+    for task in pending:
+        task.cancel()
+    try:
+        loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+    except RuntimeError:
+        # This thread runs another loop: the tasks cannot run to their end here,
+        # so close their coroutines, which is all that "never awaited" checks.
+        for task in pending:
+            task.get_coro().close()
 
 
 _worker_loops = _WorkerLoops()

@@ -34,6 +34,7 @@ from prometheus_client.registry import Collector
 from services.common.latency import LatencySummary, LatencyWindow
 from services.common.metrics import counter, latency_histogram
 from services.common.scoring import LeadFeatures, LeadScorer
+from services.common.tasks import stop_tasks
 
 Kind = Literal["single", "batch"]
 KINDS: Final[tuple[Kind, ...]] = ("single", "batch")
@@ -213,9 +214,7 @@ class InferenceService:
         Calls already running in a worker (possibly abandoned after a timeout)
         are waited for, off the event loop, so none outlives the app.
         """
-        for task in self._dispatchers:
-            task.cancel()
-        await asyncio.gather(*self._dispatchers, return_exceptions=True)
+        await stop_tasks(self._dispatchers)
         self._dispatchers = []
         while not self._queue.empty():
             self._queue.get_nowait().future.cancel()

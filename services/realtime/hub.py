@@ -30,6 +30,7 @@ from starlette.websockets import WebSocket, WebSocketState
 from services.common.auth import Principal
 from services.common.database import Database, DatabaseUnavailable
 from services.common.redis import Redis
+from services.common.tasks import stop_tasks
 from services.realtime import store
 from services.realtime.config import RealtimeSettings
 from services.realtime.connections import ConnectionCap, ConnectionRegistry, FeedConnection
@@ -114,8 +115,7 @@ class FeedHub:
     async def stop(self) -> None:
         """Stop background work; open sockets are closed by the server's shutdown."""
         if self._heartbeat_task is not None:
-            self._heartbeat_task.cancel()
-            await asyncio.gather(self._heartbeat_task, return_exceptions=True)
+            await stop_tasks([self._heartbeat_task])
             self._heartbeat_task = None
         await self.fanout.stop()
 

@@ -47,6 +47,7 @@ import time
 from collections.abc import Callable
 
 from services.common.database import Database, DatabaseUnavailable
+from services.common.tasks import stop_tasks
 from services.realtime import store
 from services.realtime.frames import FIELD_EVENT_ID
 from services.realtime.metrics import RealtimeMetrics
@@ -104,8 +105,7 @@ class RowWriter:
     async def stop(self) -> None:
         """Stop the periodic flush and write what is buffered."""
         if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+            await stop_tasks([self._task])
             self._task = None
         await self.flush()
 
@@ -249,8 +249,7 @@ class OutboxRelay:
     async def stop(self) -> None:
         """Stop relaying (rows left unpublished stay for the next replica)."""
         if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+            await stop_tasks([self._task])
             self._task = None
 
     async def _run(self) -> None:

@@ -35,6 +35,7 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from services.common.redis import UNAVAILABLE_ERRORS, Redis, tenant_key
+from services.common.tasks import stop_tasks
 from services.realtime.frames import FeedEntry, parse_stream_id, stream_fields
 
 log = logging.getLogger(__name__)
@@ -275,8 +276,7 @@ class StreamFanout:
     async def stop(self) -> None:
         """Stop the reader task and delete this replica's wake stream."""
         if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+            await stop_tasks([self._task])
             self._task = None
         try:
             await self._redis.delete(self._wake_key)

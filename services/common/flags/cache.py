@@ -40,6 +40,7 @@ from services.common.flags.model import (
 )
 from services.common.metrics import counter
 from services.common.redis import Redis, RedisUnavailable, redis_errors
+from services.common.tasks import stop_tasks
 
 log = logging.getLogger(__name__)
 
@@ -278,6 +279,4 @@ class FlagCache:
             await self.wait_synced(first_sync_timeout)
             yield self
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await stop_tasks([task])

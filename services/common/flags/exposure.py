@@ -27,6 +27,7 @@ from prometheus_client import CollectorRegistry
 from services.common.database import Database, DatabaseUnavailable
 from services.common.flags.cache import Decision
 from services.common.metrics import counter
+from services.common.tasks import stop_tasks
 
 log = logging.getLogger(__name__)
 
@@ -124,8 +125,6 @@ class ExposureRecorder:
         try:
             yield self
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await stop_tasks([task])
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.drain(), drain_timeout)

@@ -1,0 +1,46 @@
+"""Stopping background tasks so that a service's shutdown always ends.
+
+One ``task.cancel()`` followed by an unbounded wait is not enough: a
+cancellation can be lost inside a library. Seen in a test run: the realtime
+stream reader's ``XREAD`` (redis-py) stayed "cancelling" for minutes, waiting
+on the connection it had just closed, and the app's shutdown waited with it.
+``stop_tasks`` cancels again whatever is still running after a grace period,
+and leaves behind (with an error in the log) a task that survives every
+attempt, rather than hold the shutdown for ever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+async def stop_tasks(
+    tasks: Iterable[asyncio.Task[Any]], *, grace_seconds: float = 2.0, attempts: int = 3
+) -> None:
+    """Cancel ``tasks`` and wait for them, re-cancelling any that outlive ``grace_seconds``.
+
+    Exceptions the tasks ended with are retrieved and dropped: a background
+    loop logs its own failures, and shutdown must not fail because of one.
+    """
+    tasks = list(tasks)
+    pending = {task for task in tasks if not task.done()}
+    for _ in range(attempts):
+        if not pending:
+            break
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=grace_seconds)
+    for task in pending:
+        log.error(
+            "background task %s did not stop after %d cancellations; left behind",
+            task.get_name(),
+            attempts,
+        )
+    for task in tasks:
+        if task.done() and not task.cancelled():
+            task.exception()

@@ -1,0 +1,84 @@
+"""Shutdown ends even when a background task loses a cancellation."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+import pytest
+
+from services.common.redis import Redis
+from services.common.tasks import stop_tasks
+from services.realtime.stream import EventStream, StreamFanout
+
+#: A guard for tests whose failure mode is hanging: far above any real stop.
+GUARD_SECONDS = 30
+
+
+async def _loses_first_cancel(started: asyncio.Event) -> None:
+    """Waits for ever, and goes on waiting after the first cancellation (as seen in redis-py)."""
+    started.set()
+    with contextlib.suppress(asyncio.CancelledError):
+        await asyncio.Event().wait()
+    await asyncio.Event().wait()
+
+
+async def test_a_task_that_loses_its_first_cancellation_is_stopped() -> None:
+    started = asyncio.Event()
+    task = asyncio.create_task(_loses_first_cancel(started))
+    await started.wait()
+    async with asyncio.timeout(GUARD_SECONDS):
+        await stop_tasks([task], grace_seconds=0.05)
+    assert task.cancelled()
+
+
+async def test_a_task_that_ignores_every_cancellation_is_left_behind_with_an_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    release = asyncio.Event()
+
+    async def stubborn() -> None:
+        while not release.is_set():
+            try:
+                await release.wait()
+            except asyncio.CancelledError:
+                continue
+
+    task = asyncio.create_task(stubborn(), name="stubborn")
+    await asyncio.sleep(0)
+    with caplog.at_level(logging.ERROR, logger="services.common.tasks"):
+        async with asyncio.timeout(GUARD_SECONDS):
+            await stop_tasks([task], grace_seconds=0.01, attempts=2)
+    assert not task.done()
+    assert "stubborn did not stop after 2 cancellations" in caplog.text
+    release.set()
+    await task
+
+
+async def test_a_failed_task_does_not_fail_the_shutdown() -> None:
+    async def fails() -> None:
+        raise RuntimeError("background loop crashed")
+
+    task = asyncio.create_task(fails())
+    await asyncio.sleep(0)
+    await stop_tasks([task])
+    assert isinstance(task.exception(), RuntimeError)
+
+
+async def test_the_feed_reader_stops_when_its_read_loses_the_cancellation(
+    redis_client: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The hang of a CI run: the app's shutdown waited for ever on the stream reader."""
+    started = asyncio.Event()
+    fanout = StreamFanout(
+        redis_client,
+        EventStream(redis_client, maxlen=100),
+        dispatch=lambda *_: None,
+        block_ms=100,
+    )
+    monkeypatch.setattr(fanout, "_read_forever", lambda: _loses_first_cancel(started))
+    fanout.start()
+    await started.wait()
+    async with asyncio.timeout(GUARD_SECONDS):
+        await fanout.stop()
