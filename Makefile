@@ -61,7 +61,7 @@ stop: ## Stop a `make run` started elsewhere (another terminal, the background)
 synth: setup-deploy ## Offline synthesis of STACK into build/synth/STACK
 	$(PY) -m infra.synth --stack $(STACK) --out build/synth/$(STACK)
 
-check-manifests: setup ## Synthesize STACK and validate its manifests (schemas; checkov for production)
+check-manifests: setup-deploy ## Synthesize STACK and validate its manifests (schemas; checkov for production)
 	bash scripts/check-manifests.sh $(STACK)
 
 preview: setup-deploy ## pulumi preview of STACK (needs the Pulumi CLI and credentials)

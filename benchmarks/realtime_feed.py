@@ -596,6 +596,9 @@ def main(argv: list[str] | None = None) -> int:
                 base_env=auth_env,
                 migrate=uses_ours,
                 model_dir=DEFAULT_MODEL_DIR if uses_ours else None,
+                # The feed serves only tenants inside the realtime_intelligence rollout.
+                flags=uses_ours,
+                flag_seed='{"realtime_intelligence": true}' if uses_ours else None,
             ) as stores,
             ChildProcesses(log_dir=opts.work_dir / "logs") as children,
         ):

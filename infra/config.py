@@ -347,6 +347,9 @@ class ClusterConfig(_Model):
     public_access_cidrs: tuple[Cidr, ...] = ()
     #: True declares that `pulumi up` runs inside the VPC (docs/deploying.md).
     deployer_in_vpc: bool = False
+    #: Where that in-VPC deployer connects from (its subnet, a VPN's client range);
+    #: the cluster security group admits HTTPS from them. Empty: the VPC's CIDR.
+    deployer_cidrs: tuple[Cidr, ...] = ()
     #: EKS upgrade policy: STANDARD, or EXTENDED (paid, about 6x the control plane).
     support_type: Literal["STANDARD", "EXTENDED"] = "STANDARD"
     #: IAM role that CI deploys with: a cluster-admin access entry.

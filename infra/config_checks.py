@@ -278,6 +278,22 @@ def _cluster_problems(config: StackConfig) -> list[Problem]:
                 "a public endpoint needs the CIDRs allowed to reach it (never 0.0.0.0/0)",
             )
         )
+    if "0.0.0.0/0" in cluster.deployer_cidrs:
+        problems.append(
+            Problem(
+                "cluster.deployerCidrs",
+                list(cluster.deployer_cidrs),
+                "0.0.0.0/0 is refused (name the runner's subnet or the VPN's client range)",
+            )
+        )
+    if cluster.deployer_cidrs and not cluster.deployer_in_vpc:
+        problems.append(
+            Problem(
+                "cluster.deployerCidrs",
+                list(cluster.deployer_cidrs),
+                "only used with cluster.deployerInVpc true",
+            )
+        )
     if "0.0.0.0/0" in cluster.public_access_cidrs:
         problems.append(
             Problem(

@@ -299,6 +299,11 @@ def _aws_cluster(
             region=config.aws_region,
             endpoint_public_access=config.cluster.endpoint_public_access,
             public_access_cidrs=config.cluster.public_access_cidrs,
+            deployer_cidrs=(
+                (config.cluster.deployer_cidrs or (config.network.vpc_cidr,))
+                if config.cluster.deployer_in_vpc
+                else ()
+            ),
             log_types=config.cluster.log_types,
             support_type=config.cluster.support_type,
             dns_zone_id=config.dns.hosted_zone_id,

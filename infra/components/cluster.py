@@ -76,6 +76,10 @@ class EksClusterArgs:
     region: str
     endpoint_public_access: bool = False
     public_access_cidrs: Sequence[str] = ()
+    #: Networks of an in-VPC deployer: HTTPS to the private endpoint is admitted from
+    #: them. EKS's cluster security group admits only itself (the nodes), so without
+    #: a rule a runner in the VPC cannot reach the API.
+    deployer_cidrs: Sequence[str] = ()
     log_types: Sequence[str] = ("api", "audit", "authenticator", "controllerManager", "scheduler")
     node_groups: Sequence[NodeGroupSpec] = ()
     #: EKS upgrade policy; EXTENDED costs about 6x the standard control-plane price.
@@ -401,6 +405,22 @@ class EksCluster(EksClusterOutputs):
                 else vpc.cluster_security_group_id
             )
         )
+        # The private endpoint's interfaces carry the cluster security group, which
+        # admits only itself (the nodes): an in-VPC deployer needs HTTPS admitted
+        # from its network (EKS user guide, "Accessing a private only API server").
+        deployer_rules = [
+            aws.vpc.SecurityGroupIngressRule(
+                f"{name}-api-from-deployer-{index}",
+                security_group_id=self.security_group_id,
+                cidr_ipv4=cidr,
+                ip_protocol="tcp",
+                from_port=443,
+                to_port=443,
+                description=f"Kubernetes API from the deployer's network {cidr}",
+                opts=pulumi.ResourceOptions(parent=cluster),
+            )
+            for index, cidr in enumerate(args.deployer_cidrs)
+        ]
         self.oidc_provider_arn = oidc.arn
         self.oidc_issuer_url = issuer
         self.kubeconfig = pulumi.Output.secret(
@@ -417,7 +437,7 @@ class EksCluster(EksClusterOutputs):
             f"{name}-k8s-system",
             kubeconfig=self.kubeconfig,
             opts=pulumi.ResourceOptions(
-                parent=self, depends_on=[*node_groups, *addons, *admin_entries]
+                parent=self, depends_on=[*node_groups, *addons, *admin_entries, *deployer_rules]
             ),
         )
         storage_class = k8s.storage.v1.StorageClass(

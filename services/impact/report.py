@@ -31,6 +31,7 @@ from services.impact.assumptions import (
     revenue,
     roi,
 )
+from services.impact.stats import adjust
 
 ROW_QUERY = (
     "SELECT tenant_id, metric_date, feature_name, usage_count, success_count, "
@@ -57,21 +58,56 @@ async def platform_rows(db: Database, start: date, end: date) -> list[dict[str, 
     return rows
 
 
-async def measured_lifts(db: Database) -> dict[str, dict[str, Any]]:
-    """Feature -> the newest stored experiment result (lift and interval), if any."""
+async def latest_results(db: Database) -> list[dict[str, Any]]:
+    """The newest stored result of every (feature, metric), with the family's adjusted p.
+
+    These results are read together (the ROI page, the weekly report), so they
+    are one family of tests across features and metrics: each carries
+    ``p_value_adjusted`` (Holm, which controls the family-wise error rate under
+    any dependence between the tests) and ``family_size``. A result without a
+    Welch p-value is not part of the family (``p_value_adjusted`` None).
+    """
     async with db.unscoped() as conn:
         rows = await conn.fetch(
-            "SELECT DISTINCT ON (feature_name) feature_name, metric, computed_at, result "
-            "FROM experiment_results ORDER BY feature_name, computed_at DESC, result_id DESC"
+            "SELECT DISTINCT ON (feature_name, metric) feature_name, metric, computed_at, "
+            "result_id, result FROM experiment_results "
+            "ORDER BY feature_name, metric, computed_at DESC, result_id DESC"
         )
-    return {
-        row["feature_name"]: {
+    results = [
+        {
             **row["result"],
+            "feature_name": row["feature_name"],
             "metric": row["metric"],
             "computed_at": row["computed_at"].isoformat(),
+            "result_id": row["result_id"],
         }
         for row in rows
-    }
+    ]
+    tested = [r for r in results if isinstance(r.get("p_value"), int | float)]
+    for result, p_adjusted in zip(
+        tested, adjust([float(r["p_value"]) for r in tested]), strict=True
+    ):
+        result["p_value_adjusted"] = p_adjusted
+    for result in results:
+        result.setdefault("p_value_adjusted", None)
+        result["family_size"] = len(tested)
+    return results
+
+
+async def measured_lifts(db: Database) -> dict[str, dict[str, Any]]:
+    """Feature -> its newest stored experiment result (lift, interval, adjusted p), if any."""
+    newest: dict[str, dict[str, Any]] = {}
+    for result in await latest_results(db):
+        feature = result.pop("feature_name")
+        kept = newest.get(feature)
+        if kept is None or (result["computed_at"], result["result_id"]) > (
+            kept["computed_at"],
+            kept["result_id"],
+        ):
+            newest[feature] = result
+    for result in newest.values():
+        result.pop("result_id")
+    return newest
 
 
 @dataclass(frozen=True, slots=True)

@@ -289,6 +289,10 @@ class FeedHub:
         except REDIS_DOWN:
             log.info("slot of %s expires by itself (redis unreachable)", conn.conn_id)
 
+    async def refuse_unavailable(self, websocket: WebSocket) -> None:
+        """Refuse a socket with 1013 and the reconnect delay: Redis cannot be read."""
+        await self._refuse(websocket, self._redis_refusal())
+
     def _redis_refusal(self) -> FeedRefusedError:
         delay = self._settings.ws_reconnect_delay
         return FeedRefusedError(

@@ -253,35 +253,39 @@ def _advance(args: argparse.Namespace) -> int:
             verdict = decision.verdict.value
             print(f"{feature} at {stage.percentage:g}%: {verdict}: {decision.reason}")
             print(json.dumps(inputs["observations"], indent=2))
-            applied = False
-            if decision.verdict is not Verdict.HOLD and not args.dry_run:
-                target = (
-                    FlagState(enabled=True, rollout_percentage=decision.target_percentage or 0)
-                    if decision.verdict is Verdict.ADVANCE
-                    else FlagState(enabled=False, rollout_percentage=state.rollout_percentage)
-                )
-                change = Change(feature, state, target)
-                await _change(
-                    conn,
-                    [change],
-                    args=args,
-                    reason=f"rollout advance: {decision.verdict.value}: {decision.reason}",
-                    command="rollout advance",
-                )
-                applied = True
+            # Recorded before anything changes, so a decision the operator declines
+            # (or that fails to apply) is on record too, with applied = false.
             async with conn.db.unscoped() as tx:
-                await tx.execute(
+                decision_id = await tx.fetchval(
                     "INSERT INTO rollout_decisions (environment, feature_name, stage_percentage, "
                     "decision, reason, inputs, applied, actor) "
-                    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                    "VALUES ($1, $2, $3, $4, $5, $6, false, $7) RETURNING decision_id",
                     conn.settings.environment,
                     feature,
                     stage.percentage,
-                    decision.verdict.value,
+                    verdict,
                     decision.reason,
                     {**inputs, "decided_at": datetime.now(UTC).isoformat()},
-                    applied,
                     args.actor or default_actor(),
+                )
+            if decision.verdict is Verdict.HOLD or args.dry_run:
+                return
+            target = (
+                FlagState(enabled=True, rollout_percentage=decision.target_percentage or 0)
+                if decision.verdict is Verdict.ADVANCE
+                else FlagState(enabled=False, rollout_percentage=state.rollout_percentage)
+            )
+            await _change(
+                conn,
+                [Change(feature, state, target)],
+                args=args,
+                reason=f"rollout advance: {verdict}: {decision.reason}",
+                command="rollout advance",
+            )
+            async with conn.db.unscoped() as tx:
+                await tx.execute(
+                    "UPDATE rollout_decisions SET applied = true WHERE decision_id = $1",
+                    decision_id,
                 )
 
     return _run(run())

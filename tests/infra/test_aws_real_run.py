@@ -157,3 +157,60 @@ def test_external_dns_writes_only_the_stacks_zone() -> None:
 def test_without_a_zone_there_is_no_external_dns(production: ProgramRun) -> None:
     names = {r.inputs["name"] for r in production.of_type("kubernetes:helm.sh/v3:Release")}
     assert "external-dns" not in names
+
+
+def _with_cluster(stack: str, **fields: object) -> ProgramRun:
+    from infra.synth import run_stack
+    from infra.synth.inputs import stack_inputs
+
+    inputs = stack_inputs(stack, environ={})
+    cluster = {**json.loads(inputs.config["enterprisehub:cluster"]), **fields}
+    config = {**inputs.config, "enterprisehub:cluster": json.dumps(cluster)}
+    return run_stack(type(inputs)(inputs.stack, config, inputs.secrets, inputs.sources))
+
+
+def test_an_in_vpc_deployer_may_reach_the_private_endpoint(production: ProgramRun) -> None:
+    # EKS's cluster security group admits only itself: without this rule a runner
+    # in the VPC times out on the API and the first `up` fails on every object.
+    eks = production.one("aws:eks/cluster:Cluster")
+    [rule] = [
+        r
+        for r in production.of_type("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")
+        if r.name.endswith("-api-from-deployer-0")
+    ]
+    assert rule.inputs["securityGroupId"] == eks.outputs["vpcConfig"]["clusterSecurityGroupId"]
+    vpc = production.one("aws:ec2/vpc:Vpc").inputs["cidrBlock"]
+    assert (rule.inputs["cidrIpv4"], rule.inputs["fromPort"], rule.inputs["toPort"]) == (
+        vpc,
+        443,
+        443,
+    )
+    assert rule.inputs["ipProtocol"] == "tcp"
+    # Kubernetes objects go through providers that wait for the rule.
+    system = next(
+        p
+        for p in production.of_type("pulumi:providers:kubernetes")
+        if p.name.endswith("-k8s-system")
+    )
+    assert rule.urn in system.dependencies
+
+
+def test_the_deployers_networks_come_from_config(run_mocked: Callable[..., ProgramRun]) -> None:
+    run = _with_cluster("dev", deployerCidrs=["10.8.0.0/22", "192.0.2.0/24"])
+    cidrs = sorted(
+        r.inputs["cidrIpv4"]
+        for r in run.of_type("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")
+        if "-api-from-deployer-" in r.name
+    )
+    assert cidrs == ["10.8.0.0/22", "192.0.2.0/24"]
+    public = _with_cluster(
+        "dev",
+        deployerInVpc=False,
+        endpointPublicAccess=True,
+        publicAccessCidrs=["198.51.100.7/32"],
+    )
+    assert not [
+        r
+        for r in public.of_type("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")
+        if "-api-from-deployer-" in r.name
+    ]

@@ -507,3 +507,23 @@ def test_pulumi_yaml_egress_default_equals_the_model_default() -> None:
         for target, egress in default.items()
     }
     assert documented == model
+
+
+def test_deployer_cidrs_are_cidrs_never_the_world_and_need_an_in_vpc_deployer() -> None:
+    kept = _load("dev", {"cluster": {"deployerCidrs": ["10.8.0.0/22"]}})
+    assert kept.cluster.deployer_cidrs == ("10.8.0.0/22",)
+    assert "cluster.deployerCidrs" in _rejected("dev", {"cluster": {"deployerCidrs": ["10.8"]}})
+    world = _rejected("dev", {"cluster": {"deployerCidrs": ["0.0.0.0/0"]}})
+    assert "0.0.0.0/0 is refused" in world
+    unused = _rejected(
+        "dev",
+        {
+            "cluster": {
+                "deployerInVpc": False,
+                "deployerCidrs": ["10.8.0.0/22"],
+                "endpointPublicAccess": True,
+                "publicAccessCidrs": ["198.51.100.7/32"],
+            }
+        },
+    )
+    assert "only used with cluster.deployerInVpc true" in unused

@@ -13,6 +13,7 @@ by the bootstrap project).
 from __future__ import annotations
 
 import re
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,6 +21,7 @@ import pytest
 import yaml
 from pydantic import BaseModel
 
+from infra.components.addons import chart_values
 from infra.config import StackConfig
 from infra.stackfiles import project_file
 from infra.synth.mocks import ProgramRun
@@ -117,3 +119,44 @@ def test_every_stack_output_it_names_is_exported(
         | BOOTSTRAP_OUTPUTS
     )
     assert name in exported, f"docs/deploying.md names the stack output {name!r}"
+
+
+@pytest.mark.parametrize("target", ["up", "preview", "synth", "check-manifests"])
+def test_the_deploy_targets_install_no_system_packages(target: str) -> None:
+    # Deploying needs the venv and the Pulumi CLI only: `make up` on macOS or a
+    # non-Debian CI image must not reach apt (scripts/setup.sh and the system packages).
+    # check-manifests is a deployer's step too (moving to the next Kubernetes version);
+    # checkov comes in its own venv (scripts/install-checkov.sh), not from apt.
+    planned = subprocess.run(
+        ["make", "-n", "-B", target, "STACK=local"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    commands = planned.splitlines()
+    assert "bash scripts/setup-deploy.sh" in commands
+    ran = " ".join(commands)
+    assert "scripts/setup.sh" not in ran
+    assert "install-system-packages" not in ran
+    for script in ("setup-deploy.sh", "pulumi.sh"):
+        text = (REPO / "scripts" / script).read_text(encoding="utf-8")
+        assert not re.search(r"\b(apt-get|apt|sudo|dpkg)\b", text), script
+
+
+def test_the_kind_config_maps_the_hosts_ports_to_the_edges_node_ports() -> None:
+    # The kind cluster of the walk-through must forward host 80/443 to the NodePorts
+    # the local Envoy proxy listens on, or nothing reaches the edge.
+    block = re.search(r"cat > kind\.yaml <<'KIND'\n(.*?)\nKIND\n", DOC, re.S)
+    assert block, "the walk-through's kind.yaml heredoc"
+    kind = yaml.safe_load(block[1])
+    mappings = {
+        m["hostPort"]: m["containerPort"]
+        for node in kind["nodes"]
+        for m in node.get("extraPortMappings", ())
+    }
+    service = chart_values("envoy-gateway", "local", stem="proxy")["provider"]["kubernetes"][
+        "envoyService"
+    ]
+    node_ports = {p["port"]: p["nodePort"] for p in service["patch"]["value"]["spec"]["ports"]}
+    assert mappings == node_ports

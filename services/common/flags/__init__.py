@@ -26,8 +26,10 @@ from services.common.flags.model import (
 )
 from services.common.flags.runtime import (
     FeatureDisabled,
+    FeatureDisabledHandshakeError,
     FlagClientDep,
     FlagsDep,
+    decide_feature,
     require_feature,
     serve_flags,
 )
@@ -41,6 +43,7 @@ __all__ = [
     "Bucketer",
     "Decision",
     "FeatureDisabled",
+    "FeatureDisabledHandshakeError",
     "FlagCache",
     "FlagClientDep",
     "FlagState",
@@ -50,6 +53,7 @@ __all__ = [
     "bucket",
     "check_feature",
     "check_percentage",
+    "decide_feature",
     "flag_key",
     "get_flag",
     "get_flags",

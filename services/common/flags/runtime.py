@@ -2,8 +2,9 @@
 
 ``serve_flags(app)`` (entered by ``create_app``'s lifespan, after Postgres and
 Redis are opened) builds the app's ``FlagCache``, its exposure writer and its
-OpenFeature provider (registered under the service's name as the domain),
-runs them in the background and stops them on shutdown. Routes then use:
+OpenFeature provider (registered under a domain of its own: the service's
+name and the app instance), runs them in the background and stops them on
+shutdown. Routes then use:
 
 - ``require_feature("property_vision")``: a dependency (``dependencies=[...]``
   or ``Annotated[Principal, require_feature(...)]``) that authenticates the
@@ -16,6 +17,7 @@ runs them in the background and stops them on shutdown. Routes then use:
 from __future__ import annotations
 
 import contextlib
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
@@ -23,10 +25,12 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI
 from openfeature import api as openfeature_api
 from openfeature.client import OpenFeatureClient
+from openfeature.evaluation_context import EvaluationContext
+from openfeature.flag_evaluation import FlagEvaluationDetails
 from openfeature.provider.no_op_provider import NoOpProvider
 from starlette.requests import HTTPConnection
 
-from services.common.auth import Principal, require_principal
+from services.common.auth import AuthError, Principal, require_principal
 from services.common.errors import ApiError
 from services.common.flags.cache import FlagCache
 from services.common.flags.exposure import ExposureRecorder
@@ -58,7 +62,9 @@ async def serve_flags(app: FastAPI, *, refresh_interval: float = 30.0) -> AsyncI
         refresh_interval=refresh_interval,
         exposure=recorder.record if recorder is not None else None,
     )
-    domain = str(app.state.service)
+    # One domain per app instance: OpenFeature's registry is process-wide, so two
+    # replicas of one service in a process (tests) must not unregister each other.
+    domain = f"{app.state.service}#{uuid.uuid4().hex[:12]}"
     provider = EnterpriseHubProvider(cache, hooks=[DecisionMetricsHook(app.state.registry)])
     app.state.flags = cache
     app.state.flag_client = openfeature_api.get_client(domain=domain)
@@ -74,6 +80,19 @@ async def serve_flags(app: FastAPI, *, refresh_interval: float = 30.0) -> AsyncI
                 openfeature_api.set_provider(NoOpProvider(), domain=domain)
 
 
+class FeatureDisabledHandshakeError(AuthError):
+    """A WebSocket handshake refused with 403 ``feature_disabled`` (``deny_websocket``)."""
+
+    status_code = 403
+
+    def __init__(self, feature: str) -> None:
+        super().__init__("feature_disabled", f"feature {feature!r} is not enabled for this tenant")
+
+    def headers(self) -> dict[str, str]:
+        """No authentication challenge: the token was fine."""
+        return {}
+
+
 def get_flag_cache(conn: HTTPConnection) -> FlagCache:
     """The app's flag cache (an app without Redis has none: a programming error)."""
     cache: FlagCache | None = getattr(conn.app.state, "flags", None)
@@ -83,9 +102,23 @@ def get_flag_cache(conn: HTTPConnection) -> FlagCache:
 
 
 def get_flag_client(conn: HTTPConnection) -> OpenFeatureClient:
-    """The app's OpenFeature client (domain = service name)."""
+    """The app's OpenFeature client (its own domain, see ``serve_flags``)."""
     client: OpenFeatureClient = conn.app.state.flag_client
     return client
+
+
+def decide_feature(
+    conn: HTTPConnection, feature: str, tenant_id: str
+) -> FlagEvaluationDetails[bool]:
+    """The app's decision for ``tenant_id`` through its OpenFeature client.
+
+    The tenant is the ``targeting_key``, so the provider's reasons and every
+    registered hook (API, client, provider: ``DecisionMetricsHook``) see the
+    decision, and another provider could replace ours without touching a caller.
+    """
+    get_flag_cache(conn)  # an app without flags is a programming error, not a refusal
+    context = EvaluationContext(targeting_key=tenant_id)
+    return get_flag_client(conn).get_boolean_details(feature, False, context)
 
 
 FlagsDep = Annotated[FlagCache, Depends(get_flag_cache)]
@@ -96,15 +129,16 @@ def require_feature(feature: str) -> Any:
     """A dependency: the caller's ``Principal`` if its tenant has ``feature``, else 403.
 
     Authentication comes first (401 before 403), so an anonymous caller learns
-    nothing about rollouts. Raises ``InvalidFlag`` at import time for a name
-    that is not a feature, so a typo fails at start-up, not per request.
+    nothing about rollouts. The decision goes through OpenFeature
+    (``decide_feature``). Raises ``InvalidFlag`` at import time for a name that is not a feature, so
+    a typo fails at start-up, not per request.
     """
     check_feature(feature)
 
     async def feature_enabled(
         conn: HTTPConnection, principal: Annotated[Principal, Depends(require_principal)]
     ) -> Principal:
-        if not get_flag_cache(conn).evaluate(feature, principal.tenant_id).enabled:
+        if not decide_feature(conn, feature, principal.tenant_id).value:
             raise FeatureDisabled(feature)
         return principal
 

@@ -150,6 +150,10 @@ def _experiment_table(data: RoiData) -> list[dict[str, Any]]:
                     if "seq_lift_ci_low" in result
                     else "n/a",
                     "p (Welch)": round(result["p_value"], 4) if "p_value" in result else None,
+                    # Holm across every stored (feature, metric): the family this table shows.
+                    "p (Holm)": round(result["p_value_adjusted"], 4)
+                    if result.get("p_value_adjusted") is not None
+                    else None,
                     "SRM p": round(result["srm_p_value"], 4) if "srm_p_value" in result else None,
                 }
             )
@@ -242,6 +246,11 @@ def render(ctx: PageContext) -> None:
 
     st.header("Experiments and rollout decisions")
     st.dataframe(_experiment_table(data), hide_index=True, use_container_width=True)
+    family = max((r.get("family_size", 0) for r in data.experiments.values()), default=0)
+    st.caption(
+        f"p (Holm): Welch p-values adjusted across the {family} stored feature x metric "
+        "results read together here; the always-valid interval holds at every daily look."
+    )
     sources = {f: features[f]["lift_source"] for f in FEATURES}
     st.caption(
         "Lift used for revenue: "

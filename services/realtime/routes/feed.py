@@ -15,9 +15,14 @@ from __future__ import annotations
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from fastapi.responses import JSONResponse
+from openfeature.exception import ErrorCode
 
 from services.common.auth import FEED_READ, AuthError, authenticate_websocket, deny_websocket
+from services.common.flags import FeatureDisabledHandshakeError, decide_feature
 from services.realtime.deps import HubDep, RealtimeMetricsDep
+
+#: The feature flag whose rollout decides which tenants get the feed.
+FEED_FEATURE = "realtime_intelligence"
 
 router = APIRouter(tags=["feed"])
 
@@ -28,7 +33,8 @@ FEED_PROTOCOL = """\
 browsers, `?access_token=<JWT>`. The token needs the `feed:read` scope
 (`enterprisehub token --tenant T --subject AGENT --scope feed:read`). Refusals
 are HTTP answers with `{detail, reason}`: 401 (missing, expired, forged or
-malformed token) and 403 `insufficient_scope`.
+malformed token), 403 `insufficient_scope`, and 403 `feature_disabled` for a
+tenant outside the `realtime_intelligence` rollout.
 
 **Resume**: `?last_event_id=<stream_id or event_id>` of the last event received
 replays what was missed, then goes live without gap or duplicate.
@@ -83,6 +89,16 @@ async def lead_feed(websocket: WebSocket, hub: HubDep, metrics: RealtimeMetricsD
     except AuthError as error:
         metrics.count_failure("auth")
         await deny_websocket(websocket, error)
+        return
+    # Once per handshake, through OpenFeature: the tenant must be in the rollout.
+    decision = decide_feature(websocket, FEED_FEATURE, principal.tenant_id)
+    if not decision.value:
+        if decision.error_code is ErrorCode.PROVIDER_NOT_READY:
+            # No flag state read yet (Redis unreachable since start): retry later.
+            await hub.refuse_unavailable(websocket)
+            return
+        metrics.count_failure("feature_disabled")
+        await deny_websocket(websocket, FeatureDisabledHandshakeError(FEED_FEATURE))
         return
     try:
         await hub.serve(websocket, principal)

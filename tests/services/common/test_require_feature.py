@@ -8,6 +8,9 @@ from typing import Annotated, Any
 
 import pytest
 from fastapi import APIRouter, FastAPI
+from openfeature import api as openfeature_api
+from openfeature.flag_evaluation import FlagEvaluationDetails, FlagValueType
+from openfeature.hook import Hook, HookContext, HookHints
 
 from services.common.app import create_app
 from services.common.auth import Principal
@@ -83,3 +86,56 @@ async def test_route_answers_by_rollout(
 def test_unknown_feature_fails_at_import_time() -> None:
     with pytest.raises(InvalidFlag):
         require_feature("property_visoin")
+
+
+class _SeenContexts(Hook):
+    """An API-level hook, as another team's (tracing, auditing) would register one."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, str | None, str | None]] = []
+
+    def after(
+        self,
+        hook_context: HookContext,
+        details: FlagEvaluationDetails[FlagValueType],
+        hints: HookHints,
+    ) -> None:
+        self.seen.append(
+            (hook_context.flag_key, hook_context.evaluation_context.targeting_key, details.reason)
+        )
+
+
+async def test_routes_decide_through_openfeature_so_hooks_see_every_decision(
+    settings: CommonSettings,
+    redis_client: Redis,
+    app_client: Any,
+    make_token: Callable[..., str],
+) -> None:
+    inside = next(f"t-{i}" for i in range(1000) if bucket("property_vision", f"t-{i}") < 2500)
+    outside = next(f"t-{i}" for i in range(1000) if bucket("property_vision", f"t-{i}") >= 2500)
+    await write_flag(
+        redis_client, "property_vision", FlagState(enabled=True, rollout_percentage=25)
+    )
+    hook = _SeenContexts()
+    openfeature_api.add_hooks([hook])
+    try:
+        app = _app(settings)
+        async with app_client(app) as client:
+            for tenant, status in ((inside, 200), (outside, 403), (inside, 200)):
+                response = await client.get(
+                    "/v1/vision/ping", headers={"Authorization": f"Bearer {make_token(tenant)}"}
+                )
+                assert response.status_code == status
+            metrics = app.state.registry
+    finally:
+        openfeature_api.clear_hooks()
+    assert hook.seen == [
+        ("property_vision", inside, "SPLIT"),
+        ("property_vision", outside, "SPLIT"),
+        ("property_vision", inside, "SPLIT"),
+    ]
+    # The provider's own hook counted them too.
+    evaluations = metrics.get_sample_value(
+        "feature_flag_evaluations_total", {"feature": "property_vision", "reason": "SPLIT"}
+    )
+    assert evaluations == 3

@@ -12,6 +12,7 @@ import pytest
 # Fixtures are found by name: importing them into this conftest registers them.
 from tests.services.realtime.conftest import (  # noqa: F401
     Replica,
+    feed_rolled_out,
     http,
     lead_model,
     realtime_env,

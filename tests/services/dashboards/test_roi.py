@@ -105,6 +105,9 @@ async def test_page_renders_every_section(
     assert len(at.get("plotly_chart")) == 3
     experiments = at.dataframe[1].value
     assert "hold at 25%" in " ".join(map(str, experiments["Decision"]))
+    # Multiple-testing correction across the stored features x metrics.
+    assert experiments["p (Holm)"].notna().all()
+    assert (experiments["p (Holm)"] >= experiments["p (Welch)"]).all()
     assert at.get("download_button")
 
 

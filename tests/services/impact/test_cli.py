@@ -225,3 +225,41 @@ async def test_report_sums_stored_rows_with_assumed_then_measured_lift(
     assert measured["lift_source"] == "measured"
     assert measured["revenue"]["low"] == pytest.approx(6 * 0.02 * a.value_per_unit)
     assert measured["revenue"]["point"] == pytest.approx(6 * 0.08 * a.value_per_unit)
+
+
+async def test_operating_cost_is_the_tenants_claude_ledger_when_it_reports(
+    settings_env: dict[str, str], owner_db: Database, db: Database
+) -> None:
+    await _seed_activity(owner_db)
+    at = datetime(2026, 11, 20, 12, tzinfo=UTC)
+    async with owner_db.unscoped() as conn:
+        for tenant, cost, when in (
+            ("tenant-a", 12_000, at),
+            ("tenant-a", 345, at),
+            ("tenant-b", 999_999, at),  # another tenant's calls
+            ("tenant-a", 777_777, at + timedelta(days=1)),  # another day
+        ):
+            await conn.execute(
+                "INSERT INTO claude_cost_ledger (tenant_id, feature, model, cost_micro_usd, "
+                "created_at) VALUES ($1, 'ai_coaching', 'claude-test', $2, $3)",
+                tenant,
+                cost,
+                when,
+            )
+    await aggregate_day(db, DAY, ASSUMPTIONS)
+    async with owner_db.unscoped() as conn:
+        costs = {
+            (r["tenant_id"], r["feature_name"]): r["c"]
+            for r in await conn.fetch(
+                "SELECT tenant_id, feature_name, operating_cost::float8 AS c "
+                "FROM phase3_business_metrics"
+            )
+        }
+    # The ledger's 12,345 micro-dollars, not 1 use x the assumed per-use cost.
+    assert costs["tenant-a", "ai_coaching"] == pytest.approx(0.0123)
+    assert ASSUMPTIONS["ai_coaching"].api_cost_per_use != pytest.approx(0.0123)
+    # A feature that reports nothing to the ledger keeps the assumption.
+    realtime = ASSUMPTIONS["realtime_intelligence"]
+    assert costs["tenant-a", "realtime_intelligence"] == pytest.approx(
+        4 * realtime.api_cost_per_use
+    )

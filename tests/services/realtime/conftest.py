@@ -25,14 +25,17 @@ from prometheus_client import CollectorRegistry
 from pydantic import SecretStr
 from websockets.asyncio.client import ClientConnection, connect
 
-from localrun.servers import free_port
+from localrun.servers import RedisServer, free_port, start_redis
+from services.common.flags import FlagState, write_flag
 from services.common.metrics import new_registry
+from services.common.redis import Redis, close_redis, create_redis
 from services.common.scoring import LeadFeatures, LeadScorer
 from services.common.serving import uvicorn_protocols
 from services.ml import datagen
 from services.ml.training import train_to_file
 from services.realtime.config import RealtimeSettings
 from services.realtime.main import create_app
+from services.realtime.routes.feed import FEED_FEATURE
 
 # Short intervals so the relay, the batched writes and heartbeats happen
 # within a test; the behaviour is the same as with the production defaults.
@@ -136,9 +139,33 @@ async def start_replica(settings: RealtimeSettings) -> Replica:
     return Replica(app=app, registry=registry, port=port, server=server, task=task)
 
 
+async def roll_out_feed(redis: Redis) -> None:
+    """The feed's flag on for every tenant of ``redis`` (as `make run`'s seed has it)."""
+    await write_flag(redis, FEED_FEATURE, FlagState(enabled=True, rollout_percentage=100))
+
+
+@pytest_asyncio.fixture
+async def feed_rolled_out(redis_client: Redis) -> None:
+    """The feed on for every tenant (tests of its rollout set their own percentage)."""
+    await roll_out_feed(redis_client)
+
+
+@pytest_asyncio.fixture
+async def private_redis(tmp_path: Path) -> AsyncIterator[RedisServer]:
+    """A Redis of this test's own (so stopping it disturbs no other test), the feed on."""
+    server = start_redis(tmp_path)
+    client = create_redis(server.url, max_connections=1, socket_timeout=2)
+    try:
+        await roll_out_feed(client)
+    finally:
+        await close_redis(client)
+    yield server
+    server.stop()
+
+
 @pytest_asyncio.fixture
 async def replicas(
-    realtime_settings: RealtimeSettings,
+    realtime_settings: RealtimeSettings, feed_rolled_out: None
 ) -> AsyncIterator[Callable[..., Awaitable[Replica]]]:
     """``await replicas()`` starts one more replica (all stopped after the test)."""
     started: list[Replica] = []

@@ -9,9 +9,12 @@ from typing import Any
 import httpx
 import pytest
 from websockets.asyncio.client import connect
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from services.common.flags import FlagState, bucket, write_flag
+from services.common.redis import Redis
 from services.common.scoring import LeadFeatures
+from services.realtime.routes.feed import FEED_FEATURE
 from tests.services.realtime.conftest import Replica, event_body, open_feed, post_event
 
 pytestmark = pytest.mark.integration
@@ -133,3 +136,40 @@ async def test_socket_whose_queue_overflows_still_gets_every_event_in_order(
     in_stream_order = sorted(acks, key=lambda a: tuple(map(int, a["stream_id"].split("-"))))
     assert [f["event_id"] for f in received] == [a["event_id"] for a in in_stream_order]
     assert after["event_id"] == marker["event_id"]
+
+
+async def test_only_tenants_inside_the_rollout_get_the_feed(
+    replica: Replica, redis_client: Redis, make_token: Callable[..., str]
+) -> None:
+    inside = next(f"t-{i}" for i in range(1000) if bucket(FEED_FEATURE, f"t-{i}") < 1000)
+    outside = next(f"t-{i}" for i in range(1000) if bucket(FEED_FEATURE, f"t-{i}") >= 1000)
+    await write_flag(redis_client, FEED_FEATURE, FlagState(enabled=True, rollout_percentage=10))
+    flags = replica.app.state.flags
+    async with asyncio.timeout(5):
+        while flags.state(FEED_FEATURE).rollout_percentage != 10:  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+    async with open_feed(replica, make_token(inside)) as feed:
+        assert feed.ready["tenant_id"] == inside
+    for tenant in (outside, inside):
+        if tenant == inside:  # the kill switch (a rollback) refuses everyone
+            await write_flag(
+                redis_client, FEED_FEATURE, FlagState(enabled=False, rollout_percentage=10)
+            )
+            async with asyncio.timeout(5):
+                while flags.is_enabled(FEED_FEATURE, inside):  # noqa: ASYNC110
+                    await asyncio.sleep(0.01)
+        headers = {"Authorization": f"Bearer {make_token(tenant)}"}
+        with pytest.raises(InvalidStatus) as refused:
+            async with connect(replica.ws, additional_headers=headers):
+                pass
+        assert refused.value.response.status_code == 403
+        assert b"feature_disabled" in refused.value.response.body
+    failures = replica.registry.get_sample_value(
+        "websocket_connection_failures_total", {"reason": "feature_disabled"}
+    )
+    assert failures == 2
+    # The decisions went through OpenFeature: the provider's hook counted them.
+    evaluations = replica.registry.get_sample_value(
+        "feature_flag_evaluations_total", {"feature": FEED_FEATURE, "reason": "SPLIT"}
+    )
+    assert evaluations == 2

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -13,7 +12,7 @@ from pydantic import SecretStr
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from localrun.servers import RedisServer, start_redis
+from localrun.servers import RedisServer
 from services.common.auth import CRM_INGEST, FEED_READ, LEADS_SCORE
 from services.common.serving import WS_MAX_MESSAGE_BYTES
 from services.realtime.config import RealtimeSettings
@@ -165,14 +164,6 @@ async def test_small_client_messages_are_ignored(
     async with open_feed(replica, make_token("tenant-a")) as feed:
         await feed.conn.send("ping from the client")
         assert (await feed.frame())["type"] == "heartbeat"
-
-
-@pytest_asyncio.fixture
-async def private_redis(tmp_path: Path) -> AsyncIterator[RedisServer]:
-    """A Redis of this test's own, so stopping it disturbs no other test."""
-    server = start_redis(tmp_path)
-    yield server
-    server.stop()
 
 
 async def test_socket_of_a_tenant_already_read_is_1013_while_redis_is_down(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import httpx
@@ -21,19 +21,12 @@ from tests.services.realtime.conftest import (
     event_body,
     open_feed,
     post_event,
+    roll_out_feed,
     wait_until,
 )
 from tests.services.realtime.test_batch import batch_body, post_batch
 
 pytestmark = pytest.mark.integration
-
-
-@pytest_asyncio.fixture
-async def private_redis(tmp_path: Path) -> AsyncIterator[RedisServer]:
-    """A Redis of this test's own, so stopping it disturbs no other test."""
-    server = start_redis(tmp_path)
-    yield server
-    server.stop()
 
 
 @pytest_asyncio.fixture
@@ -209,6 +202,8 @@ async def test_delivery_keeps_acceptance_order_across_a_redis_outage(
     ]
     await asyncio.sleep(1.1)  # past the ingest's back-off after the failure
     start_redis(tmp_path, port=private_redis.port)
+    # The restarted Redis is empty: the feed's flag is set again, as `flags init` would.
+    await roll_out_feed(replica.app.state.redis)
     after = [
         await post_event(http, replica, token, event_body(lead, lead_id=f"after-{n}"))
         for n, lead in enumerate(sample_leads[3:6])

@@ -61,7 +61,7 @@ class Served:
 
 
 @pytest.fixture
-def served(realtime_env: dict[str, str], tmp_path: Path) -> Iterator[Served]:
+def served(realtime_env: dict[str, str], tmp_path: Path, feed_rolled_out: None) -> Iterator[Served]:
     """The realtime service started by the CLI, logging at DEBUG (every level)."""
     port = free_port()
     log = tmp_path / "realtime.log"

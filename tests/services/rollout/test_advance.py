@@ -213,3 +213,37 @@ async def test_no_prometheus_and_no_results_hold(
     assert decision["decision"] == "hold"
     assert decision["applied"] is False
     assert "unreachable" in json.dumps(decision["inputs"])
+
+
+async def test_a_declined_decision_is_recorded_and_changes_nothing(
+    settings_env: dict[str, str],
+    prometheus: PrometheusServer,
+    redis_client: Redis,
+    owner_db: Database,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    await _start_week_one(owner_db, days_ago=2)
+    # No --yes and no terminal (pytest's stdin): the rollback is refused, not applied.
+    code = await _cli(
+        "rollout",
+        "advance",
+        "--feature",
+        "property_vision",
+        "--environment",
+        "local",
+        "--prometheus-url",
+        prometheus.url,
+        "--selector",
+        'route="/bad"',
+        "--window",
+        "1m",
+    )
+    assert code != 0
+    assert "confirmation" in capsys.readouterr().err
+    assert await get_flag(redis_client, "property_vision") == FlagState(
+        enabled=True, rollout_percentage=10
+    )
+    [decision] = await _decisions(owner_db)
+    assert (decision["decision"], decision["applied"]) == ("rollback", False)
+    assert "guardrail" in str(decision["reason"])
+    assert decision["inputs"]["observations"]["error_rate"] > 0.1  # type: ignore[index]
