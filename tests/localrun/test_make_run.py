@@ -317,7 +317,7 @@ def test_stop_ends_the_run_that_owns_the_state_dir(
         # Until the child has exec'd, its cmdline is still this process's.
         cmdline = Path(f"/proc/{sleeper.pid}/cmdline")
         deadline = time.monotonic() + 30
-        while b"localrun" not in cmdline.read_bytes() and time.monotonic() < deadline:
+        while b"-m\x00localrun" not in cmdline.read_bytes() and time.monotonic() < deadline:
             time.sleep(0.01)
         (state_dir / PID_FILE).write_text(f"{sleeper.pid}\n")
         assert main(["--state-dir", str(state_dir), "stop"]) == 0
