@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import ClassVar, Self
 
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -42,6 +43,8 @@ class RollbackSettings(CommonSettings):
         description='Feature -> its Deployments, JSON {"property_vision": ["ml-services"]}.',
     )
     rollback_kubernetes_timeout_seconds: float = Field(default=5.0, gt=0, le=30)
+    #: Where the kubelet mounts the pod's ServiceAccount token, CA and namespace.
+    rollback_service_account_dir: Path = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 
     @field_validator("alertmanager_webhook_token")
     @classmethod

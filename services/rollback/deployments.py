@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx2
@@ -239,16 +240,17 @@ class DeploymentRollbacker:
         await self._client.close()
 
 
-def kubernetes_client(config: KubeConfig | None, *, timeout_seconds: float) -> AsyncClient:
-    """The client the handler undoes rollouts with.
+def kubernetes_client(service_account_dir: Path, *, timeout_seconds: float) -> AsyncClient:
+    """The in-cluster client the handler undoes rollouts with.
 
-    ``config`` None: in-cluster, the pod's ServiceAccount token, CA and namespace
-    (``/var/run/secrets/kubernetes.io/serviceaccount``); the Deployments live in
-    the handler's own namespace. Proxy variables are ignored: the API server is
-    reached directly, as the NetworkPolicy allows.
+    The pod's ServiceAccount token, CA and namespace from ``service_account_dir``
+    (``/var/run/secrets/kubernetes.io/serviceaccount``) and the API server from
+    KUBERNETES_SERVICE_HOST/PORT, which the kubelet sets; the Deployments live
+    in the handler's own namespace. Proxy variables are ignored: the API server
+    is reached directly, as the NetworkPolicy allows.
     """
     return AsyncClient(
-        config=config if config is not None else KubeConfig.from_service_account(),
+        config=KubeConfig.from_service_account(service_account=service_account_dir),
         timeout=httpx2.Timeout(timeout_seconds),
         field_manager=FIELD_MANAGER,
         trust_env=False,

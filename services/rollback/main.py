@@ -11,7 +11,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from lightkube import KubeConfig
 from prometheus_client import CollectorRegistry
 
 from services.common.app import create_app as create_service_app
@@ -24,7 +23,7 @@ from services.rollback.metrics import RollbackMetrics
 from services.rollback.routes import webhook
 
 
-def _lifespan(settings: RollbackSettings, kubernetes: KubeConfig | None) -> ServiceLifespan:
+def _lifespan(settings: RollbackSettings) -> ServiceLifespan:
     """The Kubernetes client, only when the stack lets the handler undo deployments."""
 
     @asynccontextmanager
@@ -35,7 +34,8 @@ def _lifespan(settings: RollbackSettings, kubernetes: KubeConfig | None) -> Serv
             return
         rollbacker = DeploymentRollbacker(
             kubernetes_client(
-                kubernetes, timeout_seconds=settings.rollback_kubernetes_timeout_seconds
+                settings.rollback_service_account_dir,
+                timeout_seconds=settings.rollback_kubernetes_timeout_seconds,
             )
         )
         app.state.deployment_rollbacker = rollbacker
@@ -48,15 +48,12 @@ def _lifespan(settings: RollbackSettings, kubernetes: KubeConfig | None) -> Serv
 
 
 def create_app(
-    settings: RollbackSettings | None = None,
-    *,
-    registry: CollectorRegistry | None = None,
-    kubernetes: KubeConfig | None = None,
+    settings: RollbackSettings | None = None, *, registry: CollectorRegistry | None = None
 ) -> FastAPI:
     """Build the app; settings default to the environment.
 
-    ``kubernetes`` is where the API server is; None: in-cluster (the pod's
-    ServiceAccount), read at start-up only when ROLLBACK_UNDO_DEPLOYMENTS is on.
+    With ROLLBACK_UNDO_DEPLOYMENTS on, start-up reads the pod's ServiceAccount
+    (ROLLBACK_SERVICE_ACCOUNT_DIR) and fails without it.
     """
     settings = settings if settings is not None else RollbackSettings.from_env()
     registry = registry if registry is not None else new_registry()
@@ -69,7 +66,7 @@ def create_app(
         feature_health=ROLLBACK_FEATURE_HEALTH,
         registry=registry,
         edge_verifier=verifier,
-        lifespan=_lifespan(settings, kubernetes),
+        lifespan=_lifespan(settings),
         max_body_bytes=settings.rollback_max_body_bytes,
         max_body_setting="ROLLBACK_MAX_BODY_BYTES",
     )
