@@ -15,7 +15,12 @@ kubectl (``polymorphichelpers.DeploymentRollbacker`` with ``toRevision=0``):
    Deployment's own revision bookkeeping plus the ReplicaSet's other annotations.
 
 The Deployment controller then rolls the pods and gives the restored template
-the next revision number. Objects are handled as the API server's raw JSON
+the next revision number (its ReplicaSet keeps its ``pod-template-hash``).
+
+One refusal kubectl does not make: when the newest ReplicaSet carries the
+template an earlier automatic undo restored (``restored_hash``: no release
+since), undoing again would bring back the template that failed, so it is left
+to an operator. Objects are handled as the API server's raw JSON
 (lightkube's generic resources), so a template field the client's models do
 not know is still copied, never dropped.
 """
@@ -66,6 +71,8 @@ class UndoOutcome:
     to_revision: int | None = None
     #: The Kubernetes API failed (or refused): an operator must look.
     failed: bool = False
+    #: The ``pod-template-hash`` of the template restored (the next undo checks it).
+    restored_hash: str | None = None
 
     def as_record(self) -> dict[str, Any]:
         """The JSON kept on the incident row."""
@@ -76,6 +83,7 @@ class UndoOutcome:
             "from_revision": self.from_revision,
             "to_revision": self.to_revision,
             "failed": self.failed,
+            "restored_hash": self.restored_hash,
         }
 
     def describe(self) -> str:
@@ -93,6 +101,7 @@ class UndoPlan:
     reason: str
     from_revision: int | None = None
     to_revision: int | None = None
+    restored_hash: str | None = None
 
 
 def revision(obj: Mapping[str, Any]) -> int | None:
@@ -127,8 +136,23 @@ def controlled_by(replica_set: Mapping[str, Any], deployment: Mapping[str, Any])
     )
 
 
-def plan_undo(deployment: Mapping[str, Any], replica_sets: Sequence[Mapping[str, Any]]) -> UndoPlan:
-    """kubectl's ``rollout undo`` (to the previous revision) over objects already fetched."""
+def _hash(replica_set: Mapping[str, Any]) -> str | None:
+    labels = replica_set["spec"]["template"].get("metadata", {}).get("labels") or {}
+    value = labels.get(TEMPLATE_HASH_LABEL)
+    return str(value) if value is not None else None
+
+
+def plan_undo(
+    deployment: Mapping[str, Any],
+    replica_sets: Sequence[Mapping[str, Any]],
+    *,
+    restored_hash: str | None = None,
+) -> UndoPlan:
+    """kubectl's ``rollout undo`` (to the previous revision) over objects already fetched.
+
+    ``restored_hash``: the template the last automatic undo of this Deployment
+    restored; while it is still the newest, there is nothing left to undo.
+    """
     name = deployment["metadata"]["name"]
     latest: tuple[int, Mapping[str, Any]] | None = None
     previous: tuple[int, Mapping[str, Any]] | None = None
@@ -142,6 +166,13 @@ def plan_undo(deployment: Mapping[str, Any], replica_sets: Sequence[Mapping[str,
             previous, latest = latest, (number, replica_set)
         elif previous is None or previous[0] < number:
             previous = (number, replica_set)
+    if latest is not None and restored_hash is not None and _hash(latest[1]) == restored_hash:
+        return UndoPlan(
+            None,
+            f"revision {latest[0]} is the template an earlier automatic undo restored "
+            "(no release since): undoing it would bring back the template that failed",
+            latest[0],
+        )
     if previous is None:
         return UndoPlan(None, f"no rollout history found for deployment {name!r}")
     current = latest[0] if latest else None
@@ -169,7 +200,7 @@ def plan_undo(deployment: Mapping[str, Any], replica_sets: Sequence[Mapping[str,
         {"op": "replace", "path": "/spec/template", "value": template},
         {"op": "replace", "path": "/metadata/annotations", "value": annotations},
     ]
-    return UndoPlan(patch, "rolled back", current, to_revision)
+    return UndoPlan(patch, "rolled back", current, to_revision, _hash(target))
 
 
 def label_selector(selector: Mapping[str, Any]) -> dict[str, Any]:
@@ -207,8 +238,11 @@ class DeploymentRollbacker:
     def __init__(self, client: AsyncClient) -> None:
         self._client = client
 
-    async def undo(self, name: str) -> UndoOutcome:
-        """``kubectl rollout undo deployment/NAME``; a failure is an outcome, never raised."""
+    async def undo(self, name: str, *, restored_hash: str | None = None) -> UndoOutcome:
+        """``kubectl rollout undo deployment/NAME``; a failure is an outcome, never raised.
+
+        ``restored_hash`` as for :func:`plan_undo`.
+        """
         try:
             deployment = dict(await self._client.get(GenericDeployment, name))
             selector = label_selector(deployment["spec"]["selector"])
@@ -220,7 +254,7 @@ class DeploymentRollbacker:
                     labels=selector,
                 )
             ]
-            plan = plan_undo(deployment, replica_sets)
+            plan = plan_undo(deployment, replica_sets, restored_hash=restored_hash)
             if plan.patch is None:
                 return UndoOutcome(name, False, plan.reason, plan.from_revision, plan.to_revision)
             await self._client.patch(
@@ -233,7 +267,14 @@ class DeploymentRollbacker:
             )
         except (ApiError, httpx2.HTTPError) as exc:
             return _api_failure(name, exc)
-        return UndoOutcome(name, True, plan.reason, plan.from_revision, plan.to_revision)
+        return UndoOutcome(
+            name,
+            True,
+            plan.reason,
+            plan.from_revision,
+            plan.to_revision,
+            restored_hash=plan.restored_hash,
+        )
 
     async def aclose(self) -> None:
         """Close the client's connections."""

@@ -11,7 +11,9 @@ back on returns to the same rollout step.
 When the stack lets the handler undo deployments, the same transaction marks
 the undo of the Deployments serving the features whose flag it turned off as
 pending; :func:`undo_deployments` then claims it for exactly one copy of the
-incident, undoes each rollout and records the outcomes on the incident row.
+incident, undoes each rollout and records the outcomes on the incident row
+(with the template it restored, so that a later incident never undoes that
+undo while no release came in between).
 A Deployment whose feature was already off is left alone (an earlier incident
 or an operator already acted: undoing again would bring back the template that
 failed).
@@ -49,6 +51,13 @@ CLAIM_UNDO = (
 RECORD_UNDO = (
     "UPDATE rollback_incidents SET deployments_state = 'done', deployments_done_at = now(), "
     "deployments_outcome = deployments_outcome || $2 WHERE incident_key = $1"
+)
+#: The template the last successful automatic undo of a Deployment restored.
+LAST_RESTORED = (
+    "SELECT undo ->> 'restored_hash' FROM rollback_incidents, "
+    "jsonb_array_elements(deployments_outcome) AS undo "
+    "WHERE undo ->> 'deployment' = $1 AND (undo ->> 'rolled_back')::boolean "
+    "ORDER BY deployments_done_at DESC LIMIT 1"
 )
 #: Why a Deployment of the incident's feature is not undone when its flag was already off.
 ALREADY_OFF = (
@@ -166,7 +175,9 @@ async def undo_deployments(
     outcomes = []
     for name in planned:
         try:
-            outcomes.append(await rollbacker.undo(name))
+            async with db.unscoped() as conn:
+                restored = await conn.fetchval(LAST_RESTORED, name)
+            outcomes.append(await rollbacker.undo(name, restored_hash=restored))
         except Exception:
             # Anything unforeseen is still recorded: the claim is taken, so no
             # later copy would retry it, and the incident row must say so.

@@ -120,6 +120,36 @@ class KubernetesApiStandIn:
             },
         }
 
+    def roll_out(self, name: str) -> None:
+        """What the Deployment controller does after a template change: the ReplicaSet
+        with the Deployment's template (a new one if none has it) gets the next revision."""
+        deployment = self.deployments[name]
+        owned = [rs for rs in self.replica_sets if rs["metadata"]["name"].startswith(f"{name}-")]
+        revision = 1 + max(
+            int(rs["metadata"]["annotations"]["deployment.kubernetes.io/revision"]) for rs in owned
+        )
+        wanted = deployment["spec"]["template"]
+        for rs in owned:
+            own = copy.deepcopy(rs["spec"]["template"])
+            own["metadata"]["labels"].pop("pod-template-hash")
+            if own == wanted:
+                break
+        else:
+            rs = copy.deepcopy(owned[-1])
+            rs["metadata"]["name"] = f"{name}-{revision}"
+            rs["spec"]["template"] = copy.deepcopy(wanted)
+            rs["spec"]["template"]["metadata"]["labels"]["pod-template-hash"] = f"hash{revision}"
+            rs["metadata"]["labels"]["pod-template-hash"] = f"hash{revision}"
+            self.replica_sets.append(rs)
+        rs["metadata"]["annotations"]["deployment.kubernetes.io/revision"] = str(revision)
+        deployment["metadata"]["annotations"]["deployment.kubernetes.io/revision"] = str(revision)
+
+    def release(self, name: str, image: str) -> None:
+        """A new release of ``name`` (as ``pulumi up`` with a new image), rolled out."""
+        containers = self.deployments[name]["spec"]["template"]["spec"]["containers"]
+        containers[0]["image"] = image
+        self.roll_out(name)
+
     # ------------------------------------------------------------------ HTTP
 
     def answer(self, method: str, target: str, headers: Any, body: bytes) -> tuple[int, Any]:

@@ -8,6 +8,7 @@ stand-in, which counts every request.
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -22,7 +23,7 @@ from services.rollback.main import create_app
 from services.rollback.procedure import ALREADY_OFF
 from tests.services.rollback.conftest import SERVICE_ACCOUNT_TOKEN, SlackStandIn
 from tests.services.rollback.kubernetes_api import JSON_PATCH, KubernetesApiStandIn, template
-from tests.services.rollback.test_webhook import AUTH, URL, _alert, _notification
+from tests.services.rollback.test_webhook import AUTH, STARTS, URL, _alert, _notification
 
 FEATURE_DEPLOYMENTS = (
     '{"property_vision": ["ml-services"], "realtime_intelligence": ["websocket-manager"], '
@@ -122,6 +123,7 @@ async def test_on_one_patch_restores_the_previous_template_as_kubectl_does(
         "from_revision": 3,
         "to_revision": 2,
         "failed": False,
+        "restored_hash": "hash2",
     }
     assert answer["handled"][0]["deployments_undone"] == [record]
     incident = await _incident(owner_db)
@@ -151,6 +153,38 @@ async def test_duplicates_patch_once(
     undone = [a.json()["handled"][0]["deployments_undone"] for a in [*answers, late]]
     assert sum(u is not None for u in undone) == 1
     assert (await _incident(owner_db))["deployments_outcome"][0]["rolled_back"] is True
+
+
+async def test_an_undo_is_never_undone_by_a_later_incident_without_a_release(
+    undoing: KubernetesApiStandIn, app_client: Any, redis_client: Redis, owner_db: Database
+) -> None:
+    undoing.add_deployment("ml-services", [GOOD, BAD])
+    app = create_app()
+
+    async def incident(client: Any, hours: int) -> dict[str, Any]:
+        # The operator turned the feature back on; the same alert fires again later.
+        await _all_on(redis_client)
+        body = _notification(_alert(starts=STARTS + timedelta(hours=hours)))
+        answer = await client.post(URL, json=body, headers=AUTH)
+        (undone,) = answer.json()["handled"][0]["deployments_undone"]
+        return dict(undone)
+
+    async with app_client(app) as client:
+        first = await incident(client, 0)
+        assert (first["rolled_back"], first["to_revision"]) == (True, 1)
+        undoing.roll_out("ml-services")  # GOOD's ReplicaSet becomes revision 3
+        again = await incident(client, 1)
+        assert again["rolled_back"] is False
+        assert "an earlier automatic undo restored" in again["reason"]
+        assert len(undoing.requests("PATCH")) == 1
+        good = template("ml-services", GOOD, None)
+        assert undoing.deployments["ml-services"]["spec"]["template"] == good
+        # After a new release, the next incident undoes it, back to GOOD.
+        undoing.release("ml-services", BAD + "v3")
+        third = await incident(client, 2)
+    assert (third["rolled_back"], third["from_revision"], third["to_revision"]) == (True, 4, 3)
+    assert len(undoing.requests("PATCH")) == 2
+    assert undoing.deployments["ml-services"]["spec"]["template"] == good
 
 
 async def test_a_resolved_alert_undoes_nothing(
@@ -249,6 +283,7 @@ async def test_a_feature_already_off_is_not_undone_again(
             "from_revision": None,
             "to_revision": None,
             "failed": False,
+            "restored_hash": None,
         }
     ]
 
