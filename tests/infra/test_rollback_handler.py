@@ -25,9 +25,11 @@ from infra.components.rollback_handler import (
     RollbackHandlerArgs,
 )
 from infra.synth import run_stack
+from infra.synth.cli import build_document
 from infra.synth.inputs import qualify, stack_inputs
 from infra.synth.manifests import manifests_for, write_manifests
 from infra.synth.mocks import ProgramRun, RecordedResource
+from policies.pack import uncovered
 from tests.infra.test_manifests import _checkov, checkov  # noqa: F401 - the fixture
 
 HANDLER = catalog.ROLLBACK_HANDLER.name
@@ -187,6 +189,11 @@ def test_on_checkov_passes(
     failed = report.get("results", {}).get("failed_checks", [])
     assert not [f"{c['check_id']} {c['resource']}" for c in failed]
     assert report["summary"]["passed"] > 0
+
+
+def test_on_every_declared_type_is_covered_by_the_policy_pack(undoing: ProgramRun) -> None:
+    inputs = stack_inputs("production", environ={})
+    assert uncovered(build_document(inputs, undoing)) == {}
 
 
 def test_undoing_needs_deployments_to_undo() -> None:
