@@ -79,6 +79,7 @@ def _lifespan(settings: ChurnSettings) -> ServiceLifespan:
             metrics=ChurnMetrics(app.state.registry),
             crm=crm,
             flags=app.state.flags,
+            flag_client=app.state.flag_client,
         )
         await runtime.start(
             worker=settings.churn_worker_enabled, scheduler=settings.churn_scheduler_enabled
