@@ -31,7 +31,7 @@ from starlette.websockets import WebSocket, WebSocketState
 from services.common.auth import Principal
 from services.common.database import Database, DatabaseUnavailable
 from services.common.redis import Redis
-from services.common.tasks import stop_tasks
+from services.common.tasks import BackgroundTask
 from services.realtime import store
 from services.realtime.config import RealtimeSettings
 from services.realtime.connections import ConnectionCap, ConnectionRegistry, FeedConnection
@@ -87,7 +87,9 @@ class FeedHub:
     registry: ConnectionRegistry = field(init=False)
     fanout: StreamFanout = field(init=False)
     cap: ConnectionCap = field(init=False)
-    _heartbeat_task: asyncio.Task[None] | None = field(default=None, init=False)
+    _heartbeats_loop: BackgroundTask = field(
+        default_factory=lambda: BackgroundTask("realtime-heartbeats"), init=False
+    )
 
     def __post_init__(self, redis: Redis) -> None:
         settings = self.settings
@@ -105,16 +107,11 @@ class FeedHub:
     def start(self) -> None:
         """Start the stream reader and the heartbeat ticker."""
         self.fanout.start()
-        if self._heartbeat_task is None:
-            self._heartbeat_task = asyncio.create_task(
-                self._heartbeats(), name="realtime-heartbeats"
-            )
+        self._heartbeats_loop.start(self._heartbeats)
 
     async def stop(self) -> None:
         """Stop background work; open sockets are closed by the server's shutdown."""
-        if self._heartbeat_task is not None:
-            await stop_tasks([self._heartbeat_task])
-            self._heartbeat_task = None
+        await self._heartbeats_loop.stop()
         await self.fanout.stop()
 
     async def _heartbeats(self) -> None:

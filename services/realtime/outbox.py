@@ -48,7 +48,7 @@ from collections.abc import Callable
 from dataclasses import KW_ONLY, dataclass, field
 
 from services.common.database import Database, DatabaseUnavailable
-from services.common.tasks import stop_tasks
+from services.common.tasks import BackgroundTask
 from services.realtime import store
 from services.realtime.frames import FIELD_EVENT_ID
 from services.realtime.metrics import RealtimeMetrics
@@ -76,7 +76,9 @@ class RowWriter:
     _marks: dict[str, dict[str, str]] = field(default_factory=dict, init=False)
     _latencies: dict[str, dict[str, float]] = field(default_factory=dict, init=False)
     _size: int = field(default=0, init=False)
-    _task: asyncio.Task[None] | None = field(default=None, init=False)
+    _loop: BackgroundTask = field(
+        default_factory=lambda: BackgroundTask("realtime-row-writer"), init=False
+    )
     # One flush at a time, so a caller of flush() (shutdown, tests) returns
     # only after everything buffered before the call is written.
     _flushing: asyncio.Lock = field(default_factory=asyncio.Lock, init=False)
@@ -101,14 +103,11 @@ class RowWriter:
 
     def start(self) -> None:
         """Start the periodic flush."""
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="realtime-row-writer")
+        self._loop.start(self._run)
 
     async def stop(self) -> None:
         """Stop the periodic flush and write what is buffered."""
-        if self._task is not None:
-            await stop_tasks([self._task])
-            self._task = None
+        await self._loop.stop()
         await self.flush()
 
     async def _run(self) -> None:
@@ -168,7 +167,9 @@ class OutboxRelay:
     _held: dict[str, list[str]] = field(default_factory=dict, init=False)
     # tenant -> set while its hold is being released (the ingest waits).
     _gates: dict[str, asyncio.Event] = field(default_factory=dict, init=False)
-    _task: asyncio.Task[None] | None = field(default=None, init=False)
+    _loop: BackgroundTask = field(
+        default_factory=lambda: BackgroundTask("realtime-outbox-relay"), init=False
+    )
 
     def nudge(self, tenant_id: str) -> None:
         """A publish for this tenant failed here: scan it until its rows are out."""
@@ -235,14 +236,11 @@ class OutboxRelay:
 
     def start(self) -> None:
         """Start the periodic relay pass."""
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="realtime-outbox-relay")
+        self._loop.start(self._run)
 
     async def stop(self) -> None:
         """Stop relaying (rows left unpublished stay for the next replica)."""
-        if self._task is not None:
-            await stop_tasks([self._task])
-            self._task = None
+        await self._loop.stop()
 
     async def _run(self) -> None:
         while True:

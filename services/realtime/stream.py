@@ -35,7 +35,7 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from services.common.redis import UNAVAILABLE_ERRORS, Redis, tenant_key
-from services.common.tasks import stop_tasks
+from services.common.tasks import BackgroundTask
 from services.realtime.frames import FeedEntry, parse_stream_id, stream_fields
 
 log = logging.getLogger(__name__)
@@ -204,7 +204,9 @@ class StreamFanout:
     _tenant_of: dict[str, str] = field(default_factory=dict, init=False)
     _positions: dict[str, str] = field(default_factory=dict, init=False)
     _pending: dict[str, asyncio.Future[str]] = field(default_factory=dict, init=False)
-    _task: asyncio.Task[None] | None = field(default=None, init=False)
+    _loop: BackgroundTask = field(
+        default_factory=lambda: BackgroundTask("realtime-stream-fanout"), init=False
+    )
 
     def __post_init__(self) -> None:
         self._wake_key = f"realtime:replica:{self.replica_id}:wake"
@@ -265,14 +267,11 @@ class StreamFanout:
 
     def start(self) -> None:
         """Start the reader task."""
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="realtime-stream-fanout")
+        self._loop.start(self._run)
 
     async def stop(self) -> None:
         """Stop the reader task and delete this replica's wake stream."""
-        if self._task is not None:
-            await stop_tasks([self._task])
-            self._task = None
+        await self._loop.stop()
         try:
             await self.redis.delete(self._wake_key)
         except REDIS_DOWN:
