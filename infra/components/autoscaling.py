@@ -33,7 +33,7 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
-from infra.components.addons import load_pins
+from infra.components.addons import load_pins, pinned_release
 from infra.components.iam import (
     EKS_NODE_POLICIES,
     irsa_trust_policy,
@@ -418,28 +418,18 @@ class Karpenter(pulumi.ComponentResource):
         pins = load_pins(section="awsCharts")
         crd_pin, chart_pin = pins["karpenter-crd"], pins["karpenter"]
         k8s_child = pulumi.ResourceOptions(parent=self, provider=args.provider)
-        crds = k8s.helm.v3.Release(
+        crds = pinned_release(
             f"{name}-crd",
-            name="karpenter-crd",
-            chart=f"{crd_pin.repository}/{crd_pin.chart}",
-            version=crd_pin.version,
-            namespace=crd_pin.namespace,
-            atomic=True,
-            max_history=10,
+            crd_pin,
             opts=pulumi.ResourceOptions.merge(
                 k8s_child, pulumi.ResourceOptions(depends_on=list(args.after))
             ),
         )
-        release = k8s.helm.v3.Release(
+        release = pinned_release(
             f"{name}-chart",
-            name="karpenter",
-            chart=f"{chart_pin.repository}/{chart_pin.chart}",
-            version=chart_pin.version,
-            namespace=chart_pin.namespace,
+            chart_pin,
             skip_crds=True,
-            atomic=True,
             cleanup_on_fail=True,
-            max_history=10,
             values={
                 "settings": {
                     "clusterName": args.cluster_name,
