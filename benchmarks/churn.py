@@ -149,36 +149,40 @@ async def _child_pass() -> None:
     from services.churn.model import ChurnModel
     from services.churn.runtime import ChurnRuntime
     from services.common.database import Database
-    from services.common.flags import FlagCache
+    from services.common.flags import FlagCache, openfeature_client
     from services.common.redis import close_redis, create_redis_from_settings
 
     settings = ChurnSettings.from_env()
     db = await Database.connect(settings)
     redis = create_redis_from_settings(settings)
-    flags = FlagCache(redis, registry=CollectorRegistry())
+    registry = CollectorRegistry()
+    flags = FlagCache(redis, registry=registry)
     model = ChurnModel.load(settings.churn_model_uri)
-    runtime = ChurnRuntime(
-        settings=settings,
-        db=db,
-        model=model,
-        metrics=ChurnMetrics(CollectorRegistry()),
-        crm=build_crm(settings),
-        flags=flags,
-    )
+    # As in the service: the flag decided through OpenFeature, once per tenant.
     async with flags.running():
-        await runtime.app.open_async()
-        baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        cpu_started = time.process_time()
-        started = time.perf_counter()
-        summary = await runtime.run_pass()
-        seconds = time.perf_counter() - started
-        pass_cpu_seconds = time.process_time() - cpu_started
-        # The next pass over the same leads: what every CHURN_MONITORING_INTERVAL costs
-        # once the risk states are stored and the interventions staged.
-        started = time.perf_counter()
-        steady = await runtime.run_pass()
-        steady_seconds = time.perf_counter() - started
-        await runtime.stop()
+        with openfeature_client(flags, registry=registry, name="churn") as flag_client:
+            runtime = ChurnRuntime(
+                settings=settings,
+                db=db,
+                model=model,
+                metrics=ChurnMetrics(registry),
+                crm=build_crm(settings),
+                flags=flags,
+                flag_client=flag_client,
+            )
+            await runtime.app.open_async()
+            baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+            cpu_started = time.process_time()
+            started = time.perf_counter()
+            summary = await runtime.run_pass()
+            seconds = time.perf_counter() - started
+            pass_cpu_seconds = time.process_time() - cpu_started
+            # The next pass over the same leads: what every CHURN_MONITORING_INTERVAL costs
+            # once the risk states are stored and the interventions staged.
+            started = time.perf_counter()
+            steady = await runtime.run_pass()
+            steady_seconds = time.perf_counter() - started
+            await runtime.stop()
     await db.close()
     await close_redis(redis)
     print(

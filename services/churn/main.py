@@ -23,7 +23,7 @@ from services.churn.crm import LeadConnectorClient
 from services.churn.health import CHURN_FEATURE_HEALTH
 from services.churn.metrics import ChurnMetrics
 from services.churn.model import ChurnModel
-from services.churn.routes import interventions, signals
+from services.churn.routes import dead_letters, interventions, outcomes, signals
 from services.churn.runtime import ChurnRuntime
 from services.common.app import Need, ServiceLifespan
 from services.common.app import create_app as create_common_app
@@ -79,6 +79,7 @@ def _lifespan(settings: ChurnSettings) -> ServiceLifespan:
             metrics=ChurnMetrics(app.state.registry),
             crm=crm,
             flags=app.state.flags,
+            flag_client=app.state.flag_client,
         )
         await runtime.start(
             worker=settings.churn_worker_enabled, scheduler=settings.churn_scheduler_enabled
@@ -103,7 +104,7 @@ def create_app(
         settings=settings,
         title="EnterpriseHub churn-orchestrator",
         service="churn",
-        routers=[signals.router, interventions.router],
+        routers=[signals.router, outcomes.router, interventions.router, dead_letters.router],
         feature_health=CHURN_FEATURE_HEALTH,
         lifespan=_lifespan(settings),
         registry=registry,

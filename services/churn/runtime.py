@@ -17,11 +17,15 @@
   last heartbeat, not after the next pass (60 s by default, two thirds of the
   30-second detection-to-intervention budget on its own).
 
-The ``churn_prevention`` flag gates each tenant (``feature_enabled``, read from
-the app's flag cache): a tenant outside the rollout is skipped by the
-scheduled pass and by signal-triggered detection, so it gets no new
-interventions. Sends already queued for it are still delivered: they were
-decided while it was inside.
+The ``churn_prevention`` flag gates each tenant (``feature_enabled``): a tenant
+outside the rollout is skipped by the scheduled pass and by signal-triggered
+detection, so it gets no new interventions. Sends already queued for it are
+still delivered: they were decided while it was inside. The decision goes
+through the app's OpenFeature client, as the routes' (reasons, hooks, the
+``feature_flag_evaluations_total`` metric), once per tenant and pass or
+detection job, never per lead: about 10 µs each, 50 of them in a pass over
+100,000 leads of 50 tenants. The flag cache itself is kept for health
+(synced, stale).
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Final
 
+from openfeature.client import OpenFeatureClient
 from procrastinate import App, PsycopgConnector, RetryStrategy
 from procrastinate.exceptions import ConnectorException
 from procrastinate.job_context import JobContext
@@ -53,7 +58,7 @@ from services.churn.queue import (
     defer_deliveries,
 )
 from services.common.database import Database, DatabaseUnavailable, asyncpg_dsn
-from services.common.flags import FlagCache
+from services.common.flags import FlagCache, evaluate_feature
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +127,7 @@ class ChurnRuntime:
         metrics: ChurnMetrics,
         crm: LeadConnectorClient | None,
         flags: FlagCache,
+        flag_client: OpenFeatureClient,
     ) -> None:
         self.settings = settings
         self.db = db
@@ -129,6 +135,7 @@ class ChurnRuntime:
         self.metrics = metrics
         self.crm = crm
         self.flags = flags
+        self.flag_client = flag_client
         self.health = HealthSnapshot()
         self.last_queue_depth: int | None = None
         self.detection = DetectionConfig(
@@ -185,8 +192,8 @@ class ChurnRuntime:
         return app
 
     def feature_enabled(self, tenant_id: str) -> bool:
-        """Whether ``tenant_id`` is inside the ``churn_prevention`` rollout now."""
-        return self.flags.evaluate(CHURN_FEATURE, tenant_id).enabled
+        """Whether ``tenant_id`` is inside the ``churn_prevention`` rollout now (OpenFeature)."""
+        return evaluate_feature(self.flag_client, CHURN_FEATURE, tenant_id).value
 
     # -- lifecycle ---------------------------------------------------------
 

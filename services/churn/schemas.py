@@ -152,7 +152,7 @@ class SignalsAccepted(BaseModel):
 
 
 class OutcomeUpdate(BaseModel):
-    """An intervention's outcome reported by an operator or the CRM."""
+    """An intervention's outcome, reported by the CRM integration."""
 
     model_config = ConfigDict(extra="forbid")
 

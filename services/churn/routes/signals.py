@@ -18,8 +18,7 @@ from datetime import UTC, datetime
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from services.churn.config import CHURN_FEATURE
-from services.churn.deps import DbDep, RuntimeDep
+from services.churn.deps import DbDep, RuntimeDep, route_guard
 from services.churn.queue import defer_detection
 from services.churn.schemas import (
     LeadBatchCreate,
@@ -28,15 +27,11 @@ from services.churn.schemas import (
     SignalsAccepted,
 )
 from services.churn.signals import SignalRejected, store_signals, upsert_leads
-from services.common.auth import IngestPrincipalDep
+from services.common.auth import CRM_INGEST, IngestPrincipalDep
 from services.common.body import parse_body, read_body
-from services.common.flags import require_feature
 
 # The CRM integration's token: the crm:ingest scope (as the realtime ingest's).
-# A tenant outside the churn_prevention rollout gets 403 feature_disabled.
-router = APIRouter(
-    prefix="/v1/churn", tags=["churn-signals"], dependencies=[require_feature(CHURN_FEATURE)]
-)
+router = APIRouter(prefix="/v1/churn", tags=["churn-signals"], dependencies=route_guard(CRM_INGEST))
 
 
 @router.put("/leads", response_model=LeadsAccepted)

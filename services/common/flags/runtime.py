@@ -12,14 +12,19 @@ shutdown. Routes then use:
   caller's tenant is outside the rollout;
 - ``FlagsDep`` (the ``FlagCache``) or ``FlagClientDep`` (the OpenFeature
   client) for decisions inside a handler.
+
+Code outside a request (a worker, a scheduled pass) takes the app's client
+(``app.state.flag_client``) and decides with ``evaluate_feature``; a process
+without an app (a benchmark's child, a test) gets one over its own cache
+from ``openfeature_client``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI
@@ -28,6 +33,7 @@ from openfeature.client import OpenFeatureClient
 from openfeature.evaluation_context import EvaluationContext
 from openfeature.flag_evaluation import FlagEvaluationDetails
 from openfeature.provider.no_op_provider import NoOpProvider
+from prometheus_client import CollectorRegistry
 from starlette.requests import HTTPConnection
 
 from services.common.auth import AuthError, Principal, require_principal
@@ -62,22 +68,49 @@ async def serve_flags(app: FastAPI, *, refresh_interval: float = 30.0) -> AsyncI
         refresh_interval=refresh_interval,
         exposure=recorder.record if recorder is not None else None,
     )
-    # One domain per app instance: OpenFeature's registry is process-wide, so two
-    # replicas of one service in a process (tests) must not unregister each other.
-    domain = f"{app.state.service}#{uuid.uuid4().hex[:12]}"
-    provider = EnterpriseHubProvider(cache, hooks=[DecisionMetricsHook(app.state.registry)])
     app.state.flags = cache
-    app.state.flag_client = openfeature_api.get_client(domain=domain)
     async with contextlib.AsyncExitStack() as stack:
         if recorder is not None:
             await stack.enter_async_context(recorder.running())
         await stack.enter_async_context(cache.running())
-        openfeature_api.set_provider(provider, domain=domain)
-        try:
-            yield cache
-        finally:
-            with contextlib.suppress(Exception):
-                openfeature_api.set_provider(NoOpProvider(), domain=domain)
+        app.state.flag_client = stack.enter_context(
+            openfeature_client(cache, registry=app.state.registry, name=app.state.service)
+        )
+        yield cache
+
+
+@contextmanager
+def openfeature_client(
+    cache: FlagCache, *, registry: CollectorRegistry, name: str
+) -> Iterator[OpenFeatureClient]:
+    """An OpenFeature client over ``cache``: our provider, with the metrics hook on ``registry``.
+
+    The provider is registered under a domain of its own (``name`` and a random
+    suffix) and replaced by a no-op provider on exit: OpenFeature's registry is
+    process-wide, so two replicas of one service in a process (tests) must not
+    unregister each other.
+    """
+    domain = f"{name}#{uuid.uuid4().hex[:12]}"
+    provider = EnterpriseHubProvider(cache, hooks=[DecisionMetricsHook(registry)])
+    openfeature_api.set_provider(provider, domain=domain)
+    try:
+        yield openfeature_api.get_client(domain=domain)
+    finally:
+        with contextlib.suppress(Exception):
+            openfeature_api.set_provider(NoOpProvider(), domain=domain)
+
+
+def evaluate_feature(
+    client: OpenFeatureClient, feature: str, tenant_id: str
+) -> FlagEvaluationDetails[bool]:
+    """``feature``'s decision for ``tenant_id`` (the targeting key) through ``client``.
+
+    The one way the services ask OpenFeature: the provider's reasons and every
+    registered hook (API, client, provider: ``DecisionMetricsHook``) see the
+    decision, and another provider could replace ours without touching a
+    caller. An error (no known state, provider not ready) is the default, off.
+    """
+    return client.get_boolean_details(feature, False, EvaluationContext(targeting_key=tenant_id))
 
 
 class FeatureDisabledHandshakeError(AuthError):
@@ -110,15 +143,9 @@ def get_flag_client(conn: HTTPConnection) -> OpenFeatureClient:
 def decide_feature(
     conn: HTTPConnection, feature: str, tenant_id: str
 ) -> FlagEvaluationDetails[bool]:
-    """The app's decision for ``tenant_id`` through its OpenFeature client.
-
-    The tenant is the ``targeting_key``, so the provider's reasons and every
-    registered hook (API, client, provider: ``DecisionMetricsHook``) see the
-    decision, and another provider could replace ours without touching a caller.
-    """
+    """The app's decision for ``tenant_id`` through its OpenFeature client."""
     get_flag_cache(conn)  # an app without flags is a programming error, not a refusal
-    context = EvaluationContext(targeting_key=tenant_id)
-    return get_flag_client(conn).get_boolean_details(feature, False, context)
+    return evaluate_feature(get_flag_client(conn), feature, tenant_id)
 
 
 FlagsDep = Annotated[FlagCache, Depends(get_flag_cache)]

@@ -30,7 +30,7 @@ from services.churn.schemas import LeadUpsert
 from services.churn.signals import upsert_leads
 from services.churn.training import train_to_file
 from services.common.database import Database
-from services.common.flags import FlagCache, FlagState, write_flag
+from services.common.flags import FlagCache, FlagState, openfeature_client, write_flag
 from services.common.redis import Redis, close_redis, create_redis_from_settings
 
 TEST_ROWS = 6000
@@ -157,6 +157,8 @@ def make_runtime(
 
     Its flag cache is a real one over the session's Redis, read when the
     runtime is made: write a flag before, or wait for the change to arrive.
+    The runtime decides through an OpenFeature client over that cache (our
+    provider, its metrics hook on the runtime's registry, as in the app).
     """
 
     @asynccontextmanager
@@ -175,22 +177,25 @@ def make_runtime(
             else None
         )
         redis = create_redis_from_settings(settings)
-        flags = FlagCache(redis, registry=CollectorRegistry())
-        runtime = ChurnRuntime(
-            settings=settings,
-            db=db,
-            model=churn_model,
-            metrics=ChurnMetrics(CollectorRegistry()),
-            crm=crm,
-            flags=flags,
-        )
+        registry = CollectorRegistry()
+        flags = FlagCache(redis, registry=registry)
         try:
             async with flags.running():
-                await runtime.app.open_async()
-                try:
-                    yield runtime
-                finally:
-                    await runtime.stop()
+                with openfeature_client(flags, registry=registry, name="churn") as flag_client:
+                    runtime = ChurnRuntime(
+                        settings=settings,
+                        db=db,
+                        model=churn_model,
+                        metrics=ChurnMetrics(registry),
+                        crm=crm,
+                        flags=flags,
+                        flag_client=flag_client,
+                    )
+                    await runtime.app.open_async()
+                    try:
+                        yield runtime
+                    finally:
+                        await runtime.stop()
         finally:
             await db.close()
             await close_redis(redis)

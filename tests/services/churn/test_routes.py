@@ -14,7 +14,7 @@ from prometheus_client import CollectorRegistry
 
 from services.churn.config import ChurnSettings
 from services.churn.main import create_app
-from services.common.auth import FEED_READ
+from services.common.auth import FEED_READ, OPERATOR, SCOPES
 from services.common.database import Database
 from services.common.flags import FlagState, write_flag
 from services.common.redis import Redis
@@ -106,7 +106,8 @@ async def test_signals_flow_and_refusals(
         ):
             assert field in body
         assert body["crm_configured"] is False
-        assert (await client.get("/v1/churn/dead-letters", headers=auth)).json() == []
+        operator = {"Authorization": f"Bearer {make_token('t1', scopes=(OPERATOR,))}"}
+        assert (await client.get("/v1/churn/dead-letters", headers=operator)).json() == []
     async with owner_db.unscoped() as conn:
         rows = await conn.fetch("SELECT tenant_id, lead_id FROM churn_signals")
         jobs = await conn.fetchval(
@@ -132,7 +133,8 @@ async def test_tenant_outside_the_rollout_is_403_and_nothing_is_stored(
     monkeypatch.setenv("CHURN_SCHEDULER_ENABLED", "false")
     app = create_app(ChurnSettings.from_env(), registry=CollectorRegistry())
     leads = {"leads": [{"lead_id": "lead-1", "timezone": "UTC"}]}
-    refused = {"Authorization": f"Bearer {make_token(outside)}"}
+    # Every scope: the refusal is the rollout's, not the token's.
+    refused = {"Authorization": f"Bearer {make_token(outside, scopes=SCOPES)}"}
     async with app_client(app) as client:
         responses = [
             await client.put("/v1/churn/leads", json=leads, headers=refused),

@@ -1,0 +1,296 @@
+"""Who may call which churn route: scopes per route, checked before the body, per tenant.
+
+The CRM integration (``crm:ingest``) posts leads, signals and outcomes;
+operators (``operator``) list interventions and dead letters and retry one.
+The dead letters and interventions here are real: a pass over leads the
+LeadConnector stand-in always refuses, with no retries, in a served app.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+import pytest_asyncio
+from fastapi import FastAPI
+from prometheus_client import CollectorRegistry
+
+from localrun.standins.leadconnector import Faults, StandinServer
+from services.churn.config import ChurnSettings
+from services.churn.main import create_app
+from services.common.auth import CRM_INGEST, FEED_READ, LEADS_SCORE, OPERATOR, SCOPES
+from services.common.database import Database
+from services.common.flags import FlagState, write_flag
+from services.common.redis import Redis
+from tests.flags import tenants_around
+from tests.services.churn.conftest import STANDIN_KEY, drain, seed_leads
+
+AppClient = Callable[[FastAPI], AbstractAsyncContextManager[httpx.AsyncClient]]
+
+POISONED = "lead-0"
+
+
+@dataclass(frozen=True)
+class Route:
+    """One churn route, the scope it needs, and a request a caller with that scope may send."""
+
+    method: str
+    path: str
+    scope: str
+    body: dict[str, Any] | None = None
+
+
+def _routes(intervention_id: str, outbox_id: str) -> list[Route]:
+    signal = {
+        "signal_id": str(uuid.uuid4()),
+        "lead_id": "lead-1",
+        "type": "message_sent",
+        "occurred_at": "2026-01-01T00:00:00+00:00",
+    }
+    return [
+        Route("PUT", "/v1/churn/leads", CRM_INGEST, {"leads": [{"lead_id": "lead-9"}]}),
+        Route("POST", "/v1/churn/signals", CRM_INGEST, {"signals": [signal]}),
+        Route(
+            "POST",
+            f"/v1/churn/interventions/{intervention_id}/outcome",
+            CRM_INGEST,
+            {"outcome": "responded"},
+        ),
+        Route("GET", "/v1/churn/interventions", OPERATOR),
+        Route("GET", "/v1/churn/dead-letters", OPERATOR),
+        Route("POST", f"/v1/churn/dead-letters/{outbox_id}/retry", OPERATOR),
+    ]
+
+
+def _bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def _send(
+    client: httpx.AsyncClient, route: Route, token: str, **kwargs: Any
+) -> httpx.Response:
+    if "content" not in kwargs and route.body is not None:
+        kwargs["json"] = route.body
+    return await client.request(route.method, route.path, headers=_bearer(token), **kwargs)
+
+
+@dataclass
+class Tenant:
+    """A tenant's dead-lettered sends and their interventions, as stored."""
+
+    tenant_id: str
+    outbox_ids: list[str]
+    intervention_ids: list[str]
+
+
+async def _dead_letters(owner: Database, tenant_id: str) -> Tenant:
+    async with owner.unscoped() as conn:
+        rows = await conn.fetch(
+            "SELECT outbox_id::text, intervention_id::text FROM churn_outbox "
+            "WHERE tenant_id = $1 AND status = 'dead_letter' ORDER BY outbox_id",
+            tenant_id,
+        )
+    return Tenant(
+        tenant_id,
+        [row["outbox_id"] for row in rows],
+        sorted({row["intervention_id"] for row in rows}),
+    )
+
+
+async def _stored(owner: Database) -> list[tuple[Any, ...]]:
+    """Everything the routes may change, to show that a refused call changed nothing."""
+    async with owner.unscoped() as conn:
+        outbox = await conn.fetch(
+            "SELECT tenant_id, outbox_id, status, attempts FROM churn_outbox ORDER BY outbox_id"
+        )
+        interventions = await conn.fetch(
+            "SELECT tenant_id, intervention_id, status, outcome FROM churn_interventions "
+            "ORDER BY intervention_id"
+        )
+        leads = await conn.fetch("SELECT tenant_id, lead_id, status FROM churn_leads ORDER BY 1, 2")
+        signals = await conn.fetchval("SELECT count(*) FROM churn_signals")
+    return [*map(tuple, outbox), *map(tuple, interventions), *map(tuple, leads), (signals,)]
+
+
+@pytest.fixture
+def poisoning_standin() -> Iterator[StandinServer]:
+    """A LeadConnector stand-in that refuses every send to ``lead-0`` (500)."""
+    with StandinServer(api_key=STANDIN_KEY, faults=Faults(poisoned_contacts=[POISONED])) as server:
+        yield server
+
+
+@pytest.fixture
+def churn_app(
+    churn_env: dict[str, str], poisoning_standin: StandinServer, monkeypatch: pytest.MonkeyPatch
+) -> FastAPI:
+    """The served app, its worker and scheduler off (tests drive them), sending to the stand-in."""
+    for key, value in {
+        "CHURN_WORKER_ENABLED": "false",
+        "CHURN_SCHEDULER_ENABLED": "false",
+        "CHURN_INTERVENTION_RETRY_COUNT": "0",
+        "GHL_API_KEY": STANDIN_KEY,
+        "GHL_BASE_URL": poisoning_standin.url,
+    }.items():
+        monkeypatch.setenv(key, value)
+    return create_app(ChurnSettings.from_env(), registry=CollectorRegistry())
+
+
+@pytest_asyncio.fixture
+async def running(
+    churn_app: FastAPI, app_client: AppClient, db: Database
+) -> AsyncIterator[httpx.AsyncClient]:
+    """The app serving, after a pass left tenants a and b each with lead-0's sends dead."""
+    async with app_client(churn_app) as client:
+        for tenant in ("tenant-a", "tenant-b"):
+            await seed_leads(db, tenant, 2)
+        runtime = churn_app.state.churn
+        await runtime.run_pass()
+        await drain(runtime)
+        yield client
+
+
+async def test_each_route_refuses_a_token_without_its_scope_and_serves_one_with_it(
+    running: httpx.AsyncClient, make_token: Callable[..., str], owner_db: Database
+) -> None:
+    mine = await _dead_letters(owner_db, "tenant-a")
+    assert mine.outbox_ids, "the pass should have dead-lettered lead-0's sends"
+    routes = _routes(mine.intervention_ids[0], mine.outbox_ids[0])
+    before = await _stored(owner_db)
+    for route in routes:
+        others = tuple(scope for scope in SCOPES if scope != route.scope)
+        token = make_token("tenant-a", scopes=others)
+        response = await _send(running, route, token)
+        assert response.status_code == 403, (route, response.text)
+        assert response.json()["reason"] == "insufficient_scope", route
+        assert route.scope in response.json()["detail"]
+        assert f'scope="{route.scope}"' in response.headers["www-authenticate"]
+        # Refused before the body is read: garbage is not a 422.
+        if route.method != "GET":
+            garbage = await _send(running, route, token, content=b"{not json")
+            assert (garbage.status_code, garbage.json()["reason"]) == (403, "insufficient_scope")
+            anonymous = await running.request(route.method, route.path, content=b"{not json")
+            assert anonymous.status_code == 401, route
+    assert await _stored(owner_db) == before, "a refused call changed something"
+
+    for route in routes:
+        response = await _send(running, route, make_token("tenant-a", scopes=(route.scope,)))
+        assert response.status_code in (200, 202), (route, response.text)
+    async with owner_db.unscoped() as conn:
+        retried = await conn.fetchrow(
+            "SELECT status, attempts FROM churn_outbox WHERE outbox_id = $1::uuid",
+            mine.outbox_ids[0],
+        )
+        outcome = await conn.fetchval(
+            "SELECT outcome FROM churn_interventions WHERE intervention_id = $1::uuid",
+            mine.intervention_ids[0],
+        )
+    assert (retried["status"], retried["attempts"]) == ("pending", 0)
+    assert outcome == "responded"
+
+
+async def test_an_operator_token_may_not_post_outcomes_nor_a_crm_token_manage_dead_letters(
+    running: httpx.AsyncClient, make_token: Callable[..., str], owner_db: Database
+) -> None:
+    mine = await _dead_letters(owner_db, "tenant-a")
+    before = await _stored(owner_db)
+    operator = make_token("tenant-a", scopes=(OPERATOR,))
+    crm = make_token("tenant-a", scopes=(CRM_INGEST, FEED_READ, LEADS_SCORE))
+    outcome = await running.post(
+        f"/v1/churn/interventions/{mine.intervention_ids[0]}/outcome",
+        json={"outcome": "churned"},
+        headers=_bearer(operator),
+    )
+    retry = await running.post(
+        f"/v1/churn/dead-letters/{mine.outbox_ids[0]}/retry", headers=_bearer(crm)
+    )
+    for response in (outcome, retry):
+        assert (response.status_code, response.json()["reason"]) == (403, "insufficient_scope")
+    assert await _stored(owner_db) == before
+
+
+async def test_a_tenant_never_sees_or_changes_another_tenants_dead_letters_or_interventions(
+    running: httpx.AsyncClient, make_token: Callable[..., str], owner_db: Database
+) -> None:
+    a = await _dead_letters(owner_db, "tenant-a")
+    b = await _dead_letters(owner_db, "tenant-b")
+    assert a.outbox_ids
+    assert b.outbox_ids
+    b_operator = _bearer(make_token("tenant-b", scopes=(OPERATOR,)))
+    b_crm = _bearer(make_token("tenant-b", scopes=(CRM_INGEST,)))
+
+    listed = await running.get("/v1/churn/dead-letters", headers=b_operator)
+    assert sorted(row["outbox_id"] for row in listed.json()) == b.outbox_ids
+    interventions = await running.get("/v1/churn/interventions", headers=b_operator)
+    assert interventions.status_code == 200
+    async with owner_db.unscoped() as conn:
+        b_interventions = await conn.fetch(
+            "SELECT intervention_id::text FROM churn_interventions WHERE tenant_id = 'tenant-b'"
+        )
+    assert sorted(row["intervention_id"] for row in interventions.json()) == sorted(
+        row["intervention_id"] for row in b_interventions
+    )
+    assert not set(a.intervention_ids) & {row["intervention_id"] for row in interventions.json()}
+
+    before = await _stored(owner_db)
+    retry = await running.post(
+        f"/v1/churn/dead-letters/{a.outbox_ids[0]}/retry", headers=b_operator
+    )
+    assert (retry.status_code, retry.json()["reason"]) == (404, "unknown_dead_letter")
+    for outcome in ("responded", "churned"):
+        response = await running.post(
+            f"/v1/churn/interventions/{a.intervention_ids[0]}/outcome",
+            json={"outcome": outcome},
+            headers=b_crm,
+        )
+        assert (response.status_code, response.json()["reason"]) == (404, "unknown_intervention")
+    assert await _stored(owner_db) == before, "tenant b changed tenant a's rows"
+
+    # Tenant a's own operator and CRM can.
+    a_operator = _bearer(make_token("tenant-a", scopes=(OPERATOR,)))
+    retried = await running.post(
+        f"/v1/churn/dead-letters/{a.outbox_ids[0]}/retry", headers=a_operator
+    )
+    assert retried.status_code == 202
+    churned = await running.post(
+        f"/v1/churn/interventions/{a.intervention_ids[0]}/outcome",
+        json={"outcome": "churned"},
+        headers=_bearer(make_token("tenant-a", scopes=(CRM_INGEST,))),
+    )
+    assert churned.json()["outcome"] == "churned"
+    async with owner_db.unscoped() as conn:
+        rows = await conn.fetch(
+            "SELECT tenant_id, status FROM churn_leads WHERE lead_id = $1", POISONED
+        )
+    statuses = {row["tenant_id"]: row["status"] for row in rows}
+    assert statuses == {"tenant-a": "churned", "tenant-b": "active"}
+
+
+async def test_the_scope_is_checked_before_the_rollout(
+    churn_env: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    app_client: AppClient,
+    make_token: Callable[..., str],
+    redis_client: Redis,
+) -> None:
+    # A feed reader's token learns nothing about the churn rollout; the right
+    # scope of a tenant outside it gets feature_disabled.
+    inside, outside = tenants_around("churn_prevention", 50)
+    await write_flag(
+        redis_client, "churn_prevention", FlagState(enabled=True, rollout_percentage=50)
+    )
+    monkeypatch.setenv("CHURN_WORKER_ENABLED", "false")
+    monkeypatch.setenv("CHURN_SCHEDULER_ENABLED", "false")
+    app = create_app(ChurnSettings.from_env(), registry=CollectorRegistry())
+    async with app_client(app) as client:
+        for route in _routes(str(uuid.uuid4()), str(uuid.uuid4())):
+            for tenant in (inside, outside):
+                reader = make_token(tenant, scopes=(FEED_READ,))
+                response = await _send(client, route, reader)
+                assert response.json()["reason"] == "insufficient_scope", (route, tenant)
+            response = await _send(client, route, make_token(outside, scopes=(route.scope,)))
+            assert response.json()["reason"] == "feature_disabled", route
