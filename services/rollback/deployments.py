@@ -18,11 +18,16 @@ The Deployment controller then rolls the pods and gives the restored template
 the next revision number (its ReplicaSet keeps its ``pod-template-hash``).
 
 One refusal kubectl does not make: when the newest ReplicaSet carries the
-template an earlier automatic undo restored (``restored_hash``: no release
-since), undoing again would bring back the template that failed, so it is left
-to an operator. Objects are handled as the API server's raw JSON
-(lightkube's generic resources), so a template field the client's models do
-not know is still copied, never dropped.
+template an earlier automatic undo restored (no release since), undoing again
+would bring back the template that failed, so it is left to an operator. The
+restored template's ``pod-template-hash`` is written on the Deployment itself
+(:data:`RESTORED_HASH_ANNOTATION`) by the same patch that restores it, so the
+refusal holds even when the handler died after the patch and before the
+incident row recorded the outcome; the row's ``restored_hash`` is checked too.
+
+Objects are handled as the API server's raw JSON (lightkube's generic
+resources), so a template field the client's models do not know is still
+copied, never dropped.
 """
 
 from __future__ import annotations
@@ -52,6 +57,8 @@ ANNOTATIONS_TO_SKIP = frozenset(
         "deprecated.deployment.rollback.to",
     }
 )
+#: Written by the undo's own patch: the ``pod-template-hash`` of the template it restored.
+RESTORED_HASH_ANNOTATION = "rollback.enterprisehub.io/restored-template-hash"
 #: kubectl's own field manager is ``kubectl-rollout``; ours names the handler.
 FIELD_MANAGER = "rollback-handler"
 
@@ -151,9 +158,13 @@ def plan_undo(
     """kubectl's ``rollout undo`` (to the previous revision) over objects already fetched.
 
     ``restored_hash``: the template the last automatic undo of this Deployment
-    restored; while it is still the newest, there is nothing left to undo.
+    restored, as recorded on the incident row; the Deployment's own
+    :data:`RESTORED_HASH_ANNOTATION` counts as well. While either is still the
+    newest, there is nothing left to undo.
     """
     name = deployment["metadata"]["name"]
+    own = deployment["metadata"].get("annotations") or {}
+    restored = {restored_hash, own.get(RESTORED_HASH_ANNOTATION)} - {None}
     latest: tuple[int, Mapping[str, Any]] | None = None
     previous: tuple[int, Mapping[str, Any]] | None = None
     for replica_set in replica_sets:
@@ -166,7 +177,7 @@ def plan_undo(
             previous, latest = latest, (number, replica_set)
         elif previous is None or previous[0] < number:
             previous = (number, replica_set)
-    if latest is not None and restored_hash is not None and _hash(latest[1]) == restored_hash:
+    if latest is not None and _hash(latest[1]) in restored:
         return UndoPlan(
             None,
             f"revision {latest[0]} is the template an earlier automatic undo restored "
@@ -187,7 +198,6 @@ def plan_undo(
             current,
             to_revision,
         )
-    own = deployment["metadata"].get("annotations") or {}
     annotations = {k: v for k, v in own.items() if k in ANNOTATIONS_TO_SKIP}
     annotations.update(
         {
@@ -196,11 +206,15 @@ def plan_undo(
             if k not in ANNOTATIONS_TO_SKIP
         }
     )
+    restoring = _hash(target)
+    if restoring is not None:
+        # Recorded with the change itself: no crash can separate the two.
+        annotations[RESTORED_HASH_ANNOTATION] = restoring
     patch = [
         {"op": "replace", "path": "/spec/template", "value": template},
         {"op": "replace", "path": "/metadata/annotations", "value": annotations},
     ]
-    return UndoPlan(patch, "rolled back", current, to_revision, _hash(target))
+    return UndoPlan(patch, "rolled back", current, to_revision, restoring)
 
 
 def label_selector(selector: Mapping[str, Any]) -> dict[str, Any]:

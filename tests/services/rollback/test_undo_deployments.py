@@ -11,14 +11,16 @@ import asyncio
 from datetime import timedelta
 from typing import Any
 
+import asyncpg
 import pytest
 
 from services.common.database import Database
 from services.common.flags import FEATURES, FlagState, get_flags, write_flag
 from services.common.redis import Redis
 from services.common.settings import SettingsError
+from services.rollback import procedure
 from services.rollback.config import RollbackSettings
-from services.rollback.deployments import label_selector, plan_undo
+from services.rollback.deployments import RESTORED_HASH_ANNOTATION, label_selector, plan_undo
 from services.rollback.main import create_app
 from services.rollback.procedure import ALREADY_OFF
 from tests.services.rollback.conftest import SERVICE_ACCOUNT_TOKEN, SlackStandIn
@@ -103,13 +105,18 @@ async def test_on_one_patch_restores_the_previous_template_as_kubectl_does(
     assert (patch.method, patch.content_type) == ("PATCH", JSON_PATCH)
     assert patch.query["fieldManager"] == ["rollback-handler"]
     # The second newest ReplicaSet's template, without its hash label, every field kept;
-    # the Deployment keeps its revision bookkeeping and takes the ReplicaSet's others.
+    # the Deployment keeps its revision bookkeeping and takes the ReplicaSet's others,
+    # plus the hash of the template restored (written with the change itself).
     assert patch.body == [
         {"op": "replace", "path": "/spec/template", "value": template("ml-services", BAD, None)},
         {
             "op": "replace",
             "path": "/metadata/annotations",
-            "value": {"deployment.kubernetes.io/revision": "3", "pulumi.com/autonamed": "false"},
+            "value": {
+                "deployment.kubernetes.io/revision": "3",
+                "pulumi.com/autonamed": "false",
+                RESTORED_HASH_ANNOTATION: "hash2",
+            },
         },
     ]
     assert undoing.deployments["ml-services"]["spec"]["template"]["spec"]["containers"][0][
@@ -184,6 +191,43 @@ async def test_an_undo_is_never_undone_by_a_later_incident_without_a_release(
         third = await incident(client, 2)
     assert (third["rolled_back"], third["from_revision"], third["to_revision"]) == (True, 4, 3)
     assert len(undoing.requests("PATCH")) == 2
+    assert undoing.deployments["ml-services"]["spec"]["template"] == good
+
+
+async def test_a_handler_killed_after_the_patch_never_undoes_its_own_undo(
+    undoing: KubernetesApiStandIn,
+    app_client: Any,
+    redis_client: Redis,
+    owner_db: Database,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The pod dies between the PATCH and the incident row's record: the row
+    # keeps its claim and no restored_hash. The next incident (feature turned
+    # back on, no release) must still see the restored template, on the
+    # Deployment itself, and leave it alone.
+    undoing.add_deployment("ml-services", [GOOD, BAD])
+    await _all_on(redis_client)
+    record_undo = procedure.RECORD_UNDO
+    killed = "SELECT $1::text, $2::jsonb FROM the_pod_was_killed_here"
+    monkeypatch.setattr(procedure, "RECORD_UNDO", killed)
+    with pytest.raises(asyncpg.UndefinedTableError):
+        await _post(create_app(), app_client, _notification(_alert()))
+    monkeypatch.setattr(procedure, "RECORD_UNDO", record_undo)
+    incident = await _incident(owner_db)
+    assert (incident["deployments_state"], incident["deployments_outcome"]) == ("claimed", [])
+    assert len(undoing.requests("PATCH")) == 1
+    undoing.roll_out("ml-services")  # GOOD's ReplicaSet becomes revision 3
+    good = template("ml-services", GOOD, None)
+    assert undoing.deployments["ml-services"]["spec"]["template"] == good
+
+    await _all_on(redis_client)
+    (answer,) = await _post(
+        create_app(), app_client, _notification(_alert(starts=STARTS + timedelta(hours=1)))
+    )
+    (again,) = answer["handled"][0]["deployments_undone"]
+    assert again["rolled_back"] is False
+    assert "an earlier automatic undo restored" in again["reason"]
+    assert len(undoing.requests("PATCH")) == 1
     assert undoing.deployments["ml-services"]["spec"]["template"] == good
 
 
