@@ -8,9 +8,12 @@ logged and never undoes the rollback: the flags are already off.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 import httpx
 from pydantic import SecretStr
+
+from services.rollback.deployments import UndoOutcome
 
 log = logging.getLogger(__name__)
 
@@ -46,11 +49,26 @@ def rollback_message(
     )
 
 
-def undo_message(*, environment: str, alertname: str, outcomes: list[str], failed: bool) -> str:
-    """The message about the Deployments an incident undid (or could not)."""
-    head = ":warning: could not undo every rollout" if failed else ":rewind: undid the rollout"
-    return (
-        f"{head} [{environment}] after {alertname}: {'; '.join(outcomes)}. "
-        "The stack still declares the undone template: roll the stack back "
+def undo_message(*, environment: str, alertname: str, outcomes: Sequence[UndoOutcome]) -> str:
+    """The message about the Deployments an incident undid (or could not, or left alone).
+
+    It says "undid" only when a rollout was undone, and warns about the next
+    ``pulumi up`` only then: a paused Deployment or one without history was
+    left as it is, and the message must not claim otherwise.
+    """
+    undone = any(outcome.rolled_back for outcome in outcomes)
+    if any(outcome.failed for outcome in outcomes):
+        head = ":warning: could not undo every rollout"
+    elif undone:
+        head = ":rewind: undid the rollout"
+    else:
+        head = ":information_source: left the rollout as it is (the flag is off)"
+    text = f"{head} [{environment}] after {alertname}: " + "; ".join(
+        outcome.describe() for outcome in outcomes
+    )
+    if not undone:
+        return text + "."
+    return text + (
+        ". Pulumi still declares the template that failed: roll the stack back "
         "(python -m infra.deploy rollback) or deploy a fix before the next pulumi up."
     )

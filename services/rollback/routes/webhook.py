@@ -103,10 +103,7 @@ async def _undo(
     await notify_slack(
         settings.slack_webhook_url,
         undo_message(
-            environment=settings.environment,
-            alertname=incident.alertname,
-            outcomes=[outcome.describe() for outcome in outcomes],
-            failed=any(outcome.failed for outcome in outcomes),
+            environment=settings.environment, alertname=incident.alertname, outcomes=outcomes
         ),
     )
     return [outcome.as_record() for outcome in outcomes]

@@ -140,6 +140,8 @@ async def test_on_one_patch_restores_the_previous_template_as_kubectl_does(
     assert incident["deployments_done_at"] is not None
     assert len(slack.messages) == 2
     assert "ml-services: revision 3 -> 2" in slack.messages[1]
+    assert slack.messages[1].startswith(":rewind: undid the rollout")
+    assert "Pulumi still declares the template that failed" in slack.messages[1]
 
 
 async def test_duplicates_patch_once(
@@ -257,6 +259,7 @@ async def test_no_patch_when_kubectl_would_not_undo_and_the_reason_is_recorded(
     app_client: Any,
     redis_client: Redis,
     owner_db: Database,
+    slack: SlackStandIn,
     images: list[str],
     paused: bool,
     reason: str,
@@ -268,6 +271,12 @@ async def test_no_patch_when_kubectl_would_not_undo_and_the_reason_is_recorded(
     assert len(undoing.requests("GET")) == 2
     (outcome,) = (await _incident(owner_db))["deployments_outcome"]
     assert (outcome["rolled_back"], outcome["failed"], outcome["reason"]) == (False, False, reason)
+    # Slack hears that nothing was undone, not "undid the rollout" nor a pulumi warning.
+    told = slack.messages[-1]
+    assert "left the rollout as it is" in told
+    assert f"ml-services: not rolled back ({reason})" in told
+    assert "undid" not in told
+    assert "pulumi" not in told.lower()
     assert not (await get_flags(redis_client))["property_vision"].enabled  # type: ignore[union-attr]
 
 
@@ -299,6 +308,8 @@ async def test_an_api_failure_is_recorded_and_notified_and_the_flag_stays_off(
     assert "stand-in told to fail" in outcome["reason"]
     assert SERVICE_ACCOUNT_TOKEN not in outcome["reason"]
     assert "could not undo" in slack.messages[-1]
+    # Nothing was undone: no claim that the stack now disagrees with the cluster.
+    assert "pulumi" not in slack.messages[-1].lower()
     assert any(
         line.startswith(
             'rollback_deployment_undos_total{deployment="ml-services",outcome="failed"}'
