@@ -3,7 +3,8 @@
 - ``POST /v1/churn/interventions/{intervention_id}/outcome``: record
   ``responded``, ``re_engaged`` or ``churned`` (a churned lead stops being
   watched). 404 ``unknown_intervention`` for an id the caller's tenant does
-  not have (another tenant's included: row-level security hides it).
+  not have (another tenant's included: row-level security hides it). A repeated
+  report of the same outcome (the CRM retrying) is stored and counted once.
 
 The CRM integration posts these with the same token as its leads and signals:
 outcomes are CRM data, and the success rate is computed from them.
@@ -43,13 +44,24 @@ async def record_outcome(
         OutcomeUpdate,
     )
     async with db.tenant(principal.tenant_id) as conn:
+        # The row is locked first, so of two concurrent copies the second reads
+        # the first's outcome as ``previous`` and counts nothing.
         row = await conn.fetchrow(
             """
-            UPDATE churn_interventions SET outcome = $2, outcome_at = now()
-            WHERE intervention_id = $1
-            RETURNING intervention_id, lead_id, churn_probability::float8 AS churn_probability,
-                      intervention_stage, channels_used, status, reason, outcome, detected_at,
-                      intervened_at, detection_latency_seconds, intervention_latency_seconds
+            WITH previous AS (
+                SELECT intervention_id, outcome FROM churn_interventions
+                WHERE intervention_id = $1 FOR UPDATE
+            )
+            UPDATE churn_interventions i SET outcome = $2,
+                   outcome_at = CASE WHEN previous.outcome IS DISTINCT FROM $2
+                                     THEN now() ELSE i.outcome_at END
+            FROM previous WHERE i.intervention_id = previous.intervention_id
+            RETURNING i.intervention_id, i.lead_id,
+                      i.churn_probability::float8 AS churn_probability, i.intervention_stage,
+                      i.channels_used, i.status, i.reason, i.outcome, i.detected_at,
+                      i.intervened_at, i.detection_latency_seconds,
+                      i.intervention_latency_seconds,
+                      previous.outcome IS DISTINCT FROM $2 AS changed
             """,
             intervention_id,
             body.outcome,
@@ -62,5 +74,9 @@ async def record_outcome(
             await conn.execute(
                 "UPDATE churn_leads SET status = 'churned' WHERE lead_id = $1", row["lead_id"]
             )
-    runtime.metrics.interventions.labels(row["intervention_stage"], "any", body.outcome).inc()
-    return InterventionPublic(**dict(row))
+    record = dict(row)
+    if record.pop("changed"):
+        # Counted once per outcome: the CRM's retries of the same report would
+        # otherwise inflate the success rate the dashboards compute from it.
+        runtime.metrics.interventions.labels(row["intervention_stage"], "any", body.outcome).inc()
+    return InterventionPublic(**record)

@@ -294,3 +294,73 @@ async def test_the_scope_is_checked_before_the_rollout(
                 assert response.json()["reason"] == "insufficient_scope", (route, tenant)
             response = await _send(client, route, make_token(outside, scopes=(route.scope,)))
             assert response.json()["reason"] == "feature_disabled", route
+
+
+async def test_a_repeated_outcome_is_stored_once_and_counted_once(
+    churn_app: FastAPI,
+    running: httpx.AsyncClient,
+    make_token: Callable[..., str],
+    owner_db: Database,
+) -> None:
+    # The CRM integration retries a report it got no answer to: the success
+    # rate (responded|re_engaged over delivered) must not count it twice.
+    mine = await _dead_letters(owner_db, "tenant-a")
+    path = f"/v1/churn/interventions/{mine.intervention_ids[0]}/outcome"
+    crm = _bearer(make_token("tenant-a", scopes=(CRM_INGEST,)))
+    registry: CollectorRegistry = churn_app.state.registry
+
+    def counted(outcome: str) -> float:
+        return sum(
+            sample.value
+            for metric in registry.collect()
+            for sample in metric.samples
+            if sample.name == "churn_interventions_total" and sample.labels["outcome"] == outcome
+        )
+
+    answers = [await running.post(path, json={"outcome": "responded"}, headers=crm) for _ in "abc"]
+    assert [a.status_code for a in answers] == [200, 200, 200]
+    assert {a.json()["outcome"] for a in answers} == {"responded"}
+    assert counted("responded") == 1
+    async with owner_db.unscoped() as conn:
+        first_at = await conn.fetchval(
+            "SELECT outcome_at FROM churn_interventions WHERE intervention_id = $1::uuid",
+            mine.intervention_ids[0],
+        )
+    assert first_at is not None
+
+    changed = await running.post(path, json={"outcome": "re_engaged"}, headers=crm)
+    assert changed.json()["outcome"] == "re_engaged"
+    assert (counted("responded"), counted("re_engaged")) == (1, 1)
+    async with owner_db.unscoped() as conn:
+        later_at = await conn.fetchval(
+            "SELECT outcome_at FROM churn_interventions WHERE intervention_id = $1::uuid",
+            mine.intervention_ids[0],
+        )
+    assert later_at >= first_at
+
+
+async def test_a_bad_id_is_refused_after_the_token_and_its_scope_with_a_reason(
+    running: httpx.AsyncClient, make_token: Callable[..., str]
+) -> None:
+    # Path parameters are validated after the route's guard: an anonymous or
+    # out-of-scope caller learns nothing from the id's shape.
+    for method, path, scope in (
+        ("POST", "/v1/churn/interventions/{}/outcome", CRM_INGEST),
+        ("POST", "/v1/churn/dead-letters/{}/retry", OPERATOR),
+    ):
+        for bad in ("not-a-uuid", "1" * 300, "%00"):
+            url = path.format(bad)
+            anonymous = await running.request(method, url, json={"outcome": "responded"})
+            assert anonymous.status_code == 401, url
+            reader = _bearer(make_token("tenant-a", scopes=(FEED_READ,)))
+            other = await running.request(
+                method, url, json={"outcome": "responded"}, headers=reader
+            )
+            assert (other.status_code, other.json()["reason"]) == (403, "insufficient_scope")
+            allowed = _bearer(make_token("tenant-a", scopes=(scope,)))
+            refused = await running.request(
+                method, url, json={"outcome": "responded"}, headers=allowed
+            )
+            assert refused.status_code == 422, (url, refused.text)
+            assert refused.json()["reason"] == "validation_error"
+            assert bad not in refused.text
