@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -231,6 +232,41 @@ async def test_a_handler_killed_after_the_patch_never_undoes_its_own_undo(
     assert "an earlier automatic undo restored" in again["reason"]
     assert len(undoing.requests("PATCH")) == 1
     assert undoing.deployments["ml-services"]["spec"]["template"] == good
+
+
+async def test_a_token_the_kubelet_rotated_is_read_again(
+    undoing: KubernetesApiStandIn,
+    app_client: Any,
+    redis_client: Redis,
+    owner_db: Database,
+    tmp_path: Path,
+) -> None:
+    # Projected ServiceAccount tokens expire (an hour, 90 days at most on EKS)
+    # and the kubelet rewrites the file; a handler that started long before the
+    # incident must send the new one, not the token it read at start-up.
+    for name in ("ml-services", "coaching-engine"):
+        undoing.add_deployment(name, [GOOD, BAD])
+    await _all_on(redis_client)
+    app = create_app()
+    async with app_client(app) as client:
+        first = await client.post(URL, json=_notification(_alert()), headers=AUTH)
+        rotated = "rotated-service-account-token-9876543210"
+        (tmp_path / "serviceaccount" / "token").write_text(rotated)
+        undoing.token = rotated
+        second = await client.post(
+            URL,
+            json=_notification(_alert(feature="ai_coaching", fingerprint="c0ac4196")),
+            headers=AUTH,
+        )
+    assert [
+        a.json()["handled"][0]["deployments_undone"][0]["rolled_back"] for a in (first, second)
+    ] == [
+        True,
+        True,
+    ]
+    patches = undoing.requests("PATCH")
+    assert [p.path.rsplit("/", 1)[1] for p in patches] == ["ml-services", "coaching-engine"]
+    assert patches[-1].authorization == f"Bearer {rotated}"
 
 
 async def test_a_resolved_alert_undoes_nothing(
