@@ -13,6 +13,10 @@ kubectl (``polymorphichelpers.DeploymentRollbacker`` with ``toRevision=0``):
    ``/spec/template`` with the previous ReplicaSet's template without its
    ``pod-template-hash`` label, and ``/metadata/annotations`` with the
    Deployment's own revision bookkeeping plus the ReplicaSet's other annotations.
+   Unlike kubectl, the patch first tests ``/metadata/resourceVersion``: a
+   Deployment changed since step 1 (a release racing the incident) is refused
+   by the API server (422) and recorded as a failure for an operator, never
+   overwritten with the older template.
 
 The Deployment controller then rolls the pods and gives the restored template
 the next revision number (its ReplicaSet keeps its ``pod-template-hash``).
@@ -210,7 +214,14 @@ def plan_undo(
     if restoring is not None:
         # Recorded with the change itself: no crash can separate the two.
         annotations[RESTORED_HASH_ANNOTATION] = restoring
-    patch = [
+    patch: list[dict[str, Any]] = []
+    version = deployment["metadata"].get("resourceVersion")
+    if version is not None:
+        # Only onto the Deployment this plan was made from: a release applied
+        # since the GET is not the rollout the trigger fired for, and kubectl's
+        # patch would overwrite it with an older template.
+        patch.append({"op": "test", "path": "/metadata/resourceVersion", "value": version})
+    patch += [
         {"op": "replace", "path": "/spec/template", "value": template},
         {"op": "replace", "path": "/metadata/annotations", "value": annotations},
     ]

@@ -6,7 +6,11 @@ token like an in-cluster API server:
 - ``GET   /apis/apps/v1/namespaces/NS/deployments/NAME``
 - ``GET   /apis/apps/v1/namespaces/NS/replicasets?labelSelector=k=v,...``
 - ``PATCH /apis/apps/v1/namespaces/NS/deployments/NAME`` with
-  ``Content-Type: application/json-patch+json`` (RFC 6902 ``replace``)
+  ``Content-Type: application/json-patch+json`` (RFC 6902 ``test`` and
+  ``replace``; a failed ``test`` is a 422, as the real server answers)
+
+Every write of a Deployment gives it a new ``metadata.resourceVersion``;
+``after_list`` runs after ReplicaSets are listed (a concurrent writer).
 
 Errors are ``Status`` objects as the real server sends them. Every request is
 recorded, so a test can count what the handler sent. The Deployment
@@ -20,7 +24,7 @@ import json
 import re
 import ssl
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -56,6 +60,9 @@ class KubernetesApiStandIn:
     replica_sets: list[dict[str, Any]] = field(default_factory=list)
     received: list[Received] = field(default_factory=list)
     fail_with: int | None = None
+    #: Called after a list of ReplicaSets was served (before it is sent).
+    after_list: Callable[[], None] | None = None
+    _version: int = 1
 
     def requests(self, method: str | None = None) -> list[Received]:
         """What arrived, optionally of one method."""
@@ -108,6 +115,7 @@ class KubernetesApiStandIn:
                 "name": name,
                 "namespace": self.namespace,
                 "uid": uid,
+                "resourceVersion": self._next_version(),
                 "annotations": {
                     "deployment.kubernetes.io/revision": str(len(images)),
                     "checkov.io/skip1": "CKV_K8S_35=by contract",
@@ -119,6 +127,10 @@ class KubernetesApiStandIn:
                 "template": template(name, images[-1], None),
             },
         }
+
+    def _next_version(self) -> str:
+        self._version += 1
+        return str(self._version)
 
     def roll_out(self, name: str) -> None:
         """What the Deployment controller does after a template change: the ReplicaSet
@@ -143,6 +155,7 @@ class KubernetesApiStandIn:
             self.replica_sets.append(rs)
         rs["metadata"]["annotations"]["deployment.kubernetes.io/revision"] = str(revision)
         deployment["metadata"]["annotations"]["deployment.kubernetes.io/revision"] = str(revision)
+        deployment["metadata"]["resourceVersion"] = self._next_version()
 
     def release(self, name: str, image: str) -> None:
         """A new release of ``name`` (as ``pulumi up`` with a new image), rolled out."""
@@ -180,7 +193,10 @@ class KubernetesApiStandIn:
             if method == "GET":
                 return 200, found
             if method == "PATCH":
-                return self._patch(found, content_type, parsed)
+                status, answer = self._patch(found, content_type, parsed)
+                if status == 200:
+                    found["metadata"]["resourceVersion"] = self._next_version()
+                return status, answer
         if (match := _REPLICA_SETS.fullmatch(split.path)) and method == "GET":
             wanted = _selector(parse_qs(split.query).get("labelSelector", [""])[0])
             items = [
@@ -189,26 +205,39 @@ class KubernetesApiStandIn:
                 if match.group(1) == self.namespace
                 and wanted.items() <= rs["metadata"]["labels"].items()
             ]
-            return 200, {
+            listing = {
                 "apiVersion": "apps/v1",
                 "kind": "ReplicaSetList",
                 "metadata": {"resourceVersion": "1"},
-                "items": items,
+                "items": copy.deepcopy(items),
             }
+            if self.after_list is not None:
+                self.after_list()
+            return 200, listing
         return _status(404, "NotFound", f"{method} {split.path} is not served here")
 
     @staticmethod
     def _patch(found: dict[str, Any], content_type: str, patch: Any) -> tuple[int, Any]:
         if content_type != JSON_PATCH:
             return _status(415, "UnsupportedMediaType", f"{content_type} is not {JSON_PATCH}")
+        # All or nothing, as the server applies a patch to a copy.
+        patched = copy.deepcopy(found)
         for operation in patch:
             steps = operation["path"].strip("/").split("/")
-            parent = found
+            parent = patched
             for step in steps[:-1]:
                 parent = parent[step]
-            if operation["op"] != "replace" or steps[-1] not in parent:
+            if operation["op"] not in ("replace", "test") or steps[-1] not in parent:
                 return _status(422, "Invalid", f"cannot {operation['op']} {operation['path']}")
+            if operation["op"] == "test":
+                if parent[steps[-1]] != operation["value"]:
+                    return _status(
+                        422, "", f"testing value {operation['path']} failed: test failed"
+                    )
+                continue
             parent[steps[-1]] = operation["value"]
+        found.clear()
+        found.update(patched)
         return 200, found
 
 

@@ -91,6 +91,7 @@ async def test_on_one_patch_restores_the_previous_template_as_kubectl_does(
     undoing.add_deployment("ml-services", [GOOD, BAD, BAD + "x"], foreign=1)
     # The revision to go back to is the second newest: BAD (revision 2).
     undoing.add_deployment("coaching-engine", [GOOD, BAD])
+    get_answer_version = undoing.deployments["ml-services"]["metadata"]["resourceVersion"]
     await _all_on(redis_client)
     (answer,) = await _post(create_app(), app_client, _notification(_alert()))
 
@@ -108,7 +109,9 @@ async def test_on_one_patch_restores_the_previous_template_as_kubectl_does(
     # The second newest ReplicaSet's template, without its hash label, every field kept;
     # the Deployment keeps its revision bookkeeping and takes the ReplicaSet's others,
     # plus the hash of the template restored (written with the change itself).
+    # First, only onto the Deployment it read (resourceVersion).
     assert patch.body == [
+        {"op": "test", "path": "/metadata/resourceVersion", "value": get_answer_version},
         {"op": "replace", "path": "/spec/template", "value": template("ml-services", BAD, None)},
         {
             "op": "replace",
@@ -267,6 +270,34 @@ async def test_a_token_the_kubelet_rotated_is_read_again(
     patches = undoing.requests("PATCH")
     assert [p.path.rsplit("/", 1)[1] for p in patches] == ["ml-services", "coaching-engine"]
     assert patches[-1].authorization == f"Bearer {rotated}"
+
+
+async def test_a_release_between_the_read_and_the_patch_is_never_overwritten(
+    undoing: KubernetesApiStandIn,
+    app_client: Any,
+    redis_client: Redis,
+    owner_db: Database,
+    slack: SlackStandIn,
+) -> None:
+    # pulumi up lands a fix while the handler plans its undo of the bad
+    # release: undoing would put the older template over the fix.
+    undoing.add_deployment("ml-services", [GOOD, BAD])
+    fix = BAD + "-fixed"
+
+    def concurrent_release() -> None:
+        undoing.after_list = None
+        undoing.release("ml-services", fix)
+
+    undoing.after_list = concurrent_release
+    await _all_on(redis_client)
+    await _post(create_app(), app_client, _notification(_alert()))
+    assert len(undoing.requests("PATCH")) == 1
+    containers = undoing.deployments["ml-services"]["spec"]["template"]["spec"]["containers"]
+    assert containers[0]["image"] == fix
+    (outcome,) = (await _incident(owner_db))["deployments_outcome"]
+    assert (outcome["rolled_back"], outcome["failed"]) == (False, True)
+    assert outcome["reason"].startswith("Kubernetes API: HTTP 422")
+    assert "could not undo" in slack.messages[-1]
 
 
 async def test_a_resolved_alert_undoes_nothing(
