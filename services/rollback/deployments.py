@@ -13,10 +13,12 @@ kubectl (``polymorphichelpers.DeploymentRollbacker`` with ``toRevision=0``):
    ``/spec/template`` with the previous ReplicaSet's template without its
    ``pod-template-hash`` label, and ``/metadata/annotations`` with the
    Deployment's own revision bookkeeping plus the ReplicaSet's other annotations.
-   Unlike kubectl, the patch first tests ``/metadata/resourceVersion``: a
-   Deployment changed since step 1 (a release racing the incident) is refused
-   by the API server (422) and recorded as a failure for an operator, never
-   overwritten with the older template.
+   Unlike kubectl, the patch first tests ``/metadata/resourceVersion``, so it
+   applies only to the Deployment read in step 1. Refused (422), it starts
+   again from step 1 while the template is still the one first read (status
+   writes and the autoscaler change the version too); a changed template is a
+   release racing the incident, never overwritten with the older template but
+   recorded as a failure for an operator.
 
 The Deployment controller then rolls the pods and gives the restored template
 the next revision number (its ReplicaSet keeps its ``pod-template-hash``).
@@ -63,6 +65,15 @@ ANNOTATIONS_TO_SKIP = frozenset(
 )
 #: Written by the undo's own patch: the ``pod-template-hash`` of the template it restored.
 RESTORED_HASH_ANNOTATION = "rollback.enterprisehub.io/restored-template-hash"
+#: Reads and patches tried when the Deployment keeps changing under the patch.
+PATCH_ATTEMPTS = 3
+#: A failed JSON-patch ``test`` is a 422; a conflicting write a 409.
+_CHANGED_SINCE_READ = frozenset({409, 422})
+#: Why a Deployment whose template changed during the undo is left alone.
+TEMPLATE_CHANGED = (
+    "the Deployment's template changed while undoing (a release landed): "
+    "undoing now would overwrite it, so it is left to an operator"
+)
 #: kubectl's own field manager is ``kubectl-rollout``; ours names the handler.
 FIELD_MANAGER = "rollback-handler"
 
@@ -266,40 +277,62 @@ class DeploymentRollbacker:
     async def undo(self, name: str, *, restored_hash: str | None = None) -> UndoOutcome:
         """``kubectl rollout undo deployment/NAME``; a failure is an outcome, never raised.
 
-        ``restored_hash`` as for :func:`plan_undo`.
+        ``restored_hash`` as for :func:`plan_undo`. A patch refused because the
+        Deployment changed since it was read (its ``resourceVersion`` test) is
+        planned again from a fresh read while the template is the one first
+        read (the controller's status writes and the autoscaler also change
+        the version); a changed template is a release, left to an operator.
         """
+        first_template: Any = None
         try:
-            deployment = dict(await self._client.get(GenericDeployment, name))
-            selector = label_selector(deployment["spec"]["selector"])
-            replica_sets = [
-                dict(rs)
-                async for rs in self._client.list(
-                    GenericReplicaSet,
-                    namespace=deployment["metadata"].get("namespace"),
-                    labels=selector,
+            for attempt in range(1, PATCH_ATTEMPTS + 1):
+                deployment = dict(await self._client.get(GenericDeployment, name))
+                template = deployment["spec"]["template"]
+                if first_template is None:
+                    first_template = template
+                elif template != first_template:
+                    return UndoOutcome(name, False, TEMPLATE_CHANGED, failed=True)
+                plan = await self._plan(deployment, restored_hash)
+                if plan.patch is None:
+                    return UndoOutcome(
+                        name, False, plan.reason, plan.from_revision, plan.to_revision
+                    )
+                try:
+                    await self._client.patch(
+                        GenericDeployment,
+                        name,
+                        plan.patch,
+                        namespace=deployment["metadata"].get("namespace"),
+                        patch_type=PatchType.JSON,
+                        field_manager=FIELD_MANAGER,
+                    )
+                except ApiError as exc:
+                    if exc.status.code in _CHANGED_SINCE_READ and attempt < PATCH_ATTEMPTS:
+                        continue
+                    raise
+                return UndoOutcome(
+                    name,
+                    True,
+                    plan.reason,
+                    plan.from_revision,
+                    plan.to_revision,
+                    restored_hash=plan.restored_hash,
                 )
-            ]
-            plan = plan_undo(deployment, replica_sets, restored_hash=restored_hash)
-            if plan.patch is None:
-                return UndoOutcome(name, False, plan.reason, plan.from_revision, plan.to_revision)
-            await self._client.patch(
-                GenericDeployment,
-                name,
-                plan.patch,
-                namespace=deployment["metadata"].get("namespace"),
-                patch_type=PatchType.JSON,
-                field_manager=FIELD_MANAGER,
-            )
         except (ApiError, httpx2.HTTPError) as exc:
             return _api_failure(name, exc)
-        return UndoOutcome(
-            name,
-            True,
-            plan.reason,
-            plan.from_revision,
-            plan.to_revision,
-            restored_hash=plan.restored_hash,
-        )
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    async def _plan(self, deployment: Mapping[str, Any], restored_hash: str | None) -> UndoPlan:
+        """The Deployment's ReplicaSets listed, and :func:`plan_undo` over them."""
+        replica_sets = [
+            dict(rs)
+            async for rs in self._client.list(
+                GenericReplicaSet,
+                namespace=deployment["metadata"].get("namespace"),
+                labels=label_selector(deployment["spec"]["selector"]),
+            )
+        ]
+        return plan_undo(deployment, replica_sets, restored_hash=restored_hash)
 
     async def aclose(self) -> None:
         """Close the client's connections."""

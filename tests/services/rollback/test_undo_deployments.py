@@ -21,7 +21,13 @@ from services.common.redis import Redis
 from services.common.settings import SettingsError
 from services.rollback import procedure
 from services.rollback.config import RollbackSettings
-from services.rollback.deployments import RESTORED_HASH_ANNOTATION, label_selector, plan_undo
+from services.rollback.deployments import (
+    PATCH_ATTEMPTS,
+    RESTORED_HASH_ANNOTATION,
+    TEMPLATE_CHANGED,
+    label_selector,
+    plan_undo,
+)
 from services.rollback.main import create_app
 from services.rollback.procedure import ALREADY_OFF
 from tests.services.rollback.conftest import SERVICE_ACCOUNT_TOKEN, SlackStandIn
@@ -296,8 +302,52 @@ async def test_a_release_between_the_read_and_the_patch_is_never_overwritten(
     assert containers[0]["image"] == fix
     (outcome,) = (await _incident(owner_db))["deployments_outcome"]
     assert (outcome["rolled_back"], outcome["failed"]) == (False, True)
-    assert outcome["reason"].startswith("Kubernetes API: HTTP 422")
+    assert outcome["reason"] == TEMPLATE_CHANGED
     assert "could not undo" in slack.messages[-1]
+
+
+async def test_a_status_write_between_the_read_and_the_patch_is_read_again(
+    undoing: KubernetesApiStandIn, app_client: Any, redis_client: Redis, owner_db: Database
+) -> None:
+    # The controller's status writes and the autoscaler bump resourceVersion
+    # without touching the template: the undo reads again and goes through.
+    undoing.add_deployment("ml-services", [GOOD, BAD])
+    writes = iter(range(1))
+
+    def status_write() -> None:
+        if next(writes, None) is None:
+            return
+        undoing.deployments["ml-services"]["metadata"]["resourceVersion"] += "0"
+
+    undoing.after_list = status_write
+    await _all_on(redis_client)
+    await _post(create_app(), app_client, _notification(_alert()))
+    assert len(undoing.requests("PATCH")) == 2
+    assert undoing.deployments["ml-services"]["spec"]["template"] == template(
+        "ml-services", GOOD, None
+    )
+    (outcome,) = (await _incident(owner_db))["deployments_outcome"]
+    assert (outcome["rolled_back"], outcome["to_revision"]) == (True, 1)
+
+
+async def test_a_deployment_that_keeps_changing_is_left_after_the_last_attempt(
+    undoing: KubernetesApiStandIn, app_client: Any, redis_client: Redis, owner_db: Database
+) -> None:
+    undoing.add_deployment("ml-services", [GOOD, BAD])
+
+    def status_write() -> None:
+        undoing.deployments["ml-services"]["metadata"]["resourceVersion"] += "0"
+
+    undoing.after_list = status_write
+    await _all_on(redis_client)
+    await _post(create_app(), app_client, _notification(_alert()))
+    assert len(undoing.requests("PATCH")) == PATCH_ATTEMPTS
+    assert undoing.deployments["ml-services"]["spec"]["template"] == template(
+        "ml-services", BAD, None
+    )
+    (outcome,) = (await _incident(owner_db))["deployments_outcome"]
+    assert (outcome["rolled_back"], outcome["failed"]) == (False, True)
+    assert outcome["reason"].startswith("Kubernetes API: HTTP 422")
 
 
 async def test_a_resolved_alert_undoes_nothing(
