@@ -1,6 +1,8 @@
 """Delivering one outbox row exactly once: claim, contact rules, send, record.
 
-The delivery job (``churn.deliver``) runs `deliver` for one outbox row:
+The delivery job (``churn.deliver``) runs `deliver` for one outbox row; a
+group job (``churn.deliver_group``, queue.py) runs it for each row of an
+intervention in turn (`deliver_group`):
 
 1. Claim. The common case is one statement, ``churn_claim_send`` (revision
    0011): in its own transaction it locks the lead and then the row, and
@@ -37,6 +39,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Literal
@@ -109,6 +112,13 @@ CLAIM_FIELDS: Final = (
 RESTORE_SQL: Final = """
 UPDATE churn_outbox SET status = $2, attempts = attempts - 1, claimed_at = $3
 WHERE outbox_id = $1 AND status = 'sending' AND attempts = $4
+"""
+# A group's rows still to send that no job of their own has taken over.
+GROUP_ROWS_SQL: Final = """
+SELECT o.outbox_id FROM churn_outbox o
+WHERE o.outbox_id = ANY($1::uuid[]) AND o.status IN ('pending', 'sending')
+  AND NOT EXISTS (SELECT 1 FROM procrastinate_jobs j
+                  WHERE j.queueing_lock = o.outbox_id::text AND j.status IN ('todo', 'doing'))
 """
 CONTACTS_SQL: Final = """
 SELECT count(DISTINCT intervention_id) FILTER (WHERE coalesce(delivered_at, claimed_at) > $3),
@@ -191,6 +201,35 @@ class Deliverer:
             return await self._failed(tenant_id, row, attempt, exc, priority)
         self._count_attempt(row["channel"], "delivered")
         return await self._delivered(tenant_id, row, delivery.provider_id)
+
+    async def deliver_group(
+        self,
+        *,
+        tenant_id: str,
+        outbox_ids: Sequence[str],
+        priority: int | None = None,
+        rerun: bool = False,
+    ) -> list[Result]:
+        """Run one group job (queue.py): `deliver` each of an intervention's rows in turn.
+
+        Each row keeps its own claim, idempotency key and result; a row that
+        has to wait (a retry, quiet hours) gets a ``churn.deliver`` job of its
+        own and the group goes on with the next. On a ``rerun`` (the job's
+        worker died, or the job failed and procrastinate retried it) a row
+        already handed to a job of its own is left to that job: one job per
+        row at a time, as with ``churn.deliver`` alone.
+        """
+        if rerun:
+            async with self.db.tenant(tenant_id) as conn:
+                owned = {
+                    str(row["outbox_id"])
+                    for row in await conn.fetch(GROUP_ROWS_SQL, [uuid.UUID(i) for i in outbox_ids])
+                }
+            outbox_ids = [i for i in outbox_ids if i in owned]
+        return [
+            await self.deliver(tenant_id=tenant_id, outbox_id=outbox_id, priority=priority)
+            for outbox_id in outbox_ids
+        ]
 
     async def _claim(self, tenant_id: str, outbox_id: str, now: datetime) -> dict[str, Any]:
         """``churn_claim_send``: the common claim in one statement (module docstring)."""

@@ -1,4 +1,4 @@
-"""A send's claim and record, one statement each (revision 0011), and the paths that decide.
+"""A send's claim and record in one statement each (revision 0011), and group jobs.
 
 The common path claims with ``churn_claim_send`` and records with
 ``churn_record_delivery`` (no tenant transaction of several round trips);
@@ -17,7 +17,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from localrun.standins.leadconnector import StandinServer
+from localrun.standins.leadconnector import Faults, StandinServer
 from services.common.database import Database
 from tests.services.churn.conftest import RuntimeFactory, quiet_zone, seed_leads
 
@@ -139,3 +139,43 @@ async def test_the_calls_keep_to_their_tenant(
             await conn.fetchval("SELECT churn_record_delivery('t1', $1, 'x')", outbox_id)
     after = await _outbox(owner_db, "email")
     assert (after["status"], after["attempts"]) == ("pending", 0)
+
+
+async def test_a_group_job_sends_each_channel_and_on_a_rerun_leaves_handed_over_rows(
+    make_runtime: RuntimeFactory, standin: StandinServer, db: Database, owner_db: Database
+) -> None:
+    await seed_leads(db, "t1", 1)
+    async with make_runtime(standin=standin) as runtime:
+        await runtime.run_pass()
+        async with owner_db.unscoped() as conn:
+            jobs = await conn.fetch("SELECT task_name, args FROM procrastinate_jobs")
+            # This test runs the job itself: no worker holds it.
+            await conn.execute("DELETE FROM procrastinate_jobs")
+        # One job for the intervention's two channels, due together.
+        assert [job["task_name"] for job in jobs] == ["churn.deliver_group"]
+        outbox_ids = jobs[0]["args"]["outbox_ids"]
+        assert len(outbox_ids) == 2
+        # The first channel is rate limited (a job of its own after the backoff),
+        # then the worker dies before the second one is sent.
+        standin.standin.set_faults(Faults(rate_limited=1.0))
+        first = await runtime.deliverer.deliver(tenant_id="t1", outbox_id=outbox_ids[0])
+        assert first == "retry"
+        standin.standin.set_faults(Faults())
+        results = await runtime.deliverer.deliver_group(
+            tenant_id="t1", outbox_ids=outbox_ids, rerun=True
+        )
+    # The rerun sent only the second channel; the first waits for its own job.
+    assert results == ["delivered"]
+    async with owner_db.unscoped() as conn:
+        rows = {
+            str(row["outbox_id"]): row
+            for row in await conn.fetch(
+                "SELECT outbox_id, status, attempts, (SELECT count(*) FROM procrastinate_jobs j "
+                " WHERE j.status = 'todo' AND j.queueing_lock = o.outbox_id::text) AS jobs "
+                "FROM churn_outbox o"
+            )
+        }
+    assert (rows[outbox_ids[0]]["status"], rows[outbox_ids[0]]["attempts"]) == ("pending", 1)
+    assert rows[outbox_ids[0]]["jobs"] == 1
+    assert (rows[outbox_ids[1]]["status"], rows[outbox_ids[1]]["attempts"]) == ("delivered", 1)
+    assert len(standin.standin.stats()["deliveries"]) == 1
