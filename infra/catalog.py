@@ -369,6 +369,21 @@ SHIPPED_SERVICES: Final[Mapping[str, ServiceSpec]] = MappingProxyType(
     {name: spec for name, spec in SERVICES.items() if spec.shipped}
 )
 
+
+def feature_deployments() -> Mapping[str, tuple[str, ...]]:
+    """Feature flag -> the Deployments that serve it (the shipped services implementing it).
+
+    What the rollback handler may undo when a feature's trigger fires and the
+    stack lets it (``rollback.undoDeployments``): its Role names exactly these
+    Deployments, and its settings carry the same mapping.
+    """
+    served: dict[str, list[str]] = {}
+    for spec in SHIPPED_SERVICES.values():
+        if spec.feature:
+            served.setdefault(spec.feature, []).append(spec.name)
+    return MappingProxyType({feature: tuple(names) for feature, names in served.items()})
+
+
 #: The Streamlit dashboards (the seed put them on Vercel, which cannot run
 #: Streamlit): one multipage app served by the image like the services.
 DASHBOARDS: Final = DashboardsSpec(

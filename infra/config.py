@@ -48,6 +48,7 @@ __all__ = [
     "SUPPORTED_KUBERNETES_VERSIONS",
     "Environment",
     "Problem",
+    "RollbackConfig",
     "ServicePlan",
     "StackConfig",
     "StackConfigError",
@@ -430,6 +431,15 @@ class DnsConfig(_Model):
     hosted_zone_id: Annotated[str, Field(pattern=r"^Z[A-Z0-9]{1,31}$")] | None = None
 
 
+class RollbackConfig(_Model):
+    """What the rollback handler may do besides turning a feature's flag off."""
+
+    #: Also undo the latest rollout of the triggering feature's Deployments (as
+    #: ``kubectl rollout undo`` does). Off: that stays an operator's decision and
+    #: the handler has no Kubernetes API access at all.
+    undo_deployments: bool = False
+
+
 class StackConfig(_Model):
     """Everything the program needs to know about one stack, validated."""
 
@@ -455,6 +465,7 @@ class StackConfig(_Model):
     network: NetworkConfig = NetworkConfig()
     cluster: ClusterConfig = ClusterConfig()
     dns: DnsConfig = DnsConfig()
+    rollback: RollbackConfig = RollbackConfig()
     egress: dict[catalog.EgressTarget, EgressConfig] = Field(default_factory=_default_egress)
     #: Initial flag states (a bare boolean: on at 100% or off at 0%). They seed
     #: Redis through `enterprisehub flags init --seed`, which never overwrites.
@@ -571,6 +582,7 @@ _OBJECT_KEYS: Final = (
     "network",
     "cluster",
     "dns",
+    "rollback",
     "egress",
     "featureFlags",
 )

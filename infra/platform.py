@@ -288,6 +288,7 @@ class _Platform:
                 secrets=workload_secrets(spec.secrets, self.pool),
                 replicas=1 if self.config.is_local else None,
                 depends_on=list(gate),
+                undo_deployments=self.config.rollback.undo_deployments,
             ),
             opts=self.opts,
         )
@@ -379,6 +380,9 @@ class _Platform:
                 # them, no HTTP-01 solver pods under a self-signed issuer.
                 dashboards=catalog.DASHBOARDS if catalog.DASHBOARDS.shipped else None,
                 rollback_handler=catalog.ROLLBACK_HANDLER,
+                rollback_handler_api_server=(
+                    data.api_server if config.rollback.undo_deployments else None
+                ),
                 slack=config.secrets.slack_configured,
                 acme_http01_solver=config.tls_issuer in ACME_SERVERS,
                 in_cluster_datastores=data.in_cluster,

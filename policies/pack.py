@@ -55,6 +55,11 @@ EXEMPT: Mapping[str, str] = {
     "kubernetes:core/v1:Secret": "holds secrets by design; values come from Pulumi secrets",
     "kubernetes:core/v1:Service": "ClusterIP services; exposure is through the ingress only",
     "kubernetes:core/v1:ServiceAccount": "identity only; token automount asserted in tests/infra",
+    "kubernetes:rbac.authorization.k8s.io/v1:Role": "only the rollback handler's, with "
+    "rollback.undoDeployments; its exact rules (named Deployments, no wildcard) asserted in "
+    "tests/infra/test_rollback_handler.py",
+    "kubernetes:rbac.authorization.k8s.io/v1:RoleBinding": "only the rollback handler's Role to "
+    "its own ServiceAccount, asserted in tests/infra/test_rollback_handler.py",
     "kubernetes:gateway.networking.k8s.io/v1:Gateway": "the public edge's listeners; TLS on "
     "every HTTPS listener asserted in tests/infra/test_public_ingress.py",
     "kubernetes:gateway.networking.k8s.io/v1:HTTPRoute": "routes to ClusterIP services; backends "

@@ -234,6 +234,18 @@ def build() -> Dashboard:
                 width=24,
             )
         )
+        .with_panel(
+            graph(
+                "Deployment rollouts undone by rollback-handler (rollback.undoDeployments), "
+                "by deployment and outcome",
+                "short",
+                query(
+                    "sum by (deployment, outcome) (increase(rollback_deployment_undos_total[1h]))",
+                    "{{deployment}} {{outcome}}",
+                ),
+                width=24,
+            )
+        )
         .with_row(Row("Business impact"))
         .with_panel(
             graph(

@@ -10,10 +10,11 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
+from infra import github
+
 GITHUB_OIDC_URL = "https://token.actions.githubusercontent.com"
 GITHUB_OIDC_HOST = "token.actions.githubusercontent.com"
 AUDIENCE = "sts.amazonaws.com"
-_REPOSITORY = re.compile(r"\A[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9._-]{1,100}\Z")
 # fullmatch only; [0-9] rather than \d, which accepts any Unicode digit.
 _IAM_ARN = re.compile(r"arn:aws[a-z-]*:iam::[0-9]{12}:oidc-provider/.+")
 _STACK = re.compile(r"\A[a-z][a-z0-9-]{0,30}\Z")
@@ -34,7 +35,7 @@ class BootstrapConfig:
 
     def __post_init__(self) -> None:
         problems = []
-        if not _REPOSITORY.fullmatch(self.repository):
+        if not github.REPOSITORY.fullmatch(self.repository):
             problems.append(f"repository {self.repository!r} is not OWNER/NAME")
         if not self.stacks:
             problems.append("stacks is empty")

@@ -36,7 +36,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, TypedDict, Unpack
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -131,6 +131,44 @@ def load_pins(charts_dir: Path = CHARTS_DIR, section: str = "charts") -> dict[st
             create_namespace=bool(entry.get("createNamespace", True)),
         )
     return pins
+
+
+class ReleaseOptions(TypedDict, total=False):
+    """Helm options a `pinned_release` may set; unset ones keep Helm's defaults."""
+
+    values: pulumi.Input[Mapping[str, Any]]
+    skip_crds: bool
+    create_namespace: bool
+    cleanup_on_fail: bool
+    wait_for_jobs: bool
+    timeout: int
+
+
+def pinned_release(
+    resource_name: str,
+    pin: ChartPin,
+    *,
+    opts: pulumi.ResourceOptions,
+    **options: Unpack[ReleaseOptions],
+) -> k8s.helm.v3.Release:
+    """A Helm release of ``pin``: its exact version, from its repository, into its namespace.
+
+    Atomic (a failed install or upgrade is rolled back), with a bounded history.
+    """
+    # An OCI registry is named in the chart reference; a Helm repository by URL.
+    oci = pin.repository.startswith("oci://")
+    return k8s.helm.v3.Release(
+        resource_name,
+        name=pin.name,
+        chart=f"{pin.repository}/{pin.chart}" if oci else pin.chart,
+        version=pin.version,
+        repository_opts=None if oci else k8s.helm.v3.RepositoryOptsArgs(repo=pin.repository),
+        namespace=pin.namespace,
+        atomic=True,
+        max_history=10,
+        opts=opts,
+        **options,
+    )
 
 
 def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
@@ -300,26 +338,15 @@ class ClusterAddons(pulumi.ComponentResource):
 
     def _release(self, chart: str, after: Sequence[pulumi.Resource]) -> k8s.helm.v3.Release:
         """One pinned Helm release with the environment's merged values."""
-        args = self._args
-        pin = self._pins[chart]
-        values = self.values[chart]
-        # An OCI registry is named in the chart reference; a Helm repository by URL.
-        oci = pin.repository.startswith("oci://")
-        return k8s.helm.v3.Release(
+        return pinned_release(
             f"{self._name}-{chart}",
-            name=chart,
-            chart=f"{pin.repository}/{pin.chart}" if oci else pin.chart,
-            version=pin.version,
-            repository_opts=None if oci else k8s.helm.v3.RepositoryOptsArgs(repo=pin.repository),
-            namespace=pin.namespace,
+            self._pins[chart],
             # Namespaces are created by this component, with their default-deny policy.
             create_namespace=False,
-            values=values,
-            atomic=True,
+            values=self.values[chart],
             cleanup_on_fail=True,
             wait_for_jobs=True,
-            max_history=10,
-            timeout=args.timeout_seconds,
+            timeout=self._args.timeout_seconds,
             opts=pulumi.ResourceOptions(parent=self, depends_on=list(after)),
         )
 

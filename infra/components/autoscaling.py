@@ -33,7 +33,7 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
-from infra.components.addons import load_pins
+from infra.components.addons import load_pins, pinned_release
 from infra.components.iam import (
     EKS_NODE_POLICIES,
     irsa_trust_policy,
@@ -116,6 +116,24 @@ def controller_policy(
     owned_resource = {f"aws:ResourceTag/kubernetes.io/cluster/{cluster_name}": "owned"}
     regional = {"aws:RequestedRegion": region}
     ec2 = f"arn:{partition}:ec2:{region}"
+    # What a launch creates: launching it and tagging it at creation cover the same list.
+    launched = [
+        f"{ec2}:*:{kind}/*"
+        for kind in (
+            "fleet",
+            "instance",
+            "volume",
+            "network-interface",
+            "launch-template",
+            "spot-instances-request",
+        )
+    ]
+    # Resources of this cluster that a node pool of its Karpenter created.
+    of_a_node_pool = {
+        "StringEquals": owned_resource,
+        "StringLike": {"aws:ResourceTag/karpenter.sh/nodepool": "*"},
+    }
+    instance_profiles = f"arn:{partition}:iam::*:instance-profile/*"
     statements: list[dict[str, Any]] = [
         {
             "Sid": "AllowScopedEC2InstanceAccessActions",
@@ -134,22 +152,12 @@ def controller_policy(
             "Effect": "Allow",
             "Resource": f"{ec2}:*:launch-template/*",
             "Action": ["ec2:RunInstances", "ec2:CreateFleet"],
-            "Condition": {
-                "StringEquals": owned_resource,
-                "StringLike": {"aws:ResourceTag/karpenter.sh/nodepool": "*"},
-            },
+            "Condition": of_a_node_pool,
         },
         {
             "Sid": "AllowScopedEC2InstanceActionsWithTags",
             "Effect": "Allow",
-            "Resource": [
-                f"{ec2}:*:fleet/*",
-                f"{ec2}:*:instance/*",
-                f"{ec2}:*:volume/*",
-                f"{ec2}:*:network-interface/*",
-                f"{ec2}:*:launch-template/*",
-                f"{ec2}:*:spot-instances-request/*",
-            ],
+            "Resource": launched,
             "Action": ["ec2:RunInstances", "ec2:CreateFleet", "ec2:CreateLaunchTemplate"],
             "Condition": {
                 "StringEquals": {**owned, "aws:RequestTag/eks:eks-cluster-name": cluster_name},
@@ -159,14 +167,7 @@ def controller_policy(
         {
             "Sid": "AllowScopedResourceCreationTagging",
             "Effect": "Allow",
-            "Resource": [
-                f"{ec2}:*:fleet/*",
-                f"{ec2}:*:instance/*",
-                f"{ec2}:*:volume/*",
-                f"{ec2}:*:network-interface/*",
-                f"{ec2}:*:launch-template/*",
-                f"{ec2}:*:spot-instances-request/*",
-            ],
+            "Resource": launched,
             "Action": "ec2:CreateTags",
             "Condition": {
                 "StringEquals": {
@@ -183,8 +184,7 @@ def controller_policy(
             "Resource": f"{ec2}:*:instance/*",
             "Action": "ec2:CreateTags",
             "Condition": {
-                "StringEquals": owned_resource,
-                "StringLike": {"aws:ResourceTag/karpenter.sh/nodepool": "*"},
+                **of_a_node_pool,
                 "StringEqualsIfExists": {"aws:RequestTag/eks:eks-cluster-name": cluster_name},
                 "ForAllValues:StringEquals": {
                     "aws:TagKeys": ["eks:eks-cluster-name", "karpenter.sh/nodeclaim", "Name"]
@@ -196,10 +196,7 @@ def controller_policy(
             "Effect": "Allow",
             "Resource": [f"{ec2}:*:instance/*", f"{ec2}:*:launch-template/*"],
             "Action": ["ec2:TerminateInstances", "ec2:DeleteLaunchTemplate"],
-            "Condition": {
-                "StringEquals": owned_resource,
-                "StringLike": {"aws:ResourceTag/karpenter.sh/nodepool": "*"},
-            },
+            "Condition": of_a_node_pool,
         },
         {
             "Sid": "AllowRegionalReadActions",
@@ -250,7 +247,7 @@ def controller_policy(
         {
             "Sid": "AllowScopedInstanceProfileActions",
             "Effect": "Allow",
-            "Resource": f"arn:{partition}:iam::*:instance-profile/*",
+            "Resource": instance_profiles,
             "Action": [
                 "iam:CreateInstanceProfile",
                 "iam:TagInstanceProfile",
@@ -269,7 +266,7 @@ def controller_policy(
         {
             "Sid": "AllowScopedInstanceProfileCreation",
             "Effect": "Allow",
-            "Resource": f"arn:{partition}:iam::*:instance-profile/*",
+            "Resource": instance_profiles,
             "Action": ["iam:CreateInstanceProfile", "iam:TagInstanceProfile"],
             "Condition": {
                 "StringEquals": {
@@ -283,7 +280,7 @@ def controller_policy(
         {
             "Sid": "AllowInstanceProfileReadActions",
             "Effect": "Allow",
-            "Resource": f"arn:{partition}:iam::*:instance-profile/*",
+            "Resource": instance_profiles,
             "Action": "iam:GetInstanceProfile",
         },
         {
@@ -421,28 +418,18 @@ class Karpenter(pulumi.ComponentResource):
         pins = load_pins(section="awsCharts")
         crd_pin, chart_pin = pins["karpenter-crd"], pins["karpenter"]
         k8s_child = pulumi.ResourceOptions(parent=self, provider=args.provider)
-        crds = k8s.helm.v3.Release(
+        crds = pinned_release(
             f"{name}-crd",
-            name="karpenter-crd",
-            chart=f"{crd_pin.repository}/{crd_pin.chart}",
-            version=crd_pin.version,
-            namespace=crd_pin.namespace,
-            atomic=True,
-            max_history=10,
+            crd_pin,
             opts=pulumi.ResourceOptions.merge(
                 k8s_child, pulumi.ResourceOptions(depends_on=list(args.after))
             ),
         )
-        release = k8s.helm.v3.Release(
+        release = pinned_release(
             f"{name}-chart",
-            name="karpenter",
-            chart=f"{chart_pin.repository}/{chart_pin.chart}",
-            version=chart_pin.version,
-            namespace=chart_pin.namespace,
+            chart_pin,
             skip_crds=True,
-            atomic=True,
             cleanup_on_fail=True,
-            max_history=10,
             values={
                 "settings": {
                     "clusterName": args.cluster_name,

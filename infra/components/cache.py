@@ -24,8 +24,7 @@ import pulumi_aws as aws
 import pulumi_random as random
 
 from infra import catalog
-from infra.components.firewall import cluster_only_security_group
-from infra.components.kms import encryption_key
+from infra.components.datastore_placement import datastore_placement
 
 # ElastiCache accepts 16-128 printable characters without '@', '"' or '/';
 # alphanumerics also need no escaping in the redis URL.
@@ -111,29 +110,19 @@ class Cache(pulumi.ComponentResource):
         tags = dict(args.tags)
         child = pulumi.ResourceOptions(parent=self)
 
-        key = (
-            encryption_key(
-                f"{name}-key", description=f"{name}: Redis at rest", tags=tags, parent=self
-            )
-            if args.at_rest_encryption
-            else None
-        )
-        subnet_group = aws.elasticache.SubnetGroup(
-            f"{name}-subnets",
-            description=f"{name}: private subnets",
-            subnet_ids=args.subnet_ids,
-            tags=tags,
-            opts=child,
-        )
-        security_group = cluster_only_security_group(
+        placement = datastore_placement(
             name,
             what="Redis",
             port=catalog.REDIS_PORT,
+            subnet_group_type=aws.elasticache.SubnetGroup,
+            subnet_ids=args.subnet_ids,
             vpc_id=args.vpc_id,
             client_security_group_id=args.client_security_group_id,
+            key_description=f"{name}: Redis at rest" if args.at_rest_encryption else None,
             tags=tags,
             parent=self,
         )
+        key, security_group = placement.key, placement.security_group
         parameters = aws.elasticache.ParameterGroup(
             f"{name}-params",
             family="redis7",
@@ -181,7 +170,7 @@ class Cache(pulumi.ComponentResource):
             auth_token=token.result if token else None,
             port=catalog.REDIS_PORT,
             parameter_group_name=parameters.name,
-            subnet_group_name=subnet_group.name,
+            subnet_group_name=placement.subnet_group.name,
             security_group_ids=[security_group.id],
             snapshot_retention_limit=args.snapshot_retention_days,
             snapshot_window=args.snapshot_window,

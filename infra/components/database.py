@@ -30,8 +30,7 @@ import pulumi_aws as aws
 import pulumi_random as random
 
 from infra import catalog
-from infra.components.firewall import cluster_only_security_group
-from infra.components.kms import encryption_key
+from infra.components.datastore_placement import datastore_placement
 
 # Alphanumeric passwords: RDS forbids '/', '@', '"' and spaces, and URL-special
 # characters would need escaping in the DSNs. 32 characters are ~190 bits.
@@ -93,29 +92,19 @@ class Database(pulumi.ComponentResource):
         tags = dict(args.tags)
         child = pulumi.ResourceOptions(parent=self)
 
-        key = (
-            encryption_key(
-                f"{name}-key", description=f"{name}: RDS storage", tags=tags, parent=self
-            )
-            if args.storage_encrypted
-            else None
-        )
-        subnet_group = aws.rds.SubnetGroup(
-            f"{name}-subnets",
-            description=f"{name}: private subnets",
-            subnet_ids=args.subnet_ids,
-            tags=tags,
-            opts=child,
-        )
-        security_group = cluster_only_security_group(
+        placement = datastore_placement(
             name,
             what="PostgreSQL",
             port=catalog.POSTGRES_PORT,
+            subnet_group_type=aws.rds.SubnetGroup,
+            subnet_ids=args.subnet_ids,
             vpc_id=args.vpc_id,
             client_security_group_id=args.client_security_group_id,
+            key_description=f"{name}: RDS storage" if args.storage_encrypted else None,
             tags=tags,
             parent=self,
         )
+        key, security_group = placement.key, placement.security_group
         parameters = aws.rds.ParameterGroup(
             f"{name}-params",
             family="postgres15",
@@ -170,7 +159,7 @@ class Database(pulumi.ComponentResource):
             username=args.owner_username,
             password=owner_password.result,
             port=catalog.POSTGRES_PORT,
-            db_subnet_group_name=subnet_group.name,
+            db_subnet_group_name=placement.subnet_group.name,
             vpc_security_group_ids=[security_group.id],
             parameter_group_name=parameters.name,
             publicly_accessible=False,

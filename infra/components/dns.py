@@ -27,7 +27,7 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
-from infra.components.addons import load_pins
+from infra.components.addons import load_pins, pinned_release
 from infra.components.iam import irsa_trust_policy
 
 NAMESPACE: Final = "kube-system"
@@ -105,16 +105,10 @@ class ExternalDns(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=role),
         )
         pin = load_pins(section="awsCharts")["external-dns"]
-        k8s.helm.v3.Release(
+        pinned_release(
             f"{name}-chart",
-            name="external-dns",
-            chart=pin.chart,
-            version=pin.version,
-            repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=pin.repository),
-            namespace=pin.namespace,
-            atomic=True,
+            pin,
             cleanup_on_fail=True,
-            max_history=10,
             values={
                 "provider": {"name": "aws"},
                 "env": [{"name": "AWS_DEFAULT_REGION", "value": args.region}],

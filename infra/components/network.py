@@ -76,9 +76,10 @@ def _subnet(
     cidr: str,
     vpc: aws.ec2.Vpc,
     tags: Mapping[str, str],
+    route_table: aws.ec2.RouteTable,
 ) -> aws.ec2.Subnet:
-    """One tier's subnet in one zone, tagged for the cluster's load balancers."""
-    return aws.ec2.Subnet(
+    """One tier's subnet in one zone, tagged for the cluster's load balancers, and its routes."""
+    subnet = aws.ec2.Subnet(
         f"{name}-{tier}-{index}",
         vpc_id=vpc.id,
         cidr_block=cidr,
@@ -89,6 +90,36 @@ def _subnet(
         tags={**tags, "Name": f"{name}-{tier}-{zone}", _ELB_ROLE[tier]: "1"},
         opts=pulumi.ResourceOptions(parent=vpc),
     )
+    aws.ec2.RouteTableAssociation(
+        f"{name}-{tier}-{index}-rta",
+        subnet_id=subnet.id,
+        route_table_id=route_table.id,
+        opts=pulumi.ResourceOptions(parent=subnet),
+    )
+    return subnet
+
+
+def _route_table(
+    prefix: str,
+    *,
+    vpc: aws.ec2.Vpc,
+    tags: Mapping[str, str],
+    gateway_id: pulumi.Input[str] | None = None,
+    nat_gateway_id: pulumi.Input[str] | None = None,
+) -> aws.ec2.RouteTable:
+    """A route table ``<prefix>-rt`` whose default route leaves by the one gateway given."""
+    route_table = aws.ec2.RouteTable(
+        f"{prefix}-rt", vpc_id=vpc.id, tags=tags, opts=pulumi.ResourceOptions(parent=vpc)
+    )
+    aws.ec2.Route(
+        f"{prefix}-default",
+        route_table_id=route_table.id,
+        destination_cidr_block="0.0.0.0/0",
+        gateway_id=gateway_id,
+        nat_gateway_id=nat_gateway_id,
+        opts=pulumi.ResourceOptions(parent=route_table),
+    )
+    return route_table
 
 
 class Network(pulumi.ComponentResource):
@@ -153,18 +184,8 @@ class Network(pulumi.ComponentResource):
             f"{name}-igw", vpc_id=vpc.id, tags={**tags, "Name": f"{name}-igw"}, opts=vpc_child
         )
 
-        public_rt = aws.ec2.RouteTable(
-            f"{name}-public-rt",
-            vpc_id=vpc.id,
-            tags={**tags, "Name": f"{name}-public"},
-            opts=vpc_child,
-        )
-        aws.ec2.Route(
-            f"{name}-public-default",
-            route_table_id=public_rt.id,
-            destination_cidr_block="0.0.0.0/0",
-            gateway_id=igw.id,
-            opts=pulumi.ResourceOptions(parent=public_rt),
+        public_rt = _route_table(
+            f"{name}-public", vpc=vpc, tags={**tags, "Name": f"{name}-public"}, gateway_id=igw.id
         )
 
         public_subnets: list[aws.ec2.Subnet] = []
@@ -182,12 +203,7 @@ class Network(pulumi.ComponentResource):
                 public_cidrs[index],
                 vpc,
                 subnet_tags,
-            )
-            aws.ec2.RouteTableAssociation(
-                f"{name}-public-{index}-rta",
-                subnet_id=public.id,
-                route_table_id=public_rt.id,
-                opts=pulumi.ResourceOptions(parent=public),
+                public_rt,
             )
             public_subnets.append(public)
 
@@ -208,6 +224,14 @@ class Network(pulumi.ComponentResource):
                     )
                 )
 
+            private_rt = _route_table(
+                f"{name}-private-{index}",
+                vpc=vpc,
+                tags={**tags, "Name": f"{name}-private-{zone}"},
+                # Per-AZ NAT keeps a zone's egress inside the zone; otherwise all
+                # zones share the first gateway.
+                nat_gateway_id=nat_gateways[index if args.nat_gateway_per_az else 0].id,
+            )
             private = _subnet(
                 name,
                 "private",
@@ -217,27 +241,7 @@ class Network(pulumi.ComponentResource):
                 private_cidrs[index],
                 vpc,
                 subnet_tags,
-            )
-            private_rt = aws.ec2.RouteTable(
-                f"{name}-private-{index}-rt",
-                vpc_id=vpc.id,
-                tags={**tags, "Name": f"{name}-private-{zone}"},
-                opts=vpc_child,
-            )
-            aws.ec2.Route(
-                f"{name}-private-{index}-default",
-                route_table_id=private_rt.id,
-                destination_cidr_block="0.0.0.0/0",
-                # Per-AZ NAT keeps a zone's egress inside the zone; otherwise all
-                # zones share the first gateway.
-                nat_gateway_id=nat_gateways[index if args.nat_gateway_per_az else 0].id,
-                opts=pulumi.ResourceOptions(parent=private_rt),
-            )
-            aws.ec2.RouteTableAssociation(
-                f"{name}-private-{index}-rta",
-                subnet_id=private.id,
-                route_table_id=private_rt.id,
-                opts=pulumi.ResourceOptions(parent=private),
+                private_rt,
             )
             private_subnets.append(private)
             private_route_tables.append(private_rt)

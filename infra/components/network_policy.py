@@ -291,6 +291,9 @@ class PlatformNetworkPoliciesArgs:
     #: The rollback handler, when the stack runs it: Alertmanager's pods in
     #: ``monitoring_namespace`` (and Prometheus) in; the stores (and Slack) out.
     rollback_handler: catalog.RollbackHandlerSpec | None = None
+    #: How the rollback handler reaches the Kubernetes API when the stack lets it
+    #: undo deployments (``rollback.undoDeployments``); None: it has no route there.
+    rollback_handler_api_server: ApiServer | None = None
     #: Whether the stack has a Slack webhook (else no pod gets Slack egress).
     slack: bool = False
     #: Whether cert-manager solves ACME HTTP-01 challenges (a letsencrypt issuer);
@@ -407,10 +410,13 @@ class PlatformNetworkPolicies(pulumi.ComponentResource):
         """Alertmanager (its webhook) and Prometheus (``/metrics``) in; the stores, Slack out.
 
         Nothing from the edge: the handler is no public API. No Kubernetes API
-        either: it turns flags off and never touches a deployment.
+        either, unless the stack lets it undo deployments
+        (``rollback_handler_api_server``).
         """
         args = self._args
         egress = [*self._data["postgres"], *self._data["redis"]]
+        if args.rollback_handler_api_server is not None:
+            egress.extend(api_server_egress(args.rollback_handler_api_server))
         for target in sorted(spec.egress):
             if target is catalog.EgressTarget.SLACK and not args.slack:
                 continue

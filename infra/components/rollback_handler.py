@@ -7,17 +7,26 @@ network policy (:class:`~infra.components.network_policy.PlatformNetworkPolicies
 admits nothing else, and it calls nothing but Postgres, Redis and (when the
 stack has a webhook URL) Slack.
 
-It turns flags off and records why; it cannot roll a deployment back. Its
-ServiceAccount mounts no token, it has no RBAC binding, no cloud role and no
-route to the Kubernetes API: rolling the stack back stays an operator's
+By default it turns flags off and records why; it cannot roll a deployment
+back. Its ServiceAccount mounts no token, it has no RBAC binding, no cloud role
+and no route to the Kubernetes API: rolling the stack back stays an operator's
 decision (``enterprisehub rollback feature ... --stack-rollback``, or
 ``python -m infra.deploy rollback``).
+
+With ``undo_deployments`` (the stack's ``rollback.undoDeployments``) it may
+also undo the latest rollout of the Deployments serving the feature a trigger
+names (``catalog.feature_deployments``): a namespaced Role grants ``get`` and
+``patch`` on exactly those Deployments by name and ``list`` on ReplicaSets
+(``resourceNames`` cannot narrow a list; ReplicaSets hold nothing secret), the
+pod mounts its token, and its settings say which Deployments serve which feature.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Final
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -50,6 +59,57 @@ class RollbackHandlerArgs:
     replicas: int | None = None
     #: The migration (its tables) and flags init (the flags it turns off).
     depends_on: Sequence[pulumi.Resource] = field(default_factory=tuple)
+    #: The stack's ``rollback.undoDeployments``: may it undo the rollout of a
+    #: triggering feature's Deployments (a Role, a mounted token)?
+    undo_deployments: bool = False
+    #: Feature flag -> the Deployments serving it: what it may undo (the catalog's).
+    feature_deployments: Mapping[str, tuple[str, ...]] = field(
+        default_factory=catalog.feature_deployments
+    )
+
+
+#: The handler's settings that say whether and what it may undo (services/rollback/config.py).
+UNDO_DEPLOYMENTS_SETTING: Final = "ROLLBACK_UNDO_DEPLOYMENTS"
+FEATURE_DEPLOYMENTS_SETTING: Final = "ROLLBACK_FEATURE_DEPLOYMENTS"
+
+#: checkov's CKV_K8S_38 wants no token mounted; the undo needs one, and only then.
+API_ACCESS_CHECKOV_SKIP: Final = (
+    "CKV_K8S_38=the stack enabled rollback.undoDeployments: the handler calls the "
+    "Kubernetes API under a Role limited to its features' Deployments"
+)
+
+
+def undo_settings(
+    undo_deployments: bool, feature_deployments: Mapping[str, tuple[str, ...]]
+) -> dict[str, str]:
+    """The ConfigMap entries that enable (or not) undoing deployments."""
+    if not undo_deployments:
+        return {UNDO_DEPLOYMENTS_SETTING: "false"}
+    mapping = {feature: list(names) for feature, names in sorted(feature_deployments.items())}
+    return {
+        UNDO_DEPLOYMENTS_SETTING: "true",
+        FEATURE_DEPLOYMENTS_SETTING: json.dumps(mapping, separators=(",", ":")),
+    }
+
+
+def undo_rules(
+    feature_deployments: Mapping[str, tuple[str, ...]],
+) -> list[k8s.rbac.v1.PolicyRuleArgs]:
+    """Least privilege for ``kubectl rollout undo`` of exactly these Deployments.
+
+    ``get`` and ``patch`` on the Deployments by name; ``list`` on ReplicaSets (to
+    find the Deployment's revisions), which ``resourceNames`` cannot narrow.
+    """
+    names = sorted({name for names in feature_deployments.values() for name in names})
+    return [
+        k8s.rbac.v1.PolicyRuleArgs(
+            api_groups=["apps"],
+            resources=["deployments"],
+            resource_names=names,
+            verbs=["get", "patch"],
+        ),
+        k8s.rbac.v1.PolicyRuleArgs(api_groups=["apps"], resources=["replicasets"], verbs=["list"]),
+    ]
 
 
 class RollbackHandler(pulumi.ComponentResource):
@@ -77,7 +137,10 @@ class RollbackHandler(pulumi.ComponentResource):
         replicas = args.replicas if args.replicas is not None else spec.replicas
         if replicas < 1:
             raise ValueError(f"{owner}: replicas must be at least 1, got {replicas}")
+        if args.undo_deployments and not any(args.feature_deployments.values()):
+            raise ValueError(f"{owner}: undo_deployments needs the Deployments it may undo")
         super().__init__("enterprisehub:k8s:RollbackHandler", name, None, opts)
+        self._logical = name
         objects = WorkloadObjects(
             self,
             name,
@@ -85,9 +148,17 @@ class RollbackHandler(pulumi.ComponentResource):
             namespace=args.namespace,
             labels=hardening.labels(spec.name, hardening.COMPONENT_API),
         )
-        # No role: the handler never calls a cloud API (see the module's docstring).
+        # No cloud role: the handler never calls a cloud API (see the module's docstring).
         account = objects.service_account(None)
-        config = objects.config_map({**args.settings, **spec.settings})
+        if args.undo_deployments:
+            self._undo_access(objects, account, args.feature_deployments)
+        config = objects.config_map(
+            {
+                **args.settings,
+                **spec.settings,
+                **undo_settings(args.undo_deployments, args.feature_deployments),
+            }
+        )
         secret = objects.secret(args.secrets)
         container = app_container(
             spec.name,
@@ -104,10 +175,13 @@ class RollbackHandler(pulumi.ComponentResource):
             },
         )
         metrics_labels = {**objects.labels, hardening.METRICS_LABEL: "true"}
+        annotations = dict(hardening.SECRET_ENV_SKIP)
+        if args.undo_deployments:
+            annotations["checkov.io/skip2"] = API_ACCESS_CHECKOV_SKIP
         # No ``replicas``: the autoscaler owns the count (see service.py).
         deployment = k8s.apps.v1.Deployment(
             f"{name}-deployment",
-            metadata=objects.meta(annotations=hardening.SECRET_ENV_SKIP),
+            metadata=objects.meta(annotations=annotations),
             spec=k8s.apps.v1.DeploymentSpecArgs(
                 selector=k8s.meta.v1.LabelSelectorArgs(match_labels=objects.selector),
                 revision_history_limit=5,
@@ -123,7 +197,8 @@ class RollbackHandler(pulumi.ComponentResource):
                     ),
                     spec=k8s.core.v1.PodSpecArgs(
                         service_account_name=account.metadata.name,
-                        automount_service_account_token=False,
+                        # A token only when the stack lets it undo deployments.
+                        automount_service_account_token=args.undo_deployments,
                         security_context=hardening.pod_security_context(),
                         containers=[container],
                         volumes=[hardening.tmp_volume()],
@@ -150,3 +225,33 @@ class RollbackHandler(pulumi.ComponentResource):
             spec.webhook_path,
         )
         self.register_outputs({"service_name": self.service_name, "webhook_url": self.webhook_url})
+
+    def _undo_access(
+        self,
+        objects: WorkloadObjects,
+        account: k8s.core.v1.ServiceAccount,
+        feature_deployments: Mapping[str, tuple[str, ...]],
+    ) -> None:
+        """The Role of :func:`undo_rules`, bound to the handler's ServiceAccount only."""
+        child = pulumi.ResourceOptions(parent=self)
+        role = k8s.rbac.v1.Role(
+            f"{self._logical}-undo-role",
+            metadata=objects.meta(),
+            rules=undo_rules(feature_deployments),
+            opts=child,
+        )
+        k8s.rbac.v1.RoleBinding(
+            f"{self._logical}-undo-binding",
+            metadata=objects.meta(),
+            role_ref=k8s.rbac.v1.RoleRefArgs(
+                api_group="rbac.authorization.k8s.io", kind="Role", name=role.metadata.name
+            ),
+            subjects=[
+                k8s.rbac.v1.SubjectArgs(
+                    kind="ServiceAccount",
+                    name=account.metadata.name,
+                    namespace=objects.namespace,
+                )
+            ],
+            opts=child,
+        )

@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from infra import github
 from infra.deploy.diff import GITHUB_COMMENT_LIMIT
 
-_REPO = re.compile(r"\A[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+\Z")
 _NEXT = re.compile(r'<([^>]+)>;\s*rel="next"')
 
 
@@ -73,7 +73,7 @@ class GitHub:
 
 def upsert_comment(gh: GitHub, repo: str, pr: int, body: str, marker: str) -> tuple[str, int]:
     """Create or edit the comment carrying `marker`; returns (what was done, comment id)."""
-    if not _REPO.fullmatch(repo):
+    if not github.REPOSITORY.fullmatch(repo):
         raise ValueError(f"not an OWNER/NAME repository: {repo!r}")
     if marker not in body:
         body = f"{marker}\n{body}"

@@ -31,13 +31,14 @@ enclosing map. `Secret` wraps such a value in recorded inputs and outputs.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import importlib
 import math
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 import pulumi
 from google.protobuf import struct_pb2
@@ -73,6 +74,7 @@ __all__ = [
     "Secret",
     "mask_secrets",
     "normalize_numbers",
+    "run_outside_program",
     "run_program",
     "unwrap_secrets",
 ]
@@ -80,6 +82,8 @@ __all__ = [
 SECRET_MASK = "[secret]"  # noqa: S105 - the mask, not a password
 ROOT_STACK_TYPE = "pulumi:pulumi:Stack"
 DEFAULT_PROGRAM = "infra.program:main"
+
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -629,6 +633,43 @@ def run_program(
         calls=list(mocks.calls),
         stack_outputs=stack_outputs,
     )
+
+
+def run_outside_program(function: Callable[[], _T]) -> _T:
+    """Call ``function``, which may create Outputs, outside any program run.
+
+    ``Output.secret`` and friends schedule a task on the calling thread's event
+    loop. Called at import or collection time (e.g. to build parametrize cases
+    from a loaded config), nothing ever runs that loop, and the task, collected
+    pending much later, fails whichever test runs then. Here ``function`` runs
+    on a thread and loop of its own, the tasks it scheduled run to their end and
+    the loop is closed; the Outputs it returns are finished, not awaitable.
+    """
+    result: list[_T] = []
+    failure: list[BaseException] = []
+
+    def body() -> None:
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        try:
+            result.append(function())
+            pending = asyncio.all_tasks(loop)
+            if pending:
+                loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+        except BaseException as error:  # re-raised in the caller's thread
+            failure.append(error)
+        finally:
+            loop.close()
+
+    # The SDK keeps config and settings in context variables: the thread runs in a
+    # copy of the caller's context. Joined at once: nothing runs beside it.
+    context = contextvars.copy_context()
+    thread = threading.Thread(target=context.run, args=(body,), name="run-outside-program")
+    thread.start()
+    thread.join()
+    if failure:
+        raise failure[0]
+    return result[0]
 
 
 async def _resolve_exports() -> dict[str, Any]:

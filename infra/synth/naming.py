@@ -82,6 +82,18 @@ def _iam_name(max_length: int, source: str) -> NameRule:
     )
 
 
+def _eks_name(field: str, max_length: int, source: str) -> NameRule:
+    """EKS's name rule (clusters, node groups): only the property and the length differ."""
+    return NameRule(
+        field=field,
+        auto=True,
+        max_length=max_length,
+        pattern=r"[0-9A-Za-z][A-Za-z0-9_-]*",
+        allowed=f"1-{max_length} of A-Z a-z 0-9 - _, starting with a letter or digit",
+        source=source,
+    )
+
+
 def _aws_identifier(max_length: int, source: str, *, field: str = "name") -> NameRule:
     """The RDS and ElastiCache identifier rule; the provider lowercases these names."""
     return NameRule(
@@ -119,21 +131,11 @@ RULES: Final[Mapping[str, NameRule]] = {
         source=f"{_API}, EC2 CreateSecurityGroup GroupName; {_PROVIDER} 255",
     ),
     # ---- EKS
-    "aws:eks/cluster:Cluster": NameRule(
-        field="name",
-        auto=True,
-        max_length=100,
-        pattern=r"[0-9A-Za-z][A-Za-z0-9_-]*",
-        allowed="1-100 of A-Z a-z 0-9 - _, starting with a letter or digit",
-        source=f"{_API}, EKS CreateCluster name; pulumi_aws.eks.Cluster docstring",
+    "aws:eks/cluster:Cluster": _eks_name(
+        "name", 100, f"{_API}, EKS CreateCluster name; pulumi_aws.eks.Cluster docstring"
     ),
-    "aws:eks/nodeGroup:NodeGroup": NameRule(
-        field="nodeGroupName",
-        auto=True,
-        max_length=63,
-        pattern=r"[0-9A-Za-z][A-Za-z0-9_-]*",
-        allowed="1-63 of A-Z a-z 0-9 - _, starting with a letter or digit",
-        source=f"{_API}, EKS CreateNodegroup; pulumi_aws.eks.NodeGroup docstring",
+    "aws:eks/nodeGroup:NodeGroup": _eks_name(
+        "nodeGroupName", 63, f"{_API}, EKS CreateNodegroup; pulumi_aws.eks.NodeGroup docstring"
     ),
     "aws:eks/addon:Addon": NameRule(source="addonName is one of EKS's add-on names"),
     "aws:eks/accessEntry:AccessEntry": NameRule(source="identified by the principal ARN"),

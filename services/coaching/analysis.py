@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 import orjson
@@ -115,26 +116,17 @@ def transcript_sha256(body: CoachingSessionCreate) -> str:
     return hashlib.sha256(orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
+@dataclass(slots=True, eq=False, kw_only=True)
 class CoachingEngine:
     """Runs analyses under the limits of the module docstring."""
 
-    def __init__(
-        self,
-        *,
-        db: Database,
-        max_concurrent: int,
-        session_timeout: float,
-        max_input_tokens: int,
-        max_output_tokens: int,
-        window_size: int = 1000,
-    ) -> None:
-        self.db = db
-        self.max_concurrent = max_concurrent
-        self._timeout = session_timeout
-        self._budget = max_input_tokens
-        self._max_output = max_output_tokens
-        self._active = 0
-        self.latency = LatencyWindow(max_samples=window_size)
+    db: Database
+    max_concurrent: int
+    session_timeout: float
+    max_input_tokens: int
+    max_output_tokens: int
+    latency: LatencyWindow = field(default_factory=lambda: LatencyWindow(max_samples=1000))
+    _active: int = field(default=0, init=False)
 
     @property
     def active(self) -> int:
@@ -143,12 +135,12 @@ class CoachingEngine:
 
     async def _fits_budget(self, claude: ClaudeClient, params: dict[str, Any]) -> None:
         prompt_bytes = len(SYSTEM_PROMPT.encode()) + len(params["messages"][0]["content"].encode())
-        if prompt_bytes / BYTES_PER_TOKEN_ESTIMATE <= self._budget:
+        if prompt_bytes / BYTES_PER_TOKEN_ESTIMATE <= self.max_input_tokens:
             return
         tokens = await claude.count_tokens(system=params["system"], messages=params["messages"])
-        if tokens > self._budget:
+        if tokens > self.max_input_tokens:
             raise TranscriptTooLong(
-                f"the transcript needs {tokens} input tokens; the limit is {self._budget}"
+                f"the transcript needs {tokens} input tokens; the limit is {self.max_input_tokens}"
             )
 
     async def analyse(
@@ -167,12 +159,13 @@ class CoachingEngine:
             )
         self._active += 1
         try:
-            async with asyncio.timeout(self._timeout):
+            async with asyncio.timeout(self.session_timeout):
                 return await self._run(claude, tenant_id, body, digest), False
         except TimeoutError:
             raise ClaudeTimeout(
                 "coaching_timeout",
-                f"the analysis took longer than COACHING_SESSION_TIMEOUT ({self._timeout:g} s)",
+                "the analysis took longer than COACHING_SESSION_TIMEOUT "
+                f"({self.session_timeout:g} s)",
             ) from None
         finally:
             self._active -= 1
@@ -182,7 +175,7 @@ class CoachingEngine:
     ) -> dict[str, Any]:
         started = time.perf_counter()
         metrics = compute_metrics(body.messages)
-        params = request_params(body.messages, metrics, max_tokens=self._max_output)
+        params = request_params(body.messages, metrics, max_tokens=self.max_output_tokens)
         await self._fits_budget(claude, params)
         # The ledger rows are stored with the session (one transaction); on an
         # exception the client has booked the calls it made.

@@ -20,6 +20,7 @@ from services.coaching.health import COACHING_FEATURE_HEALTH
 from services.coaching.routes import sessions
 from services.common.app import Need, ServiceLifespan
 from services.common.app import create_app as create_common_app
+from services.common.latency import LatencyWindow
 
 
 def _lifespan(settings: CoachingSettings) -> ServiceLifespan:
@@ -31,7 +32,7 @@ def _lifespan(settings: CoachingSettings) -> ServiceLifespan:
             session_timeout=settings.coaching_session_timeout,
             max_input_tokens=settings.coaching_max_input_tokens,
             max_output_tokens=settings.coaching_max_output_tokens,
-            window_size=settings.coaching_latency_window,
+            latency=LatencyWindow(max_samples=settings.coaching_latency_window),
         )
         yield
 

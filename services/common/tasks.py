@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Coroutine, Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -44,3 +45,23 @@ async def stop_tasks(
     for task in tasks:
         if task.done() and not task.cancelled():
             task.exception()
+
+
+@dataclass(slots=True, eq=False)
+class BackgroundTask:
+    """A component's one background loop: started at most once, stopped by `stop_tasks`."""
+
+    #: The task's name (what a hang report or ``asyncio.all_tasks`` shows).
+    name: str
+    _task: asyncio.Task[None] | None = field(default=None, init=False)
+
+    def start(self, run: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """Run ``run()`` as the task, unless it is running already."""
+        if self._task is None:
+            self._task = asyncio.create_task(run(), name=self.name)
+
+    async def stop(self) -> None:
+        """Stop the task if it runs; a later `start` starts it again."""
+        if self._task is not None:
+            await stop_tasks([self._task])
+            self._task = None

@@ -24,7 +24,7 @@ import functools
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, InitVar, dataclass, field
 from typing import Final, Literal, TypeVar
 
 from prometheus_client import CollectorRegistry, Histogram
@@ -105,6 +105,7 @@ class _Pending:
     future: asyncio.Future[float]
 
 
+@dataclass(slots=True, eq=False)
 class InferenceService:
     """Runs `LeadScorer` calls off the event loop under a deadline, measuring each.
 
@@ -112,30 +113,29 @@ class InferenceService:
     scoring single leads, and `close` on shutdown.
     """
 
-    def __init__(
-        self,
-        scorer: LeadScorer,
-        *,
-        registry: CollectorRegistry,
-        timeout_seconds: float,
-        workers: int,
-        window_size: int,
-    ) -> None:
-        self.scorer = scorer
-        self._timeout = timeout_seconds
-        self._workers = workers
-        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ml-infer")
-        self._metrics = InferenceMetrics(registry, scorer)
+    scorer: LeadScorer
+    _: KW_ONLY
+    registry: InitVar[CollectorRegistry]
+    timeout_seconds: float
+    workers: int
+    window_size: InitVar[int]
+    _executor: ThreadPoolExecutor = field(init=False)
+    _metrics: InferenceMetrics = field(init=False)
+    _windows: dict[Kind, LatencyWindow] = field(init=False)
+    _queue: asyncio.Queue[_Pending] = field(default_factory=asyncio.Queue, init=False)
+    _dispatchers: list[asyncio.Task[None]] = field(default_factory=list, init=False)
+
+    def __post_init__(self, registry: CollectorRegistry, window_size: int) -> None:
+        self._executor = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="ml-infer")
+        self._metrics = InferenceMetrics(registry, self.scorer)
         self._windows = {kind: LatencyWindow(max_samples=window_size) for kind in KINDS}
-        self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
-        self._dispatchers: list[asyncio.Task[None]] = []
 
     def start(self) -> None:
         """Start one dispatcher per worker thread, so every worker can be busy."""
         if not self._dispatchers:
             self._dispatchers = [
                 asyncio.create_task(self._dispatch(), name=f"ml-dispatch-{i}")
-                for i in range(self._workers)
+                for i in range(self.workers)
             ]
 
     async def score_one(self, features: LeadFeatures, *, tenant_id: str) -> float:
@@ -146,7 +146,7 @@ class InferenceService:
         future: asyncio.Future[float] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait(_Pending(tenant_id, features, future))
         try:
-            score = await asyncio.wait_for(future, timeout=self._timeout)
+            score = await asyncio.wait_for(future, timeout=self.timeout_seconds)
         except TimeoutError:
             raise self._timed_out("single", 1) from None
         self._observe("single", 1, time.perf_counter() - started)
@@ -190,7 +190,8 @@ class InferenceService:
     def _timed_out(self, kind: Kind, leads: int) -> InferenceTimeoutError:
         self._metrics.timeouts.labels(kind).inc()
         return InferenceTimeoutError(
-            f"scoring {leads} lead(s) took longer than {self._timeout:g} s (ML_INFERENCE_TIMEOUT)"
+            f"scoring {leads} lead(s) took longer than {self.timeout_seconds:g} s "
+            "(ML_INFERENCE_TIMEOUT)"
         )
 
     def _observe(self, kind: Kind, leads: int, seconds: float) -> None:
@@ -201,7 +202,7 @@ class InferenceService:
     async def _in_thread(self, call: Callable[[], _T]) -> _T:
         loop = asyncio.get_running_loop()
         return await asyncio.wait_for(
-            loop.run_in_executor(self._executor, call), timeout=self._timeout
+            loop.run_in_executor(self._executor, call), timeout=self.timeout_seconds
         )
 
     def latency(self, kind: Kind) -> LatencySummary:

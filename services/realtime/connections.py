@@ -25,6 +25,7 @@ import asyncio
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 from services.common.redis import Redis, tenant_key
@@ -37,58 +38,27 @@ DeliverySink = Callable[[str, str, float], None]
 """``(tenant_id, event_id, latency_seconds)`` of an event's first delivery here."""
 
 
+@dataclass(slots=True, eq=False, kw_only=True)
 class FeedConnection:
     """One authenticated feed socket of a tenant (optionally of one agent)."""
 
-    __slots__ = (
-        "_events",
-        "_metrics",
-        "_page",
-        "_record",
-        "_send",
-        "_wake",
-        "_window",
-        "agent_id",
-        "conn_id",
-        "cursor",
-        "cursor_id",
-        "heartbeat",
-        "max_queue",
-        "overflowed",
-        "queue",
-        "tenant_id",
-    )
-
-    def __init__(
-        self,
-        *,
-        conn_id: str,
-        tenant_id: str,
-        agent_id: str,
-        send: SendText,
-        events: EventStream,
-        metrics: RealtimeMetrics,
-        window: LatencyWindow,
-        record: DeliverySink,
-        max_queue: int,
-        replay_page: int = 500,
-    ) -> None:
-        self.conn_id = conn_id
-        self.tenant_id = tenant_id
-        self.agent_id = agent_id
-        self._send = send
-        self._events = events
-        self._metrics = metrics
-        self._window = window
-        self._record = record
-        self.max_queue = max_queue
-        self._page = replay_page
-        self.queue: deque[FeedEntry] = deque()
-        self._wake = asyncio.Event()
-        self.overflowed = False
-        self.heartbeat: str | None = None
-        self.cursor: tuple[int, int] = (0, 0)
-        self.cursor_id = "0-0"
+    conn_id: str
+    tenant_id: str
+    agent_id: str
+    send: SendText
+    events: EventStream
+    metrics: RealtimeMetrics
+    window: LatencyWindow
+    record: DeliverySink
+    max_queue: int
+    replay_page: int = 500
+    queue: deque[FeedEntry] = field(default_factory=deque, init=False)
+    overflowed: bool = field(default=False, init=False)
+    heartbeat: str | None = field(default=None, init=False)
+    # The stream id of the last entry passed, parsed and as sent.
+    cursor: tuple[int, int] = field(default=(0, 0), init=False)
+    cursor_id: str = field(default="0-0", init=False)
+    _wake: asyncio.Event = field(default_factory=asyncio.Event, init=False)
 
     # -- called by the stream reader and the heartbeat ticker (never await) --
 
@@ -123,8 +93,8 @@ class FeedConnection:
 
     async def send_control(self, frame: str) -> None:
         """Send a non-event frame (ready, replay_truncated) in order with events."""
-        await self._send(frame)
-        self._metrics.control_frames.inc()
+        await self.send(frame)
+        self.metrics.control_frames.inc()
 
     async def send_entries(self, entries: list[FeedEntry]) -> int:
         """Send replayed entries (already in stream order) this socket wants."""
@@ -144,13 +114,13 @@ class FeedConnection:
             heartbeat = self.heartbeat
             if heartbeat is not None:
                 self.heartbeat = None
-                await self._send(heartbeat)
-                self._metrics.heartbeat_frames.inc()
+                await self.send(heartbeat)
+                self.metrics.heartbeat_frames.inc()
             if self.overflowed:
                 # Cleared before reading so entries arriving meanwhile queue up
                 # again; the cursor drops whatever both paths deliver.
                 self.overflowed = False
-                self._metrics.slow_consumer_catchups.inc()
+                self.metrics.slow_consumer_catchups.inc()
                 await self._catch_up(live=False)
             while queue:
                 # Whatever is waiting goes as one message (see frames.py).
@@ -172,11 +142,11 @@ class FeedConnection:
     async def _catch_up(self, *, live: bool) -> int:
         sent = 0
         while True:
-            entries = await self._events.range_after(
-                self.tenant_id, self.cursor_id, count=self._page
+            entries = await self.events.range_after(
+                self.tenant_id, self.cursor_id, count=self.replay_page
             )
             sent += await self._send_wanted(entries, live=live)
-            if len(entries) < self._page:
+            if len(entries) < self.replay_page:
                 return sent
 
     async def _send_wanted(self, entries: list[FeedEntry], *, live: bool) -> int:
@@ -210,22 +180,22 @@ class FeedConnection:
 
     async def _deliver(self, entries: list[FeedEntry], *, live: bool) -> None:
         """Send ``entries`` in one message; count it and record each event's latency."""
-        await self._send(events_message(entries))
-        (self._metrics.event_frames if len(entries) == 1 else self._metrics.batch_frames).inc()
-        self._metrics.events_sent.inc(len(entries))
+        await self.send(events_message(entries))
+        (self.metrics.event_frames if len(entries) == 1 else self.metrics.batch_frames).inc()
+        self.metrics.events_sent.inc(len(entries))
         now = time.time()
         last = entries[-1]
         self.cursor = last.key
         self.cursor_id = last.stream_id
-        histogram = self._metrics.live_latency if live else self._metrics.replay_latency
+        histogram = self.metrics.live_latency if live else self.metrics.replay_latency
         for entry in entries:
             latency = now - entry.accepted_at
             histogram.observe(latency)
             if live:
-                self._window.add(now, latency)
+                self.window.add(now, latency)
             if not entry.delivered:
                 entry.delivered = True
-                self._record(self.tenant_id, entry.event_id, latency)
+                self.record(self.tenant_id, entry.event_id, latency)
 
 
 class TenantPool:

@@ -23,6 +23,7 @@ import contextlib
 import logging
 import re
 import uuid
+from dataclasses import InitVar, dataclass, field
 
 from redis.exceptions import ResponseError
 from starlette.websockets import WebSocket, WebSocketState
@@ -30,7 +31,7 @@ from starlette.websockets import WebSocket, WebSocketState
 from services.common.auth import Principal
 from services.common.database import Database, DatabaseUnavailable
 from services.common.redis import Redis
-from services.common.tasks import stop_tasks
+from services.common.tasks import BackgroundTask
 from services.realtime import store
 from services.realtime.config import RealtimeSettings
 from services.realtime.connections import ConnectionCap, ConnectionRegistry, FeedConnection
@@ -72,29 +73,29 @@ class FeedRefusedError(Exception):
         super().__init__(reason)
 
 
+@dataclass(slots=True, eq=False, kw_only=True)
 class FeedHub:
     """Per-replica feed: the tenant pools, the stream reader, heartbeats and caps."""
 
-    def __init__(
-        self,
-        *,
-        settings: RealtimeSettings,
-        db: Database,
-        redis: Redis,
-        events: EventStream,
-        metrics: RealtimeMetrics,
-        window: LatencyWindow,
-        writer: RowWriter,
-    ) -> None:
-        self._settings = settings
-        self._db = db
-        self._events = events
-        self._metrics = metrics
-        self._window = window
-        self._writer = writer
+    settings: RealtimeSettings
+    db: Database
+    redis: InitVar[Redis]
+    events: EventStream
+    metrics: RealtimeMetrics
+    window: LatencyWindow
+    writer: RowWriter
+    registry: ConnectionRegistry = field(init=False)
+    fanout: StreamFanout = field(init=False)
+    cap: ConnectionCap = field(init=False)
+    _heartbeats_loop: BackgroundTask = field(
+        default_factory=lambda: BackgroundTask("realtime-heartbeats"), init=False
+    )
+
+    def __post_init__(self, redis: Redis) -> None:
+        settings = self.settings
         self.registry = ConnectionRegistry(max_per_tenant=settings.ws_max_connections_per_tenant)
         self.fanout = StreamFanout(
-            redis, events, dispatch=self.registry.dispatch, block_ms=settings.stream_block_ms
+            redis, self.events, dispatch=self.registry.dispatch, block_ms=settings.stream_block_ms
         )
         # A crashed replica's slots expire after three missed refreshes.
         self.cap = ConnectionCap(
@@ -102,25 +103,19 @@ class FeedHub:
             limit=settings.ws_max_connections_per_tenant,
             ttl_seconds=max(10.0, 3 * settings.ws_heartbeat_interval),
         )
-        self._heartbeat_task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         """Start the stream reader and the heartbeat ticker."""
         self.fanout.start()
-        if self._heartbeat_task is None:
-            self._heartbeat_task = asyncio.create_task(
-                self._heartbeats(), name="realtime-heartbeats"
-            )
+        self._heartbeats_loop.start(self._heartbeats)
 
     async def stop(self) -> None:
         """Stop background work; open sockets are closed by the server's shutdown."""
-        if self._heartbeat_task is not None:
-            await stop_tasks([self._heartbeat_task])
-            self._heartbeat_task = None
+        await self._heartbeats_loop.stop()
         await self.fanout.stop()
 
     async def _heartbeats(self) -> None:
-        interval = self._settings.ws_heartbeat_interval
+        interval = self.settings.ws_heartbeat_interval
         while True:
             await asyncio.sleep(interval)
             frame = heartbeat_frame()
@@ -165,7 +160,7 @@ class FeedHub:
                 "malformed last_event_id: send the stream_id or event_id of the last frame",
                 "bad_last_event_id",
             ) from None
-        async with self._db.tenant(tenant_id) as conn:
+        async with self.db.tenant(tenant_id) as conn:
             found, stream_id = await store.find_stream_id(conn, event_id)
         if not found:
             raise FeedRefusedError(
@@ -183,7 +178,7 @@ class FeedHub:
 
     async def _find_in_tail(self, tenant_id: str, event_id: str) -> str | None:
         # The batched "published" mark may not be written yet: look near the tail.
-        entries = await self._events.tail(tenant_id, count=TAIL_SCAN_ENTRIES)
+        entries = await self.events.tail(tenant_id, count=TAIL_SCAN_ENTRIES)
         wanted = event_id.encode()
         for stream_id, fields in entries:
             raw = fields.get(FIELD_EVENT_ID.encode(), fields.get(FIELD_EVENT_ID))
@@ -205,7 +200,7 @@ class FeedHub:
             await self._refuse(websocket, self._redis_refusal())
             return
         except DatabaseUnavailable:
-            delay = self._settings.ws_reconnect_delay
+            delay = self.settings.ws_reconnect_delay
             unavailable = FeedRefusedError(
                 WS_TRY_AGAIN_LATER,
                 f"resume unavailable (postgres); retry in {delay:g} s",
@@ -218,11 +213,11 @@ class FeedHub:
             tenant_id=tenant_id,
             agent_id=principal.subject,
             send=websocket.send_text,
-            events=self._events,
-            metrics=self._metrics,
-            window=self._window,
-            record=self._writer.delivered,
-            max_queue=self._settings.ws_send_queue_size,
+            events=self.events,
+            metrics=self.metrics,
+            window=self.window,
+            record=self.writer.delivered,
+            max_queue=self.settings.ws_send_queue_size,
         )
         try:
             await self._admit(conn)
@@ -248,15 +243,15 @@ class FeedHub:
         # A new client starts at the live position; a resuming one after its
         # cursor (the replay covers everything up to the live position).
         conn.set_cursor(cursor if cursor is not None else position)
-        self._metrics.connections.inc()
+        self.metrics.connections.inc()
         try:
             await websocket.accept()
             await self._run(websocket, conn, resume=cursor is not None)
         finally:
-            self._metrics.connections.dec()
+            self.metrics.connections.dec()
 
     async def _admit(self, conn: FeedConnection) -> None:
-        limit = self._settings.ws_max_connections_per_tenant
+        limit = self.settings.ws_max_connections_per_tenant
         refusal = FeedRefusedError(
             WS_TRY_AGAIN_LATER, f"tenant connection limit {limit} reached", "tenant_limit"
         )
@@ -294,7 +289,7 @@ class FeedHub:
         await self._refuse(websocket, self._redis_refusal())
 
     def _redis_refusal(self) -> FeedRefusedError:
-        delay = self._settings.ws_reconnect_delay
+        delay = self.settings.ws_reconnect_delay
         return FeedRefusedError(
             WS_TRY_AGAIN_LATER,
             f"feed unavailable (redis); retry in {delay:g} s",
@@ -302,7 +297,7 @@ class FeedHub:
         )
 
     async def _refuse(self, websocket: WebSocket, refusal: FeedRefusedError) -> None:
-        self._metrics.count_failure(refusal.metric_reason)
+        self.metrics.count_failure(refusal.metric_reason)
         # Accepted first so that browsers, which never see a refused
         # handshake's status, can read the close code and reason.
         with contextlib.suppress(Exception):
@@ -312,7 +307,7 @@ class FeedHub:
     # -- serving -------------------------------------------------------------------
 
     async def _run(self, websocket: WebSocket, conn: FeedConnection, *, resume: bool) -> None:
-        settings = self._settings
+        settings = self.settings
         try:
             replayed = 0
             if resume:
@@ -331,14 +326,14 @@ class FeedHub:
             # Redis refused a command of the replay: its input is the client's
             # cursor, so this is the client's error, not an outage (a 1013
             # would make it reconnect with the same cursor forever).
-            self._metrics.count_failure("bad_last_event_id")
+            self.metrics.count_failure("bad_last_event_id")
             log.info("replay of %s refused by redis: %s", conn.conn_id, exc)
             await self._close(
                 websocket, WS_POLICY_VIOLATION, "last_event_id cannot be resumed from"
             )
             return
         except REDIS_DOWN:
-            self._metrics.count_failure("redis_unavailable")
+            self.metrics.count_failure("redis_unavailable")
             await self._close(websocket, WS_TRY_AGAIN_LATER, self._redis_refusal().reason)
             return
         except Exception:
@@ -355,11 +350,11 @@ class FeedHub:
         if writer in done and not writer.cancelled():
             error = writer.exception()
             if isinstance(error, REDIS_DOWN):
-                self._metrics.count_failure("redis_unavailable")
+                self.metrics.count_failure("redis_unavailable")
                 await self._close(websocket, WS_TRY_AGAIN_LATER, self._redis_refusal().reason)
             elif error is not None and websocket.application_state == WebSocketState.CONNECTED:
                 log.debug("feed writer of %s ended: %r", conn.conn_id, error)
-                self._metrics.count_failure("internal_error")
+                self.metrics.count_failure("internal_error")
                 await self._close(websocket, WS_INTERNAL_ERROR, "feed writer failed")
 
     async def _replay_stored(self, conn: FeedConnection) -> int:
@@ -372,13 +367,13 @@ class FeedHub:
         REALTIME_DB_REPLAY_LIMIT; beyond that the client is told with a
         ``replay_truncated`` frame and the replay continues from the stream.
         """
-        first = await self._events.first_id(conn.tenant_id)
+        first = await self.events.first_id(conn.tenant_id)
         before = parse_stream_id(first) if first is not None else None
         if before is not None and before <= conn.cursor:
             return 0
-        limit = self._settings.realtime_db_replay_limit
+        limit = self.settings.realtime_db_replay_limit
         requested = conn.cursor_id
-        async with self._db.tenant(conn.tenant_id) as db_conn:
+        async with self.db.tenant(conn.tenant_id) as db_conn:
             rows = await store.published_between(
                 db_conn, after=conn.cursor, before=before, limit=limit + 1
             )

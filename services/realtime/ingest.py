@@ -117,34 +117,24 @@ def _response(answers: list[LeadEventAccepted]) -> dict[str, Any]:
     return {"events": [answer.model_dump() for answer in answers]}
 
 
+@dataclass(slots=True, eq=False, kw_only=True)
 class IngestService:
     """Stores and publishes lead events for the webhook route."""
 
-    def __init__(
-        self,
-        *,
-        db: Database,
-        events: EventStream,
-        scorer: Scorer,
-        writer: RowWriter,
-        relay: OutboxRelay,
-        metrics: RealtimeMetrics,
-        publish_timeout: float,
-    ) -> None:
-        self._db = db
-        self._events = events
-        self._scorer = scorer
-        self._writer = writer
-        self._relay = relay
-        self._metrics = metrics
-        self._publish_timeout = publish_timeout
-        self._skip_redis_until = 0.0
-        # Per tenant, the requests waiting for the next group.
-        self._pending: dict[str, list[_Request]] = {}
-        self._scheduled = False
-        self._groups: set[asyncio.Task[None]] = set()
-        # Tenants with a group being scored, stored and published.
-        self._busy: set[str] = set()
+    db: Database
+    events: EventStream
+    scorer: Scorer
+    writer: RowWriter
+    relay: OutboxRelay
+    metrics: RealtimeMetrics
+    publish_timeout: float
+    _skip_redis_until: float = field(default=0.0, init=False)
+    # Per tenant, the requests waiting for the next group.
+    _pending: dict[str, list[_Request]] = field(default_factory=dict, init=False)
+    _scheduled: bool = field(default=False, init=False)
+    _groups: set[asyncio.Task[None]] = field(default_factory=set, init=False)
+    # Tenants with a group being scored, stored and published.
+    _busy: set[str] = field(default_factory=set, init=False)
 
     async def ingest(
         self, *, tenant_id: str, event: LeadEventCreate, accepted_at: float
@@ -271,10 +261,10 @@ class IngestService:
     async def _store_and_publish(
         self, tenant_id: str, items: list[_Pending], idempotency: IdempotencyKey | None = None
     ) -> list[LeadEventAccepted]:
-        scores = self._scorer.score_rows(
+        scores = self.scorer.score_rows(
             [item.event.lead.to_row() for item in items], tenant_id=tenant_id
         )
-        model_version = self._scorer.version
+        model_version = self.scorer.version
         rows = [
             store.NewEvent(
                 event_id=item.event_id,
@@ -292,10 +282,10 @@ class IngestService:
             for item, score in zip(items, scores, strict=True)
         ]
         if idempotency is None:
-            await store.insert_events(self._db, tenant_id=tenant_id, rows=rows)
+            await store.insert_events(self.db, tenant_id=tenant_id, rows=rows)
         else:
             known = await store.insert_events_once(
-                self._db,
+                self.db,
                 tenant_id=tenant_id,
                 rows=rows,
                 key=idempotency.key,
@@ -327,13 +317,13 @@ class IngestService:
         ]
         stream_ids = await self._publish(tenant_id, publish)
         delivery = "published" if stream_ids is not None else "deferred"
-        self._metrics.events_ingested.labels(publish=delivery).inc(len(items))
-        self._metrics.count_stage_changes(item.event.event_type for item in items)
+        self.metrics.events_ingested.labels(publish=delivery).inc(len(items))
+        self.metrics.count_stage_changes(item.event.event_type for item in items)
         answers = self._answers(items, scores, stream_ids)
         if idempotency is not None and stream_ids is not None:
             try:
                 await store.save_response(
-                    self._db, tenant_id=tenant_id, key=idempotency.key, response=_response(answers)
+                    self.db, tenant_id=tenant_id, key=idempotency.key, response=_response(answers)
                 )
             except _SHARED_FAILURES as exc:
                 # The stored answer says "deferred": still true of a stored event.
@@ -349,12 +339,12 @@ class IngestService:
         observe: bool = True,
     ) -> list[LeadEventAccepted]:
         delivery: DeliveryStatus = "published" if stream_ids is not None else "deferred"
-        model_version = self._scorer.version
+        model_version = self.scorer.version
         now = time.time()
         answers = []
         for index, (item, score) in enumerate(zip(items, scores, strict=True)):
             if observe:
-                self._metrics.ingest_seconds.observe(now - item.accepted_at)
+                self.metrics.ingest_seconds.observe(now - item.accepted_at)
             answers.append(
                 LeadEventAccepted(
                     event_id=item.event_id,
@@ -368,18 +358,18 @@ class IngestService:
         return answers
 
     async def _publish(self, tenant_id: str, items: list[PublishItem]) -> list[str] | None:
-        gate = self._relay.gate(tenant_id)
+        gate = self.relay.gate(tenant_id)
         if gate is not None:
             # The relay is publishing the tenant's deferred events: after them.
             await gate.wait()
-        if self._relay.is_held(tenant_id) or time.monotonic() < self._skip_redis_until:
+        if self.relay.is_held(tenant_id) or time.monotonic() < self._skip_redis_until:
             # Behind the tenant's deferred events, not ahead of them: the
             # relay publishes the whole backlog in acceptance order.
-            self._relay.hold(tenant_id, [item.event_id for item in items])
+            self.relay.hold(tenant_id, [item.event_id for item in items])
             return None
         try:
-            async with asyncio.timeout(self._publish_timeout):
-                stream_ids = await self._events.publish_many(tenant_id, items)
+            async with asyncio.timeout(self.publish_timeout):
+                stream_ids = await self.events.publish_many(tenant_id, items)
         except _PUBLISH_FAILURES as exc:
             # A timed-out XADD may still have been applied; the relay checks
             # the stream before publishing, so this cannot duplicate an event.
@@ -390,8 +380,8 @@ class IngestService:
                 type(exc).__name__,
             )
             self._skip_redis_until = time.monotonic() + REDIS_BACKOFF_SECONDS
-            self._relay.hold(tenant_id, [item.event_id for item in items])
+            self.relay.hold(tenant_id, [item.event_id for item in items])
             return None
         for item, stream_id in zip(items, stream_ids, strict=True):
-            self._writer.published(tenant_id, item.event_id, stream_id)
+            self.writer.published(tenant_id, item.event_id, stream_id)
         return stream_ids

@@ -45,9 +45,10 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import KW_ONLY, dataclass, field
 
 from services.common.database import Database, DatabaseUnavailable
-from services.common.tasks import stop_tasks
+from services.common.tasks import BackgroundTask
 from services.realtime import store
 from services.realtime.frames import FIELD_EVENT_ID
 from services.realtime.metrics import RealtimeMetrics
@@ -65,19 +66,22 @@ MAX_SCAN_ENTRIES = 50_000
 _POSTPONE: tuple[type[BaseException], ...] = (*REDIS_DOWN, DatabaseUnavailable)
 
 
+@dataclass(slots=True, eq=False)
 class RowWriter:
     """Buffers publish marks and delivery latencies; flushes them in batches."""
 
-    def __init__(self, db: Database, *, interval: float) -> None:
-        self._db = db
-        self._interval = interval
-        self._marks: dict[str, dict[str, str]] = {}
-        self._latencies: dict[str, dict[str, float]] = {}
-        self._size = 0
-        self._task: asyncio.Task[None] | None = None
-        # One flush at a time, so a caller of flush() (shutdown, tests) returns
-        # only after everything buffered before the call is written.
-        self._flushing = asyncio.Lock()
+    db: Database
+    _: KW_ONLY
+    interval: float
+    _marks: dict[str, dict[str, str]] = field(default_factory=dict, init=False)
+    _latencies: dict[str, dict[str, float]] = field(default_factory=dict, init=False)
+    _size: int = field(default=0, init=False)
+    _loop: BackgroundTask = field(
+        default_factory=lambda: BackgroundTask("realtime-row-writer"), init=False
+    )
+    # One flush at a time, so a caller of flush() (shutdown, tests) returns
+    # only after everything buffered before the call is written.
+    _flushing: asyncio.Lock = field(default_factory=asyncio.Lock, init=False)
 
     def published(self, tenant_id: str, event_id: str, stream_id: str) -> None:
         """Remember that an event is in the stream under ``stream_id``."""
@@ -99,19 +103,16 @@ class RowWriter:
 
     def start(self) -> None:
         """Start the periodic flush."""
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="realtime-row-writer")
+        self._loop.start(self._run)
 
     async def stop(self) -> None:
         """Stop the periodic flush and write what is buffered."""
-        if self._task is not None:
-            await stop_tasks([self._task])
-            self._task = None
+        await self._loop.stop()
         await self.flush()
 
     async def _run(self) -> None:
         while True:
-            await asyncio.sleep(self._interval)
+            await asyncio.sleep(self.interval)
             await self.flush()
 
     async def flush(self) -> None:
@@ -127,7 +128,7 @@ class RowWriter:
             tenant_marks = marks.get(tenant_id, {})
             tenant_latencies = latencies.get(tenant_id, {})
             try:
-                async with self._db.tenant(tenant_id) as conn:
+                async with self.db.tenant(tenant_id) as conn:
                     # One statement: an event this replica published and
                     # delivered gets one row update, not two.
                     await store.mark_and_record(conn, tenant_marks, tenant_latencies)
@@ -145,42 +146,34 @@ class RowWriter:
                 log.exception("writing marks/latencies of tenant %s failed", tenant_id)
 
 
+@dataclass(slots=True, eq=False)
 class OutboxRelay:
     """Publishes stored events whose publication was deferred or lost."""
 
-    def __init__(
-        self,
-        db: Database,
-        events: EventStream,
-        metrics: RealtimeMetrics,
-        *,
-        tenants: Callable[[], list[str]],
-        interval: float,
-        grace: float,
-        scan_interval: float,
-        batch: int = 500,
-    ) -> None:
-        self._db = db
-        self._events = events
-        self._metrics = metrics
-        self._tenants = tenants
-        self._interval = interval
-        self._grace = grace
-        self._scan_interval = scan_interval
-        self._next_scan = 0.0
-        self._batch = batch
-        # tenant -> monotonic time until which it stays on the scan list even
-        # without local sockets (its deferred rows must first age past grace).
-        self._nudged: dict[str, float] = {}
-        # tenant -> the events this replica deferred for it, oldest first.
-        self._held: dict[str, list[str]] = {}
-        # tenant -> set while its hold is being released (the ingest waits).
-        self._gates: dict[str, asyncio.Event] = {}
-        self._task: asyncio.Task[None] | None = None
+    db: Database
+    events: EventStream
+    metrics: RealtimeMetrics
+    _: KW_ONLY
+    tenants: Callable[[], list[str]]
+    interval: float
+    grace: float
+    scan_interval: float
+    batch: int = 500
+    _next_scan: float = field(default=0.0, init=False)
+    # tenant -> monotonic time until which it stays on the scan list even
+    # without local sockets (its deferred rows must first age past grace).
+    _nudged: dict[str, float] = field(default_factory=dict, init=False)
+    # tenant -> the events this replica deferred for it, oldest first.
+    _held: dict[str, list[str]] = field(default_factory=dict, init=False)
+    # tenant -> set while its hold is being released (the ingest waits).
+    _gates: dict[str, asyncio.Event] = field(default_factory=dict, init=False)
+    _loop: BackgroundTask = field(
+        default_factory=lambda: BackgroundTask("realtime-outbox-relay"), init=False
+    )
 
     def nudge(self, tenant_id: str) -> None:
         """A publish for this tenant failed here: scan it until its rows are out."""
-        self._nudged[tenant_id] = time.monotonic() + self._grace + 2 * self._interval
+        self._nudged[tenant_id] = time.monotonic() + self.grace + 2 * self.interval
 
     def hold(self, tenant_id: str, event_ids: list[str]) -> None:
         """These stored events of the tenant were deferred: hold its new ones behind them."""
@@ -213,9 +206,9 @@ class OutboxRelay:
             start = 0
             # A while loop: a publish failing meanwhile may still append ids.
             while start < len(held):
-                ids = held[start : start + self._batch]
+                ids = held[start : start + self.batch]
                 start += len(ids)
-                async with self._db.tenant(tenant_id) as conn:
+                async with self.db.tenant(tenant_id) as conn:
                     rows = await store.unpublished_among(conn, ids)
                     if rows:
                         items = [
@@ -230,9 +223,9 @@ class OutboxRelay:
                         present = await self._already_in_stream(tenant_id, rows)
                         missing = [i for i in items if i.event_id not in present]
                         published = (
-                            await self._events.publish_many(tenant_id, missing) if missing else []
+                            await self.events.publish_many(tenant_id, missing) if missing else []
                         )
-                        self._metrics.events_relayed.inc(len(missing))
+                        self.metrics.events_relayed.inc(len(missing))
                         marks = dict(present)
                         marks.update(zip((i.event_id for i in missing), published, strict=True))
                         await store.mark_published(conn, marks)
@@ -243,18 +236,15 @@ class OutboxRelay:
 
     def start(self) -> None:
         """Start the periodic relay pass."""
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="realtime-outbox-relay")
+        self._loop.start(self._run)
 
     async def stop(self) -> None:
         """Stop relaying (rows left unpublished stay for the next replica)."""
-        if self._task is not None:
-            await stop_tasks([self._task])
-            self._task = None
+        await self._loop.stop()
 
     async def _run(self) -> None:
         while True:
-            await asyncio.sleep(self._interval)
+            await asyncio.sleep(self.interval)
             try:
                 await self.run_once()
             except asyncio.CancelledError:
@@ -266,11 +256,11 @@ class OutboxRelay:
         """One pass over the scan list; returns how many events were published."""
         now = time.monotonic()
         for tenant_id in self._held:
-            self._nudged[tenant_id] = max(self._nudged.get(tenant_id, 0.0), now + self._grace)
+            self._nudged[tenant_id] = max(self._nudged.get(tenant_id, 0.0), now + self.grace)
         scan = set(self._nudged)
         if now >= self._next_scan:
-            self._next_scan = now + self._scan_interval
-            scan.update(self._tenants())
+            self._next_scan = now + self.scan_interval
+            scan.update(self.tenants())
         published = 0
         for tenant_id in sorted(scan):
             try:
@@ -279,7 +269,7 @@ class OutboxRelay:
             except _POSTPONE as exc:
                 # Still down: keep the tenant nudged and try on the next pass.
                 log.info("relay of tenant %s postponed: %s", tenant_id, exc)
-                self._nudged[tenant_id] = max(self._nudged.get(tenant_id, 0.0), now + self._grace)
+                self._nudged[tenant_id] = max(self._nudged.get(tenant_id, 0.0), now + self.grace)
                 continue
             published += count
             if count == 0 and self._nudged.get(tenant_id, 0.0) < now:
@@ -290,8 +280,8 @@ class OutboxRelay:
         """Publish the tenant's unpublished events older than the grace period."""
         total = 0
         while True:
-            async with self._db.tenant(tenant_id) as conn:
-                rows = await store.unpublished(conn, older_than=self._grace, limit=self._batch)
+            async with self.db.tenant(tenant_id) as conn:
+                rows = await store.unpublished(conn, older_than=self.grace, limit=self.batch)
                 if not rows:
                     return total
                 present = await self._already_in_stream(tenant_id, rows)
@@ -299,18 +289,18 @@ class OutboxRelay:
                 for row in rows:
                     stream_id = present.get(row.event_id)
                     if stream_id is None:
-                        stream_id = await self._events.publish(
+                        stream_id = await self.events.publish(
                             tenant_id=tenant_id,
                             event_id=row.event_id,
                             agent_id=row.agent_id,
                             accepted_at=row.accepted_at,
                             body=row.body(),
                         )
-                        self._metrics.events_relayed.inc()
+                        self.metrics.events_relayed.inc()
                         total += 1
                     marks[row.event_id] = stream_id
                 await store.mark_published(conn, marks)
-            if len(rows) < self._batch:
+            if len(rows) < self.batch:
                 return total
 
     async def _already_in_stream(
@@ -323,7 +313,7 @@ class OutboxRelay:
         scanned = 0
         field = FIELD_EVENT_ID.encode()
         while scanned < MAX_SCAN_ENTRIES and len(found) < len(wanted):
-            page = await self._events.range_from(tenant_id, start, count=1000)
+            page = await self.events.range_from(tenant_id, start, count=1000)
             for stream_id, fields in page:
                 raw = fields.get(field, fields.get(FIELD_EVENT_ID))
                 event_id = raw.decode() if isinstance(raw, bytes) else raw

@@ -13,6 +13,7 @@ import gc
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass, field
 
 from fastapi import FastAPI
 
@@ -30,29 +31,31 @@ from services.realtime.stream import EventStream
 log = logging.getLogger(__name__)
 
 
+@dataclass(slots=True, eq=False, kw_only=True)
 class RealtimeRuntime:
     """The service's long-lived components for one process."""
 
-    def __init__(
-        self,
-        *,
-        settings: RealtimeSettings,
-        db: Database,
-        redis: Redis,
-        scorer: Scorer,
-        metrics: RealtimeMetrics,
-    ) -> None:
-        self.settings = settings
-        self.metrics = metrics
-        self._db = db
-        self._redis = redis
+    settings: RealtimeSettings
+    db: Database
+    redis: Redis
+    scorer: Scorer
+    metrics: RealtimeMetrics
+    window: LatencyWindow = field(init=False)
+    events: EventStream = field(init=False)
+    writer: RowWriter = field(init=False)
+    hub: FeedHub = field(init=False)
+    relay: OutboxRelay = field(init=False)
+    ingest: IngestService = field(init=False)
+
+    def __post_init__(self) -> None:
+        settings, db, metrics = self.settings, self.db, self.metrics
         self.window = LatencyWindow(window_seconds=settings.realtime_latency_window_seconds)
-        self.events = EventStream(redis, maxlen=settings.realtime_stream_maxlen)
+        self.events = EventStream(self.redis, maxlen=settings.realtime_stream_maxlen)
         self.writer = RowWriter(db, interval=settings.realtime_flush_interval)
         self.hub = FeedHub(
             settings=settings,
             db=db,
-            redis=redis,
+            redis=self.redis,
             events=self.events,
             metrics=metrics,
             window=self.window,
@@ -70,7 +73,7 @@ class RealtimeRuntime:
         self.ingest = IngestService(
             db=db,
             events=self.events,
-            scorer=scorer,
+            scorer=self.scorer,
             writer=self.writer,
             relay=self.relay,
             metrics=metrics,
@@ -91,8 +94,8 @@ class RealtimeRuntime:
         as latency spikes. A dependency that is down is left for later.
         """
         results = await asyncio.gather(
-            *(self._db.ping() for _ in range(connections)),
-            *(self._redis.ping() for _ in range(connections)),
+            *(self.db.ping() for _ in range(connections)),
+            *(self.redis.ping() for _ in range(connections)),
             return_exceptions=True,
         )
         failures = [r for r in results if isinstance(r, BaseException)]

@@ -29,13 +29,13 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass, field
 from typing import Any
 
 from redis.exceptions import RedisError
 
 from services.common.redis import UNAVAILABLE_ERRORS, Redis, tenant_key
-from services.common.tasks import stop_tasks
+from services.common.tasks import BackgroundTask
 from services.realtime.frames import FeedEntry, parse_stream_id, stream_fields
 
 log = logging.getLogger(__name__)
@@ -180,6 +180,8 @@ class EventStream:
 DispatchFn = Callable[[str, list[FeedEntry]], None]
 
 
+# Without slots: tests replace a method of a running reader to inject a fault.
+@dataclass(eq=False)
 class StreamFanout:
     """One replica's reader of the tenant streams its sockets need.
 
@@ -187,32 +189,27 @@ class StreamFanout:
     for every batch read; it must not block (it only queues frames).
     """
 
-    def __init__(
-        self,
-        redis: Redis,
-        events: EventStream,
-        *,
-        dispatch: DispatchFn,
-        block_ms: int,
-        batch: int = 1000,
-        retry_delay: float = 0.2,
-        replica_id: str | None = None,
-    ) -> None:
-        self._redis = redis
-        self._events = events
-        self._dispatch = dispatch
-        self._block_ms = block_ms
-        self._batch = batch
-        self._retry_delay = retry_delay
-        self.replica_id = replica_id or uuid.uuid4().hex
+    redis: Redis
+    events: EventStream
+    _: KW_ONLY
+    dispatch: DispatchFn
+    block_ms: int
+    batch: int = 1000
+    retry_delay: float = 0.2
+    replica_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    healthy: bool = field(default=False, init=False)
+    _wake_key: str = field(init=False)
+    _wake_id: str = field(default=EMPTY_STREAM_ID, init=False)
+    # stream key -> tenant id and the last id read of it.
+    _tenant_of: dict[str, str] = field(default_factory=dict, init=False)
+    _positions: dict[str, str] = field(default_factory=dict, init=False)
+    _pending: dict[str, asyncio.Future[str]] = field(default_factory=dict, init=False)
+    _loop: BackgroundTask = field(
+        default_factory=lambda: BackgroundTask("realtime-stream-fanout"), init=False
+    )
+
+    def __post_init__(self) -> None:
         self._wake_key = f"realtime:replica:{self.replica_id}:wake"
-        self._wake_id = EMPTY_STREAM_ID
-        # stream key -> tenant id and the last id read of it.
-        self._tenant_of: dict[str, str] = {}
-        self._positions: dict[str, str] = {}
-        self._pending: dict[str, asyncio.Future[str]] = {}
-        self._task: asyncio.Task[None] | None = None
-        self.healthy = False
 
     def position(self, tenant_id: str) -> str | None:
         """The id of the newest entry of the tenant already dispatched here."""
@@ -240,7 +237,7 @@ class StreamFanout:
         future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self._pending[key] = future
         try:
-            start = await self._events.last_id(tenant_id)
+            start = await self.events.last_id(tenant_id)
         except BaseException as exc:
             future.set_exception(exc)
             # Mark retrieved so a failure nobody else awaited is not logged.
@@ -262,24 +259,21 @@ class StreamFanout:
 
     async def _wake(self) -> None:
         try:
-            await self._redis.xadd(self._wake_key, {"w": "1"}, maxlen=10, approximate=False)
-            await self._redis.expire(self._wake_key, 3600)
+            await self.redis.xadd(self._wake_key, {"w": "1"}, maxlen=10, approximate=False)
+            await self.redis.expire(self._wake_key, 3600)
         except REDIS_DOWN as exc:
             # The reader notices the new tenant within one block timeout anyway.
             log.debug("wake of the stream reader failed: %s", exc)
 
     def start(self) -> None:
         """Start the reader task."""
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="realtime-stream-fanout")
+        self._loop.start(self._run)
 
     async def stop(self) -> None:
         """Stop the reader task and delete this replica's wake stream."""
-        if self._task is not None:
-            await stop_tasks([self._task])
-            self._task = None
+        await self._loop.stop()
         try:
-            await self._redis.delete(self._wake_key)
+            await self.redis.delete(self._wake_key)
         except REDIS_DOWN:
             log.debug("could not delete wake stream %s", self._wake_key)
 
@@ -287,9 +281,9 @@ class StreamFanout:
         # An explicit starting id (instead of "$") means a wake added between
         # two XREAD calls is still seen by the next one.
         self._wake_id = _text(
-            await self._redis.xadd(self._wake_key, {"w": "0"}, maxlen=10, approximate=False)
+            await self.redis.xadd(self._wake_key, {"w": "0"}, maxlen=10, approximate=False)
         )
-        await self._redis.expire(self._wake_key, 3600)
+        await self.redis.expire(self._wake_key, 3600)
 
     async def _run(self) -> None:
         while True:
@@ -303,12 +297,12 @@ class StreamFanout:
                 if self.healthy:
                     log.warning("stream reader lost redis: %s", exc)
                 self.healthy = False
-                await asyncio.sleep(self._retry_delay)
+                await asyncio.sleep(self.retry_delay)
             except Exception:
                 # A bug in dispatch must not end delivery for the whole replica.
                 log.exception("stream reader failed; restarting")
                 self.healthy = False
-                await asyncio.sleep(self._retry_delay)
+                await asyncio.sleep(self.retry_delay)
 
     async def _read_forever(self) -> None:
         positions = self._positions
@@ -317,9 +311,7 @@ class StreamFanout:
         while True:
             streams: dict[Any, Any] = {self._wake_key: self._wake_id}
             streams.update(positions)
-            response: Any = await self._redis.xread(
-                streams, count=self._batch, block=self._block_ms
-            )
+            response: Any = await self.redis.xread(streams, count=self.batch, block=self.block_ms)
             if not response:
                 continue
             for raw_key, items in response:
@@ -341,7 +333,7 @@ class StreamFanout:
                     if not entries:
                         continue
                 positions[key] = entries[-1].stream_id
-                self._dispatch(tenant_id, entries)
+                self.dispatch(tenant_id, entries)
             # Let the socket writers just woken send before the next XREAD is
             # written: on a busy core that write can hand the CPU to Redis
             # while the frames wait. Entries arriving meanwhile wait in the

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+import re
+from pathlib import Path
+from typing import ClassVar, Self
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
+from services.common.flags import FEATURES
 from services.common.settings import CommonSettings
 
 MIN_WEBHOOK_TOKEN_BYTES = 32
+
+# A Deployment's name: a DNS-1123 subdomain (only ever used with fullmatch).
+_DEPLOYMENT_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
 
 
 class RollbackSettings(CommonSettings):
@@ -25,6 +31,20 @@ class RollbackSettings(CommonSettings):
         description="Bearer token Alertmanager presents (at least 32 bytes)."
     )
     rollback_max_body_bytes: int = Field(default=1_048_576, gt=0, le=16_777_216)
+    rollback_undo_deployments: bool = Field(
+        default=False,
+        description=(
+            "Also undo the latest rollout of a triggering feature's Deployments (the "
+            "stack's rollback.undoDeployments; the pod then has a token and a Role)."
+        ),
+    )
+    rollback_feature_deployments: dict[str, tuple[str, ...]] = Field(
+        default_factory=dict,
+        description='Feature -> its Deployments, JSON {"property_vision": ["ml-services"]}.',
+    )
+    rollback_kubernetes_timeout_seconds: float = Field(default=5.0, gt=0, le=30)
+    #: Where the kubelet mounts the pod's ServiceAccount token, CA and namespace.
+    rollback_service_account_dir: Path = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 
     @field_validator("alertmanager_webhook_token")
     @classmethod
@@ -34,3 +54,28 @@ class RollbackSettings(CommonSettings):
                 f"must be at least {MIN_WEBHOOK_TOKEN_BYTES} bytes (openssl rand -hex 32)"
             )
         return value
+
+    @field_validator("rollback_feature_deployments")
+    @classmethod
+    def _known_features_and_names(
+        cls, value: dict[str, tuple[str, ...]]
+    ) -> dict[str, tuple[str, ...]]:
+        unknown = sorted(set(value) - set(FEATURES))
+        if unknown:
+            raise ValueError(
+                f"unknown features {', '.join(unknown)}; expected {', '.join(FEATURES)}"
+            )
+        for names in value.values():
+            for name in names:
+                if not _DEPLOYMENT_NAME.fullmatch(name):
+                    raise ValueError(f"{name!r} is not a Deployment name (DNS-1123 subdomain)")
+        return value
+
+    @model_validator(mode="after")
+    def _undo_needs_deployments(self) -> Self:
+        if self.rollback_undo_deployments and not any(self.rollback_feature_deployments.values()):
+            raise ValueError(
+                "ROLLBACK_UNDO_DEPLOYMENTS=true needs ROLLBACK_FEATURE_DEPLOYMENTS "
+                "(which Deployments serve which feature)"
+            )
+        return self

@@ -8,6 +8,7 @@ from fastapi import Depends
 from starlette.requests import HTTPConnection
 
 from services.rollback.config import RollbackSettings
+from services.rollback.deployments import DeploymentRollbacker
 from services.rollback.metrics import RollbackMetrics
 
 
@@ -23,5 +24,12 @@ def get_metrics(conn: HTTPConnection) -> RollbackMetrics:
     return metrics
 
 
+def get_rollbacker(conn: HTTPConnection) -> DeploymentRollbacker | None:
+    """The deployment rollbacker; None unless the stack lets the handler undo deployments."""
+    rollbacker: DeploymentRollbacker | None = conn.app.state.deployment_rollbacker
+    return rollbacker
+
+
 SettingsDep = Annotated[RollbackSettings, Depends(get_settings)]
 MetricsDep = Annotated[RollbackMetrics, Depends(get_metrics)]
+RollbackerDep = Annotated[DeploymentRollbacker | None, Depends(get_rollbacker)]

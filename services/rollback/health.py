@@ -10,13 +10,15 @@ from fastapi import FastAPI
 from services.common.health import FeatureHealth
 
 LATEST = (
-    "SELECT incident_key, alertname, feature_name, received_at, resolved_at, flags_changed "
+    "SELECT incident_key, alertname, feature_name, received_at, resolved_at, flags_changed, "
+    "deployments_state, deployments_outcome "
     "FROM rollback_incidents ORDER BY received_at DESC LIMIT 5"
 )
 
 
 async def rollback_health(app: FastAPI) -> Mapping[str, Any]:
-    """Live values: the last five incidents (Postgres is required to act at all)."""
+    """Live values: the last five incidents, with any deployment undo (Postgres is
+    required to act at all)."""
     async with app.state.db.unscoped() as conn:
         rows = await conn.fetch(LATEST)
     return {
@@ -29,6 +31,9 @@ async def rollback_health(app: FastAPI) -> Mapping[str, Any]:
                 "received_at": row["received_at"].isoformat(),
                 "resolved_at": row["resolved_at"].isoformat() if row["resolved_at"] else None,
                 "flags_turned_off": list(row["flags_changed"]),
+                # None: flags only; pending/claimed: the undo is under way; done: see outcomes.
+                "deployments_undo": row["deployments_state"],
+                "deployments": row["deployments_outcome"],
             }
             for row in rows
         ],

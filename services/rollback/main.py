@@ -7,21 +7,54 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
 from services.common.app import create_app as create_service_app
+from services.common.lifespan import ServiceLifespan
 from services.common.metrics import new_registry
 from services.rollback.config import RollbackSettings
+from services.rollback.deployments import DeploymentRollbacker, kubernetes_client
 from services.rollback.health import ROLLBACK_FEATURE_HEALTH
 from services.rollback.metrics import RollbackMetrics
 from services.rollback.routes import webhook
 
 
+def _lifespan(settings: RollbackSettings) -> ServiceLifespan:
+    """The Kubernetes client, only when the stack lets the handler undo deployments."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if not settings.rollback_undo_deployments:
+            app.state.deployment_rollbacker = None
+            yield
+            return
+        rollbacker = DeploymentRollbacker(
+            kubernetes_client(
+                settings.rollback_service_account_dir,
+                timeout_seconds=settings.rollback_kubernetes_timeout_seconds,
+            )
+        )
+        app.state.deployment_rollbacker = rollbacker
+        try:
+            yield
+        finally:
+            await rollbacker.aclose()
+
+    return lifespan
+
+
 def create_app(
     settings: RollbackSettings | None = None, *, registry: CollectorRegistry | None = None
 ) -> FastAPI:
-    """Build the app; settings default to the environment."""
+    """Build the app; settings default to the environment.
+
+    With ROLLBACK_UNDO_DEPLOYMENTS on, start-up reads the pod's ServiceAccount
+    (ROLLBACK_SERVICE_ACCOUNT_DIR) and fails without it.
+    """
     settings = settings if settings is not None else RollbackSettings.from_env()
     registry = registry if registry is not None else new_registry()
     verifier = webhook.WebhookTokenVerifier(settings.alertmanager_webhook_token)
@@ -33,6 +66,7 @@ def create_app(
         feature_health=ROLLBACK_FEATURE_HEALTH,
         registry=registry,
         edge_verifier=verifier,
+        lifespan=_lifespan(settings),
         max_body_bytes=settings.rollback_max_body_bytes,
         max_body_setting="ROLLBACK_MAX_BODY_BYTES",
     )

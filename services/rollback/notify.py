@@ -44,3 +44,13 @@ def rollback_message(
         f":rotating_light: [{environment}] rolled back {flags} (flag off) "
         f"after {alertname} by {actor}: {reason}"
     )
+
+
+def undo_message(*, environment: str, alertname: str, outcomes: list[str], failed: bool) -> str:
+    """The message about the Deployments an incident undid (or could not)."""
+    head = ":warning: could not undo every rollout" if failed else ":rewind: undid the rollout"
+    return (
+        f"{head} [{environment}] after {alertname}: {'; '.join(outcomes)}. "
+        "The stack still declares the undone template: roll the stack back "
+        "(python -m infra.deploy rollback) or deploy a fix before the next pulumi up."
+    )

@@ -7,24 +7,63 @@ HA peer, even concurrently) waits for the first to commit, finds the row and
 changes nothing. If Redis fails, the transaction rolls back and the next copy
 tries again. A rollback keeps each flag's percentage, so turning the feature
 back on returns to the same rollout step.
+
+When the stack lets the handler undo deployments, the same transaction marks
+the undo of the Deployments serving the features whose flag it turned off as
+pending; :func:`undo_deployments` then claims it for exactly one copy of the
+incident, undoes each rollout and records the outcomes on the incident row
+(with the template it restored, so that a later incident never undoes that
+undo while no release came in between).
+A Deployment whose feature was already off is left alone (an earlier incident
+or an operator already acted: undoing again would bring back the template that
+failed).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from services.common.database import Database
 from services.common.flags import FlagState
 from services.common.redis import Redis
+from services.rollback.deployments import DeploymentRollbacker, UndoOutcome
 from services.rollout.operations import Change, apply_changes, plan_changes
+
+log = logging.getLogger(__name__)
 
 INSERT_INCIDENT = (
     "INSERT INTO rollback_incidents (incident_key, source, alertname, feature_name, environment, "
     "actor, reason, starts_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) "
     "ON CONFLICT (incident_key) DO NOTHING RETURNING incident_key"
 )
-RECORD_CHANGES = "UPDATE rollback_incidents SET flags_changed = $2 WHERE incident_key = $1"
+RECORD_CHANGES = (
+    "UPDATE rollback_incidents SET flags_changed = $2, deployments_state = $3::varchar, "
+    "deployments_planned = $4, deployments_outcome = $5, "
+    "deployments_done_at = CASE WHEN $3::varchar = 'done' THEN now() END WHERE incident_key = $1"
+)
+CLAIM_UNDO = (
+    "UPDATE rollback_incidents SET deployments_state = 'claimed', deployments_claimed_at = now() "
+    "WHERE incident_key = $1 AND deployments_state = 'pending' RETURNING deployments_planned"
+)
+RECORD_UNDO = (
+    "UPDATE rollback_incidents SET deployments_state = 'done', deployments_done_at = now(), "
+    "deployments_outcome = deployments_outcome || $2 WHERE incident_key = $1"
+)
+#: The template the last successful automatic undo of a Deployment restored.
+LAST_RESTORED = (
+    "SELECT undo ->> 'restored_hash' FROM rollback_incidents, "
+    "jsonb_array_elements(deployments_outcome) AS undo "
+    "WHERE undo ->> 'deployment' = $1 AND (undo ->> 'rolled_back')::boolean "
+    "ORDER BY deployments_done_at DESC LIMIT 1"
+)
+#: Why a Deployment of the incident's feature is not undone when its flag was already off.
+ALREADY_OFF = (
+    "the feature's flag was already off: an earlier incident or an operator acted, "
+    "and undoing again could bring back the template that failed"
+)
 RESOLVE = (
     "UPDATE rollback_incidents SET resolved_at = now() "
     "WHERE incident_key = $1 AND resolved_at IS NULL RETURNING incident_key"
@@ -44,6 +83,9 @@ class RollbackRequest:
     actor: str
     reason: str
     starts_at: datetime
+    #: Feature -> the Deployments serving it, when the stack lets the handler undo
+    #: their rollout (``rollback.undoDeployments``); empty: flags only.
+    feature_deployments: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,8 +132,62 @@ async def roll_back(*, db: Database, redis: Redis, request: RollbackRequest) -> 
             command=f"rollback:{request.source}",
             conn=conn,
         )
-        await conn.execute(RECORD_CHANGES, request.key, [c.feature for c in written])
+        changed = [c.feature for c in written]
+        to_undo = _deployments(request.feature_deployments, changed)
+        left = [
+            name
+            for name in _deployments(request.feature_deployments, request.features)
+            if name not in to_undo
+        ]
+        state = "pending" if to_undo else "done" if left else None
+        await conn.execute(
+            RECORD_CHANGES,
+            request.key,
+            changed,
+            state,
+            list(to_undo),
+            [UndoOutcome(name, rolled_back=False, reason=ALREADY_OFF).as_record() for name in left],
+        )
     return RollbackOutcome(duplicate=False, changes=tuple(written))
+
+
+def _deployments(
+    feature_deployments: Mapping[str, tuple[str, ...]], features: Iterable[str]
+) -> tuple[str, ...]:
+    names: dict[str, None] = {}
+    for feature in features:
+        names.update(dict.fromkeys(feature_deployments.get(feature, ())))
+    return tuple(names)
+
+
+async def undo_deployments(
+    *, db: Database, key: str, rollbacker: DeploymentRollbacker
+) -> tuple[UndoOutcome, ...] | None:
+    """Undo the incident's pending Deployments once; None when another copy has (or nothing).
+
+    The flags are already off and committed: whatever the Kubernetes API does,
+    this only records outcomes (a failure is one of them) and never raises for it.
+    """
+    async with db.unscoped() as conn:
+        planned = await conn.fetchval(CLAIM_UNDO, key)
+    if planned is None:
+        return None
+    outcomes = []
+    for name in planned:
+        try:
+            async with db.unscoped() as conn:
+                restored = await conn.fetchval(LAST_RESTORED, name)
+            outcomes.append(await rollbacker.undo(name, restored_hash=restored))
+        except Exception:
+            # Anything unforeseen is still recorded: the claim is taken, so no
+            # later copy would retry it, and the incident row must say so.
+            log.exception("undoing the rollout of %s failed (incident %s)", name, key)
+            outcomes.append(
+                UndoOutcome(name, False, "unexpected error (see the handler's log)", failed=True)
+            )
+    async with db.unscoped() as conn:
+        await conn.execute(RECORD_UNDO, key, [outcome.as_record() for outcome in outcomes])
+    return tuple(outcomes)
 
 
 async def mark_resolved(*, db: Database, key: str) -> bool:

@@ -103,6 +103,9 @@ def test_seed_churn_panels_chart_the_success_rate_and_leads_saved() -> None:
 def test_automatic_rollbacks_are_charted() -> None:
     (expr,) = _exprs(_panel("phase3-overview.json", "Rollback triggers received"))
     assert "rollback_incidents_total" in expr
+    (undos,) = _exprs(_panel("phase3-overview.json", "Deployment rollouts undone"))
+    assert "sum by (deployment, outcome)" in undos
+    assert "rollback_deployment_undos_total[1h]" in undos
 
 
 def test_a_tenant_view_selects_one_tenant_and_ranks_them_all() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pulumi
 import pytest
 import yaml
 
@@ -14,11 +15,13 @@ from infra.components.addons import (
     CHARTS_DIR,
     ENVIRONMENTS,
     EXACT_VERSION,
+    ChartPin,
     ClusterAddons,
     ClusterAddonsArgs,
     chart_values,
     deep_merge,
     load_pins,
+    pinned_release,
 )
 from infra.stackfiles import STACKS, stack_config
 from infra.synth.mocks import ProgramRun, Secret, run_program
@@ -202,6 +205,40 @@ def test_release_uses_the_pinned_chart(production: ProgramRun, chart: str) -> No
     assert (release["version"], release["namespace"]) == (pin.version, pin.namespace)
     assert release["createNamespace"] is False
     assert release["atomic"] is True
+
+
+def test_a_pinned_release_names_an_oci_chart_in_its_reference_and_a_repository_by_url() -> None:
+    def pin(repository: str) -> ChartPin:
+        return ChartPin(
+            name="demo",
+            chart="demo-chart",
+            repository=repository,
+            version="1.2.3",
+            namespace="demo-ns",
+            pod_security="restricted",
+            create_namespace=True,
+        )
+
+    def program() -> None:
+        opts = pulumi.ResourceOptions()
+        pinned_release("oci", pin("oci://registry.example/charts"), opts=opts, skip_crds=True)
+        pinned_release("https", pin("https://charts.example"), opts=opts)
+
+    run = run_program("production", {}, program=program)
+    oci, https = run.one(RELEASE, "oci").inputs, run.one(RELEASE, "https").inputs
+    assert oci["chart"] == "oci://registry.example/charts/demo-chart"
+    assert not oci.get("repositoryOpts")
+    assert oci["skipCrds"] is True
+    assert https["chart"] == "demo-chart"
+    assert https["repositoryOpts"] == {"repo": "https://charts.example"}
+    assert "skipCrds" not in https
+    for release in (oci, https):
+        assert (release["name"], release["version"], release["namespace"]) == (
+            "demo",
+            "1.2.3",
+            "demo-ns",
+        )
+        assert (release["atomic"], release["maxHistory"]) == (True, 10)
 
 
 def test_release_values_are_the_merged_files(production: ProgramRun) -> None:

@@ -26,6 +26,7 @@ from infra.config import (
     EgressConfig,
     FlagSeed,
     NetworkConfig,
+    RollbackConfig,
     StackConfig,
     StackConfigError,
     StorageConfig,
@@ -94,6 +95,7 @@ def test_pulumi_yaml_object_defaults_equal_the_model_defaults() -> None:
         ("storage", StorageConfig),
         ("network", NetworkConfig),
         ("cluster", ClusterConfig),
+        ("rollback", RollbackConfig),
     ):
         documented = model.model_validate(defaults[f"{PROJECT}:{key}"])
         assert documented == model(), key
@@ -527,3 +529,12 @@ def test_deployer_cidrs_are_cidrs_never_the_world_and_need_an_in_vpc_deployer() 
         },
     )
     assert "only used with cluster.deployerInVpc true" in unused
+
+
+def test_undoing_deployments_is_off_unless_the_stack_turns_it_on() -> None:
+    assert _load("production").rollback.undo_deployments is False
+    assert _load("staging", {"rollback": {"undoDeployments": True}}).rollback.undo_deployments
+    assert "rollback.undoDeployments" in _rejected(
+        "staging", {"rollback": {"undoDeployments": "sometimes"}}
+    )
+    assert "rollback.undo" in _rejected("staging", {"rollback": {"undo": True}})

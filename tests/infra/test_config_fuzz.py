@@ -19,6 +19,7 @@ import pytest
 from infra.config import StackConfigError, load_stack_config
 from infra.problems import PROJECT
 from infra.stackfiles import stack_config
+from infra.synth.mocks import run_outside_program
 
 DIGEST = "sha256:" + "0123456789abcdef" * 4
 SECRETS = {
@@ -46,7 +47,8 @@ def _base() -> dict[str, str]:
     config[f"{PROJECT}:image"] = f"registry.example.com/enterprisehub@{DIGEST}"
     config[f"{PROJECT}:runbookBaseUrl"] = "https://git.example.com/hub/blob/0123abc/docs/runbooks/"
     pulumi.runtime.set_all_config({**config, **SECRETS}, list(SECRETS))
-    loaded = load_stack_config(pulumi.Config(PROJECT), "production")
+    # At collection time: the secrets' Outputs must not stay pending on the main loop.
+    loaded = run_outside_program(lambda: load_stack_config(pulumi.Config(PROJECT), "production"))
     dumped = loaded.model_dump(mode="json", by_alias=True, exclude={"secrets", "stack"})
     for key, value in dumped.items():
         if isinstance(value, dict | list):

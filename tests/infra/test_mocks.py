@@ -6,6 +6,7 @@ import asyncio
 import json
 import threading
 from collections.abc import Callable
+from typing import Any
 
 import pulumi
 import pulumi_aws as aws
@@ -14,7 +15,14 @@ import pulumi_random as random
 import pytest
 
 from infra.synth.mock_values import AUTONAMED_ANNOTATION, UnmockedCallError, render_policy_document
-from infra.synth.mocks import SECRET_MASK, ProgramRun, Secret, mask_secrets, normalize_numbers
+from infra.synth.mocks import (
+    SECRET_MASK,
+    ProgramRun,
+    Secret,
+    mask_secrets,
+    normalize_numbers,
+    run_outside_program,
+)
 
 
 class _Box(pulumi.ComponentResource):
@@ -251,3 +259,25 @@ def test_tasks_left_on_a_worker_loop_are_finished_when_the_run_ends() -> None:
     mocks._worker_loops.close_all()
     (task,) = left
     assert task.cancelled()
+
+
+def _main_loop_tasks() -> set[asyncio.Task[Any]]:
+    return asyncio.all_tasks(asyncio.get_event_loop_policy().get_event_loop())
+
+
+def test_outputs_made_outside_a_run_leave_nothing_on_the_main_loop() -> None:
+    # Config loaded at collection time (to build parametrize cases) made secret
+    # Outputs whose tasks stayed pending on the main loop, were collected much
+    # later and failed an unrelated test as "never awaited".
+    before = _main_loop_tasks()
+    outputs = run_outside_program(lambda: [pulumi.Output.secret(str(n)) for n in range(3)])
+    assert len(outputs) == 3
+    assert _main_loop_tasks() == before
+
+
+def test_outside_a_run_the_function_s_exception_reaches_the_caller() -> None:
+    def fails() -> None:
+        raise ValueError("bad config")
+
+    with pytest.raises(ValueError, match="bad config"):
+        run_outside_program(fails)

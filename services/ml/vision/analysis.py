@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import time
+from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 from enum import StrEnum
 from typing import Any, Final
@@ -131,24 +132,18 @@ def request_params(image: PreparedImage, *, model: str) -> dict[str, Any]:
     }
 
 
+@dataclass(slots=True, eq=False, kw_only=True)
 class VisionAnalyzer:
     """Runs analyses under the exactly-once rule (see the module docstring)."""
 
-    def __init__(
-        self,
-        *,
-        db: Database,
-        model: str,
-        wait_seconds: float,
-        stale_seconds: float,
-        window_size: int = 1000,
-    ) -> None:
-        self.db = db
-        self.model = model
-        self._wait_seconds = wait_seconds
-        self._stale_seconds = stale_seconds
-        self._inflight: dict[tuple[str, str], asyncio.Task[tuple[dict[str, Any], bool]]] = {}
-        self.latency = LatencyWindow(max_samples=window_size)
+    db: Database
+    model: str
+    wait_seconds: float
+    stale_seconds: float
+    latency: LatencyWindow = field(default_factory=lambda: LatencyWindow(max_samples=1000))
+    _inflight: dict[tuple[str, str], asyncio.Task[tuple[dict[str, Any], bool]]] = field(
+        default_factory=dict, init=False
+    )
 
     @property
     def in_flight(self) -> int:
@@ -197,7 +192,7 @@ class VisionAnalyzer:
         image_url: str,
         source: str,
     ) -> tuple[dict[str, Any], bool]:
-        deadline = time.monotonic() + self._wait_seconds
+        deadline = time.monotonic() + self.wait_seconds
         while True:
             claim = await store.claim(
                 self.db,
@@ -208,7 +203,7 @@ class VisionAnalyzer:
                 property_id=property_id,
                 image_url=image_url,
                 source=source,
-                stale_seconds=self._stale_seconds,
+                stale_seconds=self.stale_seconds,
             )
             if claim.owned:
                 return await self._call(claude, tenant_id, claim, image), False

@@ -100,27 +100,21 @@ async def _set_status(
         )
 
 
+@dataclass(slots=True, eq=False, kw_only=True)
 class Backfill:
     """One tenant's backfill (see the module docstring)."""
 
-    def __init__(
-        self,
-        *,
-        db: Database,
-        claude: ClaudeClient,
-        media: MediaStore,
-        tenant_id: str,
-        max_image_bytes: int,
-        poll_seconds: float = 30.0,
-    ) -> None:
-        self.db = db
-        self.claude = claude
-        self.media = media
-        self.tenant_id = tenant_id
-        self.model = claude.model
-        self.max_image_bytes = max_image_bytes
-        self.poll_seconds = poll_seconds
-        self.report = BackfillReport()
+    db: Database
+    claude: ClaudeClient
+    media: MediaStore
+    tenant_id: str
+    max_image_bytes: int
+    poll_seconds: float = 30.0
+    model: str = field(init=False)
+    report: BackfillReport = field(default_factory=BackfillReport, init=False)
+
+    def __post_init__(self) -> None:
+        self.model = self.claude.model
 
     async def run(self) -> BackfillReport:
         """Resume, plan, submit, collect."""

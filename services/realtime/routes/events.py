@@ -28,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import re
 import time
+from collections.abc import Callable, Sequence
 from typing import Annotated, TypeVar
 
 import orjson
@@ -77,12 +78,42 @@ def _idempotency(value: str | None, body: bytes) -> IdempotencyKey | None:
     return IdempotencyKey(key=value, request_sha256=hashlib.sha256(body).digest())
 
 
-def _key_reused(error: IdempotencyKeyReusedError) -> JSONResponse:
-    return JSONResponse(
-        {"detail": f"{error}; use a new key for a new request", "reason": "idempotency_key_reused"},
-        status_code=422,
-    )
+async def _store(
+    runtime: RealtimeRuntime,
+    *,
+    tenant_id: str,
+    events: Sequence[LeadEventCreate],
+    body: bytes,
+    idempotency_key: str | None,
+    answer: Callable[[list[LeadEventAccepted]], object],
+) -> Response:
+    """Store and publish the events of one request; 202 with ``answer(acknowledgements)``."""
+    key = _idempotency(idempotency_key, body)
+    try:
+        # Microsecond precision: what timestamptz stores, so a frame relayed
+        # from Postgres carries exactly the accepted_at the acknowledgement gave.
+        accepted = await runtime.ingest.ingest_many(
+            tenant_id=tenant_id,
+            events=events,
+            accepted_at=round(time.time(), 6),
+            idempotency=key,
+        )
+    except IdempotencyKeyReusedError as error:
+        return JSONResponse(
+            {
+                "detail": f"{error}; use a new key for a new request",
+                "reason": "idempotency_key_reused",
+            },
+            status_code=422,
+        )
+    return Response(orjson.dumps(answer(accepted)), status_code=202, media_type="application/json")
 
+
+# Both routes authenticate and authorize alike.
+_AUTH_RESPONSES: dict[int | str, dict[str, object]] = {
+    401: {"description": "Missing, expired or forged bearer token."},
+    403: {"description": "The token lacks the crm:ingest scope."},
+}
 
 Body = TypeVar("Body", LeadEventCreate, LeadEventBatchCreate)
 
@@ -113,8 +144,7 @@ async def _read_valid(
     response_model=LeadEventAccepted,
     summary="Ingest a CRM lead event",
     responses={
-        401: {"description": "Missing, expired or forged bearer token."},
-        403: {"description": "The token lacks the crm:ingest scope."},
+        **_AUTH_RESPONSES,
         413: {"description": "Body larger than REALTIME_MAX_EVENT_BYTES."},
         422: {
             "description": "Malformed JSON or fields (the detail names the field), input "
@@ -145,20 +175,13 @@ async def ingest_lead_event(
         runtime.settings.realtime_max_event_bytes,
         "REALTIME_MAX_EVENT_BYTES",
     )
-    key = _idempotency(idempotency_key, body)
-    try:
-        # Microsecond precision: what timestamptz stores, so a frame relayed
-        # from Postgres carries exactly the accepted_at the acknowledgement gave.
-        (accepted,) = await runtime.ingest.ingest_many(
-            tenant_id=principal.tenant_id,
-            events=[event],
-            accepted_at=round(time.time(), 6),
-            idempotency=key,
-        )
-    except IdempotencyKeyReusedError as error:
-        return _key_reused(error)
-    return Response(
-        orjson.dumps(accepted.model_dump()), status_code=202, media_type="application/json"
+    return await _store(
+        runtime,
+        tenant_id=principal.tenant_id,
+        events=[event],
+        body=body,
+        idempotency_key=idempotency_key,
+        answer=lambda accepted: accepted[0].model_dump(),
     )
 
 
@@ -168,8 +191,7 @@ async def ingest_lead_event(
     response_model=LeadEventBatchAccepted,
     summary="Ingest a batch of CRM lead events",
     responses={
-        401: {"description": "Missing, expired or forged bearer token."},
-        403: {"description": "The token lacks the crm:ingest scope."},
+        **_AUTH_RESPONSES,
         413: {"description": "Body larger than REALTIME_MAX_BATCH_BYTES."},
         422: {
             "description": "Malformed JSON or fields (the reason names the event's index "
@@ -212,18 +234,11 @@ async def ingest_lead_event_batch(
                 }
             ]
         )
-    key = _idempotency(idempotency_key, body)
-    try:
-        accepted = await runtime.ingest.ingest_many(
-            tenant_id=principal.tenant_id,
-            events=batch.events,
-            accepted_at=round(time.time(), 6),
-            idempotency=key,
-        )
-    except IdempotencyKeyReusedError as error:
-        return _key_reused(error)
-    return Response(
-        orjson.dumps({"events": [answer.model_dump() for answer in accepted]}),
-        status_code=202,
-        media_type="application/json",
+    return await _store(
+        runtime,
+        tenant_id=principal.tenant_id,
+        events=batch.events,
+        body=body,
+        idempotency_key=idempotency_key,
+        answer=lambda accepted: {"events": [one.model_dump() for one in accepted]},
     )

@@ -3,7 +3,10 @@
 The bearer token is checked before a byte of the body is read; the body is
 bounded (ROLLBACK_MAX_BODY_BYTES) and validated. Every copy of an incident
 answers 200 (Alertmanager retries anything else), but only the first one
-changes flags, writes the audit and notifies.
+changes flags, writes the audit and notifies. When the stack lets the handler
+undo deployments, the rollout of the features it turned off is undone after
+the flags are off, once per incident (``procedure.undo_deployments``); a
+failure there is recorded and notified and leaves the flags off.
 """
 
 from __future__ import annotations
@@ -21,9 +24,16 @@ from services.common.deps import DbDep, RedisDep
 from services.common.errors import ApiError
 from services.rollback.alerts import Incident, WebhookNotification, incidents
 from services.rollback.config import RollbackSettings
-from services.rollback.deps import MetricsDep, SettingsDep
-from services.rollback.notify import notify_slack, rollback_message
-from services.rollback.procedure import RollbackRequest, mark_resolved, roll_back
+from services.rollback.deployments import DeploymentRollbacker
+from services.rollback.deps import MetricsDep, RollbackerDep, SettingsDep
+from services.rollback.metrics import RollbackMetrics
+from services.rollback.notify import notify_slack, rollback_message, undo_message
+from services.rollback.procedure import (
+    RollbackRequest,
+    mark_resolved,
+    roll_back,
+    undo_deployments,
+)
 
 log = logging.getLogger(__name__)
 
@@ -66,8 +76,50 @@ def authenticate(request: Request) -> None:
         raise WebhookRefusedError(401, exc.detail, exc.reason) from None
 
 
+async def _undo(
+    incident: Incident,
+    *,
+    settings: RollbackSettings,
+    db: Any,
+    rollbacker: DeploymentRollbacker,
+    metrics: RollbackMetrics,
+) -> list[dict[str, Any]] | None:
+    """The incident's pending undo, if this copy claims it: outcomes counted, logged, told."""
+    outcomes = await undo_deployments(db=db, key=incident.key, rollbacker=rollbacker)
+    if outcomes is None:
+        return None
+    for outcome in outcomes:
+        label = (
+            "rolled_back"
+            if outcome.rolled_back
+            else "failed"
+            if outcome.failed
+            else "not_rolled_back"
+        )
+        metrics.deployment_undos.labels(deployment=outcome.deployment, outcome=label).inc()
+        log.warning(
+            "undo %s after %s (incident %s)", outcome.describe(), incident.alertname, incident.key
+        )
+    await notify_slack(
+        settings.slack_webhook_url,
+        undo_message(
+            environment=settings.environment,
+            alertname=incident.alertname,
+            outcomes=[outcome.describe() for outcome in outcomes],
+            failed=any(outcome.failed for outcome in outcomes),
+        ),
+    )
+    return [outcome.as_record() for outcome in outcomes]
+
+
 async def _handle(
-    incident: Incident, *, settings: RollbackSettings, db: Any, redis: Any, metrics: Any
+    incident: Incident,
+    *,
+    settings: RollbackSettings,
+    db: Any,
+    redis: Any,
+    metrics: RollbackMetrics,
+    rollbacker: DeploymentRollbacker | None,
 ) -> dict[str, Any]:
     if not incident.firing:
         resolved = await mark_resolved(db=db, key=incident.key)
@@ -83,6 +135,7 @@ async def _handle(
         actor="alertmanager",
         reason=incident.summary or f"{incident.alertname} fired",
         starts_at=incident.starts_at,
+        feature_deployments=settings.rollback_feature_deployments if rollbacker else {},
     )
     outcome = await roll_back(db=db, redis=redis, request=request)
     if outcome.duplicate:
@@ -106,12 +159,19 @@ async def _handle(
                     actor=request.actor,
                 ),
             )
-    return {
+    result = {
         "incident": incident.key,
         "feature": incident.feature,
         "duplicate": outcome.duplicate,
         "flags_turned_off": outcome.changed_features,
     }
+    if rollbacker is not None:
+        # Every copy may claim: one that follows a crash between the flag write
+        # and the claim picks the pending undo up; otherwise the claim is taken.
+        result["deployments_undone"] = await _undo(
+            incident, settings=settings, db=db, rollbacker=rollbacker, metrics=metrics
+        )
+    return result
 
 
 @router.post(
@@ -125,6 +185,7 @@ async def alertmanager_webhook(
     db: DbDep,
     redis: RedisDep,
     metrics: MetricsDep,
+    rollbacker: RollbackerDep,
 ) -> dict[str, Any]:
     """Turn off the feature each firing rollback alert names, once per incident."""
     body = await read_body(
@@ -137,7 +198,14 @@ async def alertmanager_webhook(
         field = ".".join(str(p) for p in first.get("loc", ())) or "(body)"
         raise WebhookRefusedError(422, f"{field}: {first.get('msg')}", "validation_error") from None
     results = [
-        await _handle(incident, settings=settings, db=db, redis=redis, metrics=metrics)
+        await _handle(
+            incident,
+            settings=settings,
+            db=db,
+            redis=redis,
+            metrics=metrics,
+            rollbacker=rollbacker,
+        )
         for incident in incidents(notification)
     ]
     return {"handled": results}

@@ -87,6 +87,7 @@ def test_existing_provider_and_custom_stacks() -> None:
     [
         ({"repository": "acme"}, "not OWNER/NAME"),
         ({"repository": "acme/x/../y"}, "not OWNER/NAME"),
+        ({"repository": "acme/.."}, "not OWNER/NAME"),
         ({"repository": "acme/enterprisehub", "stacks": json.dumps(["Prod*"])}, "not a stack name"),
         ({"repository": "acme/enterprisehub", "stacks": json.dumps(["dev", "dev"])}, "duplicates"),
         ({"repository": "acme/enterprisehub", "existingOidcProviderArn": "nope"}, "IAM ARN"),

@@ -133,8 +133,11 @@ def test_adds_the_marker_and_refuses_bad_input(github: tuple[FakeGitHub, str]) -
     gh = GitHub(url, TOKEN)
     upsert_comment(gh, "acme/enterprisehub", 7, "body without marker", MARKER)
     assert state.comments[-1]["body"].startswith(MARKER)
-    with pytest.raises(ValueError, match="OWNER/NAME"):
-        upsert_comment(gh, "acme/../x", 7, "b", MARKER)
+    # The rule GitHub (and the bootstrap's config) applies: no "_" or "." in an
+    # owner, no ".." for a name (it would walk up the REST path).
+    for repo in ("acme/../x", "acme/..", "ac_me/x", ".acme/x", "acme/enterprisehub\n"):
+        with pytest.raises(ValueError, match="OWNER/NAME"):
+            upsert_comment(gh, repo, 7, "b", MARKER)
     with pytest.raises(ValueError, match="limit"):
         upsert_comment(gh, "acme/enterprisehub", 7, "x" * 70_000, MARKER)
 

@@ -9,7 +9,7 @@ import logging
 import pytest
 
 from services.common.redis import Redis
-from services.common.tasks import stop_tasks
+from services.common.tasks import BackgroundTask, stop_tasks
 from services.realtime.stream import EventStream, StreamFanout
 
 #: A guard for tests whose failure mode is hanging: far above any real stop.
@@ -31,6 +31,35 @@ async def test_a_task_that_loses_its_first_cancellation_is_stopped() -> None:
     async with asyncio.timeout(GUARD_SECONDS):
         await stop_tasks([task], grace_seconds=0.05)
     assert task.cancelled()
+
+
+async def test_a_background_task_runs_once_however_often_started_and_again_after_stop() -> None:
+    runs: list[str] = []
+    started = asyncio.Event()
+
+    async def loop() -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        runs.append(task.get_name())
+        started.set()
+        await asyncio.Event().wait()
+
+    background = BackgroundTask("test-loop")
+    await background.stop()  # never started: nothing to stop
+    background.start(loop)
+    background.start(loop)
+    await started.wait()
+    await asyncio.sleep(0)
+    assert runs == ["test-loop"]
+    async with asyncio.timeout(GUARD_SECONDS):
+        await background.stop()
+    started.clear()
+    background.start(loop)
+    await started.wait()
+    assert runs == ["test-loop", "test-loop"]
+    async with asyncio.timeout(GUARD_SECONDS):
+        await background.stop()
+    assert not [task for task in asyncio.all_tasks() if task.get_name() == "test-loop"]
 
 
 async def test_a_task_that_ignores_every_cancellation_is_left_behind_with_an_error(

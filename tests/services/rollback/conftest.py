@@ -1,14 +1,18 @@
-"""A Slack stand-in that counts what it receives, and rollback-handler's settings."""
+"""Stand-ins that count what they receive (Slack, the Kubernetes API), and the settings."""
 
 from __future__ import annotations
 
 import json
+import subprocess
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
+
+from tests.services.rollback.kubernetes_api import KubernetesApiStandIn, serve
 
 WEBHOOK_TOKEN = "alertmanager-webhook-token-0123456789abcdef"
 
@@ -54,3 +58,49 @@ def rollback_env(
     for key, value in extra.items():
         monkeypatch.setenv(key, value)
     return {**settings_env, **extra}
+
+
+# --------------------------------------------------------------- Kubernetes API
+
+KUBERNETES_NAMESPACE = "enterprisehub"
+SERVICE_ACCOUNT_TOKEN = "stand-in-service-account-token-0123456789"
+
+
+@pytest.fixture(scope="session")
+def api_server_certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1: the stand-in's and the pod's ca.crt."""
+    directory = tmp_path_factory.mktemp("kubernetes-tls")
+    cert, key = directory / "tls.crt", directory / "tls.key"
+    subprocess.run(
+        [
+            "openssl", "req", "-x509", "-nodes", "-days", "1",
+            "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+            "-keyout", str(key), "-out", str(cert),
+            "-subj", "/CN=kubernetes", "-addext", "subjectAltName=IP:127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    return cert, key
+
+
+@pytest.fixture
+def kubernetes_api(
+    api_server_certificate: tuple[Path, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[KubernetesApiStandIn]:
+    """The stand-in API server, and the pod's view of it: the ServiceAccount files
+    (token, namespace, ca.crt) and KUBERNETES_SERVICE_HOST/PORT, as the kubelet gives them."""
+    cert, key = api_server_certificate
+    api = KubernetesApiStandIn(namespace=KUBERNETES_NAMESPACE, token=SERVICE_ACCOUNT_TOKEN)
+    account = tmp_path / "serviceaccount"
+    account.mkdir()
+    (account / "token").write_text(SERVICE_ACCOUNT_TOKEN)
+    (account / "namespace").write_text(KUBERNETES_NAMESPACE)
+    (account / "ca.crt").write_bytes(cert.read_bytes())
+    monkeypatch.setenv("ROLLBACK_SERVICE_ACCOUNT_DIR", str(account))
+    with serve(api, cert, key):
+        monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "127.0.0.1")
+        monkeypatch.setenv("KUBERNETES_SERVICE_PORT", str(api.port))
+        yield api

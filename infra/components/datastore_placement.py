@@ -1,0 +1,73 @@
+"""Where a managed data store sits: private subnets, a cluster-only port, its own key.
+
+RDS and ElastiCache are placed the same way: a subnet group over the private
+subnets, the security group of `firewall` (the cluster's security group on the
+store's port, nothing else) and, when the store encrypts at rest, a key of
+its own from `kms`. The two components differ only in the subnet group's
+resource type and in what they say about themselves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws as aws
+
+from infra.components.firewall import cluster_only_security_group
+from infra.components.kms import encryption_key
+
+SubnetGroup = aws.rds.SubnetGroup | aws.elasticache.SubnetGroup
+
+
+@dataclass(frozen=True)
+class DatastorePlacement:
+    """The resources `datastore_placement` declares, for the store to reference."""
+
+    #: None when the store does not encrypt at rest.
+    key: aws.kms.Key | None
+    subnet_group: SubnetGroup
+    security_group: aws.ec2.SecurityGroup
+
+
+def datastore_placement(
+    name: str,
+    *,
+    what: str,
+    port: int,
+    subnet_group_type: type[SubnetGroup],
+    subnet_ids: pulumi.Input[Sequence[pulumi.Input[str]]],
+    vpc_id: pulumi.Input[str],
+    client_security_group_id: pulumi.Input[str],
+    key_description: str | None,
+    tags: Mapping[str, str],
+    parent: pulumi.Resource,
+) -> DatastorePlacement:
+    """Declare ``<name>-subnets``, ``<name>-sg`` and, with a description, ``<name>-key``.
+
+    ``what`` names the store's protocol in the security group's descriptions;
+    ``key_description`` is None for a store that does not encrypt at rest.
+    """
+    key = (
+        encryption_key(f"{name}-key", description=key_description, tags=tags, parent=parent)
+        if key_description is not None
+        else None
+    )
+    subnet_group = subnet_group_type(
+        f"{name}-subnets",
+        description=f"{name}: private subnets",
+        subnet_ids=subnet_ids,
+        tags=tags,
+        opts=pulumi.ResourceOptions(parent=parent),
+    )
+    security_group = cluster_only_security_group(
+        name,
+        what=what,
+        port=port,
+        vpc_id=vpc_id,
+        client_security_group_id=client_security_group_id,
+        tags=tags,
+        parent=parent,
+    )
+    return DatastorePlacement(key=key, subnet_group=subnet_group, security_group=security_group)

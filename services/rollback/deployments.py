@@ -1,0 +1,298 @@
+"""Undo a Deployment's latest rollout, exactly as ``kubectl rollout undo`` does.
+
+kubectl (``polymorphichelpers.DeploymentRollbacker`` with ``toRevision=0``):
+
+1. GET the Deployment;
+2. LIST the ReplicaSets matching its selector and keep those it controls
+   (an owner reference with ``controller: true`` and its uid);
+3. by their ``deployment.kubernetes.io/revision`` annotation, take the newest
+   and the one before it; none before it: "no rollout history found";
+4. refuse a paused Deployment; skip when the previous template already equals
+   the current one (ignoring ``pod-template-hash``);
+5. send one JSON patch (``application/json-patch+json``): replace
+   ``/spec/template`` with the previous ReplicaSet's template without its
+   ``pod-template-hash`` label, and ``/metadata/annotations`` with the
+   Deployment's own revision bookkeeping plus the ReplicaSet's other annotations.
+
+The Deployment controller then rolls the pods and gives the restored template
+the next revision number (its ReplicaSet keeps its ``pod-template-hash``).
+
+One refusal kubectl does not make: when the newest ReplicaSet carries the
+template an earlier automatic undo restored (``restored_hash``: no release
+since), undoing again would bring back the template that failed, so it is left
+to an operator. Objects are handled as the API server's raw JSON
+(lightkube's generic resources), so a template field the client's models do
+not know is still copied, never dropped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx2
+from lightkube import ApiError, AsyncClient, KubeConfig
+from lightkube.generic_resource import create_namespaced_resource
+from lightkube.operators import exists, in_, not_exists, not_in
+from lightkube.types import PatchType
+
+REVISION_ANNOTATION = "deployment.kubernetes.io/revision"
+#: The label the controller adds to a ReplicaSet's template (never in a Deployment's).
+TEMPLATE_HASH_LABEL = "pod-template-hash"
+#: Kept from the Deployment, never copied from the ReplicaSet (kubectl's annotationsToSkip).
+ANNOTATIONS_TO_SKIP = frozenset(
+    {
+        "kubectl.kubernetes.io/last-applied-configuration",
+        REVISION_ANNOTATION,
+        "deployment.kubernetes.io/revision-history",
+        "deployment.kubernetes.io/desired-replicas",
+        "deployment.kubernetes.io/max-replicas",
+        "deprecated.deployment.rollback.to",
+    }
+)
+#: kubectl's own field manager is ``kubectl-rollout``; ours names the handler.
+FIELD_MANAGER = "rollback-handler"
+
+# Raw-JSON resources: the template is copied field for field (see the module docstring).
+GenericDeployment = create_namespaced_resource("apps", "v1", "Deployment", "deployments")
+GenericReplicaSet = create_namespaced_resource("apps", "v1", "ReplicaSet", "replicasets")
+
+
+@dataclass(frozen=True, slots=True)
+class UndoOutcome:
+    """What happened to one Deployment: rolled back, or why not."""
+
+    deployment: str
+    rolled_back: bool
+    reason: str
+    from_revision: int | None = None
+    to_revision: int | None = None
+    #: The Kubernetes API failed (or refused): an operator must look.
+    failed: bool = False
+    #: The ``pod-template-hash`` of the template restored (the next undo checks it).
+    restored_hash: str | None = None
+
+    def as_record(self) -> dict[str, Any]:
+        """The JSON kept on the incident row."""
+        return {
+            "deployment": self.deployment,
+            "rolled_back": self.rolled_back,
+            "reason": self.reason,
+            "from_revision": self.from_revision,
+            "to_revision": self.to_revision,
+            "failed": self.failed,
+            "restored_hash": self.restored_hash,
+        }
+
+    def describe(self) -> str:
+        """One line for logs and Slack."""
+        if self.rolled_back:
+            return f"{self.deployment}: revision {self.from_revision} -> {self.to_revision}"
+        return f"{self.deployment}: not rolled back ({self.reason})"
+
+
+@dataclass(frozen=True, slots=True)
+class UndoPlan:
+    """The patch that undoes the rollout, or the reason there is none."""
+
+    patch: list[dict[str, Any]] | None
+    reason: str
+    from_revision: int | None = None
+    to_revision: int | None = None
+    restored_hash: str | None = None
+
+
+def revision(obj: Mapping[str, Any]) -> int | None:
+    """The object's revision annotation: 0 when absent, None when not a number (kubectl)."""
+    value = (obj.get("metadata") or {}).get("annotations", {}).get(REVISION_ANNOTATION)
+    if value is None:
+        return 0
+    try:
+        return int(value)
+    except ValueError:
+        return None
+
+
+def _without_hash(template: Mapping[str, Any]) -> dict[str, Any]:
+    copy = dict(template)
+    metadata = dict(copy.get("metadata") or {})
+    labels = {k: v for k, v in (metadata.get("labels") or {}).items() if k != TEMPLATE_HASH_LABEL}
+    if labels:
+        metadata["labels"] = labels
+    else:
+        metadata.pop("labels", None)
+    copy["metadata"] = metadata
+    return copy
+
+
+def controlled_by(replica_set: Mapping[str, Any], deployment: Mapping[str, Any]) -> bool:
+    """The ReplicaSet's controller reference names this Deployment (metav1.IsControlledBy)."""
+    uid = deployment["metadata"].get("uid")
+    return any(
+        ref.get("controller") is True and ref.get("uid") == uid
+        for ref in replica_set["metadata"].get("ownerReferences") or []
+    )
+
+
+def _hash(replica_set: Mapping[str, Any]) -> str | None:
+    labels = replica_set["spec"]["template"].get("metadata", {}).get("labels") or {}
+    value = labels.get(TEMPLATE_HASH_LABEL)
+    return str(value) if value is not None else None
+
+
+def plan_undo(
+    deployment: Mapping[str, Any],
+    replica_sets: Sequence[Mapping[str, Any]],
+    *,
+    restored_hash: str | None = None,
+) -> UndoPlan:
+    """kubectl's ``rollout undo`` (to the previous revision) over objects already fetched.
+
+    ``restored_hash``: the template the last automatic undo of this Deployment
+    restored; while it is still the newest, there is nothing left to undo.
+    """
+    name = deployment["metadata"]["name"]
+    latest: tuple[int, Mapping[str, Any]] | None = None
+    previous: tuple[int, Mapping[str, Any]] | None = None
+    for replica_set in replica_sets:
+        if not controlled_by(replica_set, deployment):
+            continue
+        number = revision(replica_set)
+        if number is None:
+            continue
+        if latest is None or latest[0] < number:
+            previous, latest = latest, (number, replica_set)
+        elif previous is None or previous[0] < number:
+            previous = (number, replica_set)
+    if latest is not None and restored_hash is not None and _hash(latest[1]) == restored_hash:
+        return UndoPlan(
+            None,
+            f"revision {latest[0]} is the template an earlier automatic undo restored "
+            "(no release since): undoing it would bring back the template that failed",
+            latest[0],
+        )
+    if previous is None:
+        return UndoPlan(None, f"no rollout history found for deployment {name!r}")
+    current = latest[0] if latest else None
+    to_revision, target = previous
+    if deployment.get("spec", {}).get("paused"):
+        return UndoPlan(None, "the deployment is paused", current, to_revision)
+    template = _without_hash(target["spec"]["template"])
+    if template == _without_hash(deployment["spec"]["template"]):
+        return UndoPlan(
+            None,
+            f"current template already matches revision {to_revision}",
+            current,
+            to_revision,
+        )
+    own = deployment["metadata"].get("annotations") or {}
+    annotations = {k: v for k, v in own.items() if k in ANNOTATIONS_TO_SKIP}
+    annotations.update(
+        {
+            k: v
+            for k, v in (target["metadata"].get("annotations") or {}).items()
+            if k not in ANNOTATIONS_TO_SKIP
+        }
+    )
+    patch = [
+        {"op": "replace", "path": "/spec/template", "value": template},
+        {"op": "replace", "path": "/metadata/annotations", "value": annotations},
+    ]
+    return UndoPlan(patch, "rolled back", current, to_revision, _hash(target))
+
+
+def label_selector(selector: Mapping[str, Any]) -> dict[str, Any]:
+    """A Deployment's ``spec.selector`` (labels and expressions) as lightkube's selector."""
+    labels: dict[str, Any] = dict(selector.get("matchLabels") or {})
+    operators = {
+        "In": lambda values: in_(values),
+        "NotIn": lambda values: not_in(values),
+        "Exists": lambda _: exists(),
+        "DoesNotExist": lambda _: not_exists(),
+    }
+    for requirement in selector.get("matchExpressions") or []:
+        make = operators[requirement["operator"]]
+        labels[requirement["key"]] = make(requirement.get("values") or [])
+    return labels
+
+
+def _api_failure(name: str, exc: Exception) -> UndoOutcome:
+    if isinstance(exc, ApiError):
+        status = exc.status
+        detail = f"HTTP {status.code} {status.reason or ''}".strip()
+        if status.message:
+            detail += f": {status.message[:300]}"
+    elif isinstance(exc, httpx2.HTTPStatusError):
+        detail = f"HTTP {exc.response.status_code}"
+    else:
+        # Connection-level failures name their kind only (no URLs, no headers).
+        detail = type(exc).__name__
+    return UndoOutcome(name, rolled_back=False, reason=f"Kubernetes API: {detail}", failed=True)
+
+
+class DeploymentRollbacker:
+    """Undoes rollouts through the Kubernetes API (the pod's own ServiceAccount in-cluster)."""
+
+    def __init__(self, client: AsyncClient) -> None:
+        self._client = client
+
+    async def undo(self, name: str, *, restored_hash: str | None = None) -> UndoOutcome:
+        """``kubectl rollout undo deployment/NAME``; a failure is an outcome, never raised.
+
+        ``restored_hash`` as for :func:`plan_undo`.
+        """
+        try:
+            deployment = dict(await self._client.get(GenericDeployment, name))
+            selector = label_selector(deployment["spec"]["selector"])
+            replica_sets = [
+                dict(rs)
+                async for rs in self._client.list(
+                    GenericReplicaSet,
+                    namespace=deployment["metadata"].get("namespace"),
+                    labels=selector,
+                )
+            ]
+            plan = plan_undo(deployment, replica_sets, restored_hash=restored_hash)
+            if plan.patch is None:
+                return UndoOutcome(name, False, plan.reason, plan.from_revision, plan.to_revision)
+            await self._client.patch(
+                GenericDeployment,
+                name,
+                plan.patch,
+                namespace=deployment["metadata"].get("namespace"),
+                patch_type=PatchType.JSON,
+                field_manager=FIELD_MANAGER,
+            )
+        except (ApiError, httpx2.HTTPError) as exc:
+            return _api_failure(name, exc)
+        return UndoOutcome(
+            name,
+            True,
+            plan.reason,
+            plan.from_revision,
+            plan.to_revision,
+            restored_hash=plan.restored_hash,
+        )
+
+    async def aclose(self) -> None:
+        """Close the client's connections."""
+        await self._client.close()
+
+
+def kubernetes_client(service_account_dir: Path, *, timeout_seconds: float) -> AsyncClient:
+    """The in-cluster client the handler undoes rollouts with.
+
+    The pod's ServiceAccount token, CA and namespace from ``service_account_dir``
+    (``/var/run/secrets/kubernetes.io/serviceaccount``) and the API server from
+    KUBERNETES_SERVICE_HOST/PORT, which the kubelet sets; the Deployments live
+    in the handler's own namespace. Proxy variables are ignored: the API server
+    is reached directly, as the NetworkPolicy allows.
+    """
+    return AsyncClient(
+        config=KubeConfig.from_service_account(service_account=service_account_dir),
+        timeout=httpx2.Timeout(timeout_seconds),
+        field_manager=FIELD_MANAGER,
+        trust_env=False,
+    )

@@ -1,0 +1,366 @@
+"""Undoing a feature's rollout: real Postgres, Redis, lightkube, a stand-in API server.
+
+The handler reads its in-cluster configuration (ServiceAccount token, CA,
+namespace, KUBERNETES_SERVICE_HOST/PORT) as in a pod and talks TLS to the
+stand-in, which counts every request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from services.common.database import Database
+from services.common.flags import FEATURES, FlagState, get_flags, write_flag
+from services.common.redis import Redis
+from services.common.settings import SettingsError
+from services.rollback.config import RollbackSettings
+from services.rollback.deployments import label_selector, plan_undo
+from services.rollback.main import create_app
+from services.rollback.procedure import ALREADY_OFF
+from tests.services.rollback.conftest import SERVICE_ACCOUNT_TOKEN, SlackStandIn
+from tests.services.rollback.kubernetes_api import JSON_PATCH, KubernetesApiStandIn, template
+from tests.services.rollback.test_webhook import AUTH, STARTS, URL, _alert, _notification
+
+FEATURE_DEPLOYMENTS = (
+    '{"property_vision": ["ml-services"], "realtime_intelligence": ["websocket-manager"], '
+    '"ai_coaching": ["coaching-engine"], "churn_prevention": ["churn-orchestrator"]}'
+)
+GOOD, BAD = "registry.example/hub@sha256:" + "1" * 64, "registry.example/hub@sha256:" + "2" * 64
+
+
+@pytest.fixture
+def undoing(
+    rollback_env: dict[str, str],
+    kubernetes_api: KubernetesApiStandIn,
+    monkeypatch: pytest.MonkeyPatch,
+) -> KubernetesApiStandIn:
+    """The stack's rollback.undoDeployments on: the handler's two settings."""
+    monkeypatch.setenv("ROLLBACK_UNDO_DEPLOYMENTS", "true")
+    monkeypatch.setenv("ROLLBACK_FEATURE_DEPLOYMENTS", FEATURE_DEPLOYMENTS)
+    return kubernetes_api
+
+
+async def _all_on(redis: Redis) -> None:
+    for feature in FEATURES:
+        await write_flag(redis, feature, FlagState(enabled=True, rollout_percentage=25))
+
+
+async def _incident(owner_db: Database) -> dict[str, Any]:
+    async with owner_db.unscoped() as conn:
+        (row,) = await conn.fetch("SELECT * FROM rollback_incidents")
+    return dict(row)
+
+
+async def _post(app: Any, app_client: Any, *bodies: dict[str, Any]) -> list[Any]:
+    async with app_client(app) as client:
+        return [(await client.post(URL, json=body, headers=AUTH)).json() for body in bodies]
+
+
+async def test_off_the_handler_never_calls_the_api(
+    rollback_env: dict[str, str],
+    kubernetes_api: KubernetesApiStandIn,
+    app_client: Any,
+    redis_client: Redis,
+    owner_db: Database,
+) -> None:
+    kubernetes_api.add_deployment("ml-services", [GOOD, BAD])
+    await _all_on(redis_client)
+    (answer,) = await _post(create_app(), app_client, _notification(_alert()))
+    assert "deployments_undone" not in answer["handled"][0]
+    assert not (await get_flags(redis_client))["property_vision"].enabled  # type: ignore[union-attr]
+    assert kubernetes_api.received == []
+    incident = await _incident(owner_db)
+    assert incident["deployments_state"] is None
+    assert incident["deployments_outcome"] == []
+
+
+async def test_on_one_patch_restores_the_previous_template_as_kubectl_does(
+    undoing: KubernetesApiStandIn,
+    app_client: Any,
+    redis_client: Redis,
+    owner_db: Database,
+    slack: SlackStandIn,
+) -> None:
+    undoing.add_deployment("ml-services", [GOOD, BAD, BAD + "x"], foreign=1)
+    # The revision to go back to is the second newest: BAD (revision 2).
+    undoing.add_deployment("coaching-engine", [GOOD, BAD])
+    await _all_on(redis_client)
+    (answer,) = await _post(create_app(), app_client, _notification(_alert()))
+
+    assert not (await get_flags(redis_client))["property_vision"].enabled  # type: ignore[union-attr]
+    get, listing, patch = undoing.received
+    assert (get.method, get.path) == (
+        "GET",
+        "/apis/apps/v1/namespaces/enterprisehub/deployments/ml-services",
+    )
+    assert listing.path == "/apis/apps/v1/namespaces/enterprisehub/replicasets"
+    assert listing.query["labelSelector"] == ["app.kubernetes.io/name=ml-services"]
+    assert all(r.authorization == f"Bearer {SERVICE_ACCOUNT_TOKEN}" for r in undoing.received)
+    assert (patch.method, patch.content_type) == ("PATCH", JSON_PATCH)
+    assert patch.query["fieldManager"] == ["rollback-handler"]
+    # The second newest ReplicaSet's template, without its hash label, every field kept;
+    # the Deployment keeps its revision bookkeeping and takes the ReplicaSet's others.
+    assert patch.body == [
+        {"op": "replace", "path": "/spec/template", "value": template("ml-services", BAD, None)},
+        {
+            "op": "replace",
+            "path": "/metadata/annotations",
+            "value": {"deployment.kubernetes.io/revision": "3", "pulumi.com/autonamed": "false"},
+        },
+    ]
+    assert undoing.deployments["ml-services"]["spec"]["template"]["spec"]["containers"][0][
+        "futureField"
+    ] == {"kept": True}
+
+    record = {
+        "deployment": "ml-services",
+        "rolled_back": True,
+        "reason": "rolled back",
+        "from_revision": 3,
+        "to_revision": 2,
+        "failed": False,
+        "restored_hash": "hash2",
+    }
+    assert answer["handled"][0]["deployments_undone"] == [record]
+    incident = await _incident(owner_db)
+    assert incident["deployments_state"] == "done"
+    assert incident["deployments_planned"] == ["ml-services"]
+    assert incident["deployments_outcome"] == [record]
+    assert incident["deployments_done_at"] is not None
+    assert len(slack.messages) == 2
+    assert "ml-services: revision 3 -> 2" in slack.messages[1]
+
+
+async def test_duplicates_patch_once(
+    undoing: KubernetesApiStandIn, app_client: Any, redis_client: Redis, owner_db: Database
+) -> None:
+    undoing.add_deployment("ml-services", [GOOD, BAD])
+    await _all_on(redis_client)
+    body = _notification(_alert())
+    app = create_app()
+    async with app_client(app) as client:
+        # Retries, repeats and an HA peer, concurrently; then a late retry.
+        answers = await asyncio.gather(
+            *(client.post(URL, json=body, headers=AUTH) for _ in range(6))
+        )
+        late = await client.post(URL, json=body, headers=AUTH)
+    assert [a.status_code for a in [*answers, late]] == [200] * 7
+    assert len(undoing.requests("PATCH")) == 1
+    undone = [a.json()["handled"][0]["deployments_undone"] for a in [*answers, late]]
+    assert sum(u is not None for u in undone) == 1
+    assert (await _incident(owner_db))["deployments_outcome"][0]["rolled_back"] is True
+
+
+async def test_an_undo_is_never_undone_by_a_later_incident_without_a_release(
+    undoing: KubernetesApiStandIn, app_client: Any, redis_client: Redis, owner_db: Database
+) -> None:
+    undoing.add_deployment("ml-services", [GOOD, BAD])
+    app = create_app()
+
+    async def incident(client: Any, hours: int) -> dict[str, Any]:
+        # The operator turned the feature back on; the same alert fires again later.
+        await _all_on(redis_client)
+        body = _notification(_alert(starts=STARTS + timedelta(hours=hours)))
+        answer = await client.post(URL, json=body, headers=AUTH)
+        (undone,) = answer.json()["handled"][0]["deployments_undone"]
+        return dict(undone)
+
+    async with app_client(app) as client:
+        first = await incident(client, 0)
+        assert (first["rolled_back"], first["to_revision"]) == (True, 1)
+        undoing.roll_out("ml-services")  # GOOD's ReplicaSet becomes revision 3
+        again = await incident(client, 1)
+        assert again["rolled_back"] is False
+        assert "an earlier automatic undo restored" in again["reason"]
+        assert len(undoing.requests("PATCH")) == 1
+        good = template("ml-services", GOOD, None)
+        assert undoing.deployments["ml-services"]["spec"]["template"] == good
+        # After a new release, the next incident undoes it, back to GOOD.
+        undoing.release("ml-services", BAD + "v3")
+        third = await incident(client, 2)
+    assert (third["rolled_back"], third["from_revision"], third["to_revision"]) == (True, 4, 3)
+    assert len(undoing.requests("PATCH")) == 2
+    assert undoing.deployments["ml-services"]["spec"]["template"] == good
+
+
+async def test_a_resolved_alert_undoes_nothing(
+    undoing: KubernetesApiStandIn, app_client: Any, redis_client: Redis
+) -> None:
+    undoing.add_deployment("ml-services", [GOOD, BAD])
+    await _all_on(redis_client)
+    await _post(
+        create_app(), app_client, _notification(_alert(status="resolved"), status="resolved")
+    )
+    assert undoing.received == []
+    assert (await get_flags(redis_client))["property_vision"].enabled  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("images", "paused", "reason"),
+    [
+        ([GOOD], False, "no rollout history found for deployment 'ml-services'"),
+        ([GOOD, BAD], True, "the deployment is paused"),
+        ([GOOD, GOOD], False, "current template already matches revision 1"),
+    ],
+    ids=["first-revision", "paused", "same-template"],
+)
+async def test_no_patch_when_kubectl_would_not_undo_and_the_reason_is_recorded(
+    undoing: KubernetesApiStandIn,
+    app_client: Any,
+    redis_client: Redis,
+    owner_db: Database,
+    images: list[str],
+    paused: bool,
+    reason: str,
+) -> None:
+    undoing.add_deployment("ml-services", images, paused=paused)
+    await _all_on(redis_client)
+    await _post(create_app(), app_client, _notification(_alert()))
+    assert undoing.requests("PATCH") == []
+    assert len(undoing.requests("GET")) == 2
+    (outcome,) = (await _incident(owner_db))["deployments_outcome"]
+    assert (outcome["rolled_back"], outcome["failed"], outcome["reason"]) == (False, False, reason)
+    assert not (await get_flags(redis_client))["property_vision"].enabled  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("status", [500, 403])
+async def test_an_api_failure_is_recorded_and_notified_and_the_flag_stays_off(
+    undoing: KubernetesApiStandIn,
+    app_client: Any,
+    redis_client: Redis,
+    owner_db: Database,
+    slack: SlackStandIn,
+    status: int,
+) -> None:
+    undoing.add_deployment("ml-services", [GOOD, BAD])
+    undoing.fail_with = status
+    await _all_on(redis_client)
+    app = create_app()
+    async with app_client(app) as client:
+        answer = await client.post(URL, json=_notification(_alert()), headers=AUTH)
+        # A retry does not try again: the claim is taken and the failure is on record.
+        await client.post(URL, json=_notification(_alert()), headers=AUTH)
+        metrics = (await client.get("/metrics")).text.splitlines()
+    assert answer.status_code == 200
+    assert not (await get_flags(redis_client))["property_vision"].enabled  # type: ignore[union-attr]
+    assert len(undoing.received) == 1
+    (outcome,) = (await _incident(owner_db))["deployments_outcome"]
+    assert outcome["failed"] is True
+    assert outcome["rolled_back"] is False
+    assert outcome["reason"].startswith(f"Kubernetes API: HTTP {status}")
+    assert "stand-in told to fail" in outcome["reason"]
+    assert SERVICE_ACCOUNT_TOKEN not in outcome["reason"]
+    assert "could not undo" in slack.messages[-1]
+    assert any(
+        line.startswith(
+            'rollback_deployment_undos_total{deployment="ml-services",outcome="failed"}'
+        )
+        for line in metrics
+    )
+
+
+async def test_a_feature_already_off_is_not_undone_again(
+    undoing: KubernetesApiStandIn, app_client: Any, redis_client: Redis, owner_db: Database
+) -> None:
+    undoing.add_deployment("ml-services", [GOOD, BAD])
+    await _all_on(redis_client)
+    await write_flag(
+        redis_client, "property_vision", FlagState(enabled=False, rollout_percentage=25)
+    )
+    await _post(create_app(), app_client, _notification(_alert()))
+    assert undoing.received == []
+    incident = await _incident(owner_db)
+    assert incident["deployments_state"] == "done"
+    assert incident["deployments_outcome"] == [
+        {
+            "deployment": "ml-services",
+            "rolled_back": False,
+            "reason": ALREADY_OFF,
+            "from_revision": None,
+            "to_revision": None,
+            "failed": False,
+            "restored_hash": None,
+        }
+    ]
+
+
+async def test_all_undoes_every_feature_turned_off(
+    undoing: KubernetesApiStandIn, app_client: Any, redis_client: Redis
+) -> None:
+    for name in ("websocket-manager", "ml-services", "coaching-engine", "churn-orchestrator"):
+        undoing.add_deployment(name, [GOOD, BAD])
+    await _all_on(redis_client)
+    await write_flag(redis_client, "ai_coaching", FlagState(enabled=False, rollout_percentage=0))
+    await _post(create_app(), app_client, _notification(_alert(feature="all")))
+    patched = sorted(r.path.rsplit("/", 1)[1] for r in undoing.requests("PATCH"))
+    assert patched == ["churn-orchestrator", "ml-services", "websocket-manager"]
+
+
+def test_a_missing_service_account_fails_at_start(
+    undoing: KubernetesApiStandIn, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    from lightkube import ConfigError
+
+    monkeypatch.setenv("ROLLBACK_SERVICE_ACCOUNT_DIR", str(tmp_path / "absent"))
+    app = create_app()
+
+    async def start() -> None:
+        async with app.router.lifespan_context(app):
+            pass
+
+    loop = asyncio.new_event_loop()
+    try:
+        with pytest.raises(ConfigError):
+            loop.run_until_complete(start())
+    finally:
+        loop.close()
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"ROLLBACK_UNDO_DEPLOYMENTS": "true"}, "needs ROLLBACK_FEATURE_DEPLOYMENTS"),
+        ({"ROLLBACK_FEATURE_DEPLOYMENTS": '{"vision": ["ml-services"]}'}, "unknown features"),
+        ({"ROLLBACK_FEATURE_DEPLOYMENTS": '{"ai_coaching": ["Coaching"]}'}, "Deployment name"),
+        (
+            {"ROLLBACK_FEATURE_DEPLOYMENTS": '{"ai_coaching": ["coaching-engine\\n"]}'},
+            "Deployment name",
+        ),
+    ],
+    ids=["on-without-deployments", "unknown-feature", "bad-name", "trailing-newline"],
+)
+def test_settings_refuse_what_cannot_work(
+    rollback_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, env: dict[str, str], message: str
+) -> None:
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    with pytest.raises(SettingsError, match=message):
+        RollbackSettings.from_env()
+
+
+def test_match_expressions_select_as_kubectl_does() -> None:
+    selector = label_selector(
+        {
+            "matchLabels": {"app": "x"},
+            "matchExpressions": [
+                {"key": "tier", "operator": "In", "values": ["a", "b"]},
+                {"key": "canary", "operator": "DoesNotExist"},
+            ],
+        }
+    )
+    from lightkube.core.selector import build_selector
+
+    assert build_selector(selector) == "app=x,tier in (a,b),!canary"
+
+
+def test_replica_sets_of_another_owner_are_ignored() -> None:
+    api = KubernetesApiStandIn(namespace="ns", token="t")
+    api.add_deployment("web", [GOOD], foreign=2)
+    # Only revision 1 is the Deployment's; the foreign ones (revision 99) do not count.
+    plan = plan_undo(api.deployments["web"], api.replica_sets)
+    assert plan.patch is None
+    assert plan.reason == "no rollout history found for deployment 'web'"
