@@ -5,7 +5,7 @@ group job (``churn.deliver_group``, queue.py) runs it for each row of an
 intervention in turn (`deliver_group`):
 
 1. Claim. The common case is one statement, ``churn_claim_send`` (revision
-   0011): in its own transaction it locks the lead and then the row, and
+   0012): in its own transaction it locks the lead and then the row, and
    marks the row ``sending`` with one more attempt if it is ``pending`` or
    ``sending``, its lead active and its attempts within the retry count; it
    returns the lead's time zone and recent contacts, and the contact rules

@@ -1,4 +1,4 @@
-"""A send's claim and record in one statement each (revision 0011), and group jobs.
+"""A send's claim and record in one statement each (revision 0012), and group jobs.
 
 The common path claims with ``churn_claim_send`` and records with
 ``churn_record_delivery`` (no tenant transaction of several round trips);

@@ -1,7 +1,7 @@
 """Churn: a send's claim and its delivered record, one round trip each.
 
-Revision ID: 0011_churn_delivery_calls
-Revises: 0010_churn_queue_statistics
+Revision ID: 0012_churn_delivery_calls
+Revises: 0011_rollback_deployment_undo
 Create Date: 2026-12-03
 
 A delivery (services/churn/delivery.py) claimed its outbox row in a tenant
@@ -38,8 +38,8 @@ from collections.abc import Sequence
 
 from alembic import op
 
-revision: str = "0011_churn_delivery_calls"
-down_revision: str | Sequence[str] | None = "0010_churn_queue_statistics"
+revision: str = "0012_churn_delivery_calls"
+down_revision: str | Sequence[str] | None = "0011_rollback_deployment_undo"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
