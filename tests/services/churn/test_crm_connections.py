@@ -1,10 +1,14 @@
-"""The LeadConnector client keeps a connection alive for each send the worker runs at once."""
+"""The LeadConnector client: a connection kept alive per concurrent send, no line per send."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
+from collections.abc import Iterator
 from typing import Any
+
+import pytest
 
 from localrun.standins.leadconnector import Faults, StandinServer
 from services.churn.config import ChurnSettings
@@ -29,6 +33,15 @@ def _in_own_loop(coro: Any) -> None:
     thread.join(60)
     if errors:
         raise errors[0]
+
+
+@pytest.fixture(autouse=True)
+def _httpx_log_level() -> Iterator[None]:
+    """Restore the ``httpx`` logger's level, which `build_crm` sets."""
+    logger = logging.getLogger("httpx")
+    level = logger.level
+    yield
+    logger.setLevel(level)
 
 
 def test_sends_at_full_concurrency_reuse_their_connections(churn_env: dict[str, str]) -> None:
@@ -65,3 +78,43 @@ def test_sends_at_full_concurrency_reuse_their_connections(churn_env: dict[str, 
     assert stats["results"] == {"accepted": 3 * CONCURRENCY}
     # Opened once; httpx's default keeps 20 and would have opened 12 more per round.
     assert stats["connections"] == CONCURRENCY
+
+
+def _send_one(crm: Any) -> None:
+    async def send() -> None:
+        try:
+            await crm.send(
+                SendRequest(
+                    channel="task", contact_id="c-1", agent_id=None, stage="nudge",
+                    idempotency_key="key-1",
+                )
+            )  # fmt: skip
+        finally:
+            await crm.aclose()
+
+    _in_own_loop(send())
+
+
+def test_a_send_logs_no_line_at_info(
+    churn_env: dict[str, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    with StandinServer(api_key="k") as standin:
+        crm = build_crm(
+            ChurnSettings.from_env(ghl_api_key="k", ghl_base_url=standin.url, log_level="INFO")
+        )
+        _send_one(crm)
+        assert standin.standin.stats()["results"] == {"accepted": 1}
+    assert [r for r in caplog.records if r.name.startswith("httpx")] == []
+
+
+def test_at_debug_httpx_logs_its_requests(
+    churn_env: dict[str, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    with StandinServer(api_key="k") as standin:
+        crm = build_crm(
+            ChurnSettings.from_env(ghl_api_key="k", ghl_base_url=standin.url, log_level="DEBUG")
+        )
+        _send_one(crm)
+    assert any(r.name == "httpx" and "HTTP Request" in r.getMessage() for r in caplog.records)
