@@ -73,6 +73,8 @@ class LeadConnectorStandin:
         self._rng = random.Random(self.faults.seed)  # noqa: S311 - fault draws, not secrets
         self.deliveries: dict[str, Delivery] = {}
         self.results: dict[str, int] = {}
+        # Client (host, port) pairs seen: how many connections the senders opened.
+        self.connections: set[tuple[str, int]] = set()
         self._lock = threading.Lock()
         self.app = Starlette(
             routes=[
@@ -100,6 +102,9 @@ class LeadConnectorStandin:
     async def _accept(
         self, request: Request, contact: str, channel: str, id_field: str
     ) -> Response:
+        if request.client is not None:
+            with self._lock:
+                self.connections.add((request.client.host, request.client.port))
         if request.headers.get("authorization") != f"Bearer {self.api_key}":
             self._count("unauthorized")
             return JSONResponse({"message": "Invalid JWT"}, status_code=401)
@@ -158,11 +163,12 @@ class LeadConnectorStandin:
         )
 
     def stats(self) -> dict[str, Any]:
-        """Deliveries (one per idempotency key) and request results by kind."""
+        """Deliveries (one per idempotency key), request results by kind, connections used."""
         with self._lock:
             return {
                 "deliveries": [asdict(d) for d in self.deliveries.values()],
                 "results": dict(self.results),
+                "connections": len(self.connections),
             }
 
     async def _stats(self, _: Request) -> Response:
@@ -181,6 +187,7 @@ class LeadConnectorStandin:
         with self._lock:
             self.deliveries.clear()
             self.results.clear()
+            self.connections.clear()
         return JSONResponse({"reset": True})
 
 

@@ -112,7 +112,14 @@ class LeadConnectorClient:
         timeout: float,
         location_id: str | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        connections: int = 20,
     ) -> None:
+        """``connections``: kept alive for reuse, one per send that may run at once.
+
+        httpx keeps 20 by default; a worker running more sends at once closed
+        the extra connections after each send and opened new ones for the next
+        (a TCP, and with the real API a TLS, handshake per send).
+        """
         self._location_id = location_id
         self._client = httpx.AsyncClient(
             base_url=base_url,
@@ -123,6 +130,9 @@ class LeadConnectorClient:
                 "Accept": "application/json",
             },
             transport=transport,
+            limits=httpx.Limits(
+                max_connections=max(connections, 100), max_keepalive_connections=connections
+            ),
             # The workflow retries with backoff and the idempotency key.
             follow_redirects=False,
         )

@@ -1,19 +1,30 @@
 """Delivering one outbox row exactly once: claim, contact rules, send, record.
 
-The delivery job (``churn.deliver``) runs `deliver` for one outbox row:
+The delivery job (``churn.deliver``) runs `deliver` for one outbox row; a
+group job (``churn.deliver_group``, queue.py) runs it for each row of an
+intervention in turn (`deliver_group`):
 
-1. Claim, in a tenant transaction that locks the row (``FOR UPDATE``): a row
-   no longer ``pending``/``sending`` (delivered, cancelled by a re-engaging
-   lead, dead-lettered) ends the job; a lead no longer active cancels it;
-   during the lead's quiet hours the row is re-timed and a new job deferred
-   for the end of them; a lead over its frequency cap gets the row
-   ``suppressed``; otherwise the row becomes ``sending`` with one more attempt.
+1. Claim. The common case is one statement, ``churn_claim_send`` (revision
+   0012): in its own transaction it locks the lead and then the row, and
+   marks the row ``sending`` with one more attempt if it is ``pending`` or
+   ``sending``, its lead active and its attempts within the retry count; it
+   returns the lead's time zone and recent contacts, and the contact rules
+   (quiet hours in the lead's zone, frequency caps) are checked here. When
+   anything needs deciding (the function says so, or a contact rule says no,
+   or no CRM is configured), a tenant transaction takes the decision under
+   the same locks, after putting back the row the function claimed: a row no
+   longer ``pending``/``sending`` (delivered, cancelled by a re-engaging lead,
+   dead-lettered) ends the job; a lead no longer active cancels it; during
+   the lead's quiet hours the row is re-timed and a new job deferred for the
+   end of them; a lead over its frequency cap gets the row ``suppressed``;
+   otherwise the row becomes ``sending`` with one more attempt.
 2. Send through the CRM with the row's idempotency key, outside any
    transaction.
 3. Record the result: ``delivered`` (and the intervention's channels,
-   status and detection-to-delivery latency), or, on a retryable failure,
-   back to ``pending`` with the error and a new job after an exponential
-   backoff (the CRM's ``Retry-After`` when longer), or ``dead_letter`` once
+   status and detection-to-delivery latency) in one statement,
+   ``churn_record_delivery``; or, on a retryable failure, back to
+   ``pending`` with the error and a new job after an exponential backoff
+   (the CRM's ``Retry-After`` when longer), or ``dead_letter`` once
    CHURN_INTERVENTION_RETRY_COUNT retries are spent or the CRM refused the
    request itself.
 
@@ -27,6 +38,8 @@ in one transaction, so nothing is lost or queued twice.
 from __future__ import annotations
 
 import logging
+import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Literal
@@ -45,6 +58,8 @@ from services.churn.queue import defer_deliveries, pending_backlog
 from services.churn.stages import LEAD_CHANNELS
 
 log = logging.getLogger(__name__)
+
+SORTED_LEAD_CHANNELS: Final = sorted(LEAD_CHANNELS)
 
 Result = Literal[
     "delivered",
@@ -71,6 +86,39 @@ JOIN churn_interventions i ON i.intervention_id = o.intervention_id
 JOIN churn_leads l ON l.tenant_id = o.tenant_id AND l.lead_id = o.lead_id
 WHERE o.outbox_id = $1
 FOR UPDATE OF o
+"""
+CLAIM_FUNCTION: Final = "churn_claim_send"
+RECORD_FUNCTION: Final = "churn_record_delivery"
+#: ``churn_claim_send``'s OUT parameters in order (it returns an anonymous
+#: record, which asyncpg hands back as a tuple).
+CLAIM_FIELDS: Final = (
+    "verdict",
+    "previous_status",
+    "previous_claimed_at",
+    "attempts",
+    "channel",
+    "idempotency_key",
+    "lead_id",
+    "intervention_id",
+    "stage",
+    "timezone",
+    "crm_contact_id",
+    "agent_id",
+    "sent_last_day",
+    "sent_last_week",
+)
+# Puts back a row ``churn_claim_send`` claimed, so that the decision is taken
+# on the state it found (the guard: nothing else has touched it since).
+RESTORE_SQL: Final = """
+UPDATE churn_outbox SET status = $2, attempts = attempts - 1, claimed_at = $3
+WHERE outbox_id = $1 AND status = 'sending' AND attempts = $4
+"""
+# A group's rows still to send that no job of their own has taken over.
+GROUP_ROWS_SQL: Final = """
+SELECT o.outbox_id FROM churn_outbox o
+WHERE o.outbox_id = ANY($1::uuid[]) AND o.status IN ('pending', 'sending')
+  AND NOT EXISTS (SELECT 1 FROM procrastinate_jobs j
+                  WHERE j.queueing_lock = o.outbox_id::text AND j.status IN ('todo', 'doing'))
 """
 CONTACTS_SQL: Final = """
 SELECT count(DISTINCT intervention_id) FILTER (WHERE coalesce(delivered_at, claimed_at) > $3),
@@ -121,20 +169,23 @@ class Deliverer:
         that was the whole backlog on top of the backoff).
         """
         now = datetime.now(UTC)
-        async with self.db.tenant(tenant_id) as conn:
-            await conn.execute(LOCK_LEAD_SQL, outbox_id)
-            row = await conn.fetchrow(CLAIM_SQL, outbox_id)
-            if row is None or row["status"] not in ("pending", "sending"):
+        claimed = None
+        if self.crm is not None:
+            claimed = await self._claim(tenant_id, outbox_id, now)
+            if claimed is not None and claimed["verdict"] == "skipped":
                 return "skipped"
-            early = await self._before_send(conn, tenant_id, row, now)
-            if early is not None:
-                return early
-            await conn.execute(
-                "UPDATE churn_outbox SET status = 'sending', attempts = attempts + 1, "
-                "claimed_at = $2 WHERE outbox_id = $1",
-                row["outbox_id"],
-                now,
-            )
+        row: Any
+        if (
+            claimed is not None
+            and claimed["verdict"] == "claimed"
+            and self._contact_allowed(claimed, now)
+        ):
+            row = claimed
+        else:
+            decided = await self._claim_deciding(tenant_id, outbox_id, now, claimed)
+            if isinstance(decided, str):
+                return decided  # type: ignore[return-value]
+            row = decided
         attempt = row["attempts"] + 1
         assert self.crm is not None  # _before_send settled the unconfigured case
         request = SendRequest(
@@ -150,6 +201,104 @@ class Deliverer:
             return await self._failed(tenant_id, row, attempt, exc, priority)
         self._count_attempt(row["channel"], "delivered")
         return await self._delivered(tenant_id, row, delivery.provider_id)
+
+    async def deliver_group(
+        self,
+        *,
+        tenant_id: str,
+        outbox_ids: Sequence[str],
+        priority: int | None = None,
+        rerun: bool = False,
+    ) -> list[Result]:
+        """Run one group job (queue.py): `deliver` each of an intervention's rows in turn.
+
+        Each row keeps its own claim, idempotency key and result; a row that
+        has to wait (a retry, quiet hours) gets a ``churn.deliver`` job of its
+        own and the group goes on with the next. On a ``rerun`` (the job's
+        worker died, or the job failed and procrastinate retried it) a row
+        already handed to a job of its own is left to that job: one job per
+        row at a time, as with ``churn.deliver`` alone.
+        """
+        if rerun:
+            async with self.db.tenant(tenant_id) as conn:
+                owned = {
+                    str(row["outbox_id"])
+                    for row in await conn.fetch(GROUP_ROWS_SQL, [uuid.UUID(i) for i in outbox_ids])
+                }
+            outbox_ids = [i for i in outbox_ids if i in owned]
+        return [
+            await self.deliver(tenant_id=tenant_id, outbox_id=outbox_id, priority=priority)
+            for outbox_id in outbox_ids
+        ]
+
+    async def _claim(self, tenant_id: str, outbox_id: str, now: datetime) -> dict[str, Any]:
+        """``churn_claim_send``: the common claim in one statement (module docstring)."""
+        record = await self.db.tenant_call(
+            tenant_id,
+            CLAIM_FUNCTION,
+            uuid.UUID(outbox_id),
+            now,
+            self.policy.retry_count,
+            now - timedelta(days=1),
+            now - timedelta(days=7),
+            SORTED_LEAD_CHANNELS,
+        )
+        row = dict(zip(CLAIM_FIELDS, record, strict=True))
+        # The keys the decision path's rows have (CLAIM_SQL).
+        row["outbox_id"] = uuid.UUID(outbox_id)
+        row["status"] = row["previous_status"]
+        row["lead_status"] = "active"
+        return row
+
+    def _contact_allowed(self, row: Any, now: datetime) -> bool:
+        """Whether the contact rules let a claimed row go out now (tasks: always)."""
+        if row["channel"] not in LEAD_CHANNELS:
+            return True
+        return self._quiet_until(row, now) <= now and cap_allows(
+            row["sent_last_day"],
+            row["sent_last_week"],
+            per_day=self.policy.max_per_day,
+            per_week=self.policy.max_per_week,
+        )
+
+    def _quiet_until(self, row: Any, now: datetime) -> datetime:
+        """``now``, or the end of the quiet hours in the lead's zone (UTC for an unknown one)."""
+        try:
+            return self.policy.quiet_hours.next_allowed(now, row["timezone"])
+        except InvalidTimeZone:
+            return self.policy.quiet_hours.next_allowed(now, "UTC")
+
+    async def _claim_deciding(
+        self, tenant_id: str, outbox_id: str, now: datetime, claimed: dict[str, Any] | None
+    ) -> Result | Any:
+        """Claim in a tenant transaction that decides every case; a `Result` if not sent.
+
+        ``claimed``: what ``churn_claim_send`` returned; a row it claimed is
+        put back first, so the decision is taken on the state it found.
+        """
+        async with self.db.tenant(tenant_id) as conn:
+            await conn.execute(LOCK_LEAD_SQL, outbox_id)
+            if claimed is not None and claimed["verdict"] == "claimed":
+                await conn.execute(
+                    RESTORE_SQL,
+                    claimed["outbox_id"],
+                    claimed["previous_status"],
+                    claimed["previous_claimed_at"],
+                    claimed["attempts"] + 1,
+                )
+            row = await conn.fetchrow(CLAIM_SQL, outbox_id)
+            if row is None or row["status"] not in ("pending", "sending"):
+                return "skipped"
+            early = await self._before_send(conn, tenant_id, row, now)
+            if early is not None:
+                return early
+            await conn.execute(
+                "UPDATE churn_outbox SET status = 'sending', attempts = attempts + 1, "
+                "claimed_at = $2 WHERE outbox_id = $1",
+                row["outbox_id"],
+                now,
+            )
+        return row
 
     async def _before_send(
         self, conn: Any, tenant_id: str, row: Any, now: datetime
@@ -167,10 +316,7 @@ class Deliverer:
             return "dead_letter"
         if row["channel"] not in LEAD_CHANNELS:
             return None
-        try:
-            allowed_at = self.policy.quiet_hours.next_allowed(now, row["timezone"])
-        except InvalidTimeZone:
-            allowed_at = self.policy.quiet_hours.next_allowed(now, "UTC")
+        allowed_at = self._quiet_until(row, now)
         if allowed_at > now:
             await self._reschedule(conn, tenant_id, row, allowed_at, status=row["status"])
             return "rescheduled"
@@ -179,7 +325,7 @@ class Deliverer:
             row["lead_id"],
             row["intervention_id"],
             now - timedelta(days=1),
-            sorted(LEAD_CHANNELS),
+            SORTED_LEAD_CHANNELS,
             now - timedelta(days=7),
         )
         if not cap_allows(
@@ -246,32 +392,11 @@ class Deliverer:
                 self.metrics.dead_letters.labels(row["channel"]).inc()
 
     async def _delivered(self, tenant_id: str, row: Any, provider_id: str | None) -> Result:
-        async with self.db.tenant(tenant_id) as conn:
-            updated = await conn.fetchval(
-                "UPDATE churn_outbox SET status = 'delivered', delivered_at = now(), "
-                "provider_message_id = $2, last_error = NULL, reason = NULL "
-                "WHERE outbox_id = $1 AND status = 'sending' RETURNING delivered_at",
-                row["outbox_id"],
-                provider_id,
-            )
-            if updated is None:
-                return "skipped"
-            latency = await conn.fetchval(
-                """
-                UPDATE churn_interventions SET
-                    channels_used = CASE WHEN $2 = ANY(channels_used) THEN channels_used
-                                         ELSE array_append(channels_used, $2) END,
-                    status = 'delivered', reason = NULL,
-                    intervened_at = coalesce(intervened_at, $3),
-                    intervention_latency_seconds = coalesce(intervention_latency_seconds,
-                        greatest(extract(epoch FROM $3 - detected_at), 0))
-                WHERE intervention_id = $1
-                RETURNING CASE WHEN intervened_at = $3 THEN intervention_latency_seconds END
-                """,
-                row["intervention_id"],
-                row["channel"],
-                updated,
-            )
+        recorded, latency = await self.db.tenant_call(
+            tenant_id, RECORD_FUNCTION, row["outbox_id"], provider_id
+        )
+        if not recorded:
+            return "skipped"
         if self.metrics is not None:
             self.metrics.interventions.labels(row["stage"], row["channel"], "delivered").inc()
             if latency is not None:

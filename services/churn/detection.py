@@ -23,7 +23,8 @@ One tenant at a time, in one tenant transaction:
    a higher one (``churn_interventions_once`` turns a race into a no-op);
 4. for each new intervention, one ``churn_outbox`` row per channel with its
    idempotency key and earliest send time (quiet hours in the lead's zone),
-   and one delivery job per row, on the same transaction (queue.py).
+   and, on the same transaction, one delivery job for the intervention's
+   rows if they are due together, else one per row (queue.py).
 
 Fairness across tenants: a job's priority is minus its position in its
 tenant's queue (the tenant's backlog plus its rank in this pass), and workers
@@ -52,7 +53,7 @@ import numpy as np
 from services.churn.contact_rules import InvalidTimeZone, QuietHours
 from services.churn.features import LEAD_COLUMNS_SQL, feature_matrix
 from services.churn.model import ChurnModel
-from services.churn.queue import defer_deliveries, pending_backlog
+from services.churn.queue import defer_deliveries, defer_group_deliveries, pending_backlog
 from services.churn.stages import LEAD_CHANNELS, STAGES, THRESHOLDS
 
 Trigger = Literal["schedule", "signal"]
@@ -364,7 +365,7 @@ async def _stage_interventions(
         FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::timestamptz[])
              AS u(iid, lead, channel, key, nb)
         ON CONFLICT ON CONSTRAINT churn_outbox_once DO NOTHING
-        RETURNING outbox_id, not_before
+        RETURNING outbox_id, intervention_id, not_before
         """,
         outbox["iid"],
         outbox["lead"],
@@ -383,10 +384,48 @@ async def _stage_interventions(
         )
         result.not_sent = len(inserted)
         return
-    result.sends_queued = await defer_deliveries(
+    result.sends_queued = await _defer_sends(conn, tenant_id, inserted, backlog)
+
+
+async def _defer_sends(conn: Any, tenant_id: str, inserted: Sequence[Any], backlog: int) -> int:
+    """One job per intervention whose rows are due together, one per row otherwise.
+
+    Returns the sends queued.
+    Priorities count sends (not jobs): a group takes the position of its
+    first send, and the tenant's next job the position after its last.
+    """
+    by_intervention: dict[Any, list[Any]] = {}
+    for row in inserted:
+        by_intervention.setdefault(row["intervention_id"], []).append(row)
+    groups: dict[str, list[Any]] = {k: [] for k in ("iid", "ids", "priority", "nb")}
+    singles: dict[str, list[Any]] = {k: [] for k in ("ids", "priority", "nb")}
+    position = backlog
+    for intervention_id, rows in by_intervention.items():
+        if len(rows) > 1 and len({row["not_before"] for row in rows}) == 1:
+            groups["iid"].append(intervention_id)
+            groups["ids"].append([row["outbox_id"] for row in rows])
+            groups["priority"].append(-(position + 1))
+            groups["nb"].append(rows[0]["not_before"])
+            position += len(rows)
+            continue
+        for row in rows:
+            position += 1
+            singles["ids"].append(row["outbox_id"])
+            singles["priority"].append(-position)
+            singles["nb"].append(row["not_before"])
+    await defer_group_deliveries(
         conn,
         tenant_id=tenant_id,
-        outbox_ids=[row["outbox_id"] for row in inserted],
-        priorities=[-(backlog + rank) for rank in range(1, len(inserted) + 1)],
-        not_before=[row["not_before"] for row in inserted],
+        intervention_ids=groups["iid"],
+        outbox_ids=groups["ids"],
+        priorities=groups["priority"],
+        not_before=groups["nb"],
     )
+    await defer_deliveries(
+        conn,
+        tenant_id=tenant_id,
+        outbox_ids=singles["ids"],
+        priorities=singles["priority"],
+        not_before=singles["nb"],
+    )
+    return sum(len(ids) for ids in groups["ids"]) + len(singles["ids"])

@@ -8,7 +8,8 @@
   first send of an intervention (the seed's 30 s promise);
 - ``churn_detection_latency_seconds{trigger}``;
 - ``churn_send_attempts_total{channel, result}``;
-- ``churn_queue_depth``: delivery jobs waiting (due or scheduled), all tenants;
+- ``churn_queue_depth``: delivery jobs waiting (due or scheduled), all tenants; a
+  group job (an intervention's channels, queue.py) counts once;
 - ``churn_dead_letters_total{channel}``;
 - ``churn_pass_duration_seconds`` and ``churn_leads_scored_total``.
 """

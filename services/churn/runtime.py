@@ -2,8 +2,9 @@
 
 - The job queue is procrastinate over the platform's Postgres (why: docs/churn.md).
   This module builds one procrastinate ``App`` per runtime (no module
-  globals) with two tasks: ``churn.deliver`` (delivery.py) and
-  ``churn.detect`` (detection right after a signal, for the leads it touched).
+  globals) with three tasks: ``churn.deliver`` and ``churn.deliver_group``
+  (delivery.py, queue.py), and ``churn.detect`` (detection right after a
+  signal, for the leads it touched).
 - The worker runs ``CHURN_WORKER_CONCURRENCY`` jobs at once, sends heartbeats,
   and is restarted if it stops on an error (a Postgres restart).
 - The scheduler runs a detection pass over every tenant every
@@ -51,6 +52,7 @@ from services.churn.detection import DetectionConfig, TenantPass, detect_tenant
 from services.churn.metrics import ChurnMetrics
 from services.churn.model import ChurnModel
 from services.churn.queue import (
+    DELIVER_GROUP_TASK,
     DELIVER_TASK,
     DETECT_TASK,
     QUEUE,
@@ -74,13 +76,15 @@ WORKER_RESTART_SECONDS: Final = 1.0
 # procrastinate; CRM failures are handled by the delivery itself.
 INFRA_RETRY: Final = RetryStrategy(max_attempts=30, wait=1, linear_wait=1)
 ORPHANS_SQL: Final = """
+WITH locks AS (
+    SELECT j.queueing_lock FROM procrastinate_jobs j
+    WHERE j.queue_name = $2 AND j.status IN ('todo', 'doing') AND j.queueing_lock IS NOT NULL)
 SELECT o.outbox_id, o.not_before FROM churn_outbox o
 WHERE o.status IN ('pending', 'sending')
   AND o.updated_at < now() - make_interval(secs => $1)
-  AND o.outbox_id::text NOT IN (
-      SELECT j.queueing_lock FROM procrastinate_jobs j
-      WHERE j.queue_name = $2 AND j.status IN ('todo', 'doing')
-        AND j.queueing_lock IS NOT NULL)
+  -- neither its own job nor its intervention's group job (queue.py)
+  AND o.outbox_id::text NOT IN (SELECT queueing_lock FROM locks)
+  AND o.intervention_id::text NOT IN (SELECT queueing_lock FROM locks)
 """
 HEALTH_SQL: Final = """
 SELECT count(*) AS total,
@@ -173,6 +177,16 @@ class ChurnRuntime:
         async def deliver(context: JobContext, tenant_id: str, outbox_id: str) -> None:
             await self.deliverer.deliver(
                 tenant_id=tenant_id, outbox_id=outbox_id, priority=context.job.priority
+            )
+
+        @app.task(name=DELIVER_GROUP_TASK, queue=QUEUE, retry=INFRA_RETRY, pass_context=True)
+        async def deliver_group(context: JobContext, tenant_id: str, outbox_ids: list[str]) -> None:
+            await self.deliverer.deliver_group(
+                tenant_id=tenant_id,
+                outbox_ids=outbox_ids,
+                priority=context.job.priority,
+                # Requeued after its worker died, or retried after an error.
+                rerun=context.job.attempts > 0,
             )
 
         @app.task(name=DETECT_TASK, queue=QUEUE, retry=INFRA_RETRY, pass_context=True)

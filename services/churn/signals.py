@@ -268,7 +268,7 @@ async def _cancel_and_record_outcomes(
             """
             UPDATE churn_outbox SET status = 'cancelled', reason = 'lead_re_engaged'
             WHERE lead_id = ANY($1::text[]) AND status = 'pending'
-            RETURNING outbox_id::text
+            RETURNING outbox_id::text, intervention_id::text
             """,
             re_engaged,
         )
@@ -279,7 +279,9 @@ async def _cancel_and_record_outcomes(
             await conn.execute(
                 "UPDATE procrastinate_jobs SET status = 'cancelled' "
                 "WHERE status = 'todo' AND queueing_lock = ANY($1::text[])",
-                [row["outbox_id"] for row in rows],
+                # A row's own job, or its intervention's group job (queue.py):
+                # a lead's re-engagement cancels every pending row of it.
+                [row["outbox_id"] for row in rows] + [row["intervention_id"] for row in rows],
             )
         await conn.execute(
             """
