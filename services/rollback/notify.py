@@ -27,7 +27,9 @@ async def notify_slack(webhook_url: SecretStr | None, text: str) -> bool:
         return False
     try:
         async with httpx.AsyncClient(timeout=TIMEOUT_SECONDS) as client:
-            response = await client.post(webhook_url.get_secret_value(), json={"text": text})
+            response = await client.post(
+                webhook_url.get_secret_value(), json={"text": slack_escape(text)}
+            )
     except httpx.HTTPError as exc:
         # The URL is a credential: name the failure, never the URL.
         log.warning("slack notification failed: %s", type(exc).__name__)
@@ -36,6 +38,16 @@ async def notify_slack(webhook_url: SecretStr | None, text: str) -> bool:
         log.warning("slack notification refused: HTTP %s", response.status_code)
         return False
     return True
+
+
+def slack_escape(text: str) -> str:
+    """Slack's three escapes: ``<``, ``>`` and ``&`` in the text are shown, never read
+    as ``<!channel>`` mentions or ``<url|label>`` links.
+
+    Alert summaries, alert names and the Kubernetes API's messages end up in
+    the text; none of them may ping a channel or hide a link.
+    """
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def rollback_message(

@@ -149,7 +149,8 @@ async def test_on_one_patch_restores_the_previous_template_as_kubectl_does(
     assert incident["deployments_outcome"] == [record]
     assert incident["deployments_done_at"] is not None
     assert len(slack.messages) == 2
-    assert "ml-services: revision 3 -> 2" in slack.messages[1]
+    # As sent: Slack shows "&gt;" as ">" (notify.slack_escape).
+    assert "ml-services: revision 3 -&gt; 2" in slack.messages[1]
     assert slack.messages[1].startswith(":rewind: undid the rollout")
     assert "Pulumi still declares the template that failed" in slack.messages[1]
 

@@ -227,3 +227,17 @@ def test_settings_refuse_a_short_webhook_token(
     monkeypatch.setenv("ALERTMANAGER_WEBHOOK_TOKEN", "short")
     with pytest.raises(SettingsError, match="ALERTMANAGER_WEBHOOK_TOKEN"):
         RollbackSettings.from_env()
+
+
+async def test_slack_shows_alert_text_and_never_reads_it_as_mentions_or_links(
+    rollback_env: dict[str, str], app_client: Any, slack: SlackStandIn
+) -> None:
+    alert = _alert()
+    alert["annotations"]["summary"] = "<!channel> p95 > 3 s & <https://evil.example|runbook>"
+    async with app_client(create_app()) as client:
+        answer = await client.post(URL, json=_notification(alert), headers=AUTH)
+    assert answer.status_code == 200
+    (told,) = slack.messages
+    assert "<" not in told
+    assert ">" not in told
+    assert "&lt;!channel&gt; p95 &gt; 3 s &amp; &lt;https://evil.example|runbook&gt;" in told
