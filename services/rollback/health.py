@@ -11,7 +11,7 @@ from services.common.health import FeatureHealth
 
 LATEST = (
     "SELECT incident_key, alertname, feature_name, received_at, resolved_at, flags_changed, "
-    "deployments_state, deployments_outcome "
+    "deployments_state, deployments_claimed_at, deployments_outcome "
     "FROM rollback_incidents ORDER BY received_at DESC LIMIT 5"
 )
 
@@ -33,6 +33,13 @@ async def rollback_health(app: FastAPI) -> Mapping[str, Any]:
                 "flags_turned_off": list(row["flags_changed"]),
                 # None: flags only; pending/claimed: the undo is under way; done: see outcomes.
                 "deployments_undo": row["deployments_state"],
+                # Claimed long ago and still not done: the handler died mid-undo
+                # (never retried: see docs/deploying.md), an operator must look.
+                "deployments_claimed_at": (
+                    row["deployments_claimed_at"].isoformat()
+                    if row["deployments_claimed_at"]
+                    else None
+                ),
                 "deployments": row["deployments_outcome"],
             }
             for row in rows

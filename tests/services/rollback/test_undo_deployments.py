@@ -228,6 +228,11 @@ async def test_a_handler_killed_after_the_patch_never_undoes_its_own_undo(
     monkeypatch.setattr(procedure, "RECORD_UNDO", record_undo)
     incident = await _incident(owner_db)
     assert (incident["deployments_state"], incident["deployments_outcome"]) == ("claimed", [])
+    # What an operator sees: claimed, since when, and no outcome.
+    async with app_client(create_app()) as client:
+        (shown,) = (await client.get("/health/rollback")).json()["latest_incidents"]
+    assert (shown["deployments_undo"], shown["deployments"]) == ("claimed", [])
+    assert shown["deployments_claimed_at"] == incident["deployments_claimed_at"].isoformat()
     assert len(undoing.requests("PATCH")) == 1
     undoing.roll_out("ml-services")  # GOOD's ReplicaSet becomes revision 3
     good = template("ml-services", GOOD, None)
