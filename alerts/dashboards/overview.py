@@ -17,11 +17,16 @@ FEATURE_P95 = (
     'feature_quantile:http_request_duration_seconds:histogram_quantile_rate5m{feature="%s"}'
 )
 CONVERSION = "job:realtime_lead_conversions:ratio_increase6h"
-#: The seed's "Success Rate": interventions the lead answered (responded or
-#: re-engaged, reported later) over those delivered, each counted over a day.
+#: The seed's "Success Rate": delivered interventions the lead answered
+#: (responded or re-engaged, reported later) over delivered interventions, each
+#: counted over a day. Both sides count interventions: the outcome counter
+#: (channel "any") counts outcomes of delivered interventions only
+#: (services/churn/success.py), and the latency histogram observes each
+#: intervention once, at its first delivery; ``outcome="delivered"`` counts
+#: sends, one per channel, so it would divide by up to three per intervention.
 CHURN_SUCCESS_RATE = (
-    'sum(increase(churn_interventions_total{outcome=~"responded|re_engaged"}[1d]))'
-    ' / sum(increase(churn_interventions_total{outcome="delivered"}[1d]))'
+    'sum(increase(churn_interventions_total{channel="any", outcome=~"responded|re_engaged"}[1d]))'
+    " / sum(increase(churn_intervention_latency_seconds_count[1d]))"
 )
 #: Sends that reached the CRM over sends that ended (delivered or dead-lettered).
 CHURN_DELIVERY_RATE = (

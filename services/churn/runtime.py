@@ -59,6 +59,7 @@ from services.churn.queue import (
     analyze_queue,
     defer_deliveries,
 )
+from services.churn.success import DELIVERED, SUCCEEDED_SQL
 from services.common.database import Database, DatabaseUnavailable, asyncpg_dsn
 from services.common.flags import FlagCache, evaluate_feature
 
@@ -86,14 +87,14 @@ WHERE o.status IN ('pending', 'sending')
   AND o.outbox_id::text NOT IN (SELECT queueing_lock FROM locks)
   AND o.intervention_id::text NOT IN (SELECT queueing_lock FROM locks)
 """
-HEALTH_SQL: Final = """
+HEALTH_SQL: Final = f"""
 SELECT count(*) AS total,
-       count(*) FILTER (WHERE status = 'delivered') AS delivered,
-       count(*) FILTER (WHERE outcome IN ('responded', 're_engaged')) AS succeeded,
+       count(*) FILTER (WHERE status = '{DELIVERED}') AS delivered,
+       count(*) FILTER (WHERE {SUCCEEDED_SQL}) AS succeeded,
        sum(intervention_latency_seconds) AS latency_sum,
        count(intervention_latency_seconds) AS latency_count
 FROM churn_interventions WHERE created_at > now() - interval '24 hours'
-"""
+"""  # noqa: S608 - constants
 
 
 @dataclass

@@ -9,9 +9,10 @@ constant with bound parameters.
 
 Per feature (the seed's tables): usage = rows created that day; successes =
 rows that did what the feature promises (feed events published to the
-stream, vision analyses with a result and no ``error`` key, interventions
-whose outcome is ``responded`` or ``re_engaged``, coaching sessions with
-insights);
+stream, vision analyses with a result and no ``error`` key, delivered
+interventions whose lead responded or re-engaged (services/churn/success.py:
+an outcome the CRM reports for an intervention that never reached its lead
+is stored but is no success), coaching sessions with insights);
 latency percentiles from the feature's own latency column (seconds).
 Revenue uses the assumed point lift (``assumptions.py``); reports replace it
 with a measured lift where one exists. ``operating_cost`` is the per-use API
@@ -25,6 +26,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Final
 
+from services.churn.success import SUCCEEDED_SQL
 from services.common.database import Database
 from services.impact.assumptions import FeatureAssumptions
 
@@ -54,7 +56,7 @@ SOURCES: Final[Mapping[str, str]] = {
     ),
     "churn_prevention": _source(
         "churn_interventions",
-        "outcome IN ('responded', 're_engaged')",
+        SUCCEEDED_SQL,
         "intervention_latency_seconds",
     ),
     "ai_coaching": _source(

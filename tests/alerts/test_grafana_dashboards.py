@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+import subprocess
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -95,9 +98,56 @@ def _exprs(panel: dict[str, Any]) -> list[str]:
 def test_seed_churn_panels_chart_the_success_rate_and_leads_saved() -> None:
     success = _exprs(_panel("phase3-overview.json", "Intervention success rate"))[0]
     assert 'outcome=~"responded|re_engaged"' in success
-    assert 'outcome="delivered"' in success.split(" / ")[1]
     saved = _exprs(_panel("phase3-overview.json", "Leads saved from churn"))
     assert any('outcome="re_engaged"' in e for e in saved)
+
+
+@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool not installed")
+def test_churn_success_rate_divides_delivered_interventions_not_sends(tmp_path: Path) -> None:
+    # A day of 24 delivered interventions, each sent over sms, email and a task
+    # (three delivered sends apiece), 12 of whose leads responded: 0.5. The
+    # outcome counter counts outcomes of delivered interventions only (channel
+    # "any", services/churn/success.py); dividing by delivered sends would say 1/6.
+    success = _exprs(_panel("phase3-overview.json", "Intervention success rate"))[0]
+    sends = [
+        {
+            "series": f'churn_interventions_total{{stage="nudge",channel="{channel}",'
+            'outcome="delivered"}',
+            "values": "0+1x24",
+        }
+        for channel in ("sms", "email", "task")
+    ]
+    test = {
+        "rule_files": [],
+        "evaluation_interval": "1h",
+        "tests": [
+            {
+                "interval": "1h",
+                "input_series": [
+                    *sends,
+                    {"series": "churn_intervention_latency_seconds_count", "values": "0+1x24"},
+                    {
+                        "series": 'churn_interventions_total{stage="nudge",channel="any",'
+                        'outcome="responded"}',
+                        "values": "0+0.5x24",
+                    },
+                ],
+                "promql_expr_test": [
+                    {"expr": success, "eval_time": "24h", "exp_samples": [{"value": 0.5}]}
+                ],
+            }
+        ],
+    }
+    path = tmp_path / "success_rate_test.yml"
+    path.write_text(json.dumps(test))
+    result = subprocess.run(
+        ["promtool", "test", "rules", str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_automatic_rollbacks_are_charted() -> None:

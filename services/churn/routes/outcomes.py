@@ -7,7 +7,13 @@
   report of the same outcome (the CRM retrying) is stored and counted once.
 
 The CRM integration posts these with the same token as its leads and signals:
-outcomes are CRM data, and the success rate is computed from them.
+outcomes are CRM data, stored whatever the intervention's status (a lead that
+churned before we reached it still counts against churn). The success rate
+counts only delivered interventions (services/churn/success.py), so
+``churn_interventions_total{channel="any", outcome}`` counts an outcome only
+when its intervention is delivered at the time of the report: the dashboards
+divide it by delivered interventions, and an outcome of one that never reached
+its lead would inflate that rate.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from fastapi import APIRouter, Request
 
 from services.churn.deps import DbDep, RuntimeDep, route_guard
 from services.churn.schemas import InterventionPublic, OutcomeUpdate
+from services.churn.success import DELIVERED
 from services.common.auth import CRM_INGEST, IngestPrincipalDep
 from services.common.body import parse_body, read_body
 from services.common.errors import ApiError
@@ -75,8 +82,10 @@ async def record_outcome(
                 "UPDATE churn_leads SET status = 'churned' WHERE lead_id = $1", row["lead_id"]
             )
     record = dict(row)
-    if record.pop("changed"):
-        # Counted once per outcome: the CRM's retries of the same report would
-        # otherwise inflate the success rate the dashboards compute from it.
+    # Counted once per outcome: the CRM's retries of the same report would
+    # otherwise inflate the success rate the dashboards compute from it; and
+    # only for a delivered intervention, the rate's denominator (the row was
+    # locked, so this is its status when the outcome was written).
+    if record.pop("changed") and row["status"] == DELIVERED:
         runtime.metrics.interventions.labels(row["intervention_stage"], "any", body.outcome).inc()
     return InterventionPublic(**record)
