@@ -12,6 +12,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
+from datetime import UTC
 from typing import Any
 
 import httpx
@@ -27,6 +28,8 @@ from services.common.auth import CRM_INGEST, FEED_READ, LEADS_SCORE, OPERATOR, S
 from services.common.database import Database
 from services.common.flags import FlagState, write_flag
 from services.common.redis import Redis
+from services.impact.aggregate import aggregate_tenant_day
+from services.impact.assumptions import ASSUMPTIONS
 from tests.flags import tenants_around
 from tests.services.churn.conftest import STANDIN_KEY, drain, seed_leads
 
@@ -99,6 +102,29 @@ async def _dead_letters(owner: Database, tenant_id: str) -> Tenant:
         tenant_id,
         [row["outbox_id"] for row in rows],
         sorted({row["intervention_id"] for row in rows}),
+    )
+
+
+async def _intervention(owner: Database, tenant_id: str, lead_id: str) -> Any:
+    """The lead's one intervention (the pass stages one per at-risk lead)."""
+    async with owner.unscoped() as conn:
+        rows = await conn.fetch(
+            "SELECT intervention_id::text, status, outcome, created_at FROM churn_interventions "
+            "WHERE tenant_id = $1 AND lead_id = $2",
+            tenant_id,
+            lead_id,
+        )
+    assert len(rows) == 1, rows
+    return rows[0]
+
+
+def _counted(registry: CollectorRegistry, *outcomes: str) -> float:
+    """``churn_interventions_total`` summed over ``outcomes``, every stage and channel."""
+    return sum(
+        sample.value
+        for metric in registry.collect()
+        for sample in metric.samples
+        if sample.name == "churn_interventions_total" and sample.labels["outcome"] in outcomes
     )
 
 
@@ -304,18 +330,14 @@ async def test_a_repeated_outcome_is_stored_once_and_counted_once(
 ) -> None:
     # The CRM integration retries a report it got no answer to: the success
     # rate (responded|re_engaged over delivered) must not count it twice.
-    mine = await _dead_letters(owner_db, "tenant-a")
-    path = f"/v1/churn/interventions/{mine.intervention_ids[0]}/outcome"
+    delivered = await _intervention(owner_db, "tenant-a", "lead-1")
+    assert delivered["status"] == "delivered"
+    path = f"/v1/churn/interventions/{delivered['intervention_id']}/outcome"
     crm = _bearer(make_token("tenant-a", scopes=(CRM_INGEST,)))
     registry: CollectorRegistry = churn_app.state.registry
 
     def counted(outcome: str) -> float:
-        return sum(
-            sample.value
-            for metric in registry.collect()
-            for sample in metric.samples
-            if sample.name == "churn_interventions_total" and sample.labels["outcome"] == outcome
-        )
+        return _counted(registry, outcome)
 
     answers = [await running.post(path, json={"outcome": "responded"}, headers=crm) for _ in "abc"]
     assert [a.status_code for a in answers] == [200, 200, 200]
@@ -324,7 +346,7 @@ async def test_a_repeated_outcome_is_stored_once_and_counted_once(
     async with owner_db.unscoped() as conn:
         first_at = await conn.fetchval(
             "SELECT outcome_at FROM churn_interventions WHERE intervention_id = $1::uuid",
-            mine.intervention_ids[0],
+            delivered["intervention_id"],
         )
     assert first_at is not None
 
@@ -334,9 +356,63 @@ async def test_a_repeated_outcome_is_stored_once_and_counted_once(
     async with owner_db.unscoped() as conn:
         later_at = await conn.fetchval(
             "SELECT outcome_at FROM churn_interventions WHERE intervention_id = $1::uuid",
-            mine.intervention_ids[0],
+            delivered["intervention_id"],
         )
     assert later_at >= first_at
+
+
+async def test_only_an_outcome_of_a_delivered_intervention_counts_as_a_success(
+    churn_app: FastAPI,
+    running: httpx.AsyncClient,
+    make_token: Callable[..., str],
+    owner_db: Database,
+    db: Database,
+) -> None:
+    # The stand-in poisons only lead-0: its intervention is dead-lettered, never
+    # reached the lead; lead-1's was delivered. The CRM's outcome of the first is
+    # stored (it is data) but is no success of ours, anywhere success is counted.
+    undelivered = await _intervention(owner_db, "tenant-a", POISONED)
+    delivered = await _intervention(owner_db, "tenant-a", "lead-1")
+    assert (undelivered["status"], delivered["status"]) == ("dead_letter", "delivered")
+    runtime = churn_app.state.churn
+    registry: CollectorRegistry = churn_app.state.registry
+    crm = _bearer(make_token("tenant-a", scopes=(CRM_INGEST,)))
+    day = delivered["created_at"].astimezone(UTC).date()
+
+    async def successes() -> tuple[float, float, int, float]:
+        await runtime.run_pass()  # a pass refreshes /health/churn
+        health = (await running.get("/health/churn")).json()
+        await aggregate_tenant_day(db, "tenant-a", day, ASSUMPTIONS)
+        async with owner_db.unscoped() as conn:
+            success_count = await conn.fetchval(
+                "SELECT success_count FROM phase3_business_metrics "
+                "WHERE tenant_id = 'tenant-a' AND feature_name = 'churn_prevention' "
+                "AND metric_date = $1",
+                day,
+            )
+        counted = _counted(registry, "responded", "re_engaged")
+        return health["success_rate"], health["delivered_24h"], success_count, counted
+
+    # Tenants a and b each have one delivered intervention, no success yet.
+    assert await successes() == (0.0, 2, 0, 0)
+
+    for outcome in ("responded", "re_engaged"):
+        stored = await running.post(
+            f"/v1/churn/interventions/{undelivered['intervention_id']}/outcome",
+            json={"outcome": outcome},
+            headers=crm,
+        )
+        assert (stored.status_code, stored.json()["outcome"]) == (200, outcome)
+    assert (await _intervention(owner_db, "tenant-a", POISONED))["outcome"] == "re_engaged"
+    assert await successes() == (0.0, 2, 0, 0)
+
+    answered = await running.post(
+        f"/v1/churn/interventions/{delivered['intervention_id']}/outcome",
+        json={"outcome": "responded"},
+        headers=crm,
+    )
+    assert answered.status_code == 200
+    assert await successes() == (0.5, 2, 1, 1)
 
 
 async def test_a_bad_id_is_refused_after_the_token_and_its_scope_with_a_reason(
