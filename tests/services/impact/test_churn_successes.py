@@ -1,0 +1,55 @@
+"""``impact aggregate``'s churn successes: delivered interventions whose lead answered.
+
+Rows as churn-orchestrator stores them, in real Postgres: the CRM may report an
+outcome for an intervention in any state (it is stored), but only a delivered
+one can be a success (services/churn/success.py).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import Any
+
+from services.common.database import Database
+from services.impact.aggregate import aggregate_day
+from services.impact.assumptions import ASSUMPTIONS
+
+DAY = date(2026, 11, 20)
+UNDELIVERED = ("pending", "not_sent", "suppressed", "cancelled", "dead_letter")
+
+
+async def _intervention(conn: Any, lead: str, status: str, outcome: str | None) -> None:
+    at = datetime(2026, 11, 20, 12, tzinfo=UTC)
+    await conn.execute(
+        "INSERT INTO churn_interventions (tenant_id, lead_id, churn_probability, "
+        "intervention_stage, status, outcome, detected_at, created_at) "
+        "VALUES ('tenant-a', $1, 0.8, 'intervene', $2, $3, $4, $4)",
+        lead,
+        status,
+        outcome,
+        at,
+    )
+
+
+async def test_only_delivered_interventions_whose_lead_answered_are_successes(
+    settings_env: dict[str, str], owner_db: Database, db: Database
+) -> None:
+    async with owner_db.unscoped() as conn:
+        for index, status in enumerate(UNDELIVERED):
+            for outcome in ("responded", "re_engaged", "churned"):
+                await _intervention(conn, f"lead-{status}-{outcome}", status, outcome)
+            await _intervention(conn, f"lead-{index}", status, None)
+        for outcome in ("responded", "re_engaged", "churned", None):
+            await _intervention(conn, f"lead-delivered-{outcome}", "delivered", outcome)
+    await aggregate_day(db, DAY, ASSUMPTIONS)
+    async with owner_db.unscoped() as conn:
+        row = await conn.fetchrow(
+            "SELECT usage_count, success_count, revenue_impact::float8 AS revenue "
+            "FROM phase3_business_metrics WHERE tenant_id = 'tenant-a' "
+            "AND feature_name = 'churn_prevention' AND metric_date = $1",
+            DAY,
+        )
+    churn = ASSUMPTIONS["churn_prevention"]
+    assert (row["usage_count"], row["success_count"]) == (len(UNDELIVERED) * 4 + 4, 2)
+    # Revenue is driven by successes: two, not the twelve answered outcomes stored.
+    assert row["revenue"] == round(2 * churn.lift * churn.value_per_unit, 2)
