@@ -1,8 +1,9 @@
 """``GET /health/churn``: the seed's fields, live.
 
 ``avg_intervention_latency_s`` (detection to the CRM accepting the first
-send), ``interventions_24h`` and ``success_rate`` (interventions whose lead
-responded or re-engaged, over those delivered) are fleet-wide values of the
+send), ``interventions_24h`` and ``success_rate`` (delivered interventions
+whose lead responded or re-engaged, over those delivered:
+services/churn/success.py) are fleet-wide values of the
 last 24 hours, aggregated from ``churn_interventions`` by the last detection
 pass; ``target_latency_s`` is CHURN_INTERVENTION_TARGET_S. The status follows
 the seed: degraded when the average latency is 60 s or more (the

@@ -3,7 +3,8 @@
 - ``churn_interventions_total{stage, channel, outcome}``: sends by final
   state (``delivered``, ``not_sent``, ``suppressed``, ``cancelled``,
   ``dead_letter``) and outcomes reported later (``responded``,
-  ``re_engaged``, ``churned``, channel ``any``);
+  ``re_engaged``, ``churned``, channel ``any``) of delivered interventions
+  only (services/churn/success.py);
 - ``churn_intervention_latency_seconds``: detection to the CRM accepting the
   first send of an intervention (the seed's 30 s promise);
 - ``churn_detection_latency_seconds{trigger}``;

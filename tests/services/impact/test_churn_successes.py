@@ -39,8 +39,8 @@ async def test_only_delivered_interventions_whose_lead_answered_are_successes(
             for outcome in ("responded", "re_engaged", "churned"):
                 await _intervention(conn, f"lead-{status}-{outcome}", status, outcome)
             await _intervention(conn, f"lead-{index}", status, None)
-        for outcome in ("responded", "re_engaged", "churned", None):
-            await _intervention(conn, f"lead-delivered-{outcome}", "delivered", outcome)
+        for answered in ("responded", "re_engaged", "churned", None):
+            await _intervention(conn, f"lead-delivered-{answered}", "delivered", answered)
     await aggregate_day(db, DAY, ASSUMPTIONS)
     async with owner_db.unscoped() as conn:
         row = await conn.fetchrow(
