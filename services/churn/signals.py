@@ -94,6 +94,9 @@ class StoreResult:
     duplicates: int
     cancelled_sends: int
     changed_leads: list[str]
+    #: ``(stage, outcome)`` of each delivered intervention whose outcome the
+    #: batch changed, for the outcome counter once the transaction commits.
+    outcomes: list[tuple[str, str]] = field(default_factory=list)
 
 
 async def upsert_leads(conn: Any, leads: Sequence[LeadUpsert]) -> int:
@@ -224,14 +227,17 @@ async def store_signals(
     )
     deltas = _fold(stored, now)
     cancelled = 0
+    outcomes: list[tuple[str, str]] = []
     if deltas:
         await _apply(conn, deltas, now)
-        cancelled = await _cancel_and_record_outcomes(conn, deltas, now)
+        cancelled = await _cancel_pending(conn, deltas)
+        outcomes = await _record_outcomes(conn, deltas, now)
     return StoreResult(
         stored=len(stored),
         duplicates=len(signals) - len(stored),
         cancelled_sends=cancelled,
         changed_leads=sorted(deltas),
+        outcomes=outcomes,
     )
 
 
@@ -258,9 +264,7 @@ async def _apply(conn: Any, deltas: dict[str, _LeadDelta], now: datetime) -> Non
     )
 
 
-async def _cancel_and_record_outcomes(
-    conn: Any, deltas: dict[str, _LeadDelta], now: datetime
-) -> int:
+async def _cancel_pending(conn: Any, deltas: dict[str, _LeadDelta]) -> int:
     re_engaged = [lead for lead, d in deltas.items() if d.re_engaged_at or d.lost]
     cancelled = 0
     if re_engaged:
@@ -293,20 +297,30 @@ async def _cancel_and_record_outcomes(
             """,
             re_engaged,
         )
+    return cancelled
+
+
+async def _record_outcomes(
+    conn: Any, deltas: dict[str, _LeadDelta], now: datetime
+) -> list[tuple[str, str]]:
+    """Set the batch's outcome on each lead's delivered interventions; return what changed."""
+    changed: list[tuple[str, str]] = []
     for lead, delta in deltas.items():
         if not delta.outcomes:
             continue
         # The strongest outcome of the batch: churned > re_engaged > responded.
         outcome = max(delta.outcomes, key=("responded", "re_engaged", "churned").index)
-        await conn.execute(
+        rows = await conn.fetch(
             """
             UPDATE churn_interventions SET outcome = $2, outcome_at = $3
             WHERE lead_id = $1 AND status = 'delivered'
               AND (outcome IS NULL OR outcome = 'responded' AND $2 <> 'responded')
               AND intervened_at <= $3
+            RETURNING intervention_stage
             """,
             lead,
             outcome,
             now,
         )
-    return cancelled
+        changed.extend((row["intervention_stage"], outcome) for row in rows)
+    return changed

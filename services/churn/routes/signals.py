@@ -86,6 +86,10 @@ async def post_signals(
         return JSONResponse(
             {"detail": str(exc), "reason": exc.reason, "errors": exc.problems}, status_code=422
         )
+    # Committed: counted like the outcome route's (services/churn/success.py),
+    # so the dashboards' success rate includes the outcomes signals set.
+    for stage, outcome in result.outcomes:
+        runtime.metrics.interventions.labels(stage, "any", outcome).inc()
     return SignalsAccepted(
         stored=result.stored, duplicates=result.duplicates, cancelled_sends=result.cancelled_sends
     )

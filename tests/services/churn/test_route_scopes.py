@@ -12,7 +12,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from datetime import UTC
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -413,6 +413,41 @@ async def test_only_an_outcome_of_a_delivered_intervention_counts_as_a_success(
     )
     assert answered.status_code == 200
     assert await successes() == (0.5, 2, 1, 1)
+
+
+async def test_a_reply_signal_counts_the_success_of_a_delivered_intervention_once(
+    churn_app: FastAPI,
+    running: httpx.AsyncClient,
+    make_token: Callable[..., str],
+    owner_db: Database,
+) -> None:
+    # Replies set ``responded`` on the lead's delivered interventions: the
+    # counter the dashboards divide must see them as /health/churn does, once.
+    registry: CollectorRegistry = churn_app.state.registry
+    crm = _bearer(make_token("tenant-b", scopes=(CRM_INGEST,)))
+
+    def reply(lead_id: str) -> dict[str, str]:
+        return {
+            "signal_id": str(uuid.uuid4()),
+            "lead_id": lead_id,
+            "type": "reply",
+            "occurred_at": datetime.now(UTC).isoformat(),
+        }
+
+    batch = {"signals": [reply("lead-1"), reply(POISONED)]}
+    for _ in "ab":  # the CRM retrying the batch: stored once, counted once
+        accepted = await running.post("/v1/churn/signals", json=batch, headers=crm)
+        assert accepted.status_code == 202, accepted.text
+    later = await running.post(
+        "/v1/churn/signals", json={"signals": [reply("lead-1")]}, headers=crm
+    )
+    assert later.status_code == 202
+    delivered = await _intervention(owner_db, "tenant-b", "lead-1")
+    undelivered = await _intervention(owner_db, "tenant-b", POISONED)
+    assert (delivered["outcome"], undelivered["outcome"]) == ("responded", None)
+    assert _counted(registry, "responded") == 1
+    await churn_app.state.churn.run_pass()
+    assert (await running.get("/health/churn")).json()["success_rate"] == 0.5
 
 
 async def test_a_bad_id_is_refused_after_the_token_and_its_scope_with_a_reason(
