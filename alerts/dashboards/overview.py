@@ -19,13 +19,14 @@ FEATURE_P95 = (
 CONVERSION = "job:realtime_lead_conversions:ratio_increase6h"
 #: The seed's "Success Rate": delivered interventions the lead answered
 #: (responded or re-engaged, reported later) over delivered interventions, each
-#: counted over a day. Both sides count interventions: the outcome counter
-#: (channel "any") counts outcomes of delivered interventions only
-#: (services/churn/success.py), and the latency histogram observes each
+#: counted over a day. Both sides count interventions, once each: the success
+#: counter counts a delivered intervention when it first becomes a success
+#: (services/churn/success.py; the outcome counter would count "responded" and
+#: then "re_engaged" twice), and the latency histogram observes each
 #: intervention once, at its first delivery; ``outcome="delivered"`` counts
 #: sends, one per channel, so it would divide by up to three per intervention.
 CHURN_SUCCESS_RATE = (
-    'sum(increase(churn_interventions_total{channel="any", outcome=~"responded|re_engaged"}[1d]))'
+    "sum(increase(churn_intervention_successes_total[1d]))"
     " / sum(increase(churn_intervention_latency_seconds_count[1d]))"
 )
 #: Sends that reached the CRM over sends that ended (delivered or dead-lettered).

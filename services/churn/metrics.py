@@ -5,6 +5,9 @@
   ``dead_letter``) and outcomes reported later (``responded``,
   ``re_engaged``, ``churned``, channel ``any``) of delivered interventions
   only (services/churn/success.py);
+- ``churn_intervention_successes_total{stage}``: delivered interventions that
+  became a success (services/churn/success.py), each once, whatever outcomes
+  follow; the dashboards' success rate divides it by the interventions delivered;
 - ``churn_intervention_latency_seconds``: detection to the CRM accepting the
   first send of an intervention (the seed's 30 s promise);
 - ``churn_detection_latency_seconds{trigger}``;
@@ -33,6 +36,12 @@ class ChurnMetrics:
             "Intervention sends by stage, channel and outcome.",
             registry=registry,
             labelnames=("stage", "channel", "outcome"),
+        )
+        self.successes = counter(
+            "churn_intervention_successes",
+            "Delivered interventions whose lead responded or re-engaged, once each.",
+            registry=registry,
+            labelnames=("stage",),
         )
         self.intervention_latency = latency_histogram(
             "churn_intervention_latency_seconds",

@@ -87,6 +87,15 @@ class _LeadDelta:
 
 
 @dataclass(frozen=True, slots=True)
+class OutcomeChange:
+    """A delivered intervention's outcome set by a signal: ``previous -> outcome``."""
+
+    stage: str
+    outcome: str
+    previous: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class StoreResult:
     """What `store_signals` did."""
 
@@ -94,9 +103,9 @@ class StoreResult:
     duplicates: int
     cancelled_sends: int
     changed_leads: list[str]
-    #: ``(stage, outcome)`` of each delivered intervention whose outcome the
-    #: batch changed, for the outcome counter once the transaction commits.
-    outcomes: list[tuple[str, str]] = field(default_factory=list)
+    #: Each delivered intervention whose outcome the batch changed, for the
+    #: outcome and success counters once the transaction commits.
+    outcomes: list[OutcomeChange] = field(default_factory=list)
 
 
 async def upsert_leads(conn: Any, leads: Sequence[LeadUpsert]) -> int:
@@ -227,7 +236,7 @@ async def store_signals(
     )
     deltas = _fold(stored, now)
     cancelled = 0
-    outcomes: list[tuple[str, str]] = []
+    outcomes: list[OutcomeChange] = []
     if deltas:
         await _apply(conn, deltas, now)
         cancelled = await _cancel_pending(conn, deltas)
@@ -302,9 +311,9 @@ async def _cancel_pending(conn: Any, deltas: dict[str, _LeadDelta]) -> int:
 
 async def _record_outcomes(
     conn: Any, deltas: dict[str, _LeadDelta], now: datetime
-) -> list[tuple[str, str]]:
+) -> list[OutcomeChange]:
     """Set the batch's outcome on each lead's delivered interventions; return what changed."""
-    changed: list[tuple[str, str]] = []
+    changed: list[OutcomeChange] = []
     for lead, delta in deltas.items():
         if not delta.outcomes:
             continue
@@ -312,15 +321,22 @@ async def _record_outcomes(
         outcome = max(delta.outcomes, key=("responded", "re_engaged", "churned").index)
         rows = await conn.fetch(
             """
-            UPDATE churn_interventions SET outcome = $2, outcome_at = $3
-            WHERE lead_id = $1 AND status = 'delivered'
-              AND (outcome IS NULL OR outcome = 'responded' AND $2 <> 'responded')
-              AND intervened_at <= $3
-            RETURNING intervention_stage
+            WITH previous AS (
+                SELECT intervention_id, outcome FROM churn_interventions
+                WHERE lead_id = $1 AND status = 'delivered'
+                  AND (outcome IS NULL OR outcome = 'responded' AND $2 <> 'responded')
+                  AND intervened_at <= $3
+                FOR UPDATE
+            )
+            UPDATE churn_interventions i SET outcome = $2, outcome_at = $3
+            FROM previous WHERE i.intervention_id = previous.intervention_id
+            RETURNING i.intervention_stage, previous.outcome AS previous
             """,
             lead,
             outcome,
             now,
         )
-        changed.extend((row["intervention_stage"], outcome) for row in rows)
+        changed.extend(
+            OutcomeChange(row["intervention_stage"], outcome, row["previous"]) for row in rows
+        )
     return changed

@@ -97,7 +97,7 @@ def _exprs(panel: dict[str, Any]) -> list[str]:
 
 def test_seed_churn_panels_chart_the_success_rate_and_leads_saved() -> None:
     success = _exprs(_panel("phase3-overview.json", "Intervention success rate"))[0]
-    assert 'outcome=~"responded|re_engaged"' in success
+    assert "churn_intervention_successes_total" in success
     saved = _exprs(_panel("phase3-overview.json", "Leads saved from churn"))
     assert any('outcome="re_engaged"' in e for e in saved)
 
@@ -105,9 +105,10 @@ def test_seed_churn_panels_chart_the_success_rate_and_leads_saved() -> None:
 @pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool not installed")
 def test_churn_success_rate_divides_delivered_interventions_not_sends(tmp_path: Path) -> None:
     # A day of 24 delivered interventions, each sent over sms, email and a task
-    # (three delivered sends apiece), 12 of whose leads responded: 0.5. The
-    # outcome counter counts outcomes of delivered interventions only (channel
-    # "any", services/churn/success.py); dividing by delivered sends would say 1/6.
+    # (three delivered sends apiece), 12 of whose leads responded and then
+    # re-engaged: 0.5. The success counter counts each once (services/churn/
+    # success.py); the outcome counter would count 24, dividing by delivered
+    # sends would say 1/6.
     success = _exprs(_panel("phase3-overview.json", "Intervention success rate"))[0]
     sends = [
         {
@@ -126,9 +127,16 @@ def test_churn_success_rate_divides_delivered_interventions_not_sends(tmp_path: 
                 "input_series": [
                     *sends,
                     {"series": "churn_intervention_latency_seconds_count", "values": "0+1x24"},
+                    *(
+                        {
+                            "series": 'churn_interventions_total{stage="nudge",channel="any",'
+                            f'outcome="{outcome}"}}',
+                            "values": "0+0.5x24",
+                        }
+                        for outcome in ("responded", "re_engaged")
+                    ),
                     {
-                        "series": 'churn_interventions_total{stage="nudge",channel="any",'
-                        'outcome="responded"}',
+                        "series": 'churn_intervention_successes_total{stage="nudge"}',
                         "values": "0+0.5x24",
                     },
                 ],

@@ -24,7 +24,7 @@ from fastapi import APIRouter, Request
 
 from services.churn.deps import DbDep, RuntimeDep, route_guard
 from services.churn.schemas import InterventionPublic, OutcomeUpdate
-from services.churn.success import DELIVERED
+from services.churn.success import DELIVERED, becomes_success
 from services.common.auth import CRM_INGEST, IngestPrincipalDep
 from services.common.body import parse_body, read_body
 from services.common.errors import ApiError
@@ -68,7 +68,8 @@ async def record_outcome(
                       i.channels_used, i.status, i.reason, i.outcome, i.detected_at,
                       i.intervened_at, i.detection_latency_seconds,
                       i.intervention_latency_seconds,
-                      previous.outcome IS DISTINCT FROM $2 AS changed
+                      previous.outcome IS DISTINCT FROM $2 AS changed,
+                      previous.outcome AS previous_outcome
             """,
             intervention_id,
             body.outcome,
@@ -82,10 +83,13 @@ async def record_outcome(
                 "UPDATE churn_leads SET status = 'churned' WHERE lead_id = $1", row["lead_id"]
             )
     record = dict(row)
+    previous = record.pop("previous_outcome")
     # Counted once per outcome: the CRM's retries of the same report would
     # otherwise inflate the success rate the dashboards compute from it; and
     # only for a delivered intervention, the rate's denominator (the row was
     # locked, so this is its status when the outcome was written).
     if record.pop("changed") and row["status"] == DELIVERED:
         runtime.metrics.interventions.labels(row["intervention_stage"], "any", body.outcome).inc()
+        if becomes_success(previous, body.outcome):
+            runtime.metrics.successes.labels(row["intervention_stage"]).inc()
     return InterventionPublic(**record)

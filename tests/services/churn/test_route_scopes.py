@@ -118,6 +118,16 @@ async def _intervention(owner: Database, tenant_id: str, lead_id: str) -> Any:
     return rows[0]
 
 
+def _successes(registry: CollectorRegistry) -> float:
+    """``churn_intervention_successes_total`` over every stage."""
+    return sum(
+        sample.value
+        for metric in registry.collect()
+        for sample in metric.samples
+        if sample.name == "churn_intervention_successes_total"
+    )
+
+
 def _counted(registry: CollectorRegistry, *outcomes: str) -> float:
     """``churn_interventions_total`` summed over ``outcomes``, every stage and channel."""
     return sum(
@@ -343,6 +353,7 @@ async def test_a_repeated_outcome_is_stored_once_and_counted_once(
     assert [a.status_code for a in answers] == [200, 200, 200]
     assert {a.json()["outcome"] for a in answers} == {"responded"}
     assert counted("responded") == 1
+    assert _successes(registry) == 1
     async with owner_db.unscoped() as conn:
         first_at = await conn.fetchval(
             "SELECT outcome_at FROM churn_interventions WHERE intervention_id = $1::uuid",
@@ -353,6 +364,8 @@ async def test_a_repeated_outcome_is_stored_once_and_counted_once(
     changed = await running.post(path, json={"outcome": "re_engaged"}, headers=crm)
     assert changed.json()["outcome"] == "re_engaged"
     assert (counted("responded"), counted("re_engaged")) == (1, 1)
+    # Responded, then re-engaged: one intervention, one success on the dashboards.
+    assert _successes(registry) == 1
     async with owner_db.unscoped() as conn:
         later_at = await conn.fetchval(
             "SELECT outcome_at FROM churn_interventions WHERE intervention_id = $1::uuid",
@@ -446,6 +459,14 @@ async def test_a_reply_signal_counts_the_success_of_a_delivered_intervention_onc
     undelivered = await _intervention(owner_db, "tenant-b", POISONED)
     assert (delivered["outcome"], undelivered["outcome"]) == ("responded", None)
     assert _counted(registry, "responded") == 1
+    assert _successes(registry) == 1
+    # The lead then books: re-engaged, still one success (the dashboards' rate).
+    booked = {**reply("lead-1"), "type": "appointment_booked"}
+    assert (
+        await running.post("/v1/churn/signals", json={"signals": [booked]}, headers=crm)
+    ).status_code == 202
+    assert (await _intervention(owner_db, "tenant-b", "lead-1"))["outcome"] == "re_engaged"
+    assert (_counted(registry, "re_engaged"), _successes(registry)) == (1, 1)
     await churn_app.state.churn.run_pass()
     assert (await running.get("/health/churn")).json()["success_rate"] == 0.5
 
