@@ -7,6 +7,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -21,30 +23,47 @@ from services.rollback.deployments import DeploymentRollbacker, kubernetes_clien
 from services.rollback.health import ROLLBACK_FEATURE_HEALTH
 from services.rollback.metrics import RollbackMetrics
 from services.rollback.routes import webhook
+from services.rollback.undo_claims import watch_undo_claims
 
 
 def _lifespan(settings: RollbackSettings) -> ServiceLifespan:
-    """The Kubernetes client, only when the stack lets the handler undo deployments."""
+    """The watcher of unfinished undo claims, and the Kubernetes client, only when
+    the stack lets the handler undo deployments."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if not settings.rollback_undo_deployments:
-            app.state.deployment_rollbacker = None
-            yield
-            return
-        rollbacker = DeploymentRollbacker(
-            kubernetes_client(
-                settings.rollback_service_account_dir,
-                timeout_seconds=settings.rollback_kubernetes_timeout_seconds,
-            )
+        # Always on: a claim left from when undos were enabled still needs an operator.
+        watcher = asyncio.create_task(
+            watch_undo_claims(app.state.db, app.state.rollback_metrics), name="undo-claims"
         )
-        app.state.deployment_rollbacker = rollbacker
         try:
-            yield
+            async with _rollbacker(settings, app):
+                yield
         finally:
-            await rollbacker.aclose()
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
 
     return lifespan
+
+
+@asynccontextmanager
+async def _rollbacker(settings: RollbackSettings, app: FastAPI) -> AsyncIterator[None]:
+    if not settings.rollback_undo_deployments:
+        app.state.deployment_rollbacker = None
+        yield
+        return
+    rollbacker = DeploymentRollbacker(
+        kubernetes_client(
+            settings.rollback_service_account_dir,
+            timeout_seconds=settings.rollback_kubernetes_timeout_seconds,
+        )
+    )
+    app.state.deployment_rollbacker = rollbacker
+    try:
+        yield
+    finally:
+        await rollbacker.aclose()
 
 
 def create_app(

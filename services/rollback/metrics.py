@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, Gauge
 
 from services.common.metrics import counter
 
 
 class RollbackMetrics:
     """Incidents received, by feature and outcome (rolled_back, duplicate, resolved);
-    deployment undos, by deployment and outcome."""
+    deployment undos, by deployment and outcome; the oldest undo claimed and never
+    finished (``services.rollback.undo_claims``)."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.incidents = counter(
@@ -24,4 +25,10 @@ class RollbackMetrics:
             "(rolled_back, not_rolled_back, failed).",
             registry=registry,
             labelnames=("deployment", "outcome"),
+        )
+        self.oldest_undo_claim_age = Gauge(
+            "rollback_deployment_undo_oldest_claim_age_seconds",
+            "Age of the oldest deployment undo claimed without a recorded outcome (0: none); "
+            "read from Postgres. Grows without end when a handler died mid-undo.",
+            registry=registry,
         )

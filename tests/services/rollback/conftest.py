@@ -104,3 +104,23 @@ def kubernetes_api(
         monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "127.0.0.1")
         monkeypatch.setenv("KUBERNETES_SERVICE_PORT", str(api.port))
         yield api
+
+
+# --------------------------------------------------------------- undoing deployments
+
+FEATURE_DEPLOYMENTS = (
+    '{"property_vision": ["ml-services"], "realtime_intelligence": ["websocket-manager"], '
+    '"ai_coaching": ["coaching-engine"], "churn_prevention": ["churn-orchestrator"]}'
+)
+
+
+@pytest.fixture
+def undoing(
+    rollback_env: dict[str, str],
+    kubernetes_api: KubernetesApiStandIn,
+    monkeypatch: pytest.MonkeyPatch,
+) -> KubernetesApiStandIn:
+    """The stack's rollback.undoDeployments on: the handler's two settings."""
+    monkeypatch.setenv("ROLLBACK_UNDO_DEPLOYMENTS", "true")
+    monkeypatch.setenv("ROLLBACK_FEATURE_DEPLOYMENTS", FEATURE_DEPLOYMENTS)
+    return kubernetes_api

@@ -30,27 +30,14 @@ from services.rollback.deployments import (
 )
 from services.rollback.main import create_app
 from services.rollback.procedure import ALREADY_OFF
-from tests.services.rollback.conftest import SERVICE_ACCOUNT_TOKEN, SlackStandIn
+from tests.services.rollback.conftest import (
+    SERVICE_ACCOUNT_TOKEN,
+    SlackStandIn,
+)
 from tests.services.rollback.kubernetes_api import JSON_PATCH, KubernetesApiStandIn, template
 from tests.services.rollback.test_webhook import AUTH, STARTS, URL, _alert, _notification
 
-FEATURE_DEPLOYMENTS = (
-    '{"property_vision": ["ml-services"], "realtime_intelligence": ["websocket-manager"], '
-    '"ai_coaching": ["coaching-engine"], "churn_prevention": ["churn-orchestrator"]}'
-)
 GOOD, BAD = "registry.example/hub@sha256:" + "1" * 64, "registry.example/hub@sha256:" + "2" * 64
-
-
-@pytest.fixture
-def undoing(
-    rollback_env: dict[str, str],
-    kubernetes_api: KubernetesApiStandIn,
-    monkeypatch: pytest.MonkeyPatch,
-) -> KubernetesApiStandIn:
-    """The stack's rollback.undoDeployments on: the handler's two settings."""
-    monkeypatch.setenv("ROLLBACK_UNDO_DEPLOYMENTS", "true")
-    monkeypatch.setenv("ROLLBACK_FEATURE_DEPLOYMENTS", FEATURE_DEPLOYMENTS)
-    return kubernetes_api
 
 
 async def _all_on(redis: Redis) -> None:
