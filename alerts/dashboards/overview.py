@@ -34,6 +34,8 @@ CHURN_DELIVERY_RATE = (
     'sum(increase(churn_interventions_total{outcome="delivered"}[1d]))'
     ' / sum(increase(churn_interventions_total{outcome=~"delivered|dead_letter"}[1d]))'
 )
+#: Read from Postgres by every replica (services/rollback/undo_claims.py): max, not sum.
+UNDO_CLAIM_AGE = "rollback_deployment_undo_oldest_claim_age_seconds"
 CHURN_P95 = (
     'job_quantile:churn_intervention_latency_seconds:histogram_quantile_rate5m{quantile="0.95"}'
 )
@@ -251,6 +253,15 @@ def build() -> Dashboard:
                 ),
                 width=24,
             )
+        )
+        .with_panel(
+            graph(
+                "Oldest deployment undo claimed without an outcome "
+                "(a handler died mid-undo; alert above 15 min)",
+                "s",
+                query(f"max by (job) ({UNDO_CLAIM_AGE})", "{{job}}"),
+                width=24,
+            ).thresholds(thresholds((None, "green"), (900, "red")))
         )
         .with_row(Row("Business impact"))
         .with_panel(

@@ -34,7 +34,8 @@ async def rollback_health(app: FastAPI) -> Mapping[str, Any]:
                 # None: flags only; pending/claimed: the undo is under way; done: see outcomes.
                 "deployments_undo": row["deployments_state"],
                 # Claimed long ago and still not done: the handler died mid-undo
-                # (never retried: see docs/deploying.md), an operator must look.
+                # (never retried: see docs/deploying.md), an operator must look;
+                # RollbackDeploymentUndoStuck pages (services/rollback/undo_claims.py).
                 "deployments_claimed_at": (
                     row["deployments_claimed_at"].isoformat()
                     if row["deployments_claimed_at"]
