@@ -7,8 +7,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -18,6 +16,7 @@ from prometheus_client import CollectorRegistry
 from services.common.app import create_app as create_service_app
 from services.common.lifespan import ServiceLifespan
 from services.common.metrics import new_registry
+from services.common.tasks import BackgroundTask
 from services.rollback.config import RollbackSettings
 from services.rollback.deployments import DeploymentRollbacker, kubernetes_client
 from services.rollback.health import ROLLBACK_FEATURE_HEALTH
@@ -33,16 +32,13 @@ def _lifespan(settings: RollbackSettings) -> ServiceLifespan:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # Always on: a claim left from when undos were enabled still needs an operator.
-        watcher = asyncio.create_task(
-            watch_undo_claims(app.state.db, app.state.rollback_metrics), name="undo-claims"
-        )
+        watcher = BackgroundTask("rollback-undo-claims")
+        watcher.start(lambda: watch_undo_claims(app.state.db, app.state.rollback_metrics))
         try:
             async with _rollbacker(settings, app):
                 yield
         finally:
-            watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watcher
+            await watcher.stop()
 
     return lifespan
 
