@@ -144,9 +144,10 @@ def _serve(args: argparse.Namespace) -> int:
     app = factory()
     settings = app.state.settings
     logging.basicConfig(level=settings.log_level, format="%(levelname)s %(name)s %(message)s")
-    from services.common.serving import install_redaction
+    from services.common.serving import install_redaction, quiet_client_request_logs
 
     install_redaction()
+    quiet_client_request_logs(settings.log_level)
     import uvicorn
 
     uvicorn.run(app, **uvicorn_options(args, entry, log_level=settings.log_level))

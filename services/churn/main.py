@@ -54,12 +54,6 @@ def build_crm(settings: ChurnSettings) -> LeadConnectorClient | None:
     """The LeadConnector client, or None without GHL_API_KEY (sends recorded as not sent)."""
     if settings.ghl_api_key is None:
         return None
-    if settings.log_level != "DEBUG":
-        # httpx logs every request at INFO: a line per send, with the CRM
-        # contact id in its URL (0.17 of the orchestrator's 2.36 ms per send
-        # at INFO, docs/benchmarks.md W4). A failed send is logged by the
-        # delivery (WARNING) and every result is in churn_outbox.
-        logging.getLogger("httpx").setLevel(logging.WARNING)
     return LeadConnectorClient(
         api_key=settings.ghl_api_key.get_secret_value(),
         base_url=settings.ghl_base_url,

@@ -14,6 +14,7 @@ from localrun.standins.leadconnector import Faults, StandinServer
 from services.churn.config import ChurnSettings
 from services.churn.crm import SendRequest
 from services.churn.main import build_crm
+from services.common.serving import quiet_client_request_logs
 
 CONCURRENCY = 32
 
@@ -37,7 +38,7 @@ def _in_own_loop(coro: Any) -> None:
 
 @pytest.fixture(autouse=True)
 def _httpx_log_level() -> Iterator[None]:
-    """Restore the ``httpx`` logger's level, which `build_crm` sets."""
+    """Restore the ``httpx`` logger's level, which `quiet_client_request_logs` sets."""
     logger = logging.getLogger("httpx")
     level = logger.level
     yield
@@ -100,9 +101,11 @@ def test_a_send_logs_no_line_at_info(
 ) -> None:
     caplog.set_level(logging.INFO)
     with StandinServer(api_key="k") as standin:
-        crm = build_crm(
-            ChurnSettings.from_env(ghl_api_key="k", ghl_base_url=standin.url, log_level="INFO")
+        settings = ChurnSettings.from_env(
+            ghl_api_key="k", ghl_base_url=standin.url, log_level="INFO"
         )
+        quiet_client_request_logs(settings.log_level)  # as `serve` does
+        crm = build_crm(settings)
         _send_one(crm)
         assert standin.standin.stats()["results"] == {"accepted": 1}
     assert [r for r in caplog.records if r.name.startswith("httpx")] == []
@@ -113,8 +116,10 @@ def test_at_debug_httpx_logs_its_requests(
 ) -> None:
     caplog.set_level(logging.DEBUG)
     with StandinServer(api_key="k") as standin:
-        crm = build_crm(
-            ChurnSettings.from_env(ghl_api_key="k", ghl_base_url=standin.url, log_level="DEBUG")
+        settings = ChurnSettings.from_env(
+            ghl_api_key="k", ghl_base_url=standin.url, log_level="DEBUG"
         )
+        quiet_client_request_logs(settings.log_level)  # as `serve` does
+        crm = build_crm(settings)
         _send_one(crm)
     assert any(r.name == "httpx" and "HTTP Request" in r.getMessage() for r in caplog.records)

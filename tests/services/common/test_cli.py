@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
 from services import cli
 from services.cli import main
 from services.common.auth import TokenVerifier
+from services.common.serving import quiet_client_request_logs
 from services.common.settings import CommonSettings
 
 
@@ -122,3 +125,24 @@ def test_ttl_units() -> None:
         172800.0,
         5400.0,
     ]
+
+
+@pytest.mark.parametrize(
+    ("log_level", "quiet"), [("INFO", True), ("WARNING", True), ("DEBUG", False)]
+)
+def test_served_processes_keep_http_clients_request_lines_out_below_debug(
+    log_level: str, quiet: bool
+) -> None:
+    # httpx (the CRM client) and httpx2 (the anthropic SDK) log a line per
+    # request at INFO, ids in the URL; `serve` quiets them unless debugging.
+    loggers = [logging.getLogger(name) for name in ("httpx", "httpx2")]
+    levels = [logger.level for logger in loggers]
+    try:
+        for logger in loggers:
+            logger.setLevel(logging.NOTSET)
+        quiet_client_request_logs(log_level)
+        expected = logging.WARNING if quiet else logging.NOTSET
+        assert [logger.level for logger in loggers] == [expected, expected]
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
