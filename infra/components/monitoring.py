@@ -42,6 +42,7 @@ from alerts.catalog import load_rule_file, rule_files, with_runbook_base
 from alerts.dashboards import render as render_dashboards
 from infra import catalog
 from infra.components import hardening
+from infra.components.workload import METRICS_PATH
 
 #: The Secret Alertmanager's routing file reads its credentials from.
 ALERTMANAGER_SECRET: Final = f"{catalog.PLATFORM}-alertmanager"
@@ -51,8 +52,6 @@ ROLLBACK_TOKEN_KEY: Final = "rollback-token"  # noqa: S105 - a key name
 #: Where the operator mounts each Secret listed in ``alertmanagerSpec.secrets``.
 ALERTMANAGER_SECRETS_DIR: Final = "/etc/alertmanager/secrets"
 PROMETHEUS_RULE_API: Final = "monitoring.coreos.com/v1"
-#: The path every workload serves its metrics on (prometheus_client's ASGI app).
-METRICS_PATH: Final = "/metrics"
 #: Scrape interval; the rules' shortest window (rate over 5m) wants several samples.
 SCRAPE_INTERVAL: Final = "30s"
 
