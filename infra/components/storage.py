@@ -13,7 +13,6 @@ artifacts stay in Standard: they are small and read at every start-up.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -21,6 +20,7 @@ import pulumi
 import pulumi_aws as aws
 
 from infra import catalog
+from infra.components.iam import deny_insecure_transport, policy_document
 from infra.components.kms import encryption_key
 
 
@@ -40,20 +40,8 @@ class StorageArgs:
 
 def tls_only_policy(bucket_arn: str) -> str:
     """A bucket policy denying every request that does not use TLS."""
-    return json.dumps(
-        {
-            "Version": "2012-10-17",
-            "Statement": [
-                {
-                    "Sid": "DenyInsecureTransport",
-                    "Effect": "Deny",
-                    "Principal": "*",
-                    "Action": "s3:*",
-                    "Resource": [bucket_arn, f"{bucket_arn}/*"],
-                    "Condition": {"Bool": {"aws:SecureTransport": "false"}},
-                }
-            ],
-        }
+    return policy_document(
+        [deny_insecure_transport("DenyInsecureTransport", "s3:*", [bucket_arn, f"{bucket_arn}/*"])]
     )
 
 
