@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import pulumi
 import pulumi_aws as aws
@@ -136,18 +137,14 @@ class Storage(pulumi.ComponentResource):
         purpose: catalog.Bucket, args: StorageArgs
     ) -> list[aws.s3.BucketLifecycleConfigurationRuleArgs]:
         rules = [
-            aws.s3.BucketLifecycleConfigurationRuleArgs(
-                id="expire-noncurrent-versions",
-                status="Enabled",
-                filter=aws.s3.BucketLifecycleConfigurationRuleFilterArgs(prefix=""),
+            _whole_bucket_rule(
+                "expire-noncurrent-versions",
                 noncurrent_version_expiration=aws.s3.BucketLifecycleConfigurationRuleNoncurrentVersionExpirationArgs(
                     noncurrent_days=args.noncurrent_version_expiration_days
                 ),
             ),
-            aws.s3.BucketLifecycleConfigurationRuleArgs(
-                id="abort-incomplete-multipart-uploads",
-                status="Enabled",
-                filter=aws.s3.BucketLifecycleConfigurationRuleFilterArgs(prefix=""),
+            _whole_bucket_rule(
+                "abort-incomplete-multipart-uploads",
                 abort_incomplete_multipart_upload=aws.s3.BucketLifecycleConfigurationRuleAbortIncompleteMultipartUploadArgs(
                     days_after_initiation=args.abort_incomplete_multipart_days
                 ),
@@ -155,10 +152,8 @@ class Storage(pulumi.ComponentResource):
         ]
         if purpose is catalog.Bucket.MEDIA:
             rules.append(
-                aws.s3.BucketLifecycleConfigurationRuleArgs(
-                    id="media-tiering",
-                    status="Enabled",
-                    filter=aws.s3.BucketLifecycleConfigurationRuleFilterArgs(prefix=""),
+                _whole_bucket_rule(
+                    "media-tiering",
                     transitions=[
                         aws.s3.BucketLifecycleConfigurationRuleTransitionArgs(
                             days=args.media_transition_ia_days, storage_class="STANDARD_IA"
@@ -170,3 +165,13 @@ class Storage(pulumi.ComponentResource):
                 )
             )
         return rules
+
+
+def _whole_bucket_rule(rule_id: str, **action: Any) -> aws.s3.BucketLifecycleConfigurationRuleArgs:
+    """An enabled lifecycle rule over every object of the bucket (an empty prefix)."""
+    return aws.s3.BucketLifecycleConfigurationRuleArgs(
+        id=rule_id,
+        status="Enabled",
+        filter=aws.s3.BucketLifecycleConfigurationRuleFilterArgs(prefix=""),
+        **action,
+    )
