@@ -131,11 +131,7 @@ def alertmanager_secret(
         values[SLACK_URL_KEY] = credentials.slack_webhook_url
     return k8s.core.v1.Secret(
         logical,
-        metadata=k8s.meta.v1.ObjectMetaArgs(
-            name=ALERTMANAGER_SECRET,
-            namespace=namespace,
-            labels={hardening.PART_OF_LABEL: catalog.PLATFORM},
-        ),
+        metadata=hardening.platform_metadata(ALERTMANAGER_SECRET, namespace),
         type="Opaque",
         string_data={key: pulumi.Output.secret(value) for key, value in values.items()},
         opts=opts,
@@ -222,10 +218,8 @@ class Monitoring(pulumi.ComponentResource):
             f"{self._name}-rules-{stem}",
             api_version=PROMETHEUS_RULE_API,
             kind="PrometheusRule",
-            metadata=k8s.meta.v1.ObjectMetaArgs(
-                name=rule_name,
-                namespace=self._args.namespace,
-                labels={**self._args.rule_labels, hardening.PART_OF_LABEL: catalog.PLATFORM},
+            metadata=hardening.platform_metadata(
+                rule_name, self._args.namespace, labels=self._args.rule_labels
             ),
             spec=copy.deepcopy(spec),
             opts=opts,
@@ -238,10 +232,8 @@ class Monitoring(pulumi.ComponentResource):
             f"{self._name}-service-monitor",
             api_version=PROMETHEUS_RULE_API,
             kind="ServiceMonitor",
-            metadata=k8s.meta.v1.ObjectMetaArgs(
-                name=f"{catalog.PLATFORM}-services",
-                namespace=self._args.namespace,
-                labels={hardening.PART_OF_LABEL: catalog.PLATFORM},
+            metadata=hardening.platform_metadata(
+                f"{catalog.PLATFORM}-services", self._args.namespace
             ),
             spec={
                 # The operator's default job is the Service's name; naming the label makes
@@ -261,10 +253,8 @@ class Monitoring(pulumi.ComponentResource):
         map_name = f"{catalog.PLATFORM}-dashboard-{stem}"
         k8s.core.v1.ConfigMap(
             f"{self._name}-dashboard-{stem}",
-            metadata=k8s.meta.v1.ObjectMetaArgs(
-                name=map_name,
-                namespace=self._args.namespace,
-                labels={label: value, hardening.PART_OF_LABEL: catalog.PLATFORM},
+            metadata=hardening.platform_metadata(
+                map_name, self._args.namespace, labels={label: value}
             ),
             data={file: text},
             opts=opts,
