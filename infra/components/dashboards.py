@@ -59,26 +59,15 @@ class Dashboards(pulumi.ComponentResource):
         super().__init__("enterprisehub:k8s:Dashboards", name, None, opts)
         spec = args.spec
         objects = WorkloadObjects(
-            self,
-            name,
-            name=spec.name,
-            namespace=args.namespace,
-            labels=hardening.labels(spec.name, hardening.COMPONENT_DASHBOARD),
+            self, name, spec, namespace=args.namespace, component=hardening.COMPONENT_DASHBOARD
         )
         account = objects.service_account(None)
         config = objects.config_map(args.settings)
         secret = objects.secret(args.secrets)
-        container = objects.container(
-            image=args.image,
-            command=spec.command,
-            config_map=config,
-            secret=secret,
-            resources=spec.resources,
-            port=spec.port,
-            probes=health_probes(liveness_path=spec.health_path, readiness_path=spec.health_path),
-        )
+        probes = health_probes(liveness_path=spec.health_path, readiness_path=spec.health_path)
+        container = objects.container(args.image, config, secret, spec.resources, probes)
         deployment = objects.deployment(account, container, depends_on=args.depends_on)
-        service = objects.service(spec.port)
+        service = objects.service()
         objects.autoscaler(
             deployment,
             catalog.Scaling(

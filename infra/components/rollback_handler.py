@@ -39,7 +39,6 @@ from infra.components.workload import (
     health_probes,
     refuse_secret_settings,
     refuse_unread_secrets,
-    scrape_annotations,
 )
 
 
@@ -136,11 +135,7 @@ class RollbackHandler(pulumi.ComponentResource):
         super().__init__("enterprisehub:k8s:RollbackHandler", name, None, opts)
         self._logical = name
         objects = WorkloadObjects(
-            self,
-            name,
-            name=spec.name,
-            namespace=args.namespace,
-            labels=hardening.labels(spec.name, hardening.COMPONENT_API),
+            self, name, spec, namespace=args.namespace, component=hardening.COMPONENT_API
         )
         # No cloud role: the handler never calls a cloud API (see the module's docstring).
         account = objects.service_account(None)
@@ -154,18 +149,11 @@ class RollbackHandler(pulumi.ComponentResource):
             }
         )
         secret = objects.secret(args.secrets)
-        container = objects.container(
-            image=args.image,
-            command=spec.command,
-            config_map=config,
-            secret=secret,
-            resources=spec.resources,
-            port=spec.port,
-            # Readiness reads the incident table: without Postgres it cannot act.
-            probes=health_probes(
-                liveness_path=LIVENESS_PATH, readiness_path=spec.health_path, readiness_period=10
-            ),
+        # Readiness reads the incident table: without Postgres it cannot act.
+        probes = health_probes(
+            liveness_path=LIVENESS_PATH, readiness_path=spec.health_path, readiness_period=10
         )
+        container = objects.container(args.image, config, secret, spec.resources, probes)
         annotations = dict(hardening.SECRET_ENV_SKIP)
         if args.undo_deployments:
             annotations["checkov.io/skip2"] = API_ACCESS_CHECKOV_SKIP
@@ -175,12 +163,12 @@ class RollbackHandler(pulumi.ComponentResource):
             depends_on=args.depends_on,
             annotations=annotations,
             pod_labels=objects.metrics_labels,
-            pod_annotations=scrape_annotations(spec.port),
+            pod_annotations=objects.scrape_annotations,
             revision_history_limit=5,
             # A token only when the stack lets it undo deployments.
             automount_service_account_token=args.undo_deployments,
         )
-        service = objects.service(spec.port, labels=objects.metrics_labels)
+        service = objects.service(labels=objects.metrics_labels)
         # A fixed count: the load is a few webhooks an hour, the HPA only keeps it there.
         objects.autoscaler(
             deployment,
@@ -188,7 +176,7 @@ class RollbackHandler(pulumi.ComponentResource):
         )
         objects.disruption_budget()
         self.service_name = service.metadata.name
-        self.webhook_url = objects.internal_url(service, spec.port, spec.webhook_path)
+        self.webhook_url = objects.internal_url(service, spec.webhook_path)
         self.register_outputs({"service_name": self.service_name, "webhook_url": self.webhook_url})
 
     def _undo_access(

@@ -46,7 +46,6 @@ from infra.components.workload import (
     health_probes,
     refuse_secret_settings,
     refuse_unread_secrets,
-    scrape_annotations,
 )
 
 #: Settings every service's ConfigMap must carry; the rest have defaults in the app.
@@ -127,11 +126,7 @@ class FeatureService(pulumi.ComponentResource):
         self._name = name
         self._args = args
         self._objects = WorkloadObjects(
-            self,
-            name,
-            name=spec.name,
-            namespace=args.namespace,
-            labels=hardening.labels(spec.name, hardening.COMPONENT_API),
+            self, name, spec, namespace=args.namespace, component=hardening.COMPONENT_API
         )
         account = self._objects.service_account(args.role_arn)
         config_map = self._objects.config_map(
@@ -143,13 +138,13 @@ class FeatureService(pulumi.ComponentResource):
         )
         secret = self._objects.secret(args.secrets)
         deployment = self._deployment(account, self._container(config_map, secret))
-        service = self._objects.service(spec.port, labels=self._objects.metrics_labels)
+        service = self._objects.service(labels=self._objects.metrics_labels)
         self._objects.autoscaler(deployment, args.scaling)
         self._objects.disruption_budget()
 
         self.deployment_name = deployment.metadata.name
         self.service_name = service.metadata.name
-        self.internal_url = self._objects.internal_url(service, spec.port)
+        self.internal_url = self._objects.internal_url(service)
         self.config_map_name = config_map.metadata.name
         self.secret_name = secret.metadata.name
         self.register_outputs(
@@ -167,19 +162,12 @@ class FeatureService(pulumi.ComponentResource):
     ) -> k8s.core.v1.ContainerArgs:
         """Liveness and startup on ``/health``, readiness on the seed's feature path."""
         args = self._args
-        return self._objects.container(
-            image=args.image,
-            command=args.spec.command,
-            config_map=config_map,
-            secret=secret,
-            resources=args.resources,
-            port=args.spec.port,
-            probes=health_probes(
-                liveness_path=LIVENESS_PATH,
-                readiness_path=args.spec.health_path,
-                startup_budget_seconds=args.startup_budget_seconds,
-            ),
+        probes = health_probes(
+            liveness_path=LIVENESS_PATH,
+            readiness_path=args.spec.health_path,
+            startup_budget_seconds=args.startup_budget_seconds,
         )
+        return self._objects.container(args.image, config_map, secret, args.resources, probes)
 
     def _deployment(
         self, account: k8s.core.v1.ServiceAccount, container: k8s.core.v1.ContainerArgs
@@ -192,7 +180,7 @@ class FeatureService(pulumi.ComponentResource):
             container,
             depends_on=args.depends_on,
             pod_labels=objects.metrics_labels,
-            pod_annotations=scrape_annotations(args.spec.port),
+            pod_annotations=objects.scrape_annotations,
             revision_history_limit=5,
             termination_grace_seconds=args.termination_grace_seconds,
             topology_spread=_spread(objects.selector),

@@ -99,19 +99,6 @@ def health_probes(
     }
 
 
-def scrape_annotations(port: int) -> dict[str, str]:
-    """Pod annotations for annotation-based scrapers.
-
-    kube-prometheus-stack uses the ServiceMonitor that selects the Service's
-    metrics label instead.
-    """
-    return {
-        "prometheus.io/scrape": "true",
-        "prometheus.io/port": str(port),
-        "prometheus.io/path": METRICS_PATH,
-    }
-
-
 def app_container(
     name: str,
     *,
@@ -147,23 +134,29 @@ def app_container(
 
 
 class WorkloadObjects:
-    """Declares the shared objects of one workload as children of ``parent``."""
+    """Declares the shared objects of one catalog workload as children of ``parent``.
+
+    The workload's name, command and port come from its catalog entry, so each
+    is written once; ``component`` is its label value (what the network
+    policies grant access by).
+    """
 
     def __init__(
         self,
         parent: pulumi.Resource,
         logical: str,
+        workload: catalog.Workload,
         *,
-        name: str,
         namespace: pulumi.Input[str],
-        labels: Mapping[str, str],
+        component: str,
     ) -> None:
         self._parent = parent
         self._logical = logical
-        self.name = name
+        self.workload = workload
+        self.name = workload.name
         self.namespace = namespace
-        self.labels = dict(labels)
-        self.selector = hardening.selector_labels(name)
+        self.labels = hardening.labels(workload.name, component)
+        self.selector = hardening.selector_labels(workload.name)
 
     @property
     def _child(self) -> pulumi.ResourceOptions:
@@ -173,6 +166,19 @@ class WorkloadObjects:
     def metrics_labels(self) -> dict[str, str]:
         """The workload's labels plus the one the ServiceMonitor selects."""
         return {**self.labels, hardening.METRICS_LABEL: "true"}
+
+    @property
+    def scrape_annotations(self) -> dict[str, str]:
+        """Pod annotations for annotation-based scrapers.
+
+        kube-prometheus-stack uses the ServiceMonitor that selects the Service's
+        metrics label instead.
+        """
+        return {
+            "prometheus.io/scrape": "true",
+            "prometheus.io/port": str(self.workload.port),
+            "prometheus.io/path": METRICS_PATH,
+        }
 
     def meta(
         self,
@@ -224,23 +230,20 @@ class WorkloadObjects:
 
     def container(
         self,
-        *,
         image: pulumi.Input[str],
-        command: Sequence[str],
         config_map: k8s.core.v1.ConfigMap,
         secret: k8s.core.v1.Secret,
         resources: catalog.Resources,
-        port: int,
         probes: Mapping[str, k8s.core.v1.ProbeArgs],
     ) -> k8s.core.v1.ContainerArgs:
         """The workload's container, reading its own ConfigMap and Secret."""
         return app_container(
             self.name,
             image=image,
-            command=list(command),
+            command=list(self.workload.command),
             env=env_from(config_map.metadata.name, secret.metadata.name),
             resources=(resources.cpu, resources.memory),
-            port=port,
+            port=self.workload.port,
             probes=probes,
         )
 
@@ -292,9 +295,7 @@ class WorkloadObjects:
             opts=pulumi.ResourceOptions(parent=self._parent, depends_on=list(depends_on)),
         )
 
-    def internal_url(
-        self, service: k8s.core.v1.Service, port: int, path: str = ""
-    ) -> pulumi.Output[str]:
+    def internal_url(self, service: k8s.core.v1.Service, path: str = "") -> pulumi.Output[str]:
         """``http://<service>.<namespace>.svc.cluster.local:<port><path>``."""
         return pulumi.Output.concat(
             "http://",
@@ -302,11 +303,11 @@ class WorkloadObjects:
             ".",
             self.namespace,
             ".svc.cluster.local:",
-            str(port),
+            str(self.workload.port),
             path,
         )
 
-    def service(self, port: int, labels: Mapping[str, str] | None = None) -> k8s.core.v1.Service:
+    def service(self, labels: Mapping[str, str] | None = None) -> k8s.core.v1.Service:
         """A ClusterIP Service on the container's ``http`` port."""
         return k8s.core.v1.Service(
             f"{self._logical}-service",
@@ -316,7 +317,7 @@ class WorkloadObjects:
                 selector=self.selector,
                 ports=[
                     k8s.core.v1.ServicePortArgs(
-                        name="http", port=port, target_port="http", protocol="TCP"
+                        name="http", port=self.workload.port, target_port="http", protocol="TCP"
                     )
                 ],
             ),
