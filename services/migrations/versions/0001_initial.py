@@ -31,8 +31,6 @@ from alembic import op
 
 revision: str = "0001"
 down_revision: str | Sequence[str] | None = None
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
 
 FEATURES_CHECK = (
     "feature_name IN ('realtime_intelligence', 'property_vision', "

@@ -25,8 +25,6 @@ from alembic import op
 
 revision: str = "0004"
 down_revision: str | Sequence[str] | None = "0003_realtime_store_events"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
 
 TABLE = "realtime_idempotency_keys"
 CONDITION = "tenant_id = current_setting('app.tenant_id', true)"

@@ -29,8 +29,6 @@ from alembic import op
 
 revision: str = "0006_claude_features"
 down_revision: str | Sequence[str] | None = "0005_rollout_experiments"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
 
 TENANT_COLUMN = "tenant_id varchar(64) NOT NULL DEFAULT current_setting('app.tenant_id', true)"
 FEATURE_CHECK = "feature IN ('property_vision', 'ai_coaching', 'churn_prevention')"

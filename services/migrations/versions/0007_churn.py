@@ -35,8 +35,6 @@ from sqlalchemy.util import await_only
 
 revision: str = "0007_churn"
 down_revision: str | Sequence[str] | None = "0006_claude_features"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
 
 TENANT_COLUMN = "tenant_id varchar(64) NOT NULL DEFAULT current_setting('app.tenant_id', true)"
 CONDITION = "tenant_id = current_setting('app.tenant_id', true)"

@@ -25,8 +25,6 @@ from alembic import op
 
 revision: str = "0013_churn_succeeded_at"
 down_revision: str | Sequence[str] | None = "0012_churn_delivery_calls"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
