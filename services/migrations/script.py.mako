@@ -5,7 +5,7 @@ Revises: ${down_revision | comma,n}
 Create Date: ${create_date}
 
 A new table with a tenant_id column must ENABLE and FORCE row level security
-with the tenant_isolation policy (see 0001_initial.tenant_isolation_sql);
+with the tenant_isolation policy (services/migrations/tenancy.py);
 `enterprisehub migrate` refuses to finish otherwise.
 """
 
