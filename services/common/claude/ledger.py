@@ -51,15 +51,6 @@ class Usage:
             self.cache_read_tokens + other.cache_read_tokens,
         )
 
-    def as_dict(self) -> dict[str, int]:
-        """Token counts keyed by the ledger's column names."""
-        return {
-            "input_tokens": self.input_tokens,
-            "output_tokens": self.output_tokens,
-            "cache_write_tokens": self.cache_write_tokens,
-            "cache_read_tokens": self.cache_read_tokens,
-        }
-
 
 class UnpricedModel(KeyError):  # noqa: N818 - reads as the condition
     """A call was made with a model that CLAUDE_PRICES does not price."""
