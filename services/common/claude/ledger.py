@@ -151,3 +151,16 @@ async def totals(db: Database, tenant_id: str) -> list[dict[str, Any]]:
             "FROM claude_cost_ledger GROUP BY feature, model ORDER BY feature, model"
         )
     return [dict(row) for row in rows]
+
+
+def stored_call_cost(row: Mapping[str, Any]) -> dict[str, Any]:
+    """The public ``latency_seconds``, ``input_tokens``, ``output_tokens`` and
+    ``cost_micro_usd`` of a result row of a Claude feature's table (the columns
+    each such table keeps next to its result: ``analysis_latency_seconds`` and
+    the call's tokens and cost)."""
+    return {
+        "latency_seconds": row["analysis_latency_seconds"],
+        "input_tokens": row["input_tokens"],
+        "output_tokens": row["output_tokens"],
+        "cost_micro_usd": row["cost_micro_usd"],
+    }
