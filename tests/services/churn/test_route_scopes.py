@@ -374,6 +374,42 @@ async def test_a_repeated_outcome_is_stored_once_and_counted_once(
     assert later_at >= first_at
 
 
+async def test_a_success_is_counted_once_even_when_the_lead_churns_and_answers_again(
+    churn_app: FastAPI,
+    running: httpx.AsyncClient,
+    make_token: Callable[..., str],
+    owner_db: Database,
+    db: Database,
+) -> None:
+    # The CRM reports a reply, then the lead lost, then a reply again: one
+    # intervention, one success, in the counter, /health/churn and the aggregate.
+    delivered = await _intervention(owner_db, "tenant-a", "lead-1")
+    path = f"/v1/churn/interventions/{delivered['intervention_id']}/outcome"
+    crm = _bearer(make_token("tenant-a", scopes=(CRM_INGEST,)))
+    registry: CollectorRegistry = churn_app.state.registry
+    runtime = churn_app.state.churn
+    day = delivered["created_at"].astimezone(UTC).date()
+
+    async def counted_everywhere() -> tuple[float, float, int]:
+        await runtime.run_pass()
+        health = (await running.get("/health/churn")).json()
+        await aggregate_tenant_day(db, "tenant-a", day, ASSUMPTIONS)
+        async with owner_db.unscoped() as conn:
+            success_count = await conn.fetchval(
+                "SELECT success_count FROM phase3_business_metrics "
+                "WHERE tenant_id = 'tenant-a' AND feature_name = 'churn_prevention' "
+                "AND metric_date = $1",
+                day,
+            )
+        return _successes(registry), health["success_rate"], success_count
+
+    for outcome in ("responded", "churned", "responded", "re_engaged"):
+        answer = await running.post(path, json={"outcome": outcome}, headers=crm)
+        assert (answer.status_code, answer.json()["outcome"]) == (200, outcome)
+        # Tenants a and b have one delivered intervention each: a's succeeded.
+        assert await counted_everywhere() == (1, 0.5, 1), outcome
+
+
 async def test_only_an_outcome_of_a_delivered_intervention_counts_as_a_success(
     churn_app: FastAPI,
     running: httpx.AsyncClient,
