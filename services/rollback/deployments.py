@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -113,16 +113,8 @@ class UndoOutcome:
     restored_hash: str | None = None
 
     def as_record(self) -> dict[str, Any]:
-        """The JSON kept on the incident row."""
-        return {
-            "deployment": self.deployment,
-            "rolled_back": self.rolled_back,
-            "reason": self.reason,
-            "from_revision": self.from_revision,
-            "to_revision": self.to_revision,
-            "failed": self.failed,
-            "restored_hash": self.restored_hash,
-        }
+        """The JSON kept on the incident row: every field, by name."""
+        return asdict(self)
 
     def describe(self) -> str:
         """One line for logs and Slack."""
