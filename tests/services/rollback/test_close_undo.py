@@ -252,7 +252,9 @@ async def test_a_trickling_api_is_given_up_at_the_deadline_and_an_operator_close
     (recorded,) = (await _incident(owner_db))["deployments_outcome"]
     assert recorded["reason"] == undone["reason"]
 
-    # ai_coaching: the operator closes the claim while the handler still waits.
+    # ai_coaching: the operator closes the claim while the handler still waits
+    # (a deadline of 9 s leaves the command time on a busy machine).
+    monkeypatch.setenv("ROLLBACK_KUBERNETES_TIMEOUT_SECONDS", "1")
     await _all_on(redis_client)
     coaching = _notification(
         _alert(feature="ai_coaching", fingerprint="0f1e2d3c4b5a6978", starts=STARTS)
