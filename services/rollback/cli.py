@@ -22,7 +22,8 @@ It asks for confirmation unless ``--yes`` (and refuses without a terminal).
 
 An automatic undo of Deployments whose handler died after claiming it is never
 retried (docs/runbooks/RollbackDeploymentUndoStuck.md): ``stuck-undos`` lists
-such claims, ``close-undo`` records what the operator found on each Deployment.
+such claims, ``close-undo`` records what the operator found on each Deployment
+and tells Slack (the dead handler never did).
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ from services.common.flags import FEATURES, get_flags
 from services.common.settings import EnvSettings
 from services.operator_cli import add_operator_arguments, confirm, connect, default_actor
 from services.rollback.alerts import ALL_FEATURES
-from services.rollback.notify import notify_slack, rollback_message
+from services.rollback.notify import closed_undo_message, notify_slack, rollback_message
 from services.rollback.procedure import RollbackRequest, roll_back
 from services.rollback.undo_claims import CloseClaimError, close_claim, stuck_claims
 
@@ -201,19 +202,27 @@ async def _close_undo(args: argparse.Namespace) -> int:
         await confirm(
             f"close the undo of incident {args.incident} in {conn.settings.environment}?", args.yes
         )
+        actor = args.actor or default_actor()
         try:
-            outcomes = await close_claim(
-                conn.db,
-                args.incident,
-                restored,
-                actor=args.actor or default_actor(),
-                reason=args.reason,
+            closed = await close_claim(
+                conn.db, args.incident, restored, actor=actor, reason=args.reason
             )
         except CloseClaimError as exc:
             raise CommandError(f"{exc}; nothing changed") from None
+        environment = conn.settings.environment
     print(
-        f"incident {args.incident}: undo closed with {len(outcomes)} outcome(s); "
+        f"incident {args.incident}: undo closed with {len(closed.outcomes)} outcome(s); "
         "RollbackDeploymentUndoStuck resolves within a minute"
+    )
+    await notify_slack(
+        NotifySettings.from_env().slack_webhook_url,
+        closed_undo_message(
+            environment=environment,
+            incident_key=args.incident,
+            alertname=closed.alertname,
+            actor=actor,
+            outcomes=closed.outcomes,
+        ),
     )
     return 0
 

@@ -48,7 +48,7 @@ STUCK_CLAIMS = (
 )
 #: Locks the row so that two operators closing the same claim do it once.
 LOCK_INCIDENT = (
-    "SELECT deployments_state, deployments_planned FROM rollback_incidents "
+    "SELECT deployments_state, deployments_planned, alertname FROM rollback_incidents "
     "WHERE incident_key = $1 FOR UPDATE"
 )
 CLOSE_CLAIM = (
@@ -63,6 +63,14 @@ TEMPLATE_HASH = re.compile(r"[a-z0-9]{1,63}")
 
 class CloseClaimError(Exception):
     """The claim cannot be closed as asked; the message says why (nothing changed)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ClosedClaim:
+    """A claim closed by an operator: the incident's alert and the outcomes recorded."""
+
+    alertname: str
+    outcomes: tuple[UndoOutcome, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +107,7 @@ async def close_claim(
     *,
     actor: str,
     reason: str,
-) -> tuple[UndoOutcome, ...]:
+) -> ClosedClaim:
     """Record what an operator found for each Deployment of a stuck undo.
 
     ``restored`` names every Deployment the claim planned, each with the
@@ -151,7 +159,7 @@ async def close_claim(
             for name in planned
         )
         await conn.execute(CLOSE_CLAIM, incident_key, [o.as_record() for o in outcomes])
-    return outcomes
+    return ClosedClaim(row["alertname"], outcomes)
 
 
 async def oldest_claim_age_seconds(db: Database) -> float:

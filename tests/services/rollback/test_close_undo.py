@@ -26,6 +26,7 @@ from services.rollback.config import RollbackSettings
 from services.rollback.deployments import RESTORED_HASH_ANNOTATION, undo_deadline_seconds
 from services.rollback.main import create_app
 from services.rollback.undo_claims import REFRESH_SECONDS, oldest_claim_age_seconds
+from tests.services.rollback.conftest import SlackStandIn
 from tests.services.rollback.kubernetes_api import KubernetesApiStandIn
 from tests.services.rollback.test_undo_claims import _claimed_ago, _kill_after_claim
 from tests.services.rollback.test_undo_deployments import BAD, GOOD, _all_on, _incident, _post
@@ -74,6 +75,7 @@ async def test_the_operator_lists_and_closes_a_stuck_undo(
     owner_db: Database,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
+    slack: SlackStandIn,
 ) -> None:
     key = await _stuck(undoing, app_client, redis_client, owner_db, monkeypatch)
     assert await _cli("rollback", "stuck-undos", "--environment", "local") == 0
@@ -94,6 +96,12 @@ async def test_the_operator_lists_and_closes_a_stuck_undo(
     )  # fmt: skip
     assert code == 0
     assert "undo closed with 1 outcome(s)" in capsys.readouterr().out
+    # The channel that saw the rollback hears how the undo ended (the dead
+    # handler never told it).
+    assert slack.messages[-1] == (
+        f":white_check_mark: [local] oncall closed the stuck undo after VisionLatencyRollback "
+        f"(incident {key}): ml-services: rolled back (template {restored})."
+    )
 
     incident = await _incident(owner_db)
     assert incident["deployments_state"] == "done"
@@ -155,6 +163,7 @@ async def test_wrong_verdicts_change_nothing(
     owner_db: Database,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
+    slack: SlackStandIn,
     verdicts: list[str],
     message: str,
 ) -> None:
@@ -171,6 +180,7 @@ async def test_wrong_verdicts_change_nothing(
     assert "Traceback" not in err
     incident = await _incident(owner_db)
     assert (incident["deployments_state"], incident["deployments_outcome"]) == ("claimed", [])
+    assert not any("closed the stuck undo" in message for message in slack.messages)
 
 
 async def test_a_claim_is_closed_once_and_only_a_claim(
