@@ -54,6 +54,7 @@ from localrun.demo import (
 from localrun.leftovers import stop_leftovers, terminate
 from localrun.monitoring import ROLLBACK_WEBHOOK_PATH, start_monitoring
 from localrun.servers import MissingBinary, ServerFailed
+from services.common.scopes import SCOPES
 from services.common.settings import AuthSettings
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -242,10 +243,10 @@ def print_guide(
         if "dashboards" in started:
             _say(
                 f"Dashboards: open http://127.0.0.1:{started['dashboards']} and sign in as "
-                f"{agent} of {tenant.tenant_id} with this token:"
+                f"{tenant.tenant_id}'s manager with this token (dashboards:view, feed:read):"
             )
-            _say(f"  {tenant.agent_tokens[agent]}")
-        _say("Mint tokens (scopes: feed:read, crm:ingest, leads:score, operator):")
+            _say(f"  {tenant.dashboards_token}")
+        _say(f"Mint tokens (scopes: {', '.join(SCOPES)}):")
         _say(
             f"  {cli} token --tenant {tenant.tenant_id} --subject agent-9 "
             "--scope feed:read --ttl 12h"

@@ -6,7 +6,8 @@
   under the tenant's prefix, then analysed.
 - ``GET /v1/ml/vision/analyses?property_id=...``: the property's analyses.
 
-The caller is authenticated before any body byte is read; a stored analysis
+The caller's token needs the ``vision:analyze`` scope (each analysis is a
+billed Claude call) and is checked before any body byte is read; a stored analysis
 of the same photo is answered from the database (``cached: true``) without
 calling Claude. Bad input is a 4xx ``{detail, reason}``.
 """
@@ -20,13 +21,14 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.exceptions import HTTPException
 
+from services.common.auth import VisionPrincipalDep
 from services.common.claude import ClaudeDep
-from services.common.flags import require_feature
+from services.common.flags import require_scope_and_feature
+from services.common.scopes import VISION_ANALYZE
 from services.ml.deps import (
     MediaDep,
     OptionalMediaDep,
     PhotoFetcherDep,
-    PrincipalDep,
     SettingsDep,
     VisionAnalyzerDep,
 )
@@ -40,12 +42,13 @@ from services.ml.vision.images import ImageRejected, prepare_image
 from services.ml.vision.media import check_key, photo_key
 from services.ml.vision.store import list_for_property
 
-# A tenant outside the property_vision rollout gets 403 feature_disabled
-# (after authentication, before any body byte or Claude call).
+# A token without vision:analyze gets 403 insufficient_scope, then a tenant
+# outside the property_vision rollout 403 feature_disabled (after
+# authentication, before any body byte or Claude call).
 router = APIRouter(
     prefix="/v1/ml/vision",
     tags=["property-vision"],
-    dependencies=[require_feature("property_vision")],
+    dependencies=require_scope_and_feature(VISION_ANALYZE, "property_vision"),
 )
 
 PropertyId = Annotated[str, Query(pattern=PROPERTY_ID_PATTERN, max_length=255)]
@@ -89,7 +92,7 @@ def _public(row: dict[str, Any], cached: bool) -> VisionAnalysisPublic:
 async def analyse_upload(
     request: Request,
     property_id: PropertyId,
-    principal: PrincipalDep,
+    principal: VisionPrincipalDep,
     claude: ClaudeDep,
     analyzer: VisionAnalyzerDep,
     media: MediaDep,
@@ -128,7 +131,7 @@ async def analyse_upload(
 @router.post("/analyses")
 async def analyse(
     body: VisionAnalysisCreate,
-    principal: PrincipalDep,
+    principal: VisionPrincipalDep,
     claude: ClaudeDep,
     analyzer: VisionAnalyzerDep,
     media: OptionalMediaDep,
@@ -165,7 +168,7 @@ async def analyse(
 
 @router.get("/analyses")
 async def list_analyses(
-    property_id: PropertyId, principal: PrincipalDep, analyzer: VisionAnalyzerDep
+    property_id: PropertyId, principal: VisionPrincipalDep, analyzer: VisionAnalyzerDep
 ) -> VisionAnalysisList:
     """The property's stored analyses, newest first (at most 50)."""
     rows = await list_for_property(analyzer.db, principal.tenant_id, property_id)

@@ -14,10 +14,10 @@ from prometheus_client import CollectorRegistry
 
 from services.churn.config import ChurnSettings
 from services.churn.main import create_app
-from services.common.auth import FEED_READ, OPERATOR, SCOPES
 from services.common.database import Database
 from services.common.flags import FlagState, write_flag
 from services.common.redis import Redis
+from services.common.scopes import FEED_READ, OPERATOR, SCOPES
 from tests.flags import tenants_around
 
 AppClient = Callable[[FastAPI], AbstractAsyncContextManager[httpx.AsyncClient]]

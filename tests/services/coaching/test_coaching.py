@@ -28,6 +28,14 @@ from services.common.database import Database
 from services.common.flags import FlagState, write_flag
 from services.common.metrics import new_registry
 from services.common.redis import Redis
+from services.common.scopes import (
+    COACHING_ANALYZE,
+    CRM_INGEST,
+    DASHBOARDS_VIEW,
+    FEED_READ,
+    LEADS_SCORE,
+    VISION_ANALYZE,
+)
 from tests.flags import tenants_around
 from tests.services.request_work import count_request_work
 
@@ -343,6 +351,43 @@ async def test_tenant_outside_the_rollout_is_403_before_any_call(
     assert refused.json()["reason"] == "feature_disabled"
     assert "ai_coaching" in refused.json()["detail"]
     assert allowed.status_code == 200, allowed.text
+    assert anthropic_api.billable == 1
+
+
+async def test_only_a_coaching_token_analyses_or_reads_and_the_scope_comes_first(
+    coaching_settings: Callable[..., CoachingSettings],
+    app_client: AppClient,
+    make_token: Callable[..., str],
+    redis_client: Redis,
+    anthropic_api: AnthropicStandIn,
+) -> None:
+    # An agent's feed token must not read a colleague's coaching nor spend
+    # Claude money; without the scope a token learns nothing about the rollout.
+    inside, outside = tenants_around("ai_coaching", 25)
+    await write_flag(redis_client, "ai_coaching", FlagState(enabled=True, rollout_percentage=25))
+
+    def bearer(tenant: str, *scopes: str, subject: str = "agent-1") -> dict[str, str]:
+        return {"Authorization": f"Bearer {make_token(tenant, subject=subject, scopes=scopes)}"}
+
+    coach = bearer(inside, COACHING_ANALYZE, subject="call-recorder")
+    agent = bearer(inside, FEED_READ, CRM_INGEST, LEADS_SCORE, VISION_ANALYZE, DASHBOARDS_VIEW)
+    async with app_client(create_app(coaching_settings(), registry=new_registry())) as http:
+        stored = await http.post("/v1/coaching/sessions", json=transcript(), headers=coach)
+        assert stored.status_code == 200, stored.text
+        session = f"/v1/coaching/sessions/{stored.json()['session_id']}"
+        refused = [
+            await http.post("/v1/coaching/sessions", json=transcript(), headers=agent),
+            await http.get("/v1/coaching/sessions?agent_id=agent-7", headers=agent),
+            await http.get(session, headers=agent),
+            await http.get(
+                "/v1/coaching/sessions?agent_id=agent-7", headers=bearer(outside, FEED_READ)
+            ),
+        ]
+        listed = await http.get("/v1/coaching/sessions?agent_id=agent-7", headers=coach)
+    assert [(r.status_code, r.json()["reason"]) for r in refused] == [
+        (403, "insufficient_scope")
+    ] * 4
+    assert len(listed.json()["sessions"]) == 1
     assert anthropic_api.billable == 1
 
 

@@ -26,7 +26,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
 from localrun.servers import free_port
-from services.common.auth import CRM_INGEST, FEED_READ
+from services.common.scopes import CRM_INGEST, FEED_READ
 from services.common.scoring import LeadFeatures
 from tests.services.realtime.conftest import event_body
 
