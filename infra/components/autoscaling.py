@@ -36,8 +36,10 @@ import pulumi_kubernetes as k8s
 from infra.components.addons import load_pins, pinned_release
 from infra.components.iam import (
     EKS_NODE_POLICIES,
+    deny_insecure_transport,
     irsa_trust_policy,
     managed_policy_attachments,
+    policy_document,
     service_role,
 )
 
@@ -291,32 +293,22 @@ def controller_policy(
         },
     ]
     # Compact: inline role policies share a 10,240-character quota per role.
-    return json.dumps({"Version": "2012-10-17", "Statement": statements}, separators=(",", ":"))
+    return policy_document(statements, compact=True)
 
 
 def queue_policy(queue_arn: str) -> str:
     """Only EventBridge and SQS itself may send to the queue, and only over TLS."""
-    return json.dumps(
-        {
-            "Version": "2012-10-17",
-            "Statement": [
-                {
-                    "Sid": "EventBridgeWrite",
-                    "Effect": "Allow",
-                    "Principal": {"Service": ["events.amazonaws.com", "sqs.amazonaws.com"]},
-                    "Action": "sqs:SendMessage",
-                    "Resource": queue_arn,
-                },
-                {
-                    "Sid": "DenyHTTP",
-                    "Effect": "Deny",
-                    "Principal": "*",
-                    "Action": "sqs:*",
-                    "Resource": queue_arn,
-                    "Condition": {"Bool": {"aws:SecureTransport": "false"}},
-                },
-            ],
-        }
+    return policy_document(
+        [
+            {
+                "Sid": "EventBridgeWrite",
+                "Effect": "Allow",
+                "Principal": {"Service": ["events.amazonaws.com", "sqs.amazonaws.com"]},
+                "Action": "sqs:SendMessage",
+                "Resource": queue_arn,
+            },
+            deny_insecure_transport("DenyHTTP", "sqs:*", queue_arn),
+        ]
     )
 
 

@@ -25,6 +25,7 @@ import pulumi_random as random
 
 from infra import catalog
 from infra.components.datastore_placement import datastore_placement
+from infra.components.datastore_urls import redis_url
 
 # ElastiCache accepts 16-128 printable characters without '@', '"' or '/';
 # alphanumerics also need no escaping in the redis URL.
@@ -183,19 +184,10 @@ class Cache(pulumi.ComponentResource):
 
         self.primary_endpoint = group.primary_endpoint_address
         self.security_group_id = security_group.id
-        if token is not None:
-            self.url = pulumi.Output.secret(
-                pulumi.Output.format(
-                    "rediss://:{0}@{1}:{2}/0",
-                    token.result,
-                    group.primary_endpoint_address,
-                    catalog.REDIS_PORT,
-                )
-            )
-        else:
-            self.url = pulumi.Output.secret(
-                pulumi.Output.format(
-                    "redis://{0}:{1}/0", group.primary_endpoint_address, catalog.REDIS_PORT
-                )
-            )
+        self.url = redis_url(
+            group.primary_endpoint_address,
+            catalog.REDIS_PORT,
+            password=token.result if token is not None else None,
+            tls=args.transit_encryption,
+        )
         self.register_outputs({"primary_endpoint": self.primary_endpoint, "url": self.url})

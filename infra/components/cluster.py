@@ -35,6 +35,7 @@ from infra.components.iam import (
     EKS_NODE_POLICIES,
     irsa_trust_policy,
     managed_policy_attachments,
+    policy_document,
     service_role,
 )
 from infra.components.kms import encryption_key
@@ -223,22 +224,19 @@ class EksCluster(EksClusterOutputs):
                 f"{name}-cluster-kms",
                 role=cluster_role.id,
                 policy=secrets_key.arn.apply(
-                    lambda arn: json.dumps(
-                        {
-                            "Version": "2012-10-17",
-                            "Statement": [
-                                {
-                                    "Effect": "Allow",
-                                    "Action": [
-                                        "kms:Encrypt",
-                                        "kms:Decrypt",
-                                        "kms:ListGrants",
-                                        "kms:DescribeKey",
-                                    ],
-                                    "Resource": arn,
-                                }
-                            ],
-                        }
+                    lambda arn: policy_document(
+                        [
+                            {
+                                "Effect": "Allow",
+                                "Action": [
+                                    "kms:Encrypt",
+                                    "kms:Decrypt",
+                                    "kms:ListGrants",
+                                    "kms:DescribeKey",
+                                ],
+                                "Resource": arn,
+                            }
+                        ]
                     )
                 ),
                 opts=pulumi.ResourceOptions(parent=cluster_role),
@@ -520,33 +518,30 @@ class EksCluster(EksClusterOutputs):
 
 def _ebs_kms_policy(key_arn: str) -> str:
     """What the EBS CSI controller needs to create and attach volumes encrypted with a CMK."""
-    return json.dumps(
-        {
-            "Version": "2012-10-17",
-            "Statement": [
-                {
-                    "Sid": "VolumeKeyGrants",
-                    "Effect": "Allow",
-                    "Action": ["kms:CreateGrant", "kms:ListGrants", "kms:RevokeGrant"],
-                    "Resource": key_arn,
-                    "Condition": {"Bool": {"kms:GrantIsForAWSResource": "true"}},
-                },
-                {
-                    "Sid": "VolumeKeyUse",
-                    "Effect": "Allow",
-                    "Action": [
-                        "kms:Encrypt",
-                        "kms:Decrypt",
-                        "kms:ReEncryptFrom",
-                        "kms:ReEncryptTo",
-                        "kms:GenerateDataKey",
-                        "kms:GenerateDataKeyWithoutPlaintext",
-                        "kms:DescribeKey",
-                    ],
-                    "Resource": key_arn,
-                },
-            ],
-        }
+    return policy_document(
+        [
+            {
+                "Sid": "VolumeKeyGrants",
+                "Effect": "Allow",
+                "Action": ["kms:CreateGrant", "kms:ListGrants", "kms:RevokeGrant"],
+                "Resource": key_arn,
+                "Condition": {"Bool": {"kms:GrantIsForAWSResource": "true"}},
+            },
+            {
+                "Sid": "VolumeKeyUse",
+                "Effect": "Allow",
+                "Action": [
+                    "kms:Encrypt",
+                    "kms:Decrypt",
+                    "kms:ReEncryptFrom",
+                    "kms:ReEncryptTo",
+                    "kms:GenerateDataKey",
+                    "kms:GenerateDataKeyWithoutPlaintext",
+                    "kms:DescribeKey",
+                ],
+                "Resource": key_arn,
+            },
+        ]
     )
 
 

@@ -16,17 +16,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import pulumi
-import pulumi_kubernetes as k8s
 
 from infra import catalog
 from infra.components import hardening
-from infra.components.workload import (
-    WorkloadObjects,
-    app_container,
-    env_from,
-    http_probe,
-    rolling_update,
-)
+from infra.components.workload import WorkloadObjects, health_probes, refuse_unread_secrets
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -58,9 +51,7 @@ class Dashboards(pulumi.ComponentResource):
         owner = "Dashboards"
         hardening.check_image(args.image, owner)
         hardening.require_keys(owner, "secrets", args.secrets, args.spec.secrets)
-        extra = sorted(set(args.secrets) - set(args.spec.secrets))
-        if extra:
-            raise ValueError(f"{owner}: secrets {', '.join(extra)} are not read by the dashboards")
+        refuse_unread_secrets(owner, args.secrets, args.spec.secrets, reader="the dashboards")
         if not 1 <= args.replicas <= args.max_replicas:
             raise ValueError(
                 f"{owner}: replicas must satisfy 1 <= {args.replicas} <= {args.max_replicas}"
@@ -68,49 +59,15 @@ class Dashboards(pulumi.ComponentResource):
         super().__init__("enterprisehub:k8s:Dashboards", name, None, opts)
         spec = args.spec
         objects = WorkloadObjects(
-            self,
-            name,
-            name=spec.name,
-            namespace=args.namespace,
-            labels=hardening.labels(spec.name, hardening.COMPONENT_DASHBOARD),
+            self, name, spec, namespace=args.namespace, component=hardening.COMPONENT_DASHBOARD
         )
         account = objects.service_account(None)
         config = objects.config_map(args.settings)
         secret = objects.secret(args.secrets)
-        container = app_container(
-            spec.name,
-            image=args.image,
-            command=list(spec.command),
-            env=env_from(config.metadata.name, secret.metadata.name),
-            resources=(spec.resources.cpu, spec.resources.memory),
-            port=spec.port,
-            probes={
-                "startup": http_probe(spec.health_path, period=5, failures=24),
-                "liveness": http_probe(spec.health_path, period=10, failures=3),
-                "readiness": http_probe(spec.health_path, period=5, failures=3),
-            },
-        )
-        # No ``replicas``: the autoscaler owns the count (see service.py).
-        deployment = k8s.apps.v1.Deployment(
-            f"{name}-deployment",
-            metadata=objects.meta(annotations=hardening.SECRET_ENV_SKIP),
-            spec=k8s.apps.v1.DeploymentSpecArgs(
-                selector=k8s.meta.v1.LabelSelectorArgs(match_labels=objects.selector),
-                strategy=rolling_update(),
-                template=k8s.core.v1.PodTemplateSpecArgs(
-                    metadata=k8s.meta.v1.ObjectMetaArgs(labels=objects.labels),
-                    spec=k8s.core.v1.PodSpecArgs(
-                        service_account_name=account.metadata.name,
-                        automount_service_account_token=False,
-                        security_context=hardening.pod_security_context(),
-                        containers=[container],
-                        volumes=[hardening.tmp_volume()],
-                    ),
-                ),
-            ),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.depends_on)),
-        )
-        service = objects.service(spec.port)
+        probes = health_probes(liveness_path=spec.health_path, readiness_path=spec.health_path)
+        container = objects.container(args.image, config, secret, spec.resources, probes)
+        deployment = objects.deployment(account, container, depends_on=args.depends_on)
+        service = objects.service()
         objects.autoscaler(
             deployment,
             catalog.Scaling(

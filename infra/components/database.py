@@ -31,6 +31,7 @@ import pulumi_random as random
 
 from infra import catalog
 from infra.components.datastore_placement import datastore_placement
+from infra.components.datastore_urls import postgres_dsn
 
 # Alphanumeric passwords: RDS forbids '/', '@', '"' and spaces, and URL-special
 # characters would need escaping in the DSNs. 32 characters are ~190 bits.
@@ -201,6 +202,7 @@ class Database(pulumi.ComponentResource):
             instance.address,
             instance.port,
             args.database_name,
+            query=TLS_QUERY,
         )
         self.app_dsn = postgres_dsn(
             args.app_username,
@@ -208,6 +210,7 @@ class Database(pulumi.ComponentResource):
             instance.address,
             instance.port,
             args.database_name,
+            query=TLS_QUERY,
         )
         self.register_outputs(
             {
@@ -217,18 +220,3 @@ class Database(pulumi.ComponentResource):
                 "app_dsn": self.app_dsn,
             }
         )
-
-
-def postgres_dsn(
-    user: pulumi.Input[str],
-    password: pulumi.Input[str],
-    host: pulumi.Input[str],
-    port: pulumi.Input[int],
-    database: pulumi.Input[str],
-) -> pulumi.Output[str]:
-    """``postgresql://user:password@host:port/database?<TLS_QUERY>``, marked secret."""
-    return pulumi.Output.secret(
-        pulumi.Output.format(
-            "postgresql://{0}:{1}@{2}:{3}/{4}?{5}", user, password, host, port, database, TLS_QUERY
-        )
-    )

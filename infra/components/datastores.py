@@ -27,6 +27,7 @@ import pulumi_random as random
 
 from infra import catalog
 from infra.components import hardening
+from infra.components.datastore_urls import postgres_dsn, redis_url
 
 POSTGRES_UID: Final = 999
 REDIS_UID: Final = 999
@@ -148,27 +149,14 @@ class Datastores(pulumi.ComponentResource):
         buckets = self._bucket_job(args, s3_endpoint, minio_user, minio_pw, minio)
 
         def dsn(user: str, password: pulumi.Input[str]) -> pulumi.Output[str]:
-            return pulumi.Output.secret(
-                pulumi.Output.concat(
-                    "postgresql://",
-                    user,
-                    ":",
-                    password,
-                    "@",
-                    host("postgres"),
-                    f":{catalog.POSTGRES_PORT}/",
-                    args.database_name,
-                )
+            return postgres_dsn(
+                user, password, host("postgres"), catalog.POSTGRES_PORT, args.database_name
             )
 
         self.migration_database_url = dsn(OWNER_ROLE, owner_pw)
         self.database_url = dsn(APP_ROLE, app_pw)
         self.app_password = pulumi.Output.secret(app_pw)
-        self.redis_url = pulumi.Output.secret(
-            pulumi.Output.concat(
-                "redis://:", redis_pw, "@", host("redis"), f":{catalog.REDIS_PORT}/0"
-            )
-        )
+        self.redis_url = redis_url(host("redis"), catalog.REDIS_PORT, password=redis_pw, tls=False)
         self.s3_endpoint_url = s3_endpoint
         self.s3_access_key_id = pulumi.Output.secret(minio_user)
         self.s3_secret_access_key = pulumi.Output.secret(minio_pw)

@@ -18,7 +18,6 @@ accidental wipe).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final
@@ -28,7 +27,7 @@ import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
 from infra.components.addons import load_pins, pinned_release
-from infra.components.iam import irsa_trust_policy
+from infra.components.iam import irsa_trust_policy, policy_document
 
 NAMESPACE: Final = "kube-system"
 SERVICE_ACCOUNT: Final = "external-dns"
@@ -36,28 +35,25 @@ SERVICE_ACCOUNT: Final = "external-dns"
 
 def route53_policy(partition: str, zone_id: str) -> str:
     """Record changes in one hosted zone; the listing calls external-dns needs to find it."""
-    return json.dumps(
-        {
-            "Version": "2012-10-17",
-            "Statement": [
-                {
-                    "Sid": "ChangeRecordsInTheStackZone",
-                    "Effect": "Allow",
-                    "Action": "route53:ChangeResourceRecordSets",
-                    "Resource": f"arn:{partition}:route53:::hostedzone/{zone_id}",
-                },
-                {
-                    "Sid": "ReadZones",
-                    "Effect": "Allow",
-                    "Action": [
-                        "route53:ListHostedZones",
-                        "route53:ListResourceRecordSets",
-                        "route53:ListTagsForResources",
-                    ],
-                    "Resource": "*",
-                },
-            ],
-        }
+    return policy_document(
+        [
+            {
+                "Sid": "ChangeRecordsInTheStackZone",
+                "Effect": "Allow",
+                "Action": "route53:ChangeResourceRecordSets",
+                "Resource": f"arn:{partition}:route53:::hostedzone/{zone_id}",
+            },
+            {
+                "Sid": "ReadZones",
+                "Effect": "Allow",
+                "Action": [
+                    "route53:ListHostedZones",
+                    "route53:ListResourceRecordSets",
+                    "route53:ListTagsForResources",
+                ],
+                "Resource": "*",
+            },
+        ]
     )
 
 

@@ -68,6 +68,26 @@ def labels(name: str, component: str) -> dict[str, str]:
     }
 
 
+def platform_metadata(
+    name: pulumi.Input[str],
+    namespace: pulumi.Input[str],
+    *,
+    labels: Mapping[str, str] | None = None,
+    annotations: Mapping[str, pulumi.Input[str]] | None = None,
+) -> k8s.meta.v1.ObjectMetaArgs:
+    """Metadata of a platform object that belongs to no one workload.
+
+    It carries the ``part-of`` label (after any labels of its own), which the
+    network policies and the operators' selectors rely on.
+    """
+    return k8s.meta.v1.ObjectMetaArgs(
+        name=name,
+        namespace=namespace,
+        labels={**(labels or {}), PART_OF_LABEL: catalog.PLATFORM},
+        annotations=dict(annotations) if annotations else None,
+    )
+
+
 def selector_labels(name: str) -> dict[str, str]:
     """The immutable subset of the labels used in selectors (never add to it later)."""
     return {NAME_LABEL: name, PART_OF_LABEL: catalog.PLATFORM}

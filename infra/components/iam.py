@@ -35,6 +35,34 @@ _READ_ACTIONS = ("s3:GetObject", "s3:GetObjectVersion")
 _WRITE_ACTIONS = ("s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload")
 
 
+#: The IAM policy language version every document declares.
+POLICY_VERSION = "2012-10-17"
+
+
+def policy_document(statements: Sequence[Mapping[str, Any]], *, compact: bool = False) -> str:
+    """An IAM policy document (JSON) holding ``statements``.
+
+    ``compact`` drops the spaces JSON would put after separators: inline role
+    policies share a 10,240-character quota per role.
+    """
+    return json.dumps(
+        {"Version": POLICY_VERSION, "Statement": list(statements)},
+        separators=(",", ":") if compact else None,
+    )
+
+
+def deny_insecure_transport(sid: str, action: str, resource: str | list[str]) -> dict[str, Any]:
+    """A statement refusing every request to ``resource`` that does not use TLS."""
+    return {
+        "Sid": sid,
+        "Effect": "Deny",
+        "Principal": "*",
+        "Action": action,
+        "Resource": resource,
+        "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+    }
+
+
 #: The AWS managed policies every EKS worker node needs (managed node groups and
 #: Karpenter's nodes alike).
 EKS_NODE_POLICIES: tuple[str, ...] = (
@@ -56,17 +84,8 @@ def service_role(
     return aws.iam.Role(
         name,
         description=description,
-        assume_role_policy=json.dumps(
-            {
-                "Version": "2012-10-17",
-                "Statement": [
-                    {
-                        "Effect": "Allow",
-                        "Principal": {"Service": service},
-                        "Action": "sts:AssumeRole",
-                    }
-                ],
-            }
+        assume_role_policy=policy_document(
+            [{"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}]
         ),
         tags=dict(tags),
         opts=pulumi.ResourceOptions(parent=parent),
@@ -99,25 +118,20 @@ def irsa_trust_policy(
     def render(values: list[Any]) -> str:
         provider_arn, issuer_url = str(values[0]), str(values[1])
         issuer = issuer_url.removeprefix("https://")
-        return json.dumps(
-            {
-                "Version": "2012-10-17",
-                "Statement": [
-                    {
-                        "Effect": "Allow",
-                        "Principal": {"Federated": provider_arn},
-                        "Action": "sts:AssumeRoleWithWebIdentity",
-                        "Condition": {
-                            "StringEquals": {
-                                f"{issuer}:sub": (
-                                    f"system:serviceaccount:{namespace}:{service_account}"
-                                ),
-                                f"{issuer}:aud": "sts.amazonaws.com",
-                            }
-                        },
-                    }
-                ],
-            }
+        return policy_document(
+            [
+                {
+                    "Effect": "Allow",
+                    "Principal": {"Federated": provider_arn},
+                    "Action": "sts:AssumeRoleWithWebIdentity",
+                    "Condition": {
+                        "StringEquals": {
+                            f"{issuer}:sub": f"system:serviceaccount:{namespace}:{service_account}",
+                            f"{issuer}:aud": "sts.amazonaws.com",
+                        }
+                    },
+                }
+            ]
         )
 
     return pulumi.Output.all(oidc_provider_arn, oidc_issuer_url).apply(render)
@@ -152,7 +166,7 @@ def prefix_writer_policy_document(
             "Condition": {"StringEquals": {"kms:ViaService": f"s3.{region}.amazonaws.com"}},
         },
     ]
-    return json.dumps({"Version": "2012-10-17", "Statement": statements})
+    return policy_document(statements)
 
 
 def bucket_policy_document(
@@ -196,7 +210,7 @@ def bucket_policy_document(
             "Condition": {"StringEquals": {"kms:ViaService": f"s3.{region}.amazonaws.com"}},
         }
     )
-    return json.dumps({"Version": "2012-10-17", "Statement": statements})
+    return policy_document(statements)
 
 
 @dataclass(frozen=True, kw_only=True)

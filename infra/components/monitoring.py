@@ -42,6 +42,7 @@ from alerts.catalog import load_rule_file, rule_files, with_runbook_base
 from alerts.dashboards import render as render_dashboards
 from infra import catalog
 from infra.components import hardening
+from infra.components.workload import METRICS_PATH
 
 #: The Secret Alertmanager's routing file reads its credentials from.
 ALERTMANAGER_SECRET: Final = f"{catalog.PLATFORM}-alertmanager"
@@ -51,8 +52,6 @@ ROLLBACK_TOKEN_KEY: Final = "rollback-token"  # noqa: S105 - a key name
 #: Where the operator mounts each Secret listed in ``alertmanagerSpec.secrets``.
 ALERTMANAGER_SECRETS_DIR: Final = "/etc/alertmanager/secrets"
 PROMETHEUS_RULE_API: Final = "monitoring.coreos.com/v1"
-#: The path every workload serves its metrics on (prometheus_client's ASGI app).
-METRICS_PATH: Final = "/metrics"
 #: Scrape interval; the rules' shortest window (rate over 5m) wants several samples.
 SCRAPE_INTERVAL: Final = "30s"
 
@@ -132,11 +131,7 @@ def alertmanager_secret(
         values[SLACK_URL_KEY] = credentials.slack_webhook_url
     return k8s.core.v1.Secret(
         logical,
-        metadata=k8s.meta.v1.ObjectMetaArgs(
-            name=ALERTMANAGER_SECRET,
-            namespace=namespace,
-            labels={hardening.PART_OF_LABEL: catalog.PLATFORM},
-        ),
+        metadata=hardening.platform_metadata(ALERTMANAGER_SECRET, namespace),
         type="Opaque",
         string_data={key: pulumi.Output.secret(value) for key, value in values.items()},
         opts=opts,
@@ -223,10 +218,8 @@ class Monitoring(pulumi.ComponentResource):
             f"{self._name}-rules-{stem}",
             api_version=PROMETHEUS_RULE_API,
             kind="PrometheusRule",
-            metadata=k8s.meta.v1.ObjectMetaArgs(
-                name=rule_name,
-                namespace=self._args.namespace,
-                labels={**self._args.rule_labels, hardening.PART_OF_LABEL: catalog.PLATFORM},
+            metadata=hardening.platform_metadata(
+                rule_name, self._args.namespace, labels=self._args.rule_labels
             ),
             spec=copy.deepcopy(spec),
             opts=opts,
@@ -239,10 +232,8 @@ class Monitoring(pulumi.ComponentResource):
             f"{self._name}-service-monitor",
             api_version=PROMETHEUS_RULE_API,
             kind="ServiceMonitor",
-            metadata=k8s.meta.v1.ObjectMetaArgs(
-                name=f"{catalog.PLATFORM}-services",
-                namespace=self._args.namespace,
-                labels={hardening.PART_OF_LABEL: catalog.PLATFORM},
+            metadata=hardening.platform_metadata(
+                f"{catalog.PLATFORM}-services", self._args.namespace
             ),
             spec={
                 # The operator's default job is the Service's name; naming the label makes
@@ -262,10 +253,8 @@ class Monitoring(pulumi.ComponentResource):
         map_name = f"{catalog.PLATFORM}-dashboard-{stem}"
         k8s.core.v1.ConfigMap(
             f"{self._name}-dashboard-{stem}",
-            metadata=k8s.meta.v1.ObjectMetaArgs(
-                name=map_name,
-                namespace=self._args.namespace,
-                labels={label: value, hardening.PART_OF_LABEL: catalog.PLATFORM},
+            metadata=hardening.platform_metadata(
+                map_name, self._args.namespace, labels={label: value}
             ),
             data={file: text},
             opts=opts,

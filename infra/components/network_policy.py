@@ -247,11 +247,7 @@ def _policy(
     types = [kind for kind, rules in (("Ingress", ingress), ("Egress", egress)) if rules]
     return k8s.networking.v1.NetworkPolicy(
         logical,
-        metadata=k8s.meta.v1.ObjectMetaArgs(
-            name=name,
-            namespace=namespace,
-            labels={hardening.PART_OF_LABEL: catalog.PLATFORM},
-        ),
+        metadata=hardening.platform_metadata(name, namespace),
         spec=k8s.networking.v1.NetworkPolicySpecArgs(
             pod_selector=pods,
             policy_types=types,

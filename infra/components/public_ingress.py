@@ -386,11 +386,10 @@ class PublicIngress(pulumi.ComponentResource):
         namespace: pulumi.Input[str] | None = None,
         annotations: Mapping[str, pulumi.Input[str]] | None = None,
     ) -> k8s.meta.v1.ObjectMetaArgs:
-        return k8s.meta.v1.ObjectMetaArgs(
-            name=name,
-            namespace=namespace if namespace is not None else self._args.namespace,
-            labels={hardening.PART_OF_LABEL: catalog.PLATFORM},
-            annotations=dict(annotations) if annotations else None,
+        return hardening.platform_metadata(
+            name,
+            namespace if namespace is not None else self._args.namespace,
+            annotations=annotations,
         )
 
 

@@ -33,13 +33,12 @@ import pulumi_kubernetes as k8s
 
 from infra import catalog
 from infra.components import hardening
-from infra.components.service import LIVENESS_PATH, METRICS_PATH, SECRET_KEY_NAMES
 from infra.components.workload import (
+    LIVENESS_PATH,
     WorkloadObjects,
-    app_container,
-    env_from,
-    http_probe,
-    rolling_update,
+    health_probes,
+    refuse_secret_settings,
+    refuse_unread_secrets,
 )
 
 
@@ -126,14 +125,8 @@ class RollbackHandler(pulumi.ComponentResource):
         owner = f"RollbackHandler {spec.name}"
         hardening.check_image(args.image, owner)
         hardening.require_keys(owner, "secrets", args.secrets, spec.secrets)
-        extra = sorted(set(args.secrets) - set(spec.secrets))
-        if extra:
-            raise ValueError(f"{owner}: secrets {', '.join(extra)} are not read by the handler")
-        leaked = sorted(SECRET_KEY_NAMES.intersection(args.settings))
-        if leaked:
-            raise ValueError(
-                f"{owner}: secret keys {', '.join(leaked)} must not be in the ConfigMap"
-            )
+        refuse_unread_secrets(owner, args.secrets, spec.secrets, reader="the handler")
+        refuse_secret_settings(owner, args.settings)
         replicas = args.replicas if args.replicas is not None else spec.replicas
         if replicas < 1:
             raise ValueError(f"{owner}: replicas must be at least 1, got {replicas}")
@@ -142,11 +135,7 @@ class RollbackHandler(pulumi.ComponentResource):
         super().__init__("enterprisehub:k8s:RollbackHandler", name, None, opts)
         self._logical = name
         objects = WorkloadObjects(
-            self,
-            name,
-            name=spec.name,
-            namespace=args.namespace,
-            labels=hardening.labels(spec.name, hardening.COMPONENT_API),
+            self, name, spec, namespace=args.namespace, component=hardening.COMPONENT_API
         )
         # No cloud role: the handler never calls a cloud API (see the module's docstring).
         account = objects.service_account(None)
@@ -160,54 +149,26 @@ class RollbackHandler(pulumi.ComponentResource):
             }
         )
         secret = objects.secret(args.secrets)
-        container = app_container(
-            spec.name,
-            image=args.image,
-            command=list(spec.command),
-            env=env_from(config.metadata.name, secret.metadata.name),
-            resources=(spec.resources.cpu, spec.resources.memory),
-            port=spec.port,
-            probes={
-                "startup": http_probe(LIVENESS_PATH, period=5, failures=24),
-                "liveness": http_probe(LIVENESS_PATH, period=10, failures=3),
-                # Readiness reads the incident table: without Postgres it cannot act.
-                "readiness": http_probe(spec.health_path, period=10, failures=3),
-            },
+        # Readiness reads the incident table: without Postgres it cannot act.
+        probes = health_probes(
+            liveness_path=LIVENESS_PATH, readiness_path=spec.health_path, readiness_period=10
         )
-        metrics_labels = {**objects.labels, hardening.METRICS_LABEL: "true"}
+        container = objects.container(args.image, config, secret, spec.resources, probes)
         annotations = dict(hardening.SECRET_ENV_SKIP)
         if args.undo_deployments:
             annotations["checkov.io/skip2"] = API_ACCESS_CHECKOV_SKIP
-        # No ``replicas``: the autoscaler owns the count (see service.py).
-        deployment = k8s.apps.v1.Deployment(
-            f"{name}-deployment",
-            metadata=objects.meta(annotations=annotations),
-            spec=k8s.apps.v1.DeploymentSpecArgs(
-                selector=k8s.meta.v1.LabelSelectorArgs(match_labels=objects.selector),
-                revision_history_limit=5,
-                strategy=rolling_update(),
-                template=k8s.core.v1.PodTemplateSpecArgs(
-                    metadata=k8s.meta.v1.ObjectMetaArgs(
-                        labels=metrics_labels,
-                        annotations={
-                            "prometheus.io/scrape": "true",
-                            "prometheus.io/port": str(spec.port),
-                            "prometheus.io/path": METRICS_PATH,
-                        },
-                    ),
-                    spec=k8s.core.v1.PodSpecArgs(
-                        service_account_name=account.metadata.name,
-                        # A token only when the stack lets it undo deployments.
-                        automount_service_account_token=args.undo_deployments,
-                        security_context=hardening.pod_security_context(),
-                        containers=[container],
-                        volumes=[hardening.tmp_volume()],
-                    ),
-                ),
-            ),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.depends_on)),
+        deployment = objects.deployment(
+            account,
+            container,
+            depends_on=args.depends_on,
+            annotations=annotations,
+            pod_labels=objects.metrics_labels,
+            pod_annotations=objects.scrape_annotations,
+            revision_history_limit=5,
+            # A token only when the stack lets it undo deployments.
+            automount_service_account_token=args.undo_deployments,
         )
-        service = objects.service(spec.port, labels=metrics_labels)
+        service = objects.service(labels=objects.metrics_labels)
         # A fixed count: the load is a few webhooks an hour, the HPA only keeps it there.
         objects.autoscaler(
             deployment,
@@ -215,15 +176,7 @@ class RollbackHandler(pulumi.ComponentResource):
         )
         objects.disruption_budget()
         self.service_name = service.metadata.name
-        self.webhook_url = pulumi.Output.concat(
-            "http://",
-            service.metadata.name,
-            ".",
-            args.namespace,
-            ".svc.cluster.local:",
-            str(spec.port),
-            spec.webhook_path,
-        )
+        self.webhook_url = objects.internal_url(service, spec.webhook_path)
         self.register_outputs({"service_name": self.service_name, "webhook_url": self.webhook_url})
 
     def _undo_access(

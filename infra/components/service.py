@@ -41,23 +41,17 @@ import pulumi_kubernetes as k8s
 from infra import catalog
 from infra.components import hardening
 from infra.components.workload import (
+    LIVENESS_PATH,
     WorkloadObjects,
-    app_container,
-    env_from,
-    http_probe,
-    rolling_update,
+    health_probes,
+    refuse_secret_settings,
+    refuse_unread_secrets,
 )
 
-#: Liveness and startup path: the seed's "Overall system health" endpoint.
-LIVENESS_PATH: Final = "/health"
-#: Where the services expose Prometheus metrics (prometheus_client's ASGI app).
-METRICS_PATH: Final = "/metrics"
 #: Settings every service's ConfigMap must carry; the rest have defaults in the app.
 REQUIRED_SETTINGS: Final = ("ENVIRONMENT", "DEPLOYMENT_ENV", "LOG_LEVEL")
 #: Keys that would defeat row-level security if a service held them.
 FORBIDDEN_SECRET_KEYS: Final = catalog.MIGRATION_SECRET_KEYS
-#: Names that must never appear in a ConfigMap (ConfigMaps are readable by far more roles).
-SECRET_KEY_NAMES: Final = frozenset(catalog.SERVICE_SECRET_KEYS + catalog.MIGRATION_SECRET_KEYS)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -132,11 +126,7 @@ class FeatureService(pulumi.ComponentResource):
         self._name = name
         self._args = args
         self._objects = WorkloadObjects(
-            self,
-            name,
-            name=spec.name,
-            namespace=args.namespace,
-            labels=hardening.labels(spec.name, hardening.COMPONENT_API),
+            self, name, spec, namespace=args.namespace, component=hardening.COMPONENT_API
         )
         account = self._objects.service_account(args.role_arn)
         config_map = self._objects.config_map(
@@ -148,20 +138,13 @@ class FeatureService(pulumi.ComponentResource):
         )
         secret = self._objects.secret(args.secrets)
         deployment = self._deployment(account, self._container(config_map, secret))
-        service = self._objects.service(spec.port, labels=self._metrics_labels)
+        service = self._objects.service(labels=self._objects.metrics_labels)
         self._objects.autoscaler(deployment, args.scaling)
         self._objects.disruption_budget()
 
         self.deployment_name = deployment.metadata.name
         self.service_name = service.metadata.name
-        self.internal_url = pulumi.Output.concat(
-            "http://",
-            service.metadata.name,
-            ".",
-            args.namespace,
-            ".svc.cluster.local:",
-            str(spec.port),
-        )
+        self.internal_url = self._objects.internal_url(service)
         self.config_map_name = config_map.metadata.name
         self.secret_name = secret.metadata.name
         self.register_outputs(
@@ -174,70 +157,33 @@ class FeatureService(pulumi.ComponentResource):
             }
         )
 
-    @property
-    def _metrics_labels(self) -> dict[str, str]:
-        """The workload's labels plus the one the ServiceMonitor selects."""
-        return {**self._objects.labels, hardening.METRICS_LABEL: "true"}
-
     def _container(
         self, config_map: k8s.core.v1.ConfigMap, secret: k8s.core.v1.Secret
     ) -> k8s.core.v1.ContainerArgs:
         """Liveness and startup on ``/health``, readiness on the seed's feature path."""
         args = self._args
-        spec = args.spec
-        sizes = args.resources
-        return app_container(
-            spec.name,
-            image=args.image,
-            command=list(spec.command),
-            env=env_from(config_map.metadata.name, secret.metadata.name),
-            resources=(sizes.cpu, sizes.memory),
-            port=spec.port,
-            probes={
-                "startup": http_probe(
-                    LIVENESS_PATH, period=5, failures=max(1, args.startup_budget_seconds // 5)
-                ),
-                "liveness": http_probe(LIVENESS_PATH, period=10, failures=3),
-                "readiness": http_probe(spec.health_path, period=5, failures=3),
-            },
+        probes = health_probes(
+            liveness_path=LIVENESS_PATH,
+            readiness_path=args.spec.health_path,
+            startup_budget_seconds=args.startup_budget_seconds,
         )
+        return self._objects.container(args.image, config_map, secret, args.resources, probes)
 
     def _deployment(
         self, account: k8s.core.v1.ServiceAccount, container: k8s.core.v1.ContainerArgs
     ) -> k8s.apps.v1.Deployment:
-        """The Deployment, without ``replicas`` (the autoscaler owns the count)."""
+        """The Deployment, scraped by annotation too, spread across zones and nodes."""
         args = self._args
         objects = self._objects
-        return k8s.apps.v1.Deployment(
-            f"{self._name}-deployment",
-            metadata=objects.meta(annotations=hardening.SECRET_ENV_SKIP),
-            spec=k8s.apps.v1.DeploymentSpecArgs(
-                selector=k8s.meta.v1.LabelSelectorArgs(match_labels=objects.selector),
-                revision_history_limit=5,
-                strategy=rolling_update(),
-                template=k8s.core.v1.PodTemplateSpecArgs(
-                    metadata=k8s.meta.v1.ObjectMetaArgs(
-                        labels=self._metrics_labels,
-                        # For annotation-based scrapers; kube-prometheus-stack uses the
-                        # ServiceMonitor that selects the Service's metrics label instead.
-                        annotations={
-                            "prometheus.io/scrape": "true",
-                            "prometheus.io/port": str(args.spec.port),
-                            "prometheus.io/path": METRICS_PATH,
-                        },
-                    ),
-                    spec=k8s.core.v1.PodSpecArgs(
-                        service_account_name=account.metadata.name,
-                        automount_service_account_token=False,
-                        security_context=hardening.pod_security_context(),
-                        termination_grace_period_seconds=args.termination_grace_seconds,
-                        containers=[container],
-                        volumes=[hardening.tmp_volume()],
-                        topology_spread_constraints=_spread(objects.selector),
-                    ),
-                ),
-            ),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.depends_on)),
+        return objects.deployment(
+            account,
+            container,
+            depends_on=args.depends_on,
+            pod_labels=objects.metrics_labels,
+            pod_annotations=objects.scrape_annotations,
+            revision_history_limit=5,
+            termination_grace_seconds=args.termination_grace_seconds,
+            topology_spread=_spread(objects.selector),
         )
 
 
@@ -246,22 +192,19 @@ def _validate(owner: str, args: FeatureServiceArgs) -> None:
     hardening.check_image(args.image, owner)
     hardening.require_keys(owner, "settings", args.settings, REQUIRED_SETTINGS)
     hardening.require_keys(owner, "secrets", args.secrets, args.spec.secrets)
-    leaked = sorted(SECRET_KEY_NAMES.intersection(args.settings))
-    if leaked:
-        raise ValueError(f"{owner}: secret keys {', '.join(leaked)} must not be in the ConfigMap")
+    refuse_secret_settings(owner, args.settings)
     forbidden = sorted(set(FORBIDDEN_SECRET_KEYS).intersection(args.secrets))
     if forbidden:
         raise ValueError(
             f"{owner}: {', '.join(forbidden)} is for the migration Job only (owner role)"
         )
-    unused = sorted(
-        set(args.secrets) - set(args.spec.secrets) - set(catalog.OBJECT_STORAGE_SECRET_KEYS)
+    refuse_unread_secrets(
+        owner,
+        args.secrets,
+        (*args.spec.secrets, *catalog.OBJECT_STORAGE_SECRET_KEYS),
+        reader="this service (catalog ServiceSpec.secrets); "
+        "a Secret carries only what its service uses",
     )
-    if unused:
-        raise ValueError(
-            f"{owner}: secrets {', '.join(unused)} are not read by this service "
-            "(catalog ServiceSpec.secrets); a Secret carries only what its service uses"
-        )
     scaling = args.scaling
     if not 1 <= scaling.min_replicas <= scaling.max_replicas:
         raise ValueError(

@@ -13,14 +13,15 @@ artifacts stay in Standard: they are small and read at every start-up.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import pulumi
 import pulumi_aws as aws
 
 from infra import catalog
+from infra.components.iam import deny_insecure_transport, policy_document
 from infra.components.kms import encryption_key
 
 
@@ -40,20 +41,8 @@ class StorageArgs:
 
 def tls_only_policy(bucket_arn: str) -> str:
     """A bucket policy denying every request that does not use TLS."""
-    return json.dumps(
-        {
-            "Version": "2012-10-17",
-            "Statement": [
-                {
-                    "Sid": "DenyInsecureTransport",
-                    "Effect": "Deny",
-                    "Principal": "*",
-                    "Action": "s3:*",
-                    "Resource": [bucket_arn, f"{bucket_arn}/*"],
-                    "Condition": {"Bool": {"aws:SecureTransport": "false"}},
-                }
-            ],
-        }
+    return policy_document(
+        [deny_insecure_transport("DenyInsecureTransport", "s3:*", [bucket_arn, f"{bucket_arn}/*"])]
     )
 
 
@@ -148,18 +137,14 @@ class Storage(pulumi.ComponentResource):
         purpose: catalog.Bucket, args: StorageArgs
     ) -> list[aws.s3.BucketLifecycleConfigurationRuleArgs]:
         rules = [
-            aws.s3.BucketLifecycleConfigurationRuleArgs(
-                id="expire-noncurrent-versions",
-                status="Enabled",
-                filter=aws.s3.BucketLifecycleConfigurationRuleFilterArgs(prefix=""),
+            _whole_bucket_rule(
+                "expire-noncurrent-versions",
                 noncurrent_version_expiration=aws.s3.BucketLifecycleConfigurationRuleNoncurrentVersionExpirationArgs(
                     noncurrent_days=args.noncurrent_version_expiration_days
                 ),
             ),
-            aws.s3.BucketLifecycleConfigurationRuleArgs(
-                id="abort-incomplete-multipart-uploads",
-                status="Enabled",
-                filter=aws.s3.BucketLifecycleConfigurationRuleFilterArgs(prefix=""),
+            _whole_bucket_rule(
+                "abort-incomplete-multipart-uploads",
                 abort_incomplete_multipart_upload=aws.s3.BucketLifecycleConfigurationRuleAbortIncompleteMultipartUploadArgs(
                     days_after_initiation=args.abort_incomplete_multipart_days
                 ),
@@ -167,10 +152,8 @@ class Storage(pulumi.ComponentResource):
         ]
         if purpose is catalog.Bucket.MEDIA:
             rules.append(
-                aws.s3.BucketLifecycleConfigurationRuleArgs(
-                    id="media-tiering",
-                    status="Enabled",
-                    filter=aws.s3.BucketLifecycleConfigurationRuleFilterArgs(prefix=""),
+                _whole_bucket_rule(
+                    "media-tiering",
                     transitions=[
                         aws.s3.BucketLifecycleConfigurationRuleTransitionArgs(
                             days=args.media_transition_ia_days, storage_class="STANDARD_IA"
@@ -182,3 +165,13 @@ class Storage(pulumi.ComponentResource):
                 )
             )
         return rules
+
+
+def _whole_bucket_rule(rule_id: str, **action: Any) -> aws.s3.BucketLifecycleConfigurationRuleArgs:
+    """An enabled lifecycle rule over every object of the bucket (an empty prefix)."""
+    return aws.s3.BucketLifecycleConfigurationRuleArgs(
+        id=rule_id,
+        status="Enabled",
+        filter=aws.s3.BucketLifecycleConfigurationRuleFilterArgs(prefix=""),
+        **action,
+    )

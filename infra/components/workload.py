@@ -1,11 +1,12 @@
 """The objects every long-running workload of the image declares, built one way.
 
-A feature service and the dashboards each need a ServiceAccount, a ConfigMap
-and a Secret with content-hashed names, one hardened container reading both
-through ``envFrom``, a ClusterIP Service and a PodDisruptionBudget.
+A feature service, the dashboards and the rollback handler each need a
+ServiceAccount, a ConfigMap and a Secret with content-hashed names, one
+hardened container reading both through ``envFrom``, a hardened Deployment, a
+ClusterIP Service, an autoscaler and a PodDisruptionBudget.
 :class:`WorkloadObjects` declares them for one component instance, so the
-components differ only in what is really theirs (autoscaling, probes,
-session handling).
+components differ only in what is really theirs (probe paths, scaling, undo
+access, topology spread).
 
 Content-hashed names: a changed setting or a rotated key yields a new object
 name, which changes the pod template, so the Deployment rolls and every pod
@@ -16,12 +17,36 @@ content).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Final
 
 import pulumi
 import pulumi_kubernetes as k8s
 
 from infra import catalog
 from infra.components import hardening
+
+#: Liveness and startup path: the seed's "Overall system health" endpoint.
+LIVENESS_PATH: Final = "/health"
+#: Where the services expose Prometheus metrics (prometheus_client's ASGI app).
+METRICS_PATH: Final = "/metrics"
+#: Names that must never appear in a ConfigMap (ConfigMaps are readable by far more roles).
+SECRET_KEY_NAMES: Final = frozenset(catalog.SERVICE_SECRET_KEYS + catalog.MIGRATION_SECRET_KEYS)
+
+
+def refuse_secret_settings(owner: str, settings: Mapping[str, str]) -> None:
+    """Fail when a secret's key would land in the workload's ConfigMap."""
+    leaked = sorted(SECRET_KEY_NAMES.intersection(settings))
+    if leaked:
+        raise ValueError(f"{owner}: secret keys {', '.join(leaked)} must not be in the ConfigMap")
+
+
+def refuse_unread_secrets(
+    owner: str, given: Mapping[str, object], read: Sequence[str], *, reader: str
+) -> None:
+    """Fail when the workload's Secret would carry keys ``reader`` does not read."""
+    extra = sorted(set(given) - set(read))
+    if extra:
+        raise ValueError(f"{owner}: secrets {', '.join(extra)} are not read by {reader}")
 
 
 def env_from(
@@ -49,6 +74,29 @@ def http_probe(path: str, *, period: int, failures: int) -> k8s.core.v1.ProbeArg
         failure_threshold=failures,
         success_threshold=1,
     )
+
+
+def health_probes(
+    *,
+    liveness_path: str,
+    readiness_path: str,
+    startup_budget_seconds: int = 120,
+    readiness_period: int = 5,
+) -> dict[str, k8s.core.v1.ProbeArgs]:
+    """Startup and liveness on ``liveness_path``, readiness on ``readiness_path``.
+
+    Liveness asks only whether the process answers; readiness may check the
+    workload's dependencies, so an outage takes pods out of the Service instead
+    of restarting them all. The startup probe gives a starting pod
+    ``startup_budget_seconds`` (model load, warm-up) before liveness applies.
+    """
+    return {
+        "startup": http_probe(
+            liveness_path, period=5, failures=max(1, startup_budget_seconds // 5)
+        ),
+        "liveness": http_probe(liveness_path, period=10, failures=3),
+        "readiness": http_probe(readiness_path, period=readiness_period, failures=3),
+    }
 
 
 def app_container(
@@ -86,27 +134,51 @@ def app_container(
 
 
 class WorkloadObjects:
-    """Declares the shared objects of one workload as children of ``parent``."""
+    """Declares the shared objects of one catalog workload as children of ``parent``.
+
+    The workload's name, command and port come from its catalog entry, so each
+    is written once; ``component`` is its label value (what the network
+    policies grant access by).
+    """
 
     def __init__(
         self,
         parent: pulumi.Resource,
         logical: str,
+        workload: catalog.Workload,
         *,
-        name: str,
         namespace: pulumi.Input[str],
-        labels: Mapping[str, str],
+        component: str,
     ) -> None:
         self._parent = parent
         self._logical = logical
-        self.name = name
+        self.workload = workload
+        self.name = workload.name
         self.namespace = namespace
-        self.labels = dict(labels)
-        self.selector = hardening.selector_labels(name)
+        self.labels = hardening.labels(workload.name, component)
+        self.selector = hardening.selector_labels(workload.name)
 
     @property
     def _child(self) -> pulumi.ResourceOptions:
         return pulumi.ResourceOptions(parent=self._parent)
+
+    @property
+    def metrics_labels(self) -> dict[str, str]:
+        """The workload's labels plus the one the ServiceMonitor selects."""
+        return {**self.labels, hardening.METRICS_LABEL: "true"}
+
+    @property
+    def scrape_annotations(self) -> dict[str, str]:
+        """Pod annotations for annotation-based scrapers.
+
+        kube-prometheus-stack uses the ServiceMonitor that selects the Service's
+        metrics label instead.
+        """
+        return {
+            "prometheus.io/scrape": "true",
+            "prometheus.io/port": str(self.workload.port),
+            "prometheus.io/path": METRICS_PATH,
+        }
 
     def meta(
         self,
@@ -156,7 +228,86 @@ class WorkloadObjects:
             opts=self._child,
         )
 
-    def service(self, port: int, labels: Mapping[str, str] | None = None) -> k8s.core.v1.Service:
+    def container(
+        self,
+        image: pulumi.Input[str],
+        config_map: k8s.core.v1.ConfigMap,
+        secret: k8s.core.v1.Secret,
+        resources: catalog.Resources,
+        probes: Mapping[str, k8s.core.v1.ProbeArgs],
+    ) -> k8s.core.v1.ContainerArgs:
+        """The workload's container, reading its own ConfigMap and Secret."""
+        return app_container(
+            self.name,
+            image=image,
+            command=list(self.workload.command),
+            env=env_from(config_map.metadata.name, secret.metadata.name),
+            resources=(resources.cpu, resources.memory),
+            port=self.workload.port,
+            probes=probes,
+        )
+
+    def deployment(
+        self,
+        account: k8s.core.v1.ServiceAccount,
+        container: k8s.core.v1.ContainerArgs,
+        *,
+        depends_on: Sequence[pulumi.Resource],
+        annotations: Mapping[str, pulumi.Input[str]] = hardening.SECRET_ENV_SKIP,
+        pod_labels: Mapping[str, str] | None = None,
+        pod_annotations: Mapping[str, str] | None = None,
+        revision_history_limit: int | None = None,
+        automount_service_account_token: bool = False,
+        termination_grace_seconds: int | None = None,
+        topology_spread: Sequence[k8s.core.v1.TopologySpreadConstraintArgs] | None = None,
+    ) -> k8s.apps.v1.Deployment:
+        """The hardened Deployment of ``container``, without ``replicas``.
+
+        The autoscaler owns the count: if the program declared it too, every
+        ``pulumi up`` would reset a scaled-out workload in the middle of traffic.
+        ``None`` leaves a field to Kubernetes' default.
+        """
+        return k8s.apps.v1.Deployment(
+            f"{self._logical}-deployment",
+            metadata=self.meta(annotations=annotations),
+            spec=k8s.apps.v1.DeploymentSpecArgs(
+                selector=k8s.meta.v1.LabelSelectorArgs(match_labels=self.selector),
+                revision_history_limit=revision_history_limit,
+                strategy=rolling_update(),
+                template=k8s.core.v1.PodTemplateSpecArgs(
+                    metadata=k8s.meta.v1.ObjectMetaArgs(
+                        labels=dict(pod_labels) if pod_labels is not None else self.labels,
+                        annotations=dict(pod_annotations) if pod_annotations else None,
+                    ),
+                    spec=k8s.core.v1.PodSpecArgs(
+                        service_account_name=account.metadata.name,
+                        automount_service_account_token=automount_service_account_token,
+                        security_context=hardening.pod_security_context(),
+                        termination_grace_period_seconds=termination_grace_seconds,
+                        containers=[container],
+                        volumes=[hardening.tmp_volume()],
+                        topology_spread_constraints=(
+                            list(topology_spread) if topology_spread is not None else None
+                        ),
+                    ),
+                ),
+            ),
+            opts=pulumi.ResourceOptions(parent=self._parent, depends_on=list(depends_on)),
+        )
+
+    def internal_url(self, service: k8s.core.v1.Service, path: str = "") -> pulumi.Output[str]:
+        """``http://<service>.<namespace>.svc.cluster.local:<port><path>``."""
+        return pulumi.Output.concat(
+            "http://",
+            service.metadata.name,
+            ".",
+            self.namespace,
+            ".svc.cluster.local:",
+            str(self.workload.port),
+            path,
+        )
+
+    def service(self, labels: Mapping[str, str] | None = None) -> k8s.core.v1.Service:
         """A ClusterIP Service on the container's ``http`` port."""
         return k8s.core.v1.Service(
             f"{self._logical}-service",
@@ -166,7 +317,7 @@ class WorkloadObjects:
                 selector=self.selector,
                 ports=[
                     k8s.core.v1.ServicePortArgs(
-                        name="http", port=port, target_port="http", protocol="TCP"
+                        name="http", port=self.workload.port, target_port="http", protocol="TCP"
                     )
                 ],
             ),

@@ -97,15 +97,24 @@ class Secret:
         return "Secret([secret])"
 
 
+def _rebuild(value: Any, child: Callable[[Any], Any]) -> Any:
+    """``value`` with ``child`` applied to each item of a map or a list (tuples become lists).
+
+    Any other value comes back as it is: the walkers below decide what a leaf
+    and a `Secret` become, and share how maps and lists are taken apart.
+    """
+    if isinstance(value, Mapping):
+        return {k: child(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [child(v) for v in value]
+    return value
+
+
 def unwrap_secrets(value: Any) -> Any:
     """The plain value, with every `Secret` replaced by what it holds."""
     if isinstance(value, Secret):
         return unwrap_secrets(value.value)
-    if isinstance(value, Mapping):
-        return {k: unwrap_secrets(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [unwrap_secrets(v) for v in value]
-    return value
+    return _rebuild(value, unwrap_secrets)
 
 
 def mask_secrets(value: Any, mask: str = SECRET_MASK) -> Any:
@@ -118,19 +127,13 @@ def mask_secrets(value: Any, mask: str = SECRET_MASK) -> Any:
     def hide(inner: Any) -> Any:
         if isinstance(inner, Secret):
             return hide(inner.value)
-        if isinstance(inner, Mapping):
-            return {k: hide(v) for k, v in inner.items()}
-        if isinstance(inner, list | tuple):
-            return [hide(v) for v in inner]
+        if isinstance(inner, Mapping | list | tuple):
+            return _rebuild(inner, hide)
         return mask
 
     if isinstance(value, Secret):
         return hide(value.value)
-    if isinstance(value, Mapping):
-        return {k: mask_secrets(v, mask) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [mask_secrets(v, mask) for v in value]
-    return value
+    return _rebuild(value, lambda item: mask_secrets(item, mask))
 
 
 def normalize_numbers(value: Any) -> Any:
@@ -144,11 +147,7 @@ def normalize_numbers(value: Any) -> Any:
         return int(value)
     if isinstance(value, Secret):
         return Secret(normalize_numbers(value.value))
-    if isinstance(value, Mapping):
-        return {k: normalize_numbers(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [normalize_numbers(v) for v in value]
-    return value
+    return _rebuild(value, normalize_numbers)
 
 
 def _decode(value: Any) -> Any:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
+from scipy.special import expit
 
 from services.churn.features import FEATURE_NAMES, MAX_AGE_HOURS
 
@@ -28,11 +29,6 @@ class ChurnDataset:
     x: NDArray[np.float64]
     y: NDArray[np.int64]
     p_true: NDArray[np.float64]
-
-
-def _sigmoid(z: NDArray[np.float64]) -> NDArray[np.float64]:
-    result: NDArray[np.float64] = 1.0 / (1.0 + np.exp(-z))
-    return result
 
 
 def true_logit(x: NDArray[np.float64]) -> NDArray[np.float64]:
@@ -76,6 +72,6 @@ def generate(rows: int, *, seed: int) -> ChurnDataset:
     x = np.column_stack(
         [hours_in, hours_out, inbound, outbound, opens, appointments, unanswered, age_days, stage]
     )
-    p = _sigmoid(true_logit(x))
+    p = expit(true_logit(x))
     y = (rng.random(rows) < p).astype(np.int64)
     return ChurnDataset(x=x, y=y, p_true=p)

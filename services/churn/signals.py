@@ -18,6 +18,7 @@ from typing import Any, Final
 
 from services.churn.features import HALF_LIFE_DAYS, PIPELINE_STAGES
 from services.churn.schemas import RE_ENGAGEMENT, LeadUpsert, SignalCreate
+from services.churn.success import BECAME_SUCCESS, SUCCEEDED_AT_AFTER
 
 #: How far ahead of this server's clock a signal may be (clock skew between systems).
 MAX_FUTURE_SKEW: Final = timedelta(minutes=5)
@@ -88,11 +89,11 @@ class _LeadDelta:
 
 @dataclass(frozen=True, slots=True)
 class OutcomeChange:
-    """A delivered intervention's outcome set by a signal: ``previous -> outcome``."""
+    """A delivered intervention's outcome set by a signal, and whether that made it a success."""
 
     stage: str
     outcome: str
-    previous: str | None
+    became_success: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -320,23 +321,24 @@ async def _record_outcomes(
         # The strongest outcome of the batch: churned > re_engaged > responded.
         outcome = max(delta.outcomes, key=("responded", "re_engaged", "churned").index)
         rows = await conn.fetch(
-            """
+            f"""
             WITH previous AS (
-                SELECT intervention_id, outcome FROM churn_interventions
+                SELECT intervention_id, succeeded_at FROM churn_interventions
                 WHERE lead_id = $1 AND status = 'delivered'
                   AND (outcome IS NULL OR outcome = 'responded' AND $2 <> 'responded')
                   AND intervened_at <= $3
                 FOR UPDATE
             )
-            UPDATE churn_interventions i SET outcome = $2, outcome_at = $3
+            UPDATE churn_interventions i SET outcome = $2, outcome_at = $3,
+                   succeeded_at = {SUCCEEDED_AT_AFTER}
             FROM previous WHERE i.intervention_id = previous.intervention_id
-            RETURNING i.intervention_stage, previous.outcome AS previous
-            """,
+            RETURNING i.intervention_stage, {BECAME_SUCCESS}
+            """,  # noqa: S608 - constants
             lead,
             outcome,
             now,
         )
         changed.extend(
-            OutcomeChange(row["intervention_stage"], outcome, row["previous"]) for row in rows
+            OutcomeChange(row["intervention_stage"], outcome, row["became_success"]) for row in rows
         )
     return changed

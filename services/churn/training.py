@@ -14,26 +14,24 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
 import numpy as np
 from numpy.typing import NDArray
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.metrics import brier_score_loss, roc_auc_score
-from sklearn.model_selection import train_test_split
 
 from services.churn.datagen import generate
 from services.churn.features import FEATURE_NAMES, FEATURE_SCHEMA_VERSION
+from services.common.heldout import check_row_count, heldout_split
 from services.common.lead_model.artifact import ArtifactMetadata, save_artifact
 from services.common.training_cli import add_training_arguments, run_standalone
 
 MODEL_NAME: Final = "churn-risk"
 DEFAULT_ROWS: Final = 30_000
 DEFAULT_SEED: Final = 20_261_203
-HELDOUT_FRACTION: Final = 0.2
 MIN_ROWS: Final = 2000
 RELIABILITY_BINS: Final = 10
 DEFAULT_OUT: Final = Path("models/churn_risk.joblib")
@@ -104,11 +102,9 @@ def _ece(bins: list[ReliabilityBin], total: int) -> float:
 
 def train(*, rows: int, seed: int) -> tuple[CalibratedClassifierCV, ChurnReport]:
     """Generate ``rows`` leads, fit on 80%, report on the stratified 20% held out."""
-    if rows < MIN_ROWS:
-        raise ValueError(f"rows must be >= {MIN_ROWS} for a meaningful held-out split, got {rows}")
-    data = generate(rows, seed=seed)
-    x_train, x_test, y_train, y_test, _, p_true_test = train_test_split(
-        data.x, data.y, data.p_true, test_size=HELDOUT_FRACTION, random_state=seed, stratify=data.y
+    data = generate(check_row_count(rows, MIN_ROWS), seed=seed)
+    x_train, x_test, y_train, y_test, p_true_test = heldout_split(
+        data.x, data.y, data.p_true, seed=seed
     )
     model = build_model(seed=seed)
     model.fit(x_train, y_train)
@@ -140,27 +136,21 @@ def train_to_file(
 ) -> tuple[ArtifactMetadata, ChurnReport]:
     """Train and write ``out`` plus ``out.json`` (the lead model's artifact format)."""
     model, report = train(rows=rows, seed=seed)
-    info: dict[str, float] = {
-        "heldout_brier": round(report.heldout_brier, 5),
-        "uncalibrated_brier": round(report.uncalibrated_brier, 5),
-        "ceiling_auc": round(report.ceiling_auc, 4),
-        "ceiling_brier": round(report.ceiling_brier, 5),
-        "expected_calibration_error": round(report.expected_calibration_error, 5),
-        "positive_rate": round(report.positive_rate, 4),
-        "generated_rows": float(rows),
-    }
-    fields: dict[str, Any] = {
-        "model_name": MODEL_NAME,
-        "created_at": datetime.now(UTC),
-        "training_rows": report.training_rows,
-        "heldout_rows": report.heldout_rows,
-        "seed": seed,
-        "estimator": "hgb+isotonic",
-        "heldout_auc": round(report.heldout_auc, 4),
-        "training_info": info,
-    }
     metadata = save_artifact(
-        model, fields, out, features=FEATURE_NAMES, feature_schema_version=FEATURE_SCHEMA_VERSION
+        model,
+        out,
+        model_name=MODEL_NAME,
+        estimator="hgb+isotonic",
+        seed=seed,
+        report=report,
+        model_info={
+            "heldout_brier": round(report.heldout_brier, 5),
+            "uncalibrated_brier": round(report.uncalibrated_brier, 5),
+            "ceiling_brier": round(report.ceiling_brier, 5),
+            "expected_calibration_error": round(report.expected_calibration_error, 5),
+        },
+        features=FEATURE_NAMES,
+        feature_schema_version=FEATURE_SCHEMA_VERSION,
     )
     return metadata, report
 

@@ -7,6 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from services.common.claude.ledger import stored_call_cost
+
 # Rust regex (pydantic): \z is the very end of the text.
 ID_PATTERN = r"\A[A-Za-z0-9][A-Za-z0-9._:-]{0,127}\z"
 MAX_MESSAGES = 2_000
@@ -80,14 +82,11 @@ class CoachingSessionPublic(BaseModel):
             improvement_areas=list(row["improvement_areas"]),
             model=row["model"],
             prompt_version=row["prompt_version"],
-            latency_seconds=row["analysis_latency_seconds"],
-            input_tokens=row["input_tokens"],
-            output_tokens=row["output_tokens"],
             cache_write_tokens=row["cache_write_tokens"],
             cache_read_tokens=row["cache_read_tokens"],
-            cost_micro_usd=row["cost_micro_usd"],
             created_at=row["created_at"],
             cached=cached,
+            **stored_call_cost(row),
         )
 
 

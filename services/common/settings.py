@@ -18,6 +18,7 @@ from typing import Annotated, Any, ClassVar, Literal, Self
 from urllib.parse import urlsplit
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -34,11 +35,26 @@ Environment = Literal["local", "dev", "staging", "production"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 
 # HS256 keys shorter than the hash output weaken the MAC (RFC 7518 section 3.2);
-# PyJWT also warns about them, and warnings are errors in the test suite.
-MIN_JWT_KEY_BYTES = 32
+# PyJWT also warns about them, and warnings are errors in the test suite. The
+# same floor holds for the static bearer tokens a service accepts (Alertmanager's).
+MIN_SECRET_BYTES = 32
 # Used with fullmatch only ("$" would accept a trailing newline).
 _KID_PATTERN = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _ORIGIN_PATTERN = re.compile(r"https?://(\*\.)?[A-Za-z0-9.-]+(:\d{1,5})?")
+
+
+def check_secret_length(value: SecretStr) -> SecretStr:
+    """``value`` if it has at least ``MIN_SECRET_BYTES`` bytes, else ``ValueError`` saying
+    how to generate one (the message never contains the secret)."""
+    if len(value.get_secret_value().encode()) < MIN_SECRET_BYTES:
+        raise ValueError(
+            f"must be at least {MIN_SECRET_BYTES} bytes (generate one with: openssl rand -hex 32)"
+        )
+    return value
+
+
+#: A signing key or bearer token: refused at start-up when shorter than ``MIN_SECRET_BYTES``.
+LongSecret = Annotated[SecretStr, AfterValidator(check_secret_length)]
 
 
 class SettingsError(ValueError):
@@ -113,7 +129,7 @@ class EnvSettings(BaseSettings):
 class AuthSettings(EnvSettings):
     """The JWT keys: enough to mint or verify tokens without any datastore."""
 
-    jwt_secret_key: SecretStr = Field(description="Active HS256 signing key.")
+    jwt_secret_key: LongSecret = Field(description="Active HS256 signing key.")
     jwt_key_id: str = Field(default="k1", description="kid header of the active key.")
     jwt_previous_keys: Annotated[dict[str, SecretStr], NoDecode] = Field(
         default_factory=dict,
@@ -139,16 +155,6 @@ class AuthSettings(EnvSettings):
     jwt_max_ttl_operator: float = Field(
         default=3600, gt=0, le=86400, description="Operator tokens (short: they can do most)."
     )
-
-    @field_validator("jwt_secret_key")
-    @classmethod
-    def _key_long_enough(cls, value: SecretStr) -> SecretStr:
-        if len(value.get_secret_value().encode()) < MIN_JWT_KEY_BYTES:
-            raise ValueError(
-                f"must be at least {MIN_JWT_KEY_BYTES} bytes "
-                "(generate one with: openssl rand -hex 32)"
-            )
-        return value
 
     @field_validator("jwt_key_id")
     @classmethod
@@ -180,8 +186,10 @@ class AuthSettings(EnvSettings):
         for kid, secret in value.items():
             if not _KID_PATTERN.fullmatch(kid):
                 raise ValueError(f"kid {kid!r} must be 1-64 characters from A-Z a-z 0-9 _ . -")
-            if len(secret.get_secret_value().encode()) < MIN_JWT_KEY_BYTES:
-                raise ValueError(f"key {kid!r} must be at least {MIN_JWT_KEY_BYTES} bytes")
+            try:
+                check_secret_length(secret)
+            except ValueError as exc:
+                raise ValueError(f"key {kid!r} {exc}") from None
         return value
 
     @property

@@ -11,6 +11,8 @@ import argparse
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from services.common.heldout import check_row_count
+
 
 def add_training_arguments(
     parser: argparse.ArgumentParser, *, out: Path, seed: int, rows: int, min_rows: int, what: str
@@ -18,12 +20,10 @@ def add_training_arguments(
     """Add ``--out``, ``--seed`` and ``--rows`` (at least ``min_rows`` ``what``)."""
 
     def row_count(value: str) -> int:
-        count = int(value)
-        if count < min_rows:
-            raise argparse.ArgumentTypeError(
-                f"must be >= {min_rows} for a meaningful held-out split"
-            )
-        return count
+        try:
+            return check_row_count(int(value), min_rows)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
 
     parser.add_argument("--out", type=Path, default=out, help="model file to write")
     parser.add_argument("--seed", type=int, default=seed, help="generator and split seed")

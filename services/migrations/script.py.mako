@@ -5,7 +5,7 @@ Revises: ${down_revision | comma,n}
 Create Date: ${create_date}
 
 A new table with a tenant_id column must ENABLE and FORCE row level security
-with the tenant_isolation policy (see 0001_initial.tenant_isolation_sql);
+with the tenant_isolation policy (services/migrations/tenancy.py);
 `enterprisehub migrate` refuses to finish otherwise.
 """
 
@@ -16,8 +16,12 @@ ${imports if imports else ""}
 
 revision: str = ${repr(up_revision)}
 down_revision: str | Sequence[str] | None = ${repr(down_revision)}
+% if branch_labels:
 branch_labels: str | Sequence[str] | None = ${repr(branch_labels)}
+% endif
+% if depends_on:
 depends_on: str | Sequence[str] | None = ${repr(depends_on)}
+% endif
 
 
 def upgrade() -> None:

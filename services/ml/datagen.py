@@ -43,6 +43,7 @@ from typing import Final
 
 import numpy as np
 from numpy.typing import NDArray
+from scipy.special import expit
 
 from services.common.scoring import FEATURE_NAMES, SOURCES, TIMELINES, LeadFeatures
 
@@ -99,11 +100,6 @@ class LeadDataset:
     x: NDArray[np.float64]
     y: NDArray[np.int64]
     true_logit: NDArray[np.float64]
-
-
-def _sigmoid(z: NDArray[np.float64]) -> NDArray[np.float64]:
-    result: NDArray[np.float64] = 1.0 / (1.0 + np.exp(-z))
-    return result
 
 
 def true_logit(x: NDArray[np.float64]) -> NDArray[np.float64]:
@@ -174,7 +170,7 @@ def generate(rows: int, *, seed: int) -> LeadDataset:
     )
 
     logit = true_logit(x)
-    converted = rng.random(rows) < _sigmoid(logit + rng.normal(0.0, LATENT_NOISE_SD, rows))
+    converted = rng.random(rows) < expit(logit + rng.normal(0.0, LATENT_NOISE_SD, rows))
     return LeadDataset(x=x, y=converted.astype(np.int64), true_logit=logit)
 
 

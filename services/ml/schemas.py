@@ -6,6 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from services.common.claude.ledger import stored_call_cost
 from services.common.scoring import LeadFeatures
 from services.ml.config import MAX_BATCH_LEADS
 
@@ -108,11 +109,8 @@ class VisionAnalysisPublic(BaseModel):
             features=list(results.get("features", [])),
             defects=list(results.get("defects", [])),
             summary=results.get("summary", ""),
-            latency_seconds=row["analysis_latency_seconds"],
-            input_tokens=row["input_tokens"],
-            output_tokens=row["output_tokens"],
-            cost_micro_usd=row["cost_micro_usd"],
             cached=cached,
+            **stored_call_cost(row),
         )
 
 

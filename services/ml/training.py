@@ -10,19 +10,18 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final, Literal, get_args
+from typing import Final, Literal, get_args
 
 import numpy as np
 from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
-from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
 
+from services.common.heldout import check_row_count, heldout_split
 from services.common.lead_model.artifact import ArtifactMetadata, save_artifact
 from services.common.lead_model.features import (
     BOOLEAN_FEATURES,
@@ -40,7 +39,6 @@ ESTIMATORS: Final[tuple[str, ...]] = get_args(Estimator)
 MODEL_NAME: Final = "lead-conversion"
 DEFAULT_ROWS: Final = 50_000
 DEFAULT_SEED: Final = 20_260_101
-HELDOUT_FRACTION: Final = 0.2
 MIN_ROWS: Final = 1000
 DEFAULT_OUT: Final = Path("models/lead_scoring.joblib")
 
@@ -106,16 +104,9 @@ def train(
     held-out rows: the best any model of the observed attributes can expect,
     because the labels carry unobserved noise.
     """
-    if rows < MIN_ROWS:
-        raise ValueError(f"rows must be >= {MIN_ROWS} for a meaningful held-out split, got {rows}")
-    data = datagen.generate(rows, seed=seed)
-    x_train, x_test, y_train, y_test, _, logit_test = train_test_split(
-        data.x,
-        data.y,
-        data.true_logit,
-        test_size=HELDOUT_FRACTION,
-        random_state=seed,
-        stratify=data.y,
+    data = datagen.generate(check_row_count(rows, MIN_ROWS), seed=seed)
+    x_train, x_test, y_train, y_test, logit_test = heldout_split(
+        data.x, data.y, data.true_logit, seed=seed
     )
     model = build_pipeline(estimator, seed=seed)
     model.fit(x_train, y_train)
@@ -139,21 +130,15 @@ def train_to_file(
 ) -> tuple[ArtifactMetadata, TrainingReport]:
     """Train and write ``out`` plus ``out.json``; return the metadata and report."""
     model, report = train(rows=rows, seed=seed, estimator=estimator)
-    fields: dict[str, Any] = {
-        "model_name": MODEL_NAME,
-        "created_at": datetime.now(UTC),
-        "training_rows": report.training_rows,
-        "heldout_rows": report.heldout_rows,
-        "seed": seed,
-        "estimator": estimator,
-        "heldout_auc": round(report.heldout_auc, 4),
-        "training_info": {
-            "ceiling_auc": round(report.ceiling_auc, 4),
-            "positive_rate": round(report.positive_rate, 4),
-            "generated_rows": float(rows),
-        },
-    }
-    return save_artifact(model, fields, out), report
+    metadata = save_artifact(
+        model,
+        out,
+        model_name=MODEL_NAME,
+        estimator=estimator,
+        seed=seed,
+        report=report,
+    )
+    return metadata, report
 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:

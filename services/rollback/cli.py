@@ -15,6 +15,15 @@
 5. Slack is told (SLACK_WEBHOOK_URL), when set.
 
 It asks for confirmation unless ``--yes`` (and refuses without a terminal).
+
+    enterprisehub rollback stuck-undos --environment E
+    enterprisehub rollback close-undo INCIDENT_KEY --environment E --reason WHY
+        (--restored DEPLOYMENT=HASH | --not-restored DEPLOYMENT) ... [--actor WHO] [--yes]
+
+An automatic undo of Deployments whose handler died after claiming it is never
+retried (docs/runbooks/RollbackDeploymentUndoStuck.md): ``stuck-undos`` lists
+such claims, ``close-undo`` records what the operator found on each Deployment
+and tells Slack (the dead handler never did).
 """
 
 from __future__ import annotations
@@ -36,8 +45,9 @@ from services.common.flags import FEATURES, get_flags
 from services.common.settings import EnvSettings
 from services.operator_cli import add_operator_arguments, confirm, connect, default_actor
 from services.rollback.alerts import ALL_FEATURES
-from services.rollback.notify import notify_slack, rollback_message
+from services.rollback.notify import closed_undo_message, notify_slack, rollback_message
 from services.rollback.procedure import RollbackRequest, roll_back
+from services.rollback.undo_claims import CloseClaimError, close_claim, stuck_claims
 
 
 class NotifySettings(EnvSettings):
@@ -154,8 +164,71 @@ def _rollback_feature(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _list_stuck_undos(args: argparse.Namespace) -> int:
+    async with connect(args.environment) as conn:
+        claims = await stuck_claims(conn.db)
+    if not claims:
+        print("no undo is claimed and unfinished")
+    for claim in claims:
+        print(
+            f"{claim.incident_key}  {claim.feature}  claimed {claim.claimed_at.isoformat()} "
+            f"({claim.age_seconds / 60:.0f} min ago)  deployments: {', '.join(claim.planned)}"
+        )
+    return 0
+
+
+def _restored_argument(value: str) -> tuple[str, str]:
+    name, sep, template_hash = value.partition("=")
+    if not sep or not name or not template_hash:
+        raise argparse.ArgumentTypeError(
+            f"{value!r}: expected DEPLOYMENT=HASH (HASH from the Deployment's "
+            "rollback.enterprisehub.io/restored-template-hash annotation)"
+        )
+    return name, template_hash
+
+
+async def _close_undo(args: argparse.Namespace) -> int:
+    if not args.reason.strip():
+        raise CommandError("--reason must say what you found (it is kept on the incident)")
+    restored: dict[str, str | None] = {}
+    for name, template_hash in [*args.restored, *((name, None) for name in args.not_restored)]:
+        if name in restored:
+            raise CommandError(f"{name} is named twice", EXIT_USAGE)
+        restored[name] = template_hash
+    async with connect(args.environment) as conn:
+        for name, template_hash in restored.items():
+            verdict = f"rolled back to {template_hash}" if template_hash else "not rolled back"
+            print(f"{name}: {verdict}")
+        await confirm(
+            f"close the undo of incident {args.incident} in {conn.settings.environment}?", args.yes
+        )
+        actor = args.actor or default_actor()
+        try:
+            closed = await close_claim(
+                conn.db, args.incident, restored, actor=actor, reason=args.reason
+            )
+        except CloseClaimError as exc:
+            raise CommandError(f"{exc}; nothing changed") from None
+        environment = conn.settings.environment
+    print(
+        f"incident {args.incident}: undo closed with {len(closed.outcomes)} outcome(s); "
+        "RollbackDeploymentUndoStuck resolves within a minute"
+    )
+    await notify_slack(
+        NotifySettings.from_env().slack_webhook_url,
+        closed_undo_message(
+            environment=environment,
+            incident_key=args.incident,
+            alertname=closed.alertname,
+            actor=actor,
+            outcomes=closed.outcomes,
+        ),
+    )
+    return 0
+
+
 def register_rollback_commands(subparsers: Any) -> None:
-    """``enterprisehub rollback feature ...``."""
+    """``enterprisehub rollback feature|stuck-undos|close-undo ...``."""
     rollback = subparsers.add_parser("rollback", help="roll a feature back (flag off)")
     commands = rollback.add_subparsers(dest="rollback_command", required=True)
     feature = commands.add_parser("feature", help="turn a feature (or all) off at once")
@@ -174,3 +247,32 @@ def register_rollback_commands(subparsers: Any) -> None:
         "--stack-rollback", metavar="STACK", help="also roll the stack back to its last good update"
     )
     feature.set_defaults(handler=_rollback_feature)
+
+    stuck = commands.add_parser(
+        "stuck-undos", help="list deployment undos claimed by a handler that never finished"
+    )
+    add_operator_arguments(stuck)
+    stuck.set_defaults(handler=lambda args: asyncio.run(_list_stuck_undos(args)))
+
+    close = commands.add_parser(
+        "close-undo", help="record what happened to a stuck undo's Deployments"
+    )
+    close.add_argument("incident", help="the incident key (from stuck-undos or /health/rollback)")
+    add_operator_arguments(close)
+    close.add_argument("--reason", required=True, help="what you found (kept on the incident)")
+    close.add_argument(
+        "--restored",
+        action="append",
+        default=[],
+        type=_restored_argument,
+        metavar="DEPLOYMENT=HASH",
+        help="this Deployment was rolled back; HASH is its restored-template-hash annotation",
+    )
+    close.add_argument(
+        "--not-restored",
+        action="append",
+        default=[],
+        metavar="DEPLOYMENT",
+        help="this Deployment was not rolled back",
+    )
+    close.set_defaults(handler=lambda args: asyncio.run(_close_undo(args)))

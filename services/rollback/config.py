@@ -6,12 +6,10 @@ import re
 from pathlib import Path
 from typing import ClassVar, Self
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from services.common.flags import FEATURES
-from services.common.settings import CommonSettings
-
-MIN_WEBHOOK_TOKEN_BYTES = 32
+from services.common.settings import CommonSettings, LongSecret
 
 # A Deployment's name: a DNS-1123 subdomain (only ever used with fullmatch).
 _DEPLOYMENT_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
@@ -27,7 +25,7 @@ class RollbackSettings(CommonSettings):
 
     service_name: ClassVar[str] = "rollback"
 
-    alertmanager_webhook_token: SecretStr = Field(
+    alertmanager_webhook_token: LongSecret = Field(
         description="Bearer token Alertmanager presents (at least 32 bytes)."
     )
     rollback_max_body_bytes: int = Field(default=1_048_576, gt=0, le=16_777_216)
@@ -45,15 +43,6 @@ class RollbackSettings(CommonSettings):
     rollback_kubernetes_timeout_seconds: float = Field(default=5.0, gt=0, le=30)
     #: Where the kubelet mounts the pod's ServiceAccount token, CA and namespace.
     rollback_service_account_dir: Path = Path("/var/run/secrets/kubernetes.io/serviceaccount")
-
-    @field_validator("alertmanager_webhook_token")
-    @classmethod
-    def _long_enough(cls, value: SecretStr) -> SecretStr:
-        if len(value.get_secret_value().encode()) < MIN_WEBHOOK_TOKEN_BYTES:
-            raise ValueError(
-                f"must be at least {MIN_WEBHOOK_TOKEN_BYTES} bytes (openssl rand -hex 32)"
-            )
-        return value
 
     @field_validator("rollback_feature_deployments")
     @classmethod

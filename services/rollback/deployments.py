@@ -38,8 +38,9 @@ copied, never dropped.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +68,21 @@ ANNOTATIONS_TO_SKIP = frozenset(
 RESTORED_HASH_ANNOTATION = "rollback.enterprisehub.io/restored-template-hash"
 #: Reads and patches tried when the Deployment keeps changing under the patch.
 PATCH_ATTEMPTS = 3
+#: API calls of one attempt: read the Deployment, list its ReplicaSets, patch.
+API_CALLS_PER_ATTEMPT = 3
+
+
+def undo_deadline_seconds(timeout_seconds: float) -> float:
+    """The longest one Deployment's undo may take: every call of every attempt at the timeout.
+
+    The client's timeout bounds each wait for a byte, not a whole response: an
+    API server (or a proxy) that trickles an answer would hold the claim for as
+    long as it likes. This deadline is what makes the slowest undo a number
+    the RollbackDeploymentUndoStuck alert can be set above.
+    """
+    return PATCH_ATTEMPTS * API_CALLS_PER_ATTEMPT * timeout_seconds
+
+
 #: A failed JSON-patch ``test`` is a 422; a conflicting write a 409.
 _CHANGED_SINCE_READ = frozenset({409, 422})
 #: Why a Deployment whose template changed during the undo is left alone.
@@ -97,16 +113,8 @@ class UndoOutcome:
     restored_hash: str | None = None
 
     def as_record(self) -> dict[str, Any]:
-        """The JSON kept on the incident row."""
-        return {
-            "deployment": self.deployment,
-            "rolled_back": self.rolled_back,
-            "reason": self.reason,
-            "from_revision": self.from_revision,
-            "to_revision": self.to_revision,
-            "failed": self.failed,
-            "restored_hash": self.restored_hash,
-        }
+        """The JSON kept on the incident row: every field, by name."""
+        return asdict(self)
 
     def describe(self) -> str:
         """One line for logs and Slack."""
@@ -271,8 +279,9 @@ def _api_failure(name: str, exc: Exception) -> UndoOutcome:
 class DeploymentRollbacker:
     """Undoes rollouts through the Kubernetes API (the pod's own ServiceAccount in-cluster)."""
 
-    def __init__(self, client: AsyncClient) -> None:
+    def __init__(self, client: AsyncClient, *, deadline_seconds: float) -> None:
         self._client = client
+        self._deadline_seconds = deadline_seconds
 
     async def undo(self, name: str, *, restored_hash: str | None = None) -> UndoOutcome:
         """``kubectl rollout undo deployment/NAME``; a failure is an outcome, never raised.
@@ -282,7 +291,23 @@ class DeploymentRollbacker:
         planned again from a fresh read while the template is the one first
         read (the controller's status writes and the autoscaler also change
         the version); a changed template is a release, left to an operator.
+        An undo still running at ``deadline_seconds`` is given up as failed.
         """
+        try:
+            async with asyncio.timeout(self._deadline_seconds):
+                return await self._undo(name, restored_hash)
+        except TimeoutError:
+            return UndoOutcome(
+                name,
+                rolled_back=False,
+                reason=(
+                    f"Kubernetes API: no complete answer within {self._deadline_seconds:g} s "
+                    "(a patch may have landed: see the restored-template-hash annotation)"
+                ),
+                failed=True,
+            )
+
+    async def _undo(self, name: str, restored_hash: str | None) -> UndoOutcome:
         first_template: Any = None
         try:
             for attempt in range(1, PATCH_ATTEMPTS + 1):

@@ -18,7 +18,11 @@ from services.common.lifespan import ServiceLifespan
 from services.common.metrics import new_registry
 from services.common.tasks import BackgroundTask
 from services.rollback.config import RollbackSettings
-from services.rollback.deployments import DeploymentRollbacker, kubernetes_client
+from services.rollback.deployments import (
+    DeploymentRollbacker,
+    kubernetes_client,
+    undo_deadline_seconds,
+)
 from services.rollback.health import ROLLBACK_FEATURE_HEALTH
 from services.rollback.metrics import RollbackMetrics
 from services.rollback.routes import webhook
@@ -49,11 +53,10 @@ async def _rollbacker(settings: RollbackSettings, app: FastAPI) -> AsyncIterator
         app.state.deployment_rollbacker = None
         yield
         return
+    timeout = settings.rollback_kubernetes_timeout_seconds
     rollbacker = DeploymentRollbacker(
-        kubernetes_client(
-            settings.rollback_service_account_dir,
-            timeout_seconds=settings.rollback_kubernetes_timeout_seconds,
-        )
+        kubernetes_client(settings.rollback_service_account_dir, timeout_seconds=timeout),
+        deadline_seconds=undo_deadline_seconds(timeout),
     )
     app.state.deployment_rollbacker = rollbacker
     try:

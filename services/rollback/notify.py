@@ -84,3 +84,24 @@ def undo_message(*, environment: str, alertname: str, outcomes: Sequence[UndoOut
         ". Pulumi still declares the template that failed: roll the stack back "
         "(python -m infra.deploy rollback) or deploy a fix before the next pulumi up."
     )
+
+
+def closed_undo_message(
+    *,
+    environment: str,
+    incident_key: str,
+    alertname: str,
+    actor: str,
+    outcomes: Sequence[UndoOutcome],
+) -> str:
+    """The message about a stuck undo an operator closed: what each Deployment was found in."""
+    found = "; ".join(
+        f"{o.deployment}: rolled back (template {o.restored_hash})"
+        if o.rolled_back
+        else f"{o.deployment}: not rolled back"
+        for o in outcomes
+    )
+    return (
+        f":white_check_mark: [{environment}] {actor} closed the stuck undo after {alertname} "
+        f"(incident {incident_key}): {found}."
+    )

@@ -48,9 +48,12 @@ CLAIM_UNDO = (
     "UPDATE rollback_incidents SET deployments_state = 'claimed', deployments_claimed_at = now() "
     "WHERE incident_key = $1 AND deployments_state = 'pending' RETURNING deployments_planned"
 )
+#: Only while the claim is open: an operator may have closed it meanwhile
+#: (``enterprisehub rollback close-undo``), and that record stands.
 RECORD_UNDO = (
     "UPDATE rollback_incidents SET deployments_state = 'done', deployments_done_at = now(), "
-    "deployments_outcome = deployments_outcome || $2 WHERE incident_key = $1"
+    "deployments_outcome = deployments_outcome || $2 "
+    "WHERE incident_key = $1 AND deployments_state = 'claimed' RETURNING incident_key"
 )
 #: The template the last successful automatic undo of a Deployment restored.
 LAST_RESTORED = (
@@ -186,7 +189,15 @@ async def undo_deployments(
                 UndoOutcome(name, False, "unexpected error (see the handler's log)", failed=True)
             )
     async with db.unscoped() as conn:
-        await conn.execute(RECORD_UNDO, key, [outcome.as_record() for outcome in outcomes])
+        recorded = await conn.fetchval(
+            RECORD_UNDO, key, [outcome.as_record() for outcome in outcomes]
+        )
+    if recorded is None:
+        log.warning(
+            "the undo of incident %s was closed by an operator meanwhile; not recorded: %s",
+            key,
+            "; ".join(outcome.describe() for outcome in outcomes),
+        )
     return tuple(outcomes)
 
 

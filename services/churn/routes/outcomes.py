@@ -4,7 +4,8 @@
   ``responded``, ``re_engaged`` or ``churned`` (a churned lead stops being
   watched). 404 ``unknown_intervention`` for an id the caller's tenant does
   not have (another tenant's included: row-level security hides it). A repeated
-  report of the same outcome (the CRM retrying) is stored and counted once.
+  report of the same outcome (the CRM retrying) is stored and counted once, and
+  an intervention becomes a success once (services/churn/success.py).
 
 The CRM integration posts these with the same token as its leads and signals:
 outcomes are CRM data, stored whatever the intervention's status (a lead that
@@ -18,19 +19,42 @@ its lead would inflate that rate.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from typing import Final
 from uuid import UUID
 
 from fastapi import APIRouter, Request
 
 from services.churn.deps import DbDep, RuntimeDep, route_guard
 from services.churn.schemas import InterventionPublic, OutcomeUpdate
-from services.churn.success import DELIVERED, becomes_success
+from services.churn.success import BECAME_SUCCESS, DELIVERED, SUCCEEDED_AT_AFTER
 from services.common.auth import CRM_INGEST, IngestPrincipalDep
 from services.common.body import parse_body, read_body
 from services.common.errors import ApiError
 
 #: An outcome body is ``{"outcome": "..."}``: a few bytes.
 MAX_OUTCOME_BODY_BYTES = 4096
+
+#: The outcome ``$2`` of intervention ``$1``, reported at ``$3``. The row is locked
+#: first, so of two concurrent copies the second reads the first's outcome as
+#: ``previous`` and counts nothing.
+RECORD_OUTCOME: Final = f"""
+WITH previous AS (
+    SELECT intervention_id, outcome, succeeded_at FROM churn_interventions
+    WHERE intervention_id = $1 FOR UPDATE
+)
+UPDATE churn_interventions i SET outcome = $2,
+       outcome_at = CASE WHEN previous.outcome IS DISTINCT FROM $2
+                         THEN $3 ELSE i.outcome_at END,
+       succeeded_at = {SUCCEEDED_AT_AFTER}
+FROM previous WHERE i.intervention_id = previous.intervention_id
+RETURNING i.intervention_id, i.lead_id,
+          i.churn_probability::float8 AS churn_probability, i.intervention_stage,
+          i.channels_used, i.status, i.reason, i.outcome, i.detected_at,
+          i.intervened_at, i.detection_latency_seconds,
+          i.intervention_latency_seconds,
+          previous.outcome IS DISTINCT FROM $2 AS changed, {BECAME_SUCCESS}
+"""  # noqa: S608 - constants
 
 router = APIRouter(
     prefix="/v1/churn", tags=["churn-outcomes"], dependencies=route_guard(CRM_INGEST)
@@ -51,28 +75,11 @@ async def record_outcome(
         OutcomeUpdate,
     )
     async with db.tenant(principal.tenant_id) as conn:
-        # The row is locked first, so of two concurrent copies the second reads
-        # the first's outcome as ``previous`` and counts nothing.
         row = await conn.fetchrow(
-            """
-            WITH previous AS (
-                SELECT intervention_id, outcome FROM churn_interventions
-                WHERE intervention_id = $1 FOR UPDATE
-            )
-            UPDATE churn_interventions i SET outcome = $2,
-                   outcome_at = CASE WHEN previous.outcome IS DISTINCT FROM $2
-                                     THEN now() ELSE i.outcome_at END
-            FROM previous WHERE i.intervention_id = previous.intervention_id
-            RETURNING i.intervention_id, i.lead_id,
-                      i.churn_probability::float8 AS churn_probability, i.intervention_stage,
-                      i.channels_used, i.status, i.reason, i.outcome, i.detected_at,
-                      i.intervened_at, i.detection_latency_seconds,
-                      i.intervention_latency_seconds,
-                      previous.outcome IS DISTINCT FROM $2 AS changed,
-                      previous.outcome AS previous_outcome
-            """,
+            RECORD_OUTCOME,
             intervention_id,
             body.outcome,
+            datetime.now(UTC),
         )
         if row is None:
             raise ApiError(
@@ -83,13 +90,12 @@ async def record_outcome(
                 "UPDATE churn_leads SET status = 'churned' WHERE lead_id = $1", row["lead_id"]
             )
     record = dict(row)
-    previous = record.pop("previous_outcome")
     # Counted once per outcome: the CRM's retries of the same report would
     # otherwise inflate the success rate the dashboards compute from it; and
     # only for a delivered intervention, the rate's denominator (the row was
     # locked, so this is its status when the outcome was written).
     if record.pop("changed") and row["status"] == DELIVERED:
         runtime.metrics.interventions.labels(row["intervention_stage"], "any", body.outcome).inc()
-        if becomes_success(previous, body.outcome):
-            runtime.metrics.successes.labels(row["intervention_stage"]).inc()
+    if record.pop("became_success"):
+        runtime.metrics.successes.labels(row["intervention_stage"]).inc()
     return InterventionPublic(**record)

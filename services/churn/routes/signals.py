@@ -27,7 +27,6 @@ from services.churn.schemas import (
     SignalsAccepted,
 )
 from services.churn.signals import SignalRejected, store_signals, upsert_leads
-from services.churn.success import becomes_success
 from services.common.auth import CRM_INGEST, IngestPrincipalDep
 from services.common.body import parse_body, read_body
 
@@ -91,7 +90,7 @@ async def post_signals(
     # so the dashboards' success rate includes the outcomes signals set.
     for change in result.outcomes:
         runtime.metrics.interventions.labels(change.stage, "any", change.outcome).inc()
-        if becomes_success(change.previous, change.outcome):
+        if change.became_success:
             runtime.metrics.successes.labels(change.stage).inc()
     return SignalsAccepted(
         stored=result.stored, duplicates=result.duplicates, cancelled_sends=result.cancelled_sends

@@ -34,6 +34,7 @@ refusal or a ``max_tokens`` stop gets one repair call, then ``ClaudeBadOutput``
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import random
 import re
@@ -471,28 +472,23 @@ class ClaudeClient:
         """
         started = time.perf_counter()
         results: list[CallResult[T]] = []
+        # The repair differs from the first attempt in its request only.
+        attempt = functools.partial(
+            self.parse,
+            tenant_id=tenant_id,
+            feature=feature,
+            output_format=output_format,
+            validate=validate,
+            defer_ledger=defer_ledger,
+        )
         try:
-            first = await self.parse(
-                tenant_id=tenant_id,
-                feature=feature,
-                output_format=output_format,
-                validate=validate,
-                defer_ledger=defer_ledger,
-                **params,
-            )
+            first = await attempt(**params)
             results.append(first)
             if first.problem is not None:
                 log.warning(
                     "%s: unusable Claude answer, repairing once: %s", feature, first.problem
                 )
-                second = await self.parse(
-                    tenant_id=tenant_id,
-                    feature=feature,
-                    output_format=output_format,
-                    validate=validate,
-                    defer_ledger=defer_ledger,
-                    **repair_params(params, first),
-                )
+                second = await attempt(**repair_params(params, first))
                 results.append(second)
             final = results[-1]
             output = final.parsed

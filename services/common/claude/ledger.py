@@ -51,15 +51,6 @@ class Usage:
             self.cache_read_tokens + other.cache_read_tokens,
         )
 
-    def as_dict(self) -> dict[str, int]:
-        """Token counts keyed by the ledger's column names."""
-        return {
-            "input_tokens": self.input_tokens,
-            "output_tokens": self.output_tokens,
-            "cache_write_tokens": self.cache_write_tokens,
-            "cache_read_tokens": self.cache_read_tokens,
-        }
-
 
 class UnpricedModel(KeyError):  # noqa: N818 - reads as the condition
     """A call was made with a model that CLAUDE_PRICES does not price."""
@@ -160,3 +151,16 @@ async def totals(db: Database, tenant_id: str) -> list[dict[str, Any]]:
             "FROM claude_cost_ledger GROUP BY feature, model ORDER BY feature, model"
         )
     return [dict(row) for row in rows]
+
+
+def stored_call_cost(row: Mapping[str, Any]) -> dict[str, Any]:
+    """The public ``latency_seconds``, ``input_tokens``, ``output_tokens`` and
+    ``cost_micro_usd`` of a result row of a Claude feature's table (the columns
+    each such table keeps next to its result: ``analysis_latency_seconds`` and
+    the call's tokens and cost)."""
+    return {
+        "latency_seconds": row["analysis_latency_seconds"],
+        "input_tokens": row["input_tokens"],
+        "output_tokens": row["output_tokens"],
+        "cost_micro_usd": row["cost_micro_usd"],
+    }

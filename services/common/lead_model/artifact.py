@@ -29,10 +29,11 @@ from __future__ import annotations
 
 import hashlib
 import io
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, Final, Literal
+from typing import Annotated, Any, Final, Literal, Protocol
 from urllib.parse import unquote, urlparse
 
 import joblib
@@ -415,11 +416,32 @@ def load_artifact(
     return LoadedArtifact(model=model, metadata=metadata, uri=uri)
 
 
+class HeldoutReport(Protocol):
+    """What every training report on generated data states (read by `save_artifact`):
+    the split's sizes, the held-out AUC, the ground truth's own AUC on the same
+    rows and the generator's positive rate."""
+
+    @property
+    def training_rows(self) -> int: ...
+    @property
+    def heldout_rows(self) -> int: ...
+    @property
+    def heldout_auc(self) -> float: ...
+    @property
+    def ceiling_auc(self) -> float: ...
+    @property
+    def positive_rate(self) -> float: ...
+
+
 def save_artifact(
     model: Any,
-    metadata_fields: dict[str, Any],
     path: Path,
     *,
+    model_name: str,
+    estimator: str,
+    seed: int,
+    report: HeldoutReport,
+    model_info: Mapping[str, float] | None = None,
     features: tuple[str, ...] = FEATURE_NAMES,
     feature_schema_version: int = FEATURE_SCHEMA_VERSION,
 ) -> ArtifactMetadata:
@@ -427,11 +449,15 @@ def save_artifact(
 
     ``features``/``feature_schema_version``: see `verify_artifact`.
 
-    ``metadata_fields`` holds everything except ``sha256``, ``version``,
-    ``features`` and the format/schema/sklearn versions, which are filled in
-    here from the written bytes and the running code so they cannot disagree.
-    The version is content-addressed (``v<feature schema>-<sha12>``), so an
-    identical model gets the same version and publishing it again is a no-op.
+    The caller names the model and how it was trained; the split sizes, the
+    held-out AUC and, in ``training_info``, the generator's facts (ceiling AUC,
+    positive rate, rows generated) come from ``report`` (AUCs and rates to 4
+    decimals), next to the model's own ``model_info``; the creation time is
+    now, and ``sha256``, ``version``, ``features`` and the format/schema/sklearn
+    versions are filled in here from the written bytes and the running code so
+    they cannot disagree. The version is content-addressed
+    (``v<feature schema>-<sha12>``), so an identical model gets the same
+    version and publishing it again is a no-op.
     """
     buffer = io.BytesIO()
     joblib.dump(model, buffer, compress=3)
@@ -444,7 +470,19 @@ def save_artifact(
         feature_schema_version=feature_schema_version,
         sklearn_version=sklearn.__version__,
         sha256=digest,
-        **metadata_fields,
+        model_name=model_name,
+        created_at=datetime.now(UTC),
+        training_rows=report.training_rows,
+        heldout_rows=report.heldout_rows,
+        seed=seed,
+        estimator=estimator,
+        heldout_auc=round(report.heldout_auc, 4),
+        training_info={
+            **(model_info or {}),
+            "ceiling_auc": round(report.ceiling_auc, 4),
+            "positive_rate": round(report.positive_rate, 4),
+            "generated_rows": float(report.training_rows + report.heldout_rows),
+        },
     )
     path.parent.mkdir(parents=True, exist_ok=True)
     # Model first, metadata last: a reader that finds metadata finds its model.

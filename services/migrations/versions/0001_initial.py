@@ -29,16 +29,15 @@ from collections.abc import Sequence
 
 from alembic import op
 
+from services.migrations.tenancy import TENANT_COLUMN, tenant_isolation_sql
+
 revision: str = "0001"
 down_revision: str | Sequence[str] | None = None
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
 
 FEATURES_CHECK = (
     "feature_name IN ('realtime_intelligence', 'property_vision', "
     "'churn_prevention', 'ai_coaching')"
 )
-TENANT_COLUMN = "tenant_id varchar(64) NOT NULL DEFAULT current_setting('app.tenant_id', true)"
 
 TABLES: dict[str, str] = {
     "realtime_intelligence_events": f"""
@@ -139,16 +138,6 @@ INDEXES: tuple[tuple[str, str, str], ...] = (
     ("idx_metrics_feature_date", "phase3_business_metrics", "feature_name, metric_date"),
     ("idx_ab_tenant_feature", "ab_test_assignments", "tenant_id, feature_name"),
 )
-
-
-def tenant_isolation_sql(table: str) -> list[str]:
-    """Statements that confine ``table`` to the transaction's tenant."""
-    condition = "tenant_id = current_setting('app.tenant_id', true)"
-    return [
-        f"ALTER TABLE {table} ENABLE ROW LEVEL SECURITY",
-        f"ALTER TABLE {table} FORCE ROW LEVEL SECURITY",
-        f"CREATE POLICY tenant_isolation ON {table} USING ({condition}) WITH CHECK ({condition})",
-    ]
 
 
 def upgrade() -> None:

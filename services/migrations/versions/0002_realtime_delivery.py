@@ -29,8 +29,6 @@ from alembic import op
 
 revision: str = "0002_realtime_delivery"
 down_revision: str | Sequence[str] | None = "0001"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:

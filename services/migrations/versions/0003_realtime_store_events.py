@@ -34,8 +34,6 @@ from alembic import op
 
 revision: str = "0003_realtime_store_events"
 down_revision: str | Sequence[str] | None = "0002_realtime_delivery"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
 
 SIGNATURE = "realtime_store_events(text, uuid[], text[], text[], text[], text[], float8[])"
 

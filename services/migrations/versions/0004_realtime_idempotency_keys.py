@@ -23,13 +23,12 @@ from collections.abc import Sequence
 
 from alembic import op
 
+from services.migrations.tenancy import TENANT_COLUMN, tenant_isolation_sql
+
 revision: str = "0004"
 down_revision: str | Sequence[str] | None = "0003_realtime_store_events"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
 
 TABLE = "realtime_idempotency_keys"
-CONDITION = "tenant_id = current_setting('app.tenant_id', true)"
 
 
 def upgrade() -> None:
@@ -37,7 +36,7 @@ def upgrade() -> None:
     op.execute(
         f"""
         CREATE TABLE {TABLE} (
-            tenant_id varchar(64) NOT NULL DEFAULT current_setting('app.tenant_id', true),
+            {TENANT_COLUMN},
             key varchar(255) NOT NULL,
             request_sha256 bytea NOT NULL,
             response jsonb,
@@ -48,11 +47,8 @@ def upgrade() -> None:
         """
     )
     op.execute(f"CREATE INDEX idx_idempotency_tenant_expires ON {TABLE} (tenant_id, expires_at)")
-    op.execute(f"ALTER TABLE {TABLE} ENABLE ROW LEVEL SECURITY")
-    op.execute(f"ALTER TABLE {TABLE} FORCE ROW LEVEL SECURITY")
-    op.execute(
-        f"CREATE POLICY tenant_isolation ON {TABLE} USING ({CONDITION}) WITH CHECK ({CONDITION})"
-    )
+    for statement in tenant_isolation_sql(TABLE):
+        op.execute(statement)
 
 
 def downgrade() -> None:

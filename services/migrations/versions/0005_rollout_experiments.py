@@ -30,8 +30,6 @@ from alembic import op
 
 revision: str = "0005_rollout_experiments"
 down_revision: str | Sequence[str] | None = "0004"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
 
 DIRECTORY_ROLE = "enterprisehub_tenant_directory"
 FEATURES_CHECK = (

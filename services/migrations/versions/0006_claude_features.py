@@ -27,12 +27,11 @@ from collections.abc import Sequence
 
 from alembic import op
 
+from services.migrations.tenancy import TENANT_COLUMN, tenant_isolation_sql
+
 revision: str = "0006_claude_features"
 down_revision: str | Sequence[str] | None = "0005_rollout_experiments"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
 
-TENANT_COLUMN = "tenant_id varchar(64) NOT NULL DEFAULT current_setting('app.tenant_id', true)"
 FEATURE_CHECK = "feature IN ('property_vision', 'ai_coaching', 'churn_prevention')"
 TOKEN_COLUMNS = (
     "input_tokens integer NOT NULL DEFAULT 0 CHECK (input_tokens >= 0)",
@@ -90,15 +89,6 @@ COACHING_COLUMNS = f"""
 """
 
 
-def _isolate(table: str) -> list[str]:
-    condition = "tenant_id = current_setting('app.tenant_id', true)"
-    return [
-        f"ALTER TABLE {table} ENABLE ROW LEVEL SECURITY",
-        f"ALTER TABLE {table} FORCE ROW LEVEL SECURITY",
-        f"CREATE POLICY tenant_isolation ON {table} USING ({condition}) WITH CHECK ({condition})",
-    ]
-
-
 def upgrade() -> None:
     """Add the columns and tables."""
     op.execute(f"ALTER TABLE property_vision_analyses {VISION_COLUMNS}")
@@ -109,7 +99,7 @@ def upgrade() -> None:
     op.execute(f"ALTER TABLE coaching_sessions {COACHING_COLUMNS}")
     for table, columns in NEW_TABLES.items():
         op.execute(f"CREATE TABLE {table} ({columns})")
-        for statement in _isolate(table):
+        for statement in tenant_isolation_sql(table):
             op.execute(statement)
     op.execute(
         "CREATE INDEX idx_ledger_tenant_feature_created ON claude_cost_ledger "

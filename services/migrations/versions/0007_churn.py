@@ -33,13 +33,11 @@ from collections.abc import Sequence
 from alembic import op
 from sqlalchemy.util import await_only
 
+from services.migrations.tenancy import TENANT_COLUMN, tenant_isolation_sql
+
 revision: str = "0007_churn"
 down_revision: str | Sequence[str] | None = "0006_claude_features"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
 
-TENANT_COLUMN = "tenant_id varchar(64) NOT NULL DEFAULT current_setting('app.tenant_id', true)"
-CONDITION = "tenant_id = current_setting('app.tenant_id', true)"
 SIGNAL_TYPES = (
     "message_received",
     "message_sent",
@@ -168,12 +166,8 @@ def upgrade() -> None:
         "FOR EACH ROW EXECUTE FUNCTION set_updated_at()"
     )
     for table in TABLES:
-        op.execute(f"ALTER TABLE {table} ENABLE ROW LEVEL SECURITY")
-        op.execute(f"ALTER TABLE {table} FORCE ROW LEVEL SECURITY")
-        op.execute(
-            f"CREATE POLICY tenant_isolation ON {table} USING ({CONDITION}) "
-            f"WITH CHECK ({CONDITION})"
-        )
+        for statement in tenant_isolation_sql(table):
+            op.execute(statement)
     # The tenant directory (see the module docstring): readable by any scope.
     op.execute("CREATE POLICY churn_tenants_directory ON churn_tenants FOR SELECT USING (true)")
     # procrastinate's schema is a script of many statements with dollar-quoted

@@ -21,8 +21,6 @@ from alembic import op
 
 revision: str = "0008_rollback_incidents"
 down_revision: str | Sequence[str] | None = "0007_churn"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:

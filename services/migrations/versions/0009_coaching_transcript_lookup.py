@@ -20,8 +20,6 @@ from alembic import op
 
 revision: str = "0009_coaching_transcript_lookup"
 down_revision: str | Sequence[str] | None = "0008_rollback_incidents"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:

@@ -28,8 +28,6 @@ from alembic import op
 
 revision: str = "0010_churn_queue_statistics"
 down_revision: str | Sequence[str] | None = "0009_coaching_transcript_lookup"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:

@@ -22,8 +22,6 @@ from alembic import op
 
 revision: str = "0011_rollback_deployment_undo"
 down_revision: str | Sequence[str] | None = "0010_churn_queue_statistics"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:

@@ -40,8 +40,6 @@ from alembic import op
 
 revision: str = "0012_churn_delivery_calls"
 down_revision: str | Sequence[str] | None = "0011_rollback_deployment_undo"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
 
 CLAIM_SIGNATURE = (
     "churn_claim_send(text, uuid, timestamptz, integer, timestamptz, timestamptz, text[])"

@@ -138,6 +138,40 @@ def _counted(registry: CollectorRegistry, *outcomes: str) -> float:
     )
 
 
+@dataclass(frozen=True)
+class SuccessCounts:
+    """Tenant a's successes everywhere they are counted, after a pass and an aggregate."""
+
+    health_rate: float
+    health_delivered: int
+    aggregate: int
+    counter: float
+    outcome_counter: float
+
+
+async def _success_counts(
+    app: FastAPI, client: httpx.AsyncClient, db: Database, owner: Database, day: Any
+) -> SuccessCounts:
+    await app.state.churn.run_pass()  # a pass refreshes /health/churn
+    health = (await client.get("/health/churn")).json()
+    await aggregate_tenant_day(db, "tenant-a", day, ASSUMPTIONS)
+    async with owner.unscoped() as conn:
+        success_count = await conn.fetchval(
+            "SELECT success_count FROM phase3_business_metrics "
+            "WHERE tenant_id = 'tenant-a' AND feature_name = 'churn_prevention' "
+            "AND metric_date = $1",
+            day,
+        )
+    registry: CollectorRegistry = app.state.registry
+    return SuccessCounts(
+        health["success_rate"],
+        health["delivered_24h"],
+        success_count,
+        _successes(registry),
+        _counted(registry, "responded", "re_engaged"),
+    )
+
+
 async def _stored(owner: Database) -> list[tuple[Any, ...]]:
     """Everything the routes may change, to show that a refused call changed nothing."""
     async with owner.unscoped() as conn:
@@ -374,6 +408,28 @@ async def test_a_repeated_outcome_is_stored_once_and_counted_once(
     assert later_at >= first_at
 
 
+async def test_a_success_is_counted_once_even_when_the_lead_churns_and_answers_again(
+    churn_app: FastAPI,
+    running: httpx.AsyncClient,
+    make_token: Callable[..., str],
+    owner_db: Database,
+    db: Database,
+) -> None:
+    # The CRM reports a reply, then the lead lost, then a reply again: one
+    # intervention, one success, in the counter, /health/churn and the aggregate.
+    delivered = await _intervention(owner_db, "tenant-a", "lead-1")
+    path = f"/v1/churn/interventions/{delivered['intervention_id']}/outcome"
+    crm = _bearer(make_token("tenant-a", scopes=(CRM_INGEST,)))
+    day = delivered["created_at"].astimezone(UTC).date()
+
+    for outcome in ("responded", "churned", "responded", "re_engaged"):
+        answer = await running.post(path, json={"outcome": outcome}, headers=crm)
+        assert (answer.status_code, answer.json()["outcome"]) == (200, outcome)
+        # Tenants a and b have one delivered intervention each: a's succeeded.
+        counts = await _success_counts(churn_app, running, db, owner_db, day)
+        assert (counts.counter, counts.health_rate, counts.aggregate) == (1, 0.5, 1), outcome
+
+
 async def test_only_an_outcome_of_a_delivered_intervention_counts_as_a_success(
     churn_app: FastAPI,
     running: httpx.AsyncClient,
@@ -387,24 +443,12 @@ async def test_only_an_outcome_of_a_delivered_intervention_counts_as_a_success(
     undelivered = await _intervention(owner_db, "tenant-a", POISONED)
     delivered = await _intervention(owner_db, "tenant-a", "lead-1")
     assert (undelivered["status"], delivered["status"]) == ("dead_letter", "delivered")
-    runtime = churn_app.state.churn
-    registry: CollectorRegistry = churn_app.state.registry
     crm = _bearer(make_token("tenant-a", scopes=(CRM_INGEST,)))
     day = delivered["created_at"].astimezone(UTC).date()
 
     async def successes() -> tuple[float, float, int, float]:
-        await runtime.run_pass()  # a pass refreshes /health/churn
-        health = (await running.get("/health/churn")).json()
-        await aggregate_tenant_day(db, "tenant-a", day, ASSUMPTIONS)
-        async with owner_db.unscoped() as conn:
-            success_count = await conn.fetchval(
-                "SELECT success_count FROM phase3_business_metrics "
-                "WHERE tenant_id = 'tenant-a' AND feature_name = 'churn_prevention' "
-                "AND metric_date = $1",
-                day,
-            )
-        counted = _counted(registry, "responded", "re_engaged")
-        return health["success_rate"], health["delivered_24h"], success_count, counted
+        counts = await _success_counts(churn_app, running, db, owner_db, day)
+        return counts.health_rate, counts.health_delivered, counts.aggregate, counts.outcome_counter
 
     # Tenants a and b each have one delivered intervention, no success yet.
     assert await successes() == (0.0, 2, 0, 0)

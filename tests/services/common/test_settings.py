@@ -5,8 +5,9 @@ from __future__ import annotations
 import importlib
 
 import pytest
+from pydantic import SecretStr
 
-from services.common.settings import CommonSettings, SettingsError
+from services.common.settings import CommonSettings, SettingsError, check_secret_length
 
 DB_PASSWORD = "s3cret-db-password"
 VALID = {
@@ -84,6 +85,22 @@ def test_short_jwt_key_is_rejected_and_hidden(env: pytest.MonkeyPatch) -> None:
     message = problems(env)
     assert "JWT_SECRET_KEY: must be at least 32 bytes" in message
     assert "too-short-key" not in message
+
+
+def test_short_previous_key_is_rejected_by_kid_and_hidden(env: pytest.MonkeyPatch) -> None:
+    env.setenv("JWT_PREVIOUS_KEYS", '{"k0": "old-short-key"}')
+    message = problems(env)
+    assert "JWT_PREVIOUS_KEYS: key 'k0' must be at least 32 bytes" in message
+    assert "openssl rand -hex 32" in message
+    assert "old-short-key" not in message
+
+
+def test_check_secret_length_accepts_32_bytes_and_refuses_31() -> None:
+    assert check_secret_length(SecretStr("k" * 32)).get_secret_value() == "k" * 32
+    # Bytes, not characters: 11 three-byte characters are 33 bytes.
+    assert check_secret_length(SecretStr("€" * 11))
+    with pytest.raises(ValueError, match="at least 32 bytes"):
+        check_secret_length(SecretStr("k" * 31))
 
 
 def test_previous_keys_must_be_a_json_object(env: pytest.MonkeyPatch) -> None:

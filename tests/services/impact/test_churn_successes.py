@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from typing import Any
 
+from services.churn.routes.outcomes import RECORD_OUTCOME
 from services.common.database import Database
 from services.impact.aggregate import aggregate_day
 from services.impact.assumptions import ASSUMPTIONS
@@ -19,16 +20,18 @@ UNDELIVERED = ("pending", "not_sent", "suppressed", "cancelled", "dead_letter")
 
 
 async def _intervention(conn: Any, lead: str, status: str, outcome: str | None) -> None:
+    """A row in ``status``; the CRM's ``outcome`` written as the outcome route writes it."""
     at = datetime(2026, 11, 20, 12, tzinfo=UTC)
-    await conn.execute(
+    intervention_id = await conn.fetchval(
         "INSERT INTO churn_interventions (tenant_id, lead_id, churn_probability, "
-        "intervention_stage, status, outcome, detected_at, created_at) "
-        "VALUES ('tenant-a', $1, 0.8, 'intervene', $2, $3, $4, $4)",
+        "intervention_stage, status, detected_at, created_at) "
+        "VALUES ('tenant-a', $1, 0.8, 'intervene', $2, $3, $3) RETURNING intervention_id",
         lead,
         status,
-        outcome,
         at,
     )
+    if outcome is not None:
+        await conn.fetchrow(RECORD_OUTCOME, intervention_id, outcome, at)
 
 
 async def test_only_delivered_interventions_whose_lead_answered_are_successes(

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from services.common.lead_model.artifact import save_artifact
 from services.common.scoring import (
     ArtifactCompatibilityError,
     ArtifactIntegrityError,
@@ -206,3 +209,37 @@ def test_an_empty_prefix_says_how_to_publish(tmp_path: Path) -> None:
 def test_parse_artifact_uri_rejects(uri: str, fragment: str) -> None:
     with pytest.raises(ModelArtifactError, match=fragment):
         parse_artifact_uri(uri)
+
+
+@dataclass(frozen=True)
+class _Report:
+    training_rows: int = 800
+    heldout_rows: int = 200
+    heldout_auc: float = 0.812345
+    ceiling_auc: float = 0.876543
+    positive_rate: float = 0.123456
+
+
+def test_save_artifact_records_the_reports_split_and_generator_facts(tmp_path: Path) -> None:
+    before = datetime.now(UTC)
+    metadata = save_artifact(
+        {"a": "model"},
+        tmp_path / "m.joblib",
+        model_name="some-model",
+        estimator="logistic",
+        seed=7,
+        report=_Report(),
+        model_info={"heldout_brier": 0.1},
+    )
+    assert (metadata.model_name, metadata.estimator, metadata.seed) == ("some-model", "logistic", 7)
+    assert (metadata.training_rows, metadata.heldout_rows) == (800, 200)
+    assert metadata.heldout_auc == 0.8123
+    assert metadata.training_info == {
+        "heldout_brier": 0.1,
+        "ceiling_auc": 0.8765,
+        "positive_rate": 0.1235,
+        "generated_rows": 1000.0,
+    }
+    assert before <= metadata.created_at <= datetime.now(UTC)
+    written = json.loads((tmp_path / "m.joblib.json").read_text())
+    assert written["training_info"] == metadata.training_info

@@ -24,6 +24,7 @@ import json
 import re
 import ssl
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -62,6 +63,9 @@ class KubernetesApiStandIn:
     fail_with: int | None = None
     #: Called after a list of ReplicaSets was served (before it is sent).
     after_list: Callable[[], None] | None = None
+    #: Send each answer a byte at a time, this many seconds apart (a slow proxy):
+    #: every byte comes well within a read timeout, the whole answer never does.
+    trickle_seconds: float | None = None
     _version: int = 1
 
     def requests(self, method: str | None = None) -> list[Received]:
@@ -294,7 +298,19 @@ def serve(api: KubernetesApiStandIn, cert: Path, key: Path) -> Iterator[Kubernet
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
-            self.wfile.write(data)
+            if api.trickle_seconds is None:
+                self.wfile.write(data)
+                return
+            try:
+                for index in range(len(data)):
+                    if api.trickle_seconds is None:  # the server is stopping
+                        self.wfile.write(data[index:])
+                        return
+                    self.wfile.write(data[index : index + 1])
+                    self.wfile.flush()
+                    time.sleep(api.trickle_seconds)
+            except OSError:
+                return  # the client gave up and closed the connection
 
         do_GET = do_PATCH = _respond  # noqa: N815 - http.server's names
 
@@ -311,6 +327,7 @@ def serve(api: KubernetesApiStandIn, cert: Path, key: Path) -> Iterator[Kubernet
     try:
         yield api
     finally:
+        api.trickle_seconds = None
         server.shutdown()
         server.server_close()
         thread.join()

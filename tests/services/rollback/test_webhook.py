@@ -225,8 +225,10 @@ def test_settings_refuse_a_short_webhook_token(
     from services.rollback.config import RollbackSettings
 
     monkeypatch.setenv("ALERTMANAGER_WEBHOOK_TOKEN", "short")
-    with pytest.raises(SettingsError, match="ALERTMANAGER_WEBHOOK_TOKEN"):
+    with pytest.raises(SettingsError, match="ALERTMANAGER_WEBHOOK_TOKEN") as caught:
         RollbackSettings.from_env()
+    assert "must be at least 32 bytes" in str(caught.value)
+    assert "(value hidden)" in str(caught.value)
 
 
 async def test_slack_shows_alert_text_and_never_reads_it_as_mentions_or_links(

@@ -1,0 +1,62 @@
+"""Revision 0013 gives the successes stored before it their ``succeeded_at`` (real Postgres).
+
+The schema is taken back to 0012, rows are stored as the service stored them
+then (status and outcome only), and the upgrade must mark exactly the
+delivered ones whose lead responded or re-engaged.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from alembic import command
+from sqlalchemy import Connection
+
+from services.common.database import Database, migration_engine
+from services.common.settings import CommonSettings
+from services.migrations.runner import alembic_config, migrate
+
+BEFORE = "0012_churn_delivery_calls"
+AT = datetime(2026, 11, 20, 12, tzinfo=UTC)
+
+
+def _downgrade(conn: Connection) -> None:
+    config = alembic_config()
+    config.attributes["connection"] = conn
+    command.downgrade(config, BEFORE)
+
+
+async def test_stored_successes_get_their_time_and_nothing_else_does(
+    settings: CommonSettings, owner_db: Database
+) -> None:
+    assert settings.migration_database_url is not None
+    engine = migration_engine(settings.migration_database_url.get_secret_value())
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(_downgrade)
+    finally:
+        await engine.dispose()
+    try:
+        async with owner_db.unscoped() as conn:
+            for status in ("delivered", "dead_letter", "pending"):
+                for outcome in ("responded", "re_engaged", "churned", None):
+                    await conn.execute(
+                        "INSERT INTO churn_interventions (tenant_id, lead_id, churn_probability, "
+                        "intervention_stage, status, outcome, outcome_at, detected_at, "
+                        "created_at) VALUES ('tenant-a', $1, 0.8, 'intervene', $2, $3, $4, "
+                        "$5, $5)",
+                        f"{status}-{outcome}",
+                        status,
+                        outcome,
+                        AT if outcome else None,
+                        AT,
+                    )
+    finally:
+        await migrate(settings)
+    async with owner_db.unscoped() as conn:
+        rows = await conn.fetch(
+            "SELECT lead_id, succeeded_at FROM churn_interventions ORDER BY lead_id"
+        )
+    succeeded = {row["lead_id"]: row["succeeded_at"] for row in rows if row["succeeded_at"]}
+    assert succeeded == {"delivered-responded": AT, "delivered-re_engaged": AT}
+    assert len(rows) == 12
