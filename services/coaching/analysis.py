@@ -13,7 +13,7 @@
   answered from ``coaching_sessions`` without a call.
 - Exactly one call per transcript: copies of a request that arrive together
   (retries, replicas) race for a claim in ``coaching_claims`` (revision
-  0013); the winner calls Claude and deletes the claim in the transaction
+  0014); the winner calls Claude and deletes the claim in the transaction
   that stores the session (or on failure), the others wait for that session.
   Sessions are keyed by the configured model (CLAUDE_MODEL), the one a repeat
   is looked up by, not by the snapshot id the API reports for an alias.

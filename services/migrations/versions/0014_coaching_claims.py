@@ -1,7 +1,7 @@
 """Coaching: one Claude call per transcript, however many copies of the request arrive.
 
-Revision ID: 0013_coaching_claims
-Revises: 0012_churn_delivery_calls
+Revision ID: 0014_coaching_claims
+Revises: 0013_churn_succeeded_at
 Create Date: 2026-12-04
 
 A coaching analysis looked for a stored session and, finding none, called
@@ -20,13 +20,12 @@ from collections.abc import Sequence
 
 from alembic import op
 
-revision: str = "0013_coaching_claims"
-down_revision: str | Sequence[str] | None = "0012_churn_delivery_calls"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
+from services.migrations.tenancy import TENANT_COLUMN, tenant_isolation_sql
+
+revision: str = "0014_coaching_claims"
+down_revision: str | Sequence[str] | None = "0013_churn_succeeded_at"
 
 TABLE = "coaching_claims"
-CONDITION = "tenant_id = current_setting('app.tenant_id', true)"
 
 
 def upgrade() -> None:
@@ -34,7 +33,7 @@ def upgrade() -> None:
     op.execute(
         f"""
         CREATE TABLE {TABLE} (
-            tenant_id varchar(64) NOT NULL DEFAULT current_setting('app.tenant_id', true),
+            {TENANT_COLUMN},
             transcript_sha256 char(64) NOT NULL,
             model varchar(100) NOT NULL,
             prompt_version varchar(50) NOT NULL,
@@ -43,11 +42,8 @@ def upgrade() -> None:
         )
         """
     )
-    op.execute(f"ALTER TABLE {TABLE} ENABLE ROW LEVEL SECURITY")
-    op.execute(f"ALTER TABLE {TABLE} FORCE ROW LEVEL SECURITY")
-    op.execute(
-        f"CREATE POLICY tenant_isolation ON {TABLE} USING ({CONDITION}) WITH CHECK ({CONDITION})"
-    )
+    for statement in tenant_isolation_sql(TABLE):
+        op.execute(statement)
 
 
 def downgrade() -> None:
