@@ -143,8 +143,13 @@ async def test_a_session_is_stored_with_its_cost_and_a_repeat_is_one_read(
     work = count_request_work(monkeypatch)
     first = await client.post("/v1/coaching/sessions", json=transcript(), headers=_auth(make_token))
     assert first.status_code == 200, first.text
-    # The hit check, then the session with its ledger row.
-    assert work.transactions == ["CoachingEngine._find", "CoachingEngine._store"]
+    # The hit check, the claim (with a second look), then the session with its
+    # ledger row (and the claim's release).
+    assert work.transactions == [
+        "CoachingEngine._find",
+        "CoachingEngine._claim",
+        "CoachingEngine._store",
+    ]
     [cost] = await totals(db, "tenant-a")
     assert (cost["calls"], cost["cost_micro_usd"]) == (1, first.json()["cost_micro_usd"])
     work.clear()
@@ -242,6 +247,58 @@ async def test_beyond_max_concurrent_is_429_with_retry_after(
     busy = next(r for r in responses if r.status_code == 429)
     assert busy.headers["Retry-After"] == "2"
     assert busy.json()["reason"] == "too_many_analyses"
+
+
+async def test_copies_of_one_request_arriving_together_make_one_call(
+    coaching_settings: Callable[..., CoachingSettings],
+    app_client: AppClient,
+    anthropic_api: AnthropicStandIn,
+    make_token: Callable[..., str],
+    db: Database,
+) -> None:
+    # A CRM retrying after its own timeout, on two replicas: each copy used to
+    # miss the repeat lookup, call Claude and store a session of its own.
+    anthropic_api.latency = 0.5
+    settings = coaching_settings()
+    async with (
+        app_client(create_app(settings, registry=new_registry())) as one,
+        app_client(create_app(settings, registry=new_registry())) as two,
+    ):
+        responses = await asyncio.gather(
+            *[
+                replica.post("/v1/coaching/sessions", json=transcript(), headers=_auth(make_token))
+                for replica in (one, two, one, two)
+            ]
+        )
+    assert [r.status_code for r in responses] == [200] * 4, [r.text for r in responses]
+    assert len({r.json()["session_id"] for r in responses}) == 1
+    assert sorted(r.json()["cached"] for r in responses) == [False, True, True, True]
+    assert anthropic_api.billable == 1
+    [cost] = await totals(db, "tenant-a")
+    assert cost["calls"] == 1
+    async with db.tenant("tenant-a") as conn:
+        assert await conn.fetchval("SELECT count(*) FROM coaching_sessions") == 1
+        assert await conn.fetchval("SELECT count(*) FROM coaching_claims") == 0
+
+
+async def test_a_failed_analysis_gives_its_claim_back_for_the_next_copy(
+    client: httpx.AsyncClient,
+    anthropic_api: AnthropicStandIn,
+    make_token: Callable[..., str],
+    db: Database,
+) -> None:
+    anthropic_api.script(Case.refusal(), Case.refusal())
+    failed = await client.post(
+        "/v1/coaching/sessions", json=transcript(), headers=_auth(make_token)
+    )
+    assert failed.status_code == 502, failed.text
+    async with db.tenant("tenant-a") as conn:
+        assert await conn.fetchval("SELECT count(*) FROM coaching_claims") == 0
+    retried = await client.post(
+        "/v1/coaching/sessions", json=transcript(), headers=_auth(make_token)
+    )
+    assert retried.status_code == 200, retried.text
+    assert retried.json()["cached"] is False
 
 
 async def test_session_timeout_is_504(

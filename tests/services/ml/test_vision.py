@@ -270,6 +270,31 @@ async def test_another_tenants_object_key_is_refused(
     assert anthropic_api.billable == 1
 
 
+async def test_a_tenant_with_a_dot_in_its_id_analyses_its_own_object_keys(
+    client: httpx.AsyncClient, anthropic_api: AnthropicStandIn, make_token: Callable[..., str]
+) -> None:
+    # Tenant ids may hold dots (services.common.tenancy); the upload stores the
+    # photo under the tenant's own prefix, so its key must be accepted back.
+    uploaded = await _upload(client, _auth(make_token, "acme.realty"), _jpeg(64, 64))
+    assert uploaded.status_code == 200, uploaded.text
+    key = f"tenants/acme.realty/photos/{uploaded.json()['image_sha256']}.img"
+    own = await client.post(
+        "/v1/ml/vision/analyses",
+        json={"property_id": "p1", "object_key": key},
+        headers=_auth(make_token, "acme.realty"),
+    )
+    assert own.status_code == 200, own.text
+    assert own.json()["cached"] is True
+    other = await client.post(
+        "/v1/ml/vision/analyses",
+        json={"property_id": "p1", "object_key": key},
+        headers=_auth(make_token, "acme"),
+    )
+    assert other.status_code == 422
+    assert other.json()["reason"] == "object_key_forbidden"
+    assert anthropic_api.billable == 1
+
+
 async def test_url_resolving_to_loopback_is_refused(
     client: httpx.AsyncClient, anthropic_api: AnthropicStandIn, make_token: Callable[..., str]
 ) -> None:
