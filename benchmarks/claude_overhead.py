@@ -61,6 +61,7 @@ from services.common.auth import issue_token
 from services.common.flags import FlagState, write_flag
 from services.common.metrics import new_registry
 from services.common.redis import close_redis, create_redis
+from services.common.scopes import COACHING_ANALYZE, VISION_ANALYZE
 from services.common.settings import CommonSettings
 from services.migrations.runner import migrate
 from services.ml.config import MLSettings
@@ -184,7 +185,11 @@ async def _run(
     coaching_app = create_coaching(CoachingSettings.from_env(), registry=new_registry())
     settings = CommonSettings.from_env()
     token = issue_token(
-        settings, tenant_id="bench", subject="agent-1", scopes=["leads:score"], ttl_seconds=3600
+        settings,
+        tenant_id="bench",
+        subject="agent-1",
+        scopes=[VISION_ANALYZE, COACHING_ANALYZE],
+        ttl_seconds=3600,
     )
     headers = {"Authorization": f"Bearer {token}"}
     rows: list[dict[str, Any]] = []

@@ -52,6 +52,7 @@ from localrun.datastores import (
 from localrun.monitoring import ROLLBACK_WEBHOOK_PATH, start_monitoring
 from localrun.servers import free_port
 from services.common.auth import issue_token
+from services.common.scopes import LEADS_SCORE, VISION_ANALYZE
 from services.common.settings import AuthSettings
 
 TENANT = "loop-tenant"
@@ -184,7 +185,12 @@ def _token() -> tuple[dict[str, str], str]:
         jwt_secret_key=env["JWT_SECRET_KEY"], jwt_key_id=env["JWT_KEY_ID"]
     )
     token = issue_token(
-        settings, tenant_id=TENANT, subject="loop-client", scopes=["leads:score"], ttl_seconds=3600
+        settings,
+        tenant_id=TENANT,
+        subject="loop-client",
+        # Scoring for the ingest scenario, vision for the latency one.
+        scopes=[LEADS_SCORE, VISION_ANALYZE],
+        ttl_seconds=3600,
     )
     return env, token
 

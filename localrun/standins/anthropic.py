@@ -50,6 +50,18 @@ from starlette.routing import Route
 Responder = Callable[[dict[str, Any]], str]
 CACHE_TTL_SECONDS = 300.0
 IMAGE_TOKENS = 1_600  # a 1568 px image costs about (w * h) / 750 tokens
+#: The Claude API's aliases of pre-4.6 models and the dated snapshots they resolve
+#: to (docs: "Model IDs and versions"); a message answers with the snapshot.
+SNAPSHOTS = {
+    "claude-sonnet-4-5": "claude-sonnet-4-5-20250929",
+    "claude-haiku-4-5": "claude-haiku-4-5-20251001",
+    "claude-opus-4-5": "claude-opus-4-5-20251101",
+}
+
+
+def resolve_model(model: str) -> str:
+    """The model id a real message reports for a request naming ``model``."""
+    return SNAPSHOTS.get(model, model)
 
 
 @dataclass(frozen=True, slots=True)
@@ -341,7 +353,8 @@ class AnthropicStandIn:
             "id": f"msg_{uuid.uuid4().hex[:24]}",
             "type": "message",
             "role": "assistant",
-            "model": body.get("model", "claude-sonnet-4-5"),
+            # As the real API: an alias is answered with the snapshot it resolves to.
+            "model": resolve_model(str(body.get("model", "claude-sonnet-4-5"))),
             "content": [{"type": "text", "text": text}],
             "stop_reason": stop_reason,
             "stop_sequence": None,

@@ -10,6 +10,7 @@ own) so the business-impact report can sum real operating costs.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
@@ -21,6 +22,18 @@ from services.common.database import Database
 CACHE_WRITE_FACTOR = Decimal("1.25")
 CACHE_READ_FACTOR = Decimal("0.1")
 BATCH_FACTOR = Decimal("0.5")
+#: A snapshot's date suffix: ``claude-sonnet-4-5-20250929`` (API), ``...@20250929`` (Vertex).
+_SNAPSHOT_DATE = re.compile(r"[-@]\d{8}\Z")
+
+
+def model_alias(model: str) -> str:
+    """``model`` without a snapshot date: the alias the dated snapshot belongs to.
+
+    The Claude API answers a request for an alias (``claude-sonnet-4-5``) with
+    the dated snapshot it resolved to (``claude-sonnet-4-5-20250929``) in the
+    message's ``model``; a snapshot costs what its alias costs.
+    """
+    return _SNAPSHOT_DATE.sub("", model)
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,8 +76,12 @@ class Pricing:
         self._prices = dict(prices)
 
     def cost_micro_usd(self, model: str, usage: Usage, *, batch: bool = False) -> int:
-        """The call's cost in whole micro-dollars (see the module docstring)."""
-        price = self._prices.get(model)
+        """The call's cost in whole micro-dollars (see the module docstring).
+
+        ``model`` is priced as configured, else as its alias (a dated snapshot
+        the API reports for an alias the call asked for).
+        """
+        price = self._prices.get(model) or self._prices.get(model_alias(model))
         if price is None:
             raise UnpricedModel(model)
         total = (

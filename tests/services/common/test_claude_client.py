@@ -25,7 +25,7 @@ from services.common.claude import (
     ClaudeUnavailable,
 )
 from services.common.claude.client import build_anthropic
-from services.common.claude.ledger import totals
+from services.common.claude.ledger import Pricing, UnpricedModel, Usage, totals
 from services.common.database import Database
 
 TENANT = "tenant-a"
@@ -94,7 +94,31 @@ async def test_valid_answer_is_parsed_and_costed(
     assert result.cost_micro_usd == expected > 0
     [row] = await totals(db, TENANT)
     assert (row["feature"], row["calls"], row["cost_micro_usd"]) == ("property_vision", 1, expected)
+    # The API answers the alias with the snapshot it resolved to; that is the
+    # model the ledger records, at the alias's price.
+    assert (result.model, row["model"]) == ("claude-sonnet-4-5-20250929",) * 2
     assert await totals(db, "tenant-b") == []
+
+
+@pytest.mark.parametrize(
+    ("model", "priced_as"),
+    [
+        ("claude-sonnet-4-5", "claude-sonnet-4-5"),
+        ("claude-sonnet-4-5-20250929", "claude-sonnet-4-5"),
+        ("claude-haiku-4-5@20251001", "claude-haiku-4-5"),
+        ("claude-opus-4-5-20251101", "claude-opus-4-5"),
+    ],
+)
+def test_a_dated_snapshot_costs_what_its_alias_costs(model: str, priced_as: str) -> None:
+    pricing = Pricing(ClaudeSettings().claude_prices)
+    usage = Usage(input_tokens=1000, output_tokens=100, cache_read_tokens=10)
+    assert pricing.cost_micro_usd(model, usage) == pricing.cost_micro_usd(priced_as, usage)
+
+
+@pytest.mark.parametrize("model", ["claude-sonnet-9-9-20300101", "claude-sonnet-4-5-2025", "x"])
+def test_a_model_without_a_price_is_refused(model: str) -> None:
+    with pytest.raises(UnpricedModel):
+        Pricing(ClaudeSettings().claude_prices).cost_micro_usd(model, Usage(input_tokens=1))
 
 
 async def test_deferred_ledger_is_left_to_the_caller_unless_the_call_fails(

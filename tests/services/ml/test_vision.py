@@ -594,7 +594,8 @@ async def test_backfill_batches_unanalysed_photos_and_resumes(
     )
     assert len(listed.json()["analyses"]) == 1
     rows = {r["model"]: r for r in await totals(db, tenant)}
-    assert rows["claude-sonnet-4-5"]["calls"] == 3
+    # The ledger records the snapshot the API reported for the configured alias.
+    assert rows["claude-sonnet-4-5-20250929"]["calls"] == 3
     again = await Backfill(
         **options | {"claude": create_claude(vision_settings, registry=new_registry(), db=db)}
     ).run()
