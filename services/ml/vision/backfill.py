@@ -262,6 +262,8 @@ class Backfill:
             source="batch",
             stale_seconds=0,
         )
+        # Every property the photo was found under shows its analysis.
+        properties = sorted({_property_of(key) for key in keys})
         if claim.owned:
             await store.complete(
                 self.db,
@@ -273,6 +275,11 @@ class Backfill:
                 latency_seconds=0.0,
                 usage=usage,
                 cost_micro_usd=cost,
+                property_ids=properties,
+            )
+        elif claim.status == "done":
+            await store.link(
+                self.db, self.tenant_id, analysis_id=claim.analysis_id, property_ids=properties
             )
         await _set_status(self.db, self.tenant_id, self.model, keys, "done")
         self.report.stored += len(keys)
