@@ -590,7 +590,8 @@ async def test_backfill_batches_unanalysed_photos_and_resumes(
     from services.ml.vision.media import MediaStore
 
     tenant = "tenant-bf"
-    analysed = await _upload(client, _auth(make_token, tenant), _jpeg(40, 40))
+    uploaded = _jpeg(40, 40)
+    analysed = await _upload(client, _auth(make_token, tenant), uploaded)
     assert analysed.status_code == 200
     assert anthropic_api.billable == 1
     s3 = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
@@ -600,6 +601,8 @@ async def test_backfill_batches_unanalysed_photos_and_resumes(
         ("house-1/front.jpg", front),
         ("house-2/kitchen.jpg", kitchen),
         ("house-3/street.jpg", front),
+        # The uploaded photo, also filed under house-4: no call, linked to house-4.
+        ("house-4/upload.jpg", uploaded),
     ]:
         s3.put_object(Bucket=BUCKET, Key=f"tenants/{tenant}/photos/{name}", Body=body)
     s3.put_object(Bucket=BUCKET, Key="tenants/tenant-other/photos/x.jpg", Body=_jpeg(70, 70))
@@ -622,7 +625,7 @@ async def test_backfill_batches_unanalysed_photos_and_resumes(
         images = await crashed._plan()
         batch_id = await crashed._submit(images)
         assert crashed.report.submitted == 2
-        assert crashed.report.already_done == 1
+        assert crashed.report.already_done == 2
         # The next run collects that batch and submits nothing new.
         report = await Backfill(**options).run()
     finally:
@@ -636,6 +639,11 @@ async def test_backfill_batches_unanalysed_photos_and_resumes(
     [house_3] = await _listed(client, _auth(make_token, tenant), "house-3")
     assert house_1["analysis_id"] == house_3["analysis_id"]
     assert house_3["property_id"] == "house-3"
+    [house_4] = await _listed(client, _auth(make_token, tenant), "house-4")
+    assert house_4["analysis_id"] == analysed.json()["analysis_id"]
+    # The upload's own key (photos/<sha256>.img) names no property to link.
+    sha = analysed.json()["image_sha256"]
+    assert await _listed(client, _auth(make_token, tenant), sha) == []
     rows = {r["model"]: r for r in await totals(db, tenant)}
     assert rows["claude-sonnet-4-5"]["calls"] == 3
     again = await Backfill(
