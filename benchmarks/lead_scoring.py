@@ -41,7 +41,8 @@ import sklearn
 
 from benchmarks.machine import cpu_model
 from localrun.servers import free_port
-from services.common.auth import LEADS_SCORE, issue_token
+from services.common.auth import issue_token
+from services.common.scopes import LEADS_SCORE
 from services.common.scoring import LeadFeatures, LeadScorer
 from services.common.settings import AuthSettings
 from services.ml import datagen

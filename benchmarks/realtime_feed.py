@@ -66,7 +66,8 @@ from localrun.datastores import (
 )
 from localrun.demo import WEBHOOK_SUBJECT, lead_event
 from localrun.servers import MissingBinary, ServerFailed
-from services.common.auth import CRM_INGEST, FEED_READ, issue_token
+from services.common.auth import issue_token
+from services.common.scopes import CRM_INGEST, FEED_READ
 from services.common.settings import AuthSettings
 
 DESCRIPTION = "W1: WebSocket feed latency, ours vs python-socketio + AsyncRedisManager."

@@ -54,6 +54,7 @@ from localrun.demo import (
 from localrun.leftovers import stop_leftovers, terminate
 from localrun.monitoring import ROLLBACK_WEBHOOK_PATH, start_monitoring
 from localrun.servers import MissingBinary, ServerFailed
+from services.common.scopes import SCOPES
 from services.common.settings import AuthSettings
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -64,6 +65,9 @@ PID_FILE = "localrun.pid"
 STOP_TIMEOUT_S = 60.0
 #: The bearer token Alertmanager presents to the rollback handler (fresh each run).
 WEBHOOK_TOKEN_FILE = "rollback-webhook-token"  # noqa: S105 - a file name, not the token
+#: What the operator commands (flags, rollout, rollback, impact, vision, churn)
+#: need to reach this run's stores, as shell assignments (mode 0600).
+OPERATOR_ENV_FILE = "operator.env"
 SCRAPE_INTERVAL = "5s"
 MONITORING_BINARIES = ("prometheus", "prometheus-alertmanager")
 
@@ -161,6 +165,18 @@ def cli_with_key(state_dir: Path) -> str:
     return f'JWT_SECRET_KEY="$(cat {key_file})" JWT_KEY_ID=local {enterprisehub_cli()}'
 
 
+def write_operator_env(state_dir: Path, env: dict[str, str]) -> Path:
+    """The stores' and the JWT key's variables for operator commands, sourced by a shell."""
+    lines = [f"{name}={shlex.quote(value)}\n" for name, value in sorted(env.items())]
+    return _write_secret(state_dir / OPERATOR_ENV_FILE, "".join(lines))
+
+
+def operator_cli(state_dir: Path, command: str) -> str:
+    """``enterprisehub COMMAND`` with this run's stores in its environment (a subshell)."""
+    env_file = shlex.quote(str(state_dir / OPERATOR_ENV_FILE))
+    return f"(set -a; . {env_file}; exec {enterprisehub_cli()} {command})"
+
+
 def print_guide(
     *,
     started: dict[str, int],
@@ -242,13 +258,24 @@ def print_guide(
         if "dashboards" in started:
             _say(
                 f"Dashboards: open http://127.0.0.1:{started['dashboards']} and sign in as "
-                f"{agent} of {tenant.tenant_id} with this token:"
+                f"{tenant.tenant_id}'s manager with this token (dashboards:view, feed:read):"
             )
-            _say(f"  {tenant.agent_tokens[agent]}")
-        _say("Mint tokens (scopes: feed:read, crm:ingest, leads:score, operator):")
+            _say(f"  {tenant.dashboards_token}")
+        _say(f"Mint tokens (scopes: {', '.join(SCOPES)}):")
         _say(
             f"  {cli} token --tenant {tenant.tenant_id} --subject agent-9 "
             "--scope feed:read --ttl 12h"
+        )
+    if (state_dir / OPERATOR_ENV_FILE).exists():
+        _say(
+            "Operator commands (flags, rollout, rollback, impact, vision, churn) with this "
+            "run's stores; e.g. the flags, and `rollout set` turns a rolled-back feature on again:"
+        )
+        _say(f"  {operator_cli(state_dir, 'rollout status --environment local')}")
+    if not os.environ.get("ANTHROPIC_API_KEY"):
+        _say(
+            "Property vision and AI coaching answer 503 claude_not_configured: export "
+            "ANTHROPIC_API_KEY (and ANTHROPIC_BASE_URL for a stand-in) before `make run`."
         )
     _say()
     _say(
@@ -440,6 +467,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             contextlib.ExitStack() as monitoring_stack,
         ):
             env = {**base_env, **stores.service_env()}
+            write_operator_env(
+                state_dir, {**auth_env, "ENVIRONMENT": "local", **stores.service_env()}
+            )
             if "realtime" in ports:
                 env["DASHBOARDS_FEED_URL"] = f"ws://127.0.0.1:{ports['realtime']}/v1/feed"
             webhook_token = secrets.token_hex(32)

@@ -19,8 +19,9 @@ from typing import Any
 
 import httpx
 
-from services.common.auth import CRM_INGEST, FEED_READ, issue_token
+from services.common.auth import issue_token
 from services.common.lead_model.features import SOURCES, TIMELINES
+from services.common.scopes import CRM_INGEST, DASHBOARDS_VIEW, FEED_READ
 from services.common.settings import AuthSettings
 
 log = logging.getLogger(__name__)
@@ -28,6 +29,7 @@ log = logging.getLogger(__name__)
 DEMO_TENANTS: tuple[str, ...] = ("demo-acme-realty", "demo-summit-homes", "demo-harbor-brokers")
 DEMO_AGENTS: tuple[str, ...] = ("agent-1", "agent-2", "agent-3")
 WEBHOOK_SUBJECT = "crm-webhook"
+DASHBOARDS_SUBJECT = "manager"
 EVENT_TYPES: tuple[str, ...] = (
     "lead.created",
     "email.opened",
@@ -51,11 +53,13 @@ DEMO_FLAG_SEED = (
 
 @dataclass(frozen=True)
 class DemoTenant:
-    """A tenant with a CRM webhook token and one feed token per agent."""
+    """A tenant with a CRM webhook token, one feed token per agent and a manager's
+    dashboards token (``dashboards:view`` and ``feed:read`` for the live lead hub)."""
 
     tenant_id: str
     webhook_token: str
     agent_tokens: dict[str, str]
+    dashboards_token: str
 
 
 def lead_features(rng: random.Random) -> dict[str, Any]:
@@ -123,6 +127,13 @@ def demo_tenants(
                     )
                     for agent in agents
                 },
+                dashboards_token=issue_token(
+                    settings,
+                    tenant_id=tenant,
+                    subject=DASHBOARDS_SUBJECT,
+                    scopes=(DASHBOARDS_VIEW, FEED_READ),
+                    ttl_seconds=DEMO_TOKEN_TTL_S,
+                ),
             )
         )
     return result

@@ -31,6 +31,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from services.common.scopes import SCOPE_DESCRIPTIONS, SCOPES
 from services.common.settings import SettingsError
 
 EXIT_USAGE = 2
@@ -70,9 +71,6 @@ COMMAND_GROUPS: tuple[str, ...] = (
     "services.churn.cli:register_churn_commands",
     "services.rollback.cli:register_rollback_commands",
 )
-# The scopes of services.common.auth.SCOPES, spelled here so that building the
-# parser imports no service code.
-SCOPE_CHOICES: tuple[str, ...] = ("feed:read", "crm:ingest", "leads:score", "operator")
 
 
 class CommandError(Exception):
@@ -266,9 +264,10 @@ def build_parser() -> argparse.ArgumentParser:
     token = commands.add_parser(
         "token",
         help="mint a JWT signed with the active key (JWT_SECRET_KEY, JWT_KEY_ID)",
-        description="Mint a JWT. Scopes: feed:read (an agent's live feed), crm:ingest "
-        "(the CRM webhooks), leads:score (the scoring API), operator (operator APIs). "
-        "Lifetimes are capped per scope by JWT_MAX_TTL_* (defaults: 12h, 30d, 30d, 1h).",
+        description="Mint a JWT. Scopes: "
+        + "; ".join(f"{scope} ({what})" for scope, what in SCOPE_DESCRIPTIONS.items())
+        + ". Lifetimes are capped per scope by JWT_MAX_TTL_<SCOPE> (for example "
+        "JWT_MAX_TTL_FEED_READ).",
     )
     token.add_argument("--tenant", required=True, help="tenant id (tid claim)")
     token.add_argument("--subject", required=True, help="agent or integration id (sub claim)")
@@ -276,7 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--scope",
         action="append",
         required=True,
-        choices=SCOPE_CHOICES,
+        choices=SCOPES,
         help="what the token may do (repeat for several)",
     )
     token.add_argument(

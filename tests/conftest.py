@@ -25,8 +25,8 @@ Function scope (each first empties every table in ``public`` except
 - ``redis_client``: a pooled client on ``redis_url``, closed after the test.
 - ``make_token(tenant_id, subject="agent-1", ttl_seconds=3600, scopes=TEST_SCOPES)``:
   a JWT signed with the test's active key (``JWT_SECRET`` / ``JWT_KID``). Its
-  scopes are explicit: by default feed:read, crm:ingest and leads:score (what
-  most tests need at once); pass ``scopes=(...)`` to test scope checks.
+  scopes are explicit: by default every scope but operator (what most tests
+  need at once); pass ``scopes=(...)`` to test scope checks.
 - ``app_client``: ``async with app_client(app) as client`` runs the app's
   lifespan and yields an ``httpx.AsyncClient`` talking to it in-process.
 """
@@ -58,9 +58,17 @@ if sys.path[:1] != [_ROOT]:
 from hang_report import pytest_runtest_call  # noqa: E402, F401
 
 from localrun.servers import LocalServers, start_all  # noqa: E402
-from services.common.auth import CRM_INGEST, FEED_READ, LEADS_SCORE, issue_token  # noqa: E402
+from services.common.auth import issue_token  # noqa: E402
 from services.common.database import Database  # noqa: E402
 from services.common.redis import Redis, close_redis, create_redis  # noqa: E402
+from services.common.scopes import (  # noqa: E402
+    COACHING_ANALYZE,
+    CRM_INGEST,
+    DASHBOARDS_VIEW,
+    FEED_READ,
+    LEADS_SCORE,
+    VISION_ANALYZE,
+)
 from services.common.settings import CommonSettings  # noqa: E402
 from services.migrations.runner import migrate  # noqa: E402
 
@@ -70,7 +78,14 @@ JWT_KID = "test-2026-01"
 JWT_SECRET = "test-active-signing-key-0123456789abcdef"
 JWT_PREVIOUS_KID = "test-2025-12"
 JWT_PREVIOUS_SECRET = "test-retired-signing-key-0123456789abcdef"
-TEST_SCOPES = (FEED_READ, CRM_INGEST, LEADS_SCORE)
+TEST_SCOPES = (
+    FEED_READ,
+    CRM_INGEST,
+    LEADS_SCORE,
+    VISION_ANALYZE,
+    COACHING_ANALYZE,
+    DASHBOARDS_VIEW,
+)
 """Scopes of ``make_token``'s tokens unless a test asks for others."""
 
 

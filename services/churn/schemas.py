@@ -104,12 +104,28 @@ class LeadUpsert(BaseModel):
         return PIPELINE_STAGES[self.pipeline_stage]
 
 
+def _distinct_leads(leads: list[LeadUpsert]) -> list[LeadUpsert]:
+    # One upsert statement cannot write a row twice (Postgres refuses the
+    # whole statement), and which copy should win is the CRM's to say.
+    first: dict[str, int] = {}
+    for index, lead in enumerate(leads):
+        earlier = first.setdefault(lead.lead_id, index)
+        if earlier != index:
+            raise ValueError(
+                f"lead_id {lead.lead_id!r} is at indexes {earlier} and {index}; "
+                "send each lead once per batch"
+            )
+    return leads
+
+
 class LeadBatchCreate(BaseModel):
-    """``{"leads": [...]}``, up to 1,000 leads of the caller's tenant."""
+    """``{"leads": [...]}``, up to 1,000 distinct leads of the caller's tenant."""
 
     model_config = ConfigDict(extra="forbid")
 
-    leads: list[LeadUpsert] = Field(min_length=1, max_length=1000)
+    leads: Annotated[
+        list[LeadUpsert], Field(min_length=1, max_length=1000), AfterValidator(_distinct_leads)
+    ]
 
 
 class LeadsAccepted(BaseModel):

@@ -11,6 +11,12 @@
   transcript fails validation like a schema error (one repair, then 502).
 - A transcript already analysed with the same model and prompt version is
   answered from ``coaching_sessions`` without a call.
+- Exactly one call per transcript: copies of a request that arrive together
+  (retries, replicas) race for a claim in ``coaching_claims`` (revision
+  0014); the winner calls Claude and deletes the claim in the transaction
+  that stores the session (or on failure), the others wait for that session.
+  Sessions are keyed by the configured model (CLAUDE_MODEL), the one a repeat
+  is looked up by, not by the snapshot id the API reports for an alias.
 """
 
 from __future__ import annotations
@@ -36,6 +42,11 @@ from services.common.latency import LatencyWindow
 FEATURE: Final = "ai_coaching"
 BYTES_PER_TOKEN_ESTIMATE: Final = 3
 BUSY_RETRY_AFTER_SECONDS: Final = 2
+#: How often a copy waiting for another copy's analysis looks for its session.
+CLAIM_POLL_SECONDS: Final = 0.1
+#: A claim older than COACHING_SESSION_TIMEOUT plus this belongs to a copy that
+#: died (a live owner gives up at the timeout and releases its claim).
+CLAIM_STALE_MARGIN_SECONDS: Final = 30.0
 SESSION_COLUMNS: Final = (
     "session_id, agent_id, conversation_id, analysis_data, coaching_insights, "
     "analysis_latency_seconds, improvement_areas, transcript_sha256, model, prompt_version, "
@@ -50,9 +61,24 @@ FIND_SESSION: Final = (
     "ORDER BY created_at DESC LIMIT 1"
 )
 
-# The ledger rows of the calls go in with the session: a CTE of the INSERT.
+# The claim is taken by inserting it, or by taking over a stale one.
+_CLAIM: Final = (
+    "INSERT INTO coaching_claims (transcript_sha256, model, prompt_version) "
+    "VALUES ($1, $2, $3) ON CONFLICT (tenant_id, transcript_sha256, model, prompt_version) "
+    "DO UPDATE SET claimed_at = clock_timestamp() "
+    "WHERE coaching_claims.claimed_at < clock_timestamp() - make_interval(secs => $4) "
+    "RETURNING claimed_at"
+)
+_RELEASE: Final = (
+    "DELETE FROM coaching_claims "
+    "WHERE transcript_sha256 = $1 AND model = $2 AND prompt_version = $3"
+)
+# The ledger rows of the calls go in with the session, and the claim goes out
+# with it: CTEs of the INSERT.
 _INSERT_SESSION: Final = (
-    f"WITH booked AS ({ledger_insert_sql(15)}) "  # noqa: S608 - constant parts only
+    f"WITH booked AS ({ledger_insert_sql(15)}), "  # noqa: S608 - constant parts only
+    "released AS (DELETE FROM coaching_claims "
+    "WHERE transcript_sha256 = $7 AND model = $8 AND prompt_version = $9) "
     "INSERT INTO coaching_sessions (agent_id, conversation_id, analysis_data, "
     "coaching_insights, analysis_latency_seconds, improvement_areas, "
     "transcript_sha256, model, prompt_version, input_tokens, output_tokens, "
@@ -160,7 +186,7 @@ class CoachingEngine:
         self._active += 1
         try:
             async with asyncio.timeout(self.session_timeout):
-                return await self._run(claude, tenant_id, body, digest), False
+                return await self._claimed(claude, tenant_id, body, digest)
         except TimeoutError:
             raise ClaudeTimeout(
                 "coaching_timeout",
@@ -169,6 +195,49 @@ class CoachingEngine:
             ) from None
         finally:
             self._active -= 1
+
+    async def _claimed(
+        self, claude: ClaudeClient, tenant_id: str, body: CoachingSessionCreate, digest: str
+    ) -> tuple[dict[str, Any], bool]:
+        """Run the analysis if this copy wins the claim, else wait for the winner's session."""
+        while True:
+            won, existing = await self._claim(tenant_id, digest, claude.model)
+            if existing is not None:
+                return existing, True
+            if won:
+                try:
+                    return await self._run(claude, tenant_id, body, digest), False
+                except BaseException:
+                    # A stored session released the claim with its INSERT; a
+                    # failed call gives it back so that a later copy tries again.
+                    await asyncio.shield(self._release(tenant_id, digest, claude.model))
+                    raise
+            await asyncio.sleep(CLAIM_POLL_SECONDS)
+
+    async def _claim(
+        self, tenant_id: str, digest: str, model: str
+    ) -> tuple[bool, dict[str, Any] | None]:
+        """Whether this copy holds the claim, and the session if one is stored by now.
+
+        The previous holder deleted its claim in the transaction that stored its
+        session, so a claim just won is checked against the sessions too.
+        """
+        async with self.db.tenant(tenant_id) as conn:
+            won = await conn.fetchval(
+                _CLAIM,
+                digest,
+                model,
+                PROMPT_VERSION,
+                self.session_timeout + CLAIM_STALE_MARGIN_SECONDS,
+            )
+            row = await conn.fetchrow(FIND_SESSION, digest, model, PROMPT_VERSION)
+            if row is not None and won is not None:
+                await conn.execute(_RELEASE, digest, model, PROMPT_VERSION)
+        return won is not None, dict(row) if row is not None else None
+
+    async def _release(self, tenant_id: str, digest: str, model: str) -> None:
+        async with self.db.tenant(tenant_id) as conn:
+            await conn.execute(_RELEASE, digest, model, PROMPT_VERSION)
 
     async def _run(
         self, claude: ClaudeClient, tenant_id: str, body: CoachingSessionCreate, digest: str
@@ -217,7 +286,7 @@ class CoachingEngine:
                     latency,
                     [area.title for area in insights.improvement_areas],
                     digest,
-                    result.model,
+                    claude.model,
                     PROMPT_VERSION,
                     result.usage.input_tokens,
                     result.usage.output_tokens,

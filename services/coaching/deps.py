@@ -9,9 +9,8 @@ from starlette.requests import HTTPConnection
 
 from services.coaching.analysis import CoachingEngine
 from services.common.claude import ClaudeDep
-from services.common.deps import PrincipalDep
 
-__all__ = ["ClaudeDep", "EngineDep", "PrincipalDep", "get_engine"]
+__all__ = ["ClaudeDep", "EngineDep", "get_engine"]
 
 
 async def get_engine(conn: HTTPConnection) -> CoachingEngine:

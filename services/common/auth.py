@@ -5,9 +5,8 @@ A token has the header ``{"alg": "HS256", "kid": ...}`` and the claims
 RFC 9068), ``exp`` (required), ``iat`` and ``jti``.
 
 Scopes say what a token may do, so that a leaked agent's feed token cannot
-post events for the whole tenant: ``feed:read`` (the agent feed),
-``crm:ingest`` (the CRM webhooks), ``leads:score`` (the scoring API) and
-``operator`` (operator APIs). Routes ask for theirs with ``require_scope``
+post events for the whole tenant (the list and what each allows:
+``services.common.scopes``). Routes ask for theirs with ``require_scope``
 (HTTP) or ``authenticate_websocket(ws, scope=...)``; a valid token without
 the scope is a 403 ``insufficient_scope``. Lifetimes are capped per scope
 (JWT_MAX_TTL_*): ``issue_token`` refuses a longer one and the verifier
@@ -55,6 +54,14 @@ from starlette.requests import HTTPConnection
 from starlette.websockets import WebSocket
 
 from services.common.metrics import TENANT_STATE_KEY
+from services.common.scopes import (
+    COACHING_ANALYZE,
+    CRM_INGEST,
+    LEADS_SCORE,
+    OPERATOR,
+    SCOPES,
+    VISION_ANALYZE,
+)
 from services.common.settings import AuthSettings
 from services.common.tenancy import InvalidTenantId, validate_tenant_id
 
@@ -63,17 +70,6 @@ WS_POLICY_VIOLATION = 1008
 """WebSocket close code used when authentication fails after the upgrade."""
 VERIFIED_CACHE_SIZE = 4096
 """Verified tokens remembered per verifier (least recently used evicted)."""
-
-FEED_READ = "feed:read"
-"""Scope of an agent's feed token (``WS /v1/feed``)."""
-CRM_INGEST = "crm:ingest"
-"""Scope of a CRM integration's token (the lead event webhooks)."""
-LEADS_SCORE = "leads:score"
-"""Scope of a caller of the lead scoring API."""
-OPERATOR = "operator"
-"""Scope of an operator's token (operator APIs: flags, replays, administration)."""
-SCOPES: tuple[str, ...] = (FEED_READ, CRM_INGEST, LEADS_SCORE, OPERATOR)
-"""Every scope a token may carry."""
 
 
 class AuthError(Exception):
@@ -429,6 +425,10 @@ ScoringPrincipalDep = Annotated[Principal, Depends(require_scope(LEADS_SCORE))]
 """A token with ``leads:score`` (the scoring API)."""
 OperatorPrincipalDep = Annotated[Principal, Depends(require_scope(OPERATOR))]
 """A token with ``operator`` (operator APIs)."""
+VisionPrincipalDep = Annotated[Principal, Depends(require_scope(VISION_ANALYZE))]
+"""A token with ``vision:analyze`` (property photo analyses)."""
+CoachingPrincipalDep = Annotated[Principal, Depends(require_scope(COACHING_ANALYZE))]
+"""A token with ``coaching:analyze`` (coaching analyses)."""
 
 
 async def authenticate_websocket(websocket: WebSocket, *, scope: str | None = None) -> Principal:

@@ -12,6 +12,7 @@ character or number it cannot store) is the request's fault: 422
 
 from __future__ import annotations
 
+import re
 from http import HTTPStatus
 from typing import Any
 
@@ -104,9 +105,16 @@ async def _redis(_: Request, exc: Exception) -> JSONResponse:
     return _unavailable_response(unavailable(exc).reason)
 
 
+# asyncpg's message for an argument it could not encode carries the argument's
+# repr (for an array: every element); only the argument number and the problem
+# are kept.
+_ARGUMENT_REPR = re.compile(r"(invalid input for query argument \$\d+): .* (\([^()]*\))", re.DOTALL)
+
+
 async def _unstorable(_: Request, exc: Exception) -> JSONResponse:
     # The database's message names the problem, not the value (no echo).
-    problem = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+    message = _ARGUMENT_REPR.sub(r"\1 \2", str(exc))
+    problem = message.splitlines()[0][:200] if message else type(exc).__name__
     return JSONResponse(
         {
             "detail": f"the request holds data that cannot be stored: {problem}",

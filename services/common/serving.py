@@ -16,6 +16,10 @@ the ASGI application:
   attacker. `BoundedWebSocketProtocol` writes the refusal and closes.
   `BoundedHttpProtocol` bounds the request line and headers of plain HTTP
   requests too (httptools itself has no limit), answering 400 and closing.
+- Unparseable requests. uvicorn answers a request it cannot parse (oversized
+  head, a bad or repeated Content-Length, TLS sent to plain HTTP) with a
+  ``text/plain`` 400; `BoundedHttpProtocol` answers ``{detail, reason}`` JSON
+  like every other error of the services.
 """
 
 from __future__ import annotations
@@ -25,8 +29,9 @@ import logging
 import re
 from typing import Any
 
+import orjson
 from uvicorn.config import LOGGING_CONFIG
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 REDACTED = "[redacted]"
@@ -179,6 +184,24 @@ class BoundedHttpProtocol(HttpToolsProtocol):
             self._head_bytes += len(data)
             if self._head_bytes > MAX_HEADERS_TOTAL_BYTES:
                 self.send_400_response("Request header fields too large.")
+
+    def send_400_response(self, msg: str) -> None:
+        """uvicorn's answer to a request it cannot parse, as ``{detail, reason}`` JSON."""
+        body = orjson.dumps({"detail": msg, "reason": "bad_request"})
+        content = [STATUS_LINE[400]]
+        for name, value in self.server_state.default_headers:
+            content.extend([name, b": ", value, b"\r\n"])
+        content.extend(
+            [
+                b"content-type: application/json\r\n",
+                b"content-length: " + str(len(body)).encode("ascii") + b"\r\n",
+                b"connection: close\r\n",
+                b"\r\n",
+                body,
+            ]
+        )
+        self.transport.write(b"".join(content))
+        self.transport.close()
 
     def on_url(self, url: bytes) -> None:
         if len(self.url) + len(url) > MAX_REQUEST_LINE_BYTES:

@@ -31,6 +31,8 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from services.common.scopes import SCOPES, ttl_setting
+
 Environment = Literal["local", "dev", "staging", "production"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 
@@ -152,6 +154,15 @@ class AuthSettings(EnvSettings):
     jwt_max_ttl_leads_score: float = Field(
         default=30 * 86400, gt=0, le=365 * 86400, description="Scoring API tokens."
     )
+    jwt_max_ttl_vision_analyze: float = Field(
+        default=30 * 86400, gt=0, le=365 * 86400, description="Photo analysis tokens."
+    )
+    jwt_max_ttl_coaching_analyze: float = Field(
+        default=30 * 86400, gt=0, le=365 * 86400, description="Coaching analysis tokens."
+    )
+    jwt_max_ttl_dashboards_view: float = Field(
+        default=12 * 3600, gt=0, le=30 * 86400, description="Dashboards tokens (a working day)."
+    )
     jwt_max_ttl_operator: float = Field(
         default=3600, gt=0, le=86400, description="Operator tokens (short: they can do most)."
     )
@@ -195,12 +206,7 @@ class AuthSettings(EnvSettings):
     @property
     def token_max_ttl(self) -> dict[str, float]:
         """Longest lifetime in seconds per token scope (JWT_MAX_TTL_*)."""
-        return {
-            "feed:read": self.jwt_max_ttl_feed_read,
-            "crm:ingest": self.jwt_max_ttl_crm_ingest,
-            "leads:score": self.jwt_max_ttl_leads_score,
-            "operator": self.jwt_max_ttl_operator,
-        }
+        return {scope: float(getattr(self, ttl_setting(scope))) for scope in SCOPES}
 
     @model_validator(mode="after")
     def _active_kid_not_retired(self) -> Self:

@@ -1,9 +1,11 @@
 """The dashboards: one Streamlit multipage app behind one sign-in.
 
 ``enterprisehub serve dashboards`` runs this script. A user signs in with a
-platform JWT (``enterprisehub token ...``); it is verified with the same
-``TokenVerifier`` as every service, and the tenant comes only from the
-verified token, never from anything typed. The token is checked again on
+platform JWT carrying the ``dashboards:view`` scope (``enterprisehub token
+...``); it is verified with the same ``TokenVerifier`` as every service, and
+the tenant comes only from the verified token, never from anything typed. A
+token of another scope (an agent's feed token, the CRM integration's) is
+refused: the pages show every agent's coaching and the tenant's ROI. The token is checked again on
 every rerun, so an expired one signs the user out. Each page then receives a
 `PageContext` for that tenant.
 
@@ -18,6 +20,7 @@ from types import ModuleType
 import streamlit as st
 
 from services.common.auth import AuthError, Principal, TokenVerifier
+from services.common.scopes import DASHBOARDS_VIEW
 from services.dashboards.config import DashboardSettings
 from services.dashboards.context import AsyncRunner, PageContext
 from services.dashboards.pages import coaching, lead_hub, property, roi
@@ -58,7 +61,7 @@ def _signed_in(verifier: TokenVerifier) -> tuple[Principal, str] | None:
     if token is None:
         return None
     try:
-        return verifier.verify(token), token
+        return verifier.verify(token).require(DASHBOARDS_VIEW), token
     except AuthError as exc:
         del st.session_state[_TOKEN_KEY]
         st.warning(f"Signed out: {exc.detail}.")
@@ -69,13 +72,19 @@ def _sign_in(verifier: TokenVerifier) -> None:
     st.title("EnterpriseHub dashboards")
     with st.form("sign_in"):
         token = st.text_input(
-            "Access token", type="password", help="A platform JWT: enterprisehub token ..."
+            "Access token",
+            type="password",
+            help=(
+                "A platform JWT with the dashboards:view scope (and feed:read for the live "
+                "lead hub): enterprisehub token --tenant T --subject S "
+                "--scope dashboards:view --scope feed:read --ttl 12h"
+            ),
         )
         submitted = st.form_submit_button("Sign in")
     if not submitted:
         return
     try:
-        verifier.verify(token.strip())
+        verifier.verify(token.strip()).require(DASHBOARDS_VIEW)
     except AuthError as exc:
         st.error(f"Sign-in refused: {exc.detail} ({exc.reason}).")
         return

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import Depends
 from starlette.requests import HTTPConnection
 
-from services.common.deps import PrincipalDep, state_getter
+from services.common.deps import state_getter
 from services.ml.config import MLSettings
 from services.ml.inference import InferenceService
 from services.ml.vision.analysis import VisionAnalyzer
@@ -20,7 +20,6 @@ __all__ = [
     "MediaDep",
     "OptionalMediaDep",
     "PhotoFetcherDep",
-    "PrincipalDep",
     "SettingsDep",
     "VisionAnalyzerDep",
     "get_inference",

@@ -24,6 +24,13 @@ class RealtimeSettings(CommonSettings, LeadModelSettings):
     ws_max_connections_per_tenant: int = Field(
         default=100, ge=1, le=100_000, description="Feed sockets per tenant, across replicas."
     )
+    ws_max_connections_per_subject: int = Field(
+        default=10,
+        ge=1,
+        le=100_000,
+        description="Feed sockets per token subject (agent) within its tenant's, across "
+        "replicas: one agent cannot take every slot of its tenant.",
+    )
     ws_heartbeat_interval: float = Field(
         default=30.0, gt=0, le=3600, description="Seconds between heartbeat frames."
     )

@@ -22,6 +22,7 @@ while Redis is unreachable).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterator
@@ -280,8 +281,10 @@ class ConnectionRegistry:
                         conn.offer(entry)
 
 
-# KEYS[1] = tenant's connection set; ARGV = limit, member, ttl_ms.
+# KEYS[1] = tenant's connection set; ARGV = limit, member, ttl_ms, subject
+# limit, the subject's tag as it appears in member names (":<tag>:").
 # Scores are expiry times on Redis's clock, so replicas' clocks never matter.
+# 1 admitted, 0 the tenant is at its limit, -1 the subject is at its own.
 _ACQUIRE_LUA = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -290,6 +293,15 @@ redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 if not redis.call('ZSCORE', KEYS[1], ARGV[2]) then
   if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[1]) then
     return 0
+  end
+  local mine = 0
+  for _, member in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+    if string.find(member, ARGV[5], 1, true) then
+      mine = mine + 1
+    end
+  end
+  if mine >= tonumber(ARGV[4]) then
+    return -1
   end
 end
 redis.call('ZADD', KEYS[1], now + ttl, ARGV[2])
@@ -310,12 +322,23 @@ return #ARGV - 1
 """
 
 
-class ConnectionCap:
-    """WS_MAX_CONNECTIONS_PER_TENANT across replicas, in ``tenant:{id}:ws:connections``."""
+def subject_tag(subject: str) -> str:
+    """A token subject as a short hex tag, part of the slot names of its sockets."""
+    return hashlib.sha256(subject.encode()).hexdigest()[:16]
 
-    def __init__(self, redis: Redis, *, limit: int, ttl_seconds: float) -> None:
+
+class ConnectionCap:
+    """WS_MAX_CONNECTIONS_PER_TENANT across replicas, in ``tenant:{id}:ws:connections``.
+
+    Within it, WS_MAX_CONNECTIONS_PER_SUBJECT: one agent (a script, a leaked
+    token, a reconnect loop) cannot take every slot of its tenant. A slot's
+    name carries its subject's tag (``member``), which the admission counts.
+    """
+
+    def __init__(self, redis: Redis, *, limit: int, subject_limit: int, ttl_seconds: float) -> None:
         self._redis = redis
         self.limit = limit
+        self.subject_limit = subject_limit
         self._ttl_ms = max(1000, int(ttl_seconds * 1000))
         self._acquire: Any = redis.register_script(_ACQUIRE_LUA)
         self._refresh: Any = redis.register_script(_REFRESH_LUA)
@@ -325,12 +348,29 @@ class ConnectionCap:
         """The Redis key of a tenant's connection set."""
         return tenant_key(tenant_id, "ws", "connections")
 
-    async def acquire(self, tenant_id: str, member: str) -> bool:
-        """Take a slot for ``member``; False when the tenant is at the limit."""
+    @staticmethod
+    def member(replica_id: str, subject: str, socket_id: str) -> str:
+        """The slot name of one socket: its replica, its subject's tag, its own id."""
+        return f"{replica_id}:{subject_tag(subject)}:{socket_id}"
+
+    async def acquire(self, tenant_id: str, member: str, *, subject: str) -> str | None:
+        """Take a slot for ``member`` of ``subject``; else which limit refused it.
+
+        Returns None when admitted, ``"tenant_limit"`` or ``"subject_limit"``.
+        """
         taken = await self._acquire(
-            keys=[self.key(tenant_id)], args=[self.limit, member, self._ttl_ms]
+            keys=[self.key(tenant_id)],
+            args=[
+                self.limit,
+                member,
+                self._ttl_ms,
+                self.subject_limit,
+                f":{subject_tag(subject)}:",
+            ],
         )
-        return bool(taken)
+        if int(taken) == 1:
+            return None
+        return "tenant_limit" if int(taken) == 0 else "subject_limit"
 
     async def release(self, tenant_id: str, member: str) -> None:
         """Give a slot back."""

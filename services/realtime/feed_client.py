@@ -41,7 +41,8 @@ def _token(args: argparse.Namespace) -> str:
     given = args.token or os.environ.get(TOKEN_ENV)
     if given:
         return str(given)
-    from services.common.auth import FEED_READ, issue_token
+    from services.common.auth import issue_token
+    from services.common.scopes import FEED_READ
     from services.common.settings import AuthSettings, SettingsError
 
     try:

@@ -101,6 +101,7 @@ class FeedHub:
         self.cap = ConnectionCap(
             redis,
             limit=settings.ws_max_connections_per_tenant,
+            subject_limit=settings.ws_max_connections_per_subject,
             ttl_seconds=max(10.0, 3 * settings.ws_heartbeat_interval),
         )
 
@@ -209,7 +210,9 @@ class FeedHub:
             await self._refuse(websocket, unavailable)
             return
         conn = FeedConnection(
-            conn_id=f"{self.fanout.replica_id}:{uuid.uuid4().hex}",
+            conn_id=ConnectionCap.member(
+                self.fanout.replica_id, principal.subject, uuid.uuid4().hex
+            ),
             tenant_id=tenant_id,
             agent_id=principal.subject,
             send=websocket.send_text,
@@ -258,7 +261,7 @@ class FeedHub:
         if not self.registry.add(conn):
             raise refusal
         try:
-            admitted = await self.cap.acquire(conn.tenant_id, conn.conn_id)
+            refused = await self.cap.acquire(conn.tenant_id, conn.conn_id, subject=conn.agent_id)
         except REDIS_DOWN as exc:
             # A feed without Redis would say `ready` and then deliver nothing
             # (docs/contracts.md: 1013 while Redis is down), even for a tenant
@@ -269,7 +272,15 @@ class FeedHub:
         except BaseException:
             self._drop_local(conn)
             raise
-        if not admitted:
+        if refused == "subject_limit":
+            self._drop_local(conn)
+            per_subject = self.settings.ws_max_connections_per_subject
+            raise FeedRefusedError(
+                WS_TRY_AGAIN_LATER,
+                f"connection limit {per_subject} per agent reached",
+                "subject_limit",
+            )
+        if refused is not None:
             self._drop_local(conn)
             raise refusal
 

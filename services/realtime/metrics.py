@@ -26,13 +26,14 @@ __all__ = [
 ]
 
 #: ``websocket_connection_failures_total`` reasons a client brings about itself:
-#: no or a bad token, a tenant outside the feature's rollout, its tenant's
-#: connection cap, a resume id that cannot be used. Anyone can produce them,
-#: so no alert that rolls back counts them.
+#: no or a bad token, a tenant outside the feature's rollout, its tenant's or
+#: its own (per agent) connection cap, a resume id that cannot be used. Anyone
+#: can produce them, so no alert that rolls back counts them.
 CLIENT_FAILURES: tuple[str, ...] = (
     "auth",
     "feature_disabled",
     "tenant_limit",
+    "subject_limit",
     "bad_last_event_id",
     "unknown_last_event_id",
 )

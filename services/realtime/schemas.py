@@ -93,7 +93,7 @@ class LeadEventBase(BaseModel):
     event_type: str = Field(
         min_length=1,
         max_length=100,
-        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$",
+        pattern=r"\A[A-Za-z0-9][A-Za-z0-9_.:-]*\z",  # Rust regex: \z is the very end
         description="What happened, e.g. 'lead.created', 'email.opened'.",
     )
     agent_id: StorableText | None = Field(

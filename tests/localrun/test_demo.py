@@ -67,6 +67,12 @@ def test_demo_tokens_carry_tenant_and_subject(auth: AuthSettings) -> None:
         for agent, token in tenant.agent_tokens.items():
             principal = verifier.verify(token)
             assert (principal.subject, set(principal.scopes)) == (agent, {"feed:read"})
+        # The dashboards' sign-in needs dashboards:view; the hub reads the feed.
+        manager = verifier.verify(tenant.dashboards_token)
+        assert (manager.tenant_id, set(manager.scopes)) == (
+            tenant.tenant_id,
+            {"dashboards:view", "feed:read"},
+        )
 
 
 def test_guide_names_every_service_and_gives_a_working_feed_command(

@@ -187,6 +187,34 @@ def test_make_run_serves_health_streams_events_and_stops_cleanly(state_root: Pat
             assert json.loads(ws.recv(timeout=10))["type"] == "ready"
 
         _check_monitoring(output, ports)
+
+        # The operator commands get this run's stores from the file the banner
+        # names: the rollback the monitoring check triggered is undone as
+        # docs/observability.md says, by `enterprisehub rollout set`.
+        operator = next(line.strip() for line in lines if " rollout status" in line)
+        assert "DATABASE_URL" not in operator  # no credential in the banner itself
+        status = subprocess.run(
+            ["bash", "-c", operator], cwd=state_root, capture_output=True, text=True, check=False
+        )
+        assert status.returncode == 0, status.stderr
+        assert "ai_coaching" in status.stdout
+        back_on = subprocess.run(
+            [
+                "bash",
+                "-c",
+                operator.replace(
+                    " rollout status --environment local",
+                    " rollout set --feature ai_coaching --percentage 50 --reason 'make run test'"
+                    " --environment local --yes",
+                ),
+            ],
+            cwd=state_root,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert back_on.returncode == 0, back_on.stderr
+        assert "on at 50%" in back_on.stdout
     finally:
         _stop(process)
         pump.join(timeout=10)

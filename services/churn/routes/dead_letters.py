@@ -15,14 +15,19 @@ from uuid import UUID
 
 from fastapi import APIRouter, Query
 
-from services.churn.deps import DbDep, route_guard
+from services.churn.config import CHURN_FEATURE
+from services.churn.deps import DbDep
 from services.churn.queue import defer_deliveries, pending_backlog
 from services.churn.schemas import DeadLetterPublic
-from services.common.auth import OPERATOR, OperatorPrincipalDep
+from services.common.auth import OperatorPrincipalDep
 from services.common.errors import ApiError
+from services.common.flags import require_scope_and_feature
+from services.common.scopes import OPERATOR
 
 router = APIRouter(
-    prefix="/v1/churn", tags=["churn-dead-letters"], dependencies=route_guard(OPERATOR)
+    prefix="/v1/churn",
+    tags=["churn-dead-letters"],
+    dependencies=require_scope_and_feature(OPERATOR, CHURN_FEATURE),
 )
 
 

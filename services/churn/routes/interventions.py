@@ -11,12 +11,17 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 
-from services.churn.deps import DbDep, route_guard
+from services.churn.config import CHURN_FEATURE
+from services.churn.deps import DbDep
 from services.churn.schemas import InterventionPublic
-from services.common.auth import OPERATOR, OperatorPrincipalDep
+from services.common.auth import OperatorPrincipalDep
+from services.common.flags import require_scope_and_feature
+from services.common.scopes import OPERATOR
 
 router = APIRouter(
-    prefix="/v1/churn", tags=["churn-interventions"], dependencies=route_guard(OPERATOR)
+    prefix="/v1/churn",
+    tags=["churn-interventions"],
+    dependencies=require_scope_and_feature(OPERATOR, CHURN_FEATURE),
 )
 
 StatusFilter = Literal["pending", "delivered", "not_sent", "suppressed", "cancelled", "dead_letter"]

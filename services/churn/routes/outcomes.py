@@ -25,12 +25,15 @@ from uuid import UUID
 
 from fastapi import APIRouter, Request
 
-from services.churn.deps import DbDep, RuntimeDep, route_guard
+from services.churn.config import CHURN_FEATURE
+from services.churn.deps import DbDep, RuntimeDep
 from services.churn.schemas import InterventionPublic, OutcomeUpdate
 from services.churn.success import BECAME_SUCCESS, DELIVERED, SUCCEEDED_AT_AFTER
-from services.common.auth import CRM_INGEST, IngestPrincipalDep
+from services.common.auth import IngestPrincipalDep
 from services.common.body import parse_body, read_body
 from services.common.errors import ApiError
+from services.common.flags import require_scope_and_feature
+from services.common.scopes import CRM_INGEST
 
 #: An outcome body is ``{"outcome": "..."}``: a few bytes.
 MAX_OUTCOME_BODY_BYTES = 4096
@@ -57,7 +60,9 @@ RETURNING i.intervention_id, i.lead_id,
 """  # noqa: S608 - constants
 
 router = APIRouter(
-    prefix="/v1/churn", tags=["churn-outcomes"], dependencies=route_guard(CRM_INGEST)
+    prefix="/v1/churn",
+    tags=["churn-outcomes"],
+    dependencies=require_scope_and_feature(CRM_INGEST, CHURN_FEATURE),
 )
 
 

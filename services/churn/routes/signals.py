@@ -18,7 +18,8 @@ from datetime import UTC, datetime
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from services.churn.deps import DbDep, RuntimeDep, route_guard
+from services.churn.config import CHURN_FEATURE
+from services.churn.deps import DbDep, RuntimeDep
 from services.churn.queue import defer_detection
 from services.churn.schemas import (
     LeadBatchCreate,
@@ -27,11 +28,17 @@ from services.churn.schemas import (
     SignalsAccepted,
 )
 from services.churn.signals import SignalRejected, store_signals, upsert_leads
-from services.common.auth import CRM_INGEST, IngestPrincipalDep
+from services.common.auth import IngestPrincipalDep
 from services.common.body import parse_body, read_body
+from services.common.flags import require_scope_and_feature
+from services.common.scopes import CRM_INGEST
 
 # The CRM integration's token: the crm:ingest scope (as the realtime ingest's).
-router = APIRouter(prefix="/v1/churn", tags=["churn-signals"], dependencies=route_guard(CRM_INGEST))
+router = APIRouter(
+    prefix="/v1/churn",
+    tags=["churn-signals"],
+    dependencies=require_scope_and_feature(CRM_INGEST, CHURN_FEATURE),
+)
 
 
 @router.put("/leads", response_model=LeadsAccepted)

@@ -33,6 +33,7 @@ from services.common.flags.runtime import (
     evaluate_feature,
     openfeature_client,
     require_feature,
+    require_scope_and_feature,
     serve_flags,
 )
 
@@ -65,6 +66,7 @@ __all__ = [
     "openfeature_client",
     "parse_seed",
     "require_feature",
+    "require_scope_and_feature",
     "serve_flags",
     "write_flag",
 ]

@@ -36,7 +36,7 @@ from openfeature.provider.no_op_provider import NoOpProvider
 from prometheus_client import CollectorRegistry
 from starlette.requests import HTTPConnection
 
-from services.common.auth import AuthError, Principal, require_principal
+from services.common.auth import AuthError, Principal, require_principal, require_scope
 from services.common.errors import ApiError
 from services.common.flags.cache import FlagCache
 from services.common.flags.exposure import ExposureRecorder
@@ -170,3 +170,16 @@ def require_feature(feature: str) -> Any:
         return principal
 
     return Depends(feature_enabled)
+
+
+def require_scope_and_feature(scope: str, feature: str) -> list[Any]:
+    """A router's ``dependencies``: a token with ``scope``, then the tenant's ``feature``.
+
+    In this order, and before any handler reads a body: 401 for a missing or
+    invalid token, 403 ``insufficient_scope`` for a token without ``scope`` (a
+    feed reader's token learns nothing about the feature's rollout), then 403
+    ``feature_disabled`` for a tenant outside it. Handlers take their principal
+    from the scope's dependency (``VisionPrincipalDep``, ...): checking the
+    token again is a lookup in the verifier's cache of verified tokens.
+    """
+    return [Depends(require_scope(scope)), require_feature(feature)]

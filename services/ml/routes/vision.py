@@ -6,7 +6,8 @@
   under the tenant's prefix, then analysed.
 - ``GET /v1/ml/vision/analyses?property_id=...``: the property's analyses.
 
-The caller is authenticated before any body byte is read; a stored analysis
+The caller's token needs the ``vision:analyze`` scope (each analysis is a
+billed Claude call) and is checked before any body byte is read; a stored analysis
 of the same photo is answered from the database (``cached: true``) without
 calling Claude, whichever property it was first analysed for: the answer
 carries the request's ``property_id``, and the photo is listed for every
@@ -22,13 +23,14 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.exceptions import HTTPException
 
+from services.common.auth import VisionPrincipalDep
 from services.common.claude import ClaudeDep
-from services.common.flags import require_feature
+from services.common.flags import require_scope_and_feature
+from services.common.scopes import VISION_ANALYZE
 from services.ml.deps import (
     MediaDep,
     OptionalMediaDep,
     PhotoFetcherDep,
-    PrincipalDep,
     SettingsDep,
     VisionAnalyzerDep,
 )
@@ -42,12 +44,13 @@ from services.ml.vision.images import ImageRejected, prepare_image
 from services.ml.vision.media import check_key, photo_key
 from services.ml.vision.store import list_for_property
 
-# A tenant outside the property_vision rollout gets 403 feature_disabled
-# (after authentication, before any body byte or Claude call).
+# A token without vision:analyze gets 403 insufficient_scope, then a tenant
+# outside the property_vision rollout 403 feature_disabled (after
+# authentication, before any body byte or Claude call).
 router = APIRouter(
     prefix="/v1/ml/vision",
     tags=["property-vision"],
-    dependencies=[require_feature("property_vision")],
+    dependencies=require_scope_and_feature(VISION_ANALYZE, "property_vision"),
 )
 
 PropertyId = Annotated[str, Query(pattern=PROPERTY_ID_PATTERN, max_length=255)]
@@ -91,7 +94,7 @@ def _public(row: dict[str, Any], cached: bool) -> VisionAnalysisPublic:
 async def analyse_upload(
     request: Request,
     property_id: PropertyId,
-    principal: PrincipalDep,
+    principal: VisionPrincipalDep,
     claude: ClaudeDep,
     analyzer: VisionAnalyzerDep,
     media: MediaDep,
@@ -135,7 +138,7 @@ async def analyse_upload(
 @router.post("/analyses")
 async def analyse(
     body: VisionAnalysisCreate,
-    principal: PrincipalDep,
+    principal: VisionPrincipalDep,
     claude: ClaudeDep,
     analyzer: VisionAnalyzerDep,
     media: OptionalMediaDep,
@@ -176,7 +179,7 @@ async def analyse(
 
 @router.get("/analyses")
 async def list_analyses(
-    property_id: PropertyId, principal: PrincipalDep, analyzer: VisionAnalyzerDep
+    property_id: PropertyId, principal: VisionPrincipalDep, analyzer: VisionAnalyzerDep
 ) -> VisionAnalysisList:
     """The analyses of the photos posted for the property, most recently posted first (at most 50).
 

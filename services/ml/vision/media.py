@@ -12,9 +12,13 @@ import re
 from typing import Any
 
 from services.common.storage import Storage
+from services.common.tenancy import TENANT_ID_PATTERN
 from services.ml.vision.images import ImageRejected
 
-_KEY = re.compile(r"tenants/(?P<tenant>[A-Za-z0-9_-]{1,64})/photos/[A-Za-z0-9._/-]{1,400}")
+# The tenant segment is a tenant id (services.common.tenancy: dots allowed).
+_KEY = re.compile(
+    rf"tenants/(?P<tenant>{TENANT_ID_PATTERN.pattern})/photos/[A-Za-z0-9._/-]{{1,400}}"
+)
 
 
 def photo_key(tenant_id: str, sha256: str, suffix: str = "img") -> str:

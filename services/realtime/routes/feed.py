@@ -17,8 +17,9 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from fastapi.responses import JSONResponse
 from openfeature.exception import ErrorCode
 
-from services.common.auth import FEED_READ, AuthError, authenticate_websocket, deny_websocket
+from services.common.auth import AuthError, authenticate_websocket, deny_websocket
 from services.common.flags import FeatureDisabledHandshakeError, decide_feature
+from services.common.scopes import FEED_READ
 from services.realtime.deps import HubDep, RealtimeMetricsDep
 
 #: The feature flag whose rollout decides which tenants get the feed.

@@ -24,10 +24,10 @@ from prometheus_client import CollectorRegistry
 from localrun.standins.leadconnector import Faults, StandinServer
 from services.churn.config import ChurnSettings
 from services.churn.main import create_app
-from services.common.auth import CRM_INGEST, FEED_READ, LEADS_SCORE, OPERATOR, SCOPES
 from services.common.database import Database
 from services.common.flags import FlagState, write_flag
 from services.common.redis import Redis
+from services.common.scopes import CRM_INGEST, FEED_READ, LEADS_SCORE, OPERATOR, SCOPES
 from services.impact.aggregate import aggregate_tenant_day
 from services.impact.assumptions import ASSUMPTIONS
 from tests.flags import tenants_around

@@ -14,10 +14,10 @@ from prometheus_client import CollectorRegistry
 
 from services.churn.config import ChurnSettings
 from services.churn.main import create_app
-from services.common.auth import FEED_READ, OPERATOR, SCOPES
 from services.common.database import Database
 from services.common.flags import FlagState, write_flag
 from services.common.redis import Redis
+from services.common.scopes import FEED_READ, OPERATOR, SCOPES
 from tests.flags import tenants_around
 
 AppClient = Callable[[FastAPI], AbstractAsyncContextManager[httpx.AsyncClient]]
@@ -179,3 +179,44 @@ async def test_leads_and_signals_need_the_crm_ingest_scope(
         assert "crm:ingest" in response.json()["detail"]
     async with owner_db.unscoped() as conn:
         assert await conn.fetchval("SELECT count(*) FROM churn_leads") == 0
+
+
+async def test_a_lead_twice_in_one_batch_is_a_422_naming_it_and_nothing_is_stored(
+    churn_app: FastAPI,
+    app_client: AppClient,
+    make_token: Callable[..., str],
+    owner_db: Database,
+) -> None:
+    # One INSERT ... ON CONFLICT DO UPDATE cannot touch a row twice: Postgres
+    # refuses the statement, which was a 500 before the batch was checked.
+    auth = {"Authorization": f"Bearer {make_token('t1')}"}
+    leads = [{"lead_id": "lead-1"}, {"lead_id": "lead-2"}, {"lead_id": "lead-1"}]
+    async with app_client(churn_app) as client:
+        response = await client.put("/v1/churn/leads", json={"leads": leads}, headers=auth)
+    assert response.status_code == 422, response.text
+    body = response.json()
+    assert body["reason"] == "validation_error"
+    assert body["errors"][0]["field"] == "body.leads"
+    assert "'lead-1' is at indexes 0 and 2" in body["detail"]
+    async with owner_db.unscoped() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM churn_leads") == 0
+
+
+async def test_a_value_postgres_cannot_store_is_a_422_that_does_not_echo_the_batch(
+    churn_app: FastAPI, app_client: AppClient, make_token: Callable[..., str]
+) -> None:
+    # asyncpg names a refused argument with the repr of the whole argument (here
+    # every lead's created_at); the answer names the problem, not the values.
+    auth = {"Authorization": f"Bearer {make_token('t1')}"}
+    leads = [
+        {"lead_id": "lead-1", "created_at": "2026-12-01T00:00:00+00:00"},
+        {"lead_id": "lead-2", "created_at": "0001-01-01T00:00:00+14:00"},
+    ]
+    async with app_client(churn_app) as client:
+        response = await client.put("/v1/churn/leads", json={"leads": leads}, headers=auth)
+    assert response.status_code == 422, response.text
+    body = response.json()
+    assert body["reason"] == "unstorable_input"
+    assert "out of range" in body["detail"]
+    assert "datetime" not in body["detail"]
+    assert "2026" not in body["detail"]

@@ -28,6 +28,14 @@ from services.common.database import Database
 from services.common.flags import FlagState, write_flag
 from services.common.metrics import new_registry
 from services.common.redis import Redis
+from services.common.scopes import (
+    COACHING_ANALYZE,
+    CRM_INGEST,
+    DASHBOARDS_VIEW,
+    FEED_READ,
+    LEADS_SCORE,
+    VISION_ANALYZE,
+)
 from tests.flags import tenants_around
 from tests.services.request_work import count_request_work
 
@@ -135,8 +143,13 @@ async def test_a_session_is_stored_with_its_cost_and_a_repeat_is_one_read(
     work = count_request_work(monkeypatch)
     first = await client.post("/v1/coaching/sessions", json=transcript(), headers=_auth(make_token))
     assert first.status_code == 200, first.text
-    # The hit check, then the session with its ledger row.
-    assert work.transactions == ["CoachingEngine._find", "CoachingEngine._store"]
+    # The hit check, the claim (with a second look), then the session with its
+    # ledger row (and the claim's release).
+    assert work.transactions == [
+        "CoachingEngine._find",
+        "CoachingEngine._claim",
+        "CoachingEngine._store",
+    ]
     [cost] = await totals(db, "tenant-a")
     assert (cost["calls"], cost["cost_micro_usd"]) == (1, first.json()["cost_micro_usd"])
     work.clear()
@@ -234,6 +247,58 @@ async def test_beyond_max_concurrent_is_429_with_retry_after(
     busy = next(r for r in responses if r.status_code == 429)
     assert busy.headers["Retry-After"] == "2"
     assert busy.json()["reason"] == "too_many_analyses"
+
+
+async def test_copies_of_one_request_arriving_together_make_one_call(
+    coaching_settings: Callable[..., CoachingSettings],
+    app_client: AppClient,
+    anthropic_api: AnthropicStandIn,
+    make_token: Callable[..., str],
+    db: Database,
+) -> None:
+    # A CRM retrying after its own timeout, on two replicas: each copy used to
+    # miss the repeat lookup, call Claude and store a session of its own.
+    anthropic_api.latency = 0.5
+    settings = coaching_settings()
+    async with (
+        app_client(create_app(settings, registry=new_registry())) as one,
+        app_client(create_app(settings, registry=new_registry())) as two,
+    ):
+        responses = await asyncio.gather(
+            *[
+                replica.post("/v1/coaching/sessions", json=transcript(), headers=_auth(make_token))
+                for replica in (one, two, one, two)
+            ]
+        )
+    assert [r.status_code for r in responses] == [200] * 4, [r.text for r in responses]
+    assert len({r.json()["session_id"] for r in responses}) == 1
+    assert sorted(r.json()["cached"] for r in responses) == [False, True, True, True]
+    assert anthropic_api.billable == 1
+    [cost] = await totals(db, "tenant-a")
+    assert cost["calls"] == 1
+    async with db.tenant("tenant-a") as conn:
+        assert await conn.fetchval("SELECT count(*) FROM coaching_sessions") == 1
+        assert await conn.fetchval("SELECT count(*) FROM coaching_claims") == 0
+
+
+async def test_a_failed_analysis_gives_its_claim_back_for_the_next_copy(
+    client: httpx.AsyncClient,
+    anthropic_api: AnthropicStandIn,
+    make_token: Callable[..., str],
+    db: Database,
+) -> None:
+    anthropic_api.script(Case.refusal(), Case.refusal())
+    failed = await client.post(
+        "/v1/coaching/sessions", json=transcript(), headers=_auth(make_token)
+    )
+    assert failed.status_code == 502, failed.text
+    async with db.tenant("tenant-a") as conn:
+        assert await conn.fetchval("SELECT count(*) FROM coaching_claims") == 0
+    retried = await client.post(
+        "/v1/coaching/sessions", json=transcript(), headers=_auth(make_token)
+    )
+    assert retried.status_code == 200, retried.text
+    assert retried.json()["cached"] is False
 
 
 async def test_session_timeout_is_504(
@@ -343,6 +408,43 @@ async def test_tenant_outside_the_rollout_is_403_before_any_call(
     assert refused.json()["reason"] == "feature_disabled"
     assert "ai_coaching" in refused.json()["detail"]
     assert allowed.status_code == 200, allowed.text
+    assert anthropic_api.billable == 1
+
+
+async def test_only_a_coaching_token_analyses_or_reads_and_the_scope_comes_first(
+    coaching_settings: Callable[..., CoachingSettings],
+    app_client: AppClient,
+    make_token: Callable[..., str],
+    redis_client: Redis,
+    anthropic_api: AnthropicStandIn,
+) -> None:
+    # An agent's feed token must not read a colleague's coaching nor spend
+    # Claude money; without the scope a token learns nothing about the rollout.
+    inside, outside = tenants_around("ai_coaching", 25)
+    await write_flag(redis_client, "ai_coaching", FlagState(enabled=True, rollout_percentage=25))
+
+    def bearer(tenant: str, *scopes: str, subject: str = "agent-1") -> dict[str, str]:
+        return {"Authorization": f"Bearer {make_token(tenant, subject=subject, scopes=scopes)}"}
+
+    coach = bearer(inside, COACHING_ANALYZE, subject="call-recorder")
+    agent = bearer(inside, FEED_READ, CRM_INGEST, LEADS_SCORE, VISION_ANALYZE, DASHBOARDS_VIEW)
+    async with app_client(create_app(coaching_settings(), registry=new_registry())) as http:
+        stored = await http.post("/v1/coaching/sessions", json=transcript(), headers=coach)
+        assert stored.status_code == 200, stored.text
+        session = f"/v1/coaching/sessions/{stored.json()['session_id']}"
+        refused = [
+            await http.post("/v1/coaching/sessions", json=transcript(), headers=agent),
+            await http.get("/v1/coaching/sessions?agent_id=agent-7", headers=agent),
+            await http.get(session, headers=agent),
+            await http.get(
+                "/v1/coaching/sessions?agent_id=agent-7", headers=bearer(outside, FEED_READ)
+            ),
+        ]
+        listed = await http.get("/v1/coaching/sessions?agent_id=agent-7", headers=coach)
+    assert [(r.status_code, r.json()["reason"]) for r in refused] == [
+        (403, "insufficient_scope")
+    ] * 4
+    assert len(listed.json()["sessions"]) == 1
     assert anthropic_api.billable == 1
 
 

@@ -60,6 +60,22 @@ async def test_sign_in_refuses_a_token_of_another_key(dashboards_env: dict[str, 
     assert "unknown_kid" in at.error[0].value
 
 
+async def test_sign_in_refuses_a_token_without_the_dashboards_scope(
+    dashboards_env: dict[str, str], make_token: Callable[..., str]
+) -> None:
+    # An agent's feed token or the CRM integration's must not open pages that
+    # show every agent's coaching and the tenant's ROI.
+    for scopes in [("feed:read",), ("crm:ingest", "leads:score", "coaching:analyze")]:
+        at = await _sign_in(make_token("tenant-a", subject="agent-1", scopes=scopes))
+        assert len(at.error) == 1
+        assert "dashboards:view" in at.error[0].value
+        assert "(insufficient_scope)" in at.error[0].value
+        assert "📡 Real-Time Lead Intelligence Hub" not in [t.value for t in at.title]
+    at = await _sign_in(make_token("tenant-a", subject="agent-1", scopes=("dashboards:view",)))
+    assert not at.error
+    assert [t.value for t in at.title] == ["📡 Real-Time Lead Intelligence Hub"]
+
+
 async def test_hub_shows_the_tenants_events_from_the_real_feed(
     dashboards_env: dict[str, str],
     replica: Replica,

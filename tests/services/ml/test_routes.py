@@ -21,8 +21,9 @@ import pytest_asyncio
 from fastapi import FastAPI
 
 from localrun.servers import free_port
-from services.common.auth import LEADS_SCORE, issue_token
+from services.common.auth import issue_token
 from services.common.metrics import new_registry
+from services.common.scopes import LEADS_SCORE
 from services.common.scoring import LeadFeatures, LeadScorer
 from services.common.settings import SettingsError
 from services.ml.config import MAX_BATCH_LEADS, MLSettings

@@ -33,6 +33,7 @@ from services.common.database import Database
 from services.common.flags import FlagState, write_flag
 from services.common.metrics import new_registry
 from services.common.redis import Redis
+from services.common.scopes import CRM_INGEST, FEED_READ, LEADS_SCORE, VISION_ANALYZE
 from services.ml.config import MLSettings
 from services.ml.main import create_app
 from services.ml.vision import store
@@ -375,6 +376,31 @@ async def test_another_tenants_object_key_is_refused(
     assert anthropic_api.billable == 1
 
 
+async def test_a_tenant_with_a_dot_in_its_id_analyses_its_own_object_keys(
+    client: httpx.AsyncClient, anthropic_api: AnthropicStandIn, make_token: Callable[..., str]
+) -> None:
+    # Tenant ids may hold dots (services.common.tenancy); the upload stores the
+    # photo under the tenant's own prefix, so its key must be accepted back.
+    uploaded = await _upload(client, _auth(make_token, "acme.realty"), _jpeg(64, 64))
+    assert uploaded.status_code == 200, uploaded.text
+    key = f"tenants/acme.realty/photos/{uploaded.json()['image_sha256']}.img"
+    own = await client.post(
+        "/v1/ml/vision/analyses",
+        json={"property_id": "p1", "object_key": key},
+        headers=_auth(make_token, "acme.realty"),
+    )
+    assert own.status_code == 200, own.text
+    assert own.json()["cached"] is True
+    other = await client.post(
+        "/v1/ml/vision/analyses",
+        json={"property_id": "p1", "object_key": key},
+        headers=_auth(make_token, "acme"),
+    )
+    assert other.status_code == 422
+    assert other.json()["reason"] == "object_key_forbidden"
+    assert anthropic_api.billable == 1
+
+
 async def test_url_resolving_to_loopback_is_refused(
     client: httpx.AsyncClient, anthropic_api: AnthropicStandIn, make_token: Callable[..., str]
 ) -> None:
@@ -464,6 +490,49 @@ async def test_tenant_outside_the_rollout_is_403_before_any_call(
     assert refused.json()["reason"] == "feature_disabled"
     assert "property_vision" in refused.json()["detail"]
     assert allowed.status_code == 200, allowed.text
+    assert anthropic_api.billable == 1
+
+
+async def test_only_a_vision_token_analyses_or_reads_and_the_scope_comes_first(
+    vision_settings: MLSettings,
+    app_client: AppClient,
+    make_token: Callable[..., str],
+    redis_client: Redis,
+    anthropic_api: AnthropicStandIn,
+) -> None:
+    # Each analysis is a billed Claude call: an agent's feed token, the CRM
+    # integration's or a scoring client's neither creates nor reads analyses,
+    # and without the scope a token learns nothing about the rollout.
+    inside, outside = tenants_around("property_vision", 50)
+    await write_flag(
+        redis_client, "property_vision", FlagState(enabled=True, rollout_percentage=50)
+    )
+
+    def bearer(tenant: str, *scopes: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {make_token(tenant, scopes=scopes)}"}
+
+    others = bearer(inside, FEED_READ, CRM_INGEST, LEADS_SCORE)
+    async with app_client(create_app(vision_settings, registry=new_registry())) as http:
+        refused = [
+            await _upload(http, others, _jpeg(64, 64)),
+            await http.post(
+                "/v1/ml/vision/analyses",
+                json={"property_id": "prop-1", "object_key": "x.jpg"},
+                headers=others,
+            ),
+            await http.get("/v1/ml/vision/analyses?property_id=prop-1", headers=others),
+            # Outside the rollout and without the scope: the scope is refused first.
+            await _upload(http, bearer(outside, FEED_READ), _jpeg(64, 64)),
+        ]
+        allowed = await _upload(http, bearer(inside, VISION_ANALYZE), _jpeg(64, 64))
+        listed = await http.get(
+            "/v1/ml/vision/analyses?property_id=prop-1", headers=bearer(inside, VISION_ANALYZE)
+        )
+    assert [(r.status_code, r.json()["reason"]) for r in refused] == [
+        (403, "insufficient_scope")
+    ] * 4
+    assert allowed.status_code == 200, allowed.text
+    assert len(listed.json()["analyses"]) == 1
     assert anthropic_api.billable == 1
 
 

@@ -1,6 +1,6 @@
-"""Revision 0014 links every analysis stored before it to its property (real Postgres).
+"""Revision 0015 links every analysis stored before it to its property (real Postgres).
 
-The schema is taken back to 0013, analyses are stored as the service stored
+The schema is taken back to 0014, analyses are stored as the service stored
 them then (one row per photo, naming the property it was first posted for),
 and the upgrade must give each finished one exactly that link, in its own
 tenant, dated when it was analysed; a pending claim gets none.
@@ -16,7 +16,7 @@ from services.migrations.runner import migrate
 from services.ml.vision import store
 from tests.schema_history import downgrade_to
 
-BEFORE = "0013_churn_succeeded_at"
+BEFORE = "0014_coaching_claims"
 AT = datetime(2026, 11, 20, 12, tzinfo=UTC)
 
 

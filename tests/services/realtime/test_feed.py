@@ -80,16 +80,20 @@ async def test_heartbeats_arrive(replica: Replica, make_token: Callable[..., str
 async def test_connection_beyond_tenant_cap_is_refused_with_reason(
     replica: Replica, make_token: Callable[..., str]
 ) -> None:
-    token = make_token("tenant-a")
     limit = replica.app.state.settings.ws_max_connections_per_tenant
-    headers = {"Authorization": f"Bearer {token}"}
+    # Many agents fill the tenant (one agent alone stops at its own cap).
+    per_subject = replica.app.state.settings.ws_max_connections_per_subject
+
+    def headers(i: int) -> dict[str, str]:
+        return {"Authorization": f"Bearer {make_token('tenant-a', f'agent-{i // per_subject}')}"}
+
     open_conns: list[Any] = []
     try:
-        for _ in range(limit):
-            conn = await connect(replica.ws, additional_headers=headers)
+        for i in range(limit):
+            conn = await connect(replica.ws, additional_headers=headers(i))
             open_conns.append(conn)
             assert await conn.recv()  # the ready frame: admitted
-        extra = await connect(replica.ws, additional_headers=headers)
+        extra = await connect(replica.ws, additional_headers=headers(limit + per_subject))
         with pytest.raises(ConnectionClosed) as closed:
             await extra.recv()
     finally:

@@ -13,7 +13,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from localrun.servers import RedisServer
-from services.common.auth import CRM_INGEST, FEED_READ, LEADS_SCORE
+from services.common.scopes import CRM_INGEST, FEED_READ, LEADS_SCORE
 from services.common.serving import WS_MAX_MESSAGE_BYTES
 from services.realtime.config import RealtimeSettings
 from tests.services.realtime.conftest import RECEIVE_TIMEOUT, Replica, open_feed

@@ -80,6 +80,34 @@ async def test_tenant_cap_counts_sockets_on_every_replica(
     assert conn.close_reason == "tenant connection limit 2 reached"
 
 
+async def test_one_agent_cannot_take_every_slot_of_its_tenant(
+    replicas: StartReplica,
+    realtime_settings: RealtimeSettings,
+    make_token: Callable[..., str],
+) -> None:
+    # One agent's token (a script, a leaked token, a reconnect loop) used to
+    # fill the tenant's cap and lock every colleague out of the feed.
+    settings = realtime_settings.model_copy(
+        update={"ws_max_connections_per_tenant": 4, "ws_max_connections_per_subject": 2}
+    )
+    first, second = await replicas(settings), await replicas(settings)
+    greedy, colleague = make_token("tenant-a", "agent-1"), make_token("tenant-a", "agent-2")
+    async with open_feed(first, greedy), open_feed(second, greedy):
+        conn: Any = await connect(
+            second.ws, additional_headers={"Authorization": f"Bearer {greedy}"}
+        )
+        async with conn:
+            await conn.wait_closed()
+        async with open_feed(first, colleague) as admitted:
+            assert admitted.ready["tenant_id"] == "tenant-a"
+    assert conn.close_code == 1013
+    assert conn.close_reason == "connection limit 2 per agent reached"
+    failures = second.registry.get_sample_value(
+        "websocket_connection_failures_total", {"reason": "subject_limit"}
+    )
+    assert failures == 1
+
+
 async def test_closed_sockets_free_their_slots(
     replicas: StartReplica,
     realtime_settings: RealtimeSettings,

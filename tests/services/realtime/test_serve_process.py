@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import re
 import signal
@@ -26,7 +27,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
 from localrun.servers import free_port
-from services.common.auth import CRM_INGEST, FEED_READ
+from services.common.scopes import CRM_INGEST, FEED_READ
 from services.common.scoring import LeadFeatures
 from tests.services.realtime.conftest import event_body
 
@@ -182,6 +183,46 @@ def test_oversized_handshakes_are_answered_and_closed(served: Served, request_by
     answer, closed = _raw_exchange(served.port, request_bytes)
     assert closed, f"connection left open; received {answer[:200]!r}"
     assert re.match(rb"HTTP/1\.1 4\d\d ", answer), answer[:200]
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        pytest.param(_upgrade("/v1/feed", f"X-Pad: {'b' * 9000}\r\n"), id="handshake header"),
+        pytest.param(
+            b"POST /v1/leads/events HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"d" * 9000 + b"\r\n\r\n",
+            id="HTTP header over 8 KiB",
+        ),
+        pytest.param(
+            b"GET /v1/feed HTTP/1.1\r\nHost: x\r\n" + b"X-Endless: c\r\n" * 8000,
+            id="headers that never end",
+        ),
+        pytest.param(
+            b"POST /v1/leads/events HTTP/1.1\r\nHost: x\r\n"
+            b"Content-Length: 99999999999999999999999\r\n\r\n",
+            id="Content-Length out of range",
+        ),
+        pytest.param(
+            b"POST /v1/leads/events HTTP/1.1\r\nHost: x\r\n"
+            b"Content-Length: 5\r\nContent-Length: 6\r\n\r\nhello",
+            id="two Content-Lengths",
+        ),
+        pytest.param(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", id="TLS to plain HTTP"),
+    ],
+)
+def test_an_unparseable_request_is_answered_with_a_json_error(
+    served: Served, request_bytes: bytes
+) -> None:
+    # Every error body is {detail, reason}, also the ones uvicorn writes itself
+    # for requests that never reach the application.
+    answer, closed = _raw_exchange(served.port, request_bytes)
+    assert closed, f"connection left open; received {answer[:200]!r}"
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 "), answer[:200]
+    assert b"content-type: application/json" in head.lower(), head
+    error = json.loads(body)
+    assert error["reason"] == "bad_request"
+    assert error["detail"]
 
 
 def test_a_normal_handshake_still_upgrades(served: Served, make_token: Callable[..., str]) -> None:

@@ -1,7 +1,7 @@
 """Property vision: which properties a stored analysis belongs to.
 
-Revision ID: 0014_vision_property_links
-Revises: 0013_churn_succeeded_at
+Revision ID: 0015_vision_property_links
+Revises: 0014_coaching_claims
 Create Date: 2026-12-04
 
 A photo is analysed once per tenant (one ``property_vision_analyses`` row per
@@ -26,8 +26,8 @@ from alembic import op
 
 from services.migrations.tenancy import TENANT_COLUMN, tenant_isolation_sql
 
-revision: str = "0014_vision_property_links"
-down_revision: str | Sequence[str] | None = "0013_churn_succeeded_at"
+revision: str = "0015_vision_property_links"
+down_revision: str | Sequence[str] | None = "0014_coaching_claims"
 
 TABLE = "property_vision_links"
 
