@@ -74,7 +74,11 @@ class VisionAnalysisCreate(BaseModel):
 
 
 class VisionAnalysisPublic(BaseModel):
-    """A stored analysis. Scores are 0.00 (basic / uninhabitable) to 1.00 (luxury / new)."""
+    """A stored analysis. Scores are 0.00 (basic / uninhabitable) to 1.00 (luxury / new).
+
+    ``property_id`` is the property of the request (the upload's, or the
+    listing's), also when the photo was first analysed for another one.
+    """
 
     analysis_id: str
     property_id: str
@@ -115,6 +119,10 @@ class VisionAnalysisPublic(BaseModel):
 
 
 class VisionAnalysisList(BaseModel):
-    """A property's analyses, newest first."""
+    """The analyses of the photos posted for a property, most recently posted first.
+
+    A photo shared by several properties is analysed once and listed for
+    each, under the requested ``property_id``.
+    """
 
     analyses: list[VisionAnalysisPublic]

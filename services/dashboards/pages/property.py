@@ -3,7 +3,10 @@
 ``load_property_intelligence`` reads (under the tenant's row-level security)
 the finished analyses: per property the photos analysed and mean luxury and
 condition scores (0.00 to 1.00), the room types seen, the photos with major
-defects, the latency percentiles and what the analyses cost.
+defects, the latency percentiles and what the analyses cost. Per-property
+figures read through ``property_vision_links``: a photo posted for two
+properties counts for each; room types, latency and cost count each analysis
+once.
 """
 
 from __future__ import annotations
@@ -23,21 +26,24 @@ async def load_property_intelligence(db: Database, tenant_id: str) -> dict[str, 
     """Per-property scores, room types, defects, latency and cost."""
     async with db.tenant(tenant_id) as conn:
         properties = await conn.fetch(
-            "SELECT property_id, count(*) AS photos, avg(luxury_score)::float8 AS luxury, "
-            "avg(condition_score)::float8 AS condition, max(created_at) AS last_analysed "
-            "FROM property_vision_analyses WHERE status = 'done' "
-            "GROUP BY property_id ORDER BY last_analysed DESC LIMIT 200"
+            "SELECT l.property_id, count(*) AS photos, avg(a.luxury_score)::float8 AS luxury, "
+            "avg(a.condition_score)::float8 AS condition, max(l.posted_at) AS last_posted "
+            "FROM property_vision_links l JOIN property_vision_analyses a "
+            "ON a.tenant_id = l.tenant_id AND a.analysis_id = l.analysis_id "
+            "WHERE a.status = 'done' "
+            "GROUP BY l.property_id ORDER BY last_posted DESC LIMIT 200"
         )
         rooms = await conn.fetch(
             "SELECT analysis_results->>'room_type' AS room_type, count(*) AS photos "
             "FROM property_vision_analyses WHERE status = 'done' GROUP BY 1 ORDER BY 2 DESC"
         )
         defects = await conn.fetch(
-            "SELECT property_id, image_url, defect->>'description' AS defect "
-            "FROM property_vision_analyses, "
-            "jsonb_array_elements(analysis_results->'defects') AS defect "
-            "WHERE status = 'done' AND defect->>'severity' = 'major' "
-            "ORDER BY created_at DESC LIMIT 50"
+            "SELECT l.property_id, a.image_url, defect->>'description' AS defect "
+            "FROM property_vision_links l JOIN property_vision_analyses a "
+            "ON a.tenant_id = l.tenant_id AND a.analysis_id = l.analysis_id, "
+            "jsonb_array_elements(a.analysis_results->'defects') AS defect "
+            "WHERE a.status = 'done' AND defect->>'severity' = 'major' "
+            "ORDER BY l.posted_at DESC LIMIT 50"
         )
         totals = await conn.fetchrow(
             "SELECT count(*) AS analyses, coalesce(sum(cost_micro_usd), 0)::bigint AS cost, "

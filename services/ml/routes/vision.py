@@ -9,7 +9,9 @@
 The caller's token needs the ``vision:analyze`` scope (each analysis is a
 billed Claude call) and is checked before any body byte is read; a stored analysis
 of the same photo is answered from the database (``cached: true``) without
-calling Claude. Bad input is a 4xx ``{detail, reason}``.
+calling Claude, whichever property it was first analysed for: the answer
+carries the request's ``property_id``, and the photo is listed for every
+property it was posted for. Bad input is a 4xx ``{detail, reason}``.
 """
 
 from __future__ import annotations
@@ -98,7 +100,12 @@ async def analyse_upload(
     media: MediaDep,
     settings: SettingsDep,
 ) -> VisionAnalysisPublic:
-    """Store the uploaded photo under the tenant's prefix and analyse it."""
+    """Store the uploaded photo under the tenant's prefix and analyse it for ``property_id``.
+
+    A photo the tenant had analysed before (for any property) is answered
+    from its stored analysis (``cached: true``, no call) and listed for
+    ``property_id`` from now on.
+    """
     content_type = request.headers.get("content-type", "").split(";")[0].strip()
     if not content_type.startswith("image/"):
         raise ImageRejected("unsupported_image_type", "send the photo with Content-Type image/*")
@@ -106,7 +113,7 @@ async def analyse_upload(
     # A photo analysed before is answered without decoding or storing it again
     # (its key is content-addressed, so it is in the bucket already).
     sha256 = await _sha256(data)
-    stored = await analyzer.stored(principal.tenant_id, sha256)
+    stored = await analyzer.stored(principal.tenant_id, sha256, property_id=property_id)
     if stored is not None:
         return _public(stored, True)
     image = await asyncio.to_thread(prepare_image, data, sha256=sha256)
@@ -138,7 +145,11 @@ async def analyse(
     fetcher: PhotoFetcherDep,
     settings: SettingsDep,
 ) -> VisionAnalysisPublic:
-    """Analyse a photo of the tenant's media bucket (``object_key``) or an HTTPS URL."""
+    """Analyse a photo of the tenant's media bucket (``object_key``) or an HTTPS URL.
+
+    As the upload: a photo analysed before is answered from storage for
+    ``property_id`` (``cached: true``) and listed for it.
+    """
     limit = settings.vision_max_image_bytes
     if body.object_key is not None:
         key = check_key(principal.tenant_id, body.object_key)
@@ -151,7 +162,7 @@ async def analyse(
         data = await fetcher.fetch(body.image_url)
         ref, source = body.image_url, "url"
     sha256 = await _sha256(data)
-    stored = await analyzer.stored(principal.tenant_id, sha256)
+    stored = await analyzer.stored(principal.tenant_id, sha256, property_id=body.property_id)
     if stored is not None:
         return _public(stored, True)
     image = await asyncio.to_thread(prepare_image, data, sha256=sha256)
@@ -170,6 +181,10 @@ async def analyse(
 async def list_analyses(
     property_id: PropertyId, principal: VisionPrincipalDep, analyzer: VisionAnalyzerDep
 ) -> VisionAnalysisList:
-    """The property's stored analyses, newest first (at most 50)."""
+    """The analyses of the photos posted for the property, most recently posted first (at most 50).
+
+    A photo shared with another property is listed for both, each time under
+    the requested ``property_id``.
+    """
     rows = await list_for_property(analyzer.db, principal.tenant_id, property_id)
     return VisionAnalysisList(analyses=[_public(row, True) for row in rows])

@@ -15,6 +15,10 @@ of ``store.claim`` decides who calls, and the others poll for its result. A
 call that times out is not repeated by the client (see
 ``services.common.claude.client``); its claim is released so a later
 request can try again.
+
+Once per photo, not per property: a photo posted for a second property is
+answered with the stored analysis (no call) under that property, and linked
+to it (``store``), so each property's listing shows it.
 """
 
 from __future__ import annotations
@@ -150,12 +154,25 @@ class VisionAnalyzer:
         """Analyses this process is running now."""
         return len(self._inflight)
 
-    async def stored(self, tenant_id: str, sha256: str) -> dict[str, Any] | None:
-        """The finished analysis of the image ``sha256``, if there is one."""
+    async def stored(
+        self, tenant_id: str, sha256: str, *, property_id: str
+    ) -> dict[str, Any] | None:
+        """The finished analysis of the image ``sha256`` for ``property_id``, if there is one.
+
+        Found, it is linked to the property in the same statement, and
+        returned under that property's id.
+        """
         row = await store.find(
-            self.db, tenant_id, sha256=sha256, model=self.model, prompt_version=PROMPT_VERSION
+            self.db,
+            tenant_id,
+            sha256=sha256,
+            model=self.model,
+            prompt_version=PROMPT_VERSION,
+            property_id=property_id,
         )
-        return row if row is not None and row["status"] == "done" else None
+        if row is None or row["status"] != "done":
+            return None
+        return _for_property(row, property_id)
 
     async def analyse(
         self,
@@ -167,13 +184,15 @@ class VisionAnalyzer:
         image_url: str,
         source: str,
     ) -> tuple[dict[str, Any], bool]:
-        """The analysis row and whether it was already stored (no call made).
+        """The analysis row (under ``property_id``, linked to it) and whether it was already
+        stored (no call made).
 
         The caller has looked for a stored analysis (``stored``) before
         preparing the image; one stored since then is found by the claim.
         """
         key = (tenant_id, image.sha256)
         task = self._inflight.get(key)
+        joined = task is not None
         if task is None:
             task = asyncio.create_task(
                 self._run(claude, tenant_id, property_id, image, image_url, source)
@@ -181,7 +200,13 @@ class VisionAnalyzer:
             self._inflight[key] = task
             task.add_done_callback(lambda _t: self._inflight.pop(key, None))
         # shield: a client that goes away must not cancel the call others wait for.
-        return await asyncio.shield(task)
+        row, cached = await asyncio.shield(task)
+        if joined:
+            # The task linked the property it was started for, maybe another one.
+            await store.link(
+                self.db, tenant_id, analysis_id=row["analysis_id"], property_ids=[property_id]
+            )
+        return _for_property(row, property_id), cached
 
     async def _run(
         self,
@@ -206,7 +231,7 @@ class VisionAnalyzer:
                 stale_seconds=self.stale_seconds,
             )
             if claim.owned:
-                return await self._call(claude, tenant_id, claim, image), False
+                return await self._call(claude, tenant_id, property_id, claim, image), False
             if claim.status == "done":
                 row = await store.find(
                     self.db,
@@ -214,6 +239,7 @@ class VisionAnalyzer:
                     sha256=image.sha256,
                     model=self.model,
                     prompt_version=PROMPT_VERSION,
+                    property_id=property_id,
                 )
                 if row is not None:
                     return row, True
@@ -226,7 +252,12 @@ class VisionAnalyzer:
             await asyncio.sleep(POLL_SECONDS)
 
     async def _call(
-        self, claude: ClaudeClient, tenant_id: str, claim: store.Claim, image: PreparedImage
+        self,
+        claude: ClaudeClient,
+        tenant_id: str,
+        property_id: str,
+        claim: store.Claim,
+        image: PreparedImage,
     ) -> dict[str, Any]:
         started = time.perf_counter()
         try:
@@ -265,9 +296,15 @@ class VisionAnalyzer:
                 latency_seconds=latency,
                 usage=result.usage,
                 cost_micro_usd=result.cost_micro_usd,
+                property_ids=[property_id],
                 ledger=result.ledger,
             )
         except Exception:
             # The calls were billed whatever happened to their result's row.
             await asyncio.shield(claude.book(result.ledger))
             raise
+
+
+def _for_property(row: dict[str, Any], property_id: str) -> dict[str, Any]:
+    """The analysis as answered for ``property_id`` (its row names the first property)."""
+    return {**row, "property_id": property_id}

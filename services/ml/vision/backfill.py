@@ -6,7 +6,9 @@ Through the Message Batches API (half the price of single calls), resumable:
    collected first (nothing is submitted twice for them).
 2. Plan: every photo under the tenant's prefix of the media bucket that has no
    item row yet gets one: ``done`` when an analysis of the same image, model
-   and prompt version already exists (no call), else ``queued``.
+   and prompt version already exists (no call; it is linked to the property
+   whose folder holds the photo, ``tenants/T/photos/<property>/<file>``),
+   else ``queued``.
 3. Submit: the queued photos (one request per distinct image, ``custom_id`` =
    image sha256) go in one batch; their rows become ``submitted`` with the
    batch id in the same transaction as nothing else: right after the API
@@ -16,10 +18,10 @@ Through the Message Batches API (half the price of single calls), resumable:
 4. Collect: the batch is polled (a batch not yet visible right after its
    creation answers 404, read as "in progress") until it has ended; each
    result is validated like a single call's, stored through the same
-   exactly-once claim as the API route and booked in the ledger at batch
-   price. An invalid or failed result marks its items ``failed`` with the
-   reason (no repair round in bulk; a later run or the single-photo API
-   retries them).
+   exactly-once claim as the API route (linked to every property the photo
+   was found under) and booked in the ledger at batch price. An invalid or
+   failed result marks its items ``failed`` with the reason (no repair round
+   in bulk; a later run or the single-photo API retries them).
 """
 
 from __future__ import annotations
@@ -153,12 +155,15 @@ class Backfill:
             image = await self._prepare(key)
             if image is None:
                 continue
+            # A photo analysed before (maybe for another property) is linked to the
+            # property whose folder holds it; an upload's key names no property.
             existing = await store.find(
                 self.db,
                 self.tenant_id,
                 sha256=image.sha256,
                 model=self.model,
                 prompt_version=PROMPT_VERSION,
+                property_id=_folder_property(key),
             )
             status = "done" if existing is not None and existing["status"] == "done" else "queued"
             async with self.db.tenant(self.tenant_id) as conn:
@@ -262,6 +267,8 @@ class Backfill:
             source="batch",
             stale_seconds=0,
         )
+        # Every property the photo was found under shows its analysis.
+        properties = sorted({_property_of(key) for key in keys})
         if claim.owned:
             await store.complete(
                 self.db,
@@ -273,15 +280,25 @@ class Backfill:
                 latency_seconds=0.0,
                 usage=usage,
                 cost_micro_usd=cost,
+                property_ids=properties,
+            )
+        elif claim.status == "done":
+            await store.link(
+                self.db, self.tenant_id, analysis_id=claim.analysis_id, property_ids=properties
             )
         await _set_status(self.db, self.tenant_id, self.model, keys, "done")
         self.report.stored += len(keys)
 
 
+def _folder_property(key: str) -> str | None:
+    """The property of ``tenants/T/photos/<property>/<file>``; None for a file of ``photos/``."""
+    parts = key.split("/")[3:]
+    return parts[0] if len(parts) > 1 else None
+
+
 def _property_of(key: str) -> str:
     """``tenants/T/photos/<property>/<file>`` names the property; else the file stem."""
-    parts = key.split("/")[3:]
-    return parts[0] if len(parts) > 1 else parts[0].rsplit(".", 1)[0][:255]
+    return _folder_property(key) or key.rsplit("/", 1)[-1].rsplit(".", 1)[0][:255]
 
 
 async def run_backfill(**kwargs: Any) -> BackfillReport:

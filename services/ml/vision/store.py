@@ -5,6 +5,13 @@ unique index. ``claim`` inserts a ``pending`` row; the request that inserted
 it calls Claude and ``complete``s it, or ``release``s it on failure so a
 later request can try again. A pending row older than the stale limit (its
 owner died) can be taken over, once, by compare-and-set on ``claimed_at``.
+
+One photo may be posted for several properties: ``property_vision_links``
+holds one row per (tenant, property, analysis), written idempotently by the
+statement that completes the analysis, by ``find`` when it answers a
+property's upload with a stored analysis, and by ``link``. The listing reads
+through it; the analysis row's own ``property_id`` is only the property it
+was first claimed for.
 """
 
 from __future__ import annotations
@@ -21,16 +28,45 @@ from services.common.claude.ledger import insert_args as ledger_insert_args
 from services.common.claude.ledger import insert_sql as ledger_insert_sql
 from services.common.database import Database
 
-COLUMNS = (
-    "analysis_id, property_id, image_url, analysis_results, luxury_score, condition_score, "
-    "analysis_latency_seconds, image_sha256, model, prompt_version, status, claimed_at, source, "
-    "input_tokens, output_tokens, cache_write_tokens, cache_read_tokens, cost_micro_usd, "
-    "created_at"
+_COLUMN_NAMES = (
+    "analysis_id",
+    "property_id",
+    "image_url",
+    "analysis_results",
+    "luxury_score",
+    "condition_score",
+    "analysis_latency_seconds",
+    "image_sha256",
+    "model",
+    "prompt_version",
+    "status",
+    "claimed_at",
+    "source",
+    "input_tokens",
+    "output_tokens",
+    "cache_write_tokens",
+    "cache_read_tokens",
+    "cost_micro_usd",
+    "created_at",
+)
+COLUMNS = ", ".join(_COLUMN_NAMES)
+#: The same columns read through a link ``l`` to its analysis ``a``: the property is the link's.
+_LINKED_COLUMNS = ", ".join(
+    f"l.{name}" if name == "property_id" else f"a.{name}" for name in _COLUMN_NAMES
 )
 
-# The ledger rows of the calls go in with the result: a CTE of the UPDATE.
+# Links of a done analysis ($1) to properties ($2, an array): first one wins.
+_LINK = (
+    "INSERT INTO property_vision_links (property_id, analysis_id) "
+    "SELECT DISTINCT unnest({properties}::varchar[]), {analysis}::uuid "
+    "ON CONFLICT (tenant_id, property_id, analysis_id) DO NOTHING"
+)
+
+# The ledger rows of the calls and the property links go in with the result:
+# CTEs of the UPDATE.
 _COMPLETE = (
-    f"WITH booked AS ({ledger_insert_sql(11)}) "  # noqa: S608 - constant parts only
+    f"WITH booked AS ({ledger_insert_sql(12)}), "  # noqa: S608 - constant parts only
+    f"linked AS ({_LINK.format(properties='$11', analysis='$1')}) "
     "UPDATE property_vision_analyses SET status = 'done', analysis_results = $2, "
     "luxury_score = $3, condition_score = $4, analysis_latency_seconds = $5, "
     "input_tokens = $6, output_tokens = $7, cache_write_tokens = $8, "
@@ -49,19 +85,50 @@ class Claim:
     claimed_at: datetime | None
 
 
+_FIND = (
+    f"SELECT {COLUMNS} FROM property_vision_analyses "  # noqa: S608 - constant columns
+    "WHERE image_sha256 = $1 AND model = $2 AND prompt_version = $3"
+)
+# The same read, and a done row linked to the property $4 (one statement).
+_FIND_AND_LINK = (
+    f"WITH hit AS ({_FIND}), "  # noqa: S608 - constant parts only
+    "linked AS (INSERT INTO property_vision_links (property_id, analysis_id) "
+    "SELECT $4, analysis_id FROM hit WHERE status = 'done' "
+    "ON CONFLICT (tenant_id, property_id, analysis_id) DO NOTHING) "
+    "SELECT * FROM hit"
+)
+
+
 async def find(
-    db: Database, tenant_id: str, *, sha256: str, model: str, prompt_version: str
+    db: Database,
+    tenant_id: str,
+    *,
+    sha256: str,
+    model: str,
+    prompt_version: str,
+    property_id: str | None = None,
 ) -> dict[str, Any] | None:
-    """The row for the key, pending or done, or None."""
+    """The row for the key, pending or done, or None.
+
+    With ``property_id``, a done row is linked to that property in the same
+    statement (the photo was posted for it; nothing when already linked).
+    """
+    args: list[Any] = [sha256, model, prompt_version]
+    if property_id is not None:
+        args.append(property_id)
     async with db.tenant(tenant_id) as conn:
-        row = await conn.fetchrow(
-            f"SELECT {COLUMNS} FROM property_vision_analyses "  # noqa: S608 - constant columns
-            "WHERE image_sha256 = $1 AND model = $2 AND prompt_version = $3",
-            sha256,
-            model,
-            prompt_version,
-        )
+        row = await conn.fetchrow(_FIND if property_id is None else _FIND_AND_LINK, *args)
     return dict(row) if row is not None else None
+
+
+async def link(
+    db: Database, tenant_id: str, *, analysis_id: uuid.UUID, property_ids: Sequence[str]
+) -> None:
+    """Link the done analysis ``analysis_id`` to the properties (idempotent)."""
+    async with db.tenant(tenant_id) as conn:
+        await conn.execute(
+            _LINK.format(properties="$2", analysis="$1"), analysis_id, list(property_ids)
+        )
 
 
 async def claim(
@@ -129,12 +196,14 @@ async def complete(
     latency_seconds: float,
     usage: Usage,
     cost_micro_usd: int,
+    property_ids: Sequence[str],
     ledger: Sequence[LedgerEntry] = (),
 ) -> dict[str, Any]:
     """Store the result on the claimed row, with the ``ledger`` rows of its calls, and return it.
 
-    One statement (the ledger INSERT is a CTE of the UPDATE): the result and
-    what it cost commit together.
+    One statement (the ledger INSERT and the links to ``property_ids`` are
+    CTEs of the UPDATE): the result, what it cost and where it was posted
+    commit together.
     """
     async with db.tenant(tenant_id) as conn:
         row = await conn.fetchrow(
@@ -149,6 +218,7 @@ async def complete(
             usage.cache_write_tokens,
             usage.cache_read_tokens,
             cost_micro_usd,
+            list(property_ids),
             *ledger_insert_args(ledger),
         )
     assert row is not None, "a claimed row cannot disappear before it completes"
@@ -167,11 +237,18 @@ async def release(db: Database, tenant_id: str, analysis_id: uuid.UUID) -> None:
 async def list_for_property(
     db: Database, tenant_id: str, property_id: str, *, limit: int = 50
 ) -> list[dict[str, Any]]:
-    """The property's finished analyses, newest first."""
+    """The property's finished analyses, most recently posted for it first.
+
+    Read through the property's links: a photo first analysed for another
+    property is listed here too, under this ``property_id``.
+    """
     async with db.tenant(tenant_id) as conn:
         rows = await conn.fetch(
-            f"SELECT {COLUMNS} FROM property_vision_analyses "  # noqa: S608 - constant columns
-            "WHERE property_id = $1 AND status = 'done' ORDER BY created_at DESC LIMIT $2",
+            f"SELECT {_LINKED_COLUMNS} FROM property_vision_links l "  # noqa: S608 - constants
+            "JOIN property_vision_analyses a "
+            "ON a.tenant_id = l.tenant_id AND a.analysis_id = l.analysis_id "
+            "WHERE l.property_id = $1 AND a.status = 'done' "
+            "ORDER BY l.posted_at DESC, a.created_at DESC LIMIT $2",
             property_id,
             limit,
         )

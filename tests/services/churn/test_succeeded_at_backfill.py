@@ -9,33 +9,19 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from alembic import command
-from sqlalchemy import Connection
-
-from services.common.database import Database, migration_engine
+from services.common.database import Database
 from services.common.settings import CommonSettings
-from services.migrations.runner import alembic_config, migrate
+from services.migrations.runner import migrate
+from tests.schema_history import downgrade_to
 
 BEFORE = "0012_churn_delivery_calls"
 AT = datetime(2026, 11, 20, 12, tzinfo=UTC)
 
 
-def _downgrade(conn: Connection) -> None:
-    config = alembic_config()
-    config.attributes["connection"] = conn
-    command.downgrade(config, BEFORE)
-
-
 async def test_stored_successes_get_their_time_and_nothing_else_does(
     settings: CommonSettings, owner_db: Database
 ) -> None:
-    assert settings.migration_database_url is not None
-    engine = migration_engine(settings.migration_database_url.get_secret_value())
-    try:
-        async with engine.begin() as conn:
-            await conn.run_sync(_downgrade)
-    finally:
-        await engine.dispose()
+    await downgrade_to(settings, BEFORE)
     try:
         async with owner_db.unscoped() as conn:
             for status in ("delivered", "dead_letter", "pending"):

@@ -44,19 +44,28 @@ async def test_coaching_page_aggregates_the_tenants_sessions(db: Database) -> No
     assert (await load_coaching(db, "tenant-c"))["agents"] == []
 
 
-async def _analysis(db: Database, tenant: str, prop: str, luxury: float, severity: str) -> None:
+async def _analysis(
+    db: Database, tenant: str, prop: str, luxury: float, severity: str, *also: str
+) -> None:
+    """A done analysis first posted for ``prop``, also posted for the properties ``also``."""
     async with db.tenant(tenant) as conn:
-        await conn.execute(
+        analysis_id = await conn.fetchval(
             "INSERT INTO property_vision_analyses (property_id, image_url, analysis_results, "
             "luxury_score, condition_score, analysis_latency_seconds, image_sha256, model, "
             "prompt_version, status, source, cost_micro_usd) "
             "VALUES ($1, 's3://b/k', $2, $3, 0.5, 1.1, $4, "
-            "'claude-sonnet-4-5', 'pv1', 'done', 'upload', 5000)",
+            "'claude-sonnet-4-5', 'pv1', 'done', 'upload', 5000) RETURNING analysis_id",
             prop,
             {"room_type": "kitchen", "defects": [{"description": "leak", "severity": severity}]},
             luxury,
             hashlib.sha256(f"{prop}{luxury}".encode()).hexdigest(),
         )
+        for linked in (prop, *also):
+            await conn.execute(
+                "INSERT INTO property_vision_links (property_id, analysis_id) VALUES ($1, $2)",
+                linked,
+                analysis_id,
+            )
 
 
 async def test_property_page_reads_only_the_tenants_analyses(db: Database) -> None:
@@ -72,3 +81,17 @@ async def test_property_page_reads_only_the_tenants_analyses(db: Database) -> No
     assert data["analyses"] == 2
     assert data["cost_micro_usd"] == 10_000
     assert data["room_types"] == [{"room_type": "kitchen", "photos": 2}]
+
+
+async def test_a_photo_posted_for_two_properties_counts_for_each_and_costs_once(
+    db: Database,
+) -> None:
+    await _analysis(db, "tenant-a", "house-1", 0.8, "major", "house-2")
+    await _analysis(db, "tenant-a", "house-2", 0.4, "minor")
+    data = await load_property_intelligence(db, "tenant-a")
+    by_property = {p["property_id"]: p for p in data["properties"]}
+    assert {p: row["photos"] for p, row in by_property.items()} == {"house-1": 1, "house-2": 2}
+    assert round(by_property["house-2"]["luxury"], 2) == 0.60
+    assert sorted(d["property_id"] for d in data["major_defects"]) == ["house-1", "house-2"]
+    assert data["analyses"] == 2
+    assert data["cost_micro_usd"] == 10_000

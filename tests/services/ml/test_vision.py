@@ -10,12 +10,14 @@ import base64
 import io
 import ipaddress
 import threading
+import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import boto3
 import httpx
 import numpy as np
@@ -34,6 +36,7 @@ from services.common.redis import Redis
 from services.common.scopes import CRM_INGEST, FEED_READ, LEADS_SCORE, VISION_ANALYZE
 from services.ml.config import MLSettings
 from services.ml.main import create_app
+from services.ml.vision import store
 from services.ml.vision.fetch import PhotoFetcher, public_address
 from services.ml.vision.images import (
     TARGET_LONG_EDGE_PX,
@@ -136,6 +139,7 @@ async def test_upload_is_analysed_once_and_stored(
     assert body["cost_micro_usd"] > 0
     again = await _upload(client, token, photo, prop="prop-2")
     assert again.json()["cached"] is True
+    assert again.json()["property_id"] == "prop-2"
     assert anthropic_api.billable == 1
     # Another tenant's identical photo is its own analysis.
     other = await _upload(client, _auth(make_token, "tenant-b"), photo)
@@ -147,6 +151,108 @@ async def test_upload_is_analysed_once_and_stored(
         "/v1/ml/vision/analyses?property_id=prop-1", headers=_auth(make_token, "tenant-c")
     )
     assert none.json()["analyses"] == []
+
+
+async def _listed(http: httpx.AsyncClient, token: dict[str, str], prop: str) -> list[Any]:
+    response = await http.get(f"/v1/ml/vision/analyses?property_id={prop}", headers=token)
+    assert response.status_code == 200, response.text
+    analyses: list[Any] = response.json()["analyses"]
+    return analyses
+
+
+async def test_a_photo_posted_for_a_second_property_is_answered_and_listed_for_it(
+    client: httpx.AsyncClient, anthropic_api: AnthropicStandIn, make_token: Callable[..., str]
+) -> None:
+    token = _auth(make_token)
+    photo = _jpeg(64, 64)
+    first = await _upload(client, token, photo, prop="p1")
+    assert first.status_code == 200, first.text
+    second = await _upload(client, token, photo, prop="p2")
+    assert second.status_code == 200, second.text
+    assert (second.json()["property_id"], second.json()["cached"]) == ("p2", True)
+    assert second.json()["analysis_id"] == first.json()["analysis_id"]
+    # A stored photo named by its object key, for a third property.
+    key = f"tenants/tenant-a/photos/{first.json()['image_sha256']}.img"
+    third = await client.post(
+        "/v1/ml/vision/analyses", json={"property_id": "p3", "object_key": key}, headers=token
+    )
+    assert (third.json()["property_id"], third.json()["cached"]) == ("p3", True)
+    assert anthropic_api.billable == 1
+    for prop in ("p1", "p2", "p3"):
+        [listed] = await _listed(client, token, prop)
+        assert listed["analysis_id"] == first.json()["analysis_id"]
+        assert listed["property_id"] == prop
+    # Posting it again for p2 links nothing twice.
+    assert (await _upload(client, token, photo, prop="p2")).json()["cached"] is True
+    assert len(await _listed(client, token, "p2")) == 1
+
+
+async def test_concurrent_posts_for_two_properties_make_one_call_and_both_list_it(
+    vision_settings: MLSettings,
+    app_client: AppClient,
+    anthropic_api: AnthropicStandIn,
+    make_token: Callable[..., str],
+) -> None:
+    token = _auth(make_token)
+    # The answer is held back so that the other posts arrive while it is in flight:
+    # in the same process (they share its task) and in another replica (it polls the claim).
+    anthropic_api.script(Case.slow(0.5), Case.slow(0.5))
+    same_photo, other_photo = _jpeg(64, 64), _jpeg(72, 72)
+    replica_a = create_app(vision_settings, registry=new_registry())
+    replica_b = create_app(vision_settings, registry=new_registry())
+    async with app_client(replica_a) as a, app_client(replica_b) as b:
+        responses = await asyncio.gather(
+            _upload(a, token, same_photo, prop="p1"),
+            _upload(a, token, same_photo, prop="p2"),
+            _upload(a, token, other_photo, prop="q1"),
+            _upload(b, token, other_photo, prop="q2"),
+        )
+        assert [r.status_code for r in responses] == [200] * 4, [r.text for r in responses]
+        assert [r.json()["property_id"] for r in responses] == ["p1", "p2", "q1", "q2"]
+        assert anthropic_api.billable == 2
+        for photo_response, props in ((responses[0], ("p1", "p2")), (responses[2], ("q1", "q2"))):
+            for prop in props:
+                [listed] = await _listed(a, token, prop)
+                assert listed["analysis_id"] == photo_response.json()["analysis_id"]
+                assert listed["property_id"] == prop
+
+
+async def test_property_links_stay_within_the_tenant(
+    client: httpx.AsyncClient,
+    anthropic_api: AnthropicStandIn,
+    make_token: Callable[..., str],
+    db: Database,
+) -> None:
+    photo = _jpeg(64, 64)
+    ours = await _upload(client, _auth(make_token, "tenant-a"), photo, prop="p1")
+    theirs = await _upload(client, _auth(make_token, "tenant-b"), photo, prop="p2")
+    # The same photo in another tenant is that tenant's own analysis and call.
+    assert theirs.json()["cached"] is False
+    assert theirs.json()["analysis_id"] != ours.json()["analysis_id"]
+    assert anthropic_api.billable == 2
+    assert await _listed(client, _auth(make_token, "tenant-a"), "p2") == []
+    [listed] = await _listed(client, _auth(make_token, "tenant-b"), "p2")
+    assert listed["analysis_id"] == theirs.json()["analysis_id"]
+    assert await _listed(client, _auth(make_token, "tenant-b"), "p1") == []
+    async with db.tenant("tenant-b") as conn:
+        assert await conn.fetchval("SELECT count(*) FROM property_vision_links") == 1
+    # A link names an analysis of its own tenant: the foreign key carries the tenant.
+    with pytest.raises(asyncpg.ForeignKeyViolationError):
+        await store.link(
+            db,
+            "tenant-b",
+            analysis_id=uuid.UUID(ours.json()["analysis_id"]),
+            property_ids=["p9"],
+        )
+    # Row-level security: tenant-a's links cannot be written in its name from tenant-b.
+    with pytest.raises(asyncpg.InsufficientPrivilegeError):
+        async with db.tenant("tenant-b") as conn:
+            await conn.execute(
+                "INSERT INTO property_vision_links (tenant_id, property_id, analysis_id) "
+                "VALUES ('tenant-a', 'p9', $1)",
+                uuid.UUID(ours.json()["analysis_id"]),
+            )
+    assert len(await _listed(client, _auth(make_token, "tenant-a"), "p9")) == 0
 
 
 async def test_sent_image_is_oriented_stripped_and_resized(
@@ -553,12 +659,21 @@ async def test_backfill_batches_unanalysed_photos_and_resumes(
     from services.ml.vision.media import MediaStore
 
     tenant = "tenant-bf"
-    analysed = await _upload(client, _auth(make_token, tenant), _jpeg(40, 40))
+    uploaded = _jpeg(40, 40)
+    analysed = await _upload(client, _auth(make_token, tenant), uploaded)
     assert analysed.status_code == 200
     assert anthropic_api.billable == 1
     s3 = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
-    for name, size in [("house-1/front.jpg", 50), ("house-2/kitchen.jpg", 60)]:
-        s3.put_object(Bucket=BUCKET, Key=f"tenants/{tenant}/photos/{name}", Body=_jpeg(size, size))
+    front, kitchen = _jpeg(50, 50), _jpeg(60, 60)
+    # house-3 shares house-1's photo: one request, listed for both properties.
+    for name, body in [
+        ("house-1/front.jpg", front),
+        ("house-2/kitchen.jpg", kitchen),
+        ("house-3/street.jpg", front),
+        # The uploaded photo, also filed under house-4: no call, linked to house-4.
+        ("house-4/upload.jpg", uploaded),
+    ]:
+        s3.put_object(Bucket=BUCKET, Key=f"tenants/{tenant}/photos/{name}", Body=body)
     s3.put_object(Bucket=BUCKET, Key="tenants/tenant-other/photos/x.jpg", Body=_jpeg(70, 70))
     anthropic_api.batch_invisible_polls = 1  # the new batch is not readable at once
 
@@ -579,20 +694,25 @@ async def test_backfill_batches_unanalysed_photos_and_resumes(
         images = await crashed._plan()
         batch_id = await crashed._submit(images)
         assert crashed.report.submitted == 2
-        assert crashed.report.already_done == 1
+        assert crashed.report.already_done == 2
         # The next run collects that batch and submits nothing new.
         report = await Backfill(**options).run()
     finally:
         await claude.close()
     assert report.batches == []
-    assert report.stored == 2
+    assert report.stored == 3
     assert report.failed == 0
     assert anthropic_api.batch_billable == 2
     assert anthropic_api.billable == 1
-    listed = await client.get(
-        "/v1/ml/vision/analyses?property_id=house-1", headers=_auth(make_token, tenant)
-    )
-    assert len(listed.json()["analyses"]) == 1
+    [house_1] = await _listed(client, _auth(make_token, tenant), "house-1")
+    [house_3] = await _listed(client, _auth(make_token, tenant), "house-3")
+    assert house_1["analysis_id"] == house_3["analysis_id"]
+    assert house_3["property_id"] == "house-3"
+    [house_4] = await _listed(client, _auth(make_token, tenant), "house-4")
+    assert house_4["analysis_id"] == analysed.json()["analysis_id"]
+    # The upload's own key (photos/<sha256>.img) names no property to link.
+    sha = analysed.json()["image_sha256"]
+    assert await _listed(client, _auth(make_token, tenant), sha) == []
     rows = {r["model"]: r for r in await totals(db, tenant)}
     # The ledger records the snapshot the API reported for the configured alias.
     assert rows["claude-sonnet-4-5-20250929"]["calls"] == 3
