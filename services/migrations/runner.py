@@ -106,15 +106,28 @@ def _ensure_app_role(conn: Connection, role: str, password: str) -> None:
     verifier = _scalar(conn, "SELECT quote_literal(:v)", v=scram_sha256_verifier(password))
     exists = _scalar(conn, "SELECT count(*) FROM pg_roles WHERE rolname = :r", r=role)
     verb = "ALTER" if exists else "CREATE"
+    # Only a superuser may name SUPERUSER, REPLICATION or BYPASSRLS in an ALTER
+    # ROLE, even to say NO; the owner of a managed database (RDS's master user)
+    # is not one. They are set at creation and checked on every later run.
+    powers = "NOSUPERUSER NOREPLICATION NOBYPASSRLS " if verb == "CREATE" else ""
     try:
         # exec_driver_sql: the verifier contains ':' that text() would read as binds.
         conn.exec_driver_sql(
-            f"{verb} ROLE {quoted} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION "
-            f"NOBYPASSRLS PASSWORD {verifier}"
+            f"{verb} ROLE {quoted} LOGIN NOCREATEDB NOCREATEROLE {powers}PASSWORD {verifier}"
         )
     except DBAPIError as exc:
         # Re-raised without the statement, which carries the password verifier.
         raise MigrationError(f"could not {verb.lower()} role {role}: {exc.orig}") from None
+    bypasses = _scalar(
+        conn,
+        "SELECT rolsuper OR rolreplication OR rolbypassrls FROM pg_roles WHERE rolname = :r",
+        r=role,
+    )
+    if bypasses:
+        raise MigrationError(
+            f"role {role} (DATABASE_URL) is a superuser or has REPLICATION or BYPASSRLS: "
+            "row-level security would not confine it; remove those attributes"
+        )
     database = _scalar(conn, "SELECT quote_ident(current_database())")
     for statement in (
         f"GRANT CONNECT ON DATABASE {database} TO {quoted}",

@@ -28,3 +28,19 @@ def tenant_isolation_sql(table: str) -> list[str]:
         f"CREATE POLICY tenant_isolation ON {table} "
         f"USING ({TENANT_CONDITION}) WITH CHECK ({TENANT_CONDITION})",
     ]
+
+
+def across_tenants(table: str, statement: str) -> list[str]:
+    """``statement`` over every tenant's rows of ``table``, run by the owner in a revision.
+
+    Forced row-level security applies to the table's owner too, and the role
+    that runs migrations on a managed database (RDS's master user) is neither
+    a superuser nor BYPASSRLS: with no tenant in scope, a backfill would read
+    and change nothing, silently. The policy is unforced for the one statement,
+    inside the migration's transaction, so no other session ever sees it off.
+    """
+    return [
+        f"ALTER TABLE {table} NO FORCE ROW LEVEL SECURITY",
+        statement,
+        f"ALTER TABLE {table} FORCE ROW LEVEL SECURITY",
+    ]

@@ -153,7 +153,12 @@ def upgrade() -> None:
         $$
         """
     )
+    # A new owner needs CREATE on the function's schema, which a superuser's
+    # migration never checked and RDS's master user's does: granted for the
+    # hand-over only (the role owns the function; it creates nothing).
+    op.execute(f"GRANT CREATE ON SCHEMA public TO {DIRECTORY_ROLE}")
     op.execute(f"ALTER FUNCTION impact_tenants(timestamptz, timestamptz) OWNER TO {DIRECTORY_ROLE}")
+    op.execute(f"REVOKE CREATE ON SCHEMA public FROM {DIRECTORY_ROLE}")
 
 
 def downgrade() -> None:

@@ -23,6 +23,8 @@ from collections.abc import Sequence
 
 from alembic import op
 
+from services.migrations.tenancy import across_tenants
+
 revision: str = "0013_churn_succeeded_at"
 down_revision: str | Sequence[str] | None = "0012_churn_delivery_calls"
 
@@ -30,12 +32,12 @@ down_revision: str | Sequence[str] | None = "0012_churn_delivery_calls"
 def upgrade() -> None:
     """Add the column and fill it for the successes stored so far."""
     op.execute("ALTER TABLE churn_interventions ADD COLUMN succeeded_at timestamptz")
-    op.execute(
-        """
-        UPDATE churn_interventions SET succeeded_at = coalesce(outcome_at, intervened_at)
-        WHERE status = 'delivered' AND outcome IN ('responded', 're_engaged')
-        """
-    )
+    for statement in across_tenants(
+        "churn_interventions",
+        "UPDATE churn_interventions SET succeeded_at = coalesce(outcome_at, intervened_at) "
+        "WHERE status = 'delivered' AND outcome IN ('responded', 're_engaged')",
+    ):
+        op.execute(statement)
 
 
 def downgrade() -> None:

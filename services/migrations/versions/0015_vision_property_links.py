@@ -24,7 +24,7 @@ from collections.abc import Sequence
 
 from alembic import op
 
-from services.migrations.tenancy import TENANT_COLUMN, tenant_isolation_sql
+from services.migrations.tenancy import TENANT_COLUMN, across_tenants, tenant_isolation_sql
 
 revision: str = "0015_vision_property_links"
 down_revision: str | Sequence[str] | None = "0014_coaching_claims"
@@ -53,17 +53,15 @@ def upgrade() -> None:
     )
     # The cascade from an analysis, and "which properties show this photo".
     op.execute(f"CREATE INDEX idx_vision_links_analysis ON {TABLE} (tenant_id, analysis_id)")
-    # Forced row-level security applies to the owner running this (unless it is
-    # a superuser): with no tenant in scope it would read no analysis. Unforced
-    # for this one statement, inside the migration's transaction, and the link
-    # table is filled before its own policy exists.
-    op.execute("ALTER TABLE property_vision_analyses NO FORCE ROW LEVEL SECURITY")
-    op.execute(
+    # Every tenant's analyses are read (across_tenants), and the link table is
+    # filled before its own policy exists.
+    for statement in across_tenants(
+        "property_vision_analyses",
         "INSERT INTO property_vision_links (tenant_id, property_id, analysis_id, posted_at) "
         "SELECT tenant_id, property_id, analysis_id, created_at FROM property_vision_analyses "
-        "WHERE status = 'done'"
-    )
-    op.execute("ALTER TABLE property_vision_analyses FORCE ROW LEVEL SECURITY")
+        "WHERE status = 'done'",
+    ):
+        op.execute(statement)
     for statement in tenant_isolation_sql(TABLE):
         op.execute(statement)
 

@@ -69,16 +69,44 @@ async def test_missing_migration_url_is_refused(settings: CommonSettings) -> Non
 
 
 async def test_tenant_table_without_row_security_fails_the_migration(
+    settings: CommonSettings,
+) -> None:
+    # Created by the role that runs migrations, as a revision would.
+    assert settings.migration_database_url is not None
+    migrator = await Database.open(settings.migration_database_url.get_secret_value(), max_size=1)
+    try:
+        async with migrator.unscoped() as conn:
+            await conn.execute("CREATE TABLE leaky_notes (tenant_id text, body text)")
+        try:
+            with pytest.raises(MigrationError, match="leaky_notes"):
+                await migrate(settings)
+        finally:
+            async with migrator.unscoped() as conn:
+                await conn.execute("DROP TABLE leaky_notes")
+    finally:
+        await migrator.close()
+
+
+async def test_a_second_run_by_a_non_superuser_owner_keeps_the_role_confined(
     settings: CommonSettings, owner_db: Database
 ) -> None:
+    """The owner that runs migrations is not a superuser (as RDS's master user):
+    a later run must not name SUPERUSER or BYPASSRLS, which only a superuser may
+    alter, and must refuse an application role that has gained either."""
     async with owner_db.unscoped() as conn:
-        await conn.execute("CREATE TABLE leaky_notes (tenant_id text, body text)")
+        runner = await conn.fetchval(
+            "SELECT rolsuper OR rolbypassrls FROM pg_roles WHERE rolname = 'enterprisehub_owner'"
+        )
+    assert runner is False
+    assert (await migrate(settings)).revision_after == head_revision()
+    async with owner_db.unscoped() as conn:
+        await conn.execute("ALTER ROLE enterprisehub_app BYPASSRLS")
     try:
-        with pytest.raises(MigrationError, match="leaky_notes"):
+        with pytest.raises(MigrationError, match="BYPASSRLS"):
             await migrate(settings)
     finally:
         async with owner_db.unscoped() as conn:
-            await conn.execute("DROP TABLE leaky_notes")
+            await conn.execute("ALTER ROLE enterprisehub_app NOBYPASSRLS")
 
 
 async def test_unreachable_owner_database_is_a_clear_cli_error(
