@@ -139,8 +139,6 @@ async def local_servers(_started_servers: LocalServers) -> LocalServers:
         await superuser.execute(
             f"ALTER DATABASE {_started_servers.postgres.database} OWNER TO {MIGRATION_ROLE}"
         )
-        # What RDS's master user has on a database it created: the public schema.
-        await superuser.execute(f"ALTER SCHEMA public OWNER TO {MIGRATION_ROLE}")
     finally:
         await superuser.close()
     env = _servers_env(_started_servers)
