@@ -136,18 +136,13 @@ async def close_claim(
         planned = list(row["deployments_planned"])
         missing = [name for name in planned if name not in restored]
         unplanned = sorted(set(restored) - set(planned))
-        if missing or unplanned:
-            raise CloseClaimError(
-                f"the claim planned {', '.join(planned)}: "
-                + "; ".join(
-                    part
-                    for part in (
-                        missing and f"say what happened to {', '.join(missing)}",
-                        unplanned and f"{', '.join(unplanned)} was not part of it",
-                    )
-                    if part
-                )
-            )
+        problems = []
+        if missing:
+            problems.append(f"say what happened to {', '.join(missing)}")
+        if unplanned:
+            problems.append(f"{', '.join(unplanned)} was not part of it")
+        if problems:
+            raise CloseClaimError(f"the claim planned {', '.join(planned)}: {'; '.join(problems)}")
         note = f"closed by hand by {actor}: {reason}"
         outcomes = tuple(
             UndoOutcome(
