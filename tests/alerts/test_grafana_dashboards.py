@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -14,29 +13,18 @@ import pytest
 from alerts import ROOT
 from alerts.__main__ import main as alerts_main
 from alerts.catalog import exported_metrics, recorded_series, rules, selected_metrics
-from alerts.dashboards import render
+from alerts.dashboards import VARIABLES, as_promql, queries, render
 
 REPO = ROOT.parent
 RENDERED = render()
 
 
-def _queries(dashboard: dict[str, Any]) -> list[str]:
-    exprs = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", []) if "expr" in t]
-    for variable in dashboard.get("templating", {}).get("list", []):
-        match = re.fullmatch(r"label_values\((.+), \w+\)", str(variable.get("query", "")))
-        if match:
-            exprs.append(match.group(1))
-    return exprs
-
-
 def _as_promql(expr: str) -> str:
     """Grafana's variables replaced the way Grafana would before sending the query."""
-    for variable in ("$job", "$slo", "$tenant"):
-        expr = expr.replace(variable, "x")
-    return expr.replace("$__rate_interval", "1m")
+    return as_promql(expr, dict.fromkeys(VARIABLES, "x"))
 
 
-ALL_QUERIES = [(name, q) for name, text in RENDERED.items() for q in _queries(json.loads(text))]
+ALL_QUERIES = [(name, q) for name, text in RENDERED.items() for q in queries(text)]
 
 
 def test_rendering_is_deterministic() -> None:
