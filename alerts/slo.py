@@ -34,6 +34,9 @@ FAST_BURNS: tuple[tuple[float, str, str], ...] = ((14.4, "1h", "5m"), (6.0, "6h"
 SLOW_BURNS: tuple[tuple[float, str, str], ...] = ((3.0, "1d", "2h"), (1.0, "3d", "6h"))
 WINDOWS: tuple[str, ...] = ("5m", "30m", "1h", "2h", "6h", "1d", "3d")
 LONG_WINDOWS: tuple[str, ...] = ("1h", "6h", "1d", "3d")
+#: The API's requests: every route of the services' APIs is under /v1; /health
+#: (kubelet probes) and /metrics (Prometheus, route="unmatched") are not.
+API_ROUTES = 'route=~"/v1/.+"'
 
 #: Runbook links are repository paths; the stack prefixes them with the repository's
 #: web URL (monitoring config) when it wraps the files into PrometheusRule objects.
@@ -77,13 +80,17 @@ class SLO:
     def _selector(self) -> str:
         return f'job="{self.service}"'
 
+    def _api_selector(self) -> str:
+        # The API's requests only: probes and scrapes are not users (alerts/rules/latency.yml).
+        return f"{self._selector()},{API_ROUTES}"
+
     def bad_rate_5m(self) -> str:
         """PromQL: bad events per second over 5 minutes."""
         if self.sli == "http_errors":
             # `or ... * 0`: zero rather than no data while no 5xx series exists yet, so
             # ratios and error-budget panels read 0 % instead of going blank.
             return (
-                f'sum(rate(http_requests_total{{{self._selector()},status=~"5.."}}[5m]))'
+                f'sum(rate(http_requests_total{{{self._api_selector()},status=~"5.."}}[5m]))'
                 f" or 0 * {self.total_rate_5m()}"
             )
         return f"sum(1 - avg_over_time(up{{{self._selector()}}}[5m]))"
@@ -91,7 +98,7 @@ class SLO:
     def total_rate_5m(self) -> str:
         """PromQL: all events per second over 5 minutes."""
         if self.sli == "http_errors":
-            return f"sum(rate(http_requests_total{{{self._selector()}}}[5m]))"
+            return f"sum(rate(http_requests_total{{{self._api_selector()}}}[5m]))"
         return f"count(up{{{self._selector()}}})"
 
 

@@ -39,6 +39,7 @@ from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
 from alerts.catalog import load_rule_file, rule_files
+from benchmarks import claude_answers
 from localrun.__main__ import READY_LINE, SERVICES
 from localrun.demo import lead_event, lead_features
 from localrun.servers import PrometheusServer, free_port, start_prometheus
@@ -167,7 +168,7 @@ def running_platform() -> Iterator[LivePlatform]:
         "--port",
         str(api_port),
         "--responder",
-        "benchmarks.claude_answers:respond",
+        "tests.alerts.live_platform:respond",
     ]
     ports = {spec.name: free_port() for spec in SERVICES}
     argv = [sys.executable, "-m", "localrun", "--state-dir", str(state_dir), "--event-rate", "5"]
@@ -259,6 +260,17 @@ def _wait_for_rules(platform: LivePlatform) -> None:
     time.sleep(3)  # a few more evaluations: rules that read recorded series catch up
 
 
+#: A transcript holding this gets an answer that is not JSON: a real 502 (ClaudeBadOutput).
+UNPARSABLE_MARKER = "answer-me-badly"
+
+
+def respond(body: dict[str, Any]) -> str:
+    """The stand-in's answers: valid ones, but nonsense for a transcript with the marker."""
+    if UNPARSABLE_MARKER in json.dumps(body):
+        return "this is not JSON"
+    return claude_answers.respond(body)
+
+
 def _token(auth: AuthSettings, scope: str, *, subject: str = "live-series") -> str:
     return issue_token(auth, tenant_id=TENANT, subject=subject, scopes=(scope,), ttl_seconds=600)
 
@@ -272,7 +284,8 @@ def drive(platform: LivePlatform, auth: AuthSettings) -> None:
 
     ``make run`` already streams lead events into the ingest; this adds feed
     sockets (one refused for its token), conversions, lead scoring (single and
-    batch), a coaching analysis (a billed Claude call), a property photo
+    batch), a coaching analysis (a billed Claude call) and one that fails
+    (Claude's answer unparsable: 502), a property photo
     analysis (refused: no media bucket on a laptop), churn leads and signals,
     and a rollback trigger through Alertmanager to the rollback handler.
     """
@@ -320,6 +333,7 @@ def drive(platform: LivePlatform, auth: AuthSettings) -> None:
     assert photo.status_code < 500, photo.text
 
     now = datetime.now(UTC)
+    stamp = now.isoformat()
     session = httpx.post(
         f"{coaching}/v1/coaching/sessions",
         json={
@@ -329,13 +343,13 @@ def drive(platform: LivePlatform, auth: AuthSettings) -> None:
                     "id": "m1",
                     "speaker": "lead",
                     "text": "Is it still for sale?",
-                    "timestamp": now.isoformat(),
+                    "timestamp": stamp,
                 },
                 {
                     "id": "m2",
                     "speaker": "agent",
                     "text": "Yes, shall we book a showing?",
-                    "timestamp": now.isoformat(),
+                    "timestamp": stamp,
                 },
             ],
         },
@@ -343,6 +357,19 @@ def drive(platform: LivePlatform, auth: AuthSettings) -> None:
         timeout=60,
     )
     assert session.status_code == 200, session.text
+    # One failure with the tenant known: the 5xx series of every view.
+    failed = httpx.post(
+        f"{coaching}/v1/coaching/sessions",
+        json={
+            "agent_id": "agent-1",
+            "messages": [
+                {"id": "m1", "speaker": "lead", "text": UNPARSABLE_MARKER, "timestamp": stamp}
+            ],
+        },
+        headers=_bearer(_token(auth, COACHING_ANALYZE)),
+        timeout=60,
+    )
+    assert failed.status_code == 502, failed.text
 
     crm = _bearer(_token(auth, CRM_INGEST))
     leads = httpx.put(
