@@ -230,6 +230,28 @@ def build() -> Dashboard:
                 width=24,
             )
         )
+        .with_row(Row("Feature rollout"))
+        .with_panel(
+            graph(
+                "Feature rollout state as the services decide it: flag decisions per second "
+                "by feature and reason (TARGETING_MATCH on for all, SPLIT part of the tenants, "
+                "DEFAULT off, ERROR never read: off)",
+                "reqps",
+                query(
+                    "sum by (feature, reason) "
+                    "(rate(feature_flag_evaluations_total[$__rate_interval]))",
+                    "{{feature}} {{reason}}",
+                ),
+            )
+        )
+        .with_panel(
+            graph(
+                "Replicas deciding on a flag copy they cannot refresh from Redis "
+                "(a rollback does not reach them; alert after 5 min)",
+                "short",
+                query("sum by (job) (feature_flags_stale)", "{{job}}"),
+            ).thresholds(thresholds((None, "green"), (1, "red")))
+        )
         .with_row(Row("Automatic rollbacks"))
         .with_panel(
             graph(

@@ -20,6 +20,7 @@ from alerts.catalog import (
     rules,
     selected_metrics,
 )
+from localrun.__main__ import SERVICES as SCRAPED_SERVICES
 
 REPO = ROOT.parent
 RUNBOOK_SECTIONS = ("Symptoms", "Impact", "Diagnosis", "Mitigation")
@@ -177,3 +178,11 @@ def test_latency_quantiles_come_from_rated_buckets_summed_by_le() -> None:
 
 def test_the_rules_dir_holds_only_rule_files() -> None:
     assert {p.suffix for p in RULES_DIR.iterdir()} == {".yml"}
+
+
+def test_every_scraped_service_is_watched_for_vanishing() -> None:
+    """A service whose targets are all gone has no `up` left: only absent() sees it."""
+    jobs = {spec.job for spec in SCRAPED_SERVICES if spec.metrics}
+    (rule,) = [rule for rule in ALERTS if rule.name == "ServiceNotScraped"]
+    watched = re.findall(r'absent\(up\{job="([^"]+)"\}\)', rule.expr)
+    assert sorted(watched) == sorted(jobs)
