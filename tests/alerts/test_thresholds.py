@@ -1,0 +1,100 @@
+"""The promtool tests pin each seed threshold and ``for:`` duration (mutation tests).
+
+A test that fires on an incident far above the threshold and stays quiet far
+below it passes for any threshold in between: a rollback trigger at half the
+seed's latency, or one that waits twice as long, would still be green. Here
+each pinned alert's threshold is halved and doubled, and its ``for:`` halved
+and doubled, one change at a time, in a copy of the rule files; the promtool
+tests that load the file must then fail.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from alerts import RULES_DIR, TESTS_DIR
+from alerts.catalog import load_rule_file
+from alerts.scale import seconds
+
+PROMTOOL = shutil.which("promtool")
+pytestmark = pytest.mark.skipif(PROMTOOL is None, reason="promtool not installed (make setup)")
+
+#: The seed's rollback triggers (rollback_config.yml) and performance alerts
+#: (phase3_alerts.yml) whose numbers are requirements, by rule file.
+PINNED: dict[str, tuple[str, ...]] = {
+    "rollback.yml": (
+        "RealtimeLatencyRollback",
+        "LeadScoringLatencyRollback",
+        "WebSocketConnectionFailuresRollback",
+        "PlatformErrorRateRollback",
+    ),
+    "features.yml": ("VisionLatencyRollback",),
+    "performance.yml": ("WebSocketLatencyHigh", "MLInferenceSlowdown", "ErrorRateSpiking"),
+}
+#: The first comparison with a number is the alert's threshold.
+THRESHOLD = re.compile(r"(?:>=|<=|==|>|<)\s*\(?\s*(\d+(?:\.\d+)?)")
+
+
+def _mutations() -> list[tuple[str, str, str, str, str]]:
+    """(file, alert, what changed, key, new value) of every mutation."""
+    found = []
+    for file, alerts in PINNED.items():
+        for group in load_rule_file(RULES_DIR / file)["groups"]:
+            for rule in group["rules"]:
+                if rule.get("alert") not in alerts:
+                    continue
+                match = THRESHOLD.search(rule["expr"])
+                assert match is not None, rule["alert"]
+                value = float(match.group(1))
+                for factor in (0.5, 2.0):
+                    expr = rule["expr"][: match.start(1)] + repr(value * factor)
+                    expr += rule["expr"][match.end(1) :]
+                    found.append((file, rule["alert"], f"threshold x{factor}", "expr", expr))
+                    duration = f"{round(seconds(rule['for']) * factor)}s"
+                    found.append((file, rule["alert"], f"for x{factor}", "for", duration))
+    return found
+
+
+def _tests_loading(file: str) -> list[str]:
+    return sorted(
+        path.name
+        for path in TESTS_DIR.glob("*_test.yml")
+        if file in {Path(f).name for f in yaml.safe_load(path.read_text())["rule_files"]}
+    )
+
+
+def test_every_pinned_alert_exists() -> None:
+    named = {alert for _, alert, _, _, _ in _mutations()}
+    assert named == {alert for alerts in PINNED.values() for alert in alerts}
+
+
+@pytest.mark.parametrize(
+    ("file", "alert", "change", "key", "value"), _mutations(), ids=lambda v: str(v)[:40]
+)
+def test_promtool_tests_catch_a_wrong_threshold_or_duration(
+    tmp_path: Path, file: str, alert: str, change: str, key: str, value: str
+) -> None:
+    shutil.copytree(RULES_DIR, tmp_path / "rules")
+    shutil.copytree(TESTS_DIR, tmp_path / "tests")
+    data = load_rule_file(RULES_DIR / file)
+    for group in data["groups"]:
+        for rule in group["rules"]:
+            if rule.get("alert") == alert:
+                rule[key] = value
+    (tmp_path / "rules" / file).write_text(yaml.safe_dump(data, sort_keys=False))
+    assert PROMTOOL is not None
+    result = subprocess.run(
+        [PROMTOOL, "test", "rules", *_tests_loading(file)],
+        cwd=tmp_path / "tests",
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode != 0, f"{alert} with its {change}: every promtool test still passes"
