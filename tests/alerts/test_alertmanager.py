@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from alerts import ALERTMANAGER_CONFIG
+from alerts.catalog import rules
 
 AMTOOL = shutil.which("amtool")
 pytestmark = pytest.mark.skipif(AMTOOL is None, reason="amtool not installed (make setup)")
@@ -70,3 +71,35 @@ def test_no_secret_in_the_file() -> None:
     for receiver in yaml.safe_load(text)["receivers"]:
         for slack in receiver.get("slack_configs", []):
             assert "api_url" not in slack, "the Slack URL is a secret: use api_url_file"
+
+
+def _expected_receivers(labels: dict[str, str]) -> str:
+    """Where the file's header says an alert with ``labels`` goes."""
+    people = {"critical": "slack-critical", "warning": "slack-warnings", "info": "blackhole"}
+    receiver = people[labels["severity"]]
+    return f"rollback-handler,{receiver}" if labels.get("action") == "rollback" else receiver
+
+
+_ALERT_LABELS = sorted(
+    {
+        tuple(sorted({"alertname": rule.name, **rule.body["labels"]}.items()))
+        for rule in rules()
+        if rule.is_alert
+    }
+)
+
+
+@pytest.mark.parametrize("labels", _ALERT_LABELS, ids=lambda labels: dict(labels)["alertname"])
+def test_every_alert_reaches_the_receiver_its_severity_promises(
+    labels: tuple[tuple[str, str], ...],
+) -> None:
+    """Each rule's own labels through the real routing tree: none falls to the default."""
+    result = _amtool(
+        "config",
+        "routes",
+        "test",
+        f"--config.file={ALERTMANAGER_CONFIG}",
+        *(f"{name}={value}" for name, value in labels),
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == _expected_receivers(dict(labels))
