@@ -35,7 +35,7 @@ SLOW_BURNS: tuple[tuple[float, str, str], ...] = ((3.0, "1d", "2h"), (1.0, "3d",
 WINDOWS: tuple[str, ...] = ("5m", "30m", "1h", "2h", "6h", "1d", "3d")
 LONG_WINDOWS: tuple[str, ...] = ("1h", "6h", "1d", "3d")
 #: The API's requests: every route of the services' APIs is under /v1; /health
-#: (kubelet probes) and /metrics (Prometheus, route="unmatched") are not.
+#: (kubelet probes) and /metrics (Prometheus scrapes) are not.
 API_ROUTES = 'route=~"/v1/.+"'
 
 #: Runbook links are repository paths; the stack prefixes them with the repository's

@@ -158,7 +158,14 @@ def build_info(registry: CollectorRegistry, *, service: str, version: str) -> Ga
 def _route_template(scope: Scope) -> str:
     route: Any = scope.get("route")
     path = getattr(route, "path", None)
-    return path if isinstance(path, str) and path else UNMATCHED_ROUTE
+    if isinstance(path, str) and path:
+        return path
+    # A plain Starlette Route (``/metrics``) records no ``route`` in the scope,
+    # only its endpoint: without this, every scrape counted as "unmatched".
+    endpoint = scope.get("endpoint")
+    if isinstance(endpoint, _AsgiEndpoint):
+        return endpoint.path
+    return UNMATCHED_ROUTE
 
 
 class HttpMetricsMiddleware:
@@ -198,10 +205,12 @@ class HttpMetricsMiddleware:
 
 
 class _AsgiEndpoint:
-    """Wraps an ASGI callable so Starlette's ``Route`` treats it as an app."""
+    """Wraps an ASGI callable so Starlette's ``Route`` treats it as an app; ``path``
+    is the route's, for the metrics' ``route`` label."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, path: str) -> None:
         self.app = app
+        self.path = path
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await self.app(scope, receive, send)
@@ -213,4 +222,4 @@ def metrics_route(registry: CollectorRegistry, path: str = "/metrics") -> Route:
     A plain route rather than ``mount`` so that ``/metrics`` answers directly
     instead of redirecting to ``/metrics/``.
     """
-    return Route(path, _AsgiEndpoint(make_asgi_app(registry)), methods=["GET"])
+    return Route(path, _AsgiEndpoint(make_asgi_app(registry), path), methods=["GET"])

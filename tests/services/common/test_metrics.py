@@ -53,6 +53,17 @@ async def test_unknown_paths_share_one_label(build_app: Any, app_client: AppClie
     assert 'route="unmatched",status="404"' in text
 
 
+async def test_scrapes_are_counted_under_their_own_route(
+    build_app: Any, app_client: AppClient
+) -> None:
+    """Prometheus's scrapes are not lumped with unknown paths (a 200 "unmatched")."""
+    async with app_client(build_app()) as client:
+        await client.get("/metrics")
+        text = (await client.get("/metrics")).text
+    assert 'http_requests_total{method="GET",route="/metrics",status="200"} 1.0' in text
+    assert 'route="unmatched"' not in text
+
+
 async def test_build_info_names_the_service(build_app: Any, app_client: AppClient) -> None:
     text = await scrape_after(build_app, app_client, "/health")
     assert 'enterprisehub_build_info{service="test"' in text
