@@ -414,7 +414,7 @@ class EksCluster(EksClusterOutputs):
                 ip_protocol="tcp",
                 from_port=443,
                 to_port=443,
-                description=f"Kubernetes API from the deployer's network {cidr}",
+                description=f"Kubernetes API from the deployer network {cidr}",
                 opts=pulumi.ResourceOptions(parent=cluster),
             )
             for index, cidr in enumerate(args.deployer_cidrs)
