@@ -26,6 +26,7 @@ from infra import catalog
 from infra.components.autoscaling import KarpenterSpec
 from infra.components.cache import Cache, CacheArgs, replication_group_id
 from infra.components.cluster import (
+    DEPLOY_ROLE,
     EksCluster,
     EksClusterArgs,
     ExistingEksCluster,
@@ -353,7 +354,7 @@ def _aws_cluster(
 def _admin_roles(config: StackConfig) -> dict[str, str]:
     """Cluster-admin access entries by purpose, from config."""
     roles = {
-        "deploy": config.cluster.deploy_role_arn,
+        DEPLOY_ROLE: config.cluster.deploy_role_arn,
         "break-glass": config.cluster.break_glass_role_arn,
     }
     return {purpose: arn for purpose, arn in roles.items() if arn}

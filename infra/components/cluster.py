@@ -51,6 +51,10 @@ ADDON_CONFIGURATION: dict[str, dict[str, str]] = {"vpc-cni": {"enableNetworkPoli
 STORAGE_CLASS = "gp3-encrypted"
 #: EKS's managed access policy for full cluster administration.
 CLUSTER_ADMIN_POLICY = "AmazonEKSClusterAdminPolicy"
+#: The cluster input that gives the creator an admin access entry (a creation-only flag).
+BOOTSTRAP_ADMIN_PATH = "accessConfig.bootstrapClusterCreatorAdminPermissions"
+#: The admin role (``EksClusterArgs.admin_role_arns`` key) that runs `pulumi up`.
+DEPLOY_ROLE = "deploy"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -132,6 +136,17 @@ def render_kubeconfig(cluster_name: str, endpoint: str, ca_data: str, region: st
             ],
         }
     )
+
+
+def creator_is_admin(admin_role_arns: Mapping[str, str]) -> bool:
+    """Whether EKS gives the cluster's creator an admin access entry at creation.
+
+    Yes unless a deploy role is declared: then `pulumi up` runs as that role and
+    its own entry below is the access (EKS refuses a second entry for one
+    principal). A break-glass role alone changes nothing: whoever creates the
+    cluster must still reach it to create the Kubernetes objects.
+    """
+    return DEPLOY_ROLE not in admin_role_arns
 
 
 def admin_access_entries(
@@ -266,9 +281,7 @@ class EksCluster(EksClusterOutputs):
             ),
             access_config=aws.eks.ClusterAccessConfigArgs(
                 authentication_mode="API",
-                # With a deploy role declared, access is the entries below; EKS
-                # refuses a second entry for the creator if it is that role.
-                bootstrap_cluster_creator_admin_permissions=not args.admin_role_arns,
+                bootstrap_cluster_creator_admin_permissions=creator_is_admin(args.admin_role_arns),
             ),
             upgrade_policy=aws.eks.ClusterUpgradePolicyArgs(support_type=args.support_type),
             encryption_config=aws.eks.ClusterEncryptionConfigArgs(
@@ -277,7 +290,14 @@ class EksCluster(EksClusterOutputs):
             ),
             enabled_cluster_log_types=list(args.log_types),
             tags=tags,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[log_group, *cluster_attachments]),
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                depends_on=[log_group, *cluster_attachments],
+                # The flag is part of the creation request only, and a change
+                # replaces the cluster (forceNew): declaring a deploy role later
+                # must not delete the cluster with every workload on it.
+                ignore_changes=[BOOTSTRAP_ADMIN_PATH],
+            ),
         )
 
         node_role = service_role(f"{name}-node-role", "ec2.amazonaws.com", parent=self, tags=tags)

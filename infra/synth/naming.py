@@ -349,11 +349,15 @@ def auto_name(rule: NameRule, logical_name: str, suffix: str) -> str:
     return name.lower() if rule.lowercase else name
 
 
-def check_text(type_token: str, logical_name: str, inputs: Mapping[str, Any]) -> list[NameViolation]:
+def check_text(
+    type_token: str, logical_name: str, inputs: Mapping[str, Any]
+) -> list[NameViolation]:
     """The free-text properties of this resource that AWS would refuse (``TEXT_RULES``)."""
     violations = []
     for rule in TEXT_RULES.get(type_token, ()):
-        given = inputs.get(rule.field) if rule.field is not None else None
+        if rule.field is None:
+            continue
+        given = inputs.get(rule.field)
         if isinstance(given, str) and not rule.fullmatch(given):
             violations.append(
                 NameViolation(type_token, logical_name, rule.field, given, rule, auto=False)

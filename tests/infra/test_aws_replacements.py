@@ -1,0 +1,65 @@
+"""Config changes that a real provider would turn into the replacement of stateful resources.
+
+Each test synthesizes a stack twice, before and after an ordinary config
+change, and plans between the two documents with `infra.deploy.diff.plan`,
+which knows the providers' `forceNew` properties (`REPLACE_ON`) and applies
+each resource's `ignoreChanges` as the engine does.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from infra.deploy.diff import Plan, plan
+from infra.synth import run_stack
+from infra.synth.cli import build_document
+from infra.synth.inputs import stack_inputs
+
+CLUSTER = "aws:eks/cluster:Cluster"
+DEPLOY_ROLE = "arn:aws:iam::123456789012:role/ci-deploy"
+BREAK_GLASS_ROLE = "arn:aws:iam::123456789012:role/break-glass"
+
+
+def _document(stack: str, **cluster: Any) -> dict[str, Any]:
+    inputs = stack_inputs(stack, environ={})
+    merged = {**json.loads(inputs.config["enterprisehub:cluster"]), **cluster}
+    config = {**inputs.config, "enterprisehub:cluster": json.dumps(merged)}
+    changed = type(inputs)(inputs.stack, config, inputs.secrets, inputs.sources)
+    return build_document(changed, run_stack(changed))
+
+
+def _cluster_change(result: Plan) -> str | None:
+    changes = [c for c in result.changes if c.type == CLUSTER]
+    return changes[0].action if changes else None
+
+
+def test_declaring_the_deploy_role_later_does_not_replace_the_cluster() -> None:
+    # EKS reads bootstrapClusterCreatorAdminPermissions at creation only, and
+    # pulumi-aws marks it forceNew: a changed value deletes and recreates the
+    # cluster (explicit name: delete first) with every workload on it.
+    before = _document("dev")
+    after = _document("dev", deployRoleArn=DEPLOY_ROLE, breakGlassRoleArn=BREAK_GLASS_ROLE)
+    eks_before = next(r for r in before["resources"] if r["type"] == CLUSTER)
+    eks_after = next(r for r in after["resources"] if r["type"] == CLUSTER)
+    flag = "bootstrapClusterCreatorAdminPermissions"
+    assert eks_before["inputs"]["accessConfig"][flag] is True
+    assert eks_after["inputs"]["accessConfig"][flag] is False
+    assert _cluster_change(plan(before, after)) != "replace"
+    # The planner does model the rule: without the ignore, it is a replacement.
+    eks_after["options"]["ignoreChanges"] = []
+    assert _cluster_change(plan(before, after)) == "replace"
+
+
+def test_a_break_glass_role_alone_keeps_the_creator_admin() -> None:
+    # Whoever creates the cluster must reach it to create the Kubernetes
+    # objects; only a deploy role (the one that runs `up`) replaces that access.
+    document = _document("dev", breakGlassRoleArn=BREAK_GLASS_ROLE)
+    eks = next(r for r in document["resources"] if r["type"] == CLUSTER)
+    assert eks["inputs"]["accessConfig"]["bootstrapClusterCreatorAdminPermissions"] is True
+    entries = {
+        r["inputs"]["principalArn"]
+        for r in document["resources"]
+        if r["type"] == "aws:eks/accessEntry:AccessEntry" and r["inputs"].get("type") == "STANDARD"
+    }
+    assert entries == {BREAK_GLASS_ROLE}
