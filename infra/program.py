@@ -416,6 +416,7 @@ def _cache(
             snapshot_retention_days=cache.snapshot_retention_days,
             snapshot_window=cache.snapshot_window,
             maintenance_window=cache.maintenance_window,
+            deletion_protection=cache.deletion_protection,
         ),
         opts=opts,
     )

@@ -99,7 +99,9 @@ def test_rds_snapshot_id_is_unique_per_replacement_and_logs_expire(production: P
     assert re.fullmatch(
         r"enterprisehub-production-postgres-final-[0-9a-f]{8}", instance["finalSnapshotIdentifier"]
     )
-    suffix = production.one("random:index/randomId:RandomId").inputs
+    suffix = production.one(
+        "random:index/randomId:RandomId", "enterprisehub-production-database-final-snapshot-suffix"
+    ).inputs
     assert suffix["keepers"]["identifier"] == instance["identifier"]
     for group in production.of_type("aws:cloudwatch/logGroup:LogGroup"):
         assert group.inputs["retentionInDays"] > 0, group.name
