@@ -41,7 +41,8 @@ from infra.components.iam import (
 from infra.components.kms import encryption_key
 
 CONTROL_PLANE_LOG_RETENTION_DAYS = 90
-# Managed add-ons at the default version for the cluster's Kubernetes version.
+# Managed add-ons at the default version for the cluster's Kubernetes version
+# (see `addon_version`).
 CORE_ADDONS = ("vpc-cni", "kube-proxy")
 EBS_CSI_SERVICE_ACCOUNT = ("kube-system", "ebs-csi-controller-sa")
 #: The VPC CNI enforces NetworkPolicy only when told to (its network policy
@@ -181,6 +182,25 @@ def admin_access_entries(
             )
         )
     return created
+
+
+def addon_version(
+    addon: str, kubernetes_version: pulumi.Input[str], parent: pulumi.Resource
+) -> pulumi.Output[str]:
+    """EKS's default version of ``addon`` for ``kubernetes_version``, set explicitly.
+
+    EKS never moves an installed add-on by itself, not even when the control
+    plane moves to the next minor version, and an unset ``addon_version`` is
+    read back from the cluster and never changes. Pinned to the default for
+    the cluster's version, the add-ons follow each version step, after the
+    control plane (they depend on the cluster).
+    """
+    return aws.eks.get_addon_version_output(
+        addon_name=addon,
+        kubernetes_version=kubernetes_version,
+        most_recent=False,
+        opts=pulumi.InvokeOutputOptions(parent=parent),
+    ).version
 
 
 def _first_issuer(identities: Any) -> str:
@@ -351,6 +371,7 @@ class EksCluster(EksClusterOutputs):
                 f"{name}-{addon}",
                 cluster_name=cluster.name,
                 addon_name=addon,
+                addon_version=addon_version(addon, args.kubernetes_version, self),
                 configuration_values=(
                     json.dumps(ADDON_CONFIGURATION[addon]) if addon in ADDON_CONFIGURATION else None
                 ),
@@ -368,6 +389,7 @@ class EksCluster(EksClusterOutputs):
                 f"{name}-coredns",
                 cluster_name=cluster.name,
                 addon_name="coredns",
+                addon_version=addon_version("coredns", args.kubernetes_version, self),
                 resolve_conflicts_on_create="OVERWRITE",
                 resolve_conflicts_on_update="PRESERVE",
                 tags=tags,
@@ -404,6 +426,7 @@ class EksCluster(EksClusterOutputs):
                 f"{name}-aws-ebs-csi-driver",
                 cluster_name=cluster.name,
                 addon_name="aws-ebs-csi-driver",
+                addon_version=addon_version("aws-ebs-csi-driver", args.kubernetes_version, self),
                 service_account_role_arn=ebs_role.arn,
                 resolve_conflicts_on_create="OVERWRITE",
                 resolve_conflicts_on_update="PRESERVE",

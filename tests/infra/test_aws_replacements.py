@@ -63,3 +63,32 @@ def test_a_break_glass_role_alone_keeps_the_creator_admin() -> None:
         if r["type"] == "aws:eks/accessEntry:AccessEntry" and r["inputs"].get("type") == "STANDARD"
     }
     assert entries == {BREAK_GLASS_ROLE}
+
+
+def _with_version(stack: str, version: str) -> dict[str, Any]:
+    inputs = stack_inputs(stack, environ={})
+    config = {**inputs.config, "enterprisehub:kubernetesVersion": version}
+    changed = type(inputs)(inputs.stack, config, inputs.secrets, inputs.sources)
+    return build_document(changed, run_stack(changed))
+
+
+def test_the_managed_add_ons_follow_a_kubernetes_version_step() -> None:
+    # EKS never upgrades an installed add-on by itself, and an unset
+    # addonVersion is read back and never changes: without an explicit
+    # version, vpc-cni, CoreDNS, kube-proxy and the EBS CSI driver would stay at
+    # the first version's defaults through every upgrade.
+    before = _with_version("dev", "1.35")
+    after = _with_version("dev", "1.36")
+    result = plan(before, after)
+    addons = {
+        c.after["inputs"]["addonName"]: c
+        for c in result.changes
+        if c.type == "aws:eks/addon:Addon" and c.after is not None
+    }
+    assert set(addons) == {"vpc-cni", "kube-proxy", "coredns", "aws-ebs-csi-driver"}
+    for name, change in addons.items():
+        assert change.action == "update", name
+        assert [(p.path, p.before, p.after) for p in change.properties] == [
+            ("addonVersion", "v1.35.0-eksbuild.1", "v1.36.0-eksbuild.1")
+        ], name
+    assert _cluster_change(result) == "update"
