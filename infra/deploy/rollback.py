@@ -29,7 +29,7 @@ planned first:
      Deployment went back.
 
 `rollback` then runs `up` of the target worktree with its config (the secrets
-copied from the current stack file, never printed) and with the virtualenv
+copied from the current stack file, never printed), its policy pack, and the virtualenv
 that synthesized the plan (a fresh worktree has none, and Pulumi would create
 an empty one), checks the deployed services through the stack outputs, and
 reports.
@@ -87,6 +87,8 @@ STATEFUL_TYPES = frozenset(
 SYNTH_TIMEOUT_S = 900
 #: The Alembic revisions the migration Job applies (`alembic upgrade head`).
 MIGRATIONS_DIR = Path("services/migrations/versions")
+#: The policy pack every update runs with, and its per-stack config.
+POLICY_PACK_DIR = Path("policies")
 
 
 class RollbackError(RuntimeError):
@@ -656,6 +658,18 @@ def use_this_virtualenv(tree: Path) -> dict[str, str]:
     return {}
 
 
+def policy_pack_arguments(tree: Path, stack: str) -> tuple[list[str], list[str]]:
+    """The target's own policy pack and its stack config, as a deploy's `up` gets them.
+
+    Empty when the target has no pack (a commit from before it existed).
+    """
+    pack = tree / POLICY_PACK_DIR
+    if not (pack / "PulumiPolicy.yaml").is_file():
+        return [], []
+    config = pack / "config" / f"{stack}.json"
+    return [str(pack)], [str(config)] if config.is_file() else []
+
+
 @dataclass
 class RollbackReport:
     """What `rollback` did."""
@@ -717,11 +731,15 @@ def rollback(
             work_dir=str(tree),
             opts=auto.LocalWorkspaceOptions(env_vars=use_this_virtualenv(tree)),
         )
+        packs, pack_configs = policy_pack_arguments(tree, stack)
         try:
             up = selected.up(
                 message=f"rollback to {planned.target_commit[:12]} "
                 f"(from {planned.current_commit[:12]})",
                 on_output=on_output,
+                # The same guardrails as a deploy (mandatory in staging and production).
+                policy_packs=packs,
+                policy_pack_configs=pack_configs,
             )
         except auto.CommandError as exc:
             report.result = (

@@ -50,6 +50,12 @@ config:
     type: string
     secret: true
 """
+POLICY_PACK = """description: fixture pack
+runtime:
+  name: python
+  options:
+    virtualenv: ../.venv
+"""
 PLAIN_STACK_FILE = "config:\n  aws:region: us-east-1\n  enterprisehub:environment: dev\n"
 #: A stack file as a deployment's checkout holds it: the required secret set.
 STACK_FILE = (
@@ -151,6 +157,8 @@ class FixtureRepo:
             "infra/synth/__main__.py": SYNTH,
             f"synth-fixture/{STACK}.json": json.dumps(doc, indent=1),
         }
+        files["policies/PulumiPolicy.yaml"] = POLICY_PACK
+        files[f"policies/config/{STACK}.json"] = "{}"
         for revision, down in (migrations or {}).items():
             files[f"services/migrations/versions/{revision}.py"] = (
                 f'"""Revision {revision}."""\n\nfrom collections.abc import Sequence\n\n'
@@ -547,6 +555,10 @@ def test_rollback_deploys_the_target_with_its_config_and_checks_health(
     assert "--yes" in up["args"]
     assert "--skip-preview" in up["args"]
     assert up["args"][up["args"].index("--stack") + 1] == STACK
+    # The target's own policy pack and stack config, as every deploy runs them.
+    pack = up["args"][up["args"].index("--policy-pack") + 1]
+    assert pack == f"{up['cwd']}/policies"
+    assert up["args"][up["args"].index("--policy-pack-config") + 1] == f"{pack}/config/dev.json"
     assert f"rollback to {target[:12]}" in up["args"][up["args"].index("--message") + 1]
     # It ran in a checkout of the target commit, with the target's plain config
     # and the secrets carried over from the working copy.
