@@ -164,12 +164,19 @@ class Cache(pulumi.ComponentResource):
             else None
         )
 
-        # Renewed with the group (keepers): each replacement's final snapshot gets
-        # a name of its own.
+        # Renewed with the group: the keepers are the inputs pulumi-aws replaces
+        # it for, so each replacement's final snapshot gets a name of its own.
         snapshot_suffix = random.RandomId(
             f"{name}-final-snapshot-suffix",
             byte_length=4,
-            keepers={"replicationGroupId": args.replication_group_id},
+            keepers={
+                "replicationGroupId": args.replication_group_id,
+                "engine": "redis",
+                "port": str(catalog.REDIS_PORT),
+                "subnetGroupName": placement.subnet_group.name,
+                "atRestEncryptionEnabled": str(args.at_rest_encryption).lower(),
+                "kmsKeyId": key.arn if key else "",
+            },
             opts=child,
         )
         group = aws.elasticache.ReplicationGroup(

@@ -21,7 +21,7 @@ protected resource stops the preview of any plan that deletes or replaces it
 (a changed ``db_name``, ``username``, KMS key...).
 
 The final snapshot's identifier carries a random suffix that changes whenever
-the instance is replaced: a replacement's snapshot never collides with the one
+the instance is replaced (its keepers are the inputs that force a replacement): a replacement's snapshot never collides with the one
 an earlier instance left. The instance's log groups are declared before it, so
 that their retention is ours (RDS would create them never expiring).
 """
@@ -144,12 +144,20 @@ class Database(pulumi.ComponentResource):
             )
             for export in LOG_EXPORTS
         ]
-        # Regenerated with the instance (keepers): each replacement's final
-        # snapshot gets a new name instead of colliding with the previous one.
+        # Regenerated with the instance: the keepers are the inputs pulumi-aws
+        # replaces it for, so each replacement's final snapshot gets a new name
+        # instead of colliding with the one the previous instance left.
         snapshot_suffix = random.RandomId(
             f"{name}-final-snapshot-suffix",
             byte_length=4,
-            keepers={"identifier": args.identifier, "engine": "postgres"},
+            keepers={
+                "identifier": args.identifier,
+                "engine": "postgres",
+                "dbName": args.database_name,
+                "username": args.owner_username,
+                "storageEncrypted": str(args.storage_encrypted).lower(),
+                "kmsKeyId": key.arn if key else "",
+            },
             opts=child,
         )
         instance = aws.rds.Instance(

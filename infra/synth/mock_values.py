@@ -419,7 +419,9 @@ def _random_password(ctx: ResourceContext) -> Outputs:
 
 def _random_id(ctx: ResourceContext) -> Outputs:
     size = int(ctx.inputs.get("byteLength") or 8)
-    raw = hashlib.sha256(ctx.urn.encode()).digest()[:size]
+    # Changed keepers replace the resource, and a replacement draws a new value.
+    keepers = json.dumps(ctx.inputs.get("keepers") or {}, sort_keys=True)
+    raw = hashlib.sha256(f"{ctx.urn}\n{keepers}".encode()).digest()[:size]
     prefix = str(ctx.inputs.get("prefix") or "")
     b64url = base64.urlsafe_b64encode(raw).decode().rstrip("=")
     return prefix + b64url, {

@@ -56,4 +56,4 @@ def test_redis_leaves_a_final_snapshot_named_per_replacement(
             for r in run.of_type("random:index/randomId:RandomId")
             if r.name.endswith("-cache-final-snapshot-suffix")
         )
-        assert suffix.inputs["keepers"] == {"replicationGroupId": group["replicationGroupId"]}
+        assert suffix.inputs["keepers"]["replicationGroupId"] == group["replicationGroupId"]

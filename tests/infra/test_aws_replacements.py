@@ -92,3 +92,36 @@ def test_the_managed_add_ons_follow_a_kubernetes_version_step() -> None:
             ("addonVersion", "v1.35.0-eksbuild.1", "v1.36.0-eksbuild.1")
         ], name
     assert _cluster_change(result) == "update"
+
+
+def _with(stack: str, key: str, **fields: Any) -> dict[str, Any]:
+    inputs = stack_inputs(stack, environ={})
+    merged = {**json.loads(inputs.config[f"enterprisehub:{key}"]), **fields}
+    config = {**inputs.config, f"enterprisehub:{key}": json.dumps(merged)}
+    changed = type(inputs)(inputs.stack, config, inputs.secrets, inputs.sources)
+    return build_document(changed, run_stack(changed))
+
+
+def _replaced(result: Plan, type_token: str) -> tuple[str, str]:
+    [change] = [c for c in result.changes if c.type == type_token]
+    assert change.action == "replace", change
+    assert change.before is not None and change.after is not None
+    return (
+        change.before["inputs"]["finalSnapshotIdentifier"],
+        change.after["inputs"]["finalSnapshotIdentifier"],
+    )
+
+
+def test_a_replaced_database_leaves_its_snapshot_under_a_name_of_its_own() -> None:
+    # The old instance is deleted with the old state's final snapshot name; the
+    # new one must carry another, or its own delete (the next replacement, a
+    # destroy) fails on DBSnapshotAlreadyExists.
+    result = plan(_with("dev", "database"), _with("dev", "database", name="enterprisehub_v2"))
+    before, after = _replaced(result, "aws:rds/instance:Instance")
+    assert before != after
+
+
+def test_a_replaced_cache_leaves_its_snapshot_under_a_name_of_its_own() -> None:
+    result = plan(_with("dev", "cache"), _with("dev", "cache", atRestEncryption=False))
+    before, after = _replaced(result, "aws:elasticache/replicationGroup:ReplicationGroup")
+    assert before != after
