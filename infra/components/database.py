@@ -21,8 +21,9 @@ protected resource stops the preview of any plan that deletes or replaces it
 (a changed ``db_name``, ``username``, KMS key...).
 
 The final snapshot's identifier carries a random suffix that changes whenever
-the instance is replaced (its keepers are the inputs that force a replacement): a replacement's snapshot never collides with the one
-an earlier instance left. The instance's log groups are declared before it, so
+the instance is replaced (its keepers are the inputs that force a
+replacement): a replacement's snapshot never collides with the one an earlier
+instance left. The instance's log groups are declared before it, so
 that their retention is ours (RDS would create them never expiring).
 """
 

@@ -105,7 +105,8 @@ def _with(stack: str, key: str, **fields: Any) -> dict[str, Any]:
 def _replaced(result: Plan, type_token: str) -> tuple[str, str]:
     [change] = [c for c in result.changes if c.type == type_token]
     assert change.action == "replace", change
-    assert change.before is not None and change.after is not None
+    assert change.before is not None
+    assert change.after is not None
     return (
         change.before["inputs"]["finalSnapshotIdentifier"],
         change.after["inputs"]["finalSnapshotIdentifier"],
