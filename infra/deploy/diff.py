@@ -105,6 +105,7 @@ REPLACE_ON: Mapping[str, frozenset[str]] = {
     "random:index/randomPassword:RandomPassword": frozenset(
         {"length", "special", "upper", "lower", "numeric", "overrideSpecial", "keepers"}
     ),
+    "random:index/randomId:RandomId": frozenset({"byteLength", "keepers", "prefix"}),
     "kubernetes:batch/v1:Job": frozenset({"spec"}),
 }
 _KUBERNETES_REPLACE_ON = frozenset({"metadata.name", "metadata.namespace"})

@@ -120,6 +120,10 @@ def test_a_replaced_database_leaves_its_snapshot_under_a_name_of_its_own() -> No
     result = plan(_with("dev", "database"), _with("dev", "database", name="enterprisehub_v2"))
     before, after = _replaced(result, "aws:rds/instance:Instance")
     assert before != after
+    suffixes = [c for c in result.changes if c.type == "random:index/randomId:RandomId"]
+    assert [(c.name, c.action) for c in suffixes] == [
+        ("enterprisehub-dev-database-final-snapshot-suffix", "replace")
+    ]
 
 
 def test_a_replaced_cache_leaves_its_snapshot_under_a_name_of_its_own() -> None:
