@@ -641,21 +641,26 @@ def use_this_virtualenv(tree: Path) -> dict[str, str]:
     project installs from uv.lock), and the program would fail on
     ``import pulumi``. The virtualenv that synthesized the plan is linked in
     instead, so the update runs what was planned, on the provider versions the
-    stack already uses. Returns the environment the CLI needs besides.
+    stack already uses. Returns the environment the CLI needs besides:
+    ``PYTHONPATH`` names the worktree, because the language host puts only the
+    program's folder (``infra/``) on ``sys.path`` and that virtualenv's editable
+    install points ``import infra`` at the deployer's checkout, which would
+    deploy the current code with the target's config.
     """
+    env = {"PYTHONPATH": str(tree)}
     runtime = _project(tree).get("runtime")
     options = runtime.get("options") if isinstance(runtime, Mapping) else None
     venv = options.get("virtualenv") if isinstance(options, Mapping) else None
     if not venv:
         # No virtualenv option: the CLI runs `python3` from PATH unless told otherwise.
-        return {"PULUMI_PYTHON_CMD": sys.executable}
+        return {**env, "PULUMI_PYTHON_CMD": sys.executable}
     path = Path(str(venv))
     if not path.is_absolute():
         path = tree / path
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
             path.symlink_to(Path(sys.prefix), target_is_directory=True)
-    return {}
+    return env
 
 
 def policy_pack_arguments(tree: Path, stack: str) -> tuple[list[str], list[str]]:
