@@ -30,7 +30,6 @@ import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
 from infra.components.autoscaling import Karpenter, KarpenterArgs, KarpenterSpec
-from infra.components.dns import ExternalDns, ExternalDnsArgs
 from infra.components.iam import (
     EKS_NODE_POLICIES,
     irsa_trust_policy,
@@ -94,9 +93,6 @@ class EksClusterArgs:
     admin_role_arns: Mapping[str, str] = field(default_factory=dict)
     #: Karpenter's NodePool; None leaves scaling to the managed node groups.
     autoscaling: KarpenterSpec | None = None
-    #: Route 53 zone for external-dns, and the domains it may write; None: no external-dns.
-    dns_zone_id: str | None = None
-    dns_domains: Sequence[str] = ()
     tags: Mapping[str, str] = field(default_factory=dict)
 
 
@@ -523,24 +519,8 @@ class EksCluster(EksClusterOutputs):
                 opts=pulumi.ResourceOptions(parent=self),
             )
             ready.append(self.karpenter)
-        self.external_dns: ExternalDns | None = None
-        if args.dns_zone_id:
-            self.external_dns = ExternalDns(
-                f"{name}-external-dns",
-                ExternalDnsArgs(
-                    hosted_zone_id=args.dns_zone_id,
-                    domains=list(args.dns_domains),
-                    owner_id=args.cluster_name,
-                    oidc_provider_arn=oidc.arn,
-                    oidc_issuer_url=issuer,
-                    partition=partition,
-                    region=args.region,
-                    provider=system_provider,
-                    after=[*node_groups, *addons],
-                    tags=tags,
-                ),
-                opts=pulumi.ResourceOptions(parent=self),
-            )
+        #: The AWS partition (aws, aws-cn, ...), for ARNs built beside the cluster.
+        self.partition = partition
         self.storage_class = STORAGE_CLASS
         # Workloads wait for nodes and cluster DNS: a Deployment applied to a
         # cluster without nodes would wait out its timeout and fail the update.
