@@ -434,11 +434,11 @@ UPPER_NAME = re.compile(r"\b[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+\b")
 
 @cache
 def project_text() -> str:
-    """Every non-markdown file of the repository, as one text."""
+    """Every non-markdown file of the repository but this one, as one text."""
     texts = []
     for path in sorted(TRACKED):
-        if path.endswith(".md") or not (REPO / path).is_file():
-            continue
+        if path.endswith(".md") or path == _rel(Path(__file__)) or not (REPO / path).is_file():
+            continue  # this file names what must not count
         try:
             texts.append((REPO / path).read_text(encoding="utf-8"))
         except UnicodeDecodeError:
