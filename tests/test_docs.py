@@ -539,3 +539,89 @@ def test_a_name_the_code_lacks_is_caught() -> None:
     assert "claude_retries" in project_words()
     assert "job:websocket_connection_service_failures:ratio_rate5m" in project_words()
     assert "claude_retry_storms" not in project_words()
+
+
+# -- HTTP routes ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def service_routes() -> set[tuple[str, str]]:
+    """(METHOD, path) of every ASGI service, from the apps the stacks would run."""
+    from test_contracts import WORKLOADS, _app  # the catalog's apps, built as it does
+
+    from infra import catalog
+    from services import cli
+
+    routes: set[tuple[str, str]] = set()
+    with pytest.MonkeyPatch.context() as patch:
+        for key in (*catalog.SERVICE_SECRET_KEYS, *catalog.STACK_SETTINGS):
+            patch.delenv(key, raising=False)
+        for workload in WORKLOADS.values():
+            entry = cli.SERVICES[workload.kind]
+            if entry.kind != "asgi":
+                continue
+            schema = _app(workload, entry.factory).openapi()
+            for path, operations in schema["paths"].items():
+                routes |= {(method.upper(), path) for method in operations}
+    return routes
+
+
+def _route_pattern(path: str) -> re.Pattern[str]:
+    """``/v1/x/{id}`` matches any parameter name; a trailing ``*`` any rest."""
+    path = path.split("?")[0]
+    pattern = re.escape(path.rstrip("*")).replace(r"\*", ".*")
+    pattern = re.sub(r"\\\{[^}]*\\\}", r"\\{[^}]+\\}", pattern)
+    return re.compile(pattern + (".*" if path.endswith("*") else ""))
+
+
+ROUTE_MENTION = re.compile(r"\b(GET|POST|PUT|PATCH|DELETE|WS) (/[^\s`),;|]*)")
+ROUTES_NAMED = sorted(
+    {
+        (_rel(doc), match[1], match[2])
+        for doc in DOCS
+        # a path broken over two lines inside a code span joins up again
+        for match in ROUTE_MENTION.finditer(re.sub(r"/\s*\n\s*", "/", _text(doc)))
+    }
+)
+PATHS_NAMED = sorted(
+    {
+        (_rel(doc), span.split("?")[0])
+        for doc in DOCS
+        for span in re.findall(r"`(/(?:v1|health)[^`\s]*)`", _text(doc))
+    }
+)
+
+
+def test_the_docs_name_routes() -> None:
+    assert len(ROUTES_NAMED) > 25
+    assert len(PATHS_NAMED) > 10
+
+
+@pytest.mark.parametrize(
+    ("doc", "method", "path"), ROUTES_NAMED, ids=[f"{d}: {m} {p}" for d, m, p in ROUTES_NAMED]
+)
+def test_every_route_named_is_served(
+    doc: str, method: str, path: str, service_routes: set[tuple[str, str]]
+) -> None:
+    method = "GET" if method == "WS" else method  # the feed documents its upgrade as GET
+    pattern = _route_pattern(path)
+    assert any(m == method and pattern.fullmatch(p) for m, p in service_routes), (
+        f"{doc}: no service serves {method} {path}"
+    )
+
+
+@pytest.mark.parametrize(("doc", "path"), PATHS_NAMED, ids=[f"{d}: {p}" for d, p in PATHS_NAMED])
+def test_every_path_named_is_served(
+    doc: str, path: str, service_routes: set[tuple[str, str]]
+) -> None:
+    # A bare path may name a prefix: `/v1/churn`, `/v1/ml/vision`.
+    pattern = _route_pattern(path.removesuffix("...").rstrip("/") + "*")
+    assert any(pattern.fullmatch(p) for _, p in service_routes), f"{doc}: no route under {path}"
+
+
+def test_a_route_no_service_serves_is_caught(service_routes: set[tuple[str, str]]) -> None:
+    outcome = _route_pattern("/v1/churn/interventions/{id}/outcome")
+    assert any(outcome.fullmatch(path) for _, path in service_routes)
+    teleport = _route_pattern("/v1/leads/teleport")
+    assert not any(teleport.fullmatch(path) for _, path in service_routes)
+    assert ("DELETE", "/v1/churn/leads") not in service_routes
