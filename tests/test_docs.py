@@ -625,3 +625,50 @@ def test_a_route_no_service_serves_is_caught(service_routes: set[tuple[str, str]
     teleport = _route_pattern("/v1/leads/teleport")
     assert not any(teleport.fullmatch(path) for _, path in service_routes)
     assert ("DELETE", "/v1/churn/leads") not in service_routes
+
+
+# -- Python names ---------------------------------------------------------------------
+
+DOTTED = re.compile(
+    r"(?<![\w./-])((?:services|infra|localrun|alerts|policies|benchmarks|catalog)"
+    r"\.[A-Za-z_][\w.]*[A-Za-z_0-9])(?![\w/-])"
+)
+DOTTED_NAMES = sorted(
+    {
+        (_rel(doc), name)
+        for doc in DOCS
+        for span in re.findall(r"`([^`]+)`", FENCE.sub("", _text(doc)))
+        for name in DOTTED.findall(span)
+        if not re.search(r"\.(?:py|ya?ml|json|md|sh)$", name)  # a file, checked above
+    }
+)
+
+
+def python_name_problem(name: str) -> str | None:
+    """Why ``name`` (``package.module.attribute...``) does not resolve, or None."""
+    if name.startswith("catalog."):
+        name = f"infra.{name}"  # the docs' short form of infra.catalog
+    parts = name.split(".")
+    for split in range(len(parts), 0, -1):
+        try:
+            found: object = importlib.import_module(".".join(parts[:split]))
+        except ModuleNotFoundError:
+            continue
+        for attribute in parts[split:]:
+            if not hasattr(found, attribute):
+                return f"{'.'.join(parts[:split])} has no {attribute}"
+            found = getattr(found, attribute)
+        return None
+    return "no such module"
+
+
+@pytest.mark.parametrize(("doc", "name"), DOTTED_NAMES, ids=[f"{d}: {n}" for d, n in DOTTED_NAMES])
+def test_every_python_name_resolves(doc: str, name: str) -> None:
+    assert python_name_problem(name) is None, f"{doc} names {name}"
+
+
+def test_a_python_name_that_does_not_resolve_is_caught() -> None:
+    assert python_name_problem("catalog.ROLLBACK_HANDLER") is None
+    assert python_name_problem("services.common.flags.require_feature") is None
+    assert python_name_problem("services.common.flags.require_everything") is not None
+    assert python_name_problem("services.teleport") is not None
