@@ -16,7 +16,12 @@ Over README.md, docs/ (runbooks included), charts/README.md and models/README.md
 - every relative link, and its ``#anchor``, resolves to a file and heading;
 - every UPPER_SNAKE name is a setting of a settings class, a name the
   project's own files use, or a variable the doc's own commands set, and every
-  ``NAME=number`` of docs/contracts.md is that setting's default.
+  default a doc gives (``NAME=20``, ```NAME` (20)``, a settings table's row)
+  is that setting's default;
+- every metric, table, function or recording-rule name it quotes is in the
+  project's files, every dotted Python name (``catalog.X``,
+  ``services.common.flags.require_feature``) resolves, and every HTTP route
+  (``POST /v1/leads/events``, ``/health/churn``) is served by a service.
 
 Usage notation is understood: ``a|b`` lists alternatives (each is checked),
 ``[...]`` marks optional parts, and ``T``, ``NAME=HASH``, ``<prefix>`` or
@@ -473,21 +478,33 @@ def test_every_variable_named_exists(doc: str, name: str) -> None:
     ), f"{doc} names {name}: no setting, no name in the project's files"
 
 
-CONTRACT_DEFAULTS = sorted(
-    set(re.findall(r"\b([A-Z][A-Z0-9_]+)=(\d+(?:\.\d+)?)\b", _text(REPO / "docs" / "contracts.md")))
+#: ``NAME=20``, ```NAME` (20)`` and ``| `NAME` | 20 |``: a setting and its default.
+DEFAULT_GIVEN = re.compile(
+    r"\b([A-Z][A-Z0-9_]+)(?:=|` \(|` \| )(\d[\d,]*(?:\.\d+)?)(?=\)| s\)|,\s| \(| \||\s*$)", re.M
 )
+DOC_DEFAULTS = sorted(
+    {
+        (_rel(doc), name, value.replace(",", ""))
+        for doc in DOCS
+        for name, value in DEFAULT_GIVEN.findall(_text(doc))
+    }
+)
+
+
+def test_the_docs_give_defaults() -> None:
+    assert len(DOC_DEFAULTS) > 60
 
 
 @pytest.mark.parametrize(
-    ("name", "value"), CONTRACT_DEFAULTS, ids=[n for n, _ in CONTRACT_DEFAULTS]
+    ("doc", "name", "value"), DOC_DEFAULTS, ids=[f"{d}: {n}={v}" for d, n, v in DOC_DEFAULTS]
 )
-def test_contracts_give_each_settings_default(name: str, value: str) -> None:
+def test_every_default_given_is_the_settings(doc: str, name: str, value: str) -> None:
     defaults = setting_defaults().get(name)
-    assert defaults, f"docs/contracts.md: {name} is no setting"
+    assert defaults, f"{doc}: {name} is no setting"
     assert any(
         isinstance(d, int | float) and not isinstance(d, bool) and float(d) == float(value)
         for d in defaults
-    ), f"docs/contracts.md gives {name}={value}; the settings say {defaults}"
+    ), f"{doc} gives {name}={value}; the settings say {defaults}"
 
 
 # -- metrics, tables, functions, recording rules --------------------------------------
