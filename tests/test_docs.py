@@ -689,3 +689,26 @@ def test_a_python_name_that_does_not_resolve_is_caught() -> None:
     assert python_name_problem("services.common.flags.require_feature") is None
     assert python_name_problem("services.common.flags.require_everything") is not None
     assert python_name_problem("services.teleport") is not None
+
+
+# -- contracts.md: what the stack writes ----------------------------------------------
+
+
+def _contracts_sentence(start: str, end: str) -> set[str]:
+    text = _text(REPO / "docs" / "contracts.md")
+    sentence = text[text.index(start) : text.index(end, text.index(start))]
+    return {name for name in re.findall(r"\b[A-Z][A-Z0-9_]+\b", sentence)} & set(setting_defaults())
+
+
+def test_contracts_list_what_the_configmaps_carry() -> None:
+    from infra import catalog
+
+    written = set(catalog.COMMON_SETTINGS) | set(catalog.STACK_SETTINGS)
+    written |= {catalog.DASHBOARDS.feed_url_setting}
+    for spec in catalog.SERVICES.values():
+        written |= set(spec.settings)
+    in_configmaps = _contracts_sentence("ConfigMap (plain, ", "Read with these defaults")
+    assert in_configmaps == written
+    by_default = _contracts_sentence("Read with these defaults", "(No FEATURE_*")
+    # MAX_REQUEST_BODY_BYTES is both: ml-services' ConfigMap sets it, the others default.
+    assert by_default & written == {"MAX_REQUEST_BODY_BYTES"}
