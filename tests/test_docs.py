@@ -32,9 +32,11 @@ checks too (tests/infra/test_deploying_doc.py: config keys, stack outputs).
 from __future__ import annotations
 
 import argparse
+import ast
 import contextlib
 import importlib
 import importlib.util
+import json
 import pkgutil
 import re
 import runpy
@@ -712,3 +714,25 @@ def test_contracts_list_what_the_configmaps_carry() -> None:
     by_default = _contracts_sentence("Read with these defaults", "(No FEATURE_*")
     # MAX_REQUEST_BODY_BYTES is both: ml-services' ConfigMap sets it, the others default.
     assert by_default & written == {"MAX_REQUEST_BODY_BYTES"}
+
+
+# -- code blocks ----------------------------------------------------------------------
+
+BLOCKS = sorted(
+    (_rel(doc), block[1], block[2])
+    for doc in DOCS
+    for block in re.finditer(r"^```(python|json|bash|sh)\n(.*?)^```", _text(doc), re.M | re.S)
+)
+
+
+@pytest.mark.parametrize(
+    ("doc", "language", "code"), BLOCKS, ids=[f"{d}: {lang}" for d, lang, _ in BLOCKS]
+)
+def test_every_code_block_is_valid(doc: str, language: str, code: str) -> None:
+    if language == "python":
+        ast.parse(code)
+    elif language == "json":
+        json.loads(code)
+    else:
+        checked = subprocess.run(["bash", "-n"], input=code, capture_output=True, text=True)
+        assert checked.returncode == 0, checked.stderr
