@@ -566,7 +566,7 @@ def test_a_name_the_code_lacks_is_caught() -> None:
 @pytest.fixture(scope="module")
 def service_routes() -> set[tuple[str, str]]:
     """(METHOD, path) of every ASGI service, from the apps the stacks would run."""
-    from test_contracts import WORKLOADS, _app  # the catalog's apps, built as it does
+    from test_contracts import WORKLOADS, service_app  # built as the contract test does
 
     from infra import catalog
     from services import cli
@@ -579,7 +579,7 @@ def service_routes() -> set[tuple[str, str]]:
             entry = cli.SERVICES[workload.kind]
             if entry.kind != "asgi":
                 continue
-            schema = _app(workload, entry.factory).openapi()
+            schema = service_app(workload, entry.factory).openapi()
             for path, operations in schema["paths"].items():
                 routes |= {(method.upper(), path) for method in operations}
     return routes
