@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import typing
 from collections.abc import Callable
 from pathlib import Path
 
@@ -74,6 +75,40 @@ def test_every_config_key_is_in_pulumi_yaml(path: str, key: str) -> None:
         return
     model: type[BaseModel] = StackConfig
     for part in re.sub(r"\[\d+\]", "", key).split("."):
+        following = _field(model, part)
+        assert following is not None
+        model = following
+
+
+#: Config paths the prose names (`cluster.autoscaling.instanceTypes`, `egress.crm`):
+#: a code span of dotted camelCase words under a key of Pulumi.yaml.
+CONFIG_PATHS_NAMED = sorted(
+    {
+        span
+        for span in re.findall(r"`([a-z][A-Za-z0-9]*(?:\.[a-z][A-Za-z0-9]*)+)(?::[^`]*)?`", DOC)
+        if span.split(".")[0] in project_file()["config"] and not span.endswith((".yml", ".yaml"))
+    }
+)
+
+
+def test_the_prose_names_config_paths() -> None:
+    assert "cluster.autoscaling.instanceTypes" in CONFIG_PATHS_NAMED
+
+
+@pytest.mark.parametrize("key", CONFIG_PATHS_NAMED)
+def test_every_config_path_named_is_a_field(key: str) -> None:
+    model: type[BaseModel] = StackConfig
+    parts = key.split(".")
+    while parts:
+        part = parts.pop(0)
+        info = next(i for n, i in model.model_fields.items() if part in (n, i.alias))
+        if typing.get_origin(info.annotation) is dict:
+            # A map keyed by an enum (`egress.crm`): the next part is a key.
+            key_type, value_type = typing.get_args(info.annotation)
+            if parts:
+                assert parts.pop(0) in {k.value for k in key_type}, key
+            model = value_type
+            continue
         following = _field(model, part)
         assert following is not None
         model = following
