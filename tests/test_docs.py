@@ -736,3 +736,18 @@ def test_every_code_block_is_valid(doc: str, language: str, code: str) -> None:
     else:
         checked = subprocess.run(["bash", "-n"], input=code, capture_output=True, text=True)
         assert checked.returncode == 0, checked.stderr
+
+
+# -- architecture.md: the map covers the tree -----------------------------------------
+
+
+def test_the_architecture_map_names_every_component_and_package() -> None:
+    text = _text(REPO / "docs" / "architecture.md")
+    components = [p.stem for p in (REPO / "infra" / "components").glob("*.py")]
+    missing = [c for c in components if c != "__init__" and not re.search(rf"\b{c}\b", text)]
+    packages = [
+        p.name
+        for p in (REPO / "services").iterdir()
+        if (p / "__init__.py").is_file() and f"{p.name}/" not in text
+    ]
+    assert (missing, packages) == ([], []), "docs/architecture.md's layout leaves these out"
