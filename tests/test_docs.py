@@ -751,3 +751,20 @@ def test_the_architecture_map_names_every_component_and_package() -> None:
         if (p / "__init__.py").is_file() and f"{p.name}/" not in text
     ]
     assert (missing, packages) == ([], []), "docs/architecture.md's layout leaves these out"
+
+
+def test_make_help_lists_every_target() -> None:
+    # README: "`make help` lists every target".
+    listed = subprocess.run(
+        ["make", "--no-print-directory", "help"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    phony = re.search(r"^\.PHONY: (.+)$", _text(REPO / "Makefile"), re.M)
+    assert phony
+    assert {line.split()[0] for line in listed.splitlines() if line.strip()} == set(
+        phony[1].split()
+    )
+    assert set(phony[1].split()) == MAKE_TARGETS
