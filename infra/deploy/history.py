@@ -123,12 +123,18 @@ def rolled_back_from(updates: Sequence[Update]) -> dict[str, int]:
 def previous_update(updates: Sequence[Update]) -> Update:
     """The last successful update before the current one, from another commit.
 
-    An update whose commit a later rollback moved away from is never the
-    default target: right after rolling back from B to A, "the previous
-    update" is B's, and a second run of the same rollback would deploy B
-    again. It goes further back, or refuses when there is nothing older.
+    Right after a rollback from B to A, "the previous update" is B's: a second
+    run of the same rollback would deploy B again. So when the current update
+    is a rollback there is no default target (going further back is a
+    decision: name it), and an update whose commit a later rollback moved away
+    from is never the default target.
     """
     current = current_update(updates)
+    if _ROLLED_BACK_FROM.fullmatch(current.message):
+        raise HistoryError(
+            f"update {current.version} already rolled the stack back ({current.message}); "
+            "to go further back, name the target"
+        )
     left = rolled_back_from(updates)
 
     def abandoned(update: Update) -> bool:

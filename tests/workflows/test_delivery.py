@@ -463,20 +463,24 @@ def update(version: int, commit: str, message: str = "deploy") -> hist.Update:
 
 
 def test_running_a_rollback_twice_never_redeploys_what_it_rolled_back_from() -> None:
-    a, b, c = "a" * 40, "b" * 40, "c" * 40
+    a, b, c, d = "a" * 40, "b" * 40, "c" * 40, "d" * 40
     rolled_back = [
         update(4, a, hist.rollback_message(a, b)),
         update(3, b),
         update(2, a),
         update(1, c),
     ]
-    # The second run goes one release further back, never forward to b.
-    assert hist.previous_update(rolled_back).commit == c
-    with pytest.raises(hist.HistoryError, match="rolled back from: bbbbbbbbbbbb"):
-        hist.previous_update(rolled_back[:3])
+    # The second run of the same rollback changes nothing: no default target
+    # (the previous update is b's, the release just rolled back from).
+    with pytest.raises(hist.HistoryError, match="already rolled the stack back"):
+        hist.previous_update(rolled_back)
+    # a deployed once more after the rollback (a re-run, a drift fix): the
+    # release before it is still not b.
+    assert hist.previous_update([update(5, a), *rolled_back]).commit == c
+    # A fix forward rolls back to a, never to b.
+    assert hist.previous_update([update(5, d), *rolled_back]).commit == a
     # b deployed again later is a release like any other.
-    redeployed = [update(6, c), update(5, b), *rolled_back]
-    assert hist.previous_update(redeployed).commit == b
+    assert hist.previous_update([update(6, c), update(5, b), *rolled_back]).commit == b
 
 
 def test_the_rollback_records_the_message_the_history_reads() -> None:
