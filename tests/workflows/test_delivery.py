@@ -373,6 +373,34 @@ def test_the_deploy_action_builds_reuses_or_promotes() -> None:
     assert "scripts/ci-stack-config.sh" in image["run"]
 
 
+@pytest.mark.parametrize("step_id", ["pushed", "promote"])
+def test_a_failing_image_script_fails_its_step(tmp_path: Path, step_id: str) -> None:
+    # GitHub runs `run:` with `bash -e -o pipefail`; the step must stop when
+    # its script fails, not record an empty image and carry on.
+    step = next(s for s in action("deploy-stack")["runs"]["steps"] if s.get("id") == step_id)
+    scripts = tmp_path / "scripts"
+    scripts.mkdir()
+    for name in ("ci-pushed-image.sh", "ci-promote-image.sh"):
+        (scripts / name).write_text("echo 'registry: 403 Forbidden' >&2\nexit 1\n")
+    output = tmp_path / "github_output"
+    result = subprocess.run(
+        ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", step["run"]],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+        env={
+            "PATH": "/usr/bin:/bin",
+            "GITHUB_OUTPUT": str(output),
+            "SOURCE_IMAGE": f"{ECR}/eh-staging@{DIGEST}",
+            "REPOSITORY": f"{ECR}/eh",
+            "TAG": "c0ffee",
+        },
+    )
+    assert result.returncode != 0
+    assert not output.exists() or "image=" not in output.read_text()
+
+
 # --- images -------------------------------------------------------------------------
 
 
