@@ -172,6 +172,13 @@ def test_a_stack_never_deployed_has_no_image_to_keep(tmp_path: Path) -> None:
     assert "no successful update with an image" in result.stderr
 
 
+def test_an_unreadable_history_stops_the_config(tmp_path: Path) -> None:
+    # No history.json: the stand-in fails as the CLI does without access to the backend.
+    result = run_script("ci-stack-config.sh", "dev", fake_dir=tmp_path)
+    assert result.returncode != 0
+    assert not [c for c in calls(tmp_path) if c["args"][:2] == ["config", "set"]]
+
+
 def test_an_image_by_tag_is_refused(tmp_path: Path) -> None:
     result = run_script(
         "ci-stack-config.sh", "dev", fake_dir=tmp_path, env={"IMAGE": f"{ECR}/eh:latest"}
