@@ -3,9 +3,11 @@
 #   scripts/ci-drift.sh STACK OUT_DIR
 # `pulumi refresh --preview-only` reads every resource from its provider and
 # compares it with the state, writing nothing; `--expect-no-changes` makes a
-# difference an error whose text ("no changes were expected but changes
-# occurred") tells drift apart from a check that could not run (credentials,
-# a stack locked by a running update, missing config).
+# difference an error whose text tells drift apart from a check that could not
+# run (credentials, a stack locked by a running update, missing config). The
+# CLI has worded it "no changes were expected but changes occurred" and, since
+# its NoChangesExpectedError, "... but changes were proposed", optionally with
+# "for refresh": all are drift.
 # Writes OUT_DIR/status (none | drift | error), OUT_DIR/summary.md and
 # OUT_DIR/refresh.txt. Exit 0 no drift, 1 drift, 2 the check failed.
 set -euo pipefail
@@ -19,7 +21,8 @@ pulumi refresh --preview-only --expect-no-changes --diff --suppress-outputs \
 
 if [ "$code" -eq 0 ]; then
   status=none heading="no drift"
-elif grep -q "no changes were expected but changes occurred" "$out/refresh.txt"; then
+elif grep -Eq "no changes were expected( for [a-z]+)? but changes (occurred|were proposed)" \
+  "$out/refresh.txt"; then
   status=drift heading="DRIFT: resources changed outside Pulumi"
 else
   status=error heading="the drift check failed (exit $code); drift unknown"

@@ -219,6 +219,20 @@ def test_preview_drift_and_rollback_set_the_stack_config_before_pulumi_runs() ->
             1,
         ),
         (
+            "~ aws:rds/instance:Instance db refresh [diff: ~backupRetentionPeriod]\n"
+            "error: no changes were expected but changes were proposed\n",
+            255,
+            "drift",
+            1,
+        ),
+        (
+            "~ aws:rds/instance:Instance db refresh [diff: ~backupRetentionPeriod]\n"
+            "error: no changes were expected for refresh but changes were proposed\n",
+            255,
+            "drift",
+            1,
+        ),
+        (
             "error: the stack is currently locked by 1 lock(s). Either wait for the other "
             "process(es) to end or delete the lock file with `pulumi cancel`.\n",
             255,
@@ -226,7 +240,7 @@ def test_preview_drift_and_rollback_set_the_stack_config_before_pulumi_runs() ->
             2,
         ),
     ],
-    ids=["clean", "drift", "locked"],
+    ids=["clean", "drift", "drift-proposed", "drift-for-refresh", "locked"],
 )
 def test_drift_is_told_apart_from_a_check_that_could_not_run(
     tmp_path: Path, output: str, rc: int, status: str, exit_code: int
