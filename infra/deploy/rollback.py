@@ -602,8 +602,7 @@ def rollback(
         selected = auto.select_stack(stack_name=stack, work_dir=str(tree))
         try:
             up = selected.up(
-                message=f"rollback to {planned.target_commit[:12]} "
-                f"(from {planned.current_commit[:12]})",
+                message=hist.rollback_message(planned.target_commit, planned.current_commit),
                 on_output=on_output,
             )
         except auto.CommandError as exc:
