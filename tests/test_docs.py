@@ -21,7 +21,9 @@ Over README.md, docs/ (runbooks included), charts/README.md and models/README.md
 - every metric, table, function or recording-rule name it quotes is in the
   project's files, every dotted Python name (``catalog.X``,
   ``services.common.flags.require_feature``) resolves, and every HTTP route
-  (``POST /v1/leads/events``, ``/health/churn``) is served by a service.
+  (``POST /v1/leads/events``, ``/health/churn``) is served by a service;
+- every PromQL query it quotes parses and reads only series a service
+  exports or a rule records.
 
 Usage notation is understood: ``a|b`` lists alternatives (each is checked),
 ``[...]`` marks optional parts, and ``T``, ``NAME=HASH``, ``<prefix>`` or
@@ -768,3 +770,55 @@ def test_make_help_lists_every_target() -> None:
         phony[1].split()
     )
     assert set(phony[1].split()) == MAKE_TARGETS
+
+
+# -- PromQL ---------------------------------------------------------------------------
+
+#: A query, not a metric's name with its label list: it calls a PromQL function.
+PROMQL_CALL = re.compile(
+    r"\b(?:rate|irate|increase|sum|avg|max|min|count|histogram_quantile|changes)"
+    r"\s*(?:by\s*\([^)]*\)\s*)?\("
+)
+#: Quoted as what the seed got wrong (observability.md), or cAdvisor's series.
+NOT_OURS_TO_EXPORT = frozenset(
+    {
+        "websocket_latency_ms",
+        "error_count",
+        "churn_intervention_latency_s",
+        "x_bucket",
+        "container_cpu_cfs_throttled_periods_total",
+    }
+)
+QUERIES = sorted(
+    {
+        (_rel(doc), span.replace("\n", " "))
+        for doc in DOCS
+        for span in re.findall(r"`([^`]+)`", FENCE.sub("", _text(doc)))
+        if PROMQL_CALL.search(span) and "..." not in span
+    }
+)
+
+
+@cache
+def known_series() -> frozenset[str]:
+    """Every series a service exports (from its source) or a rule records."""
+    from alerts.catalog import exported_metrics, recorded_series
+
+    return frozenset(exported_metrics(REPO / "services") | recorded_series())
+
+
+def test_the_docs_quote_queries() -> None:
+    assert len(QUERIES) > 10
+    assert "http_requests_total" in known_series()
+    assert "job:websocket_connection_service_failures:ratio_rate5m" in known_series()
+    assert "http_request_total" not in known_series()
+
+
+@pytest.mark.parametrize(("doc", "query"), QUERIES, ids=[f"{d}: {q}" for d, q in QUERIES])
+def test_every_query_parses_and_reads_real_series(doc: str, query: str) -> None:
+    from alerts.catalog import selected_metrics
+
+    # A runbook's `$job` is Grafana's variable: any job name stands in for it.
+    read = selected_metrics(query.replace("$job", "websocket-manager"))
+    unknown = read - known_series() - NOT_OURS_TO_EXPORT
+    assert not unknown, f"{doc}: {query} reads series nothing exports or records: {unknown}"
