@@ -739,8 +739,7 @@ def rollback(
         packs, pack_configs = policy_pack_arguments(tree, stack)
         try:
             up = selected.up(
-                message=f"rollback to {planned.target_commit[:12]} "
-                f"(from {planned.current_commit[:12]})",
+                message=hist.rollback_message(planned.target_commit, planned.current_commit),
                 on_output=on_output,
                 # The same guardrails as a deploy (mandatory in staging and production).
                 policy_packs=packs,

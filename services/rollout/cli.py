@@ -327,7 +327,7 @@ def register_rollout_commands(subparsers: Any) -> None:
     add_operator_arguments(set_)
     set_.set_defaults(handler=_rollout_set)
 
-    enable = commands.add_parser("enable-all", help="every feature on for 100% of tenants")
+    enable = commands.add_parser("enable-all", help="every feature on for 100%% of tenants")
     enable.add_argument("--reason", required=True, help="why (kept in the audit)")
     add_operator_arguments(enable)
     enable.set_defaults(handler=_enable_all)
