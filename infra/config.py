@@ -253,6 +253,11 @@ class CacheConfig(_Model):
     # `protect` on the replication group (refuses a plan that deletes or
     # replaces it), as database.deletionProtection also protects the instance.
     deletion_protection: bool = True
+    # What ElastiCache does with the old auth token when the token changes
+    # (docs/deploying.md, "Rotating the Redis auth token"): ROTATE keeps both
+    # valid while the services roll to the new one; SET, applied afterwards,
+    # retires the old one. SET while rotating would cut off the running pods.
+    auth_token_update_strategy: Literal["ROTATE", "SET"] = "ROTATE"  # noqa: S105 - a mode
 
 
 class StorageConfig(_Model):

@@ -435,6 +435,7 @@ def _cache(
             snapshot_window=cache.snapshot_window,
             maintenance_window=cache.maintenance_window,
             deletion_protection=cache.deletion_protection,
+            auth_token_update_strategy=cache.auth_token_update_strategy,
         ),
         opts=opts,
     )

@@ -101,6 +101,8 @@ class CacheArgs:
     maintenance_window: pulumi.Input[str]
     #: Pulumi ``protect`` on the replication group: a plain value (an option).
     deletion_protection: bool = True
+    #: ROTATE or SET: how a changed auth token replaces the old one (CacheConfig).
+    auth_token_update_strategy: pulumi.Input[str] = "ROTATE"  # noqa: S105 - a mode
     tags: Mapping[str, str] = field(default_factory=dict)
 
 
@@ -193,6 +195,8 @@ class Cache(pulumi.ComponentResource):
             at_rest_encryption_enabled=args.at_rest_encryption,
             kms_key_id=key.arn if key else None,
             auth_token=token.result if token else None,
+            # Sent with a changed token (or a changed strategy); not at create.
+            auth_token_update_strategy=args.auth_token_update_strategy if token else None,
             port=catalog.REDIS_PORT,
             parameter_group_name=parameters.name,
             subnet_group_name=placement.subnet_group.name,

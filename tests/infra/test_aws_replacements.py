@@ -130,3 +130,24 @@ def test_a_replaced_cache_leaves_its_snapshot_under_a_name_of_its_own() -> None:
     result = plan(_with("dev", "cache"), _with("dev", "cache", atRestEncryption=False))
     before, after = _replaced(result, "aws:elasticache/replicationGroup:ReplicationGroup")
     assert before != after
+
+
+def test_retiring_the_old_redis_token_is_an_update_of_the_group_alone() -> None:
+    # Step 2 of a token rotation (docs/deploying.md): the token is unchanged,
+    # the strategy becomes SET, and pulumi-aws sends the token with it
+    # (ModifyReplicationGroup with AuthTokenUpdateStrategy=SET). Nothing else
+    # may move: no replacement, no Secret, no rollout.
+    before = _with("production", "cache")
+    after = _with("production", "cache", authTokenUpdateStrategy="SET")
+    group = "aws:elasticache/replicationGroup:ReplicationGroup"
+
+    def strategy(document: dict[str, Any]) -> str:
+        inputs = next(r for r in document["resources"] if r["type"] == group)["inputs"]
+        return str(inputs["authTokenUpdateStrategy"])
+
+    assert (strategy(before), strategy(after)) == ("ROTATE", "SET")
+    result = plan(before, after)
+    assert [(c.type, c.action) for c in result.changes] == [(group, "update")]
+    [change] = result.changes
+    # (The diff masks every auth-token property, this one included.)
+    assert [p.path for p in change.properties] == ["authTokenUpdateStrategy"]

@@ -214,6 +214,13 @@ def test_redis_versions_pulumi_aws_refuses_are_refused(version: str) -> None:
     )
 
 
+def test_a_redis_token_strategy_other_than_rotate_or_set_is_refused() -> None:
+    # DELETE is only for moving to RBAC, which the services do not use.
+    assert "cache.authTokenUpdateStrategy" in _rejected(
+        "dev", {"cache": {"authTokenUpdateStrategy": "DELETE"}}
+    )
+
+
 def test_zero_node_group_size_is_refused() -> None:
     groups = [
         {"name": "general", "instanceTypes": ["m6i.large"], "minSize": 0, "desiredSize": 1,
