@@ -50,6 +50,7 @@ from services.rollout.observe import gather
 from services.rollout.operations import (
     INSERT_AUDIT,
     Change,
+    FlagChangedMeanwhile,
     apply_changes,
     audit_trail,
     plan_changes,
@@ -95,7 +96,7 @@ async def _change(
 def _run(coroutine: Any) -> int:
     try:
         asyncio.run(coroutine)
-    except InvalidFlag as exc:
+    except (InvalidFlag, FlagChangedMeanwhile) as exc:
         raise CommandError(str(exc)) from None
     return 0
 
