@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import logging
 
 import pytest
@@ -146,3 +147,26 @@ def test_served_processes_keep_http_clients_request_lines_out_below_debug(
     finally:
         for logger, level in zip(loggers, levels, strict=True):
             logger.setLevel(level)
+
+
+def _command_paths(
+    parser: argparse.ArgumentParser, path: tuple[str, ...] = ()
+) -> list[tuple[str, ...]]:
+    paths = [path]
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                paths += _command_paths(sub, (*path, name))
+    return paths
+
+
+def test_every_command_prints_its_help(capsys: pytest.CaptureFixture[str]) -> None:
+    # `--help` formats every help string with %: a bare "100%" raised a
+    # TypeError traceback instead of the usage (`enterprisehub rollout --help`).
+    paths = _command_paths(cli.build_parser())
+    assert ("rollout", "enable-all") in paths
+    for path in paths:
+        with pytest.raises(SystemExit) as exited:
+            main([*path, "--help"])
+        assert exited.value.code == 0, path
+        assert "usage: enterprisehub" in capsys.readouterr().out, path

@@ -263,3 +263,17 @@ async def test_operating_cost_is_the_tenants_claude_ledger_when_it_reports(
     assert costs["tenant-a", "realtime_intelligence"] == pytest.approx(
         4 * realtime.api_cost_per_use
     )
+
+
+@pytest.mark.parametrize("days", ["0", "-3", "3661", "seven"])
+async def test_report_refuses_a_period_that_is_not_one_to_3660_days(
+    days: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # --days 0 divided by zero (a traceback); --days -3 reported a period whose
+    # end came before its start.
+    with pytest.raises(SystemExit) as exited:
+        await _cli("impact", "report", "--start", "2026-12-01", "--days", days)
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument --days: '{days}' is not a number of days between 1 and 3660" in err
+    assert "Traceback" not in err

@@ -198,6 +198,8 @@ async def test_a_rollback_while_the_operator_confirms_is_not_undone_by_the_chang
         (["--feature", "ai_coaching", "--percentage", "150"], "between 0 and 100"),
         (["--feature", "ai_coaching", "--percentage", "nan"], "between 0 and 100"),
         (["--feature", "ai_coaching", "--percentage", "-1"], "between 0 and 100"),
+        # The audit must say why: a blank reason is no reason.
+        (["--feature", "ai_coaching", "--percentage", "10", "--reason", "  "], "must say why"),
     ],
 )
 async def test_bad_arguments_are_clear_errors(
@@ -207,7 +209,8 @@ async def test_bad_arguments_are_clear_errors(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     with pytest.raises(SystemExit) as exit_info:
-        await _cli("rollout", "set", *argv, "--environment", "local", "--reason", "x", "--yes")
+        # argv last: its --reason, if any, is the one argparse keeps.
+        await _cli("rollout", "set", "--environment", "local", "--reason", "x", "--yes", *argv)
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
 
