@@ -109,3 +109,60 @@ async def test_sign_in_and_see_the_lead_hub_in_chromium(
             assert "agent-2" in sidebar
         finally:
             await browser.close()
+
+
+async def test_signing_out_leaves_nothing_of_the_last_user_for_the_next(
+    dashboards_url: str,
+    replica: Replica,
+    http: httpx.AsyncClient,
+    make_token: Callable[..., str],
+    sample_leads: list[LeadFeatures],
+) -> None:
+    # A shared browser (an office's front desk). Three defects: the hub kept
+    # what it had read with agent-1's token (the event the feed sends to
+    # agent-1 alone included) and showed it to agent-2 signing in next;
+    # "Sign out" on the hub itself did nothing (its refreshing fragment
+    # swallowed the click), so nobody could sign out from the landing page;
+    # and a click on the hub's own link while it refreshed showed every event
+    # twice (two runs read from one cursor).
+    from playwright.async_api import Page, async_playwright
+
+    webhook = make_token("tenant-a", subject="crm")
+    for lead_id, agent in [("for-everyone", None), ("for-agent-1-only", "agent-1")]:
+        body = event_body(sample_leads[0], lead_id=lead_id, agent_id=agent)
+        await post_event(http, replica, webhook, body)
+
+    async def sign_in_and_see(page: Page, subject: str, events: str) -> None:
+        await page.get_by_label("Access token", exact=True).fill(
+            make_token("tenant-a", subject=subject)
+        )
+        await page.get_by_role("button", name="Sign in").click()
+        await page.get_by_test_id("stSidebar").get_by_text(subject).wait_for(timeout=30_000)
+        await page.get_by_role("link", name="Real-Time Lead Intelligence Hub").click()
+        shown = page.locator('[data-testid="stMetric"]', has_text="Events shown")
+        await (
+            shown.locator('[data-testid="stMetricValue"]')
+            .get_by_text(events, exact=True)
+            .wait_for(timeout=30_000)
+        )
+
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(
+            executable_path=str(CHROMIUM),
+            headless=True,
+            args=["--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE localhost, EXCLUDE 127.0.0.1"],
+        )
+        try:
+            page = await browser.new_page()
+            await page.goto(dashboards_url)
+            await sign_in_and_see(page, "agent-1", "2")
+            # Signed out from another page first (that button always worked).
+            await page.get_by_role("link", name="Property Intelligence").click()
+            await page.get_by_role("heading", name="Property Intelligence").wait_for(timeout=30_000)
+            await page.get_by_role("button", name="Sign out").click()
+            await sign_in_and_see(page, "agent-2", "1")
+            # Then from the hub, which refreshes itself every few seconds.
+            await page.get_by_role("button", name="Sign out").click()
+            await page.get_by_label("Access token", exact=True).wait_for(timeout=30_000)
+        finally:
+            await browser.close()
