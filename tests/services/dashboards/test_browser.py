@@ -166,3 +166,33 @@ async def test_signing_out_leaves_nothing_of_the_last_user_for_the_next(
             await page.get_by_label("Access token", exact=True).wait_for(timeout=30_000)
         finally:
             await browser.close()
+
+
+async def test_the_hub_signs_out_when_its_token_expires(
+    dashboards_url: str, make_token: Callable[..., str]
+) -> None:
+    # The hub only refreshes its fragment, which skipped the app's sign-in
+    # check: with an expired token it kept the page (and the data already
+    # read) on screen, saying only that the feed was unavailable.
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(
+            executable_path=str(CHROMIUM),
+            headless=True,
+            args=["--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE localhost, EXCLUDE 127.0.0.1"],
+        )
+        try:
+            page = await browser.new_page()
+            await page.goto(dashboards_url)
+            await page.get_by_label("Access token", exact=True).fill(
+                make_token("tenant-a", subject="agent-3", ttl_seconds=6)
+            )
+            await page.get_by_role("button", name="Sign in").click()
+            await page.get_by_role("heading", name="Real-Time Lead Intelligence Hub").wait_for(
+                timeout=30_000
+            )
+            await page.get_by_text("Signed out: token has expired").wait_for(timeout=60_000)
+            await page.get_by_label("Access token", exact=True).wait_for(timeout=10_000)
+        finally:
+            await browser.close()
