@@ -53,6 +53,8 @@ def _probability(value: str) -> float:
     return number
 
 
+#: experiment_results.metric is varchar(100).
+MAX_METRIC_CHARS = 100
 #: Ten years: a report longer than that is a typo.
 MAX_REPORT_DAYS = 3660
 
@@ -90,6 +92,12 @@ def _analyze(args: argparse.Namespace) -> int:
         raise CommandError(
             "--store needs --feature, --metric, --window-start and --window-end", EXIT_USAGE
         )
+    # Checked before the analysis is printed: experiment_results would refuse
+    # the row afterwards (its CHECK and varchar(100)) with a traceback.
+    if args.store and args.window_end < args.window_start:
+        raise CommandError("--window-end is before --window-start", EXIT_USAGE)
+    if args.store and not (args.metric.strip() and len(args.metric) <= MAX_METRIC_CHARS):
+        raise CommandError(f"--metric must be 1-{MAX_METRIC_CHARS} characters", EXIT_USAGE)
     try:
         units = read_units(args.input)
         pre = (
