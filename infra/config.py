@@ -249,6 +249,10 @@ class CacheConfig(_Model):
     snapshot_retention_days: PositiveInt = 7
     snapshot_window: str = "03:00-04:00"
     maintenance_window: str = "sun:05:00-sun:06:00"
+    # ElastiCache has no deletion protection of its own: this is Pulumi's
+    # `protect` on the replication group (refuses a plan that deletes or
+    # replaces it), as database.deletionProtection also protects the instance.
+    deletion_protection: bool = True
 
 
 class StorageConfig(_Model):

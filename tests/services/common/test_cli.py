@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+from collections.abc import Iterator
 
 import pytest
 
@@ -149,24 +150,18 @@ def test_served_processes_keep_http_clients_request_lines_out_below_debug(
             logger.setLevel(level)
 
 
-def _command_paths(
-    parser: argparse.ArgumentParser, path: tuple[str, ...] = ()
-) -> list[tuple[str, ...]]:
-    paths = [path]
+def _parsers(parser: argparse.ArgumentParser) -> Iterator[argparse.ArgumentParser]:
+    yield parser
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
-            for name, sub in action.choices.items():
-                paths += _command_paths(sub, (*path, name))
-    return paths
+            for child in action.choices.values():
+                yield from _parsers(child)
 
 
-def test_every_command_prints_its_help(capsys: pytest.CaptureFixture[str]) -> None:
-    # `--help` formats every help string with %: a bare "100%" raised a
-    # TypeError traceback instead of the usage (`enterprisehub rollout --help`).
-    paths = _command_paths(cli.build_parser())
-    assert ("rollout", "enable-all") in paths
-    for path in paths:
-        with pytest.raises(SystemExit) as exited:
-            main([*path, "--help"])
-        assert exited.value.code == 0, path
-        assert "usage: enterprisehub" in capsys.readouterr().out, path
+def test_every_command_prints_its_help() -> None:
+    # argparse %-formats every help string: a bare "100%" made `enterprisehub
+    # rollout --help` a traceback instead of the list of its commands.
+    parsers = list(_parsers(cli.build_parser()))
+    assert len(parsers) > 20
+    for parser in parsers:
+        assert parser.format_help().startswith(f"usage: {parser.prog}")
