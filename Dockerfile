@@ -104,7 +104,7 @@ ENV PATH=/opt/venv/bin:${PATH} \
     TMPDIR=/tmp
 WORKDIR /tmp
 USER 10001:10001
-EXPOSE 8001 8002 8003 8004
+EXPOSE 8001 8002 8003 8004 8005 8501
 # No HEALTHCHECK: Kubernetes probes /health and the service's health path.
 ENTRYPOINT ["enterprisehub"]
 CMD ["serve", "realtime"]

@@ -43,7 +43,7 @@ format: setup ## Apply ruff formatting and safe fixes
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-typecheck: setup ## mypy over infra, services, localrun and benchmarks
+typecheck: setup ## mypy over infra, services, localrun, benchmarks, policies and alerts
 	$(VENV)/bin/mypy
 
 test: lint lint-workflows typecheck ## Everything: lint, workflow lint, type check and the whole test suite
@@ -78,7 +78,7 @@ closed-loop: setup ## W7: fault -> alert -> rollback-handler -> flag off, on loo
 	$(PY) -m benchmarks.closed_loop --scenario errors
 	$(PY) -m benchmarks.closed_loop --scenario latency
 
-bench: setup ## Every benchmark in benchmarks/ (long; see docs/benchmarks.md)
+bench: setup ## W6 synthesis, W2 lead scoring and W1 feed benchmarks (long; the others: docs/benchmarks.md)
 	$(PY) -m benchmarks.synth
 	$(PY) -m benchmarks.lead_scoring
 	$(PY) -m benchmarks.realtime_feed

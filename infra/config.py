@@ -249,6 +249,15 @@ class CacheConfig(_Model):
     snapshot_retention_days: PositiveInt = 7
     snapshot_window: str = "03:00-04:00"
     maintenance_window: str = "sun:05:00-sun:06:00"
+    # ElastiCache has no deletion protection of its own: this is Pulumi's
+    # `protect` on the replication group (refuses a plan that deletes or
+    # replaces it), as database.deletionProtection also protects the instance.
+    deletion_protection: bool = True
+    # What ElastiCache does with the old auth token when the token changes
+    # (docs/deploying.md, "Rotating the Redis auth token"): ROTATE keeps both
+    # valid while the services roll to the new one; SET, applied afterwards,
+    # retires the old one. SET while rotating would cut off the running pods.
+    auth_token_update_strategy: Literal["ROTATE", "SET"] = "ROTATE"  # noqa: S105 - a mode
 
 
 class StorageConfig(_Model):

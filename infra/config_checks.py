@@ -186,8 +186,9 @@ def _database_problems(database: DatabaseConfig) -> list[Problem]:
 
 def _cache_problems(cache: CacheConfig) -> list[Problem]:
     problems = []
-    if not re.fullmatch(r"7(\.[0-9]+)?", cache.engine_version):
-        problems.append(Problem("cache.engineVersion", cache.engine_version, "Redis 7 (7 or 7.N)"))
+    # pulumi-aws takes Redis 6+ versions as <major>.<minor> only: "7" alone fails the preview.
+    if not re.fullmatch(r"7\.[0-9]+", cache.engine_version):
+        problems.append(Problem("cache.engineVersion", cache.engine_version, "Redis 7.N, e.g. 7.1"))
     if not cache.node_type.startswith("cache."):
         problems.append(
             Problem(
@@ -372,6 +373,7 @@ def _production_problems(config: StackConfig) -> list[Problem]:
         "cache.multiAz": cache.multi_az,
         "cache.transitEncryption": cache.transit_encryption,
         "cache.atRestEncryption": cache.at_rest_encryption,
+        "cache.deletionProtection": cache.deletion_protection,
         "network.natGatewayPerAz": network.nat_gateway_per_az,
     }
     rules: list[tuple[str, object, bool, str]] = [

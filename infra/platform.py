@@ -15,7 +15,7 @@ wait for the migration.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pulumi
@@ -30,6 +30,7 @@ from infra.components.addons import (
     chart_values,
 )
 from infra.components.dashboards import Dashboards, DashboardsArgs
+from infra.components.dns import ExternalDns, ExternalDnsArgs
 from infra.components.jobs import (
     MODEL_PUBLISHER_SERVICE_ACCOUNT,
     ModelPublishArgs,
@@ -90,6 +91,8 @@ class DataPlane:
     s3_cidrs: pulumi.Input[Sequence[str]] = ()
     #: AWS: where the STS interface endpoint's network interfaces are (private subnets).
     sts_cidrs: pulumi.Input[Sequence[str]] = ()
+    #: AWS: external-dns for the stack's hosted zone; None: records are made by hand.
+    external_dns: ExternalDnsArgs | None = None
 
 
 #: The stack settings the rollback handler reads (it has no buckets, origins or model).
@@ -155,6 +158,14 @@ def build_platform(
     """Declare the workloads and return the stack outputs they provide."""
     platform = _Platform(config, prefix, data, opts)
     addons = platform.addons()
+    if data.external_dns is not None:
+        # external-dns watches HTTPRoutes and exits when the Gateway API types are not
+        # served ("failed to sync ... context deadline exceeded"): its Helm wait would
+        # time out on a new cluster unless the chart that installs them came first.
+        ExternalDns(
+            f"{prefix}-external-dns",
+            replace(data.external_dns, after=[*data.external_dns.after, *addons.ready]),
+        )
     monitoring = platform.monitoring(addons)
     jobs = platform.jobs(after=[namespace, *data.ready])
     services = platform.services(jobs.rollout_gate)

@@ -26,6 +26,7 @@ from infra import catalog
 from infra.components.autoscaling import KarpenterSpec
 from infra.components.cache import Cache, CacheArgs, replication_group_id
 from infra.components.cluster import (
+    DEPLOY_ROLE,
     EksCluster,
     EksClusterArgs,
     ExistingEksCluster,
@@ -36,6 +37,7 @@ from infra.components.cluster import (
 )
 from infra.components.database import Database, DatabaseArgs
 from infra.components.datastores import MINIO_PORT, Datastores, DatastoresArgs
+from infra.components.dns import ExternalDnsArgs
 from infra.components.iam import PrefixWriterGrant, ServiceRoles, ServiceRolesArgs
 from infra.components.jobs import MODEL_PUBLISHER_SERVICE_ACCOUNT
 from infra.components.network import Network, NetworkArgs
@@ -149,6 +151,8 @@ class _AwsCluster:
     private_cidrs: list[str] = field(default_factory=list)
     #: VPC endpoints the cluster side's network policies use (empty for existing-eks).
     vpc_endpoints: dict[str, Any] = field(default_factory=dict)
+    #: external-dns for the stack's hosted zone (eks mode with dns.hostedZoneId).
+    external_dns: ExternalDnsArgs | None = None
 
 
 def _build_aws(config: StackConfig) -> dict[str, Any]:
@@ -167,7 +171,7 @@ def _build_aws(config: StackConfig) -> dict[str, Any]:
     )
     aws_opts = pulumi.ResourceOptions(providers=[aws_provider])
     identity = aws.get_caller_identity(opts=pulumi.InvokeOptions(provider=aws_provider))
-    cluster = _aws_cluster(config, prefix, aws_opts, identity.account_id)
+    cluster = _aws_cluster(config, prefix, aws_provider, identity.account_id)
 
     database = _database(config, prefix, cluster, aws_opts)
     cache = _cache(config, prefix, cluster, aws_opts)
@@ -234,6 +238,7 @@ def _build_aws(config: StackConfig) -> dict[str, Any]:
             opts=pulumi.InvokeOutputOptions(provider=aws_provider),
         ).cidr_blocks,
         sts_cidrs=cluster.private_cidrs,
+        external_dns=cluster.external_dns,
     )
     namespace = create_namespace(config, prefix, k8s_opts)
     platform = build_platform(config, prefix, data, k8s_opts, namespace)
@@ -254,8 +259,9 @@ def _build_aws(config: StackConfig) -> dict[str, Any]:
 
 
 def _aws_cluster(
-    config: StackConfig, prefix: str, aws_opts: pulumi.ResourceOptions, account_id: str
+    config: StackConfig, prefix: str, aws_provider: aws.Provider, account_id: str
 ) -> _AwsCluster:
+    aws_opts = pulumi.ResourceOptions(providers=[aws_provider])
     if config.cluster.mode == "existing-eks":
         existing = ExistingEksCluster(
             f"{prefix}-cluster",
@@ -306,8 +312,6 @@ def _aws_cluster(
             ),
             log_types=config.cluster.log_types,
             support_type=config.cluster.support_type,
-            dns_zone_id=config.dns.hosted_zone_id,
-            dns_domains=[config.domain],
             admin_role_arns=_admin_roles(config),
             autoscaling=KarpenterSpec(
                 instance_types=config.cluster.autoscaling.instance_types,
@@ -347,13 +351,28 @@ def _aws_cluster(
             # Interface endpoint: its addresses lie in the private subnets.
             "sts": {"id": network.sts_endpoint_id, "cidrs": network.private_cidrs},
         },
+        external_dns=(
+            ExternalDnsArgs(
+                hosted_zone_id=config.dns.hosted_zone_id,
+                domains=[config.domain],
+                owner_id=prefix,
+                oidc_provider_arn=eks.oidc_provider_arn,
+                oidc_issuer_url=eks.oidc_issuer_url,
+                partition=eks.partition,
+                region=config.aws_region,
+                provider=eks.provider,
+                aws_provider=aws_provider,
+            )
+            if config.dns.hosted_zone_id
+            else None
+        ),
     )
 
 
 def _admin_roles(config: StackConfig) -> dict[str, str]:
     """Cluster-admin access entries by purpose, from config."""
     roles = {
-        "deploy": config.cluster.deploy_role_arn,
+        DEPLOY_ROLE: config.cluster.deploy_role_arn,
         "break-glass": config.cluster.break_glass_role_arn,
     }
     return {purpose: arn for purpose, arn in roles.items() if arn}
@@ -415,6 +434,8 @@ def _cache(
             snapshot_retention_days=cache.snapshot_retention_days,
             snapshot_window=cache.snapshot_window,
             maintenance_window=cache.maintenance_window,
+            deletion_protection=cache.deletion_protection,
+            auth_token_update_strategy=cache.auth_token_update_strategy,
         ),
         opts=opts,
     )

@@ -71,7 +71,7 @@ class Datastores:
         """The variables every service reads to reach these servers."""
         env = {
             "DATABASE_URL": self.database_url,
-            "MIGRATION_DATABASE_URL": self.servers.postgres.owner_url,
+            "MIGRATION_DATABASE_URL": self.servers.postgres.migration_url,
             "REDIS_URL": self.redis_url,
             **self.extra_env,
         }

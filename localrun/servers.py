@@ -9,7 +9,10 @@ Postgres: ``initdb`` refuses to run as root, so as root it runs as the
 ``postgres`` user and the data directory is chowned to it. Connections over
 TCP use SCRAM passwords (the superuser's is ``POSTGRES_PASSWORD``) so that
 role passwords are really checked, as in the cloud; the Unix socket in the
-data directory trusts local users for ``createdb``.
+data directory trusts local users for ``createdb``. Migrations run as
+``MIGRATION_ROLE``, which owns the database as RDS's master user does (CREATEROLE,
+neither a superuser nor BYPASSRLS), so a migration that only a superuser could
+run fails here before it fails on RDS.
 """
 
 from __future__ import annotations
@@ -31,6 +34,48 @@ import yaml
 PG_BIN = Path(os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin"))
 POSTGRES_PASSWORD = "postgres-local"  # noqa: S105 - loopback-only development cluster
 POSTGRES_DATABASE = "enterprisehub"
+MIGRATION_ROLE = "enterprisehub_owner"
+MIGRATION_PASSWORD = "owner-local"  # noqa: S105 - loopback-only development cluster
+
+# Run as the superuser at every start. The last block is for a database that an
+# older `make run` migrated as the superuser: its objects are handed to the
+# migration owner (REASSIGN OWNED cannot move the bootstrap superuser's objects).
+# Sequences of serial and identity columns, indexes, tables' row types and
+# array types move with what they belong to.
+_MIGRATION_OWNER_SQL = f"""
+DO $$ BEGIN
+  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{MIGRATION_ROLE}') THEN
+    CREATE ROLE {MIGRATION_ROLE} LOGIN CREATEROLE NOSUPERUSER NOBYPASSRLS
+      PASSWORD '{MIGRATION_PASSWORD}';
+  END IF;
+END $$;
+ALTER DATABASE :"database" OWNER TO {MIGRATION_ROLE};
+DO $$ DECLARE statement text; BEGIN
+  FOR statement IN
+    SELECT format('ALTER %s %s OWNER TO {MIGRATION_ROLE}',
+                  CASE c.relkind WHEN 'S' THEN 'SEQUENCE' WHEN 'v' THEN 'VIEW'
+                                 WHEN 'm' THEN 'MATERIALIZED VIEW' ELSE 'TABLE' END,
+                  c.oid::regclass)
+      FROM pg_class c
+     WHERE c.relnamespace = 'public'::regnamespace AND c.relowner = 'postgres'::regrole
+       AND c.relkind IN ('r', 'p', 'v', 'm', 'S')
+       AND NOT EXISTS (SELECT FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
+                          AND d.objid = c.oid AND d.deptype IN ('a', 'i'))
+    UNION ALL
+    SELECT format('ALTER ROUTINE %s OWNER TO {MIGRATION_ROLE}', p.oid::regprocedure)
+      FROM pg_proc p
+     WHERE p.pronamespace = 'public'::regnamespace AND p.proowner = 'postgres'::regrole
+    UNION ALL
+    SELECT format('ALTER TYPE %s OWNER TO {MIGRATION_ROLE}', t.oid::regtype)
+      FROM pg_type t
+     WHERE t.typnamespace = 'public'::regnamespace AND t.typowner = 'postgres'::regrole
+       AND (t.typtype IN ('e', 'd')
+            OR t.typtype = 'c' AND (SELECT relkind FROM pg_class WHERE oid = t.typrelid) = 'c')
+  LOOP
+    EXECUTE statement;
+  END LOOP;
+END $$;
+"""  # noqa: S608 - constants of this module only
 SETUP_HINT = "run `make setup` (scripts/install-system-packages.sh) to install it"
 
 
@@ -111,8 +156,44 @@ class PostgresServer:
 
     @property
     def owner_url(self) -> str:
-        """The superuser DSN (migrations and test cleanup)."""
+        """The superuser DSN (test cleanup, loading benchmark data, psql)."""
         return self.url()
+
+    @property
+    def migration_url(self) -> str:
+        """The DSN of ``MIGRATION_ROLE``, which runs the migrations and owns the tables."""
+        return self.url(MIGRATION_ROLE, MIGRATION_PASSWORD)
+
+    def ensure_migration_owner(self) -> None:
+        """Create ``MIGRATION_ROLE`` if missing and make it own the database and its objects."""
+        psql = _require(PG_BIN / "psql", "postgresql-15")
+        result = subprocess.run(
+            _as_postgres(
+                [
+                    psql,
+                    "-h",
+                    str(self.data_dir),
+                    "-p",
+                    str(self.port),
+                    "-U",
+                    self.superuser,
+                    "-d",
+                    self.database,
+                    "-X",
+                    "-q",
+                    "-v",
+                    "ON_ERROR_STOP=1",
+                    "-v",
+                    f"database={self.database}",
+                ]
+            ),
+            input=_MIGRATION_OWNER_SQL,
+            check=False,
+            capture_output=True,
+            text=True,
+        )
+        if result.returncode != 0:
+            raise ServerFailed(f"could not prepare {MIGRATION_ROLE}: {result.stderr.strip()}")
 
     def createdb(self, name: str) -> None:
         """Create a database over the trusted Unix socket."""
@@ -217,6 +298,7 @@ def start_postgres(
     server = PostgresServer(data_dir=data_dir, port=port, database=database)
     if fresh:
         server.createdb(database)
+    server.ensure_migration_owner()
     return server
 
 

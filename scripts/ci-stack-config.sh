@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# CI (deploy jobs): give STACK the secrets, the image digest and the runbooks'
-# URL it needs, from the job's environment (GitHub environment secrets and the
-# workflow's own GITHUB_* variables), before `pulumi up`.
+# CI (deploy, preview, drift and rollback jobs): give STACK the secrets, the
+# image digest and the runbooks' URL it needs, from the job's environment
+# (GitHub environment secrets and the workflow's own GITHUB_* variables),
+# before `pulumi up`, `preview` or `refresh`.
 #   scripts/ci-stack-config.sh STACK
 # Secrets are piped on stdin, so they never appear in a process list or a log;
 # a variable that is unset or empty is skipped (the stack keeps its value).
@@ -22,6 +23,32 @@ set_secret anthropicApiKey "${ANTHROPIC_API_KEY:-}"
 set_secret ghlApiKey "${GHL_API_KEY:-}"
 set_secret slackWebhookUrl "${SLACK_WEBHOOK_URL:-}"
 set_secret jwtPreviousKeys "${JWT_PREVIOUS_KEYS:-}"
+
+# Without IMAGE (previews, drift checks, the rollback job) the stack keeps the
+# image it runs: the one its newest successful update recorded. The stack
+# files in git hold none, and `image` is required config, so without this a
+# preview or a refresh stops at "missing configuration value 'image'".
+deployed_image() {
+  pulumi stack history --json --stack "$stack" --page-size 50 --page 1 |
+    "${PYTHON:-python3}" -c '
+import json, sys
+updates = sorted(json.load(sys.stdin), key=lambda u: u.get("version") or 0, reverse=True)
+for update in updates:
+    if update.get("kind") == "update" and update.get("result") == "succeeded":
+        value = (update.get("config") or {}).get("enterprisehub:image") or {}
+        if value.get("value"):
+            print(value["value"])
+            break
+'
+}
+if [ -z "${IMAGE:-}" ]; then
+  IMAGE=$(deployed_image)
+  if [ -z "$IMAGE" ]; then
+    echo "stack $stack has no successful update with an image: deploy it once first (docs/deploying.md)" >&2
+    exit 2
+  fi
+  echo "image of the last successful update:"
+fi
 
 if [ -n "${IMAGE:-}" ]; then
   case "$IMAGE" in

@@ -1,6 +1,6 @@
 """``enterprisehub``: the one console script of the image.
 
-    enterprisehub serve realtime|ml|coaching|churn|dashboards [--host H] [--port N]
+    enterprisehub serve realtime|ml|coaching|churn|rollback|dashboards [--host H] [--port N]
     enterprisehub migrate [--revision REV]
     enterprisehub flags init|assign ...          (registered by services.rollout.cli)
     enterprisehub rollout set|enable-all|status|advance ...
@@ -9,6 +9,9 @@
     enterprisehub token --tenant T --subject S --scope SCOPE [--scope ...] [--ttl 12h]
     enterprisehub feed --tenant T [--url ws://HOST:8001/v1/feed] [--token JWT]
     enterprisehub model train|publish ...      (registered by services.ml.cli)
+    enterprisehub vision backfill ...           (registered by services.ml.cli)
+    enterprisehub churn train ...               (registered by services.churn.cli)
+    enterprisehub rollback feature|stuck-undos|close-undo ...   (services.rollback.cli)
 
 Adding a service is one entry in ``SERVICES``; adding a command group is one
 entry in ``COMMAND_GROUPS`` (a ``module:function`` that receives the

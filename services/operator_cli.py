@@ -37,6 +37,13 @@ def feature_argument(value: str) -> str:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def reason_argument(value: str) -> str:
+    """argparse type: a ``--reason`` that says something (it is kept in the audit)."""
+    if not value.strip():
+        raise argparse.ArgumentTypeError("must say why (it is kept in the audit)")
+    return value.strip()
+
+
 def environment_argument(value: str) -> str:
     """argparse type: one of ``ENVIRONMENTS``."""
     if value not in ENVIRONMENTS:

@@ -14,7 +14,7 @@ Session scope
 Function scope (each first empties every table in ``public`` except
 ``alembic_version`` and FLUSHALLs Redis, so tests never see each other's data)
 - ``postgres_url``: superuser DSN; bypasses row-level security (the migrations run
-  as ``MIGRATION_ROLE``, which owns the tables and does not).
+  as ``localrun.servers.MIGRATION_ROLE``, which owns the tables and does not).
 - ``app_database_url``: application role DSN (``APP_ROLE``); RLS applies.
 - ``redis_url``: ``redis://127.0.0.1:PORT/0``.
 - ``settings_env``: ``dict`` of a complete, valid environment, already applied
@@ -42,7 +42,6 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import httpx
 import pytest
 import pytest_asyncio
@@ -76,11 +75,6 @@ from services.migrations.runner import migrate  # noqa: E402
 
 APP_ROLE = "enterprisehub_app"
 APP_PASSWORD = "app-role-password-for-tests"
-#: Runs the migrations and owns the tables, as RDS's master user does: CREATEROLE
-#: and the database's owner, but neither a superuser nor BYPASSRLS, so forced
-#: row-level security applies to it (a backfill that forgets it reads nothing).
-MIGRATION_ROLE = "enterprisehub_owner"
-MIGRATION_PASSWORD = "owner-role-password-for-tests"
 JWT_KID = "test-2026-01"
 JWT_SECRET = "test-active-signing-key-0123456789abcdef"
 JWT_PREVIOUS_KID = "test-2025-12"
@@ -100,7 +94,7 @@ def _servers_env(servers: LocalServers) -> dict[str, str]:
     return {
         "ENVIRONMENT": "local",
         "DATABASE_URL": servers.postgres.url(APP_ROLE, APP_PASSWORD),
-        "MIGRATION_DATABASE_URL": servers.postgres.url(MIGRATION_ROLE, MIGRATION_PASSWORD),
+        "MIGRATION_DATABASE_URL": servers.postgres.migration_url,
         "REDIS_URL": servers.redis.url,
         "JWT_SECRET_KEY": JWT_SECRET,
         "JWT_KEY_ID": JWT_KID,
@@ -130,17 +124,6 @@ def _started_servers() -> Iterator[LocalServers]:
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def local_servers(_started_servers: LocalServers) -> LocalServers:
     """Postgres + Redis for the whole session, migrated to head by the migration owner."""
-    superuser = await asyncpg.connect(_started_servers.postgres.owner_url)
-    try:
-        await superuser.execute(
-            f"CREATE ROLE {MIGRATION_ROLE} LOGIN CREATEROLE NOSUPERUSER NOBYPASSRLS "
-            f"PASSWORD '{MIGRATION_PASSWORD}'"
-        )
-        await superuser.execute(
-            f"ALTER DATABASE {_started_servers.postgres.database} OWNER TO {MIGRATION_ROLE}"
-        )
-    finally:
-        await superuser.close()
     env = _servers_env(_started_servers)
     await migrate(CommonSettings(**{k.lower(): v for k, v in env.items()}))
     return _started_servers

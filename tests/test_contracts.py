@@ -122,7 +122,7 @@ def contract_problems(workload: catalog.Workload) -> list[str]:
         problems.append(f"feature {workload.feature!r} is not in services.common.flags.FEATURES")
     # Streamlit serves its own health path; an ASGI app's routes are checked.
     if getattr(entry, "kind", "asgi") == "asgi" and not problems:
-        client = TestClient(_app(workload, entry.factory), raise_server_exceptions=False)
+        client = TestClient(service_app(workload, entry.factory), raise_server_exceptions=False)
         for path in ("/health", workload.health_path):
             # Without the lifespan the stores are absent and a handler may fail,
             # but a path the app does not route answers 404 before any handler.
@@ -131,7 +131,7 @@ def contract_problems(workload: catalog.Workload) -> list[str]:
     return problems
 
 
-def _app(workload: catalog.Workload, factory: str) -> Any:
+def service_app(workload: catalog.Workload, factory: str) -> Any:
     """The service's app, built from the settings the stack would give it."""
     module_name, _, attribute = factory.partition(":")
     create_app = getattr(importlib.import_module(module_name), attribute)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks.image_contents import context_sources, files
+from services import cli
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -37,6 +39,14 @@ def test_the_build_context_admits_no_tooling() -> None:
     ]
     assert "services" in allowed
     assert not {"infra", "localrun"} & set(allowed)
+
+
+def test_the_image_exposes_every_service_port() -> None:
+    # EXPOSE documents what `docker run IMAGE serve NAME` listens on.
+    exposed = re.findall(r"^EXPOSE (.+)$", (REPO / "Dockerfile").read_text("utf-8"), re.M)
+    assert {int(port) for line in exposed for port in line.split()} == {
+        entry.port for entry in cli.SERVICES.values()
+    }
 
 
 def test_the_services_import_nothing_from_infra_or_localrun() -> None:

@@ -6,6 +6,13 @@ events for session clean-up), ``slowlog-log-slower-than 10000`` and
 ``slowlog-max-len 128``. ``maxmemory`` itself is set by ElastiCache from the
 node type and cannot be a parameter.
 
+Redis holds the live feature-flag state, sessions and the churn queues, so the
+group is never deleted without a final snapshot (its name carries a random
+suffix renewed with the group, so a replacement's snapshot never collides with
+an earlier one), and ``deletion_protection`` protects it in Pulumi
+(``protect``): ElastiCache has no deletion protection of its own, and a
+changed subnet group, port or at-rest key replaces the group.
+
 The auth token is generated with pulumi_random: it is only ever read by the
 program that writes it into the services' Secret, and a rotation is one
 ``pulumi up --replace``. Without transit encryption Redis would send it in
@@ -92,6 +99,10 @@ class CacheArgs:
     snapshot_retention_days: pulumi.Input[int]
     snapshot_window: pulumi.Input[str]
     maintenance_window: pulumi.Input[str]
+    #: Pulumi ``protect`` on the replication group: a plain value (an option).
+    deletion_protection: bool = True
+    #: ROTATE or SET: how a changed auth token replaces the old one (CacheConfig).
+    auth_token_update_strategy: pulumi.Input[str] = "ROTATE"  # noqa: S105 - a mode
     tags: Mapping[str, str] = field(default_factory=dict)
 
 
@@ -155,6 +166,21 @@ class Cache(pulumi.ComponentResource):
             else None
         )
 
+        # Renewed with the group: the keepers are the inputs pulumi-aws replaces
+        # it for, so each replacement's final snapshot gets a name of its own.
+        snapshot_suffix = random.RandomId(
+            f"{name}-final-snapshot-suffix",
+            byte_length=4,
+            keepers={
+                "replicationGroupId": args.replication_group_id,
+                "engine": "redis",
+                "port": str(catalog.REDIS_PORT),
+                "subnetGroupName": placement.subnet_group.name,
+                "atRestEncryptionEnabled": str(args.at_rest_encryption).lower(),
+                "kmsKeyId": key.arn if key else "",
+            },
+            opts=child,
+        )
         group = aws.elasticache.ReplicationGroup(
             f"{name}-redis",
             replication_group_id=args.replication_group_id,
@@ -169,17 +195,26 @@ class Cache(pulumi.ComponentResource):
             at_rest_encryption_enabled=args.at_rest_encryption,
             kms_key_id=key.arn if key else None,
             auth_token=token.result if token else None,
+            # Sent with a changed token (or a changed strategy); not at create.
+            auth_token_update_strategy=args.auth_token_update_strategy if token else None,
             port=catalog.REDIS_PORT,
             parameter_group_name=parameters.name,
             subnet_group_name=placement.subnet_group.name,
             security_group_ids=[security_group.id],
             snapshot_retention_limit=args.snapshot_retention_days,
+            final_snapshot_identifier=snapshot_suffix.hex.apply(
+                lambda suffix: f"{args.replication_group_id}-final-{suffix}"
+            ),
             snapshot_window=args.snapshot_window,
             maintenance_window=args.maintenance_window,
             auto_minor_version_upgrade=True,
             apply_immediately=False,
             tags=tags,
-            opts=pulumi.ResourceOptions(parent=self, additional_secret_outputs=["auth_token"]),
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                additional_secret_outputs=["auth_token"],
+                protect=args.deletion_protection,
+            ),
         )
 
         self.primary_endpoint = group.primary_endpoint_address

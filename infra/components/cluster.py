@@ -30,7 +30,6 @@ import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
 from infra.components.autoscaling import Karpenter, KarpenterArgs, KarpenterSpec
-from infra.components.dns import ExternalDns, ExternalDnsArgs
 from infra.components.iam import (
     EKS_NODE_POLICIES,
     irsa_trust_policy,
@@ -41,7 +40,8 @@ from infra.components.iam import (
 from infra.components.kms import encryption_key
 
 CONTROL_PLANE_LOG_RETENTION_DAYS = 90
-# Managed add-ons at the default version for the cluster's Kubernetes version.
+# Managed add-ons at the default version for the cluster's Kubernetes version
+# (see `addon_version`).
 CORE_ADDONS = ("vpc-cni", "kube-proxy")
 EBS_CSI_SERVICE_ACCOUNT = ("kube-system", "ebs-csi-controller-sa")
 #: The VPC CNI enforces NetworkPolicy only when told to (its network policy
@@ -51,6 +51,10 @@ ADDON_CONFIGURATION: dict[str, dict[str, str]] = {"vpc-cni": {"enableNetworkPoli
 STORAGE_CLASS = "gp3-encrypted"
 #: EKS's managed access policy for full cluster administration.
 CLUSTER_ADMIN_POLICY = "AmazonEKSClusterAdminPolicy"
+#: The cluster input that gives the creator an admin access entry (a creation-only flag).
+BOOTSTRAP_ADMIN_PATH = "accessConfig.bootstrapClusterCreatorAdminPermissions"
+#: The admin role (``EksClusterArgs.admin_role_arns`` key) that runs `pulumi up`.
+DEPLOY_ROLE = "deploy"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -89,9 +93,6 @@ class EksClusterArgs:
     admin_role_arns: Mapping[str, str] = field(default_factory=dict)
     #: Karpenter's NodePool; None leaves scaling to the managed node groups.
     autoscaling: KarpenterSpec | None = None
-    #: Route 53 zone for external-dns, and the domains it may write; None: no external-dns.
-    dns_zone_id: str | None = None
-    dns_domains: Sequence[str] = ()
     tags: Mapping[str, str] = field(default_factory=dict)
 
 
@@ -134,6 +135,17 @@ def render_kubeconfig(cluster_name: str, endpoint: str, ca_data: str, region: st
     )
 
 
+def creator_is_admin(admin_role_arns: Mapping[str, str]) -> bool:
+    """Whether EKS gives the cluster's creator an admin access entry at creation.
+
+    Yes unless a deploy role is declared: then `pulumi up` runs as that role and
+    its own entry below is the access (EKS refuses a second entry for one
+    principal). A break-glass role alone changes nothing: whoever creates the
+    cluster must still reach it to create the Kubernetes objects.
+    """
+    return DEPLOY_ROLE not in admin_role_arns
+
+
 def admin_access_entries(
     name: str,
     cluster: aws.eks.Cluster,
@@ -166,6 +178,25 @@ def admin_access_entries(
             )
         )
     return created
+
+
+def addon_version(
+    addon: str, kubernetes_version: pulumi.Input[str], parent: pulumi.Resource
+) -> pulumi.Output[str]:
+    """EKS's default version of ``addon`` for ``kubernetes_version``, set explicitly.
+
+    EKS never moves an installed add-on by itself, not even when the control
+    plane moves to the next minor version, and an unset ``addon_version`` is
+    read back from the cluster and never changes. Pinned to the default for
+    the cluster's version, the add-ons follow each version step, after the
+    control plane (they depend on the cluster).
+    """
+    return aws.eks.get_addon_version_output(
+        addon_name=addon,
+        kubernetes_version=kubernetes_version,
+        most_recent=False,
+        opts=pulumi.InvokeOutputOptions(parent=parent),
+    ).version
 
 
 def _first_issuer(identities: Any) -> str:
@@ -266,9 +297,7 @@ class EksCluster(EksClusterOutputs):
             ),
             access_config=aws.eks.ClusterAccessConfigArgs(
                 authentication_mode="API",
-                # With a deploy role declared, access is the entries below; EKS
-                # refuses a second entry for the creator if it is that role.
-                bootstrap_cluster_creator_admin_permissions=not args.admin_role_arns,
+                bootstrap_cluster_creator_admin_permissions=creator_is_admin(args.admin_role_arns),
             ),
             upgrade_policy=aws.eks.ClusterUpgradePolicyArgs(support_type=args.support_type),
             encryption_config=aws.eks.ClusterEncryptionConfigArgs(
@@ -277,7 +306,14 @@ class EksCluster(EksClusterOutputs):
             ),
             enabled_cluster_log_types=list(args.log_types),
             tags=tags,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[log_group, *cluster_attachments]),
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                depends_on=[log_group, *cluster_attachments],
+                # The flag is part of the creation request only, and a change
+                # replaces the cluster (forceNew): declaring a deploy role later
+                # must not delete the cluster with every workload on it.
+                ignore_changes=[BOOTSTRAP_ADMIN_PATH],
+            ),
         )
 
         node_role = service_role(f"{name}-node-role", "ec2.amazonaws.com", parent=self, tags=tags)
@@ -331,6 +367,7 @@ class EksCluster(EksClusterOutputs):
                 f"{name}-{addon}",
                 cluster_name=cluster.name,
                 addon_name=addon,
+                addon_version=addon_version(addon, args.kubernetes_version, self),
                 configuration_values=(
                     json.dumps(ADDON_CONFIGURATION[addon]) if addon in ADDON_CONFIGURATION else None
                 ),
@@ -348,6 +385,7 @@ class EksCluster(EksClusterOutputs):
                 f"{name}-coredns",
                 cluster_name=cluster.name,
                 addon_name="coredns",
+                addon_version=addon_version("coredns", args.kubernetes_version, self),
                 resolve_conflicts_on_create="OVERWRITE",
                 resolve_conflicts_on_update="PRESERVE",
                 tags=tags,
@@ -384,6 +422,7 @@ class EksCluster(EksClusterOutputs):
                 f"{name}-aws-ebs-csi-driver",
                 cluster_name=cluster.name,
                 addon_name="aws-ebs-csi-driver",
+                addon_version=addon_version("aws-ebs-csi-driver", args.kubernetes_version, self),
                 service_account_role_arn=ebs_role.arn,
                 resolve_conflicts_on_create="OVERWRITE",
                 resolve_conflicts_on_update="PRESERVE",
@@ -414,7 +453,7 @@ class EksCluster(EksClusterOutputs):
                 ip_protocol="tcp",
                 from_port=443,
                 to_port=443,
-                description=f"Kubernetes API from the deployer's network {cidr}",
+                description=f"Kubernetes API from the deployer network {cidr}",
                 opts=pulumi.ResourceOptions(parent=cluster),
             )
             for index, cidr in enumerate(args.deployer_cidrs)
@@ -480,24 +519,8 @@ class EksCluster(EksClusterOutputs):
                 opts=pulumi.ResourceOptions(parent=self),
             )
             ready.append(self.karpenter)
-        self.external_dns: ExternalDns | None = None
-        if args.dns_zone_id:
-            self.external_dns = ExternalDns(
-                f"{name}-external-dns",
-                ExternalDnsArgs(
-                    hosted_zone_id=args.dns_zone_id,
-                    domains=list(args.dns_domains),
-                    owner_id=args.cluster_name,
-                    oidc_provider_arn=oidc.arn,
-                    oidc_issuer_url=issuer,
-                    partition=partition,
-                    region=args.region,
-                    provider=system_provider,
-                    after=[*node_groups, *addons],
-                    tags=tags,
-                ),
-                opts=pulumi.ResourceOptions(parent=self),
-            )
+        #: The AWS partition (aws, aws-cn, ...), for ARNs built beside the cluster.
+        self.partition = partition
         self.storage_class = STORAGE_CLASS
         # Workloads wait for nodes and cluster DNS: a Deployment applied to a
         # cluster without nodes would wait out its timeout and fail the update.

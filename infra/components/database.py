@@ -14,9 +14,16 @@ bundle the image carries (``RDS_CA_BUNDLE``), so the services also refuse a
 server whose certificate does not chain to RDS's CAs or name the endpoint
 (``services.common.database.tls_from_dsn`` builds the context).
 
+With ``deletion_protection`` the instance is also protected in Pulumi
+(``protect``): RDS would refuse the delete only once the update is under way
+(with an explicit identifier pulumi-aws deletes before it replaces), while a
+protected resource stops the preview of any plan that deletes or replaces it
+(a changed ``db_name``, ``username``, KMS key...).
+
 The final snapshot's identifier carries a random suffix that changes whenever
-the instance is replaced: a replacement's snapshot never collides with the one
-an earlier instance left. The instance's log groups are declared before it, so
+the instance is replaced (its keepers are the inputs that force a
+replacement): a replacement's snapshot never collides with the one an earlier
+instance left. The instance's log groups are declared before it, so
 that their retention is ours (RDS would create them never expiring).
 """
 
@@ -60,7 +67,8 @@ class DatabaseArgs:
     backup_window: pulumi.Input[str]
     maintenance_window: pulumi.Input[str]
     multi_az: pulumi.Input[bool]
-    deletion_protection: pulumi.Input[bool]
+    #: RDS deletion protection and Pulumi ``protect``: a plain value (an option).
+    deletion_protection: bool
     #: Decides whether a KMS key exists, so it is a plain value.
     storage_encrypted: bool
     skip_final_snapshot: pulumi.Input[bool]
@@ -137,12 +145,20 @@ class Database(pulumi.ComponentResource):
             )
             for export in LOG_EXPORTS
         ]
-        # Regenerated with the instance (keepers): each replacement's final
-        # snapshot gets a new name instead of colliding with the previous one.
+        # Regenerated with the instance: the keepers are the inputs pulumi-aws
+        # replaces it for, so each replacement's final snapshot gets a new name
+        # instead of colliding with the one the previous instance left.
         snapshot_suffix = random.RandomId(
             f"{name}-final-snapshot-suffix",
             byte_length=4,
-            keepers={"identifier": args.identifier, "engine": "postgres"},
+            keepers={
+                "identifier": args.identifier,
+                "engine": "postgres",
+                "dbName": args.database_name,
+                "username": args.owner_username,
+                "storageEncrypted": str(args.storage_encrypted).lower(),
+                "kmsKeyId": key.arn if key else "",
+            },
             opts=child,
         )
         instance = aws.rds.Instance(
@@ -188,7 +204,10 @@ class Database(pulumi.ComponentResource):
             apply_immediately=False,
             tags=tags,
             opts=pulumi.ResourceOptions(
-                parent=self, additional_secret_outputs=["password"], depends_on=log_groups
+                parent=self,
+                additional_secret_outputs=["password"],
+                depends_on=log_groups,
+                protect=args.deletion_protection,
             ),
         )
 

@@ -14,6 +14,12 @@ stack owns, so two stacks sharing a zone never overwrite each other. The
 policy is ``upsert-only``: a record is never deleted by the controller (a
 removed hostname is cleaned up by hand, which is rare and safer than an
 accidental wipe).
+
+external-dns exits when a route type it watches is not served ("failed to
+sync ... context deadline exceeded"), so its chart is installed after the one
+that brings the Gateway API CRDs (``after``; Envoy Gateway's, in the
+platform's add-ons): on a new cluster a release installed first would
+crash-loop until Helm's wait timed out and failed the update.
 """
 
 from __future__ import annotations
@@ -70,7 +76,10 @@ class ExternalDnsArgs:
     oidc_issuer_url: pulumi.Input[str]
     partition: str
     region: str
+    #: The Kubernetes provider of the cluster, and the AWS provider of its role.
     provider: k8s.Provider
+    aws_provider: aws.Provider | None = None
+    #: What the chart waits for: at least the release installing the Gateway API CRDs.
     after: Sequence[pulumi.Resource] = ()
     tags: Mapping[str, str] = field(default_factory=dict)
 
@@ -92,7 +101,7 @@ class ExternalDns(pulumi.ComponentResource):
                 args.oidc_provider_arn, args.oidc_issuer_url, NAMESPACE, SERVICE_ACCOUNT
             ),
             tags=dict(args.tags),
-            opts=pulumi.ResourceOptions(parent=self),
+            opts=pulumi.ResourceOptions(parent=self, provider=args.aws_provider),
         )
         permissions = aws.iam.RolePolicy(
             f"{name}-route53",

@@ -91,13 +91,15 @@ class Registry(pulumi.ComponentResource):
             ],
             force_delete=args.force_delete,
             tags=tags,
-            opts=pulumi.ResourceOptions(parent=self),
+            # The images of earlier releases are what a rollback deploys again.
+            opts=pulumi.ResourceOptions(parent=self, protect=not args.force_delete),
         )
         aws.ecr.LifecyclePolicy(
             f"{name}-lifecycle",
             repository=repository.name,
             policy=lifecycle_policy(),
-            opts=pulumi.ResourceOptions(parent=repository),
+            # Children inherit `protect`; the policy holds no data.
+            opts=pulumi.ResourceOptions(parent=repository, protect=False),
         )
         self.repository_url = repository.repository_url
         self.repository_arn = repository.arn

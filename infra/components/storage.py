@@ -71,9 +71,13 @@ class Storage(pulumi.ComponentResource):
                 bucket=bucket_name,
                 force_destroy=args.force_destroy,
                 tags={**tags, "Purpose": purpose.value},
-                opts=pulumi.ResourceOptions(parent=self),
+                # A bucket whose objects must outlive it is protected: a renamed
+                # bucket (storage.bucketPrefix) would be created empty and the old
+                # one's delete fail half-way through the update.
+                opts=pulumi.ResourceOptions(parent=self, protect=not args.force_destroy),
             )
-            inner = pulumi.ResourceOptions(parent=bucket)
+            # Children inherit `protect`; the bucket's settings hold no data.
+            inner = pulumi.ResourceOptions(parent=bucket, protect=False)
             aws.s3.BucketOwnershipControls(
                 f"{prefix}-ownership",
                 bucket=bucket.id,
@@ -121,7 +125,9 @@ class Storage(pulumi.ComponentResource):
                 bucket=bucket.id,
                 policy=bucket.arn.apply(tls_only_policy),
                 # S3 rejects policy writes racing the public access block's creation.
-                opts=pulumi.ResourceOptions(parent=bucket, depends_on=[public_block]),
+                opts=pulumi.ResourceOptions.merge(
+                    inner, pulumi.ResourceOptions(depends_on=[public_block])
+                ),
             )
             self.bucket_names[purpose] = bucket.bucket
             self.bucket_arns[purpose] = bucket.arn

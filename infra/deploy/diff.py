@@ -40,7 +40,9 @@ _SECRET_KEY = re.compile(r"(?i)(password|passwd|secret|token|private_?key|api_?k
 
 #: Inputs a provider cannot change in place: a change replaces the resource.
 #: Taken from the providers' schemas (`forceNew` properties) for the types the
-#: program declares; Kubernetes objects are replaced when renamed or moved.
+#: program declares; Kubernetes objects are replaced when renamed or moved. An
+#: entry is a property or a dotted path into one (a nested `forceNew` field):
+#: a change at or below it replaces.
 REPLACE_ON: Mapping[str, frozenset[str]] = {
     "aws:rds/instance:Instance": frozenset(
         {
@@ -69,7 +71,16 @@ REPLACE_ON: Mapping[str, frozenset[str]] = {
     ),
     "aws:s3/bucket:Bucket": frozenset({"bucket", "bucketPrefix", "objectLockEnabled"}),
     "aws:eks/cluster:Cluster": frozenset(
-        {"name", "roleArn", "encryptionConfig", "kubernetesNetworkConfig", "outpostConfig"}
+        {
+            "name",
+            "roleArn",
+            "encryptionConfig",
+            "kubernetesNetworkConfig",
+            "outpostConfig",
+            "bootstrapSelfManagedAddons",
+            # Only the creation request carries it (EKS never reports it back).
+            "accessConfig.bootstrapClusterCreatorAdminPermissions",
+        }
     ),
     "aws:eks/nodeGroup:NodeGroup": frozenset(
         {
@@ -94,6 +105,7 @@ REPLACE_ON: Mapping[str, frozenset[str]] = {
     "random:index/randomPassword:RandomPassword": frozenset(
         {"length", "special", "upper", "lower", "numeric", "overrideSpecial", "keepers"}
     ),
+    "random:index/randomId:RandomId": frozenset({"byteLength", "keepers", "prefix"}),
     "kubernetes:batch/v1:Job": frozenset({"spec"}),
 }
 _KUBERNETES_REPLACE_ON = frozenset({"metadata.name", "metadata.namespace"})
@@ -259,9 +271,13 @@ def _show(value: Any) -> Any:
     return None if value is _ABSENT else value
 
 
+def _at_or_below(path: str, prefix: str) -> bool:
+    """True when ``path`` is ``prefix`` or lies inside it (``a.b`` is inside ``a``)."""
+    return path == prefix or path.startswith((prefix + ".", prefix + "["))
+
+
 def _forces_replacement(resource_type: str, path: str) -> bool:
-    top = path.split(".")[0].split("[")[0]
-    if top in REPLACE_ON.get(resource_type, frozenset()):
+    if any(_at_or_below(path, p) for p in REPLACE_ON.get(resource_type, frozenset())):
         return True
     if resource_type.startswith("kubernetes:"):
         if any(path == p or path.startswith(p + ".") for p in _KUBERNETES_REPLACE_ON):
@@ -274,13 +290,25 @@ def _forces_replacement(resource_type: str, path: str) -> bool:
 
 
 def property_changes(
-    resource_type: str, before: Mapping[str, Any], after: Mapping[str, Any], *, prefix: str = ""
+    resource_type: str,
+    before: Mapping[str, Any],
+    after: Mapping[str, Any],
+    *,
+    prefix: str = "",
+    ignore: Sequence[str] = (),
 ) -> list[PropertyChange]:
-    """Leaf-level differences between two input maps, secrets masked."""
+    """Leaf-level differences between two input maps, secrets masked.
+
+    Paths at or below an ``ignore`` entry (the resource's ``ignoreChanges``) are
+    left out: the engine diffs them with the old value, so they never update or
+    replace anything.
+    """
     old = dict(_flatten(before)) if before else {}
     new = dict(_flatten(after)) if after else {}
     changes = []
     for path in sorted(set(old) | set(new)):
+        if any(_at_or_below(path, ignored) for ignored in ignore):
+            continue
         was, now = old.get(path, _ABSENT), new.get(path, _ABSENT)
         if was == now and type(was) is type(now):
             continue
@@ -298,7 +326,11 @@ def property_changes(
 
 
 def _resource_change(old: Mapping[str, Any], new: Mapping[str, Any]) -> ResourceChange | None:
-    properties = property_changes(new["type"], old.get("inputs", {}), new.get("inputs", {}))
+    # The new program's ignoreChanges is the one the engine applies.
+    ignored = (new.get("options") or {}).get("ignoreChanges") or ()
+    properties = property_changes(
+        new["type"], old.get("inputs", {}), new.get("inputs", {}), ignore=ignored
+    )
     properties += property_changes(
         new["type"], old.get("options", {}), new.get("options", {}), prefix="options."
     )

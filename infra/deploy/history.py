@@ -9,12 +9,22 @@ neither the code nor the config (pulumi/pulumi#96).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 from pulumi import automation as auto
+
+#: The message of a rollback's update: its target and the commit it left.
+ROLLBACK_MESSAGE = "rollback to {target} (from {current})"
+_ROLLED_BACK_FROM = re.compile(r"\Arollback to [0-9a-f]+ \(from ([0-9a-f]+)\)\Z")
+
+
+def rollback_message(target: str, current: str) -> str:
+    """The message a rollback records (abbreviated commits), which `rolled_back_from` reads."""
+    return ROLLBACK_MESSAGE.format(target=target[:12], current=current[:12])
 
 
 class HistoryError(RuntimeError):
@@ -99,20 +109,53 @@ def current_update(updates: Sequence[Update]) -> Update:
     raise HistoryError("the stack has no successful update")
 
 
+def rolled_back_from(updates: Sequence[Update]) -> dict[str, int]:
+    """Abbreviated commits a successful rollback moved the stack away from, with
+    the version of the newest such rollback."""
+    left: dict[str, int] = {}
+    for update in updates:
+        match = _ROLLED_BACK_FROM.fullmatch(update.message)
+        if update.succeeded and match:
+            left[match.group(1)] = max(left.get(match.group(1), 0), update.version)
+    return left
+
+
 def previous_update(updates: Sequence[Update]) -> Update:
-    """The last successful update before the current one, from another commit."""
+    """The last successful update before the current one, from another commit.
+
+    Right after a rollback from B to A, "the previous update" is B's: a second
+    run of the same rollback would deploy B again. So when the current update
+    is a rollback there is no default target (going further back is a
+    decision: name it), and an update whose commit a later rollback moved away
+    from is never the default target.
+    """
     current = current_update(updates)
+    if _ROLLED_BACK_FROM.fullmatch(current.message):
+        raise HistoryError(
+            f"update {current.version} already rolled the stack back ({current.message}); "
+            "to go further back, name the target"
+        )
+    left = rolled_back_from(updates)
+
+    def abandoned(update: Update) -> bool:
+        return any(
+            str(update.commit).startswith(commit) and version > update.version
+            for commit, version in left.items()
+        )
+
     for update in updates:
         if (
             update.version < current.version
             and update.succeeded
             and update.commit
             and update.commit != current.commit
+            and not abandoned(update)
         ):
             return update
+    skipped = f" (rolled back from: {', '.join(sorted(left))})" if left else ""
     raise HistoryError(
         f"no earlier successful update from another commit than {current.commit or '(unknown)'}"
-        " to roll back to"
+        f" to roll back to{skipped}"
     )
 
 

@@ -144,8 +144,11 @@ def check_local_cluster(
         return [
             Problem.prerequisite(
                 f"no kubeconfig at {kubeconfig}",
-                "start a local cluster: kind create cluster --name enterprisehub "
-                "(or minikube start, or enable Kubernetes in Docker Desktop)",
+                # A bare `kind create cluster` maps no host ports: the edge's
+                # NodePorts would be unreachable from the host.
+                "start a local cluster with the edge's port mappings and a registry, as "
+                "docs/deploying.md shows (kind create cluster --name enterprisehub "
+                "--config kind.yaml), or minikube start, or Kubernetes in Docker Desktop",
             )
         ]
     found = _current_kube_server(kubeconfig)

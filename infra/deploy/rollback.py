@@ -21,15 +21,23 @@ planned first:
      would be deleted or replaced without `protect`/`retainOnDelete`;
    * the target's config or secrets are missing (its Pulumi.yaml requires a key
      that neither its stack file nor the current stack file provides, or its
-     synthesis rejects the config).
+     synthesis rejects the config);
+   * the deployed commit's database schema is ahead of the target: the
+     migration Job that gates every rollout runs `alembic upgrade head`, which
+     fails on a database at a revision the target's code does not have
+     ("Can't locate revision"), so the update would stop before any
+     Deployment went back.
 
 `rollback` then runs `up` of the target worktree with its config (the secrets
-copied from the current stack file, never printed), checks the deployed
-services through the stack outputs, and reports.
+copied from the current stack file, never printed), its policy pack, and the virtualenv
+that synthesized the plan (a fresh worktree has none, and Pulumi would create
+an empty one), checks the deployed services through the stack outputs, and
+reports.
 """
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import json
 import os
@@ -77,6 +85,10 @@ STATEFUL_TYPES = frozenset(
     }
 )
 SYNTH_TIMEOUT_S = 900
+#: The Alembic revisions the migration Job applies (`alembic upgrade head`).
+MIGRATIONS_DIR = Path("services/migrations/versions")
+#: The policy pack every update runs with, and its per-stack config.
+POLICY_PACK_DIR = Path("policies")
 
 
 class RollbackError(RuntimeError):
@@ -87,7 +99,7 @@ class RollbackError(RuntimeError):
 class Refusal:
     """Why the plan must not run."""
 
-    kind: str  # provider | stateful | config
+    kind: str  # provider | stateful | config | schema
     message: str
 
 
@@ -378,6 +390,83 @@ def stateful_refusals(p: Plan) -> tuple[list[Refusal], list[str]]:
     return refusals, warnings
 
 
+def _literal_assignments(module: ast.Module, names: set[str]) -> dict[str, Any]:
+    """Top-level ``name = <literal>`` (annotated or not) of a module, never executed."""
+    found: dict[str, Any] = {}
+    for node in module.body:
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            target, value = node.target.id, node.value
+        elif (
+            isinstance(node, ast.Assign)
+            and len(node.targets) == 1
+            and isinstance(node.targets[0], ast.Name)
+        ):
+            target, value = node.targets[0].id, node.value
+        else:
+            continue
+        if target in names and value is not None:
+            with contextlib.suppress(ValueError):
+                found[target] = ast.literal_eval(value)
+    return found
+
+
+def migration_revisions(tree: Path) -> dict[str, tuple[str, ...]]:
+    """Each Alembic revision of a checkout with the revisions it follows.
+
+    Read from the files' ``revision``/``down_revision`` assignments; the
+    migrations are not imported (they would import the running code, not the
+    checkout's).
+    """
+    revisions: dict[str, tuple[str, ...]] = {}
+    folder = tree / MIGRATIONS_DIR
+    if not folder.is_dir():
+        return revisions
+    for path in sorted(folder.glob("*.py")):
+        values = _literal_assignments(
+            ast.parse(path.read_text(encoding="utf-8"), filename=str(path)),
+            {"revision", "down_revision"},
+        )
+        revision = values.get("revision")
+        if not isinstance(revision, str):
+            continue
+        down = values.get("down_revision")
+        if isinstance(down, str):
+            revisions[revision] = (down,)
+        elif isinstance(down, (tuple, list)):
+            revisions[revision] = tuple(str(d) for d in down)
+        else:
+            revisions[revision] = ()
+    return revisions
+
+
+def schema_refusals(current: Path, target: Path) -> list[Refusal]:
+    """The deployed schema's heads that the target's migrations do not know.
+
+    The deployed commit's migration Job succeeded (it gates the rollout), so the
+    database is at that commit's heads. The target's Job runs `alembic upgrade
+    head` against it; Alembic cannot place a revision it has no file for and
+    fails, and the update stops before any Deployment rolls back.
+    """
+    deployed = migration_revisions(current)
+    known = migration_revisions(target)
+    followed = {down for downs in deployed.values() for down in downs}
+    unknown = sorted(set(deployed) - followed - set(known))
+    if not unknown:
+        return []
+    newer = sorted(set(deployed) - set(known))
+    return [
+        Refusal(
+            "schema",
+            f"the database is at revision {', '.join(unknown)} ({MIGRATIONS_DIR}), which the "
+            f"target does not have ({len(newer)} revision(s) newer than it: {', '.join(newer)}); "
+            "its migration Job (`alembic upgrade head`) would fail with \"Can't locate "
+            'revision" and stop the update before any Deployment rolls back. Fix forward '
+            "(revert the code in a new commit that keeps these migrations), or downgrade the "
+            "schema to a revision the target knows first.",
+        )
+    ]
+
+
 # --- plan ---------------------------------------------------------------------------
 
 
@@ -406,12 +495,13 @@ def build_plan(
         current = synthesize(current_tree, stack, Path(scratch) / "current")
         target = synthesize(target_tree, stack, Path(scratch) / "target")
         missing = missing_config(target_tree, repo, stack, tuple(recorded))
+        schema = schema_refusals(current_tree, target_tree)
     if current.document is None:
         raise RollbackError(
             f"the current commit {current_commit[:12]} does not synthesize for {stack}: "
             f"{current.error}"
         )
-    refusals: list[Refusal] = []
+    refusals: list[Refusal] = list(schema)
     if missing:
         refusals.append(
             Refusal(
@@ -543,6 +633,48 @@ def _decode(text: str) -> Any:
     return text
 
 
+def use_this_virtualenv(tree: Path) -> dict[str, str]:
+    """Let `pulumi up` in ``tree`` run the program with this process's interpreter.
+
+    A fresh worktree has no virtualenv. For a Pulumi.yaml that names one, the
+    CLI would create it empty (it installs only a requirements.txt, and this
+    project installs from uv.lock), and the program would fail on
+    ``import pulumi``. The virtualenv that synthesized the plan is linked in
+    instead, so the update runs what was planned, on the provider versions the
+    stack already uses. Returns the environment the CLI needs besides:
+    ``PYTHONPATH`` names the worktree, because the language host puts only the
+    program's folder (``infra/``) on ``sys.path`` and that virtualenv's editable
+    install points ``import infra`` at the deployer's checkout, which would
+    deploy the current code with the target's config.
+    """
+    env = {"PYTHONPATH": str(tree)}
+    runtime = _project(tree).get("runtime")
+    options = runtime.get("options") if isinstance(runtime, Mapping) else None
+    venv = options.get("virtualenv") if isinstance(options, Mapping) else None
+    if not venv:
+        # No virtualenv option: the CLI runs `python3` from PATH unless told otherwise.
+        return {**env, "PULUMI_PYTHON_CMD": sys.executable}
+    path = Path(str(venv))
+    if not path.is_absolute():
+        path = tree / path
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.symlink_to(Path(sys.prefix), target_is_directory=True)
+    return env
+
+
+def policy_pack_arguments(tree: Path, stack: str) -> tuple[list[str], list[str]]:
+    """The target's own policy pack and its stack config, as a deploy's `up` gets them.
+
+    Empty when the target has no pack (a commit from before it existed).
+    """
+    pack = tree / POLICY_PACK_DIR
+    if not (pack / "PulumiPolicy.yaml").is_file():
+        return [], []
+    config = pack / "config" / f"{stack}.json"
+    return [str(pack)], [str(config)] if config.is_file() else []
+
+
 @dataclass
 class RollbackReport:
     """What `rollback` did."""
@@ -599,12 +731,19 @@ def rollback(
         return report
     with worktree(repo, planned.target_commit) as tree:
         _carry_config(repo, tree, stack, planned.target_config)
-        selected = auto.select_stack(stack_name=stack, work_dir=str(tree))
+        selected = auto.select_stack(
+            stack_name=stack,
+            work_dir=str(tree),
+            opts=auto.LocalWorkspaceOptions(env_vars=use_this_virtualenv(tree)),
+        )
+        packs, pack_configs = policy_pack_arguments(tree, stack)
         try:
             up = selected.up(
-                message=f"rollback to {planned.target_commit[:12]} "
-                f"(from {planned.current_commit[:12]})",
+                message=hist.rollback_message(planned.target_commit, planned.current_commit),
                 on_output=on_output,
+                # The same guardrails as a deploy (mandatory in staging and production).
+                policy_packs=packs,
+                policy_pack_configs=pack_configs,
             )
         except auto.CommandError as exc:
             report.result = (

@@ -332,10 +332,13 @@ class RecordingMocks(Mocks):
             return "", {}
         plain = normalize_numbers(unwrap_secrets(_sdk_unwrap(args.inputs)))
         if args.typ.startswith("aws:"):
+            violations = naming.check_text(args.typ, args.name, plain)
             violation = naming.check(args.typ, args.name, plain)
             if violation is not None:
+                violations.append(violation)
+            if violations:
                 with self._lock:
-                    self.name_violations.append(violation)
+                    self.name_violations.extend(violations)
         ctx = ResourceContext(args.typ, args.name, urn, plain, self.region, self.account_id)
         resource_id, computed = resource_outputs(ctx)
         if is_kubernetes_object_type(args.typ):

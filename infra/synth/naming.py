@@ -20,6 +20,13 @@ character rule as a full-match pattern, and where the limit comes from. A type
 the program declares but the table lacks is itself an error
 (``test_every_declared_aws_type_has_a_naming_rule``), so a new resource type
 cannot slip past the check.
+
+``TEXT_RULES`` does the same for free text that AWS checks as strictly as a
+name: the descriptions of security groups and of their rules, which EC2
+refuses outside ``a-zA-Z0-9. _-:/()#,@[]+=&;{}!$*`` (an apostrophe fails the
+create: "Invalid rule description. Valid descriptions are strings less than
+256 characters from the following set ..."). pulumi-aws does not check them
+at preview, so without this table the first ``up`` fails on the rule.
 """
 
 from __future__ import annotations
@@ -269,6 +276,28 @@ RULES: Final[Mapping[str, NameRule]] = {
     "aws:sqs/queuePolicy:QueuePolicy": _NO_NAME,
 }
 
+#: EC2's character set for a security group's and a security group rule's description.
+_EC2_DESCRIPTION: Final = NameRule(
+    field="description",
+    min_length=0,
+    max_length=255,
+    pattern=r"[A-Za-z0-9 ._\-:/()#,@\[\]+=&;{}!$*]*",
+    allowed="up to 255 of a-z A-Z 0-9 space ._-:/()#,@[]+=&;{}!$* (no apostrophe, quote, "
+    "'>' or non-ASCII)",
+    source=(
+        f"{_API}, EC2 CreateSecurityGroup GroupDescription and IpRange/"
+        "SecurityGroupRule descriptions (InvalidParameterValue otherwise)"
+    ),
+)
+
+#: Free-text properties AWS checks like names, per type (checked only when set).
+TEXT_RULES: Final[Mapping[str, tuple[NameRule, ...]]] = {
+    "aws:ec2/securityGroup:SecurityGroup": (_EC2_DESCRIPTION,),
+    "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule": (_EC2_DESCRIPTION,),
+    "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule": (_EC2_DESCRIPTION,),
+    "aws:ec2/securityGroupRule:SecurityGroupRule": (_EC2_DESCRIPTION,),
+}
+
 
 @dataclass(frozen=True, slots=True)
 class NameViolation:
@@ -295,7 +324,7 @@ class NameViolation:
             )
         return (
             f"{where}: {self.field} '{self.name}' ({len(self.name)} characters) is rejected: "
-            f"{self.rule.allowed} ({self.rule.source}). Fix: derive a name that fits."
+            f"{self.rule.allowed} ({self.rule.source}). Fix: derive a value that fits."
         )
 
 
@@ -318,6 +347,22 @@ def auto_name(rule: NameRule, logical_name: str, suffix: str) -> str:
     """What pulumi-aws generates: ``<logical>-<suffix>``, lowercased where the type says."""
     name = f"{logical_name}-{suffix[:RANDOM_SUFFIX_LENGTH]}"
     return name.lower() if rule.lowercase else name
+
+
+def check_text(
+    type_token: str, logical_name: str, inputs: Mapping[str, Any]
+) -> list[NameViolation]:
+    """The free-text properties of this resource that AWS would refuse (``TEXT_RULES``)."""
+    violations = []
+    for rule in TEXT_RULES.get(type_token, ()):
+        if rule.field is None:
+            continue
+        given = inputs.get(rule.field)
+        if isinstance(given, str) and not rule.fullmatch(given):
+            violations.append(
+                NameViolation(type_token, logical_name, rule.field, given, rule, auto=False)
+            )
+    return violations
 
 
 def check(type_token: str, logical_name: str, inputs: Mapping[str, Any]) -> NameViolation | None:

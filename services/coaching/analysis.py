@@ -13,8 +13,12 @@
   answered from ``coaching_sessions`` without a call.
 - Exactly one call per transcript: copies of a request that arrive together
   (retries, replicas) race for a claim in ``coaching_claims`` (revision
-  0014); the winner calls Claude and deletes the claim in the transaction
-  that stores the session (or on failure), the others wait for that session.
+  0014), in the statement that looks for a stored session; the winner calls
+  Claude and deletes the claim in the transaction that stores the session,
+  the others wait for that session. The claim is given back early only where
+  no session can follow (the call failed or was cancelled, or the store
+  failed): a billed answer still being stored after COACHING_SESSION_TIMEOUT
+  keeps it.
   Sessions are keyed by the configured model (CLAUDE_MODEL), the one a repeat
   is looked up by, not by the snapshot id the API reports for an alias.
 """
@@ -22,6 +26,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import time
 from dataclasses import dataclass, field
@@ -61,13 +66,18 @@ FIND_SESSION: Final = (
     "ORDER BY created_at DESC LIMIT 1"
 )
 
-# The claim is taken by inserting it, or by taking over a stale one.
-_CLAIM: Final = (
-    "INSERT INTO coaching_claims (transcript_sha256, model, prompt_version) "
-    "VALUES ($1, $2, $3) ON CONFLICT (tenant_id, transcript_sha256, model, prompt_version) "
+# One statement answers a repeat or, when nothing is stored, takes the claim:
+# by inserting it, or by taking over a stale one. Nothing is written on a hit.
+_FIND_OR_CLAIM: Final = (
+    f"WITH stored AS ({FIND_SESSION}), "  # noqa: S608 - constant parts only
+    "claimed AS (INSERT INTO coaching_claims (transcript_sha256, model, prompt_version) "
+    "SELECT $1, $2, $3 WHERE NOT EXISTS (SELECT FROM stored) "
+    "ON CONFLICT (tenant_id, transcript_sha256, model, prompt_version) "
     "DO UPDATE SET claimed_at = clock_timestamp() "
     "WHERE coaching_claims.claimed_at < clock_timestamp() - make_interval(secs => $4) "
-    "RETURNING claimed_at"
+    "RETURNING claimed_at) "
+    "SELECT EXISTS (SELECT FROM claimed) AS won, stored.* "
+    "FROM (VALUES (1)) AS one LEFT JOIN stored ON true"
 )
 _RELEASE: Final = (
     "DELETE FROM coaching_claims "
@@ -174,10 +184,12 @@ class CoachingEngine:
     ) -> tuple[dict[str, Any], bool]:
         """The stored session and whether it was already there (no call made)."""
         digest = transcript_sha256(body)
-        existing = await self._find(tenant_id, digest, claude.model)
+        won, existing = await self._find_or_claim(tenant_id, digest, claude.model)
         if existing is not None:
             return existing, True
         if self._active >= self.max_concurrent:
+            if won:
+                await self._release(tenant_id, digest, claude.model)
             raise ClaudeBusy(
                 "too_many_analyses",
                 f"{self.max_concurrent} analyses are running; retry shortly",
@@ -186,7 +198,7 @@ class CoachingEngine:
         self._active += 1
         try:
             async with asyncio.timeout(self.session_timeout):
-                return await self._claimed(claude, tenant_id, body, digest)
+                return await self._claimed(claude, tenant_id, body, digest, won=won)
         except TimeoutError:
             raise ClaudeTimeout(
                 "coaching_timeout",
@@ -197,43 +209,52 @@ class CoachingEngine:
             self._active -= 1
 
     async def _claimed(
-        self, claude: ClaudeClient, tenant_id: str, body: CoachingSessionCreate, digest: str
+        self,
+        claude: ClaudeClient,
+        tenant_id: str,
+        body: CoachingSessionCreate,
+        digest: str,
+        *,
+        won: bool,
     ) -> tuple[dict[str, Any], bool]:
-        """Run the analysis if this copy wins the claim, else wait for the winner's session."""
-        while True:
-            won, existing = await self._claim(tenant_id, digest, claude.model)
+        """Run the analysis if this copy holds the claim, else wait for the holder's session."""
+        while not won:
+            await asyncio.sleep(CLAIM_POLL_SECONDS)
+            won, existing = await self._find_or_claim(tenant_id, digest, claude.model)
             if existing is not None:
                 return existing, True
-            if won:
-                try:
-                    return await self._run(claude, tenant_id, body, digest), False
-                except BaseException:
-                    # A stored session released the claim with its INSERT; a
-                    # failed call gives it back so that a later copy tries again.
-                    await asyncio.shield(self._release(tenant_id, digest, claude.model))
-                    raise
-            await asyncio.sleep(CLAIM_POLL_SECONDS)
+        return await self._run(claude, tenant_id, body, digest), False
 
-    async def _claim(
+    async def _find_or_claim(
         self, tenant_id: str, digest: str, model: str
     ) -> tuple[bool, dict[str, Any] | None]:
-        """Whether this copy holds the claim, and the session if one is stored by now.
+        """The stored session if there is one, else whether this copy holds the claim now.
 
-        The previous holder deleted its claim in the transaction that stored its
-        session, so a claim just won is checked against the sessions too.
+        The previous holder deletes its claim in the transaction that stores its
+        session; one that committed after this statement's snapshot was taken
+        lets the claim be won with its session unseen, so a won claim looks
+        again (a new snapshot) before it is kept.
         """
         async with self.db.tenant(tenant_id) as conn:
-            won = await conn.fetchval(
-                _CLAIM,
-                digest,
-                model,
-                PROMPT_VERSION,
-                self.session_timeout + CLAIM_STALE_MARGIN_SECONDS,
+            row = dict(
+                await conn.fetchrow(
+                    _FIND_OR_CLAIM,
+                    digest,
+                    model,
+                    PROMPT_VERSION,
+                    self.session_timeout + CLAIM_STALE_MARGIN_SECONDS,
+                )
             )
-            row = await conn.fetchrow(FIND_SESSION, digest, model, PROMPT_VERSION)
-            if row is not None and won is not None:
+            won = row.pop("won")
+            if row["session_id"] is not None:
+                return False, row
+            if not won:
+                return False, None
+            stored = await conn.fetchrow(FIND_SESSION, digest, model, PROMPT_VERSION)
+            if stored is not None:
                 await conn.execute(_RELEASE, digest, model, PROMPT_VERSION)
-        return won is not None, dict(row) if row is not None else None
+                return False, dict(stored)
+        return True, None
 
     async def _release(self, tenant_id: str, digest: str, model: str) -> None:
         async with self.db.tenant(tenant_id) as conn:
@@ -243,23 +264,31 @@ class CoachingEngine:
         self, claude: ClaudeClient, tenant_id: str, body: CoachingSessionCreate, digest: str
     ) -> dict[str, Any]:
         started = time.perf_counter()
-        metrics = compute_metrics(body.messages)
-        params = request_params(body.messages, metrics, max_tokens=self.max_output_tokens)
-        await self._fits_budget(claude, params)
-        # The ledger rows are stored with the session (one transaction); on an
-        # exception the client has booked the calls it made.
-        result = await claude.structured(
-            tenant_id=tenant_id,
-            feature=FEATURE,
-            output_format=CoachingInsights,
-            validate=citation_check({m.id for m in body.messages}),
-            defer_ledger=True,
-            **params,
-        )
+        try:
+            metrics = compute_metrics(body.messages)
+            params = request_params(body.messages, metrics, max_tokens=self.max_output_tokens)
+            await self._fits_budget(claude, params)
+            # The ledger rows are stored with the session (one transaction); on
+            # an exception the client has booked the calls it made.
+            result = await claude.structured(
+                tenant_id=tenant_id,
+                feature=FEATURE,
+                output_format=CoachingInsights,
+                validate=citation_check({m.id for m in body.messages}),
+                defer_ledger=True,
+                **params,
+            )
+        except BaseException:
+            # No session will be stored: give the claim back so that a later
+            # copy tries again (shielded: a timeout must not skip it).
+            await asyncio.shield(self._release(tenant_id, digest, claude.model))
+            raise
         latency = time.perf_counter() - started
         self.latency.record(latency)
         # Shielded from COACHING_SESSION_TIMEOUT: a billed answer is stored
-        # (and its cost booked) even when the caller has stopped waiting.
+        # (and its cost booked) even when the caller has stopped waiting, and
+        # the claim stays held until the session is in: released here, a copy
+        # arriving while the store commits would win it and call Claude again.
         return await asyncio.shield(
             self._store(claude, tenant_id, body, digest, metrics, result, latency)
         )
@@ -296,20 +325,15 @@ class CoachingEngine:
                     *ledger_insert_args(result.ledger),
                 )
         except Exception:
-            # The calls were billed whatever happened to the session's row.
+            # The calls were billed whatever happened to the session's row;
+            # without a session, the claim goes back for a later copy.
             await claude.book(result.ledger)
+            # Unreleased (the database may be what failed), the claim goes
+            # stale after COACHING_SESSION_TIMEOUT + CLAIM_STALE_MARGIN_SECONDS.
+            with contextlib.suppress(Exception):
+                await self._release(tenant_id, digest, claude.model)
             raise
         return dict(row)
-
-    async def _find(self, tenant_id: str, digest: str, model: str) -> dict[str, Any] | None:
-        async with self.db.tenant(tenant_id) as conn:
-            row = await conn.fetchrow(
-                FIND_SESSION,
-                digest,
-                model,
-                PROMPT_VERSION,
-            )
-        return dict(row) if row is not None else None
 
     async def get(self, tenant_id: str, session_id: Any) -> dict[str, Any] | None:
         """One session of the tenant, or None."""

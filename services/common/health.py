@@ -2,10 +2,12 @@
 
 - ``GET /health``: liveness. Status, service, version and uptime in seconds;
   touches no dependency, so a Postgres outage never restarts the pods.
-- ``GET /health/detailed``: readiness. Measures Postgres and Redis round trips
-  now, runs the service's feature check, and answers 503 when a dependency is
-  down or the feature reports ``unhealthy`` (200 with ``degraded`` when the
-  feature is slower than its target but working).
+- ``GET /health/detailed``: readiness. Measures the Postgres and Redis round
+  trips of the stores the service declared now, runs the service's feature
+  check, and answers 503 when a store the feature requires
+  (``FeatureHealth.requires``) is down or the feature reports ``unhealthy``
+  (200 with ``degraded`` when the feature is slower than its target but
+  working).
 - The feature's own path (``/health/websocket``, ``/health/ml``,
   ``/health/coaching``, ``/health/churn``, the seed's per-service health
   check): the service's ``FeatureHealth`` values at the top level plus the

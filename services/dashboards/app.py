@@ -6,7 +6,9 @@ platform JWT carrying the ``dashboards:view`` scope (``enterprisehub token
 the tenant comes only from the verified token, never from anything typed. A
 token of another scope (an agent's feed token, the CRM integration's) is
 refused: the pages show every agent's coaching and the tenant's ROI. The token is checked again on
-every rerun, so an expired one signs the user out. Each page then receives a
+every rerun, so an expired one signs the user out (a self-refreshing page
+asks for a full rerun once its token is gone or expired); signing out clears
+the whole browser session (``services/dashboards/session.py``). Each page then receives a
 `PageContext` for that tenant.
 
 Adding a page is one line in ``PAGES`` (see ``services/dashboards/pages``).
@@ -24,12 +26,11 @@ from services.common.scopes import DASHBOARDS_VIEW
 from services.dashboards.config import DashboardSettings
 from services.dashboards.context import AsyncRunner, PageContext
 from services.dashboards.pages import coaching, lead_hub, property, roi
+from services.dashboards.session import sign_in, sign_out, signed_in_token
 
 # Every page, in navigation order; each defines TITLE, ICON and render(ctx).
 # (A comment, not a string: Streamlit's "magic" would print a bare string on every page.)
 PAGES: tuple[ModuleType, ...] = (lead_hub, property, coaching, roi)
-
-_TOKEN_KEY = "dashboards_token"  # noqa: S105 - a session-state key, not a secret
 
 
 def _fingerprint(settings: DashboardSettings) -> str:
@@ -57,13 +58,13 @@ def _verifier(fingerprint: str, _settings: DashboardSettings) -> TokenVerifier:
 
 
 def _signed_in(verifier: TokenVerifier) -> tuple[Principal, str] | None:
-    token = st.session_state.get(_TOKEN_KEY)
+    token = signed_in_token()
     if token is None:
         return None
     try:
         return verifier.verify(token).require(DASHBOARDS_VIEW), token
     except AuthError as exc:
-        del st.session_state[_TOKEN_KEY]
+        sign_out()
         st.warning(f"Signed out: {exc.detail}.")
         return None
 
@@ -88,7 +89,7 @@ def _sign_in(verifier: TokenVerifier) -> None:
     except AuthError as exc:
         st.error(f"Sign-in refused: {exc.detail} ({exc.reason}).")
         return
-    st.session_state[_TOKEN_KEY] = token.strip()
+    sign_in(token.strip())
     st.rerun()
 
 
@@ -112,13 +113,15 @@ def main() -> None:
         return
     principal, token = signed_in
     ctx = PageContext(
-        tenant_id=principal.tenant_id, token=token, settings=settings, runner=_runner(key, settings)
+        tenant_id=principal.tenant_id,
+        token=token,
+        expires_at=principal.expires_at,
+        settings=settings,
+        runner=_runner(key, settings),
     )
     with st.sidebar:
         st.caption(f"Tenant **{principal.tenant_id}** · {principal.subject}")
-        if st.button("Sign out"):
-            del st.session_state[_TOKEN_KEY]
-            st.rerun()
+        st.button("Sign out", on_click=sign_out)
     st.navigation([_page(module, ctx) for module in PAGES]).run()
 
 

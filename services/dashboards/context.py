@@ -16,10 +16,12 @@ import threading
 from collections.abc import Awaitable, Callable, Coroutine
 from concurrent.futures import Future
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from services.common.database import Database
 from services.dashboards.config import DashboardSettings
+from services.dashboards.session import signed_in_token
 
 T = TypeVar("T")
 
@@ -67,8 +69,17 @@ class PageContext:
 
     tenant_id: str
     token: str
+    expires_at: datetime
     settings: DashboardSettings
     runner: AsyncRunner
+
+    def still_signed_in(self) -> bool:
+        """Whether the session still holds this token and it has not expired.
+
+        A fragment's own reruns skip the app's sign-in check: a self-refreshing
+        page asks this first and, if not, reruns the app (which signs out).
+        """
+        return signed_in_token() == self.token and datetime.now(UTC) < self.expires_at
 
     def run(self, fn: Callable[[Database], Awaitable[T]]) -> T:
         """``await fn(db)`` with the application-role ``Database``; returns its result."""

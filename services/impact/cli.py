@@ -53,6 +53,24 @@ def _probability(value: str) -> float:
     return number
 
 
+#: experiment_results.metric is varchar(100).
+MAX_METRIC_CHARS = 100
+#: Ten years: a report longer than that is a typo.
+MAX_REPORT_DAYS = 3660
+
+
+def _days(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if not 1 <= number <= MAX_REPORT_DAYS:
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not a number of days between 1 and {MAX_REPORT_DAYS}"
+        )
+    return number
+
+
 async def _database(settings: ImpactSettings) -> Database:
     return await Database.open(
         settings.database_url.get_secret_value(),
@@ -74,6 +92,12 @@ def _analyze(args: argparse.Namespace) -> int:
         raise CommandError(
             "--store needs --feature, --metric, --window-start and --window-end", EXIT_USAGE
         )
+    # Checked before the analysis is printed: experiment_results would refuse
+    # the row afterwards (its CHECK and varchar(100)) with a traceback.
+    if args.store and args.window_end < args.window_start:
+        raise CommandError("--window-end is before --window-start", EXIT_USAGE)
+    if args.store and not (args.metric.strip() and len(args.metric) <= MAX_METRIC_CHARS):
+        raise CommandError(f"--metric must be 1-{MAX_METRIC_CHARS} characters", EXIT_USAGE)
     try:
         units = read_units(args.input)
         pre = (
@@ -184,5 +208,7 @@ def register_impact_commands(subparsers: Any) -> None:
     aggregate.set_defaults(handler=_aggregate)
     report = impact_commands.add_parser("report", help="summary of stored rows (JSON)")
     report.add_argument("--start", type=_day, default=None, help="first day (default: a week ago)")
-    report.add_argument("--days", type=int, default=7, help="number of days (7: the weekly report)")
+    report.add_argument(
+        "--days", type=_days, default=7, help="number of days, 1-3660 (7: the weekly report)"
+    )
     report.set_defaults(handler=_report)

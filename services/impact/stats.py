@@ -39,6 +39,8 @@ from statsmodels.stats.multitest import multipletests
 SRM_ALPHA: Final = 0.001
 #: Units (tenants) at which the confidence sequence is tightest, by default.
 DEFAULT_PLANNED_UNITS: Final = 1000
+#: How often `mde` doubles its search interval (8 standard errors at first).
+MDE_BRACKET_DOUBLINGS: Final = 40
 
 Array = NDArray[np.float64]
 
@@ -80,9 +82,11 @@ def welch(control: Moments, treatment: Moments, *, alpha: float = 0.05) -> Welch
     vc = np.asarray(control.var) / np.asarray(control.n)
     vt = np.asarray(treatment.var) / np.asarray(treatment.n)
     se = np.sqrt(vc + vt)
-    df = (vc + vt) ** 2 / (
-        vc**2 / (np.asarray(control.n) - 1) + vt**2 / (np.asarray(treatment.n) - 1)
-    )
+    # Neither arm varying makes this 0 / 0: NaN, reported as null.
+    with np.errstate(divide="ignore", invalid="ignore"):
+        df = (vc + vt) ** 2 / (
+            vc**2 / (np.asarray(control.n) - 1) + vt**2 / (np.asarray(treatment.n) - 1)
+        )
     diff = np.asarray(treatment.mean) - np.asarray(control.mean)
     with np.errstate(divide="ignore", invalid="ignore"):
         t = diff / se
@@ -145,9 +149,14 @@ def mde(control: Moments, treatment: Moments, *, alpha: float = 0.05, power: flo
 
     Solved exactly on the noncentral t distribution (the normal shortcut
     ``(z_a + z_b) se`` overstates power a little at small samples).
+    NaN (null in the JSON) when there is none to find: neither arm varies
+    (a standard error of 0 leaves the test undefined), or the values are too
+    large for their variance to be a finite number.
     """
     result = welch(control, treatment, alpha=alpha)
     se, df = float(result.se), float(result.df)
+    if not (math.isfinite(se) and se > 0 and math.isfinite(df)):
+        return math.nan
     critical = stats.t.ppf(1 - alpha / 2, df)
 
     def shortfall(effect: float) -> float:
@@ -156,8 +165,14 @@ def mde(control: Moments, treatment: Moments, *, alpha: float = 0.05, power: flo
         lower = float(np.nan_to_num(stats.nct.cdf(-critical, df, nc)))
         return float(stats.nct.sf(critical, df, nc)) + lower - power
 
-    # Power at 8 standard errors is ~1 for any df > 2, so the root is inside.
-    return float(brentq(shortfall, 0.0, 8 * se, xtol=1e-12 * se))
+    # Power at 8 standard errors is ~1 for any df > 2; with two or three units
+    # an arm (df <= 2) it rises slowly, so the bracket widens until it holds the root.
+    upper = 8 * se
+    for _ in range(MDE_BRACKET_DOUBLINGS):
+        if shortfall(upper) > 0:
+            return float(brentq(shortfall, 0.0, upper, xtol=1e-12 * se))
+        upper *= 2
+    return math.nan
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,9 +234,34 @@ def analyze(
     pre: tuple[Array, Array] | None = None,
     planned_units: float = DEFAULT_PLANNED_UNITS,
 ) -> dict[str, Any]:
-    """Everything ``enterprisehub experiment analyze`` prints, as plain JSON values."""
+    """Everything ``enterprisehub experiment analyze`` prints, as plain JSON values.
+
+    A value that cannot be computed (no variance in either arm, values whose
+    variance overflows) is null, and no interval of them is significant.
+    """
     if control.size < 2 or treatment.size < 2:
         raise ValueError("each variant needs at least 2 units")
+    # Overflow and 0/0 give inf and NaN, which come out as null.
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        return _analyze(
+            control,
+            treatment,
+            alpha=alpha,
+            expected_split=expected_split,
+            pre=pre,
+            planned_units=planned_units,
+        )
+
+
+def _analyze(
+    control: Array,
+    treatment: Array,
+    *,
+    alpha: float,
+    expected_split: float,
+    pre: tuple[Array, Array] | None,
+    planned_units: float,
+) -> dict[str, Any]:
     mc, mt = Moments.of(control), Moments.of(treatment)
     result = welch(mc, mt, alpha=alpha)
     units = mc.n + mt.n
@@ -247,7 +287,16 @@ def analyze(
         "mde": mde(mc, mt, alpha=alpha),
     }
     out["mde_relative"] = out["mde"] / abs(mc.mean) if mc.mean else None
-    out["seq_significant"] = not out["seq_diff_ci_low"] <= 0 <= out["seq_diff_ci_high"]
+    low, high = out["seq_diff_ci_low"], out["seq_diff_ci_high"]
+    # Without a positive, finite standard error the interval is [diff, diff] or
+    # NaN: it says nothing (a NaN bound compared false and read as significant).
+    out["seq_significant"] = (
+        math.isfinite(float(result.se))
+        and float(result.se) > 0
+        and math.isfinite(low)
+        and math.isfinite(high)
+        and not low <= 0 <= high
+    )
     if pre is not None:
         adjusted = cuped((control, pre[0]), (treatment, pre[1]), alpha=alpha)
         out["cuped"] = {

@@ -43,7 +43,13 @@ from pydantic import Field, SecretStr, field_validator
 from services.cli import EXIT_USAGE, CommandError
 from services.common.flags import FEATURES, get_flags
 from services.common.settings import EnvSettings
-from services.operator_cli import add_operator_arguments, confirm, connect, default_actor
+from services.operator_cli import (
+    add_operator_arguments,
+    confirm,
+    connect,
+    default_actor,
+    reason_argument,
+)
 from services.rollback.alerts import ALL_FEATURES
 from services.rollback.notify import closed_undo_message, notify_slack, rollback_message
 from services.rollback.procedure import RollbackRequest, roll_back
@@ -142,8 +148,6 @@ def _wait_healthy(urls: list[str], wait_seconds: float) -> None:
 
 def _rollback_feature(args: argparse.Namespace) -> int:
     features = FEATURES if args.feature == ALL_FEATURES else (args.feature,)
-    if not args.reason.strip():
-        raise CommandError("--reason must say why (it goes into the audit)", EXIT_USAGE)
     changed = asyncio.run(_roll_back_flags(args, features))
     if args.stack_rollback:
         _stack_rollback(args.stack_rollback)
@@ -234,7 +238,9 @@ def register_rollback_commands(subparsers: Any) -> None:
     feature = commands.add_parser("feature", help="turn a feature (or all) off at once")
     feature.add_argument("feature", type=_target, help=f"{', '.join(FEATURES)} or all")
     add_operator_arguments(feature)
-    feature.add_argument("--reason", required=True, help="why (recorded in the audit)")
+    feature.add_argument(
+        "--reason", required=True, type=reason_argument, help="why (recorded in the audit)"
+    )
     feature.add_argument(
         "--health-url",
         action="append",

@@ -30,7 +30,7 @@ from services.common.database import Database
 from services.common.flags import FlagState
 from services.common.redis import Redis
 from services.rollback.deployments import DeploymentRollbacker, UndoOutcome
-from services.rollout.operations import Change, apply_changes, plan_changes
+from services.rollout.operations import Change, apply_changes, lock_flag_changes, plan_changes
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +124,10 @@ async def roll_back(*, db: Database, redis: Redis, request: RollbackRequest) -> 
         )
         if claimed is None:
             return RollbackOutcome(duplicate=True, changes=())
+        # Planned under the flag-change lock: another incident of the feature
+        # (another alert, another notification) handled at the same moment
+        # then finds the flag already off, and changes, tells and undoes nothing.
+        await lock_flag_changes(conn)
         planned = await plan_changes(redis, request.features, _off)
         written = await apply_changes(
             redis=redis,

@@ -45,11 +45,13 @@ from services.operator_cli import (
     default_actor,
     environment_argument,
     feature_argument,
+    reason_argument,
 )
 from services.rollout.observe import gather
 from services.rollout.operations import (
     INSERT_AUDIT,
     Change,
+    FlagChangedMeanwhile,
     apply_changes,
     audit_trail,
     plan_changes,
@@ -95,7 +97,7 @@ async def _change(
 def _run(coroutine: Any) -> int:
     try:
         asyncio.run(coroutine)
-    except InvalidFlag as exc:
+    except (InvalidFlag, FlagChangedMeanwhile) as exc:
         raise CommandError(str(exc)) from None
     return 0
 
@@ -323,12 +325,17 @@ def register_rollout_commands(subparsers: Any) -> None:
     which.add_argument("--feature", type=feature_argument)
     which.add_argument("--all-features", action="store_true")
     set_.add_argument("--percentage", required=True, type=_percentage, help="0-100 (0.01 steps)")
-    set_.add_argument("--reason", required=True, help="why (kept in the audit)")
+    set_.add_argument(
+        "--reason", required=True, type=reason_argument, help="why (kept in the audit)"
+    )
     add_operator_arguments(set_)
     set_.set_defaults(handler=_rollout_set)
 
-    enable = commands.add_parser("enable-all", help="every feature on for 100% of tenants")
-    enable.add_argument("--reason", required=True, help="why (kept in the audit)")
+    # argparse formats help with %: a literal percent sign is written %%.
+    enable = commands.add_parser("enable-all", help="every feature on for 100%% of tenants")
+    enable.add_argument(
+        "--reason", required=True, type=reason_argument, help="why (kept in the audit)"
+    )
     add_operator_arguments(enable)
     enable.set_defaults(handler=_enable_all)
 

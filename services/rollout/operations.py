@@ -7,6 +7,13 @@ fails the transaction rolls back, so no audit row claims a change that did
 not happen. (If the commit itself failed after Redis accepted the write, the
 flag would have changed without its row; the next ``rollout status`` would
 show the state without a matching audit entry.)
+
+Every writer (an operator's ``rollout set``/``advance``, the rollback
+handler) changes flags under one Postgres advisory lock held to the end of
+its transaction, and re-reads the flags under it: a change planned from a
+state that another writer has changed since (the handler turned the feature
+off while the operator was reading the plan) raises `FlagChangedMeanwhile`
+and writes nothing, so no writer silently undoes another's change.
 """
 
 from __future__ import annotations
@@ -19,6 +26,11 @@ from typing import Any
 from services.common.database import Database
 from services.common.flags import FlagState, get_flags, write_flag
 from services.common.redis import Redis
+
+#: One lock for every flag change of an environment (its own Postgres); the
+#: number only has to be unique among the project's advisory locks.
+FLAG_CHANGES_LOCK_ID = 0x656E68_666C6167  # "enh" "flag"
+LOCK_FLAG_CHANGES = "SELECT pg_advisory_xact_lock($1)"
 
 INSERT_AUDIT = (
     "INSERT INTO flag_audit (environment, feature_name, actor, from_enabled, from_percentage, "
@@ -46,6 +58,27 @@ class Change:
         return f"{self.feature}: {before} -> {self.after.describe()}"
 
 
+class FlagChangedMeanwhile(Exception):  # noqa: N818 - reads as the condition it names
+    """A planned change's flag no longer has the state it was planned from."""
+
+    def __init__(self, stale: Sequence[tuple[Change, FlagState | None]]) -> None:
+        self.stale = tuple(stale)
+        found = "; ".join(
+            f"{change.feature} is now {now.describe() if now else 'missing'} "
+            f"(planned from {change.before.describe() if change.before else 'missing'})"
+            for change, now in stale
+        )
+        super().__init__(
+            f"changed by someone else since it was read: {found}; nothing was changed "
+            "(look at `enterprisehub rollout status` and run the command again)"
+        )
+
+
+async def lock_flag_changes(conn: Any) -> None:
+    """Hold the flag-change lock until ``conn``'s transaction ends (re-entrant)."""
+    await conn.execute(LOCK_FLAG_CHANGES, FLAG_CHANGES_LOCK_ID)
+
+
 async def plan_changes(
     redis: Redis, features: Sequence[str], target: Callable[[FlagState | None], FlagState]
 ) -> list[Change]:
@@ -69,6 +102,8 @@ async def apply_changes(
 
     ``conn``: a connection already in a transaction, so that the caller's own
     rows (a rollback incident) commit or roll back with the audit rows.
+    Raises `FlagChangedMeanwhile` (nothing written) when a flag no longer has
+    the state its change was planned from.
     """
     todo = [change for change in changes if not change.is_noop]
     if not todo:
@@ -91,7 +126,13 @@ async def _write(
     reason: str,
     command: str,
 ) -> None:
-    """The audit rows, then the flags: Redis failing raises and the rows roll back."""
+    """Under the lock, the flags as planned; then the audit rows and the flags (Redis
+    failing raises and the rows roll back)."""
+    await lock_flag_changes(conn)
+    current = await get_flags(redis)
+    stale = [(c, current[c.feature]) for c in todo if current[c.feature] != c.before]
+    if stale:
+        raise FlagChangedMeanwhile(stale)
     for change in todo:
         before = change.before
         await conn.execute(

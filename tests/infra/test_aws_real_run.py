@@ -99,7 +99,9 @@ def test_rds_snapshot_id_is_unique_per_replacement_and_logs_expire(production: P
     assert re.fullmatch(
         r"enterprisehub-production-postgres-final-[0-9a-f]{8}", instance["finalSnapshotIdentifier"]
     )
-    suffix = production.one("random:index/randomId:RandomId").inputs
+    suffix = production.one(
+        "random:index/randomId:RandomId", "enterprisehub-production-database-final-snapshot-suffix"
+    ).inputs
     assert suffix["keepers"]["identifier"] == instance["identifier"]
     for group in production.of_type("aws:cloudwatch/logGroup:LogGroup"):
         assert group.inputs["retentionInDays"] > 0, group.name
@@ -152,6 +154,26 @@ def test_external_dns_writes_only_the_stacks_zone() -> None:
         s for s in policy["Statement"] if s["Action"] == "route53:ChangeResourceRecordSets"
     )
     assert change["Resource"] == "arn:aws:route53:::hostedzone/Z0TESTZONE42"
+
+
+def test_external_dns_is_installed_after_the_gateway_api_crds() -> None:
+    # external-dns exits when the route types it watches are not served ("failed
+    # to sync ... context deadline exceeded"); installed beside the cluster, before
+    # Envoy Gateway's chart brought the Gateway API CRDs, its Helm wait timed out
+    # and failed the first `up`.
+    from infra.synth import run_stack
+    from infra.synth.inputs import stack_inputs
+
+    inputs = stack_inputs("dev", environ={})
+    config = {**inputs.config, "enterprisehub:dns": json.dumps({"hostedZoneId": "Z0TESTZONE42"})}
+    run = run_stack(type(inputs)(inputs.stack, config, inputs.secrets, inputs.sources))
+    releases = {r.inputs["name"]: r for r in run.of_type("kubernetes:helm.sh/v3:Release")}
+    assert "gateway-httproute" in releases["external-dns"].inputs["values"]["sources"]
+    assert releases["envoy-gateway"].urn in releases["external-dns"].dependencies
+    # Its IAM role is the stack's, through the stack's AWS provider (region, tags).
+    role = next(r for r in run.of_type("aws:iam/role:Role") if "external-dns" in r.name)
+    assert role.provider is not None
+    assert role.provider.endswith("::pulumi:providers:aws::enterprisehub-dev-aws")
 
 
 def test_without_a_zone_there_is_no_external_dns(production: ProgramRun) -> None:

@@ -205,6 +205,22 @@ def test_zero_or_negative_sizes_counts_and_days_are_refused(
     assert shown in _rejected("staging", {key: change})
 
 
+@pytest.mark.parametrize("version", ["7", "7.1.0", "6.x", "8.0"])
+def test_redis_versions_pulumi_aws_refuses_are_refused(version: str) -> None:
+    # pulumi-aws validates Redis 6+ versions as <major>.<minor> (ElastiCache
+    # resolves the patch itself): "7" alone fails the preview.
+    assert f"cache.engineVersion = '{version}'" in _rejected(
+        "dev", {"cache": {"engineVersion": version}}
+    )
+
+
+def test_a_redis_token_strategy_other_than_rotate_or_set_is_refused() -> None:
+    # DELETE is only for moving to RBAC, which the services do not use.
+    assert "cache.authTokenUpdateStrategy" in _rejected(
+        "dev", {"cache": {"authTokenUpdateStrategy": "DELETE"}}
+    )
+
+
 def test_zero_node_group_size_is_refused() -> None:
     groups = [
         {"name": "general", "instanceTypes": ["m6i.large"], "minSize": 0, "desiredSize": 1,
@@ -249,6 +265,7 @@ def test_stack_named_after_an_environment_must_declare_it() -> None:
         ("cache", {"transitEncryption": False}, "cache.transitEncryption = False"),
         ("cache", {"atRestEncryption": False}, "cache.atRestEncryption = False"),
         ("cache", {"numNodes": 2}, "cache.numNodes = 2"),
+        ("cache", {"deletionProtection": False}, "cache.deletionProtection = False"),
         ("network", {"natGatewayPerAz": False}, "network.natGatewayPerAz = False"),
         ("storage", {"forceDestroy": True}, "storage.forceDestroy = True"),
     ],

@@ -1,19 +1,20 @@
 """docs/deploying.md stays true: what it tells a newcomer to run exists.
 
-Every `make` target it shows is a target of the Makefile; every script it
-names is in scripts/; every config key it sets (`pulumi config set [--path]
+Every config key it sets (`pulumi config set [--path]
 KEY`) is a key of Pulumi.yaml, and every field of a `--path` is a field of
 that key's model in infra/config.py. A key of another project says so with its
 namespace: `enterprisehub-bootstrap:` keys are checked against
 infra/bootstrap/Pulumi.yaml; a provider's own keys (`aws:region`) are the
 provider's to document. Every stack output it names is exported by a stack (or
-by the bootstrap project).
+by the bootstrap project). Its `make` targets, scripts, paths and commands are
+checked with every other doc's in tests/test_docs.py.
 """
 
 from __future__ import annotations
 
 import re
 import subprocess
+import typing
 from collections.abc import Callable
 from pathlib import Path
 
@@ -28,7 +29,6 @@ from infra.synth.mocks import ProgramRun
 
 REPO = Path(__file__).resolve().parents[2]
 DOC = (REPO / "docs" / "deploying.md").read_text(encoding="utf-8")
-MAKE_TARGETS = set(re.findall(r"^([a-z][a-z-]*):", (REPO / "Makefile").read_text(), re.M))
 CONFIG_SETS = [
     (path, key)
     for path, key in re.findall(
@@ -43,16 +43,6 @@ CONFIG_SETS = [
 def test_the_walk_through_is_long_enough_to_be_checked() -> None:
     assert len(CONFIG_SETS) > 15
     assert "make setup-deploy" in DOC
-
-
-@pytest.mark.parametrize("target", sorted(set(re.findall(r"\bmake ([a-z][a-z-]*)", DOC))))
-def test_every_make_target_exists(target: str) -> None:
-    assert target in MAKE_TARGETS
-
-
-@pytest.mark.parametrize("script", sorted(set(re.findall(r"\bscripts/[\w.-]+", DOC))))
-def test_every_script_exists(script: str) -> None:
-    assert (REPO / script).is_file()
 
 
 def _field(model: type[BaseModel], alias: str) -> type[BaseModel] | None:
@@ -85,6 +75,40 @@ def test_every_config_key_is_in_pulumi_yaml(path: str, key: str) -> None:
         return
     model: type[BaseModel] = StackConfig
     for part in re.sub(r"\[\d+\]", "", key).split("."):
+        following = _field(model, part)
+        assert following is not None
+        model = following
+
+
+#: Config paths the prose names (`cluster.autoscaling.instanceTypes`, `egress.crm`):
+#: a code span of dotted camelCase words under a key of Pulumi.yaml.
+CONFIG_PATHS_NAMED = sorted(
+    {
+        span
+        for span in re.findall(r"`([a-z][A-Za-z0-9]*(?:\.[a-z][A-Za-z0-9]*)+)(?::[^`]*)?`", DOC)
+        if span.split(".")[0] in project_file()["config"] and not span.endswith((".yml", ".yaml"))
+    }
+)
+
+
+def test_the_prose_names_config_paths() -> None:
+    assert "cluster.autoscaling.instanceTypes" in CONFIG_PATHS_NAMED
+
+
+@pytest.mark.parametrize("key", CONFIG_PATHS_NAMED)
+def test_every_config_path_named_is_a_field(key: str) -> None:
+    model: type[BaseModel] = StackConfig
+    parts = key.split(".")
+    while parts:
+        part = parts.pop(0)
+        info = next(i for n, i in model.model_fields.items() if part in (n, i.alias))
+        if typing.get_origin(info.annotation) is dict:
+            # A map keyed by an enum (`egress.crm`): the next part is a key.
+            key_type, value_type = typing.get_args(info.annotation)
+            if parts:
+                assert parts.pop(0) in {k.value for k in key_type}, key
+            model = value_type
+            continue
         following = _field(model, part)
         assert following is not None
         model = following

@@ -23,6 +23,7 @@ from infra.synth.naming import (
     PhysicalNameError,
     auto_name,
     check,
+    check_text,
 )
 
 GROUP = "aws:elasticache/replicationGroup:ReplicationGroup"
@@ -155,3 +156,47 @@ def test_long_stems_sharing_a_prefix_get_different_ids() -> None:
 def test_invalid_cache_ids_are_refused(bad: str) -> None:
     with pytest.raises(ValueError, match="replication group id"):
         validate_replication_group_id(bad)
+
+
+@pytest.mark.parametrize(
+    ("description", "ok"),
+    [
+        ("Kubernetes API from the deployer network 10.40.0.0/16", True),
+        ("PostgreSQL from the EKS cluster security group", True),
+        ("x" * 255, True),
+        # EC2: "Invalid rule description. Valid descriptions are strings less than 256
+        # characters from the following set: a-zA-Z0-9. _-:/()#,@[]+=&;{}!$*".
+        ("Kubernetes API from the deployer's network 10.40.0.0/16", False),
+        ("auth -> registry", False),
+        ("caf\u00e9", False),
+        ("x" * 256, False),
+    ],
+)
+def test_security_group_descriptions_use_ec2s_character_set(description: str, ok: bool) -> None:
+    for type_token in (
+        "aws:ec2/securityGroup:SecurityGroup",
+        "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule",
+        "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule",
+    ):
+        violations = check_text(type_token, "logical", {"description": description})
+        assert (not violations) is ok, type_token
+
+
+def test_a_description_ec2_refuses_fails_the_synthesis(
+    run_mocked: Callable[..., ProgramRun],
+) -> None:
+    def program() -> None:
+        aws.vpc.SecurityGroupIngressRule(
+            "rule",
+            security_group_id="sg-0123456789abcdef0",
+            cidr_ipv4="10.0.0.0/16",
+            ip_protocol="tcp",
+            from_port=443,
+            to_port=443,
+            description="from the deployer's network",
+        )
+
+    with pytest.raises(PhysicalNameError) as caught:
+        run_mocked(program)
+    assert "SecurityGroupIngressRule 'rule': description" in str(caught.value)
+    assert "no apostrophe" in str(caught.value)

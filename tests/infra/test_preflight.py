@@ -68,7 +68,12 @@ def _kubeconfig(path: Path, server: str) -> None:
 
 def test_missing_kubeconfig_suggests_a_local_cluster(tmp_path: Path) -> None:
     problems = preflight.check_local_cluster(env={"KUBECONFIG": str(tmp_path / "none")})
-    assert "kind create cluster" in problems[0].fix
+    assert "kind create cluster --name enterprisehub --config kind.yaml" in problems[0].fix
+    # The walk-through's kind.yaml is the one that maps the edge's ports.
+    assert "docs/deploying.md" in problems[0].fix
+    assert "kind create cluster --name enterprisehub --config kind.yaml" in (
+        Path(__file__).resolve().parents[2] / "docs" / "deploying.md"
+    ).read_text(encoding="utf-8")
 
 
 def test_unreachable_cluster_names_context_and_server(tmp_path: Path) -> None:

@@ -9,11 +9,14 @@ analyses cost (from the sessions' own micro-dollar costs).
 
 from __future__ import annotations
 
+import html
 from typing import TYPE_CHECKING, Any
 
 from services.common.database import Database
 
 if TYPE_CHECKING:
+    import plotly.graph_objects as go
+
     from services.dashboards.context import PageContext
 
 TITLE = "Agent Coaching"
@@ -53,9 +56,21 @@ async def load_coaching(db: Database, tenant_id: str, *, days: int = 30) -> dict
     }
 
 
+def areas_chart(areas: list[dict[str, Any]]) -> go.Figure:
+    """The most frequent improvement areas as horizontal bars.
+
+    The titles are Claude's words about the CRM's transcripts, which whoever
+    wrote to the agent can steer; plotly reads ``<a href>``, ``<b>`` and
+    ``<span style>`` in labels, so they are escaped and shown as written.
+    """
+    import plotly.express as px
+
+    shown = [{**area, "area": html.escape(str(area["area"]), quote=False)} for area in areas]
+    return px.bar(shown, x="sessions", y="area", orientation="h")
+
+
 def render(ctx: PageContext) -> None:
     """Draw the page (data from ``load_coaching``)."""
-    import plotly.express as px
     import streamlit as st
 
     st.title(f"{ICON} {TITLE}")
@@ -75,6 +90,6 @@ def render(ctx: PageContext) -> None:
     st.dataframe(data["agents"], hide_index=True)
     if data["improvement_areas"]:
         st.subheader("Most frequent improvement areas")
-        st.plotly_chart(px.bar(data["improvement_areas"], x="sessions", y="area", orientation="h"))
+        st.plotly_chart(areas_chart(data["improvement_areas"]))
     st.subheader("Recent sessions")
     st.dataframe(data["recent"], hide_index=True)

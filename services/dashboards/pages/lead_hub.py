@@ -9,6 +9,7 @@ the score distribution, and counts by event type.
 
 from __future__ import annotations
 
+import threading
 from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -97,9 +98,33 @@ def _refresh(ctx: PageContext, state: dict[str, Any]) -> str | None:
         )
     except FeedUnavailable as exc:
         return exc.reason
-    state["events"] = (state["events"] + read.events)[-LATEST_EVENTS:]
-    state["cursor"] = read.cursor or state["cursor"]
+    merge(state, read.events, read.cursor)
     return None
+
+
+def _position(stream_id: str) -> tuple[int, int]:
+    milliseconds, _, sequence = stream_id.partition("-")
+    return int(milliseconds), int(sequence or 0)
+
+
+# Two runs of one session can read from the same cursor at once: a click
+# reruns the page in a new thread while the refreshing fragment's thread is
+# still waiting for the feed (Streamlit interrupts a run only at its next st
+# call). Merging only what lies past the cursor, under a lock, keeps each
+# event once however the two reads interleave.
+_MERGE_LOCK = threading.Lock()
+
+
+def merge(state: dict[str, Any], events: list[dict[str, Any]], cursor: str | None) -> None:
+    """Add the events read past ``state["cursor"]`` and move the cursor forward only."""
+    with _MERGE_LOCK:
+        after = _position(state["cursor"])
+        new = [e for e in events if _position(str(e.get("stream_id", "0-0"))) > after]
+        state["events"] = (state["events"] + new)[-LATEST_EVENTS:]
+        candidates = [c for c in (cursor, *(str(e["stream_id"]) for e in new)) if c is not None]
+        furthest = max(candidates, key=_position, default=None)
+        if furthest is not None and _position(furthest) > after:
+            state["cursor"] = furthest
 
 
 def _draw(view: HubView) -> None:
@@ -128,6 +153,9 @@ def render(ctx: PageContext) -> None:
 
     @st.fragment(run_every=REFRESH_SECONDS)
     def live() -> None:
+        if not ctx.still_signed_in():
+            # Signed out (or the token expired) since the app last ran.
+            st.rerun(scope="app")
         state = _state(ctx)
         problem = _refresh(ctx, state)
         if problem is not None:

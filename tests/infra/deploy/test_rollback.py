@@ -33,7 +33,10 @@ P = "urn:pulumi:dev::enterprisehub::"
 AWS = f"{P}pulumi:providers:aws::dev-aws"
 
 PROJECT = """name: enterprisehub
-runtime: python
+runtime:
+  name: python
+  options:
+    virtualenv: .venv
 stackConfigDir: stacks
 config:
   environment:
@@ -46,6 +49,12 @@ config:
   jwtSecretKey:
     type: string
     secret: true
+"""
+POLICY_PACK = """description: fixture pack
+runtime:
+  name: python
+  options:
+    virtualenv: ../.venv
 """
 PLAIN_STACK_FILE = "config:\n  aws:region: us-east-1\n  enterprisehub:environment: dev\n"
 #: A stack file as a deployment's checkout holds it: the required secret set.
@@ -137,7 +146,9 @@ class FixtureRepo:
         *,
         project: str = PROJECT,
         stack_file: str = STACK_FILE,
+        migrations: Mapping[str, str | None] | None = None,
     ) -> str:
+        """Commit the files; ``migrations`` maps revision -> down revision (Alembic files)."""
         files = {
             "Pulumi.yaml": project,
             f"stacks/Pulumi.{STACK}.yaml": stack_file,
@@ -146,6 +157,14 @@ class FixtureRepo:
             "infra/synth/__main__.py": SYNTH,
             f"synth-fixture/{STACK}.json": json.dumps(doc, indent=1),
         }
+        files["policies/PulumiPolicy.yaml"] = POLICY_PACK
+        files[f"policies/config/{STACK}.json"] = "{}"
+        for revision, down in (migrations or {}).items():
+            files[f"services/migrations/versions/{revision}.py"] = (
+                f'"""Revision {revision}."""\n\nfrom collections.abc import Sequence\n\n'
+                f"revision: str = {revision!r}\n"
+                f"down_revision: str | Sequence[str] | None = {down!r}\n"
+            )
         for name, text in files.items():
             target = self.path / name
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -374,6 +393,46 @@ def test_provider_configured_from_a_deleted_cluster_is_refused(
     assert any("dev-eks is protected" in w for w in planned.warnings)
 
 
+def test_revert_behind_the_deployed_schema_is_refused(repo: FixtureRepo, standin: Path) -> None:
+    # The target's migration Job runs `alembic upgrade head` against a database
+    # at the deployed head, a revision the target has no file for: Alembic fails
+    # ("Can't locate revision") and the update stops at the Job.
+    target = repo.commit("base", document(*BASE), migrations={"0001": None})
+    current = repo.commit(
+        "a new table",
+        document(*BASE),
+        migrations={"0001": None, "0002_leads": "0001", "0003_scores": "0002_leads"},
+    )
+    record_history(standin, current=current, target=target)
+    planned = rb.plan_rollback(repo.path, STACK)
+    assert [r.kind for r in planned.refusals] == ["schema"]
+    message = planned.refusals[0].message
+    assert "at revision 0003_scores" in message
+    assert "0002_leads, 0003_scores" in message
+    assert "Can't locate revision" in message
+    cli = run_cli("rollback-plan", "--stack", STACK, "--repo", str(repo.path))
+    assert cli.returncode == 1
+    assert "[schema]" in cli.stdout
+
+
+def test_revert_with_the_same_schema_is_allowed(repo: FixtureRepo, standin: Path) -> None:
+    migrations: dict[str, str | None] = {"0001": None, "0002_leads": "0001"}
+    target = repo.commit("base", document(*BASE), migrations=migrations)
+    logs = res("aws:cloudwatch/logGroup:LogGroup", "dev-logs")
+    current = repo.commit("a log group", document(*BASE, logs), migrations=migrations)
+    record_history(standin, current=current, target=target)
+    planned = rb.plan_rollback(repo.path, STACK)
+    assert planned.allowed, planned.refusals
+
+
+def test_migration_revisions_are_read_without_running_them() -> None:
+    revisions = rb.migration_revisions(REPO)
+    assert revisions["0001"] == ()
+    assert revisions["0002_realtime_delivery"] == ("0001",)
+    heads = set(revisions) - {d for downs in revisions.values() for d in downs}
+    assert len(heads) == 1
+
+
 def test_revert_missing_a_config_key_is_refused(repo: FixtureRepo, standin: Path) -> None:
     legacy = PROJECT + "  legacyCrmToken:\n    type: string\n    secret: true\n"
     target = repo.commit("with the legacy CRM", document(*BASE), project=legacy)
@@ -496,6 +555,10 @@ def test_rollback_deploys_the_target_with_its_config_and_checks_health(
     assert "--yes" in up["args"]
     assert "--skip-preview" in up["args"]
     assert up["args"][up["args"].index("--stack") + 1] == STACK
+    # The target's own policy pack and stack config, as every deploy runs them.
+    pack = up["args"][up["args"].index("--policy-pack") + 1]
+    assert pack == f"{up['cwd']}/policies"
+    assert up["args"][up["args"].index("--policy-pack-config") + 1] == f"{pack}/config/dev.json"
     assert f"rollback to {target[:12]}" in up["args"][up["args"].index("--message") + 1]
     # It ran in a checkout of the target commit, with the target's plain config
     # and the secrets carried over from the working copy.

@@ -143,19 +143,15 @@ async def test_a_session_is_stored_with_its_cost_and_a_repeat_is_one_read(
     work = count_request_work(monkeypatch)
     first = await client.post("/v1/coaching/sessions", json=transcript(), headers=_auth(make_token))
     assert first.status_code == 200, first.text
-    # The hit check, the claim (with a second look), then the session with its
-    # ledger row (and the claim's release).
-    assert work.transactions == [
-        "CoachingEngine._find",
-        "CoachingEngine._claim",
-        "CoachingEngine._store",
-    ]
+    # The hit check that takes the claim (with a second look), then the session
+    # with its ledger row (and the claim's release).
+    assert work.transactions == ["CoachingEngine._find_or_claim", "CoachingEngine._store"]
     [cost] = await totals(db, "tenant-a")
     assert (cost["calls"], cost["cost_micro_usd"]) == (1, first.json()["cost_micro_usd"])
     work.clear()
     again = await client.post("/v1/coaching/sessions", json=transcript(), headers=_auth(make_token))
     assert again.json()["cached"] is True
-    assert work.transactions == ["CoachingEngine._find"]
+    assert work.transactions == ["CoachingEngine._find_or_claim"]
     assert work.thread_calls == []
     assert anthropic_api.billable == 1
 
@@ -297,6 +293,62 @@ async def test_a_failed_analysis_gives_its_claim_back_for_the_next_copy(
     retried = await client.post(
         "/v1/coaching/sessions", json=transcript(), headers=_auth(make_token)
     )
+    assert retried.status_code == 200, retried.text
+    assert retried.json()["cached"] is False
+
+
+async def test_an_answer_stored_after_the_timeout_keeps_its_claim_until_it_is_in(
+    coaching_settings: Callable[..., CoachingSettings],
+    app_client: AppClient,
+    anthropic_api: AnthropicStandIn,
+    make_token: Callable[..., str],
+    db: Database,
+    owner_db: Database,
+) -> None:
+    # COACHING_SESSION_TIMEOUT fires while the billed answer is being stored
+    # (here: held behind a lock). The claim used to be given back at once, so
+    # a copy arriving before the store committed won it and paid a second call.
+    anthropic_api.latency = 0.2
+    settings = coaching_settings(coaching_session_timeout=1.0)
+    async with app_client(create_app(settings, registry=new_registry())) as http:
+        async with owner_db.tenant("tenant-a") as lock:
+            await lock.execute("LOCK TABLE coaching_sessions IN SHARE MODE")
+            first = await http.post(
+                "/v1/coaching/sessions", json=transcript(), headers=_auth(make_token)
+            )
+            assert first.status_code == 504, first.text
+            copy = asyncio.create_task(
+                http.post("/v1/coaching/sessions", json=transcript(), headers=_auth(make_token))
+            )
+            await asyncio.sleep(0.4)  # time for a second call, had the claim been free
+        retried = await copy
+    assert retried.status_code == 200, retried.text
+    assert retried.json()["cached"] is True
+    assert anthropic_api.billable == 1
+    async with db.tenant("tenant-a") as conn:
+        assert await conn.fetchval("SELECT count(*) FROM coaching_sessions") == 1
+        assert await conn.fetchval("SELECT count(*) FROM coaching_claims") == 0
+
+
+async def test_busy_gives_back_the_claim_it_took(
+    coaching_settings: Callable[..., CoachingSettings],
+    app_client: AppClient,
+    anthropic_api: AnthropicStandIn,
+    make_token: Callable[..., str],
+) -> None:
+    anthropic_api.latency = 0.5
+    settings = coaching_settings(coaching_max_concurrent_analyses=1, coaching_session_timeout=3)
+    async with app_client(create_app(settings, registry=new_registry())) as http:
+        running = asyncio.create_task(
+            http.post("/v1/coaching/sessions", json=transcript(), headers=_auth(make_token))
+        )
+        await asyncio.sleep(0.2)
+        other = transcript(agent="agent-8")
+        busy = await http.post("/v1/coaching/sessions", json=other, headers=_auth(make_token))
+        assert busy.status_code == 429
+        assert (await running).status_code == 200
+        # The refused transcript's claim was given back: its retry analyses at once.
+        retried = await http.post("/v1/coaching/sessions", json=other, headers=_auth(make_token))
     assert retried.status_code == 200, retried.text
     assert retried.json()["cached"] is False
 

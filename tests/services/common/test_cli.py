@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import argparse
 import logging
+from collections.abc import Iterator
 
 import pytest
 
@@ -146,3 +148,20 @@ def test_served_processes_keep_http_clients_request_lines_out_below_debug(
     finally:
         for logger, level in zip(loggers, levels, strict=True):
             logger.setLevel(level)
+
+
+def _parsers(parser: argparse.ArgumentParser) -> Iterator[argparse.ArgumentParser]:
+    yield parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                yield from _parsers(child)
+
+
+def test_every_command_prints_its_help() -> None:
+    # argparse %-formats every help string: a bare "100%" made `enterprisehub
+    # rollout --help` a traceback instead of the list of its commands.
+    parsers = list(_parsers(cli.build_parser()))
+    assert len(parsers) > 20
+    for parser in parsers:
+        assert parser.format_help().startswith(f"usage: {parser.prog}")

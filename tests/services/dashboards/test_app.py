@@ -21,7 +21,7 @@ from services.common.scoring import LeadFeatures
 from services.common.settings import AuthSettings
 from services.dashboards import app as dashboards_app
 from services.dashboards.feed import FeedUnavailable, read_feed, stream_id_at
-from services.dashboards.pages.lead_hub import HOT_SCORE, summarize
+from services.dashboards.pages.lead_hub import HOT_SCORE, merge, summarize
 from tests.services.realtime.conftest import Replica, event_body, post_event
 
 APP = str(dashboards_app.__file__)
@@ -147,3 +147,19 @@ def test_summary_counts_types_and_hot_leads() -> None:
     assert view.hot == 1
     assert view.mean_score is not None
     assert round(view.mean_score, 3) == round((0.1 + HOT_SCORE + 0.5) / 3, 3)
+
+
+def test_merge_keeps_each_event_once_when_two_runs_read_from_one_cursor() -> None:
+    # A rerun in a new thread and the refreshing fragment's thread both read
+    # from the same cursor; whichever merges second adds nothing and never
+    # moves the cursor back.
+    state: dict[str, Any] = {"cursor": "1000-0", "events": []}
+    read = [{"stream_id": "1000-1", "score": 0.5}, {"stream_id": "1001-0", "score": 0.9}]
+    merge(state, read, "1001-0")
+    merge(state, read, "1001-0")
+    merge(state, read[:1], "1000-1")
+    assert [e["stream_id"] for e in state["events"]] == ["1000-1", "1001-0"]
+    assert state["cursor"] == "1001-0"
+    merge(state, [{"stream_id": "1001-1", "score": 0.1}], None)
+    assert len(state["events"]) == 3
+    assert state["cursor"] == "1001-1"

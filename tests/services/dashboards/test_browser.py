@@ -10,6 +10,7 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 import pytest
@@ -18,6 +19,9 @@ import pytest_asyncio
 from localrun.servers import free_port
 from services.common.scoring import LeadFeatures
 from tests.services.realtime.conftest import Replica, event_body, post_event
+
+if TYPE_CHECKING:
+    from playwright.async_api import Page
 
 CHROMIUM = Path("/usr/bin/chromium")
 REPO = Path(__file__).resolve().parents[3]
@@ -65,18 +69,10 @@ async def dashboards_url(dashboards_env: dict[str, str], tmp_path: Path) -> Asyn
         log.close()
 
 
-async def test_sign_in_and_see_the_lead_hub_in_chromium(
-    dashboards_url: str,
-    replica: Replica,
-    http: httpx.AsyncClient,
-    make_token: Callable[..., str],
-    sample_leads: list[LeadFeatures],
-) -> None:
+@pytest_asyncio.fixture
+async def page() -> AsyncIterator[Page]:
+    """A page of a headless Chromium that resolves only loopback names."""
     from playwright.async_api import async_playwright
-
-    webhook = make_token("tenant-a", subject="crm")
-    for i, lead in enumerate(sample_leads[:4]):
-        await post_event(http, replica, webhook, event_body(lead, lead_id=f"lead-{i}"))
 
     async with async_playwright() as playwright:
         browser = await playwright.chromium.launch(
@@ -85,27 +81,105 @@ async def test_sign_in_and_see_the_lead_hub_in_chromium(
             args=["--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE localhost, EXCLUDE 127.0.0.1"],
         )
         try:
-            page = await browser.new_page()
-            await page.goto(dashboards_url)
-            await page.get_by_label("Access token", exact=True).fill("not-a-token")
-            await page.get_by_role("button", name="Sign in").click()
-            await page.get_by_text("Sign-in refused").wait_for(timeout=30_000)
-
-            await page.get_by_label("Access token", exact=True).fill(
-                make_token("tenant-a", subject="agent-2")
-            )
-            await page.get_by_role("button", name="Sign in").click()
-            await page.get_by_role("heading", name="Real-Time Lead Intelligence Hub").wait_for(
-                timeout=30_000
-            )
-            events_shown = page.locator('[data-testid="stMetric"]', has_text="Events shown")
-            await (
-                events_shown.locator('[data-testid="stMetricValue"]')
-                .get_by_text("4", exact=True)
-                .wait_for(timeout=30_000)
-            )
-            sidebar = await page.get_by_test_id("stSidebar").inner_text()
-            assert "tenant-a" in sidebar
-            assert "agent-2" in sidebar
+            yield await browser.new_page()
         finally:
             await browser.close()
+
+
+async def test_sign_in_and_see_the_lead_hub_in_chromium(
+    dashboards_url: str,
+    page: Page,
+    replica: Replica,
+    http: httpx.AsyncClient,
+    make_token: Callable[..., str],
+    sample_leads: list[LeadFeatures],
+) -> None:
+    webhook = make_token("tenant-a", subject="crm")
+    for i, lead in enumerate(sample_leads[:4]):
+        await post_event(http, replica, webhook, event_body(lead, lead_id=f"lead-{i}"))
+
+    await page.goto(dashboards_url)
+    await page.get_by_label("Access token", exact=True).fill("not-a-token")
+    await page.get_by_role("button", name="Sign in").click()
+    await page.get_by_text("Sign-in refused").wait_for(timeout=30_000)
+
+    await page.get_by_label("Access token", exact=True).fill(
+        make_token("tenant-a", subject="agent-2")
+    )
+    await page.get_by_role("button", name="Sign in").click()
+    await page.get_by_role("heading", name="Real-Time Lead Intelligence Hub").wait_for(
+        timeout=30_000
+    )
+    events_shown = page.locator('[data-testid="stMetric"]', has_text="Events shown")
+    await (
+        events_shown.locator('[data-testid="stMetricValue"]')
+        .get_by_text("4", exact=True)
+        .wait_for(timeout=30_000)
+    )
+    sidebar = await page.get_by_test_id("stSidebar").inner_text()
+    assert "tenant-a" in sidebar
+    assert "agent-2" in sidebar
+
+
+async def test_signing_out_leaves_nothing_of_the_last_user_for_the_next(
+    dashboards_url: str,
+    page: Page,
+    replica: Replica,
+    http: httpx.AsyncClient,
+    make_token: Callable[..., str],
+    sample_leads: list[LeadFeatures],
+) -> None:
+    # A shared browser (an office's front desk). Three defects: the hub kept
+    # what it had read with agent-1's token (the event the feed sends to
+    # agent-1 alone included) and showed it to agent-2 signing in next;
+    # "Sign out" on the hub itself did nothing (its refreshing fragment
+    # swallowed the click), so nobody could sign out from the landing page;
+    # and a click on the hub's own link while it refreshed showed every event
+    # twice (two runs read from one cursor).
+    webhook = make_token("tenant-a", subject="crm")
+    for lead_id, agent in [("for-everyone", None), ("for-agent-1-only", "agent-1")]:
+        body = event_body(sample_leads[0], lead_id=lead_id, agent_id=agent)
+        await post_event(http, replica, webhook, body)
+
+    async def sign_in_and_see(page: Page, subject: str, events: str) -> None:
+        await page.get_by_label("Access token", exact=True).fill(
+            make_token("tenant-a", subject=subject)
+        )
+        await page.get_by_role("button", name="Sign in").click()
+        await page.get_by_test_id("stSidebar").get_by_text(subject).wait_for(timeout=30_000)
+        await page.get_by_role("link", name="Real-Time Lead Intelligence Hub").click()
+        shown = page.locator('[data-testid="stMetric"]', has_text="Events shown")
+        await (
+            shown.locator('[data-testid="stMetricValue"]')
+            .get_by_text(events, exact=True)
+            .wait_for(timeout=30_000)
+        )
+
+    await page.goto(dashboards_url)
+    await sign_in_and_see(page, "agent-1", "2")
+    # Signed out from another page first (that button always worked).
+    await page.get_by_role("link", name="Property Intelligence").click()
+    await page.get_by_role("heading", name="Property Intelligence").wait_for(timeout=30_000)
+    await page.get_by_role("button", name="Sign out").click()
+    await sign_in_and_see(page, "agent-2", "1")
+    # Then from the hub, which refreshes itself every few seconds.
+    await page.get_by_role("button", name="Sign out").click()
+    await page.get_by_label("Access token", exact=True).wait_for(timeout=30_000)
+
+
+async def test_the_hub_signs_out_when_its_token_expires(
+    dashboards_url: str, page: Page, make_token: Callable[..., str]
+) -> None:
+    # The hub only refreshes its fragment, which skipped the app's sign-in
+    # check: with an expired token it kept the page (and the data already
+    # read) on screen, saying only that the feed was unavailable.
+    await page.goto(dashboards_url)
+    await page.get_by_label("Access token", exact=True).fill(
+        make_token("tenant-a", subject="agent-3", ttl_seconds=6)
+    )
+    await page.get_by_role("button", name="Sign in").click()
+    await page.get_by_role("heading", name="Real-Time Lead Intelligence Hub").wait_for(
+        timeout=30_000
+    )
+    await page.get_by_text("Signed out: token has expired").wait_for(timeout=60_000)
+    await page.get_by_label("Access token", exact=True).wait_for(timeout=10_000)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 
 from services.common.database import Database
-from services.dashboards.pages.coaching import load_coaching
+from services.dashboards.pages.coaching import areas_chart, load_coaching
 from services.dashboards.pages.property import load_property_intelligence
 
 
@@ -42,6 +42,21 @@ async def test_coaching_page_aggregates_the_tenants_sessions(db: Database) -> No
     assert data["cost_micro_usd"] == 11_000
     assert all(r["agent_id"] != "agent-9" for r in data["recent"])
     assert (await load_coaching(db, "tenant-c"))["agents"] == []
+
+
+async def test_improvement_areas_are_charted_as_written_never_as_plotly_markup(
+    db: Database,
+) -> None:
+    # A lead's message can steer Claude's titles; plotly would draw this one
+    # as a link on the manager's page.
+    link = '<a href="https://evil.example/login">Call your manager now</a>'
+    await _session(db, "tenant-a", "agent-1", [link, "Close & confirm"], 1_000)
+    figure = areas_chart((await load_coaching(db, "tenant-a"))["improvement_areas"])
+    labels = sorted(str(label) for trace in figure.data for label in trace.y)
+    assert labels == [
+        '&lt;a href="https://evil.example/login"&gt;Call your manager now&lt;/a&gt;',
+        "Close &amp; confirm",
+    ]
 
 
 async def _analysis(

@@ -263,3 +263,54 @@ async def test_operating_cost_is_the_tenants_claude_ledger_when_it_reports(
     assert costs["tenant-a", "realtime_intelligence"] == pytest.approx(
         4 * realtime.api_cost_per_use
     )
+
+
+@pytest.mark.parametrize("days", ["0", "-3", "3661", "seven"])
+async def test_report_refuses_a_period_that_is_not_one_to_3660_days(
+    days: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # --days 0 divided by zero (a traceback); --days -3 reported a period whose
+    # end came before its start.
+    with pytest.raises(SystemExit) as exited:
+        await _cli("impact", "report", "--start", "2026-12-01", "--days", days)
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument --days: '{days}' is not a number of days between 1 and 3660" in err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("window", "metric", "message"),
+    [
+        (("2026-11-07", "2026-11-01"), "revenue_impact", "--window-end is before --window-start"),
+        (("2026-11-01", "2026-11-07"), "m" * 101, "--metric must be 1-100 characters"),
+        (("2026-11-01", "2026-11-07"), "   ", "--metric must be 1-100 characters"),
+    ],
+    ids=["reversed-window", "long-metric", "blank-metric"],
+)
+async def test_store_refuses_what_the_table_would_refuse_before_printing(
+    settings_env: dict[str, str],
+    tmp_path: Path,
+    owner_db: Database,
+    capsys: pytest.CaptureFixture[str],
+    window: tuple[str, str],
+    metric: str,
+    message: str,
+) -> None:
+    # experiment_results refused these rows after the analysis was printed:
+    # a CheckViolationError or StringDataRightTruncationError traceback.
+    rng = np.random.default_rng(5)
+    path = tmp_path / "units.csv"
+    _write_csv(path, rng.normal(10, 2, 20), rng.normal(11, 2, 20))
+    code = await _cli(
+        "experiment", "analyze", "--input", str(path), "--store",
+        "--feature", "ai_coaching", "--metric", metric,
+        "--window-start", window[0], "--window-end", window[1],
+    )  # fmt: skip
+    captured = capsys.readouterr()
+    assert code == 2
+    assert message in captured.err
+    assert "Traceback" not in captured.err
+    assert captured.out == ""
+    async with owner_db.unscoped() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM experiment_results") == 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -211,3 +212,45 @@ def test_analyze_reports_every_field() -> None:
         out["seq_diff_ci_low"] < out["diff_ci_low"] < out["diff_ci_high"] < out["seq_diff_ci_high"]
     )
     assert out["cuped"]["variance_reduction"] > 0.99
+
+
+@pytest.mark.parametrize(
+    ("control", "treatment"),
+    [
+        ([1.0, 1.0, 1.0], [1.0, 1.0, 1.0]),  # every tenant at 0 conversions, say
+        ([1.0, 1.0, 1.0], [2.0, 2.0, 2.0]),  # constant in each arm, different arms
+        ([1e308, -1e308, 1e308], [1e308, 1e308, -1e308]),  # the variance overflows
+    ],
+    ids=["equal-constants", "different-constants", "overflow"],
+)
+def test_analyze_without_a_finite_standard_error_answers_nulls_not_scipy_errors(
+    control: list[float], treatment: list[float]
+) -> None:
+    # Was ValueError "xtol too small (0 <= 0)" or "The function value at x=0.0 is
+    # NaN" from brentq, and a NaN interval read as significant.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no RuntimeWarning on the operator's terminal
+        out = analyze(np.array(control), np.array(treatment))
+    assert out["mde"] is None
+    assert out["p_value"] is None
+    assert out["seq_significant"] is False
+    assert out["n_control"] == out["n_treatment"] == 3
+
+
+def test_mde_with_two_units_an_arm_is_still_the_80_percent_power_effect() -> None:
+    # Unequal variances and two units an arm: Welch's df is 1.47, power at 8
+    # standard errors is below 80%, and brentq refused ("f(a) and f(b) must
+    # have different signs").
+    control, treatment = np.array([1.0, 2.0]), np.array([2.0, 4.0])
+    mc, mt = Moments.of(control), Moments.of(treatment)
+    effect = mde(mc, mt)
+    se = math.sqrt(mc.var / 2 + mt.var / 2)
+    df = (mc.var / 2 + mt.var / 2) ** 2 / ((mc.var / 2) ** 2 + (mt.var / 2) ** 2)
+    critical = scipy_stats.t.ppf(0.975, df)
+    # The lower tail is ~0 this far out (scipy answers NaN for it).
+    lower = np.nan_to_num(scipy_stats.nct.cdf(-critical, df, effect / se))
+    power = scipy_stats.nct.sf(critical, df, effect / se) + lower
+    assert df < 2
+    assert effect > 8 * se
+    assert abs(power - 0.8) < 1e-6
+    assert analyze(control, treatment)["mde"] == pytest.approx(effect)

@@ -101,6 +101,48 @@ async def test_a_firing_trigger_turns_its_feature_off_once_with_audit_and_slack(
     assert duplicates.count(False) == 1
 
 
+async def _waiting_on_locks(owner_db: Database, count: int) -> None:
+    """Until ``count`` backends wait for a lock (a generous deadline, not a timing check)."""
+    async with asyncio.timeout(30):
+        while True:
+            async with owner_db.unscoped() as conn:
+                waiting = await conn.fetchval(
+                    "SELECT count(*) FROM pg_stat_activity "
+                    "WHERE wait_event_type = 'Lock' AND datname = current_database()"
+                )
+            if waiting >= count:
+                return
+            await asyncio.sleep(0.05)
+
+
+async def test_two_alerts_of_one_feature_at_once_turn_it_off_and_tell_slack_once(
+    app: Any, app_client: Any, redis_client: Redis, owner_db: Database, slack: SlackStandIn
+) -> None:
+    # Two rollback rules of one feature (latency and errors) fire in the same
+    # evaluation; Alertmanager sends them as two notifications at once. Each is
+    # its own incident, but only one may turn the flag off, audit and tell Slack.
+    await _all_on(redis_client)
+    latency = _notification(_alert(fingerprint="1111111111111111"))
+    errors = _notification(_alert(fingerprint="2222222222222222"))
+    async with app_client(app) as client:
+        async with owner_db.unscoped() as gate:
+            # Both requests are held until this transaction ends: at the audit
+            # insert, each having read the flag as on (without the lock), or
+            # one there and the other waiting for the flag-change lock.
+            await gate.execute("LOCK TABLE flag_audit IN SHARE ROW EXCLUSIVE MODE")
+            answers = [
+                asyncio.create_task(client.post(URL, json=body, headers=AUTH))
+                for body in (latency, errors)
+            ]
+            await _waiting_on_locks(owner_db, 2)
+        results = [(await answer).json()["handled"][0] for answer in answers]
+    assert sorted(len(r["flags_turned_off"]) for r in results) == [0, 1]
+    assert [r["duplicate"] for r in results] == [False, False]
+    audit = await _rows(owner_db, "flag_audit")
+    assert [(r["feature_name"], r["to_enabled"]) for r in audit] == [("property_vision", False)]
+    assert len(slack.messages) == 1
+
+
 async def test_a_new_incident_of_the_same_alert_is_handled_again(
     app: Any, app_client: Any, redis_client: Redis, owner_db: Database
 ) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -11,8 +12,9 @@ import pytest
 from localrun.servers import free_port
 from services.cli import main
 from services.common.database import Database
-from services.common.flags import FEATURES, FlagState, bucket, get_flag, get_flags
-from services.common.redis import Redis
+from services.common.flags import FEATURES, FlagState, bucket, get_flag, get_flags, write_flag
+from services.common.redis import Redis, close_redis, create_redis
+from services.rollback.procedure import RollbackRequest, roll_back
 
 
 async def _cli(*argv: str) -> int:
@@ -134,6 +136,61 @@ async def test_set_changes_the_flag_and_writes_one_audit_row_per_change(
     assert set(states.values()) == {FlagState(enabled=True, rollout_percentage=100)}
 
 
+async def test_a_rollback_while_the_operator_confirms_is_not_undone_by_the_change(
+    settings_env: dict[str, str],
+    app_database_url: str,
+    redis_url: str,
+    redis_client: Redis,
+    owner_db: Database,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # The operator reads "ai_coaching: on at 10% -> on at 25%" and, before
+    # answering, the rollback handler turns the feature off (its alert fired).
+    # Saying yes must not turn a failing feature back on at 25%.
+    assert await _cli("flags", "init") == 0
+    await write_flag(redis_client, "ai_coaching", FlagState(enabled=True, rollout_percentage=10))
+
+    async def rollback_fires_while_asked(prompt: str, assume_yes: bool) -> None:
+        db = await Database.open(app_database_url, max_size=1, acquire_timeout=5)
+        redis = create_redis(redis_url, max_connections=1, socket_timeout=2)
+        try:
+            await roll_back(
+                db=db,
+                redis=redis,
+                request=RollbackRequest(
+                    key="alertmanager:coaching-latency",
+                    source="alertmanager",
+                    alertname="CoachingLatencyRollback",
+                    feature="ai_coaching",
+                    features=("ai_coaching",),
+                    environment="local",
+                    actor="alertmanager",
+                    reason="coaching p95 above target",
+                    starts_at=datetime(2026, 12, 4, 7, 0, tzinfo=UTC),
+                ),
+            )
+        finally:
+            await close_redis(redis)
+            await db.close()
+
+    monkeypatch.setattr("services.rollout.cli.confirm", rollback_fires_while_asked)
+    code = await _cli(
+        "rollout", "set", "--feature", "ai_coaching", "--percentage", "25",
+        "--environment", "local", "--reason", "week 2",
+    )  # fmt: skip
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "ai_coaching is now off (10% kept) (planned from on at 10%)" in err
+    assert "nothing was changed" in err
+    assert "Traceback" not in err
+    assert await get_flag(redis_client, "ai_coaching") == FlagState(
+        enabled=False, rollout_percentage=10
+    )
+    changes = [r for r in await _audit(owner_db) if r["command"] != "flags init"]
+    assert [(r["actor"], r["to_enabled"]) for r in changes] == [("alertmanager", False)]
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
@@ -141,6 +198,8 @@ async def test_set_changes_the_flag_and_writes_one_audit_row_per_change(
         (["--feature", "ai_coaching", "--percentage", "150"], "between 0 and 100"),
         (["--feature", "ai_coaching", "--percentage", "nan"], "between 0 and 100"),
         (["--feature", "ai_coaching", "--percentage", "-1"], "between 0 and 100"),
+        # The audit must say why: a blank reason is no reason.
+        (["--feature", "ai_coaching", "--percentage", "10", "--reason", "  "], "must say why"),
     ],
 )
 async def test_bad_arguments_are_clear_errors(
@@ -150,7 +209,8 @@ async def test_bad_arguments_are_clear_errors(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     with pytest.raises(SystemExit) as exit_info:
-        await _cli("rollout", "set", *argv, "--environment", "local", "--reason", "x", "--yes")
+        # argv last: its --reason, if any, is the one argparse keeps.
+        await _cli("rollout", "set", "--environment", "local", "--reason", "x", "--yes", *argv)
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
 
