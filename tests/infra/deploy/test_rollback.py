@@ -536,6 +536,25 @@ def test_the_image_the_targets_stack_file_pins_is_the_one_checked(
     assert pinned.split("@")[1] in planned.refusals[0].message
 
 
+def test_an_image_outside_ecr_is_not_checked_and_the_plan_says_so(
+    repo: FixtureRepo, standin: Path
+) -> None:
+    elsewhere = "registry.example/enterprisehub@sha256:" + "c" * 64
+    target = repo.commit(
+        "image in another registry",
+        document(*BASE),
+        stack_file=STACK_FILE + f"  enterprisehub:image: {elsewhere}\n",
+    )
+    current = repo.commit("current", document(*BASE))
+    record_history(standin, current=current, target=target)
+    planned = rb.plan_rollback(repo.path, STACK)
+    assert planned.allowed, planned.refusals
+    assert planned.warnings == [
+        f"the target's image {elsewhere} is not in an ECR registry; whether it can still be "
+        "pulled was not checked"
+    ]
+
+
 def test_an_image_that_cannot_be_checked_is_refused(
     repo: FixtureRepo, standin: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
