@@ -509,25 +509,28 @@ def test_target_whose_image_the_registry_expired_is_refused(
     assert "fix forward" in message
     cli = run_cli("rollback-plan", "--stack", STACK, "--repo", str(repo.path))
     assert cli.returncode == 1
-    assert "[image]" in cli.stdout
+    assert f"[image] the target's image {digest} is no longer in ECR" in cli.stdout
     # Refused before anything is changed: no `up`.
     assert rb.rollback(repo.path, STACK).result == "refused"
     assert not [c for c in calls(standin) if c["args"][:1] == ["up"]]
 
 
-def test_the_image_the_targets_stack_file_pins_is_the_one_checked(
-    repo: FixtureRepo, standin: Path, ecr: Registry
-) -> None:
-    # The target's own plain config wins over what its update recorded, so
-    # its stack file's image is what `up` would deploy, and what is asked for.
-    pinned = ecr.push(f"enterprisehub-{STACK}", "pinned")
+def pinned_target(repo: FixtureRepo, standin: Path, image: str) -> None:
+    """A target whose stack file pins `image` (its own plain config wins over
+    what its update recorded), and a current commit, in the history."""
     target = repo.commit(
-        "pinned image",
-        document(*BASE),
-        stack_file=STACK_FILE + f"  enterprisehub:image: {pinned}\n",
+        "pinned image", document(*BASE), stack_file=STACK_FILE + f"  enterprisehub:image: {image}\n"
     )
     current = repo.commit("current", document(*BASE))
     record_history(standin, current=current, target=target)
+
+
+def test_the_image_the_targets_stack_file_pins_is_the_one_checked(
+    repo: FixtureRepo, standin: Path, ecr: Registry
+) -> None:
+    # Its stack file's image is what `up` would deploy, and what is asked for.
+    pinned = ecr.push(f"enterprisehub-{STACK}", "pinned")
+    pinned_target(repo, standin, pinned)
     ecr.expire((standin / "target-image").read_text())
     assert rb.plan_rollback(repo.path, STACK).allowed
     ecr.expire(pinned)
@@ -540,13 +543,7 @@ def test_an_image_outside_ecr_is_not_checked_and_the_plan_says_so(
     repo: FixtureRepo, standin: Path
 ) -> None:
     elsewhere = "registry.example/enterprisehub@sha256:" + "c" * 64
-    target = repo.commit(
-        "image in another registry",
-        document(*BASE),
-        stack_file=STACK_FILE + f"  enterprisehub:image: {elsewhere}\n",
-    )
-    current = repo.commit("current", document(*BASE))
-    record_history(standin, current=current, target=target)
+    pinned_target(repo, standin, elsewhere)
     planned = rb.plan_rollback(repo.path, STACK)
     assert planned.allowed, planned.refusals
     assert planned.warnings == [
@@ -572,13 +569,7 @@ def test_an_image_that_cannot_be_checked_is_refused(
 
 def test_a_missing_repository_is_refused(repo: FixtureRepo, standin: Path) -> None:
     elsewhere = (standin / "target-image").read_text().replace("enterprisehub-dev", "gone")
-    target = repo.commit(
-        "image in a deleted repository",
-        document(*BASE),
-        stack_file=STACK_FILE + f"  enterprisehub:image: {elsewhere}\n",
-    )
-    current = repo.commit("current", document(*BASE))
-    record_history(standin, current=current, target=target)
+    pinned_target(repo, standin, elsewhere)
     planned = rb.plan_rollback(repo.path, STACK)
     assert [r.kind for r in planned.refusals] == ["image"]
     assert "ECR repository gone does not exist in account 123456789012" in (
