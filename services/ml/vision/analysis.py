@@ -271,7 +271,7 @@ class VisionAnalyzer:
                 **request_params(image, model=self.model),
             )
         except BaseException:
-            await asyncio.shield(store.release(self.db, tenant_id, claim.analysis_id))
+            await asyncio.shield(store.release(self.db, tenant_id, claim))
             raise
         latency = time.perf_counter() - started
         self.latency.record(latency)

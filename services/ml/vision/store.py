@@ -225,12 +225,19 @@ async def complete(
     return dict(row)
 
 
-async def release(db: Database, tenant_id: str, analysis_id: uuid.UUID) -> None:
-    """Give a claim back after a failure (the next request tries again)."""
+async def release(db: Database, tenant_id: str, claim: Claim) -> None:
+    """Give a claim back after a failure (the next request tries again).
+
+    Only the claim as it was taken: one that another request has taken over
+    since (it went stale while this one's call was still running) is that
+    request's now, and its result must find the row when it completes.
+    """
     async with db.tenant(tenant_id) as conn:
         await conn.execute(
-            "DELETE FROM property_vision_analyses WHERE analysis_id = $1 AND status = 'pending'",
-            analysis_id,
+            "DELETE FROM property_vision_analyses "
+            "WHERE analysis_id = $1 AND status = 'pending' AND claimed_at = $2",
+            claim.analysis_id,
+            claim.claimed_at,
         )
 
 

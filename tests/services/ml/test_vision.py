@@ -217,6 +217,41 @@ async def test_concurrent_posts_for_two_properties_make_one_call_and_both_list_i
                 assert listed["property_id"] == prop
 
 
+async def test_a_timed_out_owner_leaves_the_claim_another_replica_took_over(
+    vision_settings: MLSettings,
+    app_client: AppClient,
+    anthropic_api: AnthropicStandIn,
+    make_token: Callable[..., str],
+    db: Database,
+) -> None:
+    # Replica a's call outlives the stale limit, so replica b takes its claim
+    # over and calls; a's call then times out and gives its claim back. That
+    # must not delete b's claim: b's billed answer is stored, booked once.
+    settings = vision_settings.model_copy(update={"vision_claim_stale_seconds": 0.3})
+    anthropic_api.script(Case.slow(3.0), Case.slow(1.8))
+    token = _auth(make_token)
+    photo = _jpeg(64, 64)
+    replica_a = create_app(settings, registry=new_registry())
+    replica_b = create_app(settings, registry=new_registry())
+    async with app_client(replica_a) as a, app_client(replica_b) as b:
+
+        async def later() -> httpx.Response:
+            await asyncio.sleep(0.6)
+            return await _upload(b, token, photo)
+
+        first, second = await asyncio.gather(_upload(a, token, photo), later())
+        assert first.status_code == 504, first.text
+        assert second.status_code == 200, second.text
+        assert anthropic_api.billable == 2
+        [cost] = await totals(db, "tenant-a")
+        # a's call timed out (its usage is unknown); b's is booked once.
+        assert (cost["calls"], cost["cost_micro_usd"]) == (1, second.json()["cost_micro_usd"])
+        again = await _upload(a, token, photo)
+        assert again.json()["cached"] is True
+        assert again.json()["analysis_id"] == second.json()["analysis_id"]
+        assert anthropic_api.billable == 2
+
+
 async def test_property_links_stay_within_the_tenant(
     client: httpx.AsyncClient,
     anthropic_api: AnthropicStandIn,
