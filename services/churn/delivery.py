@@ -11,10 +11,12 @@ intervention in turn (`deliver_group`):
    returns the lead's time zone and recent contacts, and the contact rules
    (quiet hours in the lead's zone, frequency caps) are checked here. When
    anything needs deciding (the function says so, or a contact rule says no,
-   or no CRM is configured), a tenant transaction takes the decision under
+   or no CRM is configured, or the row was already ``sending``: a resend
+   after a dead worker), a tenant transaction takes the decision under
    the same locks, after putting back the row the function claimed: a row no
    longer ``pending``/``sending`` (delivered, cancelled by a re-engaging lead,
-   dead-lettered) ends the job; a lead no longer active cancels it; during
+   dead-lettered) ends the job; a lead no longer active, or one that
+   re-engaged after the intervention was decided, cancels it; during
    the lead's quiet hours the row is re-timed and a new job deferred for the
    end of them; a lead over its frequency cap gets the row ``suppressed``;
    otherwise the row becomes ``sending`` with one more attempt.
@@ -24,6 +26,7 @@ intervention in turn (`deliver_group`):
    status and detection-to-delivery latency) in one statement,
    ``churn_record_delivery``; or, on a retryable failure, back to
    ``pending`` with the error and a new job after an exponential backoff
+   (``cancelled`` instead when the lead re-engaged while it was in flight)
    (the CRM's ``Retry-After`` when longer), or ``dead_letter`` once
    CHURN_INTERVENTION_RETRY_COUNT retries are spent or the CRM refused the
    request itself.
@@ -60,6 +63,8 @@ from services.churn.stages import LEAD_CHANNELS
 log = logging.getLogger(__name__)
 
 SORTED_LEAD_CHANNELS: Final = sorted(LEAD_CHANNELS)
+#: The reason of a send cancelled because its lead re-engaged (signals.py too).
+LEAD_RE_ENGAGED: Final = "lead_re_engaged"
 
 Result = Literal[
     "delivered",
@@ -77,16 +82,21 @@ SELECT 1 FROM churn_leads
 WHERE lead_id = (SELECT lead_id FROM churn_outbox WHERE outbox_id = $1)
 FOR UPDATE
 """
-CLAIM_SQL: Final = """
+#: Whether the lead (``l``) re-engaged after its intervention (``i``) was
+#: decided: the signal cancels the sends still ``pending`` then, and this
+#: cancels the ones it could not (in flight then, back for a retry or a replay).
+RE_ENGAGED_SQL: Final = "coalesce(l.re_engaged_at >= i.detected_at, false)"
+CLAIM_SQL: Final = f"""
 SELECT o.outbox_id, o.status, o.attempts, o.channel, o.idempotency_key, o.lead_id,
        o.intervention_id, i.intervention_stage AS stage, i.detected_at,
-       l.timezone, l.crm_contact_id, l.agent_id, l.status AS lead_status
+       l.timezone, l.crm_contact_id, l.agent_id, l.status AS lead_status,
+       {RE_ENGAGED_SQL} AS re_engaged
 FROM churn_outbox o
 JOIN churn_interventions i ON i.intervention_id = o.intervention_id
 JOIN churn_leads l ON l.tenant_id = o.tenant_id AND l.lead_id = o.lead_id
 WHERE o.outbox_id = $1
 FOR UPDATE OF o
-"""
+"""  # noqa: S608 - constant parts only
 CLAIM_FUNCTION: Final = "churn_claim_send"
 RECORD_FUNCTION: Final = "churn_record_delivery"
 #: ``churn_claim_send``'s OUT parameters in order (it returns an anonymous
@@ -178,6 +188,10 @@ class Deliverer:
         if (
             claimed is not None
             and claimed["verdict"] == "claimed"
+            # A resend (the row was left ``sending``: its worker died, its
+            # job ran twice) is decided in full: its lead may have
+            # re-engaged since (the signal cancels pending rows only).
+            and claimed["previous_status"] == "pending"
             and self._contact_allowed(claimed, now)
         ):
             row = claimed
@@ -306,6 +320,9 @@ class Deliverer:
         if row["lead_status"] != "active":
             await self._finish(conn, row, "cancelled", f"lead_{row['lead_status']}")
             return "cancelled"
+        if row["re_engaged"]:
+            await self._finish(conn, row, "cancelled", LEAD_RE_ENGAGED)
+            return "cancelled"
         if self.crm is None:
             await self._finish(conn, row, "not_sent", NOT_CONFIGURED)
             return "not_sent"
@@ -416,9 +433,11 @@ class Deliverer:
             exc.detail,
         )
         async with self.db.tenant(tenant_id) as conn:
-            current = await conn.fetchrow(
-                "SELECT status FROM churn_outbox WHERE outbox_id = $1 FOR UPDATE", row["outbox_id"]
-            )
+            # The lead first (a re-engaging signal holds it while it cancels
+            # the lead's pending sends): either that signal has committed and
+            # is seen here, or it comes after and finds this row pending.
+            await conn.execute(LOCK_LEAD_SQL, row["outbox_id"])
+            current = await conn.fetchrow(CLAIM_SQL, row["outbox_id"])
             if current is None or current["status"] != "sending":
                 return "skipped"
             await conn.execute(
@@ -426,6 +445,10 @@ class Deliverer:
                 row["outbox_id"],
                 exc.detail,
             )
+            if current["re_engaged"]:
+                # Re-engaged while this send was in flight: no retry.
+                await self._finish(conn, row, "cancelled", LEAD_RE_ENGAGED)
+                return "cancelled"
             if isinstance(exc, PermanentSendError) or attempt > self.policy.retry_count:
                 await self._finish(
                     conn, row, "dead_letter", "retries_exhausted" if retryable else "refused"

@@ -5,15 +5,25 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import Counter
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
 
+import httpx
+import pytest
+from fastapi import FastAPI
+from prometheus_client import CollectorRegistry
+
 from localrun.standins.leadconnector import Faults, StandinServer
+from services.churn.config import ChurnSettings
+from services.churn.main import create_app
 from services.churn.queue import defer_detection
 from services.churn.schemas import SignalCreate
 from services.churn.signals import store_signals
 from services.common.database import Database
 from services.common.flags import FlagState, write_flag
 from services.common.redis import Redis
+from services.common.scopes import OPERATOR
 from tests.flags import tenants_around
 from tests.services.churn.conftest import (
     RuntimeFactory,
@@ -22,6 +32,8 @@ from tests.services.churn.conftest import (
     quiet_zone,
     seed_leads,
 )
+
+AppClient = Callable[[FastAPI], AbstractAsyncContextManager[httpx.AsyncClient]]
 
 
 async def _outbox(owner: Database) -> list[dict]:
@@ -281,3 +293,120 @@ async def test_a_tenant_never_touches_another_tenants_sends(
         assert t2.scored == 1
         assert t2.interventions == 0
     assert standin.standin.stats()["deliveries"] == []
+
+
+async def _reply(db: Database, lead_id: str) -> int:
+    """The lead replies (re-engages); the number of sends the signal cancelled."""
+    reply = SignalCreate(
+        signal_id=uuid.uuid4(), lead_id=lead_id, type="reply", occurred_at=datetime.now(UTC)
+    )
+    async with db.tenant("t1") as conn:
+        result = await store_signals(conn, [reply], now=datetime.now(UTC))
+    return result.cancelled_sends
+
+
+async def test_a_send_in_flight_when_its_lead_replies_is_not_retried(
+    make_runtime: RuntimeFactory, standin: StandinServer, db: Database, owner_db: Database
+) -> None:
+    await seed_leads(db, "t1", 1)
+    async with make_runtime(standin=standin) as runtime:
+        await runtime.run_pass()
+        [email] = [r for r in await _outbox_ids(owner_db) if r["channel"] == "email"]
+        # Held at the CRM until released; then answered 503 (a request reads
+        # its faults as it arrives).
+        standin.standin.set_faults(Faults(hold=True, server_error=1.0))
+        sending = asyncio.create_task(
+            runtime.deliverer.deliver(tenant_id="t1", outbox_id=str(email["outbox_id"]))
+        )
+        # Polled: the row changes in another connection.
+        while (await _status(owner_db, email["outbox_id"])) != "sending":  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+        # The reply arrives while the email is at the CRM: only the task (pending) is cancelled.
+        assert await _reply(db, "lead-0") == 1
+        standin.standin.set_faults(Faults(server_error=1.0))  # releases it
+        assert await sending == "cancelled"
+        standin.standin.set_faults(Faults())
+        await drain(runtime)
+    rows = {r["channel"]: r for r in await _outbox(owner_db)}
+    assert (rows["email"]["status"], rows["email"]["reason"]) == ("cancelled", "lead_re_engaged")
+    assert standin.standin.stats()["deliveries"] == []
+
+
+async def test_a_resend_after_a_dead_worker_is_cancelled_when_the_lead_replied_since(
+    make_runtime: RuntimeFactory, standin: StandinServer, db: Database, owner_db: Database
+) -> None:
+    await seed_leads(db, "t1", 1)
+    async with make_runtime(standin=standin) as runtime:
+        await runtime.run_pass()
+        [email] = [r for r in await _outbox_ids(owner_db) if r["channel"] == "email"]
+        async with owner_db.unscoped() as conn:
+            # Claimed by a worker that was then killed before it sent.
+            await conn.execute(
+                "UPDATE churn_outbox SET status = 'sending', attempts = 1, claimed_at = now() "
+                "WHERE outbox_id = $1",
+                email["outbox_id"],
+            )
+        await _reply(db, "lead-0")
+        # Its job, run again by the stalled-job recovery.
+        result = await runtime.deliverer.deliver(tenant_id="t1", outbox_id=str(email["outbox_id"]))
+        assert result == "cancelled"
+    assert await _status(owner_db, email["outbox_id"]) == "cancelled"
+    assert standin.standin.stats()["deliveries"] == []
+
+
+async def test_a_dead_letter_replayed_after_its_lead_replied_is_cancelled_not_sent(
+    make_runtime: RuntimeFactory,
+    standin: StandinServer,
+    db: Database,
+    owner_db: Database,
+    churn_env: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    app_client: AppClient,
+    make_token: Callable[..., str],
+) -> None:
+    await seed_leads(db, "t1", 2)
+    standin.standin.set_faults(Faults(poisoned_contacts=["lead-0", "lead-1"]))
+    async with make_runtime(standin=standin, churn_intervention_retry_count=0) as runtime:
+        await runtime.run_pass()
+        await drain(runtime)
+        dead = {(r["lead_id"], r["channel"]): r["outbox_id"] for r in await _outbox_ids(owner_db)}
+        assert {await _status(owner_db, i) for i in dead.values()} == {"dead_letter"}
+        assert await _reply(db, "lead-0") == 0  # nothing pending to cancel
+        standin.standin.set_faults(Faults())
+        monkeypatch.setenv("CHURN_WORKER_ENABLED", "false")
+        monkeypatch.setenv("CHURN_SCHEDULER_ENABLED", "false")
+        app = create_app(ChurnSettings.from_env(), registry=CollectorRegistry())
+        operator = {"Authorization": f"Bearer {make_token('t1', scopes=(OPERATOR,))}"}
+        async with app_client(app) as client:
+            replayed = await client.post(
+                f"/v1/churn/dead-letters/{dead[('lead-0', 'email')]}/retry", headers=operator
+            )
+            assert replayed.status_code == 409, replayed.text
+            assert replayed.json()["reason"] == "lead_re_engaged"
+            again = await client.post(
+                f"/v1/churn/dead-letters/{dead[('lead-0', 'email')]}/retry", headers=operator
+            )
+            assert again.json()["reason"] == "unknown_dead_letter"
+            # The lead that did not reply is retried as before.
+            other = await client.post(
+                f"/v1/churn/dead-letters/{dead[('lead-1', 'email')]}/retry", headers=operator
+            )
+            assert other.status_code == 202, other.text
+        await drain(runtime)
+    assert await _status(owner_db, dead[("lead-0", "email")]) == "cancelled"
+    assert await _status(owner_db, dead[("lead-1", "email")]) == "delivered"
+    assert [d["contact_id"] for d in standin.standin.stats()["deliveries"]] == ["lead-1"]
+
+
+async def _outbox_ids(owner: Database) -> list[dict]:
+    async with owner.unscoped() as conn:
+        rows = await conn.fetch("SELECT outbox_id, lead_id, channel FROM churn_outbox")
+    return [dict(row) for row in rows]
+
+
+async def _status(owner: Database, outbox_id: uuid.UUID) -> str:
+    async with owner.unscoped() as conn:
+        status: str = await conn.fetchval(
+            "SELECT status FROM churn_outbox WHERE outbox_id = $1", outbox_id
+        )
+    return status
