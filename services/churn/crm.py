@@ -18,6 +18,7 @@ does not). Failures are classified for the workflow: `RetryableSendError`
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -121,6 +122,7 @@ class LeadConnectorClient:
         (a TCP, and with the real API a TLS, handshake per send).
         """
         self._location_id = location_id
+        self.timeout = timeout
         self._client = httpx.AsyncClient(
             base_url=base_url,
             timeout=httpx.Timeout(timeout),
@@ -171,10 +173,14 @@ class LeadConnectorClient:
         """Deliver one message or task; raises a `SendError` subclass on failure."""
         path, body = self._request(send)
         try:
-            response = await self._client.post(
-                path, json=body, headers={"Idempotency-Key": send.idempotency_key}
-            )
-        except httpx.TimeoutException as exc:
+            # The whole send, not each read: httpx's timeout applies per
+            # operation, so a slow answer could run on; delivery.py relies on
+            # a send being over ``timeout`` after it began.
+            async with asyncio.timeout(self.timeout):
+                response = await self._client.post(
+                    path, json=body, headers={"Idempotency-Key": send.idempotency_key}
+                )
+        except (httpx.TimeoutException, TimeoutError) as exc:
             raise RetryableSendError(f"timeout ({type(exc).__name__})") from None
         except httpx.TransportError as exc:
             raise RetryableSendError(f"connection failed ({type(exc).__name__})") from None

@@ -31,7 +31,10 @@ intervention in turn (`deliver_group`):
    CHURN_INTERVENTION_RETRY_COUNT retries are spent or the CRM refused the
    request itself.
 
-A worker killed between 1 and 3 leaves the row ``sending`` and its job
+A resend of a row claimed less than the CRM timeout (plus the time to
+record the answer) ago waits until then: the job may be running twice (a
+requeue of a worker that was slow, not dead), the first send still at the
+CRM. A worker killed between 1 and 3 leaves the row ``sending`` and its job
 ``doing``; procrastinate's stalled-job recovery (runtime.py) runs the job
 again, which claims the row again (``sending`` is claimable) and resends with
 the same key. Every other path writes the row's next state and its next job
@@ -46,6 +49,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Literal
+
+import asyncpg
 
 from services.churn.contact_rules import InvalidTimeZone, QuietHours, cap_allows
 from services.churn.crm import (
@@ -75,7 +80,11 @@ Result = Literal[
     "dead_letter",
     "not_sent",
     "skipped",
+    "in_flight",
 ]
+#: After a send's timeout, the time its worker may still take to record the
+#: answer (one statement) before its claim is treated as abandoned.
+RECORD_MARGIN_SECONDS: Final = 5.0
 # The lead first, then its outbox row: the order every writer of both follows.
 LOCK_LEAD_SQL: Final = """
 SELECT 1 FROM churn_leads
@@ -90,7 +99,7 @@ CLAIM_SQL: Final = f"""
 SELECT o.outbox_id, o.status, o.attempts, o.channel, o.idempotency_key, o.lead_id,
        o.intervention_id, i.intervention_stage AS stage, i.detected_at,
        l.timezone, l.crm_contact_id, l.agent_id, l.status AS lead_status,
-       {RE_ENGAGED_SQL} AS re_engaged
+       {RE_ENGAGED_SQL} AS re_engaged, o.claimed_at
 FROM churn_outbox o
 JOIN churn_interventions i ON i.intervention_id = o.intervention_id
 JOIN churn_leads l ON l.tenant_id = o.tenant_id AND l.lead_id = o.lead_id
@@ -150,6 +159,8 @@ class DeliveryPolicy:
     quiet_hours: QuietHours
     max_per_day: int
     max_per_week: int
+    #: GHL_TIMEOUT_SECONDS: how long a send may still be in flight after its claim.
+    send_timeout_seconds: float
 
     def backoff(self, retries_done: int, retry_after: float | None) -> float:
         """Exponential backoff for the ``retries_done``-th retry, at least ``retry_after``."""
@@ -326,6 +337,17 @@ class Deliverer:
         if self.crm is None:
             await self._finish(conn, row, "not_sent", NOT_CONFIGURED)
             return "not_sent"
+        if row["status"] == "sending" and row["claimed_at"] is not None:
+            # Claimed by another job whose send may still be running (a job
+            # run twice: requeued from a worker that was slow, not dead): a
+            # second send now could reach the CRM beside it. Look again once
+            # that send is over, whatever happened to it.
+            abandoned_at = row["claimed_at"] + timedelta(
+                seconds=self.policy.send_timeout_seconds + RECORD_MARGIN_SECONDS
+            )
+            if abandoned_at > now:
+                await self._look_again(conn, tenant_id, row, abandoned_at)
+                return "in_flight"
         if row["attempts"] > self.policy.retry_count:
             # Claimed that often without a recorded result: the sends keep
             # killing their worker. Stop before it takes the next one down.
@@ -376,6 +398,26 @@ class Deliverer:
             priorities=[priority if priority is not None else -(await pending_backlog(conn))],
             not_before=[when],
         )
+
+    async def _look_again(self, conn: Any, tenant_id: str, row: Any, when: datetime) -> None:
+        """A job for the row at ``when``, its state untouched, unless one is already queued."""
+        priority = -(await pending_backlog(conn))
+        # A savepoint (the tenant transaction is started by hand): a refusal
+        # keeps the rest of it.
+        await conn.execute("SAVEPOINT look_again")
+        try:
+            await defer_deliveries(
+                conn,
+                tenant_id=tenant_id,
+                outbox_ids=[row["outbox_id"]],
+                priorities=[priority],
+                not_before=[when],
+            )
+        except asyncpg.UniqueViolationError:
+            # The row's queueing lock: a job for it is already waiting.
+            await conn.execute("ROLLBACK TO SAVEPOINT look_again")
+        else:
+            await conn.execute("RELEASE SAVEPOINT look_again")
 
     async def _finish(self, conn: Any, row: Any, status: str, reason: str) -> None:
         await conn.execute(

@@ -161,6 +161,7 @@ class ChurnRuntime:
                 quiet_hours=self.detection.quiet_hours,
                 max_per_day=settings.churn_max_contacts_per_day,
                 max_per_week=settings.churn_max_contacts_per_week,
+                send_timeout_seconds=settings.ghl_timeout_seconds,
             ),
         )
         self.app = self._build_app()

@@ -76,6 +76,7 @@ def test_backoff_doubles_is_capped_and_honours_retry_after() -> None:
         quiet_hours=QUIET,
         max_per_day=1,
         max_per_week=3,
+        send_timeout_seconds=10,
     )
     assert [policy.backoff(n, None) for n in (1, 2, 3, 6)] == [2, 4, 8, 30]
     assert policy.backoff(1, 12.0) == 12.0

@@ -332,6 +332,32 @@ async def test_a_send_in_flight_when_its_lead_replies_is_not_retried(
     assert standin.standin.stats()["deliveries"] == []
 
 
+async def test_a_job_run_twice_while_its_send_is_at_the_crm_does_not_send_beside_it(
+    make_runtime: RuntimeFactory, standin: StandinServer, db: Database, owner_db: Database
+) -> None:
+    await seed_leads(db, "t1", 1)
+    async with make_runtime(standin=standin) as runtime:
+        await runtime.run_pass()
+        [email] = [r for r in await _outbox_ids(owner_db) if r["channel"] == "email"]
+        standin.standin.set_faults(Faults(hold=True))
+        first = asyncio.create_task(
+            runtime.deliverer.deliver(tenant_id="t1", outbox_id=str(email["outbox_id"]))
+        )
+        # Polled: the row changes in another connection.
+        while (await _status(owner_db, email["outbox_id"])) != "sending":  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+        # The same job again (requeued from a worker that was slow, not dead).
+        second = await runtime.deliverer.deliver(tenant_id="t1", outbox_id=str(email["outbox_id"]))
+        assert second == "in_flight"
+        standin.standin.set_faults(Faults())
+        assert await first == "delivered"
+        await drain(runtime)
+    results = standin.standin.stats()["results"]
+    # One request for the email (no duplicate answered from the key), one for the task.
+    assert results == {"accepted": 2}, results
+    assert await _status(owner_db, email["outbox_id"]) == "delivered"
+
+
 async def test_a_resend_after_a_dead_worker_is_cancelled_when_the_lead_replied_since(
     make_runtime: RuntimeFactory, standin: StandinServer, db: Database, owner_db: Database
 ) -> None:
