@@ -61,7 +61,8 @@ THRESHOLD = re.compile(r"(?:>=|<=|==|>|<)\s*\(?\s*(\d+(?:\.\d+)?)")
 
 def _pinned() -> dict[str, dict[str, tuple[str, ...]]]:
     """File -> alert -> what is pinned, the seed's alerts and the project's."""
-    pinned = {file: dict.fromkeys(alerts, ("threshold", "for")) for file, alerts in PINNED.items()}
+    both: tuple[str, ...] = ("threshold", "for")
+    pinned = {file: dict.fromkeys(alerts, both) for file, alerts in PINNED.items()}
     for file, alerts in PROJECT_PINNED.items():
         pinned.setdefault(file, {}).update(alerts)
     return pinned
