@@ -4,7 +4,17 @@ Tags are immutable, so a tag once pushed always names the same image and the
 digest the stack deploys can be traced back to it; every push is scanned; the
 repository is encrypted with its own KMS key. The lifecycle policy removes
 untagged images (left over from multi-arch or failed pushes) after a week and
-keeps the newest tagged images, enough to roll back many releases.
+keeps the newest `KEEP_IMAGES` images, by count and never by age: an age limit
+would expire the running image of a stack nobody deployed for that long, and its
+next node could not pull it.
+
+The rollback (`python -m infra.deploy rollback-plan`) reaches back at most
+`ROLLBACK_WINDOW` deployed commits, and `KEEP_IMAGES` covers them: each deploy
+of a new commit pushes one image (a re-run reuses it), so the newest
+`KEEP_IMAGES` images hold the last `ROLLBACK_WINDOW` deployed commits' images
+even with three failed or abandoned deploys per release in between. The plan
+also asks ECR for the target's digest, so an image gone for any other reason
+(deleted by hand, more failed deploys) is refused rather than deployed.
 """
 
 from __future__ import annotations
@@ -19,7 +29,10 @@ import pulumi_aws as aws
 from infra.components.kms import encryption_key
 
 UNTAGGED_EXPIRY_DAYS = 7
-KEEP_IMAGES = 100
+#: How many deployed commits back a stack rollback may go (docs/deploying.md).
+ROLLBACK_WINDOW = 25
+#: Images kept: one per deploy attempt of a new commit, four per release in the window.
+KEEP_IMAGES = 4 * ROLLBACK_WINDOW
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -50,7 +63,10 @@ def lifecycle_policy() -> str:
                 },
                 {
                     "rulePriority": 2,
-                    "description": f"Keep the newest {KEEP_IMAGES} images",
+                    "description": (
+                        f"Keep the newest {KEEP_IMAGES} images "
+                        f"(rollback window: {ROLLBACK_WINDOW} releases)"
+                    ),
                     "selection": {
                         "tagStatus": "any",
                         "countType": "imageCountMoreThan",

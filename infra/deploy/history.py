@@ -167,6 +167,23 @@ def recorded_config(updates: Sequence[Update], commit: str) -> dict[str, str]:
     return {}
 
 
+def releases_back(updates: Sequence[Update], commit: str) -> int | None:
+    """How many deployed commits back `commit` is: 0 for the current one, 1 for
+    the one before, ...; None when no successful update ran it.
+
+    Counted in distinct commits of successful updates, newest first, as each
+    deploy of a new commit pushes one image to the stack's repository.
+    """
+    seen: list[str] = []
+    for update in updates:
+        if not update.succeeded or not update.commit or update.commit in seen:
+            continue
+        if update.commit == commit:
+            return len(seen)
+        seen.append(update.commit)
+    return None
+
+
 def render(updates: Sequence[Update]) -> str:
     """The history as a fixed-width table, newest first."""
     lines = [

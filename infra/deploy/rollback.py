@@ -26,7 +26,12 @@ planned first:
      migration Job that gates every rollout runs `alembic upgrade head`, which
      fails on a database at a revision the target's code does not have
      ("Can't locate revision"), so the update would stop before any
-     Deployment went back.
+     Deployment went back;
+   * the target's image is no longer in its ECR repository (asked by digest,
+     `infra.deploy.image`), or the target is more than
+     `registry.ROLLBACK_WINDOW` deployed commits back, further than the
+     registry's lifecycle policy promises to keep images: the Deployments
+     would roll to an image no node can pull and the update would hang.
 
 `rollback` then runs `up` of the target worktree with its config (the secrets
 copied from the current stack file, never printed), its policy pack, and the virtualenv
@@ -54,6 +59,7 @@ from urllib.parse import urlparse
 import yaml
 from pulumi import automation as auto
 
+from infra.components.registry import KEEP_IMAGES, ROLLBACK_WINDOW
 from infra.deploy import history as hist
 from infra.deploy.diff import (
     Plan,
@@ -63,6 +69,7 @@ from infra.deploy.diff import (
     render_markdown,
     summary_line,
 )
+from infra.deploy.image import check_image
 
 #: Types that hold data: deleting or replacing one loses it.
 STATEFUL_TYPES = frozenset(
@@ -99,7 +106,7 @@ class RollbackError(RuntimeError):
 class Refusal:
     """Why the plan must not run."""
 
-    kind: str  # provider | stateful | config | schema
+    kind: str  # provider | stateful | config | schema | image
     message: str
 
 
@@ -496,12 +503,23 @@ def build_plan(
         target = synthesize(target_tree, stack, Path(scratch) / "target")
         missing = missing_config(target_tree, repo, stack, tuple(recorded))
         schema = schema_refusals(current_tree, target_tree)
+        image = deployed_image(
+            carried_stack_document(repo, target_tree, stack, recorded),
+            str(_project(target_tree).get("name", "")),
+        )
     if current.document is None:
         raise RollbackError(
             f"the current commit {current_commit[:12]} does not synthesize for {stack}: "
             f"{current.error}"
         )
     refusals: list[Refusal] = list(schema)
+    warnings: list[str] = []
+    if image is not None:
+        checked = check_image(image)
+        if checked.refusal:
+            refusals.append(Refusal("image", checked.refusal))
+        if checked.note:
+            warnings.append(checked.note)
     if missing:
         refusals.append(
             Refusal(
@@ -521,12 +539,13 @@ def build_plan(
         )
         empty = plan(current.document, current.document)
         return RollbackPlan(
-            stack, current_commit, target_commit, empty, refusals, target_config=recorded
+            stack, current_commit, target_commit, empty, refusals, warnings, recorded
         )
     result = plan(current.document, target.document)
     refusals += provider_refusals(current.document, target.document, result)
-    stateful, warnings = stateful_refusals(result)
+    stateful, stateful_warnings = stateful_refusals(result)
     refusals += stateful
+    warnings += stateful_warnings
     return RollbackPlan(
         stack, current_commit, target_commit, result, refusals, warnings, target_config=recorded
     )
@@ -545,7 +564,26 @@ def plan_rollback(repo: Path, stack: str, to: str | None = None) -> RollbackPlan
     current_commit = resolve(repo, current.commit)
     if target == current_commit:
         raise RollbackError(f"{to or target} is the commit already deployed")
-    return build_plan(repo, stack, current_commit, target, hist.recorded_config(updates, target))
+    planned = build_plan(repo, stack, current_commit, target, hist.recorded_config(updates, target))
+    planned.refusals += window_refusals(updates, target)
+    return planned
+
+
+def window_refusals(updates: Sequence[hist.Update], target: str) -> list[Refusal]:
+    """A target further back than the registry promises to keep images for."""
+    back = hist.releases_back(updates, target)
+    if back is None or back <= ROLLBACK_WINDOW:
+        return []
+    return [
+        Refusal(
+            "image",
+            f"the target is {back} deployed commits back; a rollback reaches back at most "
+            f"{ROLLBACK_WINDOW} (the stack's ECR repository keeps the newest {KEEP_IMAGES} "
+            "images, one per deploy attempt, and expires older ones within a day, even during "
+            "the update). Roll back to a newer target, or fix forward (revert the code in a new "
+            "commit).",
+        )
+    ]
 
 
 # --- rollback -----------------------------------------------------------------------
@@ -590,10 +628,10 @@ def health_urls(outputs: Mapping[str, Any]) -> list[str]:
     return sorted(urls)
 
 
-def _carry_config(
+def carried_stack_document(
     current: Path, target: Path, stack: str, recorded: Mapping[str, str] | None = None
-) -> None:
-    """Complete the target's stack file with what git does not hold.
+) -> dict[str, Any]:
+    """The target's stack file completed with what git does not hold.
 
     The stack files in git hold no ciphertext; each deployment sets its
     secrets in its working copy, and CI sets out-of-band keys (the image
@@ -619,8 +657,27 @@ def _carry_config(
             continue
         config[key] = _decode(text)
     want["config"] = config
+    return want
+
+
+def deployed_image(document: Mapping[str, Any], project: str) -> str | None:
+    """The `image` a completed stack file of `project` deploys (None when it sets none)."""
+    config = document.get("config") or {}
+    for key in (f"{project}:image", "image"):
+        value = config.get(key)
+        if isinstance(value, str):
+            return value
+    return None
+
+
+def _carry_config(
+    current: Path, target: Path, stack: str, recorded: Mapping[str, str] | None = None
+) -> None:
+    """Write the completed stack file (`carried_stack_document`) into the target."""
+    document = carried_stack_document(current, target, stack, recorded)
+    dest = stack_file_path(target, stack)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    dest.write_text(yaml.safe_dump(want, sort_keys=False))
+    dest.write_text(yaml.safe_dump(document, sort_keys=False))
 
 
 def _decode(text: str) -> Any:

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from infra.components.registry import KEEP_IMAGES, ROLLBACK_WINDOW
 from infra.synth.mocks import ProgramRun
 
 
@@ -35,6 +36,23 @@ def test_lifecycle_policy_expires_untagged_images(stack_run: Callable[[str], Pro
     rules = json.loads(policy["policy"])["rules"]
     assert rules[0]["selection"]["tagStatus"] == "untagged"
     assert [rule["rulePriority"] for rule in rules] == sorted(r["rulePriority"] for r in rules)
+
+
+def test_lifecycle_policy_keeps_the_images_the_rollback_may_deploy(
+    stack_run: Callable[[str], ProgramRun],
+) -> None:
+    # A rollback reaches back ROLLBACK_WINDOW deployed commits (infra.deploy):
+    # tagged images go only by count, newest kept, at least one per release of
+    # that window; never by age, which would also expire the running image of
+    # a stack not deployed for that long.
+    policy = stack_run("production").one("aws:ecr/lifecyclePolicy:LifecyclePolicy").inputs
+    rules = json.loads(policy["policy"])["rules"]
+    tagged = [r for r in rules if r["selection"]["tagStatus"] != "untagged"]
+    assert [r["selection"]["countType"] for r in tagged] == ["imageCountMoreThan"]
+    assert tagged[0]["selection"]["tagStatus"] == "any"
+    assert tagged[0]["selection"]["countNumber"] == KEEP_IMAGES
+    assert KEEP_IMAGES >= 4 * ROLLBACK_WINDOW
+    assert f"rollback window: {ROLLBACK_WINDOW} releases" in tagged[0]["description"]
 
 
 def test_repository_url_is_exported(stack_run: Callable[[str], ProgramRun]) -> None:

@@ -17,14 +17,18 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from infra.components.registry import KEEP_IMAGES, ROLLBACK_WINDOW
 from infra.deploy import history as hist
 from infra.deploy import rollback as rb
+from infra.deploy.image import EcrImage
+from tests.infra.deploy.conftest import Registry
 
 FIXTURES = Path(__file__).parent / "fixtures"
 REPO = Path(__file__).resolve().parents[3]
@@ -175,8 +179,12 @@ class FixtureRepo:
 
 
 @pytest.fixture
-def standin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """The stand-in `pulumi` first on PATH; returns its state directory."""
+def standin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ecr: Registry) -> Path:
+    """The stand-in `pulumi` first on PATH; returns its state directory.
+
+    The target's recorded image is pushed to the (moto) ECR registry first, as
+    CI pushed it before that update; its reference is in ``target-image``.
+    """
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     exe = bin_dir / "pulumi"
@@ -188,6 +196,7 @@ def standin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.setenv("PULUMI_STANDIN_DIR", str(state))
     monkeypatch.setenv("PULUMI_SKIP_UPDATE_CHECK", "true")
+    (state / "target-image").write_text(ecr.push(f"enterprisehub-{STACK}", "target"))
     return state
 
 
@@ -199,8 +208,10 @@ def repo(tmp_path: Path) -> FixtureRepo:
 
 
 def record_history(state: Path, *, current: str, target: str, other: str = "0" * 40) -> None:
+    """The fixture history; the target's update recorded the image `standin` pushed."""
     text = (FIXTURES / "history.json").read_text()
     text = text.replace("{CURRENT}", current).replace("{TARGET}", target).replace("{OTHER}", other)
+    text = text.replace("{IMAGE}", (state / "target-image").read_text())
     (state / "history.json").write_text(text)
 
 
@@ -472,6 +483,138 @@ def test_target_whose_config_does_not_synthesize_is_refused(
     planned = rb.plan_rollback(repo.path, STACK)
     assert [r.kind for r in planned.refusals] == ["config"]
     assert "enterprisehub:environment is required" in planned.refusals[0].message
+
+
+# --- the target's image ----------------------------------------------------------------
+
+
+def test_target_whose_image_the_registry_expired_is_refused(
+    repo: FixtureRepo, standin: Path, ecr: Registry
+) -> None:
+    target = repo.commit("base", document(*BASE))
+    logs = res("aws:cloudwatch/logGroup:LogGroup", "dev-logs")
+    current = repo.commit("a log group", document(*BASE, logs))
+    record_history(standin, current=current, target=target)
+    assert rb.plan_rollback(repo.path, STACK).allowed
+
+    image = (standin / "target-image").read_text()
+    ecr.expire(image)
+    planned = rb.plan_rollback(repo.path, STACK)
+    assert [r.kind for r in planned.refusals] == ["image"]
+    message = planned.refusals[0].message
+    digest = image.split("@")[1]
+    assert f"image {digest} is no longer in ECR repository enterprisehub-dev" in message
+    assert "keeps the newest 100 images" in message
+    assert "`--to`" in message
+    assert "fix forward" in message
+    cli = run_cli("rollback-plan", "--stack", STACK, "--repo", str(repo.path))
+    assert cli.returncode == 1
+    assert f"[image] the target's image {digest} is no longer in ECR" in cli.stdout
+    # Refused before anything is changed: no `up`.
+    assert rb.rollback(repo.path, STACK).result == "refused"
+    assert not [c for c in calls(standin) if c["args"][:1] == ["up"]]
+
+
+def pinned_target(repo: FixtureRepo, standin: Path, image: str) -> None:
+    """A target whose stack file pins `image` (its own plain config wins over
+    what its update recorded), and a current commit, in the history."""
+    target = repo.commit(
+        "pinned image", document(*BASE), stack_file=STACK_FILE + f"  enterprisehub:image: {image}\n"
+    )
+    current = repo.commit("current", document(*BASE))
+    record_history(standin, current=current, target=target)
+
+
+def test_the_image_the_targets_stack_file_pins_is_the_one_checked(
+    repo: FixtureRepo, standin: Path, ecr: Registry
+) -> None:
+    # Its stack file's image is what `up` would deploy, and what is asked for.
+    pinned = ecr.push(f"enterprisehub-{STACK}", "pinned")
+    pinned_target(repo, standin, pinned)
+    ecr.expire((standin / "target-image").read_text())
+    assert rb.plan_rollback(repo.path, STACK).allowed
+    ecr.expire(pinned)
+    planned = rb.plan_rollback(repo.path, STACK)
+    assert [r.kind for r in planned.refusals] == ["image"]
+    assert pinned.split("@")[1] in planned.refusals[0].message
+
+
+def test_an_image_outside_ecr_is_not_checked_and_the_plan_says_so(
+    repo: FixtureRepo, standin: Path
+) -> None:
+    elsewhere = "registry.example/enterprisehub@sha256:" + "c" * 64
+    pinned_target(repo, standin, elsewhere)
+    planned = rb.plan_rollback(repo.path, STACK)
+    assert planned.allowed, planned.refusals
+    assert planned.warnings == [
+        f"the target's image {elsewhere} is not in an ECR registry; whether it can still be "
+        "pulled was not checked"
+    ]
+
+
+def test_an_image_that_cannot_be_checked_is_refused(
+    repo: FixtureRepo, standin: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = repo.commit("base", document(*BASE))
+    current = repo.commit("current", document(*BASE))
+    record_history(standin, current=current, target=target)
+    # Nothing listens on port 9 of loopback: the registry cannot be asked.
+    monkeypatch.setenv("AWS_ENDPOINT_URL_ECR", "http://127.0.0.1:9")
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    planned = rb.plan_rollback(repo.path, STACK)
+    assert [r.kind for r in planned.refusals] == ["image"]
+    assert "could not check" in planned.refusals[0].message
+    assert "ecr:DescribeImages" in planned.refusals[0].message
+
+
+def test_a_missing_repository_is_refused(repo: FixtureRepo, standin: Path) -> None:
+    elsewhere = (standin / "target-image").read_text().replace("enterprisehub-dev", "gone")
+    pinned_target(repo, standin, elsewhere)
+    planned = rb.plan_rollback(repo.path, STACK)
+    assert [r.kind for r in planned.refusals] == ["image"]
+    assert "ECR repository gone does not exist in account 123456789012" in (
+        planned.refusals[0].message
+    )
+
+
+def test_ecr_image_references() -> None:
+    digest = "sha256:" + "a" * 64
+    parsed = EcrImage.parse(f"123456789012.dkr.ecr.eu-west-1.amazonaws.com/team/app:v1@{digest}")
+    assert parsed is not None
+    assert (parsed.registry_id, parsed.region, parsed.repository, parsed.digest) == (
+        "123456789012",
+        "eu-west-1",
+        "team/app",
+        digest,
+    )
+    assert EcrImage.parse(f"registry.example/enterprisehub@{digest}") is None
+    assert EcrImage.parse(f"123456789012.dkr.ecr.eu-west-1.amazonaws.com/app@{digest}\n") is None
+    assert EcrImage.parse("123456789012.dkr.ecr.eu-west-1.amazonaws.com/app:v1") is None
+
+
+def _update(version: int, commit: str, result: str = "succeeded") -> hist.Update:
+    start = datetime(2026, 12, 1, tzinfo=UTC)
+    return hist.Update(version, "update", result, start, start, commit, "deploy")
+
+
+def test_the_rollback_reaches_back_as_far_as_the_registry_keeps_images() -> None:
+    # Newest first: the current commit, then one release per commit; a failed
+    # update and a second update of a commit do not move a release further back.
+    commits = [f"{n:040x}" for n in range(ROLLBACK_WINDOW + 2)]
+    updates = [_update(1000, commits[0]), _update(999, "f" * 40, "failed")]
+    updates += [_update(900 - n, commit) for n, commit in enumerate(commits[1:])]
+    updates.insert(3, _update(950, commits[1]))
+    assert hist.releases_back(updates, commits[0]) == 0
+    assert hist.releases_back(updates, commits[1]) == 1
+    assert hist.releases_back(updates, "f" * 40) is None
+    assert hist.releases_back(updates, commits[ROLLBACK_WINDOW]) == ROLLBACK_WINDOW
+    assert rb.window_refusals(updates, commits[ROLLBACK_WINDOW]) == []
+    (refusal,) = rb.window_refusals(updates, commits[ROLLBACK_WINDOW + 1])
+    assert refusal.kind == "image"
+    assert f"{ROLLBACK_WINDOW + 1} deployed commits back" in refusal.message
+    assert f"at most {ROLLBACK_WINDOW}" in refusal.message
+    # The registry keeps at least one image per release of the window.
+    assert KEEP_IMAGES >= ROLLBACK_WINDOW
 
 
 # --- preconditions --------------------------------------------------------------------
