@@ -36,6 +36,11 @@ CHURN_DELIVERY_RATE = (
 )
 #: Read from Postgres by every replica (services/rollback/undo_claims.py): max, not sum.
 UNDO_CLAIM_AGE = "rollback_deployment_undo_oldest_claim_age_seconds"
+#: Per replica, the share of tenants a feature reaches as that replica decides
+#: (services/common/flags/cache.py: the kill switch times the rollout share).
+#: Every replica of every service reads the same Redis keys, so the max across
+#: replicas is the rollout state and max - min says whether a replica lags.
+ROLLOUT_SHARE = "feature_flag_enabled * feature_flag_rollout_ratio"
 CHURN_P95 = (
     'job_quantile:churn_intervention_latency_seconds:histogram_quantile_rate5m{quantile="0.95"}'
 )
@@ -233,9 +238,27 @@ def build() -> Dashboard:
         .with_row(Row("Feature rollout"))
         .with_panel(
             graph(
-                "Feature rollout state as the services decide it: flag decisions per second "
-                "by feature and reason (TARGETING_MATCH on for all, SPLIT part of the tenants, "
-                "DEFAULT off, ERROR never read: off)",
+                "Rollout state: share of tenants each feature reaches (max across replicas; "
+                "a replica disagreeing missed a change)",
+                "percentunit",
+                query(f"max by (feature) ({ROLLOUT_SHARE})", "{{feature}}", "A"),
+                query(
+                    "max by (feature) (feature_flag_rollout_ratio * (1 - feature_flag_enabled))"
+                    " > 0",
+                    "{{feature}} switched off (share kept)",
+                    "B",
+                ),
+                query(
+                    f"max by (feature) ({ROLLOUT_SHARE}) - min by (feature) ({ROLLOUT_SHARE})",
+                    "{{feature}} replicas disagree by",
+                    "C",
+                ),
+            )
+        )
+        .with_panel(
+            graph(
+                "Flag decisions per second by feature and reason (TARGETING_MATCH on for all, "
+                "SPLIT part of the tenants, DEFAULT off, ERROR never read: off)",
                 "reqps",
                 query(
                     "sum by (feature, reason) "
@@ -250,6 +273,7 @@ def build() -> Dashboard:
                 "(a rollback does not reach them; alert after 5 min)",
                 "short",
                 query("sum by (job) (feature_flags_stale)", "{{job}}"),
+                width=24,
             ).thresholds(thresholds((None, "green"), (1, "red")))
         )
         .with_row(Row("Automatic rollbacks"))

@@ -122,7 +122,9 @@ def create_app(
     if settings.fault_injection_file is not None:
         # Inside the metrics middleware, so injected latency and errors are measured.
         app.add_middleware(FaultInjectionMiddleware, path=settings.fault_injection_file)
-    app.add_middleware(HttpMetricsMiddleware, metrics=HttpMetrics(registry))
+    app.add_middleware(
+        HttpMetricsMiddleware, metrics=HttpMetrics(registry), routes=app.router.routes
+    )
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -7,17 +7,22 @@ Every helper takes the ``CollectorRegistry`` to register into, so each app
 
 HTTP series are labelled with the route template (``/v1/leads/{lead_id}``),
 never the raw path, so label cardinality stays bounded; requests that match no
-route share the label ``unmatched``.
+route share the label ``unmatched``. A request answered before it reached the
+router (the edge guard's 401 and 413, an injected fault) is labelled with the
+route it was for: the alert rules count the API's routes only, and would not
+see those answers otherwise.
 """
 
 from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
 from typing import Any
 
+from fastapi.routing import iter_route_contexts
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_asgi_app
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
@@ -155,7 +160,7 @@ def build_info(registry: CollectorRegistry, *, service: str, version: str) -> Ga
     return gauge
 
 
-def _route_template(scope: Scope) -> str:
+def _route_template(scope: Scope, routes: Sequence[BaseRoute]) -> str:
     route: Any = scope.get("route")
     path = getattr(route, "path", None)
     if isinstance(path, str) and path:
@@ -165,15 +170,28 @@ def _route_template(scope: Scope) -> str:
     endpoint = scope.get("endpoint")
     if isinstance(endpoint, _AsgiEndpoint):
         return endpoint.path
+    # Never routed: match it here (only such requests pay for it). FastAPI
+    # includes routers lazily; its route contexts are the routes as served.
+    path, method = scope["path"], scope["method"]
+    for context in iter_route_contexts(routes):
+        regex = getattr(context, "path_regex", None)
+        methods = context.methods
+        if regex is not None and regex.match(path) and (not methods or method in methods):
+            return context.path or UNMATCHED_ROUTE
     return UNMATCHED_ROUTE
 
 
 class HttpMetricsMiddleware:
     """Pure ASGI middleware (no body buffering) recording ``HttpMetrics``."""
 
-    def __init__(self, app: ASGIApp, *, metrics: HttpMetrics) -> None:
+    def __init__(
+        self, app: ASGIApp, *, metrics: HttpMetrics, routes: Sequence[BaseRoute] = ()
+    ) -> None:
+        """``routes``: the app's (``app.router.routes``, the live list), to label
+        requests answered before routing."""
         self.app = app
         self.metrics = metrics
+        self.routes = routes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -195,7 +213,7 @@ class HttpMetricsMiddleware:
             # which is this same dict, so the template is known afterwards.
             self.metrics.observe(
                 method=scope["method"],
-                route=_route_template(scope),
+                route=_route_template(scope, self.routes),
                 status=status,
                 seconds=time.perf_counter() - started,
             )

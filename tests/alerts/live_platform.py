@@ -58,6 +58,8 @@ REPO = Path(__file__).resolve().parents[2]
 START_TIMEOUT_S = 300.0
 #: The first demo tenant is inside every feature's rollout (localrun.demo.DEMO_FLAG_SEED).
 TENANT = "demo-acme-realty"
+#: The feature whose flag ``drive``'s rollback trigger turns off.
+ROLLED_BACK_FEATURE = "ai_coaching"
 
 
 @dataclass(frozen=True)
@@ -404,7 +406,7 @@ def drive(platform: LivePlatform, auth: AuthSettings) -> None:
         "labels": {
             "alertname": "LiveSeriesCheck",
             "action": "rollback",
-            "feature": "ai_coaching",
+            "feature": ROLLED_BACK_FEATURE,
             "severity": "critical",
         },
         "annotations": {"summary": "live series test"},

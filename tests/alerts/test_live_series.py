@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -23,7 +24,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from alerts.catalog import SCRAPE_SERIES, recorded_series, rules
 from alerts.dashboards import VARIABLES, as_promql, queries, render
-from tests.alerts.live_platform import LivePlatform, running_platform
+from localrun.demo import DEMO_FLAG_SEED
+from services.common.flags import parse_seed
+from tests.alerts.live_platform import ROLLED_BACK_FEATURE, LivePlatform, running_platform
 
 pytestmark = [
     pytest.mark.integration,
@@ -215,7 +218,7 @@ HEADLINE_PANELS = {
     "error rate": "Share of requests failing (5xx)",
     "Claude cost": "Claude cost per hour",
     "churn interventions": "Interventions per minute",
-    "rollout state": "Feature rollout state",
+    "rollout state": "Rollout state",
 }
 
 
@@ -233,3 +236,40 @@ def test_every_headline_target_has_a_panel_showing_live_data(
         if not any(platform.query(e)["data"]["result"] for e in exprs):
             blank.append(f"{target} ({title}): {exprs}")
     assert not blank, "headline panels empty on a driven platform:\n" + "\n".join(blank)
+
+
+def _by_feature(platform: LivePlatform, expr: str) -> dict[str, float]:
+    answer = platform.query(expr)
+    assert answer["status"] == "success", (expr, answer)
+    return {r["metric"]["feature"]: float(r["value"][1]) for r in answer["data"]["result"]}
+
+
+def test_rollout_state_panel_shows_the_flags_the_services_hold(
+    platform: LivePlatform, grafana_values: dict[str, str]
+) -> None:
+    """make run's seed (on for all, 50%, 75%, 50%) with the drive's rollback of one
+    feature: the panel reads each share, the switched-off one with its share kept,
+    and no replica disagreeing."""
+    panels = json.loads(render()["phase3-overview.json"])["panels"]
+    title = HEADLINE_PANELS["rollout state"]
+    (panel,) = [p for p in panels if p.get("title", "").startswith(title)]
+    share, kept, disagreement = (as_promql(t["expr"], grafana_values) for t in panel["targets"])
+    seed = parse_seed(DEMO_FLAG_SEED)
+    expected_share = {
+        feature: 0.0 if feature == ROLLED_BACK_FEATURE else state.rollout_percentage / 100
+        for feature, state in seed.items()
+    }
+    deadline = time.monotonic() + 15
+    # The rollback reached Redis before drive() returned; a scrape or two later
+    # every replica's gauges say so.
+    while _by_feature(platform, share) != expected_share and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert _by_feature(platform, share) == expected_share
+    assert _by_feature(platform, kept) == {
+        ROLLED_BACK_FEATURE: seed[ROLLED_BACK_FEATURE].rollout_percentage / 100
+    }
+    assert _by_feature(platform, disagreement) == dict.fromkeys(seed, 0.0)
+    replicas = platform.query("count by (feature) (feature_flag_rollout_ratio)")["data"]["result"]
+    assert {r["metric"]["feature"]: int(r["value"][1]) for r in replicas} == dict.fromkeys(
+        seed, len(platform.services)
+    ), "every scraped service exports every feature's state"

@@ -80,7 +80,13 @@ ExposureSink = Callable[[str, str, Decision, float], None]
 
 
 class FlagMetrics:
-    """The cache's health, for the alert that says decisions may be stale."""
+    """The cache's health (``FeatureFlagsStale``) and each feature's state as this
+    replica decides it (the overview's "Rollout state" panel).
+
+    The per-feature gauges carry one ``feature`` label from ``FEATURES`` (four
+    series each per replica) and exist from the start at 0: a flag never read
+    is disabled (``Reason.ERROR``), which is what they then say.
+    """
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.stale = Gauge(
@@ -104,6 +110,31 @@ class FlagMetrics:
             "Number of flags with a known state in the local copy.",
             registry=registry,
         )
+        self.enabled = Gauge(
+            "feature_flag_enabled",
+            "1 while the feature's kill switch is on in the local copy, else 0 "
+            "(also 0 for a flag never read: decisions treat it as off).",
+            ("feature",),
+            registry=registry,
+        )
+        self.rollout_ratio = Gauge(
+            "feature_flag_rollout_ratio",
+            "Share of tenants (0..1) the feature's rollout selects in the local copy; "
+            "kept while the kill switch is off, so the share decided is enabled x ratio.",
+            ("feature",),
+            registry=registry,
+        )
+        for feature in FEATURES:
+            self.show(feature, None)
+
+    def show(self, feature: str, state: FlagState | None) -> None:
+        """Export ``state`` (None: not known, so off at 0) as ``feature``'s gauges."""
+        check_feature(feature)  # the label stays within the catalog
+        enabled = state is not None and state.enabled
+        self.enabled.labels(feature).set(1 if enabled else 0)
+        # Base unit: a ratio, not the percentage operators type.
+        ratio = state.rollout_percentage / 100 if state is not None else 0.0
+        self.rollout_ratio.labels(feature).set(ratio)
 
 
 class FlagCache:
@@ -185,12 +216,14 @@ class FlagCache:
 
     def apply(self, feature: str, state: FlagState | None) -> None:
         """Install one flag's state (None: the flag does not exist, so disabled)."""
+        check_feature(feature)
         if state is None:
             self._states.pop(feature, None)
             self._thresholds.pop(feature, None)
         else:
             self._states[feature] = state
             self._thresholds[feature] = state.threshold
+        self.metrics.show(feature, state)
         self.metrics.known.set(len(self._states))
 
     async def refresh(self) -> None:

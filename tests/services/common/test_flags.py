@@ -178,6 +178,47 @@ async def test_a_write_reaches_the_local_copy_through_pub_sub(
     assert cache.evaluate("ai_coaching", "tenant-1").reason is Reason.DEFAULT
 
 
+async def test_each_features_state_is_exported_as_a_ratio_and_a_switch(
+    redis_client: Redis,
+) -> None:
+    registry = CollectorRegistry()
+
+    def exported(feature: str) -> tuple[float | None, float | None]:
+        labels = {"feature": feature}
+        return (
+            registry.get_sample_value("feature_flag_enabled", labels),
+            registry.get_sample_value("feature_flag_rollout_ratio", labels),
+        )
+
+    flag_cache = FlagCache(redis_client, registry=registry, refresh_interval=30)
+    # Before any read every feature is off at 0, as its decisions are.
+    assert {feature: exported(feature) for feature in FEATURES} == dict.fromkeys(
+        FEATURES, (0.0, 0.0)
+    )
+    await write_flag(
+        redis_client, "property_vision", FlagState(enabled=True, rollout_percentage=12.5)
+    )
+    async with flag_cache.running():
+        assert exported("property_vision") == (1.0, 0.125)
+        await write_flag(
+            redis_client, "property_vision", FlagState(enabled=False, rollout_percentage=12.5)
+        )
+        await _until(lambda: exported("property_vision")[0] == 0)
+        # The kill switch is off; the share it will return to is kept.
+        assert exported("property_vision") == (0.0, 0.125)
+        await write_flag(
+            redis_client, "ai_coaching", FlagState(enabled=True, rollout_percentage=100)
+        )
+        await _until(lambda: exported("ai_coaching") == (1.0, 1.0))
+    samples = {
+        sample.labels["feature"]
+        for family in registry.collect()
+        if family.name in {"feature_flag_enabled", "feature_flag_rollout_ratio"}
+        for sample in family.samples
+    }
+    assert samples == set(FEATURES)
+
+
 async def test_split_decisions_follow_the_buckets(redis_client: Redis, cache: FlagCache) -> None:
     state = FlagState(enabled=True, rollout_percentage=25)
     await write_flag(redis_client, "churn_prevention", state)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -51,6 +52,26 @@ async def test_duration_histogram_is_in_seconds(build_app: Any, app_client: AppC
 async def test_unknown_paths_share_one_label(build_app: Any, app_client: AppClient) -> None:
     text = await scrape_after(build_app, app_client, "/no/such/path/123")
     assert 'route="unmatched",status="404"' in text
+
+
+async def test_answers_given_before_routing_are_counted_under_their_route(
+    build_app: Any, app_client: AppClient, tmp_path: Path
+) -> None:
+    """The edge guard's refusals and injected faults answer before the router;
+    the alert rules count the API's routes only, so as "unmatched" they were
+    invisible (the closed loop's injected errors never fired an alert)."""
+    fault = tmp_path / "fault.json"
+    fault.write_text('{"route_prefix": "/v1/test-events/", "error_rate": 1.0}')
+    async with app_client(build_app(fault_injection_file=fault)) as client:
+        assert (await client.post("/v1/test-events/a/seen")).status_code == 500
+        fault.unlink()
+        refused = await client.post("/v1/test-events/b/seen", content=b"{}")
+        assert refused.status_code == 401
+        text = (await client.get("/metrics")).text
+    template = 'http_requests_total{method="POST",route="/v1/test-events/{lead_id}/seen"'
+    assert f'{template},status="500"}} 1.0' in text
+    assert f'{template},status="401"}} 1.0' in text
+    assert 'route="unmatched"' not in text
 
 
 async def test_scrapes_are_counted_under_their_own_route(
