@@ -220,10 +220,30 @@ class CoachingEngine:
         """Run the analysis if this copy holds the claim, else wait for the holder's session."""
         while not won:
             await asyncio.sleep(CLAIM_POLL_SECONDS)
-            won, existing = await self._find_or_claim(tenant_id, digest, claude.model)
+            won, existing = await self._poll(tenant_id, digest, claude.model)
             if existing is not None:
                 return existing, True
         return await self._run(claude, tenant_id, body, digest), False
+
+    async def _poll(
+        self, tenant_id: str, digest: str, model: str
+    ) -> tuple[bool, dict[str, Any] | None]:
+        """`_find_or_claim` for a copy that waits, under COACHING_SESSION_TIMEOUT.
+
+        The timeout may fire while the statement is taking the claim: the copy
+        would then give up holding a claim nobody runs, and every copy of the
+        transcript would wait for it to go stale. So the statement finishes
+        (shielded), and a claim it took is given back.
+        """
+        attempt = asyncio.ensure_future(self._find_or_claim(tenant_id, digest, model))
+        try:
+            return await asyncio.shield(attempt)
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                won, _ = await attempt
+                if won:
+                    await self._release(tenant_id, digest, model)
+            raise
 
     async def _find_or_claim(
         self, tenant_id: str, digest: str, model: str

@@ -330,6 +330,54 @@ async def test_an_answer_stored_after_the_timeout_keeps_its_claim_until_it_is_in
         assert await conn.fetchval("SELECT count(*) FROM coaching_claims") == 0
 
 
+async def test_a_waiting_copy_that_times_out_while_taking_the_claim_gives_it_back(
+    coaching_settings: Callable[..., CoachingSettings],
+    app_client: AppClient,
+    anthropic_api: AnthropicStandIn,
+    make_token: Callable[..., str],
+    db: Database,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Another copy holds the claim; this one polls. When the holder gives it
+    # up, this copy's poll takes it, and COACHING_SESSION_TIMEOUT fires before
+    # the poll returns (here: held after its commit). The claim used to stay
+    # with nobody to run it, and every copy waited 330 s for it to go stale.
+    from services.coaching.analysis import PROMPT_VERSION, CoachingEngine, transcript_sha256
+    from services.coaching.schemas import CoachingSessionCreate
+
+    settings = coaching_settings(coaching_session_timeout=0.5)
+    body = transcript()
+    key = (transcript_sha256(CoachingSessionCreate(**body)), settings.claude_model, PROMPT_VERSION)
+    async with db.tenant("tenant-a") as conn:
+        await conn.execute(
+            "INSERT INTO coaching_claims (transcript_sha256, model, prompt_version) "
+            "VALUES ($1, $2, $3)",
+            *key,
+        )
+    original = CoachingEngine._find_or_claim
+    calls = 0
+
+    async def holder_leaves_then_commit_is_slow(self: Any, *args: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            return await original(self, *args)
+        async with db.tenant("tenant-a") as conn:
+            await conn.execute("DELETE FROM coaching_claims")
+        result = await original(self, *args)
+        await asyncio.sleep(1.0)
+        return result
+
+    monkeypatch.setattr(CoachingEngine, "_find_or_claim", holder_leaves_then_commit_is_slow)
+    async with app_client(create_app(settings, registry=new_registry())) as http:
+        response = await http.post("/v1/coaching/sessions", json=body, headers=_auth(make_token))
+    assert response.status_code == 504, response.text
+    assert calls == 2
+    async with db.tenant("tenant-a") as conn:
+        assert await conn.fetchval("SELECT count(*) FROM coaching_claims") == 0
+    assert anthropic_api.billable == 0
+
+
 async def test_busy_gives_back_the_claim_it_took(
     coaching_settings: Callable[..., CoachingSettings],
     app_client: AppClient,
