@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated, ClassVar
+from typing import Annotated, ClassVar, Self
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import NoDecode
 
 from services.common.lead_model.settings import MAX_BATCH_LEADS, LeadModelSettings
@@ -49,6 +49,24 @@ class MLSettings(CommonSettings, LeadModelSettings):
     vision_claim_stale_seconds: float = Field(
         default=180.0, gt=0, le=3600, description="Age at which a pending claim is taken over."
     )
+    vision_analysis_timeout_seconds: float = Field(
+        default=120.0,
+        gt=0,
+        le=3000,
+        description="Longest a replica's Claude analysis of one photo may take (504 after "
+        "it, the claim given back); below VISION_CLAIM_STALE_SECONDS, so that the claim of "
+        "a replica still calling is never taken over and paid for twice.",
+    )
+
+    @model_validator(mode="after")
+    def _owner_gives_up_before_its_claim_goes_stale(self) -> Self:
+        if self.vision_analysis_timeout_seconds >= self.vision_claim_stale_seconds:
+            raise ValueError(
+                "VISION_ANALYSIS_TIMEOUT_SECONDS must be below VISION_CLAIM_STALE_SECONDS "
+                f"({self.vision_claim_stale_seconds:g} s): a claim must never go stale "
+                "while its owner is still calling Claude"
+            )
+        return self
 
     @field_validator("vision_url_allowed_hosts", mode="before")
     @classmethod

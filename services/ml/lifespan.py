@@ -85,6 +85,7 @@ def open_vision(app: FastAPI, settings: MLSettings) -> None:
         model=settings.claude_model,
         wait_seconds=settings.vision_claim_wait_seconds,
         stale_seconds=settings.vision_claim_stale_seconds,
+        analysis_timeout=settings.vision_analysis_timeout_seconds,
     )
     app.state.media = MediaStore.from_storage(app.state.storage)
     app.state.photo_fetcher = PhotoFetcher(

@@ -14,7 +14,9 @@ disconnects does not cancel it); across replicas the unique ``pending`` row
 of ``store.claim`` decides who calls, and the others poll for its result. A
 call that times out is not repeated by the client (see
 ``services.common.claude.client``); its claim is released so a later
-request can try again.
+request can try again. The owner's whole call is bounded by
+VISION_ANALYSIS_TIMEOUT_SECONDS, below VISION_CLAIM_STALE_SECONDS, so a claim
+is only ever taken over from a replica that died, never from one still calling.
 
 Once per photo, not per property: a photo posted for a second property is
 answered with the stored analysis (no call) under that property, and linked
@@ -33,7 +35,7 @@ from typing import Any, Final
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.common.claude import ClaudeClient, ClaudeUnavailable
+from services.common.claude import ClaudeClient, ClaudeTimeout, ClaudeUnavailable
 from services.common.database import Database
 from services.common.latency import LatencyWindow
 from services.ml.vision import store
@@ -144,6 +146,8 @@ class VisionAnalyzer:
     model: str
     wait_seconds: float
     stale_seconds: float
+    #: Below ``stale_seconds``: the owner gives its claim back before it goes stale.
+    analysis_timeout: float
     latency: LatencyWindow = field(default_factory=lambda: LatencyWindow(max_samples=1000))
     _inflight: dict[tuple[str, str], asyncio.Task[tuple[dict[str, Any], bool]]] = field(
         default_factory=dict, init=False
@@ -263,15 +267,22 @@ class VisionAnalyzer:
         try:
             # The ledger rows are stored with the result (one transaction); on
             # an exception the client has booked the calls it made.
-            result = await claude.structured(
-                tenant_id=tenant_id,
-                feature=FEATURE,
-                output_format=VisionAnalysis,
-                defer_ledger=True,
-                **request_params(image, model=self.model),
-            )
-        except BaseException:
+            async with asyncio.timeout(self.analysis_timeout):
+                result = await claude.structured(
+                    tenant_id=tenant_id,
+                    feature=FEATURE,
+                    output_format=VisionAnalysis,
+                    defer_ledger=True,
+                    **request_params(image, model=self.model),
+                )
+        except BaseException as exc:
             await asyncio.shield(store.release(self.db, tenant_id, claim))
+            if isinstance(exc, TimeoutError):
+                raise ClaudeTimeout(
+                    "vision_timeout",
+                    "the analysis took longer than VISION_ANALYSIS_TIMEOUT_SECONDS "
+                    f"({self.analysis_timeout:g} s)",
+                ) from None
             raise
         latency = time.perf_counter() - started
         self.latency.record(latency)

@@ -252,6 +252,39 @@ async def test_a_timed_out_owner_leaves_the_claim_another_replica_took_over(
         assert anthropic_api.billable == 2
 
 
+async def test_an_owner_gives_up_and_its_claim_back_before_the_claim_goes_stale(
+    vision_settings: MLSettings,
+    app_client: AppClient,
+    anthropic_api: AnthropicStandIn,
+    make_token: Callable[..., str],
+) -> None:
+    # A live owner's call had no bound (retries and the repair: about 420 s at
+    # the defaults) while its claim went stale at 180 s: another replica took
+    # it over and the photo was paid for twice. The owner now stops first.
+    settings = vision_settings.model_copy(update={"vision_analysis_timeout_seconds": 0.3})
+    anthropic_api.script(Case.slow(1.0))
+    token = _auth(make_token)
+    photo = _jpeg(64, 64)
+    async with app_client(create_app(settings, registry=new_registry())) as http:
+        slow = await _upload(http, token, photo)
+        assert slow.status_code == 504, slow.text
+        assert slow.json()["reason"] == "vision_timeout"
+        # Its claim was given back: the next copy analyses at once.
+        retried = await _upload(http, token, photo)
+    assert retried.status_code == 200, retried.text
+    assert retried.json()["cached"] is False
+
+
+def test_the_owner_timeout_must_be_below_the_stale_limit(
+    settings_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("VISION_CLAIM_STALE_SECONDS", "100")
+    with pytest.raises(ValueError, match="VISION_ANALYSIS_TIMEOUT_SECONDS must be below"):
+        MLSettings.from_env()
+    monkeypatch.setenv("VISION_ANALYSIS_TIMEOUT_SECONDS", "90")
+    assert MLSettings.from_env().vision_analysis_timeout_seconds == 90
+
+
 async def test_property_links_stay_within_the_tenant(
     client: httpx.AsyncClient,
     anthropic_api: AnthropicStandIn,
