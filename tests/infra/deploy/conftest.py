@@ -14,7 +14,8 @@ from typing import Any
 
 import boto3
 import pytest
-from moto.server import ThreadedMotoServer
+
+from tests.standins import moto_server
 
 ACCOUNT = "123456789012"  # moto's account
 REGION = "us-east-1"
@@ -24,11 +25,8 @@ OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 @pytest.fixture(scope="module")
 def ecr_endpoint() -> Iterator[str]:
     """moto's server, stopped when the module's tests are done (no thread outlives them)."""
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
+    with moto_server() as url:
+        yield url
 
 
 class Registry:
