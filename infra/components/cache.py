@@ -33,6 +33,7 @@ import pulumi_random as random
 from infra import catalog
 from infra.components.datastore_placement import datastore_placement
 from infra.components.datastore_urls import redis_url
+from infra.components.final_snapshot import final_snapshot_identifier
 
 # ElastiCache accepts 16-128 printable characters without '@', '"' or '/';
 # alphanumerics also need no escaping in the redis URL.
@@ -166,11 +167,10 @@ class Cache(pulumi.ComponentResource):
             else None
         )
 
-        # Renewed with the group: the keepers are the inputs pulumi-aws replaces
-        # it for, so each replacement's final snapshot gets a name of its own.
-        snapshot_suffix = random.RandomId(
-            f"{name}-final-snapshot-suffix",
-            byte_length=4,
+        final_snapshot = final_snapshot_identifier(
+            name,
+            identifier=args.replication_group_id,
+            # What pulumi-aws replaces the group for.
             keepers={
                 "replicationGroupId": args.replication_group_id,
                 "engine": "redis",
@@ -179,7 +179,7 @@ class Cache(pulumi.ComponentResource):
                 "atRestEncryptionEnabled": str(args.at_rest_encryption).lower(),
                 "kmsKeyId": key.arn if key else "",
             },
-            opts=child,
+            parent=self,
         )
         group = aws.elasticache.ReplicationGroup(
             f"{name}-redis",
@@ -202,9 +202,7 @@ class Cache(pulumi.ComponentResource):
             subnet_group_name=placement.subnet_group.name,
             security_group_ids=[security_group.id],
             snapshot_retention_limit=args.snapshot_retention_days,
-            final_snapshot_identifier=snapshot_suffix.hex.apply(
-                lambda suffix: f"{args.replication_group_id}-final-{suffix}"
-            ),
+            final_snapshot_identifier=final_snapshot,
             snapshot_window=args.snapshot_window,
             maintenance_window=args.maintenance_window,
             auto_minor_version_upgrade=True,

@@ -39,6 +39,7 @@ import pulumi_random as random
 from infra import catalog
 from infra.components.datastore_placement import datastore_placement
 from infra.components.datastore_urls import postgres_dsn
+from infra.components.final_snapshot import final_snapshot_identifier
 
 # Alphanumeric passwords: RDS forbids '/', '@', '"' and spaces, and URL-special
 # characters would need escaping in the DSNs. 32 characters are ~190 bits.
@@ -145,12 +146,10 @@ class Database(pulumi.ComponentResource):
             )
             for export in LOG_EXPORTS
         ]
-        # Regenerated with the instance: the keepers are the inputs pulumi-aws
-        # replaces it for, so each replacement's final snapshot gets a new name
-        # instead of colliding with the one the previous instance left.
-        snapshot_suffix = random.RandomId(
-            f"{name}-final-snapshot-suffix",
-            byte_length=4,
+        final_snapshot = final_snapshot_identifier(
+            name,
+            identifier=args.identifier,
+            # What pulumi-aws replaces the instance for.
             keepers={
                 "identifier": args.identifier,
                 "engine": "postgres",
@@ -159,7 +158,7 @@ class Database(pulumi.ComponentResource):
                 "storageEncrypted": str(args.storage_encrypted).lower(),
                 "kmsKeyId": key.arn if key else "",
             },
-            opts=child,
+            parent=self,
         )
         instance = aws.rds.Instance(
             f"{name}-postgres",
@@ -189,9 +188,7 @@ class Database(pulumi.ComponentResource):
             delete_automated_backups=False,
             deletion_protection=args.deletion_protection,
             skip_final_snapshot=args.skip_final_snapshot,
-            final_snapshot_identifier=snapshot_suffix.hex.apply(
-                lambda suffix: f"{args.identifier}-final-{suffix}"
-            ),
+            final_snapshot_identifier=final_snapshot,
             performance_insights_enabled=args.performance_insights,
             performance_insights_kms_key_id=key.arn if key and args.performance_insights else None,
             performance_insights_retention_period=(
