@@ -363,33 +363,27 @@ class EksCluster(EksClusterOutputs):
         )
 
         addons = [
-            aws.eks.Addon(
-                f"{name}-{addon}",
-                cluster_name=cluster.name,
-                addon_name=addon,
-                addon_version=addon_version(addon, args.kubernetes_version, self),
+            self._addon(
+                name,
+                addon,
+                cluster=cluster,
+                kubernetes_version=args.kubernetes_version,
+                tags=tags,
                 configuration_values=(
                     json.dumps(ADDON_CONFIGURATION[addon]) if addon in ADDON_CONFIGURATION else None
                 ),
-                # On create, take over what EKS installed itself (aws-node, kube-proxy).
-                resolve_conflicts_on_create="OVERWRITE",
-                resolve_conflicts_on_update="PRESERVE",
-                tags=tags,
-                opts=pulumi.ResourceOptions(parent=cluster),
             )
             for addon in CORE_ADDONS
         ]
         # CoreDNS and the EBS CSI controller are Deployments: they need nodes first.
         addons.append(
-            aws.eks.Addon(
-                f"{name}-coredns",
-                cluster_name=cluster.name,
-                addon_name="coredns",
-                addon_version=addon_version("coredns", args.kubernetes_version, self),
-                resolve_conflicts_on_create="OVERWRITE",
-                resolve_conflicts_on_update="PRESERVE",
+            self._addon(
+                name,
+                "coredns",
+                cluster=cluster,
+                kubernetes_version=args.kubernetes_version,
                 tags=tags,
-                opts=pulumi.ResourceOptions(parent=cluster, depends_on=node_groups),
+                depends_on=node_groups,
             )
         )
         ebs_role = aws.iam.Role(
@@ -418,18 +412,14 @@ class EksCluster(EksClusterOutputs):
             opts=pulumi.ResourceOptions(parent=ebs_role),
         )
         addons.append(
-            aws.eks.Addon(
-                f"{name}-aws-ebs-csi-driver",
-                cluster_name=cluster.name,
-                addon_name="aws-ebs-csi-driver",
-                addon_version=addon_version("aws-ebs-csi-driver", args.kubernetes_version, self),
-                service_account_role_arn=ebs_role.arn,
-                resolve_conflicts_on_create="OVERWRITE",
-                resolve_conflicts_on_update="PRESERVE",
+            self._addon(
+                name,
+                "aws-ebs-csi-driver",
+                cluster=cluster,
+                kubernetes_version=args.kubernetes_version,
                 tags=tags,
-                opts=pulumi.ResourceOptions(
-                    parent=cluster, depends_on=[*node_groups, ebs_attachment, ebs_kms]
-                ),
+                service_account_role_arn=ebs_role.arn,
+                depends_on=[*node_groups, ebs_attachment, ebs_kms],
             )
         )
 
@@ -536,6 +526,34 @@ class EksCluster(EksClusterOutputs):
                 "oidc_provider_arn": self.oidc_provider_arn,
                 "kubeconfig": self.kubeconfig,
             }
+        )
+
+    def _addon(
+        self,
+        name: str,
+        addon: str,
+        *,
+        cluster: aws.eks.Cluster,
+        kubernetes_version: pulumi.Input[str],
+        tags: Mapping[str, str],
+        configuration_values: str | None = None,
+        service_account_role_arn: pulumi.Input[str] | None = None,
+        depends_on: Sequence[pulumi.Resource] = (),
+    ) -> aws.eks.Addon:
+        """The managed add-on ``<name>-<addon>`` at EKS's default version for the cluster's."""
+        return aws.eks.Addon(
+            f"{name}-{addon}",
+            cluster_name=cluster.name,
+            addon_name=addon,
+            addon_version=addon_version(addon, kubernetes_version, self),
+            configuration_values=configuration_values,
+            service_account_role_arn=service_account_role_arn,
+            # On create, take over what EKS installed itself (aws-node, kube-proxy);
+            # on update, keep what was changed in the cluster.
+            resolve_conflicts_on_create="OVERWRITE",
+            resolve_conflicts_on_update="PRESERVE",
+            tags=tags,
+            opts=pulumi.ResourceOptions(parent=cluster, depends_on=list(depends_on) or None),
         )
 
 

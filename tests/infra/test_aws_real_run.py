@@ -26,6 +26,21 @@ def test_vpc_cni_enforces_network_policies(production: ProgramRun) -> None:
     assert {a["resolveConflictsOnCreate"] for a in addons.values()} == {"OVERWRITE"}
 
 
+def test_every_addon_keeps_cluster_changes_and_the_deployments_wait_for_nodes(
+    production: ProgramRun,
+) -> None:
+    addons = {a.inputs["addonName"]: a for a in production.of_type("aws:eks/addon:Addon")}
+    assert {a.inputs["resolveConflictsOnUpdate"] for a in addons.values()} == {"PRESERVE"}
+    assert all(a.inputs["addonVersion"] for a in addons.values())
+    node_groups = {n.urn for n in production.of_type("aws:eks/nodeGroup:NodeGroup")}
+    # CoreDNS and the EBS CSI controller run as Deployments; the daemonsets do not wait.
+    assert node_groups <= set(addons["coredns"].dependencies)
+    assert node_groups <= set(addons["aws-ebs-csi-driver"].dependencies)
+    assert not node_groups & set(addons["vpc-cni"].dependencies)
+    assert addons["aws-ebs-csi-driver"].inputs["serviceAccountRoleArn"]
+    assert "serviceAccountRoleArn" not in addons["coredns"].inputs
+
+
 def test_zones_are_chosen_by_id_without_the_ones_eks_refuses(production: ProgramRun) -> None:
     call = next(c for c in production.calls if c.token.endswith("getAvailabilityZones"))
     assert set(call.args["excludeZoneIds"]) >= set(EKS_UNSUPPORTED_ZONE_IDS)
