@@ -166,7 +166,14 @@ class VisionAnalyzer:
         Found, it is linked to the property in the same statement, and
         returned under that property's id.
         """
-        row = await store.find(
+        row = await self._find(tenant_id, sha256, property_id)
+        if row is None or row["status"] != "done":
+            return None
+        return _for_property(row, property_id)
+
+    async def _find(self, tenant_id: str, sha256: str, property_id: str) -> dict[str, Any] | None:
+        """The image's row under this model and prompt (a done one linked to ``property_id``)."""
+        return await store.find(
             self.db,
             tenant_id,
             sha256=sha256,
@@ -174,9 +181,6 @@ class VisionAnalyzer:
             prompt_version=PROMPT_VERSION,
             property_id=property_id,
         )
-        if row is None or row["status"] != "done":
-            return None
-        return _for_property(row, property_id)
 
     async def analyse(
         self,
@@ -237,14 +241,7 @@ class VisionAnalyzer:
             if claim.owned:
                 return await self._call(claude, tenant_id, property_id, claim, image), False
             if claim.status == "done":
-                row = await store.find(
-                    self.db,
-                    tenant_id,
-                    sha256=image.sha256,
-                    model=self.model,
-                    prompt_version=PROMPT_VERSION,
-                    property_id=property_id,
-                )
+                row = await self._find(tenant_id, image.sha256, property_id)
                 if row is not None:
                     return row, True
             if time.monotonic() > deadline:
