@@ -82,3 +82,18 @@ class ChurnMetrics:
         self.leads_scored = counter(
             "churn_leads_scored", "Leads scored by detection passes.", registry=registry
         )
+
+    def count_outcome(
+        self, stage: str, outcome: str, *, changed: bool, became_success: bool
+    ) -> None:
+        """Count a committed outcome report of an intervention at ``stage``.
+
+        ``changed``: the report changed the outcome of a delivered intervention
+        (under channel ``any``: a retried report counts nothing, and an outcome
+        of an undelivered one would inflate the dashboards' success rate);
+        ``became_success``: the report made the intervention a success (once each).
+        """
+        if changed:
+            self.interventions.labels(stage, "any", outcome).inc()
+        if became_success:
+            self.successes.labels(stage).inc()

@@ -95,12 +95,11 @@ async def record_outcome(
                 "UPDATE churn_leads SET status = 'churned' WHERE lead_id = $1", row["lead_id"]
             )
     record = dict(row)
-    # Counted once per outcome: the CRM's retries of the same report would
-    # otherwise inflate the success rate the dashboards compute from it; and
-    # only for a delivered intervention, the rate's denominator (the row was
-    # locked, so this is its status when the outcome was written).
-    if record.pop("changed") and row["status"] == DELIVERED:
-        runtime.metrics.interventions.labels(row["intervention_stage"], "any", body.outcome).inc()
-    if record.pop("became_success"):
-        runtime.metrics.successes.labels(row["intervention_stage"]).inc()
+    # The row was locked, so its status is the one when the outcome was written.
+    runtime.metrics.count_outcome(
+        row["intervention_stage"],
+        body.outcome,
+        changed=record.pop("changed") and row["status"] == DELIVERED,
+        became_success=record.pop("became_success"),
+    )
     return InterventionPublic(**record)

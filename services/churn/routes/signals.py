@@ -93,12 +93,13 @@ async def post_signals(
         return JSONResponse(
             {"detail": str(exc), "reason": exc.reason, "errors": exc.problems}, status_code=422
         )
-    # Committed: counted like the outcome route's (services/churn/success.py),
-    # so the dashboards' success rate includes the outcomes signals set.
+    # Committed: counted as the outcome route counts (services/churn/success.py),
+    # so the dashboards' success rate includes the outcomes signals set; each
+    # change is a delivered intervention's.
     for change in result.outcomes:
-        runtime.metrics.interventions.labels(change.stage, "any", change.outcome).inc()
-        if change.became_success:
-            runtime.metrics.successes.labels(change.stage).inc()
+        runtime.metrics.count_outcome(
+            change.stage, change.outcome, changed=True, became_success=change.became_success
+        )
     return SignalsAccepted(
         stored=result.stored, duplicates=result.duplicates, cancelled_sends=result.cancelled_sends
     )
