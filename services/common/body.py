@@ -14,10 +14,11 @@ Two layers, both in every app ``create_app`` builds:
   the 401. Starlette's own ``RequestBodyLimitMiddleware`` counts the same
   way but answers in plain text and knows nothing of tokens; every error
   here is the ``{detail, reason}`` JSON of ``services.common.errors``.
-- `read_body` and `parse_body`, for a route with a tighter limit named by
-  its own setting (the realtime webhooks: REALTIME_MAX_EVENT_BYTES): read at
-  most ``limit`` bytes, then validate against a pydantic model with errors
-  located in the body as FastAPI reports its own (422).
+- `read_body` and `parse_body` (together: `read_model`), for a route with a
+  tighter limit named by its own setting (the realtime webhooks:
+  REALTIME_MAX_EVENT_BYTES): read at most ``limit`` bytes, then validate
+  against a pydantic model with errors located in the body as FastAPI reports
+  its own (422).
 
 The token is verified again by the route's ``PrincipalDep`` (a lookup in the
 verifier's cache of verified tokens, so the second check costs well under a
@@ -201,6 +202,11 @@ def parse_body(body: bytes, model: type[Model]) -> Model:
         return model.model_validate_json(body)
     except ValidationError as exc:
         raise _in_body(exc) from None
+
+
+async def read_model(request: Request, model: type[Model], *, limit: int, setting: str) -> Model:
+    """`read_body` then `parse_body`: the body as ``model`` (413 past ``limit``, 422 invalid)."""
+    return parse_body(await read_body(request, limit=limit, setting=setting), model)
 
 
 def _inline_refs(schema: Any, defs: dict[str, Any]) -> Any:

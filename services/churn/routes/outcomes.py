@@ -30,7 +30,7 @@ from services.churn.deps import DbDep, RuntimeDep
 from services.churn.schemas import InterventionPublic, OutcomeUpdate
 from services.churn.success import BECAME_SUCCESS, DELIVERED, SUCCEEDED_AT_AFTER
 from services.common.auth import IngestPrincipalDep
-from services.common.body import parse_body, read_body
+from services.common.body import read_model
 from services.common.errors import ApiError
 from services.common.flags import require_scope_and_feature
 from services.common.scopes import CRM_INGEST
@@ -75,9 +75,8 @@ async def record_outcome(
     runtime: RuntimeDep,
 ) -> InterventionPublic:
     """Record what became of an intervention's lead."""
-    body = parse_body(
-        await read_body(request, limit=MAX_OUTCOME_BODY_BYTES, setting="outcome body"),
-        OutcomeUpdate,
+    body = await read_model(
+        request, OutcomeUpdate, limit=MAX_OUTCOME_BODY_BYTES, setting="outcome body"
     )
     async with db.tenant(principal.tenant_id) as conn:
         row = await conn.fetchrow(

@@ -21,6 +21,7 @@ from fastapi.responses import JSONResponse
 from services.churn.config import CHURN_FEATURE
 from services.churn.deps import DbDep, RuntimeDep
 from services.churn.queue import defer_detection
+from services.churn.runtime import ChurnRuntime
 from services.churn.schemas import (
     LeadBatchCreate,
     LeadsAccepted,
@@ -29,7 +30,7 @@ from services.churn.schemas import (
 )
 from services.churn.signals import SignalRejected, store_signals, upsert_leads
 from services.common.auth import IngestPrincipalDep
-from services.common.body import parse_body, read_body
+from services.common.body import Model, read_model
 from services.common.flags import require_scope_and_feature
 from services.common.scopes import CRM_INGEST
 
@@ -41,17 +42,22 @@ router = APIRouter(
 )
 
 
+async def _read(request: Request, runtime: ChurnRuntime, model: type[Model]) -> Model:
+    """The body as ``model``, at most CHURN_MAX_BODY_BYTES."""
+    return await read_model(
+        request,
+        model,
+        limit=runtime.settings.churn_max_body_bytes,
+        setting="CHURN_MAX_BODY_BYTES",
+    )
+
+
 @router.put("/leads", response_model=LeadsAccepted)
 async def put_leads(
     request: Request, principal: IngestPrincipalDep, db: DbDep, runtime: RuntimeDep
 ) -> LeadsAccepted:
     """Create or update the leads the orchestrator watches."""
-    body = parse_body(
-        await read_body(
-            request, limit=runtime.settings.churn_max_body_bytes, setting="CHURN_MAX_BODY_BYTES"
-        ),
-        LeadBatchCreate,
-    )
+    body = await _read(request, runtime, LeadBatchCreate)
     async with db.tenant(principal.tenant_id) as conn:
         count = await upsert_leads(conn, body.leads)
     return LeadsAccepted(upserted=count)
@@ -67,12 +73,7 @@ async def post_signals(
     request: Request, principal: IngestPrincipalDep, db: DbDep, runtime: RuntimeDep
 ) -> SignalsAccepted | JSONResponse:
     """Store a batch of engagement signals and queue detection for their leads."""
-    body = parse_body(
-        await read_body(
-            request, limit=runtime.settings.churn_max_body_bytes, setting="CHURN_MAX_BODY_BYTES"
-        ),
-        SignalBatchCreate,
-    )
+    body = await _read(request, runtime, SignalBatchCreate)
     limit = runtime.settings.churn_max_signals_per_request
     if len(body.signals) > limit:
         return JSONResponse(

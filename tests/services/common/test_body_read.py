@@ -1,0 +1,54 @@
+"""``read_model``: a route's own body limit, then validation located in the body."""
+
+from __future__ import annotations
+
+import pytest
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, Field
+from starlette.requests import Request
+from starlette.types import Message
+
+from services.common.body import BodyTooLarge, read_model
+
+
+class _Outcome(BaseModel):
+    outcome: str = Field(max_length=20)
+
+
+def _request(*chunks: bytes, declared: int | None = None) -> Request:
+    pending = [
+        {"type": "http.request", "body": chunk, "more_body": i < len(chunks) - 1}
+        for i, chunk in enumerate(chunks)
+    ]
+
+    async def receive() -> Message:
+        return pending.pop(0)
+
+    headers = [] if declared is None else [(b"content-length", str(declared).encode())]
+    return Request({"type": "http", "method": "POST", "headers": headers}, receive)
+
+
+async def test_a_body_within_the_limit_is_read_and_validated() -> None:
+    body = await read_model(
+        _request(b'{"outcome":', b' "responded"}'), _Outcome, limit=64, setting="X_BYTES"
+    )
+    assert body == _Outcome(outcome="responded")
+
+
+@pytest.mark.parametrize("declared", [None, 65])
+async def test_a_body_past_the_limit_is_413_naming_the_setting(declared: int | None) -> None:
+    with pytest.raises(BodyTooLarge) as refused:
+        await read_model(
+            _request(b"x" * 40, b"x" * 25, declared=declared),
+            _Outcome,
+            limit=64,
+            setting="X_BYTES",
+        )
+    assert refused.value.status_code == 413
+    assert "X_BYTES" in refused.value.detail
+
+
+async def test_an_invalid_body_is_422_located_in_the_body() -> None:
+    with pytest.raises(RequestValidationError) as invalid:
+        await read_model(_request(b'{"outcome": 5}'), _Outcome, limit=64, setting="X_BYTES")
+    assert [error["loc"] for error in invalid.value.errors()] == [("body", "outcome")]
