@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import ClassVar, Final
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from services.common.lead_model.artifact import ArtifactUri
-from services.common.settings import CommonSettings
+from services.common.settings import CommonSettings, OptionalSecret, OptionalText
 
 #: The feature flag that gates the routes, detection and interventions per tenant.
 CHURN_FEATURE: Final = "churn_prevention"
@@ -66,17 +66,12 @@ class ChurnSettings(CommonSettings):
     )
     churn_max_signals_per_request: int = Field(default=500, ge=1, le=5000)
     churn_max_body_bytes: int = Field(default=1_048_576, ge=1024, le=16_777_216)
-    ghl_api_key: SecretStr | None = Field(
+    ghl_api_key: OptionalSecret = Field(
         default=None, description="LeadConnector private integration token; unset: no sends."
     )
     ghl_base_url: str = Field(default=GHL_DEFAULT_BASE_URL)
-    ghl_location_id: str | None = Field(default=None, description="Sub-account of the tasks.")
+    ghl_location_id: OptionalText = Field(default=None, description="Sub-account of the tasks.")
     ghl_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
-
-    @field_validator("ghl_api_key", "ghl_location_id", mode="before")
-    @classmethod
-    def _empty_is_unset(cls, value: object) -> object:
-        return None if value == "" else value
 
     @field_validator("ghl_base_url")
     @classmethod

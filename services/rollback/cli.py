@@ -38,11 +38,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field
 
 from services.cli import EXIT_USAGE, CommandError
 from services.common.flags import FEATURES, get_flags
-from services.common.settings import EnvSettings
+from services.common.settings import EnvSettings, OptionalSecret
 from services.operator_cli import (
     add_operator_arguments,
     confirm,
@@ -59,12 +59,7 @@ from services.rollback.undo_claims import CloseClaimError, close_claim, stuck_cl
 class NotifySettings(EnvSettings):
     """The Slack webhook, when the operator's shell has it."""
 
-    slack_webhook_url: SecretStr | None = Field(default=None)
-
-    @field_validator("slack_webhook_url", mode="before")
-    @classmethod
-    def _empty_is_unset(cls, value: object) -> object:
-        return None if value == "" else value
+    slack_webhook_url: OptionalSecret = Field(default=None)
 
 
 def _target(value: str) -> str:

@@ -7,6 +7,7 @@ from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from services.common.settings import (
     Environment,
     EnvSettings,
+    OptionalText,
     RedisSettings,
     _check_postgres_dsn,
 )
@@ -33,11 +34,6 @@ class OperatorDatabaseSettings(EnvSettings):
 class RolloutSettings(OperatorDatabaseSettings, RedisSettings):
     """What ``enterprisehub rollout|flags`` read: flags in Redis, the audit in Postgres."""
 
-    prometheus_url: str | None = Field(
+    prometheus_url: OptionalText = Field(
         default=None, description="Prometheus HTTP API base URL for `rollout advance`."
     )
-
-    @field_validator("prometheus_url", mode="before")
-    @classmethod
-    def _empty_is_unset(cls, value: object) -> object:
-        return None if value == "" else value

@@ -7,7 +7,15 @@ import importlib
 import pytest
 from pydantic import SecretStr
 
-from services.common.settings import CommonSettings, SettingsError, check_secret_length
+from services.churn.config import ChurnSettings
+from services.common.settings import (
+    CommonSettings,
+    EnvSettings,
+    SettingsError,
+    check_secret_length,
+)
+from services.rollback.cli import NotifySettings
+from services.rollout.config import RolloutSettings
 
 DB_PASSWORD = "s3cret-db-password"
 VALID = {
@@ -138,6 +146,25 @@ def test_bare_wildcard_origin_is_rejected(env: pytest.MonkeyPatch) -> None:
 def test_empty_optional_secret_means_unset(env: pytest.MonkeyPatch) -> None:
     env.setenv("SLACK_WEBHOOK_URL", "")
     assert CommonSettings.from_env().slack_webhook_url is None
+
+
+@pytest.mark.parametrize(
+    ("settings_class", "variable"),
+    [
+        (ChurnSettings, "GHL_API_KEY"),
+        (ChurnSettings, "GHL_LOCATION_ID"),
+        (RolloutSettings, "PROMETHEUS_URL"),
+        (NotifySettings, "SLACK_WEBHOOK_URL"),
+    ],
+)
+def test_every_service_reads_an_empty_optional_variable_as_unset(
+    env: pytest.MonkeyPatch, settings_class: type[EnvSettings], variable: str
+) -> None:
+    # Kubernetes Secrets and ConfigMaps carry optional keys as "".
+    env.setenv(variable, "")
+    assert getattr(settings_class.from_env(), variable.lower()) is None
+    env.setenv(variable, "https://set.example")
+    assert getattr(settings_class.from_env(), variable.lower()) is not None
 
 
 def test_unknown_environment_lists_allowed_values(env: pytest.MonkeyPatch) -> None:
