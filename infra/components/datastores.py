@@ -84,6 +84,10 @@ class DatastoresArgs:
     #: container's memory limit is sized above it (see :func:`redis_memory_limit`).
     redis_maxmemory_mb: int = 256
     redis_maxmemory_policy: str = "allkeys-lru"
+    #: The rest of the stack's ``cache`` parameters, as the ElastiCache parameter group sets them.
+    redis_notify_keyspace_events: str = "Ex"
+    redis_slowlog_log_slower_than: int = 10000
+    redis_slowlog_max_len: int = 128
     object_storage: str = "10Gi"
     postgres_image: str = POSTGRES_IMAGE
     redis_image: str = REDIS_IMAGE
@@ -218,9 +222,9 @@ class Datastores(pulumi.ComponentResource):
                     f"maxmemory {args.redis_maxmemory_mb}mb",
                     # Parity with the ElastiCache parameter group of the AWS stacks.
                     f"maxmemory-policy {args.redis_maxmemory_policy}",
-                    "notify-keyspace-events Ex",
-                    "slowlog-log-slower-than 10000",
-                    "slowlog-max-len 128",
+                    f"notify-keyspace-events {args.redis_notify_keyspace_events}",
+                    f"slowlog-log-slower-than {args.redis_slowlog_log_slower_than}",
+                    f"slowlog-max-len {args.redis_slowlog_max_len}",
                     "",
                 ]
             )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -10,6 +12,8 @@ import pulumi
 import pytest
 
 from infra.components.datastores import Datastores, DatastoresArgs
+from infra.synth.cli import run_stack
+from infra.synth.inputs import qualify, stack_inputs
 from infra.synth.mocks import ProgramRun, Secret, run_program
 
 IMAGE = "localhost:5001/enterprisehub@sha256:" + "e" * 64
@@ -118,6 +122,33 @@ def test_the_local_stack_passes_its_maxmemory_to_redis(
     ]
     conf = secret.inputs["stringData"]["redis.conf"]
     assert "maxmemory 512mb" in conf.splitlines()  # stacks/Pulumi.local.yaml: maxmemoryMb 512
+
+
+def test_the_local_stack_passes_its_cache_parameters_to_redis() -> None:
+    # The stack's cache parameters apply to the in-cluster Redis as they do to
+    # ElastiCache's parameter group: none of them is a setting without effect.
+    inputs = stack_inputs("local", environ={})
+    cache = {
+        **json.loads(inputs.config[qualify("cache")]),
+        "maxmemoryPolicy": "volatile-lru",
+        "notifyKeyspaceEvents": "Kx",
+        "slowlogLogSlowerThan": 5000,
+        "slowlogMaxLen": 64,
+    }
+    run = run_stack(
+        dataclasses.replace(inputs, config={**inputs.config, qualify("cache"): json.dumps(cache)})
+    )
+    (secret,) = [
+        s for s in run.kubernetes_objects("Secret") if s.name.endswith("datastores-redis-secret")
+    ]
+    conf = secret.inputs["stringData"]["redis.conf"].splitlines()
+    for line in (
+        "maxmemory-policy volatile-lru",
+        "notify-keyspace-events Kx",
+        "slowlog-log-slower-than 5000",
+        "slowlog-max-len 64",
+    ):
+        assert line in conf
 
 
 def test_credentials_are_secret(run: ProgramRun) -> None:
