@@ -21,9 +21,9 @@ import hashlib
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
-from fastapi.exceptions import HTTPException
 
 from services.common.auth import VisionPrincipalDep
+from services.common.body import read_body
 from services.common.claude import ClaudeDep
 from services.common.flags import require_scope_and_feature
 from services.common.scopes import VISION_ANALYZE
@@ -72,20 +72,6 @@ async def _sha256(data: bytes) -> str:
     return await asyncio.to_thread(_hexdigest, data)
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and (not declared.isdigit() or int(declared) > limit):
-        raise HTTPException(413, f"the photo exceeds {limit} bytes")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise HTTPException(413, f"the photo exceeds {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
 def _public(row: dict[str, Any], cached: bool) -> VisionAnalysisPublic:
     return VisionAnalysisPublic.from_row(row, cached=cached)
 
@@ -109,7 +95,9 @@ async def analyse_upload(
     content_type = request.headers.get("content-type", "").split(";")[0].strip()
     if not content_type.startswith("image/"):
         raise ImageRejected("unsupported_image_type", "send the photo with Content-Type image/*")
-    data = await _read_body(request, settings.vision_max_image_bytes)
+    data = await read_body(
+        request, limit=settings.vision_max_image_bytes, setting="VISION_MAX_IMAGE_BYTES"
+    )
     # A photo analysed before is answered without decoding or storing it again
     # (its key is content-addressed, so it is in the bucket already).
     sha256 = await _sha256(data)

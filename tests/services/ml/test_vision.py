@@ -410,6 +410,34 @@ async def test_oversized_upload_is_413(
     assert response.status_code == 413
 
 
+@pytest.mark.parametrize("chunked", [False, True])
+async def test_a_photo_over_vision_max_image_bytes_is_the_contracts_413(
+    vision_settings: MLSettings,
+    app_client: AppClient,
+    make_token: Callable[..., str],
+    anthropic_api: AnthropicStandIn,
+    chunked: bool,
+) -> None:
+    settings = vision_settings.model_copy(update={"vision_max_image_bytes": 1024})
+    photo = b"\xff" * 4096
+
+    async def streamed() -> AsyncIterator[bytes]:
+        for start in range(0, len(photo), 512):
+            yield photo[start : start + 512]
+
+    async with app_client(create_app(settings, registry=new_registry())) as http:
+        response = await http.post(
+            "/v1/ml/vision/analyses/upload?property_id=p",
+            content=streamed() if chunked else photo,
+            headers={**_auth(make_token), "Content-Type": "image/jpeg"},
+        )
+    # Every service's 413 (docs/contracts.md), naming the setting to change.
+    assert response.status_code == 413
+    assert response.json()["reason"] == "body_too_large"
+    assert "VISION_MAX_IMAGE_BYTES" in response.json()["detail"]
+    assert anthropic_api.requests == []
+
+
 async def test_unauthenticated_upload_is_401(client: httpx.AsyncClient) -> None:
     response = await client.post(
         "/v1/ml/vision/analyses/upload?property_id=p", content=_jpeg(64, 64)
