@@ -9,6 +9,12 @@ differently between the check and the connection. Redirects are followed by
 hand, at most ``MAX_REDIRECTS``, each target checked the same way. The body
 is streamed and cut at VISION_MAX_IMAGE_BYTES; the content type must be an
 image; the whole download is bounded by VISION_FETCH_TIMEOUT_SECONDS.
+
+The body is asked for and read as it is sent (``Accept-Encoding: identity``,
+raw bytes): a ``Content-Encoding`` response is refused, never decompressed. A
+decoder inflates each network chunk whole before any size check can see it:
+a 10 MiB gzip bomb is 10 GiB in memory, and a chain (``gzip, gzip``)
+multiplies. Photos are compressed already; HTTP compression gains nothing.
 """
 
 from __future__ import annotations
@@ -137,7 +143,11 @@ class PhotoFetcher:
             request = self._client.build_request(
                 "GET",
                 target,
-                headers={"Host": parts.netloc.rsplit("@", 1)[-1], "Accept": "image/*"},
+                headers={
+                    "Host": parts.netloc.rsplit("@", 1)[-1],
+                    "Accept": "image/*",
+                    "Accept-Encoding": "identity",
+                },
                 extensions={"sni_hostname": host},
             )
             response = await self._client.send(request, stream=True)
@@ -157,6 +167,13 @@ class PhotoFetcher:
                     raise ImageRejected(
                         "unsupported_image_type", f"the URL serves {content_type or 'no type'}"
                     )
+                encoding = response.headers.get("content-encoding", "").strip().lower()
+                if encoding not in ("", "identity"):
+                    raise ImageRejected(
+                        "url_content_encoded",
+                        "the URL serves the photo with Content-Encoding "
+                        f"{encoding[:40]!r}; photos are fetched uncompressed",
+                    )
                 declared = response.headers.get("content-length")
                 if declared is not None and declared.isdigit() and int(declared) > self._max_bytes:
                     raise ImageRejected(
@@ -164,7 +181,7 @@ class PhotoFetcher:
                     )
                 chunks: list[bytes] = []
                 size = 0
-                async for chunk in response.aiter_bytes():
+                async for chunk in response.aiter_raw():
                     size += len(chunk)
                     if size > self._max_bytes:
                         raise ImageRejected(

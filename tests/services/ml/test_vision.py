@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import gzip
 import io
 import ipaddress
 import threading
 import uuid
+import zlib
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -636,8 +638,25 @@ async def test_only_a_vision_token_analyses_or_reads_and_the_scope_comes_first(
 
 
 class _Handler(BaseHTTPRequestHandler):
+    #: The Accept-Encoding of the last request (what the fetcher asked for).
+    accept_encoding: str | None = None
+
     def do_GET(self) -> None:
-        if self.path == "/photo.jpg":
+        _Handler.accept_encoding = self.headers.get("Accept-Encoding")
+        if self.path.startswith("/encoded/"):
+            # A photo sent compressed whatever was asked, as a hostile host
+            # would send a bomb: "/encoded/gzip,gzip" is gzip twice.
+            encodings = self.path.removeprefix("/encoded/").split(",")
+            body = _jpeg(32, 32)
+            for encoding in encodings:
+                body = gzip.compress(body) if encoding == "gzip" else zlib.compress(body)
+            self.send_response(200)
+            self.send_header("Content-Type", "image/jpeg")
+            self.send_header("Content-Encoding", ", ".join(encodings))
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        elif self.path == "/photo.jpg":
             body = _jpeg(32, 32)
             self.send_response(200)
             self.send_header("Content-Type", "image/jpeg")
@@ -719,6 +738,23 @@ async def test_fetcher_follows_rules_on_every_hop(photo_server: int) -> None:
         assert caught.value.reason == "image_too_big"
     finally:
         await small.close()
+
+
+async def test_fetcher_never_decompresses(photo_server: int) -> None:
+    # A decoder inflates each network chunk whole before the size check sees
+    # it (64 KiB of gzip is 64 MiB; "gzip, gzip" multiplies): the fetcher asks
+    # for the bytes as they are and refuses an encoded answer unread.
+    fetcher = _fetcher()
+    base = f"http://cdn.photos.test:{photo_server}"
+    try:
+        assert prepare_image(await fetcher.fetch(f"{base}/photo.jpg")).width == 32
+        assert _Handler.accept_encoding == "identity"
+        for encodings in ["gzip", "deflate", "gzip,gzip"]:
+            with pytest.raises(ImageRejected) as caught:
+                await fetcher.fetch(f"{base}/encoded/{encodings}")
+            assert caught.value.reason == "url_content_encoded", encodings
+    finally:
+        await fetcher.close()
 
 
 def test_public_address_refuses_internal_ranges() -> None:
