@@ -6,8 +6,11 @@ failures (one ``{"field", "problem"}`` per problem). Bad input is always a
 ``Retry-After`` so clients and load balancers back off. Input that passed
 validation but that Postgres refuses as data (``asyncpg.DataError``: a
 character or number it cannot store) is the request's fault: 422
-``unstorable_input``. Anything else unforeseen is a 500 in the same shape
-(``internal_error``), never a plain-text page.
+``unstorable_input``. A client that disconnects before its body is read
+is recorded as 499 ``client_closed_request`` (nginx's code; nobody reads the
+answer): not a server error, so it neither logs a traceback nor burns the
+error budget that rollbacks are triggered from. Anything else unforeseen is
+a 500 in the same shape (``internal_error``), never a plain-text page.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from services.common.auth import AuthError
 from services.common.database import DatabaseUnavailable
@@ -29,6 +33,8 @@ from services.common.redis import RedisUnavailable, unavailable
 from services.common.tenancy import InvalidTenantId
 
 RETRY_AFTER_SECONDS = "5"
+CLIENT_CLOSED_REQUEST = 499
+"""The status recorded for a request whose client left before its body was read."""
 
 
 def _reason_for_status(status: int) -> str:
@@ -131,6 +137,16 @@ async def _internal(_: Request, exc: Exception) -> JSONResponse:
     )
 
 
+async def _client_gone(_: Request, exc: Exception) -> JSONResponse:
+    return JSONResponse(
+        {
+            "detail": "the client closed the connection before sending its whole body",
+            "reason": "client_closed_request",
+        },
+        status_code=CLIENT_CLOSED_REQUEST,
+    )
+
+
 async def _tenant(_: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": str(exc), "reason": "invalid_tenant"}, status_code=400)
 
@@ -146,6 +162,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(asyncpg.PostgresConnectionError, _database)
     app.add_exception_handler(asyncpg.CannotConnectNowError, _database)
     app.add_exception_handler(asyncpg.DataError, _unstorable)
+    app.add_exception_handler(ClientDisconnect, _client_gone)
     # Starlette still re-raises it after answering, so it is logged as before.
     app.add_exception_handler(Exception, _internal)
     app.add_exception_handler(RedisUnavailable, _redis)

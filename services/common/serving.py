@@ -20,10 +20,27 @@ the ASGI application:
   head, a bad or repeated Content-Length, TLS sent to plain HTTP) with a
   ``text/plain`` 400; `BoundedHttpProtocol` answers ``{detail, reason}`` JSON
   like every other error of the services.
+- Slow requests. uvicorn puts no time limit on a request's head or body: a
+  connection that sends nothing, a head a byte at a time, or a body that
+  never ends holds its socket (and, once the head is in, a task) for ever,
+  and a few thousand of them exhaust the process (slowloris).
+  `BoundedHttpProtocol` gives a new connection and each request's head
+  `REQUEST_HEAD_TIMEOUT_SECONDS`, and a body `REQUEST_BODY_TIMEOUT_SECONDS`
+  plus one second per `REQUEST_BODY_MIN_BYTES_PER_SECOND` bytes received (as
+  Apache's mod_reqtimeout does): a slow but honest upload of any size goes
+  through, a trickle does not. Past the limit the request is answered 408
+  ``request_timeout`` (if it has no answer yet) and the connection closed.
+- Refused handshakes. uvicorn's websockets protocol logs "ASGI callable
+  returned without completing handshake" at ERROR after every handshake the
+  app refuses with an HTTP answer (a 401 for an expired token): one ERROR
+  line per refused reconnect, which anyone without a token can cause.
+  `BoundedWebSocketProtocol` marks the handshake done once the refusal is
+  sent, as uvicorn's wsproto protocol does.
 """
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import logging
 import re
@@ -43,6 +60,13 @@ MAX_HEADERS_TOTAL_BYTES = 65536
 """Most bytes of request line and headers together."""
 WS_MAX_MESSAGE_BYTES = 4096
 """Largest WebSocket message a client may send (the feed reads none; 1009 above it)."""
+REQUEST_HEAD_TIMEOUT_SECONDS = 20.0
+"""Longest a new connection may wait before its request's head is complete, and each
+request's head may take from its first byte."""
+REQUEST_BODY_TIMEOUT_SECONDS = 20.0
+"""Time a request body gets from the end of its head, before the credit below."""
+REQUEST_BODY_MIN_BYTES_PER_SECOND = 500
+"""Each this many body bytes received extend the body's deadline by a second."""
 
 # Order matters: the specific forms first so that their names stay readable.
 _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
@@ -157,6 +181,13 @@ class BoundedWebSocketProtocol(WebSocketsSansIOProtocol):
             self.handshake_initiated = self.handshake_complete = self.close_sent = True
             self.transport.close()
 
+    async def send(self, message: Any) -> None:
+        """uvicorn's ``send``; a refusal sent in full (denial response) ends the handshake."""
+        await super().send(message)
+        if message["type"] == "websocket.http.response.body" and not message.get("more_body"):
+            # Otherwise run_asgi logs an ERROR for every refused handshake.
+            self.handshake_complete = True
+
 
 class _HeadersTooLarge(Exception):  # noqa: N818 - raised inside httptools' callbacks only
     pass
@@ -174,6 +205,61 @@ class BoundedHttpProtocol(HttpToolsProtocol):
     _in_head = True
     _head_bytes = 0
     _milestones = 0
+    # The pending deadline of the head or body being received, if any.
+    _timer: asyncio.TimerHandle | None = None
+    _deadline = 0.0
+    head_timeout_seconds = REQUEST_HEAD_TIMEOUT_SECONDS
+    body_timeout_seconds = REQUEST_BODY_TIMEOUT_SECONDS
+    body_min_bytes_per_second = REQUEST_BODY_MIN_BYTES_PER_SECOND
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._start_deadline(self.head_timeout_seconds)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stop_deadline()
+        super().connection_lost(exc)
+
+    def _start_deadline(self, seconds: float) -> None:
+        self._stop_deadline()
+        self._deadline = self.loop.time() + seconds
+        self._timer = self.loop.call_at(self._deadline, self._check_deadline)
+
+    def _stop_deadline(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _check_deadline(self) -> None:
+        self._timer = None
+        if self.transport.is_closing():
+            return
+        now = self.loop.time()
+        if self.flow.read_paused:
+            # The server stopped reading (a pipelined request, a body not yet
+            # consumed): the client cannot be late meanwhile.
+            self._deadline = now + self.body_timeout_seconds
+        if now < self._deadline:
+            self._timer = self.loop.call_at(self._deadline, self._check_deadline)
+            return
+        if self._in_head and self._head_bytes == 0 and self._milestones % 2 == 0:
+            # Nothing of a request yet: an idle connection, closed as keep-alive's are.
+            self.transport.close()
+            return
+        if self.cycle is not None and self.cycle.response_started and not self._in_head:
+            # Answered already, the rest of its body trickling in: just close.
+            self.transport.close()
+            return
+        self._send_json(408, "the request was not received in time", "request_timeout")
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        if self._timer is None:
+            self._start_deadline(self.head_timeout_seconds)
+
+    def on_body(self, body: bytes) -> None:
+        super().on_body(body)
+        self._deadline += len(body) / self.body_min_bytes_per_second
 
     def data_received(self, data: bytes) -> None:
         milestones = self._milestones
@@ -187,8 +273,13 @@ class BoundedHttpProtocol(HttpToolsProtocol):
 
     def send_400_response(self, msg: str) -> None:
         """uvicorn's answer to a request it cannot parse, as ``{detail, reason}`` JSON."""
-        body = orjson.dumps({"detail": msg, "reason": "bad_request"})
-        content = [STATUS_LINE[400]]
+        self._send_json(400, msg, "bad_request")
+
+    def _send_json(self, status: int, detail: str, reason: str) -> None:
+        """Answer ``{detail, reason}`` with ``status`` outside the app, and close."""
+        self._stop_deadline()
+        body = orjson.dumps({"detail": detail, "reason": reason})
+        content = [STATUS_LINE[status]]
         for name, value in self.server_state.default_headers:
             content.extend([name, b": ", value, b"\r\n"])
         content.extend(
@@ -217,12 +308,19 @@ class BoundedHttpProtocol(HttpToolsProtocol):
         self._in_head = False
         self._milestones += 1
         super().on_headers_complete()
+        if self.parser.should_upgrade() and self._should_upgrade():
+            # The WebSocket protocol takes the connection over.
+            self._stop_deadline()
+        else:
+            self._start_deadline(self.body_timeout_seconds)
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
         self._in_head = True
         self._head_bytes = 0
         self._milestones += 1
+        # The app's own time is not bounded here; the next request's head is.
+        self._stop_deadline()
 
 
 def uvicorn_protocols() -> dict[str, Any]:
