@@ -14,7 +14,8 @@ streams; authentication comes first, at the app's edge guard and again in
 payload rules.
 Malformed JSON or fields answer 422 with the field (for a batch, its index)
 and the problem, a body over REALTIME_MAX_EVENT_BYTES (batch:
-REALTIME_MAX_BATCH_BYTES) 413; neither is ever stored.
+REALTIME_MAX_BATCH_BYTES) 413, a batch event over REALTIME_MAX_EVENT_BYTES
+as compact JSON 422 with its index; none is ever stored.
 
 CRMs retry webhooks: both routes take an ``Idempotency-Key`` header (1-255
 visible ASCII characters, per tenant, honoured for 24 hours). A retry with
@@ -35,6 +36,7 @@ import orjson
 from fastapi import APIRouter, Header, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from prometheus_client import Counter
 
 from services.common.auth import IngestPrincipalDep
 from services.common.body import BodyTooLarge, parse_body, read_body, request_body_openapi
@@ -138,6 +140,32 @@ async def _read_valid(
         raise
 
 
+def _check_event_sizes(batch: LeadEventBatchCreate, limit: int, rejected: Counter) -> None:
+    """422 naming the first event of ``batch`` larger than one event may be.
+
+    An event is stored, kept in its tenant's Redis stream (REALTIME_STREAM_MAXLEN
+    of them) and sent to every socket as it is, whichever route brought it: the
+    single-event route bounds its body by REALTIME_MAX_EVENT_BYTES, so a batch
+    must bound each of its events too, or one batch event could be as large as
+    REALTIME_MAX_BATCH_BYTES, 16 times the stream memory and frame size planned
+    for. Measured as compact JSON, so any event the single route accepts fits.
+    """
+    for index, event in enumerate(batch.events):
+        size = len(event.__pydantic_serializer__.to_json(event))
+        if size > limit:
+            rejected.labels(reason="too_large").inc()
+            raise RequestValidationError(
+                [
+                    {
+                        "loc": ("body", "events", index),
+                        "msg": f"the event is {size} bytes as JSON; one event holds at most "
+                        f"{limit} (REALTIME_MAX_EVENT_BYTES), in a batch too",
+                        "type": "too_long",
+                    }
+                ]
+            )
+
+
 @router.post(
     "/events",
     status_code=202,
@@ -195,7 +223,8 @@ async def ingest_lead_event(
         413: {"description": "Body larger than REALTIME_MAX_BATCH_BYTES."},
         422: {
             "description": "Malformed JSON or fields (the reason names the event's index "
-            "and the field), more than REALTIME_MAX_BATCH_EVENTS events, input that cannot be "
+            "and the field), an event over REALTIME_MAX_EVENT_BYTES as JSON, more than "
+            "REALTIME_MAX_BATCH_EVENTS events, input that cannot be "
             "stored, or an Idempotency-Key reused with another body. Nothing stored."
         },
         503: {"description": "Postgres unreachable: no event of the batch was stored, retry."},
@@ -221,8 +250,9 @@ async def ingest_lead_event_batch(
         settings.realtime_max_batch_bytes,
         "REALTIME_MAX_BATCH_BYTES",
     )
+    rejected = runtime.metrics.events_rejected
     if len(batch.events) > settings.realtime_max_batch_events:
-        runtime.metrics.events_rejected.labels(reason="too_many_events").inc()
+        rejected.labels(reason="too_many_events").inc()
         raise RequestValidationError(
             [
                 {
@@ -234,6 +264,7 @@ async def ingest_lead_event_batch(
                 }
             ]
         )
+    _check_event_sizes(batch, settings.realtime_max_event_bytes, rejected)
     return await _store(
         runtime,
         tenant_id=principal.tenant_id,
