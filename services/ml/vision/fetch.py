@@ -3,7 +3,8 @@
 Only hosts on VISION_URL_ALLOWED_HOSTS (exact names or ``*.suffix``) are
 fetched, over HTTPS. The host is resolved here and every address checked
 (loopback, private, link-local, multicast, reserved, shared, unspecified and
-cloud metadata addresses are refused); the connection then goes to a checked
+cloud metadata addresses are refused, also inside an IPv6 address that leads to
+them: NAT64, 6to4, IPv4-mapped or -compatible); the connection then goes to a checked
 address, with the host name kept for TLS and ``Host``, so DNS cannot answer
 differently between the check and the connection. Redirects are followed by
 hand, at most ``MAX_REDIRECTS``, each target checked the same way. The body
@@ -40,10 +41,48 @@ _METADATA = {
 }
 
 
+# IPv6 ranges that carry an IPv4 address in their last 32 bits and reach it:
+# NAT64's well-known prefix (RFC 6052: DNS64 answers 64:ff9b::a.b.c.d for an
+# IPv4-only host, as in IPv6-only EKS clusters), the deprecated IPv4-compatible
+# form, and SIIT's IPv4-translated form. Python counts them all as global.
+_EMBEDS_IPV4 = (
+    ipaddress.ip_network("64:ff9b::/96"),
+    ipaddress.ip_network("::/96"),
+    ipaddress.ip_network("::ffff:0:0:0/96"),
+)
+# Never a photo host's: local-use NAT64 (RFC 8215, the IPv4 address spread
+# over the prefix) and the deprecated site-local range, both still routed
+# inside some networks.
+_NEVER_PUBLIC = (ipaddress.ip_network("64:ff9b:1::/48"), ipaddress.ip_network("fec0::/10"))
+
+
+def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address a connection to ``address`` may end up at, if any."""
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    if address.sixtofour is not None:
+        return address.sixtofour
+    if any(address in network for network in _EMBEDS_IPV4):
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return None
+
+
 def public_address(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    """Whether ``address`` is a global unicast address outside any metadata service."""
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
+    """Whether ``address`` is a global unicast address outside any metadata service.
+
+    An IPv6 address that embeds an IPv4 one (mapped, NAT64, 6to4, ...) must
+    pass as that IPv4 address too: ``64:ff9b::a9fe:a9fe`` is the metadata
+    service through a NAT64 gateway, ``64:ff9b::a00:1`` a VPC address.
+    """
+    if isinstance(address, ipaddress.IPv6Address):
+        if any(address in network for network in _NEVER_PUBLIC):
+            return False
+        embedded = _embedded_ipv4(address)
+        if embedded is not None:
+            if not public_address(embedded):
+                return False
+            if address.ipv4_mapped is not None:
+                return True
     return address.is_global and not address.is_multicast and address not in _METADATA
 
 

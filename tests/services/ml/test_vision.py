@@ -770,9 +770,22 @@ def test_public_address_refuses_internal_ranges() -> None:
         "fd00:ec2::254",
         "::ffff:127.0.0.1",
         "0.0.0.0",
+        # IPv4 inside IPv6: NAT64 (the metadata service, a VPC address, loopback),
+        # IPv4-compatible, IPv4-translated, 6to4; local-use NAT64 and site-local.
+        "64:ff9b::a9fe:a9fe",
+        "64:ff9b::a00:1",
+        "64:ff9b::7f00:1",
+        "::7f00:1",
+        "::ffff:0:a9fe:a9fe",
+        "2002:a9fe:a9fe::1",
+        "2002:c0a8:101::1",
+        "64:ff9b:1::a00:1",
+        "fec0::1",
     ]:
         assert not public_address(ipaddress.ip_address(address)), address
-    assert public_address(ipaddress.ip_address("93.184.216.34"))
+    # Public hosts stay reachable, also through NAT64 (DNS64 on an IPv6-only network).
+    for address in ["93.184.216.34", "64:ff9b::5db8:d822", "::ffff:93.184.216.34", "2606:4700::1"]:
+        assert public_address(ipaddress.ip_address(address)), address
 
 
 # -- the Message Batches backfill ---------------------------------------------
