@@ -228,8 +228,7 @@ async def test_a_batch_is_not_acknowledged_when_it_cannot_be_stored(
 
 
 async def test_an_event_over_the_single_event_limit_is_422_in_a_batch_too(
-    replicas: Callable[..., Any],
-    realtime_settings: RealtimeSettings,
+    replica: Replica,
     http: httpx.AsyncClient,
     make_token: Callable[..., str],
     sample_leads: list[LeadFeatures],
@@ -237,14 +236,12 @@ async def test_an_event_over_the_single_event_limit_is_422_in_a_batch_too(
 ) -> None:
     # Within REALTIME_MAX_BATCH_BYTES, yet one event 4 times what the single
     # route takes: it would sit in the stream and go to every socket as is.
-    limit = 4096
-    replica = await replicas(
-        realtime_settings.model_copy(update={"realtime_max_event_bytes": limit})
-    )
+    limit = replica.app.state.settings.realtime_max_event_bytes
+    token = make_token("tenant-a")
     marker = uuid.uuid4().hex
     body = batch_body(sample_leads[:3], marker)
     body["events"][1]["data"] = {"blob": "x" * (4 * limit)}
-    response = await post_batch(http, replica, make_token("tenant-a"), json=body)
+    response = await post_batch(http, replica, token, json=body)
     assert response.status_code == 422, response.text
     detail = response.json()["errors"][0]
     assert detail["field"] == "body.events.1"
@@ -256,8 +253,8 @@ async def test_an_event_over_the_single_event_limit_is_422_in_a_batch_too(
     single = await http.post(
         f"{replica.http}/v1/leads/events",
         json=fits["events"][0],
-        headers={"Authorization": f"Bearer {make_token('tenant-a')}"},
+        headers={"Authorization": f"Bearer {token}"},
     )
     assert single.status_code == 202, single.text
-    accepted = await post_batch(http, replica, make_token("tenant-a"), json=fits)
+    accepted = await post_batch(http, replica, token, json=fits)
     assert accepted.status_code == 202, accepted.text
