@@ -229,9 +229,9 @@ async def test_a_batch_is_not_acknowledged_when_it_cannot_be_stored(
 
 async def test_an_event_over_the_single_event_limit_is_422_in_a_batch_too(
     replica: Replica,
-    http: httpx.AsyncClient,
-    make_token: Callable[..., str],
     sample_leads: list[LeadFeatures],
+    make_token: Callable[..., str],
+    http: httpx.AsyncClient,
     db: Database,
 ) -> None:
     # Within REALTIME_MAX_BATCH_BYTES, yet one event 4 times what the single
