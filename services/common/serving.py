@@ -208,6 +208,8 @@ class BoundedHttpProtocol(HttpToolsProtocol):
     # The pending deadline of the head or body being received, if any.
     _timer: asyncio.TimerHandle | None = None
     _deadline = 0.0
+    # Whether a request has begun since the last one ended (its first byte parsed).
+    _begun = False
     head_timeout_seconds = REQUEST_HEAD_TIMEOUT_SECONDS
     body_timeout_seconds = REQUEST_BODY_TIMEOUT_SECONDS
     body_min_bytes_per_second = REQUEST_BODY_MIN_BYTES_PER_SECOND
@@ -239,10 +241,14 @@ class BoundedHttpProtocol(HttpToolsProtocol):
             # The server stopped reading (a pipelined request, a body not yet
             # consumed): the client cannot be late meanwhile.
             self._deadline = now + self.body_timeout_seconds
+        elif self._in_head and self.cycle is not None and not self.cycle.response_complete:
+            # A head pipelined behind a request still being answered: its clock
+            # runs from that answer (a 408 now would read as the answer to it).
+            self._deadline = now + self.head_timeout_seconds
         if now < self._deadline:
             self._timer = self.loop.call_at(self._deadline, self._check_deadline)
             return
-        if self._in_head and self._head_bytes == 0 and self._milestones % 2 == 0:
+        if not self._begun:
             # Nothing of a request yet: an idle connection, closed as keep-alive's are.
             self.transport.close()
             return
@@ -254,6 +260,7 @@ class BoundedHttpProtocol(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
+        self._begun = True
         if self._timer is None:
             self._start_deadline(self.head_timeout_seconds)
 
@@ -319,6 +326,7 @@ class BoundedHttpProtocol(HttpToolsProtocol):
         self._in_head = True
         self._head_bytes = 0
         self._milestones += 1
+        self._begun = False
         # The app's own time is not bounded here; the next request's head is.
         self._stop_deadline()
 
