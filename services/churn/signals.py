@@ -13,15 +13,13 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, Final
 
 from services.churn.features import HALF_LIFE_DAYS, PIPELINE_STAGES
-from services.churn.schemas import RE_ENGAGEMENT, LeadUpsert, SignalCreate
+from services.churn.schemas import MAX_FUTURE_SKEW, RE_ENGAGEMENT, LeadUpsert, SignalCreate
 from services.churn.success import BECAME_SUCCESS, SUCCEEDED_AT_AFTER
 
-#: How far ahead of this server's clock a signal may be (clock skew between systems).
-MAX_FUTURE_SKEW: Final = timedelta(minutes=5)
 INBOUND: Final = frozenset({"message_received", "reply"})
 OUTCOME_FOR_SIGNAL: Final[dict[str, str]] = {
     "message_received": "responded",
