@@ -71,6 +71,13 @@ def incident_key(fingerprint: str, starts_at: datetime) -> str:
     return f"alertmanager:{digest[:40]}"
 
 
+def _storable(text: str, limit: int) -> str:
+    # Postgres text cannot hold NUL: kept, one such label or annotation made
+    # the whole notification a 422 (unstorable_input), which Alertmanager does
+    # not retry, so no trigger of its group turned a flag off.
+    return text[:limit].replace("\x00", "\ufffd")
+
+
 def incidents(notification: WebhookNotification) -> list[Incident]:
     """The rollback incidents of a notification, in its order."""
     found = []
@@ -84,11 +91,11 @@ def incidents(notification: WebhookNotification) -> list[Incident]:
         found.append(
             Incident(
                 key=incident_key(alert.fingerprint, alert.startsAt),
-                alertname=labels.get("alertname", "unnamed")[:200],
+                alertname=_storable(labels.get("alertname", "unnamed"), 200),
                 feature=feature,
                 firing=alert.status == "firing",
                 starts_at=alert.startsAt,
-                summary=alert.annotations.get("summary", "")[:1000],
+                summary=_storable(alert.annotations.get("summary", ""), 1000),
             )
         )
     return found
