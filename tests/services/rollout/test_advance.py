@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 from localrun.servers import PrometheusServer, free_port, start_prometheus
 from services.cli import main
 from services.common.database import Database
-from services.common.flags import FlagState, get_flag
+from services.common.flags import FlagState, get_flag, write_flag
 from services.common.metrics import HttpMetrics
 from services.common.redis import Redis
 
@@ -184,6 +184,39 @@ async def test_guardrail_breach_rolls_back(
     [decision] = await _decisions(owner_db)
     assert decision["decision"] == "rollback"
     assert "guardrail" in str(decision["reason"])
+
+
+async def test_a_rolled_back_feature_is_not_turned_on_again_by_advance(
+    settings_env: dict[str, str],
+    prometheus: PrometheusServer,
+    redis_client: Redis,
+    owner_db: Database,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Off with its percentage kept is a rollback; it was read as stage 0 and,
+    # with healthy numbers, advanced to on at 10 %.
+    await _start_week_one(owner_db, days_ago=8)
+    rolled_back = FlagState(enabled=False, rollout_percentage=10)
+    await write_flag(redis_client, "property_vision", rolled_back)
+    code = await _cli(
+        "rollout",
+        "advance",
+        "--feature",
+        "property_vision",
+        "--environment",
+        "local",
+        "--prometheus-url",
+        prometheus.url,
+        "--selector",
+        'route="/good"',
+        "--window",
+        "1m",
+        "--yes",
+    )
+    assert code == 1
+    assert "rollout set --feature property_vision --percentage 10" in capsys.readouterr().err
+    assert await get_flag(redis_client, "property_vision") == rolled_back
+    assert await _decisions(owner_db) == []
 
 
 async def test_no_prometheus_and_no_results_hold(
