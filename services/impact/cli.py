@@ -31,6 +31,12 @@ from services.impact.report import measured_lifts, platform_rows, summarize
 from services.impact.stats import DEFAULT_PLANNED_UNITS, analyze
 from services.operator_cli import feature_argument
 
+#: The days a command accepts: from this one to a year ahead. Beyond, a day
+#: was a traceback (``date`` overflows past 9999 when a period is added) or
+#: stored as asyncpg's infinities (0001-01-01 and 9999-12-31 are its -/+infinity).
+EARLIEST_DAY = date(2000, 1, 1)
+MAX_DAYS_AHEAD = 366
+
 
 def _day(value: str) -> date:
     today = datetime.now(UTC).date()
@@ -38,9 +44,14 @@ def _day(value: str) -> date:
         # The CronJob passes "yesterday": the UTC day that has just ended.
         return today if value == "today" else today - timedelta(days=1)
     try:
-        return date.fromisoformat(value)
+        day = date.fromisoformat(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{value!r} is not a date (YYYY-MM-DD)") from None
+    if not EARLIEST_DAY <= day <= today + timedelta(days=MAX_DAYS_AHEAD):
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not a day from {EARLIEST_DAY} to a year from today"
+        )
+    return day
 
 
 def _probability(value: str) -> float:

@@ -280,6 +280,29 @@ async def test_report_refuses_a_period_that_is_not_one_to_3660_days(
 
 
 @pytest.mark.parametrize(
+    "argv",
+    [
+        ("impact", "report", "--start", "9999-12-31"),
+        ("impact", "aggregate", "--date", "9999-12-31"),
+        ("impact", "aggregate", "--date", "0001-01-01"),
+        ("experiment", "analyze", "--input", "x.csv", "--window-start", "0001-01-01"),
+    ],
+    ids=["report-overflow", "aggregate-overflow", "aggregate-year-1", "window-year-1"],
+)
+async def test_days_outside_2000_to_a_year_ahead_are_usage_errors(
+    argv: tuple[str, ...], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # 9999-12-31 plus a period overflowed (a traceback); 0001-01-01 and
+    # 9999-12-31 went to Postgres as asyncpg's -infinity and infinity.
+    with pytest.raises(SystemExit) as exited:
+        await _cli(*argv)
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert f"'{argv[-1]}' is not a day from 2000-01-01 to a year from today" in err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
     ("window", "metric", "message"),
     [
         (("2026-11-07", "2026-11-01"), "revenue_impact", "--window-end is before --window-start"),
