@@ -37,7 +37,10 @@ class SendError(Exception):
     """A send failed; ``detail`` is safe to store and show to operators."""
 
     def __init__(self, detail: str) -> None:
-        self.detail = detail[:500]
+        # It quotes the CRM's answer, stored as the row's last_error: a NUL
+        # there made that UPDATE fail, and the refused send was retried as an
+        # interrupted one until it was dead-lettered as such.
+        self.detail = detail[:500].replace("\x00", "\ufffd")
         super().__init__(self.detail)
 
 

@@ -59,3 +59,14 @@ async def test_a_5xx_stays_retryable() -> None:
     finally:
         await client.aclose()
     assert failed.value.retry_after == 7
+
+
+async def test_a_refusal_quoting_a_nul_is_storable() -> None:
+    client = _client(httpx.Response(422, content=b'{"message": "bad\x00contact"}'))
+    try:
+        with pytest.raises(PermanentSendError) as refused:
+            await client.send(REQUEST)
+    finally:
+        await client.aclose()
+    assert "\x00" not in refused.value.detail
+    assert "bad\ufffdcontact" in refused.value.detail
