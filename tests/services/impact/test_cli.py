@@ -78,6 +78,21 @@ async def test_bad_input_is_one_clear_line(
     assert message in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("line", [1, 2], ids=["header", "row"])
+async def test_a_field_over_the_csv_modules_limit_is_one_clear_line(
+    tmp_path: Path, line: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The csv module's own refusal was a traceback.
+    rows = ["unit_id,variant,value", "u1,control,1"]
+    rows[line - 1] += "x" * 200_000
+    path = tmp_path / "long.csv"
+    path.write_text("\n".join(rows) + "\n")
+    assert await _cli("experiment", "analyze", "--input", str(path)) == 2
+    err = capsys.readouterr().err
+    assert f"line {line}: field larger than field limit" in err
+    assert "Traceback" not in err
+
+
 async def test_used_column_gives_the_adoption(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
