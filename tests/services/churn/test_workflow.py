@@ -143,6 +143,38 @@ async def test_detection_skips_tenants_outside_the_rollout(
     assert scored == 0
 
 
+async def test_sends_queued_before_the_kill_switch_are_cancelled_not_sent(
+    make_runtime: RuntimeFactory,
+    standin: StandinServer,
+    db: Database,
+    owner_db: Database,
+    redis_client: Redis,
+) -> None:
+    # A rolled-back tenant's signals are refused (403 feature_disabled), so a
+    # reply could no longer cancel what was queued before the rollback: those
+    # sends went out anyway, to leads who had answered.
+    await seed_leads(db, "t1", 2)
+    async with make_runtime(standin=standin) as runtime:
+        await runtime.run_pass()
+        assert await queued(db) > 0
+        await write_flag(
+            redis_client, "churn_prevention", FlagState(enabled=False, rollout_percentage=100)
+        )
+        async with asyncio.timeout(5):
+            while runtime.feature_enabled("t1"):  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+        await drain(runtime)
+    assert standin.standin.stats()["deliveries"] == []
+    rows = await _outbox(owner_db)
+    assert rows
+    assert {(r["status"], r["reason"], r["attempts"]) for r in rows} == {
+        ("cancelled", "feature_disabled", 0)
+    }
+    assert {(i["status"], i["reason"]) for i in await _interventions(owner_db)} == {
+        ("cancelled", "feature_disabled")
+    }
+
+
 async def test_two_replicas_and_two_schedulers_send_nothing_twice(
     make_runtime: RuntimeFactory, standin: StandinServer, db: Database, owner_db: Database
 ) -> None:
