@@ -252,6 +252,30 @@ async def test_beyond_max_concurrent_is_429_with_retry_after(
     assert busy.json()["reason"] == "too_many_analyses"
 
 
+async def test_copies_waiting_for_one_analysis_take_no_slot_from_other_transcripts(
+    coaching_settings: Callable[..., CoachingSettings],
+    app_client: AppClient,
+    anthropic_api: AnthropicStandIn,
+    make_token: Callable[..., str],
+) -> None:
+    # Copies of one transcript wait for its one call; each used to hold a slot
+    # of COACHING_MAX_CONCURRENT_ANALYSES while it waited, so one client's
+    # retries (free: one call is billed) answered every other transcript 429.
+    anthropic_api.latency = 0.5
+    settings = coaching_settings(coaching_max_concurrent_analyses=2)
+    async with app_client(create_app(settings, registry=new_registry())) as http:
+        copies = [
+            http.post("/v1/coaching/sessions", json=transcript(), headers=_auth(make_token))
+            for _ in range(4)
+        ]
+        other = http.post(
+            "/v1/coaching/sessions", json=transcript(agent="agent-8"), headers=_auth(make_token)
+        )
+        responses = await asyncio.gather(*copies, other)
+    assert [r.status_code for r in responses] == [200] * 5, [r.text for r in responses]
+    assert anthropic_api.billable == 2
+
+
 async def test_copies_of_one_request_arriving_together_make_one_call(
     coaching_settings: Callable[..., CoachingSettings],
     app_client: AppClient,
