@@ -61,6 +61,21 @@ async def _cli(*argv: str) -> int:
     return await asyncio.to_thread(main, list(argv))
 
 
+async def _advance(prometheus_url: str, *options: str) -> int:
+    """``rollout advance`` of property_vision in ``local`` against ``prometheus_url``."""
+    return await _cli(
+        "rollout",
+        "advance",
+        "--feature",
+        "property_vision",
+        "--environment",
+        "local",
+        "--prometheus-url",
+        prometheus_url,
+        *options,
+    )
+
+
 async def _start_week_one(owner_db: Database, days_ago: float) -> None:
     assert await _cli("flags", "init") == 0
     assert (
@@ -120,21 +135,7 @@ async def test_criteria_met_advances_and_records_inputs(
 ) -> None:
     await _start_week_one(owner_db, days_ago=8)
     await _store_result(owner_db)
-    code = await _cli(
-        "rollout",
-        "advance",
-        "--feature",
-        "property_vision",
-        "--environment",
-        "local",
-        "--prometheus-url",
-        prometheus.url,
-        "--selector",
-        'route="/good"',
-        "--window",
-        "1m",
-        "--yes",
-    )
+    code = await _advance(prometheus.url, "--selector", 'route="/good"', "--window", "1m", "--yes")
     captured = capsys.readouterr()
     assert code == 0, captured.err
     assert "property_vision at 10%: advance" in captured.out, captured.out
@@ -161,21 +162,7 @@ async def test_guardrail_breach_rolls_back(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     await _start_week_one(owner_db, days_ago=2)
-    code = await _cli(
-        "rollout",
-        "advance",
-        "--feature",
-        "property_vision",
-        "--environment",
-        "local",
-        "--prometheus-url",
-        prometheus.url,
-        "--selector",
-        'route="/bad"',
-        "--window",
-        "1m",
-        "--yes",
-    )
+    code = await _advance(prometheus.url, "--selector", 'route="/bad"', "--window", "1m", "--yes")
     assert code == 0
     assert "rollback" in capsys.readouterr().out
     assert await get_flag(redis_client, "property_vision") == FlagState(
@@ -198,21 +185,7 @@ async def test_a_rolled_back_feature_is_not_turned_on_again_by_advance(
     await _start_week_one(owner_db, days_ago=8)
     rolled_back = FlagState(enabled=False, rollout_percentage=10)
     await write_flag(redis_client, "property_vision", rolled_back)
-    code = await _cli(
-        "rollout",
-        "advance",
-        "--feature",
-        "property_vision",
-        "--environment",
-        "local",
-        "--prometheus-url",
-        prometheus.url,
-        "--selector",
-        'route="/good"',
-        "--window",
-        "1m",
-        "--yes",
-    )
+    code = await _advance(prometheus.url, "--selector", 'route="/good"', "--window", "1m", "--yes")
     assert code == 1
     assert "rollout set --feature property_vision --percentage 10" in capsys.readouterr().err
     assert await get_flag(redis_client, "property_vision") == rolled_back
@@ -226,17 +199,7 @@ async def test_no_prometheus_and_no_results_hold(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     await _start_week_one(owner_db, days_ago=9)
-    code = await _cli(
-        "rollout",
-        "advance",
-        "--feature",
-        "property_vision",
-        "--environment",
-        "local",
-        "--prometheus-url",
-        f"http://127.0.0.1:{free_port()}",
-        "--yes",
-    )
+    code = await _advance(f"http://127.0.0.1:{free_port()}", "--yes")
     assert code == 0
     assert "hold" in capsys.readouterr().out
     assert await get_flag(redis_client, "property_vision") == FlagState(
@@ -257,20 +220,7 @@ async def test_a_declined_decision_is_recorded_and_changes_nothing(
 ) -> None:
     await _start_week_one(owner_db, days_ago=2)
     # No --yes and no terminal (pytest's stdin): the rollback is refused, not applied.
-    code = await _cli(
-        "rollout",
-        "advance",
-        "--feature",
-        "property_vision",
-        "--environment",
-        "local",
-        "--prometheus-url",
-        prometheus.url,
-        "--selector",
-        'route="/bad"',
-        "--window",
-        "1m",
-    )
+    code = await _advance(prometheus.url, "--selector", 'route="/bad"', "--window", "1m")
     assert code != 0
     assert "confirmation" in capsys.readouterr().err
     assert await get_flag(redis_client, "property_vision") == FlagState(
