@@ -26,7 +26,7 @@ from services.cli import EXIT_USAGE, CommandError
 from services.common.database import Database, DatabaseUnavailable
 from services.impact.aggregate import aggregate_day
 from services.impact.config import ImpactSettings
-from services.impact.experiment import InputError, read_units
+from services.impact.experiment import MAX_ROWS, InputError, read_units
 from services.impact.report import measured_lifts, platform_rows, summarize
 from services.impact.stats import DEFAULT_PLANNED_UNITS, analyze
 from services.operator_cli import feature_argument
@@ -78,6 +78,19 @@ def _days(value: str) -> int:
     if not 1 <= number <= MAX_REPORT_DAYS:
         raise argparse.ArgumentTypeError(
             f"{value!r} is not a number of days between 1 and {MAX_REPORT_DAYS}"
+        )
+    return number
+
+
+def _planned_units(value: str) -> int:
+    # 0 divided by zero and a negative count was a math domain error (tracebacks).
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if not 1 <= number <= MAX_ROWS:
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not a number of units between 1 and {MAX_ROWS}"
         )
     return number
 
@@ -197,7 +210,7 @@ def register_impact_commands(subparsers: Any) -> None:
     )
     analyze_.add_argument(
         "--planned-units",
-        type=int,
+        type=_planned_units,
         default=DEFAULT_PLANNED_UNITS,
         help="tenants at which the always-valid interval is tightest (fix it in advance)",
     )

@@ -294,6 +294,19 @@ async def test_report_refuses_a_period_that_is_not_one_to_3660_days(
     assert "Traceback" not in err
 
 
+@pytest.mark.parametrize("units", ["0", "-5", "10000001", "many"])
+async def test_planned_units_outside_1_to_the_row_limit_are_usage_errors(
+    units: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # 0 was a ZeroDivisionError traceback, -5 "math domain error".
+    with pytest.raises(SystemExit) as exited:
+        await _cli("experiment", "analyze", "--input", "x.csv", "--planned-units", units)
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert f"'{units}' is not a number of units between 1 and 10000000" in err
+    assert "Traceback" not in err
+
+
 @pytest.mark.parametrize(
     "argv",
     [
