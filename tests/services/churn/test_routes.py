@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import random
 import uuid
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
@@ -200,6 +202,32 @@ async def test_a_lead_twice_in_one_batch_is_a_422_naming_it_and_nothing_is_store
     assert "'lead-1' is at indexes 0 and 2" in body["detail"]
     async with owner_db.unscoped() as conn:
         assert await conn.fetchval("SELECT count(*) FROM churn_leads") == 0
+
+
+async def test_batches_of_the_same_leads_in_any_order_upsert_together_without_deadlock(
+    churn_app: FastAPI,
+    app_client: AppClient,
+    make_token: Callable[..., str],
+    owner_db: Database,
+) -> None:
+    # Each batch upserted its leads in the order sent: two batches holding the
+    # same leads in different orders locked them in different orders, and
+    # Postgres aborted one of them (a 500 deadlock_detected) most rounds.
+    auth = {"Authorization": f"Bearer {make_token('t1')}"}
+    leads = [{"lead_id": f"lead-{i:03d}"} for i in range(300)]
+    shuffler = random.Random(5)
+    async with app_client(churn_app) as client:
+        for _ in range(3):
+            batches = [shuffler.sample(leads, len(leads)) for _ in range(6)]
+            answers = await asyncio.gather(
+                *[
+                    client.put("/v1/churn/leads", json={"leads": batch}, headers=auth)
+                    for batch in batches
+                ]
+            )
+            assert [a.status_code for a in answers] == [200] * 6, [a.text for a in answers]
+    async with owner_db.unscoped() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM churn_leads") == 300
 
 
 async def test_timestamps_outside_what_postgres_round_trips_are_422_naming_the_field(
