@@ -8,6 +8,7 @@ ignored, so routing mistakes can never turn a flag off.
 from __future__ import annotations
 
 import hashlib
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
@@ -17,6 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from services.common.flags import FEATURES
 
 ALL_FEATURES = "all"
+
+log = logging.getLogger(__name__)
 
 
 class WebhookAlert(BaseModel):
@@ -84,9 +87,16 @@ def incidents(notification: WebhookNotification) -> list[Incident]:
     for alert in notification.alerts:
         labels = alert.labels
         feature = labels.get("feature", "")
-        if labels.get("action") != "rollback" or (
-            feature not in FEATURES and feature != ALL_FEATURES
-        ):
+        if labels.get("action") != "rollback":
+            continue
+        if feature not in FEATURES and feature != ALL_FEATURES:
+            # Still never acted on, but said: a rule whose feature label is
+            # wrong would otherwise never roll anything back, unnoticed.
+            log.warning(
+                "ignored a rollback trigger naming no feature: alertname=%r feature=%r",
+                labels.get("alertname", "unnamed")[:200],
+                feature[:100],
+            )
             continue
         found.append(
             Incident(

@@ -181,7 +181,12 @@ async def test_feature_all_turns_every_flag_off(
     ids=["investigate", "unknown-feature", "unlabelled"],
 )
 async def test_alerts_that_are_not_rollback_triggers_change_nothing(
-    app: Any, app_client: Any, redis_client: Redis, owner_db: Database, alert: dict[str, Any]
+    app: Any,
+    app_client: Any,
+    redis_client: Redis,
+    owner_db: Database,
+    alert: dict[str, Any],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     await _all_on(redis_client)
     async with app_client(app) as client:
@@ -190,6 +195,9 @@ async def test_alerts_that_are_not_rollback_triggers_change_nothing(
     assert answer.json() == {"handled": []}
     assert all(s and s.enabled for s in (await get_flags(redis_client)).values())
     assert await _rows(owner_db, "rollback_incidents") == []
+    # A trigger whose feature label is wrong is ignored, but not silently.
+    warned = [r for r in caplog.records if "ignored a rollback trigger" in r.getMessage()]
+    assert len(warned) == (1 if alert["labels"].get("action") == "rollback" else 0)
 
 
 async def test_resolution_is_recorded_and_the_flag_stays_off(
