@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -70,29 +71,26 @@ MAX_METRIC_CHARS = 100
 MAX_REPORT_DAYS = 3660
 
 
-def _days(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        number = 0
-    if not 1 <= number <= MAX_REPORT_DAYS:
-        raise argparse.ArgumentTypeError(
-            f"{value!r} is not a number of days between 1 and {MAX_REPORT_DAYS}"
-        )
-    return number
+def _count(what: str, most: int) -> Callable[[str], int]:
+    """An argparse type: a whole number of ``what`` from 1 to ``most``."""
+
+    def parse(value: str) -> int:
+        try:
+            number = int(value)
+        except ValueError:
+            number = 0
+        if not 1 <= number <= most:
+            raise argparse.ArgumentTypeError(
+                f"{value!r} is not a number of {what} between 1 and {most}"
+            )
+        return number
+
+    return parse
 
 
-def _planned_units(value: str) -> int:
-    # 0 divided by zero and a negative count was a math domain error (tracebacks).
-    try:
-        number = int(value)
-    except ValueError:
-        number = 0
-    if not 1 <= number <= MAX_ROWS:
-        raise argparse.ArgumentTypeError(
-            f"{value!r} is not a number of units between 1 and {MAX_ROWS}"
-        )
-    return number
+_days = _count("days", MAX_REPORT_DAYS)
+# --planned-units 0 divided by zero and a negative count was a math domain error.
+_planned_units = _count("units", MAX_ROWS)
 
 
 async def _database(settings: ImpactSettings) -> Database:
