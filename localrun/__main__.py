@@ -54,6 +54,7 @@ from localrun.demo import (
 from localrun.leftovers import stop_leftovers, terminate
 from localrun.monitoring import ROLLBACK_WEBHOOK_PATH, start_monitoring
 from localrun.servers import MissingBinary, ServerFailed
+from services.cli import port_argument
 from services.common.scopes import SCOPES
 from services.common.settings import AuthSettings
 
@@ -391,7 +392,7 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     for spec in SERVICES:
         parser.add_argument(
             f"--{spec.name}-port",
-            type=int,
+            type=port_argument,
             default=spec.default_port,
             help=f"{spec.job} port (default {spec.default_port})",
         )

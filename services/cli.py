@@ -240,6 +240,17 @@ def parse_ttl(value: str) -> float:
     return seconds
 
 
+def port_argument(value: str) -> int:
+    """A TCP port, 1-65535 (an argparse type: one usage line for anything else)."""
+    try:
+        port = int(value)
+    except ValueError:
+        port = 0
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a TCP port (1-65535)")
+    return port
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The full parser, including the registered command groups."""
     parser = argparse.ArgumentParser(
@@ -250,7 +261,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run one feature service with uvicorn")
     serve.add_argument("service", choices=sorted(SERVICES))
     serve.add_argument("--host", default="0.0.0.0", help="bind address (default 0.0.0.0)")
-    serve.add_argument("--port", type=int, default=None, help="default: the service's port")
+    serve.add_argument(
+        "--port", type=port_argument, default=None, help="default: the service's port"
+    )
     serve.add_argument(
         "--no-access-log",
         action="store_true",

@@ -50,7 +50,8 @@ class QuietHours:
 
         The end is the first instant at local ``end:00`` after ``now``; if the
         zone skips that wall time (a spring-forward gap), ``zoneinfo``'s
-        ``fold=0`` reading lands just after the gap, which is still allowed.
+        ``fold=0`` reading lands just after the gap, which is still allowed; if
+        it comes twice (a fall-back) and ``now`` is in the repeat, the second.
         """
         tz = zone(timezone)
         local = now.astimezone(tz)
@@ -62,6 +63,10 @@ class QuietHours:
         candidate = datetime(day.year, day.month, day.day, self.end, tzinfo=tz)
         # Normalise through UTC so a nonexistent local time resolves to a real instant.
         resolved = candidate.astimezone(UTC)
+        if resolved <= now:
+            # Still quiet after the end's wall time: it comes twice (a fall-back
+            # repeats it) and this is the repeat, so the second one is the end.
+            resolved = candidate.replace(fold=1).astimezone(UTC)
         return max(resolved, now)
 
 

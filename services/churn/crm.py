@@ -13,7 +13,8 @@ same key, so a CRM or gateway that honours the header answers the first
 result instead of sending twice (docs/churn.md says what happens with one that
 does not). Failures are classified for the workflow: `RetryableSendError`
 (429 with its ``Retry-After``, 5xx, timeouts, connection errors) and
-`PermanentSendError` (other 4xx: retrying cannot help).
+`PermanentSendError` (other 4xx, and any other answer that is not a 2xx,
+such as a redirect: retrying cannot help).
 """
 
 from __future__ import annotations
@@ -36,7 +37,10 @@ class SendError(Exception):
     """A send failed; ``detail`` is safe to store and show to operators."""
 
     def __init__(self, detail: str) -> None:
-        self.detail = detail[:500]
+        # It quotes the CRM's answer, stored as the row's last_error: a NUL
+        # there made that UPDATE fail, and the refused send was retried as an
+        # interrupted one until it was dead-lettered as such.
+        self.detail = detail[:500].replace("\x00", "\ufffd")
         super().__init__(self.detail)
 
 
@@ -197,6 +201,13 @@ class LeadConnectorClient:
             )
         if status >= 400:
             raise PermanentSendError(f"CRM refused the request ({status}): {response.text[:200]}")
+        if not 200 <= status < 300:
+            # Redirects are not followed (the send must not go elsewhere): a
+            # 3xx means nothing was sent, most likely a wrong base URL.
+            raise PermanentSendError(
+                f"CRM answered {status}, not a delivery (redirects are not followed): "
+                "check GHL_BASE_URL"
+            )
         return Delivery(provider_id=_provider_id(response))
 
 

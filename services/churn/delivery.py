@@ -16,7 +16,8 @@ intervention in turn (`deliver_group`):
    the same locks, after putting back the row the function claimed: a row no
    longer ``pending``/``sending`` (delivered, cancelled by a re-engaging lead,
    dead-lettered) ends the job; a lead no longer active, or one that
-   re-engaged after the intervention was decided, cancels it; during
+   re-engaged after the intervention was decided, or a tenant the
+   ``churn_prevention`` flag (once read) no longer lets in, cancels it; during
    the lead's quiet hours the row is re-timed and a new job deferred for the
    end of them; a lead over its frequency cap gets the row ``suppressed``;
    otherwise the row becomes ``sending`` with one more attempt.
@@ -45,8 +46,8 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Literal
 
@@ -70,6 +71,8 @@ log = logging.getLogger(__name__)
 SORTED_LEAD_CHANNELS: Final = sorted(LEAD_CHANNELS)
 #: The reason of a send cancelled because its lead re-engaged (signals.py too).
 LEAD_RE_ENGAGED: Final = "lead_re_engaged"
+#: The reason of a send cancelled because its tenant left the rollout (the kill switch).
+FEATURE_DISABLED: Final = "feature_disabled"
 
 Result = Literal[
     "delivered",
@@ -178,6 +181,10 @@ class Deliverer:
     crm: LeadConnectorClient | None
     policy: DeliveryPolicy
     metrics: ChurnMetrics | None = None
+    #: True when the tenant is known to be outside the ``churn_prevention``
+    #: rollout (the flag read and saying no): its sends are cancelled, since
+    #: its signals, a reply that would cancel them included, are refused then.
+    outside_rollout: Callable[[str], bool] = field(default=lambda _: False)
 
     async def deliver(
         self, *, tenant_id: str, outbox_id: str, priority: int | None = None
@@ -191,6 +198,7 @@ class Deliverer:
         """
         now = datetime.now(UTC)
         claimed = None
+        outside = self.outside_rollout(tenant_id)
         if self.crm is not None:
             claimed = await self._claim(tenant_id, outbox_id, now)
             if claimed is not None and claimed["verdict"] == "skipped":
@@ -203,11 +211,14 @@ class Deliverer:
             # job ran twice) is decided in full: its lead may have
             # re-engaged since (the signal cancels pending rows only).
             and claimed["previous_status"] == "pending"
+            and not outside
             and self._contact_allowed(claimed, now)
         ):
             row = claimed
         else:
-            decided = await self._claim_deciding(tenant_id, outbox_id, now, claimed)
+            decided = await self._claim_deciding(
+                tenant_id, outbox_id, now, claimed, outside=outside
+            )
             if isinstance(decided, str):
                 return decided  # type: ignore[return-value]
             row = decided
@@ -294,7 +305,13 @@ class Deliverer:
             return self.policy.quiet_hours.next_allowed(now, "UTC")
 
     async def _claim_deciding(
-        self, tenant_id: str, outbox_id: str, now: datetime, claimed: dict[str, Any] | None
+        self,
+        tenant_id: str,
+        outbox_id: str,
+        now: datetime,
+        claimed: dict[str, Any] | None,
+        *,
+        outside: bool = False,
     ) -> Result | Any:
         """Claim in a tenant transaction that decides every case; a `Result` if not sent.
 
@@ -314,7 +331,7 @@ class Deliverer:
             row = await conn.fetchrow(CLAIM_SQL, outbox_id)
             if row is None or row["status"] not in ("pending", "sending"):
                 return "skipped"
-            early = await self._before_send(conn, tenant_id, row, now)
+            early = await self._before_send(conn, tenant_id, row, now, outside=outside)
             if early is not None:
                 return early
             await conn.execute(
@@ -326,7 +343,7 @@ class Deliverer:
         return row
 
     async def _before_send(
-        self, conn: Any, tenant_id: str, row: Any, now: datetime
+        self, conn: Any, tenant_id: str, row: Any, now: datetime, *, outside: bool = False
     ) -> Result | None:
         if row["lead_status"] != "active":
             await self._finish(conn, row, "cancelled", f"lead_{row['lead_status']}")
@@ -348,6 +365,9 @@ class Deliverer:
             if abandoned_at > now:
                 await self._look_again(conn, tenant_id, row, abandoned_at)
                 return "in_flight"
+        if outside:
+            await self._finish(conn, row, "cancelled", FEATURE_DISABLED)
+            return "cancelled"
         if row["attempts"] > self.policy.retry_count:
             # Claimed that often without a recorded result: the sends keep
             # killing their worker. Stop before it takes the next one down.

@@ -20,12 +20,14 @@
 
 The ``churn_prevention`` flag gates each tenant (``feature_enabled``): a tenant
 outside the rollout is skipped by the scheduled pass and by signal-triggered
-detection, so it gets no new interventions. Sends already queued for it are
-still delivered: they were decided while it was inside. The decision goes
+detection, so it gets no new interventions, and its sends still queued are
+cancelled (``feature_disabled``) when their turn comes: its signals are refused
+now, so a reply could no longer cancel them. A flag never read (Redis down
+since the start) cancels nothing. The decision goes
 through the app's OpenFeature client, as the routes' (reasons, hooks, the
 ``feature_flag_evaluations_total`` metric), once per tenant and pass or
-detection job, never per lead: about 10 µs each, 50 of them in a pass over
-100,000 leads of 50 tenants. The flag cache itself is kept for health
+detection job, never per lead (and once per delivery job): about 10 µs each,
+50 of them in a pass over 100,000 leads of 50 tenants. The flag cache itself is kept for health
 (synced, stale).
 """
 
@@ -163,6 +165,7 @@ class ChurnRuntime:
                 max_per_week=settings.churn_max_contacts_per_week,
                 send_timeout_seconds=settings.ghl_timeout_seconds,
             ),
+            outside_rollout=self.outside_rollout,
         )
         self.app = self._build_app()
         self._tasks: list[asyncio.Task[None]] = []
@@ -210,6 +213,14 @@ class ChurnRuntime:
     def feature_enabled(self, tenant_id: str) -> bool:
         """Whether ``tenant_id`` is inside the ``churn_prevention`` rollout now (OpenFeature)."""
         return evaluate_feature(self.flag_client, CHURN_FEATURE, tenant_id).value
+
+    def outside_rollout(self, tenant_id: str) -> bool:
+        """Whether the flag, once read, leaves ``tenant_id`` out (its queued sends are cancelled).
+
+        A flag never read (Redis down since start) decides nothing: the sends
+        wait for no flag and go out as decided, rather than all be cancelled.
+        """
+        return self.flags.state(CHURN_FEATURE) is not None and not self.feature_enabled(tenant_id)
 
     # -- lifecycle ---------------------------------------------------------
 

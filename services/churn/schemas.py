@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Final, Literal
 from uuid import UUID
 
@@ -16,6 +16,13 @@ ID_RE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:@-]{0,254}")
 MAX_DATA_KEYS: Final = 20
 MAX_TEXT: Final = 500
 INT64 = (-(2**63), 2**63 - 1)
+#: The earliest CRM timestamp accepted. asyncpg stores 0001-01-01T00:00Z
+#: (``datetime.min``) as -infinity and reads it back as a naive datetime (a 500
+#: in the signal fold; a lead "created" infinitely long ago scored as certain
+#: churn), and an offset pushing an instant before year 1 is out of range.
+EARLIEST_TIMESTAMP: Final = datetime(1970, 1, 1, tzinfo=UTC)
+#: How far ahead of this server's clock a CRM timestamp may be (clock skew).
+MAX_FUTURE_SKEW: Final = timedelta(minutes=5)
 
 SignalType = Literal[
     "message_received",
@@ -52,6 +59,21 @@ def _timezone(value: str) -> str:
     return value
 
 
+def _not_before_1970(value: datetime) -> datetime:
+    if value < EARLIEST_TIMESTAMP:
+        raise ValueError(f"must not be before {EARLIEST_TIMESTAMP:%Y-%m-%d} (UTC)")
+    return value
+
+
+def _not_in_future(value: datetime) -> datetime:
+    # Checked here for a lead's creation (a lead created tomorrow has a
+    # negative age, which the model was never trained on); a signal's
+    # timestamp is checked with the batch (signals.py), under its own reason.
+    if value > datetime.now(UTC) + MAX_FUTURE_SKEW:
+        raise ValueError("must not be in the future")
+    return value
+
+
 def _scalar(value: Any) -> Any:
     if isinstance(value, str):
         if "\x00" in value or len(value) > MAX_TEXT:
@@ -82,6 +104,8 @@ def _data(value: dict[str, Any]) -> dict[str, Any]:
 Identifier = Annotated[str, AfterValidator(_identifier)]
 TimeZoneName = Annotated[str, AfterValidator(_timezone)]
 SignalData = Annotated[dict[str, Any], AfterValidator(_data)]
+#: A timezone-aware instant a CRM reports: 1970 or later.
+CrmTimestamp = Annotated[AwareDatetime, AfterValidator(_not_before_1970)]
 
 
 class LeadUpsert(BaseModel):
@@ -96,7 +120,7 @@ class LeadUpsert(BaseModel):
     agent_id: Identifier | None = None
     timezone: TimeZoneName = Field(default="UTC", description="IANA zone, e.g. America/Denver.")
     pipeline_stage: PipelineStage = "new"
-    created_at: AwareDatetime | None = None
+    created_at: Annotated[CrmTimestamp, AfterValidator(_not_in_future)] | None = None
 
     @property
     def stage_ordinal(self) -> int:
@@ -147,7 +171,7 @@ class SignalCreate(BaseModel):
     signal_id: UUID
     lead_id: Identifier
     type: SignalType
-    occurred_at: AwareDatetime
+    occurred_at: CrmTimestamp
     data: SignalData = Field(default_factory=dict)
 
 

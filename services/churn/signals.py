@@ -13,15 +13,13 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, Final
 
 from services.churn.features import HALF_LIFE_DAYS, PIPELINE_STAGES
-from services.churn.schemas import RE_ENGAGEMENT, LeadUpsert, SignalCreate
+from services.churn.schemas import MAX_FUTURE_SKEW, RE_ENGAGEMENT, LeadUpsert, SignalCreate
 from services.churn.success import BECAME_SUCCESS, SUCCEEDED_AT_AFTER
 
-#: How far ahead of this server's clock a signal may be (clock skew between systems).
-MAX_FUTURE_SKEW: Final = timedelta(minutes=5)
 INBOUND: Final = frozenset({"message_received", "reply"})
 OUTCOME_FOR_SIGNAL: Final[dict[str, str]] = {
     "message_received": "responded",
@@ -110,7 +108,12 @@ class StoreResult:
 
 
 async def upsert_leads(conn: Any, leads: Sequence[LeadUpsert]) -> int:
-    """Create or update leads (and register the tenant for the detection pass)."""
+    """Create or update leads (and register the tenant for the detection pass).
+
+    Written in lead_id order, the order every writer of leads locks them in:
+    in the order sent, two batches of the same leads in different orders (or
+    a batch and a signal batch or a detection pass) deadlocked.
+    """
     await conn.execute("INSERT INTO churn_tenants DEFAULT VALUES ON CONFLICT DO NOTHING")
     rows = await conn.fetch(
         """
@@ -119,6 +122,7 @@ async def upsert_leads(conn: Any, leads: Sequence[LeadUpsert]) -> int:
         SELECT u.lead_id, u.contact, u.agent, u.tz, u.stage, COALESCE(u.created, now()), now()
         FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int2[], $6::timestamptz[])
              AS u(lead_id, contact, agent, tz, stage, created)
+        ORDER BY u.lead_id
         ON CONFLICT (tenant_id, lead_id) DO UPDATE SET
             crm_contact_id = EXCLUDED.crm_contact_id,
             agent_id = EXCLUDED.agent_id,

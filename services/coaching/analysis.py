@@ -6,6 +6,8 @@
   number. Over budget is a 422 before any billable call.
 - Concurrency: at most COACHING_MAX_CONCURRENT_ANALYSES at once in this
   replica; one more is answered 429 with ``Retry-After`` at once, never queued.
+  A copy waiting for another copy's analysis of the same transcript calls
+  nothing and takes no slot.
 - COACHING_SESSION_TIMEOUT bounds the whole analysis (504 after it).
 - Citations: every insight cites message ids; an id that is not in the
   transcript fails validation like a schema error (one repair, then 502).
@@ -187,15 +189,9 @@ class CoachingEngine:
         won, existing = await self._find_or_claim(tenant_id, digest, claude.model)
         if existing is not None:
             return existing, True
-        if self._active >= self.max_concurrent:
-            if won:
-                await self._release(tenant_id, digest, claude.model)
-            raise ClaudeBusy(
-                "too_many_analyses",
-                f"{self.max_concurrent} analyses are running; retry shortly",
-                retry_after=BUSY_RETRY_AFTER_SECONDS,
-            )
-        self._active += 1
+        if won:
+            # Refused at once, before the timeout's clock starts.
+            await self._take_slot(tenant_id, digest, claude.model)
         try:
             async with asyncio.timeout(self.session_timeout):
                 return await self._claimed(claude, tenant_id, body, digest, won=won)
@@ -205,8 +201,23 @@ class CoachingEngine:
                 "the analysis took longer than COACHING_SESSION_TIMEOUT "
                 f"({self.session_timeout:g} s)",
             ) from None
-        finally:
-            self._active -= 1
+
+    async def _take_slot(self, tenant_id: str, digest: str, model: str) -> None:
+        """One of COACHING_MAX_CONCURRENT_ANALYSES for the claim this copy holds, or
+        ``ClaudeBusy`` with the claim given back (shielded: a timeout must not skip it).
+
+        Only a copy that calls Claude takes a slot: one waiting for another
+        copy's session calls nothing, and holding a slot while it waited let one
+        client's retries of a transcript (one call billed) refuse every other.
+        """
+        if self._active >= self.max_concurrent:
+            await asyncio.shield(self._release(tenant_id, digest, model))
+            raise ClaudeBusy(
+                "too_many_analyses",
+                f"{self.max_concurrent} analyses are running; retry shortly",
+                retry_after=BUSY_RETRY_AFTER_SECONDS,
+            )
+        self._active += 1
 
     async def _claimed(
         self,
@@ -217,13 +228,19 @@ class CoachingEngine:
         *,
         won: bool,
     ) -> tuple[dict[str, Any], bool]:
-        """Run the analysis if this copy holds the claim, else wait for the holder's session."""
-        while not won:
-            await asyncio.sleep(CLAIM_POLL_SECONDS)
-            won, existing = await self._poll(tenant_id, digest, claude.model)
-            if existing is not None:
-                return existing, True
-        return await self._run(claude, tenant_id, body, digest), False
+        """Run the analysis if this copy holds the claim (and its slot), else wait for the
+        holder's session, taking the claim and a slot if the holder gives it back."""
+        if not won:
+            while not won:
+                await asyncio.sleep(CLAIM_POLL_SECONDS)
+                won, existing = await self._poll(tenant_id, digest, claude.model)
+                if existing is not None:
+                    return existing, True
+            await self._take_slot(tenant_id, digest, claude.model)
+        try:
+            return await self._run(claude, tenant_id, body, digest), False
+        finally:
+            self._active -= 1
 
     async def _poll(
         self, tenant_id: str, digest: str, model: str

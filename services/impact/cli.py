@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -26,10 +27,16 @@ from services.cli import EXIT_USAGE, CommandError
 from services.common.database import Database, DatabaseUnavailable
 from services.impact.aggregate import aggregate_day
 from services.impact.config import ImpactSettings
-from services.impact.experiment import InputError, read_units
+from services.impact.experiment import MAX_ROWS, InputError, read_units
 from services.impact.report import measured_lifts, platform_rows, summarize
 from services.impact.stats import DEFAULT_PLANNED_UNITS, analyze
 from services.operator_cli import feature_argument
+
+#: The days a command accepts: from this one to a year ahead. Beyond, a day
+#: was a traceback (``date`` overflows past 9999 when a period is added) or
+#: stored as asyncpg's infinities (0001-01-01 and 9999-12-31 are its -/+infinity).
+EARLIEST_DAY = date(2000, 1, 1)
+MAX_DAYS_AHEAD = 366
 
 
 def _day(value: str) -> date:
@@ -38,9 +45,14 @@ def _day(value: str) -> date:
         # The CronJob passes "yesterday": the UTC day that has just ended.
         return today if value == "today" else today - timedelta(days=1)
     try:
-        return date.fromisoformat(value)
+        day = date.fromisoformat(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{value!r} is not a date (YYYY-MM-DD)") from None
+    if not EARLIEST_DAY <= day <= today + timedelta(days=MAX_DAYS_AHEAD):
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not a day from {EARLIEST_DAY} to a year from today"
+        )
+    return day
 
 
 def _probability(value: str) -> float:
@@ -59,16 +71,26 @@ MAX_METRIC_CHARS = 100
 MAX_REPORT_DAYS = 3660
 
 
-def _days(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        number = 0
-    if not 1 <= number <= MAX_REPORT_DAYS:
-        raise argparse.ArgumentTypeError(
-            f"{value!r} is not a number of days between 1 and {MAX_REPORT_DAYS}"
-        )
-    return number
+def _count(what: str, most: int) -> Callable[[str], int]:
+    """An argparse type: a whole number of ``what`` from 1 to ``most``."""
+
+    def parse(value: str) -> int:
+        try:
+            number = int(value)
+        except ValueError:
+            number = 0
+        if not 1 <= number <= most:
+            raise argparse.ArgumentTypeError(
+                f"{value!r} is not a number of {what} between 1 and {most}"
+            )
+        return number
+
+    return parse
+
+
+_days = _count("days", MAX_REPORT_DAYS)
+# --planned-units 0 divided by zero and a negative count was a math domain error.
+_planned_units = _count("units", MAX_ROWS)
 
 
 async def _database(settings: ImpactSettings) -> Database:
@@ -186,7 +208,7 @@ def register_impact_commands(subparsers: Any) -> None:
     )
     analyze_.add_argument(
         "--planned-units",
-        type=int,
+        type=_planned_units,
         default=DEFAULT_PLANNED_UNITS,
         help="tenants at which the always-valid interval is tightest (fix it in advance)",
     )

@@ -55,39 +55,47 @@ def read_units(path: Path) -> Units:
         handle = path.open(newline="", encoding="utf-8")
     except OSError as exc:
         raise InputError(f"cannot read {path}: {exc.strerror}") from None
-    with handle:
-        reader = csv.DictReader(handle)
-        columns = set(reader.fieldnames or ())
-        missing = {"unit_id", "variant", "value"} - columns
-        if missing:
-            raise InputError(f"missing column(s): {', '.join(sorted(missing))}")
-        has_pre = "pre_value" in columns
-        has_used = "used" in columns
-        used: list[bool] = []
-        values: dict[str, list[float]] = {v: [] for v in VARIANTS}
-        pres: dict[str, list[float]] = {v: [] for v in VARIANTS}
-        seen: set[str] = set()
-        for line, row in enumerate(reader, start=2):
-            if line > MAX_ROWS:
-                raise InputError(f"more than {MAX_ROWS} rows")
-            unit, variant = (row.get("unit_id") or "").strip(), (row.get("variant") or "").strip()
-            if not unit:
-                raise InputError(f"line {line}: empty unit_id")
-            if unit in seen:
-                raise InputError(f"line {line}: unit {unit!r} appears twice (one row per tenant)")
-            seen.add(unit)
-            if variant not in VARIANTS:
-                raise InputError(
-                    f"line {line}: variant must be control or treatment, not {variant!r}"
-                )
-            values[variant].append(_number(row.get("value") or "", "value", line))
-            if has_pre:
-                pres[variant].append(_number(row.get("pre_value") or "", "pre_value", line))
-            if has_used and variant == "treatment":
-                flag = (row.get("used") or "").strip()
-                if flag not in {"0", "1"}:
-                    raise InputError(f"line {line}: used must be 0 or 1, not {flag!r}")
-                used.append(flag == "1")
+    reader = csv.DictReader(handle)
+    try:
+        with handle:
+            return _units(reader)
+    except csv.Error as exc:
+        # The csv module's own refusals (a field over its size limit) were tracebacks.
+        # line_num counts the lines read whole: the refused one is the next.
+        raise InputError(f"line {reader.line_num + 1}: {exc}") from None
+
+
+def _units(reader: csv.DictReader[str]) -> Units:
+    """The units of an open reader (``read_units``)."""
+    columns = set(reader.fieldnames or ())
+    missing = {"unit_id", "variant", "value"} - columns
+    if missing:
+        raise InputError(f"missing column(s): {', '.join(sorted(missing))}")
+    has_pre = "pre_value" in columns
+    has_used = "used" in columns
+    used: list[bool] = []
+    values: dict[str, list[float]] = {v: [] for v in VARIANTS}
+    pres: dict[str, list[float]] = {v: [] for v in VARIANTS}
+    seen: set[str] = set()
+    for line, row in enumerate(reader, start=2):
+        if line > MAX_ROWS:
+            raise InputError(f"more than {MAX_ROWS} rows")
+        unit, variant = (row.get("unit_id") or "").strip(), (row.get("variant") or "").strip()
+        if not unit:
+            raise InputError(f"line {line}: empty unit_id")
+        if unit in seen:
+            raise InputError(f"line {line}: unit {unit!r} appears twice (one row per tenant)")
+        seen.add(unit)
+        if variant not in VARIANTS:
+            raise InputError(f"line {line}: variant must be control or treatment, not {variant!r}")
+        values[variant].append(_number(row.get("value") or "", "value", line))
+        if has_pre:
+            pres[variant].append(_number(row.get("pre_value") or "", "pre_value", line))
+        if has_used and variant == "treatment":
+            flag = (row.get("used") or "").strip()
+            if flag not in {"0", "1"}:
+                raise InputError(f"line {line}: used must be 0 or 1, not {flag!r}")
+            used.append(flag == "1")
     for variant in VARIANTS:
         if len(values[variant]) < 2:
             raise InputError(f"{variant} has {len(values[variant])} unit(s); at least 2 are needed")

@@ -8,6 +8,7 @@ ignored, so routing mistakes can never turn a flag off.
 from __future__ import annotations
 
 import hashlib
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
@@ -17,6 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from services.common.flags import FEATURES
 
 ALL_FEATURES = "all"
+
+log = logging.getLogger(__name__)
 
 
 class WebhookAlert(BaseModel):
@@ -71,24 +74,38 @@ def incident_key(fingerprint: str, starts_at: datetime) -> str:
     return f"alertmanager:{digest[:40]}"
 
 
+def _storable(text: str, limit: int) -> str:
+    # Postgres text cannot hold NUL: kept, one such label or annotation made
+    # the whole notification a 422 (unstorable_input), which Alertmanager does
+    # not retry, so no trigger of its group turned a flag off.
+    return text[:limit].replace("\x00", "\ufffd")
+
+
 def incidents(notification: WebhookNotification) -> list[Incident]:
     """The rollback incidents of a notification, in its order."""
     found = []
     for alert in notification.alerts:
         labels = alert.labels
         feature = labels.get("feature", "")
-        if labels.get("action") != "rollback" or (
-            feature not in FEATURES and feature != ALL_FEATURES
-        ):
+        if labels.get("action") != "rollback":
+            continue
+        if feature not in FEATURES and feature != ALL_FEATURES:
+            # Still never acted on, but said: a rule whose feature label is
+            # wrong would otherwise never roll anything back, unnoticed.
+            log.warning(
+                "ignored a rollback trigger naming no feature: alertname=%r feature=%r",
+                labels.get("alertname", "unnamed")[:200],
+                feature[:100],
+            )
             continue
         found.append(
             Incident(
                 key=incident_key(alert.fingerprint, alert.startsAt),
-                alertname=labels.get("alertname", "unnamed")[:200],
+                alertname=_storable(labels.get("alertname", "unnamed"), 200),
                 feature=feature,
                 firing=alert.status == "firing",
                 starts_at=alert.startsAt,
-                summary=alert.annotations.get("summary", "")[:1000],
+                summary=_storable(alert.annotations.get("summary", ""), 1000),
             )
         )
     return found

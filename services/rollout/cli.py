@@ -229,6 +229,16 @@ def _advance(args: argparse.Namespace) -> int:
             state = (await get_flags(conn.redis))[feature]
             if state is None:
                 raise CommandError(f"{feature} does not exist yet: run `enterprisehub flags init`")
+            if not state.enabled and state.rollout_percentage > 0:
+                # Rolled back (the handler, `rollback feature` or an advance keep the
+                # percentage): read as 0 %, it advanced to on at 10 % on a window
+                # that may predate the incident, undoing the rollback unasked.
+                raise CommandError(
+                    f"{feature} was rolled back (off, {state.rollout_percentage:g}% kept); "
+                    "advance does not turn a rolled-back feature on: once the cause is fixed, "
+                    f"`enterprisehub rollout set --feature {feature} --percentage "
+                    f"{state.rollout_percentage:g}` resumes it"
+                )
             current = state.rollout_percentage if state.enabled else 0.0
             stage = stage_for(current)
             if stage is None:

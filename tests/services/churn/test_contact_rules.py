@@ -56,6 +56,35 @@ def test_end_inside_a_dst_gap_lands_on_a_real_instant() -> None:
     assert not hours.is_quiet(allowed.astimezone(zone("America/New_York")))
 
 
+@pytest.mark.parametrize(
+    ("quiet", "zone_name", "now", "allowed"),
+    [
+        # Troll falls back from 03:00 +02 to 01:00 +00: 02:00 comes twice.
+        (
+            QuietHours(1, 2),
+            "Antarctica/Troll",
+            datetime(2026, 10, 25, 1, 0, tzinfo=UTC),
+            datetime(2026, 10, 25, 2, 0, tzinfo=UTC),
+        ),
+        # Chatham falls back from 03:45 +13:45 to 02:45 +12:45: 03:00 comes twice.
+        (
+            QuietHours(2, 3),
+            "Pacific/Chatham",
+            datetime(2026, 4, 4, 14, 0, tzinfo=UTC),
+            datetime(2026, 4, 4, 14, 15, tzinfo=UTC),
+        ),
+    ],
+    ids=["troll", "chatham"],
+)
+def test_an_end_that_comes_twice_is_waited_for_the_second_time(
+    quiet: QuietHours, zone_name: str, now: datetime, allowed: datetime
+) -> None:
+    # In the repeated hour after a fall-back, the end's first occurrence is
+    # past: it was taken as "allowed now", and a message went out at night.
+    assert quiet.is_quiet(now.astimezone(zone(zone_name)))
+    assert quiet.next_allowed(now, zone_name) == allowed
+
+
 @pytest.mark.parametrize("name", ["Mars/Olympus", "", "../etc/passwd", "/etc/localtime", "x" * 80])
 def test_unknown_zones_are_refused(name: str) -> None:
     with pytest.raises(InvalidTimeZone):

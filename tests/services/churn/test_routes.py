@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import random
 import uuid
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
@@ -202,21 +204,65 @@ async def test_a_lead_twice_in_one_batch_is_a_422_naming_it_and_nothing_is_store
         assert await conn.fetchval("SELECT count(*) FROM churn_leads") == 0
 
 
-async def test_a_value_postgres_cannot_store_is_a_422_that_does_not_echo_the_batch(
-    churn_app: FastAPI, app_client: AppClient, make_token: Callable[..., str]
+async def test_batches_of_the_same_leads_in_any_order_upsert_together_without_deadlock(
+    churn_app: FastAPI,
+    app_client: AppClient,
+    make_token: Callable[..., str],
+    owner_db: Database,
 ) -> None:
-    # asyncpg names a refused argument with the repr of the whole argument (here
-    # every lead's created_at); the answer names the problem, not the values.
+    # Each batch upserted its leads in the order sent: two batches holding the
+    # same leads in different orders locked them in different orders, and
+    # Postgres aborted one of them (a 500 deadlock_detected) most rounds.
     auth = {"Authorization": f"Bearer {make_token('t1')}"}
-    leads = [
-        {"lead_id": "lead-1", "created_at": "2026-12-01T00:00:00+00:00"},
-        {"lead_id": "lead-2", "created_at": "0001-01-01T00:00:00+14:00"},
-    ]
+    leads = [{"lead_id": f"lead-{i:03d}"} for i in range(300)]
+    shuffler = random.Random(5)
     async with app_client(churn_app) as client:
-        response = await client.put("/v1/churn/leads", json={"leads": leads}, headers=auth)
-    assert response.status_code == 422, response.text
-    body = response.json()
-    assert body["reason"] == "unstorable_input"
-    assert "out of range" in body["detail"]
-    assert "datetime" not in body["detail"]
-    assert "2026" not in body["detail"]
+        for _ in range(3):
+            batches = [shuffler.sample(leads, len(leads)) for _ in range(6)]
+            answers = await asyncio.gather(
+                *[
+                    client.put("/v1/churn/leads", json={"leads": batch}, headers=auth)
+                    for batch in batches
+                ]
+            )
+            assert [a.status_code for a in answers] == [200] * 6, [a.text for a in answers]
+    async with owner_db.unscoped() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM churn_leads") == 300
+
+
+async def test_timestamps_outside_what_postgres_round_trips_are_422_naming_the_field(
+    churn_app: FastAPI,
+    app_client: AppClient,
+    make_token: Callable[..., str],
+    owner_db: Database,
+) -> None:
+    # asyncpg stores 0001-01-01T00:00Z as -infinity and reads it back naive:
+    # such a signal was a 500 (the fold subtracted it from an aware now), such
+    # a lead was stored "created" at -infinity and scored as certain churn, and
+    # an offset pushing an instant before year 1 was refused by Postgres.
+    auth = {"Authorization": f"Bearer {make_token('t1')}"}
+    tomorrow = (datetime.now(UTC) + timedelta(days=1)).isoformat()
+    async with app_client(churn_app) as client:
+        for created_at in ("0001-01-01T00:00:00Z", "0001-01-01T00:00:00+14:00", tomorrow):
+            response = await client.put(
+                "/v1/churn/leads",
+                json={"leads": [{"lead_id": "lead-2", "created_at": created_at}]},
+                headers=auth,
+            )
+            assert response.status_code == 422, (created_at, response.text)
+            body = response.json()
+            assert body["reason"] == "validation_error"
+            assert body["errors"][0]["field"] == "body.leads.0.created_at"
+            assert "0001" not in body["detail"]
+        await client.put("/v1/churn/leads", json={"leads": [{"lead_id": "lead-1"}]}, headers=auth)
+        for occurred_at in ("0001-01-01T00:00:00Z", "1969-12-31T23:59:59Z"):
+            response = await client.post(
+                "/v1/churn/signals",
+                json={"signals": [_signal("lead-1", occurred_at=occurred_at)]},
+                headers=auth,
+            )
+            assert response.status_code == 422, (occurred_at, response.text)
+            assert response.json()["errors"][0]["field"] == "body.signals.0.occurred_at"
+    async with owner_db.unscoped() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM churn_signals") == 0
+        assert await conn.fetch("SELECT lead_id FROM churn_leads") == [("lead-1",)]

@@ -18,6 +18,7 @@ from localrun.standins.leadconnector import Faults, StandinServer
 from services.churn.config import ChurnSettings
 from services.churn.main import create_app
 from services.churn.queue import defer_detection
+from services.churn.runtime import ChurnRuntime
 from services.churn.schemas import SignalCreate
 from services.churn.signals import store_signals
 from services.common.database import Database
@@ -56,6 +57,18 @@ async def _interventions(owner: Database) -> list[dict]:
 
 def _delivered_keys(standin: StandinServer) -> Counter[str]:
     return Counter(d["key"] for d in standin.standin.stats()["deliveries"])
+
+
+async def _kill_switch(runtime: ChurnRuntime, redis: Redis, tenant_id: str) -> None:
+    """churn_prevention off (its percentage kept), once ``runtime`` has heard it."""
+    state = runtime.flags.state("churn_prevention")
+    percentage = state.rollout_percentage if state else 100
+    await write_flag(
+        redis, "churn_prevention", FlagState(enabled=False, rollout_percentage=percentage)
+    )
+    async with asyncio.timeout(5):
+        while runtime.feature_enabled(tenant_id):  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
 
 
 async def test_pass_stages_and_delivers_each_send_once(
@@ -125,12 +138,7 @@ async def test_detection_skips_tenants_outside_the_rollout(
             await defer_detection(conn, tenant_id=outside, lead_ids=outside_leads)
         await drain(runtime)
         # The kill switch reaches the running scheduler without a restart.
-        await write_flag(
-            redis_client, "churn_prevention", FlagState(enabled=False, rollout_percentage=50)
-        )
-        async with asyncio.timeout(5):
-            while runtime.feature_enabled(inside):  # noqa: ASYNC110
-                await asyncio.sleep(0.01)
+        await _kill_switch(runtime, redis_client, inside)
         assert (await runtime.run_pass()).tenants == []
     interventions = await _interventions(owner_db)
     assert {i["tenant_id"] for i in interventions} == {inside}
@@ -141,6 +149,33 @@ async def test_detection_skips_tenants_outside_the_rollout(
             outside,
         )
     assert scored == 0
+
+
+async def test_sends_queued_before_the_kill_switch_are_cancelled_not_sent(
+    make_runtime: RuntimeFactory,
+    standin: StandinServer,
+    db: Database,
+    owner_db: Database,
+    redis_client: Redis,
+) -> None:
+    # A rolled-back tenant's signals are refused (403 feature_disabled), so a
+    # reply could no longer cancel what was queued before the rollback: those
+    # sends went out anyway, to leads who had answered.
+    await seed_leads(db, "t1", 2)
+    async with make_runtime(standin=standin) as runtime:
+        await runtime.run_pass()
+        assert await queued(db) > 0
+        await _kill_switch(runtime, redis_client, "t1")
+        await drain(runtime)
+    assert standin.standin.stats()["deliveries"] == []
+    rows = await _outbox(owner_db)
+    assert rows
+    assert {(r["status"], r["reason"], r["attempts"]) for r in rows} == {
+        ("cancelled", "feature_disabled", 0)
+    }
+    assert {(i["status"], i["reason"]) for i in await _interventions(owner_db)} == {
+        ("cancelled", "feature_disabled")
+    }
 
 
 async def test_two_replicas_and_two_schedulers_send_nothing_twice(

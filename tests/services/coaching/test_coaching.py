@@ -226,6 +226,22 @@ async def test_citation_of_a_missing_message_is_repaired_once_then_502(
     assert failed.json()["reason"] == "claude_schema"
 
 
+async def _post_together(
+    app_client: AppClient,
+    settings: CoachingSettings,
+    make_token: Callable[..., str],
+    bodies: list[dict[str, Any]],
+) -> list[httpx.Response]:
+    """``bodies`` posted at once to one replica built from ``settings``."""
+    async with app_client(create_app(settings, registry=new_registry())) as http:
+        return await asyncio.gather(
+            *[
+                http.post("/v1/coaching/sessions", json=body, headers=_auth(make_token))
+                for body in bodies
+            ]
+        )
+
+
 async def test_beyond_max_concurrent_is_429_with_retry_after(
     coaching_settings: Callable[..., CoachingSettings],
     app_client: AppClient,
@@ -234,22 +250,30 @@ async def test_beyond_max_concurrent_is_429_with_retry_after(
 ) -> None:
     anthropic_api.latency = 0.5
     settings = coaching_settings(coaching_max_concurrent_analyses=2)
-    async with app_client(create_app(settings, registry=new_registry())) as http:
-        responses = await asyncio.gather(
-            *[
-                http.post(
-                    "/v1/coaching/sessions",
-                    json=transcript(4, agent=f"agent-{i}"),
-                    headers=_auth(make_token),
-                )
-                for i in range(3)
-            ]
-        )
+    bodies = [transcript(4, agent=f"agent-{i}") for i in range(3)]
+    responses = await _post_together(app_client, settings, make_token, bodies)
     statuses = sorted(r.status_code for r in responses)
     assert statuses == [200, 200, 429]
     busy = next(r for r in responses if r.status_code == 429)
     assert busy.headers["Retry-After"] == "2"
     assert busy.json()["reason"] == "too_many_analyses"
+
+
+async def test_copies_waiting_for_one_analysis_take_no_slot_from_other_transcripts(
+    coaching_settings: Callable[..., CoachingSettings],
+    app_client: AppClient,
+    anthropic_api: AnthropicStandIn,
+    make_token: Callable[..., str],
+) -> None:
+    # Copies of one transcript wait for its one call; each used to hold a slot
+    # of COACHING_MAX_CONCURRENT_ANALYSES while it waited, so one client's
+    # retries (free: one call is billed) answered every other transcript 429.
+    anthropic_api.latency = 0.5
+    settings = coaching_settings(coaching_max_concurrent_analyses=2)
+    bodies = [transcript()] * 4 + [transcript(agent="agent-8")]
+    responses = await _post_together(app_client, settings, make_token, bodies)
+    assert [r.status_code for r in responses] == [200] * 5, [r.text for r in responses]
+    assert anthropic_api.billable == 2
 
 
 async def test_copies_of_one_request_arriving_together_make_one_call(

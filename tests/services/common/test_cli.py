@@ -32,6 +32,18 @@ def test_unknown_service_is_a_usage_error(capsys: pytest.CaptureFixture[str]) ->
     assert "invalid choice" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("port", ["99999", "65536", "-1", "0", "http"])
+def test_serve_refuses_a_port_outside_1_to_65535_before_starting(
+    port: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # 99999 was bound as 34463 (the kernel keeps 16 bits) while the log said
+    # 99999; -1 failed with "Servname not supported" after the whole start-up.
+    with pytest.raises(SystemExit) as exited:
+        main(["serve", "coaching", "--port", port])
+    assert exited.value.code == 2
+    assert f"argument --port: {port!r} is not a TCP port (1-65535)" in capsys.readouterr().err
+
+
 def test_token_mints_a_verifiable_token(
     settings: CommonSettings, capsys: pytest.CaptureFixture[str]
 ) -> None:

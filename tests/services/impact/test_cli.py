@@ -78,6 +78,21 @@ async def test_bad_input_is_one_clear_line(
     assert message in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("line", [1, 2], ids=["header", "row"])
+async def test_a_field_over_the_csv_modules_limit_is_one_clear_line(
+    tmp_path: Path, line: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The csv module's own refusal was a traceback.
+    rows = ["unit_id,variant,value", "u1,control,1"]
+    rows[line - 1] += "x" * 200_000
+    path = tmp_path / "long.csv"
+    path.write_text("\n".join(rows) + "\n")
+    assert await _cli("experiment", "analyze", "--input", str(path)) == 2
+    err = capsys.readouterr().err
+    assert f"line {line}: field larger than field limit" in err
+    assert "Traceback" not in err
+
+
 async def test_used_column_gives_the_adoption(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -276,6 +291,42 @@ async def test_report_refuses_a_period_that_is_not_one_to_3660_days(
     assert exited.value.code == 2
     err = capsys.readouterr().err
     assert f"argument --days: '{days}' is not a number of days between 1 and 3660" in err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("units", ["0", "-5", "10000001", "many"])
+async def test_planned_units_outside_1_to_the_row_limit_are_usage_errors(
+    units: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # 0 was a ZeroDivisionError traceback, -5 "math domain error".
+    with pytest.raises(SystemExit) as exited:
+        await _cli("experiment", "analyze", "--input", "x.csv", "--planned-units", units)
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert f"'{units}' is not a number of units between 1 and 10000000" in err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ("impact", "report", "--start", "9999-12-31"),
+        ("impact", "aggregate", "--date", "9999-12-31"),
+        ("impact", "aggregate", "--date", "0001-01-01"),
+        ("experiment", "analyze", "--input", "x.csv", "--window-start", "0001-01-01"),
+    ],
+    ids=["report-overflow", "aggregate-overflow", "aggregate-year-1", "window-year-1"],
+)
+async def test_days_outside_2000_to_a_year_ahead_are_usage_errors(
+    argv: tuple[str, ...], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # 9999-12-31 plus a period overflowed (a traceback); 0001-01-01 and
+    # 9999-12-31 went to Postgres as asyncpg's -infinity and infinity.
+    with pytest.raises(SystemExit) as exited:
+        await _cli(*argv)
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert f"'{argv[-1]}' is not a day from 2000-01-01 to a year from today" in err
     assert "Traceback" not in err
 
 

@@ -181,7 +181,12 @@ async def test_feature_all_turns_every_flag_off(
     ids=["investigate", "unknown-feature", "unlabelled"],
 )
 async def test_alerts_that_are_not_rollback_triggers_change_nothing(
-    app: Any, app_client: Any, redis_client: Redis, owner_db: Database, alert: dict[str, Any]
+    app: Any,
+    app_client: Any,
+    redis_client: Redis,
+    owner_db: Database,
+    alert: dict[str, Any],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     await _all_on(redis_client)
     async with app_client(app) as client:
@@ -190,6 +195,9 @@ async def test_alerts_that_are_not_rollback_triggers_change_nothing(
     assert answer.json() == {"handled": []}
     assert all(s and s.enabled for s in (await get_flags(redis_client)).values())
     assert await _rows(owner_db, "rollback_incidents") == []
+    # A trigger whose feature label is wrong is ignored, but not silently.
+    warned = [r for r in caplog.records if "ignored a rollback trigger" in r.getMessage()]
+    assert len(warned) == (1 if alert["labels"].get("action") == "rollback" else 0)
 
 
 async def test_resolution_is_recorded_and_the_flag_stays_off(
@@ -204,6 +212,30 @@ async def test_resolution_is_recorded_and_the_flag_stays_off(
     (incident,) = await _rows(owner_db, "rollback_incidents")
     assert incident["resolved_at"] is not None
     assert not (await get_flags(redis_client))["property_vision"].enabled  # type: ignore[union-attr]
+
+
+async def test_a_nul_in_alert_text_neither_refuses_the_trigger_nor_its_group(
+    app: Any, app_client: Any, redis_client: Redis, owner_db: Database
+) -> None:
+    # Postgres refuses NUL in text: this was a 422 for the whole notification,
+    # never retried by Alertmanager, and neither feature was turned off.
+    await _all_on(redis_client)
+    odd = _alert(feature="ai_coaching", fingerprint="0f0f0f0f0f0f0f0f")
+    odd["labels"]["alertname"] = "Coaching\x00Latency"
+    odd["annotations"]["summary"] = "p95\x00 above 4 s"
+    async with app_client(app) as client:
+        answer = await client.post(URL, json=_notification(odd, _alert()), headers=AUTH)
+    assert answer.status_code == 200, answer.text
+    assert [h["flags_turned_off"] for h in answer.json()["handled"]] == [
+        ["ai_coaching"],
+        ["property_vision"],
+    ]
+    flags = await get_flags(redis_client)
+    assert not flags["ai_coaching"].enabled  # type: ignore[union-attr]
+    assert not flags["property_vision"].enabled  # type: ignore[union-attr]
+    stored = {r["feature_name"]: r for r in await _rows(owner_db, "rollback_incidents")}
+    assert stored["ai_coaching"]["alertname"] == "Coaching\ufffdLatency"
+    assert stored["ai_coaching"]["reason"] == "p95\ufffd above 4 s"
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 from localrun.servers import PrometheusServer, free_port, start_prometheus
 from services.cli import main
 from services.common.database import Database
-from services.common.flags import FlagState, get_flag
+from services.common.flags import FlagState, get_flag, write_flag
 from services.common.metrics import HttpMetrics
 from services.common.redis import Redis
 
@@ -59,6 +59,21 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrometheusS
 
 async def _cli(*argv: str) -> int:
     return await asyncio.to_thread(main, list(argv))
+
+
+async def _advance(prometheus_url: str, *options: str) -> int:
+    """``rollout advance`` of property_vision in ``local`` against ``prometheus_url``."""
+    return await _cli(
+        "rollout",
+        "advance",
+        "--feature",
+        "property_vision",
+        "--environment",
+        "local",
+        "--prometheus-url",
+        prometheus_url,
+        *options,
+    )
 
 
 async def _start_week_one(owner_db: Database, days_ago: float) -> None:
@@ -120,21 +135,7 @@ async def test_criteria_met_advances_and_records_inputs(
 ) -> None:
     await _start_week_one(owner_db, days_ago=8)
     await _store_result(owner_db)
-    code = await _cli(
-        "rollout",
-        "advance",
-        "--feature",
-        "property_vision",
-        "--environment",
-        "local",
-        "--prometheus-url",
-        prometheus.url,
-        "--selector",
-        'route="/good"',
-        "--window",
-        "1m",
-        "--yes",
-    )
+    code = await _advance(prometheus.url, "--selector", 'route="/good"', "--window", "1m", "--yes")
     captured = capsys.readouterr()
     assert code == 0, captured.err
     assert "property_vision at 10%: advance" in captured.out, captured.out
@@ -161,21 +162,7 @@ async def test_guardrail_breach_rolls_back(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     await _start_week_one(owner_db, days_ago=2)
-    code = await _cli(
-        "rollout",
-        "advance",
-        "--feature",
-        "property_vision",
-        "--environment",
-        "local",
-        "--prometheus-url",
-        prometheus.url,
-        "--selector",
-        'route="/bad"',
-        "--window",
-        "1m",
-        "--yes",
-    )
+    code = await _advance(prometheus.url, "--selector", 'route="/bad"', "--window", "1m", "--yes")
     assert code == 0
     assert "rollback" in capsys.readouterr().out
     assert await get_flag(redis_client, "property_vision") == FlagState(
@@ -186,6 +173,25 @@ async def test_guardrail_breach_rolls_back(
     assert "guardrail" in str(decision["reason"])
 
 
+async def test_a_rolled_back_feature_is_not_turned_on_again_by_advance(
+    settings_env: dict[str, str],
+    prometheus: PrometheusServer,
+    redis_client: Redis,
+    owner_db: Database,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Off with its percentage kept is a rollback; it was read as stage 0 and,
+    # with healthy numbers, advanced to on at 10 %.
+    await _start_week_one(owner_db, days_ago=8)
+    rolled_back = FlagState(enabled=False, rollout_percentage=10)
+    await write_flag(redis_client, "property_vision", rolled_back)
+    code = await _advance(prometheus.url, "--selector", 'route="/good"', "--window", "1m", "--yes")
+    assert code == 1
+    assert "rollout set --feature property_vision --percentage 10" in capsys.readouterr().err
+    assert await get_flag(redis_client, "property_vision") == rolled_back
+    assert await _decisions(owner_db) == []
+
+
 async def test_no_prometheus_and_no_results_hold(
     settings_env: dict[str, str],
     redis_client: Redis,
@@ -193,17 +199,7 @@ async def test_no_prometheus_and_no_results_hold(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     await _start_week_one(owner_db, days_ago=9)
-    code = await _cli(
-        "rollout",
-        "advance",
-        "--feature",
-        "property_vision",
-        "--environment",
-        "local",
-        "--prometheus-url",
-        f"http://127.0.0.1:{free_port()}",
-        "--yes",
-    )
+    code = await _advance(f"http://127.0.0.1:{free_port()}", "--yes")
     assert code == 0
     assert "hold" in capsys.readouterr().out
     assert await get_flag(redis_client, "property_vision") == FlagState(
@@ -224,20 +220,7 @@ async def test_a_declined_decision_is_recorded_and_changes_nothing(
 ) -> None:
     await _start_week_one(owner_db, days_ago=2)
     # No --yes and no terminal (pytest's stdin): the rollback is refused, not applied.
-    code = await _cli(
-        "rollout",
-        "advance",
-        "--feature",
-        "property_vision",
-        "--environment",
-        "local",
-        "--prometheus-url",
-        prometheus.url,
-        "--selector",
-        'route="/bad"',
-        "--window",
-        "1m",
-    )
+    code = await _advance(prometheus.url, "--selector", 'route="/bad"', "--window", "1m")
     assert code != 0
     assert "confirmation" in capsys.readouterr().err
     assert await get_flag(redis_client, "property_vision") == FlagState(
