@@ -298,35 +298,14 @@ class EksCluster(EksClusterOutputs):
         role = service_role(
             f"{name}-cluster-role", "eks.amazonaws.com", parent=self, tags=self._tags
         )
-        managed = aws.iam.RolePolicyAttachment(
-            f"{name}-cluster-policy",
-            role=role.name,
-            policy_arn=f"arn:{self.partition}:iam::aws:policy/AmazonEKSClusterPolicy",
-            opts=pulumi.ResourceOptions(parent=role),
-        )
         # The control plane encrypts and decrypts Secrets with this key only.
-        secrets = aws.iam.RolePolicy(
-            f"{name}-cluster-kms",
-            role=role.id,
-            policy=secrets_key.arn.apply(
-                lambda arn: policy_document(
-                    [
-                        {
-                            "Effect": "Allow",
-                            "Action": [
-                                "kms:Encrypt",
-                                "kms:Decrypt",
-                                "kms:ListGrants",
-                                "kms:DescribeKey",
-                            ],
-                            "Resource": arn,
-                        }
-                    ]
-                )
-            ),
-            opts=pulumi.ResourceOptions(parent=role),
+        policies = self._role_policies(
+            f"{name}-cluster",
+            role,
+            "AmazonEKSClusterPolicy",
+            secrets_key.arn.apply(_secrets_kms_policy),
         )
-        return role, [managed, secrets]
+        return role, policies
 
     def _control_plane_logs(self) -> aws.cloudwatch.LogGroup:
         """Created before the cluster so that retention is ours, not "never expire"."""
@@ -462,25 +441,38 @@ class EksCluster(EksClusterOutputs):
             tags=self._tags,
             opts=pulumi.ResourceOptions(parent=oidc),
         )
-        attachment = aws.iam.RolePolicyAttachment(
-            f"{name}-ebs-csi-policy",
-            role=role.name,
-            policy_arn=f"arn:{self.partition}:iam::aws:policy/service-role/AmazonEBSCSIDriverPolicy",
-            opts=pulumi.ResourceOptions(parent=role),
-        )
         # The managed policy covers EBS itself; a customer-managed key needs its own grant.
-        key_grant = aws.iam.RolePolicy(
-            f"{name}-ebs-csi-kms",
-            role=role.id,
-            policy=volume_key.arn.apply(_ebs_kms_policy),
-            opts=pulumi.ResourceOptions(parent=role),
+        policies = self._role_policies(
+            f"{name}-ebs-csi",
+            role,
+            "service-role/AmazonEBSCSIDriverPolicy",
+            volume_key.arn.apply(_ebs_kms_policy),
         )
         return self._addon(
             "aws-ebs-csi-driver",
             cluster=cluster,
             service_account_role_arn=role.arn,
-            depends_on=[*node_groups, attachment, key_grant],
+            depends_on=[*node_groups, *policies],
         )
+
+    def _role_policies(
+        self, prefix: str, role: aws.iam.Role, managed_policy: str, key_policy: pulumi.Input[str]
+    ) -> list[pulumi.Resource]:
+        """``<prefix>-policy``, AWS's managed policy, and ``<prefix>-kms``, the role's key use."""
+        return [
+            aws.iam.RolePolicyAttachment(
+                f"{prefix}-policy",
+                role=role.name,
+                policy_arn=f"arn:{self.partition}:iam::aws:policy/{managed_policy}",
+                opts=pulumi.ResourceOptions(parent=role),
+            ),
+            aws.iam.RolePolicy(
+                f"{prefix}-kms",
+                role=role.id,
+                policy=key_policy,
+                opts=pulumi.ResourceOptions(parent=role),
+            ),
+        ]
 
     def _deployer_rules(self, cluster: aws.eks.Cluster) -> list[aws.vpc.SecurityGroupIngressRule]:
         """HTTPS to the private endpoint from each in-VPC deployer network.
@@ -609,6 +601,19 @@ def _cluster_security_group(vpc: Any) -> str:
         vpc.get("cluster_security_group_id") or vpc.get("clusterSecurityGroupId")
         if isinstance(vpc, dict)
         else vpc.cluster_security_group_id
+    )
+
+
+def _secrets_kms_policy(key_arn: str) -> str:
+    """What the control plane needs to envelope-encrypt Secrets with the key."""
+    return policy_document(
+        [
+            {
+                "Effect": "Allow",
+                "Action": ["kms:Encrypt", "kms:Decrypt", "kms:ListGrants", "kms:DescribeKey"],
+                "Resource": key_arn,
+            }
+        ]
     )
 
 
