@@ -33,6 +33,7 @@ from infra.components.autoscaling import Karpenter, KarpenterArgs, KarpenterSpec
 from infra.components.iam import (
     EKS_NODE_POLICIES,
     irsa_trust_policy,
+    managed_policy_attachment,
     managed_policy_attachments,
     policy_document,
     service_role,
@@ -460,11 +461,8 @@ class EksCluster(EksClusterOutputs):
     ) -> list[pulumi.Resource]:
         """``<prefix>-policy``, AWS's managed policy, and ``<prefix>-kms``, the role's key use."""
         return [
-            aws.iam.RolePolicyAttachment(
-                f"{prefix}-policy",
-                role=role.name,
-                policy_arn=f"arn:{self.partition}:iam::aws:policy/{managed_policy}",
-                opts=pulumi.ResourceOptions(parent=role),
+            managed_policy_attachment(
+                f"{prefix}-policy", role, partition=self.partition, policy_name=managed_policy
             ),
             aws.iam.RolePolicy(
                 f"{prefix}-kms",
