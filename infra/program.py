@@ -160,7 +160,45 @@ class _AwsCluster:
 
 def _build_aws(config: StackConfig) -> dict[str, Any]:
     prefix = resource_prefix(config)
-    aws_provider = aws.Provider(
+    aws_provider = _aws_provider(config, prefix)
+    aws_opts = pulumi.ResourceOptions(providers=[aws_provider])
+    identity = aws.get_caller_identity(opts=pulumi.InvokeOptions(provider=aws_provider))
+    cluster = _aws_cluster(config, prefix, aws_provider, identity.account_id)
+
+    database = _database(config, prefix, cluster, aws_opts)
+    cache = _cache(config, prefix, cluster, aws_opts)
+    buckets = bucket_names(config, identity.account_id)
+    storage = _storage(config, prefix, buckets, aws_opts)
+    registry = Registry(
+        f"{prefix}-registry",
+        RegistryArgs(repository_name=prefix, force_delete=config.storage.force_destroy),
+        opts=aws_opts,
+    )
+    roles = _service_roles(config, prefix, cluster, storage, aws_opts)
+
+    k8s_opts = pulumi.ResourceOptions(providers=[cluster.provider])
+    data = _aws_data_plane(config, cluster, database, cache, buckets, storage, roles, aws_provider)
+    namespace = create_namespace(config, prefix, k8s_opts)
+    platform = build_platform(config, prefix, data, k8s_opts, namespace)
+    return {
+        **platform,
+        "clusterName": cluster.name,
+        "clusterEndpoint": cluster.endpoint,
+        "databaseEndpoint": database.address,
+        "redisEndpoint": cache.primary_endpoint,
+        "buckets": {bucket.value: name for bucket, name in buckets.items()},
+        "imageRepository": registry.repository_url,
+        "vpcEndpoints": cluster.vpc_endpoints,
+        "serviceRoleArns": roles.role_arns,
+        "kubeconfigCommand": pulumi.Output.concat(
+            "aws eks update-kubeconfig --region ", config.aws_region, " --name ", cluster.name
+        ),
+    }
+
+
+def _aws_provider(config: StackConfig, prefix: str) -> aws.Provider:
+    """The stack's AWS provider; every resource it creates carries the stack's tags."""
+    return aws.Provider(
         f"{prefix}-aws",
         region=config.aws_region,
         default_tags=aws.ProviderDefaultTagsArgs(
@@ -172,14 +210,15 @@ def _build_aws(config: StackConfig) -> dict[str, Any]:
             }
         ),
     )
-    aws_opts = pulumi.ResourceOptions(providers=[aws_provider])
-    identity = aws.get_caller_identity(opts=pulumi.InvokeOptions(provider=aws_provider))
-    cluster = _aws_cluster(config, prefix, aws_provider, identity.account_id)
 
-    database = _database(config, prefix, cluster, aws_opts)
-    cache = _cache(config, prefix, cluster, aws_opts)
-    buckets = bucket_names(config, identity.account_id)
-    storage = Storage(
+
+def _storage(
+    config: StackConfig,
+    prefix: str,
+    buckets: dict[catalog.Bucket, str],
+    opts: pulumi.ResourceOptions,
+) -> Storage:
+    return Storage(
         f"{prefix}-storage",
         StorageArgs(
             bucket_names=buckets,
@@ -189,14 +228,18 @@ def _build_aws(config: StackConfig) -> dict[str, Any]:
             media_transition_glacier_days=config.storage.media_transition_glacier_days,
             force_destroy=config.storage.force_destroy,
         ),
-        opts=aws_opts,
+        opts=opts,
     )
-    registry = Registry(
-        f"{prefix}-registry",
-        RegistryArgs(repository_name=prefix, force_delete=config.storage.force_destroy),
-        opts=aws_opts,
-    )
-    roles = ServiceRoles(
+
+
+def _service_roles(
+    config: StackConfig,
+    prefix: str,
+    cluster: _AwsCluster,
+    storage: Storage,
+    opts: pulumi.ResourceOptions,
+) -> ServiceRoles:
+    return ServiceRoles(
         f"{prefix}-roles",
         ServiceRolesArgs(
             oidc_provider_arn=cluster.oidc_provider_arn,
@@ -212,11 +255,22 @@ def _build_aws(config: StackConfig) -> dict[str, Any]:
                 prefixes=tuple(model.prefix for model in catalog.PUBLISHED_MODELS),
             ),
         ),
-        opts=aws_opts,
+        opts=opts,
     )
 
-    k8s_opts = pulumi.ResourceOptions(providers=[cluster.provider])
-    data = DataPlane(
+
+def _aws_data_plane(
+    config: StackConfig,
+    cluster: _AwsCluster,
+    database: Database,
+    cache: Cache,
+    buckets: dict[catalog.Bucket, str],
+    storage: Storage,
+    roles: ServiceRoles,
+    aws_provider: aws.Provider,
+) -> DataPlane:
+    """What the platform's workloads use on AWS: the managed stores and the network paths."""
+    return DataPlane(
         database_url=database.app_dsn,
         migration_database_url=database.owner_dsn,
         redis_url=cache.url,
@@ -243,22 +297,6 @@ def _build_aws(config: StackConfig) -> dict[str, Any]:
         sts_cidrs=cluster.private_cidrs,
         external_dns=cluster.external_dns,
     )
-    namespace = create_namespace(config, prefix, k8s_opts)
-    platform = build_platform(config, prefix, data, k8s_opts, namespace)
-    return {
-        **platform,
-        "clusterName": cluster.name,
-        "clusterEndpoint": cluster.endpoint,
-        "databaseEndpoint": database.address,
-        "redisEndpoint": cache.primary_endpoint,
-        "buckets": {bucket.value: name for bucket, name in buckets.items()},
-        "imageRepository": registry.repository_url,
-        "vpcEndpoints": cluster.vpc_endpoints,
-        "serviceRoleArns": roles.role_arns,
-        "kubeconfigCommand": pulumi.Output.concat(
-            "aws eks update-kubeconfig --region ", config.aws_region, " --name ", cluster.name
-        ),
-    }
 
 
 def _aws_cluster(
@@ -266,79 +304,9 @@ def _aws_cluster(
 ) -> _AwsCluster:
     aws_opts = pulumi.ResourceOptions(providers=[aws_provider])
     if config.cluster.mode == "existing-eks":
-        existing = ExistingEksCluster(
-            f"{prefix}-cluster",
-            ExistingEksClusterArgs(
-                cluster_name=str(config.cluster.name),
-                region=config.aws_region,
-                account_id=account_id,
-            ),
-            opts=aws_opts,
-        )
-        return _AwsCluster(
-            provider=existing.provider,
-            vpc_id=existing.vpc_id,
-            subnet_ids=existing.private_subnet_ids,
-            security_group_id=existing.security_group_id,
-            oidc_provider_arn=existing.oidc_provider_arn,
-            oidc_issuer_url=existing.oidc_issuer_url,
-            name=existing.cluster_name,
-            endpoint=existing.endpoint,
-            # The existing VPC's layout is unknown here; network.vpcCidr names it.
-            private_cidrs=[config.network.vpc_cidr],
-        )
-
-    network = Network(
-        f"{prefix}-network",
-        NetworkArgs(
-            vpc_cidr=config.network.vpc_cidr,
-            az_count=config.network.az_count,
-            nat_gateway_per_az=config.network.nat_gateway_per_az,
-            cluster_name=prefix,
-            region=config.aws_region,
-        ),
-        opts=aws_opts,
-    )
-    eks = EksCluster(
-        f"{prefix}-cluster",
-        EksClusterArgs(
-            cluster_name=prefix,
-            kubernetes_version=config.kubernetes_version,
-            subnet_ids=network.private_subnet_ids,
-            region=config.aws_region,
-            endpoint_public_access=config.cluster.endpoint_public_access,
-            public_access_cidrs=config.cluster.public_access_cidrs,
-            deployer_cidrs=(
-                (config.cluster.deployer_cidrs or (config.network.vpc_cidr,))
-                if config.cluster.deployer_in_vpc
-                else ()
-            ),
-            log_types=config.cluster.log_types,
-            support_type=config.cluster.support_type,
-            admin_role_arns=_admin_roles(config),
-            autoscaling=KarpenterSpec(
-                instance_types=config.cluster.autoscaling.instance_types,
-                capacity_types=config.cluster.autoscaling.capacity_types,
-                cpu_limit=config.cluster.autoscaling.cpu_limit,
-                memory_limit_gb=config.cluster.autoscaling.memory_limit_gb,
-                ami_alias=config.cluster.autoscaling.ami_alias,
-            ),
-            node_groups=[
-                NodeGroupSpec(
-                    name=group.name,
-                    instance_types=group.instance_types,
-                    min_size=group.min_size,
-                    desired_size=group.desired_size,
-                    max_size=group.max_size,
-                    disk_size_gb=group.disk_size_gb,
-                    capacity_type=group.capacity_type,
-                )
-                for group in config.cluster.node_groups
-            ],
-        ),
-        opts=aws_opts,
-    )
-    private_cidrs = network.private_cidrs
+        return _existing_cluster(config, prefix, account_id, aws_opts)
+    network = _network(config, prefix, aws_opts)
+    eks = EksCluster(f"{prefix}-cluster", _eks_cluster_args(config, prefix, network), opts=aws_opts)
     return _AwsCluster(
         provider=eks.provider,
         vpc_id=network.vpc_id,
@@ -348,27 +316,111 @@ def _aws_cluster(
         oidc_issuer_url=eks.oidc_issuer_url,
         name=eks.cluster_name,
         endpoint=eks.endpoint,
-        private_cidrs=private_cidrs,
+        private_cidrs=network.private_cidrs,
         vpc_endpoints={
             "s3": {"id": network.s3_endpoint_id, "prefixListId": network.s3_prefix_list_id},
             # Interface endpoint: its addresses lie in the private subnets.
             "sts": {"id": network.sts_endpoint_id, "cidrs": network.private_cidrs},
         },
-        external_dns=(
-            ExternalDnsArgs(
-                hosted_zone_id=config.dns.hosted_zone_id,
-                domains=[config.domain],
-                owner_id=prefix,
-                oidc_provider_arn=eks.oidc_provider_arn,
-                oidc_issuer_url=eks.oidc_issuer_url,
-                partition=eks.partition,
-                region=config.aws_region,
-                provider=eks.provider,
-                aws_provider=aws_provider,
-            )
-            if config.dns.hosted_zone_id
-            else None
+        external_dns=_external_dns(config, prefix, eks, aws_provider),
+    )
+
+
+def _existing_cluster(
+    config: StackConfig, prefix: str, account_id: str, opts: pulumi.ResourceOptions
+) -> _AwsCluster:
+    existing = ExistingEksCluster(
+        f"{prefix}-cluster",
+        ExistingEksClusterArgs(
+            cluster_name=str(config.cluster.name),
+            region=config.aws_region,
+            account_id=account_id,
         ),
+        opts=opts,
+    )
+    return _AwsCluster(
+        provider=existing.provider,
+        vpc_id=existing.vpc_id,
+        subnet_ids=existing.private_subnet_ids,
+        security_group_id=existing.security_group_id,
+        oidc_provider_arn=existing.oidc_provider_arn,
+        oidc_issuer_url=existing.oidc_issuer_url,
+        name=existing.cluster_name,
+        endpoint=existing.endpoint,
+        # The existing VPC's layout is unknown here; network.vpcCidr names it.
+        private_cidrs=[config.network.vpc_cidr],
+    )
+
+
+def _network(config: StackConfig, prefix: str, opts: pulumi.ResourceOptions) -> Network:
+    return Network(
+        f"{prefix}-network",
+        NetworkArgs(
+            vpc_cidr=config.network.vpc_cidr,
+            az_count=config.network.az_count,
+            nat_gateway_per_az=config.network.nat_gateway_per_az,
+            cluster_name=prefix,
+            region=config.aws_region,
+        ),
+        opts=opts,
+    )
+
+
+def _eks_cluster_args(config: StackConfig, prefix: str, network: Network) -> EksClusterArgs:
+    cluster = config.cluster
+    return EksClusterArgs(
+        cluster_name=prefix,
+        kubernetes_version=config.kubernetes_version,
+        subnet_ids=network.private_subnet_ids,
+        region=config.aws_region,
+        endpoint_public_access=cluster.endpoint_public_access,
+        public_access_cidrs=cluster.public_access_cidrs,
+        deployer_cidrs=(
+            (cluster.deployer_cidrs or (config.network.vpc_cidr,))
+            if cluster.deployer_in_vpc
+            else ()
+        ),
+        log_types=cluster.log_types,
+        support_type=cluster.support_type,
+        admin_role_arns=_admin_roles(config),
+        autoscaling=KarpenterSpec(
+            instance_types=cluster.autoscaling.instance_types,
+            capacity_types=cluster.autoscaling.capacity_types,
+            cpu_limit=cluster.autoscaling.cpu_limit,
+            memory_limit_gb=cluster.autoscaling.memory_limit_gb,
+            ami_alias=cluster.autoscaling.ami_alias,
+        ),
+        node_groups=[
+            NodeGroupSpec(
+                name=group.name,
+                instance_types=group.instance_types,
+                min_size=group.min_size,
+                desired_size=group.desired_size,
+                max_size=group.max_size,
+                disk_size_gb=group.disk_size_gb,
+                capacity_type=group.capacity_type,
+            )
+            for group in cluster.node_groups
+        ],
+    )
+
+
+def _external_dns(
+    config: StackConfig, prefix: str, eks: EksCluster, aws_provider: aws.Provider
+) -> ExternalDnsArgs | None:
+    """external-dns for the stack's hosted zone, or None without one."""
+    if not config.dns.hosted_zone_id:
+        return None
+    return ExternalDnsArgs(
+        hosted_zone_id=config.dns.hosted_zone_id,
+        domains=[config.domain],
+        owner_id=prefix,
+        oidc_provider_arn=eks.oidc_provider_arn,
+        oidc_issuer_url=eks.oidc_issuer_url,
+        partition=eks.partition,
+        region=config.aws_region,
+        provider=eks.provider,
+        aws_provider=aws_provider,
     )
 
 

@@ -7,6 +7,10 @@ buckets summed by ``le``) in seconds, with the seed's 50/100/200 ms thresholds.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from typing import Final
+
+from grafana_foundation_sdk.builders import timeseries
 from grafana_foundation_sdk.builders.dashboard import Dashboard, Row
 
 from alerts.dashboards.panels import graph, query, thresholds
@@ -47,309 +51,300 @@ CHURN_P95 = (
 
 
 def build() -> Dashboard:
-    """The dashboard builder."""
-    latency_thresholds = thresholds(
-        (None, "green"), (0.05, "yellow"), (0.1, "orange"), (0.2, "red")
-    )
-    return (
+    """The dashboard builder: one function per row, in the order the rows appear."""
+    dashboard = (
         Dashboard("Phase 3 / Overview")
         .uid("phase3-overview")
         .tags(["phase3", "enterprisehub"])
         .refresh("30s")
         .time("now-6h", "now")
-        .with_row(Row("WebSocket performance"))
-        .with_panel(
-            graph(
-                "Feed delivery latency (accepted to sent)",
-                "s",
-                query(f'max({WS}{{quantile="0.5"}})', "p50", "A"),
-                query(f'max({WS}{{quantile="0.95"}})', "p95", "B"),
-                query(f'max({WS}{{quantile="0.99"}})', "p99", "C"),
-                width=16,
-            ).thresholds(latency_thresholds)
-        )
-        .with_panel(
-            graph(
-                "Live deliveries per second and open sockets",
-                "short",
-                query(
-                    "sum(job:websocket_message_latency_seconds_count:rate5m)", "deliveries/s", "A"
-                ),
-                query("sum(websocket_connections_active)", "open sockets", "B"),
-                width=8,
-            )
-        )
-        .with_panel(
-            graph(
-                "Feed handshakes per second: attempts and failures by reason",
-                "reqps",
-                query("sum(job:websocket_connection_attempts:rate5m)", "attempts", "A"),
-                query(
-                    "sum by (reason) (job_reason:websocket_connection_failures:rate5m)",
-                    "failed: {{reason}}",
-                    "B",
-                ),
-            )
-        )
-        .with_panel(
-            graph(
-                "Share of handshakes failing by the service's doing (rollback at 25%)",
-                "percentunit",
-                query(
-                    "max(job:websocket_connection_service_failures:ratio_rate5m)",
-                    "redis, postgres or internal error",
-                ),
-            ).thresholds(thresholds((None, "green"), (0.05, "yellow"), (0.25, "red")))
-        )
-        .with_row(Row("ML inference"))
-        .with_panel(
-            graph(
-                "Model latency p95",
-                "s",
-                query(f'max({ML}{{quantile="0.95"}})', "Lead intelligence", "A"),
-            ).thresholds(
-                thresholds((None, "green"), (0.035, "yellow"), (0.05, "orange"), (0.1, "red"))
-            )
-        )
-        .with_panel(
-            graph(
-                "Claude features p95 (what callers wait)",
-                "s",
-                query("max(" + FEATURE_P95 % "property_vision" + ")", "Property vision", "A"),
-                query("max(" + FEATURE_P95 % "ai_coaching" + ")", "Coaching analysis", "B"),
-                query("sum by (feature) (feature:http_requests:rate5m)", "{{feature}} req/s", "C"),
-            ).thresholds(thresholds((None, "green"), (1.5, "yellow"), (2, "orange"), (3, "red")))
-        )
-        .with_panel(
-            graph(
-                "Leads scored per second",
-                "reqps",
-                query(
-                    "sum by (kind) (rate(ml_predictions_total[$__rate_interval]))", "{{kind}}", "A"
-                ),
-                query("sum(job:ml_inference_duration_seconds_count:rate5m)", "model calls", "B"),
-            )
-        )
-        .with_row(Row("Claude"))
-        .with_panel(
-            graph(
-                "Claude cost per hour by feature",
-                "currencyUSD",
-                query(
-                    "sum by (feature) (rate(claude_cost_dollars_total[1h])) * 3600", "{{feature}}"
-                ),
-                width=8,
-            )
-        )
-        .with_panel(
-            graph(
-                "Claude retries per second by reason",
-                "short",
-                query(
-                    "sum by (reason) (rate(claude_retries_total[$__rate_interval]))", "{{reason}}"
-                ),
-                width=8,
-            )
-        )
-        .with_panel(
-            graph(
-                "Claude circuit breaker open",
-                "short",
-                query('max by (job) (claude_circuit_state{state="open"})', "{{job}}"),
-                width=8,
-            )
-        )
-        .with_row(Row("Churn prevention"))
-        .with_panel(
-            graph(
-                "Interventions per minute by outcome",
-                "short",
-                query(
-                    "sum by (outcome) (rate(churn_interventions_total[$__rate_interval])) * 60",
-                    "{{outcome}}",
-                ),
-                width=8,
-            )
-        )
-        .with_panel(
-            graph(
-                "Detection to intervention p95",
-                "s",
-                query(f"max({CHURN_P95})", "p95", "A"),
-                query(
-                    "sum(job:churn_intervention_latency_seconds_count:increase30m)",
-                    "interventions in 30 m",
-                    "B",
-                ),
-                width=8,
-            ).thresholds(thresholds((None, "green"), (30, "red")))
-        )
-        .with_panel(
-            graph(
-                "Queue depth and dead letters",
-                "short",
-                query("sum(churn_queue_depth)", "queued", "A"),
-                query("sum(increase(churn_dead_letters_total[15m]))", "dead letters in 15 m", "B"),
-                width=8,
-            )
-        )
-        .with_panel(
-            graph(
-                "Intervention success rate over a day (responded or re-engaged / delivered)",
-                "percentunit",
-                query(CHURN_SUCCESS_RATE, "success rate", "A"),
-                query(CHURN_DELIVERY_RATE, "delivered / sends that ended", "B"),
-                width=24,
-            )
-        )
-        .with_row(Row("Requests"))
-        .with_panel(
-            graph(
-                "Requests per second by service",
-                "reqps",
-                query("sum by (job) (job:http_requests:rate5m)", "{{job}}"),
-            )
-        )
-        .with_panel(
-            graph(
-                "Failing requests (5xx) per second by service",
-                "reqps",
-                query("sum by (job) (job:http_requests_errors:rate5m)", "{{job}}"),
-            )
-        )
-        .with_panel(
-            graph(
-                "Share of requests failing (5xx) by service",
-                "percentunit",
-                query("job:http_requests_errors:ratio_rate5m", "{{job}}"),
-            ).thresholds(thresholds((None, "green"), (0.01, "yellow"), (0.05, "red")))
-        )
-        .with_panel(
-            graph(
-                "Successful requests per second, now and a day ago",
-                "reqps",
-                query("sum by (job) (job:http_requests_ok:rate1h)", "{{job}} now", "A"),
-                query(
-                    "sum by (job) (job:http_requests_ok:rate1h offset 1d)", "{{job}} a day ago", "B"
-                ),
-                width=24,
-            )
-        )
-        .with_row(Row("Feature rollout"))
-        .with_panel(
-            graph(
-                "Rollout state: share of tenants each feature reaches (max across replicas; "
-                "a replica disagreeing missed a change)",
-                "percentunit",
-                query(f"max by (feature) ({ROLLOUT_SHARE})", "{{feature}}", "A"),
-                query(
-                    "max by (feature) (feature_flag_rollout_ratio * (1 - feature_flag_enabled))"
-                    " > 0",
-                    "{{feature}} switched off (share kept)",
-                    "B",
-                ),
-                query(
-                    f"max by (feature) ({ROLLOUT_SHARE}) - min by (feature) ({ROLLOUT_SHARE})",
-                    "{{feature}} replicas disagree by",
-                    "C",
-                ),
-            )
-        )
-        .with_panel(
-            graph(
-                "Flag decisions per second by feature and reason (TARGETING_MATCH on for all, "
-                "SPLIT part of the tenants, DEFAULT off, ERROR never read: off)",
-                "reqps",
-                query(
-                    "sum by (feature, reason) "
-                    "(rate(feature_flag_evaluations_total[$__rate_interval]))",
-                    "{{feature}} {{reason}}",
-                ),
-            )
-        )
-        .with_panel(
-            graph(
-                "Replicas deciding on a flag copy they cannot refresh from Redis "
-                "(a rollback does not reach them; alert after 5 min)",
-                "short",
-                query("sum by (job) (feature_flags_stale)", "{{job}}"),
-                width=24,
-            ).thresholds(thresholds((None, "green"), (1, "red")))
-        )
-        .with_row(Row("Automatic rollbacks"))
-        .with_panel(
-            graph(
-                "Rollback triggers received by rollback-handler, by feature and outcome",
-                "short",
-                query(
-                    "sum by (feature, outcome) (increase(rollback_incidents_total[1h]))",
-                    "{{feature}} {{outcome}}",
-                ),
-                width=24,
-            )
-        )
-        .with_panel(
-            graph(
-                "Deployment rollouts undone by rollback-handler (rollback.undoDeployments), "
-                "by deployment and outcome",
-                "short",
-                query(
-                    "sum by (deployment, outcome) (increase(rollback_deployment_undos_total[1h]))",
-                    "{{deployment}} {{outcome}}",
-                ),
-                width=24,
-            )
-        )
-        .with_panel(
-            graph(
-                "Oldest deployment undo claimed without an outcome "
-                "(a handler died mid-undo; alert above 15 min)",
-                "s",
-                query(f"max by (job) ({UNDO_CLAIM_AGE})", "{{job}}"),
-                width=24,
-            ).thresholds(thresholds((None, "green"), (900, "red")))
-        )
-        .with_row(Row("Business impact"))
-        .with_panel(
-            graph(
-                "Lead conversion rate over 6 h, now and a week ago (alert below 85%)",
-                "percentunit",
-                query(f"max({CONVERSION})", "now", "A"),
-                query(f"max({CONVERSION} offset 1w)", "a week ago", "B"),
-            )
-        )
-        .with_panel(
-            graph(
-                "New leads and conversions per hour",
-                "short",
-                query(
-                    "sum by (stage) (rate(realtime_lead_stage_changes_total[$__rate_interval]))"
-                    " * 3600",
-                    "{{stage}}",
-                    "A",
-                ),
-                query(
-                    "sum by (stage) (job_stage:realtime_lead_stage_changes:increase6h) / 6",
-                    "{{stage}} (6 h average)",
-                    "B",
-                ),
-            )
-        )
-        .with_panel(
-            graph(
-                "Leads saved from churn per day (re-engaged after an intervention)",
-                "short",
-                query(
-                    'sum(increase(churn_interventions_total{outcome="re_engaged"}[1d]))',
-                    "re-engaged",
-                    "A",
-                ),
-                query(
-                    'sum(increase(churn_interventions_total{outcome="churned"}[1d]))',
-                    "churned anyway",
-                    "B",
-                ),
-                width=24,
-            )
-        )
     )
+    for title, row in ROWS:
+        dashboard = dashboard.with_row(Row(title))
+        for panel in row():
+            dashboard = dashboard.with_panel(panel)
+    return dashboard
+
+
+def _websocket_row() -> list[timeseries.Panel]:
+    """The "WebSocket performance" row."""
+    latency_thresholds = thresholds(
+        (None, "green"), (0.05, "yellow"), (0.1, "orange"), (0.2, "red")
+    )
+    return [
+        graph(
+            "Feed delivery latency (accepted to sent)",
+            "s",
+            query(f'max({WS}{{quantile="0.5"}})', "p50", "A"),
+            query(f'max({WS}{{quantile="0.95"}})', "p95", "B"),
+            query(f'max({WS}{{quantile="0.99"}})', "p99", "C"),
+            width=16,
+        ).thresholds(latency_thresholds),
+        graph(
+            "Live deliveries per second and open sockets",
+            "short",
+            query("sum(job:websocket_message_latency_seconds_count:rate5m)", "deliveries/s", "A"),
+            query("sum(websocket_connections_active)", "open sockets", "B"),
+            width=8,
+        ),
+        graph(
+            "Feed handshakes per second: attempts and failures by reason",
+            "reqps",
+            query("sum(job:websocket_connection_attempts:rate5m)", "attempts", "A"),
+            query(
+                "sum by (reason) (job_reason:websocket_connection_failures:rate5m)",
+                "failed: {{reason}}",
+                "B",
+            ),
+        ),
+        graph(
+            "Share of handshakes failing by the service's doing (rollback at 25%)",
+            "percentunit",
+            query(
+                "max(job:websocket_connection_service_failures:ratio_rate5m)",
+                "redis, postgres or internal error",
+            ),
+        ).thresholds(thresholds((None, "green"), (0.05, "yellow"), (0.25, "red"))),
+    ]
+
+
+def _ml_inference_row() -> list[timeseries.Panel]:
+    """The "ML inference" row."""
+    return [
+        graph(
+            "Model latency p95",
+            "s",
+            query(f'max({ML}{{quantile="0.95"}})', "Lead intelligence", "A"),
+        ).thresholds(
+            thresholds((None, "green"), (0.035, "yellow"), (0.05, "orange"), (0.1, "red"))
+        ),
+        graph(
+            "Claude features p95 (what callers wait)",
+            "s",
+            query("max(" + FEATURE_P95 % "property_vision" + ")", "Property vision", "A"),
+            query("max(" + FEATURE_P95 % "ai_coaching" + ")", "Coaching analysis", "B"),
+            query("sum by (feature) (feature:http_requests:rate5m)", "{{feature}} req/s", "C"),
+        ).thresholds(thresholds((None, "green"), (1.5, "yellow"), (2, "orange"), (3, "red"))),
+        graph(
+            "Leads scored per second",
+            "reqps",
+            query("sum by (kind) (rate(ml_predictions_total[$__rate_interval]))", "{{kind}}", "A"),
+            query("sum(job:ml_inference_duration_seconds_count:rate5m)", "model calls", "B"),
+        ),
+    ]
+
+
+def _claude_row() -> list[timeseries.Panel]:
+    """The "Claude" row."""
+    return [
+        graph(
+            "Claude cost per hour by feature",
+            "currencyUSD",
+            query("sum by (feature) (rate(claude_cost_dollars_total[1h])) * 3600", "{{feature}}"),
+            width=8,
+        ),
+        graph(
+            "Claude retries per second by reason",
+            "short",
+            query("sum by (reason) (rate(claude_retries_total[$__rate_interval]))", "{{reason}}"),
+            width=8,
+        ),
+        graph(
+            "Claude circuit breaker open",
+            "short",
+            query('max by (job) (claude_circuit_state{state="open"})', "{{job}}"),
+            width=8,
+        ),
+    ]
+
+
+def _churn_row() -> list[timeseries.Panel]:
+    """The "Churn prevention" row."""
+    return [
+        graph(
+            "Interventions per minute by outcome",
+            "short",
+            query(
+                "sum by (outcome) (rate(churn_interventions_total[$__rate_interval])) * 60",
+                "{{outcome}}",
+            ),
+            width=8,
+        ),
+        graph(
+            "Detection to intervention p95",
+            "s",
+            query(f"max({CHURN_P95})", "p95", "A"),
+            query(
+                "sum(job:churn_intervention_latency_seconds_count:increase30m)",
+                "interventions in 30 m",
+                "B",
+            ),
+            width=8,
+        ).thresholds(thresholds((None, "green"), (30, "red"))),
+        graph(
+            "Queue depth and dead letters",
+            "short",
+            query("sum(churn_queue_depth)", "queued", "A"),
+            query("sum(increase(churn_dead_letters_total[15m]))", "dead letters in 15 m", "B"),
+            width=8,
+        ),
+        graph(
+            "Intervention success rate over a day (responded or re-engaged / delivered)",
+            "percentunit",
+            query(CHURN_SUCCESS_RATE, "success rate", "A"),
+            query(CHURN_DELIVERY_RATE, "delivered / sends that ended", "B"),
+            width=24,
+        ),
+    ]
+
+
+def _requests_row() -> list[timeseries.Panel]:
+    """The "Requests" row."""
+    return [
+        graph(
+            "Requests per second by service",
+            "reqps",
+            query("sum by (job) (job:http_requests:rate5m)", "{{job}}"),
+        ),
+        graph(
+            "Failing requests (5xx) per second by service",
+            "reqps",
+            query("sum by (job) (job:http_requests_errors:rate5m)", "{{job}}"),
+        ),
+        graph(
+            "Share of requests failing (5xx) by service",
+            "percentunit",
+            query("job:http_requests_errors:ratio_rate5m", "{{job}}"),
+        ).thresholds(thresholds((None, "green"), (0.01, "yellow"), (0.05, "red"))),
+        graph(
+            "Successful requests per second, now and a day ago",
+            "reqps",
+            query("sum by (job) (job:http_requests_ok:rate1h)", "{{job}} now", "A"),
+            query("sum by (job) (job:http_requests_ok:rate1h offset 1d)", "{{job}} a day ago", "B"),
+            width=24,
+        ),
+    ]
+
+
+def _feature_rollout_row() -> list[timeseries.Panel]:
+    """The "Feature rollout" row."""
+    return [
+        graph(
+            "Rollout state: share of tenants each feature reaches (max across replicas; "
+            "a replica disagreeing missed a change)",
+            "percentunit",
+            query(f"max by (feature) ({ROLLOUT_SHARE})", "{{feature}}", "A"),
+            query(
+                "max by (feature) (feature_flag_rollout_ratio * (1 - feature_flag_enabled)) > 0",
+                "{{feature}} switched off (share kept)",
+                "B",
+            ),
+            query(
+                f"max by (feature) ({ROLLOUT_SHARE}) - min by (feature) ({ROLLOUT_SHARE})",
+                "{{feature}} replicas disagree by",
+                "C",
+            ),
+        ),
+        graph(
+            "Flag decisions per second by feature and reason (TARGETING_MATCH on for all, "
+            "SPLIT part of the tenants, DEFAULT off, ERROR never read: off)",
+            "reqps",
+            query(
+                "sum by (feature, reason) (rate(feature_flag_evaluations_total[$__rate_interval]))",
+                "{{feature}} {{reason}}",
+            ),
+        ),
+        graph(
+            "Replicas deciding on a flag copy they cannot refresh from Redis "
+            "(a rollback does not reach them; alert after 5 min)",
+            "short",
+            query("sum by (job) (feature_flags_stale)", "{{job}}"),
+            width=24,
+        ).thresholds(thresholds((None, "green"), (1, "red"))),
+    ]
+
+
+def _rollbacks_row() -> list[timeseries.Panel]:
+    """The "Automatic rollbacks" row."""
+    return [
+        graph(
+            "Rollback triggers received by rollback-handler, by feature and outcome",
+            "short",
+            query(
+                "sum by (feature, outcome) (increase(rollback_incidents_total[1h]))",
+                "{{feature}} {{outcome}}",
+            ),
+            width=24,
+        ),
+        graph(
+            "Deployment rollouts undone by rollback-handler (rollback.undoDeployments), "
+            "by deployment and outcome",
+            "short",
+            query(
+                "sum by (deployment, outcome) (increase(rollback_deployment_undos_total[1h]))",
+                "{{deployment}} {{outcome}}",
+            ),
+            width=24,
+        ),
+        graph(
+            "Oldest deployment undo claimed without an outcome "
+            "(a handler died mid-undo; alert above 15 min)",
+            "s",
+            query(f"max by (job) ({UNDO_CLAIM_AGE})", "{{job}}"),
+            width=24,
+        ).thresholds(thresholds((None, "green"), (900, "red"))),
+    ]
+
+
+def _business_impact_row() -> list[timeseries.Panel]:
+    """The "Business impact" row."""
+    return [
+        graph(
+            "Lead conversion rate over 6 h, now and a week ago (alert below 85%)",
+            "percentunit",
+            query(f"max({CONVERSION})", "now", "A"),
+            query(f"max({CONVERSION} offset 1w)", "a week ago", "B"),
+        ),
+        graph(
+            "New leads and conversions per hour",
+            "short",
+            query(
+                "sum by (stage) (rate(realtime_lead_stage_changes_total[$__rate_interval])) * 3600",
+                "{{stage}}",
+                "A",
+            ),
+            query(
+                "sum by (stage) (job_stage:realtime_lead_stage_changes:increase6h) / 6",
+                "{{stage}} (6 h average)",
+                "B",
+            ),
+        ),
+        graph(
+            "Leads saved from churn per day (re-engaged after an intervention)",
+            "short",
+            query(
+                'sum(increase(churn_interventions_total{outcome="re_engaged"}[1d]))',
+                "re-engaged",
+                "A",
+            ),
+            query(
+                'sum(increase(churn_interventions_total{outcome="churned"}[1d]))',
+                "churned anyway",
+                "B",
+            ),
+            width=24,
+        ),
+    ]
+
+
+#: (title, panels) of each row, top to bottom.
+ROWS: Final[Sequence[tuple[str, Callable[[], list[timeseries.Panel]]]]] = (
+    ("WebSocket performance", _websocket_row),
+    ("ML inference", _ml_inference_row),
+    ("Claude", _claude_row),
+    ("Churn prevention", _churn_row),
+    ("Requests", _requests_row),
+    ("Feature rollout", _feature_rollout_row),
+    ("Automatic rollbacks", _rollbacks_row),
+    ("Business impact", _business_impact_row),
+)

@@ -33,7 +33,7 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
-from infra.components.addons import load_pins, pinned_release
+from infra.components.addons import ChartPin, load_pins, pinned_release
 from infra.components.iam import (
     EKS_NODE_POLICIES,
     deny_insecure_transport,
@@ -324,40 +324,75 @@ class Karpenter(pulumi.ComponentResource):
         self, name: str, args: KarpenterArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("enterprisehub:aws:Karpenter", name, None, opts)
-        tags = dict(args.tags)
-        child = pulumi.ResourceOptions(parent=self)
+        self._name = name
+        self._args = args
+        self._tags = dict(args.tags)
 
-        node_role = service_role(
+        node_role, node_permissions = self._node_role()
+        queue = self._interruption_queue()
+        controller_role, controller_permissions = self._controller_role(queue, node_role)
+        pins = load_pins(section="awsCharts")
+        crd_pin, chart_pin = pins["karpenter-crd"], pins["karpenter"]
+        crds = pinned_release(f"{name}-crd", crd_pin, opts=self._k8s_options(args.after))
+        release = self._controller(
+            chart_pin,
+            queue,
+            controller_role,
+            depends_on=[crds, controller_permissions, *node_permissions],
+        )
+        node_class = self._node_class(node_role, depends_on=[release])
+        self._node_pool(depends_on=[release, node_class])
+
+        self.node_role_arn = node_role.arn
+        self.controller_role_arn = controller_role.arn
+        self.queue_name = queue.name
+        self.chart_version = chart_pin.version
+        self.register_outputs(
+            {
+                "node_role_arn": self.node_role_arn,
+                "controller_role_arn": self.controller_role_arn,
+                "queue_name": self.queue_name,
+            }
+        )
+
+    def _node_role(self) -> tuple[aws.iam.Role, list[pulumi.Resource]]:
+        """The launched nodes' role, its policies and its access entry (the chart waits)."""
+        name, args = self._name, self._args
+        role = service_role(
             f"{name}-node",
             "ec2.amazonaws.com",
             parent=self,
-            tags=tags,
+            tags=self._tags,
             description="Nodes launched by Karpenter",
         )
         # Karpenter's reference template adds SSM (Session Manager) to the node policies.
-        node_policies = managed_policy_attachments(
+        policies = managed_policy_attachments(
             f"{name}-node",
-            node_role,
+            role,
             partition=args.partition,
             policy_names=(*EKS_NODE_POLICIES, "AmazonSSMManagedInstanceCore"),
         )
         # Nodes join through an access entry (authentication mode API, no aws-auth).
-        node_access = aws.eks.AccessEntry(
+        access = aws.eks.AccessEntry(
             f"{name}-node-access",
             cluster_name=args.cluster_name,
-            principal_arn=node_role.arn,
+            principal_arn=role.arn,
             type="EC2_LINUX",
-            tags=tags,
-            opts=pulumi.ResourceOptions(parent=node_role),
+            tags=self._tags,
+            opts=pulumi.ResourceOptions(parent=role),
         )
+        return role, [access, *policies]
 
+    def _interruption_queue(self) -> aws.sqs.Queue:
+        """The SQS queue, and the EventBridge rules that feed it the interruption events."""
+        name, tags = self._name, self._tags
         queue = aws.sqs.Queue(
             f"{name}-interruptions",
             # Events older than five minutes describe nodes already gone.
             message_retention_seconds=300,
             sqs_managed_sse_enabled=True,
             tags=tags,
-            opts=child,
+            opts=pulumi.ResourceOptions(parent=self),
         )
         aws.sqs.QueuePolicy(
             f"{name}-interruptions-policy",
@@ -379,19 +414,25 @@ class Karpenter(pulumi.ComponentResource):
                 arn=queue.arn,
                 opts=pulumi.ResourceOptions(parent=rule),
             )
+        return queue
 
-        controller_role = aws.iam.Role(
+    def _controller_role(
+        self, queue: aws.sqs.Queue, node_role: aws.iam.Role
+    ) -> tuple[aws.iam.Role, aws.iam.RolePolicy]:
+        """The controller's IRSA role and its permissions (:func:`controller_policy`)."""
+        name, args = self._name, self._args
+        role = aws.iam.Role(
             f"{name}-controller",
             description=f"IRSA role of {NAMESPACE}/{SERVICE_ACCOUNT} (Karpenter)",
             assume_role_policy=irsa_trust_policy(
                 args.oidc_provider_arn, args.oidc_issuer_url, NAMESPACE, SERVICE_ACCOUNT
             ),
-            tags=tags,
-            opts=child,
+            tags=self._tags,
+            opts=pulumi.ResourceOptions(parent=self),
         )
-        controller_permissions = aws.iam.RolePolicy(
+        permissions = aws.iam.RolePolicy(
             f"{name}-controller-policy",
-            role=controller_role.id,
+            role=role.id,
             policy=pulumi.Output.all(
                 args.cluster_name, args.cluster_arn, queue.arn, node_role.arn
             ).apply(
@@ -404,22 +445,29 @@ class Karpenter(pulumi.ComponentResource):
                     node_role_arn=str(v[3]),
                 )
             ),
-            opts=pulumi.ResourceOptions(parent=controller_role),
+            opts=pulumi.ResourceOptions(parent=role),
+        )
+        return role, permissions
+
+    def _k8s_options(self, depends_on: Sequence[pulumi.Resource]) -> pulumi.ResourceOptions:
+        """A child in the cluster (through the system provider) that waits for ``depends_on``."""
+        return pulumi.ResourceOptions(
+            parent=self, provider=self._args.provider, depends_on=list(depends_on)
         )
 
-        pins = load_pins(section="awsCharts")
-        crd_pin, chart_pin = pins["karpenter-crd"], pins["karpenter"]
-        k8s_child = pulumi.ResourceOptions(parent=self, provider=args.provider)
-        crds = pinned_release(
-            f"{name}-crd",
-            crd_pin,
-            opts=pulumi.ResourceOptions.merge(
-                k8s_child, pulumi.ResourceOptions(depends_on=list(args.after))
-            ),
-        )
-        release = pinned_release(
-            f"{name}-chart",
-            chart_pin,
+    def _controller(
+        self,
+        pin: ChartPin,
+        queue: aws.sqs.Queue,
+        role: aws.iam.Role,
+        *,
+        depends_on: Sequence[pulumi.Resource],
+    ) -> k8s.helm.v3.Release:
+        """The controller's Helm release (its CRDs are a release of their own)."""
+        args = self._args
+        return pinned_release(
+            f"{self._name}-chart",
+            pin,
             skip_crds=True,
             cleanup_on_fail=True,
             values={
@@ -430,7 +478,7 @@ class Karpenter(pulumi.ComponentResource):
                 },
                 "serviceAccount": {
                     "name": SERVICE_ACCOUNT,
-                    "annotations": {"eks.amazonaws.com/role-arn": controller_role.arn},
+                    "annotations": {"eks.amazonaws.com/role-arn": role.arn},
                 },
                 # Two controllers (leader election) spread over the managed nodes.
                 "replicas": 2,
@@ -443,16 +491,17 @@ class Karpenter(pulumi.ComponentResource):
                 },
                 "logLevel": "info",
             },
-            opts=pulumi.ResourceOptions.merge(
-                k8s_child,
-                pulumi.ResourceOptions(
-                    depends_on=[crds, controller_permissions, node_access, *node_policies]
-                ),
-            ),
+            opts=self._k8s_options(depends_on),
         )
+
+    def _node_class(
+        self, node_role: aws.iam.Role, *, depends_on: Sequence[pulumi.Resource]
+    ) -> k8s.apiextensions.CustomResource:
+        """The EC2NodeClass: AMI, subnets, security group, root volume, IMDS of the nodes."""
+        args = self._args
         spec = args.spec
-        node_class = k8s.apiextensions.CustomResource(
-            f"{name}-node-class",
+        return k8s.apiextensions.CustomResource(
+            f"{self._name}-node-class",
             api_version="karpenter.k8s.aws/v1",
             kind="EC2NodeClass",
             metadata=k8s.meta.v1.ObjectMetaArgs(name=NODE_CLASS),
@@ -480,33 +529,20 @@ class Karpenter(pulumi.ComponentResource):
                     "httpTokens": "required",
                     "httpPutResponseHopLimit": 1,
                 },
-                "tags": {**tags, "karpenter.sh/discovery": args.cluster_name},
+                "tags": {**self._tags, "karpenter.sh/discovery": args.cluster_name},
             },
-            opts=pulumi.ResourceOptions.merge(
-                k8s_child, pulumi.ResourceOptions(depends_on=[release])
-            ),
+            opts=self._k8s_options(depends_on),
         )
+
+    def _node_pool(self, *, depends_on: Sequence[pulumi.Resource]) -> None:
+        """The NodePool (:func:`node_pool_spec`)."""
         k8s.apiextensions.CustomResource(
-            f"{name}-node-pool",
+            f"{self._name}-node-pool",
             api_version="karpenter.sh/v1",
             kind="NodePool",
             metadata=k8s.meta.v1.ObjectMetaArgs(name=NODE_POOL),
-            spec=node_pool_spec(spec),
-            opts=pulumi.ResourceOptions.merge(
-                k8s_child, pulumi.ResourceOptions(depends_on=[release, node_class])
-            ),
-        )
-
-        self.node_role_arn = node_role.arn
-        self.controller_role_arn = controller_role.arn
-        self.queue_name = queue.name
-        self.chart_version = chart_pin.version
-        self.register_outputs(
-            {
-                "node_role_arn": self.node_role_arn,
-                "controller_role_arn": self.controller_role_arn,
-                "queue_name": self.queue_name,
-            }
+            spec=node_pool_spec(self._args.spec),
+            opts=self._k8s_options(depends_on),
         )
 
 

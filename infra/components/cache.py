@@ -31,7 +31,7 @@ import pulumi_aws as aws
 import pulumi_random as random
 
 from infra import catalog
-from infra.components.datastore_placement import datastore_placement
+from infra.components.datastore_placement import DatastorePlacement, datastore_placement
 from infra.components.datastore_urls import redis_url
 from infra.components.final_snapshot import final_snapshot_identifier
 
@@ -120,8 +120,9 @@ class Cache(pulumi.ComponentResource):
     ) -> None:
         validate_replication_group_id(args.replication_group_id)
         super().__init__("enterprisehub:aws:Cache", name, None, opts)
-        tags = dict(args.tags)
-        child = pulumi.ResourceOptions(parent=self)
+        self._name = name
+        self._args = args
+        self._tags = dict(args.tags)
 
         placement = datastore_placement(
             name,
@@ -132,14 +133,31 @@ class Cache(pulumi.ComponentResource):
             vpc_id=args.vpc_id,
             client_security_group_id=args.client_security_group_id,
             key_description=f"{name}: Redis at rest" if args.at_rest_encryption else None,
-            tags=tags,
+            tags=self._tags,
             parent=self,
         )
-        key, security_group = placement.key, placement.security_group
-        parameters = aws.elasticache.ParameterGroup(
-            f"{name}-params",
+        parameters = self._parameter_group()
+        token = self._auth_token()
+        final_snapshot = self._final_snapshot(placement)
+        group = self._replication_group(placement, parameters, token, final_snapshot)
+
+        self.primary_endpoint = group.primary_endpoint_address
+        self.security_group_id = placement.security_group.id
+        self.url = redis_url(
+            group.primary_endpoint_address,
+            catalog.REDIS_PORT,
+            password=token.result if token is not None else None,
+            tls=args.transit_encryption,
+        )
+        self.register_outputs({"primary_endpoint": self.primary_endpoint, "url": self.url})
+
+    def _parameter_group(self) -> aws.elasticache.ParameterGroup:
+        """Redis 7 parameters: eviction policy, keyspace events and the slow log."""
+        args = self._args
+        return aws.elasticache.ParameterGroup(
+            f"{self._name}-params",
             family="redis7",
-            description=f"{name}: eviction, keyspace events and slow log",
+            description=f"{self._name}: eviction, keyspace events and slow log",
             parameters=[
                 aws.elasticache.ParameterGroupParameterArgs(
                     name="maxmemory-policy", value=args.maxmemory_policy
@@ -156,19 +174,27 @@ class Cache(pulumi.ComponentResource):
                     value=pulumi.Output.from_input(args.slowlog_max_len).apply(str),
                 ),
             ],
-            tags=tags,
-            opts=child,
-        )
-        token = (
-            random.RandomPassword(
-                f"{name}-auth-token", length=AUTH_TOKEN_LENGTH, special=False, opts=child
-            )
-            if args.transit_encryption
-            else None
+            tags=self._tags,
+            opts=pulumi.ResourceOptions(parent=self),
         )
 
-        final_snapshot = final_snapshot_identifier(
-            name,
+    def _auth_token(self) -> random.RandomPassword | None:
+        """The AUTH token; None without transit encryption (Redis sends it only over TLS)."""
+        if not self._args.transit_encryption:
+            return None
+        return random.RandomPassword(
+            f"{self._name}-auth-token",
+            length=AUTH_TOKEN_LENGTH,
+            special=False,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+
+    def _final_snapshot(self, placement: DatastorePlacement) -> pulumi.Output[str]:
+        """The final snapshot's name, new whenever pulumi-aws would replace the group."""
+        args = self._args
+        key = placement.key
+        return final_snapshot_identifier(
+            self._name,
             identifier=args.replication_group_id,
             # What pulumi-aws replaces the group for.
             keepers={
@@ -181,10 +207,21 @@ class Cache(pulumi.ComponentResource):
             },
             parent=self,
         )
-        group = aws.elasticache.ReplicationGroup(
-            f"{name}-redis",
+
+    def _replication_group(
+        self,
+        placement: DatastorePlacement,
+        parameters: aws.elasticache.ParameterGroup,
+        token: random.RandomPassword | None,
+        final_snapshot: pulumi.Input[str],
+    ) -> aws.elasticache.ReplicationGroup:
+        """The replication group: private, encrypted as configured, snapshotted, protected."""
+        args = self._args
+        key = placement.key
+        return aws.elasticache.ReplicationGroup(
+            f"{self._name}-redis",
             replication_group_id=args.replication_group_id,
-            description=f"{name}: sessions, pub/sub, feature flags",
+            description=f"{self._name}: sessions, pub/sub, feature flags",
             engine="redis",
             engine_version=args.engine_version,
             node_type=args.node_type,
@@ -200,27 +237,17 @@ class Cache(pulumi.ComponentResource):
             port=catalog.REDIS_PORT,
             parameter_group_name=parameters.name,
             subnet_group_name=placement.subnet_group.name,
-            security_group_ids=[security_group.id],
+            security_group_ids=[placement.security_group.id],
             snapshot_retention_limit=args.snapshot_retention_days,
             final_snapshot_identifier=final_snapshot,
             snapshot_window=args.snapshot_window,
             maintenance_window=args.maintenance_window,
             auto_minor_version_upgrade=True,
             apply_immediately=False,
-            tags=tags,
+            tags=self._tags,
             opts=pulumi.ResourceOptions(
                 parent=self,
                 additional_secret_outputs=["auth_token"],
                 protect=args.deletion_protection,
             ),
         )
-
-        self.primary_endpoint = group.primary_endpoint_address
-        self.security_group_id = security_group.id
-        self.url = redis_url(
-            group.primary_endpoint_address,
-            catalog.REDIS_PORT,
-            password=token.result if token is not None else None,
-            tls=args.transit_encryption,
-        )
-        self.register_outputs({"primary_endpoint": self.primary_endpoint, "url": self.url})

@@ -33,6 +33,7 @@ from infra.components.autoscaling import Karpenter, KarpenterArgs, KarpenterSpec
 from infra.components.iam import (
     EKS_NODE_POLICIES,
     irsa_trust_policy,
+    managed_policy_attachment,
     managed_policy_attachments,
     policy_document,
     service_role,
@@ -230,63 +231,106 @@ class EksCluster(EksClusterOutputs):
         self, name: str, args: EksClusterArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("enterprisehub:aws:EksCluster", name, None, opts)
-        tags = dict(args.tags)
-        partition = aws.get_partition(opts=pulumi.InvokeOptions(parent=self)).partition
-        policy = f"arn:{partition}:iam::aws:policy"
+        self._name = name
+        self._args = args
+        self._tags = dict(args.tags)
+        #: The AWS partition (aws, aws-cn, ...), for ARNs built beside the cluster.
+        self.partition = aws.get_partition(opts=pulumi.InvokeOptions(parent=self)).partition
+        self.storage_class = STORAGE_CLASS
 
-        secrets_key = encryption_key(
-            f"{name}-secrets-key",
-            description=f"{name}: Kubernetes secrets envelope encryption",
-            tags=tags,
+        secrets_key = self._key("secrets", "Kubernetes secrets envelope encryption")
+        cluster_role, role_policies = self._cluster_role(secrets_key)
+        log_group = self._control_plane_logs()
+        cluster = self._cluster(cluster_role, secrets_key, [log_group, *role_policies])
+        node_groups = self._node_groups(cluster)
+        admin_entries = admin_access_entries(
+            name, cluster, args.admin_role_arns, self.partition, self._tags, cluster
+        )
+        issuer = cluster.identities.apply(_first_issuer)
+        oidc = self._oidc_provider(cluster, issuer)
+        volume_key = self._key("volumes", "persistent volumes (EBS)")
+        addons = [
+            *self._core_addons(cluster, node_groups),
+            self._ebs_csi_driver(cluster, node_groups, oidc, issuer, volume_key),
+        ]
+
+        self.cluster_name = cluster.name
+        self.endpoint = cluster.endpoint
+        self.security_group_id = cluster.vpc_config.apply(_cluster_security_group)
+        self.oidc_provider_arn = oidc.arn
+        self.oidc_issuer_url = issuer
+        self.kubeconfig = self._kubeconfig(cluster)
+        deployer_rules = self._deployer_rules(cluster)
+        # Cluster-wide objects (the default StorageClass, Karpenter and its node
+        # pool) go through a provider of their own; the provider every workload
+        # uses waits for them, so nothing claims storage or schedules pods first.
+        ready: list[pulumi.Resource] = [*node_groups, *addons, *admin_entries]
+        system_provider = self._k8s_provider("k8s-system", [*ready, *deployer_rules])
+        ready.append(self._default_storage_class(volume_key, system_provider))
+        self.karpenter = self._karpenter(
+            cluster, oidc, issuer, system_provider, after=[*node_groups, *addons]
+        )
+        if self.karpenter is not None:
+            ready.append(self.karpenter)
+        # Workloads wait for nodes and cluster DNS: a Deployment applied to a
+        # cluster without nodes would wait out its timeout and fail the update.
+        self.provider = self._k8s_provider("k8s", ready)
+        self.register_outputs(
+            {
+                "cluster_name": self.cluster_name,
+                "endpoint": self.endpoint,
+                "oidc_provider_arn": self.oidc_provider_arn,
+                "kubeconfig": self.kubeconfig,
+            }
+        )
+
+    def _key(self, purpose: str, description: str) -> aws.kms.Key:
+        """The customer-managed KMS key ``<name>-<purpose>-key``."""
+        return encryption_key(
+            f"{self._name}-{purpose}-key",
+            description=f"{self._name}: {description}",
+            tags=self._tags,
             parent=self,
         )
-        cluster_role = service_role(
-            f"{name}-cluster-role", "eks.amazonaws.com", parent=self, tags=tags
+
+    def _cluster_role(self, secrets_key: aws.kms.Key) -> tuple[aws.iam.Role, list[pulumi.Resource]]:
+        """The control plane's role and its policies (the cluster waits for both)."""
+        name = self._name
+        role = service_role(
+            f"{name}-cluster-role", "eks.amazonaws.com", parent=self, tags=self._tags
         )
-        cluster_attachments = [
-            aws.iam.RolePolicyAttachment(
-                f"{name}-cluster-policy",
-                role=cluster_role.name,
-                policy_arn=f"{policy}/AmazonEKSClusterPolicy",
-                opts=pulumi.ResourceOptions(parent=cluster_role),
-            ),
-            # The control plane encrypts and decrypts Secrets with this key only.
-            aws.iam.RolePolicy(
-                f"{name}-cluster-kms",
-                role=cluster_role.id,
-                policy=secrets_key.arn.apply(
-                    lambda arn: policy_document(
-                        [
-                            {
-                                "Effect": "Allow",
-                                "Action": [
-                                    "kms:Encrypt",
-                                    "kms:Decrypt",
-                                    "kms:ListGrants",
-                                    "kms:DescribeKey",
-                                ],
-                                "Resource": arn,
-                            }
-                        ]
-                    )
-                ),
-                opts=pulumi.ResourceOptions(parent=cluster_role),
-            ),
-        ]
-        # Created before the cluster so that retention is ours, not "never expire".
-        log_group = aws.cloudwatch.LogGroup(
-            f"{name}-control-plane-logs",
-            name=f"/aws/eks/{args.cluster_name}/cluster",
+        # The control plane encrypts and decrypts Secrets with this key only.
+        policies = self._role_policies(
+            f"{name}-cluster",
+            role,
+            "AmazonEKSClusterPolicy",
+            secrets_key.arn.apply(_secrets_kms_policy),
+        )
+        return role, policies
+
+    def _control_plane_logs(self) -> aws.cloudwatch.LogGroup:
+        """Created before the cluster so that retention is ours, not "never expire"."""
+        return aws.cloudwatch.LogGroup(
+            f"{self._name}-control-plane-logs",
+            name=f"/aws/eks/{self._args.cluster_name}/cluster",
             retention_in_days=CONTROL_PLANE_LOG_RETENTION_DAYS,
-            tags=tags,
+            tags=self._tags,
             opts=pulumi.ResourceOptions(parent=self),
         )
 
-        cluster = aws.eks.Cluster(
-            f"{name}-eks",
+    def _cluster(
+        self,
+        role: aws.iam.Role,
+        secrets_key: aws.kms.Key,
+        depends_on: Sequence[pulumi.Resource],
+    ) -> aws.eks.Cluster:
+        """The control plane: private endpoint, API access entries, encrypted Secrets."""
+        args = self._args
+        return aws.eks.Cluster(
+            f"{self._name}-eks",
             name=args.cluster_name,
             version=args.kubernetes_version,
-            role_arn=cluster_role.arn,
+            role_arn=role.arn,
             vpc_config=aws.eks.ClusterVpcConfigArgs(
                 subnet_ids=args.subnet_ids,
                 endpoint_private_access=True,
@@ -305,10 +349,10 @@ class EksCluster(EksClusterOutputs):
                 resources=["secrets"],
             ),
             enabled_cluster_log_types=list(args.log_types),
-            tags=tags,
+            tags=self._tags,
             opts=pulumi.ResourceOptions(
                 parent=self,
-                depends_on=[log_group, *cluster_attachments],
+                depends_on=list(depends_on),
                 # The flag is part of the creation request only, and a change
                 # replaces the cluster (forceNew): declaring a deploy role later
                 # must not delete the cluster with every workload on it.
@@ -316,18 +360,18 @@ class EksCluster(EksClusterOutputs):
             ),
         )
 
-        node_role = service_role(f"{name}-node-role", "ec2.amazonaws.com", parent=self, tags=tags)
-        node_attachments = managed_policy_attachments(
-            f"{name}-node", node_role, partition=partition, policy_names=EKS_NODE_POLICIES
+    def _node_groups(self, cluster: aws.eks.Cluster) -> list[aws.eks.NodeGroup]:
+        """The nodes' role and one managed node group per spec, in the private subnets."""
+        name, args = self._name, self._args
+        role = service_role(f"{name}-node-role", "ec2.amazonaws.com", parent=self, tags=self._tags)
+        attachments = managed_policy_attachments(
+            f"{name}-node", role, partition=self.partition, policy_names=EKS_NODE_POLICIES
         )
-        admin_entries = admin_access_entries(
-            name, cluster, args.admin_role_arns, partition, tags, cluster
-        )
-        node_groups = [
+        return [
             aws.eks.NodeGroup(
                 f"{name}-{spec.name}",
                 cluster_name=cluster.name,
-                node_role_arn=node_role.arn,
+                node_role_arn=role.arn,
                 subnet_ids=args.subnet_ids,
                 version=cluster.version,
                 instance_types=list(spec.instance_types),
@@ -341,103 +385,102 @@ class EksCluster(EksClusterOutputs):
                 # One node at a time, so PodDisruptionBudgets can hold during upgrades.
                 update_config=aws.eks.NodeGroupUpdateConfigArgs(max_unavailable=1),
                 labels={"enterprisehub.io/node-group": spec.name},
-                tags=tags,
+                tags=self._tags,
                 # The autoscaler owns the node count between min and max; an `up`
                 # must not reset it to the configured desired size.
                 opts=pulumi.ResourceOptions(
                     parent=cluster,
-                    depends_on=node_attachments,
+                    depends_on=attachments,
                     ignore_changes=["scalingConfig.desiredSize"],
                 ),
             )
             for spec in args.node_groups
         ]
 
-        issuer = cluster.identities.apply(_first_issuer)
-        oidc = aws.iam.OpenIdConnectProvider(
-            f"{name}-oidc",
+    def _oidc_provider(
+        self, cluster: aws.eks.Cluster, issuer: pulumi.Output[str]
+    ) -> aws.iam.OpenIdConnectProvider:
+        """The IAM OIDC provider that service-account roles (IRSA) trust."""
+        return aws.iam.OpenIdConnectProvider(
+            f"{self._name}-oidc",
             url=issuer,
             client_id_lists=["sts.amazonaws.com"],
-            tags=tags,
+            tags=self._tags,
             opts=pulumi.ResourceOptions(parent=cluster),
         )
 
+    def _core_addons(
+        self, cluster: aws.eks.Cluster, node_groups: Sequence[pulumi.Resource]
+    ) -> list[aws.eks.Addon]:
+        """VPC CNI and kube-proxy at once; CoreDNS, a Deployment, once there are nodes."""
         addons = [
             self._addon(
-                name,
                 addon,
                 cluster=cluster,
-                kubernetes_version=args.kubernetes_version,
-                tags=tags,
                 configuration_values=(
                     json.dumps(ADDON_CONFIGURATION[addon]) if addon in ADDON_CONFIGURATION else None
                 ),
             )
             for addon in CORE_ADDONS
         ]
-        # CoreDNS and the EBS CSI controller are Deployments: they need nodes first.
-        addons.append(
-            self._addon(
-                name,
-                "coredns",
-                cluster=cluster,
-                kubernetes_version=args.kubernetes_version,
-                tags=tags,
-                depends_on=node_groups,
-            )
-        )
-        ebs_role = aws.iam.Role(
+        addons.append(self._addon("coredns", cluster=cluster, depends_on=node_groups))
+        return addons
+
+    def _ebs_csi_driver(
+        self,
+        cluster: aws.eks.Cluster,
+        node_groups: Sequence[pulumi.Resource],
+        oidc: aws.iam.OpenIdConnectProvider,
+        issuer: pulumi.Output[str],
+        volume_key: aws.kms.Key,
+    ) -> aws.eks.Addon:
+        """The EBS CSI add-on with its IRSA role; a Deployment, so after the nodes."""
+        name = self._name
+        role = aws.iam.Role(
             f"{name}-ebs-csi-role",
             assume_role_policy=irsa_trust_policy(oidc.arn, issuer, *EBS_CSI_SERVICE_ACCOUNT),
-            tags=tags,
+            tags=self._tags,
             opts=pulumi.ResourceOptions(parent=oidc),
         )
-        ebs_attachment = aws.iam.RolePolicyAttachment(
-            f"{name}-ebs-csi-policy",
-            role=ebs_role.name,
-            policy_arn=f"{policy}/service-role/AmazonEBSCSIDriverPolicy",
-            opts=pulumi.ResourceOptions(parent=ebs_role),
-        )
-        volume_key = encryption_key(
-            f"{name}-volumes-key",
-            description=f"{name}: persistent volumes (EBS)",
-            tags=tags,
-            parent=self,
-        )
         # The managed policy covers EBS itself; a customer-managed key needs its own grant.
-        ebs_kms = aws.iam.RolePolicy(
-            f"{name}-ebs-csi-kms",
-            role=ebs_role.id,
-            policy=volume_key.arn.apply(_ebs_kms_policy),
-            opts=pulumi.ResourceOptions(parent=ebs_role),
+        policies = self._role_policies(
+            f"{name}-ebs-csi",
+            role,
+            "service-role/AmazonEBSCSIDriverPolicy",
+            volume_key.arn.apply(_ebs_kms_policy),
         )
-        addons.append(
-            self._addon(
-                name,
-                "aws-ebs-csi-driver",
-                cluster=cluster,
-                kubernetes_version=args.kubernetes_version,
-                tags=tags,
-                service_account_role_arn=ebs_role.arn,
-                depends_on=[*node_groups, ebs_attachment, ebs_kms],
-            )
+        return self._addon(
+            "aws-ebs-csi-driver",
+            cluster=cluster,
+            service_account_role_arn=role.arn,
+            depends_on=[*node_groups, *policies],
         )
 
-        self.cluster_name = cluster.name
-        self.endpoint = cluster.endpoint
-        self.security_group_id = cluster.vpc_config.apply(
-            lambda vpc: str(
-                vpc.get("cluster_security_group_id") or vpc.get("clusterSecurityGroupId")
-                if isinstance(vpc, dict)
-                else vpc.cluster_security_group_id
-            )
-        )
-        # The private endpoint's interfaces carry the cluster security group, which
-        # admits only itself (the nodes): an in-VPC deployer needs HTTPS admitted
-        # from its network (EKS user guide, "Accessing a private only API server").
-        deployer_rules = [
+    def _role_policies(
+        self, prefix: str, role: aws.iam.Role, managed_policy: str, key_policy: pulumi.Input[str]
+    ) -> list[pulumi.Resource]:
+        """``<prefix>-policy``, AWS's managed policy, and ``<prefix>-kms``, the role's key use."""
+        return [
+            managed_policy_attachment(
+                f"{prefix}-policy", role, partition=self.partition, policy_name=managed_policy
+            ),
+            aws.iam.RolePolicy(
+                f"{prefix}-kms",
+                role=role.id,
+                policy=key_policy,
+                opts=pulumi.ResourceOptions(parent=role),
+            ),
+        ]
+
+    def _deployer_rules(self, cluster: aws.eks.Cluster) -> list[aws.vpc.SecurityGroupIngressRule]:
+        """HTTPS to the private endpoint from each in-VPC deployer network.
+
+        The endpoint's interfaces carry the cluster security group, which admits
+        only itself (the nodes) (EKS user guide, "Accessing a private only API server").
+        """
+        return [
             aws.vpc.SecurityGroupIngressRule(
-                f"{name}-api-from-deployer-{index}",
+                f"{self._name}-api-from-deployer-{index}",
                 security_group_id=self.security_group_id,
                 cidr_ipv4=cidr,
                 ip_protocol="tcp",
@@ -446,29 +489,34 @@ class EksCluster(EksClusterOutputs):
                 description=f"Kubernetes API from the deployer network {cidr}",
                 opts=pulumi.ResourceOptions(parent=cluster),
             )
-            for index, cidr in enumerate(args.deployer_cidrs)
+            for index, cidr in enumerate(self._args.deployer_cidrs)
         ]
-        self.oidc_provider_arn = oidc.arn
-        self.oidc_issuer_url = issuer
-        self.kubeconfig = pulumi.Output.secret(
+
+    def _kubeconfig(self, cluster: aws.eks.Cluster) -> pulumi.Output[str]:
+        """The cluster's kubeconfig, a secret (it names the endpoint and CA)."""
+        region = self._args.region
+        return pulumi.Output.secret(
             pulumi.Output.all(cluster.name, cluster.endpoint, cluster.certificate_authority).apply(
                 lambda values: render_kubeconfig(
-                    str(values[0]), str(values[1]), _ca_data(values[2]), args.region
+                    str(values[0]), str(values[1]), _ca_data(values[2]), region
                 )
             )
         )
-        # Cluster-wide objects (the default StorageClass, Karpenter and its node
-        # pool) go through a provider of their own; the provider every workload
-        # uses waits for them, so nothing claims storage or schedules pods first.
-        system_provider = k8s.Provider(
-            f"{name}-k8s-system",
+
+    def _k8s_provider(self, suffix: str, depends_on: Sequence[pulumi.Resource]) -> k8s.Provider:
+        """A Kubernetes provider ``<name>-<suffix>`` that waits for ``depends_on``."""
+        return k8s.Provider(
+            f"{self._name}-{suffix}",
             kubeconfig=self.kubeconfig,
-            opts=pulumi.ResourceOptions(
-                parent=self, depends_on=[*node_groups, *addons, *admin_entries, *deployer_rules]
-            ),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=list(depends_on)),
         )
-        storage_class = k8s.storage.v1.StorageClass(
-            f"{name}-gp3",
+
+    def _default_storage_class(
+        self, volume_key: aws.kms.Key, provider: k8s.Provider
+    ) -> k8s.storage.v1.StorageClass:
+        """The default StorageClass: gp3 encrypted with the volumes key."""
+        return k8s.storage.v1.StorageClass(
+            f"{self._name}-gp3",
             metadata=k8s.meta.v1.ObjectMetaArgs(
                 name=STORAGE_CLASS,
                 annotations={"storageclass.kubernetes.io/is-default-class": "true"},
@@ -484,77 +532,87 @@ class EksCluster(EksClusterOutputs):
             volume_binding_mode="WaitForFirstConsumer",
             allow_volume_expansion=True,
             reclaim_policy="Delete",
-            opts=pulumi.ResourceOptions(parent=self, provider=system_provider),
+            opts=pulumi.ResourceOptions(parent=self, provider=provider),
         )
-        ready: list[pulumi.Resource] = [*node_groups, *addons, *admin_entries, storage_class]
-        self.karpenter: Karpenter | None = None
-        if args.autoscaling is not None:
-            self.karpenter = Karpenter(
-                f"{name}-karpenter",
-                KarpenterArgs(
-                    cluster_name=cluster.name,
-                    cluster_endpoint=cluster.endpoint,
-                    cluster_arn=cluster.arn,
-                    oidc_provider_arn=oidc.arn,
-                    oidc_issuer_url=issuer,
-                    subnet_ids=args.subnet_ids,
-                    security_group_id=self.security_group_id,
-                    partition=partition,
-                    region=args.region,
-                    spec=args.autoscaling,
-                    provider=system_provider,
-                    after=[*node_groups, *addons],
-                    tags=tags,
-                ),
-                opts=pulumi.ResourceOptions(parent=self),
-            )
-            ready.append(self.karpenter)
-        #: The AWS partition (aws, aws-cn, ...), for ARNs built beside the cluster.
-        self.partition = partition
-        self.storage_class = STORAGE_CLASS
-        # Workloads wait for nodes and cluster DNS: a Deployment applied to a
-        # cluster without nodes would wait out its timeout and fail the update.
-        self.provider = k8s.Provider(
-            f"{name}-k8s",
-            kubeconfig=self.kubeconfig,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=ready),
-        )
-        self.register_outputs(
-            {
-                "cluster_name": self.cluster_name,
-                "endpoint": self.endpoint,
-                "oidc_provider_arn": self.oidc_provider_arn,
-                "kubeconfig": self.kubeconfig,
-            }
+
+    def _karpenter(
+        self,
+        cluster: aws.eks.Cluster,
+        oidc: aws.iam.OpenIdConnectProvider,
+        issuer: pulumi.Output[str],
+        provider: k8s.Provider,
+        after: Sequence[pulumi.Resource],
+    ) -> Karpenter | None:
+        """Karpenter and its NodePool, or None to leave scaling to the node groups."""
+        args = self._args
+        if args.autoscaling is None:
+            return None
+        return Karpenter(
+            f"{self._name}-karpenter",
+            KarpenterArgs(
+                cluster_name=cluster.name,
+                cluster_endpoint=cluster.endpoint,
+                cluster_arn=cluster.arn,
+                oidc_provider_arn=oidc.arn,
+                oidc_issuer_url=issuer,
+                subnet_ids=args.subnet_ids,
+                security_group_id=self.security_group_id,
+                partition=self.partition,
+                region=args.region,
+                spec=args.autoscaling,
+                provider=provider,
+                after=list(after),
+                tags=self._tags,
+            ),
+            opts=pulumi.ResourceOptions(parent=self),
         )
 
     def _addon(
         self,
-        name: str,
         addon: str,
         *,
         cluster: aws.eks.Cluster,
-        kubernetes_version: pulumi.Input[str],
-        tags: Mapping[str, str],
         configuration_values: str | None = None,
         service_account_role_arn: pulumi.Input[str] | None = None,
         depends_on: Sequence[pulumi.Resource] = (),
     ) -> aws.eks.Addon:
         """The managed add-on ``<name>-<addon>`` at EKS's default version for the cluster's."""
         return aws.eks.Addon(
-            f"{name}-{addon}",
+            f"{self._name}-{addon}",
             cluster_name=cluster.name,
             addon_name=addon,
-            addon_version=addon_version(addon, kubernetes_version, self),
+            addon_version=addon_version(addon, self._args.kubernetes_version, self),
             configuration_values=configuration_values,
             service_account_role_arn=service_account_role_arn,
             # On create, take over what EKS installed itself (aws-node, kube-proxy);
             # on update, keep what was changed in the cluster.
             resolve_conflicts_on_create="OVERWRITE",
             resolve_conflicts_on_update="PRESERVE",
-            tags=tags,
+            tags=self._tags,
             opts=pulumi.ResourceOptions(parent=cluster, depends_on=list(depends_on) or None),
         )
+
+
+def _cluster_security_group(vpc: Any) -> str:
+    """The security group EKS made for the cluster, from its ``vpc_config`` output."""
+    return str(
+        vpc.get("cluster_security_group_id") or vpc.get("clusterSecurityGroupId")
+        if isinstance(vpc, dict)
+        else vpc.cluster_security_group_id
+    )
+
+
+def _secrets_kms_policy(key_arn: str) -> str:
+    """What the control plane needs to envelope-encrypt Secrets with the key."""
+    return policy_document(
+        [
+            {
+                "Effect": "Allow",
+                "Action": ["kms:Encrypt", "kms:Decrypt", "kms:ListGrants", "kms:DescribeKey"],
+                "Resource": key_arn,
+            }
+        ]
+    )
 
 
 def _ebs_kms_policy(key_arn: str) -> str:

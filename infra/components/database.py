@@ -37,7 +37,7 @@ import pulumi_aws as aws
 import pulumi_random as random
 
 from infra import catalog
-from infra.components.datastore_placement import datastore_placement
+from infra.components.datastore_placement import DatastorePlacement, datastore_placement
 from infra.components.datastore_urls import postgres_dsn
 from infra.components.final_snapshot import final_snapshot_identifier
 
@@ -99,8 +99,9 @@ class Database(pulumi.ComponentResource):
         self, name: str, args: DatabaseArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("enterprisehub:aws:Database", name, None, opts)
-        tags = dict(args.tags)
-        child = pulumi.ResourceOptions(parent=self)
+        self._name = name
+        self._args = args
+        self._tags = dict(args.tags)
 
         placement = datastore_placement(
             name,
@@ -111,14 +112,39 @@ class Database(pulumi.ComponentResource):
             vpc_id=args.vpc_id,
             client_security_group_id=args.client_security_group_id,
             key_description=f"{name}: RDS storage" if args.storage_encrypted else None,
-            tags=tags,
+            tags=self._tags,
             parent=self,
         )
-        key, security_group = placement.key, placement.security_group
-        parameters = aws.rds.ParameterGroup(
-            f"{name}-params",
+        parameters = self._parameter_group()
+        owner_password = self._password("owner")
+        app_password = self._password("app")
+        log_groups = self._log_groups()
+        final_snapshot = self._final_snapshot(placement.key)
+        instance = self._instance(
+            placement, parameters, owner_password, final_snapshot, depends_on=log_groups
+        )
+
+        self.address = instance.address
+        self.port = instance.port
+        self.instance_arn = instance.arn
+        self.security_group_id = placement.security_group.id
+        self.owner_dsn = self._dsn(args.owner_username, owner_password, instance)
+        self.app_dsn = self._dsn(args.app_username, app_password, instance)
+        self.register_outputs(
+            {
+                "address": self.address,
+                "port": self.port,
+                "owner_dsn": self.owner_dsn,
+                "app_dsn": self.app_dsn,
+            }
+        )
+
+    def _parameter_group(self) -> aws.rds.ParameterGroup:
+        """PostgreSQL 15 parameters: TLS required, slow queries logged."""
+        return aws.rds.ParameterGroup(
+            f"{self._name}-params",
             family="postgres15",
-            description=f"{name}: TLS required, slow queries logged",
+            description=f"{self._name}: TLS required, slow queries logged",
             parameters=[
                 aws.rds.ParameterGroupParameterArgs(name="rds.force_ssl", value="1"),
                 # Statements slower than a second are logged for the slow-query review.
@@ -126,28 +152,37 @@ class Database(pulumi.ComponentResource):
                     name="log_min_duration_statement", value="1000"
                 ),
             ],
-            tags=tags,
-            opts=child,
-        )
-        owner_password = random.RandomPassword(
-            f"{name}-owner-password", length=PASSWORD_LENGTH, special=False, opts=child
-        )
-        app_password = random.RandomPassword(
-            f"{name}-app-password", length=PASSWORD_LENGTH, special=False, opts=child
+            tags=self._tags,
+            opts=pulumi.ResourceOptions(parent=self),
         )
 
-        log_groups = [
+    def _password(self, role: str) -> random.RandomPassword:
+        """The generated password ``<name>-<role>-password`` of one database role."""
+        return random.RandomPassword(
+            f"{self._name}-{role}-password",
+            length=PASSWORD_LENGTH,
+            special=False,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+
+    def _log_groups(self) -> list[aws.cloudwatch.LogGroup]:
+        """One log group per export, declared first so that retention is ours."""
+        return [
             aws.cloudwatch.LogGroup(
-                f"{name}-{export}-logs",
-                name=f"/aws/rds/instance/{args.identifier}/{export}",
+                f"{self._name}-{export}-logs",
+                name=f"/aws/rds/instance/{self._args.identifier}/{export}",
                 retention_in_days=LOG_RETENTION_DAYS,
-                tags=tags,
-                opts=child,
+                tags=self._tags,
+                opts=pulumi.ResourceOptions(parent=self),
             )
             for export in LOG_EXPORTS
         ]
-        final_snapshot = final_snapshot_identifier(
-            name,
+
+    def _final_snapshot(self, key: aws.kms.Key | None) -> pulumi.Output[str]:
+        """The final snapshot's name, new whenever pulumi-aws would replace the instance."""
+        args = self._args
+        return final_snapshot_identifier(
+            self._name,
             identifier=args.identifier,
             # What pulumi-aws replaces the instance for.
             keepers={
@@ -160,8 +195,21 @@ class Database(pulumi.ComponentResource):
             },
             parent=self,
         )
-        instance = aws.rds.Instance(
-            f"{name}-postgres",
+
+    def _instance(
+        self,
+        placement: DatastorePlacement,
+        parameters: aws.rds.ParameterGroup,
+        owner_password: random.RandomPassword,
+        final_snapshot: pulumi.Input[str],
+        *,
+        depends_on: Sequence[pulumi.Resource],
+    ) -> aws.rds.Instance:
+        """The RDS instance: private, encrypted with the store's key, backed up, protected."""
+        args = self._args
+        key = placement.key
+        return aws.rds.Instance(
+            f"{self._name}-postgres",
             identifier=args.identifier,
             engine="postgres",
             engine_version=args.engine_version,
@@ -176,7 +224,7 @@ class Database(pulumi.ComponentResource):
             password=owner_password.result,
             port=catalog.POSTGRES_PORT,
             db_subnet_group_name=placement.subnet_group.name,
-            vpc_security_group_ids=[security_group.id],
+            vpc_security_group_ids=[placement.security_group.id],
             parameter_group_name=parameters.name,
             publicly_accessible=False,
             multi_az=args.multi_az,
@@ -199,40 +247,27 @@ class Database(pulumi.ComponentResource):
             auto_minor_version_upgrade=True,
             # Changes wait for the maintenance window instead of restarting mid-day.
             apply_immediately=False,
-            tags=tags,
+            tags=self._tags,
             opts=pulumi.ResourceOptions(
                 parent=self,
                 additional_secret_outputs=["password"],
-                depends_on=log_groups,
+                depends_on=list(depends_on),
                 protect=args.deletion_protection,
             ),
         )
 
-        self.address = instance.address
-        self.port = instance.port
-        self.instance_arn = instance.arn
-        self.security_group_id = security_group.id
-        self.owner_dsn = postgres_dsn(
-            args.owner_username,
-            owner_password.result,
+    def _dsn(
+        self,
+        username: pulumi.Input[str],
+        password: random.RandomPassword,
+        instance: aws.rds.Instance,
+    ) -> pulumi.Output[str]:
+        """The TLS-verifying postgresql:// DSN of one role (a secret)."""
+        return postgres_dsn(
+            username,
+            password.result,
             instance.address,
             instance.port,
-            args.database_name,
+            self._args.database_name,
             query=TLS_QUERY,
-        )
-        self.app_dsn = postgres_dsn(
-            args.app_username,
-            app_password.result,
-            instance.address,
-            instance.port,
-            args.database_name,
-            query=TLS_QUERY,
-        )
-        self.register_outputs(
-            {
-                "address": self.address,
-                "port": self.port,
-                "owner_dsn": self.owner_dsn,
-                "app_dsn": self.app_dsn,
-            }
         )

@@ -320,67 +320,78 @@ class Datastores(pulumi.ComponentResource):
         probe_http: tuple[str, str] | None = None,
     ) -> k8s.apps.v1.StatefulSet:
         """One single-replica StatefulSet with a PVC template, plus its headless Service."""
+        volumes, mounts = _volumes(data_path, extra_writable, config_secret)
+        startup, liveness, readiness = _probes(port, probe_exec, probe_http)
+        sizes = self._sizes(store)
+        container = k8s.core.v1.ContainerArgs(
+            name=store,
+            image=image,
+            image_pull_policy="IfNotPresent",
+            command=list(command) if command else None,
+            ports=[k8s.core.v1.ContainerPortArgs(name="tcp", container_port=port)],
+            env=list(env) or None,
+            env_from=(
+                [
+                    k8s.core.v1.EnvFromSourceArgs(
+                        secret_ref=k8s.core.v1.SecretEnvSourceArgs(name=env_from_secret)
+                    )
+                ]
+                if env_from_secret is not None
+                else None
+            ),
+            startup_probe=startup,
+            liveness_probe=liveness,
+            readiness_probe=readiness,
+            resources=hardening.resources(sizes.cpu, sizes.memory),
+            security_context=hardening.container_security_context(uid=uid),
+            volume_mounts=mounts,
+        )
+        service = self._headless_service(store, port)
+        pod = k8s.core.v1.PodSpecArgs(
+            automount_service_account_token=False,
+            security_context=hardening.pod_security_context(uid=uid),
+            containers=[container],
+            volumes=volumes,
+        )
+        return self._statefulset_with_claim(store, service, pod, storage)
+
+    def _sizes(self, store: str) -> catalog.Resources:
+        """The store's requests and limits; Redis's memory follows its maxmemory."""
         args = self._args
-        labels = hardening.labels(store, hardening.COMPONENT_DATASTORE)
-        selector = hardening.selector_labels(store)
-        volumes = [hardening.tmp_volume()]
-        mounts = [
-            hardening.tmp_mount(),
-            k8s.core.v1.VolumeMountArgs(name="data", mount_path=data_path),
-        ]
-        for volume, path in (extra_writable or {}).items():
-            volumes.append(hardening.tmp_volume(volume, "64Mi"))
-            mounts.append(hardening.tmp_mount(volume, path))
-        if config_secret is not None:
-            secret_name, key, path = config_secret
-            volumes.append(
-                k8s.core.v1.VolumeArgs(
-                    name="config",
-                    secret=k8s.core.v1.SecretVolumeSourceArgs(
-                        secret_name=secret_name,
-                        items=[k8s.core.v1.KeyToPathArgs(key=key, path=key)],
-                        default_mode=0o440,
-                    ),
-                )
-            )
-            mounts.append(
-                k8s.core.v1.VolumeMountArgs(name="config", mount_path=path, read_only=True)
-            )
-
-        def probe(period: int, failures: int, http_path: str | None) -> k8s.core.v1.ProbeArgs:
-            if http_path is not None:
-                return k8s.core.v1.ProbeArgs(
-                    http_get=k8s.core.v1.HTTPGetActionArgs(path=http_path, port=port),
-                    period_seconds=period,
-                    timeout_seconds=3,
-                    failure_threshold=failures,
-                )
-            return k8s.core.v1.ProbeArgs(
-                exec_=k8s.core.v1.ExecActionArgs(command=list(probe_exec or [])),
-                period_seconds=period,
-                timeout_seconds=3,
-                failure_threshold=failures,
-            )
-
-        live, ready = probe_http if probe_http is not None else (None, None)
         sizes = args.resources[store]
         if store == "redis":
             sizes = catalog.Resources(
                 cpu=sizes.cpu, memory=redis_memory_limit(args.redis_maxmemory_mb)
             )
-        service = k8s.core.v1.Service(
+        return sizes
+
+    def _headless_service(self, store: str, port: int) -> k8s.core.v1.Service:
+        """Headless: one stable DNS name per pod, no virtual IP needed for one replica."""
+        return k8s.core.v1.Service(
             f"{self._name}-{store}-service",
             metadata=k8s.meta.v1.ObjectMetaArgs(
-                name=store, namespace=args.namespace, labels=labels
+                name=store,
+                namespace=self._args.namespace,
+                labels=hardening.labels(store, hardening.COMPONENT_DATASTORE),
             ),
             spec=k8s.core.v1.ServiceSpecArgs(
-                # Headless: one stable DNS name per pod, no virtual IP needed for one replica.
                 cluster_ip="None",
-                selector=selector,
+                selector=hardening.selector_labels(store),
                 ports=[k8s.core.v1.ServicePortArgs(name="tcp", port=port, target_port=port)],
             ),
             opts=pulumi.ResourceOptions(parent=self),
         )
+
+    def _statefulset_with_claim(
+        self,
+        store: str,
+        service: k8s.core.v1.Service,
+        pod: k8s.core.v1.PodSpecArgs,
+        storage: str,
+    ) -> k8s.apps.v1.StatefulSet:
+        """The StatefulSet of ``pod``: one replica and a ``data`` volume claim of ``storage``."""
+        args = self._args
+        labels = hardening.labels(store, hardening.COMPONENT_DATASTORE)
         return k8s.apps.v1.StatefulSet(
             f"{self._name}-{store}",
             metadata=k8s.meta.v1.ObjectMetaArgs(
@@ -392,43 +403,11 @@ class Datastores(pulumi.ComponentResource):
             spec=k8s.apps.v1.StatefulSetSpecArgs(
                 service_name=service.metadata.name,
                 replicas=1,
-                selector=k8s.meta.v1.LabelSelectorArgs(match_labels=selector),
+                selector=k8s.meta.v1.LabelSelectorArgs(
+                    match_labels=hardening.selector_labels(store)
+                ),
                 template=k8s.core.v1.PodTemplateSpecArgs(
-                    metadata=k8s.meta.v1.ObjectMetaArgs(labels=labels),
-                    spec=k8s.core.v1.PodSpecArgs(
-                        automount_service_account_token=False,
-                        security_context=hardening.pod_security_context(uid=uid),
-                        containers=[
-                            k8s.core.v1.ContainerArgs(
-                                name=store,
-                                image=image,
-                                image_pull_policy="IfNotPresent",
-                                command=list(command) if command else None,
-                                ports=[
-                                    k8s.core.v1.ContainerPortArgs(name="tcp", container_port=port)
-                                ],
-                                env=list(env) or None,
-                                env_from=(
-                                    [
-                                        k8s.core.v1.EnvFromSourceArgs(
-                                            secret_ref=k8s.core.v1.SecretEnvSourceArgs(
-                                                name=env_from_secret
-                                            )
-                                        )
-                                    ]
-                                    if env_from_secret is not None
-                                    else None
-                                ),
-                                startup_probe=probe(5, 24, live),
-                                liveness_probe=probe(10, 3, live),
-                                readiness_probe=probe(5, 3, ready),
-                                resources=hardening.resources(sizes.cpu, sizes.memory),
-                                security_context=hardening.container_security_context(uid=uid),
-                                volume_mounts=mounts,
-                            )
-                        ],
-                        volumes=volumes,
-                    ),
+                    metadata=k8s.meta.v1.ObjectMetaArgs(labels=labels), spec=pod
                 ),
                 volume_claim_templates=[
                     k8s.core.v1.PersistentVolumeClaimArgs(
@@ -509,3 +488,57 @@ class Datastores(pulumi.ComponentResource):
             ),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[minio]),
         )
+
+
+def _volumes(
+    data_path: str,
+    extra_writable: Mapping[str, str] | None,
+    config_secret: tuple[pulumi.Input[str], str, str] | None,
+) -> tuple[list[k8s.core.v1.VolumeArgs], list[k8s.core.v1.VolumeMountArgs]]:
+    """(volumes, mounts): /tmp, the data claim, small writable dirs, a read-only config file."""
+    volumes = [hardening.tmp_volume()]
+    mounts = [
+        hardening.tmp_mount(),
+        k8s.core.v1.VolumeMountArgs(name="data", mount_path=data_path),
+    ]
+    for volume, path in (extra_writable or {}).items():
+        volumes.append(hardening.tmp_volume(volume, "64Mi"))
+        mounts.append(hardening.tmp_mount(volume, path))
+    if config_secret is not None:
+        secret_name, key, path = config_secret
+        volumes.append(
+            k8s.core.v1.VolumeArgs(
+                name="config",
+                secret=k8s.core.v1.SecretVolumeSourceArgs(
+                    secret_name=secret_name,
+                    items=[k8s.core.v1.KeyToPathArgs(key=key, path=key)],
+                    default_mode=0o440,
+                ),
+            )
+        )
+        mounts.append(k8s.core.v1.VolumeMountArgs(name="config", mount_path=path, read_only=True))
+    return volumes, mounts
+
+
+def _probes(
+    port: int, probe_exec: Sequence[str] | None, probe_http: tuple[str, str] | None
+) -> tuple[k8s.core.v1.ProbeArgs, k8s.core.v1.ProbeArgs, k8s.core.v1.ProbeArgs]:
+    """(startup, liveness, readiness): HTTP (liveness, readiness paths) or the command."""
+
+    def probe(period: int, failures: int, http_path: str | None) -> k8s.core.v1.ProbeArgs:
+        if http_path is not None:
+            return k8s.core.v1.ProbeArgs(
+                http_get=k8s.core.v1.HTTPGetActionArgs(path=http_path, port=port),
+                period_seconds=period,
+                timeout_seconds=3,
+                failure_threshold=failures,
+            )
+        return k8s.core.v1.ProbeArgs(
+            exec_=k8s.core.v1.ExecActionArgs(command=list(probe_exec or [])),
+            period_seconds=period,
+            timeout_seconds=3,
+            failure_threshold=failures,
+        )
+
+    live, ready = probe_http if probe_http is not None else (None, None)
+    return probe(5, 24, live), probe(10, 3, live), probe(5, 3, ready)

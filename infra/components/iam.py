@@ -92,16 +92,25 @@ def service_role(
     )
 
 
+def managed_policy_attachment(
+    resource_name: str, role: aws.iam.Role, *, partition: str, policy_name: str
+) -> aws.iam.RolePolicyAttachment:
+    """Attach the AWS managed policy ``policy_name`` (its path after ``policy/``) to ``role``."""
+    return aws.iam.RolePolicyAttachment(
+        resource_name,
+        role=role.name,
+        policy_arn=f"arn:{partition}:iam::aws:policy/{policy_name}",
+        opts=pulumi.ResourceOptions(parent=role),
+    )
+
+
 def managed_policy_attachments(
     prefix: str, role: aws.iam.Role, *, partition: str, policy_names: Sequence[str]
 ) -> list[aws.iam.RolePolicyAttachment]:
     """Attach AWS managed policies to ``role``, one ``{prefix}-{policy}`` resource each."""
     return [
-        aws.iam.RolePolicyAttachment(
-            f"{prefix}-{policy_name}",
-            role=role.name,
-            policy_arn=f"arn:{partition}:iam::aws:policy/{policy_name}",
-            opts=pulumi.ResourceOptions(parent=role),
+        managed_policy_attachment(
+            f"{prefix}-{policy_name}", role, partition=partition, policy_name=policy_name
         )
         for policy_name in policy_names
     ]

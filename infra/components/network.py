@@ -13,7 +13,7 @@ carved from the last /19. Smaller VPCs (down to /20) keep the same proportions.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final, Literal
 
@@ -143,12 +143,52 @@ class Network(pulumi.ComponentResource):
         self, name: str, args: NetworkArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("enterprisehub:aws:Network", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
-        tags = dict(args.tags)
+        self._name = name
+        self._args = args
+        self._tags = dict(args.tags)
+        self.zone_ids, self.availability_zones = self._zones()
+        self.private_cidrs, public_cidrs = subnet_plan(args.vpc_cidr, args.az_count)
 
-        # By zone id, not name: names are shuffled per account, ids are not, and
-        # EKS refuses control-plane subnets in a few zone ids. Opt-in zones (Local
-        # Zones) are left out: EKS control planes cannot use them.
+        vpc = self._vpc()
+        igw = aws.ec2.InternetGateway(
+            f"{name}-igw",
+            vpc_id=vpc.id,
+            tags={**self._tags, "Name": f"{name}-igw"},
+            opts=pulumi.ResourceOptions(parent=vpc),
+        )
+        public_subnets = self._public_subnets(vpc, igw, public_cidrs)
+        nat_gateways = self._nat_gateways(vpc, igw, public_subnets)
+        private_subnets, private_route_tables = self._private_subnets(vpc, nat_gateways)
+        s3_endpoint = self._s3_endpoint(vpc, private_route_tables)
+        endpoint_sg = self._endpoint_security_group(vpc)
+        sts_endpoint = self._sts_endpoint(vpc, private_subnets, endpoint_sg)
+
+        self.s3_endpoint_id = s3_endpoint.id
+        self.s3_prefix_list_id = s3_endpoint.prefix_list_id
+        self.sts_endpoint_id = sts_endpoint.id
+        self.endpoint_security_group_id = endpoint_sg.id
+        self.vpc_id = vpc.id
+        self.vpc_cidr = vpc.cidr_block
+        self.private_subnet_ids = pulumi.Output.all(*[s.id for s in private_subnets])
+        self.public_subnet_ids = pulumi.Output.all(*[s.id for s in public_subnets])
+        self.register_outputs(
+            {
+                "vpc_id": self.vpc_id,
+                "private_subnet_ids": self.private_subnet_ids,
+                "public_subnet_ids": self.public_subnet_ids,
+                "s3_prefix_list_id": self.s3_prefix_list_id,
+                "sts_endpoint_id": self.sts_endpoint_id,
+            }
+        )
+
+    def _zones(self) -> tuple[list[str], list[str]]:
+        """(zone ids, zone names) of the first ``az_count`` zones EKS accepts, by id.
+
+        By zone id, not name: names are shuffled per account, ids are not, and
+        EKS refuses control-plane subnets in a few zone ids. Opt-in zones (Local
+        Zones) are left out: EKS control planes cannot use them.
+        """
+        args = self._args
         found = aws.get_availability_zones(
             state="available",
             filters=[
@@ -162,148 +202,168 @@ class Network(pulumi.ComponentResource):
         zone_ids = sorted(found.zone_ids)
         if len(zone_ids) < args.az_count:
             raise ValueError(
-                f"{name}: region {args.region} offers {len(zone_ids)} zones EKS accepts, "
+                f"{self._name}: region {args.region} offers {len(zone_ids)} zones EKS accepts, "
                 f"{args.az_count} requested"
             )
-        self.zone_ids = zone_ids[: args.az_count]
+        chosen = zone_ids[: args.az_count]
         by_id = dict(zip(found.zone_ids, found.names, strict=True))
-        self.availability_zones = [by_id[zone_id] for zone_id in self.zone_ids]
-        private_cidrs, public_cidrs = subnet_plan(args.vpc_cidr, args.az_count)
-        cluster_tag = {f"kubernetes.io/cluster/{args.cluster_name}": "shared"}
+        return chosen, [by_id[zone_id] for zone_id in chosen]
 
-        vpc = aws.ec2.Vpc(
-            f"{name}-vpc",
-            cidr_block=args.vpc_cidr,
-            enable_dns_hostnames=True,  # EKS and RDS endpoints resolve through VPC DNS
+    def _vpc(self) -> aws.ec2.Vpc:
+        """The VPC, with DNS: EKS and RDS endpoints resolve through VPC DNS."""
+        return aws.ec2.Vpc(
+            f"{self._name}-vpc",
+            cidr_block=self._args.vpc_cidr,
+            enable_dns_hostnames=True,
             enable_dns_support=True,
-            tags={**tags, "Name": f"{name}-vpc"},
-            opts=child,
-        )
-        vpc_child = pulumi.ResourceOptions(parent=vpc)
-        igw = aws.ec2.InternetGateway(
-            f"{name}-igw", vpc_id=vpc.id, tags={**tags, "Name": f"{name}-igw"}, opts=vpc_child
+            tags={**self._tags, "Name": f"{self._name}-vpc"},
+            opts=pulumi.ResourceOptions(parent=self),
         )
 
-        public_rt = _route_table(
-            f"{name}-public", vpc=vpc, tags={**tags, "Name": f"{name}-public"}, gateway_id=igw.id
-        )
-
-        public_subnets: list[aws.ec2.Subnet] = []
-        private_subnets: list[aws.ec2.Subnet] = []
-        nat_gateways: list[aws.ec2.NatGateway] = []
-        private_route_tables: list[aws.ec2.RouteTable] = []
-        for index, zone in enumerate(self.availability_zones):
-            subnet_tags = {**tags, **cluster_tag}
-            public = _subnet(
-                name,
-                "public",
+    def _tier_subnets(
+        self,
+        tier: Literal["public", "private"],
+        vpc: aws.ec2.Vpc,
+        cidrs: Sequence[str],
+        route_tables: Sequence[aws.ec2.RouteTable],
+    ) -> list[aws.ec2.Subnet]:
+        """One subnet of ``tier`` per zone, each routed by its route table."""
+        cluster_tag = {f"kubernetes.io/cluster/{self._args.cluster_name}": "shared"}
+        return [
+            _subnet(
+                self._name,
+                tier,
                 index,
                 zone,
                 self.zone_ids[index],
-                public_cidrs[index],
+                cidrs[index],
                 vpc,
-                subnet_tags,
-                public_rt,
+                {**self._tags, **cluster_tag},
+                route_tables[index],
             )
-            public_subnets.append(public)
+            for index, zone in enumerate(self.availability_zones)
+        ]
 
-            if args.nat_gateway_per_az or index == 0:
-                eip = aws.ec2.Eip(
-                    f"{name}-nat-{index}-eip",
-                    domain="vpc",
+    def _public_subnets(
+        self, vpc: aws.ec2.Vpc, igw: aws.ec2.InternetGateway, cidrs: Sequence[str]
+    ) -> list[aws.ec2.Subnet]:
+        """The public subnets, sharing one route table out through the internet gateway."""
+        name = self._name
+        route_table = _route_table(
+            f"{name}-public",
+            vpc=vpc,
+            tags={**self._tags, "Name": f"{name}-public"},
+            gateway_id=igw.id,
+        )
+        return self._tier_subnets("public", vpc, cidrs, [route_table] * len(cidrs))
+
+    def _nat_gateways(
+        self,
+        vpc: aws.ec2.Vpc,
+        igw: aws.ec2.InternetGateway,
+        public_subnets: Sequence[aws.ec2.Subnet],
+    ) -> list[aws.ec2.NatGateway]:
+        """A NAT gateway (and its Elastic IP) in each zone's public subnet, or the first only."""
+        name, tags = self._name, self._tags
+        gateways: list[aws.ec2.NatGateway] = []
+        for index, zone in enumerate(self.availability_zones):
+            if not (self._args.nat_gateway_per_az or index == 0):
+                continue
+            eip = aws.ec2.Eip(
+                f"{name}-nat-{index}-eip",
+                domain="vpc",
+                tags={**tags, "Name": f"{name}-nat-{zone}"},
+                opts=pulumi.ResourceOptions(parent=vpc),
+            )
+            gateways.append(
+                aws.ec2.NatGateway(
+                    f"{name}-nat-{index}",
+                    allocation_id=eip.allocation_id,
+                    subnet_id=public_subnets[index].id,
                     tags={**tags, "Name": f"{name}-nat-{zone}"},
-                    opts=vpc_child,
+                    opts=pulumi.ResourceOptions(parent=public_subnets[index], depends_on=[igw]),
                 )
-                nat_gateways.append(
-                    aws.ec2.NatGateway(
-                        f"{name}-nat-{index}",
-                        allocation_id=eip.allocation_id,
-                        subnet_id=public.id,
-                        tags={**tags, "Name": f"{name}-nat-{zone}"},
-                        opts=pulumi.ResourceOptions(parent=public, depends_on=[igw]),
-                    )
-                )
+            )
+        return gateways
 
-            private_rt = _route_table(
+    def _private_subnets(
+        self, vpc: aws.ec2.Vpc, nat_gateways: Sequence[aws.ec2.NatGateway]
+    ) -> tuple[list[aws.ec2.Subnet], list[aws.ec2.RouteTable]]:
+        """The private subnets, each with a route table out through a NAT gateway."""
+        name = self._name
+        route_tables = [
+            _route_table(
                 f"{name}-private-{index}",
                 vpc=vpc,
-                tags={**tags, "Name": f"{name}-private-{zone}"},
+                tags={**self._tags, "Name": f"{name}-private-{zone}"},
                 # Per-AZ NAT keeps a zone's egress inside the zone; otherwise all
                 # zones share the first gateway.
-                nat_gateway_id=nat_gateways[index if args.nat_gateway_per_az else 0].id,
+                nat_gateway_id=nat_gateways[index if self._args.nat_gateway_per_az else 0].id,
             )
-            private = _subnet(
-                name,
-                "private",
-                index,
-                zone,
-                self.zone_ids[index],
-                private_cidrs[index],
-                vpc,
-                subnet_tags,
-                private_rt,
-            )
-            private_subnets.append(private)
-            private_route_tables.append(private_rt)
+            for index, zone in enumerate(self.availability_zones)
+        ]
+        subnets = self._tier_subnets("private", vpc, self.private_cidrs, route_tables)
+        return subnets, route_tables
 
-        # Model and media traffic to S3 stays on the AWS network and costs no NAT
-        # data processing.
-        s3_endpoint = aws.ec2.VpcEndpoint(
-            f"{name}-s3-endpoint",
+    def _s3_endpoint(
+        self, vpc: aws.ec2.Vpc, route_tables: Sequence[aws.ec2.RouteTable]
+    ) -> aws.ec2.VpcEndpoint:
+        """S3 through a gateway endpoint in the private route tables.
+
+        Model and media traffic to S3 stays on the AWS network and costs no NAT
+        data processing.
+        """
+        return aws.ec2.VpcEndpoint(
+            f"{self._name}-s3-endpoint",
             vpc_id=vpc.id,
-            service_name=f"com.amazonaws.{args.region}.s3",
+            service_name=f"com.amazonaws.{self._args.region}.s3",
             vpc_endpoint_type="Gateway",
-            route_table_ids=[rt.id for rt in private_route_tables],
-            tags={**tags, "Name": f"{name}-s3"},
-            opts=vpc_child,
+            route_table_ids=[rt.id for rt in route_tables],
+            tags={**self._tags, "Name": f"{self._name}-s3"},
+            opts=pulumi.ResourceOptions(parent=vpc),
         )
 
-        # STS (the pods' IRSA web-identity exchange) through an interface endpoint:
-        # with private DNS its regional name resolves to addresses inside the
-        # private subnets, so a NetworkPolicy can allow it without 0.0.0.0/0.
-        endpoint_sg = aws.ec2.SecurityGroup(
+    def _endpoint_security_group(self, vpc: aws.ec2.Vpc) -> aws.ec2.SecurityGroup:
+        """The interface endpoints' security group: HTTPS from the VPC."""
+        name = self._name
+        group = aws.ec2.SecurityGroup(
             f"{name}-endpoints-sg",
             description=f"{name}: HTTPS from the VPC to interface endpoints",
             vpc_id=vpc.id,
-            tags={**tags, "Name": f"{name}-endpoints"},
-            opts=vpc_child,
+            tags={**self._tags, "Name": f"{name}-endpoints"},
+            opts=pulumi.ResourceOptions(parent=vpc),
         )
         aws.vpc.SecurityGroupIngressRule(
             f"{name}-endpoints-https",
-            security_group_id=endpoint_sg.id,
-            cidr_ipv4=args.vpc_cidr,
+            security_group_id=group.id,
+            cidr_ipv4=self._args.vpc_cidr,
             ip_protocol="tcp",
             from_port=443,
             to_port=443,
             description="HTTPS from the VPC",
-            opts=pulumi.ResourceOptions(parent=endpoint_sg),
+            opts=pulumi.ResourceOptions(parent=group),
         )
-        sts_endpoint = aws.ec2.VpcEndpoint(
-            f"{name}-sts-endpoint",
+        return group
+
+    def _sts_endpoint(
+        self,
+        vpc: aws.ec2.Vpc,
+        private_subnets: Sequence[aws.ec2.Subnet],
+        security_group: aws.ec2.SecurityGroup,
+    ) -> aws.ec2.VpcEndpoint:
+        """STS (the pods' IRSA web-identity exchange) through an interface endpoint.
+
+        With private DNS its regional name resolves to addresses inside the
+        private subnets, so a NetworkPolicy can allow it without 0.0.0.0/0.
+        """
+        return aws.ec2.VpcEndpoint(
+            f"{self._name}-sts-endpoint",
             vpc_id=vpc.id,
-            service_name=f"com.amazonaws.{args.region}.sts",
+            service_name=f"com.amazonaws.{self._args.region}.sts",
             vpc_endpoint_type="Interface",
             private_dns_enabled=True,
             subnet_ids=[subnet.id for subnet in private_subnets],
-            security_group_ids=[endpoint_sg.id],
-            tags={**tags, "Name": f"{name}-sts"},
-            opts=vpc_child,
-        )
-        self.s3_endpoint_id = s3_endpoint.id
-        self.s3_prefix_list_id = s3_endpoint.prefix_list_id
-        self.sts_endpoint_id = sts_endpoint.id
-        self.endpoint_security_group_id = endpoint_sg.id
-        self.private_cidrs = private_cidrs
-        self.vpc_id = vpc.id
-        self.vpc_cidr = vpc.cidr_block
-        self.private_subnet_ids = pulumi.Output.all(*[s.id for s in private_subnets])
-        self.public_subnet_ids = pulumi.Output.all(*[s.id for s in public_subnets])
-        self.register_outputs(
-            {
-                "vpc_id": self.vpc_id,
-                "private_subnet_ids": self.private_subnet_ids,
-                "public_subnet_ids": self.public_subnet_ids,
-                "s3_prefix_list_id": self.s3_prefix_list_id,
-                "sts_endpoint_id": self.sts_endpoint_id,
-            }
+            security_group_ids=[security_group.id],
+            tags={**self._tags, "Name": f"{self._name}-sts"},
+            opts=pulumi.ResourceOptions(parent=vpc),
         )

@@ -57,78 +57,17 @@ class Storage(pulumi.ComponentResource):
         self, name: str, args: StorageArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("enterprisehub:aws:Storage", name, None, opts)
-        tags = dict(args.tags)
+        self._name = name
+        self._args = args
+        self._tags = dict(args.tags)
         key = encryption_key(
-            f"{name}-key", description=f"{name}: S3 models and media", tags=tags, parent=self
+            f"{name}-key", description=f"{name}: S3 models and media", tags=self._tags, parent=self
         )
         self.key_arn = key.arn
         self.bucket_names = {}
         self.bucket_arns = {}
         for purpose, bucket_name in args.bucket_names.items():
-            prefix = f"{name}-{purpose.value}"
-            bucket = aws.s3.Bucket(
-                prefix,
-                bucket=bucket_name,
-                force_destroy=args.force_destroy,
-                tags={**tags, "Purpose": purpose.value},
-                # A bucket whose objects must outlive it is protected: a renamed
-                # bucket (storage.bucketPrefix) would be created empty and the old
-                # one's delete fail half-way through the update.
-                opts=pulumi.ResourceOptions(parent=self, protect=not args.force_destroy),
-            )
-            # Children inherit `protect`; the bucket's settings hold no data.
-            inner = pulumi.ResourceOptions(parent=bucket, protect=False)
-            aws.s3.BucketOwnershipControls(
-                f"{prefix}-ownership",
-                bucket=bucket.id,
-                rule=aws.s3.BucketOwnershipControlsRuleArgs(object_ownership="BucketOwnerEnforced"),
-                opts=inner,
-            )
-            public_block = aws.s3.BucketPublicAccessBlock(
-                f"{prefix}-public-access",
-                bucket=bucket.id,
-                block_public_acls=True,
-                block_public_policy=True,
-                ignore_public_acls=True,
-                restrict_public_buckets=True,
-                opts=inner,
-            )
-            aws.s3.BucketVersioning(
-                f"{prefix}-versioning",
-                bucket=bucket.id,
-                versioning_configuration=aws.s3.BucketVersioningVersioningConfigurationArgs(
-                    status="Enabled"
-                ),
-                opts=inner,
-            )
-            aws.s3.BucketServerSideEncryptionConfiguration(
-                f"{prefix}-encryption",
-                bucket=bucket.id,
-                rules=[
-                    aws.s3.BucketServerSideEncryptionConfigurationRuleArgs(
-                        apply_server_side_encryption_by_default=aws.s3.BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultArgs(
-                            sse_algorithm="aws:kms", kms_master_key_id=key.arn
-                        ),
-                        bucket_key_enabled=True,
-                    )
-                ],
-                opts=inner,
-            )
-            aws.s3.BucketLifecycleConfiguration(
-                f"{prefix}-lifecycle",
-                bucket=bucket.id,
-                rules=self._lifecycle_rules(purpose, args),
-                opts=inner,
-            )
-            aws.s3.BucketPolicy(
-                f"{prefix}-tls-only",
-                bucket=bucket.id,
-                policy=bucket.arn.apply(tls_only_policy),
-                # S3 rejects policy writes racing the public access block's creation.
-                opts=pulumi.ResourceOptions.merge(
-                    inner, pulumi.ResourceOptions(depends_on=[public_block])
-                ),
-            )
+            bucket = self._bucket(purpose, bucket_name, key)
             self.bucket_names[purpose] = bucket.bucket
             self.bucket_arns[purpose] = bucket.arn
         self.register_outputs(
@@ -137,6 +76,41 @@ class Storage(pulumi.ComponentResource):
                 "key_arn": self.key_arn,
             }
         )
+
+    def _bucket(self, purpose: catalog.Bucket, bucket_name: str, key: aws.kms.Key) -> aws.s3.Bucket:
+        """One bucket with its access controls, encryption, lifecycle and TLS-only policy."""
+        args = self._args
+        prefix = f"{self._name}-{purpose.value}"
+        bucket = aws.s3.Bucket(
+            prefix,
+            bucket=bucket_name,
+            force_destroy=args.force_destroy,
+            tags={**self._tags, "Purpose": purpose.value},
+            # A bucket whose objects must outlive it is protected: a renamed
+            # bucket (storage.bucketPrefix) would be created empty and the old
+            # one's delete fail half-way through the update.
+            opts=pulumi.ResourceOptions(parent=self, protect=not args.force_destroy),
+        )
+        # Children inherit `protect`; the bucket's settings hold no data.
+        inner = pulumi.ResourceOptions(parent=bucket, protect=False)
+        public_block = _access_controls(prefix, bucket, inner)
+        _versioned_encryption(prefix, bucket, key, inner)
+        aws.s3.BucketLifecycleConfiguration(
+            f"{prefix}-lifecycle",
+            bucket=bucket.id,
+            rules=self._lifecycle_rules(purpose, args),
+            opts=inner,
+        )
+        aws.s3.BucketPolicy(
+            f"{prefix}-tls-only",
+            bucket=bucket.id,
+            policy=bucket.arn.apply(tls_only_policy),
+            # S3 rejects policy writes racing the public access block's creation.
+            opts=pulumi.ResourceOptions.merge(
+                inner, pulumi.ResourceOptions(depends_on=[public_block])
+            ),
+        )
+        return bucket
 
     @staticmethod
     def _lifecycle_rules(
@@ -180,4 +154,52 @@ def _whole_bucket_rule(rule_id: str, **action: Any) -> aws.s3.BucketLifecycleCon
         status="Enabled",
         filter=aws.s3.BucketLifecycleConfigurationRuleFilterArgs(prefix=""),
         **action,
+    )
+
+
+def _access_controls(
+    prefix: str, bucket: aws.s3.Bucket, opts: pulumi.ResourceOptions
+) -> aws.s3.BucketPublicAccessBlock:
+    """ACLs disabled (the owner owns every object) and all four public access switches on."""
+    aws.s3.BucketOwnershipControls(
+        f"{prefix}-ownership",
+        bucket=bucket.id,
+        rule=aws.s3.BucketOwnershipControlsRuleArgs(object_ownership="BucketOwnerEnforced"),
+        opts=opts,
+    )
+    return aws.s3.BucketPublicAccessBlock(
+        f"{prefix}-public-access",
+        bucket=bucket.id,
+        block_public_acls=True,
+        block_public_policy=True,
+        ignore_public_acls=True,
+        restrict_public_buckets=True,
+        opts=opts,
+    )
+
+
+def _versioned_encryption(
+    prefix: str, bucket: aws.s3.Bucket, key: aws.kms.Key, opts: pulumi.ResourceOptions
+) -> None:
+    """Versioning, and SSE-KMS with ``key`` and an S3 bucket key (fewer KMS calls)."""
+    aws.s3.BucketVersioning(
+        f"{prefix}-versioning",
+        bucket=bucket.id,
+        versioning_configuration=aws.s3.BucketVersioningVersioningConfigurationArgs(
+            status="Enabled"
+        ),
+        opts=opts,
+    )
+    aws.s3.BucketServerSideEncryptionConfiguration(
+        f"{prefix}-encryption",
+        bucket=bucket.id,
+        rules=[
+            aws.s3.BucketServerSideEncryptionConfigurationRuleArgs(
+                apply_server_side_encryption_by_default=aws.s3.BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultArgs(
+                    sse_algorithm="aws:kms", kms_master_key_id=key.arn
+                ),
+                bucket_key_enabled=True,
+            )
+        ],
+        opts=opts,
     )
