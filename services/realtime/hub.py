@@ -6,7 +6,8 @@ position is taken and before the replay is read; see `connections`.
 
 Refusals (after the upgrade, so browsers can read code and reason):
 
-- 1008 policy violation: a malformed or unknown ``last_event_id``.
+- 1008 policy violation: a malformed or unknown ``last_event_id``, or one
+  ahead of the tenant's newest stream entry (it was never sent).
 - 1013 try again later: the tenant is at WS_MAX_CONNECTIONS_PER_TENANT
   (reason ``tenant connection limit N reached``), or this replica cannot
   reach Redis to start the tenant's feed, or Postgres to resolve an event
@@ -45,7 +46,7 @@ from services.realtime.frames import (
 )
 from services.realtime.metrics import LatencyWindow, RealtimeMetrics
 from services.realtime.outbox import RowWriter
-from services.realtime.stream import REDIS_DOWN, EventStream, StreamFanout
+from services.realtime.stream import EMPTY_STREAM_ID, REDIS_DOWN, EventStream, StreamFanout
 
 log = logging.getLogger(__name__)
 
@@ -141,13 +142,14 @@ class FeedHub:
             return None
         if _STREAM_ID.fullmatch(last_event_id):
             try:
-                parse_stream_id(last_event_id)
+                cursor = parse_stream_id(last_event_id)
             except ValueError:
                 raise FeedRefusedError(
                     WS_POLICY_VIOLATION,
                     "last_event_id is out of range: send the stream_id of the last frame",
                     "bad_last_event_id",
                 ) from None
+            await self._refuse_if_ahead(tenant_id, cursor)
             return last_event_id
         try:
             # uuid.UUID strips braces, "urn:uuid:" and hyphens: only the
@@ -176,6 +178,24 @@ class FeedHub:
                 "unknown_last_event_id",
             )
         return stream_id
+
+    async def _refuse_if_ahead(self, tenant_id: str, cursor: tuple[int, int]) -> None:
+        # A cursor past the stream's newest entry was never sent by it (a
+        # client's bug, or a Redis whose clock went back): resuming from it
+        # would silently skip every live event until the stream caught up.
+        # This replica's own position settles most resumes without Redis;
+        # an empty stream (Redis lost its data) still resumes from Postgres.
+        known = self.fanout.position(tenant_id)
+        if known is not None and cursor <= parse_stream_id(known):
+            return
+        newest = await self.events.last_id(tenant_id)
+        if newest != EMPTY_STREAM_ID and cursor > parse_stream_id(newest):
+            raise FeedRefusedError(
+                WS_POLICY_VIOLATION,
+                f"last_event_id is ahead of the stream (newest {newest}): "
+                "send the stream_id of the last frame received",
+                "bad_last_event_id",
+            )
 
     async def _find_in_tail(self, tenant_id: str, event_id: str) -> str | None:
         # The batched "published" mark may not be written yet: look near the tail.

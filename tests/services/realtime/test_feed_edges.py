@@ -6,6 +6,7 @@ import contextlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import httpx
 import pytest
 import pytest_asyncio
 from pydantic import SecretStr
@@ -14,9 +15,16 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from localrun.servers import RedisServer
 from services.common.scopes import CRM_INGEST, FEED_READ, LEADS_SCORE
+from services.common.scoring import LeadFeatures
 from services.common.serving import WS_MAX_MESSAGE_BYTES
 from services.realtime.config import RealtimeSettings
-from tests.services.realtime.conftest import RECEIVE_TIMEOUT, Replica, open_feed
+from tests.services.realtime.conftest import (
+    RECEIVE_TIMEOUT,
+    Replica,
+    event_body,
+    open_feed,
+    post_event,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -82,6 +90,26 @@ async def test_out_of_range_resume_id_is_a_client_error_not_redis_down(
     # used to be reported as an outage (1013), so clients retried forever.
     code, reason = await _close_of(capped, make_token("tenant-a"), f"last_event_id={last_event_id}")
     assert (code, "out of range" in reason) == (1008, True)
+
+
+async def test_resume_id_ahead_of_the_stream_is_refused(
+    capped: Replica,
+    http: httpx.AsyncClient,
+    make_token: Callable[..., str],
+    sample_leads: list[LeadFeatures],
+) -> None:
+    # Such an id was never sent; resuming from it skipped live events silently.
+    token = make_token("tenant-a")
+    ack = await post_event(http, capped, token, event_body(sample_leads[0]))
+    ms, seq = (int(part) for part in ack["stream_id"].split("-"))
+    for ahead in (f"{ms}-{seq + 1}", f"{ms + 86_400_000}-0"):
+        code, reason = await _close_of(capped, token, f"last_event_id={ahead}")
+        assert (code, "ahead of the stream" in reason) == (1008, True)
+    async with open_feed(capped, token, last_event_id=ack["stream_id"]) as feed:
+        assert feed.ready["replayed"] == 0
+    # A stream that lost its entries (Redis lost its data) still resumes.
+    async with open_feed(capped, make_token("tenant-b"), last_event_id=f"{ms}-0") as feed:
+        assert feed.ready["tenant_id"] == "tenant-b"
 
 
 async def test_slot_is_returned_when_the_feed_fails_after_admission(
