@@ -37,7 +37,8 @@ CLIENT_CLOSED_REQUEST = 499
 """The status recorded for a request whose client left before its body was read."""
 
 
-def _reason_for_status(status: int) -> str:
+def reason_for_status(status: int) -> str:
+    """The ``reason`` of an error answer that has no more specific one: its status phrase."""
     try:
         return HTTPStatus(status).phrase.lower().replace(" ", "_").replace("-", "_")
     except ValueError:
@@ -78,7 +79,7 @@ class ApiError(StarletteHTTPException):
 
 async def _http(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
-    reason = exc.reason if isinstance(exc, ApiError) else _reason_for_status(exc.status_code)
+    reason = exc.reason if isinstance(exc, ApiError) else reason_for_status(exc.status_code)
     return JSONResponse(
         {"detail": exc.detail, "reason": reason},
         status_code=exc.status_code,

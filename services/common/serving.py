@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import dataclasses
 import logging
 import re
 from typing import Any
@@ -50,6 +51,12 @@ import orjson
 from uvicorn.config import LOGGING_CONFIG
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.datastructures import Headers
+from websockets.http11 import Response
+from websockets.server import ServerProtocol
+from websockets.typing import StatusLike
+
+from services.common.errors import reason_for_status
 
 REDACTED = "[redacted]"
 MAX_REQUEST_LINE_BYTES = 8192
@@ -67,6 +74,8 @@ REQUEST_BODY_TIMEOUT_SECONDS = 20.0
 """Time a request body gets from the end of its head, before the credit below."""
 REQUEST_BODY_MIN_BYTES_PER_SECOND = 500
 """Each this many body bytes received extend the body's deadline by a second."""
+
+_WS_REFUSAL_PREFIX = "Failed to open a WebSocket connection: "
 
 # Order matters: the specific forms first so that their names stay readable.
 _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
@@ -165,13 +174,39 @@ def install_redaction(logger: logging.Logger | None = None) -> None:
             handler.addFilter(RedactCredentials())
 
 
+class _JsonRefusingServerProtocol(ServerProtocol):
+    """websockets' server side, refusing a handshake with ``{detail, reason}`` JSON."""
+
+    def reject(self, status: StatusLike, text: str) -> Response:
+        """The refusal websockets would send (status, headers), its body as JSON."""
+        plain = super().reject(status, text)
+        detail = text.strip().removeprefix(_WS_REFUSAL_PREFIX).rstrip(".") or plain.reason_phrase
+        body = orjson.dumps({"detail": detail, "reason": reason_for_status(plain.status_code)})
+        headers = Headers(
+            (name, value)
+            for name, value in plain.headers.raw_items()
+            if name.lower() not in ("content-type", "content-length")
+        )
+        headers["Content-Type"] = "application/json"
+        headers["Content-Length"] = str(len(body))
+        return dataclasses.replace(plain, headers=headers, body=body)
+
+
 class BoundedWebSocketProtocol(WebSocketsSansIOProtocol):
     """uvicorn's websockets protocol that answers a refused handshake and closes.
 
     websockets' parser rejects an oversized or malformed handshake by queueing
     a 4xx response (or an EOF) but reports no event, and uvicorn only writes
     what follows an event: the client waits forever on an open connection.
+    Its refusals (a bad ``Sec-WebSocket-Key`` or version) are text/plain; here
+    they are ``{detail, reason}`` JSON like every other error of the services.
     """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # uvicorn builds its ServerProtocol itself, with no hook to choose the
+        # class: the same object, given the subclass that words refusals.
+        self.conn.__class__ = _JsonRefusingServerProtocol
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)

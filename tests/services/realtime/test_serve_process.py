@@ -208,6 +208,14 @@ def test_oversized_handshakes_are_answered_and_closed(served: Served, request_by
             id="two Content-Lengths",
         ),
         pytest.param(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", id="TLS to plain HTTP"),
+        pytest.param(
+            _upgrade("/v1/feed").replace(b"dGhlIHNhbXBsZSBub25jZQ==", b"short"),
+            id="bad Sec-WebSocket-Key",
+        ),
+        pytest.param(
+            _upgrade("/v1/feed").replace(b"Version: 13", b"Version: 8"),
+            id="unsupported Sec-WebSocket-Version",
+        ),
     ],
 )
 def test_an_unparseable_request_is_answered_with_a_json_error(
