@@ -226,10 +226,15 @@ async def store_signals(
             f"{len(unknown)} lead(s) are not registered; PUT them to /v1/churn/leads first",
             [{"lead_id": lead, "problem": "unknown lead"} for lead in unknown[:50]],
         )
+    # In signal_id order, after the leads: a batch waits on another's uncommitted
+    # signal_id only while holding smaller ones, so batches whose ids cross (the
+    # same ids for other leads, in other orders) queue instead of deadlocking.
     stored = await conn.fetch(
         """
         INSERT INTO churn_signals (signal_id, lead_id, signal_type, occurred_at, data)
         SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::timestamptz[], $5::jsonb[])
+             AS u(signal_id, lead_id, signal_type, occurred_at, data)
+        ORDER BY u.signal_id
         ON CONFLICT (tenant_id, signal_id) DO NOTHING
         RETURNING lead_id, signal_type, occurred_at, data
         """,

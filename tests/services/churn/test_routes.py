@@ -22,6 +22,7 @@ from services.common.redis import Redis
 from services.common.scopes import FEED_READ, OPERATOR, SCOPES
 from tests.flags import tenants_around
 
+CROSSING_ROUNDS = 5
 AppClient = Callable[[FastAPI], AbstractAsyncContextManager[httpx.AsyncClient]]
 
 
@@ -240,6 +241,49 @@ async def test_batches_of_the_same_leads_in_any_order_upsert_together_without_de
             assert [a.status_code for a in answers] == [200] * 6, [a.text for a in answers]
     async with owner_db.unscoped() as conn:
         assert await conn.fetchval("SELECT count(*) FROM churn_leads") == 300
+
+
+async def test_batches_sending_the_same_signal_ids_for_other_leads_do_not_deadlock(
+    churn_app: FastAPI,
+    app_client: AppClient,
+    make_token: Callable[..., str],
+    owner_db: Database,
+) -> None:
+    # Each batch inserted its signals in the order sent: two batches of other
+    # leads sharing signal ids in crossing orders each held an id the other
+    # waited for, and Postgres aborted one of them (a 500 deadlock_detected).
+    auth = {"Authorization": f"Bearer {make_token('t1')}"}
+    count = 500
+    leads = [{"lead_id": f"{side}-{i:03d}"} for side in "ab" for i in range(count)]
+    at = datetime.now(UTC).isoformat()
+    async with app_client(churn_app) as client:
+        put = await client.put("/v1/churn/leads", json={"leads": leads}, headers=auth)
+        assert put.status_code == 200, put.text
+        for _ in range(CROSSING_ROUNDS):
+            ids = [str(uuid.uuid4()) for _ in range(count)]
+            batches = [
+                [
+                    {
+                        "signal_id": ids[i],
+                        "lead_id": f"{side}-{i:03d}",
+                        "type": "email_opened",
+                        "occurred_at": at,
+                    }
+                    for i in order
+                ]
+                for side, order in (("a", range(count)), ("b", reversed(range(count))))
+            ]
+            answers = await asyncio.gather(
+                *[
+                    client.post("/v1/churn/signals", json={"signals": batch}, headers=auth)
+                    for batch in batches
+                ]
+            )
+            assert [a.status_code for a in answers] == [202, 202], [a.text for a in answers]
+            # Each id stored once, by whichever batch got it first.
+            assert sum(a.json()["stored"] for a in answers) == count
+    async with owner_db.unscoped() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM churn_signals") == CROSSING_ROUNDS * count
 
 
 async def test_timestamps_outside_what_postgres_round_trips_are_422_naming_the_field(
