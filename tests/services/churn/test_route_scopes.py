@@ -196,18 +196,10 @@ def poisoning_standin() -> Iterator[StandinServer]:
 
 @pytest.fixture
 def churn_app(
-    churn_env: dict[str, str], poisoning_standin: StandinServer, monkeypatch: pytest.MonkeyPatch
+    served_app: Callable[[StandinServer], FastAPI], poisoning_standin: StandinServer
 ) -> FastAPI:
     """The served app, its worker and scheduler off (tests drive them), sending to the stand-in."""
-    for key, value in {
-        "CHURN_WORKER_ENABLED": "false",
-        "CHURN_SCHEDULER_ENABLED": "false",
-        "CHURN_INTERVENTION_RETRY_COUNT": "0",
-        "GHL_API_KEY": STANDIN_KEY,
-        "GHL_BASE_URL": poisoning_standin.url,
-    }.items():
-        monkeypatch.setenv(key, value)
-    return create_app(ChurnSettings.from_env(), registry=CollectorRegistry())
+    return served_app(poisoning_standin)
 
 
 @pytest_asyncio.fixture
