@@ -183,7 +183,7 @@ class Deliverer:
     metrics: ChurnMetrics | None = None
     #: True when the tenant is known to be outside the ``churn_prevention``
     #: rollout (the flag read and saying no): its sends are cancelled, since
-    #: its signals, a reply that would cancel them included, are refused then.
+    #: sending is what the flag turns off (its signals are still stored).
     outside_rollout: Callable[[str], bool] = field(default=lambda _: False)
 
     async def deliver(

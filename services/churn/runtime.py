@@ -18,12 +18,14 @@
   last heartbeat, not after the next pass (60 s by default, two thirds of the
   30-second detection-to-intervention budget on its own).
 
-The ``churn_prevention`` flag gates each tenant (``feature_enabled``): a tenant
-outside the rollout is skipped by the scheduled pass and by signal-triggered
-detection, so it gets no new interventions, and its sends still queued are
-cancelled (``feature_disabled``) when their turn comes: its signals are refused
-now, so a reply could no longer cancel them. A flag never read (Redis down
-since the start) cancels nothing. The decision goes
+The ``churn_prevention`` flag gates what each tenant's leads are done to
+(``feature_enabled``): a tenant outside the rollout is skipped by the scheduled
+pass's detection and by signal-triggered detection, so it gets no new
+interventions, and its sends still queued are cancelled (``feature_disabled``)
+when their turn comes. What it knows is not gated: its signals are still
+stored (routes/signals.py), so the first pass after it is back in works on
+them, and its interventions of the last 24 h still count in the health
+aggregates. A flag never read (Redis down since the start) cancels nothing. The decision goes
 through the app's OpenFeature client, as the routes' (reasons, hooks, the
 ``feature_flag_evaluations_total`` metric), once per tenant and pass or
 detection job, never per lead (and once per delivery job): about 10 µs each,
@@ -304,9 +306,12 @@ class ChurnRuntime:
         snapshot = HealthSnapshot()
         queued_since_analyze = 0
         for tenant_id in await self.tenants():
-            if not self.feature_enabled(tenant_id):
-                continue
             try:
+                if not self.feature_enabled(tenant_id):
+                    # No detection, but its interventions of the last 24 h and
+                    # their outcomes (still reported) are measured all the same.
+                    await self._add_health(snapshot, tenant_id)
+                    continue
                 result = await detect_tenant(
                     self.db, tenant_id=tenant_id, model=self.model, config=self.detection, now=now
                 )

@@ -109,7 +109,7 @@ CrmTimestamp = Annotated[AwareDatetime, AfterValidator(_not_before_1970)]
 
 
 class LeadUpsert(BaseModel):
-    """A lead to watch (created or updated): contact data and pipeline stage."""
+    """A lead to watch (created or updated): contact data, pipeline stage, a reopening."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -121,6 +121,11 @@ class LeadUpsert(BaseModel):
     timezone: TimeZoneName = Field(default="UTC", description="IANA zone, e.g. America/Denver.")
     pipeline_stage: PipelineStage = "new"
     created_at: Annotated[CrmTimestamp, AfterValidator(_not_in_future)] | None = None
+    status: Literal["active"] | None = Field(
+        default=None,
+        description="active: the CRM reopened the lead, watch it again if churned; "
+        "omitted: the stored status is kept.",
+    )
 
     @property
     def stage_ordinal(self) -> int:

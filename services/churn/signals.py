@@ -44,15 +44,22 @@ UPDATE churn_leads l SET
         unanswered_outbound = CASE WHEN u.reset THEN u.added
                                    ELSE l.unanswered_outbound + u.added END,
         pipeline_stage = COALESCE(u.stage, l.pipeline_stage),
-        status = CASE WHEN u.lost THEN 'churned' ELSE l.status END
+        status = CASE WHEN u.lost_at IS NOT NULL THEN 'churned'
+                      WHEN u.reopened THEN 'active' ELSE l.status END,
+        -- When it last went from watched to churned (revision 0016).
+        churned_at = CASE WHEN u.lost_at IS NOT NULL AND (l.status <> 'churned' OR u.reopened)
+                          THEN u.lost_at
+                          WHEN u.reopened THEN NULL ELSE l.churned_at END
     FROM (
         SELECT v.*, power(2, -greatest(extract(epoch FROM $12 - c.decay_at), 0)
-                             / ($15 * 86400.0)) AS k
+                             / ($15 * 86400.0)) AS k,
+               -- Written back after it churned (a late copy of an earlier reply is not).
+               coalesce(c.status = 'churned' AND v.re_engaged > c.churned_at, false) AS reopened
         FROM unnest($1::text[], $2::float8[], $3::float8[], $4::float8[], $5::float8[],
                     $6::timestamptz[], $7::timestamptz[], $8::timestamptz[], $9::bool[],
-                    $10::int[], $11::int2[], $13::bool[], $14::timestamptz[])
+                    $10::int[], $11::int2[], $13::timestamptz[], $14::timestamptz[])
              AS v(lead_id, inbound, outbound, opens, appointments, last_inbound, last_outbound,
-                  last_signal, reset, added, stage, lost, re_engaged)
+                  last_signal, reset, added, stage, lost_at, re_engaged)
         JOIN churn_leads c ON c.lead_id = v.lead_id
     ) u
     WHERE l.lead_id = u.lead_id
@@ -80,7 +87,8 @@ class _LeadDelta:
     unanswered_reset: bool = False
     unanswered_added: int = 0
     stage: int | None = None
-    lost: bool = False
+    #: The batch's ``lead_lost``, unless a re-engaging signal followed it.
+    lost_at: datetime | None = None
     re_engaged_at: datetime | None = None
     outcomes: list[str] = field(default_factory=list)
 
@@ -110,6 +118,8 @@ class StoreResult:
 async def upsert_leads(conn: Any, leads: Sequence[LeadUpsert]) -> int:
     """Create or update leads (and register the tenant for the detection pass).
 
+    A churned lead sent with ``status: "active"`` is reopened (`_reopen`).
+
     Written in lead_id order, the order every writer of leads locks them in:
     in the order sent, two batches of the same leads in different orders (or
     a batch and a signal batch or a detection pass) deadlocked.
@@ -137,7 +147,27 @@ async def upsert_leads(conn: Any, leads: Sequence[LeadUpsert]) -> int:
         [lead.stage_ordinal for lead in leads],
         [lead.created_at for lead in leads],
     )
+    reopen = sorted(lead.lead_id for lead in leads if lead.status == "active")
+    if reopen:
+        await _reopen(conn, reopen)
     return len(rows)
+
+
+async def _reopen(conn: Any, lead_ids: Sequence[str]) -> None:
+    """Watch these leads again if churned (the CRM reopened them; rows locked by the upsert).
+
+    The reopening counts as their re-engagement: every send decided before it
+    (while they were still watched, before they churned) is cancelled now if
+    pending, and by the delivery (``lead_re_engaged``) if in flight or
+    replayed. Only a detection pass after it contacts them again.
+    """
+    rows = await conn.fetch(
+        "UPDATE churn_leads SET status = 'active', churned_at = NULL, "
+        "re_engaged_at = GREATEST(re_engaged_at, now()) "
+        "WHERE lead_id = ANY($1::text[]) AND status = 'churned' RETURNING lead_id",
+        list(lead_ids),
+    )
+    await _cancel_pending(conn, [row["lead_id"] for row in rows])
 
 
 def _check(signals: Sequence[SignalCreate], now: datetime) -> None:
@@ -192,9 +222,10 @@ def _fold(rows: Sequence[Any], now: datetime) -> dict[str, _LeadDelta]:
         elif kind == "stage_changed":
             delta.stage = PIPELINE_STAGES[row["data"]["stage"]]
         elif kind == "lead_lost":
-            delta.lost = True
+            delta.lost_at = occurred
         if kind in RE_ENGAGEMENT:
             delta.re_engaged_at = occurred
+            delta.lost_at = None
         if kind in OUTCOME_FOR_SIGNAL:
             delta.outcomes.append(OUTCOME_FOR_SIGNAL[kind])
     return deltas
@@ -226,10 +257,15 @@ async def store_signals(
             f"{len(unknown)} lead(s) are not registered; PUT them to /v1/churn/leads first",
             [{"lead_id": lead, "problem": "unknown lead"} for lead in unknown[:50]],
         )
+    # In signal_id order, after the leads: a batch waits on another's uncommitted
+    # signal_id only while holding smaller ones, so batches whose ids cross (the
+    # same ids for other leads, in other orders) queue instead of deadlocking.
     stored = await conn.fetch(
         """
         INSERT INTO churn_signals (signal_id, lead_id, signal_type, occurred_at, data)
         SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::timestamptz[], $5::jsonb[])
+             AS u(signal_id, lead_id, signal_type, occurred_at, data)
+        ORDER BY u.signal_id
         ON CONFLICT (tenant_id, signal_id) DO NOTHING
         RETURNING lead_id, signal_type, occurred_at, data
         """,
@@ -244,7 +280,9 @@ async def store_signals(
     outcomes: list[OutcomeChange] = []
     if deltas:
         await _apply(conn, deltas, now)
-        cancelled = await _cancel_pending(conn, deltas)
+        cancelled = await _cancel_pending(
+            conn, [lead for lead, d in deltas.items() if d.re_engaged_at or d.lost_at]
+        )
         outcomes = await _record_outcomes(conn, deltas, now)
     return StoreResult(
         stored=len(stored),
@@ -272,14 +310,14 @@ async def _apply(conn: Any, deltas: dict[str, _LeadDelta], now: datetime) -> Non
         [x.unanswered_added for x in d],
         [x.stage for x in d],
         now,
-        [x.lost for x in d],
+        [x.lost_at for x in d],
         [x.re_engaged_at for x in d],
         HALF_LIFE_DAYS,
     )
 
 
-async def _cancel_pending(conn: Any, deltas: dict[str, _LeadDelta]) -> int:
-    re_engaged = [lead for lead, d in deltas.items() if d.re_engaged_at or d.lost]
+async def _cancel_pending(conn: Any, re_engaged: Sequence[str]) -> int:
+    """Cancel the pending sends of these (locked) leads, their jobs and interventions."""
     cancelled = 0
     if re_engaged:
         rows = await conn.fetch(

@@ -9,7 +9,10 @@
   409 ``lead_re_engaged`` when the lead has re-engaged since its
   intervention was decided: the send is cancelled instead (a reply or a
   booked appointment cancels every pending send of the lead; a replay must
-  not bring one back).
+  not bring one back). A retry sends: 403 ``feature_disabled`` for a tenant
+  outside the ``churn_prevention`` rollout (the list is a read, answered
+  whatever the rollout: a tenant the feature was turned off for in an
+  incident is the one whose dead letters operators look at).
 """
 
 from __future__ import annotations
@@ -17,16 +20,16 @@ from __future__ import annotations
 from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 
 from services.churn.config import CHURN_FEATURE
 from services.churn.delivery import LEAD_RE_ENGAGED, LOCK_LEAD_SQL, RE_ENGAGED_SQL
 from services.churn.deps import DbDep
 from services.churn.queue import defer_deliveries, pending_backlog
 from services.churn.schemas import DeadLetterPublic
-from services.common.auth import OperatorPrincipalDep
+from services.common.auth import OperatorPrincipalDep, require_scope
 from services.common.errors import ApiError
-from services.common.flags import require_scope_and_feature
+from services.common.flags import require_feature
 from services.common.scopes import OPERATOR
 
 # NULL: no dead letter with this id (for this tenant); locks the row.
@@ -51,10 +54,11 @@ WHERE i.intervention_id = c.intervention_id AND i.status = 'dead_letter'
                     AND o.status IN ('pending', 'sending', 'dead_letter'))
 """
 
+# The scope first, for every route (router dependencies run before a route's).
 router = APIRouter(
     prefix="/v1/churn",
     tags=["churn-dead-letters"],
-    dependencies=require_scope_and_feature(OPERATOR, CHURN_FEATURE),
+    dependencies=[Depends(require_scope(OPERATOR))],
 )
 
 
@@ -73,7 +77,11 @@ async def list_dead_letters(
     return [DeadLetterPublic(**dict(row)) for row in rows]
 
 
-@router.post("/dead-letters/{outbox_id}/retry", status_code=202)
+@router.post(
+    "/dead-letters/{outbox_id}/retry",
+    status_code=202,
+    dependencies=[require_feature(CHURN_FEATURE)],
+)
 async def retry_dead_letter(
     outbox_id: UUID, principal: OperatorPrincipalDep, db: DbDep
 ) -> dict[str, str]:

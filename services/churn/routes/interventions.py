@@ -2,26 +2,26 @@
 
 - ``GET /v1/churn/interventions?status=&limit=``: the tenant's latest interventions.
 
-Their outcomes come from the CRM integration (routes/outcomes.py).
+Their outcomes come from the CRM integration (routes/outcomes.py). A read:
+answered whatever the tenant's ``churn_prevention`` rollout (the operators of
+a tenant the feature was turned off for need it most).
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 
-from services.churn.config import CHURN_FEATURE
 from services.churn.deps import DbDep
 from services.churn.schemas import InterventionPublic
-from services.common.auth import OperatorPrincipalDep
-from services.common.flags import require_scope_and_feature
+from services.common.auth import OperatorPrincipalDep, require_scope
 from services.common.scopes import OPERATOR
 
 router = APIRouter(
     prefix="/v1/churn",
     tags=["churn-interventions"],
-    dependencies=require_scope_and_feature(OPERATOR, CHURN_FEATURE),
+    dependencies=[Depends(require_scope(OPERATOR))],
 )
 
 StatusFilter = Literal["pending", "delivered", "not_sent", "suppressed", "cancelled", "dead_letter"]

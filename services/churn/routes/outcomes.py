@@ -7,6 +7,10 @@
   report of the same outcome (the CRM retrying) is stored and counted once, and
   an intervention becomes a success once (services/churn/success.py).
 
+Answered whatever the tenant's ``churn_prevention`` rollout: the flag gates
+what the feature does to leads, not its measurement (a tenant rolled back still
+has delivered interventions whose outcomes count).
+
 The CRM integration posts these with the same token as its leads and signals:
 outcomes are CRM data, stored whatever the intervention's status (a lead that
 churned before we reached it still counts against churn). The success rate
@@ -23,16 +27,14 @@ from datetime import UTC, datetime
 from typing import Final
 from uuid import UUID
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 
-from services.churn.config import CHURN_FEATURE
 from services.churn.deps import DbDep, RuntimeDep
 from services.churn.schemas import InterventionPublic, OutcomeUpdate
 from services.churn.success import BECAME_SUCCESS, DELIVERED, SUCCEEDED_AT_AFTER
-from services.common.auth import IngestPrincipalDep
+from services.common.auth import IngestPrincipalDep, require_scope
 from services.common.body import read_model
 from services.common.errors import ApiError
-from services.common.flags import require_scope_and_feature
 from services.common.scopes import CRM_INGEST
 
 #: An outcome body is ``{"outcome": "..."}``: a few bytes.
@@ -59,10 +61,24 @@ RETURNING i.intervention_id, i.lead_id,
           previous.outcome IS DISTINCT FROM $2 AS changed, {BECAME_SUCCESS}
 """  # noqa: S608 - constants
 
+#: The lead of intervention ``$1``, locked before the intervention: the order of
+#: every writer of both (a signal batch locks its leads, then their
+#: interventions), or a ``churned`` report and a reply of its lead deadlock.
+LOCK_LEAD_SQL: Final = """
+SELECT 1 FROM churn_leads
+WHERE lead_id = (SELECT lead_id FROM churn_interventions WHERE intervention_id = $1)
+FOR UPDATE
+"""
+#: Churned at the report (``$2``), or when it first was if it still is.
+CHURN_LEAD_SQL: Final = """
+UPDATE churn_leads SET status = 'churned',
+       churned_at = CASE WHEN status = 'churned' THEN churned_at ELSE $2 END
+WHERE lead_id = $1
+"""
+
+# No flag: an outcome is measured whatever the tenant's rollout (module docstring).
 router = APIRouter(
-    prefix="/v1/churn",
-    tags=["churn-outcomes"],
-    dependencies=require_scope_and_feature(CRM_INGEST, CHURN_FEATURE),
+    prefix="/v1/churn", tags=["churn-outcomes"], dependencies=[Depends(require_scope(CRM_INGEST))]
 )
 
 
@@ -78,21 +94,17 @@ async def record_outcome(
     body = await read_model(
         request, OutcomeUpdate, limit=MAX_OUTCOME_BODY_BYTES, setting="outcome body"
     )
+    now = datetime.now(UTC)
     async with db.tenant(principal.tenant_id) as conn:
-        row = await conn.fetchrow(
-            RECORD_OUTCOME,
-            intervention_id,
-            body.outcome,
-            datetime.now(UTC),
-        )
+        if body.outcome == "churned":
+            await conn.execute(LOCK_LEAD_SQL, intervention_id)
+        row = await conn.fetchrow(RECORD_OUTCOME, intervention_id, body.outcome, now)
         if row is None:
             raise ApiError(
                 404, "no such intervention for this tenant", reason="unknown_intervention"
             )
         if body.outcome == "churned":
-            await conn.execute(
-                "UPDATE churn_leads SET status = 'churned' WHERE lead_id = $1", row["lead_id"]
-            )
+            await conn.execute(CHURN_LEAD_SQL, row["lead_id"], now)
     record = dict(row)
     # The row was locked, so its status is the one when the outcome was written.
     runtime.metrics.count_outcome(

@@ -9,16 +9,21 @@
   stored once. A re-engaging signal (reply, message received, appointment
   booked) cancels the lead's pending sends before the answer is sent, and
   every batch queues detection for the leads it touched.
+
+The ``churn_prevention`` flag gates what the feature does to leads, not what
+it knows: a tenant outside the rollout still has its leads and signals stored
+(a reply still cancels the sends queued before), but they queue no detection.
+When the tenant is back in, the scheduled pass works on every signal received
+meanwhile, so it does not contact a lead who answered while the feature was off.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
-from services.churn.config import CHURN_FEATURE
 from services.churn.deps import DbDep, RuntimeDep
 from services.churn.queue import defer_detection
 from services.churn.runtime import ChurnRuntime
@@ -29,16 +34,14 @@ from services.churn.schemas import (
     SignalsAccepted,
 )
 from services.churn.signals import SignalRejected, store_signals, upsert_leads
-from services.common.auth import IngestPrincipalDep
+from services.common.auth import IngestPrincipalDep, require_scope
 from services.common.body import Model, read_model
-from services.common.flags import require_scope_and_feature
 from services.common.scopes import CRM_INGEST
 
 # The CRM integration's token: the crm:ingest scope (as the realtime ingest's).
+# No flag: facts are stored whatever the tenant's rollout (module docstring).
 router = APIRouter(
-    prefix="/v1/churn",
-    tags=["churn-signals"],
-    dependencies=require_scope_and_feature(CRM_INGEST, CHURN_FEATURE),
+    prefix="/v1/churn", tags=["churn-signals"], dependencies=[Depends(require_scope(CRM_INGEST))]
 )
 
 
@@ -86,7 +89,7 @@ async def post_signals(
     try:
         async with db.tenant(principal.tenant_id) as conn:
             result = await store_signals(conn, body.signals, now=datetime.now(UTC))
-            if result.changed_leads:
+            if result.changed_leads and runtime.feature_enabled(principal.tenant_id):
                 await defer_detection(
                     conn, tenant_id=principal.tenant_id, lead_ids=result.changed_leads
                 )

@@ -9,19 +9,23 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import pytest_asyncio
+from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
 from localrun.standins.leadconnector import Faults, StandinServer
 from services.churn.config import ChurnSettings
 from services.churn.crm import LeadConnectorClient
+from services.churn.main import create_app
 from services.churn.metrics import ChurnMetrics
 from services.churn.model import ChurnModel
 from services.churn.queue import QUEUE
@@ -239,3 +243,46 @@ async def drain(runtime: ChurnRuntime, *, limit: float = 60.0, due_only: bool = 
 async def owner(owner_db: Database) -> Database:
     """The owner pool (sees every tenant), for assertions."""
     return owner_db
+
+
+@pytest.fixture
+def served_app(
+    churn_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> Callable[[StandinServer], FastAPI]:
+    """``served_app(standin)``: the app sending to ``standin``, no retries, its worker and
+    scheduler off (tests drive them through ``app.state.churn``)."""
+
+    def make(standin: StandinServer) -> FastAPI:
+        for key, value in {
+            "CHURN_WORKER_ENABLED": "false",
+            "CHURN_SCHEDULER_ENABLED": "false",
+            "CHURN_INTERVENTION_RETRY_COUNT": "0",
+            "GHL_API_KEY": STANDIN_KEY,
+            "GHL_BASE_URL": standin.url,
+        }.items():
+            monkeypatch.setenv(key, value)
+        return create_app(ChurnSettings.from_env(), registry=CollectorRegistry())
+
+    return make
+
+
+@pytest_asyncio.fixture
+async def served(
+    served_app: Callable[[StandinServer], FastAPI],
+    standin: StandinServer,
+    app_client: Callable[[FastAPI], AbstractAsyncContextManager[httpx.AsyncClient]],
+) -> AsyncIterator[tuple[httpx.AsyncClient, ChurnRuntime]]:
+    """A client of the app serving (sending to ``standin``) and its runtime."""
+    app = served_app(standin)
+    async with app_client(app) as client:
+        yield client, app.state.churn
+
+
+def signal_body(lead: str, kind: str, occurred: datetime) -> dict[str, str]:
+    """One signal as the CRM posts it, with a fresh ``signal_id``."""
+    return {
+        "signal_id": str(uuid.uuid4()),
+        "lead_id": lead,
+        "type": kind,
+        "occurred_at": occurred.isoformat(),
+    }

@@ -22,6 +22,7 @@ from services.common.redis import Redis
 from services.common.scopes import FEED_READ, OPERATOR, SCOPES
 from tests.flags import tenants_around
 
+CROSSING_ROUNDS = 5
 AppClient = Callable[[FastAPI], AbstractAsyncContextManager[httpx.AsyncClient]]
 
 
@@ -119,7 +120,7 @@ async def test_signals_flow_and_refusals(
     assert jobs == 1  # detection queued by the one stored batch
 
 
-async def test_tenant_outside_the_rollout_is_403_and_nothing_is_stored(
+async def test_tenant_outside_the_rollout_has_its_facts_stored_and_no_detection_queued(
     churn_env: dict[str, str],
     monkeypatch: pytest.MonkeyPatch,
     app_client: AppClient,
@@ -127,6 +128,8 @@ async def test_tenant_outside_the_rollout_is_403_and_nothing_is_stored(
     redis_client: Redis,
     owner_db: Database,
 ) -> None:
+    # The flag gates what the feature does to leads (detection, staging,
+    # sending), not the CRM's facts nor the operators' reads.
     inside, outside = tenants_around("churn_prevention", 50)
     await write_flag(
         redis_client, "churn_prevention", FlagState(enabled=True, rollout_percentage=50)
@@ -135,27 +138,37 @@ async def test_tenant_outside_the_rollout_is_403_and_nothing_is_stored(
     monkeypatch.setenv("CHURN_SCHEDULER_ENABLED", "false")
     app = create_app(ChurnSettings.from_env(), registry=CollectorRegistry())
     leads = {"leads": [{"lead_id": "lead-1", "timezone": "UTC"}]}
-    # Every scope: the refusal is the rollout's, not the token's.
-    refused = {"Authorization": f"Bearer {make_token(outside, scopes=SCOPES)}"}
+    signals = {"signals": [_signal("lead-1")]}
     async with app_client(app) as client:
-        responses = [
-            await client.put("/v1/churn/leads", json=leads, headers=refused),
-            await client.post(
-                "/v1/churn/signals", json={"signals": [_signal("lead-1")]}, headers=refused
-            ),
-            await client.get("/v1/churn/interventions", headers=refused),
-            await client.get("/v1/churn/dead-letters", headers=refused),
-        ]
-        allowed = await client.put(
-            "/v1/churn/leads", json=leads, headers={"Authorization": f"Bearer {make_token(inside)}"}
-        )
-    for response in responses:
-        assert response.status_code == 403, response.text
-        assert response.json()["reason"] == "feature_disabled"
-    assert allowed.json() == {"upserted": 1}
+        for tenant in (outside, inside):
+            token = {"Authorization": f"Bearer {make_token(tenant, scopes=SCOPES)}"}
+            answers = [
+                await client.put("/v1/churn/leads", json=leads, headers=token),
+                await client.post("/v1/churn/signals", json=signals, headers=token),
+                await client.get("/v1/churn/interventions", headers=token),
+                await client.get("/v1/churn/dead-letters", headers=token),
+            ]
+            assert [a.status_code for a in answers] == [200, 202, 200, 200], tenant
+            retried = await client.post(
+                f"/v1/churn/dead-letters/{uuid.uuid4()}/retry", headers=token
+            )
+            expected = (
+                (404, "unknown_dead_letter")
+                if tenant == inside
+                else (
+                    403,
+                    "feature_disabled",
+                )
+            )
+            assert (retried.status_code, retried.json()["reason"]) == expected
     async with owner_db.unscoped() as conn:
-        tenants = await conn.fetch("SELECT DISTINCT tenant_id FROM churn_leads")
-    assert [row["tenant_id"] for row in tenants] == [inside]
+        stored = await conn.fetch("SELECT DISTINCT tenant_id FROM churn_signals ORDER BY 1")
+        jobs = await conn.fetch(
+            "SELECT args->>'tenant_id' AS tenant_id FROM procrastinate_jobs "
+            "WHERE task_name = 'churn.detect'"
+        )
+    assert [row["tenant_id"] for row in stored] == sorted([inside, outside])
+    assert [row["tenant_id"] for row in jobs] == [inside]
 
 
 async def test_leads_and_signals_need_the_crm_ingest_scope(
@@ -228,6 +241,45 @@ async def test_batches_of_the_same_leads_in_any_order_upsert_together_without_de
             assert [a.status_code for a in answers] == [200] * 6, [a.text for a in answers]
     async with owner_db.unscoped() as conn:
         assert await conn.fetchval("SELECT count(*) FROM churn_leads") == 300
+
+
+async def test_batches_sending_the_same_signal_ids_for_other_leads_do_not_deadlock(
+    churn_app: FastAPI, app_client: AppClient, make_token: Callable[..., str]
+) -> None:
+    # Each batch inserted its signals in the order sent: two batches of other
+    # leads sharing signal ids in crossing orders each held an id the other
+    # waited for, and Postgres aborted one of them (a 500 deadlock_detected).
+    auth = {"Authorization": f"Bearer {make_token('t1')}"}
+    count = 500
+    leads = [{"lead_id": f"{side}-{i:03d}"} for side in "ab" for i in range(count)]
+    at = datetime.now(UTC).isoformat()
+    async with app_client(churn_app) as client:
+        put = await client.put("/v1/churn/leads", json={"leads": leads}, headers=auth)
+        assert put.status_code == 200, put.text
+        for _ in range(CROSSING_ROUNDS):
+            ids = [str(uuid.uuid4()) for _ in range(count)]
+            batches = [
+                [
+                    {
+                        "signal_id": ids[i],
+                        "lead_id": f"{side}-{i:03d}",
+                        "type": "email_opened",
+                        "occurred_at": at,
+                    }
+                    for i in order
+                ]
+                for side, order in (("a", range(count)), ("b", reversed(range(count))))
+            ]
+            answers = await asyncio.gather(
+                *[
+                    client.post("/v1/churn/signals", json={"signals": batch}, headers=auth)
+                    for batch in batches
+                ]
+            )
+            assert [a.status_code for a in answers] == [202, 202], [a.text for a in answers]
+            # Each id stored once, by whichever batch got it first.
+            assert sum(a.json()["stored"] for a in answers) == count
+            assert sum(a.json()["duplicates"] for a in answers) == count
 
 
 async def test_timestamps_outside_what_postgres_round_trips_are_422_naming_the_field(

@@ -158,9 +158,8 @@ async def test_sends_queued_before_the_kill_switch_are_cancelled_not_sent(
     owner_db: Database,
     redis_client: Redis,
 ) -> None:
-    # A rolled-back tenant's signals are refused (403 feature_disabled), so a
-    # reply could no longer cancel what was queued before the rollback: those
-    # sends went out anyway, to leads who had answered.
+    # Sending is what the flag turns off: what was queued before the rollback
+    # went out anyway.
     await seed_leads(db, "t1", 2)
     async with make_runtime(standin=standin) as runtime:
         await runtime.run_pass()
