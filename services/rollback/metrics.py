@@ -10,7 +10,8 @@ from services.common.metrics import counter
 class RollbackMetrics:
     """Incidents received, by feature and outcome (rolled_back, duplicate, resolved);
     deployment undos, by deployment and outcome; the oldest undo claimed and never
-    finished (``services.rollback.undo_claims``)."""
+    finished (``services.rollback.undo_claims``); flags put back after Redis lost
+    them (``services.rollout.restore.keep_flags``)."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.incidents = counter(
@@ -31,4 +32,11 @@ class RollbackMetrics:
             "Age of the oldest deployment undo claimed without a recorded outcome (0: none); "
             "read from Postgres. Grows without end when a handler died mid-undo.",
             registry=registry,
+        )
+        self.flags_restored = counter(
+            "feature_flags_restored",
+            "Flags missing from Redis that the handler created again from their last "
+            "state recorded in Postgres, by feature.",
+            registry=registry,
+            labelnames=("feature",),
         )

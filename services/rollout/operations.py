@@ -1,12 +1,18 @@
 """Flag changes with their audit row, and the audit trail read back.
 
 A change writes the audit rows and the flags in one Postgres transaction:
-the rows are inserted first, the flags written to Redis (record + pub/sub
-notice in one ``MULTI`` per flag), then the transaction commits. If Redis
-fails the transaction rolls back, so no audit row claims a change that did
-not happen. (If the commit itself failed after Redis accepted the write, the
-flag would have changed without its row; the next ``rollout status`` would
-show the state without a matching audit entry.)
+the rows are inserted first, the flags written to Redis (every changed
+record and its pub/sub notice in one ``MULTI``, so a change of several flags
+lands whole or not at all), then the transaction commits. If Redis fails the
+transaction rolls back, so no audit row claims a change that did not happen,
+and no flag changed without its row. (If the commit itself failed after Redis
+accepted the write, the flag would have changed without its row; the next
+``rollout status`` would show the state without a matching audit entry.)
+
+The audit is also the durable record of each flag: its newest row in an
+environment (by ``audit_id``: rows are inserted under the lock below, so
+their order is the order of the writes) is the flag's last written state,
+which ``services.rollout.restore`` puts back when Redis has lost the flag.
 
 Every writer (an operator's ``rollout set``/``advance``, the rollback
 handler) changes flags under one Postgres advisory lock held to the end of
@@ -24,7 +30,7 @@ from datetime import datetime
 from typing import Any
 
 from services.common.database import Database
-from services.common.flags import FlagState, get_flags, write_flag
+from services.common.flags import FlagState, get_flags, write_flags
 from services.common.redis import Redis
 
 #: One lock for every flag change of an environment (its own Postgres); the
@@ -147,8 +153,7 @@ async def _write(
             reason,
             command,
         )
-    for change in todo:
-        await write_flag(redis, change.feature, change.after)
+    await write_flags(redis, {change.feature: change.after for change in todo})
 
 
 async def audit_trail(db: Database, feature: str, *, limit: int = 20) -> list[dict[str, Any]]:
