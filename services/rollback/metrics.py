@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Gauge
 
+from services.common.flags import FEATURES
 from services.common.metrics import counter
 
 
@@ -40,3 +41,6 @@ class RollbackMetrics:
             registry=registry,
             labelnames=("feature",),
         )
+        # Every feature's series from the start (0): the dashboard and alerts read them.
+        for feature in FEATURES:
+            self.flags_restored.labels(feature)
