@@ -2,33 +2,34 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime
 
 import pytest
 
-from services.cli import main
 from services.common.database import Database
 from services.common.flags import FlagState, get_flags, write_flag
 from services.common.redis import Redis
 from services.rollback.procedure import RollbackRequest, roll_back
 from services.rollout.operations import FlagChangedMeanwhile, apply_changes, plan_changes
 from services.rollout.restore import Outcome, restore_if_missing, restore_missing
+from tests.services.rollout.test_cli import _audit, _cli
 
 SEED = '{"property_vision": {"enabled": true, "rolloutPercentage": 10}, "ai_coaching": true}'
 ON_10 = FlagState(enabled=True, rollout_percentage=10)
 OFF_10 = FlagState(enabled=False, rollout_percentage=10)
 
 
-async def _cli(*argv: str) -> int:
-    # In a thread: the CLI runs its own event loop.
-    return await asyncio.to_thread(main, list(argv))
+Row = tuple[str, str, str, bool, float, str, str]
 
 
-async def _audit(owner_db: Database) -> list[dict[str, object]]:
+async def _record(owner_db: Database, *rows: Row) -> None:
+    """Audit rows ``(environment, feature, actor, to_enabled, to_percentage, reason, command)``."""
     async with owner_db.unscoped() as conn:
-        rows = await conn.fetch("SELECT * FROM flag_audit ORDER BY audit_id")
-    return [dict(row) for row in rows]
+        await conn.executemany(
+            "INSERT INTO flag_audit (environment, feature_name, actor, to_enabled, "
+            "to_percentage, reason, command) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            rows,
+        )
 
 
 def _request(feature: str, key: str = "alertmanager:vision-latency") -> RollbackRequest:
@@ -89,14 +90,13 @@ async def test_only_a_flag_never_recorded_falls_back_to_the_seed(
 ) -> None:
     # An operator's direct write (no record) is present: left as it is.
     await write_flag(redis_client, "ai_coaching", FlagState(enabled=True, rollout_percentage=5))
+    await _record(
+        owner_db,
+        ("local", "churn_prevention", "ops", False, 50, "rolled back", "rollback:cli"),
+        # Another environment's record is not this one's state.
+        ("staging", "property_vision", "ops", False, 0, "off", "rollout set"),
+    )
     async with owner_db.unscoped() as conn:
-        await conn.execute(
-            "INSERT INTO flag_audit (environment, feature_name, actor, to_enabled, "
-            "to_percentage, reason, command) VALUES "
-            "('local', 'churn_prevention', 'ops', false, 50, 'rolled back', 'rollback:cli'), "
-            # Another environment's record is not this one's state.
-            "('staging', 'property_vision', 'ops', false, 0, 'off', 'rollout set')"
-        )
         results = await restore_missing(
             conn,
             redis_client,
@@ -123,12 +123,7 @@ async def test_only_a_flag_never_recorded_falls_back_to_the_seed(
 async def test_without_a_seed_a_flag_never_recorded_stays_missing(
     settings_env: dict[str, str], redis_client: Redis, db: Database, owner_db: Database
 ) -> None:
-    async with owner_db.unscoped() as conn:
-        await conn.execute(
-            "INSERT INTO flag_audit (environment, feature_name, actor, to_enabled, "
-            "to_percentage, reason, command) VALUES "
-            "('local', 'ai_coaching', 'ops', true, 25, 'week 2', 'rollout set')"
-        )
+    await _record(owner_db, ("local", "ai_coaching", "ops", True, 25, "week 2", "rollout set"))
     restored = await restore_if_missing(
         db=db, redis=redis_client, environment="local", actor="rollback-handler"
     )
@@ -157,12 +152,9 @@ async def test_a_change_planned_while_the_flag_was_missing_is_refused_after_a_re
     # Recorded off by a rollback; Redis lost it. An operator plans "on at 50%"
     # from "missing" while the keeper restores it: the operator's write must not
     # land on a state it never saw (it says so; the operator looks and decides).
-    async with owner_db.unscoped() as conn:
-        await conn.execute(
-            "INSERT INTO flag_audit (environment, feature_name, actor, to_enabled, "
-            "to_percentage, reason, command) VALUES "
-            "('local', 'property_vision', 'alertmanager', false, 10, 'p95', 'rollback:am')"
-        )
+    await _record(
+        owner_db, ("local", "property_vision", "alertmanager", False, 10, "p95", "rollback:am")
+    )
     planned = await plan_changes(
         redis_client, ("property_vision",), lambda _: FlagState(enabled=True, rollout_percentage=50)
     )
