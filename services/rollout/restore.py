@@ -29,15 +29,10 @@ from typing import Any
 from services.common.database import Database, DatabaseUnavailable
 from services.common.flags import FEATURES, FlagState, get_flags, init_flags
 from services.common.redis import Redis, RedisUnavailable
-from services.rollout.operations import INSERT_AUDIT, lock_flag_changes
+from services.rollout.operations import INSERT_AUDIT, lock_flag_changes, recorded_states
 
 log = logging.getLogger(__name__)
 
-#: Each feature's newest audit row in one environment: the state last written to it.
-RECORDED_STATES = (
-    "SELECT DISTINCT ON (feature_name) feature_name, to_enabled, to_percentage "
-    "FROM flag_audit WHERE environment = $1 ORDER BY feature_name, audit_id DESC"
-)
 RESTORED_REASON = "restored the last recorded state: the flag was missing from Redis"
 SEEDED_REASON = "initial state from the stack's featureFlags"
 
@@ -64,18 +59,6 @@ class Restored:
         """``ai_coaching: restored (off (25% kept))`` for operator output."""
         shown = f" ({self.state.describe()})" if self.state is not None else ""
         return f"{self.feature}: {self.outcome.value.replace('_', ' ')}{shown}"
-
-
-async def recorded_states(conn: Any, environment: str) -> dict[str, FlagState]:
-    """The last recorded state of each feature of ``environment`` that has one."""
-    rows = await conn.fetch(RECORDED_STATES, environment)
-    return {
-        row["feature_name"]: FlagState(
-            enabled=row["to_enabled"], rollout_percentage=float(row["to_percentage"])
-        )
-        for row in rows
-        if row["feature_name"] in FEATURES
-    }
 
 
 async def restore_missing(

@@ -197,3 +197,25 @@ async def test_a_rollback_after_redis_lost_the_flags_keeps_the_percentage_and_re
     again = await roll_back(db=db, redis=redis_client, request=_request("property_vision", "k2"))
     assert again.changed_features == []
     assert (await get_flags(redis_client))["property_vision"] == OFF_10
+
+
+async def test_a_rollback_retried_after_a_lost_commit_records_the_off_state_it_finds(
+    settings_env: dict[str, str], redis_client: Redis, db: Database, owner_db: Database
+) -> None:
+    assert await _cli("flags", "init", "--seed", SEED) == 0
+    # The handler's first try wrote "off" to Redis, then its commit failed: the
+    # flag is off, the record still says on. Its retry finds nothing to change.
+    await write_flag(redis_client, "property_vision", OFF_10)
+    outcome = await roll_back(db=db, redis=redis_client, request=_request("property_vision"))
+    assert outcome.changed_features == []
+    last = (await _audit(owner_db))[-1]
+    assert (last["feature_name"], last["from_enabled"], last["to_enabled"]) == (
+        "property_vision",
+        True,
+        False,
+    )
+    assert "the record lacked" in str(last["reason"])
+    # So losing Redis now brings the feature back off, not on.
+    await redis_client.flushdb()
+    await restore_if_missing(db=db, redis=redis_client, environment="local", actor="keeper")
+    assert (await get_flags(redis_client))["property_vision"] == OFF_10
