@@ -259,7 +259,19 @@ def _feature_rollout_row() -> list[timeseries.Panel]:
             "(a rollback does not reach them; alert after 5 min)",
             "short",
             query("sum by (job) (feature_flags_stale)", "{{job}}"),
-            width=24,
+            width=12,
+        ).thresholds(thresholds((None, "green"), (1, "red"))),
+        graph(
+            "Replicas finding a flag missing from Redis (off for every tenant; the rollback "
+            "handler restores it from Postgres, alert after 2 min) and flags it restored",
+            "short",
+            query("sum by (feature) (feature_flag_missing)", "missing {{feature}}"),
+            query(
+                "sum by (feature) (increase(feature_flags_restored_total[1h]))",
+                "restored {{feature}}",
+                "B",
+            ),
+            width=12,
         ).thresholds(thresholds((None, "green"), (1, "red"))),
     ]
 

@@ -40,6 +40,15 @@ class RollbackSettings(CommonSettings):
         default_factory=dict,
         description='Feature -> its Deployments, JSON {"property_vision": ["ml-services"]}.',
     )
+    rollback_flag_check_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        le=300,
+        description=(
+            "How often the handler checks that every flag is in Redis and restores the "
+            "missing ones from their last recorded state (one MGET while none is missing)."
+        ),
+    )
     rollback_kubernetes_timeout_seconds: float = Field(default=5.0, gt=0, le=30)
     #: Where the kubelet mounts the pod's ServiceAccount token, CA and namespace.
     rollback_service_account_dir: Path = Path("/var/run/secrets/kubernetes.io/serviceaccount")

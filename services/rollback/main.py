@@ -27,21 +27,35 @@ from services.rollback.health import ROLLBACK_FEATURE_HEALTH
 from services.rollback.metrics import RollbackMetrics
 from services.rollback.routes import webhook
 from services.rollback.undo_claims import watch_undo_claims
+from services.rollout.restore import keep_flags
 
 
 def _lifespan(settings: RollbackSettings) -> ServiceLifespan:
-    """The watcher of unfinished undo claims, and the Kubernetes client, only when
-    the stack lets the handler undo deployments."""
+    """The watcher of unfinished undo claims, the keeper of the flags (restores the
+    ones Redis lost), and the Kubernetes client, only when the stack lets the
+    handler undo deployments."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # Always on: a claim left from when undos were enabled still needs an operator.
         watcher = BackgroundTask("rollback-undo-claims")
         watcher.start(lambda: watch_undo_claims(app.state.db, app.state.rollback_metrics))
+        keeper = BackgroundTask("rollback-flag-keeper")
+        restored = app.state.rollback_metrics.flags_restored
+        keeper.start(
+            lambda: keep_flags(
+                db=app.state.db,
+                redis=app.state.redis,
+                environment=settings.environment,
+                interval=settings.rollback_flag_check_seconds,
+                on_restored=lambda r: restored.labels(r.feature).inc(),
+            )
+        )
         try:
             async with _rollbacker(settings, app):
                 yield
         finally:
+            await keeper.stop()
             await watcher.stop()
 
     return lifespan

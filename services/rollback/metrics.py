@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Gauge
 
+from services.common.flags import FEATURES
 from services.common.metrics import counter
 
 
 class RollbackMetrics:
     """Incidents received, by feature and outcome (rolled_back, duplicate, resolved);
     deployment undos, by deployment and outcome; the oldest undo claimed and never
-    finished (``services.rollback.undo_claims``)."""
+    finished (``services.rollback.undo_claims``); flags put back after Redis lost
+    them (``services.rollout.restore.keep_flags``)."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.incidents = counter(
@@ -32,3 +34,13 @@ class RollbackMetrics:
             "read from Postgres. Grows without end when a handler died mid-undo.",
             registry=registry,
         )
+        self.flags_restored = counter(
+            "feature_flags_restored",
+            "Flags missing from Redis that the handler created again from their last "
+            "state recorded in Postgres, by feature.",
+            registry=registry,
+            labelnames=("feature",),
+        )
+        # Every feature's series from the start (0): the dashboard and alerts read them.
+        for feature in FEATURES:
+            self.flags_restored.labels(feature)

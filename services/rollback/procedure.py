@@ -30,7 +30,8 @@ from services.common.database import Database
 from services.common.flags import FlagState
 from services.common.redis import Redis
 from services.rollback.deployments import DeploymentRollbacker, UndoOutcome
-from services.rollout.operations import Change, apply_changes, lock_flag_changes, plan_changes
+from services.rollout.operations import Change, apply_changes, plan_changes
+from services.rollout.restore import restore_missing
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +128,10 @@ async def roll_back(*, db: Database, redis: Redis, request: RollbackRequest) -> 
         # Planned under the flag-change lock: another incident of the feature
         # (another alert, another notification) handled at the same moment
         # then finds the flag already off, and changes, tells and undoes nothing.
-        await lock_flag_changes(conn)
+        # A flag Redis has lost is first put back from its record, so that
+        # "off" keeps the percentage it had and a flag a rollback had already
+        # turned off is found off (nothing to change, no Deployment undone again).
+        await restore_missing(conn, redis, environment=request.environment, actor=request.actor)
         planned = await plan_changes(redis, request.features, _off)
         written = await apply_changes(
             redis=redis,

@@ -33,7 +33,6 @@ from services.common.flags import (
     bucket,
     check_percentage,
     get_flags,
-    init_flags,
     parse_seed,
 )
 from services.common.tenancy import InvalidTenantId, validate_tenant_id
@@ -49,13 +48,13 @@ from services.operator_cli import (
 )
 from services.rollout.observe import gather
 from services.rollout.operations import (
-    INSERT_AUDIT,
     Change,
     FlagChangedMeanwhile,
     apply_changes,
     audit_trail,
     plan_changes,
 )
+from services.rollout.restore import Outcome, restore_missing
 from services.rollout.schedule import PLANS, Verdict, decide, stage_for
 
 
@@ -104,6 +103,13 @@ def _run(coroutine: Any) -> int:
 
 # -- flags ------------------------------------------------------------------------
 
+_INIT_OUTCOMES = {
+    Outcome.SEEDED: "{0}: created ({1})",
+    Outcome.RESTORED: "{0}: restored from its last recorded state ({1})",
+    Outcome.PRESENT: "{0}: exists, unchanged",
+    Outcome.NO_RECORD: "{0}: missing, no recorded state",
+}
+
 
 def _flags_init(args: argparse.Namespace) -> int:
     try:
@@ -113,28 +119,20 @@ def _flags_init(args: argparse.Namespace) -> int:
 
     async def run() -> None:
         async with connect(None) as conn:
-            created = await init_flags(conn.redis, seed=seed)
-            changes = [Change(f, None, seed[f]) for f, made in created.items() if made]
+            # The last recorded state first: the seed is only the initial state,
+            # and re-running init after Redis lost the flags must not undo what
+            # operators and rollbacks set since.
             async with conn.db.unscoped() as tx:
-                for change in changes:
-                    await tx.execute(
-                        INSERT_AUDIT,
-                        conn.settings.environment,
-                        change.feature,
-                        args.actor,
-                        None,
-                        None,
-                        change.after.enabled,
-                        change.after.rollout_percentage,
-                        "initial state from the stack's featureFlags",
-                        "flags init",
-                    )
-            for feature, made in created.items():
-                print(
-                    f"{feature}: created ({seed[feature].describe()})"
-                    if made
-                    else f"{feature}: exists, unchanged"
+                results = await restore_missing(
+                    tx,
+                    conn.redis,
+                    environment=conn.settings.environment,
+                    actor=args.actor,
+                    seed=seed,
                 )
+            for result in results:
+                shown = result.state.describe() if result.state else ""
+                print(_INIT_OUTCOMES[result.outcome].format(result.feature, shown))
 
     return _run(run())
 
@@ -311,7 +309,9 @@ def register_rollout_commands(subparsers: Any) -> None:
     flags = subparsers.add_parser("flags", help="feature flag records in Redis")
     flag_commands = flags.add_subparsers(dest="flags_command", required=True)
     init = flag_commands.add_parser(
-        "init", help="create missing flags from the stack's seed; never overwrites"
+        "init",
+        help="create missing flags from their last recorded state, else from the stack's "
+        "seed; never overwrites",
     )
     init.add_argument(
         "--seed",

@@ -1,12 +1,19 @@
 """Flag changes with their audit row, and the audit trail read back.
 
 A change writes the audit rows and the flags in one Postgres transaction:
-the rows are inserted first, the flags written to Redis (record + pub/sub
-notice in one ``MULTI`` per flag), then the transaction commits. If Redis
-fails the transaction rolls back, so no audit row claims a change that did
-not happen. (If the commit itself failed after Redis accepted the write, the
-flag would have changed without its row; the next ``rollout status`` would
-show the state without a matching audit entry.)
+the rows are inserted first, the flags written to Redis (every changed
+record and its pub/sub notice in one ``MULTI``, so a change of several flags
+lands whole or not at all), then the transaction commits. If Redis fails the
+transaction rolls back, so no audit row claims a change that did not happen,
+and no flag changed without its row. (If the commit itself failed after Redis
+accepted the write, the flag would have changed without its row; a later
+change that finds its flag already in the requested state, such as the retry
+of that rollback, then records it, see ``UNRECORDED``.)
+
+The audit is also the durable record of each flag: its newest row in an
+environment (by ``audit_id``: rows are inserted under the lock below, so
+their order is the order of the writes) is the flag's last written state,
+which ``services.rollout.restore`` puts back when Redis has lost the flag.
 
 Every writer (an operator's ``rollout set``/``advance``, the rollback
 handler) changes flags under one Postgres advisory lock held to the end of
@@ -24,7 +31,7 @@ from datetime import datetime
 from typing import Any
 
 from services.common.database import Database
-from services.common.flags import FlagState, get_flags, write_flag
+from services.common.flags import FEATURES, FlagState, get_flags, write_flags
 from services.common.redis import Redis
 
 #: One lock for every flag change of an environment (its own Postgres); the
@@ -37,6 +44,15 @@ INSERT_AUDIT = (
     "to_enabled, to_percentage, reason, command) "
     "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
 )
+
+
+#: Each feature's newest audit row in one environment: the state last written to it.
+RECORDED_STATES = (
+    "SELECT DISTINCT ON (feature_name) feature_name, to_enabled, to_percentage "
+    "FROM flag_audit WHERE environment = $1 ORDER BY feature_name, audit_id DESC"
+)
+#: Why a change that found its flag already in the requested state is recorded.
+UNRECORDED = "already the live state, which the record lacked: recorded now"
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,19 +116,22 @@ async def apply_changes(
 ) -> list[Change]:
     """Write each change that is not a no-op, with its audit row; return those written.
 
+    A no-op whose flag's record disagrees with the live state gets its row too
+    (the flag changed without one), so the record stays the last written state.
+
     ``conn``: a connection already in a transaction, so that the caller's own
     rows (a rollback incident) commit or roll back with the audit rows.
     Raises `FlagChangedMeanwhile` (nothing written) when a flag no longer has
     the state its change was planned from.
     """
     todo = [change for change in changes if not change.is_noop]
-    if not todo:
+    if not changes:
         return []
     if conn is not None:
-        await _write(conn, redis, environment, todo, actor=actor, reason=reason, command=command)
+        await _write(conn, redis, environment, changes, actor=actor, reason=reason, command=command)
         return todo
     async with db.unscoped() as own:
-        await _write(own, redis, environment, todo, actor=actor, reason=reason, command=command)
+        await _write(own, redis, environment, changes, actor=actor, reason=reason, command=command)
     return todo
 
 
@@ -120,7 +139,7 @@ async def _write(
     conn: Any,
     redis: Redis,
     environment: str,
-    todo: Sequence[Change],
+    changes: Sequence[Change],
     *,
     actor: str,
     reason: str,
@@ -130,25 +149,51 @@ async def _write(
     failing raises and the rows roll back)."""
     await lock_flag_changes(conn)
     current = await get_flags(redis)
+    todo = [change for change in changes if not change.is_noop]
     stale = [(c, current[c.feature]) for c in todo if current[c.feature] != c.before]
     if stale:
         raise FlagChangedMeanwhile(stale)
-    for change in todo:
-        before = change.before
+    rows = [(change.before, change.after, change.feature, reason) for change in todo]
+    held = [c for c in changes if c.is_noop and current[c.feature] == c.after]
+    if held:
+        # A flag that already has the requested state while its record says
+        # otherwise changed without its row (a commit that failed after Redis
+        # took the write: the retry of that rollback finds the flag off).
+        # Recorded now, or a restore after Redis lost the flag would bring
+        # back the state before, e.g. turn a rolled-back feature on again.
+        recorded = await recorded_states(conn, environment)
+        rows += [
+            (recorded.get(c.feature), c.after, c.feature, f"{reason} ({UNRECORDED})")
+            for c in held
+            if recorded.get(c.feature) != c.after
+        ]
+    for before, after, feature, why in rows:
         await conn.execute(
             INSERT_AUDIT,
             environment,
-            change.feature,
+            feature,
             actor,
             before.enabled if before else None,
             before.rollout_percentage if before else None,
-            change.after.enabled,
-            change.after.rollout_percentage,
-            reason,
+            after.enabled,
+            after.rollout_percentage,
+            why,
             command,
         )
-    for change in todo:
-        await write_flag(redis, change.feature, change.after)
+    if todo:
+        await write_flags(redis, {change.feature: change.after for change in todo})
+
+
+async def recorded_states(conn: Any, environment: str) -> dict[str, FlagState]:
+    """The last recorded state of each feature of ``environment`` that has one."""
+    rows = await conn.fetch(RECORDED_STATES, environment)
+    return {
+        row["feature_name"]: FlagState(
+            enabled=row["to_enabled"], rollout_percentage=float(row["to_percentage"])
+        )
+        for row in rows
+        if row["feature_name"] in FEATURES
+    }
 
 
 async def audit_trail(db: Database, feature: str, *, limit: int = 20) -> list[dict[str, Any]]:

@@ -57,7 +57,11 @@ PROJECT_PINNED: dict[str, dict[str, tuple[str, ...]]] = {
         "ClaudeCircuitOpen": ("for",),
     },
     "business.yml": {"ConversionRateDrop": ("threshold", "for")},
-    "presence.yml": {"ServiceNotScraped": ("for",), "FeatureFlagsStale": ("for",)},
+    "presence.yml": {
+        "ServiceNotScraped": ("for",),
+        "FeatureFlagsStale": ("for",),
+        "FeatureFlagsMissing": ("for",),
+    },
 }
 #: The first comparison with a number is the alert's threshold.
 THRESHOLD = re.compile(r"(?:>=|<=|==|>|<)\s*\(?\s*(\d+(?:\.\d+)?)")

@@ -1,6 +1,6 @@
 """Feature flags: one record per feature in Redis, evaluated in-process.
 
-- ``model``: the stored records, the stack seed, ``init_flags``/``write_flag``.
+- ``model``: the stored records, the stack seed, ``init_flags``/``write_flags``.
 - ``bucketing``: GrowthBook's v2 hash over 10,000 buckets, one seed per feature.
 - ``cache``: the local copy every decision reads, kept fresh by pub/sub.
 - ``provider``: the OpenFeature provider over the cache.
@@ -23,6 +23,7 @@ from services.common.flags.model import (
     init_flags,
     parse_seed,
     write_flag,
+    write_flags,
 )
 from services.common.flags.runtime import (
     FeatureDisabled,
@@ -69,4 +70,5 @@ __all__ = [
     "require_scope_and_feature",
     "serve_flags",
     "write_flag",
+    "write_flags",
 ]

@@ -12,6 +12,10 @@ When Redis is unreachable the copy is kept as it was: a feature keeps its
 last known state, and one never seen is disabled. ``feature_flags_stale``
 is 1 until a refresh succeeds again, ``feature_flags_last_sync_timestamp_seconds``
 says since when, and ``feature_flag_sync_failures_total`` counts attempts.
+A flag that Redis answers has no record (Redis lost it: a restart without
+persistence, a failover to an empty replica, a ``FLUSHALL``) is disabled too,
+and ``feature_flag_missing{feature}`` is 1 until it is back (the rollback
+handler restores it from Postgres: ``services.rollout.restore``).
 """
 
 from __future__ import annotations
@@ -124,8 +128,16 @@ class FlagMetrics:
             ("feature",),
             registry=registry,
         )
+        self.missing = Gauge(
+            "feature_flag_missing",
+            "1 when the last successful read found no record of the feature in Redis "
+            "(decided off; FeatureFlagsMissing), 0 when it found one or before any read.",
+            ("feature",),
+            registry=registry,
+        )
         for feature in FEATURES:
             self.show(feature, None)
+            self.missing.labels(feature).set(0)
 
     def show(self, feature: str, state: FlagState | None) -> None:
         """Export ``state`` (None: not known, so off at 0) as ``feature``'s gauges."""
@@ -224,6 +236,7 @@ class FlagCache:
             self._states[feature] = state
             self._thresholds[feature] = state.threshold
         self.metrics.show(feature, state)
+        self.metrics.missing.labels(feature).set(1 if state is None else 0)
         self.metrics.known.set(len(self._states))
 
     async def refresh(self) -> None:

@@ -10,8 +10,10 @@ the stack's ``featureFlags`` config is the *initial* state; the flags-init Job
 runs ``enterprisehub flags init --seed JSON`` and ``init_flags`` creates each
 missing flag from that seed with ``SET NX``, so it never overwrites a flag an
 operator or a rollback has set. From then on Redis holds the live state and
-``enterprisehub rollout ...`` changes it (``write_flag``: the new record and a
-pub/sub notice in one ``MULTI``).
+``enterprisehub rollout ...`` changes it (``write_flags``: the new records and
+their pub/sub notices in one ``MULTI``). Postgres keeps the durable record of
+every change (``flag_audit``); when Redis loses a flag, ``services.rollout.restore``
+creates it again from its last recorded state.
 """
 
 from __future__ import annotations
@@ -187,9 +189,21 @@ async def write_flag(redis: Redis, feature: str, state: FlagState) -> None:
 
     Raises ``RedisUnavailable`` when Redis cannot be reached.
     """
-    key = flag_key(feature)
+    await write_flags(redis, {feature: state})
+
+
+async def write_flags(redis: Redis, states: Mapping[str, FlagState]) -> None:
+    """Store every record of ``states`` and announce each on ``CHANNEL`` in one ``MULTI``.
+
+    All or none: a change of several flags (a rollback of ``all``) never leaves
+    Redis with some of them written when the connection fails midway, so the
+    audit rows that roll back with the failure never miss a flag that changed.
+    Raises ``RedisUnavailable`` when Redis cannot be reached.
+    """
+    keys = {feature: flag_key(feature) for feature in states}
     with redis_errors():
         async with redis.pipeline(transaction=True) as pipe:
-            pipe.set(key, encode(state))
-            pipe.publish(CHANNEL, feature)
+            for feature, state in states.items():
+                pipe.set(keys[feature], encode(state))
+                pipe.publish(CHANNEL, feature)
             await pipe.execute()

@@ -253,6 +253,32 @@ async def test_redis_outage_keeps_the_last_known_state_and_says_so(tmp_path: Pat
         await close_redis(client)
 
 
+async def test_a_flag_redis_lost_is_off_and_reported_missing_until_it_is_back(
+    redis_client: Redis,
+) -> None:
+    registry = CollectorRegistry()
+
+    def missing(feature: str) -> float | None:
+        return registry.get_sample_value("feature_flag_missing", {"feature": feature})
+
+    on = FlagState(enabled=True, rollout_percentage=100)
+    flag_cache = FlagCache(redis_client, registry=registry, refresh_interval=0.2)
+    # Not read yet: unknown, not missing (FeatureFlagsStale covers that).
+    assert {missing(feature) for feature in FEATURES} == {0.0}
+    await write_flag(redis_client, "ai_coaching", on)
+    async with flag_cache.running():
+        assert missing("ai_coaching") == 0
+        assert missing("property_vision") == 1
+        # A FLUSHALL announces nothing: the periodic read finds it gone.
+        await redis_client.flushdb()
+        await _until(lambda: missing("ai_coaching") == 1)
+        assert not flag_cache.is_enabled("ai_coaching", "tenant-1")
+        assert registry.get_sample_value("feature_flags_stale") == 0
+        await write_flag(redis_client, "ai_coaching", on)
+        await _until(lambda: missing("ai_coaching") == 0)
+        assert flag_cache.is_enabled("ai_coaching", "tenant-1")
+
+
 async def test_nothing_known_means_disabled(tmp_path: Path) -> None:
     server = start_redis(tmp_path)
     server.stop()

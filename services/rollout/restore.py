@@ -1,0 +1,166 @@
+"""Put back the flags Redis has lost, from their last state recorded in Postgres.
+
+Redis holds the live flags; Postgres holds the durable record: every write of
+a flag has its ``flag_audit`` row, inserted under the flag-change lock, so the
+newest row of a feature in an environment (by ``audit_id``) is the state last
+written to it. A Redis restarted without persistence, a failover to an empty
+replica or a ``FLUSHALL`` loses every flag, and a missing flag is disabled:
+without this, every feature would stay off until someone acted, and re-running
+the stack's seed would bring back its *initial* state, not the last one (a
+feature a rollback turned off would come back on).
+
+:func:`restore_missing` creates each missing flag from its last recorded state
+under the same lock as every other flag change, with ``SET NX`` (a flag present
+in Redis is never overwritten), and records the restoration. Only a flag with
+no recorded state at all falls back to the stack's seed, and only when one is
+given (``flags init``); the rollback handler's keeper (``keep_flags``) gives
+none, so it never invents a state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from services.common.database import Database, DatabaseUnavailable
+from services.common.flags import FEATURES, FlagState, get_flags, init_flags
+from services.common.redis import Redis, RedisUnavailable
+from services.rollout.operations import INSERT_AUDIT, lock_flag_changes, recorded_states
+
+log = logging.getLogger(__name__)
+
+RESTORED_REASON = "restored the last recorded state: the flag was missing from Redis"
+SEEDED_REASON = "initial state from the stack's featureFlags"
+
+
+class Outcome(StrEnum):
+    """What :func:`restore_missing` did with one flag."""
+
+    PRESENT = "present"
+    RESTORED = "restored"
+    SEEDED = "seeded"
+    #: Missing, with no recorded state and no seed: left missing (disabled).
+    NO_RECORD = "no_record"
+
+
+@dataclass(frozen=True, slots=True)
+class Restored:
+    """One flag's outcome and the state it now has (None: still missing)."""
+
+    feature: str
+    outcome: Outcome
+    state: FlagState | None
+
+    def describe(self) -> str:
+        """``ai_coaching: restored (off (25% kept))`` for operator output."""
+        shown = f" ({self.state.describe()})" if self.state is not None else ""
+        return f"{self.feature}: {self.outcome.value.replace('_', ' ')}{shown}"
+
+
+async def restore_missing(
+    conn: Any,
+    redis: Redis,
+    *,
+    environment: str,
+    actor: str,
+    seed: Mapping[str, FlagState] | None = None,
+) -> list[Restored]:
+    """Create each flag missing from Redis from its last recorded state (else ``seed``).
+
+    ``conn`` must be in a transaction: the flag-change lock is held to its end,
+    so a restore and an operator's or the handler's change never interleave (a
+    change planned while the flag was missing finds it restored and writes
+    nothing: ``FlagChangedMeanwhile``). The audit rows of what was created
+    commit with it. Raises ``RedisUnavailable``.
+    """
+    await lock_flag_changes(conn)
+    current = await get_flags(redis)
+    missing = [feature for feature in FEATURES if current[feature] is None]
+    if not missing:
+        return [Restored(f, Outcome.PRESENT, current[f]) for f in FEATURES]
+    recorded = await recorded_states(conn, environment)
+    wanted: dict[str, FlagState] = {}
+    for feature in missing:
+        if feature in recorded:
+            wanted[feature] = recorded[feature]
+        elif seed is not None:
+            wanted[feature] = seed.get(feature, FlagState())
+    # SET NX even under the lock: a writer that does not take it (an older
+    # release's flags init during a rolling deploy) must never be overwritten.
+    created = await init_flags(redis, wanted, seed=wanted)
+    results = []
+    for feature in FEATURES:
+        if feature not in missing:
+            results.append(Restored(feature, Outcome.PRESENT, current[feature]))
+        elif feature not in wanted:
+            results.append(Restored(feature, Outcome.NO_RECORD, None))
+        elif not created[feature]:
+            results.append(Restored(feature, Outcome.PRESENT, None))
+        else:
+            restored = feature in recorded
+            state = wanted[feature]
+            await conn.execute(
+                INSERT_AUDIT,
+                environment,
+                feature,
+                actor,
+                None,
+                None,
+                state.enabled,
+                state.rollout_percentage,
+                RESTORED_REASON if restored else SEEDED_REASON,
+                "flags restore" if restored else "flags init",
+            )
+            results.append(
+                Restored(feature, Outcome.RESTORED if restored else Outcome.SEEDED, state)
+            )
+    return results
+
+
+async def restore_if_missing(
+    *, db: Database, redis: Redis, environment: str, actor: str
+) -> list[Restored]:
+    """:func:`restore_missing` in its own transaction, only when a flag is missing.
+
+    The check without the lock is one ``MGET``: the common case (every flag
+    present) costs Postgres nothing. Returns the flags restored.
+    """
+    if all(state is not None for state in (await get_flags(redis)).values()):
+        return []
+    async with db.unscoped() as conn:
+        results = await restore_missing(conn, redis, environment=environment, actor=actor)
+    return [r for r in results if r.outcome is Outcome.RESTORED]
+
+
+async def keep_flags(
+    *,
+    db: Database,
+    redis: Redis,
+    environment: str,
+    interval: float,
+    on_restored: Callable[[Restored], None] | None = None,
+) -> None:
+    """Every ``interval`` seconds, restore the flags Redis has lost; until cancelled.
+
+    Redis or Postgres unreachable: logged, tried again at the next interval
+    (a missing flag stays missing, and ``FeatureFlagsMissing`` fires if that lasts).
+    """
+    while True:
+        try:
+            for restored in await restore_if_missing(
+                db=db, redis=redis, environment=environment, actor="rollback-handler"
+            ):
+                log.warning("feature flags: %s", restored.describe())
+                if on_restored is not None:
+                    on_restored(restored)
+        except RedisUnavailable as exc:
+            log.warning("feature flags not checked (redis unavailable: %s)", exc.reason)
+        except DatabaseUnavailable as exc:
+            log.warning("missing feature flags not restored (postgres unavailable: %s)", exc.reason)
+        except Exception:
+            log.exception("missing feature flags not restored; next try in %.0f s", interval)
+        await asyncio.sleep(interval)

@@ -1,0 +1,221 @@
+"""Flags Redis has lost come back from their last state recorded in Postgres (real both)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from services.common.database import Database
+from services.common.flags import FlagState, get_flags, write_flag
+from services.common.redis import Redis
+from services.rollback.procedure import RollbackRequest, roll_back
+from services.rollout.operations import FlagChangedMeanwhile, apply_changes, plan_changes
+from services.rollout.restore import Outcome, restore_if_missing, restore_missing
+from tests.services.rollout.test_cli import _audit, _cli
+
+SEED = '{"property_vision": {"enabled": true, "rolloutPercentage": 10}, "ai_coaching": true}'
+ON_10 = FlagState(enabled=True, rollout_percentage=10)
+OFF_10 = FlagState(enabled=False, rollout_percentage=10)
+
+
+Row = tuple[str, str, str, bool, float, str, str]
+
+
+async def _record(owner_db: Database, *rows: Row) -> None:
+    """Audit rows ``(environment, feature, actor, to_enabled, to_percentage, reason, command)``."""
+    async with owner_db.unscoped() as conn:
+        await conn.executemany(
+            "INSERT INTO flag_audit (environment, feature_name, actor, to_enabled, "
+            "to_percentage, reason, command) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            rows,
+        )
+
+
+def _request(feature: str, key: str = "alertmanager:vision-latency") -> RollbackRequest:
+    return RollbackRequest(
+        key=key,
+        source="alertmanager",
+        alertname="VisionLatencyRollback",
+        feature=feature,
+        features=(feature,),
+        environment="local",
+        actor="alertmanager",
+        reason="vision p95 above 3 s",
+        starts_at=datetime(2026, 12, 4, 7, 0, tzinfo=UTC),
+    )
+
+
+async def _set(feature: str, percentage: str, reason: str) -> None:
+    code = await _cli(
+        "rollout", "set", "--feature", feature, "--percentage", percentage,
+        "--environment", "local", "--reason", reason, "--yes",
+    )  # fmt: skip
+    assert code == 0
+
+
+async def test_flags_init_after_redis_lost_everything_restores_the_last_state_not_the_seed(
+    settings_env: dict[str, str],
+    redis_client: Redis,
+    db: Database,
+    owner_db: Database,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert await _cli("flags", "init", "--seed", SEED) == 0
+    await _set("churn_prevention", "50", "week 3")
+    # The handler turned vision off (10% kept); an operator took coaching to 25%.
+    await roll_back(db=db, redis=redis_client, request=_request("property_vision"))
+    await _set("ai_coaching", "25", "back to week 2")
+    before = await get_flags(redis_client)
+    capsys.readouterr()
+
+    await redis_client.flushdb()  # a restart without persistence, an empty replica
+    assert await _cli("flags", "init", "--seed", SEED) == 0
+
+    assert await get_flags(redis_client) == before
+    assert before["property_vision"] == OFF_10  # the seed says on: it must stay off
+    out = capsys.readouterr().out
+    assert "property_vision: restored from its last recorded state (off (10% kept))" in out
+    restores = [r for r in await _audit(owner_db) if r["command"] == "flags restore"]
+    assert len(restores) == 4
+    assert {r["actor"] for r in restores} == {"flags-init"}
+    # Present flags are never touched: a second run changes and records nothing.
+    assert await _cli("flags", "init", "--seed", SEED) == 0
+    assert capsys.readouterr().out.count("exists, unchanged") == 4
+    assert len([r for r in await _audit(owner_db) if r["command"] == "flags restore"]) == 4
+
+
+async def test_only_a_flag_never_recorded_falls_back_to_the_seed(
+    settings_env: dict[str, str], redis_client: Redis, owner_db: Database
+) -> None:
+    # An operator's direct write (no record) is present: left as it is.
+    await write_flag(redis_client, "ai_coaching", FlagState(enabled=True, rollout_percentage=5))
+    await _record(
+        owner_db,
+        ("local", "churn_prevention", "ops", False, 50, "rolled back", "rollback:cli"),
+        # Another environment's record is not this one's state.
+        ("staging", "property_vision", "ops", False, 0, "off", "rollout set"),
+    )
+    async with owner_db.unscoped() as conn:
+        results = await restore_missing(
+            conn,
+            redis_client,
+            environment="local",
+            actor="flags-init",
+            seed={"churn_prevention": FlagState(enabled=True, rollout_percentage=100),
+                  "property_vision": ON_10},
+        )  # fmt: skip
+    outcomes = {r.feature: r.outcome for r in results}
+    assert outcomes == {
+        "realtime_intelligence": Outcome.SEEDED,
+        "property_vision": Outcome.SEEDED,
+        "churn_prevention": Outcome.RESTORED,
+        "ai_coaching": Outcome.PRESENT,
+    }
+    assert await get_flags(redis_client) == {
+        "realtime_intelligence": FlagState(),
+        "property_vision": ON_10,
+        "churn_prevention": FlagState(enabled=False, rollout_percentage=50),
+        "ai_coaching": FlagState(enabled=True, rollout_percentage=5),
+    }
+
+
+async def test_without_a_seed_a_flag_never_recorded_stays_missing(
+    settings_env: dict[str, str], redis_client: Redis, db: Database, owner_db: Database
+) -> None:
+    await _record(owner_db, ("local", "ai_coaching", "ops", True, 25, "week 2", "rollout set"))
+    restored = await restore_if_missing(
+        db=db, redis=redis_client, environment="local", actor="rollback-handler"
+    )
+    assert [(r.feature, r.state) for r in restored] == [
+        ("ai_coaching", FlagState(enabled=True, rollout_percentage=25))
+    ]
+    flags = await get_flags(redis_client)
+    assert [f for f, state in flags.items() if state is None] == [
+        "realtime_intelligence",
+        "property_vision",
+        "churn_prevention",
+    ]
+    # Nothing missing that has a record: nothing more is done or recorded.
+    assert (
+        await restore_if_missing(
+            db=db, redis=redis_client, environment="local", actor="rollback-handler"
+        )
+        == []
+    )
+    assert len(await _audit(owner_db)) == 2
+
+
+async def test_a_change_planned_while_the_flag_was_missing_is_refused_after_a_restore(
+    settings_env: dict[str, str], redis_client: Redis, db: Database, owner_db: Database
+) -> None:
+    # Recorded off by a rollback; Redis lost it. An operator plans "on at 50%"
+    # from "missing" while the keeper restores it: the operator's write must not
+    # land on a state it never saw (it says so; the operator looks and decides).
+    await _record(
+        owner_db, ("local", "property_vision", "alertmanager", False, 10, "p95", "rollback:am")
+    )
+    planned = await plan_changes(
+        redis_client, ("property_vision",), lambda _: FlagState(enabled=True, rollout_percentage=50)
+    )
+    assert planned[0].before is None
+    await restore_if_missing(db=db, redis=redis_client, environment="local", actor="keeper")
+    with pytest.raises(FlagChangedMeanwhile, match="property_vision is now off"):
+        await apply_changes(
+            redis=redis_client,
+            db=db,
+            environment="local",
+            changes=planned,
+            actor="ops",
+            reason="resume",
+            command="rollout set",
+        )
+    assert (await get_flags(redis_client))["property_vision"] == OFF_10
+
+
+async def test_a_rollback_after_redis_lost_the_flags_keeps_the_percentage_and_restores(
+    settings_env: dict[str, str], redis_client: Redis, db: Database, owner_db: Database
+) -> None:
+    assert await _cli("flags", "init", "--seed", SEED) == 0
+    await redis_client.flushdb()
+    outcome = await roll_back(db=db, redis=redis_client, request=_request("property_vision"))
+    assert outcome.changed_features == ["property_vision"]
+    flags = await get_flags(redis_client)
+    # Off with the recorded 10% kept (not "off at 0%"), so `rollout set` resumes
+    # the same step; the other flags are back as recorded.
+    assert flags["property_vision"] == OFF_10
+    assert flags["ai_coaching"] == FlagState(enabled=True, rollout_percentage=100)
+    last = (await _audit(owner_db))[-1]
+    assert (last["feature_name"], last["from_enabled"], last["to_enabled"]) == (
+        "property_vision",
+        True,
+        False,
+    )
+
+    # Lost again: a second incident finds it already off (no change, no undo).
+    await redis_client.flushdb()
+    again = await roll_back(db=db, redis=redis_client, request=_request("property_vision", "k2"))
+    assert again.changed_features == []
+    assert (await get_flags(redis_client))["property_vision"] == OFF_10
+
+
+async def test_a_rollback_retried_after_a_lost_commit_records_the_off_state_it_finds(
+    settings_env: dict[str, str], redis_client: Redis, db: Database, owner_db: Database
+) -> None:
+    assert await _cli("flags", "init", "--seed", SEED) == 0
+    # The handler's first try wrote "off" to Redis, then its commit failed: the
+    # flag is off, the record still says on. Its retry finds nothing to change.
+    await write_flag(redis_client, "property_vision", OFF_10)
+    outcome = await roll_back(db=db, redis=redis_client, request=_request("property_vision"))
+    assert outcome.changed_features == []
+    last = (await _audit(owner_db))[-1]
+    assert (last["feature_name"], last["from_enabled"], last["to_enabled"]) == (
+        "property_vision",
+        True,
+        False,
+    )
+    assert "the record lacked" in str(last["reason"])
+    # So losing Redis now brings the feature back off, not on.
+    await redis_client.flushdb()
+    await restore_if_missing(db=db, redis=redis_client, environment="local", actor="keeper")
+    assert (await get_flags(redis_client))["property_vision"] == OFF_10
