@@ -197,12 +197,16 @@ async def recorded_states(conn: Any, environment: str) -> dict[str, FlagState]:
 
 
 async def audit_trail(db: Database, feature: str, *, limit: int = 20) -> list[dict[str, Any]]:
-    """The latest audit rows of ``feature``, newest first."""
+    """The latest audit rows of ``feature``, newest first.
+
+    In write order (``audit_id``: rows are inserted under the flag-change lock),
+    not by ``changed_at``, which is when the writer's transaction began.
+    """
     async with db.unscoped() as conn:
         rows = await conn.fetch(
             "SELECT changed_at, environment, actor, from_enabled, from_percentage, to_enabled, "
             "to_percentage, reason, command FROM flag_audit WHERE feature_name = $1 "
-            "ORDER BY changed_at DESC, audit_id DESC LIMIT $2",
+            "ORDER BY audit_id DESC LIMIT $2",
             feature,
             limit,
         )
@@ -216,7 +220,7 @@ async def stage_started_at(db: Database, feature: str, state: FlagState) -> date
             "SELECT changed_at FROM flag_audit WHERE feature_name = $1 AND to_enabled = $2 "
             "AND to_percentage = $3 AND (from_enabled IS DISTINCT FROM to_enabled "
             "OR from_percentage IS DISTINCT FROM to_percentage) "
-            "ORDER BY changed_at DESC, audit_id DESC LIMIT 1",
+            "ORDER BY audit_id DESC LIMIT 1",
             feature,
             state.enabled,
             state.rollout_percentage,

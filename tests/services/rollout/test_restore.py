@@ -10,7 +10,13 @@ from services.common.database import Database
 from services.common.flags import FlagState, get_flags, write_flag
 from services.common.redis import Redis
 from services.rollback.procedure import RollbackRequest, roll_back
-from services.rollout.operations import FlagChangedMeanwhile, apply_changes, plan_changes
+from services.rollout.operations import (
+    FlagChangedMeanwhile,
+    apply_changes,
+    audit_trail,
+    plan_changes,
+    stage_started_at,
+)
 from services.rollout.restore import Outcome, restore_if_missing, restore_missing
 from tests.services.rollout.test_cli import _audit, _cli
 
@@ -219,3 +225,30 @@ async def test_a_rollback_retried_after_a_lost_commit_records_the_off_state_it_f
     await redis_client.flushdb()
     await restore_if_missing(db=db, redis=redis_client, environment="local", actor="keeper")
     assert (await get_flags(redis_client))["property_vision"] == OFF_10
+
+
+async def test_the_audit_reads_in_write_order_not_transaction_start_order(
+    owner_db: Database,
+) -> None:
+    # changed_at is when a writer's transaction began: of overlapping writers,
+    # one that began first can write later (under the lock).
+    def at(second: int) -> datetime:
+        return datetime(2026, 12, 4, 9, 0, second, tzinfo=UTC)
+
+    writes = ((at(5), 5.0, 25.0), (at(0), 25.0, 10.0), (at(2), 10.0, 25.0))
+    async with owner_db.unscoped() as conn:
+        for changed_at, before, after in writes:
+            await conn.execute(
+                "INSERT INTO flag_audit (environment, feature_name, actor, from_enabled, "
+                "from_percentage, to_enabled, to_percentage, reason, command, changed_at) "
+                "VALUES ('local', 'ai_coaching', 'ops', true, $1, true, $2, 'step', "
+                "'rollout set', $3)",
+                before,
+                after,
+                changed_at,
+            )
+    trail = await audit_trail(owner_db, "ai_coaching")
+    assert [row["to_percentage"] for row in trail] == [25, 10, 25]
+    # The current 25% stage began with the last write, not the first.
+    current = FlagState(enabled=True, rollout_percentage=25)
+    assert await stage_started_at(owner_db, "ai_coaching", current) == at(2)
