@@ -25,23 +25,32 @@ from services.rollback.deployments import (
 )
 from services.rollback.health import ROLLBACK_FEATURE_HEALTH
 from services.rollback.metrics import RollbackMetrics
+from services.rollback.notices import watch_notices
 from services.rollback.routes import webhook
 from services.rollback.undo_claims import watch_undo_claims
 
 
 def _lifespan(settings: RollbackSettings) -> ServiceLifespan:
-    """The watcher of unfinished undo claims, and the Kubernetes client, only when
-    the stack lets the handler undo deployments."""
+    """The watcher of unfinished undo claims, the pass that posts queued Slack
+    notices, and the Kubernetes client, only when the stack lets the handler undo
+    deployments."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # Always on: a claim left from when undos were enabled still needs an operator.
         watcher = BackgroundTask("rollback-undo-claims")
         watcher.start(lambda: watch_undo_claims(app.state.db, app.state.rollback_metrics))
+        notices = BackgroundTask("rollback-notices")
+        notices.start(
+            lambda: watch_notices(
+                app.state.db, settings.slack_webhook_url, app.state.rollback_metrics
+            )
+        )
         try:
             async with _rollbacker(settings, app):
                 yield
         finally:
+            await notices.stop()
             await watcher.stop()
 
     return lifespan
