@@ -58,6 +58,7 @@ PROJECT_PINNED: dict[str, dict[str, tuple[str, ...]]] = {
     },
     "business.yml": {"ConversionRateDrop": ("threshold", "for")},
     "presence.yml": {"ServiceNotScraped": ("for",), "FeatureFlagsStale": ("for",)},
+    "rollback.yml": {"RollbackNoticesUnsent": ("threshold", "for")},
 }
 #: The first comparison with a number is the alert's threshold.
 THRESHOLD = re.compile(r"(?:>=|<=|==|>|<)\s*\(?\s*(\d+(?:\.\d+)?)")
