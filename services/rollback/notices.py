@@ -24,7 +24,6 @@ its lease expires and the next pass posts again.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import uuid
 from dataclasses import dataclass
@@ -33,7 +32,8 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from services.common.database import Database, DatabaseUnavailable
+from services.common.database import Database
+from services.common.tasks import repeat
 from services.rollback.metrics import RollbackMetrics
 from services.rollback.notify import post_slack
 
@@ -183,16 +183,13 @@ async def watch_notices(
     Without a Slack URL the handler queues nothing, but an operator's command
     may have (the gauges then show it waiting).
     """
-    while True:
-        try:
-            if webhook_url is not None:
-                await deliver(db, webhook_url, metrics)
-            await refresh_notice_gauges(db, metrics)
-        except DatabaseUnavailable as exc:
-            log.warning("rollback notices not read (postgres unavailable: %s)", exc.reason)
-        except Exception:
-            log.exception("rollback notice pass failed; next in %.0f s", PASS_SECONDS)
-        await asyncio.sleep(PASS_SECONDS)
+
+    async def one_pass() -> None:
+        if webhook_url is not None:
+            await deliver(db, webhook_url, metrics)
+        await refresh_notice_gauges(db, metrics)
+
+    await repeat(one_pass, every=PASS_SECONDS, what="rollback notice pass")
 
 
 async def unsent_notices(db: Database) -> list[UnsentNotice]:

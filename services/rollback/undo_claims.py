@@ -19,18 +19,15 @@ automatic undo.
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
-from services.common.database import Database, DatabaseUnavailable
+from services.common.database import Database
+from services.common.tasks import repeat
 from services.rollback.deployments import UndoOutcome
 from services.rollback.metrics import RollbackMetrics
-
-log = logging.getLogger(__name__)
 
 #: How often the gauge is read again: a small share of the alert's threshold.
 REFRESH_SECONDS = 15.0
@@ -177,11 +174,6 @@ async def watch_undo_claims(db: Database, metrics: RollbackMetrics) -> None:
     While Postgres is unreachable the gauge keeps its last value (the handler
     cannot act without Postgres either, and its readiness says so).
     """
-    while True:
-        try:
-            await refresh_undo_claims(db, metrics)
-        except DatabaseUnavailable as exc:
-            log.warning("undo claims not read (postgres unavailable: %s)", exc.reason)
-        except Exception:
-            log.exception("undo claims not read; next try in %.0f s", REFRESH_SECONDS)
-        await asyncio.sleep(REFRESH_SECONDS)
+    await repeat(
+        lambda: refresh_undo_claims(db, metrics), every=REFRESH_SECONDS, what="undo claims read"
+    )

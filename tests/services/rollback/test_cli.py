@@ -27,6 +27,15 @@ async def _count(owner_db: Database, table: str) -> int:
         return int(await conn.fetchval(f"SELECT count(*) FROM {table}"))  # noqa: S608
 
 
+async def _roll_back_coaching(redis: Redis) -> int:
+    """ai_coaching on at 50%, then the on-call's rollback of it."""
+    await write_flag(redis, "ai_coaching", FlagState(enabled=True, rollout_percentage=50))
+    return await _cli(
+        "rollback", "feature", "ai_coaching", "--environment", "local",
+        "--reason", "coaching p95 at 4 s", "--actor", "oncall", "--yes",
+    )  # fmt: skip
+
+
 async def test_rollback_turns_the_flag_off_verifies_audits_and_notifies(
     rollback_env: dict[str, str],
     redis_client: Redis,
@@ -34,11 +43,7 @@ async def test_rollback_turns_the_flag_off_verifies_audits_and_notifies(
     slack: SlackStandIn,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    await write_flag(redis_client, "ai_coaching", FlagState(enabled=True, rollout_percentage=50))
-    code = await _cli(
-        "rollback", "feature", "ai_coaching", "--environment", "local",
-        "--reason", "coaching p95 at 4 s", "--actor", "oncall", "--yes",
-    )  # fmt: skip
+    code = await _roll_back_coaching(redis_client)
     assert code == 0
     out = capsys.readouterr().out
     assert "ai_coaching: on at 50% -> off" in out
@@ -159,12 +164,8 @@ async def test_a_refused_notice_waits_in_the_outbox_and_the_operator_resends_it(
     slack: SlackStandIn,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    await write_flag(redis_client, "ai_coaching", FlagState(enabled=True, rollout_percentage=50))
     slack.status = 503
-    code = await _cli(
-        "rollback", "feature", "ai_coaching", "--environment", "local",
-        "--reason", "coaching p95 at 4 s", "--actor", "oncall", "--yes",
-    )  # fmt: skip
+    code = await _roll_back_coaching(redis_client)
     # The rollback stands; its message waits for the handler or the operator.
     assert code == 0
     assert (slack.messages, len(slack.refused)) == ([], 1)

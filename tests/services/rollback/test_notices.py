@@ -8,6 +8,7 @@ import itertools
 from typing import Any
 
 import pytest
+import pytest_asyncio
 from prometheus_client import CollectorRegistry
 from pydantic import SecretStr
 
@@ -76,16 +77,17 @@ async def _record_without_telling(db: Database, redis: Redis, key: str) -> None:
     assert outcome.changed_features == ["property_vision"]
 
 
-async def test_a_handler_that_died_before_posting_is_told_for_once_after(
-    app: Any,
-    app_client: Any,
-    db: Database,
-    redis_client: Redis,
-    owner_db: Database,
-    slack: SlackStandIn,
-) -> None:
+@pytest_asyncio.fixture
+async def lost(db: Database, redis_client: Redis) -> None:
+    """Every flag on, then the incident of ``BODY`` recorded by a handler that
+    died before posting its notice."""
     await _all_on(redis_client)
     await _record_without_telling(db, redis_client, KEY)
+
+
+async def test_a_handler_that_died_before_posting_is_told_for_once_after(
+    lost: None, app: Any, app_client: Any, owner_db: Database, slack: SlackStandIn
+) -> None:
     assert slack.messages == []
     async with app_client(app) as client:
         # Alertmanager's retry, a duplicate that changes nothing, tells Slack (or
@@ -145,15 +147,8 @@ async def _until_sent(owner_db: Database) -> None:
 
 
 async def test_copies_at_once_after_a_lost_post_tell_slack_once(
-    app: Any,
-    app_client: Any,
-    db: Database,
-    redis_client: Redis,
-    owner_db: Database,
-    slack: SlackStandIn,
+    lost: None, app: Any, app_client: Any, owner_db: Database, slack: SlackStandIn
 ) -> None:
-    await _all_on(redis_client)
-    await _record_without_telling(db, redis_client, KEY)
     async with app_client(app) as client:
         answers = await _copies_while_slack_holds_the_first_post(client, slack, 3)
         await _until_sent(owner_db)
@@ -213,15 +208,8 @@ async def test_slack_5xx_backs_off_then_the_pass_posts_once(
 
 
 async def test_the_handlers_pass_posts_a_queued_notice_without_any_webhook(
-    app: Any,
-    app_client: Any,
-    db: Database,
-    redis_client: Redis,
-    owner_db: Database,
-    slack: SlackStandIn,
+    lost: None, app: Any, app_client: Any, owner_db: Database, slack: SlackStandIn
 ) -> None:
-    await _all_on(redis_client)
-    await _record_without_telling(db, redis_client, KEY)
     async with app_client(app):
         async with asyncio.timeout(30):  # a generous deadline, not a timing check
             while True:
@@ -234,10 +222,8 @@ async def test_the_handlers_pass_posts_a_queued_notice_without_any_webhook(
 
 
 async def test_a_notice_is_given_up_after_its_attempts_and_resent_by_an_operator(
-    db: Database, redis_client: Redis, owner_db: Database, slack: SlackStandIn
+    lost: None, db: Database, owner_db: Database, slack: SlackStandIn
 ) -> None:
-    await _all_on(redis_client)
-    await _record_without_telling(db, redis_client, KEY)
     registry = CollectorRegistry()
     metrics = RollbackMetrics(registry)
     url = SecretStr(slack.url)
