@@ -45,23 +45,24 @@ PASS_SECONDS = 15.0
 LEASE_SECONDS = 60.0
 #: Attempts before a notice is given up: about 45 minutes of backoff.
 MAX_ATTEMPTS = 8
-#: How many notices one pass claims.
+#: How many notices one call posts at the most.
 BATCH = 20
 
 ENQUEUE = (
     "INSERT INTO rollback_notices (incident_key, kind, text) VALUES ($1, $2, $3) "
     "ON CONFLICT (incident_key, kind) DO NOTHING"
 )
-#: $1: only this incident's notices, due or not (NULL: every due notice).
+#: One notice: $1 only this incident's, due or not (NULL: any due one); never
+#: one this call tried already ($4).
 CLAIM = (
     "UPDATE rollback_notices SET attempts = attempts + 1, claim_token = $2, "
     "claimed_until = now() + make_interval(secs => $3) "
-    "WHERE notice_id IN (SELECT notice_id FROM rollback_notices "
+    "WHERE notice_id = (SELECT notice_id FROM rollback_notices "
     "WHERE sent_at IS NULL AND given_up_at IS NULL "
     "AND (claimed_until IS NULL OR claimed_until < now()) "
     "AND CASE WHEN $1::varchar IS NULL THEN next_attempt_at <= now() "
-    "ELSE incident_key = $1::varchar END "
-    "ORDER BY notice_id LIMIT $4 FOR UPDATE SKIP LOCKED) "
+    "ELSE incident_key = $1::varchar END AND NOT notice_id = ANY($4::bigint[]) "
+    "ORDER BY notice_id LIMIT 1 FOR UPDATE SKIP LOCKED) "
     "RETURNING notice_id, incident_key, kind, text, attempts"
 )
 #: Sent stands even when the lease had run out: Slack has the message.
@@ -133,10 +134,16 @@ async def deliver(
     A failed post is recorded and retried later, never raised.
     """
     token = uuid.uuid4()
-    async with db.unscoped() as conn:
-        claimed = await conn.fetch(CLAIM, incident_key, token, LEASE_SECONDS, BATCH)
+    tried: list[int] = []
     sent = 0
-    for row in claimed:
+    # One at a time: each lease starts right before its own post, so a slow
+    # Slack cannot outlast the lease of a notice still waiting in a batch.
+    while len(tried) < BATCH:
+        async with db.unscoped() as conn:
+            row = await conn.fetchrow(CLAIM, incident_key, token, LEASE_SECONDS, tried)
+        if row is None:
+            break
+        tried.append(row["notice_id"])
         error = await post_slack(webhook_url, row["text"])
         async with db.unscoped() as conn:
             if error is None:

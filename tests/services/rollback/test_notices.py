@@ -27,6 +27,8 @@ from services.rollback.notices import (
 )
 from services.rollback.procedure import RollbackRequest, roll_back
 from tests.services.rollback.conftest import SlackStandIn
+from tests.services.rollback.kubernetes_api import KubernetesApiStandIn
+from tests.services.rollback.test_undo_deployments import BAD, GOOD
 from tests.services.rollback.test_webhook import AUTH, STARTS, URL, _alert, _all_on, _notification
 
 BODY = _notification(_alert())
@@ -265,3 +267,30 @@ async def test_without_a_slack_url_nothing_is_queued(
         answer = await client.post(URL, json=BODY, headers=AUTH)
     assert answer.json()["handled"][0]["flags_turned_off"] == ["property_vision"]
     assert await _notices(owner_db) == []
+
+
+async def test_an_undos_notice_lost_with_slack_down_is_posted_once_by_the_retry(
+    undoing: KubernetesApiStandIn,
+    app_client: Any,
+    redis_client: Redis,
+    owner_db: Database,
+    slack: SlackStandIn,
+) -> None:
+    undoing.add_deployment("ml-services", [GOOD, BAD])
+    await _all_on(redis_client)
+    slack.down = True
+    async with app_client(create_app()) as client:
+        first = (await client.post(URL, json=BODY, headers=AUTH)).json()["handled"][0]
+        assert first["deployments_undone"][0]["rolled_back"] is True
+        assert [(n["kind"], n["sent_at"]) for n in await _notices(owner_db)] == [
+            ("rollback", None),
+            ("undo", None),
+        ]
+        slack.down = False
+        for _ in range(2):
+            await client.post(URL, json=BODY, headers=AUTH)
+    assert len(slack.messages) == 2
+    assert "rolled back property_vision" in slack.messages[0]
+    assert "undid the rollout" in slack.messages[1]
+    # The retries undid nothing again.
+    assert len(undoing.requests("PATCH")) == 1
