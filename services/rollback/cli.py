@@ -25,7 +25,7 @@ It asks for confirmation unless ``--yes`` (and refuses without a terminal).
 An automatic undo of Deployments whose handler died after claiming it is never
 retried (docs/runbooks/RollbackDeploymentUndoStuck.md): ``stuck-undos`` lists
 such claims, ``close-undo`` records what the operator found on each Deployment
-and tells Slack (the dead handler never did).
+and tells Slack (the dead handler never did), through the notice outbox.
 
     enterprisehub rollback notices --environment E [--resend]
 
@@ -60,7 +60,7 @@ from services.operator_cli import (
 )
 from services.rollback.alerts import ALL_FEATURES
 from services.rollback.notices import deliver, resend_given_up, unsent_notices
-from services.rollback.notify import closed_undo_message, notify_slack
+from services.rollback.notify import notify_slack
 from services.rollback.procedure import RollbackRequest, roll_back
 from services.rollback.undo_claims import CloseClaimError, close_claim, stuck_claims
 
@@ -189,7 +189,7 @@ async def _notices(args: argparse.Namespace) -> int:
         if args.resend and notices and webhook_url is not None:
             sent = 0
             for key in dict.fromkeys(notice.incident_key for notice in notices):
-                sent += await deliver(conn.db, webhook_url, incident_key=key)
+                sent += await deliver(conn.db, webhook_url, incident_key=key, now=True)
             print(f"posted {sent} of {len(notices)} from this shell")
     return 0
 
@@ -233,27 +233,27 @@ async def _close_undo(args: argparse.Namespace) -> int:
             f"close the undo of incident {args.incident} in {conn.settings.environment}?", args.yes
         )
         actor = args.actor or default_actor()
+        webhook_url = NotifySettings.from_env().slack_webhook_url
         try:
             closed = await close_claim(
-                conn.db, args.incident, restored, actor=actor, reason=args.reason
+                conn.db,
+                args.incident,
+                restored,
+                actor=actor,
+                reason=args.reason,
+                environment=conn.settings.environment,
+                notify=webhook_url is not None,
             )
         except CloseClaimError as exc:
             raise CommandError(f"{exc}; nothing changed") from None
-        environment = conn.settings.environment
-    print(
-        f"incident {args.incident}: undo closed with {len(closed.outcomes)} outcome(s); "
-        "RollbackDeploymentUndoStuck resolves within a minute"
-    )
-    await notify_slack(
-        NotifySettings.from_env().slack_webhook_url,
-        closed_undo_message(
-            environment=environment,
-            incident_key=args.incident,
-            alertname=closed.alertname,
-            actor=actor,
-            outcomes=closed.outcomes,
-        ),
-    )
+        print(
+            f"incident {args.incident}: undo closed with {len(closed.outcomes)} outcome(s); "
+            "RollbackDeploymentUndoStuck resolves within a minute"
+        )
+        if webhook_url is None:
+            await notify_slack(None, closed.message)
+        else:
+            await deliver(conn.db, webhook_url, incident_key=args.incident)
     return 0
 
 

@@ -7,7 +7,8 @@ in the transaction that records the incident (or its undo's outcome), and
 posted afterwards by :func:`deliver`:
 
 - from the webhook, for the incident it handled, by the first copy and by
-  every duplicate (Alertmanager's retry after a crash picks the row up);
+  every duplicate (Alertmanager's retry after a crash picks the row up), once
+  the notice is due;
 - every :data:`PASS_SECONDS` by each replica's background pass
   (:func:`watch_notices`), for whatever is due, and by the operator's CLI.
 
@@ -52,16 +53,16 @@ ENQUEUE = (
     "INSERT INTO rollback_notices (incident_key, kind, text) VALUES ($1, $2, $3) "
     "ON CONFLICT (incident_key, kind) DO NOTHING"
 )
-#: One notice: $1 only this incident's, due or not (NULL: any due one); never
-#: one this call tried already ($4).
+#: One notice: $1 only this incident's (NULL: any); due, unless $5 (an
+#: operator's resend); never one this call tried already ($4).
 CLAIM = (
     "UPDATE rollback_notices SET attempts = attempts + 1, claim_token = $2, "
     "claimed_until = now() + make_interval(secs => $3) "
     "WHERE notice_id = (SELECT notice_id FROM rollback_notices "
     "WHERE sent_at IS NULL AND given_up_at IS NULL "
     "AND (claimed_until IS NULL OR claimed_until < now()) "
-    "AND CASE WHEN $1::varchar IS NULL THEN next_attempt_at <= now() "
-    "ELSE incident_key = $1::varchar END AND NOT notice_id = ANY($4::bigint[]) "
+    "AND ($1::varchar IS NULL OR incident_key = $1::varchar) "
+    "AND (next_attempt_at <= now() OR $5::boolean) AND NOT notice_id = ANY($4::bigint[]) "
     "ORDER BY notice_id LIMIT 1 FOR UPDATE SKIP LOCKED) "
     "RETURNING notice_id, incident_key, kind, text, attempts"
 )
@@ -126,12 +127,14 @@ async def deliver(
     metrics: RollbackMetrics | None = None,
     *,
     incident_key: str | None = None,
+    now: bool = False,
 ) -> int:
-    """Post the notices this call claims, oldest first; the number Slack took.
+    """Post the due notices this call claims, oldest first; the number Slack took.
 
-    With ``incident_key``, that incident's unsent notices whether due or not
-    (a webhook's copy, an operator's command); without, every due notice.
-    A failed post is recorded and retried later, never raised.
+    With ``incident_key`` only that incident's (a webhook's copy, an operator's
+    command); with ``now``, due or not (an operator asked). A new notice is due
+    at once; a failed post is recorded, never raised, and due again after its
+    backoff, so a burst of webhook copies cannot hammer a failing Slack.
     """
     token = uuid.uuid4()
     tried: list[int] = []
@@ -140,7 +143,7 @@ async def deliver(
     # Slack cannot outlast the lease of a notice still waiting in a batch.
     while len(tried) < BATCH:
         async with db.unscoped() as conn:
-            row = await conn.fetchrow(CLAIM, incident_key, token, LEASE_SECONDS, tried)
+            row = await conn.fetchrow(CLAIM, incident_key, token, LEASE_SECONDS, tried, now)
         if row is None:
             break
         tried.append(row["notice_id"])

@@ -28,6 +28,8 @@ from services.common.database import Database
 from services.common.tasks import repeat
 from services.rollback.deployments import UndoOutcome
 from services.rollback.metrics import RollbackMetrics
+from services.rollback.notices import enqueue
+from services.rollback.notify import closed_undo_message
 
 #: How often the gauge is read again: a small share of the alert's threshold.
 REFRESH_SECONDS = 15.0
@@ -64,10 +66,12 @@ class CloseClaimError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class ClosedClaim:
-    """A claim closed by an operator: the incident's alert and the outcomes recorded."""
+    """A claim closed by an operator: the incident's alert, the outcomes recorded
+    and the message that tells Slack."""
 
     alertname: str
     outcomes: tuple[UndoOutcome, ...]
+    message: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +108,8 @@ async def close_claim(
     *,
     actor: str,
     reason: str,
+    environment: str,
+    notify: bool = False,
 ) -> ClosedClaim:
     """Record what an operator found for each Deployment of a stuck undo.
 
@@ -115,7 +121,9 @@ async def close_claim(
     undone" and a hash recorded for the wrong Deployment would stop a later
     incident from undoing a release. Raises :class:`CloseClaimError` (and
     changes nothing) when the incident is unknown, not ``claimed`` (finished
-    meanwhile or already closed) or the verdicts do not match the plan.
+    meanwhile or already closed) or the verdicts do not match the plan. With
+    ``notify``, the message is queued for Slack with the record
+    (``services.rollback.notices``).
     """
     for name, template_hash in restored.items():
         if template_hash is not None and not TEMPLATE_HASH.fullmatch(template_hash):
@@ -151,7 +159,16 @@ async def close_claim(
             for name in planned
         )
         await conn.execute(CLOSE_CLAIM, incident_key, [o.as_record() for o in outcomes])
-    return ClosedClaim(row["alertname"], outcomes)
+        message = closed_undo_message(
+            environment=environment,
+            incident_key=incident_key,
+            alertname=row["alertname"],
+            actor=actor,
+            outcomes=outcomes,
+        )
+        if notify:
+            await enqueue(conn, incident_key=incident_key, kind="closed_undo", text=message)
+    return ClosedClaim(row["alertname"], outcomes, message)
 
 
 async def oldest_claim_age_seconds(db: Database) -> float:

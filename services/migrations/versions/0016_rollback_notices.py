@@ -8,11 +8,12 @@ The handler posted its Slack message after committing the incident, so a
 handler that died in between lost the message for good: Alertmanager's retry
 of the notification is a duplicate and tells nobody. ``rollback_notices`` is
 an outbox: the message is inserted in the transaction that records what it
-tells (the incident that turned flags off, or the outcome of its deployment
-undo), one row per incident and kind. Whoever posts claims it first
-(``claimed_until``, a lease taken by an ``UPDATE`` over rows locked
-``FOR UPDATE SKIP LOCKED``, so two replicas or two copies of a webhook never
-post the same row at once), and ``sent_at`` is set once Slack answered 2xx.
+tells (the incident that turned flags off, the outcome of its deployment
+undo, or an operator closing a stuck undo), one row per incident and kind.
+Whoever posts claims it first (``claimed_until``, a lease taken by an
+``UPDATE`` of a row locked ``FOR UPDATE SKIP LOCKED``, so two replicas or two
+copies of a webhook never post the same row at once), and ``sent_at`` is set
+once Slack answered 2xx.
 A failed post counts an attempt and waits ``next_attempt_at``; after the last
 attempt the row is ``given_up_at`` and waits for an operator.
 
@@ -36,7 +37,7 @@ def upgrade() -> None:
             notice_id bigserial PRIMARY KEY,
             incident_key varchar(160) NOT NULL
                 REFERENCES rollback_incidents (incident_key) ON DELETE CASCADE,
-            kind varchar(16) NOT NULL CHECK (kind IN ('rollback', 'undo')),
+            kind varchar(16) NOT NULL CHECK (kind IN ('rollback', 'undo', 'closed_undo')),
             text text NOT NULL CHECK (text <> ''),
             created_at timestamptz NOT NULL DEFAULT now(),
             attempts integer NOT NULL DEFAULT 0 CHECK (attempts >= 0),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -113,12 +114,16 @@ async def test_a_post_that_fails_is_posted_once_by_the_retry(
         first = await client.post(URL, json=BODY, headers=AUTH)
         assert first.status_code == 200
         assert first.json()["handled"][0]["flags_turned_off"] == ["property_vision"]
+        await _until_tried(owner_db)
         [notice] = await _notices(owner_db)
         assert (notice["sent_at"], notice["attempts"]) == (None, 1)
         assert notice["last_error"] == "RemoteProtocolError"
         slack.down = False
+        # Alertmanager's next copy comes minutes later, after the backoff.
+        await _backoff_elapsed(owner_db)
         await client.post(URL, json=BODY, headers=AUTH)
         await client.post(URL, json=BODY, headers=AUTH)
+        await _until_sent(owner_db)
     assert len(slack.messages) == 1
 
 
@@ -141,9 +146,19 @@ async def _copies_while_slack_holds_the_first_post(
 async def _until_sent(owner_db: Database) -> None:
     """Until every notice is marked sent (the post held at Slack may be the
     handler's own pass, which the app's shutdown would cancel)."""
+    await _until(owner_db, lambda n: n["sent_at"] is not None)
+
+
+async def _until_tried(owner_db: Database) -> None:
+    """Until every notice was tried and is no longer held (the handler's own
+    pass may be the one trying, and the app's shutdown would cancel it)."""
+    await _until(owner_db, lambda n: n["attempts"] > 0 and n["claimed_until"] is None)
+
+
+async def _until(owner_db: Database, done: Callable[[dict[str, Any]], bool]) -> None:
     async with asyncio.timeout(30):  # a generous deadline, not a timing check
         while True:
-            if all(n["sent_at"] is not None for n in await _notices(owner_db)):
+            if all(done(n) for n in await _notices(owner_db)):
                 return
             await asyncio.sleep(0.05)
 
@@ -181,6 +196,7 @@ async def test_slack_5xx_backs_off_then_the_pass_posts_once(
     slack.status = 503
     async with app_client(app) as client:
         await client.post(URL, json=BODY, headers=AUTH)
+        await _until_tried(owner_db)
     assert (slack.messages, len(slack.refused)) == ([], 1)
     [notice] = await _notices(owner_db)
     assert notice["last_error"] == "HTTP 503"
@@ -287,8 +303,10 @@ async def test_an_undos_notice_lost_with_slack_down_is_posted_once_by_the_retry(
             ("undo", None),
         ]
         slack.down = False
+        await _backoff_elapsed(owner_db)
         for _ in range(2):
             await client.post(URL, json=BODY, headers=AUTH)
+        await _until_sent(owner_db)
     assert len(slack.messages) == 2
     assert "rolled back property_vision" in slack.messages[0]
     assert "undid the rollout" in slack.messages[1]
