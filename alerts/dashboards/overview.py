@@ -40,6 +40,8 @@ CHURN_DELIVERY_RATE = (
 )
 #: Read from Postgres by every replica (services/rollback/undo_claims.py): max, not sum.
 UNDO_CLAIM_AGE = "rollback_deployment_undo_oldest_claim_age_seconds"
+#: Likewise read from Postgres (services/rollback/notices.py).
+UNSENT_NOTICE_AGE = "rollback_notice_oldest_unsent_age_seconds"
 #: Per replica, the share of tenants a feature reaches as that replica decides
 #: (services/common/flags/cache.py: the kill switch times the rollout share).
 #: Every replica of every service reads the same Redis keys, so the max across
@@ -303,6 +305,12 @@ def _rollbacks_row() -> list[timeseries.Panel]:
             "(a handler died mid-undo; alert above 15 min)",
             "s",
             query(f"max by (job) ({UNDO_CLAIM_AGE})", "{{job}}"),
+            width=24,
+        ).thresholds(thresholds((None, "green"), (900, "red"))),
+        graph(
+            "Oldest rollback notice Slack has not taken (retried; alert above 15 min)",
+            "s",
+            query(f"max by (job) ({UNSENT_NOTICE_AGE})", "{{job}}"),
             width=24,
         ).thresholds(thresholds((None, "green"), (900, "red"))),
     ]

@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from typing import Any
+
+from services.common.database import DatabaseUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +47,23 @@ async def stop_tasks(
     for task in tasks:
         if task.done() and not task.cancelled():
             task.exception()
+
+
+async def repeat(step: Callable[[], Awaitable[object]], *, every: float, what: str) -> None:
+    """Await ``step()`` every ``every`` seconds until cancelled.
+
+    A failure is logged (Postgres being down without a traceback: readiness
+    already says so) and the next run comes on time; a periodic pass must
+    outlive whatever one run meets.
+    """
+    while True:
+        try:
+            await step()
+        except DatabaseUnavailable as exc:
+            log.warning("%s skipped (postgres unavailable: %s)", what, exc.reason)
+        except Exception:
+            log.exception("%s failed; next in %.0f s", what, every)
+        await asyncio.sleep(every)
 
 
 @dataclass(slots=True, eq=False)

@@ -12,7 +12,9 @@
    (``python -m infra.deploy rollback --stack STACK``, which shows its plan and
    refuses unsafe reverts).
 4. Each ``--health-url`` must answer ``/health`` with 200 within ``--wait-seconds``.
-5. Slack is told (SLACK_WEBHOOK_URL), when set.
+5. Slack is told (SLACK_WEBHOOK_URL), when set: the message is queued with the
+   incident in step 1 (``services.rollback.notices``) and posted here; should
+   the post fail or the command stop early, rollback-handler posts it.
 
 It asks for confirmation unless ``--yes`` (and refuses without a terminal).
 
@@ -23,7 +25,13 @@ It asks for confirmation unless ``--yes`` (and refuses without a terminal).
 An automatic undo of Deployments whose handler died after claiming it is never
 retried (docs/runbooks/RollbackDeploymentUndoStuck.md): ``stuck-undos`` lists
 such claims, ``close-undo`` records what the operator found on each Deployment
-and tells Slack (the dead handler never did).
+and tells Slack (the dead handler never did), through the notice outbox.
+
+    enterprisehub rollback notices --environment E [--resend]
+
+lists the rollback notices Slack has not taken (docs/runbooks/RollbackNoticesUnsent.md);
+``--resend`` makes the given-up ones due again and, with SLACK_WEBHOOK_URL in the
+shell, posts every unsent one from here.
 """
 
 from __future__ import annotations
@@ -38,7 +46,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
-from pydantic import Field
+from pydantic import Field, SecretStr
 
 from services.cli import EXIT_USAGE, CommandError
 from services.common.flags import FEATURES, get_flags
@@ -51,7 +59,8 @@ from services.operator_cli import (
     reason_argument,
 )
 from services.rollback.alerts import ALL_FEATURES
-from services.rollback.notify import closed_undo_message, notify_slack, rollback_message
+from services.rollback.notices import deliver, resend_given_up, unsent_notices
+from services.rollback.notify import notify_slack
 from services.rollback.procedure import RollbackRequest, roll_back
 from services.rollback.undo_claims import CloseClaimError, close_claim, stuck_claims
 
@@ -80,7 +89,9 @@ def _seconds(value: str) -> float:
     return seconds
 
 
-async def _roll_back_flags(args: argparse.Namespace, features: tuple[str, ...]) -> list[str]:
+async def _roll_back_flags(
+    args: argparse.Namespace, features: tuple[str, ...], key: str, *, notify: bool
+) -> list[str]:
     async with connect(args.environment) as conn:
         current = await get_flags(conn.redis)
         for feature in features:
@@ -91,8 +102,9 @@ async def _roll_back_flags(args: argparse.Namespace, features: tuple[str, ...]) 
         outcome = await roll_back(
             db=conn.db,
             redis=conn.redis,
+            notify=notify,
             request=RollbackRequest(
-                key=f"operator:{uuid.uuid4()}",
+                key=key,
                 source="operator",
                 alertname="operator",
                 feature=args.feature,
@@ -143,23 +155,42 @@ def _wait_healthy(urls: list[str], wait_seconds: float) -> None:
 
 def _rollback_feature(args: argparse.Namespace) -> int:
     features = FEATURES if args.feature == ALL_FEATURES else (args.feature,)
-    changed = asyncio.run(_roll_back_flags(args, features))
+    webhook_url = NotifySettings.from_env().slack_webhook_url
+    key = f"operator:{uuid.uuid4()}"
+    changed = asyncio.run(_roll_back_flags(args, features, key, notify=webhook_url is not None))
     if args.stack_rollback:
         _stack_rollback(args.stack_rollback)
     _wait_healthy(args.health_url, args.wait_seconds)
-    if changed:
-        asyncio.run(
-            notify_slack(
-                NotifySettings.from_env().slack_webhook_url,
-                rollback_message(
-                    environment=args.environment,
-                    features=changed,
-                    alertname="operator",
-                    reason=args.reason,
-                    actor=args.actor or default_actor(),
-                ),
+    if changed and webhook_url is not None:
+        asyncio.run(_post_notices(args, webhook_url, key))
+    return 0
+
+
+async def _post_notices(args: argparse.Namespace, webhook_url: SecretStr, key: str | None) -> int:
+    async with connect(args.environment) as conn:
+        return await deliver(conn.db, webhook_url, incident_key=key)
+
+
+async def _notices(args: argparse.Namespace) -> int:
+    webhook_url = NotifySettings.from_env().slack_webhook_url
+    async with connect(args.environment) as conn:
+        if args.resend:
+            print(f"{await resend_given_up(conn.db)} given-up notice(s) due again")
+        notices = await unsent_notices(conn.db)
+        if not notices:
+            print("every rollback notice was sent")
+        for notice in notices:
+            state = "given up" if notice.given_up else "pending"
+            print(
+                f"{notice.notice_id}  {notice.incident_key}  {notice.kind}  {state} after "
+                f"{notice.attempts} attempt(s) ({notice.last_error or 'not tried yet'})  "
+                f"queued {notice.created_at.isoformat()}\n    {notice.text}"
             )
-        )
+        if args.resend and notices and webhook_url is not None:
+            sent = 0
+            for key in dict.fromkeys(notice.incident_key for notice in notices):
+                sent += await deliver(conn.db, webhook_url, incident_key=key, now=True)
+            print(f"posted {sent} of {len(notices)} from this shell")
     return 0
 
 
@@ -202,27 +233,27 @@ async def _close_undo(args: argparse.Namespace) -> int:
             f"close the undo of incident {args.incident} in {conn.settings.environment}?", args.yes
         )
         actor = args.actor or default_actor()
+        webhook_url = NotifySettings.from_env().slack_webhook_url
         try:
             closed = await close_claim(
-                conn.db, args.incident, restored, actor=actor, reason=args.reason
+                conn.db,
+                args.incident,
+                restored,
+                actor=actor,
+                reason=args.reason,
+                environment=conn.settings.environment,
+                notify=webhook_url is not None,
             )
         except CloseClaimError as exc:
             raise CommandError(f"{exc}; nothing changed") from None
-        environment = conn.settings.environment
-    print(
-        f"incident {args.incident}: undo closed with {len(closed.outcomes)} outcome(s); "
-        "RollbackDeploymentUndoStuck resolves within a minute"
-    )
-    await notify_slack(
-        NotifySettings.from_env().slack_webhook_url,
-        closed_undo_message(
-            environment=environment,
-            incident_key=args.incident,
-            alertname=closed.alertname,
-            actor=actor,
-            outcomes=closed.outcomes,
-        ),
-    )
+        print(
+            f"incident {args.incident}: undo closed with {len(closed.outcomes)} outcome(s); "
+            "RollbackDeploymentUndoStuck resolves within a minute"
+        )
+        if webhook_url is None:
+            await notify_slack(None, closed.message)
+        else:
+            await deliver(conn.db, webhook_url, incident_key=args.incident)
     return 0
 
 
@@ -277,3 +308,14 @@ def register_rollback_commands(subparsers: Any) -> None:
         help="this Deployment was not rolled back",
     )
     close.set_defaults(handler=lambda args: asyncio.run(_close_undo(args)))
+
+    notices = commands.add_parser(
+        "notices", help="list rollback notices Slack has not taken; --resend retries them"
+    )
+    add_operator_arguments(notices)
+    notices.add_argument(
+        "--resend",
+        action="store_true",
+        help="make given-up notices due again (and post them with SLACK_WEBHOOK_URL set)",
+    )
+    notices.set_defaults(handler=lambda args: asyncio.run(_notices(args)))

@@ -25,6 +25,7 @@ from services.rollback.deployments import (
 )
 from services.rollback.health import ROLLBACK_FEATURE_HEALTH
 from services.rollback.metrics import RollbackMetrics
+from services.rollback.notices import watch_notices
 from services.rollback.routes import webhook
 from services.rollback.undo_claims import watch_undo_claims
 from services.rollout.restore import keep_flags
@@ -32,8 +33,8 @@ from services.rollout.restore import keep_flags
 
 def _lifespan(settings: RollbackSettings) -> ServiceLifespan:
     """The watcher of unfinished undo claims, the keeper of the flags (restores the
-    ones Redis lost), and the Kubernetes client, only when the stack lets the
-    handler undo deployments."""
+    ones Redis lost), the pass that posts queued Slack notices, and the Kubernetes
+    client, only when the stack lets the handler undo deployments."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -51,10 +52,17 @@ def _lifespan(settings: RollbackSettings) -> ServiceLifespan:
                 on_restored=lambda r: restored.labels(r.feature).inc(),
             )
         )
+        notices = BackgroundTask("rollback-notices")
+        notices.start(
+            lambda: watch_notices(
+                app.state.db, settings.slack_webhook_url, app.state.rollback_metrics
+            )
+        )
         try:
             async with _rollbacker(settings, app):
                 yield
         finally:
+            await notices.stop()
             await keeper.stop()
             await watcher.stop()
 

@@ -12,7 +12,8 @@ class RollbackMetrics:
     """Incidents received, by feature and outcome (rolled_back, duplicate, resolved);
     deployment undos, by deployment and outcome; the oldest undo claimed and never
     finished (``services.rollback.undo_claims``); flags put back after Redis lost
-    them (``services.rollout.restore.keep_flags``)."""
+    them (``services.rollout.restore.keep_flags``); Slack notices posted, and those
+    not sent yet (``services.rollback.notices``)."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.incidents = counter(
@@ -44,3 +45,26 @@ class RollbackMetrics:
         # Every feature's series from the start (0): the dashboard and alerts read them.
         for feature in FEATURES:
             self.flags_restored.labels(feature)
+        self.notice_posts = counter(
+            "rollback_notice_posts",
+            "Attempts to post a rollback notice to Slack, by outcome (sent, failed).",
+            registry=registry,
+            labelnames=("outcome",),
+        )
+        self.notices_unsent = Gauge(
+            "rollback_notices_unsent",
+            "Rollback notices Slack has not taken, by state (pending: still retried; "
+            "given_up: waits for an operator); read from Postgres.",
+            registry=registry,
+            labelnames=("state",),
+        )
+        self.oldest_unsent_notice_age = Gauge(
+            "rollback_notice_oldest_unsent_age_seconds",
+            "Age of the oldest rollback notice Slack has not taken (0: none); read from Postgres.",
+            registry=registry,
+        )
+        # Exported from the start: an alert and a dashboard read them before any post.
+        for outcome in ("sent", "failed"):
+            self.notice_posts.labels(outcome=outcome)
+        for state in ("pending", "given_up"):
+            self.notices_unsent.labels(state=state)

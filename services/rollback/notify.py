@@ -2,7 +2,9 @@
 
 Slack's incoming webhooks take ``{"text": ...}``; the URL is a secret
 (SLACK_WEBHOOK_URL). Without it the message is only logged. A failed post is
-logged and never undoes the rollback: the flags are already off.
+logged and never undoes the rollback: the flags are already off. The
+handler's messages go through the outbox (``services.rollback.notices``),
+which retries them.
 """
 
 from __future__ import annotations
@@ -25,6 +27,11 @@ async def notify_slack(webhook_url: SecretStr | None, text: str) -> bool:
     if webhook_url is None:
         log.info("slack not configured (SLACK_WEBHOOK_URL); message: %s", text)
         return False
+    return await post_slack(webhook_url, text) is None
+
+
+async def post_slack(webhook_url: SecretStr, text: str) -> str | None:
+    """Post ``text`` once; None when Slack answered 2xx, else why not (no URL in it)."""
     try:
         async with httpx.AsyncClient(timeout=TIMEOUT_SECONDS) as client:
             response = await client.post(
@@ -33,11 +40,11 @@ async def notify_slack(webhook_url: SecretStr | None, text: str) -> bool:
     except httpx.HTTPError as exc:
         # The URL is a credential: name the failure, never the URL.
         log.warning("slack notification failed: %s", type(exc).__name__)
-        return False
-    if response.status_code != 200:
+        return type(exc).__name__
+    if not response.is_success:
         log.warning("slack notification refused: HTTP %s", response.status_code)
-        return False
-    return True
+        return f"HTTP {response.status_code}"
+    return None
 
 
 def slack_escape(text: str) -> str:

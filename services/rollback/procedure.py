@@ -17,6 +17,10 @@ undo while no release came in between).
 A Deployment whose feature was already off is left alone (an earlier incident
 or an operator already acted: undoing again would bring back the template that
 failed).
+
+With ``notify``, the Slack message of a rollback that turned a flag off, and of
+an undo's outcomes, is queued in the transaction that records it
+(``services.rollback.notices``): a crash after the commit cannot lose it.
 """
 
 from __future__ import annotations
@@ -30,6 +34,8 @@ from services.common.database import Database
 from services.common.flags import FlagState
 from services.common.redis import Redis
 from services.rollback.deployments import DeploymentRollbacker, UndoOutcome
+from services.rollback.notices import enqueue
+from services.rollback.notify import rollback_message, undo_message
 from services.rollout.operations import Change, apply_changes, plan_changes
 from services.rollout.restore import restore_missing
 
@@ -94,10 +100,12 @@ class RollbackRequest:
 
 @dataclass(frozen=True, slots=True)
 class RollbackOutcome:
-    """What a request did: ``duplicate`` when the incident was already handled."""
+    """What a request did: ``duplicate`` when the incident was already handled;
+    ``message``: what to tell people when it turned a flag off."""
 
     duplicate: bool
     changes: tuple[Change, ...]
+    message: str | None = None
 
     @property
     def changed_features(self) -> list[str]:
@@ -109,8 +117,11 @@ def _off(state: FlagState | None) -> FlagState:
     return FlagState(enabled=False, rollout_percentage=state.rollout_percentage if state else 0)
 
 
-async def roll_back(*, db: Database, redis: Redis, request: RollbackRequest) -> RollbackOutcome:
-    """Flags of ``request.features`` off, once per ``request.key``."""
+async def roll_back(
+    *, db: Database, redis: Redis, request: RollbackRequest, notify: bool = False
+) -> RollbackOutcome:
+    """Flags of ``request.features`` off, once per ``request.key``; with ``notify``,
+    the message is queued for Slack in the same transaction."""
     async with db.unscoped() as conn:
         claimed = await conn.fetchval(
             INSERT_INCIDENT,
@@ -159,7 +170,18 @@ async def roll_back(*, db: Database, redis: Redis, request: RollbackRequest) -> 
             list(to_undo),
             [UndoOutcome(name, rolled_back=False, reason=ALREADY_OFF).as_record() for name in left],
         )
-    return RollbackOutcome(duplicate=False, changes=tuple(written))
+        message = None
+        if changed:
+            message = rollback_message(
+                environment=request.environment,
+                features=changed,
+                alertname=request.alertname,
+                reason=request.reason,
+                actor=request.actor,
+            )
+            if notify:
+                await enqueue(conn, incident_key=request.key, kind="rollback", text=message)
+    return RollbackOutcome(duplicate=False, changes=tuple(written), message=message)
 
 
 def _deployments(
@@ -172,12 +194,19 @@ def _deployments(
 
 
 async def undo_deployments(
-    *, db: Database, key: str, rollbacker: DeploymentRollbacker
+    *,
+    db: Database,
+    key: str,
+    rollbacker: DeploymentRollbacker,
+    environment: str,
+    alertname: str,
+    notify: bool = False,
 ) -> tuple[UndoOutcome, ...] | None:
     """Undo the incident's pending Deployments once; None when another copy has (or nothing).
 
     The flags are already off and committed: whatever the Kubernetes API does,
     this only records outcomes (a failure is one of them) and never raises for it.
+    With ``notify``, the message about them is queued for Slack with the record.
     """
     async with db.unscoped() as conn:
         planned = await conn.fetchval(CLAIM_UNDO, key)
@@ -200,6 +229,11 @@ async def undo_deployments(
         recorded = await conn.fetchval(
             RECORD_UNDO, key, [outcome.as_record() for outcome in outcomes]
         )
+        if notify:
+            # Told even when an operator closed the claim meanwhile: this is what
+            # the handler did to the Deployments.
+            text = undo_message(environment=environment, alertname=alertname, outcomes=outcomes)
+            await enqueue(conn, incident_key=key, kind="undo", text=text)
     if recorded is None:
         log.warning(
             "the undo of incident %s was closed by an operator meanwhile; not recorded: %s",

@@ -19,18 +19,17 @@ automatic undo.
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
-from services.common.database import Database, DatabaseUnavailable
+from services.common.database import Database
+from services.common.tasks import repeat
 from services.rollback.deployments import UndoOutcome
 from services.rollback.metrics import RollbackMetrics
-
-log = logging.getLogger(__name__)
+from services.rollback.notices import enqueue
+from services.rollback.notify import closed_undo_message
 
 #: How often the gauge is read again: a small share of the alert's threshold.
 REFRESH_SECONDS = 15.0
@@ -67,10 +66,12 @@ class CloseClaimError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class ClosedClaim:
-    """A claim closed by an operator: the incident's alert and the outcomes recorded."""
+    """A claim closed by an operator: the incident's alert, the outcomes recorded
+    and the message that tells Slack."""
 
     alertname: str
     outcomes: tuple[UndoOutcome, ...]
+    message: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +108,8 @@ async def close_claim(
     *,
     actor: str,
     reason: str,
+    environment: str,
+    notify: bool = False,
 ) -> ClosedClaim:
     """Record what an operator found for each Deployment of a stuck undo.
 
@@ -118,7 +121,9 @@ async def close_claim(
     undone" and a hash recorded for the wrong Deployment would stop a later
     incident from undoing a release. Raises :class:`CloseClaimError` (and
     changes nothing) when the incident is unknown, not ``claimed`` (finished
-    meanwhile or already closed) or the verdicts do not match the plan.
+    meanwhile or already closed) or the verdicts do not match the plan. With
+    ``notify``, the message is queued for Slack with the record
+    (``services.rollback.notices``).
     """
     for name, template_hash in restored.items():
         if template_hash is not None and not TEMPLATE_HASH.fullmatch(template_hash):
@@ -154,7 +159,16 @@ async def close_claim(
             for name in planned
         )
         await conn.execute(CLOSE_CLAIM, incident_key, [o.as_record() for o in outcomes])
-    return ClosedClaim(row["alertname"], outcomes)
+        message = closed_undo_message(
+            environment=environment,
+            incident_key=incident_key,
+            alertname=row["alertname"],
+            actor=actor,
+            outcomes=outcomes,
+        )
+        if notify:
+            await enqueue(conn, incident_key=incident_key, kind="closed_undo", text=message)
+    return ClosedClaim(row["alertname"], outcomes, message)
 
 
 async def oldest_claim_age_seconds(db: Database) -> float:
@@ -177,11 +191,6 @@ async def watch_undo_claims(db: Database, metrics: RollbackMetrics) -> None:
     While Postgres is unreachable the gauge keeps its last value (the handler
     cannot act without Postgres either, and its readiness says so).
     """
-    while True:
-        try:
-            await refresh_undo_claims(db, metrics)
-        except DatabaseUnavailable as exc:
-            log.warning("undo claims not read (postgres unavailable: %s)", exc.reason)
-        except Exception:
-            log.exception("undo claims not read; next try in %.0f s", REFRESH_SECONDS)
-        await asyncio.sleep(REFRESH_SECONDS)
+    await repeat(
+        lambda: refresh_undo_claims(db, metrics), every=REFRESH_SECONDS, what="undo claims read"
+    )

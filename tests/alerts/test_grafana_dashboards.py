@@ -154,6 +154,8 @@ def test_automatic_rollbacks_are_charted() -> None:
     assert "rollback_deployment_undos_total[1h]" in undos
     (stuck,) = _exprs(_panel("phase3-overview.json", "Oldest deployment undo claimed"))
     assert stuck == "max by (job) (rollback_deployment_undo_oldest_claim_age_seconds)"
+    (unsent,) = _exprs(_panel("phase3-overview.json", "Oldest rollback notice"))
+    assert unsent == "max by (job) (rollback_notice_oldest_unsent_age_seconds)"
 
 
 def test_a_tenant_view_selects_one_tenant_and_ranks_them_all() -> None:

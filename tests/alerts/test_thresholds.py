@@ -62,6 +62,7 @@ PROJECT_PINNED: dict[str, dict[str, tuple[str, ...]]] = {
         "FeatureFlagsStale": ("for",),
         "FeatureFlagsMissing": ("for",),
     },
+    "rollback.yml": {"RollbackNoticesUnsent": ("threshold", "for")},
 }
 #: The first comparison with a number is the alert's threshold.
 THRESHOLD = re.compile(r"(?:>=|<=|==|>|<)\s*\(?\s*(\d+(?:\.\d+)?)")

@@ -3,7 +3,10 @@
 The bearer token is checked before a byte of the body is read; the body is
 bounded (ROLLBACK_MAX_BODY_BYTES) and validated. Every copy of an incident
 answers 200 (Alertmanager retries anything else), but only the first one
-changes flags, writes the audit and notifies. When the stack lets the handler
+changes flags, writes the audit and queues the Slack notice. Every copy then
+posts the incident's notices Slack has not taken yet (``services.rollback.notices``):
+a retry after a crash between the commit and the post tells people once, and
+concurrent copies never post twice. When the stack lets the handler
 undo deployments, the rollout of the features it turned off is undone after
 the flags are off, once per incident (``procedure.undo_deployments``); a
 failure there is recorded and notified and leaves the flags off.
@@ -27,7 +30,8 @@ from services.rollback.config import RollbackSettings
 from services.rollback.deployments import DeploymentRollbacker
 from services.rollback.deps import MetricsDep, RollbackerDep, SettingsDep
 from services.rollback.metrics import RollbackMetrics
-from services.rollback.notify import notify_slack, rollback_message, undo_message
+from services.rollback.notices import deliver
+from services.rollback.notify import notify_slack, undo_message
 from services.rollback.procedure import (
     RollbackRequest,
     mark_resolved,
@@ -76,6 +80,14 @@ def authenticate(request: Request) -> None:
         raise WebhookRefusedError(401, exc.detail, exc.reason) from None
 
 
+async def _tell(
+    incident: Incident, *, settings: RollbackSettings, db: Any, metrics: RollbackMetrics
+) -> None:
+    """Post the incident's queued notices Slack has not taken yet (any copy may)."""
+    if settings.slack_webhook_url is not None:
+        await deliver(db, settings.slack_webhook_url, metrics, incident_key=incident.key)
+
+
 async def _undo(
     incident: Incident,
     *,
@@ -85,7 +97,14 @@ async def _undo(
     metrics: RollbackMetrics,
 ) -> list[dict[str, Any]] | None:
     """The incident's pending undo, if this copy claims it: outcomes counted, logged, told."""
-    outcomes = await undo_deployments(db=db, key=incident.key, rollbacker=rollbacker)
+    outcomes = await undo_deployments(
+        db=db,
+        key=incident.key,
+        rollbacker=rollbacker,
+        environment=settings.environment,
+        alertname=incident.alertname,
+        notify=settings.slack_webhook_url is not None,
+    )
     if outcomes is None:
         return None
     for outcome in outcomes:
@@ -100,12 +119,14 @@ async def _undo(
         log.warning(
             "undo %s after %s (incident %s)", outcome.describe(), incident.alertname, incident.key
         )
-    await notify_slack(
-        settings.slack_webhook_url,
-        undo_message(
-            environment=settings.environment, alertname=incident.alertname, outcomes=outcomes
-        ),
-    )
+    if settings.slack_webhook_url is None:
+        await notify_slack(
+            None,
+            undo_message(
+                environment=settings.environment, alertname=incident.alertname, outcomes=outcomes
+            ),
+        )
+    await _tell(incident, settings=settings, db=db, metrics=metrics)
     return [outcome.as_record() for outcome in outcomes]
 
 
@@ -134,7 +155,9 @@ async def _handle(
         starts_at=incident.starts_at,
         feature_deployments=settings.rollback_feature_deployments if rollbacker else {},
     )
-    outcome = await roll_back(db=db, redis=redis, request=request)
+    outcome = await roll_back(
+        db=db, redis=redis, request=request, notify=settings.slack_webhook_url is not None
+    )
     if outcome.duplicate:
         metrics.incidents.labels(feature=incident.feature, outcome="duplicate").inc()
     else:
@@ -145,17 +168,10 @@ async def _handle(
             incident.alertname,
             incident.key,
         )
-        if outcome.changes:
-            await notify_slack(
-                settings.slack_webhook_url,
-                rollback_message(
-                    environment=settings.environment,
-                    features=outcome.changed_features,
-                    alertname=incident.alertname,
-                    reason=request.reason,
-                    actor=request.actor,
-                ),
-            )
+        if outcome.message is not None and settings.slack_webhook_url is None:
+            await notify_slack(None, outcome.message)
+    # A duplicate too: the copy that recorded the incident may have died before posting.
+    await _tell(incident, settings=settings, db=db, metrics=metrics)
     result = {
         "incident": incident.key,
         "feature": incident.feature,

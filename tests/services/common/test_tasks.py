@@ -9,7 +9,7 @@ import logging
 import pytest
 
 from services.common.redis import Redis
-from services.common.tasks import BackgroundTask, stop_tasks
+from services.common.tasks import BackgroundTask, repeat, stop_tasks
 from services.realtime.stream import EventStream, StreamFanout
 
 #: A guard for tests whose failure mode is hanging: far above any real stop.
@@ -111,3 +111,21 @@ async def test_the_feed_reader_stops_when_its_read_loses_the_cancellation(
     await started.wait()
     async with asyncio.timeout(GUARD_SECONDS):
         await fanout.stop()
+
+
+async def test_a_repeated_step_outlives_its_failures() -> None:
+    runs: list[int] = []
+    three = asyncio.Event()
+
+    async def step() -> None:
+        runs.append(len(runs))
+        if len(runs) == 3:
+            three.set()
+        if len(runs) < 3:
+            raise RuntimeError("one run failed")
+
+    task = asyncio.create_task(repeat(step, every=0, what="test step"))
+    async with asyncio.timeout(GUARD_SECONDS):
+        await three.wait()
+    await stop_tasks([task])
+    assert runs[:3] == [0, 1, 2]

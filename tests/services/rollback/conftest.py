@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -19,20 +20,45 @@ WEBHOOK_TOKEN = "alertmanager-webhook-token-0123456789abcdef"
 
 @dataclass
 class SlackStandIn:
-    """Slack's incoming-webhook endpoint on loopback: records each message."""
+    """Slack's incoming-webhook endpoint on loopback: records each message it accepts.
+
+    ``status`` other than 200 refuses posts (recorded in ``refused``); ``down``
+    drops the connection without an answer; while ``hold`` is cleared a post
+    waits (``holding`` is set when one does) before it is answered.
+    """
 
     url: str
     messages: list[str] = field(default_factory=list)
+    refused: list[str] = field(default_factory=list)
+    status: int = 200
+    down: bool = False
+    hold: threading.Event = field(default_factory=threading.Event)
+    holding: threading.Event = field(default_factory=threading.Event)
 
 
 @pytest.fixture
 def slack() -> Iterator[SlackStandIn]:
-    received: list[str] = []
+    stand_in = SlackStandIn("")
+    stand_in.hold.set()
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("content-length", "0")))
-            received.append(json.loads(body)["text"])
+            if stand_in.down:
+                self.close_connection = True
+                self.connection.shutdown(socket.SHUT_RDWR)
+                return
+            if not stand_in.hold.is_set():
+                stand_in.holding.set()
+                stand_in.hold.wait(30)
+            text = json.loads(body)["text"]
+            if stand_in.status != 200:
+                stand_in.refused.append(text)
+                self.send_response(stand_in.status)
+                self.end_headers()
+                self.wfile.write(b"service_unavailable")
+                return
+            stand_in.messages.append(text)
             self.send_response(200)
             self.end_headers()
             self.wfile.write(b"ok")
@@ -43,9 +69,11 @@ def slack() -> Iterator[SlackStandIn]:
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
+    stand_in.url = f"http://127.0.0.1:{server.server_port}/services/T/B/X"
     try:
-        yield SlackStandIn(f"http://127.0.0.1:{server.server_port}/services/T/B/X", received)
+        yield stand_in
     finally:
+        stand_in.hold.set()
         server.shutdown()
         server.server_close()
 

@@ -27,6 +27,15 @@ async def _count(owner_db: Database, table: str) -> int:
         return int(await conn.fetchval(f"SELECT count(*) FROM {table}"))  # noqa: S608
 
 
+async def _roll_back_coaching(redis: Redis) -> int:
+    """ai_coaching on at 50%, then the on-call's rollback of it."""
+    await write_flag(redis, "ai_coaching", FlagState(enabled=True, rollout_percentage=50))
+    return await _cli(
+        "rollback", "feature", "ai_coaching", "--environment", "local",
+        "--reason", "coaching p95 at 4 s", "--actor", "oncall", "--yes",
+    )  # fmt: skip
+
+
 async def test_rollback_turns_the_flag_off_verifies_audits_and_notifies(
     rollback_env: dict[str, str],
     redis_client: Redis,
@@ -34,11 +43,7 @@ async def test_rollback_turns_the_flag_off_verifies_audits_and_notifies(
     slack: SlackStandIn,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    await write_flag(redis_client, "ai_coaching", FlagState(enabled=True, rollout_percentage=50))
-    code = await _cli(
-        "rollback", "feature", "ai_coaching", "--environment", "local",
-        "--reason", "coaching p95 at 4 s", "--actor", "oncall", "--yes",
-    )  # fmt: skip
+    code = await _roll_back_coaching(redis_client)
     assert code == 0
     out = capsys.readouterr().out
     assert "ai_coaching: on at 50% -> off" in out
@@ -150,3 +155,30 @@ async def test_rollback_waits_for_every_health_url(
         thread.join()
     assert code == 0
     assert f"healthy: http://127.0.0.1:{server.server_port}/health" in capsys.readouterr().out
+
+
+async def test_a_refused_notice_waits_in_the_outbox_and_the_operator_resends_it(
+    rollback_env: dict[str, str],
+    redis_client: Redis,
+    owner_db: Database,
+    slack: SlackStandIn,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    slack.status = 503
+    code = await _roll_back_coaching(redis_client)
+    # The rollback stands; its message waits for the handler or the operator.
+    assert code == 0
+    assert (slack.messages, len(slack.refused)) == ([], 1)
+    capsys.readouterr()
+    assert await _cli("rollback", "notices", "--environment", "local") == 0
+    listed = capsys.readouterr().out
+    assert "rollback  pending after 1 attempt(s) (HTTP 503)" in listed
+    assert "rolled back ai_coaching" in listed
+    slack.status = 200
+    assert await _cli("rollback", "notices", "--environment", "local", "--resend") == 0
+    assert "posted 1 of 1 from this shell" in capsys.readouterr().out
+    assert await _cli("rollback", "notices", "--environment", "local", "--resend") == 0
+    assert "every rollback notice was sent" in capsys.readouterr().out
+    assert len(slack.messages) == 1
+    assert "oncall" in slack.messages[0]
+    assert await _count(owner_db, "rollback_notices") == 1

@@ -316,3 +316,34 @@ def test_the_stuck_alert_never_fires_for_an_undo_still_within_its_deadlines() ->
     assert slowest < threshold + pending, (slowest, threshold, pending)
     # ...and pages within half an hour of a dead handler's claim.
     assert threshold + pending <= 1800
+
+
+async def test_the_closing_message_waits_for_slack_and_goes_out_once(
+    rollback_env: dict[str, str],
+    undoing: KubernetesApiStandIn,
+    app_client: Any,
+    redis_client: Redis,
+    owner_db: Database,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    slack: SlackStandIn,
+) -> None:
+    key = await _stuck(undoing, app_client, redis_client, owner_db, monkeypatch)
+    slack.down = True
+    code = await _cli(
+        "rollback", "close-undo", key, "--environment", "local", "--actor", "oncall",
+        "--reason", "no annotation: not rolled back", "--yes", "--not-restored", "ml-services",
+    )  # fmt: skip
+    # The undo is closed whatever Slack does; the message waits in the outbox.
+    assert code == 0
+    assert (await _incident(owner_db))["deployments_state"] == "done"
+    slack.down = False
+    capsys.readouterr()
+    for _ in range(2):
+        assert await _cli("rollback", "notices", "--environment", "local", "--resend") == 0
+    closing = [m for m in slack.messages if "closed the stuck undo" in m]
+    assert closing == [
+        f":white_check_mark: [local] oncall closed the stuck undo after VisionLatencyRollback "
+        f"(incident {key}): ml-services: not rolled back."
+    ]
+    assert "every rollback notice was sent" in capsys.readouterr().out
