@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from services.common.database import DatabaseUnavailable
+from services.common.redis import RedisUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -52,15 +53,17 @@ async def stop_tasks(
 async def repeat(step: Callable[[], Awaitable[object]], *, every: float, what: str) -> None:
     """Await ``step()`` every ``every`` seconds until cancelled.
 
-    A failure is logged (Postgres being down without a traceback: readiness
-    already says so) and the next run comes on time; a periodic pass must
-    outlive whatever one run meets.
+    A failure is logged (Postgres or Redis being down without a traceback:
+    readiness already says so) and the next run comes on time; a periodic pass
+    must outlive whatever one run meets.
     """
     while True:
         try:
             await step()
         except DatabaseUnavailable as exc:
             log.warning("%s skipped (postgres unavailable: %s)", what, exc.reason)
+        except RedisUnavailable as exc:
+            log.warning("%s skipped (redis unavailable: %s)", what, exc.reason)
         except Exception:
             log.exception("%s failed; next in %.0f s", what, every)
         await asyncio.sleep(every)

@@ -19,16 +19,16 @@ none, so it never invents a state.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from services.common.database import Database, DatabaseUnavailable
+from services.common.database import Database
 from services.common.flags import FEATURES, FlagState, get_flags, init_flags
-from services.common.redis import Redis, RedisUnavailable
+from services.common.redis import Redis
+from services.common.tasks import repeat
 from services.rollout.operations import INSERT_AUDIT, lock_flag_changes, recorded_states
 
 log = logging.getLogger(__name__)
@@ -147,20 +147,16 @@ async def keep_flags(
     """Every ``interval`` seconds, restore the flags Redis has lost; until cancelled.
 
     Redis or Postgres unreachable: logged, tried again at the next interval
-    (a missing flag stays missing, and ``FeatureFlagsMissing`` fires if that lasts).
+    (``services.common.tasks.repeat``; a missing flag stays missing, and
+    ``FeatureFlagsMissing`` fires if that lasts).
     """
-    while True:
-        try:
-            for restored in await restore_if_missing(
-                db=db, redis=redis, environment=environment, actor="rollback-handler"
-            ):
-                log.warning("feature flags: %s", restored.describe())
-                if on_restored is not None:
-                    on_restored(restored)
-        except RedisUnavailable as exc:
-            log.warning("feature flags not checked (redis unavailable: %s)", exc.reason)
-        except DatabaseUnavailable as exc:
-            log.warning("missing feature flags not restored (postgres unavailable: %s)", exc.reason)
-        except Exception:
-            log.exception("missing feature flags not restored; next try in %.0f s", interval)
-        await asyncio.sleep(interval)
+
+    async def check() -> None:
+        for restored in await restore_if_missing(
+            db=db, redis=redis, environment=environment, actor="rollback-handler"
+        ):
+            log.warning("feature flags: %s", restored.describe())
+            if on_restored is not None:
+                on_restored(restored)
+
+    await repeat(check, every=interval, what="missing feature flag check")
