@@ -100,6 +100,23 @@ async def _wait_for(owner: Database, predicate, limit: float) -> Counter[str]:  
     raise AssertionError(f"condition not reached in {limit} s; outbox states {dict(states)}")
 
 
+async def _until_no_job_waits(owner: Database, limit: float) -> None:
+    # A row is delivered before its job is finished, and a job recovered from
+    # the killed replica may still be queued for a row delivered meanwhile (it
+    # then does nothing): the queue drains shortly after the last delivery.
+    deadline = time.monotonic() + limit
+    waiting = None
+    while time.monotonic() < deadline:
+        async with owner.unscoped() as conn:
+            waiting = await conn.fetchval(
+                "SELECT count(*) FROM procrastinate_jobs WHERE status IN ('todo', 'doing')"
+            )
+        if waiting == 0:
+            return
+        await asyncio.sleep(0.3)
+    raise AssertionError(f"{waiting} jobs still queued or running after {limit} s")
+
+
 def _restart_postgres(servers: LocalServers) -> None:
     server = servers.postgres
     server.stop()
@@ -138,6 +155,7 @@ async def test_sigkill_between_claim_and_send_and_postgres_restart_lose_and_repe
         # Phase 3: Postgres restarts while B is sending.
         await asyncio.to_thread(_restart_postgres, local_servers)
         states = await _wait_for(owner_db, lambda s: s["delivered"] == expected, 120)
+        await _until_no_job_waits(owner_db, 60)
     finally:
         second.send_signal(signal.SIGTERM)
         try:
