@@ -27,7 +27,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 from services.common.redis import Redis, tenant_key
 from services.realtime.frames import FeedEntry, MessageBatch, events_message, parse_stream_id
@@ -37,6 +37,12 @@ from services.realtime.stream import EventStream
 SendText = Callable[[str], Awaitable[None]]
 DeliverySink = Callable[[str, str, float], None]
 """``(tenant_id, event_id, latency_seconds)`` of an event's first delivery here."""
+
+
+#: Entries of a catch-up's first page (later pages: sized by REPLAY_PAGE_CHARS).
+FIRST_REPLAY_PAGE: Final = 32
+#: About how many characters of stream entries one catch-up page may hold.
+REPLAY_PAGE_CHARS: Final = 2 * 1024 * 1024
 
 
 @dataclass(slots=True, eq=False, kw_only=True)
@@ -141,14 +147,19 @@ class FeedConnection:
                     await self._deliver(batch.entries, live=True)
 
     async def _catch_up(self, *, live: bool) -> int:
+        # Pages are sized by bytes as well as entries: 500 events of the
+        # largest size (REALTIME_MAX_EVENT_BYTES) would be 32 MiB held per slow
+        # socket. The first page is small; each next one is sized from the
+        # bytes per entry of the last, so small events still come 500 at a time.
         sent = 0
+        count = min(self.replay_page, FIRST_REPLAY_PAGE)
         while True:
-            entries = await self.events.range_after(
-                self.tenant_id, self.cursor_id, count=self.replay_page
-            )
+            entries = await self.events.range_after(self.tenant_id, self.cursor_id, count=count)
             sent += await self._send_wanted(entries, live=live)
-            if len(entries) < self.replay_page:
+            if len(entries) < count:
                 return sent
+            size = sum(len(entry.frame) for entry in entries)
+            count = max(1, min(self.replay_page, count * REPLAY_PAGE_CHARS // max(size, 1)))
 
     async def _send_wanted(self, entries: list[FeedEntry], *, live: bool) -> int:
         """Send the entries this socket wants, as few messages as `MessageBatch` allows.
