@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import pwd
+import random
 import shutil
 import signal
 import socket
@@ -87,12 +88,41 @@ class ServerFailed(RuntimeError):  # noqa: N818 - reads as the condition it name
     """A server did not start; the message includes the tail of its log."""
 
 
+#: Lowest port `free_port` hands out (below it: well-known and registered services).
+FIRST_FREE_PORT = 20000
+
+
+def _ephemeral_low() -> int:
+    # Linux's default is 32768; elsewhere (macOS: 49152) the Linux default is
+    # a safe lower bound as well.
+    try:
+        low = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0]
+        return int(low)
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    """A TCP port on 127.0.0.1 that was free a moment ago, below the ephemeral range.
+
+    A port from ``bind(0)`` is an ephemeral one, which the kernel may give to an
+    outgoing connection as its source port before the server it was chosen for
+    binds it (a service binds after its lifespan has connected to Postgres and
+    Redis): "address already in use" at random. Ports below the range are
+    handed out only by bind calls that name them.
+    """
+    candidates = list(range(FIRST_FREE_PORT, _ephemeral_low()))
+    for port in random.sample(candidates, k=min(256, len(candidates))):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+        chosen: int = sock.getsockname()[1]
+        return chosen
 
 
 def _require(binary: Path | str, package: str) -> str:

@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import random
-import socket
 import threading
 import time
 import uuid
@@ -36,6 +35,8 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+
+from localrun.servers import free_port
 
 
 @dataclass
@@ -189,14 +190,6 @@ class LeadConnectorStandin:
             self.results.clear()
             self.connections.clear()
         return JSONResponse({"reset": True})
-
-
-def free_port() -> int:
-    """A free TCP port on loopback."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class StandinServer:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -22,22 +21,16 @@ import pytest
 from benchmarks.load.wire import EVENT, HandshakeError, SocketIOWire
 from localrun.children import ChildProcesses, wait_http_ok
 from localrun.demo import lead_event
+from localrun.servers import free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.integration
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @pytest.fixture
 def peer_url(redis_url: str, settings_env: dict[str, str], tmp_path: Path) -> Iterator[str]:
     """One peer process on a free port, stopped after the test."""
-    port = _free_port()
+    port = free_port()
     with ChildProcesses(log_dir=tmp_path) as children:
         peer = children.start(
             "peer",

@@ -31,17 +31,11 @@ from websockets.sync.client import connect
 from alerts.catalog import load_rule_file, rule_files
 from infra.catalog import SERVICES as CATALOG
 from localrun.__main__ import PID_FILE, READY_LINE, SERVICES, PortTaken, check_ports_free, main
+from localrun.servers import free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT_S = 240.0
 STOP_TIMEOUT_S = 60.0
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _listening(port: int) -> bool:
@@ -114,7 +108,7 @@ def state_root() -> Iterator[Path]:
 def test_make_run_serves_health_streams_events_and_stops_cleanly(state_root: Path) -> None:
     built = [spec for spec in SERVICES if spec.built()]
     assert any(spec.name == "realtime" for spec in built), "realtime service is not built"
-    ports = {spec.name: _free_port() for spec in SERVICES}
+    ports = {spec.name: free_port() for spec in SERVICES}
     state_dir = state_root / "state"
     argv = [sys.executable, "-m", "localrun", "--state-dir", str(state_dir), "--event-rate", "20"]
     for name, port in ports.items():
