@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import select
-import socket
 import subprocess
 import sys
 from collections.abc import Iterable
@@ -14,6 +13,7 @@ from typing import Any
 import orjson
 
 from localrun.children import Child, ChildProcesses
+from localrun.servers import free_port
 
 
 class LoadProcessError(RuntimeError):
@@ -125,17 +125,13 @@ def run_poster(
 
 
 def free_ports(count: int) -> list[int]:
-    """Ports free on 127.0.0.1 right now (held open together so they differ)."""
-    sockets = []
-    try:
-        for _ in range(count):
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            sock.bind(("127.0.0.1", 0))
-            sockets.append(sock)
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
+    """``count`` different ports free on 127.0.0.1 right now (`localrun.servers.free_port`)."""
+    ports: list[int] = []
+    while len(ports) < count:
+        port = free_port()
+        if port not in ports:
+            ports.append(port)
+    return ports
 
 
 def pin_tree(pids: Iterable[int], cpus: set[int]) -> None:
