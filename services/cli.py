@@ -32,7 +32,7 @@ import math
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from services.common.scopes import SCOPE_DESCRIPTIONS, SCOPES
 from services.common.settings import SettingsError
@@ -240,15 +240,39 @@ def parse_ttl(value: str) -> float:
     return seconds
 
 
-def port_argument(value: str) -> int:
-    """A TCP port, 1-65535 (an argparse type: one usage line for anything else)."""
-    try:
-        port = int(value)
-    except ValueError:
-        port = 0
-    if not 1 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a TCP port (1-65535)")
-    return port
+_Number = TypeVar("_Number", int, float)
+
+
+def number_argument(
+    kind: Callable[[str], _Number],
+    low: _Number,
+    high: _Number,
+    problem: str,
+    *,
+    exclusive: bool = False,
+) -> Callable[[str], _Number]:
+    """An argparse type: a number ``kind`` reads, from ``low`` to ``high``.
+
+    ``exclusive``: strictly between them. Anything else (a value ``kind``
+    cannot read, NaN and infinities included) is one usage line: the value,
+    then ``problem`` (``'0' is not a TCP port (1-65535)``), never a traceback.
+    """
+
+    def parse(value: str) -> _Number:
+        try:
+            number = kind(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{value!r} {problem}") from None
+        inside = low < number < high if exclusive else low <= number <= high
+        if not inside:
+            raise argparse.ArgumentTypeError(f"{value!r} {problem}")
+        return number
+
+    return parse
+
+
+#: A TCP port, 1-65535.
+port_argument = number_argument(int, 1, 65535, "is not a TCP port (1-65535)")
 
 
 def build_parser() -> argparse.ArgumentParser:

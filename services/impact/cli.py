@@ -18,12 +18,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from services.cli import EXIT_USAGE, CommandError
+from services.cli import EXIT_USAGE, CommandError, number_argument
 from services.common.database import Database, DatabaseUnavailable
 from services.impact.aggregate import aggregate_day
 from services.impact.config import ImpactSettings
@@ -55,14 +54,7 @@ def _day(value: str) -> date:
     return day
 
 
-def _probability(value: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        number = -1.0
-    if not 0 < number < 1:
-        raise argparse.ArgumentTypeError(f"{value!r} must be strictly between 0 and 1")
-    return number
+_probability = number_argument(float, 0.0, 1.0, "must be strictly between 0 and 1", exclusive=True)
 
 
 #: experiment_results.metric is varchar(100).
@@ -71,26 +63,13 @@ MAX_METRIC_CHARS = 100
 MAX_REPORT_DAYS = 3660
 
 
-def _count(what: str, most: int) -> Callable[[str], int]:
-    """An argparse type: a whole number of ``what`` from 1 to ``most``."""
-
-    def parse(value: str) -> int:
-        try:
-            number = int(value)
-        except ValueError:
-            number = 0
-        if not 1 <= number <= most:
-            raise argparse.ArgumentTypeError(
-                f"{value!r} is not a number of {what} between 1 and {most}"
-            )
-        return number
-
-    return parse
-
-
-_days = _count("days", MAX_REPORT_DAYS)
+_days = number_argument(
+    int, 1, MAX_REPORT_DAYS, f"is not a number of days between 1 and {MAX_REPORT_DAYS}"
+)
 # --planned-units 0 divided by zero and a negative count was a math domain error.
-_planned_units = _count("units", MAX_ROWS)
+_planned_units = number_argument(
+    int, 1, MAX_ROWS, f"is not a number of units between 1 and {MAX_ROWS}"
+)
 
 
 async def _database(settings: ImpactSettings) -> Database:

@@ -48,7 +48,7 @@ from typing import Any
 import httpx
 from pydantic import Field, SecretStr
 
-from services.cli import EXIT_USAGE, CommandError
+from services.cli import EXIT_USAGE, CommandError, number_argument
 from services.common.flags import FEATURES, get_flags
 from services.common.settings import EnvSettings, OptionalSecret
 from services.operator_cli import (
@@ -79,14 +79,7 @@ def _target(value: str) -> str:
     return value
 
 
-def _seconds(value: str) -> float:
-    try:
-        seconds = float(value)
-    except ValueError:
-        seconds = -1.0
-    if not 0 <= seconds <= 3600:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a number of seconds in 0..3600")
-    return seconds
+_seconds = number_argument(float, 0.0, 3600.0, "is not a number of seconds in 0..3600")
 
 
 async def _roll_back_flags(

@@ -44,6 +44,33 @@ def test_serve_refuses_a_port_outside_1_to_65535_before_starting(
     assert f"argument --port: {port!r} is not a TCP port (1-65535)" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("value", "exclusive", "accepted"),
+    [
+        ("0", False, 0.0),
+        ("1", False, 1.0),
+        ("0.5", True, 0.5),
+        ("0", True, None),
+        ("1", True, None),
+        ("1.01", False, None),
+        ("-0.01", False, None),
+        ("nan", False, None),
+        ("inf", False, None),
+        ("half", False, None),
+    ],
+)
+def test_number_argument_takes_the_range_and_refuses_the_rest_in_one_line(
+    value: str, exclusive: bool, accepted: float | None
+) -> None:
+    parse = cli.number_argument(float, 0.0, 1.0, "is not a share", exclusive=exclusive)
+    if accepted is not None:
+        assert parse(value) == accepted
+        return
+    with pytest.raises(argparse.ArgumentTypeError) as refused:
+        parse(value)
+    assert str(refused.value) == f"{value!r} is not a share"
+
+
 def test_token_mints_a_verifiable_token(
     settings: CommonSettings, capsys: pytest.CaptureFixture[str]
 ) -> None:

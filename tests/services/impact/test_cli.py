@@ -307,6 +307,18 @@ async def test_planned_units_outside_1_to_the_row_limit_are_usage_errors(
     assert "Traceback" not in err
 
 
+@pytest.mark.parametrize("option", ["--alpha", "--expected-split"])
+@pytest.mark.parametrize("value", ["0", "1", "nan", "-0.5", "half"])
+async def test_probabilities_outside_0_to_1_exclusive_are_usage_errors(
+    option: str, value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        await _cli("experiment", "analyze", "--input", "x.csv", option, value)
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument {option}: '{value}' must be strictly between 0 and 1" in err
+
+
 @pytest.mark.parametrize(
     "argv",
     [

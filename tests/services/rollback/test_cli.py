@@ -101,6 +101,20 @@ async def test_clear_errors_and_nothing_changed(
     assert (await get_flags(redis_client))["ai_coaching"].enabled  # type: ignore[union-attr]
 
 
+@pytest.mark.parametrize("seconds", ["-1", "3601", "nan", "soon"])
+def test_wait_seconds_outside_0_to_3600_is_a_usage_error(
+    seconds: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(
+            ["rollback", "feature", "ai_coaching", "--environment", "local", "--reason", "x",
+             "--wait-seconds", seconds]
+        )  # fmt: skip
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument --wait-seconds: '{seconds}' is not a number of seconds in 0..3600" in err
+
+
 async def test_stack_rollback_runs_the_deploy_command_after_the_flags(
     rollback_env: dict[str, str],
     redis_client: Redis,
