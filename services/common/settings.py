@@ -59,6 +59,20 @@ def check_secret_length(value: SecretStr) -> SecretStr:
 LongSecret = Annotated[SecretStr, AfterValidator(check_secret_length)]
 
 
+#: A duration in seconds that must be above zero; each setting adds its own ceiling (``le=``).
+PositiveSeconds = Annotated[float, Field(gt=0)]
+#: A duration in seconds where zero means "none" (no wait, no tolerance).
+NonNegativeSeconds = Annotated[float, Field(ge=0)]
+
+#: The largest request body a route accepts, in bytes: at least 1 KiB; each
+#: setting adds its own ceiling (``le=``).
+BodyLimit = Annotated[int, Field(ge=1024)]
+
+#: How many recent latencies a service's ``/health/...`` figures are computed over
+#: (``services.common.latency.LatencyWindow(max_samples=...)``).
+LatencyWindowSize = Annotated[int, Field(ge=10, le=100_000)]
+
+
 class SettingsError(ValueError):
     """Start-up configuration is invalid; ``problems`` has one line per variable."""
 
@@ -137,34 +151,33 @@ class AuthSettings(EnvSettings):
         default_factory=dict,
         description='JSON object {"kid": "secret"} of retired keys, verification only.',
     )
-    jwt_leeway_seconds: float = Field(
-        default=10.0, ge=0, le=300, description="Clock skew tolerated on exp."
+    jwt_leeway_seconds: NonNegativeSeconds = Field(
+        default=10.0, le=300, description="Clock skew tolerated on exp."
     )
     # Longest token lifetime per scope (services.common.auth): minted tokens
     # are refused beyond it, and so are tokens that claim a longer one.
-    jwt_max_ttl_feed_read: float = Field(
-        default=12 * 3600, gt=0, le=30 * 86400, description="Feed tokens (an agent's shift)."
+    jwt_max_ttl_feed_read: PositiveSeconds = Field(
+        default=12 * 3600, le=30 * 86400, description="Feed tokens (an agent's shift)."
     )
-    jwt_max_ttl_crm_ingest: float = Field(
+    jwt_max_ttl_crm_ingest: PositiveSeconds = Field(
         default=30 * 86400,
-        gt=0,
         le=365 * 86400,
         description="CRM webhook tokens (rotated with the CRM integration's secret).",
     )
-    jwt_max_ttl_leads_score: float = Field(
-        default=30 * 86400, gt=0, le=365 * 86400, description="Scoring API tokens."
+    jwt_max_ttl_leads_score: PositiveSeconds = Field(
+        default=30 * 86400, le=365 * 86400, description="Scoring API tokens."
     )
-    jwt_max_ttl_vision_analyze: float = Field(
-        default=30 * 86400, gt=0, le=365 * 86400, description="Photo analysis tokens."
+    jwt_max_ttl_vision_analyze: PositiveSeconds = Field(
+        default=30 * 86400, le=365 * 86400, description="Photo analysis tokens."
     )
-    jwt_max_ttl_coaching_analyze: float = Field(
-        default=30 * 86400, gt=0, le=365 * 86400, description="Coaching analysis tokens."
+    jwt_max_ttl_coaching_analyze: PositiveSeconds = Field(
+        default=30 * 86400, le=365 * 86400, description="Coaching analysis tokens."
     )
-    jwt_max_ttl_dashboards_view: float = Field(
-        default=12 * 3600, gt=0, le=30 * 86400, description="Dashboards tokens (a working day)."
+    jwt_max_ttl_dashboards_view: PositiveSeconds = Field(
+        default=12 * 3600, le=30 * 86400, description="Dashboards tokens (a working day)."
     )
-    jwt_max_ttl_operator: float = Field(
-        default=3600, gt=0, le=86400, description="Operator tokens (short: they can do most)."
+    jwt_max_ttl_operator: PositiveSeconds = Field(
+        default=3600, le=86400, description="Operator tokens (short: they can do most)."
     )
 
     @field_validator("jwt_key_id")
@@ -223,7 +236,7 @@ class RedisSettings(EnvSettings):
 
     redis_url: SecretStr = Field(description="redis:// or rediss:// URL.")
     redis_max_connections: int = Field(default=50, gt=0, le=10000)
-    redis_socket_timeout: float = Field(default=5.0, gt=0, le=600)
+    redis_socket_timeout: PositiveSeconds = Field(default=5.0, le=600)
 
     @field_validator("redis_url")
     @classmethod
@@ -304,8 +317,8 @@ class ClaudeSettings(EnvSettings):
     anthropic_base_url: OptionalText = Field(
         default=None, description="API base URL (a proxy or a local stand-in); unset: Anthropic."
     )
-    anthropic_timeout_seconds: float = Field(
-        default=60.0, gt=0, le=600, description="Per-request timeout of Claude calls."
+    anthropic_timeout_seconds: PositiveSeconds = Field(
+        default=60.0, le=600, description="Per-request timeout of Claude calls."
     )
     anthropic_max_retries: int = Field(
         default=2,
@@ -315,21 +328,20 @@ class ClaudeSettings(EnvSettings):
         "(services.common.claude); read timeouts are never retried.",
     )
     claude_model: str = Field(default="claude-sonnet-4-5", min_length=1, max_length=100)
-    claude_connect_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
-    claude_max_retry_wait_seconds: float = Field(
+    claude_connect_timeout_seconds: PositiveSeconds = Field(default=5.0, le=60)
+    claude_max_retry_wait_seconds: NonNegativeSeconds = Field(
         default=5.0,
-        ge=0,
         le=120,
         description="Longest wait for a 429's retry-after or the local limiter; longer is a 503.",
     )
-    claude_backoff_base_seconds: float = Field(default=0.5, gt=0, le=60)
-    claude_backoff_max_seconds: float = Field(default=8.0, gt=0, le=600)
+    claude_backoff_base_seconds: PositiveSeconds = Field(default=0.5, le=60)
+    claude_backoff_max_seconds: PositiveSeconds = Field(default=8.0, le=600)
     claude_breaker_failures: int = Field(
         default=5, ge=1, le=1000, description="Consecutive failures that open the circuit."
     )
-    claude_breaker_open_seconds: float = Field(default=30.0, gt=0, le=3600)
-    claude_spend_limit_open_seconds: float = Field(
-        default=900.0, gt=0, le=86400, description="Circuit open time after a spend-limit 429."
+    claude_breaker_open_seconds: PositiveSeconds = Field(default=30.0, le=3600)
+    claude_spend_limit_open_seconds: PositiveSeconds = Field(
+        default=900.0, le=86400, description="Circuit open time after a spend-limit 429."
     )
     claude_prices: Annotated[dict[str, ModelPrice], NoDecode] = Field(
         default_factory=lambda: {
@@ -384,12 +396,11 @@ class CommonSettings(AuthSettings, RedisSettings, StorageSettings, ClaudeSetting
     )
     db_pool_size: int = Field(default=20, gt=0, le=1000)
     db_max_overflow: int = Field(default=40, ge=0, le=1000)
-    db_pool_timeout: float = Field(default=30.0, gt=0, le=600)
+    db_pool_timeout: PositiveSeconds = Field(default=30.0, le=600)
 
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
-    max_request_body_bytes: int = Field(
+    max_request_body_bytes: BodyLimit = Field(
         default=2_097_152,
-        ge=1024,
         le=100_000_000,
         description="Largest request body any route accepts (a 1,000-lead batch is ~0.5 MB).",
     )
