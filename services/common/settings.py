@@ -59,6 +59,14 @@ def check_secret_length(value: SecretStr) -> SecretStr:
 LongSecret = Annotated[SecretStr, AfterValidator(check_secret_length)]
 
 
+def _empty_to_none(value: object) -> object:
+    return None if value == "" else value
+
+
+# Kubernetes Secrets and ConfigMaps often carry optional keys as "": unset.
+OptionalText = Annotated[str | None, BeforeValidator(_empty_to_none)]
+OptionalSecret = Annotated[SecretStr | None, BeforeValidator(_empty_to_none)]
+
 #: A duration in seconds that must be above zero; each setting adds its own ceiling (``le=``).
 PositiveSeconds = Annotated[float, Field(gt=0)]
 #: A duration in seconds where zero means "none" (no wait, no tolerance).
@@ -71,6 +79,16 @@ BodyLimit = Annotated[int, Field(ge=1024)]
 #: How many recent latencies a service's ``/health/...`` figures are computed over
 #: (``services.common.latency.LatencyWindow(max_samples=...)``).
 LatencyWindowSize = Annotated[int, Field(ge=10, le=100_000)]
+
+
+def _split_commas(value: object) -> object:
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
+#: A comma-separated variable ("a, b,c") read as a list: items trimmed, empty ones dropped.
+CommaSeparated = Annotated[list[str], NoDecode, BeforeValidator(_split_commas)]
 
 
 class SettingsError(ValueError):
@@ -102,13 +120,15 @@ def _describe(settings_cls: type[BaseSettings], error: dict[str, Any]) -> str:
     return f"{variable}={error.get('input')!r}: {message}"
 
 
-def _check_postgres_dsn(value: SecretStr | None, variable: str) -> SecretStr | None:
+def _check_postgres_dsn(value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
     """Accept postgresql:// URLs with a host, a user and a database name.
 
-    The message never contains the value: a DSN usually carries a password.
+    The message names the variable but never contains the value: a DSN usually
+    carries a password.
     """
     if value is None:
         return None
+    variable = str(info.field_name).upper()
     raw = value.get_secret_value()
     allowed = (
         "expected postgresql://USER:PASSWORD@HOST:PORT/DATABASE "
@@ -124,6 +144,11 @@ def _check_postgres_dsn(value: SecretStr | None, variable: str) -> SecretStr | N
     if not parts.hostname or not parts.username or parts.path.strip("/") == "":
         raise ValueError(f"{variable} lacks a host, user or database name; {allowed}")
     return value
+
+
+#: A postgresql:// DSN (DATABASE_URL, MIGRATION_DATABASE_URL), checked at start-up.
+DatabaseUrl = Annotated[SecretStr, AfterValidator(_check_postgres_dsn)]
+OptionalDatabaseUrl = Annotated[OptionalSecret, AfterValidator(_check_postgres_dsn)]
 
 
 class EnvSettings(BaseSettings):
@@ -258,15 +283,6 @@ def _http_url(value: str | None, expected: str) -> str | None:
     return value
 
 
-def _empty_to_none(value: object) -> object:
-    return None if value == "" else value
-
-
-# Kubernetes Secrets and ConfigMaps often carry optional keys as "": unset.
-OptionalText = Annotated[str | None, BeforeValidator(_empty_to_none)]
-OptionalSecret = Annotated[SecretStr | None, BeforeValidator(_empty_to_none)]
-
-
 class StorageSettings(EnvSettings):
     """Object storage (S3, or MinIO in a local cluster) and the platform's buckets."""
 
@@ -377,7 +393,20 @@ class ClaudeSettings(EnvSettings):
         return _http_url(value, "http(s)://HOST[:PORT][/PATH]")
 
 
-class CommonSettings(AuthSettings, RedisSettings, StorageSettings, ClaudeSettings):
+class DatabaseSettings(EnvSettings):
+    """The environment and its application-role DSN: what every service and operator job reads.
+
+    Row-level security applies to this role; the owner's DSN is read only where
+    migrations run (``CommonSettings.migration_database_url``).
+    """
+
+    environment: Environment = "local"
+    database_url: DatabaseUrl = Field(description="Application role DSN (subject to RLS).")
+
+
+class CommonSettings(
+    DatabaseSettings, AuthSettings, RedisSettings, StorageSettings, ClaudeSettings
+):
     """Settings every feature service reads.
 
     Latency targets keep the seed's variable names (``..._MS``/``..._S``); use
@@ -386,19 +415,17 @@ class CommonSettings(AuthSettings, RedisSettings, StorageSettings, ClaudeSetting
 
     service_name: ClassVar[str] = "common"
 
-    environment: Environment = "local"
     deployment_env: str = "local"
     log_level: LogLevel = "INFO"
 
-    database_url: SecretStr = Field(description="Application role DSN (subject to RLS).")
-    migration_database_url: OptionalSecret = Field(
+    migration_database_url: OptionalDatabaseUrl = Field(
         default=None, description="Owner role DSN, used only by `enterprisehub migrate`."
     )
     db_pool_size: int = Field(default=20, gt=0, le=1000)
     db_max_overflow: int = Field(default=40, ge=0, le=1000)
     db_pool_timeout: PositiveSeconds = Field(default=30.0, le=600)
 
-    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    cors_origins: CommaSeparated = Field(default_factory=list)
     max_request_body_bytes: BodyLimit = Field(
         default=2_097_152,
         le=100_000_000,
@@ -406,7 +433,6 @@ class CommonSettings(AuthSettings, RedisSettings, StorageSettings, ClaudeSetting
     )
 
     encryption_key: OptionalSecret = None
-    ghl_api_key: OptionalSecret = None
     slack_webhook_url: OptionalSecret = None
 
     fault_injection_file: Path | None = Field(
@@ -433,18 +459,6 @@ class CommonSettings(AuthSettings, RedisSettings, StorageSettings, ClaudeSetting
     @classmethod
     def _upper_log_level(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
-
-    @field_validator("database_url", "migration_database_url")
-    @classmethod
-    def _postgres_dsn(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
-        return _check_postgres_dsn(value, str(info.field_name).upper())
-
-    @field_validator("cors_origins", mode="before")
-    @classmethod
-    def _split_origins(cls, value: object) -> object:
-        if isinstance(value, str):
-            return [item.strip() for item in value.split(",") if item.strip()]
-        return value
 
     @field_validator("cors_origins")
     @classmethod

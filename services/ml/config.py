@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated, ClassVar, Self
+from typing import ClassVar, Self
 
-from pydantic import Field, field_validator, model_validator
-from pydantic_settings import NoDecode
+from pydantic import Field, model_validator
 
 from services.common.lead_model.settings import MAX_BATCH_LEADS, LeadModelSettings
 from services.common.settings import (
     BodyLimit,
+    CommaSeparated,
     CommonSettings,
     LatencyWindowSize,
     PositiveSeconds,
@@ -41,7 +41,7 @@ class MLSettings(CommonSettings, LeadModelSettings):
         le=50_000_000,
         description="Largest accepted request body (a full batch of leads is about 600 KB).",
     )
-    vision_url_allowed_hosts: Annotated[list[str], NoDecode] = Field(
+    vision_url_allowed_hosts: CommaSeparated = Field(
         default_factory=list,
         description="Comma-separated hosts photo URLs may point at (name or *.suffix).",
     )
@@ -70,10 +70,3 @@ class MLSettings(CommonSettings, LeadModelSettings):
                 "while its owner is still calling Claude"
             )
         return self
-
-    @field_validator("vision_url_allowed_hosts", mode="before")
-    @classmethod
-    def _split_hosts(cls, value: object) -> object:
-        if isinstance(value, str):
-            return [item.strip() for item in value.split(",") if item.strip()]
-        return value

@@ -20,6 +20,7 @@ from services.common.settings import (
     SettingsError,
     check_secret_length,
 )
+from services.impact.config import ImpactSettings
 from services.ml.config import MLSettings
 from services.rollback.cli import NotifySettings
 from services.rollout.config import RolloutSettings
@@ -261,3 +262,57 @@ def test_both_latency_windows_have_the_same_bounds(
         env.setenv(variable, refused)
         with pytest.raises(SettingsError, match=f"{variable}='{refused}'"):
             settings_class.from_env()
+
+
+@pytest.mark.parametrize(
+    ("settings_class", "variable", "value", "expected"),
+    [
+        (
+            CommonSettings,
+            "CORS_ORIGINS",
+            " https://a.example, ,https://b.example ",
+            ["https://a.example", "https://b.example"],
+        ),
+        (
+            MLSettings,
+            "VISION_URL_ALLOWED_HOSTS",
+            "localhost,, *.photos.test ",
+            ["localhost", "*.photos.test"],
+        ),
+        (MLSettings, "VISION_URL_ALLOWED_HOSTS", "", []),
+    ],
+)
+def test_a_comma_separated_variable_is_a_trimmed_list(
+    env: pytest.MonkeyPatch,
+    settings_class: type[EnvSettings],
+    variable: str,
+    value: str,
+    expected: list[str],
+) -> None:
+    env.setenv(variable, value)
+    assert getattr(settings_class.from_env(), variable.lower()) == expected
+
+
+@pytest.mark.parametrize(
+    ("settings_class", "variable"),
+    [
+        (CommonSettings, "DATABASE_URL"),
+        (CommonSettings, "MIGRATION_DATABASE_URL"),
+        (RolloutSettings, "DATABASE_URL"),
+        (ImpactSettings, "DATABASE_URL"),
+    ],
+)
+def test_every_dsn_is_checked_under_its_own_name_and_never_echoed(
+    env: pytest.MonkeyPatch, settings_class: type[EnvSettings], variable: str
+) -> None:
+    env.setenv(variable, f"mysql://app:{DB_PASSWORD}@db/enterprisehub")
+    with pytest.raises(SettingsError) as caught:
+        settings_class.from_env()
+    message = str(caught.value)
+    assert f"{variable}: {variable} has an unsupported scheme" in message
+    assert DB_PASSWORD not in message
+
+
+def test_an_empty_migration_dsn_means_unset(env: pytest.MonkeyPatch) -> None:
+    env.setenv("MIGRATION_DATABASE_URL", "")
+    assert CommonSettings.from_env().migration_database_url is None
