@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
-from typing import ClassVar, Final
+from typing import Annotated, ClassVar, Final
 
 from pydantic import Field, field_validator, model_validator
 
 from services.common.lead_model.artifact import ArtifactUri
-from services.common.settings import CommonSettings, OptionalSecret, OptionalText
+from services.common.settings import (
+    BodyLimit,
+    CommonSettings,
+    OptionalSecret,
+    OptionalText,
+    PositiveSeconds,
+)
 
 #: The feature flag that gates the routes, detection and interventions per tenant.
 CHURN_FEATURE: Final = "churn_prevention"
@@ -15,23 +21,26 @@ CHURN_FEATURE: Final = "churn_prevention"
 #: The LeadConnector (GoHighLevel) API v2 host.
 GHL_DEFAULT_BASE_URL = "https://services.leadconnectorhq.com"
 
+#: An hour of the local day, 0 to 23.
+HourOfDay = Annotated[int, Field(ge=0, le=23)]
+
 
 class ChurnSettings(CommonSettings):
     """CommonSettings plus the CHURN_* variables and the CRM adapter's (GHL_*)."""
 
     service_name: ClassVar[str] = "churn"
 
-    churn_monitoring_interval: float = Field(
-        default=60, gt=0, le=86_400, description="Seconds between detection passes."
+    churn_monitoring_interval: PositiveSeconds = Field(
+        default=60, le=86_400, description="Seconds between detection passes."
     )
     churn_intervention_retry_count: int = Field(
         default=3, ge=0, le=20, description="Retries of a failed send before dead-letter."
     )
-    churn_retry_base_seconds: float = Field(
-        default=2.0, gt=0, le=3600, description="First retry delay; doubles each retry."
+    churn_retry_base_seconds: PositiveSeconds = Field(
+        default=2.0, le=3600, description="First retry delay; doubles each retry."
     )
-    churn_retry_max_seconds: float = Field(
-        default=60.0, gt=0, le=86_400, description="Cap of one retry delay (429 included)."
+    churn_retry_max_seconds: PositiveSeconds = Field(
+        default=60.0, le=86_400, description="Cap of one retry delay (429 included)."
     )
     churn_model_uri: ArtifactUri = Field(
         default="models/churn_risk.joblib",
@@ -46,11 +55,11 @@ class ChurnSettings(CommonSettings):
     churn_max_contacts_per_week: int = Field(
         default=3, ge=0, le=100, description="Messages (SMS, email) per lead per 7 days."
     )
-    churn_quiet_hours_start: int = Field(
-        default=21, ge=0, le=23, description="Local hour (lead's zone) quiet hours begin."
+    churn_quiet_hours_start: HourOfDay = Field(
+        default=21, description="Local hour (lead's zone) quiet hours begin."
     )
-    churn_quiet_hours_end: int = Field(
-        default=8, ge=0, le=23, description="Local hour (lead's zone) quiet hours end."
+    churn_quiet_hours_end: HourOfDay = Field(
+        default=8, description="Local hour (lead's zone) quiet hours end."
     )
     # Sends wait on the CRM, not on this process: a send that times out holds
     # its slot for GHL_TIMEOUT_SECONDS. At 200 sends/s under 3% timeouts (W4),
@@ -65,13 +74,13 @@ class ChurnSettings(CommonSettings):
         default=True, description="Run the periodic detection pass in this replica."
     )
     churn_max_signals_per_request: int = Field(default=500, ge=1, le=5000)
-    churn_max_body_bytes: int = Field(default=1_048_576, ge=1024, le=16_777_216)
+    churn_max_body_bytes: BodyLimit = Field(default=1_048_576, le=16_777_216)
     ghl_api_key: OptionalSecret = Field(
         default=None, description="LeadConnector private integration token; unset: no sends."
     )
     ghl_base_url: str = Field(default=GHL_DEFAULT_BASE_URL)
     ghl_location_id: OptionalText = Field(default=None, description="Sub-account of the tasks.")
-    ghl_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+    ghl_timeout_seconds: PositiveSeconds = Field(default=10.0, le=120)
 
     @field_validator("ghl_base_url")
     @classmethod

@@ -6,7 +6,7 @@ from typing import ClassVar
 
 from pydantic import Field
 
-from services.common.settings import CommonSettings
+from services.common.settings import CommonSettings, LatencyWindowSize, PositiveSeconds
 
 
 class CoachingSettings(CommonSettings):
@@ -14,8 +14,8 @@ class CoachingSettings(CommonSettings):
 
     service_name: ClassVar[str] = "coaching"
 
-    coaching_session_timeout: float = Field(
-        default=300.0, gt=0, le=3600, description="Seconds one analysis may take (then 504)."
+    coaching_session_timeout: PositiveSeconds = Field(
+        default=300.0, le=3600, description="Seconds one analysis may take (then 504)."
     )
     coaching_max_concurrent_analyses: int = Field(
         default=50, ge=1, le=10_000, description="Analyses at once per replica (then 429)."
@@ -27,4 +27,6 @@ class CoachingSettings(CommonSettings):
         description="Input budget of one analysis; longer transcripts are refused with 422.",
     )
     coaching_max_output_tokens: int = Field(default=2_048, ge=256, le=16_384)
-    coaching_latency_window: int = Field(default=1000, ge=10, le=100_000)
+    coaching_latency_window: LatencyWindowSize = Field(
+        default=1000, description="Recent analyses behind /health/coaching."
+    )

@@ -59,6 +59,38 @@ def check_secret_length(value: SecretStr) -> SecretStr:
 LongSecret = Annotated[SecretStr, AfterValidator(check_secret_length)]
 
 
+def _empty_to_none(value: object) -> object:
+    return None if value == "" else value
+
+
+# Kubernetes Secrets and ConfigMaps often carry optional keys as "": unset.
+OptionalText = Annotated[str | None, BeforeValidator(_empty_to_none)]
+OptionalSecret = Annotated[SecretStr | None, BeforeValidator(_empty_to_none)]
+
+#: A duration in seconds that must be above zero; each setting adds its own ceiling (``le=``).
+PositiveSeconds = Annotated[float, Field(gt=0)]
+#: A duration in seconds where zero means "none" (no wait, no tolerance).
+NonNegativeSeconds = Annotated[float, Field(ge=0)]
+
+#: The largest request body a route accepts, in bytes: at least 1 KiB; each
+#: setting adds its own ceiling (``le=``).
+BodyLimit = Annotated[int, Field(ge=1024)]
+
+#: How many recent latencies a service's ``/health/...`` figures are computed over
+#: (``services.common.latency.LatencyWindow(max_samples=...)``).
+LatencyWindowSize = Annotated[int, Field(ge=10, le=100_000)]
+
+
+def _split_commas(value: object) -> object:
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
+#: A comma-separated variable ("a, b,c") read as a list: items trimmed, empty ones dropped.
+CommaSeparated = Annotated[list[str], NoDecode, BeforeValidator(_split_commas)]
+
+
 class SettingsError(ValueError):
     """Start-up configuration is invalid; ``problems`` has one line per variable."""
 
@@ -88,13 +120,15 @@ def _describe(settings_cls: type[BaseSettings], error: dict[str, Any]) -> str:
     return f"{variable}={error.get('input')!r}: {message}"
 
 
-def _check_postgres_dsn(value: SecretStr | None, variable: str) -> SecretStr | None:
+def _check_postgres_dsn(value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
     """Accept postgresql:// URLs with a host, a user and a database name.
 
-    The message never contains the value: a DSN usually carries a password.
+    The message names the variable but never contains the value: a DSN usually
+    carries a password.
     """
     if value is None:
         return None
+    variable = str(info.field_name).upper()
     raw = value.get_secret_value()
     allowed = (
         "expected postgresql://USER:PASSWORD@HOST:PORT/DATABASE "
@@ -110,6 +144,11 @@ def _check_postgres_dsn(value: SecretStr | None, variable: str) -> SecretStr | N
     if not parts.hostname or not parts.username or parts.path.strip("/") == "":
         raise ValueError(f"{variable} lacks a host, user or database name; {allowed}")
     return value
+
+
+#: A postgresql:// DSN (DATABASE_URL, MIGRATION_DATABASE_URL), checked at start-up.
+DatabaseUrl = Annotated[SecretStr, AfterValidator(_check_postgres_dsn)]
+OptionalDatabaseUrl = Annotated[OptionalSecret, AfterValidator(_check_postgres_dsn)]
 
 
 class EnvSettings(BaseSettings):
@@ -137,34 +176,33 @@ class AuthSettings(EnvSettings):
         default_factory=dict,
         description='JSON object {"kid": "secret"} of retired keys, verification only.',
     )
-    jwt_leeway_seconds: float = Field(
-        default=10.0, ge=0, le=300, description="Clock skew tolerated on exp."
+    jwt_leeway_seconds: NonNegativeSeconds = Field(
+        default=10.0, le=300, description="Clock skew tolerated on exp."
     )
     # Longest token lifetime per scope (services.common.auth): minted tokens
     # are refused beyond it, and so are tokens that claim a longer one.
-    jwt_max_ttl_feed_read: float = Field(
-        default=12 * 3600, gt=0, le=30 * 86400, description="Feed tokens (an agent's shift)."
+    jwt_max_ttl_feed_read: PositiveSeconds = Field(
+        default=12 * 3600, le=30 * 86400, description="Feed tokens (an agent's shift)."
     )
-    jwt_max_ttl_crm_ingest: float = Field(
+    jwt_max_ttl_crm_ingest: PositiveSeconds = Field(
         default=30 * 86400,
-        gt=0,
         le=365 * 86400,
         description="CRM webhook tokens (rotated with the CRM integration's secret).",
     )
-    jwt_max_ttl_leads_score: float = Field(
-        default=30 * 86400, gt=0, le=365 * 86400, description="Scoring API tokens."
+    jwt_max_ttl_leads_score: PositiveSeconds = Field(
+        default=30 * 86400, le=365 * 86400, description="Scoring API tokens."
     )
-    jwt_max_ttl_vision_analyze: float = Field(
-        default=30 * 86400, gt=0, le=365 * 86400, description="Photo analysis tokens."
+    jwt_max_ttl_vision_analyze: PositiveSeconds = Field(
+        default=30 * 86400, le=365 * 86400, description="Photo analysis tokens."
     )
-    jwt_max_ttl_coaching_analyze: float = Field(
-        default=30 * 86400, gt=0, le=365 * 86400, description="Coaching analysis tokens."
+    jwt_max_ttl_coaching_analyze: PositiveSeconds = Field(
+        default=30 * 86400, le=365 * 86400, description="Coaching analysis tokens."
     )
-    jwt_max_ttl_dashboards_view: float = Field(
-        default=12 * 3600, gt=0, le=30 * 86400, description="Dashboards tokens (a working day)."
+    jwt_max_ttl_dashboards_view: PositiveSeconds = Field(
+        default=12 * 3600, le=30 * 86400, description="Dashboards tokens (a working day)."
     )
-    jwt_max_ttl_operator: float = Field(
-        default=3600, gt=0, le=86400, description="Operator tokens (short: they can do most)."
+    jwt_max_ttl_operator: PositiveSeconds = Field(
+        default=3600, le=86400, description="Operator tokens (short: they can do most)."
     )
 
     @field_validator("jwt_key_id")
@@ -223,7 +261,7 @@ class RedisSettings(EnvSettings):
 
     redis_url: SecretStr = Field(description="redis:// or rediss:// URL.")
     redis_max_connections: int = Field(default=50, gt=0, le=10000)
-    redis_socket_timeout: float = Field(default=5.0, gt=0, le=600)
+    redis_socket_timeout: PositiveSeconds = Field(default=5.0, le=600)
 
     @field_validator("redis_url")
     @classmethod
@@ -243,15 +281,6 @@ def _http_url(value: str | None, expected: str) -> str | None:
         if parts.scheme not in {"http", "https"} or not parts.hostname:
             raise ValueError(f"expected {expected}")
     return value
-
-
-def _empty_to_none(value: object) -> object:
-    return None if value == "" else value
-
-
-# Kubernetes Secrets and ConfigMaps often carry optional keys as "": unset.
-OptionalText = Annotated[str | None, BeforeValidator(_empty_to_none)]
-OptionalSecret = Annotated[SecretStr | None, BeforeValidator(_empty_to_none)]
 
 
 class StorageSettings(EnvSettings):
@@ -304,8 +333,8 @@ class ClaudeSettings(EnvSettings):
     anthropic_base_url: OptionalText = Field(
         default=None, description="API base URL (a proxy or a local stand-in); unset: Anthropic."
     )
-    anthropic_timeout_seconds: float = Field(
-        default=60.0, gt=0, le=600, description="Per-request timeout of Claude calls."
+    anthropic_timeout_seconds: PositiveSeconds = Field(
+        default=60.0, le=600, description="Per-request timeout of Claude calls."
     )
     anthropic_max_retries: int = Field(
         default=2,
@@ -315,21 +344,20 @@ class ClaudeSettings(EnvSettings):
         "(services.common.claude); read timeouts are never retried.",
     )
     claude_model: str = Field(default="claude-sonnet-4-5", min_length=1, max_length=100)
-    claude_connect_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
-    claude_max_retry_wait_seconds: float = Field(
+    claude_connect_timeout_seconds: PositiveSeconds = Field(default=5.0, le=60)
+    claude_max_retry_wait_seconds: NonNegativeSeconds = Field(
         default=5.0,
-        ge=0,
         le=120,
         description="Longest wait for a 429's retry-after or the local limiter; longer is a 503.",
     )
-    claude_backoff_base_seconds: float = Field(default=0.5, gt=0, le=60)
-    claude_backoff_max_seconds: float = Field(default=8.0, gt=0, le=600)
+    claude_backoff_base_seconds: PositiveSeconds = Field(default=0.5, le=60)
+    claude_backoff_max_seconds: PositiveSeconds = Field(default=8.0, le=600)
     claude_breaker_failures: int = Field(
         default=5, ge=1, le=1000, description="Consecutive failures that open the circuit."
     )
-    claude_breaker_open_seconds: float = Field(default=30.0, gt=0, le=3600)
-    claude_spend_limit_open_seconds: float = Field(
-        default=900.0, gt=0, le=86400, description="Circuit open time after a spend-limit 429."
+    claude_breaker_open_seconds: PositiveSeconds = Field(default=30.0, le=3600)
+    claude_spend_limit_open_seconds: PositiveSeconds = Field(
+        default=900.0, le=86400, description="Circuit open time after a spend-limit 429."
     )
     claude_prices: Annotated[dict[str, ModelPrice], NoDecode] = Field(
         default_factory=lambda: {
@@ -365,7 +393,20 @@ class ClaudeSettings(EnvSettings):
         return _http_url(value, "http(s)://HOST[:PORT][/PATH]")
 
 
-class CommonSettings(AuthSettings, RedisSettings, StorageSettings, ClaudeSettings):
+class DatabaseSettings(EnvSettings):
+    """The environment and its application-role DSN: what every service and operator job reads.
+
+    Row-level security applies to this role; the owner's DSN is read only where
+    migrations run (``CommonSettings.migration_database_url``).
+    """
+
+    environment: Environment = "local"
+    database_url: DatabaseUrl = Field(description="Application role DSN (subject to RLS).")
+
+
+class CommonSettings(
+    DatabaseSettings, AuthSettings, RedisSettings, StorageSettings, ClaudeSettings
+):
     """Settings every feature service reads.
 
     Latency targets keep the seed's variable names (``..._MS``/``..._S``); use
@@ -374,28 +415,24 @@ class CommonSettings(AuthSettings, RedisSettings, StorageSettings, ClaudeSetting
 
     service_name: ClassVar[str] = "common"
 
-    environment: Environment = "local"
     deployment_env: str = "local"
     log_level: LogLevel = "INFO"
 
-    database_url: SecretStr = Field(description="Application role DSN (subject to RLS).")
-    migration_database_url: OptionalSecret = Field(
+    migration_database_url: OptionalDatabaseUrl = Field(
         default=None, description="Owner role DSN, used only by `enterprisehub migrate`."
     )
     db_pool_size: int = Field(default=20, gt=0, le=1000)
     db_max_overflow: int = Field(default=40, ge=0, le=1000)
-    db_pool_timeout: float = Field(default=30.0, gt=0, le=600)
+    db_pool_timeout: PositiveSeconds = Field(default=30.0, le=600)
 
-    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
-    max_request_body_bytes: int = Field(
+    cors_origins: CommaSeparated = Field(default_factory=list)
+    max_request_body_bytes: BodyLimit = Field(
         default=2_097_152,
-        ge=1024,
         le=100_000_000,
         description="Largest request body any route accepts (a 1,000-lead batch is ~0.5 MB).",
     )
 
     encryption_key: OptionalSecret = None
-    ghl_api_key: OptionalSecret = None
     slack_webhook_url: OptionalSecret = None
 
     fault_injection_file: Path | None = Field(
@@ -422,18 +459,6 @@ class CommonSettings(AuthSettings, RedisSettings, StorageSettings, ClaudeSetting
     @classmethod
     def _upper_log_level(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
-
-    @field_validator("database_url", "migration_database_url")
-    @classmethod
-    def _postgres_dsn(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
-        return _check_postgres_dsn(value, str(info.field_name).upper())
-
-    @field_validator("cors_origins", mode="before")
-    @classmethod
-    def _split_origins(cls, value: object) -> object:
-        if isinstance(value, str):
-            return [item.strip() for item in value.split(",") if item.strip()]
-        return value
 
     @field_validator("cors_origins")
     @classmethod

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pydantic import Field, field_validator
 
+from services.common.settings import DatabaseSettings
 from services.impact.assumptions import FeatureAssumptions, load_assumptions
-from services.rollout.config import OperatorDatabaseSettings
 
 
-class ImpactSettings(OperatorDatabaseSettings):
+class ImpactSettings(DatabaseSettings):
     """The database plus IMPACT_ASSUMPTIONS (JSON overrides of the assumptions)."""
 
     impact_assumptions: str | None = Field(

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Annotated, ClassVar, Self
+from typing import ClassVar, Self
 
-from pydantic import Field, field_validator, model_validator
-from pydantic_settings import NoDecode
+from pydantic import Field, model_validator
 
 from services.common.lead_model.settings import MAX_BATCH_LEADS, LeadModelSettings
-from services.common.settings import CommonSettings
+from services.common.settings import (
+    BodyLimit,
+    CommaSeparated,
+    CommonSettings,
+    LatencyWindowSize,
+    PositiveSeconds,
+)
 
 __all__ = ["MAX_BATCH_LEADS", "MLSettings"]
 
@@ -22,36 +27,34 @@ class MLSettings(CommonSettings, LeadModelSettings):
 
     service_name: ClassVar[str] = "ml"
 
-    ml_inference_timeout: float = Field(
-        default=10.0, gt=0, le=300, description="Seconds before a scoring request gets 503."
+    ml_inference_timeout: PositiveSeconds = Field(
+        default=10.0, le=300, description="Seconds before a scoring request gets 503."
     )
     ml_inference_workers: int = Field(
         default=2, ge=1, le=64, description="Threads running model inference."
     )
-    ml_latency_window: int = Field(
-        default=1000, ge=10, le=100_000, description="Recent inferences behind /health/ml."
+    ml_latency_window: LatencyWindowSize = Field(
+        default=1000, description="Recent inferences behind /health/ml."
     )
-    ml_max_body_bytes: int = Field(
+    ml_max_body_bytes: BodyLimit = Field(
         default=2_097_152,
-        ge=1024,
         le=50_000_000,
         description="Largest accepted request body (a full batch of leads is about 600 KB).",
     )
-    vision_url_allowed_hosts: Annotated[list[str], NoDecode] = Field(
+    vision_url_allowed_hosts: CommaSeparated = Field(
         default_factory=list,
         description="Comma-separated hosts photo URLs may point at (name or *.suffix).",
     )
     vision_max_image_bytes: int = Field(default=20 * 1024 * 1024, gt=0, le=100 * 1024 * 1024)
-    vision_fetch_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
-    vision_claim_wait_seconds: float = Field(
-        default=60.0, gt=0, le=600, description="How long a request waits for another's analysis."
+    vision_fetch_timeout_seconds: PositiveSeconds = Field(default=10.0, le=120)
+    vision_claim_wait_seconds: PositiveSeconds = Field(
+        default=60.0, le=600, description="How long a request waits for another's analysis."
     )
-    vision_claim_stale_seconds: float = Field(
-        default=180.0, gt=0, le=3600, description="Age at which a pending claim is taken over."
+    vision_claim_stale_seconds: PositiveSeconds = Field(
+        default=180.0, le=3600, description="Age at which a pending claim is taken over."
     )
-    vision_analysis_timeout_seconds: float = Field(
+    vision_analysis_timeout_seconds: PositiveSeconds = Field(
         default=120.0,
-        gt=0,
         le=3000,
         description="Longest a replica's Claude analysis of one photo may take (504 after "
         "it, the claim given back); below VISION_CLAIM_STALE_SECONDS, so that the claim of "
@@ -67,10 +70,3 @@ class MLSettings(CommonSettings, LeadModelSettings):
                 "while its owner is still calling Claude"
             )
         return self
-
-    @field_validator("vision_url_allowed_hosts", mode="before")
-    @classmethod
-    def _split_hosts(cls, value: object) -> object:
-        if isinstance(value, str):
-            return [item.strip() for item in value.split(",") if item.strip()]
-        return value

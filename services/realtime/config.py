@@ -7,7 +7,12 @@ from typing import ClassVar, Self
 from pydantic import Field, model_validator
 
 from services.common.lead_model.settings import LeadModelSettings
-from services.common.settings import CommonSettings
+from services.common.settings import (
+    BodyLimit,
+    CommonSettings,
+    NonNegativeSeconds,
+    PositiveSeconds,
+)
 
 
 class RealtimeSettings(CommonSettings, LeadModelSettings):
@@ -31,12 +36,11 @@ class RealtimeSettings(CommonSettings, LeadModelSettings):
         description="Feed sockets per token subject (agent) within its tenant's, across "
         "replicas: one agent cannot take every slot of its tenant.",
     )
-    ws_heartbeat_interval: float = Field(
-        default=30.0, gt=0, le=3600, description="Seconds between heartbeat frames."
+    ws_heartbeat_interval: PositiveSeconds = Field(
+        default=30.0, le=3600, description="Seconds between heartbeat frames."
     )
-    ws_reconnect_delay: float = Field(
+    ws_reconnect_delay: NonNegativeSeconds = Field(
         default=5.0,
-        ge=0,
         le=3600,
         description="Seconds a client should wait before reconnecting (sent in the ready frame).",
     )
@@ -59,35 +63,31 @@ class RealtimeSettings(CommonSettings, LeadModelSettings):
         le=1_000_000,
         description="Missed events a reconnect may replay from Postgres beyond the stream.",
     )
-    realtime_publish_timeout: float = Field(
+    realtime_publish_timeout: PositiveSeconds = Field(
         default=1.0,
-        gt=0,
         le=30,
         description="Seconds the ingest waits for XADD before acknowledging as deferred.",
     )
-    realtime_flush_interval: float = Field(
+    realtime_flush_interval: PositiveSeconds = Field(
         default=0.25,
-        gt=0,
         le=60,
         description="Seconds between batched writes of publish marks and delivery latencies.",
     )
-    realtime_relay_interval: float = Field(
-        default=1.0, gt=0, le=600, description="Seconds between outbox relay passes."
+    realtime_relay_interval: PositiveSeconds = Field(
+        default=1.0, le=600, description="Seconds between outbox relay passes."
     )
-    realtime_relay_scan_interval: float = Field(
+    realtime_relay_scan_interval: PositiveSeconds = Field(
         default=15.0,
-        gt=0,
         le=3600,
         description="Seconds between relay scans of every tenant with a socket here.",
     )
-    realtime_relay_grace: float = Field(
+    realtime_relay_grace: PositiveSeconds = Field(
         default=5.0,
-        gt=0,
         le=3600,
         description="Age in seconds before an unpublished stored event is the relay's to publish.",
     )
-    realtime_max_event_bytes: int = Field(
-        default=65_536, ge=1024, le=10_000_000, description="Largest accepted webhook body."
+    realtime_max_event_bytes: BodyLimit = Field(
+        default=65_536, le=10_000_000, description="Largest accepted webhook body."
     )
     realtime_max_batch_events: int = Field(
         default=100,
@@ -95,11 +95,11 @@ class RealtimeSettings(CommonSettings, LeadModelSettings):
         le=500,
         description="Most events in one batch webhook (HubSpot and Salesforce send up to 100).",
     )
-    realtime_max_batch_bytes: int = Field(
-        default=1_048_576, ge=1024, le=50_000_000, description="Largest accepted batch body."
+    realtime_max_batch_bytes: BodyLimit = Field(
+        default=1_048_576, le=50_000_000, description="Largest accepted batch body."
     )
-    realtime_latency_window_seconds: float = Field(
-        default=60.0, gt=0, le=3600, description="Window of /health/websocket's latency figures."
+    realtime_latency_window_seconds: PositiveSeconds = Field(
+        default=60.0, le=3600, description="Window of /health/websocket's latency figures."
     )
 
     @model_validator(mode="after")

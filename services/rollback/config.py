@@ -9,7 +9,7 @@ from typing import ClassVar, Self
 from pydantic import Field, field_validator, model_validator
 
 from services.common.flags import FEATURES
-from services.common.settings import CommonSettings, LongSecret
+from services.common.settings import CommonSettings, LongSecret, PositiveSeconds
 
 # A Deployment's name: a DNS-1123 subdomain (only ever used with fullmatch).
 _DEPLOYMENT_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
@@ -40,16 +40,15 @@ class RollbackSettings(CommonSettings):
         default_factory=dict,
         description='Feature -> its Deployments, JSON {"property_vision": ["ml-services"]}.',
     )
-    rollback_flag_check_seconds: float = Field(
+    rollback_flag_check_seconds: PositiveSeconds = Field(
         default=10.0,
-        gt=0,
         le=300,
         description=(
             "How often the handler checks that every flag is in Redis and restores the "
             "missing ones from their last recorded state (one MGET while none is missing)."
         ),
     )
-    rollback_kubernetes_timeout_seconds: float = Field(default=5.0, gt=0, le=30)
+    rollback_kubernetes_timeout_seconds: PositiveSeconds = Field(default=5.0, le=30)
     #: Where the kubelet mounts the pod's ServiceAccount token, CA and namespace.
     rollback_service_account_dir: Path = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 

@@ -3,17 +3,25 @@
 from __future__ import annotations
 
 import importlib
+from typing import Any
 
 import pytest
-from pydantic import SecretStr
+from pydantic import SecretStr, TypeAdapter, ValidationError
 
-from services.churn.config import ChurnSettings
+from services.churn.config import ChurnSettings, HourOfDay
+from services.coaching.config import CoachingSettings
 from services.common.settings import (
+    BodyLimit,
     CommonSettings,
     EnvSettings,
+    LatencyWindowSize,
+    NonNegativeSeconds,
+    PositiveSeconds,
     SettingsError,
     check_secret_length,
 )
+from services.impact.config import ImpactSettings
+from services.ml.config import MLSettings
 from services.rollback.cli import NotifySettings
 from services.rollout.config import RolloutSettings
 
@@ -194,3 +202,117 @@ def test_an_unparseable_model_uri_is_refused_at_start_up(
     assert "use file:///absolute/path" in str(caught.value)
     env.setenv(variable, "file:///models/m.joblib")
     assert settings.from_env()
+
+
+@pytest.mark.parametrize(
+    ("shared_type", "accepted", "refused", "rule"),
+    [
+        (PositiveSeconds, 0.001, 0, "greater than 0"),
+        (NonNegativeSeconds, 0, -0.001, "greater than or equal to 0"),
+        (BodyLimit, 1024, 1023, "greater than or equal to 1024"),
+        (LatencyWindowSize, 10, 9, "greater than or equal to 10"),
+        (LatencyWindowSize, 100_000, 100_001, "less than or equal to 100000"),
+        (HourOfDay, 0, -1, "greater than or equal to 0"),
+        (HourOfDay, 23, 24, "less than or equal to 23"),
+    ],
+)
+def test_a_shared_setting_type_keeps_its_bound(
+    shared_type: Any, accepted: float, refused: float, rule: str
+) -> None:
+    adapter: TypeAdapter[float] = TypeAdapter(shared_type)
+    assert adapter.validate_python(accepted) == accepted
+    with pytest.raises(ValidationError, match=rule):
+        adapter.validate_python(refused)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "rule"),
+    [
+        ("DB_POOL_TIMEOUT", "0", "greater than 0"),
+        ("DB_POOL_TIMEOUT", "601", "less than or equal to 600"),
+        ("MAX_REQUEST_BODY_BYTES", "1023", "greater than or equal to 1024"),
+        ("MAX_REQUEST_BODY_BYTES", "100000001", "less than or equal to 100000000"),
+    ],
+)
+def test_a_typed_setting_has_its_types_floor_and_its_own_ceiling(
+    env: pytest.MonkeyPatch, variable: str, value: str, rule: str
+) -> None:
+    env.setenv(variable, value)
+    message = problems(env)
+    assert f"{variable}={value!r}: Input should be {rule}" in message
+
+
+def test_a_quiet_hour_is_an_hour_of_the_day(env: pytest.MonkeyPatch) -> None:
+    env.setenv("CHURN_QUIET_HOURS_END", "24")
+    with pytest.raises(SettingsError, match="CHURN_QUIET_HOURS_END='24': Input should be less"):
+        ChurnSettings.from_env()
+    env.setenv("CHURN_QUIET_HOURS_END", "0")
+    assert ChurnSettings.from_env().churn_quiet_hours_end == 0
+
+
+@pytest.mark.parametrize(
+    ("settings_class", "variable"),
+    [(MLSettings, "ML_LATENCY_WINDOW"), (CoachingSettings, "COACHING_LATENCY_WINDOW")],
+)
+def test_both_latency_windows_have_the_same_bounds(
+    env: pytest.MonkeyPatch, settings_class: type[EnvSettings], variable: str
+) -> None:
+    assert getattr(settings_class.from_env(), variable.lower()) == 1000
+    for refused in ("9", "100001"):
+        env.setenv(variable, refused)
+        with pytest.raises(SettingsError, match=f"{variable}='{refused}'"):
+            settings_class.from_env()
+
+
+@pytest.mark.parametrize(
+    ("settings_class", "variable", "value", "expected"),
+    [
+        (
+            CommonSettings,
+            "CORS_ORIGINS",
+            " https://a.example, ,https://b.example ",
+            ["https://a.example", "https://b.example"],
+        ),
+        (
+            MLSettings,
+            "VISION_URL_ALLOWED_HOSTS",
+            "localhost,, *.photos.test ",
+            ["localhost", "*.photos.test"],
+        ),
+        (MLSettings, "VISION_URL_ALLOWED_HOSTS", "", []),
+    ],
+)
+def test_a_comma_separated_variable_is_a_trimmed_list(
+    env: pytest.MonkeyPatch,
+    settings_class: type[EnvSettings],
+    variable: str,
+    value: str,
+    expected: list[str],
+) -> None:
+    env.setenv(variable, value)
+    assert getattr(settings_class.from_env(), variable.lower()) == expected
+
+
+@pytest.mark.parametrize(
+    ("settings_class", "variable"),
+    [
+        (CommonSettings, "DATABASE_URL"),
+        (CommonSettings, "MIGRATION_DATABASE_URL"),
+        (RolloutSettings, "DATABASE_URL"),
+        (ImpactSettings, "DATABASE_URL"),
+    ],
+)
+def test_every_dsn_is_checked_under_its_own_name_and_never_echoed(
+    env: pytest.MonkeyPatch, settings_class: type[EnvSettings], variable: str
+) -> None:
+    env.setenv(variable, f"mysql://app:{DB_PASSWORD}@db/enterprisehub")
+    with pytest.raises(SettingsError) as caught:
+        settings_class.from_env()
+    message = str(caught.value)
+    assert f"{variable}: {variable} has an unsupported scheme" in message
+    assert DB_PASSWORD not in message
+
+
+def test_an_empty_migration_dsn_means_unset(env: pytest.MonkeyPatch) -> None:
+    env.setenv("MIGRATION_DATABASE_URL", "")
+    assert CommonSettings.from_env().migration_database_url is None
