@@ -31,6 +31,7 @@ import pulumi_aws as aws
 import pulumi_random as random
 
 from infra import catalog
+from infra.components.base import AwsComponent
 from infra.components.datastore_placement import DatastorePlacement, datastore_placement
 from infra.components.datastore_urls import redis_url
 from infra.components.final_snapshot import final_snapshot_identifier
@@ -107,8 +108,10 @@ class CacheArgs:
     tags: Mapping[str, str] = field(default_factory=dict)
 
 
-class Cache(pulumi.ComponentResource):
+class Cache(AwsComponent[CacheArgs]):
     """A Redis 7 replication group with its subnet group, parameters, key and token."""
+
+    component_type = "enterprisehub:aws:Cache"
 
     primary_endpoint: pulumi.Output[str]
     security_group_id: pulumi.Output[str]
@@ -119,10 +122,7 @@ class Cache(pulumi.ComponentResource):
         self, name: str, args: CacheArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         validate_replication_group_id(args.replication_group_id)
-        super().__init__("enterprisehub:aws:Cache", name, None, opts)
-        self._name = name
-        self._args = args
-        self._tags = dict(args.tags)
+        super().__init__(name, args, opts)
 
         placement = datastore_placement(
             name,

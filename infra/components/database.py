@@ -37,6 +37,7 @@ import pulumi_aws as aws
 import pulumi_random as random
 
 from infra import catalog
+from infra.components.base import AwsComponent
 from infra.components.datastore_placement import DatastorePlacement, datastore_placement
 from infra.components.datastore_urls import postgres_dsn
 from infra.components.final_snapshot import final_snapshot_identifier
@@ -83,8 +84,10 @@ class DatabaseArgs:
     tags: Mapping[str, str] = field(default_factory=dict)
 
 
-class Database(pulumi.ComponentResource):
+class Database(AwsComponent[DatabaseArgs]):
     """An RDS PostgreSQL 15 instance with its network, parameters, key and credentials."""
+
+    component_type = "enterprisehub:aws:Database"
 
     address: pulumi.Output[str]
     port: pulumi.Output[int]
@@ -98,10 +101,7 @@ class Database(pulumi.ComponentResource):
     def __init__(
         self, name: str, args: DatabaseArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
-        super().__init__("enterprisehub:aws:Database", name, None, opts)
-        self._name = name
-        self._args = args
-        self._tags = dict(args.tags)
+        super().__init__(name, args, opts)
 
         placement = datastore_placement(
             name,

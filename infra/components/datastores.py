@@ -27,6 +27,7 @@ import pulumi_random as random
 
 from infra import catalog
 from infra.components import hardening
+from infra.components.base import Component
 from infra.components.datastore_urls import postgres_dsn, redis_url
 
 POSTGRES_UID: Final = 999
@@ -113,8 +114,10 @@ def redis_memory_limit(maxmemory_mb: int) -> str:
     return f"{maxmemory_mb + max(64, maxmemory_mb // 4)}Mi"
 
 
-class Datastores(pulumi.ComponentResource):
+class Datastores(Component[DatastoresArgs]):
     """PostgreSQL, Redis and MinIO StatefulSets with their Services and Secrets."""
+
+    component_type = "enterprisehub:k8s:Datastores"
 
     #: Owner-role DSN (MIGRATION_DATABASE_URL).
     migration_database_url: pulumi.Output[str]
@@ -133,9 +136,7 @@ class Datastores(pulumi.ComponentResource):
     def __init__(
         self, name: str, args: DatastoresArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
-        super().__init__("enterprisehub:k8s:Datastores", name, None, opts)
-        self._name = name
-        self._args = args
+        super().__init__(name, args, opts)
         ns = args.namespace
         host = lambda service: pulumi.Output.concat(  # noqa: E731
             service, ".", ns, ".svc.cluster.local"
