@@ -38,7 +38,11 @@ import pulumi_random as random
 
 from infra import catalog
 from infra.components.base import AwsComponent
-from infra.components.datastore_placement import DatastorePlacement, datastore_placement
+from infra.components.datastore_placement import (
+    DatastoreNetwork,
+    DatastorePlacement,
+    datastore_placement,
+)
 from infra.components.datastore_urls import postgres_dsn
 from infra.components.final_snapshot import final_snapshot_identifier
 
@@ -57,10 +61,7 @@ LOG_EXPORTS = ("postgresql", "upgrade")
 class DatabaseArgs:
     """Inputs of :class:`Database`."""
 
-    vpc_id: pulumi.Input[str]
-    subnet_ids: pulumi.Input[Sequence[pulumi.Input[str]]]
-    #: The only security group allowed to connect (the EKS cluster's).
-    client_security_group_id: pulumi.Input[str]
+    network: DatastoreNetwork
     instance_class: pulumi.Input[str]
     engine_version: pulumi.Input[str]
     allocated_storage_gb: pulumi.Input[int]
@@ -108,9 +109,7 @@ class Database(AwsComponent[DatabaseArgs]):
             what="PostgreSQL",
             port=catalog.POSTGRES_PORT,
             subnet_group_type=aws.rds.SubnetGroup,
-            subnet_ids=args.subnet_ids,
-            vpc_id=args.vpc_id,
-            client_security_group_id=args.client_security_group_id,
+            network=args.network,
             key_description=f"{name}: RDS storage" if args.storage_encrypted else None,
             tags=self._tags,
             parent=self,
