@@ -42,6 +42,8 @@ class Component(pulumi.ComponentResource, Generic[ArgsT]):
 
     def __init__(self, name: str, args: ArgsT, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__(self.component_type, name, None, opts)
+        # pulumi.Resource keeps the same value in a private attribute of this name;
+        # setting it here means the components do not rely on the SDK's internals.
         self._name = name
         self._args = args
 
