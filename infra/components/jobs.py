@@ -49,6 +49,7 @@ import pulumi_kubernetes as k8s
 from infra import catalog
 from infra.components import hardening
 from infra.components.base import Component
+from infra.components.workload import refuse_secret_settings
 
 #: ServiceAccount of the migration and flags Jobs (no cloud permissions).
 JOBS_SERVICE_ACCOUNT: Final = "enterprisehub-jobs"
@@ -420,11 +421,7 @@ def _validate(args: PlatformJobsArgs) -> None:
                 f"{owner}: model_publish.destinations must name published models "
                 f"({', '.join(sorted(known))}), got {sorted(args.model_publish.destinations)}"
             )
-    leaked = sorted(
-        set(catalog.SERVICE_SECRET_KEYS + catalog.MIGRATION_SECRET_KEYS).intersection(args.settings)
-    )
-    if leaked:
-        raise ValueError(f"{owner}: secret keys {', '.join(leaked)} must not be in the ConfigMap")
+    refuse_secret_settings(owner, args.settings)
     for label, value in (
         ("backoff_limit", args.backoff_limit),
         ("active_deadline_seconds", args.active_deadline_seconds),
