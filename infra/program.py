@@ -37,7 +37,7 @@ from infra.components.cluster import (
 )
 from infra.components.database import Database, DatabaseArgs
 from infra.components.datastore_placement import DatastoreNetwork
-from infra.components.datastores import MINIO_PORT, Datastores, DatastoresArgs
+from infra.components.datastores import Datastores, DatastoresArgs, minio_endpoint
 from infra.components.dns import ExternalDnsArgs
 from infra.components.iam import PrefixWriterGrant, ServiceRoles, ServiceRolesArgs
 from infra.components.jobs import MODEL_PUBLISHER_SERVICE_ACCOUNT
@@ -106,7 +106,7 @@ def _build_local(config: StackConfig) -> dict[str, Any]:
         ),
         opts=pulumi.ResourceOptions(providers=[cluster.provider], depends_on=[namespace]),
     )
-    s3_endpoint = f"http://minio.{config.namespace}.svc.cluster.local:{MINIO_PORT}"
+    s3_endpoint = minio_endpoint(config.namespace)
     data = DataPlane(
         database_url=stores.database_url,
         migration_database_url=stores.migration_database_url,

@@ -103,6 +103,11 @@ class DatastoresArgs:
     )
 
 
+def minio_endpoint(namespace: str) -> str:
+    """S3_ENDPOINT_URL of the in-cluster MinIO: plain HTTP, inside the cluster only."""
+    return f"http://{catalog.service_host('minio', namespace)}:{MINIO_PORT}"
+
+
 def redis_memory_limit(maxmemory_mb: int) -> str:
     """The Redis container's memory: the data ceiling plus room for what it does not count.
 
@@ -137,10 +142,10 @@ class Datastores(Component[DatastoresArgs]):
         self, name: str, args: DatastoresArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__(name, args, opts)
-        ns = args.namespace
-        host = lambda service: pulumi.Output.concat(  # noqa: E731
-            service, ".", ns, ".svc.cluster.local"
-        )
+        namespace = pulumi.Output.from_input(args.namespace)
+
+        def host(service: str) -> pulumi.Output[str]:
+            return namespace.apply(lambda ns: catalog.service_host(service, ns))
 
         owner_pw = self._password("postgres-owner")
         app_pw = self._password("postgres-app")
@@ -150,7 +155,7 @@ class Datastores(Component[DatastoresArgs]):
         redis, redis_pw = self._redis()
         minio = self._minio(minio_user, minio_pw)
 
-        s3_endpoint = pulumi.Output.concat("http://", host("minio"), f":{MINIO_PORT}")
+        s3_endpoint = namespace.apply(minio_endpoint)
         buckets = self._bucket_job(args, s3_endpoint, minio_user, minio_pw, minio)
 
         def dsn(user: str, password: pulumi.Input[str]) -> pulumi.Output[str]:
