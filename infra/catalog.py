@@ -30,6 +30,11 @@ FEED_PATH: Final = "/v1/feed"
 BucketAccess = Literal["read", "readwrite"]
 
 
+def service_host(service: str, namespace: str) -> str:
+    """A Service's DNS name inside the cluster: ``<service>.<namespace>.svc.cluster.local``."""
+    return f"{service}.{namespace}.svc.cluster.local"
+
+
 class Bucket(StrEnum):
     """The two S3 buckets of the seed's data layer ("S3 (ML models, media storage)")."""
 
@@ -136,8 +141,7 @@ class DashboardsSpec(Workload):
     def feed_url(self, namespace: str) -> str:
         """The in-cluster websocket URL of the feed (the service whose API serves it)."""
         (feed,) = [spec for spec in SERVICES.values() if self.feed_path in spec.api_paths]
-        host = f"{feed.name}.{namespace}.svc.cluster.local"
-        return f"ws://{host}:{feed.port}{self.feed_path}"
+        return f"ws://{service_host(feed.name, namespace)}:{feed.port}{self.feed_path}"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -162,7 +166,7 @@ class RollbackHandlerSpec(Workload):
 
     def webhook_url(self, namespace: str) -> str:
         """The in-cluster URL Alertmanager posts rollback triggers to."""
-        return f"http://{self.name}.{namespace}.svc.cluster.local:{self.port}{self.webhook_path}"
+        return f"http://{service_host(self.name, namespace)}:{self.port}{self.webhook_path}"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -36,7 +36,8 @@ from infra.components.cluster import (
     NodeGroupSpec,
 )
 from infra.components.database import Database, DatabaseArgs
-from infra.components.datastores import MINIO_PORT, Datastores, DatastoresArgs
+from infra.components.datastore_placement import DatastoreNetwork
+from infra.components.datastores import Datastores, DatastoresArgs, minio_endpoint
 from infra.components.dns import ExternalDnsArgs
 from infra.components.iam import PrefixWriterGrant, ServiceRoles, ServiceRolesArgs
 from infra.components.jobs import MODEL_PUBLISHER_SERVICE_ACCOUNT
@@ -105,7 +106,7 @@ def _build_local(config: StackConfig) -> dict[str, Any]:
         ),
         opts=pulumi.ResourceOptions(providers=[cluster.provider], depends_on=[namespace]),
     )
-    s3_endpoint = f"http://minio.{config.namespace}.svc.cluster.local:{MINIO_PORT}"
+    s3_endpoint = minio_endpoint(config.namespace)
     data = DataPlane(
         database_url=stores.database_url,
         migration_database_url=stores.migration_database_url,
@@ -165,8 +166,14 @@ def _build_aws(config: StackConfig) -> dict[str, Any]:
     identity = aws.get_caller_identity(opts=pulumi.InvokeOptions(provider=aws_provider))
     cluster = _aws_cluster(config, prefix, aws_provider, identity.account_id)
 
-    database = _database(config, prefix, cluster, aws_opts)
-    cache = _cache(config, prefix, cluster, aws_opts)
+    # Both managed stores sit in the cluster's subnets and admit only its security group.
+    datastore_network = DatastoreNetwork(
+        vpc_id=cluster.vpc_id,
+        subnet_ids=cluster.subnet_ids,
+        client_security_group_id=cluster.security_group_id,
+    )
+    database = _database(config, prefix, datastore_network, aws_opts)
+    cache = _cache(config, prefix, datastore_network, aws_opts)
     buckets = bucket_names(config, identity.account_id)
     storage = _storage(config, prefix, buckets, aws_opts)
     registry = Registry(
@@ -434,16 +441,14 @@ def _admin_roles(config: StackConfig) -> dict[str, str]:
 
 
 def _database(
-    config: StackConfig, prefix: str, cluster: _AwsCluster, opts: pulumi.ResourceOptions
+    config: StackConfig, prefix: str, network: DatastoreNetwork, opts: pulumi.ResourceOptions
 ) -> Database:
     db = config.database
     return Database(
         f"{prefix}-database",
         DatabaseArgs(
             identifier=f"{prefix}-postgres",
-            vpc_id=cluster.vpc_id,
-            subnet_ids=cluster.subnet_ids,
-            client_security_group_id=cluster.security_group_id,
+            network=network,
             instance_class=db.instance_class,
             engine_version=db.engine_version,
             allocated_storage_gb=db.allocated_storage_gb,
@@ -465,16 +470,14 @@ def _database(
 
 
 def _cache(
-    config: StackConfig, prefix: str, cluster: _AwsCluster, opts: pulumi.ResourceOptions
+    config: StackConfig, prefix: str, network: DatastoreNetwork, opts: pulumi.ResourceOptions
 ) -> Cache:
     cache = config.cache
     return Cache(
         f"{prefix}-cache",
         CacheArgs(
             replication_group_id=replication_group_id(prefix),
-            vpc_id=cluster.vpc_id,
-            subnet_ids=cluster.subnet_ids,
-            client_security_group_id=cluster.security_group_id,
+            network=network,
             node_type=cache.node_type,
             num_nodes=cache.num_nodes,
             engine_version=cache.engine_version,

@@ -43,6 +43,7 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 import yaml
 
+from infra.components.base import Component
 from infra.components.monitoring import (
     AlertmanagerCredentials,
     alertmanager_secret,
@@ -224,8 +225,10 @@ class ClusterAddonsArgs:
     timeout_seconds: int = 900
 
 
-class ClusterAddons(pulumi.ComponentResource):
+class ClusterAddons(Component[ClusterAddonsArgs]):
     """The four Helm releases, their namespaces, the ClusterIssuer and Alertmanager's Secret."""
+
+    component_type = "enterprisehub:k8s:ClusterAddons"
 
     issuer_name: pulumi.Output[str]
     #: Where Envoy Gateway and its proxies run.
@@ -251,7 +254,7 @@ class ClusterAddons(pulumi.ComponentResource):
         missing = [chart for chart in CHART_NAMES if chart not in pins]
         if missing:
             raise ValueError(f"charts/versions.yaml lacks {', '.join(missing)}")
-        super().__init__("enterprisehub:k8s:ClusterAddons", name, None, opts)
+        super().__init__(name, args, opts)
         self.edge_namespace = pins["envoy-gateway"].namespace
         self.cert_manager_namespace = pins["cert-manager"].namespace
         self.monitoring_namespace = pins["kube-prometheus-stack"].namespace

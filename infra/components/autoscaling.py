@@ -34,6 +34,7 @@ import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
 from infra.components.addons import ChartPin, load_pins, pinned_release
+from infra.components.base import AwsComponent
 from infra.components.iam import (
     EKS_NODE_POLICIES,
     deny_insecure_transport,
@@ -312,8 +313,10 @@ def queue_policy(queue_arn: str) -> str:
     )
 
 
-class Karpenter(pulumi.ComponentResource):
+class Karpenter(AwsComponent[KarpenterArgs]):
     """Karpenter's IAM, interruption queue, Helm releases, EC2NodeClass and NodePool."""
+
+    component_type = "enterprisehub:aws:Karpenter"
 
     node_role_arn: pulumi.Output[str]
     controller_role_arn: pulumi.Output[str]
@@ -323,10 +326,7 @@ class Karpenter(pulumi.ComponentResource):
     def __init__(
         self, name: str, args: KarpenterArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
-        super().__init__("enterprisehub:aws:Karpenter", name, None, opts)
-        self._name = name
-        self._args = args
-        self._tags = dict(args.tags)
+        super().__init__(name, args, opts)
 
         node_role, node_permissions = self._node_role()
         queue = self._interruption_queue()

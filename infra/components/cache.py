@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import pulumi
@@ -31,7 +31,12 @@ import pulumi_aws as aws
 import pulumi_random as random
 
 from infra import catalog
-from infra.components.datastore_placement import DatastorePlacement, datastore_placement
+from infra.components.base import AwsComponent
+from infra.components.datastore_placement import (
+    DatastoreNetwork,
+    DatastorePlacement,
+    datastore_placement,
+)
 from infra.components.datastore_urls import redis_url
 from infra.components.final_snapshot import final_snapshot_identifier
 
@@ -80,10 +85,7 @@ class CacheArgs:
 
     #: The ElastiCache ReplicationGroupId (see :func:`replication_group_id`).
     replication_group_id: str
-    vpc_id: pulumi.Input[str]
-    subnet_ids: pulumi.Input[Sequence[pulumi.Input[str]]]
-    #: The only security group allowed to connect (the EKS cluster's).
-    client_security_group_id: pulumi.Input[str]
+    network: DatastoreNetwork
     node_type: pulumi.Input[str]
     num_nodes: pulumi.Input[int]
     engine_version: pulumi.Input[str]
@@ -107,8 +109,10 @@ class CacheArgs:
     tags: Mapping[str, str] = field(default_factory=dict)
 
 
-class Cache(pulumi.ComponentResource):
+class Cache(AwsComponent[CacheArgs]):
     """A Redis 7 replication group with its subnet group, parameters, key and token."""
+
+    component_type = "enterprisehub:aws:Cache"
 
     primary_endpoint: pulumi.Output[str]
     security_group_id: pulumi.Output[str]
@@ -119,19 +123,14 @@ class Cache(pulumi.ComponentResource):
         self, name: str, args: CacheArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         validate_replication_group_id(args.replication_group_id)
-        super().__init__("enterprisehub:aws:Cache", name, None, opts)
-        self._name = name
-        self._args = args
-        self._tags = dict(args.tags)
+        super().__init__(name, args, opts)
 
         placement = datastore_placement(
             name,
             what="Redis",
             port=catalog.REDIS_PORT,
             subnet_group_type=aws.elasticache.SubnetGroup,
-            subnet_ids=args.subnet_ids,
-            vpc_id=args.vpc_id,
-            client_security_group_id=args.client_security_group_id,
+            network=args.network,
             key_description=f"{name}: Redis at rest" if args.at_rest_encryption else None,
             tags=self._tags,
             parent=self,

@@ -30,6 +30,7 @@ import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
 from infra.components.autoscaling import Karpenter, KarpenterArgs, KarpenterSpec
+from infra.components.base import AwsComponent, Component
 from infra.components.iam import (
     EKS_NODE_POLICIES,
     irsa_trust_policy,
@@ -211,7 +212,7 @@ def _first_issuer(identities: Any) -> str:
     raise ValueError("the EKS cluster reports no OIDC issuer")
 
 
-class EksClusterOutputs(pulumi.ComponentResource):
+class EksClusterOutputs:
     """What both cluster components offer: a new cluster or one managed elsewhere."""
 
     cluster_name: pulumi.Output[str]
@@ -224,16 +225,15 @@ class EksClusterOutputs(pulumi.ComponentResource):
     provider: k8s.Provider
 
 
-class EksCluster(EksClusterOutputs):
+class EksCluster(AwsComponent[EksClusterArgs], EksClusterOutputs):
     """An EKS cluster with node groups, core add-ons, OIDC provider and a k8s provider."""
+
+    component_type = "enterprisehub:aws:EksCluster"
 
     def __init__(
         self, name: str, args: EksClusterArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
-        super().__init__("enterprisehub:aws:EksCluster", name, None, opts)
-        self._name = name
-        self._args = args
-        self._tags = dict(args.tags)
+        super().__init__(name, args, opts)
         #: The AWS partition (aws, aws-cn, ...), for ARNs built beside the cluster.
         self.partition = aws.get_partition(opts=pulumi.InvokeOptions(parent=self)).partition
         self.storage_class = STORAGE_CLASS
@@ -659,8 +659,10 @@ class ExistingEksClusterArgs:
     account_id: str
 
 
-class ExistingEksCluster(EksClusterOutputs):
+class ExistingEksCluster(Component[ExistingEksClusterArgs], EksClusterOutputs):
     """An EKS cluster managed elsewhere: its network, OIDC issuer and a k8s provider."""
+
+    component_type = "enterprisehub:aws:ExistingEksCluster"
 
     vpc_id: pulumi.Output[str]
     private_subnet_ids: pulumi.Output[list[str]]
@@ -668,7 +670,7 @@ class ExistingEksCluster(EksClusterOutputs):
     def __init__(
         self, name: str, args: ExistingEksClusterArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
-        super().__init__("enterprisehub:aws:ExistingEksCluster", name, None, opts)
+        super().__init__(name, args, opts)
         found = aws.eks.get_cluster(name=args.cluster_name, opts=pulumi.InvokeOptions(parent=self))
         issuer = _first_issuer(found.identities)
         # IAM names an OIDC provider after its issuer, so the ARN follows from it;
@@ -711,15 +713,17 @@ class KubeconfigClusterArgs:
     kubeconfig_path: str | None = None
 
 
-class KubeconfigCluster(pulumi.ComponentResource):
+class KubeconfigCluster(Component[KubeconfigClusterArgs]):
     """A cluster reached through the local kubeconfig (the local stack)."""
+
+    component_type = "enterprisehub:k8s:KubeconfigCluster"
 
     provider: k8s.Provider
 
     def __init__(
         self, name: str, args: KubeconfigClusterArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
-        super().__init__("enterprisehub:k8s:KubeconfigCluster", name, None, opts)
+        super().__init__(name, args, opts)
         # The provider reads $KUBECONFIG or ~/.kube/config itself when no path is given.
         self.provider = k8s.Provider(
             f"{name}-k8s",

@@ -19,6 +19,7 @@ import pulumi
 
 from infra import catalog
 from infra.components import hardening
+from infra.components.base import Component
 from infra.components.workload import WorkloadObjects, health_probes, refuse_unread_secrets
 
 
@@ -39,8 +40,10 @@ class DashboardsArgs:
     depends_on: Sequence[pulumi.Resource] = field(default_factory=tuple)
 
 
-class Dashboards(pulumi.ComponentResource):
+class Dashboards(Component[DashboardsArgs]):
     """Deployment, Service, PDB, ServiceAccount, ConfigMap and Secret of the dashboards."""
+
+    component_type = "enterprisehub:k8s:Dashboards"
 
     service_name: pulumi.Output[str]
     port: int
@@ -56,7 +59,7 @@ class Dashboards(pulumi.ComponentResource):
             raise ValueError(
                 f"{owner}: replicas must satisfy 1 <= {args.replicas} <= {args.max_replicas}"
             )
-        super().__init__("enterprisehub:k8s:Dashboards", name, None, opts)
+        super().__init__(name, args, opts)
         spec = args.spec
         objects = WorkloadObjects(
             self, name, spec, namespace=args.namespace, component=hardening.COMPONENT_DASHBOARD

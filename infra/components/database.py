@@ -37,7 +37,12 @@ import pulumi_aws as aws
 import pulumi_random as random
 
 from infra import catalog
-from infra.components.datastore_placement import DatastorePlacement, datastore_placement
+from infra.components.base import AwsComponent
+from infra.components.datastore_placement import (
+    DatastoreNetwork,
+    DatastorePlacement,
+    datastore_placement,
+)
 from infra.components.datastore_urls import postgres_dsn
 from infra.components.final_snapshot import final_snapshot_identifier
 
@@ -56,10 +61,7 @@ LOG_EXPORTS = ("postgresql", "upgrade")
 class DatabaseArgs:
     """Inputs of :class:`Database`."""
 
-    vpc_id: pulumi.Input[str]
-    subnet_ids: pulumi.Input[Sequence[pulumi.Input[str]]]
-    #: The only security group allowed to connect (the EKS cluster's).
-    client_security_group_id: pulumi.Input[str]
+    network: DatastoreNetwork
     instance_class: pulumi.Input[str]
     engine_version: pulumi.Input[str]
     allocated_storage_gb: pulumi.Input[int]
@@ -83,8 +85,10 @@ class DatabaseArgs:
     tags: Mapping[str, str] = field(default_factory=dict)
 
 
-class Database(pulumi.ComponentResource):
+class Database(AwsComponent[DatabaseArgs]):
     """An RDS PostgreSQL 15 instance with its network, parameters, key and credentials."""
+
+    component_type = "enterprisehub:aws:Database"
 
     address: pulumi.Output[str]
     port: pulumi.Output[int]
@@ -98,19 +102,14 @@ class Database(pulumi.ComponentResource):
     def __init__(
         self, name: str, args: DatabaseArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
-        super().__init__("enterprisehub:aws:Database", name, None, opts)
-        self._name = name
-        self._args = args
-        self._tags = dict(args.tags)
+        super().__init__(name, args, opts)
 
         placement = datastore_placement(
             name,
             what="PostgreSQL",
             port=catalog.POSTGRES_PORT,
             subnet_group_type=aws.rds.SubnetGroup,
-            subnet_ids=args.subnet_ids,
-            vpc_id=args.vpc_id,
-            client_security_group_id=args.client_security_group_id,
+            network=args.network,
             key_description=f"{name}: RDS storage" if args.storage_encrypted else None,
             tags=self._tags,
             parent=self,

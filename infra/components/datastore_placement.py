@@ -21,6 +21,17 @@ from infra.components.kms import encryption_key
 SubnetGroup = aws.rds.SubnetGroup | aws.elasticache.SubnetGroup
 
 
+@dataclass(frozen=True, kw_only=True)
+class DatastoreNetwork:
+    """Where a managed store sits and who may reach it (an input of both stores' Args)."""
+
+    vpc_id: pulumi.Input[str]
+    #: The private subnets the store's subnet group spans.
+    subnet_ids: pulumi.Input[Sequence[pulumi.Input[str]]]
+    #: The only security group allowed to connect (the EKS cluster's).
+    client_security_group_id: pulumi.Input[str]
+
+
 @dataclass(frozen=True)
 class DatastorePlacement:
     """The resources `datastore_placement` declares, for the store to reference."""
@@ -37,9 +48,7 @@ def datastore_placement(
     what: str,
     port: int,
     subnet_group_type: type[SubnetGroup],
-    subnet_ids: pulumi.Input[Sequence[pulumi.Input[str]]],
-    vpc_id: pulumi.Input[str],
-    client_security_group_id: pulumi.Input[str],
+    network: DatastoreNetwork,
     key_description: str | None,
     tags: Mapping[str, str],
     parent: pulumi.Resource,
@@ -57,7 +66,7 @@ def datastore_placement(
     subnet_group = subnet_group_type(
         f"{name}-subnets",
         description=f"{name}: private subnets",
-        subnet_ids=subnet_ids,
+        subnet_ids=network.subnet_ids,
         tags=tags,
         opts=pulumi.ResourceOptions(parent=parent),
     )
@@ -65,8 +74,8 @@ def datastore_placement(
         name,
         what=what,
         port=port,
-        vpc_id=vpc_id,
-        client_security_group_id=client_security_group_id,
+        vpc_id=network.vpc_id,
+        client_security_group_id=network.client_security_group_id,
         tags=tags,
         parent=parent,
     )

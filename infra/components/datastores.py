@@ -27,6 +27,7 @@ import pulumi_random as random
 
 from infra import catalog
 from infra.components import hardening
+from infra.components.base import Component
 from infra.components.datastore_urls import postgres_dsn, redis_url
 
 POSTGRES_UID: Final = 999
@@ -102,6 +103,11 @@ class DatastoresArgs:
     )
 
 
+def minio_endpoint(namespace: str) -> str:
+    """S3_ENDPOINT_URL of the in-cluster MinIO: plain HTTP, inside the cluster only."""
+    return f"http://{catalog.service_host('minio', namespace)}:{MINIO_PORT}"
+
+
 def redis_memory_limit(maxmemory_mb: int) -> str:
     """The Redis container's memory: the data ceiling plus room for what it does not count.
 
@@ -113,8 +119,10 @@ def redis_memory_limit(maxmemory_mb: int) -> str:
     return f"{maxmemory_mb + max(64, maxmemory_mb // 4)}Mi"
 
 
-class Datastores(pulumi.ComponentResource):
+class Datastores(Component[DatastoresArgs]):
     """PostgreSQL, Redis and MinIO StatefulSets with their Services and Secrets."""
+
+    component_type = "enterprisehub:k8s:Datastores"
 
     #: Owner-role DSN (MIGRATION_DATABASE_URL).
     migration_database_url: pulumi.Output[str]
@@ -133,13 +141,11 @@ class Datastores(pulumi.ComponentResource):
     def __init__(
         self, name: str, args: DatastoresArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
-        super().__init__("enterprisehub:k8s:Datastores", name, None, opts)
-        self._name = name
-        self._args = args
-        ns = args.namespace
-        host = lambda service: pulumi.Output.concat(  # noqa: E731
-            service, ".", ns, ".svc.cluster.local"
-        )
+        super().__init__(name, args, opts)
+        namespace = pulumi.Output.from_input(args.namespace)
+
+        def host(service: str) -> pulumi.Output[str]:
+            return namespace.apply(lambda ns: catalog.service_host(service, ns))
 
         owner_pw = self._password("postgres-owner")
         app_pw = self._password("postgres-app")
@@ -149,7 +155,7 @@ class Datastores(pulumi.ComponentResource):
         redis, redis_pw = self._redis()
         minio = self._minio(minio_user, minio_pw)
 
-        s3_endpoint = pulumi.Output.concat("http://", host("minio"), f":{MINIO_PORT}")
+        s3_endpoint = namespace.apply(minio_endpoint)
         buckets = self._bucket_job(args, s3_endpoint, minio_user, minio_pw, minio)
 
         def dsn(user: str, password: pulumi.Input[str]) -> pulumi.Output[str]:

@@ -33,6 +33,7 @@ import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
 from infra.components.addons import load_pins, pinned_release
+from infra.components.base import AwsComponent
 from infra.components.iam import irsa_trust_policy, policy_document
 
 NAMESPACE: Final = "kube-system"
@@ -84,8 +85,10 @@ class ExternalDnsArgs:
     tags: Mapping[str, str] = field(default_factory=dict)
 
 
-class ExternalDns(pulumi.ComponentResource):
+class ExternalDns(AwsComponent[ExternalDnsArgs]):
     """external-dns with an IRSA role limited to one Route 53 zone."""
+
+    component_type = "enterprisehub:aws:ExternalDns"
 
     role_arn: pulumi.Output[str]
     chart_version: str
@@ -93,14 +96,14 @@ class ExternalDns(pulumi.ComponentResource):
     def __init__(
         self, name: str, args: ExternalDnsArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
-        super().__init__("enterprisehub:aws:ExternalDns", name, None, opts)
+        super().__init__(name, args, opts)
         role = aws.iam.Role(
             f"{name}-role",
             description=f"IRSA role of {NAMESPACE}/{SERVICE_ACCOUNT} (zone {args.hosted_zone_id})",
             assume_role_policy=irsa_trust_policy(
                 args.oidc_provider_arn, args.oidc_issuer_url, NAMESPACE, SERVICE_ACCOUNT
             ),
-            tags=dict(args.tags),
+            tags=self._tags,
             opts=pulumi.ResourceOptions(parent=self, provider=args.aws_provider),
         )
         permissions = aws.iam.RolePolicy(

@@ -30,6 +30,7 @@ import pulumi
 import pulumi_aws as aws
 
 from infra import catalog
+from infra.components.base import AwsComponent
 
 _READ_ACTIONS = ("s3:GetObject", "s3:GetObjectVersion")
 _WRITE_ACTIONS = ("s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload")
@@ -250,8 +251,10 @@ class ServiceRolesArgs:
     model_publisher: PrefixWriterGrant | None = None
 
 
-class ServiceRoles(pulumi.ComponentResource):
+class ServiceRoles(AwsComponent[ServiceRolesArgs]):
     """One IAM role per service (and the model publisher), each trusted by one ServiceAccount."""
+
+    component_type = "enterprisehub:aws:ServiceRoles"
 
     #: Role ARN per ServiceAccount name (the services' names, plus the publisher's).
     role_arns: dict[str, pulumi.Output[str]]
@@ -260,9 +263,7 @@ class ServiceRoles(pulumi.ComponentResource):
         self, name: str, args: ServiceRolesArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         _validate(args)
-        super().__init__("enterprisehub:aws:ServiceRoles", name, None, opts)
-        self._name = name
-        self._args = args
+        super().__init__(name, args, opts)
         self.role_arns = {}
         buckets = list(args.bucket_arns)
         for spec in args.services:
@@ -292,7 +293,7 @@ class ServiceRoles(pulumi.ComponentResource):
                 args.oidc_provider_arn, args.oidc_issuer_url, args.namespace, service_account
             ),
             max_session_duration=3600,
-            tags=dict(args.tags),
+            tags=self._tags,
             opts=pulumi.ResourceOptions(parent=self),
         )
 

@@ -48,6 +48,8 @@ import pulumi_kubernetes as k8s
 
 from infra import catalog
 from infra.components import hardening
+from infra.components.base import Component
+from infra.components.workload import refuse_secret_settings
 
 #: ServiceAccount of the migration and flags Jobs (no cloud permissions).
 JOBS_SERVICE_ACCOUNT: Final = "enterprisehub-jobs"
@@ -110,9 +112,11 @@ class PlatformJobsArgs:
     depends_on: Sequence[pulumi.Resource] = field(default_factory=tuple)
 
 
-class PlatformJobs(pulumi.ComponentResource):
+class PlatformJobs(Component[PlatformJobsArgs]):
     """The migration Job, the feature-flags init Job, optionally the model publishes,
     and the daily business-impact CronJob."""
+
+    component_type = "enterprisehub:k8s:PlatformJobs"
 
     migration_job_name: pulumi.Output[str]
     flags_job_name: pulumi.Output[str]
@@ -126,9 +130,7 @@ class PlatformJobs(pulumi.ComponentResource):
         self, name: str, args: PlatformJobsArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         _validate(args)
-        super().__init__("enterprisehub:k8s:PlatformJobs", name, None, opts)
-        self._name = name
-        self._args = args
+        super().__init__(name, args, opts)
         child = pulumi.ResourceOptions(parent=self)
         common = hardening.labels(JOBS_SERVICE_ACCOUNT, hardening.COMPONENT_JOB)
 
@@ -419,11 +421,7 @@ def _validate(args: PlatformJobsArgs) -> None:
                 f"{owner}: model_publish.destinations must name published models "
                 f"({', '.join(sorted(known))}), got {sorted(args.model_publish.destinations)}"
             )
-    leaked = sorted(
-        set(catalog.SERVICE_SECRET_KEYS + catalog.MIGRATION_SECRET_KEYS).intersection(args.settings)
-    )
-    if leaked:
-        raise ValueError(f"{owner}: secret keys {', '.join(leaked)} must not be in the ConfigMap")
+    refuse_secret_settings(owner, args.settings)
     for label, value in (
         ("backoff_limit", args.backoff_limit),
         ("active_deadline_seconds", args.active_deadline_seconds),

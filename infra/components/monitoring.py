@@ -42,6 +42,7 @@ from alerts.catalog import load_rule_file, rule_files, with_runbook_base
 from alerts.dashboards import render as render_dashboards
 from infra import catalog
 from infra.components import hardening
+from infra.components.base import Component
 from infra.components.workload import METRICS_PATH
 
 #: The Secret Alertmanager's routing file reads its credentials from.
@@ -182,8 +183,10 @@ class MonitoringArgs:
     depends_on: Sequence[pulumi.Resource] = field(default_factory=tuple)
 
 
-class Monitoring(pulumi.ComponentResource):
+class Monitoring(Component[MonitoringArgs]):
     """PrometheusRules, the ServiceMonitor and the dashboards' ConfigMaps of the platform."""
+
+    component_type = "enterprisehub:k8s:Monitoring"
 
     #: Names of the PrometheusRules and of the dashboards' ConfigMaps.
     rule_names: list[str]
@@ -198,9 +201,7 @@ class Monitoring(pulumi.ComponentResource):
             for path in rule_files()
         }
         dashboards = render_dashboards()
-        super().__init__("enterprisehub:k8s:Monitoring", name, None, opts)
-        self._name = name
-        self._args = args
+        super().__init__(name, args, opts)
         after = pulumi.ResourceOptions(parent=self, depends_on=list(args.depends_on))
         self.rule_names = [self._rule(stem, spec, after) for stem, spec in specs.items()]
         self._service_monitor(after)

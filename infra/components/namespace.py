@@ -16,6 +16,7 @@ import pulumi_kubernetes as k8s
 
 from infra import catalog
 from infra.components import hardening
+from infra.components.base import Component
 from infra.components.network_policy import (
     KUBE_DNS_POD,
     PodSecurityLevel,
@@ -34,15 +35,17 @@ class IsolatedNamespaceArgs:
     labels: Mapping[str, str] = field(default_factory=dict)
 
 
-class IsolatedNamespace(pulumi.ComponentResource):
+class IsolatedNamespace(Component[IsolatedNamespaceArgs]):
     """A namespace that denies all traffic except DNS until allow policies open it."""
+
+    component_type = "enterprisehub:k8s:IsolatedNamespace"
 
     namespace_name: pulumi.Output[str]
 
     def __init__(
         self, name: str, args: IsolatedNamespaceArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
-        super().__init__("enterprisehub:k8s:IsolatedNamespace", name, None, opts)
+        super().__init__(name, args, opts)
         namespace = k8s.core.v1.Namespace(
             f"{name}-namespace",
             metadata=k8s.meta.v1.ObjectMetaArgs(

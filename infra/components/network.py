@@ -20,6 +20,8 @@ from typing import Final, Literal
 import pulumi
 import pulumi_aws as aws
 
+from infra.components.base import AwsComponent
+
 #: Zone ids where EKS does not place control-plane network interfaces ("Amazon
 #: EKS cluster VPC and subnet requirements": us-east-1 use1-az3, us-west-1
 #: usw1-az2, ca-central-1 cac1-az3).
@@ -122,8 +124,10 @@ def _route_table(
     return route_table
 
 
-class Network(pulumi.ComponentResource):
+class Network(AwsComponent[NetworkArgs]):
     """VPC, subnets, gateways, route tables, an S3 gateway and an STS interface endpoint."""
+
+    component_type = "enterprisehub:aws:Network"
 
     vpc_id: pulumi.Output[str]
     vpc_cidr: pulumi.Output[str]
@@ -142,10 +146,7 @@ class Network(pulumi.ComponentResource):
     def __init__(
         self, name: str, args: NetworkArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
-        super().__init__("enterprisehub:aws:Network", name, None, opts)
-        self._name = name
-        self._args = args
-        self._tags = dict(args.tags)
+        super().__init__(name, args, opts)
         self.zone_ids, self.availability_zones = self._zones()
         self.private_cidrs, public_cidrs = subnet_plan(args.vpc_cidr, args.az_count)
 

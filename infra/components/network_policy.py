@@ -55,6 +55,7 @@ import pulumi_kubernetes as k8s
 
 from infra import catalog
 from infra.components import hardening
+from infra.components.base import Component
 
 #: Ranges never reachable through a "public internet" egress rule.
 NON_PUBLIC_RANGES: Final = (
@@ -311,8 +312,10 @@ class PlatformNetworkPoliciesArgs:
 EgressRule = k8s.networking.v1.NetworkPolicyEgressRuleArgs
 
 
-class PlatformNetworkPolicies(pulumi.ComponentResource):
+class PlatformNetworkPolicies(Component[PlatformNetworkPoliciesArgs]):
     """The allow rules of the application namespace (and of the local data stores)."""
+
+    component_type = "enterprisehub:k8s:PlatformNetworkPolicies"
 
     policy_names: pulumi.Output[list[str]]
 
@@ -323,9 +326,7 @@ class PlatformNetworkPolicies(pulumi.ComponentResource):
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         _validate_platform(args)
-        super().__init__("enterprisehub:k8s:PlatformNetworkPolicies", name, None, opts)
-        self._name = name
-        self._args = args
+        super().__init__(name, args, opts)
         self._from_edge = in_namespace(args.edge_namespace, ENVOY_PROXY_POD)
         self._data = self._datastore_egress()
         policies = [self._service(spec) for spec in args.services]
@@ -563,8 +564,10 @@ class AddonNetworkPoliciesArgs:
     cluster_cidrs: Sequence[str] = PUBLIC_INTERNET
 
 
-class AddonNetworkPolicies(pulumi.ComponentResource):
+class AddonNetworkPolicies(Component[AddonNetworkPoliciesArgs]):
     """Allow rules for Envoy Gateway, cert-manager and the monitoring stack."""
+
+    component_type = "enterprisehub:k8s:AddonNetworkPolicies"
 
     def __init__(
         self,
@@ -572,9 +575,7 @@ class AddonNetworkPolicies(pulumi.ComponentResource):
         args: AddonNetworkPoliciesArgs,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
-        super().__init__("enterprisehub:k8s:AddonNetworkPolicies", name, None, opts)
-        self._name = name
-        self._args = args
+        super().__init__(name, args, opts)
         self._cluster = _cidr_peers(args.cluster_cidrs)
         self._prometheus = in_namespace(args.monitoring_namespace, PROMETHEUS_POD)
         self._edge()

@@ -49,6 +49,7 @@ import pulumi_kubernetes as k8s
 
 from infra import catalog
 from infra.components import hardening
+from infra.components.base import Component
 
 GATEWAY_API: Final = "gateway.networking.k8s.io"
 GATEWAY_API_VERSION: Final = f"{GATEWAY_API}/v1"
@@ -185,8 +186,10 @@ def edge_address_from_status(status: Mapping[str, Any] | None) -> str:
     return str(addresses[0]["value"])
 
 
-class PublicIngress(pulumi.ComponentResource):
+class PublicIngress(Component[PublicIngressArgs]):
     """The Gateway and routes of the public hostnames (see the module docstring)."""
+
+    component_type = "enterprisehub:k8s:PublicIngress"
 
     urls: pulumi.Output[dict[str, str]]
     gateway_name: str
@@ -197,9 +200,7 @@ class PublicIngress(pulumi.ComponentResource):
         self, name: str, args: PublicIngressArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         _validate(args)
-        super().__init__("enterprisehub:k8s:PublicIngress", name, None, opts)
-        self._name = name
-        self._args = args
+        super().__init__(name, args, opts)
         gateway = self._gateway()
         after = pulumi.ResourceOptions(parent=self, depends_on=[gateway, *args.depends_on])
         self._redirect(after)

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_aws as aws
 
+from infra.components.base import AwsComponent
 from infra.components.kms import encryption_key
 
 UNTAGGED_EXPIRY_DAYS = 7
@@ -79,8 +80,10 @@ def lifecycle_policy() -> str:
     )
 
 
-class Registry(pulumi.ComponentResource):
+class Registry(AwsComponent[RegistryArgs]):
     """An ECR repository with immutable tags, scan on push, KMS and a lifecycle policy."""
+
+    component_type = "enterprisehub:aws:Registry"
 
     repository_url: pulumi.Output[str]
     repository_arn: pulumi.Output[str]
@@ -88,10 +91,9 @@ class Registry(pulumi.ComponentResource):
     def __init__(
         self, name: str, args: RegistryArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
-        super().__init__("enterprisehub:aws:Registry", name, None, opts)
-        tags = dict(args.tags)
+        super().__init__(name, args, opts)
         key = encryption_key(
-            f"{name}-key", description=f"{name}: container images", tags=tags, parent=self
+            f"{name}-key", description=f"{name}: container images", tags=self._tags, parent=self
         )
         repository = aws.ecr.Repository(
             f"{name}-repository",
@@ -106,7 +108,7 @@ class Registry(pulumi.ComponentResource):
                 )
             ],
             force_delete=args.force_delete,
-            tags=tags,
+            tags=self._tags,
             # The images of earlier releases are what a rollback deploys again.
             opts=pulumi.ResourceOptions(parent=self, protect=not args.force_delete),
         )

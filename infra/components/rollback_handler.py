@@ -33,6 +33,7 @@ import pulumi_kubernetes as k8s
 
 from infra import catalog
 from infra.components import hardening
+from infra.components.base import Component
 from infra.components.workload import (
     LIVENESS_PATH,
     WorkloadObjects,
@@ -111,8 +112,10 @@ def undo_rules(
     ]
 
 
-class RollbackHandler(pulumi.ComponentResource):
+class RollbackHandler(Component[RollbackHandlerArgs]):
     """Deployment, Service, HPA, PDB, ServiceAccount, ConfigMap and Secret of the handler."""
+
+    component_type = "enterprisehub:k8s:RollbackHandler"
 
     service_name: pulumi.Output[str]
     #: Where Alertmanager posts (equal to the URL in alerts/alertmanager/alertmanager.yml).
@@ -132,8 +135,7 @@ class RollbackHandler(pulumi.ComponentResource):
             raise ValueError(f"{owner}: replicas must be at least 1, got {replicas}")
         if args.undo_deployments and not any(args.feature_deployments.values()):
             raise ValueError(f"{owner}: undo_deployments needs the Deployments it may undo")
-        super().__init__("enterprisehub:k8s:RollbackHandler", name, None, opts)
-        self._logical = name
+        super().__init__(name, args, opts)
         objects = WorkloadObjects(
             self, name, spec, namespace=args.namespace, component=hardening.COMPONENT_API
         )
@@ -188,13 +190,13 @@ class RollbackHandler(pulumi.ComponentResource):
         """The Role of :func:`undo_rules`, bound to the handler's ServiceAccount only."""
         child = pulumi.ResourceOptions(parent=self)
         role = k8s.rbac.v1.Role(
-            f"{self._logical}-undo-role",
+            f"{self._name}-undo-role",
             metadata=objects.meta(),
             rules=undo_rules(feature_deployments),
             opts=child,
         )
         k8s.rbac.v1.RoleBinding(
-            f"{self._logical}-undo-binding",
+            f"{self._name}-undo-binding",
             metadata=objects.meta(),
             role_ref=k8s.rbac.v1.RoleRefArgs(
                 api_group="rbac.authorization.k8s.io", kind="Role", name=role.metadata.name

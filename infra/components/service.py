@@ -40,6 +40,7 @@ import pulumi_kubernetes as k8s
 
 from infra import catalog
 from infra.components import hardening
+from infra.components.base import Component
 from infra.components.workload import (
     LIVENESS_PATH,
     WorkloadObjects,
@@ -106,8 +107,10 @@ class FeatureServiceArgs:
     termination_grace_seconds: int = 30
 
 
-class FeatureService(pulumi.ComponentResource):
+class FeatureService(Component[FeatureServiceArgs]):
     """Deployment, Service, HPA, PDB, ServiceAccount, ConfigMap and Secret of one service."""
+
+    component_type = "enterprisehub:k8s:FeatureService"
 
     deployment_name: pulumi.Output[str]
     service_name: pulumi.Output[str]
@@ -122,9 +125,7 @@ class FeatureService(pulumi.ComponentResource):
         spec = args.spec
         # Validate first: a bad input must fail before anything is registered.
         _validate(f"FeatureService {spec.name}", args)
-        super().__init__("enterprisehub:k8s:FeatureService", name, None, opts)
-        self._name = name
-        self._args = args
+        super().__init__(name, args, opts)
         self._objects = WorkloadObjects(
             self, name, spec, namespace=args.namespace, component=hardening.COMPONENT_API
         )

@@ -21,6 +21,7 @@ import pulumi
 import pulumi_aws as aws
 
 from infra import catalog
+from infra.components.base import AwsComponent
 from infra.components.iam import deny_insecure_transport, policy_document
 from infra.components.kms import encryption_key
 
@@ -46,8 +47,10 @@ def tls_only_policy(bucket_arn: str) -> str:
     )
 
 
-class Storage(pulumi.ComponentResource):
+class Storage(AwsComponent[StorageArgs]):
     """The models and media buckets and the KMS key that encrypts them."""
+
+    component_type = "enterprisehub:aws:Storage"
 
     bucket_names: dict[catalog.Bucket, pulumi.Output[str]]
     bucket_arns: dict[catalog.Bucket, pulumi.Output[str]]
@@ -56,10 +59,7 @@ class Storage(pulumi.ComponentResource):
     def __init__(
         self, name: str, args: StorageArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
-        super().__init__("enterprisehub:aws:Storage", name, None, opts)
-        self._name = name
-        self._args = args
-        self._tags = dict(args.tags)
+        super().__init__(name, args, opts)
         key = encryption_key(
             f"{name}-key", description=f"{name}: S3 models and media", tags=self._tags, parent=self
         )

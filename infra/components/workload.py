@@ -297,14 +297,9 @@ class WorkloadObjects:
 
     def internal_url(self, service: k8s.core.v1.Service, path: str = "") -> pulumi.Output[str]:
         """``http://<service>.<namespace>.svc.cluster.local:<port><path>``."""
-        return pulumi.Output.concat(
-            "http://",
-            service.metadata.name,
-            ".",
-            self.namespace,
-            ".svc.cluster.local:",
-            str(self.workload.port),
-            path,
+        port = self.workload.port
+        return pulumi.Output.all(service.metadata.name, self.namespace).apply(
+            lambda names: f"http://{catalog.service_host(*names)}:{port}{path}"
         )
 
     def service(self, labels: Mapping[str, str] | None = None) -> k8s.core.v1.Service:

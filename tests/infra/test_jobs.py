@@ -286,6 +286,14 @@ def test_missing_migration_dsn_is_named() -> None:
         PlatformJobs("jobs", _args(secrets=without))
 
 
+@pytest.mark.parametrize("key", ["DATABASE_URL", "MIGRATION_DATABASE_URL"])
+def test_a_secret_key_in_the_settings_is_refused(key: str) -> None:
+    # The Jobs' ConfigMap is readable by far more roles than their Secrets.
+    settings = {"ENVIRONMENT": "production", key: "postgresql://owner:pw@db/eh"}
+    with pytest.raises(ValueError, match=f"secret keys {key} must not be in the ConfigMap"):
+        PlatformJobs("jobs", _args(settings=settings))
+
+
 def test_a_tagged_image_is_refused() -> None:
     with pytest.raises(ValueError, match="not pinned by digest"):
         PlatformJobs("jobs", _args(image="enterprisehub:latest"))
