@@ -224,7 +224,6 @@ SERVICE_SECRET_KEYS: Final[tuple[str, ...]] = (
     "REDIS_URL",
     "JWT_SECRET_KEY",
     "JWT_PREVIOUS_KEYS",
-    "ENCRYPTION_KEY",
     "ANTHROPIC_API_KEY",
     "GHL_API_KEY",
     "SLACK_WEBHOOK_URL",

@@ -59,7 +59,7 @@ __all__ = [
 
 
 #: Secrets every stack must set with ``pulumi config set --secret``.
-REQUIRED_SECRET_KEYS: Final = ("jwtSecretKey", "encryptionKey", "anthropicApiKey", "ghlApiKey")
+REQUIRED_SECRET_KEYS: Final = ("jwtSecretKey", "anthropicApiKey", "ghlApiKey")
 #: Secrets a stack may set; absent or empty means "not used".
 OPTIONAL_SECRET_KEYS: Final = ("slackWebhookUrl", "jwtPreviousKeys")
 #: Keys whose real values cannot live in git: the secrets, and what CI sets on each
@@ -421,7 +421,6 @@ class StackSecrets:
     """Secret inputs, kept as ``Output[str]`` (marked secret) all the way to Kubernetes."""
 
     jwt_secret_key: pulumi.Output[str]
-    encryption_key: pulumi.Output[str]
     anthropic_api_key: pulumi.Output[str]
     ghl_api_key: pulumi.Output[str]
     #: JSON {"kid": "secret"} of retired keys still accepted for verification.
@@ -695,7 +694,7 @@ def _read_secrets(pulumi_config: pulumi.Config, problems: list[Problem]) -> Stac
             continue
         # The plain value is read only to check its shape; it never leaves this function.
         plain = pulumi_config.get(key) or ""
-        if key in {"jwtSecretKey", "encryptionKey"} and len(plain) < MIN_KEY_LENGTH:
+        if key == "jwtSecretKey" and len(plain) < MIN_KEY_LENGTH:
             problems.append(
                 Problem(
                     key,
@@ -728,7 +727,6 @@ def _read_secrets(pulumi_config: pulumi.Config, problems: list[Problem]) -> Stac
         outputs.setdefault(key, pulumi.Output.secret(""))
     return StackSecrets(
         jwt_secret_key=outputs["jwtSecretKey"],
-        encryption_key=outputs["encryptionKey"],
         anthropic_api_key=outputs["anthropicApiKey"],
         ghl_api_key=outputs["ghlApiKey"],
         jwt_previous_keys=pulumi.Output.secret(previous),

@@ -121,7 +121,6 @@ def secret_pool(config: StackConfig, data: DataPlane) -> dict[str, pulumi.Input[
         "REDIS_URL": data.redis_url,
         "JWT_SECRET_KEY": secrets.jwt_secret_key,
         "JWT_PREVIOUS_KEYS": secrets.jwt_previous_keys,
-        "ENCRYPTION_KEY": secrets.encryption_key,
         "ANTHROPIC_API_KEY": secrets.anthropic_api_key,
         "GHL_API_KEY": secrets.ghl_api_key,
         "SLACK_WEBHOOK_URL": secrets.slack_webhook_url,

@@ -18,7 +18,6 @@ set_secret() {
 }
 
 set_secret jwtSecretKey "${JWT_SECRET_KEY:-}"
-set_secret encryptionKey "${ENCRYPTION_KEY:-}"
 set_secret anthropicApiKey "${ANTHROPIC_API_KEY:-}"
 set_secret ghlApiKey "${GHL_API_KEY:-}"
 set_secret slackWebhookUrl "${SLACK_WEBHOOK_URL:-}"

@@ -15,6 +15,7 @@ import dataclasses
 import importlib
 import importlib.util
 import inspect
+import re
 from collections.abc import Iterator
 from types import MappingProxyType, ModuleType
 from typing import Any
@@ -24,6 +25,7 @@ from fastapi.testclient import TestClient
 from pydantic_settings import BaseSettings
 
 from infra import catalog
+from infra.config import OPTIONAL_SECRET_KEYS, REQUIRED_SECRET_KEYS
 from infra.environments import ENVIRONMENTS
 from services import cli
 from services.common import flags
@@ -199,6 +201,30 @@ def test_every_stack_setting_is_read_by_the_service(name: str) -> None:
         and key.lower() not in fields
     ]
     assert unread == []
+
+
+def _env_name(stack_key: str) -> str:
+    """``jwtSecretKey`` -> ``JWT_SECRET_KEY``: a stack secret's variable in a workload's Secret."""
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", stack_key).upper()
+
+
+def test_every_stack_secret_reaches_a_workload() -> None:
+    """A secret the operator must generate and nothing reads is a setting without effect."""
+    held = {
+        key
+        for workload in (
+            *catalog.SERVICES.values(),
+            catalog.DASHBOARDS,
+            catalog.ROLLBACK_HANDLER,
+            catalog.MIGRATE_JOB,
+            catalog.FLAGS_INIT_JOB,
+            catalog.IMPACT_AGGREGATE_JOB,
+        )
+        for key in workload.secrets
+    }
+    stack_secrets = {_env_name(key) for key in (*REQUIRED_SECRET_KEYS, *OPTIONAL_SECRET_KEYS)}
+    assert stack_secrets - held == set()
+    assert set(catalog.SERVICE_SECRET_KEYS) - held == set()
 
 
 def model_uri_problems(spec: catalog.ServiceSpec) -> list[str]:

@@ -432,7 +432,6 @@ class CommonSettings(
         description="Largest request body any route accepts (a 1,000-lead batch is ~0.5 MB).",
     )
 
-    encryption_key: OptionalSecret = None
     slack_webhook_url: OptionalSecret = None
 
     fault_injection_file: Path | None = Field(

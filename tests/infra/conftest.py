@@ -36,7 +36,6 @@ def pytest_configure(config: pytest.Config) -> None:
 #: Test-only secret values, recognisable anywhere they might leak to.
 INJECTED_SECRETS: Mapping[str, str] = {
     "jwtSecretKey": "LEAKCHECK-jwt-7f3a9c1e5b2d4f6a8c0e2b4d6f8a0c2e",
-    "encryptionKey": "LEAKCHECK-enc-1b3d5f7a9c2e4f6b8d0a1c3e5f7b9d2a",
     "anthropicApiKey": "LEAKCHECK-anthropic-5e7c9a1b3d5f7e9c2a4b6d8f0e1c",
     "ghlApiKey": "LEAKCHECK-ghl-9d1f3b5e7a9c1e3f5b7d9a2c4e6f8b0d",
     "slackWebhookUrl": "https://hooks.slack.invalid/LEAKCHECK-slack-3c5e7a9b1d",

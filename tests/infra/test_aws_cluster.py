@@ -125,7 +125,6 @@ def existing_cluster_run(monkeypatch: pytest.MonkeyPatch) -> ProgramRun:
     config["enterprisehub:cluster"] = json.dumps(cluster)
     secrets = {
         "jwtSecretKey": "j" * 64,
-        "encryptionKey": "e" * 64,
         "anthropicApiKey": "anthropic-test-key",
         "ghlApiKey": "ghl-test-key",
     }

@@ -42,7 +42,6 @@ IMAGE = f"registry.example.com/enterprisehub@{DIGEST}"
 RUNBOOKS = "https://git.example.com/enterprisehub/blob/0123abc/docs/runbooks/"
 SECRETS: Mapping[str, str] = {
     "jwtSecretKey": "k" * 64,
-    "encryptionKey": "e" * 64,
     "anthropicApiKey": "anthropic-test-key",
     "ghlApiKey": "ghl-test-key",
 }
@@ -284,7 +283,7 @@ def test_the_same_settings_are_allowed_outside_production() -> None:
 
 
 @pytest.mark.parametrize(
-    "secret", ["jwtSecretKey", "encryptionKey", "anthropicApiKey", "ghlApiKey"]
+    "secret", ["jwtSecretKey", "anthropicApiKey", "ghlApiKey"]
 )
 def test_missing_required_secret_is_refused_with_the_command(secret: str) -> None:
     secrets = {k: v for k, v in SECRETS.items() if k != secret}

@@ -24,7 +24,6 @@ from infra.synth.mocks import run_outside_program
 DIGEST = "sha256:" + "0123456789abcdef" * 4
 SECRETS = {
     f"{PROJECT}:jwtSecretKey": "k" * 64,
-    f"{PROJECT}:encryptionKey": "e" * 64,
     f"{PROJECT}:anthropicApiKey": "anthropic-test-key",
     f"{PROJECT}:ghlApiKey": "ghl-test-key",
 }

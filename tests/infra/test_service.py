@@ -334,7 +334,7 @@ def test_the_owner_dsn_is_refused_in_a_services_secret() -> None:
 def test_a_key_the_service_does_not_read_is_refused() -> None:
     # websocket-manager never calls Claude or the CRM: it must not hold their keys.
     secrets = {key: "x" for key in catalog.WEBSOCKET_MANAGER.secrets}
-    for key in ("ANTHROPIC_API_KEY", "GHL_API_KEY", "ENCRYPTION_KEY"):
+    for key in ("ANTHROPIC_API_KEY", "GHL_API_KEY", "SLACK_WEBHOOK_URL"):
         with pytest.raises(ValueError, match=f"{key} are not read by this service"):
             FeatureService(
                 "websocket-manager",

@@ -200,7 +200,7 @@ def test_preview_drift_and_rollback_set_the_stack_config_before_pulumi_runs() ->
         config = step_index(steps, "scripts/ci-stack-config.sh")
         assert config < step_index(steps, first_pulumi_step), (name, job_id)
         env = steps[config]["env"]
-        for secret in ("JWT_SECRET_KEY", "ENCRYPTION_KEY", "ANTHROPIC_API_KEY", "GHL_API_KEY"):
+        for secret in ("JWT_SECRET_KEY", "ANTHROPIC_API_KEY", "GHL_API_KEY"):
             assert env[secret] == f"${{{{ secrets.{secret} }}}}", (name, secret)
 
 

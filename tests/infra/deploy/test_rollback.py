@@ -782,7 +782,7 @@ def test_rollback_plan_on_the_real_program(tmp_path: Path, standin: Path) -> Non
     # The deployment's secrets, set in its working copy as `pulumi config set --secret` does.
     secrets = "".join(
         f"  enterprisehub:{key}:\n    secure: v1:cipher\n"
-        for key in ("jwtSecretKey", "encryptionKey", "anthropicApiKey", "ghlApiKey")
+        for key in ("jwtSecretKey", "anthropicApiKey", "ghlApiKey")
     )
     image = "  enterprisehub:image: registry.example/enterprisehub@sha256:" + "c" * 64 + "\n"
     # CI sets the runbooks of the deployed commit beside the image.
