@@ -111,14 +111,17 @@ def recorded_series(directory: Path = RULES_DIR) -> set[str]:
 
 
 # How each metric constructor of prometheus_client (and our wrappers in
-# services/common/metrics.py) names the series it exposes.
+# services/common/metrics.py: ``counter``, ``latency_histogram`` and the
+# ``MetricFactory`` methods) names the series it exposes.
 _SERIES_SUFFIXES: dict[str, tuple[str, ...]] = {
     "counter": ("_total", "_created"),
     "Counter": ("_total", "_created"),
     "CounterMetricFamily": ("_total",),
     "latency_histogram": ("_bucket", "_count", "_sum", "_created"),
+    "histogram": ("_bucket", "_count", "_sum", "_created"),
     "Histogram": ("_bucket", "_count", "_sum", "_created"),
     "HistogramMetricFamily": ("_bucket", "_count", "_sum"),
+    "gauge": ("",),
     "Gauge": ("",),
     "GaugeMetricFamily": ("",),
     "Summary": ("", "_count", "_sum", "_created"),

@@ -20,9 +20,9 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Gauge
+from prometheus_client import CollectorRegistry
 
-from services.common.metrics import counter, latency_histogram
+from services.common.metrics import MetricFactory
 
 SLOW_BUCKETS: tuple[float, ...] = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 45, 60, 120, 300)
 
@@ -31,56 +31,49 @@ class ChurnMetrics:
     """The service's metrics, registered on one registry."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
-        self.interventions = counter(
+        factory = MetricFactory(registry)
+        self.interventions = factory.counter(
             "churn_interventions",
             "Intervention sends by stage, channel and outcome.",
-            registry=registry,
             labelnames=("stage", "channel", "outcome"),
         )
-        self.successes = counter(
+        self.successes = factory.counter(
             "churn_intervention_successes",
             "Delivered interventions whose lead responded or re-engaged, once each.",
-            registry=registry,
             labelnames=("stage",),
         )
-        self.intervention_latency = latency_histogram(
+        self.intervention_latency = factory.latency_histogram(
             "churn_intervention_latency_seconds",
             "Detection to the CRM accepting an intervention's first send.",
-            registry=registry,
             buckets=SLOW_BUCKETS,
         )
-        self.detection_latency = latency_histogram(
+        self.detection_latency = factory.latency_histogram(
             "churn_detection_latency_seconds",
             "Signal received (or pass started) to the intervention being staged.",
-            registry=registry,
             labelnames=("trigger",),
             buckets=SLOW_BUCKETS,
         )
-        self.send_attempts = counter(
+        self.send_attempts = factory.counter(
             "churn_send_attempts",
             "Calls to the CRM by channel and result.",
-            registry=registry,
             labelnames=("channel", "result"),
         )
-        self.dead_letters = counter(
+        self.dead_letters = factory.counter(
             "churn_dead_letters",
             "Sends moved to the dead-letter state.",
-            registry=registry,
             labelnames=("channel",),
         )
-        self.queue_depth = Gauge(
+        self.queue_depth = factory.gauge(
             "churn_queue_depth",
             "Delivery jobs waiting in the queue (due or scheduled), all tenants.",
-            registry=registry,
         )
-        self.pass_duration = latency_histogram(
+        self.pass_duration = factory.latency_histogram(
             "churn_pass_duration_seconds",
             "Duration of one detection pass over every tenant.",
-            registry=registry,
             buckets=SLOW_BUCKETS,
         )
-        self.leads_scored = counter(
-            "churn_leads_scored", "Leads scored by detection passes.", registry=registry
+        self.leads_scored = factory.counter(
+            "churn_leads_scored", "Leads scored by detection passes."
         )
 
     def count_outcome(

@@ -1,7 +1,8 @@
 """Prometheus metrics: explicit registries, base units, ``_total`` counters.
 
-Every helper takes the ``CollectorRegistry`` to register into, so each app
-(and each test) has its own and nothing leaks through the global registry.
+Every metric is registered into a ``CollectorRegistry`` passed in, so each app
+(and each test) has its own and nothing leaks through the global registry: a
+metrics class binds it once in a ``MetricFactory`` and declares its series there.
 ``create_app`` installs ``HttpMetricsMiddleware`` and serves
 ``GET /metrics``; services create their own metrics on ``app.state.registry``.
 
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from fastapi.routing import iter_route_contexts
@@ -83,6 +84,86 @@ def counter(
     return Counter(name, documentation, labelnames, registry=registry)
 
 
+def _export_at_zero(
+    metric: Counter | Gauge, labelnames: tuple[str, ...], labelvalues: Iterable[str]
+) -> None:
+    values = tuple(labelvalues)
+    if values and len(labelnames) != 1:
+        raise ValueError(f"labelvalues needs exactly one label name, got {labelnames}")
+    for value in values:
+        metric.labels(value)
+
+
+class MetricFactory:
+    """Declares metrics on one registry, bound once: ``MetricFactory(registry).counter(...)``.
+
+    A metrics class declares a dozen series on the same registry; binding it
+    here (as client_golang's ``promauto.With(registry)`` does) spares each
+    declaration its ``registry=registry`` and gives every kind of series one
+    call shape. Counters and latency histograms keep the checks of ``counter``
+    and ``latency_histogram``.
+
+    ``labelvalues`` (counters and gauges with one label) lists the values the
+    label takes, and exports each at 0 from the start: a labelled series
+    otherwise appears only when first counted, and until then a rate, a ratio
+    or an alert over it has nothing to read.
+    """
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+
+    def counter(
+        self,
+        name: str,
+        documentation: str,
+        *,
+        labelnames: tuple[str, ...] = (),
+        labelvalues: Iterable[str] = (),
+    ) -> Counter:
+        """A counter; pass the name without ``_total`` (the client appends it)."""
+        metric = counter(name, documentation, registry=self.registry, labelnames=labelnames)
+        _export_at_zero(metric, labelnames, labelvalues)
+        return metric
+
+    def gauge(
+        self,
+        name: str,
+        documentation: str,
+        *,
+        labelnames: tuple[str, ...] = (),
+        labelvalues: Iterable[str] = (),
+    ) -> Gauge:
+        """A gauge."""
+        metric = Gauge(name, documentation, labelnames, registry=self.registry)
+        _export_at_zero(metric, labelnames, labelvalues)
+        return metric
+
+    def latency_histogram(
+        self,
+        name: str,
+        documentation: str,
+        *,
+        labelnames: tuple[str, ...] = (),
+        buckets: tuple[float, ...] = FAST_LATENCY_BUCKETS,
+    ) -> Histogram:
+        """A latency histogram; ``name`` must end in ``_seconds`` (base unit)."""
+        return latency_histogram(
+            name, documentation, registry=self.registry, labelnames=labelnames, buckets=buckets
+        )
+
+    def histogram(
+        self,
+        name: str,
+        documentation: str,
+        *,
+        buckets: tuple[float, ...],
+        labelnames: tuple[str, ...] = (),
+    ) -> Histogram:
+        """A histogram of a size or count; ``buckets`` are required because the
+        client's defaults are latencies in seconds."""
+        return Histogram(name, documentation, labelnames, registry=self.registry, buckets=buckets)
+
+
 #: Where an authenticated request leaves its tenant for the metrics middleware
 #: (``scope["state"]``, i.e. ``request.state``): set by ``require_principal``.
 TENANT_STATE_KEY = "tenant_id"
@@ -104,24 +185,21 @@ class HttpMetrics:
     """
 
     def __init__(self, registry: CollectorRegistry) -> None:
-        self.requests = counter(
+        factory = MetricFactory(registry)
+        self.requests = factory.counter(
             "http_requests",
             "HTTP requests answered, by method, route template and status code.",
-            registry=registry,
             labelnames=("method", "route", "status"),
         )
-        self.duration = latency_histogram(
+        self.duration = factory.latency_histogram(
             "http_request_duration_seconds",
             "Time from request received to response finished, by route template.",
-            registry=registry,
             labelnames=("method", "route"),
             buckets=HTTP_LATENCY_BUCKETS,
         )
-
-        self.tenant_requests = counter(
+        self.tenant_requests = factory.counter(
             "http_tenant_requests",
             "Authenticated HTTP requests answered, by tenant and status class (2xx, 4xx, 5xx).",
-            registry=registry,
             labelnames=("tenant", "status_class"),
         )
 
@@ -150,11 +228,10 @@ class HttpMetrics:
 
 def build_info(registry: CollectorRegistry, *, service: str, version: str) -> Gauge:
     """``enterprisehub_build_info{service,version} 1``, the usual build gauge."""
-    gauge = Gauge(
+    gauge = MetricFactory(registry).gauge(
         "enterprisehub_build_info",
         "Always 1; labels carry the service name and version.",
-        ("service", "version"),
-        registry=registry,
+        labelnames=("service", "version"),
     )
     gauge.labels(service, version).set(1)
     return gauge

@@ -27,12 +27,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import KW_ONLY, InitVar, dataclass, field
 from typing import Final, Literal, TypeVar
 
-from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from services.common.latency import LatencySummary, LatencyWindow
-from services.common.metrics import counter, latency_histogram
+from services.common.metrics import MetricFactory
 from services.common.scoring import LeadFeatures, LeadScorer
 from services.common.tasks import stop_tasks
 
@@ -69,28 +69,25 @@ class InferenceMetrics:
     """The service's Prometheus series, registered in ``registry``."""
 
     def __init__(self, registry: CollectorRegistry, scorer: LeadScorer) -> None:
-        self.duration = latency_histogram(
+        factory = MetricFactory(registry)
+        self.duration = factory.latency_histogram(
             "ml_inference_duration_seconds",
             "Time from a scoring call's submission to its result, by kind (single/batch).",
-            registry=registry,
             labelnames=("kind",),
         )
-        self.predictions = counter(
+        self.predictions = factory.counter(
             "ml_predictions",
             "Leads scored (cache hits included), by kind of call.",
-            registry=registry,
             labelnames=("kind",),
         )
-        self.timeouts = counter(
+        self.timeouts = factory.counter(
             "ml_inference_timeouts",
             "Scoring calls abandoned after ML_INFERENCE_TIMEOUT.",
-            registry=registry,
             labelnames=("kind",),
         )
-        self.coalesced = Histogram(
+        self.coalesced = factory.histogram(
             "ml_coalesced_batch_leads",
             "Single-lead requests answered by one model call (micro-batch size).",
-            registry=registry,
             buckets=(1, 2, 4, 8, 16, 32, 64, 128),
         )
         registry.register(_CacheCollector(scorer))

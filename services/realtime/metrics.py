@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from prometheus_client import CollectorRegistry, Gauge
+from prometheus_client import CollectorRegistry
 
 from services.common.latency import LatencyWindow
-from services.common.metrics import bucket_series, counter, latency_histogram
+from services.common.metrics import MetricFactory, bucket_series
 from services.realtime.lead_stages import STAGE_BY_EVENT_TYPE, STAGES
 
 __all__ = [
@@ -62,80 +62,69 @@ class RealtimeMetrics:
     """The service's metrics, bound to one registry."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
-        self.message_latency = latency_histogram(
+        factory = MetricFactory(registry)
+        self.message_latency = factory.latency_histogram(
             "websocket_message_latency_seconds",
             "Time from the ingest accepting an event to a replica sending it on a socket, "
             "by delivery path (live or replay after a reconnect).",
             labelnames=("delivery",),
             buckets=LATENCY_BUCKETS,
-            registry=registry,
         )
-        self.connections = Gauge(
+        self.connections = factory.gauge(
             "websocket_connections_active",
             "Open feed WebSockets on this process.",
-            registry=registry,
         )
-        self.frames_sent = counter(
+        self.frames_sent = factory.counter(
             "websocket_frames_sent",
             "Frames (WebSocket messages) sent on feed WebSockets, by frame type.",
             labelnames=("type",),
-            registry=registry,
         )
-        self.events_sent = counter(
+        self.events_sent = factory.counter(
             "websocket_events_sent",
             "Lead events delivered on feed WebSockets (a lead_events frame carries several).",
-            registry=registry,
         )
-        self.connection_attempts = counter(
+        self.connection_attempts = factory.counter(
             "websocket_connection_attempts",
             "Feed WebSocket handshakes received, counted before authentication "
             "(the denominator of the connection failure ratio).",
-            registry=registry,
         )
-        self.connection_failures = counter(
+        self.connection_failures = factory.counter(
             "websocket_connection_failures",
             "Feed WebSockets that failed, by reason: refused by the client's doing "
             f"({', '.join(CLIENT_FAILURES)}) or by the service's "
             f"({', '.join(SERVICE_FAILURES)}).",
             labelnames=("reason",),
-            registry=registry,
         )
-        self.lead_stage_changes = counter(
+        self.lead_stage_changes = factory.counter(
             "realtime_lead_stage_changes",
             "Stored lead events that move a lead to a counted stage: created (a new lead) "
             "or converted; their ratio is the conversion rate (services/realtime/lead_stages.py).",
             labelnames=("stage",),
-            registry=registry,
         )
-        self.events_ingested = counter(
+        self.events_ingested = factory.counter(
             "realtime_events_ingested",
             "Lead events stored and acknowledged, by how they were published.",
             labelnames=("publish",),
-            registry=registry,
         )
-        self.events_rejected = counter(
+        self.events_rejected = factory.counter(
             "realtime_events_rejected",
             "Webhook requests refused before anything was stored, by reason "
             "(too_large, invalid, too_many_events; authentication failures are in "
             "http_requests_total as 401).",
             labelnames=("reason",),
-            registry=registry,
         )
-        self.events_relayed = counter(
+        self.events_relayed = factory.counter(
             "realtime_outbox_relayed",
             "Stored events the outbox relay published after a deferred or lost publish.",
-            registry=registry,
         )
-        self.slow_consumer_catchups = counter(
+        self.slow_consumer_catchups = factory.counter(
             "websocket_slow_consumer_catchups",
             "Times a socket's queue overflowed and it caught up from the stream instead.",
-            registry=registry,
         )
-        self.ingest_seconds = latency_histogram(
+        self.ingest_seconds = factory.latency_histogram(
             "realtime_ingest_duration_seconds",
             "Time the ingest spends from accepting an event to acknowledging it.",
             buckets=LATENCY_BUCKETS,
-            registry=registry,
         )
         # Pre-bind the hot-path children: a labels() lookup per frame costs a
         # dict lookup and a lock that this avoids.

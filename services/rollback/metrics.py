@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Gauge
+from prometheus_client import CollectorRegistry
 
 from services.common.flags import FEATURES
-from services.common.metrics import counter
+from services.common.metrics import MetricFactory
 
 
 class RollbackMetrics:
@@ -16,55 +16,44 @@ class RollbackMetrics:
     not sent yet (``services.rollback.notices``)."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
-        self.incidents = counter(
+        factory = MetricFactory(registry)
+        self.incidents = factory.counter(
             "rollback_incidents",
             "Rollback-trigger alerts received from Alertmanager, by feature and outcome.",
-            registry=registry,
             labelnames=("feature", "outcome"),
         )
-        self.deployment_undos = counter(
+        self.deployment_undos = factory.counter(
             "rollback_deployment_undos",
             "Deployment rollouts the handler undid (or could not), by deployment and outcome "
             "(rolled_back, not_rolled_back, failed).",
-            registry=registry,
             labelnames=("deployment", "outcome"),
         )
-        self.oldest_undo_claim_age = Gauge(
+        self.oldest_undo_claim_age = factory.gauge(
             "rollback_deployment_undo_oldest_claim_age_seconds",
             "Age of the oldest deployment undo claimed without a recorded outcome (0: none); "
             "read from Postgres. Grows without end when a handler died mid-undo.",
-            registry=registry,
         )
-        self.flags_restored = counter(
+        self.flags_restored = factory.counter(
             "feature_flags_restored",
             "Flags missing from Redis that the handler created again from their last "
             "state recorded in Postgres, by feature.",
-            registry=registry,
             labelnames=("feature",),
+            labelvalues=FEATURES,
         )
-        # Every feature's series from the start (0): the dashboard and alerts read them.
-        for feature in FEATURES:
-            self.flags_restored.labels(feature)
-        self.notice_posts = counter(
+        self.notice_posts = factory.counter(
             "rollback_notice_posts",
             "Attempts to post a rollback notice to Slack, by outcome (sent, failed).",
-            registry=registry,
             labelnames=("outcome",),
+            labelvalues=("sent", "failed"),
         )
-        self.notices_unsent = Gauge(
+        self.notices_unsent = factory.gauge(
             "rollback_notices_unsent",
             "Rollback notices Slack has not taken, by state (pending: still retried; "
             "given_up: waits for an operator); read from Postgres.",
-            registry=registry,
             labelnames=("state",),
+            labelvalues=("pending", "given_up"),
         )
-        self.oldest_unsent_notice_age = Gauge(
+        self.oldest_unsent_notice_age = factory.gauge(
             "rollback_notice_oldest_unsent_age_seconds",
             "Age of the oldest rollback notice Slack has not taken (0: none); read from Postgres.",
-            registry=registry,
         )
-        # Exported from the start: an alert and a dashboard read them before any post.
-        for outcome in ("sent", "failed"):
-            self.notice_posts.labels(outcome=outcome)
-        for state in ("pending", "given_up"):
-            self.notices_unsent.labels(state=state)

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Gauge
+from prometheus_client import CollectorRegistry
 
 from services.common.claude.breaker import CircuitState
-from services.common.metrics import counter, latency_histogram
+from services.common.metrics import MetricFactory
 
 # Claude calls take from a few hundred milliseconds to a minute.
 CLAUDE_LATENCY_BUCKETS: tuple[float, ...] = (
@@ -27,43 +27,38 @@ class ClaudeMetrics:
     """``claude_*`` series registered in ``registry``."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
-        self.duration = latency_histogram(
+        factory = MetricFactory(registry)
+        self.duration = factory.latency_histogram(
             "claude_request_duration_seconds",
             "Time of one Claude API call (retries and waits included), by feature and outcome.",
-            registry=registry,
             labelnames=("feature", "outcome"),
             buckets=CLAUDE_LATENCY_BUCKETS,
         )
-        self.tokens = counter(
+        self.tokens = factory.counter(
             "claude_tokens",
             "Tokens billed, by feature, model and kind (input, output, cache_write, cache_read).",
-            registry=registry,
             labelnames=("feature", "model", "kind"),
         )
-        self.cost = counter(
+        self.cost = factory.counter(
             "claude_cost_dollars",
             "Cost of the calls in US dollars (the ledger keeps exact micro-dollars).",
-            registry=registry,
             labelnames=("feature", "model"),
         )
-        self.retries = counter(
+        self.retries = factory.counter(
             "claude_retries",
             "Calls sent again, by feature and reason (rate_limited, overloaded, server_error, "
             "connection_error).",
-            registry=registry,
             labelnames=("feature", "reason"),
         )
-        self.limiter_waits = counter(
+        self.limiter_waits = factory.counter(
             "claude_limiter_waits",
             "Requests the local rate limiter held back to avoid a 429, by feature.",
-            registry=registry,
             labelnames=("feature",),
         )
-        self.circuit = Gauge(
+        self.circuit = factory.gauge(
             "claude_circuit_state",
             "1 for the circuit breaker's current state, 0 for the others.",
-            ("state",),
-            registry=registry,
+            labelnames=("state",),
         )
         self.set_circuit(CircuitState.CLOSED)
 

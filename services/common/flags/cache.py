@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final
 
-from prometheus_client import CollectorRegistry, Gauge
+from prometheus_client import CollectorRegistry
 
 from services.common.flags.bucketing import Bucketer
 from services.common.flags.model import (
@@ -42,7 +42,7 @@ from services.common.flags.model import (
     get_flag,
     get_flags,
 )
-from services.common.metrics import counter
+from services.common.metrics import MetricFactory
 from services.common.redis import Redis, RedisUnavailable, redis_errors
 from services.common.tasks import stop_tasks
 
@@ -93,51 +93,45 @@ class FlagMetrics:
     """
 
     def __init__(self, registry: CollectorRegistry) -> None:
-        self.stale = Gauge(
+        factory = MetricFactory(registry)
+        self.stale = factory.gauge(
             "feature_flags_stale",
             "1 while the local flag copy cannot be refreshed from Redis (decisions use "
             "the last known state; flags never seen are disabled).",
-            registry=registry,
         )
-        self.last_sync = Gauge(
+        self.last_sync = factory.gauge(
             "feature_flags_last_sync_timestamp_seconds",
             "Unix time of the last successful read of every flag from Redis.",
-            registry=registry,
         )
-        self.failures = counter(
+        self.failures = factory.counter(
             "feature_flag_sync_failures",
             "Failed attempts to read or subscribe to the flags in Redis.",
-            registry=registry,
         )
-        self.known = Gauge(
+        self.known = factory.gauge(
             "feature_flags_known",
             "Number of flags with a known state in the local copy.",
-            registry=registry,
         )
-        self.enabled = Gauge(
+        self.enabled = factory.gauge(
             "feature_flag_enabled",
             "1 while the feature's kill switch is on in the local copy, else 0 "
             "(also 0 for a flag never read: decisions treat it as off).",
-            ("feature",),
-            registry=registry,
+            labelnames=("feature",),
+            labelvalues=FEATURES,
         )
-        self.rollout_ratio = Gauge(
+        self.rollout_ratio = factory.gauge(
             "feature_flag_rollout_ratio",
             "Share of tenants (0..1) the feature's rollout selects in the local copy; "
             "kept while the kill switch is off, so the share decided is enabled x ratio.",
-            ("feature",),
-            registry=registry,
+            labelnames=("feature",),
+            labelvalues=FEATURES,
         )
-        self.missing = Gauge(
+        self.missing = factory.gauge(
             "feature_flag_missing",
             "1 when the last successful read found no record of the feature in Redis "
             "(decided off; FeatureFlagsMissing), 0 when it found one or before any read.",
-            ("feature",),
-            registry=registry,
+            labelnames=("feature",),
+            labelvalues=FEATURES,
         )
-        for feature in FEATURES:
-            self.show(feature, None)
-            self.missing.labels(feature).set(0)
 
     def show(self, feature: str, state: FlagState | None) -> None:
         """Export ``state`` (None: not known, so off at 0) as ``feature``'s gauges."""

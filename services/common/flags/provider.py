@@ -28,7 +28,7 @@ from prometheus_client import CollectorRegistry
 
 from services.common.flags.cache import Decision, FlagCache, Reason
 from services.common.flags.model import FEATURES
-from services.common.metrics import counter
+from services.common.metrics import MetricFactory
 
 PROVIDER_NAME: Final = "enterprisehub-flags"
 
@@ -37,10 +37,9 @@ class DecisionMetricsHook(Hook):
     """Counts evaluations by flag and reason: ``feature_flag_evaluations_total``."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
-        self.evaluations = counter(
+        self.evaluations = MetricFactory(registry).counter(
             "feature_flag_evaluations",
             "Flag evaluations through OpenFeature, by flag and reason.",
-            registry=registry,
             labelnames=("feature", "reason"),
         )
 

@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 from fastapi import FastAPI
+from prometheus_client import generate_latest
 
-from services.common.metrics import counter, latency_histogram, new_registry
+from services.common.metrics import MetricFactory, counter, latency_histogram, new_registry
 
 AppClient = Callable[[FastAPI], Any]
 
@@ -98,6 +99,52 @@ def test_latency_metrics_must_be_in_seconds() -> None:
 def test_counter_names_omit_the_total_suffix() -> None:
     with pytest.raises(ValueError, match="appends _total"):
         counter("events_total", "doubled suffix", registry=new_registry())
+
+
+def test_factory_keeps_the_naming_checks() -> None:
+    factory = MetricFactory(new_registry())
+    with pytest.raises(ValueError, match="_seconds"):
+        factory.latency_histogram("websocket_latency_ms", "wrong unit")
+    with pytest.raises(ValueError, match="appends _total"):
+        factory.counter("events_total", "doubled suffix")
+
+
+def test_factory_registers_every_kind_in_its_registry() -> None:
+    registry = new_registry()
+    factory = MetricFactory(registry)
+    factory.counter("jobs", "Jobs.")
+    factory.gauge("queue_depth", "Depth.")
+    factory.latency_histogram("job_duration_seconds", "Duration.")
+    factory.histogram("batch_leads", "Batch size.", buckets=(1, 2, 4))
+    text = generate_latest(registry).decode()
+    for line in (
+        "jobs_total 0.0",
+        "queue_depth 0.0",
+        "job_duration_seconds_count 0.0",
+        'batch_leads_bucket{le="4.0"} 0.0',
+    ):
+        assert line in text
+
+
+def test_label_values_are_exported_at_zero_before_any_event() -> None:
+    """A rate, ratio or alert over a labelled series reads nothing until the
+    series exists; ``labelvalues`` creates each one at declaration."""
+    registry = new_registry()
+    factory = MetricFactory(registry)
+    factory.counter("posts", "Posts.", labelnames=("outcome",), labelvalues=("sent", "failed"))
+    factory.gauge("unsent", "Unsent.", labelnames=("state",), labelvalues=("pending",))
+    text = generate_latest(registry).decode()
+    assert 'posts_total{outcome="sent"} 0.0' in text
+    assert 'posts_total{outcome="failed"} 0.0' in text
+    assert 'unsent{state="pending"} 0.0' in text
+
+
+def test_label_values_need_exactly_one_label() -> None:
+    factory = MetricFactory(new_registry())
+    with pytest.raises(ValueError, match="exactly one label"):
+        factory.counter("moves", "Moves.", labelnames=("a", "b"), labelvalues=("x",))
+    with pytest.raises(ValueError, match="exactly one label"):
+        factory.gauge("level", "Level.", labelvalues=("x",))
 
 
 async def test_authenticated_requests_are_counted_per_tenant(
