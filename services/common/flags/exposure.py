@@ -26,7 +26,7 @@ from prometheus_client import CollectorRegistry
 
 from services.common.database import Database, DatabaseUnavailable
 from services.common.flags.cache import Decision
-from services.common.metrics import counter
+from services.common.metrics import MetricFactory
 from services.common.tasks import stop_tasks
 
 log = logging.getLogger(__name__)
@@ -60,15 +60,14 @@ class ExposureRecorder:
     ) -> None:
         self._db = db
         self._queue: asyncio.Queue[Exposure] = asyncio.Queue(max_pending)
-        self.written = counter(
+        factory = MetricFactory(registry)
+        self.written = factory.counter(
             "feature_flag_exposures_written",
             "First exposures written to ab_test_assignments (including ones already there).",
-            registry=registry,
         )
-        self.dropped = counter(
+        self.dropped = factory.counter(
             "feature_flag_exposures_dropped",
             "First exposures not written: queue full or Postgres failing.",
-            registry=registry,
         )
 
     def record(self, feature: str, tenant_id: str, decision: Decision, percentage: float) -> None:
