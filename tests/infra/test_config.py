@@ -282,9 +282,7 @@ def test_the_same_settings_are_allowed_outside_production() -> None:
     assert config.database.multi_az is False
 
 
-@pytest.mark.parametrize(
-    "secret", ["jwtSecretKey", "anthropicApiKey", "ghlApiKey"]
-)
+@pytest.mark.parametrize("secret", ["jwtSecretKey", "anthropicApiKey", "ghlApiKey"])
 def test_missing_required_secret_is_refused_with_the_command(secret: str) -> None:
     secrets = {k: v for k, v in SECRETS.items() if k != secret}
     message = _rejected("dev", secrets=secrets)
