@@ -46,6 +46,14 @@ class ClaudeMetrics:
             registry=registry,
             labelnames=("feature", "model"),
         )
+        self.estimated_cost = counter(
+            "claude_estimated_cost_dollars",
+            "Upper-bound cost in US dollars of calls sent without an answer coming back "
+            "(outcome timeout or cancelled), by feature, model and outcome; not part of "
+            "claude_cost_dollars (the ledger keeps both, marked).",
+            registry=registry,
+            labelnames=("feature", "model", "outcome"),
+        )
         self.retries = counter(
             "claude_retries",
             "Calls sent again, by feature and reason (rate_limited, overloaded, server_error, "
