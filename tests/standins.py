@@ -2,8 +2,9 @@
 
 ``anthropic_api``: one ``AnthropicStandIn`` per test module (starting uvicorn
 costs ~50 ms), reset before each test: counters at zero, no queued cases,
-empty prompt cache, the default responder, token counts that answer. ``moto_server()``: AWS's APIs (S3,
-ECR) from moto's server on a loopback port, for the fixtures that need them.
+empty prompt cache, the default responder, token counts that answer.
+``moto_server()``: AWS's APIs (S3, ECR) from moto's server on a loopback
+port, for the fixtures that need them.
 """
 
 from __future__ import annotations
