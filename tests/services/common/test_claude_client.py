@@ -7,7 +7,8 @@ how many requests were sent and how many were billable.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+import socket
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
@@ -399,6 +400,38 @@ def test_the_local_bound_counts_bytes_and_a_fixed_cost_per_image() -> None:
     cached = {**request, "system": [{"type": "text", "text": "x", "cache_control": {}}]}
     assert upper_bound_usage(bound, cached) == Usage(cache_write_tokens=bound, output_tokens=64)
     assert upper_bound_usage(bound, request) == Usage(input_tokens=bound, output_tokens=64)
+
+
+@pytest.fixture
+def unaccepting_url() -> Iterator[str]:
+    """A loopback port whose accept queue is full: a new connection's SYN goes
+    unanswered, so a connect times out (the API never saw the request)."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(0)
+    port = server.getsockname()[1]
+    fillers = []
+    for _ in range(3):
+        filler = socket.socket()
+        filler.setblocking(False)
+        try:
+            filler.connect(("127.0.0.1", port))
+        except BlockingIOError:
+            pass
+        fillers.append(filler)
+    yield f"http://127.0.0.1:{port}"
+    for each in (*fillers, server):
+        each.close()
+
+
+async def test_a_connect_timeout_is_not_booked(
+    unaccepting_url: str, make_client: Callable[..., ClaudeClient], db: Database
+) -> None:
+    client = make_client(unaccepting_url, claude_connect_timeout_seconds=0.2)
+    with pytest.raises(ClaudeTimeout):
+        await _structured(client)
+    # Nothing was sent, so nothing can have been billed.
+    assert await _ledger_rows(db) == []
 
 
 async def test_booking_a_call_again_adds_nothing(
