@@ -414,10 +414,7 @@ def unaccepting_url() -> Iterator[str]:
     for _ in range(3):
         filler = socket.socket()
         filler.setblocking(False)
-        try:
-            filler.connect(("127.0.0.1", port))
-        except BlockingIOError:
-            pass
+        filler.connect_ex(("127.0.0.1", port))  # in progress, or queued
         fillers.append(filler)
     yield f"http://127.0.0.1:{port}"
     for each in (*fillers, server):
