@@ -44,6 +44,7 @@ import logging
 import random
 import re
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
@@ -82,6 +83,9 @@ _SPEND_LIMIT = re.compile(r"spend limit|usage limit|credit balance|billing", re.
 #: How long the estimate of an unanswered call waits for the API's token count
 #: before it falls back to the local bound (the API is likely slow just then).
 COUNT_FOR_ESTIMATE_TIMEOUT_SECONDS = 5.0
+#: The namespace of the ledger's ``call_id`` of a Message Batches result, derived
+#: from the result's message id: collecting a batch again books nothing twice.
+_BATCH_RESULTS = uuid.UUID("0d6c3f0e-5b7a-4f43-9a57-6a0c3c1e2b18")
 #: Timeouts before the request was fully sent: the API cannot have processed it.
 _UNSENT_TIMEOUTS = (httpx2.ConnectTimeout, httpx2.PoolTimeout, httpx2.WriteTimeout)
 ENABLE_HINT = (
@@ -373,6 +377,7 @@ class ClaudeClient:
         request_id: str | None,
         batch: bool = False,
         outcome: Outcome = "answered",
+        call_id: uuid.UUID | None = None,
     ) -> LedgerEntry:
         """The ledger entry of one call, counted in the metrics (not yet stored).
 
@@ -389,6 +394,7 @@ class ClaudeClient:
             batch=batch,
             request_id=request_id,
             outcome=outcome,
+            call_id=call_id or uuid.uuid4(),
         )
         if entry.estimated:
             self.metrics.estimated_cost.labels(feature, model, outcome).inc(cost / 1_000_000)
@@ -457,7 +463,11 @@ class ClaudeClient:
     async def account_batch(
         self, *, tenant_id: str, feature: str, model: str, usage: Usage, request_id: str | None
     ) -> int:
-        """Book one Message Batches result (half price) and return its cost."""
+        """Book one Message Batches result (half price) and return its cost.
+
+        ``request_id`` is the result's message id: a result booked again (a
+        backfill resumed after a crash collects its batch again) is booked once.
+        """
         entry = self._price(
             tenant_id=tenant_id,
             feature=feature,
@@ -465,6 +475,7 @@ class ClaudeClient:
             usage=usage,
             request_id=request_id,
             batch=True,
+            call_id=uuid.uuid5(_BATCH_RESULTS, request_id) if request_id else None,
         )
         await self.book([entry])
         return entry.cost_micro_usd

@@ -450,6 +450,23 @@ async def test_booking_a_call_again_adds_nothing(
     assert row["call_id"] == result.ledger[0].call_id
 
 
+async def test_a_batch_result_collected_again_is_booked_once(
+    anthropic_api: AnthropicStandIn, make_client: Callable[..., ClaudeClient], db: Database
+) -> None:
+    client = make_client(anthropic_api.url)
+    usage = Usage(input_tokens=1_000, output_tokens=100)
+    for message_id in ("msg_01", "msg_01", "msg_02"):
+        await client.account_batch(
+            tenant_id=TENANT,
+            feature="property_vision",
+            model="claude-sonnet-4-5",
+            usage=usage,
+            request_id=message_id,
+        )
+    [row] = await totals(db, TENANT)
+    assert (row["calls"], row["cost_micro_usd"]) == (2, 2 * (1_000 * 3 + 100 * 15) // 2)
+
+
 async def test_consecutive_failures_open_the_circuit(
     anthropic_api: AnthropicStandIn, make_client: Callable[..., ClaudeClient]
 ) -> None:
