@@ -2,8 +2,9 @@
 
 ``anthropic_api``: one ``AnthropicStandIn`` per test module (starting uvicorn
 costs ~50 ms), reset before each test: counters at zero, no queued cases,
-empty prompt cache, the default responder. ``moto_server()``: AWS's APIs (S3,
-ECR) from moto's server on a loopback port, for the fixtures that need them.
+empty prompt cache, the default responder, token counts that answer.
+``moto_server()``: AWS's APIs (S3, ECR) from moto's server on a loopback
+port, for the fixtures that need them.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ def anthropic_api(_anthropic_server: AnthropicStandIn) -> AnthropicStandIn:
     _anthropic_server.reset()
     _anthropic_server.responder = lambda _body: "{}"
     _anthropic_server.latency = 0.0
+    _anthropic_server.count_tokens_status = 200
     _anthropic_server.batch_invisible_polls = 0
     _anthropic_server.batch_polls_to_end = 1
     return _anthropic_server

@@ -13,6 +13,9 @@ with scripted cases:
 - ``Case.slow(seconds)``: the request is processed and counted as billable,
   then the answer is held back (a client read timeout after billing).
 
+``count_tokens_status`` other than 200 makes ``/v1/messages/count_tokens``
+answer that status with an ``api_error`` body (the API failing to count).
+
 Cases queue in order (``script``); with none queued the responder answers.
 Every answered 200 on ``/v1/messages`` is a billable call (``billable``), so
 tests assert exactly-once rather than assume it. A fixed ``latency`` delays
@@ -202,6 +205,7 @@ class AnthropicStandIn:
         self.billable = 0
         self.batch_billable = 0
         self.count_token_calls = 0
+        self.count_tokens_status = 200
         self.status_counts: dict[int, int] = {}
         self._active = 0
         self._server: uvicorn.Server | None = None
@@ -417,6 +421,12 @@ class AnthropicStandIn:
         body = orjson.loads(await request.body())
         with self._lock:
             self.count_token_calls += 1
+        if self.count_tokens_status != 200:
+            return self._answer(
+                self.count_tokens_status,
+                self._error_body("api_error", "the token count failed"),
+                {"x-should-retry": "false"},
+            )
         tokens = estimate_tokens(_blocks(body))
         return self._answer(200, {"input_tokens": tokens}, {})
 

@@ -17,6 +17,9 @@ latency percentiles from the feature's own latency column (seconds).
 Revenue uses the assumed point lift (``assumptions.py``); reports replace it
 with a measured lift where one exists. ``operating_cost`` is the per-use API
 cost: the Claude cost ledger's when the table exists, else the assumption.
+``estimated_operating_cost`` is the part of it that the ledger only estimated:
+calls that got no answer (a timeout), booked at an upper bound of what they
+may have been billed (services/common/claude/estimate.py).
 """
 
 from __future__ import annotations
@@ -66,20 +69,24 @@ SOURCES: Final[Mapping[str, str]] = {
     ),
 }
 
-#: The Claude cost ledger (integer micro-dollars per tenant, feature, model), when present.
+#: The Claude cost ledger (integer micro-dollars per tenant, feature, model), when present:
+#: all of a feature's cost of the day, and the part estimated for unanswered calls.
 LEDGER_TABLE: Final = "claude_cost_ledger"
 LEDGER_COST: Final = (
-    "SELECT coalesce(sum(cost_micro_usd), 0) FROM claude_cost_ledger "
-    "WHERE feature = $1 AND created_at >= $2 AND created_at < $3"
+    "SELECT coalesce(sum(cost_micro_usd), 0) AS total, "
+    "coalesce(sum(cost_micro_usd) FILTER (WHERE outcome <> 'answered'), 0) AS estimated "
+    "FROM claude_cost_ledger WHERE feature = $1 AND created_at >= $2 AND created_at < $3"
 )
 
 UPSERT: Final = (
     "INSERT INTO phase3_business_metrics (metric_date, feature_name, usage_count, success_count, "
-    "revenue_impact, operating_cost, performance_p50_seconds, performance_p95_seconds, "
-    "performance_p99_seconds) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) "
+    "revenue_impact, operating_cost, estimated_operating_cost, performance_p50_seconds, "
+    "performance_p95_seconds, performance_p99_seconds) "
+    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) "
     "ON CONFLICT ON CONSTRAINT phase3_business_metrics_one_row_per_day DO UPDATE SET "
     "usage_count = EXCLUDED.usage_count, success_count = EXCLUDED.success_count, "
     "revenue_impact = EXCLUDED.revenue_impact, operating_cost = EXCLUDED.operating_cost, "
+    "estimated_operating_cost = EXCLUDED.estimated_operating_cost, "
     "performance_p50_seconds = EXCLUDED.performance_p50_seconds, "
     "performance_p95_seconds = EXCLUDED.performance_p95_seconds, "
     "performance_p99_seconds = EXCLUDED.performance_p99_seconds, updated_at = now()"
@@ -129,11 +136,12 @@ async def aggregate_tenant_day(
             a = assumptions[feature]
             driver = usage if a.driver == "usage" else successes
             revenue = round(driver * a.lift * a.value_per_unit, 2)
+            cost, estimated = usage * a.api_cost_per_use, 0.0
             if has_ledger:
-                micro = await conn.fetchval(LEDGER_COST, feature, start, end)
-                cost = int(micro) / 1_000_000 if micro else usage * a.api_cost_per_use
-            else:
-                cost = usage * a.api_cost_per_use
+                booked = await conn.fetchrow(LEDGER_COST, feature, start, end)
+                if booked["total"]:
+                    cost = int(booked["total"]) / 1_000_000
+                    estimated = int(booked["estimated"]) / 1_000_000
             await conn.execute(
                 UPSERT,
                 day,
@@ -142,6 +150,7 @@ async def aggregate_tenant_day(
                 successes,
                 revenue,
                 round(cost, 4),
+                round(estimated, 4),
                 row["p50"],
                 row["p95"],
                 row["p99"],

@@ -10,6 +10,9 @@ the measured one (with its interval) when an experiment has measured it,
 else the assumed one (with its assumed range); the report says which.
 Operating cost = the stored per-use cost plus the infrastructure allocation
 per day (an assumption). ROI = (revenue - cost) / cost, as an interval.
+``estimated_operating_cost`` says how much of the operating cost is the
+ledger's upper-bound estimate of Claude calls that got no answer (the rest
+is billed, or assumed).
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from services.impact.stats import adjust
 ROW_QUERY = (
     "SELECT tenant_id, metric_date, feature_name, usage_count, success_count, "
     "revenue_impact::float8 AS revenue_impact, operating_cost::float8 AS operating_cost, "
+    "estimated_operating_cost::float8 AS estimated_operating_cost, "
     "performance_p50_seconds, performance_p95_seconds, performance_p99_seconds "
     "FROM phase3_business_metrics WHERE metric_date >= $1 AND metric_date <= $2 "
     "ORDER BY metric_date, feature_name"
@@ -121,6 +125,8 @@ class FeatureSummary:
     revenue: Interval
     lift_source: str
     operating_cost: float
+    #: The part of ``operating_cost`` estimated for calls that got no answer.
+    estimated_operating_cost: float
     roi: Interval | None
     hours_saved: float
     p95_seconds: float | None
@@ -155,6 +161,7 @@ def summarize(
         value = revenue(driver, lift.value, a.value_per_unit)
         active_days = len({r["metric_date"] for r in items})
         cost = sum(float(r["operating_cost"]) for r in items)
+        estimated = sum(float(r["estimated_operating_cost"]) for r in items)
         cost += a.infra_cost_per_day * active_days * infra_share
         p95s = [
             float(r["performance_p95_seconds"])
@@ -169,6 +176,7 @@ def summarize(
             revenue=value,
             lift_source=lift.source,
             operating_cost=round(cost, 2),
+            estimated_operating_cost=round(estimated, 2),
             roi=roi(value, cost),
             hours_saved=usage * a.hours_saved_per_use,
             p95_seconds=max(p95s) if p95s else None,
@@ -179,6 +187,7 @@ def summarize(
         sum(f.revenue.high for f in features.values()),
     )
     total_cost = sum(f.operating_cost for f in features.values())
+    total_estimated = sum(f.estimated_operating_cost for f in features.values())
     annual = total_revenue.scale(365 / days)
     return {
         "period": {"start": start.isoformat(), "end": end.isoformat(), "days": days},
@@ -190,6 +199,7 @@ def summarize(
                 "revenue": _interval(f.revenue),
                 "lift_source": f.lift_source,
                 "operating_cost": f.operating_cost,
+                "estimated_operating_cost": f.estimated_operating_cost,
                 "net_impact": round(f.revenue.point - f.operating_cost, 2),
                 "roi": _interval(f.roi),
                 "hours_saved": round(f.hours_saved, 1),
@@ -200,6 +210,7 @@ def summarize(
         "total_platform": {
             "revenue": _interval(total_revenue),
             "operating_cost": round(total_cost, 2),
+            "estimated_operating_cost": round(total_estimated, 2),
             "net_impact": round(total_revenue.point - total_cost, 2),
             "roi": _interval(roi(total_revenue, total_cost)),
             "projected_annual_revenue": _interval(annual),

@@ -9,7 +9,8 @@
 - ``ClaudeError`` and its kinds are ``ApiError``s: the common handler answers them.
 - ``claude_health(app)`` is the part of a feature health report about Claude.
 
-See ``client.py`` for the retry policy, ``ledger.py`` for costs.
+See ``client.py`` for the retry policy, ``ledger.py`` for costs and
+``estimate.py`` for the upper bound of a call that got no answer.
 """
 
 from __future__ import annotations

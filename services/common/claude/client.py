@@ -18,12 +18,17 @@ the order a call meets them:
                            ``x-should-retry: false``
    connect error           retried (nothing reached the API)
    read timeout            not retried: the API may have processed and
-                           billed the request; 504
+                           billed the request; booked at an estimate; 504
    other 4xx               not retried; 502 (our request is wrong)
    ======================  ==============================================
 
 4. the ledger and metrics for every answered call (billable or not); a caller
-   may store the ledger rows in its own transaction (``defer_ledger``).
+   may store the ledger rows in its own transaction (``defer_ledger``). A
+   ``messages`` request that was sent and got no answer (the read timeout, or
+   the caller cancelled it in flight) may have been billed: it is booked at
+   once, whatever ``defer_ledger`` says (no result will carry it), with
+   outcome ``timeout`` or ``cancelled`` and its upper-bound cost
+   (``estimate.py``), so spend is never under-counted when the API is slow.
 
 Structured output goes through ``messages.parse`` with a pydantic model.
 ``structured()`` adds the repair rule: an answer that fails validation, a
@@ -39,6 +44,7 @@ import logging
 import random
 import re
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
@@ -57,7 +63,12 @@ from services.common.claude.errors import (
     ClaudeTimeout,
     ClaudeUnavailable,
 )
-from services.common.claude.ledger import LedgerEntry, Pricing, Usage, record
+from services.common.claude.estimate import (
+    COUNT_TOKENS_KEYS,
+    input_token_bound,
+    upper_bound_usage,
+)
+from services.common.claude.ledger import LedgerEntry, Outcome, Pricing, Usage, record
 from services.common.claude.limiter import RateLimited, RateLimiter
 from services.common.claude.metrics import ClaudeMetrics
 from services.common.database import Database
@@ -69,6 +80,14 @@ T = TypeVar("T", bound=BaseModel)
 #: Anthropic answers a 429 for an exhausted spend limit as well as for the
 #: request rate; only the message tells them apart.
 _SPEND_LIMIT = re.compile(r"spend limit|usage limit|credit balance|billing", re.IGNORECASE)
+#: How long the estimate of an unanswered call waits for the API's token count
+#: before it falls back to the local bound (the API is likely slow just then).
+COUNT_FOR_ESTIMATE_TIMEOUT_SECONDS = 5.0
+#: The namespace of the ledger's ``call_id`` of a Message Batches result, derived
+#: from the result's message id: collecting a batch again books nothing twice.
+_BATCH_RESULTS = uuid.UUID("0d6c3f0e-5b7a-4f43-9a57-6a0c3c1e2b18")
+#: Timeouts before the request was fully sent: the API cannot have processed it.
+_UNSENT_TIMEOUTS = (httpx2.ConnectTimeout, httpx2.PoolTimeout, httpx2.WriteTimeout)
 ENABLE_HINT = (
     "set ANTHROPIC_API_KEY (the key ANTHROPIC_API_KEY of the services' Kubernetes Secret, "
     "or the environment locally) and restart the service"
@@ -192,8 +211,18 @@ class ClaudeClient:
         )
         return self._jitter() * cap
 
-    async def _send(self, *, feature: str, send: Callable[[], Awaitable[Any]]) -> tuple[Any, float]:
-        """Run ``send`` (a raw-response API call) under the breaker, limiter and retry policy."""
+    async def _send(
+        self,
+        *,
+        feature: str,
+        send: Callable[[], Awaitable[Any]],
+        unanswered: Callable[[Outcome], Awaitable[None]] | None = None,
+    ) -> tuple[Any, float]:
+        """Run ``send`` (a raw-response API call) under the breaker, limiter and retry policy.
+
+        ``unanswered`` books a billable request that was sent and got no answer
+        (module docstring, 4.); it runs shielded, before the error propagates.
+        """
         settings = self.settings
         started = time.perf_counter()
         attempts = settings.anthropic_max_retries + 1
@@ -225,6 +254,12 @@ class ClaudeClient:
             try:
                 raw = await send()
                 headers = raw.headers
+            except asyncio.CancelledError:
+                # The caller stopped waiting (its own deadline, a shutdown);
+                # the request may have been sent and billed all the same.
+                if unanswered is not None:
+                    await _book_shielded(unanswered, "cancelled")
+                raise
             except anthropic.APIStatusError as exc:
                 headers = exc.response.headers
                 delay = self._on_status_error(
@@ -233,9 +268,11 @@ class ClaudeClient:
                 self.metrics.retries.labels(feature, self._retry_reason(exc)).inc()
                 await self._sleep(delay)
                 continue
-            except anthropic.APITimeoutError:
+            except anthropic.APITimeoutError as exc:
                 self.breaker.record_failure("timeout")
                 self._observe(feature, "timeout", started)
+                if unanswered is not None and not isinstance(exc.__cause__, _UNSENT_TIMEOUTS):
+                    await _book_shielded(unanswered, "timeout")
                 raise ClaudeTimeout(
                     "claude_timeout",
                     f"Claude did not answer within {settings.anthropic_timeout_seconds:g} s; "
@@ -339,9 +376,29 @@ class ClaudeClient:
         usage: Usage,
         request_id: str | None,
         batch: bool = False,
+        outcome: Outcome = "answered",
+        call_id: uuid.UUID | None = None,
     ) -> LedgerEntry:
-        """The ledger entry of one answered call, counted in the metrics (not yet stored)."""
+        """The ledger entry of one call, counted in the metrics (not yet stored).
+
+        An unanswered call's ``usage`` is its upper bound: its cost goes to the
+        estimated series only, and no tokens are counted as billed.
+        """
         cost = self.pricing.cost_micro_usd(model, usage, batch=batch)
+        entry = LedgerEntry(
+            tenant_id=tenant_id,
+            feature=feature,
+            model=model,
+            usage=usage,
+            cost_micro_usd=cost,
+            batch=batch,
+            request_id=request_id,
+            outcome=outcome,
+            call_id=call_id or uuid.uuid4(),
+        )
+        if entry.estimated:
+            self.metrics.estimated_cost.labels(feature, model, outcome).inc(cost / 1_000_000)
+            return entry
         for kind, tokens in (
             ("input", usage.input_tokens),
             ("output", usage.output_tokens),
@@ -351,15 +408,48 @@ class ClaudeClient:
             if tokens:
                 self.metrics.tokens.labels(feature, model, kind).inc(tokens)
         self.metrics.cost.labels(feature, model).inc(cost / 1_000_000)
-        return LedgerEntry(
+        return entry
+
+    async def _book_unanswered(
+        self,
+        outcome: Outcome,
+        *,
+        tenant_id: str,
+        feature: str,
+        output_format: type[BaseModel],
+        params: Mapping[str, Any],
+    ) -> None:
+        """Book a sent ``messages`` request that got no answer, at its upper-bound cost.
+
+        The input is the API's own count of the request when it answers soon
+        (``count_tokens`` is free; called directly, so that its answer neither
+        closes the circuit nor waits for the limiter), else the local bound.
+        """
+        try:
+            counted = await self.api.messages.count_tokens(
+                **{key: params[key] for key in COUNT_TOKENS_KEYS if key in params},
+                output_format=output_format,
+                timeout=COUNT_FOR_ESTIMATE_TIMEOUT_SECONDS,
+            )
+            input_tokens = int(counted.input_tokens)
+        except anthropic.AnthropicError as exc:
+            log.warning("%s: estimating an unanswered call locally: %s", feature, exc)
+            input_tokens = input_token_bound(params, output_format)
+        entry = self._price(
             tenant_id=tenant_id,
             feature=feature,
-            model=model,
-            usage=usage,
-            cost_micro_usd=cost,
-            batch=batch,
-            request_id=request_id,
+            model=str(params["model"]),
+            usage=upper_bound_usage(input_tokens, params),
+            request_id=None,
+            outcome=outcome,
         )
+        log.warning(
+            "%s: a Claude call got no answer (%s); booked at most %d micro-USD",
+            feature,
+            outcome,
+            entry.cost_micro_usd,
+        )
+        await self.book([entry])
 
     async def book(self, entries: Sequence[LedgerEntry]) -> None:
         """Store ``entries`` in the cost ledger in a transaction of their own.
@@ -373,7 +463,11 @@ class ClaudeClient:
     async def account_batch(
         self, *, tenant_id: str, feature: str, model: str, usage: Usage, request_id: str | None
     ) -> int:
-        """Book one Message Batches result (half price) and return its cost."""
+        """Book one Message Batches result (half price) and return its cost.
+
+        ``request_id`` is the result's message id: a result booked again (a
+        backfill resumed after a crash collects its batch again) is booked once.
+        """
         entry = self._price(
             tenant_id=tenant_id,
             feature=feature,
@@ -381,6 +475,7 @@ class ClaudeClient:
             usage=usage,
             request_id=request_id,
             batch=True,
+            call_id=uuid.uuid5(_BATCH_RESULTS, request_id) if request_id else None,
         )
         await self.book([entry])
         return entry.cost_micro_usd
@@ -399,14 +494,23 @@ class ClaudeClient:
 
         ``validate`` adds checks the schema cannot express (raise ``ValueError``).
         The call's ledger entry is stored at once, or, with ``defer_ledger``,
-        left in ``CallResult.ledger`` for the caller to store.
+        left in ``CallResult.ledger`` for the caller to store. A call sent
+        and left without an answer is booked here in either case, at an
+        estimate, before ``ClaudeTimeout`` (or the cancellation) propagates.
         """
         params.setdefault("model", self.model)
 
         async def send() -> Any:
             return await _raw_parse(self.api)(output_format=output_format, **params)
 
-        raw, started = await self._send(feature=feature, send=send)
+        unanswered = functools.partial(
+            self._book_unanswered,
+            tenant_id=tenant_id,
+            feature=feature,
+            output_format=output_format,
+            params=params,
+        )
+        raw, started = await self._send(feature=feature, send=send, unanswered=unanswered)
         body = orjson.loads(await raw.read())
         model = str(body.get("model") or params["model"])
         usage = Usage.from_api(body.get("usage"))
@@ -467,8 +571,9 @@ class ClaudeClient:
         caller stores them in the transaction that stores the result (one
         commit, fewer round trips), or with ``book`` if that transaction fails.
         When no result comes back (an exception), the calls already answered
-        are booked here before the exception propagates: a billed call is
-        always in the ledger.
+        are booked here before the exception propagates, and a call that got
+        no answer was booked by ``parse`` at an estimate: a billed call is
+        always in the ledger, once.
         """
         started = time.perf_counter()
         results: list[CallResult[T]] = []
@@ -527,6 +632,18 @@ class ClaudeClient:
         raw, started = await self._send(feature="count_tokens", send=send)
         self._observe("count_tokens", "ok", started)
         return int((await raw.parse()).input_tokens)
+
+
+async def _book_shielded(book: Callable[[Outcome], Awaitable[None]], outcome: Outcome) -> None:
+    """Run ``book(outcome)`` to the end even if the caller is cancelled meanwhile.
+
+    A failure to book is logged, not raised: the caller's error is the call's
+    (the timeout, the cancellation), and the log says which cost is missing.
+    """
+    try:
+        await asyncio.shield(book(outcome))
+    except Exception:
+        log.exception("an unanswered Claude call (%s) could not be booked", outcome)
 
 
 def _raw_parse(api: anthropic.AsyncAnthropic) -> Callable[..., Awaitable[Any]]:

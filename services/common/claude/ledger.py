@@ -6,15 +6,23 @@ and cache reads at 0.1x the input price, everything at half price through
 the Message Batches API), rounded once, half up, to whole micro-dollars.
 Rows go to ``claude_cost_ledger`` (row-level security: each tenant sees its
 own) so the business-impact report can sum real operating costs.
+
+A call that got no answer (a read timeout, or its caller stopped waiting
+while it was in flight) may have been billed, but no ``usage`` says for what:
+it is booked with ``outcome`` ``timeout`` or ``cancelled``, NULL token counts
+and an upper-bound cost (``estimate.py``), so spend figures can say how much
+of the cost is billed and how much estimated. Each row carries the client's
+``call_id`` (unique per tenant): booking the same call again inserts nothing.
 """
 
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Any
+from typing import Any, Literal
 
 from services.common.claude.config import ModelPrice
 from services.common.database import Database
@@ -95,9 +103,21 @@ class Pricing:
         return int(total.quantize(Decimal(1), rounding=ROUND_HALF_UP))
 
 
+#: What became of a call: ``answered`` (its usage is what was billed), or no answer
+#: came back after the request was sent: ``timeout`` (CLAUDE_TIMEOUT_SECONDS) or
+#: ``cancelled`` (the caller stopped waiting).
+Outcome = Literal["answered", "timeout", "cancelled"]
+
+
 @dataclass(frozen=True, slots=True)
 class LedgerEntry:
-    """One billable call."""
+    """One call that was, or may have been, billed.
+
+    ``usage`` is what the API billed for an answered call; for an unanswered
+    one it holds the upper bounds its estimated ``cost_micro_usd`` was priced
+    from, and the row stores them as ``input_tokens_bound`` and
+    ``output_tokens_bound`` with the token columns NULL (unknown).
+    """
 
     tenant_id: str
     feature: str
@@ -106,42 +126,74 @@ class LedgerEntry:
     cost_micro_usd: int
     batch: bool = False
     request_id: str | None = None
+    outcome: Outcome = "answered"
+    #: Unique per tenant in the ledger: a second booking of the call inserts nothing.
+    call_id: uuid.UUID = field(default_factory=uuid.uuid4)
+
+    @property
+    def estimated(self) -> bool:
+        """Whether the cost is an upper-bound estimate (no answer said what was billed)."""
+        return self.outcome != "answered"
 
 
-#: The ledger's INSERT from nine array parameters, one element per entry; the
+#: The ledger's INSERT from thirteen array parameters, one element per entry; the
 #: parameters are numbered from ``{first}`` so that a caller can put it in a
 #: ``WITH booked AS (...)`` of its own statement (one round trip for both).
+#: A call already booked is skipped (its ``call_id``), not booked twice.
 _INSERT = (
     "INSERT INTO claude_cost_ledger (feature, model, input_tokens, output_tokens, "
-    "cache_write_tokens, cache_read_tokens, cost_micro_usd, batch, request_id) "
+    "cache_write_tokens, cache_read_tokens, cost_micro_usd, batch, request_id, outcome, "
+    "input_tokens_bound, output_tokens_bound, call_id) "
     "SELECT * FROM unnest(${0}::text[], ${1}::text[], ${2}::int[], ${3}::int[], ${4}::int[], "
-    "${5}::int[], ${6}::bigint[], ${7}::boolean[], ${8}::text[])"
+    "${5}::int[], ${6}::bigint[], ${7}::boolean[], ${8}::text[], ${9}::text[], ${10}::int[], "
+    "${11}::int[], ${12}::uuid[]) "
+    "ON CONFLICT (tenant_id, call_id) DO NOTHING"
 )
+INSERT_PARAMETERS = 13
 
 
 def insert_sql(first: int) -> str:
-    """The INSERT of ledger rows whose nine array parameters start at ``$first``.
+    """The INSERT of ledger rows whose ``INSERT_PARAMETERS`` array parameters start at ``$first``.
 
     Use it alone (``first=1``) or as a data-modifying CTE of the statement
     that stores the result the calls produced, so the result and what it cost
     commit together, in one round trip.
     """
-    return _INSERT.format(*range(first, first + 9))
+    return _INSERT.format(*range(first, first + INSERT_PARAMETERS))
+
+
+def _row(entry: LedgerEntry) -> tuple[Any, ...]:
+    """``entry`` in the order of the INSERT's columns."""
+    usage = entry.usage
+    if entry.estimated:
+        tokens: tuple[int | None, ...] = (None, None, None, None)
+        input_bound = usage.input_tokens + usage.cache_write_tokens + usage.cache_read_tokens
+        bounds: tuple[int | None, ...] = (input_bound, usage.output_tokens)
+    else:
+        tokens = (
+            usage.input_tokens,
+            usage.output_tokens,
+            usage.cache_write_tokens,
+            usage.cache_read_tokens,
+        )
+        bounds = (None, None)
+    return (
+        entry.feature,
+        entry.model,
+        *tokens,
+        entry.cost_micro_usd,
+        entry.batch,
+        entry.request_id,
+        entry.outcome,
+        *bounds,
+        entry.call_id,
+    )
 
 
 def insert_args(entries: Sequence[LedgerEntry]) -> list[list[Any]]:
-    """The nine arrays ``insert_sql`` takes (empty arrays insert nothing)."""
-    return [
-        [entry.feature for entry in entries],
-        [entry.model for entry in entries],
-        [entry.usage.input_tokens for entry in entries],
-        [entry.usage.output_tokens for entry in entries],
-        [entry.usage.cache_write_tokens for entry in entries],
-        [entry.usage.cache_read_tokens for entry in entries],
-        [entry.cost_micro_usd for entry in entries],
-        [entry.batch for entry in entries],
-        [entry.request_id for entry in entries],
-    ]
+    """The ``INSERT_PARAMETERS`` arrays ``insert_sql`` takes (empty arrays insert nothing)."""
+    rows = [_row(entry) for entry in entries]
+    return [[row[column] for row in rows] for column in range(INSERT_PARAMETERS)]
 
 
 async def record(db: Database, *entries: LedgerEntry) -> None:
@@ -156,15 +208,19 @@ async def record(db: Database, *entries: LedgerEntry) -> None:
 
 
 async def totals(db: Database, tenant_id: str) -> list[dict[str, Any]]:
-    """The tenant's spend per feature and model (micro-dollars and tokens)."""
+    """The tenant's spend per feature and model: micro-dollars (all, and the estimated
+    part: calls that got no answer), calls (all, and unanswered) and billed tokens."""
     async with db.tenant(tenant_id) as conn:
         rows = await conn.fetch(
             "SELECT feature, model, count(*) AS calls, "
+            "count(*) FILTER (WHERE outcome <> 'answered') AS unanswered_calls, "
             "sum(cost_micro_usd)::bigint AS cost_micro_usd, "
-            "sum(input_tokens)::bigint AS input_tokens, "
-            "sum(output_tokens)::bigint AS output_tokens, "
-            "sum(cache_write_tokens)::bigint AS cache_write_tokens, "
-            "sum(cache_read_tokens)::bigint AS cache_read_tokens "
+            "coalesce(sum(cost_micro_usd) FILTER (WHERE outcome <> 'answered'), 0)::bigint "
+            "AS estimated_cost_micro_usd, "
+            "coalesce(sum(input_tokens), 0)::bigint AS input_tokens, "
+            "coalesce(sum(output_tokens), 0)::bigint AS output_tokens, "
+            "coalesce(sum(cache_write_tokens), 0)::bigint AS cache_write_tokens, "
+            "coalesce(sum(cache_read_tokens), 0)::bigint AS cache_read_tokens "
             "FROM claude_cost_ledger GROUP BY feature, model ORDER BY feature, model"
         )
     return [dict(row) for row in rows]

@@ -44,6 +44,13 @@ class ClaudeMetrics:
             "Cost of the calls in US dollars (the ledger keeps exact micro-dollars).",
             labelnames=("feature", "model"),
         )
+        self.estimated_cost = factory.counter(
+            "claude_estimated_cost_dollars",
+            "Upper-bound cost in US dollars of calls sent without an answer coming back "
+            "(outcome timeout or cancelled), by feature, model and outcome; not part of "
+            "claude_cost_dollars (the ledger keeps both, marked).",
+            labelnames=("feature", "model", "outcome"),
+        )
         self.retries = factory.counter(
             "claude_retries",
             "Calls sent again, by feature and reason (rate_limited, overloaded, server_error, "

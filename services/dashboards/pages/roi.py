@@ -91,6 +91,7 @@ def to_csv(rows: list[dict[str, Any]]) -> str:
         "success_count",
         "revenue_impact",
         "operating_cost",
+        "estimated_operating_cost",
         "performance_p50_seconds",
         "performance_p95_seconds",
         "performance_p99_seconds",
@@ -193,7 +194,9 @@ def render(ctx: PageContext) -> None:
     a, b, c, d = st.columns(4)
     a.metric("Revenue impact", _money(total["revenue"]["point"]),
              help=f"interval {_interval(total['revenue'])}")  # fmt: skip
-    b.metric("Operating cost", _money(total["operating_cost"]))
+    b.metric("Operating cost", _money(total["operating_cost"]),
+             help=f"of which {_money(total['estimated_operating_cost'])} is estimated: the "
+             "upper bound of Claude calls that got no answer")  # fmt: skip
     c.metric("Net impact", _money(total["net_impact"]))
     roi = total["roi"]
     d.metric("ROI", "n/a" if roi is None else f"{roi['point']:.0%}",

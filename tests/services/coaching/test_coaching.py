@@ -435,6 +435,7 @@ async def test_session_timeout_is_504(
     app_client: AppClient,
     anthropic_api: AnthropicStandIn,
     make_token: Callable[..., str],
+    db: Database,
 ) -> None:
     anthropic_api.latency = 1.0
     settings = coaching_settings(coaching_session_timeout=0.3)
@@ -446,6 +447,12 @@ async def test_session_timeout_is_504(
         assert response.json()["reason"] == "coaching_timeout"
         health = (await http.get("/health/coaching")).json()
         assert health["active_sessions"] == 0
+    # The call was in flight when the session gave up: it may have been billed,
+    # so it is in the ledger at its upper bound, marked as such.
+    [cost] = await totals(db, "tenant-a")
+    assert (cost["calls"], cost["unanswered_calls"]) == (1, 1)
+    assert cost["estimated_cost_micro_usd"] == cost["cost_micro_usd"] > 0
+    assert cost["output_tokens"] == 0
 
 
 async def test_transcript_over_budget_is_422_before_any_billable_call(

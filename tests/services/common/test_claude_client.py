@@ -7,7 +7,8 @@ how many requests were sent and how many were billable.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+import socket
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
@@ -15,7 +16,7 @@ import pytest_asyncio
 from prometheus_client import CollectorRegistry
 from pydantic import BaseModel, Field
 
-from localrun.standins.anthropic import AnthropicStandIn, Case
+from localrun.standins.anthropic import AnthropicStandIn, Case, _blocks, estimate_tokens
 from services.common.claude import (
     ClaudeBadOutput,
     ClaudeClient,
@@ -25,7 +26,13 @@ from services.common.claude import (
     ClaudeUnavailable,
 )
 from services.common.claude.client import build_anthropic
-from services.common.claude.ledger import Pricing, UnpricedModel, Usage, totals
+from services.common.claude.estimate import (
+    API_OVERHEAD_TOKENS,
+    IMAGE_TOKEN_BOUND,
+    input_token_bound,
+    upper_bound_usage,
+)
+from services.common.claude.ledger import Pricing, UnpricedModel, Usage, record, totals
 from services.common.database import Database
 
 TENANT = "tenant-a"
@@ -273,6 +280,191 @@ async def test_timeout_after_billing_is_not_called_twice(
     assert anthropic_api.billable == 1
     await asyncio.sleep(0.8)  # let the held answer finish server-side
     assert len(anthropic_api.requests) == 1
+
+
+async def _ledger_rows(db: Database) -> list[dict[str, Any]]:
+    async with db.tenant(TENANT) as conn:
+        rows = await conn.fetch(
+            "SELECT outcome, input_tokens, output_tokens, cache_write_tokens, cache_read_tokens, "
+            "input_tokens_bound, output_tokens_bound, cost_micro_usd, request_id, call_id "
+            "FROM claude_cost_ledger ORDER BY entry_id"
+        )
+    return [dict(row) for row in rows]
+
+
+async def test_a_timed_out_call_is_booked_once_at_an_upper_bound(
+    anthropic_api: AnthropicStandIn, make_client: Callable[..., ClaudeClient], db: Database
+) -> None:
+    client = make_client(anthropic_api.url, anthropic_timeout_seconds=0.3)
+    anthropic_api.script(Case.slow(1.0, VALID), Case.valid(VALID))
+    with pytest.raises(ClaudeTimeout):
+        await _structured(client)
+    assert anthropic_api.billable == 1
+    [row] = await _ledger_rows(db)
+    # The API may have billed it; what for is unknown: no token counts, and a
+    # cost priced from the API's count of the request plus all of max_tokens.
+    counted = estimate_tokens(_blocks(anthropic_api.requests[0]))
+    assert anthropic_api.count_token_calls == 1
+    assert row["outcome"] == "timeout"
+    assert [row[k] for k in ("input_tokens", "output_tokens", "cache_write_tokens")] == [None] * 3
+    assert (row["input_tokens_bound"], row["output_tokens_bound"]) == (counted, 256)
+    estimate = counted * 3 + 256 * 15  # claude-sonnet-4-5 at $3 and $15 per MTok
+    assert row["cost_micro_usd"] == estimate
+    assert row["request_id"] is None
+    # The estimate is counted apart from billed cost.
+    labels = ("property_vision", "claude-sonnet-4-5", "timeout")
+    assert client.metrics.estimated_cost.labels(*labels)._value.get() == estimate / 1_000_000
+    assert client.metrics.cost.labels("property_vision", "claude-sonnet-4-5")._value.get() == 0
+
+    # The caller tries again and is answered: that second billed call is booked
+    # with what it cost, and the first is not booked again.
+    result = await _structured(client)
+    assert anthropic_api.billable == 2
+    await asyncio.sleep(0.8)  # the held answer of the first call finishes server-side
+    timed_out, answered = await _ledger_rows(db)
+    assert timed_out == row
+    assert answered["outcome"] == "answered"
+    assert answered["cost_micro_usd"] == result.cost_micro_usd
+    assert (answered["input_tokens_bound"], answered["output_tokens_bound"]) == (None, None)
+    # The unanswered call is filed under the model it asked for (no answer
+    # named the snapshot), the answered one under the snapshot.
+    asked, snapshot = await totals(db, TENANT)
+    assert (asked["model"], snapshot["model"]) == ("claude-sonnet-4-5", result.model)
+    assert (asked["calls"], asked["unanswered_calls"], snapshot["unanswered_calls"]) == (1, 1, 0)
+    assert (asked["cost_micro_usd"], asked["estimated_cost_micro_usd"]) == (estimate, estimate)
+    assert snapshot["cost_micro_usd"] == result.cost_micro_usd
+    assert snapshot["estimated_cost_micro_usd"] == 0
+    assert (asked["input_tokens"], snapshot["input_tokens"]) == (0, result.usage.input_tokens)
+
+
+async def test_a_timed_out_repair_is_booked_by_the_client_with_the_deferred_first_call(
+    anthropic_api: AnthropicStandIn, make_client: Callable[..., ClaudeClient], db: Database
+) -> None:
+    client = make_client(anthropic_api.url, anthropic_timeout_seconds=0.3)
+    anthropic_api.script(Case.refusal(), Case.slow(1.0, VALID))
+    with pytest.raises(ClaudeTimeout):
+        await client.structured(
+            tenant_id=TENANT,
+            feature="property_vision",
+            output_format=Answer,
+            defer_ledger=True,
+            **_request(),
+        )
+    # No result came back to carry the entries: the client booked both, once.
+    assert anthropic_api.billable == 2
+    rows = {row["outcome"]: row for row in await _ledger_rows(db)}
+    assert len(rows) == 2
+    assert rows["answered"]["request_id"] is not None
+    assert rows["timeout"]["input_tokens"] is None
+    await asyncio.sleep(0.8)
+
+
+async def test_a_call_its_caller_stopped_waiting_for_is_booked_as_cancelled(
+    anthropic_api: AnthropicStandIn, make_client: Callable[..., ClaudeClient], db: Database
+) -> None:
+    client = make_client(anthropic_api.url, anthropic_timeout_seconds=10)
+    anthropic_api.script(Case.slow(1.0, VALID))
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.3):
+            await _structured(client)
+    [row] = await _ledger_rows(db)
+    assert row["outcome"] == "cancelled"
+    assert row["input_tokens"] is None
+    assert row["output_tokens_bound"] == 256
+    await asyncio.sleep(0.8)
+
+
+async def test_an_uncountable_request_is_estimated_with_the_local_bound(
+    anthropic_api: AnthropicStandIn, make_client: Callable[..., ClaudeClient], db: Database
+) -> None:
+    client = make_client(anthropic_api.url, anthropic_timeout_seconds=0.3)
+    anthropic_api.count_tokens_status = 529
+    anthropic_api.script(Case.slow(1.0, VALID))
+    with pytest.raises(ClaudeTimeout):
+        await _structured(client)
+    [row] = await _ledger_rows(db)
+    bound = input_token_bound({"model": "claude-sonnet-4-5", **_request()}, Answer)
+    assert row["input_tokens_bound"] == bound
+    assert bound > estimate_tokens(_blocks(anthropic_api.requests[0]))
+    assert row["cost_micro_usd"] == bound * 3 + 256 * 15
+    await asyncio.sleep(0.8)
+
+
+def test_the_local_bound_counts_bytes_and_a_fixed_cost_per_image() -> None:
+    text = "é" * 100  # two UTF-8 bytes each
+    image = {"type": "image", "source": {"type": "base64", "data": "A" * 1_000_000}}
+    request = {"max_tokens": 64, "messages": [{"role": "user", "content": [image, text]}]}
+    bound = input_token_bound(request, None)
+    assert API_OVERHEAD_TOKENS + IMAGE_TOKEN_BOUND + 200 < bound < API_OVERHEAD_TOKENS + 2_000
+    # A cache breakpoint may have been written: the input is priced as cache writes.
+    cached = {**request, "system": [{"type": "text", "text": "x", "cache_control": {}}]}
+    assert upper_bound_usage(bound, cached) == Usage(cache_write_tokens=bound, output_tokens=64)
+    assert upper_bound_usage(bound, request) == Usage(input_tokens=bound, output_tokens=64)
+
+
+@pytest.fixture
+def unaccepting_url() -> Iterator[str]:
+    """A loopback port whose accept queue is full: a new connection's SYN goes
+    unanswered, so a connect times out (the API never saw the request)."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(0)
+    port = server.getsockname()[1]
+    fillers = []
+    for _ in range(3):
+        filler = socket.socket()
+        filler.setblocking(False)
+        filler.connect_ex(("127.0.0.1", port))  # in progress, or queued
+        fillers.append(filler)
+    yield f"http://127.0.0.1:{port}"
+    for each in (*fillers, server):
+        each.close()
+
+
+async def test_a_connect_timeout_is_not_booked(
+    unaccepting_url: str, make_client: Callable[..., ClaudeClient], db: Database
+) -> None:
+    client = make_client(unaccepting_url, claude_connect_timeout_seconds=0.2)
+    with pytest.raises(ClaudeTimeout):
+        await _structured(client)
+    # Nothing was sent, so nothing can have been billed.
+    assert await _ledger_rows(db) == []
+
+
+async def test_booking_a_call_again_adds_nothing(
+    anthropic_api: AnthropicStandIn, make_client: Callable[..., ClaudeClient], db: Database
+) -> None:
+    client = make_client(anthropic_api.url)
+    anthropic_api.script(Case.valid(VALID))
+    result = await client.structured(
+        tenant_id=TENANT,
+        feature="property_vision",
+        output_format=Answer,
+        defer_ledger=True,
+        **_request(),
+    )
+    # A caller whose commit's answer was lost books the entries as a fallback.
+    await record(db, *result.ledger)
+    await client.book(result.ledger)
+    [row] = await _ledger_rows(db)
+    assert row["call_id"] == result.ledger[0].call_id
+
+
+async def test_a_batch_result_collected_again_is_booked_once(
+    anthropic_api: AnthropicStandIn, make_client: Callable[..., ClaudeClient], db: Database
+) -> None:
+    client = make_client(anthropic_api.url)
+    usage = Usage(input_tokens=1_000, output_tokens=100)
+    for message_id in ("msg_01", "msg_01", "msg_02"):
+        await client.account_batch(
+            tenant_id=TENANT,
+            feature="property_vision",
+            model="claude-sonnet-4-5",
+            usage=usage,
+            request_id=message_id,
+        )
+    [row] = await totals(db, TENANT)
+    assert (row["calls"], row["cost_micro_usd"]) == (2, 2 * (1_000 * 3 + 100 * 15) // 2)
 
 
 async def test_consecutive_failures_open_the_circuit(

@@ -280,6 +280,47 @@ async def test_operating_cost_is_the_tenants_claude_ledger_when_it_reports(
     )
 
 
+async def test_the_report_says_how_much_of_the_cost_is_estimated(
+    settings_env: dict[str, str],
+    owner_db: Database,
+    db: Database,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    await _seed_activity(owner_db)
+    at = datetime(2026, 11, 20, 12, tzinfo=UTC)
+    async with owner_db.unscoped() as conn:
+        # One billed call, and one that timed out: booked at its upper bound,
+        # with unknown tokens (services/common/claude/estimate.py).
+        await conn.execute(
+            "INSERT INTO claude_cost_ledger (tenant_id, feature, model, cost_micro_usd, "
+            "created_at) VALUES ('tenant-a', 'ai_coaching', 'claude-test', 1250000, $1)",
+            at,
+        )
+        await conn.execute(
+            "INSERT INTO claude_cost_ledger (tenant_id, feature, model, cost_micro_usd, "
+            "created_at, outcome, input_tokens, output_tokens, cache_write_tokens, "
+            "cache_read_tokens, input_tokens_bound, output_tokens_bound) "
+            "VALUES ('tenant-a', 'ai_coaching', 'claude-test', 2500000, $1, 'timeout', "
+            "NULL, NULL, NULL, NULL, 500000, 2048)",
+            at,
+        )
+    await aggregate_day(db, DAY, ASSUMPTIONS)
+    async with db.tenant("tenant-a") as conn:
+        stored = await conn.fetchrow(
+            "SELECT operating_cost::float8 AS cost, estimated_operating_cost::float8 AS estimated "
+            "FROM phase3_business_metrics WHERE feature_name = 'ai_coaching'"
+        )
+    assert (stored["cost"], stored["estimated"]) == pytest.approx((3.75, 2.5))
+    assert await _cli("impact", "report", "--start", DAY.isoformat(), "--days", "1") == 0
+    report = json.loads(capsys.readouterr().out)
+    coaching = report["features"]["ai_coaching"]
+    infra = ASSUMPTIONS["ai_coaching"].infra_cost_per_day
+    assert coaching["operating_cost"] == pytest.approx(3.75 + infra, abs=0.01)
+    assert coaching["estimated_operating_cost"] == pytest.approx(2.5)
+    assert report["features"]["realtime_intelligence"]["estimated_operating_cost"] == 0
+    assert report["total_platform"]["estimated_operating_cost"] == pytest.approx(2.5)
+
+
 @pytest.mark.parametrize("days", ["0", "-3", "3661", "seven"])
 async def test_report_refuses_a_period_that_is_not_one_to_3660_days(
     days: str, capsys: pytest.CaptureFixture[str]

@@ -245,9 +245,15 @@ async def test_a_timed_out_owner_leaves_the_claim_another_replica_took_over(
         assert first.status_code == 504, first.text
         assert second.status_code == 200, second.text
         assert anthropic_api.billable == 2
-        [cost] = await totals(db, "tenant-a")
-        # a's call timed out (its usage is unknown); b's is booked once.
-        assert (cost["calls"], cost["cost_micro_usd"]) == (1, second.json()["cost_micro_usd"])
+        # a's call timed out: its usage is unknown, so it is booked once at its
+        # upper bound (under the model it asked for); b's is booked once, as billed.
+        timed_out, answered = sorted(
+            await totals(db, "tenant-a"), key=lambda row: -row["unanswered_calls"]
+        )
+        assert (timed_out["calls"], timed_out["unanswered_calls"]) == (1, 1)
+        assert timed_out["estimated_cost_micro_usd"] == timed_out["cost_micro_usd"] > 0
+        assert (answered["calls"], answered["unanswered_calls"]) == (1, 0)
+        assert answered["cost_micro_usd"] == second.json()["cost_micro_usd"]
         again = await _upload(a, token, photo)
         assert again.json()["cached"] is True
         assert again.json()["analysis_id"] == second.json()["analysis_id"]
