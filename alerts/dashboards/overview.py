@@ -143,6 +143,12 @@ def _claude_row() -> list[timeseries.Panel]:
             "Claude cost per hour by feature",
             "currencyUSD",
             query("sum by (feature) (rate(claude_cost_dollars_total[1h])) * 3600", "{{feature}}"),
+            # Calls that got no answer may have been billed: drawn apart, at their upper bound.
+            query(
+                "sum by (feature) (rate(claude_estimated_cost_dollars_total[1h])) * 3600",
+                "{{feature}} (estimated, no answer)",
+                "B",
+            ),
             width=8,
         ),
         graph(
