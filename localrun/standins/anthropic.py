@@ -11,7 +11,9 @@ with scripted cases:
 - ``Case.error(status, type, message, headers)`` for 429 (short or long
   ``retry-after``, spend limit), 529, 500 with ``x-should-retry: false``;
 - ``Case.slow(seconds)``: the request is processed and counted as billable,
-  then the answer is held back (a client read timeout after billing).
+  then the answer is held back (a client read timeout after billing);
+- ``Case.dropped()``: processed and billed, then the connection is closed
+  halfway through the answer (a link lost after the request was sent).
 
 ``count_tokens_status`` other than 200 makes ``/v1/messages/count_tokens``
 answer that status with an ``api_error`` body (the API failing to count).
@@ -78,6 +80,8 @@ class Case:
     message: str = ""
     headers: dict[str, str] = field(default_factory=dict)
     hold_seconds: float = 0.0
+    #: Processed and billed, then the connection is closed mid-answer.
+    drop: bool = False
 
     @classmethod
     def valid(cls, text: str | None = None) -> Case:
@@ -133,9 +137,28 @@ class Case:
         return cls.error(500, "api_error", "Internal server error", headers)
 
     @classmethod
+    def dropped(cls) -> Case:
+        """Processed and billed, then the connection is lost halfway through the answer."""
+        return cls(drop=True)
+
+    @classmethod
     def slow(cls, seconds: float, text: str | None = None) -> Case:
         """Processed and billed, then answered only after ``seconds``."""
         return cls(text=text, hold_seconds=seconds)
+
+
+class _ConnectionCutError(Exception):
+    """Raised mid-answer: uvicorn closes a connection whose response has started."""
+
+
+class _CutShort(Response):
+    """Headers and half the body, then the connection is closed (as a lost link looks)."""
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+        half = bytes(self.body)[: len(self.body) // 2]
+        await send({"type": "http.response.body", "body": half, "more_body": True})
+        raise _ConnectionCutError
 
 
 @dataclass(slots=True)
@@ -415,6 +438,8 @@ class AnthropicStandIn:
             self.billable += 1
         if case.hold_seconds:
             await asyncio.sleep(case.hold_seconds)
+        if case.drop:
+            return _CutShort(orjson.dumps(message), headers=headers, media_type="application/json")
         return self._answer(200, message, headers)
 
     async def _count_tokens(self, request: Request) -> Response:

@@ -17,6 +17,8 @@ the order a call meets them:
    5xx                     backoff with full jitter, unless
                            ``x-should-retry: false``
    connect error           retried (nothing reached the API)
+   connection lost after   not retried (it may have been processed and
+   sending                 billed); booked at an estimate; 503
    read timeout            not retried: the API may have processed and
                            billed the request; booked at an estimate; 504
    other 4xx               not retried; 502 (our request is wrong)
@@ -25,9 +27,10 @@ the order a call meets them:
 4. the ledger and metrics for every answered call (billable or not); a caller
    may store the ledger rows in its own transaction (``defer_ledger``). A
    ``messages`` request that was sent and got no answer (the read timeout, or
-   the caller cancelled it in flight) may have been billed: it is booked at
+   the caller cancelled it in flight, or the connection was lost before the
+   answer was read) may have been billed: it is booked at
    once, whatever ``defer_ledger`` says (no result will carry it), with
-   outcome ``timeout`` or ``cancelled`` and its upper-bound cost
+   outcome ``timeout``, ``cancelled`` or ``dropped`` and its upper-bound cost
    (``estimate.py``), so spend is never under-counted when the API is slow.
 
 Structured output goes through ``messages.parse`` with a pydantic model.
@@ -88,6 +91,9 @@ COUNT_FOR_ESTIMATE_TIMEOUT_SECONDS = 5.0
 _BATCH_RESULTS = uuid.UUID("0d6c3f0e-5b7a-4f43-9a57-6a0c3c1e2b18")
 #: Timeouts before the request was fully sent: the API cannot have processed it.
 _UNSENT_TIMEOUTS = (httpx2.ConnectTimeout, httpx2.PoolTimeout, httpx2.WriteTimeout)
+#: Connection errors once the request was sent whole: the API may have processed
+#: and billed it, and the answer was lost on the way back.
+_ANSWER_LOST = (httpx2.ReadError, httpx2.RemoteProtocolError)
 ENABLE_HINT = (
     "set ANTHROPIC_API_KEY (the key ANTHROPIC_API_KEY of the services' Kubernetes Secret, "
     "or the environment locally) and restart the service"
@@ -282,6 +288,8 @@ class ClaudeClient:
                 self.breaker.record_failure("connection_error")
                 if last or not isinstance(exc.__cause__, httpx2.ConnectError):
                     self._observe(feature, "connection_error", started)
+                    if unanswered is not None and isinstance(exc.__cause__, _ANSWER_LOST):
+                        await _book_shielded(unanswered, "dropped")
                     cause = type(exc.__cause__ or exc).__name__
                     raise ClaudeUnavailable(
                         "claude_unreachable", f"Claude cannot be reached ({cause})", retry_after=5

@@ -9,7 +9,7 @@ own) so the business-impact report can sum real operating costs.
 
 A call that got no answer (a read timeout, or its caller stopped waiting
 while it was in flight) may have been billed, but no ``usage`` says for what:
-it is booked with ``outcome`` ``timeout`` or ``cancelled``, NULL token counts
+it is booked with ``outcome`` ``timeout``, ``cancelled`` or ``dropped``, NULL token counts
 and an upper-bound cost (``estimate.py``), so spend figures can say how much
 of the cost is billed and how much estimated. Each row carries the client's
 ``call_id`` (unique per tenant): booking the same call again inserts nothing.
@@ -104,9 +104,10 @@ class Pricing:
 
 
 #: What became of a call: ``answered`` (its usage is what was billed), or no answer
-#: came back after the request was sent: ``timeout`` (CLAUDE_TIMEOUT_SECONDS) or
-#: ``cancelled`` (the caller stopped waiting).
-Outcome = Literal["answered", "timeout", "cancelled"]
+#: came back after the request was sent: ``timeout`` (CLAUDE_TIMEOUT_SECONDS),
+#: ``cancelled`` (the caller stopped waiting) or ``dropped`` (the connection was
+#: lost before the answer was read whole).
+Outcome = Literal["answered", "timeout", "cancelled", "dropped"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -47,7 +47,7 @@ class ClaudeMetrics:
         self.estimated_cost = factory.counter(
             "claude_estimated_cost_dollars",
             "Upper-bound cost in US dollars of calls sent without an answer coming back "
-            "(outcome timeout or cancelled), by feature, model and outcome; not part of "
+            "(outcome timeout, cancelled or dropped), by feature, model and outcome; not part of "
             "claude_cost_dollars (the ledger keeps both, marked).",
             labelnames=("feature", "model", "outcome"),
         )

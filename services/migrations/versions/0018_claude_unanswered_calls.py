@@ -11,7 +11,8 @@ and every spend figure built from it under-counted exactly when the API was
 slow. Such a call is now booked too, marked:
 
 - ``claude_cost_ledger.outcome``: ``answered`` (every row so far: the token
-  columns are what the API billed) or ``timeout`` / ``cancelled`` (no answer:
+  columns are what the API billed) or ``timeout`` / ``cancelled`` / ``dropped``
+  (the connection lost before the answer was read; no answer:
   the token columns are NULL, unknown, and ``cost_micro_usd`` is an upper
   bound priced from ``input_tokens_bound`` and ``output_tokens_bound``, the
   request's input tokens and its ``max_tokens``);
@@ -43,7 +44,8 @@ OUTCOME_SHAPE = (
     "(outcome = 'answered' AND input_tokens IS NOT NULL AND output_tokens IS NOT NULL "
     "AND cache_write_tokens IS NOT NULL AND cache_read_tokens IS NOT NULL "
     "AND input_tokens_bound IS NULL AND output_tokens_bound IS NULL) "
-    "OR (outcome IN ('timeout', 'cancelled') AND input_tokens IS NULL AND output_tokens IS NULL "
+    "OR (outcome IN ('timeout', 'cancelled', 'dropped') "
+    "AND input_tokens IS NULL AND output_tokens IS NULL "
     "AND cache_write_tokens IS NULL AND cache_read_tokens IS NULL "
     "AND input_tokens_bound IS NOT NULL AND output_tokens_bound IS NOT NULL)"
 )

@@ -374,6 +374,23 @@ async def test_a_call_its_caller_stopped_waiting_for_is_booked_as_cancelled(
     await asyncio.sleep(0.8)
 
 
+async def test_a_call_whose_answer_was_cut_off_is_booked_as_dropped_and_not_retried(
+    anthropic_api: AnthropicStandIn, make_client: Callable[..., ClaudeClient], db: Database
+) -> None:
+    client = make_client(anthropic_api.url)
+    anthropic_api.script(Case.dropped(), Case.valid(VALID))
+    with pytest.raises(ClaudeUnavailable) as caught:
+        await _structured(client)
+    assert caught.value.reason == "claude_unreachable"
+    # The API processed and billed it: not sent again, and booked at its bound.
+    assert (anthropic_api.billable, len(anthropic_api.requests)) == (1, 1)
+    [row] = await _ledger_rows(db)
+    assert row["outcome"] == "dropped"
+    assert row["input_tokens"] is None
+    counted = estimate_tokens(_blocks(anthropic_api.requests[0]))
+    assert (row["input_tokens_bound"], row["output_tokens_bound"]) == (counted, 256)
+
+
 async def test_an_uncountable_request_is_estimated_with_the_local_bound(
     anthropic_api: AnthropicStandIn, make_client: Callable[..., ClaudeClient], db: Database
 ) -> None:
