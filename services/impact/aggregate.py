@@ -19,7 +19,9 @@ with a measured lift where one exists. ``operating_cost`` is the per-use API
 cost: the Claude cost ledger's when the table exists, else the assumption.
 ``estimated_operating_cost`` is the part of it that the ledger only estimated:
 calls that got no answer (a timeout), booked at an upper bound of what they
-may have been billed (services/common/claude/estimate.py).
+may have been billed (services/common/claude/estimate.py). A feature with
+ledger cost and no row of the day (all its calls failed) gets a row with
+that cost and no usage; ``impact_tenants`` lists ledger tenants (revision 0019).
 """
 
 from __future__ import annotations
@@ -131,8 +133,6 @@ async def aggregate_tenant_day(
         for feature, query in SOURCES.items():
             row = await conn.fetchrow(query, start, end)
             usage, successes = int(row["usage"]), int(row["successes"])
-            if usage == 0:
-                continue
             a = assumptions[feature]
             driver = usage if a.driver == "usage" else successes
             revenue = round(driver * a.lift * a.value_per_unit, 2)
@@ -142,6 +142,10 @@ async def aggregate_tenant_day(
                 if booked["total"]:
                     cost = int(booked["total"]) / 1_000_000
                     estimated = int(booked["estimated"]) / 1_000_000
+            # A day of spend without a result (every call timed out) is still a
+            # day of cost: the row says so, with no usage and no revenue.
+            if usage == 0 and cost == 0:
+                continue
             await conn.execute(
                 UPSERT,
                 day,

@@ -28,6 +28,7 @@ async def test_a_row_is_answered_with_tokens_or_unanswered_with_bounds(owner_db:
     async with owner_db.unscoped() as conn:
         await conn.execute(_INSERT, "tenant-a", 10, "answered", 1, None, None)
         await conn.execute(_INSERT, "tenant-a", 20, "timeout", None, 100, 64)
+        await conn.execute(_INSERT, "tenant-a", 30, "dropped", None, 100, 64)
         for outcome, tokens, bounds in (
             ("timeout", 1, (100, 64)),  # an estimate cannot claim billed tokens
             ("answered", None, (None, None)),  # a billed call has its tokens
@@ -37,7 +38,7 @@ async def test_a_row_is_answered_with_tokens_or_unanswered_with_bounds(owner_db:
             with pytest.raises(asyncpg.CheckViolationError):
                 async with conn.transaction():  # a savepoint: the test's transaction goes on
                     await conn.execute(_INSERT, "tenant-a", 5, outcome, tokens, *bounds)
-        assert await conn.fetchval("SELECT count(*) FROM claude_cost_ledger") == 2
+        assert await conn.fetchval("SELECT count(*) FROM claude_cost_ledger") == 3
 
 
 async def test_the_downgrade_drops_unanswered_rows_of_every_tenant(

@@ -321,6 +321,40 @@ async def test_the_report_says_how_much_of_the_cost_is_estimated(
     assert report["total_platform"]["estimated_operating_cost"] == pytest.approx(2.5)
 
 
+async def test_a_day_of_claude_spend_without_results_still_counts(
+    settings_env: dict[str, str], owner_db: Database, db: Database
+) -> None:
+    # tenant-d's only activity of the day: vision calls that all timed out,
+    # booked at their estimate, with no analysis stored and no flag exposure.
+    at = datetime(2026, 11, 20, 12, tzinfo=UTC)
+    async with owner_db.unscoped() as conn:
+        await conn.execute(
+            "INSERT INTO claude_cost_ledger (tenant_id, feature, model, cost_micro_usd, "
+            "created_at, outcome, input_tokens, output_tokens, cache_write_tokens, "
+            "cache_read_tokens, input_tokens_bound, output_tokens_bound) "
+            "VALUES ('tenant-d', 'property_vision', 'claude-test', 40000, $1, 'timeout', "
+            "NULL, NULL, NULL, NULL, 3000, 2048)",
+            at,
+        )
+    totals = await aggregate_day(db, DAY, ASSUMPTIONS)
+    assert (totals.tenants, totals.rows) == (1, 1)
+    async with db.tenant("tenant-d") as conn:
+        row = await conn.fetchrow(
+            "SELECT feature_name, usage_count, success_count, revenue_impact::float8 AS r, "
+            "operating_cost::float8 AS c, estimated_operating_cost::float8 AS e, "
+            "performance_p95_seconds AS p95 FROM phase3_business_metrics"
+        )
+    assert dict(row) == {
+        "feature_name": "property_vision",
+        "usage_count": 0,
+        "success_count": 0,
+        "r": 0.0,
+        "c": pytest.approx(0.04),
+        "e": pytest.approx(0.04),
+        "p95": None,
+    }
+
+
 @pytest.mark.parametrize("days", ["0", "-3", "3661", "seven"])
 async def test_report_refuses_a_period_that_is_not_one_to_3660_days(
     days: str, capsys: pytest.CaptureFixture[str]
