@@ -46,6 +46,9 @@ NOT_DRIVEN: dict[str, str] = {
     "churn_dead_letters_total": "needs a CRM that fails every retry",
     "rollback_deployment_undos_total": "needs a Kubernetes API (rollback.undoDeployments)",
     "claude_retries_total": "needs a 429/529 from Anthropic",
+    "claude_estimated_cost_dollars_total": (
+        "needs a Claude call left without an answer (tests/services/common/test_claude_client.py)"
+    ),
 }
 
 

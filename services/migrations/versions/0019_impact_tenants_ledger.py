@@ -50,8 +50,12 @@ LEDGER_ACTIVITY = """
 
 
 def _replace_function(body: str) -> None:
-    # CREATE OR REPLACE keeps the owner (the directory role, revision 0005)
-    # and the grants; the migrating role is a member of the owner.
+    # CREATE OR REPLACE keeps the owner (the directory role, revision 0005) and
+    # the grants, and needs membership in the owner. Revision 0005 granted it to
+    # whoever ran it; the role running this one may be another (a database an
+    # older `make run` migrated as the superuser, since handed to the migration
+    # owner, which has CREATEROLE as RDS's master user does).
+    op.execute(f"GRANT {DIRECTORY_ROLE} TO CURRENT_USER")
     op.execute(
         f"""
         CREATE OR REPLACE FUNCTION impact_tenants(p_from timestamptz, p_to timestamptz)
