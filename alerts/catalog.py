@@ -7,7 +7,6 @@ the same list everywhere.
 
 from __future__ import annotations
 
-import ast
 import copy
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ import promql_parser
 import yaml
 
 from alerts import RULES_DIR
+from services.common.series import series_catalog
 
 #: The fixed set of severities: critical pages, warning opens a ticket, info is dropped.
 SEVERITIES = ("critical", "warning", "info")
@@ -110,49 +110,18 @@ def recorded_series(directory: Path = RULES_DIR) -> set[str]:
     return {rule.name for rule in rules(directory) if not rule.is_alert}
 
 
-# How each metric constructor of prometheus_client (and our wrappers in
-# services/common/metrics.py: ``counter``, ``latency_histogram`` and the
-# ``MetricFactory`` methods) names the series it exposes.
-_SERIES_SUFFIXES: dict[str, tuple[str, ...]] = {
-    "counter": ("_total", "_created"),
-    "Counter": ("_total", "_created"),
-    "CounterMetricFamily": ("_total",),
-    "latency_histogram": ("_bucket", "_count", "_sum", "_created"),
-    "histogram": ("_bucket", "_count", "_sum", "_created"),
-    "Histogram": ("_bucket", "_count", "_sum", "_created"),
-    "HistogramMetricFamily": ("_bucket", "_count", "_sum"),
-    "gauge": ("",),
-    "Gauge": ("",),
-    "GaugeMetricFamily": ("",),
-    "Summary": ("", "_count", "_sum", "_created"),
-    "Info": ("_info",),
-}
-
 #: Series Prometheus itself writes for every scrape target.
 SCRAPE_SERIES = frozenset({"up", "scrape_duration_seconds", "scrape_samples_scraped"})
 
 
-def exported_metrics(source_dir: Path) -> set[str]:
-    """Every series name the services can expose, read from their source.
+def exported_metrics() -> set[str]:
+    """Every sample name the services can expose: the series catalog's, and the scrape's.
 
-    Reads the code rather than a running ``/metrics``: a labelled metric shows no
-    sample until it is first used, and a page must be allowed to chart a series
-    that has not moved yet. A metric is found where one of the constructors above
-    is called with its name as the first argument, a string literal.
+    Read from the catalog (services/common/series.yaml) rather than a running
+    ``/metrics``: a labelled series shows no sample until it is first used, and
+    a page must be allowed to chart a series that has not moved yet.
     """
     names: set[str] = set(SCRAPE_SERIES)
-    for path in sorted(source_dir.rglob("*.py")):
-        tree = ast.parse(path.read_text(), filename=str(path))
-        for node in ast.walk(tree):
-            if not isinstance(node, ast.Call) or not node.args:
-                continue
-            func = node.func
-            called = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
-            first = node.args[0]
-            if called not in _SERIES_SUFFIXES or not isinstance(first, ast.Constant):
-                continue
-            if not isinstance(first.value, str):
-                continue
-            base = first.value.removesuffix("_total")
-            names.update(base + suffix for suffix in _SERIES_SUFFIXES[called])
+    for series in series_catalog().values():
+        names.update(series.sample_names)
     return names

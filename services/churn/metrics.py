@@ -24,57 +24,21 @@ from prometheus_client import CollectorRegistry
 
 from services.common.metrics import MetricFactory
 
-SLOW_BUCKETS: tuple[float, ...] = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 45, 60, 120, 300)
-
 
 class ChurnMetrics:
     """The service's metrics, registered on one registry."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
         factory = MetricFactory(registry)
-        self.interventions = factory.counter(
-            "churn_interventions",
-            "Intervention sends by stage, channel and outcome.",
-            labelnames=("stage", "channel", "outcome"),
-        )
-        self.successes = factory.counter(
-            "churn_intervention_successes",
-            "Delivered interventions whose lead responded or re-engaged, once each.",
-            labelnames=("stage",),
-        )
-        self.intervention_latency = factory.latency_histogram(
-            "churn_intervention_latency_seconds",
-            "Detection to the CRM accepting an intervention's first send.",
-            buckets=SLOW_BUCKETS,
-        )
-        self.detection_latency = factory.latency_histogram(
-            "churn_detection_latency_seconds",
-            "Signal received (or pass started) to the intervention being staged.",
-            labelnames=("trigger",),
-            buckets=SLOW_BUCKETS,
-        )
-        self.send_attempts = factory.counter(
-            "churn_send_attempts",
-            "Calls to the CRM by channel and result.",
-            labelnames=("channel", "result"),
-        )
-        self.dead_letters = factory.counter(
-            "churn_dead_letters",
-            "Sends moved to the dead-letter state.",
-            labelnames=("channel",),
-        )
-        self.queue_depth = factory.gauge(
-            "churn_queue_depth",
-            "Delivery jobs waiting in the queue (due or scheduled), all tenants.",
-        )
-        self.pass_duration = factory.latency_histogram(
-            "churn_pass_duration_seconds",
-            "Duration of one detection pass over every tenant.",
-            buckets=SLOW_BUCKETS,
-        )
-        self.leads_scored = factory.counter(
-            "churn_leads_scored", "Leads scored by detection passes."
-        )
+        self.interventions = factory.counter("churn_interventions_total")
+        self.successes = factory.counter("churn_intervention_successes_total")
+        self.intervention_latency = factory.histogram("churn_intervention_latency_seconds")
+        self.detection_latency = factory.histogram("churn_detection_latency_seconds")
+        self.send_attempts = factory.counter("churn_send_attempts_total")
+        self.dead_letters = factory.counter("churn_dead_letters_total")
+        self.queue_depth = factory.gauge("churn_queue_depth")
+        self.pass_duration = factory.histogram("churn_pass_duration_seconds")
+        self.leads_scored = factory.counter("churn_leads_scored_total")
 
     def count_outcome(
         self, stage: str, outcome: str, *, changed: bool, became_success: bool

@@ -16,9 +16,8 @@ see those answers otherwise.
 
 from __future__ import annotations
 
-import math
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from fastapi.routing import iter_route_contexts
@@ -26,62 +25,14 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from services.common.series import CATALOG_FILE, Kind, Series, series_catalog
 
-def bucket_series(low: float, high: float) -> tuple[float, ...]:
-    """The 1-2.5-5 bucket bounds from ``low`` to ``high`` inclusive (both in that series).
-
-    ``bucket_series(0.001, 10)`` is (0.001, 0.0025, 0.005, 0.01, ..., 5.0, 10.0):
-    three buckets a decade, fine enough for quantile estimates within 2.5x.
-    """
-    bounds: list[float] = []
-    exponent = math.floor(math.log10(low))
-    while True:
-        for mantissa in (1.0, 2.5, 5.0):
-            bound = round(mantissa * 10.0**exponent, 12)
-            if bound > high * (1 + 1e-9):
-                return tuple(bounds)
-            if bound >= low * (1 - 1e-9):
-                bounds.append(bound)
-        exponent += 1
-
-
-# Buckets for latencies measured in milliseconds or less (WebSocket delivery,
-# model inference): the client's defaults start at 5 ms, too coarse there.
-FAST_LATENCY_BUCKETS: tuple[float, ...] = bucket_series(0.0001, 2.5)
-# The seed's targets and rollback thresholds (vision 1.5 s and 3 s, coaching 2 s)
-# are bucket bounds too, so quantile alerts do not interpolate across them.
-HTTP_LATENCY_BUCKETS: tuple[float, ...] = tuple(
-    sorted({*bucket_series(0.001, 10.0), 1.5, 2.0, 3.0})
-)
 UNMATCHED_ROUTE = "unmatched"
 
 
 def new_registry() -> CollectorRegistry:
     """A fresh registry without the process/platform collectors' global state."""
     return CollectorRegistry(auto_describe=True)
-
-
-def latency_histogram(
-    name: str,
-    documentation: str,
-    *,
-    registry: CollectorRegistry,
-    labelnames: tuple[str, ...] = (),
-    buckets: tuple[float, ...] = FAST_LATENCY_BUCKETS,
-) -> Histogram:
-    """A latency histogram; ``name`` must end in ``_seconds`` (base unit)."""
-    if not name.endswith("_seconds"):
-        raise ValueError(f"latency metric {name!r} must be in seconds and end with _seconds")
-    return Histogram(name, documentation, labelnames, registry=registry, buckets=buckets)
-
-
-def counter(
-    name: str, documentation: str, *, registry: CollectorRegistry, labelnames: tuple[str, ...] = ()
-) -> Counter:
-    """A counter; pass the name without ``_total`` (the client appends it)."""
-    if name.endswith("_total"):
-        raise ValueError(f"pass {name.removesuffix('_total')!r}: the client appends _total")
-    return Counter(name, documentation, labelnames, registry=registry)
 
 
 def _export_at_zero(
@@ -95,73 +46,58 @@ def _export_at_zero(
 
 
 class MetricFactory:
-    """Declares metrics on one registry, bound once: ``MetricFactory(registry).counter(...)``.
+    """Registers series of the catalog on one registry: ``MetricFactory(registry).counter(name)``.
 
-    A metrics class declares a dozen series on the same registry; binding it
-    here (as client_golang's ``promauto.With(registry)`` does) spares each
-    declaration its ``registry=registry`` and gives every kind of series one
-    call shape. Counters and latency histograms keep the checks of ``counter``
-    and ``latency_histogram``.
+    The series catalog (``services/common/series.yaml``) declares each series'
+    type, help, labels and buckets; code names the series and gets the rest.
+    A name the catalog does not hold, or holds as another type, is a
+    ``ValueError`` when the metrics class is built (every one is, in the tests).
+    The registry is bound once, as client_golang's ``promauto.With(registry)``.
 
     ``labelvalues`` (counters and gauges with one label) lists the values the
     label takes, and exports each at 0 from the start: a labelled series
     otherwise appears only when first counted, and until then a rate, a ratio
-    or an alert over it has nothing to read.
+    or an alert over it has nothing to read. The values are code's (the
+    features, the failure reasons), so they are given here, not in the catalog.
     """
 
-    def __init__(self, registry: CollectorRegistry) -> None:
+    def __init__(
+        self, registry: CollectorRegistry, catalog: Mapping[str, Series] | None = None
+    ) -> None:
         self.registry = registry
+        self.catalog = catalog if catalog is not None else series_catalog()
 
-    def counter(
-        self,
-        name: str,
-        documentation: str,
-        *,
-        labelnames: tuple[str, ...] = (),
-        labelvalues: Iterable[str] = (),
-    ) -> Counter:
-        """A counter; pass the name without ``_total`` (the client appends it)."""
-        metric = counter(name, documentation, registry=self.registry, labelnames=labelnames)
-        _export_at_zero(metric, labelnames, labelvalues)
+    def series(self, name: str, kind: Kind) -> Series:
+        """The catalog's declaration of ``name``, which must be a ``kind``."""
+        declared = self.catalog.get(name)
+        if declared is None:
+            raise ValueError(
+                f"{name!r} is not in the series catalog: declare it in {CATALOG_FILE.name}"
+            )
+        if declared.type != kind:
+            raise ValueError(f"{name!r} is a {declared.type} in the series catalog, not a {kind}")
+        return declared
+
+    def counter(self, name: str, *, labelvalues: Iterable[str] = ()) -> Counter:
+        """The counter ``name`` (ending in ``_total``, as the catalog and queries spell it)."""
+        series = self.series(name, "counter")
+        metric = Counter(series.registered_name, series.help, series.labels, registry=self.registry)
+        _export_at_zero(metric, series.labels, labelvalues)
         return metric
 
-    def gauge(
-        self,
-        name: str,
-        documentation: str,
-        *,
-        labelnames: tuple[str, ...] = (),
-        labelvalues: Iterable[str] = (),
-    ) -> Gauge:
-        """A gauge."""
-        metric = Gauge(name, documentation, labelnames, registry=self.registry)
-        _export_at_zero(metric, labelnames, labelvalues)
+    def gauge(self, name: str, *, labelvalues: Iterable[str] = ()) -> Gauge:
+        """The gauge ``name``."""
+        series = self.series(name, "gauge")
+        metric = Gauge(series.name, series.help, series.labels, registry=self.registry)
+        _export_at_zero(metric, series.labels, labelvalues)
         return metric
 
-    def latency_histogram(
-        self,
-        name: str,
-        documentation: str,
-        *,
-        labelnames: tuple[str, ...] = (),
-        buckets: tuple[float, ...] = FAST_LATENCY_BUCKETS,
-    ) -> Histogram:
-        """A latency histogram; ``name`` must end in ``_seconds`` (base unit)."""
-        return latency_histogram(
-            name, documentation, registry=self.registry, labelnames=labelnames, buckets=buckets
+    def histogram(self, name: str) -> Histogram:
+        """The histogram ``name``, with the catalog's bucket bounds."""
+        series = self.series(name, "histogram")
+        return Histogram(
+            series.name, series.help, series.labels, registry=self.registry, buckets=series.buckets
         )
-
-    def histogram(
-        self,
-        name: str,
-        documentation: str,
-        *,
-        buckets: tuple[float, ...],
-        labelnames: tuple[str, ...] = (),
-    ) -> Histogram:
-        """A histogram of a size or count; ``buckets`` are required because the
-        client's defaults are latencies in seconds."""
-        return Histogram(name, documentation, labelnames, registry=self.registry, buckets=buckets)
 
 
 #: Where an authenticated request leaves its tenant for the metrics middleware
@@ -186,22 +122,9 @@ class HttpMetrics:
 
     def __init__(self, registry: CollectorRegistry) -> None:
         factory = MetricFactory(registry)
-        self.requests = factory.counter(
-            "http_requests",
-            "HTTP requests answered, by method, route template and status code.",
-            labelnames=("method", "route", "status"),
-        )
-        self.duration = factory.latency_histogram(
-            "http_request_duration_seconds",
-            "Time from request received to response finished, by route template.",
-            labelnames=("method", "route"),
-            buckets=HTTP_LATENCY_BUCKETS,
-        )
-        self.tenant_requests = factory.counter(
-            "http_tenant_requests",
-            "Authenticated HTTP requests answered, by tenant and status class (2xx, 4xx, 5xx).",
-            labelnames=("tenant", "status_class"),
-        )
+        self.requests = factory.counter("http_requests_total")
+        self.duration = factory.histogram("http_request_duration_seconds")
+        self.tenant_requests = factory.counter("http_tenant_requests_total")
 
         # (method, route, status) -> the two label children. ``labels()`` takes
         # a lock and builds a key on every call; the label values are bounded
@@ -228,11 +151,7 @@ class HttpMetrics:
 
 def build_info(registry: CollectorRegistry, *, service: str, version: str) -> Gauge:
     """``enterprisehub_build_info{service,version} 1``, the usual build gauge."""
-    gauge = MetricFactory(registry).gauge(
-        "enterprisehub_build_info",
-        "Always 1; labels carry the service name and version.",
-        labelnames=("service", "version"),
-    )
+    gauge = MetricFactory(registry).gauge("enterprisehub_build_info")
     gauge.labels(service, version).set(1)
     return gauge
 

@@ -34,6 +34,7 @@ from prometheus_client.registry import Collector
 from services.common.latency import LatencySummary, LatencyWindow
 from services.common.metrics import MetricFactory
 from services.common.scoring import LeadFeatures, LeadScorer
+from services.common.series import Series
 from services.common.tasks import stop_tasks
 
 Kind = Literal["single", "batch"]
@@ -52,17 +53,15 @@ class _CacheCollector(Collector):
     scrapes avoids a second, possibly diverging, set of counters.
     """
 
-    def __init__(self, scorer: LeadScorer) -> None:
+    def __init__(self, scorer: LeadScorer, *, hits: Series, misses: Series) -> None:
         self._scorer = scorer
+        self._hits = hits
+        self._misses = misses
 
     def collect(self) -> Iterator[Metric]:
         stats = self._scorer.cache.stats()
-        yield CounterMetricFamily(
-            "ml_score_cache_hits", "Lead scores answered from the LRU cache.", value=stats.hits
-        )
-        yield CounterMetricFamily(
-            "ml_score_cache_misses", "Lead scores the model had to compute.", value=stats.misses
-        )
+        for series, value in ((self._hits, stats.hits), (self._misses, stats.misses)):
+            yield CounterMetricFamily(series.registered_name, series.help, value=value)
 
 
 class InferenceMetrics:
@@ -70,27 +69,17 @@ class InferenceMetrics:
 
     def __init__(self, registry: CollectorRegistry, scorer: LeadScorer) -> None:
         factory = MetricFactory(registry)
-        self.duration = factory.latency_histogram(
-            "ml_inference_duration_seconds",
-            "Time from a scoring call's submission to its result, by kind (single/batch).",
-            labelnames=("kind",),
+        self.duration = factory.histogram("ml_inference_duration_seconds")
+        self.predictions = factory.counter("ml_predictions_total")
+        self.timeouts = factory.counter("ml_inference_timeouts_total")
+        self.coalesced = factory.histogram("ml_coalesced_batch_leads")
+        registry.register(
+            _CacheCollector(
+                scorer,
+                hits=factory.series("ml_score_cache_hits_total", "counter"),
+                misses=factory.series("ml_score_cache_misses_total", "counter"),
+            )
         )
-        self.predictions = factory.counter(
-            "ml_predictions",
-            "Leads scored (cache hits included), by kind of call.",
-            labelnames=("kind",),
-        )
-        self.timeouts = factory.counter(
-            "ml_inference_timeouts",
-            "Scoring calls abandoned after ML_INFERENCE_TIMEOUT.",
-            labelnames=("kind",),
-        )
-        self.coalesced = factory.histogram(
-            "ml_coalesced_batch_leads",
-            "Single-lead requests answered by one model call (micro-batch size).",
-            buckets=(1, 2, 4, 8, 16, 32, 64, 128),
-        )
-        registry.register(_CacheCollector(scorer))
 
 
 @dataclass

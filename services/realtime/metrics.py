@@ -14,12 +14,11 @@ from collections.abc import Iterable
 from prometheus_client import CollectorRegistry
 
 from services.common.latency import LatencyWindow
-from services.common.metrics import MetricFactory, bucket_series
+from services.common.metrics import MetricFactory
 from services.realtime.lead_stages import STAGE_BY_EVENT_TYPE, STAGES
 
 __all__ = [
     "CLIENT_FAILURES",
-    "LATENCY_BUCKETS",
     "SERVICE_FAILURES",
     "LatencyWindow",
     "RealtimeMetrics",
@@ -42,90 +41,25 @@ CLIENT_FAILURES: tuple[str, ...] = (
 #: seed's "connection failures" rollback trigger reads these.
 SERVICE_FAILURES: tuple[str, ...] = ("redis_unavailable", "postgres_unavailable", "internal_error")
 
-# Sub-millisecond to seconds: the goal is p95 < 5 ms (finer bounds around it),
-# the seed's target 50 ms, and replays after a reconnect can be minutes old.
-LATENCY_BUCKETS: tuple[float, ...] = (
-    0.0002,
-    0.0005,
-    0.001,
-    0.002,
-    0.003,
-    0.005,
-    0.0075,
-    *bucket_series(0.01, 10.0),
-    30.0,
-    60.0,
-)
-
 
 class RealtimeMetrics:
-    """The service's metrics, bound to one registry."""
+    """The service's metrics, bound to one registry (``websocket_*`` and ``realtime_*``
+    in services/common/series.yaml)."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
         factory = MetricFactory(registry)
-        self.message_latency = factory.latency_histogram(
-            "websocket_message_latency_seconds",
-            "Time from the ingest accepting an event to a replica sending it on a socket, "
-            "by delivery path (live or replay after a reconnect).",
-            labelnames=("delivery",),
-            buckets=LATENCY_BUCKETS,
-        )
-        self.connections = factory.gauge(
-            "websocket_connections_active",
-            "Open feed WebSockets on this process.",
-        )
-        self.frames_sent = factory.counter(
-            "websocket_frames_sent",
-            "Frames (WebSocket messages) sent on feed WebSockets, by frame type.",
-            labelnames=("type",),
-        )
-        self.events_sent = factory.counter(
-            "websocket_events_sent",
-            "Lead events delivered on feed WebSockets (a lead_events frame carries several).",
-        )
-        self.connection_attempts = factory.counter(
-            "websocket_connection_attempts",
-            "Feed WebSocket handshakes received, counted before authentication "
-            "(the denominator of the connection failure ratio).",
-        )
-        self.connection_failures = factory.counter(
-            "websocket_connection_failures",
-            "Feed WebSockets that failed, by reason: refused by the client's doing "
-            f"({', '.join(CLIENT_FAILURES)}) or by the service's "
-            f"({', '.join(SERVICE_FAILURES)}).",
-            labelnames=("reason",),
-        )
-        self.lead_stage_changes = factory.counter(
-            "realtime_lead_stage_changes",
-            "Stored lead events that move a lead to a counted stage: created (a new lead) "
-            "or converted; their ratio is the conversion rate (services/realtime/lead_stages.py).",
-            labelnames=("stage",),
-        )
-        self.events_ingested = factory.counter(
-            "realtime_events_ingested",
-            "Lead events stored and acknowledged, by how they were published.",
-            labelnames=("publish",),
-        )
-        self.events_rejected = factory.counter(
-            "realtime_events_rejected",
-            "Webhook requests refused before anything was stored, by reason "
-            "(too_large, invalid, too_many_events; authentication failures are in "
-            "http_requests_total as 401).",
-            labelnames=("reason",),
-        )
-        self.events_relayed = factory.counter(
-            "realtime_outbox_relayed",
-            "Stored events the outbox relay published after a deferred or lost publish.",
-        )
-        self.slow_consumer_catchups = factory.counter(
-            "websocket_slow_consumer_catchups",
-            "Times a socket's queue overflowed and it caught up from the stream instead.",
-        )
-        self.ingest_seconds = factory.latency_histogram(
-            "realtime_ingest_duration_seconds",
-            "Time the ingest spends from accepting an event to acknowledging it.",
-            buckets=LATENCY_BUCKETS,
-        )
+        self.message_latency = factory.histogram("websocket_message_latency_seconds")
+        self.connections = factory.gauge("websocket_connections_active")
+        self.frames_sent = factory.counter("websocket_frames_sent_total")
+        self.events_sent = factory.counter("websocket_events_sent_total")
+        self.connection_attempts = factory.counter("websocket_connection_attempts_total")
+        self.connection_failures = factory.counter("websocket_connection_failures_total")
+        self.lead_stage_changes = factory.counter("realtime_lead_stage_changes_total")
+        self.events_ingested = factory.counter("realtime_events_ingested_total")
+        self.events_rejected = factory.counter("realtime_events_rejected_total")
+        self.events_relayed = factory.counter("realtime_outbox_relayed_total")
+        self.slow_consumer_catchups = factory.counter("websocket_slow_consumer_catchups_total")
+        self.ingest_seconds = factory.histogram("realtime_ingest_duration_seconds")
         # Pre-bind the hot-path children: a labels() lookup per frame costs a
         # dict lookup and a lock that this avoids.
         self.live_latency = self.message_latency.labels(delivery="live")

@@ -17,43 +17,16 @@ class RollbackMetrics:
 
     def __init__(self, registry: CollectorRegistry) -> None:
         factory = MetricFactory(registry)
-        self.incidents = factory.counter(
-            "rollback_incidents",
-            "Rollback-trigger alerts received from Alertmanager, by feature and outcome.",
-            labelnames=("feature", "outcome"),
-        )
-        self.deployment_undos = factory.counter(
-            "rollback_deployment_undos",
-            "Deployment rollouts the handler undid (or could not), by deployment and outcome "
-            "(rolled_back, not_rolled_back, failed).",
-            labelnames=("deployment", "outcome"),
-        )
+        self.incidents = factory.counter("rollback_incidents_total")
+        self.deployment_undos = factory.counter("rollback_deployment_undos_total")
         self.oldest_undo_claim_age = factory.gauge(
-            "rollback_deployment_undo_oldest_claim_age_seconds",
-            "Age of the oldest deployment undo claimed without a recorded outcome (0: none); "
-            "read from Postgres. Grows without end when a handler died mid-undo.",
+            "rollback_deployment_undo_oldest_claim_age_seconds"
         )
-        self.flags_restored = factory.counter(
-            "feature_flags_restored",
-            "Flags missing from Redis that the handler created again from their last "
-            "state recorded in Postgres, by feature.",
-            labelnames=("feature",),
-            labelvalues=FEATURES,
-        )
+        self.flags_restored = factory.counter("feature_flags_restored_total", labelvalues=FEATURES)
         self.notice_posts = factory.counter(
-            "rollback_notice_posts",
-            "Attempts to post a rollback notice to Slack, by outcome (sent, failed).",
-            labelnames=("outcome",),
-            labelvalues=("sent", "failed"),
+            "rollback_notice_posts_total", labelvalues=("sent", "failed")
         )
         self.notices_unsent = factory.gauge(
-            "rollback_notices_unsent",
-            "Rollback notices Slack has not taken, by state (pending: still retried; "
-            "given_up: waits for an operator); read from Postgres.",
-            labelnames=("state",),
-            labelvalues=("pending", "given_up"),
+            "rollback_notices_unsent", labelvalues=("pending", "given_up")
         )
-        self.oldest_unsent_notice_age = factory.gauge(
-            "rollback_notice_oldest_unsent_age_seconds",
-            "Age of the oldest rollback notice Slack has not taken (0: none); read from Postgres.",
-        )
+        self.oldest_unsent_notice_age = factory.gauge("rollback_notice_oldest_unsent_age_seconds")

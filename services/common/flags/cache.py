@@ -94,44 +94,13 @@ class FlagMetrics:
 
     def __init__(self, registry: CollectorRegistry) -> None:
         factory = MetricFactory(registry)
-        self.stale = factory.gauge(
-            "feature_flags_stale",
-            "1 while the local flag copy cannot be refreshed from Redis (decisions use "
-            "the last known state; flags never seen are disabled).",
-        )
-        self.last_sync = factory.gauge(
-            "feature_flags_last_sync_timestamp_seconds",
-            "Unix time of the last successful read of every flag from Redis.",
-        )
-        self.failures = factory.counter(
-            "feature_flag_sync_failures",
-            "Failed attempts to read or subscribe to the flags in Redis.",
-        )
-        self.known = factory.gauge(
-            "feature_flags_known",
-            "Number of flags with a known state in the local copy.",
-        )
-        self.enabled = factory.gauge(
-            "feature_flag_enabled",
-            "1 while the feature's kill switch is on in the local copy, else 0 "
-            "(also 0 for a flag never read: decisions treat it as off).",
-            labelnames=("feature",),
-            labelvalues=FEATURES,
-        )
-        self.rollout_ratio = factory.gauge(
-            "feature_flag_rollout_ratio",
-            "Share of tenants (0..1) the feature's rollout selects in the local copy; "
-            "kept while the kill switch is off, so the share decided is enabled x ratio.",
-            labelnames=("feature",),
-            labelvalues=FEATURES,
-        )
-        self.missing = factory.gauge(
-            "feature_flag_missing",
-            "1 when the last successful read found no record of the feature in Redis "
-            "(decided off; FeatureFlagsMissing), 0 when it found one or before any read.",
-            labelnames=("feature",),
-            labelvalues=FEATURES,
-        )
+        self.stale = factory.gauge("feature_flags_stale")
+        self.last_sync = factory.gauge("feature_flags_last_sync_timestamp_seconds")
+        self.failures = factory.counter("feature_flag_sync_failures_total")
+        self.known = factory.gauge("feature_flags_known")
+        self.enabled = factory.gauge("feature_flag_enabled", labelvalues=FEATURES)
+        self.rollout_ratio = factory.gauge("feature_flag_rollout_ratio", labelvalues=FEATURES)
+        self.missing = factory.gauge("feature_flag_missing", labelvalues=FEATURES)
 
     def show(self, feature: str, state: FlagState | None) -> None:
         """Export ``state`` (None: not known, so off at 0) as ``feature``'s gauges."""

@@ -61,14 +61,8 @@ class ExposureRecorder:
         self._db = db
         self._queue: asyncio.Queue[Exposure] = asyncio.Queue(max_pending)
         factory = MetricFactory(registry)
-        self.written = factory.counter(
-            "feature_flag_exposures_written",
-            "First exposures written to ab_test_assignments (including ones already there).",
-        )
-        self.dropped = factory.counter(
-            "feature_flag_exposures_dropped",
-            "First exposures not written: queue full or Postgres failing.",
-        )
+        self.written = factory.counter("feature_flag_exposures_written_total")
+        self.dropped = factory.counter("feature_flag_exposures_dropped_total")
 
     def record(self, feature: str, tenant_id: str, decision: Decision, percentage: float) -> None:
         """Queue an exposure; never blocks (the hot path calls this)."""

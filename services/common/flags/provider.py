@@ -37,11 +37,7 @@ class DecisionMetricsHook(Hook):
     """Counts evaluations by flag and reason: ``feature_flag_evaluations_total``."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
-        self.evaluations = MetricFactory(registry).counter(
-            "feature_flag_evaluations",
-            "Flag evaluations through OpenFeature, by flag and reason.",
-            labelnames=("feature", "reason"),
-        )
+        self.evaluations = MetricFactory(registry).counter("feature_flag_evaluations_total")
 
     def after(
         self,

@@ -10,7 +10,8 @@ import pytest
 from fastapi import FastAPI
 from prometheus_client import generate_latest
 
-from services.common.metrics import MetricFactory, counter, latency_histogram, new_registry
+from services.common.metrics import MetricFactory, new_registry
+from services.common.series import parse_catalog
 
 AppClient = Callable[[FastAPI], Any]
 
@@ -91,48 +92,56 @@ async def test_build_info_names_the_service(build_app: Any, app_client: AppClien
     assert 'enterprisehub_build_info{service="test"' in text
 
 
-def test_latency_metrics_must_be_in_seconds() -> None:
-    with pytest.raises(ValueError, match="_seconds"):
-        latency_histogram("websocket_latency_ms", "wrong unit", registry=new_registry())
+#: A small catalog of one series of each kind, for the factory's own tests.
+CATALOG = parse_catalog(
+    {
+        "buckets": {"sizes": [1, 2, 4]},
+        "series": {
+            "jobs_total": {"type": "counter", "help": "Jobs."},
+            "posts_total": {"type": "counter", "help": "Posts.", "labels": ["outcome"]},
+            "moves_total": {"type": "counter", "help": "Moves.", "labels": ["a", "b"]},
+            "queue_depth": {"type": "gauge", "help": "Depth."},
+            "unsent": {"type": "gauge", "help": "Unsent.", "labels": ["state"]},
+            "batch_leads": {"type": "histogram", "help": "Batch size.", "buckets": "sizes"},
+        },
+    }
+)
 
 
-def test_counter_names_omit_the_total_suffix() -> None:
-    with pytest.raises(ValueError, match="appends _total"):
-        counter("events_total", "doubled suffix", registry=new_registry())
-
-
-def test_factory_keeps_the_naming_checks() -> None:
-    factory = MetricFactory(new_registry())
-    with pytest.raises(ValueError, match="_seconds"):
-        factory.latency_histogram("websocket_latency_ms", "wrong unit")
-    with pytest.raises(ValueError, match="appends _total"):
-        factory.counter("events_total", "doubled suffix")
-
-
-def test_factory_registers_every_kind_in_its_registry() -> None:
+def test_factory_registers_every_kind_as_the_catalog_declares_it() -> None:
     registry = new_registry()
-    factory = MetricFactory(registry)
-    factory.counter("jobs", "Jobs.")
-    factory.gauge("queue_depth", "Depth.")
-    factory.latency_histogram("job_duration_seconds", "Duration.")
-    factory.histogram("batch_leads", "Batch size.", buckets=(1, 2, 4))
+    factory = MetricFactory(registry, CATALOG)
+    factory.counter("jobs_total")
+    factory.gauge("queue_depth")
+    factory.histogram("batch_leads")
     text = generate_latest(registry).decode()
     for line in (
+        "# HELP jobs_total Jobs.",
         "jobs_total 0.0",
         "queue_depth 0.0",
-        "job_duration_seconds_count 0.0",
         'batch_leads_bucket{le="4.0"} 0.0',
+        "batch_leads_count 0.0",
     ):
         assert line in text
+
+
+def test_factory_refuses_a_series_the_catalog_does_not_declare() -> None:
+    factory = MetricFactory(new_registry(), CATALOG)
+    with pytest.raises(
+        ValueError, match=r"'jobs' is not in the series catalog: declare it in series.yaml"
+    ):
+        factory.counter("jobs")
+    with pytest.raises(ValueError, match="is a counter in the series catalog, not a gauge"):
+        factory.gauge("jobs_total")
 
 
 def test_label_values_are_exported_at_zero_before_any_event() -> None:
     """A rate, ratio or alert over a labelled series reads nothing until the
     series exists; ``labelvalues`` creates each one at declaration."""
     registry = new_registry()
-    factory = MetricFactory(registry)
-    factory.counter("posts", "Posts.", labelnames=("outcome",), labelvalues=("sent", "failed"))
-    factory.gauge("unsent", "Unsent.", labelnames=("state",), labelvalues=("pending",))
+    factory = MetricFactory(registry, CATALOG)
+    factory.counter("posts_total", labelvalues=("sent", "failed"))
+    factory.gauge("unsent", labelvalues=("pending",))
     text = generate_latest(registry).decode()
     assert 'posts_total{outcome="sent"} 0.0' in text
     assert 'posts_total{outcome="failed"} 0.0' in text
@@ -140,11 +149,11 @@ def test_label_values_are_exported_at_zero_before_any_event() -> None:
 
 
 def test_label_values_need_exactly_one_label() -> None:
-    factory = MetricFactory(new_registry())
+    factory = MetricFactory(new_registry(), CATALOG)
     with pytest.raises(ValueError, match="exactly one label"):
-        factory.counter("moves", "Moves.", labelnames=("a", "b"), labelvalues=("x",))
+        factory.counter("moves_total", labelvalues=("x",))
     with pytest.raises(ValueError, match="exactly one label"):
-        factory.gauge("level", "Level.", labelvalues=("x",))
+        factory.gauge("queue_depth", labelvalues=("x",))
 
 
 async def test_authenticated_requests_are_counted_per_tenant(

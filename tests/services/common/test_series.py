@@ -1,0 +1,137 @@
+"""The series catalog: its rules, and that it and the services' code agree."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from services.churn.metrics import ChurnMetrics
+from services.common.claude.metrics import ClaudeMetrics
+from services.common.flags.cache import FlagMetrics
+from services.common.flags.exposure import ExposureRecorder
+from services.common.flags.provider import DecisionMetricsHook
+from services.common.metrics import HttpMetrics, build_info, new_registry
+from services.common.series import CatalogError, load_catalog, parse_catalog, series_catalog
+from services.ml.inference import InferenceMetrics
+from services.realtime.metrics import CLIENT_FAILURES, SERVICE_FAILURES, RealtimeMetrics
+from services.rollback.metrics import RollbackMetrics
+
+VALID: dict[str, Any] = {
+    "buckets": {"latency": [0.1, 1, 10]},
+    "series": {
+        "jobs_total": {"type": "counter", "help": "Jobs.", "labels": ["outcome"]},
+        "job_duration_seconds": {"type": "histogram", "help": "Time.", "buckets": "latency"},
+        "queue_depth": {"type": "gauge", "help": "Depth."},
+    },
+}
+
+
+def broken(path: str, value: Any) -> dict[str, Any]:
+    """VALID with the value at ``path`` ("series/jobs_total/type") replaced (None: removed)."""
+    document = copy.deepcopy(VALID)
+    *parents, last = path.split("/")
+    node = document
+    for key in parents:
+        node = node[key]
+    if value is None:
+        del node[last]
+    else:
+        node[last] = value
+    return document
+
+
+def test_a_valid_catalog_resolves_each_histograms_buckets() -> None:
+    catalog = parse_catalog(VALID)
+    assert catalog["job_duration_seconds"].buckets == (0.1, 1.0, 10.0)
+    assert catalog["jobs_total"].registered_name == "jobs"
+    assert catalog["jobs_total"].sample_names == {"jobs_total", "jobs_created"}
+    assert "job_duration_seconds_bucket" in catalog["job_duration_seconds"].sample_names
+
+
+@pytest.mark.parametrize(
+    ("document", "message"),
+    [
+        (broken("series/jobs_total/type", "gauge"), "only a counter's, ends in _total"),
+        (
+            {**VALID, "series": {"jobs": {"type": "counter", "help": "Jobs."}}},
+            "only a counter's, ends in _total",
+        ),
+        (
+            {**VALID, "series": {"job_duration_ms": {"type": "gauge", "help": "Time."}}},
+            "a duration is in seconds",
+        ),
+        (broken("series/job_duration_seconds/buckets", None), "only a histogram, names a bucket"),
+        (broken("series/job_duration_seconds/buckets", "nope"), "no bucket set is called 'nope'"),
+        (broken("buckets/unused", [1, 2]), "bucket sets no series uses: ['unused']"),
+        (broken("buckets/latency", [1, 1, 2]), "must be strictly increasing"),
+        (broken("buckets/latency", [1, "2"]), "must hold numbers only"),
+        (broken("series/jobs_total/labels", ["outcome", "outcome"]), "repeats a label"),
+        (broken("series/jobs_total/labels", ["le"]), "label 'le' is not a valid"),
+        (broken("series/jobs_total/labels", ["__name"]), "label '__name' is not a valid"),
+        (broken("series/jobs_total/help", " "), "has no help text"),
+        (broken("series/jobs_total/type", "summary"), "jobs_total: 1 validation error"),
+        (broken("series/jobs_total/unit", "seconds"), "jobs_total: 1 validation error"),
+        (broken("series/jobs_total", "Jobs."), "jobs_total: 2 validation errors"),
+        ({"series": {}}, "exactly two keys"),
+    ],
+)
+def test_a_catalog_breaking_a_rule_is_refused_naming_the_series(
+    document: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(CatalogError, match=message.replace("(", r"\(").replace("[", r"\[")):
+        parse_catalog(document)
+
+
+def test_the_shipped_catalog_keeps_every_rule() -> None:
+    assert load_catalog() == series_catalog()
+
+
+def test_the_seeds_latency_thresholds_are_http_bucket_bounds() -> None:
+    """Vision's 1.5 s target and 3 s rollback, coaching's 2 s: a quantile alert at
+    a bucket bound does not interpolate across it."""
+    buckets = series_catalog()["http_request_duration_seconds"].buckets
+    assert {1.5, 2.0, 3.0} <= set(buckets)
+
+
+def test_the_connection_failure_help_names_every_reason() -> None:
+    """The help text lists the reasons the code counts; a new reason needs both."""
+    text = series_catalog()["websocket_connection_failures_total"].help
+    for reason in (*CLIENT_FAILURES, *SERVICE_FAILURES):
+        assert reason in text
+
+
+def _scorer() -> Any:
+    return SimpleNamespace(cache=SimpleNamespace(stats=lambda: SimpleNamespace(hits=0, misses=0)))
+
+
+#: Every class that registers series, as each service builds it.
+METRICS_CLASSES: dict[str, Callable[[CollectorRegistry], object]] = {
+    "http": HttpMetrics,
+    "build": lambda registry: build_info(registry, service="test", version="0"),
+    "flags": FlagMetrics,
+    "exposures": lambda registry: ExposureRecorder(None, registry=registry),  # type: ignore[arg-type]
+    "evaluations": DecisionMetricsHook,
+    "claude": ClaudeMetrics,
+    "realtime": RealtimeMetrics,
+    "ml": lambda registry: InferenceMetrics(registry, _scorer()),
+    "churn": ChurnMetrics,
+    "rollback": RollbackMetrics,
+}
+
+
+def test_every_catalog_series_is_registered_by_the_services_code() -> None:
+    """A series in the catalog that no code registers would let an alert or a
+    page read a series that never exists (a name the code uses but the catalog
+    lacks fails the factory, in every test that builds the class)."""
+    registered: set[str] = set()
+    for build in METRICS_CLASSES.values():
+        registry = new_registry()
+        build(registry)
+        registered |= {family.name for family in registry.collect()}
+    declared = {series.registered_name for series in series_catalog().values()}
+    assert registered == declared
