@@ -30,56 +30,57 @@ class ChurnSettings(CommonSettings):
 
     service_name: ClassVar[str] = "churn"
 
-    churn_monitoring_interval: PositiveSeconds = Field(
-        default=60, le=86_400, description="Seconds between detection passes."
-    )
-    churn_intervention_retry_count: int = Field(
-        default=3, ge=0, le=20, description="Retries of a failed send before dead-letter."
-    )
-    churn_retry_base_seconds: PositiveSeconds = Field(
-        default=2.0, le=3600, description="First retry delay; doubles each retry."
-    )
-    churn_retry_max_seconds: PositiveSeconds = Field(
-        default=60.0, le=86_400, description="Cap of one retry delay (429 included)."
-    )
-    churn_model_uri: ArtifactUri = Field(
-        default="models/churn_risk.joblib",
-        description="Churn model artifact: s3://..., file:///... or a relative path.",
-    )
-    churn_window_days: int = Field(
-        default=7, ge=1, le=90, description="One intervention per lead and stage per window."
-    )
-    churn_max_contacts_per_day: int = Field(
-        default=1, ge=0, le=20, description="Messages (SMS, email) per lead per 24 h."
-    )
-    churn_max_contacts_per_week: int = Field(
-        default=3, ge=0, le=100, description="Messages (SMS, email) per lead per 7 days."
-    )
-    churn_quiet_hours_start: HourOfDay = Field(
-        default=21, description="Local hour (lead's zone) quiet hours begin."
-    )
-    churn_quiet_hours_end: HourOfDay = Field(
-        default=8, description="Local hour (lead's zone) quiet hours end."
-    )
+    churn_monitoring_interval: PositiveSeconds = Field(default=60, le=86_400)
+    """Seconds between detection passes."""
+
+    churn_intervention_retry_count: int = Field(default=3, ge=0, le=20)
+    """Retries of a failed send before dead-letter."""
+
+    churn_retry_base_seconds: PositiveSeconds = Field(default=2.0, le=3600)
+    """First retry delay; doubles each retry."""
+
+    churn_retry_max_seconds: PositiveSeconds = Field(default=60.0, le=86_400)
+    """Cap of one retry delay (429 included)."""
+
+    churn_model_uri: ArtifactUri = "models/churn_risk.joblib"
+    """Churn model artifact: s3://..., file:///... or a relative path."""
+
+    churn_window_days: int = Field(default=7, ge=1, le=90)
+    """One intervention per lead and stage per window."""
+
+    churn_max_contacts_per_day: int = Field(default=1, ge=0, le=20)
+    """Messages (SMS, email) per lead per 24 h."""
+
+    churn_max_contacts_per_week: int = Field(default=3, ge=0, le=100)
+    """Messages (SMS, email) per lead per 7 days."""
+
+    churn_quiet_hours_start: HourOfDay = 21
+    """Local hour (lead's zone) quiet hours begin."""
+
+    churn_quiet_hours_end: HourOfDay = 8
+    """Local hour (lead's zone) quiet hours end."""
+
     # Sends wait on the CRM, not on this process: a send that times out holds
     # its slot for GHL_TIMEOUT_SECONDS. At 200 sends/s under 3% timeouts (W4),
     # 12-23 slots were busy; 8 would have been the limit.
-    churn_worker_concurrency: int = Field(
-        default=32, ge=1, le=256, description="Delivery jobs run at once per replica."
-    )
-    churn_worker_enabled: bool = Field(
-        default=True, description="Run the delivery worker in this replica."
-    )
-    churn_scheduler_enabled: bool = Field(
-        default=True, description="Run the periodic detection pass in this replica."
-    )
+    churn_worker_concurrency: int = Field(default=32, ge=1, le=256)
+    """Delivery jobs run at once per replica."""
+
+    churn_worker_enabled: bool = True
+    """Run the delivery worker in this replica."""
+
+    churn_scheduler_enabled: bool = True
+    """Run the periodic detection pass in this replica."""
+
     churn_max_signals_per_request: int = Field(default=500, ge=1, le=5000)
     churn_max_body_bytes: BodyLimit = Field(default=1_048_576, le=16_777_216)
-    ghl_api_key: OptionalSecret = Field(
-        default=None, description="LeadConnector private integration token; unset: no sends."
-    )
-    ghl_base_url: str = Field(default=GHL_DEFAULT_BASE_URL)
-    ghl_location_id: OptionalText = Field(default=None, description="Sub-account of the tasks.")
+    ghl_api_key: OptionalSecret = None
+    """LeadConnector private integration token; unset: no sends."""
+
+    ghl_base_url: str = GHL_DEFAULT_BASE_URL
+    ghl_location_id: OptionalText = None
+    """Sub-account of the tasks."""
+
     ghl_timeout_seconds: PositiveSeconds = Field(default=10.0, le=120)
 
     @field_validator("ghl_base_url")

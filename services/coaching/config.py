@@ -14,19 +14,15 @@ class CoachingSettings(CommonSettings):
 
     service_name: ClassVar[str] = "coaching"
 
-    coaching_session_timeout: PositiveSeconds = Field(
-        default=300.0, le=3600, description="Seconds one analysis may take (then 504)."
-    )
-    coaching_max_concurrent_analyses: int = Field(
-        default=50, ge=1, le=10_000, description="Analyses at once per replica (then 429)."
-    )
-    coaching_max_input_tokens: int = Field(
-        default=150_000,
-        ge=1_000,
-        le=1_000_000,
-        description="Input budget of one analysis; longer transcripts are refused with 422.",
-    )
+    coaching_session_timeout: PositiveSeconds = Field(default=300.0, le=3600)
+    """Seconds one analysis may take (then 504)."""
+
+    coaching_max_concurrent_analyses: int = Field(default=50, ge=1, le=10_000)
+    """Analyses at once per replica (then 429)."""
+
+    coaching_max_input_tokens: int = Field(default=150_000, ge=1_000, le=1_000_000)
+    """Input budget of one analysis; longer transcripts are refused with 422."""
+
     coaching_max_output_tokens: int = Field(default=2_048, ge=256, le=16_384)
-    coaching_latency_window: LatencyWindowSize = Field(
-        default=1000, description="Recent analyses behind /health/coaching."
-    )
+    coaching_latency_window: LatencyWindowSize = 1000
+    """Recent analyses behind /health/coaching."""

@@ -152,9 +152,15 @@ OptionalDatabaseUrl = Annotated[OptionalSecret, AfterValidator(_check_postgres_d
 
 
 class EnvSettings(BaseSettings):
-    """Base of every settings class: environment only, unknown variables ignored."""
+    """Base of every settings class: environment only, unknown variables ignored.
 
-    model_config = SettingsConfigDict(extra="ignore", case_sensitive=False)
+    A field's description is the docstring on the line after it, as pydantic reads
+    it with ``use_attribute_docstrings`` (kept in subclasses, whose own config merges).
+    """
+
+    model_config = SettingsConfigDict(
+        extra="ignore", case_sensitive=False, use_attribute_docstrings=True
+    )
 
     @classmethod
     def from_env(cls, **overrides: Any) -> Self:
@@ -170,40 +176,40 @@ class EnvSettings(BaseSettings):
 class AuthSettings(EnvSettings):
     """The JWT keys: enough to mint or verify tokens without any datastore."""
 
-    jwt_secret_key: LongSecret = Field(description="Active HS256 signing key.")
-    jwt_key_id: str = Field(default="k1", description="kid header of the active key.")
-    jwt_previous_keys: Annotated[dict[str, SecretStr], NoDecode] = Field(
-        default_factory=dict,
-        description='JSON object {"kid": "secret"} of retired keys, verification only.',
-    )
-    jwt_leeway_seconds: NonNegativeSeconds = Field(
-        default=10.0, le=300, description="Clock skew tolerated on exp."
-    )
+    jwt_secret_key: LongSecret
+    """Active HS256 signing key."""
+
+    jwt_key_id: str = "k1"
+    """kid header of the active key."""
+
+    jwt_previous_keys: Annotated[dict[str, SecretStr], NoDecode] = Field(default_factory=dict)
+    """JSON object {"kid": "secret"} of retired keys, verification only."""
+
+    jwt_leeway_seconds: NonNegativeSeconds = Field(default=10.0, le=300)
+    """Clock skew tolerated on exp."""
+
     # Longest token lifetime per scope (services.common.auth): minted tokens
     # are refused beyond it, and so are tokens that claim a longer one.
-    jwt_max_ttl_feed_read: PositiveSeconds = Field(
-        default=12 * 3600, le=30 * 86400, description="Feed tokens (an agent's shift)."
-    )
-    jwt_max_ttl_crm_ingest: PositiveSeconds = Field(
-        default=30 * 86400,
-        le=365 * 86400,
-        description="CRM webhook tokens (rotated with the CRM integration's secret).",
-    )
-    jwt_max_ttl_leads_score: PositiveSeconds = Field(
-        default=30 * 86400, le=365 * 86400, description="Scoring API tokens."
-    )
-    jwt_max_ttl_vision_analyze: PositiveSeconds = Field(
-        default=30 * 86400, le=365 * 86400, description="Photo analysis tokens."
-    )
-    jwt_max_ttl_coaching_analyze: PositiveSeconds = Field(
-        default=30 * 86400, le=365 * 86400, description="Coaching analysis tokens."
-    )
-    jwt_max_ttl_dashboards_view: PositiveSeconds = Field(
-        default=12 * 3600, le=30 * 86400, description="Dashboards tokens (a working day)."
-    )
-    jwt_max_ttl_operator: PositiveSeconds = Field(
-        default=3600, le=86400, description="Operator tokens (short: they can do most)."
-    )
+    jwt_max_ttl_feed_read: PositiveSeconds = Field(default=12 * 3600, le=30 * 86400)
+    """Feed tokens (an agent's shift)."""
+
+    jwt_max_ttl_crm_ingest: PositiveSeconds = Field(default=30 * 86400, le=365 * 86400)
+    """CRM webhook tokens (rotated with the CRM integration's secret)."""
+
+    jwt_max_ttl_leads_score: PositiveSeconds = Field(default=30 * 86400, le=365 * 86400)
+    """Scoring API tokens."""
+
+    jwt_max_ttl_vision_analyze: PositiveSeconds = Field(default=30 * 86400, le=365 * 86400)
+    """Photo analysis tokens."""
+
+    jwt_max_ttl_coaching_analyze: PositiveSeconds = Field(default=30 * 86400, le=365 * 86400)
+    """Coaching analysis tokens."""
+
+    jwt_max_ttl_dashboards_view: PositiveSeconds = Field(default=12 * 3600, le=30 * 86400)
+    """Dashboards tokens (a working day)."""
+
+    jwt_max_ttl_operator: PositiveSeconds = Field(default=3600, le=86400)
+    """Operator tokens (short: they can do most)."""
 
     @field_validator("jwt_key_id")
     @classmethod
@@ -259,7 +265,9 @@ class AuthSettings(EnvSettings):
 class RedisSettings(EnvSettings):
     """Redis connection settings: enough for `enterprisehub flags init`."""
 
-    redis_url: SecretStr = Field(description="redis:// or rediss:// URL.")
+    redis_url: SecretStr
+    """redis:// or rediss:// URL."""
+
     redis_max_connections: int = Field(default=50, gt=0, le=10000)
     redis_socket_timeout: PositiveSeconds = Field(default=5.0, le=600)
 
@@ -286,12 +294,17 @@ def _http_url(value: str | None, expected: str) -> str | None:
 class StorageSettings(EnvSettings):
     """Object storage (S3, or MinIO in a local cluster) and the platform's buckets."""
 
-    s3_endpoint_url: OptionalText = Field(
-        default=None, description="S3-compatible endpoint (in-cluster storage); unset for AWS."
-    )
-    aws_region: OptionalText = Field(default=None, description="Region of the buckets.")
-    models_bucket: OptionalText = Field(default=None, description="Bucket of model artifacts.")
-    media_bucket: OptionalText = Field(default=None, description="Bucket of uploaded media.")
+    s3_endpoint_url: OptionalText = None
+    """S3-compatible endpoint (in-cluster storage); unset for AWS."""
+
+    aws_region: OptionalText = None
+    """Region of the buckets."""
+
+    models_bucket: OptionalText = None
+    """Bucket of model artifacts."""
+
+    media_bucket: OptionalText = None
+    """Bucket of uploaded media."""
 
     @field_validator("s3_endpoint_url")
     @classmethod
@@ -327,44 +340,39 @@ class ModelPrice(BaseModel):
 class ClaudeSettings(EnvSettings):
     """The Anthropic API: without ANTHROPIC_API_KEY the Claude client is absent."""
 
-    anthropic_api_key: OptionalSecret = Field(
-        default=None, description="Anthropic API key; unset disables every Claude feature."
-    )
-    anthropic_base_url: OptionalText = Field(
-        default=None, description="API base URL (a proxy or a local stand-in); unset: Anthropic."
-    )
-    anthropic_timeout_seconds: PositiveSeconds = Field(
-        default=60.0, le=600, description="Per-request timeout of Claude calls."
-    )
-    anthropic_max_retries: int = Field(
-        default=2,
-        ge=0,
-        le=10,
-        description="Retries of 429/529/5xx/connect errors by the one retry policy "
-        "(services.common.claude); read timeouts are never retried.",
-    )
+    anthropic_api_key: OptionalSecret = None
+    """Anthropic API key; unset disables every Claude feature."""
+
+    anthropic_base_url: OptionalText = None
+    """API base URL (a proxy or a local stand-in); unset: Anthropic."""
+
+    anthropic_timeout_seconds: PositiveSeconds = Field(default=60.0, le=600)
+    """Per-request timeout of Claude calls."""
+
+    anthropic_max_retries: int = Field(default=2, ge=0, le=10)
+    """Retries of 429/529/5xx/connect errors by the one retry policy (services.common.claude); read
+    timeouts are never retried."""
+
     claude_model: str = Field(default="claude-sonnet-4-5", min_length=1, max_length=100)
     claude_connect_timeout_seconds: PositiveSeconds = Field(default=5.0, le=60)
-    claude_max_retry_wait_seconds: NonNegativeSeconds = Field(
-        default=5.0,
-        le=120,
-        description="Longest wait for a 429's retry-after or the local limiter; longer is a 503.",
-    )
+    claude_max_retry_wait_seconds: NonNegativeSeconds = Field(default=5.0, le=120)
+    """Longest wait for a 429's retry-after or the local limiter; longer is a 503."""
+
     claude_backoff_base_seconds: PositiveSeconds = Field(default=0.5, le=60)
     claude_backoff_max_seconds: PositiveSeconds = Field(default=8.0, le=600)
-    claude_breaker_failures: int = Field(
-        default=5, ge=1, le=1000, description="Consecutive failures that open the circuit."
-    )
+    claude_breaker_failures: int = Field(default=5, ge=1, le=1000)
+    """Consecutive failures that open the circuit."""
+
     claude_breaker_open_seconds: PositiveSeconds = Field(default=30.0, le=3600)
-    claude_spend_limit_open_seconds: PositiveSeconds = Field(
-        default=900.0, le=86400, description="Circuit open time after a spend-limit 429."
-    )
+    claude_spend_limit_open_seconds: PositiveSeconds = Field(default=900.0, le=86400)
+    """Circuit open time after a spend-limit 429."""
+
     claude_prices: Annotated[dict[str, ModelPrice], NoDecode] = Field(
         default_factory=lambda: {
             k: ModelPrice.model_validate(v) for k, v in DEFAULT_CLAUDE_PRICES.items()
-        },
-        description='JSON {"model": {"input": USD/MTok, "output": USD/MTok}}.',
+        }
     )
+    """JSON {"model": {"input": USD/MTok, "output": USD/MTok}}."""
 
     @field_validator("claude_prices", mode="before")
     @classmethod
@@ -401,7 +409,8 @@ class DatabaseSettings(EnvSettings):
     """
 
     environment: Environment = "local"
-    database_url: DatabaseUrl = Field(description="Application role DSN (subject to RLS).")
+    database_url: DatabaseUrl
+    """Application role DSN (subject to RLS)."""
 
 
 class CommonSettings(
@@ -418,27 +427,22 @@ class CommonSettings(
     deployment_env: str = "local"
     log_level: LogLevel = "INFO"
 
-    migration_database_url: OptionalDatabaseUrl = Field(
-        default=None, description="Owner role DSN, used only by `enterprisehub migrate`."
-    )
+    migration_database_url: OptionalDatabaseUrl = None
+    """Owner role DSN, used only by `enterprisehub migrate`."""
+
     db_pool_size: int = Field(default=20, gt=0, le=1000)
     db_max_overflow: int = Field(default=40, ge=0, le=1000)
     db_pool_timeout: PositiveSeconds = Field(default=30.0, le=600)
 
     cors_origins: CommaSeparated = Field(default_factory=list)
-    max_request_body_bytes: BodyLimit = Field(
-        default=2_097_152,
-        le=100_000_000,
-        description="Largest request body any route accepts (a 1,000-lead batch is ~0.5 MB).",
-    )
+    max_request_body_bytes: BodyLimit = Field(default=2_097_152, le=100_000_000)
+    """Largest request body any route accepts (a 1,000-lead batch is ~0.5 MB)."""
 
     slack_webhook_url: OptionalSecret = None
 
-    fault_injection_file: Path | None = Field(
-        default=None,
-        description="Test-only: a JSON file of latency/errors to inject (services.common.faults); "
-        "refused in production.",
-    )
+    fault_injection_file: Path | None = None
+    """Test-only: a JSON file of latency/errors to inject (services.common.faults); refused in
+    production."""
 
     websocket_target_latency_ms: float = Field(default=50, gt=0)
     ml_inference_target_ms: float = Field(default=35, gt=0)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from pydantic import Field, field_validator
+from pydantic import field_validator
 
 from services.common.settings import CommonSettings
 
@@ -17,10 +17,8 @@ class DashboardSettings(CommonSettings):
 
     service_name: ClassVar[str] = "dashboards"
 
-    dashboards_feed_url: str = Field(
-        default="ws://127.0.0.1:8001/v1/feed",
-        description="websocket-manager's WS /v1/feed, as the dashboards reach it.",
-    )
+    dashboards_feed_url: str = "ws://127.0.0.1:8001/v1/feed"
+    """websocket-manager's WS /v1/feed, as the dashboards reach it."""
 
     @field_validator("dashboards_feed_url")
     @classmethod

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field, field_validator
+from pydantic import field_validator
 
 from services.common.settings import DatabaseSettings
 from services.impact.assumptions import FeatureAssumptions, load_assumptions
@@ -11,9 +11,8 @@ from services.impact.assumptions import FeatureAssumptions, load_assumptions
 class ImpactSettings(DatabaseSettings):
     """The database plus IMPACT_ASSUMPTIONS (JSON overrides of the assumptions)."""
 
-    impact_assumptions: str | None = Field(
-        default=None, description='JSON {"feature": {"lift": 0.05, ...}} overriding assumptions.'
-    )
+    impact_assumptions: str | None = None
+    """JSON {"feature": {"lift": 0.05, ...}} overriding assumptions."""
 
     @field_validator("impact_assumptions")
     @classmethod

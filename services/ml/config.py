@@ -27,39 +27,33 @@ class MLSettings(CommonSettings, LeadModelSettings):
 
     service_name: ClassVar[str] = "ml"
 
-    ml_inference_timeout: PositiveSeconds = Field(
-        default=10.0, le=300, description="Seconds before a scoring request gets 503."
-    )
-    ml_inference_workers: int = Field(
-        default=2, ge=1, le=64, description="Threads running model inference."
-    )
-    ml_latency_window: LatencyWindowSize = Field(
-        default=1000, description="Recent inferences behind /health/ml."
-    )
-    ml_max_body_bytes: BodyLimit = Field(
-        default=2_097_152,
-        le=50_000_000,
-        description="Largest accepted request body (a full batch of leads is about 600 KB).",
-    )
-    vision_url_allowed_hosts: CommaSeparated = Field(
-        default_factory=list,
-        description="Comma-separated hosts photo URLs may point at (name or *.suffix).",
-    )
+    ml_inference_timeout: PositiveSeconds = Field(default=10.0, le=300)
+    """Seconds before a scoring request gets 503."""
+
+    ml_inference_workers: int = Field(default=2, ge=1, le=64)
+    """Threads running model inference."""
+
+    ml_latency_window: LatencyWindowSize = 1000
+    """Recent inferences behind /health/ml."""
+
+    ml_max_body_bytes: BodyLimit = Field(default=2_097_152, le=50_000_000)
+    """Largest accepted request body (a full batch of leads is about 600 KB)."""
+
+    vision_url_allowed_hosts: CommaSeparated = Field(default_factory=list)
+    """Comma-separated hosts photo URLs may point at (name or *.suffix)."""
+
     vision_max_image_bytes: int = Field(default=20 * 1024 * 1024, gt=0, le=100 * 1024 * 1024)
     vision_fetch_timeout_seconds: PositiveSeconds = Field(default=10.0, le=120)
-    vision_claim_wait_seconds: PositiveSeconds = Field(
-        default=60.0, le=600, description="How long a request waits for another's analysis."
-    )
-    vision_claim_stale_seconds: PositiveSeconds = Field(
-        default=180.0, le=3600, description="Age at which a pending claim is taken over."
-    )
-    vision_analysis_timeout_seconds: PositiveSeconds = Field(
-        default=120.0,
-        le=3000,
-        description="Longest a replica's Claude analysis of one photo may take (504 after "
-        "it, the claim given back); below VISION_CLAIM_STALE_SECONDS, so that the claim of "
-        "a replica still calling is never taken over and paid for twice.",
-    )
+    vision_claim_wait_seconds: PositiveSeconds = Field(default=60.0, le=600)
+    """How long a request waits for another's analysis."""
+
+    vision_claim_stale_seconds: PositiveSeconds = Field(default=180.0, le=3600)
+    """Age at which a pending claim is taken over."""
+
+    vision_analysis_timeout_seconds: PositiveSeconds = Field(default=120.0, le=3000)
+    """Longest a replica's Claude analysis of one photo may take (504 after it, the claim given
+    back); below VISION_CLAIM_STALE_SECONDS, so that the claim of a replica still calling is
+    never taken over and paid for twice."""
 
     @model_validator(mode="after")
     def _owner_gives_up_before_its_claim_goes_stale(self) -> Self:

@@ -26,81 +26,54 @@ class RealtimeSettings(CommonSettings, LeadModelSettings):
 
     service_name: ClassVar[str] = "realtime"
 
-    ws_max_connections_per_tenant: int = Field(
-        default=100, ge=1, le=100_000, description="Feed sockets per tenant, across replicas."
-    )
-    ws_max_connections_per_subject: int = Field(
-        default=10,
-        ge=1,
-        le=100_000,
-        description="Feed sockets per token subject (agent) within its tenant's, across "
-        "replicas: one agent cannot take every slot of its tenant.",
-    )
-    ws_heartbeat_interval: PositiveSeconds = Field(
-        default=30.0, le=3600, description="Seconds between heartbeat frames."
-    )
-    ws_reconnect_delay: NonNegativeSeconds = Field(
-        default=5.0,
-        le=3600,
-        description="Seconds a client should wait before reconnecting (sent in the ready frame).",
-    )
-    ws_send_queue_size: int = Field(
-        default=10_000,
-        ge=1,
-        le=1_000_000,
-        description="Frames queued per socket before it catches up from the stream instead.",
-    )
+    ws_max_connections_per_tenant: int = Field(default=100, ge=1, le=100_000)
+    """Feed sockets per tenant, across replicas."""
 
-    realtime_stream_maxlen: int = Field(
-        default=10_000,
-        ge=100,
-        le=10_000_000,
-        description="Events kept per tenant stream for replay (MAXLEN ~).",
-    )
-    realtime_db_replay_limit: int = Field(
-        default=10_000,
-        ge=0,
-        le=1_000_000,
-        description="Missed events a reconnect may replay from Postgres beyond the stream.",
-    )
-    realtime_publish_timeout: PositiveSeconds = Field(
-        default=1.0,
-        le=30,
-        description="Seconds the ingest waits for XADD before acknowledging as deferred.",
-    )
-    realtime_flush_interval: PositiveSeconds = Field(
-        default=0.25,
-        le=60,
-        description="Seconds between batched writes of publish marks and delivery latencies.",
-    )
-    realtime_relay_interval: PositiveSeconds = Field(
-        default=1.0, le=600, description="Seconds between outbox relay passes."
-    )
-    realtime_relay_scan_interval: PositiveSeconds = Field(
-        default=15.0,
-        le=3600,
-        description="Seconds between relay scans of every tenant with a socket here.",
-    )
-    realtime_relay_grace: PositiveSeconds = Field(
-        default=5.0,
-        le=3600,
-        description="Age in seconds before an unpublished stored event is the relay's to publish.",
-    )
-    realtime_max_event_bytes: BodyLimit = Field(
-        default=65_536, le=10_000_000, description="Largest accepted webhook body."
-    )
-    realtime_max_batch_events: int = Field(
-        default=100,
-        ge=1,
-        le=500,
-        description="Most events in one batch webhook (HubSpot and Salesforce send up to 100).",
-    )
-    realtime_max_batch_bytes: BodyLimit = Field(
-        default=1_048_576, le=50_000_000, description="Largest accepted batch body."
-    )
-    realtime_latency_window_seconds: PositiveSeconds = Field(
-        default=60.0, le=3600, description="Window of /health/websocket's latency figures."
-    )
+    ws_max_connections_per_subject: int = Field(default=10, ge=1, le=100_000)
+    """Feed sockets per token subject (agent) within its tenant's, across replicas: one agent cannot
+    take every slot of its tenant."""
+
+    ws_heartbeat_interval: PositiveSeconds = Field(default=30.0, le=3600)
+    """Seconds between heartbeat frames."""
+
+    ws_reconnect_delay: NonNegativeSeconds = Field(default=5.0, le=3600)
+    """Seconds a client should wait before reconnecting (sent in the ready frame)."""
+
+    ws_send_queue_size: int = Field(default=10_000, ge=1, le=1_000_000)
+    """Frames queued per socket before it catches up from the stream instead."""
+
+    realtime_stream_maxlen: int = Field(default=10_000, ge=100, le=10_000_000)
+    """Events kept per tenant stream for replay (MAXLEN ~)."""
+
+    realtime_db_replay_limit: int = Field(default=10_000, ge=0, le=1_000_000)
+    """Missed events a reconnect may replay from Postgres beyond the stream."""
+
+    realtime_publish_timeout: PositiveSeconds = Field(default=1.0, le=30)
+    """Seconds the ingest waits for XADD before acknowledging as deferred."""
+
+    realtime_flush_interval: PositiveSeconds = Field(default=0.25, le=60)
+    """Seconds between batched writes of publish marks and delivery latencies."""
+
+    realtime_relay_interval: PositiveSeconds = Field(default=1.0, le=600)
+    """Seconds between outbox relay passes."""
+
+    realtime_relay_scan_interval: PositiveSeconds = Field(default=15.0, le=3600)
+    """Seconds between relay scans of every tenant with a socket here."""
+
+    realtime_relay_grace: PositiveSeconds = Field(default=5.0, le=3600)
+    """Age in seconds before an unpublished stored event is the relay's to publish."""
+
+    realtime_max_event_bytes: BodyLimit = Field(default=65_536, le=10_000_000)
+    """Largest accepted webhook body."""
+
+    realtime_max_batch_events: int = Field(default=100, ge=1, le=500)
+    """Most events in one batch webhook (HubSpot and Salesforce send up to 100)."""
+
+    realtime_max_batch_bytes: BodyLimit = Field(default=1_048_576, le=50_000_000)
+    """Largest accepted batch body."""
+
+    realtime_latency_window_seconds: PositiveSeconds = Field(default=60.0, le=3600)
+    """Window of /health/websocket's latency figures."""
 
     @model_validator(mode="after")
     def _relay_waits_for_ingest(self) -> Self:

@@ -46,7 +46,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
-from pydantic import Field, SecretStr
+from pydantic import SecretStr
 
 from services.cli import EXIT_USAGE, CommandError, number_argument
 from services.common.flags import FEATURES, get_flags
@@ -68,7 +68,7 @@ from services.rollback.undo_claims import CloseClaimError, close_claim, stuck_cl
 class NotifySettings(EnvSettings):
     """The Slack webhook, when the operator's shell has it."""
 
-    slack_webhook_url: OptionalSecret = Field(default=None)
+    slack_webhook_url: OptionalSecret = None
 
 
 def _target(value: str) -> str:

@@ -25,29 +25,21 @@ class RollbackSettings(CommonSettings):
 
     service_name: ClassVar[str] = "rollback"
 
-    alertmanager_webhook_token: LongSecret = Field(
-        description="Bearer token Alertmanager presents (at least 32 bytes)."
-    )
+    alertmanager_webhook_token: LongSecret
+    """Bearer token Alertmanager presents (at least 32 bytes)."""
+
     rollback_max_body_bytes: int = Field(default=1_048_576, gt=0, le=16_777_216)
-    rollback_undo_deployments: bool = Field(
-        default=False,
-        description=(
-            "Also undo the latest rollout of a triggering feature's Deployments (the "
-            "stack's rollback.undoDeployments; the pod then has a token and a Role)."
-        ),
-    )
-    rollback_feature_deployments: dict[str, tuple[str, ...]] = Field(
-        default_factory=dict,
-        description='Feature -> its Deployments, JSON {"property_vision": ["ml-services"]}.',
-    )
-    rollback_flag_check_seconds: PositiveSeconds = Field(
-        default=10.0,
-        le=300,
-        description=(
-            "How often the handler checks that every flag is in Redis and restores the "
-            "missing ones from their last recorded state (one MGET while none is missing)."
-        ),
-    )
+    rollback_undo_deployments: bool = False
+    """Also undo the latest rollout of a triggering feature's Deployments (the stack's
+    rollback.undoDeployments; the pod then has a token and a Role)."""
+
+    rollback_feature_deployments: dict[str, tuple[str, ...]] = Field(default_factory=dict)
+    """Feature -> its Deployments, JSON {"property_vision": ["ml-services"]}."""
+
+    rollback_flag_check_seconds: PositiveSeconds = Field(default=10.0, le=300)
+    """How often the handler checks that every flag is in Redis and restores the missing ones from
+    their last recorded state (one MGET while none is missing)."""
+
     rollback_kubernetes_timeout_seconds: PositiveSeconds = Field(default=5.0, le=30)
     #: Where the kubelet mounts the pod's ServiceAccount token, CA and namespace.
     rollback_service_account_dir: Path = Path("/var/run/secrets/kubernetes.io/serviceaccount")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pydantic import Field
-
 from services.common.settings import DatabaseSettings, OptionalText, RedisSettings
 
 
@@ -14,6 +12,5 @@ class RolloutSettings(DatabaseSettings, RedisSettings):
     the owner's, and nothing here needs the JWT keys.
     """
 
-    prometheus_url: OptionalText = Field(
-        default=None, description="Prometheus HTTP API base URL for `rollout advance`."
-    )
+    prometheus_url: OptionalText = None
+    """Prometheus HTTP API base URL for `rollout advance`."""

@@ -19,14 +19,12 @@ MAX_BATCH_LEADS = 1000
 class LeadModelSettings(EnvSettings):
     """ML_MODEL_URI, ML_MODEL_CACHE_SIZE and ML_BATCH_SIZE."""
 
-    ml_model_uri: ArtifactUri = Field(
-        default="models/lead_scoring.joblib",
-        description="Model artifact: s3://bucket/key, a published s3:// or file:// prefix "
-        "ending in /, file:///abs/path or a relative path.",
-    )
-    ml_model_cache_size: int = Field(
-        default=100, ge=0, le=1_000_000, description="LRU score-cache entries (0 disables)."
-    )
-    ml_batch_size: int = Field(
-        default=32, ge=1, le=MAX_BATCH_LEADS, description="Leads per model call."
-    )
+    ml_model_uri: ArtifactUri = "models/lead_scoring.joblib"
+    """Model artifact: s3://bucket/key, a published s3:// or file:// prefix ending in /,
+    file:///abs/path or a relative path."""
+
+    ml_model_cache_size: int = Field(default=100, ge=0, le=1_000_000)
+    """LRU score-cache entries (0 disables)."""
+
+    ml_batch_size: int = Field(default=32, ge=1, le=MAX_BATCH_LEADS)
+    """Leads per model call."""

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import ast
 import importlib
+import inspect
+import textwrap
 from typing import Any
 
 import pytest
@@ -11,6 +14,7 @@ from pydantic import SecretStr, TypeAdapter, ValidationError
 from services.churn.config import ChurnSettings, HourOfDay
 from services.coaching.config import CoachingSettings
 from services.common.settings import (
+    AuthSettings,
     BodyLimit,
     CommonSettings,
     EnvSettings,
@@ -22,7 +26,9 @@ from services.common.settings import (
 )
 from services.impact.config import ImpactSettings
 from services.ml.config import MLSettings
+from services.realtime.config import RealtimeSettings
 from services.rollback.cli import NotifySettings
+from services.rollback.config import RollbackSettings
 from services.rollout.config import RolloutSettings
 
 DB_PASSWORD = "s3cret-db-password"
@@ -316,3 +322,37 @@ def test_every_dsn_is_checked_under_its_own_name_and_never_echoed(
 def test_an_empty_migration_dsn_means_unset(env: pytest.MonkeyPatch) -> None:
     env.setenv("MIGRATION_DATABASE_URL", "")
     assert CommonSettings.from_env().migration_database_url is None
+
+
+def _attribute_docstrings(cls: type) -> dict[str, str]:
+    """The string literal written on the line after each annotated attribute of ``cls``."""
+    body = ast.parse(textwrap.dedent(inspect.getsource(cls))).body[0]
+    assert isinstance(body, ast.ClassDef)
+    return {
+        attribute.target.id: inspect.cleandoc(literal.value.value)
+        for attribute, literal in zip(body.body, body.body[1:], strict=False)
+        if isinstance(attribute, ast.AnnAssign)
+        and isinstance(attribute.target, ast.Name)
+        and isinstance(literal, ast.Expr)
+        and isinstance(literal.value, ast.Constant)
+        and isinstance(literal.value.value, str)
+    }
+
+
+@pytest.mark.parametrize(
+    ("settings_class", "declared_in", "field"),
+    [
+        (CommonSettings, CommonSettings, "max_request_body_bytes"),
+        (CommonSettings, CommonSettings, "fault_injection_file"),  # a docstring of two lines
+        (CommonSettings, AuthSettings, "jwt_secret_key"),  # required, from a base class
+        (RealtimeSettings, RealtimeSettings, "ws_send_queue_size"),
+        (RealtimeSettings, CommonSettings, "max_request_body_bytes"),
+        (RollbackSettings, RollbackSettings, "alertmanager_webhook_token"),
+    ],
+)
+def test_a_settings_description_is_the_docstring_under_its_field(
+    settings_class: type[EnvSettings], declared_in: type[EnvSettings], field: str
+) -> None:
+    # EnvSettings turns on use_attribute_docstrings, which every settings class inherits.
+    docstring = _attribute_docstrings(declared_in)[field]
+    assert settings_class.model_fields[field].description == docstring
