@@ -108,6 +108,9 @@ def contract_problems(workload: catalog.Workload) -> list[str]:
 
     fields = set(_settings_class(workload).model_fields)
     settings = _settings_class(workload)
+    # The name in the service's build_info and health bodies is its settings class's.
+    if settings.service_name != workload.kind:
+        problems.append(f"service name: catalog {workload.kind}, settings {settings.service_name}")
     for key in sorted(_config_map_keys(workload)):
         if key.lower() not in fields:
             problems.append(f"ConfigMap key {key} is no setting of {settings.__name__}")
@@ -181,6 +184,17 @@ def test_drift_is_caught(
     monkeypatch.setattr(catalog, "SERVICES", MappingProxyType(services))
     problems = contract_problems(catalog.SERVICES[drifted.name])
     assert any(expected in problem for problem in problems), problems
+
+
+def test_a_service_named_otherwise_than_its_catalog_kind_is_caught(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """build_info{service} and the health bodies carry the settings class's name."""
+    from services.realtime.config import RealtimeSettings
+
+    monkeypatch.setattr(RealtimeSettings, "service_name", "websocket")
+    problems = contract_problems(catalog.WEBSOCKET_MANAGER)
+    assert "service name: catalog realtime, settings websocket" in problems
 
 
 #: Stack settings read from the environment by a library rather than a settings class.

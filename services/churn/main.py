@@ -105,7 +105,6 @@ def create_app(
     return create_common_app(
         settings=settings,
         title="EnterpriseHub churn-orchestrator",
-        service="churn",
         routers=[signals.router, outcomes.router, interventions.router, dead_letters.router],
         feature_health=CHURN_FEATURE_HEALTH,
         lifespan=_lifespan(settings),

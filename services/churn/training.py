@@ -1,8 +1,8 @@
 """Train the calibrated churn-risk model and write a versioned artifact and its report.
 
-``enterprisehub churn train --out models/churn_risk.joblib [--plot PATH]`` (or
-``python -m services.churn.training``). Gradient-boosted trees rank the leads;
-isotonic calibration fitted on folds the trees did not see makes the
+``enterprisehub churn train --out models/churn_risk.joblib [--plot PATH]``.
+Gradient-boosted trees rank the leads; isotonic calibration fitted on folds
+the trees did not see makes the
 probabilities mean what they say (of the leads scored 0.7, about 70% churn),
 which the stages' thresholds rely on. The held-out AUC, Brier score and the
 reliability curve are recorded in the artifact's metadata and drawn by
@@ -12,7 +12,6 @@ reliability curve are recorded in the artifact's metadata and drawn by
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
@@ -27,7 +26,7 @@ from services.churn.datagen import generate
 from services.churn.features import FEATURE_NAMES, FEATURE_SCHEMA_VERSION
 from services.common.heldout import check_row_count, heldout_split
 from services.common.lead_model.artifact import ArtifactMetadata, save_artifact
-from services.common.training_cli import add_training_arguments, run_standalone
+from services.common.training_cli import add_training_arguments
 
 MODEL_NAME: Final = "churn-risk"
 DEFAULT_ROWS: Final = 30_000
@@ -234,12 +233,3 @@ def run_train(args: argparse.Namespace) -> int:
             f"{b.mean_predicted:.3f}, observed {b.observed_rate:.3f}"
         )
     return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m services.churn.training``: same as ``enterprisehub churn train``."""
-    return run_standalone(__doc__, add_train_arguments, run_train, argv)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

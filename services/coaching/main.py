@@ -52,7 +52,6 @@ def create_app(
     app = create_common_app(
         settings=settings,
         title="EnterpriseHub coaching-engine",
-        service="coaching",
         routers=[sessions.router],
         feature_health=COACHING_FEATURE_HEALTH,
         # Redis runs the ai_coaching flag cache; an outage keeps the last known

@@ -2,7 +2,7 @@
 
 A service's ``main.py`` is a short call::
 
-    create_app(settings=settings, title="...", service="ml", routers=[scoring.router],
+    create_app(settings=settings, title="...", routers=[scoring.router],
                needs=frozenset({Need.STORAGE}), feature_health=ML_FEATURE_HEALTH,
                lifespan=ml_lifespan)
 
@@ -52,7 +52,6 @@ def create_app(
     *,
     settings: CommonSettings,
     title: str,
-    service: str,
     routers: Sequence[APIRouter] = (),
     feature_health: FeatureHealth | None = None,
     lifespan: ServiceLifespan | None = None,
@@ -65,8 +64,8 @@ def create_app(
 ) -> FastAPI:
     """Build a service's app.
 
-    ``service`` is the short name (``realtime``, ``ml``, ...) used in metrics
-    and health bodies; ``registry`` defaults to a fresh one (tests pass
+    The settings class names the service (``service_name``: ``realtime``,
+    ``ml``, ...) for the metrics and health bodies; ``registry`` defaults to a fresh one (tests pass
     theirs); ``lifespan`` is the service's own async context manager factory,
     entered once everything in ``needs`` is open (default: Postgres and
     Redis). ``max_body_bytes`` caps every request body (default
@@ -77,6 +76,7 @@ def create_app(
     (rollback-handler: Alertmanager's static bearer token).
     """
     needs = frozenset(needs)
+    service = settings.service_name
     if feature_health is not None and (
         missing := feature_health.requires - {str(need) for need in needs}
     ):

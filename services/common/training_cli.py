@@ -1,14 +1,12 @@
 """What the model-training commands (``model train``, ``churn train``) share.
 
 Both train on generated data: the same ``--out``, ``--seed`` and ``--rows``
-options (with each model's defaults and its smallest useful row count), and
-the same ``python -m`` entry that runs the command without ``enterprisehub``.
+options, with each model's defaults and its smallest useful row count.
 """
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from services.common.heldout import check_row_count
@@ -28,15 +26,3 @@ def add_training_arguments(
     parser.add_argument("--out", type=Path, default=out, help="model file to write")
     parser.add_argument("--seed", type=int, default=seed, help="generator and split seed")
     parser.add_argument("--rows", type=row_count, default=rows, help=f"{what} (>= {min_rows})")
-
-
-def run_standalone(
-    description: str | None,
-    add_arguments: Callable[[argparse.ArgumentParser], None],
-    run: Callable[[argparse.Namespace], int],
-    argv: Sequence[str] | None = None,
-) -> int:
-    """Parse ``argv`` with ``add_arguments``' options and run the command's handler."""
-    parser = argparse.ArgumentParser(description=description)
-    add_arguments(parser)
-    return run(parser.parse_args(argv))

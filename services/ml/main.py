@@ -40,7 +40,6 @@ def create_app(
     app = create_service_app(
         settings=settings,
         title="EnterpriseHub ml-services",
-        service="ml",
         routers=[scoring.router, vision.router],
         needs=NEEDS,
         feature_health=ML_FEATURE_HEALTH,

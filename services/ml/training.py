@@ -1,8 +1,8 @@
 """Train the lead-conversion model on generated leads and write a versioned artifact.
 
-Entry point for operators: ``enterprisehub model train --out PATH [--seed N --rows N]``
-(or ``python -m services.ml.training``). Training takes about a second for the
-default 50,000 rows; the held-out AUC is recorded in the artifact's metadata.
+Entry point for operators: ``enterprisehub model train --out PATH [--seed N --rows N]``.
+Training takes about a second for the default 50,000 rows; the held-out AUC
+is recorded in the artifact's metadata.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from services.common.lead_model.features import (
     SOURCES,
     TIMELINES,
 )
-from services.common.training_cli import add_training_arguments, run_standalone
+from services.common.training_cli import add_training_arguments
 from services.ml import datagen
 
 Estimator = Literal["logistic", "hgb"]
@@ -166,12 +166,3 @@ def run_train(args: argparse.Namespace) -> int:
         f"trained on {report.training_rows} rows, seed {args.seed}"
     )
     return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m services.ml.training``: same as ``enterprisehub model train``."""
-    return run_standalone(__doc__, add_train_arguments, run_train, argv)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

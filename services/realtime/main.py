@@ -36,7 +36,6 @@ def create_app(
     return create_service_app(
         settings=settings,
         title="EnterpriseHub websocket-manager",
-        service="realtime",
         routers=[events.router, feed.router],
         needs=NEEDS,
         feature_health=WEBSOCKET_FEATURE_HEALTH,

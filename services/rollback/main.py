@@ -101,7 +101,6 @@ def create_app(
     app = create_service_app(
         settings=settings,
         title="EnterpriseHub rollback-handler",
-        service="rollback",
         routers=[webhook.router],
         feature_health=ROLLBACK_FEATURE_HEALTH,
         registry=registry,

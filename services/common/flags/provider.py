@@ -16,7 +16,7 @@ are a ``TYPE_MISMATCH``. Reasons: ``TARGETING_MATCH`` (on for everyone),
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any, Final
 
 from openfeature.evaluation_context import EvaluationContext
@@ -117,44 +117,24 @@ class EnterpriseHubProvider(AbstractProvider):
         variant = decision.variant or "off"
         return FlagResolutionDetails(value=variant, reason=decision.reason.value, variant=variant)
 
-    def resolve_integer_details(
+    def _not_served(
         self,
         flag_key: str,
-        default_value: int,
+        default_value: Any,
         evaluation_context: EvaluationContext | None = None,
-    ) -> FlagResolutionDetails[int]:
-        """Not served: flags are booleans."""
-        return _mismatch(default_value)
+    ) -> FlagResolutionDetails[Any]:
+        """Not served: flags are booleans (or string variants); the default, as a type mismatch."""
+        return FlagResolutionDetails(
+            value=default_value,
+            reason=Reason.ERROR.value,
+            error_code=ErrorCode.TYPE_MISMATCH,
+            error_message="feature flags are booleans (or string variants)",
+        )
 
-    def resolve_float_details(
-        self,
-        flag_key: str,
-        default_value: float,
-        evaluation_context: EvaluationContext | None = None,
-    ) -> FlagResolutionDetails[float]:
-        """Not served: flags are booleans."""
-        return _mismatch(default_value)
-
-    def resolve_object_details(
-        self,
-        flag_key: str,
-        default_value: Sequence[FlagValueType] | Mapping[str, FlagValueType],
-        evaluation_context: EvaluationContext | None = None,
-    ) -> FlagResolutionDetails[Sequence[FlagValueType] | Mapping[str, FlagValueType]]:
-        """Not served: flags are booleans."""
-        return _mismatch(default_value)
+    resolve_integer_details = resolve_float_details = resolve_object_details = _not_served
 
 
 def _error(code: ErrorCode, message: str) -> FlagResolutionDetails[Any]:
     return FlagResolutionDetails(
         value=False, reason=Reason.ERROR.value, error_code=code, error_message=message
-    )
-
-
-def _mismatch(default_value: Any) -> FlagResolutionDetails[Any]:
-    return FlagResolutionDetails(
-        value=default_value,
-        reason=Reason.ERROR.value,
-        error_code=ErrorCode.TYPE_MISMATCH,
-        error_message="feature flags are booleans (or string variants)",
     )

@@ -89,7 +89,6 @@ def build_app(settings: CommonSettings, feature_probe: FeatureProbe) -> Callable
         return create_app(
             settings=app_settings,
             title="common-core test app",
-            service="test",
             routers=[router],
             feature_health=FeatureHealth("/health/websocket", feature_probe),
             registry=new_registry(),

@@ -185,9 +185,7 @@ async def feed(websocket: WebSocket) -> None:
 @pytest.fixture
 def ws_app(settings: CommonSettings) -> FastAPI:
     # No lifespan: authentication needs only the verifier create_app installs.
-    return create_app(
-        settings=settings, title="ws", service="test", routers=[ws_router], registry=new_registry()
-    )
+    return create_app(settings=settings, title="ws", routers=[ws_router], registry=new_registry())
 
 
 async def handshake(

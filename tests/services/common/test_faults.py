@@ -26,9 +26,7 @@ def _app(
     settings_env: dict[str, str], fault_file: Path, monkeypatch: pytest.MonkeyPatch
 ) -> FastAPI:
     monkeypatch.setenv("FAULT_INJECTION_FILE", str(fault_file))
-    return create_app(
-        settings=CommonSettings.from_env(), title="t", service="faults", routers=[router]
-    )
+    return create_app(settings=CommonSettings.from_env(), title="t", routers=[router])
 
 
 def _write(path: Path, fault: dict[str, Any] | None) -> None:

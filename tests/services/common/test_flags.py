@@ -329,7 +329,14 @@ async def test_openfeature_client_gives_values_reasons_and_variants(
     assert details.error_code == ErrorCode.TARGETING_KEY_MISSING
     details = client.get_boolean_details("no_such_flag", False, EvaluationContext(inside))
     assert details.error_code == ErrorCode.FLAG_NOT_FOUND
-    assert client.get_integer_details("ai_coaching", 3, EvaluationContext(inside)).value == 3
+    # Flags are booleans: any other type answers its default as a type mismatch.
+    for details in (
+        client.get_integer_details("ai_coaching", 3, EvaluationContext(inside)),
+        client.get_float_details("ai_coaching", 0.5, EvaluationContext(inside)),
+        client.get_object_details("ai_coaching", {"k": 1}, EvaluationContext(inside)),
+    ):
+        assert details.value in (3, 0.5, {"k": 1})
+        assert details.error_code == ErrorCode.TYPE_MISMATCH
     assert (
         registry.get_sample_value(
             "feature_flag_evaluations_total", {"feature": "property_vision", "reason": "SPLIT"}

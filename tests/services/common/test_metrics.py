@@ -89,7 +89,7 @@ async def test_scrapes_are_counted_under_their_own_route(
 
 async def test_build_info_names_the_service(build_app: Any, app_client: AppClient) -> None:
     text = await scrape_after(build_app, app_client, "/health")
-    assert 'enterprisehub_build_info{service="test"' in text
+    assert 'enterprisehub_build_info{service="common"' in text
 
 
 #: A small catalog of one series of each kind, for the factory's own tests.

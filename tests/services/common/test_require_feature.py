@@ -38,7 +38,6 @@ def _app(settings: CommonSettings) -> FastAPI:
     return create_app(
         settings=settings,
         title="flags",
-        service="flags-test",
         routers=[router],
         registry=new_registry(),
     )

@@ -47,7 +47,6 @@ def _app(settings: CommonSettings, needs: frozenset[Need], **kwargs: Any) -> Fas
     return create_app(
         settings=settings,
         title="skeleton test app",
-        service="test",
         routers=[claude_router],
         needs=needs,
         registry=new_registry(),
@@ -159,7 +158,7 @@ async def test_a_service_gets_only_what_it_declares(
 async def test_default_needs_are_postgres_and_redis(
     settings: CommonSettings, app_client: AppClient
 ) -> None:
-    app = create_app(settings=settings, title="t", service="test", registry=new_registry())
+    app = create_app(settings=settings, title="t", registry=new_registry())
     async with app_client(app) as client:
         detailed = (await client.get("/health/detailed")).json()
     assert set(detailed["dependencies"]) == {"postgres", "redis"}
