@@ -63,7 +63,7 @@ from services.churn.crm import (
 )
 from services.churn.detection import NOT_CONFIGURED
 from services.churn.metrics import ChurnMetrics
-from services.churn.queue import defer_deliveries, pending_backlog
+from services.churn.queue import SingleDelivery, defer_delivery_jobs, pending_backlog
 from services.churn.stages import LEAD_CHANNELS
 
 log = logging.getLogger(__name__)
@@ -409,14 +409,15 @@ class Deliverer:
             row["outbox_id"],
             when,
         )
-        await defer_deliveries(
+        # A retry keeps its own queue position; otherwise (quiet hours, an
+        # unknown position) the row goes to the end of its tenant's queue
+        # (see detection.py on fairness).
+        if priority is None:
+            priority = -(await pending_backlog(conn))
+        await defer_delivery_jobs(
             conn,
             tenant_id=tenant_id,
-            outbox_ids=[row["outbox_id"]],
-            # Its own queue position, or (quiet hours, an unknown one) the end
-            # of its tenant's queue (see detection.py on fairness).
-            priorities=[priority if priority is not None else -(await pending_backlog(conn))],
-            not_before=[when],
+            jobs=[SingleDelivery(outbox_id=row["outbox_id"], priority=priority, not_before=when)],
         )
 
     async def _look_again(self, conn: Any, tenant_id: str, row: Any, when: datetime) -> None:
@@ -426,12 +427,12 @@ class Deliverer:
         # keeps the rest of it.
         await conn.execute("SAVEPOINT look_again")
         try:
-            await defer_deliveries(
+            await defer_delivery_jobs(
                 conn,
                 tenant_id=tenant_id,
-                outbox_ids=[row["outbox_id"]],
-                priorities=[priority],
-                not_before=[when],
+                jobs=[
+                    SingleDelivery(outbox_id=row["outbox_id"], priority=priority, not_before=when)
+                ],
             )
         except asyncpg.UniqueViolationError:
             # The row's queueing lock: a job for it is already waiting.

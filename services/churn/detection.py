@@ -53,7 +53,13 @@ import numpy as np
 from services.churn.contact_rules import InvalidTimeZone, QuietHours
 from services.churn.features import LEAD_COLUMNS_SQL, feature_matrix
 from services.churn.model import ChurnModel
-from services.churn.queue import defer_deliveries, defer_group_deliveries, pending_backlog
+from services.churn.queue import (
+    DeliveryJob,
+    GroupDelivery,
+    SingleDelivery,
+    defer_delivery_jobs,
+    pending_backlog,
+)
 from services.churn.stages import LEAD_CHANNELS, STAGES, THRESHOLDS
 
 Trigger = Literal["schedule", "signal"]
@@ -397,35 +403,25 @@ async def _defer_sends(conn: Any, tenant_id: str, inserted: Sequence[Any], backl
     by_intervention: dict[Any, list[Any]] = {}
     for row in inserted:
         by_intervention.setdefault(row["intervention_id"], []).append(row)
-    groups: dict[str, list[Any]] = {k: [] for k in ("iid", "ids", "priority", "nb")}
-    singles: dict[str, list[Any]] = {k: [] for k in ("ids", "priority", "nb")}
+    jobs: list[DeliveryJob] = []
     position = backlog
     for intervention_id, rows in by_intervention.items():
         if len(rows) > 1 and len({row["not_before"] for row in rows}) == 1:
-            groups["iid"].append(intervention_id)
-            groups["ids"].append([row["outbox_id"] for row in rows])
-            groups["priority"].append(-(position + 1))
-            groups["nb"].append(rows[0]["not_before"])
+            jobs.append(
+                GroupDelivery(
+                    intervention_id=intervention_id,
+                    outbox_ids=tuple(row["outbox_id"] for row in rows),
+                    priority=-(position + 1),
+                    not_before=rows[0]["not_before"],
+                )
+            )
             position += len(rows)
             continue
         for row in rows:
             position += 1
-            singles["ids"].append(row["outbox_id"])
-            singles["priority"].append(-position)
-            singles["nb"].append(row["not_before"])
-    await defer_group_deliveries(
-        conn,
-        tenant_id=tenant_id,
-        intervention_ids=groups["iid"],
-        outbox_ids=groups["ids"],
-        priorities=groups["priority"],
-        not_before=groups["nb"],
-    )
-    await defer_deliveries(
-        conn,
-        tenant_id=tenant_id,
-        outbox_ids=singles["ids"],
-        priorities=singles["priority"],
-        not_before=singles["nb"],
-    )
-    return sum(len(ids) for ids in groups["ids"]) + len(singles["ids"])
+            jobs.append(
+                SingleDelivery(
+                    outbox_id=row["outbox_id"], priority=-position, not_before=row["not_before"]
+                )
+            )
+    return await defer_delivery_jobs(conn, tenant_id=tenant_id, jobs=jobs)

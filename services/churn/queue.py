@@ -14,14 +14,17 @@ sends its channels in turn: one job to fetch and finish instead of one per
 channel (a third of the orchestrator's CPU per send went to procrastinate's
 fetch and finish). A row of a group that has to wait (a retry, quiet hours)
 is handed to a ``churn.deliver`` job of its own. Either way at most one job
-per row waits in the queue.
+per row waits in the queue. Callers describe each job as a ``SingleDelivery``
+or a ``GroupDelivery`` and queue them with ``defer_delivery_jobs``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Final
+from typing import Any, Final, TypeAlias
+from uuid import UUID
 
 import orjson
 
@@ -39,30 +42,6 @@ SELECT coalesce(cardinality(procrastinate_defer_jobs_v1(array_agg(ROW(
 FROM unnest($4::uuid[], $5::int[], $6::timestamptz[]) AS j(outbox_id, priority, not_before)
 """
 
-
-async def defer_deliveries(
-    conn: Any,
-    *,
-    tenant_id: str,
-    outbox_ids: Sequence[Any],
-    priorities: Sequence[int],
-    not_before: Sequence[datetime],
-) -> int:
-    """Queue one ``churn.deliver`` job per outbox row, on ``conn``'s transaction."""
-    if not outbox_ids:
-        return 0
-    deferred: int = await conn.fetchval(
-        DEFER_DELIVERIES_SQL,
-        QUEUE,
-        DELIVER_TASK,
-        tenant_id,
-        list(outbox_ids),
-        list(priorities),
-        list(not_before),
-    )
-    return deferred
-
-
 DEFER_GROUPS_SQL: Final = """
 SELECT coalesce(cardinality(procrastinate_defer_jobs_v1(array_agg(ROW(
     $1::varchar, $2::varchar, g.priority, NULL::text, g.intervention_id::text,
@@ -74,29 +53,70 @@ FROM unnest($4::uuid[], $5::text[], $6::int[], $7::timestamptz[])
 """
 
 
-async def defer_group_deliveries(
-    conn: Any,
-    *,
-    tenant_id: str,
-    intervention_ids: Sequence[Any],
-    outbox_ids: Sequence[Sequence[Any]],
-    priorities: Sequence[int],
-    not_before: Sequence[datetime],
-) -> int:
-    """Queue one ``churn.deliver_group`` job per intervention, for its ``outbox_ids``."""
-    if not intervention_ids:
-        return 0
-    deferred: int = await conn.fetchval(
-        DEFER_GROUPS_SQL,
-        QUEUE,
-        DELIVER_GROUP_TASK,
-        tenant_id,
-        list(intervention_ids),
-        [orjson.dumps([str(i) for i in ids]).decode() for ids in outbox_ids],
-        list(priorities),
-        list(not_before),
-    )
-    return deferred
+@dataclass(frozen=True, slots=True)
+class SingleDelivery:
+    """A ``churn.deliver`` job: one outbox row (queueing lock: its id).
+
+    ``priority`` is the job's queue position (detection.py on fairness);
+    ``not_before`` delays the job only when it is in the future.
+    """
+
+    outbox_id: UUID
+    priority: int
+    not_before: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class GroupDelivery:
+    """A ``churn.deliver_group`` job: the rows of one intervention due together.
+
+    Queueing lock: the intervention id. ``priority`` and ``not_before`` as for
+    a ``SingleDelivery``.
+    """
+
+    intervention_id: UUID
+    outbox_ids: tuple[UUID, ...]
+    priority: int
+    not_before: datetime
+
+
+DeliveryJob: TypeAlias = SingleDelivery | GroupDelivery
+
+
+async def defer_delivery_jobs(conn: Any, *, tenant_id: str, jobs: Sequence[DeliveryJob]) -> int:
+    """Queue ``jobs`` on ``conn``'s transaction; return the outbox rows they cover.
+
+    One statement for the groups and one for the single rows, none for a kind
+    without jobs. A queueing lock already taken (a job waiting for that row or
+    intervention) raises ``asyncpg.UniqueViolationError``, for the caller to
+    roll back; otherwise every job given is queued.
+    """
+    groups = [job for job in jobs if isinstance(job, GroupDelivery)]
+    singles = [job for job in jobs if isinstance(job, SingleDelivery)]
+    if groups:
+        await conn.execute(
+            DEFER_GROUPS_SQL,
+            QUEUE,
+            DELIVER_GROUP_TASK,
+            tenant_id,
+            [group.intervention_id for group in groups],
+            [orjson.dumps([str(i) for i in group.outbox_ids]).decode() for group in groups],
+            [group.priority for group in groups],
+            [group.not_before for group in groups],
+        )
+    if singles:
+        await conn.execute(
+            DEFER_DELIVERIES_SQL,
+            QUEUE,
+            DELIVER_TASK,
+            tenant_id,
+            [single.outbox_id for single in singles],
+            [single.priority for single in singles],
+            [single.not_before for single in singles],
+        )
+    # procrastinate_defer_jobs_v1 inserts every job it is given or raises: the
+    # rows covered are those of ``jobs`` (the statements' job counts add nothing).
+    return len(singles) + sum(len(group.outbox_ids) for group in groups)
 
 
 async def defer_detection(conn: Any, *, tenant_id: str, lead_ids: Sequence[str]) -> None:

@@ -60,8 +60,9 @@ from services.churn.queue import (
     DELIVER_TASK,
     DETECT_TASK,
     QUEUE,
+    SingleDelivery,
     analyze_queue,
-    defer_deliveries,
+    defer_delivery_jobs,
 )
 from services.churn.success import DELIVERED, SUCCEEDED_SQL
 from services.common.database import Database, DatabaseUnavailable, asyncpg_dsn
@@ -387,14 +388,16 @@ class ChurnRuntime:
         for tenant_id in await self.tenants():
             async with self.db.tenant(tenant_id) as conn:
                 rows = await conn.fetch(ORPHANS_SQL, ORPHAN_AFTER_SECONDS, QUEUE)
-                if rows:
-                    orphans += await defer_deliveries(
-                        conn,
-                        tenant_id=tenant_id,
-                        outbox_ids=[row["outbox_id"] for row in rows],
-                        priorities=[0] * len(rows),
-                        not_before=[row["not_before"] for row in rows],
-                    )
+                orphans += await defer_delivery_jobs(
+                    conn,
+                    tenant_id=tenant_id,
+                    jobs=[
+                        SingleDelivery(
+                            outbox_id=row["outbox_id"], priority=0, not_before=row["not_before"]
+                        )
+                        for row in rows
+                    ],
+                )
         await self.refresh_queue_depth()
         if orphans:
             log.warning("churn recovery: %d orphaned sends queued", orphans)
