@@ -281,6 +281,18 @@ def _feature_rollout_row() -> list[timeseries.Panel]:
             ),
             width=12,
         ).thresholds(thresholds((None, "green"), (1, "red"))),
+        graph(
+            "Flags in Redis in a state no recorded change wrote (a stale copy after a failover): "
+            "reverted to the record by the handler, or left behind it for an operator (alert "
+            "after 10 min)",
+            "short",
+            query(
+                "sum by (feature) (increase(feature_flags_reverted_total[1h]))",
+                "reverted {{feature}}",
+            ),
+            query("max by (feature) (feature_flag_behind_record)", "behind {{feature}}", "B"),
+            width=12,
+        ).thresholds(thresholds((None, "green"), (1, "red"))),
     ]
 
 

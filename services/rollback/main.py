@@ -33,8 +33,9 @@ from services.rollout.restore import keep_flags
 
 def _lifespan(settings: RollbackSettings) -> ServiceLifespan:
     """The watcher of unfinished undo claims, the keeper of the flags (restores the
-    ones Redis lost), the pass that posts queued Slack notices, and the Kubernetes
-    client, only when the stack lets the handler undo deployments."""
+    ones Redis lost, reverts the stale ones), the pass that posts queued Slack
+    notices, and the Kubernetes client, only when the stack lets the handler undo
+    deployments."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -42,14 +43,13 @@ def _lifespan(settings: RollbackSettings) -> ServiceLifespan:
         watcher = BackgroundTask("rollback-undo-claims")
         watcher.start(lambda: watch_undo_claims(app.state.db, app.state.rollback_metrics))
         keeper = BackgroundTask("rollback-flag-keeper")
-        restored = app.state.rollback_metrics.flags_restored
         keeper.start(
             lambda: keep_flags(
                 db=app.state.db,
                 redis=app.state.redis,
                 environment=settings.environment,
                 interval=settings.rollback_flag_check_seconds,
-                on_restored=lambda r: restored.labels(r.feature).inc(),
+                report=app.state.rollback_metrics.observe_flag_check,
             )
         )
         notices = BackgroundTask("rollback-notices")

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from prometheus_client import CollectorRegistry
 
 from services.common.flags import FEATURES
 from services.common.metrics import MetricFactory
+from services.rollout.restore import Outcome, Restored
 
 
 class RollbackMetrics:
     """Incidents received, by feature and outcome (rolled_back, duplicate, resolved);
     deployment undos, by deployment and outcome; the oldest undo claimed and never
     finished (``services.rollback.undo_claims``); flags put back after Redis lost
-    them (``services.rollout.restore.keep_flags``); Slack notices posted, and those
+    them or held a stale state, and those left behind their record
+    (``services.rollout.restore.keep_flags``); Slack notices posted, and those
     not sent yet (``services.rollback.notices``)."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
@@ -23,6 +27,8 @@ class RollbackMetrics:
             "rollback_deployment_undo_oldest_claim_age_seconds"
         )
         self.flags_restored = factory.counter("feature_flags_restored_total", labelvalues=FEATURES)
+        self.flags_reverted = factory.counter("feature_flags_reverted_total", labelvalues=FEATURES)
+        self.flags_behind = factory.gauge("feature_flag_behind_record", labelvalues=FEATURES)
         self.notice_posts = factory.counter(
             "rollback_notice_posts_total", labelvalues=("sent", "failed")
         )
@@ -30,3 +36,16 @@ class RollbackMetrics:
             "rollback_notices_unsent", labelvalues=("pending", "given_up")
         )
         self.oldest_unsent_notice_age = factory.gauge("rollback_notice_oldest_unsent_age_seconds")
+
+    def observe_flag_check(self, results: Sequence[Restored]) -> None:
+        """Count what one check of the flags did; a flag not ``BEHIND`` in it is no longer."""
+        behind = set()
+        for result in results:
+            if result.outcome is Outcome.RESTORED:
+                self.flags_restored.labels(result.feature).inc()
+            elif result.outcome is Outcome.REVERTED:
+                self.flags_reverted.labels(result.feature).inc()
+            elif result.outcome is Outcome.BEHIND:
+                behind.add(result.feature)
+        for feature in FEATURES:
+            self.flags_behind.labels(feature).set(1 if feature in behind else 0)

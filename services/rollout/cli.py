@@ -53,6 +53,7 @@ from services.rollout.operations import (
     apply_changes,
     audit_trail,
     plan_changes,
+    recorded_states,
 )
 from services.rollout.restore import Outcome, restore_missing
 from services.rollout.schedule import PLANS, Verdict, decide, stage_for
@@ -199,6 +200,8 @@ def _status(args: argparse.Namespace) -> int:
     async def run() -> None:
         async with connect(args.environment) as conn:
             states = await get_flags(conn.redis)
+            async with conn.db.unscoped() as db_conn:
+                recorded = await recorded_states(db_conn, conn.settings.environment)
             print(f"environment {conn.settings.environment}")
             for feature in FEATURES:
                 state = states[feature]
@@ -214,6 +217,10 @@ def _status(args: argparse.Namespace) -> int:
                 where = f" [{stage.label.split(':')[0]}]" if on_schedule and stage else ""
                 shown = state.describe() if state else "missing (run flags init)"
                 print(f"  {feature:<22} {shown:<20}{where}  {last}")
+                record = recorded.get(feature)
+                if state is not None and record is not None and record != state:
+                    # No recorded change wrote it: a stale copy (restore.revert_stale).
+                    print(f"  {'':<22} differs from its record: {record.describe()}")
 
     return _run(run())
 

@@ -15,18 +15,27 @@ in Redis is never overwritten), and records the restoration. Only a flag with
 no recorded state at all falls back to the stack's seed, and only when one is
 given (``flags init``); the rollback handler's keeper (``keep_flags``) gives
 none, so it never invents a state.
+
+A flag can also be present with a state no change wrote: after a failover to a
+replica that missed the last writes, a restore of an old snapshot, an older
+release's ``SET NX`` from the seed, or a hand edit. Every change is recorded
+under the lock, so such a flag differs from its record. :func:`revert_stale`
+writes the record back when that does not raise the feature's exposure (a
+rollback the stale copy lost comes back: the feature goes off again), and
+leaves it to an operator otherwise (an advance the copy lost): nothing here
+ever raises a feature's exposure by itself.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
 from services.common.database import Database
-from services.common.flags import FEATURES, FlagState, get_flags, init_flags
+from services.common.flags import FEATURES, FlagState, get_flags, init_flags, write_flags
 from services.common.redis import Redis
 from services.common.tasks import repeat
 from services.rollout.operations import INSERT_AUDIT, lock_flag_changes, recorded_states
@@ -35,16 +44,24 @@ log = logging.getLogger(__name__)
 
 RESTORED_REASON = "restored the last recorded state: the flag was missing from Redis"
 SEEDED_REASON = "initial state from the stack's featureFlags"
+STALE_REASON = (
+    "restored the last recorded state: Redis held {found}, which no recorded change wrote "
+    "(a stale copy, as after a failover to a replica that missed writes)"
+)
 
 
 class Outcome(StrEnum):
-    """What :func:`restore_missing` did with one flag."""
+    """What :func:`restore_missing` or :func:`revert_stale` did with one flag."""
 
     PRESENT = "present"
     RESTORED = "restored"
     SEEDED = "seeded"
     #: Missing, with no recorded state and no seed: left missing (disabled).
     NO_RECORD = "no_record"
+    #: Present in a state no change wrote, no less exposed than its record: written back.
+    REVERTED = "reverted"
+    #: Present in a state no change wrote, less exposed than its record: left as it is.
+    BEHIND = "behind"
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,27 +153,105 @@ async def restore_if_missing(
     return [r for r in results if r.outcome is Outcome.RESTORED]
 
 
+def _unrecorded(
+    current: Mapping[str, FlagState | None], recorded: Mapping[str, FlagState]
+) -> list[str]:
+    """Features present in Redis in another state than their last recorded one."""
+    return [
+        feature
+        for feature in FEATURES
+        if (found := current[feature]) is not None
+        and feature in recorded
+        and found != recorded[feature]
+    ]
+
+
+async def revert_stale(conn: Any, redis: Redis, *, environment: str, actor: str) -> list[Restored]:
+    """Write back the recorded state of each flag Redis holds in a state no change wrote.
+
+    Only where the record is no more exposed than what Redis holds (its
+    rollout threshold is not higher): a stale copy that lost a rollback is
+    turned off again, with an audit row. A record more exposed than Redis (an
+    advance the copy lost) is reported ``BEHIND`` and left to an operator.
+    ``conn`` must be in a transaction: the flag-change lock is held to its end,
+    so a change being written (its Redis write before its audit commits) is
+    waited for, never mistaken for a stale copy. Raises ``RedisUnavailable``.
+    """
+    await lock_flag_changes(conn)
+    current = await get_flags(redis)
+    recorded = await recorded_states(conn, environment)
+    results: list[Restored] = []
+    writes: dict[str, FlagState] = {}
+    for feature in _unrecorded(current, recorded):
+        found, record = current[feature], recorded[feature]
+        assert found is not None  # _unrecorded lists present flags only
+        if record.threshold > found.threshold:
+            results.append(Restored(feature, Outcome.BEHIND, found))
+            continue
+        await conn.execute(
+            INSERT_AUDIT,
+            environment,
+            feature,
+            actor,
+            found.enabled,
+            found.rollout_percentage,
+            record.enabled,
+            record.rollout_percentage,
+            STALE_REASON.format(found=found.describe()),
+            "flags restore",
+        )
+        writes[feature] = record
+        results.append(Restored(feature, Outcome.REVERTED, record))
+    if writes:
+        # After the audit rows, as every change: Redis failing rolls them back.
+        await write_flags(redis, writes)
+    return results
+
+
+async def reconcile_flags(
+    *, db: Database, redis: Redis, environment: str, actor: str
+) -> list[Restored]:
+    """Restore the missing flags, then revert the stale ones; what either did.
+
+    Without the lock first (one ``MGET`` and one read of the records), so the
+    common case, every flag present as recorded, takes no lock and writes nothing.
+    """
+    results = await restore_if_missing(db=db, redis=redis, environment=environment, actor=actor)
+    async with db.unscoped() as conn:
+        recorded = await recorded_states(conn, environment)
+    if _unrecorded(await get_flags(redis), recorded):
+        async with db.unscoped() as conn:
+            results += await revert_stale(conn, redis, environment=environment, actor=actor)
+    return results
+
+
 async def keep_flags(
     *,
     db: Database,
     redis: Redis,
     environment: str,
     interval: float,
-    on_restored: Callable[[Restored], None] | None = None,
+    report: Callable[[Sequence[Restored]], None] | None = None,
 ) -> None:
-    """Every ``interval`` seconds, restore the flags Redis has lost; until cancelled.
+    """Every ``interval`` seconds, restore the flags Redis has lost and revert the
+    stale ones (:func:`reconcile_flags`); until cancelled.
 
-    Redis or Postgres unreachable: logged, tried again at the next interval
-    (``services.common.tasks.repeat``; a missing flag stays missing, and
-    ``FeatureFlagsMissing`` fires if that lasts).
+    ``report`` receives what each completed check did (empty: every flag as
+    recorded). Redis or Postgres unreachable: logged, tried again at the next
+    interval (``services.common.tasks.repeat``; a missing flag stays missing,
+    and ``FeatureFlagsMissing`` fires if that lasts).
     """
 
     async def check() -> None:
-        for restored in await restore_if_missing(
+        results = await reconcile_flags(
             db=db, redis=redis, environment=environment, actor="rollback-handler"
-        ):
-            log.warning("feature flags: %s", restored.describe())
-            if on_restored is not None:
-                on_restored(restored)
+        )
+        for result in results:
+            # BEHIND holds until an operator acts: its gauge and alert say so, not
+            # a log line every interval.
+            if result.outcome is not Outcome.BEHIND:
+                log.warning("feature flags: %s", result.describe())
+        if report is not None:
+            report(results)
 
-    await repeat(check, every=interval, what="missing feature flag check")
+    await repeat(check, every=interval, what="feature flag check")

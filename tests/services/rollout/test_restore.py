@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 
 import pytest
@@ -11,13 +12,21 @@ from services.common.flags import FlagState, get_flags, write_flag
 from services.common.redis import Redis
 from services.rollback.procedure import RollbackRequest, roll_back
 from services.rollout.operations import (
+    INSERT_AUDIT,
     FlagChangedMeanwhile,
     apply_changes,
     audit_trail,
+    lock_flag_changes,
     plan_changes,
     stage_started_at,
 )
-from services.rollout.restore import Outcome, restore_if_missing, restore_missing
+from services.rollout.restore import (
+    Outcome,
+    Restored,
+    reconcile_flags,
+    restore_if_missing,
+    restore_missing,
+)
 from tests.services.rollout.test_cli import _audit, _cli
 
 SEED = '{"property_vision": {"enabled": true, "rolloutPercentage": 10}, "ai_coaching": true}'
@@ -252,3 +261,82 @@ async def test_the_audit_reads_in_write_order_not_transaction_start_order(
     # The current 25% stage began with the last write, not the first.
     current = FlagState(enabled=True, rollout_percentage=25)
     assert await stage_started_at(owner_db, "ai_coaching", current) == at(2)
+
+
+async def _reconcile(db: Database, redis: Redis) -> list[Restored]:
+    return await reconcile_flags(db=db, redis=redis, environment="local", actor="keeper")
+
+
+async def test_a_stale_copy_that_lost_a_rollback_is_turned_off_again(
+    settings_env: dict[str, str], redis_client: Redis, db: Database, owner_db: Database
+) -> None:
+    """A failover to a replica that missed the rollback's write brings the feature
+    back on; the record says off, so the keeper writes off back, with its row."""
+    assert await _cli("flags", "init", "--seed", SEED) == 0
+    await roll_back(db=db, redis=redis_client, request=_request("property_vision"))
+    await write_flag(redis_client, "property_vision", ON_10)  # the stale replica's copy
+    rows = len(await _audit(owner_db))
+
+    results = await _reconcile(db, redis_client)
+
+    assert results == [Restored("property_vision", Outcome.REVERTED, OFF_10)]
+    assert (await get_flags(redis_client))["property_vision"] == OFF_10
+    audit = await _audit(owner_db)
+    assert len(audit) == rows + 1
+    last = audit[-1]
+    assert (last["from_enabled"], last["to_enabled"], last["command"]) == (
+        True,
+        False,
+        "flags restore",
+    )
+    assert "no recorded change wrote" in str(last["reason"])
+    assert await _reconcile(db, redis_client) == []  # as recorded now: nothing to do
+
+
+async def test_a_copy_behind_its_record_is_left_for_an_operator(
+    settings_env: dict[str, str],
+    redis_client: Redis,
+    db: Database,
+    owner_db: Database,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A stale copy that lost an advance is less exposed than the record: the
+    keeper never raises a feature's exposure by itself, it reports it."""
+    assert await _cli("flags", "init", "--seed", SEED) == 0
+    await _set("property_vision", "50", "next step")
+    await write_flag(redis_client, "property_vision", ON_10)
+    rows = len(await _audit(owner_db))
+
+    assert await _reconcile(db, redis_client) == [
+        Restored("property_vision", Outcome.BEHIND, ON_10)
+    ]
+    assert (await get_flags(redis_client))["property_vision"] == ON_10
+    assert len(await _audit(owner_db)) == rows
+    # What the runbook (FeatureFlagBehindRecord) reads first.
+    capsys.readouterr()
+    assert await _cli("rollout", "status", "--environment", "local") == 0
+    assert "differs from its record: on at 50%" in capsys.readouterr().out
+
+
+async def test_a_change_being_written_is_waited_for_not_reverted(
+    settings_env: dict[str, str], redis_client: Redis, db: Database, owner_db: Database
+) -> None:
+    """A change writes Redis before its audit row commits, under the lock; the
+    keeper sees Redis ahead of the record but waits for the lock, then finds
+    them equal, and leaves the change alone."""
+    assert await _cli("flags", "init", "--seed", SEED) == 0
+    async with owner_db.unscoped() as conn:
+        await lock_flag_changes(conn)
+        await conn.execute(
+            INSERT_AUDIT, "local", "property_vision", "ops", True, 10, True, 20, "step", "set"
+        )
+        await write_flag(
+            redis_client, "property_vision", FlagState(enabled=True, rollout_percentage=20)
+        )
+        keeper = asyncio.create_task(_reconcile(db, redis_client))
+        await asyncio.sleep(0.5)
+        assert not keeper.done()  # waiting for the lock, not reverting the change
+    assert await asyncio.wait_for(keeper, 30) == []
+    assert (await get_flags(redis_client))["property_vision"] == FlagState(
+        enabled=True, rollout_percentage=20
+    )
