@@ -141,9 +141,27 @@ def parse_catalog(document: Any) -> dict[str, Series]:
     return catalog
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """``SafeLoader`` refusing a key given twice in one mapping.
+
+    PyYAML keeps the last of two equal keys without a word: a series declared
+    twice would lose its first declaration silently.
+    """
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise CatalogError(f"{key} is declared twice (line {key_node.start_mark.line + 1})")
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_catalog(path: Path = CATALOG_FILE) -> dict[str, Series]:
-    """The catalog in ``path`` (``CatalogError`` if it breaks a rule)."""
-    return parse_catalog(yaml.safe_load(path.read_text()))
+    """The catalog in ``path`` (``CatalogError`` if it breaks a rule or repeats a key)."""
+    # S506 reads any Loader as unsafe; this one is a SafeLoader.
+    return parse_catalog(yaml.load(path.read_text(), Loader=_UniqueKeyLoader))  # noqa: S506
 
 
 @cache

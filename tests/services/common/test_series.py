@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -85,6 +86,18 @@ def test_a_catalog_breaking_a_rule_is_refused_naming_the_series(
 ) -> None:
     with pytest.raises(CatalogError, match=message.replace("(", r"\(").replace("[", r"\[")):
         parse_catalog(document)
+
+
+def test_a_series_declared_twice_is_refused(tmp_path: Path) -> None:
+    """YAML alone would keep the second declaration and drop the first silently."""
+    path = tmp_path / "series.yaml"
+    path.write_text(
+        "buckets: {}\nseries:\n"
+        "  jobs_total: {type: counter, help: Jobs.}\n"
+        "  jobs_total: {type: counter, help: Other jobs.}\n"
+    )
+    with pytest.raises(CatalogError, match=r"jobs_total is declared twice \(line 4\)"):
+        load_catalog(path)
 
 
 def test_the_shipped_catalog_keeps_every_rule() -> None:
