@@ -528,8 +528,7 @@ NOT_THE_PROJECTS = frozenset(
         "container_cpu_cfs_throttled_periods_total",
         "transfer_properties",
         # parameter names of a signature (contracts.md)
-        "name_seconds",
-        "name_without_total",
+        "name_total",
     }
 )
 SNAKE_NAME = re.compile(
@@ -801,7 +800,7 @@ QUERIES = sorted(
 
 @cache
 def known_series() -> frozenset[str]:
-    """Every series a service exports (from its source) or a rule records."""
+    """Every series a service exports (its series catalog) or a rule records."""
     from alerts.catalog import exported_metrics, recorded_series
 
     return frozenset(exported_metrics() | recorded_series())

@@ -16,6 +16,7 @@ bucket set and nothing else does, label names are valid and not reserved.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from functools import cache
@@ -101,8 +102,11 @@ def _bucket_sets(raw: Any) -> dict[str, tuple[float, ...]]:
     for name, bounds in raw.items():
         if not isinstance(bounds, list) or not bounds:
             raise CatalogError(f"bucket set {name!r} must be a non-empty list of bounds")
-        if not all(isinstance(b, int | float) and not isinstance(b, bool) for b in bounds):
-            raise CatalogError(f"bucket set {name!r} must hold numbers only")
+        if not all(
+            isinstance(b, int | float) and not isinstance(b, bool) and math.isfinite(b)
+            for b in bounds
+        ):
+            raise CatalogError(f"bucket set {name!r} must hold finite numbers only")
         values = tuple(float(b) for b in bounds)
         if any(low >= high for low, high in pairwise(values)):
             raise CatalogError(f"bucket set {name!r} must be strictly increasing")
@@ -152,6 +156,8 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         seen: set[Any] = set()
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=deep)
+            if not isinstance(key, str | int | float | bool):
+                raise CatalogError(f"line {key_node.start_mark.line + 1}: a key must be a name")
             if key in seen:
                 raise CatalogError(f"{key} is declared twice (line {key_node.start_mark.line + 1})")
             seen.add(key)

@@ -38,7 +38,7 @@ class RollbackSettings(CommonSettings):
 
     rollback_flag_check_seconds: PositiveSeconds = Field(default=10.0, le=300)
     """How often the handler checks that every flag is in Redis as last recorded, restores the
-    missing ones and reverts stale ones (one MGET and one read of the records when they agree)."""
+    missing ones and reverts stale ones (two MGETs and one read of the records when they agree)."""
 
     rollback_kubernetes_timeout_seconds: PositiveSeconds = Field(default=5.0, le=30)
     #: Where the kubelet mounts the pod's ServiceAccount token, CA and namespace.

@@ -49,7 +49,8 @@ def _lifespan(settings: RollbackSettings) -> ServiceLifespan:
                 redis=app.state.redis,
                 environment=settings.environment,
                 interval=settings.rollback_flag_check_seconds,
-                report=app.state.rollback_metrics.observe_flag_check,
+                report=app.state.rollback_metrics.count_flag_outcomes,
+                report_behind=app.state.rollback_metrics.set_flags_behind,
             )
         )
         notices = BackgroundTask("rollback-notices")

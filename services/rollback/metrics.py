@@ -37,15 +37,15 @@ class RollbackMetrics:
         )
         self.oldest_unsent_notice_age = factory.gauge("rollback_notice_oldest_unsent_age_seconds")
 
-    def observe_flag_check(self, results: Sequence[Restored]) -> None:
-        """Count what one check of the flags did; a flag not ``BEHIND`` in it is no longer."""
-        behind = set()
+    def count_flag_outcomes(self, results: Sequence[Restored]) -> None:
+        """Count the flags one step of the keeper restored or reverted."""
         for result in results:
             if result.outcome is Outcome.RESTORED:
                 self.flags_restored.labels(result.feature).inc()
             elif result.outcome is Outcome.REVERTED:
                 self.flags_reverted.labels(result.feature).inc()
-            elif result.outcome is Outcome.BEHIND:
-                behind.add(result.feature)
+
+    def set_flags_behind(self, features: Sequence[str]) -> None:
+        """The features a completed check left behind their record (the others: 0)."""
         for feature in FEATURES:
-            self.flags_behind.labels(feature).set(1 if feature in behind else 0)
+            self.flags_behind.labels(feature).set(1 if feature in features else 0)

@@ -37,7 +37,7 @@ from services.rollback.deployments import DeploymentRollbacker, UndoOutcome
 from services.rollback.notices import enqueue
 from services.rollback.notify import rollback_message, undo_message
 from services.rollout.operations import Change, apply_changes, plan_changes
-from services.rollout.restore import restore_missing
+from services.rollout.restore import restore_missing, revert_stale
 
 log = logging.getLogger(__name__)
 
@@ -141,8 +141,11 @@ async def roll_back(
         # then finds the flag already off, and changes, tells and undoes nothing.
         # A flag Redis has lost is first put back from its record, so that
         # "off" keeps the percentage it had and a flag a rollback had already
-        # turned off is found off (nothing to change, no Deployment undone again).
+        # turned off is found off (nothing to change, no Deployment undone again),
+        # even where a stale copy (a failover that lost the first rollback) has
+        # it on again: the copy is reverted to the record first.
         await restore_missing(conn, redis, environment=request.environment, actor=request.actor)
+        await revert_stale(conn, redis, environment=request.environment, actor=request.actor)
         planned = await plan_changes(redis, request.features, _off)
         written = await apply_changes(
             redis=redis,

@@ -79,6 +79,18 @@ async def _change(
     for change in changes:
         print(change.describe() + ("  (unchanged)" if change.is_noop else ""))
     if all(change.is_noop for change in changes):
+        # Writes no flag, but records the live state where the record lacks it
+        # (a change whose commit failed after Redis took it): otherwise the
+        # rollback handler would take the live state for a stale copy.
+        await apply_changes(
+            redis=conn.redis,
+            db=conn.db,
+            environment=conn.settings.environment,
+            changes=changes,
+            actor=args.actor or default_actor(),
+            reason=reason,
+            command=command,
+        )
         print("nothing to change")
         return
     await confirm(f"apply in {conn.settings.environment}?", args.yes)

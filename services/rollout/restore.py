@@ -32,7 +32,7 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, Final
 
 from services.common.database import Database
 from services.common.flags import FEATURES, FlagState, get_flags, init_flags, write_flags
@@ -44,6 +44,8 @@ log = logging.getLogger(__name__)
 
 RESTORED_REASON = "restored the last recorded state: the flag was missing from Redis"
 SEEDED_REASON = "initial state from the stack's featureFlags"
+#: The actor of the keeper's audit rows.
+KEEPER: Final = "rollback-handler"
 STALE_REASON = (
     "restored the last recorded state: Redis held {found}, which no recorded change wrote "
     "(a stale copy, as after a failover to a replica that missed writes)"
@@ -149,8 +151,18 @@ async def restore_if_missing(
     if all(state is not None for state in (await get_flags(redis)).values()):
         return []
     async with db.unscoped() as conn:
+        await _bound_lock_wait(conn)
         results = await restore_missing(conn, redis, environment=environment, actor=actor)
     return [r for r in results if r.outcome is Outcome.RESTORED]
+
+
+#: How long the keeper waits for the flag-change lock before giving this check up
+#: (tried again at the next interval): a stuck holder must not stall it for good.
+KEEPER_LOCK_TIMEOUT: Final = "5s"
+
+
+async def _bound_lock_wait(conn: Any) -> None:
+    await conn.execute(f"SET LOCAL lock_timeout = '{KEEPER_LOCK_TIMEOUT}'")
 
 
 def _unrecorded(
@@ -208,21 +220,21 @@ async def revert_stale(conn: Any, redis: Redis, *, environment: str, actor: str)
     return results
 
 
-async def reconcile_flags(
+async def revert_if_stale(
     *, db: Database, redis: Redis, environment: str, actor: str
 ) -> list[Restored]:
-    """Restore the missing flags, then revert the stale ones; what either did.
+    """:func:`revert_stale` in its own transaction, only when a flag differs from its record.
 
-    Without the lock first (one ``MGET`` and one read of the records), so the
-    common case, every flag present as recorded, takes no lock and writes nothing.
+    The check without the lock is one ``MGET`` and one read of the records, so
+    the common case, every flag as recorded, takes no lock and writes nothing.
     """
-    results = await restore_if_missing(db=db, redis=redis, environment=environment, actor=actor)
     async with db.unscoped() as conn:
         recorded = await recorded_states(conn, environment)
-    if _unrecorded(await get_flags(redis), recorded):
-        async with db.unscoped() as conn:
-            results += await revert_stale(conn, redis, environment=environment, actor=actor)
-    return results
+    if not _unrecorded(await get_flags(redis), recorded):
+        return []
+    async with db.unscoped() as conn:
+        await _bound_lock_wait(conn)
+        return await revert_stale(conn, redis, environment=environment, actor=actor)
 
 
 async def keep_flags(
@@ -232,20 +244,21 @@ async def keep_flags(
     environment: str,
     interval: float,
     report: Callable[[Sequence[Restored]], None] | None = None,
+    report_behind: Callable[[Sequence[str]], None] | None = None,
 ) -> None:
-    """Every ``interval`` seconds, restore the flags Redis has lost and revert the
-    stale ones (:func:`reconcile_flags`); until cancelled.
+    """Every ``interval`` seconds, restore the flags Redis has lost, then revert the
+    stale ones (:func:`restore_if_missing`, :func:`revert_if_stale`); until cancelled.
 
-    ``report`` receives what each completed check did (empty: every flag as
-    recorded). Redis or Postgres unreachable: logged, tried again at the next
-    interval (``services.common.tasks.repeat``; a missing flag stays missing,
-    and ``FeatureFlagsMissing`` fires if that lasts).
+    ``report`` receives what each step did as soon as it is done (so a restore
+    is counted even if the revert step then fails); ``report_behind`` the
+    features left ``BEHIND`` by each completed revert step (empty: none).
+    Redis or Postgres unreachable, or the lock held for longer than
+    ``KEEPER_LOCK_TIMEOUT``: logged, tried again at the next interval
+    (``services.common.tasks.repeat``; a missing flag stays missing, and
+    ``FeatureFlagsMissing`` fires if that lasts).
     """
 
-    async def check() -> None:
-        results = await reconcile_flags(
-            db=db, redis=redis, environment=environment, actor="rollback-handler"
-        )
+    def done(results: Sequence[Restored]) -> None:
         for result in results:
             # BEHIND holds until an operator acts: its gauge and alert say so, not
             # a log line every interval.
@@ -253,5 +266,12 @@ async def keep_flags(
                 log.warning("feature flags: %s", result.describe())
         if report is not None:
             report(results)
+
+    async def check() -> None:
+        done(await restore_if_missing(db=db, redis=redis, environment=environment, actor=KEEPER))
+        stale = await revert_if_stale(db=db, redis=redis, environment=environment, actor=KEEPER)
+        done(stale)
+        if report_behind is not None:
+            report_behind([r.feature for r in stale if r.outcome is Outcome.BEHIND])
 
     await repeat(check, every=interval, what="feature flag check")

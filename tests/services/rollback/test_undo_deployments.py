@@ -40,9 +40,20 @@ from tests.services.rollback.test_webhook import AUTH, STARTS, URL, _alert, _not
 GOOD, BAD = "registry.example/hub@sha256:" + "1" * 64, "registry.example/hub@sha256:" + "2" * 64
 
 
-async def _all_on(redis: Redis) -> None:
+async def _all_on(redis: Redis, owner_db: Database | None = None) -> None:
+    """Every feature on at 25%; recorded in the audit with ``owner_db``, as an
+    operator's change is (the handler reverts an unrecorded state the record
+    says is off: a stale copy)."""
     for feature in FEATURES:
         await write_flag(redis, feature, FlagState(enabled=True, rollout_percentage=25))
+    if owner_db is not None:
+        async with owner_db.unscoped() as conn:
+            await conn.executemany(
+                "INSERT INTO flag_audit (environment, feature_name, actor, to_enabled, "
+                "to_percentage, reason, command) VALUES ('local', $1, 'ops', true, 25, "
+                "'turned on again', 'rollout set')",
+                [(feature,) for feature in FEATURES],
+            )
 
 
 async def _incident(owner_db: Database) -> dict[str, Any]:
@@ -170,7 +181,7 @@ async def test_an_undo_is_never_undone_by_a_later_incident_without_a_release(
 
     async def incident(client: Any, hours: int) -> dict[str, Any]:
         # The operator turned the feature back on; the same alert fires again later.
-        await _all_on(redis_client)
+        await _all_on(redis_client, owner_db)
         body = _notification(_alert(starts=STARTS + timedelta(hours=hours)))
         answer = await client.post(URL, json=body, headers=AUTH)
         (undone,) = answer.json()["handled"][0]["deployments_undone"]
@@ -206,7 +217,7 @@ async def test_a_handler_killed_after_the_patch_never_undoes_its_own_undo(
     # back on, no release) must still see the restored template, on the
     # Deployment itself, and leave it alone.
     undoing.add_deployment("ml-services", [GOOD, BAD])
-    await _all_on(redis_client)
+    await _all_on(redis_client, owner_db)
     record_undo = procedure.RECORD_UNDO
     killed = "SELECT $1::text, $2::jsonb FROM the_pod_was_killed_here"
     monkeypatch.setattr(procedure, "RECORD_UNDO", killed)
@@ -225,7 +236,7 @@ async def test_a_handler_killed_after_the_patch_never_undoes_its_own_undo(
     good = template("ml-services", GOOD, None)
     assert undoing.deployments["ml-services"]["spec"]["template"] == good
 
-    await _all_on(redis_client)
+    await _all_on(redis_client, owner_db)
     (answer,) = await _post(
         create_app(), app_client, _notification(_alert(starts=STARTS + timedelta(hours=1)))
     )

@@ -12,7 +12,7 @@ import pytest
 from localrun.servers import free_port
 from services.cli import main
 from services.common.database import Database
-from services.common.flags import FEATURES, FlagState, bucket, get_flag, get_flags, write_flag
+from services.common.flags import FEATURES, FlagState, bucket, get_flag, get_flags
 from services.common.redis import Redis, close_redis, create_redis
 from services.rollback.procedure import RollbackRequest, roll_back
 
@@ -136,6 +136,14 @@ async def test_set_changes_the_flag_and_writes_one_audit_row_per_change(
     assert set(states.values()) == {FlagState(enabled=True, rollout_percentage=100)}
 
 
+async def _set_percentage(feature: str, percentage: str) -> int:
+    """``rollout set`` as an operator runs it (recorded in the audit)."""
+    return await _cli(
+        "rollout", "set", "--feature", feature, "--percentage", percentage,
+        "--environment", "local", "--reason", "step", "--yes",
+    )  # fmt: skip
+
+
 async def test_a_rollback_while_the_operator_confirms_is_not_undone_by_the_change(
     settings_env: dict[str, str],
     app_database_url: str,
@@ -149,7 +157,7 @@ async def test_a_rollback_while_the_operator_confirms_is_not_undone_by_the_chang
     # answering, the rollback handler turns the feature off (its alert fired).
     # Saying yes must not turn a failing feature back on at 25%.
     assert await _cli("flags", "init") == 0
-    await write_flag(redis_client, "ai_coaching", FlagState(enabled=True, rollout_percentage=10))
+    assert await _set_percentage("ai_coaching", "10") == 0
 
     async def rollback_fires_while_asked(prompt: str, assume_yes: bool) -> None:
         db = await Database.open(app_database_url, max_size=1, acquire_timeout=5)
@@ -187,7 +195,8 @@ async def test_a_rollback_while_the_operator_confirms_is_not_undone_by_the_chang
     assert await get_flag(redis_client, "ai_coaching") == FlagState(
         enabled=False, rollout_percentage=10
     )
-    changes = [r for r in await _audit(owner_db) if r["command"] != "flags init"]
+    changes = [r for r in await _audit(owner_db) if r["reason"] != "step"]
+    changes = [r for r in changes if r["command"] != "flags init"]
     assert [(r["actor"], r["to_enabled"]) for r in changes] == [("alertmanager", False)]
 
 

@@ -23,9 +23,9 @@ from services.rollout.operations import (
 from services.rollout.restore import (
     Outcome,
     Restored,
-    reconcile_flags,
     restore_if_missing,
     restore_missing,
+    revert_if_stale,
 )
 from tests.services.rollout.test_cli import _audit, _cli
 
@@ -264,7 +264,8 @@ async def test_the_audit_reads_in_write_order_not_transaction_start_order(
 
 
 async def _reconcile(db: Database, redis: Redis) -> list[Restored]:
-    return await reconcile_flags(db=db, redis=redis, environment="local", actor="keeper")
+    restored = await restore_if_missing(db=db, redis=redis, environment="local", actor="keeper")
+    return restored + await revert_if_stale(db=db, redis=redis, environment="local", actor="keeper")
 
 
 async def test_a_stale_copy_that_lost_a_rollback_is_turned_off_again(
@@ -316,6 +317,24 @@ async def test_a_copy_behind_its_record_is_left_for_an_operator(
     capsys.readouterr()
     assert await _cli("rollout", "status", "--environment", "local") == 0
     assert "differs from its record: on at 50%" in capsys.readouterr().out
+    # The operator accepts the lower state: `rollout set` to what Redis holds
+    # changes no flag but records it, and the flag is no longer behind.
+    await _set("property_vision", "10", "keep 10% after the failover")
+    assert (await get_flags(redis_client))["property_vision"] == ON_10
+    assert await _reconcile(db, redis_client) == []
+
+
+async def test_a_second_incident_after_a_stale_copy_finds_the_feature_off(
+    settings_env: dict[str, str], redis_client: Redis, db: Database, owner_db: Database
+) -> None:
+    """The rollback reverts the stale copy under its lock before planning: the
+    feature it had turned off is found off (no notice, no Deployment undone twice)."""
+    assert await _cli("flags", "init", "--seed", SEED) == 0
+    await roll_back(db=db, redis=redis_client, request=_request("property_vision"))
+    await write_flag(redis_client, "property_vision", ON_10)  # a failover lost the rollback
+    again = await roll_back(db=db, redis=redis_client, request=_request("property_vision", "k2"))
+    assert again.changed_features == []
+    assert (await get_flags(redis_client))["property_vision"] == OFF_10
 
 
 async def test_a_change_being_written_is_waited_for_not_reverted(
