@@ -78,22 +78,12 @@ async def _change(
 ) -> None:
     for change in changes:
         print(change.describe() + ("  (unchanged)" if change.is_noop else ""))
-    if all(change.is_noop for change in changes):
-        # Writes no flag, but records the live state where the record lacks it
-        # (a change whose commit failed after Redis took it): otherwise the
-        # rollback handler would take the live state for a stale copy.
-        await apply_changes(
-            redis=conn.redis,
-            db=conn.db,
-            environment=conn.settings.environment,
-            changes=changes,
-            actor=args.actor or default_actor(),
-            reason=reason,
-            command=command,
-        )
-        print("nothing to change")
-        return
-    await confirm(f"apply in {conn.settings.environment}?", args.yes)
+    unchanged = all(change.is_noop for change in changes)
+    if not unchanged:
+        await confirm(f"apply in {conn.settings.environment}?", args.yes)
+    # With nothing to change, this writes no flag but records the live state
+    # where the record lacks it (a change whose commit failed after Redis took
+    # it): otherwise the rollback handler would take it for a stale copy.
     written = await apply_changes(
         redis=conn.redis,
         db=conn.db,
@@ -103,6 +93,9 @@ async def _change(
         reason=reason,
         command=command,
     )
+    if unchanged:
+        print("nothing to change")
+        return
     print(f"{len(written)} flag(s) changed in {conn.settings.environment}; audit recorded")
 
 
