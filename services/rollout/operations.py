@@ -46,6 +46,33 @@ INSERT_AUDIT = (
 )
 
 
+async def record_change(
+    conn: Any,
+    *,
+    environment: str,
+    feature: str,
+    actor: str,
+    before: FlagState | None,
+    after: FlagState,
+    reason: str,
+    command: str,
+) -> None:
+    """Insert one ``flag_audit`` row: ``feature`` went from ``before`` (None: no
+    state) to ``after``. Call it under the flag-change lock, before the Redis write."""
+    await conn.execute(
+        INSERT_AUDIT,
+        environment,
+        feature,
+        actor,
+        before.enabled if before else None,
+        before.rollout_percentage if before else None,
+        after.enabled,
+        after.rollout_percentage,
+        reason,
+        command,
+    )
+
+
 #: Each feature's newest audit row in one environment: the state last written to it.
 RECORDED_STATES = (
     "SELECT DISTINCT ON (feature_name) feature_name, to_enabled, to_percentage "
@@ -168,17 +195,15 @@ async def _write(
             if recorded.get(c.feature) != c.after
         ]
     for before, after, feature, why in rows:
-        await conn.execute(
-            INSERT_AUDIT,
-            environment,
-            feature,
-            actor,
-            before.enabled if before else None,
-            before.rollout_percentage if before else None,
-            after.enabled,
-            after.rollout_percentage,
-            why,
-            command,
+        await record_change(
+            conn,
+            environment=environment,
+            feature=feature,
+            actor=actor,
+            before=before,
+            after=after,
+            reason=why,
+            command=command,
         )
     if todo:
         await write_flags(redis, {change.feature: change.after for change in todo})

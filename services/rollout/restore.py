@@ -38,7 +38,7 @@ from services.common.database import Database
 from services.common.flags import FEATURES, FlagState, get_flags, init_flags, write_flags
 from services.common.redis import Redis
 from services.common.tasks import repeat
-from services.rollout.operations import INSERT_AUDIT, lock_flag_changes, recorded_states
+from services.rollout.operations import lock_flag_changes, record_change, recorded_states
 
 log = logging.getLogger(__name__)
 
@@ -122,17 +122,15 @@ async def restore_missing(
         else:
             restored = feature in recorded
             state = wanted[feature]
-            await conn.execute(
-                INSERT_AUDIT,
-                environment,
-                feature,
-                actor,
-                None,
-                None,
-                state.enabled,
-                state.rollout_percentage,
-                RESTORED_REASON if restored else SEEDED_REASON,
-                "flags restore" if restored else "flags init",
+            await record_change(
+                conn,
+                environment=environment,
+                feature=feature,
+                actor=actor,
+                before=None,
+                after=state,
+                reason=RESTORED_REASON if restored else SEEDED_REASON,
+                command="flags restore" if restored else "flags init",
             )
             results.append(
                 Restored(feature, Outcome.RESTORED if restored else Outcome.SEEDED, state)
@@ -200,17 +198,15 @@ async def revert_stale(conn: Any, redis: Redis, *, environment: str, actor: str)
         if record.threshold > found.threshold:
             results.append(Restored(feature, Outcome.BEHIND, found))
             continue
-        await conn.execute(
-            INSERT_AUDIT,
-            environment,
-            feature,
-            actor,
-            found.enabled,
-            found.rollout_percentage,
-            record.enabled,
-            record.rollout_percentage,
-            STALE_REASON.format(found=found.describe()),
-            "flags restore",
+        await record_change(
+            conn,
+            environment=environment,
+            feature=feature,
+            actor=actor,
+            before=found,
+            after=record,
+            reason=STALE_REASON.format(found=found.describe()),
+            command="flags restore",
         )
         writes[feature] = record
         results.append(Restored(feature, Outcome.REVERTED, record))

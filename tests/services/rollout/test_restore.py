@@ -12,12 +12,12 @@ from services.common.flags import FlagState, get_flags, write_flag
 from services.common.redis import Redis
 from services.rollback.procedure import RollbackRequest, roll_back
 from services.rollout.operations import (
-    INSERT_AUDIT,
     FlagChangedMeanwhile,
     apply_changes,
     audit_trail,
     lock_flag_changes,
     plan_changes,
+    record_change,
     stage_started_at,
 )
 from services.rollout.restore import (
@@ -341,8 +341,15 @@ async def test_a_change_being_written_is_waited_for_not_reverted(
     assert await _cli("flags", "init", "--seed", SEED) == 0
     async with owner_db.unscoped() as conn:
         await lock_flag_changes(conn)
-        await conn.execute(
-            INSERT_AUDIT, "local", "property_vision", "ops", True, 10, True, 20, "step", "set"
+        await record_change(
+            conn,
+            environment="local",
+            feature="property_vision",
+            actor="ops",
+            before=ON_10,
+            after=FlagState(enabled=True, rollout_percentage=20),
+            reason="step",
+            command="rollout set",
         )
         await write_flag(
             redis_client, "property_vision", FlagState(enabled=True, rollout_percentage=20)
