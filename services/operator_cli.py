@@ -21,7 +21,7 @@ from typing import get_args
 
 from services.cli import EXIT_USAGE, CommandError
 from services.common.database import Database, DatabaseUnavailable
-from services.common.flags import InvalidFlag, check_feature
+from services.common.flags import FlagWriteConflict, InvalidFlag, check_feature
 from services.common.redis import Redis, RedisUnavailable, close_redis, create_redis_from_settings
 from services.common.settings import Environment
 from services.rollout.config import RolloutSettings
@@ -118,6 +118,8 @@ async def connect(environment: str | None) -> AsyncIterator[Connections]:
     )
     try:
         yield Connections(settings, redis, db)
+    except FlagWriteConflict as exc:
+        raise CommandError(exc.reason) from None
     except (RedisUnavailable, DatabaseUnavailable) as exc:
         raise CommandError(
             f"environment {settings.environment} unreachable: {exc.reason}"

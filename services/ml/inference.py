@@ -61,7 +61,10 @@ class _CacheCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         stats = self._scorer.cache.stats()
         for series, value in ((self._hits, stats.hits), (self._misses, stats.misses)):
-            yield CounterMetricFamily(series.registered_name, series.help, value=value)
+            # With ``_created``, as every other counter: a new cache is a reset.
+            yield CounterMetricFamily(
+                series.registered_name, series.help, value=value, created=stats.created
+            )
 
 
 class InferenceMetrics:

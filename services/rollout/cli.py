@@ -34,6 +34,7 @@ from services.common.flags import (
     check_percentage,
     get_flags,
     parse_seed,
+    read_flags,
 )
 from services.common.tenancy import InvalidTenantId, validate_tenant_id
 from services.operator_cli import (
@@ -55,7 +56,7 @@ from services.rollout.operations import (
     plan_changes,
     recorded_states,
 )
-from services.rollout.restore import Outcome, restore_missing
+from services.rollout.restore import Outcome, restore_missing, unrecorded
 from services.rollout.schedule import PLANS, Verdict, decide, stage_for
 
 
@@ -204,13 +205,15 @@ def _enable_all(args: argparse.Namespace) -> int:
 def _status(args: argparse.Namespace) -> int:
     async def run() -> None:
         async with connect(args.environment) as conn:
-            states = await get_flags(conn.redis)
+            stored = await read_flags(conn.redis)
+            states = stored.states
             async with conn.db.unscoped() as db_conn:
                 recorded = await recorded_states(db_conn, conn.settings.environment)
+            differing = unrecorded(stored, recorded)
             print(f"environment {conn.settings.environment}")
             for feature in FEATURES:
-                state = states[feature]
-                trail = await audit_trail(conn.db, feature, limit=1)
+                state = states.get(feature)
+                trail = await audit_trail(conn.db, conn.settings.environment, feature, limit=1)
                 last = (
                     f"last change {trail[0]['changed_at']:%Y-%m-%d %H:%M} UTC by "
                     f"{trail[0]['actor']}: {trail[0]['reason']}"
@@ -221,11 +224,12 @@ def _status(args: argparse.Namespace) -> int:
                 on_schedule = stage is not None and state is not None and state.enabled
                 where = f" [{stage.label.split(':')[0]}]" if on_schedule and stage else ""
                 shown = state.describe() if state else "missing (run flags init)"
+                if feature in stored.invalid:
+                    shown = "invalid record"
                 print(f"  {feature:<22} {shown:<20}{where}  {last}")
-                record = recorded.get(feature)
-                if state is not None and record is not None and record != state:
+                if feature in differing:
                     # No recorded change wrote it: a stale copy (restore.revert_stale).
-                    print(f"  {'':<22} differs from its record: {record.describe()}")
+                    print(f"  {'':<22} differs from its record: {recorded[feature].describe()}")
 
     return _run(run())
 
@@ -258,6 +262,7 @@ def _advance(args: argparse.Namespace) -> int:
                 )
             gathered = await gather(
                 db=conn.db,
+                environment=conn.settings.environment,
                 feature=feature,
                 state=state,
                 plan=plan,

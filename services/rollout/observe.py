@@ -83,6 +83,7 @@ class Gathered:
 async def gather(
     *,
     db: Database,
+    environment: str,
     feature: str,
     state: FlagState,
     plan: FeaturePlan,
@@ -96,7 +97,7 @@ async def gather(
     now = now or datetime.now(UTC)
     sources: dict[str, Any] = {}
     values: dict[str, float | None] = {}
-    started = await stage_started_at(db, feature, state)
+    started = await stage_started_at(db, environment, feature, state)
     sources["stage_started_at"] = started.isoformat() if started else None
     values["days_in_stage"] = (now - started).total_seconds() / 86400 if started else None
 

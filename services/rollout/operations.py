@@ -31,7 +31,7 @@ from datetime import datetime
 from typing import Any
 
 from services.common.database import Database
-from services.common.flags import FEATURES, FlagState, get_flags, write_flags
+from services.common.flags import FEATURES, FlagState, get_flags, watch_flags
 from services.common.redis import Redis
 
 #: One lock for every flag change of an environment (its own Postgres); the
@@ -74,9 +74,28 @@ async def record_change(
 
 
 #: Each feature's newest audit row in one environment: the state last written to it.
+#: One index descent per feature (revision 0020), not a read of the environment's
+#: whole history: the rollback handler's keeper runs it every few seconds.
 RECORDED_STATES = (
-    "SELECT DISTINCT ON (feature_name) feature_name, to_enabled, to_percentage "
-    "FROM flag_audit WHERE environment = $1 ORDER BY feature_name, audit_id DESC"
+    "SELECT f.feature_name, last.to_enabled, last.to_percentage "
+    "FROM unnest($2::text[]) AS f (feature_name) CROSS JOIN LATERAL ("
+    "SELECT to_enabled, to_percentage FROM flag_audit "
+    "WHERE environment = $1 AND feature_name = f.feature_name "
+    "ORDER BY audit_id DESC LIMIT 1) AS last"
+)
+#: A feature's audit rows in one environment, newest first.
+AUDIT_TRAIL = (
+    "SELECT changed_at, environment, actor, from_enabled, from_percentage, to_enabled, "
+    "to_percentage, reason, command FROM flag_audit "
+    "WHERE environment = $1 AND feature_name = $2 ORDER BY audit_id DESC LIMIT $3"
+)
+#: When a feature last moved to a state (a row that changed it, not a re-record).
+STAGE_STARTED_AT = (
+    "SELECT changed_at FROM flag_audit WHERE environment = $1 AND feature_name = $2 "
+    "AND to_enabled = $3 AND to_percentage = $4 "
+    "AND (from_enabled IS DISTINCT FROM to_enabled "
+    "OR from_percentage IS DISTINCT FROM to_percentage) "
+    "ORDER BY audit_id DESC LIMIT 1"
 )
 #: Why a change that found its flag already in the requested state is recorded.
 UNRECORDED = "already the live state, which the record lacked: recorded now"
@@ -173,81 +192,74 @@ async def _write(
     command: str,
 ) -> None:
     """Under the lock, the flags as planned; then the audit rows and the flags (Redis
-    failing raises and the rows roll back)."""
+    failing raises and the rows roll back; so does a flag that a writer outside the
+    lock changed meanwhile: `FlagWriteConflict`)."""
     await lock_flag_changes(conn)
-    current = await get_flags(redis)
-    todo = [change for change in changes if not change.is_noop]
-    stale = [(c, current[c.feature]) for c in todo if current[c.feature] != c.before]
-    if stale:
-        raise FlagChangedMeanwhile(stale)
-    rows = [(change.before, change.after, change.feature, reason) for change in todo]
-    held = [c for c in changes if c.is_noop and current[c.feature] == c.after]
-    if held:
-        # A flag that already has the requested state while its record says
-        # otherwise changed without its row (a commit that failed after Redis
-        # took the write: the retry of that rollback finds the flag off).
-        # Recorded now, or a restore after Redis lost the flag would bring
-        # back the state before, e.g. turn a rolled-back feature on again.
-        recorded = await recorded_states(conn, environment)
-        rows += [
-            (recorded.get(c.feature), c.after, c.feature, f"{reason} ({UNRECORDED})")
-            for c in held
-            if recorded.get(c.feature) != c.after
-        ]
-    for before, after, feature, why in rows:
-        await record_change(
-            conn,
-            environment=environment,
-            feature=feature,
-            actor=actor,
-            before=before,
-            after=after,
-            reason=why,
-            command=command,
-        )
-    if todo:
-        await write_flags(redis, {change.feature: change.after for change in todo})
+    async with watch_flags(redis) as watched:
+        current = watched.stored.valid()
+        todo = [change for change in changes if not change.is_noop]
+        stale = [(c, current[c.feature]) for c in todo if current[c.feature] != c.before]
+        if stale:
+            raise FlagChangedMeanwhile(stale)
+        rows = [(change.before, change.after, change.feature, reason) for change in todo]
+        held = [c for c in changes if c.is_noop and current[c.feature] == c.after]
+        if held:
+            # A flag that already has the requested state while its record says
+            # otherwise changed without its row (a commit that failed after Redis
+            # took the write: the retry of that rollback finds the flag off).
+            # Recorded now, or a restore after Redis lost the flag would bring
+            # back the state before, e.g. turn a rolled-back feature on again.
+            recorded = await recorded_states(conn, environment)
+            rows += [
+                (recorded.get(c.feature), c.after, c.feature, f"{reason} ({UNRECORDED})")
+                for c in held
+                if recorded.get(c.feature) != c.after
+            ]
+        for before, after, feature, why in rows:
+            await record_change(
+                conn,
+                environment=environment,
+                feature=feature,
+                actor=actor,
+                before=before,
+                after=after,
+                reason=why,
+                command=command,
+            )
+        await watched.write({change.feature: change.after for change in todo})
 
 
 async def recorded_states(conn: Any, environment: str) -> dict[str, FlagState]:
     """The last recorded state of each feature of ``environment`` that has one."""
-    rows = await conn.fetch(RECORDED_STATES, environment)
+    rows = await conn.fetch(RECORDED_STATES, environment, list(FEATURES))
     return {
         row["feature_name"]: FlagState(
             enabled=row["to_enabled"], rollout_percentage=float(row["to_percentage"])
         )
         for row in rows
-        if row["feature_name"] in FEATURES
     }
 
 
-async def audit_trail(db: Database, feature: str, *, limit: int = 20) -> list[dict[str, Any]]:
-    """The latest audit rows of ``feature``, newest first.
+async def audit_trail(
+    db: Database, environment: str, feature: str, *, limit: int = 20
+) -> list[dict[str, Any]]:
+    """The latest audit rows of ``feature`` in ``environment``, newest first.
 
     In write order (``audit_id``: rows are inserted under the flag-change lock),
     not by ``changed_at``, which is when the writer's transaction began.
     """
     async with db.unscoped() as conn:
-        rows = await conn.fetch(
-            "SELECT changed_at, environment, actor, from_enabled, from_percentage, to_enabled, "
-            "to_percentage, reason, command FROM flag_audit WHERE feature_name = $1 "
-            "ORDER BY audit_id DESC LIMIT $2",
-            feature,
-            limit,
-        )
+        rows = await conn.fetch(AUDIT_TRAIL, environment, feature, limit)
     return [dict(row) for row in rows]
 
 
-async def stage_started_at(db: Database, feature: str, state: FlagState) -> datetime | None:
-    """When the flag last moved to its current (enabled, percentage), from the audit."""
+async def stage_started_at(
+    db: Database, environment: str, feature: str, state: FlagState
+) -> datetime | None:
+    """When the flag last moved to its current (enabled, percentage) in
+    ``environment``, from the audit."""
     async with db.unscoped() as conn:
         value: datetime | None = await conn.fetchval(
-            "SELECT changed_at FROM flag_audit WHERE feature_name = $1 AND to_enabled = $2 "
-            "AND to_percentage = $3 AND (from_enabled IS DISTINCT FROM to_enabled "
-            "OR from_percentage IS DISTINCT FROM to_percentage) "
-            "ORDER BY audit_id DESC LIMIT 1",
-            feature,
-            state.enabled,
-            state.rollout_percentage,
+            STAGE_STARTED_AT, environment, feature, state.enabled, state.rollout_percentage
         )
     return value

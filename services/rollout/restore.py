@@ -23,7 +23,11 @@ under the lock, so such a flag differs from its record. :func:`revert_stale`
 writes the record back when that does not raise the feature's exposure (a
 rollback the stale copy lost comes back: the feature goes off again), and
 leaves it to an operator otherwise (an advance the copy lost): nothing here
-ever raises a feature's exposure by itself.
+ever raises a feature's exposure by itself. A key holding no valid record
+(every reader ignores it and keeps its last state) gets its record back too.
+Each of these writes is conditional (``watch_flags``): a flag that changes in
+Redis between the read and the write, or a connection lost meanwhile, fails
+the write and rolls back its audit rows, to be looked at again next time.
 """
 
 from __future__ import annotations
@@ -35,7 +39,14 @@ from enum import StrEnum
 from typing import Any, Final
 
 from services.common.database import Database
-from services.common.flags import FEATURES, FlagState, get_flags, init_flags, write_flags
+from services.common.flags import (
+    FEATURES,
+    FlagState,
+    StoredFlags,
+    init_flags,
+    read_flags,
+    watch_flags,
+)
 from services.common.redis import Redis
 from services.common.tasks import repeat
 from services.rollout.operations import lock_flag_changes, record_change, recorded_states
@@ -50,6 +61,7 @@ STALE_REASON = (
     "restored the last recorded state: Redis held {found}, which no recorded change wrote "
     "(a stale copy, as after a failover to a replica that missed writes)"
 )
+INVALID_REASON = "restored the last recorded state: Redis held no valid record (a hand edit?)"
 
 
 class Outcome(StrEnum):
@@ -97,8 +109,9 @@ async def restore_missing(
     commit with it. Raises ``RedisUnavailable``.
     """
     await lock_flag_changes(conn)
-    current = await get_flags(redis)
-    missing = [feature for feature in FEATURES if current[feature] is None]
+    # An invalid record is not missing (SET NX would not replace it): revert_stale's.
+    current = (await read_flags(redis)).states
+    missing = [feature for feature in FEATURES if feature in current and current[feature] is None]
     if not missing:
         return [Restored(f, Outcome.PRESENT, current[f]) for f in FEATURES]
     recorded = await recorded_states(conn, environment)
@@ -114,7 +127,7 @@ async def restore_missing(
     results = []
     for feature in FEATURES:
         if feature not in missing:
-            results.append(Restored(feature, Outcome.PRESENT, current[feature]))
+            results.append(Restored(feature, Outcome.PRESENT, current.get(feature)))
         elif feature not in wanted:
             results.append(Restored(feature, Outcome.NO_RECORD, None))
         elif not created[feature]:
@@ -146,7 +159,7 @@ async def restore_if_missing(
     The check without the lock is one ``MGET``: the common case (every flag
     present) costs Postgres nothing. Returns the flags restored.
     """
-    if all(state is not None for state in (await get_flags(redis)).values()):
+    if None not in (await read_flags(redis)).states.values():
         return []
     async with db.unscoped() as conn:
         await _bound_lock_wait(conn)
@@ -163,16 +176,14 @@ async def _bound_lock_wait(conn: Any) -> None:
     await conn.execute(f"SET LOCAL lock_timeout = '{KEEPER_LOCK_TIMEOUT}'")
 
 
-def _unrecorded(
-    current: Mapping[str, FlagState | None], recorded: Mapping[str, FlagState]
-) -> list[str]:
-    """Features present in Redis in another state than their last recorded one."""
+def unrecorded(stored: StoredFlags, recorded: Mapping[str, FlagState]) -> list[str]:
+    """Features present in Redis in another state than their last recorded one
+    (an invalid record included: no change wrote it)."""
     return [
         feature
         for feature in FEATURES
-        if (found := current[feature]) is not None
-        and feature in recorded
-        and found != recorded[feature]
+        if feature in recorded
+        and (feature in stored.invalid or stored.states[feature] not in (None, recorded[feature]))
     ]
 
 
@@ -182,37 +193,40 @@ async def revert_stale(conn: Any, redis: Redis, *, environment: str, actor: str)
     Only where the record is no more exposed than what Redis holds (its
     rollout threshold is not higher): a stale copy that lost a rollback is
     turned off again, with an audit row. A record more exposed than Redis (an
-    advance the copy lost) is reported ``BEHIND`` and left to an operator.
+    advance the copy lost) is reported ``BEHIND`` and left to an operator. A
+    key holding no valid record (a hand edit) is written back like a missing
+    flag is restored: readers already ignore it and keep their last state.
     ``conn`` must be in a transaction: the flag-change lock is held to its end,
     so a change being written (its Redis write before its audit commits) is
-    waited for, never mistaken for a stale copy. Raises ``RedisUnavailable``.
+    waited for, never mistaken for a stale copy. Raises ``RedisUnavailable``,
+    and `FlagWriteConflict` (nothing written) when a flag changed in Redis
+    meanwhile.
     """
     await lock_flag_changes(conn)
-    current = await get_flags(redis)
-    recorded = await recorded_states(conn, environment)
-    results: list[Restored] = []
-    writes: dict[str, FlagState] = {}
-    for feature in _unrecorded(current, recorded):
-        found, record = current[feature], recorded[feature]
-        assert found is not None  # _unrecorded lists present flags only
-        if record.threshold > found.threshold:
-            results.append(Restored(feature, Outcome.BEHIND, found))
-            continue
-        await record_change(
-            conn,
-            environment=environment,
-            feature=feature,
-            actor=actor,
-            before=found,
-            after=record,
-            reason=STALE_REASON.format(found=found.describe()),
-            command="flags restore",
-        )
-        writes[feature] = record
-        results.append(Restored(feature, Outcome.REVERTED, record))
-    if writes:
+    async with watch_flags(redis) as watched:
+        stored = watched.stored
+        recorded = await recorded_states(conn, environment)
+        results: list[Restored] = []
+        writes: dict[str, FlagState] = {}
+        for feature in unrecorded(stored, recorded):
+            found, record = stored.states.get(feature), recorded[feature]
+            if found is not None and record.threshold > found.threshold:
+                results.append(Restored(feature, Outcome.BEHIND, found))
+                continue
+            await record_change(
+                conn,
+                environment=environment,
+                feature=feature,
+                actor=actor,
+                before=found,
+                after=record,
+                reason=STALE_REASON.format(found=found.describe()) if found else INVALID_REASON,
+                command="flags restore",
+            )
+            writes[feature] = record
+            results.append(Restored(feature, Outcome.REVERTED, record))
         # After the audit rows, as every change: Redis failing rolls them back.
-        await write_flags(redis, writes)
+        await watched.write(writes)
     return results
 
 
@@ -226,7 +240,7 @@ async def revert_if_stale(
     """
     async with db.unscoped() as conn:
         recorded = await recorded_states(conn, environment)
-    if not _unrecorded(await get_flags(redis), recorded):
+    if not unrecorded(await read_flags(redis), recorded):
         return []
     async with db.unscoped() as conn:
         await _bound_lock_wait(conn)

@@ -1,6 +1,6 @@
 """Feature flags: one record per feature in Redis, evaluated in-process.
 
-- ``model``: the stored records, the stack seed, ``init_flags``/``write_flags``.
+- ``model``: the stored records, the stack seed, ``init_flags``/``write_flags``/``watch_flags``.
 - ``bucketing``: GrowthBook's v2 hash over 10,000 buckets, one seed per feature.
 - ``cache``: the local copy every decision reads, kept fresh by pub/sub.
 - ``provider``: the OpenFeature provider over the cache.
@@ -14,7 +14,10 @@ from services.common.flags.model import (
     CHANNEL,
     FEATURES,
     FlagState,
+    FlagWriteConflict,
     InvalidFlag,
+    StoredFlags,
+    WatchedFlags,
     check_feature,
     check_percentage,
     flag_key,
@@ -22,6 +25,8 @@ from services.common.flags.model import (
     get_flags,
     init_flags,
     parse_seed,
+    read_flags,
+    watch_flags,
     write_flag,
     write_flags,
 )
@@ -51,9 +56,12 @@ __all__ = [
     "FlagCache",
     "FlagClientDep",
     "FlagState",
+    "FlagWriteConflict",
     "FlagsDep",
     "InvalidFlag",
     "Reason",
+    "StoredFlags",
+    "WatchedFlags",
     "bucket",
     "check_feature",
     "check_percentage",
@@ -66,9 +74,11 @@ __all__ = [
     "init_flags",
     "openfeature_client",
     "parse_seed",
+    "read_flags",
     "require_feature",
     "require_scope_and_feature",
     "serve_flags",
+    "watch_flags",
     "write_flag",
     "write_flags",
 ]

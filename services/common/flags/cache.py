@@ -40,7 +40,7 @@ from services.common.flags.model import (
     InvalidFlag,
     check_feature,
     get_flag,
-    get_flags,
+    read_flags,
 )
 from services.common.metrics import MetricFactory
 from services.common.redis import Redis, RedisUnavailable, redis_errors
@@ -205,16 +205,11 @@ class FlagCache:
     async def refresh(self) -> None:
         """Read every flag now. Raises ``RedisUnavailable``; a malformed record
         keeps that flag's last known state."""
-        try:
-            states = await get_flags(self._redis)
-        except InvalidFlag as exc:
-            log.error("feature flags: %s; reading the others one by one", exc)
+        stored = await read_flags(self._redis)
+        for problem in stored.invalid.values():
+            log.error("feature flags: %s; keeping the last known state", problem)
             self.metrics.failures.inc()
-            states = {}
-            for feature in FEATURES:
-                with contextlib.suppress(InvalidFlag):
-                    states[feature] = await get_flag(self._redis, feature)
-        for feature, state in states.items():
+        for feature, state in stored.states.items():
             self.apply(feature, state)
         self._synced.set()
         self._refreshes += 1

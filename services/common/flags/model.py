@@ -19,13 +19,16 @@ creates it again from its last recorded state.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any, Final
 
 import orjson
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from redis.exceptions import WatchError
 
-from services.common.redis import Redis, redis_errors
+from services.common.redis import Redis, RedisUnavailable, redis_errors
 
 FEATURES: Final[tuple[str, ...]] = (
     "realtime_intelligence",
@@ -171,17 +174,53 @@ async def get_flag(redis: Redis, feature: str) -> FlagState | None:
     return None if raw is None else decode(feature, raw)
 
 
+@dataclass(frozen=True, slots=True)
+class StoredFlags:
+    """Every feature's flag as one read of Redis found it."""
+
+    #: Each feature whose key holds a valid record, or None (the key is missing).
+    states: dict[str, FlagState | None]
+    #: Each feature whose key holds something that is not a valid record.
+    invalid: dict[str, InvalidFlag]
+
+    @classmethod
+    def decode(cls, values: Sequence[bytes | str | None]) -> StoredFlags:
+        """The read of ``FEATURES``' keys, in that order."""
+        states: dict[str, FlagState | None] = {}
+        invalid: dict[str, InvalidFlag] = {}
+        for feature, raw in zip(FEATURES, values, strict=True):
+            try:
+                states[feature] = None if raw is None else decode(feature, raw)
+            except InvalidFlag as exc:
+                invalid[feature] = exc
+        return cls(states, invalid)
+
+    def valid(self) -> dict[str, FlagState | None]:
+        """Every feature's state (None where missing); ``InvalidFlag`` if one is malformed."""
+        for problem in self.invalid.values():
+            raise problem
+        return self.states
+
+
+def _keys() -> list[str]:
+    return [flag_key(feature) for feature in FEATURES]
+
+
+async def read_flags(redis: Redis) -> StoredFlags:
+    """Every feature's record in one round trip, a malformed one reported, not raised.
+
+    Raises ``RedisUnavailable``.
+    """
+    with redis_errors():
+        return StoredFlags.decode(await redis.mget(_keys()))
+
+
 async def get_flags(redis: Redis) -> dict[str, FlagState | None]:
     """Every feature's stored state in one round trip (None where missing).
 
     Raises ``InvalidFlag`` for a malformed record and ``RedisUnavailable``.
     """
-    with redis_errors():
-        values = await redis.mget([flag_key(feature) for feature in FEATURES])
-    return {
-        feature: None if raw is None else decode(feature, raw)
-        for feature, raw in zip(FEATURES, values, strict=True)
-    }
+    return (await read_flags(redis)).valid()
 
 
 async def write_flag(redis: Redis, feature: str, state: FlagState) -> None:
@@ -200,10 +239,69 @@ async def write_flags(redis: Redis, states: Mapping[str, FlagState]) -> None:
     audit rows that roll back with the failure never miss a flag that changed.
     Raises ``RedisUnavailable`` when Redis cannot be reached.
     """
-    keys = {feature: flag_key(feature) for feature in states}
     with redis_errors():
         async with redis.pipeline(transaction=True) as pipe:
-            for feature, state in states.items():
-                pipe.set(keys[feature], encode(state))
-                pipe.publish(CHANNEL, feature)
+            _queue_writes(pipe, states)
             await pipe.execute()
+
+
+def _queue_writes(pipe: Any, states: Mapping[str, FlagState]) -> None:
+    """Each record and its ``CHANNEL`` notice, queued in a ``MULTI`` pipeline."""
+    for feature, state in states.items():
+        pipe.set(flag_key(feature), encode(state))
+        pipe.publish(CHANNEL, feature)
+
+
+class FlagWriteConflict(RedisUnavailable):
+    """A flag changed in Redis (or the connection was lost) between a read and its write.
+
+    A kind of ``RedisUnavailable`` because every caller handles it the same
+    way: Redis did not take the write, nothing was written, try again (the
+    rollback webhook answers 503 so that Alertmanager retries, the keeper's
+    next pass looks again, an operator runs the command again).
+    """
+
+
+@dataclass(frozen=True, slots=True)
+class WatchedFlags:
+    """The flags as read under a ``WATCH`` (:func:`watch_flags`), and their conditional write."""
+
+    stored: StoredFlags
+    _pipe: Any
+
+    async def write(self, states: Mapping[str, FlagState]) -> None:
+        """:func:`write_flags`, only if no flag key changed since the read.
+
+        Raises `FlagWriteConflict` (nothing written) if one did, or if the
+        connection was lost meanwhile (a failover: the new primary may hold
+        something else), and ``RedisUnavailable``.
+        """
+        if not states:
+            return
+        self._pipe.multi()
+        _queue_writes(self._pipe, states)
+        try:
+            with redis_errors():
+                await self._pipe.execute()
+        except WatchError:
+            raise FlagWriteConflict(
+                "a feature flag changed in Redis after it was read, outside the flag-change "
+                "lock (or the connection was lost); nothing was written: try again"
+            ) from None
+
+
+@asynccontextmanager
+async def watch_flags(redis: Redis) -> AsyncIterator[WatchedFlags]:
+    """Read every flag under a ``WATCH`` held until the block ends.
+
+    A writer under the flag-change lock writes what it decided from this read
+    with ``WatchedFlags.write``, which fails rather than overwrite a flag that
+    changed in between by a writer that does not take the lock: a hand edit,
+    an older release's ``flags init``, a failover to a replica. Raises
+    ``RedisUnavailable``.
+    """
+    async with redis.pipeline(transaction=True) as pipe:
+        with redis_errors():
+            await pipe.watch(*_keys())
+            stored = StoredFlags.decode(await pipe.mget(_keys()))
+        yield WatchedFlags(stored, pipe)

@@ -8,6 +8,7 @@ model's probability that the lead converts, in [0, 1].
 from __future__ import annotations
 
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
@@ -32,6 +33,8 @@ class CacheStats:
     misses: int
     size: int
     capacity: int
+    #: When the cache was created (Unix time): where its counters started at 0.
+    created: float
 
 
 class ScoreCache:
@@ -52,6 +55,7 @@ class ScoreCache:
         self._lock = threading.Lock()
         self._hits = 0
         self._misses = 0
+        self._created = time.time()
 
     def get_many(self, keys: Sequence[Hashable]) -> list[float | None]:
         """Look up ``keys``; a hit becomes the most recently used entry."""
@@ -81,7 +85,9 @@ class ScoreCache:
     def stats(self) -> CacheStats:
         """Return hit/miss counters and the current size."""
         with self._lock:
-            return CacheStats(self._hits, self._misses, len(self._entries), self._capacity)
+            return CacheStats(
+                self._hits, self._misses, len(self._entries), self._capacity, self._created
+            )
 
 
 class LeadScorer:

@@ -16,6 +16,7 @@ from services.common.claude.metrics import ClaudeMetrics
 from services.common.flags.cache import FlagMetrics
 from services.common.flags.exposure import ExposureRecorder
 from services.common.flags.provider import DecisionMetricsHook
+from services.common.lead_model.scorer import ScoreCache
 from services.common.metrics import HttpMetrics, build_info, new_registry
 from services.common.series import CatalogError, load_catalog, parse_catalog, series_catalog
 from services.ml.inference import InferenceMetrics
@@ -120,7 +121,7 @@ def test_the_connection_failure_help_names_every_reason() -> None:
 
 
 def _scorer() -> Any:
-    return SimpleNamespace(cache=SimpleNamespace(stats=lambda: SimpleNamespace(hits=0, misses=0)))
+    return SimpleNamespace(cache=ScoreCache(capacity=4))
 
 
 #: Every class that registers series, as each service builds it.
@@ -149,3 +150,19 @@ def test_every_catalog_series_is_registered_by_the_services_code() -> None:
         registered |= {family.name for family in registry.collect()}
     declared = {series.registered_name for series in series_catalog().values()}
     assert registered == declared
+
+
+def test_the_catalog_lists_exactly_the_samples_a_scrape_shows() -> None:
+    """What alerts and pages may query (``exported_metrics``) is each series'
+    sample names: one listed but never shown would let a rule query nothing."""
+    catalog = {series.registered_name: series for series in series_catalog().values()}
+    shown = 0
+    for build in METRICS_CLASSES.values():
+        registry = new_registry()
+        build(registry)
+        # A labelled series shows no sample before its first use.
+        for family in (family for family in registry.collect() if family.samples):
+            names = {sample.name for sample in family.samples}
+            assert names == catalog[family.name].sample_names, family.name
+            shown += 1
+    assert shown >= 10

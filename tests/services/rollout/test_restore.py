@@ -3,21 +3,32 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from services.common.database import Database
-from services.common.flags import FlagState, get_flags, write_flag
+from services.common.flags import (
+    FEATURES,
+    FlagState,
+    FlagWriteConflict,
+    flag_key,
+    get_flags,
+    write_flag,
+)
 from services.common.redis import Redis
 from services.rollback.procedure import RollbackRequest, roll_back
 from services.rollout.operations import (
+    AUDIT_TRAIL,
+    RECORDED_STATES,
+    STAGE_STARTED_AT,
     FlagChangedMeanwhile,
     apply_changes,
     audit_trail,
     lock_flag_changes,
     plan_changes,
     record_change,
+    recorded_states,
     stage_started_at,
 )
 from services.rollout.restore import (
@@ -27,6 +38,8 @@ from services.rollout.restore import (
     restore_missing,
     revert_if_stale,
 )
+from tests.services.realtime.test_group_commit import _index_names
+from tests.services.rollback.test_webhook import _waiting_on_locks
 from tests.services.rollout.test_cli import _audit, _cli
 
 SEED = '{"property_vision": {"enabled": true, "rolloutPercentage": 10}, "ai_coaching": true}'
@@ -264,11 +277,70 @@ async def test_the_audit_reads_in_write_order_not_transaction_start_order(
                 after,
                 changed_at,
             )
-    trail = await audit_trail(owner_db, "ai_coaching")
+    trail = await audit_trail(owner_db, "local", "ai_coaching")
     assert [row["to_percentage"] for row in trail] == [25, 10, 25]
     # The current 25% stage began with the last write, not the first.
     current = FlagState(enabled=True, rollout_percentage=25)
-    assert await stage_started_at(owner_db, "ai_coaching", current) == at(2)
+    assert await stage_started_at(owner_db, "local", "ai_coaching", current) == at(2)
+
+
+async def test_the_audit_of_another_environment_is_not_this_ones(owner_db: Database) -> None:
+    # Environments may share a database (their rows carry the environment): a
+    # staging move to 25% must neither restart production's 25% stage (the
+    # advance would wait again) nor show as its last change.
+    started = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+    rows = (
+        ("production", started, "production step"),
+        ("staging", started + timedelta(days=2), "staging step"),
+    )
+    async with owner_db.unscoped() as conn:
+        for environment, changed_at, reason in rows:
+            await conn.execute(
+                "INSERT INTO flag_audit (environment, feature_name, actor, from_enabled, "
+                "from_percentage, to_enabled, to_percentage, reason, command, changed_at) "
+                "VALUES ($1, 'ai_coaching', 'ops', true, 10, true, 25, $2, 'rollout set', $3)",
+                environment,
+                reason,
+                changed_at,
+            )
+    at_25 = FlagState(enabled=True, rollout_percentage=25)
+    assert await stage_started_at(owner_db, "production", "ai_coaching", at_25) == started
+    trail = await audit_trail(owner_db, "production", "ai_coaching")
+    assert [row["reason"] for row in trail] == ["production step"]
+
+
+async def test_the_audit_reads_descend_the_index_whatever_the_history(
+    owner_db: Database,
+) -> None:
+    # The keeper reads every feature's record every few seconds, and the table
+    # only grows: each read must cost a few index pages, not the history (here
+    # production's rows are old, and another environment's thousands came since).
+    async with owner_db.unscoped() as conn:
+        for environment, changes in (("production", 50), ("staging", 5000)):
+            await conn.execute(
+                "INSERT INTO flag_audit (environment, feature_name, actor, from_enabled, "
+                "from_percentage, to_enabled, to_percentage, reason, command) "
+                "SELECT $1, feature, 'ops', true, 10, true, (i % 2) * 15 + 10, 'step', "
+                "'rollout set' FROM generate_series(1, $3::int) AS i, "
+                "unnest($2::text[]) AS feature",
+                environment,
+                list(FEATURES),
+                changes,
+            )
+        await conn.execute("ANALYZE flag_audit")
+        reads = {
+            RECORDED_STATES: ("production", list(FEATURES)),
+            AUDIT_TRAIL: ("production", "ai_coaching", 1),
+            STAGE_STARTED_AT: ("production", "ai_coaching", True, 25),
+        }
+        for query, args in reads.items():
+            plan = await conn.fetchval(f"EXPLAIN (FORMAT JSON, ANALYZE, BUFFERS) {query}", *args)
+            assert _index_names(plan) == {"idx_flag_audit_environment_feature"}, query
+            top = plan[0]["Plan"]
+            # 20,000 rows fill about 250 pages; four descents read a dozen.
+            assert top["Shared Hit Blocks"] + top.get("Shared Read Blocks", 0) < 40, query
+        recorded = await recorded_states(conn, "production")
+    assert recorded == {f: FlagState(enabled=True, rollout_percentage=10) for f in FEATURES}
 
 
 async def _reconcile(db: Database, redis: Redis) -> list[Restored]:
@@ -361,3 +433,73 @@ async def test_a_change_being_written_is_waited_for_not_reverted(
     assert (await get_flags(redis_client))["property_vision"] == FlagState(
         enabled=True, rollout_percentage=20
     )
+
+
+async def test_an_invalid_record_gets_its_record_back_and_blocks_no_other_flag(
+    settings_env: dict[str, str],
+    redis_client: Redis,
+    db: Database,
+    owner_db: Database,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A hand edit left a key that is no flag record while another flag was lost:
+    one check restores the lost one and writes the edited one's record back
+    (before, the edit made every check fail and the lost flag stayed off)."""
+    assert await _cli("flags", "init", "--seed", SEED) == 0
+    await redis_client.set(flag_key("property_vision"), b'{"enabled": "maybe"}')
+    await redis_client.delete(flag_key("ai_coaching"))
+    rows = len(await _audit(owner_db))
+    capsys.readouterr()
+    assert await _cli("rollout", "status", "--environment", "local") == 0
+    status = capsys.readouterr().out
+    assert "property_vision        invalid record" in status
+    assert "differs from its record: on at 10%" in status
+
+    results = await _reconcile(db, redis_client)
+
+    on_100 = FlagState(enabled=True, rollout_percentage=100)
+    assert sorted(results, key=lambda r: r.feature) == [
+        Restored("ai_coaching", Outcome.RESTORED, on_100),
+        Restored("property_vision", Outcome.REVERTED, ON_10),
+    ]
+    flags = await get_flags(redis_client)
+    assert (flags["property_vision"], flags["ai_coaching"]) == (ON_10, on_100)
+    audit = await _audit(owner_db)
+    assert len(audit) == rows + 2
+    assert audit[-1]["from_enabled"] is None
+    assert "no valid record" in str(audit[-1]["reason"])
+    assert await _reconcile(db, redis_client) == []
+
+
+async def test_an_invalid_record_without_any_record_is_left_alone(
+    redis_client: Redis, db: Database, owner_db: Database
+) -> None:
+    # Nothing to restore it from, and nothing may invent a state: readers keep
+    # ignoring it (and count it), the other flags are still looked after.
+    await redis_client.set(flag_key("property_vision"), b"not json")
+    assert await _reconcile(db, redis_client) == []
+    assert await redis_client.get(flag_key("property_vision")) == b"not json"
+    assert await _audit(owner_db) == []
+
+
+async def test_a_flag_changed_outside_the_lock_meanwhile_is_not_overwritten(
+    settings_env: dict[str, str], redis_client: Redis, db: Database, owner_db: Database
+) -> None:
+    """Between the keeper's read and its write, a writer that does not take the
+    lock (a hand edit, a failover) changes the flag: the write is refused and
+    its audit row rolled back, rather than overwriting what it never saw."""
+    assert await _cli("flags", "init", "--seed", SEED) == 0
+    await roll_back(db=db, redis=redis_client, request=_request("property_vision"))
+    await write_flag(redis_client, "property_vision", ON_10)  # a stale copy: to revert
+    rows = len(await _audit(owner_db))
+    edited = FlagState(enabled=False, rollout_percentage=0)
+    async with owner_db.unscoped() as gate:
+        # Holds the keeper at its audit insert, after it read the flags.
+        await gate.execute("LOCK TABLE flag_audit IN SHARE ROW EXCLUSIVE MODE")
+        keeper = asyncio.create_task(_reconcile(db, redis_client))
+        await _waiting_on_locks(owner_db, 1)
+        await write_flag(redis_client, "property_vision", edited)
+    with pytest.raises(FlagWriteConflict):
+        await asyncio.wait_for(keeper, 30)
+    assert (await get_flags(redis_client))["property_vision"] == edited
+    assert len(await _audit(owner_db)) == rows
