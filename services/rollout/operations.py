@@ -89,12 +89,17 @@ AUDIT_TRAIL = (
     "to_percentage, reason, command FROM flag_audit "
     "WHERE environment = $1 AND feature_name = $2 ORDER BY audit_id DESC LIMIT $3"
 )
-#: When a feature last moved to a state (a row that changed it, not a re-record).
+#: The command of the rows that put a flag back to its record (``services.rollout.restore``).
+RESTORE_COMMAND = "flags restore"
+#: When a feature last moved to a state: a row that changed it, not a re-record,
+#: and not a restore (putting the record back after Redis lost the flag or held
+#: a stale copy is not a new stage: a failover must not restart a week's clock).
 STAGE_STARTED_AT = (
     "SELECT changed_at FROM flag_audit WHERE environment = $1 AND feature_name = $2 "
     "AND to_enabled = $3 AND to_percentage = $4 "
     "AND (from_enabled IS DISTINCT FROM to_enabled "
     "OR from_percentage IS DISTINCT FROM to_percentage) "
+    "AND command <> $5 "
     "ORDER BY audit_id DESC LIMIT 1"
 )
 #: Why a change that found its flag already in the requested state is recorded.
@@ -260,6 +265,11 @@ async def stage_started_at(
     ``environment``, from the audit."""
     async with db.unscoped() as conn:
         value: datetime | None = await conn.fetchval(
-            STAGE_STARTED_AT, environment, feature, state.enabled, state.rollout_percentage
+            STAGE_STARTED_AT,
+            environment,
+            feature,
+            state.enabled,
+            state.rollout_percentage,
+            RESTORE_COMMAND,
         )
     return value

@@ -49,7 +49,12 @@ from services.common.flags import (
 )
 from services.common.redis import Redis
 from services.common.tasks import repeat
-from services.rollout.operations import lock_flag_changes, record_change, recorded_states
+from services.rollout.operations import (
+    RESTORE_COMMAND,
+    lock_flag_changes,
+    record_change,
+    recorded_states,
+)
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +148,7 @@ async def restore_missing(
                 before=None,
                 after=state,
                 reason=RESTORED_REASON if restored else SEEDED_REASON,
-                command="flags restore" if restored else "flags init",
+                command=RESTORE_COMMAND if restored else "flags init",
             )
             results.append(
                 Restored(feature, Outcome.RESTORED if restored else Outcome.SEEDED, state)
@@ -221,7 +226,7 @@ async def revert_stale(conn: Any, redis: Redis, *, environment: str, actor: str)
                 before=found,
                 after=record,
                 reason=STALE_REASON.format(found=found.describe()) if found else INVALID_REASON,
-                command="flags restore",
+                command=RESTORE_COMMAND,
             )
             writes[feature] = record
             results.append(Restored(feature, Outcome.REVERTED, record))

@@ -21,6 +21,7 @@ from services.rollback.procedure import RollbackRequest, roll_back
 from services.rollout.operations import (
     AUDIT_TRAIL,
     RECORDED_STATES,
+    RESTORE_COMMAND,
     STAGE_STARTED_AT,
     FlagChangedMeanwhile,
     apply_changes,
@@ -331,7 +332,7 @@ async def test_the_audit_reads_descend_the_index_whatever_the_history(
         reads = {
             RECORDED_STATES: ("production", list(FEATURES)),
             AUDIT_TRAIL: ("production", "ai_coaching", 1),
-            STAGE_STARTED_AT: ("production", "ai_coaching", True, 25),
+            STAGE_STARTED_AT: ("production", "ai_coaching", True, 25, RESTORE_COMMAND),
         }
         for query, args in reads.items():
             plan = await conn.fetchval(f"EXPLAIN (FORMAT JSON, ANALYZE, BUFFERS) {query}", *args)
@@ -503,3 +504,22 @@ async def test_a_flag_changed_outside_the_lock_meanwhile_is_not_overwritten(
         await asyncio.wait_for(keeper, 30)
     assert (await get_flags(redis_client))["property_vision"] == edited
     assert len(await _audit(owner_db)) == rows
+
+
+async def test_a_restore_does_not_restart_the_stage_clock(
+    settings_env: dict[str, str], redis_client: Redis, db: Database, owner_db: Database
+) -> None:
+    """Putting the record back (a flag lost with Redis, a stale copy) is no new
+    stage: `rollout advance` still counts the days from the operator's step."""
+    assert await _cli("flags", "init", "--seed", SEED) == 0
+    await _set("ai_coaching", "25", "week 2")
+    stepped = datetime.now(UTC) - timedelta(days=8)
+    async with owner_db.unscoped() as conn:
+        await conn.execute("UPDATE flag_audit SET changed_at = $1 WHERE reason = 'week 2'", stepped)
+    at_25 = FlagState(enabled=True, rollout_percentage=25)
+    await redis_client.flushdb()  # Redis lost every flag
+    await _reconcile(db, redis_client)
+    await write_flag(redis_client, "ai_coaching", FlagState(enabled=True, rollout_percentage=50))
+    assert await _reconcile(db, redis_client) == [Restored("ai_coaching", Outcome.REVERTED, at_25)]
+    assert (await get_flags(redis_client))["ai_coaching"] == at_25
+    assert await stage_started_at(owner_db, "local", "ai_coaching", at_25) == stepped
