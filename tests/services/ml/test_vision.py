@@ -39,7 +39,7 @@ from services.common.scopes import CRM_INGEST, FEED_READ, LEADS_SCORE, VISION_AN
 from services.ml.config import MLSettings
 from services.ml.main import create_app
 from services.ml.vision import store
-from services.ml.vision.fetch import PhotoFetcher, public_address
+from services.ml.vision.fetch import PhotoFetcher, public_address, system_resolver
 from services.ml.vision.images import (
     TARGET_LONG_EDGE_PX,
     TARGET_MAX_PIXELS,
@@ -761,6 +761,53 @@ async def test_fetcher_never_decompresses(photo_server: int) -> None:
             assert caught.value.reason == "url_content_encoded", encodings
     finally:
         await fetcher.close()
+
+
+async def test_fetcher_refuses_urls_it_cannot_parse_or_encode_with_a_reason(
+    photo_server: int,
+) -> None:
+    # Each was a 500: urlsplit raises ValueError on an unclosed IPv6 bracket,
+    # and the IDNA encoding of a host (by getaddrinfo, or by httpx for the Host
+    # header) UnicodeError. (A hostile host's Location is parsed by httpx,
+    # which answers an unparsable one with an HTTPError: url_fetch_failed.)
+    seen: list[str] = []
+
+    async def photos_on_loopback(host: str, _port: int) -> list[str]:
+        seen.append(host)
+        return ["127.0.0.1"] if host.endswith(".photos.test") else []
+
+    fetcher = _fetcher(resolver=photos_on_loopback)
+    real_dns = _fetcher(resolver=system_resolver)
+    try:
+        cases = [
+            (fetcher, "http://[::1/photo.jpg", "url_invalid"),
+            (real_dns, f"http://{'a' * 64}.photos.test:{photo_server}/photo.jpg", "url_invalid"),
+            (fetcher, f"http://a..photos.test:{photo_server}/photo.jpg", "url_invalid"),
+        ]
+        for client, url, reason in cases:
+            with pytest.raises(ImageRejected) as caught:
+                await client.fetch(url)
+            assert caught.value.reason == reason, url
+        # A host name outside ASCII is fetched by its IDNA form, as a browser would.
+        photo = await fetcher.fetch(f"http://b\u00fccher.photos.test:{photo_server}/photo.jpg")
+        assert prepare_image(photo).width == 32
+        assert seen[-1] == "xn--bcher-kva.photos.test"
+    finally:
+        await fetcher.close()
+        await real_dns.close()
+
+
+async def test_a_photo_url_that_cannot_be_parsed_is_422_not_500(
+    client: httpx.AsyncClient, make_token: Callable[..., str]
+) -> None:
+    for url in ["https://[::1/a.jpg", f"https://{'a' * 64}.photos.test/a.jpg"]:
+        response = await client.post(
+            "/v1/ml/vision/analyses",
+            json={"property_id": "prop-1", "image_url": url},
+            headers=_auth(make_token),
+        )
+        assert response.status_code == 422, (url, response.text)
+        assert response.json()["reason"] == "url_invalid"
 
 
 def test_public_address_refuses_internal_ranges() -> None:
