@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
+
 import pytest
 from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
 from starlette.requests import Request
 from starlette.types import Message
 
+import services
 from services.common.body import BodyTooLarge, read_model
 
 
@@ -52,3 +57,26 @@ async def test_an_invalid_body_is_422_located_in_the_body() -> None:
     with pytest.raises(RequestValidationError) as invalid:
         await read_model(_request(b'{"outcome": 5}'), _Outcome, limit=64, setting="X_BYTES")
     assert [error["loc"] for error in invalid.value.errors()] == [("body", "outcome")]
+
+
+def _route_modules() -> list[str]:
+    return [
+        info.name
+        for info in pkgutil.walk_packages(services.__path__, "services.")
+        if ".routes." in info.name
+    ]
+
+
+@pytest.mark.parametrize("module", _route_modules())
+def test_no_route_takes_its_body_as_a_parameter(module: str) -> None:
+    # FastAPI reads and parses a body parameter before any dependency runs:
+    # coaching, vision and scoring parsed up to MAX_REQUEST_BODY_BYTES (20 MiB
+    # on ml-services) before the scope and the rollout were checked. A route
+    # reads its body in the handler (read_model / read_body), after them.
+    router = importlib.import_module(module).router
+    taking = [
+        f"{sorted(route.methods)} {route.path}"
+        for route in router.routes
+        if isinstance(route, APIRoute) and route.body_field is not None
+    ]
+    assert taking == [], f"{module}: read the body with services.common.body.read_model"
