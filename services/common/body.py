@@ -7,18 +7,19 @@ Two layers, both in every app ``create_app`` builds:
   401 before a byte of it is read unless its bearer token verifies, and 413
   unread when it declares more than the app's cap; a chunked body is counted
   as it streams and refused with 413 the moment it passes the cap, so no
-  route ever holds more than the cap in memory. This is what makes a route
-  written with a plain pydantic body parameter safe: FastAPI reads such a
-  body before it runs any dependency, so without the guard an anonymous
-  caller could make the service read and parse any amount of data before
-  the 401. Starlette's own ``RequestBodyLimitMiddleware`` counts the same
-  way but answers in plain text and knows nothing of tokens; every error
-  here is the ``{detail, reason}`` JSON of ``services.common.errors``.
-- `read_body` and `parse_body` (together: `read_model`), for a route with a
-  tighter limit named by its own setting (the realtime webhooks:
+  route ever holds more than the cap in memory. Starlette's own
+  ``RequestBodyLimitMiddleware`` counts the same way but answers in plain
+  text and knows nothing of tokens; every error here is the
+  ``{detail, reason}`` JSON of ``services.common.errors``.
+- `read_body` and `parse_body` (together: `read_model`), how every route
+  reads its body, in the handler, with its own limit (the realtime webhooks:
   REALTIME_MAX_EVENT_BYTES): read at most ``limit`` bytes, then validate
   against a pydantic model with errors located in the body as FastAPI reports
-  its own (422).
+  its own (422). Never a pydantic body parameter: FastAPI reads and parses
+  those before any dependency, so a token without the route's scope, or a
+  tenant outside its rollout, would have its body parsed (up to the app's
+  cap) and get the 422 of a malformed one instead of the 403
+  (tests/services/common/test_body_read.py checks every route).
 
 The token is verified again by the route's ``PrincipalDep`` (a lookup in the
 verifier's cache of verified tokens, so the second check costs well under a
