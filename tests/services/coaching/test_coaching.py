@@ -242,6 +242,25 @@ async def _post_together(
         )
 
 
+async def test_an_answer_holding_a_nul_is_stored_once_not_refused_as_the_clients_input(
+    client: httpx.AsyncClient, anthropic_api: AnthropicStandIn, make_token: Callable[..., str]
+) -> None:
+    # Postgres jsonb refuses \u0000: the billed answer was refused at the
+    # insert as the caller's 422 unstorable_input, and each retry paid again.
+    def with_nul(body: dict[str, Any]) -> str:
+        answer = orjson.loads(coaching_answer(body))
+        answer["summary"] = "Good\x00 start."
+        return orjson.dumps(answer).decode()
+
+    anthropic_api.responder = with_nul
+    first = await client.post("/v1/coaching/sessions", json=transcript(), headers=_auth(make_token))
+    again = await client.post("/v1/coaching/sessions", json=transcript(), headers=_auth(make_token))
+    assert first.status_code == again.status_code == 200, first.text
+    assert first.json()["insights"]["summary"] == "Good\ufffd start."
+    assert again.json()["cached"] is True
+    assert anthropic_api.billable == 1
+
+
 async def test_beyond_max_concurrent_is_429_with_retry_after(
     coaching_settings: Callable[..., CoachingSettings],
     app_client: AppClient,

@@ -371,6 +371,23 @@ async def test_a_miss_stores_its_cost_with_the_result_and_a_hit_is_one_read(
     assert anthropic_api.billable == 1
 
 
+async def test_an_analysis_holding_a_nul_is_stored_once_not_refused_as_the_clients_input(
+    client: httpx.AsyncClient, anthropic_api: AnthropicStandIn, make_token: Callable[..., str]
+) -> None:
+    # Postgres jsonb refuses \u0000: the billed answer was refused at the
+    # insert as the caller's 422 unstorable_input, and each retry paid again.
+    answer = {**ANALYSIS, "summary": "A bright\x00 kitchen.", "features": ["is\x00land"]}
+    anthropic_api.responder = lambda _body: orjson.dumps(answer).decode()
+    photo = _jpeg(64, 64)
+    first = await _upload(client, _auth(make_token), photo)
+    again = await _upload(client, _auth(make_token), photo)
+    assert first.status_code == again.status_code == 200, first.text
+    assert first.json()["summary"] == "A bright\ufffd kitchen."
+    assert first.json()["features"] == ["is\ufffdland"]
+    assert again.json()["cached"] is True
+    assert anthropic_api.billable == 1
+
+
 async def test_a_big_photo_is_hashed_off_the_event_loop(
     client: httpx.AsyncClient, make_token: Callable[..., str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -951,3 +968,39 @@ async def test_backfill_batches_unanalysed_photos_and_resumes(
     assert again.planned == 0
     assert again.submitted == 0
     assert batch_id
+
+
+async def test_backfill_stores_an_answer_holding_a_nul(
+    vision_settings: MLSettings,
+    client: httpx.AsyncClient,
+    anthropic_api: AnthropicStandIn,
+    make_token: Callable[..., str],
+    db: Any,
+    s3_endpoint: str,
+) -> None:
+    from services.common.claude import create_claude
+    from services.ml.vision.backfill import Backfill
+    from services.ml.vision.media import MediaStore
+
+    # As the live route: Postgres jsonb refuses \u0000 in a billed answer.
+    tenant = "tenant-nul"
+    answer = {**ANALYSIS, "summary": "A bright\x00 kitchen."}
+    anthropic_api.responder = lambda _body: orjson.dumps(answer).decode()
+    s3 = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
+    s3.put_object(Bucket=BUCKET, Key=f"tenants/{tenant}/photos/h/k.jpg", Body=_jpeg(44, 44))
+    claude = create_claude(vision_settings, registry=new_registry(), db=db)
+    assert claude is not None
+    try:
+        report = await Backfill(
+            db=db,
+            claude=claude,
+            media=MediaStore(BUCKET, s3),
+            tenant_id=tenant,
+            max_image_bytes=10**7,
+            poll_seconds=0.01,
+        ).run()
+    finally:
+        await claude.close()
+    assert (report.stored, report.failed) == (1, 0)
+    [listed] = await _listed(client, _auth(make_token, tenant), "h")
+    assert listed["summary"] == "A bright\ufffd kitchen."
