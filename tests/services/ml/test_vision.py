@@ -388,6 +388,45 @@ async def test_an_analysis_holding_a_nul_is_stored_once_not_refused_as_the_clien
     assert anthropic_api.billable == 1
 
 
+async def test_a_result_postgres_refuses_gives_its_claim_back(
+    vision_settings: MLSettings,
+    app_client: AppClient,
+    anthropic_api: AnthropicStandIn,
+    make_token: Callable[..., str],
+    owner_db: Database,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The claim was kept when storing the result failed: every copy of the
+    # photo waited VISION_CLAIM_WAIT_SECONDS, then 503 analysis_in_progress,
+    # until the claim went stale (VISION_CLAIM_STALE_SECONDS, 180 s).
+    monkeypatch.setenv("VISION_CLAIM_WAIT_SECONDS", "2")
+    anthropic_api.responder = lambda _body: orjson.dumps({**ANALYSIS, "summary": "no"}).decode()
+    photo = _jpeg(64, 64)
+    async with owner_db.unscoped() as conn:
+        await conn.execute(
+            "ALTER TABLE property_vision_analyses ADD CONSTRAINT test_refuses_no "
+            "CHECK (analysis_results->>'summary' IS DISTINCT FROM 'no')"
+        )
+    try:
+        async with app_client(create_app(MLSettings.from_env(), registry=new_registry())) as http:
+            # A 500 (the in-process client raises what the app re-raises after it).
+            with pytest.raises(asyncpg.CheckViolationError):
+                await _upload(http, _auth(make_token), photo)
+            async with owner_db.unscoped() as conn:
+                await conn.execute(
+                    "ALTER TABLE property_vision_analyses DROP CONSTRAINT test_refuses_no"
+                )
+            retried = await _upload(http, _auth(make_token), photo)
+    finally:
+        async with owner_db.unscoped() as conn:
+            await conn.execute(
+                "ALTER TABLE property_vision_analyses DROP CONSTRAINT IF EXISTS test_refuses_no"
+            )
+    assert retried.status_code == 200, retried.text
+    # Both calls billed: the first one's result could not be kept.
+    assert anthropic_api.billable == 2
+
+
 async def test_a_big_photo_is_hashed_off_the_event_loop(
     client: httpx.AsyncClient, make_token: Callable[..., str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
