@@ -160,6 +160,26 @@ async def test_a_new_incident_of_the_same_alert_is_handled_again(
     assert not (await get_flags(redis_client))["property_vision"].enabled  # type: ignore[union-attr]
 
 
+async def test_alertmanagers_nanosecond_timestamps_are_one_incident(
+    app: Any, app_client: Any, redis_client: Redis, owner_db: Database
+) -> None:
+    # Alertmanager writes times as Go's RFC3339Nano (nine fractional digits);
+    # a parser refusing them would make every notification a 422, never
+    # retried: no rollback at all. Copies of the alert are one incident.
+    await _all_on(redis_client)
+    alert = _alert()
+    alert["startsAt"] = "2026-12-03T15:00:00.404897853Z"
+    async with app_client(app) as client:
+        answers = [
+            await client.post(URL, json=_notification(alert), headers=AUTH) for _ in range(2)
+        ]
+    assert [a.status_code for a in answers] == [200, 200], answers[0].text
+    assert [a.json()["handled"][0]["duplicate"] for a in answers] == [False, True]
+    [incident] = await _rows(owner_db, "rollback_incidents")
+    assert incident["starts_at"] == datetime(2026, 12, 3, 15, 0, 0, 404897, tzinfo=UTC)
+    assert not (await get_flags(redis_client))["property_vision"].enabled  # type: ignore[union-attr]
+
+
 async def test_feature_all_turns_every_flag_off(
     app: Any, app_client: Any, redis_client: Redis
 ) -> None:
