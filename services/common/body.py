@@ -168,7 +168,8 @@ async def read_body(request: Request, *, limit: int, setting: str) -> bytes:
     read; a chunked body is read only up to the limit.
     """
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    # ASCII digits only: str.isdigit() also accepts "²", which int() refuses.
+    if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > limit:
         raise BodyTooLarge(limit, setting)
     chunks: list[bytes] = []
     size = 0

@@ -59,6 +59,17 @@ async def test_an_invalid_body_is_422_located_in_the_body() -> None:
     assert [error["loc"] for error in invalid.value.errors()] == [("body", "outcome")]
 
 
+async def test_a_content_length_of_non_ascii_digits_is_not_trusted() -> None:
+    # str.isdigit() accepts "²": int() then raised, a 500 under an ASGI server
+    # that passes such a header on (uvicorn's parsers refuse it first).
+    request = Request(
+        {"type": "http", "method": "POST", "headers": [(b"content-length", b"\xb2")]},
+        _request(b'{"outcome": "ok"}').receive,
+    )
+    body = await read_model(request, _Outcome, limit=64, setting="X_BYTES")
+    assert body == _Outcome(outcome="ok")
+
+
 def _route_modules() -> list[str]:
     return [
         info.name
