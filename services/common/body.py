@@ -224,6 +224,14 @@ def _inline_refs(schema: Any, defs: dict[str, Any]) -> Any:
     return schema
 
 
+#: The answers of a route that reads its own body, for its ``responses=``: FastAPI
+#: lists a 422 by itself only for a route with a body parameter or a query.
+BODY_ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    413: {"description": "Body larger than the route's limit (`body_too_large`)."},
+    422: {"description": "Malformed JSON or fields; `errors` names each (`validation_error`)."},
+}
+
+
 def request_body_openapi(model: type[BaseModel]) -> dict[str, Any]:
     """``openapi_extra`` documenting ``model`` as the JSON body of a route that reads its own."""
     schema = model.model_json_schema()

@@ -19,7 +19,7 @@ from services.coaching.schemas import (
     CoachingSessionPublic,
 )
 from services.common.auth import CoachingPrincipalDep
-from services.common.body import read_model, request_body_openapi
+from services.common.body import BODY_ERROR_RESPONSES, read_model, request_body_openapi
 from services.common.deps import SettingsDep
 from services.common.flags import require_scope_and_feature
 from services.common.scopes import COACHING_ANALYZE
@@ -35,7 +35,11 @@ router = APIRouter(
 )
 
 
-@router.post("/sessions", openapi_extra=request_body_openapi(CoachingSessionCreate))
+@router.post(
+    "/sessions",
+    openapi_extra=request_body_openapi(CoachingSessionCreate),
+    responses=BODY_ERROR_RESPONSES,
+)
 async def create_session(
     request: Request,
     principal: CoachingPrincipalDep,

@@ -11,7 +11,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 
 from services.common.auth import ScoringPrincipalDep
-from services.common.body import read_model, request_body_openapi
+from services.common.body import BODY_ERROR_RESPONSES, read_model, request_body_openapi
 from services.ml.deps import InferenceDep
 from services.ml.schemas import (
     LeadScoreBatchCreate,
@@ -33,7 +33,9 @@ MAX_SCORE_BATCH_BODY_BYTES = 2 * 1024 * 1024
 router = APIRouter(prefix="/v1/leads", tags=["lead-scoring"])
 
 
-@router.post("/score", openapi_extra=request_body_openapi(LeadScoreCreate))
+@router.post(
+    "/score", openapi_extra=request_body_openapi(LeadScoreCreate), responses=BODY_ERROR_RESPONSES
+)
 async def score_lead(
     request: Request, principal: ScoringPrincipalDep, inference: InferenceDep
 ) -> LeadScorePublic:
@@ -47,7 +49,11 @@ async def score_lead(
     )
 
 
-@router.post("/score/batch", openapi_extra=request_body_openapi(LeadScoreBatchCreate))
+@router.post(
+    "/score/batch",
+    openapi_extra=request_body_openapi(LeadScoreBatchCreate),
+    responses=BODY_ERROR_RESPONSES,
+)
 async def score_leads(
     request: Request, principal: ScoringPrincipalDep, inference: InferenceDep
 ) -> LeadScoreBatchPublic:

@@ -23,7 +23,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 
 from services.common.auth import VisionPrincipalDep
-from services.common.body import read_body, read_model, request_body_openapi
+from services.common.body import (
+    BODY_ERROR_RESPONSES,
+    read_body,
+    read_model,
+    request_body_openapi,
+)
 from services.common.claude import ClaudeDep
 from services.common.flags import require_scope_and_feature
 from services.common.scopes import VISION_ANALYZE
@@ -126,7 +131,11 @@ async def analyse_upload(
     return _public(row, cached)
 
 
-@router.post("/analyses", openapi_extra=request_body_openapi(VisionAnalysisCreate))
+@router.post(
+    "/analyses",
+    openapi_extra=request_body_openapi(VisionAnalysisCreate),
+    responses=BODY_ERROR_RESPONSES,
+)
 async def analyse(
     request: Request,
     principal: VisionPrincipalDep,
