@@ -93,7 +93,9 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
         return None
     value = value.strip()
     seconds: float | None
-    if value.isdigit():
+    # ASCII digits only (RFC 9110's delay-seconds): str.isdigit() also accepts
+    # "²", which float() then refuses, and other scripts' digits.
+    if value.isascii() and value.isdigit():
         seconds = float(value)
     else:
         try:

@@ -7,18 +7,19 @@ Two layers, both in every app ``create_app`` builds:
   401 before a byte of it is read unless its bearer token verifies, and 413
   unread when it declares more than the app's cap; a chunked body is counted
   as it streams and refused with 413 the moment it passes the cap, so no
-  route ever holds more than the cap in memory. This is what makes a route
-  written with a plain pydantic body parameter safe: FastAPI reads such a
-  body before it runs any dependency, so without the guard an anonymous
-  caller could make the service read and parse any amount of data before
-  the 401. Starlette's own ``RequestBodyLimitMiddleware`` counts the same
-  way but answers in plain text and knows nothing of tokens; every error
-  here is the ``{detail, reason}`` JSON of ``services.common.errors``.
-- `read_body` and `parse_body` (together: `read_model`), for a route with a
-  tighter limit named by its own setting (the realtime webhooks:
+  route ever holds more than the cap in memory. Starlette's own
+  ``RequestBodyLimitMiddleware`` counts the same way but answers in plain
+  text and knows nothing of tokens; every error here is the
+  ``{detail, reason}`` JSON of ``services.common.errors``.
+- `read_body` and `parse_body` (together: `read_model`), how every route
+  reads its body, in the handler, with its own limit (the realtime webhooks:
   REALTIME_MAX_EVENT_BYTES): read at most ``limit`` bytes, then validate
   against a pydantic model with errors located in the body as FastAPI reports
-  its own (422).
+  its own (422). Never a pydantic body parameter: FastAPI reads and parses
+  those before any dependency, so a token without the route's scope, or a
+  tenant outside its rollout, would have its body parsed (up to the app's
+  cap) and get the 422 of a malformed one instead of the 403
+  (tests/services/common/test_body_read.py checks every route).
 
 The token is verified again by the route's ``PrincipalDep`` (a lookup in the
 verifier's cache of verified tokens, so the second check costs well under a
@@ -167,7 +168,8 @@ async def read_body(request: Request, *, limit: int, setting: str) -> bytes:
     read; a chunked body is read only up to the limit.
     """
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    # ASCII digits only: str.isdigit() also accepts "²", which int() refuses.
+    if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > limit:
         raise BodyTooLarge(limit, setting)
     chunks: list[bytes] = []
     size = 0
@@ -220,6 +222,14 @@ def _inline_refs(schema: Any, defs: dict[str, Any]) -> Any:
     if isinstance(schema, list):
         return [_inline_refs(item, defs) for item in schema]
     return schema
+
+
+#: The answers of a route that reads its own body, for its ``responses=``: FastAPI
+#: lists a 422 by itself only for a route with a body parameter or a query.
+BODY_ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    413: {"description": "Body larger than the route's limit (`body_too_large`)."},
+    422: {"description": "Malformed JSON or fields; `errors` names each (`validation_error`)."},
+}
 
 
 def request_body_openapi(model: type[BaseModel]) -> dict[str, Any]:

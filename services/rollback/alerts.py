@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -81,6 +81,28 @@ def _storable(text: str, limit: int) -> str:
     return text[:limit].replace("\x00", "\ufffd")
 
 
+#: asyncpg stores these two as -infinity and infinity, not as the instants they are.
+_INFINITIES = (datetime.min.replace(tzinfo=UTC), datetime.max.replace(tzinfo=UTC))
+
+
+def _recorded_start(starts_at: datetime) -> datetime:
+    """``startsAt`` in UTC (read as UTC without an offset), or now when it is no finite time.
+
+    Alertmanager takes any startsAt from whoever posts an alert. One whose
+    offset moves it past year 1 or 9999 in UTC cannot be stored, and the 422
+    refused the whole notification, which Alertmanager does not retry: no
+    trigger of its group turned a flag off. It is only a record (the incident
+    key keeps the value as sent), so the time it arrived stands in for it.
+    """
+    if starts_at.tzinfo is None:
+        starts_at = starts_at.replace(tzinfo=UTC)
+    try:
+        utc = starts_at.astimezone(UTC)
+    except OverflowError:
+        return datetime.now(UTC)
+    return datetime.now(UTC) if utc in _INFINITIES else utc
+
+
 def incidents(notification: WebhookNotification) -> list[Incident]:
     """The rollback incidents of a notification, in its order."""
     found = []
@@ -104,7 +126,7 @@ def incidents(notification: WebhookNotification) -> list[Incident]:
                 alertname=_storable(labels.get("alertname", "unnamed"), 200),
                 feature=feature,
                 firing=alert.status == "firing",
-                starts_at=alert.startsAt,
+                starts_at=_recorded_start(alert.startsAt),
                 summary=_storable(alert.annotations.get("summary", ""), 1000),
             )
         )

@@ -1,7 +1,7 @@
 """``/v1/coaching/sessions``: analyse a transcript, read stored sessions.
 
 The tenant comes from the bearer token; the body is read (and bounded by its
-schema's limits) only after authentication.
+schema's limits) only after authentication, the scope and the rollout.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, HTTPException, Query, Request
 
 from services.coaching.deps import ClaudeDep, EngineDep
 from services.coaching.schemas import (
@@ -19,6 +19,8 @@ from services.coaching.schemas import (
     CoachingSessionPublic,
 )
 from services.common.auth import CoachingPrincipalDep
+from services.common.body import BODY_ERROR_RESPONSES, read_model, request_body_openapi
+from services.common.deps import SettingsDep
 from services.common.flags import require_scope_and_feature
 from services.common.scopes import COACHING_ANALYZE
 
@@ -33,14 +35,28 @@ router = APIRouter(
 )
 
 
-@router.post("/sessions")
+@router.post(
+    "/sessions",
+    openapi_extra=request_body_openapi(CoachingSessionCreate),
+    responses=BODY_ERROR_RESPONSES,
+)
 async def create_session(
+    request: Request,
     principal: CoachingPrincipalDep,
     claude: ClaudeDep,
     engine: EngineDep,
-    body: CoachingSessionCreate,
+    settings: SettingsDep,
 ) -> CoachingSessionPublic:
     """Analyse a conversation: local metrics plus Claude's coaching citing message ids."""
+    # Read here rather than as a body parameter: FastAPI reads and validates
+    # those before any dependency, so a token without the scope, or a tenant
+    # outside the rollout, had its body parsed and got its 422.
+    body = await read_model(
+        request,
+        CoachingSessionCreate,
+        limit=settings.max_request_body_bytes,
+        setting="MAX_REQUEST_BODY_BYTES",
+    )
     row, cached = await engine.analyse(claude=claude, tenant_id=principal.tenant_id, body=body)
     return CoachingSessionPublic.from_row(row, cached=cached)
 

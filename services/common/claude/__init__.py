@@ -27,6 +27,7 @@ from services.common.claude.client import (
     ClaudeClient,
     StructuredResult,
     build_anthropic,
+    without_nul,
 )
 from services.common.claude.config import ClaudeSettings, ModelPrice
 from services.common.claude.errors import (
@@ -61,6 +62,7 @@ __all__ = [
     "claude_health",
     "create_claude",
     "get_claude",
+    "without_nul",
 ]
 
 

@@ -164,6 +164,28 @@ def _text(body: Mapping[str, Any]) -> str:
     return "".join(str(part) for part in parts)
 
 
+def _replace_nul(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, dict):
+        return {_replace_nul(key): _replace_nul(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_replace_nul(item) for item in value]
+    return value
+
+
+def without_nul(output: T) -> T:
+    """``output`` with every NUL in its strings replaced by U+FFFD.
+
+    Postgres text and jsonb cannot hold NUL. Kept, an answer that held one
+    (billed) was refused at the insert as the caller's 422
+    ``unstorable_input``, and every retry paid for the call again.
+    """
+    dumped = output.model_dump(mode="json")
+    cleaned = _replace_nul(dumped)
+    return output if cleaned == dumped else type(output).model_validate(cleaned)
+
+
 class ClaudeClient:
     """See the module docstring. One per app (``app.state.claude``)."""
 
@@ -542,8 +564,10 @@ class ClaudeClient:
                 parsed = message.parsed_output
                 if parsed is None:
                     problem = "schema: no structured output in the answer"
-                elif validate is not None:
-                    validate(parsed)
+                else:
+                    parsed = without_nul(parsed)
+                    if validate is not None:
+                        validate(parsed)
             except (ValidationError, ValueError) as exc:
                 parsed = None
                 problem = f"schema: {str(exc)[:500]}"

@@ -23,7 +23,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 
 from services.common.auth import VisionPrincipalDep
-from services.common.body import read_body
+from services.common.body import (
+    BODY_ERROR_RESPONSES,
+    read_body,
+    read_model,
+    request_body_openapi,
+)
 from services.common.claude import ClaudeDep
 from services.common.flags import require_scope_and_feature
 from services.common.scopes import VISION_ANALYZE
@@ -59,6 +64,9 @@ PropertyId = Annotated[str, Query(pattern=PROPERTY_ID_PATTERN, max_length=255)]
 #: GIL): about 2.4 ms of sha256 per MiB here would otherwise hold up every
 #: other request on the event loop. Smaller ones are not worth a thread hop.
 HASH_IN_THREAD_BYTES = 1024 * 1024
+#: ``{property_id, object_key | image_url}``: three short strings (at most 2,755
+#: characters by the schema), however big MAX_REQUEST_BODY_BYTES is for uploads.
+MAX_ANALYSIS_BODY_BYTES = 16_384
 
 
 def _hexdigest(data: bytes) -> str:
@@ -123,9 +131,13 @@ async def analyse_upload(
     return _public(row, cached)
 
 
-@router.post("/analyses")
+@router.post(
+    "/analyses",
+    openapi_extra=request_body_openapi(VisionAnalysisCreate),
+    responses=BODY_ERROR_RESPONSES,
+)
 async def analyse(
-    body: VisionAnalysisCreate,
+    request: Request,
     principal: VisionPrincipalDep,
     claude: ClaudeDep,
     analyzer: VisionAnalyzerDep,
@@ -138,6 +150,12 @@ async def analyse(
     As the upload: a photo analysed before is answered from storage for
     ``property_id`` (``cached: true``) and listed for it.
     """
+    # Read here rather than as a body parameter: FastAPI reads and validates
+    # those before any dependency, so a token without the scope, or a tenant
+    # outside the rollout, had its body parsed and got its 422.
+    body = await read_model(
+        request, VisionAnalysisCreate, limit=MAX_ANALYSIS_BODY_BYTES, setting="analysis body"
+    )
     limit = settings.vision_max_image_bytes
     if body.object_key is not None:
         key = check_key(principal.tenant_id, body.object_key)

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import time
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
@@ -310,6 +311,12 @@ class VisionAnalyzer:
         except Exception:
             # The calls were billed whatever happened to their result's row.
             await asyncio.shield(claude.book(result.ledger))
+            # Without a result the claim goes back for the next copy, which
+            # otherwise waited VISION_CLAIM_WAIT_SECONDS and got 503 until the
+            # claim went stale. Unreleased (the database may be what failed),
+            # it goes stale as before.
+            with contextlib.suppress(Exception):
+                await asyncio.shield(store.release(self.db, tenant_id, claim))
             raise
 
 

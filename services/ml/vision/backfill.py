@@ -36,7 +36,7 @@ from typing import Any
 import anthropic
 from pydantic import ValidationError
 
-from services.common.claude import ClaudeClient, Usage
+from services.common.claude import ClaudeClient, Usage, without_nul
 from services.common.database import Database
 from services.ml.vision import store
 from services.ml.vision.analysis import (
@@ -243,7 +243,7 @@ class Backfill:
             try:
                 if message.stop_reason != "end_turn":
                     raise ValueError(f"stop_reason {message.stop_reason}")
-                output = VisionAnalysis.model_validate_json(text)
+                output = without_nul(VisionAnalysis.model_validate_json(text))
             except (ValidationError, ValueError) as exc:
                 await self._fail(keys, f"unusable answer: {str(exc)[:300]}")
                 continue

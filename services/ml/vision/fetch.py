@@ -24,7 +24,7 @@ import asyncio
 import ipaddress
 import socket
 from collections.abc import Awaitable, Callable, Collection
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import SplitResult, urljoin, urlsplit
 
 import httpx
 
@@ -105,6 +105,27 @@ def host_allowed(host: str, allowed: Collection[str]) -> bool:
     return False
 
 
+def _split(url: str) -> SplitResult:
+    """``url`` in parts; ``ImageRejected`` when it has none (an IPv6 bracket left open, ...)."""
+    try:
+        return urlsplit(url)
+    except ValueError:
+        raise ImageRejected("url_invalid", "the photo URL cannot be parsed") from None
+
+
+def _ascii_host(name: str) -> str:
+    """A host name (or ``host:port``) in the ASCII form DNS, TLS and ``Host`` carry (IDNA).
+
+    Done once here: left to getaddrinfo and httpx, a label of 64+ characters or
+    an empty one raised UnicodeError from the resolver, and a host outside
+    ASCII from the ``Host`` header, neither an answer about the URL.
+    """
+    try:
+        return name.encode("idna").decode("ascii")
+    except UnicodeError:
+        raise ImageRejected("url_invalid", "the photo URL's host is not a valid DNS name") from None
+
+
 class PhotoFetcher:
     """Downloads photos under the rules of the module docstring."""
 
@@ -166,7 +187,7 @@ class PhotoFetcher:
 
     async def _follow(self, url: str) -> bytes:
         for _ in range(MAX_REDIRECTS + 1):
-            parts = urlsplit(url)
+            parts = _split(url)
             if parts.scheme not in self._schemes or not parts.hostname:
                 raise ImageRejected("url_invalid", "the photo URL must be an https:// URL")
             if parts.username or parts.password:
@@ -175,7 +196,7 @@ class PhotoFetcher:
                 port = parts.port or (443 if parts.scheme == "https" else 80)
             except ValueError:
                 raise ImageRejected("url_invalid", "the photo URL has an invalid port") from None
-            host = parts.hostname
+            host = _ascii_host(parts.hostname)
             address = await self._checked_address(host, port)
             ip_host = f"[{address}]" if ":" in address else address
             target = parts._replace(netloc=f"{ip_host}:{port}").geturl()
@@ -183,7 +204,7 @@ class PhotoFetcher:
                 "GET",
                 target,
                 headers={
-                    "Host": parts.netloc.rsplit("@", 1)[-1],
+                    "Host": _ascii_host(parts.netloc),
                     "Accept": "image/*",
                     "Accept-Encoding": "identity",
                 },

@@ -70,3 +70,18 @@ async def test_a_refusal_quoting_a_nul_is_storable() -> None:
         await client.aclose()
     assert "\x00" not in refused.value.detail
     assert "bad\ufffdcontact" in refused.value.detail
+
+
+@pytest.mark.parametrize("retry_after", ["\u00b2".encode(), "\u0663".encode()])
+async def test_a_retry_after_of_non_ascii_digits_is_ignored_not_a_crash(
+    retry_after: bytes,
+) -> None:
+    # str.isdigit() accepts "²" (float() then raised) and "٣" (read as 3 s):
+    # the ValueError escaped send() as no SendError, failing the delivery job.
+    client = _client(httpx.Response(503, headers=[(b"Retry-After", retry_after)]))
+    try:
+        with pytest.raises(RetryableSendError) as failed:
+            await client.send(REQUEST)
+    finally:
+        await client.aclose()
+    assert failed.value.retry_after is None

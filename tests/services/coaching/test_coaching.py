@@ -242,6 +242,25 @@ async def _post_together(
         )
 
 
+async def test_an_answer_holding_a_nul_is_stored_once_not_refused_as_the_clients_input(
+    client: httpx.AsyncClient, anthropic_api: AnthropicStandIn, make_token: Callable[..., str]
+) -> None:
+    # Postgres jsonb refuses \u0000: the billed answer was refused at the
+    # insert as the caller's 422 unstorable_input, and each retry paid again.
+    def with_nul(body: dict[str, Any]) -> str:
+        answer = orjson.loads(coaching_answer(body))
+        answer["summary"] = "Good\x00 start."
+        return orjson.dumps(answer).decode()
+
+    anthropic_api.responder = with_nul
+    first = await client.post("/v1/coaching/sessions", json=transcript(), headers=_auth(make_token))
+    again = await client.post("/v1/coaching/sessions", json=transcript(), headers=_auth(make_token))
+    assert first.status_code == again.status_code == 200, first.text
+    assert first.json()["insights"]["summary"] == "Good\ufffd start."
+    assert again.json()["cached"] is True
+    assert anthropic_api.billable == 1
+
+
 async def test_beyond_max_concurrent_is_429_with_retry_after(
     coaching_settings: Callable[..., CoachingSettings],
     app_client: AppClient,
@@ -545,6 +564,33 @@ async def test_tenant_outside_the_rollout_is_403_before_any_call(
     assert "ai_coaching" in refused.json()["detail"]
     assert allowed.status_code == 200, allowed.text
     assert anthropic_api.billable == 1
+
+
+async def test_the_scope_and_the_rollout_are_checked_before_the_body_is_read(
+    coaching_settings: Callable[..., CoachingSettings],
+    app_client: AppClient,
+    make_token: Callable[..., str],
+    redis_client: Redis,
+) -> None:
+    # The body was a FastAPI body parameter, read and validated before any
+    # dependency: a tenant outside the rollout, or a token without the scope,
+    # got the 422 of a malformed body (its parse included) instead of the 403.
+    inside, outside = tenants_around("ai_coaching", 25)
+    await write_flag(redis_client, "ai_coaching", FlagState(enabled=True, rollout_percentage=25))
+    feed_token = make_token(inside, scopes=(FEED_READ,))
+    refusals = [
+        (_auth(make_token, outside), "feature_disabled"),
+        ({"Authorization": f"Bearer {feed_token}"}, "insufficient_scope"),
+    ]
+    async with app_client(create_app(coaching_settings(), registry=new_registry())) as http:
+        for headers, reason in refusals:
+            for body in (b"{not json", b'{"agent_id": 1}', b"[" * 100_000):
+                response = await http.post(
+                    "/v1/coaching/sessions",
+                    content=body,
+                    headers={**headers, "Content-Type": "application/json"},
+                )
+                assert (response.status_code, response.json()["reason"]) == (403, reason)
 
 
 async def test_only_a_coaching_token_analyses_or_reads_and_the_scope_comes_first(

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
+
 import pytest
 from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
 from starlette.requests import Request
 from starlette.types import Message
 
+import services
 from services.common.body import BodyTooLarge, read_model
 
 
@@ -52,3 +57,52 @@ async def test_an_invalid_body_is_422_located_in_the_body() -> None:
     with pytest.raises(RequestValidationError) as invalid:
         await read_model(_request(b'{"outcome": 5}'), _Outcome, limit=64, setting="X_BYTES")
     assert [error["loc"] for error in invalid.value.errors()] == [("body", "outcome")]
+
+
+async def test_a_content_length_of_non_ascii_digits_is_not_trusted() -> None:
+    # str.isdigit() accepts "²": int() then raised, a 500 under an ASGI server
+    # that passes such a header on (uvicorn's parsers refuse it first).
+    request = Request(
+        {"type": "http", "method": "POST", "headers": [(b"content-length", b"\xb2")]},
+        _request(b'{"outcome": "ok"}').receive,
+    )
+    body = await read_model(request, _Outcome, limit=64, setting="X_BYTES")
+    assert body == _Outcome(outcome="ok")
+
+
+def _route_modules() -> list[str]:
+    return [
+        info.name
+        for info in pkgutil.walk_packages(services.__path__, "services.")
+        if ".routes." in info.name
+    ]
+
+
+@pytest.mark.parametrize("module", _route_modules())
+def test_no_route_takes_its_body_as_a_parameter(module: str) -> None:
+    # FastAPI reads and parses a body parameter before any dependency runs:
+    # coaching, vision and scoring parsed up to MAX_REQUEST_BODY_BYTES (20 MiB
+    # on ml-services) before the scope and the rollout were checked. A route
+    # reads its body in the handler (read_model / read_body), after them.
+    router = importlib.import_module(module).router
+    taking = [
+        f"{sorted(route.methods)} {route.path}"
+        for route in router.routes
+        if isinstance(route, APIRoute) and route.body_field is not None
+    ]
+    assert taking == [], f"{module}: read the body with services.common.body.read_model"
+
+
+@pytest.mark.parametrize("module", _route_modules())
+def test_a_route_documenting_its_own_body_lists_its_422(module: str) -> None:
+    # FastAPI lists a 422 by itself only for a body parameter or a query: the
+    # routes that read their own body lost it from their OpenAPI operation.
+    router = importlib.import_module(module).router
+    unlisted = [
+        route.path
+        for route in router.routes
+        if isinstance(route, APIRoute)
+        and "requestBody" in (route.openapi_extra or {})
+        and not {422, "422"} & set(route.responses)
+    ]
+    assert unlisted == [], f"{module}: add responses=BODY_ERROR_RESPONSES"

@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 import jwt
+import orjson
 import pytest
 import pytest_asyncio
 from fastapi import FastAPI
@@ -23,7 +24,7 @@ from fastapi import FastAPI
 from localrun.servers import free_port
 from services.common.auth import issue_token
 from services.common.metrics import new_registry
-from services.common.scopes import LEADS_SCORE
+from services.common.scopes import FEED_READ, LEADS_SCORE
 from services.common.scoring import LeadFeatures, LeadScorer
 from services.common.settings import SettingsError
 from services.ml.config import MAX_BATCH_LEADS, MLSettings
@@ -248,6 +249,37 @@ async def test_body_that_is_not_json_is_422(
     )
     assert response.status_code == 422
     assert response.json()["reason"] == "validation_error"
+
+
+async def test_the_scope_comes_before_the_body_and_each_route_bounds_its_own(
+    ml_env: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    app_client: Any,
+    leads: list[LeadFeatures],
+) -> None:
+    # As deployed: ml-services' body cap is 20 MiB, for photo uploads. The
+    # scoring bodies were FastAPI body parameters, parsed whole before the
+    # scope: any valid token (an agent's feed token) could make a replica hold
+    # about 0.5 GB and its event loop for seconds with 20 MiB of "{},".
+    monkeypatch.setenv("MAX_REQUEST_BODY_BYTES", "20971520")
+    settings = MLSettings.from_env()
+    json_type = {"Content-Type": "application/json"}
+    scorer = {**_auth(settings), **json_type}
+    feed = {**_auth(settings, scopes=(FEED_READ,)), **json_type}
+    padding = b" " * 3_000_000
+    async with app_client(_app(settings)) as client:
+        for path in ("/v1/leads/score", "/v1/leads/score/batch"):
+            for body in (b"{not json", b'{"leads": [' + b"{}," * 1000 + b"{}]}"):
+                refused = await client.post(path, content=body, headers=feed)
+                assert (refused.status_code, refused.json()["reason"]) == (
+                    403,
+                    "insufficient_scope",
+                ), path
+            lead = orjson.dumps(_lead_json(leads[0]))
+            body = lead if path.endswith("score") else b'{"leads": [' + lead + b"]}"
+            padded = await client.post(path, content=body[:-1] + padding + b"}", headers=scorer)
+            assert (padded.status_code, padded.json()["reason"]) == (413, "body_too_large")
+            assert (await client.post(path, content=body, headers=scorer)).status_code == 200
 
 
 async def test_malformed_lead_inside_a_batch_names_its_index(

@@ -39,7 +39,7 @@ from services.common.scopes import CRM_INGEST, FEED_READ, LEADS_SCORE, VISION_AN
 from services.ml.config import MLSettings
 from services.ml.main import create_app
 from services.ml.vision import store
-from services.ml.vision.fetch import PhotoFetcher, public_address
+from services.ml.vision.fetch import PhotoFetcher, public_address, system_resolver
 from services.ml.vision.images import (
     TARGET_LONG_EDGE_PX,
     TARGET_MAX_PIXELS,
@@ -371,6 +371,62 @@ async def test_a_miss_stores_its_cost_with_the_result_and_a_hit_is_one_read(
     assert anthropic_api.billable == 1
 
 
+async def test_an_analysis_holding_a_nul_is_stored_once_not_refused_as_the_clients_input(
+    client: httpx.AsyncClient, anthropic_api: AnthropicStandIn, make_token: Callable[..., str]
+) -> None:
+    # Postgres jsonb refuses \u0000: the billed answer was refused at the
+    # insert as the caller's 422 unstorable_input, and each retry paid again.
+    answer = {**ANALYSIS, "summary": "A bright\x00 kitchen.", "features": ["is\x00land"]}
+    anthropic_api.responder = lambda _body: orjson.dumps(answer).decode()
+    photo = _jpeg(64, 64)
+    first = await _upload(client, _auth(make_token), photo)
+    again = await _upload(client, _auth(make_token), photo)
+    assert first.status_code == again.status_code == 200, first.text
+    assert first.json()["summary"] == "A bright\ufffd kitchen."
+    assert first.json()["features"] == ["is\ufffdland"]
+    assert again.json()["cached"] is True
+    assert anthropic_api.billable == 1
+
+
+async def test_a_result_postgres_refuses_gives_its_claim_back(
+    vision_settings: MLSettings,
+    app_client: AppClient,
+    anthropic_api: AnthropicStandIn,
+    make_token: Callable[..., str],
+    owner_db: Database,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The claim was kept when storing the result failed: every copy of the
+    # photo waited VISION_CLAIM_WAIT_SECONDS, then 503 analysis_in_progress,
+    # until the claim went stale (VISION_CLAIM_STALE_SECONDS, 180 s).
+    monkeypatch.setenv("VISION_CLAIM_WAIT_SECONDS", "2")
+    anthropic_api.responder = lambda _body: orjson.dumps({**ANALYSIS, "summary": "no"}).decode()
+    photo = _jpeg(64, 64)
+    async with owner_db.unscoped() as conn:
+        await conn.execute(
+            "ALTER TABLE property_vision_analyses ADD CONSTRAINT test_refuses_no "
+            "CHECK (analysis_results->>'summary' IS DISTINCT FROM 'no')"
+        )
+    try:
+        async with app_client(create_app(MLSettings.from_env(), registry=new_registry())) as http:
+            # A 500 (the in-process client raises what the app re-raises after it).
+            with pytest.raises(asyncpg.CheckViolationError):
+                await _upload(http, _auth(make_token), photo)
+            async with owner_db.unscoped() as conn:
+                await conn.execute(
+                    "ALTER TABLE property_vision_analyses DROP CONSTRAINT test_refuses_no"
+                )
+            retried = await _upload(http, _auth(make_token), photo)
+    finally:
+        async with owner_db.unscoped() as conn:
+            await conn.execute(
+                "ALTER TABLE property_vision_analyses DROP CONSTRAINT IF EXISTS test_refuses_no"
+            )
+    assert retried.status_code == 200, retried.text
+    # Both calls billed: the first one's result could not be kept.
+    assert anthropic_api.billable == 2
+
+
 async def test_a_big_photo_is_hashed_off_the_event_loop(
     client: httpx.AsyncClient, make_token: Callable[..., str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -597,6 +653,37 @@ async def test_tenant_outside_the_rollout_is_403_before_any_call(
     assert anthropic_api.billable == 1
 
 
+async def test_the_scope_and_the_rollout_are_checked_before_an_analysis_body_is_read(
+    vision_settings: MLSettings,
+    app_client: AppClient,
+    make_token: Callable[..., str],
+    redis_client: Redis,
+) -> None:
+    # The JSON body was a FastAPI body parameter, read and validated before any
+    # dependency: a tenant outside the rollout, or a token without the scope,
+    # got the 422 of a malformed body instead of the 403.
+    inside, outside = tenants_around("property_vision", 50)
+    await write_flag(
+        redis_client, "property_vision", FlagState(enabled=True, rollout_percentage=50)
+    )
+    refusals = [
+        (_auth(make_token, outside), "feature_disabled"),
+        (
+            {"Authorization": f"Bearer {make_token(inside, scopes=(FEED_READ,))}"},
+            "insufficient_scope",
+        ),
+    ]
+    async with app_client(create_app(vision_settings, registry=new_registry())) as http:
+        for headers, reason in refusals:
+            for body in (b"{not json", b'{"property_id": 1}', b"[" * 100_000):
+                response = await http.post(
+                    "/v1/ml/vision/analyses",
+                    content=body,
+                    headers={**headers, "Content-Type": "application/json"},
+                )
+                assert (response.status_code, response.json()["reason"]) == (403, reason)
+
+
 async def test_only_a_vision_token_analyses_or_reads_and_the_scope_comes_first(
     vision_settings: MLSettings,
     app_client: AppClient,
@@ -763,6 +850,53 @@ async def test_fetcher_never_decompresses(photo_server: int) -> None:
         await fetcher.close()
 
 
+async def test_fetcher_refuses_urls_it_cannot_parse_or_encode_with_a_reason(
+    photo_server: int,
+) -> None:
+    # Each was a 500: urlsplit raises ValueError on an unclosed IPv6 bracket,
+    # and the IDNA encoding of a host (by getaddrinfo, or by httpx for the Host
+    # header) UnicodeError. (A hostile host's Location is parsed by httpx,
+    # which answers an unparsable one with an HTTPError: url_fetch_failed.)
+    seen: list[str] = []
+
+    async def photos_on_loopback(host: str, _port: int) -> list[str]:
+        seen.append(host)
+        return ["127.0.0.1"] if host.endswith(".photos.test") else []
+
+    fetcher = _fetcher(resolver=photos_on_loopback)
+    real_dns = _fetcher(resolver=system_resolver)
+    try:
+        cases = [
+            (fetcher, "http://[::1/photo.jpg", "url_invalid"),
+            (real_dns, f"http://{'a' * 64}.photos.test:{photo_server}/photo.jpg", "url_invalid"),
+            (fetcher, f"http://a..photos.test:{photo_server}/photo.jpg", "url_invalid"),
+        ]
+        for client, url, reason in cases:
+            with pytest.raises(ImageRejected) as caught:
+                await client.fetch(url)
+            assert caught.value.reason == reason, url
+        # A host name outside ASCII is fetched by its IDNA form, as a browser would.
+        photo = await fetcher.fetch(f"http://b\u00fccher.photos.test:{photo_server}/photo.jpg")
+        assert prepare_image(photo).width == 32
+        assert seen[-1] == "xn--bcher-kva.photos.test"
+    finally:
+        await fetcher.close()
+        await real_dns.close()
+
+
+async def test_a_photo_url_that_cannot_be_parsed_is_422_not_500(
+    client: httpx.AsyncClient, make_token: Callable[..., str]
+) -> None:
+    for url in ["https://[::1/a.jpg", f"https://{'a' * 64}.photos.test/a.jpg"]:
+        response = await client.post(
+            "/v1/ml/vision/analyses",
+            json={"property_id": "prop-1", "image_url": url},
+            headers=_auth(make_token),
+        )
+        assert response.status_code == 422, (url, response.text)
+        assert response.json()["reason"] == "url_invalid"
+
+
 def test_public_address_refuses_internal_ranges() -> None:
     for address in [
         "127.0.0.1",
@@ -873,3 +1007,39 @@ async def test_backfill_batches_unanalysed_photos_and_resumes(
     assert again.planned == 0
     assert again.submitted == 0
     assert batch_id
+
+
+async def test_backfill_stores_an_answer_holding_a_nul(
+    vision_settings: MLSettings,
+    client: httpx.AsyncClient,
+    anthropic_api: AnthropicStandIn,
+    make_token: Callable[..., str],
+    db: Any,
+    s3_endpoint: str,
+) -> None:
+    from services.common.claude import create_claude
+    from services.ml.vision.backfill import Backfill
+    from services.ml.vision.media import MediaStore
+
+    # As the live route: Postgres jsonb refuses \u0000 in a billed answer.
+    tenant = "tenant-nul"
+    answer = {**ANALYSIS, "summary": "A bright\x00 kitchen."}
+    anthropic_api.responder = lambda _body: orjson.dumps(answer).decode()
+    s3 = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
+    s3.put_object(Bucket=BUCKET, Key=f"tenants/{tenant}/photos/h/k.jpg", Body=_jpeg(44, 44))
+    claude = create_claude(vision_settings, registry=new_registry(), db=db)
+    assert claude is not None
+    try:
+        report = await Backfill(
+            db=db,
+            claude=claude,
+            media=MediaStore(BUCKET, s3),
+            tenant_id=tenant,
+            max_image_bytes=10**7,
+            poll_seconds=0.01,
+        ).run()
+    finally:
+        await claude.close()
+    assert (report.stored, report.failed) == (1, 0)
+    [listed] = await _listed(client, _auth(make_token, tenant), "h")
+    assert listed["summary"] == "A bright\ufffd kitchen."

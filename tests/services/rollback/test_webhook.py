@@ -160,6 +160,26 @@ async def test_a_new_incident_of_the_same_alert_is_handled_again(
     assert not (await get_flags(redis_client))["property_vision"].enabled  # type: ignore[union-attr]
 
 
+async def test_alertmanagers_nanosecond_timestamps_are_one_incident(
+    app: Any, app_client: Any, redis_client: Redis, owner_db: Database
+) -> None:
+    # Alertmanager writes times as Go's RFC3339Nano (nine fractional digits);
+    # a parser refusing them would make every notification a 422, never
+    # retried: no rollback at all. Copies of the alert are one incident.
+    await _all_on(redis_client)
+    alert = _alert()
+    alert["startsAt"] = "2026-12-03T15:00:00.404897853Z"
+    async with app_client(app) as client:
+        answers = [
+            await client.post(URL, json=_notification(alert), headers=AUTH) for _ in range(2)
+        ]
+    assert [a.status_code for a in answers] == [200, 200], answers[0].text
+    assert [a.json()["handled"][0]["duplicate"] for a in answers] == [False, True]
+    [incident] = await _rows(owner_db, "rollback_incidents")
+    assert incident["starts_at"] == datetime(2026, 12, 3, 15, 0, 0, 404897, tzinfo=UTC)
+    assert not (await get_flags(redis_client))["property_vision"].enabled  # type: ignore[union-attr]
+
+
 async def test_feature_all_turns_every_flag_off(
     app: Any, app_client: Any, redis_client: Redis
 ) -> None:
@@ -236,6 +256,43 @@ async def test_a_nul_in_alert_text_neither_refuses_the_trigger_nor_its_group(
     stored = {r["feature_name"]: r for r in await _rows(owner_db, "rollback_incidents")}
     assert stored["ai_coaching"]["alertname"] == "Coaching\ufffdLatency"
     assert stored["ai_coaching"]["reason"] == "p95\ufffd above 4 s"
+
+
+async def test_a_start_time_postgres_cannot_store_neither_refuses_the_trigger_nor_its_group(
+    app: Any, app_client: Any, redis_client: Redis, owner_db: Database
+) -> None:
+    # An offset moving startsAt past year 1 or 9999 in UTC was a 422
+    # (unstorable_input) for the whole notification, which Alertmanager does
+    # not retry: no trigger of its group turned a flag off. 0001-01-01T00:00Z
+    # was stored as -infinity. Anyone who may post alerts to Alertmanager
+    # chooses startsAt.
+    await _all_on(redis_client)
+    odd_starts = {
+        "ai_coaching": "0001-01-01T00:00:00+01:00",
+        "churn_prevention": "9999-12-31T23:59:59-01:00",
+        "realtime_intelligence": "0001-01-01T00:00:00Z",
+    }
+    odd = []
+    for index, (feature, starts) in enumerate(odd_starts.items()):
+        alert = _alert(feature=feature, fingerprint=f"{index:016x}")
+        alert["startsAt"] = starts
+        odd.append(alert)
+    async with app_client(app) as client:
+        answer = await client.post(URL, json=_notification(*odd, _alert()), headers=AUTH)
+    assert answer.status_code == 200, answer.text
+    assert [h["flags_turned_off"] for h in answer.json()["handled"]] == [
+        [feature] for feature in [*odd_starts, "property_vision"]
+    ]
+    flags = await get_flags(redis_client)
+    assert not any(flags[f].enabled for f in FEATURES)  # type: ignore[union-attr]
+    stored = {
+        r["feature_name"]: r["starts_at"] for r in await _rows(owner_db, "rollback_incidents")
+    }
+    assert stored["property_vision"] == STARTS
+    received = datetime.now(UTC)
+    for feature in odd_starts:
+        # Recorded as the time it arrived: a finite instant, not what was sent.
+        assert received - timedelta(minutes=1) < stored[feature] <= received, feature
 
 
 @pytest.mark.parametrize(
