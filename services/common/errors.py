@@ -30,6 +30,7 @@ from services.common.auth import AuthError
 from services.common.database import DatabaseUnavailable
 from services.common.redis import UNAVAILABLE_ERRORS as REDIS_ERRORS
 from services.common.redis import RedisUnavailable, unavailable
+from services.common.storage import StorageUnavailable
 from services.common.tenancy import InvalidTenantId
 
 RETRY_AFTER_SECONDS = "5"
@@ -106,6 +107,11 @@ async def _database(_: Request, exc: Exception) -> JSONResponse:
     return _unavailable_response(f"postgres unavailable ({type(exc).__name__})")
 
 
+async def _storage(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StorageUnavailable)
+    return _unavailable_response(exc.reason)
+
+
 async def _redis(_: Request, exc: Exception) -> JSONResponse:
     if isinstance(exc, RedisUnavailable):
         return _unavailable_response(exc.reason)
@@ -159,6 +165,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(AuthError, _auth)
     app.add_exception_handler(InvalidTenantId, _tenant)
     app.add_exception_handler(DatabaseUnavailable, _database)
+    app.add_exception_handler(StorageUnavailable, _storage)
     # Connection loss in the middle of a query escapes as asyncpg's own error.
     app.add_exception_handler(asyncpg.PostgresConnectionError, _database)
     app.add_exception_handler(asyncpg.CannotConnectNowError, _database)

@@ -14,8 +14,10 @@ the app.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from services.common.settings import StorageSettings
 
@@ -26,13 +28,54 @@ class BucketNotConfigured(RuntimeError):  # noqa: N818 - reads as the condition 
     """A bucket's variable is unset; the message names it."""
 
 
+class StorageUnavailable(RuntimeError):  # noqa: N818 - reads as the condition it names
+    """S3 (or MinIO) did not serve a request; ``reason`` is safe to show to a client."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)
+
+
+#: botocore waits 60 s for a connection by default, on a request path: an
+#: unreachable endpoint is known long before that.
+CONNECT_TIMEOUT_SECONDS: Final = 5.0
+#: botocore's "standard" retry mode (throttling and transient errors, with
+#: jitter) rather than its legacy one; three attempts in all.
+MAX_ATTEMPTS: Final = 3
+
+
 def s3_client(settings: StorageSettings) -> Any:
     """A boto3 S3 client for S3_ENDPOINT_URL (unset: AWS) in AWS_REGION."""
     import boto3  # imported lazily: file-only deployments and tools never pay for it
+    from botocore.config import Config
 
     return boto3.client(
-        "s3", endpoint_url=settings.s3_endpoint_url, region_name=settings.aws_region
+        "s3",
+        endpoint_url=settings.s3_endpoint_url,
+        region_name=settings.aws_region,
+        config=Config(
+            connect_timeout=CONNECT_TIMEOUT_SECONDS,
+            retries={"mode": "standard", "max_attempts": MAX_ATTEMPTS},
+        ),
     )
+
+
+@contextmanager
+def storage_errors() -> Iterator[None]:
+    """Turn botocore's failures inside the block into `StorageUnavailable` (a 503).
+
+    The reason names the error's code or type only: botocore's messages carry
+    the endpoint and the bucket.
+    """
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        yield
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code", "error")
+        raise StorageUnavailable(f"object storage refused the request ({code})") from exc
+    except BotoCoreError as exc:
+        raise StorageUnavailable(f"object storage unavailable ({type(exc).__name__})") from exc
 
 
 @dataclass(frozen=True, slots=True)

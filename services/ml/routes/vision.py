@@ -17,6 +17,7 @@ property it was posted for. Bad input is a 4xx ``{detail, reason}``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 from typing import Annotated, Any
 
@@ -32,6 +33,7 @@ from services.common.body import (
 from services.common.claude import ClaudeDep
 from services.common.flags import require_scope_and_feature
 from services.common.scopes import VISION_ANALYZE
+from services.common.storage import StorageUnavailable
 from services.ml.deps import (
     MediaDep,
     OptionalMediaDep,
@@ -106,14 +108,21 @@ async def analyse_upload(
     data = await read_body(
         request, limit=settings.vision_max_image_bytes, setting="VISION_MAX_IMAGE_BYTES"
     )
-    # A photo analysed before is answered without decoding or storing it again
-    # (its key is content-addressed, so it is in the bucket already).
+    # A photo analysed before is answered without decoding it again (its key is
+    # content-addressed: stored once).
     sha256 = await _sha256(data)
+    key = photo_key(principal.tenant_id, sha256)
     stored = await analyzer.stored(principal.tenant_id, sha256, property_id=property_id)
     if stored is not None:
+        if stored["photo_missing"]:
+            # Analysed while storage refused the photo (that upload answered
+            # 503): this copy of it is stored now.
+            await media.put(key, data, content_type)
+            await analyzer.mark_photo_missing(
+                principal.tenant_id, stored["analysis_id"], missing=False
+            )
         return _public(stored, True)
     image = await asyncio.to_thread(prepare_image, data, sha256=sha256)
-    key = photo_key(principal.tenant_id, image.sha256)
     # The photo is stored while Claude looks at it: the upload is off the
     # analysis' critical path, and is kept even when the analysis fails.
     stored_photo = asyncio.create_task(media.put(key, data, content_type))
@@ -126,8 +135,18 @@ async def analyse_upload(
             image_url=f"s3://{media.bucket}/{key}",
             source="upload",
         )
-    finally:
+    except BaseException:
+        # The analysis' own error is the answer; the photo is kept if it could be.
+        with contextlib.suppress(Exception):
+            await stored_photo
+        raise
+    try:
         await stored_photo
+    except StorageUnavailable:
+        # The analysis is stored (and billed): answered 503, the client's retry
+        # is answered from it and stores the photo then.
+        await analyzer.mark_photo_missing(principal.tenant_id, row["analysis_id"], missing=True)
+        raise
     return _public(row, cached)
 
 

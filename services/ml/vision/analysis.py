@@ -29,6 +29,7 @@ import asyncio
 import base64
 import contextlib
 import time
+import uuid
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 from enum import StrEnum
@@ -171,6 +172,12 @@ class VisionAnalyzer:
         if row is None or row["status"] != "done":
             return None
         return _for_property(row, property_id)
+
+    async def mark_photo_missing(
+        self, tenant_id: str, analysis_id: uuid.UUID, *, missing: bool
+    ) -> None:
+        """Record that an upload's photo is missing from the bucket (or stored at last)."""
+        await store.set_photo_missing(self.db, tenant_id, analysis_id, missing=missing)
 
     async def _find(self, tenant_id: str, sha256: str, property_id: str) -> dict[str, Any] | None:
         """The image's row under this model and prompt (a done one linked to ``property_id``)."""

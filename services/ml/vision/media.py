@@ -11,7 +11,7 @@ import asyncio
 import re
 from typing import Any
 
-from services.common.storage import Storage
+from services.common.storage import Storage, storage_errors
 from services.common.tenancy import TENANT_ID_PATTERN
 from services.ml.vision.images import ImageRejected
 
@@ -51,17 +51,19 @@ class MediaStore:
         return cls(storage.media_bucket, storage.client)
 
     async def put(self, key: str, data: bytes, content_type: str) -> None:
-        """Store ``data`` at ``key``."""
-        await asyncio.to_thread(
-            self._client.put_object,
-            Bucket=self.bucket,
-            Key=key,
-            Body=data,
-            ContentType=content_type,
-        )
+        """Store ``data`` at ``key``. Raises ``StorageUnavailable``."""
+        with storage_errors():
+            await asyncio.to_thread(
+                self._client.put_object,
+                Bucket=self.bucket,
+                Key=key,
+                Body=data,
+                ContentType=content_type,
+            )
 
     async def get(self, key: str, *, max_bytes: int) -> bytes:
-        """The object's bytes; ``ImageRejected`` when missing or larger than ``max_bytes``."""
+        """The object's bytes; ``ImageRejected`` when missing or larger than ``max_bytes``,
+        ``StorageUnavailable`` when the bucket cannot be read."""
 
         def read() -> bytes:
             try:
@@ -75,10 +77,11 @@ class MediaStore:
                 raise ImageRejected("image_too_big", f"the photo exceeds {max_bytes} bytes")
             return body
 
-        return await asyncio.to_thread(read)
+        with storage_errors():
+            return await asyncio.to_thread(read)
 
     async def list_photos(self, tenant_id: str) -> list[str]:
-        """Every key under the tenant's photo prefix."""
+        """Every key under the tenant's photo prefix. Raises ``StorageUnavailable``."""
 
         def keys() -> list[str]:
             paginator = self._client.get_paginator("list_objects_v2")
@@ -89,4 +92,5 @@ class MediaStore:
                 found.extend(item["Key"] for item in page.get("Contents", []))
             return found
 
-        return await asyncio.to_thread(keys)
+        with storage_errors():
+            return await asyncio.to_thread(keys)

@@ -48,6 +48,7 @@ _COLUMN_NAMES = (
     "cache_read_tokens",
     "cost_micro_usd",
     "created_at",
+    "photo_missing",
 )
 COLUMNS = ", ".join(_COLUMN_NAMES)
 #: The same columns read through a link ``l`` to its analysis ``a``: the property is the link's.
@@ -238,6 +239,18 @@ async def release(db: Database, tenant_id: str, claim: Claim) -> None:
             "WHERE analysis_id = $1 AND status = 'pending' AND claimed_at = $2",
             claim.analysis_id,
             claim.claimed_at,
+        )
+
+
+async def set_photo_missing(
+    db: Database, tenant_id: str, analysis_id: uuid.UUID, *, missing: bool
+) -> None:
+    """Record whether the uploaded photo of ``analysis_id`` is missing from the bucket."""
+    async with db.tenant(tenant_id) as conn:
+        await conn.execute(
+            "UPDATE property_vision_analyses SET photo_missing = $2 WHERE analysis_id = $1",
+            analysis_id,
+            missing,
         )
 
 

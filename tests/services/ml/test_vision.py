@@ -10,6 +10,7 @@ import base64
 import gzip
 import io
 import ipaddress
+import socket
 import threading
 import uuid
 import zlib
@@ -1043,3 +1044,62 @@ async def test_backfill_stores_an_answer_holding_a_nul(
     assert (report.stored, report.failed) == (1, 0)
     [listed] = await _listed(client, _auth(make_token, tenant), "h")
     assert listed["summary"] == "A bright\ufffd kitchen."
+
+
+async def test_an_upload_while_storage_fails_is_503_and_its_retry_stores_the_photo(
+    vision_settings: MLSettings,
+    app_client: AppClient,
+    anthropic_api: AnthropicStandIn,
+    make_token: Callable[..., str],
+    monkeypatch: pytest.MonkeyPatch,
+    s3_bucket: Callable[[str], Any],
+    owner_db: Database,
+) -> None:
+    """The photo is stored while Claude analyses it. When S3 refuses it, the
+    answer is a 503 to retry (it was a 500), and the retry, answered from the
+    stored analysis without a second call, stores the photo it lacked (it
+    never did: the analysis pointed at an object nobody wrote)."""
+    bucket = f"media-down-{uuid.uuid4().hex[:8]}"  # not created yet: S3 refuses
+    monkeypatch.setenv("MEDIA_BUCKET", bucket)
+    app = create_app(MLSettings.from_env(), registry=new_registry())
+    token = _auth(make_token)
+    photo = _jpeg()
+    async with app_client(app) as http:
+        first = await _upload(http, token, photo)
+        assert first.status_code == 503, first.text
+        assert first.json()["reason"] == "dependency_unavailable"
+        assert "NoSuchBucket" in first.json()["detail"]
+        assert anthropic_api.billable == 1  # analysed and stored: no second call
+        s3 = s3_bucket(bucket)  # S3 is back
+        again = await _upload(http, token, photo)
+    assert again.status_code == 200, again.text
+    assert again.json()["cached"] is True
+    assert anthropic_api.billable == 1
+    key = f"tenants/tenant-a/photos/{again.json()['image_sha256']}.img"
+    assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == photo
+    async with owner_db.unscoped() as conn:
+        assert await conn.fetchval("SELECT photo_missing FROM property_vision_analyses") is False
+
+
+async def test_unreachable_storage_is_503_not_500(
+    vision_settings: MLSettings,
+    app_client: AppClient,
+    make_token: Callable[..., str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with socket.socket() as closed:  # a port nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    monkeypatch.setenv("S3_ENDPOINT_URL", f"http://127.0.0.1:{port}")
+    app = create_app(MLSettings.from_env(), registry=new_registry())
+    token = _auth(make_token)
+    async with app_client(app) as http:
+        by_key = await http.post(
+            "/v1/ml/vision/analyses",
+            json={"property_id": "prop-1", "object_key": "tenants/tenant-a/photos/a.jpg"},
+            headers=token,
+        )
+    assert by_key.status_code == 503, by_key.text
+    assert by_key.json()["reason"] == "dependency_unavailable"
+    assert "object storage unavailable" in by_key.json()["detail"]
+    assert str(port) not in by_key.json()["detail"]  # no endpoint in an answer
