@@ -58,6 +58,23 @@ def _words(text: str) -> int:
     return len(_WORD.findall(text))
 
 
+def _next_agent_messages(
+    conversation: Sequence[TranscriptMessage],
+) -> list[TranscriptMessage | None]:
+    """For each message, the first agent message after it (None: none came).
+
+    One backward pass: scanning forward from every objection was quadratic
+    (2,000 lead messages without a reply held the event loop 0.4 s).
+    """
+    following: TranscriptMessage | None = None
+    found: list[TranscriptMessage | None] = []
+    for message in reversed(conversation):
+        found.append(following)
+        if message.speaker == "agent":
+            following = message
+    return found[::-1]
+
+
 def compute_metrics(messages: Sequence[TranscriptMessage]) -> dict[str, Any]:
     """The metrics of the module docstring, as a JSON-ready dict."""
     conversation = ordered(messages)
@@ -69,12 +86,11 @@ def compute_metrics(messages: Sequence[TranscriptMessage]) -> dict[str, Any]:
         if before.speaker == "lead" and after.speaker == "agent"
     ]
     objections: list[dict[str, Any]] = []
-    for index, message in enumerate(conversation):
+    for message, answer in zip(conversation, _next_agent_messages(conversation), strict=True):
         if message.speaker != "lead":
             continue
         for kind, pattern in OBJECTION_PATTERNS.items():
             if pattern.search(message.text):
-                answer = next((m for m in conversation[index + 1 :] if m.speaker == "agent"), None)
                 objections.append(
                     {
                         "message_id": message.id,

@@ -664,8 +664,8 @@ def test_metrics_are_deterministic() -> None:
     assert metrics["questions_asked"] == 2
     assert metrics["talk_listen_ratio"] == round(7 / 13, 3)
     assert metrics["response_delays_seconds"]["max"] == 90.0
-    assert [(o["kind"], o["answered"]) for o in metrics["objections"]] == [
-        ("timing", True),
-        ("competition", False),
+    assert [(o["kind"], o["answered"], o["answered_by"]) for o in metrics["objections"]] == [
+        ("timing", True, "b"),
+        ("competition", False, None),
     ]
     assert metrics["objections_unanswered"] == 1
