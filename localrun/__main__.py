@@ -477,9 +477,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             services = start_services(
                 children, built, ports=ports, env=env, webhook_token=webhook_token
             )
+            for spec, child in zip(built, services, strict=True):
+                url = f"http://127.0.0.1:{ports[spec.name]}{spec.health_path}"
+                wait_http_ok(child, url, timeout_s=120)
             monitoring = None
             if monitored:
-                # While the services import and connect (their slowest part).
+                # Only once the services answer: a scrape of one still starting
+                # records up == 0, which the availability SLOs count as downtime
+                # (every start fired ErrorBudgetBurnFast for four services).
                 _say("starting Prometheus and Alertmanager with the project's rules and routing")
                 monitoring = monitoring_stack.enter_context(
                     start_monitoring(
@@ -494,9 +499,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                         scrape_interval=SCRAPE_INTERVAL,
                     )
                 )
-            for spec, child in zip(built, services, strict=True):
-                url = f"http://127.0.0.1:{ports[spec.name]}{spec.health_path}"
-                wait_http_ok(child, url, timeout_s=120)
             tenants = demo_tenants(
                 AuthSettings.from_env(
                     jwt_secret_key=auth_env["JWT_SECRET_KEY"], jwt_key_id=auth_env["JWT_KEY_ID"]

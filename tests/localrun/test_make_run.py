@@ -257,6 +257,13 @@ def _check_monitoring(output: str, ports: dict[str, int]) -> None:
 
     _poll(targets_up)
 
+    # Scraped only once serving: a scrape of a service still starting records
+    # up == 0, which fired ErrorBudgetBurnFast (availability) on every start.
+    down = httpx.get(
+        f"{prom}/api/v1/query", params={"query": "min_over_time(up[1h]) == 0"}, timeout=5
+    ).json()["data"]["result"]
+    assert down == [], f"Prometheus saw these jobs down: {down}"
+
     groups = httpx.get(f"{prom}/api/v1/rules", timeout=5).json()["data"]["groups"]
     expected = {g["name"] for path in rule_files() for g in load_rule_file(path)["groups"]}
     assert {g["name"] for g in groups} == expected
