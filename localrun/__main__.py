@@ -188,8 +188,13 @@ def print_guide(
     state_dir: Path,
     event_rate: float,
     stores: str = "",
+    prometheus_ui_url: str | None = None,
 ) -> None:
-    """Tell the user where to look, with commands that work as pasted."""
+    """Tell the user where to look, with commands that work as pasted.
+
+    ``prometheus_ui_url`` is where Prometheus's pages live (``PrometheusServer.ui_url``),
+    ``prometheus_url`` itself when not given.
+    """
     _say()
     _say(f"{READY_LINE} (state and logs under {state_dir}):")
     for name, port in started.items():
@@ -208,10 +213,10 @@ def print_guide(
         )
     if prometheus_url and alertmanager_url:
         jobs = ", ".join(spec.job for spec in SERVICES if spec.name in started and spec.metrics)
+        pages = prometheus_ui_url or prometheus_url
         _say(
             f"  prometheus {prometheus_url}  scraping {jobs} every {SCRAPE_INTERVAL}; "
-            f"targets {prometheus_url}/targets  rules {prometheus_url}/rules  "
-            f"alerts {prometheus_url}/alerts"
+            f"targets {pages}/targets  rules {pages}/rules  alerts {pages}/alerts"
         )
         _say(f"  alertmanager {alertmanager_url}  (the project's routing, on loopback)")
         if "rollback" in started:
@@ -519,6 +524,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 state_dir=state_dir,
                 event_rate=args.event_rate,
                 stores=describe_stores(stores),
+                prometheus_ui_url=monitoring.prometheus.ui_url() if monitoring else None,
             )
             try:
                 problem = asyncio.run(

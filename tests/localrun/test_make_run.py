@@ -264,6 +264,13 @@ def _check_monitoring(output: str, ports: dict[str, int]) -> None:
     ).json()["data"]["result"]
     assert down == [], f"Prometheus saw these jobs down: {down}"
 
+    # The banner's pages exist (Debian's Prometheus serves them under /classic).
+    page_url = rf"{re.escape(prom)}\S*/(?:targets|rules|alerts)"
+    pages = re.findall(rf"(?:targets|rules|alerts) ({page_url})\s", output)
+    assert len(pages) == 3, output
+    for page in pages:
+        assert httpx.get(page, timeout=5).status_code == 200, page
+
     groups = httpx.get(f"{prom}/api/v1/rules", timeout=5).json()["data"]["groups"]
     expected = {g["name"] for path in rule_files() for g in load_rule_file(path)["groups"]}
     assert {g["name"] for g in groups} == expected
