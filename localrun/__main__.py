@@ -51,6 +51,7 @@ from localrun.demo import (
     seed_impact_history,
     stream_events,
 )
+from localrun.demo_analyses import seed_analyses
 from localrun.leftovers import stop_leftovers, terminate
 from localrun.monitoring import ROLLBACK_WEBHOOK_PATH, start_monitoring
 from localrun.servers import MissingBinary, ServerFailed
@@ -509,7 +510,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                     jwt_secret_key=auth_env["JWT_SECRET_KEY"], jwt_key_id=auth_env["JWT_KEY_ID"]
                 )
             )
-            asyncio.run(seed_impact_history(stores.database_url, [t.tenant_id for t in tenants]))
+            tenant_ids = [t.tenant_id for t in tenants]
+            asyncio.run(seed_impact_history(stores.database_url, tenant_ids))
+            asyncio.run(seed_analyses(stores.database_url, tenant_ids))
             ingest = (
                 f"http://127.0.0.1:{ports['realtime']}/v1/leads/events"
                 if "realtime" in ports
