@@ -219,7 +219,11 @@ def print_guide(
             f"  prometheus {prometheus_url}  scraping {jobs} every {SCRAPE_INTERVAL}; "
             f"targets {pages}/targets  rules {pages}/rules  alerts {pages}/alerts"
         )
-        _say(f"  alertmanager {alertmanager_url}  (the project's routing, on loopback)")
+        # Debian's Alertmanager serves no web pages (its / says to use amtool).
+        _say(
+            f"  alertmanager {alertmanager_url}  (the project's routing, on loopback); "
+            f"its alerts: amtool --alertmanager.url={alertmanager_url} alert query"
+        )
         if "rollback" in started:
             _say(
                 f"  rollback triggers (action=rollback) go to the rollback handler: "

@@ -100,6 +100,8 @@ def test_guide_names_every_service_and_gives_a_working_feed_command(
         out,
     )
     assert re.search(r"alertmanager http://127\.0\.0\.1:9093 ", out)
+    # Debian's Alertmanager has no web pages: its alerts are read with amtool.
+    assert "amtool --alertmanager.url=http://127.0.0.1:9093 alert query" in out
     assert "http://127.0.0.1:8005/v1/alertmanager/webhook" in out
     key = shlex.quote(str(tmp_path / "jwt-secret"))
     cli = f'JWT_SECRET_KEY="$(cat {key})" JWT_KEY_ID=local {enterprisehub_cli()}'

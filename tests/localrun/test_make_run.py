@@ -284,6 +284,14 @@ def _check_monitoring(output: str, ports: dict[str, int]) -> None:
 
     _poll(alertmanager_configured)
 
+    # The banner's amtool command works as pasted (Debian's Alertmanager has no web pages).
+    amtool = re.search(r"(amtool --alertmanager\.url=\S+ alert query)$", output, re.MULTILINE)
+    assert amtool is not None, output
+    listed = subprocess.run(
+        ["bash", "-c", amtool.group(1)], capture_output=True, text=True, check=False
+    )
+    assert listed.returncode == 0, listed.stderr
+
     # The routing reaches the handler with the credential it expects: a rollback
     # trigger posted to Alertmanager becomes an incident the handler reports.
     alert = {
