@@ -71,6 +71,8 @@ WEBHOOK_TOKEN_FILE = "rollback-webhook-token"  # noqa: S105 - a file name, not t
 #: need to reach this run's stores, as shell assignments (mode 0600).
 OPERATOR_ENV_FILE = "operator.env"
 SCRAPE_INTERVAL = "5s"
+#: Where the guide's Claude stand-in listens (beside the services' 8001-8005 and 8501).
+CLAUDE_STANDIN_PORT = 8090
 MONITORING_BINARIES = ("prometheus", "prometheus-alertmanager")
 
 
@@ -159,6 +161,14 @@ def enterprisehub_cli() -> str:
     if script.exists():
         return str(script)
     return f"{shlex.quote(sys.executable)} -m services.cli"
+
+
+def claude_standin_command() -> str:
+    """The Messages API stand-in with schema-valid coaching and vision answers, ready to paste."""
+    return (
+        f"{shlex.quote(sys.executable)} -m localrun.standins.anthropic "
+        f"--port {CLAUDE_STANDIN_PORT} --responder benchmarks.claude_answers:respond"
+    )
 
 
 def cli_with_key(state_dir: Path) -> str:
@@ -286,7 +296,14 @@ def print_guide(
     if not os.environ.get("ANTHROPIC_API_KEY"):
         _say(
             "Property vision and AI coaching answer 503 claude_not_configured: export "
-            "ANTHROPIC_API_KEY (and ANTHROPIC_BASE_URL for a stand-in) before `make run`."
+            "ANTHROPIC_API_KEY before `make run`, or, offline, start the project's Claude "
+            "stand-in and point `make run` at it:"
+        )
+        _say(f"  {claude_standin_command()} &")
+        _say(
+            f"  ANTHROPIC_API_KEY=stand-in "
+            f"ANTHROPIC_BASE_URL=http://127.0.0.1:{CLAUDE_STANDIN_PORT} "
+            f"make -C {shlex.quote(str(REPO_ROOT))} run"
         )
     _say()
     _say(
