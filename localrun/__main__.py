@@ -51,6 +51,7 @@ from localrun.demo import (
     seed_impact_history,
     stream_events,
 )
+from localrun.demo_analyses import seed_analyses
 from localrun.leftovers import stop_leftovers, terminate
 from localrun.monitoring import ROLLBACK_WEBHOOK_PATH, start_monitoring
 from localrun.servers import MissingBinary, ServerFailed
@@ -70,6 +71,8 @@ WEBHOOK_TOKEN_FILE = "rollback-webhook-token"  # noqa: S105 - a file name, not t
 #: need to reach this run's stores, as shell assignments (mode 0600).
 OPERATOR_ENV_FILE = "operator.env"
 SCRAPE_INTERVAL = "5s"
+#: Where the guide's Claude stand-in listens (beside the services' 8001-8005 and 8501).
+CLAUDE_STANDIN_PORT = 8090
 MONITORING_BINARIES = ("prometheus", "prometheus-alertmanager")
 
 
@@ -160,6 +163,14 @@ def enterprisehub_cli() -> str:
     return f"{shlex.quote(sys.executable)} -m services.cli"
 
 
+def claude_standin_command() -> str:
+    """The Messages API stand-in with schema-valid coaching and vision answers, ready to paste."""
+    return (
+        f"{shlex.quote(sys.executable)} -m localrun.standins.anthropic "
+        f"--port {CLAUDE_STANDIN_PORT} --responder benchmarks.claude_answers:respond"
+    )
+
+
 def cli_with_key(state_dir: Path) -> str:
     """``enterprisehub`` with this run's JWT key in its environment, ready to paste."""
     key_file = shlex.quote(str(state_dir / "jwt-secret"))
@@ -188,8 +199,13 @@ def print_guide(
     state_dir: Path,
     event_rate: float,
     stores: str = "",
+    prometheus_ui_url: str | None = None,
 ) -> None:
-    """Tell the user where to look, with commands that work as pasted."""
+    """Tell the user where to look, with commands that work as pasted.
+
+    ``prometheus_ui_url`` is where Prometheus's pages live (``PrometheusServer.ui_url``),
+    ``prometheus_url`` itself when not given.
+    """
     _say()
     _say(f"{READY_LINE} (state and logs under {state_dir}):")
     for name, port in started.items():
@@ -208,12 +224,16 @@ def print_guide(
         )
     if prometheus_url and alertmanager_url:
         jobs = ", ".join(spec.job for spec in SERVICES if spec.name in started and spec.metrics)
+        pages = prometheus_ui_url or prometheus_url
         _say(
             f"  prometheus {prometheus_url}  scraping {jobs} every {SCRAPE_INTERVAL}; "
-            f"targets {prometheus_url}/targets  rules {prometheus_url}/rules  "
-            f"alerts {prometheus_url}/alerts"
+            f"targets {pages}/targets  rules {pages}/rules  alerts {pages}/alerts"
         )
-        _say(f"  alertmanager {alertmanager_url}  (the project's routing, on loopback)")
+        # Debian's Alertmanager serves no web pages (its / says to use amtool).
+        _say(
+            f"  alertmanager {alertmanager_url}  (the project's routing, on loopback); "
+            f"its alerts: amtool --alertmanager.url={alertmanager_url} alert query"
+        )
         if "rollback" in started:
             _say(
                 f"  rollback triggers (action=rollback) go to the rollback handler: "
@@ -276,7 +296,14 @@ def print_guide(
     if not os.environ.get("ANTHROPIC_API_KEY"):
         _say(
             "Property vision and AI coaching answer 503 claude_not_configured: export "
-            "ANTHROPIC_API_KEY (and ANTHROPIC_BASE_URL for a stand-in) before `make run`."
+            "ANTHROPIC_API_KEY before `make run`, or, offline, start the project's Claude "
+            "stand-in and point `make run` at it:"
+        )
+        _say(f"  {claude_standin_command()} &")
+        _say(
+            f"  ANTHROPIC_API_KEY=stand-in "
+            f"ANTHROPIC_BASE_URL=http://127.0.0.1:{CLAUDE_STANDIN_PORT} "
+            f"make -C {shlex.quote(str(REPO_ROOT))} run"
         )
     _say()
     _say(
@@ -477,9 +504,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             services = start_services(
                 children, built, ports=ports, env=env, webhook_token=webhook_token
             )
+            for spec, child in zip(built, services, strict=True):
+                url = f"http://127.0.0.1:{ports[spec.name]}{spec.health_path}"
+                wait_http_ok(child, url, timeout_s=120)
             monitoring = None
             if monitored:
-                # While the services import and connect (their slowest part).
+                # Only once the services answer: a scrape of one still starting
+                # records up == 0, which the availability SLOs count as downtime
+                # (every start fired ErrorBudgetBurnFast for four services).
                 _say("starting Prometheus and Alertmanager with the project's rules and routing")
                 monitoring = monitoring_stack.enter_context(
                     start_monitoring(
@@ -494,15 +526,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                         scrape_interval=SCRAPE_INTERVAL,
                     )
                 )
-            for spec, child in zip(built, services, strict=True):
-                url = f"http://127.0.0.1:{ports[spec.name]}{spec.health_path}"
-                wait_http_ok(child, url, timeout_s=120)
             tenants = demo_tenants(
                 AuthSettings.from_env(
                     jwt_secret_key=auth_env["JWT_SECRET_KEY"], jwt_key_id=auth_env["JWT_KEY_ID"]
                 )
             )
-            asyncio.run(seed_impact_history(stores.database_url, [t.tenant_id for t in tenants]))
+            tenant_ids = [t.tenant_id for t in tenants]
+            asyncio.run(seed_impact_history(stores.database_url, tenant_ids))
+            asyncio.run(seed_analyses(stores.database_url, tenant_ids))
             ingest = (
                 f"http://127.0.0.1:{ports['realtime']}/v1/leads/events"
                 if "realtime" in ports
@@ -517,6 +548,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 state_dir=state_dir,
                 event_rate=args.event_rate,
                 stores=describe_stores(stores),
+                prometheus_ui_url=monitoring.prometheus.ui_url() if monitoring else None,
             )
             try:
                 problem = asyncio.run(

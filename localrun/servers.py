@@ -445,6 +445,16 @@ class PrometheusServer:
         """``http://127.0.0.1:port``."""
         return f"http://127.0.0.1:{self.port}"
 
+    def ui_url(self) -> str:
+        """Where the web pages (``/targets``, ``/rules``, ``/alerts``) live under ``url``.
+
+        Upstream builds serve them at the root, Debian's package ships only the
+        classic UI, under ``/classic`` (its ``/targets`` answers 404). Both
+        redirect ``/`` to their graph page, which tells them apart.
+        """
+        location = httpx.get(f"{self.url}/", timeout=5).headers.get("location", "/graph")
+        return self.url + location.removesuffix("/graph")
+
     def stop(self) -> None:
         """Terminate and wait; idempotent."""
         if self.process.poll() is None:

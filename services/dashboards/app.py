@@ -109,7 +109,12 @@ def main() -> None:
     verifier = _verifier(key, settings)
     signed_in = _signed_in(verifier)
     if signed_in is None:
-        _sign_in(verifier)
+        # The sign-in form is the only page. Without a navigation call Streamlit
+        # lists the modules of pages/ beside this script as pages of their own.
+        def sign_in_page() -> None:
+            _sign_in(verifier)
+
+        st.navigation([st.Page(sign_in_page, title="Sign in")], position="hidden").run()
         return
     principal, token = signed_in
     ctx = PageContext(

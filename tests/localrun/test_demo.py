@@ -4,11 +4,21 @@ from __future__ import annotations
 
 import re
 import shlex
+import subprocess
+import time
+from datetime import UTC, datetime
 from pathlib import Path
 
+import anthropic
 import pytest
 
-from localrun.__main__ import SERVICES, enterprisehub_cli, print_guide
+from localrun.__main__ import (
+    CLAUDE_STANDIN_PORT,
+    REPO_ROOT,
+    SERVICES,
+    enterprisehub_cli,
+    print_guide,
+)
 from localrun.demo import (
     DEMO_AGENTS,
     DEMO_FLAG_SEED,
@@ -17,6 +27,11 @@ from localrun.demo import (
     demo_tenants,
     lead_event,
 )
+from localrun.servers import free_port
+from services.coaching.analysis import CoachingInsights
+from services.coaching.conversation import compute_metrics
+from services.coaching.prompt import request_params as coaching_request
+from services.coaching.schemas import TranscriptMessage
 from services.common.auth import TokenVerifier
 from services.common.flags import FEATURES, bucket, parse_seed
 from services.common.settings import AuthSettings
@@ -100,6 +115,8 @@ def test_guide_names_every_service_and_gives_a_working_feed_command(
         out,
     )
     assert re.search(r"alertmanager http://127\.0\.0\.1:9093 ", out)
+    # Debian's Alertmanager has no web pages: its alerts are read with amtool.
+    assert "amtool --alertmanager.url=http://127.0.0.1:9093 alert query" in out
     assert "http://127.0.0.1:8005/v1/alertmanager/webhook" in out
     key = shlex.quote(str(tmp_path / "jwt-secret"))
     cli = f'JWT_SECRET_KEY="$(cat {key})" JWT_KEY_ID=local {enterprisehub_cli()}'
@@ -111,3 +128,64 @@ def test_guide_names_every_service_and_gives_a_working_feed_command(
     assert " enterprisehub " not in out
     assert "Ctrl-C" in out
     assert "make stop" in out
+
+
+def test_guide_offers_a_claude_stand_in_that_answers_the_services(
+    auth: AuthSettings,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The guide said "ANTHROPIC_BASE_URL for a stand-in" without saying which
+    # or how: offline, a new user had no way to try coaching or vision.
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    print_guide(
+        started={"realtime": 8001},
+        missing=[],
+        tenants=demo_tenants(auth),
+        prometheus_url=None,
+        alertmanager_url=None,
+        state_dir=tmp_path,
+        event_rate=2,
+    )
+    lines = [line.strip() for line in capsys.readouterr().out.splitlines()]
+    standin = next(line for line in lines if "localrun.standins.anthropic" in line)
+    make = lines[lines.index(standin) + 1]
+    assert standin.endswith(" &")
+    assert f"ANTHROPIC_BASE_URL=http://127.0.0.1:{CLAUDE_STANDIN_PORT} " in make
+    assert make.endswith(f"make -C {shlex.quote(str(REPO_ROOT))} run")
+
+    port = free_port()
+    command = standin.removesuffix(" &").replace(f"--port {CLAUDE_STANDIN_PORT}", f"--port {port}")
+    process = subprocess.Popen(["bash", "-c", f"exec {command}"], cwd=tmp_path)
+    try:
+        client = anthropic.Anthropic(api_key="stand-in", base_url=f"http://127.0.0.1:{port}")
+        messages = [
+            TranscriptMessage(
+                id="m1",
+                speaker="lead",
+                text="Is it still available?",
+                timestamp=datetime(2026, 12, 5, tzinfo=UTC),
+            ),
+            TranscriptMessage(
+                id="m2",
+                speaker="agent",
+                text="Yes, when can you visit?",
+                timestamp=datetime(2026, 12, 5, 0, 1, tzinfo=UTC),
+            ),
+        ]
+        params = coaching_request(messages, compute_metrics(messages), max_tokens=1_000)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                answer = client.messages.create(model="claude-sonnet-4-5", **params)
+                break
+            except anthropic.APIConnectionError:
+                assert time.monotonic() < deadline, "the stand-in did not start"
+                time.sleep(0.2)
+        [block] = answer.content
+        assert block.type == "text"
+        CoachingInsights.model_validate_json(block.text)
+    finally:
+        process.terminate()
+        process.wait(timeout=10)

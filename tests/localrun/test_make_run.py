@@ -257,6 +257,20 @@ def _check_monitoring(output: str, ports: dict[str, int]) -> None:
 
     _poll(targets_up)
 
+    # Scraped only once serving: a scrape of a service still starting records
+    # up == 0, which fired ErrorBudgetBurnFast (availability) on every start.
+    down = httpx.get(
+        f"{prom}/api/v1/query", params={"query": "min_over_time(up[1h]) == 0"}, timeout=5
+    ).json()["data"]["result"]
+    assert down == [], f"Prometheus saw these jobs down: {down}"
+
+    # The banner's pages exist (Debian's Prometheus serves them under /classic).
+    page_url = rf"{re.escape(prom)}\S*/(?:targets|rules|alerts)"
+    pages = re.findall(rf"(?:targets|rules|alerts) ({page_url})\s", output)
+    assert len(pages) == 3, output
+    for page in pages:
+        assert httpx.get(page, timeout=5).status_code == 200, page
+
     groups = httpx.get(f"{prom}/api/v1/rules", timeout=5).json()["data"]["groups"]
     expected = {g["name"] for path in rule_files() for g in load_rule_file(path)["groups"]}
     assert {g["name"] for g in groups} == expected
@@ -269,6 +283,14 @@ def _check_monitoring(output: str, ports: dict[str, int]) -> None:
         return None if urls == [f"{am}/api/v2/alerts"] else f"alertmanagers: {data}"
 
     _poll(alertmanager_configured)
+
+    # The banner's amtool command works as pasted (Debian's Alertmanager has no web pages).
+    amtool = re.search(r"(amtool --alertmanager\.url=\S+ alert query)$", output, re.MULTILINE)
+    assert amtool is not None, output
+    listed = subprocess.run(
+        ["bash", "-c", amtool.group(1)], capture_output=True, text=True, check=False
+    )
+    assert listed.returncode == 0, listed.stderr
 
     # The routing reaches the handler with the credential it expects: a rollback
     # trigger posted to Alertmanager becomes an incident the handler reports.

@@ -44,9 +44,12 @@ async def load_coaching(db: Database, tenant_id: str, *, days: int = 30) -> dict
             "GROUP BY area ORDER BY sessions DESC, area LIMIT 10",
             days,
         )
+        # The id as text: a UUID reaches the browser as Arrow's uuid extension
+        # type, which Streamlit draws as a dict of its 16 bytes.
         recent = await conn.fetch(
-            "SELECT session_id, agent_id, created_at, coaching_insights->>'summary' AS summary, "
-            "improvement_areas FROM coaching_sessions ORDER BY created_at DESC LIMIT 20"
+            "SELECT session_id::text AS session_id, agent_id, created_at, "
+            "coaching_insights->>'summary' AS summary, improvement_areas "
+            "FROM coaching_sessions ORDER BY created_at DESC LIMIT 20"
         )
     return {
         "agents": [dict(row) for row in agents],

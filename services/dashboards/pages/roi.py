@@ -39,6 +39,14 @@ LABELS = {
     "churn_prevention": "Churn Prevention",
     "ai_coaching": "AI Coaching",
 }
+#: One colour per feature in every chart. Left to plotly, a pie colours its
+#: slices by size, so one colour named a different feature in each pie.
+COLORS = {
+    "realtime_intelligence": "#0068c9",
+    "property_vision": "#83c9ff",
+    "churn_prevention": "#ff2b2b",
+    "ai_coaching": "#ffabab",
+}
 
 
 @dataclass(frozen=True)
@@ -212,6 +220,7 @@ def render(ctx: PageContext) -> None:
                 y=[r["revenue_impact"] for r in points],
                 mode="lines+markers",
                 name=LABELS[feature],
+                line_color=COLORS[feature],
             )
         )
     trend.update_layout(
@@ -222,14 +231,27 @@ def render(ctx: PageContext) -> None:
     st.header("Usage and revenue distribution")
     features = data.summary["features"]
     labels = [LABELS[f] for f in FEATURES]
+    colors = [COLORS[f] for f in FEATURES]
     left, right = st.columns(2)
     usage = go.Figure(
-        go.Pie(labels=labels, values=[features[f]["usage"] for f in FEATURES], hole=0.3)
+        go.Pie(
+            labels=labels,
+            values=[features[f]["usage"] for f in FEATURES],
+            hole=0.3,
+            sort=False,
+            marker_colors=colors,
+        )
     )
     usage.update_layout(title="Usage", height=320)
     left.plotly_chart(usage, use_container_width=True)
     revenue = go.Figure(
-        go.Pie(labels=labels, values=[features[f]["revenue"]["point"] for f in FEATURES], hole=0.3)
+        go.Pie(
+            labels=labels,
+            values=[features[f]["revenue"]["point"] for f in FEATURES],
+            hole=0.3,
+            sort=False,
+            marker_colors=colors,
+        )
     )
     revenue.update_layout(title="Revenue", height=320)
     right.plotly_chart(revenue, use_container_width=True)

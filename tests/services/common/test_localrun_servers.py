@@ -1,4 +1,4 @@
-"""localrun.servers: a missing binary names its package and `make setup`."""
+"""localrun.servers: a missing binary names its package and `make setup`; the servers start."""
 
 from __future__ import annotations
 
@@ -41,3 +41,17 @@ def test_prometheus_starts_ready_and_stops(tmp_path: Path) -> None:
     finally:
         prometheus.stop()
     assert "127.0.0.1:9" in config["data"]["yaml"]
+
+
+def test_prometheus_names_pages_that_exist(tmp_path: Path) -> None:
+    # `make run`'s banner linked {url}/targets, which Debian's Prometheus (the
+    # classic UI only, under /classic) answers with 404.
+    import httpx
+
+    prometheus = servers.start_prometheus(tmp_path, ["127.0.0.1:9"])
+    try:
+        ui = prometheus.ui_url()
+        for page in ("targets", "rules", "alerts"):
+            assert httpx.get(f"{ui}/{page}", timeout=5).status_code == 200, f"{ui}/{page}"
+    finally:
+        prometheus.stop()

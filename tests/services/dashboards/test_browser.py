@@ -183,3 +183,14 @@ async def test_the_hub_signs_out_when_its_token_expires(
     )
     await page.get_by_text("Signed out: token has expired").wait_for(timeout=60_000)
     await page.get_by_label("Access token", exact=True).wait_for(timeout=10_000)
+
+
+async def test_the_sign_in_page_lists_no_pages(dashboards_url: str, page: Page) -> None:
+    # Streamlit lists the modules of a pages/ folder beside the app as pages
+    # of their own; signed out, the app never called st.navigation, so the
+    # first visitor's sidebar offered "app, coaching, lead hub, property, roi".
+    await page.goto(dashboards_url)
+    await page.get_by_label("Access token", exact=True).wait_for(timeout=30_000)
+    await page.wait_for_timeout(2_000)  # what a late navigation message would draw
+    assert await page.get_by_test_id("stSidebarNav").count() == 0
+    assert await page.get_by_test_id("stSidebar").count() == 0

@@ -3,7 +3,13 @@ under row-level security (another tenant's rows never appear)."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+from uuid import UUID
+
+import pyarrow as pa
+import pytest
+from streamlit.testing.v1 import AppTest
 
 from services.common.database import Database
 from services.dashboards.pages.coaching import areas_chart, load_coaching
@@ -110,3 +116,41 @@ async def test_a_photo_posted_for_two_properties_counts_for_each_and_costs_once(
     assert sorted(d["property_id"] for d in data["major_defects"]) == ["house-1", "house-2"]
     assert data["analyses"] == 2
     assert data["cost_micro_usd"] == 10_000
+
+
+COACHING_PAGE = """
+import asyncio, os
+from services.common.database import Database
+from services.dashboards.pages import coaching
+
+class Context:
+    tenant_id = "tenant-a"
+
+    def run(self, fn):
+        async def go():
+            db = await Database.open(os.environ["PAGE_DATABASE_URL"], max_size=1)
+            try:
+                return await fn(db)
+            finally:
+                await db.close()
+        return asyncio.run(go())
+
+coaching.render(Context())
+"""
+
+
+async def test_coaching_page_sends_tables_the_browser_can_draw(
+    db: Database, app_database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Postgres UUIDs went to the browser as Arrow's uuid extension type, which
+    # Streamlit drew as a dict of 16 byte values in the "Recent sessions" table.
+    await _session(db, "tenant-a", "agent-1", ["Close"], 1_000)
+    monkeypatch.setenv("PAGE_DATABASE_URL", app_database_url)
+    at = await asyncio.to_thread(AppTest.from_string(COACHING_PAGE, default_timeout=60).run)
+    assert not at.exception, [e.value for e in at.exception]
+    for table in at.dataframe:
+        schema = pa.ipc.open_stream(table.proto.arrow_data.data).schema
+        extension = [f.name for f in schema if isinstance(f.type, pa.BaseExtensionType)]
+        assert extension == [], f"columns the browser cannot draw: {extension}"
+    recent = at.dataframe[-1].value
+    assert str(UUID(recent["session_id"][0])) == recent["session_id"][0]

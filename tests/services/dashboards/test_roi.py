@@ -9,12 +9,14 @@ serve dashboards``, signed in with a token, in Chromium.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -49,6 +51,15 @@ class Context:
 
 roi.render(Context())
 """
+
+
+def _feature_colours(figure: dict[str, Any]) -> dict[str, str]:
+    """Feature label -> its colour in a plotly figure of lines or of one pie."""
+    traces = figure["data"]
+    if traces[0]["type"] == "pie":
+        pie = traces[0]
+        return dict(zip(pie["labels"], pie.get("marker", {}).get("colors", []), strict=False))
+    return {trace["name"]: trace.get("line", {}).get("color") for trace in traces}
 
 
 async def _seed(app_database_url: str, owner_db: Database) -> None:
@@ -102,7 +113,13 @@ async def test_page_renders_every_section(
     labels = {m.label: m.value for m in at.metric}
     assert labels["Revenue impact"].startswith("$")
     assert labels["Platform goal"] == "$265,000-$440,000"
-    assert len(at.get("plotly_chart")) == 3
+    charts = [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
+    assert len(charts) == 3
+    # A colour names one feature in the trend and in both pies (a pie left to
+    # plotly colours its slices by size, so each pie told a different story).
+    colours = [_feature_colours(chart) for chart in charts]
+    assert len(set(colours[0].values())) == 4
+    assert colours[0] == colours[1] == colours[2]
     experiments = at.dataframe[1].value
     assert "hold at 25%" in " ".join(map(str, experiments["Decision"]))
     # Multiple-testing correction across the stored features x metrics.
