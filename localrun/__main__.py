@@ -30,6 +30,7 @@ import argparse
 import asyncio
 import contextlib
 import importlib.util
+import logging
 import os
 import secrets
 import shlex
@@ -55,6 +56,7 @@ from localrun.demo_analyses import seed_analyses
 from localrun.leftovers import stop_leftovers, terminate
 from localrun.monitoring import ROLLBACK_WEBHOOK_PATH, start_monitoring
 from localrun.servers import MissingBinary, ServerFailed
+from localrun.standins.aws import create_bucket, moto_server, s3_env
 from services.cli import port_argument
 from services.common.scopes import SCOPES
 from services.common.settings import AuthSettings
@@ -71,6 +73,8 @@ WEBHOOK_TOKEN_FILE = "rollback-webhook-token"  # noqa: S105 - a file name, not t
 #: need to reach this run's stores, as shell assignments (mode 0600).
 OPERATOR_ENV_FILE = "operator.env"
 SCRAPE_INTERVAL = "5s"
+#: The media bucket of the run's S3 stand-in (photo uploads).
+MEDIA_BUCKET = "enterprisehub-media-local"
 #: Where the guide's Claude stand-in listens (beside the services' 8001-8005 and 8501).
 CLAUDE_STANDIN_PORT = 8090
 MONITORING_BINARIES = ("prometheus", "prometheus-alertmanager")
@@ -312,17 +316,23 @@ def print_guide(
     )
 
 
-def describe_stores(stores: Any) -> str:
-    """Where Postgres and Redis run: addresses, data directories, logs."""
+def describe_stores(stores: Any, *, s3_url: str | None = None) -> str:
+    """Where Postgres, Redis and (with ``s3_url``) the S3 stand-in run."""
     postgres = stores.servers.postgres
     redis = stores.servers.redis
-    return (
+    described = (
         f"  postgres  127.0.0.1:{postgres.port}  database {postgres.database}  "
         f"data {postgres.data_dir}  log {postgres.data_dir / 'server.log'}\n"
         f"            psql: psql {shlex.quote(postgres.owner_url)}\n"
         f"  redis     127.0.0.1:{redis.port}  dir {redis.dir}  log {redis.dir / 'redis.log'}  "
         f"(redis-cli -p {redis.port})"
     )
+    if s3_url is not None:
+        described += (
+            f"\n  s3        {s3_url}  bucket {MEDIA_BUCKET} (moto, in memory: the uploaded "
+            "photos go when the run stops)"
+        )
+    return described
 
 
 def stop_running(state_dir: Path) -> int:
@@ -495,6 +505,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             contextlib.ExitStack() as monitoring_stack,
         ):
             env = {**base_env, **stores.service_env()}
+            s3_url = None
+            if "ml" in ports:
+                # Photo uploads need a media bucket; S3 is moto's here.
+                logging.getLogger("werkzeug").setLevel(logging.WARNING)  # a line per request
+                s3_url = monitoring_stack.enter_context(moto_server())
+                create_bucket(s3_url, MEDIA_BUCKET)
+                env.update(s3_env(s3_url, media_bucket=MEDIA_BUCKET))
             write_operator_env(
                 state_dir, {**auth_env, "ENVIRONMENT": "local", **stores.service_env()}
             )
@@ -547,7 +564,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 alertmanager_url=monitoring.alertmanager.url if monitoring else None,
                 state_dir=state_dir,
                 event_rate=args.event_rate,
-                stores=describe_stores(stores),
+                stores=describe_stores(stores, s3_url=s3_url),
                 prometheus_ui_url=monitoring.prometheus.ui_url() if monitoring else None,
             )
             try:

@@ -3,32 +3,16 @@
 ``anthropic_api``: one ``AnthropicStandIn`` per test module (starting uvicorn
 costs ~50 ms), reset before each test: counters at zero, no queued cases,
 empty prompt cache, the default responder, token counts that answer.
-``moto_server()``: AWS's APIs (S3, ECR) from moto's server on a loopback
-port, for the fixtures that need them.
+(AWS's APIs: ``localrun.standins.aws.moto_server``.)
 """
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterator
 
 import pytest
-from moto.server import ThreadedMotoServer
 
 from localrun.standins.anthropic import AnthropicStandIn
-
-
-@contextlib.contextmanager
-def moto_server() -> Iterator[str]:
-    """moto's server on a loopback port (its URL), stopped on exit: boto3 runs its real
-    request path against it."""
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")

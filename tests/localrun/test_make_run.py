@@ -24,6 +24,7 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import boto3
 import httpx
 import pytest
 from websockets.sync.client import connect
@@ -151,6 +152,21 @@ def test_make_run_serves_health_streams_events_and_stops_cleanly(state_root: Pat
         # The guide says where the datastores live and how to stop the run.
         assert re.search(rf"postgres\s+127\.0\.0\.1:\d+ .*data {state_dir}/postgres", output)
         assert re.search(rf"redis\s+127\.0\.0\.1:\d+ .*dir {state_dir}/redis", output)
+        # Photo uploads have a media bucket: the S3 stand-in the guide names.
+        s3 = re.search(r"s3\s+(http://127\.0\.0\.1:\d+)\s+bucket (\S+)", output)
+        assert s3 is not None, output
+        bucket = boto3.client(
+            "s3",
+            endpoint_url=s3.group(1),
+            region_name="us-east-1",
+            aws_access_key_id="any",
+            aws_secret_access_key="any",
+        )
+        bucket.put_object(Bucket=s3.group(2), Key="tenants/t/photos/x.img", Body=b"photo")
+        assert (
+            bucket.get_object(Bucket=s3.group(2), Key="tenants/t/photos/x.img")["Body"].read()
+            == b"photo"
+        )
         assert f"kill {process.pid}" in output
         assert "make stop" in output
 

@@ -8,7 +8,7 @@ from typing import Any
 import boto3
 import pytest
 
-from tests.standins import moto_server
+from localrun.standins.aws import moto_server
 
 
 @pytest.fixture(scope="session")

@@ -15,7 +15,7 @@ from typing import Any
 import boto3
 import pytest
 
-from tests.standins import moto_server
+from localrun.standins.aws import moto_server
 
 ACCOUNT = "123456789012"  # moto's account
 REGION = "us-east-1"
