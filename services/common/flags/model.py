@@ -28,7 +28,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 from redis.exceptions import WatchError
 
-from services.common.redis import Redis, RedisUnavailable, redis_errors
+from services.common.redis import Redis, RedisUnavailable, redis_errors, unavailable
 
 FEATURES: Final[tuple[str, ...]] = (
     "realtime_intelligence",
@@ -301,7 +301,12 @@ async def watch_flags(redis: Redis) -> AsyncIterator[WatchedFlags]:
     ``RedisUnavailable``.
     """
     async with redis.pipeline(transaction=True) as pipe:
-        with redis_errors():
-            await pipe.watch(*_keys())
-            stored = StoredFlags.decode(await pipe.mget(_keys()))
+        try:
+            with redis_errors():
+                await pipe.watch(*_keys())
+                stored = StoredFlags.decode(await pipe.mget(_keys()))
+        except WatchError as exc:
+            # redis-py's name for a connection lost while watching, here before
+            # anything was read: Redis is unavailable, nothing conflicts yet.
+            raise unavailable(exc) from exc
         yield WatchedFlags(stored, pipe)

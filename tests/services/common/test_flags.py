@@ -27,11 +27,12 @@ from services.common.flags import (
     get_flag,
     init_flags,
     parse_seed,
+    watch_flags,
     write_flag,
 )
 from services.common.flags.exposure import ExposureRecorder
 from services.common.flags.provider import DecisionMetricsHook, EnterpriseHubProvider
-from services.common.redis import Redis, close_redis, create_redis
+from services.common.redis import Redis, RedisUnavailable, close_redis, create_redis
 
 TENANTS = [f"tenant-{index:05d}" for index in range(10_000)]
 
@@ -102,6 +103,36 @@ async def test_malformed_record_is_reported(redis_client: Redis) -> None:
         await get_flag(redis_client, "ai_coaching")
     with pytest.raises(InvalidFlag):
         await get_flag(redis_client, "ai_coachin")
+
+
+# -- conditional writes ------------------------------------------------------------
+
+
+async def _drop_other_connections(redis_client: Redis) -> None:
+    """What a failover does to every connection but the one asking (Redis closes them)."""
+    await redis_client.client_kill_filter(_type="normal", skipme=True)
+
+
+async def test_a_connection_lost_between_the_watch_and_the_read_is_redis_unavailable(
+    redis_client: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """redis-py turns a connection lost while watching into ``WatchError``, even on
+    the read right after the ``WATCH``: that must reach callers as
+    ``RedisUnavailable`` (a 503 the webhook's sender retries, the keeper's
+    warning), not as an unknown error (a 500 and a traceback)."""
+    from redis.asyncio.client import Pipeline
+
+    watch = Pipeline.watch
+
+    async def watch_then_lose_the_connection(self: Pipeline, *names: str) -> object:
+        watched = await watch(self, *names)
+        await _drop_other_connections(redis_client)
+        return watched
+
+    monkeypatch.setattr(Pipeline, "watch", watch_then_lose_the_connection)
+    with pytest.raises(RedisUnavailable):
+        async with watch_flags(redis_client):
+            pass
 
 
 # -- bucketing ---------------------------------------------------------------------
