@@ -278,6 +278,12 @@ class WatchedFlags:
         """
         if not states:
             return
+        # redis-py pings a connection idle for its health check interval (30 s)
+        # before the next command and, if the connection was lost, silently
+        # opens a new one: the WATCH would be gone and this write unconditional.
+        # No check before the EXEC: a lost connection fails it (WatchError). The
+        # next reply read sets the following check's time again.
+        self._pipe.connection.next_health_check = math.inf
         self._pipe.multi()
         _queue_writes(self._pipe, states)
         try:

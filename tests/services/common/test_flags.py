@@ -21,10 +21,12 @@ from services.common.flags import (
     FEATURES,
     FlagCache,
     FlagState,
+    FlagWriteConflict,
     InvalidFlag,
     Reason,
     bucket,
     get_flag,
+    get_flags,
     init_flags,
     parse_seed,
     watch_flags,
@@ -133,6 +135,25 @@ async def test_a_connection_lost_between_the_watch_and_the_read_is_redis_unavail
     with pytest.raises(RedisUnavailable):
         async with watch_flags(redis_client):
             pass
+
+
+async def test_a_connection_lost_under_the_watch_fails_the_write_however_long_it_took(
+    redis_client: Redis,
+) -> None:
+    """The connection holding the ``WATCH`` is lost (a failover) and a flag is
+    changed meanwhile: the write is refused. redis-py's health check, due on a
+    connection idle for 30 s, reconnected silently before the ``MULTI``, so a
+    watch held that long (a slow audit insert) wrote over the change unseen."""
+    await init_flags(redis_client)
+    edited = FlagState(enabled=True, rollout_percentage=5)
+    async with watch_flags(redis_client) as watched:
+        await _drop_other_connections(redis_client)
+        await write_flag(redis_client, "ai_coaching", edited)
+        # As when the health check interval (30 s) has passed since the read.
+        watched._pipe.connection.next_health_check = 0
+        with pytest.raises(FlagWriteConflict):
+            await watched.write({"ai_coaching": FlagState()})
+    assert (await get_flags(redis_client))["ai_coaching"] == edited
 
 
 # -- bucketing ---------------------------------------------------------------------
