@@ -39,6 +39,10 @@ class StorageUnavailable(RuntimeError):  # noqa: N818 - reads as the condition i
 #: botocore waits 60 s for a connection by default, on a request path: an
 #: unreachable endpoint is known long before that.
 CONNECT_TIMEOUT_SECONDS: Final = 5.0
+#: And 60 s for each reply: storage that accepts connections but hangs held an
+#: upload for three minutes (three attempts) and one of the default executor's
+#: few threads with it. A reply to a photo's PUT or GET comes in well under this.
+READ_TIMEOUT_SECONDS: Final = 10.0
 #: botocore's "standard" retry mode (throttling and transient errors, with
 #: jitter) rather than its legacy one; three attempts in all.
 MAX_ATTEMPTS: Final = 3
@@ -55,6 +59,7 @@ def s3_client(settings: StorageSettings) -> Any:
         region_name=settings.aws_region,
         config=Config(
             connect_timeout=CONNECT_TIMEOUT_SECONDS,
+            read_timeout=READ_TIMEOUT_SECONDS,
             retries={"mode": "standard", "max_attempts": MAX_ATTEMPTS},
         ),
     )

@@ -31,12 +31,15 @@ from fastapi import FastAPI
 from PIL import Image
 
 from localrun.standins.anthropic import AnthropicStandIn, Case
+from services.common import storage
 from services.common.claude.ledger import totals
 from services.common.database import Database
 from services.common.flags import FlagState, write_flag
 from services.common.metrics import new_registry
 from services.common.redis import Redis
 from services.common.scopes import CRM_INGEST, FEED_READ, LEADS_SCORE, VISION_ANALYZE
+from services.common.settings import StorageSettings
+from services.common.storage import StorageUnavailable
 from services.ml.config import MLSettings
 from services.ml.main import create_app
 from services.ml.vision import store
@@ -47,6 +50,7 @@ from services.ml.vision.images import (
     ImageRejected,
     prepare_image,
 )
+from services.ml.vision.media import MediaStore
 from tests.flags import tenants_around
 from tests.services.request_work import count_request_work
 
@@ -1103,3 +1107,49 @@ async def test_unreachable_storage_is_503_not_500(
     assert by_key.json()["reason"] == "dependency_unavailable"
     assert "object storage unavailable" in by_key.json()["detail"]
     assert str(port) not in by_key.json()["detail"]  # no endpoint in an answer
+
+
+@pytest.fixture
+def stalled_s3() -> Iterator[str]:
+    """An endpoint that accepts connections and never answers (storage hung after
+    the connect); the connections close with the test."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.05)
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                accepted.append(listener.accept()[0])
+            except TimeoutError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        stop.set()
+        thread.join()
+        listener.close()
+        for connection in accepted:
+            connection.close()
+
+
+async def test_storage_that_stops_answering_is_503_within_its_read_timeout(
+    stalled_s3: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """botocore waits 60 s for a reply by default, and tried three times: an upload
+    to a hung S3 waited three minutes, holding one of the few threads of the
+    default executor (hashing and decoding photos) all along."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
+    monkeypatch.setattr(storage, "READ_TIMEOUT_SECONDS", 0.2)
+    settings = StorageSettings.from_env(s3_endpoint_url=stalled_s3, aws_region="us-east-1")
+    media = MediaStore("media", storage.s3_client(settings))
+    with pytest.raises(StorageUnavailable, match="ReadTimeoutError"):
+        # Three attempts, each up to 1 s for S3's "100 Continue" and 0.2 s for
+        # the reply, and standard mode's backoff (at most 1 s, then 2 s): about
+        # 9 s on a busy machine, where botocore's defaults take over 180 s.
+        await asyncio.wait_for(media.put("tenants/tenant-a/photos/a.img", b"x", "image/jpeg"), 30)
