@@ -118,7 +118,7 @@ async def restore_missing(
     current = (await read_flags(redis)).states
     missing = [feature for feature in FEATURES if feature in current and current[feature] is None]
     if not missing:
-        return [Restored(f, Outcome.PRESENT, current[f]) for f in FEATURES]
+        return [Restored(f, Outcome.PRESENT, current.get(f)) for f in FEATURES]
     recorded = await recorded_states(conn, environment)
     wanted: dict[str, FlagState] = {}
     for feature in missing:

@@ -483,6 +483,23 @@ async def test_an_invalid_record_without_any_record_is_left_alone(
     assert await _audit(owner_db) == []
 
 
+async def test_a_rollback_while_a_flag_holds_junk_restores_its_record_and_rolls_back(
+    settings_env: dict[str, str], redis_client: Redis, db: Database, owner_db: Database
+) -> None:
+    """No flag missing, one holding junk (a hand edit) that has a record: the
+    handler's restore step raised KeyError, so the alert's webhook answered 500
+    until the keeper happened to revert the junk."""
+    assert await _cli("flags", "init", "--seed", SEED) == 0
+    await redis_client.set(flag_key("property_vision"), b"not json")
+    outcome = await roll_back(db=db, redis=redis_client, request=_request("ai_coaching"))
+    assert outcome.changed_features == ["ai_coaching"]
+    flags = await get_flags(redis_client)
+    assert (flags["property_vision"], flags["ai_coaching"]) == (
+        ON_10,
+        FlagState(rollout_percentage=100),
+    )
+
+
 async def test_a_flag_changed_outside_the_lock_meanwhile_is_not_overwritten(
     settings_env: dict[str, str], redis_client: Redis, db: Database, owner_db: Database
 ) -> None:
