@@ -49,7 +49,7 @@ import httpx
 from pydantic import SecretStr
 
 from services.cli import EXIT_USAGE, CommandError, number_argument
-from services.common.flags import FEATURES, get_flags
+from services.common.flags import FEATURES, read_flags
 from services.common.settings import EnvSettings, OptionalSecret
 from services.operator_cli import (
     add_operator_arguments,
@@ -86,7 +86,9 @@ async def _roll_back_flags(
     args: argparse.Namespace, features: tuple[str, ...], key: str, *, notify: bool
 ) -> list[str]:
     async with connect(args.environment) as conn:
-        current = await get_flags(conn.redis)
+        # Only these flags must hold valid records (junk in another key must
+        # not stop this rollback).
+        current = (await read_flags(conn.redis)).valid(features)
         for feature in features:
             state = current[feature]
             print(f"{feature}: {state.describe() if state else 'missing'} -> off")
@@ -108,7 +110,7 @@ async def _roll_back_flags(
                 starts_at=datetime.now(UTC),
             ),
         )
-        after = await get_flags(conn.redis)
+        after = (await read_flags(conn.redis)).valid(features)
     still_on = [f for f in features if (state := after[f]) is not None and state.enabled]
     if still_on:
         raise CommandError(f"verification failed: still enabled in Redis: {', '.join(still_on)}")

@@ -32,7 +32,6 @@ from services.common.flags import (
     InvalidFlag,
     bucket,
     check_percentage,
-    get_flags,
     parse_seed,
     read_flags,
 )
@@ -240,7 +239,7 @@ def _advance(args: argparse.Namespace) -> int:
 
     async def run() -> None:
         async with connect(args.environment) as conn:
-            state = (await get_flags(conn.redis))[feature]
+            state = (await read_flags(conn.redis)).valid([feature])[feature]
             if state is None:
                 raise CommandError(f"{feature} does not exist yet: run `enterprisehub flags init`")
             if not state.enabled and state.rollout_percentage > 0:

@@ -31,7 +31,7 @@ from datetime import datetime
 from typing import Any
 
 from services.common.database import Database
-from services.common.flags import FEATURES, FlagState, get_flags, watch_flags
+from services.common.flags import FEATURES, FlagState, read_flags, watch_flags
 from services.common.redis import Redis
 
 #: One lock for every flag change of an environment (its own Postgres); the
@@ -150,7 +150,9 @@ async def plan_changes(
     redis: Redis, features: Sequence[str], target: Callable[[FlagState | None], FlagState]
 ) -> list[Change]:
     """The change ``target`` makes to each feature's current state (read from Redis)."""
-    current = await get_flags(redis)
+    # Only the planned flags must hold valid records: junk in another key (a hand
+    # edit) must not stop a rollback of this one.
+    current = (await read_flags(redis)).valid(features)
     return [Change(f, current[f], target(current[f])) for f in features]
 
 
@@ -201,7 +203,7 @@ async def _write(
     lock changed meanwhile: `FlagWriteConflict`)."""
     await lock_flag_changes(conn)
     async with watch_flags(redis) as watched:
-        current = watched.stored.valid()
+        current = watched.stored.valid(change.feature for change in changes)
         todo = [change for change in changes if not change.is_noop]
         stale = [(c, current[c.feature]) for c in todo if current[c.feature] != c.before]
         if stale:

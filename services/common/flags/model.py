@@ -195,10 +195,12 @@ class StoredFlags:
                 invalid[feature] = exc
         return cls(states, invalid)
 
-    def valid(self) -> dict[str, FlagState | None]:
-        """Every feature's state (None where missing); ``InvalidFlag`` if one is malformed."""
-        for problem in self.invalid.values():
-            raise problem
+    def valid(self, features: Iterable[str] = FEATURES) -> dict[str, FlagState | None]:
+        """Every feature's state (None where missing); ``InvalidFlag`` if one of
+        ``features`` is malformed (the others' records are not looked at)."""
+        for feature in features:
+            if feature in self.invalid:
+                raise self.invalid[feature]
         return self.states
 
 

@@ -14,6 +14,7 @@ from services.common.flags import (
     FlagWriteConflict,
     flag_key,
     get_flags,
+    read_flags,
     write_flag,
 )
 from services.common.redis import Redis
@@ -498,6 +499,42 @@ async def test_a_rollback_while_a_flag_holds_junk_restores_its_record_and_rolls_
         ON_10,
         FlagState(rollout_percentage=100),
     )
+
+
+async def test_an_invalid_record_without_a_record_blocks_no_other_features_rollback(
+    settings_env: dict[str, str],
+    redis_client: Redis,
+    db: Database,
+    owner_db: Database,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A hand edit left junk in one feature's key, which no audit row can restore:
+    an alert about another feature still turns that one off (every plan and
+    write read all four flags and raised InvalidFlag for the junk one: the
+    webhook answered 500 to every retry and nothing was rolled back), and so
+    do the operator's ``rollout set``, ``rollback feature`` and ``rollout advance``.
+    (With a record to restore it from, nothing missing: the handler's restore
+    step raised KeyError.)"""
+    await redis_client.set(flag_key("churn_prevention"), b"not json")
+    assert await _cli("flags", "init", "--seed", SEED) == 0  # SET NX: the junk stays
+    outcome = await roll_back(db=db, redis=redis_client, request=_request("property_vision"))
+    assert outcome.changed_features == ["property_vision"]
+    await _set("ai_coaching", "50", "week 3")
+    code = await _cli(
+        "rollback", "feature", "ai_coaching", "--environment", "local",
+        "--reason", "by hand", "--yes",
+    )  # fmt: skip
+    assert code == 0, capsys.readouterr()
+    capsys.readouterr()
+    code = await _cli(
+        "rollout", "advance", "--feature", "ai_coaching", "--environment", "local",
+        "--prometheus-url", "http://127.0.0.1:9",
+    )  # fmt: skip
+    assert (code, "was rolled back" in capsys.readouterr().err) == (1, True)  # its own answer
+    assert await redis_client.get(flag_key("churn_prevention")) == b"not json"
+    stored = await read_flags(redis_client)
+    assert stored.states["property_vision"] == OFF_10
+    assert stored.states["ai_coaching"] == FlagState(enabled=False, rollout_percentage=50)
 
 
 async def test_a_flag_changed_outside_the_lock_meanwhile_is_not_overwritten(
