@@ -206,11 +206,17 @@ def _read(location: ArtifactLocation, path: str, client: Any) -> bytes:
                 f"model artifact file {path} does not exist; "
                 "create it with `enterprisehub model train --out PATH`"
             ) from exc
-    from botocore.exceptions import ClientError
+    from botocore.exceptions import BotoCoreError, ClientError
 
     try:
         response = client.get_object(Bucket=location.bucket, Key=path)
         body: bytes = response["Body"].read()
+    except BotoCoreError as exc:
+        # No endpoint, a timeout, no credentials: said as the artifact's problem,
+        # which start-up reports as "cannot start" (not a botocore traceback).
+        raise ModelArtifactError(
+            f"cannot read s3://{location.bucket}/{path}: {type(exc).__name__}: {exc}"
+        ) from exc
     except ClientError as exc:
         code = exc.response.get("Error", {}).get("Code", "")
         if code in ("NoSuchKey", "404", "NotFound"):

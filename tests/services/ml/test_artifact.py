@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,6 +20,8 @@ from services.common.scoring import (
     ModelArtifactError,
     parse_artifact_uri,
 )
+from services.common.settings import StorageSettings
+from services.common.storage import s3_client
 
 
 def _edit_metadata(path: Path, **changes: Any) -> None:
@@ -92,6 +95,24 @@ def test_invalid_metadata_names_the_field(artifact_copy: Path) -> None:
 def test_missing_artifact_says_how_to_create_it(tmp_path: Path) -> None:
     with pytest.raises(ArtifactNotFoundError, match="enterprisehub model train"):
         LeadScorer.load(str(tmp_path / "absent.joblib"), cache_size=0)
+
+
+def test_unreachable_storage_is_a_model_artifact_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """botocore's own failures (no endpoint, a timeout, no credentials) were let
+    through: start-up died with botocore's traceback, not with the service's
+    "cannot start: ML_MODEL_URI=... is unusable: why" (`ModelLoadError`)."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
+    with socket.socket() as closed:  # a port nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    settings = StorageSettings.from_env(
+        s3_endpoint_url=f"http://127.0.0.1:{port}", aws_region="us-east-1"
+    )
+    with pytest.raises(ModelArtifactError, match="EndpointConnectionError"):
+        LeadScorer.load(
+            "s3://models/lead-scoring/v1/model.joblib", cache_size=0, s3=s3_client(settings)
+        )
 
 
 @pytest.mark.parametrize(
