@@ -144,9 +144,13 @@ async def analyse_upload(
         await stored_photo
     except StorageUnavailable:
         # The analysis is stored (and billed): answered 503, the client's retry
-        # is answered from it and stores the photo then.
-        await analyzer.mark_photo_missing(principal.tenant_id, row["analysis_id"], missing=True)
+        # is answered from it and stores the photo then. (An upload's analysis
+        # starts missing its photo; one from a URL or an object key does not.)
+        if not row["photo_missing"]:
+            await analyzer.mark_photo_missing(principal.tenant_id, row["analysis_id"], missing=True)
         raise
+    if row["photo_missing"]:
+        await analyzer.mark_photo_missing(principal.tenant_id, row["analysis_id"], missing=False)
     return _public(row, cached)
 
 

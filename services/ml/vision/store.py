@@ -144,12 +144,18 @@ async def claim(
     source: str,
     stale_seconds: float,
 ) -> Claim:
-    """Insert a pending row, or take over a stale one; else report the current row."""
+    """Insert a pending row, or take over a stale one; else report the current row.
+
+    An upload's row starts with ``photo_missing``: its photo is being stored
+    meanwhile, and only the upload that stored it clears that. Recording it
+    after a failed put instead left the row saying "stored" whenever the upload
+    ended first (a pod stopped during the put's retries).
+    """
     async with db.tenant(tenant_id) as conn:
         row = await conn.fetchrow(
             "INSERT INTO property_vision_analyses (property_id, image_url, image_sha256, model, "
-            "prompt_version, status, claimed_at, source) "
-            "VALUES ($1, $2, $3, $4, $5, 'pending', clock_timestamp(), $6) "
+            "prompt_version, status, claimed_at, source, photo_missing) "
+            "VALUES ($1, $2, $3, $4, $5, 'pending', clock_timestamp(), $6, $7) "
             "ON CONFLICT (tenant_id, image_sha256, model, prompt_version) DO NOTHING "
             "RETURNING analysis_id, claimed_at",
             property_id,
@@ -158,6 +164,7 @@ async def claim(
             model,
             prompt_version,
             source,
+            source == "upload",
         )
         if row is not None:
             return Claim(row["analysis_id"], True, "pending", row["claimed_at"])

@@ -363,8 +363,9 @@ async def test_a_miss_stores_its_cost_with_the_result_and_a_hit_is_one_read(
     photo = _jpeg(64, 64)
     miss = await _upload(client, token, photo)
     assert miss.status_code == 200, miss.text
-    # The hit check, the claim, then the result with its ledger row.
-    assert work.transactions == ["find", "claim", "complete"]
+    # The hit check, the claim, the result with its ledger row, then the photo
+    # recorded as stored (an upload's analysis starts missing it).
+    assert work.transactions == ["find", "claim", "complete", "set_photo_missing"]
     [cost] = await totals(db, "tenant-a")
     assert (cost["calls"], cost["cost_micro_usd"]) == (1, miss.json()["cost_micro_usd"])
     work.clear()
@@ -1083,6 +1084,48 @@ async def test_an_upload_while_storage_fails_is_503_and_its_retry_stores_the_pho
     assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == photo
     async with owner_db.unscoped() as conn:
         assert await conn.fetchval("SELECT photo_missing FROM property_vision_analyses") is False
+
+
+async def test_an_upload_cut_short_during_its_put_leaves_its_photo_to_the_retry(
+    vision_settings: MLSettings,
+    app_client: AppClient,
+    anthropic_api: AnthropicStandIn,
+    make_token: Callable[..., str],
+    monkeypatch: pytest.MonkeyPatch,
+    s3_bucket: Callable[[str], Any],
+) -> None:
+    """The upload ended while its photo was being stored (the pod stopped during
+    the put's retries), after the analysis was: nothing recorded the photo as
+    missing, so the retry was answered from the analysis and the photo was
+    never written. An upload's analysis now starts missing its photo and only a
+    stored photo clears that."""
+    bucket = f"media-cut-{uuid.uuid4().hex[:8]}"
+    monkeypatch.setenv("MEDIA_BUCKET", bucket)
+    s3 = s3_bucket(bucket)
+    put = MediaStore.put
+    calls = 0
+
+    async def ended_during_the_first(self: MediaStore, *args: Any) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("the upload ended here")
+        await put(self, *args)
+
+    monkeypatch.setattr(MediaStore, "put", ended_during_the_first)
+    app = create_app(MLSettings.from_env(), registry=new_registry())
+    token = _auth(make_token)
+    photo = _jpeg()
+    async with app_client(app) as http:
+        with pytest.raises(RuntimeError, match="the upload ended here"):
+            await _upload(http, token, photo)
+        again = await _upload(http, token, photo)
+        assert again.status_code == 200, again.text
+        third = await _upload(http, token, photo)
+    assert anthropic_api.billable == 1
+    key = f"tenants/tenant-a/photos/{again.json()['image_sha256']}.img"
+    assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == photo
+    assert (third.status_code, calls) == (200, 2)  # stored once: the third needs no put
 
 
 async def test_unreachable_storage_is_503_not_500(
