@@ -31,7 +31,7 @@ from datetime import datetime
 from typing import Any
 
 from services.common.database import Database
-from services.common.flags import FEATURES, FlagState, read_flags, watch_flags
+from services.common.flags import FEATURES, FlagState, read_flags, write_flags_if_unchanged
 from services.common.redis import Redis
 
 #: One lock for every flag change of an environment (its own Postgres); the
@@ -202,38 +202,38 @@ async def _write(
     failing raises and the rows roll back; so does a flag that a writer outside the
     lock changed meanwhile: `FlagWriteConflict`)."""
     await lock_flag_changes(conn)
-    async with watch_flags(redis) as watched:
-        current = watched.stored.valid(change.feature for change in changes)
-        todo = [change for change in changes if not change.is_noop]
-        stale = [(c, current[c.feature]) for c in todo if current[c.feature] != c.before]
-        if stale:
-            raise FlagChangedMeanwhile(stale)
-        rows = [(change.before, change.after, change.feature, reason) for change in todo]
-        held = [c for c in changes if c.is_noop and current[c.feature] == c.after]
-        if held:
-            # A flag that already has the requested state while its record says
-            # otherwise changed without its row (a commit that failed after Redis
-            # took the write: the retry of that rollback finds the flag off).
-            # Recorded now, or a restore after Redis lost the flag would bring
-            # back the state before, e.g. turn a rolled-back feature on again.
-            recorded = await recorded_states(conn, environment)
-            rows += [
-                (recorded.get(c.feature), c.after, c.feature, f"{reason} ({UNRECORDED})")
-                for c in held
-                if recorded.get(c.feature) != c.after
-            ]
-        for before, after, feature, why in rows:
-            await record_change(
-                conn,
-                environment=environment,
-                feature=feature,
-                actor=actor,
-                before=before,
-                after=after,
-                reason=why,
-                command=command,
-            )
-        await watched.write({change.feature: change.after for change in todo})
+    stored = await read_flags(redis)
+    current = stored.valid(change.feature for change in changes)
+    todo = [change for change in changes if not change.is_noop]
+    stale = [(c, current[c.feature]) for c in todo if current[c.feature] != c.before]
+    if stale:
+        raise FlagChangedMeanwhile(stale)
+    rows = [(change.before, change.after, change.feature, reason) for change in todo]
+    held = [c for c in changes if c.is_noop and current[c.feature] == c.after]
+    if held:
+        # A flag that already has the requested state while its record says
+        # otherwise changed without its row (a commit that failed after Redis
+        # took the write: the retry of that rollback finds the flag off).
+        # Recorded now, or a restore after Redis lost the flag would bring
+        # back the state before, e.g. turn a rolled-back feature on again.
+        recorded = await recorded_states(conn, environment)
+        rows += [
+            (recorded.get(c.feature), c.after, c.feature, f"{reason} ({UNRECORDED})")
+            for c in held
+            if recorded.get(c.feature) != c.after
+        ]
+    for before, after, feature, why in rows:
+        await record_change(
+            conn,
+            environment=environment,
+            feature=feature,
+            actor=actor,
+            before=before,
+            after=after,
+            reason=why,
+            command=command,
+        )
+    await write_flags_if_unchanged(redis, stored, {change.feature: change.after for change in todo})
 
 
 async def recorded_states(conn: Any, environment: str) -> dict[str, FlagState]:

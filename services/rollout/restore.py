@@ -25,9 +25,9 @@ rollback the stale copy lost comes back: the feature goes off again), and
 leaves it to an operator otherwise (an advance the copy lost): nothing here
 ever raises a feature's exposure by itself. A key holding no valid record
 (every reader ignores it and keeps its last state) gets its record back too.
-Each of these writes is conditional (``watch_flags``): a flag that changes in
-Redis between the read and the write, or a connection lost meanwhile, fails
-the write and rolls back its audit rows, to be looked at again next time.
+Each of these writes is conditional (``write_flags_if_unchanged``): a flag
+that changed in Redis between the read and the write fails the write and
+rolls back its audit rows, to be looked at again next time.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ from services.common.flags import (
     StoredFlags,
     init_flags,
     read_flags,
-    watch_flags,
+    write_flags_if_unchanged,
 )
 from services.common.redis import Redis
 from services.common.tasks import repeat
@@ -208,30 +208,29 @@ async def revert_stale(conn: Any, redis: Redis, *, environment: str, actor: str)
     meanwhile.
     """
     await lock_flag_changes(conn)
-    async with watch_flags(redis) as watched:
-        stored = watched.stored
-        recorded = await recorded_states(conn, environment)
-        results: list[Restored] = []
-        writes: dict[str, FlagState] = {}
-        for feature in unrecorded(stored, recorded):
-            found, record = stored.states.get(feature), recorded[feature]
-            if found is not None and record.threshold > found.threshold:
-                results.append(Restored(feature, Outcome.BEHIND, found))
-                continue
-            await record_change(
-                conn,
-                environment=environment,
-                feature=feature,
-                actor=actor,
-                before=found,
-                after=record,
-                reason=STALE_REASON.format(found=found.describe()) if found else INVALID_REASON,
-                command=RESTORE_COMMAND,
-            )
-            writes[feature] = record
-            results.append(Restored(feature, Outcome.REVERTED, record))
-        # After the audit rows, as every change: Redis failing rolls them back.
-        await watched.write(writes)
+    stored = await read_flags(redis)
+    recorded = await recorded_states(conn, environment)
+    results: list[Restored] = []
+    writes: dict[str, FlagState] = {}
+    for feature in unrecorded(stored, recorded):
+        found, record = stored.states.get(feature), recorded[feature]
+        if found is not None and record.threshold > found.threshold:
+            results.append(Restored(feature, Outcome.BEHIND, found))
+            continue
+        await record_change(
+            conn,
+            environment=environment,
+            feature=feature,
+            actor=actor,
+            before=found,
+            after=record,
+            reason=STALE_REASON.format(found=found.describe()) if found else INVALID_REASON,
+            command=RESTORE_COMMAND,
+        )
+        writes[feature] = record
+        results.append(Restored(feature, Outcome.REVERTED, record))
+    # After the audit rows, as every change: Redis failing rolls them back.
+    await write_flags_if_unchanged(redis, stored, writes)
     return results
 
 

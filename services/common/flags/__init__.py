@@ -1,6 +1,7 @@
 """Feature flags: one record per feature in Redis, evaluated in-process.
 
-- ``model``: the stored records, the stack seed, ``init_flags``/``write_flags``/``watch_flags``.
+- ``model``: the stored records, the stack seed, ``init_flags``, ``write_flags`` and
+  ``write_flags_if_unchanged`` (the compare-and-set every locked writer uses).
 - ``bucketing``: GrowthBook's v2 hash over 10,000 buckets, one seed per feature.
 - ``cache``: the local copy every decision reads, kept fresh by pub/sub.
 - ``provider``: the OpenFeature provider over the cache.
@@ -17,7 +18,6 @@ from services.common.flags.model import (
     FlagWriteConflict,
     InvalidFlag,
     StoredFlags,
-    WatchedFlags,
     check_feature,
     check_percentage,
     flag_key,
@@ -26,9 +26,9 @@ from services.common.flags.model import (
     init_flags,
     parse_seed,
     read_flags,
-    watch_flags,
     write_flag,
     write_flags,
+    write_flags_if_unchanged,
 )
 from services.common.flags.runtime import (
     FeatureDisabled,
@@ -61,7 +61,6 @@ __all__ = [
     "InvalidFlag",
     "Reason",
     "StoredFlags",
-    "WatchedFlags",
     "bucket",
     "check_feature",
     "check_percentage",
@@ -78,7 +77,7 @@ __all__ = [
     "require_feature",
     "require_scope_and_feature",
     "serve_flags",
-    "watch_flags",
     "write_flag",
     "write_flags",
+    "write_flags_if_unchanged",
 ]

@@ -19,16 +19,14 @@ creates it again from its last recorded state.
 from __future__ import annotations
 
 import math
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
 import orjson
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
-from redis.exceptions import WatchError
 
-from services.common.redis import Redis, RedisUnavailable, redis_errors, unavailable
+from services.common.redis import Redis, RedisUnavailable, redis_errors
 
 FEATURES: Final[tuple[str, ...]] = (
     "realtime_intelligence",
@@ -182,6 +180,8 @@ class StoredFlags:
     states: dict[str, FlagState | None]
     #: Each feature whose key holds something that is not a valid record.
     invalid: dict[str, InvalidFlag]
+    #: What each key of ``FEATURES`` held, as read (for `write_flags_if_unchanged`).
+    read: tuple[bytes | None, ...]
 
     @classmethod
     def decode(cls, values: Sequence[bytes | str | None]) -> StoredFlags:
@@ -193,7 +193,8 @@ class StoredFlags:
                 states[feature] = None if raw is None else decode(feature, raw)
             except InvalidFlag as exc:
                 invalid[feature] = exc
-        return cls(states, invalid)
+        read = tuple(value.encode() if isinstance(value, str) else value for value in values)
+        return cls(states, invalid, read)
 
     def valid(self, features: Iterable[str] = FEATURES) -> dict[str, FlagState | None]:
         """Every feature's state (None where missing); ``InvalidFlag`` if one of
@@ -255,7 +256,7 @@ def _queue_writes(pipe: Any, states: Mapping[str, FlagState]) -> None:
 
 
 class FlagWriteConflict(RedisUnavailable):
-    """A flag changed in Redis (or the connection was lost) between a read and its write.
+    """A flag key no longer held what was read when the conditional write ran.
 
     A kind of ``RedisUnavailable`` because every caller handles it the same
     way: Redis did not take the write, nothing was written, try again (the
@@ -264,57 +265,49 @@ class FlagWriteConflict(RedisUnavailable):
     """
 
 
-@dataclass(frozen=True, slots=True)
-class WatchedFlags:
-    """The flags as read under a ``WATCH`` (:func:`watch_flags`), and their conditional write."""
-
-    stored: StoredFlags
-    _pipe: Any
-
-    async def write(self, states: Mapping[str, FlagState]) -> None:
-        """:func:`write_flags`, only if no flag key changed since the read.
-
-        Raises `FlagWriteConflict` (nothing written) if one did, or if the
-        connection was lost meanwhile (a failover: the new primary may hold
-        something else), and ``RedisUnavailable``.
-        """
-        if not states:
-            return
-        # redis-py pings a connection idle for its health check interval (30 s)
-        # before the next command and, if the connection was lost, silently
-        # opens a new one: the WATCH would be gone and this write unconditional.
-        # No check before the EXEC: a lost connection fails it (WatchError). The
-        # next reply read sets the following check's time again.
-        self._pipe.connection.next_health_check = math.inf
-        self._pipe.multi()
-        _queue_writes(self._pipe, states)
-        try:
-            with redis_errors():
-                await self._pipe.execute()
-        except WatchError:
-            raise FlagWriteConflict(
-                "a feature flag changed in Redis after it was read, outside the flag-change "
-                "lock (or the connection was lost); nothing was written: try again"
-            ) from None
+# Compare-and-set of the four flag keys, atomic because a script runs whole:
+# KEYS the flag keys; ARGV their values as read ('' for none), then the new
+# values ('' for unchanged), then the channel and the feature names. A
+# connection lost and reopened in between (a failover) changes nothing: the
+# values are compared on whichever primary runs it, unlike a WATCH, which
+# lives and dies with its connection.
+_WRITE_IF_UNCHANGED = """
+local n = #KEYS
+for i = 1, n do
+  if (redis.call('GET', KEYS[i]) or '') ~= ARGV[i] then return 0 end
+end
+local channel = ARGV[2 * n + 1]
+for i = 1, n do
+  if ARGV[n + i] ~= '' then
+    redis.call('SET', KEYS[i], ARGV[n + i])
+    redis.call('PUBLISH', channel, ARGV[2 * n + 1 + i])
+  end
+end
+return 1
+"""
 
 
-@asynccontextmanager
-async def watch_flags(redis: Redis) -> AsyncIterator[WatchedFlags]:
-    """Read every flag under a ``WATCH`` held until the block ends.
+async def write_flags_if_unchanged(
+    redis: Redis, stored: StoredFlags, states: Mapping[str, FlagState]
+) -> None:
+    """Store and announce ``states``, only if no flag key changed since ``stored`` was read.
 
-    A writer under the flag-change lock writes what it decided from this read
-    with ``WatchedFlags.write``, which fails rather than overwrite a flag that
-    changed in between by a writer that does not take the lock: a hand edit,
-    an older release's ``flags init``, a failover to a replica. Raises
-    ``RedisUnavailable``.
+    What a writer under the flag-change lock uses: a writer that does not take
+    it (a hand edit, an older release's ``flags init``) or a failover to a
+    replica that missed writes may have changed a flag after the read, and the
+    write must not go over a state it never saw. Raises `FlagWriteConflict`
+    (nothing written) and ``RedisUnavailable``.
     """
-    async with redis.pipeline(transaction=True) as pipe:
-        try:
-            with redis_errors():
-                await pipe.watch(*_keys())
-                stored = StoredFlags.decode(await pipe.mget(_keys()))
-        except WatchError as exc:
-            # redis-py's name for a connection lost while watching, here before
-            # anything was read: Redis is unavailable, nothing conflicts yet.
-            raise unavailable(exc) from exc
-        yield WatchedFlags(stored, pipe)
+    if not states:
+        return
+    new = [encode(states[f]) if f in states else b"" for f in FEATURES]
+    read = [value if value is not None else b"" for value in stored.read]
+    with redis_errors():
+        written = await redis.eval(
+            _WRITE_IF_UNCHANGED, len(FEATURES), *_keys(), *read, *new, CHANNEL, *FEATURES
+        )
+    if not written:
+        raise FlagWriteConflict(
+            "a feature flag changed in Redis after it was read (a writer outside the "
+            "flag-change lock, or a failover); nothing was written: try again"
+        )

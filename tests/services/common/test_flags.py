@@ -18,6 +18,7 @@ from prometheus_client import CollectorRegistry
 from localrun.servers import start_redis
 from services.common.database import Database
 from services.common.flags import (
+    CHANNEL,
     FEATURES,
     FlagCache,
     FlagState,
@@ -29,12 +30,13 @@ from services.common.flags import (
     get_flags,
     init_flags,
     parse_seed,
-    watch_flags,
+    read_flags,
     write_flag,
+    write_flags_if_unchanged,
 )
 from services.common.flags.exposure import ExposureRecorder
 from services.common.flags.provider import DecisionMetricsHook, EnterpriseHubProvider
-from services.common.redis import Redis, RedisUnavailable, close_redis, create_redis
+from services.common.redis import Redis, close_redis, create_redis
 
 TENANTS = [f"tenant-{index:05d}" for index in range(10_000)]
 
@@ -115,44 +117,43 @@ async def _drop_other_connections(redis_client: Redis) -> None:
     await redis_client.client_kill_filter(_type="normal", skipme=True)
 
 
-async def test_a_connection_lost_between_the_watch_and_the_read_is_redis_unavailable(
-    redis_client: Redis, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """redis-py turns a connection lost while watching into ``WatchError``, even on
-    the read right after the ``WATCH``: that must reach callers as
-    ``RedisUnavailable`` (a 503 the webhook's sender retries, the keeper's
-    warning), not as an unknown error (a 500 and a traceback)."""
-    from redis.asyncio.client import Pipeline
-
-    watch = Pipeline.watch
-
-    async def watch_then_lose_the_connection(self: Pipeline, *names: str) -> object:
-        watched = await watch(self, *names)
-        await _drop_other_connections(redis_client)
-        return watched
-
-    monkeypatch.setattr(Pipeline, "watch", watch_then_lose_the_connection)
-    with pytest.raises(RedisUnavailable):
-        async with watch_flags(redis_client):
-            pass
-
-
-async def test_a_connection_lost_under_the_watch_fails_the_write_however_long_it_took(
+async def test_a_conditional_write_stores_announces_and_leaves_the_rest(
     redis_client: Redis,
 ) -> None:
-    """The connection holding the ``WATCH`` is lost (a failover) and a flag is
-    changed meanwhile: the write is refused. redis-py's health check, due on a
-    connection idle for 30 s, reconnected silently before the ``MULTI``, so a
-    watch held that long (a slow audit insert) wrote over the change unseen."""
+    await init_flags(redis_client, ["ai_coaching", "property_vision"])
+    await redis_client.delete("feature_flag:churn_prevention")
+    stored = await read_flags(redis_client)
+    on = FlagState(enabled=True, rollout_percentage=10)
+    pubsub = redis_client.pubsub()
+    await pubsub.subscribe(CHANNEL)
+    await pubsub.get_message(timeout=1)  # the subscription's confirmation
+    await write_flags_if_unchanged(
+        redis_client, stored, {"ai_coaching": on, "churn_prevention": on}
+    )
+    flags = await get_flags(redis_client)
+    assert (flags["ai_coaching"], flags["churn_prevention"]) == (on, on)  # a missing one too
+    assert flags["property_vision"] == FlagState()
+    announced = [await pubsub.get_message(timeout=1) for _ in range(2)]
+    assert sorted(m["data"] for m in announced if m) == [b"ai_coaching", b"churn_prevention"]
+    await pubsub.aclose()
+
+
+async def test_a_flag_changed_after_the_read_is_not_written_over_even_after_a_failover(
+    redis_client: Redis,
+) -> None:
+    """Between a locked writer's read and its write, a writer outside the lock
+    changes a flag, and every connection is dropped (what a failover does): the
+    write is refused. (A WATCH lived and died with its connection: redis-py's
+    health check reconnected a lost one silently, and the write went through.)"""
     await init_flags(redis_client)
+    stored = await read_flags(redis_client)
     edited = FlagState(enabled=True, rollout_percentage=5)
-    async with watch_flags(redis_client) as watched:
-        await _drop_other_connections(redis_client)
-        await write_flag(redis_client, "ai_coaching", edited)
-        # As when the health check interval (30 s) has passed since the read.
-        watched._pipe.connection.next_health_check = 0
-        with pytest.raises(FlagWriteConflict):
-            await watched.write({"ai_coaching": FlagState()})
+    await write_flag(redis_client, "ai_coaching", edited)
+    await _drop_other_connections(redis_client)
+    with pytest.raises(FlagWriteConflict):
+        await write_flags_if_unchanged(
+            redis_client, stored, {"ai_coaching": FlagState(), "property_vision": FlagState()}
+        )
     assert (await get_flags(redis_client))["ai_coaching"] == edited
 
 
