@@ -39,7 +39,10 @@ def create_bucket(url: str, name: str) -> None:
         aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
         aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
     )
-    client.create_bucket(Bucket=name)
+    try:
+        client.create_bucket(Bucket=name)
+    finally:
+        client.close()
 
 
 def s3_env(url: str, *, media_bucket: str) -> dict[str, str]:

@@ -167,6 +167,7 @@ def test_make_run_serves_health_streams_events_and_stops_cleanly(state_root: Pat
             bucket.get_object(Bucket=s3.group(2), Key="tenants/t/photos/x.img")["Body"].read()
             == b"photo"
         )
+        bucket.close()
         assert f"kill {process.pid}" in output
         assert "make stop" in output
 
