@@ -506,14 +506,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         ):
             env = {**base_env, **stores.service_env()}
             s3_url = None
+            storage: dict[str, str] = {}
             if "ml" in ports:
                 # Photo uploads need a media bucket; S3 is moto's here.
                 logging.getLogger("werkzeug").setLevel(logging.WARNING)  # a line per request
                 s3_url = monitoring_stack.enter_context(moto_server())
                 create_bucket(s3_url, MEDIA_BUCKET)
-                env.update(s3_env(s3_url, media_bucket=MEDIA_BUCKET))
+                storage = s3_env(s3_url, media_bucket=MEDIA_BUCKET)
+                env.update(storage)
+            # The operator commands (`vision backfill` reads the bucket) reach it too.
             write_operator_env(
-                state_dir, {**auth_env, "ENVIRONMENT": "local", **stores.service_env()}
+                state_dir,
+                {**auth_env, "ENVIRONMENT": "local", **stores.service_env(), **storage},
             )
             if "realtime" in ports:
                 env["DASHBOARDS_FEED_URL"] = f"ws://127.0.0.1:{ports['realtime']}/v1/feed"

@@ -86,9 +86,7 @@ async def _roll_back_flags(
     args: argparse.Namespace, features: tuple[str, ...], key: str, *, notify: bool
 ) -> list[str]:
     async with connect(args.environment) as conn:
-        # Only these flags must hold valid records (junk in another key must
-        # not stop this rollback).
-        current = (await read_flags(conn.redis)).valid(features)
+        current = (await read_flags(conn.redis)).writable()
         for feature in features:
             state = current[feature]
             print(f"{feature}: {state.describe() if state else 'missing'} -> off")
@@ -110,7 +108,7 @@ async def _roll_back_flags(
                 starts_at=datetime.now(UTC),
             ),
         )
-        after = (await read_flags(conn.redis)).valid(features)
+        after = (await read_flags(conn.redis)).writable()
     still_on = [f for f in features if (state := after[f]) is not None and state.enabled]
     if still_on:
         raise CommandError(f"verification failed: still enabled in Redis: {', '.join(still_on)}")

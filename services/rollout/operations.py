@@ -150,9 +150,7 @@ async def plan_changes(
     redis: Redis, features: Sequence[str], target: Callable[[FlagState | None], FlagState]
 ) -> list[Change]:
     """The change ``target`` makes to each feature's current state (read from Redis)."""
-    # Only the planned flags must hold valid records: junk in another key (a hand
-    # edit) must not stop a rollback of this one.
-    current = (await read_flags(redis)).valid(features)
+    current = (await read_flags(redis)).writable()
     return [Change(f, current[f], target(current[f])) for f in features]
 
 
@@ -203,7 +201,7 @@ async def _write(
     lock changed meanwhile: `FlagWriteConflict`)."""
     await lock_flag_changes(conn)
     stored = await read_flags(redis)
-    current = stored.valid(change.feature for change in changes)
+    current = stored.writable()
     todo = [change for change in changes if not change.is_noop]
     stale = [(c, current[c.feature]) for c in todo if current[c.feature] != c.before]
     if stale:

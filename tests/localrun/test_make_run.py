@@ -168,6 +168,10 @@ def test_make_run_serves_health_streams_events_and_stops_cleanly(state_root: Pat
             == b"photo"
         )
         bucket.close()
+        # The operator commands (vision backfill) reach it through the run's file too.
+        operator_env = (state_dir / "operator.env").read_text()
+        assert f"MEDIA_BUCKET={s3.group(2)}\n" in operator_env
+        assert f"S3_ENDPOINT_URL={s3.group(1)}\n" in operator_env
         assert f"kill {process.pid}" in output
         assert "make stop" in output
 

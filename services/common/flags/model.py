@@ -196,6 +196,12 @@ class StoredFlags:
         read = tuple(value.encode() if isinstance(value, str) else value for value in values)
         return cls(states, invalid, read)
 
+    def writable(self) -> dict[str, FlagState | None]:
+        """Every feature's state, None where missing or invalid: what a change
+        plans from (an invalid record holds no state to keep, so a rollback, or an
+        operator's change, writes over it like over a missing flag)."""
+        return {feature: self.states.get(feature) for feature in FEATURES}
+
     def valid(self, features: Iterable[str] = FEATURES) -> dict[str, FlagState | None]:
         """Every feature's state (None where missing); ``InvalidFlag`` if one of
         ``features`` is malformed (the others' records are not looked at)."""

@@ -537,6 +537,20 @@ async def test_an_invalid_record_without_a_record_blocks_no_other_features_rollb
     assert stored.states["ai_coaching"] == FlagState(enabled=False, rollout_percentage=50)
 
 
+async def test_a_rollback_of_a_feature_whose_key_holds_junk_turns_it_off(
+    settings_env: dict[str, str], redis_client: Redis, db: Database, owner_db: Database
+) -> None:
+    """The kill switch works on the broken key itself: with no record to restore
+    it from, the rollback writes "off" over the junk as over a missing flag
+    (it raised InvalidFlag: a 500 to every retry, nothing turned off)."""
+    await redis_client.set(flag_key("churn_prevention"), b"not json")
+    outcome = await roll_back(db=db, redis=redis_client, request=_request("churn_prevention"))
+    assert outcome.changed_features == ["churn_prevention"]
+    assert (await get_flags(redis_client))["churn_prevention"] == FlagState()
+    [row] = await _audit(owner_db)
+    assert (row["from_enabled"], row["to_enabled"]) == (None, False)
+
+
 async def test_a_flag_changed_outside_the_lock_meanwhile_is_not_overwritten(
     settings_env: dict[str, str], redis_client: Redis, db: Database, owner_db: Database
 ) -> None:
