@@ -502,15 +502,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                 flag_seed=DEMO_FLAG_SEED,
             ) as stores,
             ChildProcesses(log_dir=state_dir / "logs") as children,
-            contextlib.ExitStack() as monitoring_stack,
+            contextlib.ExitStack() as standins_and_monitoring,
         ):
             env = {**base_env, **stores.service_env()}
-            s3_url = None
             storage: dict[str, str] = {}
             if "ml" in ports:
                 # Photo uploads need a media bucket; S3 is moto's here.
                 logging.getLogger("werkzeug").setLevel(logging.WARNING)  # a line per request
-                s3_url = monitoring_stack.enter_context(moto_server())
+                s3_url = standins_and_monitoring.enter_context(moto_server())
                 create_bucket(s3_url, MEDIA_BUCKET)
                 storage = s3_env(s3_url, media_bucket=MEDIA_BUCKET)
                 env.update(storage)
@@ -534,7 +533,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 # records up == 0, which the availability SLOs count as downtime
                 # (every start fired ErrorBudgetBurnFast for four services).
                 _say("starting Prometheus and Alertmanager with the project's rules and routing")
-                monitoring = monitoring_stack.enter_context(
+                monitoring = standins_and_monitoring.enter_context(
                     start_monitoring(
                         state_dir,
                         jobs={
@@ -568,7 +567,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 alertmanager_url=monitoring.alertmanager.url if monitoring else None,
                 state_dir=state_dir,
                 event_rate=args.event_rate,
-                stores=describe_stores(stores, s3_url=s3_url),
+                stores=describe_stores(stores, s3_url=storage.get("S3_ENDPOINT_URL")),
                 prometheus_ui_url=monitoring.prometheus.ui_url() if monitoring else None,
             )
             try:

@@ -250,15 +250,10 @@ async def write_flags(redis: Redis, states: Mapping[str, FlagState]) -> None:
     """
     with redis_errors():
         async with redis.pipeline(transaction=True) as pipe:
-            _queue_writes(pipe, states)
+            for feature, state in states.items():
+                pipe.set(flag_key(feature), encode(state))
+                pipe.publish(CHANNEL, feature)
             await pipe.execute()
-
-
-def _queue_writes(pipe: Any, states: Mapping[str, FlagState]) -> None:
-    """Each record and its ``CHANNEL`` notice, queued in a ``MULTI`` pipeline."""
-    for feature, state in states.items():
-        pipe.set(flag_key(feature), encode(state))
-        pipe.publish(CHANNEL, feature)
 
 
 class FlagWriteConflict(RedisUnavailable):

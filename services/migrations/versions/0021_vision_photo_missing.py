@@ -7,11 +7,11 @@ Create Date: 2026-12-05
 An upload stores the photo while Claude analyses it. When object storage
 refused the photo, the analysis (billed) was stored all the same and the
 upload answered 500; the client's retry was answered from that analysis,
-and the photo it names was never written. ``photo_missing`` is set when the
-photo could not be stored; the next upload of the same photo stores it and
-clears it. A column read by the lookup every upload already makes, so an
-answer from storage stays one read (no ``HEAD`` of the object per hit). A
-constant default: adding it rewrites nothing.
+and the photo it names was never written. ``photo_missing`` is true from an
+upload's claim until its photo is stored; an upload that finds it true (the
+retry) stores the photo and clears it. A column read by the lookup every
+upload already makes, so an answer from storage stays one read (no ``HEAD``
+of the object per hit). A constant default: adding it rewrites nothing.
 """
 
 from collections.abc import Sequence
