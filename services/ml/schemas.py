@@ -96,6 +96,12 @@ class VisionAnalysisPublic(BaseModel):
     output_tokens: int
     cost_micro_usd: int
     cached: bool = Field(description="True when answered from a stored analysis (no call).")
+    photo_missing: bool = Field(
+        description=(
+            "True when the photo was uploaded but storage refused it (that upload answered "
+            "503): the analysis is kept, and uploading the same photo again stores it."
+        )
+    )
 
     @classmethod
     def from_row(cls, row: dict[str, Any], *, cached: bool) -> VisionAnalysisPublic:
@@ -114,6 +120,7 @@ class VisionAnalysisPublic(BaseModel):
             defects=list(results.get("defects", [])),
             summary=results.get("summary", ""),
             cached=cached,
+            photo_missing=row["photo_missing"],
             **stored_call_cost(row),
         )
 

@@ -112,15 +112,20 @@ async def analyse_upload(
     # content-addressed: stored once).
     sha256 = await _sha256(data)
     key = photo_key(principal.tenant_id, sha256)
+    ref = f"s3://{media.bucket}/{key}"
     stored = await analyzer.stored(principal.tenant_id, sha256, property_id=property_id)
     if stored is not None:
-        if stored["photo_missing"]:
-            # Analysed while storage refused the photo (that upload answered
-            # 503): this copy of it is stored now.
+        if stored["photo_missing"] or stored["image_url"] != ref:
+            # Analysed while storage refused this photo (that upload answered
+            # 503), or analysed from a URL or another object: an upload's photo
+            # is kept under its own key all the same, so it is stored now. (The
+            # put is idempotent: the key is the content's hash.)
             await media.put(key, data, content_type)
+        if stored["photo_missing"]:
             await analyzer.mark_photo_missing(
                 principal.tenant_id, stored["analysis_id"], missing=False
             )
+            stored = {**stored, "photo_missing": False}
         return _public(stored, True)
     image = await asyncio.to_thread(prepare_image, data, sha256=sha256)
     # The photo is stored while Claude looks at it: the upload is off the
@@ -132,7 +137,7 @@ async def analyse_upload(
             tenant_id=principal.tenant_id,
             property_id=property_id,
             image=image,
-            image_url=f"s3://{media.bucket}/{key}",
+            image_url=ref,
             source="upload",
         )
     except BaseException:
@@ -151,6 +156,7 @@ async def analyse_upload(
         raise
     if row["photo_missing"]:
         await analyzer.mark_photo_missing(principal.tenant_id, row["analysis_id"], missing=False)
+        row = {**row, "photo_missing": False}
     return _public(row, cached)
 
 

@@ -1075,10 +1075,15 @@ async def test_an_upload_while_storage_fails_is_503_and_its_retry_stores_the_pho
         assert first.json()["reason"] == "dependency_unavailable"
         assert "NoSuchBucket" in first.json()["detail"]
         assert anthropic_api.billable == 1  # analysed and stored: no second call
+        # The listing says the photo is missing (it did not say so).
+        [listed] = await _listed(http, token, "prop-1")
+        assert listed["photo_missing"] is True
         s3 = s3_bucket(bucket)  # S3 is back
         again = await _upload(http, token, photo)
+        [listed] = await _listed(http, token, "prop-1")
+        assert listed["photo_missing"] is False
     assert again.status_code == 200, again.text
-    assert again.json()["cached"] is True
+    assert (again.json()["cached"], again.json()["photo_missing"]) == (True, False)
     assert anthropic_api.billable == 1
     key = f"tenants/tenant-a/photos/{again.json()['image_sha256']}.img"
     assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == photo
@@ -1126,6 +1131,49 @@ async def test_an_upload_cut_short_during_its_put_leaves_its_photo_to_the_retry(
     key = f"tenants/tenant-a/photos/{again.json()['image_sha256']}.img"
     assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == photo
     assert (third.status_code, calls) == (200, 2)  # stored once: the third needs no put
+
+
+async def test_an_upload_of_a_photo_analysed_from_a_url_stores_the_photo(
+    vision_settings: MLSettings,
+    app_client: AppClient,
+    anthropic_api: AnthropicStandIn,
+    make_token: Callable[..., str],
+    photo_server: int,
+    monkeypatch: pytest.MonkeyPatch,
+    s3_bucket: Callable[[str], Any],
+) -> None:
+    """A photo analysed from its URL, then uploaded: the upload is answered from
+    the stored analysis, and its photo is stored under the tenant's prefix as
+    every upload's is (it was not: the analysis pointed at the URL)."""
+    bucket = f"media-url-{uuid.uuid4().hex[:8]}"
+    monkeypatch.setenv("MEDIA_BUCKET", bucket)
+    s3 = s3_bucket(bucket)
+    app = create_app(MLSettings.from_env(), registry=new_registry())
+    token = _auth(make_token)
+    photo = _jpeg(32, 32)  # what the photo server serves
+    async with app_client(app) as http:
+        # The server listens on loopback over HTTP: a fetcher that lets it through.
+        fetcher = app.state.photo_fetcher
+        app.state.photo_fetcher = _fetcher()
+        try:
+            by_url = await http.post(
+                "/v1/ml/vision/analyses",
+                json={
+                    "property_id": "p1",
+                    "image_url": f"http://cdn.photos.test:{photo_server}/photo.jpg",
+                },
+                headers=token,
+            )
+        finally:
+            await app.state.photo_fetcher.close()
+            app.state.photo_fetcher = fetcher
+        assert by_url.status_code == 200, by_url.text
+        uploaded = await _upload(http, token, photo, prop="p2")
+    assert uploaded.status_code == 200, uploaded.text
+    assert uploaded.json()["analysis_id"] == by_url.json()["analysis_id"]
+    assert (uploaded.json()["cached"], anthropic_api.billable) == (True, 1)
+    key = f"tenants/tenant-a/photos/{uploaded.json()['image_sha256']}.img"
+    assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == photo
 
 
 async def test_unreachable_storage_is_503_not_500(
