@@ -287,6 +287,15 @@ def controller_policy(
             "Action": "iam:GetInstanceProfile",
         },
         {
+            # The instance-profile garbage collector lists every profile (IAM's List
+            # calls take no resource scope); without it each sweep is AccessDenied and
+            # the profiles of deleted node classes pile up against the account quota.
+            "Sid": "AllowUnscopedInstanceProfileListAction",
+            "Effect": "Allow",
+            "Resource": "*",
+            "Action": "iam:ListInstanceProfiles",
+        },
+        {
             "Sid": "AllowAPIServerEndpointDiscovery",
             "Effect": "Allow",
             "Resource": cluster_arn,

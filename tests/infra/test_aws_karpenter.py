@@ -1,0 +1,107 @@
+"""Karpenter's controller role holds what the pinned controller calls on AWS.
+
+The reference is the controller policy of Karpenter's getting-started
+CloudFormation template (aws/karpenter-provider-aws,
+``website/content/en/docs/getting-started/getting-started-with-karpenter/cloudformation.yaml``),
+whose statements the program's ``controller_policy`` follows. An action the
+controller calls and the role lacks is not a failed `pulumi up`: it is an
+AccessDenied in the controller's log on every reconcile.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from infra.synth.mocks import ProgramRun
+
+#: Every action the reference template grants the controller, by statement.
+REFERENCE_ACTIONS = {
+    "AllowScopedEC2InstanceAccessActions": {"ec2:RunInstances", "ec2:CreateFleet"},
+    "AllowScopedEC2LaunchTemplateAccessActions": {"ec2:RunInstances", "ec2:CreateFleet"},
+    "AllowScopedEC2InstanceActionsWithTags": {
+        "ec2:RunInstances",
+        "ec2:CreateFleet",
+        "ec2:CreateLaunchTemplate",
+    },
+    "AllowScopedResourceCreationTagging": {"ec2:CreateTags"},
+    "AllowScopedResourceTagging": {"ec2:CreateTags"},
+    "AllowScopedDeletion": {"ec2:TerminateInstances", "ec2:DeleteLaunchTemplate"},
+    "AllowPassingInstanceRole": {"iam:PassRole"},
+    "AllowScopedInstanceProfileCreationActions": {"iam:CreateInstanceProfile"},
+    "AllowScopedInstanceProfileTagActions": {"iam:TagInstanceProfile"},
+    "AllowScopedInstanceProfileActions": {
+        "iam:AddRoleToInstanceProfile",
+        "iam:RemoveRoleFromInstanceProfile",
+        "iam:DeleteInstanceProfile",
+    },
+    "AllowAPIServerEndpointDiscovery": {"eks:DescribeCluster"},
+    "AllowInterruptionQueueActions": {
+        "sqs:DeleteMessage",
+        "sqs:GetQueueUrl",
+        "sqs:ReceiveMessage",
+    },
+    "AllowRegionalReadActions": {
+        "ec2:DescribeCapacityReservations",
+        "ec2:DescribeImages",
+        "ec2:DescribeInstances",
+        "ec2:DescribeInstanceTypeOfferings",
+        "ec2:DescribeInstanceTypes",
+        "ec2:DescribeLaunchTemplates",
+        "ec2:DescribeSecurityGroups",
+        "ec2:DescribeSpotPriceHistory",
+        "ec2:DescribeSubnets",
+    },
+    "AllowSSMReadActions": {"ssm:GetParameter"},
+    "AllowPricingReadActions": {"pricing:GetProducts"},
+    # The instance-profile garbage collector lists every profile in the account.
+    "AllowUnscopedInstanceProfileListAction": {"iam:ListInstanceProfiles"},
+    "AllowInstanceProfileReadActions": {"iam:GetInstanceProfile"},
+}
+#: IAM's quota on the inline policies of one role, in characters.
+INLINE_POLICY_QUOTA = 10_240
+
+
+@pytest.fixture(scope="module")
+def controller_policy(stack_run: Callable[[str], ProgramRun]) -> dict[str, Any]:
+    run = stack_run("production")
+    policy = run.one(
+        "aws:iam/rolePolicy:RolePolicy",
+        "enterprisehub-production-cluster-karpenter-controller-policy",
+    )
+    document: dict[str, Any] = json.loads(policy.inputs["policy"])
+    return document
+
+
+def _granted(document: dict[str, Any]) -> set[str]:
+    actions: set[str] = set()
+    for statement in document["Statement"]:
+        assert statement["Effect"] == "Allow"
+        action = statement["Action"]
+        actions.update([action] if isinstance(action, str) else action)
+    return actions
+
+
+@pytest.mark.parametrize("sid", sorted(REFERENCE_ACTIONS))
+def test_the_controller_may_call_what_the_reference_template_grants(
+    controller_policy: dict[str, Any], sid: str
+) -> None:
+    missing = REFERENCE_ACTIONS[sid] - _granted(controller_policy)
+    assert not missing, f"{sid}: the controller role lacks {sorted(missing)}"
+
+
+def test_listing_instance_profiles_is_unscoped(controller_policy: dict[str, Any]) -> None:
+    # IAM's List* calls take no resource ARN: a scoped grant would still be denied.
+    listing = [
+        s for s in controller_policy["Statement"] if "iam:ListInstanceProfiles" in s["Action"]
+    ]
+    assert listing
+    assert all(s["Resource"] == "*" and "Condition" not in s for s in listing)
+
+
+def test_the_controller_policy_fits_the_inline_quota(controller_policy: dict[str, Any]) -> None:
+    compact = json.dumps(controller_policy, separators=(",", ":"))
+    assert len(compact) < INLINE_POLICY_QUOTA
