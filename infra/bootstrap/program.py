@@ -18,6 +18,13 @@ AUDIENCE = "sts.amazonaws.com"
 # fullmatch only; [0-9] rather than \d, which accepts any Unicode digit.
 _IAM_ARN = re.compile(r"arn:aws[a-z-]*:iam::[0-9]{12}:oidc-provider/.+")
 _STACK = re.compile(r"\A[a-z][a-z0-9-]{0,30}\Z")
+#: The longest session a deploy role grants (IAM MaxSessionDuration, 1 to 12 hours).
+#: A job's credentials must outlast its `pulumi up`: they are static environment
+#: variables that nothing renews, and past their expiry every AWS call fails,
+#: the S3 backend's checkpoint writes included, so an update that runs longer
+#: stops half-way with its state unsaved. The pulumi-login action asks for this
+#: much (``role-duration-seconds``); STS refuses a request above the role's maximum.
+DEPLOY_SESSION_SECONDS = 2 * 3600
 
 
 class BootstrapConfigError(ValueError):
@@ -125,7 +132,7 @@ class GithubDeployAccess(pulumi.ComponentResource):
                 assume_role_policy=self.provider_arn.apply(
                     functools.partial(trust_policy, repository=config.repository, stack=stack)
                 ),
-                max_session_duration=3600,
+                max_session_duration=DEPLOY_SESSION_SECONDS,
                 tags={"ManagedBy": "pulumi", "Project": "enterprisehub", "Stack": stack},
                 opts=child,
             )

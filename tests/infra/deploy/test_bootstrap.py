@@ -4,13 +4,20 @@ each role trusting only its own GitHub environment."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
-from infra.bootstrap.program import BootstrapConfigError, main
+from infra.bootstrap.program import DEPLOY_SESSION_SECONDS, BootstrapConfigError, main
 from infra.synth.mocks import ProgramRun, run_program
 
 PROJECT = "enterprisehub-bootstrap"
+REPO = Path(__file__).resolve().parents[3]
+LOGIN_ACTION = "./.github/actions/pulumi-login"
+#: IAM's bounds on a role's MaxSessionDuration (CreateRole/UpdateRole), in seconds.
+IAM_SESSION_RANGE = (3600, 43200)
 
 
 def run(**config: str) -> ProgramRun:
@@ -48,7 +55,7 @@ def test_one_provider_and_a_role_per_stack_with_environment_trust() -> None:
         }
         # No wildcard subject: a branch, a tag or a pull request cannot assume it.
         assert "StringLike" not in statement["Condition"]
-        assert role.inputs["maxSessionDuration"] == 3600
+        assert role.inputs["maxSessionDuration"] == DEPLOY_SESSION_SECONDS
     attachments = result.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")
     assert len(attachments) == 3
     exported = result.stack_outputs["deployRoleArns"]
@@ -106,3 +113,36 @@ def test_existing_provider_and_custom_stacks() -> None:
 def test_invalid_config_is_refused(config: dict[str, str], message: str) -> None:
     with pytest.raises(BootstrapConfigError, match=message):
         run(**config)
+
+
+def _requested_session_seconds() -> int:
+    action = yaml.safe_load((REPO / ".github/actions/pulumi-login/action.yml").read_text())
+    [login] = [
+        s for s in action["runs"]["steps"] if "configure-aws-credentials" in s.get("uses", "")
+    ]
+    # Unset, the action asks for one hour when it assumes the role through OIDC.
+    return int(login["with"].get("role-duration-seconds", 3600))
+
+
+def _jobs_using_the_deploy_role() -> dict[str, dict[str, Any]]:
+    jobs = {}
+    for path in sorted((REPO / ".github/workflows").glob("*.yml")):
+        for name, job in yaml.safe_load(path.read_text())["jobs"].items():
+            if any(step.get("uses") == LOGIN_ACTION for step in job.get("steps", [])):
+                jobs[f"{path.name}:{name}"] = job
+    return jobs
+
+
+def test_deploy_credentials_outlast_every_job_that_uses_them() -> None:
+    # STS refuses a session longer than the role's MaxSessionDuration, and the
+    # credentials it returns are never renewed: a job that outlives them fails
+    # every AWS call from then on, its state backend's checkpoint writes included.
+    requested = _requested_session_seconds()
+    [role, *_] = run(repository="acme/enterprisehub").of_type("aws:iam/role:Role")
+    allowed = role.inputs["maxSessionDuration"]
+    assert IAM_SESSION_RANGE[0] <= allowed <= IAM_SESSION_RANGE[1]
+    assert requested <= allowed
+    jobs = _jobs_using_the_deploy_role()
+    assert jobs
+    for name, job in jobs.items():
+        assert int(job["timeout-minutes"]) * 60 <= requested, name
