@@ -27,6 +27,10 @@ planned first:
      fails on a database at a revision the target's code does not have
      ("Can't locate revision"), so the update would stop before any
      Deployment went back;
+   * the target would take the EKS cluster's Kubernetes version, or the RDS
+     or ElastiCache engine version, back to an older one: AWS upgrades these
+     and never downgrades them, so the update would fail on that resource
+     after changing others (`FORWARD_ONLY_VERSIONS`);
    * the target's image is no longer in its ECR repository (asked by digest,
      `infra.deploy.image`), or the target is more than
      `registry.ROLLBACK_WINDOW` deployed commits back, further than the
@@ -46,6 +50,7 @@ import ast
 import contextlib
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -91,6 +96,15 @@ STATEFUL_TYPES = frozenset(
         "kubernetes:apps/v1:StatefulSet",
     }
 )
+#: Versions AWS only moves forward, by the input that holds them: "Once you upgrade
+#: a cluster, you can't downgrade to a previous version" (EKS user guide, "Update
+#: existing cluster to new Kubernetes version"); RDS and ElastiCache upgrade engine
+#: versions and have no downgrade either. A target with an older one fails there.
+FORWARD_ONLY_VERSIONS = {
+    "aws:eks/cluster:Cluster": "version",
+    "aws:rds/instance:Instance": "engineVersion",
+    "aws:elasticache/replicationGroup:ReplicationGroup": "engineVersion",
+}
 SYNTH_TIMEOUT_S = 900
 #: The Alembic revisions the migration Job applies (`alembic upgrade head`).
 MIGRATIONS_DIR = Path("services/migrations/versions")
@@ -106,7 +120,7 @@ class RollbackError(RuntimeError):
 class Refusal:
     """Why the plan must not run."""
 
-    kind: str  # provider | stateful | config | schema | image
+    kind: str  # provider | stateful | version | config | schema | image
     message: str
 
 
@@ -397,6 +411,43 @@ def stateful_refusals(p: Plan) -> tuple[list[Refusal], list[str]]:
     return refusals, warnings
 
 
+def _version_numbers(value: Any) -> tuple[int, ...] | None:
+    """``"1.35"`` -> ``(1, 35)``; None for anything but dotted numbers (unknown, absent)."""
+    text = str(value)
+    if not re.fullmatch(r"[0-9]+(\.[0-9]+)*", text):
+        return None
+    return tuple(int(part) for part in text.split("."))
+
+
+def version_refusals(p: Plan) -> list[Refusal]:
+    """Updates that would move a forward-only version back (`FORWARD_ONLY_VERSIONS`).
+
+    Compared on the parts both versions give: ``15`` and ``15.8`` are the same
+    major, which pulumi-aws leaves as it is.
+    """
+    refusals = []
+    for change in p.of("update"):
+        key = FORWARD_ONLY_VERSIONS.get(change.type)
+        for prop in change.properties:
+            if prop.path != key:
+                continue
+            before, after = _version_numbers(prop.before), _version_numbers(prop.after)
+            if before is None or after is None:
+                continue
+            common = min(len(before), len(after))
+            if after[:common] < before[:common]:
+                refusals.append(
+                    Refusal(
+                        "version",
+                        f"{change.urn} would go from {key} {prop.before} back to {prop.after}; "
+                        "AWS never downgrades it, so the update would fail there after "
+                        "changing other resources. Roll back to a target at the current "
+                        f"version (pin {key} {prop.before} in a forward change).",
+                    )
+                )
+    return refusals
+
+
 def _literal_assignments(module: ast.Module, names: set[str]) -> dict[str, Any]:
     """Top-level ``name = <literal>`` (annotated or not) of a module, never executed."""
     found: dict[str, Any] = {}
@@ -545,6 +596,7 @@ def build_plan(
     refusals += provider_refusals(current.document, target.document, result)
     stateful, stateful_warnings = stateful_refusals(result)
     refusals += stateful
+    refusals += version_refusals(result)
     warnings += stateful_warnings
     return RollbackPlan(
         stack, current_commit, target_commit, result, refusals, warnings, target_config=recorded

@@ -359,6 +359,53 @@ def test_replacing_the_database_is_refused_too(repo: FixtureRepo, standin: Path)
     assert "would be replaced (because of storageEncrypted)" in planned.refusals[0].message
 
 
+def test_revert_to_an_older_kubernetes_or_engine_version_is_refused(
+    repo: FixtureRepo, standin: Path
+) -> None:
+    def stores(kubernetes: str, postgres: str, redis: str) -> dict[str, Any]:
+        return document(
+            BASE[0],
+            res("aws:eks/cluster:Cluster", "dev-eks", {"version": kubernetes}, protect=True),
+            res(
+                "aws:rds/instance:Instance",
+                "dev-db",
+                {"instanceClass": "db.t4g.medium", "engineVersion": postgres},
+                protect=True,
+            ),
+            res(
+                "aws:elasticache/replicationGroup:ReplicationGroup",
+                "dev-redis",
+                {"engineVersion": redis},
+                protect=True,
+            ),
+            BASE[2],
+        )
+
+    target = repo.commit("before the version steps", stores("1.35", "15.7", "7.1"))
+    current = repo.commit("version steps", stores("1.36", "15.8", "7.1"))
+    record_history(standin, current=current, target=target)
+    planned = rb.plan_rollback(repo.path, STACK)
+    assert [r.kind for r in planned.refusals] == ["version", "version"]
+    assert "dev-eks would go from version 1.36 back to 1.35" in planned.refusals[0].message
+    assert "dev-db would go from engineVersion 15.8 back to 15.7" in planned.refusals[1].message
+
+
+def test_a_major_only_engine_version_is_not_a_downgrade(repo: FixtureRepo, standin: Path) -> None:
+    def database(version: str) -> dict[str, Any]:
+        return res(
+            "aws:rds/instance:Instance",
+            "dev-db",
+            {"instanceClass": "db.t4g.medium", "engineVersion": version},
+        )
+
+    # pulumi-aws matches "15" against any 15.x: the instance stays where it is.
+    target = repo.commit("major only", document(BASE[0], database("15"), BASE[2]))
+    current = repo.commit("pinned minor", document(BASE[0], database("15.8"), BASE[2]))
+    record_history(standin, current=current, target=target)
+    planned = rb.plan_rollback(repo.path, STACK)
+    assert planned.allowed, planned.refusals
+
+
 def test_revert_to_before_a_provider_was_added_is_refused(repo: FixtureRepo, standin: Path) -> None:
     target = repo.commit("base", document(*BASE))
     random_provider = res("pulumi:providers:random", "dev-random")
