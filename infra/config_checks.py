@@ -44,7 +44,7 @@ def semantic_problems(config: StackConfig, stack_name: str) -> list[Problem]:
     problems += _identity_problems(config, stack_name)
     problems += _service_problems(config)
     problems += _hostname_problems(config)
-    problems += _database_problems(config.database)
+    problems += _database_problems(config.database, managed=not config.is_local)
     problems += _cache_problems(config.cache)
     problems += _storage_problems(config.storage)
     problems += _cluster_problems(config)
@@ -132,7 +132,8 @@ def _hostname_problems(config: StackConfig) -> list[Problem]:
     return problems
 
 
-def _database_problems(database: DatabaseConfig) -> list[Problem]:
+def _database_problems(database: DatabaseConfig, *, managed: bool) -> list[Problem]:
+    """``managed``: RDS runs it (AWS stacks), not the in-cluster Postgres of local."""
     problems = []
     if not re.fullmatch(r"15(\.[0-9]+)?", database.engine_version):
         problems.append(
@@ -152,12 +153,17 @@ def _database_problems(database: DatabaseConfig) -> list[Problem]:
                 "database.backupRetentionDays", database.backup_retention_days, "1 to 35 days (RDS)"
             )
         )
-    if database.max_allocated_storage_gb < database.allocated_storage_gb:
+    # RDS refuses a storage-autoscaling ceiling less than 10 % above the allocated
+    # storage (CreateDBInstance: "The maximum allocated storage must be increased
+    # by at least 10 percent"); the in-cluster Postgres of local has no ceiling.
+    least = -(-database.allocated_storage_gb * 11 // 10) if managed else 0
+    if database.max_allocated_storage_gb < max(least, database.allocated_storage_gb):
         problems.append(
             Problem(
                 "database.maxAllocatedStorageGb",
                 database.max_allocated_storage_gb,
-                f"must be at least allocatedStorageGb ({database.allocated_storage_gb})",
+                f"must be at least allocatedStorageGb ({database.allocated_storage_gb})"
+                + (f" plus 10 %, {least} (RDS)" if managed else ""),
             )
         )
     pi_days = database.performance_insights_retention_days

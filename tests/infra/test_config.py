@@ -204,6 +204,27 @@ def test_zero_or_negative_sizes_counts_and_days_are_refused(
     assert shown in _rejected("staging", {key: change})
 
 
+@pytest.mark.parametrize(("allocated", "ceiling"), [(100, 100), (100, 109), (20, 21)])
+def test_an_rds_storage_ceiling_under_ten_percent_above_the_storage_is_refused(
+    allocated: int, ceiling: int
+) -> None:
+    # CreateDBInstance refuses it: "InvalidParameterCombination: The maximum
+    # allocated storage must be increased by at least 10 percent".
+    change = {"database": {"allocatedStorageGb": allocated, "maxAllocatedStorageGb": ceiling}}
+    assert f"database.maxAllocatedStorageGb = {ceiling}" in _rejected("staging", change)
+
+
+@pytest.mark.parametrize(("allocated", "ceiling"), [(100, 110), (20, 22)])
+def test_an_rds_storage_ceiling_ten_percent_above_is_accepted(allocated: int, ceiling: int) -> None:
+    change = {"database": {"allocatedStorageGb": allocated, "maxAllocatedStorageGb": ceiling}}
+    assert _load("staging", change).database.max_allocated_storage_gb == ceiling
+
+
+def test_the_local_postgres_volume_needs_no_autoscaling_headroom() -> None:
+    change = {"database": {"allocatedStorageGb": 10, "maxAllocatedStorageGb": 10}}
+    assert _load("local", change).database.max_allocated_storage_gb == 10
+
+
 @pytest.mark.parametrize("version", ["7", "7.1.0", "6.x", "8.0"])
 def test_redis_versions_pulumi_aws_refuses_are_refused(version: str) -> None:
     # pulumi-aws validates Redis 6+ versions as <major>.<minor> (ElastiCache
