@@ -36,6 +36,10 @@ _WEEKLY = re.compile(
 )
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 _WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_DAY = 24 * 60
+_WEEK = 7 * _DAY
+#: ElastiCache's shortest maintenance and snapshot windows, in minutes (60; RDS's are 30).
+ELASTICACHE_MIN_WINDOW_MINUTES: Final = 60
 
 
 def semantic_problems(config: StackConfig, stack_name: str) -> list[Problem]:
@@ -179,6 +183,15 @@ def _database_problems(database: DatabaseConfig, *, managed: bool) -> list[Probl
     problems += _window_problems(
         "database.maintenanceWindow", database.maintenance_window, daily=False
     )
+    # RDS: the backup window "must not conflict with the preferred maintenance window".
+    if managed and _windows_overlap(database.backup_window, database.maintenance_window):
+        problems.append(
+            Problem(
+                "database.backupWindow",
+                database.backup_window,
+                f"must not overlap database.maintenanceWindow ({database.maintenance_window})",
+            )
+        )
     for key, value in (
         ("database.name", database.name),
         ("database.ownerUsername", database.owner_username),
@@ -235,8 +248,13 @@ def _cache_problems(cache: CacheConfig) -> list[Problem]:
         problems.append(
             Problem("cache.snapshotRetentionDays", cache.snapshot_retention_days, "1 to 35 days")
         )
-    problems += _window_problems("cache.snapshotWindow", cache.snapshot_window, daily=True)
-    problems += _window_problems("cache.maintenanceWindow", cache.maintenance_window, daily=False)
+    minimum = ELASTICACHE_MIN_WINDOW_MINUTES
+    problems += _window_problems(
+        "cache.snapshotWindow", cache.snapshot_window, daily=True, minimum_minutes=minimum
+    )
+    problems += _window_problems(
+        "cache.maintenanceWindow", cache.maintenance_window, daily=False, minimum_minutes=minimum
+    )
     return problems
 
 
@@ -408,25 +426,48 @@ def _production_problems(config: StackConfig) -> list[Problem]:
     return [Problem(key, value, allowed) for key, value, ok, allowed in rules if not ok]
 
 
-def _window_problems(key: str, window: str, *, daily: bool) -> list[Problem]:
-    """RDS/ElastiCache windows: UTC, at least 30 minutes long."""
+def _window_span(window: str, *, daily: bool) -> tuple[int, int] | None:
+    """(start, length) in minutes of the day, or of the week from Monday; None if malformed."""
     if daily:
         match = _WINDOW.fullmatch(window)
         if match is None:
-            return [Problem(key, window, "HH:MM-HH:MM in UTC, e.g. 02:00-02:30")]
+            return None
         start = int(match[1]) * 60 + int(match[2])
         end = int(match[3]) * 60 + int(match[4])
-        length = (end - start) % (24 * 60)
-    else:
-        weekly = _WEEKLY.fullmatch(window)
-        if weekly is None:
-            return [Problem(key, window, "ddd:HH:MM-ddd:HH:MM in UTC, e.g. sun:03:00-sun:04:00")]
-        start = _WEEKDAYS.index(weekly[1]) * 1440 + int(weekly[2]) * 60 + int(weekly[3])
-        end = _WEEKDAYS.index(weekly[4]) * 1440 + int(weekly[5]) * 60 + int(weekly[6])
-        length = (end - start) % (7 * 1440)
-    if length < 30:
-        return [Problem(key, window, "the window must last at least 30 minutes")]
+        return start, (end - start) % _DAY
+    weekly = _WEEKLY.fullmatch(window)
+    if weekly is None:
+        return None
+    start = _WEEKDAYS.index(weekly[1]) * _DAY + int(weekly[2]) * 60 + int(weekly[3])
+    end = _WEEKDAYS.index(weekly[4]) * _DAY + int(weekly[5]) * 60 + int(weekly[6])
+    return start, (end - start) % _WEEK
+
+
+def _window_problems(
+    key: str, window: str, *, daily: bool, minimum_minutes: int = 30
+) -> list[Problem]:
+    """RDS/ElastiCache windows: UTC, at least ``minimum_minutes`` long."""
+    span = _window_span(window, daily=daily)
+    if span is None:
+        if daily:
+            return [Problem(key, window, "HH:MM-HH:MM in UTC, e.g. 02:00-02:30")]
+        return [Problem(key, window, "ddd:HH:MM-ddd:HH:MM in UTC, e.g. sun:03:00-sun:04:00")]
+    if span[1] < minimum_minutes:
+        return [Problem(key, window, f"the window must last at least {minimum_minutes} minutes")]
     return []
+
+
+def _windows_overlap(daily: str, weekly: str) -> bool:
+    """Whether a daily window falls, on any day, inside a weekly one."""
+    day_span, week_span = _window_span(daily, daily=True), _window_span(weekly, daily=False)
+    if day_span is None or week_span is None:
+        return False
+    week_minutes = {(week_span[0] + m) % _WEEK for m in range(week_span[1])}
+    return any(
+        (day * _DAY + day_span[0] + m) % _WEEK in week_minutes
+        for day in range(7)
+        for m in range(day_span[1])
+    )
 
 
 def _is_hostname(value: str) -> bool:

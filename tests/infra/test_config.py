@@ -225,6 +225,39 @@ def test_the_local_postgres_volume_needs_no_autoscaling_headroom() -> None:
     assert _load("local", change).database.max_allocated_storage_gb == 10
 
 
+@pytest.mark.parametrize(
+    ("key", "window"),
+    [("snapshotWindow", "03:00-03:30"), ("maintenanceWindow", "sun:05:00-sun:05:45")],
+)
+def test_an_elasticache_window_under_an_hour_is_refused(key: str, window: str) -> None:
+    # pulumi-aws elasticache.ReplicationGroup (maintenance_window, snapshot_window):
+    # "The minimum ... window is a 60 minute period"; RDS's 30 minutes do not apply.
+    assert f"cache.{key} = '{window}'" in _rejected("dev", {"cache": {key: window}})
+
+
+@pytest.mark.parametrize(
+    ("backup", "maintenance"),
+    [
+        ("03:15-03:45", "sun:03:00-sun:04:00"),
+        # Across midnight: Monday 00:10-00:40 lies in Sunday 23:30 - Monday 00:30.
+        ("00:10-00:40", "sun:23:30-mon:00:30"),
+    ],
+)
+def test_an_rds_backup_window_inside_the_maintenance_window_is_refused(
+    backup: str, maintenance: str
+) -> None:
+    # RDS: PreferredBackupWindow "must not conflict with the preferred maintenance window".
+    change = {"database": {"backupWindow": backup, "maintenanceWindow": maintenance}}
+    assert f"database.backupWindow = '{backup}'" in _rejected("dev", change)
+
+
+def test_an_rds_backup_window_next_to_the_maintenance_window_is_accepted() -> None:
+    change = {
+        "database": {"backupWindow": "02:30-03:00", "maintenanceWindow": "sun:03:00-sun:04:00"}
+    }
+    assert _load("dev", change).database.backup_window == "02:30-03:00"
+
+
 @pytest.mark.parametrize("version", ["7", "7.1.0", "6.x", "8.0"])
 def test_redis_versions_pulumi_aws_refuses_are_refused(version: str) -> None:
     # pulumi-aws validates Redis 6+ versions as <major>.<minor> (ElastiCache
