@@ -38,6 +38,8 @@ _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 _WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _DAY = 24 * 60
 _WEEK = 7 * _DAY
+#: The gp3 storage sizes RDS for PostgreSQL accepts, in GiB.
+RDS_GP3_STORAGE_GB: Final = (20, 65536)
 #: ElastiCache's shortest maintenance and snapshot windows, in minutes (60; RDS's are 30).
 ELASTICACHE_MIN_WINDOW_MINUTES: Final = 60
 
@@ -170,6 +172,14 @@ def _database_problems(database: DatabaseConfig, *, managed: bool) -> list[Probl
                 + (f" plus 10 %, {least} (RDS)" if managed else ""),
             )
         )
+    # CreateDBInstance, RDS for PostgreSQL on gp3: "an integer from 20 to 65536" GiB.
+    if managed:
+        for key, size in (
+            ("database.allocatedStorageGb", database.allocated_storage_gb),
+            ("database.maxAllocatedStorageGb", database.max_allocated_storage_gb),
+        ):
+            if not RDS_GP3_STORAGE_GB[0] <= size <= RDS_GP3_STORAGE_GB[1]:
+                problems.append(Problem(key, size, "20 to 65536 GiB (RDS gp3 storage)"))
     pi_days = database.performance_insights_retention_days
     if pi_days != 7 and (pi_days % 31 or pi_days > 731):
         problems.append(

@@ -220,6 +220,20 @@ def test_an_rds_storage_ceiling_ten_percent_above_is_accepted(allocated: int, ce
     assert _load("staging", change).database.max_allocated_storage_gb == ceiling
 
 
+@pytest.mark.parametrize(
+    ("allocated", "ceiling", "shown"),
+    [
+        (10, 100, "database.allocatedStorageGb = 10"),
+        (100, 70000, "database.maxAllocatedStorageGb = 70000"),
+    ],
+)
+def test_rds_storage_outside_what_gp3_accepts_is_refused(
+    allocated: int, ceiling: int, shown: str
+) -> None:
+    change = {"database": {"allocatedStorageGb": allocated, "maxAllocatedStorageGb": ceiling}}
+    assert shown in _rejected("dev", change)
+
+
 def test_the_local_postgres_volume_needs_no_autoscaling_headroom() -> None:
     change = {"database": {"allocatedStorageGb": 10, "maxAllocatedStorageGb": 10}}
     assert _load("local", change).database.max_allocated_storage_gb == 10
