@@ -109,11 +109,14 @@ def controller_policy(
     cluster_arn: str,
     queue_arn: str,
     node_role_arn: str,
+    spot: bool = False,
 ) -> str:
     """The controller's permissions, after Karpenter's reference CloudFormation template.
 
     Launch and tag actions are limited to resources tagged for this cluster; the
-    only role it may pass is the node role; it reads only its own queue.
+    only role it may pass is the node role; it reads only its own queue. With
+    ``spot`` (the NodePool may launch spot capacity) it may also create EC2
+    Spot's service-linked role, which the first spot launch of an account needs.
     """
     owned = {f"aws:RequestTag/kubernetes.io/cluster/{cluster_name}": "owned"}
     owned_resource = {f"aws:ResourceTag/kubernetes.io/cluster/{cluster_name}": "owned"}
@@ -302,6 +305,22 @@ def controller_policy(
             "Action": "eks:DescribeCluster",
         },
     ]
+    if spot:
+        # CreateFleet creates AWSServiceRoleForEC2Spot on an account's first spot
+        # launch with the caller's rights; without them every spot launch of a new
+        # account fails (AuthFailure.ServiceLinkedRoleCreationNotPermitted).
+        statements.append(
+            {
+                "Sid": "AllowSpotServiceLinkedRoleCreation",
+                "Effect": "Allow",
+                "Resource": (
+                    f"arn:{partition}:iam::*:role/aws-service-role/spot.amazonaws.com/"
+                    "AWSServiceRoleForEC2Spot"
+                ),
+                "Action": "iam:CreateServiceLinkedRole",
+                "Condition": {"StringEquals": {"iam:AWSServiceName": "spot.amazonaws.com"}},
+            }
+        )
     # Compact: inline role policies share a 10,240-character quota per role.
     return policy_document(statements, compact=True)
 
@@ -452,6 +471,7 @@ class Karpenter(AwsComponent[KarpenterArgs]):
                     cluster_arn=str(v[1]),
                     queue_arn=str(v[2]),
                     node_role_arn=str(v[3]),
+                    spot="spot" in args.spec.capacity_types,
                 )
             ),
             opts=pulumi.ResourceOptions(parent=role),

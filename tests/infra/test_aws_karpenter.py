@@ -65,15 +65,24 @@ REFERENCE_ACTIONS = {
 INLINE_POLICY_QUOTA = 10_240
 
 
-@pytest.fixture(scope="module")
-def controller_policy(stack_run: Callable[[str], ProgramRun]) -> dict[str, Any]:
-    run = stack_run("production")
+def _controller_policy(run: ProgramRun, stack: str) -> dict[str, Any]:
     policy = run.one(
         "aws:iam/rolePolicy:RolePolicy",
-        "enterprisehub-production-cluster-karpenter-controller-policy",
+        f"enterprisehub-{stack}-cluster-karpenter-controller-policy",
     )
     document: dict[str, Any] = json.loads(policy.inputs["policy"])
     return document
+
+
+def _node_pool_capacity_types(run: ProgramRun) -> list[str]:
+    [pool] = [r for r in run.kubernetes_objects() if r.inputs.get("kind") == "NodePool"]
+    requirements = pool.inputs["spec"]["template"]["spec"]["requirements"]
+    return next(r["values"] for r in requirements if r["key"] == "karpenter.sh/capacity-type")
+
+
+@pytest.fixture(scope="module")
+def controller_policy(stack_run: Callable[[str], ProgramRun]) -> dict[str, Any]:
+    return _controller_policy(stack_run("production"), "production")
 
 
 def _granted(document: dict[str, Any]) -> set[str]:
@@ -105,3 +114,27 @@ def test_listing_instance_profiles_is_unscoped(controller_policy: dict[str, Any]
 def test_the_controller_policy_fits_the_inline_quota(controller_policy: dict[str, Any]) -> None:
     compact = json.dumps(controller_policy, separators=(",", ":"))
     assert len(compact) < INLINE_POLICY_QUOTA
+
+
+@pytest.mark.parametrize("stack", ["dev", "staging", "production"])
+def test_a_node_pool_with_spot_may_create_the_spot_service_linked_role(
+    stack_run: Callable[[str], ProgramRun], stack: str
+) -> None:
+    # EC2 creates AWSServiceRoleForEC2Spot on an account's first spot launch with
+    # the launcher's rights; lacking iam:CreateServiceLinkedRole, the launch fails
+    # with AuthFailure.ServiceLinkedRoleCreationNotPermitted.
+    run = stack_run(stack)
+    spot = "spot" in _node_pool_capacity_types(run)
+    grants = [
+        s
+        for s in _controller_policy(run, stack)["Statement"]
+        if "iam:CreateServiceLinkedRole" in s["Action"]
+    ]
+    if not spot:
+        assert grants == []
+        return
+    [grant] = grants
+    assert grant["Condition"] == {"StringEquals": {"iam:AWSServiceName": "spot.amazonaws.com"}}
+    assert grant["Resource"].endswith(
+        ":role/aws-service-role/spot.amazonaws.com/AWSServiceRoleForEC2Spot"
+    )
