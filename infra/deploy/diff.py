@@ -95,7 +95,9 @@ REPLACE_ON: Mapping[str, frozenset[str]] = {
         }
     ),
     "aws:ec2/vpc:Vpc": frozenset({"cidrBlock", "instanceTenancy"}),
-    "aws:ec2/subnet:Subnet": frozenset({"vpcId", "cidrBlock", "availabilityZone"}),
+    "aws:ec2/subnet:Subnet": frozenset(
+        {"vpcId", "cidrBlock", "availabilityZone", "availabilityZoneId"}
+    ),
     "aws:ecr/repository:Repository": frozenset({"name", "encryptionConfigurations"}),
     "aws:kms/key:Key": frozenset({"customerMasterKeySpec", "keyUsage", "multiRegion"}),
     "aws:iam/role:Role": frozenset({"name", "namePrefix", "path"}),

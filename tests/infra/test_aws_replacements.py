@@ -8,12 +8,17 @@ each resource's `ignoreChanges` as the engine does.
 
 from __future__ import annotations
 
+import copy
+import importlib
+import inspect
 import json
+import re
+from collections.abc import Callable
 from typing import Any
 
-from infra.deploy.diff import Plan, plan
+from infra.deploy.diff import REPLACE_ON, Plan, plan
 from infra.synth import run_stack
-from infra.synth.cli import build_document
+from infra.synth.cli import Synthesis, build_document
 from infra.synth.inputs import stack_inputs
 
 CLUSTER = "aws:eks/cluster:Cluster"
@@ -151,3 +156,36 @@ def test_retiring_the_old_redis_token_is_an_update_of_the_group_alone() -> None:
     [change] = result.changes
     # (The diff masks every auth-token property, this one included.)
     assert [p.path for p in change.properties] == ["authTokenUpdateStrategy"]
+
+
+def test_a_subnet_moved_to_another_zone_is_planned_as_a_replacement(
+    synthesized: Callable[[str], Synthesis],
+) -> None:
+    # The program places subnets by zone id (names differ between accounts);
+    # the provider replaces a subnet whose zone id changes, and the plan said
+    # "update" because it knew only the zone name.
+    before = synthesized("dev").document
+    after = copy.deepcopy(before)
+    subnet = next(r for r in after["resources"] if r["type"] == "aws:ec2/subnet:Subnet")
+    subnet["inputs"]["availabilityZoneId"] = "use1-az9"
+    [change] = plan(before, after).changes
+    assert (change.urn, change.action) == (subnet["urn"], "replace")
+
+
+def test_every_replacing_property_is_an_input_of_the_pinned_sdk() -> None:
+    # A misspelt or renamed property in REPLACE_ON never matches a change, so
+    # the plan shows an update where the provider replaces.
+    for type_token, properties in REPLACE_ON.items():
+        package, module_and_class = type_token.split(":", 1)
+        if package not in ("aws", "random"):
+            continue
+        module_path, class_name = module_and_class.split(":")
+        module = module_path.split("/")[0]
+        sdk = importlib.import_module(
+            f"pulumi_{package}" + ("" if module == "index" else f".{module}")
+        )
+        init = getattr(sdk, class_name)._internal_init
+        names = set(inspect.signature(init).parameters)
+        for prop in properties:
+            top = prop.split(".")[0]
+            assert re.sub(r"(?<!^)([A-Z])", r"_\1", top).lower() in names, (type_token, prop)

@@ -61,7 +61,17 @@ async def test_the_handler_restores_every_lost_flag_to_its_last_recorded_state(
     async with app_client(app) as client:
         await redis_client.flushdb()  # Redis restarted empty while the handler runs
         assert await _until_restored(redis_client) == RECORDED
-        metrics = (await client.get("/metrics")).text
+        # The keeper counts a step's restores once the step's writes are done:
+        # a scrape between the two sees the flags back and the counters at 0.
+        async with asyncio.timeout(30):
+            while True:
+                metrics = (await client.get("/metrics")).text
+                if "feature_flags_restored_total{" in metrics and not any(
+                    f'feature_flags_restored_total{{feature="{feature}"}} 0.0' in metrics
+                    for feature in FEATURES
+                ):
+                    break
+                await asyncio.sleep(0.05)
     for feature in FEATURES:
         assert f'feature_flags_restored_total{{feature="{feature}"}} 1.0' in metrics
     async with owner_db.unscoped() as conn:
