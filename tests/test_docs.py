@@ -1,6 +1,7 @@
 """The documentation stays true: what it tells a newcomer to type exists.
 
-Over README.md, docs/ (runbooks included), charts/README.md and models/README.md:
+Over README.md, CONTRIBUTING.md, docs/ (runbooks included), charts/README.md and
+models/README.md:
 
 - every ``enterprisehub ...`` command names real subcommands, options and
   choices of the real parser (``services.cli.build_parser``), its concrete
@@ -61,6 +62,7 @@ from services.common.settings import EnvSettings
 REPO = Path(__file__).resolve().parents[1]
 DOCS: tuple[Path, ...] = (
     REPO / "README.md",
+    REPO / "CONTRIBUTING.md",
     *sorted((REPO / "docs").rglob("*.md")),
     REPO / "charts" / "README.md",
     REPO / "models" / "README.md",
