@@ -134,7 +134,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     result = run(args.decisions, args.tenants)
     result["load_average"] = [load_before, os.getloadavg()[0]]
     ns = result["ns_per_decision"]
-    print("## F1 flag decisions\n")
+    print("## W5 flag decisions\n")
     print(f"Command: `.venv/bin/python -m benchmarks.flags --decisions {args.decisions}`")
     print(
         f"Date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; nproc {os.cpu_count()}; "

@@ -23,12 +23,15 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from pydantic_settings import BaseSettings
+from starlette.routing import WebSocketRoute
 
 from infra import catalog
 from infra.config import OPTIONAL_SECRET_KEYS, REQUIRED_SECRET_KEYS
 from infra.environments import ENVIRONMENTS
 from services import cli
 from services.common import flags
+from services.common.auth import issue_token
+from services.common.scopes import FEED_READ
 from services.common.settings import Environment
 from services.rollback.routes import webhook
 
@@ -298,3 +301,78 @@ def test_churn_shipped_without_its_model_uri_is_caught(
 def test_the_rollback_handler_serves_the_webhook_alertmanager_posts_to() -> None:
     spec = catalog.ROLLBACK_HANDLER
     assert f"{webhook.router.prefix}/webhook" == spec.webhook_path
+
+
+# -- every /v1 route checks its scope, and the public edge reaches it ----------
+
+#: A feed reader's token: what an agent's browser holds, so the token most
+#: likely to leak. It opens the feed (a WebSocket) and no HTTP route.
+_FEED_READER_SCOPES = (FEED_READ,)
+#: /v1 operations that authenticate otherwise than with a scope dependency, and how.
+_NOT_SCOPED = {
+    ("POST", catalog.ROLLBACK_HANDLER.webhook_path): "Alertmanager's bearer token, not a JWT",
+    ("GET", catalog.FEED_PATH): "426 to plain HTTP; the WebSocket handshake checks feed:read",
+}
+
+
+def _asgi_apps() -> Iterator[tuple[catalog.Workload, Any]]:
+    for workload in WORKLOADS.values():
+        entry = cli.SERVICES.get(workload.kind)
+        if entry is not None and getattr(entry, "kind", "asgi") == "asgi":
+            yield workload, service_app(workload, entry.factory)
+
+
+def _operations(app: Any) -> Iterator[tuple[str, str]]:
+    """(method, path) of the app's /v1 HTTP operations, path parameters filled in."""
+    for path, item in app.openapi()["paths"].items():
+        if path.startswith("/v1/"):
+            filled = re.sub(r"\{[^}]+\}", "0190f3c2-7a1e-7c3d-9a4b-3f2e1d0c9b8a", path)
+            for method in item:
+                yield method.upper(), filled
+
+
+def _token(workload: catalog.Workload, scopes: tuple[str, ...]) -> str:
+    settings = _settings_class(workload)(
+        **{key.lower(): value for key, value in _environment(workload)}
+    )
+    return issue_token(
+        settings, tenant_id="tenant-a", subject="agent-1", scopes=scopes, ttl_seconds=600
+    )
+
+
+def test_every_v1_operation_refuses_a_token_without_its_scope() -> None:
+    """A route whose dependencies check a token but no scope (or nothing at all)
+    would take an agent's feed token for the CRM's or an operator's."""
+    checked = 0
+    for workload, app in _asgi_apps():
+        client = TestClient(app, raise_server_exceptions=False)
+        feed_token = _token(workload, _FEED_READER_SCOPES)
+        for method, path in _operations(app):
+            if (method, path) in _NOT_SCOPED:
+                continue
+            anonymous = client.request(method, path)
+            assert anonymous.status_code == 401, (workload.name, method, path, anonymous.text)
+            answer = client.request(method, path, headers={"Authorization": f"Bearer {feed_token}"})
+            assert (answer.status_code, answer.json().get("reason")) == (
+                403,
+                "insufficient_scope",
+            ), (workload.name, method, path, answer.text)
+            checked += 1
+    assert checked >= 10  # the walk found the routes
+
+
+def test_every_public_route_is_under_its_services_api_paths() -> None:
+    """The Gateway sends a service only its catalog ``api_paths`` (PathPrefix, by
+    whole segments): a route outside them answers 404 in a deployed stack."""
+    for workload, app in _asgi_apps():
+        prefixes = getattr(workload, "api_paths", None)
+        if prefixes is None:
+            continue  # not exposed at the edge (the rollback handler)
+        paths = {path for _, path in _operations(app)}
+        paths |= {r.path for r in app.routes if isinstance(r, WebSocketRoute)}
+        for path in paths:
+            assert any(path == p or path.startswith(p.rstrip("/") + "/") for p in prefixes), (
+                workload.name,
+                path,
+                prefixes,
+            )

@@ -8,6 +8,7 @@ resource is declared.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -19,6 +20,7 @@ from pulumi.runtime.sync_await import _sync_await
 
 from infra import catalog
 from infra.config import (
+    OPTIONAL_SECRET_KEYS,
     REQUIRED_SECRET_KEYS,
     CacheConfig,
     ClusterConfig,
@@ -145,6 +147,26 @@ def test_required_secrets_are_typed_secret_without_default() -> None:
     for key in REQUIRED_SECRET_KEYS:
         assert declared[key]["secret"] is True
         assert "default" not in declared[key]
+
+
+def test_a_secret_names_as_its_readers_only_workloads_that_hold_it() -> None:
+    # The description is what an operator reads when deciding where a leaked key
+    # was usable; churn-orchestrator was named for keys it never received.
+    workloads = (
+        *catalog.SERVICES.values(),
+        catalog.DASHBOARDS,
+        catalog.ROLLBACK_HANDLER,
+        catalog.MIGRATE_JOB,
+        catalog.FLAGS_INIT_JOB,
+        catalog.IMPACT_AGGREGATE_JOB,
+    )
+    declared = project_file()["config"]
+    for key in (*REQUIRED_SECRET_KEYS, *OPTIONAL_SECRET_KEYS):
+        variable = re.sub(r"(?<!^)(?=[A-Z])", "_", key).upper()
+        description = " ".join(str(declared[key]["description"]).split())
+        for workload in workloads:
+            if re.search(rf"\b{re.escape(workload.name)}\b", description):
+                assert variable in workload.secrets, (key, workload.name)
 
 
 def test_production_uses_the_seed_numbers() -> None:

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
+from pathlib import Path
 
 import pytest
+from alembic import command
+from alembic.config import Config
 from alembic.script import ScriptDirectory
 from pydantic import SecretStr
 
 from services.cli import main
 from services.common.database import Database, DatabaseUnavailable
 from services.common.settings import CommonSettings
-from services.migrations.runner import MigrationError, alembic_config, migrate
+from services.migrations.runner import MIGRATIONS_DIR, MigrationError, alembic_config, migrate
 
 
 def head_revision() -> str | None:
@@ -123,3 +127,21 @@ async def test_unreachable_owner_database_is_a_clear_cli_error(
     )
     assert await asyncio.to_thread(main, ["migrate"]) == 1
     assert "cannot reach Postgres" in capsys.readouterr().err
+
+
+def test_every_revision_is_named_by_its_file_and_alembic_writes_new_ones_so(
+    tmp_path: Path,
+) -> None:
+    # The stack rollback plan and the docs find a revision by its file name;
+    # `alembic revision --rev-id 0022_x` wrote 0022_x_<message slug>.py.
+    script = ScriptDirectory.from_config(alembic_config())
+    # Applied before the convention: an applied revision's id never changes.
+    older = {"0001": "0001_initial", "0004": "0004_realtime_idempotency_keys"}
+    for revision in script.walk_revisions():
+        stem = Path(revision.path).stem
+        assert stem == older.get(revision.revision, revision.revision)
+    copy = tmp_path / "migrations"
+    shutil.copytree(MIGRATIONS_DIR, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    config = Config(str(copy / "alembic.ini"))
+    command.revision(config, message="an example change", rev_id="9999_example")
+    assert (copy / "versions" / "9999_example.py").is_file()
