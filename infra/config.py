@@ -460,7 +460,8 @@ class StackConfig(_Model):
     domain: str
     hostnames: Hostnames = Hostnames()
     tls_issuer: Literal["letsencrypt", "letsencrypt-staging", "selfsigned"] = "letsencrypt"
-    acme_email: str | None = None
+    #: Empty: none (Pulumi passes the documented default, "", for a stack that sets none).
+    acme_email: str = ""
     #: Absolute URL of the runbooks folder (``docs/runbooks/`` of the deployed
     #: commit); every alert's ``runbook_url`` is rewritten onto it.
     runbook_base_url: RunbookBaseUrl
