@@ -307,7 +307,9 @@ MAKE_MENTIONS = sorted(
     {
         (_rel(doc), target)
         for doc in DOCS
-        for target in re.findall(r"\bmake ([a-z][a-z-]*)", _text(doc))
+        # In code only: prose says "make" as a verb ("must make one call").
+        for snippet in code_snippets(_text(doc))
+        for target in re.findall(r"(?:^|[\s;&|(`])make ([a-z][a-z-]*)", snippet)
     }
 )
 
