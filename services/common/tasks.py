@@ -15,12 +15,13 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from services.common.database import DatabaseUnavailable
 from services.common.redis import RedisUnavailable
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 async def stop_tasks(
@@ -48,6 +49,31 @@ async def stop_tasks(
     for task in tasks:
         if task.done() and not task.cancelled():
             task.exception()
+
+
+async def finish_before_cancelling(step: Coroutine[Any, Any, T]) -> T:
+    """Run ``step`` to its end even if the caller is cancelled meanwhile, then let the
+    cancellation through.
+
+    For a step whose effect outside cannot be taken back once it has started (a
+    message Slack may already have) and whose record must follow it: cancelled
+    between the two, the record is lost and the next pass repeats the effect.
+    ``step`` must bound its own time (its client's timeouts), since it is waited
+    for through every cancellation.
+    """
+    task = asyncio.ensure_future(step)
+    cancelled = False
+    while not task.done():
+        try:
+            # wait() neither cancels the task with its waiter nor raises its error.
+            await asyncio.wait({task})
+        except asyncio.CancelledError:
+            cancelled = True
+    if cancelled:
+        if not task.cancelled():
+            task.exception()  # retrieved: the caller gets the cancellation
+        raise asyncio.CancelledError
+    return task.result()
 
 
 async def repeat(step: Callable[[], Awaitable[object]], *, every: float, what: str) -> None:

@@ -34,7 +34,7 @@ from typing import Any
 from pydantic import SecretStr
 
 from services.common.database import Database
-from services.common.tasks import repeat
+from services.common.tasks import finish_before_cancelling, repeat
 from services.rollback.metrics import RollbackMetrics
 from services.rollback.notify import post_slack
 
@@ -147,19 +147,9 @@ async def deliver(
         if row is None:
             break
         tried.append(row["notice_id"])
-        error = await post_slack(webhook_url, row["text"])
-        async with db.unscoped() as conn:
-            if error is None:
-                await conn.execute(MARK_SENT, row["notice_id"])
-            else:
-                given_up = await conn.fetchval(
-                    MARK_FAILED,
-                    row["notice_id"],
-                    token,
-                    error,
-                    backoff_seconds(row["attempts"]),
-                    MAX_ATTEMPTS,
-                )
+        # Once posted, Slack may have it: a shutdown waits for the post's answer
+        # and its record, or the next pass would post the notice again.
+        error, given_up = await finish_before_cancelling(_post(db, webhook_url, row, token))
         if error is None:
             sent += 1
         elif given_up:
@@ -174,6 +164,26 @@ async def deliver(
         if metrics is not None:
             metrics.notice_posts.labels(outcome="sent" if error is None else "failed").inc()
     return sent
+
+
+async def _post(
+    db: Database, webhook_url: SecretStr, row: Any, token: uuid.UUID
+) -> tuple[str | None, bool]:
+    """Post one claimed notice and record the outcome: (why not sent, given up)."""
+    error = await post_slack(webhook_url, row["text"])
+    async with db.unscoped() as conn:
+        if error is None:
+            await conn.execute(MARK_SENT, row["notice_id"])
+            return None, False
+        given_up = await conn.fetchval(
+            MARK_FAILED,
+            row["notice_id"],
+            token,
+            error,
+            backoff_seconds(row["attempts"]),
+            MAX_ATTEMPTS,
+        )
+    return error, bool(given_up)
 
 
 async def refresh_notice_gauges(db: Database, metrics: RollbackMetrics) -> None:

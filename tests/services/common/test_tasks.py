@@ -9,7 +9,7 @@ import logging
 import pytest
 
 from services.common.redis import Redis
-from services.common.tasks import BackgroundTask, repeat, stop_tasks
+from services.common.tasks import BackgroundTask, finish_before_cancelling, repeat, stop_tasks
 from services.realtime.stream import EventStream, StreamFanout
 
 #: A guard for tests whose failure mode is hanging: far above any real stop.
@@ -129,3 +129,31 @@ async def test_a_repeated_step_outlives_its_failures() -> None:
         await three.wait()
     await stop_tasks([task])
     assert runs[:3] == [0, 1, 2]
+
+
+async def test_a_step_finishes_through_cancellations_and_the_cancellation_follows() -> None:
+    finished: list[str] = []
+    release = asyncio.Event()
+
+    async def step(outcome: str) -> str:
+        await release.wait()
+        finished.append(outcome)
+        if outcome == "fails":
+            raise RuntimeError("the step's own failure")
+        return outcome
+
+    for outcome in ("records", "fails"):
+        release.clear()
+        caller = asyncio.create_task(finish_before_cancelling(step(outcome)))
+        await asyncio.sleep(0)
+        caller.cancel()
+        await asyncio.sleep(0.01)
+        caller.cancel()  # cancelled again while it waits
+        await asyncio.sleep(0.01)
+        assert not caller.done()
+        release.set()
+        with pytest.raises(asyncio.CancelledError):
+            await caller
+    assert finished == ["records", "fails"]
+    release.set()
+    assert await finish_before_cancelling(step("uncancelled")) == "uncancelled"

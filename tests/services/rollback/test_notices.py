@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -234,6 +235,23 @@ async def test_the_handlers_pass_posts_a_queued_notice_without_any_webhook(
                 if slack.messages:
                     break
                 await asyncio.sleep(0.1)
+    assert len(slack.messages) == 1
+    [notice] = await _notices(owner_db)
+    assert notice["sent_at"] is not None
+
+
+async def test_a_post_under_way_at_shutdown_is_recorded_before_the_handler_stops(
+    lost: None, app: Any, app_client: Any, owner_db: Database, slack: SlackStandIn
+) -> None:
+    """Slack took the notice while the handler was stopping: the pass was cancelled
+    between the post and its "sent" mark, so the next start posted it again."""
+    slack.hold.clear()
+    async with app_client(app):
+        assert await asyncio.to_thread(slack.holding.wait, 30)
+        # Slack answers while the shutdown is cancelling the pass.
+        answer = threading.Timer(0.5, slack.hold.set)
+        answer.start()
+    answer.join()
     assert len(slack.messages) == 1
     [notice] = await _notices(owner_db)
     assert notice["sent_at"] is not None
