@@ -158,10 +158,10 @@ def test_guide_offers_a_claude_stand_in_that_answers_the_services(
     port = free_port()
     command = standin.removesuffix(" &").replace(f"--port {CLAUDE_STANDIN_PORT}", f"--port {port}")
     process = subprocess.Popen(["bash", "-c", f"exec {command}"], cwd=tmp_path)
+    # Closed even when an assertion fails: a pooled keep-alive socket left to
+    # the garbage collector fails whichever later test it is collected in.
+    client = anthropic.Anthropic(api_key="stand-in", base_url=f"http://127.0.0.1:{port}")
     try:
-        # Closed at the end: a pooled keep-alive socket left to the garbage
-        # collector fails whichever later test it is collected in.
-        client = anthropic.Anthropic(api_key="stand-in", base_url=f"http://127.0.0.1:{port}")
         messages = [
             TranscriptMessage(
                 id="m1",
@@ -188,7 +188,7 @@ def test_guide_offers_a_claude_stand_in_that_answers_the_services(
         [block] = answer.content
         assert block.type == "text"
         CoachingInsights.model_validate_json(block.text)
-        client.close()
     finally:
+        client.close()
         process.terminate()
         process.wait(timeout=10)

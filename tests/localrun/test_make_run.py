@@ -155,19 +155,22 @@ def test_make_run_serves_health_streams_events_and_stops_cleanly(state_root: Pat
         # Photo uploads have a media bucket: the S3 stand-in the guide names.
         s3 = re.search(r"s3\s+(http://127\.0\.0\.1:\d+)\s+bucket (\S+)", output)
         assert s3 is not None, output
-        bucket = boto3.client(
-            "s3",
-            endpoint_url=s3.group(1),
-            region_name="us-east-1",
-            aws_access_key_id="any",
-            aws_secret_access_key="any",
-        )
-        bucket.put_object(Bucket=s3.group(2), Key="tenants/t/photos/x.img", Body=b"photo")
-        assert (
-            bucket.get_object(Bucket=s3.group(2), Key="tenants/t/photos/x.img")["Body"].read()
-            == b"photo"
-        )
-        bucket.close()
+        # Closed even when an assertion fails (a pooled socket left to the
+        # garbage collector fails whichever later test it is collected in).
+        with contextlib.closing(
+            boto3.client(
+                "s3",
+                endpoint_url=s3.group(1),
+                region_name="us-east-1",
+                aws_access_key_id="any",
+                aws_secret_access_key="any",
+            )
+        ) as bucket:
+            bucket.put_object(Bucket=s3.group(2), Key="tenants/t/photos/x.img", Body=b"photo")
+            assert (
+                bucket.get_object(Bucket=s3.group(2), Key="tenants/t/photos/x.img")["Body"].read()
+                == b"photo"
+            )
         # The operator commands (vision backfill) reach it through the run's file too.
         operator_env = (state_dir / "operator.env").read_text()
         assert f"MEDIA_BUCKET={s3.group(2)}\n" in operator_env
