@@ -58,6 +58,12 @@ if sys.path[:1] != [_ROOT]:
 # A hook: a test stuck past its limit reports its threads and tasks.
 from hang_report import pytest_runtest_call  # noqa: E402, F401
 
+# A socket a test leaves to the garbage collector fails that test.
+from socket_leaks import (  # noqa: E402, F401
+    pytest_collection_finish,
+    sockets_closed_by_their_test,
+)
+
 from localrun.servers import LocalServers, start_all  # noqa: E402
 from services.common.auth import issue_token  # noqa: E402
 from services.common.database import Database  # noqa: E402
