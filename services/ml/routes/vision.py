@@ -121,12 +121,7 @@ async def analyse_upload(
             # is kept under its own key all the same, so it is stored now. (The
             # put is idempotent: the key is the content's hash.)
             await media.put(key, data, content_type)
-        if stored["photo_missing"]:
-            await analyzer.mark_photo_missing(
-                principal.tenant_id, stored["analysis_id"], missing=False
-            )
-            stored = {**stored, "photo_missing": False}
-        return _public(stored, True)
+        return _public(await analyzer.photo_stored(principal.tenant_id, stored), True)
     image = await asyncio.to_thread(prepare_image, data, sha256=sha256)
     # The photo is stored while Claude looks at it: the upload is off the
     # analysis' critical path, and is kept even when the analysis fails.
@@ -154,10 +149,7 @@ async def analyse_upload(
         if not row["photo_missing"]:
             await analyzer.mark_photo_missing(principal.tenant_id, row["analysis_id"], missing=True)
         raise
-    if row["photo_missing"]:
-        await analyzer.mark_photo_missing(principal.tenant_id, row["analysis_id"], missing=False)
-        row = {**row, "photo_missing": False}
-    return _public(row, cached)
+    return _public(await analyzer.photo_stored(principal.tenant_id, row), cached)
 
 
 @router.post(

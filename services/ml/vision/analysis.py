@@ -179,6 +179,13 @@ class VisionAnalyzer:
         """Record that an upload's photo is missing from the bucket (or stored at last)."""
         await store.set_photo_missing(self.db, tenant_id, analysis_id, missing=missing)
 
+    async def photo_stored(self, tenant_id: str, row: dict[str, Any]) -> dict[str, Any]:
+        """``row`` once its upload's photo is in the bucket: ``photo_missing`` cleared."""
+        if not row["photo_missing"]:
+            return row
+        await self.mark_photo_missing(tenant_id, row["analysis_id"], missing=False)
+        return {**row, "photo_missing": False}
+
     async def _find(self, tenant_id: str, sha256: str, property_id: str) -> dict[str, Any] | None:
         """The image's row under this model and prompt (a done one linked to ``property_id``)."""
         return await store.find(
