@@ -22,6 +22,7 @@ import pulumi
 import pulumi_random as random
 
 from infra import catalog
+from infra.components import load_balancer_controller
 from infra.components.addons import (
     ACME_SERVERS,
     MONITORING_CHART,
@@ -258,6 +259,11 @@ class _Platform:
                 cluster_cidrs=list(data.cluster_cidrs),
                 api_server=data.api_server,
                 gateway_namespace=config.namespace,
+                edge_namespace_labels=(
+                    {}
+                    if config.is_local
+                    else {load_balancer_controller.READINESS_GATE_LABEL: "enabled"}
+                ),
                 alertmanager=AlertmanagerCredentials(
                     rollback_token=self.pool["ALERTMANAGER_WEBHOOK_TOKEN"],
                     slack_webhook_url=(

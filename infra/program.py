@@ -379,6 +379,7 @@ def _eks_cluster_args(config: StackConfig, prefix: str, network: Network) -> Eks
         cluster_name=prefix,
         kubernetes_version=config.kubernetes_version,
         subnet_ids=network.private_subnet_ids,
+        vpc_id=network.vpc_id,
         region=config.aws_region,
         endpoint_public_access=cluster.endpoint_public_access,
         public_access_cidrs=cluster.public_access_cidrs,

@@ -215,6 +215,9 @@ class ClusterAddonsArgs:
     #: Where the API server and nodes are (the VPC CIDR on AWS); see AddonNetworkPolicies.
     cluster_cidrs: Sequence[str] = ("0.0.0.0/0",)
     api_server: ApiServer = LOCAL_API_SERVER
+    #: Extra labels of the edge's namespace (on AWS, the load balancer
+    #: controller's pod readiness gate: a proxy counts as ready once its NLB target is).
+    edge_namespace_labels: Mapping[str, str] = field(default_factory=dict)
     #: Alertmanager's credentials (rollback token, Slack URL); None leaves the
     #: chart's own routing (a component test of the add-ons alone).
     alertmanager: AlertmanagerCredentials | None = None
@@ -323,9 +326,14 @@ class ClusterAddons(Component[ClusterAddonsArgs]):
         for chart in CHART_NAMES:
             pin = self._pins[chart]
             if pin.create_namespace and pin.namespace not in namespaces:
+                edge = chart == "envoy-gateway"
                 namespaces[pin.namespace] = IsolatedNamespace(
                     f"{self._name}-{pin.namespace}",
-                    IsolatedNamespaceArgs(name=pin.namespace, pod_security=pin.pod_security),
+                    IsolatedNamespaceArgs(
+                        name=pin.namespace,
+                        pod_security=pin.pod_security,
+                        labels=self._args.edge_namespace_labels if edge else {},
+                    ),
                     opts=pulumi.ResourceOptions(parent=self),
                 )
         return namespaces

@@ -38,7 +38,7 @@ from infra.components.base import AwsComponent
 from infra.components.iam import (
     EKS_NODE_POLICIES,
     deny_insecure_transport,
-    irsa_trust_policy,
+    irsa_role,
     managed_policy_attachments,
     policy_document,
     service_role,
@@ -449,12 +449,13 @@ class Karpenter(AwsComponent[KarpenterArgs]):
     ) -> tuple[aws.iam.Role, aws.iam.RolePolicy]:
         """The controller's IRSA role and its permissions (:func:`controller_policy`)."""
         name, args = self._name, self._args
-        role = aws.iam.Role(
+        role = irsa_role(
             f"{name}-controller",
-            description=f"IRSA role of {NAMESPACE}/{SERVICE_ACCOUNT} (Karpenter)",
-            assume_role_policy=irsa_trust_policy(
-                args.oidc_provider_arn, args.oidc_issuer_url, NAMESPACE, SERVICE_ACCOUNT
-            ),
+            oidc_provider_arn=args.oidc_provider_arn,
+            oidc_issuer_url=args.oidc_issuer_url,
+            namespace=NAMESPACE,
+            service_account=SERVICE_ACCOUNT,
+            purpose="Karpenter",
             tags=self._tags,
             opts=pulumi.ResourceOptions(parent=self),
         )

@@ -40,6 +40,10 @@ from infra.components.iam import (
     service_role,
 )
 from infra.components.kms import encryption_key
+from infra.components.load_balancer_controller import (
+    LoadBalancerController,
+    LoadBalancerControllerArgs,
+)
 
 CONTROL_PLANE_LOG_RETENTION_DAYS = 90
 # Managed add-ons at the default version for the cluster's Kubernetes version
@@ -80,6 +84,8 @@ class EksClusterArgs:
     kubernetes_version: pulumi.Input[str]
     #: Private subnets for the control plane's network interfaces and the nodes.
     subnet_ids: pulumi.Input[Sequence[pulumi.Input[str]]]
+    #: Their VPC (the load balancer controller creates its security groups there).
+    vpc_id: pulumi.Input[str]
     region: str
     endpoint_public_access: bool = False
     public_access_cidrs: Sequence[str] = ()
@@ -272,6 +278,13 @@ class EksCluster(AwsComponent[EksClusterArgs], EksClusterOutputs):
         )
         if self.karpenter is not None:
             ready.append(self.karpenter)
+        # The edge's NLB comes from this controller; its pod webhook must answer
+        # before the proxies' namespace gets pods, and it must outlive their Service.
+        ready.append(
+            self._load_balancer_controller(
+                oidc, issuer, system_provider, after=[*node_groups, *addons]
+            )
+        )
         # Workloads wait for nodes and cluster DNS: a Deployment applied to a
         # cluster without nodes would wait out its timeout and fail the update.
         self.provider = self._k8s_provider("k8s", ready)
@@ -560,6 +573,32 @@ class EksCluster(AwsComponent[EksClusterArgs], EksClusterOutputs):
                 partition=self.partition,
                 region=args.region,
                 spec=args.autoscaling,
+                provider=provider,
+                after=list(after),
+                tags=self._tags,
+            ),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+
+    def _load_balancer_controller(
+        self,
+        oidc: aws.iam.OpenIdConnectProvider,
+        issuer: pulumi.Output[str],
+        provider: k8s.Provider,
+        after: Sequence[pulumi.Resource],
+    ) -> LoadBalancerController:
+        """The AWS Load Balancer Controller, which makes the edge's NLB."""
+        args = self._args
+        return LoadBalancerController(
+            f"{self._name}-lb-controller",
+            LoadBalancerControllerArgs(
+                cluster_name=args.cluster_name,
+                vpc_id=args.vpc_id,
+                cluster_security_group_id=self.security_group_id,
+                oidc_provider_arn=oidc.arn,
+                oidc_issuer_url=issuer,
+                partition=self.partition,
+                region=args.region,
                 provider=provider,
                 after=list(after),
                 tags=self._tags,

@@ -34,7 +34,7 @@ import pulumi_kubernetes as k8s
 
 from infra.components.addons import load_pins, pinned_release
 from infra.components.base import AwsComponent
-from infra.components.iam import irsa_trust_policy, policy_document
+from infra.components.iam import irsa_role, policy_document
 
 NAMESPACE: Final = "kube-system"
 SERVICE_ACCOUNT: Final = "external-dns"
@@ -97,12 +97,13 @@ class ExternalDns(AwsComponent[ExternalDnsArgs]):
         self, name: str, args: ExternalDnsArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__(name, args, opts)
-        role = aws.iam.Role(
+        role = irsa_role(
             f"{name}-role",
-            description=f"IRSA role of {NAMESPACE}/{SERVICE_ACCOUNT} (zone {args.hosted_zone_id})",
-            assume_role_policy=irsa_trust_policy(
-                args.oidc_provider_arn, args.oidc_issuer_url, NAMESPACE, SERVICE_ACCOUNT
-            ),
+            oidc_provider_arn=args.oidc_provider_arn,
+            oidc_issuer_url=args.oidc_issuer_url,
+            namespace=NAMESPACE,
+            service_account=SERVICE_ACCOUNT,
+            purpose=f"zone {args.hosted_zone_id}",
             tags=self._tags,
             opts=pulumi.ResourceOptions(parent=self, provider=args.aws_provider),
         )

@@ -147,6 +147,31 @@ def irsa_trust_policy(
     return pulumi.Output.all(oidc_provider_arn, oidc_issuer_url).apply(render)
 
 
+def irsa_role(
+    resource_name: str,
+    *,
+    oidc_provider_arn: pulumi.Input[str],
+    oidc_issuer_url: pulumi.Input[str],
+    namespace: str,
+    service_account: str,
+    purpose: str,
+    tags: Mapping[str, str],
+    opts: pulumi.ResourceOptions,
+    max_session_duration: int | None = None,
+) -> aws.iam.Role:
+    """An IAM role that only ``namespace/service_account`` of the cluster may assume (IRSA)."""
+    return aws.iam.Role(
+        resource_name,
+        description=f"IRSA role of {namespace}/{service_account} ({purpose})",
+        assume_role_policy=irsa_trust_policy(
+            oidc_provider_arn, oidc_issuer_url, namespace, service_account
+        ),
+        max_session_duration=max_session_duration,
+        tags=dict(tags),
+        opts=opts,
+    )
+
+
 def prefix_writer_policy_document(
     bucket_arn: str, prefixes: Sequence[str], key_arn: str, region: str
 ) -> str:
@@ -286,12 +311,13 @@ class ServiceRoles(AwsComponent[ServiceRolesArgs]):
     def _role(self, service_account: str, purpose: str) -> aws.iam.Role:
         """An IRSA role that only ``<namespace>/<service_account>`` can assume."""
         args = self._args
-        return aws.iam.Role(
+        return irsa_role(
             f"{self._name}-{service_account}",
-            description=f"IRSA role of {args.namespace}/{service_account} ({purpose})",
-            assume_role_policy=irsa_trust_policy(
-                args.oidc_provider_arn, args.oidc_issuer_url, args.namespace, service_account
-            ),
+            oidc_provider_arn=args.oidc_provider_arn,
+            oidc_issuer_url=args.oidc_issuer_url,
+            namespace=args.namespace,
+            service_account=service_account,
+            purpose=purpose,
             max_session_duration=3600,
             tags=self._tags,
             opts=pulumi.ResourceOptions(parent=self),

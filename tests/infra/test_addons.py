@@ -164,7 +164,8 @@ def test_proxies_sit_behind_an_nlb_on_aws_and_on_node_ports_locally() -> None:
         else:
             assert service["type"] == "LoadBalancer"
             annotations = service["annotations"]
-            assert annotations["service.beta.kubernetes.io/aws-load-balancer-type"] == "nlb"
+            # The AWS Load Balancer Controller's NLB (test_aws_load_balancer_controller.py).
+            assert annotations["service.beta.kubernetes.io/aws-load-balancer-type"] == "external"
 
 
 def test_kubelet_tls_verification_is_skipped_only_on_local() -> None:

@@ -32,6 +32,7 @@ DEPLOYED_TYPES = {
     "IsolatedNamespace": "enterprisehub:k8s:IsolatedNamespace",
     "Karpenter": "enterprisehub:aws:Karpenter",
     "KubeconfigCluster": "enterprisehub:k8s:KubeconfigCluster",
+    "LoadBalancerController": "enterprisehub:aws:LoadBalancerController",
     "Monitoring": "enterprisehub:k8s:Monitoring",
     "Network": "enterprisehub:aws:Network",
     "PlatformJobs": "enterprisehub:k8s:PlatformJobs",
