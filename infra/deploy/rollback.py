@@ -31,6 +31,9 @@ planned first:
      or ElastiCache engine version, back to an older one: AWS upgrades these
      and never downgrades them, so the update would fail on that resource
      after changing others (`FORWARD_ONLY_VERSIONS`);
+   * the target lacks a controller that owns cloud resources Pulumi does not
+     track (`OWNING_CONTROLLERS`: the load balancer controller's NLB,
+     Karpenter's nodes): deleting it would strand them;
    * the target's image is no longer in its ECR repository (asked by digest,
      `infra.deploy.image`), or the target is more than
      `registry.ROLLBACK_WINDOW` deployed commits back, further than the
@@ -105,6 +108,15 @@ FORWARD_ONLY_VERSIONS = {
     "aws:rds/instance:Instance": "engineVersion",
     "aws:elasticache/replicationGroup:ReplicationGroup": "engineVersion",
 }
+#: Helm releases of controllers that own cloud resources outside Pulumi's state, by
+#: release name, with what they own. A target without one deletes the controller and
+#: strands those: left running, unmanaged, and the objects that hold them (the
+#: edge's Service, Karpenter's NodeClaims) wait forever on its finalizer.
+OWNING_CONTROLLERS = {
+    "aws-load-balancer-controller": "the edge's Network Load Balancer and its target groups",
+    "karpenter": "the nodes it launched (EC2 instances) and their launch templates",
+}
+HELM_RELEASE = "kubernetes:helm.sh/v3:Release"
 SYNTH_TIMEOUT_S = 900
 #: The Alembic revisions the migration Job applies (`alembic upgrade head`).
 MIGRATIONS_DIR = Path("services/migrations/versions")
@@ -120,7 +132,7 @@ class RollbackError(RuntimeError):
 class Refusal:
     """Why the plan must not run."""
 
-    kind: str  # provider | stateful | version | config | schema | image
+    kind: str  # provider | stateful | version | controller | config | schema | image
     message: str
 
 
@@ -448,6 +460,28 @@ def version_refusals(p: Plan) -> list[Refusal]:
     return refusals
 
 
+def controller_refusals(p: Plan) -> list[Refusal]:
+    """Deletions of a controller that owns cloud resources (`OWNING_CONTROLLERS`)."""
+    refusals = []
+    for change in p.of("delete"):
+        if change.type != HELM_RELEASE:
+            continue
+        release = str((change.before or {}).get("inputs", {}).get("name", ""))
+        owned = OWNING_CONTROLLERS.get(release)
+        if owned is None:
+            continue
+        refusals.append(
+            Refusal(
+                "controller",
+                f"{change.urn} ({release}) would be deleted: it owns {owned}, which Pulumi "
+                "does not track. Without it they stay, unmanaged and billed, and the objects "
+                "holding them wait on its finalizer. Roll back to a target that keeps it "
+                "(a forward change), or remove what it manages first.",
+            )
+        )
+    return refusals
+
+
 def _literal_assignments(module: ast.Module, names: set[str]) -> dict[str, Any]:
     """Top-level ``name = <literal>`` (annotated or not) of a module, never executed."""
     found: dict[str, Any] = {}
@@ -597,6 +631,7 @@ def build_plan(
     stateful, stateful_warnings = stateful_refusals(result)
     refusals += stateful
     refusals += version_refusals(result)
+    refusals += controller_refusals(result)
     warnings += stateful_warnings
     return RollbackPlan(
         stack, current_commit, target_commit, result, refusals, warnings, target_config=recorded

@@ -846,3 +846,41 @@ def test_rollback_plan_on_the_real_program(tmp_path: Path, standin: Path) -> Non
         ("backupRetentionPeriod", 14, 7)
     ]
     shutil.rmtree(clone)
+
+
+@pytest.mark.parametrize("release", ["aws-load-balancer-controller", "karpenter"])
+def test_a_target_without_a_controller_that_owns_cloud_resources_is_refused(
+    repo: FixtureRepo, standin: Path, release: str
+) -> None:
+    # Its NLB or nodes are not in Pulumi's state: deleting the controller strands
+    # them, and the objects holding them wait forever on its finalizer.
+    k8s = res("pulumi:providers:kubernetes", "dev-k8s")
+    chart = res(
+        "kubernetes:helm.sh/v3:Release",
+        f"dev-{release}",
+        {"name": release, "chart": release, "version": "1.0.0"},
+        provider=k8s["urn"],
+    )
+    target = repo.commit("before the controller", document(*BASE, k8s))
+    current = repo.commit("the controller", document(*BASE, k8s, chart))
+    record_history(standin, current=current, target=target)
+    planned = rb.plan_rollback(repo.path, STACK)
+    assert [r.kind for r in planned.refusals] == ["controller"]
+    assert f"({release}) would be deleted" in planned.refusals[0].message
+
+
+def test_deleting_another_helm_release_is_not_a_controller_refusal(
+    repo: FixtureRepo, standin: Path
+) -> None:
+    k8s = res("pulumi:providers:kubernetes", "dev-k8s")
+    chart = res(
+        "kubernetes:helm.sh/v3:Release",
+        "dev-metrics-server",
+        {"name": "metrics-server", "chart": "metrics-server", "version": "3.13.0"},
+        provider=k8s["urn"],
+    )
+    target = repo.commit("without it", document(*BASE, k8s))
+    current = repo.commit("with it", document(*BASE, k8s, chart))
+    record_history(standin, current=current, target=target)
+    planned = rb.plan_rollback(repo.path, STACK)
+    assert planned.allowed, planned.refusals
