@@ -193,6 +193,18 @@ def test_the_chart_is_told_its_cluster_and_leaves_other_services_alone(
     )
 
 
+def test_the_controller_leaves_the_gateway_api_to_envoy_gateway(production: ProgramRun) -> None:
+    # v3 starts its ALB and NLB Gateway controllers (and ListenerSet support) when it
+    # finds the Gateway API CRDs at start-up, which Envoy Gateway installs; it skips
+    # that probe only when all three gates are set (aws-load-balancer-controller#4721).
+    values = production.one(RELEASE, f"{PREFIX}-chart").inputs["values"]
+    assert values["controllerConfig"]["featureGates"] == {
+        "ALBGatewayAPI": False,
+        "NLBGatewayAPI": False,
+        "GatewayListenerSet": False,
+    }
+
+
 def test_the_controller_comes_before_every_workload_and_goes_after_them(
     production: ProgramRun,
 ) -> None:
