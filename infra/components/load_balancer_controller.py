@@ -219,7 +219,9 @@ def controller_policy(
                 "Condition": {"StringEquals": ours},
             },
             {
-                # Listeners carry no cluster tag of their own when created.
+                # Unconditioned, as in the reference policy: CreateListener is authorized
+                # on the load balancer, the others on the listener (which the controller
+                # tags too, but no test here shows IAM honouring that tag for them).
                 "Sid": "ManageListeners",
                 "Effect": "Allow",
                 "Action": [
