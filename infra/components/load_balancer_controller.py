@@ -48,6 +48,8 @@ SERVICE_ACCOUNT: Final = "aws-load-balancer-controller"
 CLUSTER_TAG: Final = "elbv2.k8s.aws/cluster"
 #: Namespaces carrying this label get the controller's pod readiness gate.
 READINESS_GATE_LABEL: Final = "elbv2.k8s.aws/pod-readiness-gate-inject"
+#: The controller's Gateway API features (kubernetes-sigs/aws-load-balancer-controller#4721).
+GATEWAY_API_FEATURE_GATES: Final = ("ALBGatewayAPI", "NLBGatewayAPI", "GatewayListenerSet")
 
 #: Read calls take no resource ARN: granted on ``*``.
 READ_ACTIONS: Final = (
@@ -217,7 +219,9 @@ def controller_policy(
                 "Condition": {"StringEquals": ours},
             },
             {
-                # Listeners carry no cluster tag of their own when created.
+                # Unconditioned, as in the reference policy: CreateListener is authorized
+                # on the load balancer, the others on the listener (which the controller
+                # tags too, but no test here shows IAM honouring that tag for them).
                 "Sid": "ManageListeners",
                 "Effect": "Allow",
                 "Action": [
@@ -323,6 +327,11 @@ class LoadBalancerController(AwsComponent[LoadBalancerControllerArgs]):
             },
             # Only Services that ask for this controller get it (the edge's does).
             "enableServiceMutatorWebhook": False,
+            # v3 starts its own Gateway API controllers when it finds the Gateway API
+            # CRDs at start-up, and Envoy Gateway installs them: a controller restarted
+            # after Envoy Gateway would watch every Gateway and route. Off, so what it
+            # runs does not depend on start order; it probes unless all three are set.
+            "controllerConfig": {"featureGates": dict.fromkeys(GATEWAY_API_FEATURE_GATES, False)},
             # No Ingress objects here: the edge is a Gateway served by Envoy.
             "createIngressClassResource": False,
             # Two controllers (leader election); a drain never takes both.

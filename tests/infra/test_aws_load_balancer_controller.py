@@ -10,7 +10,10 @@ that never gets its load balancer (AccessDenied in the controller's log).
 from __future__ import annotations
 
 import json
+import re
+import subprocess
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -88,6 +91,15 @@ REFERENCE_NLB_ACTIONS = {
 }
 #: IAM's quota on the inline policies of one role, in characters.
 INLINE_POLICY_QUOTA = 10_240
+DEPLOYING = Path(__file__).resolve().parents[2] / "docs" / "deploying.md"
+#: The descriptions EKS's legacy controller gives the rules it adds to the nodes'
+#: security group for an NLB (kubernetes/cloud-provider-aws, pkg/providers/v1/aws.go):
+#: client traffic and health checks (each followed by the NLB's name), path MTU discovery.
+LEGACY_NLB_RULES = (
+    "kubernetes.io/rule/nlb/client=",
+    "kubernetes.io/rule/nlb/health=",
+    "kubernetes.io/rule/nlb/mtu",
+)
 
 
 @pytest.fixture(scope="module")
@@ -193,6 +205,18 @@ def test_the_chart_is_told_its_cluster_and_leaves_other_services_alone(
     )
 
 
+def test_the_controller_leaves_the_gateway_api_to_envoy_gateway(production: ProgramRun) -> None:
+    # v3 starts its ALB and NLB Gateway controllers (and ListenerSet support) when it
+    # finds the Gateway API CRDs at start-up, which Envoy Gateway installs; it skips
+    # that probe only when all three gates are set (aws-load-balancer-controller#4721).
+    values = production.one(RELEASE, f"{PREFIX}-chart").inputs["values"]
+    assert values["controllerConfig"]["featureGates"] == {
+        "ALBGatewayAPI": False,
+        "NLBGatewayAPI": False,
+        "GatewayListenerSet": False,
+    }
+
+
 def test_the_controller_comes_before_every_workload_and_goes_after_them(
     production: ProgramRun,
 ) -> None:
@@ -247,3 +271,26 @@ def test_the_local_stack_has_no_controller_and_no_readiness_gate(
         for n in run.kubernetes_objects("Namespace")
     }
     assert READINESS_GATE_LABEL not in labels["envoy-gateway-system"]
+
+
+def test_the_upgrade_steps_remove_what_the_legacy_nlb_left_behind() -> None:
+    # Deleting the legacy NLB by hand skips the legacy controller's own clean-up,
+    # which also revokes its rules on the nodes' security group (NodePorts open to
+    # 0.0.0.0/0): the documented steps must revoke them too.
+    doc = DEPLOYING.read_text(encoding="utf-8")
+    section = doc[doc.index("### The edge's load balancer, and stacks deployed before it moved") :]
+    section = section[: section.index("\n### ", 1)]
+    [steps] = re.findall(r"```bash\n(.*?)```", section, re.S)
+    subprocess.run(["bash", "-n"], input=steps, text=True, check=True)
+    for command in (
+        "aws elbv2 delete-load-balancer",
+        "aws elbv2 delete-target-group",
+        "aws ec2 revoke-security-group-ingress",
+    ):
+        assert command in steps
+    [prefix] = re.findall(r'starts_with\(Description \|\| `""`, `"([^"]+)"`\)', steps)
+    # Every rule the legacy controller writes, and no rule of anything else.
+    assert all(rule.startswith(prefix) for rule in LEGACY_NLB_RULES)
+    assert prefix.startswith("kubernetes.io/rule/nlb/")
+    # The load balancer of a Service, not whatever else carries the cluster's tag.
+    assert '"Key=kubernetes.io/service-name"' in steps
