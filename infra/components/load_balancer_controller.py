@@ -1,6 +1,6 @@
 """The edge's load balancer on EKS: the AWS Load Balancer Controller and its IAM role.
 
-The Envoy proxies' LoadBalancer Service (``charts/envoy-gateway/proxy.yaml``)
+The Envoy proxies' LoadBalancer Service (``charts/envoy-gateway/proxy-<env>.yaml``)
 asks for ``aws-load-balancer-type: external``: this controller, not the cloud
 provider's legacy service controller, makes its Network Load Balancer. EKS
 documents the legacy one as receiving critical fixes only, and it ignores the
@@ -22,10 +22,12 @@ The role's policy is written for the one thing this platform asks of the
 controller, an internet-facing NLB per LoadBalancer Service. It follows the
 controller's reference policy (``docs/install/iam_policy.json`` of
 kubernetes-sigs/aws-load-balancer-controller) for that path, without the ALB,
-WAF, Shield and Cognito grants, and every write is held to load balancers,
-target groups and security groups tagged ``elbv2.k8s.aws/cluster`` with this
-cluster's name, plus the rules the controller adds to the cluster security
-group (where the nodes, and so the pod IPs, sit).
+WAF, Shield and Cognito grants. Its writes are held to load balancers, target
+groups and security groups tagged ``elbv2.k8s.aws/cluster`` with this cluster's
+name, to this VPC, and to the rules the controller adds to the cluster security
+group (where the nodes, and so the pod IPs, sit); listener writes are
+unconditioned, as in the reference (which resource ELB checks for each is not
+documented well enough to narrow them safely).
 """
 
 from __future__ import annotations
