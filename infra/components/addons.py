@@ -326,7 +326,7 @@ class ClusterAddons(Component[ClusterAddonsArgs]):
         for chart in CHART_NAMES:
             pin = self._pins[chart]
             if pin.create_namespace and pin.namespace not in namespaces:
-                edge = chart == "envoy-gateway"
+                edge = pin.namespace == self.edge_namespace
                 namespaces[pin.namespace] = IsolatedNamespace(
                     f"{self._name}-{pin.namespace}",
                     IsolatedNamespaceArgs(

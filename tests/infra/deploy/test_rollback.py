@@ -848,12 +848,8 @@ def test_rollback_plan_on_the_real_program(tmp_path: Path, standin: Path) -> Non
     shutil.rmtree(clone)
 
 
-@pytest.mark.parametrize("release", ["aws-load-balancer-controller", "karpenter"])
-def test_a_target_without_a_controller_that_owns_cloud_resources_is_refused(
-    repo: FixtureRepo, standin: Path, release: str
-) -> None:
-    # Its NLB or nodes are not in Pulumi's state: deleting the controller strands
-    # them, and the objects holding them wait forever on its finalizer.
+def _plan_dropping_release(repo: FixtureRepo, standin: Path, release: str) -> rb.RollbackPlan:
+    """The plan of a rollback to a target without the Helm release ``release``."""
     k8s = res("pulumi:providers:kubernetes", "dev-k8s")
     chart = res(
         "kubernetes:helm.sh/v3:Release",
@@ -861,10 +857,19 @@ def test_a_target_without_a_controller_that_owns_cloud_resources_is_refused(
         {"name": release, "chart": release, "version": "1.0.0"},
         provider=k8s["urn"],
     )
-    target = repo.commit("before the controller", document(*BASE, k8s))
-    current = repo.commit("the controller", document(*BASE, k8s, chart))
+    target = repo.commit(f"without {release}", document(*BASE, k8s))
+    current = repo.commit(f"with {release}", document(*BASE, k8s, chart))
     record_history(standin, current=current, target=target)
-    planned = rb.plan_rollback(repo.path, STACK)
+    return rb.plan_rollback(repo.path, STACK)
+
+
+@pytest.mark.parametrize("release", ["aws-load-balancer-controller", "karpenter"])
+def test_a_target_without_a_controller_that_owns_cloud_resources_is_refused(
+    repo: FixtureRepo, standin: Path, release: str
+) -> None:
+    # Its NLB or nodes are not in Pulumi's state: deleting the controller strands
+    # them, and the objects holding them wait forever on its finalizer.
+    planned = _plan_dropping_release(repo, standin, release)
     assert [r.kind for r in planned.refusals] == ["controller"]
     assert f"({release}) would be deleted" in planned.refusals[0].message
 
@@ -872,15 +877,5 @@ def test_a_target_without_a_controller_that_owns_cloud_resources_is_refused(
 def test_deleting_another_helm_release_is_not_a_controller_refusal(
     repo: FixtureRepo, standin: Path
 ) -> None:
-    k8s = res("pulumi:providers:kubernetes", "dev-k8s")
-    chart = res(
-        "kubernetes:helm.sh/v3:Release",
-        "dev-metrics-server",
-        {"name": "metrics-server", "chart": "metrics-server", "version": "3.13.0"},
-        provider=k8s["urn"],
-    )
-    target = repo.commit("without it", document(*BASE, k8s))
-    current = repo.commit("with it", document(*BASE, k8s, chart))
-    record_history(standin, current=current, target=target)
-    planned = rb.plan_rollback(repo.path, STACK)
+    planned = _plan_dropping_release(repo, standin, "metrics-server")
     assert planned.allowed, planned.refusals
