@@ -40,7 +40,7 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
-from infra.components.addons import load_pins, pinned_release
+from infra.components.addons import ChartPin, load_pins, pinned_release
 from infra.components.base import AwsComponent
 from infra.components.iam import irsa_role, policy_document
 
@@ -307,7 +307,7 @@ class LoadBalancerController(AwsComponent[LoadBalancerControllerArgs]):
             f"{name}-chart",
             pin,
             cleanup_on_fail=True,
-            values=self._values(role),
+            values=self._values(role, pin),
             opts=pulumi.ResourceOptions(
                 parent=self, provider=args.provider, depends_on=[permissions, *args.after]
             ),
@@ -316,7 +316,7 @@ class LoadBalancerController(AwsComponent[LoadBalancerControllerArgs]):
         self.chart_version = pin.version
         self.register_outputs({"role_arn": self.role_arn})
 
-    def _values(self, role: aws.iam.Role) -> dict[str, Any]:
+    def _values(self, role: aws.iam.Role, pin: ChartPin) -> dict[str, Any]:
         args = self._args
         return {
             "clusterName": args.cluster_name,
@@ -336,9 +336,26 @@ class LoadBalancerController(AwsComponent[LoadBalancerControllerArgs]):
             "controllerConfig": {"featureGates": dict.fromkeys(GATEWAY_API_FEATURE_GATES, False)},
             # No Ingress objects here: the edge is a Gateway served by Envoy.
             "createIngressClassResource": False,
-            # Two controllers (leader election); a drain never takes both.
+            # Two controllers (leader election); a drain never takes both. With the
+            # readiness gate, its pod webhook (failing closed) admits every pod of
+            # the edge's namespace: the two replicas go to different zones where
+            # there are two, so one zone's outage does not freeze the edge's rollouts.
             "replicaCount": 2,
             "podDisruptionBudget": {"maxUnavailable": 1},
+            "topologySpreadConstraints": [
+                {
+                    "maxSkew": 1,
+                    "topologyKey": "topology.kubernetes.io/zone",
+                    "whenUnsatisfiable": "ScheduleAnyway",
+                    # The chart's selector labels (its name, the release's name).
+                    "labelSelector": {
+                        "matchLabels": {
+                            "app.kubernetes.io/name": pin.chart,
+                            "app.kubernetes.io/instance": pin.name,
+                        }
+                    },
+                }
+            ],
             "resources": {
                 "requests": {"cpu": "50m", "memory": "128Mi"},
                 "limits": {"memory": "256Mi"},

@@ -78,6 +78,9 @@ ENVOY_PROXY_POD: Final = {
 #: The proxies listen on the Gateway's ports + 10000 (unprivileged: 80 -> 10080).
 ENVOY_PROXY_PORTS: Final = (10080, 10443)
 ENVOY_METRICS_PORT: Final = 19001
+#: Envoy's readiness endpoint (``/ready``): the kubelet's probe and, on AWS, the
+#: NLB's health check (charts/envoy-gateway/proxy-<environment>.yaml) ask it.
+ENVOY_READINESS_PORT: Final = 19003
 #: The controller's xDS server the proxies fetch their configuration from.
 ENVOY_XDS_PORT: Final = 18000
 #: Envoy Gateway's admission webhook (topology injector), called by the API server.
@@ -587,8 +590,10 @@ class AddonNetworkPolicies(Component[AddonNetworkPoliciesArgs]):
         """Envoy Gateway: the proxies take public traffic to the app namespaces.
 
         Proxies: 10080/10443 from anywhere (the load balancer or NodePorts keep
-        the client's address), out to the application namespaces (any port a
-        route names), Grafana and the controller's xDS. The controller (every
+        the client's address), the readiness endpoint from the cluster's network
+        (the NLB's health checks come from its addresses in the VPC), out to the
+        application namespaces (any port a route names), Grafana and the
+        controller's xDS. The controller (every
         other pod of the namespace): xDS from the proxies, the webhook from the
         API server, and the API server out. Both: metrics for Prometheus.
         """
@@ -610,6 +615,7 @@ class AddonNetworkPolicies(Component[AddonNetworkPoliciesArgs]):
             pods=proxies,
             ingress=[
                 k8s.networking.v1.NetworkPolicyIngressRuleArgs(ports=_tcp(*ENVOY_PROXY_PORTS)),
+                _ingress(self._cluster, [ENVOY_READINESS_PORT]),
                 from_prometheus,
             ],
             egress=[

@@ -161,6 +161,8 @@ def test_proxies_sit_behind_an_nlb_on_aws_and_on_node_ports_locally() -> None:
             assert service["type"] == "NodePort"
             ports = service["patch"]["value"]["spec"]["ports"]
             assert {(p["port"], p["nodePort"]) for p in ports} == {(80, 30080), (443, 30443)}
+            # Envoy Gateway's CRD refuses this field on anything but a LoadBalancer.
+            assert "allocateLoadBalancerNodePorts" not in service
         else:
             assert service["type"] == "LoadBalancer"
             annotations = service["annotations"]

@@ -25,6 +25,7 @@ from infra.components.load_balancer_controller import (
     SERVICE_ACCOUNT,
     controller_policy,
 )
+from infra.components.network_policy import ENVOY_READINESS_PORT
 from infra.synth.mocks import ProgramRun
 
 RELEASE = "kubernetes:helm.sh/v3:Release"
@@ -205,6 +206,20 @@ def test_the_chart_is_told_its_cluster_and_leaves_other_services_alone(
     )
 
 
+def test_the_two_controllers_spread_over_zones(production: ProgramRun) -> None:
+    # Its pod webhook fails closed for the edge's namespace: both replicas in one
+    # zone would freeze every proxy rollout while that zone is out.
+    values = production.one(RELEASE, f"{PREFIX}-chart").inputs["values"]
+    assert values["replicaCount"] == 2
+    [spread] = values["topologySpreadConstraints"]
+    assert spread["topologyKey"] == "topology.kubernetes.io/zone"
+    # The chart's own selector labels, or the constraint counts no pod at all.
+    assert spread["labelSelector"]["matchLabels"] == {
+        "app.kubernetes.io/name": "aws-load-balancer-controller",
+        "app.kubernetes.io/instance": "aws-load-balancer-controller",
+    }
+
+
 def test_the_controller_leaves_the_gateway_api_to_envoy_gateway(production: ProgramRun) -> None:
     # v3 starts its ALB and NLB Gateway controllers (and ListenerSet support) when it
     # finds the Gateway API CRDs at start-up, which Envoy Gateway installs; it skips
@@ -240,9 +255,10 @@ def test_the_controller_comes_before_every_workload_and_goes_after_them(
 def test_the_edge_asks_for_the_controllers_nlb_with_ip_targets(
     stack_run: Callable[[str], ProgramRun], stack: str
 ) -> None:
-    annotations = chart_values("envoy-gateway", stack, stem="proxy")["provider"]["kubernetes"][
+    service = chart_values("envoy-gateway", stack, stem="proxy")["provider"]["kubernetes"][
         "envoyService"
-    ]["annotations"]
+    ]
+    annotations = service["annotations"]
     prefix = "service.beta.kubernetes.io/aws-load-balancer-"
     assert annotations[f"{prefix}type"] == "external"
     assert annotations[f"{prefix}nlb-target-type"] == "ip"
@@ -251,6 +267,13 @@ def test_the_edge_asks_for_the_controllers_nlb_with_ip_targets(
     assert "preserve_client_ip.enabled=true" in annotations[f"{prefix}target-group-attributes"]
     # The annotation the legacy controller read, and the new one ignores, is gone.
     assert f"{prefix}cross-zone-load-balancing-enabled" not in annotations
+    # The NLB asks Envoy's readiness endpoint, which a draining proxy fails,
+    # not merely whether the traffic port accepts (test_network_paths.py admits it).
+    assert annotations[f"{prefix}healthcheck-protocol"] == "http"
+    assert annotations[f"{prefix}healthcheck-port"] == str(ENVOY_READINESS_PORT)
+    assert annotations[f"{prefix}healthcheck-path"] == "/ready"
+    # Pod IP targets: no NodePort is opened on any node for the edge.
+    assert service["allocateLoadBalancerNodePorts"] is False
     run = stack_run(stack)
     [edge] = [
         n

@@ -13,7 +13,11 @@ from typing import Any
 
 import pytest
 
-from infra.components.network_policy import ENVOY_PROXY_POD, eks_service_ip
+from infra.components.network_policy import (
+    ENVOY_PROXY_POD,
+    ENVOY_READINESS_PORT,
+    eks_service_ip,
+)
 from infra.synth import Synthesis
 from tests.infra.netpol import Address, Pod, PolicySet, load_manifests
 
@@ -26,6 +30,7 @@ ANTHROPIC = Address("160.79.104.10")
 CRM = Address("34.117.20.5")  # services.leadconnectorhq.com has no published ranges
 INTERNET = Address("8.8.8.8")
 CLIENT = Address("203.0.113.7")
+NLB_NODE = Address("10.40.200.9")  # the NLB's address in a public subnet of the VPC
 ACME_SERVER = Address("172.65.32.248")  # acme-v02.api.letsencrypt.org
 METADATA = Address("169.254.169.254")
 API_SERVICE = Address(eks_service_ip(VPC))
@@ -182,6 +187,13 @@ def test_public_traffic_enters_through_the_edge_only(production: Stack) -> None:
     assert not production.allowed(CLIENT, pods["ml-services"], 8002)
     assert not production.allowed(CLIENT, ENVOY_CONTROLLER, 18000)
     assert not production.allowed(ENVOY_PROXY, pods["ml-services"], 9090)
+
+
+def test_the_nlb_health_checks_envoys_readiness_from_inside_the_vpc(production: Stack) -> None:
+    # The NLB asks /ready on the readiness port (charts/envoy-gateway/proxy-production.yaml);
+    # a policy without it would mark every proxy unhealthy and take the edge down.
+    assert production.allowed(NLB_NODE, ENVOY_PROXY, ENVOY_READINESS_PORT)
+    assert not production.allowed(CLIENT, ENVOY_PROXY, ENVOY_READINESS_PORT)
 
 
 def test_everything_else_is_denied(production: Stack) -> None:
