@@ -134,6 +134,7 @@ class Cache(AwsComponent[CacheArgs]):
             key_description=f"{name}: Redis at rest" if args.at_rest_encryption else None,
             tags=self._tags,
             parent=self,
+            protect_key=args.deletion_protection,
         )
         parameters = self._parameter_group()
         token = self._auth_token()

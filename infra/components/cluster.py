@@ -304,6 +304,9 @@ class EksCluster(AwsComponent[EksClusterArgs], EksClusterOutputs):
             description=f"{self._name}: {description}",
             tags=self._tags,
             parent=self,
+            # Kubernetes Secrets are written again by every `up` (their values are
+            # Pulumi secrets); the cluster they live in is not protected either.
+            protect=False,
         )
 
     def _cluster_role(self, secrets_key: aws.kms.Key) -> tuple[aws.iam.Role, list[pulumi.Resource]]:

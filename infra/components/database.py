@@ -113,6 +113,7 @@ class Database(AwsComponent[DatabaseArgs]):
             key_description=f"{name}: RDS storage" if args.storage_encrypted else None,
             tags=self._tags,
             parent=self,
+            protect_key=args.deletion_protection,
         )
         parameters = self._parameter_group()
         owner_password = self._password("owner")

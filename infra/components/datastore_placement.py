@@ -52,6 +52,7 @@ def datastore_placement(
     key_description: str | None,
     tags: Mapping[str, str],
     parent: pulumi.Resource,
+    protect_key: bool,
 ) -> DatastorePlacement:
     """Declare ``<name>-subnets``, ``<name>-sg`` and, with a description, ``<name>-key``.
 
@@ -59,7 +60,13 @@ def datastore_placement(
     ``key_description`` is None for a store that does not encrypt at rest.
     """
     key = (
-        encryption_key(f"{name}-key", description=key_description, tags=tags, parent=parent)
+        encryption_key(
+            f"{name}-key",
+            description=key_description,
+            tags=tags,
+            parent=parent,
+            protect=protect_key,
+        )
         if key_description is not None
         else None
     )

@@ -93,7 +93,11 @@ class Registry(AwsComponent[RegistryArgs]):
     ) -> None:
         super().__init__(name, args, opts)
         key = encryption_key(
-            f"{name}-key", description=f"{name}: container images", tags=self._tags, parent=self
+            f"{name}-key",
+            description=f"{name}: container images",
+            tags=self._tags,
+            parent=self,
+            protect=not args.force_delete,
         )
         repository = aws.ecr.Repository(
             f"{name}-repository",

@@ -61,7 +61,11 @@ class Storage(AwsComponent[StorageArgs]):
     ) -> None:
         super().__init__(name, args, opts)
         key = encryption_key(
-            f"{name}-key", description=f"{name}: S3 models and media", tags=self._tags, parent=self
+            f"{name}-key",
+            description=f"{name}: S3 models and media",
+            tags=self._tags,
+            parent=self,
+            protect=not args.force_destroy,
         )
         self.key_arn = key.arn
         self.bucket_names = {}

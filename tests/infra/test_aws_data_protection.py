@@ -6,6 +6,8 @@ the update is under way (pulumi-aws deletes before it replaces a resource with
 an explicit name), ElastiCache has none, and a bucket that still holds objects
 fails its delete after its replacement was created. ``protect`` is inherited
 by children, so the settings resources under a bucket opt out explicitly.
+The KMS key of a protected store is protected with it: deleting the key would
+leave the kept data (and its final snapshot) unreadable after 30 days.
 """
 
 from __future__ import annotations
@@ -18,11 +20,13 @@ import pytest
 from infra.synth.mocks import ProgramRun
 
 GROUP = "aws:elasticache/replicationGroup:ReplicationGroup"
+KEY = "aws:kms/key:Key"
 PROTECTED = {
     "aws:rds/instance:Instance",
     GROUP,
     "aws:s3/bucket:Bucket",
     "aws:ecr/repository:Repository",
+    KEY,
 }
 
 
@@ -34,6 +38,15 @@ def test_the_data_stores_and_only_they_are_protected(
     protected = sorted(r.type for r in run if r.protect)
     assert set(protected) == PROTECTED
     assert protected.count("aws:s3/bucket:Bucket") == 2
+    # RDS, ElastiCache, S3 and ECR: each store's own key; not the cluster's secrets key.
+    keys = {r.name for r in run.of_type(KEY) if r.protect}
+    assert {name.rsplit("-", 2)[-2] for name in keys} == {
+        "database",
+        "cache",
+        "storage",
+        "registry",
+    }
+    assert not run.one(KEY, f"enterprisehub-{stack}-cluster-secrets-key").protect
 
 
 def test_a_disposable_stack_protects_nothing(stack_run: Callable[[str], ProgramRun]) -> None:
