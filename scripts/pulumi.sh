@@ -9,14 +9,16 @@ stack=${2:?usage: scripts/pulumi.sh preview|up STACK}
 
 # In CI (CI=true, as every major CI sets it) nothing may prompt: no colour
 # codes, no confirmation; `up` applies what the preview shows.
-flags=()
+# The array is never empty: macOS's bash 3.2 under `set -u` calls an empty
+# array's "${flags[@]}" an unbound variable and stops.
+flags=(--stack "$stack")
 if [ "${CI:-}" = "true" ]; then
-  flags=(--non-interactive --color never)
+  flags+=(--non-interactive --color never)
 fi
 case "$action" in
-  preview) exec pulumi preview --stack "$stack" --diff "${flags[@]}" ;;
+  preview) exec pulumi preview --diff "${flags[@]}" ;;
   up)
     if [ "${CI:-}" = "true" ]; then flags+=(--yes); fi
-    exec pulumi up --stack "$stack" "${flags[@]}" ;;
+    exec pulumi up "${flags[@]}" ;;
   *) echo "unknown action $action (preview|up)" >&2; exit 2 ;;
 esac

@@ -168,6 +168,50 @@ def test_the_deploy_targets_install_no_system_packages(target: str) -> None:
         assert not re.search(r"\b(apt-get|apt|sudo|dpkg)\b", text), script
 
 
+@pytest.mark.parametrize(
+    ("action", "ci", "expected"),
+    [
+        ("preview", "", ["preview", "--diff", "--stack", "dev"]),
+        ("up", "", ["up", "--stack", "dev"]),
+        (
+            "preview",
+            "true",
+            ["preview", "--diff", "--stack", "dev", "--non-interactive", "--color", "never"],
+        ),
+        (
+            "up",
+            "true",
+            ["up", "--stack", "dev", "--non-interactive", "--color", "never", "--yes"],
+        ),
+    ],
+)
+def test_make_preview_and_up_name_the_stack_and_never_prompt_in_ci(
+    tmp_path: Path, action: str, ci: str, expected: list[str]
+) -> None:
+    # scripts/pulumi.sh in a copy of the repository whose preflight passes and
+    # whose `pulumi` prints the arguments it was given, one a line.
+    (tmp_path / "scripts").mkdir()
+    (tmp_path / "scripts" / "pulumi.sh").write_text(
+        (REPO / "scripts" / "pulumi.sh").read_text(encoding="utf-8"), encoding="utf-8"
+    )
+    bin_dir = tmp_path / "bin"
+    for stub, body in (
+        (tmp_path / ".venv" / "bin" / "python", "exit 0"),
+        (bin_dir / "pulumi", 'printf "%s\\n" "$@"'),
+    ):
+        stub.parent.mkdir(parents=True, exist_ok=True)
+        stub.write_text(f"#!/bin/sh\n{body}\n", encoding="utf-8")
+        stub.chmod(0o755)
+    result = subprocess.run(
+        ["bash", str(tmp_path / "scripts" / "pulumi.sh"), action, "dev"],
+        env={"PATH": f"{bin_dir}:/usr/bin:/bin", "CI": ci},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert result.stdout.splitlines() == expected
+
+
 def test_the_kind_config_maps_the_hosts_ports_to_the_edges_node_ports() -> None:
     # The kind cluster of the walk-through must forward host 80/443 to the NodePorts
     # the local Envoy proxy listens on, or nothing reaches the edge.
