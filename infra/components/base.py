@@ -30,6 +30,9 @@ from collections.abc import Mapping
 from typing import ClassVar, Generic, Protocol, TypeVar
 
 import pulumi
+import pulumi_aws as aws
+
+from infra.components.kms import encryption_key
 
 ArgsT = TypeVar("ArgsT")
 
@@ -66,3 +69,18 @@ class AwsComponent(Component[TaggedArgsT]):
     ) -> None:
         super().__init__(name, args, opts)
         self._tags = dict(args.tags)
+
+    def _encryption_key(self, encrypts: str, *, protect: bool, purpose: str = "") -> aws.kms.Key:
+        """The component's KMS key for ``encrypts`` (:func:`~infra.components.kms.encryption_key`).
+
+        Named ``<name>-key``, or ``<name>-<purpose>-key`` in a component with more
+        than one; ``protect`` is the protection of the data it encrypts.
+        """
+        stem = f"{self._name}-{purpose}" if purpose else self._name
+        return encryption_key(
+            f"{stem}-key",
+            description=f"{self._name}: {encrypts}",
+            tags=self._tags,
+            parent=self,
+            protect=protect,
+        )

@@ -39,7 +39,6 @@ from infra.components.iam import (
     policy_document,
     service_role,
 )
-from infra.components.kms import encryption_key
 from infra.components.load_balancer_controller import (
     LoadBalancerController,
     LoadBalancerControllerArgs,
@@ -244,7 +243,12 @@ class EksCluster(AwsComponent[EksClusterArgs], EksClusterOutputs):
         self.partition = aws.get_partition(opts=pulumi.InvokeOptions(parent=self)).partition
         self.storage_class = STORAGE_CLASS
 
-        secrets_key = self._key("secrets", "Kubernetes secrets envelope encryption")
+        # Neither key is protected: the cluster is not, its Secrets are written
+        # again by every `up` (their values are Pulumi secrets), and its volumes
+        # hold the monitoring's working data (the stores are RDS, ElastiCache, S3).
+        secrets_key = self._encryption_key(
+            "Kubernetes secrets envelope encryption", purpose="secrets", protect=False
+        )
         cluster_role, role_policies = self._cluster_role(secrets_key)
         log_group = self._control_plane_logs()
         cluster = self._cluster(cluster_role, secrets_key, [log_group, *role_policies])
@@ -254,7 +258,9 @@ class EksCluster(AwsComponent[EksClusterArgs], EksClusterOutputs):
         )
         issuer = cluster.identities.apply(_first_issuer)
         oidc = self._oidc_provider(cluster, issuer)
-        volume_key = self._key("volumes", "persistent volumes (EBS)")
+        volume_key = self._encryption_key(
+            "persistent volumes (EBS)", purpose="volumes", protect=False
+        )
         addons = [
             *self._core_addons(cluster, node_groups),
             self._ebs_csi_driver(cluster, node_groups, oidc, issuer, volume_key),
@@ -295,18 +301,6 @@ class EksCluster(AwsComponent[EksClusterArgs], EksClusterOutputs):
                 "oidc_provider_arn": self.oidc_provider_arn,
                 "kubeconfig": self.kubeconfig,
             }
-        )
-
-    def _key(self, purpose: str, description: str) -> aws.kms.Key:
-        """The customer-managed KMS key ``<name>-<purpose>-key``."""
-        return encryption_key(
-            f"{self._name}-{purpose}-key",
-            description=f"{self._name}: {description}",
-            tags=self._tags,
-            parent=self,
-            # Kubernetes Secrets are written again by every `up` (their values are
-            # Pulumi secrets); the cluster they live in is not protected either.
-            protect=False,
         )
 
     def _cluster_role(self, secrets_key: aws.kms.Key) -> tuple[aws.iam.Role, list[pulumi.Resource]]:

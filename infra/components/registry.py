@@ -27,7 +27,6 @@ import pulumi
 import pulumi_aws as aws
 
 from infra.components.base import AwsComponent
-from infra.components.kms import encryption_key
 
 UNTAGGED_EXPIRY_DAYS = 7
 #: How many deployed commits back a stack rollback may go (docs/deploying.md).
@@ -92,13 +91,7 @@ class Registry(AwsComponent[RegistryArgs]):
         self, name: str, args: RegistryArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__(name, args, opts)
-        key = encryption_key(
-            f"{name}-key",
-            description=f"{name}: container images",
-            tags=self._tags,
-            parent=self,
-            protect=not args.force_delete,
-        )
+        key = self._encryption_key("container images", protect=not args.force_delete)
         repository = aws.ecr.Repository(
             f"{name}-repository",
             name=args.repository_name,

@@ -23,7 +23,6 @@ import pulumi_aws as aws
 from infra import catalog
 from infra.components.base import AwsComponent
 from infra.components.iam import deny_insecure_transport, policy_document
-from infra.components.kms import encryption_key
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -60,13 +59,7 @@ class Storage(AwsComponent[StorageArgs]):
         self, name: str, args: StorageArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__(name, args, opts)
-        key = encryption_key(
-            f"{name}-key",
-            description=f"{name}: S3 models and media",
-            tags=self._tags,
-            parent=self,
-            protect=not args.force_destroy,
-        )
+        key = self._encryption_key("S3 models and media", protect=not args.force_destroy)
         self.key_arn = key.arn
         self.bucket_names = {}
         self.bucket_arns = {}
