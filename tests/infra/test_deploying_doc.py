@@ -12,8 +12,10 @@ checked with every other doc's in tests/test_docs.py.
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
+import sys
 import typing
 from collections.abc import Callable
 from pathlib import Path
@@ -228,3 +230,51 @@ def test_the_kind_config_maps_the_hosts_ports_to_the_edges_node_ports() -> None:
     ]
     node_ports = {p["port"]: p["nodePort"] for p in service["patch"]["value"]["spec"]["ports"]}
     assert mappings == node_ports
+
+
+#: What `aws route53 list-hosted-zones-by-name --dns-name dev.example.com` may
+#: answer: the list starts at that name, a private zone of the name first.
+HOSTED_ZONES = {
+    "HostedZones": [
+        {"Id": "/hostedzone/ZPRIVATE", "Name": "dev.example.com.", "Config": {"PrivateZone": True}},
+        {"Id": "/hostedzone/ZPUBLIC", "Name": "dev.example.com.", "Config": {"PrivateZone": False}},
+        {"Id": "/hostedzone/ZNEXT", "Name": "dex.example.com.", "Config": {"PrivateZone": False}},
+    ]
+}
+
+
+def test_the_zone_lookup_pasted_in_a_terminal_finds_the_public_zone(tmp_path: Path) -> None:
+    # The doc's lines run as a terminal runs them (history expansion on, where a
+    # `!` in double quotes is an "event not found"), with `aws` answering from
+    # HOSTED_ZONES through JMESPath as the CLI does, and `pulumi` giving the domain.
+    start = DOC.index("ZONE=$(pulumi config get")
+    lines = DOC[start : DOC.index("cut -d/ -f3)", start) + len("cut -d/ -f3)")]
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (tmp_path / "zones.json").write_text(json.dumps(HOSTED_ZONES), encoding="utf-8")
+    stubs = {
+        "pulumi": "#!/bin/sh\necho dev.example.com\n",
+        "aws": (
+            f"#!{sys.executable}\n"
+            "import json, sys, jmespath\n"
+            "query = sys.argv[sys.argv.index('--query') + 1]\n"
+            f"zones = json.load(open({str(tmp_path / 'zones.json')!r}))\n"
+            "print(jmespath.search(query, zones))\n"
+        ),
+    }
+    for name, body in stubs.items():
+        (bin_dir / name).write_text(body, encoding="utf-8")
+        (bin_dir / name).chmod(0o755)
+    script = tmp_path / "lookup.sh"
+    script.write_text(
+        f'set -o history -o histexpand\nSTACK=dev\n{lines}\necho "$ZONE_ID"\n', encoding="utf-8"
+    )
+    result = subprocess.run(
+        ["bash", str(script)],
+        env={"PATH": f"{bin_dir}:/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.stderr == ""
+    assert result.stdout.strip() == "ZPUBLIC"
