@@ -23,6 +23,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import yaml
+from botocore.utils import InstanceMetadataFetcher
 
 from infra.environments import CLOUD_ENVIRONMENTS, ENVIRONMENTS
 from infra.problems import Problem
@@ -171,21 +172,49 @@ def check_local_cluster(
     return []
 
 
-def check_aws_credentials(env: dict[str, str] | None = None) -> list[Problem]:
-    """Cloud stacks need AWS credentials for the provider and the KMS secrets provider."""
+#: Variables naming a credentials source of the SDKs' default chain (keys, a
+#: profile, a web identity token, an ECS/CodeBuild/EKS Pod Identity container endpoint).
+CREDENTIAL_VARIABLES = (
+    "AWS_ACCESS_KEY_ID",
+    "AWS_PROFILE",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+)
+
+
+def instance_role_credentials() -> bool:
+    """Whether this machine's instance metadata hands out a role's credentials.
+
+    An EC2 runner or bastion in the stack's VPC (docs/deploying.md, "Reaching the
+    cluster") has no credentials file; the AWS provider and the KMS secrets provider
+    take the instance profile's. botocore asks IMDS (v2, then v1) once, waiting at
+    most a second: elsewhere the address does not answer and this is False.
+    """
+    return bool(InstanceMetadataFetcher(timeout=1, num_attempts=1).retrieve_iam_role_credentials())
+
+
+def check_aws_credentials(
+    env: dict[str, str] | None = None,
+    instance_role: Callable[[], bool] = instance_role_credentials,
+) -> list[Problem]:
+    """Cloud stacks need AWS credentials for the provider and the KMS secrets provider.
+
+    Any source of the SDKs' default chain counts: the environment, ``~/.aws``, a
+    container's credentials endpoint, or the instance profile (asked last).
+    """
     env = dict(os.environ) if env is None else env
-    if (
-        env.get("AWS_ACCESS_KEY_ID")
-        or env.get("AWS_PROFILE")
-        or env.get("AWS_WEB_IDENTITY_TOKEN_FILE")
-    ):
+    if any(env.get(name) for name in CREDENTIAL_VARIABLES):
         return []
     home = Path(env.get("HOME", "~")).expanduser()
     if (home / ".aws" / "credentials").is_file() or (home / ".aws" / "config").is_file():
         return []
+    if env.get("AWS_EC2_METADATA_DISABLED", "").lower() != "true" and instance_role():
+        return []
     return [
         Problem.prerequisite(
-            "no AWS credentials found (env, AWS_PROFILE or ~/.aws)",
+            "no AWS credentials found (env, AWS_PROFILE, ~/.aws, a container or an "
+            "instance profile)",
             "aws configure sso  (or export AWS_PROFILE=<profile>); the same identity needs "
             "kms:Encrypt/Decrypt on the stack's secrets key",
         )

@@ -6,6 +6,7 @@ import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
+import pytest
 import yaml
 
 from infra.deploy import preflight
@@ -95,13 +96,40 @@ def test_reachable_cluster_passes(tmp_path: Path) -> None:
     )
 
 
+def _no_instance_role() -> bool:
+    return False
+
+
 def test_cloud_stack_without_aws_credentials_is_reported(tmp_path: Path) -> None:
-    problems = preflight.check_aws_credentials(env={"HOME": str(tmp_path)})
+    problems = preflight.check_aws_credentials(
+        env={"HOME": str(tmp_path)}, instance_role=_no_instance_role
+    )
     assert "AWS credentials" in problems[0].what
 
 
-def test_aws_profile_counts_as_credentials(tmp_path: Path) -> None:
-    assert preflight.check_aws_credentials(env={"HOME": str(tmp_path), "AWS_PROFILE": "ops"}) == []
+@pytest.mark.parametrize(
+    "variable",
+    ["AWS_PROFILE", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_CREDENTIALS_FULL_URI"],
+)
+def test_a_profile_or_a_containers_endpoint_counts_as_credentials(
+    tmp_path: Path, variable: str
+) -> None:
+    env = {"HOME": str(tmp_path), variable: "ops"}
+    assert preflight.check_aws_credentials(env=env, instance_role=_no_instance_role) == []
+
+
+def test_an_instance_profile_counts_as_credentials(tmp_path: Path) -> None:
+    # A runner or bastion in the VPC, where the docs say to run `make up`: no file, no variable.
+    env = {"HOME": str(tmp_path)}
+    assert preflight.check_aws_credentials(env=env, instance_role=lambda: True) == []
+
+
+def test_instance_metadata_is_not_asked_when_disabled(tmp_path: Path) -> None:
+    def asked() -> bool:
+        raise AssertionError("IMDS asked although AWS_EC2_METADATA_DISABLED is true")
+
+    env = {"HOME": str(tmp_path), "AWS_EC2_METADATA_DISABLED": "true"}
+    assert preflight.check_aws_credentials(env=env, instance_role=asked)
 
 
 def test_closed_port_is_unreachable() -> None:
