@@ -311,6 +311,13 @@ def test_the_upgrade_steps_remove_what_the_legacy_nlb_left_behind() -> None:
         "aws ec2 revoke-security-group-ingress",
     ):
         assert command in steps
+    # The target groups go once the NLB (and its listeners) is gone, not while
+    # ELB still answers ResourceInUse for them.
+    assert (
+        steps.index("aws elbv2 delete-load-balancer")
+        < steps.index("aws elbv2 wait load-balancers-deleted")
+        < steps.index("aws elbv2 delete-target-group")
+    )
     [prefix] = re.findall(r'starts_with\(Description \|\| `""`, `"([^"]+)"`\)', steps)
     # Every rule the legacy controller writes, and no rule of anything else.
     assert all(rule.startswith(prefix) for rule in LEGACY_NLB_RULES)
