@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry
 
+from services.churn.stages import CHANNELS
 from services.common.metrics import MetricFactory
 
 
@@ -35,7 +36,9 @@ class ChurnMetrics:
         self.intervention_latency = factory.histogram("churn_intervention_latency_seconds")
         self.detection_latency = factory.histogram("churn_detection_latency_seconds")
         self.send_attempts = factory.counter("churn_send_attempts_total")
-        self.dead_letters = factory.counter("churn_dead_letters_total")
+        # At 0 from the start: ChurnDeadLetters fires on one dead letter, and
+        # increase() cannot see the first one of a series that appears at 1.
+        self.dead_letters = factory.counter("churn_dead_letters_total", labelvalues=CHANNELS)
         self.queue_depth = factory.gauge("churn_queue_depth")
         self.pass_duration = factory.histogram("churn_pass_duration_seconds")
         self.leads_scored = factory.counter("churn_leads_scored_total")

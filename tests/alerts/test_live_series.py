@@ -43,7 +43,6 @@ pytestmark = [
 NOT_DRIVEN: dict[str, str] = {
     "churn_interventions_total": "needs a CRM delivery (tests/services/churn/test_delivery*.py)",
     "churn_intervention_successes_total": "needs a reported outcome of a delivered intervention",
-    "churn_dead_letters_total": "needs a CRM that fails every retry",
     "rollback_deployment_undos_total": "needs a Kubernetes API (rollback.undoDeployments)",
     "claude_retries_total": "needs a 429/529 from Anthropic",
     "claude_estimated_cost_dollars_total": (

@@ -48,6 +48,7 @@ SECRET = "kubernetes:core/v1:Secret"
 CONFIG_MAP = "kubernetes:core/v1:ConfigMap"
 SERVICE = "kubernetes:core/v1:Service"
 NAME_LABEL = "app.kubernetes.io/name"
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -201,6 +202,18 @@ def test_every_job_a_rule_selects_is_a_catalog_service() -> None:
     assert selected <= {*catalog.SERVICES, catalog.ROLLBACK_HANDLER.name}
     # A shipped service the rules watch is scraped under that very job.
     assert selected & set(catalog.SHIPPED_SERVICES) <= _scraped_workloads()
+
+
+def test_the_runbooks_name_the_service_monitor_the_stack_declares(production: ProgramRun) -> None:
+    """An on-call engineer pastes these commands: a wrong name answers NotFound."""
+    (monitor,) = [m.inputs["metadata"] for m in production.of_type(MONITOR)]
+    named = {
+        found
+        for page in (REPO / RUNBOOK_PREFIX).glob("*.md")
+        for found in re.findall(r"kubectl -n (\S+) get servicemonitor (\S+)", page.read_text())
+    }
+    assert named, "the runbooks name the ServiceMonitor (ServiceNotScraped)"
+    assert named == {(monitor["namespace"], monitor["name"])}
 
 
 # --------------------------------------------------------------------------- dashboards
