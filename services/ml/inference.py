@@ -137,7 +137,7 @@ class InferenceService:
         try:
             score = await asyncio.wait_for(future, timeout=self.timeout_seconds)
         except TimeoutError:
-            raise self._timed_out("single", 1) from None
+            raise self._timed_out("single", 1, time.perf_counter() - started) from None
         self._observe("single", 1, time.perf_counter() - started)
         return score
 
@@ -148,7 +148,7 @@ class InferenceService:
         try:
             scores = await self._in_thread(call)
         except TimeoutError:
-            raise self._timed_out("batch", len(features)) from None
+            raise self._timed_out("batch", len(features), time.perf_counter() - started) from None
         self._observe("batch", len(scores), time.perf_counter() - started)
         return scores
 
@@ -176,8 +176,13 @@ class InferenceService:
                 if not item.future.done():
                     item.future.set_result(score)
 
-    def _timed_out(self, kind: Kind, leads: int) -> InferenceTimeoutError:
+    def _timed_out(self, kind: Kind, leads: int, waited: float) -> InferenceTimeoutError:
         self._metrics.timeouts.labels(kind).inc()
+        # The caller waited this long for nothing: left out, a hung scorer would
+        # take the slow calls out of the p95 (the latency alerts and the rollback
+        # trigger would see only the calls that made it, or none at all).
+        self._metrics.duration.labels(kind).observe(waited)
+        self._windows[kind].record(waited)
         return InferenceTimeoutError(
             f"scoring {leads} lead(s) took longer than {self.timeout_seconds:g} s "
             "(ML_INFERENCE_TIMEOUT)"

@@ -370,6 +370,11 @@ async def test_inference_over_the_deadline_is_503(
         assert response.headers["Retry-After"] == "1"
     assert 'ml_inference_timeouts_total{kind="batch"} 1.0' in metrics
     assert 'ml_inference_timeouts_total{kind="single"} 1.0' in metrics
+    # Each wait is timed too (at least the deadline), or a hung scorer would
+    # leave the latency p95 (alerts, rollback trigger) looking healthy.
+    for kind in ("batch", "single"):
+        assert f'ml_inference_duration_seconds_count{{kind="{kind}"}} 1.0' in metrics
+        assert f'ml_inference_duration_seconds_bucket{{kind="{kind}",le="0.025"}} 0.0' in metrics
 
 
 async def test_scoring_never_touches_postgres_or_redis(
