@@ -378,7 +378,10 @@ def register_rollout_commands(subparsers: Any) -> None:
     advance.add_argument(
         "--selector",
         default=None,
-        help='PromQL label matchers of the feature\'s service (default: service="<name>")',
+        help=(
+            "PromQL label matchers for both queries, in place of the feature's own "
+            '(default: job="<service>" and its routes; see services/rollout/schedule.py)'
+        ),
     )
     advance.add_argument("--window", default="1d", help="PromQL range for rates (default 1d)")
     add_operator_arguments(advance)

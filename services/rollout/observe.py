@@ -1,11 +1,12 @@
 """What ``rollout advance`` measures: Prometheus, stored experiment results, the audit.
 
 Prometheus answers through its HTTP API (``/api/v1/query``) with the
-services' own metrics: ``http_request_duration_seconds`` (p95 from the
-histogram's buckets summed by ``le``) and ``http_requests_total`` (share of
-5xx). An empty vector or NaN is "no data", which ``decide`` turns into a
-hold. The experiment numbers come from the newest ``experiment_results`` row
-computed since the stage began (an older one described another stage).
+services' own metrics, each feature's as its plan names them
+(``schedule.PLANS``): the p95 of its latency histogram (from the buckets summed
+by ``le``) and the share of 5xx among its routes' ``http_requests_total``. An
+empty vector or NaN is "no data", which ``decide`` turns into a hold. The
+experiment numbers come from the newest ``experiment_results`` row computed
+since the stage began (an older one described another stage).
 """
 
 from __future__ import annotations
@@ -27,11 +28,10 @@ class PrometheusError(RuntimeError):
     """Prometheus could not answer a query."""
 
 
-def latency_query(selector: str, window: str) -> str:
-    """p95 of request latency over ``window`` for the series matching ``selector``."""
+def latency_query(histogram: str, selector: str, window: str) -> str:
+    """p95 of ``histogram`` over ``window`` for the series matching ``selector``."""
     return (
-        "histogram_quantile(0.95, sum by (le) "
-        f"(rate(http_request_duration_seconds_bucket{{{selector}}}[{window}])))"
+        f"histogram_quantile(0.95, sum by (le) (rate({histogram}_bucket{{{selector}}}[{window}])))"
     )
 
 
@@ -101,13 +101,15 @@ async def gather(
     sources["stage_started_at"] = started.isoformat() if started else None
     values["days_in_stage"] = (now - started).total_seconds() / 86400 if started else None
 
-    selector = selector or f'service="{plan.service}"'
     if prometheus_url is None:
         sources["prometheus"] = "PROMETHEUS_URL not set"
     else:
+        # ``selector`` replaces the plan's matchers of both (another labelling).
         queries = {
-            "latency_p95_seconds": latency_query(selector, window),
-            "error_rate": error_rate_query(selector, window),
+            "latency_p95_seconds": latency_query(
+                plan.latency_histogram, selector or plan.latency_selector(), window
+            ),
+            "error_rate": error_rate_query(selector or plan.request_selector(), window),
         }
         sources["prometheus"] = {"url": prometheus_url, "queries": queries}
         owned = client is None

@@ -103,24 +103,69 @@ STAGES: Final[tuple[Stage, ...]] = (
 
 @dataclass(frozen=True, slots=True)
 class FeaturePlan:
-    """Per-feature targets: the seed's performance targets and rollback thresholds."""
+    """Per-feature targets: the seed's performance targets and rollback thresholds.
+
+    The latency is the feature's own (the series its alerts read, not the whole
+    service's HTTP), and the error rate counts the answers of the feature's API
+    routes only: health probes and scrapes would water it down.
+    """
 
     service: str
     latency_target_seconds: float
     guardrails: Guardrails = field(default_factory=lambda: Guardrails(1.0))
+    #: The histogram whose p95 is the feature's latency.
+    latency_histogram: str = "http_request_duration_seconds"
+    #: Label matchers of that histogram's series, after ``job="<service>"``.
+    latency_matchers: str = 'route=~"/v1/.+"'
+    #: Label matchers of the feature's answers in ``http_requests_total``, after the job.
+    request_matchers: str = 'route=~"/v1/.+"'
 
+    def latency_selector(self) -> str:
+        """The label matchers of the latency histogram's series."""
+        return ",".join(filter(None, (f'job="{self.service}"', self.latency_matchers)))
+
+    def request_selector(self) -> str:
+        """The label matchers of the feature's answers (the error rate)."""
+        return ",".join(filter(None, (f'job="{self.service}"', self.request_matchers)))
+
+
+#: The vision and coaching routes, as their alerts select them (alerts/rules/features.yml).
+VISION_ROUTES: Final = 'method="POST",route=~"/v1/ml/vision/analyses.*"'
+COACHING_ROUTES: Final = 'method="POST",route="/v1/coaching/sessions"'
 
 #: Feature -> the service whose metrics judge it, its p95 target, its guardrail.
 PLANS: Final[dict[str, FeaturePlan]] = {
+    # Delivery to a live socket, the seed's 50 ms (RealtimeLatencyRollback's series).
     "realtime_intelligence": FeaturePlan(
-        "websocket-manager", 0.050, Guardrails(latency_p95_seconds=0.200)
+        "websocket-manager",
+        0.050,
+        Guardrails(latency_p95_seconds=0.200),
+        latency_histogram="websocket_message_latency_seconds",
+        latency_matchers='delivery="live"',
     ),
-    "property_vision": FeaturePlan("ml-services", 1.5, Guardrails(latency_p95_seconds=3.0)),
-    # The seed sets no rollback latency for these two: twice the target.
+    "property_vision": FeaturePlan(
+        "ml-services",
+        1.5,
+        Guardrails(latency_p95_seconds=3.0),
+        latency_matchers=VISION_ROUTES,
+        request_matchers=VISION_ROUTES,
+    ),
+    # The seed sets no rollback latency for these two: twice the target. Churn's
+    # is detection to the CRM accepting the first send (its 30 s promise).
     "churn_prevention": FeaturePlan(
-        "churn-orchestrator", 30.0, Guardrails(latency_p95_seconds=60.0)
+        "churn-orchestrator",
+        30.0,
+        Guardrails(latency_p95_seconds=60.0),
+        latency_histogram="churn_intervention_latency_seconds",
+        latency_matchers="",
     ),
-    "ai_coaching": FeaturePlan("coaching-engine", 2.0, Guardrails(latency_p95_seconds=4.0)),
+    "ai_coaching": FeaturePlan(
+        "coaching-engine",
+        2.0,
+        Guardrails(latency_p95_seconds=4.0),
+        latency_matchers=COACHING_ROUTES,
+        request_matchers=COACHING_ROUTES,
+    ),
 }
 
 

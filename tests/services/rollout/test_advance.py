@@ -19,30 +19,43 @@ from services.common.flags import FlagState, get_flag, write_flag
 from services.common.metrics import HttpMetrics
 from services.common.redis import Redis
 
+VISION_ROUTE = "/v1/ml/vision/analyses"
+
 
 @pytest.fixture(scope="module")
 def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrometheusServer]:
-    """Prometheus scraping a process-local exporter every second.
+    """Prometheus scraping a process-local exporter every second, as job ``ml-services``.
 
-    Route ``/good`` answers fast and well; route ``/bad`` is slow and fails.
+    Route ``/good`` answers fast and well; route ``/bad`` is slow and fails. The
+    vision route answers as ``/good`` does, beside the service's other traffic:
+    slow failing scores and a stream of fast health probes.
     """
     registry = CollectorRegistry()
     metrics = HttpMetrics(registry)
     port = free_port()
     server, thread = start_http_server(port, addr="127.0.0.1", registry=registry)
-    for index in range(2000):
+
+    def traffic(index: int) -> None:
         metrics.observe(method="POST", route="/good", status=200, seconds=0.4)
         metrics.observe(method="POST", route="/bad", status=500 if index % 3 else 200, seconds=5)
+        metrics.observe(method="POST", route=VISION_ROUTE, status=200, seconds=0.4)
+        metrics.observe(method="POST", route="/v1/leads/score", status=500, seconds=5)
+        for _ in range(5):
+            metrics.observe(method="GET", route="/health/ml", status=200, seconds=0.001)
+
+    for index in range(2000):
+        traffic(index)
     prom = start_prometheus(
-        Path(tmp_path_factory.mktemp("prom")), [f"127.0.0.1:{port}"], scrape_interval="1s"
+        Path(tmp_path_factory.mktemp("prom")),
+        jobs={"ml-services": [f"127.0.0.1:{port}"]},
+        scrape_interval="1s",
     )
     # Rates need two samples, and the counters must move between them.
     deadline = time.monotonic() + 30
     query = 'sum(rate(http_requests_total{route="/good"}[1m]))'
     while time.monotonic() < deadline:
         for _ in range(50):
-            metrics.observe(method="POST", route="/good", status=200, seconds=0.4)
-            metrics.observe(method="POST", route="/bad", status=500, seconds=5)
+            traffic(1)
         body = httpx.get(f"{prom.url}/api/v1/query", params={"query": query}).json()
         if body["data"]["result"] and float(body["data"]["result"][0]["value"][1]) > 0:
             time.sleep(2.5)  # one more scrape for every series
@@ -152,6 +165,27 @@ async def test_criteria_met_advances_and_records_inputs(
     assert 7.9 < observed["days_in_stage"] < 8.1
     assert observed["n_treatment"] == 45
     assert "histogram_quantile" in json.dumps(inputs["sources"])
+
+
+async def test_by_default_the_feature_is_judged_on_its_own_routes(
+    settings_env: dict[str, str],
+    prometheus: PrometheusServer,
+    redis_client: Redis,
+    owner_db: Database,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # No --selector: property_vision reads ml-services' vision routes (as its
+    # alerts do), not the failing scores beside them nor the health probes.
+    await _start_week_one(owner_db, days_ago=8)
+    await _store_result(owner_db)
+    code = await _advance(prometheus.url, "--window", "1m", "--yes")
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert "property_vision at 10%: advance" in captured.out, captured.out
+    [decision] = await _decisions(owner_db)
+    observed = decision["inputs"]["observations"]  # type: ignore[index]
+    assert 0.25 < observed["latency_p95_seconds"] <= 0.5
+    assert observed["error_rate"] == 0
 
 
 async def test_guardrail_breach_rolls_back(

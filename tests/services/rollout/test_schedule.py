@@ -7,6 +7,8 @@ import math
 
 import pytest
 
+from alerts.catalog import rules, selected_metrics
+from services.rollout.observe import error_rate_query, latency_query
 from services.rollout.schedule import (
     PLANS,
     STAGES,
@@ -117,3 +119,24 @@ def test_infrastructure_stage_needs_only_health() -> None:
     assert start is not None
     health = Observations(days_in_stage=0.1, latency_p95_seconds=0.2, error_rate=0.0)
     assert decide(start, health, plan=PLAN).verdict is Verdict.ADVANCE
+
+
+@pytest.mark.parametrize("feature", sorted(PLANS))
+def test_each_feature_is_judged_on_the_series_its_alerts_read(feature: str) -> None:
+    # `rollout advance` and the alerts must agree on what "the feature's latency"
+    # is: a guardrail on the whole service's HTTP would hold or roll back one
+    # feature for another's traffic (and count health probes as answers).
+    plan = PLANS[feature]
+    histogram = f"{plan.latency_histogram}_bucket"
+    latency = latency_query(plan.latency_histogram, plan.latency_selector(), "1d")
+    errors = error_rate_query(plan.request_selector(), "1d")
+    assert selected_metrics(latency) == {histogram}  # parses as PromQL
+    assert selected_metrics(errors) == {"http_requests_total"}
+    assert f'job="{plan.service}"' in plan.latency_selector()
+    assert "route=" in plan.request_selector()  # API answers only
+    read_by_alerts = [
+        rule.body["expr"] for rule in rules() if histogram in selected_metrics(rule.body["expr"])
+    ]
+    assert any(plan.latency_matchers in expr for expr in read_by_alerts), (
+        f"no alert reads {histogram} with {plan.latency_matchers}"
+    )
