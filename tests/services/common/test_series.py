@@ -23,6 +23,8 @@ from services.ml.inference import InferenceMetrics
 from services.realtime.metrics import CLIENT_FAILURES, SERVICE_FAILURES, RealtimeMetrics
 from services.rollback.metrics import RollbackMetrics
 
+REPO = Path(__file__).resolve().parents[3]
+
 VALID: dict[str, Any] = {
     "buckets": {"latency": [0.1, 1, 10]},
     "series": {
@@ -118,6 +120,27 @@ def test_the_connection_failure_help_names_every_reason() -> None:
     text = series_catalog()["websocket_connection_failures_total"].help
     for reason in (*CLIENT_FAILURES, *SERVICE_FAILURES):
         assert reason in text
+
+
+@pytest.mark.parametrize(
+    "page",
+    [
+        "docs/observability.md",
+        "alerts/rules/connections.yml",
+        "docs/runbooks/WebSocketConnectionFailuresRollback.md",
+    ],
+)
+def test_the_pages_that_sort_the_reasons_name_every_one(page: str) -> None:
+    """An on-call engineer reads there which refusals never roll back; a reason
+    missing from the list reads as one that does."""
+    text = (REPO / page).read_text(encoding="utf-8")
+    # The client's list itself (around one of its reasons), not anywhere on the page.
+    start = text.index("tenant_limit")
+    listed = text[max(0, start - 300) : start + 300]
+    for reason in CLIENT_FAILURES:
+        assert reason in listed, (page, reason)
+    for reason in SERVICE_FAILURES:
+        assert reason in text, (page, reason)
 
 
 def _scorer() -> Any:
