@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -9,8 +10,13 @@ from typing import Any
 import pytest
 from fastapi import FastAPI
 from prometheus_client import generate_latest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
 
-from services.common.metrics import MetricFactory, new_registry
+from services.common.body import read_body
+from services.common.metrics import HttpMetrics, HttpMetricsMiddleware, MetricFactory, new_registry
 from services.common.series import parse_catalog
 
 AppClient = Callable[[FastAPI], Any]
@@ -173,3 +179,60 @@ async def test_unauthenticated_requests_carry_no_tenant(
         in text
     )
     assert "http_tenant_requests_total{" not in text
+
+
+async def test_the_clients_sending_time_is_not_the_requests_duration(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A photo over a slow uplink: the client takes 5 s to send the body's last
+    # chunk, the service answers at once. The duration (what the latency alerts
+    # and the vision rollback trigger read) is the service's time only.
+    clock = [100.0]
+    monkeypatch.setattr(time, "perf_counter", lambda: clock[0])
+    registry = new_registry()
+
+    async def upload(request: Request) -> Response:
+        body = await read_body(request, limit=1_000, setting="TEST_LIMIT")
+        clock[0] += 0.25  # the service's own work
+        return PlainTextResponse(str(len(body)))
+
+    app = Starlette(routes=[Route("/upload", upload, methods=["POST"])])
+    middleware = HttpMetricsMiddleware(app, metrics=HttpMetrics(registry), routes=app.routes)
+    messages = [
+        {"type": "http.request", "body": b"a" * 10, "more_body": True},
+        {"type": "http.request", "body": b"b" * 10, "more_body": False},
+    ]
+
+    async def receive() -> dict[str, Any]:
+        message = messages.pop(0)
+        if not message["more_body"]:
+            clock[0] += 5.0
+        return message
+
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/upload",
+        "raw_path": b"/upload",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"content-type", b"image/jpeg")],
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 8000),
+    }
+    await middleware(scope, receive, send)  # type: ignore[arg-type]
+    assert sent[0]["status"] == 200
+    [duration] = [
+        float(line.rsplit(" ", 1)[1])
+        for line in generate_latest(registry).decode().splitlines()
+        if line.startswith('http_request_duration_seconds_sum{method="POST"')
+    ]
+    assert duration == pytest.approx(0.25)
