@@ -139,16 +139,27 @@ async def _decisions(owner_db: Database) -> list[dict[str, object]]:
     return [dict(r) for r in rows]
 
 
+@pytest.mark.parametrize(
+    "selection",
+    [
+        ("--selector", 'route="/good"'),
+        # None given: property_vision reads ml-services' vision routes (as its
+        # alerts do), not the failing scores beside them nor the health probes.
+        (),
+    ],
+    ids=["selector", "the feature's own routes"],
+)
 async def test_criteria_met_advances_and_records_inputs(
     settings_env: dict[str, str],
     prometheus: PrometheusServer,
     redis_client: Redis,
     owner_db: Database,
     capsys: pytest.CaptureFixture[str],
+    selection: tuple[str, ...],
 ) -> None:
     await _start_week_one(owner_db, days_ago=8)
     await _store_result(owner_db)
-    code = await _advance(prometheus.url, "--selector", 'route="/good"', "--window", "1m", "--yes")
+    code = await _advance(prometheus.url, *selection, "--window", "1m", "--yes")
     captured = capsys.readouterr()
     assert code == 0, captured.err
     assert "property_vision at 10%: advance" in captured.out, captured.out
@@ -165,27 +176,6 @@ async def test_criteria_met_advances_and_records_inputs(
     assert 7.9 < observed["days_in_stage"] < 8.1
     assert observed["n_treatment"] == 45
     assert "histogram_quantile" in json.dumps(inputs["sources"])
-
-
-async def test_by_default_the_feature_is_judged_on_its_own_routes(
-    settings_env: dict[str, str],
-    prometheus: PrometheusServer,
-    redis_client: Redis,
-    owner_db: Database,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    # No --selector: property_vision reads ml-services' vision routes (as its
-    # alerts do), not the failing scores beside them nor the health probes.
-    await _start_week_one(owner_db, days_ago=8)
-    await _store_result(owner_db)
-    code = await _advance(prometheus.url, "--window", "1m", "--yes")
-    captured = capsys.readouterr()
-    assert code == 0, captured.err
-    assert "property_vision at 10%: advance" in captured.out, captured.out
-    [decision] = await _decisions(owner_db)
-    observed = decision["inputs"]["observations"]  # type: ignore[index]
-    assert 0.25 < observed["latency_p95_seconds"] <= 0.5
-    assert observed["error_rate"] == 0
 
 
 async def test_guardrail_breach_rolls_back(
