@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 import yaml
@@ -103,3 +105,55 @@ def test_every_alert_reaches_the_receiver_its_severity_promises(
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == _expected_receivers(dict(labels))
+
+
+@pytest.mark.parametrize(
+    ("labels", "title"),
+    [
+        (
+            {"job": "ml-services", "feature": "property_vision"},
+            "FIRING: VisionLatencyRollback (ml-services, property_vision)",
+        ),
+        ({"job": "ml-services"}, "FIRING: VisionLatencyRollback (ml-services)"),
+        ({"feature": "property_vision"}, "FIRING: VisionLatencyRollback (property_vision)"),
+        ({}, "FIRING: VisionLatencyRollback"),
+    ],
+)
+def test_slack_titles_name_the_job_and_the_feature_apart(
+    tmp_path: Path, labels: dict[str, str], title: str
+) -> None:
+    # They were run together ("ml-servicesproperty_vision") where both are set.
+    config = yaml.safe_load(ALERTMANAGER_CONFIG.read_text(encoding="utf-8"))
+    templates = {
+        slack["title"]
+        for receiver in config["receivers"]
+        for slack in receiver.get("slack_configs", [])
+    }
+    assert templates
+    data = tmp_path / "data.json"
+    data.write_text(
+        json.dumps(
+            {
+                "receiver": "slack-critical",
+                "status": "firing",
+                "alerts": [],
+                "groupLabels": {},
+                "commonLabels": {"alertname": "VisionLatencyRollback", **labels},
+                "commonAnnotations": {},
+                "externalURL": "http://alertmanager",
+            }
+        ),
+        encoding="utf-8",
+    )
+    empty = tmp_path / "none.tmpl"
+    empty.write_text("", encoding="utf-8")
+    for template in templates:
+        result = _amtool(
+            "template",
+            "render",
+            f"--template.glob={empty}",
+            f"--template.data={data}",
+            f"--template.text={template}",
+        )
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.strip() == title
