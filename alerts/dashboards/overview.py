@@ -125,8 +125,14 @@ def _ml_inference_row() -> list[timeseries.Panel]:
             "s",
             query("max(" + FEATURE_P95 % "property_vision" + ")", "Property vision", "A"),
             query("max(" + FEATURE_P95 % "ai_coaching" + ")", "Coaching analysis", "B"),
-            query("sum by (feature) (feature:http_requests:rate5m)", "{{feature}} req/s", "C"),
         ).thresholds(thresholds((None, "green"), (1.5, "yellow"), (2, "orange"), (3, "red"))),
+        # Their traffic on a panel of its own: requests per second on the seconds
+        # axis above would read as latency.
+        graph(
+            "Claude feature requests per second",
+            "reqps",
+            query("sum by (feature) (feature:http_requests:rate5m)", "{{feature}}", "A"),
+        ),
         graph(
             "Leads scored per second",
             "reqps",
