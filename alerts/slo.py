@@ -203,6 +203,8 @@ def _alert(slo: SLO, alert: BurnAlert) -> dict[str, Any]:
     expr = "\nor\n".join(_burn_condition(slo, *burn) for burn in alert.burns)
     budget_pct = f"{slo.error_budget * 100:g}%"
     name = alert.name
+    # The slowest burn that fires it: any pair holding spends the budget at least this fast.
+    spent_within = round(30 / min(burn for burn, _, _ in alert.burns), 1)
     return {
         "alert": name,
         "expr": expr,
@@ -216,7 +218,7 @@ def _alert(slo: SLO, alert: BurnAlert) -> dict[str, Any]:
             "description": (
                 f"{slo.name}: objective {slo.objective * 100:g}% (budget {budget_pct}). "
                 "The error ratio over the long window is {{ $value | humanizePercentage }}; "
-                "at this rate the 30-day budget runs out early."
+                f"at this rate the 30-day budget is spent in {spent_within:g} days or less."
             ),
             "runbook_url": f"{RUNBOOK_DIR}/{name}.md",
         },
