@@ -39,7 +39,11 @@ def build() -> Dashboard:
         .with_panel(single("Requests per second, 1 hour", "reqps", query(total), width=8))
         .with_panel(
             single(
-                "Share failing (5xx), 1 hour", "percentunit", query(f"{failing} / {total}"), width=8
+                "Share failing (5xx), 1 hour",
+                "percentunit",
+                # No 5xx series yet is 0%, not "No data" (a tenant that never failed).
+                query(f"({failing} or vector(0)) / {total}"),
+                width=8,
             ).thresholds(thresholds((None, "green"), (0.01, "yellow"), (0.05, "red")))
         )
         .with_panel(

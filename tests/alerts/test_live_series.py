@@ -275,3 +275,24 @@ def test_rollout_state_panel_shows_the_flags_the_services_hold(
     assert {r["metric"]["feature"]: int(r["value"][1]) for r in replicas} == dict.fromkeys(
         seed, len(platform.services)
     ), "every scraped service exports every feature's state"
+
+
+def test_a_tenant_that_never_failed_shows_zero_not_no_data(
+    platform: LivePlatform, grafana_values: dict[str, str]
+) -> None:
+    panels = json.loads(render()["phase3-tenants.json"])["panels"]
+    (panel,) = [p for p in panels if p.get("title", "").startswith("Share failing (5xx)")]
+    (target,) = panel["targets"]
+    served = {
+        r["metric"]["tenant"]
+        for r in platform.query("http_tenant_requests_total")["data"]["result"]
+    }
+    failed = {
+        r["metric"]["tenant"]
+        for r in platform.query('http_tenant_requests_total{status_class="5xx"}')["data"]["result"]
+    }
+    never_failed = sorted(served - failed)
+    assert never_failed, "the drive serves a tenant without a 5xx"
+    expr = as_promql(target["expr"], {**grafana_values, "$tenant": never_failed[0]})
+    [result] = platform.query(expr)["data"]["result"]
+    assert float(result["value"][1]) == 0
