@@ -72,14 +72,23 @@ def build() -> Dashboard:
         .with_row(Row("Alert windows"))
         .with_panel(
             graph(
-                "Long windows of the slow burn",
+                # 5m and 6h are above, with the long windows they pair with.
+                "Error ratio over the other short windows (fast: 30m, slow: 2h)",
                 "percentunit",
-                query(f"slo:sli_error:ratio_rate2h{SEL}", "2h", "A"),
-                query(f"slo:sli_error:ratio_rate30m{SEL}", "30m", "B"),
-                query(f"slo:sli_requests:rate6h{SEL}", "requests/s, 6h", "C"),
-                query(f"slo:sli_requests:rate1d{SEL}", "requests/s, 1d", "D"),
-                query(f"slo:sli_requests:rate3d{SEL}", "requests/s, 3d", "E"),
-                width=24,
+                query(f"slo:sli_error:ratio_rate30m{SEL}", "30m", "A"),
+                query(f"slo:sli_error:ratio_rate2h{SEL}", "2h", "B"),
+                width=12,
+            )
+        )
+        .with_panel(
+            graph(
+                # The error SLOs' traffic guard reads these averages.
+                "Requests per second over the long windows",
+                "reqps",
+                query(f"slo:sli_requests:rate6h{SEL}", "6h", "A"),
+                query(f"slo:sli_requests:rate1d{SEL}", "1d", "B"),
+                query(f"slo:sli_requests:rate3d{SEL}", "3d", "C"),
+                width=12,
             )
         )
     )
