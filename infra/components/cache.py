@@ -131,10 +131,14 @@ class Cache(AwsComponent[CacheArgs]):
             port=catalog.REDIS_PORT,
             subnet_group_type=aws.elasticache.SubnetGroup,
             network=args.network,
-            key_description=f"{name}: Redis at rest" if args.at_rest_encryption else None,
+            # Protected as the store is: without it the kept data cannot be read.
+            key=(
+                self._encryption_key("Redis at rest", protect=args.deletion_protection)
+                if args.at_rest_encryption
+                else None
+            ),
             tags=self._tags,
             parent=self,
-            protect_key=args.deletion_protection,
         )
         parameters = self._parameter_group()
         token = self._auth_token()

@@ -110,10 +110,14 @@ class Database(AwsComponent[DatabaseArgs]):
             port=catalog.POSTGRES_PORT,
             subnet_group_type=aws.rds.SubnetGroup,
             network=args.network,
-            key_description=f"{name}: RDS storage" if args.storage_encrypted else None,
+            # Protected as the store is: without it the kept data cannot be read.
+            key=(
+                self._encryption_key("RDS storage", protect=args.deletion_protection)
+                if args.storage_encrypted
+                else None
+            ),
             tags=self._tags,
             parent=self,
-            protect_key=args.deletion_protection,
         )
         parameters = self._parameter_group()
         owner_password = self._password("owner")

@@ -2,9 +2,9 @@
 
 RDS and ElastiCache are placed the same way: a subnet group over the private
 subnets, the security group of `firewall` (the cluster's security group on the
-store's port, nothing else) and, when the store encrypts at rest, a key of
-its own from `kms`. The two components differ only in the subnet group's
-resource type and in what they say about themselves.
+store's port, nothing else) and, when the store encrypts at rest, the key the
+component made for it (`AwsComponent._encryption_key`). The two components differ
+only in the subnet group's resource type and in what they say about themselves.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ import pulumi
 import pulumi_aws as aws
 
 from infra.components.firewall import cluster_only_security_group
-from infra.components.kms import encryption_key
 
 SubnetGroup = aws.rds.SubnetGroup | aws.elasticache.SubnetGroup
 
@@ -49,27 +48,15 @@ def datastore_placement(
     port: int,
     subnet_group_type: type[SubnetGroup],
     network: DatastoreNetwork,
-    key_description: str | None,
+    key: aws.kms.Key | None,
     tags: Mapping[str, str],
     parent: pulumi.Resource,
-    protect_key: bool,
 ) -> DatastorePlacement:
-    """Declare ``<name>-subnets``, ``<name>-sg`` and, with a description, ``<name>-key``.
+    """Declare ``<name>-subnets`` and ``<name>-sg``, and place the store with ``key``.
 
     ``what`` names the store's protocol in the security group's descriptions;
-    ``key_description`` is None for a store that does not encrypt at rest.
+    ``key`` is None for a store that does not encrypt at rest.
     """
-    key = (
-        encryption_key(
-            f"{name}-key",
-            description=key_description,
-            tags=tags,
-            parent=parent,
-            protect=protect_key,
-        )
-        if key_description is not None
-        else None
-    )
     subnet_group = subnet_group_type(
         f"{name}-subnets",
         description=f"{name}: private subnets",

@@ -23,7 +23,6 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import yaml
-from botocore.utils import InstanceMetadataFetcher
 
 from infra.environments import CLOUD_ENVIRONMENTS, ENVIRONMENTS
 from infra.problems import Problem
@@ -191,6 +190,10 @@ def instance_role_credentials() -> bool:
     take the instance profile's. botocore asks IMDS (v2, then v1) once, waiting at
     most a second: elsewhere the address does not answer and this is False.
     """
+    # Imported here: botocore is slow to import, and only a cloud stack without
+    # any other credentials gets this far.
+    from botocore.utils import InstanceMetadataFetcher
+
     return bool(InstanceMetadataFetcher(timeout=1, num_attempts=1).retrieve_iam_role_credentials())
 
 
