@@ -2,7 +2,9 @@
 
 Two layers, both in every app ``create_app`` builds:
 
-- `EdgeGuard`, an ASGI middleware in front of every route. A request that
+- `EdgeGuard`, an ASGI middleware in front of every route. A path holding a
+  control character names no route (``services.common.paths``): 404, and a
+  handshake is refused, before anything else. A request that
   carries a body (a Content-Length above 0, or Transfer-Encoding) is answered
   401 before a byte of it is read unless its bearer token verifies, and 413
   unread when it declares more than the app's cap; a chunked body is counted
@@ -37,10 +39,12 @@ from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.websockets import WebSocketClose
 
 from services.common.auth import AuthError
 from services.common.errors import ApiError
 from services.common.metrics import BODY_WAIT_STATE_KEY
+from services.common.paths import is_routable
 
 Model = TypeVar("Model", bound=BaseModel)
 
@@ -73,7 +77,11 @@ class BearerVerifier(Protocol):
 
 
 class EdgeGuard:
-    """Pure ASGI middleware: no token, no body read; never more than ``max_body_bytes``."""
+    """Pure ASGI middleware: no token, no body read; never more than ``max_body_bytes``.
+
+    It also refuses paths that no route names (``services.common.paths``), for
+    WebSocket handshakes too: Starlette's router would match ``/v1/feed%0A``.
+    """
 
     def __init__(
         self,
@@ -91,7 +99,19 @@ class EdgeGuard:
         self.setting = setting
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        if not is_routable(scope["path"]):
+            # What the router answers for any path it does not know.
+            if scope["type"] == "websocket":
+                await WebSocketClose()(scope, receive, send)
+            else:
+                await _json(404, {"detail": "Not Found", "reason": "not_found"})(
+                    scope, receive, send
+                )
+            return
+        if scope["type"] == "websocket":
             await self.app(scope, receive, send)
             return
         declared: int | None = None

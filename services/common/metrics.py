@@ -25,6 +25,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from services.common.paths import is_routable
 from services.common.series import CATALOG_FILE, Kind, Series, series_catalog
 
 UNMATCHED_ROUTE = "unmatched"
@@ -174,6 +175,8 @@ def _route_template(scope: Scope, routes: Sequence[BaseRoute]) -> str:
     # Never routed: match it here (only such requests pay for it). FastAPI
     # includes routers lazily; its route contexts are the routes as served.
     path, method = scope["path"], scope["method"]
+    if not is_routable(path):
+        return UNMATCHED_ROUTE
     for context in iter_route_contexts(routes):
         regex = getattr(context, "path_regex", None)
         methods = context.methods

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from fastapi import FastAPI
 from pydantic import SecretStr
 
@@ -96,3 +97,28 @@ async def test_cors_preflight_refuses_other_origins(build_app: Any, app_client: 
     async with app_client(build_app()) as client:
         response = await client.options(EVENTS, headers=headers)
     assert "access-control-allow-origin" not in response.headers
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/health%0A",  # Starlette's ``^/health$`` matches "/health\n": it answered 200
+        "/metrics%0A",
+        "/v1/test-events%0A",
+        "/health%0D%0A",
+        "/v1/test-events%0Aextra",
+        "/health%09",
+        "/health%7F",
+    ],
+)
+async def test_a_path_with_a_control_character_names_no_route(
+    path: str, build_app: Any, app_client: AppClient, make_token: Callable[..., str]
+) -> None:
+    async with app_client(build_app()) as client:
+        response = await client.get(path, headers=auth(make_token))
+        text = (await client.get("/metrics")).text
+    assert (response.status_code, response.json()) == (
+        404,
+        {"detail": "Not Found", "reason": "not_found"},
+    )
+    assert 'http_requests_total{method="GET",route="unmatched",status="404"} 1.0' in text

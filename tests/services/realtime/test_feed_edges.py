@@ -222,3 +222,17 @@ async def test_socket_of_a_tenant_already_read_is_1013_while_redis_is_down(
     get = replica.registry.get_sample_value
     assert get("websocket_connection_attempts_total") == 2.0
     assert (get("websocket_connection_failures_total", {"reason": "redis_unavailable"}) or 0) >= 1
+
+
+@pytest.mark.parametrize("suffix", ["%0A", "%0D%0A", "%00"])
+async def test_a_feed_path_with_a_control_character_is_not_the_feed(
+    suffix: str, replica: Replica, make_token: Callable[..., str]
+) -> None:
+    """``/v1/...%0A`` matched the feed's ``^...$`` route and opened a feed socket."""
+    token = make_token("tenant-a")
+    with pytest.raises(InvalidStatus) as refused:
+        async with connect(
+            replica.ws + suffix, additional_headers={"Authorization": f"Bearer {token}"}
+        ):
+            pass
+    assert refused.value.response.status_code == 403
