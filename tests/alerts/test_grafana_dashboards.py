@@ -165,3 +165,16 @@ def test_a_tenant_view_selects_one_tenant_and_ranks_them_all() -> None:
     exprs = [t["expr"] for p in tenants["panels"] for t in p.get("targets", [])]
     assert any('tenant="$tenant"' in e and 'status_class="5xx"' in e for e in exprs)
     assert any(e.startswith("topk(10, sum by (tenant)") for e in exprs)
+
+
+def test_every_recorded_series_is_read() -> None:
+    """A recording rule costs an evaluation every interval; one that no alert, dashboard
+    or service reads (the per-job HTTP p95 was one) is cost with no reader."""
+    read: set[str] = set()
+    for rule in rules():
+        read |= selected_metrics(rule.expr)
+    for _, expr in ALL_QUERIES:
+        read |= selected_metrics(_as_promql(expr))
+    services = "\n".join(path.read_text() for path in (REPO / "services").rglob("*.py"))
+    unread = {name for name in recorded_series() - read if name not in services}
+    assert not unread, f"recorded series nothing reads: {sorted(unread)}"
