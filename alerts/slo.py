@@ -103,7 +103,10 @@ class SLO:
         """PromQL: all events per second over 5 minutes."""
         if self.sli == "http_errors":
             return f"sum(rate(http_requests_total{{{self._api_selector()}}}[5m]))"
-        return f"count(up{{{self._selector()}}})"
+        # Every target seen in the window, as the bad side counts them: with count(up), a
+        # pod that was down and has been replaced still counted as bad for 5 minutes, out
+        # of a total that no longer held it (one of three targets down read as 50%, not 33%).
+        return f"count(avg_over_time(up{{{self._selector()}}}[5m]))"
 
 
 def load_slos(path: Path) -> list[SLO]:
