@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry
 
-from services.churn.stages import CHANNELS
+from services.churn.stages import CHANNELS, STAGES
 from services.common.metrics import MetricFactory
 
 
@@ -32,7 +32,12 @@ class ChurnMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         factory = MetricFactory(registry)
         self.interventions = factory.counter("churn_interventions_total")
-        self.successes = factory.counter("churn_intervention_successes_total")
+        # At 0 for every stage that sends: the dashboards' success rate over a day
+        # would otherwise miss each pod's first success of a stage.
+        self.successes = factory.counter(
+            "churn_intervention_successes_total",
+            labelvalues=[stage.name for stage in STAGES if stage.channels],
+        )
         self.intervention_latency = factory.histogram("churn_intervention_latency_seconds")
         self.detection_latency = factory.histogram("churn_detection_latency_seconds")
         self.send_attempts = factory.counter("churn_send_attempts_total")

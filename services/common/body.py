@@ -2,9 +2,9 @@
 
 Two layers, both in every app ``create_app`` builds:
 
-- `EdgeGuard`, an ASGI middleware in front of every route. A path holding a
-  control character names no route (``services.common.paths``): 404, and a
-  handshake is refused, before anything else. A request that
+- `EdgeGuard`, an ASGI middleware in front of every route. A path ending in
+  a newline names no route (``services.common.paths``): 404, and a handshake
+  is refused, before anything else. A request that
   carries a body (a Content-Length above 0, or Transfer-Encoding) is answered
   401 before a byte of it is read unless its bearer token verifies, and 413
   unread when it declares more than the app's cap; a chunked body is counted

