@@ -29,6 +29,7 @@ import importlib
 import importlib.util
 import logging
 import math
+import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -206,11 +207,16 @@ def _token(args: argparse.Namespace) -> int:
 
 
 def _feed(args: argparse.Namespace) -> int:
-    from services.realtime.feed_client import FeedClientError, watch_feed
+    from services.realtime.feed_client import FeedClientError, OutputClosed, watch_feed
 
     try:
         return asyncio.run(watch_feed(args))
     except KeyboardInterrupt:
+        return 0
+    except OutputClosed:
+        # As Python's docs advise for SIGPIPE: stdout onto devnull, so that the
+        # interpreter's last flush of what the pipe refused does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except FeedClientError as exc:
         raise CommandError(f"feed: {exc}", exc.code) from None

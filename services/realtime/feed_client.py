@@ -29,6 +29,15 @@ DEFAULT_RECONNECT_DELAY = 5.0
 OPEN_TIMEOUT = 10.0
 
 
+class OutputClosed(Exception):  # noqa: N818 - reads as the condition it names
+    """Whoever read the output went away (``feed | head``): there is nothing left to do.
+
+    Apart from ``OSError`` on purpose: a write to a closed pipe raised
+    BrokenPipeError, which the reconnect loop took for a lost connection, and
+    the client reconnected every few seconds, forever, to print to nobody.
+    """
+
+
 class FeedClientError(Exception):
     """The feed cannot be watched; ``code`` is the exit code."""
 
@@ -129,12 +138,18 @@ class _Printer:
                 self.remaining -= 1
 
     def _line(self, text: str) -> None:
-        self.out.write(text + "\n")
-        self.out.flush()
+        try:
+            self.out.write(text + "\n")
+            self.out.flush()
+        except BrokenPipeError:
+            raise OutputClosed from None
 
 
 async def watch_feed(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
-    """Print the feed until Ctrl-C (or ``--count`` events); returns the exit code."""
+    """Print the feed until Ctrl-C (or ``--count`` events); returns the exit code.
+
+    Raises ``OutputClosed`` when ``out`` is a pipe whose reader has gone.
+    """
     token = _token(args)
     printer = _Printer(out, raw=args.json, count=args.count)
     printer.cursor = args.last_event_id
