@@ -289,7 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve = commands.add_parser("serve", help="run one feature service with uvicorn")
-    serve.add_argument("service", choices=sorted(SERVICES))
+    serve.add_argument("service", choices=sorted(SERVICES), help="the service to run")
     serve.add_argument("--host", default="0.0.0.0", help="bind address (default 0.0.0.0)")
     serve.add_argument(
         "--port", type=port_argument, default=None, help="default: the service's port"

@@ -181,7 +181,9 @@ def register_impact_commands(subparsers: Any) -> None:
     commands = experiment.add_subparsers(dest="experiment_command", required=True)
     analyze_ = commands.add_parser("analyze", help="Welch, lift, SRM, CUPED, sequential, MDE")
     analyze_.add_argument("--input", required=True, type=Path, help="CSV unit_id,variant,value")
-    analyze_.add_argument("--alpha", type=_probability, default=0.05)
+    analyze_.add_argument(
+        "--alpha", type=_probability, default=0.05, help="significance level (default 0.05)"
+    )
     analyze_.add_argument(
         "--expected-split", type=_probability, default=0.5, help="expected treatment share"
     )
@@ -192,10 +194,18 @@ def register_impact_commands(subparsers: Any) -> None:
         help="tenants at which the always-valid interval is tightest (fix it in advance)",
     )
     analyze_.add_argument("--store", action="store_true", help="record in experiment_results")
-    analyze_.add_argument("--feature", type=feature_argument)
-    analyze_.add_argument("--metric", default=None)
-    analyze_.add_argument("--window-start", type=_day)
-    analyze_.add_argument("--window-end", type=_day)
+    analyze_.add_argument(
+        "--feature", type=feature_argument, help="with --store: the feature the experiment tests"
+    )
+    analyze_.add_argument(
+        "--metric", default=None, help="with --store: what the values measure (1-100 characters)"
+    )
+    analyze_.add_argument(
+        "--window-start", type=_day, help="with --store: first day of the data (YYYY-MM-DD)"
+    )
+    analyze_.add_argument(
+        "--window-end", type=_day, help="with --store: last day of the data (YYYY-MM-DD)"
+    )
     analyze_.set_defaults(handler=_analyze)
 
     impact = subparsers.add_parser("impact", help="business impact: daily aggregate and reports")

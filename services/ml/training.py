@@ -151,7 +151,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         min_rows=MIN_ROWS,
         what="leads to generate",
     )
-    parser.add_argument("--estimator", choices=ESTIMATORS, default="logistic")
+    parser.add_argument(
+        "--estimator", choices=ESTIMATORS, default="logistic", help="the model (default logistic)"
+    )
 
 
 def run_train(args: argparse.Namespace) -> int:

@@ -267,7 +267,12 @@ def register_rollback_commands(subparsers: Any) -> None:
         metavar="URL",
         help="a service base URL whose /health must answer 200 afterwards (repeatable)",
     )
-    feature.add_argument("--wait-seconds", type=_seconds, default=120.0)
+    feature.add_argument(
+        "--wait-seconds",
+        type=_seconds,
+        default=120.0,
+        help="how long each --health-url has to answer 200 (default 120)",
+    )
     feature.add_argument(
         "--stack-rollback", metavar="STACK", help="also roll the stack back to its last good update"
     )

@@ -339,8 +339,10 @@ def register_rollout_commands(subparsers: Any) -> None:
     assign = flag_commands.add_parser(
         "assign", help="print the tenants of FILE that the rule puts in treatment"
     )
-    assign.add_argument("--feature", required=True, type=feature_argument)
-    assign.add_argument("--percentage", required=True, type=_percentage)
+    assign.add_argument("--feature", required=True, type=feature_argument, help="the feature")
+    assign.add_argument(
+        "--percentage", required=True, type=_percentage, help="0-100 (0.01 steps): the rollout"
+    )
     assign.add_argument("--tenant-file", required=True, type=Path, help="one tenant id a line")
     assign.set_defaults(handler=_flags_assign)
 
@@ -348,8 +350,8 @@ def register_rollout_commands(subparsers: Any) -> None:
     commands = rollout.add_subparsers(dest="rollout_command", required=True)
     set_ = commands.add_parser("set", help="set one feature's (or every feature's) percentage")
     which = set_.add_mutually_exclusive_group(required=True)
-    which.add_argument("--feature", type=feature_argument)
-    which.add_argument("--all-features", action="store_true")
+    which.add_argument("--feature", type=feature_argument, help="the feature to set")
+    which.add_argument("--all-features", action="store_true", help="set every feature")
     set_.add_argument("--percentage", required=True, type=_percentage, help="0-100 (0.01 steps)")
     set_.add_argument(
         "--reason", required=True, type=reason_argument, help="why (kept in the audit)"
@@ -366,13 +368,20 @@ def register_rollout_commands(subparsers: Any) -> None:
     enable.set_defaults(handler=_enable_all)
 
     status = commands.add_parser("status", help="each flag's state and its last change")
-    status.add_argument("--environment", required=True, type=environment_argument)
+    status.add_argument(
+        "--environment",
+        required=True,
+        type=environment_argument,
+        help="whose flags (must match ENVIRONMENT)",
+    )
     status.set_defaults(handler=_status)
 
     advance = commands.add_parser(
         "advance", help="decide advance/hold/rollback from the schedule's criteria and apply it"
     )
-    advance.add_argument("--feature", required=True, type=feature_argument)
+    advance.add_argument(
+        "--feature", required=True, type=feature_argument, help="the feature to decide for"
+    )
     advance.add_argument("--dry-run", action="store_true", help="decide and record, change nothing")
     advance.add_argument("--prometheus-url", default=None, help="default: PROMETHEUS_URL")
     advance.add_argument(

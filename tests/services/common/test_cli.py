@@ -204,3 +204,21 @@ def test_every_command_prints_its_help() -> None:
     assert len(parsers) > 20
     for parser in parsers:
         assert parser.format_help().startswith(f"usage: {parser.prog}")
+
+
+def _undocumented(parser: argparse.ArgumentParser, path: str) -> Iterator[str]:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            helps = {choice.dest: choice.help for choice in action._choices_actions}
+            for name, command in action.choices.items():
+                if not helps.get(name):
+                    yield f"{path} {name}"
+                yield from _undocumented(command, f"{path} {name}")
+        elif not isinstance(action, argparse._HelpAction) and not action.help:
+            yield f"{path} {'/'.join(action.option_strings) or action.dest}"
+
+
+def test_every_command_and_option_says_what_it_is_in_its_help() -> None:
+    """`enterprisehub rollout status --help` listed `--environment ENVIRONMENT` and
+    nothing else: which one, and that it must match the shell's settings, was not said."""
+    assert list(_undocumented(cli.build_parser(), "enterprisehub")) == []
