@@ -205,7 +205,6 @@ COMMON_SETTINGS: Final[Mapping[str, str]] = _frozen(
 # buckets); the program computes them, so only the names live here.
 STACK_SETTINGS: Final[tuple[str, ...]] = (
     "ENVIRONMENT",
-    "DEPLOYMENT_ENV",
     "LOG_LEVEL",
     "CORS_ORIGINS",
     "JWT_KEY_ID",

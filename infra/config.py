@@ -538,7 +538,6 @@ class StackConfig(_Model):
         """The stack-dependent ConfigMap values that do not come from other resources."""
         settings = {
             "ENVIRONMENT": self.environment.value,
-            "DEPLOYMENT_ENV": self.environment.value,
             "LOG_LEVEL": self.log_level,
             "CORS_ORIGINS": ",".join(self.cors_origins),
             "JWT_KEY_ID": self.jwt_key_id,

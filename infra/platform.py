@@ -97,7 +97,7 @@ class DataPlane:
 
 
 #: The stack settings the rollback handler reads (it has no buckets, origins or model).
-ROLLBACK_HANDLER_SETTINGS = ("ENVIRONMENT", "DEPLOYMENT_ENV", "LOG_LEVEL", "JWT_KEY_ID")
+ROLLBACK_HANDLER_SETTINGS = ("ENVIRONMENT", "LOG_LEVEL", "JWT_KEY_ID")
 
 
 def create_namespace(

@@ -17,6 +17,7 @@ import importlib.util
 import inspect
 import re
 from collections.abc import Iterator
+from pathlib import Path
 from types import MappingProxyType, ModuleType
 from typing import Any
 
@@ -376,3 +377,54 @@ def test_every_public_route_is_under_its_services_api_paths() -> None:
                 path,
                 prefixes,
             )
+
+
+#: The modules that declare the services' settings classes.
+SETTINGS_MODULES = (
+    "services.common.settings",
+    "services.common.lead_model.settings",
+    "services.realtime.config",
+    "services.ml.config",
+    "services.coaching.config",
+    "services.churn.config",
+    "services.dashboards.config",
+    "services.impact.config",
+    "services.rollout.config",
+    "services.rollback.config",
+    "services.rollback.cli",
+)
+
+
+def _settings_fields() -> dict[str, str]:
+    """Every field of every settings class: name -> the class that declares it."""
+    from services.common.settings import EnvSettings
+
+    for module in SETTINGS_MODULES:
+        importlib.import_module(module)
+    fields: dict[str, str] = {}
+    pending: list[type[BaseSettings]] = [EnvSettings]
+    while pending:
+        settings_class = pending.pop()
+        pending.extend(settings_class.__subclasses__())
+        declared = vars(settings_class).get("__annotations__", {})
+        for field in settings_class.model_fields.keys() & declared.keys():
+            fields[field] = settings_class.__qualname__
+    return fields
+
+
+def test_every_setting_is_read_by_some_code() -> None:
+    """A setting that nothing reads lets an operator set it, see it accepted, and get
+    no effect: ML_MAX_BODY_BYTES (ml-services' cap is MAX_REQUEST_BODY_BYTES) and
+    DEPLOYMENT_ENV (the services read ENVIRONMENT) were such settings."""
+    from services.common.scopes import SCOPES, ttl_setting
+
+    root = Path(__file__).resolve().parents[1] / "services"
+    code = "\n".join(path.read_text() for path in root.rglob("*.py"))
+    # The token lifetimes are looked up by scope (services.common.auth).
+    read_by_name = {ttl_setting(scope) for scope in SCOPES}
+    unread = sorted(
+        f"{owner}.{field}"
+        for field, owner in _settings_fields().items()
+        if field not in read_by_name and not re.search(rf"\.{field}\b", code)
+    )
+    assert unread == []

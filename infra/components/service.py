@@ -50,7 +50,7 @@ from infra.components.workload import (
 )
 
 #: Settings every service's ConfigMap must carry; the rest have defaults in the app.
-REQUIRED_SETTINGS: Final = ("ENVIRONMENT", "DEPLOYMENT_ENV", "LOG_LEVEL")
+REQUIRED_SETTINGS: Final = ("ENVIRONMENT", "LOG_LEVEL")
 #: Keys that would defeat row-level security if a service held them.
 FORBIDDEN_SECRET_KEYS: Final = catalog.MIGRATION_SECRET_KEYS
 

@@ -11,7 +11,6 @@ from services.common.settings import (
     BodyLimit,
     CommonSettings,
     OptionalSecret,
-    OptionalText,
     PositiveSeconds,
 )
 
@@ -78,9 +77,6 @@ class ChurnSettings(CommonSettings):
     """LeadConnector private integration token; unset: no sends."""
 
     ghl_base_url: str = GHL_DEFAULT_BASE_URL
-    ghl_location_id: OptionalText = None
-    """Sub-account of the tasks."""
-
     ghl_timeout_seconds: PositiveSeconds = Field(default=10.0, le=120)
 
     @field_validator("ghl_base_url")

@@ -117,7 +117,6 @@ class LeadConnectorClient:
         api_key: str,
         base_url: str,
         timeout: float,
-        location_id: str | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         connections: int = 20,
     ) -> None:
@@ -127,7 +126,6 @@ class LeadConnectorClient:
         the extra connections after each send and opened new ones for the next
         (a TCP, and with the real API a TLS, handshake per send).
         """
-        self._location_id = location_id
         self.timeout = timeout
         self._client = httpx.AsyncClient(
             base_url=base_url,

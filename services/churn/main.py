@@ -58,7 +58,6 @@ def build_crm(settings: ChurnSettings) -> LeadConnectorClient | None:
         api_key=settings.ghl_api_key.get_secret_value(),
         base_url=settings.ghl_base_url,
         timeout=settings.ghl_timeout_seconds,
-        location_id=settings.ghl_location_id,
         # A keep-alive connection for each delivery job the worker runs at once.
         connections=settings.churn_worker_concurrency,
     )

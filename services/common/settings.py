@@ -424,7 +424,6 @@ class CommonSettings(
 
     service_name: ClassVar[str] = "common"
 
-    deployment_env: str = "local"
     log_level: LogLevel = "INFO"
 
     migration_database_url: OptionalDatabaseUrl = None

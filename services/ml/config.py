@@ -8,7 +8,6 @@ from pydantic import Field, model_validator
 
 from services.common.lead_model.settings import MAX_BATCH_LEADS, LeadModelSettings
 from services.common.settings import (
-    BodyLimit,
     CommaSeparated,
     CommonSettings,
     LatencyWindowSize,
@@ -35,9 +34,6 @@ class MLSettings(CommonSettings, LeadModelSettings):
 
     ml_latency_window: LatencyWindowSize = 1000
     """Recent inferences behind /health/ml."""
-
-    ml_max_body_bytes: BodyLimit = Field(default=2_097_152, le=50_000_000)
-    """Largest accepted request body (a full batch of leads is about 600 KB)."""
 
     vision_url_allowed_hosts: CommaSeparated = Field(default_factory=list)
     """Comma-separated hosts photo URLs may point at (name or *.suffix)."""

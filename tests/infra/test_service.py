@@ -14,7 +14,7 @@ from infra.synth.mocks import ProgramRun, RecordedResource, Secret, run_program
 
 IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/enterprisehub@sha256:" + "a" * 64
 ROLE = "arn:aws:iam::123456789012:role/enterprisehub-ml-services"
-SETTINGS = {"ENVIRONMENT": "production", "DEPLOYMENT_ENV": "production", "LOG_LEVEL": "INFO"}
+SETTINGS = {"ENVIRONMENT": "production", "LOG_LEVEL": "INFO"}
 SECRET_VALUE = "do-not-leak-"
 
 

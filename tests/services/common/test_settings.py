@@ -166,7 +166,6 @@ def test_empty_optional_secret_means_unset(env: pytest.MonkeyPatch) -> None:
     ("settings_class", "variable"),
     [
         (ChurnSettings, "GHL_API_KEY"),
-        (ChurnSettings, "GHL_LOCATION_ID"),
         (RolloutSettings, "PROMETHEUS_URL"),
         (NotifySettings, "SLACK_WEBHOOK_URL"),
     ],
