@@ -20,7 +20,7 @@ promtool unit tests.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -276,8 +276,3 @@ def render_rule_files(slos: Sequence[SLO]) -> dict[str, str]:
         + yaml.dump(rule_file(slo), Dumper=_RuleDumper, sort_keys=False, width=120)
         for slo in slos
     }
-
-
-def objectives(slos: Sequence[SLO]) -> Mapping[str, float]:
-    """SLO name -> objective, for dashboards."""
-    return {slo.name: slo.objective for slo in slos}

@@ -82,7 +82,6 @@ _CPU = re.compile(r"(?:[1-9][0-9]*m|[0-9]+(?:\.[0-9]+)?)")
 _MEMORY = re.compile(r"[1-9][0-9]*(?:Ki|Mi|Gi|Ti|K|M|G|T)?")
 
 PositiveInt = Annotated[int, Field(gt=0)]
-Percent = Annotated[int, Field(gt=0, le=100)]
 
 _HOSTNAME = re.compile(r"(?=.{1,253}\Z)(?!-)[a-z0-9-]{1,63}(?<!-)(\.(?!-)[a-z0-9-]{1,63}(?<!-))+")
 # ``Field(pattern=...)`` strings run in pydantic's Rust regex engine, where "$" is

@@ -29,8 +29,6 @@ from pulumi_policy import (
 )
 from pulumi_policy.proxy import UnknownValueError, unknown_checking_proxy
 
-LEVELS = ("advisory", "mandatory", "disabled", "remediate")
-
 
 @dataclass(frozen=True, order=True)
 class Finding:

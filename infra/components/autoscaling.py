@@ -48,8 +48,6 @@ NAMESPACE: Final = "kube-system"
 SERVICE_ACCOUNT: Final = "karpenter"
 NODE_CLASS: Final = "default"
 NODE_POOL: Final = "default"
-#: Instances launched by Karpenter carry this label (the NodePool's name).
-NODE_POOL_LABEL: Final = "karpenter.sh/nodepool"
 
 #: EventBridge patterns of the events Karpenter handles (its reference template):
 #: scheduled maintenance, spot interruption warnings, rebalance recommendations,

@@ -177,17 +177,6 @@ def hashed_name(prefix: str, *parts: pulumi.Input[object]) -> pulumi.Output[str]
     return pulumi.Output.unsecret(digest)
 
 
-def string_map(values: Mapping[str, object]) -> dict[str, str]:
-    """Environment-variable values as strings (``True`` -> ``"true"``, ``20`` -> ``"20"``)."""
-    out: dict[str, str] = {}
-    for key, value in values.items():
-        if isinstance(value, bool):
-            out[key] = "true" if value else "false"
-        else:
-            out[key] = str(value)
-    return out
-
-
 def check_image(image: pulumi.Input[str], owner: str) -> None:
     """Refuse a mutable image reference when it is known at declaration time.
 

@@ -33,7 +33,6 @@ STAGES: Final[tuple[Stage, ...]] = (
     Stage("intervene", 3, 0.70, ("sms", "email")),
     Stage("escalate", 4, 0.85, ("email", "task")),
 )
-STAGE_BY_NAME: Final[dict[str, Stage]] = {stage.name: stage for stage in STAGES}
 THRESHOLDS: Final[tuple[float, ...]] = tuple(stage.threshold for stage in STAGES)
 
 
