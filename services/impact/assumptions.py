@@ -30,9 +30,6 @@ import orjson
 
 from services.common.flags import FEATURES, InvalidFlag, check_feature
 
-#: The seed's yearly value goal (all four features together), dollars.
-ANNUAL_GOAL: Final = (265_000.0, 440_000.0)
-
 
 @dataclass(frozen=True, slots=True)
 class FeatureAssumptions:
@@ -70,6 +67,18 @@ ASSUMPTIONS: Final[Mapping[str, FeatureAssumptions]] = {
     ),
 }  # fmt: skip
 
+
+def annual_goal(assumptions: Mapping[str, FeatureAssumptions]) -> tuple[float, float]:
+    """The yearly value goal of all the features together (low, high), dollars: the sum
+    of the features' ``annual_value_low``/``_high`` (the seed's $265K-440K)."""
+    return (
+        sum(assumptions[feature].annual_value_low for feature in FEATURES),
+        sum(assumptions[feature].annual_value_high for feature in FEATURES),
+    )
+
+
+#: The seed's yearly value goal with the default assumptions.
+ANNUAL_GOAL: Final = annual_goal(ASSUMPTIONS)
 
 _NUMERIC_FIELDS: Final = frozenset(
     f.name for f in fields(FeatureAssumptions) if f.name not in {"driver", "description"}
@@ -161,6 +170,7 @@ __all__ = [
     "FeatureAssumptions",
     "Interval",
     "Lift",
+    "annual_goal",
     "lift_for",
     "load_assumptions",
     "revenue",

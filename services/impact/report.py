@@ -27,9 +27,9 @@ from services.common.database import Database
 from services.common.flags import FEATURES
 from services.impact.aggregate import active_tenants, day_bounds
 from services.impact.assumptions import (
-    ANNUAL_GOAL,
     FeatureAssumptions,
     Interval,
+    annual_goal,
     lift_for,
     revenue,
     roi,
@@ -188,7 +188,8 @@ def summarize(
     )
     total_cost = sum(f.operating_cost for f in features.values())
     total_estimated = sum(f.estimated_operating_cost for f in features.values())
-    annual = total_revenue.scale(365 / days)
+    to_annual = 365 / days
+    goal_low, goal_high = annual_goal(assumptions)
     return {
         "period": {"start": start.isoformat(), "end": end.isoformat(), "days": days},
         "features": {
@@ -204,6 +205,11 @@ def summarize(
                 "roi": _interval(f.roi),
                 "hours_saved": round(f.hours_saved, 1),
                 "worst_daily_p95_seconds": f.p95_seconds,
+                "projected_annual_revenue": _interval(f.revenue.scale(to_annual)),
+                "annual_goal": {
+                    "low": assumptions[name].annual_value_low,
+                    "high": assumptions[name].annual_value_high,
+                },
             }
             for name, f in features.items()
         },
@@ -213,8 +219,8 @@ def summarize(
             "estimated_operating_cost": round(total_estimated, 2),
             "net_impact": round(total_revenue.point - total_cost, 2),
             "roi": _interval(roi(total_revenue, total_cost)),
-            "projected_annual_revenue": _interval(annual),
-            "annual_goal": {"low": ANNUAL_GOAL[0], "high": ANNUAL_GOAL[1]},
+            "projected_annual_revenue": _interval(total_revenue.scale(to_annual)),
+            "annual_goal": {"low": goal_low, "high": goal_high},
         },
     }
 

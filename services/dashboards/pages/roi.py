@@ -23,7 +23,7 @@ import streamlit as st
 from services.common.database import Database
 from services.common.flags import FEATURES
 from services.impact.aggregate import active_tenants, day_bounds
-from services.impact.assumptions import ANNUAL_GOAL, ASSUMPTIONS
+from services.impact.assumptions import ASSUMPTIONS
 from services.impact.report import measured_lifts, summarize, tenant_rows
 from services.rollout.schedule import PLANS
 
@@ -134,6 +134,22 @@ def _performance(summary: dict[str, Any]) -> list[dict[str, Any]]:
                 "Worst daily p95 (s)": None if p95 is None else round(p95, 3),
                 "Target p95 (s)": target,
                 "Status": status,
+            }
+        )
+    return table
+
+
+def _annual_table(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each feature's revenue at a year's pace beside the seed's yearly value for it."""
+    table = []
+    for feature in FEATURES:
+        projected = summary["features"][feature]["projected_annual_revenue"]
+        goal = summary["features"][feature]["annual_goal"]
+        table.append(
+            {
+                "Feature": LABELS[feature],
+                "Projected annual": _interval(projected),
+                "Goal (platform, a year)": f"{_money(goal['low'])}-{_money(goal['high'])}",
             }
         )
     return table
@@ -261,13 +277,15 @@ def render(ctx: PageContext) -> None:
 
     st.header("Projected annual impact")
     annual = total["projected_annual_revenue"]
-    midpoint = sum(ANNUAL_GOAL) / 2
+    goal = total["annual_goal"]
+    midpoint = (goal["low"] + goal["high"]) / 2
     x, y, z = st.columns(3)
     x.metric("Projected annual (this tenant)", _money(annual["point"]),
              help=_interval(annual))  # fmt: skip
-    y.metric("Platform goal", f"{_money(ANNUAL_GOAL[0])}-{_money(ANNUAL_GOAL[1])}")
+    y.metric("Platform goal", f"{_money(goal['low'])}-{_money(goal['high'])}")
     z.metric("Share of goal midpoint", f"{annual['point'] / midpoint:.1%}",
              help=f"{annual['low'] / midpoint:.1%} to {annual['high'] / midpoint:.1%}")  # fmt: skip
+    st.dataframe(_annual_table(data.summary), hide_index=True, use_container_width=True)
 
     st.header("Experiments and rollout decisions")
     st.dataframe(_experiment_table(data), hide_index=True, use_container_width=True)

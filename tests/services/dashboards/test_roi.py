@@ -120,7 +120,10 @@ async def test_page_renders_every_section(
     colours = [_feature_colours(chart) for chart in charts]
     assert len(set(colours[0].values())) == 4
     assert colours[0] == colours[1] == colours[2]
-    experiments = at.dataframe[1].value
+    annual = at.dataframe[1].value.set_index("Feature")
+    assert annual.loc["Property Vision", "Goal (platform, a year)"] == "$75,000-$150,000"
+    assert annual.loc["Churn Prevention", "Goal (platform, a year)"] == "$55,000-$80,000"
+    experiments = at.dataframe[2].value
     assert "hold at 25%" in " ".join(map(str, experiments["Decision"]))
     # Multiple-testing correction across the stored features x metrics.
     assert experiments["p (Holm)"].notna().all()

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import date, timedelta
 from typing import Any
 
+import pytest
 from statsmodels.stats.multitest import multipletests
 
 from services.common.database import Database
-from services.impact.report import latest_results, measured_lifts
+from services.impact.assumptions import ANNUAL_GOAL, ASSUMPTIONS, load_assumptions
+from services.impact.report import latest_results, measured_lifts, summarize
 
 
 async def _store(
@@ -60,3 +63,45 @@ async def test_every_features_metrics_are_one_holm_family(owner_db: Database, db
     )
     assert lifts["ai_coaching"]["p_value"] == 0.03
     assert "result_id" not in lifts["ai_coaching"]
+
+
+def test_the_seeds_yearly_goal_is_the_sum_of_its_features_values() -> None:
+    """$265K-440K, and per feature $75K-120K, $75K-150K, $55K-80K, $60K-90K."""
+    assert ANNUAL_GOAL == (265_000, 440_000)
+    goals = {f: (a.annual_value_low, a.annual_value_high) for f, a in ASSUMPTIONS.items()}
+    assert goals == {
+        "realtime_intelligence": (75_000, 120_000),
+        "property_vision": (75_000, 150_000),
+        "churn_prevention": (55_000, 80_000),
+        "ai_coaching": (60_000, 90_000),
+    }
+
+
+def test_each_feature_is_projected_to_a_year_beside_its_own_goal() -> None:
+    """The per-feature yearly values were declared and shown nowhere: a feature far
+    behind its goal hid inside a platform total that another feature carried."""
+    day = date(2026, 11, 2)
+    rows = [
+        {
+            "metric_date": day,
+            "feature_name": "property_vision",
+            "tenant_id": "tenant-a",
+            "usage_count": 10,
+            "success_count": 0,
+            "operating_cost": 0.5,
+            "estimated_operating_cost": 0.0,
+            "performance_p95_seconds": 1.0,
+        }
+    ]
+    overrides = load_assumptions('{"ai_coaching": {"annual_value_high": 100000}}')
+    summary = summarize(
+        rows, start=day, end=day + timedelta(days=6), assumptions=overrides, lifts={}
+    )
+    vision = summary["features"]["property_vision"]
+    assert vision["annual_goal"] == {"low": 75_000, "high": 150_000}
+    a = ASSUMPTIONS["property_vision"]
+    assert vision["projected_annual_revenue"]["point"] == pytest.approx(
+        10 * a.lift * a.value_per_unit * 365 / 7
+    )
+    # The platform's goal follows the assumptions the report was given.
+    assert summary["total_platform"]["annual_goal"] == {"low": 265_000, "high": 450_000}
