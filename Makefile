@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STACK ?= local
 SETUP_STAMP := $(VENV)/.setup-stamp
 
-.PHONY: help setup setup-deploy lint lint-workflows format typecheck test test-fast run stop synth check-manifests up preview bench closed-loop alerts clean
+.PHONY: help setup setup-deploy lint lint-workflows format typecheck test test-fast run stop synth check-manifests up preview bench closed-loop alerts settings-doc clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -73,6 +73,9 @@ up: setup-deploy ## pulumi up of STACK (needs the Pulumi CLI and a reachable clu
 alerts: setup ## Regenerate the SLO rule files and write the dashboards to build/dashboards
 	$(PY) -m alerts render
 	$(PY) -m alerts dashboards --out build/dashboards
+
+settings-doc: setup ## Regenerate docs/settings.md from the services' settings classes
+	$(PY) -m services.settings_reference
 
 closed-loop: setup ## W7: fault -> alert -> rollback-handler -> flag off, on loopback (about 3 min)
 	$(PY) -m benchmarks.closed_loop --scenario errors

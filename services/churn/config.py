@@ -72,12 +72,19 @@ class ChurnSettings(CommonSettings):
     """Run the periodic detection pass in this replica."""
 
     churn_max_signals_per_request: int = Field(default=500, ge=1, le=5000)
+    """Most signals one POST /v1/churn/signals request may carry."""
+
     churn_max_body_bytes: BodyLimit = Field(default=1_048_576, le=16_777_216)
+    """Largest request body the churn routes accept."""
+
     ghl_api_key: OptionalSecret = None
     """LeadConnector private integration token; unset: no sends."""
 
     ghl_base_url: str = GHL_DEFAULT_BASE_URL
+    """LeadConnector API base URL."""
+
     ghl_timeout_seconds: PositiveSeconds = Field(default=10.0, le=120)
+    """Longest one send to LeadConnector may take (then retried)."""
 
     @field_validator("ghl_base_url")
     @classmethod

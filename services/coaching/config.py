@@ -24,5 +24,7 @@ class CoachingSettings(CommonSettings):
     """Input budget of one analysis; longer transcripts are refused with 422."""
 
     coaching_max_output_tokens: int = Field(default=2_048, ge=256, le=16_384)
+    """max_tokens of one analysis's Claude call (billed as an upper bound when unanswered)."""
+
     coaching_latency_window: LatencyWindowSize = 1000
     """Recent analyses behind /health/coaching."""

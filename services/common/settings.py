@@ -269,7 +269,10 @@ class RedisSettings(EnvSettings):
     """redis:// or rediss:// URL."""
 
     redis_max_connections: int = Field(default=50, gt=0, le=10000)
+    """Connections in each process's Redis pool."""
+
     redis_socket_timeout: PositiveSeconds = Field(default=5.0, le=600)
+    """Longest wait to connect to Redis or for one command's answer."""
 
     @field_validator("redis_url")
     @classmethod
@@ -354,16 +357,26 @@ class ClaudeSettings(EnvSettings):
     timeouts are never retried."""
 
     claude_model: str = Field(default="claude-sonnet-4-5", min_length=1, max_length=100)
+    """The model every Claude feature calls (priced in CLAUDE_PRICES)."""
+
     claude_connect_timeout_seconds: PositiveSeconds = Field(default=5.0, le=60)
+    """Longest wait to connect to the API (within ANTHROPIC_TIMEOUT_SECONDS)."""
+
     claude_max_retry_wait_seconds: NonNegativeSeconds = Field(default=5.0, le=120)
     """Longest wait for a 429's retry-after or the local limiter; longer is a 503."""
 
     claude_backoff_base_seconds: PositiveSeconds = Field(default=0.5, le=60)
+    """First retry's longest backoff (with jitter), doubled for each further retry."""
+
     claude_backoff_max_seconds: PositiveSeconds = Field(default=8.0, le=600)
+    """Cap of the backoff between two retries."""
+
     claude_breaker_failures: int = Field(default=5, ge=1, le=1000)
     """Consecutive failures that open the circuit."""
 
     claude_breaker_open_seconds: PositiveSeconds = Field(default=30.0, le=3600)
+    """How long the open circuit refuses calls (503) before it lets one through to try."""
+
     claude_spend_limit_open_seconds: PositiveSeconds = Field(default=900.0, le=86400)
     """Circuit open time after a spend-limit 429."""
 
@@ -409,6 +422,9 @@ class DatabaseSettings(EnvSettings):
     """
 
     environment: Environment = "local"
+    """Which environment this is. Flags and their audit are kept per environment; production
+    also serves no API docs and refuses FAULT_INJECTION_FILE."""
+
     database_url: DatabaseUrl
     """Application role DSN (subject to RLS)."""
 
@@ -425,29 +441,49 @@ class CommonSettings(
     service_name: ClassVar[str] = "common"
 
     log_level: LogLevel = "INFO"
+    """Level of the services' logs (any case)."""
 
     migration_database_url: OptionalDatabaseUrl = None
     """Owner role DSN, used only by `enterprisehub migrate`."""
 
     db_pool_size: int = Field(default=20, gt=0, le=1000)
+    """With DB_MAX_OVERFLOW, the most Postgres connections a process opens (their sum;
+    they open as needed). The seed's names: the pool has no separate overflow."""
+
     db_max_overflow: int = Field(default=40, ge=0, le=1000)
+    """Added to DB_POOL_SIZE for the most connections a process opens."""
+
     db_pool_timeout: PositiveSeconds = Field(default=30.0, le=600)
+    """Longest wait for a free Postgres connection (then 503)."""
 
     cors_origins: CommaSeparated = Field(default_factory=list)
+    """Comma-separated browser origins allowed to call the APIs (scheme://host[:port]; a
+    leading *. subdomain wildcard allowed, never a bare *); empty: no CORS headers."""
+
     max_request_body_bytes: BodyLimit = Field(default=2_097_152, le=100_000_000)
     """Largest request body any route accepts (a 1,000-lead batch is ~0.5 MB)."""
 
     slack_webhook_url: OptionalSecret = None
+    """Slack incoming webhook the rollback handler posts its notices to; unset: none sent."""
 
     fault_injection_file: Path | None = None
     """Test-only: a JSON file of latency/errors to inject (services.common.faults); refused in
     production."""
 
     websocket_target_latency_ms: float = Field(default=50, gt=0)
+    """The seed's target for feed delivery (health reports compare against it)."""
+
     ml_inference_target_ms: float = Field(default=35, gt=0)
+    """The seed's target for one lead's scoring."""
+
     vision_analysis_target_ms: float = Field(default=1500, gt=0)
+    """The seed's target for one photo's analysis."""
+
     churn_intervention_target_s: float = Field(default=30, gt=0)
+    """The seed's target from detection to the first send of an intervention."""
+
     coaching_analysis_target_ms: float = Field(default=2000, gt=0)
+    """The seed's target for one coaching analysis."""
 
     @model_validator(mode="after")
     def _no_faults_in_production(self) -> Self:

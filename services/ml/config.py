@@ -39,7 +39,12 @@ class MLSettings(CommonSettings, LeadModelSettings):
     """Comma-separated hosts photo URLs may point at (name or *.suffix)."""
 
     vision_max_image_bytes: int = Field(default=20 * 1024 * 1024, gt=0, le=100 * 1024 * 1024)
+    """Largest photo accepted, uploaded or fetched from a URL (also bound by
+    MAX_REQUEST_BODY_BYTES)."""
+
     vision_fetch_timeout_seconds: PositiveSeconds = Field(default=10.0, le=120)
+    """Longest a photo URL's fetch may take."""
+
     vision_claim_wait_seconds: PositiveSeconds = Field(default=60.0, le=600)
     """How long a request waits for another's analysis."""
 

@@ -69,6 +69,7 @@ class NotifySettings(EnvSettings):
     """The Slack webhook, when the operator's shell has it."""
 
     slack_webhook_url: OptionalSecret = None
+    """Slack incoming webhook for the notices; unset: the command posts none."""
 
 
 def _target(value: str) -> str:

@@ -29,6 +29,8 @@ class RollbackSettings(CommonSettings):
     """Bearer token Alertmanager presents (at least 32 bytes)."""
 
     rollback_max_body_bytes: int = Field(default=1_048_576, gt=0, le=16_777_216)
+    """Largest Alertmanager webhook body accepted."""
+
     rollback_undo_deployments: bool = False
     """Also undo the latest rollout of a triggering feature's Deployments (the stack's
     rollback.undoDeployments; the pod then has a token and a Role)."""
@@ -41,8 +43,10 @@ class RollbackSettings(CommonSettings):
     missing ones and reverts stale ones (two MGETs and one read of the records when they agree)."""
 
     rollback_kubernetes_timeout_seconds: PositiveSeconds = Field(default=5.0, le=30)
-    #: Where the kubelet mounts the pod's ServiceAccount token, CA and namespace.
+    """Longest one Kubernetes API call of an undo may take."""
+
     rollback_service_account_dir: Path = Path("/var/run/secrets/kubernetes.io/serviceaccount")
+    """Where the kubelet mounts the pod's ServiceAccount token, CA and namespace."""
 
     @field_validator("rollback_feature_deployments")
     @classmethod
