@@ -657,6 +657,30 @@ def test_a_route_no_service_serves_is_caught(service_routes: set[tuple[str, str]
     assert ("DELETE", "/v1/churn/leads") not in service_routes
 
 
+def _unnamed(routes: set[tuple[str, str]]) -> list[str]:
+    """The routes no page names, with their method or by their path alone (a wildcard
+    such as ``POST /v1/leads/*`` names a group, not each route in it)."""
+    named = [
+        (method, _route_pattern(path)) for _, method, path in ROUTES_NAMED if not path.endswith("*")
+    ]
+    paths = [_route_pattern(path) for _, path in PATHS_NAMED if not path.endswith("*")]
+    return sorted(
+        f"{method} {path}"
+        for method, path in routes
+        if not any(m == method and pattern.fullmatch(path) for m, pattern in named)
+        and not any(pattern.fullmatch(path) for pattern in paths)
+    )
+
+
+def test_every_served_route_is_named_in_the_docs(service_routes: set[tuple[str, str]]) -> None:
+    """A route no page names is an API its users cannot find (the reverse of the above)."""
+    assert _unnamed(service_routes) == []
+
+
+def test_a_route_no_page_names_is_caught() -> None:
+    assert _unnamed({("POST", "/v1/leads/teleport")}) == ["POST /v1/leads/teleport"]
+
+
 # -- Python names ---------------------------------------------------------------------
 
 DOTTED = re.compile(
