@@ -119,12 +119,13 @@ def _value(value: Any) -> str:
 
 def _default(field: FieldInfo) -> str:
     if field.default_factory is not None:
-        return _value(field.default_factory())  # type: ignore[call-arg]
-    if field.default is PydanticUndefined:
+        default = field.default_factory()  # type: ignore[call-arg]
+    elif field.default is PydanticUndefined:
         return "**required**"
-    if _is_secret(field) and field.default is not None:
-        return "(set)"
-    return _value(field.default)
+    else:
+        default = field.default
+    # A secret's default is never printed, should one ever have a real one.
+    return "(set)" if _is_secret(field) and default else _value(default)
 
 
 _BOUNDS: Final = (

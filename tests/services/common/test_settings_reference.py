@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
+from pydantic.fields import FieldInfo
 
 from services import settings_reference
 from services.common.settings import EnvSettings
@@ -49,3 +51,8 @@ def test_a_secret_is_marked_and_its_default_never_shown() -> None:
     text = render()
     assert "| `JWT_SECRET_KEY` (secret) | **required** |" in text
     assert "| `ANTHROPIC_API_KEY` (secret) | unset |" in text
+
+
+def test_a_secrets_default_is_never_printed() -> None:
+    field = FieldInfo.from_annotated_attribute(SecretStr, SecretStr("hunter2-not-for-docs"))
+    assert settings_reference._default(field) == "(set)"
