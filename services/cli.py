@@ -37,6 +37,7 @@ from typing import Any, Literal, TypeVar
 
 from services.common.scopes import SCOPE_DESCRIPTIONS, SCOPES
 from services.common.settings import SettingsError
+from services.common.version import package_version
 
 EXIT_USAGE = 2
 EXIT_FAILURE = 1
@@ -285,6 +286,9 @@ def build_parser() -> argparse.ArgumentParser:
     """The full parser, including the registered command groups."""
     parser = argparse.ArgumentParser(
         prog="enterprisehub", description="EnterpriseHub Phase 3 services and operator commands."
+    )
+    parser.add_argument(
+        "--version", action="version", version=f"%(prog)s {package_version()}", help="print it"
     )
     commands = parser.add_subparsers(dest="command", required=True)
 

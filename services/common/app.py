@@ -34,7 +34,7 @@ from services.common.auth import TokenVerifier
 from services.common.body import BearerVerifier, EdgeGuard
 from services.common.errors import install_error_handlers
 from services.common.faults import FaultInjectionMiddleware
-from services.common.health import FeatureHealth, health_router, package_version
+from services.common.health import FeatureHealth, health_router
 from services.common.lifespan import DEFAULT_NEEDS, Need, ServiceLifespan, build_lifespan
 from services.common.metrics import (
     HttpMetrics,
@@ -44,6 +44,7 @@ from services.common.metrics import (
     new_registry,
 )
 from services.common.settings import CommonSettings
+from services.common.version import package_version
 
 __all__ = ["DEFAULT_NEEDS", "Need", "ServiceLifespan", "create_app"]
 

@@ -25,7 +25,6 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from importlib import metadata
 from typing import Any, Literal
 
 from fastapi import APIRouter, FastAPI, Request
@@ -72,14 +71,6 @@ class FeatureHealth:
             raise ValueError(f"feature health path must be one of {FEATURE_HEALTH_PATHS}")
         if unknown := self.requires - set(DEPENDENCIES):
             raise ValueError(f"unknown dependencies {sorted(unknown)}; known: {DEPENDENCIES}")
-
-
-def package_version() -> str:
-    """The installed project version, or ``0+unknown`` when run from a bare tree."""
-    try:
-        return metadata.version("enterprisehub-phase3")
-    except metadata.PackageNotFoundError:
-        return "0+unknown"
 
 
 def _uptime(app: FastAPI) -> float:

@@ -222,3 +222,12 @@ def test_every_command_and_option_says_what_it_is_in_its_help() -> None:
     """`enterprisehub rollout status --help` listed `--environment ENVIRONMENT` and
     nothing else: which one, and that it must match the shell's settings, was not said."""
     assert list(_undocumented(cli.build_parser(), "enterprisehub")) == []
+
+
+def test_version_prints_the_installed_version(capsys: pytest.CaptureFixture[str]) -> None:
+    from importlib import metadata
+
+    with pytest.raises(SystemExit) as exited:
+        main(["--version"])
+    assert exited.value.code == 0
+    assert capsys.readouterr().out == f"enterprisehub {metadata.version('enterprisehub-phase3')}\n"
