@@ -362,6 +362,23 @@ def test_every_v1_operation_refuses_a_token_without_its_scope() -> None:
     assert checked >= 10  # the walk found the routes
 
 
+def test_every_v1_operation_documents_its_credential_and_refusals() -> None:
+    """The OpenAPI documents listed no 401 or 403 for the guarded routes of four
+    services (FastAPI documents what a route returns, not what its dependencies
+    raise), and neither the feed nor the webhook declared a credential."""
+    undocumented = []
+    for workload, app in _asgi_apps():
+        for path, item in app.openapi()["paths"].items():
+            if not path.startswith("/v1/"):
+                continue
+            for method, operation in item.items():
+                expected = {"401"} if (method.upper(), path) in _NOT_SCOPED else {"401", "403"}
+                missing = expected - set(operation.get("responses", {}))
+                if missing or not operation.get("security"):
+                    undocumented.append(f"{workload.name} {method.upper()} {path}: {missing}")
+    assert undocumented == []
+
+
 def test_every_public_route_is_under_its_services_api_paths() -> None:
     """The Gateway sends a service only its catalog ``api_paths`` (PathPrefix, by
     whole segments): a route outside them answers 404 in a deployed stack."""

@@ -376,11 +376,29 @@ BEARER_SCHEME = HTTPBearer(
     scheme_name="bearerAuth",
     bearerFormat="JWT",
     description="HS256 JWT carrying the tenant (tid), the caller (sub) and its scopes "
-    "(scope: feed:read, crm:ingest, leads:score, operator). Mint one with "
+    f"(scope: {', '.join(SCOPES)}). Mint one with "
     "`enterprisehub token --tenant T --subject S --scope SCOPE`.",
     auto_error=False,
 )
 """Declares the bearer scheme in the OpenAPI documents; the checks are ours (reasons)."""
+
+
+def auth_responses(scope: str, *, feature: str | None = None) -> dict[int | str, dict[str, Any]]:
+    """A guarded router's ``responses=``: what its ``require_scope`` (and rollout) answer.
+
+    FastAPI documents what a route returns, not what its dependencies raise, so
+    without these the OpenAPI documents listed no 401 or 403 for any guarded route.
+    """
+    refused = f"`insufficient_scope`: the token lacks `{scope}`"
+    if feature is not None:
+        refused += f"; `feature_disabled`: the tenant is outside the `{feature}` rollout"
+    return {
+        401: {
+            "description": "Missing, malformed, expired or forged bearer token; `reason` "
+            "says which (`missing_token`, `expired_token`, ...)."
+        },
+        403: {"description": refused + "."},
+    }
 
 
 async def require_principal(

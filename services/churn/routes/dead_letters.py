@@ -27,7 +27,7 @@ from services.churn.delivery import LEAD_RE_ENGAGED, LOCK_LEAD_SQL, RE_ENGAGED_S
 from services.churn.deps import DbDep
 from services.churn.queue import SingleDelivery, defer_delivery_jobs, pending_backlog
 from services.churn.schemas import DeadLetterPublic
-from services.common.auth import OperatorPrincipalDep, require_scope
+from services.common.auth import OperatorPrincipalDep, auth_responses, require_scope
 from services.common.errors import ApiError
 from services.common.flags import require_feature
 from services.common.scopes import OPERATOR
@@ -59,6 +59,7 @@ router = APIRouter(
     prefix="/v1/churn",
     tags=["churn-dead-letters"],
     dependencies=[Depends(require_scope(OPERATOR))],
+    responses=auth_responses(OPERATOR),
 )
 
 

@@ -15,13 +15,14 @@ from fastapi import APIRouter, Depends, Query
 
 from services.churn.deps import DbDep
 from services.churn.schemas import InterventionPublic
-from services.common.auth import OperatorPrincipalDep, require_scope
+from services.common.auth import OperatorPrincipalDep, auth_responses, require_scope
 from services.common.scopes import OPERATOR
 
 router = APIRouter(
     prefix="/v1/churn",
     tags=["churn-interventions"],
     dependencies=[Depends(require_scope(OPERATOR))],
+    responses=auth_responses(OPERATOR),
 )
 
 StatusFilter = Literal["pending", "delivered", "not_sent", "suppressed", "cancelled", "dead_letter"]

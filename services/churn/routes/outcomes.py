@@ -32,7 +32,7 @@ from fastapi import APIRouter, Depends, Request
 from services.churn.deps import DbDep, RuntimeDep
 from services.churn.schemas import InterventionPublic, OutcomeUpdate
 from services.churn.success import BECAME_SUCCESS, DELIVERED, SUCCEEDED_AT_AFTER
-from services.common.auth import IngestPrincipalDep, require_scope
+from services.common.auth import IngestPrincipalDep, auth_responses, require_scope
 from services.common.body import read_model
 from services.common.errors import ApiError
 from services.common.scopes import CRM_INGEST
@@ -78,7 +78,10 @@ WHERE lead_id = $1
 
 # No flag: an outcome is measured whatever the tenant's rollout (module docstring).
 router = APIRouter(
-    prefix="/v1/churn", tags=["churn-outcomes"], dependencies=[Depends(require_scope(CRM_INGEST))]
+    prefix="/v1/churn",
+    tags=["churn-outcomes"],
+    dependencies=[Depends(require_scope(CRM_INGEST))],
+    responses=auth_responses(CRM_INGEST),
 )
 
 

@@ -34,14 +34,17 @@ from services.churn.schemas import (
     SignalsAccepted,
 )
 from services.churn.signals import SignalRejected, store_signals, upsert_leads
-from services.common.auth import IngestPrincipalDep, require_scope
+from services.common.auth import IngestPrincipalDep, auth_responses, require_scope
 from services.common.body import Model, read_model
 from services.common.scopes import CRM_INGEST
 
 # The CRM integration's token: the crm:ingest scope (as the realtime ingest's).
 # No flag: facts are stored whatever the tenant's rollout (module docstring).
 router = APIRouter(
-    prefix="/v1/churn", tags=["churn-signals"], dependencies=[Depends(require_scope(CRM_INGEST))]
+    prefix="/v1/churn",
+    tags=["churn-signals"],
+    dependencies=[Depends(require_scope(CRM_INGEST))],
+    responses=auth_responses(CRM_INGEST),
 )
 
 

@@ -18,7 +18,7 @@ from services.coaching.schemas import (
     CoachingSessionList,
     CoachingSessionPublic,
 )
-from services.common.auth import CoachingPrincipalDep
+from services.common.auth import CoachingPrincipalDep, auth_responses
 from services.common.body import BODY_ERROR_RESPONSES, read_model, request_body_openapi
 from services.common.deps import SettingsDep
 from services.common.flags import require_scope_and_feature
@@ -32,6 +32,7 @@ router = APIRouter(
     prefix="/v1/coaching",
     tags=["coaching"],
     dependencies=require_scope_and_feature(COACHING_ANALYZE, "ai_coaching"),
+    responses=auth_responses(COACHING_ANALYZE, feature="ai_coaching"),
 )
 
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
-from services.common.auth import ScoringPrincipalDep
+from services.common.auth import ScoringPrincipalDep, auth_responses
 from services.common.body import BODY_ERROR_RESPONSES, read_model, request_body_openapi
+from services.common.scopes import LEADS_SCORE
 from services.ml.deps import InferenceDep
 from services.ml.schemas import (
     LeadScoreBatchCreate,
@@ -30,7 +31,7 @@ MAX_SCORE_BODY_BYTES = 16_384
 #: for seconds.
 MAX_SCORE_BATCH_BODY_BYTES = 2 * 1024 * 1024
 
-router = APIRouter(prefix="/v1/leads", tags=["lead-scoring"])
+router = APIRouter(prefix="/v1/leads", tags=["lead-scoring"], responses=auth_responses(LEADS_SCORE))
 
 
 @router.post(

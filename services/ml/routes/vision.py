@@ -23,7 +23,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 
-from services.common.auth import VisionPrincipalDep
+from services.common.auth import VisionPrincipalDep, auth_responses
 from services.common.body import (
     BODY_ERROR_RESPONSES,
     read_body,
@@ -58,6 +58,7 @@ router = APIRouter(
     prefix="/v1/ml/vision",
     tags=["property-vision"],
     dependencies=require_scope_and_feature(VISION_ANALYZE, "property_vision"),
+    responses=auth_responses(VISION_ANALYZE, feature="property_vision"),
 )
 
 PropertyId = Annotated[str, Query(pattern=PROPERTY_ID_PATTERN, max_length=255)]

@@ -38,8 +38,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import Counter
 
-from services.common.auth import IngestPrincipalDep
+from services.common.auth import IngestPrincipalDep, auth_responses
 from services.common.body import BodyTooLarge, parse_body, read_body, request_body_openapi
+from services.common.scopes import CRM_INGEST
 from services.realtime.deps import RuntimeDep
 from services.realtime.ingest import IdempotencyKey, IdempotencyKeyReusedError
 from services.realtime.runtime import RealtimeRuntime
@@ -50,7 +51,7 @@ from services.realtime.schemas import (
     LeadEventCreate,
 )
 
-router = APIRouter(prefix="/v1/leads", tags=["lead-events"])
+router = APIRouter(prefix="/v1/leads", tags=["lead-events"], responses=auth_responses(CRM_INGEST))
 
 # Visible ASCII, as Stripe and the IETF draft (httpapi-idempotency-key) allow.
 _IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")
@@ -112,11 +113,6 @@ async def _store(
 
 
 # Both routes authenticate and authorize alike.
-_AUTH_RESPONSES: dict[int | str, dict[str, object]] = {
-    401: {"description": "Missing, expired or forged bearer token."},
-    403: {"description": "The token lacks the crm:ingest scope."},
-}
-
 Body = TypeVar("Body", LeadEventCreate, LeadEventBatchCreate)
 
 
@@ -172,7 +168,6 @@ def _check_event_sizes(batch: LeadEventBatchCreate, limit: int, rejected: Counte
     response_model=LeadEventAccepted,
     summary="Ingest a CRM lead event",
     responses={
-        **_AUTH_RESPONSES,
         413: {"description": "Body larger than REALTIME_MAX_EVENT_BYTES."},
         422: {
             "description": "Malformed JSON or fields (the detail names the field), input "
@@ -219,7 +214,6 @@ async def ingest_lead_event(
     response_model=LeadEventBatchAccepted,
     summary="Ingest a batch of CRM lead events",
     responses={
-        **_AUTH_RESPONSES,
         413: {"description": "Body larger than REALTIME_MAX_BATCH_BYTES."},
         422: {
             "description": "Malformed JSON or fields (the reason names the event's index "

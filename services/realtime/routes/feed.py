@@ -13,11 +13,17 @@ what the schema at ``/openapi.json`` and ``/docs`` show for the feed.
 
 from __future__ import annotations
 
-from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, Depends, WebSocket, WebSocketDisconnect
 from fastapi.responses import JSONResponse
 from openfeature.exception import ErrorCode
 
-from services.common.auth import AuthError, authenticate_websocket, deny_websocket
+from services.common.auth import (
+    BEARER_SCHEME,
+    AuthError,
+    auth_responses,
+    authenticate_websocket,
+    deny_websocket,
+)
 from services.common.flags import FeatureDisabledHandshakeError, decide_feature
 from services.common.scopes import FEED_READ
 from services.realtime.deps import HubDep, RealtimeMetricsDep
@@ -62,7 +68,13 @@ A client for a terminal: `enterprisehub feed --tenant T [--url ws://HOST:8001/v1
     status_code=426,
     summary="Live lead feed (WebSocket)",
     description=FEED_PROTOCOL,
-    responses={426: {"description": "Not a WebSocket upgrade: connect with ws:// or wss://."}},
+    # The scheme declares the handshake's credential in the document; the
+    # WebSocket route below checks it.
+    dependencies=[Depends(BEARER_SCHEME)],
+    responses={
+        **auth_responses(FEED_READ, feature=FEED_FEATURE),
+        426: {"description": "Not a WebSocket upgrade: connect with ws:// or wss://."},
+    },
 )
 async def lead_feed_without_upgrade() -> JSONResponse:
     """A plain HTTP request to the feed: say how to connect."""

@@ -19,6 +19,7 @@ import logging
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
+from fastapi.security import HTTPBearer
 from pydantic import SecretStr, ValidationError
 
 from services.common.auth import AuthError
@@ -42,6 +43,14 @@ from services.rollback.procedure import (
 log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/v1/alertmanager", tags=["rollback"])
+
+ALERTMANAGER_SCHEME = HTTPBearer(
+    scheme_name="alertmanagerBearer",
+    description="ALERTMANAGER_WEBHOOK_TOKEN, which Alertmanager sends from its receiver's "
+    "http_config.authorization (not a JWT).",
+    auto_error=False,
+)
+"""Declares the webhook's credential in the OpenAPI document; ``authenticate`` checks it."""
 
 
 class WebhookRefusedError(ApiError):
@@ -189,8 +198,9 @@ async def _handle(
 
 @router.post(
     "/webhook",
-    dependencies=[Depends(authenticate)],
+    dependencies=[Depends(ALERTMANAGER_SCHEME), Depends(authenticate)],
     summary="Alertmanager webhook receiver for rollback triggers",
+    responses={401: {"description": "Missing or wrong bearer token (`unauthenticated`)."}},
 )
 async def alertmanager_webhook(
     request: Request,
