@@ -379,6 +379,18 @@ def test_every_v1_operation_documents_its_credential_and_refusals() -> None:
     assert undocumented == []
 
 
+def test_every_operation_says_what_it_does() -> None:
+    """The health routes had neither a description nor their 503 in the documents."""
+    silent = [
+        f"{workload.name} {method.upper()} {path}"
+        for workload, app in _asgi_apps()
+        for path, item in app.openapi()["paths"].items()
+        for method, operation in item.items()
+        if not operation.get("description")
+    ]
+    assert silent == []
+
+
 def test_every_public_route_is_under_its_services_api_paths() -> None:
     """The Gateway sends a service only its catalog ``api_paths`` (PathPrefix, by
     whole segments): a route outside them answers 404 in a deployed stack."""

@@ -146,12 +146,19 @@ async def _no_feature() -> dict[str, Any]:
     return {}
 
 
+_UNHEALTHY: dict[int | str, dict[str, Any]] = {
+    503: {"description": "Unhealthy: the body says which store or check failed."}
+}
+
+
 def health_router(feature: FeatureHealth | None) -> APIRouter:
     """The health routes for one app (``feature`` may be None for tools)."""
     router = APIRouter(tags=["health"])
 
     @router.get("/health")
     async def liveness(request: Request) -> dict[str, Any]:
+        """Liveness: the process answers. Never reads a store, so a store's outage does
+        not get a healthy pod restarted."""
         app = request.app
         return {
             "status": "healthy",
@@ -160,8 +167,10 @@ def health_router(feature: FeatureHealth | None) -> APIRouter:
             "uptime_seconds": _uptime(app),
         }
 
-    @router.get("/health/detailed")
+    @router.get("/health/detailed", responses=_UNHEALTHY)
     async def readiness(request: Request) -> JSONResponse:
+        """Readiness: live round trips to the stores the service declared, and its feature's
+        check; 503 when a store the feature requires is down or the feature is unhealthy."""
         app = request.app
         status, dependencies, feature_report = await evaluate(app, feature)
         body = {
@@ -177,8 +186,10 @@ def health_router(feature: FeatureHealth | None) -> APIRouter:
 
     if feature is not None:
 
-        @router.get(feature.path)
+        @router.get(feature.path, responses=_UNHEALTHY)
         async def feature_health(request: Request) -> JSONResponse:
+            """The feature's own figures (the seed's health fields) and its status; 503 when
+            unhealthy, as ``/health/detailed``."""
             status, dependencies, report = await evaluate(request.app, feature)
             body = {**report, "status": status, "dependencies": dependencies}
             return JSONResponse(body, status_code=503 if status == "unhealthy" else 200)
