@@ -94,6 +94,17 @@ SECTIONS: Final[tuple[Section, ...]] = (
 )
 
 
+def settings_classes() -> list[type[EnvSettings]]:
+    """Every settings class (this module imports each), mixins included."""
+    found: list[type[EnvSettings]] = []
+    pending: list[type[EnvSettings]] = [EnvSettings]
+    while pending:
+        settings_class = pending.pop()
+        found.append(settings_class)
+        pending.extend(settings_class.__subclasses__())
+    return found
+
+
 def _is_secret(field: FieldInfo) -> bool:
     return any(
         isinstance(arg, type) and issubclass(arg, SecretStr)
@@ -137,13 +148,8 @@ _BOUNDS: Final = (
 
 
 def _allowed(field: FieldInfo) -> str:
-    choices = [
-        arg
-        for arg in typing.get_args(field.annotation)
-        if typing.get_origin(field.annotation) is typing.Literal
-    ]
-    if choices:
-        return ", ".join(str(choice) for choice in choices)
+    if typing.get_origin(field.annotation) is typing.Literal:
+        return ", ".join(str(choice) for choice in typing.get_args(field.annotation))
     bounds = [
         f"{symbol} {_value(getattr(item, attribute))}"
         for kind, attribute, symbol in _BOUNDS

@@ -408,33 +408,12 @@ def test_every_public_route_is_under_its_services_api_paths() -> None:
             )
 
 
-#: The modules that declare the services' settings classes.
-SETTINGS_MODULES = (
-    "services.common.settings",
-    "services.common.lead_model.settings",
-    "services.realtime.config",
-    "services.ml.config",
-    "services.coaching.config",
-    "services.churn.config",
-    "services.dashboards.config",
-    "services.impact.config",
-    "services.rollout.config",
-    "services.rollback.config",
-    "services.rollback.cli",
-)
-
-
 def _settings_fields() -> dict[str, str]:
     """Every field of every settings class: name -> the class that declares it."""
-    from services.common.settings import EnvSettings
+    from services.settings_reference import settings_classes
 
-    for module in SETTINGS_MODULES:
-        importlib.import_module(module)
     fields: dict[str, str] = {}
-    pending: list[type[BaseSettings]] = [EnvSettings]
-    while pending:
-        settings_class = pending.pop()
-        pending.extend(settings_class.__subclasses__())
+    for settings_class in settings_classes():
         declared = vars(settings_class).get("__annotations__", {})
         for field in settings_class.model_fields.keys() & declared.keys():
             fields[field] = settings_class.__qualname__

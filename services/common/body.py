@@ -99,20 +99,15 @@ class EdgeGuard:
         self.setting = setting
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] not in ("http", "websocket"):
+        if scope["type"] == "websocket" and not is_routable(scope["path"]):
+            # What the router answers for any path it does not know.
+            await WebSocketClose()(scope, receive, send)
+            return
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         if not is_routable(scope["path"]):
-            # What the router answers for any path it does not know.
-            if scope["type"] == "websocket":
-                await WebSocketClose()(scope, receive, send)
-            else:
-                await _json(404, {"detail": "Not Found", "reason": "not_found"})(
-                    scope, receive, send
-                )
-            return
-        if scope["type"] == "websocket":
-            await self.app(scope, receive, send)
+            await _json(404, {"detail": "Not Found", "reason": "not_found"})(scope, receive, send)
             return
         declared: int | None = None
         streamed = False

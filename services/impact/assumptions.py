@@ -77,9 +77,6 @@ def annual_goal(assumptions: Mapping[str, FeatureAssumptions]) -> tuple[float, f
     )
 
 
-#: The seed's yearly value goal with the default assumptions.
-ANNUAL_GOAL: Final = annual_goal(ASSUMPTIONS)
-
 _NUMERIC_FIELDS: Final = frozenset(
     f.name for f in fields(FeatureAssumptions) if f.name not in {"driver", "description"}
 )
@@ -164,7 +161,6 @@ def roi(revenue_value: Interval, cost: float) -> Interval | None:
 
 
 __all__ = [
-    "ANNUAL_GOAL",
     "ASSUMPTIONS",
     "FEATURES",
     "FeatureAssumptions",

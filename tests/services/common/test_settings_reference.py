@@ -9,8 +9,7 @@ from pydantic import SecretStr
 from pydantic.fields import FieldInfo
 
 from services import settings_reference
-from services.common.settings import EnvSettings
-from services.settings_reference import SECTIONS, main, render
+from services.settings_reference import SECTIONS, main, render, settings_classes
 
 
 def test_the_page_is_current() -> None:
@@ -38,12 +37,7 @@ def test_every_setting_is_described() -> None:
 def test_every_variable_of_every_settings_class_is_on_the_page() -> None:
     """A new settings class (or field) without a section would be missing silently."""
     text = render()
-    names: set[str] = set()
-    pending: list[type[EnvSettings]] = [EnvSettings]
-    while pending:
-        settings_class = pending.pop()
-        pending.extend(settings_class.__subclasses__())
-        names.update(settings_class.model_fields)
+    names = {name for settings_class in settings_classes() for name in settings_class.model_fields}
     assert [name for name in sorted(names) if f"| `{name.upper()}`" not in text] == []
 
 
