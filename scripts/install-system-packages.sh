@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the tests and `make run` need: PostgreSQL 15,
 # Redis 7, Prometheus (and promtool), Alertmanager (and amtool), shellcheck
-# (actionlint runs it over workflow scripts) and Chromium (browser tests).
+# (actionlint runs it over workflow scripts), Chromium (browser tests) and
+# nodejs (the OpenAPI documents' patterns are checked as ECMA-262 reads them).
 # Idempotent: does nothing when they are already present, so `make setup`
 # stays fast on a warm machine.
 set -euo pipefail
@@ -13,6 +14,7 @@ command -v promtool >/dev/null || need+=(prometheus)
 command -v prometheus-alertmanager >/dev/null || need+=(prometheus-alertmanager)
 command -v shellcheck >/dev/null || need+=(shellcheck)
 command -v chromium >/dev/null || need+=(chromium)
+command -v node >/dev/null || need+=(nodejs)
 
 [ ${#need[@]} -eq 0 ] && exit 0
 

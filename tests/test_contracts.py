@@ -35,6 +35,7 @@ from services.common.auth import issue_token
 from services.common.scopes import FEED_READ
 from services.common.settings import Environment
 from services.rollback.routes import webhook
+from tests.ecma_regex import ecma_test
 
 WORKLOADS: dict[str, catalog.Workload] = {
     **catalog.SERVICES,
@@ -389,6 +390,51 @@ def test_every_operation_says_what_it_does() -> None:
         if not operation.get("description")
     ]
     assert silent == []
+
+
+#: Operations that take no body: everything else POST or PUT documents one.
+_NO_BODY = {("POST", "/v1/churn/dead-letters/{outbox_id}/retry")}
+
+
+def test_every_operation_that_reads_a_body_documents_it() -> None:
+    """Routes read their own bodies (after authentication, within a limit), so
+    FastAPI does not see one: churn's three, the photo upload and the webhook
+    published no request body and no 413."""
+    undocumented = [
+        f"{workload.name} {method.upper()} {path}"
+        for workload, app in _asgi_apps()
+        for path, item in app.openapi()["paths"].items()
+        for method, operation in item.items()
+        if method in ("post", "put", "patch")
+        and (method.upper(), path) not in _NO_BODY
+        and not ("requestBody" in operation and "413" in operation["responses"])
+    ]
+    assert undocumented == []
+
+
+def _patterns(node: Any) -> Iterator[str]:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "pattern" and isinstance(value, str):
+                yield value
+            else:
+                yield from _patterns(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _patterns(value)
+
+
+def test_every_published_pattern_is_a_whole_string_ecma_262_pattern() -> None:
+    """JSON Schema patterns are ECMA-262: the documents published ``\\A...\\z``
+    (pydantic's Rust dialect), which a client's validator refuses with the ``u``
+    flag and otherwise reads as the letters A and z. Unanchored, a pattern is a
+    search: ``^...$`` is what spans the whole string there."""
+    patterns = sorted({p for _, app in _asgi_apps() for p in _patterns(app.openapi())})
+    assert len(patterns) >= 3  # the ids of the realtime, vision and coaching bodies
+    answers = ecma_test([(pattern, []) for pattern in patterns])
+    broken = {p: a for p, a in zip(patterns, answers, strict=True) if "error" in a}
+    unanchored = [p for p in patterns if not (p.startswith("^") and p.endswith("$"))]
+    assert (broken, unanchored) == ({}, [])
 
 
 def test_every_public_route_is_under_its_services_api_paths() -> None:

@@ -11,8 +11,8 @@ from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
 from services.churn.contact_rules import zone
 from services.churn.features import PIPELINE_STAGES
+from services.common.identifiers import IdentifierFormat
 
-ID_RE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:@-]{0,254}")
 MAX_DATA_KEYS: Final = 20
 MAX_TEXT: Final = 500
 INT64 = (-(2**63), 2**63 - 1)
@@ -41,14 +41,6 @@ RE_ENGAGEMENT: Final[frozenset[str]] = frozenset(
 )
 PipelineStage = Literal["new", "contacted", "qualified", "showing", "offer", "under_contract"]
 Outcome = Literal["responded", "re_engaged", "churned"]
-
-
-def _identifier(value: str) -> str:
-    if not ID_RE.fullmatch(value):
-        raise ValueError(
-            "expected 1-255 characters from A-Z a-z 0-9 _ . : @ - (letter/digit first)"
-        )
-    return value
 
 
 def _timezone(value: str) -> str:
@@ -98,7 +90,8 @@ def _data(value: dict[str, Any]) -> dict[str, Any]:
     return value
 
 
-Identifier = Annotated[str, AfterValidator(_identifier)]
+#: A lead's, a contact's or an agent's id (a CRM contact id may be an address).
+Identifier = Annotated[str, IdentifierFormat(255, punctuation="_.:@-")]
 TimeZoneName = Annotated[str, AfterValidator(_timezone)]
 SignalData = Annotated[dict[str, Any], AfterValidator(_data)]
 #: A timezone-aware instant a CRM reports: 1970 or later.

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from services.common.claude.ledger import stored_call_cost
+from services.common.identifiers import IdentifierFormat
 
-# Rust regex (pydantic): \z is the very end of the text.
-ID_PATTERN = r"\A[A-Za-z0-9][A-Za-z0-9._:-]{0,127}\z"
+#: A message's, an agent's or a conversation's id, as the CRM names them.
+CoachingId = Annotated[str, IdentifierFormat(128)]
 MAX_MESSAGES = 2_000
 
 
@@ -19,7 +20,7 @@ class TranscriptMessage(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    id: str = Field(pattern=ID_PATTERN, max_length=128)
+    id: CoachingId
     speaker: Literal["agent", "lead"]
     text: str = Field(min_length=1, max_length=20_000)
     timestamp: datetime
@@ -38,8 +39,8 @@ class CoachingSessionCreate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    agent_id: str = Field(pattern=ID_PATTERN, max_length=128)
-    conversation_id: str | None = Field(default=None, pattern=ID_PATTERN, max_length=128)
+    agent_id: CoachingId
+    conversation_id: CoachingId | None = None
     messages: list[TranscriptMessage] = Field(min_length=1, max_length=MAX_MESSAGES)
 
     @model_validator(mode="after")

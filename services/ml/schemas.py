@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from services.common.claude.ledger import stored_call_cost
+from services.common.identifiers import IdentifierFormat
 from services.common.scoring import LeadFeatures
 from services.ml.config import MAX_BATCH_LEADS
 
@@ -54,7 +55,8 @@ class LeadScoreBatchPublic(BaseModel):
 
 # -- property vision ---------------------------------------------------------
 
-PROPERTY_ID_PATTERN = r"\A[A-Za-z0-9][A-Za-z0-9._:-]{0,254}\z"  # Rust regex: \z is the very end
+#: A property's id, as the CRM names it.
+PropertyId = Annotated[str, IdentifierFormat(255)]
 
 
 class VisionAnalysisCreate(BaseModel):
@@ -62,7 +64,7 @@ class VisionAnalysisCreate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    property_id: str = Field(pattern=PROPERTY_ID_PATTERN, max_length=255)
+    property_id: PropertyId
     object_key: str | None = Field(default=None, min_length=1, max_length=500)
     image_url: str | None = Field(default=None, min_length=9, max_length=2000)
 

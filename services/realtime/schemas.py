@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from services.common.identifiers import IdentifierFormat
 from services.common.scoring import LeadFeatures
 
 DeliveryStatus = Literal["published", "deferred"]
@@ -90,11 +91,8 @@ class LeadEventBase(BaseModel):
     """Fields shared by what a CRM sends and what the feed carries."""
 
     lead_id: StorableText = Field(min_length=1, max_length=255, description="The CRM's lead id.")
-    event_type: str = Field(
-        min_length=1,
-        max_length=100,
-        pattern=r"\A[A-Za-z0-9][A-Za-z0-9_.:-]*\z",  # Rust regex: \z is the very end
-        description="What happened, e.g. 'lead.created', 'email.opened'.",
+    event_type: Annotated[str, IdentifierFormat(100)] = Field(
+        description="What happened, e.g. 'lead.created', 'email.opened'."
     )
     agent_id: StorableText | None = Field(
         default=None,

@@ -33,7 +33,7 @@ from services.churn.deps import DbDep, RuntimeDep
 from services.churn.schemas import InterventionPublic, OutcomeUpdate
 from services.churn.success import BECAME_SUCCESS, DELIVERED, SUCCEEDED_AT_AFTER
 from services.common.auth import IngestPrincipalDep, auth_responses, require_scope
-from services.common.body import read_model
+from services.common.body import BODY_ERROR_RESPONSES, read_model, request_body_openapi
 from services.common.errors import ApiError
 from services.common.scopes import CRM_INGEST
 
@@ -85,7 +85,15 @@ router = APIRouter(
 )
 
 
-@router.post("/interventions/{intervention_id}/outcome", response_model=InterventionPublic)
+@router.post(
+    "/interventions/{intervention_id}/outcome",
+    response_model=InterventionPublic,
+    openapi_extra=request_body_openapi(OutcomeUpdate),
+    responses={
+        **BODY_ERROR_RESPONSES,
+        404: {"description": "No such intervention for this tenant (`unknown_intervention`)."},
+    },
+)
 async def record_outcome(
     intervention_id: UUID,
     request: Request,

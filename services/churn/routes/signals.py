@@ -35,7 +35,7 @@ from services.churn.schemas import (
 )
 from services.churn.signals import SignalRejected, store_signals, upsert_leads
 from services.common.auth import IngestPrincipalDep, auth_responses, require_scope
-from services.common.body import Model, read_model
+from services.common.body import BODY_ERROR_RESPONSES, Model, read_model, request_body_openapi
 from services.common.scopes import CRM_INGEST
 
 # The CRM integration's token: the crm:ingest scope (as the realtime ingest's).
@@ -58,7 +58,12 @@ async def _read(request: Request, runtime: ChurnRuntime, model: type[Model]) -> 
     )
 
 
-@router.put("/leads", response_model=LeadsAccepted)
+@router.put(
+    "/leads",
+    response_model=LeadsAccepted,
+    openapi_extra=request_body_openapi(LeadBatchCreate),
+    responses=BODY_ERROR_RESPONSES,
+)
 async def put_leads(
     request: Request, principal: IngestPrincipalDep, db: DbDep, runtime: RuntimeDep
 ) -> LeadsAccepted:
@@ -73,7 +78,11 @@ async def put_leads(
     "/signals",
     status_code=202,
     response_model=SignalsAccepted,
-    responses={422: {"description": "Invalid signals; nothing stored. The reason says why."}},
+    openapi_extra=request_body_openapi(SignalBatchCreate),
+    responses={
+        **BODY_ERROR_RESPONSES,
+        422: {"description": "Invalid signals; nothing stored. The reason says why."},
+    },
 )
 async def post_signals(
     request: Request, principal: IngestPrincipalDep, db: DbDep, runtime: RuntimeDep

@@ -13,7 +13,7 @@ from fastapi import APIRouter, HTTPException, Query, Request
 
 from services.coaching.deps import ClaudeDep, EngineDep
 from services.coaching.schemas import (
-    ID_PATTERN,
+    CoachingId,
     CoachingSessionCreate,
     CoachingSessionList,
     CoachingSessionPublic,
@@ -66,7 +66,7 @@ async def create_session(
 async def list_sessions(
     principal: CoachingPrincipalDep,
     engine: EngineDep,
-    agent_id: Annotated[str, Query(pattern=ID_PATTERN, max_length=128)],
+    agent_id: Annotated[CoachingId, Query()],
 ) -> CoachingSessionList:
     """An agent's sessions, newest first (at most 50)."""
     rows = await engine.list(principal.tenant_id, agent_id)

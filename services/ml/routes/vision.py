@@ -42,12 +42,12 @@ from services.ml.deps import (
     VisionAnalyzerDep,
 )
 from services.ml.schemas import (
-    PROPERTY_ID_PATTERN,
+    PropertyId,
     VisionAnalysisCreate,
     VisionAnalysisList,
     VisionAnalysisPublic,
 )
-from services.ml.vision.images import ImageRejected, prepare_image
+from services.ml.vision.images import ACCEPTED_FORMATS, ImageRejected, prepare_image
 from services.ml.vision.media import check_key, photo_key
 from services.ml.vision.store import list_for_property
 
@@ -61,7 +61,7 @@ router = APIRouter(
     responses=auth_responses(VISION_ANALYZE, feature="property_vision"),
 )
 
-PropertyId = Annotated[str, Query(pattern=PROPERTY_ID_PATTERN, max_length=255)]
+PropertyIdQuery = Annotated[PropertyId, Query()]
 
 #: Bodies at least this big are hashed in a worker thread (hashlib releases the
 #: GIL): about 2.4 ms of sha256 per MiB here would otherwise hold up every
@@ -87,10 +87,21 @@ def _public(row: dict[str, Any], cached: bool) -> VisionAnalysisPublic:
     return VisionAnalysisPublic.from_row(row, cached=cached)
 
 
-@router.post("/analyses/upload")
+@router.post(
+    "/analyses/upload",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "description": f"The photo's bytes ({', '.join(sorted(ACCEPTED_FORMATS))}), "
+            "at most VISION_MAX_IMAGE_BYTES.",
+            "content": {"image/*": {"schema": {"type": "string", "format": "binary"}}},
+        }
+    },
+    responses=BODY_ERROR_RESPONSES,
+)
 async def analyse_upload(
     request: Request,
-    property_id: PropertyId,
+    property_id: PropertyIdQuery,
     principal: VisionPrincipalDep,
     claude: ClaudeDep,
     analyzer: VisionAnalyzerDep,
@@ -207,7 +218,7 @@ async def analyse(
 
 @router.get("/analyses")
 async def list_analyses(
-    property_id: PropertyId, principal: VisionPrincipalDep, analyzer: VisionAnalyzerDep
+    property_id: PropertyIdQuery, principal: VisionPrincipalDep, analyzer: VisionAnalyzerDep
 ) -> VisionAnalysisList:
     """The analyses of the photos posted for the property, most recently posted first (at most 50).
 

@@ -23,7 +23,7 @@ from fastapi.security import HTTPBearer
 from pydantic import SecretStr, ValidationError
 
 from services.common.auth import AuthError
-from services.common.body import read_body
+from services.common.body import BODY_ERROR_RESPONSES, read_body, request_body_openapi
 from services.common.deps import DbDep, RedisDep
 from services.common.errors import ApiError
 from services.rollback.alerts import Incident, WebhookNotification, incidents
@@ -200,7 +200,11 @@ async def _handle(
     "/webhook",
     dependencies=[Depends(ALERTMANAGER_SCHEME), Depends(authenticate)],
     summary="Alertmanager webhook receiver for rollback triggers",
-    responses={401: {"description": "Missing or wrong bearer token (`unauthenticated`)."}},
+    openapi_extra=request_body_openapi(WebhookNotification),
+    responses={
+        401: {"description": "Missing or wrong bearer token (`unauthenticated`)."},
+        **BODY_ERROR_RESPONSES,
+    },
 )
 async def alertmanager_webhook(
     request: Request,

@@ -1,0 +1,82 @@
+"""The ids a client names things by: leads, agents, properties, messages, event types.
+
+One definition both validates an id and publishes it. The check is a
+``fullmatch`` (``$`` would let a trailing newline through). The OpenAPI document
+gets the same set as JSON Schema reads a pattern: ECMA-262, where ``\\A`` and
+``\\z`` do not exist (a client's validator refuses them, or reads ``\\A`` as the
+letter A) and ``^...$`` already spans the whole string.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from pydantic import GetCoreSchemaHandler, GetJsonSchemaHandler
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema, core_schema
+
+#: Characters an id may use besides letters and digits, unless it says otherwise.
+DEFAULT_PUNCTUATION: Final = "._:-"
+#: What ``punctuation`` may hold: characters that are literal inside a class in
+#: both Python's and ECMA-262's regular expressions (with the ``u`` flag).
+_ALLOWED_PUNCTUATION: Final = frozenset("._:@-")
+
+
+@dataclass(frozen=True)
+class IdentifierFormat:
+    """``Annotated[str, IdentifierFormat(128)]``: 1 to ``max_length`` characters,
+    a letter or digit first, then letters, digits and ``punctuation``.
+
+    A value outside the set is a 422 whose message names the set, in a body field
+    and a query parameter alike.
+    """
+
+    max_length: int
+    punctuation: str = DEFAULT_PUNCTUATION
+    pattern: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        if self.max_length < 1 or not set(self.punctuation) <= _ALLOWED_PUNCTUATION:
+            raise ValueError(
+                f"unsupported identifier format: max_length={self.max_length}, "
+                f"punctuation={self.punctuation!r}"
+            )
+        # "-" last, so that it is a literal in the class in either dialect.
+        chars = set(self.punctuation)
+        others = "".join(sorted(chars - {"-"})) + ("-" if "-" in chars else "")
+        body = f"[A-Za-z0-9][A-Za-z0-9{others}]{{0,{self.max_length - 1}}}"
+        object.__setattr__(self, "pattern", body)
+
+    @property
+    def description(self) -> str:
+        """The set in words, as a refusal names it."""
+        return (
+            f"1-{self.max_length} characters from A-Z a-z 0-9 {' '.join(self.punctuation)}"
+            " (letter or digit first)"
+        )
+
+    def matches(self, value: str) -> bool:
+        """Whether the whole of ``value`` is such an id."""
+        return re.fullmatch(self.pattern, value) is not None
+
+    def _check(self, value: str) -> str:
+        if not self.matches(value):
+            raise ValueError(f"expected {self.description}")
+        return value
+
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> CoreSchema:
+        return core_schema.no_info_after_validator_function(self._check, handler(source))
+
+    def __get_pydantic_json_schema__(
+        self, schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        return {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": self.max_length,
+            "pattern": f"^{self.pattern}$",
+        }
