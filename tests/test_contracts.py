@@ -412,6 +412,22 @@ def test_every_operation_that_reads_a_body_documents_it() -> None:
     assert undocumented == []
 
 
+def test_every_http_service_is_sent_requests_generated_from_its_document() -> None:
+    """Each service's tests send it what schemathesis generates from its OpenAPI
+    document (``tests/services/openapi_fuzz.py``): a new service without that
+    test would be the one whose odd inputs nobody tried."""
+    untried = []
+    for workload in WORKLOADS.values():
+        entry = cli.SERVICES.get(workload.kind)
+        if entry is None or getattr(entry, "kind", "asgi") != "asgi":
+            continue
+        package = entry.factory.split(".")[1]  # services.<package>.main:create_app
+        tests = Path(__file__).parent / "services" / package
+        if not any("fuzz_operations(" in f.read_text() for f in tests.glob("test_*.py")):
+            untried.append(f"{workload.name} (tests/services/{package})")
+    assert untried == []
+
+
 def _patterns(node: Any) -> Iterator[str]:
     if isinstance(node, dict):
         for key, value in node.items():

@@ -16,11 +16,13 @@ from prometheus_client import CollectorRegistry
 
 from services.churn.config import ChurnSettings
 from services.churn.main import create_app
+from services.churn.runtime import ChurnRuntime
 from services.common.database import Database
 from services.common.flags import FlagState, write_flag
 from services.common.redis import Redis
 from services.common.scopes import FEED_READ, OPERATOR, SCOPES
 from tests.flags import tenants_around
+from tests.services.openapi_fuzz import fuzz_operations
 
 CROSSING_ROUNDS = 5
 AppClient = Callable[[FastAPI], AbstractAsyncContextManager[httpx.AsyncClient]]
@@ -318,3 +320,17 @@ async def test_timestamps_outside_what_postgres_round_trips_are_422_naming_the_f
     async with owner_db.unscoped() as conn:
         assert await conn.fetchval("SELECT count(*) FROM churn_signals") == 0
         assert await conn.fetch("SELECT lead_id FROM churn_leads") == [("lead-1",)]
+
+
+async def test_no_request_the_document_describes_gets_a_server_error(
+    served: tuple[httpx.AsyncClient, ChurnRuntime], make_token: Callable[..., str]
+) -> None:
+    """Valid and invalid requests generated from churn-orchestrator's document (the
+    CRM's routes and the operator's): each answered below 500, every refusal in the
+    ``{detail, reason}`` shape."""
+    client, _ = served
+    openapi = (await client.get("/openapi.json")).json()
+    report = await fuzz_operations(client, openapi, token=make_token("t1", scopes=SCOPES))
+    assert report.findings == []
+    for operation in ("PUT /v1/churn/leads", "GET /v1/churn/interventions"):
+        assert report.answered(operation, 2) > 0, report.statuses  # handlers reached

@@ -37,6 +37,7 @@ from services.common.scopes import (
     VISION_ANALYZE,
 )
 from tests.flags import tenants_around
+from tests.services.openapi_fuzz import fuzz_operations
 from tests.services.request_work import count_request_work
 
 AppClient = Callable[[FastAPI], AbstractAsyncContextManager[httpx.AsyncClient]]
@@ -669,3 +670,16 @@ def test_metrics_are_deterministic() -> None:
         ("competition", False, None),
     ]
     assert metrics["objections_unanswered"] == 1
+
+
+async def test_no_request_the_document_describes_gets_a_server_error(
+    client: httpx.AsyncClient, make_token: Callable[..., str]
+) -> None:
+    """Valid and invalid requests generated from the coaching document: each
+    answered below 500, every refusal in the ``{detail, reason}`` shape."""
+    openapi = (await client.get("/openapi.json")).json()
+    report = await fuzz_operations(client, openapi, token=make_token("tenant-a"))
+    assert report.findings == []
+    for operation in ("POST /v1/coaching/sessions", "GET /v1/coaching/sessions"):
+        assert report.answered(operation, 2) > 0, report.statuses  # handlers reached
+        assert report.answered(operation, 4) > 0, report.statuses

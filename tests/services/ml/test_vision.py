@@ -52,6 +52,7 @@ from services.ml.vision.images import (
 )
 from services.ml.vision.media import MediaStore
 from tests.flags import tenants_around
+from tests.services.openapi_fuzz import fuzz_operations
 from tests.services.request_work import count_request_work
 
 AppClient = Callable[[FastAPI], AbstractAsyncContextManager[httpx.AsyncClient]]
@@ -1244,3 +1245,15 @@ async def test_storage_that_stops_answering_is_503_within_its_read_timeout(
         # the reply, and standard mode's backoff (at most 1 s, then 2 s): about
         # 9 s on a busy machine, where botocore's defaults take over 180 s.
         await asyncio.wait_for(media.put("tenants/tenant-a/photos/a.img", b"x", "image/jpeg"), 30)
+
+
+async def test_no_request_the_document_describes_gets_a_server_error(
+    client: httpx.AsyncClient, make_token: Callable[..., str]
+) -> None:
+    """Valid and invalid requests generated from ml-services' document (scoring and
+    vision): each answered below 500, every refusal in the ``{detail, reason}`` shape."""
+    openapi = (await client.get("/openapi.json")).json()
+    report = await fuzz_operations(client, openapi, token=make_token("tenant-a"))
+    assert report.findings == []
+    for operation in ("POST /v1/leads/score", "GET /v1/ml/vision/analyses"):
+        assert report.answered(operation, 2) > 0, report.statuses  # handlers reached

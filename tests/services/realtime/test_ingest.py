@@ -10,6 +10,7 @@ import pytest
 
 from services.common.database import Database
 from services.common.scoring import LeadFeatures
+from tests.services.openapi_fuzz import fuzz_operations
 from tests.services.realtime.conftest import Replica, event_body, post_event
 
 pytestmark = pytest.mark.integration
@@ -150,3 +151,16 @@ async def test_event_is_not_acknowledged_when_it_cannot_be_stored(
     response = await _post(http, replica, make_token("tenant-a"), json=event_body(sample_leads[0]))
     assert response.status_code == 503
     assert response.json()["reason"] == "dependency_unavailable"
+
+
+async def test_no_request_the_document_describes_gets_a_server_error(
+    replica: Replica, make_token: Callable[..., str]
+) -> None:
+    """Valid and invalid requests generated from websocket-manager's document, over
+    real HTTP: each answered below 500, every refusal in the ``{detail, reason}`` shape."""
+    async with httpx.AsyncClient(base_url=replica.http, timeout=30) as client:
+        openapi = (await client.get("/openapi.json")).json()
+        report = await fuzz_operations(client, openapi, token=make_token("tenant-a"))
+    assert report.findings == []
+    for operation in ("POST /v1/leads/events", "POST /v1/leads/events/batch"):
+        assert report.answered(operation, 2) > 0, report.statuses  # handlers reached

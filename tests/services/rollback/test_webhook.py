@@ -13,6 +13,7 @@ from services.common.database import Database
 from services.common.flags import FEATURES, FlagState, get_flags, write_flag
 from services.common.redis import Redis
 from services.rollback.main import create_app
+from tests.services.openapi_fuzz import fuzz_operations
 from tests.services.rollback.conftest import WEBHOOK_TOKEN, SlackStandIn
 
 URL = "/v1/alertmanager/webhook"
@@ -374,3 +375,17 @@ async def test_slack_shows_alert_text_and_never_reads_it_as_mentions_or_links(
     assert "<" not in told
     assert ">" not in told
     assert "&lt;!channel&gt; p95 &gt; 3 s &amp; &lt;https://evil.example|runbook&gt;" in told
+
+
+async def test_no_request_the_document_describes_gets_a_server_error(
+    app: Any, app_client: Any, redis_client: Redis, slack: SlackStandIn
+) -> None:
+    """Valid and invalid notifications generated from the handler's document (its
+    body is Alertmanager's webhook payload): each answered below 500, every refusal
+    in the ``{detail, reason}`` shape."""
+    await _all_on(redis_client)
+    async with app_client(app) as client:
+        openapi = (await client.get("/openapi.json")).json()
+        report = await fuzz_operations(client, openapi, token=WEBHOOK_TOKEN)
+    assert report.findings == []
+    assert report.answered("POST /v1/alertmanager/webhook", 2) > 0, report.statuses
