@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, Final
 
 from fastapi.routing import iter_route_contexts
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_asgi_app
@@ -113,6 +113,20 @@ TENANT_STATE_KEY = "tenant_id"
 BODY_WAIT_STATE_KEY = "body_wait_seconds"
 
 
+#: The methods of RFC 9110 and PATCH, which label requests as they came; any
+#: other token a client puts in its request line is ``_OTHER`` (OpenTelemetry's
+#: ``http.request.method`` convention), so that no client mints label values.
+KNOWN_METHODS: Final = frozenset(
+    {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "CONNECT", "OPTIONS", "TRACE"}
+)
+OTHER_METHOD: Final = "_OTHER"
+
+
+def method_label(method: str) -> str:
+    """``method`` if it is a known one, else ``_OTHER``."""
+    return method if method in KNOWN_METHODS else OTHER_METHOD
+
+
 def status_class(status: int) -> str:
     """``503`` -> ``5xx``."""
     return f"{status // 100}xx"
@@ -136,7 +150,7 @@ class HttpMetrics:
 
         # (method, route, status) -> the two label children. ``labels()`` takes
         # a lock and builds a key on every call; the label values are bounded
-        # (route templates, not paths), so the cache is too.
+        # (known methods, route templates rather than paths), so the cache is too.
         self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     def observe(self, *, method: str, route: str, status: int, seconds: float) -> None:
@@ -220,7 +234,7 @@ class HttpMetricsMiddleware:
             state = scope.get("state", {})
             waited = state.get(BODY_WAIT_STATE_KEY, 0.0)
             self.metrics.observe(
-                method=scope["method"],
+                method=method_label(scope["method"]),
                 route=_route_template(scope, self.routes),
                 status=status,
                 seconds=max(0.0, time.perf_counter() - started - waited),

@@ -62,6 +62,24 @@ async def test_unknown_paths_share_one_label(build_app: Any, app_client: AppClie
     assert 'route="unmatched",status="404"' in text
 
 
+async def test_made_up_methods_share_one_label(build_app: Any, app_client: AppClient) -> None:
+    """The method label was the request line's, unauthenticated: each made-up method
+    a client sent added a counter and a histogram's buckets to the service's memory
+    and to Prometheus, without bound."""
+    async with app_client(build_app()) as client:
+        for index in range(20):
+            await client.request(f"X{index}", "/v1/test-events/x/seen")
+        await client.request("get", "/v1/test-events/x/seen")  # methods are case-sensitive
+        await client.head("/health")
+        text = (await client.get("/metrics")).text
+    methods = {
+        line.split('method="')[1].split('"')[0]
+        for line in text.splitlines()
+        if line.startswith("http_requests_total{")
+    }
+    assert methods == {"_OTHER", "HEAD", "GET"}
+
+
 async def test_answers_given_before_routing_are_counted_under_their_route(
     build_app: Any, app_client: AppClient, tmp_path: Path
 ) -> None:
