@@ -10,7 +10,8 @@ It wires, in this order: the lifespan (``services.common.lifespan``: what the
 service ``needs`` of Postgres, Redis, object storage and Claude, opened on
 start and closed on stop, stored on ``app.state`` and handed out by
 ``services.common.deps``), the service's own lifespan nested inside it (its
-domain objects, which can use all of those), JSON error handlers, the edge
+domain objects, which can use all of those), JSON error handlers, HEAD answered
+as GET without the body (``services.common.head``), the edge
 guard (no body is read before the token verifies, none beyond the size cap:
 ``services.common.body``), HTTP metrics and ``/metrics``, CORS from
 CORS_ORIGINS, the health routes, and the service's routers.
@@ -34,6 +35,7 @@ from services.common.auth import TokenVerifier
 from services.common.body import BearerVerifier, EdgeGuard
 from services.common.errors import install_error_handlers
 from services.common.faults import FaultInjectionMiddleware
+from services.common.head import HeadAsGet
 from services.common.health import FeatureHealth, health_router
 from services.common.lifespan import DEFAULT_NEEDS, Need, ServiceLifespan, build_lifespan
 from services.common.metrics import (
@@ -111,6 +113,8 @@ def create_app(
 
     install_error_handlers(app)
     build_info(registry, service=service, version=app.version)
+    # Innermost: the guard and the metrics see the HEAD, the router a GET.
+    app.add_middleware(HeadAsGet)
     # Inside the metrics middleware, so its 401s and 413s are counted too.
     if max_body_bytes is None:
         max_body_bytes, max_body_setting = settings.max_request_body_bytes, "MAX_REQUEST_BODY_BYTES"

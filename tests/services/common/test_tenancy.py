@@ -8,6 +8,7 @@ import inspect
 import pytest
 from pydantic import BaseModel
 
+from services.common.identifiers import IdentifierFormat
 from services.common.redis import tenant_key
 from services.common.tenancy import InvalidTenantId, validate_tenant_id
 
@@ -36,29 +37,33 @@ def test_uuid_tenant_ids_are_valid() -> None:
     assert validate_tenant_id(tenant) == tenant
 
 
-def _schema_patterns(node: object) -> list[str]:
-    if isinstance(node, dict):
-        found = [node["pattern"]] if isinstance(node.get("pattern"), str) else []
-        return found + [p for value in node.values() for p in _schema_patterns(value)]
-    if isinstance(node, list):
-        return [p for value in node for p in _schema_patterns(value)]
-    return []
-
-
 @pytest.mark.parametrize(
     "module",
-    ["services.realtime.schemas", "services.ml.schemas", "services.coaching.schemas"],
+    [
+        "services.realtime.schemas",
+        "services.ml.schemas",
+        "services.coaching.schemas",
+        "services.churn.schemas",
+    ],
 )
-def test_every_request_pattern_is_anchored_at_the_very_ends(module: str) -> None:
-    # `^...$` lets "id\n" through wherever the pattern runs on Python's re (and
-    # reads as if it did); `\A...\z` means the whole string in pydantic-core's
-    # Rust engine, the only way a schema pattern can be a full match.
+def test_ids_are_checked_by_the_one_identifier_format(module: str) -> None:
+    """A ``pattern=`` of a field's own is a second way to check an id: as
+    ``^...$`` it lets "id\\n" through wherever the pattern runs on Python's re
+    (pydantic falls back to it), and as ``\\A...\\z`` it is published where a
+    client's validator (ECMA-262) cannot read it. Ids are
+    ``Annotated[str, IdentifierFormat(n)]`` (``services.common.identifiers``)."""
     models = [
         obj
         for _, obj in inspect.getmembers(importlib.import_module(module), inspect.isclass)
         if issubclass(obj, BaseModel) and obj.__module__ == module
     ]
-    patterns = {p for model in models for p in _schema_patterns(model.model_json_schema())}
-    assert patterns, module
-    loose = sorted(p for p in patterns if not (p.startswith(r"\A") and p.endswith(r"\z")))
-    assert loose == []
+    assert models, module
+    own_patterns = [
+        f"{model.__name__}.{name}: {meta.pattern}"
+        for model in models
+        for name, field in model.model_fields.items()
+        for meta in field.metadata
+        if isinstance(getattr(meta, "pattern", None), str)
+        and not isinstance(meta, IdentifierFormat)
+    ]
+    assert own_patterns == []
