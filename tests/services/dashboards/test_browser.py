@@ -194,3 +194,31 @@ async def test_the_sign_in_page_lists_no_pages(dashboards_url: str, page: Page) 
     await page.wait_for_timeout(2_000)  # what a late navigation message would draw
     assert await page.get_by_test_id("stSidebarNav").count() == 0
     assert await page.get_by_test_id("stSidebar").count() == 0
+
+
+async def test_a_message_over_the_cap_closes_the_socket_before_any_sign_in(
+    dashboards_url: str,
+) -> None:
+    """Anyone who loads the page holds Streamlit's socket, signed in or not, and
+    Streamlit read client messages of up to 200 MB (its default): the cap is
+    what the pages need (``serve.MAX_MESSAGE_MB``), as on the feed."""
+    from websockets.asyncio.client import ClientConnection, connect
+    from websockets.exceptions import ConnectionClosed
+
+    from services.dashboards.serve import MAX_MESSAGE_MB
+
+    ws_url = dashboards_url.replace("http://", "ws://") + "/_stcore/stream"
+
+    async def send_then_read(socket: ClientConnection) -> None:
+        # The server may close while the message is still being sent.
+        await socket.send(b"\x00" * (MAX_MESSAGE_MB * 1_000_000 + 1))
+        while True:
+            await asyncio.wait_for(socket.recv(), 10)
+
+    async with connect(ws_url, origin=dashboards_url, max_size=None) as socket:  # type: ignore[arg-type]
+        with pytest.raises(ConnectionClosed) as closed:
+            await send_then_read(socket)
+    assert closed.value.rcvd is not None
+    assert closed.value.rcvd.code == 1009  # message too big (before: read, then 1002)
+    async with httpx.AsyncClient(timeout=5) as client:
+        assert (await client.get(f"{dashboards_url}/_stcore/health")).status_code == 200
