@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 from collections import Counter
 from collections.abc import Collection
 from dataclasses import dataclass, field
@@ -30,7 +31,8 @@ from schemathesis import GenerationMode
 
 #: Examples per operation and mode: enough to reach every field's edge cases
 #: (schemathesis starts from the boundaries) in about a second per operation.
-DEFAULT_EXAMPLES = 40
+#: ``FUZZ_EXAMPLES=500 pytest -k no_request_the_document`` is a deeper sweep.
+DEFAULT_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "40"))
 
 
 @dataclass
