@@ -115,7 +115,8 @@ BODY_WAIT_STATE_KEY = "body_wait_seconds"
 
 #: The methods of RFC 9110 and PATCH, which label requests as they came; any
 #: other token a client puts in its request line is ``_OTHER`` (OpenTelemetry's
-#: ``http.request.method`` convention), so that no client mints label values.
+#: ``http.request.method`` convention), so that no client mints label values
+#: (httptools parses 35 or so methods, WebDAV's among them; h11 takes any token).
 KNOWN_METHODS: Final = frozenset(
     {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "CONNECT", "OPTIONS", "TRACE"}
 )
