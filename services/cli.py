@@ -52,9 +52,13 @@ class ServiceEntry:
     factory: str
     port: int
     access_log: bool = True
-    #: ``asgi``: ``factory`` builds an app for uvicorn; ``streamlit``: ``factory``
-    #: is ``serve(*, host, port) -> int`` and runs the server itself.
+    #: ``asgi``: ``factory`` builds a FastAPI app (its settings in
+    #: ``app.state.settings``); ``streamlit``: Streamlit's ASGI app (its settings
+    #: in ``app.state["settings"]``, no OpenAPI document). Both run on uvicorn.
     kind: Literal["asgi", "streamlit"] = "asgi"
+    #: The cap on a client's WebSocket message when it is not the services'
+    #: (``services.common.serving.WS_MAX_MESSAGE_BYTES``, 4 KiB).
+    ws_max_bytes: int | None = None
 
 
 SERVICES: dict[str, ServiceEntry] = {
@@ -65,7 +69,12 @@ SERVICES: dict[str, ServiceEntry] = {
     "coaching": ServiceEntry("services.coaching.main:create_app", 8003),
     "churn": ServiceEntry("services.churn.main:create_app", 8004),
     "rollback": ServiceEntry("services.rollback.main:create_app", 8005),
-    "dashboards": ServiceEntry("services.dashboards.serve:serve", 8501, kind="streamlit"),
+    # A Streamlit page sends its widgets' state (a few KB, the token among them);
+    # the cap is Streamlit's own (services.dashboards.serve.MAX_MESSAGE_BYTES,
+    # not imported here: a build may leave the dashboards out).
+    "dashboards": ServiceEntry(
+        "services.dashboards.serve:create_app", 8501, kind="streamlit", ws_max_bytes=16_000_000
+    ),
 }
 
 COMMAND_GROUPS: tuple[str, ...] = (
@@ -124,8 +133,12 @@ def uvicorn_options(
         "proxy_headers": True,
         "loop": "uvloop",
         **uvicorn_protocols(),
+        **({"ws_max_size": entry.ws_max_bytes} if entry.ws_max_bytes is not None else {}),
         "ws_per_message_deflate": False,
-        "log_config": logging_config(),
+        # Streamlit sets uvicorn's loggers up itself (its format, its handlers):
+        # a configuration of ours beside it would write every line twice.
+        # Either way the loggers redact (``redact_server_loggers``).
+        "log_config": logging_config() if entry.kind == "asgi" else None,
     }
 
 
@@ -139,17 +152,19 @@ def _serve(args: argparse.Namespace) -> int:
             f"available: {', '.join(_available_services())}",
             EXIT_USAGE,
         )
-    if entry.kind == "streamlit":
-        served: int = factory(host=args.host, port=args.port or entry.port)
-        return served
     # Building the app here reads and validates the settings, so a bad
     # variable is reported as one message before uvicorn starts.
     app = factory()
-    settings = app.state.settings
+    settings = app.state["settings"] if entry.kind == "streamlit" else app.state.settings
     logging.basicConfig(level=settings.log_level, format="%(levelname)s %(name)s %(message)s")
-    from services.common.serving import install_redaction, quiet_client_request_logs
+    from services.common.serving import (
+        install_redaction,
+        quiet_client_request_logs,
+        redact_server_loggers,
+    )
 
     install_redaction()
+    redact_server_loggers()
     quiet_client_request_logs(settings.log_level)
     import uvicorn
 

@@ -9,7 +9,9 @@ the ASGI application:
   logging filter that replaces bearer tokens, ``access_token`` values and
   anything shaped like a JWT with ``[redacted]`` in every record a handler
   emits (message, arguments and formatted traceback). `logging_config`
-  puts it on uvicorn's handlers, `install_redaction` on the root logger's.
+  puts it on uvicorn's handlers, `install_redaction` on the root logger's,
+  `redact_server_loggers` on the server's loggers themselves (whatever
+  handlers another library gives them: Streamlit does).
 - Oversized requests. The websockets protocol refuses a handshake whose
   request line or a header exceeds 8 KiB (``414``/``431``) but uvicorn never
   writes that answer: the connection stays open, holding a socket per
@@ -172,6 +174,24 @@ def install_redaction(logger: logging.Logger | None = None) -> None:
     for handler in target.handlers:
         if not any(isinstance(f, RedactCredentials) for f in handler.filters):
             handler.addFilter(RedactCredentials())
+
+
+#: The server's loggers: uvicorn's and the websockets library's.
+SERVER_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "uvicorn.asgi", "websockets")
+
+
+def redact_server_loggers() -> None:
+    """Put `RedactCredentials` on the server's loggers themselves.
+
+    A logger's filter rewrites a record before any handler sees it, whichever
+    handlers the logger has: Streamlit gives these loggers console handlers of
+    its own (re-made whenever its configuration changes) and stops them
+    propagating to the redacting ones, and a handshake's query reached the log.
+    """
+    for name in SERVER_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, RedactCredentials) for f in logger.filters):
+            logger.addFilter(RedactCredentials())
 
 
 class _JsonRefusingServerProtocol(ServerProtocol):

@@ -5,7 +5,9 @@ headless Chromium (Playwright): sign in with a token, see the tenant's events.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable
@@ -17,13 +19,16 @@ import pytest
 import pytest_asyncio
 
 from localrun.servers import free_port
+from services.common.scopes import DASHBOARDS_VIEW
 from services.common.scoring import LeadFeatures
+from tests.raw_http import raw_exchange
 from tests.services.realtime.conftest import Replica, event_body, post_event
 
 if TYPE_CHECKING:
     from playwright.async_api import Page
 
 CHROMIUM = Path("/usr/bin/chromium")
+JWT_SHAPE = re.compile(r"eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
 REPO = Path(__file__).resolve().parents[3]
 START_TIMEOUT = 60.0
 
@@ -201,11 +206,15 @@ async def test_a_message_over_the_cap_closes_the_socket_before_any_sign_in(
 ) -> None:
     """Anyone who loads the page holds Streamlit's socket, signed in or not, and
     Streamlit read client messages of up to 200 MB (its default): the cap is
-    what the pages need (``serve.MAX_MESSAGE_MB``), as on the feed."""
+    what the pages need (``serve.MAX_MESSAGE_MB``), as on the feed; uvicorn, the
+    services' own, reads no more of a message than that either."""
     from websockets.asyncio.client import ClientConnection, connect
     from websockets.exceptions import ConnectionClosed
 
-    from services.dashboards.serve import MAX_MESSAGE_MB
+    from services.cli import SERVICES
+    from services.dashboards.serve import MAX_MESSAGE_BYTES, MAX_MESSAGE_MB
+
+    assert SERVICES["dashboards"].ws_max_bytes == MAX_MESSAGE_BYTES
 
     ws_url = dashboards_url.replace("http://", "ws://") + "/_stcore/stream"
 
@@ -222,3 +231,53 @@ async def test_a_message_over_the_cap_closes_the_socket_before_any_sign_in(
     assert closed.value.rcvd.code == 1009  # message too big (before: read, then 1002)
     async with httpx.AsyncClient(timeout=5) as client:
         assert (await client.get(f"{dashboards_url}/_stcore/health")).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        pytest.param(
+            b"GET /_stcore/health HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"d" * 9000 + b"\r\n\r\n",
+            id="header over 8 KiB",
+        ),
+        pytest.param(
+            b"GET /_stcore/health HTTP/1.1\r\nHost: x\r\n" + b"X-Endless: c\r\n" * 8000,
+            id="headers that never end",
+        ),
+    ],
+)
+async def test_the_server_is_the_services_bounded_one(
+    dashboards_url: str, request_bytes: bytes
+) -> None:
+    """``streamlit run`` served the dashboards on a uvicorn of its own: request
+    heads of any size (httptools has no limit), no deadline on a slow head, a
+    text/plain 400 for what it could not parse. They run on the services' server
+    now (``services.common.serving``)."""
+    port = int(dashboards_url.rsplit(":", 1)[1])
+    answer, closed = await asyncio.to_thread(raw_exchange, port, request_bytes)
+    assert closed, f"connection left open; received {answer[:200]!r}"
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 "), answer[:200]
+    assert b"content-type: application/json" in head.lower(), head
+    assert json.loads(body)["reason"] == "bad_request"
+
+
+async def test_no_token_reaches_the_dashboards_log(
+    dashboards_url: str, tmp_path: Path, make_token: Callable[..., str]
+) -> None:
+    """Streamlit gives uvicorn's loggers handlers of its own and stops them
+    propagating, past the services' redacting handlers: a token in a request's
+    query (a link pasted with it) reached the log whole."""
+    from websockets.asyncio.client import connect
+
+    token = make_token("tenant-a", scopes=(DASHBOARDS_VIEW,))
+    async with httpx.AsyncClient(base_url=dashboards_url, timeout=10) as client:
+        assert (await client.get(f"/?access_token={token}")).status_code == 200
+    ws_url = dashboards_url.replace("http://", "ws://") + f"/_stcore/stream?access_token={token}"
+    async with connect(ws_url, origin=dashboards_url):
+        pass
+    await asyncio.sleep(0.5)
+    log = (tmp_path / "dashboards.log").read_text()
+    assert "GET /?access_token=[redacted]" in log  # the request was logged, redacted
+    assert token.split(".")[2] not in log
+    assert JWT_SHAPE.findall(log) == []

@@ -8,7 +8,6 @@ over plain TCP.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import re
@@ -29,12 +28,12 @@ from websockets.exceptions import InvalidStatus
 from localrun.servers import free_port
 from services.common.scopes import CRM_INGEST, FEED_READ
 from services.common.scoring import LeadFeatures
+from tests.raw_http import ANSWER_TIMEOUT, raw_exchange
 from tests.services.realtime.conftest import event_body
 
 pytestmark = pytest.mark.integration
 
 JWT_SHAPE = re.compile(r"eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
-ANSWER_TIMEOUT = 5.0
 
 
 @dataclass
@@ -135,23 +134,6 @@ async def test_no_token_reaches_the_log_at_any_level(
         assert token.split(".")[2] not in output
 
 
-def _raw_exchange(port: int, request: bytes) -> tuple[bytes, bool]:
-    """Send ``request`` and read the answer; return it and whether the server closed."""
-    with socket.create_connection(("127.0.0.1", port), timeout=ANSWER_TIMEOUT) as sock:
-        # The server may close while we are still sending.
-        with contextlib.suppress(OSError):
-            sock.sendall(request)
-        received = b""
-        try:
-            while chunk := sock.recv(65536):
-                received += chunk
-        except TimeoutError:
-            return received, False
-        except ConnectionResetError:
-            return received, True
-    return received, True
-
-
 def _upgrade(target: str, extra_headers: str = "") -> bytes:
     return (
         f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
@@ -180,7 +162,7 @@ def _upgrade(target: str, extra_headers: str = "") -> bytes:
     ],
 )
 def test_oversized_handshakes_are_answered_and_closed(served: Served, request_bytes: bytes) -> None:
-    answer, closed = _raw_exchange(served.port, request_bytes)
+    answer, closed = raw_exchange(served.port, request_bytes)
     assert closed, f"connection left open; received {answer[:200]!r}"
     assert re.match(rb"HTTP/1\.1 4\d\d ", answer), answer[:200]
 
@@ -223,7 +205,7 @@ def test_an_unparseable_request_is_answered_with_a_json_error(
 ) -> None:
     # Every error body is {detail, reason}, also the ones uvicorn writes itself
     # for requests that never reach the application.
-    answer, closed = _raw_exchange(served.port, request_bytes)
+    answer, closed = raw_exchange(served.port, request_bytes)
     assert closed, f"connection left open; received {answer[:200]!r}"
     head, _, body = answer.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 400 "), answer[:200]
