@@ -36,6 +36,7 @@ class IdentifierFormat:
     max_length: int
     punctuation: str = DEFAULT_PUNCTUATION
     pattern: str = field(init=False)
+    _compiled: re.Pattern[str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.max_length < 1 or not set(self.punctuation) <= _ALLOWED_PUNCTUATION:
@@ -48,6 +49,8 @@ class IdentifierFormat:
         others = "".join(sorted(chars - {"-"})) + ("-" if "-" in chars else "")
         body = f"[A-Za-z0-9][A-Za-z0-9{others}]{{0,{self.max_length - 1}}}"
         object.__setattr__(self, "pattern", body)
+        # Compiled once: ids are checked on hot paths (every ingested event's type).
+        object.__setattr__(self, "_compiled", re.compile(body))
 
     @property
     def description(self) -> str:
@@ -59,7 +62,7 @@ class IdentifierFormat:
 
     def matches(self, value: str) -> bool:
         """Whether the whole of ``value`` is such an id."""
-        return re.fullmatch(self.pattern, value) is not None
+        return self._compiled.fullmatch(value) is not None
 
     def _check(self, value: str) -> str:
         if not self.matches(value):

@@ -109,6 +109,9 @@ def _redact_value(value: Any) -> Any:
     return value
 
 
+_REDACTED_MARK = "credentials_redacted"
+
+
 class RedactCredentials(logging.Filter):
     """Rewrites a record so that no bearer token or JWT reaches any log output.
 
@@ -117,6 +120,10 @@ class RedactCredentials(logging.Filter):
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
+        # A record may pass two of these (its logger's and a handler's): once is enough.
+        if getattr(record, _REDACTED_MARK, False):
+            return True
+        setattr(record, _REDACTED_MARK, True)
         if isinstance(record.msg, str):
             record.msg = redact(record.msg)
         elif not isinstance(record.msg, int | float):
