@@ -193,12 +193,15 @@ def _churn_row() -> list[timeseries.Panel]:
                 "interventions in 30 m",
                 "B",
             ),
+            # Grows while no worker takes the queue, when the p95 has no samples.
+            query("max(churn_queue_oldest_due_seconds)", "oldest due send waited", "C"),
             width=8,
         ).thresholds(thresholds((None, "green"), (30, "red"))),
         graph(
             "Queue depth and dead letters",
             "short",
-            query("sum(churn_queue_depth)", "queued", "A"),
+            # Every replica reads the same queue: max, a sum would count it once per pod.
+            query("max(churn_queue_depth)", "queued", "A"),
             query("sum(increase(churn_dead_letters_total[15m]))", "dead letters in 15 m", "B"),
             width=8,
         ),

@@ -14,6 +14,8 @@
 - ``churn_send_attempts_total{channel, result}``;
 - ``churn_queue_depth``: delivery jobs waiting (due or scheduled), all tenants; a
   group job (an intervention's channels, queue.py) counts once;
+- ``churn_queue_oldest_due_seconds``: how long the oldest due job has waited
+  (0 with none due): a stalled worker records no latency, this age grows;
 - ``churn_dead_letters_total{channel}``;
 - ``churn_pass_duration_seconds`` and ``churn_leads_scored_total``.
 """
@@ -45,6 +47,7 @@ class ChurnMetrics:
         # increase() cannot see the first one of a series that appears at 1.
         self.dead_letters = factory.counter("churn_dead_letters_total", labelvalues=CHANNELS)
         self.queue_depth = factory.gauge("churn_queue_depth")
+        self.oldest_due = factory.gauge("churn_queue_oldest_due_seconds")
         self.pass_duration = factory.histogram("churn_pass_duration_seconds")
         self.leads_scored = factory.counter("churn_leads_scored_total")
 

@@ -92,6 +92,23 @@ WHERE o.status IN ('pending', 'sending')
   AND o.outbox_id::text NOT IN (SELECT queueing_lock FROM locks)
   AND o.intervention_id::text NOT IN (SELECT queueing_lock FROM locks)
 """
+# Depth, and how long the oldest due job has waited: a job is due from its
+# scheduled_at (a retry's backoff, a sequence's next step) or, unscheduled, from
+# its deferral. A worker that takes nothing leaves the latency histogram without
+# samples (it records accepted sends only); this age grows instead.
+QUEUE_STATS_SQL: Final = """
+SELECT count(*) AS depth,
+       coalesce(extract(epoch FROM now() - min(coalesce(j.scheduled_at, d.at))
+                    FILTER (WHERE j.scheduled_at IS NULL OR j.scheduled_at <= now())),
+                0)::float8 AS oldest_due_seconds
+FROM procrastinate_jobs j
+LEFT JOIN LATERAL (
+    SELECT min(e.at) AS at FROM procrastinate_events e
+    WHERE e.job_id = j.id AND e.type = 'deferred'
+) d ON true
+WHERE j.queue_name = $1 AND j.status = 'todo'
+"""
+
 HEALTH_SQL: Final = f"""
 SELECT count(*) AS total,
        count(*) FILTER (WHERE status = '{DELIVERED}') AS delivered,
@@ -404,12 +421,12 @@ class ChurnRuntime:
         return orphans
 
     async def refresh_queue_depth(self) -> int:
-        """Set ``churn_queue_depth`` from the queue (a table without tenant rows)."""
+        """Set ``churn_queue_depth`` and ``churn_queue_oldest_due_seconds`` from the
+        queue (a table without tenant rows); return the depth."""
         async with self.db.unscoped() as conn:
-            depth: int = await conn.fetchval(
-                "SELECT count(*) FROM procrastinate_jobs WHERE queue_name = $1 AND status = 'todo'",
-                QUEUE,
-            )
+            row = await conn.fetchrow(QUEUE_STATS_SQL, QUEUE)
+        depth: int = row["depth"]
         self.metrics.queue_depth.set(depth)
+        self.metrics.oldest_due.set(row["oldest_due_seconds"])
         self.last_queue_depth = depth
         return depth

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
@@ -11,6 +12,7 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
+from alerts.catalog import rules
 from services.churn.metrics import ChurnMetrics
 from services.common.claude.metrics import ClaudeMetrics
 from services.common.flags.cache import FlagMetrics
@@ -22,6 +24,7 @@ from services.common.series import CatalogError, load_catalog, parse_catalog, se
 from services.ml.inference import InferenceMetrics
 from services.realtime.metrics import CLIENT_FAILURES, SERVICE_FAILURES, RealtimeMetrics
 from services.rollback.metrics import RollbackMetrics
+from services.rollout.schedule import PLANS
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -108,11 +111,44 @@ def test_the_shipped_catalog_keeps_every_rule() -> None:
     assert load_catalog() == series_catalog()
 
 
-def test_the_seeds_latency_thresholds_are_http_bucket_bounds() -> None:
-    """Vision's 1.5 s target and 3 s rollback, coaching's 2 s: a quantile alert at
-    a bucket bound does not interpolate across it."""
-    buckets = series_catalog()["http_request_duration_seconds"].buckets
-    assert {1.5, 2.0, 3.0} <= set(buckets)
+def _quantile_thresholds() -> list[tuple[str, str, float]]:
+    """(alert, histogram, threshold) of every alert comparing a recorded quantile."""
+    found = []
+    for rule in rules():
+        if rule.is_alert:
+            for metric, threshold in re.findall(
+                r"\w+:(\w+):histogram_quantile_rate5m\{[^}]*\}\s*>\s*([0-9.]+)", rule.expr
+            ):
+                found.append((rule.name, metric, float(threshold)))
+    return found
+
+
+QUANTILE_THRESHOLDS = _quantile_thresholds()
+
+
+def test_every_quantile_alert_was_found() -> None:
+    assert len(QUANTILE_THRESHOLDS) >= 9
+
+
+@pytest.mark.parametrize(
+    ("alert", "histogram", "threshold"), QUANTILE_THRESHOLDS, ids=lambda v: str(v)
+)
+def test_a_quantile_alerts_threshold_is_a_bucket_bound(
+    alert: str, histogram: str, threshold: float
+) -> None:
+    """Between two bounds histogram_quantile interpolates: with the 0.1 and 0.25 s
+    bounds around a 0.2 s trigger, a fifth of deliveries just over 100 ms read as a
+    p95 of 212 ms and rolled the feed back."""
+    assert threshold in series_catalog()[histogram].buckets
+
+
+@pytest.mark.parametrize("feature", sorted(PLANS))
+def test_a_features_rollout_latencies_are_bucket_bounds(feature: str) -> None:
+    """``rollout advance`` reads the same quantiles against the target and the guardrail."""
+    plan = PLANS[feature]
+    buckets = series_catalog()[plan.latency_histogram].buckets
+    assert plan.latency_target_seconds in buckets
+    assert plan.guardrails.latency_p95_seconds in buckets
 
 
 def test_the_connection_failure_help_names_every_reason() -> None:
