@@ -257,13 +257,21 @@ class FlagCache:
             refreshes = self._refreshes
             try:
                 await self._follow()
-            except RedisUnavailable as exc:
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                # Whatever ends a follow (an outage, NOPERM after an ACL change,
+                # MASTERDOWN, a bug) must not end the loop: a dead task would
+                # freeze every flag, the kill switch included, and say nothing.
                 if self._refreshes > refreshes:
                     backoff = 0.2  # it worked for a while: retry quickly
                 self._stale = True
                 self.metrics.stale.set(1)
                 self.metrics.failures.inc()
-                log.warning("feature flags: %s; keeping the last known state", exc.reason)
+                if isinstance(exc, RedisUnavailable):
+                    log.warning("feature flags: %s; keeping the last known state", exc.reason)
+                else:
+                    log.exception("feature flags: reading them failed; keeping the last state")
             await asyncio.sleep(backoff)
             backoff = min(max_backoff, backoff * 2)
 

@@ -25,6 +25,7 @@ from typing import Any, Final
 
 import orjson
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from redis.exceptions import ResponseError
 
 from services.common.redis import Redis, RedisUnavailable, redis_errors
 
@@ -134,10 +135,39 @@ def encode(state: FlagState) -> bytes:
 
 def decode(feature: str, raw: bytes | str) -> FlagState:
     """A stored record, or ``InvalidFlag`` when it is not a valid one."""
+    if raw == WRONG_TYPE:
+        raise InvalidFlag(f"feature_flag:{feature} is not a string key (a hand edit?)")
     try:
         return FlagState.model_validate_json(raw)
     except ValidationError as exc:
         raise InvalidFlag(f"feature_flag:{feature} holds an invalid record: {exc}") from None
+
+
+#: What a read records for a flag key of another type than a string (a hand
+#: edit: a hash, a list). GET refuses such a key with WRONGTYPE and MGET reads it
+#: as missing; either way the record is invalid, not absent, and its readers keep
+#: their last state. No JSON record starts with a NUL byte.
+WRONG_TYPE: Final = b"\0wrongtype"
+
+
+def _value(result: object) -> bytes | str | None:
+    """One GET's answer in a pipeline (``raise_on_error=False``), WRONGTYPE as ``WRONG_TYPE``."""
+    if isinstance(result, ResponseError):
+        if str(result).startswith("WRONGTYPE"):
+            return WRONG_TYPE
+        raise result
+    assert result is None or isinstance(result, bytes | str)
+    return result
+
+
+async def _get(redis: Redis, keys: Sequence[str]) -> list[bytes | str | None]:
+    """The keys' values in one round trip, ``WRONG_TYPE`` for a key of another type."""
+    with redis_errors():
+        async with redis.pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.get(key)
+            results = await pipe.execute(raise_on_error=False)
+    return [_value(result) for result in results]
 
 
 async def init_flags(
@@ -167,8 +197,7 @@ async def get_flag(redis: Redis, feature: str) -> FlagState | None:
     Raises ``InvalidFlag`` if the stored value is not a valid record and
     ``RedisUnavailable`` when Redis cannot be reached.
     """
-    with redis_errors():
-        raw = await redis.get(flag_key(feature))
+    [raw] = await _get(redis, [flag_key(feature)])
     return None if raw is None else decode(feature, raw)
 
 
@@ -220,8 +249,7 @@ async def read_flags(redis: Redis) -> StoredFlags:
 
     Raises ``RedisUnavailable``.
     """
-    with redis_errors():
-        return StoredFlags.decode(await redis.mget(_keys()))
+    return StoredFlags.decode(await _get(redis, _keys()))
 
 
 async def get_flags(redis: Redis) -> dict[str, FlagState | None]:
@@ -275,7 +303,9 @@ class FlagWriteConflict(RedisUnavailable):
 _WRITE_IF_UNCHANGED = """
 local n = #KEYS
 for i = 1, n do
-  if (redis.call('GET', KEYS[i]) or '') ~= ARGV[i] then return 0 end
+  local value = redis.pcall('GET', KEYS[i])
+  if type(value) == 'table' and value.err then value = '\0wrongtype' end
+  if (value or '') ~= ARGV[i] then return 0 end
 end
 local channel = ARGV[2 * n + 1]
 for i = 1, n do

@@ -109,6 +109,24 @@ async def test_malformed_record_is_reported(redis_client: Redis) -> None:
         await get_flag(redis_client, "ai_coachin")
 
 
+async def test_a_key_of_another_type_is_an_invalid_record_not_a_missing_one(
+    redis_client: Redis,
+) -> None:
+    """A hand edit that makes a flag key a hash: GET refused it with WRONGTYPE
+    (an error no reader expected) and MGET read it as missing."""
+    await init_flags(redis_client)
+    await redis_client.delete("feature_flag:ai_coaching")
+    await redis_client.hset("feature_flag:ai_coaching", "enabled", "false")
+    with pytest.raises(InvalidFlag, match="not a string key"):
+        await get_flag(redis_client, "ai_coaching")
+    stored = await read_flags(redis_client)
+    assert "ai_coaching" in stored.invalid
+    assert "ai_coaching" not in stored.states
+    # The keeper puts the record back over it, as over any invalid record.
+    await write_flags_if_unchanged(redis_client, stored, {"ai_coaching": FlagState()})
+    assert await get_flag(redis_client, "ai_coaching") == FlagState()
+
+
 # -- conditional writes ------------------------------------------------------------
 
 
@@ -229,6 +247,47 @@ async def test_a_write_reaches_the_local_copy_through_pub_sub(
     await write_flag(redis_client, "ai_coaching", FlagState(enabled=False, rollout_percentage=100))
     await _until(lambda: not cache.is_enabled("ai_coaching", "tenant-1"))
     assert cache.evaluate("ai_coaching", "tenant-1").reason is Reason.DEFAULT
+
+
+async def test_a_key_of_another_type_keeps_the_last_state_and_later_changes_arrive(
+    redis_client: Redis,
+) -> None:
+    """Its WRONGTYPE error ended the copy's task: every later change, the kill
+    switch included, never arrived, and nothing said the copy was frozen."""
+    on = FlagState(enabled=True, rollout_percentage=100)
+    await write_flag(redis_client, "churn_prevention", on)
+    flag_cache = FlagCache(redis_client, registry=CollectorRegistry(), refresh_interval=0.2)
+    async with flag_cache.running():
+        assert flag_cache.state("churn_prevention") == on
+        await redis_client.delete("feature_flag:churn_prevention")
+        await redis_client.hset("feature_flag:churn_prevention", "enabled", "false")
+        await redis_client.publish(CHANNEL, "churn_prevention")
+        await asyncio.sleep(0.5)  # a notice and two full reads of the junk key
+        assert flag_cache.state("churn_prevention") == on
+        await write_flag(redis_client, "churn_prevention", FlagState())
+        await _until(lambda: flag_cache.state("churn_prevention") == FlagState())
+
+
+async def test_an_unexpected_error_marks_the_copy_stale_and_the_copy_recovers(
+    redis_client: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Errors other than an outage (NOPERM after an ACL change, MASTERDOWN, a bug)
+    ended the task for good."""
+    flag_cache = FlagCache(redis_client, registry=CollectorRegistry(), refresh_interval=30)
+    follow = flag_cache._follow
+    failures = iter([RuntimeError("NOPERM this user has no permissions")])
+
+    async def failing_once() -> None:
+        for error in failures:
+            raise error
+        await follow()
+
+    monkeypatch.setattr(flag_cache, "_follow", failing_once)
+    async with flag_cache.running(first_sync_timeout=0):
+        await _until(lambda: flag_cache.stale)
+        await _until(lambda: flag_cache.synced and not flag_cache.stale)
+        await write_flag(redis_client, "ai_coaching", FlagState(enabled=True))
+        await _until(lambda: flag_cache.state("ai_coaching") == FlagState(enabled=True))
 
 
 async def test_each_features_state_is_exported_as_a_ratio_and_a_switch(
