@@ -72,17 +72,19 @@ class CircuitBreaker:
             if self._on_change is not None:
                 self._on_change(state)
 
-    def before_call(self) -> None:
-        """Raise ``CircuitOpen`` unless a call may go out now."""
+    def before_call(self) -> bool:
+        """Raise ``CircuitOpen`` unless a call may go out now; True when this call
+        is the half-open probe (its caller must end it: a record or ``release_probe``)."""
         state = self.state
         if state is CircuitState.CLOSED:
-            return
+            return False
         if state is CircuitState.OPEN:
             raise CircuitOpen(self._reason, self._open_until - self._clock())
         if self._probe_in_flight:
             raise CircuitOpen(self._reason, 1.0)
         self._probe_in_flight = True
         self._set(CircuitState.HALF_OPEN)
+        return True
 
     def record_success(self) -> None:
         """An answer arrived (any answer that shows the API is up)."""

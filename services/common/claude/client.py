@@ -257,7 +257,7 @@ class ClaudeClient:
         for attempt in range(attempts):
             last = attempt == attempts - 1
             try:
-                self.breaker.before_call()
+                probe = self.breaker.before_call()
             except CircuitOpen as exc:
                 self._observe(feature, "circuit_open", started)
                 raise ClaudeUnavailable(
@@ -268,7 +268,8 @@ class ClaudeClient:
             try:
                 wait = self.limiter.reserve(max_wait=settings.claude_max_retry_wait_seconds)
             except RateLimited as exc:
-                self.breaker.release_probe()
+                if probe:
+                    self.breaker.release_probe()
                 self._observe(feature, "rate_limited", started)
                 raise ClaudeUnavailable(
                     "claude_rate_limited",
@@ -277,14 +278,27 @@ class ClaudeClient:
                 ) from None
             if wait > 0:
                 self.metrics.limiter_waits.labels(feature).inc()
-                await self._sleep(wait)
+                try:
+                    await self._sleep(wait)
+                except BaseException:
+                    # Cancelled before sending: nothing was sent, so nothing is
+                    # booked, but the slot and the probe are given back.
+                    self.limiter.release(None)
+                    if probe:
+                        self.breaker.release_probe()
+                    raise
             headers: Mapping[str, str] | None = None
             try:
                 raw = await send()
                 headers = raw.headers
             except asyncio.CancelledError:
                 # The caller stopped waiting (its own deadline, a shutdown);
-                # the request may have been sent and billed all the same.
+                # the request may have been sent and billed all the same. A
+                # probe cancelled without a verdict is given back: kept, it
+                # left the circuit half-open and refusing every call, for every
+                # tenant, until a restart.
+                if probe:
+                    self.breaker.release_probe()
                 if unanswered is not None:
                     await _book_shielded(unanswered, "cancelled")
                 raise
@@ -319,6 +333,11 @@ class ClaudeClient:
                 self.metrics.retries.labels(feature, "connection_error").inc()
                 await self._sleep(self._backoff(attempt))
                 continue
+            except BaseException:
+                # No verdict on the API (an unexpected error).
+                if probe:
+                    self.breaker.release_probe()
+                raise
             finally:
                 self.limiter.release(headers)
             self.breaker.record_success()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
@@ -512,6 +513,58 @@ async def test_half_open_probe_closes_the_circuit(
     with pytest.raises(ClaudeUnavailable):
         await _structured(client)
     await asyncio.sleep(0.15)
+    assert (await _structured(client)).output.label == "ok"
+    assert client.health()["circuit"] == "closed"
+
+
+async def test_a_probe_whose_caller_gives_up_does_not_keep_the_circuit_half_open(
+    anthropic_api: AnthropicStandIn, make_client: Callable[..., ClaudeClient]
+) -> None:
+    """The probe's caller hits its own deadline (a route's analysis timeout): the
+    probe was never given back, and every later call, of every tenant, was
+    refused as circuit_open until a restart."""
+    client = make_client(
+        anthropic_api.url,
+        anthropic_timeout_seconds=10.0,
+        claude_breaker_failures=1,
+        claude_breaker_open_seconds=0.1,
+    )
+    anthropic_api.script(
+        Case.server_error(should_retry=False), Case.slow(1.0, VALID), Case.valid(VALID)
+    )
+    with pytest.raises(ClaudeUnavailable):
+        await _structured(client)
+    await asyncio.sleep(0.15)  # open period over: the next call is the probe
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.3):
+            await _structured(client)
+    assert (await _structured(client)).output.label == "ok"
+    assert client.health()["circuit"] == "closed"
+
+
+async def test_a_probe_cancelled_while_the_limiter_holds_it_gives_back_both(
+    anthropic_api: AnthropicStandIn, make_client: Callable[..., ClaudeClient]
+) -> None:
+    """Cancelled in the limiter's wait, before sending: nothing is booked, and the
+    limiter's slot and the probe are given back (both leaked)."""
+    client = make_client(
+        anthropic_api.url, claude_breaker_failures=1, claude_breaker_open_seconds=0.1
+    )
+    anthropic_api.script(Case.server_error(should_retry=False), Case.valid(VALID))
+    with pytest.raises(ClaudeUnavailable):
+        await _structured(client)
+    await asyncio.sleep(0.15)
+    in_flight = client.limiter._in_flight
+    # A known limit with no token left: the next call waits about a second.
+    limiter = client.limiter
+    limiter._limit, limiter._rate, limiter._tokens = 10.0, 1.0, -0.2
+    limiter._stamp = time.monotonic()
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.3):
+            await _structured(client)
+    assert client.limiter._in_flight == in_flight
+    assert len(anthropic_api.requests) == 1
+    limiter._tokens = 5.0
     assert (await _structured(client)).output.label == "ok"
     assert client.health()["circuit"] == "closed"
 
