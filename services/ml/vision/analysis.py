@@ -254,7 +254,12 @@ class VisionAnalyzer:
                 stale_seconds=self.stale_seconds,
             )
             if claim.owned:
-                return await self._call(claude, tenant_id, property_id, claim, image), False
+                try:
+                    return await self._call(claude, tenant_id, property_id, claim, image), False
+                except store.ClaimLost:
+                    # Taken over while this call ran: the new owner's result is
+                    # the stored one, and is answered when it is there.
+                    continue
             if claim.status == "done":
                 row = await self._find(tenant_id, image.sha256, property_id)
                 if row is not None:
@@ -303,7 +308,7 @@ class VisionAnalyzer:
             return await store.complete(
                 self.db,
                 tenant_id,
-                analysis_id=claim.analysis_id,
+                claim=claim,
                 results={
                     **output.model_dump(mode="json"),
                     "image": {

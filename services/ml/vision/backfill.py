@@ -27,6 +27,7 @@ Through the Message Batches API (half the price of single calls), resumable:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import defaultdict
@@ -53,6 +54,8 @@ log = logging.getLogger(__name__)
 
 # A pending claim this old belongs to a dead request (as VISION_CLAIM_STALE_SECONDS).
 STALE_CLAIM_SECONDS = 180.0
+#: How often a result waits for a live request's claim on the same photo to end.
+CLAIM_POLL_SECONDS = 0.5
 
 
 @dataclass
@@ -256,36 +259,45 @@ class Backfill:
     async def _store(
         self, sha: str, keys: list[str], output: VisionAnalysis, usage: Usage, cost: int
     ) -> None:
-        claim = await store.claim(
-            self.db,
-            self.tenant_id,
-            sha256=sha,
-            model=self.model,
-            prompt_version=PROMPT_VERSION,
-            property_id=_property_of(keys[0]),
-            image_url=f"s3://{self.media.bucket}/{keys[0]}",
-            source="batch",
-            stale_seconds=0,
-        )
         # Every property the photo was found under shows its analysis.
         properties = sorted({_property_of(key) for key in keys})
-        if claim.owned:
-            await store.complete(
+        while True:
+            claim = await store.claim(
                 self.db,
                 self.tenant_id,
-                analysis_id=claim.analysis_id,
-                results={**output.model_dump(mode="json"), "batch": True},
-                luxury_score=float(two_decimals(output.luxury_score)),
-                condition_score=float(two_decimals(output.condition_score)),
-                latency_seconds=0.0,
-                usage=usage,
-                cost_micro_usd=cost,
-                property_ids=properties,
+                sha256=sha,
+                model=self.model,
+                prompt_version=PROMPT_VERSION,
+                property_id=_property_of(keys[0]),
+                image_url=f"s3://{self.media.bucket}/{keys[0]}",
+                source="batch",
+                stale_seconds=STALE_CLAIM_SECONDS,
             )
-        elif claim.status == "done":
-            await store.link(
-                self.db, self.tenant_id, analysis_id=claim.analysis_id, property_ids=properties
-            )
+            if claim.owned:
+                with contextlib.suppress(store.ClaimLost):
+                    await store.complete(
+                        self.db,
+                        self.tenant_id,
+                        claim=claim,
+                        results={**output.model_dump(mode="json"), "batch": True},
+                        luxury_score=float(two_decimals(output.luxury_score)),
+                        condition_score=float(two_decimals(output.condition_score)),
+                        latency_seconds=0.0,
+                        usage=usage,
+                        cost_micro_usd=cost,
+                        property_ids=properties,
+                    )
+                    break
+            elif claim.status == "done":
+                await store.link(
+                    self.db, self.tenant_id, analysis_id=claim.analysis_id, property_ids=properties
+                )
+                break
+            # A live request is analysing the same photo: its result (linked
+            # then) or its release (ours stored then) comes before its claim
+            # goes stale. Taking the claim over stored two results, the second
+            # under readers of the first.
+            await asyncio.sleep(CLAIM_POLL_SECONDS)
         await _set_status(self.db, self.tenant_id, self.model, keys, "done")
         self.report.stored += len(keys)
 

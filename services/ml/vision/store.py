@@ -64,16 +64,27 @@ _LINK = (
 )
 
 # The ledger rows of the calls and the property links go in with the result:
-# CTEs of the UPDATE.
+# CTEs of the UPDATE. Only the claim as it was taken is completed: one taken
+# over since (it went stale) is the new owner's, whose result must not be
+# replaced under the readers of the first one. The calls are booked either way
+# (they were billed; the ledger ignores a call it holds already).
 _COMPLETE = (
-    f"WITH booked AS ({ledger_insert_sql(12)}), "  # noqa: S608 - constant parts only
-    f"linked AS ({_LINK.format(properties='$11', analysis='$1')}) "
-    "UPDATE property_vision_analyses SET status = 'done', analysis_results = $2, "
+    f"WITH booked AS ({ledger_insert_sql(13)}), "  # noqa: S608 - constant parts only
+    "done AS (UPDATE property_vision_analyses SET status = 'done', analysis_results = $2, "
     "luxury_score = $3, condition_score = $4, analysis_latency_seconds = $5, "
     "input_tokens = $6, output_tokens = $7, cache_write_tokens = $8, "
     "cache_read_tokens = $9, cost_micro_usd = $10 "
-    f"WHERE analysis_id = $1 RETURNING {COLUMNS}"
+    "WHERE analysis_id = $1 AND status = 'pending' AND claimed_at = $12 "
+    f"RETURNING {COLUMNS}), "
+    "linked AS (INSERT INTO property_vision_links (property_id, analysis_id) "
+    "SELECT DISTINCT unnest($11::varchar[]), analysis_id FROM done "
+    "ON CONFLICT (tenant_id, property_id, analysis_id) DO NOTHING) "
+    "SELECT * FROM done"
 )
+
+
+class ClaimLost(Exception):  # noqa: N818 - reads as the condition it names
+    """The claim was taken over before its result was stored; nothing was stored."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,7 +208,7 @@ async def complete(
     db: Database,
     tenant_id: str,
     *,
-    analysis_id: uuid.UUID,
+    claim: Claim,
     results: dict[str, Any],
     luxury_score: float,
     condition_score: float,
@@ -211,12 +222,13 @@ async def complete(
 
     One statement (the ledger INSERT and the links to ``property_ids`` are
     CTEs of the UPDATE): the result, what it cost and where it was posted
-    commit together.
+    commit together. ``ClaimLost`` when the claim is no longer this one (the
+    ledger rows are stored all the same).
     """
     async with db.tenant(tenant_id) as conn:
         row = await conn.fetchrow(
             _COMPLETE,
-            analysis_id,
+            claim.analysis_id,
             results,
             luxury_score,
             condition_score,
@@ -227,9 +239,11 @@ async def complete(
             usage.cache_read_tokens,
             cost_micro_usd,
             list(property_ids),
+            claim.claimed_at,
             *ledger_insert_args(ledger),
         )
-    assert row is not None, "a claimed row cannot disappear before it completes"
+    if row is None:
+        raise ClaimLost(f"the claim on analysis {claim.analysis_id} was taken over")
     return dict(row)
 
 
