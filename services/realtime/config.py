@@ -61,7 +61,7 @@ class RealtimeSettings(CommonSettings, LeadModelSettings):
     """Seconds between relay scans of every tenant with a socket here."""
 
     realtime_relay_grace: PositiveSeconds = Field(default=5.0, le=3600)
-    """Age in seconds before an unpublished stored event is the relay's to publish."""
+    """Seconds after an event's row is stored before, still unpublished, it is the relay's."""
 
     realtime_max_event_bytes: BodyLimit = Field(default=65_536, le=10_000_000)
     """Largest accepted webhook body."""

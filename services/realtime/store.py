@@ -14,8 +14,9 @@ the ingest accepted the event, the start of the latency clock),
 ``websocket_latency_seconds`` (the fastest first delivery of the event over
 all replicas: each replica reports the latency of the first socket it sent
 the event to, and the column keeps the minimum), ``agent_id``, ``stream_id``
-and ``published_at`` (NULL until the event is in the Redis stream: the
-outbox).
+``published_at`` (NULL until the event is in the Redis stream: the
+outbox) and ``stored_at`` (revision 0022: when the row was inserted, which the
+relay's grace counts from).
 """
 
 from __future__ import annotations
@@ -69,10 +70,14 @@ _EVENT_COLUMNS = """event_id::text AS event_id, lead_id, event_type, agent_id, i
 
 # Oldest first so relayed events keep their acceptance order; SKIP LOCKED lets
 # replicas relay the same tenant concurrently without publishing a row twice.
+# The grace counts from the row's insert (stored_at), not from the event's
+# acceptance (created_at): the insert can come seconds after it (the group's
+# turn, a pool connection), and such a row was relayed while its own ingest
+# was publishing it.
 UNPUBLISHED = f"""
 SELECT {_EVENT_COLUMNS}
 FROM realtime_intelligence_events
-WHERE published_at IS NULL AND created_at < now() - make_interval(secs => $1)
+WHERE published_at IS NULL AND stored_at < now() - make_interval(secs => $1)
 ORDER BY created_at, event_id
 LIMIT $2
 FOR UPDATE SKIP LOCKED

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -15,6 +16,7 @@ from websockets.asyncio.client import connect
 from localrun.servers import RedisServer, start_redis
 from services.common.database import Database
 from services.common.scoring import LeadFeatures
+from services.realtime import store
 from services.realtime.config import RealtimeSettings
 from tests.services.realtime.conftest import (
     Replica,
@@ -223,3 +225,40 @@ async def test_delivery_keeps_acceptance_order_across_a_redis_outage(
     assert not replica.app.state.realtime.relay.is_held("tenant-a")
     later = await post_event(http, replica, token, event_body(sample_leads[7], lead_id="later"))
     assert later["delivery"] == "published"
+
+
+async def test_an_event_stored_late_is_published_once(
+    replicas: Callable[..., Awaitable[Replica]],
+    http: httpx.AsyncClient,
+    make_token: Callable[..., str],
+    sample_leads: list[LeadFeatures],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The insert commits longer than the relay's grace after the event was accepted
+    (a slow Postgres, a wait for a pool connection): another replica's relay took
+    the row while the ingest was publishing it, and every socket got it twice."""
+    ingesting, other = await replicas(), await replicas()
+    insert_events = store.insert_events
+
+    async def slow_insert(*args: Any, **kwargs: Any) -> None:
+        await asyncio.sleep(1.0)  # longer than the tests' grace (0.6 s)
+        await insert_events(*args, **kwargs)
+
+    monkeypatch.setattr(store, "insert_events", slow_insert)
+    events = ingesting.app.state.realtime.ingest.events
+    publish_many = events.publish_many
+
+    async def publish_after_a_round_trip(*args: Any, **kwargs: Any) -> list[str]:
+        await asyncio.sleep(0.25)  # within REALTIME_PUBLISH_TIMEOUT
+        return await publish_many(*args, **kwargs)
+
+    monkeypatch.setattr(events, "publish_many", publish_after_a_round_trip)
+    token = make_token("tenant-late-insert")
+    # A socket of the tenant on the other replica: its relay scans the tenant.
+    async with open_feed(other, token) as feed:
+        ack = await post_event(http, ingesting, token, event_body(sample_leads[0]))
+        first = await feed.next_event()
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(feed.next_event(), 2.0)
+    assert first["event_id"] == ack["event_id"]
+    assert first["stream_id"] == ack["stream_id"]
