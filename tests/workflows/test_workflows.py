@@ -133,3 +133,21 @@ def test_hadolint_passes_on_the_dockerfile() -> None:
     assert shutil.which("hadolint", path=str(VENV))
     result = run(str(VENV / "hadolint"), "--no-color", "Dockerfile")
     assert result.returncode == 0, result.stdout
+
+
+def _automatic(workflow: dict[str, object]) -> bool:
+    """Started by an event (a push, a pull request, a schedule), not by a person."""
+    return bool(set(triggers(workflow)) - {"workflow_dispatch"})
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
+def test_automatic_cloud_jobs_are_skipped_without_a_state_backend(path: Path) -> None:
+    """docs/deploying.md: without PULUMI_BACKEND_URL the cloud jobs are skipped. deploy.yml's
+    were not: every push to main queued a job for a runner that does not exist yet."""
+    workflow = yaml.safe_load(path.read_text())
+    if not _automatic(workflow):
+        return
+    for name, job in workflow["jobs"].items():
+        uses = [step.get("uses", "") for step in job.get("steps", [])]
+        if "./.github/actions/pulumi-login" in uses:
+            assert "vars.PULUMI_BACKEND_URL != ''" in str(job.get("if", "")), name
