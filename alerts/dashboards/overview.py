@@ -236,8 +236,12 @@ def _requests_row() -> list[timeseries.Panel]:
         graph(
             "Successful requests per second, now and a day ago",
             "reqps",
-            query("sum by (job) (job:http_requests_ok:rate1h)", "{{job}} now", "A"),
-            query("sum by (job) (job:http_requests_ok:rate1h offset 1d)", "{{job}} a day ago", "B"),
+            query("sum by (feature) (feature:http_requests_ok:rate1h)", "{{feature}} now", "A"),
+            query(
+                "sum by (feature) (feature:http_requests_ok:rate1h offset 1d)",
+                "{{feature}} a day ago",
+                "B",
+            ),
             width=24,
         ),
     ]

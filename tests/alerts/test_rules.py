@@ -21,6 +21,7 @@ from alerts.catalog import (
     selected_metrics,
 )
 from localrun.__main__ import SERVICES as SCRAPED_SERVICES
+from services.rollout.schedule import PLANS
 
 REPO = ROOT.parent
 RUNBOOK_SECTIONS = ("Symptoms", "Impact", "Diagnosis", "Mitigation")
@@ -186,3 +187,17 @@ def test_every_scraped_service_is_watched_for_vanishing() -> None:
     (rule,) = [rule for rule in ALERTS if rule.name == "ServiceNotScraped"]
     watched = re.findall(r'absent\(up\{job="([^"]+)"\}\)', rule.expr)
     assert sorted(watched) == sorted(jobs)
+
+
+def test_each_features_usage_is_its_plans_successful_answers() -> None:
+    """FeatureUsageDrop watched services: lead scoring's traffic on ml-services hid
+    a drop of property_vision. Each feature's usage reads the answers that
+    ``rollout advance`` judges it by."""
+    usage = {
+        rule.body["labels"]["feature"]: rule.expr
+        for rule in rules()
+        if rule.name == "feature:http_requests_ok:rate1h"
+    }
+    assert set(usage) == set(PLANS)
+    for feature, plan in PLANS.items():
+        assert f'{{{plan.request_selector()},status=~"2.."}}' in usage[feature], feature
