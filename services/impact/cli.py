@@ -1,13 +1,17 @@
 """``enterprisehub experiment ...`` and ``enterprisehub impact ...``.
 
-    enterprisehub experiment analyze --input FILE.csv [--alpha 0.05] [--expected-split 0.5]
+    enterprisehub experiment analyze --input FILE.csv --expected-split SHARE [--alpha 0.05]
                                      [--planned-units N] [--store --feature F --metric M
                                       --window-start D --window-end D]
     enterprisehub impact aggregate --date YYYY-MM-DD
     enterprisehub impact report --start YYYY-MM-DD [--days 7]
 
 ``experiment analyze`` prints the analysis as JSON (the fields of
-``services.impact.stats.analyze``); ``--store`` also records it in
+``services.impact.stats.analyze``). ``--expected-split`` has no default: it is
+the treatment share the rollout assigned during the window (0.10 at 10 %), and
+a default of 0.5 was wrong at every stage but one (its sample-ratio test then
+flagged every honest 10 % experiment); ``rollout advance`` recomputes that
+test against its stage's share anyway. ``--store`` also records it in
 ``experiment_results``, where ``rollout advance`` and the reports read it.
 ``impact aggregate`` is the daily CronJob (idempotent); ``impact report``
 prints the seed's weekly summary (any number of days) from stored rows.
@@ -185,7 +189,11 @@ def register_impact_commands(subparsers: Any) -> None:
         "--alpha", type=_probability, default=0.05, help="significance level (default 0.05)"
     )
     analyze_.add_argument(
-        "--expected-split", type=_probability, default=0.5, help="expected treatment share"
+        "--expected-split",
+        type=_probability,
+        required=True,
+        help="treatment share the rollout assigned in the window: its percentage / 100 "
+        "(0.1 at 10%%, 0.5 at 50%%)",
     )
     analyze_.add_argument(
         "--planned-units",

@@ -265,6 +265,7 @@ def _advance(args: argparse.Namespace) -> int:
                 feature=feature,
                 state=state,
                 plan=plan,
+                expected_share=stage.percentage / 100,
                 prometheus_url=args.prometheus_url or conn.settings.prometheus_url,
                 selector=args.selector,
                 window=args.window,

@@ -7,6 +7,13 @@ by ``le``) and the share of 5xx among its routes' ``http_requests_total``. An
 empty vector or NaN is "no data", which ``decide`` turns into a hold. The
 experiment numbers come from the newest ``experiment_results`` row computed
 since the stage began (an older one described another stage).
+
+The sample-ratio check is recomputed here from the stored arm sizes against
+the stage's treatment share (``expected_share``: 0.10 at 10 %), never taken
+from the stored ``srm_p_value``: that one was computed against whatever
+``--expected-split`` the analysis was given, so an analysis run with 0.5 at a
+10 % stage held every honest result forever, and a wrong explicit value hid a
+real mismatch.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ import httpx
 
 from services.common.database import Database
 from services.common.flags import FlagState
+from services.impact.stats import srm_p_value
 from services.rollout.operations import stage_started_at
 from services.rollout.schedule import FeaturePlan, Observations
 
@@ -87,13 +95,18 @@ async def gather(
     feature: str,
     state: FlagState,
     plan: FeaturePlan,
+    expected_share: float,
     prometheus_url: str | None,
     selector: str | None = None,
     window: str = "1d",
     now: datetime | None = None,
     client: httpx.AsyncClient | None = None,
 ) -> Gathered:
-    """Everything ``decide`` needs for ``feature``; failures leave fields None."""
+    """Everything ``decide`` needs for ``feature``; failures leave fields None.
+
+    ``expected_share`` is the treatment share the stage assigns (its percentage
+    / 100), against which the sample ratio is tested.
+    """
     now = now or datetime.now(UTC)
     sources: dict[str, Any] = {}
     values: dict[str, float | None] = {}
@@ -133,15 +146,35 @@ async def gather(
         for name, key in (
             ("n_control", "n_control"),
             ("n_treatment", "n_treatment"),
-            ("srm_p_value", "srm_p_value"),
             ("lift", "lift"),
             ("lift_ci_low", "seq_lift_ci_low"),
             ("adoption", "adoption"),
         ):
             raw = body.get(key)
             values[name] = float(raw) if isinstance(raw, int | float) else None
+        values["srm_p_value"] = _srm(values["n_control"], values["n_treatment"], expected_share)
+        sources["srm"] = {
+            "expected_split": expected_share,
+            "stored_expected_split": body.get("expected_split"),
+            "stored_srm_p_value": body.get("srm_p_value"),
+        }
     clean = {k: (v if v is None or math.isfinite(v) else math.nan) for k, v in values.items()}
     return Gathered(Observations(**clean), sources)
+
+
+def _srm(n_control: float | None, n_treatment: float | None, share: float) -> float | None:
+    """The SRM p-value of the stored arm sizes against ``share``; None when undefined.
+
+    At 0 % and 100 % one arm is empty by design (no SRM test; those stages need
+    none), and counts that are missing, negative or all zero test nothing.
+    """
+    if n_control is None or n_treatment is None or not 0 < share < 1:
+        return None
+    if not (math.isfinite(n_control) and math.isfinite(n_treatment)):
+        return None
+    if n_control < 0 or n_treatment < 0 or n_control + n_treatment == 0:
+        return None
+    return srm_p_value(n_control, n_treatment, share)
 
 
 async def latest_result(

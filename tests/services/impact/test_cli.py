@@ -41,7 +41,19 @@ async def test_analyze_prints_the_issue_fields_matching_scipy(
     control, treatment = rng.gamma(2, 40, 240), rng.gamma(2, 44, 260)
     path = tmp_path / "units.csv"
     _write_csv(path, control, treatment, pre=True)
-    assert await _cli("experiment", "analyze", "--input", str(path), "--alpha", "0.05") == 0
+    assert (
+        await _cli(
+            "experiment",
+            "analyze",
+            "--input",
+            str(path),
+            "--expected-split",
+            "0.5",
+            "--alpha",
+            "0.05",
+        )
+        == 0
+    )
     out = json.loads(capsys.readouterr().out)
     reference = scipy_stats.ttest_ind(treatment, control, equal_var=False)
     assert (out["n_control"], out["n_treatment"]) == (240, 260)
@@ -74,7 +86,7 @@ async def test_bad_input_is_one_clear_line(
 ) -> None:
     path = tmp_path / "bad.csv"
     path.write_text(content)
-    assert await _cli("experiment", "analyze", "--input", str(path)) == 2
+    assert await _cli("experiment", "analyze", "--input", str(path), "--expected-split", "0.5") == 2
     assert message in capsys.readouterr().err
 
 
@@ -87,7 +99,7 @@ async def test_a_field_over_the_csv_modules_limit_is_one_clear_line(
     rows[line - 1] += "x" * 200_000
     path = tmp_path / "long.csv"
     path.write_text("\n".join(rows) + "\n")
-    assert await _cli("experiment", "analyze", "--input", str(path)) == 2
+    assert await _cli("experiment", "analyze", "--input", str(path), "--expected-split", "0.5") == 2
     err = capsys.readouterr().err
     assert f"line {line}: field larger than field limit" in err
     assert "Traceback" not in err
@@ -101,10 +113,10 @@ async def test_used_column_gives_the_adoption(
     rows += [f"c{i},control,{i % 7},0" for i in range(10)]
     rows += [f"t{i},treatment,{i % 5},{int(i < 6)}" for i in range(8)]
     path.write_text("\n".join(rows) + "\n")
-    assert await _cli("experiment", "analyze", "--input", str(path)) == 0
+    assert await _cli("experiment", "analyze", "--input", str(path), "--expected-split", "0.5") == 0
     assert json.loads(capsys.readouterr().out)["adoption"] == 0.75
     path.write_text("unit_id,variant,value,used\nc1,control,1,0\nt1,treatment,1,yes\n")
-    assert await _cli("experiment", "analyze", "--input", str(path)) == 2
+    assert await _cli("experiment", "analyze", "--input", str(path), "--expected-split", "0.5") == 2
     assert "used must be 0 or 1" in capsys.readouterr().err
 
 
@@ -122,6 +134,8 @@ async def test_store_records_the_result(
         "analyze",
         "--input",
         str(path),
+        "--expected-split",
+        "0.5",
         "--store",
         "--feature",
         "ai_coaching",
@@ -382,6 +396,27 @@ async def test_planned_units_outside_1_to_the_row_limit_are_usage_errors(
     assert "Traceback" not in err
 
 
+async def test_the_expected_split_has_no_default(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A default of 0.5 was wrong at the 10 %, 25 % and 100 % stages: 180 control
+    # and 20 treatment tenants at 10 % came out as a sample-ratio mismatch of
+    # p = 1e-29, which `rollout advance` then read as a broken split.
+    path = tmp_path / "units.csv"
+    rows = ["unit_id,variant,value"]
+    rows += [f"c{i},control,{i % 7}" for i in range(180)]
+    rows += [f"t{i},treatment,{i % 5}" for i in range(20)]
+    path.write_text("\n".join(rows) + "\n")
+    with pytest.raises(SystemExit) as exited:
+        await _cli("experiment", "analyze", "--input", str(path))
+    assert exited.value.code == 2
+    assert "--expected-split" in capsys.readouterr().err
+    assert await _cli("experiment", "analyze", "--input", str(path), "--expected-split", "0.1") == 0
+    out = json.loads(capsys.readouterr().out)
+    assert (out["expected_split"], out["srm_detected"]) == (0.1, False)
+    assert out["srm_p_value"] == pytest.approx(1.0)
+
+
 @pytest.mark.parametrize("option", ["--alpha", "--expected-split"])
 @pytest.mark.parametrize("value", ["0", "1", "nan", "-0.5", "half"])
 async def test_probabilities_outside_0_to_1_exclusive_are_usage_errors(
@@ -441,7 +476,7 @@ async def test_store_refuses_what_the_table_would_refuse_before_printing(
     path = tmp_path / "units.csv"
     _write_csv(path, rng.normal(10, 2, 20), rng.normal(11, 2, 20))
     code = await _cli(
-        "experiment", "analyze", "--input", str(path), "--store",
+        "experiment", "analyze", "--input", str(path), "--expected-split", "0.5", "--store",
         "--feature", "ai_coaching", "--metric", metric,
         "--window-start", window[0], "--window-end", window[1],
     )  # fmt: skip

@@ -254,3 +254,52 @@ async def test_a_declined_decision_is_recorded_and_changes_nothing(
     assert (decision["decision"], decision["applied"]) == ("rollback", False)
     assert "guardrail" in str(decision["reason"])
     assert decision["inputs"]["observations"]["error_rate"] > 0.1  # type: ignore[index]
+
+
+@pytest.mark.parametrize(
+    ("arms", "stored_srm_p_value", "verdict"),
+    [
+        # An honest 10 % split analysed with --expected-split 0.5: its stored
+        # p of 1e-29 held the rollout forever as a "sample-ratio mismatch".
+        ((180, 20), 1.1e-29, "advance"),
+        # Half the tenants in treatment at 10 % (assignment is broken), analysed
+        # with the same wrong 0.5: its stored p of 0.38 hid the mismatch.
+        ((220, 200), 0.38, "hold"),
+    ],
+    ids=["honest-split-wrong-stored-test", "broken-split-wrong-stored-test"],
+)
+async def test_the_sample_ratio_is_tested_against_the_stages_share(
+    settings_env: dict[str, str],
+    prometheus: PrometheusServer,
+    redis_client: Redis,
+    owner_db: Database,
+    capsys: pytest.CaptureFixture[str],
+    arms: tuple[int, int],
+    stored_srm_p_value: float,
+    verdict: str,
+) -> None:
+    await _start_week_one(owner_db, days_ago=8)
+    await _store_result(
+        owner_db,
+        n_control=arms[0],
+        n_treatment=arms[1],
+        srm_p_value=stored_srm_p_value,
+        expected_split=0.5,
+    )
+    code = await _advance(prometheus.url, "--selector", 'route="/good"', "--window", "1m", "--yes")
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    [decision] = await _decisions(owner_db)
+    assert decision["decision"] == verdict, decision["reason"]
+    inputs = decision["inputs"]
+    assert isinstance(inputs, dict)
+    assert inputs["sources"]["srm"] == {
+        "expected_split": 0.1,
+        "stored_expected_split": 0.5,
+        "stored_srm_p_value": stored_srm_p_value,
+    }
+    if verdict == "hold":
+        assert "sample-ratio mismatch" in str(decision["reason"])
+        assert inputs["observations"]["srm_p_value"] < 1e-6
+    else:
+        assert inputs["observations"]["srm_p_value"] == pytest.approx(1.0)
