@@ -1,7 +1,7 @@
 """``enterprisehub experiment ...`` and ``enterprisehub impact ...``.
 
     enterprisehub experiment analyze --input FILE.csv --expected-split SHARE [--alpha 0.05]
-                                     [--planned-units N] [--store --feature F --metric M
+                                     [--planned-units N] [--store --feature F [--metric M]
                                       --window-start D --window-end D]
     enterprisehub impact aggregate --date YYYY-MM-DD
     enterprisehub impact report --start YYYY-MM-DD [--days 7]
@@ -12,7 +12,9 @@ the treatment share the rollout assigned during the window (0.10 at 10 %), and
 a default of 0.5 was wrong at every stage but one (its sample-ratio test then
 flagged every honest 10 % experiment); ``rollout advance`` recomputes that
 test against its stage's share anyway. ``--store`` also records it in
-``experiment_results``, where ``rollout advance`` and the reports read it.
+``experiment_results``, where ``rollout advance`` and the reports read it:
+both read only the feature's primary metric (``PRIMARY_METRICS``, the
+default ``--metric``); a result of another metric is shown, never decisive.
 ``impact aggregate`` is the daily CronJob (idempotent); ``impact report``
 prints the seed's weekly summary (any number of days) from stored rows.
 """
@@ -29,6 +31,7 @@ from typing import Any
 from services.cli import EXIT_USAGE, CommandError, number_argument
 from services.common.database import Database, DatabaseUnavailable
 from services.impact.aggregate import aggregate_day
+from services.impact.assumptions import PRIMARY_METRICS
 from services.impact.config import ImpactSettings
 from services.impact.experiment import MAX_ROWS, InputError, read_units
 from services.impact.report import measured_lifts, platform_rows, summarize
@@ -93,10 +96,10 @@ def _run(coroutine: Any) -> Any:
 
 
 def _analyze(args: argparse.Namespace) -> int:
-    if args.store and not (args.feature and args.metric and args.window_start and args.window_end):
-        raise CommandError(
-            "--store needs --feature, --metric, --window-start and --window-end", EXIT_USAGE
-        )
+    if args.store and not (args.feature and args.window_start and args.window_end):
+        raise CommandError("--store needs --feature, --window-start and --window-end", EXIT_USAGE)
+    if args.store and args.metric is None:
+        args.metric = PRIMARY_METRICS[args.feature]
     # Checked before the analysis is printed: experiment_results would refuse
     # the row afterwards (its CHECK and varchar(100)) with a traceback.
     if args.store and args.window_end < args.window_start:
@@ -206,7 +209,12 @@ def register_impact_commands(subparsers: Any) -> None:
         "--feature", type=feature_argument, help="with --store: the feature the experiment tests"
     )
     analyze_.add_argument(
-        "--metric", default=None, help="with --store: what the values measure (1-100 characters)"
+        "--metric",
+        default=None,
+        help="with --store: what the values measure (1-100 characters; default: the "
+        "feature's primary metric, the one rollout advance and the reports read: "
+        + ", ".join(f"{feature} {metric}" for feature, metric in PRIMARY_METRICS.items())
+        + ")",
     )
     analyze_.add_argument(
         "--window-start", type=_day, help="with --store: first day of the data (YYYY-MM-DD)"

@@ -5,8 +5,10 @@ services' own metrics, each feature's as its plan names them
 (``schedule.PLANS``): the p95 of its latency histogram (from the buckets summed
 by ``le``) and the share of 5xx among its routes' ``http_requests_total``. An
 empty vector or NaN is "no data", which ``decide`` turns into a hold. The
-experiment numbers come from the newest ``experiment_results`` row computed
-since the stage began (an older one described another stage).
+experiment numbers come from the newest ``experiment_results`` row of the
+feature's primary metric (``PRIMARY_METRICS``, which also prices it in the
+reports) computed since the stage began (an older one described another
+stage; another metric, stored later, is not the one the stage is judged on).
 
 The sample-ratio check is recomputed here from the stored arm sizes against
 the stage's treatment share (``expected_share``: 0.10 at 10 %), never taken
@@ -27,6 +29,7 @@ import httpx
 
 from services.common.database import Database
 from services.common.flags import FlagState
+from services.impact.assumptions import PRIMARY_METRICS
 from services.impact.stats import srm_p_value
 from services.rollout.operations import stage_started_at
 from services.rollout.schedule import FeaturePlan, Observations
@@ -137,7 +140,9 @@ async def gather(
             if owned:
                 await http.aclose()
 
-    result = await latest_result(db, feature, since=started)
+    metric = PRIMARY_METRICS[feature]
+    sources["experiment_metric"] = metric
+    result = await latest_result(db, feature, metric=metric, since=started)
     sources["experiment_result"] = result and {
         k: result[k] for k in ("result_id", "computed_at", "metric")
     }
@@ -178,15 +183,17 @@ def _srm(n_control: float | None, n_treatment: float | None, share: float) -> fl
 
 
 async def latest_result(
-    db: Database, feature: str, *, since: datetime | None
+    db: Database, feature: str, *, metric: str, since: datetime | None
 ) -> dict[str, Any] | None:
-    """The newest stored experiment result for ``feature`` computed after ``since``."""
+    """The newest stored result of ``feature``'s ``metric`` computed after ``since``."""
     async with db.unscoped() as conn:
         row = await conn.fetchrow(
             "SELECT result_id, computed_at, metric, result FROM experiment_results "
-            "WHERE feature_name = $1 AND ($2::timestamptz IS NULL OR computed_at >= $2) "
+            "WHERE feature_name = $1 AND metric = $2 "
+            "AND ($3::timestamptz IS NULL OR computed_at >= $3) "
             "ORDER BY computed_at DESC, result_id DESC LIMIT 1",
             feature,
+            metric,
             since,
         )
     if row is None:

@@ -15,7 +15,7 @@ from scipy import stats as scipy_stats
 from services.cli import main
 from services.common.database import Database
 from services.impact.aggregate import aggregate_day
-from services.impact.assumptions import ASSUMPTIONS
+from services.impact.assumptions import ASSUMPTIONS, PRIMARY_METRICS
 
 DAY = date(2026, 11, 20)
 
@@ -152,6 +152,16 @@ async def test_store_records_the_result(
         row = await conn.fetchrow("SELECT feature_name, metric, result FROM experiment_results")
     assert row["feature_name"] == "ai_coaching"
     assert row["result"]["p_value"] == printed["p_value"]
+    # Without --metric the result is the feature's primary metric's, the one
+    # `rollout advance` and the reports read.
+    code = await _cli(
+        "experiment", "analyze", "--input", str(path), "--expected-split", "0.5", "--store",
+        "--feature", "ai_coaching", "--window-start", "2026-11-01", "--window-end", "2026-11-07",
+    )  # fmt: skip
+    assert code == 0
+    async with owner_db.unscoped() as conn:
+        metrics = await conn.fetch("SELECT metric FROM experiment_results ORDER BY result_id")
+    assert [r["metric"] for r in metrics] == ["revenue_impact", PRIMARY_METRICS["ai_coaching"]]
 
 
 async def _seed_activity(owner_db: Database) -> None:
@@ -245,7 +255,8 @@ async def test_report_sums_stored_rows_with_assumed_then_measured_lift(
     async with owner_db.unscoped() as conn:
         await conn.execute(
             "INSERT INTO experiment_results (feature_name, metric, window_start, window_end, "
-            "result) VALUES ('realtime_intelligence', 'conversion', $1, $1, $2)",
+            "result) VALUES ('realtime_intelligence', $1, $2, $2, $3)",
+            PRIMARY_METRICS["realtime_intelligence"],
             DAY,
             {"lift": 0.08, "lift_ci_low": 0.02, "lift_ci_high": 0.14},
         )

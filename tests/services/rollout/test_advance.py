@@ -18,6 +18,7 @@ from services.common.database import Database
 from services.common.flags import FlagState, get_flag, write_flag
 from services.common.metrics import HttpMetrics
 from services.common.redis import Redis
+from services.impact.assumptions import PRIMARY_METRICS
 
 VISION_ROUTE = "/v1/ml/vision/analyses"
 
@@ -115,7 +116,9 @@ async def _start_week_one(owner_db: Database, days_ago: float) -> None:
         )
 
 
-async def _store_result(owner_db: Database, **fields: float) -> None:
+async def _store_result(
+    owner_db: Database, metric: str = PRIMARY_METRICS["property_vision"], **fields: float
+) -> None:
     result = {
         "n_control": 400,
         "n_treatment": 45,
@@ -128,7 +131,8 @@ async def _store_result(owner_db: Database, **fields: float) -> None:
     async with owner_db.unscoped() as conn:
         await conn.execute(
             "INSERT INTO experiment_results (feature_name, metric, window_start, window_end, "
-            "result) VALUES ('property_vision', 'revenue', current_date - 7, current_date, $1)",
+            "result) VALUES ('property_vision', $1, current_date - 7, current_date, $2)",
+            metric,
             result,
         )
 
@@ -303,3 +307,34 @@ async def test_the_sample_ratio_is_tested_against_the_stages_share(
         assert inputs["observations"]["srm_p_value"] < 1e-6
     else:
         assert inputs["observations"]["srm_p_value"] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("primary_first", [True, False], ids=["primary-first", "primary-last"])
+async def test_the_stage_is_judged_on_the_features_primary_metric_only(
+    settings_env: dict[str, str],
+    prometheus: PrometheusServer,
+    redis_client: Redis,
+    owner_db: Database,
+    capsys: pytest.CaptureFixture[str],
+    primary_first: bool,
+) -> None:
+    # A latency analysis stored after the decision metric's decided the stage.
+    await _start_week_one(owner_db, days_ago=8)
+    primary = PRIMARY_METRICS["property_vision"]
+    stores = [
+        _store_result(owner_db),
+        # Numbers that would hold the stage: too few tenants, low adoption.
+        _store_result(owner_db, "analysis_latency_p95", adoption=0.1, n_treatment=3),
+    ]
+    for store in stores if primary_first else stores[::-1]:
+        await store
+    code = await _advance(prometheus.url, "--selector", 'route="/good"', "--window", "1m", "--yes")
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    [decision] = await _decisions(owner_db)
+    assert decision["decision"] == "advance", decision["reason"]
+    inputs = decision["inputs"]
+    assert isinstance(inputs, dict)
+    assert inputs["sources"]["experiment_metric"] == primary
+    assert inputs["sources"]["experiment_result"]["metric"] == primary
+    assert inputs["observations"]["adoption"] == 0.7
