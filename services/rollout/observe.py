@@ -3,7 +3,9 @@
 Prometheus answers through its HTTP API (``/api/v1/query``) with the
 services' own metrics, each feature's as its plan names them
 (``schedule.PLANS``): the p95 of its latency histogram (from the buckets summed
-by ``le``) and the share of 5xx among its routes' ``http_requests_total``. An
+by ``le``) and the share of 5xx among its routes' ``http_requests_total``; at
+0 %, where the feature has no traffic of its own, the service's instead:
+``min(up)`` of its targets and the 5xx share of all its answers. An
 empty vector or NaN is "no data", which ``decide`` turns into a hold. The
 experiment numbers come from the newest ``experiment_results`` row of the
 feature's primary metric (``PRIMARY_METRICS``, which also prices it in the
@@ -32,7 +34,7 @@ from services.common.flags import FlagState
 from services.impact.assumptions import PRIMARY_METRICS
 from services.impact.stats import srm_p_value
 from services.rollout.operations import stage_started_at
-from services.rollout.schedule import FeaturePlan, Observations
+from services.rollout.schedule import FeaturePlan, Observations, Stage
 
 
 class PrometheusError(RuntimeError):
@@ -54,6 +56,11 @@ def error_rate_query(selector: str, window: str) -> str:
         f'(sum(rate(http_requests_total{{{selector},status=~"5.."}}[{window}])) or vector(0)) / '
         f"sum(rate(http_requests_total{{{selector}}}[{window}]))"
     )
+
+
+def service_up_query(selector: str) -> str:
+    """1 when every scrape target matching ``selector`` is up, 0 when one is down."""
+    return f"min(up{{{selector}}})"
 
 
 async def query_scalar(client: httpx.AsyncClient, base_url: str, promql: str) -> float | None:
@@ -98,7 +105,7 @@ async def gather(
     feature: str,
     state: FlagState,
     plan: FeaturePlan,
-    expected_share: float,
+    stage: Stage,
     prometheus_url: str | None,
     selector: str | None = None,
     window: str = "1d",
@@ -107,8 +114,8 @@ async def gather(
 ) -> Gathered:
     """Everything ``decide`` needs for ``feature``; failures leave fields None.
 
-    ``expected_share`` is the treatment share the stage assigns (its percentage
-    / 100), against which the sample ratio is tested.
+    The sample ratio is tested against the treatment share ``stage`` assigns
+    (its percentage / 100).
     """
     now = now or datetime.now(UTC)
     sources: dict[str, Any] = {}
@@ -121,12 +128,19 @@ async def gather(
         sources["prometheus"] = "PROMETHEUS_URL not set"
     else:
         # ``selector`` replaces the plan's matchers of both (another labelling).
-        queries = {
-            "latency_p95_seconds": latency_query(
-                plan.latency_histogram, selector or plan.latency_selector(), window
-            ),
-            "error_rate": error_rate_query(selector or plan.request_selector(), window),
-        }
+        if stage.feature_traffic:
+            queries = {
+                "latency_p95_seconds": latency_query(
+                    plan.latency_histogram, selector or plan.latency_selector(), window
+                ),
+                "error_rate": error_rate_query(selector or plan.request_selector(), window),
+            }
+        else:
+            service = selector or plan.service_selector()
+            queries = {
+                "service_up": service_up_query(service),
+                "error_rate": error_rate_query(service, window),
+            }
         sources["prometheus"] = {"url": prometheus_url, "queries": queries}
         owned = client is None
         http = client or httpx.AsyncClient(timeout=10.0)
@@ -157,6 +171,7 @@ async def gather(
         ):
             raw = body.get(key)
             values[name] = float(raw) if isinstance(raw, int | float) else None
+        expected_share = stage.percentage / 100
         values["srm_p_value"] = _srm(values["n_control"], values["n_treatment"], expected_share)
         sources["srm"] = {
             "expected_split": expected_share,

@@ -30,11 +30,20 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrometheusS
     Route ``/good`` answers fast and well; route ``/bad`` is slow and fails. The
     vision route answers as ``/good`` does, beside the service's other traffic:
     slow failing scores and a stream of fast health probes.
+
+    A second exporter is ``websocket-manager`` with realtime at 0 %: readiness
+    probes only, and no delivery latency at all (every socket is refused).
     """
     registry = CollectorRegistry()
     metrics = HttpMetrics(registry)
     port = free_port()
     server, thread = start_http_server(port, addr="127.0.0.1", registry=registry)
+    feed_registry = CollectorRegistry()
+    feed_metrics = HttpMetrics(feed_registry)
+    feed_port = free_port()
+    feed_server, feed_thread = start_http_server(
+        feed_port, addr="127.0.0.1", registry=feed_registry
+    )
 
     def traffic(index: int) -> None:
         metrics.observe(method="POST", route="/good", status=200, seconds=0.4)
@@ -43,12 +52,16 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrometheusS
         metrics.observe(method="POST", route="/v1/leads/score", status=500, seconds=5)
         for _ in range(5):
             metrics.observe(method="GET", route="/health/ml", status=200, seconds=0.001)
+            feed_metrics.observe(method="GET", route="/health/websocket", status=200, seconds=0.001)
 
     for index in range(2000):
         traffic(index)
     prom = start_prometheus(
         Path(tmp_path_factory.mktemp("prom")),
-        jobs={"ml-services": [f"127.0.0.1:{port}"]},
+        jobs={
+            "ml-services": [f"127.0.0.1:{port}"],
+            "websocket-manager": [f"127.0.0.1:{feed_port}"],
+        },
         scrape_interval="1s",
     )
     # Rates need two samples, and the counters must move between them.
@@ -66,9 +79,10 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrometheusS
         pytest.fail("prometheus never had two scrapes")
     yield prom
     prom.stop()
-    server.shutdown()
-    server.server_close()
-    thread.join(timeout=5)
+    for running, serving in ((server, thread), (feed_server, feed_thread)):
+        running.shutdown()
+        running.server_close()
+        serving.join(timeout=5)
 
 
 async def _cli(*argv: str) -> int:
@@ -338,3 +352,35 @@ async def test_the_stage_is_judged_on_the_features_primary_metric_only(
     assert inputs["sources"]["experiment_metric"] == primary
     assert inputs["sources"]["experiment_result"]["metric"] == primary
     assert inputs["observations"]["adoption"] == 0.7
+
+
+async def test_a_feature_without_traffic_at_zero_advances_on_its_services_health(
+    settings_env: dict[str, str],
+    prometheus: PrometheusServer,
+    redis_client: Redis,
+    owner_db: Database,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Realtime at 0 % has no delivery latency (websocket-manager refuses every
+    # socket): advance held it there forever with "no data for latency_p95_seconds".
+    assert await _cli("flags", "init") == 0
+    code = await _cli(
+        "rollout", "advance", "--feature", "realtime_intelligence", "--environment", "local",
+        "--prometheus-url", prometheus.url, "--window", "5m", "--yes",
+    )  # fmt: skip
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert "realtime_intelligence at 0%: advance" in captured.out, captured.out
+    assert await get_flag(redis_client, "realtime_intelligence") == FlagState(
+        enabled=True, rollout_percentage=10
+    )
+    [decision] = await _decisions(owner_db)
+    inputs = decision["inputs"]
+    assert isinstance(inputs, dict)
+    assert inputs["observations"]["service_up"] == 1
+    assert inputs["observations"]["error_rate"] == 0
+    assert inputs["observations"]["latency_p95_seconds"] is None
+    queries = inputs["sources"]["prometheus"]["queries"]
+    assert queries["service_up"] == 'min(up{job="websocket-manager"})'
+    # All of the service's answers: its readiness probes turn 503 when a store is down.
+    assert 'http_requests_total{job="websocket-manager"}' in queries["error_rate"]
