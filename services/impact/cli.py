@@ -3,7 +3,7 @@
     enterprisehub experiment analyze --input FILE.csv --expected-split SHARE [--alpha 0.05]
                                      [--planned-units N] [--store --feature F [--metric M]
                                       --window-start D --window-end D]
-    enterprisehub impact aggregate --date YYYY-MM-DD
+    enterprisehub impact aggregate --date YYYY-MM-DD [--days 7]
     enterprisehub impact report --start YYYY-MM-DD [--days 7]
 
 ``experiment analyze`` prints the analysis as JSON (the fields of
@@ -15,7 +15,9 @@ test against its stage's share anyway. ``--store`` also records it in
 ``experiment_results``, where ``rollout advance`` and the reports read it:
 both read only the feature's primary metric (``PRIMARY_METRICS``, the
 default ``--metric``); a result of another metric is shown, never decisive.
-``impact aggregate`` is the daily CronJob (idempotent); ``impact report``
+``impact aggregate`` is the daily CronJob (idempotent): it rewrites the
+week ending with ``--date``, so outcomes reported days late (a churn lead's
+answer) reach their day's row; ``impact report``
 prints the seed's weekly summary (any number of days) from stored rows.
 """
 
@@ -30,7 +32,7 @@ from typing import Any
 
 from services.cli import EXIT_USAGE, CommandError, number_argument
 from services.common.database import Database, DatabaseUnavailable
-from services.impact.aggregate import aggregate_day
+from services.impact.aggregate import RESTATED_DAYS, aggregate_days
 from services.impact.assumptions import PRIMARY_METRICS
 from services.impact.config import ImpactSettings
 from services.impact.experiment import MAX_ROWS, InputError, read_units
@@ -72,6 +74,11 @@ MAX_REPORT_DAYS = 3660
 
 _days = number_argument(
     int, 1, MAX_REPORT_DAYS, f"is not a number of days between 1 and {MAX_REPORT_DAYS}"
+)
+#: Most days one ``impact aggregate`` rewrites: a typo must not restate years.
+MAX_RESTATED_DAYS = 90
+_restated_days = number_argument(
+    int, 1, MAX_RESTATED_DAYS, f"is not a number of days between 1 and {MAX_RESTATED_DAYS}"
 )
 # --planned-units 0 divided by zero and a negative count was a math domain error.
 _planned_units = number_argument(
@@ -155,10 +162,11 @@ def _aggregate(args: argparse.Namespace) -> int:
     async def run() -> None:
         db = await _database(settings)
         try:
-            totals = await aggregate_day(db, args.date, settings.assumptions)
+            restated = await aggregate_days(db, args.date, args.days, settings.assumptions)
         finally:
             await db.close()
-        print(f"{totals.day}: {totals.rows} row(s) for {totals.tenants} tenant(s)")
+        for totals in restated:
+            print(f"{totals.day}: {totals.rows} row(s) for {totals.tenants} tenant(s)")
 
     _run(run())
     return 0
@@ -227,10 +235,18 @@ def register_impact_commands(subparsers: Any) -> None:
     impact = subparsers.add_parser("impact", help="business impact: daily aggregate and reports")
     impact_commands = impact.add_subparsers(dest="impact_command", required=True)
     aggregate = impact_commands.add_parser(
-        "aggregate", help="rewrite one day's phase3_business_metrics rows (idempotent)"
+        "aggregate",
+        help="rewrite the phase3_business_metrics rows of the days ending with --date (idempotent)",
     )
     aggregate.add_argument(
-        "--date", required=True, type=_day, help="UTC day: YYYY-MM-DD, today or yesterday"
+        "--date", required=True, type=_day, help="last UTC day: YYYY-MM-DD, today or yesterday"
+    )
+    aggregate.add_argument(
+        "--days",
+        type=_restated_days,
+        default=RESTATED_DAYS,
+        help=f"days to rewrite, ending with --date, 1-{MAX_RESTATED_DAYS} (default "
+        f"{RESTATED_DAYS}: late outcomes, such as a churn lead's answer, reach their day)",
     )
     aggregate.set_defaults(handler=_aggregate)
     report = impact_commands.add_parser("report", help="summary of stored rows (JSON)")

@@ -394,6 +394,16 @@ async def test_report_refuses_a_period_that_is_not_one_to_3660_days(
     assert "Traceback" not in err
 
 
+@pytest.mark.parametrize("days", ["0", "91", "week"])
+async def test_aggregate_restates_one_to_90_days(
+    days: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        await _cli("impact", "aggregate", "--date", "2026-11-20", "--days", days)
+    assert exited.value.code == 2
+    assert f"'{days}' is not a number of days between 1 and 90" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("units", ["0", "-5", "10000001", "many"])
 async def test_planned_units_outside_1_to_the_row_limit_are_usage_errors(
     units: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
