@@ -13,7 +13,7 @@ reports) computed since the stage began (an older one described another
 stage; another metric, stored later, is not the one the stage is judged on).
 
 The sample-ratio check is recomputed here from the stored arm sizes against
-the stage's treatment share (``expected_share``: 0.10 at 10 %), never taken
+the stage's treatment share (its percentage / 100: 0.10 at 10 %), never taken
 from the stored ``srm_p_value``: that one was computed against whatever
 ``--expected-split`` the analysis was given, so an analysis run with 0.5 at a
 10 % stage held every honest result forever, and a wrong explicit value hid a
