@@ -204,7 +204,7 @@ async def seed_impact_history(
     import numpy as np
 
     from services.common.database import Database
-    from services.impact.assumptions import ASSUMPTIONS
+    from services.impact.assumptions import ASSUMPTIONS, PRIMARY_METRICS
     from services.impact.stats import analyze
     from services.rollout.schedule import PLANS
 
@@ -248,8 +248,10 @@ async def seed_impact_history(
                     result = analyze(control, treatment)
                     await conn.execute(
                         "INSERT INTO experiment_results (feature_name, metric, window_start, "
-                        "window_end, result) VALUES ($1, 'revenue_impact', $2, $3, $4)",
+                        "window_end, result) VALUES ($1, $2, $3, $4, $5)",
                         feature,
+                        # The metric the reports and `rollout advance` read.
+                        PRIMARY_METRICS[feature],
                         today - timedelta(days=7),
                         today - timedelta(days=1),
                         result,

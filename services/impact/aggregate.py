@@ -22,6 +22,16 @@ calls that got no answer (a timeout), booked at an upper bound of what they
 may have been billed (services/common/claude/estimate.py). A feature with
 ledger cost and no row of the day (all its calls failed) gets a row with
 that cost and no usage; ``impact_tenants`` lists ledger tenants (revision 0019).
+
+Each run rewrites the ``RESTATED_DAYS`` days ending with the one it is given
+(``aggregate_days``), not that day alone. A day's successes are its own
+rows' (the seed's success rate is ``success_count / usage_count`` of one
+row), but a churn intervention succeeds when its lead answers, which the CRM
+reports by webhook hours or days after the intervention's day was
+aggregated: the daily job aggregated only the day before and never came
+back, so churn's successes, revenue and ROI stayed at what was known by
+00:30 the next morning. Rewriting is idempotent per day, so restating the
+last week costs only time.
 """
 
 from __future__ import annotations
@@ -93,6 +103,14 @@ UPSERT: Final = (
     "performance_p95_seconds = EXCLUDED.performance_p95_seconds, "
     "performance_p99_seconds = EXCLUDED.performance_p99_seconds, updated_at = now()"
 )
+
+
+#: Days each run rewrites, ending with its day. A week: the churn window
+#: (CHURN_WINDOW_DAYS, 7 by default) is how long the orchestrator waits before
+#: it may contact a lead again at the same stage, so a lead's answer to one
+#: intervention is expected within it. A later answer still sets succeeded_at;
+#: ``impact aggregate --date D --days N`` restates further back.
+RESTATED_DAYS: Final = 7
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,3 +191,14 @@ async def aggregate_day(
     for tenant_id in tenants:
         rows += await aggregate_tenant_day(db, tenant_id, day, assumptions)
     return DayTotals(day, len(tenants), rows)
+
+
+async def aggregate_days(
+    db: Database, last_day: date, days: int, assumptions: Mapping[str, FeatureAssumptions]
+) -> list[DayTotals]:
+    """Aggregate the ``days`` days ending with ``last_day``, oldest first."""
+    first = last_day - timedelta(days=days - 1)
+    return [
+        await aggregate_day(db, first + timedelta(days=offset), assumptions)
+        for offset in range(days)
+    ]

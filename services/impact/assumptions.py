@@ -18,6 +18,12 @@ Where an experiment has measured a lift (``experiment_results``), the
 measured lift and its interval replace the assumed ones in every report.
 
 Override any number with IMPACT_ASSUMPTIONS (JSON ``{feature: {field: value}}``).
+
+``PRIMARY_METRICS`` names, per feature, the one experiment metric whose
+measured lift replaces the assumed lift above and decides ``rollout
+advance``'s lift criteria (services/rollout/observe.py): the metric that lift
+describes. Results of other metrics are stored and shown (and Holm-adjusted
+with the rest), but neither gate a stage nor price a feature.
 """
 
 from __future__ import annotations
@@ -66,6 +72,18 @@ ASSUMPTIONS: Final[Mapping[str, FeatureAssumptions]] = {
         "productivity increase x $200 average agent daily revenue",
     ),
 }  # fmt: skip
+
+
+#: Feature -> its decision metric, as ``experiment analyze --store --metric`` names it.
+#: One name each, here only: a latency analysis stored after the conversion one
+#: decided the 25 % and 50 % stages and priced the feature when the newest result
+#: of any metric was read.
+PRIMARY_METRICS: Final[Mapping[str, str]] = {
+    "realtime_intelligence": "conversion_rate",
+    "property_vision": "match_rate",
+    "churn_prevention": "retention_rate",
+    "ai_coaching": "agent_daily_revenue",
+}
 
 
 def annual_goal(assumptions: Mapping[str, FeatureAssumptions]) -> tuple[float, float]:
@@ -163,6 +181,7 @@ def roi(revenue_value: Interval, cost: float) -> Interval | None:
 __all__ = [
     "ASSUMPTIONS",
     "FEATURES",
+    "PRIMARY_METRICS",
     "FeatureAssumptions",
     "Interval",
     "Lift",

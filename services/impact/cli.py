@@ -1,15 +1,23 @@
 """``enterprisehub experiment ...`` and ``enterprisehub impact ...``.
 
-    enterprisehub experiment analyze --input FILE.csv [--alpha 0.05] [--expected-split 0.5]
-                                     [--planned-units N] [--store --feature F --metric M
+    enterprisehub experiment analyze --input FILE.csv --expected-split SHARE [--alpha 0.05]
+                                     [--planned-units N] [--store --feature F [--metric M]
                                       --window-start D --window-end D]
-    enterprisehub impact aggregate --date YYYY-MM-DD
+    enterprisehub impact aggregate --date YYYY-MM-DD [--days 7]
     enterprisehub impact report --start YYYY-MM-DD [--days 7]
 
 ``experiment analyze`` prints the analysis as JSON (the fields of
-``services.impact.stats.analyze``); ``--store`` also records it in
-``experiment_results``, where ``rollout advance`` and the reports read it.
-``impact aggregate`` is the daily CronJob (idempotent); ``impact report``
+``services.impact.stats.analyze``). ``--expected-split`` has no default: it is
+the treatment share the rollout assigned during the window (0.10 at 10 %), and
+a default of 0.5 was wrong at every stage but one (its sample-ratio test then
+flagged every honest 10 % experiment); ``rollout advance`` recomputes that
+test against its stage's share anyway. ``--store`` also records it in
+``experiment_results``, where ``rollout advance`` and the reports read it:
+both read only the feature's primary metric (``PRIMARY_METRICS``, the
+default ``--metric``); a result of another metric is shown, never decisive.
+``impact aggregate`` is the daily CronJob (idempotent): it rewrites the
+week ending with ``--date``, so outcomes reported days late (a churn lead's
+answer) reach their day's row; ``impact report``
 prints the seed's weekly summary (any number of days) from stored rows.
 """
 
@@ -24,7 +32,8 @@ from typing import Any
 
 from services.cli import EXIT_USAGE, CommandError, number_argument
 from services.common.database import Database, DatabaseUnavailable
-from services.impact.aggregate import aggregate_day
+from services.impact.aggregate import RESTATED_DAYS, aggregate_days
+from services.impact.assumptions import PRIMARY_METRICS
 from services.impact.config import ImpactSettings
 from services.impact.experiment import MAX_ROWS, InputError, read_units
 from services.impact.report import measured_lifts, platform_rows, summarize
@@ -66,6 +75,11 @@ MAX_REPORT_DAYS = 3660
 _days = number_argument(
     int, 1, MAX_REPORT_DAYS, f"is not a number of days between 1 and {MAX_REPORT_DAYS}"
 )
+#: Most days one ``impact aggregate`` rewrites: a typo must not restate years.
+MAX_RESTATED_DAYS = 90
+_restated_days = number_argument(
+    int, 1, MAX_RESTATED_DAYS, f"is not a number of days between 1 and {MAX_RESTATED_DAYS}"
+)
 # --planned-units 0 divided by zero and a negative count was a math domain error.
 _planned_units = number_argument(
     int, 1, MAX_ROWS, f"is not a number of units between 1 and {MAX_ROWS}"
@@ -89,10 +103,10 @@ def _run(coroutine: Any) -> Any:
 
 
 def _analyze(args: argparse.Namespace) -> int:
-    if args.store and not (args.feature and args.metric and args.window_start and args.window_end):
-        raise CommandError(
-            "--store needs --feature, --metric, --window-start and --window-end", EXIT_USAGE
-        )
+    if args.store and not (args.feature and args.window_start and args.window_end):
+        raise CommandError("--store needs --feature, --window-start and --window-end", EXIT_USAGE)
+    if args.store and args.metric is None:
+        args.metric = PRIMARY_METRICS[args.feature]
     # Checked before the analysis is printed: experiment_results would refuse
     # the row afterwards (its CHECK and varchar(100)) with a traceback.
     if args.store and args.window_end < args.window_start:
@@ -148,10 +162,11 @@ def _aggregate(args: argparse.Namespace) -> int:
     async def run() -> None:
         db = await _database(settings)
         try:
-            totals = await aggregate_day(db, args.date, settings.assumptions)
+            restated = await aggregate_days(db, args.date, args.days, settings.assumptions)
         finally:
             await db.close()
-        print(f"{totals.day}: {totals.rows} row(s) for {totals.tenants} tenant(s)")
+        for totals in restated:
+            print(f"{totals.day}: {totals.rows} row(s) for {totals.tenants} tenant(s)")
 
     _run(run())
     return 0
@@ -185,7 +200,11 @@ def register_impact_commands(subparsers: Any) -> None:
         "--alpha", type=_probability, default=0.05, help="significance level (default 0.05)"
     )
     analyze_.add_argument(
-        "--expected-split", type=_probability, default=0.5, help="expected treatment share"
+        "--expected-split",
+        type=_probability,
+        required=True,
+        help="treatment share the rollout assigned in the window: its percentage / 100 "
+        "(0.1 at 10%%, 0.5 at 50%%)",
     )
     analyze_.add_argument(
         "--planned-units",
@@ -198,7 +217,12 @@ def register_impact_commands(subparsers: Any) -> None:
         "--feature", type=feature_argument, help="with --store: the feature the experiment tests"
     )
     analyze_.add_argument(
-        "--metric", default=None, help="with --store: what the values measure (1-100 characters)"
+        "--metric",
+        default=None,
+        help="with --store: what the values measure (1-100 characters; default: the "
+        "feature's primary metric, the one rollout advance and the reports read: "
+        + ", ".join(f"{feature} {metric}" for feature, metric in PRIMARY_METRICS.items())
+        + ")",
     )
     analyze_.add_argument(
         "--window-start", type=_day, help="with --store: first day of the data (YYYY-MM-DD)"
@@ -211,10 +235,18 @@ def register_impact_commands(subparsers: Any) -> None:
     impact = subparsers.add_parser("impact", help="business impact: daily aggregate and reports")
     impact_commands = impact.add_subparsers(dest="impact_command", required=True)
     aggregate = impact_commands.add_parser(
-        "aggregate", help="rewrite one day's phase3_business_metrics rows (idempotent)"
+        "aggregate",
+        help="rewrite the phase3_business_metrics rows of the days ending with --date (idempotent)",
     )
     aggregate.add_argument(
-        "--date", required=True, type=_day, help="UTC day: YYYY-MM-DD, today or yesterday"
+        "--date", required=True, type=_day, help="last UTC day: YYYY-MM-DD, today or yesterday"
+    )
+    aggregate.add_argument(
+        "--days",
+        type=_restated_days,
+        default=RESTATED_DAYS,
+        help=f"days to rewrite, ending with --date, 1-{MAX_RESTATED_DAYS} (default "
+        f"{RESTATED_DAYS}: late outcomes, such as a churn lead's answer, reach their day)",
     )
     aggregate.set_defaults(handler=_aggregate)
     report = impact_commands.add_parser("report", help="summary of stored rows (JSON)")

@@ -1,9 +1,10 @@
 """Daily and weekly business-impact reports, computed from stored rows only.
 
 Inputs: ``phase3_business_metrics`` (read per tenant, under row-level
-security), the newest ``experiment_results`` row per feature (measured
-lifts), and the assumptions. Nothing is read from live services, so any
-number in a report can be recomputed from the database.
+security), the newest ``experiment_results`` row of each feature's primary
+metric (``PRIMARY_METRICS``: the measured lifts), and the assumptions.
+Nothing is read from live services, so any number in a report can be
+recomputed from the database.
 
 Revenue per feature = driver count x lift x value per unit, where the lift is
 the measured one (with its interval) when an experiment has measured it,
@@ -27,6 +28,7 @@ from services.common.database import Database
 from services.common.flags import FEATURES
 from services.impact.aggregate import active_tenants, day_bounds
 from services.impact.assumptions import (
+    PRIMARY_METRICS,
     FeatureAssumptions,
     Interval,
     annual_goal,
@@ -99,19 +101,19 @@ async def latest_results(db: Database) -> list[dict[str, Any]]:
 
 
 async def measured_lifts(db: Database) -> dict[str, dict[str, Any]]:
-    """Feature -> its newest stored experiment result (lift, interval, adjusted p), if any."""
-    newest: dict[str, dict[str, Any]] = {}
+    """Feature -> the newest stored result of its primary metric (lift, interval, adjusted p).
+
+    Only the primary metric (``PRIMARY_METRICS``): the lift replaces the assumed
+    lift of that metric, and the newest result of any metric let a latency
+    analysis stored after the conversion one price the feature.
+    """
+    lifts: dict[str, dict[str, Any]] = {}
     for result in await latest_results(db):
         feature = result.pop("feature_name")
-        kept = newest.get(feature)
-        if kept is None or (result["computed_at"], result["result_id"]) > (
-            kept["computed_at"],
-            kept["result_id"],
-        ):
-            newest[feature] = result
-    for result in newest.values():
-        result.pop("result_id")
-    return newest
+        if result["metric"] == PRIMARY_METRICS.get(feature):
+            result.pop("result_id")
+            lifts[feature] = result
+    return lifts
 
 
 @dataclass(frozen=True, slots=True)

@@ -265,6 +265,7 @@ def _advance(args: argparse.Namespace) -> int:
                 feature=feature,
                 state=state,
                 plan=plan,
+                stage=stage,
                 prometheus_url=args.prometheus_url or conn.settings.prometheus_url,
                 selector=args.selector,
                 window=args.window,
@@ -389,7 +390,8 @@ def register_rollout_commands(subparsers: Any) -> None:
         default=None,
         help=(
             "PromQL label matchers for both queries, in place of the feature's own "
-            '(default: job="<service>" and its routes; see services/rollout/schedule.py)'
+            '(default: job="<service>" and its routes, at 0%% job="<service>" alone; '
+            "see services/rollout/schedule.py)"
         ),
     )
     advance.add_argument("--window", default="1d", help="PromQL range for rates (default 1d)")

@@ -3,10 +3,21 @@
 Prometheus answers through its HTTP API (``/api/v1/query``) with the
 services' own metrics, each feature's as its plan names them
 (``schedule.PLANS``): the p95 of its latency histogram (from the buckets summed
-by ``le``) and the share of 5xx among its routes' ``http_requests_total``. An
+by ``le``) and the share of 5xx among its routes' ``http_requests_total``; at
+0 %, where the feature has no traffic of its own, the service's instead:
+``min(up)`` of its targets and the 5xx share of all its answers. An
 empty vector or NaN is "no data", which ``decide`` turns into a hold. The
-experiment numbers come from the newest ``experiment_results`` row computed
-since the stage began (an older one described another stage).
+experiment numbers come from the newest ``experiment_results`` row of the
+feature's primary metric (``PRIMARY_METRICS``, which also prices it in the
+reports) computed since the stage began (an older one described another
+stage; another metric, stored later, is not the one the stage is judged on).
+
+The sample-ratio check is recomputed here from the stored arm sizes against
+the stage's treatment share (its percentage / 100: 0.10 at 10 %), never taken
+from the stored ``srm_p_value``: that one was computed against whatever
+``--expected-split`` the analysis was given, so an analysis run with 0.5 at a
+10 % stage held every honest result forever, and a wrong explicit value hid a
+real mismatch.
 """
 
 from __future__ import annotations
@@ -20,8 +31,10 @@ import httpx
 
 from services.common.database import Database
 from services.common.flags import FlagState
+from services.impact.assumptions import PRIMARY_METRICS
+from services.impact.stats import srm_p_value
 from services.rollout.operations import stage_started_at
-from services.rollout.schedule import FeaturePlan, Observations
+from services.rollout.schedule import FeaturePlan, Observations, Stage
 
 
 class PrometheusError(RuntimeError):
@@ -43,6 +56,11 @@ def error_rate_query(selector: str, window: str) -> str:
         f'(sum(rate(http_requests_total{{{selector},status=~"5.."}}[{window}])) or vector(0)) / '
         f"sum(rate(http_requests_total{{{selector}}}[{window}]))"
     )
+
+
+def service_up_query(selector: str) -> str:
+    """1 when every scrape target matching ``selector`` is up, 0 when one is down."""
+    return f"min(up{{{selector}}})"
 
 
 async def query_scalar(client: httpx.AsyncClient, base_url: str, promql: str) -> float | None:
@@ -87,13 +105,18 @@ async def gather(
     feature: str,
     state: FlagState,
     plan: FeaturePlan,
+    stage: Stage,
     prometheus_url: str | None,
     selector: str | None = None,
     window: str = "1d",
     now: datetime | None = None,
     client: httpx.AsyncClient | None = None,
 ) -> Gathered:
-    """Everything ``decide`` needs for ``feature``; failures leave fields None."""
+    """Everything ``decide`` needs for ``feature``; failures leave fields None.
+
+    The sample ratio is tested against the treatment share ``stage`` assigns
+    (its percentage / 100).
+    """
     now = now or datetime.now(UTC)
     sources: dict[str, Any] = {}
     values: dict[str, float | None] = {}
@@ -105,12 +128,19 @@ async def gather(
         sources["prometheus"] = "PROMETHEUS_URL not set"
     else:
         # ``selector`` replaces the plan's matchers of both (another labelling).
-        queries = {
-            "latency_p95_seconds": latency_query(
-                plan.latency_histogram, selector or plan.latency_selector(), window
-            ),
-            "error_rate": error_rate_query(selector or plan.request_selector(), window),
-        }
+        if stage.feature_traffic:
+            queries = {
+                "latency_p95_seconds": latency_query(
+                    plan.latency_histogram, selector or plan.latency_selector(), window
+                ),
+                "error_rate": error_rate_query(selector or plan.request_selector(), window),
+            }
+        else:
+            service = selector or plan.service_selector()
+            queries = {
+                "service_up": service_up_query(service),
+                "error_rate": error_rate_query(service, window),
+            }
         sources["prometheus"] = {"url": prometheus_url, "queries": queries}
         owned = client is None
         http = client or httpx.AsyncClient(timeout=10.0)
@@ -124,7 +154,9 @@ async def gather(
             if owned:
                 await http.aclose()
 
-    result = await latest_result(db, feature, since=started)
+    metric = PRIMARY_METRICS[feature]
+    sources["experiment_metric"] = metric
+    result = await latest_result(db, feature, metric=metric, since=started)
     sources["experiment_result"] = result and {
         k: result[k] for k in ("result_id", "computed_at", "metric")
     }
@@ -133,27 +165,50 @@ async def gather(
         for name, key in (
             ("n_control", "n_control"),
             ("n_treatment", "n_treatment"),
-            ("srm_p_value", "srm_p_value"),
             ("lift", "lift"),
             ("lift_ci_low", "seq_lift_ci_low"),
             ("adoption", "adoption"),
         ):
             raw = body.get(key)
             values[name] = float(raw) if isinstance(raw, int | float) else None
+        expected_share = stage.percentage / 100
+        values["srm_p_value"] = _srm(values["n_control"], values["n_treatment"], expected_share)
+        sources["srm"] = {
+            "expected_split": expected_share,
+            "stored_expected_split": body.get("expected_split"),
+            "stored_srm_p_value": body.get("srm_p_value"),
+        }
     clean = {k: (v if v is None or math.isfinite(v) else math.nan) for k, v in values.items()}
     return Gathered(Observations(**clean), sources)
 
 
+def _srm(n_control: float | None, n_treatment: float | None, share: float) -> float | None:
+    """The SRM p-value of the stored arm sizes against ``share``; None when undefined.
+
+    At 0 % and 100 % one arm is empty by design (no SRM test; those stages need
+    none), and counts that are missing, negative or all zero test nothing.
+    """
+    if n_control is None or n_treatment is None or not 0 < share < 1:
+        return None
+    if not (math.isfinite(n_control) and math.isfinite(n_treatment)):
+        return None
+    if n_control < 0 or n_treatment < 0 or n_control + n_treatment == 0:
+        return None
+    return srm_p_value(n_control, n_treatment, share)
+
+
 async def latest_result(
-    db: Database, feature: str, *, since: datetime | None
+    db: Database, feature: str, *, metric: str, since: datetime | None
 ) -> dict[str, Any] | None:
-    """The newest stored experiment result for ``feature`` computed after ``since``."""
+    """The newest stored result of ``feature``'s ``metric`` computed after ``since``."""
     async with db.unscoped() as conn:
         row = await conn.fetchrow(
             "SELECT result_id, computed_at, metric, result FROM experiment_results "
-            "WHERE feature_name = $1 AND ($2::timestamptz IS NULL OR computed_at >= $2) "
+            "WHERE feature_name = $1 AND metric = $2 "
+            "AND ($3::timestamptz IS NULL OR computed_at >= $3) "
             "ORDER BY computed_at DESC, result_id DESC LIMIT 1",
             feature,
+            metric,
             since,
         )
     if row is None:

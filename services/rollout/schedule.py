@@ -7,7 +7,8 @@ that turns what was measured into ``advance``, ``hold`` or ``rollback``, with
 the reason. Its rules, in order:
 
 1. A guardrail breach (p95 latency above the rollback threshold, or an error
-   rate above the rollback rate; the seed's ``rollback_config``) -> rollback.
+   rate above the rollback rate; the seed's ``rollback_config``) -> rollback
+   (at 0 %, where the feature is already off, -> hold).
 2. A missing, empty or NaN input that the stage needs -> hold, never advance.
 3. A sample-ratio mismatch (SRM p < 0.001): the split is broken, so the
    experiment's numbers cannot be trusted -> hold.
@@ -16,6 +17,15 @@ the reason. Its rules, in order:
 5. A success criterion not met (latency target, error rate, adoption, lift)
    -> hold.
 6. Otherwise -> advance to the next stage.
+
+The move off 0 % is judged on the service, not the feature: at 0 % no tenant
+has the feature, so it has no traffic of its own (websocket-manager refuses
+every socket with ``feature_disabled``, churn sends nothing) and its latency
+has no data, which held realtime and churn at 0 % forever. The infrastructure
+stage (seed: "all services healthy, health checks passing") needs instead
+every scrape target of the service up and its 5xx share, over all its
+answers (readiness probes of the feature path, which answer 503 while a store
+the feature needs is down, included), below the stage's maximum.
 
 Criteria the seed lists but nothing measures (user satisfaction, support
 tickets, NPS) are not invented here; docs/architecture.md names them as
@@ -65,11 +75,21 @@ class Stage:
     #: The always-valid interval's lower bound must exceed this ("ROI validated").
     min_lift_ci_low: float | None = None
     label: str = ""
+    #: False at 0 %: the feature serves no tenant, so the stage is judged on the
+    #: service's health (``service_up`` and the error rate of all its answers),
+    #: not on the feature's own latency and routes, which have no data.
+    feature_traffic: bool = True
 
 
 #: The seed's schedule: 0 -> 10 -> 25 -> 50 -> 100 over 30 days.
 STAGES: Final[tuple[Stage, ...]] = (
-    Stage(0, 10, min_days=0, label="infrastructure (days 1-3): healthy before any tenant"),
+    Stage(
+        0,
+        10,
+        min_days=0,
+        label="infrastructure (days 1-3): healthy before any tenant",
+        feature_traffic=False,
+    ),
     Stage(
         10,
         25,
@@ -128,6 +148,10 @@ class FeaturePlan:
         """The label matchers of the feature's answers (the error rate)."""
         return ",".join(filter(None, (f'job="{self.service}"', self.request_matchers)))
 
+    def service_selector(self) -> str:
+        """The label matchers of the whole service (its targets, all its answers)."""
+        return f'job="{self.service}"'
+
 
 #: The vision and coaching routes, as their alerts select them (alerts/rules/features.yml).
 VISION_ROUTES: Final = 'method="POST",route=~"/v1/ml/vision/analyses.*"'
@@ -182,6 +206,8 @@ class Observations:
     """What was measured for one feature in its current stage (None: not measured)."""
 
     days_in_stage: float | None = None
+    #: ``min(up)`` over the service's scrape targets: 1 when every one is up.
+    service_up: float | None = None
     latency_p95_seconds: float | None = None
     error_rate: float | None = None
     adoption: float | None = None
@@ -210,7 +236,8 @@ class Decision:
 
 
 def _required(stage: Stage) -> tuple[str, ...]:
-    names = ["days_in_stage", "latency_p95_seconds", "error_rate"]
+    names = ["days_in_stage", "error_rate"]
+    names.append("latency_p95_seconds" if stage.feature_traffic else "service_up")
     if stage.min_units_per_arm:
         names += ["n_control", "n_treatment", "srm_p_value"]
     if stage.min_adoption is not None:
@@ -225,23 +252,27 @@ def _required(stage: Stage) -> tuple[str, ...]:
 def decide(stage: Stage, observations: Observations, *, plan: FeaturePlan) -> Decision:
     """Advance, hold or roll back, and why (the rules are in the module docstring)."""
     known = {k: v for k, v in observations.as_dict().items() if v is not None}
-    guard = plan.guardrails
-    latency = known.get("latency_p95_seconds")
-    if latency is not None and latency > guard.latency_p95_seconds:
-        return Decision(
-            Verdict.ROLLBACK,
-            f"guardrail: p95 latency {latency:.3f}s > {guard.latency_p95_seconds:g}s",
-            0,
-        )
-    errors = known.get("error_rate")
-    if errors is not None and errors > guard.error_rate:
-        return Decision(
-            Verdict.ROLLBACK, f"guardrail: error rate {errors:.2%} > {guard.error_rate:.0%}", 0
-        )
+    breach = _guardrail_breach(plan.guardrails, known)
+    if breach is not None:
+        if stage.percentage == 0:
+            # Nothing to roll back: the feature is off. Not healthy enough to start.
+            return Decision(Verdict.HOLD, f"{breach}: holding at 0%")
+        return Decision(Verdict.ROLLBACK, breach, 0)
     missing = [name for name in _required(stage) if name not in known]
     if missing:
         return Decision(Verdict.HOLD, f"no data for {', '.join(missing)}: holding")
     return _criteria(stage, plan, known)
+
+
+def _guardrail_breach(guard: Guardrails, known: dict[str, float]) -> str | None:
+    """Why a guardrail is breached (rule 1), or None."""
+    latency = known.get("latency_p95_seconds")
+    if latency is not None and latency > guard.latency_p95_seconds:
+        return f"guardrail: p95 latency {latency:.3f}s > {guard.latency_p95_seconds:g}s"
+    errors = known.get("error_rate")
+    if errors is not None and errors > guard.error_rate:
+        return f"guardrail: error rate {errors:.2%} > {guard.error_rate:.0%}"
+    return None
 
 
 def _criteria(stage: Stage, plan: FeaturePlan, known: dict[str, float]) -> Decision:
@@ -263,17 +294,28 @@ def _criteria(stage: Stage, plan: FeaturePlan, known: dict[str, float]) -> Decis
                 Verdict.HOLD,
                 f"{smallest:g} tenants in the smaller arm, {stage.min_units_per_arm} needed",
             )
-    checks: list[tuple[bool, str]] = [
-        (
-            known["latency_p95_seconds"] > plan.latency_target_seconds,
-            f"p95 latency {known['latency_p95_seconds']:.3f}s above the "
-            f"{plan.latency_target_seconds:g}s target",
-        ),
+    checks: list[tuple[bool, str]] = []
+    if stage.feature_traffic:
+        checks.append(
+            (
+                known["latency_p95_seconds"] > plan.latency_target_seconds,
+                f"p95 latency {known['latency_p95_seconds']:.3f}s above the "
+                f"{plan.latency_target_seconds:g}s target",
+            )
+        )
+    else:
+        checks.append(
+            (
+                known["service_up"] < 1,
+                f"{plan.service} has scrape targets down (min up = {known['service_up']:g})",
+            )
+        )
+    checks.append(
         (
             known["error_rate"] >= stage.max_error_rate,
             f"error rate {known['error_rate']:.2%} not below {stage.max_error_rate:.0%}",
-        ),
-    ]
+        )
+    )
     if stage.min_adoption is not None:
         checks.append(
             (

@@ -15,13 +15,18 @@ import pytest
 from services.common.flags import FEATURES
 from services.common.settings import CommonSettings
 from services.impact.aggregate import SOURCES
-from services.impact.assumptions import ASSUMPTIONS
+from services.impact.assumptions import ASSUMPTIONS, PRIMARY_METRICS
 from services.rollout.schedule import PLANS
 
 
 @pytest.mark.parametrize(
     ("name", "table"),
-    [("PLANS", PLANS), ("ASSUMPTIONS", ASSUMPTIONS), ("SOURCES", SOURCES)],
+    [
+        ("PLANS", PLANS),
+        ("ASSUMPTIONS", ASSUMPTIONS),
+        ("SOURCES", SOURCES),
+        ("PRIMARY_METRICS", PRIMARY_METRICS),
+    ],
 )
 def test_the_table_covers_every_feature(name: str, table: Mapping[str, object]) -> None:
     assert sorted(table) == sorted(FEATURES), name

@@ -15,7 +15,7 @@ from scipy import stats as scipy_stats
 from services.cli import main
 from services.common.database import Database
 from services.impact.aggregate import aggregate_day
-from services.impact.assumptions import ASSUMPTIONS
+from services.impact.assumptions import ASSUMPTIONS, PRIMARY_METRICS
 
 DAY = date(2026, 11, 20)
 
@@ -41,7 +41,19 @@ async def test_analyze_prints_the_issue_fields_matching_scipy(
     control, treatment = rng.gamma(2, 40, 240), rng.gamma(2, 44, 260)
     path = tmp_path / "units.csv"
     _write_csv(path, control, treatment, pre=True)
-    assert await _cli("experiment", "analyze", "--input", str(path), "--alpha", "0.05") == 0
+    assert (
+        await _cli(
+            "experiment",
+            "analyze",
+            "--input",
+            str(path),
+            "--expected-split",
+            "0.5",
+            "--alpha",
+            "0.05",
+        )
+        == 0
+    )
     out = json.loads(capsys.readouterr().out)
     reference = scipy_stats.ttest_ind(treatment, control, equal_var=False)
     assert (out["n_control"], out["n_treatment"]) == (240, 260)
@@ -74,7 +86,7 @@ async def test_bad_input_is_one_clear_line(
 ) -> None:
     path = tmp_path / "bad.csv"
     path.write_text(content)
-    assert await _cli("experiment", "analyze", "--input", str(path)) == 2
+    assert await _cli("experiment", "analyze", "--input", str(path), "--expected-split", "0.5") == 2
     assert message in capsys.readouterr().err
 
 
@@ -87,7 +99,7 @@ async def test_a_field_over_the_csv_modules_limit_is_one_clear_line(
     rows[line - 1] += "x" * 200_000
     path = tmp_path / "long.csv"
     path.write_text("\n".join(rows) + "\n")
-    assert await _cli("experiment", "analyze", "--input", str(path)) == 2
+    assert await _cli("experiment", "analyze", "--input", str(path), "--expected-split", "0.5") == 2
     err = capsys.readouterr().err
     assert f"line {line}: field larger than field limit" in err
     assert "Traceback" not in err
@@ -101,10 +113,10 @@ async def test_used_column_gives_the_adoption(
     rows += [f"c{i},control,{i % 7},0" for i in range(10)]
     rows += [f"t{i},treatment,{i % 5},{int(i < 6)}" for i in range(8)]
     path.write_text("\n".join(rows) + "\n")
-    assert await _cli("experiment", "analyze", "--input", str(path)) == 0
+    assert await _cli("experiment", "analyze", "--input", str(path), "--expected-split", "0.5") == 0
     assert json.loads(capsys.readouterr().out)["adoption"] == 0.75
     path.write_text("unit_id,variant,value,used\nc1,control,1,0\nt1,treatment,1,yes\n")
-    assert await _cli("experiment", "analyze", "--input", str(path)) == 2
+    assert await _cli("experiment", "analyze", "--input", str(path), "--expected-split", "0.5") == 2
     assert "used must be 0 or 1" in capsys.readouterr().err
 
 
@@ -122,6 +134,8 @@ async def test_store_records_the_result(
         "analyze",
         "--input",
         str(path),
+        "--expected-split",
+        "0.5",
         "--store",
         "--feature",
         "ai_coaching",
@@ -138,6 +152,16 @@ async def test_store_records_the_result(
         row = await conn.fetchrow("SELECT feature_name, metric, result FROM experiment_results")
     assert row["feature_name"] == "ai_coaching"
     assert row["result"]["p_value"] == printed["p_value"]
+    # Without --metric the result is the feature's primary metric's, the one
+    # `rollout advance` and the reports read.
+    code = await _cli(
+        "experiment", "analyze", "--input", str(path), "--expected-split", "0.5", "--store",
+        "--feature", "ai_coaching", "--window-start", "2026-11-01", "--window-end", "2026-11-07",
+    )  # fmt: skip
+    assert code == 0
+    async with owner_db.unscoped() as conn:
+        metrics = await conn.fetch("SELECT metric FROM experiment_results ORDER BY result_id")
+    assert [r["metric"] for r in metrics] == ["revenue_impact", PRIMARY_METRICS["ai_coaching"]]
 
 
 async def _seed_activity(owner_db: Database) -> None:
@@ -231,7 +255,8 @@ async def test_report_sums_stored_rows_with_assumed_then_measured_lift(
     async with owner_db.unscoped() as conn:
         await conn.execute(
             "INSERT INTO experiment_results (feature_name, metric, window_start, window_end, "
-            "result) VALUES ('realtime_intelligence', 'conversion', $1, $1, $2)",
+            "result) VALUES ('realtime_intelligence', $1, $2, $2, $3)",
+            PRIMARY_METRICS["realtime_intelligence"],
             DAY,
             {"lift": 0.08, "lift_ci_low": 0.02, "lift_ci_high": 0.14},
         )
@@ -369,6 +394,16 @@ async def test_report_refuses_a_period_that_is_not_one_to_3660_days(
     assert "Traceback" not in err
 
 
+@pytest.mark.parametrize("days", ["0", "91", "week"])
+async def test_aggregate_restates_one_to_90_days(
+    days: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        await _cli("impact", "aggregate", "--date", "2026-11-20", "--days", days)
+    assert exited.value.code == 2
+    assert f"'{days}' is not a number of days between 1 and 90" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("units", ["0", "-5", "10000001", "many"])
 async def test_planned_units_outside_1_to_the_row_limit_are_usage_errors(
     units: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
@@ -380,6 +415,27 @@ async def test_planned_units_outside_1_to_the_row_limit_are_usage_errors(
     err = capsys.readouterr().err
     assert f"'{units}' is not a number of units between 1 and 10000000" in err
     assert "Traceback" not in err
+
+
+async def test_the_expected_split_has_no_default(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A default of 0.5 was wrong at the 10 %, 25 % and 100 % stages: 180 control
+    # and 20 treatment tenants at 10 % came out as a sample-ratio mismatch of
+    # p = 1e-29, which `rollout advance` then read as a broken split.
+    path = tmp_path / "units.csv"
+    rows = ["unit_id,variant,value"]
+    rows += [f"c{i},control,{i % 7}" for i in range(180)]
+    rows += [f"t{i},treatment,{i % 5}" for i in range(20)]
+    path.write_text("\n".join(rows) + "\n")
+    with pytest.raises(SystemExit) as exited:
+        await _cli("experiment", "analyze", "--input", str(path))
+    assert exited.value.code == 2
+    assert "--expected-split" in capsys.readouterr().err
+    assert await _cli("experiment", "analyze", "--input", str(path), "--expected-split", "0.1") == 0
+    out = json.loads(capsys.readouterr().out)
+    assert (out["expected_split"], out["srm_detected"]) == (0.1, False)
+    assert out["srm_p_value"] == pytest.approx(1.0)
 
 
 @pytest.mark.parametrize("option", ["--alpha", "--expected-split"])
@@ -441,7 +497,7 @@ async def test_store_refuses_what_the_table_would_refuse_before_printing(
     path = tmp_path / "units.csv"
     _write_csv(path, rng.normal(10, 2, 20), rng.normal(11, 2, 20))
     code = await _cli(
-        "experiment", "analyze", "--input", str(path), "--store",
+        "experiment", "analyze", "--input", str(path), "--expected-split", "0.5", "--store",
         "--feature", "ai_coaching", "--metric", metric,
         "--window-start", window[0], "--window-end", window[1],
     )  # fmt: skip

@@ -9,7 +9,12 @@ import pytest
 from statsmodels.stats.multitest import multipletests
 
 from services.common.database import Database
-from services.impact.assumptions import ASSUMPTIONS, annual_goal, load_assumptions
+from services.impact.assumptions import (
+    ASSUMPTIONS,
+    PRIMARY_METRICS,
+    annual_goal,
+    load_assumptions,
+)
 from services.impact.report import latest_results, measured_lifts, summarize
 
 
@@ -29,40 +34,60 @@ async def _store(
 
 
 async def test_every_features_metrics_are_one_holm_family(owner_db: Database, db: Database) -> None:
-    await _store(owner_db, "property_vision", "revenue", 3, p_value=0.01)
-    await _store(owner_db, "property_vision", "conversion", 1, p_value=0.04, lift=0.02)
-    await _store(owner_db, "ai_coaching", "revenue", 9, p_value=0.5)  # superseded below
-    await _store(owner_db, "ai_coaching", "revenue", 2, p_value=0.03)
-    await _store(owner_db, "churn_prevention", "retention", 2)  # no test: not in the family
+    await _store(owner_db, "property_vision", "match_rate", 3, p_value=0.01)
+    await _store(owner_db, "property_vision", "latency_p95", 1, p_value=0.04, lift=0.02)
+    await _store(owner_db, "ai_coaching", "agent_daily_revenue", 9, p_value=0.5)  # superseded
+    await _store(owner_db, "ai_coaching", "agent_daily_revenue", 2, p_value=0.03)
+    await _store(owner_db, "churn_prevention", "retention_rate", 2)  # no test: not in the family
 
     results = {(r["feature_name"], r["metric"]): r for r in await latest_results(db)}
     assert set(results) == {
-        ("property_vision", "revenue"),
-        ("property_vision", "conversion"),
-        ("ai_coaching", "revenue"),
-        ("churn_prevention", "retention"),
+        ("property_vision", "match_rate"),
+        ("property_vision", "latency_p95"),
+        ("ai_coaching", "agent_daily_revenue"),
+        ("churn_prevention", "retention_rate"),
     }
     family = [
-        ("ai_coaching", "revenue", 0.03),
-        ("property_vision", "conversion", 0.04),
-        ("property_vision", "revenue", 0.01),
+        ("ai_coaching", "agent_daily_revenue", 0.03),
+        ("property_vision", "latency_p95", 0.04),
+        ("property_vision", "match_rate", 0.01),
     ]
     _, expected, _, _ = multipletests([p for *_, p in family], method="holm")
     for (feature, metric, _), p_adjusted in zip(family, expected, strict=True):
         assert abs(results[feature, metric]["p_value_adjusted"] - p_adjusted) < 1e-12
         assert results[feature, metric]["family_size"] == 3
-    assert results["churn_prevention", "retention"]["p_value_adjusted"] is None
+    assert results["churn_prevention", "retention_rate"]["p_value_adjusted"] is None
 
-    # The lift used for revenue is still each feature's newest result, now with its adjusted p.
+    # The lift used for revenue is each feature's newest result of its primary
+    # metric (a newer latency result is in the family, not the price), with its adjusted p.
     lifts = await measured_lifts(db)
-    assert lifts["property_vision"]["metric"] == "conversion"
-    assert lifts["property_vision"]["lift"] == 0.02
+    assert lifts["property_vision"]["metric"] == "match_rate"
+    assert lifts["property_vision"]["lift"] == 0.05
     assert (
         lifts["property_vision"]["p_value_adjusted"]
-        == results["property_vision", "conversion"]["p_value_adjusted"]
+        == results["property_vision", "match_rate"]["p_value_adjusted"]
     )
     assert lifts["ai_coaching"]["p_value"] == 0.03
     assert "result_id" not in lifts["ai_coaching"]
+
+
+@pytest.mark.parametrize("primary_first", [True, False], ids=["primary-first", "primary-last"])
+async def test_the_measured_lift_is_the_primary_metrics_whatever_was_stored_last(
+    owner_db: Database, db: Database, primary_first: bool
+) -> None:
+    # A latency analysis stored after the conversion one replaced the revenue lift.
+    primary = PRIMARY_METRICS["realtime_intelligence"]
+    stored = [(primary, {"lift": 0.08}), ("websocket_latency_p95", {"lift": -0.3})]
+    for days_ago, (metric, result) in zip(
+        (2, 1), stored if primary_first else stored[::-1], strict=True
+    ):
+        await _store(owner_db, "realtime_intelligence", metric, days_ago, **result)
+    lifts = await measured_lifts(db)
+    assert lifts["realtime_intelligence"]["metric"] == primary
+    assert lifts["realtime_intelligence"]["lift"] == 0.08
+    # Only a secondary metric stored: no measured lift, the assumed one prices the feature.
+    await _store(owner_db, "ai_coaching", "coaching_latency_p95", 0, lift=-0.5)
+    assert "ai_coaching" not in await measured_lifts(db)
 
 
 def test_the_seeds_yearly_goal_is_the_sum_of_its_features_values() -> None:

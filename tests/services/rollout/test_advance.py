@@ -18,6 +18,7 @@ from services.common.database import Database
 from services.common.flags import FlagState, get_flag, write_flag
 from services.common.metrics import HttpMetrics
 from services.common.redis import Redis
+from services.impact.assumptions import PRIMARY_METRICS
 
 VISION_ROUTE = "/v1/ml/vision/analyses"
 
@@ -29,11 +30,20 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrometheusS
     Route ``/good`` answers fast and well; route ``/bad`` is slow and fails. The
     vision route answers as ``/good`` does, beside the service's other traffic:
     slow failing scores and a stream of fast health probes.
+
+    A second exporter is ``websocket-manager`` with realtime at 0 %: readiness
+    probes only, and no delivery latency at all (every socket is refused).
     """
     registry = CollectorRegistry()
     metrics = HttpMetrics(registry)
     port = free_port()
     server, thread = start_http_server(port, addr="127.0.0.1", registry=registry)
+    feed_registry = CollectorRegistry()
+    feed_metrics = HttpMetrics(feed_registry)
+    feed_port = free_port()
+    feed_server, feed_thread = start_http_server(
+        feed_port, addr="127.0.0.1", registry=feed_registry
+    )
 
     def traffic(index: int) -> None:
         metrics.observe(method="POST", route="/good", status=200, seconds=0.4)
@@ -42,12 +52,16 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrometheusS
         metrics.observe(method="POST", route="/v1/leads/score", status=500, seconds=5)
         for _ in range(5):
             metrics.observe(method="GET", route="/health/ml", status=200, seconds=0.001)
+            feed_metrics.observe(method="GET", route="/health/websocket", status=200, seconds=0.001)
 
     for index in range(2000):
         traffic(index)
     prom = start_prometheus(
         Path(tmp_path_factory.mktemp("prom")),
-        jobs={"ml-services": [f"127.0.0.1:{port}"]},
+        jobs={
+            "ml-services": [f"127.0.0.1:{port}"],
+            "websocket-manager": [f"127.0.0.1:{feed_port}"],
+        },
         scrape_interval="1s",
     )
     # Rates need two samples, and the counters must move between them.
@@ -65,9 +79,10 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrometheusS
         pytest.fail("prometheus never had two scrapes")
     yield prom
     prom.stop()
-    server.shutdown()
-    server.server_close()
-    thread.join(timeout=5)
+    for running, serving in ((server, thread), (feed_server, feed_thread)):
+        running.shutdown()
+        running.server_close()
+        serving.join(timeout=5)
 
 
 async def _cli(*argv: str) -> int:
@@ -115,7 +130,9 @@ async def _start_week_one(owner_db: Database, days_ago: float) -> None:
         )
 
 
-async def _store_result(owner_db: Database, **fields: float) -> None:
+async def _store_result(
+    owner_db: Database, metric: str = PRIMARY_METRICS["property_vision"], **fields: float
+) -> None:
     result = {
         "n_control": 400,
         "n_treatment": 45,
@@ -128,7 +145,8 @@ async def _store_result(owner_db: Database, **fields: float) -> None:
     async with owner_db.unscoped() as conn:
         await conn.execute(
             "INSERT INTO experiment_results (feature_name, metric, window_start, window_end, "
-            "result) VALUES ('property_vision', 'revenue', current_date - 7, current_date, $1)",
+            "result) VALUES ('property_vision', $1, current_date - 7, current_date, $2)",
+            metric,
             result,
         )
 
@@ -254,3 +272,115 @@ async def test_a_declined_decision_is_recorded_and_changes_nothing(
     assert (decision["decision"], decision["applied"]) == ("rollback", False)
     assert "guardrail" in str(decision["reason"])
     assert decision["inputs"]["observations"]["error_rate"] > 0.1  # type: ignore[index]
+
+
+@pytest.mark.parametrize(
+    ("arms", "stored_srm_p_value", "verdict"),
+    [
+        # An honest 10 % split analysed with --expected-split 0.5: its stored
+        # p of 1e-29 held the rollout forever as a "sample-ratio mismatch".
+        ((180, 20), 1.1e-29, "advance"),
+        # Half the tenants in treatment at 10 % (assignment is broken), analysed
+        # with the same wrong 0.5: its stored p of 0.38 hid the mismatch.
+        ((220, 200), 0.38, "hold"),
+    ],
+    ids=["honest-split-wrong-stored-test", "broken-split-wrong-stored-test"],
+)
+async def test_the_sample_ratio_is_tested_against_the_stages_share(
+    settings_env: dict[str, str],
+    prometheus: PrometheusServer,
+    redis_client: Redis,
+    owner_db: Database,
+    capsys: pytest.CaptureFixture[str],
+    arms: tuple[int, int],
+    stored_srm_p_value: float,
+    verdict: str,
+) -> None:
+    await _start_week_one(owner_db, days_ago=8)
+    await _store_result(
+        owner_db,
+        n_control=arms[0],
+        n_treatment=arms[1],
+        srm_p_value=stored_srm_p_value,
+        expected_split=0.5,
+    )
+    code = await _advance(prometheus.url, "--selector", 'route="/good"', "--window", "1m", "--yes")
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    [decision] = await _decisions(owner_db)
+    assert decision["decision"] == verdict, decision["reason"]
+    inputs = decision["inputs"]
+    assert isinstance(inputs, dict)
+    assert inputs["sources"]["srm"] == {
+        "expected_split": 0.1,
+        "stored_expected_split": 0.5,
+        "stored_srm_p_value": stored_srm_p_value,
+    }
+    if verdict == "hold":
+        assert "sample-ratio mismatch" in str(decision["reason"])
+        assert inputs["observations"]["srm_p_value"] < 1e-6
+    else:
+        assert inputs["observations"]["srm_p_value"] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("primary_first", [True, False], ids=["primary-first", "primary-last"])
+async def test_the_stage_is_judged_on_the_features_primary_metric_only(
+    settings_env: dict[str, str],
+    prometheus: PrometheusServer,
+    redis_client: Redis,
+    owner_db: Database,
+    capsys: pytest.CaptureFixture[str],
+    primary_first: bool,
+) -> None:
+    # A latency analysis stored after the decision metric's decided the stage.
+    await _start_week_one(owner_db, days_ago=8)
+    primary = PRIMARY_METRICS["property_vision"]
+    stores = [
+        _store_result(owner_db),
+        # Numbers that would hold the stage: too few tenants, low adoption.
+        _store_result(owner_db, "analysis_latency_p95", adoption=0.1, n_treatment=3),
+    ]
+    for store in stores if primary_first else stores[::-1]:
+        await store
+    code = await _advance(prometheus.url, "--selector", 'route="/good"', "--window", "1m", "--yes")
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    [decision] = await _decisions(owner_db)
+    assert decision["decision"] == "advance", decision["reason"]
+    inputs = decision["inputs"]
+    assert isinstance(inputs, dict)
+    assert inputs["sources"]["experiment_metric"] == primary
+    assert inputs["sources"]["experiment_result"]["metric"] == primary
+    assert inputs["observations"]["adoption"] == 0.7
+
+
+async def test_a_feature_without_traffic_at_zero_advances_on_its_services_health(
+    settings_env: dict[str, str],
+    prometheus: PrometheusServer,
+    redis_client: Redis,
+    owner_db: Database,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Realtime at 0 % has no delivery latency (websocket-manager refuses every
+    # socket): advance held it there forever with "no data for latency_p95_seconds".
+    assert await _cli("flags", "init") == 0
+    code = await _cli(
+        "rollout", "advance", "--feature", "realtime_intelligence", "--environment", "local",
+        "--prometheus-url", prometheus.url, "--window", "5m", "--yes",
+    )  # fmt: skip
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert "realtime_intelligence at 0%: advance" in captured.out, captured.out
+    assert await get_flag(redis_client, "realtime_intelligence") == FlagState(
+        enabled=True, rollout_percentage=10
+    )
+    [decision] = await _decisions(owner_db)
+    inputs = decision["inputs"]
+    assert isinstance(inputs, dict)
+    assert inputs["observations"]["service_up"] == 1
+    assert inputs["observations"]["error_rate"] == 0
+    assert inputs["observations"]["latency_p95_seconds"] is None
+    queries = inputs["sources"]["prometheus"]["queries"]
+    assert queries["service_up"] == 'min(up{job="websocket-manager"})'
+    # All of the service's answers: its readiness probes turn 503 when a store is down.
+    assert 'http_requests_total{job="websocket-manager"}' in queries["error_rate"]

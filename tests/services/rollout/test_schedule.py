@@ -13,14 +13,17 @@ from services.rollout.schedule import (
     PLANS,
     STAGES,
     Observations,
+    Stage,
     Verdict,
     decide,
     stage_for,
 )
 
 PLAN = PLANS["property_vision"]  # target 1.5 s, rollback above 3 s
+START = stage_for(0)
 WEEK1 = stage_for(10)
 WEEK3 = stage_for(50)
+assert START is not None
 assert WEEK1 is not None
 assert WEEK3 is not None
 
@@ -54,10 +57,20 @@ def test_everything_met_advances_to_the_next_stage() -> None:
     assert decide(WEEK3, GOOD, plan=PLAN).target_percentage == 100
 
 
-@pytest.mark.parametrize("field", [f.name for f in dataclasses.fields(Observations)])
+#: What the 0 % stage is judged on: the service, since the feature serves no one.
+HEALTHY_SERVICE = Observations(days_in_stage=0.1, service_up=1.0, error_rate=0.0)
+
+
+@pytest.mark.parametrize(
+    ("stage", "field"),
+    [(WEEK3, f.name) for f in dataclasses.fields(Observations) if f.name != "service_up"]
+    + [(START, "service_up"), (START, "error_rate"), (START, "days_in_stage")],
+    ids=lambda value: value if isinstance(value, str) else f"{value.percentage:g}%",
+)
 @pytest.mark.parametrize("bad", [None, math.nan])
-def test_missing_or_nan_input_never_advances(field: str, bad: float | None) -> None:
-    decision = decide(WEEK3, _with(**{field: bad}), plan=PLAN)
+def test_missing_or_nan_input_never_advances(stage: Stage, field: str, bad: float | None) -> None:
+    base = GOOD if stage.feature_traffic else HEALTHY_SERVICE
+    decision = decide(stage, dataclasses.replace(base, **{field: bad}), plan=PLAN)
     assert decision.verdict is Verdict.HOLD
     assert field in decision.reason
 
@@ -114,11 +127,29 @@ def test_full_rollout_holds() -> None:
     assert "complete" in decision.reason
 
 
-def test_infrastructure_stage_needs_only_health() -> None:
-    start = stage_for(0)
-    assert start is not None
-    health = Observations(days_in_stage=0.1, latency_p95_seconds=0.2, error_rate=0.0)
-    assert decide(start, health, plan=PLAN).verdict is Verdict.ADVANCE
+@pytest.mark.parametrize("feature", sorted(PLANS))
+def test_infrastructure_stage_needs_only_the_services_health(feature: str) -> None:
+    # At 0 % the feature has no latency of its own (websocket-manager refuses
+    # every socket, churn sends nothing): requiring it held realtime and churn
+    # at 0 % forever with "no data for latency_p95_seconds".
+    decision = decide(START, HEALTHY_SERVICE, plan=PLANS[feature])
+    assert (decision.verdict, decision.target_percentage) == (Verdict.ADVANCE, 10)
+
+
+@pytest.mark.parametrize(
+    ("changes", "words"),
+    [
+        ({"service_up": 0.0}, "scrape targets down"),
+        ({"error_rate": 0.02}, "error rate"),
+        # Not healthy enough to start: a hold, since there is nothing to roll back.
+        ({"error_rate": 0.5}, "guardrail: error rate"),
+        ({"latency_p95_seconds": 9.0}, "guardrail: p95 latency"),
+    ],
+)
+def test_an_unhealthy_service_holds_at_zero(changes: dict[str, float], words: str) -> None:
+    decision = decide(START, dataclasses.replace(HEALTHY_SERVICE, **changes), plan=PLAN)
+    assert decision.verdict is Verdict.HOLD
+    assert words in decision.reason
 
 
 @pytest.mark.parametrize("feature", sorted(PLANS))
