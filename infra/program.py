@@ -155,6 +155,9 @@ class _AwsCluster:
     private_cidrs: list[str] = field(default_factory=list)
     #: VPC endpoints the cluster side's network policies use (empty for existing-eks).
     vpc_endpoints: dict[str, Any] = field(default_factory=dict)
+    #: What must exist before a pod exchanges its IRSA token with STS (the STS
+    #: interface endpoint this stack creates; nothing for existing-eks).
+    sts_ready: list[pulumi.Resource] = field(default_factory=list)
     #: external-dns for the stack's hosted zone (eks mode with dns.hostedZoneId).
     external_dns: ExternalDnsArgs | None = None
 
@@ -284,8 +287,10 @@ def _aws_data_plane(
         settings=_bucket_settings(buckets),
         role_arns=roles.role_arns,
         ready=[database, cache],
-        # The publisher writes to the bucket with its role's policy attached.
-        model_store_ready=[storage, roles],
+        # The publisher writes to the bucket with its role's policy attached, and
+        # gets that role from STS: through the interface endpoint, the only STS
+        # address its NetworkPolicy admits (sts_cidrs).
+        model_store_ready=[storage, roles, *cluster.sts_ready],
         in_cluster=False,
         datastore_cidrs=cluster.private_cidrs,
         cluster_cidrs=[config.network.vpc_cidr],
@@ -329,6 +334,7 @@ def _aws_cluster(
             # Interface endpoint: its addresses lie in the private subnets.
             "sts": {"id": network.sts_endpoint_id, "cidrs": network.private_cidrs},
         },
+        sts_ready=network.sts_ready,
         external_dns=_external_dns(config, prefix, eks, aws_provider),
     )
 
@@ -379,6 +385,7 @@ def _eks_cluster_args(config: StackConfig, prefix: str, network: Network) -> Eks
         cluster_name=prefix,
         kubernetes_version=config.kubernetes_version,
         subnet_ids=network.private_subnet_ids,
+        subnet_egress=network.private_egress,
         vpc_id=network.vpc_id,
         region=config.aws_region,
         endpoint_public_access=cluster.endpoint_public_access,

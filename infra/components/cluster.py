@@ -85,6 +85,11 @@ class EksClusterArgs:
     subnet_ids: pulumi.Input[Sequence[pulumi.Input[str]]]
     #: Their VPC (the load balancer controller creates its security groups there).
     vpc_id: pulumi.Input[str]
+    #: What gives those subnets their egress (route-table associations, default
+    #: routes through NAT): the node groups wait for it. The subnet ids exist
+    #: first, and a node that boots without a route out cannot pull images from
+    #: ECR or join the cluster, so its node group fails (NodeCreationFailure).
+    subnet_egress: Sequence[pulumi.Resource] = ()
     region: str
     endpoint_public_access: bool = False
     public_access_cidrs: Sequence[str] = ()
@@ -400,7 +405,7 @@ class EksCluster(AwsComponent[EksClusterArgs], EksClusterOutputs):
                 # must not reset it to the configured desired size.
                 opts=pulumi.ResourceOptions(
                     parent=cluster,
-                    depends_on=attachments,
+                    depends_on=[*attachments, *args.subnet_egress],
                     ignore_changes=["scalingConfig.desiredSize"],
                 ),
             )
