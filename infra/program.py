@@ -23,10 +23,12 @@ import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
 from infra import catalog
+from infra.components.addons import load_eks_addon_versions
 from infra.components.autoscaling import KarpenterSpec
 from infra.components.cache import Cache, CacheArgs, replication_group_id
 from infra.components.cluster import (
     DEPLOY_ROLE,
+    MANAGED_ADDONS,
     EksCluster,
     EksClusterArgs,
     ExistingEksCluster,
@@ -317,8 +319,15 @@ def _aws_cluster(
     aws_opts = pulumi.ResourceOptions(providers=[aws_provider])
     if config.cluster.mode == "existing-eks":
         return _existing_cluster(config, prefix, account_id, aws_opts)
+    # Read before any resource is declared: a version without pinned add-ons
+    # stops the preview here, not half-way through an `up` that has begun.
+    addon_versions = load_eks_addon_versions(config.kubernetes_version, MANAGED_ADDONS)
     network = _network(config, prefix, aws_opts)
-    eks = EksCluster(f"{prefix}-cluster", _eks_cluster_args(config, prefix, network), opts=aws_opts)
+    eks = EksCluster(
+        f"{prefix}-cluster",
+        _eks_cluster_args(config, prefix, network, addon_versions),
+        opts=aws_opts,
+    )
     return _AwsCluster(
         provider=eks.provider,
         vpc_id=network.vpc_id,
@@ -379,11 +388,14 @@ def _network(config: StackConfig, prefix: str, opts: pulumi.ResourceOptions) -> 
     )
 
 
-def _eks_cluster_args(config: StackConfig, prefix: str, network: Network) -> EksClusterArgs:
+def _eks_cluster_args(
+    config: StackConfig, prefix: str, network: Network, addon_versions: dict[str, str]
+) -> EksClusterArgs:
     cluster = config.cluster
     return EksClusterArgs(
         cluster_name=prefix,
         kubernetes_version=config.kubernetes_version,
+        addon_versions=addon_versions,
         subnet_ids=network.private_subnet_ids,
         subnet_egress=network.private_egress,
         vpc_id=network.vpc_id,

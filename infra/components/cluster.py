@@ -7,7 +7,9 @@ security groups need):
   to listed CIDRs), Kubernetes secrets envelope-encrypted with a KMS key, every
   control-plane log type shipped to CloudWatch, managed node groups in the
   private subnets, the core add-ons (VPC CNI, CoreDNS, kube-proxy, EBS CSI with
-  its own IRSA role) and an IAM OIDC provider for service-account roles.
+  its own IRSA role) at the versions ``charts/versions.yaml`` pins for the
+  cluster's Kubernetes version, and an IAM OIDC provider for service-account
+  roles.
 * :class:`ExistingEksCluster` uses an EKS cluster created elsewhere, looked up
   by name (its VPC, subnets, cluster security group and OIDC issuer).
 * :class:`KubeconfigCluster` targets a context of the local kubeconfig (the
@@ -45,9 +47,11 @@ from infra.components.load_balancer_controller import (
 )
 
 CONTROL_PLANE_LOG_RETENTION_DAYS = 90
-# Managed add-ons at the default version for the cluster's Kubernetes version
-# (see `addon_version`).
+#: The daemonset add-ons, installed as soon as the control plane is up.
 CORE_ADDONS = ("vpc-cni", "kube-proxy")
+#: Every managed add-on the cluster declares; each needs a version pinned for the
+#: cluster's Kubernetes version (``eksAddons`` in charts/versions.yaml).
+MANAGED_ADDONS = (*CORE_ADDONS, "coredns", "aws-ebs-csi-driver")
 EBS_CSI_SERVICE_ACCOUNT = ("kube-system", "ebs-csi-controller-sa")
 #: The VPC CNI enforces NetworkPolicy only when told to (its network policy
 #: agent); without it every policy is accepted and ignored.
@@ -81,6 +85,12 @@ class EksClusterArgs:
 
     cluster_name: str
     kubernetes_version: pulumi.Input[str]
+    #: The version of each of ``MANAGED_ADDONS`` (``load_eks_addon_versions``
+    #: for ``kubernetes_version``). Explicit and fixed: EKS never moves an
+    #: installed add-on by itself, an unset version is read back from the cluster
+    #: and never changes, and one resolved at deploy time (EKS's current default)
+    #: would change under an unrelated `up` whenever AWS publishes a new build.
+    addon_versions: Mapping[str, str]
     #: Private subnets for the control plane's network interfaces and the nodes.
     subnet_ids: pulumi.Input[Sequence[pulumi.Input[str]]]
     #: Their VPC (the load balancer controller creates its security groups there).
@@ -192,25 +202,6 @@ def admin_access_entries(
     return created
 
 
-def addon_version(
-    addon: str, kubernetes_version: pulumi.Input[str], parent: pulumi.Resource
-) -> pulumi.Output[str]:
-    """EKS's default version of ``addon`` for ``kubernetes_version``, set explicitly.
-
-    EKS never moves an installed add-on by itself, not even when the control
-    plane moves to the next minor version, and an unset ``addon_version`` is
-    read back from the cluster and never changes. Pinned to the default for
-    the cluster's version, the add-ons follow each version step, after the
-    control plane (they depend on the cluster).
-    """
-    return aws.eks.get_addon_version_output(
-        addon_name=addon,
-        kubernetes_version=kubernetes_version,
-        most_recent=False,
-        opts=pulumi.InvokeOutputOptions(parent=parent),
-    ).version
-
-
 def _first_issuer(identities: Any) -> str:
     """The OIDC issuer URL from an EKS cluster's ``identities`` output."""
     for identity in identities or []:
@@ -243,6 +234,9 @@ class EksCluster(AwsComponent[EksClusterArgs], EksClusterOutputs):
     def __init__(
         self, name: str, args: EksClusterArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
+        missing = sorted(set(MANAGED_ADDONS) - set(args.addon_versions))
+        if missing:
+            raise ValueError(f"{name}: addon_versions lacks {', '.join(missing)}")
         super().__init__(name, args, opts)
         #: The AWS partition (aws, aws-cn, ...), for ARNs built beside the cluster.
         self.partition = aws.get_partition(opts=pulumi.InvokeOptions(parent=self)).partition
@@ -617,12 +611,12 @@ class EksCluster(AwsComponent[EksClusterArgs], EksClusterOutputs):
         service_account_role_arn: pulumi.Input[str] | None = None,
         depends_on: Sequence[pulumi.Resource] = (),
     ) -> aws.eks.Addon:
-        """The managed add-on ``<name>-<addon>`` at EKS's default version for the cluster's."""
+        """The managed add-on ``<name>-<addon>`` at its pinned version."""
         return aws.eks.Addon(
             f"{self._name}-{addon}",
             cluster_name=cluster.name,
             addon_name=addon,
-            addon_version=addon_version(addon, self._args.kubernetes_version, self),
+            addon_version=self._args.addon_versions[addon],
             configuration_values=configuration_values,
             service_account_role_arn=service_account_role_arn,
             # On create, take over what EKS installed itself (aws-node, kube-proxy);

@@ -839,21 +839,6 @@ def _eks_get_cluster_auth(ctx: CallContext) -> dict[str, Any]:
     return {"id": name, "name": name, "token": "k8s-aws-v1.synthetic-token-not-a-credential"}
 
 
-def _eks_addon_version(ctx: CallContext) -> dict[str, Any]:
-    # EKS's default version of an add-on differs per Kubernetes minor version.
-    addon = str(ctx.args.get("addonName", "addon"))
-    kubernetes = str(ctx.args.get("kubernetesVersion", "1.35"))
-    most_recent = bool(ctx.args.get("mostRecent", False))
-    build = 2 if most_recent else 1
-    return {
-        "id": addon,
-        "addonName": addon,
-        "kubernetesVersion": kubernetes,
-        "mostRecent": most_recent,
-        "version": f"v{kubernetes}.0-eksbuild.{build}",
-    }
-
-
 def _prefix_list(ctx: CallContext) -> dict[str, Any]:
     # An AWS-managed prefix list (e.g. com.amazonaws.us-east-1.s3): public ranges.
     name = str(ctx.args.get("name") or f"com.amazonaws.{ctx.region}.s3")
@@ -878,7 +863,6 @@ CALL_HANDLERS: dict[str, CallHandler] = {
     "aws:iam/getPolicyDocument:getPolicyDocument": _policy_document,
     "aws:eks/getCluster:getCluster": _eks_get_cluster,
     "aws:eks/getClusterAuth:getClusterAuth": _eks_get_cluster_auth,
-    "aws:eks/getAddonVersion:getAddonVersion": _eks_addon_version,
     "aws:ec2/getPrefixList:getPrefixList": _prefix_list,
     "kubernetes:yaml:decode": _yaml_decode,
 }

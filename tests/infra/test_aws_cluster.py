@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
-from infra.components.cluster import render_kubeconfig
-from infra.stackfiles import stack_config
+from infra.components.addons import CHARTS_DIR, load_eks_addon_versions
+from infra.components.cluster import MANAGED_ADDONS, render_kubeconfig
+from infra.stackfiles import STACKS, stack_config
 from infra.synth.mock_values import CALL_HANDLERS, CallContext
 from infra.synth.mocks import ProgramRun, run_program
 
@@ -150,3 +153,47 @@ def test_existing_cluster_roles_trust_its_oidc_issuer(existing_cluster_run: Prog
     assert statement["Principal"]["Federated"].endswith(
         ":oidc-provider/oidc.eks.us-east-1.amazonaws.com/id/EXISTING"
     )
+
+
+@pytest.mark.parametrize("stack", [s for s in STACKS if s != "local"])
+def test_every_managed_addon_is_pinned_for_the_stacks_kubernetes_version(stack: str) -> None:
+    # A stack whose version has no pins would stop at its next preview.
+    version = stack_config(stack)["enterprisehub:kubernetesVersion"]
+    assert set(load_eks_addon_versions(version, MANAGED_ADDONS)) == set(MANAGED_ADDONS)
+
+
+def test_the_addons_run_their_pinned_versions_whatever_eks_defaults_to(
+    production: ProgramRun,
+) -> None:
+    # A version resolved at deploy time (EKS's current default) would upgrade the
+    # add-ons on the first `up` after AWS published a new build, whatever it deployed.
+    pinned = load_eks_addon_versions("1.35", MANAGED_ADDONS)
+    addons = {
+        a.inputs["addonName"]: a.inputs["addonVersion"]
+        for a in production.of_type("aws:eks/addon:Addon")
+    }
+    assert addons == pinned
+    assert not [c for c in production.calls if "getAddonVersion" in c.token]
+
+
+def _charts_with(tmp_path: Path, version: str, pins: dict[str, str]) -> Path:
+    document = yaml.safe_load((CHARTS_DIR / "versions.yaml").read_text(encoding="utf-8"))
+    document["eksAddons"] = {version: pins}
+    (tmp_path / "versions.yaml").write_text(yaml.safe_dump(document), encoding="utf-8")
+    return tmp_path
+
+
+def test_a_kubernetes_version_without_pins_is_refused_with_the_command(tmp_path: Path) -> None:
+    charts = _charts_with(tmp_path, "1.35", {"vpc-cni": "v1.21.1-eksbuild.1"})
+    with pytest.raises(ValueError, match="no version of kube-proxy, coredns") as refused:
+        load_eks_addon_versions("1.35", MANAGED_ADDONS, charts)
+    assert "aws eks describe-addon-versions --kubernetes-version 1.35" in str(refused.value)
+    with pytest.raises(ValueError, match=r"for Kubernetes 1\.36"):
+        load_eks_addon_versions("1.36", MANAGED_ADDONS, charts)
+
+
+@pytest.mark.parametrize("version", ["latest", "v1.21", "1.21.1-eksbuild.1", "v1.21.1"])
+def test_a_pin_that_is_not_an_eks_build_is_refused(tmp_path: Path, version: str) -> None:
+    pins = dict.fromkeys(MANAGED_ADDONS, "v1.21.1-eksbuild.1") | {"coredns": version}
+    with pytest.raises(ValueError, match=r"coredns .* is not an EKS add-on build"):
+        load_eks_addon_versions("1.35", MANAGED_ADDONS, _charts_with(tmp_path, "1.35", pins))
