@@ -155,7 +155,9 @@ class _AwsCluster:
     name: pulumi.Input[str]
     endpoint: pulumi.Input[str]
     private_cidrs: list[str] = field(default_factory=list)
-    #: VPC endpoints the cluster side's network policies use (empty for existing-eks).
+    #: Where pods reach STS: the STS interface endpoint's subnets.
+    sts_cidrs: list[str] = field(default_factory=list)
+    #: VPC endpoints the cluster side's network policies use.
     vpc_endpoints: dict[str, Any] = field(default_factory=dict)
     #: What must exist before a pod exchanges its IRSA token with STS (the STS
     #: interface endpoint this stack creates; nothing for existing-eks).
@@ -308,7 +310,7 @@ def _aws_data_plane(
             name=f"com.amazonaws.{config.aws_region}.s3",
             opts=pulumi.InvokeOutputOptions(provider=aws_provider),
         ).cidr_blocks,
-        sts_cidrs=cluster.private_cidrs,
+        sts_cidrs=cluster.sts_cidrs,
         external_dns=cluster.external_dns,
     )
 
@@ -338,6 +340,8 @@ def _aws_cluster(
         name=eks.cluster_name,
         endpoint=eks.endpoint,
         private_cidrs=network.private_cidrs,
+        # The endpoint this stack creates has an interface in every private subnet.
+        sts_cidrs=network.private_cidrs,
         vpc_endpoints={
             "s3": {"id": network.s3_endpoint_id, "prefixListId": network.s3_prefix_list_id},
             # Interface endpoint: its addresses lie in the private subnets.
@@ -371,6 +375,9 @@ def _existing_cluster(
         endpoint=existing.endpoint,
         # The existing VPC's layout is unknown here; network.vpcCidr names it.
         private_cidrs=[config.network.vpc_cidr],
+        # The VPC's own STS endpoint (the component refuses a VPC without one).
+        sts_cidrs=existing.sts_cidrs,
+        vpc_endpoints={"sts": {"id": existing.sts_endpoint_id, "cidrs": existing.sts_cidrs}},
     )
 
 

@@ -11,7 +11,8 @@ security groups need):
   cluster's Kubernetes version, and an IAM OIDC provider for service-account
   roles.
 * :class:`ExistingEksCluster` uses an EKS cluster created elsewhere, looked up
-  by name (its VPC, subnets, cluster security group and OIDC issuer).
+  by name (its VPC, subnets, cluster security group and OIDC issuer), and the
+  STS interface endpoint its VPC must have.
 * :class:`KubeconfigCluster` targets a context of the local kubeconfig (the
   ``local`` stack: kind, minikube, Docker Desktop).
 
@@ -701,6 +702,10 @@ class ExistingEksCluster(Component[ExistingEksClusterArgs], EksClusterOutputs):
 
     vpc_id: pulumi.Output[str]
     private_subnet_ids: pulumi.Output[list[str]]
+    #: The VPC's STS interface endpoint, and the CIDRs of the subnets its network
+    #: interfaces are in: where pods' NetworkPolicies let them reach STS.
+    sts_endpoint_id: pulumi.Output[str]
+    sts_cidrs: list[str]
 
     def __init__(
         self, name: str, args: ExistingEksClusterArgs, opts: pulumi.ResourceOptions | None = None
@@ -723,6 +728,7 @@ class ExistingEksCluster(Component[ExistingEksClusterArgs], EksClusterOutputs):
                 "subnets or cluster security group; is it an active EKS cluster?"
             )
         ca_data = authorities[0].data
+        sts_endpoint, self.sts_cidrs = self._sts_endpoint(str(vpc.vpc_id))
 
         self.cluster_name = pulumi.Output.from_input(found.name)
         self.endpoint = pulumi.Output.from_input(found.endpoint)
@@ -734,10 +740,63 @@ class ExistingEksCluster(Component[ExistingEksClusterArgs], EksClusterOutputs):
         self.kubeconfig = pulumi.Output.secret(
             render_kubeconfig(found.name, found.endpoint, ca_data, args.region)
         )
+        self.sts_endpoint_id = pulumi.Output.from_input(sts_endpoint)
         self.provider = k8s.Provider(
             f"{name}-k8s", kubeconfig=self.kubeconfig, opts=pulumi.ResourceOptions(parent=self)
         )
-        self.register_outputs({"cluster_name": self.cluster_name, "endpoint": self.endpoint})
+        self.register_outputs(
+            {
+                "cluster_name": self.cluster_name,
+                "endpoint": self.endpoint,
+                "sts_endpoint_id": self.sts_endpoint_id,
+            }
+        )
+
+    def _sts_endpoint(self, vpc_id: str) -> tuple[str, list[str]]:
+        """(id, subnet CIDRs) of the VPC's STS interface endpoint; refuses a VPC without one.
+
+        Every pod with an IAM role (IRSA) exchanges its token with STS, and its
+        NetworkPolicy admits STS only at addresses inside the VPC: without an
+        interface endpoint whose private DNS makes STS's regional name resolve
+        there, the exchange times out (the model-publish Job first, hanging the
+        deploy until its deadline). Checked here, at preview, before anything
+        is deployed.
+        """
+        region = self._args.region
+        service = f"com.amazonaws.{region}.sts"
+        fix = (
+            "create one with private DNS in the cluster's private subnets "
+            f"(aws ec2 create-vpc-endpoint --vpc-endpoint-type Interface --vpc-id {vpc_id} "
+            f"--service-name {service} --private-dns-enabled --subnet-ids ... "
+            "--security-group-ids <a group admitting HTTPS from the pods>); "
+            "docs/deploying.md, existing-eks"
+        )
+        try:
+            endpoint = aws.ec2.get_vpc_endpoint(
+                vpc_id=vpc_id,
+                service_name=service,
+                vpc_endpoint_type="Interface",
+                state="available",
+                opts=pulumi.InvokeOptions(parent=self),
+            )
+        # The provider reports "no matching endpoint" (or several) as a failed
+        # invoke, a plain Exception; say what it means for this stack instead.
+        except Exception as error:
+            raise ValueError(
+                f"{self._name}: VPC {vpc_id} of EKS cluster {self._args.cluster_name!r} has no "
+                f"single available STS interface endpoint ({error}); {fix}"
+            ) from error
+        if not endpoint.private_dns_enabled or not endpoint.subnet_ids:
+            raise ValueError(
+                f"{self._name}: STS endpoint {endpoint.id} in VPC {vpc_id} has "
+                f"{'no subnets' if endpoint.private_dns_enabled else 'private DNS disabled'}: "
+                f"pods would resolve STS to its public addresses; {fix}"
+            )
+        cidrs = [
+            str(aws.ec2.get_subnet(id=subnet, opts=pulumi.InvokeOptions(parent=self)).cidr_block)
+            for subnet in sorted(endpoint.subnet_ids)
+        ]
+        return str(endpoint.id), cidrs
 
 
 @dataclass(frozen=True, kw_only=True)
