@@ -23,10 +23,12 @@ import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
 from infra import catalog
+from infra.components.addons import load_eks_addon_versions
 from infra.components.autoscaling import KarpenterSpec
 from infra.components.cache import Cache, CacheArgs, replication_group_id
 from infra.components.cluster import (
     DEPLOY_ROLE,
+    MANAGED_ADDONS,
     EksCluster,
     EksClusterArgs,
     ExistingEksCluster,
@@ -153,8 +155,13 @@ class _AwsCluster:
     name: pulumi.Input[str]
     endpoint: pulumi.Input[str]
     private_cidrs: list[str] = field(default_factory=list)
-    #: VPC endpoints the cluster side's network policies use (empty for existing-eks).
+    #: Where pods reach STS: the STS interface endpoint's subnets.
+    sts_cidrs: list[str] = field(default_factory=list)
+    #: VPC endpoints the cluster side's network policies use.
     vpc_endpoints: dict[str, Any] = field(default_factory=dict)
+    #: What must exist before a pod exchanges its IRSA token with STS (the STS
+    #: interface endpoint this stack creates; nothing for existing-eks).
+    sts_ready: list[pulumi.Resource] = field(default_factory=list)
     #: external-dns for the stack's hosted zone (eks mode with dns.hostedZoneId).
     external_dns: ExternalDnsArgs | None = None
 
@@ -284,8 +291,10 @@ def _aws_data_plane(
         settings=_bucket_settings(buckets),
         role_arns=roles.role_arns,
         ready=[database, cache],
-        # The publisher writes to the bucket with its role's policy attached.
-        model_store_ready=[storage, roles],
+        # The publisher writes to the bucket with its role's policy attached, and
+        # gets that role from STS: through the interface endpoint, the only STS
+        # address its NetworkPolicy admits (sts_cidrs).
+        model_store_ready=[storage, roles, *cluster.sts_ready],
         in_cluster=False,
         datastore_cidrs=cluster.private_cidrs,
         cluster_cidrs=[config.network.vpc_cidr],
@@ -301,7 +310,7 @@ def _aws_data_plane(
             name=f"com.amazonaws.{config.aws_region}.s3",
             opts=pulumi.InvokeOutputOptions(provider=aws_provider),
         ).cidr_blocks,
-        sts_cidrs=cluster.private_cidrs,
+        sts_cidrs=cluster.sts_cidrs,
         external_dns=cluster.external_dns,
     )
 
@@ -312,8 +321,15 @@ def _aws_cluster(
     aws_opts = pulumi.ResourceOptions(providers=[aws_provider])
     if config.cluster.mode == "existing-eks":
         return _existing_cluster(config, prefix, account_id, aws_opts)
+    # Read before any resource is declared: a version without pinned add-ons
+    # stops the preview here, not half-way through an `up` that has begun.
+    addon_versions = load_eks_addon_versions(config.kubernetes_version, MANAGED_ADDONS)
     network = _network(config, prefix, aws_opts)
-    eks = EksCluster(f"{prefix}-cluster", _eks_cluster_args(config, prefix, network), opts=aws_opts)
+    eks = EksCluster(
+        f"{prefix}-cluster",
+        _eks_cluster_args(config, prefix, network, addon_versions),
+        opts=aws_opts,
+    )
     return _AwsCluster(
         provider=eks.provider,
         vpc_id=network.vpc_id,
@@ -324,11 +340,14 @@ def _aws_cluster(
         name=eks.cluster_name,
         endpoint=eks.endpoint,
         private_cidrs=network.private_cidrs,
+        # The endpoint this stack creates has an interface in every private subnet.
+        sts_cidrs=network.private_cidrs,
         vpc_endpoints={
             "s3": {"id": network.s3_endpoint_id, "prefixListId": network.s3_prefix_list_id},
             # Interface endpoint: its addresses lie in the private subnets.
             "sts": {"id": network.sts_endpoint_id, "cidrs": network.private_cidrs},
         },
+        sts_ready=network.sts_ready,
         external_dns=_external_dns(config, prefix, eks, aws_provider),
     )
 
@@ -356,6 +375,9 @@ def _existing_cluster(
         endpoint=existing.endpoint,
         # The existing VPC's layout is unknown here; network.vpcCidr names it.
         private_cidrs=[config.network.vpc_cidr],
+        # The VPC's own STS endpoint (the component refuses a VPC without one).
+        sts_cidrs=existing.sts_cidrs,
+        vpc_endpoints={"sts": {"id": existing.sts_endpoint_id, "cidrs": existing.sts_cidrs}},
     )
 
 
@@ -373,12 +395,16 @@ def _network(config: StackConfig, prefix: str, opts: pulumi.ResourceOptions) -> 
     )
 
 
-def _eks_cluster_args(config: StackConfig, prefix: str, network: Network) -> EksClusterArgs:
+def _eks_cluster_args(
+    config: StackConfig, prefix: str, network: Network, addon_versions: dict[str, str]
+) -> EksClusterArgs:
     cluster = config.cluster
     return EksClusterArgs(
         cluster_name=prefix,
         kubernetes_version=config.kubernetes_version,
+        addon_versions=addon_versions,
         subnet_ids=network.private_subnet_ids,
+        subnet_egress=network.private_egress,
         vpc_id=network.vpc_id,
         region=config.aws_region,
         endpoint_public_access=cluster.endpoint_public_access,

@@ -134,6 +134,44 @@ def load_pins(charts_dir: Path = CHARTS_DIR, section: str = "charts") -> dict[st
     return pins
 
 
+#: An EKS add-on build as EKS names it: the component's version and EKS's build.
+EKS_ADDON_VERSION: Final = re.compile(r"v[0-9]+\.[0-9]+\.[0-9]+-eksbuild\.[0-9]+")
+
+
+def load_eks_addon_versions(
+    kubernetes_version: str, addons: Sequence[str], charts_dir: Path | None = None
+) -> dict[str, str]:
+    """The version ``versions.yaml`` pins (``eksAddons``) for each of ``addons``.
+
+    Raises ValueError, naming what is missing and how to find it, when the
+    Kubernetes version has no entry or an add-on has no exact build: a version
+    resolved at deploy time instead would move with EKS's default.
+    ``charts_dir`` is read when called (None: ``CHARTS_DIR``).
+    """
+    path = (charts_dir or CHARTS_DIR) / "versions.yaml"
+    document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    pinned = (document.get("eksAddons") or {}).get(kubernetes_version) or {}
+    how = (
+        f"find each with `aws eks describe-addon-versions --kubernetes-version "
+        f"{kubernetes_version} --addon-name <add-on>` and add it under "
+        f'eksAddons."{kubernetes_version}" in charts/versions.yaml'
+    )
+    missing = [addon for addon in addons if addon not in pinned]
+    if missing:
+        raise ValueError(
+            f"charts/versions.yaml pins no version of {', '.join(missing)} for Kubernetes "
+            f"{kubernetes_version}: {how}"
+        )
+    versions = {addon: str(pinned[addon]) for addon in addons}
+    for addon, version in versions.items():
+        if not EKS_ADDON_VERSION.fullmatch(version):
+            raise ValueError(
+                f"charts/versions.yaml: {addon} {version!r} for Kubernetes {kubernetes_version} "
+                f"is not an EKS add-on build such as v1.20.4-eksbuild.1: {how}"
+            )
+    return versions
+
+
 class ReleaseOptions(TypedDict, total=False):
     """Helm options a `pinned_release` may set; unset ones keep Helm's defaults."""
 

@@ -7,9 +7,12 @@ security groups need):
   to listed CIDRs), Kubernetes secrets envelope-encrypted with a KMS key, every
   control-plane log type shipped to CloudWatch, managed node groups in the
   private subnets, the core add-ons (VPC CNI, CoreDNS, kube-proxy, EBS CSI with
-  its own IRSA role) and an IAM OIDC provider for service-account roles.
+  its own IRSA role) at the versions ``charts/versions.yaml`` pins for the
+  cluster's Kubernetes version, and an IAM OIDC provider for service-account
+  roles.
 * :class:`ExistingEksCluster` uses an EKS cluster created elsewhere, looked up
-  by name (its VPC, subnets, cluster security group and OIDC issuer).
+  by name (its VPC, subnets, cluster security group and OIDC issuer), and the
+  STS interface endpoint its VPC must have.
 * :class:`KubeconfigCluster` targets a context of the local kubeconfig (the
   ``local`` stack: kind, minikube, Docker Desktop).
 
@@ -45,9 +48,11 @@ from infra.components.load_balancer_controller import (
 )
 
 CONTROL_PLANE_LOG_RETENTION_DAYS = 90
-# Managed add-ons at the default version for the cluster's Kubernetes version
-# (see `addon_version`).
+#: The daemonset add-ons, installed as soon as the control plane is up.
 CORE_ADDONS = ("vpc-cni", "kube-proxy")
+#: Every managed add-on the cluster declares; each needs a version pinned for the
+#: cluster's Kubernetes version (``eksAddons`` in charts/versions.yaml).
+MANAGED_ADDONS = (*CORE_ADDONS, "coredns", "aws-ebs-csi-driver")
 EBS_CSI_SERVICE_ACCOUNT = ("kube-system", "ebs-csi-controller-sa")
 #: The VPC CNI enforces NetworkPolicy only when told to (its network policy
 #: agent); without it every policy is accepted and ignored.
@@ -81,10 +86,21 @@ class EksClusterArgs:
 
     cluster_name: str
     kubernetes_version: pulumi.Input[str]
+    #: The version of each of ``MANAGED_ADDONS`` (``load_eks_addon_versions``
+    #: for ``kubernetes_version``). Explicit and fixed: EKS never moves an
+    #: installed add-on by itself, an unset version is read back from the cluster
+    #: and never changes, and one resolved at deploy time (EKS's current default)
+    #: would change under an unrelated `up` whenever AWS publishes a new build.
+    addon_versions: Mapping[str, str]
     #: Private subnets for the control plane's network interfaces and the nodes.
     subnet_ids: pulumi.Input[Sequence[pulumi.Input[str]]]
     #: Their VPC (the load balancer controller creates its security groups there).
     vpc_id: pulumi.Input[str]
+    #: What gives those subnets their egress (route-table associations, default
+    #: routes through NAT): the node groups wait for it. The subnet ids exist
+    #: first, and a node that boots without a route out cannot pull images from
+    #: ECR or join the cluster, so its node group fails (NodeCreationFailure).
+    subnet_egress: Sequence[pulumi.Resource] = ()
     region: str
     endpoint_public_access: bool = False
     public_access_cidrs: Sequence[str] = ()
@@ -187,25 +203,6 @@ def admin_access_entries(
     return created
 
 
-def addon_version(
-    addon: str, kubernetes_version: pulumi.Input[str], parent: pulumi.Resource
-) -> pulumi.Output[str]:
-    """EKS's default version of ``addon`` for ``kubernetes_version``, set explicitly.
-
-    EKS never moves an installed add-on by itself, not even when the control
-    plane moves to the next minor version, and an unset ``addon_version`` is
-    read back from the cluster and never changes. Pinned to the default for
-    the cluster's version, the add-ons follow each version step, after the
-    control plane (they depend on the cluster).
-    """
-    return aws.eks.get_addon_version_output(
-        addon_name=addon,
-        kubernetes_version=kubernetes_version,
-        most_recent=False,
-        opts=pulumi.InvokeOutputOptions(parent=parent),
-    ).version
-
-
 def _first_issuer(identities: Any) -> str:
     """The OIDC issuer URL from an EKS cluster's ``identities`` output."""
     for identity in identities or []:
@@ -238,6 +235,9 @@ class EksCluster(AwsComponent[EksClusterArgs], EksClusterOutputs):
     def __init__(
         self, name: str, args: EksClusterArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
+        missing = sorted(set(MANAGED_ADDONS) - set(args.addon_versions))
+        if missing:
+            raise ValueError(f"{name}: addon_versions lacks {', '.join(missing)}")
         super().__init__(name, args, opts)
         #: The AWS partition (aws, aws-cn, ...), for ARNs built beside the cluster.
         self.partition = aws.get_partition(opts=pulumi.InvokeOptions(parent=self)).partition
@@ -400,7 +400,7 @@ class EksCluster(AwsComponent[EksClusterArgs], EksClusterOutputs):
                 # must not reset it to the configured desired size.
                 opts=pulumi.ResourceOptions(
                     parent=cluster,
-                    depends_on=attachments,
+                    depends_on=[*attachments, *args.subnet_egress],
                     ignore_changes=["scalingConfig.desiredSize"],
                 ),
             )
@@ -612,12 +612,12 @@ class EksCluster(AwsComponent[EksClusterArgs], EksClusterOutputs):
         service_account_role_arn: pulumi.Input[str] | None = None,
         depends_on: Sequence[pulumi.Resource] = (),
     ) -> aws.eks.Addon:
-        """The managed add-on ``<name>-<addon>`` at EKS's default version for the cluster's."""
+        """The managed add-on ``<name>-<addon>`` at its pinned version."""
         return aws.eks.Addon(
             f"{self._name}-{addon}",
             cluster_name=cluster.name,
             addon_name=addon,
-            addon_version=addon_version(addon, self._args.kubernetes_version, self),
+            addon_version=self._args.addon_versions[addon],
             configuration_values=configuration_values,
             service_account_role_arn=service_account_role_arn,
             # On create, take over what EKS installed itself (aws-node, kube-proxy);
@@ -702,6 +702,10 @@ class ExistingEksCluster(Component[ExistingEksClusterArgs], EksClusterOutputs):
 
     vpc_id: pulumi.Output[str]
     private_subnet_ids: pulumi.Output[list[str]]
+    #: The VPC's STS interface endpoint, and the CIDRs of the subnets its network
+    #: interfaces are in: where pods' NetworkPolicies let them reach STS.
+    sts_endpoint_id: pulumi.Output[str]
+    sts_cidrs: list[str]
 
     def __init__(
         self, name: str, args: ExistingEksClusterArgs, opts: pulumi.ResourceOptions | None = None
@@ -724,6 +728,7 @@ class ExistingEksCluster(Component[ExistingEksClusterArgs], EksClusterOutputs):
                 "subnets or cluster security group; is it an active EKS cluster?"
             )
         ca_data = authorities[0].data
+        sts_endpoint, self.sts_cidrs = self._sts_endpoint(str(vpc.vpc_id))
 
         self.cluster_name = pulumi.Output.from_input(found.name)
         self.endpoint = pulumi.Output.from_input(found.endpoint)
@@ -735,10 +740,63 @@ class ExistingEksCluster(Component[ExistingEksClusterArgs], EksClusterOutputs):
         self.kubeconfig = pulumi.Output.secret(
             render_kubeconfig(found.name, found.endpoint, ca_data, args.region)
         )
+        self.sts_endpoint_id = pulumi.Output.from_input(sts_endpoint)
         self.provider = k8s.Provider(
             f"{name}-k8s", kubeconfig=self.kubeconfig, opts=pulumi.ResourceOptions(parent=self)
         )
-        self.register_outputs({"cluster_name": self.cluster_name, "endpoint": self.endpoint})
+        self.register_outputs(
+            {
+                "cluster_name": self.cluster_name,
+                "endpoint": self.endpoint,
+                "sts_endpoint_id": self.sts_endpoint_id,
+            }
+        )
+
+    def _sts_endpoint(self, vpc_id: str) -> tuple[str, list[str]]:
+        """(id, subnet CIDRs) of the VPC's STS interface endpoint; refuses a VPC without one.
+
+        Every pod with an IAM role (IRSA) exchanges its token with STS, and its
+        NetworkPolicy admits STS only at addresses inside the VPC: without an
+        interface endpoint whose private DNS makes STS's regional name resolve
+        there, the exchange times out (the model-publish Job first, hanging the
+        deploy until its deadline). Checked here, at preview, before anything
+        is deployed.
+        """
+        region = self._args.region
+        service = f"com.amazonaws.{region}.sts"
+        fix = (
+            "create one with private DNS in the cluster's private subnets "
+            f"(aws ec2 create-vpc-endpoint --vpc-endpoint-type Interface --vpc-id {vpc_id} "
+            f"--service-name {service} --private-dns-enabled --subnet-ids ... "
+            "--security-group-ids <a group admitting HTTPS from the pods>); "
+            "docs/deploying.md, existing-eks"
+        )
+        try:
+            endpoint = aws.ec2.get_vpc_endpoint(
+                vpc_id=vpc_id,
+                service_name=service,
+                vpc_endpoint_type="Interface",
+                state="available",
+                opts=pulumi.InvokeOptions(parent=self),
+            )
+        # The provider reports "no matching endpoint" (or several) as a failed
+        # invoke, a plain Exception; say what it means for this stack instead.
+        except Exception as error:
+            raise ValueError(
+                f"{self._name}: VPC {vpc_id} of EKS cluster {self._args.cluster_name!r} has no "
+                f"single available STS interface endpoint ({error}); {fix}"
+            ) from error
+        if not endpoint.private_dns_enabled or not endpoint.subnet_ids:
+            raise ValueError(
+                f"{self._name}: STS endpoint {endpoint.id} in VPC {vpc_id} has "
+                f"{'no subnets' if endpoint.private_dns_enabled else 'private DNS disabled'}: "
+                f"pods would resolve STS to its public addresses; {fix}"
+            )
+        cidrs = [
+            str(aws.ec2.get_subnet(id=subnet, opts=pulumi.InvokeOptions(parent=self)).cidr_block)
+            for subnet in sorted(endpoint.subnet_ids)
+        ]
+        return str(endpoint.id), cidrs
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -15,12 +15,18 @@ name, which Pulumi turns into "create the new Job (and wait for it), then
 delete the old one"; an unchanged deploy keeps the name and runs nothing. The
 name also tells an operator exactly which version a Job ran.
 
-``ttlSecondsAfterFinished`` removes finished Jobs from the cluster after a
-week (long enough to read the logs). Pulumi's state still holds the Job; a
-later ``pulumi refresh`` notices it is gone and the next ``up`` recreates it,
-which is safe because every command here is idempotent (``alembic upgrade
-head`` on a current schema, flag creation that never overwrites, publishing
-the same model file).
+No ``ttlSecondsAfterFinished``: a finished Job stays in the cluster until
+Pulumi replaces it. Pulumi's state holds each Job, so a Job the TTL controller
+deleted would read as drift in the daily ``pulumi refresh --preview-only
+--expect-no-changes`` (``scripts/ci-drift.sh``) a week after every deploy,
+and the next ``up`` would run it again. Finished Jobs do not pile up without
+it: a deploy that changes a Job's spec changes its name, and Pulumi creates
+the new Job and then deletes the old one, so each Job has one object in the
+cluster, whose pod keeps the logs of the last run. (The commands are
+idempotent all the same, ``alembic upgrade head`` on a current schema, flag
+creation that never overwrites, publishing the same model file, so a Job
+deleted by hand and recreated by ``up`` does no harm.) The daily CronJob's
+runs are not in the state; its history limits bound them.
 
 Model publish. The image carries the models it was built with
 (``catalog.PUBLISHED_MODELS``: the lead-scoring model at
@@ -104,7 +110,6 @@ class PlatformJobsArgs:
     backoff_limit: int = 2
     #: Hard stop for one Job, all attempts included.
     active_deadline_seconds: int = 900
-    ttl_seconds_after_finished: int = 7 * 24 * 3600
     resources: catalog.Resources = field(
         default_factory=lambda: catalog.Resources(cpu="500m", memory="512Mi")
     )
@@ -276,7 +281,6 @@ class PlatformJobs(Component[PlatformJobsArgs]):
                     spec=k8s.batch.v1.JobSpecArgs(
                         backoff_limit=args.backoff_limit,
                         active_deadline_seconds=args.active_deadline_seconds,
-                        ttl_seconds_after_finished=args.ttl_seconds_after_finished,
                         template=self._pod(
                             spec.name,
                             list(spec.command),
@@ -336,7 +340,6 @@ class PlatformJobs(Component[PlatformJobsArgs]):
             spec=k8s.batch.v1.JobSpecArgs(
                 backoff_limit=args.backoff_limit,
                 active_deadline_seconds=args.active_deadline_seconds,
-                ttl_seconds_after_finished=args.ttl_seconds_after_finished,
                 template=self._pod(
                     job, full_command, account=account, config=config, secret=secret
                 ),
@@ -425,7 +428,6 @@ def _validate(args: PlatformJobsArgs) -> None:
     for label, value in (
         ("backoff_limit", args.backoff_limit),
         ("active_deadline_seconds", args.active_deadline_seconds),
-        ("ttl_seconds_after_finished", args.ttl_seconds_after_finished),
     ):
         if value < (0 if label == "backoff_limit" else 1):
             raise ValueError(f"{owner}: {label} must be positive, got {value}")

@@ -79,7 +79,7 @@ def _subnet(
     vpc: aws.ec2.Vpc,
     tags: Mapping[str, str],
     route_table: aws.ec2.RouteTable,
-) -> aws.ec2.Subnet:
+) -> tuple[aws.ec2.Subnet, aws.ec2.RouteTableAssociation]:
     """One tier's subnet in one zone, tagged for the cluster's load balancers, and its routes."""
     subnet = aws.ec2.Subnet(
         f"{name}-{tier}-{index}",
@@ -92,13 +92,13 @@ def _subnet(
         tags={**tags, "Name": f"{name}-{tier}-{zone}", _ELB_ROLE[tier]: "1"},
         opts=pulumi.ResourceOptions(parent=vpc),
     )
-    aws.ec2.RouteTableAssociation(
+    association = aws.ec2.RouteTableAssociation(
         f"{name}-{tier}-{index}-rta",
         subnet_id=subnet.id,
         route_table_id=route_table.id,
         opts=pulumi.ResourceOptions(parent=subnet),
     )
-    return subnet
+    return subnet, association
 
 
 def _route_table(
@@ -108,12 +108,12 @@ def _route_table(
     tags: Mapping[str, str],
     gateway_id: pulumi.Input[str] | None = None,
     nat_gateway_id: pulumi.Input[str] | None = None,
-) -> aws.ec2.RouteTable:
-    """A route table ``<prefix>-rt`` whose default route leaves by the one gateway given."""
+) -> tuple[aws.ec2.RouteTable, aws.ec2.Route]:
+    """A route table ``<prefix>-rt`` and its default route out by the one gateway given."""
     route_table = aws.ec2.RouteTable(
         f"{prefix}-rt", vpc_id=vpc.id, tags=tags, opts=pulumi.ResourceOptions(parent=vpc)
     )
-    aws.ec2.Route(
+    default = aws.ec2.Route(
         f"{prefix}-default",
         route_table_id=route_table.id,
         destination_cidr_block="0.0.0.0/0",
@@ -121,7 +121,7 @@ def _route_table(
         nat_gateway_id=nat_gateway_id,
         opts=pulumi.ResourceOptions(parent=route_table),
     )
-    return route_table
+    return route_table, default
 
 
 class Network(AwsComponent[NetworkArgs]):
@@ -140,6 +140,16 @@ class Network(AwsComponent[NetworkArgs]):
     s3_prefix_list_id: pulumi.Output[str]
     #: The STS interface endpoint; its addresses are in ``private_cidrs``.
     sts_endpoint_id: pulumi.Output[str]
+    #: For ``depends_on``: that endpoint and the rule admitting HTTPS to it. With
+    #: private DNS, STS's regional name resolves inside the VPC only once the
+    #: endpoint exists, and until then a pod whose NetworkPolicy admits only
+    #: ``private_cidrs`` cannot exchange its IRSA token.
+    sts_ready: list[pulumi.Resource]
+    #: For ``depends_on`` of whatever launches instances in the private subnets:
+    #: their route-table associations and default routes through NAT. A subnet id
+    #: exists before either, and a node booted without egress cannot pull its
+    #: images or register with the cluster.
+    private_egress: list[pulumi.Resource]
     endpoint_security_group_id: pulumi.Output[str]
     private_cidrs: list[str]
 
@@ -159,10 +169,13 @@ class Network(AwsComponent[NetworkArgs]):
         )
         public_subnets = self._public_subnets(vpc, igw, public_cidrs)
         nat_gateways = self._nat_gateways(vpc, igw, public_subnets)
-        private_subnets, private_route_tables = self._private_subnets(vpc, nat_gateways)
+        private_subnets, private_route_tables, self.private_egress = self._private_subnets(
+            vpc, nat_gateways
+        )
         s3_endpoint = self._s3_endpoint(vpc, private_route_tables)
-        endpoint_sg = self._endpoint_security_group(vpc)
+        endpoint_sg, endpoint_https = self._endpoint_security_group(vpc)
         sts_endpoint = self._sts_endpoint(vpc, private_subnets, endpoint_sg)
+        self.sts_ready = [sts_endpoint, endpoint_https]
 
         self.s3_endpoint_id = s3_endpoint.id
         self.s3_prefix_list_id = s3_endpoint.prefix_list_id
@@ -227,8 +240,8 @@ class Network(AwsComponent[NetworkArgs]):
         vpc: aws.ec2.Vpc,
         cidrs: Sequence[str],
         route_tables: Sequence[aws.ec2.RouteTable],
-    ) -> list[aws.ec2.Subnet]:
-        """One subnet of ``tier`` per zone, each routed by its route table."""
+    ) -> list[tuple[aws.ec2.Subnet, aws.ec2.RouteTableAssociation]]:
+        """One subnet of ``tier`` per zone, each associated with its route table."""
         cluster_tag = {f"kubernetes.io/cluster/{self._args.cluster_name}": "shared"}
         return [
             _subnet(
@@ -250,13 +263,16 @@ class Network(AwsComponent[NetworkArgs]):
     ) -> list[aws.ec2.Subnet]:
         """The public subnets, sharing one route table out through the internet gateway."""
         name = self._name
-        route_table = _route_table(
+        route_table, _ = _route_table(
             f"{name}-public",
             vpc=vpc,
             tags={**self._tags, "Name": f"{name}-public"},
             gateway_id=igw.id,
         )
-        return self._tier_subnets("public", vpc, cidrs, [route_table] * len(cidrs))
+        return [
+            subnet
+            for subnet, _ in self._tier_subnets("public", vpc, cidrs, [route_table] * len(cidrs))
+        ]
 
     def _nat_gateways(
         self,
@@ -289,10 +305,14 @@ class Network(AwsComponent[NetworkArgs]):
 
     def _private_subnets(
         self, vpc: aws.ec2.Vpc, nat_gateways: Sequence[aws.ec2.NatGateway]
-    ) -> tuple[list[aws.ec2.Subnet], list[aws.ec2.RouteTable]]:
-        """The private subnets, each with a route table out through a NAT gateway."""
+    ) -> tuple[list[aws.ec2.Subnet], list[aws.ec2.RouteTable], list[pulumi.Resource]]:
+        """The private subnets, each with a route table out through a NAT gateway.
+
+        The third item is their egress: each subnet's route-table association and
+        each table's default route.
+        """
         name = self._name
-        route_tables = [
+        tables_and_routes = [
             _route_table(
                 f"{name}-private-{index}",
                 vpc=vpc,
@@ -303,8 +323,13 @@ class Network(AwsComponent[NetworkArgs]):
             )
             for index, zone in enumerate(self.availability_zones)
         ]
-        subnets = self._tier_subnets("private", vpc, self.private_cidrs, route_tables)
-        return subnets, route_tables
+        route_tables = [table for table, _ in tables_and_routes]
+        placed = self._tier_subnets("private", vpc, self.private_cidrs, route_tables)
+        egress: list[pulumi.Resource] = [
+            *(association for _, association in placed),
+            *(route for _, route in tables_and_routes),
+        ]
+        return [subnet for subnet, _ in placed], route_tables, egress
 
     def _s3_endpoint(
         self, vpc: aws.ec2.Vpc, route_tables: Sequence[aws.ec2.RouteTable]
@@ -324,8 +349,10 @@ class Network(AwsComponent[NetworkArgs]):
             opts=pulumi.ResourceOptions(parent=vpc),
         )
 
-    def _endpoint_security_group(self, vpc: aws.ec2.Vpc) -> aws.ec2.SecurityGroup:
-        """The interface endpoints' security group: HTTPS from the VPC."""
+    def _endpoint_security_group(
+        self, vpc: aws.ec2.Vpc
+    ) -> tuple[aws.ec2.SecurityGroup, aws.vpc.SecurityGroupIngressRule]:
+        """The interface endpoints' security group and its rule: HTTPS from the VPC."""
         name = self._name
         group = aws.ec2.SecurityGroup(
             f"{name}-endpoints-sg",
@@ -334,7 +361,7 @@ class Network(AwsComponent[NetworkArgs]):
             tags={**self._tags, "Name": f"{name}-endpoints"},
             opts=pulumi.ResourceOptions(parent=vpc),
         )
-        aws.vpc.SecurityGroupIngressRule(
+        https = aws.vpc.SecurityGroupIngressRule(
             f"{name}-endpoints-https",
             security_group_id=group.id,
             cidr_ipv4=self._args.vpc_cidr,
@@ -344,7 +371,7 @@ class Network(AwsComponent[NetworkArgs]):
             description="HTTPS from the VPC",
             opts=pulumi.ResourceOptions(parent=group),
         )
-        return group
+        return group, https
 
     def _sts_endpoint(
         self,

@@ -42,6 +42,18 @@ class UnmockedCallError(LookupError):
         self.token = token
 
 
+class CallFailure(Exception):  # noqa: N818 (it is the provider's answer, not an error of ours)
+    """Raised by a handler to answer as a provider does when a data source finds nothing.
+
+    The provider reports it as a failed invoke, which the program sees as an
+    exception from the data-source call (`RecordingMocks.call` passes it on so).
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
 @dataclass(frozen=True)
 class ResourceContext:
     """What an output builder may use: the resource's identity and its plain inputs."""
@@ -839,18 +851,46 @@ def _eks_get_cluster_auth(ctx: CallContext) -> dict[str, Any]:
     return {"id": name, "name": name, "token": "k8s-aws-v1.synthetic-token-not-a-credential"}
 
 
-def _eks_addon_version(ctx: CallContext) -> dict[str, Any]:
-    # EKS's default version of an add-on differs per Kubernetes minor version.
-    addon = str(ctx.args.get("addonName", "addon"))
-    kubernetes = str(ctx.args.get("kubernetesVersion", "1.35"))
-    most_recent = bool(ctx.args.get("mostRecent", False))
-    build = 2 if most_recent else 1
+def _vpc_endpoint(ctx: CallContext) -> dict[str, Any]:
+    """`aws.ec2.get_vpc_endpoint`: an available interface endpoint with private DNS.
+
+    In the VPC and for the service asked; its network interfaces sit in two of
+    that VPC's subnets (ids as `_subnet_lookup` answers them).
+    """
+    vpc_id = str(ctx.args.get("vpcId") or "vpc-0mock")
+    service = str(ctx.args.get("serviceName") or f"com.amazonaws.{ctx.region}.sts")
+    endpoint_id = f"vpce-{_hex(vpc_id + service, 17)}"
+    subnets = [f"subnet-{_hex(f'{vpc_id}-endpoint-{i}', 17)}" for i in range(2)]
     return {
-        "id": addon,
-        "addonName": addon,
-        "kubernetesVersion": kubernetes,
-        "mostRecent": most_recent,
-        "version": f"v{kubernetes}.0-eksbuild.{build}",
+        "id": endpoint_id,
+        "arn": f"arn:aws:ec2:{ctx.region}:{ctx.account_id}:vpc-endpoint/{endpoint_id}",
+        "vpcId": vpc_id,
+        "serviceName": service,
+        "state": "available",
+        "vpcEndpointType": "Interface",
+        "privateDnsEnabled": True,
+        "subnetIds": subnets,
+        "networkInterfaceIds": [f"eni-{_hex(subnet, 17)}" for subnet in subnets],
+        "securityGroupIds": [f"sg-{_hex(endpoint_id, 17)}"],
+        "routeTableIds": [],
+        "cidrBlocks": [],
+        "dnsEntries": [],
+        "tags": {},
+    }
+
+
+def _subnet_lookup(ctx: CallContext) -> dict[str, Any]:
+    """`aws.ec2.get_subnet` by id: a /19 of 10.0.0.0/16 chosen from the id."""
+    subnet_id = str(ctx.args.get("id") or "subnet-0mock")
+    block = int(_hex(subnet_id, 4), 16) % 7
+    return {
+        "id": subnet_id,
+        "arn": f"arn:aws:ec2:{ctx.region}:{ctx.account_id}:subnet/{subnet_id}",
+        "cidrBlock": f"10.0.{block * 32}.0/19",
+        "vpcId": str(ctx.args.get("vpcId") or "vpc-0mock"),
+        "availabilityZone": f"{ctx.region}a",
+        "state": "available",
+        "tags": {},
     }
 
 
@@ -878,8 +918,9 @@ CALL_HANDLERS: dict[str, CallHandler] = {
     "aws:iam/getPolicyDocument:getPolicyDocument": _policy_document,
     "aws:eks/getCluster:getCluster": _eks_get_cluster,
     "aws:eks/getClusterAuth:getClusterAuth": _eks_get_cluster_auth,
-    "aws:eks/getAddonVersion:getAddonVersion": _eks_addon_version,
     "aws:ec2/getPrefixList:getPrefixList": _prefix_list,
+    "aws:ec2/getVpcEndpoint:getVpcEndpoint": _vpc_endpoint,
+    "aws:ec2/getSubnet:getSubnet": _subnet_lookup,
     "kubernetes:yaml:decode": _yaml_decode,
 }
 

@@ -57,6 +57,7 @@ from infra.synth.mock_values import (
     DEFAULT_ACCOUNT_ID,
     DEFAULT_REGION,
     CallContext,
+    CallFailure,
     ResourceContext,
     call_outputs,
     is_kubernetes_object_type,
@@ -379,7 +380,14 @@ class RecordingMocks(Mocks):
     def call(self, args: MockCallArgs) -> tuple[dict[Any, Any], list[tuple[str, str]] | None]:
         """Answer a data-source call; unknown tokens raise `UnmockedCallError`."""
         plain_args = normalize_numbers(unwrap_secrets(_sdk_unwrap(args.args)))
-        result = call_outputs(CallContext(args.token, plain_args, self.region, self.account_id))
+        try:
+            result = call_outputs(CallContext(args.token, plain_args, self.region, self.account_id))
+        except CallFailure as failure:
+            # As the engine reports a provider's failed invoke: the program's
+            # data-source call raises, with the reason in its message.
+            with self._lock:
+                self.calls.append(RecordedCall(args.token, plain_args, {}))
+            return {}, [("", failure.reason)]
         with self._lock:
             self.calls.append(RecordedCall(args.token, plain_args, result))
         # An empty failure list, not None: the stock monitor iterates over it.

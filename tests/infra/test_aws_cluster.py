@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
-from infra.components.cluster import render_kubeconfig
-from infra.stackfiles import stack_config
-from infra.synth.mock_values import CALL_HANDLERS, CallContext
+from infra.components.addons import CHARTS_DIR, load_eks_addon_versions
+from infra.components.cluster import MANAGED_ADDONS, render_kubeconfig
+from infra.stackfiles import STACKS, stack_config
+from infra.synth.mock_values import CALL_HANDLERS, CallContext, CallFailure
 from infra.synth.mocks import ProgramRun, run_program
 
 
@@ -112,6 +115,10 @@ def _existing_cluster_answer(ctx: CallContext) -> dict[str, Any]:
 @pytest.fixture
 def existing_cluster_run(monkeypatch: pytest.MonkeyPatch) -> ProgramRun:
     monkeypatch.setitem(CALL_HANDLERS, "aws:eks/getCluster:getCluster", _existing_cluster_answer)
+    return _run_existing_cluster()
+
+
+def _run_existing_cluster() -> ProgramRun:
     config = stack_config("dev")
     config["enterprisehub:image"] = "registry.example.com/enterprisehub@sha256:" + "b" * 64
     config["enterprisehub:runbookBaseUrl"] = (
@@ -150,3 +157,113 @@ def test_existing_cluster_roles_trust_its_oidc_issuer(existing_cluster_run: Prog
     assert statement["Principal"]["Federated"].endswith(
         ":oidc-provider/oidc.eks.us-east-1.amazonaws.com/id/EXISTING"
     )
+
+
+@pytest.mark.parametrize("stack", [s for s in STACKS if s != "local"])
+def test_every_managed_addon_is_pinned_for_the_stacks_kubernetes_version(stack: str) -> None:
+    # A stack whose version has no pins would stop at its next preview.
+    version = stack_config(stack)["enterprisehub:kubernetesVersion"]
+    assert set(load_eks_addon_versions(version, MANAGED_ADDONS)) == set(MANAGED_ADDONS)
+
+
+def test_the_addons_run_their_pinned_versions_whatever_eks_defaults_to(
+    production: ProgramRun,
+) -> None:
+    # A version resolved at deploy time (EKS's current default) would upgrade the
+    # add-ons on the first `up` after AWS published a new build, whatever it deployed.
+    pinned = load_eks_addon_versions("1.35", MANAGED_ADDONS)
+    addons = {
+        a.inputs["addonName"]: a.inputs["addonVersion"]
+        for a in production.of_type("aws:eks/addon:Addon")
+    }
+    assert addons == pinned
+    assert not [c for c in production.calls if "getAddonVersion" in c.token]
+
+
+def _charts_with(tmp_path: Path, version: str, pins: dict[str, str]) -> Path:
+    document = yaml.safe_load((CHARTS_DIR / "versions.yaml").read_text(encoding="utf-8"))
+    document["eksAddons"] = {version: pins}
+    (tmp_path / "versions.yaml").write_text(yaml.safe_dump(document), encoding="utf-8")
+    return tmp_path
+
+
+def test_a_kubernetes_version_without_pins_is_refused_with_the_command(tmp_path: Path) -> None:
+    charts = _charts_with(tmp_path, "1.35", {"vpc-cni": "v1.21.1-eksbuild.1"})
+    with pytest.raises(ValueError, match="no version of kube-proxy, coredns") as refused:
+        load_eks_addon_versions("1.35", MANAGED_ADDONS, charts)
+    assert "aws eks describe-addon-versions --kubernetes-version 1.35" in str(refused.value)
+    with pytest.raises(ValueError, match=r"for Kubernetes 1\.36"):
+        load_eks_addon_versions("1.36", MANAGED_ADDONS, charts)
+
+
+@pytest.mark.parametrize("version", ["latest", "v1.21", "1.21.1-eksbuild.1", "v1.21.1"])
+def test_a_pin_that_is_not_an_eks_build_is_refused(tmp_path: Path, version: str) -> None:
+    pins = dict.fromkeys(MANAGED_ADDONS, "v1.21.1-eksbuild.1") | {"coredns": version}
+    with pytest.raises(ValueError, match=r"coredns .* is not an EKS add-on build"):
+        load_eks_addon_versions("1.35", MANAGED_ADDONS, _charts_with(tmp_path, "1.35", pins))
+
+
+#: The mocks' own answer, kept before any test replaces it.
+_VPC_ENDPOINT = CALL_HANDLERS["aws:ec2/getVpcEndpoint:getVpcEndpoint"]
+
+
+def _answer(run: ProgramRun, token: str) -> list[Any]:
+    return [call.result for call in run.calls if call.token == token]
+
+
+def test_existing_cluster_pods_reach_sts_only_at_the_vpcs_endpoint(
+    existing_cluster_run: ProgramRun,
+) -> None:
+    # Not the whole VPC: STS's regional name resolves into the VPC only at an
+    # interface endpoint with private DNS, and that is where IRSA's exchange goes.
+    (endpoint,) = _answer(existing_cluster_run, "aws:ec2/getVpcEndpoint:getVpcEndpoint")
+    call = next(c for c in existing_cluster_run.calls if c.token.endswith("getVpcEndpoint"))
+    assert call.args["vpcId"] == "vpc-0existing"
+    assert call.args["serviceName"] == "com.amazonaws.us-east-1.sts"
+    assert call.args["state"] == "available"
+    cidrs = sorted(
+        s["cidrBlock"] for s in _answer(existing_cluster_run, "aws:ec2/getSubnet:getSubnet")
+    )
+    assert len(cidrs) == len(endpoint["subnetIds"]) == 2
+    writers = existing_cluster_run.one(
+        "kubernetes:networking.k8s.io/v1:NetworkPolicy",
+        "enterprisehub-dev-network-policies-object-storage-writers",
+    )
+    https = [
+        sorted(peer["ipBlock"]["cidr"] for peer in rule["to"])
+        for rule in writers.inputs["spec"]["egress"]
+        if [p.get("port") for p in rule["ports"]] == [443]
+    ]
+    assert cidrs in https
+    vpc_cidr = json.loads(stack_config("dev")["enterprisehub:network"])["vpcCidr"]
+    assert [vpc_cidr] not in https
+    exported = existing_cluster_run.plain_stack_outputs()["vpcEndpoints"]
+    assert exported == {"sts": {"id": endpoint["id"], "cidrs": cidrs}}
+
+
+def _refusal(monkeypatch: pytest.MonkeyPatch, answer: Callable[[CallContext], Any]) -> str:
+    monkeypatch.setitem(CALL_HANDLERS, "aws:eks/getCluster:getCluster", _existing_cluster_answer)
+    monkeypatch.setitem(CALL_HANDLERS, "aws:ec2/getVpcEndpoint:getVpcEndpoint", answer)
+    with pytest.raises(ValueError, match="STS") as refused:
+        _run_existing_cluster()
+    return str(refused.value)
+
+
+def test_an_existing_cluster_whose_vpc_has_no_sts_endpoint_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def no_endpoint(ctx: CallContext) -> dict[str, Any]:
+        # What the provider answers when no endpoint matches.
+        raise CallFailure("no matching EC2 VPC Endpoint found")
+
+    message = _refusal(monkeypatch, no_endpoint)
+    assert "VPC vpc-0existing" in message
+    assert "no single available STS interface endpoint" in message
+    assert "--private-dns-enabled" in message
+
+
+def test_an_sts_endpoint_without_private_dns_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    def without_private_dns(ctx: CallContext) -> dict[str, Any]:
+        return {**_VPC_ENDPOINT(ctx), "privateDnsEnabled": False}
+
+    assert "private DNS disabled" in _refusal(monkeypatch, without_private_dns)

@@ -60,3 +60,56 @@ def test_subnet_plan_has_no_overlap() -> None:
 def test_private_subnets_leave_room_for_pod_addresses() -> None:
     private, _ = subnet_plan("10.40.0.0/16", 3)
     assert all(ipaddress.ip_network(cidr).num_addresses >= 8192 for cidr in private)
+
+
+@pytest.mark.parametrize("stack", ["dev", "production"])
+def test_node_groups_wait_for_the_private_subnets_egress(
+    stack_run: Callable[[str], ProgramRun], stack: str
+) -> None:
+    # A node group needs only the subnet ids to start launching nodes; a node that
+    # boots before its subnet's route out through NAT cannot pull images or join.
+    run = stack_run(stack)
+    private_subnets = {
+        s.urn
+        for s in run.of_type("aws:ec2/subnet:Subnet")
+        if "kubernetes.io/role/internal-elb" in s.inputs["tags"]
+    }
+    associations = {
+        a.urn
+        for a in run.of_type("aws:ec2/routeTableAssociation:RouteTableAssociation")
+        if a.parent in private_subnets
+    }
+    nat_routes = {
+        r.urn
+        for r in run.of_type("aws:ec2/route:Route")
+        if r.inputs["destinationCidrBlock"] == "0.0.0.0/0" and "natGatewayId" in r.inputs
+    }
+    assert len(associations) == len(private_subnets) == 3
+    assert len(nat_routes) == 3
+    node_groups = run.of_type("aws:eks/nodeGroup:NodeGroup")
+    assert node_groups
+    for group in node_groups:
+        assert associations | nat_routes <= set(group.dependencies), group.name
+
+
+def test_model_publish_jobs_wait_for_the_sts_endpoint(production: ProgramRun) -> None:
+    # The publishers' NetworkPolicy admits STS only at the interface endpoint's
+    # addresses: before the endpoint exists their IRSA token exchange times out.
+    (sts,) = (
+        e
+        for e in production.of_type("aws:ec2/vpcEndpoint:VpcEndpoint")
+        if e.inputs["serviceName"].endswith(".sts")
+    )
+    (https,) = (
+        r
+        for r in production.of_type("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")
+        if r.name.endswith("-endpoints-https")
+    )
+    publishers = [
+        job
+        for job in production.of_type("kubernetes:batch/v1:Job")
+        if job.inputs["spec"]["template"]["spec"]["serviceAccountName"] == "model-publisher"
+    ]
+    assert len(publishers) == 2
+    for job in publishers:
+        assert {sts.urn, https.urn} <= set(job.dependencies), job.name

@@ -14,8 +14,13 @@ import inspect
 import json
 import re
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+import pytest
+import yaml
+
+from infra.components import addons as addons_module
 from infra.deploy.diff import REPLACE_ON, Plan, plan
 from infra.synth import run_stack
 from infra.synth.cli import Synthesis, build_document
@@ -77,11 +82,29 @@ def _with_version(stack: str, version: str) -> dict[str, Any]:
     return build_document(changed, run_stack(changed))
 
 
-def test_the_managed_add_ons_follow_a_kubernetes_version_step() -> None:
+#: Add-on builds for a Kubernetes step, as an operator adds them before moving.
+NEXT_VERSION_PINS = {
+    "vpc-cni": "v1.21.2-eksbuild.1",
+    "kube-proxy": "v1.36.0-eksbuild.1",
+    "coredns": "v1.13.2-eksbuild.1",
+    "aws-ebs-csi-driver": "v1.55.0-eksbuild.1",
+}
+
+
+def test_the_managed_add_ons_follow_a_kubernetes_version_step(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # EKS never upgrades an installed add-on by itself, and an unset
-    # addonVersion is read back and never changes: without an explicit
-    # version, vpc-cni, CoreDNS, kube-proxy and the EBS CSI driver would stay at
-    # the first version's defaults through every upgrade.
+    # addonVersion is read back and never changes: the add-ons move to the
+    # versions charts/versions.yaml pins for the new Kubernetes version, in the
+    # `up` that moves the control plane, and only then.
+    document = yaml.safe_load(
+        (addons_module.CHARTS_DIR / "versions.yaml").read_text(encoding="utf-8")
+    )
+    current = dict(document["eksAddons"]["1.35"])
+    document["eksAddons"]["1.36"] = NEXT_VERSION_PINS
+    (tmp_path / "versions.yaml").write_text(yaml.safe_dump(document), encoding="utf-8")
+    monkeypatch.setattr(addons_module, "CHARTS_DIR", tmp_path)
     before = _with_version("dev", "1.35")
     after = _with_version("dev", "1.36")
     result = plan(before, after)
@@ -90,11 +113,11 @@ def test_the_managed_add_ons_follow_a_kubernetes_version_step() -> None:
         for c in result.changes
         if c.type == "aws:eks/addon:Addon" and c.after is not None
     }
-    assert set(addons) == {"vpc-cni", "kube-proxy", "coredns", "aws-ebs-csi-driver"}
+    assert set(addons) == set(NEXT_VERSION_PINS)
     for name, change in addons.items():
         assert change.action == "update", name
         assert [(p.path, p.before, p.after) for p in change.properties] == [
-            ("addonVersion", "v1.35.0-eksbuild.1", "v1.36.0-eksbuild.1")
+            ("addonVersion", current[name], NEXT_VERSION_PINS[name])
         ], name
     assert _cluster_change(result) == "update"
 

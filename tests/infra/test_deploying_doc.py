@@ -278,3 +278,15 @@ def test_the_zone_lookup_pasted_in_a_terminal_finds_the_public_zone(tmp_path: Pa
     )
     assert result.stderr == ""
     assert result.stdout.strip() == "ZPUBLIC"
+
+
+def test_the_up_that_closes_the_endpoint_runs_as_an_identity_the_cluster_admits() -> None:
+    # Only the creator, cluster.deployRoleArn and cluster.breakGlassRoleArn get
+    # access entries (infra/components/cluster.py): run on the runner with its
+    # instance profile, that `up` is refused by the Kubernetes API half-way.
+    start = DOC.index("- **A runner inside the VPC**")
+    bullet = DOC[start : DOC.index("\n- **", start + 1)]
+    closing = " ".join(bullet[bullet.index("`cluster.endpointPublicAccess false`") :].split())
+    assert "creator" in closing
+    assert "break-glass role" in closing
+    assert "Not the runner's instance profile" in closing
