@@ -51,8 +51,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Literal
 
-import asyncpg
-
 from services.churn.contact_rules import InvalidTimeZone, QuietHours, cap_allows
 from services.churn.crm import (
     LeadConnectorClient,
@@ -63,7 +61,12 @@ from services.churn.crm import (
 )
 from services.churn.detection import NOT_CONFIGURED
 from services.churn.metrics import ChurnMetrics
-from services.churn.queue import SingleDelivery, defer_delivery_jobs, pending_backlog
+from services.churn.queue import (
+    SingleDelivery,
+    defer_delivery_jobs,
+    defer_unless_queued,
+    pending_backlog,
+)
 from services.churn.stages import LEAD_CHANNELS
 
 log = logging.getLogger(__name__)
@@ -423,22 +426,11 @@ class Deliverer:
     async def _look_again(self, conn: Any, tenant_id: str, row: Any, when: datetime) -> None:
         """A job for the row at ``when``, its state untouched, unless one is already queued."""
         priority = -(await pending_backlog(conn))
-        # A savepoint (the tenant transaction is started by hand): a refusal
-        # keeps the rest of it.
-        await conn.execute("SAVEPOINT look_again")
-        try:
-            await defer_delivery_jobs(
-                conn,
-                tenant_id=tenant_id,
-                jobs=[
-                    SingleDelivery(outbox_id=row["outbox_id"], priority=priority, not_before=when)
-                ],
-            )
-        except asyncpg.UniqueViolationError:
-            # The row's queueing lock: a job for it is already waiting.
-            await conn.execute("ROLLBACK TO SAVEPOINT look_again")
-        else:
-            await conn.execute("RELEASE SAVEPOINT look_again")
+        await defer_unless_queued(
+            conn,
+            tenant_id=tenant_id,
+            job=SingleDelivery(outbox_id=row["outbox_id"], priority=priority, not_before=when),
+        )
 
     async def _finish(self, conn: Any, row: Any, status: str, reason: str) -> None:
         await conn.execute(

@@ -26,6 +26,7 @@ from datetime import datetime
 from typing import Any, Final, TypeAlias
 from uuid import UUID
 
+import asyncpg
 import orjson
 
 QUEUE: Final = "churn"
@@ -117,6 +118,24 @@ async def defer_delivery_jobs(conn: Any, *, tenant_id: str, jobs: Sequence[Deliv
     # procrastinate_defer_jobs_v1 inserts every job it is given or raises: the
     # rows covered are those of ``jobs`` (the statements' job counts add nothing).
     return len(singles) + sum(len(group.outbox_ids) for group in groups)
+
+
+async def defer_unless_queued(conn: Any, *, tenant_id: str, job: SingleDelivery) -> bool:
+    """Queue ``job`` unless a job for its row is already waiting; True when queued.
+
+    The row's queueing lock refuses a second job, and that refusal would abort
+    the caller's transaction: the insert runs under a savepoint (the tenant
+    transactions are started by hand, so asyncpg's nested transactions do not
+    apply). The waiting job takes the row as it finds it when it runs.
+    """
+    await conn.execute("SAVEPOINT defer_unless_queued")
+    try:
+        await defer_delivery_jobs(conn, tenant_id=tenant_id, jobs=[job])
+    except asyncpg.UniqueViolationError:
+        await conn.execute("ROLLBACK TO SAVEPOINT defer_unless_queued")
+        return False
+    await conn.execute("RELEASE SAVEPOINT defer_unless_queued")
+    return True
 
 
 async def defer_detection(conn: Any, *, tenant_id: str, lead_ids: Sequence[str]) -> None:

@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Final
 
+import asyncpg
 from openfeature.client import OpenFeatureClient
 from procrastinate import App, PsycopgConnector, RetryStrategy
 from procrastinate.exceptions import ConnectorException
@@ -338,6 +339,12 @@ class ChurnRuntime:
                 # The tenant's transaction rolled back whole: the next pass redoes it.
                 summary.failed_tenants.append(tenant_id)
                 continue
+            except Exception:
+                # One tenant's failure (a deadlock, a row the code did not expect)
+                # must not stop detection for every tenant after it in the pass.
+                log.exception("churn: detection of tenant %s failed; next pass retries", tenant_id)
+                summary.failed_tenants.append(tenant_id)
+                continue
             summary.tenants.append(result)
             self._observe(result, "schedule")
             queued_since_analyze += result.sends_queued
@@ -403,22 +410,35 @@ class ChurnRuntime:
         """Queue a job for every outbox row left pending/sending without one; return the count."""
         orphans = 0
         for tenant_id in await self.tenants():
-            async with self.db.tenant(tenant_id) as conn:
-                rows = await conn.fetch(ORPHANS_SQL, ORPHAN_AFTER_SECONDS, QUEUE)
-                orphans += await defer_delivery_jobs(
-                    conn,
-                    tenant_id=tenant_id,
-                    jobs=[
-                        SingleDelivery(
-                            outbox_id=row["outbox_id"], priority=0, not_before=row["not_before"]
-                        )
-                        for row in rows
-                    ],
-                )
+            try:
+                orphans += await self._recover_tenant_orphans(tenant_id)
+            except DatabaseUnavailable:
+                raise  # every tenant's would fail: the scheduler logs it once
+            except asyncpg.UniqueViolationError:
+                # Another replica's scheduler queued one of them between our
+                # read and our insert (its queueing lock): the next pass finds
+                # whichever of this tenant's orphans are left.
+                log.info("churn recovery: tenant %s's orphans queued meanwhile", tenant_id)
+            except Exception:
+                log.exception("churn recovery: orphans of tenant %s not queued", tenant_id)
         await self.refresh_queue_depth()
         if orphans:
             log.warning("churn recovery: %d orphaned sends queued", orphans)
         return orphans
+
+    async def _recover_tenant_orphans(self, tenant_id: str) -> int:
+        async with self.db.tenant(tenant_id) as conn:
+            rows = await conn.fetch(ORPHANS_SQL, ORPHAN_AFTER_SECONDS, QUEUE)
+            return await defer_delivery_jobs(
+                conn,
+                tenant_id=tenant_id,
+                jobs=[
+                    SingleDelivery(
+                        outbox_id=row["outbox_id"], priority=0, not_before=row["not_before"]
+                    )
+                    for row in rows
+                ],
+            )
 
     async def refresh_queue_depth(self) -> int:
         """Set ``churn_queue_depth`` and ``churn_queue_oldest_due_seconds`` from the

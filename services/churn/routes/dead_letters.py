@@ -25,7 +25,7 @@ from fastapi import APIRouter, Depends, Query
 from services.churn.config import CHURN_FEATURE
 from services.churn.delivery import LEAD_RE_ENGAGED, LOCK_LEAD_SQL, RE_ENGAGED_SQL
 from services.churn.deps import DbDep
-from services.churn.queue import SingleDelivery, defer_delivery_jobs, pending_backlog
+from services.churn.queue import SingleDelivery, defer_unless_queued, pending_backlog
 from services.churn.schemas import DeadLetterPublic
 from services.common.auth import OperatorPrincipalDep, auth_responses, require_scope
 from services.common.errors import ApiError
@@ -124,14 +124,14 @@ async def _requeue(conn: Any, tenant_id: str, outbox_id: UUID) -> None:
         "WHERE intervention_id = $1 AND status = 'dead_letter'",
         row["intervention_id"],
     )
-    # The end of its tenant's queue (see detection.py on fairness).
+    # The end of its tenant's queue (see detection.py on fairness). A job may
+    # still be waiting for the row (a look-again after a send that outlived
+    # its job): it sends the row, pending again, when it runs.
     priority = -(await pending_backlog(conn))
-    await defer_delivery_jobs(
+    await defer_unless_queued(
         conn,
         tenant_id=tenant_id,
-        jobs=[
-            SingleDelivery(
-                outbox_id=row["outbox_id"], priority=priority, not_before=row["not_before"]
-            )
-        ],
+        job=SingleDelivery(
+            outbox_id=row["outbox_id"], priority=priority, not_before=row["not_before"]
+        ),
     )

@@ -12,7 +12,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -24,6 +24,7 @@ from prometheus_client import CollectorRegistry
 from localrun.standins.leadconnector import Faults, StandinServer
 from services.churn.config import ChurnSettings
 from services.churn.main import create_app
+from services.churn.queue import QUEUE, SingleDelivery, defer_delivery_jobs
 from services.common.database import Database
 from services.common.flags import FlagState, write_flag
 from services.common.redis import Redis
@@ -273,6 +274,38 @@ async def test_an_operator_token_may_not_post_outcomes_nor_a_crm_token_manage_de
     for response in (outcome, retry):
         assert (response.status_code, response.json()["reason"]) == (403, "insufficient_scope")
     assert await _stored(owner_db) == before
+
+
+async def test_a_retry_while_a_job_still_waits_for_the_row_is_queued_on_that_job(
+    running: httpx.AsyncClient, make_token: Callable[..., str], owner_db: Database
+) -> None:
+    """A look-again job (queued when a send outlived its job) can still wait for a
+    row that has since been dead-lettered: the retry's own job hit the row's
+    queueing lock and the operator got a 500."""
+    outbox_id = (await _dead_letters(owner_db, "tenant-a")).outbox_ids[0]
+    later = datetime.now(UTC) + timedelta(hours=1)
+    async with owner_db.unscoped() as conn:
+        await defer_delivery_jobs(
+            conn,
+            tenant_id="tenant-a",
+            jobs=[SingleDelivery(outbox_id=uuid.UUID(outbox_id), priority=0, not_before=later)],
+        )
+    retried = await running.post(
+        f"/v1/churn/dead-letters/{outbox_id}/retry",
+        headers=_bearer(make_token("tenant-a", scopes=(OPERATOR,))),
+    )
+    assert retried.status_code == 202, retried.text
+    async with owner_db.unscoped() as conn:
+        status = await conn.fetchval(
+            "SELECT status FROM churn_outbox WHERE outbox_id = $1::uuid", outbox_id
+        )
+        jobs = await conn.fetchval(
+            "SELECT count(*) FROM procrastinate_jobs WHERE queue_name = $1 "
+            "AND queueing_lock = $2 AND status = 'todo'",
+            QUEUE,
+            outbox_id,
+        )
+    assert (status, jobs) == ("pending", 1)  # the waiting job sends it
 
 
 async def test_a_tenant_never_sees_or_changes_another_tenants_dead_letters_or_interventions(
