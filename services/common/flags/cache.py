@@ -79,8 +79,9 @@ class Decision:
 _UNKNOWN: Final = Decision(False, Reason.ERROR)
 _OFF: Final = Decision(False, Reason.DEFAULT)
 
-ExposureSink = Callable[[str, str, Decision, float], None]
-"""Called with (feature, tenant_id, decision, percentage) on a first exposure."""
+ExposureSink = Callable[[str, str, Decision, float], bool]
+"""Called with (feature, tenant_id, decision, percentage) on a first exposure;
+False when it could not be taken (it is offered again at the next evaluation)."""
 
 
 class FlagMetrics:
@@ -161,7 +162,6 @@ class FlagCache:
                 enabled, Reason.SPLIT, TREATMENT if enabled else CONTROL, unit_bucket
             )
         if self._exposure is not None and (feature, tenant_id) not in self._exposed:
-            self._exposed.add((feature, tenant_id))
             if decision.bucket is None:
                 decision = Decision(
                     decision.enabled,
@@ -169,7 +169,8 @@ class FlagCache:
                     decision.variant,
                     self._bucketers[feature](tenant_id),
                 )
-            self._exposure(feature, tenant_id, decision, state.rollout_percentage)
+            if self._exposure(feature, tenant_id, decision, state.rollout_percentage):
+                self._exposed.add((feature, tenant_id))
         return decision
 
     def state(self, feature: str) -> FlagState | None:

@@ -7,9 +7,11 @@ for Postgres; a background task writes the rows, each in the tenant's own
 transaction (row-level security), with ``ON CONFLICT DO NOTHING`` so that
 every replica of every service may report the same exposure and one row
 stays: the first. Randomisation is by tenant, so ``user_id`` is ``'*'``
-(the whole tenant). When the queue is full the exposure is dropped and
-counted (``feature_flag_exposures_dropped_total``); a later process
-recording the same pair fills the gap.
+(the whole tenant). When the queue is full the exposure is refused and
+counted (``feature_flag_exposures_dropped_total``), and the cache offers it
+again at the tenant's next evaluation; one that Postgres could not take is
+queued again and retried. (Dropped for good, a tenant's first exposure was
+missing from the experiment's units until the process restarted.)
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ from services.common.tasks import stop_tasks
 log = logging.getLogger(__name__)
 
 TENANT_UNIT: Final = "*"
+#: Pause after Postgres refused a write, before the next one (it is down).
+RETRY_SECONDS: Final = 1.0
 
 INSERT_ASSIGNMENT: Final = (
     "INSERT INTO ab_test_assignments "
@@ -64,16 +68,19 @@ class ExposureRecorder:
         self.written = factory.counter("feature_flag_exposures_written_total")
         self.dropped = factory.counter("feature_flag_exposures_dropped_total")
 
-    def record(self, feature: str, tenant_id: str, decision: Decision, percentage: float) -> None:
-        """Queue an exposure; never blocks (the hot path calls this)."""
+    def record(self, feature: str, tenant_id: str, decision: Decision, percentage: float) -> bool:
+        """Queue an exposure; never blocks (the hot path calls this). False when the
+        queue is full: the caller offers it again later."""
         if decision.variant is None or decision.bucket is None:
-            return
+            return True
         try:
             self._queue.put_nowait(
                 Exposure(tenant_id, feature, decision.variant, decision.bucket, percentage)
             )
         except asyncio.QueueFull:
             self.dropped.inc()
+            return False
+        return True
 
     async def write(self, exposure: Exposure) -> None:
         """Write one exposure in its tenant's transaction (idempotent)."""
@@ -89,17 +96,24 @@ class ExposureRecorder:
         self.written.inc()
 
     async def drain(self) -> None:
-        """Write everything queued so far (tests and shutdown)."""
+        """Write everything queued so far (tests and shutdown), retrying nothing."""
         while not self._queue.empty():
-            await self._write_next()
+            await self._write_next(retry=False)
 
-    async def _write_next(self) -> None:
+    async def _write_next(self, *, retry: bool = True) -> None:
         exposure = await self._queue.get()
         try:
             await self.write(exposure)
         except DatabaseUnavailable as exc:
-            self.dropped.inc()
-            log.warning("exposure of %s not recorded: %s", exposure.feature, exc.reason)
+            log.warning("exposure of %s not recorded yet: %s", exposure.feature, exc.reason)
+            try:
+                if not retry:
+                    raise asyncio.QueueFull
+                self._queue.put_nowait(exposure)
+            except asyncio.QueueFull:
+                self.dropped.inc()
+            else:
+                await asyncio.sleep(RETRY_SECONDS)
         except Exception:
             self.dropped.inc()
             log.exception("exposure of %s not recorded", exposure.feature)

@@ -6,6 +6,7 @@ import asyncio
 import itertools
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import pytest_asyncio
@@ -16,7 +17,7 @@ from openfeature.exception import ErrorCode
 from prometheus_client import CollectorRegistry
 
 from localrun.servers import start_redis
-from services.common.database import Database
+from services.common.database import Database, DatabaseUnavailable
 from services.common.flags import (
     CHANNEL,
     FEATURES,
@@ -34,6 +35,7 @@ from services.common.flags import (
     write_flag,
     write_flags_if_unchanged,
 )
+from services.common.flags import exposure as exposure_module
 from services.common.flags.exposure import ExposureRecorder
 from services.common.flags.provider import DecisionMetricsHook, EnterpriseHubProvider
 from services.common.redis import Redis, close_redis, create_redis
@@ -496,3 +498,53 @@ async def test_first_exposure_is_recorded_once_per_tenant(
         assert float(row["rollout_percentage"]) == 25
     async with db.tenant("tenant-a") as conn:
         assert await conn.fetchval("SELECT count(*) FROM ab_test_assignments") == 1
+
+
+async def _assigned(owner_db: Database) -> list[str]:
+    async with owner_db.unscoped() as conn:
+        rows = await conn.fetch("SELECT tenant_id FROM ab_test_assignments ORDER BY tenant_id")
+    return [row["tenant_id"] for row in rows]
+
+
+async def test_an_exposure_the_full_queue_refused_is_offered_again(
+    redis_client: Redis, db: Database, owner_db: Database
+) -> None:
+    """The cache marked a first exposure done whatever became of it: refused by a
+    full queue, the tenant was missing from the experiment's units for good."""
+    await write_flag(redis_client, "ai_coaching", FlagState(enabled=True, rollout_percentage=25))
+    recorder = ExposureRecorder(db, registry=CollectorRegistry(), max_pending=1)
+    replica = FlagCache(redis_client, registry=CollectorRegistry(), exposure=recorder.record)
+    await replica.refresh()
+    replica.evaluate("ai_coaching", "tenant-a")
+    replica.evaluate("ai_coaching", "tenant-b")  # the queue is full
+    assert recorder.dropped._value.get() == 1
+    await recorder.drain()
+    replica.evaluate("ai_coaching", "tenant-b")
+    replica.evaluate("ai_coaching", "tenant-b")  # once is enough
+    await recorder.drain()
+    assert await _assigned(owner_db) == ["tenant-a", "tenant-b"]
+    assert recorder.written._value.get() == 2
+
+
+async def test_an_exposure_postgres_could_not_take_is_written_when_it_can(
+    redis_client: Redis, db: Database, owner_db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await write_flag(redis_client, "ai_coaching", FlagState(enabled=True, rollout_percentage=25))
+    recorder = ExposureRecorder(db, registry=CollectorRegistry())
+    write = recorder.write
+    outage = iter([DatabaseUnavailable("postgres is restarting")])
+
+    async def write_after_an_outage(exposure: Any) -> None:
+        for error in outage:
+            raise error
+        await write(exposure)
+
+    monkeypatch.setattr(recorder, "write", write_after_an_outage)
+    monkeypatch.setattr(exposure_module, "RETRY_SECONDS", 0.05)
+    replica = FlagCache(redis_client, registry=CollectorRegistry(), exposure=recorder.record)
+    await replica.refresh()
+    async with recorder.running():
+        replica.evaluate("ai_coaching", "tenant-a")
+        await _until(lambda: recorder.written._value.get() == 1)
+    assert await _assigned(owner_db) == ["tenant-a"]
+    assert recorder.dropped._value.get() == 0
