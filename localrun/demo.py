@@ -204,7 +204,7 @@ async def seed_impact_history(
     import numpy as np
 
     from services.common.database import Database
-    from services.impact.assumptions import ASSUMPTIONS, PRIMARY_METRICS
+    from services.impact.assumptions import ASSUMPTIONS, LOWER_IS_BETTER, PRIMARY_METRICS
     from services.impact.stats import analyze
     from services.rollout.schedule import PLANS
 
@@ -243,8 +243,10 @@ async def seed_impact_history(
         async with db.unscoped() as conn:
             if not await conn.fetchval("SELECT count(*) FROM experiment_results"):
                 for feature, a in ASSUMPTIONS.items():
+                    # A metric the feature lowers (churn) falls by the assumed lift.
+                    sign = -1 if PRIMARY_METRICS[feature] in LOWER_IS_BETTER else 1
                     control = units.gamma(2.0, 50.0, 400)
-                    treatment = units.gamma(2.0, 50.0 * (1 + a.lift), 400)
+                    treatment = units.gamma(2.0, 50.0 * (1 + sign * a.lift), 400)
                     result = analyze(control, treatment)
                     await conn.execute(
                         "INSERT INTO experiment_results (feature_name, metric, window_start, "

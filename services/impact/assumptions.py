@@ -23,7 +23,9 @@ Override any number with IMPACT_ASSUMPTIONS (JSON ``{feature: {field: value}}``)
 measured lift replaces the assumed lift above and decides ``rollout
 advance``'s lift criteria (services/rollout/observe.py): the metric that lift
 describes. Results of other metrics are stored and shown (and Holm-adjusted
-with the rest), but neither gate a stage nor price a feature.
+with the rest), but neither gate a stage nor price a feature. Churn's is the
+churn rate, which the feature lowers: its benefit (``benefit``) is the
+measured lift's opposite, the relative churn reduction the seed's 15% is.
 """
 
 from __future__ import annotations
@@ -81,9 +83,28 @@ ASSUMPTIONS: Final[Mapping[str, FeatureAssumptions]] = {
 PRIMARY_METRICS: Final[Mapping[str, str]] = {
     "realtime_intelligence": "conversion_rate",
     "property_vision": "match_rate",
-    "churn_prevention": "retention_rate",
+    "churn_prevention": "churn_rate",
     "ai_coaching": "agent_daily_revenue",
 }
+#: Primary metrics the feature lowers when it works. A retention lift in place
+#: of churn's would have priced a 15% churn reduction (30% to 25.5% churn) as a
+#: 6.4% retention gain (70% to 74.5%): less than half of it.
+LOWER_IS_BETTER: Final = frozenset({"churn_rate"})
+_LIFT_BOUNDS: Final = (("lift_ci_low", "lift_ci_high"), ("seq_lift_ci_low", "seq_lift_ci_high"))
+
+
+def benefit(metric: str, result: Mapping[str, Any]) -> dict[str, Any]:
+    """``result`` with its lift read as the feature's benefit: as measured, or, for a
+    metric in ``LOWER_IS_BETTER``, negated (its intervals' bounds swapped)."""
+    out = dict(result)
+    if metric not in LOWER_IS_BETTER:
+        return out
+    if isinstance(out.get("lift"), int | float):
+        out["lift"] = -out["lift"]
+    for low, high in _LIFT_BOUNDS:
+        if isinstance(out.get(low), int | float) and isinstance(out.get(high), int | float):
+            out[low], out[high] = -out[high], -out[low]
+    return out
 
 
 def annual_goal(assumptions: Mapping[str, FeatureAssumptions]) -> tuple[float, float]:
@@ -181,11 +202,13 @@ def roi(revenue_value: Interval, cost: float) -> Interval | None:
 __all__ = [
     "ASSUMPTIONS",
     "FEATURES",
+    "LOWER_IS_BETTER",
     "PRIMARY_METRICS",
     "FeatureAssumptions",
     "Interval",
     "Lift",
     "annual_goal",
+    "benefit",
     "lift_for",
     "load_assumptions",
     "revenue",

@@ -32,6 +32,7 @@ from services.impact.assumptions import (
     FeatureAssumptions,
     Interval,
     annual_goal,
+    benefit,
     lift_for,
     revenue,
     roi,
@@ -112,7 +113,7 @@ async def measured_lifts(db: Database) -> dict[str, dict[str, Any]]:
         feature = result.pop("feature_name")
         if result["metric"] == PRIMARY_METRICS.get(feature):
             result.pop("result_id")
-            lifts[feature] = result
+            lifts[feature] = benefit(result["metric"], result)
     return lifts
 
 

@@ -31,7 +31,7 @@ import httpx
 
 from services.common.database import Database
 from services.common.flags import FlagState
-from services.impact.assumptions import PRIMARY_METRICS
+from services.impact.assumptions import PRIMARY_METRICS, benefit
 from services.impact.stats import srm_p_value
 from services.rollout.operations import stage_started_at
 from services.rollout.schedule import FeaturePlan, Observations, Stage
@@ -161,7 +161,8 @@ async def gather(
         k: result[k] for k in ("result_id", "computed_at", "metric")
     }
     if result is not None:
-        body = result["result"]
+        # The lift as the feature's benefit (churn's falling churn rate, positive).
+        body = benefit(metric, result["result"])
         for name, key in (
             ("n_control", "n_control"),
             ("n_treatment", "n_treatment"),

@@ -90,6 +90,31 @@ async def test_the_measured_lift_is_the_primary_metrics_whatever_was_stored_last
     assert "ai_coaching" not in await measured_lifts(db)
 
 
+async def test_churns_measured_lift_is_the_churn_reduction(
+    owner_db: Database, db: Database
+) -> None:
+    """Churn's assumed lift is a churn reduction (the seed's 15%). A retention-rate
+    lift in its place priced a 15% reduction (30% to 25.5% churn) as a 6.4% gain
+    (70% to 74.5% retention); the churn rate's lift, as measured, is negative."""
+    await _store(
+        owner_db,
+        "churn_prevention",
+        PRIMARY_METRICS["churn_prevention"],
+        1,
+        lift=-0.15,
+        lift_ci_low=-0.25,
+        lift_ci_high=-0.05,
+        seq_lift_ci_low=-0.3,
+        seq_lift_ci_high=0.01,
+    )
+    churn = (await measured_lifts(db))["churn_prevention"]
+    assert (churn["lift"], churn["lift_ci_low"], churn["lift_ci_high"]) == (0.15, 0.05, 0.25)
+    assert (churn["seq_lift_ci_low"], churn["seq_lift_ci_high"]) == (-0.01, 0.3)
+    # The ROI page's table shows each result as measured.
+    [stored] = [r for r in await latest_results(db) if r["feature_name"] == "churn_prevention"]
+    assert stored["lift"] == -0.15
+
+
 def test_the_seeds_yearly_goal_is_the_sum_of_its_features_values() -> None:
     """$265K-440K, and per feature $75K-120K, $75K-150K, $55K-80K, $60K-90K."""
     assert annual_goal(ASSUMPTIONS) == (265_000, 440_000)
