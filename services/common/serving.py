@@ -48,6 +48,7 @@ import dataclasses
 import logging
 import re
 from typing import Any
+from urllib.parse import unquote_plus
 
 import orjson
 from uvicorn.config import LOGGING_CONFIG
@@ -94,10 +95,39 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
 )
 
 
-def redact(text: str) -> str:
-    """``text`` with every credential the patterns above know replaced by ``[redacted]``."""
+# A run of URL characters holding a percent-escape: a query the server decodes
+# before use. `access%5Ftoken=eyJ...%2EeyJ...%2E...` authenticates a feed socket
+# like its plain form, and matched no pattern above.
+_ENCODED_RUN = re.compile(r"[^\s\"'<>]*%[0-9A-Fa-f]{2}[^\s\"'<>]*")
+#: Decodings tried on one run (a double-encoded credential takes two).
+_MAX_DECODINGS = 3
+
+
+def _redact_patterns(text: str) -> str:
     for pattern, replacement in _PATTERNS:
         text = pattern.sub(replacement, text)
+    return text
+
+
+def _redact_encoded(match: re.Match[str]) -> str:
+    """The run decoded and redacted when a decoding of it holds a credential, else as is."""
+    run = decoded = match.group(0)
+    for _ in range(_MAX_DECODINGS):
+        decoded, previous = unquote_plus(decoded), decoded
+        if decoded == previous:
+            break
+        redacted = _redact_patterns(decoded)
+        if redacted != decoded:
+            return redacted
+    return run
+
+
+def redact(text: str) -> str:
+    """``text`` with every credential the patterns above know replaced by ``[redacted]``,
+    percent-encoded ones included."""
+    text = _redact_patterns(text)
+    if "%" in text:
+        text = _ENCODED_RUN.sub(_redact_encoded, text)
     return text
 
 

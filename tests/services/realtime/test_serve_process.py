@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import unquote
 
 import httpx
 import pytest
@@ -107,6 +108,11 @@ async def test_no_token_reaches_the_log_at_any_level(
         await conn.recv()
     async with connect(ws, additional_headers={"Authorization": f"Bearer {feed}"}) as conn:
         await conn.recv()
+    # Percent-encoded, as the server decodes it: the name and the JWT's dots. It
+    # authenticates like the plain form, and reached the log whole.
+    encoded = feed.replace(".", "%2E")
+    async with connect(f"{ws}?access%5Ftoken={encoded}") as conn:
+        await conn.recv()
     for refused in (f"{ws}?access_token={expired}", f"{ws}?access_token={webhook}&x=1"):
         with pytest.raises(InvalidStatus):
             async with connect(refused):
@@ -123,6 +129,8 @@ async def test_no_token_reaches_the_log_at_any_level(
         )
         assert bad.status_code == 401
         await http.get(f"/health?access_token={feed}")
+        await http.get(f"/health?token={encoded}")
+        await http.get(f"/health?token={encoded.replace('%', '%25')}")  # encoded twice
     await asyncio.sleep(0.3)
     output = served.stop()
     # The handshakes were logged (so the check below looked at them) ...
@@ -130,6 +138,7 @@ async def test_no_token_reaches_the_log_at_any_level(
     assert "[redacted]" in output
     # ... and no token, whole or as a JWT-shaped fragment, is in any line.
     assert JWT_SHAPE.findall(output) == []
+    assert JWT_SHAPE.findall(unquote(unquote(output))) == []
     for token in tokens:
         assert token.split(".")[2] not in output
 
