@@ -18,7 +18,7 @@ ENCODED = JWT.replace(".", "%2E")
         f"GET /health?token={ENCODED} HTTP/1.1",
         f"GET /health?token={ENCODED.replace('%', '%25')} HTTP/1.1",
         f"Authorization: Bearer {JWT}",
-        f"GET /x?a=b+c&access%5Ftoken=opaque-token-value",
+        "GET /x?a=b+c&access%5Ftoken=opaque-token-value",
     ],
 )
 def test_a_credential_is_redacted_however_it_was_encoded(line: str) -> None:
