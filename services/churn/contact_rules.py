@@ -24,7 +24,7 @@ class InvalidTimeZone(ValueError):  # noqa: N818 - reads as the condition it nam
 def zone(name: str) -> ZoneInfo:
     """The ``ZoneInfo`` for an IANA name; ``InvalidTimeZone`` if unknown or malformed."""
     if not name or len(name) > 64 or name.startswith("/") or ".." in name:
-        raise InvalidTimeZone(f"unknown time zone {name!r}")
+        raise InvalidTimeZone(f"unknown time zone {name[:64]!r}")
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError, OSError):

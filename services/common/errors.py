@@ -50,11 +50,20 @@ def _field(loc: tuple[Any, ...] | list[Any]) -> str:
     return ".".join(str(part) for part in loc) or "(request)"
 
 
+#: Longest problem told per field: a validator's message may quote the input.
+MAX_PROBLEM_CHARS = 300
+
+
+def _problem(message: str) -> str:
+    return message if len(message) <= MAX_PROBLEM_CHARS else message[:MAX_PROBLEM_CHARS] + "..."
+
+
 async def _validation(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    # The offending input is not echoed back: it may be large or sensitive.
+    # The offending input is not echoed back: it may be large or sensitive. A
+    # validator's own message may quote it (a 600 KB time zone came back twice).
     errors = [
-        {"field": _field(err.get("loc", ())), "problem": err.get("msg", "invalid")}
+        {"field": _field(err.get("loc", ())), "problem": _problem(str(err.get("msg", "invalid")))}
         for err in exc.errors()
     ]
     first = errors[0] if errors else {"field": "(request)", "problem": "invalid"}

@@ -69,6 +69,14 @@ async def test_signals_flow_and_refusals(
             headers=auth,
         )
         assert bad_zone.status_code == 422
+        # Its problem is told, not the whole input: a 600 KB zone came back twice.
+        huge_zone = await client.put(
+            "/v1/churn/leads",
+            json={"leads": [{"lead_id": "x", "timezone": "A" * 600_000}]},
+            headers=auth,
+        )
+        assert huge_zone.status_code == 422
+        assert len(huge_zone.content) < 2_000
         first = _signal("lead-1")
         response = await client.post("/v1/churn/signals", json={"signals": [first]}, headers=auth)
         assert response.status_code == 202
