@@ -48,8 +48,14 @@ def _httpx_log_level() -> Iterator[None]:
 def test_sends_at_full_concurrency_reuse_their_connections(churn_env: dict[str, str]) -> None:
     # Each request is held briefly, so a round's sends are all in flight together.
     with StandinServer(api_key="k", faults=Faults(latency_seconds=0.2)) as standin:
+        # The tests' 1 s send timeout is for the retry tests: 32 connections opened
+        # at once to a threaded stand-in on a loaded 2-core machine took longer, and
+        # a timed-out send failed a test about connection reuse.
         settings = ChurnSettings.from_env(
-            ghl_api_key="k", ghl_base_url=standin.url, churn_worker_concurrency=CONCURRENCY
+            ghl_api_key="k",
+            ghl_base_url=standin.url,
+            churn_worker_concurrency=CONCURRENCY,
+            ghl_timeout_seconds=10,
         )
         crm = build_crm(settings)
         assert crm is not None
