@@ -72,6 +72,8 @@ WEBHOOK_TOKEN_FILE = "rollback-webhook-token"  # noqa: S105 - a file name, not t
 #: What the operator commands (flags, rollout, rollback, impact, vision, churn)
 #: need to reach this run's stores, as shell assignments (mode 0600).
 OPERATOR_ENV_FILE = "operator.env"
+#: The services' FAULT_INJECTION_FILE (services/common/faults.py), empty: no fault.
+FAULT_FILE = "fault.json"
 SCRAPE_INTERVAL = "5s"
 #: The media bucket of the run's S3 stand-in (photo uploads).
 MEDIA_BUCKET = "enterprisehub-media-local"
@@ -297,11 +299,20 @@ def print_guide(
             "run's stores; e.g. the flags, and `rollout set` turns a rolled-back feature on again:"
         )
         _say(f"  {operator_cli(state_dir, 'rollout status --environment local')}")
+    if prometheus_url and "rollback" in started and "realtime" in started:
+        fault = shlex.quote(str(state_dir / FAULT_FILE))
+        _say(
+            "See the loop from a fault to the flags turned off: make every lead ingest "
+            "answer 500 (PlatformErrorRateRollback turns every feature off after its "
+            "5 minutes), then end the fault and turn the features on again with `rollout set`:"
+        )
+        _say(f"""  echo '{{"route_prefix": "/v1/leads", "error_rate": 1.0}}' > {fault}""")
+        _say(f"  : > {fault}")
     if not os.environ.get("ANTHROPIC_API_KEY"):
         _say(
             "Property vision and AI coaching answer 503 claude_not_configured: export "
-            "ANTHROPIC_API_KEY before `make run`, or, offline, start the project's Claude "
-            "stand-in and point `make run` at it:"
+            "ANTHROPIC_API_KEY before `make run`, or, offline, stop this run (Ctrl-C or "
+            "`make stop`), start the project's Claude stand-in and point `make run` at it:"
         )
         _say(f"  {claude_standin_command()} &")
         _say(
@@ -481,11 +492,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     auth_env = jwt_env(state_dir)
     (state_dir / PID_FILE).write_text(f"{os.getpid()}\n")
     monitored = not args.no_prometheus and all(shutil.which(b) for b in MONITORING_BINARIES)
+    # An empty fault file: the banner's drill writes a fault into it (re-read live).
+    (state_dir / FAULT_FILE).write_text("")
     base_env = {
         **os.environ,
         **auth_env,
         "ENVIRONMENT": "local",
         "LOG_LEVEL": "INFO",
+        "FAULT_INJECTION_FILE": str(state_dir / FAULT_FILE),
     }
     _say(
         f"starting Postgres and Redis on 127.0.0.1 (state in {state_dir}); migrating; "

@@ -206,6 +206,20 @@ def test_make_run_serves_health_streams_events_and_stops_cleanly(state_root: Pat
 
         _check_monitoring(output, ports)
 
+        # The banner's fault drill works as pasted: every ingest answers 500, then none.
+        start_fault, end_fault = (line.strip() for line in lines if line.endswith("fault.json"))
+        event = next(line.strip() for line in lines if "/v1/leads/events -H" in line)
+        for command, status in ((start_fault, 500), (end_fault, 202)):
+            subprocess.run(["bash", "-c", command], cwd=state_root, check=True)
+            posted = subprocess.run(
+                ["bash", "-c", f"{event} -o /dev/null -w '%{{http_code}}'"],
+                cwd=state_root,
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            assert posted.stdout == str(status), (command, posted.stdout, posted.stderr)
+
         # The operator commands get this run's stores from the file the banner
         # names: the rollback the monitoring check triggered is undone as
         # docs/observability.md says, by `enterprisehub rollout set`.
