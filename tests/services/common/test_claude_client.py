@@ -510,11 +510,16 @@ async def test_half_open_probe_closes_the_circuit(
         anthropic_api.url, claude_breaker_failures=1, claude_breaker_open_seconds=0.1
     )
     anthropic_api.script(Case.server_error(should_retry=False), Case.valid(VALID))
-    with pytest.raises(ClaudeUnavailable):
-        await _structured(client)
-    await asyncio.sleep(0.15)
+    await _open_until_half_open(client)
     assert (await _structured(client)).output.label == "ok"
     assert client.health()["circuit"] == "closed"
+
+
+async def _open_until_half_open(client: ClaudeClient) -> None:
+    """A failure opens the circuit (one failure trips it); its 0.1 s open period ends."""
+    with pytest.raises(ClaudeUnavailable):
+        await _structured(client)
+    await asyncio.sleep(0.15)  # the next call is the half-open probe
 
 
 async def test_a_probe_whose_caller_gives_up_does_not_keep_the_circuit_half_open(
@@ -532,9 +537,7 @@ async def test_a_probe_whose_caller_gives_up_does_not_keep_the_circuit_half_open
     anthropic_api.script(
         Case.server_error(should_retry=False), Case.slow(1.0, VALID), Case.valid(VALID)
     )
-    with pytest.raises(ClaudeUnavailable):
-        await _structured(client)
-    await asyncio.sleep(0.15)  # open period over: the next call is the probe
+    await _open_until_half_open(client)
     with pytest.raises(TimeoutError):
         async with asyncio.timeout(0.3):
             await _structured(client)
@@ -551,9 +554,7 @@ async def test_a_probe_cancelled_while_the_limiter_holds_it_gives_back_both(
         anthropic_api.url, claude_breaker_failures=1, claude_breaker_open_seconds=0.1
     )
     anthropic_api.script(Case.server_error(should_retry=False), Case.valid(VALID))
-    with pytest.raises(ClaudeUnavailable):
-        await _structured(client)
-    await asyncio.sleep(0.15)
+    await _open_until_half_open(client)
     in_flight = client.limiter._in_flight
     # A known limit with no token left: the next call waits about a second.
     limiter = client.limiter
