@@ -6,7 +6,9 @@ given one, prints one line per event (or the raw frames with ``--json``),
 and behaves as a client should: after a dropped connection or a 1013 it
 waits the ``reconnect_delay`` the server announced and resumes after the
 last ``stream_id`` it printed, so nothing is missed or printed twice. A
-refusal that retrying cannot fix (401/403, 1008) ends it with the reason.
+refusal that retrying cannot fix (401/403, 1008) ends it with the reason,
+except a close for an expired token (1008 ``expired_token``) when the client
+minted that token itself: it mints a fresh one and resumes at once.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 TOKEN_ENV = "ENTERPRISEHUB_TOKEN"  # noqa: S105 - the variable's name, not a secret
 WS_POLICY_VIOLATION = 1008
+#: The feed's close reason when the socket's token expired (services.realtime.hub).
+TOKEN_EXPIRED_REASON = "expired_token"  # noqa: S105 - a close reason, not a secret
 DEFAULT_RECONNECT_DELAY = 5.0
 OPEN_TIMEOUT = 10.0
 
@@ -46,10 +50,15 @@ class FeedClientError(Exception):
         super().__init__(message)
 
 
-def _token(args: argparse.Namespace) -> str:
+def _given_token(args: argparse.Namespace) -> str | None:
     given = args.token or os.environ.get(TOKEN_ENV)
-    if given:
-        return str(given)
+    return str(given) if given else None
+
+
+def _token(args: argparse.Namespace) -> str:
+    given = _given_token(args)
+    if given is not None:
+        return given
     from services.common.auth import issue_token
     from services.common.scopes import FEED_READ
     from services.common.settings import AuthSettings, SettingsError
@@ -176,6 +185,18 @@ async def watch_feed(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
             reason = exc.rcvd.reason if exc.rcvd else "connection lost"
         except (OSError, TimeoutError) as exc:
             code, reason = None, f"cannot connect ({exc})"
+        if code == WS_POLICY_VIOLATION and reason == TOKEN_EXPIRED_REASON:
+            if _given_token(args) is not None:
+                # A token passed in cannot be renewed here; a reconnect with it
+                # would only be refused 401.
+                resume = f" and --last-event-id {printer.cursor}" if printer.cursor else ""
+                raise FeedClientError(
+                    f"the token expired: run again with a new one (--token or {TOKEN_ENV}){resume}"
+                )
+            # Nothing was missed: the next socket resumes after the cursor.
+            token = _token(args)
+            headers = {"Authorization": f"Bearer {token}"}
+            continue
         if code == WS_POLICY_VIOLATION:
             raise FeedClientError(f"the feed refused this client: {reason}")
         print(
