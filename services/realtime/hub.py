@@ -41,7 +41,14 @@ from services.common.redis import Redis
 from services.common.tasks import BackgroundTask
 from services.realtime import store
 from services.realtime.config import RealtimeSettings
-from services.realtime.connections import ConnectionCap, ConnectionRegistry, FeedConnection
+from services.realtime.connections import (
+    FIRST_REPLAY_PAGE,
+    REPLAY_PAGE_CHARS,
+    ConnectionCap,
+    ConnectionRegistry,
+    FeedConnection,
+    next_page_size,
+)
 from services.realtime.frames import (
     FIELD_EVENT_ID,
     FeedEntry,
@@ -440,6 +447,16 @@ class FeedHub:
         between are read from Postgres (by their recorded stream ids), up to
         REALTIME_DB_REPLAY_LIMIT; beyond that the client is told with a
         ``replay_truncated`` frame and the replay continues from the stream.
+
+        Read a page at a time, each sent before the next is read, as the
+        stream's catch-up does: a socket holds one page, not the whole replay.
+        A page's size in events follows the last page's characters per event
+        (`next_page_size`), and Postgres cuts it at REPLAY_PAGE_CHARS of
+        stored documents, so small events followed by large ones cannot make
+        one page large. The estimate keeps that cut rare: Postgres renders
+        every row it measures, returned or not. Each page is its own short
+        transaction, so a slow client holds no pool connection while its page
+        is being sent.
         """
         first = await self.events.first_id(conn.tenant_id)
         before = parse_stream_id(first) if first is not None else None
@@ -447,24 +464,39 @@ class FeedHub:
             return 0
         limit = self.settings.realtime_db_replay_limit
         requested = conn.cursor_id
-        async with self.db.tenant(conn.tenant_id) as db_conn:
-            rows = await store.published_between(
-                db_conn, after=conn.cursor, before=before, limit=limit + 1
-            )
-        entries = [
-            FeedEntry.from_body(
-                stream_id,
-                event_id=event.event_id,
-                agent_id=event.agent_id,
-                accepted_at=event.accepted_at,
-                body=event.body().decode(),
-            )
-            for stream_id, event in rows[:limit]
-        ]
-        sent = await conn.send_entries(entries)
-        if len(rows) > limit:
-            await conn.send_control(replay_truncated_frame(requested=requested, resumed_from=first))
-        return sent
+        after = conn.cursor
+        read = sent = 0
+        page = min(conn.replay_page, FIRST_REPLAY_PAGE)
+        while True:
+            room = limit - read
+            # One row beyond the limit tells "exactly the limit" from "more".
+            count = min(page, room + 1)
+            async with self.db.tenant(conn.tenant_id) as db_conn:
+                rows = await store.published_between(
+                    db_conn, after=after, before=before, limit=count, max_chars=REPLAY_PAGE_CHARS
+                )
+            if not rows:
+                return sent
+            entries = [
+                FeedEntry.from_body(
+                    stream_id,
+                    event_id=event.event_id,
+                    agent_id=event.agent_id,
+                    accepted_at=event.accepted_at,
+                    body=event.body().decode(),
+                )
+                for stream_id, event in rows[:room]
+            ]
+            sent += await conn.send_entries(entries)
+            if len(rows) > room:
+                await conn.send_control(
+                    replay_truncated_frame(requested=requested, resumed_from=first)
+                )
+                return sent
+            read += len(entries)
+            after = entries[-1].key
+            chars = sum(len(entry.frame) for entry in entries)
+            page = next_page_size(len(entries), chars, most=conn.replay_page)
 
     @staticmethod
     async def _close(websocket: WebSocket, code: int, reason: str) -> None:
