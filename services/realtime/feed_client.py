@@ -9,6 +9,10 @@ last ``stream_id`` it printed, so nothing is missed or printed twice. A
 refusal that retrying cannot fix (401/403, 1008) ends it with the reason,
 except a close for an expired token (1008 ``expired_token``) when the client
 minted that token itself: it mints a fresh one and resumes at once.
+
+Everything it prints passes through `printable`: lead ids, agent ids and
+``data`` are whatever a CRM sent (free text), and an escape sequence in
+them would otherwise be run by the operator's terminal.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import re
 import sys
 import time
 from typing import Any, TextIO
@@ -33,6 +38,22 @@ DEFAULT_RECONNECT_DELAY = 5.0
 OPEN_TIMEOUT = 10.0
 
 
+# What a terminal acts on instead of showing: C0 controls (ESC starts every
+# escape sequence; CR and BS overwrite what was printed; BEL), DEL, C1 controls
+# (U+009B is a one-character CSI for terminals that read 8-bit controls), the
+# bidi embeddings, overrides and isolates that reorder a line's text, and the
+# Unicode line and paragraph separators. Everything else printable is kept.
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def printable(text: str) -> str:
+    """``text`` with each character a terminal would act on written as ``\\uXXXX``.
+
+    The escape is JSON's own, so a ``--json`` line stays the same JSON.
+    """
+    return _UNSAFE.sub(lambda match: f"\\u{ord(match.group()):04x}", text)
+
+
 class OutputClosed(Exception):  # noqa: N818 - reads as the condition it names
     """Whoever read the output went away (``feed | head``): there is nothing left to do.
 
@@ -47,7 +68,8 @@ class FeedClientError(Exception):
 
     def __init__(self, message: str, code: int = 1) -> None:
         self.code = code
-        super().__init__(message)
+        # The message may carry what the server sent (a refusal's body, a close reason).
+        super().__init__(printable(message))
 
 
 def _given_token(args: argparse.Namespace) -> str | None:
@@ -148,7 +170,7 @@ class _Printer:
 
     def _line(self, text: str) -> None:
         try:
-            self.out.write(text + "\n")
+            self.out.write(printable(text) + "\n")
             self.out.flush()
         except BrokenPipeError:
             raise OutputClosed from None
@@ -200,8 +222,10 @@ async def watch_feed(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
         if code == WS_POLICY_VIOLATION:
             raise FeedClientError(f"the feed refused this client: {reason}")
         print(
-            f"-- feed closed ({code or 'no close code'}: {reason or 'no reason'}); "
-            f"reconnecting in {printer.reconnect_delay:g} s",
+            printable(
+                f"-- feed closed ({code or 'no close code'}: {reason or 'no reason'}); "
+                f"reconnecting in {printer.reconnect_delay:g} s"
+            ),
             file=sys.stderr,
             flush=True,
         )

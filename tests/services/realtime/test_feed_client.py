@@ -9,12 +9,13 @@ from asyncio.subprocess import Process
 from collections.abc import Awaitable, Callable
 
 import httpx
+import orjson
 import pytest
 
 from services.common.scopes import CRM_INGEST, FEED_READ
 from services.common.scoring import LeadFeatures
 from services.realtime.config import RealtimeSettings
-from services.realtime.feed_client import TOKEN_ENV
+from services.realtime.feed_client import TOKEN_ENV, printable
 from tests.services.realtime.conftest import RECEIVE_TIMEOUT, Replica, event_body, post_event
 
 pytestmark = pytest.mark.integration
@@ -155,3 +156,65 @@ async def test_a_client_given_a_token_says_it_expired_and_stops(
     assert code == 1, errors
     assert "the token expired" in errors
     assert "reconnecting" not in errors
+
+
+# Clears the screen, sets the window title, rings the bell, returns to the
+# line's start to overwrite it, a one-character (C1) CSI and a bidi override.
+KEPT = "Zoë 東京 😀"
+HOSTILE_LEAD = "\x1b[2J\x1b]0;owned\x07lead\rfake line\x9b31m\u202eevil " + KEPT
+HOSTILE_AGENT = "agent-1\x1b[8m"
+CONTROLS = [chr(code) for code in (*range(0x00, 0x20), *range(0x7F, 0xA0))]
+
+
+def test_every_c0_and_c1_control_is_escaped_and_printable_text_is_kept() -> None:
+    text = "".join(CONTROLS) + KEPT + "\u2028\u202e\u2066"
+    shown = printable(text)
+    assert not any(char in shown for char in (*CONTROLS, "\u2028", "\u202e", "\u2066"))
+    assert shown.startswith("\\u0000\\u0001")
+    assert "\\u001b" in shown
+    assert "\\u009b" in shown
+    assert shown.endswith(KEPT + "\\u2028\\u202e\\u2066")
+
+
+@pytest.mark.parametrize("raw", [False, True], ids=["lines", "json"])
+async def test_an_event_cannot_send_escape_sequences_to_the_operators_terminal(
+    replica: Replica,
+    http: httpx.AsyncClient,
+    make_token: Callable[..., str],
+    sample_leads: list[LeadFeatures],
+    raw: bool,
+) -> None:
+    """The ingest takes lead and agent ids as free text, and the client printed
+    them as they came: an event could clear the operator's screen, retitle the
+    window or overwrite a line with a fake one."""
+    crm = make_token("tenant-a", scopes=(CRM_INGEST,))
+    body = event_body(
+        sample_leads[0], lead_id=HOSTILE_LEAD, agent_id=HOSTILE_AGENT, data={"note": KEPT}
+    )
+    # The event is for that agent only: the feed's token is that agent's.
+    token = make_token("tenant-a", subject=HOSTILE_AGENT, scopes=(FEED_READ,))
+    options = ["--token", token, "--count", "1", *(["--json"] if raw else [])]
+    client = await _start_client(replica, *options, env=dict(os.environ))
+    assert client.stdout is not None
+    try:
+        async with asyncio.timeout(RECEIVE_TIMEOUT):
+            connected = await client.stdout.readline()
+            assert b"connected" in connected or b'"ready"' in connected, connected
+            await post_event(http, replica, crm, body)
+            output, _ = await client.communicate()
+    finally:
+        await _stop(client)
+    text = output.decode()
+    assert text.endswith("\n")
+    assert not any(char in text[:-1] for char in CONTROLS)
+    assert "\u202e" not in text
+    if raw:
+        # Still the event's JSON, with its fields as they were sent.
+        event = orjson.loads(text)
+        assert (event["lead_id"], event["agent_id"]) == (HOSTILE_LEAD, HOSTILE_AGENT)
+        assert event["data"] == {"note": KEPT}
+        assert KEPT in text
+    else:
+        shown = "\\u001b[2J\\u001b]0;owned\\u0007lead\\u000dfake line\\u009b31m\\u202eevil "
+        assert shown + KEPT in text
+        assert "agent-1\\u001b[8m" in text
