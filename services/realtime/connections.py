@@ -41,7 +41,7 @@ DeliverySink = Callable[[str, str, float], None]
 
 #: Entries of a catch-up's first page (later pages: sized by REPLAY_PAGE_CHARS).
 FIRST_REPLAY_PAGE: Final = 32
-#: About how many characters of stream entries one catch-up page may hold.
+#: About how many characters one page of a catch-up or of a Postgres replay may hold.
 REPLAY_PAGE_CHARS: Final = 2 * 1024 * 1024
 
 
