@@ -41,8 +41,17 @@ DeliverySink = Callable[[str, str, float], None]
 
 #: Entries of a catch-up's first page (later pages: sized by REPLAY_PAGE_CHARS).
 FIRST_REPLAY_PAGE: Final = 32
-#: About how many characters of stream entries one catch-up page may hold.
+#: About how many characters one page of a catch-up or of a Postgres replay may hold.
 REPLAY_PAGE_CHARS: Final = 2 * 1024 * 1024
+
+
+def next_page_size(count: int, chars: int, *, most: int) -> int:
+    """Entries to read next: about REPLAY_PAGE_CHARS at the last page's characters per entry.
+
+    ``count`` entries of ``chars`` characters were just read; never more than
+    ``most`` and never fewer than one.
+    """
+    return max(1, min(most, count * REPLAY_PAGE_CHARS // max(chars, 1)))
 
 
 @dataclass(slots=True, eq=False, kw_only=True)
@@ -159,7 +168,7 @@ class FeedConnection:
             if len(entries) < count:
                 return sent
             size = sum(len(entry.frame) for entry in entries)
-            count = max(1, min(self.replay_page, count * REPLAY_PAGE_CHARS // max(size, 1)))
+            count = next_page_size(count, size, most=self.replay_page)
 
     async def _send_wanted(self, entries: list[FeedEntry], *, live: bool) -> int:
         """Send the entries this socket wants, as few messages as `MessageBatch` allows.

@@ -6,7 +6,13 @@ given one, prints one line per event (or the raw frames with ``--json``),
 and behaves as a client should: after a dropped connection or a 1013 it
 waits the ``reconnect_delay`` the server announced and resumes after the
 last ``stream_id`` it printed, so nothing is missed or printed twice. A
-refusal that retrying cannot fix (401/403, 1008) ends it with the reason.
+refusal that retrying cannot fix (401/403, 1008) ends it with the reason,
+except a close for an expired token (1008 ``expired_token``) when the client
+minted that token itself: it mints a fresh one and resumes at once.
+
+Everything it prints passes through `printable`: lead ids, agent ids and
+``data`` are whatever a CRM sent (free text), and an escape sequence in
+them would otherwise be run by the operator's terminal.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import re
 import sys
 import time
 from typing import Any, TextIO
@@ -25,8 +32,26 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 TOKEN_ENV = "ENTERPRISEHUB_TOKEN"  # noqa: S105 - the variable's name, not a secret
 WS_POLICY_VIOLATION = 1008
+#: The feed's close reason when the socket's token expired (services.realtime.hub).
+TOKEN_EXPIRED_REASON = "expired_token"  # noqa: S105 - a close reason, not a secret
 DEFAULT_RECONNECT_DELAY = 5.0
 OPEN_TIMEOUT = 10.0
+
+
+# What a terminal acts on instead of showing: C0 controls (ESC starts every
+# escape sequence; CR and BS overwrite what was printed; BEL), DEL, C1 controls
+# (U+009B is a one-character CSI for terminals that read 8-bit controls), the
+# bidi embeddings, overrides and isolates that reorder a line's text, and the
+# Unicode line and paragraph separators. Everything else printable is kept.
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def printable(text: str) -> str:
+    """``text`` with each character a terminal would act on written as ``\\uXXXX``.
+
+    The escape is JSON's own, so a ``--json`` line stays the same JSON.
+    """
+    return _UNSAFE.sub(lambda match: f"\\u{ord(match.group()):04x}", text)
 
 
 class OutputClosed(Exception):  # noqa: N818 - reads as the condition it names
@@ -43,13 +68,19 @@ class FeedClientError(Exception):
 
     def __init__(self, message: str, code: int = 1) -> None:
         self.code = code
-        super().__init__(message)
+        # The message may carry what the server sent (a refusal's body, a close reason).
+        super().__init__(printable(message))
+
+
+def _given_token(args: argparse.Namespace) -> str | None:
+    given = args.token or os.environ.get(TOKEN_ENV)
+    return str(given) if given else None
 
 
 def _token(args: argparse.Namespace) -> str:
-    given = args.token or os.environ.get(TOKEN_ENV)
-    if given:
-        return str(given)
+    given = _given_token(args)
+    if given is not None:
+        return given
     from services.common.auth import issue_token
     from services.common.scopes import FEED_READ
     from services.common.settings import AuthSettings, SettingsError
@@ -139,7 +170,7 @@ class _Printer:
 
     def _line(self, text: str) -> None:
         try:
-            self.out.write(text + "\n")
+            self.out.write(printable(text) + "\n")
             self.out.flush()
         except BrokenPipeError:
             raise OutputClosed from None
@@ -176,11 +207,25 @@ async def watch_feed(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
             reason = exc.rcvd.reason if exc.rcvd else "connection lost"
         except (OSError, TimeoutError) as exc:
             code, reason = None, f"cannot connect ({exc})"
+        if code == WS_POLICY_VIOLATION and reason == TOKEN_EXPIRED_REASON:
+            if _given_token(args) is not None:
+                # A token passed in cannot be renewed here; a reconnect with it
+                # would only be refused 401.
+                resume = f" and --last-event-id {printer.cursor}" if printer.cursor else ""
+                raise FeedClientError(
+                    f"the token expired: run again with a new one (--token or {TOKEN_ENV}){resume}"
+                )
+            # Nothing was missed: the next socket resumes after the cursor.
+            token = _token(args)
+            headers = {"Authorization": f"Bearer {token}"}
+            continue
         if code == WS_POLICY_VIOLATION:
             raise FeedClientError(f"the feed refused this client: {reason}")
         print(
-            f"-- feed closed ({code or 'no close code'}: {reason or 'no reason'}); "
-            f"reconnecting in {printer.reconnect_delay:g} s",
+            printable(
+                f"-- feed closed ({code or 'no close code'}: {reason or 'no reason'}); "
+                f"reconnecting in {printer.reconnect_delay:g} s"
+            ),
             file=sys.stderr,
             flush=True,
         )

@@ -8,6 +8,11 @@ Refusals (after the upgrade, so browsers can read code and reason):
 
 - 1008 policy violation: a malformed or unknown ``last_event_id``, or one
   ahead of the tenant's newest stream entry (it was never sent).
+- 1008 policy violation with the reason ``expired_token``: the token the
+  socket was opened with expired while it was open. The token is checked
+  at the handshake only, so without this close a socket would outlive its
+  token by hours (a revoked agent keeps reading). The client reconnects with
+  a fresh token and ``last_event_id``, and misses nothing.
 - 1013 try again later: the tenant is at WS_MAX_CONNECTIONS_PER_TENANT
   (reason ``tenant connection limit N reached``), or this replica cannot
   reach Redis to start the tenant's feed, or Postgres to resolve an event
@@ -23,6 +28,7 @@ import asyncio
 import contextlib
 import logging
 import re
+import time
 import uuid
 from dataclasses import InitVar, dataclass, field
 
@@ -35,7 +41,14 @@ from services.common.redis import Redis
 from services.common.tasks import BackgroundTask
 from services.realtime import store
 from services.realtime.config import RealtimeSettings
-from services.realtime.connections import ConnectionCap, ConnectionRegistry, FeedConnection
+from services.realtime.connections import (
+    FIRST_REPLAY_PAGE,
+    REPLAY_PAGE_CHARS,
+    ConnectionCap,
+    ConnectionRegistry,
+    FeedConnection,
+    next_page_size,
+)
 from services.realtime.frames import (
     FIELD_EVENT_ID,
     FeedEntry,
@@ -53,6 +66,9 @@ log = logging.getLogger(__name__)
 WS_POLICY_VIOLATION = 1008
 WS_INTERNAL_ERROR = 1011
 WS_TRY_AGAIN_LATER = 1013
+#: Close reason of a socket whose token expired: the same word as the HTTP 401
+#: a handshake with that token now gets, so a client handles both alike.
+TOKEN_EXPIRED_REASON = "expired_token"  # noqa: S105 - a close reason, not a secret
 # fullmatch only: "$" would let "1-1\n" through to the stream id parser.
 _STREAM_ID = re.compile(r"[0-9]{1,20}-[0-9]{1,20}")
 _EVENT_ID = re.compile(
@@ -251,12 +267,12 @@ class FeedHub:
         # given back whatever happens next, or one bad handshake repeated a
         # hundred times would lock the tenant out until the slots expire.
         try:
-            await self._serve_admitted(websocket, conn, cursor)
+            await self._serve_admitted(websocket, conn, cursor, self._token_deadline(principal))
         finally:
             await self._release(conn)
 
     async def _serve_admitted(
-        self, websocket: WebSocket, conn: FeedConnection, cursor: str | None
+        self, websocket: WebSocket, conn: FeedConnection, cursor: str | None, expires_at: float
     ) -> None:
         try:
             position = await self.fanout.subscribe(conn.tenant_id)
@@ -269,7 +285,9 @@ class FeedHub:
         self.metrics.connections.inc()
         try:
             await websocket.accept()
-            await self._run(websocket, conn, resume=cursor is not None)
+            await self._run_until_expiry(
+                websocket, conn, resume=cursor is not None, expires_at=expires_at
+            )
         finally:
             self.metrics.connections.dec()
 
@@ -337,6 +355,34 @@ class FeedHub:
 
     # -- serving -------------------------------------------------------------------
 
+    def _token_deadline(self, principal: Principal) -> float:
+        """When (epoch seconds) a handshake with this socket's token would be refused.
+
+        The verifier accepts a token until its ``exp`` plus JWT_LEEWAY_SECONDS;
+        closing earlier would let a reconnect with the same token be accepted
+        and closed again at once.
+        """
+        return principal.expires_at.timestamp() + self.settings.jwt_leeway_seconds
+
+    async def _run_until_expiry(
+        self, websocket: WebSocket, conn: FeedConnection, *, resume: bool, expires_at: float
+    ) -> None:
+        """`_run` until the token expires, then close 1008 ``expired_token``.
+
+        The deadline covers the replay too: a slow client's long resume is no
+        way to keep reading past the token.
+        """
+        loop = asyncio.get_running_loop()
+        expiry = asyncio.timeout_at(loop.time() + (expires_at - time.time()))
+        try:
+            async with expiry:
+                await self._run(websocket, conn, resume=resume)
+        except TimeoutError:
+            if not expiry.expired():
+                raise
+            log.debug("feed socket %s closed: its token expired", conn.conn_id)
+            await self._close(websocket, WS_POLICY_VIOLATION, TOKEN_EXPIRED_REASON)
+
     async def _run(self, websocket: WebSocket, conn: FeedConnection, *, resume: bool) -> None:
         settings = self.settings
         try:
@@ -374,10 +420,14 @@ class FeedHub:
         reader = asyncio.create_task(
             _until_disconnect(websocket), name=f"feed-reader-{conn.conn_id}"
         )
-        done, pending = await asyncio.wait({writer, reader}, return_when=asyncio.FIRST_COMPLETED)
-        for task in pending:
-            task.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
+        try:
+            done, _ = await asyncio.wait({writer, reader}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            # Also when the token's expiry cancels this wait: neither task may
+            # outlive the socket (the writer would keep sending).
+            for task in (writer, reader):
+                task.cancel()
+            await asyncio.gather(writer, reader, return_exceptions=True)
         if writer in done and not writer.cancelled():
             error = writer.exception()
             if isinstance(error, REDIS_DOWN):
@@ -397,6 +447,16 @@ class FeedHub:
         between are read from Postgres (by their recorded stream ids), up to
         REALTIME_DB_REPLAY_LIMIT; beyond that the client is told with a
         ``replay_truncated`` frame and the replay continues from the stream.
+
+        Read a page at a time, each sent before the next is read, as the
+        stream's catch-up does: a socket holds one page, not the whole replay.
+        A page's size in events follows the last page's characters per event
+        (`next_page_size`), and Postgres cuts it at REPLAY_PAGE_CHARS of
+        stored documents, so small events followed by large ones cannot make
+        one page large. The estimate keeps that cut rare: Postgres renders
+        every row it measures, returned or not. Each page is its own short
+        transaction, so a slow client holds no pool connection while its page
+        is being sent.
         """
         first = await self.events.first_id(conn.tenant_id)
         before = parse_stream_id(first) if first is not None else None
@@ -404,24 +464,39 @@ class FeedHub:
             return 0
         limit = self.settings.realtime_db_replay_limit
         requested = conn.cursor_id
-        async with self.db.tenant(conn.tenant_id) as db_conn:
-            rows = await store.published_between(
-                db_conn, after=conn.cursor, before=before, limit=limit + 1
-            )
-        entries = [
-            FeedEntry.from_body(
-                stream_id,
-                event_id=event.event_id,
-                agent_id=event.agent_id,
-                accepted_at=event.accepted_at,
-                body=event.body().decode(),
-            )
-            for stream_id, event in rows[:limit]
-        ]
-        sent = await conn.send_entries(entries)
-        if len(rows) > limit:
-            await conn.send_control(replay_truncated_frame(requested=requested, resumed_from=first))
-        return sent
+        after = conn.cursor
+        read = sent = 0
+        page = min(conn.replay_page, FIRST_REPLAY_PAGE)
+        while True:
+            room = limit - read
+            # One row beyond the limit tells "exactly the limit" from "more".
+            count = min(page, room + 1)
+            async with self.db.tenant(conn.tenant_id) as db_conn:
+                rows = await store.published_between(
+                    db_conn, after=after, before=before, limit=count, max_chars=REPLAY_PAGE_CHARS
+                )
+            if not rows:
+                return sent
+            entries = [
+                FeedEntry.from_body(
+                    stream_id,
+                    event_id=event.event_id,
+                    agent_id=event.agent_id,
+                    accepted_at=event.accepted_at,
+                    body=event.body().decode(),
+                )
+                for stream_id, event in rows[:room]
+            ]
+            sent += await conn.send_entries(entries)
+            if len(rows) > room:
+                await conn.send_control(
+                    replay_truncated_frame(requested=requested, resumed_from=first)
+                )
+                return sent
+            read += len(entries)
+            after = entries[-1].key
+            chars = sum(len(entry.frame) for entry in entries)
+            page = next_page_size(len(entries), chars, most=conn.replay_page)
 
     @staticmethod
     async def _close(websocket: WebSocket, code: int, reason: str) -> None:

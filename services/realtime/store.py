@@ -87,20 +87,37 @@ FOR UPDATE SKIP LOCKED
 # revision 0002_realtime_delivery declares them, so that the replays use it.
 _STREAM_POSITION = "split_part(stream_id, '-', 1)::bigint, split_part(stream_id, '-', 2)::bigint"
 
-# Events published after a stream position (and, for REPLAY_BETWEEN, before a
-# second one), in stream order.
+# One page of the events published after a stream position (and, for
+# REPLAY_BETWEEN, before a second one), in stream order: at most a number of
+# rows, and only as many of them as fit in a budget of characters of stored
+# documents (the first row always, whatever its size). A resume after Redis
+# lost its stream used to read up to REALTIME_DB_REPLAY_LIMIT rows in one
+# statement: 10,000 events of 64 KiB held 640 MiB per socket. The budget is
+# applied by Postgres, so the page that reaches the service is bounded even
+# when small events are followed by large ones. The window runs over the index
+# order (ROWS frame: streamed, nothing buffered per partition).
 _REPLAY = f"""
-SELECT {_EVENT_COLUMNS}, stream_id
-FROM realtime_intelligence_events
-WHERE stream_id IS NOT NULL
-  AND ({_STREAM_POSITION}) > ($1::bigint, $2::bigint){{before}}
-ORDER BY {_STREAM_POSITION}
-LIMIT {{limit}}
+SELECT event_id, lead_id, event_type, agent_id, intelligence_data, accepted_at, stream_id
+FROM (
+    SELECT {_EVENT_COLUMNS}, stream_id,
+           row_number() OVER page_order AS n,
+           sum(length(intelligence_data::text)) OVER page_order AS chars_through
+    FROM realtime_intelligence_events
+    WHERE stream_id IS NOT NULL
+      AND ({_STREAM_POSITION}) > ($1::bigint, $2::bigint){{before}}
+    WINDOW page_order AS (ORDER BY {_STREAM_POSITION} ROWS UNBOUNDED PRECEDING)
+    ORDER BY {_STREAM_POSITION}
+    LIMIT {{limit}}
+) AS page
+WHERE n = 1 OR chars_through <= {{max_chars}}
+ORDER BY n
 """  # noqa: S608 - constants only
 REPLAY_BETWEEN = _REPLAY.format(
-    before=f"\n  AND ({_STREAM_POSITION}) < ($3::bigint, $4::bigint)", limit="$5"
+    before=f"\n      AND ({_STREAM_POSITION}) < ($3::bigint, $4::bigint)",
+    limit="$5",
+    max_chars="$6",
 )
-REPLAY_AFTER = _REPLAY.format(before="", limit="$3")
+REPLAY_AFTER = _REPLAY.format(before="", limit="$3", max_chars="$4")
 
 UNPUBLISHED_AMONG = f"""
 SELECT {_EVENT_COLUMNS}
@@ -225,13 +242,25 @@ async def unpublished(conn: Any, *, older_than: float, limit: int) -> list[Store
 
 
 async def published_between(
-    conn: Any, *, after: tuple[int, int], before: tuple[int, int] | None, limit: int
+    conn: Any,
+    *,
+    after: tuple[int, int],
+    before: tuple[int, int] | None,
+    limit: int,
+    max_chars: int,
 ) -> list[tuple[str, StoredEvent]]:
-    """``(stream_id, event)`` of events published after ``after`` (and before ``before``)."""
+    """A page of ``(stream_id, event)`` published after ``after`` (and before ``before``).
+
+    At most ``limit`` events, fewer when their stored documents would exceed
+    ``max_chars`` characters together (never none while one is left): an empty
+    page is the end, a short one is not.
+    """
     if before is None:
-        rows = await conn.fetch(REPLAY_AFTER, after[0], after[1], limit)
+        rows = await conn.fetch(REPLAY_AFTER, after[0], after[1], limit, max_chars)
     else:
-        rows = await conn.fetch(REPLAY_BETWEEN, after[0], after[1], before[0], before[1], limit)
+        rows = await conn.fetch(
+            REPLAY_BETWEEN, after[0], after[1], before[0], before[1], limit, max_chars
+        )
     return [(row["stream_id"], _stored(row)) for row in rows]
 
 

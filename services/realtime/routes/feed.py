@@ -2,7 +2,8 @@
 
 Authentication happens before the upgrade: a missing, expired or forged
 token is answered with HTTP 401 and the reason, a token without the
-``feed:read`` scope with 403 (``deny_websocket``). The tenant comes from the
+``feed:read`` scope with 403 (``deny_websocket``). The hub closes the socket
+when that token expires (1008 ``expired_token``). The tenant comes from the
 token; ``last_event_id`` (a frame's ``stream_id`` or ``event_id``) resumes
 after that event. Frames are described in `services.realtime.frames`.
 
@@ -55,9 +56,10 @@ replays what was missed, then goes live without gap or duplicate.
 - `heartbeat`: `ts`; `replay_truncated`: `requested`, `resumed_from`.
 
 **Close codes**: 1008 malformed or unknown `last_event_id` (do not retry with
-it); 1009 a client message over 4 KiB (the feed reads none); 1013 tenant
-connection limit reached or Redis unavailable (retry after `reconnect_delay`);
-1011 internal error.
+it), or reason `expired_token`: the token expired while the socket was open
+(reconnect with a fresh token and `last_event_id`); 1009 a client message
+over 4 KiB (the feed reads none); 1013 tenant connection limit reached or
+Redis unavailable (retry after `reconnect_delay`); 1011 internal error.
 
 A client for a terminal: `enterprisehub feed --tenant T [--url ws://HOST:8001/v1/feed]`.
 """
