@@ -13,15 +13,28 @@ its configuration: no usage statistics (the server makes no outbound
 connection), no file watcher and no development mode (it serves, it does not
 reload), the viewer's toolbar, and messages and uploads capped to what the
 pages need (Streamlit's defaults are 200 MB each).
+
+`JsonErrors` wraps Streamlit's app: its own error answers are plain text
+(``text/plain`` or no type at all), the services' are ``{detail, reason}``
+JSON, and a client of the platform should not have to tell them apart. It also
+refuses ``/_stcore/metrics``, which Streamlit serves to anyone (session counts
+before any sign-in) and nothing of the platform scrapes.
 """
 
 from __future__ import annotations
 
 import os
+from http import HTTPStatus
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import orjson
+
+from services.common.errors import reason_for_status
 from services.dashboards.config import DashboardSettings
+
+if TYPE_CHECKING:
+    from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 APP = Path(__file__).with_name("app.py")
 #: Streamlit's cap on a WebSocket message, either way, in MB (its default: 200).
@@ -32,6 +45,114 @@ APP = Path(__file__).with_name("app.py")
 MAX_MESSAGE_MB = 16
 #: The same cap in bytes, as uvicorn reads client messages (``services.cli.SERVICES``).
 MAX_MESSAGE_BYTES = MAX_MESSAGE_MB * 1_000_000
+
+
+#: Streamlit's OpenMetrics route (its session counts and cache sizes). Nothing of
+#: the platform reads it: Prometheus scrapes ``/metrics`` of the workloads that
+#: carry the metrics label, which the dashboards do not (``localrun`` marks them
+#: ``metrics=False``), so it is answered 404 like a route that does not exist.
+METRICS_PATH = "/_stcore/metrics"
+#: The most of a plain-text error body kept as its ``detail`` (Streamlit's are a
+#: few words: "XSRF token missing or invalid", "File not found").
+MAX_DETAIL_CHARS = 200
+
+
+class JsonErrors:
+    """ASGI middleware: Streamlit's plain-text error answers as ``{detail, reason}``.
+
+    Only answers of status 400 and above whose type is absent or ``text/plain``
+    are rewritten, with their status and other headers kept: HTML pages, the
+    health check's 200 "ok" and Streamlit's own JSON pass untouched.
+    WebSockets and lifespan events pass through.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if scope["path"].rstrip("/") == METRICS_PATH:
+            await _send_json(send, 404, HTTPStatus.NOT_FOUND.phrase, head=scope["method"] == "HEAD")
+            return
+        start: Message | None = None
+        body: list[bytes] = []
+
+        async def rewrite(message: Message) -> None:
+            nonlocal start
+            if message["type"] == "http.response.start":
+                if message["status"] >= 400 and _is_plain(message):
+                    start = message  # held until its body is complete
+                    return
+                await send(message)
+            elif message["type"] == "http.response.body" and start is not None:
+                if sum(map(len, body)) < MAX_DETAIL_CHARS:
+                    body.append(message.get("body", b""))
+                if message.get("more_body", False):
+                    return
+                status = start["status"]
+                headers = start.get("headers", [])
+                # A compressed body (Streamlit's gzip middleware) is no readable detail.
+                encoded = any(name.lower() == b"content-encoding" for name, _ in headers)
+                text = "" if encoded else b"".join(body).decode("utf-8", "replace")
+                text = text.strip()[:MAX_DETAIL_CHARS]
+                await _send_json(
+                    send,
+                    status,
+                    text or _phrase(status),
+                    head=scope["method"] == "HEAD",
+                    headers=[
+                        (name, value)
+                        for name, value in headers
+                        if name.lower() not in _REPLACED_HEADERS
+                    ],
+                )
+            else:
+                await send(message)
+
+        await self.app(scope, receive, rewrite)
+
+
+_REPLACED_HEADERS = (b"content-type", b"content-length", b"content-encoding")
+
+
+def _is_plain(start: Message) -> bool:
+    for name, value in start.get("headers", []):
+        if name.lower() == b"content-type":
+            return bool(value.lower().startswith(b"text/plain"))
+    return True
+
+
+def _phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
+
+
+async def _send_json(
+    send: Send,
+    status: int,
+    detail: str,
+    *,
+    head: bool,
+    headers: list[tuple[bytes, bytes]] | None = None,
+) -> None:
+    body = orjson.dumps({"detail": detail, "reason": reason_for_status(status)})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                *(headers or []),
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode("ascii")),
+            ],
+        }
+    )
+    # A HEAD answer says how long the body would be but sends none.
+    await send({"type": "http.response.body", "body": b"" if head else body})
 
 
 def streamlit_environment(*, log_level: str) -> dict[str, str]:
@@ -54,7 +175,8 @@ def create_app() -> Any:
     settings = DashboardSettings.from_env()
     os.environ.update(streamlit_environment(log_level=settings.log_level))
     import streamlit as st
+    from starlette.middleware import Middleware
 
-    app = st.App(str(APP))
+    app = st.App(str(APP), middleware=[Middleware(JsonErrors)])
     app.state["settings"] = settings
     return app

@@ -19,6 +19,7 @@ import pytest
 import pytest_asyncio
 
 from localrun.servers import free_port
+from services.common.errors import reason_for_status
 from services.common.scopes import DASHBOARDS_VIEW
 from services.common.scoring import LeadFeatures
 from tests.raw_http import raw_exchange
@@ -260,6 +261,64 @@ async def test_the_server_is_the_services_bounded_one(
     assert head.startswith(b"HTTP/1.1 400 "), answer[:200]
     assert b"content-type: application/json" in head.lower(), head
     assert json.loads(body)["reason"] == "bad_request"
+
+
+#: Requests Streamlit itself refuses, each with the status and words it answers.
+STREAMLIT_REFUSALS = [
+    # Its path-security middleware, on an encoded traversal (no content type at all).
+    ("GET", "/%2e%2e/%2e%2e/etc/passwd", 400, "Bad Request"),
+    ("GET", "/component/x", 404, "Component not found"),
+    ("GET", "/media/x.png", 404, "File not found"),
+    ("PUT", "/_stcore/upload_file/a/b", 403, "XSRF token missing or invalid"),
+    ("POST", "/_stcore/health", 405, "Method Not Allowed"),
+]
+
+
+async def test_streamlits_refusals_are_answered_as_the_projects_json(
+    dashboards_url: str,
+) -> None:
+    """Streamlit answered these in plain text (or with no content type), where
+    every other error of the platform is ``{detail, reason}`` JSON; its pages,
+    its health check and its own JSON stay as they were."""
+    async with httpx.AsyncClient(base_url=dashboards_url, timeout=10) as client:
+        for method, path, status, detail in STREAMLIT_REFUSALS:
+            answer = await client.request(method, path)
+            assert answer.status_code == status, (path, answer.text[:200])
+            assert answer.headers["content-type"] == "application/json", path
+            assert answer.json() == {
+                "detail": detail,
+                "reason": reason_for_status(status),
+            }, path
+        head = await client.head("/component/x")
+        assert (head.status_code, head.headers["content-type"], head.content) == (
+            404,
+            "application/json",
+            b"",
+        )
+        page = await client.get("/coaching")
+        assert page.status_code == 200
+        assert page.headers["content-type"].startswith("text/html")
+        health = await client.get("/_stcore/health")
+        assert (health.status_code, health.text) == (200, "ok")
+        config = await client.get("/_stcore/host-config")
+        assert config.status_code == 200
+        assert "allowedOrigins" in config.json()
+
+
+async def test_streamlits_metrics_are_not_served(dashboards_url: str) -> None:
+    """``/_stcore/metrics`` told anyone, before any sign-in, how many sessions the
+    dashboards hold; nothing of the platform scrapes it (Prometheus reads the
+    workloads' ``/metrics``, and the dashboards are not among them)."""
+    async with httpx.AsyncClient(base_url=dashboards_url, timeout=10) as client:
+        for method, path in [
+            ("GET", "/_stcore/metrics"),
+            ("GET", "/_stcore/metrics/"),
+            ("OPTIONS", "/_stcore/metrics"),
+        ]:
+            answer = await client.request(method, path)
+            assert answer.status_code == 404, (method, path, answer.text[:200])
+            assert answer.json() == {"detail": "Not Found", "reason": "not_found"}
+            assert "session" not in answer.text
 
 
 async def test_no_token_reaches_the_dashboards_log(
