@@ -11,8 +11,8 @@ would start a server of its own with none of these, before any sign-in.
 Streamlit is configured through its environment variables before it loads
 its configuration: no usage statistics (the server makes no outbound
 connection), no file watcher and no development mode (it serves, it does not
-reload), the viewer's toolbar, and messages and uploads capped to what the
-pages need (Streamlit's defaults are 200 MB each).
+reload), the viewer's toolbar, and messages either way and uploads capped to
+what the pages need (Streamlit's defaults are 200 MB, 25 MB and 200 MB).
 
 `JsonErrors` wraps Streamlit's app: its own error answers are plain text
 (``text/plain`` or no type at all), the services' are ``{detail, reason}``
@@ -37,14 +37,23 @@ if TYPE_CHECKING:
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 APP = Path(__file__).with_name("app.py")
-#: Streamlit's cap on a WebSocket message, either way, in MB (its default: 200).
-#: Anyone who loads the page holds the socket before signing in, so the cap is
-#: what the pages need: their largest message, a page of 50 analyses or
+#: Streamlit's cap on a message it sends the browser, in MB (``server.maxMessageSize``,
+#: its default 200): what the pages draw, whose largest, a page of 50 analyses or
 #: sessions or a lead window, is well under 1 MB; a bigger one is shown as an
 #: error in the page rather than sent.
 MAX_MESSAGE_MB = 16
-#: The same cap in bytes, as uvicorn reads client messages (``services.cli.SERVICES``).
-MAX_MESSAGE_BYTES = MAX_MESSAGE_MB * 1_000_000
+#: The cap on a message the browser sends, in MB: anyone who loads the page holds
+#: the socket before signing in, and uvicorn holds a message whole before Streamlit
+#: reads it (six anonymous sockets of 15 MB messages cost 100 MB). A browser sends
+#: only a BackMsg, its widgets' state and rerun requests: the largest value any
+#: page takes is the sign-in's access token (a JWT, well under 4 KB; the ROI
+#: page's two dates and the buttons are a few bytes). Uploads go over HTTP
+#: (``server.maxUploadSize``). 1 MB is the least Streamlit's own check of the
+#: same messages (``server.maxWidgetStateSize``, whole MB) can be set to.
+MAX_CLIENT_MESSAGE_MB = 1
+#: The same cap in bytes, as uvicorn reads client messages (``services.cli.SERVICES``,
+#: its ``ws_max_size``, which bounds incoming messages only).
+MAX_CLIENT_MESSAGE_BYTES = MAX_CLIENT_MESSAGE_MB * 1_000_000
 
 
 #: Streamlit's OpenMetrics route (its session counts and cache sizes). Nothing of
@@ -164,6 +173,9 @@ def streamlit_environment(*, log_level: str) -> dict[str, str]:
         "STREAMLIT_GLOBAL_DEVELOPMENT_MODE": "false",
         "STREAMLIT_CLIENT_TOOLBAR_MODE": "viewer",
         "STREAMLIT_SERVER_MAX_MESSAGE_SIZE": str(MAX_MESSAGE_MB),
+        # Checked again by Streamlit on each message (its default: 25 MB), should
+        # the server in front of it ever read more than uvicorn's cap.
+        "STREAMLIT_SERVER_MAX_WIDGET_STATE_SIZE": str(MAX_CLIENT_MESSAGE_MB),
         # No page uploads a file: Streamlit's upload route takes the least it can.
         "STREAMLIT_SERVER_MAX_UPLOAD_SIZE": "1",
         "STREAMLIT_LOGGER_LEVEL": log_level.lower(),
