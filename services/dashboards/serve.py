@@ -8,11 +8,14 @@ rather than a broken page. The app is Streamlit's ASGI application
 redacted from every log line (``services.common.serving``). ``streamlit run``
 would start a server of its own with none of these, before any sign-in.
 
-Streamlit is configured through its environment variables before it loads
-its configuration: no usage statistics (the server makes no outbound
+Streamlit's options are set as ``App.run`` sets them (`streamlit_options`,
+over any ``config.toml``): no usage statistics (the server makes no outbound
 connection), no file watcher and no development mode (it serves, it does not
-reload), the viewer's toolbar, and messages either way and uploads capped to
-what the pages need (Streamlit's defaults are 200 MB, 25 MB and 200 MB).
+reload), the viewer's toolbar (no "Deploy" button), and messages either way
+and uploads capped to what the pages need (Streamlit's defaults are 200 MB,
+25 MB and 200 MB). Not as ``STREAMLIT_*`` variables: only ``streamlit run``
+(its command line) reads those, and ``st.App`` under uvicorn ran with every
+default.
 
 `JsonErrors` wraps Streamlit's app: its own error answers are plain text
 (``text/plain`` or no type at all), the services' are ``{detail, reason}``
@@ -23,7 +26,6 @@ before any sign-in) and nothing of the platform scrapes.
 
 from __future__ import annotations
 
-import os
 from http import HTTPStatus
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -164,30 +166,35 @@ async def _send_json(
     await send({"type": "http.response.body", "body": b"" if head else body})
 
 
-def streamlit_environment(*, log_level: str) -> dict[str, str]:
-    """Streamlit's options, as the environment variables it reads them from."""
+def streamlit_options(*, log_level: str) -> dict[str, Any]:
+    """Streamlit's options, by their ``config.toml`` names."""
     return {
-        "STREAMLIT_SERVER_HEADLESS": "true",
-        "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false",
-        "STREAMLIT_SERVER_FILE_WATCHER_TYPE": "none",
-        "STREAMLIT_GLOBAL_DEVELOPMENT_MODE": "false",
-        "STREAMLIT_CLIENT_TOOLBAR_MODE": "viewer",
-        "STREAMLIT_SERVER_MAX_MESSAGE_SIZE": str(MAX_MESSAGE_MB),
+        "server.headless": True,
+        "browser.gatherUsageStats": False,
+        "server.fileWatcherType": "none",
+        "global.developmentMode": False,
+        "client.toolbarMode": "viewer",
+        "server.maxMessageSize": MAX_MESSAGE_MB,
         # Checked again by Streamlit on each message (its default: 25 MB), should
         # the server in front of it ever read more than uvicorn's cap.
-        "STREAMLIT_SERVER_MAX_WIDGET_STATE_SIZE": str(MAX_CLIENT_MESSAGE_MB),
+        "server.maxWidgetStateSize": MAX_CLIENT_MESSAGE_MB,
         # No page uploads a file: Streamlit's upload route takes the least it can.
-        "STREAMLIT_SERVER_MAX_UPLOAD_SIZE": "1",
-        "STREAMLIT_LOGGER_LEVEL": log_level.lower(),
+        "server.maxUploadSize": 1,
+        "logger.level": log_level.lower(),
     }
 
 
 def create_app() -> Any:
     """Streamlit's ASGI application of the dashboards, configured (settings first)."""
     settings = DashboardSettings.from_env()
-    os.environ.update(streamlit_environment(log_level=settings.log_level))
     import streamlit as st
     from starlette.middleware import Middleware
+    from streamlit.web import bootstrap
+
+    # What App.run does with its config= (uvicorn here is ours, so not App.run):
+    # config files reparsed, these laid over them as a command line's flags would
+    # be, and the ones read at start (the runtime's, the logger's) read from here.
+    bootstrap.load_config_options(streamlit_options(log_level=settings.log_level))
 
     app = st.App(str(APP), middleware=[Middleware(JsonErrors)])
     app.state["settings"] = settings

@@ -202,6 +202,18 @@ async def test_the_sign_in_page_lists_no_pages(dashboards_url: str, page: Page) 
     assert await page.get_by_test_id("stSidebar").count() == 0
 
 
+async def test_the_page_offers_no_deploy_button(dashboards_url: str, page: Page) -> None:
+    # serve.py set Streamlit's options as STREAMLIT_* variables, which only
+    # `streamlit run` reads: the viewer's toolbar among them never applied, and
+    # every visitor was offered Streamlit's "Deploy" (so were 200 MB uploads).
+    await page.goto(dashboards_url)
+    await page.get_by_label("Access token", exact=True).wait_for(timeout=30_000)
+    await page.get_by_test_id("stToolbar").wait_for(state="attached", timeout=10_000)
+    await page.wait_for_timeout(1_000)  # what a late toolbar message would draw
+    assert await page.get_by_test_id("stAppDeployButton").count() == 0
+    assert await page.get_by_role("button", name="Deploy").count() == 0
+
+
 async def test_a_message_over_the_cap_closes_the_socket_before_any_sign_in(
     dashboards_url: str,
 ) -> None:
