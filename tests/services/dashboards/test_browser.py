@@ -202,6 +202,32 @@ async def test_the_sign_in_page_lists_no_pages(dashboards_url: str, page: Page) 
     assert await page.get_by_test_id("stSidebar").count() == 0
 
 
+@pytest.mark.parametrize(
+    ("path", "heading"), [("coaching", "Agent Coaching"), ("roi", "Phase 3 ROI")]
+)
+async def test_a_deep_link_asks_for_sign_in_then_shows_its_page(
+    dashboards_url: str,
+    page: Page,
+    make_token: Callable[..., str],
+    path: str,
+    heading: str,
+) -> None:
+    # A page's own address (a bookmark, a link, a new tab) opens a new browser
+    # session, signed out: the signed-out app knew no page but the form, so it
+    # said "Page not found" and, once signed in, showed the lead hub instead.
+    await page.goto(f"{dashboards_url}/{path}")
+    await page.get_by_label("Access token", exact=True).fill(
+        make_token("tenant-a", subject="agent-4")
+    )
+    assert await page.get_by_text("Page not found").count() == 0
+    assert await page.get_by_test_id("stSidebarNav").count() == 0
+    await page.get_by_role("button", name="Sign in").click()
+    await page.get_by_role("heading", name=heading).wait_for(timeout=30_000)
+    assert page.url == f"{dashboards_url}/{path}"
+    assert await page.get_by_text("Page not found").count() == 0
+    await page.get_by_test_id("stSidebar").get_by_text("agent-4").wait_for(timeout=10_000)
+
+
 async def test_the_page_offers_no_deploy_button(dashboards_url: str, page: Page) -> None:
     # serve.py set Streamlit's options as STREAMLIT_* variables, which only
     # `streamlit run` reads: the viewer's toolbar among them never applied, and

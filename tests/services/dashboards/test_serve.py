@@ -13,9 +13,12 @@ from services.dashboards.serve import create_app, streamlit_options
 def streamlit_config(settings_env: dict[str, str]) -> Iterator[None]:
     """Streamlit's process-wide configuration, back to its defaults afterwards."""
     from streamlit import config
+    from streamlit.runtime.pages_manager import PagesManager
 
+    pages_directory = PagesManager.uses_pages_directory
     yield
     config.get_config_options(force_reparse=True)
+    PagesManager.uses_pages_directory = pages_directory
 
 
 def test_every_option_reaches_streamlit(streamlit_config: None) -> None:
