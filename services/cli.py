@@ -69,11 +69,12 @@ SERVICES: dict[str, ServiceEntry] = {
     "coaching": ServiceEntry("services.coaching.main:create_app", 8003),
     "churn": ServiceEntry("services.churn.main:create_app", 8004),
     "rollback": ServiceEntry("services.rollback.main:create_app", 8005),
-    # A Streamlit page sends its widgets' state (a few KB, the token among them);
-    # the cap is Streamlit's own (services.dashboards.serve.MAX_MESSAGE_BYTES,
-    # not imported here: a build may leave the dashboards out).
+    # A Streamlit page sends its widgets' state (a few KB, the token among them):
+    # services.dashboards.serve.MAX_CLIENT_MESSAGE_BYTES (not imported here: a
+    # build may leave the dashboards out). What Streamlit sends is capped by its
+    # own server.maxMessageSize; ws_max_size bounds incoming messages only.
     "dashboards": ServiceEntry(
-        "services.dashboards.serve:create_app", 8501, kind="streamlit", ws_max_bytes=16_000_000
+        "services.dashboards.serve:create_app", 8501, kind="streamlit", ws_max_bytes=1_000_000
     ),
 }
 

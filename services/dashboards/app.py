@@ -97,8 +97,12 @@ def _page(module: ModuleType, ctx: PageContext) -> st.Page:
     def draw() -> None:
         module.render(ctx)
 
-    slug = module.__name__.rsplit(".", 1)[-1]
-    return st.Page(draw, title=module.TITLE, icon=module.ICON, url_path=slug)
+    return st.Page(draw, title=module.TITLE, icon=module.ICON, url_path=_slug(module))
+
+
+def _slug(module: ModuleType) -> str:
+    """A page's address: its module's name (``/coaching``, ``/roi``)."""
+    return module.__name__.rsplit(".", 1)[-1]
 
 
 def main() -> None:
@@ -109,12 +113,21 @@ def main() -> None:
     verifier = _verifier(key, settings)
     signed_in = _signed_in(verifier)
     if signed_in is None:
-        # The sign-in form is the only page. Without a navigation call Streamlit
-        # lists the modules of pages/ beside this script as pages of their own.
+        # Every page's address shows the sign-in form, unlisted. A page's own
+        # link opens a new browser session, signed out: knowing only the form,
+        # the app answered "Page not found". Once signed in, the rerun stays on
+        # the address (Streamlit names a page by a hash of its url_path), which
+        # is then the real page.
         def sign_in_page() -> None:
             _sign_in(verifier)
 
-        st.navigation([st.Page(sign_in_page, title="Sign in")], position="hidden").run()
+        addresses = [
+            st.Page(sign_in_page, title=module.TITLE, url_path=_slug(module)) for module in PAGES
+        ]
+        st.navigation(
+            [st.Page(sign_in_page, title="Sign in", default=True), *addresses],
+            position="hidden",
+        ).run()
         return
     principal, token = signed_in
     ctx = PageContext(

@@ -19,6 +19,7 @@ import pytest
 import pytest_asyncio
 
 from localrun.servers import free_port
+from services.common.errors import reason_for_status
 from services.common.scopes import DASHBOARDS_VIEW
 from services.common.scoring import LeadFeatures
 from tests.raw_http import raw_exchange
@@ -201,26 +202,67 @@ async def test_the_sign_in_page_lists_no_pages(dashboards_url: str, page: Page) 
     assert await page.get_by_test_id("stSidebar").count() == 0
 
 
+@pytest.mark.parametrize(
+    ("path", "heading"), [("coaching", "Agent Coaching"), ("roi", "Phase 3 ROI")]
+)
+async def test_a_deep_link_asks_for_sign_in_then_shows_its_page(
+    dashboards_url: str,
+    page: Page,
+    make_token: Callable[..., str],
+    path: str,
+    heading: str,
+) -> None:
+    # A page's own address (a bookmark, a link, a new tab) opens a new browser
+    # session, signed out: the signed-out app knew no page but the form, so it
+    # said "Page not found" and, once signed in, showed the lead hub instead.
+    await page.goto(f"{dashboards_url}/{path}")
+    await page.get_by_label("Access token", exact=True).fill(
+        make_token("tenant-a", subject="agent-4")
+    )
+    assert await page.get_by_text("Page not found").count() == 0
+    assert await page.get_by_test_id("stSidebarNav").count() == 0
+    await page.get_by_role("button", name="Sign in").click()
+    await page.get_by_role("heading", name=heading).wait_for(timeout=30_000)
+    assert page.url == f"{dashboards_url}/{path}"
+    assert await page.get_by_text("Page not found").count() == 0
+    await page.get_by_test_id("stSidebar").get_by_text("agent-4").wait_for(timeout=10_000)
+
+
+async def test_the_page_offers_no_deploy_button(dashboards_url: str, page: Page) -> None:
+    # serve.py set Streamlit's options as STREAMLIT_* variables, which only
+    # `streamlit run` reads: the viewer's toolbar among them never applied, and
+    # every visitor was offered Streamlit's "Deploy" (so were 200 MB uploads).
+    await page.goto(dashboards_url)
+    await page.get_by_label("Access token", exact=True).wait_for(timeout=30_000)
+    await page.get_by_test_id("stToolbar").wait_for(state="attached", timeout=10_000)
+    await page.wait_for_timeout(1_000)  # what a late toolbar message would draw
+    assert await page.get_by_test_id("stAppDeployButton").count() == 0
+    assert await page.get_by_role("button", name="Deploy").count() == 0
+
+
 async def test_a_message_over_the_cap_closes_the_socket_before_any_sign_in(
     dashboards_url: str,
 ) -> None:
-    """Anyone who loads the page holds Streamlit's socket, signed in or not, and
-    Streamlit read client messages of up to 200 MB (its default): the cap is
-    what the pages need (``serve.MAX_MESSAGE_MB``), as on the feed; uvicorn, the
-    services' own, reads no more of a message than that either."""
+    """Anyone who loads the page holds Streamlit's socket, signed in or not. The
+    cap on what a browser sends was Streamlit's cap on what it sends (16 MB), so
+    uvicorn read anonymous messages of 15 MB whole (six sockets: +100 MB); it is
+    what the pages need now (``serve.MAX_CLIENT_MESSAGE_BYTES``), and uvicorn, the
+    services' own, refuses a bigger message from its frame's header."""
     from websockets.asyncio.client import ClientConnection, connect
     from websockets.exceptions import ConnectionClosed
 
     from services.cli import SERVICES
-    from services.dashboards.serve import MAX_MESSAGE_BYTES, MAX_MESSAGE_MB
+    from services.dashboards.serve import MAX_CLIENT_MESSAGE_BYTES, MAX_CLIENT_MESSAGE_MB
 
-    assert SERVICES["dashboards"].ws_max_bytes == MAX_MESSAGE_BYTES
+    # The two written values (uvicorn's and Streamlit's) agree.
+    assert SERVICES["dashboards"].ws_max_bytes == MAX_CLIENT_MESSAGE_BYTES
+    assert MAX_CLIENT_MESSAGE_BYTES == MAX_CLIENT_MESSAGE_MB * 1_000_000
 
     ws_url = dashboards_url.replace("http://", "ws://") + "/_stcore/stream"
 
     async def send_then_read(socket: ClientConnection) -> None:
         # The server may close while the message is still being sent.
-        await socket.send(b"\x00" * (MAX_MESSAGE_MB * 1_000_000 + 1))
+        await socket.send(b"\x00" * (MAX_CLIENT_MESSAGE_BYTES + 1))
         while True:
             await asyncio.wait_for(socket.recv(), 10)
 
@@ -228,7 +270,8 @@ async def test_a_message_over_the_cap_closes_the_socket_before_any_sign_in(
         with pytest.raises(ConnectionClosed) as closed:
             await send_then_read(socket)
     assert closed.value.rcvd is not None
-    assert closed.value.rcvd.code == 1009  # message too big (before: read, then 1002)
+    # Message too big (before: read whole, then 1002 as no BackMsg).
+    assert closed.value.rcvd.code == 1009
     async with httpx.AsyncClient(timeout=5) as client:
         assert (await client.get(f"{dashboards_url}/_stcore/health")).status_code == 200
 
@@ -260,6 +303,64 @@ async def test_the_server_is_the_services_bounded_one(
     assert head.startswith(b"HTTP/1.1 400 "), answer[:200]
     assert b"content-type: application/json" in head.lower(), head
     assert json.loads(body)["reason"] == "bad_request"
+
+
+#: Requests Streamlit itself refuses, each with the status and words it answers.
+STREAMLIT_REFUSALS = [
+    # Its path-security middleware, on an encoded traversal (no content type at all).
+    ("GET", "/%2e%2e/%2e%2e/etc/passwd", 400, "Bad Request"),
+    ("GET", "/component/x", 404, "Component not found"),
+    ("GET", "/media/x.png", 404, "File not found"),
+    ("PUT", "/_stcore/upload_file/a/b", 403, "XSRF token missing or invalid"),
+    ("POST", "/_stcore/health", 405, "Method Not Allowed"),
+]
+
+
+async def test_streamlits_refusals_are_answered_as_the_projects_json(
+    dashboards_url: str,
+) -> None:
+    """Streamlit answered these in plain text (or with no content type), where
+    every other error of the platform is ``{detail, reason}`` JSON; its pages,
+    its health check and its own JSON stay as they were."""
+    async with httpx.AsyncClient(base_url=dashboards_url, timeout=10) as client:
+        for method, path, status, detail in STREAMLIT_REFUSALS:
+            answer = await client.request(method, path)
+            assert answer.status_code == status, (path, answer.text[:200])
+            assert answer.headers["content-type"] == "application/json", path
+            assert answer.json() == {
+                "detail": detail,
+                "reason": reason_for_status(status),
+            }, path
+        head = await client.head("/component/x")
+        assert (head.status_code, head.headers["content-type"], head.content) == (
+            404,
+            "application/json",
+            b"",
+        )
+        page = await client.get("/coaching")
+        assert page.status_code == 200
+        assert page.headers["content-type"].startswith("text/html")
+        health = await client.get("/_stcore/health")
+        assert (health.status_code, health.text) == (200, "ok")
+        config = await client.get("/_stcore/host-config")
+        assert config.status_code == 200
+        assert "allowedOrigins" in config.json()
+
+
+async def test_streamlits_metrics_are_not_served(dashboards_url: str) -> None:
+    """``/_stcore/metrics`` told anyone, before any sign-in, how many sessions the
+    dashboards hold; nothing of the platform scrapes it (Prometheus reads the
+    workloads' ``/metrics``, and the dashboards are not among them)."""
+    async with httpx.AsyncClient(base_url=dashboards_url, timeout=10) as client:
+        for method, path in [
+            ("GET", "/_stcore/metrics"),
+            ("GET", "/_stcore/metrics/"),
+            ("OPTIONS", "/_stcore/metrics"),
+        ]:
+            answer = await client.request(method, path)
+            assert answer.status_code == 404, (method, path, answer.text[:200])
+            assert answer.json() == {"detail": "Not Found", "reason": "not_found"}
+            assert "session" not in answer.text
 
 
 async def test_no_token_reaches_the_dashboards_log(
