@@ -11,7 +11,11 @@ asks for a full rerun once its token is gone or expired); signing out clears
 the whole browser session (``services/dashboards/session.py``). Each page then receives a
 `PageContext` for that tenant.
 
-Adding a page is one line in ``PAGES`` (see ``services/dashboards/pages``).
+Adding a page is one line in ``PAGES`` (see ``services/dashboards/views``). The
+page modules are not in a ``pages/`` folder: beside the script, one puts
+Streamlit in its first multipage mode, where ``/coaching`` ran
+``pages/coaching.py`` in place of this app (a blank page, no sign-in) and the
+sidebar listed every module.
 """
 
 from __future__ import annotations
@@ -25,8 +29,8 @@ from services.common.auth import AuthError, Principal, TokenVerifier
 from services.common.scopes import DASHBOARDS_VIEW
 from services.dashboards.config import DashboardSettings
 from services.dashboards.context import AsyncRunner, PageContext
-from services.dashboards.pages import coaching, lead_hub, property, roi
 from services.dashboards.session import sign_in, sign_out, signed_in_token
+from services.dashboards.views import coaching, lead_hub, property, roi
 
 # Every page, in navigation order; each defines TITLE, ICON and render(ctx).
 # (A comment, not a string: Streamlit's "magic" would print a bare string on every page.)

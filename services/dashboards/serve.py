@@ -189,19 +189,12 @@ def create_app() -> Any:
     settings = DashboardSettings.from_env()
     import streamlit as st
     from starlette.middleware import Middleware
-    from streamlit.runtime.pages_manager import PagesManager
     from streamlit.web import bootstrap
 
     # What App.run does with its config= (uvicorn here is ours, so not App.run):
     # config files reparsed, these laid over them as a command line's flags would
     # be, and the ones read at start (the runtime's, the logger's) read from here.
     bootstrap.load_config_options(streamlit_options(log_level=settings.log_level))
-    # A pages/ folder beside the script puts Streamlit in its first multipage
-    # mode, where an address runs that folder's module of the same name in place
-    # of app.py: /coaching ran pages/coaching.py (a blank page, no sign-in) and
-    # listed every module. app.py's st.navigation names the pages; the folder is
-    # only a package of the page modules.
-    PagesManager.uses_pages_directory = False
 
     app = st.App(str(APP), middleware=[Middleware(JsonErrors)])
     app.state["settings"] = settings

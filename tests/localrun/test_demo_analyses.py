@@ -10,8 +10,8 @@ from __future__ import annotations
 from localrun.demo import DEMO_AGENTS
 from localrun.demo_analyses import PHOTOS, SEED_MODEL, seed_analyses
 from services.common.database import Database
-from services.dashboards.pages.coaching import load_coaching
-from services.dashboards.pages.property import load_property_intelligence
+from services.dashboards.views.coaching import load_coaching
+from services.dashboards.views.property import load_property_intelligence
 
 
 async def test_demo_tenants_pages_show_analyses_and_sessions(

@@ -21,7 +21,7 @@ from services.common.scoring import LeadFeatures
 from services.common.settings import AuthSettings
 from services.dashboards import app as dashboards_app
 from services.dashboards.feed import FeedUnavailable, read_feed, stream_id_at
-from services.dashboards.pages.lead_hub import HOT_SCORE, merge, summarize
+from services.dashboards.views.lead_hub import HOT_SCORE, merge, summarize
 from tests.services.realtime.conftest import Replica, event_body, post_event
 
 APP = str(dashboards_app.__file__)

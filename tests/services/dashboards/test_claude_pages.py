@@ -12,8 +12,8 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from services.common.database import Database
-from services.dashboards.pages.coaching import areas_chart, load_coaching
-from services.dashboards.pages.property import load_property_intelligence
+from services.dashboards.views.coaching import areas_chart, load_coaching
+from services.dashboards.views.property import load_property_intelligence
 
 
 async def _session(db: Database, tenant: str, agent: str, areas: list[str], cost: int) -> None:
@@ -121,7 +121,7 @@ async def test_a_photo_posted_for_two_properties_counts_for_each_and_costs_once(
 COACHING_PAGE = """
 import asyncio, os
 from services.common.database import Database
-from services.dashboards.pages import coaching
+from services.dashboards.views import coaching
 
 class Context:
     tenant_id = "tenant-a"

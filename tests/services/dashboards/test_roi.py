@@ -25,7 +25,7 @@ from streamlit.testing.v1 import AppTest
 from localrun.demo import seed_impact_history
 from localrun.servers import free_port
 from services.common.database import Database
-from services.dashboards.pages.roi import load_roi, to_csv
+from services.dashboards.views.roi import load_roi, to_csv
 from tests.services.dashboards.test_browser import dashboards_url  # noqa: F401 - fixture
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -35,7 +35,7 @@ TODAY = datetime.now(UTC).date()
 SCRIPT = """
 import asyncio, os
 from services.common.database import Database
-from services.dashboards.pages import roi
+from services.dashboards.views import roi
 
 class Context:
     tenant_id = os.environ["ROI_TENANT"]
