@@ -10,10 +10,11 @@ letter A) and ``^...$`` already spans the whole string.
 from __future__ import annotations
 
 import re
+import uuid
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Annotated, Any, Final
 
-from pydantic import GetCoreSchemaHandler, GetJsonSchemaHandler
+from pydantic import BeforeValidator, GetCoreSchemaHandler, GetJsonSchemaHandler, WithJsonSchema
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema, core_schema
 
@@ -83,3 +84,26 @@ class IdentifierFormat:
             "maxLength": self.max_length,
             "pattern": f"^{self.pattern}$",
         }
+
+
+#: A UUID as the platform writes it: 8-4-4-4-12 hex digits. Python's ``UUID()``
+#: also reads braces, a ``urn:uuid:`` prefix and no hyphens; the ids it would
+#: accept through them were the same, but an id is checked by a full match of
+#: the one form, wherever it is read.
+UUID_TEXT: Final = re.compile(
+    r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+)
+
+
+def _canonical_uuid(value: Any) -> Any:
+    if isinstance(value, str) and UUID_TEXT.fullmatch(value) is None:
+        raise ValueError("expected a UUID written 8-4-4-4-12 in hex digits")
+    return value
+
+
+#: ``uuid.UUID`` read from its canonical text only (a path's or a body's id).
+CanonicalUuid = Annotated[
+    uuid.UUID,
+    BeforeValidator(_canonical_uuid),
+    WithJsonSchema({"type": "string", "format": "uuid", "pattern": f"^{UUID_TEXT.pattern}$"}),
+]

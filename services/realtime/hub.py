@@ -37,6 +37,7 @@ from starlette.websockets import WebSocket, WebSocketState
 
 from services.common.auth import Principal
 from services.common.database import Database, DatabaseUnavailable
+from services.common.identifiers import UUID_TEXT
 from services.common.redis import Redis
 from services.common.tasks import BackgroundTask
 from services.realtime import store
@@ -71,9 +72,7 @@ WS_TRY_AGAIN_LATER = 1013
 TOKEN_EXPIRED_REASON = "expired_token"  # noqa: S105 - a close reason, not a secret
 # fullmatch only: "$" would let "1-1\n" through to the stream id parser.
 _STREAM_ID = re.compile(r"[0-9]{1,20}-[0-9]{1,20}")
-_EVENT_ID = re.compile(
-    r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
-)
+_EVENT_ID = UUID_TEXT
 # How far back from the tail to look for an event whose stream id is not yet
 # in Postgres: its batched mark is at most a flush interval (0.25 s) behind,
 # a few hundred entries even at thousands of events per second per tenant.

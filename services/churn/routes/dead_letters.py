@@ -30,6 +30,7 @@ from services.churn.schemas import DeadLetterPublic
 from services.common.auth import OperatorPrincipalDep, auth_responses, require_scope
 from services.common.errors import ApiError
 from services.common.flags import require_feature
+from services.common.identifiers import CanonicalUuid
 from services.common.scopes import OPERATOR
 
 # NULL: no dead letter with this id (for this tenant); locks the row.
@@ -84,7 +85,7 @@ async def list_dead_letters(
     dependencies=[require_feature(CHURN_FEATURE)],
 )
 async def retry_dead_letter(
-    outbox_id: UUID, principal: OperatorPrincipalDep, db: DbDep
+    outbox_id: CanonicalUuid, principal: OperatorPrincipalDep, db: DbDep
 ) -> dict[str, str]:
     """Queue a dead-lettered send again, with a fresh retry budget."""
     async with db.tenant(principal.tenant_id) as conn:

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Final
-from uuid import UUID
 
 from fastapi import APIRouter, Depends, Request
 
@@ -35,6 +34,7 @@ from services.churn.success import BECAME_SUCCESS, DELIVERED, SUCCEEDED_AT_AFTER
 from services.common.auth import IngestPrincipalDep, auth_responses, require_scope
 from services.common.body import BODY_ERROR_RESPONSES, read_model, request_body_openapi
 from services.common.errors import ApiError
+from services.common.identifiers import CanonicalUuid
 from services.common.scopes import CRM_INGEST
 
 #: An outcome body is ``{"outcome": "..."}``: a few bytes.
@@ -95,7 +95,7 @@ router = APIRouter(
     },
 )
 async def record_outcome(
-    intervention_id: UUID,
+    intervention_id: CanonicalUuid,
     request: Request,
     principal: IngestPrincipalDep,
     db: DbDep,

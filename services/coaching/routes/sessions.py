@@ -6,7 +6,6 @@ schema's limits) only after authentication, the scope and the rollout.
 
 from __future__ import annotations
 
-import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, Request
@@ -22,6 +21,7 @@ from services.common.auth import CoachingPrincipalDep, auth_responses
 from services.common.body import BODY_ERROR_RESPONSES, read_model, request_body_openapi
 from services.common.deps import SettingsDep
 from services.common.flags import require_scope_and_feature
+from services.common.identifiers import CanonicalUuid
 from services.common.scopes import COACHING_ANALYZE
 
 # A token without coaching:analyze gets 403 insufficient_scope (an agent's
@@ -75,7 +75,7 @@ async def list_sessions(
 
 @router.get("/sessions/{session_id}")
 async def get_session(
-    session_id: uuid.UUID, principal: CoachingPrincipalDep, engine: EngineDep
+    session_id: CanonicalUuid, principal: CoachingPrincipalDep, engine: EngineDep
 ) -> CoachingSessionPublic:
     """One stored session of the caller's tenant."""
     row = await engine.get(principal.tenant_id, session_id)

@@ -139,6 +139,14 @@ async def test_analysis_is_stored_with_metrics_and_cost(
     ] == []
     missing = await client.get(f"/v1/coaching/sessions/{body['session_id']}", headers=other)
     assert missing.status_code == 404
+    # The id in its one written form: braces, a urn prefix or no hyphens are refused
+    # (UUID() read them, and the route answered for them).
+    session_id, mine = body["session_id"], _auth(make_token)
+    for other_form in (f"{{{session_id}}}", session_id.replace("-", ""), f"urn:uuid:{session_id}"):
+        refused = await client.get(f"/v1/coaching/sessions/{other_form}", headers=mine)
+        assert (refused.status_code, refused.json()["reason"]) == (422, "validation_error")
+    found = await client.get(f"/v1/coaching/sessions/{session_id.upper()}", headers=mine)
+    assert found.status_code == 200
 
 
 async def test_a_session_is_stored_with_its_cost_and_a_repeat_is_one_read(

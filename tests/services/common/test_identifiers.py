@@ -7,7 +7,7 @@ from typing import Annotated
 import pytest
 from pydantic import BaseModel, ValidationError
 
-from services.common.identifiers import IdentifierFormat
+from services.common.identifiers import CanonicalUuid, IdentifierFormat
 from tests.ecma_regex import ecma_test
 
 PROBES = [
@@ -74,3 +74,19 @@ def test_the_address_form_is_only_where_asked_for() -> None:
 def test_characters_that_differ_between_dialects_are_refused(punctuation: str) -> None:
     with pytest.raises(ValueError, match="unsupported identifier format"):
         IdentifierFormat(8, punctuation=punctuation)
+
+
+class _Named(BaseModel):
+    id: CanonicalUuid
+
+
+def test_a_uuid_is_read_from_its_canonical_text_only() -> None:
+    text = "f1a7c0de-0000-4000-8000-00000000abcd"
+    assert str(_Named(id=text).id) == text
+    assert str(_Named(id=text.upper()).id) == text
+    for other_form in (f"{{{text}}}", text.replace("-", ""), f"urn:uuid:{text}", f"{text}\n"):
+        with pytest.raises(ValidationError, match="8-4-4-4-12"):
+            _Named(id=other_form)
+    pattern = _Named.model_json_schema()["properties"]["id"]["pattern"]
+    [published] = ecma_test([(pattern, [text, text.replace("-", ""), f"{{{text}}}"])])
+    assert published == {"matches": [True, False, False]}
