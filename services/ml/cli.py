@@ -87,6 +87,7 @@ def run_vision_backfill(args: argparse.Namespace) -> int:
                 media=MediaStore(bucket, create_storage(settings).client),
                 tenant_id=args.tenant,
                 max_image_bytes=settings.vision_max_image_bytes,
+                claim_stale_seconds=settings.vision_claim_stale_seconds,
                 poll_seconds=args.poll_seconds,
             )
         finally:

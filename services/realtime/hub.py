@@ -72,7 +72,6 @@ WS_TRY_AGAIN_LATER = 1013
 TOKEN_EXPIRED_REASON = "expired_token"  # noqa: S105 - a close reason, not a secret
 # fullmatch only: "$" would let "1-1\n" through to the stream id parser.
 _STREAM_ID = re.compile(r"[0-9]{1,20}-[0-9]{1,20}")
-_EVENT_ID = UUID_TEXT
 # How far back from the tail to look for an event whose stream id is not yet
 # in Postgres: its batched mark is at most a flush interval (0.25 s) behind,
 # a few hundred entries even at thousands of events per second per tenant.
@@ -169,7 +168,7 @@ class FeedHub:
         try:
             # uuid.UUID strips braces, "urn:uuid:" and hyphens: only the
             # canonical 36-character form is an event id.
-            if not _EVENT_ID.fullmatch(last_event_id):
+            if not UUID_TEXT.fullmatch(last_event_id):
                 raise ValueError(last_event_id)
             event_id = str(uuid.UUID(last_event_id))
         except ValueError:

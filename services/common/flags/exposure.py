@@ -106,14 +106,11 @@ class ExposureRecorder:
             await self.write(exposure)
         except DatabaseUnavailable as exc:
             log.warning("exposure of %s not recorded yet: %s", exposure.feature, exc.reason)
-            try:
-                if not retry:
-                    raise asyncio.QueueFull
+            if retry and not self._queue.full():  # no await between the check and the put
                 self._queue.put_nowait(exposure)
-            except asyncio.QueueFull:
-                self.dropped.inc()
-            else:
                 await asyncio.sleep(RETRY_SECONDS)
+            else:
+                self.dropped.inc()
         except Exception:
             self.dropped.inc()
             log.exception("exposure of %s not recorded", exposure.feature)

@@ -300,11 +300,12 @@ class FlagWriteConflict(RedisUnavailable):
 # connection lost and reopened in between (a failover) changes nothing: the
 # values are compared on whichever primary runs it, unlike a WATCH, which
 # lives and dies with its connection.
-_WRITE_IF_UNCHANGED = """
+# A key of another type reads as WRONG_TYPE here too, as `_get` read it.
+_WRITE_IF_UNCHANGED = f"""
 local n = #KEYS
 for i = 1, n do
   local value = redis.pcall('GET', KEYS[i])
-  if type(value) == 'table' and value.err then value = '\0wrongtype' end
+  if type(value) == 'table' and value.err then value = '{WRONG_TYPE.decode()}' end
   if (value or '') ~= ARGV[i] then return 0 end
 end
 local channel = ARGV[2 * n + 1]

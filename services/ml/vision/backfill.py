@@ -52,8 +52,6 @@ from services.ml.vision.media import MediaStore
 
 log = logging.getLogger(__name__)
 
-# A pending claim this old belongs to a dead request (as VISION_CLAIM_STALE_SECONDS).
-STALE_CLAIM_SECONDS = 180.0
 #: How often a result waits for a live request's claim on the same photo to end.
 CLAIM_POLL_SECONDS = 0.5
 
@@ -114,6 +112,8 @@ class Backfill:
     media: MediaStore
     tenant_id: str
     max_image_bytes: int
+    #: VISION_CLAIM_STALE_SECONDS: a pending claim this old belongs to a dead request.
+    claim_stale_seconds: float
     poll_seconds: float = 30.0
     model: str = field(init=False)
     report: BackfillReport = field(default_factory=BackfillReport, init=False)
@@ -271,7 +271,7 @@ class Backfill:
                 property_id=_property_of(keys[0]),
                 image_url=f"s3://{self.media.bucket}/{keys[0]}",
                 source="batch",
-                stale_seconds=STALE_CLAIM_SECONDS,
+                stale_seconds=self.claim_stale_seconds,
             )
             if claim.owned:
                 with contextlib.suppress(store.ClaimLost):

@@ -978,6 +978,7 @@ async def test_backfill_batches_unanalysed_photos_and_resumes(
         "media": media,
         "tenant_id": tenant,
         "max_image_bytes": 10**7,
+        "claim_stale_seconds": 180.0,
         "poll_seconds": 0.01,
     }
     try:
@@ -1043,6 +1044,7 @@ async def test_backfill_stores_an_answer_holding_a_nul(
             media=MediaStore(BUCKET, s3),
             tenant_id=tenant,
             max_image_bytes=10**7,
+            claim_stale_seconds=180.0,
             poll_seconds=0.01,
         ).run()
     finally:

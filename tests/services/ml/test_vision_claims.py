@@ -86,6 +86,7 @@ async def test_a_batch_result_waits_for_a_live_analysis_of_the_same_photo(db: Da
         media=MediaStore("media", None),
         tenant_id=TENANT,
         max_image_bytes=10**7,
+        claim_stale_seconds=180.0,
     )
     batch = asyncio.create_task(
         backfill._store(
