@@ -13,6 +13,7 @@ from services.common.settings import (
     NonNegativeSeconds,
     PositiveSeconds,
 )
+from services.realtime.budget import WINDOW_SECONDS as BUDGET_WINDOW_SECONDS
 
 
 class RealtimeSettings(CommonSettings, LeadModelSettings):
@@ -72,6 +73,10 @@ class RealtimeSettings(CommonSettings, LeadModelSettings):
     realtime_max_batch_bytes: BodyLimit = Field(default=1_048_576, le=50_000_000)
     """Largest accepted batch body."""
 
+    realtime_tenant_event_rate: int = Field(default=300, ge=0, le=1_000_000)
+    """Events per second a tenant may send, across replicas, averaged over 10 s (a 429 past
+    it); 0 turns the budget off."""
+
     realtime_latency_window_seconds: PositiveSeconds = Field(default=60.0, le=3600)
     """Window of /health/websocket's latency figures."""
 
@@ -84,6 +89,18 @@ class RealtimeSettings(CommonSettings, LeadModelSettings):
             raise ValueError(
                 "REALTIME_RELAY_GRACE must exceed REALTIME_PUBLISH_TIMEOUT + "
                 f"REALTIME_FLUSH_INTERVAL ({floor:g} s)"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _budget_takes_a_batch(self) -> Self:
+        # A batch costs its events at once: a window smaller than the largest
+        # batch would refuse it forever, whatever the client waits.
+        window = self.realtime_tenant_event_rate * BUDGET_WINDOW_SECONDS
+        if 0 < window < self.realtime_max_batch_events:
+            raise ValueError(
+                f"REALTIME_TENANT_EVENT_RATE x {BUDGET_WINDOW_SECONDS} s must be at least "
+                f"REALTIME_MAX_BATCH_EVENTS ({self.realtime_max_batch_events}), or 0 (off)"
             )
         return self
 

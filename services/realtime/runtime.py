@@ -20,6 +20,7 @@ from fastapi import FastAPI
 from services.common.database import Database
 from services.common.redis import Redis
 from services.common.scoring import LeadScorer
+from services.realtime.budget import IngestBudget
 from services.realtime.config import RealtimeSettings
 from services.realtime.hub import FeedHub
 from services.realtime.ingest import IngestService
@@ -46,6 +47,7 @@ class RealtimeRuntime:
     hub: FeedHub = field(init=False)
     relay: OutboxRelay = field(init=False)
     ingest: IngestService = field(init=False)
+    budget: IngestBudget = field(init=False)
 
     def __post_init__(self) -> None:
         settings, db, metrics = self.settings, self.db, self.metrics
@@ -78,6 +80,11 @@ class RealtimeRuntime:
             relay=self.relay,
             metrics=metrics,
             publish_timeout=settings.realtime_publish_timeout,
+        )
+        self.budget = IngestBudget(
+            self.redis,
+            events_per_second=settings.realtime_tenant_event_rate,
+            timeout=settings.realtime_publish_timeout,
         )
 
     def start(self) -> None:

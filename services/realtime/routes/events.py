@@ -22,6 +22,11 @@ visible ASCII characters, per tenant, honoured for 24 hours). A retry with
 the same key and the same body gets the first answer and stores nothing
 twice, also while the first request is still being stored; the same key
 with another body is a 422 ``idempotency_key_reused``.
+
+Each tenant has a budget of REALTIME_TENANT_EVENT_RATE events per second
+across replicas (``services.realtime.budget``); a request past it is a 429
+``tenant_rate_limited`` with ``Retry-After``, and nothing of it is stored. A
+retry is charged like any request, the replay of an Idempotency-Key too.
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ from prometheus_client import Counter
 from services.common.auth import IngestPrincipalDep, auth_responses
 from services.common.body import BodyTooLarge, parse_body, read_body, request_body_openapi
 from services.common.scopes import CRM_INGEST
+from services.realtime.budget import WINDOW_SECONDS as BUDGET_WINDOW_SECONDS
 from services.realtime.deps import RuntimeDep
 from services.realtime.ingest import IdempotencyKey, IdempotencyKeyReusedError
 from services.realtime.runtime import RealtimeRuntime
@@ -92,6 +98,20 @@ async def _store(
 ) -> Response:
     """Store and publish the events of one request; 202 with ``answer(acknowledgements)``."""
     key = _idempotency(idempotency_key, body)
+    wait = await runtime.budget.take(tenant_id, len(events))
+    if wait is not None:
+        rate = runtime.settings.realtime_tenant_event_rate
+        runtime.metrics.events_rejected.labels(reason="rate_limited").inc()
+        return JSONResponse(
+            {
+                "detail": f"the tenant sends more than {rate} events/s over "
+                f"{BUDGET_WINDOW_SECONDS} s (REALTIME_TENANT_EVENT_RATE); nothing was "
+                "stored, retry after Retry-After seconds",
+                "reason": "tenant_rate_limited",
+            },
+            status_code=429,
+            headers={"Retry-After": str(int(wait))},
+        )
     try:
         # Microsecond precision: what timestamptz stores, so a frame relayed
         # from Postgres carries exactly the accepted_at the acknowledgement gave.
@@ -111,6 +131,12 @@ async def _store(
         )
     return Response(orjson.dumps(answer(accepted)), status_code=202, media_type="application/json")
 
+
+_RATE_LIMITED = {
+    "description": "The tenant is over REALTIME_TENANT_EVENT_RATE: nothing was stored; "
+    "retry after Retry-After seconds.",
+    "headers": {"Retry-After": {"schema": {"type": "integer"}}},
+}
 
 # Both routes authenticate and authorize alike.
 Body = TypeVar("Body", LeadEventCreate, LeadEventBatchCreate)
@@ -173,6 +199,7 @@ def _check_event_sizes(batch: LeadEventBatchCreate, limit: int, rejected: Counte
             "description": "Malformed JSON or fields (the detail names the field), input "
             "that cannot be stored, or an Idempotency-Key reused with another body."
         },
+        429: _RATE_LIMITED,
         503: {"description": "Postgres unreachable: nothing was stored, retry."},
     },
     openapi_extra=request_body_openapi(LeadEventCreate),
@@ -221,6 +248,7 @@ async def ingest_lead_event(
             "REALTIME_MAX_BATCH_EVENTS events, input that cannot be "
             "stored, or an Idempotency-Key reused with another body. Nothing stored."
         },
+        429: _RATE_LIMITED,
         503: {"description": "Postgres unreachable: no event of the batch was stored, retry."},
     },
     openapi_extra=request_body_openapi(LeadEventBatchCreate),
