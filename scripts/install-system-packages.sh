@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs the Debian packages the tests and `make run` need: PostgreSQL 15,
+# Installs the Debian packages the tests and `make run` need: python3-venv (the
+# project virtualenv), PostgreSQL 15,
 # Redis 7, Prometheus (and promtool), Alertmanager (and amtool), shellcheck
 # (actionlint runs it over workflow scripts), Chromium (browser tests) and
 # nodejs (the OpenAPI documents' patterns are checked as ECMA-262 reads them).
@@ -8,6 +9,9 @@
 set -euo pipefail
 
 need=()
+# Debian's python3 has no ensurepip: `python3 -m venv` (scripts/setup-deploy.sh)
+# fails without python3-venv.
+dpkg-query -W -f='${Status}' python3-venv 2>/dev/null | grep -q "install ok installed" || need+=(python3-venv)
 [ -x /usr/lib/postgresql/15/bin/initdb ] || need+=(postgresql-15)
 command -v redis-server >/dev/null || need+=(redis-server)
 command -v promtool >/dev/null || need+=(prometheus)

@@ -8,7 +8,11 @@ cd "$(dirname "$0")/.."
 UV_VERSION=0.13.8
 
 if [ ! -x .venv/bin/python ]; then
-  python3 -m venv .venv
+  if ! python3 -m venv .venv; then
+    rm -rf .venv
+    echo "python3 -m venv failed: on Debian or Ubuntu, the python3-venv package provides it" >&2
+    exit 1
+  fi
 fi
 if [ ! -x .venv/bin/uv ]; then
   .venv/bin/python -m pip install --quiet --disable-pip-version-check "uv==${UV_VERSION}"

@@ -471,7 +471,7 @@ class CommonSettings(
     production."""
 
     websocket_target_latency_ms: float = Field(default=50, gt=0)
-    """The seed's target for feed delivery (health reports compare against it)."""
+    """The seed's feed delivery target (/health/websocket reports it; degraded at 100 ms)."""
 
     ml_inference_target_ms: float = Field(default=35, gt=0)
     """The seed's target for one lead's scoring."""

@@ -2,10 +2,15 @@
 
 Latency is accepted-to-sent of live deliveries over the last
 REALTIME_LATENCY_WINDOW_SECONDS (the shared ``services.common.latency``
-window the sockets feed). ``degraded`` when the measured p95 exceeds
-WEBSOCKET_TARGET_LATENCY_MS or the stream reader cannot reach Redis (sockets
+window the sockets feed). ``degraded`` when the measured p95 exceeds 100 ms
+or the stream reader cannot reach Redis (sockets
 stay open but receive nothing new until it reconnects); the feature needs
 Postgres and Redis, so either being down makes the replica unready.
+
+The seed's endpoint is healthy while the average stays under 100 ms, with
+WEBSOCKET_TARGET_LATENCY_MS (50) reported as the target. The 100 ms is read on
+the p95, as the WebSocketLatencyHigh alert reads it: an average hides the slow
+tail that agents notice.
 """
 
 from __future__ import annotations
@@ -18,6 +23,9 @@ from fastapi import FastAPI
 from services.common.health import FeatureHealth
 from services.realtime.runtime import RealtimeRuntime
 
+#: The seed's degraded threshold, and WebSocketLatencyHigh's (alerts/rules/performance.yml).
+DEGRADED_P95_MS: Final = 100.0
+
 
 async def websocket_health(app: FastAPI) -> Mapping[str, Any]:
     """Live values for ``/health/websocket`` (see the module docstring)."""
@@ -29,8 +37,11 @@ async def websocket_health(app: FastAPI) -> Mapping[str, Any]:
     reasons = []
     if not reader_up:
         reasons.append("stream reader cannot reach redis")
-    if summary.p95_ms is not None and summary.p95_ms > target:
-        reasons.append(f"p95 delivery latency {summary.p95_ms} ms above target {target:g} ms")
+    if summary.p95_ms is not None and summary.p95_ms > DEGRADED_P95_MS:
+        reasons.append(
+            f"p95 delivery latency {summary.p95_ms} ms above {DEGRADED_P95_MS:g} ms "
+            f"(target {target:g} ms)"
+        )
     status = "degraded" if reasons else "healthy"
     return {
         "status": status,
@@ -46,6 +57,7 @@ async def websocket_health(app: FastAPI) -> Mapping[str, Any]:
         "latency_samples": summary.samples,
         "latency_window_seconds": settings.realtime_latency_window_seconds,
         "target_latency_ms": target,
+        "degraded_above_p95_ms": DEGRADED_P95_MS,
         "stream_reader": "up" if reader_up else "down",
         "replica_id": runtime.hub.fanout.replica_id,
     }

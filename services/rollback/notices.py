@@ -44,8 +44,9 @@ log = logging.getLogger(__name__)
 PASS_SECONDS = 15.0
 #: Longer than a post can take (notify.TIMEOUT_SECONDS); a lease outlives only a dead poster.
 LEASE_SECONDS = 60.0
-#: Attempts before a notice is given up: about 45 minutes of backoff.
-MAX_ATTEMPTS = 8
+#: Attempts before a notice is given up: 9 waits, 15 s doubling to 10 minutes, are
+#: about 46 minutes, long enough to ride out a usual Slack incident.
+MAX_ATTEMPTS = 10
 #: How many notices one call posts at the most.
 BATCH = 20
 

@@ -101,6 +101,18 @@ async def test_health_websocket_reports_live_values(
     assert body["status"] in {"healthy", "degraded"}
 
 
+@pytest.mark.parametrize(("seconds", "status"), [(0.07, "healthy"), (0.15, "degraded")])
+async def test_health_websocket_degrades_above_the_seeds_100_ms_not_the_target(
+    replica: Replica, http: httpx.AsyncClient, seconds: float, status: str
+) -> None:
+    # Above the 50 ms target but under 100 ms is still healthy (the seed's threshold).
+    for _ in range(20):
+        replica.app.state.realtime.window.record(seconds)
+    body = (await http.get(f"{replica.http}/health/websocket")).json()
+    assert body["status"] == status, body["reasons"]
+    assert body["degraded_above_p95_ms"] == 100
+
+
 async def test_ingest_and_frames_are_counted(
     replica: Replica,
     http: httpx.AsyncClient,

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import re
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -36,6 +38,9 @@ from tests.services.rollback.test_webhook import AUTH, STARTS, URL, _alert, _all
 BODY = _notification(_alert())
 #: The incident key the handler derives from ``_alert()`` (its fingerprint and start).
 KEY = incident_key(_alert()["fingerprint"], STARTS)
+
+
+REPO = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture
@@ -285,6 +290,17 @@ def test_the_backoff_doubles_and_is_bounded() -> None:
     assert waits[:3] == [15, 30, 60]
     assert max(waits) == 600
     assert all(a <= b for a, b in itertools.pairwise(waits))
+
+
+def test_a_notice_is_given_up_after_the_minutes_the_docs_promise() -> None:
+    # docs/observability.md and the runbook tell the operator when to look.
+    given_up_after = sum(backoff_seconds(n) for n in range(1, MAX_ATTEMPTS)) / 60
+    for doc in ("docs/observability.md", "docs/runbooks/RollbackNoticesUnsent.md"):
+        text = (REPO / doc).read_text(encoding="utf-8")
+        promised = re.search(r"after (\d+) attempts (?:over |\()about (\d+) minutes", text)
+        assert promised is not None, doc
+        assert int(promised[1]) == MAX_ATTEMPTS, doc
+        assert int(promised[2]) == round(given_up_after), (doc, given_up_after)
 
 
 async def test_without_a_slack_url_nothing_is_queued(
