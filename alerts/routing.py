@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from alerts import ALERTMANAGER_CONFIG
+from alerts.scale import seconds
 
 
 def load() -> dict[str, Any]:
@@ -33,7 +34,8 @@ def local_config(
 ) -> dict[str, Any]:
     """The configuration with loopback receivers.
 
-    Without a Slack URL the Slack receivers keep their routes but send nowhere
+    ``group_wait`` and ``group_interval`` cap the routes' own (each keeps a
+    shorter one). Without a Slack URL the Slack receivers keep their routes but send nowhere
     (a receiver with no integration), so no notification fails for lack of a file.
     """
     config = load()
@@ -49,8 +51,9 @@ def local_config(
                     slack["api_url_file"] = str(slack_url_file)
     routes = [config["route"], *config["route"].get("routes", [])]
     for route in routes:
-        if group_wait is not None and "group_wait" in route:
-            route["group_wait"] = group_wait
-        if group_interval is not None and "group_interval" in route:
-            route["group_interval"] = group_interval
+        for key, cap in (("group_wait", group_wait), ("group_interval", group_interval)):
+            # A cap, never a longer wait: the rollback route's 0s stays 0s, so
+            # a run on a laptop measures the loop production has.
+            if cap is not None and key in route and seconds(cap) < seconds(route[key]):
+                route[key] = cap
     return config

@@ -12,6 +12,7 @@ import yaml
 
 from alerts import ALERTMANAGER_CONFIG
 from alerts.catalog import rules
+from alerts.routing import local_config
 
 AMTOOL = shutil.which("amtool")
 pytestmark = pytest.mark.skipif(AMTOOL is None, reason="amtool not installed (make setup)")
@@ -157,3 +158,20 @@ def test_slack_titles_name_the_job_and_the_feature_apart(
         )
         assert result.returncode == 0, result.stderr
         assert result.stdout.strip() == title
+
+
+def test_a_local_run_shortens_waits_but_never_delays_the_rollback_route(tmp_path: Path) -> None:
+    # The closed-loop benchmark (W7) passes group_wait="1s": the rollback route's
+    # own 0s must stay 0s, or the benchmark measures a loop a second slower
+    # than production's.
+    config = local_config(
+        rollback_url="http://127.0.0.1:1/rollback",
+        token_file=tmp_path / "token",
+        slack_url_file=None,
+        group_wait="1s",
+        group_interval="5s",
+    )
+    rollback, *_ = config["route"]["routes"]
+    assert rollback["receiver"] == "rollback-handler"
+    assert (rollback["group_wait"], rollback["group_interval"]) == ("0s", "5s")
+    assert (config["route"]["group_wait"], config["route"]["group_interval"]) == ("1s", "5s")
