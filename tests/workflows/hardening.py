@@ -28,6 +28,7 @@ STACKS = ("dev", "staging", "production")
 #: (workflow file, job) -> the write scopes it may hold.
 ALLOWED_WRITES: Mapping[tuple[str, str], frozenset[str]] = {
     ("pr.yml", "comment"): frozenset({"pull-requests"}),
+    ("key-rotation.yml", "remind"): frozenset({"issues"}),
     ("drift.yml", "report"): frozenset({"issues"}),
 }
 

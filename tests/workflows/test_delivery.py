@@ -326,6 +326,58 @@ def test_drift_checks_never_cancel_a_pending_deploy_and_report_in_issues() -> No
     assert "drift-${{ matrix.stack }}" in str(drift["refresh"]["steps"])
 
 
+def _rotation(tmp_path: Path, month: str) -> subprocess.CompletedProcess[str]:
+    return run_script(
+        "ci-key-rotation-issue.sh",
+        month,
+        "https://github.com/o/r/actions/runs/7",
+        fake_dir=tmp_path,
+        env={"GITHUB_REPOSITORY": "o/r", "GH_TOKEN": "t"},
+    )
+
+
+def test_key_rotation_opens_one_issue_a_month_naming_the_months_left_open(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "issues.json").write_text(
+        json.dumps(
+            [
+                {
+                    "number": 3,
+                    "title": "Key rotation: 2026-11",
+                    "state": "open",
+                    "labels": ["key-rotation"],
+                }
+            ]
+        )
+    )
+    first, again = _rotation(tmp_path, "2026-12"), _rotation(tmp_path, "2026-12")
+
+    assert first.returncode == again.returncode == 0, first.stderr + again.stderr
+    created = [c for c in calls(tmp_path) if c["args"][:2] == ["issue", "create"]]
+    assert len(created) == 1  # the rerun of the same month opened nothing
+    args = created[0]["args"]
+    assert args[args.index("--title") + 1] == "Key rotation: 2026-12"
+    assert "jwtPreviousKeys" in created[0]["body"]
+    assert "Still open from earlier months: #3." in created[0]["body"]
+
+
+def test_key_rotation_refuses_a_month_that_is_not_one(tmp_path: Path) -> None:
+    result = _rotation(tmp_path, "2026-13")
+    assert result.returncode == 2
+    assert "YYYY-MM" in result.stderr
+    assert calls(tmp_path) == []
+
+
+def test_the_key_rotation_workflow_runs_monthly_and_only_writes_issues() -> None:
+    rotation = workflow("key-rotation.yml")
+    assert rotation[True]["schedule"] == [{"cron": "0 9 1 * *"}]  # "on" reads as True
+    assert rotation["permissions"] == {}
+    job = rotation["jobs"]["remind"]
+    assert job["permissions"] == {"contents": "read", "issues": "write"}
+    assert "scripts/ci-key-rotation-issue.sh" in str(job["steps"])
+
+
 # --- releases -----------------------------------------------------------------------
 
 

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# CI (key-rotation.yml): the month's key-rotation issue, opened once. A rerun
+# of the same month does nothing; earlier months still open are named in it.
+#   scripts/ci-key-rotation-issue.sh YYYY-MM RUN_URL
+# Needs `gh` with GH_TOKEN (issues: write) and GITHUB_REPOSITORY.
+set -euo pipefail
+month=${1:?usage: ci-key-rotation-issue.sh YYYY-MM RUN_URL}
+run_url=${2:?usage: ci-key-rotation-issue.sh YYYY-MM RUN_URL}
+repo=${GITHUB_REPOSITORY:?GITHUB_REPOSITORY is not set}
+if ! [[ $month =~ ^[0-9]{4}-(0[1-9]|1[0-2])$ ]]; then
+  echo "month must be YYYY-MM, got '$month'" >&2
+  exit 2
+fi
+title="Key rotation: $month"
+
+gh label create key-rotation --repo "$repo" --force --color 5319E7 \
+  --description "the monthly rotation of the stacks' keys (docs/deploying.md)"
+
+open=$(gh issue list --repo "$repo" --label key-rotation --state open --limit 100 --json number,title)
+if TITLE=$title "${PYTHON:-python3}" -c '
+import json, os, sys
+sys.exit(0 if any(i["title"] == os.environ["TITLE"] for i in json.load(sys.stdin)) else 1)
+' <<< "$open"; then
+  echo "$title: already open"
+  exit 0
+fi
+earlier=$("${PYTHON:-python3}" -c '
+import json, sys
+numbers = sorted(issue["number"] for issue in json.load(sys.stdin))
+print(", ".join(f"#{number}" for number in numbers))
+' <<< "$open")
+
+body=$(mktemp)
+trap 'rm -f "$body"' EXIT
+{
+  echo "This month's rotation of each cloud stack's keys (dev, staging, production),"
+  echo "as docs/deploying.md, \"Rotating keys\", describes. Close this issue when done."
+  echo
+  echo "- [ ] JWT signing key: the current key into \`jwtPreviousKeys\` under its \`kid\`, a new \`jwtSecretKey\` and \`jwtKeyId\`, \`pulumi up\`"
+  echo "- [ ] ElastiCache auth token: \`ROTATE\`, \`pulumi up\`, then \`SET\` once every rollout is complete"
+  echo "- [ ] Anthropic and CRM (GoHighLevel) API keys: a new key from the provider, \`pulumi config set --secret\`, \`pulumi up\`, then revoke the old one"
+  echo "- [ ] The generated database passwords: \`pulumi up --replace\` of their RandomPassword"
+  echo "- [ ] Retired JWT keys older than the longest token lifetime removed from \`jwtPreviousKeys\`"
+  if [ -n "$earlier" ]; then
+    echo
+    echo "Still open from earlier months: $earlier."
+  fi
+  echo
+  echo "Opened by $run_url."
+} > "$body"
+gh issue create --repo "$repo" --title "$title" --label key-rotation --body-file "$body"
