@@ -13,7 +13,8 @@ The counting is the ``limits`` library's sliding-window counter (two
 counters per tenant and an atomic Lua script), run on the service's own Redis
 pool, so its connections, TLS and timeouts are those of every other command.
 
-When Redis cannot answer, the budget is not checked and the request goes on:
+When Redis cannot answer, the budget is not checked and the request goes on
+(and, for REDIS_BACKOFF_SECONDS after a failure, the next ones without asking):
 the ingest stores to Postgres and defers delivery while Redis is down
 (docs/contracts.md), and refusing every tenant's events then would lose the
 CRMs' webhooks to protect a Redis that is not being used.
@@ -29,9 +30,9 @@ import time
 from limits import RateLimitItemPerSecond
 from limits.aio.storage import RedisStorage
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
-from redis.exceptions import RedisError
 
 from services.common.redis import Redis, tenant_key
+from services.realtime.stream import REDIS_BACKOFF_SECONDS, REDIS_DOWN_OR_SLOW
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,7 @@ class IngestBudget:
     def __init__(self, redis: Redis, *, events_per_second: int, timeout: float) -> None:
         """``events_per_second`` 0 turns the budget off; ``timeout`` bounds the check."""
         self._timeout = timeout
+        self._skip_until = 0.0
         self._item = (
             RateLimitItemPerSecond(events_per_second * WINDOW_SECONDS, WINDOW_SECONDS)
             if events_per_second > 0
@@ -63,18 +65,13 @@ class IngestBudget:
         )
         self._limiter = SlidingWindowCounterRateLimiter(storage)
 
-    @property
-    def enabled(self) -> bool:
-        """Whether a rate is set."""
-        return self._item is not None
-
     async def take(self, tenant_id: str, events: int) -> float | None:
         """Take ``events`` from the tenant's budget: None if taken, else seconds to wait.
 
         Nothing is taken from a budget that refuses. A Redis failure or a check
         slower than the timeout lets the events through (the module docstring).
         """
-        if self._item is None:
+        if self._item is None or time.monotonic() < self._skip_until:
             return None
         key = tenant_key(tenant_id, "ingest")
         try:
@@ -82,7 +79,9 @@ class IngestBudget:
                 if await self._limiter.hit(self._item, key, cost=events):
                     return None
                 stats = await self._limiter.get_window_stats(self._item, key)
-        except (RedisError, OSError, TimeoutError) as exc:
-            log.info("ingest budget not checked: %s", type(exc).__name__)
+        except REDIS_DOWN_OR_SLOW as exc:
+            # A hung Redis would otherwise cost every request the whole timeout.
+            self._skip_until = time.monotonic() + REDIS_BACKOFF_SECONDS
+            log.warning("ingest budget not checked: %s", type(exc).__name__)
             return None
         return max(1.0, math.ceil(stats.reset_time - time.time()))

@@ -55,19 +55,19 @@ from services.realtime.metrics import RealtimeMetrics
 from services.realtime.outbox import OutboxRelay, RowWriter
 from services.realtime.schemas import DeliveryStatus, LeadEventAccepted, LeadEventCreate
 from services.realtime.scoring import Scorer
-from services.realtime.stream import REDIS_DOWN, EventStream, PublishItem
+from services.realtime.stream import (
+    REDIS_BACKOFF_SECONDS,
+    REDIS_DOWN_OR_SLOW,
+    EventStream,
+    PublishItem,
+)
 
 log = logging.getLogger(__name__)
-
-# After a failed publish, skip Redis for this long: requests during an outage
-# are acknowledged as deferred at once instead of each waiting for a timeout.
-REDIS_BACKOFF_SECONDS = 1.0
 # Most events of one tenant stored and published together (and so the most
 # one batch request may hold).
 MAX_GROUP = 500
 IDEMPOTENCY_TTL_SECONDS = 24 * 3600
 """How long an Idempotency-Key is honoured (as Stripe does); see docs/contracts.md."""
-_PUBLISH_FAILURES: tuple[type[BaseException], ...] = (*REDIS_DOWN, TimeoutError)
 # Failures that are no request's fault and hit every request alike: a group
 # failing with one is not retried request by request (it would only multiply
 # the load on a database that is already down).
@@ -370,7 +370,7 @@ class IngestService:
         try:
             async with asyncio.timeout(self.publish_timeout):
                 stream_ids = await self.events.publish_many(tenant_id, items)
-        except _PUBLISH_FAILURES as exc:
+        except REDIS_DOWN_OR_SLOW as exc:
             # A timed-out XADD may still have been applied; the relay checks
             # the stream before publishing, so this cannot duplicate an event.
             log.warning(

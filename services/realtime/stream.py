@@ -43,6 +43,11 @@ log = logging.getLogger(__name__)
 STREAM_PART = "events"
 REDIS_DOWN: tuple[type[BaseException], ...] = (RedisError, *UNAVAILABLE_ERRORS)
 """Errors meaning Redis could not serve a command (unreachable, timed out, refused)."""
+REDIS_DOWN_OR_SLOW: tuple[type[BaseException], ...] = (*REDIS_DOWN, TimeoutError)
+"""``REDIS_DOWN`` or the caller's own deadline around a command (``asyncio.timeout``)."""
+#: After a Redis failure on the ingest's path, skip Redis for this long: requests
+#: during an outage go on at once instead of each waiting for a timeout.
+REDIS_BACKOFF_SECONDS = 1.0
 EMPTY_STREAM_ID = "0-0"
 
 # XADD of several entries in one command. One script call costs the client

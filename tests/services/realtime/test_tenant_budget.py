@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -12,8 +14,10 @@ from pydantic import SecretStr
 
 from localrun.servers import RedisServer
 from services.common.database import Database
+from services.common.redis import close_redis, create_redis
 from services.common.scoring import LeadFeatures
 from services.common.settings import SettingsError
+from services.realtime.budget import IngestBudget
 from services.realtime.config import RealtimeSettings
 from tests.services.realtime.conftest import Replica, event_body
 
@@ -131,3 +135,32 @@ def test_a_budget_smaller_than_a_batch_is_refused_at_start(
         RealtimeSettings.from_env()
     monkeypatch.setenv("REALTIME_TENANT_EVENT_RATE", "0")
     assert RealtimeSettings.from_env().realtime_tenant_event_rate == 0
+
+
+async def test_a_hung_redis_is_asked_once_then_skipped_for_the_backoff(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A Redis that accepts and never answers: without the backoff every
+    # request would wait the whole timeout before going on.
+    accepted: list[asyncio.StreamWriter] = []
+
+    async def never_answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(writer)
+        await reader.read()
+
+    server = await asyncio.start_server(never_answer, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    redis = create_redis(f"redis://127.0.0.1:{port}/0", max_connections=4, socket_timeout=5)
+    budget = IngestBudget(redis, events_per_second=RATE, timeout=0.2)
+    try:
+        with caplog.at_level(logging.WARNING, logger="services.realtime.budget"):
+            answers = [await budget.take("tenant-a", 1) for _ in range(3)]
+    finally:
+        await close_redis(redis)
+        for writer in accepted:
+            writer.close()
+            await writer.wait_closed()
+        server.close()
+        await server.wait_closed()
+    assert answers == [None, None, None]
+    assert [r.getMessage() for r in caplog.records] == ["ingest budget not checked: TimeoutError"]
