@@ -25,7 +25,7 @@ the new Job and then deletes the old one, so each Job has one object in the
 cluster, whose pod keeps the logs of the last run. (The commands are
 idempotent all the same, ``alembic upgrade head`` on a current schema, flag
 creation that never overwrites, publishing the same model file, so a Job
-deleted by hand and recreated by ``up`` does no harm.) The daily CronJob's
+deleted by hand and recreated by ``up`` does no harm.) The daily CronJobs'
 runs are not in the state; its history limits bound them.
 
 Model publish. The image carries the models it was built with
