@@ -474,6 +474,15 @@ IMPACT_AGGREGATE_JOB: Final = JobSpec(
     command=(CLI, "impact", "aggregate", "--date", "yesterday"),
     secrets=("DATABASE_URL",),
 )
+#: The daily retention prune (30 days of events, a year of aggregates; idempotent,
+#: services/impact/retention.py); the application role: it deletes under row-level security.
+RETENTION_PRUNE_JOB: Final = JobSpec(
+    name="retention-prune",
+    command=(CLI, "retention", "prune"),
+    secrets=("DATABASE_URL",),
+)
+#: The CronJobs (infra/components/jobs.py: ``impact_schedule``, ``retention_schedule``).
+DAILY_JOBS: Final = (IMPACT_AGGREGATE_JOB, RETENTION_PRUNE_JOB)
 MODEL_PUBLISH_JOB: Final = JobSpec(
     name="model-publish",
     command=(CLI, "model", "publish", "--from", ML_MODEL_IMAGE_PATH, "--to"),

@@ -4,8 +4,9 @@
     enterprisehub migrate [--revision REV]
     enterprisehub flags init|assign ...          (registered by services.rollout.cli)
     enterprisehub rollout set|enable-all|status|advance ...
-    enterprisehub experiment analyze ...        (registered by services.impact.cli)
+    enterprisehub experiment export|analyze ... (registered by services.impact.cli)
     enterprisehub impact aggregate|report ...
+    enterprisehub retention prune [--tenant T]
     enterprisehub token --tenant T --subject S --scope SCOPE [--scope ...] [--ttl 12h]
     enterprisehub feed --tenant T [--url ws://HOST:8001/v1/feed] [--token JWT]
     enterprisehub model train|publish ...      (registered by services.ml.cli)

@@ -24,6 +24,7 @@ from services.common.database import Database, DatabaseUnavailable
 from services.common.flags import FlagWriteConflict, InvalidFlag, check_feature
 from services.common.redis import Redis, RedisUnavailable, close_redis, create_redis_from_settings
 from services.common.settings import Environment
+from services.common.tenancy import InvalidTenantId, validate_tenant_id
 from services.rollout.config import RolloutSettings
 
 ENVIRONMENTS: tuple[str, ...] = get_args(Environment)
@@ -34,6 +35,14 @@ def feature_argument(value: str) -> str:
     try:
         return check_feature(value)
     except InvalidFlag as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def tenant_argument(value: str) -> str:
+    """argparse type: a well-formed tenant id."""
+    try:
+        return validate_tenant_id(value)
+    except InvalidTenantId as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 

@@ -237,7 +237,7 @@ def test_every_stack_secret_reaches_a_workload() -> None:
             catalog.ROLLBACK_HANDLER,
             catalog.MIGRATE_JOB,
             catalog.FLAGS_INIT_JOB,
-            catalog.IMPACT_AGGREGATE_JOB,
+            *catalog.DAILY_JOBS,
         )
         for key in workload.secrets
     }

@@ -25,7 +25,7 @@ the new Job and then deletes the old one, so each Job has one object in the
 cluster, whose pod keeps the logs of the last run. (The commands are
 idempotent all the same, ``alembic upgrade head`` on a current schema, flag
 creation that never overwrites, publishing the same model file, so a Job
-deleted by hand and recreated by ``up`` does no harm.) The daily CronJob's
+deleted by hand and recreated by ``up`` does no harm.) The daily CronJobs'
 runs are not in the state; its history limits bound them.
 
 Model publish. The image carries the models it was built with
@@ -106,6 +106,10 @@ class PlatformJobsArgs:
     #: Cron schedule (UTC) of the daily business-impact aggregate of the day
     #: before; None declares no CronJob.
     impact_schedule: str | None = "30 0 * * *"
+    #: Cron schedule (UTC) of the daily retention prune (events older than 30
+    #: days, aggregates older than a year); None declares no CronJob. After the
+    #: aggregate, so the day it restates is aggregated before anything is pruned.
+    retention_schedule: str | None = "30 1 * * *"
     #: Retries after a failed attempt; a migration that fails twice needs a human.
     backoff_limit: int = 2
     #: Hard stop for one Job, all attempts included.
@@ -119,7 +123,7 @@ class PlatformJobsArgs:
 
 class PlatformJobs(Component[PlatformJobsArgs]):
     """The migration Job, the feature-flags init Job, optionally the model publishes,
-    and the daily business-impact CronJob."""
+    and the daily CronJobs: business impact and retention."""
 
     component_type = "enterprisehub:k8s:PlatformJobs"
 
@@ -128,6 +132,7 @@ class PlatformJobs(Component[PlatformJobsArgs]):
     #: Per published model name (``catalog.PublishedModel.name``), its Job's name.
     model_publish_job_names: dict[str, pulumi.Output[str]]
     impact_cronjob_name: pulumi.Output[str] | None
+    retention_cronjob_name: pulumi.Output[str] | None
     #: What the feature services' Deployments must depend on.
     rollout_gate: list[pulumi.Resource]
 
@@ -179,11 +184,12 @@ class PlatformJobs(Component[PlatformJobsArgs]):
                 self.model_publish_job_names[model] = publish.metadata.name
                 # The services load these models at start-up: they must be there first.
                 self.rollout_gate.append(publish)
-        self.impact_cronjob_name = None
-        if args.impact_schedule is not None:
-            self.impact_cronjob_name = self._impact_cronjob(
-                args.impact_schedule, jobs_account, config, depends_on=[migration]
-            ).metadata.name
+        self.impact_cronjob_name = self._cronjob(
+            catalog.IMPACT_AGGREGATE_JOB, args.impact_schedule, jobs_account, config, [migration]
+        )
+        self.retention_cronjob_name = self._cronjob(
+            catalog.RETENTION_PRUNE_JOB, args.retention_schedule, jobs_account, config, [migration]
+        )
 
         outputs: dict[str, object] = {
             "migration_job_name": self.migration_job_name,
@@ -193,6 +199,8 @@ class PlatformJobs(Component[PlatformJobsArgs]):
             outputs["model_publish_job_names"] = self.model_publish_job_names
         if self.impact_cronjob_name is not None:
             outputs["impact_cronjob_name"] = self.impact_cronjob_name
+        if self.retention_cronjob_name is not None:
+            outputs["retention_cronjob_name"] = self.retention_cronjob_name
         self.register_outputs(outputs)
 
     def _catalog_job(
@@ -248,19 +256,21 @@ class PlatformJobs(Component[PlatformJobsArgs]):
             )
         return jobs
 
-    def _impact_cronjob(
+    def _cronjob(
         self,
-        schedule: str,
+        spec: catalog.JobSpec,
+        schedule: str | None,
         account: k8s.core.v1.ServiceAccount,
         config: k8s.core.v1.ConfigMap,
         depends_on: Sequence[pulumi.Resource],
-    ) -> k8s.batch.v1.CronJob:
-        """The daily ``impact aggregate`` of the day before."""
+    ) -> pulumi.Output[str] | None:
+        """One of ``catalog.DAILY_JOBS`` on ``schedule`` (None: not declared); its name."""
+        if schedule is None:
+            return None
         args = self._args
-        spec = catalog.IMPACT_AGGREGATE_JOB
         secret = self._secret(spec.name, {key: args.secrets[key] for key in spec.secrets})
         labels = hardening.labels(spec.name, hardening.COMPONENT_JOB)
-        return k8s.batch.v1.CronJob(
+        cronjob = k8s.batch.v1.CronJob(
             f"{self._name}-{spec.name}",
             metadata=k8s.meta.v1.ObjectMetaArgs(
                 name=spec.name,
@@ -293,6 +303,7 @@ class PlatformJobs(Component[PlatformJobsArgs]):
             ),
             opts=pulumi.ResourceOptions(parent=self, depends_on=list(depends_on)),
         )
+        return cronjob.metadata.name
 
     def _secret(self, job: str, values: Mapping[str, pulumi.Input[str]]) -> k8s.core.v1.Secret:
         """A Secret read by exactly one Job (least privilege: no Job sees another's DSN)."""
@@ -412,8 +423,11 @@ def _validate(args: PlatformJobsArgs) -> None:
         catalog.FLAGS_INIT_JOB,
         *(model.job for model in catalog.PUBLISHED_MODELS),
     )
-    if args.impact_schedule is not None:
-        jobs = (*jobs, catalog.IMPACT_AGGREGATE_JOB)
+    for daily, schedule in zip(
+        catalog.DAILY_JOBS, (args.impact_schedule, args.retention_schedule), strict=True
+    ):
+        if schedule is not None:
+            jobs = (*jobs, daily)
     for job in jobs:
         hardening.require_keys(owner, "secrets", args.secrets, job.secrets)
     if args.model_publish is not None:

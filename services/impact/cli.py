@@ -1,12 +1,18 @@
 """``enterprisehub experiment ...`` and ``enterprisehub impact ...``.
 
+    enterprisehub experiment export --feature F --start YYYY-MM-DD --end YYYY-MM-DD
+                                    [--value revenue_impact] [--percentage P] [--out FILE]
     enterprisehub experiment analyze --input FILE.csv --expected-split SHARE [--alpha 0.05]
                                      [--planned-units N] [--store --feature F [--metric M]
                                       --window-start D --window-end D]
     enterprisehub impact aggregate --date YYYY-MM-DD [--days 7]
     enterprisehub impact report --start YYYY-MM-DD [--days 7]
+    enterprisehub retention prune [--tenant T ...]
 
-``experiment analyze`` prints the analysis as JSON (the fields of
+``experiment export`` writes the units of a window from the stored exposures
+and aggregates (services/impact/export.py) as the CSV ``analyze`` reads, to
+``--out`` or standard output (``--input -`` reads it there: ``export |
+analyze``). ``experiment analyze`` prints the analysis as JSON (the fields of
 ``services.impact.stats.analyze``). ``--expected-split`` has no default: it is
 the treatment share the rollout assigned during the window (0.10 at 10 %), and
 a default of 0.5 was wrong at every stage but one (its sample-ratio test then
@@ -19,6 +25,10 @@ default ``--metric``); a result of another metric is shown, never decisive.
 week ending with ``--date``, so outcomes reported days late (a churn lead's
 answer) reach their day's row; ``impact report``
 prints the seed's weekly summary (any number of days) from stored rows.
+``retention prune`` is the other daily CronJob (idempotent): it deletes the
+per-event rows older than RETENTION_EVENT_DAYS and the aggregates older than
+RETENTION_METRIC_DAYS (services/impact/retention.py says which tables and why),
+and prints what it deleted per table.
 """
 
 from __future__ import annotations
@@ -26,19 +36,22 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import sys
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from services.cli import EXIT_USAGE, CommandError, number_argument
 from services.common.database import Database, DatabaseUnavailable
-from services.impact.aggregate import RESTATED_DAYS, aggregate_days
+from services.impact.aggregate import RESTATED_DAYS, aggregate_days, day_bounds
 from services.impact.assumptions import PRIMARY_METRICS
 from services.impact.config import ImpactSettings
-from services.impact.experiment import MAX_ROWS, InputError, read_units
+from services.impact.experiment import MAX_ROWS, STDIN, InputError, read_units
+from services.impact.export import VALUE_COLUMNS, export_units, write_units
 from services.impact.report import measured_lifts, platform_rows, summarize
+from services.impact.retention import Cutoffs, prune
 from services.impact.stats import DEFAULT_PLANNED_UNITS, analyze
-from services.operator_cli import feature_argument
+from services.operator_cli import feature_argument, tenant_argument
 
 #: The days a command accepts: from this one to a year ahead. Beyond, a day
 #: was a traceback (``date`` overflows past 9999 when a period is added) or
@@ -63,6 +76,7 @@ def _day(value: str) -> date:
     return day
 
 
+_percentage = number_argument(float, 0.0, 100.0, "is not a percentage (0-100)")
 _probability = number_argument(float, 0.0, 1.0, "must be strictly between 0 and 1", exclusive=True)
 
 
@@ -156,8 +170,56 @@ def _analyze(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    if args.end < args.start:
+        raise CommandError("--end is before --start", EXIT_USAGE)
+    settings = ImpactSettings.from_env()
+
+    async def run() -> Any:
+        db = await _database(settings)
+        try:
+            return await export_units(
+                db,
+                feature=args.feature,
+                start=args.start,
+                end=args.end,
+                value=args.value,
+                percentage=args.percentage,
+            )
+        finally:
+            await db.close()
+
+    units = _run(run())
+    if args.out is None:
+        write_units(units, sys.stdout)
+    else:
+        with args.out.open("w", newline="", encoding="utf-8") as out:
+            write_units(units, out)
+    treatment = sum(unit.variant == "treatment" for unit in units)
+    print(
+        f"experiment export: {len(units)} unit(s) of {args.feature} from {args.start} to "
+        f"{args.end}: {len(units) - treatment} control, {treatment} treatment",
+        file=sys.stderr,
+    )
+    return 0
+
+
 def _aggregate(args: argparse.Namespace) -> int:
     settings = ImpactSettings.from_env()
+    # A day whose events were pruned would be rewritten as a day without activity.
+    first = args.date - timedelta(days=args.days - 1)
+    kept_since = Cutoffs.of(
+        datetime.now(UTC),
+        event_days=settings.retention_event_days,
+        metric_days=settings.retention_metric_days,
+    ).events
+    if day_bounds(first)[0] < kept_since:
+        raise CommandError(
+            f"impact aggregate: {first} is before the events kept "
+            f"(RETENTION_EVENT_DAYS={settings.retention_event_days}: since "
+            f"{kept_since:%Y-%m-%d %H:%M} UTC); restating it would erase its stored row",
+            EXIT_USAGE,
+        )
 
     async def run() -> None:
         db = await _database(settings)
@@ -190,12 +252,62 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _prune(args: argparse.Namespace) -> int:
+    settings = ImpactSettings.from_env()
+    cutoffs = Cutoffs.of(
+        datetime.now(UTC),
+        event_days=settings.retention_event_days,
+        metric_days=settings.retention_metric_days,
+    )
+
+    async def run() -> None:
+        db = await _database(settings)
+        try:
+            pruned = await prune(
+                db, cutoffs, batch_size=settings.retention_batch_size, tenants=args.tenant
+            )
+        finally:
+            await db.close()
+        for table in pruned:
+            print(table.line())
+
+    _run(run())
+    return 0
+
+
 def register_impact_commands(subparsers: Any) -> None:
     """Add ``experiment`` and ``impact`` to the top-level subparsers."""
     experiment = subparsers.add_parser("experiment", help="A/B analysis of per-tenant units")
     commands = experiment.add_subparsers(dest="experiment_command", required=True)
+    export = commands.add_parser(
+        "export", help="the units of a window (CSV for analyze) from stored exposures and metrics"
+    )
+    export.add_argument("--feature", required=True, type=feature_argument, help="the feature")
+    export.add_argument("--start", required=True, type=_day, help="first day (YYYY-MM-DD)")
+    export.add_argument("--end", required=True, type=_day, help="last day (YYYY-MM-DD)")
+    export.add_argument(
+        "--value",
+        choices=VALUE_COLUMNS,
+        default=VALUE_COLUMNS[0],
+        help="the phase3_business_metrics column a unit's value sums over the window "
+        f"(default {VALUE_COLUMNS[0]}); with analyze --store, pass it as --metric",
+    )
+    export.add_argument(
+        "--percentage",
+        type=_percentage,
+        default=None,
+        help="the rollout's percentage in the window: variants recomputed from the stored "
+        "buckets (default: the variant recorded at first exposure)",
+    )
+    export.add_argument("--out", type=Path, default=None, help="CSV file (default: stdout)")
+    export.set_defaults(handler=_export)
     analyze_ = commands.add_parser("analyze", help="Welch, lift, SRM, CUPED, sequential, MDE")
-    analyze_.add_argument("--input", required=True, type=Path, help="CSV unit_id,variant,value")
+    analyze_.add_argument(
+        "--input",
+        required=True,
+        type=Path,
+        help=f"CSV unit_id,variant,value; {STDIN} reads standard input (export | analyze)",
+    )
     analyze_.add_argument(
         "--alpha", type=_probability, default=0.05, help="significance level (default 0.05)"
     )
@@ -255,3 +367,19 @@ def register_impact_commands(subparsers: Any) -> None:
         "--days", type=_days, default=7, help="number of days, 1-3660 (7: the weekly report)"
     )
     report.set_defaults(handler=_report)
+
+    retention = subparsers.add_parser("retention", help="data retention (the daily prune)")
+    retention_commands = retention.add_subparsers(dest="retention_command", required=True)
+    prune_ = retention_commands.add_parser(
+        "prune",
+        help="delete events older than RETENTION_EVENT_DAYS and aggregates older than "
+        "RETENTION_METRIC_DAYS, tenant by tenant, in batches (idempotent)",
+    )
+    prune_.add_argument(
+        "--tenant",
+        action="append",
+        type=tenant_argument,
+        default=None,
+        help="prune this tenant only (repeat for several; default: every tenant)",
+    )
+    prune_.set_defaults(handler=_prune)

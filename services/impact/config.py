@@ -1,18 +1,36 @@
-"""Settings of ``enterprisehub impact ...`` and ``experiment run``."""
+"""Settings of ``enterprisehub impact ...``, ``experiment ...`` and ``retention prune``."""
 
 from __future__ import annotations
 
-from pydantic import field_validator
+from pydantic import Field, field_validator
 
 from services.common.settings import DatabaseSettings
+from services.impact.aggregate import RESTATED_DAYS
 from services.impact.assumptions import FeatureAssumptions, load_assumptions
+
+#: A per-event row must outlive the days ``impact aggregate`` restates from it:
+#: a day whose events were pruned would be rewritten as a day without activity.
+MIN_EVENT_RETENTION_DAYS = RESTATED_DAYS + 1
 
 
 class ImpactSettings(DatabaseSettings):
-    """The database plus IMPACT_ASSUMPTIONS (JSON overrides of the assumptions)."""
+    """The database, IMPACT_ASSUMPTIONS (JSON overrides of the assumptions) and retention."""
 
     impact_assumptions: str | None = None
     """JSON {"feature": {"lift": 0.05, ...}} overriding assumptions."""
+
+    retention_event_days: int = Field(default=30, ge=MIN_EVENT_RETENTION_DAYS, le=3660)
+    """Days `enterprisehub retention prune` keeps per-event rows (realtime events, churn
+    signals, closed churn interventions, coaching sessions, the Claude cost ledger): the
+    seed's 30. At least one more than the 7 days `impact aggregate` restates from them."""
+
+    retention_metric_days: int = Field(default=365, ge=MIN_EVENT_RETENTION_DAYS, le=3660)
+    """Days `enterprisehub retention prune` keeps phase3_business_metrics rows (by
+    metric_date): the seed's one year."""
+
+    retention_batch_size: int = Field(default=10_000, ge=1, le=100_000)
+    """Rows one DELETE of `retention prune` removes at most (each batch is its own short
+    transaction, so a large purge never holds its locks for long)."""
 
     @field_validator("impact_assumptions")
     @classmethod

@@ -11,9 +11,12 @@ appear once. Every problem names its line.
 from __future__ import annotations
 
 import csv
+import io
 import math
+import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 
 import numpy as np
 
@@ -21,6 +24,11 @@ from services.impact.stats import Array
 
 VARIANTS = ("control", "treatment")
 MAX_ROWS = 10_000_000
+
+#: The CSV's columns: the required ones, then the optional ones. ``experiment
+#: export`` writes them, ``read_units`` reads them: one spelling of each.
+UNIT_ID, VARIANT, VALUE, PRE_VALUE, USED = "unit_id", "variant", "value", "pre_value", "used"
+REQUIRED_COLUMNS: tuple[str, ...] = (UNIT_ID, VARIANT, VALUE)
 
 
 class InputError(ValueError):
@@ -49,10 +57,18 @@ def _number(raw: str, column: str, line: int) -> float:
     return value
 
 
+#: ``--input -``: the CSV comes on standard input (``experiment export | experiment analyze``).
+STDIN = Path("-")
+
+
 def read_units(path: Path) -> Units:
-    """Read and validate the CSV."""
+    """Read and validate the CSV (``STDIN``: from standard input)."""
     try:
-        handle = path.open(newline="", encoding="utf-8")
+        handle: TextIO = (
+            io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8", newline="")
+            if path == STDIN
+            else path.open(newline="", encoding="utf-8")
+        )
     except OSError as exc:
         raise InputError(f"cannot read {path}: {exc.strerror}") from None
     reader = csv.DictReader(handle)
@@ -68,11 +84,11 @@ def read_units(path: Path) -> Units:
 def _units(reader: csv.DictReader[str]) -> Units:
     """The units of an open reader (``read_units``)."""
     columns = set(reader.fieldnames or ())
-    missing = {"unit_id", "variant", "value"} - columns
+    missing = set(REQUIRED_COLUMNS) - columns
     if missing:
         raise InputError(f"missing column(s): {', '.join(sorted(missing))}")
-    has_pre = "pre_value" in columns
-    has_used = "used" in columns
+    has_pre = PRE_VALUE in columns
+    has_used = USED in columns
     used: list[bool] = []
     values: dict[str, list[float]] = {v: [] for v in VARIANTS}
     pres: dict[str, list[float]] = {v: [] for v in VARIANTS}
@@ -80,7 +96,7 @@ def _units(reader: csv.DictReader[str]) -> Units:
     for line, row in enumerate(reader, start=2):
         if line > MAX_ROWS:
             raise InputError(f"more than {MAX_ROWS} rows")
-        unit, variant = (row.get("unit_id") or "").strip(), (row.get("variant") or "").strip()
+        unit, variant = (row.get(UNIT_ID) or "").strip(), (row.get(VARIANT) or "").strip()
         if not unit:
             raise InputError(f"line {line}: empty unit_id")
         if unit in seen:
@@ -88,11 +104,11 @@ def _units(reader: csv.DictReader[str]) -> Units:
         seen.add(unit)
         if variant not in VARIANTS:
             raise InputError(f"line {line}: variant must be control or treatment, not {variant!r}")
-        values[variant].append(_number(row.get("value") or "", "value", line))
+        values[variant].append(_number(row.get(VALUE) or "", VALUE, line))
         if has_pre:
-            pres[variant].append(_number(row.get("pre_value") or "", "pre_value", line))
+            pres[variant].append(_number(row.get(PRE_VALUE) or "", PRE_VALUE, line))
         if has_used and variant == "treatment":
-            flag = (row.get("used") or "").strip()
+            flag = (row.get(USED) or "").strip()
             if flag not in {"0", "1"}:
                 raise InputError(f"line {line}: used must be 0 or 1, not {flag!r}")
             used.append(flag == "1")

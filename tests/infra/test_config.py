@@ -150,7 +150,7 @@ def test_a_secret_names_as_its_readers_only_workloads_that_hold_it() -> None:
         catalog.ROLLBACK_HANDLER,
         catalog.MIGRATE_JOB,
         catalog.FLAGS_INIT_JOB,
-        catalog.IMPACT_AGGREGATE_JOB,
+        *catalog.DAILY_JOBS,
     )
     declared = project_file()["config"]
     for key in (*REQUIRED_SECRET_KEYS, *OPTIONAL_SECRET_KEYS):

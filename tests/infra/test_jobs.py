@@ -284,6 +284,7 @@ def test_each_job_secret_holds_exactly_its_catalog_keys(run: ProgramRun) -> None
         "migrate": {"MIGRATION_DATABASE_URL", "DATABASE_URL"},
         "flags-init": {"DATABASE_URL", "REDIS_URL"},
         "impact-aggregate": {"DATABASE_URL"},
+        "retention-prune": {"DATABASE_URL"},
     }
 
 
@@ -329,5 +330,33 @@ def test_impact_aggregate_runs_daily_as_the_application_role(run: ProgramRun) ->
     )
 
 
+def test_retention_prune_runs_daily_after_the_aggregate_as_the_application_role(
+    run: ProgramRun,
+) -> None:
+    cron = run.one("kubernetes:batch/v1:CronJob", "jobs-retention-prune").inputs
+    assert cron["spec"]["schedule"] == "30 1 * * *"
+    assert cron["spec"]["timeZone"] == "Etc/UTC"
+    assert cron["spec"]["concurrencyPolicy"] == "Forbid"
+    container = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
+    assert container["command"] == ["enterprisehub", "retention", "prune"]
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    secret = run.one("kubernetes:core/v1:Secret", "jobs-retention-prune-secret")
+    assert set(secret.inputs["stringData"]) == {"DATABASE_URL"}
+    assert {"secretRef": {"name": secret.inputs["metadata"]["name"]}} in container["envFrom"]
+    migration = run.one("kubernetes:batch/v1:Job", "jobs-migrate")
+    assert (
+        migration.urn in run.one("kubernetes:batch/v1:CronJob", "jobs-retention-prune").dependencies
+    )
+
+
+def test_every_daily_job_is_a_cronjob(run: ProgramRun) -> None:
+    names = {cron.name for cron in run.of_type("kubernetes:batch/v1:CronJob")}
+    assert names == {f"jobs-{spec.name}" for spec in catalog.DAILY_JOBS}
+
+
 def test_no_schedule_no_cronjob() -> None:
-    assert not _run(impact_schedule=None).of_type("kubernetes:batch/v1:CronJob")
+    assert not _run(impact_schedule=None, retention_schedule=None).of_type(
+        "kubernetes:batch/v1:CronJob"
+    )
+    only = _run(impact_schedule=None).of_type("kubernetes:batch/v1:CronJob")
+    assert [cron.name for cron in only] == ["jobs-retention-prune"]
