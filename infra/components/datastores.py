@@ -39,7 +39,11 @@ _MINIO_CERTS_DIR: Final = "/tmp/certs"  # noqa: S108
 
 #: Exact upstream tags (digests cannot be resolved offline; override with digests in Args).
 POSTGRES_IMAGE: Final = "docker.io/library/postgres:15.10-bookworm"
-REDIS_IMAGE: Final = "docker.io/library/redis:7.4.2-bookworm"
+#: The Redis OSS line the AWS stacks' ElastiCache runs, so local hides no
+#: incompatibility: ElastiCache's engine 7.1 (``cache.engineVersion``) "is
+#: compatible with Redis OSS v7.0" (ElastiCache, "Supported engine versions");
+#: upstream Redis has no 7.1, and 7.0.15 is the last 7.0 release.
+REDIS_IMAGE: Final = "docker.io/library/redis:7.0.15-bookworm"
 MINIO_IMAGE: Final = "quay.io/minio/minio:RELEASE.2025-04-22T22-12-26Z"
 
 #: Owner role (runs migrations, owns the tables) and the application role the
