@@ -348,6 +348,8 @@ class ClusterConfig(_Model):
     mode: Literal["eks", "existing-eks", "kubeconfig"] = "eks"
     name: Annotated[str, Field(pattern=r"^[0-9A-Za-z][A-Za-z0-9_-]{0,99}$")] | None = None
     context: NonEmpty | None = None
+    #: Absolute or under ``~/``: the provider would read a relative path from its
+    #: own working directory, not the one `make up` (and its pre-flight) runs in.
     kubeconfig_path: NonEmpty | None = None
     # The API endpoint is private by default; `pulumi up` then runs from inside the
     # VPC (VPN, bastion or a CI runner there) or public access is opened to a CIDR.
@@ -375,6 +377,13 @@ class ClusterConfig(_Model):
     storage_class: (
         Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")] | None
     ) = None
+
+    @field_validator("kubeconfig_path")
+    @classmethod
+    def _kubeconfig_path(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("/", "~/")):
+            raise ValueError("an absolute path or one under ~/ (e.g. ~/.kube/kind.yaml)")
+        return value
 
 
 class Hostnames(_Model):
