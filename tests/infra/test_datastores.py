@@ -108,6 +108,14 @@ def test_local_redis_runs_the_line_the_cloud_stacks_run(stack: str) -> None:
     assert tag.startswith(ELASTICACHE_REDIS_OSS[engine] + "."), (REDIS_IMAGE, stack, engine)
 
 
+def test_the_local_postgres_takes_the_stacks_max_connections() -> None:
+    run = run_stack(stack_inputs("local"))
+    (postgres,) = [r for r in run.of_type("kubernetes:apps/v1:StatefulSet") if "postgres" in r.name]
+    container = postgres.inputs["spec"]["template"]["spec"]["containers"][0]
+    assert container["args"] == ["postgres", "-c", "max_connections=250"]
+    assert "command" not in container  # the image's entrypoint still initialises the data
+
+
 def test_postgres_keeps_data_below_the_volume_root(run: ProgramRun) -> None:
     env = {e["name"]: e.get("value") for e in _pod(run, "postgres")["containers"][0]["env"]}
     assert env["PGDATA"] == "/var/lib/postgresql/data/pgdata"
