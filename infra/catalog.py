@@ -124,6 +124,9 @@ class ServiceSpec(Workload):
     #: Stack settings (``STACK_SETTINGS``) this service does not read, left out
     #: of its ConfigMap: a setting must have an effect where it is given.
     unread_stack_settings: frozenset[str] = frozenset()
+    #: Postgres connections a replica opens besides its DB_POOL_SIZE +
+    #: DB_MAX_OVERFLOW pool (counted in the stack's connection budget).
+    extra_db_connections: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -137,6 +140,10 @@ class DashboardsSpec(Workload):
     shipped: bool
     #: The setting that tells the app where the feed is, inside the cluster.
     feed_url_setting: str = "DASHBOARDS_FEED_URL"
+    #: Settings on top of the stack's (its pool: one per process, shared by its sessions).
+    settings: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    #: The autoscaler's ceiling (CPU-bound chart rendering under many sessions).
+    max_replicas: int = 6
 
     def feed_url(self, namespace: str) -> str:
         """The in-cluster websocket URL of the feed (the service whose API serves it)."""
@@ -177,6 +184,8 @@ class JobSpec:
     command: tuple[str, ...]
     #: Keys of the Job's own Secret (least privilege: no Job sees another's DSN).
     secrets: tuple[str, ...]
+    #: The most Postgres connections its process opens (the stack's connection budget).
+    db_connections: int = 0
 
 
 def _frozen(mapping: Mapping[str, str]) -> Mapping[str, str]:
@@ -356,6 +365,10 @@ CHURN_ORCHESTRATOR: Final = ServiceSpec(
     api_paths=("/v1/churn",),
     # It scores churn risk, not leads: the lead model's location means nothing to it.
     unread_stack_settings=frozenset({"ML_MODEL_URI"}),
+    # The job queue's own pool (services/churn/runtime.py, procrastinate's
+    # PsycopgConnector): max(4, CHURN_WORKER_CONCURRENCY // 2 + 2), 18 at the
+    # default concurrency of 32 (tests/test_contracts.py keeps the two equal).
+    extra_db_connections=18,
 )
 
 #: The four services in the seed's order, keyed by name.
@@ -400,6 +413,9 @@ DASHBOARDS: Final = DashboardsSpec(
     secrets=("DATABASE_URL", "REDIS_URL", "JWT_SECRET_KEY", "JWT_PREVIOUS_KEYS"),
     # Sessions are cheap to rebuild; two replicas ride through a node drain.
     resources=Resources(cpu="500m", memory="1Gi"),
+    # One pool per process serves every session's queries (services/dashboards/context.py);
+    # a page runs a handful of short queries, so 4 + 4 is ample.
+    settings=_frozen({"DB_POOL_SIZE": "4", "DB_MAX_OVERFLOW": "4"}),
     # `enterprisehub serve dashboards` (services/dashboards).
     shipped=True,
 )
@@ -461,11 +477,13 @@ MIGRATE_JOB: Final = JobSpec(
     name="migrate",
     command=(CLI, "migrate"),
     secrets=(*MIGRATION_SECRET_KEYS, "DATABASE_URL"),
+    db_connections=2,
 )
 FLAGS_INIT_JOB: Final = JobSpec(
     name="flags-init",
     command=(CLI, "flags", "init"),
     secrets=("DATABASE_URL", "REDIS_URL"),
+    db_connections=2,
 )
 #: The daily aggregate into phase3_business_metrics (idempotent, so a retry is
 #: safe); the application role, since it writes under row-level security.
@@ -473,6 +491,7 @@ IMPACT_AGGREGATE_JOB: Final = JobSpec(
     name="impact-aggregate",
     command=(CLI, "impact", "aggregate", "--date", "yesterday"),
     secrets=("DATABASE_URL",),
+    db_connections=2,
 )
 #: The daily retention prune (30 days of events, a year of aggregates; idempotent,
 #: services/impact/retention.py); the application role: it deletes under row-level security.

@@ -173,6 +173,9 @@ class ServiceOverride(_Model):
     max_replicas: PositiveInt | None = None
     cpu: str | None = None
     memory: str | None = None
+    #: This service's DB_POOL_SIZE / DB_MAX_OVERFLOW; None: database.poolSize / maxOverflow.
+    db_pool_size: PositiveInt | None = None
+    db_max_overflow: Annotated[int, Field(ge=0)] | None = None
 
     @field_validator("cpu")
     @classmethod
@@ -198,6 +201,21 @@ class ServicePlan:
     max_replicas: int
     cpu: str
     memory: str
+    db_pool_size: int
+    db_max_overflow: int
+
+    @property
+    def db_settings(self) -> dict[str, str]:
+        """The pool's ConfigMap settings (services/common/settings.py reads them)."""
+        return {
+            "DB_POOL_SIZE": str(self.db_pool_size),
+            "DB_MAX_OVERFLOW": str(self.db_max_overflow),
+        }
+
+    @property
+    def db_connections_per_replica(self) -> int:
+        """The most Postgres connections one replica opens: its pool and any of its own."""
+        return self.db_pool_size + self.db_max_overflow + self.spec.extra_db_connections
 
 
 class DatabaseConfig(_Model):
@@ -222,6 +240,14 @@ class DatabaseConfig(_Model):
     performance_insights_retention_days: PositiveInt = 7
     name: str = "enterprisehub"
     owner_username: str = "enterprisehub_owner"
+    #: Each service process's pool, DB_POOL_SIZE + DB_MAX_OVERFLOW connections at
+    #: most (the seed's 20 and 40); ``services.<name>`` may override them.
+    pool_size: PositiveInt = 20
+    max_overflow: Annotated[int, Field(ge=0)] = 40
+    #: The server's max_connections, set in the RDS parameter group (and on the
+    #: local Postgres). None: RDS's default formula on the instance class's
+    #: memory, or PostgreSQL's 100 locally (config_checks.database_max_connections).
+    max_connections: PositiveInt | None = None
 
 
 class CacheConfig(_Model):
@@ -348,6 +374,8 @@ class ClusterConfig(_Model):
     mode: Literal["eks", "existing-eks", "kubeconfig"] = "eks"
     name: Annotated[str, Field(pattern=r"^[0-9A-Za-z][A-Za-z0-9_-]{0,99}$")] | None = None
     context: NonEmpty | None = None
+    #: Absolute or under ``~/``: the provider would read a relative path from its
+    #: own working directory, not the one `make up` (and its pre-flight) runs in.
     kubeconfig_path: NonEmpty | None = None
     # The API endpoint is private by default; `pulumi up` then runs from inside the
     # VPC (VPN, bastion or a CI runner there) or public access is opened to a CIDR.
@@ -375,6 +403,13 @@ class ClusterConfig(_Model):
     storage_class: (
         Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")] | None
     ) = None
+
+    @field_validator("kubeconfig_path")
+    @classmethod
+    def _kubeconfig_path(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("/", "~/")):
+            raise ValueError("an absolute path or one under ~/ (e.g. ~/.kube/kind.yaml)")
+        return value
 
 
 class Hostnames(_Model):
@@ -529,6 +564,12 @@ class StackConfig(_Model):
                     max_replicas=override.max_replicas or spec.scaling.max_replicas,
                     cpu=override.cpu or spec.resources.cpu,
                     memory=override.memory or spec.resources.memory,
+                    db_pool_size=override.db_pool_size or self.database.pool_size,
+                    db_max_overflow=(
+                        self.database.max_overflow
+                        if override.db_max_overflow is None
+                        else override.db_max_overflow
+                    ),
                 )
             )
         return tuple(plans)

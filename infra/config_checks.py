@@ -9,6 +9,7 @@ numbers, CIDRs); the rules here need several fields at once, the environment
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Final
 
 from infra import catalog
@@ -43,6 +44,126 @@ RDS_GP3_STORAGE_GB: Final = (20, 65536)
 #: ElastiCache's shortest maintenance and snapshot windows, in minutes (60; RDS's are 30).
 ELASTICACHE_MIN_WINDOW_MINUTES: Final = 60
 
+# Postgres connections. RDS for PostgreSQL's default max_connections is
+# LEAST({DBInstanceClassMemory/9531392}, 5000) (RDS User Guide, "Quotas and
+# constraints: maximum number of database connections"; AWS Prescriptive
+# Guidance, "Tuning PostgreSQL parameters: max_connections"). DBInstanceClassMemory
+# is the class's memory less what RDS keeps for the OS, an amount AWS does not
+# publish (db.r4.large, 15.25 GiB: 1,660 measured against 1,717 on the nominal
+# memory), so the program sets max_connections itself in the parameter group:
+# the formula on the nominal memory below, or database.maxConnections.
+RDS_BYTES_PER_CONNECTION: Final = 9531392
+RDS_MAX_CONNECTIONS_CAP: Final = 5000
+#: Burstable classes' memory in GiB, by size.
+_BURSTABLE_GIB: Final = {
+    "micro": 1,
+    "small": 2,
+    "medium": 4,
+    "large": 8,
+    "xlarge": 16,
+    "2xlarge": 32,
+}
+#: GiB per vCPU of the general-purpose (m) and memory-optimised (r) families.
+_GIB_PER_VCPU: Final = {"m": 4, "r": 8}
+#: Slots a non-superuser can never have. RDS: superuser_reserved_connections (3)
+#: plus rds.rds_superuser_reserved_connections (2): "max_connections -
+#: superuser_reserved_connections - rds.rds_superuser_reserved_connections" (AWS
+#: knowledge center, "remaining connection slots are reserved"); RDS's own
+#: monitoring and an operator's psql as the master user live there. The
+#: in-cluster Postgres of local reserves PostgreSQL's 3.
+RDS_RESERVED_CONNECTIONS: Final = 5
+LOCAL_RESERVED_CONNECTIONS: Final = 3
+#: PostgreSQL's own default max_connections (the local stack's image sets none).
+POSTGRES_DEFAULT_MAX_CONNECTIONS: Final = 100
+
+
+def rds_instance_memory_gib(instance_class: str) -> int | None:
+    """Nominal memory of an RDS class (db.t4g.medium: 4, db.r6g.large: 16); None if unknown."""
+    match = re.fullmatch(
+        r"db\.([a-z])([0-9][a-z0-9-]*)\.([0-9]*)(micro|small|medium|large|xlarge)", instance_class
+    )
+    if match is None:
+        return None
+    family, size = match[1], match[3] + match[4]
+    if family == "t":
+        return _BURSTABLE_GIB.get(size)
+    if family not in _GIB_PER_VCPU or match[4] not in {"large", "xlarge"}:
+        return None
+    vcpus = 2 if size == "large" else 4 * int(match[3] or 1)
+    return vcpus * _GIB_PER_VCPU[family]
+
+
+def database_max_connections(config: StackConfig) -> int | None:
+    """The server's max_connections the program sets; None when it cannot be derived."""
+    db = config.database
+    if db.max_connections is not None:
+        return db.max_connections
+    if config.is_local:
+        return POSTGRES_DEFAULT_MAX_CONNECTIONS
+    memory = rds_instance_memory_gib(db.instance_class)
+    if memory is None:
+        return None
+    return min(memory * 2**30 // RDS_BYTES_PER_CONNECTION, RDS_MAX_CONNECTIONS_CAP)
+
+
+def connection_budget(config: StackConfig) -> list[tuple[str, int, int]]:
+    """(workload, processes, connections each) with every Deployment at its worst.
+
+    A Deployment at its autoscaler's maximum plus the one surge pod of a rollout
+    (``workload.rolling_update``: maxSurge 1); the deploy's Jobs as if all ran at once.
+    """
+    rows = [
+        (plan.spec.name, plan.max_replicas + 1, plan.db_connections_per_replica)
+        for plan in config.service_plans
+    ]
+    dashboards, handler = catalog.DASHBOARDS, catalog.ROLLBACK_HANDLER
+    if dashboards.shipped:
+        rows.append((dashboards.name, dashboards.max_replicas + 1, _pool(dashboards.settings)))
+    rows.append((handler.name, handler.replicas + 1, _pool(handler.settings)))
+    jobs = (catalog.MIGRATE_JOB, catalog.FLAGS_INIT_JOB, catalog.IMPACT_AGGREGATE_JOB)
+    rows.append(("jobs", 1, sum(job.db_connections for job in jobs)))
+    return rows
+
+
+def _pool(settings: Mapping[str, str]) -> int:
+    return int(settings["DB_POOL_SIZE"]) + int(settings["DB_MAX_OVERFLOW"])
+
+
+def _connection_problems(config: StackConfig) -> list[Problem]:
+    """The worst case of every pool at once must fit the server's max_connections."""
+    db = config.database
+    limit = database_max_connections(config)
+    if limit is None:
+        return [
+            Problem(
+                "database.instanceClass",
+                db.instance_class,
+                "its memory is not known here, so max_connections cannot be derived: "
+                "set database.maxConnections (RDS's default is "
+                "LEAST(DBInstanceClassMemory/9531392, 5000))",
+            )
+        ]
+    reserved = LOCAL_RESERVED_CONNECTIONS if config.is_local else RDS_RESERVED_CONNECTIONS
+    rows = connection_budget(config)
+    total = sum(processes * each for _, processes, each in rows)
+    if total <= limit - reserved:
+        return []
+    terms = ", ".join(f"{name} {processes}x{each}" for name, processes, each in rows)
+    source = "database.maxConnections" if db.max_connections else f"for {db.instance_class}"
+    if config.is_local and not db.max_connections:
+        source = "PostgreSQL's default"
+    return [
+        Problem(
+            "database.maxConnections",
+            limit,
+            f"every Deployment at its maximum replicas plus a rollout's surge pod opens "
+            f"{total} Postgres connections ({terms}), more than max_connections {limit} "
+            f"({source}) less {reserved} reserved for superusers = {limit - reserved}: "
+            "lower database.poolSize/maxOverflow or a service's dbPoolSize/dbMaxOverflow/"
+            "maxReplicas, or raise database.maxConnections or instanceClass",
+        )
+    ]
+
 
 def semantic_problems(config: StackConfig, stack_name: str) -> list[Problem]:
     """Checks that span fields, environments or the catalog (the model checks single fields)."""
@@ -51,6 +172,7 @@ def semantic_problems(config: StackConfig, stack_name: str) -> list[Problem]:
     problems += _service_problems(config)
     problems += _hostname_problems(config)
     problems += _database_problems(config.database, managed=not config.is_local)
+    problems += _connection_problems(config)
     problems += _cache_problems(config.cache)
     problems += _storage_problems(config.storage)
     problems += _cluster_problems(config)

@@ -345,7 +345,8 @@ class _Platform:
                     spec=spec,
                     namespace=self.config.namespace,
                     image=self.config.image,
-                    settings=self.settings,
+                    # The stack's pool sizes, which its connection budget was checked with.
+                    settings=self.settings | plan.db_settings,
                     secrets=workload_secrets(spec.secrets, self.pool, storage),
                     role_arn=self.data.role_arns.get(spec.name),
                     min_replicas=plan.min_replicas,

@@ -48,6 +48,7 @@ from infra.components.network_policy import ApiServer, eks_service_ip
 from infra.components.registry import Registry, RegistryArgs
 from infra.components.storage import Storage, StorageArgs
 from infra.config import PROJECT, StackConfig, load_stack_config
+from infra.config_checks import database_max_connections
 from infra.platform import DataPlane, build_platform, create_namespace
 
 
@@ -99,6 +100,7 @@ def _build_local(config: StackConfig) -> dict[str, Any]:
             database_name=config.database.name,
             storage_class=config.cluster.storage_class,
             postgres_storage=f"{config.database.allocated_storage_gb}Gi",
+            postgres_max_connections=_max_connections(config),
             redis_maxmemory_mb=config.cache.maxmemory_mb,
             redis_maxmemory_policy=config.cache.maxmemory_policy,
             redis_notify_keyspace_events=config.cache.notify_keyspace_events,
@@ -491,9 +493,18 @@ def _database(
             performance_insights_retention_days=db.performance_insights_retention_days,
             database_name=db.name,
             owner_username=db.owner_username,
+            max_connections=_max_connections(config),
         ),
         opts=opts,
     )
+
+
+def _max_connections(config: StackConfig) -> int:
+    """The server's max_connections; load_stack_config refused a stack without one."""
+    limit = database_max_connections(config)
+    if limit is None:
+        raise ValueError(f"{config.stack}: no max_connections for {config.database.instance_class}")
+    return limit
 
 
 def _cache(

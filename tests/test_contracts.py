@@ -498,3 +498,11 @@ def test_every_setting_is_read_by_some_code() -> None:
         if field not in read_by_name and not re.search(rf"\.{field}\b", code)
     )
     assert unread == []
+
+
+def test_the_churn_queues_pool_is_what_the_connection_budget_counts() -> None:
+    from services.churn.config import ChurnSettings, queue_pool_size
+
+    concurrency = ChurnSettings.model_fields["churn_worker_concurrency"].default
+    assert "CHURN_WORKER_CONCURRENCY" not in catalog.CHURN_ORCHESTRATOR.settings
+    assert queue_pool_size(concurrency) == catalog.CHURN_ORCHESTRATOR.extra_db_connections

@@ -35,8 +35,8 @@ class DashboardsArgs:
     spec: catalog.DashboardsSpec = catalog.DASHBOARDS
     #: Two keep the dashboards up through a node drain; sessions are cheap to rebuild.
     replicas: int = 2
-    #: The autoscaler's ceiling (CPU-bound chart rendering under many sessions).
-    max_replicas: int = 6
+    #: The autoscaler's ceiling (the stack's connection budget counts it).
+    max_replicas: int = catalog.DASHBOARDS.max_replicas
     depends_on: Sequence[pulumi.Resource] = field(default_factory=tuple)
 
 
@@ -65,7 +65,7 @@ class Dashboards(Component[DashboardsArgs]):
             self, name, spec, namespace=args.namespace, component=hardening.COMPONENT_DASHBOARD
         )
         account = objects.service_account(None)
-        config = objects.config_map(args.settings)
+        config = objects.config_map({**spec.settings, **args.settings})
         secret = objects.secret(args.secrets)
         probes = health_probes(liveness_path=spec.health_path, readiness_path=spec.health_path)
         container = objects.container(args.image, config, secret, spec.resources, probes)

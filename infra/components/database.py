@@ -79,6 +79,8 @@ class DatabaseArgs:
     performance_insights_retention_days: pulumi.Input[int]
     database_name: pulumi.Input[str]
     owner_username: pulumi.Input[str]
+    #: The server's max_connections (the stack's connection budget is checked against it).
+    max_connections: int
     #: The RDS DBInstanceIdentifier (explicit, so its log groups can be declared).
     identifier: str = "enterprisehub"
     app_username: pulumi.Input[str] = "enterprisehub_app"
@@ -144,7 +146,7 @@ class Database(AwsComponent[DatabaseArgs]):
         )
 
     def _parameter_group(self) -> aws.rds.ParameterGroup:
-        """PostgreSQL 15 parameters: TLS required, slow queries logged."""
+        """PostgreSQL 15 parameters: TLS required, slow queries logged, max_connections."""
         return aws.rds.ParameterGroup(
             f"{self._name}-params",
             family="postgres15",
@@ -154,6 +156,14 @@ class Database(AwsComponent[DatabaseArgs]):
                 # Statements slower than a second are logged for the slow-query review.
                 aws.rds.ParameterGroupParameterArgs(
                     name="log_min_duration_statement", value="1000"
+                ),
+                # Explicit, so that the connection budget (infra/config_checks.py) is
+                # checked against what the server allows. A static parameter: RDS
+                # takes it at the instance's next reboot (docs/deploying.md).
+                aws.rds.ParameterGroupParameterArgs(
+                    name="max_connections",
+                    value=str(self._args.max_connections),
+                    apply_method="pending-reboot",
                 ),
             ],
             tags=self._tags,

@@ -39,7 +39,11 @@ _MINIO_CERTS_DIR: Final = "/tmp/certs"  # noqa: S108
 
 #: Exact upstream tags (digests cannot be resolved offline; override with digests in Args).
 POSTGRES_IMAGE: Final = "docker.io/library/postgres:15.10-bookworm"
-REDIS_IMAGE: Final = "docker.io/library/redis:7.4.2-bookworm"
+#: The Redis OSS line the AWS stacks' ElastiCache runs, so local hides no
+#: incompatibility: ElastiCache's engine 7.1 (``cache.engineVersion``) "is
+#: compatible with Redis OSS v7.0" (ElastiCache, "Supported engine versions");
+#: upstream Redis has no 7.1, and 7.0.15 is the last 7.0 release.
+REDIS_IMAGE: Final = "docker.io/library/redis:7.0.15-bookworm"
 MINIO_IMAGE: Final = "quay.io/minio/minio:RELEASE.2025-04-22T22-12-26Z"
 
 #: Owner role (runs migrations, owns the tables) and the application role the
@@ -90,6 +94,8 @@ class DatastoresArgs:
     redis_slowlog_log_slower_than: int = 10000
     redis_slowlog_max_len: int = 128
     object_storage: str = "10Gi"
+    #: The server's max_connections (the stack's connection budget is checked against it).
+    postgres_max_connections: int = 100
     postgres_image: str = POSTGRES_IMAGE
     redis_image: str = REDIS_IMAGE
     minio_image: str = MINIO_IMAGE
@@ -202,6 +208,8 @@ class Datastores(Component[DatastoresArgs]):
             ],
             env_from_secret=secret.metadata.name,
             extra_writable={"run": "/var/run/postgresql"},
+            # Arguments of the image's entrypoint, which still initialises the database.
+            args=["postgres", "-c", f"max_connections={args.postgres_max_connections}"],
             probe_exec=[
                 "pg_isready",
                 "-h",
@@ -318,6 +326,7 @@ class Datastores(Component[DatastoresArgs]):
         data_path: str,
         storage: str,
         command: Sequence[str] | None = None,
+        args: Sequence[str] | None = None,
         env: Sequence[k8s.core.v1.EnvVarArgs] = (),
         env_from_secret: pulumi.Input[str] | None = None,
         extra_writable: Mapping[str, str] | None = None,
@@ -334,6 +343,7 @@ class Datastores(Component[DatastoresArgs]):
             image=image,
             image_pull_policy="IfNotPresent",
             command=list(command) if command else None,
+            args=list(args) if args else None,
             ports=[k8s.core.v1.ContainerPortArgs(name="tcp", container_port=port)],
             env=list(env) or None,
             env_from=(

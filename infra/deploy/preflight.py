@@ -20,12 +20,16 @@ import subprocess
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 import yaml
+from pydantic import ValidationError
 
+from infra.config import ClusterConfig
 from infra.environments import CLOUD_ENVIRONMENTS, ENVIRONMENTS
-from infra.problems import Problem
+from infra.problems import PROJECT, Problem
+from infra.stackfiles import stack_config
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 STACKS = ENVIRONMENTS
@@ -103,22 +107,58 @@ def check_stack_selected(stack: str, run: Runner = _run) -> list[Problem]:
     ]
 
 
-def _current_kube_server(kubeconfig: Path) -> tuple[str, str] | None:
-    """Return (context, server URL) of the kubeconfig's current context."""
+def stack_cluster(stack: str, root: Path = REPO_ROOT) -> ClusterConfig | Problem:
+    """The stack's ``cluster`` settings as the program reads them (a Problem if invalid).
+
+    The stack file as the CLI passes it (``infra.stackfiles``, Pulumi.yaml's
+    defaults merged) into the program's own typed ``ClusterConfig``: the
+    kubeconfig and context checked here are the ones the Kubernetes provider gets.
+    """
+    raw = stack_config(stack, root).get(f"{PROJECT}:cluster")
     try:
-        doc = yaml.safe_load(kubeconfig.read_text())
-    except (OSError, yaml.YAMLError):
-        return None
-    if not isinstance(doc, dict):
-        return None
-    current = doc.get("current-context")
-    contexts = {c.get("name"): c.get("context", {}) for c in doc.get("contexts") or []}
-    clusters = {c.get("name"): c.get("cluster", {}) for c in doc.get("clusters") or []}
-    context = contexts.get(current)
-    if not context:
-        return None
-    server = clusters.get(context.get("cluster"), {}).get("server")
-    return (str(current), str(server)) if server else None
+        return ClusterConfig.model_validate(json.loads(raw) if raw else {})
+    except (json.JSONDecodeError, ValidationError) as error:
+        return Problem.prerequisite(
+            f"stacks/Pulumi.{stack}.yaml: cluster is not valid ({error})",
+            f"make preview STACK={stack} lists what to change",
+        )
+
+
+def _kubeconfig_files(cluster: ClusterConfig, env: dict[str, str]) -> tuple[list[Path], str]:
+    """The files the Kubernetes provider reads, and where that choice came from.
+
+    ``cluster.kubeconfigPath`` alone when set (the provider is given that file);
+    otherwise client-go's default: every file of $KUBECONFIG, else ~/.kube/config.
+    """
+    if cluster.kubeconfig_path:
+        path = cluster.kubeconfig_path
+        if path == "~" or path.startswith("~/"):  # expanded as the provider does
+            path = env.get("HOME", "~") + path[1:]
+        return [Path(path)], "the stack's cluster.kubeconfigPath"
+    listed = [Path(p) for p in env.get("KUBECONFIG", "").split(os.pathsep) if p]
+    if listed:
+        return listed, "$KUBECONFIG"
+    return [Path(env.get("HOME", "~")).expanduser() / ".kube" / "config"], "the default"
+
+
+def _merged_kubeconfig(files: Sequence[Path]) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    """(current-context, contexts, clusters) merged as client-go does: the first one wins."""
+    current = ""
+    contexts: dict[str, Any] = {}
+    clusters: dict[str, Any] = {}
+    for path in files:
+        try:
+            doc = yaml.safe_load(path.read_text())
+        except (OSError, yaml.YAMLError):
+            continue
+        if not isinstance(doc, dict):
+            continue
+        current = current or str(doc.get("current-context") or "")
+        for entry in doc.get("contexts") or []:
+            contexts.setdefault(entry.get("name"), entry.get("context") or {})
+        for entry in doc.get("clusters") or []:
+            clusters.setdefault(entry.get("name"), entry.get("cluster") or {})
+    return current, contexts, clusters
 
 
 def _reachable(url: str, timeout: float = 3.0) -> bool:
@@ -134,38 +174,65 @@ def _reachable(url: str, timeout: float = 3.0) -> bool:
 
 
 def check_local_cluster(
-    env: dict[str, str] | None = None, reachable: Callable[[str], bool] = _reachable
+    cluster: ClusterConfig | None = None,
+    env: dict[str, str] | None = None,
+    reachable: Callable[[str], bool] = _reachable,
 ) -> list[Problem]:
-    """The local stack deploys into the kubeconfig's current context."""
+    """The local stack deploys into the kubeconfig and context its ``cluster`` settings name.
+
+    ``cluster.kubeconfigPath`` and ``cluster.context`` when the stack sets them,
+    else $KUBECONFIG or ~/.kube/config and its current context: what the
+    program's Kubernetes provider uses.
+    """
+    cluster = ClusterConfig(mode="kubeconfig") if cluster is None else cluster
     env = dict(os.environ) if env is None else env
-    first = env.get("KUBECONFIG", "").split(os.pathsep)[0]
-    kubeconfig = Path(first) if first else Path(env.get("HOME", "~")).expanduser() / ".kube/config"
-    if not kubeconfig.is_file():
+    files, source = _kubeconfig_files(cluster, env)
+    present = [path for path in files if path.is_file()]
+    if not present:
         return [
             Problem.prerequisite(
-                f"no kubeconfig at {kubeconfig}",
+                f"no kubeconfig at {os.pathsep.join(map(str, files))} ({source})",
                 # A bare `kind create cluster` maps no host ports: the edge's
                 # NodePorts would be unreachable from the host.
                 "start a local cluster with the edge's port mappings and a registry, as "
                 "docs/deploying.md shows (kind create cluster --name enterprisehub "
-                "--config kind.yaml), or minikube start, or Kubernetes in Docker Desktop",
+                "--config kind.yaml), or minikube start, or Kubernetes in Docker Desktop; "
+                "or point cluster.kubeconfigPath at your kubeconfig",
             )
         ]
-    found = _current_kube_server(kubeconfig)
-    if found is None:
+    current, contexts, clusters = _merged_kubeconfig(present)
+    where = os.pathsep.join(map(str, present))
+    context = cluster.context or current
+    if not context:
         return [
             Problem.prerequisite(
-                f"{kubeconfig} has no usable current-context",
+                f"{where} has no current-context and the stack names no cluster.context",
                 "kubectl config use-context kind-enterprisehub (or your cluster's context)",
             )
         ]
-    context, server = found
-    if not reachable(server):
+    if context not in contexts:
+        pinned = "cluster.context of the stack" if cluster.context else "current-context"
+        return [
+            Problem.prerequisite(
+                f"context {context!r} ({pinned}) is not in {where}",
+                "kubectl config get-contexts lists them; pulumi config set --path "
+                "cluster.context <name> pins one",
+            )
+        ]
+    server = (clusters.get(contexts[context].get("cluster")) or {}).get("server")
+    if not server:
+        return [
+            Problem.prerequisite(
+                f"context {context!r} in {where} names no cluster with a server",
+                "kubectl config view shows it; recreate the context (kind export kubeconfig)",
+            )
+        ]
+    if not reachable(str(server)):
         return [
             Problem.prerequisite(
                 f"the cluster of context {context!r} at {server} is not reachable",
                 "start it (kind/minikube/Docker Desktop) or switch context: "
-                "kubectl config use-context <name>",
+                "kubectl config use-context <name> (or set cluster.context)",
             )
         ]
     return []
@@ -234,8 +301,12 @@ def preflight(stack: str, run: Runner = _run) -> list[Problem]:
         problems += check_backend(run)
         if not problems:
             problems += check_stack_selected(stack, run)
-    problems += check_aws_credentials() if stack in CLOUD_STACKS else check_local_cluster()
-    return problems
+    if stack in CLOUD_STACKS:
+        return problems + check_aws_credentials()
+    cluster = stack_cluster(stack)
+    if isinstance(cluster, Problem):
+        return [*problems, cluster]
+    return problems + check_local_cluster(cluster)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -24,6 +24,15 @@ GHL_DEFAULT_BASE_URL = "https://services.leadconnectorhq.com"
 HourOfDay = Annotated[int, Field(ge=0, le=23)]
 
 
+def queue_pool_size(worker_concurrency: int) -> int:
+    """The job queue's own Postgres pool: room for the running jobs' claims and updates.
+
+    On top of the DB_POOL_SIZE + DB_MAX_OVERFLOW pool; the stacks' connection
+    budget counts it (``catalog.CHURN_ORCHESTRATOR.extra_db_connections``).
+    """
+    return max(4, worker_concurrency // 2 + 2)
+
+
 class ChurnSettings(CommonSettings):
     """CommonSettings plus the CHURN_* variables and the CRM adapter's (GHL_*)."""
 

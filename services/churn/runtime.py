@@ -49,7 +49,7 @@ from procrastinate import App, PsycopgConnector, RetryStrategy
 from procrastinate.exceptions import ConnectorException
 from procrastinate.job_context import JobContext
 
-from services.churn.config import CHURN_FEATURE, ChurnSettings
+from services.churn.config import CHURN_FEATURE, ChurnSettings, queue_pool_size
 from services.churn.contact_rules import QuietHours
 from services.churn.crm import LeadConnectorClient
 from services.churn.delivery import Deliverer, DeliveryPolicy
@@ -195,7 +195,7 @@ class ChurnRuntime:
         connector = PsycopgConnector(
             conninfo=asyncpg_dsn(self.settings.database_url.get_secret_value()),
             min_size=1,
-            max_size=max(4, self.settings.churn_worker_concurrency // 2 + 2),
+            max_size=queue_pool_size(self.settings.churn_worker_concurrency),
         )
         app = App(connector=connector)
 

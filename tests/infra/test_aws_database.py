@@ -69,6 +69,15 @@ def test_tls_is_forced_by_the_parameter_group(production: ProgramRun) -> None:
     ]
 
 
+def test_max_connections_is_the_one_the_budget_was_checked_against(
+    production: ProgramRun,
+) -> None:
+    # db.r6g.large: LEAST(16 GiB / 9531392, 5000); static, so applied at the next reboot.
+    group = production.one("aws:rds/parameterGroup:ParameterGroup").inputs
+    (param,) = [p for p in group["parameters"] if p["name"] == "max_connections"]
+    assert (param["value"], param["applyMethod"]) == ("1802", "pending-reboot")
+
+
 def _rule_for_port(run: ProgramRun, port: int) -> RecordedResource:
     rules = run.of_type("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")
     return next(rule for rule in rules if rule.inputs["fromPort"] == port)

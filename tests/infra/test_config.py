@@ -18,7 +18,7 @@ import pytest
 # The SDK drives its own event loop with this helper; tests use it to await one Output.
 from pulumi.runtime.sync_await import _sync_await
 
-from infra import catalog
+from infra import catalog, config_checks
 from infra.config import (
     OPTIONAL_SECRET_KEYS,
     REQUIRED_SECRET_KEYS,
@@ -634,3 +634,59 @@ def test_undoing_deployments_is_off_unless_the_stack_turns_it_on() -> None:
         "staging", {"rollback": {"undoDeployments": "sometimes"}}
     )
     assert "rollback.undo" in _rejected("staging", {"rollback": {"undo": True}})
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_the_shipped_stacks_fit_their_postgres_connections(stack: str) -> None:
+    config = _load(stack)
+    limit = config_checks.database_max_connections(config)
+    assert limit is not None
+    reserved = 3 if config.is_local else 5
+    worst = sum(n * each for _, n, each in config_checks.connection_budget(config))
+    assert worst <= limit - reserved, (stack, worst, limit)
+
+
+def test_the_seeds_pools_at_full_scale_are_refused_with_the_numbers() -> None:
+    # The seed's 20 + 40 a process at every service's maximum replicas.
+    message = _rejected("production", {"database": {"poolSize": 20, "maxOverflow": 40}})
+    assert "enterprisehub:database.maxConnections = 1802" in message
+    assert "opens 2702 Postgres connections" in message
+    assert "websocket-manager 11x60, ml-services 16x60" in message
+    assert "churn-orchestrator 6x78" in message
+    assert "less 5 reserved for superusers = 1797" in message
+
+
+def test_one_services_replicas_or_pool_can_exceed_the_budget() -> None:
+    message = _rejected("dev", {"services": {"ml-services": {"maxReplicas": 30}}})
+    assert "ml-services 31x10" in message
+    assert "max_connections 450 (for db.t4g.medium)" in message
+    # The change replaces dev's whole services map: coaching-engine keeps maxReplicas 3.
+    pooled = {"coaching-engine": {"maxReplicas": 3, "dbPoolSize": 100}}
+    assert "coaching-engine 4x105" in _rejected("dev", {"services": pooled})
+    assert _load("dev").service_plans[2].db_settings == {
+        "DB_POOL_SIZE": "5",
+        "DB_MAX_OVERFLOW": "5",
+    }
+
+
+def test_the_local_postgres_default_is_postgres_own() -> None:
+    message = _rejected("local", {"database": {"maxConnections": None}})
+    assert "max_connections 100 (PostgreSQL's default) less 3 reserved" in message
+
+
+def test_max_connections_follows_rds_formula_on_the_class_memory() -> None:
+    assert config_checks.rds_instance_memory_gib("db.r6g.large") == 16
+    assert config_checks.rds_instance_memory_gib("db.t4g.medium") == 4
+    assert config_checks.rds_instance_memory_gib("db.m7g.2xlarge") == 32
+    assert config_checks.rds_instance_memory_gib("db.x2g.large") is None
+    big = _load("production", {"database": {"instanceClass": "db.r6g.16xlarge"}})
+    assert config_checks.database_max_connections(big) == 5000  # LEAST(..., 5000)
+    assert config_checks.database_max_connections(_load("dev")) == 450
+
+
+def test_an_unknown_class_needs_max_connections() -> None:
+    message = _rejected("production", {"database": {"instanceClass": "db.x2g.large"}})
+    assert "enterprisehub:database.instanceClass = 'db.x2g.large'" in message
+    assert "set database.maxConnections" in message
+    pinned = {"database": {"instanceClass": "db.x2g.large", "maxConnections": 1500}}
+    assert config_checks.database_max_connections(_load("production", pinned)) == 1500

@@ -11,7 +11,10 @@ import kubernetes_validate
 import pulumi
 import pytest
 
-from infra.components.datastores import Datastores, DatastoresArgs
+from infra.components.datastores import REDIS_IMAGE, Datastores, DatastoresArgs
+from infra.config import CacheConfig
+from infra.environments import CLOUD_ENVIRONMENTS
+from infra.stackfiles import stack_config
 from infra.synth.cli import run_stack
 from infra.synth.inputs import qualify, stack_inputs
 from infra.synth.mocks import ProgramRun, Secret, run_program
@@ -88,6 +91,29 @@ def test_images_are_postgres_15_redis_7_and_pinned(run: ProgramRun) -> None:
     for image in images.values():
         assert ":latest" not in image
         assert ":" in image.rsplit("/", 1)[-1]
+
+
+#: The Redis OSS line each ElastiCache engine version is compatible with
+#: (ElastiCache, "Supported engine versions": "ElastiCache v7.1 is compatible
+#: with Redis OSS v7.0"; upstream Redis has no 7.1).
+ELASTICACHE_REDIS_OSS = {"7.0": "7.0", "7.1": "7.0"}
+
+
+@pytest.mark.parametrize("stack", sorted(CLOUD_ENVIRONMENTS))
+def test_local_redis_runs_the_line_the_cloud_stacks_run(stack: str) -> None:
+    # A newer Redis locally than in the cloud hides incompatibilities until production.
+    raw = stack_config(stack).get(qualify("cache"), "{}")
+    engine = CacheConfig.model_validate(json.loads(raw)).engine_version
+    tag = REDIS_IMAGE.rsplit(":", 1)[-1]
+    assert tag.startswith(ELASTICACHE_REDIS_OSS[engine] + "."), (REDIS_IMAGE, stack, engine)
+
+
+def test_the_local_postgres_takes_the_stacks_max_connections() -> None:
+    run = run_stack(stack_inputs("local"))
+    (postgres,) = [r for r in run.of_type("kubernetes:apps/v1:StatefulSet") if "postgres" in r.name]
+    container = postgres.inputs["spec"]["template"]["spec"]["containers"][0]
+    assert container["args"] == ["postgres", "-c", "max_connections=250"]
+    assert "command" not in container  # the image's entrypoint still initialises the data
 
 
 def test_postgres_keeps_data_below_the_volume_root(run: ProgramRun) -> None:

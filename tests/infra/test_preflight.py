@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from infra.config import ClusterConfig
 from infra.deploy import preflight
+from infra.problems import Problem
 
 
 def _runner(returncode: int, stdout: str = "") -> preflight.Runner:
@@ -134,3 +136,108 @@ def test_instance_metadata_is_not_asked_when_disabled(tmp_path: Path) -> None:
 
 def test_closed_port_is_unreachable() -> None:
     assert preflight._reachable("https://127.0.0.1:1", timeout=0.5) is False
+
+
+def _two_contexts(path: Path) -> None:
+    """Current context ``old`` (a stopped cluster); ``kind-enterprisehub`` is the other."""
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "current-context": "old",
+                "contexts": [
+                    {"name": "old", "context": {"cluster": "old"}},
+                    {"name": "kind-enterprisehub", "context": {"cluster": "kind"}},
+                ],
+                "clusters": [
+                    {"name": "old", "cluster": {"server": "https://127.0.0.1:1"}},
+                    {"name": "kind", "cluster": {"server": "https://127.0.0.1:6443"}},
+                ],
+            }
+        )
+    )
+
+
+def _local_stack(root: Path, cluster: dict[str, str]) -> None:
+    """A repository whose local stack file sets ``cluster`` (Pulumi.yaml is the real one)."""
+    repo = Path(__file__).resolve().parents[2]
+    (root / "Pulumi.yaml").write_text((repo / "Pulumi.yaml").read_text(encoding="utf-8"))
+    (root / "stacks").mkdir()
+    config = {"enterprisehub:environment": "local", "enterprisehub:cluster": cluster}
+    (root / "stacks" / "Pulumi.local.yaml").write_text(yaml.safe_dump({"config": config}))
+
+
+def test_the_stacks_kubeconfig_path_is_used_without_a_default_kubeconfig(
+    tmp_path: Path,
+) -> None:
+    # cluster.kubeconfigPath set, no ~/.kube/config and no $KUBECONFIG: the
+    # provider reads that file, so the pre-flight must too.
+    kubeconfig = tmp_path / "kind.yaml"
+    _kubeconfig(kubeconfig, "https://127.0.0.1:6443")
+    _local_stack(tmp_path, {"mode": "kubeconfig", "kubeconfigPath": str(kubeconfig)})
+    cluster = preflight.stack_cluster("local", root=tmp_path)
+    assert not isinstance(cluster, Problem)
+    assert cluster.kubeconfig_path == str(kubeconfig)
+    home = {"HOME": str(tmp_path / "home")}
+    assert preflight.check_local_cluster(cluster, env=home, reachable=lambda _: True) == []
+
+
+def test_the_stacks_kubeconfig_path_wins_over_kubeconfig_and_home(tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    _kubeconfig(elsewhere, "https://127.0.0.1:6443")
+    cluster = ClusterConfig(mode="kubeconfig", kubeconfig_path="~/missing.yaml")
+    env = {"HOME": str(tmp_path), "KUBECONFIG": str(elsewhere)}
+    problems = preflight.check_local_cluster(cluster, env=env, reachable=lambda _: True)
+    assert f"no kubeconfig at {tmp_path}/missing.yaml" in problems[0].what
+    assert "cluster.kubeconfigPath" in problems[0].what
+
+
+def test_a_pinned_context_is_checked_not_the_current_one(tmp_path: Path) -> None:
+    config = tmp_path / "config"
+    _two_contexts(config)
+    _local_stack(tmp_path, {"mode": "kubeconfig", "context": "kind-enterprisehub"})
+    cluster = preflight.stack_cluster("local", root=tmp_path)
+    assert not isinstance(cluster, Problem)
+    asked: list[str] = []
+
+    def reachable(url: str) -> bool:
+        asked.append(url)
+        return url == "https://127.0.0.1:6443"
+
+    env = {"KUBECONFIG": str(config)}
+    assert preflight.check_local_cluster(cluster, env=env, reachable=reachable) == []
+    assert asked == ["https://127.0.0.1:6443"]
+    # Without the pin, the current context's (stopped) cluster is the one checked.
+    unpinned = preflight.check_local_cluster(env=env, reachable=reachable)
+    assert "'old'" in unpinned[0].what
+
+
+def test_a_pinned_context_missing_from_the_kubeconfig_is_named(tmp_path: Path) -> None:
+    config = tmp_path / "config"
+    _two_contexts(config)
+    cluster = ClusterConfig(mode="kubeconfig", context="minikube")
+    problems = preflight.check_local_cluster(
+        cluster, env={"KUBECONFIG": str(config)}, reachable=lambda _: True
+    )
+    assert "context 'minikube' (cluster.context of the stack)" in problems[0].what
+
+
+def test_kubeconfig_files_are_merged_first_one_winning(tmp_path: Path) -> None:
+    # client-go merges every file of $KUBECONFIG; the context may live in the second.
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.write_text(yaml.safe_dump({"current-context": "kind-enterprisehub"}))
+    _kubeconfig(second, "https://127.0.0.1:6443")
+    env = {"KUBECONFIG": f"{first}:{tmp_path / 'absent'}:{second}"}
+    assert preflight.check_local_cluster(env=env, reachable=lambda _: True) == []
+
+
+def test_an_invalid_cluster_setting_is_a_preflight_problem(tmp_path: Path) -> None:
+    _local_stack(tmp_path, {"mode": "kubeconfig", "kubeconfigPath": "relative/kubeconfig"})
+    problem = preflight.stack_cluster("local", root=tmp_path)
+    assert isinstance(problem, Problem)
+    assert "an absolute path or one under ~/" in problem.what
+
+
+def test_the_shipped_local_stack_uses_the_default_kubeconfig_and_current_context() -> None:
+    cluster = preflight.stack_cluster("local")
+    assert not isinstance(cluster, Problem)
+    assert (cluster.kubeconfig_path, cluster.context) == (None, None)
