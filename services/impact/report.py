@@ -10,7 +10,13 @@ Revenue per feature = driver count x lift x value per unit, where the lift is
 the measured one (with its interval) when an experiment has measured it,
 else the assumed one (with its assumed range); the report says which.
 Operating cost = the stored per-use cost plus the infrastructure allocation
-per day (an assumption). ROI = (revenue - cost) / cost, as an interval.
+per day (an assumption) for every day of the period, with or without rows:
+the services run (and are paid for) from the infrastructure stage on, before
+any tenant has the feature and on days nobody uses it. Charging only the days
+with rows made an idle day free and inflated ROI. The days since a feature was
+enabled are not used: the flag audit is kept per environment and says when
+tenants got the feature, not when its infrastructure started costing.
+ROI = (revenue - cost) / cost, as an interval.
 ``estimated_operating_cost`` says how much of the operating cost is the
 ledger's upper-bound estimate of Claude calls that got no answer (the rest
 is billed, or assumed).
@@ -162,10 +168,11 @@ def summarize(
         lift = lift_for(feature, lifts.get(feature), assumptions)
         driver = usage if a.driver == "usage" else successes
         value = revenue(driver, lift.value, a.value_per_unit)
-        active_days = len({r["metric_date"] for r in items})
         cost = sum(float(r["operating_cost"]) for r in items)
         estimated = sum(float(r["estimated_operating_cost"]) for r in items)
-        cost += a.infra_cost_per_day * active_days * infra_share
+        # Every day of the period, used or not: the infrastructure runs from the
+        # infrastructure stage (0 %) on, whether or not a tenant used the feature.
+        cost += a.infra_cost_per_day * days * infra_share
         p95s = [
             float(r["performance_p95_seconds"])
             for r in items

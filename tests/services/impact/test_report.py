@@ -155,3 +155,38 @@ def test_each_feature_is_projected_to_a_year_beside_its_own_goal() -> None:
     )
     # The platform's goal follows the assumptions the report was given.
     assert summary["total_platform"]["annual_goal"] == {"low": 265_000, "high": 450_000}
+
+
+def test_infrastructure_is_charged_for_every_day_of_the_period() -> None:
+    """The seed allocates infrastructure per day, used or not: charging only the days
+    with rows made an idle day free and inflated ROI (one used day in a week paid
+    one day of infrastructure)."""
+    day = date(2026, 11, 2)
+    row = {
+        "metric_date": day,
+        "feature_name": "ai_coaching",
+        "tenant_id": "tenant-a",
+        "usage_count": 10,
+        "success_count": 10,
+        "operating_cost": 0.1,
+        "estimated_operating_cost": 0.0,
+        "performance_p95_seconds": 1.0,
+    }
+    summary = summarize(
+        [row], start=day, end=day + timedelta(days=6), assumptions=ASSUMPTIONS, lifts={}
+    )
+    for feature, a in ASSUMPTIONS.items():
+        stored = 0.1 if feature == "ai_coaching" else 0.0
+        cost = summary["features"][feature]["operating_cost"]
+        assert cost == pytest.approx(stored + 7 * a.infra_cost_per_day)
+    # A tenant's share scales the allocation, not the days.
+    shared = summarize(
+        [row],
+        start=day,
+        end=day + timedelta(days=6),
+        assumptions=ASSUMPTIONS,
+        lifts={},
+        infra_share=0.25,
+    )
+    coaching = shared["features"]["ai_coaching"]["operating_cost"]
+    assert coaching == pytest.approx(0.1 + 7 * ASSUMPTIONS["ai_coaching"].infra_cost_per_day / 4)
