@@ -34,7 +34,7 @@ from services.coaching.config import CoachingSettings
 from services.common.lead_model.settings import LeadModelSettings
 from services.common.settings import CommonSettings, DatabaseSettings, EnvSettings, RedisSettings
 from services.dashboards.config import DashboardSettings
-from services.impact.config import ImpactSettings
+from services.impact.config import AssumptionsSettings, ImpactSettings
 from services.ml.config import MLSettings
 from services.realtime.config import RealtimeSettings
 from services.rollback.cli import NotifySettings
@@ -71,7 +71,12 @@ SECTIONS: Final[tuple[Section, ...]] = (
     Section("ml-services", MLSettings, (CommonSettings, LeadModelSettings)),
     Section("coaching-engine", CoachingSettings, (CommonSettings,)),
     Section("churn-orchestrator", ChurnSettings, (CommonSettings,)),
-    Section("dashboards", DashboardSettings, (CommonSettings,)),
+    Section(
+        "dashboards",
+        DashboardSettings,
+        (CommonSettings, AssumptionsSettings),
+        note="The ROI page also reads IMPACT_ASSUMPTIONS, as the impact commands do (below).",
+    ),
     Section("rollback handler", RollbackSettings, (CommonSettings,)),
     Section(
         "Operator commands: flags and rollout",

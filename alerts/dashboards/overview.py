@@ -11,9 +11,12 @@ from collections.abc import Callable, Sequence
 from typing import Final
 
 from grafana_foundation_sdk.builders import timeseries
+from grafana_foundation_sdk.builders.common import GraphThresholdsStyleConfig
 from grafana_foundation_sdk.builders.dashboard import Dashboard, Row
+from grafana_foundation_sdk.models.common import GraphThresholdsStyleMode
 
 from alerts.dashboards.panels import graph, query, thresholds
+from services.churn.success import SUCCESS_RATE_TARGET
 
 WS = "job_quantile:websocket_message_latency_seconds:histogram_quantile_rate5m"
 ML = "job_quantile:ml_inference_duration_seconds:histogram_quantile_rate5m"
@@ -21,14 +24,17 @@ FEATURE_P95 = (
     'feature_quantile:http_request_duration_seconds:histogram_quantile_rate5m{feature="%s"}'
 )
 CONVERSION = "job:realtime_lead_conversions:ratio_increase6h"
-#: The seed's "Success Rate": delivered interventions the lead answered
-#: (responded or re-engaged, reported later) over delivered interventions, each
-#: counted over a day. Both sides count interventions, once each: the success
-#: counter counts a delivered intervention when it first becomes a success
-#: (services/churn/success.py; the outcome counter would count "responded" and
-#: then "re_engaged" twice), and the latency histogram observes each
-#: intervention once, at its first delivery; ``outcome="delivered"`` counts
-#: sends, one per channel, so it would divide by up to three per intervention.
+#: The seed's "Success Rate" (``sum(churn_interventions_successful) /
+#: sum(churn_interventions_total)``, 65% target) as this project reads it:
+#: delivered interventions the lead answered (responded or re-engaged, reported
+#: later) over delivered interventions, not over every intervention staged
+#: (why: services/churn/success.py), each counted over a day. Both sides count
+#: interventions, once each: the success counter counts a delivered
+#: intervention when it first becomes a success (services/churn/success.py;
+#: the outcome counter would count "responded" and then "re_engaged" twice),
+#: and the latency histogram observes each intervention once, at its first
+#: delivery; ``outcome="delivered"`` counts sends, one per channel, so it would
+#: divide by up to three per intervention.
 CHURN_SUCCESS_RATE = (
     "sum(increase(churn_intervention_successes_total[1d]))"
     " / sum(increase(churn_intervention_latency_seconds_count[1d]))"
@@ -206,12 +212,16 @@ def _churn_row() -> list[timeseries.Panel]:
             width=8,
         ),
         graph(
-            "Intervention success rate over a day (responded or re-engaged / delivered)",
+            "Intervention success rate over a day (responded or re-engaged / delivered; "
+            f"target {SUCCESS_RATE_TARGET:.0%})",
             "percentunit",
             query(CHURN_SUCCESS_RATE, "success rate", "A"),
             query(CHURN_DELIVERY_RATE, "delivered / sends that ended", "B"),
             width=24,
-        ),
+        )
+        # The seed's 65% as a line across the panel: red below it, green at or above.
+        .thresholds(thresholds((None, "red"), (SUCCESS_RATE_TARGET, "green")))
+        .thresholds_style(GraphThresholdsStyleConfig().mode(GraphThresholdsStyleMode.LINE)),
     ]
 
 

@@ -2,10 +2,12 @@
 
 ``avg_intervention_latency_s`` (detection to the CRM accepting the first
 send), ``interventions_24h`` and ``success_rate`` (delivered interventions
-whose lead responded or re-engaged, over those delivered:
-services/churn/success.py) are fleet-wide values of the
-last 24 hours, aggregated from ``churn_interventions`` by the last detection
-pass; ``target_latency_s`` is CHURN_INTERVENTION_TARGET_S. The status follows
+whose lead responded or re-engaged, over those delivered: this project's
+reading of the seed's rate, whose reasons are in services/churn/success.py)
+are fleet-wide values of the last 24 hours, aggregated from
+``churn_interventions`` by the last detection pass; ``target_latency_s`` is
+CHURN_INTERVENTION_TARGET_S, ``success_rate_target`` the seed's 65%
+(``success_rate_met``: the rate is at least that, None without deliveries). The status follows
 the seed: degraded when the average latency is 60 s or more (the
 ChurnInterventionLatencyHigh alert), unhealthy when the model is not loaded.
 
@@ -26,6 +28,7 @@ from typing import Any, Final
 from fastapi import FastAPI
 
 from services.churn.runtime import ChurnRuntime
+from services.churn.success import SUCCESS_RATE_TARGET
 from services.common.health import FeatureHealth
 
 DEGRADED_LATENCY_S: Final = 60.0
@@ -53,6 +56,8 @@ async def churn_health(app: FastAPI) -> Mapping[str, Any]:
         "interventions_24h": snap.interventions_24h,
         "delivered_24h": snap.delivered_24h,
         "success_rate": None if success is None else round(success, 4),
+        "success_rate_target": SUCCESS_RATE_TARGET,
+        "success_rate_met": None if success is None else success >= SUCCESS_RATE_TARGET,
         "model_loaded": True,
         "model_version": runtime.model.version,
         "crm_configured": runtime.crm is not None,

@@ -7,7 +7,8 @@
   only (services/churn/success.py);
 - ``churn_intervention_successes_total{stage}``: delivered interventions that
   became a success (services/churn/success.py), each once, whatever outcomes
-  follow; the dashboards' success rate divides it by the interventions delivered;
+  follow; the dashboards' success rate divides it by the interventions delivered
+  (not by every intervention as the seed's does: services/churn/success.py);
 - ``churn_intervention_latency_seconds``: detection to the CRM accepting the
   first send of an intervention (the seed's 30 s promise);
 - ``churn_detection_latency_seconds{trigger}``;

@@ -7,13 +7,16 @@ from typing import ClassVar
 from pydantic import field_validator
 
 from services.common.settings import CommonSettings
+from services.impact.config import AssumptionsSettings
 
 DASHBOARDS_PORT = 8501
 
 
-class DashboardSettings(CommonSettings):
+class DashboardSettings(CommonSettings, AssumptionsSettings):
     """CommonSettings (the JWT keys that verify sign-ins, the application-role
-    DATABASE_URL pages query through) plus where the live feed is."""
+    DATABASE_URL pages query through), where the live feed is, and
+    IMPACT_ASSUMPTIONS, which the ROI page prices the features with (the same
+    numbers as ``enterprisehub impact report`` and the daily aggregate)."""
 
     service_name: ClassVar[str] = "dashboards"
 

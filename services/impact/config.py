@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field, field_validator
 
-from services.common.settings import DatabaseSettings
+from services.common.settings import DatabaseSettings, EnvSettings
 from services.impact.aggregate import RESTATED_DAYS
 from services.impact.assumptions import FeatureAssumptions, load_assumptions
 
@@ -13,11 +13,27 @@ from services.impact.assumptions import FeatureAssumptions, load_assumptions
 MIN_EVENT_RETENTION_DAYS = RESTATED_DAYS + 1
 
 
-class ImpactSettings(DatabaseSettings):
-    """The database, IMPACT_ASSUMPTIONS (JSON overrides of the assumptions) and retention."""
+class AssumptionsSettings(EnvSettings):
+    """IMPACT_ASSUMPTIONS: read by every program that prices the features (the impact
+    commands and the dashboards' ROI page), so that all of them use the same numbers."""
 
     impact_assumptions: str | None = None
     """JSON {"feature": {"lift": 0.05, ...}} overriding assumptions."""
+
+    @field_validator("impact_assumptions")
+    @classmethod
+    def _valid(cls, value: str | None) -> str | None:
+        load_assumptions(value)
+        return value
+
+    @property
+    def assumptions(self) -> dict[str, FeatureAssumptions]:
+        """The assumptions in force."""
+        return load_assumptions(self.impact_assumptions)
+
+
+class ImpactSettings(DatabaseSettings, AssumptionsSettings):
+    """The database, IMPACT_ASSUMPTIONS (JSON overrides of the assumptions) and retention."""
 
     retention_event_days: int = Field(default=30, ge=MIN_EVENT_RETENTION_DAYS, le=3660)
     """Days `enterprisehub retention prune` keeps per-event rows (realtime events, churn
@@ -31,14 +47,3 @@ class ImpactSettings(DatabaseSettings):
     retention_batch_size: int = Field(default=10_000, ge=1, le=100_000)
     """Rows one DELETE of `retention prune` removes at most (each batch is its own short
     transaction, so a large purge never holds its locks for long)."""
-
-    @field_validator("impact_assumptions")
-    @classmethod
-    def _valid(cls, value: str | None) -> str | None:
-        load_assumptions(value)
-        return value
-
-    @property
-    def assumptions(self) -> dict[str, FeatureAssumptions]:
-        """The assumptions in force."""
-        return load_assumptions(self.impact_assumptions)

@@ -10,7 +10,19 @@ Revenue per feature = driver count x lift x value per unit, where the lift is
 the measured one (with its interval) when an experiment has measured it,
 else the assumed one (with its assumed range); the report says which.
 Operating cost = the stored per-use cost plus the infrastructure allocation
-per day (an assumption). ROI = (revenue - cost) / cost, as an interval.
+per day (an assumption) for every day of the period, with or without rows:
+the services run (and are paid for) from the infrastructure stage on, before
+any tenant has the feature and on days nobody uses it. Charging only the days
+with rows made an idle day free and inflated ROI. The days since a feature was
+enabled are not used: the flag audit is kept per environment and says when
+tenants got the feature, not when its infrastructure started costing.
+ROI = (revenue - cost) / cost, as an interval: the seed defines it twice, and
+this is its dashboard's ``net_impact / operating_cost``, not its weekly
+report's ``revenue / cost`` (100 points higher): ROI is 0 at break-even, so
+"positive net impact" is "ROI > 0", and the 500% criterion asks for revenue 6x
+cost rather than restating the 20%-of-revenue budget
+(services/impact/criteria.py). Each summary carries the seed's ROI criteria
+(``criteria``: pass, fail or not yet measurable, with the numbers).
 ``estimated_operating_cost`` says how much of the operating cost is the
 ledger's upper-bound estimate of Claude calls that got no answer (the rest
 is billed, or assumed).
@@ -37,6 +49,7 @@ from services.impact.assumptions import (
     revenue,
     roi,
 )
+from services.impact.criteria import Totals, roi_criteria
 from services.impact.stats import adjust
 
 ROW_QUERY = (
@@ -135,21 +148,15 @@ class FeatureSummary:
     p95_seconds: float | None
 
 
-def summarize(
+def _features(
     rows: Sequence[Mapping[str, Any]],
     *,
-    start: date,
-    end: date,
+    days: int,
     assumptions: Mapping[str, FeatureAssumptions],
     lifts: Mapping[str, Mapping[str, Any]],
-    infra_share: float = 1.0,
-) -> dict[str, Any]:
-    """The seed's weekly summary (any period): per feature and platform totals.
-
-    ``infra_share`` scales the infrastructure allocation (1.0 for the whole
-    platform; a tenant's dashboard passes its share).
-    """
-    days = (end - start).days + 1
+    infra_share: float,
+) -> dict[str, FeatureSummary]:
+    """Each feature's summary of ``rows``, a period of ``days`` days."""
     by_feature: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
     for row in rows:
         by_feature[row["feature_name"]].append(row)
@@ -162,10 +169,11 @@ def summarize(
         lift = lift_for(feature, lifts.get(feature), assumptions)
         driver = usage if a.driver == "usage" else successes
         value = revenue(driver, lift.value, a.value_per_unit)
-        active_days = len({r["metric_date"] for r in items})
         cost = sum(float(r["operating_cost"]) for r in items)
         estimated = sum(float(r["estimated_operating_cost"]) for r in items)
-        cost += a.infra_cost_per_day * active_days * infra_share
+        # Every day of the period, used or not: the infrastructure runs from the
+        # infrastructure stage (0 %) on, whether or not a tenant used the feature.
+        cost += a.infra_cost_per_day * days * infra_share
         p95s = [
             float(r["performance_p95_seconds"])
             for r in items
@@ -184,12 +192,49 @@ def summarize(
             hours_saved=usage * a.hours_saved_per_use,
             p95_seconds=max(p95s) if p95s else None,
         )
-    total_revenue = Interval(
-        sum(f.revenue.point for f in features.values()),
-        sum(f.revenue.low for f in features.values()),
-        sum(f.revenue.high for f in features.values()),
+    return features
+
+
+def _totals(features: Mapping[str, FeatureSummary]) -> Totals:
+    return Totals(
+        Interval(
+            sum(f.revenue.point for f in features.values()),
+            sum(f.revenue.low for f in features.values()),
+            sum(f.revenue.high for f in features.values()),
+        ),
+        sum(f.operating_cost for f in features.values()),
     )
-    total_cost = sum(f.operating_cost for f in features.values())
+
+
+def summarize(
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    start: date,
+    end: date,
+    assumptions: Mapping[str, FeatureAssumptions],
+    lifts: Mapping[str, Mapping[str, Any]],
+    infra_share: float = 1.0,
+) -> dict[str, Any]:
+    """The seed's weekly summary (any period): per feature, platform totals and the
+    seed's ROI criteria (``criteria``, services/impact/criteria.py).
+
+    ``infra_share`` scales the infrastructure allocation (1.0 for the whole
+    platform; a tenant's dashboard passes its share).
+    """
+    days = (end - start).days + 1
+
+    def first(n: int) -> Totals:
+        last = start + timedelta(days=n - 1)
+        head = [r for r in rows if r["metric_date"] <= last]
+        return _totals(
+            _features(head, days=n, assumptions=assumptions, lifts=lifts, infra_share=infra_share)
+        )
+
+    features = _features(
+        rows, days=days, assumptions=assumptions, lifts=lifts, infra_share=infra_share
+    )
+    totals = _totals(features)
+    total_revenue, total_cost = totals.revenue, totals.cost
     total_estimated = sum(f.estimated_operating_cost for f in features.values())
     to_annual = 365 / days
     goal_low, goal_high = annual_goal(assumptions)
@@ -225,6 +270,7 @@ def summarize(
             "projected_annual_revenue": _interval(total_revenue.scale(to_annual)),
             "annual_goal": {"low": goal_low, "high": goal_high},
         },
+        "criteria": roi_criteria(days=days, first=first),
     }
 
 

@@ -11,6 +11,10 @@ experiment numbers come from the newest ``experiment_results`` row of the
 feature's primary metric (``PRIMARY_METRICS``, which also prices it in the
 reports) computed since the stage began (an older one described another
 stage; another metric, stored later, is not the one the stage is judged on).
+At 100 % (``Stage.adoption_source`` "rows") adoption and daily active usage
+come from the stored daily rows instead (``services/impact/usage.py``), over
+the whole days since the stage began up to yesterday (the day the stage began
+is partial, today is not aggregated yet).
 
 The sample-ratio check is recomputed here from the stored arm sizes against
 the stage's treatment share (its percentage / 100: 0.10 at 10 %), never taken
@@ -24,7 +28,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -33,6 +37,7 @@ from services.common.database import Database
 from services.common.flags import FlagState
 from services.impact.assumptions import PRIMARY_METRICS, benefit
 from services.impact.stats import srm_p_value
+from services.impact.usage import usage_rates
 from services.rollout.operations import stage_started_at
 from services.rollout.schedule import FeaturePlan, Observations, Stage
 
@@ -179,6 +184,17 @@ async def gather(
             "stored_expected_split": body.get("expected_split"),
             "stored_srm_p_value": body.get("srm_p_value"),
         }
+    if stage.adoption_source == "rows":
+        values["adoption"] = values["daily_active_usage"] = None
+        rates = None
+        if started is not None:
+            first, last = started.date() + timedelta(days=1), now.date() - timedelta(days=1)
+            rates = await usage_rates(db, feature, first, last)
+            sources["usage"] = {"start": first.isoformat(), "end": last.isoformat()}
+        if rates is not None:
+            values["adoption"] = rates.adoption
+            values["daily_active_usage"] = rates.daily_active
+            sources["usage"] |= {"tenants": rates.tenants, "days": rates.days}
     clean = {k: (v if v is None or math.isfinite(v) else math.nan) for k, v in values.items()}
     return Gathered(Observations(**clean), sources)
 

@@ -14,9 +14,19 @@ the reason. Its rules, in order:
    experiment's numbers cannot be trusted -> hold.
 4. Less than the stage's minimum time, or fewer tenants per arm than its
    minimum sample -> hold.
-5. A success criterion not met (latency target, error rate, adoption, lift)
-   -> hold.
-6. Otherwise -> advance to the next stage.
+5. A success criterion not met (latency target, error rate, adoption, daily
+   active usage, lift) -> hold.
+6. Otherwise -> advance to the next stage (at 100 %, hold: the rollout is
+   complete, and the reason reports the adoption and daily active usage).
+
+Adoption follows the seed's words: above 50 % at weeks 1 and 2 ("usage > 50%
+of enabled tenants") and above 60 % at week 3 ("adoption > 60%"), so exactly
+50 % or 60 % holds; at least 80 % at 100 % ("80%+ feature adoption rate among
+enabled tenants"), with at least 60 % daily active usage ("60%+ daily active
+usage rate"). Before 100 % adoption is the experiment's (the share of its
+treatment tenants that used the feature); at 100 % there is no control arm to
+analyse, and every tenant has the feature, so both rates come from the stored
+daily rows (``services/impact/usage.py``).
 
 The move off 0 % is judged on the service, not the feature: at 0 % no tenant
 has the feature, so it has no traffic of its own (websocket-manager refuses
@@ -37,7 +47,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, fields
 from enum import StrEnum
-from typing import Final
+from typing import Final, Literal
 
 SRM_ALPHA: Final = 0.001
 
@@ -68,8 +78,16 @@ class Stage:
     #: Tenants per arm before the experiment's numbers count (0: not needed).
     min_units_per_arm: int = 0
     max_error_rate: float = 0.01
-    #: Share of treatment tenants that used the feature in the stage.
+    #: Share of the tenants with the feature that used it in the stage: above this
+    #: (the seed's "> 50%"), or at least this with ``adoption_at_least`` ("80%+").
     min_adoption: float | None = None
+    adoption_at_least: bool = False
+    #: Mean share, over the stage's days, of the tenants using the feature that day:
+    #: at least this (the seed's "60%+ daily active usage rate").
+    min_daily_active: float | None = None
+    #: Where adoption is measured: the stage's experiment (its treatment tenants'
+    #: ``used`` share), or the stored daily rows (at 100 %, with no control arm).
+    adoption_source: Literal["experiment", "rows"] = "experiment"
     #: The relative lift's point estimate must exceed this ("impact visible").
     min_lift: float | None = None
     #: The always-valid interval's lower bound must exceed this ("ROI validated").
@@ -117,7 +135,16 @@ STAGES: Final[tuple[Stage, ...]] = (
         min_lift_ci_low=0.0,
         label="week 3: positive lift validated (always-valid interval above 0), adoption > 60%",
     ),
-    Stage(100, None, min_days=6, label="week 4: full rollout"),
+    Stage(
+        100,
+        None,
+        min_days=6,
+        min_adoption=0.80,
+        adoption_at_least=True,
+        min_daily_active=0.60,
+        adoption_source="rows",
+        label="week 4: full rollout, adoption 80%+ and daily active usage 60%+",
+    ),
 )
 
 
@@ -211,6 +238,7 @@ class Observations:
     latency_p95_seconds: float | None = None
     error_rate: float | None = None
     adoption: float | None = None
+    daily_active_usage: float | None = None
     n_control: float | None = None
     n_treatment: float | None = None
     srm_p_value: float | None = None
@@ -242,6 +270,8 @@ def _required(stage: Stage) -> tuple[str, ...]:
         names += ["n_control", "n_treatment", "srm_p_value"]
     if stage.min_adoption is not None:
         names.append("adoption")
+    if stage.min_daily_active is not None:
+        names.append("daily_active_usage")
     if stage.min_lift is not None:
         names.append("lift")
     if stage.min_lift_ci_low is not None:
@@ -317,10 +347,18 @@ def _criteria(stage: Stage, plan: FeaturePlan, known: dict[str, float]) -> Decis
         )
     )
     if stage.min_adoption is not None:
+        adoption, least = known["adoption"], stage.min_adoption
+        checks.append(
+            (adoption < least, f"adoption {adoption:.1%} below {least:.0%}")
+            if stage.adoption_at_least
+            else (adoption <= least, f"adoption {adoption:.1%} not above {least:.0%}")
+        )
+    if stage.min_daily_active is not None:
         checks.append(
             (
-                known["adoption"] < stage.min_adoption,
-                f"adoption {known['adoption']:.0%} below {stage.min_adoption:.0%}",
+                known["daily_active_usage"] < stage.min_daily_active,
+                f"daily active usage {known['daily_active_usage']:.1%} below "
+                f"{stage.min_daily_active:.0%}",
             )
         )
     if stage.min_lift is not None:
@@ -342,9 +380,22 @@ def _criteria(stage: Stage, plan: FeaturePlan, known: dict[str, float]) -> Decis
         if failed:
             return Decision(Verdict.HOLD, reason)
     if stage.next_percentage is None:
-        return Decision(Verdict.HOLD, "rollout complete: already at 100%")
+        return Decision(Verdict.HOLD, f"rollout complete: already at 100%{_usage(stage, known)}")
     return Decision(
         Verdict.ADVANCE,
         f"{stage.label or f'{stage.percentage:g}%'}: criteria met",
         stage.next_percentage,
     )
+
+
+def _usage(stage: Stage, known: dict[str, float]) -> str:
+    """The adoption and daily active usage that met the stage's criteria, as words."""
+    parts = []
+    if stage.min_adoption is not None:
+        parts.append(f"adoption {known['adoption']:.1%} (target {stage.min_adoption:.0%}+)")
+    if stage.min_daily_active is not None:
+        parts.append(
+            f"daily active usage {known['daily_active_usage']:.1%} "
+            f"(target {stage.min_daily_active:.0%}+)"
+        )
+    return f"; {', '.join(parts)}" if parts else ""

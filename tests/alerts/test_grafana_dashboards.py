@@ -90,6 +90,16 @@ def test_seed_churn_panels_chart_the_success_rate_and_leads_saved() -> None:
     assert any('outcome="re_engaged"' in e for e in saved)
 
 
+def test_churn_success_rate_panel_draws_the_seeds_65_percent_target() -> None:
+    """The seed's "65% intervention success": a line across the success-rate panel."""
+    panel = _panel("phase3-overview.json", "Intervention success rate")
+    defaults = panel["fieldConfig"]["defaults"]
+    steps = defaults["thresholds"]["steps"]
+    assert [(step["value"], step["color"]) for step in steps] == [(None, "red"), (0.65, "green")]
+    assert defaults["custom"]["thresholdsStyle"] == {"mode": "line"}
+    assert "target 65%" in panel["title"]
+
+
 @pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool not installed")
 def test_churn_success_rate_divides_delivered_interventions_not_sends(tmp_path: Path) -> None:
     # A day of 24 delivered interventions, each sent over sms, email and a task

@@ -6,16 +6,25 @@ and the newest ``rollout_decisions`` (platform-level aggregates, no tenant
 data). Revenue uses the measured lift with its interval where an experiment
 has measured one, else the assumed lift and its range (say which); cost here
 is this tenant's per-use cost plus an equal share of the infrastructure
-allocation among the tenants active in the period.
+allocation among the tenants active in the period. The features are priced
+with the assumptions in force (IMPACT_ASSUMPTIONS, from the dashboards'
+settings), as ``enterprisehub impact report`` and the daily aggregate price
+them.
+
+What the page draws is loaded once per (tenant, start, end, assumptions) and
+kept ``CACHE_SECONDS`` (the seed's ``@st.cache_data(ttl=300)``), so a rerun
+(a widget touched) does not query again. The tenant is part of the key:
+Streamlit's data cache is shared by every session of the process.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 import plotly.graph_objects as go
 import streamlit as st
@@ -23,7 +32,7 @@ import streamlit as st
 from services.common.database import Database
 from services.common.flags import FEATURES
 from services.impact.aggregate import active_tenants, day_bounds
-from services.impact.assumptions import ASSUMPTIONS
+from services.impact.assumptions import FeatureAssumptions
 from services.impact.report import measured_lifts, summarize, tenant_rows
 from services.rollout.schedule import PLANS
 
@@ -32,6 +41,8 @@ if TYPE_CHECKING:
 
 TITLE = "Phase 3 ROI"
 ICON = "💰"
+#: How long loaded data is reused (the seed's ttl=300).
+CACHE_SECONDS: Final = 300
 
 LABELS = {
     "realtime_intelligence": "Real-Time Intelligence",
@@ -70,8 +81,16 @@ async def load_decisions(db: Database) -> dict[str, dict[str, Any]]:
     return {row["feature_name"]: dict(row) for row in rows}
 
 
-async def load_roi(db: Database, tenant_id: str, start: date, end: date) -> RoiData:
-    """The tenant's rows for ``[start, end]`` and the platform's experiments."""
+async def load_roi(
+    db: Database,
+    tenant_id: str,
+    start: date,
+    end: date,
+    *,
+    assumptions: Mapping[str, FeatureAssumptions],
+) -> RoiData:
+    """The tenant's rows for ``[start, end]`` and the platform's experiments, priced
+    with ``assumptions``."""
     rows = await tenant_rows(db, tenant_id, start, end)
     experiments = await measured_lifts(db)
     since, _ = day_bounds(start)
@@ -82,11 +101,38 @@ async def load_roi(db: Database, tenant_id: str, start: date, end: date) -> RoiD
         rows,
         start=start,
         end=end,
-        assumptions=ASSUMPTIONS,
+        assumptions=assumptions,
         lifts=experiments,
         infra_share=1 / tenants if tenants else 0.0,
     )
     return RoiData(rows, summary, experiments, await load_decisions(db))
+
+
+def _assumptions_key(assumptions: Mapping[str, FeatureAssumptions]) -> str:
+    """The assumptions as text: a cache key that changes with any of their numbers."""
+    return repr(sorted(assumptions.items()))
+
+
+@st.cache_data(ttl=CACHE_SECONDS, show_spinner=False, max_entries=1000)
+def _cached_roi(
+    tenant_id: str,
+    start: date,
+    end: date,
+    assumptions_key: str,
+    _ctx: PageContext,
+    _assumptions: Mapping[str, FeatureAssumptions],
+) -> RoiData:
+    # Streamlit hashes the arguments not starting with "_": the tenant, the dates
+    # and the assumptions' text are the key; the context and the assumptions
+    # themselves (what the text stands for) are not.
+    return _ctx.run(lambda db: load_roi(db, tenant_id, start, end, assumptions=_assumptions))
+
+
+def cached_roi(ctx: PageContext, start: date, end: date) -> RoiData:
+    """``load_roi`` for ``ctx``'s tenant with its settings' assumptions, reused for
+    ``CACHE_SECONDS`` by every session asking for the same tenant, dates and assumptions."""
+    assumptions = ctx.settings.assumptions
+    return _cached_roi(ctx.tenant_id, start, end, _assumptions_key(assumptions), ctx, assumptions)
 
 
 def to_csv(rows: list[dict[str, Any]]) -> str:
@@ -120,6 +166,42 @@ def _interval(value: dict[str, float] | None, fmt: str = "{:,.0f}") -> str:
     return (
         f"{fmt.format(value['point'])} ({fmt.format(value['low'])} to {fmt.format(value['high'])})"
     )
+
+
+_STATUS = {"pass": "pass", "fail": "fail", "not_yet_measurable": "not yet measurable"}
+
+
+def _criteria_table(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    """The seed's ROI criteria (services/impact/criteria.py) with their numbers."""
+    criteria = summary["criteria"]
+    net = criteria["positive_net_impact_30d"]
+    ratio = criteria["roi_500_90d"]
+    budget = criteria["cost_within_budget"]
+    roi_measured = (
+        "n/a (no cost)"
+        if ratio["roi"] is None
+        else f"{ratio['roi']:.0%} ({ratio['roi_low']:.0%} to {ratio['roi_high']:.0%})"
+    )
+    share = budget["cost_share_of_revenue"]
+    rows = [
+        (net, "net impact > $0 by day 30", _money(net["net_impact"])),
+        (ratio, f"ROI >= {ratio['threshold']:.0%} by day 90", roi_measured),
+        (
+            budget,
+            f"operating cost < {budget['threshold']:.0%} of revenue",
+            "no revenue" if share is None else f"{share:.1%} of revenue",
+        ),
+    ]
+    return [
+        {
+            "Criterion": item["criterion"],
+            "Target": target,
+            "Measured": measured,
+            "Days measured": item["days_measured"],
+            "Status": _STATUS[item["status"]],
+        }
+        for item, target, measured in rows
+    ]
 
 
 def _performance(summary: dict[str, Any]) -> list[dict[str, Any]]:
@@ -209,7 +291,7 @@ def render(ctx: PageContext) -> None:
         st.error("Choose a start date on or before the end date.")
         return
 
-    data = ctx.run(lambda db: load_roi(db, ctx.tenant_id, start, end))
+    data = cached_roi(ctx, start, end)
     total = data.summary["total_platform"]
     if not data.rows:
         st.info("No business-impact rows for this period yet (the daily job writes them).")
@@ -225,6 +307,16 @@ def render(ctx: PageContext) -> None:
     roi = total["roi"]
     d.metric("ROI", "n/a" if roi is None else f"{roi['point']:.0%}",
              help=None if roi is None else _interval(roi, "{:.0%}"))  # fmt: skip
+
+    st.header("ROI success criteria")
+    st.dataframe(_criteria_table(data.summary), hide_index=True, use_container_width=True)
+    st.caption(
+        "The seed's ROI validation. ROI = (revenue - cost) / cost, 0 at break-even (the seed's "
+        "dashboard's net / cost; its weekly report's revenue / cost reads 100 points higher). "
+        "The 30- and 90-day deadlines count from the start date, judged on the totals of the "
+        "period's first 30 or 90 days: to judge them, start at the day the features reached "
+        "you. Not met with the deadline still ahead is not yet measurable."
+    )
 
     st.header("Revenue trend by feature")
     trend = go.Figure()
@@ -285,6 +377,11 @@ def render(ctx: PageContext) -> None:
     y.metric("Platform goal", f"{_money(goal['low'])}-{_money(goal['high'])}")
     z.metric("Share of goal midpoint", f"{annual['point'] / midpoint:.1%}",
              help=f"{annual['low'] / midpoint:.1%} to {annual['high'] / midpoint:.1%}")  # fmt: skip
+    st.caption(
+        f"Share of the goal's midpoint, {_money(midpoint)}: the true midpoint of "
+        f"{_money(goal['low'])}-{_money(goal['high'])} (the seed's dashboard divides by "
+        "$350,000, a rounded midpoint)."
+    )
     st.dataframe(_annual_table(data.summary), hide_index=True, use_container_width=True)
 
     st.header("Experiments and rollout decisions")

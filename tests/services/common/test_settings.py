@@ -24,6 +24,7 @@ from services.common.settings import (
     SettingsError,
     check_secret_length,
 )
+from services.dashboards.config import DashboardSettings
 from services.impact.config import ImpactSettings
 from services.ml.config import MLSettings
 from services.realtime.config import RealtimeSettings
@@ -316,6 +317,19 @@ def test_every_dsn_is_checked_under_its_own_name_and_never_echoed(
     message = str(caught.value)
     assert f"{variable}: {variable} has an unsupported scheme" in message
     assert DB_PASSWORD not in message
+
+
+@pytest.mark.parametrize("settings_class", [ImpactSettings, DashboardSettings])
+def test_impact_assumptions_are_read_and_checked_by_every_program_that_prices(
+    env: pytest.MonkeyPatch, settings_class: type[ImpactSettings | DashboardSettings]
+) -> None:
+    """The ROI page priced with the built-in assumptions while the impact commands
+    applied IMPACT_ASSUMPTIONS: both read it, and both refuse a bad one at start."""
+    env.setenv("IMPACT_ASSUMPTIONS", '{"property_vision": {"value_per_unit": 90}}')
+    assert settings_class.from_env().assumptions["property_vision"].value_per_unit == 90
+    env.setenv("IMPACT_ASSUMPTIONS", '{"property_vision": {"value_per_unit": -1}}')
+    with pytest.raises(SettingsError, match="IMPACT_ASSUMPTIONS"):
+        settings_class.from_env()
 
 
 def test_an_empty_migration_dsn_means_unset(env: pytest.MonkeyPatch) -> None:

@@ -20,12 +20,14 @@ from typing import Any
 
 import httpx
 import pytest
+import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from localrun.demo import seed_impact_history
 from localrun.servers import free_port
 from services.common.database import Database
-from services.dashboards.views.roi import load_roi, to_csv
+from services.dashboards.views.roi import CACHE_SECONDS, load_roi, to_csv
+from services.impact.assumptions import ASSUMPTIONS
 from tests.services.dashboards.test_browser import dashboards_url  # noqa: F401 - fixture
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -36,9 +38,11 @@ SCRIPT = """
 import asyncio, os
 from services.common.database import Database
 from services.dashboards.views import roi
+from services.impact.config import AssumptionsSettings
 
 class Context:
     tenant_id = os.environ["ROI_TENANT"]
+    settings = AssumptionsSettings.from_env()
 
     def run(self, fn):
         async def go():
@@ -72,11 +76,20 @@ async def _seed(app_database_url: str, owner_db: Database) -> None:
         )
 
 
+@pytest.fixture(autouse=True)
+def _empty_data_cache() -> None:
+    """The page's data cache is the process's: one test's rows must not be served to the
+    next (each has a fresh database with the same tenant names)."""
+    st.cache_data.clear()
+
+
 async def test_loaders_read_only_the_tenants_rows(
     app_database_url: str, owner_db: Database, db: Database
 ) -> None:
     await _seed(app_database_url, owner_db)
-    data = await load_roi(db, "tenant-a", TODAY - timedelta(days=30), TODAY)
+    data = await load_roi(
+        db, "tenant-a", TODAY - timedelta(days=30), TODAY, assumptions=ASSUMPTIONS
+    )
     assert len(data.rows) == 30 * 4
     assert {r["tenant_id"] for r in data.rows} == {"tenant-a"}
     features = data.summary["features"]
@@ -88,7 +101,9 @@ async def test_loaders_read_only_the_tenants_rows(
     assert to_csv(data.rows).count("\n") == 1 + 30 * 4
     # The seed is idempotent: a second run adds nothing.
     assert await seed_impact_history(app_database_url, ["tenant-a"], days=30, today=TODAY) == 0
-    nobody = await load_roi(db, "tenant-z", TODAY - timedelta(days=30), TODAY)
+    nobody = await load_roi(
+        db, "tenant-z", TODAY - timedelta(days=30), TODAY, assumptions=ASSUMPTIONS
+    )
     assert nobody.rows == []
 
 
@@ -104,6 +119,7 @@ async def test_page_renders_every_section(
     headers = [h.value for h in at.header]
     assert headers == [
         "Summary",
+        "ROI success criteria",
         "Revenue trend by feature",
         "Usage and revenue distribution",
         "Performance against targets",
@@ -120,15 +136,92 @@ async def test_page_renders_every_section(
     colours = [_feature_colours(chart) for chart in charts]
     assert len(set(colours[0].values())) == 4
     assert colours[0] == colours[1] == colours[2]
-    annual = at.dataframe[1].value.set_index("Feature")
+    criteria = at.dataframe[0].value.set_index("Criterion")
+    assert list(criteria.index) == [
+        "Positive net impact within 30 days",
+        "500%+ ROI within 90 days",
+        "Operating costs within budget (<20% of revenue impact)",
+    ]
+    assert set(criteria["Status"]) <= {"pass", "fail", "not yet measurable"}
+    assert criteria.loc["500%+ ROI within 90 days", "Target"] == "ROI >= 500% by day 90"
+    # The period is 31 days: the 30-day deadline has passed, the 90-day one has not.
+    assert criteria.loc["Positive net impact within 30 days", "Status"] != "not yet measurable"
+    captions = " ".join(c.value for c in at.caption)
+    # The true midpoint of $265K-440K, and why it is not the seed's $350,000.
+    assert "$352,500: the true midpoint of $265,000-$440,000" in captions
+    assert "$350,000" in captions
+    annual = at.dataframe[2].value.set_index("Feature")
     assert annual.loc["Property Vision", "Goal (platform, a year)"] == "$75,000-$150,000"
     assert annual.loc["Churn Prevention", "Goal (platform, a year)"] == "$55,000-$80,000"
-    experiments = at.dataframe[2].value
+    experiments = at.dataframe[3].value
     assert "hold at 25%" in " ".join(map(str, experiments["Decision"]))
     # Multiple-testing correction across the stored features x metrics.
     assert experiments["p (Holm)"].notna().all()
     assert (experiments["p (Holm)"] >= experiments["p (Welch)"]).all()
     assert at.get("download_button")
+
+
+async def _render(tenant: str, monkeypatch: pytest.MonkeyPatch) -> AppTest:
+    monkeypatch.setenv("ROI_TENANT", tenant)
+    at = await asyncio.to_thread(AppTest.from_string(SCRIPT, default_timeout=60).run)
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def _metrics(at: AppTest) -> dict[str, str]:
+    return {m.label: m.value for m in at.metric}
+
+
+async def test_the_page_prices_with_the_configured_assumptions(
+    app_database_url: str, owner_db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """IMPACT_ASSUMPTIONS changed `impact report` and the daily aggregate, not the page."""
+    await _seed(app_database_url, owner_db)
+    monkeypatch.setenv("ROI_DATABASE_URL", app_database_url)
+    monkeypatch.setenv(
+        "IMPACT_ASSUMPTIONS", '{"ai_coaching": {"annual_value_high": 100000, "lift": 0.2}}'
+    )
+    at = await _render("tenant-a", monkeypatch)
+    assert _metrics(at)["Platform goal"] == "$265,000-$450,000"
+    annual = at.dataframe[2].value.set_index("Feature")
+    assert annual.loc["AI Coaching", "Goal (platform, a year)"] == "$60,000-$100,000"
+
+
+async def test_loaded_data_is_reused_per_tenant_and_never_across_tenants(
+    app_database_url: str, owner_db: Database, db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The seed's ``@st.cache_data(ttl=300)``: a rerun within the TTL does not query, and
+    the cache, shared by every session of the process, is keyed by the tenant."""
+    assert CACHE_SECONDS == 300
+    await seed_impact_history(app_database_url, ["tenant-a", "tenant-b"], days=30, today=TODAY)
+    monkeypatch.setenv("ROI_DATABASE_URL", app_database_url)
+    start = TODAY - timedelta(days=30)
+
+    async def revenue(tenant: str) -> str:
+        data = await load_roi(db, tenant, start, TODAY, assumptions=ASSUMPTIONS)
+        return f"${data.summary['total_platform']['revenue']['point']:,.0f}"
+
+    first_a = _metrics(await _render("tenant-a", monkeypatch))["Revenue impact"]
+    assert first_a == await revenue("tenant-a")
+    # tenant-a uses AI Coaching a lot today: stored, but not shown within the TTL.
+    async with db.tenant("tenant-a") as conn:
+        await conn.execute(
+            "INSERT INTO phase3_business_metrics (metric_date, feature_name, usage_count, "
+            "success_count, revenue_impact, operating_cost) "
+            "VALUES ($1, 'ai_coaching', 1000, 1000, 20000, 10)",
+            TODAY,
+        )
+    assert await revenue("tenant-a") != first_a
+    assert _metrics(await _render("tenant-a", monkeypatch))["Revenue impact"] == first_a
+    # Another tenant with the same dates gets its own numbers, not tenant-a's cached ones.
+    b = _metrics(await _render("tenant-b", monkeypatch))["Revenue impact"]
+    assert b == await revenue("tenant-b")
+    assert b != first_a
+    # Past the cache (cleared here in place of waiting 300 s), tenant-a's new row shows.
+    st.cache_data.clear()
+    assert _metrics(await _render("tenant-a", monkeypatch))["Revenue impact"] == await revenue(
+        "tenant-a"
+    )
 
 
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="/usr/bin/chromium is absent")

@@ -245,7 +245,8 @@ async def test_report_sums_stored_rows_with_assumed_then_measured_lift(
     assert realtime["lift_source"] == "assumed"
     assert realtime["revenue"]["point"] == pytest.approx(6 * a.lift * a.value_per_unit)
     assert realtime["revenue"]["high"] == pytest.approx(6 * a.lift_high * a.value_per_unit)
-    cost = 6 * a.api_cost_per_use + a.infra_cost_per_day
+    # Infrastructure for each of the 7 days, not only the one with rows.
+    cost = 6 * a.api_cost_per_use + 7 * a.infra_cost_per_day
     assert realtime["operating_cost"] == pytest.approx(cost, abs=0.01)
     assert realtime["roi"]["low"] <= realtime["roi"]["point"] <= realtime["roi"]["high"]
     total = report["total_platform"]

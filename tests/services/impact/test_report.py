@@ -155,3 +155,110 @@ def test_each_feature_is_projected_to_a_year_beside_its_own_goal() -> None:
     )
     # The platform's goal follows the assumptions the report was given.
     assert summary["total_platform"]["annual_goal"] == {"low": 265_000, "high": 450_000}
+
+
+def test_infrastructure_is_charged_for_every_day_of_the_period() -> None:
+    """The seed allocates infrastructure per day, used or not: charging only the days
+    with rows made an idle day free and inflated ROI (one used day in a week paid
+    one day of infrastructure)."""
+    day = date(2026, 11, 2)
+    row = {
+        "metric_date": day,
+        "feature_name": "ai_coaching",
+        "tenant_id": "tenant-a",
+        "usage_count": 10,
+        "success_count": 10,
+        "operating_cost": 0.1,
+        "estimated_operating_cost": 0.0,
+        "performance_p95_seconds": 1.0,
+    }
+    summary = summarize(
+        [row], start=day, end=day + timedelta(days=6), assumptions=ASSUMPTIONS, lifts={}
+    )
+    for feature, a in ASSUMPTIONS.items():
+        stored = 0.1 if feature == "ai_coaching" else 0.0
+        cost = summary["features"][feature]["operating_cost"]
+        assert cost == pytest.approx(stored + 7 * a.infra_cost_per_day)
+    # A tenant's share scales the allocation, not the days.
+    shared = summarize(
+        [row],
+        start=day,
+        end=day + timedelta(days=6),
+        assumptions=ASSUMPTIONS,
+        lifts={},
+        infra_share=0.25,
+    )
+    coaching = shared["features"]["ai_coaching"]["operating_cost"]
+    assert coaching == pytest.approx(0.1 + 7 * ASSUMPTIONS["ai_coaching"].infra_cost_per_day / 4)
+
+
+def _coaching_row(day: date, uses: int, cost: float) -> dict[str, Any]:
+    """An AI Coaching row: $20 of assumed revenue a use (10% x $200)."""
+    return {
+        "metric_date": day,
+        "feature_name": "ai_coaching",
+        "tenant_id": "tenant-a",
+        "usage_count": uses,
+        "success_count": uses,
+        "operating_cost": cost,
+        "estimated_operating_cost": 0.0,
+        "performance_p95_seconds": 1.0,
+    }
+
+
+#: The assumed infrastructure of all four features, a day ($15 + $20 + $10 + $15).
+INFRA_A_DAY = sum(a.infra_cost_per_day for a in ASSUMPTIONS.values())
+
+
+def _criteria(rows: list[dict[str, Any]], start: date, days: int) -> dict[str, Any]:
+    end = start + timedelta(days=days - 1)
+    summary = summarize(rows, start=start, end=end, assumptions=ASSUMPTIONS, lifts={})
+    criteria: dict[str, Any] = summary["criteria"]
+    return criteria
+
+
+def test_roi_criteria_inside_their_windows() -> None:
+    """Ten days: net impact already positive (pass), ROI short of 500% with 80 days
+    to go (not yet measurable), cost over 20% of revenue (fail)."""
+    start = date(2026, 11, 2)
+    criteria = _criteria([_coaching_row(start, 100, 1.0)], start, 10)
+    cost = 10 * INFRA_A_DAY + 1.0
+    net = criteria["positive_net_impact_30d"]
+    assert (net["status"], net["net_impact"]) == ("pass", pytest.approx(2000 - cost))
+    assert net["days_measured"] == 10
+    ratio = criteria["roi_500_90d"]
+    assert ratio["status"] == "not_yet_measurable"
+    assert ratio["roi"] == pytest.approx((2000 - cost) / cost, abs=1e-4)
+    assert ratio["roi_low"] <= ratio["roi"] <= ratio["roi_high"]
+    budget = criteria["cost_within_budget"]
+    assert budget["status"] == "fail"
+    assert budget["cost_share_of_revenue"] == pytest.approx(cost / 2000, abs=1e-4)
+    assert budget["threshold"] == 0.20
+
+
+def test_roi_criteria_are_judged_on_the_first_days_of_their_window() -> None:
+    """A hundred days, all the revenue on day 40: too late for the 30-day net impact
+    (fail, though the period's net is positive), in time for 500% within 90 days."""
+    start = date(2026, 11, 2)
+    rows = [_coaching_row(start + timedelta(days=39), 20_000, 200.0)]
+    criteria = _criteria(rows, start, 100)
+    net = criteria["positive_net_impact_30d"]
+    assert (net["status"], net["net_impact"]) == ("fail", pytest.approx(-30 * INFRA_A_DAY))
+    ratio = criteria["roi_500_90d"]
+    cost = 90 * INFRA_A_DAY + 200
+    assert ratio["status"] == "pass"
+    assert ratio["roi"] == pytest.approx((400_000 - cost) / cost, abs=1e-4)
+    assert criteria["cost_within_budget"]["status"] == "pass"
+
+
+def test_roi_criteria_with_no_usage_fail_once_their_deadline_passes() -> None:
+    start = date(2026, 11, 2)
+    criteria = _criteria([], start, 30)
+    assert criteria["positive_net_impact_30d"]["status"] == "fail"
+    # ROI is -100% after 30 days: 60 days remain to reach 500%.
+    assert criteria["roi_500_90d"]["status"] == "not_yet_measurable"
+    assert criteria["roi_500_90d"]["roi"] == -1.0
+    # No revenue at all: any cost is over budget.
+    budget = criteria["cost_within_budget"]
+    assert (budget["status"], budget["cost_share_of_revenue"]) == ("fail", None)
+    assert _criteria([], start, 90)["roi_500_90d"]["status"] == "fail"

@@ -6,6 +6,7 @@ import asyncio
 import json
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -384,3 +385,60 @@ async def test_a_feature_without_traffic_at_zero_advances_on_its_services_health
     assert queries["service_up"] == 'min(up{job="websocket-manager"})'
     # All of the service's answers: its readiness probes turn 503 when a store is down.
     assert 'http_requests_total{job="websocket-manager"}' in queries["error_rate"]
+
+
+async def test_full_rollout_reports_adoption_and_daily_active_usage_from_the_stored_rows(
+    settings_env: dict[str, str],
+    prometheus: PrometheusServer,
+    redis_client: Redis,
+    owner_db: Database,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """At 100 % no experiment has a control arm: adoption and daily active usage are
+    measured from ``phase3_business_metrics`` over the stage's whole days, and held
+    against the seed's 80%+ and 60%+."""
+    await _start_week_one(owner_db, days_ago=8)
+    set_full = (
+        "rollout set --feature property_vision --percentage 100 --environment local "
+        "--reason week-4 --yes"
+    )
+    assert await _cli(*set_full.split()) == 0
+    async with owner_db.unscoped() as conn:
+        await conn.execute(
+            "UPDATE flag_audit SET changed_at = now() - interval '8 days' "
+            "WHERE command = 'rollout set'"
+        )
+    today = datetime.now(UTC).date()
+    # The whole days since the stage began, up to yesterday: 7 of them.
+    first = today - timedelta(days=7)
+    async with owner_db.unscoped() as conn:
+        await conn.executemany(
+            "INSERT INTO phase3_business_metrics (tenant_id, metric_date, feature_name, "
+            "usage_count, success_count, revenue_impact, operating_cost) "
+            "VALUES ($1, $2, $3, $4, 0, 0, 0)",
+            [("tenant-a", first + timedelta(days=n), "property_vision", 2) for n in range(7)]
+            + [
+                ("tenant-b", first, "property_vision", 1),
+                ("tenant-c", first, "ai_coaching", 4),
+                ("tenant-d", first, "ai_coaching", 4),
+            ],
+        )
+    code = await _advance(prometheus.url, "--selector", 'route="/good"', "--window", "1m", "--yes")
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    [*_, decision] = await _decisions(owner_db)
+    assert decision["decision"] == "hold"
+    assert decision["reason"] == "adoption 50.0% below 80%"
+    inputs = decision["inputs"]
+    assert isinstance(inputs, dict)
+    assert inputs["observations"]["adoption"] == 0.5
+    assert inputs["observations"]["daily_active_usage"] == (7 + 1) / (7 * 4)
+    assert inputs["sources"]["usage"] == {
+        "start": first.isoformat(),
+        "end": (today - timedelta(days=1)).isoformat(),
+        "tenants": 4,
+        "days": 7,
+    }
+    assert await get_flag(redis_client, "property_vision") == FlagState(
+        enabled=True, rollout_percentage=100
+    )

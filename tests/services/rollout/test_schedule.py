@@ -23,9 +23,11 @@ PLAN = PLANS["property_vision"]  # target 1.5 s, rollback above 3 s
 START = stage_for(0)
 WEEK1 = stage_for(10)
 WEEK3 = stage_for(50)
+FULL = stage_for(100)
 assert START is not None
 assert WEEK1 is not None
 assert WEEK3 is not None
+assert FULL is not None
 
 GOOD = Observations(
     days_in_stage=7.5,
@@ -63,13 +65,20 @@ HEALTHY_SERVICE = Observations(days_in_stage=0.1, service_up=1.0, error_rate=0.0
 
 @pytest.mark.parametrize(
     ("stage", "field"),
-    [(WEEK3, f.name) for f in dataclasses.fields(Observations) if f.name != "service_up"]
-    + [(START, "service_up"), (START, "error_rate"), (START, "days_in_stage")],
+    [
+        (WEEK3, f.name)
+        for f in dataclasses.fields(Observations)
+        if f.name not in {"service_up", "daily_active_usage"}
+    ]
+    + [(START, "service_up"), (START, "error_rate"), (START, "days_in_stage")]
+    + [(FULL, "adoption"), (FULL, "daily_active_usage")],
     ids=lambda value: value if isinstance(value, str) else f"{value.percentage:g}%",
 )
 @pytest.mark.parametrize("bad", [None, math.nan])
 def test_missing_or_nan_input_never_advances(stage: Stage, field: str, bad: float | None) -> None:
     base = GOOD if stage.feature_traffic else HEALTHY_SERVICE
+    if stage is FULL:
+        base = dataclasses.replace(base, daily_active_usage=0.7)
     decision = decide(stage, dataclasses.replace(base, **{field: bad}), plan=PLAN)
     assert decision.verdict is Verdict.HOLD
     assert field in decision.reason
@@ -120,11 +129,46 @@ def test_week_three_needs_the_interval_above_zero() -> None:
 
 
 def test_full_rollout_holds() -> None:
-    final = stage_for(100)
-    assert final is not None
-    decision = decide(final, GOOD, plan=PLAN)
+    decision = decide(FULL, _with(daily_active_usage=0.7), plan=PLAN)
     assert decision.verdict is Verdict.HOLD
     assert "complete" in decision.reason
+    # The seed's week-4 adoption criteria, reported with their numbers.
+    assert "adoption 80.0% (target 80%+)" in decision.reason
+    assert "daily active usage 70.0% (target 60%+)" in decision.reason
+
+
+@pytest.mark.parametrize(
+    ("changes", "words"),
+    [
+        ({"adoption": 0.79, "daily_active_usage": 0.7}, "adoption 79.0% below 80%"),
+        ({"daily_active_usage": 0.59}, "daily active usage 59.0% below 60%"),
+    ],
+)
+def test_full_rollout_reports_adoption_and_daily_active_usage_below_the_seeds(
+    changes: dict[str, float], words: str
+) -> None:
+    """ "80%+ feature adoption rate among enabled tenants", "60%+ daily active usage
+    rate": the 100 % stage had no criteria, so it reported complete whatever the usage."""
+    decision = decide(FULL, _with(**changes), plan=PLAN)
+    assert decision.verdict is Verdict.HOLD
+    assert words in decision.reason
+    assert "complete" not in decision.reason
+    # "80%+" and "60%+": exactly the threshold meets it.
+    exact = decide(FULL, _with(adoption=0.8, daily_active_usage=0.6), plan=PLAN)
+    assert "complete" in exact.reason
+
+
+@pytest.mark.parametrize(
+    ("stage", "threshold"), [(WEEK1, 0.50), (stage_for(25), 0.50), (WEEK3, 0.60)]
+)
+def test_adoption_must_exceed_the_seeds_share(stage: Stage | None, threshold: float) -> None:
+    """The seed's "Feature usage >50%" and "Feature adoption >60%" are strict: exactly
+    50% or 60% passed with ``adoption < min_adoption``."""
+    assert stage is not None
+    at = decide(stage, _with(adoption=threshold), plan=PLAN)
+    assert at.verdict is Verdict.HOLD
+    assert f"adoption {threshold:.1%} not above {threshold:.0%}" in at.reason
+    assert decide(stage, _with(adoption=threshold + 0.001), plan=PLAN).verdict is Verdict.ADVANCE
 
 
 @pytest.mark.parametrize("feature", sorted(PLANS))
