@@ -499,6 +499,7 @@ RETENTION_PRUNE_JOB: Final = JobSpec(
     name="retention-prune",
     command=(CLI, "retention", "prune"),
     secrets=("DATABASE_URL",),
+    db_connections=2,
 )
 #: The CronJobs (infra/components/jobs.py: ``impact_schedule``, ``retention_schedule``).
 DAILY_JOBS: Final = (IMPACT_AGGREGATE_JOB, RETENTION_PRUNE_JOB)

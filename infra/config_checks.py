@@ -120,7 +120,7 @@ def connection_budget(config: StackConfig) -> list[tuple[str, int, int]]:
     if dashboards.shipped:
         rows.append((dashboards.name, dashboards.max_replicas + 1, _pool(dashboards.settings)))
     rows.append((handler.name, handler.replicas + 1, _pool(handler.settings)))
-    jobs = (catalog.MIGRATE_JOB, catalog.FLAGS_INIT_JOB, catalog.IMPACT_AGGREGATE_JOB)
+    jobs = (catalog.MIGRATE_JOB, catalog.FLAGS_INIT_JOB, *catalog.DAILY_JOBS)
     rows.append(("jobs", 1, sum(job.db_connections for job in jobs)))
     return rows
 

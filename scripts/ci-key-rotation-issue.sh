@@ -16,19 +16,21 @@ title="Key rotation: $month"
 gh label create key-rotation --repo "$repo" --force --color 5319E7 \
   --description "the monthly rotation of the stacks' keys (docs/deploying.md)"
 
-open=$(gh issue list --repo "$repo" --label key-rotation --state open --limit 100 --json number,title)
+# Every state: a month whose issue was opened and already closed (rotation
+# done) is not opened again by a rerun of the workflow.
+issues=$(gh issue list --repo "$repo" --label key-rotation --state all --limit 200 --json number,title,state)
 if TITLE=$title "${PYTHON:-python3}" -c '
 import json, os, sys
 sys.exit(0 if any(i["title"] == os.environ["TITLE"] for i in json.load(sys.stdin)) else 1)
-' <<< "$open"; then
-  echo "$title: already open"
+' <<< "$issues"; then
+  echo "$title: already opened"
   exit 0
 fi
 earlier=$("${PYTHON:-python3}" -c '
 import json, sys
-numbers = sorted(issue["number"] for issue in json.load(sys.stdin))
+numbers = sorted(i["number"] for i in json.load(sys.stdin) if i["state"].lower() == "open")
 print(", ".join(f"#{number}" for number in numbers))
-' <<< "$open")
+' <<< "$issues")
 
 body=$(mktemp)
 trap 'rm -f "$body"' EXIT

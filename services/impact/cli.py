@@ -260,7 +260,7 @@ def _prune(args: argparse.Namespace) -> int:
         metric_days=settings.retention_metric_days,
     )
 
-    async def run() -> None:
+    async def run() -> bool:
         db = await _database(settings)
         try:
             pruned = await prune(
@@ -270,9 +270,10 @@ def _prune(args: argparse.Namespace) -> int:
             await db.close()
         for table in pruned:
             print(table.line())
+        return not any(table.failed for table in pruned)
 
-    _run(run())
-    return 0
+    # Exit 1 when a tenant failed: the Job fails and KubeJobFailed says so.
+    return 0 if _run(run()) else 1
 
 
 def register_impact_commands(subparsers: Any) -> None:

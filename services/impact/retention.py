@@ -30,7 +30,9 @@ Pruned (per-event rows: one per thing that happened, read only for the days
   ``dead_letter``: an open intervention and a dead letter waiting for an
   operator are state, kept however old. The outbox rows of a pruned
   intervention go with it (``ON DELETE CASCADE``, indexed by revision 0023).
-  Past the churn window (7 days) a closed intervention blocks nothing.
+  Past the churn window (7 days) a closed intervention blocks nothing; a
+  delivered one can still become a success when its lead answers, so the
+  retention period is also success's attribution window (docs/churn.md).
 - ``coaching_sessions`` by ``created_at``, 30 days: one analysis per coached
   conversation. A transcript analysed again after that is a new Claude call.
 - ``claude_cost_ledger`` by ``created_at``, 30 days: one row per Claude call.
@@ -56,10 +58,16 @@ Kept (state, not events):
   tenant data, and the audit trail.
 
 Every statement is a constant with bound parameters.
+
+One tenant's failure (a deadlock, a statement timeout) is logged and the run
+goes on with the other tenants and tables; the command then exits 1, so the
+Job fails and kube-prometheus-stack's ``KubeJobFailed`` reports it, and the
+next day's run takes up what was left.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -67,6 +75,8 @@ from typing import Final, Literal
 
 from services.common.database import Database
 from services.impact.aggregate import active_tenants
+
+log = logging.getLogger(__name__)
 
 #: An intervention in one of these is finished; ``pending`` and ``dead_letter`` are not.
 CLOSED_INTERVENTION: Final = (
@@ -142,6 +152,8 @@ class Pruned:
     cutoff: datetime | date
     rows: int
     tenants: int
+    #: Tenants whose prune of this table failed (logged; the next run retries).
+    failed: int = 0
 
     def line(self) -> str:
         """What the command prints for it (one line, like ``impact aggregate``'s)."""
@@ -150,8 +162,10 @@ class Pruned:
             if isinstance(self.cutoff, datetime)
             else self.cutoff.isoformat()
         )
+        failed = f"; {self.failed} tenant(s) failed" if self.failed else ""
         return (
-            f"{self.table}: {self.rows} row(s) before {before} deleted for {self.tenants} tenant(s)"
+            f"{self.table}: {self.rows} row(s) before {before} deleted for "
+            f"{self.tenants} tenant(s){failed}"
         )
 
 
@@ -191,10 +205,20 @@ async def prune(
     totals = []
     for purge in PURGES:
         cutoff = cutoffs.of_purge(purge)
-        rows, touched = 0, 0
+        rows, touched, failed = 0, 0, 0
         for tenant_id in chosen:
-            deleted = await prune_tenant(db, tenant_id, purge, cutoff, batch_size=batch_size)
+            try:
+                deleted = await prune_tenant(db, tenant_id, purge, cutoff, batch_size=batch_size)
+            except Exception as exc:
+                log.error(
+                    "retention: %s of tenant %s not pruned: %s",
+                    purge.table,
+                    tenant_id,
+                    type(exc).__name__,
+                )
+                failed += 1
+                continue
             rows += deleted
             touched += deleted > 0
-        totals.append(Pruned(purge.table, cutoff, rows, touched))
+        totals.append(Pruned(purge.table, cutoff, rows, touched, failed))
     return totals

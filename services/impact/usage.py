@@ -8,15 +8,18 @@ usage rate" are measured as:
 
 - adoption: the tenants with a use of the feature (``usage_count`` > 0 in
   ``phase3_business_metrics``) on any day of ``[start, end]``, over the tenants
-  the platform knows in that period;
+  active in that period (a use of any feature on any of its days);
 - daily active usage: the mean over the days of ``[start, end]`` of the share
-  of those tenants with a use of the feature that day.
+  of the tenants active by that day (their first use in the period on or
+  before it) with a use of the feature that day.
 
-The tenants the platform knows are ``impact_tenants()``'s (revisions 0005 and
-0019): every tenant ever assigned in an experiment of any feature, and every
-tenant with activity or Claude spend in the period. At 100 % they all have the
-feature. A tenant the platform has never seen at all is not counted, so both
-rates are upper bounds when some tenants never touch any feature.
+The candidates are ``impact_tenants()``'s (revisions 0005 and 0019), which
+include every tenant ever assigned in an experiment, long gone ones too
+(assignments are kept); only those with a use in the period count, so a
+tenant that left is not a non-adopter for ever, and one that joined mid-period
+is not absent before it joined. At 100 % every one of them has the feature. A
+tenant that used no feature at all in the period is not counted, so both rates
+are upper bounds when such tenants are still customers.
 """
 
 from __future__ import annotations
@@ -41,25 +44,34 @@ class UsageRates:
 
 
 async def usage_rates(db: Database, feature: str, start: date, end: date) -> UsageRates | None:
-    """The rates of ``feature`` over ``[start, end]``; None without days or tenants."""
+    """The rates of ``feature`` over ``[start, end]``; None without days or active tenants."""
     if end < start:
         return None
     since, _ = day_bounds(start)
     _, until = day_bounds(end)
-    tenants = await active_tenants(db, since, until)
-    if not tenants:
-        return None
+    candidates = await active_tenants(db, since, until)
     users: dict[date, set[str]] = defaultdict(set)
-    for tenant in tenants:
+    first_use: dict[str, date] = {}
+    for tenant in candidates:
         for row in await tenant_rows(db, tenant, start, end):
-            if row["feature_name"] == feature and row["usage_count"] > 0:
-                users[row["metric_date"]].add(tenant)
-    days = (end - start).days + 1
-    each_day = (start + timedelta(days=n) for n in range(days))
+            if row["usage_count"] <= 0:
+                continue
+            day = row["metric_date"]
+            first_use[tenant] = min(day, first_use.get(tenant, day))
+            if row["feature_name"] == feature:
+                users[day].add(tenant)
+    if not first_use:
+        return None
+    days = [start + timedelta(days=n) for n in range((end - start).days + 1)]
+    shares = []
+    for day in days:
+        active = sum(1 for first in first_use.values() if first <= day)
+        if active:  # a day before any tenant's first use says nothing
+            shares.append(len(users[day]) / active)
     adopters = set().union(*users.values())
     return UsageRates(
-        adoption=len(adopters) / len(tenants),
-        daily_active=sum(len(users[day]) for day in each_day) / (days * len(tenants)),
-        tenants=len(tenants),
-        days=days,
+        adoption=len(adopters) / len(first_use),
+        daily_active=sum(shares) / len(shares),
+        tenants=len(first_use),
+        days=len(days),
     )

@@ -49,6 +49,7 @@ class IngestBudget:
     def __init__(self, redis: Redis, *, events_per_second: int, timeout: float) -> None:
         """``events_per_second`` 0 turns the budget off; ``timeout`` bounds the check."""
         self._timeout = timeout
+        self._rate = events_per_second
         self._skip_until = 0.0
         self._item = (
             RateLimitItemPerSecond(events_per_second * WINDOW_SECONDS, WINDOW_SECONDS)
@@ -84,4 +85,7 @@ class IngestBudget:
             self._skip_until = time.monotonic() + REDIS_BACKOFF_SECONDS
             log.warning("ingest budget not checked: %s", type(exc).__name__)
             return None
-        return max(1.0, math.ceil(stats.reset_time - time.time()))
+        # The window frees one event at reset_time and then about one per
+        # 1/rate seconds: a batch of n needs about n/rate seconds, not one.
+        first = math.ceil(stats.reset_time - time.time())
+        return float(max(1, first, math.ceil(events / self._rate)))

@@ -646,11 +646,24 @@ def test_the_shipped_stacks_fit_their_postgres_connections(stack: str) -> None:
     assert worst <= limit - reserved, (stack, worst, limit)
 
 
+def test_every_job_with_a_database_counts_its_connections() -> None:
+    # The retention prune was added with no connections counted: a Job that
+    # opens the database must say how many, and the budget must count it.
+    jobs = [v for v in vars(catalog).values() if isinstance(v, catalog.JobSpec)]
+    with_db = [j for j in jobs if {"DATABASE_URL", "MIGRATION_DATABASE_URL"} & set(j.secrets)]
+    assert with_db, "no Job opens the database?"
+    assert [j.name for j in with_db if j.db_connections <= 0] == []
+    (counted,) = [
+        each for name, _, each in config_checks.connection_budget(_load("dev")) if name == "jobs"
+    ]
+    assert counted == sum(j.db_connections for j in with_db)
+
+
 def test_the_seeds_pools_at_full_scale_are_refused_with_the_numbers() -> None:
     # The seed's 20 + 40 a process at every service's maximum replicas.
     message = _rejected("production", {"database": {"poolSize": 20, "maxOverflow": 40}})
     assert "enterprisehub:database.maxConnections = 1802" in message
-    assert "opens 2702 Postgres connections" in message
+    assert "opens 2704 Postgres connections" in message
     assert "websocket-manager 11x60, ml-services 16x60" in message
     assert "churn-orchestrator 6x78" in message
     assert "less 5 reserved for superusers = 1797" in message

@@ -362,6 +362,23 @@ def test_key_rotation_opens_one_issue_a_month_naming_the_months_left_open(
     assert "Still open from earlier months: #3." in created[0]["body"]
 
 
+def test_key_rotation_never_opens_a_month_again_once_it_was_closed(tmp_path: Path) -> None:
+    (tmp_path / "issues.json").write_text(
+        json.dumps(
+            [
+                {
+                    "number": 9,
+                    "title": "Key rotation: 2026-12",
+                    "state": "closed",
+                    "labels": ["key-rotation"],
+                }
+            ]
+        )
+    )
+    assert _rotation(tmp_path, "2026-12").returncode == 0
+    assert [c for c in calls(tmp_path) if c["args"][:2] == ["issue", "create"]] == []
+
+
 def test_key_rotation_refuses_a_month_that_is_not_one(tmp_path: Path) -> None:
     result = _rotation(tmp_path, "2026-13")
     assert result.returncode == 2

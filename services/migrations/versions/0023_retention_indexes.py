@@ -21,6 +21,14 @@ and 0007 have theirs (``created_at``); these did not:
 - ``churn_outbox (intervention_id)``: deleting an intervention cascades to its
   outbox rows, and the foreign key had no index on the referencing side, so
   each deleted intervention was a scan of the whole outbox.
+
+A plain ``CREATE INDEX``, as in every revision: the runner applies the whole
+chain in one transaction under its advisory lock (services/migrations/runner.py),
+where ``CONCURRENTLY`` cannot run. It blocks writes to each table while its
+index builds, which is nothing on the tables of a first release (no
+environment holds data yet); a revision that indexes a populated table needs a
+concurrent build outside the chain's transaction, which the runner does not
+offer yet.
 """
 
 from collections.abc import Sequence

@@ -26,7 +26,10 @@ with another body is a 422 ``idempotency_key_reused``.
 Each tenant has a budget of REALTIME_TENANT_EVENT_RATE events per second
 across replicas (``services.realtime.budget``); a request past it is a 429
 ``tenant_rate_limited`` with ``Retry-After``, and nothing of it is stored. A
-retry is charged like any request, the replay of an Idempotency-Key too.
+retry is charged like any request, the replay of an Idempotency-Key too, and
+so is a request the budget took that then failed (a 503 while Postgres is
+down, an Idempotency-Key reused): the budget is checked before storing, so it
+cannot know the outcome. Retry-After says when the retries fit again.
 """
 
 from __future__ import annotations

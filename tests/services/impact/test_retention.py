@@ -229,3 +229,24 @@ async def test_aggregate_refuses_days_whose_events_may_be_pruned(
     code = await asyncio.to_thread(main, ["impact", "aggregate", "--date", day, "--days", "15"])
     assert code == 2
     assert "restating it would erase its stored row" in capsys.readouterr().err
+
+
+async def test_a_tenant_that_fails_stops_neither_the_others_nor_the_exit_code(
+    seeded: Database,
+    settings_env: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A directory row no scope accepts (written by hand, or by an old bug):
+    # every table's prune of it fails; every other tenant is still pruned.
+    async with seeded.unscoped() as conn:
+        await conn.execute("INSERT INTO churn_tenants (tenant_id) VALUES ('bad tenant!')")
+    monkeypatch.setenv("RETENTION_BATCH_SIZE", "2")
+    monkeypatch.setenv("RETENTION_EVENT_DAYS", "30")
+    assert await asyncio.to_thread(main, ["retention", "prune"]) == 1
+    out = capsys.readouterr().out
+    assert all("; 1 tenant(s) failed" in line for line in out.splitlines()), out
+    for tenant in TENANTS:
+        assert await _counts(seeded, tenant) == PRUNED, tenant
+    assert "retention: realtime_intelligence_events of tenant bad tenant! not pruned" in caplog.text

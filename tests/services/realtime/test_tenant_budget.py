@@ -17,7 +17,7 @@ from services.common.database import Database
 from services.common.redis import close_redis, create_redis
 from services.common.scoring import LeadFeatures
 from services.common.settings import SettingsError
-from services.realtime.budget import IngestBudget
+from services.realtime.budget import WINDOW_SECONDS, IngestBudget
 from services.realtime.config import RealtimeSettings
 from tests.services.realtime.conftest import Replica, event_body
 
@@ -105,6 +105,24 @@ async def test_the_budget_is_one_across_replicas(
     # A refused batch takes nothing: what is left of the window still passes.
     assert (await _post(http, second, token, sample_leads, 40)).status_code == 202
     assert await _stored(owner_db, "tenant-a") == WINDOW_EVENTS
+
+
+async def test_a_refused_batch_is_told_to_wait_long_enough_for_all_its_events(
+    replicas: Callable[..., Awaitable[Replica]],
+    realtime_settings: RealtimeSettings,
+    http: httpx.AsyncClient,
+    make_token: Callable[..., str],
+    sample_leads: list[LeadFeatures],
+) -> None:
+    replica = await replicas(_budgeted(realtime_settings))
+    token = make_token("tenant-a")
+    assert (await _post(http, replica, token, sample_leads, WINDOW_EVENTS)).status_code == 202
+    # Once the full window is the previous one, one event frees up every
+    # 1/RATE s: the first slot is a fraction of a second away, 60 are 6 s away.
+    await asyncio.sleep(WINDOW_SECONDS + 0.5)
+    refused = await _post(http, replica, token, sample_leads, 60)
+    assert refused.status_code == 429, refused.text
+    assert int(refused.headers["Retry-After"]) >= 60 // RATE
 
 
 async def test_without_redis_the_budget_lets_events_through_to_postgres(
