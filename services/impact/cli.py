@@ -170,6 +170,15 @@ def _analyze(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cutoffs(settings: ImpactSettings) -> Cutoffs:
+    """What retention keeps from now on (RETENTION_EVENT_DAYS, RETENTION_METRIC_DAYS)."""
+    return Cutoffs.of(
+        datetime.now(UTC),
+        event_days=settings.retention_event_days,
+        metric_days=settings.retention_metric_days,
+    )
+
+
 def _export(args: argparse.Namespace) -> int:
     if args.end < args.start:
         raise CommandError("--end is before --start", EXIT_USAGE)
@@ -208,11 +217,7 @@ def _aggregate(args: argparse.Namespace) -> int:
     settings = ImpactSettings.from_env()
     # A day whose events were pruned would be rewritten as a day without activity.
     first = args.date - timedelta(days=args.days - 1)
-    kept_since = Cutoffs.of(
-        datetime.now(UTC),
-        event_days=settings.retention_event_days,
-        metric_days=settings.retention_metric_days,
-    ).events
+    kept_since = _cutoffs(settings).events
     if day_bounds(first)[0] < kept_since:
         raise CommandError(
             f"impact aggregate: {first} is before the events kept "
@@ -254,11 +259,7 @@ def _report(args: argparse.Namespace) -> int:
 
 def _prune(args: argparse.Namespace) -> int:
     settings = ImpactSettings.from_env()
-    cutoffs = Cutoffs.of(
-        datetime.now(UTC),
-        event_days=settings.retention_event_days,
-        metric_days=settings.retention_metric_days,
-    )
+    cutoffs = _cutoffs(settings)
 
     async def run() -> bool:
         db = await _database(settings)

@@ -66,7 +66,7 @@ class IngestBudget:
         )
         self._limiter = SlidingWindowCounterRateLimiter(storage)
 
-    async def take(self, tenant_id: str, events: int) -> float | None:
+    async def take(self, tenant_id: str, events: int) -> int | None:
         """Take ``events`` from the tenant's budget: None if taken, else seconds to wait.
 
         Nothing is taken from a budget that refuses. A Redis failure or a check
@@ -88,4 +88,4 @@ class IngestBudget:
         # The window frees one event at reset_time and then about one per
         # 1/rate seconds: a batch of n needs about n/rate seconds, not one.
         first = math.ceil(stats.reset_time - time.time())
-        return float(max(1, first, math.ceil(events / self._rate)))
+        return max(1, first, math.ceil(events / self._rate))

@@ -47,7 +47,7 @@ _UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]
 
 
 def printable(text: str) -> str:
-    """``text`` with each character a terminal would act on written as ``\\uXXXX``.
+    """``text`` with each character a terminal would act on escaped (ESC as ``\\u001b``).
 
     The escape is JSON's own, so a ``--json`` line stays the same JSON.
     """

@@ -108,31 +108,25 @@ async def load_roi(
     return RoiData(rows, summary, experiments, await load_decisions(db))
 
 
-def _assumptions_key(assumptions: Mapping[str, FeatureAssumptions]) -> str:
-    """The assumptions as text: a cache key that changes with any of their numbers."""
-    return repr(sorted(assumptions.items()))
-
-
 @st.cache_data(ttl=CACHE_SECONDS, show_spinner=False, max_entries=1000)
 def _cached_roi(
     tenant_id: str,
     start: date,
     end: date,
-    assumptions_key: str,
+    assumptions_text: str,
     _ctx: PageContext,
-    _assumptions: Mapping[str, FeatureAssumptions],
 ) -> RoiData:
     # Streamlit hashes the arguments not starting with "_": the tenant, the dates
-    # and the assumptions' text are the key; the context and the assumptions
-    # themselves (what the text stands for) are not.
-    return _ctx.run(lambda db: load_roi(db, tenant_id, start, end, assumptions=_assumptions))
+    # and IMPACT_ASSUMPTIONS as set are the key; the context is not.
+    assumptions = _ctx.settings.assumptions
+    return _ctx.run(lambda db: load_roi(db, tenant_id, start, end, assumptions=assumptions))
 
 
 def cached_roi(ctx: PageContext, start: date, end: date) -> RoiData:
     """``load_roi`` for ``ctx``'s tenant with its settings' assumptions, reused for
     ``CACHE_SECONDS`` by every session asking for the same tenant, dates and assumptions."""
-    assumptions = ctx.settings.assumptions
-    return _cached_roi(ctx.tenant_id, start, end, _assumptions_key(assumptions), ctx, assumptions)
+    text = ctx.settings.impact_assumptions or ""
+    return _cached_roi(ctx.tenant_id, start, end, text, ctx)
 
 
 def to_csv(rows: list[dict[str, Any]]) -> str:

@@ -43,11 +43,11 @@ from typing import Annotated, TypeVar
 import orjson
 from fastapi import APIRouter, Header, Request, Response
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
 from prometheus_client import Counter
 
 from services.common.auth import IngestPrincipalDep, auth_responses
 from services.common.body import BodyTooLarge, parse_body, read_body, request_body_openapi
+from services.common.errors import ApiError
 from services.common.scopes import CRM_INGEST
 from services.realtime.budget import WINDOW_SECONDS as BUDGET_WINDOW_SECONDS
 from services.realtime.deps import RuntimeDep
@@ -105,15 +105,12 @@ async def _store(
     if wait is not None:
         rate = runtime.settings.realtime_tenant_event_rate
         runtime.metrics.events_rejected.labels(reason="rate_limited").inc()
-        return JSONResponse(
-            {
-                "detail": f"the tenant sends more than {rate} events/s over "
-                f"{BUDGET_WINDOW_SECONDS} s (REALTIME_TENANT_EVENT_RATE); nothing was "
-                "stored, retry after Retry-After seconds",
-                "reason": "tenant_rate_limited",
-            },
-            status_code=429,
-            headers={"Retry-After": str(int(wait))},
+        raise ApiError(
+            429,
+            f"the tenant sends more than {rate} events/s over {BUDGET_WINDOW_SECONDS} s "
+            "(REALTIME_TENANT_EVENT_RATE); nothing was stored, retry after Retry-After seconds",
+            reason="tenant_rate_limited",
+            headers={"Retry-After": str(wait)},
         )
     try:
         # Microsecond precision: what timestamptz stores, so a frame relayed
@@ -125,13 +122,9 @@ async def _store(
             idempotency=key,
         )
     except IdempotencyKeyReusedError as error:
-        return JSONResponse(
-            {
-                "detail": f"{error}; use a new key for a new request",
-                "reason": "idempotency_key_reused",
-            },
-            status_code=422,
-        )
+        raise ApiError(
+            422, f"{error}; use a new key for a new request", reason="idempotency_key_reused"
+        ) from None
     return Response(orjson.dumps(answer(accepted)), status_code=202, media_type="application/json")
 
 
