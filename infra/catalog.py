@@ -259,6 +259,16 @@ FEATURE_FLAGS: Final[tuple[str, ...]] = (
     "ai_coaching",
 )
 
+#: The setting that carries a stack's ``impactAssumptions`` (JSON, as
+#: services/impact/assumptions.py reads it) to the programs that price the
+#: features: the dashboards' ROI page and the daily aggregate Job.
+IMPACT_ASSUMPTIONS_SETTING: Final = "IMPACT_ASSUMPTIONS"
+#: The assumptions that are ranges, lowest first: a stack sets each one whole.
+IMPACT_ASSUMPTION_RANGES: Final[tuple[tuple[str, ...], ...]] = (
+    ("lift_low", "lift", "lift_high"),
+    ("annual_value_low", "annual_value_high"),
+)
+
 WEBSOCKET_MANAGER: Final = ServiceSpec(
     name="websocket-manager",
     kind="realtime",

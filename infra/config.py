@@ -28,10 +28,12 @@ import pulumi
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
     field_validator,
+    model_validator,
 )
 from pydantic.alias_generators import to_camel
 
@@ -164,6 +166,53 @@ class FlagSeed(_Model):
 
 
 _OFF: FlagSeed | bool = FlagSeed()
+
+
+def _not_boolean(value: object) -> object:
+    if isinstance(value, bool):
+        raise ValueError("must be a number, not a boolean")
+    return value
+
+
+#: A finite number >= 0. ``pulumi config set --path`` stores a decimal such as 0.04
+#: as a string (integers only become numbers), so a numeric string is read as one.
+Assumption = Annotated[float, BeforeValidator(_not_boolean), Field(ge=0, allow_inf_nan=False)]
+
+
+class ImpactAssumptions(_Model):
+    """One feature's overrides of the numbers its business impact is priced with.
+
+    The names are those of ``FeatureAssumptions`` in services/impact/assumptions.py
+    (tests/test_contracts.py keeps the two alike); the service holds the defaults.
+    A range is overridden whole, so that a preview can check its order without
+    them.
+    """
+
+    lift: Assumption | None = None
+    lift_low: Assumption | None = None
+    lift_high: Assumption | None = None
+    value_per_unit: Assumption | None = None
+    infra_cost_per_day: Assumption | None = None
+    api_cost_per_use: Assumption | None = None
+    hours_saved_per_use: Assumption | None = None
+    annual_value_low: Assumption | None = None
+    annual_value_high: Assumption | None = None
+
+    @model_validator(mode="after")
+    def _ranges_whole_and_ordered(self) -> ImpactAssumptions:
+        for names in catalog.IMPACT_ASSUMPTION_RANGES:
+            values = [getattr(self, name) for name in names]
+            given = [value is not None for value in values]
+            camel = [to_camel(name) for name in names]
+            if any(given) and not all(given):
+                raise ValueError(f"{', '.join(camel)} are one range: set all of them or none")
+            if all(given) and values != sorted(values):
+                raise ValueError(f"must hold {' <= '.join(camel)}")
+        return self
+
+    def overrides(self) -> dict[str, float]:
+        """The numbers set, under the service's names (snake_case)."""
+        return self.model_dump(exclude_none=True)
 
 
 class ServiceOverride(_Model):
@@ -515,6 +564,9 @@ class StackConfig(_Model):
     feature_flags: dict[str, FlagSeed | bool] = Field(
         default_factory=lambda: dict.fromkeys(catalog.FEATURE_FLAGS, _OFF)
     )
+    #: Per feature, overrides of the seed's impact assumptions (the ROI page and the
+    #: daily aggregate price the features with them); empty: the seed's numbers.
+    impact_assumptions: dict[str, ImpactAssumptions] = Field(default_factory=dict)
     secrets: StackSecrets
 
     @property
@@ -585,6 +637,22 @@ class StackConfig(_Model):
         }
         return settings
 
+    def pricing_settings(self) -> dict[str, str]:
+        """IMPACT_ASSUMPTIONS for the programs that price the features (the dashboards
+        and the daily aggregate), when the stack overrides any; else nothing."""
+        overrides = {
+            feature: numbers.overrides()
+            for feature, numbers in sorted(self.impact_assumptions.items())
+            if numbers.overrides()
+        }
+        if not overrides:
+            return {}
+        return {
+            catalog.IMPACT_ASSUMPTIONS_SETTING: json.dumps(
+                overrides, sort_keys=True, separators=(",", ":")
+            )
+        }
+
     @property
     def flag_seed(self) -> str:
         """The ``flags init --seed`` JSON: every catalog flag's initial state."""
@@ -633,6 +701,7 @@ _OBJECT_KEYS: Final = (
     "rollback",
     "egress",
     "featureFlags",
+    "impactAssumptions",
 )
 
 

@@ -220,6 +220,15 @@ def _identity_problems(config: StackConfig, stack_name: str) -> list[Problem]:
                     f"featureFlags.{flag}", flag, f"known flags: {', '.join(catalog.FEATURE_FLAGS)}"
                 )
             )
+    for feature in config.impact_assumptions:
+        if feature not in catalog.FEATURE_FLAGS:
+            problems.append(
+                Problem(
+                    f"impactAssumptions.{feature}",
+                    feature,
+                    f"known features: {', '.join(catalog.FEATURE_FLAGS)}",
+                )
+            )
     return problems
 
 

@@ -316,7 +316,8 @@ class _Platform:
             PlatformJobsArgs(
                 namespace=self.config.namespace,
                 image=self.config.image,
-                settings=self.settings,
+                # The daily aggregate prices the features as the ROI page does.
+                settings=self.settings | self.config.pricing_settings(),
                 secrets=self.pool,
                 flag_seed=self.config.flag_seed,
                 # Published to the very settings the services read, so the two cannot drift.
@@ -372,6 +373,7 @@ class _Platform:
                     image=self.config.image,
                     # The hub page reads the live feed as a client would, in-cluster.
                     settings=self.settings
+                    | self.config.pricing_settings()
                     | {spec.feed_url_setting: spec.feed_url(self.config.namespace)},
                     secrets=workload_secrets(spec.secrets, self.pool),
                     replicas=1 if self.config.is_local else 2,

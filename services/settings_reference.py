@@ -75,7 +75,10 @@ SECTIONS: Final[tuple[Section, ...]] = (
         "dashboards",
         DashboardSettings,
         (CommonSettings, AssumptionsSettings),
-        note="The ROI page also reads IMPACT_ASSUMPTIONS, as the impact commands do (below).",
+        note=(
+            "The ROI page also reads IMPACT_ASSUMPTIONS, as the impact commands do (below);"
+            " a stack sets it with impactAssumptions (docs/deploying.md)."
+        ),
     ),
     Section("rollback handler", RollbackSettings, (CommonSettings,)),
     Section(

@@ -116,7 +116,9 @@ def annual_goal(assumptions: Mapping[str, FeatureAssumptions]) -> tuple[float, f
     )
 
 
-_NUMERIC_FIELDS: Final = frozenset(
+#: The assumptions that are ranges, lowest first.
+RANGES: Final = (("lift_low", "lift", "lift_high"), ("annual_value_low", "annual_value_high"))
+NUMERIC_FIELDS: Final = frozenset(
     f.name for f in fields(FeatureAssumptions) if f.name not in {"driver", "description"}
 )
 
@@ -137,14 +139,23 @@ def load_assumptions(raw: str | None) -> dict[str, FeatureAssumptions]:
             check_feature(feature)
         except InvalidFlag as exc:
             raise ValueError(f"IMPACT_ASSUMPTIONS: {exc}") from None
-        if not isinstance(overrides, dict) or not set(overrides) <= _NUMERIC_FIELDS:
-            allowed = ", ".join(sorted(_NUMERIC_FIELDS))
+        if not isinstance(overrides, dict) or not set(overrides) <= NUMERIC_FIELDS:
+            allowed = ", ".join(sorted(NUMERIC_FIELDS))
             raise ValueError(f"IMPACT_ASSUMPTIONS.{feature}: fields are {allowed}")
         for name, value in overrides.items():
             if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
                 raise ValueError(f"IMPACT_ASSUMPTIONS.{feature}.{name} must be a number >= 0")
         updates: dict[str, Any] = {k: float(v) for k, v in overrides.items()}
         merged[feature] = replace(merged[feature], **updates)
+        # An override of one end could turn a range inside out (a point lift above
+        # its high bound): every interval built from it would be meaningless.
+        for names in RANGES:
+            values = [getattr(merged[feature], name) for name in names]
+            if values != sorted(values):
+                order = " <= ".join(
+                    f"{name} ({value:g})" for name, value in zip(names, values, strict=True)
+                )
+                raise ValueError(f"IMPACT_ASSUMPTIONS.{feature}: must hold {order}")
     return merged
 
 

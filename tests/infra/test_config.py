@@ -129,6 +129,62 @@ def test_feature_flags_become_the_flags_init_seed_and_match_the_services() -> No
     assert "featureFlags.vision" in _rejected("staging", {"featureFlags": {"vision": True}})
 
 
+IMPACT_VISION = {"valuePerUnit": 90, "liftLow": "0.02", "lift": "0.04", "liftHigh": 0.06}
+
+
+def test_a_stacks_impact_assumptions_reach_the_service_as_it_reads_them() -> None:
+    from services.impact.assumptions import ASSUMPTIONS, load_assumptions
+
+    config = _load("staging", {"impactAssumptions": {"property_vision": IMPACT_VISION}})
+    priced = load_assumptions(config.pricing_settings()[catalog.IMPACT_ASSUMPTIONS_SETTING])
+    vision = priced["property_vision"]
+    # A decimal set with `pulumi config set --path` arrives as a string.
+    assert (vision.value_per_unit, vision.lift_low, vision.lift, vision.lift_high) == (
+        90,
+        0.02,
+        0.04,
+        0.06,
+    )
+    assert priced["ai_coaching"] == ASSUMPTIONS["ai_coaching"]
+
+
+def test_without_impact_assumptions_no_setting_is_written() -> None:
+    assert _load("staging").pricing_settings() == {}
+    assert _load("staging", {"impactAssumptions": {"ai_coaching": {}}}).pricing_settings() == {}
+
+
+@pytest.mark.parametrize(
+    ("overrides", "key", "reason"),
+    [
+        ({"vision": {"valuePerUnit": 1}}, "impactAssumptions.vision", "known features: realtime"),
+        ({"ai_coaching": {"lifts": 1}}, "impactAssumptions.ai_coaching.lifts", "unknown key"),
+        ({"ai_coaching": {"valuePerUnit": -1}}, "valuePerUnit", "greater than or equal to 0"),
+        ({"ai_coaching": {"valuePerUnit": "inf"}}, "valuePerUnit", "finite number"),
+        ({"ai_coaching": {"valuePerUnit": True}}, "valuePerUnit", "not a boolean"),
+        ({"ai_coaching": {"valuePerUnit": "lots"}}, "valuePerUnit", "valid number"),
+        ({"ai_coaching": {"lift": 0.3}}, "impactAssumptions.ai_coaching", "one range: set all"),
+        (
+            {"ai_coaching": {"liftLow": 0.3, "lift": 0.2, "liftHigh": 0.4}},
+            "impactAssumptions.ai_coaching",
+            "must hold liftLow <= lift <= liftHigh",
+        ),
+        (
+            {"churn_prevention": {"annualValueLow": 9, "annualValueHigh": 8}},
+            "impactAssumptions.churn_prevention",
+            "annualValueLow <= annualValueHigh",
+        ),
+    ],
+)
+def test_bad_impact_assumptions_are_refused_at_preview_naming_the_key(
+    overrides: dict[str, Any], key: str, reason: str
+) -> None:
+    """Each of these used to reach the dashboards, which refuse it at start: an `up`
+    that waits for a Deployment that never becomes ready."""
+    message = _rejected("staging", {"impactAssumptions": overrides})
+    assert key in message
+    assert reason in message
+
+
 def test_pulumi_yaml_documents_exactly_the_keys_the_program_reads() -> None:
     documented = {key.removeprefix(f"{PROJECT}:") for key in project_file()["config"]}
     assert documented == set(config_keys())

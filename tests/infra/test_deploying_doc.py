@@ -75,11 +75,7 @@ def test_every_config_key_is_in_pulumi_yaml(path: str, key: str) -> None:
     assert top in keys, f"{top} is not a config key of Pulumi.yaml"
     if not path:
         return
-    model: type[BaseModel] = StackConfig
-    for part in re.sub(r"\[\d+\]", "", key).split("."):
-        following = _field(model, part)
-        assert following is not None
-        model = following
+    _walk(re.sub(r"\[\d+\]", "", key))
 
 
 #: Config paths the prose names (`cluster.autoscaling.instanceTypes`, `egress.crm`):
@@ -99,18 +95,29 @@ def test_the_prose_names_config_paths() -> None:
 
 @pytest.mark.parametrize("key", CONFIG_PATHS_NAMED)
 def test_every_config_path_named_is_a_field(key: str) -> None:
+    _walk(key)
+
+
+def _walk(path: str) -> None:
+    """Fail unless the dotted ``path`` names fields of StackConfig, level by level."""
     model: type[BaseModel] = StackConfig
-    parts = key.split(".")
+    parts = path.split(".")
     while parts:
         part = parts.pop(0)
-        info = next(i for n, i in model.model_fields.items() if part in (n, i.alias))
+        info = next((i for n, i in model.model_fields.items() if part in (n, i.alias)), None)
+        assert info is not None, f"{model.__name__} has no field {part!r} ({path})"
         if typing.get_origin(info.annotation) is dict:
-            # A map keyed by an enum (`egress.crm`): the next part is a key.
+            # A map: the next part is a key (`egress.crm`, `impactAssumptions.ai_coaching`).
             key_type, value_type = typing.get_args(info.annotation)
-            if parts:
-                assert parts.pop(0) in {k.value for k in key_type}, key
-            model = value_type
-            continue
+            if parts and key_type is not str:
+                assert parts.pop(0) in {k.value for k in key_type}, path
+            elif parts:
+                parts.pop(0)
+            if isinstance(value_type, type) and issubclass(value_type, BaseModel):
+                model = value_type
+                continue
+            assert not parts, f"{path}: {part}'s values have no fields"
+            return
         following = _field(model, part)
         assert following is not None
         model = following

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import date, timedelta
 from typing import Any
 
@@ -155,6 +156,24 @@ def test_each_feature_is_projected_to_a_year_beside_its_own_goal() -> None:
     )
     # The platform's goal follows the assumptions the report was given.
     assert summary["total_platform"]["annual_goal"] == {"low": 265_000, "high": 450_000}
+
+
+@pytest.mark.parametrize(
+    ("overrides", "refused"),
+    [
+        ('{"ai_coaching": {"lift": 0.3}}', "lift_low (0.1) <= lift (0.3) <= lift_high (0.25)"),
+        ('{"ai_coaching": {"lift_low": 0.2}}', "lift_low (0.2) <= lift (0.1)"),
+        ('{"churn_prevention": {"annual_value_low": 90000}}', "annual_value_low (90000)"),
+    ],
+)
+def test_an_override_that_turns_a_range_inside_out_is_refused(overrides: str, refused: str) -> None:
+    """One end of a range overridden past the other was accepted: every interval built
+    on it (revenue, ROI, the yearly goal) had its point outside its bounds."""
+    with pytest.raises(ValueError, match=re.escape(refused)):
+        load_assumptions(overrides)
+    # Moving the whole range is accepted.
+    moved = load_assumptions('{"ai_coaching": {"lift": 0.3, "lift_high": 0.4}}')
+    assert (moved["ai_coaching"].lift, moved["ai_coaching"].lift_high) == (0.3, 0.4)
 
 
 def test_infrastructure_is_charged_for_every_day_of_the_period() -> None:
