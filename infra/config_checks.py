@@ -436,6 +436,19 @@ def _cluster_problems(config: StackConfig) -> list[Problem]:
         )
     if cluster.mode == "existing-eks" and not cluster.name:
         problems.append(Problem("cluster.name", None, "existing-eks needs the EKS cluster's name"))
+    # Only a cluster this program creates gets external-dns (program._external_dns):
+    # elsewhere the zone would be accepted and ignored, and `up` would succeed with
+    # no records, so the certificates' HTTP-01 challenges never resolve.
+    if config.dns.hosted_zone_id and cluster.mode != "eks":
+        problems.append(
+            Problem(
+                "dns.hostedZoneId",
+                config.dns.hosted_zone_id,
+                "external-dns is installed only on a cluster the stack creates "
+                "(cluster.mode eks); unset it and create the records by hand, or with "
+                "the existing cluster's own external-dns",
+            )
+        )
     if cluster.endpoint_public_access and not cluster.public_access_cidrs:
         problems.append(
             Problem(

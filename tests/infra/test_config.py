@@ -759,3 +759,19 @@ def test_an_unknown_class_needs_max_connections() -> None:
     assert "set database.maxConnections" in message
     pinned = {"database": {"instanceClass": "db.x2g.large", "maxConnections": 1500}}
     assert config_checks.database_max_connections(_load("production", pinned)) == 1500
+
+
+@pytest.mark.parametrize(
+    ("stack", "cluster"),
+    [("dev", {"mode": "existing-eks", "name": "their-cluster"}), ("local", None)],
+)
+def test_a_hosted_zone_is_refused_where_no_external_dns_is_installed(
+    stack: str, cluster: dict[str, str] | None
+) -> None:
+    # Only `eks` mode installs external-dns: elsewhere the zone was accepted and
+    # ignored, and `up` succeeded without a single record.
+    changes: dict[str, Any] = {"dns": {"hostedZoneId": "Z0TESTZONE42"}}
+    if cluster:
+        changes["cluster"] = cluster
+    assert "enterprisehub:dns.hostedZoneId" in _rejected(stack, changes)
+    assert _load("dev", {"dns": {"hostedZoneId": "Z0TESTZONE42"}}).dns.hosted_zone_id
