@@ -297,3 +297,26 @@ def test_the_up_that_closes_the_endpoint_runs_as_an_identity_the_cluster_admits(
     assert "creator" in closing
     assert "break-glass role" in closing
     assert "Not the runner's instance profile" in closing
+
+
+def test_removing_a_protected_store_lifts_what_aws_protects_too(
+    stack_run: Callable[[str], ProgramRun],
+) -> None:
+    # `pulumi state unprotect` lifts Pulumi's protect only. RDS refuses to delete
+    # an instance with its own deletion protection on (InvalidParameterCombination),
+    # and S3 and ECR a non-empty bucket or repository unless force-destroyed, so the
+    # documented unprotect-then-destroy failed for all three.
+    start = DOC.index("### Where data lives: protected resources")
+    section = " ".join(DOC[start : DOC.index("\n## ", start)].split())
+    run = stack_run("production")
+    instance = run.one("aws:rds/instance:Instance").inputs
+    assert instance["deletionProtection"] is True
+    identifier = instance["identifier"].replace("production", "$STACK")
+    assert (
+        f"aws rds modify-db-instance --db-instance-identifier {identifier} "
+        "--no-deletion-protection --apply-immediately"
+    ) in section
+    assert all(b.inputs["forceDestroy"] is False for b in run.of_type("aws:s3/bucket:Bucket"))
+    assert run.one("aws:ecr/repository:Repository").inputs["forceDelete"] is False
+    assert "`storage.forceDestroy` true" in section
+    assert section.index("pulumi state unprotect") < section.index("--no-deletion-protection")
