@@ -447,9 +447,16 @@ def _external_dns(
     """external-dns for the stack's hosted zone, or None without one."""
     if not config.dns.hosted_zone_id:
         return None
+    # external-dns manages only names ending in a --domain-filter value: a
+    # `hostnames` override outside `domain` (api-dev.enterprisehub.ai beside
+    # dev.enterprisehub.ai, in the same zone) would get no record at all.
+    hosts = [config.hostname("api"), config.hostname("grafana"), *config.dashboard_hosts.values()]
+    outside = sorted(
+        {host for host in hosts if host != config.domain and not host.endswith(f".{config.domain}")}
+    )
     return ExternalDnsArgs(
         hosted_zone_id=config.dns.hosted_zone_id,
-        domains=[config.domain],
+        domains=[config.domain, *outside],
         owner_id=prefix,
         oidc_provider_arn=eks.oidc_provider_arn,
         oidc_issuer_url=eks.oidc_issuer_url,

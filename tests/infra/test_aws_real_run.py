@@ -191,6 +191,31 @@ def test_external_dns_is_installed_after_the_gateway_api_crds() -> None:
     assert role.provider.endswith("::pulumi:providers:aws::enterprisehub-dev-aws")
 
 
+def test_external_dns_manages_a_hostname_set_outside_the_domain() -> None:
+    # --domain-filter is a suffix match on record names: with only `domain` in it,
+    # an override such as api-dev.enterprisehub.ai (in the stack's zone, not under
+    # dev.enterprisehub.ai) was served by the Gateway and never given a record.
+    from infra.synth import run_stack
+    from infra.synth.inputs import stack_inputs
+
+    inputs = stack_inputs("dev", environ={})
+    config = {
+        **inputs.config,
+        "enterprisehub:dns": json.dumps({"hostedZoneId": "Z0TESTZONE42"}),
+        "enterprisehub:hostnames": json.dumps({"api": "api-dev.enterprisehub.ai"}),
+    }
+    run = run_stack(type(inputs)(inputs.stack, config, inputs.secrets, inputs.sources))
+    release = next(
+        r.inputs
+        for r in run.of_type("kubernetes:helm.sh/v3:Release")
+        if r.inputs["name"] == "external-dns"
+    )
+    assert release["values"]["domainFilters"] == [
+        "dev.enterprisehub.ai",
+        "api-dev.enterprisehub.ai",
+    ]
+
+
 def test_without_a_zone_there_is_no_external_dns(production: ProgramRun) -> None:
     names = {r.inputs["name"] for r in production.of_type("kubernetes:helm.sh/v3:Release")}
     assert "external-dns" not in names
