@@ -166,6 +166,9 @@ class _AwsCluster:
     sts_ready: list[pulumi.Resource] = field(default_factory=list)
     #: external-dns for the stack's hosted zone (eks mode with dns.hostedZoneId).
     external_dns: ExternalDnsArgs | None = None
+    #: The ``kubernetes`` Service's address as the cluster reports it; None: EKS's
+    #: default for the VPC (a cluster this stack creates sets no service range).
+    api_service_ip: str | None = None
 
 
 def _build_aws(config: StackConfig) -> dict[str, Any]:
@@ -302,7 +305,7 @@ def _aws_data_plane(
         cluster_cidrs=[config.network.vpc_cidr],
         # EKS's API endpoints are network interfaces in the VPC, on 443.
         api_server=ApiServer(
-            service_ip=eks_service_ip(config.network.vpc_cidr),
+            service_ip=cluster.api_service_ip or eks_service_ip(config.network.vpc_cidr),
             endpoint_cidrs=[config.network.vpc_cidr],
             endpoint_port=443,
         ),
@@ -380,6 +383,7 @@ def _existing_cluster(
         # The VPC's own STS endpoint (the component refuses a VPC without one).
         sts_cidrs=existing.sts_cidrs,
         vpc_endpoints={"sts": {"id": existing.sts_endpoint_id, "cidrs": existing.sts_cidrs}},
+        api_service_ip=existing.api_service_ip,
     )
 
 

@@ -23,6 +23,7 @@ credential is stored in it.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -629,6 +630,15 @@ class EksCluster(AwsComponent[EksClusterArgs], EksClusterOutputs):
         )
 
 
+def _api_service_ip(configs: Sequence[Any] | None) -> str | None:
+    """The first address of the cluster's IPv4 service range: the ``kubernetes`` Service's."""
+    for config in configs or []:
+        cidr = getattr(config, "service_ipv4_cidr", None)
+        if cidr:
+            return str(next(ipaddress.ip_network(cidr).hosts()))
+    return None
+
+
 def _cluster_security_group(vpc: Any) -> str:
     """The security group EKS made for the cluster, from its ``vpc_config`` output."""
     return str(
@@ -706,6 +716,9 @@ class ExistingEksCluster(Component[ExistingEksClusterArgs], EksClusterOutputs):
     #: interfaces are in: where pods' NetworkPolicies let them reach STS.
     sts_endpoint_id: pulumi.Output[str]
     sts_cidrs: list[str]
+    #: The ``kubernetes`` Service's address, from the cluster's own service range
+    #: (None when EKS reports no IPv4 range).
+    api_service_ip: str | None
 
     def __init__(
         self, name: str, args: ExistingEksClusterArgs, opts: pulumi.ResourceOptions | None = None
@@ -729,6 +742,9 @@ class ExistingEksCluster(Component[ExistingEksClusterArgs], EksClusterOutputs):
             )
         ca_data = authorities[0].data
         sts_endpoint, self.sts_cidrs = self._sts_endpoint(str(vpc.vpc_id))
+        # A cluster made elsewhere may have been given its own service range
+        # (serviceIpv4Cidr): the address EKS picks by default is then not the API's.
+        self.api_service_ip = _api_service_ip(found.kubernetes_network_configs)
 
         self.cluster_name = pulumi.Output.from_input(found.name)
         self.endpoint = pulumi.Output.from_input(found.endpoint)

@@ -108,6 +108,9 @@ def _existing_cluster_answer(ctx: CallContext) -> dict[str, Any]:
             "endpointPublicAccess": False,
             "publicAccessCidrs": [],
         },
+        # DescribeCluster always reports the service range; this cluster was given
+        # its own (serviceIpv4Cidr), not the 172.20.0.0/16 EKS picks for a 10.x VPC.
+        "kubernetesNetworkConfigs": [{"ipFamily": "ipv4", "serviceIpv4Cidr": "10.200.0.0/16"}],
         "version": "1.31",
     }
 
@@ -149,6 +152,23 @@ def test_existing_cluster_places_data_stores_in_its_subnets(
 ) -> None:
     group = existing_cluster_run.one("aws:rds/subnetGroup:SubnetGroup").inputs
     assert group["subnetIds"] == ["subnet-0a", "subnet-0b", "subnet-0c"]
+
+
+def test_existing_cluster_policies_admit_its_own_api_service_address(
+    existing_cluster_run: ProgramRun,
+) -> None:
+    # The API's Service address was guessed from network.vpcCidr (EKS's default
+    # range); for a cluster given its own range the add-ons' egress to the API
+    # was admitted at an address nothing listens on.
+    peers = {
+        block["ipBlock"]["cidr"]
+        for policy in existing_cluster_run.kubernetes_objects("NetworkPolicy")
+        for rule in policy.inputs["spec"].get("egress") or []
+        for block in rule.get("to") or []
+        if "ipBlock" in block
+    }
+    assert "10.200.0.1/32" in peers
+    assert "172.20.0.1/32" not in peers
 
 
 def test_existing_cluster_roles_trust_its_oidc_issuer(existing_cluster_run: ProgramRun) -> None:
