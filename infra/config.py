@@ -296,7 +296,9 @@ class DatabaseConfig(_Model):
     #: The server's max_connections, set in the RDS parameter group (and on the
     #: local Postgres). None: RDS's default formula on the instance class's
     #: memory, or PostgreSQL's 100 locally (config_checks.database_max_connections).
-    max_connections: PositiveInt | None = None
+    #: At most PostgreSQL's MAX_BACKENDS: RDS accepts up to 8,388,607 and the
+    #: server would then refuse to start.
+    max_connections: Annotated[int, Field(gt=0, le=262_143)] | None = None
 
 
 class CacheConfig(_Model):

@@ -738,6 +738,14 @@ def test_one_services_replicas_or_pool_can_exceed_the_budget() -> None:
     }
 
 
+def test_max_connections_above_what_postgres_starts_with_is_refused() -> None:
+    """RDS's parameter accepts up to 8,388,607, but PostgreSQL refuses to start with
+    max_connections above MAX_BACKENDS (262,143): a reboot that never comes back."""
+    message = _rejected("production", {"database": {"maxConnections": 300_000}})
+    assert "database.maxConnections = 300000" in message
+    assert "262143" in message
+
+
 def test_the_local_postgres_default_is_postgres_own() -> None:
     message = _rejected("local", {"database": {"maxConnections": None}})
     assert "max_connections 100 (PostgreSQL's default) less 3 reserved" in message
