@@ -11,7 +11,7 @@ from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
 from services.churn.contact_rules import zone
 from services.churn.features import PIPELINE_STAGES
-from services.common.identifiers import IdentifierFormat
+from services.common.identifiers import CanonicalUuid, IdentifierFormat
 
 MAX_DATA_KEYS: Final = 20
 MAX_TEXT: Final = 500
@@ -163,7 +163,9 @@ class SignalCreate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    signal_id: UUID
+    # Its canonical text only, as every id: braces, a urn:uuid: prefix or no
+    # hyphens named the same signal in forms the published pattern refuses.
+    signal_id: CanonicalUuid
     lead_id: Identifier
     type: SignalType
     occurred_at: CrmTimestamp

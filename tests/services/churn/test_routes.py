@@ -330,6 +330,34 @@ async def test_timestamps_outside_what_postgres_round_trips_are_422_naming_the_f
         assert await conn.fetch("SELECT lead_id FROM churn_leads") == [("lead-1",)]
 
 
+@pytest.mark.parametrize(
+    "form",
+    ["{{{id}}}", "urn:uuid:{id}", "{hex}", "{id}\n"],
+    ids=["braces", "urn", "hex", "newline"],
+)
+async def test_a_signal_id_in_another_form_than_8_4_4_4_12_is_422(
+    churn_app: FastAPI,
+    app_client: AppClient,
+    make_token: Callable[..., str],
+    owner_db: Database,
+    form: str,
+) -> None:
+    signal_id = uuid.uuid4()
+    sent = form.format(id=signal_id, hex=signal_id.hex)
+    auth = {"Authorization": f"Bearer {make_token('t1')}"}
+    async with app_client(churn_app) as client:
+        await client.put("/v1/churn/leads", json={"leads": [{"lead_id": "lead-1"}]}, headers=auth)
+        response = await client.post(
+            "/v1/churn/signals",
+            json={"signals": [_signal("lead-1", signal_id=sent)]},
+            headers=auth,
+        )
+    assert response.status_code == 422, response.text
+    assert response.json()["errors"][0]["field"] == "body.signals.0.signal_id"
+    async with owner_db.unscoped() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM churn_signals") == 0
+
+
 async def test_no_request_the_document_describes_gets_a_server_error(
     served: tuple[httpx.AsyncClient, ChurnRuntime], make_token: Callable[..., str]
 ) -> None:
