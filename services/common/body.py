@@ -109,9 +109,8 @@ async def _refuse_handshake(
     scope: Scope, receive: Receive, send: Send, body: dict[str, str]
 ) -> None:
     """A 400 before the upgrade where the server can send one, else a policy close."""
-    websocket = WebSocket(scope, receive, send)
     if "websocket.http.response" in scope.get("extensions", {}):
-        await websocket.send_denial_response(_json(400, body))
+        await WebSocket(scope, receive, send).send_denial_response(_json(400, body))
         return
     await WebSocketClose(code=1008, reason=body["reason"])(scope, receive, send)
 
