@@ -172,12 +172,27 @@ class SignalCreate(BaseModel):
     data: SignalData = Field(default_factory=dict)
 
 
+def _one_signal_per_id(signals: list[SignalCreate]) -> list[SignalCreate]:
+    # Identical copies are a retry (stored once). Copies that differ left the
+    # stored one to the order Postgres happened to insert them in: a reply
+    # (which cancels pending sends) or an open, for one lead or another.
+    first: dict[UUID, int] = {}
+    for index, signal in enumerate(signals):
+        earlier = first.setdefault(signal.signal_id, index)
+        if signals[earlier] != signal:
+            raise ValueError(
+                f"signal_id {signal.signal_id} is at indexes {earlier} and {index} with "
+                "different fields; one id names one signal"
+            )
+    return signals
+
+
 class SignalBatchCreate(BaseModel):
     """``{"signals": [...]}``; validated and stored as a whole."""
 
     model_config = ConfigDict(extra="forbid")
 
-    signals: list[SignalCreate] = Field(min_length=1)
+    signals: Annotated[list[SignalCreate], Field(min_length=1), AfterValidator(_one_signal_per_id)]
 
 
 class SignalsAccepted(BaseModel):
