@@ -163,8 +163,10 @@ def _serve(args: argparse.Namespace) -> int:
         install_redaction,
         quiet_client_request_logs,
         redact_server_loggers,
+        register_secrets,
     )
 
+    register_secrets(settings)
     install_redaction()
     redact_server_loggers()
     quiet_client_request_logs(settings.log_level)

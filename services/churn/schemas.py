@@ -11,7 +11,7 @@ from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
 from services.churn.contact_rules import zone
 from services.churn.features import PIPELINE_STAGES
-from services.common.identifiers import IdentifierFormat
+from services.common.identifiers import CanonicalUuid, IdentifierFormat
 
 MAX_DATA_KEYS: Final = 20
 MAX_TEXT: Final = 500
@@ -163,11 +163,28 @@ class SignalCreate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    signal_id: UUID
+    # Its canonical text only, as every id: braces, a urn:uuid: prefix or no
+    # hyphens named the same signal in forms the published pattern refuses.
+    signal_id: CanonicalUuid
     lead_id: Identifier
     type: SignalType
     occurred_at: CrmTimestamp
     data: SignalData = Field(default_factory=dict)
+
+
+def _one_signal_per_id(signals: list[SignalCreate]) -> list[SignalCreate]:
+    # Identical copies are a retry (stored once). Copies that differ left the
+    # stored one to the order Postgres happened to insert them in: a reply
+    # (which cancels pending sends) or an open, for one lead or another.
+    first: dict[UUID, int] = {}
+    for index, signal in enumerate(signals):
+        earlier = first.setdefault(signal.signal_id, index)
+        if signals[earlier] != signal:
+            raise ValueError(
+                f"signal_id {signal.signal_id} is at indexes {earlier} and {index} with "
+                "different fields; one id names one signal"
+            )
+    return signals
 
 
 class SignalBatchCreate(BaseModel):
@@ -175,7 +192,7 @@ class SignalBatchCreate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    signals: list[SignalCreate] = Field(min_length=1)
+    signals: Annotated[list[SignalCreate], Field(min_length=1), AfterValidator(_one_signal_per_id)]
 
 
 class SignalsAccepted(BaseModel):

@@ -5,7 +5,9 @@
   exceeds COACHING_MAX_INPUT_TOKENS is ``count_tokens`` asked for the exact
   number. Over budget is a 422 before any billable call.
 - Concurrency: at most COACHING_MAX_CONCURRENT_ANALYSES at once in this
-  replica; one more is answered 429 with ``Retry-After`` at once, never queued.
+  replica, and COACHING_MAX_CONCURRENT_ANALYSES_PER_TENANT of one tenant (one
+  tenant's burst took every slot and every other tenant got 429); one more is
+  answered 429 with ``Retry-After`` at once, never queued.
   A copy waiting for another copy's analysis of the same transcript calls
   nothing and takes no slot.
 - COACHING_SESSION_TIMEOUT bounds the whole analysis (504 after it).
@@ -164,7 +166,10 @@ class CoachingEngine:
     max_input_tokens: int
     max_output_tokens: int
     latency: LatencyWindow = field(default_factory=lambda: LatencyWindow(max_samples=1000))
+    #: Default: no share below the replica's (engines built without one, in tests).
+    max_concurrent_per_tenant: int | None = None
     _active: int = field(default=0, init=False)
+    _active_by_tenant: dict[str, int] = field(default_factory=dict, init=False)
 
     @property
     def active(self) -> int:
@@ -210,14 +215,30 @@ class CoachingEngine:
         copy's session calls nothing, and holding a slot while it waited let one
         client's retries of a transcript (one call billed) refuse every other.
         """
-        if self._active >= self.max_concurrent:
+        tenant_active = self._active_by_tenant.get(tenant_id, 0)
+        share = self.max_concurrent_per_tenant
+        if self._active >= self.max_concurrent or (share is not None and tenant_active >= share):
             await asyncio.shield(self._release(tenant_id, digest, model))
+            running = (
+                f"{self.max_concurrent} analyses are running"
+                if self._active >= self.max_concurrent
+                else f"{share} analyses of this tenant are running"
+            )
             raise ClaudeBusy(
                 "too_many_analyses",
-                f"{self.max_concurrent} analyses are running; retry shortly",
+                f"{running}; retry shortly",
                 retry_after=BUSY_RETRY_AFTER_SECONDS,
             )
         self._active += 1
+        self._active_by_tenant[tenant_id] = tenant_active + 1
+
+    def _give_slot_back(self, tenant_id: str) -> None:
+        self._active -= 1
+        left = self._active_by_tenant[tenant_id] - 1
+        if left:
+            self._active_by_tenant[tenant_id] = left
+        else:
+            del self._active_by_tenant[tenant_id]
 
     async def _claimed(
         self,
@@ -240,7 +261,7 @@ class CoachingEngine:
         try:
             return await self._run(claude, tenant_id, body, digest), False
         finally:
-            self._active -= 1
+            self._give_slot_back(tenant_id)
 
     async def _poll(
         self, tenant_id: str, digest: str, model: str

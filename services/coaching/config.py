@@ -20,6 +20,11 @@ class CoachingSettings(CommonSettings):
     coaching_max_concurrent_analyses: int = Field(default=50, ge=1, le=10_000)
     """Analyses at once per replica (then 429)."""
 
+    coaching_max_concurrent_analyses_per_tenant: int = Field(default=10, ge=1, le=10_000)
+    """Analyses of one tenant at once per replica (then 429), so that one tenant's burst
+    leaves the replica's other slots to the other tenants; above
+    COACHING_MAX_CONCURRENT_ANALYSES, that one binds."""
+
     coaching_max_input_tokens: int = Field(default=150_000, ge=1_000, le=1_000_000)
     """Input budget of one analysis; longer transcripts are refused with 422."""
 

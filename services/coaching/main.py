@@ -29,6 +29,7 @@ def _lifespan(settings: CoachingSettings) -> ServiceLifespan:
         app.state.coaching = CoachingEngine(
             db=app.state.db,
             max_concurrent=settings.coaching_max_concurrent_analyses,
+            max_concurrent_per_tenant=settings.coaching_max_concurrent_analyses_per_tenant,
             session_timeout=settings.coaching_session_timeout,
             max_input_tokens=settings.coaching_max_input_tokens,
             max_output_tokens=settings.coaching_max_output_tokens,

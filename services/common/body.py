@@ -4,7 +4,13 @@ Two layers, both in every app ``create_app`` builds:
 
 - `EdgeGuard`, an ASGI middleware in front of every route. A path ending in
   a newline names no route (``services.common.paths``): 404, and a handshake
-  is refused, before anything else. A request that
+  is refused, before anything else. An ambiguous request is 400 next, a
+  handshake too: a header that names one value (``Authorization``,
+  ``Idempotency-Key``) sent twice, or a query parameter given twice. Each
+  reader picks its own copy (the guard checked the last Authorization, the
+  route's dependency the first; ``Idempotency-Key`` and every query value
+  were the first or the last, silently), so such a request is refused rather
+  than read one way here and another there. A request that
   carries a body (a Content-Length above 0, or Transfer-Encoding) is answered
   401 before a byte of it is read unless its bearer token verifies, and 413
   unread when it declares more than the app's cap; a chunked body is counted
@@ -32,14 +38,15 @@ what the caller may do, which stays with each route.
 from __future__ import annotations
 
 import time
-from typing import Any, Protocol, TypeVar
+from typing import Any, Final, Protocol, TypeVar
+from urllib.parse import parse_qsl
 
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
-from starlette.websockets import WebSocketClose
+from starlette.websockets import WebSocket, WebSocketClose
 
 from services.common.auth import AuthError
 from services.common.errors import ApiError
@@ -49,6 +56,10 @@ from services.common.paths import is_routable
 Model = TypeVar("Model", bound=BaseModel)
 
 BODY_TOO_LARGE = "body_too_large"
+REPEATED_HEADER = "repeated_header"
+REPEATED_QUERY_PARAMETER = "repeated_query_parameter"
+#: Headers that name one value: a second copy makes the request ambiguous.
+SINGLE_VALUED_HEADERS: Final = frozenset({b"authorization", b"idempotency-key"})
 
 
 class BodyTooLarge(ApiError):  # noqa: N818 - reads as the condition it names
@@ -68,6 +79,42 @@ def _json(status: int, body: dict[str, str], headers: dict[str, str] | None = No
     return JSONResponse(body, status_code=status, headers=headers)
 
 
+def _ambiguity(scope: Scope) -> dict[str, str] | None:
+    """The ``{detail, reason}`` refusing a request that repeats a single value, else None."""
+    seen: set[bytes] = set()
+    for name, _ in scope["headers"]:
+        if name in SINGLE_VALUED_HEADERS:
+            if name in seen:
+                return {
+                    "detail": f"send the {name.decode('latin-1')} header once",
+                    "reason": REPEATED_HEADER,
+                }
+            seen.add(name)
+    # Decoded as Starlette decodes it, so the names compared are the ones routes read.
+    query = scope.get("query_string", b"").decode("latin-1")
+    names: set[str] = set()
+    for name, _ in parse_qsl(query, keep_blank_values=True):
+        if name in names:
+            # The name is client input: shortened and escaped, never echoed raw.
+            shown = repr(name[:40] + ("..." if len(name) > 40 else ""))
+            return {
+                "detail": f"query parameter {shown} is given more than once; send it once",
+                "reason": REPEATED_QUERY_PARAMETER,
+            }
+        names.add(name)
+    return None
+
+
+async def _refuse_handshake(
+    scope: Scope, receive: Receive, send: Send, body: dict[str, str]
+) -> None:
+    """A 400 before the upgrade where the server can send one, else a policy close."""
+    if "websocket.http.response" in scope.get("extensions", {}):
+        await WebSocket(scope, receive, send).send_denial_response(_json(400, body))
+        return
+    await WebSocketClose(code=1008, reason=body["reason"])(scope, receive, send)
+
+
 class BearerVerifier(Protocol):
     """What the edge guard needs of a verifier: raise ``AuthError`` for a bad token."""
 
@@ -79,8 +126,9 @@ class BearerVerifier(Protocol):
 class EdgeGuard:
     """Pure ASGI middleware: no token, no body read; never more than ``max_body_bytes``.
 
-    It also refuses paths that no route names (``services.common.paths``), for
-    WebSocket handshakes too: Starlette's router would match ``/v1/feed%0A``.
+    It also refuses paths that no route names (``services.common.paths``) and
+    ambiguous requests (`_ambiguity`), for WebSocket handshakes too: Starlette's
+    router would match ``/v1/feed%0A``, and the feed reads its token from the query.
     """
 
     def __init__(
@@ -103,11 +151,21 @@ class EdgeGuard:
             # What the router answers for any path it does not know.
             await WebSocketClose()(scope, receive, send)
             return
-        if scope["type"] != "http":
+        if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
         if not is_routable(scope["path"]):
             await _json(404, {"detail": "Not Found", "reason": "not_found"})(scope, receive, send)
+            return
+        ambiguous = _ambiguity(scope)
+        if ambiguous is not None:
+            if scope["type"] == "websocket":
+                await _refuse_handshake(scope, receive, send, ambiguous)
+            else:
+                await _json(400, ambiguous)(scope, receive, send)
+            return
+        if scope["type"] == "websocket":
+            await self.app(scope, receive, send)
             return
         declared: int | None = None
         streamed = False

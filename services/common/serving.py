@@ -6,8 +6,9 @@ the ASGI application:
 - Logs. uvicorn logs every WebSocket handshake at INFO with its query string
   (``?access_token=...``) whatever the access-log setting, and the websockets
   library logs request lines and headers at DEBUG. `RedactCredentials` is a
-  logging filter that replaces bearer tokens, ``access_token`` values and
-  anything shaped like a JWT with ``[redacted]`` in every record a handler
+  logging filter that replaces bearer tokens, ``access_token`` values,
+  anything shaped like a JWT and the values of the service's own secret
+  settings (`register_secrets`) with ``[redacted]`` in every record a handler
   emits (message, arguments and formatted traceback). `logging_config`
   puts it on uvicorn's handlers, `install_redaction` on the root logger's,
   `redact_server_loggers` on the server's loggers themselves (whatever
@@ -47,10 +48,12 @@ import copy
 import dataclasses
 import logging
 import re
+from collections.abc import Iterator
 from typing import Any
-from urllib.parse import unquote_plus
+from urllib.parse import unquote, unquote_plus, urlsplit
 
 import orjson
+from pydantic import BaseModel, SecretStr
 from uvicorn.config import LOGGING_CONFIG
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
@@ -122,9 +125,53 @@ def _redact_encoded(match: re.Match[str]) -> str:
     return run
 
 
+#: The running service's secret settings, redacted wherever they appear, longest
+#: first (a DSN holds its password): a URL that is itself the credential
+#: (SLACK_WEBHOOK_URL) matches no pattern above, and httpx logs every request's
+#: URL whole (at LOG_LEVEL=DEBUG it named the Slack webhook of every rollback notice).
+_SECRETS: tuple[str, ...] = ()
+#: Shorter values would redact ordinary words; every secret setting is longer.
+MIN_SECRET_CHARS = 8
+
+
+def _secret_texts(value: Any) -> Iterator[str]:
+    if isinstance(value, SecretStr):
+        text = value.get_secret_value()
+        yield text
+        try:
+            password = urlsplit(text).password
+        except ValueError:
+            password = None
+        if password:
+            # A DSN's password is logged alone too (a driver's message, a repr).
+            yield password
+            yield unquote(password)
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _secret_texts(item)
+
+
+def register_secrets(settings: BaseModel) -> None:
+    """Redact the values of ``settings``' secret fields (``SecretStr``, or a mapping of
+    them) from every log record, in whatever line they turn up."""
+    global _SECRETS
+    found = {text for value in vars(settings).values() for text in _secret_texts(value)}
+    known = set(_SECRETS) | {text for text in found if len(text) >= MIN_SECRET_CHARS}
+    _SECRETS = tuple(sorted(known, key=len, reverse=True))
+
+
+def _redact_secrets(text: str) -> str:
+    for secret in _SECRETS:
+        if secret in text:
+            text = text.replace(secret, REDACTED)
+    return text
+
+
 def redact(text: str) -> str:
-    """``text`` with every credential the patterns above know replaced by ``[redacted]``,
-    percent-encoded ones included."""
+    """``text`` with every credential the patterns above know, and every registered
+    secret, replaced by ``[redacted]``, percent-encoded ones included."""
+    if _SECRETS:
+        text = _redact_secrets(text)
     text = _redact_patterns(text)
     if "%" in text:
         text = _ENCODED_RUN.sub(_redact_encoded, text)
@@ -136,7 +183,12 @@ def _redact_value(value: Any) -> Any:
         return redact(value)
     if isinstance(value, bytes):
         return redact(value.decode("latin-1"))
-    return value
+    if value is None or isinstance(value, int | float):
+        return value  # kept for %d and %f
+    # Any other object is written as its str() (httpx passes its URL object).
+    text = str(value)
+    redacted = redact(text)
+    return value if redacted == text else redacted
 
 
 _REDACTED_MARK = "credentials_redacted"

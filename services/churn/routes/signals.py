@@ -6,7 +6,8 @@
   whole under the caller's tenant. Refusals are 422 with a reason:
   ``validation_error`` (fields), ``timestamp_in_future``, ``invalid_signal``,
   ``unknown_lead``. A retried signal (same ``signal_id``) is a duplicate,
-  stored once. A re-engaging signal (reply, message received, appointment
+  stored once; the same ``signal_id`` twice in one batch with different
+  fields is a ``validation_error``. A re-engaging signal (reply, message received, appointment
   booked) cancels the lead's pending sends before the answer is sent, and
   every batch queues detection for the leads it touched.
 

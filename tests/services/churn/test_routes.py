@@ -330,6 +330,61 @@ async def test_timestamps_outside_what_postgres_round_trips_are_422_naming_the_f
         assert await conn.fetch("SELECT lead_id FROM churn_leads") == [("lead-1",)]
 
 
+@pytest.mark.parametrize(
+    "form",
+    ["{{{id}}}", "urn:uuid:{id}", "{hex}", "{id}\n"],
+    ids=["braces", "urn", "hex", "newline"],
+)
+async def test_a_signal_id_in_another_form_than_8_4_4_4_12_is_422(
+    churn_app: FastAPI,
+    app_client: AppClient,
+    make_token: Callable[..., str],
+    owner_db: Database,
+    form: str,
+) -> None:
+    signal_id = uuid.uuid4()
+    sent = form.format(id=signal_id, hex=signal_id.hex)
+    auth = {"Authorization": f"Bearer {make_token('t1')}"}
+    async with app_client(churn_app) as client:
+        await client.put("/v1/churn/leads", json={"leads": [{"lead_id": "lead-1"}]}, headers=auth)
+        response = await client.post(
+            "/v1/churn/signals",
+            json={"signals": [_signal("lead-1", signal_id=sent)]},
+            headers=auth,
+        )
+    assert response.status_code == 422, response.text
+    assert response.json()["errors"][0]["field"] == "body.signals.0.signal_id"
+    async with owner_db.unscoped() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM churn_signals") == 0
+
+
+async def test_one_signal_id_with_two_contents_in_a_batch_is_422_and_nothing_is_stored(
+    churn_app: FastAPI,
+    app_client: AppClient,
+    make_token: Callable[..., str],
+    owner_db: Database,
+) -> None:
+    auth = {"Authorization": f"Bearer {make_token('t1')}"}
+    reply = _signal("lead-1", "reply")
+    async with app_client(churn_app) as client:
+        await client.put("/v1/churn/leads", json={"leads": [{"lead_id": "lead-1"}]}, headers=auth)
+        conflicting = await client.post(
+            "/v1/churn/signals",
+            json={"signals": [reply, {**reply, "type": "email_opened"}]},
+            headers=auth,
+        )
+        retried = await client.post(
+            "/v1/churn/signals", json={"signals": [reply, dict(reply)]}, headers=auth
+        )
+    assert conflicting.status_code == 422, conflicting.text
+    assert conflicting.json()["errors"][0]["field"] == "body.signals"
+    assert "indexes 0 and 1" in conflicting.json()["detail"]
+    assert retried.status_code == 202
+    assert retried.json() == {"stored": 1, "duplicates": 1, "cancelled_sends": 0}
+    async with owner_db.unscoped() as conn:
+        assert await conn.fetch("SELECT signal_type FROM churn_signals") == [("reply",)]
+
+
 async def test_no_request_the_document_describes_gets_a_server_error(
     served: tuple[httpx.AsyncClient, ChurnRuntime], make_token: Callable[..., str]
 ) -> None:

@@ -287,6 +287,50 @@ async def test_beyond_max_concurrent_is_429_with_retry_after(
     assert busy.json()["reason"] == "too_many_analyses"
 
 
+async def test_one_tenants_burst_leaves_a_slot_to_another_tenant(
+    coaching_settings: Callable[..., CoachingSettings],
+    app_client: AppClient,
+    anthropic_api: AnthropicStandIn,
+    make_token: Callable[..., str],
+) -> None:
+    # The replica's slots were shared first come, first served: one tenant's
+    # burst of analyses took all of them and every other tenant got 429.
+    anthropic_api.latency = 1.0
+    settings = coaching_settings(
+        coaching_max_concurrent_analyses=2, coaching_max_concurrent_analyses_per_tenant=1
+    )
+    app = create_app(settings, registry=new_registry())
+    async with app_client(app) as http:
+
+        def post(body: dict[str, Any], tenant: str) -> Any:
+            headers = _auth(make_token, tenant)
+            return http.post("/v1/coaching/sessions", json=body, headers=headers)
+
+        burst = [
+            asyncio.ensure_future(post(transcript(4, agent=f"agent-{i}"), "tenant-a"))
+            for i in range(2)
+        ]
+
+        def settled() -> int:
+            """Copies of the burst answered or holding a slot."""
+            active: int = app.state.coaching.active
+            return sum(task.done() for task in burst) + active
+
+        async with asyncio.timeout(10):
+            while settled() < len(burst):  # noqa: ASYNC110 - polls a plain predicate
+                await asyncio.sleep(0.01)
+        other = await post(transcript(4, agent="agent-7"), "tenant-b")
+        answered = await asyncio.gather(*burst)
+    assert other.status_code == 200, other.text
+    assert sorted(r.status_code for r in answered) == [200, 429]
+    busy = next(r for r in answered if r.status_code == 429)
+    assert busy.json() == {
+        "detail": "1 analyses of this tenant are running; retry shortly",
+        "reason": "too_many_analyses",
+    }
+    assert busy.headers["Retry-After"] == "2"
+
+
 async def test_copies_waiting_for_one_analysis_take_no_slot_from_other_transcripts(
     coaching_settings: Callable[..., CoachingSettings],
     app_client: AppClient,

@@ -14,6 +14,7 @@ from starlette.types import Message
 
 import services
 from services.common.body import BodyTooLarge, read_model
+from services.common.identifiers import UUID_TEXT
 
 
 class _Outcome(BaseModel):
@@ -106,3 +107,30 @@ def test_a_route_documenting_its_own_body_lists_its_422(module: str) -> None:
         and not {422, "422"} & set(route.responses)
     ]
     assert unlisted == [], f"{module}: add responses=BODY_ERROR_RESPONSES"
+
+
+def _uuid_fields(schema: object, where: str = "body") -> list[tuple[str, dict[str, object]]]:
+    if isinstance(schema, dict):
+        found = [(where, schema)] if schema.get("format") == "uuid" else []
+        for key, value in schema.items():
+            found += _uuid_fields(value, f"{where}.{key}")
+        return found
+    if isinstance(schema, list):
+        return [hit for i, item in enumerate(schema) for hit in _uuid_fields(item, f"{where}.{i}")]
+    return []
+
+
+@pytest.mark.parametrize("module", _route_modules())
+def test_every_uuid_a_body_takes_is_read_from_its_canonical_text(module: str) -> None:
+    # A plain uuid.UUID field also reads braces, urn:uuid: and hex without hyphens,
+    # which its published schema (format: uuid) does not describe: churn's
+    # signal_id did. CanonicalUuid checks, and publishes, the one form.
+    router = importlib.import_module(module).router
+    loose = [
+        f"{route.path} {where}"
+        for route in router.routes
+        if isinstance(route, APIRoute)
+        for where, field in _uuid_fields((route.openapi_extra or {}).get("requestBody"))
+        if field.get("pattern") != f"^{UUID_TEXT.pattern}$"
+    ]
+    assert loose == [], f"{module}: type these ids as services.common.identifiers.CanonicalUuid"

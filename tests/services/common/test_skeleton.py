@@ -140,6 +140,51 @@ async def test_requests_without_a_body_need_no_token(
         assert (await client.get("/metrics")).status_code == 200
 
 
+@pytest.mark.parametrize("valid_first", [True, False])
+async def test_two_authorization_headers_are_400_unread(
+    build_app: Callable[..., FastAPI],
+    app_client: AppClient,
+    make_token: Callable[..., str],
+    valid_first: bool,
+) -> None:
+    """The guard verified the last Authorization header and the route's dependency
+    read the first: the credential that let a body be read was not the one used."""
+    valid, other = f"Bearer {make_token('tenant-a')}", "Bearer not-a-token"
+    pair = (valid, other) if valid_first else (other, valid)
+    body = CountingBody(chunks=4)
+    async with app_client(build_app()) as client:
+        response = await client.post(
+            "/v1/test-events",
+            content=body,
+            headers=[("Authorization", pair[0]), ("Authorization", pair[1])],
+        )
+    assert response.status_code == 400
+    assert response.json() == {
+        "detail": "send the authorization header once",
+        "reason": "repeated_header",
+    }
+    assert body.pulled == 0
+
+
+async def test_a_repeated_query_parameter_is_400_naming_it(
+    build_app: Callable[..., FastAPI], app_client: AppClient, make_token: Callable[..., str]
+) -> None:
+    """Routes read the last copy of a repeated parameter (FastAPI and Starlette), a
+    proxy or a log may read the first: one request, two meanings."""
+    headers = {"Authorization": f"Bearer {make_token('tenant-a')}"}
+    async with app_client(build_app()) as client:
+        repeated = await client.get("/v1/test-events?agent_id=a&agent_id=b", headers=headers)
+        encoded = await client.get("/v1/test-events?agent_id=a&agent%5Fid=b", headers=headers)
+        distinct = await client.get("/v1/test-events?agent_id=a&limit=1", headers=headers)
+        anonymous = await client.get("/health?x=1&x=2")
+    assert repeated.status_code == encoded.status_code == anonymous.status_code == 400
+    assert repeated.json() == {
+        "detail": "query parameter 'agent_id' is given more than once; send it once",
+        "reason": "repeated_query_parameter",
+    }
+    assert distinct.status_code == 200
+
+
 # --- needs drive the lifespan ---
 
 

@@ -236,3 +236,19 @@ async def test_a_feed_path_ending_in_a_newline_is_not_the_feed(
         ):
             pass
     assert refused.value.response.status_code == 403
+
+
+@pytest.mark.parametrize(
+    "query", ["access_token=junk&access_token={token}", "last_event_id=x&last_event_id=0-0"]
+)
+async def test_a_handshake_repeating_a_query_parameter_is_400(
+    query: str, replica: Replica, make_token: Callable[..., str]
+) -> None:
+    """The feed read the last copy (``access_token=junk&access_token=<valid>`` opened a
+    socket) while the access log and any proxy may read the first."""
+    token = make_token("tenant-a", scopes=(FEED_READ,))
+    with pytest.raises(InvalidStatus) as refused:
+        async with connect(f"{replica.ws}?{query.format(token=token)}"):
+            pass
+    assert refused.value.response.status_code == 400
+    assert b"repeated_query_parameter" in refused.value.response.body

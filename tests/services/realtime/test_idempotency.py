@@ -142,3 +142,35 @@ async def test_a_malformed_key_is_422(
     )
     assert response.status_code == 422
     assert response.json()["detail"].startswith("header.Idempotency-Key")
+
+
+@pytest.mark.parametrize("path", ["", "/batch"])
+async def test_two_keys_on_one_request_are_400_and_nothing_is_stored(
+    replica: Replica,
+    http: httpx.AsyncClient,
+    make_token: Callable[..., str],
+    sample_leads: list[LeadFeatures],
+    owner_db: Database,
+    path: str,
+) -> None:
+    """The route read the first copy and said nothing of the second: a retry carrying
+    only the second key stored the events again."""
+    event = event_body(sample_leads[0])
+    body = orjson.dumps({"events": [event]} if path else event)
+    token = make_token("tenant-a")
+    both = await http.post(
+        f"{replica.http}/v1/leads/events{path}",
+        content=body,
+        headers=[
+            ("Authorization", f"Bearer {token}"),
+            ("Idempotency-Key", "first"),
+            ("Idempotency-Key", "second"),
+        ],
+    )
+    assert both.status_code == 400
+    assert both.json() == {
+        "detail": "send the idempotency-key header once",
+        "reason": "repeated_header",
+    }
+    assert await _count(owner_db) == 0
+    assert await _count(owner_db, "realtime_idempotency_keys") == 0
