@@ -10,9 +10,11 @@ both rules.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
+from typing import Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 
@@ -20,11 +22,19 @@ class InvalidTimeZone(ValueError):  # noqa: N818 - reads as the condition it nam
     """Not an IANA time zone name known to this system."""
 
 
+#: Files of the system's zone database that are not a place's zone: "localtime"
+#: is the server's own zone, "Factory" a placeholder whose abbreviation is "-00",
+#: "posixrules" a template, "posix/" and "right/" copies of the database (the
+#: latter counting leap seconds). ``ZoneInfo`` opens all of them.
+_NOT_A_PLACE: Final = re.compile(r"localtime|Factory|posixrules|(?:posix|right)/.*")
+_IANA_NAME: Final = re.compile(r"[A-Za-z][A-Za-z0-9_+-]*(?:/[A-Za-z0-9_+-]+)*")
+
+
 @lru_cache(maxsize=1024)
 def zone(name: str) -> ZoneInfo:
     """The ``ZoneInfo`` for an IANA name; ``InvalidTimeZone`` if unknown or malformed."""
-    if not name or len(name) > 64 or name.startswith("/") or ".." in name:
-        raise InvalidTimeZone(f"unknown time zone {name[:64]!r}")
+    if len(name) > 64 or not _IANA_NAME.fullmatch(name) or _NOT_A_PLACE.fullmatch(name):
+        raise InvalidTimeZone(f"unknown time zone {name[:64]!r}; use an IANA name")
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError, OSError):

@@ -91,6 +91,21 @@ def test_unknown_zones_are_refused(name: str) -> None:
         zone(name)
 
 
+@pytest.mark.parametrize(
+    "name", ["localtime", "Factory", "posixrules", "right/UTC", "posix/Europe/Paris", "UTC\n"]
+)
+def test_database_files_that_are_no_place_are_refused(name: str) -> None:
+    """Each opened as a zone: "localtime" put a lead's quiet hours in the server's
+    zone, "right/" counts leap seconds (its clock is 27 s off)."""
+    with pytest.raises(InvalidTimeZone):
+        zone(name)
+
+
+@pytest.mark.parametrize("name", ["UTC", "Etc/GMT+5", "America/Argentina/Buenos_Aires", "EST5EDT"])
+def test_iana_names_are_zones(name: str) -> None:
+    assert zone(name).key == name
+
+
 def test_caps() -> None:
     assert cap_allows(0, 0, per_day=1, per_week=3)
     assert not cap_allows(1, 1, per_day=1, per_week=3)
