@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from services.cli import EXIT_USAGE, CommandError
+from services.cli import EXIT_USAGE, CommandError, url_argument
 from services.common.flags import (
     FEATURES,
     FlagState,
@@ -384,7 +384,12 @@ def register_rollout_commands(subparsers: Any) -> None:
         "--feature", required=True, type=feature_argument, help="the feature to decide for"
     )
     advance.add_argument("--dry-run", action="store_true", help="decide and record, change nothing")
-    advance.add_argument("--prometheus-url", default=None, help="default: PROMETHEUS_URL")
+    advance.add_argument(
+        "--prometheus-url",
+        type=url_argument("http", "https"),
+        default=None,
+        help="default: PROMETHEUS_URL",
+    )
     advance.add_argument(
         "--selector",
         default=None,
