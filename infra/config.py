@@ -22,7 +22,7 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Annotated, Any, Final, Literal
+from typing import Annotated, Any, Final, Literal, get_args
 
 import pulumi
 from pydantic import (
@@ -32,6 +32,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -146,6 +147,13 @@ def _dns1123(value: str) -> str:
     return value
 
 
+def _admits_bool(annotation: Any) -> bool:
+    """True when ``annotation`` (or one of its arms) takes a boolean as such."""
+    if annotation is bool or annotation is Any:
+        return True
+    return any(_admits_bool(arg) for arg in get_args(annotation))
+
+
 class _Model(BaseModel):
     """Frozen, strict about unknown keys, camelCase in config and snake_case in code."""
 
@@ -156,6 +164,17 @@ class _Model(BaseModel):
         populate_by_name=True,
         arbitrary_types_allowed=True,
     )
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_boolean_for_a_number(cls, value: Any, info: ValidationInfo) -> Any:
+        # pydantic reads true as 1 where a number is expected, so
+        # `pulumi config set --path services.x.minReplicas true` deployed one
+        # replica and `database.poolSize true` a pool of one, without a word.
+        name = info.field_name
+        if isinstance(value, bool) and name and not _admits_bool(cls.model_fields[name].annotation):
+            raise ValueError("must be a number or text, not true or false")
+        return value
 
 
 class FlagSeed(_Model):

@@ -377,6 +377,34 @@ def test_node_group_desired_outside_bounds_is_refused() -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("changes", "key"),
+    [
+        ({"database": {"poolSize": True}}, "database.poolSize"),
+        ({"services": {"ml-services": {"minReplicas": True}}}, "services.ml-services.minReplicas"),
+        ({"cache": {"numNodes": True}}, "cache.numNodes"),
+        (
+            {"featureFlags": {"ai_coaching": {"rolloutPercentage": True}}},
+            # The union's arm is in the path (featureFlags.ai_coaching.FlagSeed....).
+            "rolloutPercentage",
+        ),
+    ],
+)
+def test_true_or_false_where_a_number_belongs_is_refused(
+    changes: Mapping[str, Any], key: str
+) -> None:
+    # pydantic read true as 1: one replica, a pool of one, without a word.
+    message = _rejected("production", changes)
+    assert f"{key} = True: must be a number or text, not true or false" in message
+
+
+def test_booleans_stay_accepted_where_they_belong() -> None:
+    loaded = _load(
+        "dev", {"rollback": {"undoDeployments": True}, "featureFlags": {"ai_coaching": True}}
+    )
+    assert loaded.rollback.undo_deployments is True
+
+
 def test_unknown_environment_is_refused() -> None:
     message = _rejected("qa", {"environment": "qa"}, base="dev")
     assert "environment = 'qa'" in message
