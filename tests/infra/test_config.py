@@ -31,6 +31,7 @@ from infra.config import (
 from infra.config_checks import STANDARD_SUPPORT_VERSIONS
 from infra.problems import PROJECT
 from infra.stackfiles import STACKS, project_defaults, project_file, stack_config
+from infra.synth import naming
 
 DIGEST = "sha256:" + "0123456789abcdef" * 4
 IMAGE = f"registry.example.com/enterprisehub@{DIGEST}"
@@ -375,6 +376,33 @@ def test_node_group_desired_outside_bounds_is_refused() -> None:
     assert "cluster.nodeGroups[0].desiredSize = 5" in _rejected(
         "dev", {"cluster": {"nodeGroups": groups}}
     )
+
+
+def _node_group(**fields: Any) -> list[dict[str, Any]]:
+    group = {"name": "general", "instanceTypes": ["m6i.large"], "minSize": 1, "desiredSize": 1,
+             "maxSize": 2, "diskSizeGb": 50}  # fmt: skip
+    return [{**group, **fields}]
+
+
+@pytest.mark.parametrize("stack", ["dev", "staging", "production"])
+def test_a_node_group_name_is_as_long_as_its_auto_name_allows(stack: str) -> None:
+    # The DNS-1123 rule admitted 63 characters; pulumi-aws refused the preview
+    # of any name past the stem's room, naming no config key.
+    longest = config_checks.node_group_name_limit(stack)
+    fits = _load(stack, {"cluster": {"nodeGroups": _node_group(name="a" * longest)}})
+    logical = config_checks.node_group_logical_name(stack, fits.cluster.node_groups[0].name)
+    assert naming.check("aws:eks/nodeGroup:NodeGroup", logical, {}) is None
+    too_long = "a" * (longest + 1)
+    message = _rejected(stack, {"cluster": {"nodeGroups": _node_group(name=too_long)}})
+    assert f"cluster.nodeGroups[0].name = '{too_long}': at most {longest} characters" in message
+    logical = config_checks.node_group_logical_name(stack, too_long)
+    assert naming.check("aws:eks/nodeGroup:NodeGroup", logical, {}) is not None
+
+
+def test_a_node_disk_larger_than_an_ebs_volume_is_refused() -> None:
+    assert _load("dev", {"cluster": {"nodeGroups": _node_group(diskSizeGb=16384)}})
+    message = _rejected("dev", {"cluster": {"nodeGroups": _node_group(diskSizeGb=16385)}})
+    assert "cluster.nodeGroups[0].diskSizeGb = 16385: at most 16384 GiB" in message
 
 
 @pytest.mark.parametrize(
