@@ -733,6 +733,7 @@ def load_stack_config(pulumi_config: pulumi.Config, stack_name: str) -> StackCon
     everything to fix.
     """
     problems: list[Problem] = []
+    problems.extend(_unknown_key_problems())
     raw = _read_raw(pulumi_config, problems)
     secrets = _read_secrets(pulumi_config, problems)
     problems.extend(_image_problems(raw.get("image")))
@@ -791,6 +792,38 @@ def _drop(data: dict[str, Any], loc: list[Any]) -> bool:
     return False
 
 
+#: Keys older stacks may still hold and nothing reads (docs/deploying.md, "Secrets").
+RETIRED_KEYS: Final = ("encryptionKey",)
+
+
+def _stack_keys() -> dict[str, Any]:
+    """Every key the CLI passed to the program, qualified, with its value."""
+    passed = dict(pulumi.runtime.config.get_config_env())
+    passed.update(pulumi.runtime.config.CONFIG.get())
+    return passed
+
+
+def _unknown_key_problems() -> list[Problem]:
+    # Only the keys below are read: a top-level typo (`pulumi config set logLvel
+    # DEBUG`, `--path databse.multiAz false`) was ignored without a word while
+    # its nested twin was refused.
+    known = {*config_keys(), *RETIRED_KEYS}
+    problems = []
+    for qualified, value in sorted(_stack_keys().items()):
+        namespace, _, key = qualified.partition(":")
+        if namespace != PROJECT or key in known:
+            continue
+        secret = pulumi.runtime.is_config_secret(qualified)
+        problems.append(
+            Problem(
+                key,
+                _Secret(str(value)) if secret else value,
+                "unknown key (see Pulumi.yaml for the keys this project reads)",
+            )
+        )
+    return problems
+
+
 def _read_raw(pulumi_config: pulumi.Config, problems: list[Problem]) -> dict[str, Any]:
     raw: dict[str, Any] = {}
     for key in _SCALAR_KEYS:
@@ -812,6 +845,23 @@ def _read_raw(pulumi_config: pulumi.Config, problems: list[Problem]) -> dict[str
 
 def _read_secrets(pulumi_config: pulumi.Config, problems: list[Problem]) -> StackSecrets:
     outputs: dict[str, pulumi.Output[str]] = {}
+    for key in (*REQUIRED_SECRET_KEYS, *OPTIONAL_SECRET_KEYS):
+        plain = pulumi_config.get(key)
+        # `pulumi config set KEY VALUE` without --secret writes the value in
+        # clear into the stack file (and git); require_secret read it all the same.
+        # Pulumi.yaml's defaults ("" and "{}") are plain and hold nothing.
+        empty = not plain or (
+            key == "jwtPreviousKeys" and _is_string_map(plain) and json.loads(plain) == {}
+        )
+        if not empty and not pulumi.runtime.is_config_secret(f"{PROJECT}:{key}"):
+            problems.append(
+                Problem(
+                    key,
+                    _Secret(plain or ""),
+                    f"is in plain text in the stack file: `pulumi config rm {key}`, then "
+                    f"`pulumi config set --secret {key}` (and replace the exposed value)",
+                )
+            )
     for key in REQUIRED_SECRET_KEYS:
         try:
             outputs[key] = pulumi_config.require_secret(key)

@@ -578,6 +578,43 @@ def test_misspelled_field_is_refused() -> None:
     assert "unknown key" in message
 
 
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("databse", {"multiAz": False}), ("logLvel", "DEBUG"), ("imgae", IMAGE)],
+)
+def test_a_misspelled_top_level_key_is_refused(key: str, value: Any) -> None:
+    # Only the nested typos were refused; a top-level one was never read.
+    message = _rejected("dev", {key: value})
+    assert f"enterprisehub:{key} = " in message
+    assert "unknown key (see Pulumi.yaml" in message
+
+
+def test_keys_of_other_namespaces_and_retired_keys_are_left_alone() -> None:
+    config = stack_config("dev")
+    config |= {f"{PROJECT}:image": IMAGE, f"{PROJECT}:runbookBaseUrl": RUNBOOKS}
+    config |= {"aws:profile": "deploy", "kubernetes:context": "kind"}
+    secrets = {f"{PROJECT}:{k}": v for k, v in SECRETS.items()}
+    secrets[f"{PROJECT}:encryptionKey"] = "retired-but-still-in-old-stacks"
+    pulumi.runtime.set_all_config({**config, **secrets}, list(secrets))
+    assert load_stack_config(pulumi.Config(PROJECT), "dev").environment.value == "dev"
+
+
+@pytest.mark.parametrize("key", [*REQUIRED_SECRET_KEYS, *OPTIONAL_SECRET_KEYS])
+def test_a_secret_set_without_secret_is_refused_without_showing_it(key: str) -> None:
+    # `pulumi config set KEY VALUE` (no --secret) writes the value in clear
+    # into the stack file; the program used it all the same.
+    value = '{"v0": "' + "p" * 40 + '"}' if key == "jwtPreviousKeys" else "https://" + "p" * 40
+    secrets = {name: secret for name, secret in SECRETS.items() if name != key}
+    message = _rejected("dev", {key: value}, secrets=secrets)
+    assert f"enterprisehub:{key} = <secret, {len(value)} characters>: is in plain text" in message
+    assert f"`pulumi config set --secret {key}`" in message
+    assert "p" * 40 not in message
+
+
+def test_the_optional_secrets_plain_defaults_are_not_secrets_in_clear() -> None:
+    _load("dev", {"slackWebhookUrl": "", "jwtPreviousKeys": "{}"})
+
+
 def test_local_stack_refuses_an_eks_cluster() -> None:
     assert "cluster.mode = 'eks'" in _rejected("local", {"cluster": {"mode": "eks"}})
 
