@@ -73,6 +73,9 @@ OUT_OF_BAND_KEYS: Final = ("image", "runbookBaseUrl", *REQUIRED_SECRET_KEYS)
 # Same minimum as services/common/settings.py: an HS256 key shorter than the hash
 # output weakens the MAC (RFC 7518 section 3.2).
 MIN_KEY_LENGTH: Final = 32
+# A JWT kid, as services/common/settings.py's _KID_PATTERN.
+_KID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+_DEFAULT_KEY_ID: Final = "v1"
 
 _DIGEST = r"sha256:[0-9a-f]{64}"
 _REPO = r"[a-z0-9]+(?:[._-][a-z0-9]+)*(?::[0-9]{1,5})?(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*"
@@ -570,7 +573,7 @@ class StackConfig(_Model):
     #: commit); every alert's ``runbook_url`` is rewritten onto it.
     runbook_base_url: RunbookBaseUrl
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
-    jwt_key_id: str = "v1"
+    jwt_key_id: str = _DEFAULT_KEY_ID
     services: dict[str, ServiceOverride] = Field(default_factory=dict)
     database: DatabaseConfig = DatabaseConfig()
     cache: CacheConfig = CacheConfig()
@@ -901,6 +904,9 @@ def _read_secrets(pulumi_config: pulumi.Config, problems: list[Problem]) -> Stac
         problems.append(
             Problem("jwtPreviousKeys", _Secret(previous), 'must be a JSON object {"kid": "secret"}')
         )
+    else:
+        active = pulumi_config.get("jwtKeyId") or _DEFAULT_KEY_ID
+        problems.extend(_previous_key_problems(json.loads(previous), active))
     # A missing secret is already a problem; an empty stand-in lets the rest of the
     # configuration be validated in the same run, and is never used to build resources.
     for key in REQUIRED_SECRET_KEYS:
@@ -913,6 +919,37 @@ def _read_secrets(pulumi_config: pulumi.Config, problems: list[Problem]) -> Stac
         slack_webhook_url=pulumi.Output.secret(slack),
         slack_configured=bool(slack),
     )
+
+
+def _previous_key_problems(keys: Mapping[str, str], active_kid: str) -> list[Problem]:
+    # The services refuse these at start-up (services/common/settings.py,
+    # AuthSettings): accepted here, every pod of the update crash-looped and
+    # `pulumi up` waited out the Deployments' timeout.
+    problems = []
+    for kid, key in keys.items():
+        if not _KID.fullmatch(kid):
+            problems.append(
+                Problem("jwtPreviousKeys", _Secret(kid), "each kid: 1-64 of A-Z a-z 0-9 _ . -")
+            )
+        elif kid == active_kid:
+            problems.append(
+                Problem(
+                    "jwtPreviousKeys",
+                    kid,
+                    f"holds the active jwtKeyId {kid!r}: a kid names exactly one key "
+                    "(when rotating, give the new key a new jwtKeyId)",
+                )
+            )
+        if len(key.encode()) < MIN_KEY_LENGTH:
+            problems.append(
+                Problem(
+                    "jwtPreviousKeys",
+                    _Secret(key),
+                    f"the key of {kid!r} must be at least {MIN_KEY_LENGTH} bytes, as the "
+                    "services require of every signing key",
+                )
+            )
+    return problems
 
 
 def _is_string_map(text: str) -> bool:

@@ -615,6 +615,27 @@ def test_the_optional_secrets_plain_defaults_are_not_secrets_in_clear() -> None:
     _load("dev", {"slackWebhookUrl": "", "jwtPreviousKeys": "{}"})
 
 
+@pytest.mark.parametrize(
+    ("previous", "said"),
+    [
+        ({"v1": "r" * 40}, "jwtPreviousKeys = 'v1': holds the active jwtKeyId 'v1'"),
+        ({"v0": "short"}, "the key of 'v0' must be at least 32 bytes"),
+        ({"v 0": "r" * 40}, "each kid: 1-64 of A-Z a-z 0-9 _ . -"),
+    ],
+)
+def test_retired_keys_the_services_would_refuse_at_start_up_are_refused(
+    previous: dict[str, str], said: str
+) -> None:
+    # AuthSettings refuses each of these, so every pod of the update crash-looped.
+    message = _rejected("dev", secrets={**SECRETS, "jwtPreviousKeys": json.dumps(previous)})
+    assert said in message
+    assert "short" not in message.replace("jwtPreviousKeys = <secret", "")
+
+
+def test_a_retired_key_under_its_own_kid_is_accepted() -> None:
+    _load("dev", secrets={**SECRETS, "jwtPreviousKeys": json.dumps({"v0": "r" * 32})})
+
+
 def test_local_stack_refuses_an_eks_cluster() -> None:
     assert "cluster.mode = 'eks'" in _rejected("local", {"cluster": {"mode": "eks"}})
 
