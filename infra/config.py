@@ -117,8 +117,9 @@ def _ipv4_network(value: str) -> ipaddress.IPv4Network:
 
 
 def _cidr_leaf(value: str) -> str:
-    _ipv4_network(value)
-    return value
+    # The canonical form: "0.0.0.0/00" parses as the world and slipped past the
+    # checks that refuse "0.0.0.0/0" by its text.
+    return str(_ipv4_network(value))
 
 
 def _hostname_leaf(value: str) -> str:

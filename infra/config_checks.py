@@ -8,8 +8,9 @@ numbers, CIDRs); the rules here need several fields at once, the environment
 
 from __future__ import annotations
 
+import ipaddress
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Final
 
 from infra import catalog
@@ -457,12 +458,13 @@ def _cluster_problems(config: StackConfig) -> list[Problem]:
                 "a public endpoint needs the CIDRs allowed to reach it (never 0.0.0.0/0)",
             )
         )
-    if "0.0.0.0/0" in cluster.deployer_cidrs:
+    if _the_world(cluster.deployer_cidrs):
         problems.append(
             Problem(
                 "cluster.deployerCidrs",
                 list(cluster.deployer_cidrs),
-                "0.0.0.0/0 is refused (name the runner's subnet or the VPN's client range)",
+                "0.0.0.0/0 is refused, alone or pieced together "
+                "(name the runner's subnet or the VPN's client range)",
             )
         )
     if cluster.deployer_cidrs and not cluster.deployer_in_vpc:
@@ -473,12 +475,12 @@ def _cluster_problems(config: StackConfig) -> list[Problem]:
                 "only used with cluster.deployerInVpc true",
             )
         )
-    if "0.0.0.0/0" in cluster.public_access_cidrs:
+    if _the_world(cluster.public_access_cidrs):
         problems.append(
             Problem(
                 "cluster.publicAccessCidrs",
                 list(cluster.public_access_cidrs),
-                "0.0.0.0/0 is refused",
+                "0.0.0.0/0 is refused, alone or pieced together",
             )
         )
     problems += _bootstrap_problems(config)
@@ -544,6 +546,12 @@ def node_group_name_limit(stack: str) -> int:
     "plus 7 random chars is longer than maximum length", naming no config key.
     """
     return EKS_NODE_GROUP_NAME_MAX - AUTO_NAME_SUFFIX - len(node_group_logical_name(stack, ""))
+
+
+def _the_world(cidrs: Sequence[str]) -> bool:
+    """True when ``cidrs`` together admit every IPv4 address (0.0.0.0/1 and 128.0.0.0/1)."""
+    networks = [ipaddress.IPv4Network(cidr) for cidr in cidrs]
+    return ipaddress.IPv4Network("0.0.0.0/0") in ipaddress.collapse_addresses(networks)
 
 
 def _bootstrap_problems(config: StackConfig) -> list[Problem]:

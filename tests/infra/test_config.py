@@ -656,6 +656,25 @@ def test_public_endpoint_open_to_the_world_is_refused() -> None:
     assert "0.0.0.0/0 is refused" in message
 
 
+@pytest.mark.parametrize(
+    "world", [["0.0.0.0/00"], ["0.0.0.0/1", "128.0.0.0/1"], ["10.0.0.0/8", "0.0.0.0/0"]]
+)
+@pytest.mark.parametrize("key", ["publicAccessCidrs", "deployerCidrs"])
+def test_the_world_is_refused_however_it_is_written(key: str, world: list[str]) -> None:
+    # "0.0.0.0/00" parsed as the world and passed the check of the text "0.0.0.0/0".
+    cluster = {"endpointPublicAccess": True, key: world}
+    if key == "deployerCidrs":
+        cluster["publicAccessCidrs"] = ["198.51.100.7/32"]
+    message = _rejected("dev", {"cluster": cluster})
+    assert f"cluster.{key} = " in message
+    assert "0.0.0.0/0 is refused, alone or pieced together" in message
+
+
+def test_a_cidr_is_kept_in_its_canonical_form() -> None:
+    loaded = _load("dev", {"network": {"vpcCidr": "10.40.0.0/016"}})
+    assert loaded.network.vpc_cidr == "10.40.0.0/16"
+
+
 def test_every_problem_is_reported_at_once() -> None:
     message = _rejected(
         "production",
