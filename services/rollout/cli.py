@@ -61,11 +61,19 @@ from services.rollout.schedule import PLANS, Verdict, decide, stage_for
 
 def _percentage(value: str) -> float:
     try:
-        return check_percentage(float(value))
+        percentage = check_percentage(float(value))
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"{value!r} is not a percentage between 0 and 100"
         ) from None
+    if percentage == 0 and float(value) > 0:
+        # Rounded to the buckets' 0.01 resolution, 0.001 became 0: `rollout set`
+        # turned the feature off when the operator asked for a sliver of it.
+        raise argparse.ArgumentTypeError(
+            f"{value!r} rounds to 0 at the buckets' resolution of 0.01%: "
+            "give 0.01 or more, or 0 to turn the feature off"
+        )
+    return percentage
 
 
 async def _change(

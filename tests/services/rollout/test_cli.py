@@ -358,3 +358,21 @@ async def test_an_actor_of_255_characters_is_kept_whole(
     argv = ["rollout", "set", "--feature", "ai_coaching", "--percentage", "10", "--reason", "r"]
     assert await _cli(*argv, "--environment", "local", "--actor", "a" * 255, "--yes") == 0
     assert [r["actor"] for r in await _audit(owner_db)][-1] == "a" * 255
+
+
+@pytest.mark.parametrize("command", ["rollout set", "flags assign"])
+def test_a_percentage_that_rounds_to_zero_is_refused_not_read_as_off(
+    command: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # 0.001 was rounded to 0, and `rollout set` turned the feature off.
+    tenants = tmp_path / "tenants.txt"
+    tenants.write_text("tenant-a\n")
+    argv = [*command.split(), "--feature", "ai_coaching", "--percentage", "0.001"]
+    if command == "rollout set":
+        argv += ["--reason", "r", "--environment", "local", "--yes"]
+    else:
+        argv += ["--tenant-file", str(tenants)]
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    assert exited.value.code == 2
+    assert "'0.001' rounds to 0 at the buckets' resolution of 0.01%" in capsys.readouterr().err
