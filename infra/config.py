@@ -889,15 +889,18 @@ def _read_secrets(pulumi_config: pulumi.Config, problems: list[Problem]) -> Stac
             )
         elif not plain.strip():
             problems.append(Problem(key, _Secret(plain), "must not be empty"))
+        elif key in _HEADER_SECRETS and _has_space_or_control(plain):
+            problems.append(Problem(key, _Secret(plain), _UNSENDABLE))
 
     slack = pulumi_config.get("slackWebhookUrl") or ""
     # Any https URL: Slack's own hooks.slack.com, or an egress proxy in front of it.
-    if slack and not slack.startswith("https://"):
+    if slack and (not slack.startswith("https://") or _has_space_or_control(slack)):
         problems.append(
             Problem(
                 "slackWebhookUrl",
                 _Secret(slack),
-                "must be an https:// URL (Slack incoming webhook) or unset",
+                "must be an https:// URL (Slack incoming webhook) without spaces or line "
+                "breaks, or unset",
             )
         )
     previous = pulumi_config.get("jwtPreviousKeys") or "{}"
@@ -951,6 +954,19 @@ def _previous_key_problems(keys: Mapping[str, str], active_kid: str) -> list[Pro
                 )
             )
     return problems
+
+
+#: Secrets sent in an HTTP header (the API keys): a space, a tab or a line break
+#: in them (a key file with a trailing blank, a CRLF) passed the preview and then
+#: failed every call at run time, httpx refusing the header or the API the key.
+_HEADER_SECRETS: Final = ("anthropicApiKey", "ghlApiKey")
+_UNSENDABLE: Final = (
+    "holds a space, a tab or a line break (a key file's trailing blank or CRLF?): set the key alone"
+)
+
+
+def _has_space_or_control(value: str) -> bool:
+    return any(char.isspace() or not char.isprintable() for char in value)
 
 
 def _is_string_map(text: str) -> bool:

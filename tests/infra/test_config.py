@@ -916,3 +916,15 @@ def test_a_hosted_zone_is_refused_where_no_external_dns_is_installed(
         changes["cluster"] = cluster
     assert "enterprisehub:dns.hostedZoneId" in _rejected(stack, changes)
     assert _load("dev", {"dns": {"hostedZoneId": "Z0TESTZONE42"}}).dns.hosted_zone_id
+
+
+@pytest.mark.parametrize("key", ["anthropicApiKey", "ghlApiKey", "slackWebhookUrl"])
+@pytest.mark.parametrize("blemish", [" ", "\r", "\n\n", "\t"])
+def test_a_secret_sent_in_a_header_or_url_holds_no_space_or_line_break(
+    key: str, blemish: str
+) -> None:
+    # Accepted before; every Claude, CRM or Slack call then failed at run time.
+    value = ("https://hooks.slack.invalid/T0/B0/" if key == "slackWebhookUrl" else "") + "s" * 40
+    message = _rejected("dev", secrets={**SECRETS, key: value + blemish})
+    assert f"enterprisehub:{key} = <secret, {len(value) + len(blemish)} characters>" in message
+    assert "s" * 40 not in message
