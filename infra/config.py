@@ -177,7 +177,7 @@ class _Model(BaseModel):
         # replica and `database.poolSize true` a pool of one, without a word.
         name = info.field_name
         if isinstance(value, bool) and name and not _admits_bool(cls.model_fields[name].annotation):
-            raise ValueError("must be a number or text, not true or false")
+            raise ValueError("not a boolean: this key takes a number or text")
         return value
 
 
