@@ -22,7 +22,7 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Annotated, Any, Final, Literal
+from typing import Annotated, Any, Final, Literal, get_args
 
 import pulumi
 from pydantic import (
@@ -32,6 +32,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -72,6 +73,9 @@ OUT_OF_BAND_KEYS: Final = ("image", "runbookBaseUrl", *REQUIRED_SECRET_KEYS)
 # Same minimum as services/common/settings.py: an HS256 key shorter than the hash
 # output weakens the MAC (RFC 7518 section 3.2).
 MIN_KEY_LENGTH: Final = 32
+# A JWT kid, as services/common/settings.py's _KID_PATTERN.
+_KID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+_DEFAULT_KEY_ID: Final = "v1"
 
 _DIGEST = r"sha256:[0-9a-f]{64}"
 _REPO = r"[a-z0-9]+(?:[._-][a-z0-9]+)*(?::[0-9]{1,5})?(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*"
@@ -113,8 +117,9 @@ def _ipv4_network(value: str) -> ipaddress.IPv4Network:
 
 
 def _cidr_leaf(value: str) -> str:
-    _ipv4_network(value)
-    return value
+    # The canonical form: "0.0.0.0/00" parses as the world and slipped past the
+    # checks that refuse "0.0.0.0/0" by its text.
+    return str(_ipv4_network(value))
 
 
 def _hostname_leaf(value: str) -> str:
@@ -146,6 +151,13 @@ def _dns1123(value: str) -> str:
     return value
 
 
+def _admits_bool(annotation: Any) -> bool:
+    """True when ``annotation`` (or one of its arms) takes a boolean as such."""
+    if annotation is bool or annotation is Any:
+        return True
+    return any(_admits_bool(arg) for arg in get_args(annotation))
+
+
 class _Model(BaseModel):
     """Frozen, strict about unknown keys, camelCase in config and snake_case in code."""
 
@@ -156,6 +168,17 @@ class _Model(BaseModel):
         populate_by_name=True,
         arbitrary_types_allowed=True,
     )
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_boolean_for_a_number(cls, value: Any, info: ValidationInfo) -> Any:
+        # pydantic reads true as 1 where a number is expected, so
+        # `pulumi config set --path services.x.minReplicas true` deployed one
+        # replica and `database.poolSize true` a pool of one, without a word.
+        name = info.field_name
+        if isinstance(value, bool) and name and not _admits_bool(cls.model_fields[name].annotation):
+            raise ValueError("not a boolean: this key takes a number or text")
+        return value
 
 
 class FlagSeed(_Model):
@@ -551,7 +574,7 @@ class StackConfig(_Model):
     #: commit); every alert's ``runbook_url`` is rewritten onto it.
     runbook_base_url: RunbookBaseUrl
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
-    jwt_key_id: str = "v1"
+    jwt_key_id: str = _DEFAULT_KEY_ID
     services: dict[str, ServiceOverride] = Field(default_factory=dict)
     database: DatabaseConfig = DatabaseConfig()
     cache: CacheConfig = CacheConfig()
@@ -714,6 +737,7 @@ def load_stack_config(pulumi_config: pulumi.Config, stack_name: str) -> StackCon
     everything to fix.
     """
     problems: list[Problem] = []
+    problems.extend(_unknown_key_problems())
     raw = _read_raw(pulumi_config, problems)
     secrets = _read_secrets(pulumi_config, problems)
     problems.extend(_image_problems(raw.get("image")))
@@ -772,6 +796,38 @@ def _drop(data: dict[str, Any], loc: list[Any]) -> bool:
     return False
 
 
+#: Keys older stacks may still hold and nothing reads (docs/deploying.md, "Secrets").
+RETIRED_KEYS: Final = ("encryptionKey",)
+
+
+def _stack_keys() -> dict[str, Any]:
+    """Every key the CLI passed to the program, qualified, with its value."""
+    passed = dict(pulumi.runtime.config.get_config_env())
+    passed.update(pulumi.runtime.config.CONFIG.get())
+    return passed
+
+
+def _unknown_key_problems() -> list[Problem]:
+    # Only the keys below are read: a top-level typo (`pulumi config set logLvel
+    # DEBUG`, `--path databse.multiAz false`) was ignored without a word while
+    # its nested twin was refused.
+    known = {*config_keys(), *RETIRED_KEYS}
+    problems = []
+    for qualified, value in sorted(_stack_keys().items()):
+        namespace, _, key = qualified.partition(":")
+        if namespace != PROJECT or key in known:
+            continue
+        secret = pulumi.runtime.is_config_secret(qualified)
+        problems.append(
+            Problem(
+                key,
+                _Secret(str(value)) if secret else value,
+                "unknown key (see Pulumi.yaml for the keys this project reads)",
+            )
+        )
+    return problems
+
+
 def _read_raw(pulumi_config: pulumi.Config, problems: list[Problem]) -> dict[str, Any]:
     raw: dict[str, Any] = {}
     for key in _SCALAR_KEYS:
@@ -793,6 +849,23 @@ def _read_raw(pulumi_config: pulumi.Config, problems: list[Problem]) -> dict[str
 
 def _read_secrets(pulumi_config: pulumi.Config, problems: list[Problem]) -> StackSecrets:
     outputs: dict[str, pulumi.Output[str]] = {}
+    for key in (*REQUIRED_SECRET_KEYS, *OPTIONAL_SECRET_KEYS):
+        plain = pulumi_config.get(key)
+        # `pulumi config set KEY VALUE` without --secret writes the value in
+        # clear into the stack file (and git); require_secret read it all the same.
+        # Pulumi.yaml's defaults ("" and "{}") are plain and hold nothing.
+        empty = not plain or (
+            key == "jwtPreviousKeys" and _is_string_map(plain) and json.loads(plain) == {}
+        )
+        if not empty and not pulumi.runtime.is_config_secret(f"{PROJECT}:{key}"):
+            problems.append(
+                Problem(
+                    key,
+                    _Secret(plain or ""),
+                    f"is in plain text in the stack file: `pulumi config rm {key}`, then "
+                    f"`pulumi config set --secret {key}` (and replace the exposed value)",
+                )
+            )
     for key in REQUIRED_SECRET_KEYS:
         try:
             outputs[key] = pulumi_config.require_secret(key)
@@ -816,15 +889,18 @@ def _read_secrets(pulumi_config: pulumi.Config, problems: list[Problem]) -> Stac
             )
         elif not plain.strip():
             problems.append(Problem(key, _Secret(plain), "must not be empty"))
+        elif key in _HEADER_SECRETS and _has_space_or_control(plain):
+            problems.append(Problem(key, _Secret(plain), _UNSENDABLE))
 
     slack = pulumi_config.get("slackWebhookUrl") or ""
     # Any https URL: Slack's own hooks.slack.com, or an egress proxy in front of it.
-    if slack and not slack.startswith("https://"):
+    if slack and (not slack.startswith("https://") or _has_space_or_control(slack)):
         problems.append(
             Problem(
                 "slackWebhookUrl",
                 _Secret(slack),
-                "must be an https:// URL (Slack incoming webhook) or unset",
+                "must be an https:// URL (Slack incoming webhook) without spaces or line "
+                "breaks, or unset",
             )
         )
     previous = pulumi_config.get("jwtPreviousKeys") or "{}"
@@ -832,6 +908,9 @@ def _read_secrets(pulumi_config: pulumi.Config, problems: list[Problem]) -> Stac
         problems.append(
             Problem("jwtPreviousKeys", _Secret(previous), 'must be a JSON object {"kid": "secret"}')
         )
+    else:
+        active = pulumi_config.get("jwtKeyId") or _DEFAULT_KEY_ID
+        problems.extend(_previous_key_problems(json.loads(previous), active))
     # A missing secret is already a problem; an empty stand-in lets the rest of the
     # configuration be validated in the same run, and is never used to build resources.
     for key in REQUIRED_SECRET_KEYS:
@@ -844,6 +923,50 @@ def _read_secrets(pulumi_config: pulumi.Config, problems: list[Problem]) -> Stac
         slack_webhook_url=pulumi.Output.secret(slack),
         slack_configured=bool(slack),
     )
+
+
+def _previous_key_problems(keys: Mapping[str, str], active_kid: str) -> list[Problem]:
+    # The services refuse these at start-up (services/common/settings.py,
+    # AuthSettings): accepted here, every pod of the update crash-looped and
+    # `pulumi up` waited out the Deployments' timeout.
+    problems = []
+    for kid, key in keys.items():
+        if not _KID.fullmatch(kid):
+            problems.append(
+                Problem("jwtPreviousKeys", _Secret(kid), "each kid: 1-64 of A-Z a-z 0-9 _ . -")
+            )
+        elif kid == active_kid:
+            problems.append(
+                Problem(
+                    "jwtPreviousKeys",
+                    kid,
+                    f"holds the active jwtKeyId {kid!r}: a kid names exactly one key "
+                    "(when rotating, give the new key a new jwtKeyId)",
+                )
+            )
+        if len(key.encode()) < MIN_KEY_LENGTH:
+            problems.append(
+                Problem(
+                    "jwtPreviousKeys",
+                    _Secret(key),
+                    f"the key of {kid!r} must be at least {MIN_KEY_LENGTH} bytes, as the "
+                    "services require of every signing key",
+                )
+            )
+    return problems
+
+
+#: Secrets sent in an HTTP header (the API keys): a space, a tab or a line break
+#: in them (a key file with a trailing blank, a CRLF) passed the preview and then
+#: failed every call at run time, httpx refusing the header or the API the key.
+_HEADER_SECRETS: Final = ("anthropicApiKey", "ghlApiKey")
+_UNSENDABLE: Final = (
+    "holds a space, a tab or a line break (a key file's trailing blank or CRLF?): set the key alone"
+)
+
+
+def _has_space_or_control(value: str) -> bool:
+    return any(char.isspace() or not char.isprintable() for char in value)
 
 
 def _is_string_map(text: str) -> bool:

@@ -8,13 +8,14 @@ numbers, CIDRs); the rules here need several fields at once, the environment
 
 from __future__ import annotations
 
+import ipaddress
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Final
 
 from infra import catalog
 from infra.environments import ENVIRONMENTS
-from infra.problems import Problem
+from infra.problems import PROJECT, Problem
 
 if TYPE_CHECKING:
     from infra.config import CacheConfig, DatabaseConfig, StackConfig, StorageConfig
@@ -457,12 +458,13 @@ def _cluster_problems(config: StackConfig) -> list[Problem]:
                 "a public endpoint needs the CIDRs allowed to reach it (never 0.0.0.0/0)",
             )
         )
-    if "0.0.0.0/0" in cluster.deployer_cidrs:
+    if _the_world(cluster.deployer_cidrs):
         problems.append(
             Problem(
                 "cluster.deployerCidrs",
                 list(cluster.deployer_cidrs),
-                "0.0.0.0/0 is refused (name the runner's subnet or the VPN's client range)",
+                "0.0.0.0/0 is refused, alone or pieced together "
+                "(name the runner's subnet or the VPN's client range)",
             )
         )
     if cluster.deployer_cidrs and not cluster.deployer_in_vpc:
@@ -473,12 +475,12 @@ def _cluster_problems(config: StackConfig) -> list[Problem]:
                 "only used with cluster.deployerInVpc true",
             )
         )
-    if "0.0.0.0/0" in cluster.public_access_cidrs:
+    if _the_world(cluster.public_access_cidrs):
         problems.append(
             Problem(
                 "cluster.publicAccessCidrs",
                 list(cluster.public_access_cidrs),
-                "0.0.0.0/0 is refused",
+                "0.0.0.0/0 is refused, alone or pieced together",
             )
         )
     problems += _bootstrap_problems(config)
@@ -487,8 +489,28 @@ def _cluster_problems(config: StackConfig) -> list[Problem]:
         problems.append(Problem("cluster.nodeGroups", [], "at least one node group"))
     if len(set(names)) != len(names):
         problems.append(Problem("cluster.nodeGroups", names, "node group names must be unique"))
+    longest = node_group_name_limit(config.stack)
     for index, group in enumerate(cluster.node_groups):
         prefix = f"cluster.nodeGroups[{index}]"
+        if cluster.mode == "eks" and len(group.name) > longest:
+            problems.append(
+                Problem(
+                    f"{prefix}.name",
+                    group.name,
+                    f"at most {longest} characters in stack {config.stack}: pulumi-aws names "
+                    f"the node group {node_group_logical_name(config.stack, group.name)!r} plus "
+                    f"{AUTO_NAME_SUFFIX} random characters, and EKS allows "
+                    f"{EKS_NODE_GROUP_NAME_MAX}",
+                )
+            )
+        if group.disk_size_gb > EBS_MAX_VOLUME_GIB:
+            problems.append(
+                Problem(
+                    f"{prefix}.diskSizeGb",
+                    group.disk_size_gb,
+                    f"at most {EBS_MAX_VOLUME_GIB} GiB (the largest gp2/gp3 EBS volume)",
+                )
+            )
         if not group.min_size <= group.desired_size <= group.max_size:
             problems.append(
                 Problem(
@@ -498,6 +520,38 @@ def _cluster_problems(config: StackConfig) -> list[Problem]:
                 )
             )
     return problems
+
+
+#: EKS's limit on a node group's name (CreateNodegroup), which pulumi-aws checks
+#: at preview against the auto-name; infra/synth/naming.py holds the same rule.
+EKS_NODE_GROUP_NAME_MAX: Final = 63
+#: "-" and the 7 random characters pulumi-aws appends to an auto-name.
+AUTO_NAME_SUFFIX: Final = 8
+#: The largest gp2/gp3 EBS volume, 16 TiB: a node's root disk above it fails
+#: the node group's creation at `up`, after the cluster itself (EBS User Guide,
+#: "Amazon EBS volume types").
+EBS_MAX_VOLUME_GIB: Final = 16384
+
+
+def node_group_logical_name(stack: str, group: str) -> str:
+    """The logical name the EKS component gives a node group (its auto-name's stem)."""
+    return f"{PROJECT}-{stack}-cluster-{group}"
+
+
+def node_group_name_limit(stack: str) -> int:
+    """The longest ``cluster.nodeGroups[].name`` whose auto-name EKS accepts in ``stack``.
+
+    The stem is ``enterprisehub-<stack>-cluster-``, so 22 characters in production:
+    a name the DNS-1123 rule admits (63) failed the preview with pulumi-aws's
+    "plus 7 random chars is longer than maximum length", naming no config key.
+    """
+    return EKS_NODE_GROUP_NAME_MAX - AUTO_NAME_SUFFIX - len(node_group_logical_name(stack, ""))
+
+
+def _the_world(cidrs: Sequence[str]) -> bool:
+    """True when ``cidrs`` together admit every IPv4 address (0.0.0.0/1 and 128.0.0.0/1)."""
+    networks = [ipaddress.IPv4Network(cidr) for cidr in cidrs]
+    return ipaddress.IPv4Network("0.0.0.0/0") in ipaddress.collapse_addresses(networks)
 
 
 def _bootstrap_problems(config: StackConfig) -> list[Problem]:

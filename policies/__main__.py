@@ -62,9 +62,15 @@ def cli(argv: list[str]) -> int:
     try:
         document = load(args.resources)
         path = args.config or config_path(args.stack)
-        config = json.loads(path.read_text()) if path.exists() else policy_config(args.stack)
+        # The stack's generated file may be absent (a new stack): its levels are
+        # computed. A --config given by name is read or refused, never skipped.
+        if args.config is None and not path.exists():
+            config = policy_config(args.stack)
+        else:
+            config = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        where = f"{args.config}: " if args.config is not None else ""
+        print(f"error: {where}{exc}", file=sys.stderr)
         return 2
     if document.get("stack") not in (None, args.stack):
         print(

@@ -35,6 +35,7 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
+from urllib.parse import urlsplit
 
 from services.common.scopes import SCOPE_DESCRIPTIONS, SCOPES
 from services.common.settings import SettingsError
@@ -300,6 +301,36 @@ def number_argument(
 #: A TCP port, 1-65535.
 port_argument = number_argument(int, 1, 65535, "is not a TCP port (1-65535)")
 
+#: A seed for numpy's and scikit-learn's generators, which refuse anything
+#: outside 0 to 2**32 - 1 (with a traceback, after the data is generated).
+seed_argument = number_argument(int, 0, 2**32 - 1, "is not a seed (0-4294967295)")
+
+
+def url_argument(*schemes: str) -> Callable[[str], str]:
+    """An argparse type: an absolute URL of one of ``schemes``, with a host and a valid port.
+
+    Checked before the command does anything: an unparsable URL (``http://[::1``,
+    port 99999) otherwise raised from inside httpx or websockets as a traceback,
+    in ``rollback feature`` after the flag was already turned off, and a URL
+    without a scheme was retried until ``--wait-seconds`` ran out.
+    """
+    wanted = " or ".join(f"{scheme}://" for scheme in schemes)
+
+    def parse(value: str) -> str:
+        problem = f"{value!r} is not a URL with a host ({wanted})"
+        if not value.isprintable() or any(char.isspace() for char in value):
+            raise argparse.ArgumentTypeError(f"{problem} (it holds spaces or control characters)")
+        try:
+            parts = urlsplit(value)
+            port = parts.port
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(f"{problem} ({exc})") from None
+        if parts.scheme not in schemes or not parts.hostname or port == 0:
+            raise argparse.ArgumentTypeError(problem)
+        return value
+
+    return parse
+
 
 def build_parser() -> argparse.ArgumentParser:
     """The full parser, including the registered command groups."""
@@ -362,6 +393,7 @@ def build_parser() -> argparse.ArgumentParser:
     feed.add_argument("--tenant", required=True, help="tenant id")
     feed.add_argument(
         "--url",
+        type=url_argument("ws", "wss"),
         default="ws://127.0.0.1:8001/v1/feed",
         help="feed URL (default ws://127.0.0.1:8001/v1/feed)",
     )
@@ -370,7 +402,11 @@ def build_parser() -> argparse.ArgumentParser:
     feed.add_argument("--last-event-id", default=None, help="resume after this event")
     feed.add_argument("--json", action="store_true", help="print the raw JSON frames")
     feed.add_argument(
-        "--count", type=int, default=None, help="exit after this many events (default: never)"
+        "--count",
+        # 0 or less exited at once, printing nothing, as if the feed were empty.
+        type=number_argument(int, 1, sys.maxsize, "is not a number of events (1 or more)"),
+        default=None,
+        help="exit after this many events (default: never)",
     )
     feed.set_defaults(handler=_feed)
 
@@ -386,12 +422,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         code: int = args.handler(args)
+        # Inside the try: what the pipe refuses fails here, not at the interpreter's exit.
+        sys.stdout.flush()
     except SettingsError as exc:
         print(f"enterprisehub {args.command}: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except CommandError as exc:
         print(f"enterprisehub: {exc}", file=sys.stderr)
         return exc.code
+    except BrokenPipeError:
+        # The reader went away (`| head`): as Python's docs advise for SIGPIPE,
+        # stdout onto devnull so the final flush does not fail again, and exit 1.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_FAILURE
+    except OSError as exc:
+        # A file the operator named that cannot be read or written (--out in a
+        # directory that is a file, --from a directory): the system's one line.
+        print(f"enterprisehub {args.command}: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
     return code
 
 

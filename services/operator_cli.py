@@ -62,6 +62,25 @@ def environment_argument(value: str) -> str:
     return value
 
 
+#: The audit tables' actor column is varchar(255) (revisions 0005 and 0008).
+ACTOR_MAX_LENGTH = 255
+
+
+def actor_argument(value: str) -> str:
+    """argparse type: who, as the audit keeps it: 1-255 printable characters.
+
+    Longer was refused by Postgres after the command had started (a traceback,
+    and in ``rollback feature`` after the flag was already off); a line break
+    split ``rollout status``'s one line per flag.
+    """
+    actor = value.strip()
+    if not actor or len(actor) > ACTOR_MAX_LENGTH or not actor.isprintable():
+        raise argparse.ArgumentTypeError(
+            f"{value[:80]!r} is not an actor: 1-{ACTOR_MAX_LENGTH} printable characters"
+        )
+    return actor
+
+
 def add_operator_arguments(parser: argparse.ArgumentParser, *, environment: bool = True) -> None:
     """Add ``--environment`` (unless ``environment`` is false), ``--actor`` and ``--yes``."""
     if environment:
@@ -71,7 +90,12 @@ def add_operator_arguments(parser: argparse.ArgumentParser, *, environment: bool
             type=environment_argument,
             help=f"target environment ({', '.join(ENVIRONMENTS)}); must match ENVIRONMENT",
         )
-    parser.add_argument("--actor", default=None, help="who (default: SUDO_USER or login name)")
+    parser.add_argument(
+        "--actor",
+        type=actor_argument,
+        default=None,
+        help="who (default: SUDO_USER or login name)",
+    )
     parser.add_argument("--yes", action="store_true", help="do not ask for confirmation")
 
 

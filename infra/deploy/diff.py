@@ -539,10 +539,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     text = render_markdown(result, budget=args.budget)
-    if args.markdown:
-        args.markdown.write_text(text)
-    if args.json:
-        args.json.write_text(json.dumps(result.to_json(), indent=2, sort_keys=True) + "\n")
+    try:
+        if args.markdown:
+            args.markdown.write_text(text)
+        if args.json:
+            args.json.write_text(json.dumps(result.to_json(), indent=2, sort_keys=True) + "\n")
+    except OSError as exc:
+        # An output path that cannot be written is the caller's to fix: one line.
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     print(f"{result.stack}: {summary_line(result)}")
     return 0
 

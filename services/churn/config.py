@@ -12,6 +12,7 @@ from services.common.settings import (
     CommonSettings,
     OptionalSecret,
     PositiveSeconds,
+    http_url,
 )
 
 #: The feature flag that gates the routes, detection and interventions per tenant.
@@ -98,9 +99,7 @@ class ChurnSettings(CommonSettings):
     @field_validator("ghl_base_url")
     @classmethod
     def _base_url(cls, value: str) -> str:
-        if not value.startswith(("https://", "http://")):
-            raise ValueError("expected an http(s):// URL")
-        return value.rstrip("/")
+        return str(http_url(value, "an http(s)://HOST[:PORT][/PATH] URL")).rstrip("/")
 
     @model_validator(mode="after")
     def _quiet_hours(self) -> ChurnSettings:

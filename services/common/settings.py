@@ -15,7 +15,7 @@ import re
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, Self
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -277,19 +277,40 @@ class RedisSettings(EnvSettings):
     @field_validator("redis_url")
     @classmethod
     def _redis_url(cls, value: SecretStr) -> SecretStr:
+        expected = "expected redis://[:PASSWORD@]HOST:PORT/DB or rediss:// for TLS"
         parts = urlsplit(value.get_secret_value())
-        if parts.scheme not in {"redis", "rediss"} or not parts.hostname:
-            raise ValueError("expected redis://[:PASSWORD@]HOST:PORT/DB or rediss:// for TLS")
+        database = parts.path.strip("/")
+        if (
+            parts.scheme not in {"redis", "rediss"}
+            or not parts.hostname
+            or not _port_ok(parts)
+            or not (database == "" or database.isdigit())
+        ):
+            raise ValueError(expected)
         return value
 
 
 _BUCKET_PATTERN = re.compile(r"\A[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]\Z")
 
 
-def _http_url(value: str | None, expected: str) -> str | None:
+def _port_ok(parts: SplitResult) -> bool:
+    """False for a port urllib cannot read or 0.
+
+    Checked at start-up: the clients (redis-py, httpx) otherwise raised on it
+    at the first connection, as a traceback, in a service or an operator command.
+    """
+    try:
+        return parts.port != 0
+    except ValueError:
+        return False
+
+
+def http_url(value: str | None, expected: str) -> str | None:
+    """``value`` if it is an http(s) URL with a host and a readable port, else
+    ``ValueError("expected " + expected)``; None passes (an unset optional URL)."""
     if value is not None:
         parts = urlsplit(value)
-        if parts.scheme not in {"http", "https"} or not parts.hostname:
+        if parts.scheme not in {"http", "https"} or not parts.hostname or not _port_ok(parts):
             raise ValueError(f"expected {expected}")
     return value
 
@@ -312,7 +333,7 @@ class StorageSettings(EnvSettings):
     @field_validator("s3_endpoint_url")
     @classmethod
     def _endpoint_shape(cls, value: str | None) -> str | None:
-        return _http_url(value, "http(s)://HOST[:PORT] of an S3-compatible endpoint")
+        return http_url(value, "http(s)://HOST[:PORT] of an S3-compatible endpoint")
 
     @field_validator("models_bucket", "media_bucket")
     @classmethod
@@ -411,7 +432,7 @@ class ClaudeSettings(EnvSettings):
     @field_validator("anthropic_base_url")
     @classmethod
     def _base_url_shape(cls, value: str | None) -> str | None:
-        return _http_url(value, "http(s)://HOST[:PORT][/PATH]")
+        return http_url(value, "http(s)://HOST[:PORT][/PATH]")
 
 
 class DatabaseSettings(EnvSettings):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from services.cli import seed_argument
 from services.common.heldout import check_row_count
 
 
@@ -24,5 +25,5 @@ def add_training_arguments(
             raise argparse.ArgumentTypeError(str(exc)) from None
 
     parser.add_argument("--out", type=Path, default=out, help="model file to write")
-    parser.add_argument("--seed", type=int, default=seed, help="generator and split seed")
+    parser.add_argument("--seed", type=seed_argument, default=seed, help="generator and split seed")
     parser.add_argument("--rows", type=row_count, default=rows, help=f"{what} (>= {min_rows})")

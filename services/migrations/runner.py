@@ -31,6 +31,7 @@ from urllib.parse import unquote, urlsplit
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
+from alembic.util import CommandError as AlembicCommandError
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
@@ -94,7 +95,12 @@ def _current_revision(conn: Connection) -> str | None:
 def _upgrade(conn: Connection, revision: str) -> None:
     config = alembic_config()
     config.attributes["connection"] = conn
-    command.upgrade(config, revision)
+    try:
+        command.upgrade(config, revision)
+    except AlembicCommandError as exc:
+        # A revision no file defines ("Can't locate revision identified by ..."):
+        # the operator's input, so one message rather than alembic's traceback.
+        raise MigrationError(f"revision {revision!r}: {exc}") from None
 
 
 def _scalar(conn: Connection, sql: str, **params: Any) -> Any:
@@ -178,6 +184,9 @@ def _migrate_sync(conn: Connection, *, revision: str, role: str, password: str) 
 
 async def migrate(settings: CommonSettings, *, revision: str = "head") -> MigrationResult:
     """Upgrade to ``revision`` and create/update the application role (see module doc)."""
+    if not revision.strip():
+        # alembic fails an assertion on an empty revision instead of saying so.
+        raise MigrationError("the revision is empty: give one (head, or a revision id)")
     if settings.migration_database_url is None:
         raise MigrationError("MIGRATION_DATABASE_URL is not set: migrations run as the owner role")
     owner_dsn = settings.migration_database_url.get_secret_value()

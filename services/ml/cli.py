@@ -12,6 +12,7 @@ import asyncio
 import sys
 from typing import Any
 
+from services.cli import number_argument
 from services.ml.publish import add_publish_arguments, run_publish
 from services.ml.training import add_train_arguments, run_train
 
@@ -46,7 +47,11 @@ def register_vision_commands(subparsers: Any) -> None:
     )
     backfill.add_argument("--tenant", required=True, help="tenant id")
     backfill.add_argument(
-        "--poll-seconds", type=float, default=30.0, help="seconds between batch status checks"
+        "--poll-seconds",
+        # 0 or less polled the Batches API in a tight loop; NaN or inf never polled again.
+        type=number_argument(float, 1.0, 3600.0, "is not a number of seconds from 1 to 3600"),
+        default=30.0,
+        help="seconds between batch status checks (1-3600, default 30)",
     )
     backfill.set_defaults(handler=run_vision_backfill)
 

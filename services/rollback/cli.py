@@ -48,7 +48,7 @@ from typing import Any
 import httpx
 from pydantic import SecretStr
 
-from services.cli import EXIT_USAGE, CommandError, number_argument
+from services.cli import EXIT_USAGE, CommandError, number_argument, url_argument
 from services.common.flags import FEATURES, read_flags
 from services.common.settings import EnvSettings, OptionalSecret
 from services.operator_cli import (
@@ -263,6 +263,7 @@ def register_rollback_commands(subparsers: Any) -> None:
     )
     feature.add_argument(
         "--health-url",
+        type=url_argument("http", "https"),
         action="append",
         default=[],
         metavar="URL",

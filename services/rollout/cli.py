@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from services.cli import EXIT_USAGE, CommandError
+from services.cli import EXIT_USAGE, CommandError, url_argument
 from services.common.flags import (
     FEATURES,
     FlagState,
@@ -61,11 +61,19 @@ from services.rollout.schedule import PLANS, Verdict, decide, stage_for
 
 def _percentage(value: str) -> float:
     try:
-        return check_percentage(float(value))
+        percentage = check_percentage(float(value))
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"{value!r} is not a percentage between 0 and 100"
         ) from None
+    if percentage == 0 and float(value) > 0:
+        # Rounded to the buckets' 0.01 resolution, 0.001 became 0: `rollout set`
+        # turned the feature off when the operator asked for a sliver of it.
+        raise argparse.ArgumentTypeError(
+            f"{value!r} rounds to 0 at the buckets' resolution of 0.01%: "
+            "give 0.01 or more, or 0 to turn the feature off"
+        )
+    return percentage
 
 
 async def _change(
@@ -384,7 +392,12 @@ def register_rollout_commands(subparsers: Any) -> None:
         "--feature", required=True, type=feature_argument, help="the feature to decide for"
     )
     advance.add_argument("--dry-run", action="store_true", help="decide and record, change nothing")
-    advance.add_argument("--prometheus-url", default=None, help="default: PROMETHEUS_URL")
+    advance.add_argument(
+        "--prometheus-url",
+        type=url_argument("http", "https"),
+        default=None,
+        help="default: PROMETHEUS_URL",
+    )
     advance.add_argument(
         "--selector",
         default=None,

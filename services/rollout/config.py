@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from services.common.settings import DatabaseSettings, OptionalText, RedisSettings
+from pydantic import field_validator
+
+from services.common.settings import DatabaseSettings, OptionalText, RedisSettings, http_url
 
 
 class RolloutSettings(DatabaseSettings, RedisSettings):
@@ -14,3 +16,8 @@ class RolloutSettings(DatabaseSettings, RedisSettings):
 
     prometheus_url: OptionalText = None
     """Prometheus HTTP API base URL for `rollout advance`."""
+
+    @field_validator("prometheus_url")
+    @classmethod
+    def _prometheus_url(cls, value: str | None) -> str | None:
+        return http_url(value, "http(s)://HOST[:PORT][/PATH] of Prometheus's HTTP API")

@@ -31,6 +31,7 @@ from infra.config import (
 from infra.config_checks import STANDARD_SUPPORT_VERSIONS
 from infra.problems import PROJECT
 from infra.stackfiles import STACKS, project_defaults, project_file, stack_config
+from infra.synth import naming
 
 DIGEST = "sha256:" + "0123456789abcdef" * 4
 IMAGE = f"registry.example.com/enterprisehub@{DIGEST}"
@@ -377,6 +378,61 @@ def test_node_group_desired_outside_bounds_is_refused() -> None:
     )
 
 
+def _node_group(**fields: Any) -> list[dict[str, Any]]:
+    group = {"name": "general", "instanceTypes": ["m6i.large"], "minSize": 1, "desiredSize": 1,
+             "maxSize": 2, "diskSizeGb": 50}  # fmt: skip
+    return [{**group, **fields}]
+
+
+@pytest.mark.parametrize("stack", ["dev", "staging", "production"])
+def test_a_node_group_name_is_as_long_as_its_auto_name_allows(stack: str) -> None:
+    # The DNS-1123 rule admitted 63 characters; pulumi-aws refused the preview
+    # of any name past the stem's room, naming no config key.
+    longest = config_checks.node_group_name_limit(stack)
+    fits = _load(stack, {"cluster": {"nodeGroups": _node_group(name="a" * longest)}})
+    logical = config_checks.node_group_logical_name(stack, fits.cluster.node_groups[0].name)
+    assert naming.check("aws:eks/nodeGroup:NodeGroup", logical, {}) is None
+    too_long = "a" * (longest + 1)
+    message = _rejected(stack, {"cluster": {"nodeGroups": _node_group(name=too_long)}})
+    assert f"cluster.nodeGroups[0].name = '{too_long}': at most {longest} characters" in message
+    logical = config_checks.node_group_logical_name(stack, too_long)
+    assert naming.check("aws:eks/nodeGroup:NodeGroup", logical, {}) is not None
+
+
+def test_a_node_disk_larger_than_an_ebs_volume_is_refused() -> None:
+    assert _load("dev", {"cluster": {"nodeGroups": _node_group(diskSizeGb=16384)}})
+    message = _rejected("dev", {"cluster": {"nodeGroups": _node_group(diskSizeGb=16385)}})
+    assert "cluster.nodeGroups[0].diskSizeGb = 16385: at most 16384 GiB" in message
+
+
+@pytest.mark.parametrize(
+    ("changes", "key"),
+    [
+        ({"database": {"poolSize": True}}, "database.poolSize"),
+        ({"services": {"ml-services": {"minReplicas": True}}}, "services.ml-services.minReplicas"),
+        ({"cache": {"numNodes": True}}, "cache.numNodes"),
+        (
+            {"featureFlags": {"ai_coaching": {"rolloutPercentage": True}}},
+            # The union's arm is in the path (featureFlags.ai_coaching.FlagSeed....).
+            "rolloutPercentage",
+        ),
+    ],
+)
+def test_true_or_false_where_a_number_belongs_is_refused(
+    changes: Mapping[str, Any], key: str
+) -> None:
+    # pydantic read true as 1: one replica, a pool of one, without a word.
+    message = _rejected("production", changes)
+    assert f"{key} = True: not a boolean: this key takes a number or text" in message
+
+
+def test_booleans_stay_accepted_where_they_belong() -> None:
+    loaded = _load(
+        "dev", {"rollback": {"undoDeployments": True}, "featureFlags": {"ai_coaching": True}}
+    )
+    assert loaded.rollback.undo_deployments is True
+
+
 def test_unknown_environment_is_refused() -> None:
     message = _rejected("qa", {"environment": "qa"}, base="dev")
     assert "environment = 'qa'" in message
@@ -522,6 +578,64 @@ def test_misspelled_field_is_refused() -> None:
     assert "unknown key" in message
 
 
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("databse", {"multiAz": False}), ("logLvel", "DEBUG"), ("imgae", IMAGE)],
+)
+def test_a_misspelled_top_level_key_is_refused(key: str, value: Any) -> None:
+    # Only the nested typos were refused; a top-level one was never read.
+    message = _rejected("dev", {key: value})
+    assert f"enterprisehub:{key} = " in message
+    assert "unknown key (see Pulumi.yaml" in message
+
+
+def test_keys_of_other_namespaces_and_retired_keys_are_left_alone() -> None:
+    config = stack_config("dev")
+    config |= {f"{PROJECT}:image": IMAGE, f"{PROJECT}:runbookBaseUrl": RUNBOOKS}
+    config |= {"aws:profile": "deploy", "kubernetes:context": "kind"}
+    secrets = {f"{PROJECT}:{k}": v for k, v in SECRETS.items()}
+    secrets[f"{PROJECT}:encryptionKey"] = "retired-but-still-in-old-stacks"
+    pulumi.runtime.set_all_config({**config, **secrets}, list(secrets))
+    assert load_stack_config(pulumi.Config(PROJECT), "dev").environment.value == "dev"
+
+
+@pytest.mark.parametrize("key", [*REQUIRED_SECRET_KEYS, *OPTIONAL_SECRET_KEYS])
+def test_a_secret_set_without_secret_is_refused_without_showing_it(key: str) -> None:
+    # `pulumi config set KEY VALUE` (no --secret) writes the value in clear
+    # into the stack file; the program used it all the same.
+    value = '{"v0": "' + "p" * 40 + '"}' if key == "jwtPreviousKeys" else "https://" + "p" * 40
+    secrets = {name: secret for name, secret in SECRETS.items() if name != key}
+    message = _rejected("dev", {key: value}, secrets=secrets)
+    assert f"enterprisehub:{key} = <secret, {len(value)} characters>: is in plain text" in message
+    assert f"`pulumi config set --secret {key}`" in message
+    assert "p" * 40 not in message
+
+
+def test_the_optional_secrets_plain_defaults_are_not_secrets_in_clear() -> None:
+    _load("dev", {"slackWebhookUrl": "", "jwtPreviousKeys": "{}"})
+
+
+@pytest.mark.parametrize(
+    ("previous", "said"),
+    [
+        ({"v1": "r" * 40}, "jwtPreviousKeys = 'v1': holds the active jwtKeyId 'v1'"),
+        ({"v0": "short"}, "the key of 'v0' must be at least 32 bytes"),
+        ({"v 0": "r" * 40}, "each kid: 1-64 of A-Z a-z 0-9 _ . -"),
+    ],
+)
+def test_retired_keys_the_services_would_refuse_at_start_up_are_refused(
+    previous: dict[str, str], said: str
+) -> None:
+    # AuthSettings refuses each of these, so every pod of the update crash-looped.
+    message = _rejected("dev", secrets={**SECRETS, "jwtPreviousKeys": json.dumps(previous)})
+    assert said in message
+    assert "short" not in message.replace("jwtPreviousKeys = <secret", "")
+
+
+def test_a_retired_key_under_its_own_kid_is_accepted() -> None:
+    _load("dev", secrets={**SECRETS, "jwtPreviousKeys": json.dumps({"v0": "r" * 32})})
+
+
 def test_local_stack_refuses_an_eks_cluster() -> None:
     assert "cluster.mode = 'eks'" in _rejected("local", {"cluster": {"mode": "eks"}})
 
@@ -540,6 +654,25 @@ def test_public_endpoint_open_to_the_world_is_refused() -> None:
         "dev", {"cluster": {"endpointPublicAccess": True, "publicAccessCidrs": ["0.0.0.0/0"]}}
     )
     assert "0.0.0.0/0 is refused" in message
+
+
+@pytest.mark.parametrize(
+    "world", [["0.0.0.0/00"], ["0.0.0.0/1", "128.0.0.0/1"], ["10.0.0.0/8", "0.0.0.0/0"]]
+)
+@pytest.mark.parametrize("key", ["publicAccessCidrs", "deployerCidrs"])
+def test_the_world_is_refused_however_it_is_written(key: str, world: list[str]) -> None:
+    # "0.0.0.0/00" parsed as the world and passed the check of the text "0.0.0.0/0".
+    cluster = {"endpointPublicAccess": True, key: world}
+    if key == "deployerCidrs":
+        cluster["publicAccessCidrs"] = ["198.51.100.7/32"]
+    message = _rejected("dev", {"cluster": cluster})
+    assert f"cluster.{key} = " in message
+    assert "0.0.0.0/0 is refused, alone or pieced together" in message
+
+
+def test_a_cidr_is_kept_in_its_canonical_form() -> None:
+    loaded = _load("dev", {"network": {"vpcCidr": "10.40.0.0/016"}})
+    assert loaded.network.vpc_cidr == "10.40.0.0/16"
 
 
 def test_every_problem_is_reported_at_once() -> None:
@@ -783,3 +916,15 @@ def test_a_hosted_zone_is_refused_where_no_external_dns_is_installed(
         changes["cluster"] = cluster
     assert "enterprisehub:dns.hostedZoneId" in _rejected(stack, changes)
     assert _load("dev", {"dns": {"hostedZoneId": "Z0TESTZONE42"}}).dns.hosted_zone_id
+
+
+@pytest.mark.parametrize("key", ["anthropicApiKey", "ghlApiKey", "slackWebhookUrl"])
+@pytest.mark.parametrize("blemish", [" ", "\r", "\n\n", "\t"])
+def test_a_secret_sent_in_a_header_or_url_holds_no_space_or_line_break(
+    key: str, blemish: str
+) -> None:
+    # Accepted before; every Claude, CRM or Slack call then failed at run time.
+    value = ("https://hooks.slack.invalid/T0/B0/" if key == "slackWebhookUrl" else "") + "s" * 40
+    message = _rejected("dev", secrets={**SECRETS, key: value + blemish})
+    assert f"enterprisehub:{key} = <secret, {len(value) + len(blemish)} characters>" in message
+    assert "s" * 40 not in message

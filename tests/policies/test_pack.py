@@ -189,3 +189,21 @@ def test_the_engine_can_load_and_run_the_pack() -> None:
         finally:
             proc.terminate()
             proc.wait(timeout=10)
+
+
+def test_a_named_config_that_is_missing_or_not_json_is_refused(
+    synthesis: Synthesis, tmp_path: Path
+) -> None:
+    # A missing --config was skipped without a word: the run used the computed
+    # levels and exited 0, whatever file the caller meant to apply.
+    path = tmp_path / "resources.json"
+    path.write_text(json.dumps(synthesis("dev")))
+    missing = tmp_path / "nowhere.json"
+    result = run_cli("--resources", str(path), "--stack", "dev", "--config", str(missing))
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr.startswith(f"error: {missing}: [Errno 2] No such file or directory")
+    broken = tmp_path / "broken.json"
+    broken.write_text("{")
+    result = run_cli("--resources", str(path), "--stack", "dev", "--config", str(broken))
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"error: {broken}: ")

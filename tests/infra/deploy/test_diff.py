@@ -16,6 +16,7 @@ from infra.deploy.diff import (
     GITHUB_COMMENT_LIMIT,
     DocumentError,
     load_document,
+    main,
     marker,
     plan,
     render_markdown,
@@ -201,3 +202,16 @@ def test_cli_writes_markdown_and_json(tmp_path: Path) -> None:
         check=False,
     )
     assert bad.returncode == 2
+
+
+@pytest.mark.parametrize("option", ["--markdown", "--json"])
+def test_an_output_that_cannot_be_written_is_one_line(
+    option: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A traceback before (FileNotFoundError from write_text).
+    blocked = tmp_path / "a-file"
+    blocked.write_text("")
+    argv = ["--base", str(FIXTURES / "base.json"), "--head", str(FIXTURES / "head.json")]
+    assert main([*argv, option, str(blocked / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err == f"error: [Errno 20] Not a directory: '{blocked / 'out'}'\n"

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -231,3 +235,78 @@ def test_version_prints_the_installed_version(capsys: pytest.CaptureFixture[str]
         main(["--version"])
     assert exited.value.code == 0
     assert capsys.readouterr().out == f"enterprisehub {metadata.version('enterprisehub-phase3')}\n"
+
+
+ADVANCE = ["rollout", "advance", "--feature", "realtime_intelligence", "--environment", "local"]
+ROLL_BACK = ["rollback", "feature", "all", "--environment", "local", "--reason", "r"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [
+        (["feed", "--tenant", "t", "--count", "0"], "'0' is not a number of events (1 or more)"),
+        (["feed", "--tenant", "t", "--count", "-1"], "'-1' is not a number of events"),
+        (["feed", "--tenant", "t", "--url", "ws://[::1"], "(Invalid IPv6 URL)"),
+        (["feed", "--tenant", "t", "--url", "ws://h:99999/v1/feed"], "(Port out of range"),
+        (["feed", "--tenant", "t", "--url", "ws://h:0/v1/feed"], "with a host (ws:// or wss://)"),
+        (["feed", "--tenant", "t", "--url", "ws:///v1/feed"], "with a host (ws:// or wss://)"),
+        (["feed", "--tenant", "t", "--url", "ws://a b/"], "spaces or control characters"),
+        (["feed", "--tenant", "t", "--url", "http://h/v1/feed"], "(ws:// or wss://)"),
+        (
+            [*ADVANCE, "--prometheus-url", "http://[::1"],
+            "argument --prometheus-url: 'http://[::1' is not a URL with a host",
+        ),
+        (
+            [*ROLL_BACK, "--health-url", "notaurl"],
+            "argument --health-url: 'notaurl' is not a URL with a host (http:// or https://)",
+        ),
+        (["vision", "backfill", "--tenant", "t", "--poll-seconds", "nan"], "from 1 to 3600"),
+        (["vision", "backfill", "--tenant", "t", "--poll-seconds", "0"], "from 1 to 3600"),
+        (["vision", "backfill", "--tenant", "t", "--poll-seconds", "inf"], "from 1 to 3600"),
+        (["model", "train", "--seed", "-1"], "'-1' is not a seed (0-4294967295)"),
+        (["churn", "train", "--seed", "4294967296"], "is not a seed (0-4294967295)"),
+    ],
+)
+def test_a_hostile_option_is_one_usage_line_before_anything_runs(
+    argv: list[str], said: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Each of these used to run: a traceback from httpx, websockets or numpy
+    # (`rollback feature` after turning the flag off), a Batches API polled in
+    # a tight loop, a feed that printed nothing and exited 0.
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert said in err
+    assert "Traceback" not in err
+
+
+def test_a_file_the_system_refuses_is_one_line_not_a_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `model publish --from DIR` raised IsADirectoryError through `main`; the
+    # same for every --out/--plot/--from the system refuses.
+    assert main(["model", "publish", "--from", str(tmp_path), "--to", str(tmp_path / "p")]) == 1
+    err = capsys.readouterr().err
+    assert err == f"enterprisehub model: [Errno 21] Is a directory: '{tmp_path}'\n"
+
+
+def test_a_reader_that_goes_away_is_exit_1_without_a_traceback(
+    settings_env: dict[str, str],
+) -> None:
+    # `enterprisehub token ... | head -c 10` printed a BrokenPipeError traceback.
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        argv = ["token", "--tenant", "t", "--subject", "s", "--scope", "feed:read"]
+        done = subprocess.run(
+            [sys.executable, "-m", "services.cli", *argv],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, **settings_env},
+            check=False,
+        )
+    finally:
+        os.close(write_end)
+    assert (done.returncode, done.stderr) == (1, "")

@@ -145,3 +145,22 @@ def test_every_revision_is_named_by_its_file_and_alembic_writes_new_ones_so(
     config = Config(str(copy / "alembic.ini"))
     command.revision(config, message="an example change", rev_id="9999_example")
     assert (copy / "versions" / "9999_example.py").is_file()
+
+
+@pytest.mark.parametrize(
+    ("revision", "said"),
+    [
+        ("nosuch", "revision 'nosuch': Can't locate revision identified by 'nosuch'"),
+        ("+5", "revision '+5': Relative revision +5"),
+        ("", "the revision is empty"),
+        ("  ", "the revision is empty"),
+    ],
+)
+async def test_a_revision_no_file_defines_is_one_line_not_alembics_traceback(
+    settings_env: dict[str, str], capsys: pytest.CaptureFixture[str], revision: str, said: str
+) -> None:
+    # alembic raised its CommandError (an AssertionError for "") through `main`.
+    assert await asyncio.to_thread(main, ["migrate", "--revision", revision]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert said in err

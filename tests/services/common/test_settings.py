@@ -369,3 +369,43 @@ def test_a_settings_description_is_the_docstring_under_its_field(
     # EnvSettings turns on use_attribute_docstrings, which every settings class inherits.
     docstring = _attribute_docstrings(declared_in)[field]
     assert settings_class.model_fields[field].description == docstring
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"redis://:{DB_PASSWORD}@cache.internal:99999/0",
+        f"redis://:{DB_PASSWORD}@cache.internal:port/0",
+        f"redis://:{DB_PASSWORD}@cache.internal:0/0",
+        f"redis://:{DB_PASSWORD}@cache.internal:6379/zero",
+    ],
+)
+def test_a_redis_url_redis_py_cannot_open_is_refused_at_start_up_unechoed(
+    env: pytest.MonkeyPatch, url: str
+) -> None:
+    # The port and database were not checked: redis-py raised on them at the
+    # first command, as a traceback (`rollout status`, every service).
+    env.setenv("REDIS_URL", url)
+    message = problems(env)
+    assert "REDIS_URL: expected redis://[:PASSWORD@]HOST:PORT/DB" in message
+    assert DB_PASSWORD not in message
+
+
+@pytest.mark.parametrize(
+    ("settings", "variable"),
+    [
+        (RolloutSettings, "PROMETHEUS_URL"),
+        (ChurnSettings, "GHL_BASE_URL"),
+        (MLSettings, "ANTHROPIC_BASE_URL"),
+    ],
+)
+@pytest.mark.parametrize("url", ["http://h:99999", "http://h:port/", "prometheus:9090", "http://"])
+def test_an_http_url_setting_needs_a_scheme_a_host_and_a_readable_port(
+    env: pytest.MonkeyPatch, settings: type[EnvSettings], variable: str, url: str
+) -> None:
+    # PROMETHEUS_URL was not checked at all and GHL_BASE_URL by its prefix only:
+    # httpx raised InvalidURL (not an HTTPError) from inside the command.
+    env.setenv(variable, url)
+    with pytest.raises(SettingsError) as caught:
+        settings.from_env()
+    assert f"{variable}={url!r}: expected " in str(caught.value)

@@ -32,3 +32,14 @@ def test_churn_train_writes_the_model_with_the_shared_options(
     assert cli_main([*args, "--seed", "3"]) == 0
     assert out.exists()
     assert "AUC" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("command", ["model", "churn"])
+@pytest.mark.parametrize("seed", ["-1", "4294967296", "1e400"])
+def test_train_refuses_a_seed_numpy_would_refuse_after_generating_the_data(
+    command: str, seed: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as caught:
+        cli_main([command, "train", "--seed", seed])
+    assert caught.value.code == 2
+    assert f"argument --seed: '{seed}' is not a seed (0-4294967295)" in capsys.readouterr().err

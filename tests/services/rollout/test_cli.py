@@ -321,3 +321,58 @@ async def test_assign_prints_the_tenants_the_rule_reaches(
         == 2
     )
     assert "tenants.txt:2" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("actor", ["a" * 256, "   ", "ops\nalice", "ops\talice"])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("rollout", "set", "--feature", "ai_coaching", "--percentage", "10", "--reason", "r"),
+        ("rollback", "feature", "ai_coaching", "--reason", "r", "--wait-seconds", "0"),
+    ],
+)
+async def test_an_actor_the_audit_cannot_keep_is_refused_before_any_flag_moves(
+    settings_env: dict[str, str],
+    redis_client: Redis,
+    capsys: pytest.CaptureFixture[str],
+    actor: str,
+    command: tuple[str, ...],
+) -> None:
+    # 256 characters failed the audit's varchar(255) after the command started
+    # (a traceback; `rollback feature` then left the feature on); a line break
+    # split `rollout status`'s one line per flag.
+    assert await _cli("flags", "init") == 0
+    with pytest.raises(SystemExit) as exited:
+        await _cli(*command, "--environment", "local", "--actor", actor, "--yes")
+    assert exited.value.code == 2
+    assert "is not an actor: 1-255 printable characters" in capsys.readouterr().err
+    assert await get_flag(redis_client, "ai_coaching") == FlagState(
+        enabled=False, rollout_percentage=0
+    )
+
+
+async def test_an_actor_of_255_characters_is_kept_whole(
+    settings_env: dict[str, str], owner_db: Database
+) -> None:
+    assert await _cli("flags", "init") == 0
+    argv = ["rollout", "set", "--feature", "ai_coaching", "--percentage", "10", "--reason", "r"]
+    assert await _cli(*argv, "--environment", "local", "--actor", "a" * 255, "--yes") == 0
+    assert [r["actor"] for r in await _audit(owner_db)][-1] == "a" * 255
+
+
+@pytest.mark.parametrize("command", ["rollout set", "flags assign"])
+def test_a_percentage_that_rounds_to_zero_is_refused_not_read_as_off(
+    command: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # 0.001 was rounded to 0, and `rollout set` turned the feature off.
+    tenants = tmp_path / "tenants.txt"
+    tenants.write_text("tenant-a\n")
+    argv = [*command.split(), "--feature", "ai_coaching", "--percentage", "0.001"]
+    if command == "rollout set":
+        argv += ["--reason", "r", "--environment", "local", "--yes"]
+    else:
+        argv += ["--tenant-file", str(tenants)]
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    assert exited.value.code == 2
+    assert "'0.001' rounds to 0 at the buckets' resolution of 0.01%" in capsys.readouterr().err
