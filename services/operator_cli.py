@@ -17,7 +17,7 @@ import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import get_args
+from typing import Final, get_args
 
 from services.cli import EXIT_USAGE, CommandError
 from services.common.database import Database, DatabaseUnavailable
@@ -46,11 +46,22 @@ def tenant_argument(value: str) -> str:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+#: A reason is a sentence or two; the audit's column has no limit of its own.
+REASON_MAX_LENGTH: Final = 1000
+
+
 def reason_argument(value: str) -> str:
-    """argparse type: a ``--reason`` that says something (it is kept in the audit)."""
-    if not value.strip():
+    """argparse type: a ``--reason`` that says something (it is kept in the audit), on
+    one line of printable characters: a line break split ``rollout status``'s one
+    line per flag, and Postgres refused a NUL after the command had started."""
+    reason = value.strip()
+    if not reason:
         raise argparse.ArgumentTypeError("must say why (it is kept in the audit)")
-    return value.strip()
+    if len(reason) > REASON_MAX_LENGTH or not reason.isprintable():
+        raise argparse.ArgumentTypeError(
+            f"must be one line of at most {REASON_MAX_LENGTH} printable characters"
+        )
+    return reason
 
 
 def environment_argument(value: str) -> str:

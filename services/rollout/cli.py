@@ -46,7 +46,7 @@ from services.operator_cli import (
     feature_argument,
     reason_argument,
 )
-from services.rollout.observe import gather
+from services.rollout.observe import PrometheusQueryRefused, gather
 from services.rollout.operations import (
     Change,
     FlagChangedMeanwhile,
@@ -267,17 +267,20 @@ def _advance(args: argparse.Namespace) -> int:
                     f"{feature} is at {current:g}%, off the schedule (0, 10, 25, 50, 100); "
                     "use `rollout set` to move it onto a stage first"
                 )
-            gathered = await gather(
-                db=conn.db,
-                environment=conn.settings.environment,
-                feature=feature,
-                state=state,
-                plan=plan,
-                stage=stage,
-                prometheus_url=args.prometheus_url or conn.settings.prometheus_url,
-                selector=args.selector,
-                window=args.window,
-            )
+            try:
+                gathered = await gather(
+                    db=conn.db,
+                    environment=conn.settings.environment,
+                    feature=feature,
+                    state=state,
+                    plan=plan,
+                    stage=stage,
+                    prometheus_url=args.prometheus_url or conn.settings.prometheus_url,
+                    selector=args.selector,
+                    window=args.window,
+                )
+            except PrometheusQueryRefused as exc:
+                raise CommandError(f"{exc}; check --selector and --window") from None
             decision = decide(stage, gathered.observations, plan=plan)
             inputs = {
                 "observations": gathered.observations.as_dict(),

@@ -46,6 +46,11 @@ class PrometheusError(RuntimeError):
     """Prometheus could not answer a query."""
 
 
+class PrometheusQueryRefused(PrometheusError):  # noqa: N818 - reads as the condition it names
+    """Prometheus answered that the query itself is wrong (``bad_data``): a mistyped
+    ``--selector`` or ``--window``, which no later run would answer either."""
+
+
 def latency_query(histogram: str, selector: str, window: str) -> str:
     """p95 of ``histogram`` over ``window`` for the series matching ``selector``."""
     return (
@@ -84,7 +89,10 @@ async def query_scalar(client: httpx.AsyncClient, base_url: str, promql: str) ->
     except ValueError:
         raise PrometheusError(f"prometheus answered {response.status_code} without JSON") from None
     if response.status_code != 200 or body.get("status") != "success":
-        raise PrometheusError(f"prometheus refused the query: {body.get('error', response.text)}")
+        message = f"prometheus refused the query: {body.get('error', response.text)}"
+        if body.get("errorType") == "bad_data":
+            raise PrometheusQueryRefused(f"{message} ({promql})")
+        raise PrometheusError(message)
     result = body["data"]["result"]
     if body["data"]["resultType"] == "scalar":
         return float(result[1])
@@ -118,6 +126,8 @@ async def gather(
     client: httpx.AsyncClient | None = None,
 ) -> Gathered:
     """Everything ``decide`` needs for ``feature``; failures leave fields None.
+
+    Raises ``PrometheusQueryRefused`` for a query Prometheus calls malformed.
 
     The sample ratio is tested against the treatment share ``stage`` assigns
     (its percentage / 100).
@@ -153,6 +163,10 @@ async def gather(
             for name, promql in queries.items():
                 try:
                     values[name] = await query_scalar(http, prometheus_url, promql)
+                except PrometheusQueryRefused:
+                    # Not "no data": recorded as a hold, a mistyped selector held the
+                    # rollout at every run, exit 0, the cause only in the inputs.
+                    raise
                 except PrometheusError as exc:
                     sources[f"{name}_error"] = str(exc)
         finally:

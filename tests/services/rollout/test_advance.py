@@ -254,6 +254,33 @@ async def test_no_prometheus_and_no_results_hold(
     assert "unreachable" in json.dumps(decision["inputs"])
 
 
+@pytest.mark.parametrize(
+    "options",
+    [("--selector", 'route="/good'), ("--window", "1 day")],
+    ids=["unclosed-selector", "window-with-a-space"],
+)
+async def test_a_query_prometheus_refuses_is_an_error_not_a_hold(
+    settings_env: dict[str, str],
+    prometheus: PrometheusServer,
+    redis_client: Redis,
+    owner_db: Database,
+    capsys: pytest.CaptureFixture[str],
+    options: tuple[str, str],
+) -> None:
+    """A mistyped --selector or --window was recorded as a hold ("no data") and
+    exited 0: the rollout waited at every run, its cause only in the inputs."""
+    await _start_week_one(owner_db, days_ago=9)
+    code = await _advance(prometheus.url, *options, "--yes")
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "prometheus refused the query" in err
+    assert "check --selector and --window" in err
+    assert await _decisions(owner_db) == []
+    assert await get_flag(redis_client, "property_vision") == FlagState(
+        enabled=True, rollout_percentage=10
+    )
+
+
 async def test_a_declined_decision_is_recorded_and_changes_nothing(
     settings_env: dict[str, str],
     prometheus: PrometheusServer,

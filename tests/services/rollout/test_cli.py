@@ -351,6 +351,26 @@ async def test_an_actor_the_audit_cannot_keep_is_refused_before_any_flag_moves(
     )
 
 
+@pytest.mark.parametrize("reason", ["r" * 1001, "fix\nrolled back", "nul\x00"])
+async def test_a_reason_off_one_printable_line_is_refused_before_any_flag_moves(
+    settings_env: dict[str, str],
+    redis_client: Redis,
+    capsys: pytest.CaptureFixture[str],
+    reason: str,
+) -> None:
+    # A line break split `rollout status`'s one line per flag; Postgres refused a
+    # NUL after the command had started.
+    assert await _cli("flags", "init") == 0
+    argv = ["rollout", "set", "--feature", "ai_coaching", "--percentage", "10"]
+    with pytest.raises(SystemExit) as exited:
+        await _cli(*argv, "--reason", reason, "--environment", "local", "--yes")
+    assert exited.value.code == 2
+    assert "one line of at most 1000 printable characters" in capsys.readouterr().err
+    assert await get_flag(redis_client, "ai_coaching") == FlagState(
+        enabled=False, rollout_percentage=0
+    )
+
+
 async def test_an_actor_of_255_characters_is_kept_whole(
     settings_env: dict[str, str], owner_db: Database
 ) -> None:
