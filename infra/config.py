@@ -39,7 +39,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from infra import catalog
-from infra.config_checks import SUPPORTED_KUBERNETES_VERSIONS, semantic_problems
+from infra.config_checks import SUPPORTED_KUBERNETES_VERSIONS, is_hostname, semantic_problems
 from infra.environments import ENVIRONMENTS, Environment
 from infra.problems import PROJECT, Problem, StackConfigError
 
@@ -89,7 +89,6 @@ _MEMORY = re.compile(r"[1-9][0-9]*(?:Ki|Mi|Gi|Ti|K|M|G|T)?")
 
 PositiveInt = Annotated[int, Field(gt=0)]
 
-_HOSTNAME = re.compile(r"(?=.{1,253}\Z)(?!-)[a-z0-9-]{1,63}(?<!-)(\.(?!-)[a-z0-9-]{1,63}(?<!-))+")
 # ``Field(pattern=...)`` strings run in pydantic's Rust regex engine, where "$" is
 # the end of the text only (no trailing-newline exception, unlike Python's re);
 # tests/infra/test_config.py checks that a trailing newline is refused.
@@ -123,7 +122,7 @@ def _cidr_leaf(value: str) -> str:
 
 
 def _hostname_leaf(value: str) -> str:
-    if not _HOSTNAME.fullmatch(value):
+    if not is_hostname(value):
         raise ValueError("must be a DNS name (a-z, 0-9, '-', at least one dot)")
     return value
 

@@ -254,18 +254,18 @@ def _service_problems(config: StackConfig) -> list[Problem]:
 
 def _hostname_problems(config: StackConfig) -> list[Problem]:
     problems = []
-    if not _is_hostname(config.domain):
+    if not is_hostname(config.domain):
         problems.append(Problem("domain", config.domain, "must be a DNS name such as example.com"))
         return problems
     for name in type(config.hostnames).model_fields:
         host = config.hostname(name)
-        if not _is_hostname(host):
+        if not is_hostname(host):
             problems.append(
                 Problem(f"hostnames.{name}", host, "must be a DNS name (a-z, 0-9, '-', dots)")
             )
     for target, egress in config.egress.items():
         for host in egress.hosts:
-            if not _is_hostname(host):
+            if not is_hostname(host):
                 problems.append(Problem(f"egress.{target.value}.hosts", host, "must be a DNS name"))
     return problems
 
@@ -678,7 +678,11 @@ def _windows_overlap(daily: str, weekly: str) -> bool:
     )
 
 
-def _is_hostname(value: str) -> bool:
-    if len(value) > 253 or "." not in value:
+def is_hostname(value: str) -> bool:
+    """A DNS name of two labels or more: a-z, 0-9 and '-' (not at either end of a
+    label), at most 63 a label and 253 in all, and a top-level label that is not all
+    digits ("example.2" is no name a public zone can hold; "1.2" reads as an address)."""
+    labels = value.split(".")
+    if len(value) > 253 or len(labels) < 2 or labels[-1].isdigit():
         return False
-    return all(_HOST_LABEL.fullmatch(label) for label in value.split("."))
+    return all(_HOST_LABEL.fullmatch(label) for label in labels)

@@ -491,15 +491,17 @@ def test_short_signing_key_is_refused_without_showing_it() -> None:
 
 
 @pytest.mark.parametrize(
-    "domain", ["bad_host.example.com", "-lead.example.com", "example", "a..b.com"]
+    "domain",
+    ["bad_host.example.com", "-lead.example.com", "example", "a..b.com", "2.5", "example.com\n"],
 )
 def test_malformed_domain_is_refused(domain: str) -> None:
-    assert f"domain = '{domain}'" in _rejected("dev", {"domain": domain})
+    assert f"domain = {domain!r}" in _rejected("dev", {"domain": domain})
 
 
-def test_malformed_hostname_override_is_refused() -> None:
-    message = _rejected("staging", {"hostnames": {"api": "api_.staging.example.com"}})
-    assert "hostnames.api = 'api_.staging.example.com'" in message
+@pytest.mark.parametrize("host", ["api_.staging.example.com", "api.example.123"])
+def test_malformed_hostname_override_is_refused(host: str) -> None:
+    message = _rejected("staging", {"hostnames": {"api": host}})
+    assert f"hostnames.api = '{host}'" in message
 
 
 def test_latest_image_is_refused() -> None:
