@@ -37,6 +37,15 @@ _WEEKLY = re.compile(
     r"(mon|tue|wed|thu|fri|sat|sun):([01][0-9]|2[0-3]):([0-5][0-9])"
 )
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+
+#: The longest stack name whose derived AWS names fit, per ``cluster.mode``. The
+#: longest is an IAM role pulumi-aws auto-names (logical name + 8 characters,
+#: IAM's limit 64): ``enterprisehub-<stack>-cluster-karpenter-controller`` on a
+#: cluster the stack creates, ``enterprisehub-<stack>-roles-churn-orchestrator``
+#: on an existing one. A longer name failed the preview on the provider's "longer
+#: than maximum length", naming no key. tests/infra/test_stack_name.py finds both
+#: limits by synthesis: the name at the limit passes, one character more fails.
+AWS_STACK_NAME_MAX: Final[Mapping[str, int]] = {"eks": 13, "existing-eks": 17}
 _WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _DAY = 24 * 60
 _WEEK = 7 * _DAY
@@ -184,6 +193,16 @@ def semantic_problems(config: StackConfig, stack_name: str) -> list[Problem]:
 
 def _identity_problems(config: StackConfig, stack_name: str) -> list[Problem]:
     problems = []
+    longest = AWS_STACK_NAME_MAX.get(config.cluster.mode)
+    if longest is not None and len(stack_name) > longest:
+        problems.append(
+            Problem.prerequisite(
+                f"stack name {stack_name!r} ({len(stack_name)} characters)",
+                f"at most {longest} characters with cluster.mode {config.cluster.mode}: AWS "
+                "names derived from it would pass IAM's 64-character limit; move to a "
+                "shorter name (`pulumi stack rename`, before the first `up`)",
+            )
+        )
     if stack_name in ENVIRONMENTS and config.environment.value != stack_name:
         problems.append(
             Problem(
