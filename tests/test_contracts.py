@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from pydantic import TypeAdapter
 from pydantic_settings import BaseSettings
 from starlette.routing import WebSocketRoute
 
@@ -32,6 +33,7 @@ from infra.environments import ENVIRONMENTS
 from services import cli
 from services.common import flags
 from services.common.auth import issue_token
+from services.common.identifiers import AgentId, LeadId
 from services.common.scopes import FEED_READ
 from services.common.settings import Environment
 from services.rollback.routes import webhook
@@ -451,6 +453,88 @@ def test_every_published_pattern_is_a_whole_string_ecma_262_pattern() -> None:
     broken = {p: a for p, a in zip(patterns, answers, strict=True) if "error" in a}
     unanchored = [p for p in patterns if not (p.startswith("^") and p.endswith("$"))]
     assert (broken, unanchored) == ({}, [])
+
+
+#: The ids that name one thing across services, and the one type each is read as.
+_CONCEPTS: dict[str, Any] = {"lead_id": LeadId, "agent_id": AgentId}
+#: The kept keys of an id's schema: what a client validates against.
+_ID_KEYWORDS = ("type", "minLength", "maxLength", "pattern")
+
+
+def _id_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    """``schema`` without its null alternative (an optional id) and its annotations."""
+    options = [option for option in schema.get("anyOf", [schema]) if option != {"type": "null"}]
+    if len(options) != 1:
+        return schema
+    return {key: options[0][key] for key in _ID_KEYWORDS if key in options[0]}
+
+
+def _named_fields(node: Any, name: str) -> Iterator[dict[str, Any]]:
+    if isinstance(node, dict):
+        properties = node.get("properties")
+        if isinstance(properties, dict) and name in properties:
+            yield properties[name]
+        for value in node.values():
+            yield from _named_fields(value, name)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _named_fields(value, name)
+
+
+def _ids_a_client_sends(document: dict[str, Any], name: str) -> Iterator[tuple[str, Any]]:
+    """(operation, published schema) of every ``name`` a request body or parameter takes."""
+    for path, item in document["paths"].items():
+        for method, operation in item.items():
+            where = f"{method.upper()} {path}"
+            for parameter in operation.get("parameters", []):
+                if parameter["name"] == name:
+                    yield f"{where} ?{name}", _id_schema(parameter["schema"])
+            # Routes read their own bodies and publish them inlined (request_body_openapi).
+            for field in _named_fields(operation.get("requestBody"), name):
+                yield f"{where} body", _id_schema(field)
+
+
+def _concept_drift(documents: dict[str, dict[str, Any]]) -> list[str]:
+    """Where a concept's id is published other than as its one type."""
+    drift = []
+    for name, kind in _CONCEPTS.items():
+        expected = _id_schema(TypeAdapter(kind).json_schema())
+        for service, document in documents.items():
+            for where, published in _ids_a_client_sends(document, name):
+                if published != expected:
+                    drift.append(f"{service} {where}: {name} {published}")
+    return drift
+
+
+def test_one_id_is_published_as_one_format_by_every_service() -> None:
+    """Realtime published the lead and agent ids as free text, churn as 255
+    characters with ``@``, coaching its agent ids as 128 without: a client
+    validating against one document sent ids another service refused."""
+    documents = {workload.name: app.openapi() for workload, app in _asgi_apps()}
+    assert _concept_drift(documents) == []
+    takers = {
+        name: {service for service, doc in documents.items() if any(_ids_a_client_sends(doc, name))}
+        for name in _CONCEPTS
+    }
+    assert takers == {
+        "lead_id": {"websocket-manager", "churn-orchestrator", "ml-services"},
+        "agent_id": {"websocket-manager", "churn-orchestrator", "coaching-engine"},
+    }
+
+
+def test_an_id_published_differently_by_two_services_is_caught() -> None:
+    def document(pattern: str) -> dict[str, Any]:
+        schema = {"type": "string", "minLength": 1, "maxLength": 255, "pattern": pattern}
+        body = {"properties": {"lead_id": schema}}
+        request = {"content": {"application/json": {"schema": body}}}
+        return {"paths": {"/v1/x": {"post": {"requestBody": request}}}}
+
+    shared = TypeAdapter(LeadId).json_schema()["pattern"]
+    assert _concept_drift({"a": document(shared), "b": document(shared)}) == []
+    assert _concept_drift({"a": document(shared), "b": document("^[a-z]{1,255}$")}) == [
+        "b POST /v1/x body: lead_id {'type': 'string', 'minLength': 1, 'maxLength': 255, "
+        "'pattern': '^[a-z]{1,255}$'}"
+    ]
 
 
 def test_every_public_route_is_under_its_services_api_paths() -> None:

@@ -11,7 +11,13 @@ from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
 from services.churn.contact_rules import zone
 from services.churn.features import PIPELINE_STAGES
-from services.common.identifiers import CanonicalUuid, IdentifierFormat
+from services.common.identifiers import (
+    CRM_PUNCTUATION,
+    AgentId,
+    CanonicalUuid,
+    IdentifierFormat,
+    LeadId,
+)
 
 MAX_DATA_KEYS: Final = 20
 MAX_TEXT: Final = 500
@@ -90,8 +96,9 @@ def _data(value: dict[str, Any]) -> dict[str, Any]:
     return value
 
 
-#: A lead's, a contact's or an agent's id (a CRM contact id may be an address).
-Identifier = Annotated[str, IdentifierFormat(255, punctuation="_.:@-")]
+#: A LeadConnector contact's id (it may be an address). Leads and agents are
+#: `LeadId` and `AgentId`, the formats every service takes them in.
+ContactId = Annotated[str, IdentifierFormat(255, punctuation=CRM_PUNCTUATION)]
 TimeZoneName = Annotated[str, AfterValidator(_timezone)]
 SignalData = Annotated[dict[str, Any], AfterValidator(_data)]
 #: A timezone-aware instant a CRM reports: 1970 or later.
@@ -103,11 +110,11 @@ class LeadUpsert(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    lead_id: Identifier
-    crm_contact_id: Identifier | None = Field(
+    lead_id: LeadId
+    crm_contact_id: ContactId | None = Field(
         default=None, description="LeadConnector contact id; defaults to lead_id."
     )
-    agent_id: Identifier | None = None
+    agent_id: AgentId | None = None
     timezone: TimeZoneName = Field(default="UTC", description="IANA zone, e.g. America/Denver.")
     pipeline_stage: PipelineStage = "new"
     created_at: Annotated[CrmTimestamp, AfterValidator(_not_in_future)] | None = None
@@ -166,7 +173,7 @@ class SignalCreate(BaseModel):
     # Its canonical text only, as every id: braces, a urn:uuid: prefix or no
     # hyphens named the same signal in forms the published pattern refuses.
     signal_id: CanonicalUuid
-    lead_id: Identifier
+    lead_id: LeadId
     type: SignalType
     occurred_at: CrmTimestamp
     data: SignalData = Field(default_factory=dict)

@@ -8,9 +8,11 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from services.common.claude.ledger import stored_call_cost
-from services.common.identifiers import IdentifierFormat
+from services.common.identifiers import AgentId, IdentifierFormat
 
-#: A message's, an agent's or a conversation's id, as the CRM names them.
+#: A message's or a conversation's id, as the CRM names them. An agent is an
+#: `AgentId`: the token subject the feed targets, in the format churn and
+#: realtime take it in.
 CoachingId = Annotated[str, IdentifierFormat(128)]
 MAX_MESSAGES = 2_000
 
@@ -39,7 +41,7 @@ class CoachingSessionCreate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    agent_id: CoachingId
+    agent_id: AgentId
     conversation_id: CoachingId | None = None
     messages: list[TranscriptMessage] = Field(min_length=1, max_length=MAX_MESSAGES)
 

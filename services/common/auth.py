@@ -53,6 +53,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.requests import HTTPConnection
 from starlette.websockets import WebSocket
 
+from services.common.identifiers import AGENT_ID_FORMAT
 from services.common.metrics import TENANT_STATE_KEY
 from services.common.scopes import (
     COACHING_ANALYZE,
@@ -322,13 +323,21 @@ def issue_token(
 ) -> str:
     """Mint a token signed with the active key (for the CLI, demos and tests).
 
-    Raises ValueError (one line, for the CLI to print) for an unknown or
-    missing scope, a lifetime that is not a positive finite number of
-    seconds, or one longer than the cap of the token's scopes.
+    Raises ValueError (one line, for the CLI to print) for a subject that is
+    not an `AgentId`, an unknown or missing scope, a lifetime that is not a
+    positive finite number of seconds, or one longer than the cap of the
+    token's scopes.
     """
     validate_tenant_id(tenant_id)
-    if not subject:
-        raise ValueError("subject must be non-empty")
+    # The feed delivers an event to the sockets whose subject equals its
+    # agent_id, an AgentId: a token for any other subject could never be
+    # targeted. Only minting checks; tokens already issued keep verifying.
+    if not AGENT_ID_FORMAT.matches(subject):
+        shown = subject if len(subject) <= 64 else subject[:64] + "..."
+        raise ValueError(
+            f"subject {shown!r} is not an agent id ({AGENT_ID_FORMAT.description}), "
+            "so no event could target it"
+        )
     granted = parse_scopes(scopes if isinstance(scopes, str) else list(scopes))
     if not granted:
         raise ValueError(f"a token needs at least one scope ({', '.join(SCOPES)})")

@@ -1,5 +1,9 @@
 """The ids a client names things by: leads, agents, properties, messages, event types.
 
+A concept has one definition here (`LeadId`, `AgentId`), used by every service
+that takes it: a lead id one service accepted and another refused split one
+CRM lead between them.
+
 One definition both validates an id and publishes it. The check is a
 ``fullmatch`` (``$`` would let a trailing newline through). The OpenAPI document
 gets the same set as JSON Schema reads a pattern: ECMA-262, where ``\\A`` and
@@ -84,6 +88,26 @@ class IdentifierFormat:
             "maxLength": self.max_length,
             "pattern": f"^{self.pattern}$",
         }
+
+
+#: What the CRM's ids may also hold: ``@`` (a contact or an agent named by an
+#: address) on top of the default punctuation.
+CRM_PUNCTUATION: Final = "_.:@-"
+
+#: The CRM's id of a lead, wherever a client sends one (realtime's events,
+#: churn's leads and signals, scoring's echoed id). 255 is every lead_id
+#: column's width (varchar(255)); with churn's set, nothing churn took is refused.
+LEAD_ID_FORMAT: Final = IdentifierFormat(255, punctuation=CRM_PUNCTUATION)
+LeadId = Annotated[str, LEAD_ID_FORMAT]
+
+#: An agent: the subject of the agent's tokens, which the feed compares with an
+#: event's ``agent_id`` to deliver it, and whom coaching sessions are about. One
+#: format for both, so that an event can target any agent a token can be minted
+#: for, and an id that no token could carry is refused instead of reaching no
+#: socket. 255 is every agent_id column's width; it takes what churn and
+#: coaching (128, no ``@``) took.
+AGENT_ID_FORMAT: Final = IdentifierFormat(255, punctuation=CRM_PUNCTUATION)
+AgentId = Annotated[str, AGENT_ID_FORMAT]
 
 
 #: A UUID as the platform writes it: 8-4-4-4-12 hex digits. Python's ``UUID()``

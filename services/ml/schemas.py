@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from services.common.claude.ledger import stored_call_cost
-from services.common.identifiers import IdentifierFormat
+from services.common.identifiers import IdentifierFormat, LeadId
 from services.common.scoring import LeadFeatures
 from services.ml.config import MAX_BATCH_LEADS
 
@@ -17,9 +17,9 @@ class LeadScoreCreate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    lead_id: str | None = Field(
-        default=None, min_length=1, max_length=255, description="Echoed back; never stored."
-    )
+    # Never stored, but the caller's id for a lead is the CRM's: one format
+    # for it in every service.
+    lead_id: LeadId | None = Field(default=None, description="Echoed back; never stored.")
     features: LeadFeatures
 
 

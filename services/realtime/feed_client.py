@@ -10,8 +10,9 @@ refusal that retrying cannot fix (401/403, 1008) ends it with the reason,
 except a close for an expired token (1008 ``expired_token``) when the client
 minted that token itself: it mints a fresh one and resumes at once.
 
-Everything it prints passes through `printable`: lead ids, agent ids and
-``data`` are whatever a CRM sent (free text), and an escape sequence in
+Everything it prints passes through `printable`: ``data`` is whatever a CRM
+sent (free text), and so are the lead and agent ids of events the ingest
+accepted before it read them as ids (still replayed); an escape sequence in
 them would otherwise be run by the operator's terminal.
 """
 

@@ -12,7 +12,6 @@ from fastapi import APIRouter, HTTPException, Query, Request
 
 from services.coaching.deps import ClaudeDep, EngineDep
 from services.coaching.schemas import (
-    CoachingId,
     CoachingSessionCreate,
     CoachingSessionList,
     CoachingSessionPublic,
@@ -21,7 +20,7 @@ from services.common.auth import CoachingPrincipalDep, auth_responses
 from services.common.body import BODY_ERROR_RESPONSES, read_model, request_body_openapi
 from services.common.deps import SettingsDep
 from services.common.flags import require_scope_and_feature
-from services.common.identifiers import CanonicalUuid
+from services.common.identifiers import AgentId, CanonicalUuid
 from services.common.scopes import COACHING_ANALYZE
 
 # A token without coaching:analyze gets 403 insufficient_scope (an agent's
@@ -66,7 +65,7 @@ async def create_session(
 async def list_sessions(
     principal: CoachingPrincipalDep,
     engine: EngineDep,
-    agent_id: Annotated[CoachingId, Query()],
+    agent_id: Annotated[AgentId, Query()],
 ) -> CoachingSessionList:
     """An agent's sessions, newest first (at most 50)."""
     rows = await engine.list(principal.tenant_id, agent_id)

@@ -13,7 +13,12 @@ import pytest
 from fastapi import APIRouter, FastAPI, WebSocket
 
 from services.common.app import create_app
-from services.common.auth import AuthError, authenticate_websocket, deny_websocket
+from services.common.auth import (
+    AuthError,
+    TokenVerifier,
+    authenticate_websocket,
+    deny_websocket,
+)
 from services.common.metrics import new_registry
 from services.common.settings import CommonSettings
 
@@ -252,3 +257,13 @@ async def test_websocket_with_expired_token_is_denied(
     token = sign(claims(exp=int(time.time()) - 3600))
     status, body = denial(await handshake(ws_app, query=f"access_token={token}"))
     assert (status, body["reason"]) == (401, "expired_token")
+
+
+def test_a_token_issued_before_subjects_were_checked_still_verifies(
+    sign: Callable[..., str], settings: CommonSettings
+) -> None:
+    """Minting refuses a subject that is not an AgentId; a token we signed before
+    that keeps working until it expires, as any other of ours."""
+    token = sign(claims(sub="bob smith", scope="feed:read", jti="j1"))
+    principal = TokenVerifier.from_settings(settings).verify(token)
+    assert principal.subject == "bob smith"

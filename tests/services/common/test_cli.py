@@ -9,6 +9,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
@@ -90,6 +91,37 @@ def test_token_refuses_an_invalid_tenant(
 ) -> None:
     assert main(["token", "--tenant", "a:*", "--subject", "s", "--scope", "feed:read"]) == 2
     assert "tenant id 'a:*' is invalid" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("subject", ["bob smith", "bob\n", "-bob", "bob/1", "x" * 256])
+def test_token_refuses_a_subject_no_event_could_target(
+    subject: str, settings: CommonSettings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The feed delivers an event to the sockets whose subject equals its agent_id,
+    which ingest reads as an AgentId: a token for "bob smith" was minted, and no
+    event could ever reach it."""
+    # "--subject=-bob": argparse reads a separate "-bob" as an option.
+    argv = ["token", "--tenant", "tenant-a", f"--subject={subject}", "--scope", "feed:read"]
+    assert main(argv) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.count("\n") == 1
+    assert "is not an agent id (1-255 characters from A-Z a-z 0-9 _ . : @ -" in err
+
+
+def test_feed_refuses_to_mint_for_a_subject_no_event_could_target(
+    settings: CommonSettings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def connect(*args: object, **kwargs: object) -> NoReturn:
+        # The client retries a failed connection for ever: fail instead.
+        raise AssertionError("the feed connected with a token no event could target")
+
+    monkeypatch.setattr("services.realtime.feed_client.connect", connect)
+    argv = ["feed", "--tenant", "tenant-a", "--subject", "bob smith", "--url", "ws://192.0.2.1/"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "subject 'bob smith' is not an agent id" in err
 
 
 def test_bad_settings_are_listed_by_variable(

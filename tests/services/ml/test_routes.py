@@ -216,7 +216,9 @@ async def test_another_tenants_token_never_reads_this_tenants_cache(
         (lambda b: b["features"].update(source="fax"), "body.features.source", "Input should be"),
         (lambda b: b["features"].pop("timeline"), "body.features.timeline", "required"),
         (lambda b: b["features"].update(mood="keen"), "body.features.mood", "not permitted"),
-        (lambda b: b.update(lead_id=""), "body.lead_id", "at least 1 character"),
+        # A LeadId, as realtime and churn read it (it was any 1-255 characters).
+        (lambda b: b.update(lead_id=""), "body.lead_id", "1-255 characters from"),
+        (lambda b: b.update(lead_id="lead 1\n"), "body.lead_id", "1-255 characters from"),
         (lambda b: b.pop("features"), "body.features", "required"),
     ],
 )

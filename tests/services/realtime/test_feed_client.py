@@ -5,17 +5,25 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+import time
+import uuid
 from asyncio.subprocess import Process
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import httpx
+import jwt
 import orjson
 import pytest
 
+from services.common.redis import Redis
 from services.common.scopes import CRM_INGEST, FEED_READ
 from services.common.scoring import LeadFeatures
+from services.common.settings import CommonSettings
 from services.realtime.config import RealtimeSettings
 from services.realtime.feed_client import TOKEN_ENV, printable
+from services.realtime.frames import encode_event_body
+from services.realtime.stream import EventStream
 from tests.services.realtime.conftest import RECEIVE_TIMEOUT, Replica, event_body, post_event
 
 pytestmark = pytest.mark.integration
@@ -176,23 +184,59 @@ def test_every_c0_and_c1_control_is_escaped_and_printable_text_is_kept() -> None
     assert shown.endswith(KEPT + "\\u2028\\u202e\\u2066")
 
 
+def _token_minted_before_subjects_were_checked(settings: CommonSettings, subject: str) -> str:
+    # issue_token now refuses a subject that is not an AgentId; one it signed
+    # before still verifies until it expires.
+    now = int(time.time())
+    claims = {"tid": "tenant-a", "sub": subject, "scope": FEED_READ, "iat": now}
+    return jwt.encode(
+        {**claims, "exp": now + 600, "jti": uuid.uuid4().hex},
+        settings.jwt_secret_key.get_secret_value(),
+        algorithm="HS256",
+        headers={"kid": settings.jwt_key_id},
+    )
+
+
+async def _publish_as_before_ids_were_checked(
+    redis: Redis, *, lead_id: str, agent_id: str, data: dict[str, Any]
+) -> None:
+    # The ingest now refuses such ids (422), but the events it accepted before
+    # are still in the tenant's stream and in Postgres, and a client resuming
+    # after them is sent them again: the client must not trust what it reads.
+    accepted_at = time.time()
+    event_id = str(uuid.uuid4())
+    body = encode_event_body(
+        event_id=event_id,
+        lead_id=lead_id,
+        event_type="lead.updated",
+        agent_id=agent_id,
+        score=0.5,
+        model_version="before",
+        data=data,
+        accepted_at=accepted_at,
+    )
+    await EventStream(redis, maxlen=1000).publish(
+        tenant_id="tenant-a",
+        event_id=event_id,
+        agent_id=agent_id,
+        accepted_at=accepted_at,
+        body=body,
+    )
+
+
 @pytest.mark.parametrize("raw", [False, True], ids=["lines", "json"])
 async def test_an_event_cannot_send_escape_sequences_to_the_operators_terminal(
     replica: Replica,
-    http: httpx.AsyncClient,
-    make_token: Callable[..., str],
-    sample_leads: list[LeadFeatures],
+    redis_client: Redis,
+    settings: CommonSettings,
     raw: bool,
 ) -> None:
-    """The ingest takes lead and agent ids as free text, and the client printed
+    """The ingest took lead and agent ids as free text, and the client printed
     them as they came: an event could clear the operator's screen, retitle the
-    window or overwrite a line with a fake one."""
-    crm = make_token("tenant-a", scopes=(CRM_INGEST,))
-    body = event_body(
-        sample_leads[0], lead_id=HOSTILE_LEAD, agent_id=HOSTILE_AGENT, data={"note": KEPT}
-    )
+    window or overwrite a line with a fake one. The ingest refuses such ids now,
+    but what it stored before is still delivered; and ``data`` stays free text."""
     # The event is for that agent only: the feed's token is that agent's.
-    token = make_token("tenant-a", subject=HOSTILE_AGENT, scopes=(FEED_READ,))
+    token = _token_minted_before_subjects_were_checked(settings, HOSTILE_AGENT)
     options = ["--token", token, "--count", "1", *(["--json"] if raw else [])]
     client = await _start_client(replica, *options, env=dict(os.environ))
     assert client.stdout is not None
@@ -200,7 +244,12 @@ async def test_an_event_cannot_send_escape_sequences_to_the_operators_terminal(
         async with asyncio.timeout(RECEIVE_TIMEOUT):
             connected = await client.stdout.readline()
             assert b"connected" in connected or b'"ready"' in connected, connected
-            await post_event(http, replica, crm, body)
+            await _publish_as_before_ids_were_checked(
+                redis_client,
+                lead_id=HOSTILE_LEAD,
+                agent_id=HOSTILE_AGENT,
+                data={"note": HOSTILE_LEAD},
+            )
             output, _ = await client.communicate()
     finally:
         await _stop(client)
@@ -212,7 +261,7 @@ async def test_an_event_cannot_send_escape_sequences_to_the_operators_terminal(
         # Still the event's JSON, with its fields as they were sent.
         event = orjson.loads(text)
         assert (event["lead_id"], event["agent_id"]) == (HOSTILE_LEAD, HOSTILE_AGENT)
-        assert event["data"] == {"note": KEPT}
+        assert event["data"] == {"note": HOSTILE_LEAD}
         assert KEPT in text
     else:
         shown = "\\u001b[2J\\u001b]0;owned\\u0007lead\\u000dfake line\\u009b31m\\u202eevil "

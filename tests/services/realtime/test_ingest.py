@@ -164,3 +164,53 @@ async def test_no_request_the_document_describes_gets_a_server_error(
     assert report.findings == []
     for operation in ("POST /v1/leads/events", "POST /v1/leads/events/batch"):
         assert report.answered(operation, 2) > 0, report.statuses  # handlers reached
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        # No token subject can be "bob\n" (minting refuses it): the event was
+        # acknowledged 202 and delivered to no socket.
+        ("agent_id", "bob\n"),
+        ("agent_id", "bob smith"),
+        ("lead_id", "lead 1"),
+        ("lead_id", "lead-1\n"),
+        ("lead_id", "x" * 256),
+    ],
+)
+async def test_an_id_outside_its_format_is_422_and_stores_nothing(
+    replica: Replica,
+    http: httpx.AsyncClient,
+    make_token: Callable[..., str],
+    sample_leads: list[LeadFeatures],
+    owner_db: Database,
+    field: str,
+    value: str,
+) -> None:
+    """Lead and agent ids are read in the formats churn and coaching read them in
+    (LeadId, AgentId): the webhook took free text."""
+    body = {**event_body(sample_leads[0]), field: value}
+    token = make_token("tenant-a")
+    for path, sent in (("events", body), ("events/batch", {"events": [body]})):
+        response = await http.post(
+            f"{replica.http}/v1/leads/{path}",
+            json=sent,
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        assert response.status_code == 422, (path, response.text)
+        answer = response.json()
+        assert answer["reason"] == "validation_error"
+        assert field in answer["detail"]
+        assert "characters from A-Z a-z 0-9 _ . : @ -" in answer["detail"]
+    async with owner_db.unscoped() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM realtime_intelligence_events") == 0
+
+
+async def test_an_address_is_an_agent_id_as_in_churn_and_coaching(
+    replica: Replica,
+    http: httpx.AsyncClient,
+    make_token: Callable[..., str],
+    sample_leads: list[LeadFeatures],
+) -> None:
+    body = event_body(sample_leads[0], lead_id="crm:lead@42", agent_id="jo@example.com")
+    await post_event(http, replica, make_token("tenant-a"), body)
