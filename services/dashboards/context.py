@@ -19,11 +19,25 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from services.common.database import Database
+import asyncpg
+
+from services.common.database import Database, DatabaseUnavailable
 from services.dashboards.config import DashboardSettings
 from services.dashboards.session import signed_in_token
 
 T = TypeVar("T")
+
+# A connection lost mid-page (Postgres restarted, the network dropped) surfaces
+# as these rather than as the pool's DatabaseUnavailable, which covers only
+# acquiring a connection; a page tells both apart from a bug the same way.
+_LOST_CONNECTION: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.exceptions.ConnectionDoesNotExistError,
+    asyncpg.exceptions.AdminShutdownError,
+)
 
 
 class AsyncRunner:
@@ -82,10 +96,17 @@ class PageContext:
         return signed_in_token() == self.token and datetime.now(UTC) < self.expires_at
 
     def run(self, fn: Callable[[Database], Awaitable[T]]) -> T:
-        """``await fn(db)`` with the application-role ``Database``; returns its result."""
+        """``await fn(db)`` with the application-role ``Database``; returns its result.
+
+        Raises ``DatabaseUnavailable`` when Postgres cannot be reached or the
+        connection is lost, which the app shows as a message, not a traceback.
+        """
 
         async def with_db() -> T:
-            return await fn(await self.runner.database())
+            try:
+                return await fn(await self.runner.database())
+            except _LOST_CONNECTION as exc:
+                raise DatabaseUnavailable(f"postgres unavailable ({type(exc).__name__})") from exc
 
         return self.runner.call(with_db())
 

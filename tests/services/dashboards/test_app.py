@@ -16,6 +16,7 @@ import httpx
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from localrun.servers import free_port
 from services.common.auth import issue_token
 from services.common.scoring import LeadFeatures
 from services.common.settings import AuthSettings
@@ -163,3 +164,31 @@ def test_merge_keeps_each_event_once_when_two_runs_read_from_one_cursor() -> Non
     merge(state, [{"stream_id": "1001-1", "score": 0.1}], None)
     assert len(state["events"]) == 3
     assert state["cursor"] == "1001-1"
+
+
+async def _open_page(at: AppTest, url_path: str) -> AppTest:
+    # AppTest.switch_page matches pages by file, and the app's pages are
+    # functions with a url_path: select the registered page by that path.
+    at._page_hash = next(
+        page_hash
+        for page_hash, info in at._registered_pages.items()
+        if info.get("url_pathname") == url_path
+    )
+    return await _run(at)
+
+
+@pytest.mark.parametrize("url_path", ["property", "coaching", "roi"])
+async def test_a_page_says_postgres_is_down_instead_of_a_traceback(
+    settings_env: dict[str, str],
+    make_token: Callable[..., str],
+    monkeypatch: pytest.MonkeyPatch,
+    url_path: str,
+) -> None:
+    # Nothing listens on the port: Postgres is down, not faked. The page drew
+    # DatabaseUnavailable with its traceback (the server's files and code).
+    monkeypatch.setenv("DATABASE_URL", f"postgresql://app:pw@127.0.0.1:{free_port()}/app")
+    at = await _sign_in(make_token("tenant-a", scopes=("dashboards:view",)))
+    at = await _open_page(at, url_path)
+    assert not at.exception, [e.value for e in at.exception]
+    assert len(at.error) == 1
+    assert "cannot read its data right now: postgres unavailable" in at.error[0].value
