@@ -22,6 +22,7 @@ from services.common.scoring import LeadFeatures
 from services.common.settings import AuthSettings
 from services.dashboards import app as dashboards_app
 from services.dashboards.feed import FeedUnavailable, read_feed, stream_id_at
+from services.dashboards.views import lead_hub
 from services.dashboards.views.lead_hub import HOT_SCORE, merge, summarize
 from tests.services.realtime.conftest import Replica, event_body, post_event
 
@@ -192,3 +193,33 @@ async def test_a_page_says_postgres_is_down_instead_of_a_traceback(
     assert not at.exception, [e.value for e in at.exception]
     assert len(at.error) == 1
     assert "cannot read its data right now: postgres unavailable" in at.error[0].value
+
+
+async def test_the_hub_of_a_tenant_quiet_for_the_lookback_reads_its_feed(
+    dashboards_env: dict[str, str],
+    replica: Replica,
+    http: httpx.AsyncClient,
+    make_token: Callable[..., str],
+    sample_leads: list[LeadFeatures],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The hub opens at "an hour ago" as a stream id. For a tenant whose newest
+    # event is older than that (overnight), the feed refuses the cursor as one
+    # it never sent (1008), and the hub said "Feed unavailable" on every
+    # refresh until the tenant's next event. A lookback of zero puts the same
+    # tenant's only event before the hub's first cursor without waiting an hour.
+    webhook = make_token("tenant-a", subject="crm")
+    await post_event(http, replica, webhook, event_body(sample_leads[0], lead_id="old"))
+    await asyncio.sleep(0.05)
+    monkeypatch.setattr(lead_hub, "LOOKBACK_SECONDS", 0.0)
+    at = await _sign_in(make_token("tenant-a", subject="agent-7"))
+    assert not at.exception, [e.value for e in at.exception]
+    assert [w.value for w in at.warning] == []
+    assert [i.value for i in at.info] == [
+        "No lead events yet for this tenant; they appear here as the CRM sends them."
+    ]
+    # Live again: the next event is read on the next refresh.
+    await post_event(http, replica, webhook, event_body(sample_leads[1], lead_id="new"))
+    at = await _run(at)
+    assert [w.value for w in at.warning] == []
+    assert list(at.dataframe[0].value["lead"]) == ["new"]
