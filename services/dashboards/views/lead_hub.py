@@ -126,6 +126,13 @@ def _position(stream_id: str) -> tuple[int, int]:
     return int(milliseconds), int(sequence or 0)
 
 
+#: What the page keeps of an event: what it draws and the cursor. The event's
+#: ``data`` is the CRM's own JSON, up to REALTIME_MAX_EVENT_BYTES (64 KiB by
+#: default) each: kept, LATEST_EVENTS of them held some 13 MB per open hub,
+#: in the server's memory, never drawn.
+KEPT_FIELDS = ("stream_id", "lead_id", "event_type", "agent_id", "score", "accepted_at")
+
+
 # Two runs of one session can read from the same cursor at once: a click
 # reruns the page in a new thread while the refreshing fragment's thread is
 # still waiting for the feed (Streamlit interrupts a run only at its next st
@@ -146,7 +153,11 @@ def merge(state: dict[str, Any], events: list[dict[str, Any]], cursor: str | Non
     """Add the events read past ``state["cursor"]`` and move the cursor forward only."""
     with _MERGE_LOCK:
         after = _position(state["cursor"])
-        new = [e for e in events if _position(str(e.get("stream_id", "0-0"))) > after]
+        new = [
+            {name: e.get(name) for name in KEPT_FIELDS}
+            for e in events
+            if _position(str(e.get("stream_id", "0-0"))) > after
+        ]
         state["events"] = (state["events"] + new)[-LATEST_EVENTS:]
         candidates = [c for c in (cursor, *(str(e["stream_id"]) for e in new)) if c is not None]
         furthest = max(candidates, key=_position, default=None)

@@ -223,3 +223,32 @@ async def test_the_hub_of_a_tenant_quiet_for_the_lookback_reads_its_feed(
     at = await _run(at)
     assert [w.value for w in at.warning] == []
     assert list(at.dataframe[0].value["lead"]) == ["new"]
+
+
+def test_merge_keeps_only_what_the_hub_draws() -> None:
+    # The CRM's data (up to 64 KiB an event) stayed in every session's state.
+    state: dict[str, Any] = {"cursor": "1000-0", "events": []}
+    event = {
+        "type": "lead_event",
+        "stream_id": "1000-1",
+        "event_id": "e1",
+        "lead_id": "lead-1",
+        "event_type": "lead.created",
+        "agent_id": None,
+        "score": 0.5,
+        "model_version": "v1",
+        "data": {"notes": "x" * 60_000},
+        "accepted_at": 1_700_000_000.0,
+    }
+    merge(state, [event], "1000-1")
+    assert state["events"] == [
+        {
+            "stream_id": "1000-1",
+            "lead_id": "lead-1",
+            "event_type": "lead.created",
+            "agent_id": None,
+            "score": 0.5,
+            "accepted_at": 1_700_000_000.0,
+        }
+    ]
+    assert summarize(state["events"], latest=10).rows[0]["lead"] == "lead-1"
