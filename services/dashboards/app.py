@@ -151,7 +151,12 @@ def main() -> None:
         runner=_runner(key, settings),
     )
     with st.sidebar:
-        st.caption(f"Tenant **{principal.tenant_id}** · {principal.subject}")
+        st.caption(f"Tenant **{principal.tenant_id}**")
+        # The subject is whatever the token's minter wrote (``enterprisehub token
+        # --subject``), not a validated id: in markdown "[Reset your
+        # password](http://...)" was a link, and escaping still leaves a bare
+        # URL linked. Plain text shows it as written.
+        st.text(principal.subject)
         st.button("Sign out", on_click=sign_out)
     st.navigation([_page(module, ctx) for module in PAGES]).run()
 
