@@ -27,6 +27,12 @@ from services.dashboards.session import signed_in_token
 
 T = TypeVar("T")
 
+#: The longest a page waits for its data. Postgres has no statement timeout
+#: here, and a query behind a lock (a migration, a long transaction) or over
+#: a silent network held the page's script thread, and the user's page,
+#: forever: Streamlit cannot interrupt a thread blocked outside its own calls.
+PAGE_DATA_SECONDS = 60.0
+
 # A connection lost mid-page (Postgres restarted, the network dropped) surfaces
 # as these rather than as the pool's DatabaseUnavailable, which covers only
 # acquiring a connection; a page tells both apart from a bug the same way.
@@ -54,9 +60,17 @@ class AsyncRunner:
         self._db_lock = asyncio.Lock()
 
     def call(self, coroutine: Coroutine[Any, Any, T], *, timeout: float | None = None) -> T:
-        """Run ``coroutine`` on the loop and wait (at most ``timeout`` s) for its result."""
+        """Run ``coroutine`` on the loop and wait (at most ``timeout`` s) for its result.
+
+        On timeout the coroutine is cancelled (it would otherwise keep its
+        connection busy for nobody) and ``TimeoutError`` raised.
+        """
         future: Future[T] = asyncio.run_coroutine_threadsafe(coroutine, self._loop)
-        return future.result(timeout)
+        try:
+            return future.result(timeout)
+        except TimeoutError:
+            future.cancel()
+            raise
 
     async def database(self) -> Database:
         """The process's pool, connected on first use."""
@@ -108,7 +122,12 @@ class PageContext:
             except _LOST_CONNECTION as exc:
                 raise DatabaseUnavailable(f"postgres unavailable ({type(exc).__name__})") from exc
 
-        return self.runner.call(with_db())
+        try:
+            return self.runner.call(with_db(), timeout=PAGE_DATA_SECONDS)
+        except TimeoutError:
+            raise DatabaseUnavailable(
+                f"postgres did not answer within {PAGE_DATA_SECONDS:g} s"
+            ) from None
 
     def run_async(self, coroutine: Coroutine[Any, Any, T]) -> T:
         """Await ``coroutine`` on the shared loop (for clients other than Postgres)."""

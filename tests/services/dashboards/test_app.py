@@ -9,6 +9,7 @@ server keeps serving on the test's event loop.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -18,9 +19,11 @@ from streamlit.testing.v1 import AppTest
 
 from localrun.servers import free_port
 from services.common.auth import issue_token
+from services.common.database import Database
 from services.common.scoring import LeadFeatures
 from services.common.settings import AuthSettings
 from services.dashboards import app as dashboards_app
+from services.dashboards import context
 from services.dashboards.feed import FeedUnavailable, read_feed, stream_id_at
 from services.dashboards.views import lead_hub
 from services.dashboards.views.lead_hub import HOT_SCORE, merge, summarize
@@ -264,3 +267,30 @@ async def test_the_sidebar_shows_the_tokens_subject_as_written(
     assert not at.exception, [e.value for e in at.exception]
     assert [c.value for c in at.sidebar.caption] == ["Tenant **tenant-a**"]
     assert [t.value for t in at.sidebar.text] == [subject]
+
+
+async def test_a_page_stuck_behind_a_lock_gives_up_and_says_so(
+    settings_env: dict[str, str],
+    make_token: Callable[..., str],
+    owner_db: Database,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Postgres has no statement timeout for the app: a page's query behind a
+    # lock (a migration, a long transaction) held the user's page forever.
+    monkeypatch.setattr(context, "PAGE_DATA_SECONDS", 2.0)
+    at = await _sign_in(make_token("tenant-a", scopes=("dashboards:view",)))
+    async with owner_db.unscoped() as conn:
+        await conn.execute("LOCK TABLE coaching_sessions IN ACCESS EXCLUSIVE MODE")
+        started = time.monotonic()
+        at = await _open_page(at, "coaching")
+        waited = time.monotonic() - started
+    assert not at.exception, [e.value for e in at.exception]
+    assert [e.value for e in at.error] == [
+        "This page cannot read its data right now: postgres did not answer within 2 s. "
+        "It is not your input; reload the page in a minute."
+    ]
+    assert waited < 20
+    # The cancelled query gave its connection back: the page reads again.
+    at = await _run(at)
+    assert not at.error
+    assert [t.value for t in at.title] == ["🎯 Agent Coaching"]
