@@ -26,6 +26,7 @@ from types import ModuleType
 import streamlit as st
 
 from services.common.auth import AuthError, Principal, TokenVerifier
+from services.common.database import DatabaseUnavailable
 from services.common.scopes import DASHBOARDS_VIEW
 from services.dashboards.config import DashboardSettings
 from services.dashboards.context import AsyncRunner, PageContext
@@ -99,7 +100,15 @@ def _sign_in(verifier: TokenVerifier) -> None:
 
 def _page(module: ModuleType, ctx: PageContext) -> st.Page:
     def draw() -> None:
-        module.render(ctx)
+        # An outage is the page's to explain: left to Streamlit it drew the
+        # exception with its traceback (the server's paths and code) to the user.
+        try:
+            module.render(ctx)
+        except DatabaseUnavailable as exc:
+            st.error(
+                f"This page cannot read its data right now: {exc.reason}. "
+                "It is not your input; reload the page in a minute."
+            )
 
     return st.Page(draw, title=module.TITLE, icon=module.ICON, url_path=_slug(module))
 
@@ -142,7 +151,12 @@ def main() -> None:
         runner=_runner(key, settings),
     )
     with st.sidebar:
-        st.caption(f"Tenant **{principal.tenant_id}** · {principal.subject}")
+        st.caption(f"Tenant **{principal.tenant_id}**")
+        # The subject is whatever the token's minter wrote (``enterprisehub token
+        # --subject``), not a validated id: in markdown "[Reset your
+        # password](http://...)" was a link, and escaping still leaves a bare
+        # URL linked. Plain text shows it as written.
+        st.text(principal.subject)
         st.button("Sign out", on_click=sign_out)
     st.navigation([_page(module, ctx) for module in PAGES]).run()
 

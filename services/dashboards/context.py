@@ -19,11 +19,31 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from services.common.database import Database
+import asyncpg
+
+from services.common.database import Database, DatabaseUnavailable
 from services.dashboards.config import DashboardSettings
 from services.dashboards.session import signed_in_token
 
 T = TypeVar("T")
+
+#: The longest a page waits for its data. Postgres has no statement timeout
+#: here, and a query behind a lock (a migration, a long transaction) or over
+#: a silent network held the page's script thread, and the user's page,
+#: forever: Streamlit cannot interrupt a thread blocked outside its own calls.
+PAGE_DATA_SECONDS = 60.0
+
+# A connection lost mid-page (Postgres restarted, the network dropped) surfaces
+# as these rather than as the pool's DatabaseUnavailable, which covers only
+# acquiring a connection; a page tells both apart from a bug the same way.
+_LOST_CONNECTION: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.exceptions.ConnectionDoesNotExistError,
+    asyncpg.exceptions.AdminShutdownError,
+)
 
 
 class AsyncRunner:
@@ -40,9 +60,17 @@ class AsyncRunner:
         self._db_lock = asyncio.Lock()
 
     def call(self, coroutine: Coroutine[Any, Any, T], *, timeout: float | None = None) -> T:
-        """Run ``coroutine`` on the loop and wait (at most ``timeout`` s) for its result."""
+        """Run ``coroutine`` on the loop and wait (at most ``timeout`` s) for its result.
+
+        On timeout the coroutine is cancelled (it would otherwise keep its
+        connection busy for nobody) and ``TimeoutError`` raised.
+        """
         future: Future[T] = asyncio.run_coroutine_threadsafe(coroutine, self._loop)
-        return future.result(timeout)
+        try:
+            return future.result(timeout)
+        except TimeoutError:
+            future.cancel()
+            raise
 
     async def database(self) -> Database:
         """The process's pool, connected on first use."""
@@ -82,12 +110,24 @@ class PageContext:
         return signed_in_token() == self.token and datetime.now(UTC) < self.expires_at
 
     def run(self, fn: Callable[[Database], Awaitable[T]]) -> T:
-        """``await fn(db)`` with the application-role ``Database``; returns its result."""
+        """``await fn(db)`` with the application-role ``Database``; returns its result.
+
+        Raises ``DatabaseUnavailable`` when Postgres cannot be reached or the
+        connection is lost, which the app shows as a message, not a traceback.
+        """
 
         async def with_db() -> T:
-            return await fn(await self.runner.database())
+            try:
+                return await fn(await self.runner.database())
+            except _LOST_CONNECTION as exc:
+                raise DatabaseUnavailable(f"postgres unavailable ({type(exc).__name__})") from exc
 
-        return self.runner.call(with_db())
+        try:
+            return self.runner.call(with_db(), timeout=PAGE_DATA_SECONDS)
+        except TimeoutError:
+            raise DatabaseUnavailable(
+                f"postgres did not answer within {PAGE_DATA_SECONDS:g} s"
+            ) from None
 
     def run_async(self, coroutine: Coroutine[Any, Any, T]) -> T:
         """Await ``coroutine`` on the shared loop (for clients other than Postgres)."""

@@ -1,9 +1,10 @@
 """Reading a tenant's live feed as any client does: ``WS /v1/feed`` with its token.
 
 `read_feed` connects with the signed-in user's token, resumes after
-``since`` (a stream id), collects the replayed events up to the ``ready``
-frame, listens for live ones for ``listen_seconds``, and returns them with
-the cursor to resume from next time. The dashboards hold no privileged path
+``since`` (a stream id, or live from now if None), collects the replayed
+events up to the ``ready`` frame, listens for live ones for
+``listen_seconds``, and returns them with the cursor to resume from next
+time. The dashboards hold no privileged path
 to the data: what a page shows is what the tenant's own feed delivers.
 """
 
@@ -24,8 +25,11 @@ MAX_FRAME_BYTES = 2**20
 class FeedUnavailable(RuntimeError):  # noqa: N818 - reads as the condition it names
     """The feed refused or could not be reached; ``reason`` is for the page."""
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, *, code: int | None = None) -> None:
         self.reason = reason
+        #: The feed's close code when it closed the socket (1008: the cursor or
+        #: token was refused; 1013: try again later), else None.
+        self.code = code
         super().__init__(reason)
 
 
@@ -93,13 +97,19 @@ async def read_feed(
                     result.truncated = True
                 if kind == "ready" and not ready:
                     ready = True
+                    # The position the feed serves from: after the replay, or the
+                    # live position of a socket opened without a cursor.
+                    if isinstance(frame.get("cursor"), str):
+                        result.cursor = frame["cursor"]
                     deadline = time.monotonic() + listen_seconds
     except InvalidStatus as exc:
         status = exc.response.status_code
         raise FeedUnavailable(f"the feed refused the token (HTTP {status})") from None
     except ConnectionClosed as exc:
         if exc.rcvd is not None and exc.rcvd.code != 1000:
-            raise FeedUnavailable(f"the feed closed: {exc.rcvd.reason or exc.rcvd.code}") from None
+            raise FeedUnavailable(
+                f"the feed closed: {exc.rcvd.reason or exc.rcvd.code}", code=exc.rcvd.code
+            ) from None
     except (OSError, TimeoutError, WebSocketException) as exc:
         raise FeedUnavailable(f"cannot reach the feed at {url} ({type(exc).__name__})") from None
     return result

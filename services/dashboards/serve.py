@@ -11,7 +11,8 @@ would start a server of its own with none of these, before any sign-in.
 Streamlit's options are set as ``App.run`` sets them (`streamlit_options`,
 over any ``config.toml``): no usage statistics (the server makes no outbound
 connection), no file watcher and no development mode (it serves, it does not
-reload), the viewer's toolbar (no "Deploy" button), and messages either way
+reload), the viewer's toolbar (no "Deploy" button), no exception details in
+the page (no traceback shown to users), and messages either way
 and uploads capped to what the pages need (Streamlit's defaults are 200 MB,
 25 MB and 200 MB). Not as ``STREAMLIT_*`` variables: only ``streamlit run``
 (its command line) reads those, and ``st.App`` under uvicorn ran with every
@@ -174,6 +175,10 @@ def streamlit_options(*, log_level: str) -> dict[str, Any]:
         "server.fileWatcherType": "none",
         "global.developmentMode": False,
         "client.toolbarMode": "viewer",
+        # Streamlit's default ("full") draws an unexpected exception's message and
+        # traceback in the user's page: the server's paths, code and whatever the
+        # message carries. The pages explain the failures they expect themselves.
+        "client.showErrorDetails": "none",
         "server.maxMessageSize": MAX_MESSAGE_MB,
         # Checked again by Streamlit on each message (its default: 25 MB), should
         # the server in front of it ever read more than uvicorn's cap.

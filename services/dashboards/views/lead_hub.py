@@ -19,7 +19,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from services.dashboards.context import PageContext
-from services.dashboards.feed import FeedUnavailable, read_feed, stream_id_at
+from services.dashboards.feed import FeedRead, FeedUnavailable, read_feed, stream_id_at
 
 TITLE = "Real-Time Lead Intelligence Hub"
 ICON = "📡"
@@ -33,6 +33,9 @@ LOOKBACK_SECONDS = 3600.0
 LISTEN_SECONDS = 1.0
 FEED_TIMEOUT_SECONDS = 10.0
 REFRESH_SECONDS = 5
+
+#: The feed's close code for a refused cursor (or token), RFC 6455 "policy violation".
+WS_POLICY_VIOLATION = 1008
 
 _STATE_KEY = "lead_hub"
 
@@ -85,19 +88,35 @@ def _state(ctx: PageContext) -> dict[str, Any]:
     return state
 
 
-def _refresh(ctx: PageContext, state: dict[str, Any]) -> str | None:
-    try:
-        read = ctx.run_async(
-            read_feed(
-                ctx.settings.dashboards_feed_url,
-                ctx.token,
-                since=state["cursor"],
-                listen_seconds=LISTEN_SECONDS,
-                open_timeout=FEED_TIMEOUT_SECONDS,
-            )
+def _read(ctx: PageContext, since: str | None) -> FeedRead:
+    return ctx.run_async(
+        read_feed(
+            ctx.settings.dashboards_feed_url,
+            ctx.token,
+            since=since,
+            listen_seconds=LISTEN_SECONDS,
+            open_timeout=FEED_TIMEOUT_SECONDS,
         )
+    )
+
+
+def _refresh(ctx: PageContext, state: dict[str, Any]) -> str | None:
+    since = state["cursor"]
+    try:
+        read = _read(ctx, since)
     except FeedUnavailable as exc:
-        return exc.reason
+        if exc.code != WS_POLICY_VIOLATION:
+            return exc.reason
+        # The feed refuses a cursor past its newest entry, as one it never sent.
+        # The first open's "LOOKBACK_SECONDS ago" is such a cursor for a tenant
+        # quiet that long (or a clock ahead of Redis's): the hub said "Feed
+        # unavailable" on every refresh until the tenant's next event. Nothing
+        # lies past it, so the hub goes live from the feed's own position.
+        try:
+            read = _read(ctx, None)
+        except FeedUnavailable as again:
+            return again.reason
+        restart(state, since, read.cursor)
     merge(state, read.events, read.cursor)
     return None
 
@@ -105,6 +124,13 @@ def _refresh(ctx: PageContext, state: dict[str, Any]) -> str | None:
 def _position(stream_id: str) -> tuple[int, int]:
     milliseconds, _, sequence = stream_id.partition("-")
     return int(milliseconds), int(sequence or 0)
+
+
+#: What the page keeps of an event: what it draws and the cursor. The event's
+#: ``data`` is the CRM's own JSON, up to REALTIME_MAX_EVENT_BYTES (64 KiB by
+#: default) each: kept, LATEST_EVENTS of them held some 13 MB per open hub,
+#: in the server's memory, never drawn.
+KEPT_FIELDS = ("stream_id", "lead_id", "event_type", "agent_id", "score", "accepted_at")
 
 
 # Two runs of one session can read from the same cursor at once: a click
@@ -115,11 +141,23 @@ def _position(stream_id: str) -> tuple[int, int]:
 _MERGE_LOCK = threading.Lock()
 
 
+def restart(state: dict[str, Any], refused: str, cursor: str | None) -> None:
+    """Replace the refused cursor by ``cursor`` (the feed's live position), even
+    though it lies behind: the refused one was never a position of the stream."""
+    with _MERGE_LOCK:
+        if cursor is not None and state["cursor"] == refused:
+            state["cursor"] = cursor
+
+
 def merge(state: dict[str, Any], events: list[dict[str, Any]], cursor: str | None) -> None:
     """Add the events read past ``state["cursor"]`` and move the cursor forward only."""
     with _MERGE_LOCK:
         after = _position(state["cursor"])
-        new = [e for e in events if _position(str(e.get("stream_id", "0-0"))) > after]
+        new = [
+            {name: e.get(name) for name in KEPT_FIELDS}
+            for e in events
+            if _position(str(e.get("stream_id", "0-0"))) > after
+        ]
         state["events"] = (state["events"] + new)[-LATEST_EVENTS:]
         candidates = [c for c in (cursor, *(str(e["stream_id"]) for e in new)) if c is not None]
         furthest = max(candidates, key=_position, default=None)

@@ -11,11 +11,14 @@ once.
 
 from __future__ import annotations
 
+import html
 from typing import TYPE_CHECKING, Any
 
 from services.common.database import Database
 
 if TYPE_CHECKING:
+    import plotly.graph_objects as go
+
     from services.dashboards.context import PageContext
 
 TITLE = "Property Intelligence"
@@ -62,9 +65,33 @@ async def load_property_intelligence(db: Database, tenant_id: str) -> dict[str, 
     }
 
 
+def properties_chart(properties: list[dict[str, Any]]) -> go.Figure:
+    """Each property's mean condition and luxury, sized by its photos analysed.
+
+    The property ids are not all validated ids: the backfill names a property
+    after the folder or file name of a photo in the tenant's bucket. plotly
+    reads ``<a href>``, ``<b>`` and ``<span style>`` in hover text, so they are
+    escaped and shown as written.
+    """
+    import plotly.express as px
+
+    shown = [
+        {**row, "property_id": html.escape(str(row["property_id"]), quote=False)}
+        for row in properties
+    ]
+    return px.scatter(
+        shown,
+        x="condition",
+        y="luxury",
+        size="photos",
+        hover_name="property_id",
+        range_x=[0, 1],
+        range_y=[0, 1],
+    )
+
+
 def render(ctx: PageContext) -> None:
     """Draw the page (data from ``load_property_intelligence``)."""
-    import plotly.express as px
     import streamlit as st
 
     st.title(f"{ICON} {TITLE}")
@@ -78,17 +105,7 @@ def render(ctx: PageContext) -> None:
     cols[1].metric("Analysis p95", "n/a" if p95 is None else f"{p95:.2f} s")
     cols[2].metric("Claude cost", f"${data['cost_micro_usd'] / 1_000_000:.2f}")
     st.caption("Scores: 0.00 basic / uninhabitable to 1.00 top-tier luxury / new.")
-    st.plotly_chart(
-        px.scatter(
-            data["properties"],
-            x="condition",
-            y="luxury",
-            size="photos",
-            hover_name="property_id",
-            range_x=[0, 1],
-            range_y=[0, 1],
-        )
-    )
+    st.plotly_chart(properties_chart(data["properties"]))
     st.subheader("Room types")
     st.dataframe(data["room_types"], hide_index=True)
     if data["major_defects"]:

@@ -43,6 +43,11 @@ TITLE = "Phase 3 ROI"
 ICON = "💰"
 #: How long loaded data is reused (the seed's ttl=300).
 CACHE_SECONDS: Final = 300
+#: The longest period the page prices: a year and a day, past the criteria's 90
+#: days and the annual projection. Each (tenant, start, end) is its own cache
+#: entry holding the period's rows, so an unbounded period let one session
+#: fill the process's memory by stepping through start dates of years of rows.
+MAX_PERIOD_DAYS: Final = 366
 
 LABELS = {
     "realtime_intelligence": "Real-Time Intelligence",
@@ -108,7 +113,9 @@ async def load_roi(
     return RoiData(rows, summary, experiments, await load_decisions(db))
 
 
-@st.cache_data(ttl=CACHE_SECONDS, show_spinner=False, max_entries=1000)
+# At most MAX_PERIOD_DAYS x 4 features rows an entry (~1.5 MB): 200 entries
+# bound the cache to a few hundred MB; an evicted entry is one query again.
+@st.cache_data(ttl=CACHE_SECONDS, show_spinner=False, max_entries=200)
 def _cached_roi(
     tenant_id: str,
     start: date,
@@ -270,6 +277,23 @@ def _experiment_table(data: RoiData) -> list[dict[str, Any]]:
     return table
 
 
+def period_problem(start: object, end: object, *, today: date) -> str | None:
+    """Why ``[start, end]`` is not a period the page prices, or None if it is.
+
+    The date inputs' bounds already put a value outside them back to its
+    default; the end is checked here too so the rule stays in one place.
+    """
+    if not isinstance(start, date) or not isinstance(end, date) or start > end:
+        return "Choose a start date on or before the end date."
+    if end > today:
+        # Days not yet lived count in the period's length and dilute every
+        # per-day figure (the annual projection is revenue x 365 / days).
+        return f"Choose an end date on or before today ({today.isoformat()})."
+    if (end - start).days + 1 > MAX_PERIOD_DAYS:
+        return f"Choose a period of at most {MAX_PERIOD_DAYS} days."
+    return None
+
+
 def render(ctx: PageContext) -> None:
     """Draw the page for ``ctx.tenant_id``."""
     st.title(TITLE)
@@ -278,11 +302,19 @@ def render(ctx: PageContext) -> None:
         "else assumed (see the assumptions in docs/architecture.md); intervals throughout."
     )
     today = datetime.now(UTC).date()
+    earliest = today - timedelta(days=10 * 365)
     left, right = st.columns(2)
-    start = left.date_input("Start date", today - timedelta(days=30), key="roi_start")
-    end = right.date_input("End date", today, key="roi_end")
-    if not isinstance(start, date) or not isinstance(end, date) or start > end:
-        st.error("Choose a start date on or before the end date.")
+    start = left.date_input(
+        "Start date",
+        today - timedelta(days=30),
+        min_value=earliest,
+        max_value=today,
+        key="roi_start",
+    )
+    end = right.date_input("End date", today, min_value=earliest, max_value=today, key="roi_end")
+    problem = period_problem(start, end, today=today)
+    if problem is not None:
+        st.error(problem)
         return
 
     data = cached_roi(ctx, start, end)

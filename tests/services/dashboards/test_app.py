@@ -9,6 +9,7 @@ server keeps serving on the test's event loop.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -16,11 +17,15 @@ import httpx
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from localrun.servers import free_port
 from services.common.auth import issue_token
+from services.common.database import Database
 from services.common.scoring import LeadFeatures
 from services.common.settings import AuthSettings
 from services.dashboards import app as dashboards_app
+from services.dashboards import context
 from services.dashboards.feed import FeedUnavailable, read_feed, stream_id_at
+from services.dashboards.views import lead_hub
 from services.dashboards.views.lead_hub import HOT_SCORE, merge, summarize
 from tests.services.realtime.conftest import Replica, event_body, post_event
 
@@ -163,3 +168,129 @@ def test_merge_keeps_each_event_once_when_two_runs_read_from_one_cursor() -> Non
     merge(state, [{"stream_id": "1001-1", "score": 0.1}], None)
     assert len(state["events"]) == 3
     assert state["cursor"] == "1001-1"
+
+
+async def _open_page(at: AppTest, url_path: str) -> AppTest:
+    # AppTest.switch_page matches pages by file, and the app's pages are
+    # functions with a url_path: select the registered page by that path.
+    at._page_hash = next(
+        page_hash
+        for page_hash, info in at._registered_pages.items()
+        if info.get("url_pathname") == url_path
+    )
+    return await _run(at)
+
+
+@pytest.mark.parametrize("url_path", ["property", "coaching", "roi"])
+async def test_a_page_says_postgres_is_down_instead_of_a_traceback(
+    settings_env: dict[str, str],
+    make_token: Callable[..., str],
+    monkeypatch: pytest.MonkeyPatch,
+    url_path: str,
+) -> None:
+    # Nothing listens on the port: Postgres is down, not faked. The page drew
+    # DatabaseUnavailable with its traceback (the server's files and code).
+    monkeypatch.setenv("DATABASE_URL", f"postgresql://app:pw@127.0.0.1:{free_port()}/app")
+    at = await _sign_in(make_token("tenant-a", scopes=("dashboards:view",)))
+    at = await _open_page(at, url_path)
+    assert not at.exception, [e.value for e in at.exception]
+    assert len(at.error) == 1
+    assert "cannot read its data right now: postgres unavailable" in at.error[0].value
+
+
+async def test_the_hub_of_a_tenant_quiet_for_the_lookback_reads_its_feed(
+    dashboards_env: dict[str, str],
+    replica: Replica,
+    http: httpx.AsyncClient,
+    make_token: Callable[..., str],
+    sample_leads: list[LeadFeatures],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The hub opens at "an hour ago" as a stream id. For a tenant whose newest
+    # event is older than that (overnight), the feed refuses the cursor as one
+    # it never sent (1008), and the hub said "Feed unavailable" on every
+    # refresh until the tenant's next event. A lookback of zero puts the same
+    # tenant's only event before the hub's first cursor without waiting an hour.
+    webhook = make_token("tenant-a", subject="crm")
+    await post_event(http, replica, webhook, event_body(sample_leads[0], lead_id="old"))
+    await asyncio.sleep(0.05)
+    monkeypatch.setattr(lead_hub, "LOOKBACK_SECONDS", 0.0)
+    at = await _sign_in(make_token("tenant-a", subject="agent-7"))
+    assert not at.exception, [e.value for e in at.exception]
+    assert [w.value for w in at.warning] == []
+    assert [i.value for i in at.info] == [
+        "No lead events yet for this tenant; they appear here as the CRM sends them."
+    ]
+    # Live again: the next event is read on the next refresh.
+    await post_event(http, replica, webhook, event_body(sample_leads[1], lead_id="new"))
+    at = await _run(at)
+    assert [w.value for w in at.warning] == []
+    assert list(at.dataframe[0].value["lead"]) == ["new"]
+
+
+def test_merge_keeps_only_what_the_hub_draws() -> None:
+    # The CRM's data (up to 64 KiB an event) stayed in every session's state.
+    state: dict[str, Any] = {"cursor": "1000-0", "events": []}
+    event = {
+        "type": "lead_event",
+        "stream_id": "1000-1",
+        "event_id": "e1",
+        "lead_id": "lead-1",
+        "event_type": "lead.created",
+        "agent_id": None,
+        "score": 0.5,
+        "model_version": "v1",
+        "data": {"notes": "x" * 60_000},
+        "accepted_at": 1_700_000_000.0,
+    }
+    merge(state, [event], "1000-1")
+    assert state["events"] == [
+        {
+            "stream_id": "1000-1",
+            "lead_id": "lead-1",
+            "event_type": "lead.created",
+            "agent_id": None,
+            "score": 0.5,
+            "accepted_at": 1_700_000_000.0,
+        }
+    ]
+    assert summarize(state["events"], latest=10).rows[0]["lead"] == "lead-1"
+
+
+async def test_the_sidebar_shows_the_tokens_subject_as_written(
+    dashboards_env: dict[str, str], make_token: Callable[..., str]
+) -> None:
+    # The subject is whatever the minter wrote, not a validated id: this was a
+    # link (and $...$ LaTeX) in the signed-in sidebar's markdown.
+    subject = "[Reset your password](http://evil.example) $x$ agent_7"
+    at = await _sign_in(make_token("tenant-a", subject=subject, scopes=("dashboards:view",)))
+    assert not at.exception, [e.value for e in at.exception]
+    assert [c.value for c in at.sidebar.caption] == ["Tenant **tenant-a**"]
+    assert [t.value for t in at.sidebar.text] == [subject]
+
+
+async def test_a_page_stuck_behind_a_lock_gives_up_and_says_so(
+    settings_env: dict[str, str],
+    make_token: Callable[..., str],
+    owner_db: Database,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Postgres has no statement timeout for the app: a page's query behind a
+    # lock (a migration, a long transaction) held the user's page forever.
+    monkeypatch.setattr(context, "PAGE_DATA_SECONDS", 2.0)
+    at = await _sign_in(make_token("tenant-a", scopes=("dashboards:view",)))
+    async with owner_db.unscoped() as conn:
+        await conn.execute("LOCK TABLE coaching_sessions IN ACCESS EXCLUSIVE MODE")
+        started = time.monotonic()
+        at = await _open_page(at, "coaching")
+        waited = time.monotonic() - started
+    assert not at.exception, [e.value for e in at.exception]
+    assert [e.value for e in at.error] == [
+        "This page cannot read its data right now: postgres did not answer within 2 s. "
+        "It is not your input; reload the page in a minute."
+    ]
+    assert waited < 20
+    # The cancelled query gave its connection back: the page reads again.
+    at = await _run(at)
+    assert not at.error
+    assert [t.value for t in at.title] == ["🎯 Agent Coaching"]

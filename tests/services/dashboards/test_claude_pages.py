@@ -13,7 +13,7 @@ from streamlit.testing.v1 import AppTest
 
 from services.common.database import Database
 from services.dashboards.views.coaching import areas_chart, load_coaching
-from services.dashboards.views.property import load_property_intelligence
+from services.dashboards.views.property import load_property_intelligence, properties_chart
 
 
 async def _session(db: Database, tenant: str, agent: str, areas: list[str], cost: int) -> None:
@@ -116,6 +116,22 @@ async def test_a_photo_posted_for_two_properties_counts_for_each_and_costs_once(
     assert sorted(d["property_id"] for d in data["major_defects"]) == ["house-1", "house-2"]
     assert data["analyses"] == 2
     assert data["cost_micro_usd"] == 10_000
+
+
+async def test_property_ids_are_charted_as_written_never_as_plotly_markup(
+    db: Database,
+) -> None:
+    # The backfill names a property after a photo's folder or file name in the
+    # tenant's bucket, no validated id: plotly drew this one as a link.
+    link = '<a href="https://evil.example/login">Listing moved</a>'
+    await _analysis(db, "tenant-a", link, 0.8, "minor")
+    await _analysis(db, "tenant-a", "house-1", 0.6, "minor")
+    figure = properties_chart((await load_property_intelligence(db, "tenant-a"))["properties"])
+    shown = sorted(str(name) for trace in figure.data for name in trace.hovertext)
+    assert shown == [
+        '&lt;a href="https://evil.example/login"&gt;Listing moved&lt;/a&gt;',
+        "house-1",
+    ]
 
 
 COACHING_PAGE = """

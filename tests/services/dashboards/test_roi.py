@@ -26,7 +26,13 @@ from streamlit.testing.v1 import AppTest
 from localrun.demo import seed_impact_history
 from localrun.servers import free_port
 from services.common.database import Database
-from services.dashboards.views.roi import CACHE_SECONDS, load_roi, to_csv
+from services.dashboards.views.roi import (
+    CACHE_SECONDS,
+    MAX_PERIOD_DAYS,
+    load_roi,
+    period_problem,
+    to_csv,
+)
 from services.impact.assumptions import ASSUMPTIONS
 from tests.services.dashboards.test_browser import dashboards_url  # noqa: F401 - fixture
 
@@ -331,3 +337,66 @@ async def test_roi_page_in_the_real_app_after_sign_in(
             await page.screenshot(path=str(shot), full_page=True)
         finally:
             await browser.close()
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "refusal"),
+    [
+        (TODAY - timedelta(days=MAX_PERIOD_DAYS), TODAY, f"at most {MAX_PERIOD_DAYS} days"),
+        (TODAY - timedelta(days=3650), TODAY - timedelta(days=1), "at most"),
+        (TODAY, TODAY - timedelta(days=1), "start date on or before the end date"),
+    ],
+)
+async def test_the_page_refuses_a_period_it_cannot_price(
+    app_database_url: str,
+    owner_db: Database,
+    monkeypatch: pytest.MonkeyPatch,
+    start: Any,
+    end: Any,
+    refusal: str,
+) -> None:
+    # Ten years was one cache entry of every row of the tenant per start date a
+    # session stepped through.
+    await _seed(app_database_url, owner_db)
+    monkeypatch.setenv("ROI_DATABASE_URL", app_database_url)
+    at = await _render("tenant-a", monkeypatch)
+    at.date_input(key="roi_start").set_value(start)
+    at.date_input(key="roi_end").set_value(end)
+    at = await asyncio.to_thread(at.run)
+    assert not at.exception, [e.value for e in at.exception]
+    assert len(at.error) == 1
+    assert refusal in at.error[0].value
+    assert not at.header
+    assert not at.metric
+
+
+async def test_an_end_date_ahead_is_held_to_today(
+    app_database_url: str, owner_db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Days not yet lived diluted every per-day figure (the annual projection is
+    # revenue x 365 / days): a month ahead cut the projection by half.
+    await _seed(app_database_url, owner_db)
+    monkeypatch.setenv("ROI_DATABASE_URL", app_database_url)
+    at = await _render("tenant-a", monkeypatch)
+    projected = _metrics(at)["Projected annual (this tenant)"]
+    at.date_input(key="roi_end").set_value(TODAY + timedelta(days=30))
+    at = await asyncio.to_thread(at.run)
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.date_input(key="roi_end").value == TODAY
+    assert _metrics(at)["Projected annual (this tenant)"] == projected
+    assert period_problem(TODAY, TODAY + timedelta(days=1), today=TODAY) == (
+        f"Choose an end date on or before today ({TODAY.isoformat()})."
+    )
+
+
+async def test_a_year_and_a_day_is_priced(
+    app_database_url: str, owner_db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await _seed(app_database_url, owner_db)
+    monkeypatch.setenv("ROI_DATABASE_URL", app_database_url)
+    at = await _render("tenant-a", monkeypatch)
+    at.date_input(key="roi_start").set_value(TODAY - timedelta(days=MAX_PERIOD_DAYS - 1))
+    at = await asyncio.to_thread(at.run)
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error
+    assert _metrics(at)["Revenue impact"].startswith("$")

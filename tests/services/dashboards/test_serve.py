@@ -33,3 +33,5 @@ def test_every_option_reaches_streamlit(streamlit_config: None) -> None:
     assert {name: config.get_option(name) for name in options} == options
     assert config.get_option("server.maxUploadSize") == 1
     assert config.get_option("browser.gatherUsageStats") is False
+    # Streamlit's default drew an exception's traceback in the user's page.
+    assert config.get_option("client.showErrorDetails") == "none"
