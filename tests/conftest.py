@@ -37,12 +37,15 @@ from __future__ import annotations
 import shutil
 import sys
 import tempfile
+import time
+import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
+import jwt
 import pytest
 import pytest_asyncio
 from fastapi import FastAPI
@@ -223,6 +226,26 @@ async def redis_client(redis_url: str) -> AsyncIterator[Redis]:
     client = create_redis(redis_url, max_connections=8, socket_timeout=2)
     yield client
     await close_redis(client)
+
+
+@pytest.fixture
+def make_unchecked_token(settings: CommonSettings) -> Callable[..., str]:
+    """``make_unchecked_token(tenant_id, subject, scopes)``: a token signed as
+    ``issue_token`` signed them before it checked subjects. ``issue_token`` now
+    refuses a subject that is not an ``AgentId``; one signed before still
+    verifies until it expires, so what it reaches must still be safe."""
+
+    def make(tenant_id: str, subject: str, scopes: tuple[str, ...]) -> str:
+        now = int(time.time())
+        claims = {"tid": tenant_id, "sub": subject, "scope": " ".join(scopes), "iat": now}
+        return jwt.encode(
+            {**claims, "exp": now + 600, "jti": uuid.uuid4().hex},
+            settings.jwt_secret_key.get_secret_value(),
+            algorithm="HS256",
+            headers={"kid": settings.jwt_key_id},
+        )
+
+    return make
 
 
 @pytest.fixture

@@ -258,12 +258,12 @@ def test_merge_keeps_only_what_the_hub_draws() -> None:
 
 
 async def test_the_sidebar_shows_the_tokens_subject_as_written(
-    dashboards_env: dict[str, str], make_token: Callable[..., str]
+    dashboards_env: dict[str, str], make_unchecked_token: Callable[..., str]
 ) -> None:
-    # The subject is whatever the minter wrote, not a validated id: this was a
-    # link (and $...$ LaTeX) in the signed-in sidebar's markdown.
+    # A token minted before subjects were checked carries whatever the minter
+    # wrote: this was a link (and $...$ LaTeX) in the signed-in sidebar's markdown.
     subject = "[Reset your password](http://evil.example) $x$ agent_7"
-    at = await _sign_in(make_token("tenant-a", subject=subject, scopes=("dashboards:view",)))
+    at = await _sign_in(make_unchecked_token("tenant-a", subject, ("dashboards:view",)))
     assert not at.exception, [e.value for e in at.exception]
     assert [c.value for c in at.sidebar.caption] == ["Tenant **tenant-a**"]
     assert [t.value for t in at.sidebar.text] == [subject]

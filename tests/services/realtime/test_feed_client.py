@@ -12,14 +12,12 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
-import jwt
 import orjson
 import pytest
 
 from services.common.redis import Redis
 from services.common.scopes import CRM_INGEST, FEED_READ
 from services.common.scoring import LeadFeatures
-from services.common.settings import CommonSettings
 from services.realtime.config import RealtimeSettings
 from services.realtime.feed_client import TOKEN_ENV, printable
 from services.realtime.frames import encode_event_body
@@ -184,19 +182,6 @@ def test_every_c0_and_c1_control_is_escaped_and_printable_text_is_kept() -> None
     assert shown.endswith(KEPT + "\\u2028\\u202e\\u2066")
 
 
-def _token_minted_before_subjects_were_checked(settings: CommonSettings, subject: str) -> str:
-    # issue_token now refuses a subject that is not an AgentId; one it signed
-    # before still verifies until it expires.
-    now = int(time.time())
-    claims = {"tid": "tenant-a", "sub": subject, "scope": FEED_READ, "iat": now}
-    return jwt.encode(
-        {**claims, "exp": now + 600, "jti": uuid.uuid4().hex},
-        settings.jwt_secret_key.get_secret_value(),
-        algorithm="HS256",
-        headers={"kid": settings.jwt_key_id},
-    )
-
-
 async def _publish_as_before_ids_were_checked(
     redis: Redis, *, lead_id: str, agent_id: str, data: dict[str, Any]
 ) -> None:
@@ -228,7 +213,7 @@ async def _publish_as_before_ids_were_checked(
 async def test_an_event_cannot_send_escape_sequences_to_the_operators_terminal(
     replica: Replica,
     redis_client: Redis,
-    settings: CommonSettings,
+    make_unchecked_token: Callable[..., str],
     raw: bool,
 ) -> None:
     """The ingest took lead and agent ids as free text, and the client printed
@@ -236,7 +221,7 @@ async def test_an_event_cannot_send_escape_sequences_to_the_operators_terminal(
     window or overwrite a line with a fake one. The ingest refuses such ids now,
     but what it stored before is still delivered; and ``data`` stays free text."""
     # The event is for that agent only: the feed's token is that agent's.
-    token = _token_minted_before_subjects_were_checked(settings, HOSTILE_AGENT)
+    token = make_unchecked_token("tenant-a", HOSTILE_AGENT, (FEED_READ,))
     options = ["--token", token, "--count", "1", *(["--json"] if raw else [])]
     client = await _start_client(replica, *options, env=dict(os.environ))
     assert client.stdout is not None
