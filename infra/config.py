@@ -28,7 +28,6 @@ import pulumi
 from pydantic import (
     AfterValidator,
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -190,15 +189,10 @@ class FlagSeed(_Model):
 _OFF: FlagSeed | bool = FlagSeed()
 
 
-def _not_boolean(value: object) -> object:
-    if isinstance(value, bool):
-        raise ValueError("must be a number, not a boolean")
-    return value
-
-
 #: A finite number >= 0. ``pulumi config set --path`` stores a decimal such as 0.04
-#: as a string (integers only become numbers), so a numeric string is read as one.
-Assumption = Annotated[float, BeforeValidator(_not_boolean), Field(ge=0, allow_inf_nan=False)]
+#: as a string (integers only become numbers), so a numeric string is read as one;
+#: a boolean is refused by ``_Model`` as everywhere a number belongs.
+Assumption = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 
 
 class ImpactAssumptions(_Model):
@@ -664,11 +658,11 @@ class StackConfig(_Model):
     def pricing_settings(self) -> dict[str, str]:
         """IMPACT_ASSUMPTIONS for the programs that price the features (the dashboards
         and the daily aggregate), when the stack overrides any; else nothing."""
-        overrides = {
+        everything = {
             feature: numbers.overrides()
             for feature, numbers in sorted(self.impact_assumptions.items())
-            if numbers.overrides()
         }
+        overrides = {feature: numbers for feature, numbers in everything.items() if numbers}
         if not overrides:
             return {}
         return {

@@ -38,14 +38,6 @@ _WEEKLY = re.compile(
 )
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 
-#: The longest stack name whose derived AWS names fit, per ``cluster.mode``. The
-#: longest is an IAM role pulumi-aws auto-names (logical name + 8 characters,
-#: IAM's limit 64): ``enterprisehub-<stack>-cluster-karpenter-controller`` on a
-#: cluster the stack creates, ``enterprisehub-<stack>-roles-churn-orchestrator``
-#: on an existing one. A longer name failed the preview on the provider's "longer
-#: than maximum length", naming no key. tests/infra/test_stack_name.py finds both
-#: limits by synthesis: the name at the limit passes, one character more fails.
-AWS_STACK_NAME_MAX: Final[Mapping[str, int]] = {"eks": 13, "existing-eks": 17}
 _WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _DAY = 24 * 60
 _WEEK = 7 * _DAY
@@ -550,6 +542,24 @@ AUTO_NAME_SUFFIX: Final = 8
 #: the node group's creation at `up`, after the cluster itself (EBS User Guide,
 #: "Amazon EBS volume types").
 EBS_MAX_VOLUME_GIB: Final = 16384
+
+
+#: IAM's limit on a role's name, which pulumi-aws checks at preview against the auto-name.
+IAM_ROLE_NAME_MAX: Final = 64
+#: Per ``cluster.mode``, the longest logical name the program derives from the stack
+#: name, after ``enterprisehub-<stack>-``: an IAM role pulumi-aws auto-names.
+_LONGEST_DERIVED: Final = {
+    "eks": "cluster-karpenter-controller",
+    "existing-eks": "roles-churn-orchestrator",
+}
+#: The longest stack name whose derived AWS names fit, per ``cluster.mode`` (13 and
+#: 17). A longer name failed the preview on the provider's "longer than maximum
+#: length", naming no key. tests/infra/test_stack_name.py checks both limits by
+#: synthesis: the name at the limit passes, one character more fails.
+AWS_STACK_NAME_MAX: Final[Mapping[str, int]] = {
+    mode: IAM_ROLE_NAME_MAX - AUTO_NAME_SUFFIX - len(f"{PROJECT}--{suffix}")
+    for mode, suffix in _LONGEST_DERIVED.items()
+}
 
 
 def node_group_logical_name(stack: str, group: str) -> str:
