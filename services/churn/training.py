@@ -131,10 +131,17 @@ def train(*, rows: int, seed: int) -> tuple[CalibratedClassifierCV, ChurnReport]
 
 
 def train_to_file(
-    *, out: Path, rows: int = DEFAULT_ROWS, seed: int = DEFAULT_SEED
+    *, out: Path, rows: int = DEFAULT_ROWS, seed: int = DEFAULT_SEED, plot: Path | None = None
 ) -> tuple[ArtifactMetadata, ChurnReport]:
-    """Train and write ``out`` plus ``out.json`` (the lead model's artifact format)."""
+    """Train and write ``out`` plus ``out.json`` (the lead model's artifact format).
+
+    ``plot``, when given, gets the reliability diagram first: a path the
+    system refuses then fails the command before any model is written, rather
+    than after it replaced the one in ``out``.
+    """
     model, report = train(rows=rows, seed=seed)
+    if plot is not None:
+        reliability_plot(report, plot)
     metadata = save_artifact(
         model,
         out,
@@ -216,9 +223,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_train(args: argparse.Namespace) -> int:
     """Run ``churn train``; print the held-out report."""
-    metadata, report = train_to_file(out=args.out, rows=args.rows, seed=args.seed)
-    if args.plot is not None:
-        reliability_plot(report, args.plot)
+    metadata, report = train_to_file(out=args.out, rows=args.rows, seed=args.seed, plot=args.plot)
     print(
         f"wrote {args.out} (+ .json): version {metadata.version}; held-out "
         f"({report.heldout_rows} rows): AUC {report.heldout_auc:.4f} "

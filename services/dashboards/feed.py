@@ -11,6 +11,7 @@ to the data: what a page shows is what the tenant's own feed delivers.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,6 +21,8 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
 
 MAX_FRAME_BYTES = 2**20
+
+log = logging.getLogger(__name__)
 
 
 class FeedUnavailable(RuntimeError):  # noqa: N818 - reads as the condition it names
@@ -111,5 +114,8 @@ async def read_feed(
                 f"the feed closed: {exc.rcvd.reason or exc.rcvd.code}", code=exc.rcvd.code
             ) from None
     except (OSError, TimeoutError, WebSocketException) as exc:
-        raise FeedUnavailable(f"cannot reach the feed at {url} ({type(exc).__name__})") from None
+        # The address is the cluster's internal one: the operator's log gets
+        # it, the signed-in user's page does not.
+        log.warning("cannot reach the feed at %s (%s)", url, type(exc).__name__)
+        raise FeedUnavailable(f"cannot reach the feed ({type(exc).__name__})") from None
     return result

@@ -323,6 +323,19 @@ def test_a_file_the_system_refuses_is_one_line_not_a_traceback(
     assert err == f"enterprisehub model: [Errno 21] Is a directory: '{tmp_path}'\n"
 
 
+def test_churn_train_with_a_plot_path_the_system_refuses_writes_no_model(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The model used to be written (replacing the one in --out) before the
+    # plot failed, so the command said "failed" and had changed the model.
+    out = tmp_path / "churn.joblib"
+    argv = ["churn", "train", "--out", str(out), "--rows", "2000", "--plot", str(tmp_path)]
+    assert main(argv) == 1
+    assert "Is a directory" in capsys.readouterr().err
+    assert not out.exists()
+    assert not out.with_suffix(".joblib.json").exists()
+
+
 def test_a_reader_that_goes_away_is_exit_1_without_a_traceback(
     settings_env: dict[str, str],
 ) -> None:

@@ -9,6 +9,7 @@ server keeps serving on the test's event loop.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable
 from typing import Any
@@ -134,6 +135,18 @@ async def test_read_feed_resumes_after_its_cursor(
         replica.ws, agent, since=first.cursor, listen_seconds=0.2, open_timeout=10
     )
     assert [e["lead_id"] for e in second.events] == ["second"]
+
+
+async def test_an_unreachable_feed_tells_the_page_nothing_of_its_internal_address(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The page showed "cannot reach the feed at ws://<cluster address>/v1/feed"
+    # to every signed-in user; the address belongs in the operator's log.
+    url = f"ws://127.0.0.1:{free_port()}/v1/feed"
+    with caplog.at_level(logging.WARNING), pytest.raises(FeedUnavailable) as refused:
+        await read_feed(url, "t", since=None, listen_seconds=0.1, open_timeout=5)
+    assert refused.value.reason == "cannot reach the feed (ConnectionRefusedError)"
+    assert url in caplog.text
 
 
 async def test_read_feed_reports_a_refused_token(replica: Replica) -> None:
