@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -188,3 +189,35 @@ def test_every_recorded_series_is_read() -> None:
     services = "\n".join(path.read_text() for path in (REPO / "services").rglob("*.py"))
     unread = {name for name in recorded_series() - read if name not in services}
     assert not unread, f"recorded series nothing reads: {sorted(unread)}"
+
+
+def _unit_overridden(panel: dict[str, Any]) -> set[str]:
+    """The query refIds whose fields a panel's overrides give a unit of their own."""
+    return {
+        str(override["matcher"].get("options"))
+        for override in panel.get("fieldConfig", {}).get("overrides", [])
+        if override["matcher"]["id"] == "byFrameRefID"
+        and any(prop["id"] == "unit" for prop in override["properties"])
+    }
+
+
+def test_a_panel_in_seconds_draws_counts_in_their_own_unit() -> None:
+    """A count on a seconds axis reads as a duration: 300 interventions in 30
+    minutes drawn as "5 min" beside the 30 s p95 they guard."""
+    wrong = []
+    for name, text in RENDERED.items():
+        for panel in json.loads(text)["panels"]:
+            if panel.get("fieldConfig", {}).get("defaults", {}).get("unit") != "s":
+                continue
+            own_unit = _unit_overridden(panel)
+            for target in panel.get("targets", []):
+                if target["refId"] in own_unit:
+                    continue
+                counts = {
+                    metric
+                    for metric in selected_metrics(_as_promql(target["expr"]))
+                    if re.search(r"_count(:|$)|_total$", metric) or "_seconds" not in metric
+                }
+                if counts:
+                    wrong.append(f"{name}: {panel['title']} {target['refId']} {sorted(counts)}")
+    assert not wrong, f"counts drawn in seconds: {wrong}"
