@@ -27,21 +27,23 @@ set_secret jwtPreviousKeys "${JWT_PREVIOUS_KEYS:-}"
 # image it runs: the one its newest successful update recorded. The stack
 # files in git hold none, and `image` is required config, so without this a
 # preview or a refresh stops at "missing configuration value 'image'".
-deployed_image() {
+#   recorded_value KEY: KEY's value in the newest successful update that has one.
+recorded_value() {
   pulumi stack history --json --stack "$stack" --page-size 50 --page 1 |
-    "${PYTHON:-python3}" -c '
-import json, sys
+    KEY=$1 "${PYTHON:-python3}" -c '
+import json, os, sys
 updates = sorted(json.load(sys.stdin), key=lambda u: u.get("version") or 0, reverse=True)
 for update in updates:
     if update.get("kind") == "update" and update.get("result") == "succeeded":
-        value = (update.get("config") or {}).get("enterprisehub:image") or {}
+        value = (update.get("config") or {}).get(os.environ["KEY"]) or {}
         if value.get("value"):
             print(value["value"])
             break
 '
 }
+deploying=${IMAGE:+yes}
 if [ -z "${IMAGE:-}" ]; then
-  IMAGE=$(deployed_image)
+  IMAGE=$(recorded_value enterprisehub:image)
   if [ -z "$IMAGE" ]; then
     echo "stack $stack has no successful update with an image: deploy it once first (docs/deploying.md)" >&2
     exit 2
@@ -57,9 +59,18 @@ if [ -n "${IMAGE:-}" ]; then
   echo "image $IMAGE"
 fi
 
-# The alerts link the runbooks of the very commit being deployed.
-if [ -n "${GITHUB_SHA:-}" ] && [ -n "${GITHUB_REPOSITORY:-}" ]; then
+# The alerts link the runbooks of the very commit being deployed. Nothing is
+# deployed from this commit without IMAGE: the stack keeps the runbooks it links
+# now, or every preview would show each PrometheusRule changed (and a pull
+# request's GITHUB_SHA is a test merge that no deployed link should name).
+runbooks=
+if [ -z "$deploying" ]; then
+  runbooks=$(recorded_value enterprisehub:runbookBaseUrl)
+fi
+if [ -z "$runbooks" ] && [ -n "${GITHUB_SHA:-}" ] && [ -n "${GITHUB_REPOSITORY:-}" ]; then
   runbooks="${GITHUB_SERVER_URL:-https://github.com}/$GITHUB_REPOSITORY/blob/$GITHUB_SHA/docs/runbooks/"
+fi
+if [ -n "$runbooks" ]; then
   pulumi config set --stack "$stack" runbookBaseUrl "$runbooks"
   echo "runbookBaseUrl $runbooks"
 fi

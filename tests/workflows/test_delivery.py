@@ -165,6 +165,48 @@ def test_without_an_image_the_stack_keeps_the_one_it_runs(tmp_path: Path) -> Non
     assert "s3cr3t-value" not in result.stdout + result.stderr
 
 
+RUNBOOKS = "https://github.com/o/r/blob/{}/docs/runbooks/"
+
+
+def _runbook_base_set(fake_dir: Path) -> list[str]:
+    return [
+        c["args"][-1]
+        for c in calls(fake_dir)
+        if c["args"][:2] == ["config", "set"] and "runbookBaseUrl" in c["args"]
+    ]
+
+
+def test_a_preview_keeps_the_runbooks_the_stack_links(tmp_path: Path) -> None:
+    """A pull request's GITHUB_SHA is its test merge: set as the runbooks' commit,
+    every preview showed each PrometheusRule changed by the pull request."""
+    history = json.loads(json.dumps(HISTORY))
+    history[2]["config"]["enterprisehub:runbookBaseUrl"] = {
+        "value": RUNBOOKS.format("deployed"),
+        "secret": False,
+    }
+    (tmp_path / "history.json").write_text(json.dumps(history))
+    env = {"GITHUB_SHA": "merge", "GITHUB_REPOSITORY": "o/r"}
+    result = run_script("ci-stack-config.sh", "staging", fake_dir=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr
+    assert _runbook_base_set(tmp_path) == [RUNBOOKS.format("deployed")]
+
+    deploy = tmp_path / "deploy"
+    deploy.mkdir()
+    (deploy / "history.json").write_text(json.dumps(history))
+    env["IMAGE"] = f"{ECR}/eh@{OTHER_DIGEST}"
+    result = run_script("ci-stack-config.sh", "staging", fake_dir=deploy, env=env)
+    assert result.returncode == 0, result.stderr
+    assert _runbook_base_set(deploy) == [RUNBOOKS.format("merge")]
+
+
+def test_a_stack_whose_updates_recorded_no_runbooks_gets_this_commits(tmp_path: Path) -> None:
+    (tmp_path / "history.json").write_text(json.dumps(HISTORY))
+    env = {"GITHUB_SHA": "abc", "GITHUB_REPOSITORY": "o/r"}
+    result = run_script("ci-stack-config.sh", "staging", fake_dir=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr
+    assert _runbook_base_set(tmp_path) == [RUNBOOKS.format("abc")]
+
+
 def test_a_stack_never_deployed_has_no_image_to_keep(tmp_path: Path) -> None:
     (tmp_path / "history.json").write_text(json.dumps(HISTORY[:2]))
     result = run_script("ci-stack-config.sh", "dev", fake_dir=tmp_path)
