@@ -11,7 +11,12 @@ stack=${2:?usage: scripts/pulumi.sh preview|up STACK}
 # codes, no confirmation; `up` applies what the preview shows.
 # The array is never empty: macOS's bash 3.2 under `set -u` calls an empty
 # array's "${flags[@]}" an unbound variable and stops.
-flags=(--stack "$stack")
+# The policy pack, as CI's previews and deploys run it (mandatory in staging and
+# production): an operator's `make up STACK=production` meets the same rules.
+# A stack without a config of its own is treated as dev (policies.pack.environment_of).
+policy_config=policies/config/$stack.json
+[ -f "$policy_config" ] || policy_config=policies/config/dev.json
+flags=(--stack "$stack" --policy-pack policies --policy-pack-config "$policy_config")
 if [ "${CI:-}" = "true" ]; then
   flags+=(--non-interactive --color never)
 fi

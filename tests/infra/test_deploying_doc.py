@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 import typing
@@ -177,32 +178,28 @@ def test_the_deploy_targets_install_no_system_packages(target: str) -> None:
         assert not re.search(r"\b(apt-get|apt|sudo|dpkg)\b", text), script
 
 
-@pytest.mark.parametrize(
-    ("action", "ci", "expected"),
-    [
-        ("preview", "", ["preview", "--diff", "--stack", "dev"]),
-        ("up", "", ["up", "--stack", "dev"]),
-        (
-            "preview",
-            "true",
-            ["preview", "--diff", "--stack", "dev", "--non-interactive", "--color", "never"],
-        ),
-        (
-            "up",
-            "true",
-            ["up", "--stack", "dev", "--non-interactive", "--color", "never", "--yes"],
-        ),
-    ],
-)
-def test_make_preview_and_up_name_the_stack_and_never_prompt_in_ci(
-    tmp_path: Path, action: str, ci: str, expected: list[str]
-) -> None:
-    # scripts/pulumi.sh in a copy of the repository whose preflight passes and
-    # whose `pulumi` prints the arguments it was given, one a line.
+#: What every `make preview` and `make up` passes: the stack, and the policy pack
+#: with the stack's config, as CI runs them (an operator's `make up STACK=production`
+#: ran no policy at all).
+STACK_AND_POLICIES = [
+    "--stack",
+    "dev",
+    "--policy-pack",
+    "policies",
+    "--policy-pack-config",
+    "policies/config/dev.json",
+]
+IN_CI = ["--non-interactive", "--color", "never"]
+
+
+def _run_pulumi_sh(tmp_path: Path, *args: str, ci: str = "") -> list[str]:
+    """scripts/pulumi.sh in a copy of the repository (its policy configs included)
+    whose preflight passes and whose `pulumi` prints its arguments, one a line."""
     (tmp_path / "scripts").mkdir()
     (tmp_path / "scripts" / "pulumi.sh").write_text(
         (REPO / "scripts" / "pulumi.sh").read_text(encoding="utf-8"), encoding="utf-8"
     )
+    shutil.copytree(REPO / "policies" / "config", tmp_path / "policies" / "config")
     bin_dir = tmp_path / "bin"
     for stub, body in (
         (tmp_path / ".venv" / "bin" / "python", "exit 0"),
@@ -212,13 +209,39 @@ def test_make_preview_and_up_name_the_stack_and_never_prompt_in_ci(
         stub.write_text(f"#!/bin/sh\n{body}\n", encoding="utf-8")
         stub.chmod(0o755)
     result = subprocess.run(
-        ["bash", str(tmp_path / "scripts" / "pulumi.sh"), action, "dev"],
+        ["bash", str(tmp_path / "scripts" / "pulumi.sh"), *args],
         env={"PATH": f"{bin_dir}:/usr/bin:/bin", "CI": ci},
         capture_output=True,
         text=True,
         check=True,
     )
-    assert result.stdout.splitlines() == expected
+    return result.stdout.splitlines()
+
+
+@pytest.mark.parametrize(
+    ("action", "ci", "expected"),
+    [
+        ("preview", "", ["preview", "--diff", *STACK_AND_POLICIES]),
+        ("up", "", ["up", *STACK_AND_POLICIES]),
+        ("preview", "true", ["preview", "--diff", *STACK_AND_POLICIES, *IN_CI]),
+        ("up", "true", ["up", *STACK_AND_POLICIES, *IN_CI, "--yes"]),
+    ],
+)
+def test_make_preview_and_up_name_the_stack_run_the_policies_and_never_prompt_in_ci(
+    tmp_path: Path, action: str, ci: str, expected: list[str]
+) -> None:
+    assert _run_pulumi_sh(tmp_path, action, "dev", ci=ci) == expected
+
+
+@pytest.mark.parametrize(
+    ("stack", "config"),
+    [("production", "production.json"), ("feature-x", "dev.json")],
+)
+def test_make_up_holds_a_stack_to_its_policy_config_else_to_devs(
+    tmp_path: Path, stack: str, config: str
+) -> None:
+    args = _run_pulumi_sh(tmp_path, "up", stack)
+    assert args[args.index("--policy-pack-config") + 1] == f"policies/config/{config}"
 
 
 def test_the_kind_config_maps_the_hosts_ports_to_the_edges_node_ports() -> None:
