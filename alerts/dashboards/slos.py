@@ -82,9 +82,10 @@ def build() -> Dashboard:
         )
         .with_panel(
             graph(
-                # The error SLOs' traffic guard reads these averages.
-                "Requests per second over the long windows",
-                "reqps",
+                # The error SLOs' traffic guard reads these averages. An availability
+                # SLO's events are its scrape targets (alerts/slo.py): not requests.
+                "Events over the long windows (requests per second; targets for availability)",
+                "short",
                 query(f"slo:sli_requests:rate6h{SEL}", "6h", "A"),
                 query(f"slo:sli_requests:rate1d{SEL}", "1d", "B"),
                 query(f"slo:sli_requests:rate3d{SEL}", "3d", "C"),

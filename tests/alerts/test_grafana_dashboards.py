@@ -11,10 +11,11 @@ from typing import Any
 
 import pytest
 
-from alerts import ROOT
+from alerts import ROOT, SLO_SPEC
 from alerts.__main__ import main as alerts_main
 from alerts.catalog import exported_metrics, recorded_series, rules, selected_metrics
 from alerts.dashboards import VARIABLES, as_promql, queries, render
+from alerts.slo import load_slos
 
 REPO = ROOT.parent
 RENDERED = render()
@@ -221,3 +222,20 @@ def test_a_panel_in_seconds_draws_counts_in_their_own_unit() -> None:
                 if counts:
                     wrong.append(f"{name}: {panel['title']} {target['refId']} {sorted(counts)}")
     assert not wrong, f"counts drawn in seconds: {wrong}"
+
+
+def test_slo_event_panels_claim_no_request_unit_an_availability_slo_lacks() -> None:
+    """An availability SLO's events are scrape targets: three pods drawn in req/s."""
+    if not any(slo.sli == "availability" for slo in load_slos(SLO_SPEC)):
+        pytest.skip("no availability SLO")
+    wrong = []
+    for panel in json.loads(RENDERED["phase3-slos.json"])["panels"]:
+        reads = {
+            metric
+            for target in panel.get("targets", [])
+            for metric in selected_metrics(_as_promql(target["expr"]))
+        }
+        unit = panel.get("fieldConfig", {}).get("defaults", {}).get("unit")
+        if any(m.startswith("slo:sli_requests:") for m in reads) and unit in ("reqps", "rps"):
+            wrong.append(panel["title"])
+    assert not wrong, f"panels charting SLO events in requests per second: {wrong}"
