@@ -37,12 +37,14 @@ trap 'rm -f "$body"' EXIT
 {
   echo "This month's rotation of each cloud stack's keys (dev, staging, production),"
   echo "as docs/deploying.md, \"Rotating keys\", describes. Close this issue when done."
+  echo "Secrets change in each stack's GitHub environment, then a deploy: CI sets them"
+  echo "from there, so a value set only with \`pulumi config set\` is undone by the next deploy."
   echo
-  echo "- [ ] JWT signing key: the current key into \`jwtPreviousKeys\` under its \`kid\`, a new \`jwtSecretKey\` and \`jwtKeyId\`, \`pulumi up\`"
+  echo "- [ ] JWT signing key: the current key into \`JWT_PREVIOUS_KEYS\` under its \`kid\`, a new \`JWT_SECRET_KEY\`, the new \`jwtKeyId\` committed, deploy"
   echo "- [ ] ElastiCache auth token: \`ROTATE\`, \`pulumi up\`, then \`SET\` once every rollout is complete"
-  echo "- [ ] Anthropic and CRM (GoHighLevel) API keys: a new key from the provider, \`pulumi config set --secret\`, \`pulumi up\`, then revoke the old one"
+  echo "- [ ] Anthropic and CRM (GoHighLevel) API keys: a new key from the provider into \`ANTHROPIC_API_KEY\` / \`GHL_API_KEY\`, deploy, then revoke the old one"
   echo "- [ ] The generated database passwords: \`pulumi up --replace\` of their RandomPassword"
-  echo "- [ ] Retired JWT keys older than the longest token lifetime removed from \`jwtPreviousKeys\`"
+  echo "- [ ] Retired JWT keys older than the longest token lifetime removed from \`JWT_PREVIOUS_KEYS\`"
   if [ -n "$earlier" ]; then
     echo
     echo "Still open from earlier months: $earlier."

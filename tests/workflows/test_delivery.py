@@ -246,6 +246,36 @@ def test_preview_drift_and_rollback_set_the_stack_config_before_pulumi_runs() ->
             assert env[secret] == f"${{{{ secrets.{secret} }}}}", (name, secret)
 
 
+def _stack_config_steps() -> list[tuple[str, Mapping[str, Any]]]:
+    """Every step that runs scripts/ci-stack-config.sh, or the deploy action that does."""
+    steps = []
+    for path in sorted(WORKFLOWS.glob("*.yml")):
+        for job_id, job in workflow(path.name)["jobs"].items():
+            for step in job.get("steps", []):
+                runs = str(step.get("run", "")) + str(step.get("uses", ""))
+                if "ci-stack-config.sh" in runs or "actions/deploy-stack" in runs:
+                    steps.append((f"{path.name}:{job_id}", step))
+    return steps
+
+
+def test_every_secret_the_stack_config_reads_reaches_it_from_every_job() -> None:
+    """ci-stack-config.sh sets jwtPreviousKeys from JWT_PREVIOUS_KEYS, which no job
+    passed: the first CI deploy after a JWT rotation dropped the retired key, and
+    every token it had signed was refused before it expired."""
+    script = (REPO / "scripts" / "ci-stack-config.sh").read_text()
+    read = re.findall(r'^set_secret \w+ "\$\{(\w+):-\}"$', script, flags=re.MULTILINE)
+    assert "JWT_PREVIOUS_KEYS" in read
+    steps = _stack_config_steps()
+    assert len(steps) == 6, [where for where, _ in steps]
+    missing = [
+        f"{where}: {name}"
+        for where, step in steps
+        for name in read
+        if step.get("env", {}).get(name) != f"${{{{ secrets.{name} }}}}"
+    ]
+    assert not missing, f"secrets the stack config never receives: {missing}"
+
+
 # --- drift --------------------------------------------------------------------------
 
 
@@ -400,7 +430,10 @@ def test_key_rotation_opens_one_issue_a_month_naming_the_months_left_open(
     assert len(created) == 1  # the rerun of the same month opened nothing
     args = created[0]["args"]
     assert args[args.index("--title") + 1] == "Key rotation: 2026-12"
-    assert "jwtPreviousKeys" in created[0]["body"]
+    # CI sets the stacks' secrets from their environments: a key rotated with
+    # `pulumi config set` alone is put back by the next deploy.
+    assert "JWT_PREVIOUS_KEYS" in created[0]["body"]
+    assert "GitHub environment" in created[0]["body"]
     assert "Still open from earlier months: #3." in created[0]["body"]
 
 
