@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from alerts import ROOT, RULES_DIR, TESTS_DIR
+from alerts import ROOT, RULES_DIR, SLO_SPEC, TESTS_DIR
 from alerts.__main__ import main as alerts_main
 from alerts.catalog import (
     SEVERITIES,
@@ -20,6 +20,7 @@ from alerts.catalog import (
     rules,
     selected_metrics,
 )
+from alerts.slo import load_slos
 from localrun.__main__ import SERVICES as SCRAPED_SERVICES
 from services.rollout.schedule import PLANS
 
@@ -187,6 +188,21 @@ def test_every_scraped_service_is_watched_for_vanishing() -> None:
     (rule,) = [rule for rule in ALERTS if rule.name == "ServiceNotScraped"]
     watched = re.findall(r'absent\(up\{job="([^"]+)"\}\)', rule.expr)
     assert sorted(watched) == sorted(jobs)
+
+
+def test_every_scraped_service_down_on_every_target_pages() -> None:
+    """`up` at 0 on every target is an availability SLO's burn for the feature
+    services; the rollback handler has no SLO, and a crash loop of it (pods still
+    listed, so not absent) paged nobody while rollback triggers reached no one."""
+    jobs = {spec.job for spec in SCRAPED_SERVICES if spec.metrics}
+    with_slo = {slo.service for slo in load_slos(SLO_SPEC) if slo.sli == "availability"}
+    paged = {
+        job
+        for rule in ALERTS
+        if rule.body["labels"]["severity"] == "critical"
+        for job in re.findall(r'\(up\{job="([^"]+)"\}\)\s*==\s*0\b', rule.expr)
+    }
+    assert sorted(jobs - with_slo - paged) == []
 
 
 def test_each_features_usage_is_its_plans_successful_answers() -> None:

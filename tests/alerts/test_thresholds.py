@@ -62,7 +62,10 @@ PROJECT_PINNED: dict[str, dict[str, tuple[str, ...]]] = {
         "FeatureFlagsStale": ("for",),
         "FeatureFlagsMissing": ("for",),
     },
-    "rollback.yml": {"RollbackNoticesUnsent": ("threshold", "for")},
+    "rollback.yml": {
+        "RollbackNoticesUnsent": ("threshold", "for"),
+        "RollbackHandlerDown": ("for",),
+    },
 }
 #: The first comparison with a number is the alert's threshold.
 THRESHOLD = re.compile(r"(?:>=|<=|==|>|<)\s*\(?\s*(\d+(?:\.\d+)?)")
