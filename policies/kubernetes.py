@@ -25,6 +25,7 @@ HPA = "kubernetes:autoscaling/v2:HorizontalPodAutoscaler"
 PDB = "kubernetes:policy/v1:PodDisruptionBudget"
 NAMESPACE = "kubernetes:core/v1:Namespace"
 NETWORK_POLICY = "kubernetes:networking.k8s.io/v1:NetworkPolicy"
+CONFIG_MAP = "kubernetes:core/v1:ConfigMap"
 
 WORKLOADS = frozenset({DEPLOYMENT, STATEFUL_SET, DAEMON_SET, JOB, CRON_JOB})
 STORAGE_CLASS = "kubernetes:storage.k8s.io/v1:StorageClass"
@@ -32,6 +33,8 @@ NODE_CLASS = "kubernetes:karpenter.k8s.aws/v1:EC2NodeClass"
 LONG_RUNNING = frozenset({DEPLOYMENT, STATEFUL_SET, DAEMON_SET})
 DIGEST = re.compile(r"@sha256:[0-9a-f]{64}\Z")
 SECRET_NAME = re.compile(r"(?i)(password|passwd|secret|token|api_?key|private_?key|credential|dsn)")
+#: A URL that carries its own credentials (postgresql://user:password@host/db).
+URL_WITH_PASSWORD = re.compile(r"://[^/\s:@]+:[^/\s@]+@")
 
 
 def pod_spec(resource_type: str, props: Any) -> Any:
@@ -204,6 +207,34 @@ def _no_literal_secrets(args: ResourceValidationArgs, report: Report) -> None:
                 )
 
 
+def _no_secret_in_config_map(args: ResourceValidationArgs, report: Report) -> None:
+    # The services read every setting through envFrom of a ConfigMap, not env:
+    # a credential that lands among the settings is in plain text in the
+    # cluster, readable by anyone who may read ConfigMaps, and in no Secret.
+    data = get(args.props, "data") or {}
+
+    def leaked(key: str) -> None:
+        report(
+            say(
+                args.urn,
+                f"data.{key}",
+                "holds a credential in a ConfigMap",
+                "move it to the workload's Secret (read through envFrom.secretRef or "
+                "valueFrom.secretKeyRef)",
+            )
+        )
+
+    # Names first: they are known in preview, while a value taken from another
+    # resource's output may not be (reading it stops the policy there).
+    keys = sorted(str(key) for key in data)
+    named = [key for key in keys if SECRET_NAME.search(key)]
+    for key in named:
+        leaked(key)
+    for key in keys:
+        if key not in named and URL_WITH_PASSWORD.search(str(data[key])):
+            leaked(key)
+
+
 def _namespace(props: Any) -> str:
     return str(get(props, "metadata.namespace") or "default")
 
@@ -362,6 +393,12 @@ POLICIES = [
         "No credential is written literally into a container's env.",
         WORKLOADS,
         _no_literal_secrets,
+    ),
+    resource_policy(
+        "k8s-no-secret-in-configmap",
+        "No ConfigMap holds a credential (a secret-like key, or a URL with a password).",
+        [CONFIG_MAP],
+        _no_secret_in_config_map,
     ),
     stack_policy(
         "k8s-deployment-hpa-and-pdb",

@@ -50,8 +50,6 @@ EXEMPT: Mapping[str, str] = {
     "kubernetes:monitoring.coreos.com/v1:ServiceMonitor": "scrape configuration; no workload",
     "kubernetes:monitoring.coreos.com/v1:PrometheusRule": "alerting and recording rules from "
     "alerts/rules/ (promtool-checked and unit-tested in tests/alerts); no workload",
-    "kubernetes:core/v1:ConfigMap": "non-secret settings; secrets are in Secrets (k8s-no-literal-"
-    "secret-env checks workloads do not inline them)",
     "kubernetes:core/v1:Secret": "holds secrets by design; values come from Pulumi secrets",
     "kubernetes:core/v1:Service": "ClusterIP services; exposure is through the ingress only",
     "kubernetes:core/v1:ServiceAccount": "identity only; token automount asserted in tests/infra",

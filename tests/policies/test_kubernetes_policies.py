@@ -274,3 +274,26 @@ def test_karpenter_nodes_hardened_three_cases() -> None:
     assert findings("karpenter-nodes-hardened", [entry(NODE_CLASS, plain)])
     missing = findings("karpenter-nodes-hardened", [entry(NODE_CLASS, {"spec": {}})])
     assert len(missing) == 2
+
+
+CONFIG_MAP = "kubernetes:core/v1:ConfigMap"
+
+
+def test_a_credential_among_a_services_settings_is_refused() -> None:
+    """The services read their settings through envFrom of a ConfigMap, never
+    env: a password there was plain text that k8s-no-literal-secret-env never saw."""
+    settings = {"LOG_LEVEL": "INFO", "JWT_KEY_ID": "v2", "ML_MODEL_URI": "s3://models/lead/"}
+    assert findings("k8s-no-secret-in-configmap", [entry(CONFIG_MAP, {"data": settings})]) == []
+    assert findings("k8s-no-secret-in-configmap", [entry(CONFIG_MAP, {"metadata": {}})]) == []
+    leaked = {
+        **settings,
+        "ANTHROPIC_API_KEY": "sk-ant-xyz",
+        "DATABASE_URL": "postgresql://app:hunter2@db:5432/eh",
+    }
+    found = findings("k8s-no-secret-in-configmap", [entry(CONFIG_MAP, {"data": leaked})])
+    assert [f.message.split("`")[1] for f in found] == [
+        "data.ANTHROPIC_API_KEY",
+        "data.DATABASE_URL",
+    ]
+    assert all("Fix:" in f.message and "hunter2" not in f.message for f in found)
+    assert all("sk-ant-xyz" not in f.message for f in found)

@@ -51,6 +51,7 @@ def test_every_policy_has_its_three_cases() -> None:
     # Stack policies and the tag policy have dedicated tests covering all three cases.
     tested |= {"aws-required-tags", "k8s-deployment-hpa-and-pdb", "k8s-namespace-default-deny"}
     tested |= {"k8s-storage-class-encrypted", "karpenter-nodes-hardened"}
+    tested |= {"k8s-no-secret-in-configmap"}
     assert tested == {p.name for p in POLICIES}
 
 
