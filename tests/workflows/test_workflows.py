@@ -90,6 +90,20 @@ def test_deploy_jobs_wait_for_their_environment() -> None:
     assert "--preview-only" in str(drift["jobs"]["refresh"]["steps"])
 
 
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
+def test_jobs_that_open_issues_run_one_at_a_time(path: Path) -> None:
+    # drift.yml's report and key-rotation.yml's reminder look for their open
+    # issue, then create it when there is none: a run dispatched by hand next
+    # to the scheduled one opened the same issue twice.
+    workflow = yaml.safe_load(path.read_text())
+    for name, job in workflow["jobs"].items():
+        if job.get("permissions", {}).get("issues") != "write":
+            continue
+        concurrency = job.get("concurrency") or workflow.get("concurrency") or {}
+        assert concurrency.get("group"), f"{path.name}: {name} has no concurrency group"
+        assert concurrency.get("cancel-in-progress") is False, f"{path.name}: {name}"
+
+
 def test_preview_runs_the_policy_pack_through_the_official_action() -> None:
     pr = yaml.safe_load((REPO / ".github/workflows/pr.yml").read_text())
     steps = pr["jobs"]["preview"]["steps"]
