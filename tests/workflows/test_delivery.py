@@ -317,6 +317,7 @@ def test_every_secret_the_stack_config_reads_reaches_it_from_every_job() -> None
 def test_drift_is_told_apart_from_a_check_that_could_not_run(
     tmp_path: Path, output: str, rc: int, status: str, exit_code: int
 ) -> None:
+    (tmp_path / "history.json").write_text(json.dumps(HISTORY))
     (tmp_path / "refresh.out").write_text(output)
     (tmp_path / "refresh.rc").write_text(str(rc))
     out = tmp_path / "out"
@@ -326,11 +327,38 @@ def test_drift_is_told_apart_from_a_check_that_could_not_run(
     summary = (out / "summary.md").read_text()
     assert summary.startswith("### production: ")
     assert output.splitlines()[0] in summary
-    (refresh,) = calls(tmp_path)
-    assert refresh["args"][:1] == ["refresh"]
+    (refresh,) = [call for call in calls(tmp_path) if call["args"][:1] == ["refresh"]]
     for flag in ("--preview-only", "--expect-no-changes", "--non-interactive"):
         assert flag in refresh["args"]
     assert refresh["args"][refresh["args"].index("--stack") + 1] == "production"
+
+
+@pytest.mark.parametrize(
+    "after",
+    [
+        [{"version": 8, "kind": "update", "result": "succeeded", "config": {}}, *HISTORY],
+        [{"version": 8, "kind": "update", "result": "in-progress", "config": {}}, *HISTORY],
+    ],
+    ids=["finished-during", "still-running"],
+)
+def test_drift_met_by_an_update_during_the_check_is_not_reported_as_drift(
+    tmp_path: Path, after: list[dict[str, Any]]
+) -> None:
+    # A refresh preview takes no stack lock: a check overlapping a deploy read
+    # a state the deploy was still writing and opened a drift issue for the
+    # deploy's own changes (the docs promised a "locked" failure instead).
+    (tmp_path / "history.json").write_text(json.dumps(HISTORY))
+    (tmp_path / "history-after.json").write_text(json.dumps(after))
+    (tmp_path / "refresh.out").write_text(
+        "~ aws:rds/instance:Instance db refresh [diff: ~engineVersion]\n"
+        "error: no changes were expected but changes were proposed\n"
+    )
+    (tmp_path / "refresh.rc").write_text("255")
+    out = tmp_path / "out"
+    result = run_script("ci-drift.sh", "production", str(out), fake_dir=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert (out / "status").read_text().strip() == "error"
+    assert "an update ran during the check" in (out / "summary.md").read_text()
 
 
 def drift_results(root: Path, statuses: Mapping[str, str]) -> Path:
