@@ -258,7 +258,8 @@ def _advance(args: argparse.Namespace) -> int:
                     f"{feature} was rolled back (off, {state.rollout_percentage:g}% kept); "
                     "advance does not turn a rolled-back feature on: once the cause is fixed, "
                     f"`enterprisehub rollout set --feature {feature} --percentage "
-                    f"{state.rollout_percentage:g}` resumes it"
+                    f"{state.rollout_percentage:g} --environment {conn.settings.environment} "
+                    "--reason WHY` resumes it"
                 )
             current = state.rollout_percentage if state.enabled else 0.0
             stage = stage_for(current)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -14,7 +15,7 @@ import pytest
 from prometheus_client import CollectorRegistry, start_http_server
 
 from localrun.servers import PrometheusServer, free_port, start_prometheus
-from services.cli import main
+from services.cli import build_parser, main
 from services.common.database import Database
 from services.common.flags import FlagState, get_flag, write_flag
 from services.common.metrics import HttpMetrics
@@ -230,7 +231,12 @@ async def test_a_rolled_back_feature_is_not_turned_on_again_by_advance(
     await write_flag(redis_client, "property_vision", rolled_back)
     code = await _advance(prometheus.url, "--selector", 'route="/good"', "--window", "1m", "--yes")
     assert code == 1
-    assert "rollout set --feature property_vision --percentage 10" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "rollout set --feature property_vision --percentage 10" in err
+    # The hint is pasted: it named neither of `rollout set`'s required options.
+    [hint] = re.findall(r"`enterprisehub (rollout set [^`]*)`", err)
+    args = build_parser().parse_args(hint.replace("WHY", "fixed").split())
+    assert (args.environment, args.reason) == ("local", "fixed")
     assert await get_flag(redis_client, "property_vision") == rolled_back
     assert await _decisions(owner_db) == []
 
