@@ -250,7 +250,10 @@ async def test_no_prometheus_and_no_results_hold(
     await _start_week_one(owner_db, days_ago=9)
     code = await _advance(f"http://127.0.0.1:{free_port()}", "--yes")
     assert code == 0
-    assert "hold" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "hold" in out
+    # Why there is no data is said, not only recorded in the inputs.
+    assert "error_rate: prometheus unreachable at http://127.0.0.1:" in out
     assert await get_flag(redis_client, "property_vision") == FlagState(
         enabled=True, rollout_percentage=10
     )
@@ -258,6 +261,26 @@ async def test_no_prometheus_and_no_results_hold(
     assert decision["decision"] == "hold"
     assert decision["applied"] is False
     assert "unreachable" in json.dumps(decision["inputs"])
+
+
+async def test_a_hold_without_prometheus_says_prometheus_url_is_unset(
+    settings_env: dict[str, str],
+    redis_client: Redis,
+    owner_db: Database,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # It printed "no data for error_rate, latency_p95_seconds, ...: holding" and
+    # nothing else: the missing setting was only in the recorded inputs.
+    monkeypatch.delenv("PROMETHEUS_URL", raising=False)
+    await _start_week_one(owner_db, days_ago=9)
+    code = await _cli(
+        "rollout", "advance", "--feature", "property_vision", "--environment", "local", "--yes"
+    )
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "hold" in out
+    assert "PROMETHEUS_URL is not set (nor --prometheus-url)" in out
 
 
 @pytest.mark.parametrize(
