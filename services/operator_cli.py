@@ -119,13 +119,16 @@ async def confirm(prompt: str, assume_yes: bool) -> None:
     """Ask ``prompt`` on the terminal; raise ``CommandError`` unless answered yes.
 
     ``assume_yes`` (``--yes``) skips the question; without a terminal and
-    without it the command refuses rather than changing flags unasked.
+    without it the command refuses rather than acting unasked.
     """
     if assume_yes:
         return
     if not sys.stdin.isatty():
+        # Says what was not done: "change flags" was printed for `close-undo` too,
+        # which records an incident's outcome and changes no flag.
         raise CommandError(
-            "refusing to change flags without confirmation: stdin is not a terminal; pass --yes",
+            f"refusing without confirmation ({prompt.rstrip('?')}): stdin is not a terminal; "
+            "pass --yes",
             EXIT_USAGE,
         )
     answer = await asyncio.to_thread(input, f"{prompt} [y/N] ")
