@@ -12,7 +12,7 @@ import asyncio
 import sys
 from typing import Any
 
-from services.cli import number_argument
+from services.cli import CommandError, number_argument
 from services.ml.publish import add_publish_arguments, run_publish
 from services.ml.training import add_train_arguments, run_train
 
@@ -59,9 +59,9 @@ def register_vision_commands(subparsers: Any) -> None:
 def run_vision_backfill(args: argparse.Namespace) -> int:
     """Handler of ``vision backfill``: prints a one-line report, exit 0 when nothing failed."""
     from services.common.claude import create_claude
-    from services.common.database import Database
+    from services.common.database import Database, DatabaseUnavailable
     from services.common.metrics import new_registry
-    from services.common.storage import create_storage
+    from services.common.storage import StorageUnavailable, create_storage
     from services.common.tenancy import InvalidTenantId, validate_tenant_id
     from services.ml.config import MLSettings
     from services.ml.vision.backfill import run_backfill
@@ -105,4 +105,10 @@ def run_vision_backfill(args: argparse.Namespace) -> int:
         )
         return 0 if report.failed == 0 else 1
 
-    return asyncio.run(run())
+    try:
+        return asyncio.run(run())
+    except (DatabaseUnavailable, StorageUnavailable) as exc:
+        # A traceback was all an operator saw when Postgres or the bucket was down.
+        raise CommandError(
+            f"vision backfill: {exc.reason}; run it again once it answers (it resumes)"
+        ) from None
