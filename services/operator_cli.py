@@ -19,7 +19,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Final, get_args
 
-from services.cli import EXIT_USAGE, CommandError
+from services.cli import EXIT_USAGE, CommandError, unreachable
 from services.common.database import Database, DatabaseUnavailable
 from services.common.flags import FlagWriteConflict, InvalidFlag, check_feature
 from services.common.redis import Redis, RedisUnavailable, close_redis, create_redis_from_settings
@@ -169,7 +169,12 @@ async def connect(environment: str | None) -> AsyncIterator[Connections]:
         raise CommandError(exc.reason) from None
     except (RedisUnavailable, DatabaseUnavailable) as exc:
         raise CommandError(
-            f"environment {settings.environment} unreachable: {exc.reason}"
+            f"environment {settings.environment} unreachable: "
+            + unreachable(
+                exc,
+                "check that its Postgres and Redis are up and that "
+                "DATABASE_URL and REDIS_URL are this environment's",
+            )
         ) from None
     finally:
         await close_redis(redis)
