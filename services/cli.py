@@ -473,4 +473,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Through the imported module, as the console script runs it: run as __main__
+    # this file is a second copy of services.cli, and the CommandError the command
+    # modules raise (theirs) escaped this copy's main() as a traceback.
+    from services.cli import main as imported_main
+
+    sys.exit(imported_main())

@@ -246,9 +246,11 @@ async def test_environment_must_match_the_settings(
     assert await get_flag(redis_client, "ai_coaching") is None
 
 
+@pytest.mark.parametrize("run_as", ["console-script", "python-m"])
 @pytest.mark.parametrize("down", ["REDIS_URL", "DATABASE_URL"])
 async def test_unreachable_environment_is_one_clear_line(
     down: str,
+    run_as: str,
     settings_env: dict[str, str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -261,11 +263,15 @@ async def test_unreachable_environment_is_one_clear_line(
     }
     monkeypatch.setenv(down, dead[down])
     monkeypatch.setenv("REDIS_SOCKET_TIMEOUT", "0.5")
-    # The console script: under `python -m services.cli` the operator modules import
-    # a second copy of services.cli, whose CommandError main() does not catch.
-    enterprisehub = str(Path(sys.executable).parent / "enterprisehub")
+    # `python -m services.cli` too: the command modules raise the CommandError of
+    # the imported services.cli, which the copy run as __main__ did not catch.
+    command = (
+        [str(Path(sys.executable).parent / "enterprisehub")]
+        if run_as == "console-script"
+        else [sys.executable, "-m", "services.cli"]
+    )
     process = await asyncio.create_subprocess_exec(
-        enterprisehub, "rollout", "status", "--environment", "local",
+        *command, "rollout", "status", "--environment", "local",
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     _, stderr = await process.communicate()
