@@ -1078,6 +1078,20 @@ def test_backfill_with_postgres_or_the_bucket_down_is_one_line(
     assert line.endswith("; run it again once it answers (it resumes)"), line
 
 
+def test_backfill_without_claude_says_what_to_set(
+    vision_settings: MLSettings,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # "error: ANTHROPIC_API_KEY is not set; nothing can be analysed": no way forward.
+    monkeypatch.delenv("ANTHROPIC_API_KEY")
+    assert cli_main(["vision", "backfill", "--tenant", "tenant-down"]) == 1
+    assert capsys.readouterr().err == (
+        "enterprisehub: vision backfill: ANTHROPIC_API_KEY is not set, so nothing can be "
+        "analysed: set it (and ANTHROPIC_BASE_URL for a stand-in) as the services have it\n"
+    )
+
+
 async def test_an_upload_while_storage_fails_is_503_and_its_retry_stores_the_photo(
     vision_settings: MLSettings,
     app_client: AppClient,
