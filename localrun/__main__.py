@@ -38,7 +38,7 @@ import shutil
 import signal
 import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,7 +59,7 @@ from localrun.servers import MissingBinary, ServerFailed
 from localrun.standins.aws import create_bucket, moto_server, s3_env
 from services.cli import port_argument
 from services.common.scopes import SCOPES
-from services.common.settings import AuthSettings
+from services.common.settings import AuthSettings, ClaudeSettings
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_STATE_DIR = REPO_ROOT / "var" / "run"
@@ -183,8 +183,17 @@ def cli_with_key(state_dir: Path) -> str:
     return f'JWT_SECRET_KEY="$(cat {key_file})" JWT_KEY_ID=local {enterprisehub_cli()}'
 
 
-def write_operator_env(state_dir: Path, env: dict[str, str]) -> Path:
-    """The stores' and the JWT key's variables for operator commands, sourced by a shell."""
+def write_operator_env(
+    state_dir: Path, env: dict[str, str], *, inherited: Mapping[str, str]
+) -> Path:
+    """The stores' and the JWT key's variables for operator commands, sourced by a shell.
+
+    The services inherit the run's own environment, so its Claude settings (a
+    stand-in's ANTHROPIC_BASE_URL included) reach them; ``vision backfill`` calls
+    Claude as they do, and without them it refused to run from this file.
+    """
+    claude = {name.upper() for name in ClaudeSettings.model_fields}
+    env = {**{name: value for name, value in inherited.items() if name in claude}, **env}
     lines = [f"{name}={shlex.quote(value)}\n" for name, value in sorted(env.items())]
     return _write_secret(state_dir / OPERATOR_ENV_FILE, "".join(lines))
 
@@ -531,6 +540,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             write_operator_env(
                 state_dir,
                 {**auth_env, "ENVIRONMENT": "local", **stores.service_env(), **storage},
+                inherited=os.environ,
             )
             if "realtime" in ports:
                 env["DASHBOARDS_FEED_URL"] = f"ws://127.0.0.1:{ports['realtime']}/v1/feed"

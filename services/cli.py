@@ -26,13 +26,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import importlib
 import importlib.util
 import logging
 import math
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
@@ -96,6 +97,32 @@ class CommandError(Exception):
     def __init__(self, message: str, code: int = EXIT_FAILURE) -> None:
         self.code = code
         super().__init__(message)
+
+
+#: Loggers whose only warning is a store's outage, written for a service's log. A
+#: command says it in its own error line (``unreachable``), where the warning
+#: printed it a second time, on a line of its own.
+STORE_LOGGERS = ("services.common.database", "services.common.redis")
+
+
+def unreachable(exc: Exception, fix: str) -> str:
+    """One line for a store that could not be reached: the reason, its cause, ``fix``."""
+    reason = getattr(exc, "reason", str(exc))
+    cause = f": {str(exc.__cause__).rstrip('.')}" if exc.__cause__ is not None else ""
+    return f"{reason}{cause}; {fix}"
+
+
+@contextlib.contextmanager
+def _store_warnings_quieted() -> Iterator[None]:
+    loggers = [logging.getLogger(name) for name in STORE_LOGGERS]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
 
 
 def _load(target: str) -> Any:
@@ -420,8 +447,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``enterprisehub`` console script."""
     args = build_parser().parse_args(argv)
+    quiet = contextlib.nullcontext() if args.command == "serve" else _store_warnings_quieted()
     try:
-        code: int = args.handler(args)
+        with quiet:
+            code: int = args.handler(args)
         # Inside the try: what the pipe refuses fails here, not at the interpreter's exit.
         sys.stdout.flush()
     except SettingsError as exc:
@@ -444,4 +473,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Through the imported module, as the console script runs it: run as __main__
+    # this file is a second copy of services.cli, and the CommandError the command
+    # modules raise (theirs) escaped this copy's main() as a traceback.
+    from services.cli import main as imported_main
+
+    sys.exit(imported_main())

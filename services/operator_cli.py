@@ -19,7 +19,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Final, get_args
 
-from services.cli import EXIT_USAGE, CommandError
+from services.cli import EXIT_USAGE, CommandError, unreachable
 from services.common.database import Database, DatabaseUnavailable
 from services.common.flags import FlagWriteConflict, InvalidFlag, check_feature
 from services.common.redis import Redis, RedisUnavailable, close_redis, create_redis_from_settings
@@ -119,13 +119,16 @@ async def confirm(prompt: str, assume_yes: bool) -> None:
     """Ask ``prompt`` on the terminal; raise ``CommandError`` unless answered yes.
 
     ``assume_yes`` (``--yes``) skips the question; without a terminal and
-    without it the command refuses rather than changing flags unasked.
+    without it the command refuses rather than acting unasked.
     """
     if assume_yes:
         return
     if not sys.stdin.isatty():
+        # Says what was not done: "change flags" was printed for `close-undo` too,
+        # which records an incident's outcome and changes no flag.
         raise CommandError(
-            "refusing to change flags without confirmation: stdin is not a terminal; pass --yes",
+            f"refusing without confirmation ({prompt.rstrip('?')}): stdin is not a terminal; "
+            "pass --yes",
             EXIT_USAGE,
         )
     answer = await asyncio.to_thread(input, f"{prompt} [y/N] ")
@@ -166,7 +169,12 @@ async def connect(environment: str | None) -> AsyncIterator[Connections]:
         raise CommandError(exc.reason) from None
     except (RedisUnavailable, DatabaseUnavailable) as exc:
         raise CommandError(
-            f"environment {settings.environment} unreachable: {exc.reason}"
+            f"environment {settings.environment} unreachable: "
+            + unreachable(
+                exc,
+                "check that its Postgres and Redis are up and that "
+                "DATABASE_URL and REDIS_URL are this environment's",
+            )
         ) from None
     finally:
         await close_redis(redis)

@@ -41,7 +41,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from services.cli import EXIT_USAGE, CommandError, number_argument
+from services.cli import EXIT_USAGE, CommandError, number_argument, unreachable
 from services.common.database import Database, DatabaseUnavailable
 from services.impact.aggregate import RESTATED_DAYS, aggregate_days, day_bounds
 from services.impact.assumptions import PRIMARY_METRICS
@@ -113,7 +113,10 @@ def _run(coroutine: Any) -> Any:
     try:
         return asyncio.run(coroutine)
     except DatabaseUnavailable as exc:
-        raise CommandError(f"cannot reach Postgres: {exc.reason}") from None
+        raise CommandError(
+            "cannot reach Postgres: "
+            + unreachable(exc, "check that it is up and that DATABASE_URL points at it")
+        ) from None
 
 
 def _analyze(args: argparse.Namespace) -> int:

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import sys
 from typing import Any
 
-from services.cli import number_argument
+from services.cli import EXIT_USAGE, CommandError, number_argument
 from services.ml.publish import add_publish_arguments, run_publish
 from services.ml.training import add_train_arguments, run_train
 
@@ -59,9 +58,9 @@ def register_vision_commands(subparsers: Any) -> None:
 def run_vision_backfill(args: argparse.Namespace) -> int:
     """Handler of ``vision backfill``: prints a one-line report, exit 0 when nothing failed."""
     from services.common.claude import create_claude
-    from services.common.database import Database
+    from services.common.database import Database, DatabaseUnavailable
     from services.common.metrics import new_registry
-    from services.common.storage import create_storage
+    from services.common.storage import StorageUnavailable, create_storage
     from services.common.tenancy import InvalidTenantId, validate_tenant_id
     from services.ml.config import MLSettings
     from services.ml.vision.backfill import run_backfill
@@ -70,21 +69,24 @@ def run_vision_backfill(args: argparse.Namespace) -> int:
     try:
         validate_tenant_id(args.tenant)
     except InvalidTenantId as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        raise CommandError(f"vision backfill: {exc}", EXIT_USAGE) from None
     settings = MLSettings.from_env()
     bucket = settings.media_bucket
     if not bucket:
-        print("error: MEDIA_BUCKET is not set; there are no photos to backfill", file=sys.stderr)
-        return 1
+        raise CommandError(
+            "vision backfill: MEDIA_BUCKET is not set: set it to the bucket the photos are in"
+        )
 
     async def run() -> int:
         db = await Database.connect(settings)
         claude = create_claude(settings, registry=new_registry(), db=db)
         if claude is None:
             await db.close()
-            print("error: ANTHROPIC_API_KEY is not set; nothing can be analysed", file=sys.stderr)
-            return 1
+            # Said how to go on: "nothing can be analysed" left the operator guessing.
+            raise CommandError(
+                "vision backfill: ANTHROPIC_API_KEY is not set, so nothing can be analysed: "
+                "set it (and ANTHROPIC_BASE_URL for a stand-in) as the services have it"
+            )
         try:
             report = await run_backfill(
                 db=db,
@@ -105,4 +107,10 @@ def run_vision_backfill(args: argparse.Namespace) -> int:
         )
         return 0 if report.failed == 0 else 1
 
-    return asyncio.run(run())
+    try:
+        return asyncio.run(run())
+    except (DatabaseUnavailable, StorageUnavailable) as exc:
+        # A traceback was all an operator saw when Postgres or the bucket was down.
+        raise CommandError(
+            f"vision backfill: {exc.reason}; run it again once it answers (it resumes)"
+        ) from None

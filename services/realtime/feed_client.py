@@ -81,6 +81,16 @@ def _given_token(args: argparse.Namespace) -> str | None:
 def _token(args: argparse.Namespace) -> str:
     given = _given_token(args)
     if given is not None:
+        claimed = _claimed_tenant(given)
+        if claimed is not None and claimed != args.tenant:
+            # The feed serves the token's tenant whatever --tenant says: a token
+            # of another tenant (an old ENTERPRISEHUB_TOKEN) showed that tenant's
+            # leads under a --tenant the operator believed they were watching.
+            raise FeedClientError(
+                f"--tenant {args.tenant} but the token is for tenant {claimed}: "
+                f"pass --tenant {claimed}, or a token of {args.tenant} (--token or {TOKEN_ENV})",
+                2,
+            )
         return given
     from services.common.auth import issue_token
     from services.common.scopes import FEED_READ
@@ -104,6 +114,18 @@ def _token(args: argparse.Namespace) -> str:
         )
     except ValueError as exc:
         raise FeedClientError(str(exc), 2) from None
+
+
+def _claimed_tenant(token: str) -> str | None:
+    """The tenant a token claims, unverified (the server verifies it); None if unreadable."""
+    import jwt
+
+    try:
+        claims = jwt.decode(token, options={"verify_signature": False})
+    except jwt.PyJWTError:
+        return None  # the server's 401 names what is wrong with it
+    tenant = claims.get("tid")
+    return printable(tenant) if isinstance(tenant, str) else None
 
 
 def feed_url(base: str, cursor: str | None) -> str:

@@ -76,6 +76,25 @@ def _percentage(value: str) -> float:
     return percentage
 
 
+def _unread(sources: dict[str, Any]) -> list[str]:
+    """Why Prometheus gave no numbers: the hold says only "no data for error_rate, ...".
+
+    The cause (PROMETHEUS_URL unset, Prometheus unreachable) was only in the
+    recorded inputs, so an operator saw the rollout hold with no hint of it.
+    """
+    notes = []
+    if sources.get("prometheus") == "PROMETHEUS_URL not set":
+        notes.append(
+            "PROMETHEUS_URL is not set (nor --prometheus-url): error rate and latency not read"
+        )
+    notes += [
+        f"{name.removesuffix('_error')}: {error}"
+        for name, error in sources.items()
+        if name.endswith("_error")
+    ]
+    return notes
+
+
 async def _change(
     conn: Connections,
     changes: Sequence[Change],
@@ -258,7 +277,8 @@ def _advance(args: argparse.Namespace) -> int:
                     f"{feature} was rolled back (off, {state.rollout_percentage:g}% kept); "
                     "advance does not turn a rolled-back feature on: once the cause is fixed, "
                     f"`enterprisehub rollout set --feature {feature} --percentage "
-                    f"{state.rollout_percentage:g}` resumes it"
+                    f"{state.rollout_percentage:g} --environment {conn.settings.environment} "
+                    "--reason WHY` resumes it"
                 )
             current = state.rollout_percentage if state.enabled else 0.0
             stage = stage_for(current)
@@ -290,6 +310,8 @@ def _advance(args: argparse.Namespace) -> int:
             }
             verdict = decision.verdict.value
             print(f"{feature} at {stage.percentage:g}%: {verdict}: {decision.reason}")
+            for note in _unread(gathered.sources):
+                print(f"  {note}")
             print(json.dumps(inputs["observations"], indent=2))
             # Recorded before anything changes, so a decision the operator declines
             # (or that fails to apply) is on record too, with applied = false.

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 import subprocess
+import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,6 +20,7 @@ from localrun.__main__ import (
     SERVICES,
     enterprisehub_cli,
     print_guide,
+    write_operator_env,
 )
 from localrun.demo import (
     DEMO_AGENTS,
@@ -192,3 +195,36 @@ def test_guide_offers_a_claude_stand_in_that_answers_the_services(
         client.close()
         process.terminate()
         process.wait(timeout=10)
+
+
+def test_operator_env_carries_the_runs_claude_settings(tmp_path: Path) -> None:
+    # The guide's operator commands include `vision backfill`, which calls Claude as
+    # the services do; the file held only the stores and the JWT key, so from a run
+    # started with the stand-in (as the guide says) it refused: no ANTHROPIC_API_KEY.
+    inherited = {
+        "ANTHROPIC_API_KEY": "stand-in",
+        "ANTHROPIC_BASE_URL": f"http://127.0.0.1:{CLAUDE_STANDIN_PORT}",
+        "CLAUDE_MODEL": "claude-haiku-4-5",
+        "HOME": "/root",  # the rest of the run's environment stays out
+    }
+    path = write_operator_env(tmp_path, {"ENVIRONMENT": "local"}, inherited=inherited)
+    assert "HOME=" not in path.read_text()
+    read = subprocess.run(
+        [
+            "bash",
+            "-c",
+            f"set -a; . {shlex.quote(str(path))}; exec {shlex.quote(sys.executable)} -c "
+            "'from services.common.settings import ClaudeSettings as C; s = C.from_env(); "
+            "print(s.anthropic_api_key.get_secret_value(), s.anthropic_base_url, s.claude_model)'",
+        ],
+        cwd=REPO_ROOT,
+        env={"PATH": os.environ["PATH"]},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert read.stdout.split() == [
+        "stand-in",
+        f"http://127.0.0.1:{CLAUDE_STANDIN_PORT}",
+        "claude-haiku-4-5",
+    ]

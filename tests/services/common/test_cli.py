@@ -7,7 +7,7 @@ import logging
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import NoReturn
 
@@ -355,3 +355,29 @@ def test_a_reader_that_goes_away_is_exit_1_without_a_traceback(
     finally:
         os.close(write_end)
     assert (done.returncode, done.stderr) == (1, "")
+
+
+@pytest.mark.parametrize("given", ["option", "environment"])
+def test_feed_refuses_a_token_of_another_tenant_than_tenant(
+    given: str,
+    settings: CommonSettings,
+    make_token: Callable[..., str],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # The feed serves the token's tenant: `--tenant tenant-a` with tenant-b's token
+    # (or an ENTERPRISEHUB_TOKEN left from another tenant) watched tenant-b's leads.
+    def connect(*args: object, **kwargs: object) -> NoReturn:
+        raise AssertionError("the feed connected with another tenant's token")
+
+    monkeypatch.setattr("services.realtime.feed_client.connect", connect)
+    token = make_token("tenant-b", scopes=("feed:read",))
+    argv = ["feed", "--tenant", "tenant-a", "--url", "ws://192.0.2.1/"]
+    if given == "option":
+        argv += ["--token", token]
+    else:
+        monkeypatch.setenv("ENTERPRISEHUB_TOKEN", token)
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "--tenant tenant-a but the token is for tenant tenant-b: pass --tenant tenant-b" in err

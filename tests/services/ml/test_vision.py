@@ -30,7 +30,9 @@ import pytest_asyncio
 from fastapi import FastAPI
 from PIL import Image
 
+from localrun.servers import free_port
 from localrun.standins.anthropic import AnthropicStandIn, Case
+from services.cli import main as cli_main
 from services.common import storage
 from services.common.claude.ledger import totals
 from services.common.database import Database
@@ -1052,6 +1054,42 @@ async def test_backfill_stores_an_answer_holding_a_nul(
     assert (report.stored, report.failed) == (1, 0)
     [listed] = await _listed(client, _auth(make_token, tenant), "h")
     assert listed["summary"] == "A bright\ufffd kitchen."
+
+
+@pytest.mark.parametrize("down", ["DATABASE_URL", "S3_ENDPOINT_URL"])
+def test_backfill_with_postgres_or_the_bucket_down_is_one_line(
+    down: str,
+    vision_settings: MLSettings,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Both ended in a traceback (DatabaseUnavailable, StorageUnavailable).
+    dead = f"127.0.0.1:{free_port()}"
+    if down == "DATABASE_URL":
+        monkeypatch.setenv(down, f"postgresql://app:app@{dead}/enterprisehub")
+    else:
+        monkeypatch.setenv(down, f"http://{dead}")
+    assert cli_main(["vision", "backfill", "--tenant", "tenant-down"]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    [line] = [line for line in err.splitlines() if line.startswith("enterprisehub")]
+    assert line.startswith("enterprisehub: vision backfill: "), line
+    assert "unavailable (" in line, line
+    assert line.endswith("; run it again once it answers (it resumes)"), line
+
+
+def test_backfill_without_claude_says_what_to_set(
+    vision_settings: MLSettings,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # "error: ANTHROPIC_API_KEY is not set; nothing can be analysed": no way forward.
+    monkeypatch.delenv("ANTHROPIC_API_KEY")
+    assert cli_main(["vision", "backfill", "--tenant", "tenant-down"]) == 1
+    assert capsys.readouterr().err == (
+        "enterprisehub: vision backfill: ANTHROPIC_API_KEY is not set, so nothing can be "
+        "analysed: set it (and ANTHROPIC_BASE_URL for a stand-in) as the services have it\n"
+    )
 
 
 async def test_an_upload_while_storage_fails_is_503_and_its_retry_stores_the_photo(

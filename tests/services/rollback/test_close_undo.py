@@ -209,6 +209,22 @@ async def test_a_claim_is_closed_once_and_only_a_claim(
     assert "no incident 'operator:nope'" in capsys.readouterr().err
 
 
+async def test_close_undo_without_a_terminal_or_yes_says_what_it_did_not_do(
+    rollback_env: dict[str, str],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # It said "refusing to change flags", which close-undo never does.
+    code = await _cli("rollback", "close-undo", "operator:nope", "--environment", "local",
+                      "--reason", "x", "--not-restored", "ml-services")  # fmt: skip
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "flags" not in err
+    assert (
+        "refusing without confirmation (close the undo of incident operator:nope in local): "
+        "stdin is not a terminal; pass --yes"
+    ) in err
+
+
 async def test_a_finished_undo_cannot_be_closed_over(
     rollback_env: dict[str, str],
     undoing: KubernetesApiStandIn,

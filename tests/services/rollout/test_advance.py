@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -14,7 +15,7 @@ import pytest
 from prometheus_client import CollectorRegistry, start_http_server
 
 from localrun.servers import PrometheusServer, free_port, start_prometheus
-from services.cli import main
+from services.cli import build_parser, main
 from services.common.database import Database
 from services.common.flags import FlagState, get_flag, write_flag
 from services.common.metrics import HttpMetrics
@@ -230,7 +231,12 @@ async def test_a_rolled_back_feature_is_not_turned_on_again_by_advance(
     await write_flag(redis_client, "property_vision", rolled_back)
     code = await _advance(prometheus.url, "--selector", 'route="/good"', "--window", "1m", "--yes")
     assert code == 1
-    assert "rollout set --feature property_vision --percentage 10" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "rollout set --feature property_vision --percentage 10" in err
+    # The hint is pasted: it named neither of `rollout set`'s required options.
+    [hint] = re.findall(r"`enterprisehub (rollout set [^`]*)`", err)
+    args = build_parser().parse_args(hint.replace("WHY", "fixed").split())
+    assert (args.environment, args.reason) == ("local", "fixed")
     assert await get_flag(redis_client, "property_vision") == rolled_back
     assert await _decisions(owner_db) == []
 
@@ -244,7 +250,10 @@ async def test_no_prometheus_and_no_results_hold(
     await _start_week_one(owner_db, days_ago=9)
     code = await _advance(f"http://127.0.0.1:{free_port()}", "--yes")
     assert code == 0
-    assert "hold" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "hold" in out
+    # Why there is no data is said, not only recorded in the inputs.
+    assert "error_rate: prometheus unreachable at http://127.0.0.1:" in out
     assert await get_flag(redis_client, "property_vision") == FlagState(
         enabled=True, rollout_percentage=10
     )
@@ -252,6 +261,26 @@ async def test_no_prometheus_and_no_results_hold(
     assert decision["decision"] == "hold"
     assert decision["applied"] is False
     assert "unreachable" in json.dumps(decision["inputs"])
+
+
+async def test_a_hold_without_prometheus_says_prometheus_url_is_unset(
+    settings_env: dict[str, str],
+    redis_client: Redis,
+    owner_db: Database,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # It printed "no data for error_rate, latency_p95_seconds, ...: holding" and
+    # nothing else: the missing setting was only in the recorded inputs.
+    monkeypatch.delenv("PROMETHEUS_URL", raising=False)
+    await _start_week_one(owner_db, days_ago=9)
+    code = await _cli(
+        "rollout", "advance", "--feature", "property_vision", "--environment", "local", "--yes"
+    )
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "hold" in out
+    assert "PROMETHEUS_URL is not set (nor --prometheus-url)" in out
 
 
 @pytest.mark.parametrize(
