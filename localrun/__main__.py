@@ -537,11 +537,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 storage = s3_env(s3_url, media_bucket=MEDIA_BUCKET)
                 env.update(storage)
             # The operator commands (`vision backfill` reads the bucket) reach it too.
-            write_operator_env(
-                state_dir,
-                {**auth_env, "ENVIRONMENT": "local", **stores.service_env(), **storage},
-                inherited=os.environ,
-            )
+            operator_env = {**auth_env, "ENVIRONMENT": "local", **stores.service_env(), **storage}
+            write_operator_env(state_dir, operator_env, inherited=os.environ)
             if "realtime" in ports:
                 env["DASHBOARDS_FEED_URL"] = f"ws://127.0.0.1:{ports['realtime']}/v1/feed"
             webhook_token = secrets.token_hex(32)
@@ -570,6 +567,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                         scrape_interval=SCRAPE_INTERVAL,
                     )
                 )
+                # `rollout advance` reads its guardrails from this Prometheus:
+                # without it, the banner's command held at every run.
+                operator_env["PROMETHEUS_URL"] = monitoring.prometheus.url
+                write_operator_env(state_dir, operator_env, inherited=os.environ)
             tenants = demo_tenants(
                 AuthSettings.from_env(
                     jwt_secret_key=auth_env["JWT_SECRET_KEY"], jwt_key_id=auth_env["JWT_KEY_ID"]

@@ -31,7 +31,15 @@ from websockets.sync.client import connect
 
 from alerts.catalog import load_rule_file, rule_files
 from infra.catalog import SERVICES as CATALOG
-from localrun.__main__ import PID_FILE, READY_LINE, SERVICES, PortTaken, check_ports_free, main
+from localrun.__main__ import (
+    MONITORING_BINARIES,
+    PID_FILE,
+    READY_LINE,
+    SERVICES,
+    PortTaken,
+    check_ports_free,
+    main,
+)
 from localrun.servers import free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -175,6 +183,11 @@ def test_make_run_serves_health_streams_events_and_stops_cleanly(state_root: Pat
         operator_env = (state_dir / "operator.env").read_text()
         assert f"MEDIA_BUCKET={s3.group(2)}\n" in operator_env
         assert f"S3_ENDPOINT_URL={s3.group(1)}\n" in operator_env
+        # So does `rollout advance`, to the run's Prometheus (it held without one).
+        if all(shutil.which(binary) for binary in MONITORING_BINARIES):
+            prometheus = re.search(r"^\s*prometheus (http://127\.0\.0\.1:\d+)\s", output, re.M)
+            assert prometheus is not None, output
+            assert f"PROMETHEUS_URL={prometheus.group(1)}\n" in operator_env
         assert f"kill {process.pid}" in output
         assert "make stop" in output
 
