@@ -6,6 +6,8 @@ given one, prints one line per event (or the raw frames with ``--json``),
 and behaves as a client should: after a dropped connection or a 1013 it
 waits the ``reconnect_delay`` the server announced and resumes after the
 last ``stream_id`` it printed, so nothing is missed or printed twice. A
+feed it never reached (a wrong ``--url``, the service not started) ends it
+at once with the address it tried. A
 refusal that retrying cannot fix (401/403, 1008) ends it with the reason,
 except a close for an expired token (1008 ``expired_token``) when the client
 minted that token itself: it mints a fresh one and resumes at once.
@@ -208,12 +210,14 @@ async def watch_feed(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     printer = _Printer(out, raw=args.json, count=args.count)
     printer.cursor = args.last_event_id
     headers = {"Authorization": f"Bearer {token}"}
+    connected_once = False
     while not printer.done:
         url = feed_url(args.url, printer.cursor)
         try:
             async with connect(
                 url, additional_headers=headers, open_timeout=OPEN_TIMEOUT, max_size=2**22
             ) as conn:
+                connected_once = True
                 async for message in conn:
                     printer.frame(message)
                     if printer.done:
@@ -229,6 +233,13 @@ async def watch_feed(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
             code = exc.rcvd.code if exc.rcvd else None
             reason = exc.rcvd.reason if exc.rcvd else "connection lost"
         except (OSError, TimeoutError) as exc:
+            if not connected_once:
+                # A wrong --url or a service not started: retrying every few
+                # seconds, for ever, said "reconnecting" to a feed never reached.
+                raise FeedClientError(
+                    f"cannot connect to {url.split('?')[0]} ({exc}): is the realtime "
+                    "service running there? (--url)"
+                ) from None
             code, reason = None, f"cannot connect ({exc})"
         if code == WS_POLICY_VIOLATION and reason == TOKEN_EXPIRED_REASON:
             if _given_token(args) is not None:

@@ -13,6 +13,7 @@ from typing import NoReturn
 
 import pytest
 
+from localrun.servers import free_port
 from services import cli
 from services.cli import main
 from services.common.auth import TokenVerifier
@@ -122,6 +123,26 @@ def test_feed_refuses_to_mint_for_a_subject_no_event_could_target(
     err = capsys.readouterr().err
     assert err.count("\n") == 1
     assert "subject 'bob smith' is not an agent id" in err
+
+
+def test_feed_that_was_never_reached_is_one_line_not_a_retry_loop(
+    settings_env: dict[str, str],
+) -> None:
+    # A wrong --url (or `make run` not started) printed "reconnecting in 5 s"
+    # every five seconds, for ever.
+    url = f"ws://127.0.0.1:{free_port()}/v1/feed"
+    done = subprocess.run(
+        [sys.executable, "-m", "services.cli", "feed", "--tenant", "tenant-a", "--url", url],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **settings_env},
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.count("\n") == 1, done.stderr
+    assert f"cannot connect to {url}" in done.stderr
+    assert "reconnecting" not in done.stderr
 
 
 def test_bad_settings_are_listed_by_variable(
