@@ -27,6 +27,7 @@ from services.common.database import Database
 from services.common.revocation_store import list_active, read_active, revoke
 from services.common.settings import CommonSettings
 from services.impact.retention import Cutoffs, prune
+from services.migrations.runner import migrate
 from tests.conftest import APP_PASSWORD
 from tests.revocations import (
     FAST_REFRESH,
@@ -36,6 +37,7 @@ from tests.revocations import (
     revoke_now,
     token_id,
 )
+from tests.schema_history import downgrade_to
 
 AppClient = Callable[[FastAPI], AbstractAsyncContextManager[httpx.AsyncClient]]
 BuildApp = Callable[..., FastAPI]
@@ -305,3 +307,19 @@ async def test_a_service_started_during_an_outage_serves_then_refuses_once_it_re
             await eventually(refused)
     finally:
         await proxy.stop()
+
+
+async def test_the_revision_downgrades_and_upgrades_again(
+    settings: CommonSettings, db: Database, owner_db: Database
+) -> None:
+    """Data-migration tests take the schema back through it: its downgrade must undo it
+    all (the reader role stays, as revision 0005's does: roles span databases)."""
+    await downgrade_to(settings, "0023_retention_indexes")
+    try:
+        async with owner_db.unscoped() as conn:
+            assert await conn.fetchval("SELECT to_regclass('auth_token_revocations')") is None
+            assert await conn.fetchval("SELECT to_regproc('token_revocations_active')") is None
+    finally:
+        await migrate(settings)
+    await revoke_now(db, "tenant-a", subject="agent-1")
+    assert len((await read_active(db)).subjects) == 1
