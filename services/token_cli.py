@@ -29,7 +29,13 @@ from services.common.database import Database, DatabaseUnavailable
 from services.common.identifiers import AGENT_ID_FORMAT, TOKEN_ID_TEXT
 from services.common.revocation_store import list_active, revoke
 from services.common.settings import DatabaseSettings, TokenLifetimeSettings
-from services.operator_cli import actor_argument, default_actor, reason_argument, tenant_argument
+from services.operator_cli import (
+    actor_argument,
+    default_actor,
+    open_database,
+    reason_argument,
+    tenant_argument,
+)
 
 
 class RevocationSettings(DatabaseSettings, TokenLifetimeSettings):
@@ -58,12 +64,7 @@ def subject_argument(value: str) -> str:
 
 @asynccontextmanager
 async def _database(settings: RevocationSettings) -> AsyncIterator[Database]:
-    db = await Database.open(
-        settings.database_url.get_secret_value(),
-        max_size=1,
-        acquire_timeout=10,
-        application_name="enterprisehub-token",
-    )
+    db = await open_database(settings, application_name="enterprisehub-token")
     try:
         yield db
     except DatabaseUnavailable as exc:

@@ -5,7 +5,7 @@ for hours, never makes)."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 
 import httpx
 import pytest
@@ -15,27 +15,26 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from services.common.database import Database
 from services.common.scopes import CRM_INGEST, FEED_READ
 from services.common.scoring import LeadFeatures
-from services.realtime.config import RealtimeSettings
 from tests.revocations import FAST_REFRESH, eventually, revoke_now, token_id
 from tests.services.realtime.conftest import Replica, event_body, open_feed, post_event
 
 pytestmark = pytest.mark.integration
 
-FAST = {"auth_revocation_refresh_seconds": FAST_REFRESH}
+
+@pytest.fixture
+def realtime_env(realtime_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """The replicas read the revocations every FAST_REFRESH seconds."""
+    monkeypatch.setenv("AUTH_REVOCATION_REFRESH_SECONDS", str(FAST_REFRESH))
+    return {**realtime_env, "AUTH_REVOCATION_REFRESH_SECONDS": str(FAST_REFRESH)}
 
 
 async def test_a_feed_socket_is_closed_when_its_token_is_revoked(
-    replicas: Callable[..., Awaitable[Replica]],
-    realtime_settings: RealtimeSettings,
+    replica: Replica,
     http: httpx.AsyncClient,
     make_token: Callable[..., str],
     sample_leads: list[LeadFeatures],
     db: Database,
 ) -> None:
-    settings = realtime_settings.model_copy(
-        update={"auth_revocation_refresh_seconds": FAST_REFRESH}
-    )
-    replica = await replicas(settings)
     crm = make_token("tenant-a", scopes=(CRM_INGEST,))
     leaked = make_token("tenant-a", subject="agent-1", scopes=(FEED_READ,))
     colleague = make_token("tenant-a", subject="agent-2", scopes=(FEED_READ,))
@@ -63,8 +62,7 @@ async def test_a_feed_socket_is_closed_when_its_token_is_revoked(
 
 
 async def test_a_revoked_crm_token_is_refused_by_the_webhook(
-    replicas: Callable[..., Awaitable[Replica]],
-    realtime_settings: RealtimeSettings,
+    replica: Replica,
     http: httpx.AsyncClient,
     make_token: Callable[..., str],
     sample_leads: list[LeadFeatures],
@@ -72,10 +70,6 @@ async def test_a_revoked_crm_token_is_refused_by_the_webhook(
 ) -> None:
     """A CRM token may live 30 days (365 at most): until now, a leaked one posted events
     into the tenant's feed for that long."""
-    settings = realtime_settings.model_copy(
-        update={"auth_revocation_refresh_seconds": FAST_REFRESH}
-    )
-    replica = await replicas(settings)
     leaked = make_token("tenant-a", subject="crm-integration", scopes=(CRM_INGEST,))
     rotated = make_token("tenant-a", subject="crm-integration-2", scopes=(CRM_INGEST,))
     body = event_body(sample_leads[0], lead_id="lead-9")
