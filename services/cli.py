@@ -8,6 +8,7 @@
     enterprisehub impact aggregate|report ...
     enterprisehub retention prune [--tenant T]
     enterprisehub token --tenant T --subject S --scope SCOPE [--scope ...] [--ttl 12h]
+    enterprisehub token revoke|revocations ...  (services.token_cli)
     enterprisehub feed --tenant T [--url ws://HOST:8001/v1/feed] [--token JWT]
     enterprisehub model train|publish ...      (registered by services.ml.cli)
     enterprisehub vision backfill ...           (registered by services.ml.cli)
@@ -235,10 +236,17 @@ def _migrate(args: argparse.Namespace) -> int:
 
 
 def _token(args: argparse.Namespace) -> int:
+    import jwt
+
     from services.common.auth import issue_token
     from services.common.settings import AuthSettings
     from services.common.tenancy import InvalidTenantId
 
+    # Required when minting only, so argparse cannot say it (`token revoke` has its own).
+    given = (("--tenant", args.tenant), ("--subject", args.subject), ("--scope", args.scope))
+    missing = [option for option, value in given if value is None]
+    if missing:
+        args.token_parser.error(f"the following arguments are required: {', '.join(missing)}")
     settings = AuthSettings.from_env()
     try:
         token = issue_token(
@@ -251,6 +259,13 @@ def _token(args: argparse.Namespace) -> int:
     except (InvalidTenantId, ValueError) as exc:
         raise CommandError(f"token: {exc}", EXIT_USAGE) from None
     print(token)
+    # On stderr, so that `$(enterprisehub token ...)` still captures the token alone.
+    claims = jwt.decode(token, options={"verify_signature": False})
+    print(
+        f"jti {claims['jti']} (tenant {args.tenant}, subject {args.subject}); revoke it with: "
+        f"enterprisehub token revoke --tenant {args.tenant} --jti {claims['jti']} --reason WHY",
+        file=sys.stderr,
+    )
     return 0
 
 
@@ -396,19 +411,21 @@ def build_parser() -> argparse.ArgumentParser:
         + ". Lifetimes are capped per scope by JWT_MAX_TTL_<SCOPE> (for example "
         "JWT_MAX_TTL_FEED_READ).",
     )
-    token.add_argument("--tenant", required=True, help="tenant id (tid claim)")
-    token.add_argument("--subject", required=True, help="agent or integration id (sub claim)")
+    token.add_argument("--tenant", help="tenant id (tid claim); required")
+    token.add_argument("--subject", help="agent or integration id (sub claim); required")
     token.add_argument(
         "--scope",
         action="append",
-        required=True,
         choices=SCOPES,
-        help="what the token may do (repeat for several)",
+        help="what the token may do (repeat for several); required",
     )
     token.add_argument(
         "--ttl", type=parse_ttl, default=3600.0, help="lifetime: seconds or 30m, 12h, 7d (1h)"
     )
-    token.set_defaults(handler=_token)
+    token.set_defaults(handler=_token, token_parser=token)
+    from services.token_cli import add_revocation_commands
+
+    add_revocation_commands(token)
 
     feed = commands.add_parser(
         "feed",

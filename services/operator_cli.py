@@ -23,7 +23,7 @@ from services.cli import EXIT_USAGE, CommandError, unreachable
 from services.common.database import Database, DatabaseUnavailable
 from services.common.flags import FlagWriteConflict, InvalidFlag, check_feature
 from services.common.redis import Redis, RedisUnavailable, close_redis, create_redis_from_settings
-from services.common.settings import Environment
+from services.common.settings import DatabaseSettings, Environment
 from services.common.tenancy import InvalidTenantId, validate_tenant_id
 from services.rollout.config import RolloutSettings
 
@@ -145,6 +145,17 @@ class Connections:
     db: Database
 
 
+async def open_database(settings: DatabaseSettings, *, application_name: str) -> Database:
+    """The environment's Postgres for one operator command: a small pool of the
+    application role (row-level security applies), connected on first use."""
+    return await Database.open(
+        settings.database_url.get_secret_value(),
+        max_size=2,
+        acquire_timeout=10,
+        application_name=application_name,
+    )
+
+
 @asynccontextmanager
 async def connect(environment: str | None) -> AsyncIterator[Connections]:
     """Open Redis and Postgres for ``environment`` (must match ENVIRONMENT)."""
@@ -157,12 +168,7 @@ async def connect(environment: str | None) -> AsyncIterator[Connections]:
             EXIT_USAGE,
         )
     redis = create_redis_from_settings(settings)
-    db = await Database.open(
-        settings.database_url.get_secret_value(),
-        max_size=2,
-        acquire_timeout=10,
-        application_name="enterprisehub-rollout",
-    )
+    db = await open_database(settings, application_name="enterprisehub-rollout")
     try:
         yield Connections(settings, redis, db)
     except FlagWriteConflict as exc:

@@ -152,6 +152,14 @@ def _subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.Argument
     return None
 
 
+def _optional_subcommands(parser: argparse.ArgumentParser) -> bool:
+    """Whether ``parser`` also runs without a subcommand (``token`` mints; ``token revoke``)."""
+    return any(
+        isinstance(action, argparse._SubParsersAction) and not action.required
+        for action in parser._actions
+    )
+
+
 def _value_problems(action: argparse.Action, value: str) -> list[str]:
     problems = []
     for alternative in value.split("|"):
@@ -173,6 +181,8 @@ def command_problems(parser: argparse.ArgumentParser, words: tuple[str, ...]) ->
     index = 0
     while (subcommands := _subcommands(parser)) is not None and index < len(words):
         word = words[index]
+        if word.startswith("-") and _optional_subcommands(parser):
+            break  # the command's own options, without a subcommand
         alternatives = word.split("|")
         unknown = [name for name in alternatives if name not in subcommands]
         if unknown:

@@ -326,6 +326,13 @@ def _feature_rollout_row() -> list[timeseries.Panel]:
             query("max by (feature) (feature_flag_behind_record)", "behind {{feature}}", "B"),
             width=12,
         ).thresholds(thresholds((None, "green"), (1, "red"))),
+        graph(
+            "Oldest token revocation list a replica refuses from (a token revoked since works "
+            "on it; read every AUTH_REVOCATION_REFRESH_SECONDS, alert over 2 min for 3 min)",
+            "s",
+            query("max by (job) (auth_revocations_age_seconds)", "{{job}}"),
+            width=12,
+        ).thresholds(thresholds((None, "green"), (120, "red"))),
     ]
 
 

@@ -45,6 +45,7 @@ from services.common.metrics import (
     metrics_route,
     new_registry,
 )
+from services.common.revocation_store import register_revocation_metrics
 from services.common.settings import CommonSettings
 from services.common.version import package_version
 
@@ -107,6 +108,7 @@ def create_app(
     app.state.needs = needs
     app.state.registry = registry
     app.state.token_verifier = TokenVerifier.from_settings(settings)
+    register_revocation_metrics(registry, app.state.token_verifier.revocations)
     app.state.service = service
     app.state.version = app.version
     app.state.started_monotonic = time.monotonic()

@@ -20,19 +20,27 @@ Every failure raises ``AuthError`` with a machine-readable ``reason``
 (``missing_token``, ``malformed_token``, ``unsupported_algorithm``,
 ``unknown_kid``, ``bad_signature``, ``expired_token``, ``not_yet_valid``,
 ``missing_claim``, ``missing_tenant``, ``invalid_tenant``,
-``missing_subject``, ``lifetime_too_long``); the app answers it with 401
-and that reason. Any token that cannot be read (a header ``kid`` that is not
+``missing_subject``, ``lifetime_too_long``, ``revoked_token``); the app
+answers it with 401 and that reason. Any token that cannot be read (a header ``kid`` that is not
 a string, claims of the wrong type, numbers out of range) is a 401
 ``malformed_token``, never a 500. WebSocket
 routes call ``authenticate_websocket`` and, on failure, ``deny_websocket``.
+
+Revocation: ``enterprisehub token revoke`` stores a revocation of one token
+(``jti``) or of every token of a subject issued until then, in one tenant.
+Each verifier refuses them (``revoked_token``) from an in-memory list
+(``services.common.revocation``) that the services' lifespan reads from
+Postgres every AUTH_REVOCATION_REFRESH_SECONDS, so a check costs no I/O; a
+feed socket waits on the same list (``TokenVerifier.wait_revoked``) and is
+closed when its token is revoked.
 
 Verified tokens are remembered (bounded, per verifier) so that a client
 sending the same token on every request pays for the HMAC and the JSON
 decoding once: a webhook caller posts thousands of events with one token.
 The cache key is the whole token, signature included, so only a byte-equal
-copy of a token that verified can hit; the time claims are checked again on
-every hit, so a remembered token still expires on time. Failures are never
-remembered.
+copy of a token that verified can hit; the time claims and the revocation
+list are checked again on every hit, so a remembered token still expires on
+time and is refused once revoked. Failures are never remembered.
 """
 
 from __future__ import annotations
@@ -55,6 +63,7 @@ from starlette.websockets import WebSocket
 
 from services.common.identifiers import AGENT_ID_FORMAT
 from services.common.metrics import TENANT_STATE_KEY
+from services.common.revocation import Revocations
 from services.common.scopes import (
     COACHING_ANALYZE,
     CRM_INGEST,
@@ -121,6 +130,9 @@ class Principal:
     token_id: str | None = None
     key_id: str | None = None
     scopes: frozenset[str] = frozenset()
+    #: The ``iat`` claim (epoch seconds): a subject's revocation refuses the tokens
+    #: issued until then.
+    issued_at: int | None = None
 
     def require(self, scope: str) -> Principal:
         """Return self if the token carries ``scope``, else raise `ScopeError`."""
@@ -159,6 +171,8 @@ class TokenVerifier:
 
     The key set is fixed for the verifier's life (a rotation is a restart
     with new settings), which is what makes remembering verified tokens safe.
+    The revocation list is not: every answer, remembered or not, is checked
+    against the list in use (``revocations``, kept current by the lifespan).
     The cache is not locked: a verifier belongs to one app, whose routes and
     dependencies call it from the event loop's thread.
     """
@@ -171,6 +185,7 @@ class TokenVerifier:
         cache_size: int = VERIFIED_CACHE_SIZE,
         clock: Callable[[], float] = time.time,
         max_ttl: Mapping[str, float] | None = None,
+        revocations: Revocations | None = None,
     ) -> None:
         if not keys:
             raise ValueError("TokenVerifier needs at least one key")
@@ -180,6 +195,8 @@ class TokenVerifier:
         self._cache_size = cache_size
         self._clock = clock
         self._verified: OrderedDict[str, _Verified] = OrderedDict()
+        self.revocations = revocations if revocations is not None else Revocations()
+        """The revoked tokens this verifier refuses."""
 
     @classmethod
     def from_settings(cls, settings: AuthSettings) -> TokenVerifier:
@@ -202,14 +219,28 @@ class TokenVerifier:
                 # makes the JWT library or the claim checks raise is a 401.
                 raise AuthError("malformed_token", "token could not be read") from None
             self._remember(token, principal, expires)
-            return principal
+            return self._unless_revoked(principal)
         # PyJWT's rule, with the same leeway. iat/nbf need no second look:
         # they were in the past (within the leeway) when the token verified.
         if known.expires <= self._clock() - self._leeway:
             del self._verified[token]
             raise AuthError("expired_token", "token has expired")
         self._verified.move_to_end(token)
-        return known.principal
+        # A revocation can come after the token was remembered: checked on every hit.
+        return self._unless_revoked(known.principal)
+
+    def is_revoked(self, principal: Principal) -> bool:
+        """Whether the revocation list in use refuses ``principal``'s token."""
+        return self.revocations.revokes(principal, leeway=self._leeway)
+
+    async def wait_revoked(self, principal: Principal) -> None:
+        """Return once ``principal``'s token is revoked (for sockets that outlive a request)."""
+        await self.revocations.wait_revoked(principal, leeway=self._leeway)
+
+    def _unless_revoked(self, principal: Principal) -> Principal:
+        if self.is_revoked(principal):
+            raise AuthError("revoked_token", "token has been revoked; ask for a new one")
+        return principal
 
     def _remember(self, token: str, principal: Principal, expires: int) -> None:
         if self._cache_size <= 0:
@@ -290,6 +321,7 @@ class TokenVerifier:
         except ValueError as exc:
             raise AuthError("malformed_token", f"token scope claim: {exc}") from None
         jti = claims.get("jti")
+        issued = claims.get("iat")
         try:
             expires_at = datetime.fromtimestamp(_finite_int(claims["exp"], "exp"), tz=UTC)
         except (OverflowError, OSError, ValueError):
@@ -301,6 +333,7 @@ class TokenVerifier:
             token_id=jti if isinstance(jti, str) else None,
             key_id=kid,
             scopes=scopes,
+            issued_at=_finite_int(issued, "iat") if issued is not None else None,
         )
 
 
@@ -403,8 +436,8 @@ def auth_responses(scope: str, *, feature: str | None = None) -> dict[int | str,
         refused += f"; `feature_disabled`: the tenant is outside the `{feature}` rollout"
     return {
         401: {
-            "description": "Missing, malformed, expired or forged bearer token; `reason` "
-            "says which (`missing_token`, `expired_token`, ...)."
+            "description": "Missing, malformed, expired, revoked or forged bearer token; "
+            "`reason` says which (`missing_token`, `expired_token`, `revoked_token`, ...)."
         },
         403: {"description": refused + "."},
     }

@@ -131,3 +131,8 @@ CanonicalUuid = Annotated[
     BeforeValidator(_canonical_uuid),
     WithJsonSchema({"type": "string", "format": "uuid", "pattern": f"^{UUID_TEXT.pattern}$"}),
 ]
+
+
+#: A token's ``jti`` as ``issue_token`` writes it: ``uuid4().hex``, 32 lower-case hex
+#: digits with the version (4) and variant (8, 9, a or b) digits in their places.
+TOKEN_ID_TEXT: Final = re.compile(r"[0-9a-f]{12}4[0-9a-f]{3}[89ab][0-9a-f]{15}")

@@ -13,7 +13,10 @@ need               ``app.state``        handed out by (``services.common.deps``)
 ``CLAUDE``         ``claude``           ``ClaudeDep`` (``None`` without a key: 503)
 =================  ==================  =========================================
 
-then, when Redis is a need, runs the feature-flag cache (``app.state.flags``,
+then, when Postgres is a need, reads the token revocations into the app's
+verifier and keeps them current (``services.common.revocation_store``: one
+read before serving, then every AUTH_REVOCATION_REFRESH_SECONDS), then, when
+Redis is a need, runs the feature-flag cache (``app.state.flags``,
 ``services.common.flags.serve_flags``: a local copy kept fresh from Redis,
 first exposures written to Postgres when that is a need too), then enters
 the service's own lifespan hook (its domain objects: a model, a
@@ -42,6 +45,7 @@ from services.common.redis import (
     create_redis_from_settings,
     ping_redis,
 )
+from services.common.revocation_store import serve_revocations
 from services.common.settings import CommonSettings
 from services.common.storage import create_storage
 
@@ -119,6 +123,14 @@ def build_lifespan(
             for need in Need:
                 if need in needs:
                     await _OPENERS[need](app, settings, stack)
+            if Need.POSTGRES in needs:
+                await stack.enter_async_context(
+                    serve_revocations(
+                        app.state.token_verifier.revocations,
+                        app.state.db,
+                        interval=settings.auth_revocation_refresh_seconds,
+                    )
+                )
             if Need.REDIS in needs:
                 await stack.enter_async_context(serve_flags(app))
             if service_lifespan is not None:

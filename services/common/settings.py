@@ -173,20 +173,13 @@ class EnvSettings(BaseSettings):
             ) from None
 
 
-class AuthSettings(EnvSettings):
-    """The JWT keys: enough to mint or verify tokens without any datastore."""
-
-    jwt_secret_key: LongSecret
-    """Active HS256 signing key."""
-
-    jwt_key_id: str = "k1"
-    """kid header of the active key."""
-
-    jwt_previous_keys: Annotated[dict[str, SecretStr], NoDecode] = Field(default_factory=dict)
-    """JSON object {"kid": "secret"} of retired keys, verification only."""
+class TokenLifetimeSettings(EnvSettings):
+    """How long a token may live: what verifying needs besides the keys, and what
+    revoking one needs (how long its revocation must be kept), without the keys."""
 
     jwt_leeway_seconds: NonNegativeSeconds = Field(default=10.0, le=300)
-    """Clock skew tolerated on exp."""
+    """Clock skew tolerated on exp, iat, and a subject revocation's time (tokens issued up to this
+    long after it are revoked too)."""
 
     # Longest token lifetime per scope (services.common.auth): minted tokens
     # are refused beyond it, and so are tokens that claim a longer one.
@@ -210,6 +203,35 @@ class AuthSettings(EnvSettings):
 
     jwt_max_ttl_operator: PositiveSeconds = Field(default=3600, le=86400)
     """Operator tokens (short: they can do most)."""
+
+    @property
+    def token_max_ttl(self) -> dict[str, float]:
+        """Longest lifetime in seconds per token scope (JWT_MAX_TTL_*)."""
+        return {scope: float(getattr(self, ttl_setting(scope))) for scope in SCOPES}
+
+    @property
+    def revocation_keep_seconds(self) -> float:
+        """How long after its revocation a token could still verify, at most.
+
+        A token alive then was issued no later than the leeway after it (a later
+        ``iat`` is not valid yet), lives at most its scopes' cap plus the leeway
+        (longer is ``lifetime_too_long``) and verifies until the leeway after its
+        ``exp``; its scopes are unknown, so the longest cap counts.
+        """
+        return max(self.token_max_ttl.values()) + 3 * self.jwt_leeway_seconds
+
+
+class AuthSettings(TokenLifetimeSettings):
+    """The JWT keys and lifetimes: enough to mint or verify tokens without any datastore."""
+
+    jwt_secret_key: LongSecret
+    """Active HS256 signing key."""
+
+    jwt_key_id: str = "k1"
+    """kid header of the active key."""
+
+    jwt_previous_keys: Annotated[dict[str, SecretStr], NoDecode] = Field(default_factory=dict)
+    """JSON object {"kid": "secret"} of retired keys, verification only."""
 
     @field_validator("jwt_key_id")
     @classmethod
@@ -246,11 +268,6 @@ class AuthSettings(EnvSettings):
             except ValueError as exc:
                 raise ValueError(f"key {kid!r} {exc}") from None
         return value
-
-    @property
-    def token_max_ttl(self) -> dict[str, float]:
-        """Longest lifetime in seconds per token scope (JWT_MAX_TTL_*)."""
-        return {scope: float(getattr(self, ttl_setting(scope))) for scope in SCOPES}
 
     @model_validator(mode="after")
     def _active_kid_not_retired(self) -> Self:
@@ -505,6 +522,10 @@ class CommonSettings(
 
     coaching_analysis_target_ms: float = Field(default=2000, gt=0)
     """The seed's target for one coaching analysis."""
+
+    auth_revocation_refresh_seconds: float = Field(default=10.0, ge=0.05, le=300)
+    """How often each process reads the token revocations from Postgres: a revoked token is
+    refused, and a feed socket opened with it closed, within about this long."""
 
     @model_validator(mode="after")
     def _no_faults_in_production(self) -> Self:

@@ -6,7 +6,7 @@ platform JWT carrying the ``dashboards:view`` scope (``enterprisehub token
 the tenant comes only from the verified token, never from anything typed. A
 token of another scope (an agent's feed token, the CRM integration's) is
 refused: the pages show every agent's coaching and the tenant's ROI. The token is checked again on
-every rerun, so an expired one signs the user out (a self-refreshing page
+every rerun, so an expired or revoked one signs the user out (a self-refreshing page
 asks for a full rerun once its token is gone or expired); signing out clears
 the whole browser session (``services/dashboards/session.py``). Each page then receives a
 `PageContext` for that tenant.
@@ -42,6 +42,7 @@ def _fingerprint(settings: DashboardSettings) -> str:
     """A digest of what the cached resources are built from (never shown or logged)."""
     secrets = [settings.database_url, settings.jwt_secret_key, *settings.jwt_previous_keys.values()]
     parts = [
+        str(settings.auth_revocation_refresh_seconds),
         settings.jwt_key_id,
         *settings.jwt_previous_keys,
         *(s.get_secret_value() for s in secrets),
@@ -59,7 +60,10 @@ def _runner(fingerprint: str, _settings: DashboardSettings) -> AsyncRunner:
 
 @st.cache_resource(show_spinner=False)
 def _verifier(fingerprint: str, _settings: DashboardSettings) -> TokenVerifier:
-    return TokenVerifier.from_settings(_settings)
+    verifier = TokenVerifier.from_settings(_settings)
+    # Its revocations are read on the runner's loop: a revoked token signs its user out.
+    _runner(fingerprint, _settings).keep_revocations_current(verifier.revocations)
+    return verifier
 
 
 def _signed_in(verifier: TokenVerifier) -> tuple[Principal, str] | None:

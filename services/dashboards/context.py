@@ -7,6 +7,8 @@ role, so row-level security applies) opened on it lazily; ``ctx.run(fn)``
 hands ``fn`` that database on that loop and waits for the result. One pool
 per process rather than per session keeps the connection count bounded by
 DB_POOL_SIZE + DB_MAX_OVERFLOW however many people have the dashboards open.
+The same loop keeps the sign-in's token revocations current
+(`AsyncRunner.keep_revocations_current`), as every service's lifespan does.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from typing import Any, TypeVar
 import asyncpg
 
 from services.common.database import Database, DatabaseUnavailable
+from services.common.revocation import Revocations
+from services.common.revocation_store import RevocationRefresher
 from services.dashboards.config import DashboardSettings
 from services.dashboards.session import signed_in_token
 
@@ -58,6 +62,7 @@ class AsyncRunner:
         self._thread.start()
         self._db: Database | None = None
         self._db_lock = asyncio.Lock()
+        self._refresher: RevocationRefresher | None = None
 
     def call(self, coroutine: Coroutine[Any, Any, T], *, timeout: float | None = None) -> T:
         """Run ``coroutine`` on the loop and wait (at most ``timeout`` s) for its result.
@@ -79,8 +84,30 @@ class AsyncRunner:
                 self._db = await Database.connect(self._settings)
             return self._db
 
+    def keep_revocations_current(self, revocations: Revocations) -> None:
+        """Read the token revocations into ``revocations`` now, then every
+        AUTH_REVOCATION_REFRESH_SECONDS on this loop, for the life of the process.
+
+        The first read is bounded (``revocation_store.READ_TIMEOUT_SECONDS``); one
+        that fails leaves the list empty until a later read succeeds, as in a service.
+        """
+
+        async def start() -> None:
+            refresher = RevocationRefresher(
+                revocations,
+                await self.database(),
+                interval=self._settings.auth_revocation_refresh_seconds,
+            )
+            await refresher.refresh()
+            refresher.start()
+            self._refresher = refresher
+
+        self.call(start())
+
     def close(self) -> None:
-        """Close the pool and stop the loop."""
+        """Stop refreshing, close the pool and stop the loop."""
+        if self._refresher is not None:
+            self.call(self._refresher.stop())
         if self._db is not None:
             self.call(self._db.close())
         self._loop.call_soon_threadsafe(self._loop.stop)

@@ -1,8 +1,9 @@
 """``enterprisehub retention prune``: the seed's retention, 30 days of events, a year of metrics.
 
 Run daily (the ``retention-prune`` CronJob). For each tenant (the ids
-``impact_tenants`` lists from the beginning of time to the later cutoff, and
-the churn directory ``churn_tenants``; or the one ``--tenant``), each table
+``impact_tenants`` lists from the beginning of time to the later cutoff, the
+churn directory ``churn_tenants`` and the tenants with token revocations; or
+the one ``--tenant``), each table
 below is pruned in batches of at most RETENTION_BATCH_SIZE rows: one
 ``DELETE`` of the oldest rows past the cutoff per transaction, scoped to the
 tenant by row-level security (``Database.tenant``), until a batch comes back
@@ -38,6 +39,9 @@ Pruned (per-event rows: one per thing that happened, read only for the days
 - ``claude_cost_ledger`` by ``created_at``, 30 days: one row per Claude call.
   Its cost is kept a year in ``phase3_business_metrics.operating_cost``.
 - ``phase3_business_metrics`` by ``metric_date``, 365 days: the aggregates.
+- ``auth_token_revocations`` by ``keep_until``, once it has passed: a
+  revocation is kept as long as a token it names could still verify (its
+  longest lifetime after the revocation), and refuses nothing after that.
 
 Kept (state, not events):
 
@@ -74,6 +78,8 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Final, Literal
 
 from services.common.database import Database
+from services.common.revocation_store import TABLE as REVOCATIONS
+from services.common.revocation_store import revocation_tenants
 from services.impact.aggregate import active_tenants
 
 log = logging.getLogger(__name__)
@@ -93,8 +99,9 @@ class Purge:
     table: str
     #: Indexed together with ``tenant_id`` (revisions 0001, 0007, 0023).
     column: str
-    #: Which period applies: ``events`` (RETENTION_EVENT_DAYS) or ``metrics``.
-    period: Literal["events", "metrics"]
+    #: Which period applies: ``events`` (RETENTION_EVENT_DAYS), ``metrics``, or
+    #: ``expired`` (the column says until when the row is needed: now is the cutoff).
+    period: Literal["events", "metrics", "expired"]
     #: What else a row must satisfy to go (state that must stay, stays).
     condition: str = "true"
 
@@ -115,15 +122,18 @@ PURGES: Final[tuple[Purge, ...]] = (
     Purge("coaching_sessions", "created_at", "events"),
     Purge("claude_cost_ledger", "created_at", "events"),
     Purge("phase3_business_metrics", "metric_date", "metrics"),
+    Purge(REVOCATIONS, "keep_until", "expired"),
 )
 
 
 @dataclass(frozen=True, slots=True)
 class Cutoffs:
-    """Rows before these go: an instant for events, a day for the metrics."""
+    """Rows before these go: an instant for events, a day for the metrics, and
+    the run's time for rows that say until when they are needed."""
 
     events: datetime
     metrics: date
+    expired: datetime
 
     @classmethod
     def of(cls, now: datetime, *, event_days: int, metric_days: int) -> Cutoffs:
@@ -131,11 +141,13 @@ class Cutoffs:
         return cls(
             events=now - timedelta(days=event_days),
             metrics=now.astimezone(UTC).date() - timedelta(days=metric_days),
+            expired=now,
         )
 
     def of_purge(self, purge: Purge) -> datetime | date:
         """The cutoff of ``purge``'s period."""
-        return self.events if purge.period == "events" else self.metrics
+        cutoffs = {"events": self.events, "metrics": self.metrics, "expired": self.expired}
+        return cutoffs[purge.period]
 
     @property
     def latest(self) -> datetime:
@@ -185,11 +197,13 @@ async def prune_tenant(
 
 async def retention_tenants(db: Database, cutoffs: Cutoffs) -> list[str]:
     """Every tenant that may have rows to prune (ids only): ``impact_tenants`` before
-    the later cutoff, and the churn directory (a lead's signals are its tenant's)."""
+    the later cutoff, the churn directory (a lead's signals are its tenant's), and
+    the tenants with token revocations."""
     listed = set(await active_tenants(db, datetime.min.replace(tzinfo=UTC), cutoffs.latest))
     async with db.unscoped() as conn:
         rows = await conn.fetch("SELECT tenant_id FROM churn_tenants")
     listed.update(row["tenant_id"] for row in rows)
+    listed.update(await revocation_tenants(db))
     return sorted(listed)
 
 

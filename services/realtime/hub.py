@@ -11,8 +11,13 @@ Refusals (after the upgrade, so browsers can read code and reason):
 - 1008 policy violation with the reason ``expired_token``: the token the
   socket was opened with expired while it was open. The token is checked
   at the handshake only, so without this close a socket would outlive its
-  token by hours (a revoked agent keeps reading). The client reconnects with
-  a fresh token and ``last_event_id``, and misses nothing.
+  token by hours. The client reconnects with a fresh token and
+  ``last_event_id``, and misses nothing.
+- 1008 policy violation with the reason ``revoked_token``: the token was
+  revoked while the socket was open (``enterprisehub token revoke``). The
+  socket waits on the verifier's revocation list, so it is closed when this
+  replica next reads the list (AUTH_REVOCATION_REFRESH_SECONDS), not at its
+  next handshake, which a leaked token's holder would never make.
 - 1013 try again later: the tenant is at WS_MAX_CONNECTIONS_PER_TENANT
   (reason ``tenant connection limit N reached``), or this replica cannot
   reach Redis to start the tenant's feed, or Postgres to resolve an event
@@ -31,11 +36,12 @@ import re
 import time
 import uuid
 from dataclasses import InitVar, dataclass, field
+from typing import Any
 
 from redis.exceptions import ResponseError
 from starlette.websockets import WebSocket, WebSocketState
 
-from services.common.auth import Principal
+from services.common.auth import Principal, TokenVerifier
 from services.common.database import Database, DatabaseUnavailable
 from services.common.identifiers import UUID_TEXT
 from services.common.redis import Redis
@@ -70,6 +76,8 @@ WS_TRY_AGAIN_LATER = 1013
 #: Close reason of a socket whose token expired: the same word as the HTTP 401
 #: a handshake with that token now gets, so a client handles both alike.
 TOKEN_EXPIRED_REASON = "expired_token"  # noqa: S105 - a close reason, not a secret
+#: Close reason of a socket whose token was revoked, the HTTP 401's reason likewise.
+TOKEN_REVOKED_REASON = "revoked_token"  # noqa: S105 - a close reason, not a secret
 # fullmatch only: "$" would let "1-1\n" through to the stream id parser.
 _STREAM_ID = re.compile(r"[0-9]{1,20}-[0-9]{1,20}")
 # How far back from the tail to look for an event whose stream id is not yet
@@ -99,6 +107,7 @@ class FeedHub:
     metrics: RealtimeMetrics
     window: LatencyWindow
     writer: RowWriter
+    verifier: TokenVerifier
     registry: ConnectionRegistry = field(init=False)
     fanout: StreamFanout = field(init=False)
     cap: ConnectionCap = field(init=False)
@@ -265,12 +274,12 @@ class FeedHub:
         # given back whatever happens next, or one bad handshake repeated a
         # hundred times would lock the tenant out until the slots expire.
         try:
-            await self._serve_admitted(websocket, conn, cursor, self._token_deadline(principal))
+            await self._serve_admitted(websocket, conn, cursor, principal)
         finally:
             await self._release(conn)
 
     async def _serve_admitted(
-        self, websocket: WebSocket, conn: FeedConnection, cursor: str | None, expires_at: float
+        self, websocket: WebSocket, conn: FeedConnection, cursor: str | None, principal: Principal
     ) -> None:
         try:
             position = await self.fanout.subscribe(conn.tenant_id)
@@ -284,7 +293,7 @@ class FeedHub:
         try:
             await websocket.accept()
             await self._run_until_expiry(
-                websocket, conn, resume=cursor is not None, expires_at=expires_at
+                websocket, conn, resume=cursor is not None, principal=principal
             )
         finally:
             self.metrics.connections.dec()
@@ -363,23 +372,43 @@ class FeedHub:
         return principal.expires_at.timestamp() + self.settings.jwt_leeway_seconds
 
     async def _run_until_expiry(
-        self, websocket: WebSocket, conn: FeedConnection, *, resume: bool, expires_at: float
+        self, websocket: WebSocket, conn: FeedConnection, *, resume: bool, principal: Principal
     ) -> None:
-        """`_run` until the token expires, then close 1008 ``expired_token``.
+        """`_run` until the token expires or is revoked, then close 1008 with the reason.
 
         The deadline covers the replay too: a slow client's long resume is no
         way to keep reading past the token.
         """
         loop = asyncio.get_running_loop()
+        expires_at = self._token_deadline(principal)
         expiry = asyncio.timeout_at(loop.time() + (expires_at - time.time()))
         try:
             async with expiry:
-                await self._run(websocket, conn, resume=resume)
+                revoked = await self._run_unless_revoked(websocket, conn, resume, principal)
+            if revoked:
+                log.info("feed socket %s closed: its token was revoked", conn.conn_id)
+                await self._close(websocket, WS_POLICY_VIOLATION, TOKEN_REVOKED_REASON)
         except TimeoutError:
             if not expiry.expired():
                 raise
             log.debug("feed socket %s closed: its token expired", conn.conn_id)
             await self._close(websocket, WS_POLICY_VIOLATION, TOKEN_EXPIRED_REASON)
+
+    async def _run_unless_revoked(
+        self, websocket: WebSocket, conn: FeedConnection, resume: bool, principal: Principal
+    ) -> bool:
+        """`_run` until it ends or the token is revoked; True if it was revoked."""
+        run = asyncio.create_task(
+            self._run(websocket, conn, resume=resume), name=f"feed-run-{conn.conn_id}"
+        )
+        revoked = asyncio.create_task(
+            self.verifier.wait_revoked(principal), name=f"feed-revoked-{conn.conn_id}"
+        )
+        done = await _first_to_end(run, revoked)
+        if run in done:
+            run.result()  # what _run raised, as when it was awaited directly
+            return False
+        return True
 
     async def _run(self, websocket: WebSocket, conn: FeedConnection, *, resume: bool) -> None:
         settings = self.settings
@@ -418,14 +447,7 @@ class FeedHub:
         reader = asyncio.create_task(
             _until_disconnect(websocket), name=f"feed-reader-{conn.conn_id}"
         )
-        try:
-            done, _ = await asyncio.wait({writer, reader}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            # Also when the token's expiry cancels this wait: neither task may
-            # outlive the socket (the writer would keep sending).
-            for task in (writer, reader):
-                task.cancel()
-            await asyncio.gather(writer, reader, return_exceptions=True)
+        done = await _first_to_end(writer, reader)
         if writer in done and not writer.cancelled():
             error = writer.exception()
             if isinstance(error, REDIS_DOWN):
@@ -500,6 +522,21 @@ class FeedHub:
     async def _close(websocket: WebSocket, code: int, reason: str) -> None:
         with contextlib.suppress(Exception):
             await websocket.close(code=code, reason=reason)
+
+
+async def _first_to_end(*tasks: asyncio.Task[Any]) -> set[asyncio.Task[Any]]:
+    """Wait until one of ``tasks`` ends, then cancel and reap the others; return those done.
+
+    Also when the wait itself is cancelled (the token's expiry): no task may
+    outlive the socket (a writer would keep sending).
+    """
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    return done
 
 
 async def _until_disconnect(websocket: WebSocket) -> None:

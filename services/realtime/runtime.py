@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from fastapi import FastAPI
 
+from services.common.auth import TokenVerifier
 from services.common.database import Database
 from services.common.redis import Redis
 from services.common.scoring import LeadScorer
@@ -41,6 +42,8 @@ class RealtimeRuntime:
     redis: Redis
     scorer: Scorer
     metrics: RealtimeMetrics
+    #: The app's verifier: the feed closes a socket whose token it learns is revoked.
+    verifier: TokenVerifier
     window: LatencyWindow = field(init=False)
     events: EventStream = field(init=False)
     writer: RowWriter = field(init=False)
@@ -62,6 +65,7 @@ class RealtimeRuntime:
             metrics=metrics,
             window=self.window,
             writer=self.writer,
+            verifier=self.verifier,
         )
         self.relay = OutboxRelay(
             db,
@@ -134,6 +138,7 @@ def realtime_lifespan(
             if scorer is not None
             else LeadScorer.from_settings(settings, s3=app.state.storage.client),
             metrics=metrics,
+            verifier=app.state.token_verifier,
         )
         app.state.realtime = runtime
         await runtime.warm_up(connections=min(4, settings.db_pool_size))

@@ -61,6 +61,7 @@ PROJECT_PINNED: dict[str, dict[str, tuple[str, ...]]] = {
         "ServiceNotScraped": ("for",),
         "FeatureFlagsStale": ("for",),
         "FeatureFlagsMissing": ("for",),
+        "TokenRevocationsStale": ("threshold", "for"),
     },
     "rollback.yml": {
         "RollbackNoticesUnsent": ("threshold", "for"),

@@ -3,7 +3,8 @@
 Authentication happens before the upgrade: a missing, expired or forged
 token is answered with HTTP 401 and the reason, a token without the
 ``feed:read`` scope with 403 (``deny_websocket``). The hub closes the socket
-when that token expires (1008 ``expired_token``). The tenant comes from the
+when that token expires (1008 ``expired_token``) or is revoked (1008
+``revoked_token``). The tenant comes from the
 token; ``last_event_id`` (a frame's ``stream_id`` or ``event_id``) resumes
 after that event. Frames are described in `services.realtime.frames`.
 
@@ -57,7 +58,8 @@ replays what was missed, then goes live without gap or duplicate.
 
 **Close codes**: 1008 malformed or unknown `last_event_id` (do not retry with
 it), or reason `expired_token`: the token expired while the socket was open
-(reconnect with a fresh token and `last_event_id`); 1009 a client message
+(reconnect with a fresh token and `last_event_id`), or reason `revoked_token`:
+an operator revoked the token (do not reconnect with it); 1009 a client message
 over 4 KiB (the feed reads none); 1013 tenant connection limit reached or
 Redis unavailable (retry after `reconnect_delay`); 1011 internal error.
 

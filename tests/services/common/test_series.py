@@ -20,6 +20,8 @@ from services.common.flags.exposure import ExposureRecorder
 from services.common.flags.provider import DecisionMetricsHook
 from services.common.lead_model.scorer import ScoreCache
 from services.common.metrics import HttpMetrics, build_info, new_registry
+from services.common.revocation import Revocations
+from services.common.revocation_store import register_revocation_metrics
 from services.common.series import CatalogError, load_catalog, parse_catalog, series_catalog
 from services.ml.inference import InferenceMetrics
 from services.realtime.metrics import CLIENT_FAILURES, SERVICE_FAILURES, RealtimeMetrics
@@ -195,6 +197,7 @@ METRICS_CLASSES: dict[str, Callable[[CollectorRegistry], object]] = {
     "ml": lambda registry: InferenceMetrics(registry, _scorer()),
     "churn": ChurnMetrics,
     "rollback": RollbackMetrics,
+    "revocations": lambda registry: register_revocation_metrics(registry, Revocations()),
 }
 
 

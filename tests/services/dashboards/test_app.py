@@ -28,6 +28,7 @@ from services.dashboards import context
 from services.dashboards.feed import FeedUnavailable, read_feed, stream_id_at
 from services.dashboards.views import lead_hub
 from services.dashboards.views.lead_hub import HOT_SCORE, merge, summarize
+from tests.revocations import FAST_REFRESH, eventually, revoke_now, token_id
 from tests.services.realtime.conftest import Replica, event_body, post_event
 
 APP = str(dashboards_app.__file__)
@@ -80,6 +81,34 @@ async def test_sign_in_refuses_a_token_without_the_dashboards_scope(
     at = await _sign_in(make_token("tenant-a", subject="agent-1", scopes=("dashboards:view",)))
     assert not at.error
     assert [t.value for t in at.title] == ["📡 Real-Time Lead Intelligence Hub"]
+
+
+async def test_a_revoked_token_signs_its_user_out_at_the_next_rerun(
+    dashboards_env: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    make_token: Callable[..., str],
+    db: Database,
+) -> None:
+    """The dashboards verify the token on every rerun with the verifier every service
+    uses; its revocations are kept current on the dashboards' own loop."""
+    monkeypatch.setenv("AUTH_REVOCATION_REFRESH_SECONDS", str(FAST_REFRESH))
+    token = make_token("tenant-a", subject="manager-1", scopes=("dashboards:view", "feed:read"))
+    at = await _sign_in(token)
+    assert not at.error
+    await revoke_now(db, "tenant-a", jti=token_id(token))
+    warnings: list[str] = []
+
+    async def signed_out() -> bool:
+        shown = [w.value for w in (await _run(at)).warning]
+        warnings[:] = [w for w in shown if w.startswith("Signed out")]
+        return bool(warnings)
+
+    await eventually(signed_out)
+    assert warnings == ["Signed out: token has been revoked; ask for a new one."]
+    again = await _sign_in(token)
+    assert [e.value for e in again.error] == [
+        "Sign-in refused: token has been revoked; ask for a new one (revoked_token)."
+    ]
 
 
 async def test_hub_shows_the_tenants_events_from_the_real_feed(

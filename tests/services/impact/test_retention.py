@@ -27,6 +27,7 @@ EVENT_TABLES = (
     "coaching_sessions",
     "claude_cost_ledger",
     "phase3_business_metrics",
+    "auth_token_revocations",
 )
 
 
@@ -63,6 +64,15 @@ async def _seed(owner_db: Database, tenant: str) -> None:
                 "INSERT INTO claude_cost_ledger (tenant_id, feature, model, created_at) "
                 "VALUES ($1, 'ai_coaching', 'claude-sonnet-4-5', $2)",
                 tenant,
+                at,
+            )
+            # Kept 30 days after the revocation: the three old ones have passed it.
+            await conn.execute(
+                "INSERT INTO auth_token_revocations (tenant_id, jti, revoked_at, keep_until, "
+                "actor, reason) "
+                "VALUES ($1, $2, $3, $3::timestamptz + interval '30 days', 'ops', 'leaked')",
+                tenant,
+                uuid.uuid4().hex,
                 at,
             )
         for day in (OLD_DAY, OLD_DAY - timedelta(days=1), OLD_DAY - timedelta(days=40), RECENT_DAY):
