@@ -34,7 +34,7 @@ import logging
 import math
 import os
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
@@ -82,14 +82,19 @@ SERVICES: dict[str, ServiceEntry] = {
     ),
 }
 
-COMMAND_GROUPS: tuple[str, ...] = (
-    "services.ml.cli:register_model_commands",
-    "services.ml.cli:register_vision_commands",
-    "services.rollout.cli:register_rollout_commands",
-    "services.impact.cli:register_impact_commands",
-    "services.churn.cli:register_churn_commands",
-    "services.rollback.cli:register_rollback_commands",
-)
+#: Each command group's registration, with the top-level commands it adds. A
+#: command line imports only the group it names: the model commands alone
+#: import scikit-learn, which cost every command, `rollout status` included,
+#: about 2 s of CPU at start. `--help` and a name no group has (argparse lists
+#: every choice) import them all.
+COMMAND_GROUPS: dict[str, tuple[str, ...]] = {
+    "services.ml.cli:register_model_commands": ("model",),
+    "services.ml.cli:register_vision_commands": ("vision",),
+    "services.rollout.cli:register_rollout_commands": ("flags", "rollout"),
+    "services.impact.cli:register_impact_commands": ("experiment", "impact", "retention"),
+    "services.churn.cli:register_churn_commands": ("churn",),
+    "services.rollback.cli:register_rollback_commands": ("rollback",),
+}
 
 
 class CommandError(Exception):
@@ -374,8 +379,8 @@ def url_argument(*schemes: str) -> Callable[[str], str]:
     return parse
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The full parser, including the registered command groups."""
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The parser, with every registered command group, or only the one ``argv`` names."""
     parser = argparse.ArgumentParser(
         prog="enterprisehub", description="EnterpriseHub Phase 3 services and operator commands."
     )
@@ -454,16 +459,28 @@ def build_parser() -> argparse.ArgumentParser:
     )
     feed.set_defaults(handler=_feed)
 
-    for target in COMMAND_GROUPS:
+    for target in _groups_for(argv, built_in=commands.choices):
         register = _load(target)
         if register is not None:
             register(commands)
     return parser
 
 
+def _groups_for(argv: Sequence[str] | None, *, built_in: Collection[str]) -> list[str]:
+    """The command groups a command line needs (see ``COMMAND_GROUPS``)."""
+    first = argv[0] if argv and not argv[0].startswith("-") else None
+    if first is None:
+        return list(COMMAND_GROUPS)
+    if first in built_in:
+        return []
+    named = [target for target, names in COMMAND_GROUPS.items() if first in names]
+    return named or list(COMMAND_GROUPS)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``enterprisehub`` console script."""
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser(argv).parse_args(argv)
     quiet = contextlib.nullcontext() if args.command == "serve" else _store_warnings_quieted()
     try:
         with quiet:

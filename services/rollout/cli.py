@@ -46,7 +46,6 @@ from services.operator_cli import (
     feature_argument,
     reason_argument,
 )
-from services.rollout.observe import PrometheusQueryRefused, gather
 from services.rollout.operations import (
     Change,
     FlagChangedMeanwhile,
@@ -261,6 +260,10 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _advance(args: argparse.Namespace) -> int:
+    # Here, not at the top: it imports SciPy (the SRM test), and every
+    # `rollout`/`flags` command would pay for it at start.
+    from services.rollout.observe import PrometheusQueryRefused, gather
+
     feature: str = args.feature
     plan = PLANS[feature]
 

@@ -263,6 +263,52 @@ def test_every_command_prints_its_help() -> None:
         assert parser.format_help().startswith(f"usage: {parser.prog}")
 
 
+@pytest.mark.parametrize(("target", "names"), list(cli.COMMAND_GROUPS.items()))
+def test_each_command_group_registers_the_commands_it_is_loaded_for(
+    target: str, names: tuple[str, ...]
+) -> None:
+    # A command line loads only the group that declares its first word: a
+    # command a group adds without declaring it would be "invalid choice".
+    parser = argparse.ArgumentParser()
+    commands = parser.add_subparsers()
+    cli._load(target)(commands)
+    assert tuple(commands.choices) == names
+
+
+@pytest.mark.parametrize(
+    ("argv", "loaded"),
+    [
+        (["rollout", "status", "--help"], False),
+        (["rollback", "--help"], False),
+        (["token", "--help"], False),
+        (["model", "--help"], True),
+    ],
+)
+def test_a_command_imports_only_its_own_group(argv: list[str], loaded: bool) -> None:
+    # Every command imported every group, scikit-learn and SciPy with them:
+    # about 2 s of CPU at the start of `rollout status` (7-10 s on a busy host).
+    probe = (
+        "import sys\n"
+        "from services.cli import build_parser\n"
+        f"build_parser({argv!r})\n"
+        "print(sorted(m for m in ('sklearn', 'scipy') if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert (done.stdout.strip() != "[]") is loaded, done.stdout
+
+
+def test_a_command_no_group_declares_still_lists_every_choice(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit):
+        main(["rolout", "status"])
+    err = capsys.readouterr().err
+    assert "invalid choice: 'rolout'" in err
+    for names in cli.COMMAND_GROUPS.values():
+        for name in names:
+            assert f"'{name}'" in err
+
+
 def _undocumented(parser: argparse.ArgumentParser, path: str) -> Iterator[str]:
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
