@@ -84,7 +84,7 @@ async def _revoke(args: argparse.Namespace, settings: RevocationSettings) -> str
             subject=args.subject,
             actor=args.actor or default_actor(),
             reason=args.reason,
-            keep_seconds=settings.revocation_keep_seconds,
+            keep_seconds=settings.revocation_keep_seconds(),
         )
     what = f"token {stored.jti}" if stored.jti is not None else f"every token of {stored.subject}"
     at = stored.revoked_at.isoformat(timespec="seconds")

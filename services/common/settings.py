@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, Self
 from urllib.parse import SplitResult, urlsplit
 
+from annotated_types import Le
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -173,6 +174,18 @@ class EnvSettings(BaseSettings):
             ) from None
 
 
+def _upper_bound(settings: type[BaseModel], field: str) -> float:
+    """The ``le`` bound of one of ``settings``' fields (each lifetime setting has one)."""
+    bounds = [
+        float(m.le)
+        for m in settings.model_fields[field].metadata
+        if isinstance(m, Le) and isinstance(m.le, int | float)
+    ]
+    if not bounds:
+        raise TypeError(f"{settings.__name__}.{field} has no upper bound")
+    return min(bounds)
+
+
 class TokenLifetimeSettings(EnvSettings):
     """How long a token may live: what verifying needs besides the keys, and what
     revoking one needs (how long its revocation must be kept), without the keys."""
@@ -209,16 +222,20 @@ class TokenLifetimeSettings(EnvSettings):
         """Longest lifetime in seconds per token scope (JWT_MAX_TTL_*)."""
         return {scope: float(getattr(self, ttl_setting(scope))) for scope in SCOPES}
 
-    @property
-    def revocation_keep_seconds(self) -> float:
+    @classmethod
+    def revocation_keep_seconds(cls) -> float:
         """How long after its revocation a token could still verify, at most.
 
         A token alive then was issued no later than the leeway after it (a later
         ``iat`` is not valid yet), lives at most its scopes' cap plus the leeway
         (longer is ``lifetime_too_long``) and verifies until the leeway after its
-        ``exp``; its scopes are unknown, so the longest cap counts.
+        ``exp``; its scopes are unknown, so the longest cap counts. The caps and
+        the leeway are the largest these settings accept, not the values of the
+        shell that revokes: the services may run with larger ones than it, and a
+        revocation pruned while its token still verifies would be undone.
         """
-        return max(self.token_max_ttl.values()) + 3 * self.jwt_leeway_seconds
+        caps = [_upper_bound(cls, ttl_setting(scope)) for scope in SCOPES]
+        return max(caps) + 3 * _upper_bound(cls, "jwt_leeway_seconds")
 
 
 class AuthSettings(TokenLifetimeSettings):

@@ -3,6 +3,9 @@ and the jti ``enterprisehub token`` shows so that a token can be revoked later."
 
 from __future__ import annotations
 
+import re
+from datetime import UTC, datetime, timedelta
+
 import pytest
 
 from localrun.servers import free_port
@@ -132,3 +135,21 @@ def test_minting_still_requires_its_arguments(
     assert exited.value.code == 2
     err = capsys.readouterr().err
     assert "error: the following arguments are required: --tenant, --subject" in err
+
+
+def test_a_revocation_outlives_any_token_the_services_may_accept(
+    settings: CommonSettings, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The keep period came from the revoking shell's JWT_MAX_TTL_*: revoked from a
+    # shell with short caps, a row was pruned while the services, which allow up
+    # to a year, still accepted the token; pruned, the revocation was undone.
+    for name in CommonSettings.model_fields:
+        if name.startswith("jwt_max_ttl_"):
+            monkeypatch.setenv(name.upper(), "60")
+    argv = ["token", "revoke", "--tenant", "tenant-a", "--jti", JTI, "--reason", "leaked"]
+    assert main(argv) == 0
+    capsys.readouterr()
+    assert main(["token", "revocations", "--tenant", "tenant-a"]) == 0
+    kept = re.search(r"kept until (\S+)\)", capsys.readouterr().out)
+    assert kept is not None
+    assert datetime.fromisoformat(kept.group(1)) > datetime.now(UTC) + timedelta(days=365)
