@@ -268,7 +268,8 @@ def _token(args: argparse.Namespace) -> int:
     claims = jwt.decode(token, options={"verify_signature": False})
     print(
         f"jti {claims['jti']} (tenant {args.tenant}, subject {args.subject}); revoke it with: "
-        f"enterprisehub token revoke --tenant {args.tenant} --jti {claims['jti']} --reason WHY",
+        f"enterprisehub token revoke --environment ENVIRONMENT --tenant {args.tenant} "
+        f"--jti {claims['jti']} --reason WHY",
         file=sys.stderr,
     )
     return 0

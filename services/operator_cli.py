@@ -156,17 +156,22 @@ async def open_database(settings: DatabaseSettings, *, application_name: str) ->
     )
 
 
-@asynccontextmanager
-async def connect(environment: str | None) -> AsyncIterator[Connections]:
-    """Open Redis and Postgres for ``environment`` (must match ENVIRONMENT)."""
-    settings = RolloutSettings.from_env()
+def check_environment(environment: str | None, settings: DatabaseSettings) -> None:
+    """A usage error unless ``environment`` (``--environment``) is the shell's ENVIRONMENT."""
     if environment is not None and environment != settings.environment:
         raise CommandError(
             f"--environment {environment} but this shell's settings are for "
             f"{settings.environment!r} (ENVIRONMENT); run the command with {environment}'s "
-            "REDIS_URL and DATABASE_URL (for example inside its cluster)",
+            "DATABASE_URL (and REDIS_URL) (for example inside its cluster)",
             EXIT_USAGE,
         )
+
+
+@asynccontextmanager
+async def connect(environment: str | None) -> AsyncIterator[Connections]:
+    """Open Redis and Postgres for ``environment`` (must match ENVIRONMENT)."""
+    settings = RolloutSettings.from_env()
+    check_environment(environment, settings)
     redis = create_redis_from_settings(settings)
     db = await open_database(settings, application_name="enterprisehub-rollout")
     try:

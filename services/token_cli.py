@@ -27,11 +27,13 @@ from contextlib import asynccontextmanager
 from services.cli import CommandError
 from services.common.database import Database, DatabaseUnavailable
 from services.common.identifiers import AGENT_ID_FORMAT, TOKEN_ID_TEXT
-from services.common.revocation_store import list_active, revoke
 from services.common.settings import DatabaseSettings, TokenLifetimeSettings
 from services.operator_cli import (
+    ENVIRONMENTS,
     actor_argument,
+    check_environment,
     default_actor,
+    environment_argument,
     open_database,
     reason_argument,
     tenant_argument,
@@ -76,6 +78,10 @@ async def _database(settings: RevocationSettings) -> AsyncIterator[Database]:
 
 
 async def _revoke(args: argparse.Namespace, settings: RevocationSettings) -> str:
+    # Here, not at the top: the store imports the services' metrics, and every
+    # `enterprisehub` command builds the `token` parser (this module's arguments).
+    from services.common.revocation_store import revoke
+
     async with _database(settings) as db:
         stored, existed = await revoke(
             db,
@@ -103,11 +109,16 @@ async def _revoke(args: argparse.Namespace, settings: RevocationSettings) -> str
 
 def _revoke_command(args: argparse.Namespace) -> int:
     settings = RevocationSettings.from_env()
+    # A revocation written to another environment's database leaves the token
+    # working where it leaked, while the operator believes it revoked.
+    check_environment(args.environment, settings)
     print(asyncio.run(_revoke(args, settings)))
     return 0
 
 
 async def _list(tenant_id: str, settings: RevocationSettings) -> list[str]:
+    from services.common.revocation_store import list_active
+
     async with _database(settings) as db:
         return [revocation.line() for revocation in await list_active(db, tenant_id)]
 
@@ -135,6 +146,12 @@ def add_revocation_commands(token: argparse.ArgumentParser) -> None:
         help="revoke one token (--jti) or every token of an agent (--subject)",
         description="Revoke a token of a tenant: every service refuses it (401 revoked_token) "
         "within AUTH_REVOCATION_REFRESH_SECONDS, and closes a feed socket opened with it.",
+    )
+    revoke_parser.add_argument(
+        "--environment",
+        required=True,
+        type=environment_argument,
+        help=f"where the token works ({', '.join(ENVIRONMENTS)}); must match ENVIRONMENT",
     )
     revoke_parser.add_argument("--tenant", required=True, type=tenant_argument, help="tenant id")
     which = revoke_parser.add_mutually_exclusive_group(required=True)

@@ -12,8 +12,6 @@ import asyncio
 from typing import Any
 
 from services.cli import EXIT_USAGE, CommandError, number_argument
-from services.ml.publish import add_publish_arguments, run_publish
-from services.ml.training import add_train_arguments, run_train
 
 
 def register_model_commands(subparsers: Any) -> None:
@@ -22,6 +20,11 @@ def register_model_commands(subparsers: Any) -> None:
     Each leaf parser sets ``handler`` to a function taking the parsed
     ``argparse.Namespace`` and returning the exit code.
     """
+    # Here, not at the top: they import scikit-learn, which `vision` commands,
+    # registered from this module too, do not need (services.cli.COMMAND_GROUPS).
+    from services.ml.publish import add_publish_arguments, run_publish
+    from services.ml.training import add_train_arguments, run_train
+
     model = subparsers.add_parser(
         "model", help="train the lead-scoring model; publish it or the churn model"
     )

@@ -281,6 +281,7 @@ def test_each_command_group_registers_the_commands_it_is_loaded_for(
         (["rollout", "status", "--help"], False),
         (["rollback", "--help"], False),
         (["token", "--help"], False),
+        (["vision", "--help"], False),
         (["model", "--help"], True),
     ],
 )

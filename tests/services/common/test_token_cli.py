@@ -33,7 +33,8 @@ def test_minting_shows_the_jti_apart_from_the_token(
     assert "\n" not in token
     assert err.count("\n") == 1
     assert f"jti {token_id(token)}" in err
-    assert f"enterprisehub token revoke --tenant tenant-a --jti {token_id(token)}" in err
+    assert f"--tenant tenant-a --jti {token_id(token)}" in err
+    assert "enterprisehub token revoke --environment " in err
 
 
 def test_revoke_a_minted_token_twice_then_list_it(
@@ -43,7 +44,18 @@ def test_revoke_a_minted_token_twice_then_list_it(
     jti = token_id(token)
     # Revoking needs the database and the lifetimes, never the signing key.
     monkeypatch.delenv("JWT_SECRET_KEY")
-    revoke = ["token", "revoke", "--tenant", "tenant-a", "--jti", jti, "--reason", "in a log"]
+    revoke = [
+        "token",
+        "revoke",
+        "--environment",
+        "local",
+        "--tenant",
+        "tenant-a",
+        "--jti",
+        jti,
+        "--reason",
+        "in a log",
+    ]
     assert main([*revoke, "--actor", "alice"]) == 0
     first = capsys.readouterr().out
     assert main([*revoke, "--actor", "bob"]) == 0
@@ -65,7 +77,16 @@ def test_revoke_a_minted_token_twice_then_list_it(
 def test_revoke_every_token_of_a_subject(
     settings: CommonSettings, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    argv = ["token", "revoke", "--tenant", "tenant-a", "--subject", "agent-9"]
+    argv = [
+        "token",
+        "revoke",
+        "--environment",
+        "local",
+        "--tenant",
+        "tenant-a",
+        "--subject",
+        "agent-9",
+    ]
     assert main([*argv, "--reason", "lost laptop"]) == 0
     assert "every token of agent-9 of tenant tenant-a" in capsys.readouterr().out
     assert main([*argv, "--reason", "lost laptop, again"]) == 0
@@ -96,7 +117,17 @@ def test_bad_arguments_are_one_error_line_before_anything_is_written(
     arguments: list[str],
     complaint: str,
 ) -> None:
-    argv = ["token", "revoke", "--tenant", "tenant-a", "--reason", "why", *arguments]
+    argv = [
+        "token",
+        "revoke",
+        "--environment",
+        "local",
+        "--tenant",
+        "tenant-a",
+        "--reason",
+        "why",
+        *arguments,
+    ]
     with pytest.raises(SystemExit) as exited:
         main(argv)
     assert exited.value.code == 2
@@ -117,7 +148,18 @@ def test_an_unreachable_database_is_one_line_without_the_password(
     url = settings.database_url.get_secret_value()
     host_port = url.rsplit("@", 1)[1].split("/", 1)[0]
     monkeypatch.setenv("DATABASE_URL", url.replace(host_port, f"127.0.0.1:{free_port()}"))
-    argv = ["token", "revoke", "--tenant", "t", "--jti", JTI, "--reason", "leaked"]
+    argv = [
+        "token",
+        "revoke",
+        "--environment",
+        "local",
+        "--tenant",
+        "t",
+        "--jti",
+        JTI,
+        "--reason",
+        "leaked",
+    ]
     assert main(argv) == 1
     out, err = capsys.readouterr()
     assert out == ""
@@ -146,10 +188,35 @@ def test_a_revocation_outlives_any_token_the_services_may_accept(
     for name in CommonSettings.model_fields:
         if name.startswith("jwt_max_ttl_"):
             monkeypatch.setenv(name.upper(), "60")
-    argv = ["token", "revoke", "--tenant", "tenant-a", "--jti", JTI, "--reason", "leaked"]
+    argv = [
+        "token",
+        "revoke",
+        "--environment",
+        "local",
+        "--tenant",
+        "tenant-a",
+        "--jti",
+        JTI,
+        "--reason",
+        "leaked",
+    ]
     assert main(argv) == 0
     capsys.readouterr()
     assert main(["token", "revocations", "--tenant", "tenant-a"]) == 0
     kept = re.search(r"kept until (\S+)\)", capsys.readouterr().out)
     assert kept is not None
     assert datetime.fromisoformat(kept.group(1)) > datetime.now(UTC) + timedelta(days=365)
+
+
+def test_revoke_refuses_another_environment_than_the_shells(
+    settings: CommonSettings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Written to another environment's database, a revocation left the token
+    # working where it leaked while the operator believed it revoked.
+    argv = ["token", "revoke", "--environment", "production", "--tenant", "tenant-a"]
+    assert main([*argv, "--jti", JTI, "--reason", "leaked"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "--environment production but this shell's settings are for 'local'" in err
+    assert main(["token", "revocations", "--tenant", "tenant-a"]) == 0
+    assert "no active revocations" in capsys.readouterr().out
