@@ -538,7 +538,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                 env.update(storage)
             # The operator commands (`vision backfill` reads the bucket) reach it too.
             operator_env = {**auth_env, "ENVIRONMENT": "local", **stores.service_env(), **storage}
-            write_operator_env(state_dir, operator_env, inherited=os.environ)
             if "realtime" in ports:
                 env["DASHBOARDS_FEED_URL"] = f"ws://127.0.0.1:{ports['realtime']}/v1/feed"
             webhook_token = secrets.token_hex(32)
@@ -570,7 +569,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 # `rollout advance` reads its guardrails from this Prometheus:
                 # without it, the banner's command held at every run.
                 operator_env["PROMETHEUS_URL"] = monitoring.prometheus.url
-                write_operator_env(state_dir, operator_env, inherited=os.environ)
+            write_operator_env(state_dir, operator_env, inherited=os.environ)
             tenants = demo_tenants(
                 AuthSettings.from_env(
                     jwt_secret_key=auth_env["JWT_SECRET_KEY"], jwt_key_id=auth_env["JWT_KEY_ID"]

@@ -12,9 +12,10 @@ feed socket opened with it. Revoking the same token again changes nothing;
 the same subject again moves its time to now. ``revocations`` lists the
 tenant's revocations that can still refuse a token.
 
-The command needs the environment's DATABASE_URL and the token lifetimes
-(JWT_MAX_TTL_*, JWT_LEEWAY_SECONDS: how long the row must be kept), never a
-signing key. Bad input is one line before anything is written.
+The command needs the environment's DATABASE_URL, never a signing key: how
+long a row is kept follows from the largest lifetimes the settings accept
+(``TokenLifetimeSettings.revocation_keep_seconds``), not from this shell's.
+Bad input is one line before anything is written.
 """
 
 from __future__ import annotations
@@ -40,11 +41,6 @@ from services.operator_cli import (
 )
 
 
-class RevocationSettings(DatabaseSettings, TokenLifetimeSettings):
-    """What ``token revoke`` and ``token revocations`` read: the application role's DSN
-    and the token lifetimes (how long a revocation must be kept)."""
-
-
 def token_id_argument(value: str) -> str:
     """argparse type: a ``jti`` as ``enterprisehub token`` prints it (32 hex digits)."""
     if TOKEN_ID_TEXT.fullmatch(value) is None:
@@ -65,7 +61,7 @@ def subject_argument(value: str) -> str:
 
 
 @asynccontextmanager
-async def _database(settings: RevocationSettings) -> AsyncIterator[Database]:
+async def _database(settings: DatabaseSettings) -> AsyncIterator[Database]:
     db = await open_database(settings, application_name="enterprisehub-token")
     try:
         yield db
@@ -77,7 +73,7 @@ async def _database(settings: RevocationSettings) -> AsyncIterator[Database]:
         await db.close()
 
 
-async def _revoke(args: argparse.Namespace, settings: RevocationSettings) -> str:
+async def _revoke(args: argparse.Namespace, settings: DatabaseSettings) -> str:
     # Here, not at the top: the store imports the services' metrics, and every
     # `enterprisehub` command builds the `token` parser (this module's arguments).
     from services.common.revocation_store import revoke
@@ -90,7 +86,7 @@ async def _revoke(args: argparse.Namespace, settings: RevocationSettings) -> str
             subject=args.subject,
             actor=args.actor or default_actor(),
             reason=args.reason,
-            keep_seconds=settings.revocation_keep_seconds(),
+            keep_seconds=TokenLifetimeSettings.revocation_keep_seconds(),
         )
     what = f"token {stored.jti}" if stored.jti is not None else f"every token of {stored.subject}"
     at = stored.revoked_at.isoformat(timespec="seconds")
@@ -108,7 +104,7 @@ async def _revoke(args: argparse.Namespace, settings: RevocationSettings) -> str
 
 
 def _revoke_command(args: argparse.Namespace) -> int:
-    settings = RevocationSettings.from_env()
+    settings = DatabaseSettings.from_env()
     # A revocation written to another environment's database leaves the token
     # working where it leaked, while the operator believes it revoked.
     check_environment(args.environment, settings)
@@ -116,7 +112,7 @@ def _revoke_command(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _list(tenant_id: str, settings: RevocationSettings) -> list[str]:
+async def _list(tenant_id: str, settings: DatabaseSettings) -> list[str]:
     from services.common.revocation_store import list_active
 
     async with _database(settings) as db:
@@ -124,7 +120,7 @@ async def _list(tenant_id: str, settings: RevocationSettings) -> list[str]:
 
 
 def _list_command(args: argparse.Namespace) -> int:
-    settings = RevocationSettings.from_env()
+    settings = DatabaseSettings.from_env()
     lines = asyncio.run(_list(args.tenant, settings))
     for line in lines:
         print(line)

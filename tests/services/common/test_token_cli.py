@@ -15,6 +15,8 @@ from tests.conftest import APP_PASSWORD
 from tests.revocations import token_id
 
 JTI = "0123456789ab4def8123456789abcdef"
+#: Every revocation here is made in the shell's own environment, `make run`'s.
+REVOKE = ["token", "revoke", "--environment", "local"]
 
 
 def _mint(capsys: pytest.CaptureFixture[str], tenant: str = "tenant-a") -> tuple[str, str]:
@@ -42,13 +44,10 @@ def test_revoke_a_minted_token_twice_then_list_it(
 ) -> None:
     token, _ = _mint(capsys)
     jti = token_id(token)
-    # Revoking needs the database and the lifetimes, never the signing key.
+    # Revoking needs the database, never the signing key.
     monkeypatch.delenv("JWT_SECRET_KEY")
     revoke = [
-        "token",
-        "revoke",
-        "--environment",
-        "local",
+        *REVOKE,
         "--tenant",
         "tenant-a",
         "--jti",
@@ -78,10 +77,7 @@ def test_revoke_every_token_of_a_subject(
     settings: CommonSettings, capsys: pytest.CaptureFixture[str]
 ) -> None:
     argv = [
-        "token",
-        "revoke",
-        "--environment",
-        "local",
+        *REVOKE,
         "--tenant",
         "tenant-a",
         "--subject",
@@ -118,10 +114,7 @@ def test_bad_arguments_are_one_error_line_before_anything_is_written(
     complaint: str,
 ) -> None:
     argv = [
-        "token",
-        "revoke",
-        "--environment",
-        "local",
+        *REVOKE,
         "--tenant",
         "tenant-a",
         "--reason",
@@ -149,10 +142,7 @@ def test_an_unreachable_database_is_one_line_without_the_password(
     host_port = url.rsplit("@", 1)[1].split("/", 1)[0]
     monkeypatch.setenv("DATABASE_URL", url.replace(host_port, f"127.0.0.1:{free_port()}"))
     argv = [
-        "token",
-        "revoke",
-        "--environment",
-        "local",
+        *REVOKE,
         "--tenant",
         "t",
         "--jti",
@@ -189,10 +179,7 @@ def test_a_revocation_outlives_any_token_the_services_may_accept(
         if name.startswith("jwt_max_ttl_"):
             monkeypatch.setenv(name.upper(), "60")
     argv = [
-        "token",
-        "revoke",
-        "--environment",
-        "local",
+        *REVOKE,
         "--tenant",
         "tenant-a",
         "--jti",
