@@ -147,7 +147,8 @@ def _ml_inference_row() -> list[timeseries.Panel]:
         ),
         graph(
             "Leads scored per second",
-            "reqps",
+            # Operations, not requests: one batch request scores many leads.
+            "ops",
             query("sum by (kind) (rate(ml_predictions_total[$__rate_interval]))", "{{kind}}", "A"),
             query("sum(job:ml_inference_duration_seconds_count:rate5m)", "model calls", "B"),
         ),
@@ -289,7 +290,7 @@ def _feature_rollout_row() -> list[timeseries.Panel]:
         graph(
             "Flag decisions per second by feature and reason (TARGETING_MATCH on for all, "
             "SPLIT part of the tenants, DEFAULT off, ERROR never read: off)",
-            "reqps",
+            "ops",
             query(
                 "sum by (feature, reason) (rate(feature_flag_evaluations_total[$__rate_interval]))",
                 "{{feature}} {{reason}}",

@@ -78,6 +78,9 @@ from services.common.tenancy import InvalidTenantId, validate_tenant_id
 ALGORITHM = "HS256"
 WS_POLICY_VIOLATION = 1008
 """WebSocket close code used when authentication fails after the upgrade."""
+EXPIRED_DETAIL = "token has expired; ask for a new one"
+"""An expired token's 401 detail: what the holder does next, as a revoked token's says
+(tokens are short-lived by design, so every client meets it)."""
 VERIFIED_CACHE_SIZE = 4096
 """Verified tokens remembered per verifier (least recently used evicted)."""
 
@@ -224,7 +227,7 @@ class TokenVerifier:
         # they were in the past (within the leeway) when the token verified.
         if known.expires <= self._clock() - self._leeway:
             del self._verified[token]
-            raise AuthError("expired_token", "token has expired")
+            raise AuthError("expired_token", EXPIRED_DETAIL)
         self._verified.move_to_end(token)
         # A revocation can come after the token was remembered: checked on every hit.
         return self._unless_revoked(known.principal)
@@ -293,7 +296,7 @@ class TokenVerifier:
         except jwt.InvalidSignatureError:
             raise AuthError("bad_signature", "token signature does not verify") from None
         except jwt.ExpiredSignatureError:
-            raise AuthError("expired_token", "token has expired") from None
+            raise AuthError("expired_token", EXPIRED_DETAIL) from None
         except jwt.ImmatureSignatureError:
             raise AuthError("not_yet_valid", "token is not valid yet (iat/nbf)") from None
         except jwt.MissingRequiredClaimError as exc:

@@ -239,3 +239,26 @@ def test_slo_event_panels_claim_no_request_unit_an_availability_slo_lacks() -> N
         if any(m.startswith("slo:sli_requests:") for m in reads) and unit in ("reqps", "rps"):
             wrong.append(panel["title"])
     assert not wrong, f"panels charting SLO events in requests per second: {wrong}"
+
+
+def test_a_panel_in_requests_per_second_draws_only_requests() -> None:
+    """Leads scored and flag decisions are not requests: a request holds many of
+    them, so "req/s" on their axis overstates the traffic by that factor."""
+    wrong = []
+    for name, text in RENDERED.items():
+        for panel in json.loads(text)["panels"]:
+            if panel.get("fieldConfig", {}).get("defaults", {}).get("unit") != "reqps":
+                continue
+            own_unit = _unit_overridden(panel)
+            for target in panel.get("targets", []):
+                if target["refId"] in own_unit:
+                    continue
+                # A feed handshake is an HTTP request (the upgrade).
+                others = {
+                    metric
+                    for metric in selected_metrics(_as_promql(target["expr"]))
+                    if "requests" not in metric and "websocket_connection" not in metric
+                }
+                if others:
+                    wrong.append(f"{name}: {panel['title']} {target['refId']} {sorted(others)}")
+    assert not wrong, f"other events drawn in requests per second: {wrong}"

@@ -92,6 +92,8 @@ async def test_expired_token_is_rejected(
     token = sign(claims(exp=int(time.time()) - 3600))
     response = await get_events(build_app, app_client, bearer(token))
     assert (response.status_code, response.json()["reason"]) == (401, "expired_token")
+    # The holder learns what to do next, not only what went wrong.
+    assert response.json()["detail"] == "token has expired; ask for a new one"
 
 
 async def test_token_without_exp_is_rejected(

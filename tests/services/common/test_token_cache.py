@@ -66,6 +66,8 @@ def test_a_remembered_token_still_expires_on_time() -> None:
     with pytest.raises(AuthError) as refused:
         v.verify(good)
     assert refused.value.reason == "expired_token"
+    # The cache's refusal reads as the full check's does.
+    assert refused.value.detail == "token has expired; ask for a new one"
 
 
 def test_failures_are_not_remembered(monkeypatch: pytest.MonkeyPatch) -> None:
