@@ -6,10 +6,11 @@ security groups need):
 * :class:`EksCluster` creates an EKS cluster: private API endpoint (public only
   to listed CIDRs), Kubernetes secrets envelope-encrypted with a KMS key, every
   control-plane log type shipped to CloudWatch, managed node groups in the
-  private subnets, the core add-ons (VPC CNI, CoreDNS, kube-proxy, EBS CSI with
-  its own IRSA role) at the versions ``charts/versions.yaml`` pins for the
-  cluster's Kubernetes version, and an IAM OIDC provider for service-account
-  roles.
+  private subnets (each on its own launch template: a root volume encrypted
+  with the cluster's volumes key, IMDSv2 within one hop), the core add-ons
+  (VPC CNI, CoreDNS, kube-proxy, EBS CSI with its own IRSA role) at the
+  versions ``charts/versions.yaml`` pins for the cluster's Kubernetes version,
+  and an IAM OIDC provider for service-account roles.
 * :class:`ExistingEksCluster` uses an EKS cluster created elsewhere, looked up
   by name (its VPC, subnets, cluster security group and OIDC issuer), and the
   STS interface endpoint its VPC must have.
