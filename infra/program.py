@@ -220,15 +220,18 @@ def _aws_provider(config: StackConfig, prefix: str) -> aws.Provider:
     return aws.Provider(
         f"{prefix}-aws",
         region=config.aws_region,
-        default_tags=aws.ProviderDefaultTagsArgs(
-            tags={
-                "Project": PROJECT,
-                "Stack": config.stack,
-                "Environment": config.environment.value,
-                "ManagedBy": "pulumi",
-            }
-        ),
+        default_tags=aws.ProviderDefaultTagsArgs(tags=stack_tags(config)),
     )
+
+
+def stack_tags(config: StackConfig) -> dict[str, str]:
+    """The tags of everything the stack creates in AWS (the provider's default tags)."""
+    return {
+        "Project": PROJECT,
+        "Stack": config.stack,
+        "Environment": config.environment.value,
+        "ManagedBy": "pulumi",
+    }
 
 
 def _storage(
@@ -332,7 +335,7 @@ def _aws_cluster(
     network = _network(config, prefix, aws_opts)
     eks = EksCluster(
         f"{prefix}-cluster",
-        _eks_cluster_args(config, prefix, network, addon_versions),
+        _eks_cluster_args(config, prefix, network, addon_versions, account_id),
         opts=aws_opts,
     )
     return _AwsCluster(
@@ -402,11 +405,18 @@ def _network(config: StackConfig, prefix: str, opts: pulumi.ResourceOptions) -> 
 
 
 def _eks_cluster_args(
-    config: StackConfig, prefix: str, network: Network, addon_versions: dict[str, str]
+    config: StackConfig,
+    prefix: str,
+    network: Network,
+    addon_versions: dict[str, str],
+    account_id: str,
 ) -> EksClusterArgs:
     cluster = config.cluster
     return EksClusterArgs(
         cluster_name=prefix,
+        account_id=account_id,
+        # Instances and volumes are created by EKS and Karpenter, not by the provider.
+        node_tags=stack_tags(config),
         kubernetes_version=config.kubernetes_version,
         addon_versions=addon_versions,
         subnet_ids=network.private_subnet_ids,

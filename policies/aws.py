@@ -40,6 +40,7 @@ KMS_KEY = "aws:kms/key:Key"
 EKS = "aws:eks/cluster:Cluster"
 SQS_QUEUE = "aws:sqs/queue:Queue"
 NODE_GROUP = "aws:eks/nodeGroup:NodeGroup"
+LAUNCH_TEMPLATE = "aws:ec2/launchTemplate:LaunchTemplate"
 
 REQUIRED_TAGS = ("Project", "Environment", "ManagedBy")
 #: AWS types of the program that accept `tags` (the provider's schema).
@@ -48,6 +49,7 @@ TAGGABLE = frozenset(
         "aws:cloudwatch/logGroup:LogGroup",
         "aws:ec2/eip:Eip",
         "aws:ec2/internetGateway:InternetGateway",
+        LAUNCH_TEMPLATE,
         "aws:ec2/natGateway:NatGateway",
         "aws:ec2/routeTable:RouteTable",
         "aws:ec2/securityGroup:SecurityGroup",
@@ -330,6 +332,61 @@ def _eks_logging(args: ResourceValidationArgs, report: Report) -> None:
         )
 
 
+def _node_group_launch_template(args: ResourceValidationArgs, report: Report) -> None:
+    template = get(args.props, "launchTemplate") or {}
+    if not (get(template, "id") or get(template, "name")):
+        report(
+            say(
+                args.urn,
+                "launchTemplate",
+                "is missing: the nodes' root volumes are encrypted only if the account's "
+                "EBS default says so, and their metadata options are EKS's defaults",
+                "launch the group from an aws.ec2.LaunchTemplate with an encrypted root "
+                "volume and IMDSv2 (infra/components/cluster.py does)",
+            )
+        )
+    if get(args.props, "diskSize") is not None:
+        report(
+            say(
+                args.urn,
+                "diskSize",
+                "is set: EKS refuses it beside a launch template, and without one the "
+                "root volume follows the account's EBS default",
+                "drop disk_size and size the launch template's root volume",
+            )
+        )
+
+
+def _encrypted(value: Any) -> bool:
+    """The provider's schema types `encrypted` as a string ("true"); a bool is accepted too."""
+    return value is True or (isinstance(value, str) and value.lower() == "true")
+
+
+def _launch_template_hardened(args: ResourceValidationArgs, report: Report) -> None:
+    mappings = get(args.props, "blockDeviceMappings") or []
+    ebs = [get(m, "ebs") for m in mappings if get(m, "ebs") is not None]
+    if not ebs or not all(_encrypted(get(volume, "encrypted")) for volume in ebs):
+        report(
+            say(
+                args.urn,
+                "blockDeviceMappings",
+                "has an EBS volume that is not encrypted (or declares none, leaving the root "
+                "volume to the account's EBS default)",
+                'map the root device with ebs.encrypted "true" and the volumes key',
+            )
+        )
+    tokens = get(args.props, "metadataOptions.httpTokens")
+    if tokens != "required":
+        report(
+            say(
+                args.urn,
+                "metadataOptions.httpTokens",
+                f"is {tokens if tokens is not None else 'missing'}, not required",
+                'set metadata_options http_tokens="required" (IMDSv2 only)',
+            )
+        )
+
+
 def _required_tags(args: ResourceValidationArgs, report: Report) -> None:
     tags = dict(provider_default_tags(args))
     own = get(args.props, "tags") or {}
@@ -440,6 +497,18 @@ POLICIES = [
         "EKS control-plane logs (api, audit, authenticator) are on.",
         [EKS],
         _eks_logging,
+    ),
+    resource_policy(
+        "eks-node-group-launch-template",
+        "EKS managed node groups launch from a launch template, without diskSize.",
+        [NODE_GROUP],
+        _node_group_launch_template,
+    ),
+    resource_policy(
+        "ec2-launch-template-hardened",
+        "Launch templates encrypt every EBS volume and require IMDSv2.",
+        [LAUNCH_TEMPLATE],
+        _launch_template_hardened,
     ),
     resource_policy(
         "aws-required-tags",

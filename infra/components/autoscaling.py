@@ -14,7 +14,8 @@ them. Everything it needs is declared here:
 * the pinned ``karpenter-crd`` and ``karpenter`` Helm charts (CRDs as a release
   of their own, so that a chart upgrade also upgrades them);
 * one ``EC2NodeClass`` (AMI alias, the cluster's private subnets and security
-  group, an encrypted gp3 root volume, IMDSv2 with one hop) and one
+  group, gp3 volumes encrypted with the cluster's volumes key, IMDSv2 with one
+  hop, as the managed node groups' launch templates) and one
   ``NodePool`` (instance types chosen by how the pods pack, capacity limits,
   consolidation with a disruption budget).
 
@@ -38,6 +39,7 @@ from infra.components.base import AwsComponent
 from infra.components.iam import (
     EKS_NODE_POLICIES,
     deny_insecure_transport,
+    ebs_key_statements,
     irsa_role,
     managed_policy_attachments,
     policy_document,
@@ -89,6 +91,8 @@ class KarpenterArgs:
     oidc_issuer_url: pulumi.Input[str]
     subnet_ids: pulumi.Input[Sequence[pulumi.Input[str]]]
     security_group_id: pulumi.Input[str]
+    #: The KMS key the nodes' volumes are encrypted with (the cluster's volumes key).
+    volume_key_arn: pulumi.Input[str]
     partition: str
     region: str
     spec: KarpenterSpec
@@ -97,6 +101,8 @@ class KarpenterArgs:
     #: What the chart must wait for (nodes to run on, the VPC CNI, CoreDNS).
     after: Sequence[pulumi.Resource] = ()
     tags: Mapping[str, str] = field(default_factory=dict)
+    #: Tags of the instances and volumes Karpenter launches.
+    node_tags: Mapping[str, str] = field(default_factory=dict)
 
 
 def controller_policy(
@@ -107,12 +113,16 @@ def controller_policy(
     cluster_arn: str,
     queue_arn: str,
     node_role_arn: str,
+    volume_key_arn: str,
     spot: bool = False,
 ) -> str:
     """The controller's permissions, after Karpenter's reference CloudFormation template.
 
     Launch and tag actions are limited to resources tagged for this cluster; the
-    only role it may pass is the node role; it reads only its own queue. With
+    only role it may pass is the node role; it reads only its own queue. It may
+    use the volumes key for what it launches: CreateFleet creates the encrypted
+    volumes with the caller's rights, and without them each instance is
+    terminated as it starts (Client.InternalError). With
     ``spot`` (the NodePool may launch spot capacity) it may also create EC2
     Spot's service-linked role, which the first spot launch of an account needs.
     """
@@ -302,6 +312,7 @@ def controller_policy(
             "Resource": cluster_arn,
             "Action": "eks:DescribeCluster",
         },
+        *ebs_key_statements(volume_key_arn, sid="AllowNodeVolumeKey"),
     ]
     if spot:
         # CreateFleet creates AWSServiceRoleForEC2Spot on an account's first spot
@@ -461,7 +472,7 @@ class Karpenter(AwsComponent[KarpenterArgs]):
             f"{name}-controller-policy",
             role=role.id,
             policy=pulumi.Output.all(
-                args.cluster_name, args.cluster_arn, queue.arn, node_role.arn
+                args.cluster_name, args.cluster_arn, queue.arn, node_role.arn, args.volume_key_arn
             ).apply(
                 lambda v: controller_policy(
                     partition=args.partition,
@@ -470,6 +481,7 @@ class Karpenter(AwsComponent[KarpenterArgs]):
                     cluster_arn=str(v[1]),
                     queue_arn=str(v[2]),
                     node_role_arn=str(v[3]),
+                    volume_key_arn=str(v[4]),
                     spot="spot" in args.spec.capacity_types,
                 )
             ),
@@ -512,10 +524,13 @@ class Karpenter(AwsComponent[KarpenterArgs]):
                 "replicas": 2,
                 "podDisruptionBudget": {"name": "karpenter", "maxUnavailable": 1},
                 "controller": {
+                    # Given, not discovered: with one metadata hop, the pod cannot
+                    # read the region from the node's instance metadata.
+                    "env": [{"name": "AWS_REGION", "value": args.region}],
                     "resources": {
                         "requests": {"cpu": "250m", "memory": "512Mi"},
                         "limits": {"memory": "1Gi"},
-                    }
+                    },
                 },
                 "logLevel": "info",
             },
@@ -540,24 +555,20 @@ class Karpenter(AwsComponent[KarpenterArgs]):
                     lambda ids: [{"id": subnet} for subnet in ids]
                 ),
                 "securityGroupSelectorTerms": [{"id": args.security_group_id}],
-                "blockDeviceMappings": [
-                    {
-                        "deviceName": "/dev/xvda",
-                        "ebs": {
-                            "volumeSize": f"{spec.root_volume_gb}Gi",
-                            "volumeType": "gp3",
-                            "encrypted": True,
-                            "deleteOnTermination": True,
-                        },
-                    }
-                ],
+                "blockDeviceMappings": block_device_mappings(
+                    spec.ami_alias, spec.root_volume_gb, args.volume_key_arn
+                ),
                 # IMDSv2 only, one hop: pods use IRSA, never the node's role.
                 "metadataOptions": {
                     "httpEndpoint": "enabled",
                     "httpTokens": "required",
                     "httpPutResponseHopLimit": 1,
                 },
-                "tags": {**self._tags, "karpenter.sh/discovery": args.cluster_name},
+                "tags": {
+                    **self._tags,
+                    **args.node_tags,
+                    "karpenter.sh/discovery": args.cluster_name,
+                },
             },
             opts=self._k8s_options(depends_on),
         )
@@ -572,6 +583,41 @@ class Karpenter(AwsComponent[KarpenterArgs]):
             spec=node_pool_spec(self._args.spec),
             opts=self._k8s_options(depends_on),
         )
+
+
+#: Bottlerocket's OS volume: the size of Karpenter's own default for the family.
+BOTTLEROCKET_OS_VOLUME_GB: Final = 4
+
+
+def block_device_mappings(
+    ami_alias: str, data_volume_gb: int, key_arn: pulumi.Input[str]
+) -> list[dict[str, Any]]:
+    """The EC2NodeClass's volumes for the AMI family of ``ami_alias``, each encrypted with the key.
+
+    AL2023 keeps everything (images, emptyDir, logs) on its root volume,
+    /dev/xvda. Bottlerocket boots from a small OS volume on /dev/xvda and keeps
+    that data on /dev/xvdb: listing only /dev/xvda would leave the data volume as
+    the AMI declares it, encrypted only if the account's EBS default says so.
+    """
+
+    def volume(device: str, size_gb: int) -> dict[str, Any]:
+        return {
+            "deviceName": device,
+            "ebs": {
+                "volumeSize": f"{size_gb}Gi",
+                "volumeType": "gp3",
+                "encrypted": True,
+                "kmsKeyID": key_arn,
+                "deleteOnTermination": True,
+            },
+        }
+
+    if ami_alias.startswith("bottlerocket@"):
+        return [
+            volume("/dev/xvda", BOTTLEROCKET_OS_VOLUME_GB),
+            volume("/dev/xvdb", data_volume_gb),
+        ]
+    return [volume("/dev/xvda", data_volume_gb)]
 
 
 def node_pool_spec(spec: KarpenterSpec) -> dict[str, Any]:

@@ -70,11 +70,19 @@ class AwsComponent(Component[TaggedArgsT]):
         super().__init__(name, args, opts)
         self._tags = dict(args.tags)
 
-    def _encryption_key(self, encrypts: str, *, protect: bool, purpose: str = "") -> aws.kms.Key:
+    def _encryption_key(
+        self,
+        encrypts: str,
+        *,
+        protect: bool,
+        purpose: str = "",
+        policy: pulumi.Input[str] | None = None,
+    ) -> aws.kms.Key:
         """The component's KMS key for ``encrypts`` (:func:`~infra.components.kms.encryption_key`).
 
         Named ``<name>-key``, or ``<name>-<purpose>-key`` in a component with more
-        than one; ``protect`` is the protection of the data it encrypts.
+        than one; ``protect`` is the protection of the data it encrypts, ``policy``
+        its key policy (None: KMS's default).
         """
         stem = f"{self._name}-{purpose}" if purpose else self._name
         return encryption_key(
@@ -83,4 +91,5 @@ class AwsComponent(Component[TaggedArgsT]):
             tags=self._tags,
             parent=self,
             protect=protect,
+            policy=policy,
         )

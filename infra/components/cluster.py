@@ -6,10 +6,11 @@ security groups need):
 * :class:`EksCluster` creates an EKS cluster: private API endpoint (public only
   to listed CIDRs), Kubernetes secrets envelope-encrypted with a KMS key, every
   control-plane log type shipped to CloudWatch, managed node groups in the
-  private subnets, the core add-ons (VPC CNI, CoreDNS, kube-proxy, EBS CSI with
-  its own IRSA role) at the versions ``charts/versions.yaml`` pins for the
-  cluster's Kubernetes version, and an IAM OIDC provider for service-account
-  roles.
+  private subnets (each on its own launch template: a root volume encrypted
+  with the cluster's volumes key, IMDSv2 within one hop), the core add-ons
+  (VPC CNI, CoreDNS, kube-proxy, EBS CSI with its own IRSA role) at the
+  versions ``charts/versions.yaml`` pins for the cluster's Kubernetes version,
+  and an IAM OIDC provider for service-account roles.
 * :class:`ExistingEksCluster` uses an EKS cluster created elsewhere, looked up
   by name (its VPC, subnets, cluster security group and OIDC issuer), and the
   STS interface endpoint its VPC must have.
@@ -36,7 +37,9 @@ import pulumi_kubernetes as k8s
 from infra.components.autoscaling import Karpenter, KarpenterArgs, KarpenterSpec
 from infra.components.base import AwsComponent, Component
 from infra.components.iam import (
+    EBS_KEY_USE_ACTIONS,
     EKS_NODE_POLICIES,
+    ebs_key_statements,
     irsa_trust_policy,
     managed_policy_attachment,
     managed_policy_attachments,
@@ -66,6 +69,24 @@ CLUSTER_ADMIN_POLICY = "AmazonEKSClusterAdminPolicy"
 BOOTSTRAP_ADMIN_PATH = "accessConfig.bootstrapClusterCreatorAdminPermissions"
 #: The admin role (``EksClusterArgs.admin_role_arns`` key) that runs `pulumi up`.
 DEPLOY_ROLE = "deploy"
+#: The root device of the AMI EKS picks for a node group that names no ``ami_type``:
+#: AL2023 (the default from Kubernetes 1.30 on), x86_64 and arm64 alike. A mapping
+#: of another device would add a second volume and leave the root one as the AMI
+#: has it (Bottlerocket's data volume, for one, is /dev/xvdb).
+NODE_ROOT_DEVICE = "/dev/xvda"
+#: Instance metadata of every node: IMDSv2 only, and one hop, so a pod on the pod
+#: network (one hop further) gets no token and cannot take the node role's
+#: credentials; the services use IRSA. hostNetwork pods (aws-node, kube-proxy,
+#: node-exporter) share the node's network namespace and still reach it.
+NODE_METADATA_OPTIONS: Mapping[str, Any] = {
+    "http_endpoint": "enabled",
+    "http_tokens": "required",
+    "http_put_response_hop_limit": 1,
+}
+#: The role EC2 Auto Scaling launches a managed node group's instances with.
+AUTOSCALING_SERVICE_ROLE = (
+    "role/aws-service-role/autoscaling.amazonaws.com/AWSServiceRoleForAutoScaling"
+)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -111,6 +132,11 @@ class EksClusterArgs:
     deployer_cidrs: Sequence[str] = ()
     log_types: Sequence[str] = ("api", "audit", "authenticator", "controllerManager", "scheduler")
     node_groups: Sequence[NodeGroupSpec] = ()
+    #: The account the cluster is in (the volumes key's policy names its roles).
+    account_id: str
+    #: Tags for what the nodes' launch templates create (instances, volumes): the
+    #: provider's default tags reach only the resources Pulumi itself creates.
+    node_tags: Mapping[str, str] = field(default_factory=dict)
     #: EKS upgrade policy; EXTENDED costs about 6x the standard control-plane price.
     support_type: str = "STANDARD"
     #: IAM roles given cluster-admin access entries (CI's deploy role, break-glass).
@@ -253,15 +279,20 @@ class EksCluster(AwsComponent[EksClusterArgs], EksClusterOutputs):
         cluster_role, role_policies = self._cluster_role(secrets_key)
         log_group = self._control_plane_logs()
         cluster = self._cluster(cluster_role, secrets_key, [log_group, *role_policies])
-        node_groups = self._node_groups(cluster)
+        # One key for every EBS volume of the cluster: the nodes' root volumes and
+        # the persistent volumes of the default StorageClass.
+        volume_key = self._encryption_key(
+            "EBS volumes (node root volumes, persistent volumes)",
+            purpose="volumes",
+            protect=False,
+            policy=volume_key_policy(self.partition, args.account_id),
+        )
+        node_groups = self._node_groups(cluster, volume_key)
         admin_entries = admin_access_entries(
             name, cluster, args.admin_role_arns, self.partition, self._tags, cluster
         )
         issuer = cluster.identities.apply(_first_issuer)
         oidc = self._oidc_provider(cluster, issuer)
-        volume_key = self._encryption_key(
-            "persistent volumes (EBS)", purpose="volumes", protect=False
-        )
         addons = [
             *self._core_addons(cluster, node_groups),
             self._ebs_csi_driver(cluster, node_groups, oidc, issuer, volume_key),
@@ -281,7 +312,7 @@ class EksCluster(AwsComponent[EksClusterArgs], EksClusterOutputs):
         system_provider = self._k8s_provider("k8s-system", [*ready, *deployer_rules])
         ready.append(self._default_storage_class(volume_key, system_provider))
         self.karpenter = self._karpenter(
-            cluster, oidc, issuer, system_provider, after=[*node_groups, *addons]
+            cluster, oidc, issuer, volume_key, system_provider, after=[*node_groups, *addons]
         )
         if self.karpenter is not None:
             ready.append(self.karpenter)
@@ -371,42 +402,103 @@ class EksCluster(AwsComponent[EksClusterArgs], EksClusterOutputs):
             ),
         )
 
-    def _node_groups(self, cluster: aws.eks.Cluster) -> list[aws.eks.NodeGroup]:
-        """The nodes' role and one managed node group per spec, in the private subnets."""
+    def _node_groups(
+        self, cluster: aws.eks.Cluster, volume_key: aws.kms.Key
+    ) -> list[aws.eks.NodeGroup]:
+        """The nodes' role and one managed node group per spec, in the private subnets.
+
+        Each group launches from its own launch template (:meth:`_launch_template`);
+        EKS refuses ``diskSize`` beside one, so the disk size is the template's.
+        """
         name, args = self._name, self._args
         role = service_role(f"{name}-node-role", "ec2.amazonaws.com", parent=self, tags=self._tags)
         attachments = managed_policy_attachments(
             f"{name}-node", role, partition=self.partition, policy_names=EKS_NODE_POLICIES
         )
-        return [
-            aws.eks.NodeGroup(
-                f"{name}-{spec.name}",
-                cluster_name=cluster.name,
-                node_role_arn=role.arn,
-                subnet_ids=args.subnet_ids,
-                version=cluster.version,
-                instance_types=list(spec.instance_types),
-                capacity_type=spec.capacity_type,
-                disk_size=spec.disk_size_gb,
-                scaling_config=aws.eks.NodeGroupScalingConfigArgs(
-                    min_size=spec.min_size,
-                    desired_size=spec.desired_size,
-                    max_size=spec.max_size,
-                ),
-                # One node at a time, so PodDisruptionBudgets can hold during upgrades.
-                update_config=aws.eks.NodeGroupUpdateConfigArgs(max_unavailable=1),
-                labels={"enterprisehub.io/node-group": spec.name},
-                tags=self._tags,
-                # The autoscaler owns the node count between min and max; an `up`
-                # must not reset it to the configured desired size.
-                opts=pulumi.ResourceOptions(
-                    parent=cluster,
-                    depends_on=[*attachments, *args.subnet_egress],
-                    ignore_changes=["scalingConfig.desiredSize"],
-                ),
-            )
-            for spec in args.node_groups
-        ]
+        groups = []
+        for spec in args.node_groups:
+            template = self._launch_template(spec, volume_key)
+            groups.append(self._node_group(spec, cluster, role, template, attachments))
+        return groups
+
+    def _launch_template(
+        self, spec: NodeGroupSpec, volume_key: aws.kms.Key
+    ) -> aws.ec2.LaunchTemplate:
+        """What a node group's instances start with beyond EKS's own settings.
+
+        The root volume encrypted with the volumes key whatever the account's EBS
+        default, and IMDSv2 with one hop (``NODE_METADATA_OPTIONS``). No AMI and no
+        user data, so EKS keeps choosing the AMI and bootstrapping the node; no
+        instance type (the node group lists them); no security group, so EKS adds
+        the cluster security group as it does without a template.
+        """
+        tags = dict(self._args.node_tags)
+        return aws.ec2.LaunchTemplate(
+            f"{self._name}-{spec.name}-nodes",
+            block_device_mappings=[
+                aws.ec2.LaunchTemplateBlockDeviceMappingArgs(
+                    device_name=NODE_ROOT_DEVICE,
+                    ebs=aws.ec2.LaunchTemplateBlockDeviceMappingEbsArgs(
+                        volume_size=spec.disk_size_gb,
+                        volume_type="gp3",
+                        encrypted="true",
+                        kms_key_id=volume_key.arn,
+                        delete_on_termination="true",
+                    ),
+                )
+            ],
+            metadata_options=aws.ec2.LaunchTemplateMetadataOptionsArgs(**NODE_METADATA_OPTIONS),
+            tag_specifications=[
+                aws.ec2.LaunchTemplateTagSpecificationArgs(resource_type=kind, tags=tags)
+                for kind in ("instance", "volume")
+            ],
+            tags=self._tags,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+
+    def _node_group(
+        self,
+        spec: NodeGroupSpec,
+        cluster: aws.eks.Cluster,
+        role: aws.iam.Role,
+        template: aws.ec2.LaunchTemplate,
+        attachments: Sequence[pulumi.Resource],
+    ) -> aws.eks.NodeGroup:
+        """The managed node group of ``spec``, launching from ``template``'s latest version.
+
+        No ``nodeGroupName``: the auto-name lets a replacement (a changed template
+        id, instance types, subnets) be created before the old group is deleted.
+        """
+        args = self._args
+        return aws.eks.NodeGroup(
+            f"{self._name}-{spec.name}",
+            cluster_name=cluster.name,
+            node_role_arn=role.arn,
+            subnet_ids=args.subnet_ids,
+            version=cluster.version,
+            instance_types=list(spec.instance_types),
+            capacity_type=spec.capacity_type,
+            # A new template version rolls the group's nodes, one at a time.
+            launch_template=aws.eks.NodeGroupLaunchTemplateArgs(
+                id=template.id, version=template.latest_version.apply(str)
+            ),
+            scaling_config=aws.eks.NodeGroupScalingConfigArgs(
+                min_size=spec.min_size,
+                desired_size=spec.desired_size,
+                max_size=spec.max_size,
+            ),
+            # One node at a time, so PodDisruptionBudgets can hold during upgrades.
+            update_config=aws.eks.NodeGroupUpdateConfigArgs(max_unavailable=1),
+            labels={"enterprisehub.io/node-group": spec.name},
+            tags=self._tags,
+            # The autoscaler owns the node count between min and max; an `up`
+            # must not reset it to the configured desired size.
+            opts=pulumi.ResourceOptions(
+                parent=cluster,
+                depends_on=[*attachments, *args.subnet_egress],
+                ignore_changes=["scalingConfig.desiredSize"],
+            ),
+        )
 
     def _oidc_provider(
         self, cluster: aws.eks.Cluster, issuer: pulumi.Output[str]
@@ -551,6 +643,7 @@ class EksCluster(AwsComponent[EksClusterArgs], EksClusterOutputs):
         cluster: aws.eks.Cluster,
         oidc: aws.iam.OpenIdConnectProvider,
         issuer: pulumi.Output[str],
+        volume_key: aws.kms.Key,
         provider: k8s.Provider,
         after: Sequence[pulumi.Resource],
     ) -> Karpenter | None:
@@ -568,6 +661,8 @@ class EksCluster(AwsComponent[EksClusterArgs], EksClusterOutputs):
                 oidc_issuer_url=issuer,
                 subnet_ids=args.subnet_ids,
                 security_group_id=self.security_group_id,
+                volume_key_arn=volume_key.arn,
+                node_tags=args.node_tags,
                 partition=self.partition,
                 region=args.region,
                 spec=args.autoscaling,
@@ -664,27 +759,56 @@ def _secrets_kms_policy(key_arn: str) -> str:
 def _ebs_kms_policy(key_arn: str) -> str:
     """What the EBS CSI controller needs to create and attach volumes encrypted with a CMK."""
     return policy_document(
+        ebs_key_statements(
+            key_arn,
+            sid="VolumeKey",
+            grant_actions=("kms:CreateGrant", "kms:ListGrants", "kms:RevokeGrant"),
+        )
+    )
+
+
+def volume_key_policy(partition: str, account_id: str) -> str:
+    """The volumes key's policy: the account's IAM policies, and EC2 Auto Scaling's role.
+
+    The first statement is KMS's default: IAM policies decide (the EBS CSI
+    driver's and Karpenter's roles get the key that way). Auto Scaling launches a
+    managed node group's instances with its service-linked role, which takes no
+    IAM policy of ours: only the key policy can let it create the encrypted root
+    volumes, or every launch fails with Client.InternalError (EC2 Auto Scaling
+    User Guide, "Required AWS KMS key policy for use with encrypted volumes").
+
+    The role is matched by ``aws:PrincipalArn`` under a ``*`` principal rather than
+    named as the principal: KMS refuses a policy naming a principal that does not
+    exist ("Policy contains a statement with one or more invalid principals"), and
+    in an account that never ran an Auto Scaling group that role does not exist
+    until EKS creates the first node group, after this key.
+    """
+    account = f"arn:{partition}:iam::{account_id}"
+    as_autoscaling = {"ArnEquals": {"aws:PrincipalArn": f"{account}:{AUTOSCALING_SERVICE_ROLE}"}}
+    return policy_document(
         [
             {
-                "Sid": "VolumeKeyGrants",
+                "Sid": "AccountIamPolicies",
                 "Effect": "Allow",
-                "Action": ["kms:CreateGrant", "kms:ListGrants", "kms:RevokeGrant"],
-                "Resource": key_arn,
-                "Condition": {"Bool": {"kms:GrantIsForAWSResource": "true"}},
+                "Principal": {"AWS": f"{account}:root"},
+                "Action": "kms:*",
+                "Resource": "*",
             },
             {
-                "Sid": "VolumeKeyUse",
+                "Sid": "AutoScalingNodeVolumes",
                 "Effect": "Allow",
-                "Action": [
-                    "kms:Encrypt",
-                    "kms:Decrypt",
-                    "kms:ReEncryptFrom",
-                    "kms:ReEncryptTo",
-                    "kms:GenerateDataKey",
-                    "kms:GenerateDataKeyWithoutPlaintext",
-                    "kms:DescribeKey",
-                ],
-                "Resource": key_arn,
+                "Principal": {"AWS": "*"},
+                "Action": list(EBS_KEY_USE_ACTIONS),
+                "Resource": "*",
+                "Condition": as_autoscaling,
+            },
+            {
+                "Sid": "AutoScalingNodeVolumeGrants",
+                "Effect": "Allow",
+                "Principal": {"AWS": "*"},
+                "Action": "kms:CreateGrant",
+                "Resource": "*",
+                "Condition": {**as_autoscaling, "Bool": {"kms:GrantIsForAWSResource": "true"}},
             },
         ]
     )

@@ -64,6 +64,46 @@ def deny_insecure_transport(sid: str, action: str, resource: str | list[str]) ->
     }
 
 
+#: What EC2 does with a customer-managed key for the EBS volumes it creates on a
+#: caller's behalf: encrypt a new volume, decrypt it to attach, re-encrypt a copy.
+#: Spelled out: no role policy grants a wildcard action (tests/infra/test_aws_iam.py).
+EBS_KEY_USE_ACTIONS: tuple[str, ...] = (
+    "kms:Encrypt",
+    "kms:Decrypt",
+    "kms:ReEncryptFrom",
+    "kms:ReEncryptTo",
+    "kms:GenerateDataKey",
+    "kms:GenerateDataKeyWithoutPlaintext",
+    "kms:DescribeKey",
+)
+
+
+def ebs_key_statements(
+    key_arn: str, *, sid: str, grant_actions: Sequence[str] = ("kms:CreateGrant",)
+) -> list[dict[str, Any]]:
+    """An identity policy's statements for launching or creating EBS volumes under ``key_arn``.
+
+    EC2 attaches an encrypted volume through a grant it creates with the
+    caller's rights, so the grant actions are limited to grants for an AWS
+    resource (``kms:GrantIsForAWSResource``).
+    """
+    return [
+        {
+            "Sid": f"{sid}Grants",
+            "Effect": "Allow",
+            "Action": list(grant_actions),
+            "Resource": key_arn,
+            "Condition": {"Bool": {"kms:GrantIsForAWSResource": "true"}},
+        },
+        {
+            "Sid": f"{sid}Use",
+            "Effect": "Allow",
+            "Action": list(EBS_KEY_USE_ACTIONS),
+            "Resource": key_arn,
+        },
+    ]
+
+
 #: The AWS managed policies every EKS worker node needs (managed node groups and
 #: Karpenter's nodes alike).
 EKS_NODE_POLICIES: tuple[str, ...] = (

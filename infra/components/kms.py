@@ -25,17 +25,20 @@ def encryption_key(
     tags: Mapping[str, str],
     parent: pulumi.Resource,
     protect: bool,
+    policy: pulumi.Input[str] | None = None,
 ) -> aws.kms.Key:
     """A rotating symmetric key and an alias ``alias/<name>`` that names it in the console.
 
     ``protect``: Pulumi refuses to delete the key (pass the protection of the
-    data it encrypts).
+    data it encrypts). ``policy``: the key policy; None keeps KMS's default,
+    under which the account's IAM policies alone decide who uses the key.
     """
     key = aws.kms.Key(
         name,
         description=description,
         enable_key_rotation=True,
         deletion_window_in_days=30,
+        policy=policy,
         tags=dict(tags),
         opts=pulumi.ResourceOptions(parent=parent, protect=protect),
     )

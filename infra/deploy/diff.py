@@ -92,6 +92,10 @@ REPLACE_ON: Mapping[str, frozenset[str]] = {
             "capacityType",
             "diskSize",
             "amiType",
+            # The template a group launches from is fixed at creation (adding one
+            # included); its version changes in place, rolling the nodes.
+            "launchTemplate.id",
+            "launchTemplate.name",
         }
     ),
     "aws:ec2/vpc:Vpc": frozenset({"cidrBlock", "instanceTenancy"}),

@@ -217,6 +217,17 @@ def _eks_node_group(ctx: ResourceContext) -> Outputs:
     }
 
 
+def _launch_template(ctx: ResourceContext) -> Outputs:
+    """A new template is at version 1, its latest and default (EC2 CreateLaunchTemplate)."""
+    resource_id = f"lt-{ctx.digest(17)}"
+    return resource_id, {
+        "name": ctx.autoname(max_len=128),
+        "arn": ctx.arn("ec2", f"launch-template/{resource_id}"),
+        "latestVersion": 1,
+        "defaultVersion": 1,
+    }
+
+
 def _eks_addon(ctx: ResourceContext) -> Outputs:
     cluster = ctx.inputs.get("clusterName", "cluster")
     addon = ctx.inputs.get("addonName", ctx.name)
@@ -478,7 +489,7 @@ RESOURCE_BUILDERS: dict[str, Builder] = {
     "aws:ec2/routeTableAssociation:RouteTableAssociation": _prefixed("rtbassoc"),
     "aws:ec2/vpcEndpoint:VpcEndpoint": _prefixed("vpce", "vpc-endpoint"),
     "aws:ec2/flowLog:FlowLog": _prefixed("fl", "vpc-flow-log"),
-    "aws:ec2/launchTemplate:LaunchTemplate": _prefixed("lt", "launch-template"),
+    "aws:ec2/launchTemplate:LaunchTemplate": _launch_template,
     "aws:ec2/networkAcl:NetworkAcl": _prefixed("acl", "network-acl"),
     "aws:ec2/defaultSecurityGroup:DefaultSecurityGroup": _security_group,
     "aws:eks/cluster:Cluster": _eks_cluster,

@@ -129,6 +129,15 @@ RULES: Final[Mapping[str, NameRule]] = {
     "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule": _NO_NAME,
     "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule": _NO_NAME,
     "aws:ec2/securityGroupRule:SecurityGroupRule": _NO_NAME,
+    "aws:ec2/launchTemplate:LaunchTemplate": NameRule(
+        field="name",
+        auto=True,
+        min_length=3,
+        max_length=128,
+        pattern=r"[A-Za-z0-9().\-/_]+",
+        allowed="3-128 of A-Z a-z 0-9 ( ) . - / _",
+        source=f"{_API}, EC2 CreateLaunchTemplate LaunchTemplateName",
+    ),
     "aws:ec2/securityGroup:SecurityGroup": NameRule(
         field="name",
         auto=True,

@@ -58,6 +58,132 @@ def test_node_groups_follow_config(production: ProgramRun) -> None:
     assert group["version"] == "1.35"
 
 
+NODE_GROUP = "aws:eks/nodeGroup:NodeGroup"
+LAUNCH_TEMPLATE = "aws:ec2/launchTemplate:LaunchTemplate"
+VOLUMES_KEY = "enterprisehub-production-cluster-volumes-key"
+STACK_TAGS = {
+    "Project": "enterprisehub",
+    "Stack": "production",
+    "Environment": "production",
+    "ManagedBy": "pulumi",
+}
+
+
+def test_node_groups_launch_from_their_template_without_disk_size(production: ProgramRun) -> None:
+    # EKS refuses diskSize beside a launch template; the size is the template's.
+    group = production.one(NODE_GROUP)
+    template = production.one(LAUNCH_TEMPLATE, "enterprisehub-production-cluster-system-nodes")
+    assert "diskSize" not in group.inputs
+    assert group.inputs["launchTemplate"] == {"id": template.id, "version": "1"}
+    assert template.urn in group.dependencies
+
+
+def test_node_root_volumes_are_encrypted_with_the_volumes_key(production: ProgramRun) -> None:
+    # Not left to the account's EBS encryption-by-default setting.
+    template = production.one(LAUNCH_TEMPLATE).inputs
+    key = production.one("aws:kms/key:Key", VOLUMES_KEY)
+    assert template["blockDeviceMappings"] == [
+        {
+            "deviceName": "/dev/xvda",
+            "ebs": {
+                "volumeSize": 100,
+                "volumeType": "gp3",
+                "encrypted": "true",
+                "kmsKeyId": key.raw_outputs["arn"],
+                "deleteOnTermination": "true",
+            },
+        }
+    ]
+    storage_class = next(
+        r for r in production.kubernetes_objects("StorageClass") if r.name.endswith("-gp3")
+    )
+    assert storage_class.inputs["parameters"]["kmsKeyId"] == key.raw_outputs["arn"]
+
+
+def test_nodes_require_imdsv2_within_one_hop(production: ProgramRun) -> None:
+    assert production.one(LAUNCH_TEMPLATE).inputs["metadataOptions"] == {
+        "httpEndpoint": "enabled",
+        "httpTokens": "required",
+        "httpPutResponseHopLimit": 1,
+    }
+
+
+def test_the_launch_template_leaves_ami_bootstrap_and_network_to_eks(
+    production: ProgramRun,
+) -> None:
+    # An AMI or user data would make it a custom-AMI group that EKS no longer
+    # bootstraps or upgrades; a security group would replace the cluster's.
+    template = production.one(LAUNCH_TEMPLATE).inputs
+    for owned_by_eks in (
+        "imageId",
+        "userData",
+        "instanceType",
+        "vpcSecurityGroupIds",
+        "securityGroupNames",
+        "networkInterfaces",
+        "iamInstanceProfile",
+    ):
+        assert owned_by_eks not in template, owned_by_eks
+
+
+def test_node_instances_and_volumes_carry_the_stack_tags(production: ProgramRun) -> None:
+    specifications = production.one(LAUNCH_TEMPLATE).inputs["tagSpecifications"]
+    assert {s["resourceType"]: s["tags"] for s in specifications} == {
+        "instance": STACK_TAGS,
+        "volume": STACK_TAGS,
+    }
+
+
+def test_node_groups_are_auto_named_so_a_replacement_is_created_first(
+    production: ProgramRun,
+) -> None:
+    # A fixed nodeGroupName would force delete-before-replace: no nodes in between.
+    group = production.one(NODE_GROUP)
+    assert "nodeGroupName" not in group.inputs
+    assert not group.delete_before_replace
+
+
+def _key_policy_statements(production: ProgramRun) -> dict[str, dict[str, Any]]:
+    policy = json.loads(production.one("aws:kms/key:Key", VOLUMES_KEY).inputs["policy"])
+    return {statement["Sid"]: statement for statement in policy["Statement"]}
+
+
+def test_auto_scaling_may_encrypt_node_volumes_with_the_volumes_key(
+    production: ProgramRun,
+) -> None:
+    # Auto Scaling launches the node groups' instances with its service-linked role;
+    # without the key policy's consent each launch fails (Client.InternalError).
+    role = (
+        "arn:aws:iam::123456789012:role/aws-service-role/autoscaling.amazonaws.com/"
+        "AWSServiceRoleForAutoScaling"
+    )
+    statements = _key_policy_statements(production)
+    use, grants = statements["AutoScalingNodeVolumes"], statements["AutoScalingNodeVolumeGrants"]
+    for statement in (use, grants):
+        assert statement["Effect"] == "Allow"
+        assert statement["Condition"]["ArnEquals"] == {"aws:PrincipalArn": role}
+    assert set(use["Action"]) >= {
+        "kms:Encrypt",
+        "kms:Decrypt",
+        "kms:ReEncryptFrom",
+        "kms:ReEncryptTo",
+        "kms:GenerateDataKey",
+        "kms:GenerateDataKeyWithoutPlaintext",
+        "kms:DescribeKey",
+    }
+    assert grants["Action"] == "kms:CreateGrant"
+    assert grants["Condition"]["Bool"] == {"kms:GrantIsForAWSResource": "true"}
+
+
+def test_the_volumes_key_still_defers_to_the_accounts_iam_policies(
+    production: ProgramRun,
+) -> None:
+    # The EBS CSI driver's and Karpenter's roles use the key through IAM policies.
+    account = _key_policy_statements(production)["AccountIamPolicies"]
+    assert account["Principal"] == {"AWS": "arn:aws:iam::123456789012:root"}
+    assert account["Action"] == "kms:*"
+
+
 def test_pulumi_leaves_the_autoscaled_node_count_alone(production: ProgramRun) -> None:
     group = production.one("aws:eks/nodeGroup:NodeGroup")
     assert "scalingConfig.desiredSize" in group.ignore_changes

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from infra.components.autoscaling import block_device_mappings
 from infra.synth.mocks import ProgramRun
 
 #: Every action the reference template grants the controller, by statement.
@@ -138,3 +139,73 @@ def test_a_node_pool_with_spot_may_create_the_spot_service_linked_role(
     assert grant["Resource"].endswith(
         ":role/aws-service-role/spot.amazonaws.com/AWSServiceRoleForEC2Spot"
     )
+
+
+VOLUMES_KEY = "enterprisehub-production-cluster-volumes-key"
+
+
+def _node_class(run: ProgramRun) -> dict[str, Any]:
+    [node_class] = [r for r in run.kubernetes_objects() if r.inputs.get("kind") == "EC2NodeClass"]
+    spec: dict[str, Any] = node_class.inputs["spec"]
+    return spec
+
+
+def test_karpenter_nodes_encrypt_their_volumes_with_the_volumes_key(
+    stack_run: Callable[[str], ProgramRun],
+) -> None:
+    # As the managed node groups' launch templates: the same key, whatever the
+    # account's EBS default.
+    run = stack_run("production")
+    key_arn = run.one("aws:kms/key:Key", VOLUMES_KEY).raw_outputs["arn"]
+    spec = _node_class(run)
+    assert spec["blockDeviceMappings"] == [
+        {
+            "deviceName": "/dev/xvda",
+            "ebs": {
+                "volumeSize": "100Gi",
+                "volumeType": "gp3",
+                "encrypted": True,
+                "kmsKeyID": key_arn,
+                "deleteOnTermination": True,
+            },
+        }
+    ]
+    assert spec["metadataOptions"]["httpPutResponseHopLimit"] == 1
+
+
+def test_the_controller_may_launch_with_the_volumes_key(
+    stack_run: Callable[[str], ProgramRun], controller_policy: dict[str, Any]
+) -> None:
+    # CreateFleet creates the encrypted volumes with the controller's rights; without
+    # them each instance is terminated as it starts (Client.InternalError).
+    key_arn = stack_run("production").one("aws:kms/key:Key", VOLUMES_KEY).raw_outputs["arn"]
+    statements = {s["Sid"]: s for s in controller_policy["Statement"] if "Sid" in s}
+    grants, use = statements["AllowNodeVolumeKeyGrants"], statements["AllowNodeVolumeKeyUse"]
+    assert grants["Action"] == ["kms:CreateGrant"]
+    assert grants["Condition"] == {"Bool": {"kms:GrantIsForAWSResource": "true"}}
+    assert {"kms:GenerateDataKeyWithoutPlaintext", "kms:Decrypt"} <= set(use["Action"])
+    assert grants["Resource"] == use["Resource"] == key_arn
+
+
+def test_bottlerocket_nodes_encrypt_their_data_volume_too() -> None:
+    # Bottlerocket keeps images and pod data on /dev/xvdb, not the OS volume.
+    mappings = block_device_mappings("bottlerocket@latest", 100, "arn:key")
+    assert [(m["deviceName"], m["ebs"]["volumeSize"]) for m in mappings] == [
+        ("/dev/xvda", "4Gi"),
+        ("/dev/xvdb", "100Gi"),
+    ]
+    assert all(
+        m["ebs"]["encrypted"] is True and m["ebs"]["kmsKeyID"] == "arn:key" for m in mappings
+    )
+    assert [m["deviceName"] for m in block_device_mappings("al2023@latest", 50, "k")] == [
+        "/dev/xvda"
+    ]
+
+
+def test_the_controller_is_given_its_region(stack_run: Callable[[str], ProgramRun]) -> None:
+    # With one metadata hop the pod cannot read the region from the node's IMDS.
+    release = stack_run("production").one(
+        "kubernetes:helm.sh/v3:Release", "enterprisehub-production-cluster-karpenter-chart"
+    )
+    env = release.inputs["values"]["controller"]["env"]
+    assert {"name": "AWS_REGION", "value": "us-east-1"} in env

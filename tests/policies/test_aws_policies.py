@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from typing import Any
 
@@ -14,6 +15,7 @@ REDIS = "aws:elasticache/replicationGroup:ReplicationGroup"
 KMS = "aws:kms/key:Key"
 EKS = "aws:eks/cluster:Cluster"
 NODES = "aws:eks/nodeGroup:NodeGroup"
+TEMPLATE = "aws:ec2/launchTemplate:LaunchTemplate"
 
 GOOD_RDS: dict[str, Any] = {
     "storageEncrypted": True,
@@ -28,6 +30,19 @@ GOOD_REDIS: dict[str, Any] = {
     "atRestEncryptionEnabled": True,
     "authToken": "[secret]",
     "nodeType": "cache.m7g.large",
+}
+GOOD_NODES: dict[str, Any] = {
+    "instanceTypes": ["m6i.xlarge"],
+    "launchTemplate": {"id": "lt-0123", "version": "1"},
+}
+GOOD_TEMPLATE: dict[str, Any] = {
+    "blockDeviceMappings": [
+        {
+            "deviceName": "/dev/xvda",
+            "ebs": {"encrypted": "true", "kmsKeyId": "arn:aws:kms:us-east-1:1:key/k"},
+        }
+    ],
+    "metadataOptions": {"httpTokens": "required", "httpPutResponseHopLimit": 1},
 }
 GOOD_EKS: dict[str, Any] = {
     "vpcConfig": {"endpointPublicAccess": False, "endpointPrivateAccess": True},
@@ -117,6 +132,25 @@ CASES = [
         "enabledClusterLogTypes",
     ),
     (
+        "eks-node-group-launch-template",
+        NODES,
+        GOOD_NODES,
+        {**GOOD_NODES, "launchTemplate": {"version": "1"}},
+        without(GOOD_NODES, "launchTemplate"),
+        "launchTemplate",
+    ),
+    (
+        "ec2-launch-template-hardened",
+        TEMPLATE,
+        GOOD_TEMPLATE,
+        {
+            **GOOD_TEMPLATE,
+            "blockDeviceMappings": [{"deviceName": "/dev/xvda", "ebs": {"encrypted": "false"}}],
+        },
+        without(GOOD_TEMPLATE, "blockDeviceMappings"),
+        "blockDeviceMappings",
+    ),
+    (
         "aws-allowed-instance-classes",
         RDS,
         GOOD_RDS,
@@ -145,6 +179,31 @@ def test_aws_policy_cases(
     assert found[0].urn == f"urn:pulumi:t::enterprisehub::{rtype}::r"
     if missing is not None:
         assert findings(policy, [entry(rtype, missing)]), f"{policy} accepted a missing property"
+
+
+def test_a_node_group_with_a_template_and_a_disk_size_is_refused() -> None:
+    # EKS fails the creation; the policy says so at preview.
+    (found,) = findings(
+        "eks-node-group-launch-template", [entry(NODES, {**GOOD_NODES, "diskSize": 50})]
+    )
+    assert "`diskSize`" in found.message
+    named = {**GOOD_NODES, "launchTemplate": {"name": "nodes", "version": "3"}}
+    assert findings("eks-node-group-launch-template", [entry(NODES, named)]) == []
+
+
+def test_a_launch_template_needs_imdsv2_and_every_volume_encrypted() -> None:
+    policy = "ec2-launch-template-hardened"
+    optional = {**GOOD_TEMPLATE, "metadataOptions": {"httpTokens": "optional"}}
+    (found,) = findings(policy, [entry(TEMPLATE, optional)])
+    assert "metadataOptions.httpTokens" in found.message
+    (found,) = findings(policy, [entry(TEMPLATE, without(GOOD_TEMPLATE, "metadataOptions"))])
+    assert "missing" in found.message
+    second = {"deviceName": "/dev/xvdb", "ebs": {"volumeSize": 100}}
+    two = {**GOOD_TEMPLATE, "blockDeviceMappings": [*GOOD_TEMPLATE["blockDeviceMappings"], second]}
+    assert findings(policy, [entry(TEMPLATE, two)])
+    as_bool = copy.deepcopy(GOOD_TEMPLATE)
+    as_bool["blockDeviceMappings"][0]["ebs"]["encrypted"] = True
+    assert findings(policy, [entry(TEMPLATE, as_bool)]) == []
 
 
 def test_rds_private_missing_property_is_private() -> None:

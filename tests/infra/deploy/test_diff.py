@@ -86,6 +86,30 @@ def test_forced_replacements_options_and_provider_changes(base: dict[str, Any]) 
     assert [p.path for p in kms.properties] == ["options.protect"]
 
 
+def test_a_node_group_is_replaced_by_a_new_template_not_by_a_new_version() -> None:
+    def group(inputs: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "urn": "urn:pulumi:p::enterprisehub::aws:eks/nodeGroup:NodeGroup::system",
+            "type": "aws:eks/nodeGroup:NodeGroup",
+            "name": "system",
+            "custom": True,
+            "inputs": inputs,
+            "options": {},
+        }
+
+    def action(before: dict[str, Any], after: dict[str, Any]) -> str:
+        result = plan({"resources": [group(before)]}, {"resources": [group(after)]})
+        [change] = result.changes
+        return change.action
+
+    on_template = {"launchTemplate": {"id": "lt-1", "version": "1"}}
+    # A live group without a template (and its diskSize) gets one: EKS cannot add it.
+    assert action({"diskSize": 100}, on_template) == "replace"
+    assert action({}, on_template) == "replace"
+    assert action(on_template, {"launchTemplate": {"id": "lt-2", "version": "1"}}) == "replace"
+    assert action(on_template, {"launchTemplate": {"id": "lt-1", "version": "2"}}) == "update"
+
+
 def test_secrets_stay_masked(base: dict[str, Any]) -> None:
     head = copy.deepcopy(base)
     rds = next(r for r in head["resources"] if r["type"] == "aws:rds/instance:Instance")
