@@ -399,6 +399,16 @@ class NodeGroupConfig(_Model):
     max_size: PositiveInt = 3
     disk_size_gb: PositiveInt = 50
     capacity_type: Literal["ON_DEMAND", "SPOT"] = "ON_DEMAND"
+    #: Amazon Linux 2023 only: its root device is the one the nodes' launch template
+    #: encrypts (Bottlerocket keeps its data on a second device; EKS published AL2
+    #: AMIs up to Kubernetes 1.32). The arm64 types go with Graviton instances.
+    ami_type: Literal[
+        "AL2023_x86_64_STANDARD",
+        "AL2023_ARM_64_STANDARD",
+        "AL2023_x86_64_NVIDIA",
+        "AL2023_ARM_64_NVIDIA",
+        "AL2023_x86_64_NEURON",
+    ] = "AL2023_x86_64_STANDARD"
 
     @field_validator("name")
     @classmethod

@@ -514,6 +514,21 @@ def _cluster_problems(config: StackConfig) -> list[Problem]:
                     f"{EKS_NODE_GROUP_NAME_MAX}",
                 )
             )
+        mismatched = [
+            kind
+            for kind in group.instance_types
+            if instance_architecture(kind) != ami_architecture(group.ami_type)
+        ]
+        if mismatched:
+            problems.append(
+                Problem(
+                    f"{prefix}.amiType",
+                    group.ami_type,
+                    f"an {ami_architecture(group.ami_type)} AMI cannot boot "
+                    f"{', '.join(mismatched)} ({instance_architecture(mismatched[0])}); "
+                    "one group's instance types share the AMI's architecture",
+                )
+            )
         if group.disk_size_gb > EBS_MAX_VOLUME_GIB:
             problems.append(
                 Problem(
@@ -535,6 +550,21 @@ def _cluster_problems(config: StackConfig) -> list[Problem]:
 
 #: EKS's limit on a node group's name (CreateNodegroup), which pulumi-aws checks
 #: at preview against the auto-name; infra/synth/naming.py holds the same rule.
+#: An instance family's attribute letters (after its generation) that name a
+#: Graviton processor: m7g, c7gn, t4g, r8gd, g5g; a1 is the first Graviton.
+_GRAVITON = re.compile(r"(?:[a-z]+[0-9]+[a-z]*g[a-z]*|a1)(?:-[a-z]+)?\.[a-z0-9]+")
+
+
+def instance_architecture(instance_type: str) -> str:
+    """``arm64`` for a Graviton instance type, else ``x86_64`` (EC2's naming scheme)."""
+    return "arm64" if _GRAVITON.fullmatch(instance_type) else "x86_64"
+
+
+def ami_architecture(ami_type: str) -> str:
+    """The architecture of an EKS AMI type (``AL2023_ARM_64_STANDARD``: ``arm64``)."""
+    return "arm64" if "_ARM_64" in ami_type else "x86_64"
+
+
 EKS_NODE_GROUP_NAME_MAX: Final = 63
 #: "-" and the 7 random characters pulumi-aws appends to an auto-name.
 AUTO_NAME_SUFFIX: Final = 8

@@ -448,6 +448,7 @@ def _eks_cluster_args(
                 desired_size=group.desired_size,
                 max_size=group.max_size,
                 disk_size_gb=group.disk_size_gb,
+                ami_type=group.ami_type,
                 capacity_type=group.capacity_type,
             )
             for group in cluster.node_groups

@@ -69,10 +69,9 @@ CLUSTER_ADMIN_POLICY = "AmazonEKSClusterAdminPolicy"
 BOOTSTRAP_ADMIN_PATH = "accessConfig.bootstrapClusterCreatorAdminPermissions"
 #: The admin role (``EksClusterArgs.admin_role_arns`` key) that runs `pulumi up`.
 DEPLOY_ROLE = "deploy"
-#: The root device of the AMI EKS picks for a node group that names no ``ami_type``:
-#: AL2023 (the default from Kubernetes 1.30 on), x86_64 and arm64 alike. A mapping
-#: of another device would add a second volume and leave the root one as the AMI
-#: has it (Bottlerocket's data volume, for one, is /dev/xvdb).
+#: The root device of every AL2023 EKS AMI (``NodeGroupSpec.ami_type``), x86_64 and
+#: arm64 alike. A mapping of another device would add a second volume and leave the
+#: root one as the AMI has it (Bottlerocket's data volume, for one, is /dev/xvdb).
 NODE_ROOT_DEVICE = "/dev/xvda"
 #: Instance metadata of every node: IMDSv2 only, and one hop, so a pod on the pod
 #: network (one hop further) gets no token and cannot take the node role's
@@ -100,6 +99,10 @@ class NodeGroupSpec:
     max_size: int
     disk_size_gb: int
     capacity_type: str = "ON_DEMAND"
+    #: Named, not left to EKS's default: the launch template encrypts the AMI's
+    #: root device (``NODE_ROOT_DEVICE``), which a default that moved to another
+    #: AMI family would make a second, unused volume.
+    ami_type: str = "AL2023_x86_64_STANDARD"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -478,6 +481,7 @@ class EksCluster(AwsComponent[EksClusterArgs], EksClusterOutputs):
             version=cluster.version,
             instance_types=list(spec.instance_types),
             capacity_type=spec.capacity_type,
+            ami_type=spec.ami_type,
             # A new template version rolls the group's nodes, one at a time.
             launch_template=aws.eks.NodeGroupLaunchTemplateArgs(
                 id=template.id, version=template.latest_version.apply(str)

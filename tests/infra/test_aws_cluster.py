@@ -74,6 +74,8 @@ def test_node_groups_launch_from_their_template_without_disk_size(production: Pr
     group = production.one(NODE_GROUP)
     template = production.one(LAUNCH_TEMPLATE, "enterprisehub-production-cluster-system-nodes")
     assert "diskSize" not in group.inputs
+    # The AMI whose root device the template maps, named rather than EKS's default.
+    assert group.inputs["amiType"] == "AL2023_x86_64_STANDARD"
     assert group.inputs["launchTemplate"] == {"id": template.id, "version": "1"}
     assert template.urn in group.dependencies
 

@@ -399,6 +399,26 @@ def test_a_node_group_name_is_as_long_as_its_auto_name_allows(stack: str) -> Non
     assert naming.check("aws:eks/nodeGroup:NodeGroup", logical, {}) is not None
 
 
+def test_a_node_group_boots_an_ami_of_its_instances_architecture() -> None:
+    # EKS accepts the group and its nodes never join: an x86 AMI on Graviton.
+    assert _load("dev", {"cluster": {"nodeGroups": _node_group(instanceTypes=["m7i.large"])}})
+    arm = _node_group(instanceTypes=["m7g.large", "c7gn.large"], amiType="AL2023_ARM_64_STANDARD")
+    assert _load("dev", {"cluster": {"nodeGroups": arm}})
+    message = _rejected(
+        "dev", {"cluster": {"nodeGroups": _node_group(instanceTypes=["m7g.large"])}}
+    )
+    assert "cluster.nodeGroups[0].amiType = 'AL2023_x86_64_STANDARD': an x86_64 AMI" in message
+    mixed = _node_group(instanceTypes=["m7g.large", "m7i.large"], amiType="AL2023_ARM_64_STANDARD")
+    assert "cannot boot m7i.large (x86_64)" in _rejected("dev", {"cluster": {"nodeGroups": mixed}})
+
+
+def test_a_node_group_runs_amazon_linux_2023_only() -> None:
+    # The launch template encrypts AL2023's root device; Bottlerocket's data is on another.
+    bottlerocket = _node_group(amiType="BOTTLEROCKET_x86_64")
+    message = _rejected("dev", {"cluster": {"nodeGroups": bottlerocket}})
+    assert "cluster.nodeGroups[0].amiType = 'BOTTLEROCKET_x86_64'" in message
+
+
 def test_a_node_disk_larger_than_an_ebs_volume_is_refused() -> None:
     assert _load("dev", {"cluster": {"nodeGroups": _node_group(diskSizeGb=16384)}})
     message = _rejected("dev", {"cluster": {"nodeGroups": _node_group(diskSizeGb=16385)}})
