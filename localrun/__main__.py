@@ -262,11 +262,9 @@ def print_guide(
     for spec in (spec for spec in SERVICES if spec.name in started):
         name, base = spec.name, f"http://127.0.0.1:{started[spec.name]}"
         if name == "dashboards":
-            metrics = f"http://{scrape_jobs([spec], started)[spec.job][0]}/metrics"
-            _say(
-                f"  {name:<9} {base}  (Streamlit; sign in with a token printed below)  "
-                f"metrics {metrics}"
-            )
+            scraped = scrape_jobs([spec], started).get(spec.job, [])
+            metrics = "".join(f"  metrics http://{address}/metrics" for address in scraped)
+            _say(f"  {name:<9} {base}  (Streamlit; sign in with a token printed below){metrics}")
             continue
         _say(
             f"  {name:<9} {base}  health {base}/health  details {base}/health/detailed  "

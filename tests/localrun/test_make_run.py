@@ -312,6 +312,19 @@ def _check_monitoring(output: str, ports: dict[str, int]) -> None:
 
     _poll(targets_up)
 
+    if any(spec.name == "dashboards" and spec.built() for spec in SERVICES):
+        # Scraped on their own metrics port (before: not at all), the revocation age too.
+        wanted = {"auth_revocations_age_seconds", "dashboards_sessions_active"}
+
+        def dashboards_series() -> str | None:
+            selector = f'{{job="dashboards",__name__=~"{"|".join(sorted(wanted))}"}}'
+            query = f"count by (__name__) ({selector})"
+            result = httpx.get(f"{prom}/api/v1/query", params={"query": query}, timeout=5)
+            names = {r["metric"]["__name__"] for r in result.json()["data"]["result"]}
+            return None if names == wanted else f"dashboards series: {names}"
+
+        _poll(dashboards_series)
+
     # Scraped only once serving: a scrape of a service still starting records
     # up == 0, which fired ErrorBudgetBurnFast (availability) on every start.
     down = httpx.get(
