@@ -18,6 +18,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from services.common.metrics import new_registry
 from services.common.revocation import Revocations
+from services.common.settings import SettingsError
+from services.dashboards import process
+from services.dashboards.config import DashboardSettings
 from services.dashboards.metrics import register_dashboards_metrics, serve_metrics
 from tests.revocations import eventually
 from tests.services.dashboards.conftest import ServedDashboards, serve_dashboards
@@ -95,6 +98,15 @@ async def test_a_taken_metrics_port_stops_the_start_with_one_line(
         port = holder.getsockname()[1]
         with pytest.raises(OSError, match=rf"cannot serve /metrics on 127\.0\.0\.1:{port}"):
             serve_metrics(new_registry(), host="127.0.0.1", port=port)
+
+
+def test_the_apps_port_is_refused_as_the_metrics_port(settings_env: dict[str, str]) -> None:
+    """The Gateway routes the app's port whole: metrics there would be public."""
+    settings = DashboardSettings.from_env()
+    port = settings.dashboards_metrics_port
+    with pytest.raises(SettingsError, match=rf"DASHBOARDS_METRICS_PORT: {port} is the app's port"):
+        process.start(settings, host="127.0.0.1", app_port=port)
+    assert process.started(process.fingerprint(settings)) is None
 
 
 def test_the_sessions_gauge_reads_its_source_at_each_scrape() -> None:
