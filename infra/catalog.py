@@ -86,6 +86,9 @@ class Workload:
     health_path: str
     #: Keys of the workload's Secret (all of them in SERVICE_SECRET_KEYS).
     secrets: tuple[str, ...]
+    #: A port of its own for Prometheus's ``/metrics`` (its Service's and
+    #: container's port ``metrics``); None: ``/metrics`` is served on ``port``.
+    metrics_port: int | None = None
 
     @property
     def service_account(self) -> str:
@@ -140,6 +143,8 @@ class DashboardsSpec(Workload):
     shipped: bool
     #: The setting that tells the app where the feed is, inside the cluster.
     feed_url_setting: str = "DASHBOARDS_FEED_URL"
+    #: The setting that tells the process which port serves its metrics (``metrics_port``).
+    metrics_port_setting: str = "DASHBOARDS_METRICS_PORT"
     #: Settings on top of the stack's (its pool: one per process, shared by its sessions).
     settings: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     #: The autoscaler's ceiling (CPU-bound chart rendering under many sessions).
@@ -415,6 +420,11 @@ DASHBOARDS: Final = DashboardsSpec(
     name="dashboards",
     kind="dashboards",
     port=8501,
+    # The public Gateway sends every path of the dashboards' hostnames to `port`:
+    # a /metrics there would be public. Prometheus scrapes this one, which no
+    # route names and the network policy opens to Prometheus alone. 9102: clear
+    # of the services' 8001-8005, the app's 8501 and `make run`'s other ports.
+    metrics_port=9102,
     # Streamlit's own health endpoint (answers once the server is up).
     health_path="/_stcore/health",
     feed_path=FEED_PATH,

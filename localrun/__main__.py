@@ -8,9 +8,9 @@ Starts Postgres and Redis from the local binaries on loopback, runs the
 migrations, trains the lead model if its artifact is missing, creates the
 feature flags, starts every service that exists on its port (realtime 8001,
 ml 8002, coaching 8003, churn 8004, the rollback handler 8005, the dashboards
-8501) and, when they are installed, Prometheus and Alertmanager as in the
-cluster (`localrun.monitoring`): one scrape job per service named as in the
-catalog, the project's rule files, the project's routing with rollback
+8501 with their metrics on 9102) and, when they are installed, Prometheus and
+Alertmanager as in the cluster (`localrun.monitoring`): one scrape job per
+service named as in the catalog, the project's rule files, the project's routing with rollback
 triggers sent to the local rollback handler, so the loop from a fault to a
 flag turned off is live. Then it mints demo tenants' tokens, streams demo
 lead events into the realtime ingest and prints where to look. State (data,
@@ -98,6 +98,10 @@ class ServiceSpec:
     health_path: str = "/health"
     #: Whether it serves /metrics (Prometheus scrapes it then).
     metrics: bool = True
+    #: Where it serves /metrics when not on its own port (the dashboards': the
+    #: app's port serves Streamlit alone), and the setting that tells it so.
+    metrics_port: int | None = None
+    metrics_port_setting: str = ""
 
     def built(self) -> bool:
         """Whether the service's app module exists in this checkout yet."""
@@ -120,9 +124,41 @@ SERVICES: tuple[ServiceSpec, ...] = (
         "dashboards",
         entry="app",
         health_path="/_stcore/health",
-        metrics=False,
+        # The catalog's DASHBOARDS.metrics_port (the settings' default, too).
+        metrics_port=9102,
+        metrics_port_setting="DASHBOARDS_METRICS_PORT",
     ),
 )
+
+
+def metrics_port_option(spec: ServiceSpec) -> str:
+    """The name its metrics port goes by in ports and ``--NAME-port`` options."""
+    return f"{spec.name}-metrics"
+
+
+def port_names(specs: Sequence[ServiceSpec]) -> list[str]:
+    """The name of every port the services listen on (``--NAME-port``): theirs,
+    and the metrics ports apart."""
+    return [
+        name
+        for spec in specs
+        for name in (spec.name, metrics_port_option(spec) if spec.metrics_port else None)
+        if name is not None
+    ]
+
+
+def scrape_jobs(specs: Sequence[ServiceSpec], ports: Mapping[str, int]) -> dict[str, list[str]]:
+    """Prometheus's jobs: each scraped service's catalog name -> its ``/metrics`` address.
+
+    ``ports`` holds the services' ports by name and the metrics ports apart by
+    `metrics_port_option`.
+    """
+    jobs = {}
+    for spec in specs:
+        if spec.metrics:
+            port = ports[metrics_port_option(spec)] if spec.metrics_port else ports[spec.name]
+            jobs[spec.job] = [f"127.0.0.1:{port}"]
+    return jobs
 
 
 class PortTaken(RuntimeError):  # noqa: N818 - reads as the condition it names
@@ -223,10 +259,12 @@ def print_guide(
     """
     _say()
     _say(f"{READY_LINE} (state and logs under {state_dir}):")
-    for name, port in started.items():
-        base = f"http://127.0.0.1:{port}"
+    for spec in (spec for spec in SERVICES if spec.name in started):
+        name, base = spec.name, f"http://127.0.0.1:{started[spec.name]}"
         if name == "dashboards":
-            _say(f"  {name:<9} {base}  (Streamlit; sign in with a token printed below)")
+            scraped = scrape_jobs([spec], started).get(spec.job, [])
+            metrics = "".join(f"  metrics http://{address}/metrics" for address in scraped)
+            _say(f"  {name:<9} {base}  (Streamlit; sign in with a token printed below){metrics}")
             continue
         _say(
             f"  {name:<9} {base}  health {base}/health  details {base}/health/detailed  "
@@ -394,6 +432,9 @@ def start_services(
         if spec.name == "rollback":
             # Only the handler holds the credential Alertmanager presents.
             service_env = {**env, "ALERTMANAGER_WEBHOOK_TOKEN": webhook_token}
+        if spec.metrics_port:
+            port = ports[metrics_port_option(spec)]
+            service_env = {**service_env, spec.metrics_port_setting: str(port)}
         command = ["serve", spec.name, "--host", "127.0.0.1", "--port", str(ports[spec.name])]
         started.append(
             children.start(
@@ -453,6 +494,13 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
             default=spec.default_port,
             help=f"{spec.job} port (default {spec.default_port})",
         )
+        if spec.metrics_port:
+            parser.add_argument(
+                f"--{metrics_port_option(spec)}-port",
+                type=port_argument,
+                default=spec.metrics_port,
+                help=f"{spec.job}'s /metrics port (default {spec.metrics_port})",
+            )
     parser.add_argument(
         "--state-dir",
         type=Path,
@@ -487,6 +535,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     built = [spec for spec in SERVICES if spec.built()]
     missing = [spec for spec in SERVICES if not spec.built()]
     ports = {spec.name: getattr(args, f"{spec.name}_port") for spec in built}
+    for spec in built:
+        if spec.metrics_port:
+            option = metrics_port_option(spec)
+            ports[option] = getattr(args, f"{option.replace('-', '_')}_port")
     try:
         check_ports_free(ports)
     except PortTaken as exc:
@@ -556,11 +608,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 monitoring = standins_and_monitoring.enter_context(
                     start_monitoring(
                         state_dir,
-                        jobs={
-                            spec.job: [f"127.0.0.1:{ports[spec.name]}"]
-                            for spec in built
-                            if spec.metrics
-                        },
+                        jobs=scrape_jobs(built, ports),
                         rollback_url=f"http://127.0.0.1:{ports['rollback']}{ROLLBACK_WEBHOOK_PATH}",
                         token_file=_write_secret(state_dir / WEBHOOK_TOKEN_FILE, webhook_token),
                         scrape_interval=SCRAPE_INTERVAL,

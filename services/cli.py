@@ -63,6 +63,11 @@ class ServiceEntry:
     #: The cap on a client's WebSocket message when it is not the services'
     #: (``services.common.serving.WS_MAX_MESSAGE_BYTES``, 4 KiB).
     ws_max_bytes: int | None = None
+    #: ``module:function`` called with the settings, ``host`` and ``app_port``
+    #: once before uvicorn runs: what a FastAPI app's lifespan would start, for
+    #: an app whose code cannot reach a lifespan (the dashboards' revocations and
+    #: metrics listener, ``services.dashboards.process``).
+    start: str | None = None
 
 
 SERVICES: dict[str, ServiceEntry] = {
@@ -78,7 +83,11 @@ SERVICES: dict[str, ServiceEntry] = {
     # build may leave the dashboards out). What Streamlit sends is capped by its
     # own server.maxMessageSize; ws_max_size bounds incoming messages only.
     "dashboards": ServiceEntry(
-        "services.dashboards.serve:create_app", 8501, kind="streamlit", ws_max_bytes=1_000_000
+        "services.dashboards.serve:create_app",
+        8501,
+        kind="streamlit",
+        ws_max_bytes=1_000_000,
+        start="services.dashboards.process:start",
     ),
 }
 
@@ -204,9 +213,15 @@ def _serve(args: argparse.Namespace) -> int:
     install_redaction()
     redact_server_loggers()
     quiet_client_request_logs(settings.log_level)
+    options = uvicorn_options(args, entry, log_level=settings.log_level)
+    if entry.start is not None:
+        try:
+            _load(entry.start)(settings, host=options["host"], app_port=options["port"])
+        except OSError as exc:
+            raise CommandError(f"serve {args.service}: {exc}") from None
     import uvicorn
 
-    uvicorn.run(app, **uvicorn_options(args, entry, log_level=settings.log_level))
+    uvicorn.run(app, **options)
     return 0
 
 

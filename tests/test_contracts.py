@@ -76,7 +76,7 @@ def _config_map_keys(workload: catalog.Workload) -> set[str]:
     if isinstance(workload, catalog.ServiceSpec):
         return set(catalog.COMMON_SETTINGS) | set(workload.settings)
     if isinstance(workload, catalog.DashboardsSpec):
-        return {workload.feed_url_setting}
+        return {workload.feed_url_setting, workload.metrics_port_setting}
     if isinstance(workload, catalog.RollbackHandlerSpec):
         return set(workload.settings)
     return set()
@@ -88,6 +88,7 @@ def _environment(workload: catalog.Workload) -> Iterator[tuple[str, str]]:
         yield from {**catalog.COMMON_SETTINGS, **workload.settings}.items()
     if isinstance(workload, catalog.DashboardsSpec):
         yield workload.feed_url_setting, workload.feed_url("enterprisehub")
+        yield workload.metrics_port_setting, str(workload.metrics_port)
     if isinstance(workload, catalog.RollbackHandlerSpec):
         yield from workload.settings.items()
     stand_ins = {
@@ -110,6 +111,13 @@ def contract_problems(workload: catalog.Workload) -> list[str]:
         return [f"`enterprisehub serve {workload.kind}` does not exist (services/cli.py)"]
     if entry.port != workload.port:
         problems.append(f"port: catalog {workload.port}, CLI default {entry.port}")
+    if isinstance(workload, catalog.DashboardsSpec):
+        # The stack sets it (infra/components/dashboards.py); the default is what
+        # `make run` and a bare `serve dashboards` bind, and the docs name.
+        field = _settings_class(workload).model_fields.get(workload.metrics_port_setting.lower())
+        default = field.default if field is not None else None
+        if default != workload.metrics_port:
+            problems.append(f"metrics port: catalog {workload.metrics_port}, settings {default}")
     if workload.command[:3] != (catalog.CLI, "serve", workload.kind):
         problems.append(f"command {workload.command} does not serve {workload.kind}")
 
@@ -191,6 +199,11 @@ def test_drift_is_caught(
     monkeypatch.setattr(catalog, "SERVICES", MappingProxyType(services))
     problems = contract_problems(catalog.SERVICES[drifted.name])
     assert any(expected in problem for problem in problems), problems
+
+
+def test_a_dashboards_metrics_port_drift_is_caught() -> None:
+    drifted = dataclasses.replace(catalog.DASHBOARDS, metrics_port=9103)
+    assert "metrics port: catalog 9103, settings 9102" in contract_problems(drifted)
 
 
 def test_a_service_named_otherwise_than_its_catalog_kind_is_caught(

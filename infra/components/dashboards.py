@@ -7,7 +7,9 @@ they run as an ordinary hardened Deployment of the project image
 (:mod:`infra.components.public_ingress`), which keeps a browser on one pod
 because a Streamlit session lives in that pod's memory.
 
-Port, command, health path and secret keys come from ``catalog.DASHBOARDS``.
+Port, metrics port, command, health path and secret keys come from
+``catalog.DASHBOARDS``. Prometheus scrapes the metrics port, which the public
+Gateway does not route (its HTTPRoute names the app's port by number).
 """
 
 from __future__ import annotations
@@ -65,12 +67,24 @@ class Dashboards(Component[DashboardsArgs]):
             self, name, spec, namespace=args.namespace, component=hardening.COMPONENT_DASHBOARD
         )
         account = objects.service_account(None)
-        config = objects.config_map({**spec.settings, **args.settings})
+        settings = {**spec.settings, **args.settings}
+        if spec.metrics_port is not None:
+            # Last: the port the process binds is the one its Service and policy open.
+            settings[spec.metrics_port_setting] = str(spec.metrics_port)
+        config = objects.config_map(settings)
         secret = objects.secret(args.secrets)
         probes = health_probes(liveness_path=spec.health_path, readiness_path=spec.health_path)
         container = objects.container(args.image, config, secret, spec.resources, probes)
-        deployment = objects.deployment(account, container, depends_on=args.depends_on)
-        service = objects.service()
+        deployment = objects.deployment(
+            account,
+            container,
+            depends_on=args.depends_on,
+            pod_labels=objects.metrics_labels,
+            pod_annotations=objects.scrape_annotations,
+        )
+        # The ServiceMonitor selects it by the metrics label and scrapes its
+        # `metrics` port (the process's own listener, never the routed app port).
+        service = objects.service(labels=objects.metrics_labels)
         objects.autoscaler(
             deployment,
             catalog.Scaling(

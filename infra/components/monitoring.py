@@ -11,7 +11,9 @@ config):
 * one ``ServiceMonitor`` for every Service labelled ``enterprisehub.ai/metrics``,
   whose ``jobLabel`` is ``app.kubernetes.io/name``: the ``job`` of every series is
   the workload's catalog name, which is what the rules select
-  (``job="ml-services"``);
+  (``job="ml-services"``); it scrapes ``/metrics`` on the port named ``http``
+  (the services, the rollback handler) or ``metrics`` (the dashboards, whose
+  app port the public Gateway routes whole);
 * the Grafana dashboards of ``alerts/dashboards``, rendered now (nothing
   rendered is committed), as ConfigMaps with the label Grafana's sidecar loads;
 * Alertmanager's routing (``alerts/alertmanager/alertmanager.yml``) as the chart's
@@ -43,7 +45,7 @@ from alerts.dashboards import render as render_dashboards
 from infra import catalog
 from infra.components import hardening
 from infra.components.base import Component
-from infra.components.workload import METRICS_PATH
+from infra.components.workload import HTTP_PORT, METRICS_PATH, METRICS_PORT
 
 #: The Secret Alertmanager's routing file reads its credentials from.
 ALERTMANAGER_SECRET: Final = f"{catalog.PLATFORM}-alertmanager"
@@ -242,7 +244,13 @@ class Monitoring(Component[MonitoringArgs]):
                 "jobLabel": hardening.NAME_LABEL,
                 "selector": {"matchLabels": {hardening.METRICS_LABEL: "true"}},
                 "namespaceSelector": {"matchNames": list(self._args.app_namespaces)},
-                "endpoints": [{"port": "http", "path": METRICS_PATH, "interval": SCRAPE_INTERVAL}],
+                # A Service without the port an endpoint names is not scraped
+                # there: the services' `http`, the dashboards' `metrics`
+                # (a metrics port apart; their app port is `app`).
+                "endpoints": [
+                    {"port": port, "path": METRICS_PATH, "interval": SCRAPE_INTERVAL}
+                    for port in (HTTP_PORT, METRICS_PORT)
+                ],
             },
             opts=opts,
         )

@@ -391,16 +391,21 @@ class PlatformNetworkPolicies(Component[PlatformNetworkPoliciesArgs]):
         )
 
     def _dashboards(self, spec: catalog.DashboardsSpec) -> k8s.networking.v1.NetworkPolicy:
-        """The edge in; stored rows (Postgres), their cache (Redis) and the live feed out."""
+        """The edge in on the app's port, Prometheus on the metrics port (each only
+        there); stored rows (Postgres), their cache (Redis) and the live feed out."""
         feed = [
             _egress([_pods(hardening.selector_labels(svc.name))], [svc.port])
             for svc in self._args.services
             if spec.feed_path in svc.api_paths
         ]
+        ingress = [_ingress([self._from_edge], [spec.port])]
+        if spec.metrics_port is not None:
+            prometheus = in_namespace(self._args.monitoring_namespace, PROMETHEUS_POD)
+            ingress.append(_ingress([prometheus], [spec.metrics_port]))
         return self._policy(
             spec.name,
             _selector(hardening.selector_labels(spec.name)),
-            ingress=[_ingress([self._from_edge], [spec.port])],
+            ingress=ingress,
             egress=[*self._data["postgres"], *self._data["redis"], *feed],
         )
 

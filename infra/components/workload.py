@@ -29,6 +29,17 @@ from infra.components import hardening
 LIVENESS_PATH: Final = "/health"
 #: Where the services expose Prometheus metrics (prometheus_client's ASGI app).
 METRICS_PATH: Final = "/metrics"
+#: The container and Service port of a workload that serves its API and its
+#: ``/metrics`` on one port; the ServiceMonitor scrapes it by this name.
+HTTP_PORT: Final = "http"
+#: The port of a workload that serves ``/metrics`` apart (``Workload.metrics_port``);
+#: the ServiceMonitor scrapes it by this name.
+METRICS_PORT: Final = "metrics"
+#: The Service's name for the app port of such a workload. Not ``http``: the
+#: ServiceMonitor would scrape ``/metrics`` there too, and find no metrics (a
+#: target down for as long as the workload runs). The container keeps ``http``,
+#: which its probes name.
+APP_PORT: Final = "app"
 #: Names that must never appear in a ConfigMap (ConfigMaps are readable by far more roles).
 SECRET_KEY_NAMES: Final = frozenset(catalog.SERVICE_SECRET_KEYS + catalog.MIGRATION_SECRET_KEYS)
 
@@ -107,21 +118,29 @@ def app_container(
     env: Sequence[k8s.core.v1.EnvFromSourceArgs],
     resources: tuple[str, str],
     port: int | None = None,
+    metrics_port: int | None = None,
     probes: Mapping[str, k8s.core.v1.ProbeArgs] | None = None,
 ) -> k8s.core.v1.ContainerArgs:
     """A container of the project image: non-root, read-only root, /tmp as its only scratch.
 
+    ``port`` is named ``http``, ``metrics_port`` (a ``/metrics`` apart) ``metrics``.
     ``probes`` maps ``startup``/``liveness``/``readiness`` to a probe. ``HOME``
     points at /tmp for libraries that cache under ``~`` (boto3, Streamlit).
     """
     probes = probes or {}
+    ports = [(HTTP_PORT, port), (METRICS_PORT, metrics_port)]
     return k8s.core.v1.ContainerArgs(
         name=name,
         image=image,
         # A digest never changes, so the kubelet's cached copy is always the right one.
         image_pull_policy="IfNotPresent",
         command=command,
-        ports=[k8s.core.v1.ContainerPortArgs(name="http", container_port=port)] if port else None,
+        ports=[
+            k8s.core.v1.ContainerPortArgs(name=port_name, container_port=number)
+            for port_name, number in ports
+            if number
+        ]
+        or None,
         env_from=list(env),
         env=[k8s.core.v1.EnvVarArgs(name="HOME", value="/tmp")],  # noqa: S108
         startup_probe=probes.get("startup"),
@@ -176,7 +195,7 @@ class WorkloadObjects:
         """
         return {
             "prometheus.io/scrape": "true",
-            "prometheus.io/port": str(self.workload.port),
+            "prometheus.io/port": str(self.workload.metrics_port or self.workload.port),
             "prometheus.io/path": METRICS_PATH,
         }
 
@@ -244,6 +263,7 @@ class WorkloadObjects:
             env=env_from(config_map.metadata.name, secret.metadata.name),
             resources=(resources.cpu, resources.memory),
             port=self.workload.port,
+            metrics_port=self.workload.metrics_port,
             probes=probes,
         )
 
@@ -303,7 +323,15 @@ class WorkloadObjects:
         )
 
     def service(self, labels: Mapping[str, str] | None = None) -> k8s.core.v1.Service:
-        """A ClusterIP Service on the container's ``http`` port."""
+        """A ClusterIP Service on the container's ``http`` port, and its ``metrics`` port if any.
+
+        With a metrics port apart the app's port is named ``app`` (`APP_PORT`), so
+        that each port the ServiceMonitor scrapes serves ``/metrics``.
+        """
+        port, metrics_port = self.workload.port, self.workload.metrics_port
+        ports = [(HTTP_PORT if metrics_port is None else APP_PORT, port, HTTP_PORT)]
+        if metrics_port is not None:
+            ports.append((METRICS_PORT, metrics_port, METRICS_PORT))
         return k8s.core.v1.Service(
             f"{self._logical}-service",
             metadata=self.meta(labels=labels),
@@ -312,8 +340,9 @@ class WorkloadObjects:
                 selector=self.selector,
                 ports=[
                     k8s.core.v1.ServicePortArgs(
-                        name="http", port=self.workload.port, target_port="http", protocol="TCP"
+                        name=name, port=number, target_port=target, protocol="TCP"
                     )
+                    for name, number, target in ports
                 ],
             ),
             opts=self._child,

@@ -202,12 +202,20 @@ class TokenVerifier:
         """The revoked tokens this verifier refuses."""
 
     @classmethod
-    def from_settings(cls, settings: AuthSettings) -> TokenVerifier:
-        """Trust JWT_SECRET_KEY (as JWT_KEY_ID) and every JWT_PREVIOUS_KEYS entry."""
+    def from_settings(
+        cls, settings: AuthSettings, *, revocations: Revocations | None = None
+    ) -> TokenVerifier:
+        """Trust JWT_SECRET_KEY (as JWT_KEY_ID) and every JWT_PREVIOUS_KEYS entry;
+        refuse what ``revocations`` (a fresh, empty list if None) revokes."""
         previous = settings.jwt_previous_keys.items()
         keys = {kid: secret.get_secret_value() for kid, secret in previous}
         keys[settings.jwt_key_id] = settings.jwt_secret_key.get_secret_value()
-        return cls(keys, leeway_seconds=settings.jwt_leeway_seconds, max_ttl=settings.token_max_ttl)
+        return cls(
+            keys,
+            leeway_seconds=settings.jwt_leeway_seconds,
+            max_ttl=settings.token_max_ttl,
+            revocations=revocations,
+        )
 
     def verify(self, token: str) -> Principal:
         """Return the token's principal or raise ``AuthError`` (never anything else)."""

@@ -20,7 +20,6 @@ sidebar listed every module.
 
 from __future__ import annotations
 
-import hashlib
 from types import ModuleType
 
 import streamlit as st
@@ -28,6 +27,7 @@ import streamlit as st
 from services.common.auth import AuthError, Principal, TokenVerifier
 from services.common.database import DatabaseUnavailable
 from services.common.scopes import DASHBOARDS_VIEW
+from services.dashboards import process
 from services.dashboards.config import DashboardSettings
 from services.dashboards.context import AsyncRunner, PageContext
 from services.dashboards.session import sign_in, sign_out, signed_in_token
@@ -38,28 +38,22 @@ from services.dashboards.views import coaching, lead_hub, property, roi
 PAGES: tuple[ModuleType, ...] = (lead_hub, property, coaching, roi)
 
 
-def _fingerprint(settings: DashboardSettings) -> str:
-    """A digest of what the cached resources are built from (never shown or logged)."""
-    secrets = [settings.database_url, settings.jwt_secret_key, *settings.jwt_previous_keys.values()]
-    parts = [
-        str(settings.auth_revocation_refresh_seconds),
-        settings.jwt_key_id,
-        *settings.jwt_previous_keys,
-        *(s.get_secret_value() for s in secrets),
-    ]
-    return hashlib.sha256("\0".join(parts).encode()).hexdigest()
-
-
 # Cached per process and keyed by the fingerprint (Streamlit does not hash
 # arguments whose names start with "_"), so all sessions share one pool and
 # one verifier, and other settings (another test, a key rotation) get new ones.
+# Served, the process started both before any session (``process.start``).
 @st.cache_resource(show_spinner=False)
 def _runner(fingerprint: str, _settings: DashboardSettings) -> AsyncRunner:
-    return AsyncRunner(_settings)
+    started = process.started(fingerprint)
+    return started.runner if started is not None else AsyncRunner(_settings)
 
 
 @st.cache_resource(show_spinner=False)
 def _verifier(fingerprint: str, _settings: DashboardSettings) -> TokenVerifier:
+    started = process.started(fingerprint)
+    if started is not None:
+        # The list the process has kept current since it started, and exports.
+        return TokenVerifier.from_settings(_settings, revocations=started.revocations)
     verifier = TokenVerifier.from_settings(_settings)
     # Its revocations are read on the runner's loop: a revoked token signs its user out.
     _runner(fingerprint, _settings).keep_revocations_current(verifier.revocations)
@@ -126,7 +120,7 @@ def main() -> None:
     """Sign in, then show the pages of the signed-in tenant."""
     st.set_page_config(page_title="EnterpriseHub", page_icon="🏠", layout="wide")
     settings = DashboardSettings.from_env()
-    key = _fingerprint(settings)
+    key = process.fingerprint(settings)
     verifier = _verifier(key, settings)
     signed_in = _signed_in(verifier)
     if signed_in is None:

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Annotated, ClassVar
 
-from pydantic import field_validator
+from pydantic import Field, field_validator
 
 from services.common.settings import CommonSettings
 from services.impact.config import AssumptionsSettings
 
 DASHBOARDS_PORT = 8501
+#: Where the process serves Prometheus's ``/metrics``: a port of its own, since
+#: the public Gateway routes every path of the dashboards' hosts to ``DASHBOARDS_PORT``
+#: (the catalog's ``DASHBOARDS.metrics_port``; tests/test_contracts.py keeps them equal).
+DASHBOARDS_METRICS_PORT = 9102
 
 
 class DashboardSettings(CommonSettings, AssumptionsSettings):
@@ -22,6 +26,10 @@ class DashboardSettings(CommonSettings, AssumptionsSettings):
 
     dashboards_feed_url: str = "ws://127.0.0.1:8001/v1/feed"
     """websocket-manager's WS /v1/feed, as the dashboards reach it."""
+
+    dashboards_metrics_port: Annotated[int, Field(ge=1, le=65535)] = DASHBOARDS_METRICS_PORT
+    """TCP port of the process's Prometheus metrics (`/metrics`), on the address `serve`
+    listens on; never the app's port, which the public Gateway routes whole."""
 
     @field_validator("dashboards_feed_url")
     @classmethod

@@ -22,7 +22,9 @@ default.
 (``text/plain`` or no type at all), the services' are ``{detail, reason}``
 JSON, and a client of the platform should not have to tell them apart. It also
 refuses ``/_stcore/metrics``, which Streamlit serves to anyone (session counts
-before any sign-in) and nothing of the platform scrapes.
+before any sign-in), and ``/metrics``: Prometheus scrapes the dashboards on a
+port of their own, which the public Gateway does not route
+(``services.dashboards.metrics``).
 """
 
 from __future__ import annotations
@@ -59,11 +61,13 @@ MAX_CLIENT_MESSAGE_MB = 1
 MAX_CLIENT_MESSAGE_BYTES = MAX_CLIENT_MESSAGE_MB * 1_000_000
 
 
-#: Streamlit's OpenMetrics route (its session counts and cache sizes). Nothing of
-#: the platform reads it: Prometheus scrapes ``/metrics`` of the workloads that
-#: carry the metrics label, which the dashboards do not (``localrun`` marks them
-#: ``metrics=False``), so it is answered 404 like a route that does not exist.
-METRICS_PATH = "/_stcore/metrics"
+#: Streamlit's OpenMetrics route (its session counts and cache sizes), and the
+#: path Prometheus reads elsewhere, which Streamlit answered with its page (200,
+#: HTML: a scrape pointed at this port read as a parse error, not as "wrong
+#: port"). The public Gateway routes every path of the dashboards' hosts to the
+#: app's port, so both are answered 404 like routes that do not exist; the
+#: process's series are on DASHBOARDS_METRICS_PORT (``services.dashboards.metrics``).
+METRICS_PATHS = frozenset({"/_stcore/metrics", "/metrics"})
 #: The most of a plain-text error body kept as its ``detail`` (Streamlit's are a
 #: few words: "XSRF token missing or invalid", "File not found").
 MAX_DETAIL_CHARS = 200
@@ -85,7 +89,7 @@ class JsonErrors:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        if scope["path"].rstrip("/") == METRICS_PATH:
+        if scope["path"].rstrip("/") in METRICS_PATHS:
             await _send_json(send, 404, HTTPStatus.NOT_FOUND.phrase, head=scope["method"] == "HEAD")
             return
         start: Message | None = None

@@ -40,7 +40,7 @@ from websockets.sync.client import connect
 
 from alerts.catalog import load_rule_file, rule_files
 from benchmarks import claude_answers
-from localrun.__main__ import READY_LINE, SERVICES
+from localrun.__main__ import READY_LINE, SERVICES, port_names, scrape_jobs
 from localrun.demo import lead_event, lead_features
 from localrun.servers import PrometheusServer, free_port, start_prometheus
 from services.common.auth import issue_token
@@ -172,7 +172,7 @@ def running_platform() -> Iterator[LivePlatform]:
         "--responder",
         "tests.alerts.live_platform:respond",
     ]
-    ports = {spec.name: free_port() for spec in SERVICES}
+    ports = {name: free_port() for name in port_names(SERVICES)}
     argv = [sys.executable, "-m", "localrun", "--state-dir", str(state_dir), "--event-rate", "5"]
     for name, port in ports.items():
         argv += [f"--{name}-port", str(port)]
@@ -194,10 +194,11 @@ def running_platform() -> Iterator[LivePlatform]:
                 banner = _wait_for_banner(lines)
                 alertmanager = re.search(r"^\s*alertmanager (http://\S+)\s", banner, re.MULTILINE)
                 assert alertmanager is not None, banner
+                # Where each one serves /metrics (the dashboards: their own port).
+                built = [spec for spec in SERVICES if spec.built()]
                 services = {
-                    spec.job: f"http://127.0.0.1:{ports[spec.name]}"
-                    for spec in SERVICES
-                    if spec.built() and spec.metrics
+                    job: f"http://{address}"
+                    for job, (address,) in scrape_jobs(built, ports).items()
                 }
                 platform_without_prometheus = LivePlatform(services, "", alertmanager.group(1))
                 auth = AuthSettings.from_env(

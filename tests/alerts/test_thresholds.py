@@ -67,6 +67,7 @@ PROJECT_PINNED: dict[str, dict[str, tuple[str, ...]]] = {
         "RollbackNoticesUnsent": ("threshold", "for"),
         "RollbackHandlerDown": ("for",),
     },
+    "dashboards.yml": {"DashboardsDown": ("for",)},
 }
 #: The first comparison with a number is the alert's threshold.
 THRESHOLD = re.compile(r"(?:>=|<=|==|>|<)\s*\(?\s*(\d+(?:\.\d+)?)")

@@ -9,6 +9,7 @@ import pulumi
 import pytest
 
 from infra import catalog
+from infra.components import hardening
 from infra.components.dashboards import Dashboards, DashboardsArgs
 from infra.synth.mocks import ProgramRun, run_program
 
@@ -50,7 +51,48 @@ def test_dashboards_run_the_catalogs_command(run: ProgramRun) -> None:
         "--port",
         "8501",
     ]
-    assert container["ports"] == [{"name": "http", "containerPort": catalog.DASHBOARDS.port}]
+    assert container["ports"] == [
+        {"name": "http", "containerPort": catalog.DASHBOARDS.port},
+        {"name": "metrics", "containerPort": catalog.DASHBOARDS.metrics_port},
+    ]
+
+
+def test_the_process_binds_the_metrics_port_its_service_exposes(run: ProgramRun) -> None:
+    """The port is the catalog's, given last: no stack setting can move the
+    listener away from the port the Service, the ServiceMonitor and the policy name."""
+    config = run.one("kubernetes:core/v1:ConfigMap").inputs["data"]
+    assert config["DASHBOARDS_METRICS_PORT"] == str(catalog.DASHBOARDS.metrics_port)
+    overridden = run_program(
+        "production",
+        {},
+        program=lambda: Dashboards(
+            "dashboards", _args(settings={"DASHBOARDS_METRICS_PORT": "8501"})
+        ),
+    )
+    data = overridden.one("kubernetes:core/v1:ConfigMap").inputs["data"]
+    assert data["DASHBOARDS_METRICS_PORT"] == str(catalog.DASHBOARDS.metrics_port)
+
+
+def test_the_service_carries_the_metrics_label_and_names_no_app_port_http(
+    run: ProgramRun,
+) -> None:
+    """The ServiceMonitor scrapes /metrics on every port named `http` or `metrics`
+    of the Services it selects: the app's port named `http`, Prometheus read
+    Streamlit's page there, a target down for as long as the dashboards run."""
+    service = run.one("kubernetes:core/v1:Service").inputs
+    assert service["metadata"]["labels"][hardening.METRICS_LABEL] == "true"
+    assert service["spec"]["ports"] == [
+        {"name": "app", "port": catalog.DASHBOARDS.port, "targetPort": "http", "protocol": "TCP"},
+        {
+            "name": "metrics",
+            "port": catalog.DASHBOARDS.metrics_port,
+            "targetPort": "metrics",
+            "protocol": "TCP",
+        },
+    ]
+    pod = run.one("kubernetes:apps/v1:Deployment").inputs["spec"]["template"]["metadata"]
+    assert pod["labels"][hardening.METRICS_LABEL] == "true"
+    assert pod["annotations"]["prometheus.io/port"] == str(catalog.DASHBOARDS.metrics_port)
 
 
 def test_dashboards_probe_streamlits_health_endpoint(run: ProgramRun) -> None:

@@ -164,11 +164,9 @@ def test_runbook_links_must_live_under_the_runbooks_folder() -> None:
 
 
 def _scraped_workloads() -> set[str]:
-    """Catalog workloads that serve /metrics: every shipped service and the handler.
-
-    The dashboards (Streamlit) serve no metrics, so they are not scraped.
-    """
-    return {*catalog.SHIPPED_SERVICES, catalog.ROLLBACK_HANDLER.name}
+    """Catalog workloads that serve /metrics: every shipped service, the handler
+    and the dashboards (on their metrics port)."""
+    return {*catalog.SHIPPED_SERVICES, catalog.ROLLBACK_HANDLER.name, catalog.DASHBOARDS.name}
 
 
 def _selects(selector: Mapping[str, Any], labels: Mapping[str, str]) -> bool:
@@ -181,17 +179,52 @@ def test_every_catalog_workload_is_scraped_with_job_equal_to_its_name(
     (monitor,) = [m.inputs for m in production.of_type(MONITOR)]
     spec = monitor["spec"]
     assert spec["namespaceSelector"] == {"matchNames": [APP]}
-    assert spec["endpoints"] == [{"port": "http", "path": "/metrics", "interval": "30s"}]
+    assert spec["endpoints"] == [
+        {"port": "http", "path": "/metrics", "interval": "30s"},
+        {"port": "metrics", "path": "/metrics", "interval": "30s"},
+    ]
     jobs = {}
+    scraped_ports = {}
     for service in production.of_type(SERVICE):
         meta = service.inputs["metadata"]
         if meta.get("namespace") == APP and _selects(spec["selector"], meta.get("labels", {})):
             # The operator sets `job` from the Service label jobLabel names.
             jobs[meta["name"]] = meta["labels"][spec["jobLabel"]]
-            ports = {p["name"] for p in service.inputs["spec"]["ports"]}
-            assert "http" in ports, meta["name"]
+            # An endpoint whose port the Service lacks is skipped for it.
+            ports = {p["name"]: p["port"] for p in service.inputs["spec"]["ports"]}
+            scraped_ports[meta["name"]] = {
+                ports[e["port"]] for e in spec["endpoints"] if e["port"] in ports
+            }
     assert set(jobs.values()) == _scraped_workloads()
     assert all(job == service for service, job in jobs.items())
+    # Each target serves /metrics: one port per Service, the metrics port where
+    # a workload has one (the dashboards' app port answers a page, not metrics).
+    for name, scraped in scraped_ports.items():
+        workload = {**catalog.SERVICES, catalog.DASHBOARDS.name: catalog.DASHBOARDS}.get(
+            name, catalog.ROLLBACK_HANDLER
+        )
+        assert scraped == {workload.metrics_port or workload.port}, name
+
+
+def test_the_public_route_reaches_the_dashboards_app_port_only(production: ProgramRun) -> None:
+    """The HTTPRoute names the app's port by number; the metrics port is Prometheus's."""
+    (service,) = [
+        s.inputs
+        for s in production.of_type(SERVICE)
+        if s.inputs["metadata"]["name"] == catalog.DASHBOARDS.name
+    ]
+    ports = {p["name"]: p["port"] for p in service["spec"]["ports"]}
+    assert ports == {"app": catalog.DASHBOARDS.port, "metrics": catalog.DASHBOARDS.metrics_port}
+    routes = [
+        r.inputs
+        for r in production.of_type("kubernetes:gateway.networking.k8s.io/v1:HTTPRoute")
+        if r.inputs["metadata"]["name"] == "dashboards"
+    ]
+    assert routes, "the production stack routes the dashboards' hostnames"
+    refs = [
+        ref for route in routes for rule in route["spec"]["rules"] for ref in rule["backendRefs"]
+    ]
+    assert refs == [{"name": catalog.DASHBOARDS.name, "port": catalog.DASHBOARDS.port}]
 
 
 def test_every_job_a_rule_selects_is_a_catalog_service() -> None:
@@ -199,7 +232,7 @@ def test_every_job_a_rule_selects_is_a_catalog_service() -> None:
     for path in rule_files():
         selected |= set(re.findall(r'job="([a-z-]+)"', path.read_text()))
     assert selected, "the rules select jobs by name"
-    assert selected <= {*catalog.SERVICES, catalog.ROLLBACK_HANDLER.name}
+    assert selected <= {*catalog.SERVICES, catalog.ROLLBACK_HANDLER.name, catalog.DASHBOARDS.name}
     # A shipped service the rules watch is scraped under that very job.
     assert selected & set(catalog.SHIPPED_SERVICES) <= _scraped_workloads()
 

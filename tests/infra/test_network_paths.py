@@ -265,6 +265,11 @@ def test_dashboards_paths(production: Stack) -> None:
     pods = _app_pods(production)
     dashboards = production.pod("Deployment", "dashboards")
     assert production.allowed(ENVOY_PROXY, dashboards, 8501)
+    # Its metrics: Prometheus only, and only there.
+    assert production.allowed(PROMETHEUS, dashboards, 9102)
+    assert not production.allowed(ENVOY_PROXY, dashboards, 9102)
+    assert not production.allowed(CLIENT, dashboards, 9102)
+    assert not production.allowed(PROMETHEUS, dashboards, 8501)
     # The hub page reads the live feed in-cluster, and stored rows.
     assert production.allowed(dashboards, pods["websocket-manager"], 8001)
     assert production.allowed(dashboards, DB_HOST, 5432)

@@ -15,6 +15,7 @@ from infra.components import hardening
 from infra.components.namespace import IsolatedNamespace, IsolatedNamespaceArgs
 from infra.components.network_policy import (
     ENVOY_PROXY_POD,
+    PROMETHEUS_POD,
     AddonNetworkPolicies,
     AddonNetworkPoliciesArgs,
     PlatformNetworkPolicies,
@@ -301,7 +302,15 @@ def test_dashboards_reach_the_stores_and_the_feed_and_nothing_else() -> None:
     feed = Pod(app, hardening.labels("websocket-manager", hardening.COMPONENT_API))
     ml = Pod(app, hardening.labels("ml-services", hardening.COMPONENT_API))
     edge = Pod("envoy-gateway-system", dict(ENVOY_PROXY_POD))
+    prometheus = Pod("monitoring", dict(PROMETHEUS_POD))
     assert policies.allowed(edge, dashboards, catalog.DASHBOARDS.port)
+    # Prometheus on the metrics port only, the edge on the app's only: the
+    # metrics are never one route away from the internet.
+    assert catalog.DASHBOARDS.metrics_port is not None
+    assert policies.allowed(prometheus, dashboards, catalog.DASHBOARDS.metrics_port)
+    assert not policies.allowed(prometheus, dashboards, catalog.DASHBOARDS.port)
+    assert not policies.allowed(edge, dashboards, catalog.DASHBOARDS.metrics_port)
+    assert not policies.allowed(ml, dashboards, catalog.DASHBOARDS.metrics_port)
     assert policies.allowed(dashboards, feed, catalog.WEBSOCKET_MANAGER.port)
     assert policies.allowed(dashboards, Address("10.40.1.10"), catalog.POSTGRES_PORT)
     assert policies.allowed(dashboards, Address("10.40.1.10"), catalog.REDIS_PORT)

@@ -30,8 +30,10 @@ import pytest
 from websockets.sync.client import connect
 
 from alerts.catalog import load_rule_file, rule_files
+from infra.catalog import DASHBOARDS
 from infra.catalog import SERVICES as CATALOG
 from localrun.__main__ import (
+    CLAUDE_STANDIN_PORT,
     MONITORING_BINARIES,
     PID_FILE,
     READY_LINE,
@@ -39,6 +41,8 @@ from localrun.__main__ import (
     PortTaken,
     check_ports_free,
     main,
+    port_names,
+    scrape_jobs,
 )
 from localrun.servers import free_port
 
@@ -117,7 +121,7 @@ def state_root() -> Iterator[Path]:
 def test_make_run_serves_health_streams_events_and_stops_cleanly(state_root: Path) -> None:
     built = [spec for spec in SERVICES if spec.built()]
     assert any(spec.name == "realtime" for spec in built), "realtime service is not built"
-    ports = {spec.name: free_port() for spec in SERVICES}
+    ports = {name: free_port() for name in port_names(SERVICES)}
     state_dir = state_root / "state"
     argv = [sys.executable, "-m", "localrun", "--state-dir", str(state_dir), "--event-rate", "20"]
     for name, port in ports.items():
@@ -308,6 +312,19 @@ def _check_monitoring(output: str, ports: dict[str, int]) -> None:
 
     _poll(targets_up)
 
+    if any(spec.name == "dashboards" and spec.built() for spec in SERVICES):
+        # Scraped on their own metrics port (before: not at all), the revocation age too.
+        wanted = {"auth_revocations_age_seconds", "dashboards_sessions_active"}
+
+        def dashboards_series() -> str | None:
+            selector = f'{{job="dashboards",__name__=~"{"|".join(sorted(wanted))}"}}'
+            query = f"count by (__name__) ({selector})"
+            result = httpx.get(f"{prom}/api/v1/query", params={"query": query}, timeout=5)
+            names = {r["metric"]["__name__"] for r in result.json()["data"]["result"]}
+            return None if names == wanted else f"dashboards series: {names}"
+
+        _poll(dashboards_series)
+
     # Scraped only once serving: a scrape of a service still starting records
     # up == 0, which fired ErrorBudgetBurnFast (availability) on every start.
     down = httpx.get(
@@ -385,6 +402,35 @@ def test_taken_port_is_named_with_the_flag_to_change_it(
         assert main([f"--{built.name}-port", str(port)]) == 2
     out = capsys.readouterr().out
     assert f"port {port} ({built.name}) is already in use" in out
+
+
+def test_prometheus_scrapes_each_service_where_it_serves_metrics() -> None:
+    """The dashboards' app port serves Streamlit alone (404 for /metrics): their
+    job reads the metrics port, the one the catalog declares."""
+    defaults = {spec.name: spec.default_port for spec in SERVICES}
+    for spec in SERVICES:
+        if spec.metrics_port:
+            defaults[f"{spec.name}-metrics"] = spec.metrics_port
+    assert sorted(defaults) == sorted(port_names(SERVICES))
+    jobs = scrape_jobs(SERVICES, defaults)
+    assert jobs["dashboards"] == [f"127.0.0.1:{DASHBOARDS.metrics_port}"]
+    assert jobs["websocket-manager"] == ["127.0.0.1:8001"]
+    assert set(jobs) == {spec.job for spec in SERVICES}
+    # Every port of `make run` on loopback is its own.
+    taken = [*defaults.values(), CLAUDE_STANDIN_PORT]
+    assert len(set(taken)) == len(taken), taken
+
+
+def test_a_taken_metrics_port_is_named_with_its_flag(capsys: pytest.CaptureFixture[str]) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        argv = [f"--{name}-port={free_port()}" for name in port_names(SERVICES)]
+        assert main([*argv, "--dashboards-metrics-port", str(port)]) == 2
+    out = capsys.readouterr().out
+    assert f"port {port} (dashboards-metrics) is already in use" in out
+    assert "--dashboards-metrics-port N" in out
 
 
 def test_defaults_are_the_seeds_ports() -> None:

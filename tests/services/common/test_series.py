@@ -23,6 +23,7 @@ from services.common.metrics import HttpMetrics, build_info, new_registry
 from services.common.revocation import Revocations
 from services.common.revocation_store import register_revocation_metrics
 from services.common.series import CatalogError, load_catalog, parse_catalog, series_catalog
+from services.dashboards.metrics import register_dashboards_metrics
 from services.ml.inference import InferenceMetrics
 from services.realtime.metrics import CLIENT_FAILURES, SERVICE_FAILURES, RealtimeMetrics
 from services.rollback.metrics import RollbackMetrics
@@ -198,6 +199,9 @@ METRICS_CLASSES: dict[str, Callable[[CollectorRegistry], object]] = {
     "churn": ChurnMetrics,
     "rollback": RollbackMetrics,
     "revocations": lambda registry: register_revocation_metrics(registry, Revocations()),
+    "dashboards": lambda registry: register_dashboards_metrics(
+        registry, Revocations(), sessions=lambda: 0
+    ),
 }
 
 

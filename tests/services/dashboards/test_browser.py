@@ -6,10 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
-import subprocess
-import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -18,11 +15,11 @@ import httpx
 import pytest
 import pytest_asyncio
 
-from localrun.servers import free_port
 from services.common.errors import reason_for_status
 from services.common.scopes import DASHBOARDS_VIEW
 from services.common.scoring import LeadFeatures
 from tests.raw_http import raw_exchange
+from tests.services.dashboards.conftest import serve_dashboards
 from tests.services.realtime.conftest import Replica, event_body, post_event
 
 if TYPE_CHECKING:
@@ -30,8 +27,6 @@ if TYPE_CHECKING:
 
 CHROMIUM = Path("/usr/bin/chromium")
 JWT_SHAPE = re.compile(r"eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
-REPO = Path(__file__).resolve().parents[3]
-START_TIMEOUT = 60.0
 
 pytestmark = pytest.mark.skipif(
     not CHROMIUM.exists(),
@@ -42,37 +37,8 @@ pytestmark = pytest.mark.skipif(
 @pytest_asyncio.fixture
 async def dashboards_url(dashboards_env: dict[str, str], tmp_path: Path) -> AsyncIterator[str]:
     """The app served as in production, in its own process, on a free port."""
-    port = free_port()
-    log = (tmp_path / "dashboards.log").open("wb")
-    process = await asyncio.create_subprocess_exec(
-        *(sys.executable, "-m", "services.cli", "serve", "dashboards"),
-        *("--host", "127.0.0.1", "--port", str(port)),
-        cwd=REPO,
-        env={**os.environ, **dashboards_env, "HOME": str(tmp_path)},
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        async with httpx.AsyncClient(timeout=2) as client:
-            for _ in range(int(START_TIMEOUT / 0.2)):
-                if process.returncode is not None:
-                    raise RuntimeError((tmp_path / "dashboards.log").read_text())
-                try:
-                    if (await client.get(f"{url}/_stcore/health")).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                await asyncio.sleep(0.2)
-            else:
-                raise RuntimeError(
-                    "dashboards did not start: " + (tmp_path / "dashboards.log").read_text()
-                )
-        yield url
-    finally:
-        process.terminate()
-        await asyncio.wait_for(process.wait(), 20)
-        log.close()
+    async with serve_dashboards(dashboards_env, tmp_path) as served:
+        yield served.url
 
 
 @pytest_asyncio.fixture

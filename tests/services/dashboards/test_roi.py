@@ -18,7 +18,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
@@ -34,6 +33,7 @@ from services.dashboards.views.roi import (
     to_csv,
 )
 from services.impact.assumptions import ASSUMPTIONS
+from tests.services.dashboards.conftest import wait_healthy
 from tests.services.dashboards.test_browser import dashboards_url  # noqa: F401 - fixture
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -247,7 +247,8 @@ async def test_page_in_headless_chromium(
         "HOME": str(tmp_path),
         "PYTHONPATH": str(REPO),
     }
-    log = (tmp_path / "streamlit.log").open("wb")
+    log_path = tmp_path / "streamlit.log"
+    log = log_path.open("wb")
     process = await asyncio.create_subprocess_exec(
         *(sys.executable, "-m", "streamlit", "run", str(script)),
         *("--server.headless", "true", "--server.address", "127.0.0.1"),
@@ -259,14 +260,7 @@ async def test_page_in_headless_chromium(
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        async with httpx.AsyncClient(timeout=2) as client:
-            for _ in range(300):
-                try:
-                    if (await client.get(f"{url}/_stcore/health")).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                await asyncio.sleep(0.2)
+        await wait_healthy(url, process, log_path)
         async with async_playwright() as playwright:
             browser = await playwright.chromium.launch(
                 executable_path=str(CHROMIUM),
