@@ -42,7 +42,14 @@ PAGES: tuple[ModuleType, ...] = (lead_hub, property, coaching, roi)
 # arguments whose names start with "_"), so all sessions share one pool and
 # one verifier, and other settings (another test, a key rotation) get new ones.
 # Served, the process started both before any session (``process.start``).
-@st.cache_resource(show_spinner=False)
+def _release_runner(runner: AsyncRunner) -> None:
+    # A runner the script built (under AppTest) stops with its cache entry: its
+    # revocation refresher would otherwise outlive the database it reads.
+    if not process.owns(runner):
+        runner.close()
+
+
+@st.cache_resource(show_spinner=False, on_release=_release_runner)
 def _runner(fingerprint: str, _settings: DashboardSettings) -> AsyncRunner:
     started = process.started(fingerprint)
     return started.runner if started is not None else AsyncRunner(_settings)

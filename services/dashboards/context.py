@@ -36,6 +36,9 @@ T = TypeVar("T")
 #: a silent network held the page's script thread, and the user's page,
 #: forever: Streamlit cannot interrupt a thread blocked outside its own calls.
 PAGE_DATA_SECONDS = 60.0
+#: The longest each step of `AsyncRunner.close` waits: a pool closing towards a
+#: Postgres that no longer answers must not hold whoever closes it.
+CLOSE_TIMEOUT_SECONDS = 10.0
 
 # A connection lost mid-page (Postgres restarted, the network dropped) surfaces
 # as these rather than as the pool's DatabaseUnavailable, which covers only
@@ -105,13 +108,16 @@ class AsyncRunner:
         self.call(start())
 
     def close(self) -> None:
-        """Stop refreshing, close the pool and stop the loop."""
+        """Stop refreshing, close the pool, stop the loop and close it."""
         if self._refresher is not None:
-            self.call(self._refresher.stop())
+            self.call(self._refresher.stop(), timeout=CLOSE_TIMEOUT_SECONDS)
         if self._db is not None:
-            self.call(self._db.close())
+            self.call(self._db.close(), timeout=CLOSE_TIMEOUT_SECONDS)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=5)
+        if not self._thread.is_alive():
+            # Its self-pipe (a socket pair) is freed only by close().
+            self._loop.close()
 
 
 @dataclass(frozen=True)

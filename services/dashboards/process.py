@@ -89,6 +89,11 @@ def start(settings: DashboardSettings, *, host: str, app_port: int) -> Started:
     return _started
 
 
+def owns(runner: AsyncRunner) -> bool:
+    """Whether ``runner`` is the process's own, which lives as long as the process."""
+    return _started is not None and _started.runner is runner
+
+
 def started(settings_fingerprint: str) -> Started | None:
     """The started resources if they were built from settings of this fingerprint."""
     if _started is None or _started.fingerprint != settings_fingerprint:

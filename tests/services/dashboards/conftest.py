@@ -13,14 +13,15 @@ import contextlib
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
+import streamlit as st
 
-from localrun.servers import free_port
+from localrun.servers import LocalServers, free_port
 
 # Fixtures are found by name: importing them into this conftest registers them.
 from tests.services.realtime.conftest import (  # noqa: F401
@@ -34,6 +35,14 @@ from tests.services.realtime.conftest import (  # noqa: F401
     replicas,
     sample_leads,
 )
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _runners_released(local_servers: LocalServers) -> Iterator[None]:
+    """At the session's end, stop the runners AppTest sessions built (the cached
+    resources' release), while the Postgres their refreshers read still runs."""
+    yield
+    st.cache_resource.clear()
 
 
 @pytest.fixture

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
+import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from localrun.servers import free_port
@@ -336,3 +338,15 @@ async def test_a_page_stuck_behind_a_lock_gives_up_and_says_so(
     at = await _run(at)
     assert not at.error
     assert [t.value for t in at.title] == ["🎯 Agent Coaching"]
+
+
+async def test_a_runner_the_script_built_stops_with_its_cache_entry(
+    dashboards_env: dict[str, str],
+) -> None:
+    # Its revocation refresher would otherwise read on after the test session
+    # stopped Postgres, and log "unavailable" after the summary.
+    await _sign_in("not-a-token")
+    loops = [t for t in threading.enumerate() if t.name == "dashboards-loop" and t.is_alive()]
+    assert loops, "the sign-in page built no runner"
+    await asyncio.to_thread(st.cache_resource.clear)
+    assert [t for t in loops if t.is_alive()] == []
