@@ -49,8 +49,12 @@ def single(title: str, unit: str, q: prometheus.Dataquery, width: int = 6) -> st
     )
 
 
-def job_variable(name: str = "job", *, metric: str = "enterprisehub_build_info") -> QueryVariable:
-    """A drop-down of the Phase 3 services (Prometheus jobs)."""
+def job_variable(name: str = "job", *, metric: str = "http_requests_total") -> QueryVariable:
+    """A drop-down of the Phase 3 services (Prometheus jobs) that serve HTTP requests.
+
+    Not every job with a build: the dashboards export build info and no request
+    series (Streamlit serves them), so their entry drew empty RED panels.
+    """
     return (
         QueryVariable(name)
         .label("Service")

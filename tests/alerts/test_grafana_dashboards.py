@@ -262,3 +262,11 @@ def test_a_panel_in_requests_per_second_draws_only_requests() -> None:
                 if others:
                     wrong.append(f"{name}: {panel['title']} {target['refId']} {sorted(others)}")
     assert not wrong, f"other events drawn in requests per second: {wrong}"
+
+
+def test_the_services_dashboard_offers_only_jobs_that_serve_requests() -> None:
+    # Its panels are rate, errors and duration of HTTP requests: a job without
+    # them (the Streamlit dashboards) would be an entry of empty panels.
+    services = json.loads(RENDERED["phase3-services.json"])
+    (variable,) = services["templating"]["list"]
+    assert variable["query"] == "label_values(http_requests_total, job)"
