@@ -98,8 +98,8 @@ class ServiceSpec:
     health_path: str = "/health"
     #: Whether it serves /metrics (Prometheus scrapes it then).
     metrics: bool = True
-    #: Where it serves /metrics when not on its own port (the dashboards': the
-    #: app's port serves Streamlit alone), and the setting that tells it so.
+    #: A port of its own for /metrics, when its app's port does not serve them
+    #: (the dashboards': Streamlit serves that one), and the setting that says so.
     metrics_port: int | None = None
     metrics_port_setting: str = ""
 
@@ -534,11 +534,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGINT, signal.default_int_handler)
     built = [spec for spec in SERVICES if spec.built()]
     missing = [spec for spec in SERVICES if not spec.built()]
-    ports = {spec.name: getattr(args, f"{spec.name}_port") for spec in built}
-    for spec in built:
-        if spec.metrics_port:
-            option = metrics_port_option(spec)
-            ports[option] = getattr(args, f"{option.replace('-', '_')}_port")
+    ports = {name: getattr(args, f"{name.replace('-', '_')}_port") for name in port_names(built)}
     try:
         check_ports_free(ports)
     except PortTaken as exc:

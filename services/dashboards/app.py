@@ -38,10 +38,6 @@ from services.dashboards.views import coaching, lead_hub, property, roi
 PAGES: tuple[ModuleType, ...] = (lead_hub, property, coaching, roi)
 
 
-# Cached per process and keyed by the fingerprint (Streamlit does not hash
-# arguments whose names start with "_"), so all sessions share one pool and
-# one verifier, and other settings (another test, a key rotation) get new ones.
-# Served, the process started both before any session (``process.start``).
 def _release_runner(runner: AsyncRunner) -> None:
     # A runner the script built (under AppTest) stops with its cache entry: its
     # revocation refresher would otherwise outlive the database it reads.
@@ -49,6 +45,10 @@ def _release_runner(runner: AsyncRunner) -> None:
         runner.close()
 
 
+# Cached per process and keyed by the fingerprint (Streamlit does not hash
+# arguments whose names start with "_"), so all sessions share one pool and
+# one verifier, and other settings (another test, a key rotation) get new ones.
+# Served, the process started both before any session (``process.start``).
 @st.cache_resource(show_spinner=False, on_release=_release_runner)
 def _runner(fingerprint: str, _settings: DashboardSettings) -> AsyncRunner:
     started = process.started(fingerprint)

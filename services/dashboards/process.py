@@ -10,7 +10,7 @@ fired for an idle replica, or, with no metrics at all, for none.
 
 So ``serve`` calls :func:`start` before uvicorn: one event loop and pool (the
 `AsyncRunner` every session then shares), the revocation list read and kept
-current on it, one registry, and the metrics listener. This module is the
+current on it, and the metrics listener with its registry. This module is the
 hand-off to the script (:func:`started`), which holds at most one of each per
 process. Under ``AppTest`` nothing is started and the script builds its own,
 as it always did.
@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-
-from prometheus_client import CollectorRegistry
 
 from services.common.metrics import new_registry
 from services.common.revocation import Revocations
@@ -50,7 +48,6 @@ class Started:
     fingerprint: str
     runner: AsyncRunner
     revocations: Revocations
-    registry: CollectorRegistry
 
 
 # The one hand-off the script can see (module state is per process, as the
@@ -85,7 +82,7 @@ def start(settings: DashboardSettings, *, host: str, app_port: int) -> Started:
     # Bounded (revocation_store.READ_TIMEOUT_SECONDS); a failed read leaves the
     # list empty and the age growing, as in a service, until a refresh succeeds.
     runner.keep_revocations_current(revocations)
-    _started = Started(fingerprint(settings), runner, revocations, registry)
+    _started = Started(fingerprint(settings), runner, revocations)
     return _started
 
 
